@@ -1,0 +1,134 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cpu/cpu.h"
+#include "internal/error.h"
+
+enum gptoss_cpu_isa gptoss_cpu_detect_isa(void) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl")) {
+        return gptoss_cpu_isa_avx512;
+    }
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return gptoss_cpu_isa_avx2;
+#endif
+    return gptoss_cpu_isa_scalar;
+}
+
+int gptoss_cpu_isa_available(enum gptoss_cpu_isa isa) {
+    return isa == gptoss_cpu_isa_scalar || (isa != gptoss_cpu_isa_auto && isa <= gptoss_cpu_detect_isa());
+}
+
+static const char* isa_name(enum gptoss_cpu_isa isa) {
+    switch (isa) {
+        case gptoss_cpu_isa_scalar: return "scalar";
+        case gptoss_cpu_isa_avx2: return "avx2";
+        case gptoss_cpu_isa_avx512: return "avx512";
+        default: return "auto";
+    }
+}
+
+static enum gptoss_status cpu_release(gptoss_backend_t backend) {
+    struct gptoss_cpu_backend* cpu = gptoss_cpu(backend);
+    gptoss_threadpool_release(cpu->pool);
+    pthread_mutex_destroy(&cpu->lock);
+    free(cpu);
+    return gptoss_status_success;
+}
+
+static enum gptoss_status cpu_alloc(gptoss_backend_t backend, size_t size, void** ptr_out) {
+    void* ptr = NULL;
+    const size_t rounded = (size + 63) / 64 * 64;
+    if (rounded < size || posix_memalign(&ptr, 64, rounded) != 0) {
+        return gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate %zu bytes of host memory", size);
+    }
+    *ptr_out = ptr;
+    return gptoss_status_success;
+}
+
+static enum gptoss_status cpu_free(gptoss_backend_t backend, void* ptr) {
+    free(ptr);
+    return gptoss_status_success;
+}
+
+static enum gptoss_status cpu_copy(gptoss_backend_t backend, void* dst, const void* src, size_t size,
+                                   enum gptoss_copy_kind kind) {
+    memmove(dst, src, size);
+    return gptoss_status_success;
+}
+
+static enum gptoss_status cpu_synchronize(gptoss_backend_t backend) { return gptoss_status_success; }
+
+static const struct gptoss_backend_ops cpu_ops = {
+    .release = cpu_release,
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .copy = cpu_copy,
+    .synchronize = cpu_synchronize,
+    .u32_fill_random = gptoss_cpu_u32_fill_random,
+    .f32_fill_random = gptoss_cpu_f32_fill_random,
+    .bf16_fill_random = gptoss_cpu_bf16_fill_random,
+    .mf4_f32_convert = gptoss_cpu_mf4_f32_convert,
+    .bf16_f32_embeddings = gptoss_cpu_bf16_f32_embeddings,
+    .f32_bf16w_rmsnorm = gptoss_cpu_f32_bf16w_rmsnorm,
+    .f32_bf16w_matmul = gptoss_cpu_f32_bf16w_matmul,
+    .f32_bf16w_matmul_add = gptoss_cpu_f32_bf16w_matmul_add,
+    .f32_bf16w_dense_matmul_qkv = gptoss_cpu_f32_bf16w_dense_matmul_qkv,
+    .f32_bf16w_dense_matmul_attn_output = gptoss_cpu_f32_bf16w_dense_matmul_attn_output,
+    .f32_bf16w_dense_matmul_mlp_gate = gptoss_cpu_f32_bf16w_dense_matmul_mlp_gate,
+    .f32_bf16w_matmul_qkv = gptoss_cpu_f32_bf16w_matmul_qkv,
+    .f32_rope = gptoss_cpu_f32_rope,
+    .f32_sdpa = gptoss_cpu_f32_sdpa,
+    .f32_bf16w_unembedding = gptoss_cpu_f32_bf16w_unembedding,
+    .f32_topk = gptoss_cpu_f32_topk,
+    .expert_routing_metadata = gptoss_cpu_expert_routing_metadata,
+    .f32_scatter = gptoss_cpu_f32_scatter,
+    .f32_mf4w_moe_matmul_swiglu = gptoss_cpu_f32_mf4w_moe_matmul_swiglu,
+    .f32_mf4w_moe_matmul = gptoss_cpu_f32_mf4w_moe_matmul,
+    .f32_mf4w_moe_dense_matmul_swiglu = gptoss_cpu_f32_mf4w_moe_dense_matmul_swiglu,
+    .f32_mf4w_moe_dense_matmul = gptoss_cpu_f32_mf4w_moe_dense_matmul,
+    .f32_gather_and_accumulate = gptoss_cpu_f32_gather_and_accumulate,
+    .f32_accumulate = gptoss_cpu_f32_accumulate,
+    .f32_softmax = gptoss_cpu_f32_softmax,
+    .f32_sample = gptoss_cpu_f32_sample,
+};
+
+enum gptoss_status gptoss_cpu_backend_create(uint32_t num_threads, enum gptoss_cpu_isa isa,
+                                             gptoss_backend_t* backend_out) {
+    if (isa == gptoss_cpu_isa_auto) isa = gptoss_cpu_detect_isa();
+    if (!gptoss_cpu_isa_available(isa)) {
+        return gptoss_fail(gptoss_status_unsupported_system, "CPU variant %s is not supported by this processor",
+                           isa_name(isa));
+    }
+    if (num_threads == 0) {
+        const long online = sysconf(_SC_NPROCESSORS_ONLN);
+        num_threads = online > 0 ? (uint32_t) online : 1;
+    }
+    struct gptoss_cpu_backend* cpu = calloc(1, sizeof *cpu);
+    if (cpu == NULL) return gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate a CPU backend");
+    enum gptoss_status status = gptoss_threadpool_create(num_threads, &cpu->pool);
+    if (status != gptoss_status_success) {
+        free(cpu);
+        return status;
+    }
+    pthread_mutex_init(&cpu->lock, NULL);
+    cpu->isa = isa;
+    cpu->base.ops = &cpu_ops;
+    cpu->base.kind = gptoss_backend_kind_cpu;
+    cpu->base.host_memory = true;
+    snprintf(cpu->base.name, sizeof cpu->base.name, "cpu-%s (%u thread%s)", isa_name(isa), num_threads,
+             num_threads == 1 ? "" : "s");
+    *backend_out = &cpu->base;
+    return gptoss_status_success;
+}
+
+void gptoss_cpu_parallelize(gptoss_backend_t backend, gptoss_parallel_fn fn, void* context, size_t range,
+                            size_t grain) {
+    struct gptoss_cpu_backend* cpu = gptoss_cpu(backend);
+    pthread_mutex_lock(&cpu->lock);
+    gptoss_threadpool_parallelize(cpu->pool, fn, context, range, grain);
+    pthread_mutex_unlock(&cpu->lock);
+}

@@ -1,0 +1,19 @@
+/* Internal: setting the thread-local error message. */
+#ifndef GPTOSS_INTERNAL_ERROR_H
+#define GPTOSS_INTERNAL_ERROR_H
+
+#include <gptoss/kernels.h>
+
+#if defined(__GNUC__)
+#define GPTOSS_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define GPTOSS_PRINTF(f, a)
+#endif
+
+/* Formats the message into the calling thread's error buffer and returns status. */
+enum gptoss_status gptoss_fail(enum gptoss_status status, const char* format, ...) GPTOSS_PRINTF(2, 3);
+
+/* Clears the calling thread's message (called on entry of public functions). */
+void gptoss_clear_error(void);
+
+#endif

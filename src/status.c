@@ -1,0 +1,33 @@
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "internal/error.h"
+
+static _Thread_local char g_error[512];
+
+const char* gptoss_status_to_string(enum gptoss_status status) {
+    switch (status) {
+        case gptoss_status_success: return "success";
+        case gptoss_status_invalid_argument: return "invalid_argument";
+        case gptoss_status_unsupported_argument: return "unsupported_argument";
+        case gptoss_status_invalid_state: return "invalid_state";
+        case gptoss_status_io_error: return "io_error";
+        case gptoss_status_insufficient_memory: return "insufficient_memory";
+        case gptoss_status_insufficient_resources: return "insufficient_resources";
+        case gptoss_status_unsupported_system: return "unsupported_system";
+        case gptoss_status_context_overflow: return "context_overflow";
+    }
+    return "unknown_status";
+}
+
+const char* gptoss_last_error(void) { return g_error; }
+
+void gptoss_clear_error(void) { g_error[0] = '\0'; }
+
+enum gptoss_status gptoss_fail(enum gptoss_status status, const char* format, ...) {
+    va_list args;
+    va_start(args, format);
+    vsnprintf(g_error, sizeof(g_error), format, args);
+    va_end(args);
+    return status;
+}
