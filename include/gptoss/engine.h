@@ -1,0 +1,126 @@
+/*
+ * gpt-oss-kernels engine: models, tokenizer, contexts, samplers.
+ *
+ * Names follow upstream's gpt-oss.h (gptoss_model_create_from_file, gptoss_context_*,
+ * gptoss_sampler_*), so code written against it ports by relinking; the backend choice
+ * is added. All objects are reference counted: *_retain adds a reference, *_release drops
+ * one and frees at zero (NULL accepted). Functions return a status; outputs (*_out) are
+ * written only on success; gptoss_last_error() says what failed.
+ *
+ * Threading: a model is read-only after creation and may be shared by contexts on any
+ * number of threads; a context is used by one thread at a time.
+ */
+#ifndef GPTOSS_ENGINE_H
+#define GPTOSS_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <gptoss/kernels.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct gptoss_model* gptoss_model_t;
+typedef struct gptoss_tokenizer* gptoss_tokenizer_t;
+typedef struct gptoss_context* gptoss_context_t;
+typedef struct gptoss_sampler* gptoss_sampler_t;
+
+/* Special tokens, as upstream's enum. */
+enum gptoss_special_token {
+    gptoss_special_token_invalid = 0,
+    gptoss_special_token_return = 1,
+    gptoss_special_token_start = 2,
+    gptoss_special_token_message = 3,
+    gptoss_special_token_end = 4,
+    gptoss_special_token_refusal = 5,
+    gptoss_special_token_constrain = 6,
+    gptoss_special_token_channel = 7,
+    gptoss_special_token_call = 8,
+    gptoss_special_token_untrusted = 9,
+    gptoss_special_token_end_untrusted = 10,
+    gptoss_special_token_max,
+};
+
+/* ---- models ------------------------------------------------------------------------ */
+
+/* Opens an upstream model file ("GPT-OSS v1.0", MODEL_FORMAT.md) and prepares it on
+ * `backend` (the model retains the backend): CPU maps the file read-only; CUDA uploads
+ * the weights once (progress bar on stderr). Every size, offset, count and UUID of the
+ * file is checked: a bad file gives io_error or invalid_argument, never a crash. */
+enum gptoss_status gptoss_model_create_from_file(const char* path, gptoss_backend_t backend,
+                                                 gptoss_model_t* model_out);
+enum gptoss_status gptoss_model_get_tokenizer(gptoss_model_t model, gptoss_tokenizer_t* tokenizer_out);
+enum gptoss_status gptoss_model_get_max_context_length(gptoss_model_t model, size_t* max_context_length_out);
+enum gptoss_status gptoss_model_retain(gptoss_model_t model);
+enum gptoss_status gptoss_model_release(gptoss_model_t model);
+
+/* ---- tokenizer (o200k_harmony: byte-level BPE by merge rank, o200k pre-tokenisation) -- */
+
+/* Creates the tokenizer from a model file's tokenizer section alone (no weights). */
+enum gptoss_status gptoss_tokenizer_create_from_file(const char* path, gptoss_tokenizer_t* tokenizer_out);
+enum gptoss_status gptoss_tokenizer_get_special_token_id(gptoss_tokenizer_t tokenizer,
+                                                         enum gptoss_special_token token_type,
+                                                         uint32_t* token_id_out);
+enum gptoss_status gptoss_tokenizer_get_num_text_tokens(gptoss_tokenizer_t tokenizer, uint32_t* num_out);
+enum gptoss_status gptoss_tokenizer_get_num_special_tokens(gptoss_tokenizer_t tokenizer, uint32_t* num_out);
+enum gptoss_status gptoss_tokenizer_get_num_tokens(gptoss_tokenizer_t tokenizer, uint32_t* num_out);
+/* Bytes of a token: text tokens give their bytes, special tokens their name
+ * ("<|start|>"). *ptr_out stays valid while the tokenizer lives. */
+enum gptoss_status gptoss_tokenizer_decode(gptoss_tokenizer_t tokenizer, uint32_t token_id, const void** ptr_out,
+                                           size_t* size_out);
+/* Encodes text (ordinary text only: special-token names are encoded as text). Writes up
+ * to `capacity` ids to tokens_out and the full count to *num_tokens_out; returns
+ * insufficient_memory (with the count set) when capacity is too small. */
+enum gptoss_status gptoss_tokenizer_encode(gptoss_tokenizer_t tokenizer, const char* text, size_t text_size,
+                                           uint32_t* tokens_out, size_t capacity, size_t* num_tokens_out);
+enum gptoss_status gptoss_tokenizer_retain(gptoss_tokenizer_t tokenizer);
+enum gptoss_status gptoss_tokenizer_release(gptoss_tokenizer_t tokenizer);
+
+/* ---- contexts ---------------------------------------------------------------------- */
+
+/* context_length 0 = the model's maximum; max_batch_tokens 0 = 128 (the prefill chunk). */
+enum gptoss_status gptoss_context_create(gptoss_model_t model, size_t context_length, size_t max_batch_tokens,
+                                         gptoss_context_t* context_out);
+enum gptoss_status gptoss_context_get_num_tokens(gptoss_context_t context, size_t* num_tokens_out);
+enum gptoss_status gptoss_context_get_max_tokens(gptoss_context_t context, size_t* max_tokens_out);
+enum gptoss_status gptoss_context_get_tokens(gptoss_context_t context, uint32_t* tokens_out, size_t max_tokens,
+                                             size_t* num_tokens_out);
+/* Tokenizes and appends; context_overflow when full (tokens appended so far are kept). */
+enum gptoss_status gptoss_context_append_chars(gptoss_context_t context, const char* text, size_t text_length,
+                                               size_t* num_tokens_out);
+/* Appends ids (each must be < the vocabulary size, else nothing is appended). */
+enum gptoss_status gptoss_context_append_tokens(gptoss_context_t context, size_t num_tokens, const uint32_t* tokens);
+/* Forgets the tokens but keeps the KV cache so an identical re-appended prefix is reused. */
+enum gptoss_status gptoss_context_reset(gptoss_context_t context);
+/* Runs the forward pass over all pending tokens (prefill, in chunks of max_batch_tokens). */
+enum gptoss_status gptoss_context_process(gptoss_context_t context);
+/* Samples up to max_tokens tokens with `sampler` (NULL = greedy), appending each to the
+ * context and computing its K/V before the next one; stops early on context_overflow. */
+enum gptoss_status gptoss_context_sample(gptoss_context_t context, gptoss_sampler_t sampler, size_t max_tokens,
+                                         uint32_t* tokens_out, size_t* num_tokens_out);
+/* Logits of the last processed token (f32[vocabulary]) copied to the host. */
+enum gptoss_status gptoss_context_get_logits(gptoss_context_t context, float* logits_out, size_t capacity);
+enum gptoss_status gptoss_context_retain(gptoss_context_t context);
+enum gptoss_status gptoss_context_release(gptoss_context_t context);
+
+/* ---- samplers ---------------------------------------------------------------------- */
+
+/* Defaults: temperature 0 (greedy), top_k 0 (off), top_p 1 (off), penalties 0, seed 0.
+ * Temperature divides the logits. Same seed, same tokens on the same backend. */
+enum gptoss_status gptoss_sampler_create(gptoss_sampler_t* sampler_out);
+enum gptoss_status gptoss_sampler_set_temperature(gptoss_sampler_t sampler, float temperature);
+enum gptoss_status gptoss_sampler_set_top_k(gptoss_sampler_t sampler, uint32_t top_k);
+enum gptoss_status gptoss_sampler_set_top_p(gptoss_sampler_t sampler, float top_p);
+enum gptoss_status gptoss_sampler_set_presence_penalty(gptoss_sampler_t sampler, float presence_penalty);
+enum gptoss_status gptoss_sampler_set_frequency_penalty(gptoss_sampler_t sampler, float frequency_penalty);
+enum gptoss_status gptoss_sampler_set_seed(gptoss_sampler_t sampler, uint64_t seed);
+enum gptoss_status gptoss_sampler_retain(gptoss_sampler_t sampler);
+enum gptoss_status gptoss_sampler_release(gptoss_sampler_t sampler);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* GPTOSS_ENGINE_H */
