@@ -46,7 +46,7 @@ struct gptoss_model {
     struct gptoss_model_config config;
     uint32_t vocabulary_size;             /* num_text + num_special */
     gptoss_tokenizer_t tokenizer;
-    gptoss_backend_t backend;             /* retained for the model's life */
+    gptoss_backend_t backend;             /* borrowed: must outlive the model */
 
     /* Weights region [W0, EOF) of the file: on CPU a pointer into the read-only mapping,
      * on CUDA a device allocation holding the same bytes. */
