@@ -46,7 +46,7 @@ enum gptoss_special_token {
 /* ---- models ------------------------------------------------------------------------ */
 
 /* Opens an upstream model file ("GPT-OSS v1.0", MODEL_FORMAT.md) and prepares it on
- * `backend` (the model retains the backend): CPU maps the file read-only; CUDA uploads
+ * `backend` (borrowed: it must outlive the model): CPU maps the file read-only; CUDA uploads
  * the weights once (progress bar on stderr). Every size, offset, count and UUID of the
  * file is checked: a bad file gives io_error or invalid_argument, never a crash. */
 enum gptoss_status gptoss_model_create_from_file(const char* path, gptoss_backend_t backend,
