@@ -1,0 +1,126 @@
+/* Reference: the four MXFP4 expert matmuls (decode and prefill, with and without SwiGLU),
+ * in double. Scales are the model file's +14-biased bytes: multiplier 2^(stored-14-127). */
+#include "reference/reference.h"
+
+#include <math.h>
+
+#include "common/math.h"
+
+/* One expert's weights: W[rows][cols] as MXFP4 and bias bf16[rows]. */
+struct expert_weights {
+    const uint8_t* blocks; /* [rows][cols/32][16] */
+    const uint8_t* scales; /* [rows][cols/32], +14-biased */
+    const gptoss_bf16* bias;
+};
+
+static struct expert_weights expert_at(const uint8_t* weight_blocks, const uint8_t* weight_scales,
+                                       const gptoss_bf16* bias, size_t expert_stride, uint32_t e) {
+    struct expert_weights w;
+    w.blocks = weight_blocks + (size_t) e * expert_stride;
+    w.scales = weight_scales + (size_t) e * expert_stride;
+    w.bias = (const gptoss_bf16*) ((const uint8_t*) bias + (size_t) e * expert_stride);
+    return w;
+}
+
+/* W[r][c], exactly. */
+static double weight_value(const struct expert_weights* w, uint32_t num_cols, uint32_t r, uint32_t c) {
+    const size_t block = (size_t) r * (num_cols / 32) + c / 32;
+    const unsigned e = c % 32;
+    const uint8_t byte = w->blocks[block * 16 + e / 2];
+    const unsigned nibble = (e % 2 == 0) ? (byte & 0x0Fu) : (byte >> 4);
+    return ldexp((double) gptoss_fp4_values[nibble], (int) w->scales[block] - 14 - 127);
+}
+
+/* x . W[r] + b[r] */
+static double expert_row_dot(const struct expert_weights* w, const float* x, uint32_t num_cols, uint32_t r) {
+    double sum = 0.0;
+    for (uint32_t c = 0; c < num_cols; c++) {
+        sum += (double) x[c] * weight_value(w, num_cols, r, c);
+    }
+    return sum + (double) gptoss_bf16_to_f32(w->bias[r].bits);
+}
+
+/* SwiGLU of kernels.h in double: g = min(glu, L), l = clamp(lin, -L, L),
+ * g / (1 + exp(-1.702 g)) * (l + 1). fmin/fmax as the kernels (NaN operand ignored). */
+static double swiglu(double glu, double lin, double limit) {
+    const double g = fmin(glu, limit);
+    const double l = fmin(fmax(lin, -limit), limit);
+    return g / (1.0 + exp(-1.702 * g)) * (l + 1.0);
+}
+
+/* out[o] = swiglu(x . W[2o] + b[2o], x . W[2o+1] + b[2o+1]), o < num_rows */
+static void up_swiglu_row(const struct expert_weights* w, const float* x, double* out, uint32_t num_cols,
+                          uint32_t num_rows, float swiglu_limit) {
+    for (uint32_t o = 0; o < num_rows; o++) {
+        const double glu = expert_row_dot(w, x, num_cols, 2 * o);
+        const double lin = expert_row_dot(w, x, num_cols, 2 * o + 1);
+        out[o] = swiglu(glu, lin, (double) swiglu_limit);
+    }
+}
+
+/* out[r] = x . W[r] + b[r], r < num_rows */
+static void down_row(const struct expert_weights* w, const float* x, double* out, uint32_t num_cols,
+                     uint32_t num_rows) {
+    for (uint32_t r = 0; r < num_rows; r++) {
+        out[r] = expert_row_dot(w, x, num_cols, r);
+    }
+}
+
+void gptoss_ref_f32_mf4w_moe_matmul_swiglu(const float* input, const uint32_t* expert_ids,
+                                           const uint8_t* weight_blocks, const uint8_t* weight_scales,
+                                           const gptoss_bf16* bias, size_t expert_stride, double* output,
+                                           uint32_t num_tokens, uint32_t num_active_experts, uint32_t num_experts,
+                                           uint32_t num_cols, uint32_t num_rows, float swiglu_limit) {
+    for (uint32_t j = 0; j < num_active_experts; j++) {
+        for (uint32_t t = 0; t < num_tokens; t++) {
+            const uint32_t e = expert_ids[(size_t) t * num_active_experts + j];
+            const struct expert_weights w = expert_at(weight_blocks, weight_scales, bias, expert_stride, e);
+            const float* x = input + (size_t) t * num_cols;
+            double* out = output + ((size_t) j * num_tokens + t) * num_rows; /* [k][T][rows] */
+            up_swiglu_row(&w, x, out, num_cols, num_rows, swiglu_limit);
+        }
+    }
+}
+
+void gptoss_ref_f32_mf4w_moe_matmul(const float* input, const uint32_t* expert_ids, const uint8_t* weight_blocks,
+                                    const uint8_t* weight_scales, const gptoss_bf16* bias, size_t expert_stride,
+                                    double* output, uint32_t num_tokens, uint32_t num_active_experts,
+                                    uint32_t num_experts, uint32_t num_cols, uint32_t num_rows) {
+    for (uint32_t j = 0; j < num_active_experts; j++) {
+        for (uint32_t t = 0; t < num_tokens; t++) {
+            const uint32_t e = expert_ids[(size_t) t * num_active_experts + j];
+            const struct expert_weights w = expert_at(weight_blocks, weight_scales, bias, expert_stride, e);
+            const float* x = input + ((size_t) j * num_tokens + t) * num_cols;  /* [k][T][cols] */
+            double* out = output + ((size_t) j * num_tokens + t) * num_rows;   /* [k][T][rows] */
+            down_row(&w, x, out, num_cols, num_rows);
+        }
+    }
+}
+
+void gptoss_ref_f32_mf4w_moe_dense_matmul_swiglu(const uint32_t* expert_offsets, const float* input,
+                                                 const uint8_t* weight_blocks, const uint8_t* weight_scales,
+                                                 const gptoss_bf16* bias, size_t expert_stride, double* output,
+                                                 uint32_t num_tokens, uint32_t num_active_experts,
+                                                 uint32_t num_experts, uint32_t num_cols, uint32_t num_rows,
+                                                 float swiglu_limit) {
+    for (uint32_t e = 0; e < num_experts; e++) {
+        const struct expert_weights w = expert_at(weight_blocks, weight_scales, bias, expert_stride, e);
+        for (uint32_t p = expert_offsets[e]; p < expert_offsets[e + 1]; p++) {
+            up_swiglu_row(&w, input + (size_t) p * num_cols, output + (size_t) p * num_rows, num_cols, num_rows,
+                          swiglu_limit);
+        }
+    }
+}
+
+void gptoss_ref_f32_mf4w_moe_dense_matmul(const uint32_t* expert_offsets, const float* input,
+                                          const uint8_t* weight_blocks, const uint8_t* weight_scales,
+                                          const gptoss_bf16* bias, size_t expert_stride, double* output,
+                                          uint32_t num_tokens, uint32_t num_active_experts, uint32_t num_experts,
+                                          uint32_t num_cols, uint32_t num_rows) {
+    for (uint32_t e = 0; e < num_experts; e++) {
+        const struct expert_weights w = expert_at(weight_blocks, weight_scales, bias, expert_stride, e);
+        for (uint32_t p = expert_offsets[e]; p < expert_offsets[e + 1]; p++) {
+            down_row(&w, input + (size_t) p * num_cols, output + (size_t) p * num_rows, num_cols, num_rows);
+        }
+    }
+}

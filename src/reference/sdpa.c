@@ -1,0 +1,70 @@
+/* Reference: scaled dot-product attention with sinks, sliding window and GQA, in double. */
+#include "reference/reference.h"
+
+#include <math.h>
+
+#include "common/math.h"
+
+/* Attention of one query head over keys first..last of one kv head; writes head_dim
+ * doubles. An empty key set (first > last) gives 0. */
+static void attend_one_head(const float* q, const float* kv_head, const gptoss_bf16* sink, double* out,
+                            uint64_t first, uint64_t last, uint32_t head_dim, double scale) {
+    for (uint32_t d = 0; d < head_dim; d++) {
+        out[d] = 0.0;
+    }
+    if (first > last) {
+        return;
+    }
+
+    /* max over the sink and the scores (the scores are recomputed below; clarity first) */
+    double m = (sink != NULL) ? (double) gptoss_bf16_to_f32(sink->bits) : -INFINITY;
+    for (uint64_t t = first; t <= last; t++) {
+        const float* k = kv_head + t * 2 * head_dim;
+        double s = 0.0;
+        for (uint32_t d = 0; d < head_dim; d++) {
+            s += (double) q[d] * (double) k[d];
+        }
+        s *= scale;
+        if (s > m) {
+            m = s;
+        }
+    }
+
+    double denominator = (sink != NULL) ? exp((double) gptoss_bf16_to_f32(sink->bits) - m) : 0.0;
+    for (uint64_t t = first; t <= last; t++) {
+        const float* k = kv_head + t * 2 * head_dim;
+        const float* v = k + head_dim;
+        double s = 0.0;
+        for (uint32_t d = 0; d < head_dim; d++) {
+            s += (double) q[d] * (double) k[d];
+        }
+        const double p = exp(s * scale - m);
+        denominator += p;
+        for (uint32_t d = 0; d < head_dim; d++) {
+            out[d] += p * (double) v[d];
+        }
+    }
+    for (uint32_t d = 0; d < head_dim; d++) {
+        out[d] /= denominator;
+    }
+}
+
+void gptoss_ref_f32_sdpa(const float* q, const float* kv, const gptoss_bf16* sinks, double* output,
+                         uint32_t window, uint64_t kv_stride, uint32_t num_q_tokens, uint32_t num_kv_tokens,
+                         uint32_t num_q_heads, uint32_t num_kv_heads, uint32_t head_dim, float scale) {
+    const size_t q_row_size = (size_t) head_dim * (num_q_heads + 2 * (size_t) num_kv_heads);
+    const size_t out_row_size = (size_t) head_dim * num_q_heads;
+    const uint32_t group = num_q_heads / num_kv_heads;
+
+    for (uint32_t i = 0; i < num_q_tokens; i++) {
+        const uint64_t pos = (uint64_t) num_kv_tokens + i;
+        /* keys max(0, pos + 1 - window) .. pos; window UINT32_MAX covers everything */
+        const uint64_t first = (pos + 1 > window) ? pos + 1 - window : 0;
+        for (uint32_t hq = 0; hq < num_q_heads; hq++) {
+            const uint32_t h = hq / group;
+            attend_one_head(q + i * q_row_size + (size_t) hq * head_dim, kv + h * kv_stride,
+                            sinks != NULL ? &sinks[hq] : NULL, output + i * out_row_size + (size_t) hq * head_dim,
+                            first, pos, head_dim, (double) scale);
+        }
+    }
+}
