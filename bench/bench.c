@@ -1,0 +1,343 @@
+/* Kernel benchmark (not a test): the catalogue rows flagged TC_BENCH (tests/catalogue.c),
+ * i.e. the gpt-oss-20b decode shapes (qkv 2880->5120 with RoPE + KV write, attention
+ * output 4096->2880 with residual add, router 2880->32, unembedding 2880->200014 and
+ * 201088, MoE up/down 4 of 32 experts, SDPA one query over 4096 cached tokens with
+ * window 128 and full) plus 512-token prefill rows for the qkv projection (GFLOP/s).
+ *
+ *   bench [-t THREADS] [--backend cpu|cuda] [--isa auto|scalar|avx2|avx512] [-n RUNS]
+ *         [--filter SUBSTR] [--bw-mb MB]
+ *
+ * First it measures this machine's read bandwidth in the same run: a read-only pass
+ * (sum) over a 2 GB f32 buffer with AVX2 and the same number of threads, best of 5.
+ * Then per case: inputs are ROTATED among enough copies that the bytes touched exceed
+ * the 32 MB L3 several times (>= 4 x 32 MB, so every call streams from DRAM as in a real
+ * decode step), 3 warm-up rounds, then the median of RUNS calls (CPU: each call timed;
+ * CUDA: batches of calls between two gptoss_backend_synchronize, per-call mean of each
+ * batch, median over batches). Bytes = weights read once + activations in/out, computed
+ * by tc_bytes() in tests/catalogue.c next to each kernel; GB/s = bytes / median time and
+ * "% BW" compares it with the measured read bandwidth. */
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <immintrin.h>
+
+#include <gptoss/kernels.h>
+
+#include "catalogue.h"
+
+#define L3_BYTES (32.0 * 1024 * 1024)
+#define ROTATE_BYTES (4.0 * L3_BYTES)          /* bytes touched across the copies */
+#define MAX_BENCH_MEMORY (3.0 * 1024 * 1024 * 1024) /* cap on all copies of one case */
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double) ts.tv_sec + 1e-9 * (double) ts.tv_nsec;
+}
+
+static int cmp_double(const void* a, const void* b) {
+    const double x = *(const double*) a, y = *(const double*) b;
+    return (x > y) - (x < y);
+}
+
+static double median(double* v, size_t n) {
+    qsort(v, n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* ------------------------------------------------------------------------------------
+ * Read bandwidth: sum of a large f32 buffer, one slice per thread
+ * ---------------------------------------------------------------------------------- */
+
+struct bw_job {
+    const float* x;
+    size_t n;
+    double sum;
+    pthread_barrier_t* barrier;
+};
+
+__attribute__((target("avx2"))) static double sum_avx2(const float* x, size_t n) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm256_add_ps(a0, _mm256_load_ps(x + i));
+        a1 = _mm256_add_ps(a1, _mm256_load_ps(x + i + 8));
+        a2 = _mm256_add_ps(a2, _mm256_load_ps(x + i + 16));
+        a3 = _mm256_add_ps(a3, _mm256_load_ps(x + i + 24));
+    }
+    float lanes[8];
+    _mm256_storeu_ps(lanes, _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    double s = 0;
+    for (int j = 0; j < 8; j++) s += lanes[j];
+    for (; i < n; i++) s += x[i];
+    return s;
+}
+
+static double sum_scalar(const float* x, size_t n) {
+    float a[8] = {0};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        for (int j = 0; j < 8; j++) a[j] += x[i + j];
+    }
+    double s = 0;
+    for (int j = 0; j < 8; j++) s += a[j];
+    for (; i < n; i++) s += x[i];
+    return s;
+}
+
+static void* bw_thread(void* arg) {
+    struct bw_job* job = arg;
+    pthread_barrier_wait(job->barrier);
+    job->sum = __builtin_cpu_supports("avx2") ? sum_avx2(job->x, job->n) : sum_scalar(job->x, job->n);
+    pthread_barrier_wait(job->barrier);
+    return NULL;
+}
+
+/* GB/s of a read-only pass over `bytes` with `threads` threads (best of `passes`). */
+static double measure_read_bandwidth(size_t bytes, uint32_t threads, int passes) {
+    const size_t n = bytes / sizeof(float);
+    float* x = aligned_alloc(64, n * sizeof(float));
+    if (x == NULL) return 0;
+    for (size_t i = 0; i < n; i++) x[i] = (float) (i & 1023) * 0.001f; /* touch every page */
+    pthread_barrier_t barrier;
+    pthread_barrier_init(&barrier, NULL, threads + 1);
+    struct bw_job* jobs = calloc(threads, sizeof *jobs);
+    pthread_t* tid = calloc(threads, sizeof *tid);
+    double best = 0, checksum = 0;
+    for (int p = 0; p < passes; p++) {
+        const size_t per = (n / threads + 31) / 32 * 32;
+        for (uint32_t t = 0; t < threads; t++) {
+            const size_t start = per * t < n ? per * t : n;
+            const size_t end = start + per < n ? start + per : n;
+            jobs[t] = (struct bw_job){x + start, end - start, 0, &barrier};
+            pthread_create(&tid[t], NULL, bw_thread, &jobs[t]);
+        }
+        pthread_barrier_wait(&barrier);
+        const double t0 = now_s();
+        pthread_barrier_wait(&barrier);
+        const double dt = now_s() - t0;
+        for (uint32_t t = 0; t < threads; t++) {
+            pthread_join(tid[t], NULL);
+            checksum += jobs[t].sum;
+        }
+        const double gbs = (double) bytes / dt * 1e-9;
+        if (gbs > best) best = gbs;
+    }
+    fprintf(stderr, "(read pass checksum %g)\n", checksum);
+    pthread_barrier_destroy(&barrier);
+    free(jobs);
+    free(tid);
+    free(x);
+    return best;
+}
+
+/* ------------------------------------------------------------------------------------
+ * Kernel timing
+ * ---------------------------------------------------------------------------------- */
+
+struct row {
+    const struct tc_case* c;
+    double time_s, bytes, flops;
+    uint32_t copies;
+    bool ok;
+    char err[160];
+};
+
+static bool bench_case(gptoss_backend_t be, bool cuda, const struct tc_case* c, uint32_t runs, struct row* out) {
+    struct tc_problem p;
+    memset(out, 0, sizeof *out);
+    out->c = c;
+    out->bytes = tc_bytes(c);
+    out->flops = tc_flops(c);
+    if (tc_problem_create(&p, c, 0x5EEDull ^ tc_hash_string(c->name)) != 0) {
+        snprintf(out->err, sizeof out->err, "out of host memory");
+        return false;
+    }
+    size_t alloc_bytes = 0;
+    for (int i = 0; i < p.n; i++) alloc_bytes += p.b[i].size;
+    uint32_t copies = (uint32_t) ceil(ROTATE_BYTES / out->bytes);
+    if (copies < 1) copies = 1;
+    if (copies > 4096) copies = 4096;
+    while (copies > 1 && (double) copies * alloc_bytes > MAX_BENCH_MEMORY) copies--;
+    out->copies = copies;
+    void** dev = calloc((size_t) copies * TC_MAX_BUFFERS, sizeof *dev);
+    bool ok = true;
+    for (uint32_t k = 0; k < copies && ok; k++) {
+        for (int i = 0; i < p.n && ok; i++) {
+            void** d = &dev[(size_t) k * TC_MAX_BUFFERS + i];
+            if (gptoss_backend_alloc(be, p.b[i].size, d) != gptoss_status_success ||
+                gptoss_backend_copy(be, *d, p.b[i].host, p.b[i].size, gptoss_copy_host_to_backend) !=
+                    gptoss_status_success) {
+                snprintf(out->err, sizeof out->err, "alloc/upload: %s", gptoss_last_error());
+                ok = false;
+            }
+        }
+    }
+    if (ok && gptoss_backend_synchronize(be) != gptoss_status_success) ok = false;
+    /* warm-up: 3 rounds over every copy (at least 3 calls) */
+    for (uint32_t w = 0; ok && w < 3 * copies; w++) {
+        enum gptoss_status st = tc_launch(be, &p, &dev[(size_t) (w % copies) * TC_MAX_BUFFERS]);
+        if (st != gptoss_status_success) {
+            snprintf(out->err, sizeof out->err, "%s: %s", gptoss_status_to_string(st), gptoss_last_error());
+            ok = false;
+        }
+    }
+    if (ok && gptoss_backend_synchronize(be) != gptoss_status_success) {
+        snprintf(out->err, sizeof out->err, "synchronize: %s", gptoss_last_error());
+        ok = false;
+    }
+    if (ok) {
+        double* t = calloc(runs, sizeof *t);
+        uint32_t next = 0;
+        for (uint32_t r = 0; r < runs; r++) {
+            if (cuda) {
+                /* a batch of calls between two synchronizations */
+                const uint32_t batch = copies < 20 ? 20 : copies;
+                const double t0 = now_s();
+                for (uint32_t j = 0; j < batch; j++) {
+                    tc_launch(be, &p, &dev[(size_t) (next++ % copies) * TC_MAX_BUFFERS]);
+                }
+                gptoss_backend_synchronize(be);
+                t[r] = (now_s() - t0) / batch;
+            } else {
+                const double t0 = now_s();
+                tc_launch(be, &p, &dev[(size_t) (next++ % copies) * TC_MAX_BUFFERS]);
+                t[r] = now_s() - t0;
+            }
+        }
+        out->time_s = median(t, runs);
+        free(t);
+    }
+    for (size_t i = 0; i < (size_t) copies * TC_MAX_BUFFERS; i++) {
+        if (dev[i]) gptoss_backend_free(be, dev[i]);
+    }
+    free(dev);
+    tc_problem_destroy(&p);
+    out->ok = ok;
+    return ok;
+}
+
+static void usage(void) {
+    fprintf(stderr,
+            "usage: bench [-t THREADS] [--backend cpu|cuda] [--isa auto|scalar|avx2|avx512] [-n RUNS]\n"
+            "             [--filter SUBSTR] [--bw-mb MB]\n");
+}
+
+int main(int argc, char** argv) {
+    uint32_t threads = 2, runs = 21;
+    const char* backend = "cpu";
+    const char* isa_name = "auto";
+    const char* filter = NULL;
+    size_t bw_mb = 2048;
+    for (int i = 1; i < argc; i++) {
+        if ((strcmp(argv[i], "-t") == 0 || strcmp(argv[i], "--threads") == 0) && i + 1 < argc) {
+            threads = (uint32_t) strtoul(argv[++i], NULL, 0);
+        } else if (strcmp(argv[i], "--backend") == 0 && i + 1 < argc) {
+            backend = argv[++i];
+        } else if (strcmp(argv[i], "--isa") == 0 && i + 1 < argc) {
+            isa_name = argv[++i];
+        } else if (strcmp(argv[i], "-n") == 0 && i + 1 < argc) {
+            runs = (uint32_t) strtoul(argv[++i], NULL, 0);
+        } else if (strcmp(argv[i], "--filter") == 0 && i + 1 < argc) {
+            filter = argv[++i];
+        } else if (strcmp(argv[i], "--bw-mb") == 0 && i + 1 < argc) {
+            bw_mb = strtoull(argv[++i], NULL, 0);
+        } else {
+            usage();
+            return 2;
+        }
+    }
+    if (threads == 0 || runs == 0) {
+        usage();
+        return 2;
+    }
+    const bool cuda = strcmp(backend, "cuda") == 0;
+    gptoss_backend_t be = NULL;
+    enum gptoss_status st;
+    if (cuda) {
+        st = gptoss_backend_create_cuda(0, NULL, &be);
+    } else if (strcmp(backend, "cpu") == 0) {
+        enum gptoss_cpu_isa isa = gptoss_cpu_isa_auto;
+        if (strcmp(isa_name, "scalar") == 0) isa = gptoss_cpu_isa_scalar;
+        if (strcmp(isa_name, "avx2") == 0) isa = gptoss_cpu_isa_avx2;
+        if (strcmp(isa_name, "avx512") == 0) isa = gptoss_cpu_isa_avx512;
+        st = gptoss_backend_create_cpu_isa(threads, isa, &be);
+    } else {
+        usage();
+        return 2;
+    }
+    if (st != gptoss_status_success) {
+        fprintf(stderr, "bench: cannot create the %s backend: %s (%s)\n", backend, gptoss_status_to_string(st),
+                gptoss_last_error());
+        return 1;
+    }
+    printf("backend: %s\n", gptoss_backend_get_name(be));
+
+    double bw = 0;
+    if (!cuda) {
+        bw = measure_read_bandwidth(bw_mb << 20, threads, 5);
+        printf("read bandwidth: %.2f GB/s (sum of a %zu MB f32 buffer, %s, %u threads, best of 5)\n", bw, bw_mb,
+               __builtin_cpu_supports("avx2") ? "AVX2" : "scalar", threads);
+    } else {
+        /* No CUDA kernel of our own here: device-to-device copy (read + write) as the proxy. */
+        const size_t bytes = bw_mb << 20;
+        void *a = NULL, *b = NULL;
+        if (gptoss_backend_alloc(be, bytes, &a) == gptoss_status_success &&
+            gptoss_backend_alloc(be, bytes, &b) == gptoss_status_success) {
+            gptoss_backend_copy(be, b, a, bytes, gptoss_copy_backend_to_backend);
+            gptoss_backend_synchronize(be);
+            double best = 0;
+            for (int p = 0; p < 5; p++) {
+                const double t0 = now_s();
+                gptoss_backend_copy(be, b, a, bytes, gptoss_copy_backend_to_backend);
+                gptoss_backend_synchronize(be);
+                const double gbs = 2.0 * (double) bytes / (now_s() - t0) * 1e-9;
+                if (gbs > best) best = gbs;
+            }
+            bw = best;
+        }
+        gptoss_backend_free(be, a);
+        gptoss_backend_free(be, b);
+        printf("device bandwidth: %.2f GB/s (device-to-device copy of %zu MB, read + write counted, best of 5)\n", bw,
+               bw_mb);
+    }
+    fflush(stdout);
+
+    struct row rows[64];
+    size_t nrows = 0;
+    for (size_t i = 0; i < tc_catalogue_size && nrows < 64; i++) {
+        const struct tc_case* c = &tc_catalogue[i];
+        if (!(c->flags & TC_BENCH)) continue;
+        if (filter && !strstr(c->name, filter)) continue;
+        struct row* r = &rows[nrows++];
+        bench_case(be, cuda, c, runs, r);
+        if (r->ok) {
+            fprintf(stderr, "%-50s %10.1f us  (%u copies)\n", c->name, 1e6 * r->time_s, r->copies);
+        } else {
+            fprintf(stderr, "%-50s FAILED: %s\n", c->name, r->err);
+        }
+    }
+
+    printf("\n%-48s %-34s %11s %9s %8s %6s %9s\n", "case", "shape", "median_us", "MB", "GB/s", "%BW", "GFLOP/s");
+    for (size_t i = 0; i < nrows; i++) {
+        const struct row* r = &rows[i];
+        char shape[96];
+        tc_shape_string(r->c, shape, sizeof shape);
+        if (!r->ok) {
+            printf("%-48s %-34s  FAILED: %s\n", r->c->name, shape, r->err);
+            continue;
+        }
+        const double gbs = r->bytes / r->time_s * 1e-9;
+        printf("%-48s %-34s %11.1f %9.2f %8.2f %5.0f%% %9.2f\n", r->c->name, shape, 1e6 * r->time_s, r->bytes * 1e-6,
+               gbs, bw > 0 ? 100.0 * gbs / bw : 0.0, r->flops / r->time_s * 1e-9);
+    }
+    gptoss_backend_release(be);
+    return 0;
+}
