@@ -22,20 +22,28 @@ static struct expert_weights expert_at(const uint8_t* weight_blocks, const uint8
     return w;
 }
 
-/* W[r][c], exactly. */
-static double weight_value(const struct expert_weights* w, uint32_t num_cols, uint32_t r, uint32_t c) {
-    const size_t block = (size_t) r * (num_cols / 32) + c / 32;
-    const unsigned e = c % 32;
-    const uint8_t byte = w->blocks[block * 16 + e / 2];
+/* Multiplier of a +14-biased scale byte: 2^(stored - 14 - 127), exact in double. */
+static double block_scale(uint8_t stored) { return ldexp(1.0, (int) stored - 14 - 127); }
+
+/* fp4 value of element e (0..31) of a 16-byte block. */
+static double block_element(const uint8_t* block, unsigned e) {
+    const uint8_t byte = block[e / 2];
     const unsigned nibble = (e % 2 == 0) ? (byte & 0x0Fu) : (byte >> 4);
-    return ldexp((double) gptoss_fp4_values[nibble], (int) w->scales[block] - 14 - 127);
+    return (double) gptoss_fp4_values[nibble];
 }
 
-/* x . W[r] + b[r] */
+/* x . W[r] + b[r]: per 32-element block, sum x * fp4 and scale once (a power of two, so
+ * the result equals summing x * W[r][c] exactly element by element). */
 static double expert_row_dot(const struct expert_weights* w, const float* x, uint32_t num_cols, uint32_t r) {
+    const uint32_t num_blocks = num_cols / 32;
     double sum = 0.0;
-    for (uint32_t c = 0; c < num_cols; c++) {
-        sum += (double) x[c] * weight_value(w, num_cols, r, c);
+    for (uint32_t g = 0; g < num_blocks; g++) {
+        const size_t block = (size_t) r * num_blocks + g;
+        double partial = 0.0;
+        for (unsigned e = 0; e < 32; e++) {
+            partial += (double) x[32 * g + e] * block_element(w->blocks + block * 16, e);
+        }
+        sum += partial * block_scale(w->scales[block]);
     }
     return sum + (double) gptoss_bf16_to_f32(w->bias[r].bits);
 }
