@@ -1,0 +1,235 @@
+/* CUDA backend object: creation, memory, copies, synchronisation and the device error
+ * word through which kernels report out-of-range ids and offsets. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda/common.cuh"
+
+enum gptoss_status gptoss_cuda_fail(cudaError_t error, const char* what) {
+    enum gptoss_status status;
+    switch (error) {
+        case cudaErrorMemoryAllocation:
+            status = gptoss_status_insufficient_memory;
+            break;
+        case cudaErrorNoDevice:
+        case cudaErrorInvalidDevice:
+        case cudaErrorInsufficientDriver:
+        case cudaErrorNoKernelImageForDevice:
+        case cudaErrorUnsupportedPtxVersion:
+            status = gptoss_status_unsupported_system;
+            break;
+        case cudaErrorInvalidValue:
+        case cudaErrorInvalidConfiguration:
+            status = gptoss_status_invalid_argument;
+            break;
+        case cudaErrorLaunchOutOfResources:
+            status = gptoss_status_insufficient_resources;
+            break;
+        default:
+            status = gptoss_status_invalid_state;
+            break;
+    }
+    return gptoss_fail(status, "CUDA error in %s: %s (%s)", what, cudaGetErrorString(error), cudaGetErrorName(error));
+}
+
+enum gptoss_status gptoss_cuda_temp_alloc(gptoss_backend_t backend, size_t size, void** ptr_out) {
+    struct gptoss_cuda_backend* cuda = gptoss_cuda(backend);
+    void* ptr = NULL;
+    const cudaError_t err =
+        cudaMallocFromPoolAsync(&ptr, size == 0 ? 16 : size, (cudaMemPool_t) cuda->mem_pool, gptoss_cuda_stream(backend));
+    if (err != cudaSuccess) {
+        return gptoss_cuda_fail(err, "cudaMallocFromPoolAsync (temporary buffer)");
+    }
+    *ptr_out = ptr;
+    return gptoss_status_success;
+}
+
+enum gptoss_status gptoss_cuda_temp_free(gptoss_backend_t backend, void* ptr) {
+    if (ptr == NULL) return gptoss_status_success;
+    GPTOSS_CUDA_CHECK(cudaFreeAsync(ptr, gptoss_cuda_stream(backend)));
+    return gptoss_status_success;
+}
+
+static enum gptoss_status cuda_release(gptoss_backend_t backend) {
+    struct gptoss_cuda_backend* cuda = gptoss_cuda(backend);
+    int previous = 0;
+    cudaGetDevice(&previous);
+    cudaSetDevice(cuda->device);
+    const cudaError_t sync_err = cudaStreamSynchronize(gptoss_cuda_stream(backend));
+    cudaFree(cuda->error_word);
+    if (cuda->mem_pool != NULL) cudaMemPoolDestroy((cudaMemPool_t) cuda->mem_pool);
+    free(cuda);
+    cudaSetDevice(previous);
+    if (sync_err != cudaSuccess) return gptoss_cuda_fail(sync_err, "cudaStreamSynchronize (release)");
+    return gptoss_status_success;
+}
+
+static enum gptoss_status cuda_alloc(gptoss_backend_t backend, size_t size, void** ptr_out) {
+    struct gptoss_cuda_backend* cuda = gptoss_cuda(backend);
+    GPTOSS_CUDA_CHECK(cudaSetDevice(cuda->device));
+    void* ptr = NULL;
+    const size_t rounded = (size + 255) / 256 * 256;
+    if (rounded < size) {
+        return gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate %zu bytes of device memory", size);
+    }
+    const cudaError_t err = cudaMalloc(&ptr, rounded);
+    if (err != cudaSuccess) {
+        cudaGetLastError(); /* clear the sticky-free error state */
+        return gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate %zu bytes of device memory: %s", size,
+                           cudaGetErrorString(err));
+    }
+    *ptr_out = ptr;
+    return gptoss_status_success;
+}
+
+static enum gptoss_status cuda_free(gptoss_backend_t backend, void* ptr) {
+    struct gptoss_cuda_backend* cuda = gptoss_cuda(backend);
+    GPTOSS_CUDA_CHECK(cudaSetDevice(cuda->device));
+    GPTOSS_CUDA_CHECK(cudaStreamSynchronize(gptoss_cuda_stream(backend)));
+    GPTOSS_CUDA_CHECK(cudaFree(ptr));
+    return gptoss_status_success;
+}
+
+static enum gptoss_status cuda_copy(gptoss_backend_t backend, void* dst, const void* src, size_t size,
+                                    enum gptoss_copy_kind kind) {
+    struct gptoss_cuda_backend* cuda = gptoss_cuda(backend);
+    const cudaStream_t stream = gptoss_cuda_stream(backend);
+    GPTOSS_CUDA_CHECK(cudaSetDevice(cuda->device));
+    switch (kind) {
+        case gptoss_copy_host_to_backend:
+            GPTOSS_CUDA_CHECK(cudaMemcpyAsync(dst, src, size, cudaMemcpyHostToDevice, stream));
+            break;
+        case gptoss_copy_backend_to_host:
+            GPTOSS_CUDA_CHECK(cudaMemcpyAsync(dst, src, size, cudaMemcpyDeviceToHost, stream));
+            GPTOSS_CUDA_CHECK(cudaStreamSynchronize(stream));
+            break;
+        case gptoss_copy_backend_to_backend:
+            GPTOSS_CUDA_CHECK(cudaMemcpyAsync(dst, src, size, cudaMemcpyDeviceToDevice, stream));
+            break;
+    }
+    return gptoss_status_success;
+}
+
+static enum gptoss_status cuda_synchronize(gptoss_backend_t backend) {
+    struct gptoss_cuda_backend* cuda = gptoss_cuda(backend);
+    const cudaStream_t stream = gptoss_cuda_stream(backend);
+    GPTOSS_CUDA_CHECK(cudaSetDevice(cuda->device));
+    GPTOSS_CUDA_CHECK(cudaStreamSynchronize(stream));
+    uint32_t word = 0;
+    GPTOSS_CUDA_CHECK(cudaMemcpyAsync(&word, cuda->error_word, sizeof word, cudaMemcpyDeviceToHost, stream));
+    GPTOSS_CUDA_CHECK(cudaStreamSynchronize(stream));
+    if (word != 0) {
+        GPTOSS_CUDA_CHECK(cudaMemsetAsync(cuda->error_word, 0, sizeof(uint32_t), stream));
+        GPTOSS_CUDA_CHECK(cudaStreamSynchronize(stream));
+        char what[160];
+        what[0] = '\0';
+        if (word & GPTOSS_CUDA_ERROR_TOKEN_ID) strcat(what, ", a token id >= vocabulary_size");
+        if (word & GPTOSS_CUDA_ERROR_EXPERT_ID) strcat(what, ", an expert id >= num_experts");
+        if (word & GPTOSS_CUDA_ERROR_ROUTING_OFFSET) strcat(what, ", an out-of-range routing offset");
+        if (word & GPTOSS_CUDA_ERROR_ARGMAX) strcat(what, ", an argmax >= num_channels");
+        return gptoss_fail(gptoss_status_invalid_argument,
+                           "a kernel met invalid device-side input (%s); the affected output rows were written as "
+                           "NaN or left unwritten",
+                           what + 2);
+    }
+    return gptoss_status_success;
+}
+
+static const struct gptoss_backend_ops cuda_ops = {
+    /* .release = */ cuda_release,
+    /* .alloc = */ cuda_alloc,
+    /* .free = */ cuda_free,
+    /* .copy = */ cuda_copy,
+    /* .synchronize = */ cuda_synchronize,
+    gptoss_cuda_u32_fill_random,
+    gptoss_cuda_f32_fill_random,
+    gptoss_cuda_bf16_fill_random,
+    gptoss_cuda_mf4_f32_convert,
+    gptoss_cuda_bf16_f32_embeddings,
+    gptoss_cuda_f32_bf16w_rmsnorm,
+    gptoss_cuda_f32_bf16w_matmul,
+    gptoss_cuda_f32_bf16w_matmul_add,
+    gptoss_cuda_f32_bf16w_dense_matmul_qkv,
+    gptoss_cuda_f32_bf16w_dense_matmul_attn_output,
+    gptoss_cuda_f32_bf16w_dense_matmul_mlp_gate,
+    gptoss_cuda_f32_bf16w_matmul_qkv,
+    gptoss_cuda_f32_rope,
+    gptoss_cuda_f32_sdpa,
+    gptoss_cuda_f32_bf16w_unembedding,
+    gptoss_cuda_f32_topk,
+    gptoss_cuda_expert_routing_metadata,
+    gptoss_cuda_f32_scatter,
+    gptoss_cuda_f32_mf4w_moe_matmul_swiglu,
+    gptoss_cuda_f32_mf4w_moe_matmul,
+    gptoss_cuda_f32_mf4w_moe_dense_matmul_swiglu,
+    gptoss_cuda_f32_mf4w_moe_dense_matmul,
+    gptoss_cuda_f32_gather_and_accumulate,
+    gptoss_cuda_f32_accumulate,
+    gptoss_cuda_f32_softmax,
+    gptoss_cuda_f32_sample,
+};
+
+extern "C" enum gptoss_status gptoss_cuda_backend_create(int device, void* stream, gptoss_backend_t* backend_out) {
+    int count = 0;
+    cudaError_t err = cudaGetDeviceCount(&count);
+    if (err != cudaSuccess || count == 0) {
+        cudaGetLastError();
+        return gptoss_fail(gptoss_status_unsupported_system, "no CUDA device is available (%s)",
+                           err != cudaSuccess ? cudaGetErrorString(err) : "device count 0");
+    }
+    if (device >= count) {
+        return gptoss_fail(gptoss_status_unsupported_system, "CUDA device %d is not present (%d device%s)", device,
+                           count, count == 1 ? "" : "s");
+    }
+    GPTOSS_CUDA_CHECK(cudaSetDevice(device));
+    cudaDeviceProp props;
+    GPTOSS_CUDA_CHECK(cudaGetDeviceProperties(&props, device));
+    if (props.major < 8) {
+        return gptoss_fail(gptoss_status_unsupported_system,
+                           "CUDA device %d (%s) has compute capability %d.%d; this build needs 8.0 or newer", device,
+                           props.name, props.major, props.minor);
+    }
+
+    struct gptoss_cuda_backend* cuda = (struct gptoss_cuda_backend*) calloc(1, sizeof *cuda);
+    if (cuda == NULL) return gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate a CUDA backend");
+    cuda->stream = stream;
+    cuda->device = device;
+    cuda->num_sms = props.multiProcessorCount;
+    cuda->max_shared_per_block = props.sharedMemPerBlockOptin;
+
+    err = cudaMalloc((void**) &cuda->error_word, sizeof(uint32_t));
+    if (err == cudaSuccess) err = cudaMemset(cuda->error_word, 0, sizeof(uint32_t));
+    if (err != cudaSuccess) {
+        if (cuda->error_word != NULL) cudaFree(cuda->error_word);
+        free(cuda);
+        return gptoss_cuda_fail(err, "allocation of the error word");
+    }
+
+    cudaMemPoolProps pool_props;
+    memset(&pool_props, 0, sizeof pool_props);
+    pool_props.allocType = cudaMemAllocationTypePinned;
+    pool_props.handleTypes = cudaMemHandleTypeNone;
+    pool_props.location.type = cudaMemLocationTypeDevice;
+    pool_props.location.id = device;
+    cudaMemPool_t pool = NULL;
+    err = cudaMemPoolCreate(&pool, &pool_props);
+    if (err == cudaSuccess) {
+        uint64_t threshold = UINT64_MAX; /* keep freed temporaries for reuse */
+        err = cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold);
+    }
+    if (err != cudaSuccess) {
+        if (pool != NULL) cudaMemPoolDestroy(pool);
+        cudaFree(cuda->error_word);
+        free(cuda);
+        return gptoss_cuda_fail(err, "creation of the temporary memory pool");
+    }
+    cuda->mem_pool = pool;
+
+    cuda->base.ops = &cuda_ops;
+    cuda->base.kind = gptoss_backend_kind_cuda;
+    cuda->base.host_memory = false;
+    snprintf(cuda->base.name, sizeof cuda->base.name, "cuda:%d (%s)", device, props.name);
+    *backend_out = &cuda->base;
+    return gptoss_status_success;
+}

@@ -1,0 +1,164 @@
+/* CUDA backend internals: device versions of the src/common/math.h helpers, error
+ * checking macros that turn CUDA errors into statuses (never exit, never print), launch
+ * helpers and stream-ordered temporaries. Included by every .cu file of src/cuda. */
+#ifndef GPTOSS_CUDA_COMMON_CUH
+#define GPTOSS_CUDA_COMMON_CUH
+
+#include <cuda_runtime.h>
+#include <stdint.h>
+#include <math.h>
+
+extern "C" {
+#include "internal/backend.h"
+#include "internal/error.h"
+}
+#include "cuda/cuda.h"
+
+/* ---------------------------------------------------------------------------------
+ * Host side
+ * ------------------------------------------------------------------------------- */
+
+/* Maps a CUDA error to a status and sets the thread-local message ("<what>: <cuda text>").
+ * Defined in backend.cu. */
+enum gptoss_status gptoss_cuda_fail(cudaError_t error, const char* what);
+
+#define GPTOSS_CUDA_CHECK(call)                                       \
+    do {                                                              \
+        const cudaError_t gptoss_cuda_err_ = (call);                  \
+        if (gptoss_cuda_err_ != cudaSuccess) {                        \
+            return gptoss_cuda_fail(gptoss_cuda_err_, #call);         \
+        }                                                             \
+    } while (0)
+
+/* After every launch: a launch error (bad configuration, no kernel image...) becomes a status. */
+#define GPTOSS_CUDA_LAUNCHED(name)                                    \
+    do {                                                              \
+        const cudaError_t gptoss_cuda_err_ = cudaGetLastError();      \
+        if (gptoss_cuda_err_ != cudaSuccess) {                        \
+            return gptoss_cuda_fail(gptoss_cuda_err_, "launch of " name); \
+        }                                                             \
+    } while (0)
+
+static inline cudaStream_t gptoss_cuda_stream(gptoss_backend_t backend) {
+    return (cudaStream_t) gptoss_cuda(backend)->stream;
+}
+
+static inline uint32_t* gptoss_cuda_error_word(gptoss_backend_t backend) { return gptoss_cuda(backend)->error_word; }
+
+static inline int gptoss_cuda_num_sms(gptoss_backend_t backend) { return gptoss_cuda(backend)->num_sms; }
+
+/* Stream-ordered temporaries (the backend's own memory pool); freed in stream order. */
+enum gptoss_status gptoss_cuda_temp_alloc(gptoss_backend_t backend, size_t size, void** ptr_out);
+enum gptoss_status gptoss_cuda_temp_free(gptoss_backend_t backend, void* ptr);
+
+static inline bool gptoss_aligned(const void* ptr, size_t alignment) {
+    return ((uintptr_t) ptr % alignment) == 0;
+}
+
+static inline uint32_t gptoss_div_up_u32(uint64_t a, uint64_t b) { return (uint32_t) ((a + b - 1) / b); }
+
+/* Grid dimension y/z limit; kernels loop over the remainder. */
+#define GPTOSS_CUDA_MAX_GRID_YZ 65535u
+
+/* ---------------------------------------------------------------------------------
+ * Device side: mirrors of src/common/math.h
+ * ------------------------------------------------------------------------------- */
+
+__device__ __forceinline__ float gptoss_d_bf16_to_f32(uint16_t bits) { return __uint_as_float((uint32_t) bits << 16); }
+
+/* round to nearest even; NaN stays a quiet NaN */
+__device__ __forceinline__ uint16_t gptoss_d_f32_to_bf16(float f) {
+    uint32_t u = __float_as_uint(f);
+    if ((u & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t) ((u >> 16) | 0x0040u);
+    u += 0x7FFFu + ((u >> 16) & 1u);
+    return (uint16_t) (u >> 16);
+}
+
+__device__ __forceinline__ uint64_t gptoss_d_rot32(uint64_t x) { return (x >> 32) | (x << 32); }
+
+__device__ __forceinline__ uint32_t gptoss_d_squares32(uint64_t offset, uint64_t seed) {
+    const uint64_t y = offset * seed;
+    const uint64_t z = y + seed;
+    uint64_t x = y * y + y;
+    x = gptoss_d_rot32(x);
+    x = x * x + z;
+    x = gptoss_d_rot32(x);
+    x = x * x + y;
+    x = gptoss_d_rot32(x);
+    x = x * x + z;
+    return (uint32_t) (x >> 32);
+}
+
+__device__ __forceinline__ float gptoss_d_random_f32(uint32_t word, float scale, float bias) {
+    return fmaf((float) (int32_t) word, scale, bias);
+}
+
+/* FP4 (E2M1) value of a nibble, exactly (bit 3 = sign). */
+__device__ __forceinline__ float gptoss_d_fp4(uint32_t nibble) {
+    const uint32_t m = nibble & 7u;
+    /* |value| * 2 = 0,1,2,3,4,6,8,12 */
+    const uint32_t twice = m < 4u ? m : ((m & 1u) ? 3u : 2u) << ((m >> 1) - 1u);
+    const float v = (float) twice * 0.5f;
+    return (nibble & 8u) ? -v : v;
+}
+
+/* 2^e for -149 <= e <= 127, exactly (subnormals included). */
+__device__ __forceinline__ float gptoss_d_exp2i(int e) {
+    if (e >= -126) return __uint_as_float((uint32_t) (e + 127) << 23);
+    return __uint_as_float(1u << (e + 149));
+}
+
+__device__ __forceinline__ float gptoss_d_rope_inv_freq(uint32_t i, float freq_scale, float interpolation_scale,
+                                                       float yarn_offset, float yarn_scale) {
+    const float fi = (float) i;
+    const float e = expf(fi * freq_scale);
+    const float ip = e * interpolation_scale;
+    float alpha = fmaf(fi, yarn_scale, yarn_offset);
+    alpha = alpha < 0.0f ? 0.0f : (alpha > 1.0f ? 1.0f : alpha);
+    return e + (ip - e) * alpha;
+}
+
+__device__ __forceinline__ float gptoss_d_swiglu(float glu, float lin, float limit) {
+    const float g = fminf(glu, limit);
+    const float l = fminf(fmaxf(lin, -limit), limit);
+    const float sw = g / (1.0f + expf(-1.702f * g));
+    return fmaf(sw, l, sw);
+}
+
+__device__ __forceinline__ uint32_t gptoss_d_argmax_key(float value) {
+    const uint32_t u = __float_as_uint(value);
+    return (u & 0x80000000u) ? u : (u ^ 0x7FFFFFFFu);
+}
+
+__device__ __forceinline__ void gptoss_d_set_error(uint32_t* error_word, uint32_t bits) {
+    atomicOr(error_word, bits);
+}
+
+/* Warp reductions over all 32 lanes (fixed butterfly order: deterministic). */
+__device__ __forceinline__ float gptoss_d_warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xFFFFFFFFu, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float gptoss_d_warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xFFFFFFFFu, v, o));
+    return v;
+}
+
+/* Block sum for blockDim.x a multiple of 32 (<= 1024); result valid in every thread.
+ * scratch: 32 floats of shared memory. Deterministic. */
+__device__ __forceinline__ float gptoss_d_block_sum(float v, float* scratch) {
+    const unsigned lane = threadIdx.x & 31u, warp = threadIdx.x >> 5;
+    const unsigned num_warps = blockDim.x >> 5;
+    v = gptoss_d_warp_sum(v);
+    __syncthreads(); /* scratch may be in use by a previous call */
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    float r = lane < num_warps ? scratch[lane] : 0.0f;
+    r = gptoss_d_warp_sum(r);
+    return r;
+}
+
+#endif /* GPTOSS_CUDA_COMMON_CUH */

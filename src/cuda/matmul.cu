@@ -1,0 +1,283 @@
+/* bf16-weight matrix products: decode GEMV kernels (one warp per group of rows, 16-byte
+ * weight loads, up to 8 tokens of activations per pass) and a tiled f32 SIMT GEMM for
+ * larger token counts. f32 activations and accumulation (explicit fmaf), exact bf16
+ * widening, bias added to the full dot product, then the residual (add variant). */
+#include "cuda/matmul.cuh"
+
+namespace {
+
+constexpr int kGemvWarps = 8; /* warps per block of the GEMV kernels */
+constexpr uint32_t kGemvMaxTokens = 16;
+
+__device__ __forceinline__ float bf16_lo(uint32_t w) { return __uint_as_float(w << 16); }
+__device__ __forceinline__ float bf16_hi(uint32_t w) { return __uint_as_float(w & 0xFFFF0000u); }
+
+__device__ __forceinline__ float dot8(uint4 w, float4 a, float4 b, float acc) {
+    acc = fmaf(a.x, bf16_lo(w.x), acc);
+    acc = fmaf(a.y, bf16_hi(w.x), acc);
+    acc = fmaf(a.z, bf16_lo(w.y), acc);
+    acc = fmaf(a.w, bf16_hi(w.y), acc);
+    acc = fmaf(b.x, bf16_lo(w.z), acc);
+    acc = fmaf(b.y, bf16_hi(w.z), acc);
+    acc = fmaf(b.z, bf16_lo(w.w), acc);
+    acc = fmaf(b.w, bf16_hi(w.w), acc);
+    return acc;
+}
+
+__device__ __forceinline__ void store_result(float* out, const uint16_t* bias, uint32_t r, float dot, bool add) {
+    const float s = bias != nullptr ? dot + gptoss_d_bf16_to_f32(bias[r]) : dot;
+    *out = add ? *out + s : s;
+}
+
+/* Vector GEMV: C % 8 == 0, weight and input 16-byte aligned. Each warp handles RPW
+ * consecutive rows for a tile of up to TT tokens (blockIdx.y). */
+template <int TT, int RPW>
+__global__ void __launch_bounds__(kGemvWarps * 32) gemv_bf16_vec_kernel(const float* __restrict__ x,
+                                                                        const uint16_t* __restrict__ w,
+                                                                        const uint16_t* __restrict__ bias,
+                                                                        float* __restrict__ out, uint32_t T,
+                                                                        uint32_t C, uint32_t R, bool add) {
+    constexpr int U = RPW >= 4 ? 1 : 8 / (RPW * (TT > 2 ? 2 : 1)); /* chunks per lane in flight per row */
+    const uint32_t lane = threadIdx.x & 31u;
+    const uint32_t row0 = (blockIdx.x * kGemvWarps + (threadIdx.x >> 5)) * RPW;
+    if (row0 >= R) return;
+    const uint32_t t0 = blockIdx.y * TT;
+    const uint32_t nt = min((uint32_t) TT, T - t0);
+    const uint32_t nchunks = C / 8;
+
+    const uint4* wrow[RPW];
+#pragma unroll
+    for (int rr = 0; rr < RPW; rr++) {
+        const uint32_t r = min(row0 + rr, R - 1);
+        wrow[rr] = (const uint4*) (w + (size_t) r * C);
+    }
+    const float* xt = x + (size_t) t0 * C;
+
+    float acc[RPW][TT];
+#pragma unroll
+    for (int rr = 0; rr < RPW; rr++)
+#pragma unroll
+        for (int t = 0; t < TT; t++) acc[rr][t] = 0.0f;
+
+    for (uint32_t c = lane; c < nchunks; c += 32 * U) {
+        uint4 wv[U][RPW];
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const uint32_t cc = c + 32 * u;
+#pragma unroll
+            for (int rr = 0; rr < RPW; rr++) {
+                wv[u][rr] = cc < nchunks ? gptoss_d_ld_stream(wrow[rr] + cc) : make_uint4(0, 0, 0, 0);
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const uint32_t cc = c + 32 * u;
+            if (cc < nchunks) {
+#pragma unroll
+                for (int t = 0; t < TT; t++) {
+                    if (t < (int) nt) {
+                        const float4* xp = (const float4*) (xt + (size_t) t * C) + 2 * cc;
+                        const float4 a = __ldg(xp), b = __ldg(xp + 1);
+#pragma unroll
+                        for (int rr = 0; rr < RPW; rr++) acc[rr][t] = dot8(wv[u][rr], a, b, acc[rr][t]);
+                    }
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int rr = 0; rr < RPW; rr++) {
+#pragma unroll
+        for (int t = 0; t < TT; t++) {
+            const float v = gptoss_d_warp_sum(acc[rr][t]);
+            const uint32_t r = row0 + rr;
+            if (lane == (uint32_t) ((rr * TT + t) & 31) && t < (int) nt && r < R) {
+                store_result(out + (size_t) (t0 + t) * R + r, bias, r, v, add);
+            }
+        }
+    }
+}
+
+/* Scalar GEMV for any C / alignment: one warp per row, one token per blockIdx.y. */
+__global__ void __launch_bounds__(kGemvWarps * 32) gemv_bf16_scalar_kernel(const float* __restrict__ x,
+                                                                           const uint16_t* __restrict__ w,
+                                                                           const uint16_t* __restrict__ bias,
+                                                                           float* __restrict__ out, uint32_t T,
+                                                                           uint32_t C, uint32_t R, bool add) {
+    const uint32_t lane = threadIdx.x & 31u;
+    const uint32_t r = blockIdx.x * kGemvWarps + (threadIdx.x >> 5);
+    if (r >= R) return;
+    const uint32_t t = blockIdx.y;
+    const float* xr = x + (size_t) t * C;
+    const uint16_t* wr = w + (size_t) r * C;
+    float acc = 0.0f;
+    for (uint32_t c = lane; c < C; c += 32) acc = fmaf(xr[c], gptoss_d_bf16_to_f32(wr[c]), acc);
+    acc = gptoss_d_warp_sum(acc);
+    if (lane == 0) store_result(out + (size_t) t * R + r, bias, r, acc, add);
+}
+
+/* Tiled f32 SIMT GEMM: out[M][N] (+)= A[M][K] * W[N][K]^T + b. 64x64 tiles, BK 32,
+ * 256 threads, 4x4 outputs per thread. vec: K % 8 == 0 and A, W 16-byte aligned. */
+constexpr int BM = 64, BN = 64, BK = 32;
+
+__global__ void __launch_bounds__(256) gemm_bf16_kernel(const float* __restrict__ A, const uint16_t* __restrict__ W,
+                                                        const uint16_t* __restrict__ bias, float* __restrict__ out,
+                                                        uint32_t M, uint32_t K, uint32_t N, bool add, bool vec) {
+    __shared__ __align__(16) float As[BK][BM + 4];
+    __shared__ __align__(16) float Bs[BK][BN + 4];
+    const uint32_t tid = threadIdx.x;
+    const uint32_t tx = tid % 16, ty = tid / 16;
+    const uint32_t lr = tid / 4, lc = (tid % 4) * 8; /* loader: row within tile, first column */
+    const uint32_t n0 = blockIdx.x * BN;
+    const uint32_t num_m_tiles = (M + BM - 1) / BM;
+
+    for (uint32_t mt = blockIdx.y; mt < num_m_tiles; mt += gridDim.y) {
+        const uint32_t m0 = mt * BM;
+        float acc[4][4];
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+#pragma unroll
+            for (int j = 0; j < 4; j++) acc[i][j] = 0.0f;
+
+        for (uint32_t k0 = 0; k0 < K; k0 += BK) {
+            float av[8], bv[8];
+            const uint32_t am = m0 + lr, bn = n0 + lr, kk = k0 + lc;
+            if (vec && kk + 8 <= K) {
+                if (am < M) {
+                    const float4* p = (const float4*) (A + (size_t) am * K + kk);
+                    const float4 a0 = __ldg(p), a1 = __ldg(p + 1);
+                    av[0] = a0.x; av[1] = a0.y; av[2] = a0.z; av[3] = a0.w;
+                    av[4] = a1.x; av[5] = a1.y; av[6] = a1.z; av[7] = a1.w;
+                } else {
+#pragma unroll
+                    for (int q = 0; q < 8; q++) av[q] = 0.0f;
+                }
+                if (bn < N) {
+                    const uint4 wv = __ldg((const uint4*) (W + (size_t) bn * K + kk));
+                    bv[0] = bf16_lo(wv.x); bv[1] = bf16_hi(wv.x); bv[2] = bf16_lo(wv.y); bv[3] = bf16_hi(wv.y);
+                    bv[4] = bf16_lo(wv.z); bv[5] = bf16_hi(wv.z); bv[6] = bf16_lo(wv.w); bv[7] = bf16_hi(wv.w);
+                } else {
+#pragma unroll
+                    for (int q = 0; q < 8; q++) bv[q] = 0.0f;
+                }
+            } else {
+#pragma unroll
+                for (int q = 0; q < 8; q++) {
+                    const bool kin = kk + q < K;
+                    av[q] = (kin && am < M) ? A[(size_t) am * K + kk + q] : 0.0f;
+                    bv[q] = (kin && bn < N) ? gptoss_d_bf16_to_f32(W[(size_t) bn * K + kk + q]) : 0.0f;
+                }
+            }
+#pragma unroll
+            for (int q = 0; q < 8; q++) {
+                As[lc + q][lr] = av[q];
+                Bs[lc + q][lr] = bv[q];
+            }
+            __syncthreads();
+#pragma unroll 8
+            for (int k = 0; k < BK; k++) {
+                const float4 a = *(const float4*) &As[k][ty * 4];
+                const float4 b = *(const float4*) &Bs[k][tx * 4];
+                const float ar[4] = {a.x, a.y, a.z, a.w};
+                const float br[4] = {b.x, b.y, b.z, b.w};
+#pragma unroll
+                for (int i = 0; i < 4; i++)
+#pragma unroll
+                    for (int j = 0; j < 4; j++) acc[i][j] = fmaf(ar[i], br[j], acc[i][j]);
+            }
+            __syncthreads();
+        }
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const uint32_t m = m0 + ty * 4 + i;
+            if (m >= M) continue;
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const uint32_t n = n0 + tx * 4 + j;
+                if (n < N) store_result(out + (size_t) m * N + n, bias, n, acc[i][j], add);
+            }
+        }
+    }
+}
+
+template <int TT, int RPW>
+cudaError_t launch_gemv_vec(cudaStream_t stream, const float* x, const uint16_t* w, const uint16_t* b, float* out,
+                            uint32_t T, uint32_t C, uint32_t R, bool add) {
+    const uint32_t row_groups = (R + RPW - 1) / RPW;
+    const dim3 grid((row_groups + kGemvWarps - 1) / kGemvWarps, (T + TT - 1) / TT);
+    gemv_bf16_vec_kernel<TT, RPW><<<grid, kGemvWarps * 32, 0, stream>>>(x, w, b, out, T, C, R, add);
+    return cudaGetLastError();
+}
+
+}  // namespace
+
+enum gptoss_status gptoss_cuda_bf16w_matmul_launch(gptoss_backend_t backend, const float* input,
+                                                   const gptoss_bf16* weight, const gptoss_bf16* bias,
+                                                   float* output, uint32_t T, uint32_t C, uint32_t R, bool add) {
+    const cudaStream_t stream = gptoss_cuda_stream(backend);
+    const uint16_t* w = (const uint16_t*) weight;
+    const uint16_t* b = (const uint16_t*) bias;
+    const bool vec = C % 8 == 0 && gptoss_aligned(weight, 16) && gptoss_aligned(input, 16);
+    if (T <= kGemvMaxTokens) {
+        cudaError_t err;
+        if (vec) {
+            if (T == 1) {
+                err = launch_gemv_vec<1, 1>(stream, input, w, b, output, T, C, R, add);
+            } else if (T == 2) {
+                err = launch_gemv_vec<2, 2>(stream, input, w, b, output, T, C, R, add);
+            } else if (T <= 4) {
+                err = launch_gemv_vec<4, 2>(stream, input, w, b, output, T, C, R, add);
+            } else {
+                err = launch_gemv_vec<8, 2>(stream, input, w, b, output, T, C, R, add);
+            }
+        } else {
+            const dim3 grid((R + kGemvWarps - 1) / kGemvWarps, T);
+            gemv_bf16_scalar_kernel<<<grid, kGemvWarps * 32, 0, stream>>>(input, w, b, output, T, C, R, add);
+            err = cudaGetLastError();
+        }
+        if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of the bf16 GEMV kernel");
+        return gptoss_status_success;
+    }
+    const uint32_t m_tiles = (T + BM - 1) / BM;
+    const dim3 grid((R + BN - 1) / BN, m_tiles < GPTOSS_CUDA_MAX_GRID_YZ ? m_tiles : GPTOSS_CUDA_MAX_GRID_YZ);
+    gemm_bf16_kernel<<<grid, 256, 0, stream>>>(input, w, b, output, T, C, R, add, vec);
+    GPTOSS_CUDA_LAUNCHED("bf16 GEMM");
+    return gptoss_status_success;
+}
+
+extern "C" enum gptoss_status gptoss_cuda_f32_bf16w_matmul(gptoss_backend_t backend, const float* input,
+                                                           const gptoss_bf16* weight, const gptoss_bf16* bias,
+                                                           float* output, uint32_t num_tokens, uint32_t num_cols,
+                                                           uint32_t num_rows) {
+    return gptoss_cuda_bf16w_matmul_launch(backend, input, weight, bias, output, num_tokens, num_cols, num_rows, false);
+}
+
+extern "C" enum gptoss_status gptoss_cuda_f32_bf16w_matmul_add(gptoss_backend_t backend, const float* input,
+                                                               const gptoss_bf16* weight, const gptoss_bf16* bias,
+                                                               float* output, uint32_t num_tokens, uint32_t num_cols,
+                                                               uint32_t num_rows) {
+    return gptoss_cuda_bf16w_matmul_launch(backend, input, weight, bias, output, num_tokens, num_cols, num_rows, true);
+}
+
+extern "C" enum gptoss_status gptoss_cuda_f32_bf16w_dense_matmul_qkv(gptoss_backend_t backend, const float* input,
+                                                                     const gptoss_bf16* weight,
+                                                                     const gptoss_bf16* bias, float* output,
+                                                                     uint32_t num_tokens, uint32_t num_cols,
+                                                                     uint32_t num_rows) {
+    return gptoss_cuda_bf16w_matmul_launch(backend, input, weight, bias, output, num_tokens, num_cols, num_rows, false);
+}
+
+extern "C" enum gptoss_status gptoss_cuda_f32_bf16w_dense_matmul_attn_output(
+    gptoss_backend_t backend, const float* input, const gptoss_bf16* weight, const gptoss_bf16* bias, float* output,
+    uint32_t num_tokens, uint32_t num_cols, uint32_t num_rows) {
+    return gptoss_cuda_bf16w_matmul_launch(backend, input, weight, bias, output, num_tokens, num_cols, num_rows, true);
+}
+
+extern "C" enum gptoss_status gptoss_cuda_f32_bf16w_dense_matmul_mlp_gate(gptoss_backend_t backend,
+                                                                          const float* input,
+                                                                          const gptoss_bf16* weight,
+                                                                          const gptoss_bf16* bias, float* output,
+                                                                          uint32_t num_tokens, uint32_t num_cols,
+                                                                          uint32_t num_rows) {
+    return gptoss_cuda_bf16w_matmul_launch(backend, input, weight, bias, output, num_tokens, num_cols, num_rows, false);
+}

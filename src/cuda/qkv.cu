@@ -1,0 +1,59 @@
+/* Fused QKV projection: y = x W^T + b (GEMV/GEMM of matmul.cu), then one kernel rotates
+ * the Q and K heads in place and writes rotated K and V into the KV cache. */
+#include "cuda/matmul.cuh"
+#include "cuda/rope.cuh"
+
+namespace {
+
+__global__ void qkv_rope_cache_kernel(float* out, float* kv_cache, gptoss_rope_params p, uint32_t num_tokens,
+                                      uint32_t num_q_heads, uint32_t num_kv_heads, uint32_t head_dim,
+                                      uint32_t token_offset, uint32_t max_tokens) {
+    const uint32_t half_dim = head_dim / 2;
+    const uint32_t num_rows = head_dim * (num_q_heads + 2 * num_kv_heads);
+    const uint64_t pairs_per_token = num_rows / 2;
+    const uint64_t total = pairs_per_token * num_tokens;
+    const uint64_t stride = (uint64_t) gridDim.x * blockDim.x;
+    for (uint64_t idx = (uint64_t) blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += stride) {
+        const uint32_t t = (uint32_t) (idx / pairs_per_token);
+        const uint32_t pr = (uint32_t) (idx % pairs_per_token);
+        const uint32_t head = pr / half_dim, i = pr % half_dim;
+        const uint32_t pos = token_offset + t;
+        float* v = out + (size_t) t * num_rows + 2 * (size_t) pr;
+        float x = v[0], y = v[1];
+        if (head < num_q_heads + num_kv_heads) {
+            gptoss_d_rope_pair(x, y, i, pos, p);
+            v[0] = x;
+            v[1] = y;
+        }
+        if (head >= num_q_heads) {
+            const bool is_k = head < num_q_heads + num_kv_heads;
+            const uint32_t h = is_k ? head - num_q_heads : head - num_q_heads - num_kv_heads;
+            float* dst = kv_cache + ((size_t) h * max_tokens + pos) * 2 * head_dim + (is_k ? 0 : head_dim) + 2 * i;
+            dst[0] = x;
+            dst[1] = y;
+        }
+    }
+}
+
+}  // namespace
+
+extern "C" enum gptoss_status gptoss_cuda_f32_bf16w_matmul_qkv(
+    gptoss_backend_t backend, const float* input, const gptoss_bf16* weight, const gptoss_bf16* bias, float* output,
+    float* kv_cache, uint32_t num_tokens, uint32_t num_cols, uint32_t num_q_heads, uint32_t num_kv_heads,
+    uint32_t head_dim, uint32_t token_offset, uint32_t max_tokens, float rope_base, float interpolation_scale,
+    float yarn_offset, float yarn_scale, float yarn_multiplier) {
+    const uint32_t num_rows = head_dim * (num_q_heads + 2 * num_kv_heads);
+    enum gptoss_status status = gptoss_cuda_bf16w_matmul_launch(backend, input, weight, bias, output, num_tokens,
+                                                                num_cols, num_rows, false);
+    if (status != gptoss_status_success) return status;
+    const gptoss_rope_params p =
+        gptoss_make_rope_params(rope_base, interpolation_scale, yarn_offset, yarn_scale, yarn_multiplier, head_dim);
+    const uint64_t total = (uint64_t) num_tokens * (num_rows / 2);
+    uint64_t blocks = (total + 255) / 256;
+    const uint64_t cap = (uint64_t) gptoss_cuda_num_sms(backend) * 32;
+    if (blocks > cap) blocks = cap;
+    qkv_rope_cache_kernel<<<(unsigned) blocks, 256, 0, gptoss_cuda_stream(backend)>>>(
+        output, kv_cache, p, num_tokens, num_q_heads, num_kv_heads, head_dim, token_offset, max_tokens);
+    GPTOSS_CUDA_LAUNCHED("f32_bf16w_matmul_qkv (rope + cache)");
+    return gptoss_status_success;
+}

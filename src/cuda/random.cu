@@ -1,0 +1,65 @@
+/* Random fill (Squares32): value i depends only on (seed, offset + i). */
+#include "cuda/common.cuh"
+
+namespace {
+
+__global__ void u32_fill_random_kernel(uint32_t* out, uint64_t n, uint64_t seed, uint64_t offset) {
+    const uint64_t stride = (uint64_t) gridDim.x * blockDim.x;
+    for (uint64_t i = (uint64_t) blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        out[i] = gptoss_d_squares32(offset + i, seed);
+    }
+}
+
+__global__ void f32_fill_random_kernel(float* out, uint64_t n, uint64_t seed, uint64_t offset, float scale,
+                                       float bias) {
+    const uint64_t stride = (uint64_t) gridDim.x * blockDim.x;
+    for (uint64_t i = (uint64_t) blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        out[i] = gptoss_d_random_f32(gptoss_d_squares32(offset + i, seed), scale, bias);
+    }
+}
+
+__global__ void bf16_fill_random_kernel(uint16_t* out, uint64_t n, uint64_t seed, uint64_t offset, float scale,
+                                        float bias) {
+    const uint64_t stride = (uint64_t) gridDim.x * blockDim.x;
+    for (uint64_t i = (uint64_t) blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        out[i] = gptoss_d_f32_to_bf16(gptoss_d_random_f32(gptoss_d_squares32(offset + i, seed), scale, bias));
+    }
+}
+
+unsigned fill_blocks(gptoss_backend_t backend, uint64_t n) {
+    const uint64_t want = (n + 255) / 256;
+    const uint64_t cap = (uint64_t) gptoss_cuda_num_sms(backend) * 16;
+    return (unsigned) (want < cap ? (want == 0 ? 1 : want) : cap);
+}
+
+}  // namespace
+
+extern "C" enum gptoss_status gptoss_cuda_u32_fill_random(gptoss_backend_t backend, uint32_t* output,
+                                                          uint64_t num_elements, uint64_t seed, uint64_t offset) {
+    u32_fill_random_kernel<<<fill_blocks(backend, num_elements), 256, 0, gptoss_cuda_stream(backend)>>>(
+        output, num_elements, seed, offset);
+    GPTOSS_CUDA_LAUNCHED("u32_fill_random");
+    return gptoss_status_success;
+}
+
+extern "C" enum gptoss_status gptoss_cuda_f32_fill_random(gptoss_backend_t backend, float* output,
+                                                          uint64_t num_elements, uint64_t seed, uint64_t offset,
+                                                          float min, float max) {
+    const float scale = (max - min) * 0x1.0p-32f;
+    const float bias = (min + max) * 0.5f;
+    f32_fill_random_kernel<<<fill_blocks(backend, num_elements), 256, 0, gptoss_cuda_stream(backend)>>>(
+        output, num_elements, seed, offset, scale, bias);
+    GPTOSS_CUDA_LAUNCHED("f32_fill_random");
+    return gptoss_status_success;
+}
+
+extern "C" enum gptoss_status gptoss_cuda_bf16_fill_random(gptoss_backend_t backend, gptoss_bf16* output,
+                                                           uint64_t num_elements, uint64_t seed, uint64_t offset,
+                                                           float min, float max) {
+    const float scale = (max - min) * 0x1.0p-32f;
+    const float bias = (min + max) * 0.5f;
+    bf16_fill_random_kernel<<<fill_blocks(backend, num_elements), 256, 0, gptoss_cuda_stream(backend)>>>(
+        (uint16_t*) output, num_elements, seed, offset, scale, bias);
+    GPTOSS_CUDA_LAUNCHED("bf16_fill_random");
+    return gptoss_status_success;
+}

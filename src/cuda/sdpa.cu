@@ -1,0 +1,316 @@
+/* Scaled dot-product attention with sinks, sliding window and GQA over the KV cache.
+ *
+ * Fast path (head_dim 64, up to 8 Q heads per KV head): flash-decoding. The key range of
+ * every (query, KV head) is split into chunks; one 128-thread block handles one chunk for
+ * all Q heads of the KV head (K/V tiles of 64 keys staged in shared memory, online
+ * softmax), and writes a partial (max, sum, unnormalised output). A merge kernel combines
+ * the chunks with the sink. Other shapes use a simple one-warp-per-(query, Q head) kernel. */
+#include "cuda/common.cuh"
+
+namespace {
+
+constexpr int D = 64;       /* head_dim of the fast path */
+constexpr int G = 8;        /* Q heads per KV head handled by a block (padded) */
+constexpr int TK = 64;      /* keys per tile */
+constexpr int THREADS = 128;
+
+struct SdpaShape {
+    const float* q;
+    const float* kv;
+    float* partial; /* [Tq][Hq][nchunks][D + 2]: o[D], m, l */
+    uint64_t kv_stride;
+    uint32_t window;
+    uint32_t num_q_tokens, num_kv_tokens, num_q_heads, num_kv_heads, group;
+    uint32_t qkv_dim;
+    uint32_t chunk, nchunks;
+    float scale;
+};
+
+__device__ __forceinline__ void key_range(uint32_t P, uint32_t window, uint32_t& lo, uint32_t& len) {
+    /* keys max(0, P + 1 - window) .. P */
+    const uint64_t p1 = (uint64_t) P + 1;
+    lo = p1 > window ? (uint32_t) (p1 - window) : 0u;
+    len = (uint32_t) (p1 - lo);
+}
+
+__global__ void __launch_bounds__(THREADS) sdpa_chunk_kernel(SdpaShape s) {
+    __shared__ __align__(16) float qs[G][D];
+    __shared__ __align__(16) float ks[TK][D + 4];
+    __shared__ __align__(16) float vs[TK][D];
+    __shared__ __align__(16) float ps[TK][G]; /* scores, then probabilities */
+    __shared__ float factor_s[G];
+
+    const uint32_t tid = threadIdx.x;
+    const uint32_t chunk = blockIdx.x;
+    const uint32_t i = blockIdx.y / s.num_kv_heads;
+    const uint32_t h = blockIdx.y % s.num_kv_heads;
+    const uint32_t P = s.num_kv_tokens + i;
+    uint32_t lo, len;
+    key_range(P, s.window, lo, len);
+    const uint32_t begin = chunk * s.chunk; /* relative to lo */
+    const uint32_t end = min(begin + s.chunk, len);
+    const uint32_t hq0 = h * s.group;
+
+    /* Q heads of this KV head (padded with zeros) */
+    for (uint32_t idx = tid; idx < G * D; idx += THREADS) {
+        const uint32_t g = idx / D, d = idx % D;
+        qs[g][d] = g < s.group ? s.q[(size_t) i * s.qkv_dim + (size_t) (hq0 + g) * D + d] : 0.0f;
+    }
+
+    /* score/probability ownership: key k = tid % 64, heads gg*4 .. gg*4+3 */
+    const uint32_t kk = tid % TK, gg = tid / TK;
+    /* output ownership: dim d = tid % 64, heads gg*4 .. +3 */
+    const uint32_t od = tid % D;
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    /* running max / sum for head g are kept by warp g/2 (redundantly in all its lanes) */
+    const uint32_t warp = tid / 32, lane = tid % 32;
+    float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};
+
+    const float* kv_head = s.kv + (size_t) h * s.kv_stride;
+    for (uint32_t t0 = begin; t0 < end; t0 += TK) {
+        const uint32_t ntile = min((uint32_t) TK, end - t0);
+        __syncthreads(); /* previous tile fully consumed; qs written */
+        /* stage K and V: 64 keys x 128 floats = 2048 float4 */
+        for (uint32_t idx = tid; idx < TK * 2 * D / 4; idx += THREADS) {
+            const uint32_t key = idx / (2 * D / 4), c4 = idx % (2 * D / 4);
+            float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            if (key < ntile) {
+                const float* row = kv_head + (size_t) (lo + t0 + key) * (2 * D);
+                v = __ldg((const float4*) row + c4);
+            }
+            if (c4 < D / 4) {
+                *(float4*) &ks[key][c4 * 4] = v;
+            } else {
+                *(float4*) &vs[key][(c4 - D / 4) * 4] = v;
+            }
+        }
+        __syncthreads();
+        /* scores */
+        {
+            float sc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll 4
+            for (int d = 0; d < D; d += 4) {
+                const float4 k4 = *(const float4*) &ks[kk][d];
+#pragma unroll
+                for (int j = 0; j < 4; j++) {
+                    const float4 q4 = *(const float4*) &qs[gg * 4 + j][d];
+                    sc[j] = fmaf(q4.x, k4.x, sc[j]);
+                    sc[j] = fmaf(q4.y, k4.y, sc[j]);
+                    sc[j] = fmaf(q4.z, k4.z, sc[j]);
+                    sc[j] = fmaf(q4.w, k4.w, sc[j]);
+                }
+            }
+#pragma unroll
+            for (int j = 0; j < 4; j++) ps[kk][gg * 4 + j] = kk < ntile ? sc[j] * s.scale : -INFINITY;
+        }
+        __syncthreads();
+        /* online softmax: warp w handles heads 2w, 2w+1 */
+#pragma unroll
+        for (int jj = 0; jj < 2; jj++) {
+            const uint32_t g = warp * 2 + jj;
+            const float a = ps[lane][g], b = ps[lane + 32][g];
+            const float tmax = gptoss_d_warp_max(fmaxf(a, b));
+            const float m_new = fmaxf(m_run[jj], tmax);
+            float pa = 0.0f, pb = 0.0f, f = 1.0f;
+            if (m_new != -INFINITY) {
+                pa = expf(a - m_new);
+                pb = expf(b - m_new);
+                f = expf(m_run[jj] - m_new);
+            }
+            const float tsum = gptoss_d_warp_sum(pa + pb);
+            l_run[jj] = fmaf(l_run[jj], f, tsum);
+            m_run[jj] = m_new;
+            ps[lane][g] = pa;
+            ps[lane + 32][g] = pb;
+            if (lane == 0) factor_s[g] = f;
+        }
+        __syncthreads();
+        /* P V */
+        {
+            float f4[4];
+#pragma unroll
+            for (int j = 0; j < 4; j++) f4[j] = factor_s[gg * 4 + j];
+#pragma unroll
+            for (int j = 0; j < 4; j++) acc[j] *= f4[j];
+#pragma unroll 8
+            for (uint32_t k = 0; k < ntile; k++) {
+                const float v = vs[k][od];
+                const float4 p4 = *(const float4*) &ps[k][gg * 4];
+                acc[0] = fmaf(p4.x, v, acc[0]);
+                acc[1] = fmaf(p4.y, v, acc[1]);
+                acc[2] = fmaf(p4.z, v, acc[2]);
+                acc[3] = fmaf(p4.w, v, acc[3]);
+            }
+        }
+    }
+    /* write the partial of every real head */
+    const size_t stride_chunk = D + 2;
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        const uint32_t g = gg * 4 + j;
+        if (g < s.group) {
+            float* part = s.partial + (((size_t) i * s.num_q_heads + hq0 + g) * s.nchunks + chunk) * stride_chunk;
+            part[od] = acc[j];
+        }
+    }
+#pragma unroll
+    for (int jj = 0; jj < 2; jj++) {
+        const uint32_t g = warp * 2 + jj;
+        if (g < s.group && lane == 0) {
+            float* part = s.partial + (((size_t) i * s.num_q_heads + hq0 + g) * s.nchunks + chunk) * stride_chunk;
+            part[D] = m_run[jj];
+            part[D + 1] = l_run[jj];
+        }
+    }
+}
+
+/* One 256-thread block per (query, Q head): combines the chunk partials with the sink.
+ * Chunks are read in parallel (fixed order of combination: deterministic). */
+constexpr int MERGE_THREADS = 256;
+__global__ void __launch_bounds__(MERGE_THREADS) sdpa_merge_kernel(const float* partial, const uint16_t* sinks,
+                                                                  float* out, uint32_t num_q_tokens,
+                                                                  uint32_t num_q_heads, uint32_t nchunks) {
+    __shared__ float red[32];
+    __shared__ float o_part[MERGE_THREADS / D][D];
+    extern __shared__ float f_s[]; /* nchunks factors */
+    const uint32_t row = blockIdx.x; /* i * Hq + hq */
+    const uint32_t tid = threadIdx.x;
+    const float* part = partial + (size_t) row * nchunks * (D + 2);
+    const float S = sinks != nullptr ? gptoss_d_bf16_to_f32(sinks[row % num_q_heads]) : -INFINITY;
+    float m = -INFINITY;
+    for (uint32_t c = tid; c < nchunks; c += MERGE_THREADS) m = fmaxf(m, part[(size_t) c * (D + 2) + D]);
+    m = gptoss_d_warp_max(m);
+    if ((tid & 31) == 0) red[tid >> 5] = m;
+    __syncthreads();
+    float M = S;
+    for (int w = 0; w < MERGE_THREADS / 32; w++) M = fmaxf(M, red[w]);
+    __syncthreads();
+    float lsum = 0.0f;
+    for (uint32_t c = tid; c < nchunks; c += MERGE_THREADS) {
+        const float mc = part[(size_t) c * (D + 2) + D];
+        const float f = (M == -INFINITY || mc == -INFINITY) ? 0.0f : expf(mc - M);
+        f_s[c] = f;
+        lsum = fmaf(part[(size_t) c * (D + 2) + D + 1], f, lsum);
+    }
+    float denom = gptoss_d_block_sum(lsum, red); /* includes a barrier: f_s complete */
+    if (sinks != nullptr && M != -INFINITY) denom += expf(S - M);
+    const uint32_t d = tid % D, q = tid / D;
+    float o = 0.0f;
+    for (uint32_t c = q; c < nchunks; c += MERGE_THREADS / D) o = fmaf(part[(size_t) c * (D + 2) + d], f_s[c], o);
+    o_part[q][d] = o;
+    __syncthreads();
+    if (tid < D) {
+        float acc = 0.0f;
+        for (int k = 0; k < MERGE_THREADS / D; k++) acc += o_part[k][tid];
+        out[(size_t) row * D + tid] = denom > 0.0f ? acc / denom : 0.0f;
+    }
+}
+
+/* Generic: one warp per (query i, Q head hq); any head_dim (multiple of 4), any GQA. */
+__global__ void sdpa_generic_kernel(const float* q, const float* kv, const uint16_t* sinks, float* out,
+                                    uint32_t window, uint64_t kv_stride, uint32_t num_q_tokens, uint32_t num_kv_tokens,
+                                    uint32_t num_q_heads, uint32_t num_kv_heads, uint32_t head_dim, float scale) {
+    const uint32_t warp_global = (blockIdx.x * blockDim.x + threadIdx.x) / 32;
+    const uint32_t lane = threadIdx.x % 32;
+    if (warp_global >= num_q_tokens * num_q_heads) return;
+    const uint32_t i = warp_global / num_q_heads, hq = warp_global % num_q_heads;
+    const uint32_t h = hq / (num_q_heads / num_kv_heads);
+    const uint32_t qkv_dim = head_dim * (num_q_heads + 2 * num_kv_heads);
+    const float* qr = q + (size_t) i * qkv_dim + (size_t) hq * head_dim;
+    const uint32_t P = num_kv_tokens + i;
+    uint32_t lo, len;
+    key_range(P, window, lo, len);
+    const float* kvh = kv + (size_t) h * kv_stride;
+    float* o = out + (size_t) i * num_q_heads * head_dim + (size_t) hq * head_dim;
+    /* pass 1: max; pass 2: sums (two passes keep the arithmetic simple) */
+    const float S = sinks != nullptr ? gptoss_d_bf16_to_f32(sinks[hq]) : -INFINITY;
+    float M = S;
+    for (uint32_t t = lo; t <= P; t++) {
+        const float* k = kvh + (size_t) t * 2 * head_dim;
+        float dot = 0.0f;
+        for (uint32_t d = lane; d < head_dim; d += 32) dot = fmaf(qr[d], k[d], dot);
+        dot = gptoss_d_warp_sum(dot) * scale;
+        M = fmaxf(M, dot);
+    }
+    float denom = (sinks != nullptr && M != -INFINITY) ? expf(S - M) : 0.0f;
+    for (uint32_t d = lane; d < head_dim; d += 32) o[d] = 0.0f;
+    __syncwarp();
+    if (M == -INFINITY) return;
+    for (uint32_t t = lo; t <= P; t++) {
+        const float* k = kvh + (size_t) t * 2 * head_dim;
+        float dot = 0.0f;
+        for (uint32_t d = lane; d < head_dim; d += 32) dot = fmaf(qr[d], k[d], dot);
+        dot = gptoss_d_warp_sum(dot) * scale;
+        const float p = expf(dot - M);
+        denom += p;
+        const float* v = k + head_dim;
+        for (uint32_t d = lane; d < head_dim; d += 32) o[d] = fmaf(p, v[d], o[d]);
+    }
+    __syncwarp();
+    for (uint32_t d = lane; d < head_dim; d += 32) o[d] = denom > 0.0f ? o[d] / denom : 0.0f;
+    (void) len;
+}
+
+}  // namespace
+
+extern "C" enum gptoss_status gptoss_cuda_f32_sdpa(gptoss_backend_t backend, const float* q, const float* kv,
+                                                   const gptoss_bf16* sinks, float* output, uint32_t window,
+                                                   uint64_t kv_stride, uint32_t num_q_tokens, uint32_t num_kv_tokens,
+                                                   uint32_t num_q_heads, uint32_t num_kv_heads, uint32_t head_dim,
+                                                   float scale) {
+    const cudaStream_t stream = gptoss_cuda_stream(backend);
+    const uint32_t group = num_q_heads / num_kv_heads;
+    const uint64_t warps = (uint64_t) num_q_tokens * num_q_heads;
+    const bool fast = head_dim == D && group <= (uint32_t) G && gptoss_aligned(q, 16) && gptoss_aligned(kv, 16) &&
+                      kv_stride % 4 == 0 && (uint64_t) num_q_tokens * num_kv_heads <= GPTOSS_CUDA_MAX_GRID_YZ &&
+                      (uint64_t) num_q_tokens * num_q_heads <= 0x7FFFFFFFu;
+    if (!fast) {
+        const uint64_t blocks = (warps * 32 + 255) / 256;
+        sdpa_generic_kernel<<<(unsigned) blocks, 256, 0, stream>>>(q, kv, (const uint16_t*) sinks, output, window,
+                                                                   kv_stride, num_q_tokens, num_kv_tokens, num_q_heads,
+                                                                   num_kv_heads, head_dim, scale);
+        GPTOSS_CUDA_LAUNCHED("f32_sdpa (generic)");
+        return gptoss_status_success;
+    }
+    /* longest key range over the queries */
+    const uint64_t p_max1 = (uint64_t) num_kv_tokens + num_q_tokens;
+    const uint64_t max_len = p_max1 < window ? p_max1 : window;
+    const uint64_t pairs = (uint64_t) num_q_tokens * num_kv_heads;
+    const uint64_t target_blocks = (uint64_t) gptoss_cuda_num_sms(backend) * 8;
+    uint64_t want_chunks = (target_blocks + pairs - 1) / pairs;
+    if (want_chunks < 1) want_chunks = 1;
+    uint64_t chunk = (max_len + want_chunks - 1) / want_chunks;
+    chunk = (chunk + TK - 1) / TK * TK;
+    if (chunk < (uint64_t) TK) chunk = TK;
+    const uint64_t nchunks = (max_len + chunk - 1) / chunk;
+
+    SdpaShape s;
+    s.q = q;
+    s.kv = kv;
+    s.kv_stride = kv_stride;
+    s.window = window;
+    s.num_q_tokens = num_q_tokens;
+    s.num_kv_tokens = num_kv_tokens;
+    s.num_q_heads = num_q_heads;
+    s.num_kv_heads = num_kv_heads;
+    s.group = group;
+    s.qkv_dim = head_dim * (num_q_heads + 2 * num_kv_heads);
+    s.chunk = (uint32_t) chunk;
+    s.nchunks = (uint32_t) nchunks;
+    s.scale = scale;
+    void* partial = nullptr;
+    enum gptoss_status status =
+        gptoss_cuda_temp_alloc(backend, (size_t) num_q_tokens * num_q_heads * nchunks * (D + 2) * sizeof(float), &partial);
+    if (status != gptoss_status_success) return status;
+    s.partial = (float*) partial;
+    sdpa_chunk_kernel<<<dim3((unsigned) nchunks, (unsigned) pairs), THREADS, 0, stream>>>(s);
+    cudaError_t err = cudaGetLastError();
+    if (err == cudaSuccess) {
+        sdpa_merge_kernel<<<(unsigned) warps, MERGE_THREADS, nchunks * sizeof(float), stream>>>(
+            s.partial, (const uint16_t*) sinks, output, num_q_tokens, num_q_heads, (uint32_t) nchunks);
+        err = cudaGetLastError();
+    }
+    gptoss_cuda_temp_free(backend, partial);
+    if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of f32_sdpa");
+    return gptoss_status_success;
+}
