@@ -62,4 +62,63 @@ struct gptoss_model {
     int fd;
 };
 
+/* ---- file format helpers (engine/model.c; shared with the tokenizer and the writer) ---- */
+
+#define GPTOSS_FILE_ALIGNMENT 16384u     /* the writer's alignment (MODEL_FORMAT.md 6.4) */
+#define GPTOSS_FILE_HEADER_SIZE 148u     /* file header .. tokenizer header inclusive */
+#define GPTOSS_TENSOR_ALIGNMENT 16u      /* every tensor starts 16-byte aligned */
+
+extern const uint8_t gptoss_file_magic[12];
+extern const uint8_t gptoss_model_uuid[16];
+extern const uint8_t gptoss_layout_uuid[16];
+extern const uint8_t gptoss_tokenizer_uuid[16];
+/* UUID of each special-token enum value (index = enum; [0] unused). */
+extern const uint8_t gptoss_special_token_uuids[gptoss_special_token_max][16];
+
+/* Header (offsets 0..148) after validation, and the layout derived from it. All offsets
+ * are absolute file offsets unless stated; everything fits in 64 bits (checked). */
+struct gptoss_file_info {
+    struct gptoss_model_config config;
+    uint32_t num_special_tokens, num_text_tokens, regex_size, tokens_size;
+    uint64_t special_uuids_offset;     /* 148 */
+    uint64_t regex_offset;             /* 148 + 16*S */
+    uint64_t tokens_offset;            /* regex_offset + regex_size */
+    uint64_t tokenizer_end;            /* tokens_offset + tokens_size */
+    uint64_t weights_offset;           /* W0 = round_up(tokenizer_end, 16384) */
+    /* relative to W0: */
+    uint64_t embedding, final_norm, unembedding, shared_size, per_block;
+    struct gptoss_layer_offsets layer0; /* block 0's fields (moe = W0-relative start of layer 0's MoE) */
+    uint64_t moe_size;                  /* MOE = round_up(E*PER_EXPERT, 16384) */
+    struct gptoss_expert_layout expert;
+    uint64_t weights_size;              /* SHARED + (L-1)*MOE + E*PER_EXPERT */
+    uint64_t file_size;                 /* W0 + weights_size: the size the layout needs */
+    /* tensor sizes (bytes, unpadded) */
+    uint64_t embedding_bytes, norm_bytes, qkv_weight_bytes, qkv_bias_bytes, sinks_bytes, out_weight_bytes,
+        out_bias_bytes, gate_weight_bytes, gate_bias_bytes;
+    uint64_t mlp1_blocks_bytes, mlp1_scales_bytes, mlp1_bias_bytes, mlp2_blocks_bytes, mlp2_scales_bytes,
+        mlp2_bias_bytes;
+};
+
+/* Validates the first 148 bytes (magic, zero word, UUIDs, every header field) and computes
+ * the layout. invalid_argument with a message naming the field on bad content. */
+enum gptoss_status gptoss_file_parse_header(const uint8_t header[GPTOSS_FILE_HEADER_SIZE],
+                                            struct gptoss_file_info* info_out);
+/* Computes the layout of info->config + tokenizer sizes (fills everything after the
+ * tokenizer header fields); used by the parser and by the writer. */
+enum gptoss_status gptoss_file_compute_layout(struct gptoss_file_info* info);
+
+/* Builds a tokenizer from the tokenizer section bytes [148, tokenizer_end) of a file
+ * (special UUID table, regex, text-token table); the bytes are copied. */
+enum gptoss_status gptoss_tokenizer_create_from_section(const struct gptoss_file_info* info,
+                                                        const uint8_t* section, size_t section_size,
+                                                        gptoss_tokenizer_t* tokenizer_out);
+
+/* Little-endian helpers. */
+static inline uint32_t gptoss_load_u32le(const uint8_t* p) {
+    return (uint32_t) p[0] | ((uint32_t) p[1] << 8) | ((uint32_t) p[2] << 16) | ((uint32_t) p[3] << 24);
+}
+static inline void gptoss_store_u32le(uint8_t* p, uint32_t v) {
+    p[0] = (uint8_t) v; p[1] = (uint8_t) (v >> 8); p[2] = (uint8_t) (v >> 16); p[3] = (uint8_t) (v >> 24);
+}
+
 #endif

@@ -1,0 +1,224 @@
+/* gptoss tokenize / inspect, and shared CLI helpers. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <fcntl.h>
+
+#include <gptoss/engine.h>
+
+#include "cli_tools.h"
+#include "internal/error.h"
+#include "model.h"
+
+int gptoss_cli_parse_u64(const char* s, unsigned long long max, unsigned long long* out) {
+    if (s == NULL || *s < '0' || *s > '9') return -1;
+    char* end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v > max) return -1;
+    *out = v;
+    return 0;
+}
+
+static char* read_stdin(size_t* size_out) {
+    size_t cap = 1 << 16, n = 0;
+    char* buf = malloc(cap);
+    if (buf == NULL) return NULL;
+    for (;;) {
+        if (n == cap) {
+            char* g = cap < ((size_t) 1 << 40) ? realloc(buf, cap * 2) : NULL;
+            if (g == NULL) {
+                free(buf);
+                return NULL;
+            }
+            buf = g;
+            cap *= 2;
+        }
+        size_t r = fread(buf + n, 1, cap - n, stdin);
+        if (r == 0) break;
+        n += r;
+    }
+    if (ferror(stdin)) {
+        free(buf);
+        return NULL;
+    }
+    *size_out = n;
+    return buf;
+}
+
+static const char tokenize_usage[] =
+    "usage: gptoss tokenize -m MODEL [--decode]\n"
+    "  Reads text on stdin and prints its token ids on one line, space separated\n"
+    "  (o200k BPE of the model file's tokenizer; special-token names are plain text).\n"
+    "  --decode: read whitespace-separated token ids on stdin and write their bytes\n"
+    "  (special tokens as their names) to stdout.\n"
+    "  -m, --model FILE   model file (only the header and tokenizer are read)\n";
+
+int gptoss_cli_tokenize(int argc, char** argv) {
+    const char* model = NULL;
+    int decode = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs(tokenize_usage, stdout);
+            return 0;
+        } else if ((strcmp(argv[i], "-m") == 0 || strcmp(argv[i], "--model") == 0) && i + 1 < argc) {
+            model = argv[++i];
+        } else if (strcmp(argv[i], "--decode") == 0) {
+            decode = 1;
+        } else {
+            fprintf(stderr, "gptoss tokenize: unknown or incomplete argument '%s'\n%s", argv[i], tokenize_usage);
+            return 2;
+        }
+    }
+    if (model == NULL) {
+        fprintf(stderr, "gptoss tokenize: -m MODEL is required\n%s", tokenize_usage);
+        return 2;
+    }
+    gptoss_tokenizer_t tok = NULL;
+    enum gptoss_status st = gptoss_tokenizer_create_from_file(model, &tok);
+    if (st != gptoss_status_success) {
+        fprintf(stderr, "gptoss tokenize: %s: %s\n", gptoss_status_to_string(st), gptoss_last_error());
+        return 1;
+    }
+    size_t size = 0;
+    char* text = read_stdin(&size);
+    int rc = 0;
+    if (text == NULL) {
+        fprintf(stderr, "gptoss tokenize: cannot read stdin\n");
+        rc = 1;
+    } else if (!decode) {
+        size_t count = 0;
+        st = gptoss_tokenizer_encode(tok, text, size, NULL, 0, &count);
+        uint32_t* ids = NULL;
+        if (st == gptoss_status_insufficient_memory || st == gptoss_status_success) {
+            ids = malloc((count ? count : 1) * sizeof(uint32_t));
+            st = ids ? gptoss_tokenizer_encode(tok, text, size, ids, count, &count) : gptoss_status_insufficient_memory;
+        }
+        if (st != gptoss_status_success) {
+            fprintf(stderr, "gptoss tokenize: %s: %s\n", gptoss_status_to_string(st), gptoss_last_error());
+            rc = 1;
+        } else {
+            for (size_t i = 0; i < count; i++) printf(i ? " %u" : "%u", ids[i]);
+            printf("\n");
+        }
+        free(ids);
+    } else {
+        char* p = text;
+        char* end = text + size;
+        while (p < end && rc == 0) {
+            while (p < end && (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r' || *p == ',')) p++;
+            if (p >= end) break;
+            char* q = p;
+            while (q < end && *q >= '0' && *q <= '9') q++;
+            char num[24];
+            unsigned long long id;
+            if (q == p || q - p > 20 || (q < end && !(*q == ' ' || *q == '\n' || *q == '\t' || *q == '\r' || *q == ','))) {
+                fprintf(stderr, "gptoss tokenize: bad token id at byte %zu of stdin\n", (size_t) (p - text));
+                rc = 1;
+                break;
+            }
+            memcpy(num, p, (size_t) (q - p));
+            num[q - p] = '\0';
+            const void* bytes;
+            size_t n;
+            if (gptoss_cli_parse_u64(num, UINT32_MAX, &id) != 0 ||
+                (st = gptoss_tokenizer_decode(tok, (uint32_t) id, &bytes, &n)) != gptoss_status_success) {
+                fprintf(stderr, "gptoss tokenize: token %s: %s\n", num, gptoss_last_error());
+                rc = 1;
+                break;
+            }
+            fwrite(bytes, 1, n, stdout);
+            p = q;
+        }
+    }
+    free(text);
+    gptoss_tokenizer_release(tok);
+    if (fflush(stdout) != 0) rc = 1;
+    return rc;
+}
+
+static const char inspect_usage[] =
+    "usage: gptoss inspect MODEL\n"
+    "  Validates a model file (header, tokenizer, layout against the file size) and prints\n"
+    "  its header fields and tensor layout. Reads no weights.\n";
+
+int gptoss_cli_inspect(int argc, char** argv) {
+    const char* path = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs(inspect_usage, stdout);
+            return 0;
+        } else if (argv[i][0] == '-' || path != NULL) {
+            fprintf(stderr, "gptoss inspect: unexpected argument '%s'\n%s", argv[i], inspect_usage);
+            return 2;
+        } else {
+            path = argv[i];
+        }
+    }
+    if (path == NULL) {
+        fprintf(stderr, "%s", inspect_usage);
+        return 2;
+    }
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        fprintf(stderr, "gptoss inspect: %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    uint8_t h[GPTOSS_FILE_HEADER_SIZE];
+    ssize_t r = pread(fd, h, sizeof(h), 0);
+    off_t size = lseek(fd, 0, SEEK_END);
+    close(fd);
+    if (r != (ssize_t) sizeof(h)) {
+        fprintf(stderr, "gptoss inspect: %s: shorter than the %u-byte header\n", path, GPTOSS_FILE_HEADER_SIZE);
+        return 1;
+    }
+    struct gptoss_file_info in;
+    enum gptoss_status st = gptoss_file_parse_header(h, &in);
+    if (st != gptoss_status_success) {
+        fprintf(stderr, "gptoss inspect: %s: %s: %s\n", path, gptoss_status_to_string(st), gptoss_last_error());
+        return 1;
+    }
+    const struct gptoss_model_config* c = &in.config;
+    printf("file                 %s (%lld bytes; layout needs %llu)\n", path, (long long) size, (unsigned long long) in.file_size);
+    printf("context_length       %u\nnum_blocks           %u\nnum_experts          %u\nnum_active_experts   %u\n",
+           c->context_length, c->num_blocks, c->num_experts, c->num_active_experts);
+    printf("embedding_dim        %u\nmlp_dim              %u\nswiglu_limit         %.9g\nhead_dim             %u\n",
+           c->embedding_dim, c->mlp_dim, (double) c->swiglu_limit, c->head_dim);
+    printf("num_heads            %u\nnum_kv_heads         %u\nattention_window     %u\nrope_theta           %.9g\n",
+           c->num_heads, c->num_kv_heads, c->attention_window, (double) c->rope_theta);
+    printf("interpolation_scale  %.9g\nyarn_offset          %.9g\nyarn_scale           %.9g\nyarn_multiplier      %.9g\n",
+           (double) c->interpolation_scale, (double) c->yarn_offset, (double) c->yarn_scale, (double) c->yarn_multiplier);
+    printf("rmsnorm_epsilon      %.9g\n", (double) c->rmsnorm_epsilon);
+    printf("tokens               %u text + %u special; regex %u bytes; token table %u bytes\n", in.num_text_tokens,
+           in.num_special_tokens, in.regex_size, in.tokens_size);
+    printf("weights at           %llu (shared %llu, per block %llu, MoE per layer %llu, per expert %zu)\n",
+           (unsigned long long) in.weights_offset, (unsigned long long) in.shared_size, (unsigned long long) in.per_block,
+           (unsigned long long) in.moe_size, in.expert.per_expert);
+    if ((unsigned long long) size < in.file_size) {
+        fprintf(stderr, "gptoss inspect: %s: file is truncated (%lld < %llu bytes)\n", path, (long long) size,
+                (unsigned long long) in.file_size);
+        return 1;
+    }
+    gptoss_tokenizer_t tok;
+    st = gptoss_tokenizer_create_from_file(path, &tok);
+    if (st != gptoss_status_success) {
+        fprintf(stderr, "gptoss inspect: %s: %s\n", gptoss_status_to_string(st), gptoss_last_error());
+        return 1;
+    }
+    printf("special tokens      ");
+    for (int e = 1; e < gptoss_special_token_max; e++) {
+        uint32_t id;
+        if (gptoss_tokenizer_get_special_token_id(tok, (enum gptoss_special_token) e, &id) == gptoss_status_success) {
+            const void* p;
+            size_t n;
+            gptoss_tokenizer_decode(tok, id, &p, &n);
+            printf(" %.*s=%u", (int) n, (const char*) p, id);
+        }
+    }
+    printf("\n");
+    gptoss_tokenizer_release(tok);
+    return 0;
+}

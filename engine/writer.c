@@ -1,0 +1,472 @@
+/* Model file writer (MODEL_FORMAT.md 10) and tiktoken vocabulary loader. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal/error.h"
+#include "writer.h"
+
+const char gptoss_o200k_regex[] =
+    "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?"
+    "|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?"
+    "|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
+#ifndef GPTOSS_VOCAB_DEFAULT
+#define GPTOSS_VOCAB_DEFAULT "data/o200k_base.tiktoken"
+#endif
+
+/* ---- vocabulary --------------------------------------------------------------------- */
+
+const char* gptoss_default_vocab_path(void) {
+    static _Thread_local char buf[PATH_MAX + 64];
+    const char* env = getenv("GPTOSS_VOCAB");
+    if (env != NULL && env[0] != '\0') return env;
+    if (access(GPTOSS_VOCAB_DEFAULT, R_OK) == 0) return GPTOSS_VOCAB_DEFAULT;
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char* slash = strrchr(exe, '/');
+        if (slash != NULL) {
+            *slash = '\0';
+            static const char* const rel[] = {"/../data/o200k_base.tiktoken", "/../share/gptoss/o200k_base.tiktoken",
+                                              "/data/o200k_base.tiktoken"};
+            for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
+                snprintf(buf, sizeof(buf), "%s%s", exe, rel[i]);
+                if (access(buf, R_OK) == 0) return buf;
+            }
+        }
+    }
+    return GPTOSS_VOCAB_DEFAULT;
+}
+
+static int b64_value(int c) {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+}
+
+/* Strict base64 decode of s[0..n) into out; returns the byte count or -1. */
+static long b64_decode(const char* s, size_t n, uint8_t* out) {
+    if (n == 0 || n % 4 != 0) return -1;
+    long k = 0;
+    for (size_t i = 0; i < n; i += 4) {
+        int v[4];
+        int pad = 0;
+        for (int j = 0; j < 4; j++) {
+            if (s[i + j] == '=') {
+                if (i + 4 != n || j < 2) return -1;
+                v[j] = 0;
+                pad++;
+            } else {
+                if (pad) return -1;
+                v[j] = b64_value((unsigned char) s[i + j]);
+                if (v[j] < 0) return -1;
+            }
+        }
+        const uint32_t w = ((uint32_t) v[0] << 18) | ((uint32_t) v[1] << 12) | ((uint32_t) v[2] << 6) | (uint32_t) v[3];
+        out[k++] = (uint8_t) (w >> 16);
+        if (pad < 2) out[k++] = (uint8_t) (w >> 8);
+        if (pad < 1) out[k++] = (uint8_t) w;
+    }
+    return k;
+}
+
+void gptoss_vocab_free(struct gptoss_vocab* v) {
+    if (v == NULL) return;
+    free(v->bytes);
+    free(v->offsets);
+    memset(v, 0, sizeof(*v));
+}
+
+enum gptoss_status gptoss_vocab_load_tiktoken(const char* path, struct gptoss_vocab* out) {
+    FILE* f = fopen(path, "rb");
+    if (f == NULL) {
+        return gptoss_fail(gptoss_status_io_error, "%s: cannot open the vocabulary: %s (set --vocab or $GPTOSS_VOCAB)",
+                           path, strerror(errno));
+    }
+    enum gptoss_status st = gptoss_status_success;
+    struct gptoss_vocab v = {0, NULL, NULL};
+    size_t cap_tokens = 1024, cap_bytes = 1 << 16, used = 0;
+    v.offsets = malloc((cap_tokens + 1) * sizeof(uint32_t));
+    v.bytes = malloc(cap_bytes);
+    char* line = NULL;
+    size_t line_cap = 0;
+    ssize_t len;
+    unsigned long lineno = 0;
+    if (v.offsets == NULL || v.bytes == NULL) goto oom;
+    v.offsets[0] = 0;
+    while ((len = getline(&line, &line_cap, f)) >= 0) {
+        lineno++;
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
+        if (len == 0) continue;
+        char* sp = memchr(line, ' ', (size_t) len);
+        if (sp == NULL) {
+            st = gptoss_fail(gptoss_status_invalid_argument, "%s:%lu: expected \"<base64> <rank>\"", path, lineno);
+            goto done;
+        }
+        char* end = NULL;
+        errno = 0;
+        unsigned long rank = strtoul(sp + 1, &end, 10);
+        if (errno != 0 || end == sp + 1 || *end != '\0' || rank != v.num_tokens) {
+            st = gptoss_fail(gptoss_status_invalid_argument, "%s:%lu: rank \"%s\" is not %u (ranks must be 0, 1, 2, ...)",
+                             path, lineno, sp + 1, v.num_tokens);
+            goto done;
+        }
+        const size_t b64_len = (size_t) (sp - line);
+        if (b64_len / 4 * 3 > 65535) {
+            st = gptoss_fail(gptoss_status_invalid_argument, "%s:%lu: token longer than 65535 bytes", path, lineno);
+            goto done;
+        }
+        if (v.num_tokens + 1 > cap_tokens) {
+            if (cap_tokens >= (1u << 24)) {
+                st = gptoss_fail(gptoss_status_invalid_argument, "%s: more than %zu tokens", path, cap_tokens);
+                goto done;
+            }
+            cap_tokens *= 2;
+            uint32_t* o = realloc(v.offsets, (cap_tokens + 1) * sizeof(uint32_t));
+            if (o == NULL) goto oom;
+            v.offsets = o;
+        }
+        if (used + b64_len > cap_bytes) {
+            while (used + b64_len > cap_bytes) cap_bytes *= 2;
+            if (cap_bytes > (1u << 30)) {
+                st = gptoss_fail(gptoss_status_invalid_argument, "%s: vocabulary over 1 GiB", path);
+                goto done;
+            }
+            uint8_t* b = realloc(v.bytes, cap_bytes);
+            if (b == NULL) goto oom;
+            v.bytes = b;
+        }
+        long n = b64_decode(line, b64_len, v.bytes + used);
+        if (n <= 0) {
+            st = gptoss_fail(gptoss_status_invalid_argument, "%s:%lu: bad base64 \"%.*s\"", path, lineno, (int) b64_len, line);
+            goto done;
+        }
+        used += (size_t) n;
+        v.num_tokens++;
+        v.offsets[v.num_tokens] = (uint32_t) used;
+    }
+    if (ferror(f)) {
+        st = gptoss_fail(gptoss_status_io_error, "%s: read error: %s", path, strerror(errno));
+        goto done;
+    }
+    if (v.num_tokens == 0) {
+        st = gptoss_fail(gptoss_status_invalid_argument, "%s: no tokens", path);
+        goto done;
+    }
+    goto done;
+oom:
+    st = gptoss_fail(gptoss_status_insufficient_memory, "%s: out of memory reading the vocabulary", path);
+done:
+    free(line);
+    fclose(f);
+    if (st != gptoss_status_success) {
+        gptoss_vocab_free(&v);
+        return st;
+    }
+    *out = v;
+    return gptoss_status_success;
+}
+
+/* ---- header ------------------------------------------------------------------------- */
+
+static void store_f32(uint8_t* p, float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    gptoss_store_u32le(p, u);
+}
+
+void gptoss_writer_build_header(uint8_t h[GPTOSS_FILE_HEADER_SIZE], const struct gptoss_model_config* c,
+                                uint32_t num_special_tokens, uint32_t num_text_tokens, uint32_t regex_size,
+                                uint32_t tokens_size) {
+    memset(h, 0, GPTOSS_FILE_HEADER_SIZE);
+    memcpy(h, gptoss_file_magic, 12);
+    memcpy(h + 16, gptoss_model_uuid, 16);
+    uint8_t* m = h + 32;
+    gptoss_store_u32le(m + 0, c->context_length);
+    gptoss_store_u32le(m + 4, c->num_blocks);
+    gptoss_store_u32le(m + 8, c->num_experts);
+    gptoss_store_u32le(m + 12, c->num_active_experts);
+    gptoss_store_u32le(m + 16, c->embedding_dim);
+    gptoss_store_u32le(m + 20, c->mlp_dim);
+    store_f32(m + 24, c->swiglu_limit);
+    gptoss_store_u32le(m + 28, c->head_dim);
+    gptoss_store_u32le(m + 32, c->num_heads);
+    gptoss_store_u32le(m + 36, c->num_kv_heads);
+    gptoss_store_u32le(m + 40, c->attention_window);
+    store_f32(m + 44, c->rope_theta);
+    store_f32(m + 48, c->interpolation_scale);
+    store_f32(m + 52, c->yarn_offset);
+    store_f32(m + 56, c->yarn_scale);
+    store_f32(m + 60, c->yarn_multiplier);
+    store_f32(m + 64, c->rmsnorm_epsilon);
+    memcpy(h + 100, gptoss_layout_uuid, 16);
+    memcpy(h + 116, gptoss_tokenizer_uuid, 16);
+    gptoss_store_u32le(h + 132, num_special_tokens);
+    gptoss_store_u32le(h + 136, num_text_tokens);
+    gptoss_store_u32le(h + 140, regex_size);
+    gptoss_store_u32le(h + 144, tokens_size);
+}
+
+/* Special slot j (id = num_text + j) -> enum, for the o200k_harmony table (MODEL_FORMAT.md
+ * 4.2, slot 10 = <|message|>); 0 = zeros. */
+static const int special_slot_enum[16] = {
+    0, 0, gptoss_special_token_untrusted, 0, gptoss_special_token_return, gptoss_special_token_constrain, 0,
+    gptoss_special_token_channel, gptoss_special_token_start, gptoss_special_token_end,
+    gptoss_special_token_message, 0, 0, 0, gptoss_special_token_call, gptoss_special_token_refusal,
+};
+
+/* ---- writing ------------------------------------------------------------------------ */
+
+static enum gptoss_status raw_write(struct gptoss_writer* w, const void* data, size_t size) {
+    if (size == 0) return gptoss_status_success;
+    if (fwrite(data, 1, size, w->file) != size) {
+        return gptoss_fail(gptoss_status_io_error, "%s: write of %zu bytes at offset %llu failed: %s", w->path, size,
+                           (unsigned long long) w->offset, strerror(errno));
+    }
+    w->offset += size;
+    return gptoss_status_success;
+}
+
+enum gptoss_status gptoss_writer_write(struct gptoss_writer* w, const void* data, size_t size) {
+    if (w->offset + size > w->info.file_size) {
+        return gptoss_fail(gptoss_status_invalid_state, "%s: writer bug: write of %zu bytes at %llu passes the layout's end %llu",
+                           w->path, size, (unsigned long long) w->offset, (unsigned long long) w->info.file_size);
+    }
+    return raw_write(w, data, size);
+}
+
+enum gptoss_status gptoss_writer_write_zeros(struct gptoss_writer* w, uint64_t size) {
+    static const uint8_t zeros[4096];
+    while (size != 0) {
+        const size_t n = size < sizeof(zeros) ? (size_t) size : sizeof(zeros);
+        enum gptoss_status st = raw_write(w, zeros, n);
+        if (st != gptoss_status_success) return st;
+        size -= n;
+    }
+    return gptoss_status_success;
+}
+
+enum gptoss_status gptoss_writer_begin_tensor(struct gptoss_writer* w, uint64_t rel_offset, const char* what) {
+    const uint64_t target = w->info.weights_offset + rel_offset;
+    const uint64_t aligned = (w->offset + GPTOSS_TENSOR_ALIGNMENT - 1) / GPTOSS_TENSOR_ALIGNMENT * GPTOSS_TENSOR_ALIGNMENT;
+    /* MoE layers start at a 16384 boundary: pad up to the target when it is the next
+     * 16384-aligned offset (MODEL_FORMAT.md 10) */
+    const uint64_t page = (w->offset + GPTOSS_FILE_ALIGNMENT - 1) / GPTOSS_FILE_ALIGNMENT * GPTOSS_FILE_ALIGNMENT;
+    if (aligned != target && !(target == page && target % GPTOSS_FILE_ALIGNMENT == 0)) {
+        return gptoss_fail(gptoss_status_invalid_state, "%s: writer bug: %s would start at %llu, the layout says %llu",
+                           w->path, what, (unsigned long long) aligned, (unsigned long long) target);
+    }
+    return gptoss_writer_write_zeros(w, target - w->offset);
+}
+
+enum gptoss_status gptoss_writer_open(struct gptoss_writer* w, const char* path, const struct gptoss_model_config* config,
+                                      const struct gptoss_vocab* vocab) {
+    memset(w, 0, sizeof(*w));
+    const size_t regex_size = strlen(gptoss_o200k_regex) + 1;
+    uint64_t tokens_size = 0;
+    for (uint32_t t = 0; t < vocab->num_tokens; t++) {
+        const uint32_t len = vocab->offsets[t + 1] - vocab->offsets[t];
+        if (len == 0 || len > 65535) {
+            return gptoss_fail(gptoss_status_invalid_argument, "vocabulary token %u has length %u (must be 1..65535)", t, len);
+        }
+        tokens_size += 2 + (uint64_t) len;
+    }
+    if (tokens_size > UINT32_MAX) return gptoss_fail(gptoss_status_invalid_argument, "vocabulary too large");
+    uint8_t header[GPTOSS_FILE_HEADER_SIZE];
+    gptoss_writer_build_header(header, config, 16, vocab->num_tokens, (uint32_t) regex_size, (uint32_t) tokens_size);
+    enum gptoss_status st = gptoss_file_parse_header(header, &w->info);
+    if (st != gptoss_status_success) {
+        char msg[400];
+        snprintf(msg, sizeof(msg), "%s", gptoss_last_error());
+        return gptoss_fail(st, "cannot write this model: %s", msg);
+    }
+    w->path = strdup(path);
+    if (w->path == NULL) return gptoss_fail(gptoss_status_insufficient_memory, "out of memory");
+    w->file = fopen(path, "wb");
+    if (w->file == NULL) {
+        st = gptoss_fail(gptoss_status_io_error, "%s: cannot create: %s", path, strerror(errno));
+        free(w->path);
+        w->path = NULL;
+        return st;
+    }
+    w->buffer = malloc(8 << 20);
+    if (w->buffer != NULL) setvbuf(w->file, w->buffer, _IOFBF, 8 << 20);
+
+    if ((st = raw_write(w, header, sizeof(header))) != gptoss_status_success) goto fail;
+    static const uint8_t zero_uuid[16];
+    for (int j = 0; j < 16; j++) {
+        const int e = special_slot_enum[j];
+        const uint8_t* u = e ? gptoss_special_token_uuids[e] : zero_uuid;
+        if ((st = raw_write(w, u, 16)) != gptoss_status_success) goto fail;
+    }
+    if ((st = raw_write(w, gptoss_o200k_regex, regex_size)) != gptoss_status_success) goto fail;
+    for (uint32_t t = 0; t < vocab->num_tokens; t++) {
+        const uint32_t len = vocab->offsets[t + 1] - vocab->offsets[t];
+        const uint8_t l2[2] = {(uint8_t) len, (uint8_t) (len >> 8)};
+        if ((st = raw_write(w, l2, 2)) != gptoss_status_success) goto fail;
+        if ((st = raw_write(w, vocab->bytes + vocab->offsets[t], len)) != gptoss_status_success) goto fail;
+    }
+    if (w->offset != w->info.tokenizer_end) {
+        st = gptoss_fail(gptoss_status_invalid_state, "writer bug: tokenizer ends at %llu, layout says %llu",
+                         (unsigned long long) w->offset, (unsigned long long) w->info.tokenizer_end);
+        goto fail;
+    }
+    if ((st = gptoss_writer_write_zeros(w, w->info.weights_offset - w->offset)) != gptoss_status_success) goto fail;
+    return gptoss_status_success;
+fail:
+    gptoss_writer_abort(w);
+    return st;
+}
+
+enum gptoss_status gptoss_writer_close(struct gptoss_writer* w) {
+    enum gptoss_status st = gptoss_status_success;
+    if (w->offset != w->info.file_size) {
+        st = gptoss_fail(gptoss_status_invalid_state, "%s: writer bug: wrote %llu bytes, the layout needs %llu", w->path,
+                         (unsigned long long) w->offset, (unsigned long long) w->info.file_size);
+        gptoss_writer_abort(w);
+        return st;
+    }
+    if (fflush(w->file) != 0 || fsync(fileno(w->file)) != 0) {
+        st = gptoss_fail(gptoss_status_io_error, "%s: flush failed: %s", w->path, strerror(errno));
+    }
+    if (fclose(w->file) != 0 && st == gptoss_status_success) {
+        st = gptoss_fail(gptoss_status_io_error, "%s: close failed: %s", w->path, strerror(errno));
+    }
+    w->file = NULL;
+    if (st != gptoss_status_success) unlink(w->path);
+    free(w->buffer);
+    free(w->path);
+    w->buffer = NULL;
+    w->path = NULL;
+    return st;
+}
+
+void gptoss_writer_abort(struct gptoss_writer* w) {
+    if (w->file != NULL) {
+        fclose(w->file);
+        w->file = NULL;
+        if (w->path != NULL) unlink(w->path);
+    }
+    free(w->buffer);
+    free(w->path);
+    w->buffer = NULL;
+    w->path = NULL;
+}
+
+/* ---- rope / weights ----------------------------------------------------------------- */
+
+void gptoss_writer_set_rope(struct gptoss_model_config* c, double initial_context_length, double factor,
+                            double rope_theta, double ntk_alpha, double ntk_beta) {
+    const double pi = 3.14159265358979323846;
+    const double half = (double) c->head_dim / 2.0;
+    const double low = half * log(initial_context_length / (ntk_beta * 2.0 * pi)) / log(rope_theta);
+    const double high = half * log(initial_context_length / (ntk_alpha * 2.0 * pi)) / log(rope_theta);
+    const double ctx = initial_context_length * factor;
+    c->context_length = ctx >= 0.0 && ctx < 4294967296.0 ? (uint32_t) ctx : 0;
+    c->rope_theta = (float) rope_theta;
+    c->interpolation_scale = (float) (1.0 / factor);
+    c->yarn_offset = (float) (-low / (high - low));
+    c->yarn_scale = (float) (1.0 / (high - low));
+    c->yarn_multiplier = (float) (0.1 * log(factor) + 1.0);
+}
+
+const char* gptoss_tensor_kind_name(enum gptoss_tensor_kind kind) {
+    static const char* const names[] = {
+        "embedding",  "attn.norm",  "attn.qkv.weight", "attn.qkv.bias", "attn.sinks",  "attn.out.weight",
+        "attn.out.bias", "mlp.norm", "mlp.gate.weight", "mlp.gate.bias", "norm",       "unembedding",
+        "mlp1.blocks", "mlp1.scales", "mlp1.bias",      "mlp2.blocks",   "mlp2.scales", "mlp2.bias",
+    };
+    return (unsigned) kind < sizeof(names) / sizeof(names[0]) ? names[kind] : "?";
+}
+
+struct progress {
+    int enabled, last;
+    uint64_t total;
+};
+
+static void progress_update(struct progress* p, const struct gptoss_writer* w) {
+    if (!p->enabled) return;
+    const int pct = (int) ((double) w->offset * 100.0 / (double) p->total);
+    if (pct == p->last) return;
+    p->last = pct;
+    fprintf(stderr, "\rwriting %s: %3d%% (%.2f / %.2f GiB)", w->path, pct, (double) w->offset / (1u << 30),
+            (double) p->total / (1u << 30));
+    if (pct == 100) fputc('\n', stderr);
+    fflush(stderr);
+}
+
+static enum gptoss_status one_tensor(struct gptoss_writer* w, gptoss_tensor_source_fn fn, void* source,
+                                     enum gptoss_tensor_kind kind, uint32_t layer, uint32_t expert, uint64_t rel,
+                                     uint64_t size) {
+    char what[96];
+    snprintf(what, sizeof(what), "block.%u.%s (expert %u)", layer, gptoss_tensor_kind_name(kind), expert);
+    enum gptoss_status st = gptoss_writer_begin_tensor(w, rel, what);
+    if (st != gptoss_status_success) return st;
+    const uint64_t start = w->offset;
+    st = fn(source, w, kind, layer, expert, size);
+    if (st != gptoss_status_success) return st;
+    if (w->offset - start != size) {
+        return gptoss_fail(gptoss_status_invalid_state, "writer bug: %s: source wrote %llu bytes, expected %llu", what,
+                           (unsigned long long) (w->offset - start), (unsigned long long) size);
+    }
+    return gptoss_status_success;
+}
+
+enum gptoss_status gptoss_writer_write_weights(struct gptoss_writer* w, gptoss_tensor_source_fn fn, void* source,
+                                               int progress) {
+    const struct gptoss_file_info* in = &w->info;
+    const struct gptoss_model_config* c = &in->config;
+    struct progress pr = {progress, -1, in->file_size};
+    enum gptoss_status st;
+#define T(kind, layer, expert, rel, size)                                                               \
+    do {                                                                                                \
+        st = one_tensor(w, fn, source, kind, layer, expert, rel, size);                                 \
+        if (st != gptoss_status_success) goto fail;                                                     \
+        progress_update(&pr, w);                                                                        \
+    } while (0)
+    T(gptoss_tensor_embedding, 0, 0, in->embedding, in->embedding_bytes);
+    for (uint32_t n = 0; n < c->num_blocks; n++) {
+        const uint64_t d = (uint64_t) n * in->per_block;
+        const struct gptoss_layer_offsets* b = &in->layer0;
+        T(gptoss_tensor_attn_norm, n, 0, b->attn_norm + d, in->norm_bytes);
+        T(gptoss_tensor_qkv_weight, n, 0, b->qkv_weight + d, in->qkv_weight_bytes);
+        T(gptoss_tensor_qkv_bias, n, 0, b->qkv_bias + d, in->qkv_bias_bytes);
+        T(gptoss_tensor_sinks, n, 0, b->sinks + d, in->sinks_bytes);
+        T(gptoss_tensor_out_weight, n, 0, b->out_weight + d, in->out_weight_bytes);
+        T(gptoss_tensor_out_bias, n, 0, b->out_bias + d, in->out_bias_bytes);
+        T(gptoss_tensor_mlp_norm, n, 0, b->mlp_norm + d, in->norm_bytes);
+        T(gptoss_tensor_gate_weight, n, 0, b->gate_weight + d, in->gate_weight_bytes);
+        T(gptoss_tensor_gate_bias, n, 0, b->gate_bias + d, in->gate_bias_bytes);
+    }
+    T(gptoss_tensor_final_norm, 0, 0, in->final_norm, in->norm_bytes);
+    T(gptoss_tensor_unembedding, 0, 0, in->unembedding, in->embedding_bytes);
+    for (uint32_t n = 0; n < c->num_blocks; n++) {
+        for (uint32_t e = 0; e < c->num_experts; e++) {
+            const uint64_t base = in->shared_size + (uint64_t) n * in->moe_size + (uint64_t) e * in->expert.per_expert;
+            const struct gptoss_expert_layout* x = &in->expert;
+            T(gptoss_tensor_mlp1_blocks, n, e, base + x->mlp1_blocks, in->mlp1_blocks_bytes);
+            T(gptoss_tensor_mlp1_scales, n, e, base + x->mlp1_scales, in->mlp1_scales_bytes);
+            T(gptoss_tensor_mlp1_bias, n, e, base + x->mlp1_bias, in->mlp1_bias_bytes);
+            T(gptoss_tensor_mlp2_blocks, n, e, base + x->mlp2_blocks, in->mlp2_blocks_bytes);
+            T(gptoss_tensor_mlp2_scales, n, e, base + x->mlp2_scales, in->mlp2_scales_bytes);
+            T(gptoss_tensor_mlp2_bias, n, e, base + x->mlp2_bias, in->mlp2_bias_bytes);
+        }
+    }
+#undef T
+    /* no trailing padding: the layout ends with the last expert's mlp2 bias (2H bytes,
+     * a multiple of 16 since H is a multiple of 32); gptoss_writer_close checks the size */
+    return gptoss_writer_close(w);
+fail:
+    gptoss_writer_abort(w);
+    return st;
+}
