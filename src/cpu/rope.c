@@ -41,12 +41,31 @@ static void rope_table(const struct rope* p, uint32_t pos, float* cs, float* sn)
     }
 }
 
+/* GCC's SLP vectoriser recognises (x*c - y*s, x*s + y*c) as a complex multiplication and
+ * emits vfmaddsub for it even under -ffp-contract=off (GCC 12 -O3 in an AVX2-targeted
+ * function: one rounding instead of two). An empty asm on each product keeps it a
+ * separately rounded value. */
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define OPAQUE(v) __asm__("" : "+x"(v))
+#elif defined(__GNUC__) && defined(__aarch64__)
+#define OPAQUE(v) __asm__("" : "+w"(v))
+#elif defined(__GNUC__)
+#define OPAQUE(v) __asm__("" : "+m"(v))
+#else
+#define OPAQUE(v) ((void) 0)
+#endif
+
 /* Scalar rotation of elements [d0, D) of one head (d0 even). */
 static inline void rotate_scalar(float* v, const float* cs, const float* sn, size_t d0, size_t D) {
     for (size_t d = d0; d < D; d += 2) {
         const float x = v[d], y = v[d + 1], c = cs[d], s = sn[d + 1];
-        v[d] = x * c - y * s;
-        v[d + 1] = x * s + y * c;
+        float xc = x * c, ys = y * s, xs = x * s, yc = y * c;
+        OPAQUE(xc);
+        OPAQUE(ys);
+        OPAQUE(xs);
+        OPAQUE(yc);
+        v[d] = xc - ys;
+        v[d + 1] = xs + yc;
     }
 }
 
