@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# One-time set-up on a fresh Debian machine (idempotent): system packages for the build
+# and tests, and a Python venv (.venv) with numpy and pytest for the Python tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pkgs=(cmake make gcc g++ pkg-config libpcre2-dev python3-venv python3-dev)
+missing=()
+for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+    sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
+    echo "setup: installing ${missing[*]}" >&2
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+.venv/bin/python -c 'import numpy, pytest' 2>/dev/null || .venv/bin/pip install -q numpy pytest

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# All tests: set up, build (with CUDA when nvcc is present: compiled and linked, its
+# cases reported as skipped without a GPU), ctest (harness, argument checks, engine),
+# the harness again under AddressSanitizer + UndefinedBehaviorSanitizer, and pytest.
+# Ends with one summary line "suites: N passed, N failed, 0 skipped".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash tools/setup.sh || exit 1
+
+passed=0; failed=0; failed_names=()
+stage() {
+    local name=$1; shift
+    echo "=== $name: $*"
+    if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); failed_names+=("$name"); fi
+}
+
+stage build bash tools/build.sh
+stage ctest ctest --test-dir build --output-on-failure
+stage build-sanitize env GPTOSS_CUDA=OFF GPTOSS_BUILD_DIR=build-sanitize bash tools/build.sh \
+    -DGPTOSS_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGPTOSS_BUILD_BENCH=OFF
+stage sanitize-checks build-sanitize/tests/test_checks
+stage sanitize-harness build-sanitize/tests/harness --quick
+# The Python extension: with CUDA only where a GPU can run it (CI compiles CUDA above).
+py_cuda=OFF; nvidia-smi -L >/dev/null 2>&1 && py_cuda=ON
+stage python-install env GPTOSS_CUDA=$py_cuda .venv/bin/pip install -q .
+stage pytest .venv/bin/python -m pytest -q python/tests
+
+if [ ${#failed_names[@]} -gt 0 ]; then echo "failed suites: ${failed_names[*]}"; fi
+echo "suites: $passed passed, $failed failed, 0 skipped"
+[ "$failed" -eq 0 ]
