@@ -1,0 +1,565 @@
+/* Contexts: token history, KV cache and the gpt-oss forward pass (KERNELS.md 7), built
+ * only from the public kernels of <gptoss/kernels.h>.
+ *
+ * State: tokens[0, num_tokens) are the context; K/V of positions [0, num_kv_tokens) are in
+ * the cache and belong to tokens[0, num_kv_tokens). num_kv_tokens may exceed num_tokens
+ * after a reset (the cached prefix is reused when the same ids are appended again). After
+ * sampling, the sampled token is pending (num_kv_tokens = num_tokens - 1) and its K/V are
+ * computed by the next forward pass: there is no KV hole (upstream counts it as cached).
+ *
+ * Every buffer is allocated at creation; a decode step allocates nothing. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine_internal.h"
+#include "internal/error.h"
+#include "model.h"
+
+/* The MoE of a group of rows goes through the prefill (expert-grouped) kernels from this
+ * many rows on; fewer rows use the decode kernels. Overridable with $GPTOSS_MOE_DENSE_ROWS.
+ * CPU: the decode kernels group the pairs by expert themselves and were faster up to 128
+ * rows on a 20b-shaped model (2 threads, AVX2: pp128 4.3-10.4 vs 2.8-5.4 tok/s), slower at
+ * 256 (4.2 vs 5.9). CUDA: not measured yet. */
+#define GPTOSS_MOE_DENSE_MIN_ROWS_CPU 256u
+#define GPTOSS_MOE_DENSE_MIN_ROWS_CUDA 16u
+
+struct gptoss_context {
+    atomic_uint_least64_t ref_count;
+    struct gptoss_model* model;
+    gptoss_backend_t backend;
+
+    size_t max_tokens;        /* context length */
+    uint32_t max_batch;       /* B */
+    size_t num_tokens;
+    size_t num_kv_tokens;
+    size_t logits_pos;        /* position whose logits are in `logits`, or SIZE_MAX */
+    uint32_t moe_dense_min_rows;
+
+    uint32_t* tokens;         /* host [max_tokens] */
+    struct gptoss_sampler_scratch scratch; /* host */
+    float* host_logits;       /* host [V] */
+
+    /* backend buffers */
+    float* kv;                /* [L][Hkv][max_tokens][2][D] */
+    uint32_t* batch_tokens;   /* [B] */
+    float* residual;          /* [B][H] */
+    float* norm;              /* [B][H] */
+    float* qkv;               /* [B][QKV] */
+    float* attn;              /* [B][Hq*D] */
+    float* gate;              /* [B][E] */
+    uint32_t* expert_ids;     /* [B][k] */
+    float* expert_scores;     /* [B][k] */
+    uint32_t* expert_offsets; /* [E+1] */
+    uint32_t* intra;          /* [B][k] */
+    float* moe_input;         /* [B*k][H] (prefill scatter output) */
+    float* swiglu;            /* [B*k][I] */
+    float* moe_output;        /* [B*k][H] */
+    float* logits;            /* [V] */
+    uint32_t* argmax;         /* [1] */
+    float* prob;              /* [V] */
+    float* prob_sum;          /* [1] */
+    uint32_t* sampled;        /* [1] */
+};
+
+/* Re-raises the current message with a prefix. */
+static enum gptoss_status fail_with_context(enum gptoss_status st, const char* what) {
+    char msg[512];
+    snprintf(msg, sizeof(msg), "%s", gptoss_last_error());
+    return gptoss_fail(st, "%s: %s", what, msg);
+}
+
+#define KCALL(what, call)                                                   \
+    do {                                                                    \
+        const enum gptoss_status st_ = (call);                              \
+        if (st_ != gptoss_status_success) return fail_with_context(st_, what); \
+    } while (0)
+
+static void context_free(struct gptoss_context* c) {
+    if (c == NULL) return;
+    gptoss_backend_t b = c->backend;
+    void* bufs[] = {c->kv,         c->batch_tokens, c->residual,   c->norm,    c->qkv,     c->attn,
+                    c->gate,       c->expert_ids,   c->expert_scores, c->expert_offsets, c->intra,
+                    c->moe_input,  c->swiglu,       c->moe_output, c->logits,  c->argmax,  c->prob,
+                    c->prob_sum,   c->sampled};
+    if (b != NULL) {
+        for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) {
+            if (bufs[i] != NULL) gptoss_backend_free(b, bufs[i]);
+        }
+    }
+    free(c->tokens);
+    free(c->host_logits);
+    free(c->scratch.index);
+    free(c->scratch.prob);
+    free(c->scratch.count);
+    if (c->model != NULL) gptoss_model_release(c->model);
+    free(c);
+}
+
+static int mul_ovf(size_t a, size_t b, size_t* out) { return __builtin_mul_overflow(a, b, out); }
+
+static enum gptoss_status alloc_buffer(struct gptoss_context* c, void** ptr, size_t count, size_t elem,
+                                       const char* name) {
+    size_t bytes;
+    if (mul_ovf(count, elem, &bytes)) {
+        return gptoss_fail(gptoss_status_insufficient_memory, "context buffer %s: size overflows", name);
+    }
+    if (bytes == 0) bytes = 64;
+    enum gptoss_status st = gptoss_backend_alloc(c->backend, bytes, ptr);
+    if (st != gptoss_status_success) {
+        char msg[400];
+        snprintf(msg, sizeof(msg), "%s", gptoss_last_error());
+        return gptoss_fail(st, "cannot allocate the context's %s (%zu bytes) on %s: %s", name, bytes,
+                           gptoss_backend_get_name(c->backend), msg);
+    }
+    return gptoss_status_success;
+}
+
+enum gptoss_status gptoss_context_create(gptoss_model_t model, size_t context_length, size_t max_batch_tokens,
+                                         gptoss_context_t* context_out) {
+    gptoss_clear_error();
+    if (model == NULL) return gptoss_fail(gptoss_status_invalid_argument, "model is NULL");
+    if (context_out == NULL) return gptoss_fail(gptoss_status_invalid_argument, "context_out is NULL");
+    const struct gptoss_model_config* cfg = &model->config;
+    const size_t model_max = cfg->context_length;
+    if (context_length == 0) context_length = model_max;
+    if (context_length > model_max) {
+        return gptoss_fail(gptoss_status_invalid_argument, "context_length %zu exceeds the model's maximum %zu",
+                           context_length, model_max);
+    }
+    if (context_length > UINT32_MAX) {
+        return gptoss_fail(gptoss_status_unsupported_argument, "context_length %zu exceeds 2^32-1", context_length);
+    }
+    if (max_batch_tokens == 0) max_batch_tokens = 128;
+    if (max_batch_tokens > context_length) max_batch_tokens = context_length;
+    if (max_batch_tokens > 65536) {
+        return gptoss_fail(gptoss_status_invalid_argument, "max_batch_tokens %zu exceeds 65536", max_batch_tokens);
+    }
+    if (cfg->attention_window == 0) {
+        return gptoss_fail(gptoss_status_unsupported_argument, "the model's attention_window is 0");
+    }
+
+    struct gptoss_context* c = calloc(1, sizeof(*c));
+    if (c == NULL) return gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate the context");
+    atomic_init(&c->ref_count, 1);
+    gptoss_model_retain(model);
+    c->model = model;
+    c->backend = model->backend;
+    c->max_tokens = context_length;
+    c->max_batch = (uint32_t) max_batch_tokens;
+    c->logits_pos = SIZE_MAX;
+    c->moe_dense_min_rows = gptoss_backend_get_kind(c->backend) == gptoss_backend_kind_cpu
+                                ? GPTOSS_MOE_DENSE_MIN_ROWS_CPU
+                                : GPTOSS_MOE_DENSE_MIN_ROWS_CUDA;
+    const char* env = getenv("GPTOSS_MOE_DENSE_ROWS");
+    if (env != NULL && *env != '\0') {
+        char* end;
+        unsigned long v = strtoul(env, &end, 10);
+        if (*end == '\0' && v >= 1 && v <= UINT32_MAX) c->moe_dense_min_rows = (uint32_t) v;
+    }
+
+    const size_t B = max_batch_tokens, H = cfg->embedding_dim, D = cfg->head_dim, Hq = cfg->num_heads,
+                 Hkv = cfg->num_kv_heads, E = cfg->num_experts, K = cfg->num_active_experts, I = cfg->mlp_dim,
+                 L = cfg->num_blocks, V = model->vocabulary_size;
+    const size_t QKV = D * (Hq + 2 * Hkv);
+    enum gptoss_status st;
+
+    c->tokens = calloc(context_length, sizeof(uint32_t));
+    c->host_logits = malloc(V * sizeof(float));
+    c->scratch.vocabulary_size = (uint32_t) V;
+    c->scratch.index = malloc(V * sizeof(uint32_t));
+    c->scratch.prob = malloc(V * sizeof(double));
+    c->scratch.count = calloc(V, sizeof(uint32_t));
+    if (c->tokens == NULL || c->host_logits == NULL || c->scratch.index == NULL || c->scratch.prob == NULL ||
+        c->scratch.count == NULL) {
+        st = gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate the context's host buffers (%zu tokens)",
+                         context_length);
+        goto fail;
+    }
+
+    size_t kv_count;
+    if (mul_ovf(L * Hkv, context_length, &kv_count) || mul_ovf(kv_count, 2 * D, &kv_count)) {
+        st = gptoss_fail(gptoss_status_insufficient_memory, "KV cache size overflows");
+        goto fail;
+    }
+#define ALLOC(field, count, type)                                                                      \
+    do {                                                                                               \
+        void* p_ = NULL;                                                                               \
+        st = alloc_buffer(c, &p_, (count), sizeof(type), #field);                                      \
+        if (st != gptoss_status_success) goto fail;                                                    \
+        c->field = p_;                                                                                 \
+    } while (0)
+    ALLOC(kv, kv_count, float);
+    ALLOC(batch_tokens, B, uint32_t);
+    ALLOC(residual, B * H, float);
+    ALLOC(norm, B * H, float);
+    ALLOC(qkv, B * QKV, float);
+    ALLOC(attn, B * Hq * D, float);
+    ALLOC(gate, B * E, float);
+    ALLOC(expert_ids, B * K, uint32_t);
+    ALLOC(expert_scores, B * K, float);
+    ALLOC(expert_offsets, E + 1, uint32_t);
+    ALLOC(intra, B * K, uint32_t);
+    ALLOC(moe_input, B * K * H, float);
+    ALLOC(swiglu, B * K * I, float);
+    ALLOC(moe_output, B * K * H, float);
+    ALLOC(logits, V, float);
+    ALLOC(argmax, 1, uint32_t);
+    ALLOC(prob, V, float);
+    ALLOC(prob_sum, 1, float);
+    ALLOC(sampled, 1, uint32_t);
+#undef ALLOC
+    *context_out = c;
+    return gptoss_status_success;
+fail: {
+    /* the releases below clear the thread's message: keep it */
+    char msg[512];
+    snprintf(msg, sizeof(msg), "%s", gptoss_last_error());
+    context_free(c);
+    return gptoss_fail(st, "%s", msg);
+}
+}
+
+/* ---- forward pass ------------------------------------------------------------------- */
+
+#define WPTR(type, off) ((const type*) (m->weights + (off)))
+
+/* One batch: tokens [s, s+n) (n <= B); o in {0, 1} rows of logits (the last token). */
+static enum gptoss_status forward_batch(struct gptoss_context* c, size_t s, uint32_t n, uint32_t o) {
+    const struct gptoss_model* m = c->model;
+    const struct gptoss_model_config* cfg = &m->config;
+    gptoss_backend_t b = c->backend;
+    const uint32_t H = cfg->embedding_dim, D = cfg->head_dim, Hq = cfg->num_heads, Hkv = cfg->num_kv_heads,
+                   E = cfg->num_experts, K = cfg->num_active_experts, I = cfg->mlp_dim, L = cfg->num_blocks,
+                   V = m->vocabulary_size;
+    const size_t QKV = (size_t) D * (Hq + 2 * Hkv);
+    const size_t T = c->max_tokens;
+    const size_t kv_layer = (size_t) Hkv * T * 2 * D;
+    char what[96];
+
+    KCALL("copy of the batch's token ids",
+          gptoss_backend_copy(b, c->batch_tokens, c->tokens + s, (size_t) n * sizeof(uint32_t),
+                              gptoss_copy_host_to_backend));
+    KCALL("embeddings", gptoss_bf16_f32_embeddings(b, c->batch_tokens, WPTR(gptoss_bf16, m->embedding), c->residual,
+                                                   n, H, V));
+    for (uint32_t l = 0; l < L; l++) {
+        const struct gptoss_layer_offsets* lw = &m->layers[l];
+        float* kv = c->kv + (size_t) l * kv_layer;
+        snprintf(what, sizeof(what), "layer %u attention rmsnorm", l);
+        KCALL(what, gptoss_f32_bf16w_rmsnorm(b, c->residual, WPTR(gptoss_bf16, lw->attn_norm), c->norm, n, H,
+                                             cfg->rmsnorm_epsilon));
+        snprintf(what, sizeof(what), "layer %u qkv", l);
+        KCALL(what, gptoss_f32_bf16w_matmul_qkv(b, c->norm, WPTR(gptoss_bf16, lw->qkv_weight),
+                                                WPTR(gptoss_bf16, lw->qkv_bias), c->qkv, kv, n, H, Hq, Hkv, D,
+                                                (uint32_t) s, (uint32_t) T, cfg->rope_theta,
+                                                cfg->interpolation_scale, cfg->yarn_offset, cfg->yarn_scale,
+                                                cfg->yarn_multiplier));
+        /* rows that continue: in the last layer only those that produce logits */
+        const uint32_t R = (l + 1 == L) ? o : n;
+        if (R == 0) continue;
+        const uint32_t r0 = n - R;
+        float* residual = c->residual + (size_t) r0 * H;
+        const uint32_t window = (l % 2 == 0) ? cfg->attention_window : UINT32_MAX;
+        snprintf(what, sizeof(what), "layer %u sdpa", l);
+        KCALL(what, gptoss_f32_sdpa(b, c->qkv + (size_t) r0 * QKV, kv, WPTR(gptoss_bf16, lw->sinks), c->attn, window,
+                                    (uint64_t) 2 * T * D, R, (uint32_t) (s + r0), Hq, Hkv, D, 1.0f));
+        snprintf(what, sizeof(what), "layer %u attention output", l);
+        KCALL(what, gptoss_f32_bf16w_matmul_add(b, c->attn, WPTR(gptoss_bf16, lw->out_weight),
+                                                WPTR(gptoss_bf16, lw->out_bias), residual, R, Hq * D, H));
+        snprintf(what, sizeof(what), "layer %u mlp rmsnorm", l);
+        KCALL(what, gptoss_f32_bf16w_rmsnorm(b, residual, WPTR(gptoss_bf16, lw->mlp_norm), c->norm, R, H,
+                                             cfg->rmsnorm_epsilon));
+        snprintf(what, sizeof(what), "layer %u router", l);
+        KCALL(what, gptoss_f32_bf16w_matmul(b, c->norm, WPTR(gptoss_bf16, lw->gate_weight),
+                                            WPTR(gptoss_bf16, lw->gate_bias), c->gate, R, H, E));
+        snprintf(what, sizeof(what), "layer %u topk", l);
+        KCALL(what, gptoss_f32_topk(b, c->gate, c->expert_ids, c->expert_scores, R, E, K));
+
+        const uint8_t* moe = m->weights + lw->moe;
+        const struct gptoss_expert_layout* x = &m->expert;
+        const size_t stride = x->per_expert;
+        if (R < c->moe_dense_min_rows) {
+            snprintf(what, sizeof(what), "layer %u moe swiglu", l);
+            KCALL(what, gptoss_f32_mf4w_moe_matmul_swiglu(b, c->norm, c->expert_ids, moe + x->mlp1_blocks,
+                                                          moe + x->mlp1_scales,
+                                                          (const gptoss_bf16*) (moe + x->mlp1_bias), stride,
+                                                          c->swiglu, R, K, E, H, I, cfg->swiglu_limit));
+            snprintf(what, sizeof(what), "layer %u moe down", l);
+            KCALL(what, gptoss_f32_mf4w_moe_matmul(b, c->swiglu, c->expert_ids, moe + x->mlp2_blocks,
+                                                   moe + x->mlp2_scales, (const gptoss_bf16*) (moe + x->mlp2_bias),
+                                                   stride, c->moe_output, R, K, E, I, H));
+            snprintf(what, sizeof(what), "layer %u moe accumulate", l);
+            KCALL(what, gptoss_f32_accumulate(b, c->moe_output, c->expert_scores, residual, H, R, K));
+        } else {
+            snprintf(what, sizeof(what), "layer %u expert routing", l);
+            KCALL(what, gptoss_expert_routing_metadata(b, c->expert_ids, c->expert_offsets, c->intra, R * K, E));
+            snprintf(what, sizeof(what), "layer %u scatter", l);
+            KCALL(what, gptoss_f32_scatter(b, c->norm, c->expert_ids, c->expert_offsets, c->intra, c->moe_input, H,
+                                           R, K, E));
+            snprintf(what, sizeof(what), "layer %u moe dense swiglu", l);
+            KCALL(what, gptoss_f32_mf4w_moe_dense_matmul_swiglu(b, c->expert_offsets, c->moe_input,
+                                                                moe + x->mlp1_blocks, moe + x->mlp1_scales,
+                                                                (const gptoss_bf16*) (moe + x->mlp1_bias), stride,
+                                                                c->swiglu, R, K, E, H, I, cfg->swiglu_limit));
+            snprintf(what, sizeof(what), "layer %u moe dense down", l);
+            KCALL(what, gptoss_f32_mf4w_moe_dense_matmul(b, c->expert_offsets, c->swiglu, moe + x->mlp2_blocks,
+                                                         moe + x->mlp2_scales,
+                                                         (const gptoss_bf16*) (moe + x->mlp2_bias), stride,
+                                                         c->moe_output, R, K, E, I, H));
+            snprintf(what, sizeof(what), "layer %u gather", l);
+            KCALL(what, gptoss_f32_gather_and_accumulate(b, c->moe_output, c->expert_ids, c->expert_scores,
+                                                         c->expert_offsets, c->intra, residual, H, R, K, E));
+        }
+    }
+    if (o > 0) {
+        KCALL("final rmsnorm", gptoss_f32_bf16w_rmsnorm(b, c->residual + (size_t) (n - o) * H,
+                                                        WPTR(gptoss_bf16, m->final_norm), c->norm, o, H,
+                                                        cfg->rmsnorm_epsilon));
+        KCALL("unembedding", gptoss_f32_bf16w_unembedding(b, c->norm, WPTR(gptoss_bf16, m->unembedding), c->logits,
+                                                          c->argmax, o, H, V));
+    }
+    return gptoss_status_success;
+}
+
+/* Runs tokens [first, first+count) in batches of B; with `logits`, the last token's logits
+ * and argmax end up in c->logits / c->argmax. The K/V of those positions are (re)written. */
+static enum gptoss_status process_tokens(struct gptoss_context* c, size_t first, size_t count, int logits) {
+    enum gptoss_status st;
+    for (size_t s = first; s < first + count;) {
+        const size_t left = first + count - s;
+        const uint32_t n = left < c->max_batch ? (uint32_t) left : c->max_batch;
+        const uint32_t o = (logits && s + n == first + count) ? 1 : 0;
+        st = forward_batch(c, s, n, o);
+        if (st != gptoss_status_success) {
+            /* positions from s on may hold partial K/V */
+            if (c->num_kv_tokens > s) c->num_kv_tokens = s;
+            c->logits_pos = SIZE_MAX;
+            return st;
+        }
+        s += n;
+        if (c->num_kv_tokens < s) c->num_kv_tokens = s;
+    }
+    /* CUDA reports asynchronous errors here; CPU has nothing pending */
+    st = gptoss_backend_synchronize(c->backend);
+    if (st != gptoss_status_success) {
+        if (c->num_kv_tokens > first) c->num_kv_tokens = first;
+        c->logits_pos = SIZE_MAX;
+        return fail_with_context(st, "forward pass");
+    }
+    if (logits) c->logits_pos = first + count - 1;
+    return gptoss_status_success;
+}
+
+/* Makes c->logits / c->argmax hold the logits of the last token (num_tokens >= 1). */
+static enum gptoss_status ensure_logits(struct gptoss_context* c) {
+    if (c->num_kv_tokens < c->num_tokens) {
+        return process_tokens(c, c->num_kv_tokens, c->num_tokens - c->num_kv_tokens, 1);
+    }
+    if (c->logits_pos == c->num_tokens - 1) return gptoss_status_success;
+    /* cached without logits (process() or a reused prefix): run the last token again */
+    return process_tokens(c, c->num_tokens - 1, 1, 1);
+}
+
+/* ---- token bookkeeping -------------------------------------------------------------- */
+
+/* Appends one id (checked by the caller); applies the KV reuse rule (KERNELS.md 8). */
+static void push_token(struct gptoss_context* c, uint32_t id) {
+    const size_t p = c->num_tokens;
+    if (c->num_kv_tokens > p && c->tokens[p] != id) {
+        c->num_kv_tokens = p; /* the cache past p belongs to other tokens */
+        if (c->logits_pos != SIZE_MAX && c->logits_pos >= p) c->logits_pos = SIZE_MAX;
+    }
+    if (c->num_kv_tokens <= p && c->logits_pos != SIZE_MAX && c->logits_pos >= p) c->logits_pos = SIZE_MAX;
+    c->tokens[p] = id;
+    c->num_tokens = p + 1;
+}
+
+enum gptoss_status gptoss_context_get_num_tokens(gptoss_context_t context, size_t* num_tokens_out) {
+    gptoss_clear_error();
+    if (context == NULL) return gptoss_fail(gptoss_status_invalid_argument, "context is NULL");
+    if (num_tokens_out == NULL) return gptoss_fail(gptoss_status_invalid_argument, "num_tokens_out is NULL");
+    *num_tokens_out = context->num_tokens;
+    return gptoss_status_success;
+}
+
+enum gptoss_status gptoss_context_get_max_tokens(gptoss_context_t context, size_t* max_tokens_out) {
+    gptoss_clear_error();
+    if (context == NULL) return gptoss_fail(gptoss_status_invalid_argument, "context is NULL");
+    if (max_tokens_out == NULL) return gptoss_fail(gptoss_status_invalid_argument, "max_tokens_out is NULL");
+    *max_tokens_out = context->max_tokens;
+    return gptoss_status_success;
+}
+
+enum gptoss_status gptoss_context_get_tokens(gptoss_context_t context, uint32_t* tokens_out, size_t max_tokens,
+                                             size_t* num_tokens_out) {
+    gptoss_clear_error();
+    if (context == NULL) return gptoss_fail(gptoss_status_invalid_argument, "context is NULL");
+    if (num_tokens_out == NULL) return gptoss_fail(gptoss_status_invalid_argument, "num_tokens_out is NULL");
+    if (tokens_out == NULL && max_tokens != 0) return gptoss_fail(gptoss_status_invalid_argument, "tokens_out is NULL");
+    if (max_tokens < context->num_tokens) {
+        *num_tokens_out = context->num_tokens;
+        return gptoss_fail(gptoss_status_insufficient_memory, "%zu tokens do not fit in a buffer of %zu",
+                           context->num_tokens, max_tokens);
+    }
+    if (context->num_tokens != 0) memcpy(tokens_out, context->tokens, context->num_tokens * sizeof(uint32_t));
+    *num_tokens_out = context->num_tokens;
+    return gptoss_status_success;
+}
+
+enum gptoss_status gptoss_context_append_tokens(gptoss_context_t context, size_t num_tokens, const uint32_t* tokens) {
+    gptoss_clear_error();
+    if (context == NULL) return gptoss_fail(gptoss_status_invalid_argument, "context is NULL");
+    if (tokens == NULL && num_tokens != 0) return gptoss_fail(gptoss_status_invalid_argument, "tokens is NULL");
+    const uint32_t V = context->model->vocabulary_size;
+    for (size_t i = 0; i < num_tokens; i++) {
+        if (tokens[i] >= V) {
+            return gptoss_fail(gptoss_status_invalid_argument, "token %zu has id %u, not below the vocabulary size %u",
+                               i, tokens[i], V);
+        }
+    }
+    for (size_t i = 0; i < num_tokens; i++) {
+        if (context->num_tokens >= context->max_tokens) {
+            return gptoss_fail(gptoss_status_context_overflow,
+                               "context is full (%zu tokens): %zu of %zu tokens appended", context->max_tokens, i,
+                               num_tokens);
+        }
+        push_token(context, tokens[i]);
+    }
+    return gptoss_status_success;
+}
+
+enum gptoss_status gptoss_context_append_chars(gptoss_context_t context, const char* text, size_t text_length,
+                                               size_t* num_tokens_out) {
+    gptoss_clear_error();
+    if (context == NULL) return gptoss_fail(gptoss_status_invalid_argument, "context is NULL");
+    if (text == NULL && text_length != 0) return gptoss_fail(gptoss_status_invalid_argument, "text is NULL");
+    if (text_length == 0) {
+        if (num_tokens_out != NULL) *num_tokens_out = 0;
+        return gptoss_status_success;
+    }
+    /* every token covers at least one byte */
+    uint32_t* ids = malloc(text_length * sizeof(uint32_t));
+    if (ids == NULL) return gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate %zu token ids", text_length);
+    size_t n = 0;
+    enum gptoss_status st = gptoss_tokenizer_encode(context->model->tokenizer, text, text_length, ids, text_length, &n);
+    if (st != gptoss_status_success) {
+        free(ids);
+        return st;
+    }
+    const size_t before = context->num_tokens;
+    st = gptoss_context_append_tokens(context, n, ids);
+    free(ids);
+    if (st == gptoss_status_success || st == gptoss_status_context_overflow) {
+        if (num_tokens_out != NULL) *num_tokens_out = context->num_tokens - before;
+    }
+    return st;
+}
+
+enum gptoss_status gptoss_context_reset(gptoss_context_t context) {
+    gptoss_clear_error();
+    if (context == NULL) return gptoss_fail(gptoss_status_invalid_argument, "context is NULL");
+    context->num_tokens = 0;
+    return gptoss_status_success;
+}
+
+enum gptoss_status gptoss_context_process(gptoss_context_t context) {
+    gptoss_clear_error();
+    if (context == NULL) return gptoss_fail(gptoss_status_invalid_argument, "context is NULL");
+    if (context->num_kv_tokens >= context->num_tokens) return gptoss_status_success;
+    return process_tokens(context, context->num_kv_tokens, context->num_tokens - context->num_kv_tokens, 0);
+}
+
+enum gptoss_status gptoss_context_get_logits(gptoss_context_t context, float* logits_out, size_t capacity) {
+    gptoss_clear_error();
+    if (context == NULL) return gptoss_fail(gptoss_status_invalid_argument, "context is NULL");
+    if (logits_out == NULL) return gptoss_fail(gptoss_status_invalid_argument, "logits_out is NULL");
+    const uint32_t V = context->model->vocabulary_size;
+    if (capacity < V) {
+        return gptoss_fail(gptoss_status_invalid_argument, "capacity %zu is below the vocabulary size %u", capacity, V);
+    }
+    if (context->num_tokens == 0) return gptoss_fail(gptoss_status_invalid_state, "the context has no tokens");
+    enum gptoss_status st = ensure_logits(context);
+    if (st != gptoss_status_success) return st;
+    KCALL("copy of the logits", gptoss_backend_copy(context->backend, logits_out, context->logits,
+                                                    (size_t) V * sizeof(float), gptoss_copy_backend_to_host));
+    return gptoss_status_success;
+}
+
+/* Picks the next token from the logits of the last token (already computed). */
+static enum gptoss_status pick_token(struct gptoss_context* c, const struct gptoss_sampler* sampler, uint32_t* id_out) {
+    const enum gptoss_sampler_mode mode = gptoss_sampler_get_mode(sampler);
+    const uint32_t V = c->model->vocabulary_size;
+    uint32_t id = UINT32_MAX;
+    switch (mode) {
+    case gptoss_sampler_mode_greedy:
+        KCALL("copy of the argmax",
+              gptoss_backend_copy(c->backend, &id, c->argmax, sizeof(uint32_t), gptoss_copy_backend_to_host));
+        break;
+    case gptoss_sampler_mode_device:
+        KCALL("softmax", gptoss_f32_softmax(c->backend, c->logits, c->argmax, c->prob, c->prob_sum, 1, V,
+                                            sampler->temperature));
+        KCALL("sample", gptoss_f32_sample(c->backend, c->prob, c->prob_sum, c->sampled, V,
+                                          sampler->seed + GPTOSS_SAMPLER_SEED_OFFSET, c->num_tokens));
+        KCALL("copy of the sampled token",
+              gptoss_backend_copy(c->backend, &id, c->sampled, sizeof(uint32_t), gptoss_copy_backend_to_host));
+        break;
+    default:
+        KCALL("copy of the logits", gptoss_backend_copy(c->backend, c->host_logits, c->logits,
+                                                        (size_t) V * sizeof(float), gptoss_copy_backend_to_host));
+        id = gptoss_sampler_pick_host(sampler, c->host_logits, c->tokens, c->num_tokens, c->num_tokens, &c->scratch);
+        break;
+    }
+    if (id >= V) {
+        return gptoss_fail(gptoss_status_invalid_state, "sampling produced token id %u (vocabulary size %u): "
+                           "non-finite logits?", id, V);
+    }
+    *id_out = id;
+    return gptoss_status_success;
+}
+
+enum gptoss_status gptoss_context_sample(gptoss_context_t context, gptoss_sampler_t sampler, size_t max_tokens,
+                                         uint32_t* tokens_out, size_t* num_tokens_out) {
+    gptoss_clear_error();
+    if (context == NULL) return gptoss_fail(gptoss_status_invalid_argument, "context is NULL");
+    if (tokens_out == NULL && max_tokens != 0) return gptoss_fail(gptoss_status_invalid_argument, "tokens_out is NULL");
+    if (num_tokens_out == NULL) return gptoss_fail(gptoss_status_invalid_argument, "num_tokens_out is NULL");
+    if (context->num_tokens == 0) {
+        return gptoss_fail(gptoss_status_invalid_state, "the context has no tokens to continue from");
+    }
+    size_t produced = 0;
+    enum gptoss_status st = gptoss_status_success;
+    while (produced < max_tokens) {
+        if (context->num_tokens >= context->max_tokens) {
+            st = gptoss_fail(gptoss_status_context_overflow, "context is full (%zu tokens) after %zu sampled tokens",
+                             context->max_tokens, produced);
+            break;
+        }
+        st = ensure_logits(context);
+        if (st != gptoss_status_success) break;
+        uint32_t id = 0;
+        st = pick_token(context, sampler, &id);
+        if (st != gptoss_status_success) break;
+        push_token(context, id); /* pending: its K/V are computed by the next forward pass */
+        tokens_out[produced++] = id;
+    }
+    *num_tokens_out = produced;
+    /* "stops early on context_overflow": the tokens sampled so far are reported */
+    if (st == gptoss_status_context_overflow && produced > 0) {
+        return gptoss_status_success;
+    }
+    return st;
+}
+
+enum gptoss_status gptoss_context_retain(gptoss_context_t context) {
+    gptoss_clear_error();
+    if (context == NULL) return gptoss_fail(gptoss_status_invalid_argument, "context is NULL");
+    atomic_fetch_add_explicit(&context->ref_count, 1, memory_order_relaxed);
+    return gptoss_status_success;
+}
+
+enum gptoss_status gptoss_context_release(gptoss_context_t context) {
+    gptoss_clear_error();
+    if (context == NULL) return gptoss_status_success;
+    if (atomic_fetch_sub_explicit(&context->ref_count, 1, memory_order_acq_rel) == 1) context_free(context);
+    return gptoss_status_success;
+}

@@ -1,0 +1,61 @@
+/* Internal: what the context (engine/context.c) and the sampler (engine/sampler.c) share. */
+#ifndef GPTOSS_ENGINE_INTERNAL_H
+#define GPTOSS_ENGINE_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <gptoss/engine.h>
+
+/* Added to the sampler seed before it reaches Squares32 (as upstream's engine). */
+#define GPTOSS_SAMPLER_SEED_OFFSET UINT64_C(0x0123456789ABCDEF)
+
+struct gptoss_sampler {
+    atomic_uint_least64_t ref_count;
+    float temperature;        /* 0 = greedy */
+    float top_p;              /* 1 = off */
+    float presence_penalty;   /* 0 = off */
+    float frequency_penalty;  /* 0 = off */
+    uint32_t top_k;           /* 0 = off */
+    uint64_t seed;
+};
+
+/* Host scratch for one draw, owned by the context (allocated once at context creation, so
+ * that a decode step allocates nothing). All arrays have vocabulary_size entries. */
+struct gptoss_sampler_scratch {
+    uint32_t vocabulary_size;
+    uint32_t* index;   /* candidate ids */
+    double* prob;      /* candidate probabilities (unnormalised) */
+    uint32_t* count;   /* occurrences of each id in the context (all zero between draws) */
+};
+
+/* How the context should pick the next token with this sampler (NULL = greedy). */
+enum gptoss_sampler_mode {
+    gptoss_sampler_mode_greedy = 0,  /* argmax of the unembedding */
+    gptoss_sampler_mode_device = 1,  /* f32_softmax + f32_sample on the backend (temperature only) */
+    gptoss_sampler_mode_host = 2,    /* logits to the host: penalties, top-k, top-p */
+};
+enum gptoss_sampler_mode gptoss_sampler_get_mode(const struct gptoss_sampler* sampler);
+
+/* Host draw. logits (f32[V], modified in place) of the token at position rng_offset - 1;
+ * context tokens (for the penalties); the draw uses u = (squares32(rng_offset, seed +
+ * GPTOSS_SAMPLER_SEED_OFFSET) & 0xFFFFFF) * 2^-24. Returns the id. No allocation. */
+uint32_t gptoss_sampler_pick_host(const struct gptoss_sampler* sampler, float* logits, const uint32_t* tokens,
+                                  size_t num_tokens, uint64_t rng_offset, struct gptoss_sampler_scratch* scratch);
+
+/* Squares32 counter RNG (KERNELS.md 1.9). */
+static inline uint32_t gptoss_engine_squares32(uint64_t offset, uint64_t seed) {
+    const uint64_t y = offset * seed;
+    const uint64_t z = y + seed;
+    uint64_t x = y * y + y;
+    x = (x >> 32) | (x << 32);
+    x = x * x + z;
+    x = (x >> 32) | (x << 32);
+    x = x * x + y;
+    x = (x >> 32) | (x << 32);
+    x = x * x + z;
+    return (uint32_t) (x >> 32);
+}
+
+#endif

@@ -1,0 +1,150 @@
+/* dump_logits: runs the engine on a prompt and writes, as binary, the logits of the last
+ * prompt token and of each of S greedy decode steps (for tests/e2e/forward_ref.py).
+ *
+ *   dump_logits MODEL OUT [--prompt TEXT] [--steps S] [--batch B] [--threads T]
+ *               [--backend cpu|cuda] [--mode process|direct|reuse]
+ *
+ * mode process: append the prompt, gptoss_context_process (prefill without logits), then
+ *   get_logits (runs the last token again); direct: append, get_logits (the last batch of
+ *   the prefill produces the logits); reuse: as process, then after the decode steps the
+ *   context is reset and the same tokens re-appended (KV reuse), and the logits of the
+ *   last position are written once more (must match the last step).
+ *
+ * OUT: "GPTOSSLG" | u32 version=1 | u32 V | u32 n_prompt | u32 steps | u32 extra |
+ *      u32 prompt ids[n_prompt] | steps+1+extra times: f32 logits[V], u32 token
+ *      (token = the greedy token sampled after these logits; UINT32_MAX for the last). */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <gptoss/engine.h>
+
+static int fail(const char* what, enum gptoss_status st) {
+    fprintf(stderr, "dump_logits: %s: %s: %s\n", what, gptoss_status_to_string(st), gptoss_last_error());
+    return 1;
+}
+
+static unsigned long parse_ul(const char* s, const char* flag) {
+    char* end;
+    unsigned long v = strtoul(s, &end, 10);
+    if (*s == '\0' || *end != '\0') {
+        fprintf(stderr, "dump_logits: bad value '%s' for %s\n", s, flag);
+        exit(2);
+    }
+    return v;
+}
+
+int main(int argc, char** argv) {
+    if (argc < 3) {
+        fprintf(stderr, "usage: dump_logits MODEL OUT [--prompt TEXT] [--steps S] [--batch B] [--threads T] "
+                        "[--backend cpu|cuda] [--mode process|direct|reuse]\n");
+        return 2;
+    }
+    const char* model_path = argv[1];
+    const char* out_path = argv[2];
+    const char* prompt = "The gpt-oss models use alternating banded and dense attention. Here is a test "
+                         "sentence with enough tokens to cross several prefill chunks, 12345 67890!";
+    unsigned long steps = 32, batch = 16, threads = 0;
+    const char* backend_name = "cpu";
+    const char* mode = "process";
+    for (int i = 3; i < argc; i++) {
+        if (i + 1 >= argc) {
+            fprintf(stderr, "dump_logits: %s needs a value\n", argv[i]);
+            return 2;
+        }
+        if (strcmp(argv[i], "--prompt") == 0) prompt = argv[++i];
+        else if (strcmp(argv[i], "--steps") == 0) steps = parse_ul(argv[++i], "--steps");
+        else if (strcmp(argv[i], "--batch") == 0) batch = parse_ul(argv[++i], "--batch");
+        else if (strcmp(argv[i], "--threads") == 0) threads = parse_ul(argv[++i], "--threads");
+        else if (strcmp(argv[i], "--backend") == 0) backend_name = argv[++i];
+        else if (strcmp(argv[i], "--mode") == 0) mode = argv[++i];
+        else {
+            fprintf(stderr, "dump_logits: unknown option %s\n", argv[i]);
+            return 2;
+        }
+    }
+    const int reuse = strcmp(mode, "reuse") == 0;
+    const int direct = strcmp(mode, "direct") == 0;
+    if (!reuse && !direct && strcmp(mode, "process") != 0) {
+        fprintf(stderr, "dump_logits: bad --mode %s\n", mode);
+        return 2;
+    }
+
+    gptoss_backend_t backend = NULL;
+    enum gptoss_status st;
+    if (strcmp(backend_name, "cuda") == 0) st = gptoss_backend_create_cuda(0, NULL, &backend);
+    else st = gptoss_backend_create_cpu((uint32_t) threads, &backend);
+    if (st != gptoss_status_success) return fail("backend", st);
+    gptoss_model_t model = NULL;
+    if ((st = gptoss_model_create_from_file(model_path, backend, &model)) != gptoss_status_success) {
+        return fail("model", st);
+    }
+    gptoss_tokenizer_t tok = NULL;
+    gptoss_model_get_tokenizer(model, &tok);
+    uint32_t V = 0;
+    gptoss_tokenizer_get_num_tokens(tok, &V);
+
+    size_t n_prompt = 0;
+    const size_t plen = strlen(prompt);
+    uint32_t* ids = malloc((plen + 1) * sizeof(uint32_t));
+    if ((st = gptoss_tokenizer_encode(tok, prompt, plen, ids, plen + 1, &n_prompt)) != gptoss_status_success) {
+        return fail("encode", st);
+    }
+    gptoss_context_t ctx = NULL;
+    if ((st = gptoss_context_create(model, n_prompt + steps + 8, batch, &ctx)) != gptoss_status_success) {
+        return fail("context", st);
+    }
+    if ((st = gptoss_context_append_tokens(ctx, n_prompt, ids)) != gptoss_status_success) return fail("append", st);
+    if (!direct && (st = gptoss_context_process(ctx)) != gptoss_status_success) return fail("process", st);
+
+    FILE* f = fopen(out_path, "wb");
+    if (f == NULL) {
+        perror(out_path);
+        return 1;
+    }
+    const uint32_t extra = reuse ? 1 : 0;
+    const uint32_t header[5] = {1, V, (uint32_t) n_prompt, (uint32_t) steps, extra};
+    fwrite("GPTOSSLG", 1, 8, f);
+    fwrite(header, sizeof(uint32_t), 5, f);
+    fwrite(ids, sizeof(uint32_t), n_prompt, f);
+    float* logits = malloc((size_t) V * sizeof(float));
+    for (unsigned long i = 0; i <= steps; i++) {
+        if ((st = gptoss_context_get_logits(ctx, logits, V)) != gptoss_status_success) return fail("logits", st);
+        uint32_t t = UINT32_MAX;
+        if (i < steps) {
+            size_t got = 0;
+            if ((st = gptoss_context_sample(ctx, NULL, 1, &t, &got)) != gptoss_status_success || got != 1) {
+                return fail("sample", st);
+            }
+        }
+        fwrite(logits, sizeof(float), V, f);
+        fwrite(&t, sizeof(uint32_t), 1, f);
+    }
+    if (reuse) {
+        /* reset, re-append everything (reused from the cache), logits of the last position */
+        size_t n = 0;
+        uint32_t* all = malloc((n_prompt + steps) * sizeof(uint32_t));
+        if ((st = gptoss_context_get_tokens(ctx, all, n_prompt + steps, &n)) != gptoss_status_success) {
+            return fail("get_tokens", st);
+        }
+        gptoss_context_reset(ctx);
+        if ((st = gptoss_context_append_tokens(ctx, n, all)) != gptoss_status_success) return fail("re-append", st);
+        if ((st = gptoss_context_get_logits(ctx, logits, V)) != gptoss_status_success) return fail("logits", st);
+        const uint32_t t = UINT32_MAX;
+        fwrite(logits, sizeof(float), V, f);
+        fwrite(&t, sizeof(uint32_t), 1, f);
+        free(all);
+    }
+    if (fclose(f) != 0) {
+        perror(out_path);
+        return 1;
+    }
+    free(logits);
+    free(ids);
+    gptoss_context_release(ctx);
+    gptoss_tokenizer_release(tok);
+    gptoss_model_release(model);
+    gptoss_backend_release(backend);
+    return 0;
+}

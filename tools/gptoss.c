@@ -1,0 +1,886 @@
+/* gptoss: command-line front end of the engine.
+ *
+ *   gptoss generate -m FILE -p PROMPT [-n N] [sampling] [backend]   text completion
+ *   gptoss chat -m FILE [--show-analysis] [sampling] [backend]       harmony chat on stdin
+ *   gptoss bench -m FILE [-p 512] [-n 128] [-r 3] [backend]          pp/tg tokens per second
+ *   gptoss tokenize | convert | make-model | inspect ...             engine/cli_tools.h
+ *
+ * Exit status: 0 success, 1 failure (bad file, engine error), 2 usage error. */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <gptoss/engine.h>
+
+#include "cli_tools.h"
+
+#define EXIT_USAGE 2
+
+static const char* g_cmd = "gptoss";
+
+static void usage_error(const char* fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "gptoss %s: ", g_cmd);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, " (see gptoss %s --help)\n", g_cmd);
+    va_end(ap);
+}
+
+static void engine_error(const char* what, enum gptoss_status st) {
+    const char* msg = gptoss_last_error();
+    fprintf(stderr, "gptoss %s: %s failed (%s)%s%s\n", g_cmd, what, gptoss_status_to_string(st), *msg ? ": " : "",
+            msg);
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double) ts.tv_sec + 1e-9 * (double) ts.tv_nsec;
+}
+
+/* ---- full-string number parsing ------------------------------------------------------ */
+
+static int parse_u64(const char* flag, const char* s, unsigned long long min, unsigned long long max,
+                     unsigned long long* out) {
+    if (s == NULL || *s == '\0' || *s == '-' || *s == '+' || *s == ' ') {
+        usage_error("%s expects an integer in [%llu, %llu], got '%s'", flag, min, max, s ? s : "");
+        return -1;
+    }
+    errno = 0;
+    char* end = NULL;
+    const unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < min || v > max) {
+        usage_error("%s expects an integer in [%llu, %llu], got '%s'", flag, min, max, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_f32(const char* flag, const char* s, double min, double max, float* out) {
+    if (s == NULL || *s == '\0' || *s == ' ') {
+        usage_error("%s expects a number in [%g, %g], got '%s'", flag, min, max, s ? s : "");
+        return -1;
+    }
+    errno = 0;
+    char* end = NULL;
+    const double v = strtod(s, &end);
+    if (errno != 0 || end == s || *end != '\0' || !isfinite(v) || v < min || v > max) {
+        usage_error("%s expects a number in [%g, %g], got '%s'", flag, min, max, s);
+        return -1;
+    }
+    *out = (float) v;
+    return 0;
+}
+
+/* ---- options ------------------------------------------------------------------------- */
+
+struct options {
+    const char* model;
+    const char* prompt;
+    const char* prompt_file;
+    const char* backend;
+    int device;
+    unsigned long long threads;
+    unsigned long long context;
+    unsigned long long batch;
+    unsigned long long num_tokens;
+    int num_tokens_set;
+    unsigned long long prompt_tokens; /* bench */
+    unsigned long long repetitions;   /* bench */
+    float temperature, top_p, presence, frequency;
+    unsigned long long top_k;
+    unsigned long long seed;
+    int show_analysis;
+    int ignore_eos;
+    const char* system;
+    const char* reasoning;
+};
+
+/* Flag tables per subcommand: which flags are accepted. */
+enum { F_MODEL = 1 << 0, F_PROMPT = 1 << 1, F_N = 1 << 2, F_SAMPLING = 1 << 3, F_BACKEND = 1 << 4, F_CHAT = 1 << 5,
+       F_BENCH = 1 << 6, F_EOS = 1 << 7 };
+
+/* Splits "--flag=value"; returns the value of a flag that takes one (advancing *i). */
+static const char* take_value(int argc, char** argv, int* i, const char* flag, const char* inline_value) {
+    if (inline_value != NULL) return inline_value;
+    if (*i + 1 >= argc) {
+        usage_error("%s needs a value", flag);
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+/* Returns 0 ok, 1 help printed, -1 usage error. */
+static int parse_options(int argc, char** argv, unsigned flags, struct options* o, void (*help)(void)) {
+    for (int i = 1; i < argc; i++) {
+        char flagbuf[64];
+        const char* arg = argv[i];
+        const char* inline_value = NULL;
+        const char* flag = arg;
+        if (strncmp(arg, "--", 2) == 0) {
+            const char* eq = strchr(arg, '=');
+            if (eq != NULL) {
+                const size_t len = (size_t) (eq - arg);
+                if (len >= sizeof(flagbuf)) {
+                    usage_error("unknown option '%s'", arg);
+                    return -1;
+                }
+                memcpy(flagbuf, arg, len);
+                flagbuf[len] = '\0';
+                flag = flagbuf;
+                inline_value = eq + 1;
+            }
+        }
+#define IS(a) (strcmp(flag, (a)) == 0)
+#define VALUE()                                                               \
+    const char* v = take_value(argc, argv, &i, flag, inline_value);           \
+    if (v == NULL) return -1
+        if (IS("-h") || IS("--help")) {
+            help();
+            return 1;
+        } else if ((flags & F_MODEL) && (IS("-m") || IS("--model"))) {
+            VALUE();
+            o->model = v;
+        } else if ((flags & F_PROMPT) && (IS("-p") || IS("--prompt"))) {
+            VALUE();
+            o->prompt = v;
+        } else if ((flags & F_PROMPT) && (IS("-f") || IS("--prompt-file"))) {
+            VALUE();
+            o->prompt_file = v;
+        } else if ((flags & F_BENCH) && (IS("-p") || IS("--n-prompt"))) {
+            VALUE();
+            if (parse_u64(flag, v, 1, 1u << 20, &o->prompt_tokens)) return -1;
+        } else if ((flags & F_BENCH) && (IS("-r") || IS("--repetitions"))) {
+            VALUE();
+            if (parse_u64(flag, v, 1, 1000, &o->repetitions)) return -1;
+        } else if ((flags & F_N) && (IS("-n") || IS("--n-predict") || IS("--n-gen"))) {
+            VALUE();
+            if (parse_u64(flag, v, 0, 1u << 24, &o->num_tokens)) return -1;
+            o->num_tokens_set = 1;
+        } else if ((flags & F_SAMPLING) && (IS("--temp") || IS("--temperature"))) {
+            VALUE();
+            if (parse_f32(flag, v, 0.0, 1e6, &o->temperature)) return -1;
+        } else if ((flags & F_SAMPLING) && IS("--top-p")) {
+            VALUE();
+            if (parse_f32(flag, v, 1e-9, 1.0, &o->top_p)) return -1;
+        } else if ((flags & F_SAMPLING) && IS("--top-k")) {
+            VALUE();
+            if (parse_u64(flag, v, 0, UINT32_MAX, &o->top_k)) return -1;
+        } else if ((flags & F_SAMPLING) && IS("--presence-penalty")) {
+            VALUE();
+            if (parse_f32(flag, v, -1e6, 1e6, &o->presence)) return -1;
+        } else if ((flags & F_SAMPLING) && IS("--frequency-penalty")) {
+            VALUE();
+            if (parse_f32(flag, v, -1e6, 1e6, &o->frequency)) return -1;
+        } else if ((flags & F_SAMPLING) && (IS("-s") || IS("--seed"))) {
+            VALUE();
+            if (parse_u64(flag, v, 0, UINT64_MAX, &o->seed)) return -1;
+        } else if ((flags & F_BACKEND) && IS("--backend")) {
+            VALUE();
+            if (strcmp(v, "cpu") != 0 && strcmp(v, "cuda") != 0) {
+                usage_error("--backend expects cpu or cuda, got '%s'", v);
+                return -1;
+            }
+            o->backend = v;
+        } else if ((flags & F_BACKEND) && IS("--device")) {
+            VALUE();
+            unsigned long long d;
+            if (parse_u64(flag, v, 0, 1023, &d)) return -1;
+            o->device = (int) d;
+        } else if ((flags & F_BACKEND) && (IS("-t") || IS("--threads"))) {
+            VALUE();
+            if (parse_u64(flag, v, 0, 1024, &o->threads)) return -1;
+        } else if ((flags & F_BACKEND) && (IS("-c") || IS("--ctx-size"))) {
+            VALUE();
+            if (parse_u64(flag, v, 1, UINT32_MAX, &o->context)) return -1;
+        } else if ((flags & F_BACKEND) && (IS("-b") || IS("--batch-size"))) {
+            VALUE();
+            if (parse_u64(flag, v, 1, 65536, &o->batch)) return -1;
+        } else if ((flags & F_CHAT) && IS("--show-analysis")) {
+            o->show_analysis = 1;
+        } else if ((flags & F_CHAT) && IS("--system")) {
+            VALUE();
+            o->system = v;
+        } else if ((flags & F_CHAT) && IS("--reasoning")) {
+            VALUE();
+            if (strcmp(v, "low") != 0 && strcmp(v, "medium") != 0 && strcmp(v, "high") != 0) {
+                usage_error("--reasoning expects low, medium or high, got '%s'", v);
+                return -1;
+            }
+            o->reasoning = v;
+        } else if ((flags & F_EOS) && IS("--ignore-eos")) {
+            o->ignore_eos = 1;
+        } else {
+            if (arg[0] == '-') {
+                usage_error("unknown option '%s'", arg);
+            } else {
+                usage_error("unexpected argument '%s'", arg);
+            }
+            return -1;
+        }
+        if (inline_value != NULL && (IS("--show-analysis") || IS("--ignore-eos"))) {
+            usage_error("%s takes no value", flag);
+            return -1;
+        }
+#undef IS
+#undef VALUE
+    }
+    if ((flags & F_MODEL) && o->model == NULL) {
+        usage_error("-m FILE is required");
+        return -1;
+    }
+    return 0;
+}
+
+static void defaults(struct options* o) {
+    memset(o, 0, sizeof(*o));
+    o->backend = "cpu";
+    o->top_p = 1.0f;
+    o->repetitions = 3;
+    o->prompt_tokens = 512;
+}
+
+#define BACKEND_HELP                                                                                   \
+    "  --backend cpu|cuda   where to run (default cpu)\n"                                              \
+    "  --device N           CUDA device (default 0)\n"                                                 \
+    "  -t, --threads N      CPU threads (default: one per processor)\n"                                \
+    "  -c, --ctx-size N     context length (default: as needed, at most the model's)\n"                \
+    "  -b, --batch-size N   prefill chunk, max_batch_tokens (default 128)\n"
+#define SAMPLING_HELP                                                                                  \
+    "  --temp T             temperature, divides the logits (default 0 = greedy)\n"                    \
+    "  --top-p P            nucleus sampling, 0 < P <= 1 (default 1 = off)\n"                          \
+    "  --top-k K            keep the K most likely tokens (default 0 = off)\n"                         \
+    "  --presence-penalty X, --frequency-penalty X   (default 0)\n"                                    \
+    "  -s, --seed S         sampling seed (default 0)\n"
+
+static void help_generate(void) {
+    printf("usage: gptoss generate -m FILE (-p PROMPT | -f FILE) [-n N] [options]\n"
+           "Completes the prompt (plain text, no chat template) and streams the text to stdout;\n"
+           "timings (load, prefill and decode tokens/s) go to stderr.\n"
+           "  -m, --model FILE     model file (GPT-OSS v1.0)\n"
+           "  -p, --prompt TEXT    prompt text\n"
+           "  -f, --prompt-file F  read the prompt from a file\n"
+           "  -n, --n-predict N    tokens to generate (default 128)\n"
+           "  --ignore-eos         do not stop at <|return|> / <|call|>\n" SAMPLING_HELP BACKEND_HELP);
+}
+static void help_chat(void) {
+    printf("usage: gptoss chat -m FILE [options]\n"
+           "Harmony chat: each line of stdin is a user turn; the reply (final channel) goes to stdout.\n"
+           "  -m, --model FILE     model file\n"
+           "  --system TEXT        replaces the model identity line of the system message\n"
+           "  --reasoning LEVEL    low | medium | high (default medium)\n"
+           "  --show-analysis      also print the analysis channel (to stderr)\n"
+           "  -n, --n-predict N    at most N tokens per reply (default 4096)\n" SAMPLING_HELP BACKEND_HELP);
+}
+static void help_bench(void) {
+    printf("usage: gptoss bench -m FILE [-p 512] [-n 128] [-r 3] [options]\n"
+           "Measures prompt processing (ppP: prefill of P tokens) and text generation (tgN: N\n"
+           "greedy decode steps from a 1-token context), like llama-bench.\n"
+           "  -m, --model FILE     model file\n"
+           "  -p, --n-prompt P     prompt tokens (default 512; 0 not allowed)\n"
+           "  -n, --n-gen N        generated tokens (default 128; 0 skips tg)\n"
+           "  -r, --repetitions R  runs per test (default 3)\n" BACKEND_HELP);
+}
+
+static void help_main(void) {
+    printf("usage: gptoss COMMAND [options]   (gptoss COMMAND --help for details)\n"
+           "commands:\n"
+           "  generate    complete a prompt, streaming the text\n"
+           "  chat        interactive harmony chat on stdin/stdout\n"
+           "  bench       prefill and decode tokens per second\n"
+           "  tokenize    text <-> token ids\n"
+           "  convert     checkpoint directory -> model file\n"
+           "  make-model  random model file of a preset shape\n"
+           "  inspect     header and layout of a model file\n");
+}
+
+/* ---- engine set-up ------------------------------------------------------------------- */
+
+struct engine {
+    gptoss_backend_t backend;
+    gptoss_model_t model;
+    gptoss_tokenizer_t tokenizer;
+    gptoss_context_t context;
+    gptoss_sampler_t sampler;
+    double load_s;
+};
+
+static void engine_close(struct engine* e) {
+    gptoss_sampler_release(e->sampler);
+    gptoss_context_release(e->context);
+    gptoss_tokenizer_release(e->tokenizer);
+    gptoss_model_release(e->model);
+    gptoss_backend_release(e->backend);
+    memset(e, 0, sizeof(*e));
+}
+
+/* Backend, model, tokenizer (context and sampler are made by the caller). */
+static int engine_open(const struct options* o, struct engine* e) {
+    memset(e, 0, sizeof(*e));
+    enum gptoss_status st;
+    if (access(o->model, R_OK) != 0) {
+        fprintf(stderr, "gptoss %s: cannot read model file '%s': %s\n", g_cmd, o->model, strerror(errno));
+        return 1;
+    }
+    if (strcmp(o->backend, "cuda") == 0) {
+        st = gptoss_backend_create_cuda(o->device, NULL, &e->backend);
+    } else {
+        st = gptoss_backend_create_cpu((uint32_t) o->threads, &e->backend);
+    }
+    if (st != gptoss_status_success) {
+        engine_error("creating the backend", st);
+        return 1;
+    }
+    const double t0 = now_s();
+    st = gptoss_model_create_from_file(o->model, e->backend, &e->model);
+    if (st != gptoss_status_success) {
+        engine_error("loading the model", st);
+        engine_close(e);
+        return 1;
+    }
+    e->load_s = now_s() - t0;
+    st = gptoss_model_get_tokenizer(e->model, &e->tokenizer);
+    if (st != gptoss_status_success) {
+        engine_error("getting the tokenizer", st);
+        engine_close(e);
+        return 1;
+    }
+    return 0;
+}
+
+static int make_context(const struct options* o, struct engine* e, size_t wanted) {
+    size_t max_ctx = 0;
+    gptoss_model_get_max_context_length(e->model, &max_ctx);
+    size_t ctx = o->context != 0 ? (size_t) o->context : wanted;
+    if (ctx > max_ctx) {
+        if (o->context != 0) {
+            fprintf(stderr, "gptoss %s: -c %zu exceeds the model's context length %zu\n", g_cmd, ctx, max_ctx);
+            return 1;
+        }
+        ctx = max_ctx;
+    }
+    if (ctx == 0) ctx = 1;
+    enum gptoss_status st = gptoss_context_create(e->model, ctx, (size_t) o->batch, &e->context);
+    if (st != gptoss_status_success) {
+        engine_error("creating the context", st);
+        return 1;
+    }
+    return 0;
+}
+
+static int make_sampler(const struct options* o, struct engine* e) {
+    enum gptoss_status st = gptoss_sampler_create(&e->sampler);
+    if (st == gptoss_status_success) st = gptoss_sampler_set_temperature(e->sampler, o->temperature);
+    if (st == gptoss_status_success) st = gptoss_sampler_set_top_p(e->sampler, o->top_p);
+    if (st == gptoss_status_success) st = gptoss_sampler_set_top_k(e->sampler, (uint32_t) o->top_k);
+    if (st == gptoss_status_success) st = gptoss_sampler_set_presence_penalty(e->sampler, o->presence);
+    if (st == gptoss_status_success) st = gptoss_sampler_set_frequency_penalty(e->sampler, o->frequency);
+    if (st == gptoss_status_success) st = gptoss_sampler_set_seed(e->sampler, (uint64_t) o->seed);
+    if (st != gptoss_status_success) {
+        engine_error("creating the sampler", st);
+        return 1;
+    }
+    return 0;
+}
+
+static uint32_t special_id(struct engine* e, enum gptoss_special_token t) {
+    uint32_t id = UINT32_MAX;
+    if (gptoss_tokenizer_get_special_token_id(e->tokenizer, t, &id) != gptoss_status_success) return UINT32_MAX;
+    return id;
+}
+
+static void write_token(struct engine* e, uint32_t id, FILE* f) {
+    const void* p = NULL;
+    size_t n = 0;
+    if (gptoss_tokenizer_decode(e->tokenizer, id, &p, &n) == gptoss_status_success && n != 0) fwrite(p, 1, n, f);
+}
+
+static char* read_file(const char* path, size_t* size_out) {
+    FILE* f = fopen(path, "rb");
+    if (f == NULL) {
+        fprintf(stderr, "gptoss %s: cannot open '%s': %s\n", g_cmd, path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 4096, n = 0;
+    char* buf = malloc(cap);
+    while (buf != NULL) {
+        const size_t r = fread(buf + n, 1, cap - n, f);
+        n += r;
+        if (n < cap) break;
+        char* nb = realloc(buf, cap * 2);
+        if (nb == NULL) {
+            free(buf);
+            buf = NULL;
+            break;
+        }
+        buf = nb;
+        cap *= 2;
+    }
+    if (buf == NULL || ferror(f)) {
+        fprintf(stderr, "gptoss %s: cannot read '%s'\n", g_cmd, path);
+        free(buf);
+        fclose(f);
+        return NULL;
+    }
+    fclose(f);
+    *size_out = n;
+    return buf;
+}
+
+/* ---- generate ------------------------------------------------------------------------ */
+
+static int cmd_generate(int argc, char** argv) {
+    struct options o;
+    defaults(&o);
+    o.num_tokens = 128;
+    int r = parse_options(argc, argv, F_MODEL | F_PROMPT | F_N | F_SAMPLING | F_BACKEND | F_EOS, &o, help_generate);
+    if (r != 0) return r > 0 ? 0 : EXIT_USAGE;
+    if ((o.prompt == NULL) == (o.prompt_file == NULL)) {
+        usage_error("exactly one of -p PROMPT and -f FILE is required");
+        return EXIT_USAGE;
+    }
+    char* file_text = NULL;
+    size_t prompt_size;
+    const char* prompt = o.prompt;
+    if (o.prompt_file != NULL) {
+        file_text = read_file(o.prompt_file, &prompt_size);
+        if (file_text == NULL) return 1;
+        prompt = file_text;
+    } else {
+        prompt_size = strlen(prompt);
+    }
+
+    struct engine e;
+    if (engine_open(&o, &e) != 0) {
+        free(file_text);
+        return 1;
+    }
+    int rc = 1;
+    uint32_t* ids = NULL;
+    enum gptoss_status st;
+    size_t n_prompt = 0;
+    /* count the prompt tokens first, to size the context */
+    st = gptoss_tokenizer_encode(e.tokenizer, prompt, prompt_size, NULL, 0, &n_prompt);
+    if (st != gptoss_status_success && st != gptoss_status_insufficient_memory) {
+        engine_error("tokenizing the prompt", st);
+        goto done;
+    }
+    if (n_prompt == 0) {
+        fprintf(stderr, "gptoss generate: the prompt is empty\n");
+        goto done;
+    }
+    ids = malloc(n_prompt * sizeof(uint32_t));
+    if (ids == NULL) {
+        fprintf(stderr, "gptoss generate: out of memory\n");
+        goto done;
+    }
+    st = gptoss_tokenizer_encode(e.tokenizer, prompt, prompt_size, ids, n_prompt, &n_prompt);
+    if (st != gptoss_status_success) {
+        engine_error("tokenizing the prompt", st);
+        goto done;
+    }
+    if (make_context(&o, &e, n_prompt + (size_t) o.num_tokens) != 0) goto done;
+    if (make_sampler(&o, &e) != 0) goto done;
+    size_t max_tokens = 0;
+    gptoss_context_get_max_tokens(e.context, &max_tokens);
+    if (n_prompt > max_tokens) {
+        fprintf(stderr, "gptoss generate: the prompt has %zu tokens, the context holds %zu\n", n_prompt, max_tokens);
+        goto done;
+    }
+
+    fwrite(prompt, 1, prompt_size, stdout);
+    fflush(stdout);
+    /* prefill all but the last prompt token; the first sample step runs the last one and
+     * produces its logits (no token is run twice) */
+    const double t0 = now_s();
+    st = gptoss_context_append_tokens(e.context, n_prompt - 1, ids);
+    if (st == gptoss_status_success) st = gptoss_context_process(e.context);
+    if (st == gptoss_status_success) st = gptoss_context_append_tokens(e.context, 1, ids + n_prompt - 1);
+    if (st != gptoss_status_success) {
+        engine_error("prefill", st);
+        goto done;
+    }
+    const uint32_t stop_return = special_id(&e, gptoss_special_token_return);
+    const uint32_t stop_call = special_id(&e, gptoss_special_token_call);
+    double t_first = 0.0;
+    size_t generated = 0;
+    int overflow = 0;
+    while (generated < o.num_tokens) {
+        uint32_t tok;
+        size_t got = 0;
+        st = gptoss_context_sample(e.context, e.sampler, 1, &tok, &got);
+        if (st == gptoss_status_context_overflow || (st == gptoss_status_success && got == 0)) {
+            overflow = 1;
+            break;
+        }
+        if (st != gptoss_status_success) {
+            fputc('\n', stdout);
+            engine_error("decode", st);
+            goto done;
+        }
+        if (generated == 0) t_first = now_s();
+        generated++;
+        write_token(&e, tok, stdout);
+        fflush(stdout);
+        if (!o.ignore_eos && (tok == stop_return || tok == stop_call)) break;
+    }
+    const double t_end = now_s();
+    fputc('\n', stdout);
+    fflush(stdout);
+    if (overflow) fprintf(stderr, "gptoss generate: context full (%zu tokens), stopped\n", max_tokens);
+    fprintf(stderr, "load: %.3f s (%s)\n", e.load_s, gptoss_backend_get_name(e.backend));
+    if (generated > 0) {
+        const double tp = t_first - t0;
+        fprintf(stderr, "prefill: %zu tokens in %.3f s, %.2f tok/s\n", n_prompt, tp, (double) n_prompt / tp);
+        if (generated > 1) {
+            const double td = t_end - t_first;
+            fprintf(stderr, "decode: %zu tokens in %.3f s, %.2f tok/s\n", generated - 1, td,
+                    (double) (generated - 1) / td);
+        }
+    }
+    rc = 0;
+done:
+    free(ids);
+    free(file_text);
+    engine_close(&e);
+    return rc;
+}
+
+/* ---- chat ---------------------------------------------------------------------------- */
+
+struct harmony {
+    uint32_t start, message, end, channel, ret, call, constrain;
+};
+
+static int append_special(struct engine* e, uint32_t id) {
+    enum gptoss_status st = gptoss_context_append_tokens(e->context, 1, &id);
+    if (st != gptoss_status_success) {
+        engine_error("appending a token", st);
+        return 1;
+    }
+    return 0;
+}
+
+static int append_text(struct engine* e, const char* text) {
+    size_t n;
+    enum gptoss_status st = gptoss_context_append_chars(e->context, text, strlen(text), &n);
+    if (st != gptoss_status_success) {
+        engine_error("appending text", st);
+        return 1;
+    }
+    return 0;
+}
+
+static int cmd_chat(int argc, char** argv) {
+    struct options o;
+    defaults(&o);
+    o.num_tokens = 4096;
+    int r = parse_options(argc, argv, F_MODEL | F_N | F_SAMPLING | F_BACKEND | F_CHAT, &o, help_chat);
+    if (r != 0) return r > 0 ? 0 : EXIT_USAGE;
+    struct engine e;
+    if (engine_open(&o, &e) != 0) return 1;
+    int rc = 1;
+    char* line = NULL;
+    size_t line_cap = 0;
+    uint32_t* history = NULL;
+    struct harmony h = {
+        special_id(&e, gptoss_special_token_start),   special_id(&e, gptoss_special_token_message),
+        special_id(&e, gptoss_special_token_end),     special_id(&e, gptoss_special_token_channel),
+        special_id(&e, gptoss_special_token_return),  special_id(&e, gptoss_special_token_call),
+        special_id(&e, gptoss_special_token_constrain),
+    };
+    if (h.start == UINT32_MAX || h.message == UINT32_MAX || h.end == UINT32_MAX || h.channel == UINT32_MAX ||
+        h.ret == UINT32_MAX) {
+        fprintf(stderr, "gptoss chat: the model's tokenizer lacks harmony special tokens\n");
+        goto done;
+    }
+    if (make_context(&o, &e, 8192) != 0) goto done;
+    if (make_sampler(&o, &e) != 0) goto done;
+    size_t max_tokens = 0;
+    gptoss_context_get_max_tokens(e.context, &max_tokens);
+    history = malloc(max_tokens * sizeof(uint32_t));
+    if (history == NULL) {
+        fprintf(stderr, "gptoss chat: out of memory\n");
+        goto done;
+    }
+
+    /* system message */
+    char date[32] = "2025-01-01";
+    const time_t now = time(NULL);
+    struct tm tmv;
+    if (localtime_r(&now, &tmv) != NULL) strftime(date, sizeof(date), "%Y-%m-%d", &tmv);
+    char system[2048];
+    snprintf(system, sizeof(system),
+             "%s\nKnowledge cutoff: 2024-06\nCurrent date: %s\n\nReasoning: %s\n\n"
+             "# Valid channels: analysis, commentary, final. Channel must be included for every message.",
+             o.system != NULL ? o.system : "You are ChatGPT, a large language model trained by OpenAI.", date,
+             o.reasoning != NULL ? o.reasoning : "medium");
+    if (append_special(&e, h.start) || append_text(&e, "system") || append_special(&e, h.message) ||
+        append_text(&e, system) || append_special(&e, h.end)) {
+        goto done;
+    }
+    const int tty = isatty(STDIN_FILENO);
+    for (;;) {
+        if (tty) {
+            fputs("> ", stderr);
+            fflush(stderr);
+        }
+        const ssize_t len = getline(&line, &line_cap, stdin);
+        if (len < 0) break;
+        size_t n = (size_t) len;
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = '\0';
+        if (n == 0) continue;
+        if (append_special(&e, h.start) || append_text(&e, "user") || append_special(&e, h.message) ||
+            append_text(&e, line) || append_special(&e, h.end) || append_special(&e, h.start) ||
+            append_text(&e, "assistant")) {
+            goto done;
+        }
+        /* parse the generated harmony messages: header up to <|message|>, then content */
+        enum { HEADER, CONTENT } state = HEADER;
+        char channel[64] = "";
+        size_t channel_len = 0;
+        int in_channel_name = 0;
+        int printed_final = 0, done_turn = 0;
+        for (size_t i = 0; i < o.num_tokens && !done_turn; i++) {
+            uint32_t tok;
+            size_t got = 0;
+            enum gptoss_status st = gptoss_context_sample(e.context, e.sampler, 1, &tok, &got);
+            if (st == gptoss_status_context_overflow || (st == gptoss_status_success && got == 0)) {
+                fprintf(stderr, "\ngptoss chat: context full (%zu tokens)\n", max_tokens);
+                rc = 0;
+                goto done;
+            }
+            if (st != gptoss_status_success) {
+                engine_error("decode", st);
+                goto done;
+            }
+            if (tok == h.ret || tok == h.call) {
+                if (tok == h.call) fprintf(stderr, "\n[tool call requested; tools are not supported]\n");
+                done_turn = 1;
+            } else if (tok == h.end) {
+                state = HEADER;
+                if (strcmp(channel, "final") != 0 && o.show_analysis) fputs("\n", stderr);
+                channel[0] = '\0';
+                channel_len = 0;
+                in_channel_name = 0;
+            } else if (tok == h.start) {
+                state = HEADER;
+            } else if (state == HEADER) {
+                if (tok == h.channel) {
+                    in_channel_name = 1;
+                    channel_len = 0;
+                    channel[0] = '\0';
+                } else if (tok == h.message) {
+                    state = CONTENT;
+                    in_channel_name = 0;
+                    if (strcmp(channel, "final") != 0 && o.show_analysis) fprintf(stderr, "[%s] ", channel);
+                } else if (tok == h.constrain) {
+                    in_channel_name = 0;
+                } else if (in_channel_name) {
+                    const void* p;
+                    size_t pn;
+                    if (gptoss_tokenizer_decode(e.tokenizer, tok, &p, &pn) == gptoss_status_success) {
+                        for (size_t k = 0; k < pn && channel_len + 1 < sizeof(channel); k++) {
+                            const char ch = ((const char*) p)[k];
+                            if (ch == ' ') {
+                                in_channel_name = 0; /* " to=functions.x" etc. */
+                                break;
+                            }
+                            channel[channel_len++] = ch;
+                        }
+                        channel[channel_len] = '\0';
+                    }
+                }
+            } else if (strcmp(channel, "final") == 0 || channel[0] == '\0') {
+                write_token(&e, tok, stdout);
+                fflush(stdout);
+                printed_final = 1;
+            } else if (o.show_analysis) {
+                write_token(&e, tok, stderr);
+                fflush(stderr);
+            }
+        }
+        if (printed_final) fputc('\n', stdout);
+        else fprintf(stderr, "[no final-channel text in the reply]\n");
+        fflush(stdout);
+        /* history: the reply's closing <|return|> becomes <|end|> (harmony), through a reset
+         * that reuses the KV cache of the unchanged prefix */
+        size_t nt = 0;
+        if (gptoss_context_get_tokens(e.context, history, max_tokens, &nt) != gptoss_status_success) nt = 0;
+        if (nt > 0 && history[nt - 1] != h.ret && history[nt - 1] != h.end && history[nt - 1] != h.call) {
+            /* cut off by -n: close the message */
+            if (append_special(&e, h.end)) goto done;
+        } else if (nt > 0 && history[nt - 1] == h.ret) {
+            history[nt - 1] = h.end;
+            gptoss_context_reset(e.context);
+            enum gptoss_status st = gptoss_context_append_tokens(e.context, nt, history);
+            if (st != gptoss_status_success) {
+                engine_error("rebuilding the history", st);
+                goto done;
+            }
+        }
+    }
+    rc = 0;
+done:
+    free(line);
+    free(history);
+    engine_close(&e);
+    return rc;
+}
+
+/* ---- bench --------------------------------------------------------------------------- */
+
+static void mean_std(const double* v, size_t n, double* mean, double* sd) {
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += v[i];
+    *mean = s / (double) n;
+    double q = 0.0;
+    for (size_t i = 0; i < n; i++) q += (v[i] - *mean) * (v[i] - *mean);
+    *sd = n > 1 ? sqrt(q / (double) (n - 1)) : 0.0;
+}
+
+static int cmd_bench(int argc, char** argv) {
+    struct options o;
+    defaults(&o);
+    o.num_tokens = 128;
+    int r = parse_options(argc, argv, F_MODEL | F_N | F_BACKEND | F_BENCH, &o, help_bench);
+    if (r != 0) return r > 0 ? 0 : EXIT_USAGE;
+    struct engine e;
+    if (engine_open(&o, &e) != 0) return 1;
+    int rc = 1;
+    uint32_t* ids = NULL;
+    uint32_t* out = NULL;
+    double* runs = NULL;
+    const size_t P = (size_t) o.prompt_tokens, N = (size_t) o.num_tokens;
+    if (make_context(&o, &e, (P > N + 1 ? P : N + 1)) != 0) goto done;
+    size_t max_tokens = 0;
+    gptoss_context_get_max_tokens(e.context, &max_tokens);
+    if (P > max_tokens || N + 1 > max_tokens) {
+        fprintf(stderr, "gptoss bench: -p %zu / -n %zu do not fit the context (%zu tokens)\n", P, N, max_tokens);
+        goto done;
+    }
+    uint32_t num_text = 0;
+    gptoss_tokenizer_get_num_text_tokens(e.tokenizer, &num_text);
+    if (num_text == 0) {
+        fprintf(stderr, "gptoss bench: the model has no text tokens\n");
+        goto done;
+    }
+    ids = malloc(P * sizeof(uint32_t));
+    out = malloc((N + 1) * sizeof(uint32_t));
+    runs = malloc(o.repetitions * sizeof(double));
+    if (ids == NULL || out == NULL || runs == NULL) {
+        fprintf(stderr, "gptoss bench: out of memory\n");
+        goto done;
+    }
+    uint64_t x = 0x9E3779B97F4A7C15ull;
+    for (size_t i = 0; i < P; i++) {
+        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        ids[i] = (uint32_t) (x % num_text);
+    }
+    const char* bname = gptoss_backend_get_name(e.backend);
+    printf("| %-24s | %-28s | %8s | %6s | %18s |\n", "model", "backend", "threads", "test", "t/s");
+    printf("| %.24s | %.28s | %.8s | %.6s | %.18s |\n", "------------------------------", "------------------------------",
+           "--------", "------", "------------------");
+    const char* mname = strrchr(o.model, '/') != NULL ? strrchr(o.model, '/') + 1 : o.model;
+    char threads[24];
+    if (o.threads == 0) snprintf(threads, sizeof(threads), "auto");
+    else snprintf(threads, sizeof(threads), "%llu", o.threads);
+    if (strcmp(o.backend, "cuda") == 0) snprintf(threads, sizeof(threads), "-");
+    enum gptoss_status st;
+    /* warm-up: one short prefill and one decode step (page-in, thread start) */
+    {
+        const size_t w = P < 8 ? P : 8;
+        st = gptoss_context_append_tokens(e.context, w, ids);
+        if (st == gptoss_status_success) st = gptoss_context_process(e.context);
+        size_t got;
+        if (st == gptoss_status_success) st = gptoss_context_sample(e.context, NULL, 1, out, &got);
+        if (st != gptoss_status_success) {
+            engine_error("warm-up", st);
+            goto done;
+        }
+    }
+    for (size_t rep = 0; rep < o.repetitions; rep++) {
+        /* a fresh context: reset, then a first token that differs so nothing is reused */
+        gptoss_context_reset(e.context);
+        uint32_t other = (ids[0] + 1) % num_text;
+        gptoss_context_append_tokens(e.context, 1, &other);
+        gptoss_context_reset(e.context);
+        st = gptoss_context_append_tokens(e.context, P, ids);
+        const double t0 = now_s();
+        if (st == gptoss_status_success) st = gptoss_context_process(e.context);
+        const double t1 = now_s();
+        if (st != gptoss_status_success) {
+            engine_error("prefill", st);
+            goto done;
+        }
+        runs[rep] = (double) P / (t1 - t0);
+    }
+    double mean, sd;
+    char test[32], tps[48];
+    mean_std(runs, o.repetitions, &mean, &sd);
+    snprintf(test, sizeof(test), "pp%zu", P);
+    snprintf(tps, sizeof(tps), "%.2f ± %.2f", mean, sd);
+    printf("| %-24.24s | %-28.28s | %8s | %6s | %18s |\n", mname, bname, threads, test, tps);
+    fflush(stdout);
+    if (N > 0) {
+        for (size_t rep = 0; rep < o.repetitions; rep++) {
+            gptoss_context_reset(e.context);
+            uint32_t first = (ids[0] + 1 + (uint32_t) rep) % num_text; /* differs from the cached token */
+            st = gptoss_context_append_tokens(e.context, 1, &first);
+            size_t got = 0;
+            const double t0 = now_s();
+            if (st == gptoss_status_success) st = gptoss_context_sample(e.context, NULL, N, out, &got);
+            const double t1 = now_s();
+            if (st != gptoss_status_success || got != N) {
+                engine_error("decode", st);
+                goto done;
+            }
+            runs[rep] = (double) N / (t1 - t0);
+        }
+        mean_std(runs, o.repetitions, &mean, &sd);
+        snprintf(test, sizeof(test), "tg%zu", N);
+        snprintf(tps, sizeof(tps), "%.2f ± %.2f", mean, sd);
+        printf("| %-24.24s | %-28.28s | %8s | %6s | %18s |\n", mname, bname, threads, test, tps);
+    }
+    rc = 0;
+done:
+    free(ids);
+    free(out);
+    free(runs);
+    engine_close(&e);
+    return rc;
+}
+
+/* ---- dispatch ------------------------------------------------------------------------ */
+
+int main(int argc, char** argv) {
+    if (argc < 2) {
+        help_main();
+        return EXIT_USAGE;
+    }
+    const char* cmd = argv[1];
+    if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
+        help_main();
+        return 0;
+    }
+    g_cmd = cmd;
+    argc -= 1;
+    argv += 1;
+    if (strcmp(cmd, "generate") == 0) return cmd_generate(argc, argv);
+    if (strcmp(cmd, "chat") == 0) return cmd_chat(argc, argv);
+    if (strcmp(cmd, "bench") == 0) return cmd_bench(argc, argv);
+    if (strcmp(cmd, "tokenize") == 0) return gptoss_cli_tokenize(argc, argv);
+    if (strcmp(cmd, "convert") == 0) return gptoss_cli_convert(argc, argv);
+    if (strcmp(cmd, "make-model") == 0) return gptoss_cli_make_model(argc, argv);
+    if (strcmp(cmd, "inspect") == 0) return gptoss_cli_inspect(argc, argv);
+    fprintf(stderr, "gptoss: unknown command '%s' (see gptoss --help)\n", cmd);
+    return EXIT_USAGE;
+}
