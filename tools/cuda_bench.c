@@ -235,6 +235,10 @@ int main(int argc, char** argv) {
     bench_sdpa("sdpa decode N=32768 window 128", 1, 32768, 128);
     printf("-- prefill (compute-bound: TFLOP/s) --\n");
     bench_mm("dense matmul T=1024 2880->5120", 1024, 2880, 5120, 0);
+    bench_mm("dense matmul_add T=512 4096->2880", 512, 4096, 2880, 1);
+    bench_mm("matmul T=64 2880->5120", 64, 2880, 5120, 0);
+    bench_mm("matmul T=128 2880->5120", 128, 2880, 5120, 0);
+    bench_mm("unembedding T=32 2880->201088", 32, 2880, 201088, 2);
     bench_moe_dense("moe_dense_swiglu T=512 k=4 E=32", 512, 2880, 2880, 1);
     bench_sdpa("sdpa prefill Tq=512 N=0 full", 512, 0, UINT32_MAX);
     CHECK(gptoss_backend_release(B));

@@ -1,6 +1,7 @@
 /* bf16-weight matrix products: decode GEMV kernels (one warp per group of rows, 16-byte
- * weight loads, up to 8 tokens of activations per pass) and a tiled f32 SIMT GEMM for
- * larger token counts. f32 activations and accumulation (explicit fmaf), exact bf16
+ * weight loads, up to 8 tokens of activations per pass), a tensor-core split-bf16 GEMM for
+ * prefill (>= 32 tokens; see the comment above gemm_bf16_tc_kernel) and a tiled f32 SIMT
+ * GEMM as fallback. f32 activations and accumulation (explicit fmaf), exact bf16
  * widening, bias added to the full dot product, then the residual (add variant). */
 #include "cuda/matmul.cuh"
 
@@ -200,6 +201,217 @@ __global__ void __launch_bounds__(256) gemm_bf16_kernel(const float* __restrict_
     }
 }
 
+/* ---------------------------------------------------------------------------------
+ * Tensor-core prefill GEMM with split-bf16 activations (a different numerics path, within
+ * the harness tolerance; see docs/CUDA_NOTES.md).
+ *
+ * Every f32 activation x is split exactly into NP bf16 parts: x1 = bf16_rne(x),
+ * x2 = bf16_rne(x - x1) (and x3 = bf16_rne(x - x1 - x2) for NP = 3); the differences are
+ * exact in f32. The weights are already bf16, so each part times a weight is an exact
+ * product, and mma.sync.m16n8k16 (bf16 x bf16 -> f32) accumulates them in f32. Dropped
+ * remainder per term: |x - x1 - x2| <= 2^-16 |x| (NP = 2), <= 2^-24 |x| (NP = 3); the
+ * harness allows 8 sqrt(K) 2^-23 sum|x w| per output, i.e. 2^-16 sum|x w| is inside the
+ * tolerance even in the worst case once K >= 256, which is where NP = 2 is used; smaller or
+ * unaligned K uses NP = 3. The tensor cores' internal f32 accumulation (products aligned
+ * and summed per k16 step) adds an error of the order of the f32 accumulation itself.
+ * Inf/NaN activations keep x1 = x (the other parts 0), so they propagate like f32.
+ *
+ * Tiles: 128 tokens x 128 weight rows x 32 columns, 256 threads (8 warps as 4 x 2, warp
+ * tile 32 x 64), two shared-memory stages fed through registers (the activation split is
+ * done on the way into shared memory), K tail padded with zeros in shared memory.
+ * ------------------------------------------------------------------------------- */
+constexpr int TC_BM = 128, TC_BN = 128, TC_BK = 32, TC_LD = TC_BK + 8; /* LD: padded row, bf16 */
+constexpr uint32_t kTcMinTokens = 32;
+/* Below this many tokens the 128 x 128 tiles must still give one block per SM, else the
+ * SIMT GEMM (64 x 64 tiles) is used: measured on an H100, T = 64, 2880 -> 5120 (40 tensor-
+ * core blocks): 193 us tensor-core vs 165 us SIMT. */
+constexpr uint32_t kTcFullTokens = 128;
+constexpr uint32_t kTcTwoPartMinCols = 256;
+
+template <int NP>
+constexpr size_t tc_smem_bytes() {
+    return (size_t) 2 * (NP * TC_BM + TC_BN) * TC_LD * sizeof(uint16_t);
+}
+
+/* bf16 bits of x split into NP parts (exact differences; non-finite x: x1 = x, rest 0) */
+template <int NP>
+__device__ __forceinline__ void split_bf16(float x, uint32_t (&p)[NP]) {
+    const uint32_t u = __float_as_uint(x);
+    if ((u & 0x7F800000u) == 0x7F800000u) {
+        p[0] = gptoss_d_f32_to_bf16(x);
+#pragma unroll
+        for (int i = 1; i < NP; i++) p[i] = 0;
+        return;
+    }
+    uint32_t h = gptoss_d_f32_to_bf16(x);
+    if ((h & 0x7F80u) == 0x7F80u) h = u >> 16; /* rounding reached inf: truncate instead */
+    p[0] = h;
+    float r = x - __uint_as_float(h << 16);
+#pragma unroll
+    for (int i = 1; i < NP; i++) {
+        const uint32_t b = gptoss_d_f32_to_bf16(r);
+        p[i] = b;
+        r = r - __uint_as_float(b << 16);
+    }
+}
+
+__device__ __forceinline__ void mma_bf16_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+template <bool VEC, int NP>
+__global__ void __launch_bounds__(256, 2) gemm_bf16_tc_kernel(const float* __restrict__ A,
+                                                             const uint16_t* __restrict__ W,
+                                                             const uint16_t* __restrict__ bias,
+                                                             float* __restrict__ out, uint32_t M, uint32_t K,
+                                                             uint32_t N, bool add) {
+    extern __shared__ __align__(16) uint16_t tc_smem[];
+    uint16_t* As = tc_smem;                           /* [2][NP][TC_BM][TC_LD] */
+    uint16_t* Ws = tc_smem + 2 * NP * TC_BM * TC_LD;  /* [2][TC_BN][TC_LD] */
+    const uint32_t tid = threadIdx.x, lane = tid & 31u, warp = tid >> 5;
+    const uint32_t wm = warp & 3u, wn = warp >> 2;
+    const uint32_t g = lane >> 2, tg = lane & 3u;
+    const uint32_t m0 = blockIdx.x * TC_BM, n0 = blockIdx.y * TC_BN;
+
+    float acc[2][8][4];
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int q = 0; q < 4; q++) acc[i][j][q] = 0.0f;
+
+    /* loader mapping: A 4 x (row, 4 columns), W 2 x (row, 8 columns) */
+    float av[4][4];
+    uint32_t wv[2][4];
+    auto gload = [&](uint32_t k0) {
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const uint32_t idx = tid + 256u * i;
+            const uint32_t row = idx >> 3, col = (idx & 7u) * 4;
+            const uint32_t m = m0 + row, k = k0 + col;
+            if (VEC) {
+                float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+                if (m < M && k < K) v = __ldg((const float4*) (A + (size_t) m * K + k));
+                av[i][0] = v.x; av[i][1] = v.y; av[i][2] = v.z; av[i][3] = v.w;
+            } else {
+#pragma unroll
+                for (int q = 0; q < 4; q++) av[i][q] = (m < M && k + q < K) ? A[(size_t) m * K + k + q] : 0.0f;
+            }
+        }
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            const uint32_t idx = tid + 256u * i;
+            const uint32_t row = idx >> 2, col = (idx & 3u) * 8;
+            const uint32_t n = n0 + row, k = k0 + col;
+            if (VEC) {
+                uint4 v = make_uint4(0, 0, 0, 0);
+                if (n < N && k < K) v = __ldg((const uint4*) (W + (size_t) n * K + k));
+                wv[i][0] = v.x; wv[i][1] = v.y; wv[i][2] = v.z; wv[i][3] = v.w;
+            } else {
+#pragma unroll
+                for (int q = 0; q < 4; q++) {
+                    const uint32_t lo = (n < N && k + 2 * q < K) ? W[(size_t) n * K + k + 2 * q] : 0u;
+                    const uint32_t hi = (n < N && k + 2 * q + 1 < K) ? W[(size_t) n * K + k + 2 * q + 1] : 0u;
+                    wv[i][q] = lo | (hi << 16);
+                }
+            }
+        }
+    };
+    auto sstore = [&](int stage) {
+        uint16_t* as = As + (size_t) stage * NP * TC_BM * TC_LD;
+        uint16_t* ws = Ws + (size_t) stage * TC_BN * TC_LD;
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const uint32_t idx = tid + 256u * i;
+            const uint32_t row = idx >> 3, col = (idx & 7u) * 4;
+            uint32_t parts[4][NP];
+#pragma unroll
+            for (int q = 0; q < 4; q++) split_bf16<NP>(av[i][q], parts[q]);
+#pragma unroll
+            for (int p = 0; p < NP; p++) {
+                uint2 v;
+                v.x = parts[0][p] | (parts[1][p] << 16);
+                v.y = parts[2][p] | (parts[3][p] << 16);
+                *(uint2*) (as + ((size_t) p * TC_BM + row) * TC_LD + col) = v;
+            }
+        }
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            const uint32_t idx = tid + 256u * i;
+            const uint32_t row = idx >> 2, col = (idx & 3u) * 8;
+            *(uint4*) (ws + (size_t) row * TC_LD + col) = make_uint4(wv[i][0], wv[i][1], wv[i][2], wv[i][3]);
+        }
+    };
+
+    const uint32_t ktiles = (K + TC_BK - 1) / TC_BK;
+    gload(0);
+    sstore(0);
+    __syncthreads();
+    for (uint32_t kt = 0; kt < ktiles; kt++) {
+        const int st = (int) (kt & 1u);
+        const bool more = kt + 1 < ktiles;
+        if (more) gload((kt + 1) * TC_BK);
+        const uint16_t* as = As + (size_t) st * NP * TC_BM * TC_LD;
+        const uint16_t* ws = Ws + (size_t) st * TC_BN * TC_LD;
+#pragma unroll
+        for (int kk = 0; kk < TC_BK; kk += 16) {
+            uint32_t af[NP][2][4];
+#pragma unroll
+            for (int p = 0; p < NP; p++)
+#pragma unroll
+                for (int mi = 0; mi < 2; mi++) {
+                    const uint16_t* base = as + ((size_t) p * TC_BM + wm * 32 + mi * 16 + g) * TC_LD + kk + 2 * tg;
+                    af[p][mi][0] = *(const uint32_t*) base;
+                    af[p][mi][1] = *(const uint32_t*) (base + 8 * TC_LD);
+                    af[p][mi][2] = *(const uint32_t*) (base + 8);
+                    af[p][mi][3] = *(const uint32_t*) (base + 8 * TC_LD + 8);
+                }
+#pragma unroll
+            for (int ni = 0; ni < 8; ni++) {
+                const uint16_t* bb = ws + (size_t) (wn * 64 + ni * 8 + g) * TC_LD + kk + 2 * tg;
+                const uint32_t b0 = *(const uint32_t*) bb, b1 = *(const uint32_t*) (bb + 8);
+#pragma unroll
+                for (int mi = 0; mi < 2; mi++)
+#pragma unroll
+                    for (int p = NP - 1; p >= 0; p--) mma_bf16_16816(acc[mi][ni], af[p][mi], b0, b1);
+            }
+        }
+        if (more) sstore(st ^ 1);
+        __syncthreads();
+    }
+
+#pragma unroll
+    for (int mi = 0; mi < 2; mi++)
+#pragma unroll
+        for (int ni = 0; ni < 8; ni++)
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const uint32_t m = m0 + wm * 32 + mi * 16 + g + 8 * h;
+                const uint32_t n = n0 + wn * 64 + ni * 8 + 2 * tg;
+                if (m < M) {
+                    if (n < N) store_result(out + (size_t) m * N + n, bias, n, acc[mi][ni][2 * h], add);
+                    if (n + 1 < N) store_result(out + (size_t) m * N + n + 1, bias, n + 1, acc[mi][ni][2 * h + 1], add);
+                }
+            }
+}
+
+template <bool VEC, int NP>
+cudaError_t launch_gemm_tc(cudaStream_t stream, const float* x, const uint16_t* w, const uint16_t* b, float* out,
+                           uint32_t T, uint32_t C, uint32_t R, bool add) {
+    constexpr size_t smem = tc_smem_bytes<NP>();
+    cudaError_t err = cudaFuncSetAttribute(gemm_bf16_tc_kernel<VEC, NP>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           (int) smem);
+    if (err != cudaSuccess) return err;
+    const dim3 grid((T + TC_BM - 1) / TC_BM, (R + TC_BN - 1) / TC_BN);
+    gemm_bf16_tc_kernel<VEC, NP><<<grid, 256, smem, stream>>>(x, w, b, out, T, C, R, add);
+    return cudaGetLastError();
+}
+
 template <int TT, int RPW>
 cudaError_t launch_gemv_vec(cudaStream_t stream, const float* x, const uint16_t* w, const uint16_t* b, float* out,
                             uint32_t T, uint32_t C, uint32_t R, bool add) {
@@ -236,6 +448,17 @@ enum gptoss_status gptoss_cuda_bf16w_matmul_launch(gptoss_backend_t backend, con
             err = cudaGetLastError();
         }
         if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of the bf16 GEMV kernel");
+        return gptoss_status_success;
+    }
+    /* tensor-core split-bf16 GEMM for prefill: NP = 2 for aligned K >= 256, NP = 3 for any
+     * unaligned / odd K; aligned small K (no model shape) keeps the SIMT GEMM */
+    const uint64_t tc_blocks = (uint64_t) ((T + TC_BM - 1) / TC_BM) * ((R + TC_BN - 1) / TC_BN);
+    const bool tc_fills = T >= kTcFullTokens || tc_blocks >= (uint64_t) gptoss_cuda_num_sms(backend);
+    if (T >= kTcMinTokens && tc_fills && (uint64_t) (R + TC_BN - 1) / TC_BN <= GPTOSS_CUDA_MAX_GRID_YZ &&
+        (!vec || C >= kTcTwoPartMinCols)) {
+        const cudaError_t err = vec ? launch_gemm_tc<true, 2>(stream, input, w, b, output, T, C, R, add)
+                                    : launch_gemm_tc<false, 3>(stream, input, w, b, output, T, C, R, add);
+        if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of the bf16 tensor-core GEMM");
         return gptoss_status_success;
     }
     const uint32_t m_tiles = (T + BM - 1) / BM;

@@ -71,17 +71,28 @@ __global__ void __launch_bounds__(THREADS) sdpa_chunk_kernel(SdpaShape s) {
         const uint32_t ntile = min((uint32_t) TK, end - t0);
         __syncthreads(); /* previous tile fully consumed; qs written */
         /* stage K and V: 64 keys x 128 floats = 2048 float4 */
-        for (uint32_t idx = tid; idx < TK * 2 * D / 4; idx += THREADS) {
+        /* all 16 loads of this thread issued before the first store (one memory round trip
+         * per tile instead of several) */
+        constexpr int kLoads = TK * 2 * D / 4 / THREADS;
+        float4 v[kLoads];
+#pragma unroll
+        for (int j = 0; j < kLoads; j++) {
+            const uint32_t idx = tid + (uint32_t) j * THREADS;
             const uint32_t key = idx / (2 * D / 4), c4 = idx % (2 * D / 4);
-            float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            v[j] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
             if (key < ntile) {
                 const float* row = kv_head + (size_t) (lo + t0 + key) * (2 * D);
-                v = __ldg((const float4*) row + c4);
+                v[j] = __ldg((const float4*) row + c4);
             }
+        }
+#pragma unroll
+        for (int j = 0; j < kLoads; j++) {
+            const uint32_t idx = tid + (uint32_t) j * THREADS;
+            const uint32_t key = idx / (2 * D / 4), c4 = idx % (2 * D / 4);
             if (c4 < D / 4) {
-                *(float4*) &ks[key][c4 * 4] = v;
+                *(float4*) &ks[key][c4 * 4] = v[j];
             } else {
-                *(float4*) &vs[key][(c4 - D / 4) * 4] = v;
+                *(float4*) &vs[key][(c4 - D / 4) * 4] = v[j];
             }
         }
         __syncthreads();
