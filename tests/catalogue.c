@@ -160,6 +160,9 @@ const struct tc_case tc_catalogue[] = {
     {"unembedding_odd_3tok_19x2881", TK_UNEMBEDDING, .t = 3, .c = 19, .r = 2881, .flags = Q},
     {"unembedding_odd_cols_2881_rows130", TK_UNEMBEDDING, .t = 2, .c = 2881, .r = 130, .flags = Q},
     {"unembedding_ties_lowest_index", TK_UNEMBEDDING, .t = 19, .c = 8, .r = 130, .flags = Q | TC_TIES},
+    /* 64 and 130 tokens reach the CUDA tensor-core (split-bf16) GEMM path; 8 random tokens checked. */
+    {"unembedding_prefill64_2880x4099", TK_UNEMBEDDING, .t = 64, .c = 2880, .r = 4099, .check = 8},
+    {"unembedding_prefill130_odd_cols_19x2881", TK_UNEMBEDDING, .t = 130, .c = 19, .r = 2881, .check = 8},
     {"unembedding_20b_decode_2880x200014", TK_UNEMBEDDING, .t = 1, .c = 2880, .r = 200014, .flags = B},
     {"unembedding_decode_2880x201088_checkpoint_vocab", TK_UNEMBEDDING, .t = 1, .c = 2880, .r = 201088, .flags = B | TC_BENCH_ONLY},
     /* 512 tokens x 200014 rows would be 295 G MACs per backend (the engine unembeds only
