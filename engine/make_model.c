@@ -224,31 +224,7 @@ int gptoss_cli_make_model(int argc, char** argv) {
     struct mm_source s;
     memset(&s, 0, sizeof(s));
     struct gptoss_model_config* c = &s.c;
-    c->num_active_experts = 4;
-    c->swiglu_limit = 7.0f;
-    c->rmsnorm_epsilon = 1e-5f;
-    c->attention_window = 128;
-    c->head_dim = 64;
-    c->num_heads = 64;
-    c->num_kv_heads = 8;
-    c->embedding_dim = 2880;
-    c->mlp_dim = 2880;
-    if (strcmp(preset, "20b") == 0) {
-        c->num_blocks = 24;
-        c->num_experts = 32;
-    } else if (strcmp(preset, "120b") == 0) {
-        c->num_blocks = 36;
-        c->num_experts = 128;
-    } else if (strcmp(preset, "tiny") == 0) {
-        c->num_blocks = 4;
-        c->num_experts = 8;
-        c->embedding_dim = 64;
-        c->mlp_dim = 128;
-        c->head_dim = 16;
-        c->num_heads = 8;
-        c->num_kv_heads = 2;
-        c->attention_window = 16;
-    } else {
+    if (gptoss_model_preset(preset, c) != 0) {
         fprintf(stderr, "gptoss make-model: unknown preset '%s' (tiny, 20b, 120b)\n", preset);
         return 2;
     }
@@ -258,10 +234,8 @@ int gptoss_cli_make_model(int argc, char** argv) {
     for (size_t k = 0; k + 1 < nov; k++) {
         if (ov[k].set) *fields[k] = (uint32_t) ov[k].value;
     }
-    /* RoPE/YaRN as the released models (initial context 4096, factor 32, theta 150000);
-     * the YaRN offset/scale depend on head_dim */
-    gptoss_writer_set_rope(c, 4096.0, 32.0, 150000.0, 1.0, 32.0);
-    if (strcmp(preset, "tiny") == 0) c->context_length = 4096;
+    /* RoPE/YaRN as the released models, again: the YaRN offset/scale depend on head_dim */
+    gptoss_model_preset_set_rope(preset, c);
     if (ov[nov - 1].set) c->context_length = (uint32_t) ov[nov - 1].value;
     s.seed = seed;
 

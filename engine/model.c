@@ -369,13 +369,36 @@ done:
 static void model_free(struct gptoss_model* m) {
     if (m == NULL) return;
     gptoss_tokenizer_release(m->tokenizer);
-    if (m->backend != NULL && gptoss_backend_get_kind(m->backend) != gptoss_backend_kind_cpu && m->weights != NULL) {
+    if (m->backend != NULL && m->weights != NULL &&
+        (m->weights_owned || gptoss_backend_get_kind(m->backend) != gptoss_backend_kind_cpu)) {
         gptoss_backend_free(m->backend, (void*) m->weights);
     }
     if (m->mapping != NULL) munmap(m->mapping, m->mapping_size);
     if (m->fd >= 0) close(m->fd);
     free(m->layers);
     free(m);
+}
+
+enum gptoss_status gptoss_model_set_layout(struct gptoss_model* m, const struct gptoss_file_info* info) {
+    m->layers = calloc(info->config.num_blocks, sizeof(struct gptoss_layer_offsets));
+    if (m->layers == NULL) {
+        return gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate %u layer descriptors",
+                           info->config.num_blocks);
+    }
+    for (uint32_t n = 0; n < info->config.num_blocks; n++) {
+        const size_t d = (size_t) (n * info->per_block); /* cannot overflow: checked by the layout */
+        struct gptoss_layer_offsets l = info->layer0;
+        l.attn_norm += d; l.qkv_weight += d; l.qkv_bias += d; l.sinks += d; l.out_weight += d;
+        l.out_bias += d; l.mlp_norm += d; l.gate_weight += d; l.gate_bias += d;
+        l.moe = (size_t) (info->shared_size + (uint64_t) n * info->moe_size);
+        m->layers[n] = l;
+    }
+    m->embedding = (size_t) info->embedding;
+    m->final_norm = (size_t) info->final_norm;
+    m->unembedding = (size_t) info->unembedding;
+    m->expert = info->expert;
+    m->weights_size = (size_t) info->weights_size;
+    return gptoss_status_success;
 }
 
 static enum gptoss_status upload_weights(struct gptoss_model* m, const uint8_t* src, const char* path) {
@@ -388,6 +411,7 @@ static enum gptoss_status upload_weights(struct gptoss_model* m, const uint8_t* 
                            gptoss_backend_get_name(m->backend), msg);
     }
     m->weights = dst;
+    m->weights_owned = 1;
     const size_t chunk = (size_t) 64 << 20;
     const int tty = isatty(STDERR_FILENO);
     int last_pct = -1;
@@ -471,24 +495,7 @@ enum gptoss_status gptoss_model_create_from_file(const char* path, gptoss_backen
         goto fail;
     }
 
-    m->layers = calloc(info.config.num_blocks, sizeof(struct gptoss_layer_offsets));
-    if (m->layers == NULL) {
-        st = gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate %u layer descriptors", info.config.num_blocks);
-        goto fail;
-    }
-    for (uint32_t n = 0; n < info.config.num_blocks; n++) {
-        const size_t d = (size_t) (n * info.per_block); /* cannot overflow: checked by the layout */
-        struct gptoss_layer_offsets l = info.layer0;
-        l.attn_norm += d; l.qkv_weight += d; l.qkv_bias += d; l.sinks += d; l.out_weight += d;
-        l.out_bias += d; l.mlp_norm += d; l.gate_weight += d; l.gate_bias += d;
-        l.moe = (size_t) (info.shared_size + (uint64_t) n * info.moe_size);
-        m->layers[n] = l;
-    }
-    m->embedding = (size_t) info.embedding;
-    m->final_norm = (size_t) info.final_norm;
-    m->unembedding = (size_t) info.unembedding;
-    m->expert = info.expert;
-    m->weights_size = (size_t) info.weights_size;
+    if ((st = gptoss_model_set_layout(m, &info)) != gptoss_status_success) goto fail;
 
     if (kind == gptoss_backend_kind_cpu) {
         m->weights = base + info.weights_offset;

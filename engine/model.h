@@ -56,6 +56,14 @@ struct gptoss_model {
     struct gptoss_layer_offsets* layers;       /* [num_blocks] */
     struct gptoss_expert_layout expert;
 
+    /* weights allocated with gptoss_backend_alloc (CUDA upload, random models): freed
+     * with gptoss_backend_free on release */
+    int weights_owned;
+    /* random-weight model (gptoss_model_create_random): preset name, seed */
+    int is_random;
+    char random_preset[16];
+    uint64_t random_seed;
+
     /* mapping bookkeeping (reader-private) */
     void* mapping;
     size_t mapping_size;
@@ -106,6 +114,10 @@ enum gptoss_status gptoss_file_parse_header(const uint8_t header[GPTOSS_FILE_HEA
 /* Computes the layout of info->config + tokenizer sizes (fills everything after the
  * tokenizer header fields); used by the parser and by the writer. */
 enum gptoss_status gptoss_file_compute_layout(struct gptoss_file_info* info);
+
+/* Fills m->layers (allocated), embedding/final_norm/unembedding, expert and weights_size
+ * from a computed layout; insufficient_memory if the layer table cannot be allocated. */
+enum gptoss_status gptoss_model_set_layout(struct gptoss_model* m, const struct gptoss_file_info* info);
 
 /* Builds a tokenizer from the tokenizer section bytes [148, tokenizer_end) of a file
  * (special UUID table, regex, text-token table); the bytes are copied. */

@@ -269,9 +269,9 @@ enum gptoss_status gptoss_writer_begin_tensor(struct gptoss_writer* w, uint64_t 
     return gptoss_writer_write_zeros(w, target - w->offset);
 }
 
-enum gptoss_status gptoss_writer_open(struct gptoss_writer* w, const char* path, const struct gptoss_model_config* config,
-                                      const struct gptoss_vocab* vocab) {
-    memset(w, 0, sizeof(*w));
+enum gptoss_status gptoss_tokenizer_section_build(const struct gptoss_vocab* vocab, uint8_t** section_out,
+                                                  size_t* section_size_out, uint32_t* regex_size_out,
+                                                  uint32_t* tokens_size_out) {
     const size_t regex_size = strlen(gptoss_o200k_regex) + 1;
     uint64_t tokens_size = 0;
     for (uint32_t t = 0; t < vocab->num_tokens; t++) {
@@ -282,19 +282,60 @@ enum gptoss_status gptoss_writer_open(struct gptoss_writer* w, const char* path,
         tokens_size += 2 + (uint64_t) len;
     }
     if (tokens_size > UINT32_MAX) return gptoss_fail(gptoss_status_invalid_argument, "vocabulary too large");
+    const size_t size = 16 * 16 + regex_size + (size_t) tokens_size;
+    uint8_t* section = malloc(size);
+    if (section == NULL) {
+        return gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate %zu bytes for the tokenizer section", size);
+    }
+    uint8_t* p = section;
+    for (int j = 0; j < 16; j++) {
+        const int e = special_slot_enum[j];
+        if (e) memcpy(p, gptoss_special_token_uuids[e], 16);
+        else memset(p, 0, 16);
+        p += 16;
+    }
+    memcpy(p, gptoss_o200k_regex, regex_size);
+    p += regex_size;
+    for (uint32_t t = 0; t < vocab->num_tokens; t++) {
+        const uint32_t len = vocab->offsets[t + 1] - vocab->offsets[t];
+        p[0] = (uint8_t) len;
+        p[1] = (uint8_t) (len >> 8);
+        memcpy(p + 2, vocab->bytes + vocab->offsets[t], len);
+        p += 2 + len;
+    }
+    *section_out = section;
+    *section_size_out = size;
+    *regex_size_out = (uint32_t) regex_size;
+    *tokens_size_out = (uint32_t) tokens_size;
+    return gptoss_status_success;
+}
+
+enum gptoss_status gptoss_writer_open(struct gptoss_writer* w, const char* path, const struct gptoss_model_config* config,
+                                      const struct gptoss_vocab* vocab) {
+    memset(w, 0, sizeof(*w));
+    uint8_t* section = NULL;
+    size_t section_size = 0;
+    uint32_t regex_size = 0, tokens_size = 0;
+    enum gptoss_status st = gptoss_tokenizer_section_build(vocab, &section, &section_size, &regex_size, &tokens_size);
+    if (st != gptoss_status_success) return st;
     uint8_t header[GPTOSS_FILE_HEADER_SIZE];
-    gptoss_writer_build_header(header, config, 16, vocab->num_tokens, (uint32_t) regex_size, (uint32_t) tokens_size);
-    enum gptoss_status st = gptoss_file_parse_header(header, &w->info);
+    gptoss_writer_build_header(header, config, 16, vocab->num_tokens, regex_size, tokens_size);
+    st = gptoss_file_parse_header(header, &w->info);
     if (st != gptoss_status_success) {
         char msg[400];
         snprintf(msg, sizeof(msg), "%s", gptoss_last_error());
+        free(section);
         return gptoss_fail(st, "cannot write this model: %s", msg);
     }
     w->path = strdup(path);
-    if (w->path == NULL) return gptoss_fail(gptoss_status_insufficient_memory, "out of memory");
+    if (w->path == NULL) {
+        free(section);
+        return gptoss_fail(gptoss_status_insufficient_memory, "out of memory");
+    }
     w->file = fopen(path, "wb");
     if (w->file == NULL) {
         st = gptoss_fail(gptoss_status_io_error, "%s: cannot create: %s", path, strerror(errno));
+        free(section);
         free(w->path);
         w->path = NULL;
         return st;
@@ -303,27 +344,17 @@ enum gptoss_status gptoss_writer_open(struct gptoss_writer* w, const char* path,
     if (w->buffer != NULL) setvbuf(w->file, w->buffer, _IOFBF, 8 << 20);
 
     if ((st = raw_write(w, header, sizeof(header))) != gptoss_status_success) goto fail;
-    static const uint8_t zero_uuid[16];
-    for (int j = 0; j < 16; j++) {
-        const int e = special_slot_enum[j];
-        const uint8_t* u = e ? gptoss_special_token_uuids[e] : zero_uuid;
-        if ((st = raw_write(w, u, 16)) != gptoss_status_success) goto fail;
-    }
-    if ((st = raw_write(w, gptoss_o200k_regex, regex_size)) != gptoss_status_success) goto fail;
-    for (uint32_t t = 0; t < vocab->num_tokens; t++) {
-        const uint32_t len = vocab->offsets[t + 1] - vocab->offsets[t];
-        const uint8_t l2[2] = {(uint8_t) len, (uint8_t) (len >> 8)};
-        if ((st = raw_write(w, l2, 2)) != gptoss_status_success) goto fail;
-        if ((st = raw_write(w, vocab->bytes + vocab->offsets[t], len)) != gptoss_status_success) goto fail;
-    }
+    if ((st = raw_write(w, section, section_size)) != gptoss_status_success) goto fail;
     if (w->offset != w->info.tokenizer_end) {
         st = gptoss_fail(gptoss_status_invalid_state, "writer bug: tokenizer ends at %llu, layout says %llu",
                          (unsigned long long) w->offset, (unsigned long long) w->info.tokenizer_end);
         goto fail;
     }
     if ((st = gptoss_writer_write_zeros(w, w->info.weights_offset - w->offset)) != gptoss_status_success) goto fail;
+    free(section);
     return gptoss_status_success;
 fail:
+    free(section);
     gptoss_writer_abort(w);
     return st;
 }
@@ -378,6 +409,47 @@ void gptoss_writer_set_rope(struct gptoss_model_config* c, double initial_contex
     c->yarn_offset = (float) (-low / (high - low));
     c->yarn_scale = (float) (1.0 / (high - low));
     c->yarn_multiplier = (float) (0.1 * log(factor) + 1.0);
+}
+
+int gptoss_model_preset(const char* name, struct gptoss_model_config* out) {
+    if (name == NULL) return -1;
+    struct gptoss_model_config c;
+    memset(&c, 0, sizeof(c));
+    c.num_active_experts = 4;
+    c.swiglu_limit = 7.0f;
+    c.rmsnorm_epsilon = 1e-5f;
+    c.attention_window = 128;
+    c.head_dim = 64;
+    c.num_heads = 64;
+    c.num_kv_heads = 8;
+    c.embedding_dim = 2880;
+    c.mlp_dim = 2880;
+    if (strcmp(name, "20b") == 0) {
+        c.num_blocks = 24;
+        c.num_experts = 32;
+    } else if (strcmp(name, "120b") == 0) {
+        c.num_blocks = 36;
+        c.num_experts = 128;
+    } else if (strcmp(name, "tiny") == 0) {
+        c.num_blocks = 4;
+        c.num_experts = 8;
+        c.embedding_dim = 64;
+        c.mlp_dim = 128;
+        c.head_dim = 16;
+        c.num_heads = 8;
+        c.num_kv_heads = 2;
+        c.attention_window = 16;
+    } else {
+        return -1;
+    }
+    gptoss_model_preset_set_rope(name, &c);
+    *out = c;
+    return 0;
+}
+
+void gptoss_model_preset_set_rope(const char* name, struct gptoss_model_config* c) {
+    gptoss_writer_set_rope(c, 4096.0, 32.0, 150000.0, 1.0, 32.0);
+    if (name != NULL && strcmp(name, "tiny") == 0) c->context_length = 4096;
 }
 
 const char* gptoss_tensor_kind_name(enum gptoss_tensor_kind kind) {

@@ -62,6 +62,26 @@ void gptoss_writer_build_header(uint8_t header[GPTOSS_FILE_HEADER_SIZE], const s
 void gptoss_writer_set_rope(struct gptoss_model_config* c, double initial_context_length, double rope_scaling_factor,
                             double rope_theta, double ntk_alpha, double ntk_beta);
 
+/* ---- random-model presets (shared by `gptoss make-model` and gptoss_model_create_random) ----
+ * "tiny": 4 layers, 8 experts (4 active), hidden 64, mlp 128, 8 Q / 2 KV heads of dim 16,
+ * window 16, context 4096; "20b": 24 layers, 32 experts; "120b": 36 layers, 128 experts
+ * (both: 4 active, hidden/mlp 2880, 64 Q / 8 KV heads of dim 64, window 128, context
+ * 131072). Fills every field of *c (RoPE/YaRN as gptoss_model_preset_set_rope) and returns
+ * 0, or -1 (c untouched) for an unknown name. */
+int gptoss_model_preset(const char* name, struct gptoss_model_config* c);
+/* RoPE/YaRN fields as the released models (initial context 4096, factor 32, theta 150000;
+ * offset/scale depend on c->head_dim, so call again after overriding it); the "tiny"
+ * preset keeps context_length 4096. */
+void gptoss_model_preset_set_rope(const char* name, struct gptoss_model_config* c);
+
+/* Tokenizer section [148, tokenizer_end) of a model file for `vocab`: 16 special slots
+ * (MODEL_FORMAT.md 4.2, slot 10 = <|message|>), the o200k regex, the length-prefixed
+ * text tokens. *section_out is malloc'ed (the caller frees it); sizes for the header
+ * (num_special_tokens is 16). */
+enum gptoss_status gptoss_tokenizer_section_build(const struct gptoss_vocab* vocab, uint8_t** section_out,
+                                                  size_t* section_size_out, uint32_t* regex_size_out,
+                                                  uint32_t* tokens_size_out);
+
 /* The tensors of a model file, in the order they are written. */
 enum gptoss_tensor_kind {
     gptoss_tensor_embedding,

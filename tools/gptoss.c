@@ -3,6 +3,8 @@
  *   gptoss generate -m FILE -p PROMPT [-n N] [sampling] [backend]   text completion
  *   gptoss chat -m FILE [--show-analysis] [sampling] [backend]       harmony chat on stdin
  *   gptoss bench -m FILE [-p 512] [-n 128] [-r 3] [backend]          pp/tg tokens per second
+ *   (each also takes --random tiny|20b|120b [--layers N] instead of -m FILE: random weights
+ *   made in backend memory, gptoss_model_create_random)
  *   gptoss tokenize | convert | make-model | inspect ...             engine/cli_tools.h
  *
  * Exit status: 0 success, 1 failure (bad file, engine error), 2 usage error. */
@@ -84,6 +86,9 @@ static int parse_f32(const char* flag, const char* s, double min, double max, fl
 
 struct options {
     const char* model;
+    const char* random;               /* --random PRESET instead of -m FILE */
+    unsigned long long layers;        /* --layers (random models; 0 = the preset's) */
+    unsigned long long random_seed;   /* --random-seed (bench: also -s) */
     const char* prompt;
     const char* prompt_file;
     const char* backend;
@@ -107,6 +112,7 @@ struct options {
 /* Flag tables per subcommand: which flags are accepted. */
 enum { F_MODEL = 1 << 0, F_PROMPT = 1 << 1, F_N = 1 << 2, F_SAMPLING = 1 << 3, F_BACKEND = 1 << 4, F_CHAT = 1 << 5,
        F_BENCH = 1 << 6, F_EOS = 1 << 7 };
+/* F_MODEL: -m FILE or --random PRESET [--layers N] [--random-seed S] (exactly one of the two) */
 
 /* Splits "--flag=value"; returns the value of a flag that takes one (advancing *i). */
 static const char* take_value(int argc, char** argv, int* i, const char* flag, const char* inline_value) {
@@ -149,6 +155,19 @@ static int parse_options(int argc, char** argv, unsigned flags, struct options* 
         } else if ((flags & F_MODEL) && (IS("-m") || IS("--model"))) {
             VALUE();
             o->model = v;
+        } else if ((flags & F_MODEL) && IS("--random")) {
+            VALUE();
+            if (strcmp(v, "tiny") != 0 && strcmp(v, "20b") != 0 && strcmp(v, "120b") != 0) {
+                usage_error("--random expects tiny, 20b or 120b, got '%s'", v);
+                return -1;
+            }
+            o->random = v;
+        } else if ((flags & F_MODEL) && IS("--layers")) {
+            VALUE();
+            if (parse_u64(flag, v, 1, 1024, &o->layers)) return -1;
+        } else if ((flags & F_MODEL) && (IS("--random-seed") || (!(flags & F_SAMPLING) && (IS("-s") || IS("--seed"))))) {
+            VALUE();
+            if (parse_u64(flag, v, 0, UINT64_MAX, &o->random_seed)) return -1;
         } else if ((flags & F_PROMPT) && (IS("-p") || IS("--prompt"))) {
             VALUE();
             o->prompt = v;
@@ -233,8 +252,12 @@ static int parse_options(int argc, char** argv, unsigned flags, struct options* 
 #undef IS
 #undef VALUE
     }
-    if ((flags & F_MODEL) && o->model == NULL) {
-        usage_error("-m FILE is required");
+    if ((flags & F_MODEL) && (o->model == NULL) == (o->random == NULL)) {
+        usage_error("exactly one of -m FILE and --random PRESET is required");
+        return -1;
+    }
+    if ((flags & F_MODEL) && o->random == NULL && o->layers != 0) {
+        usage_error("--layers needs --random");
         return -1;
     }
     return 0;
@@ -254,6 +277,12 @@ static void defaults(struct options* o) {
     "  -t, --threads N      CPU threads (default: one per processor)\n"                                \
     "  -c, --ctx-size N     context length (default: as needed, at most the model's)\n"                \
     "  -b, --batch-size N   prefill chunk, max_batch_tokens (default 128)\n"
+#define MODEL_HELP                                                                                     \
+    "  -m, --model FILE     model file (GPT-OSS v1.0)\n"                                               \
+    "  --random PRESET      instead of -m: random weights made in backend memory (no file),\n"       \
+    "                       shapes of make-model's presets: tiny | 20b | 120b\n"                       \
+    "  --layers N           with --random: N layers instead of the preset's\n"                        \
+    "  --random-seed S      with --random: weight seed (default 0)\n"
 #define SAMPLING_HELP                                                                                  \
     "  --temp T             temperature, divides the logits (default 0 = greedy)\n"                    \
     "  --top-p P            nucleus sampling, 0 < P <= 1 (default 1 = off)\n"                          \
@@ -262,29 +291,28 @@ static void defaults(struct options* o) {
     "  -s, --seed S         sampling seed (default 0)\n"
 
 static void help_generate(void) {
-    printf("usage: gptoss generate -m FILE (-p PROMPT | -f FILE) [-n N] [options]\n"
+    printf("usage: gptoss generate (-m FILE | --random PRESET) (-p PROMPT | -f FILE) [-n N] [options]\n"
            "Completes the prompt (plain text, no chat template) and streams the text to stdout;\n"
-           "timings (load, prefill and decode tokens/s) go to stderr.\n"
-           "  -m, --model FILE     model file (GPT-OSS v1.0)\n"
+           "timings (load, prefill and decode tokens/s) go to stderr.\n" MODEL_HELP
            "  -p, --prompt TEXT    prompt text\n"
            "  -f, --prompt-file F  read the prompt from a file\n"
            "  -n, --n-predict N    tokens to generate (default 128)\n"
            "  --ignore-eos         do not stop at <|return|> / <|call|>\n" SAMPLING_HELP BACKEND_HELP);
 }
 static void help_chat(void) {
-    printf("usage: gptoss chat -m FILE [options]\n"
-           "Harmony chat: each line of stdin is a user turn; the reply (final channel) goes to stdout.\n"
-           "  -m, --model FILE     model file\n"
+    printf("usage: gptoss chat (-m FILE | --random PRESET) [options]\n"
+           "Harmony chat: each line of stdin is a user turn; the reply (final channel) goes to stdout.\n" MODEL_HELP
            "  --system TEXT        replaces the model identity line of the system message\n"
            "  --reasoning LEVEL    low | medium | high (default medium)\n"
            "  --show-analysis      also print the analysis channel (to stderr)\n"
            "  -n, --n-predict N    at most N tokens per reply (default 4096)\n" SAMPLING_HELP BACKEND_HELP);
 }
 static void help_bench(void) {
-    printf("usage: gptoss bench -m FILE [-p 512] [-n 128] [-r 3] [options]\n"
+    printf("usage: gptoss bench (-m FILE | --random PRESET [--layers N] [-s SEED]) [-p 512] [-n 128] [-r 3]\n"
+           "                    [options]\n"
            "Measures prompt processing (ppP: prefill of P tokens) and text generation (tgN: N\n"
-           "greedy decode steps from a 1-token context), like llama-bench.\n"
-           "  -m, --model FILE     model file\n"
+           "greedy decode steps from a 1-token context), like llama-bench.\n" MODEL_HELP
+           "  -s, --seed S         same as --random-seed (bench has no sampler)\n"
            "  -p, --n-prompt P     prompt tokens (default 512; 0 not allowed)\n"
            "  -n, --n-gen N        generated tokens (default 128; 0 skips tg)\n"
            "  -r, --repetitions R  runs per test (default 3)\n" BACKEND_HELP);
@@ -311,6 +339,7 @@ struct engine {
     gptoss_context_t context;
     gptoss_sampler_t sampler;
     double load_s;
+    char label[96]; /* "m20b.bin" or "random-20b (seed 0)" */
 };
 
 static void engine_close(struct engine* e) {
@@ -326,7 +355,7 @@ static void engine_close(struct engine* e) {
 static int engine_open(const struct options* o, struct engine* e) {
     memset(e, 0, sizeof(*e));
     enum gptoss_status st;
-    if (access(o->model, R_OK) != 0) {
+    if (o->model != NULL && access(o->model, R_OK) != 0) {
         fprintf(stderr, "gptoss %s: cannot read model file '%s': %s\n", g_cmd, o->model, strerror(errno));
         return 1;
     }
@@ -340,9 +369,21 @@ static int engine_open(const struct options* o, struct engine* e) {
         return 1;
     }
     const double t0 = now_s();
-    st = gptoss_model_create_from_file(o->model, e->backend, &e->model);
+    if (o->random != NULL) {
+        st = gptoss_model_create_random(o->random, (uint32_t) o->layers, (uint64_t) o->random_seed, e->backend,
+                                        &e->model);
+        if (o->layers != 0) {
+            snprintf(e->label, sizeof(e->label), "random-%s-L%llu (seed %llu)", o->random, o->layers, o->random_seed);
+        } else {
+            snprintf(e->label, sizeof(e->label), "random-%s (seed %llu)", o->random, o->random_seed);
+        }
+    } else {
+        st = gptoss_model_create_from_file(o->model, e->backend, &e->model);
+        const char* slash = strrchr(o->model, '/');
+        snprintf(e->label, sizeof(e->label), "%s", slash != NULL ? slash + 1 : o->model);
+    }
     if (st != gptoss_status_success) {
-        engine_error("loading the model", st);
+        engine_error(o->random != NULL ? "creating the random model" : "loading the model", st);
         engine_close(e);
         return 1;
     }
@@ -536,7 +577,7 @@ static int cmd_generate(int argc, char** argv) {
     fputc('\n', stdout);
     fflush(stdout);
     if (overflow) fprintf(stderr, "gptoss generate: context full (%zu tokens), stopped\n", max_tokens);
-    fprintf(stderr, "load: %.3f s (%s)\n", e.load_s, gptoss_backend_get_name(e.backend));
+    fprintf(stderr, "load: %.3f s (%s, %s)\n", e.load_s, e.label, gptoss_backend_get_name(e.backend));
     if (generated > 0) {
         const double tp = t_first - t0;
         fprintf(stderr, "prefill: %zu tokens in %.3f s, %.2f tok/s\n", n_prompt, tp, (double) n_prompt / tp);
@@ -789,7 +830,8 @@ static int cmd_bench(int argc, char** argv) {
     printf("| %-24s | %-28s | %8s | %6s | %18s |\n", "model", "backend", "threads", "test", "t/s");
     printf("| %.24s | %.28s | %.8s | %.6s | %.18s |\n", "------------------------------", "------------------------------",
            "--------", "------", "------------------");
-    const char* mname = strrchr(o.model, '/') != NULL ? strrchr(o.model, '/') + 1 : o.model;
+    const char* mname = e.label;
+    fprintf(stderr, "model: %s, %s in %.3f s\n", e.label, o.random != NULL ? "created" : "loaded", e.load_s);
     char threads[24];
     if (o.threads == 0) snprintf(threads, sizeof(threads), "auto");
     else snprintf(threads, sizeof(threads), "%llu", o.threads);
