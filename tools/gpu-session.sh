@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Everything the GPU machine must check, in one call, in about five minutes:
+#   build (or take a prebuilt tree), the full harness on CUDA and on the machine's best CPU
+#   variant, compute-sanitizer memcheck + racecheck over small cases of every family and the
+#   tensor-core GEMM paths, the engine end to end (CUDA logits = CPU logits = transformers'
+#   GptOssForCausalLM on a tiny random model), the Python tests on torch CUDA tensors, the
+#   kernel benchmark, and gpt-oss-20b / -120b shaped decode and prefill with random weights.
+# Prints a short table last. Logs under $OUT (or /tmp/gpu-session).
+#
+#   GPU_BUILD=DIR      use an existing build tree (configured with -DGPTOSS_CUDA=ON) instead
+#                      of building into build-gpu/
+#   GPU_WHEEL_DIR=DIR  a directory with a gpt_oss_kernels wheel built with CUDA (else pip
+#                      builds one from the tree, without build isolation)
+#   GPU_SKIP=LIST      steps to skip (words: cpu-harness sanitize e2e python bench 20b 120b)
+set -u
+cd "$(dirname "$0")/.."
+LOG=${OUT:-/tmp/gpu-session}
+mkdir -p "$LOG"
+B=${GPU_BUILD:-build-gpu}
+SKIP=" ${GPU_SKIP:-} "
+export LD_LIBRARY_PATH=/usr/local/cuda/lib64:/usr/local/cuda/targets/x86_64-linux/lib:${LD_LIBRARY_PATH:-}
+export GPTOSS_VOCAB=$PWD/data/o200k_base.tiktoken
+declare -A R
+t0=$(date +%s)
+el() { echo "$(( $(date +%s) - t0 ))s"; }
+skip() { [[ "$SKIP" == *" $1 "* ]]; }
+
+GPU=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>&1 | head -1)
+echo "GPU: $GPU"
+
+if [ -z "${GPU_BUILD:-}" ]; then
+    cmake -S . -B "$B" -DGPTOSS_CUDA=ON -DCMAKE_BUILD_TYPE=Release >"$LOG/build.log" 2>&1 &&
+        cmake --build "$B" -j"$(nproc)" >>"$LOG/build.log" 2>&1 && R[build]=ok || R[build]=FAILED
+else
+    R[build]="prebuilt $B"
+fi
+
+# CPU harness (the machine's best variant: AVX-512 on the GPU hosts) in the background.
+if ! skip cpu-harness; then
+    ( "$B"/tests/harness --backend avx512 --threads 4 >"$LOG/harness-avx512.log" 2>&1; echo $? >"$LOG/harness-avx512.rc" ) &
+    cpu_pid=$!
+fi
+
+"$B"/tests/harness --backend cuda >"$LOG/harness-cuda.log" 2>&1
+R[harness-cuda]="rc=$? $(grep -E '^[0-9]+ passed' "$LOG/harness-cuda.log" | tail -1)"
+grep -E '^FAIL' "$LOG/harness-cuda.log" | head -20
+echo "harness-cuda: ${R[harness-cuda]} ($(el))"
+
+if ! skip sanitize; then
+    for tool in memcheck racecheck; do
+        s=""
+        for f in odd_3 unembedding_prefill130 sdpa_gqa4 moe_swiglu_3of7 routing_3of7 sample_odd; do
+            timeout 60 compute-sanitizer --tool $tool --error-exitcode 99 --print-limit 10 \
+                "$B"/tests/harness --backend cuda --filter "$f" >>"$LOG/$tool.log" 2>&1
+            s="$s $f:$?"
+        done
+        R[$tool]="$s (rc 0 = clean)"
+        echo "$tool: $s ($(el))"
+    done
+fi
+
+if ! skip e2e; then
+    "$B"/bin/gptoss make-model --preset tiny --seed 3 --quiet /tmp/tiny.bin >"$LOG/e2e.log" 2>&1
+    python3 tests/e2e/hf_compare.py --gptoss "$B"/bin/gptoss --dump "$B"/tests/e2e/dump_logits \
+        --model /tmp/tiny.bin --cuda on >>"$LOG/e2e.log" 2>&1
+    R[e2e-hf]="rc=$?"
+    grep -E "^(PASS|FAIL|SKIP)" "$LOG/e2e.log" | tail -12
+    echo "e2e: ${R[e2e-hf]} ($(el))"
+fi
+
+if ! skip python; then
+    whl=$(ls "${GPU_WHEEL_DIR:-/nonexistent}"/*.whl 2>/dev/null | head -1)
+    if [ -n "$whl" ]; then
+        python3 -m pip install -q --no-deps --no-index --target /tmp/gok "$whl" >"$LOG/python.log" 2>&1
+    else
+        GPTOSS_CUDA=ON python3 -m pip install -q --no-deps --no-build-isolation --target /tmp/gok . >"$LOG/python.log" 2>&1
+    fi
+    PYTHONPATH=/tmp/gok python3 -m pytest -q -p no:cacheprovider python/tests -x -k "cuda or seed"  >>"$LOG/python.log" 2>&1
+    R[pytest]="rc=$? $(grep -E '[0-9]+ passed' "$LOG/python.log" | tail -1)"
+    echo "pytest: ${R[pytest]} ($(el))"
+fi
+
+if ! skip bench; then
+    "$B"/bench/bench --backend cuda >"$LOG/bench.log" 2>&1
+    R[bench]="rc=$?"
+fi
+for m in 20b 120b; do
+    skip "$m" && continue
+    "$B"/bin/gptoss bench --random "$m" --backend cuda -p 512 -n 128 -r 1 >"$LOG/engine-$m.log" 2>&1
+    R[engine-$m]="rc=$? $(grep -E 'pp512|tg128' "$LOG/engine-$m.log" | awk -F'|' '{printf "%s %s; ", $5, $6}')"
+    echo "engine $m: ${R[engine-$m]} ($(el))"
+done
+
+if [ -n "${cpu_pid:-}" ]; then
+    wait "$cpu_pid"
+    R[harness-avx512]="rc=$(cat "$LOG/harness-avx512.rc") $(grep -E '^[0-9]+ passed' "$LOG/harness-avx512.log" | tail -1)"
+    grep -E '^FAIL' "$LOG/harness-avx512.log" | head -10
+fi
+
+echo
+echo "================ $GPU ($(el)) ================"
+for k in build harness-cuda harness-avx512 memcheck racecheck e2e-hf pytest bench engine-20b engine-120b; do
+    printf '%-15s %s\n' "$k" "${R[$k]:-skipped}"
+done
+[ -f "$LOG/bench.log" ] && grep -E '%BW|GB/s|^[a-z_0-9]+ ' "$LOG/bench.log" | tail -24
+cat "$LOG"/engine-*.log 2>/dev/null | grep -E '^\|' | sort -u
