@@ -5,30 +5,6 @@
 
 #include "common/math.h"
 
-/* Same as rope.c (duplicated to keep each family self-contained). */
-static double rope_inv_freq(uint32_t i, uint32_t head_dim, float rope_base, float interpolation_scale,
-                            float yarn_offset, float yarn_scale) {
-    const double e = exp((double) i * (-log((double) rope_base) / (double) (head_dim / 2)));
-    const double ip = e * (double) interpolation_scale;
-    double alpha = (double) i * (double) yarn_scale + (double) yarn_offset;
-    alpha = alpha < 0.0 ? 0.0 : (alpha > 1.0 ? 1.0 : alpha);
-    return e + (ip - e) * alpha;
-}
-
-static void rope_rotate_head(double* head, uint32_t head_dim, uint32_t pos, float rope_base,
-                             float interpolation_scale, float yarn_offset, float yarn_scale, float yarn_multiplier) {
-    for (uint32_t i = 0; i < head_dim / 2; i++) {
-        const double f = rope_inv_freq(i, head_dim, rope_base, interpolation_scale, yarn_offset, yarn_scale);
-        const double phi = (double) pos * f;
-        const double c = cos(phi) * (double) yarn_multiplier;
-        const double s = sin(phi) * (double) yarn_multiplier;
-        const double x = head[2 * i];
-        const double y = head[2 * i + 1];
-        head[2 * i] = x * c - y * s;
-        head[2 * i + 1] = x * s + y * c;
-    }
-}
-
 void gptoss_ref_f32_bf16w_matmul_qkv(const float* input, const gptoss_bf16* weight, const gptoss_bf16* bias,
                                      double* output, double* kv_cache, uint32_t num_tokens, uint32_t num_cols,
                                      uint32_t num_q_heads, uint32_t num_kv_heads, uint32_t head_dim,
@@ -46,7 +22,7 @@ void gptoss_ref_f32_bf16w_matmul_qkv(const float* input, const gptoss_bf16* weig
 
         /* 2. RoPE on the Q and K heads (they are adjacent in the row) */
         for (uint32_t h = 0; h < num_q_heads + num_kv_heads; h++) {
-            rope_rotate_head(row + (size_t) h * head_dim, head_dim, pos, rope_base, interpolation_scale,
+            gptoss_ref_rope_rotate_head(row + (size_t) h * head_dim, head_dim, pos, rope_base, interpolation_scale,
                              yarn_offset, yarn_scale, yarn_multiplier);
         }
 

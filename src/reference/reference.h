@@ -50,6 +50,11 @@ void gptoss_ref_f32_rope(const float* activations_old, double* activations, floa
                          float interpolation_scale, float yarn_offset, float yarn_scale, float yarn_multiplier,
                          uint32_t num_tokens, uint32_t num_q_heads, uint32_t num_kv_heads, uint32_t head_dim,
                          uint32_t token_offset);
+/* Rotates the head_dim/2 adjacent pairs of one head (double[head_dim]) at position pos,
+ * in place, angles in double (shared by the rope and qkv references). */
+void gptoss_ref_rope_rotate_head(double* head, uint32_t head_dim, uint32_t pos, float rope_base,
+                                 float interpolation_scale, float yarn_offset, float yarn_scale,
+                                 float yarn_multiplier);
 /* output double[num_q_tokens][num_q_heads*head_dim] */
 void gptoss_ref_f32_sdpa(const float* q, const float* kv, const gptoss_bf16* sinks, double* output,
                          uint32_t window, uint64_t kv_stride, uint32_t num_q_tokens, uint32_t num_kv_tokens,

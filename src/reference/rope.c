@@ -5,8 +5,7 @@
 
 #include "common/math.h"
 
-/* Inverse frequency of pair i, the f32 formula of kernels.h evaluated in double.
- * (qkv.c has an identical copy.) */
+/* Inverse frequency of pair i, the f32 formula of kernels.h evaluated in double. */
 static double rope_inv_freq(uint32_t i, uint32_t head_dim, float rope_base, float interpolation_scale,
                             float yarn_offset, float yarn_scale) {
     const double e = exp((double) i * (-log((double) rope_base) / (double) (head_dim / 2)));
@@ -16,8 +15,7 @@ static double rope_inv_freq(uint32_t i, uint32_t head_dim, float rope_base, floa
     return e + (ip - e) * alpha;
 }
 
-/* Rotates the head_dim/2 adjacent pairs of one head at position pos, in place. */
-static void rope_rotate_head(double* head, uint32_t head_dim, uint32_t pos, float rope_base,
+void gptoss_ref_rope_rotate_head(double* head, uint32_t head_dim, uint32_t pos, float rope_base,
                              float interpolation_scale, float yarn_offset, float yarn_scale, float yarn_multiplier) {
     for (uint32_t i = 0; i < head_dim / 2; i++) {
         const double f = rope_inv_freq(i, head_dim, rope_base, interpolation_scale, yarn_offset, yarn_scale);
@@ -44,7 +42,7 @@ void gptoss_ref_f32_rope(const float* activations_old, double* activations, floa
         }
         /* Q heads then K heads; V heads stay as they are */
         for (uint32_t h = 0; h < num_q_heads + num_kv_heads; h++) {
-            rope_rotate_head(out + (size_t) h * head_dim, head_dim, token_offset + t, rope_base,
+            gptoss_ref_rope_rotate_head(out + (size_t) h * head_dim, head_dim, token_offset + t, rope_base,
                              interpolation_scale, yarn_offset, yarn_scale, yarn_multiplier);
         }
     }
