@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "engine_internal.h"
 #include "internal/error.h"
@@ -60,6 +61,8 @@ struct gptoss_context {
     float* prob;              /* [V] */
     float* prob_sum;          /* [1] */
     uint32_t* sampled;        /* [1] */
+
+    struct gptoss_profile* prof; /* NULL unless $GPTOSS_PROFILE (engine_internal.h) */
 };
 
 /* Re-raises the current message with a prefix. */
@@ -74,6 +77,135 @@ static enum gptoss_status fail_with_context(enum gptoss_status st, const char* w
         const enum gptoss_status st_ = (call);                              \
         if (st_ != gptoss_status_success) return fail_with_context(st_, what); \
     } while (0)
+
+/* ---- profile ($GPTOSS_PROFILE, engine_internal.h) ------------------------------------ */
+
+#define PROF_MAX_ENTRIES 48
+enum { PROF_PREFILL = 0, PROF_DECODE = 1 };
+static const char* const prof_phase_name[2] = {"prefill", "decode"};
+
+struct prof_entry {
+    const char* name;
+    uint64_t calls[2];
+    uint64_t ns[2];
+};
+
+struct gptoss_profile {
+    int phase;            /* of the last forward batch */
+    uint64_t t0;          /* start of the call being timed */
+    uint64_t phase_ns[2]; /* wall time of the forward batches and samplings */
+    uint64_t tokens[2];   /* rows of the forward batches */
+    uint64_t batches[2];
+    uint32_t num_entries;
+    struct prof_entry entries[PROF_MAX_ENTRIES];
+};
+
+static uint64_t prof_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t) ts.tv_sec * UINT64_C(1000000000) + (uint64_t) ts.tv_nsec;
+}
+
+/* Before a profiled call: let earlier work finish, start the clock. */
+static void prof_begin(struct gptoss_context* c) {
+    (void) gptoss_backend_synchronize(c->backend); /* earlier calls were synchronised: nothing pending */
+    c->prof->t0 = prof_now_ns();
+}
+
+/* Adds the time since prof_begin to `name` in the current phase. */
+static void prof_record(struct gptoss_context* c, const char* name) {
+    struct gptoss_profile* p = c->prof;
+    const uint64_t dt = prof_now_ns() - p->t0;
+    struct prof_entry* e = NULL;
+    for (uint32_t i = 0; i < p->num_entries; i++) {
+        if (p->entries[i].name == name || strcmp(p->entries[i].name, name) == 0) {
+            e = &p->entries[i];
+            break;
+        }
+    }
+    if (e == NULL) {
+        if (p->num_entries == PROF_MAX_ENTRIES) return;
+        e = &p->entries[p->num_entries++];
+        e->name = name;
+    }
+    e->calls[p->phase] += 1;
+    e->ns[p->phase] += dt;
+}
+
+/* After a profiled call that returned st: wait for it (an asynchronous error of the call is
+ * reported here, so by the call that caused it), stop the clock. A failed call keeps its
+ * message (synchronize would clear it) and is not counted. */
+static enum gptoss_status prof_end(struct gptoss_context* c, const char* name, enum gptoss_status st) {
+    if (st != gptoss_status_success) return st;
+    st = gptoss_backend_synchronize(c->backend);
+    prof_record(c, name);
+    return st;
+}
+
+/* PROFILED(c, "kernel", gptoss_kernel(...)): the call's status; timed when profiling. */
+#define PROFILED(c, name, call)                                                                  \
+    (__builtin_expect((c)->prof == NULL, 1) ? (call)                                              \
+                                            : (prof_begin(c), prof_end((c), (name), (call))))
+/* KCALL of a profiled call. */
+#define KCALL_PROF(c, what, name, call) KCALL(what, PROFILED(c, name, call))
+
+/* Phase time: t = prof_start(c) ... prof_phase_add(c, t) around forward batches and samplings. */
+static inline uint64_t prof_start(const struct gptoss_context* c) {
+    return __builtin_expect(c->prof == NULL, 1) ? 0 : prof_now_ns();
+}
+static inline void prof_phase_add(struct gptoss_context* c, uint64_t t0) {
+    if (__builtin_expect(c->prof == NULL, 1)) return;
+    c->prof->phase_ns[c->prof->phase] += prof_now_ns() - t0;
+}
+
+void gptoss_context_reset_profile(gptoss_context_t c) {
+    if (c == NULL || c->prof == NULL) return;
+    memset(c->prof, 0, sizeof(*c->prof));
+}
+
+/* One row: ms per token over the phase's forward rows, % of the phase's wall time. */
+static void prof_row(FILE* f, int ph, const char* name, const char* calls, uint64_t ns, uint64_t tokens,
+                     uint64_t phase_ns) {
+    const double ms = (double) ns * 1e-6;
+    char per_token[32] = "-";
+    if (tokens > 0) snprintf(per_token, sizeof(per_token), "%.4f", ms / (double) tokens);
+    fprintf(f, "%-7s  %-34s %7s %11.3f %10s %7.1f\n", prof_phase_name[ph], name, calls, ms, per_token,
+            phase_ns > 0 ? 100.0 * (double) ns / (double) phase_ns : 0.0);
+}
+
+void gptoss_context_print_profile(gptoss_context_t c, FILE* f) {
+    if (c == NULL || c->prof == NULL || f == NULL) return;
+    const struct gptoss_profile* p = c->prof;
+    fprintf(f, "profile ($GPTOSS_PROFILE): host wall time, backend synchronised around every call\n");
+    fprintf(f, "%-7s  %-34s %7s %11s %10s %7s\n", "phase", "kernel", "calls", "total ms", "ms/token", "% phase");
+    for (int ph = 0; ph < 2; ph++) {
+        if (p->batches[ph] == 0 && p->phase_ns[ph] == 0) continue;
+        const struct prof_entry* order[PROF_MAX_ENTRIES];
+        uint32_t n = 0;
+        uint64_t kernel_ns = 0;
+        for (uint32_t i = 0; i < p->num_entries; i++) {
+            const struct prof_entry* e = &p->entries[i];
+            if (e->calls[ph] == 0) continue;
+            kernel_ns += e->ns[ph];
+            uint32_t j = n++; /* insertion sort, most time first */
+            for (; j > 0 && order[j - 1]->ns[ph] < e->ns[ph]; j--) order[j] = order[j - 1];
+            order[j] = e;
+        }
+        char text[64];
+        for (uint32_t i = 0; i < n; i++) {
+            snprintf(text, sizeof(text), "%llu", (unsigned long long) order[i]->calls[ph]);
+            prof_row(f, ph, order[i]->name, text, order[i]->ns[ph], p->tokens[ph], p->phase_ns[ph]);
+        }
+        /* host work outside the timed calls (below 0 only by clock granularity) */
+        const uint64_t other = p->phase_ns[ph] > kernel_ns ? p->phase_ns[ph] - kernel_ns : 0;
+        prof_row(f, ph, "other (host)", "-", other, p->tokens[ph], p->phase_ns[ph]);
+        snprintf(text, sizeof(text), "total (%llu tokens, %llu batches)", (unsigned long long) p->tokens[ph],
+                 (unsigned long long) p->batches[ph]);
+        prof_row(f, ph, text, "-", p->phase_ns[ph], p->tokens[ph], p->phase_ns[ph]);
+    }
+}
+
+/* ---- creation ------------------------------------------------------------------------ */
 
 static void context_free(struct gptoss_context* c) {
     if (c == NULL) return;
@@ -92,6 +224,7 @@ static void context_free(struct gptoss_context* c) {
     free(c->scratch.index);
     free(c->scratch.prob);
     free(c->scratch.count);
+    free(c->prof);
     if (c->model != NULL) gptoss_model_release(c->model);
     free(c);
 }
@@ -157,6 +290,8 @@ enum gptoss_status gptoss_context_create(gptoss_model_t model, size_t context_le
         unsigned long v = strtoul(env, &end, 10);
         if (*end == '\0' && v >= 1 && v <= UINT32_MAX) c->moe_dense_min_rows = (uint32_t) v;
     }
+    const char* prof_env = getenv("GPTOSS_PROFILE");
+    const int profile = prof_env != NULL && prof_env[0] != '\0' && strcmp(prof_env, "0") != 0;
 
     const size_t B = max_batch_tokens, H = cfg->embedding_dim, D = cfg->head_dim, Hq = cfg->num_heads,
                  Hkv = cfg->num_kv_heads, E = cfg->num_experts, K = cfg->num_active_experts, I = cfg->mlp_dim,
@@ -171,7 +306,7 @@ enum gptoss_status gptoss_context_create(gptoss_model_t model, size_t context_le
     c->scratch.prob = malloc(V * sizeof(double));
     c->scratch.count = calloc(V, sizeof(uint32_t));
     if (c->tokens == NULL || c->host_logits == NULL || c->scratch.index == NULL || c->scratch.prob == NULL ||
-        c->scratch.count == NULL) {
+        c->scratch.count == NULL || (profile && (c->prof = calloc(1, sizeof(*c->prof))) == NULL)) {
         st = gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate the context's host buffers (%zu tokens)",
                          context_length);
         goto fail;
@@ -236,24 +371,30 @@ static enum gptoss_status forward_batch(struct gptoss_context* c, size_t s, uint
     const size_t T = c->max_tokens;
     const size_t kv_layer = (size_t) Hkv * T * 2 * D;
     char what[96];
+    if (c->prof != NULL) {
+        c->prof->phase = n > 1 ? PROF_PREFILL : PROF_DECODE;
+        c->prof->tokens[c->prof->phase] += n;
+        c->prof->batches[c->prof->phase] += 1;
+    }
 
-    KCALL("copy of the batch's token ids",
-          gptoss_backend_copy(b, c->batch_tokens, c->tokens + s, (size_t) n * sizeof(uint32_t),
-                              gptoss_copy_host_to_backend));
-    KCALL("embeddings", gptoss_bf16_f32_embeddings(b, c->batch_tokens, WPTR(gptoss_bf16, m->embedding), c->residual,
-                                                   n, H, V));
+    KCALL_PROF(c, "copy of the batch's token ids", "copy h2d (token ids)",
+               gptoss_backend_copy(b, c->batch_tokens, c->tokens + s, (size_t) n * sizeof(uint32_t),
+                                   gptoss_copy_host_to_backend));
+    KCALL_PROF(c, "embeddings", "bf16_f32_embeddings",
+               gptoss_bf16_f32_embeddings(b, c->batch_tokens, WPTR(gptoss_bf16, m->embedding), c->residual, n, H, V));
     for (uint32_t l = 0; l < L; l++) {
         const struct gptoss_layer_offsets* lw = &m->layers[l];
         float* kv = c->kv + (size_t) l * kv_layer;
         snprintf(what, sizeof(what), "layer %u attention rmsnorm", l);
-        KCALL(what, gptoss_f32_bf16w_rmsnorm(b, c->residual, WPTR(gptoss_bf16, lw->attn_norm), c->norm, n, H,
-                                             cfg->rmsnorm_epsilon));
+        KCALL_PROF(c, what, "f32_bf16w_rmsnorm",
+                   gptoss_f32_bf16w_rmsnorm(b, c->residual, WPTR(gptoss_bf16, lw->attn_norm), c->norm, n, H,
+                                            cfg->rmsnorm_epsilon));
         snprintf(what, sizeof(what), "layer %u qkv", l);
-        KCALL(what, gptoss_f32_bf16w_matmul_qkv(b, c->norm, WPTR(gptoss_bf16, lw->qkv_weight),
-                                                WPTR(gptoss_bf16, lw->qkv_bias), c->qkv, kv, n, H, Hq, Hkv, D,
-                                                (uint32_t) s, (uint32_t) T, cfg->rope_theta,
-                                                cfg->interpolation_scale, cfg->yarn_offset, cfg->yarn_scale,
-                                                cfg->yarn_multiplier));
+        KCALL_PROF(c, what, "f32_bf16w_matmul_qkv",
+                   gptoss_f32_bf16w_matmul_qkv(b, c->norm, WPTR(gptoss_bf16, lw->qkv_weight),
+                                               WPTR(gptoss_bf16, lw->qkv_bias), c->qkv, kv, n, H, Hq, Hkv, D,
+                                               (uint32_t) s, (uint32_t) T, cfg->rope_theta, cfg->interpolation_scale,
+                                               cfg->yarn_offset, cfg->yarn_scale, cfg->yarn_multiplier));
         /* rows that continue: in the last layer only those that produce logits */
         const uint32_t R = (l + 1 == L) ? o : n;
         if (R == 0) continue;
@@ -261,62 +402,74 @@ static enum gptoss_status forward_batch(struct gptoss_context* c, size_t s, uint
         float* residual = c->residual + (size_t) r0 * H;
         const uint32_t window = (l % 2 == 0) ? cfg->attention_window : UINT32_MAX;
         snprintf(what, sizeof(what), "layer %u sdpa", l);
-        KCALL(what, gptoss_f32_sdpa(b, c->qkv + (size_t) r0 * QKV, kv, WPTR(gptoss_bf16, lw->sinks), c->attn, window,
-                                    (uint64_t) 2 * T * D, R, (uint32_t) (s + r0), Hq, Hkv, D, 1.0f));
+        KCALL_PROF(c, what, "f32_sdpa",
+                   gptoss_f32_sdpa(b, c->qkv + (size_t) r0 * QKV, kv, WPTR(gptoss_bf16, lw->sinks), c->attn, window,
+                                   (uint64_t) 2 * T * D, R, (uint32_t) (s + r0), Hq, Hkv, D, 1.0f));
         snprintf(what, sizeof(what), "layer %u attention output", l);
-        KCALL(what, gptoss_f32_bf16w_matmul_add(b, c->attn, WPTR(gptoss_bf16, lw->out_weight),
-                                                WPTR(gptoss_bf16, lw->out_bias), residual, R, Hq * D, H));
+        KCALL_PROF(c, what, "f32_bf16w_matmul_add",
+                   gptoss_f32_bf16w_matmul_add(b, c->attn, WPTR(gptoss_bf16, lw->out_weight),
+                                               WPTR(gptoss_bf16, lw->out_bias), residual, R, Hq * D, H));
         snprintf(what, sizeof(what), "layer %u mlp rmsnorm", l);
-        KCALL(what, gptoss_f32_bf16w_rmsnorm(b, residual, WPTR(gptoss_bf16, lw->mlp_norm), c->norm, R, H,
-                                             cfg->rmsnorm_epsilon));
+        KCALL_PROF(c, what, "f32_bf16w_rmsnorm",
+                   gptoss_f32_bf16w_rmsnorm(b, residual, WPTR(gptoss_bf16, lw->mlp_norm), c->norm, R, H,
+                                            cfg->rmsnorm_epsilon));
         snprintf(what, sizeof(what), "layer %u router", l);
-        KCALL(what, gptoss_f32_bf16w_matmul(b, c->norm, WPTR(gptoss_bf16, lw->gate_weight),
-                                            WPTR(gptoss_bf16, lw->gate_bias), c->gate, R, H, E));
+        KCALL_PROF(c, what, "f32_bf16w_matmul",
+                   gptoss_f32_bf16w_matmul(b, c->norm, WPTR(gptoss_bf16, lw->gate_weight),
+                                           WPTR(gptoss_bf16, lw->gate_bias), c->gate, R, H, E));
         snprintf(what, sizeof(what), "layer %u topk", l);
-        KCALL(what, gptoss_f32_topk(b, c->gate, c->expert_ids, c->expert_scores, R, E, K));
+        KCALL_PROF(c, what, "f32_topk", gptoss_f32_topk(b, c->gate, c->expert_ids, c->expert_scores, R, E, K));
 
         const uint8_t* moe = m->weights + lw->moe;
         const struct gptoss_expert_layout* x = &m->expert;
         const size_t stride = x->per_expert;
         if (R < c->moe_dense_min_rows) {
             snprintf(what, sizeof(what), "layer %u moe swiglu", l);
-            KCALL(what, gptoss_f32_mf4w_moe_matmul_swiglu(b, c->norm, c->expert_ids, moe + x->mlp1_blocks,
-                                                          moe + x->mlp1_scales,
-                                                          (const gptoss_bf16*) (moe + x->mlp1_bias), stride,
-                                                          c->swiglu, R, K, E, H, I, cfg->swiglu_limit));
+            KCALL_PROF(c, what, "f32_mf4w_moe_matmul_swiglu",
+                       gptoss_f32_mf4w_moe_matmul_swiglu(b, c->norm, c->expert_ids, moe + x->mlp1_blocks,
+                                                         moe + x->mlp1_scales,
+                                                         (const gptoss_bf16*) (moe + x->mlp1_bias), stride, c->swiglu,
+                                                         R, K, E, H, I, cfg->swiglu_limit));
             snprintf(what, sizeof(what), "layer %u moe down", l);
-            KCALL(what, gptoss_f32_mf4w_moe_matmul(b, c->swiglu, c->expert_ids, moe + x->mlp2_blocks,
-                                                   moe + x->mlp2_scales, (const gptoss_bf16*) (moe + x->mlp2_bias),
-                                                   stride, c->moe_output, R, K, E, I, H));
+            KCALL_PROF(c, what, "f32_mf4w_moe_matmul",
+                       gptoss_f32_mf4w_moe_matmul(b, c->swiglu, c->expert_ids, moe + x->mlp2_blocks,
+                                                  moe + x->mlp2_scales, (const gptoss_bf16*) (moe + x->mlp2_bias),
+                                                  stride, c->moe_output, R, K, E, I, H));
             snprintf(what, sizeof(what), "layer %u moe accumulate", l);
-            KCALL(what, gptoss_f32_accumulate(b, c->moe_output, c->expert_scores, residual, H, R, K));
+            KCALL_PROF(c, what, "f32_accumulate",
+                       gptoss_f32_accumulate(b, c->moe_output, c->expert_scores, residual, H, R, K));
         } else {
             snprintf(what, sizeof(what), "layer %u expert routing", l);
-            KCALL(what, gptoss_expert_routing_metadata(b, c->expert_ids, c->expert_offsets, c->intra, R * K, E));
+            KCALL_PROF(c, what, "expert_routing_metadata",
+                       gptoss_expert_routing_metadata(b, c->expert_ids, c->expert_offsets, c->intra, R * K, E));
             snprintf(what, sizeof(what), "layer %u scatter", l);
-            KCALL(what, gptoss_f32_scatter(b, c->norm, c->expert_ids, c->expert_offsets, c->intra, c->moe_input, H,
-                                           R, K, E));
+            KCALL_PROF(c, what, "f32_scatter",
+                       gptoss_f32_scatter(b, c->norm, c->expert_ids, c->expert_offsets, c->intra, c->moe_input, H, R,
+                                          K, E));
             snprintf(what, sizeof(what), "layer %u moe dense swiglu", l);
-            KCALL(what, gptoss_f32_mf4w_moe_dense_matmul_swiglu(b, c->expert_offsets, c->moe_input,
-                                                                moe + x->mlp1_blocks, moe + x->mlp1_scales,
-                                                                (const gptoss_bf16*) (moe + x->mlp1_bias), stride,
-                                                                c->swiglu, R, K, E, H, I, cfg->swiglu_limit));
+            KCALL_PROF(c, what, "f32_mf4w_moe_dense_matmul_swiglu",
+                       gptoss_f32_mf4w_moe_dense_matmul_swiglu(b, c->expert_offsets, c->moe_input, moe + x->mlp1_blocks,
+                                                               moe + x->mlp1_scales,
+                                                               (const gptoss_bf16*) (moe + x->mlp1_bias), stride,
+                                                               c->swiglu, R, K, E, H, I, cfg->swiglu_limit));
             snprintf(what, sizeof(what), "layer %u moe dense down", l);
-            KCALL(what, gptoss_f32_mf4w_moe_dense_matmul(b, c->expert_offsets, c->swiglu, moe + x->mlp2_blocks,
-                                                         moe + x->mlp2_scales,
-                                                         (const gptoss_bf16*) (moe + x->mlp2_bias), stride,
-                                                         c->moe_output, R, K, E, I, H));
+            KCALL_PROF(c, what, "f32_mf4w_moe_dense_matmul",
+                       gptoss_f32_mf4w_moe_dense_matmul(b, c->expert_offsets, c->swiglu, moe + x->mlp2_blocks,
+                                                        moe + x->mlp2_scales, (const gptoss_bf16*) (moe + x->mlp2_bias),
+                                                        stride, c->moe_output, R, K, E, I, H));
             snprintf(what, sizeof(what), "layer %u gather", l);
-            KCALL(what, gptoss_f32_gather_and_accumulate(b, c->moe_output, c->expert_ids, c->expert_scores,
-                                                         c->expert_offsets, c->intra, residual, H, R, K, E));
+            KCALL_PROF(c, what, "f32_gather_and_accumulate",
+                       gptoss_f32_gather_and_accumulate(b, c->moe_output, c->expert_ids, c->expert_scores,
+                                                        c->expert_offsets, c->intra, residual, H, R, K, E));
         }
     }
     if (o > 0) {
-        KCALL("final rmsnorm", gptoss_f32_bf16w_rmsnorm(b, c->residual + (size_t) (n - o) * H,
-                                                        WPTR(gptoss_bf16, m->final_norm), c->norm, o, H,
-                                                        cfg->rmsnorm_epsilon));
-        KCALL("unembedding", gptoss_f32_bf16w_unembedding(b, c->norm, WPTR(gptoss_bf16, m->unembedding), c->logits,
-                                                          c->argmax, o, H, V));
+        KCALL_PROF(c, "final rmsnorm", "f32_bf16w_rmsnorm",
+                   gptoss_f32_bf16w_rmsnorm(b, c->residual + (size_t) (n - o) * H, WPTR(gptoss_bf16, m->final_norm),
+                                            c->norm, o, H, cfg->rmsnorm_epsilon));
+        KCALL_PROF(c, "unembedding", "f32_bf16w_unembedding",
+                   gptoss_f32_bf16w_unembedding(b, c->norm, WPTR(gptoss_bf16, m->unembedding), c->logits, c->argmax,
+                                                o, H, V));
     }
     return gptoss_status_success;
 }
@@ -329,7 +482,9 @@ static enum gptoss_status process_tokens(struct gptoss_context* c, size_t first,
         const size_t left = first + count - s;
         const uint32_t n = left < c->max_batch ? (uint32_t) left : c->max_batch;
         const uint32_t o = (logits && s + n == first + count) ? 1 : 0;
+        const uint64_t t0 = prof_start(c);
         st = forward_batch(c, s, n, o);
+        prof_phase_add(c, t0);
         if (st != gptoss_status_success) {
             /* positions from s on may hold partial K/V */
             if (c->num_kv_tokens > s) c->num_kv_tokens = s;
@@ -340,7 +495,9 @@ static enum gptoss_status process_tokens(struct gptoss_context* c, size_t first,
         if (c->num_kv_tokens < s) c->num_kv_tokens = s;
     }
     /* CUDA reports asynchronous errors here; CPU has nothing pending */
+    const uint64_t t0 = prof_start(c); /* in the phase of the last batch */
     st = gptoss_backend_synchronize(c->backend);
+    prof_phase_add(c, t0);
     if (st != gptoss_status_success) {
         if (c->num_kv_tokens > first) c->num_kv_tokens = first;
         c->logits_pos = SIZE_MAX;
@@ -480,8 +637,12 @@ enum gptoss_status gptoss_context_get_logits(gptoss_context_t context, float* lo
     if (context->num_tokens == 0) return gptoss_fail(gptoss_status_invalid_state, "the context has no tokens");
     enum gptoss_status st = ensure_logits(context);
     if (st != gptoss_status_success) return st;
-    KCALL("copy of the logits", gptoss_backend_copy(context->backend, logits_out, context->logits,
-                                                    (size_t) V * sizeof(float), gptoss_copy_backend_to_host));
+    const uint64_t t0 = prof_start(context);
+    st = PROFILED(context, "copy d2h (logits)",
+                  gptoss_backend_copy(context->backend, logits_out, context->logits, (size_t) V * sizeof(float),
+                                      gptoss_copy_backend_to_host));
+    prof_phase_add(context, t0);
+    if (st != gptoss_status_success) return fail_with_context(st, "copy of the logits");
     return gptoss_status_success;
 }
 
@@ -492,21 +653,26 @@ static enum gptoss_status pick_token(struct gptoss_context* c, const struct gpto
     uint32_t id = UINT32_MAX;
     switch (mode) {
     case gptoss_sampler_mode_greedy:
-        KCALL("copy of the argmax",
-              gptoss_backend_copy(c->backend, &id, c->argmax, sizeof(uint32_t), gptoss_copy_backend_to_host));
+        KCALL_PROF(c, "copy of the argmax", "copy d2h (argmax)",
+                   gptoss_backend_copy(c->backend, &id, c->argmax, sizeof(uint32_t), gptoss_copy_backend_to_host));
         break;
     case gptoss_sampler_mode_device:
-        KCALL("softmax", gptoss_f32_softmax(c->backend, c->logits, c->argmax, c->prob, c->prob_sum, 1, V,
-                                            sampler->temperature));
-        KCALL("sample", gptoss_f32_sample(c->backend, c->prob, c->prob_sum, c->sampled, V,
-                                          sampler->seed + GPTOSS_SAMPLER_SEED_OFFSET, c->num_tokens));
-        KCALL("copy of the sampled token",
-              gptoss_backend_copy(c->backend, &id, c->sampled, sizeof(uint32_t), gptoss_copy_backend_to_host));
+        KCALL_PROF(c, "softmax", "f32_softmax",
+                   gptoss_f32_softmax(c->backend, c->logits, c->argmax, c->prob, c->prob_sum, 1, V,
+                                      sampler->temperature));
+        KCALL_PROF(c, "sample", "f32_sample",
+                   gptoss_f32_sample(c->backend, c->prob, c->prob_sum, c->sampled, V,
+                                     sampler->seed + GPTOSS_SAMPLER_SEED_OFFSET, c->num_tokens));
+        KCALL_PROF(c, "copy of the sampled token", "copy d2h (sampled id)",
+                   gptoss_backend_copy(c->backend, &id, c->sampled, sizeof(uint32_t), gptoss_copy_backend_to_host));
         break;
     default:
-        KCALL("copy of the logits", gptoss_backend_copy(c->backend, c->host_logits, c->logits,
-                                                        (size_t) V * sizeof(float), gptoss_copy_backend_to_host));
+        KCALL_PROF(c, "copy of the logits", "copy d2h (logits)",
+                   gptoss_backend_copy(c->backend, c->host_logits, c->logits, (size_t) V * sizeof(float),
+                                       gptoss_copy_backend_to_host));
+        if (c->prof != NULL) prof_begin(c);
         id = gptoss_sampler_pick_host(sampler, c->host_logits, c->tokens, c->num_tokens, c->num_tokens, &c->scratch);
+        if (c->prof != NULL) prof_record(c, "sampler_pick_host (host)");
         break;
     }
     if (id >= V) {
@@ -537,7 +703,9 @@ enum gptoss_status gptoss_context_sample(gptoss_context_t context, gptoss_sample
         st = ensure_logits(context);
         if (st != gptoss_status_success) break;
         uint32_t id = 0;
+        const uint64_t t0 = prof_start(context); /* in the phase of the forward pass before */
         st = pick_token(context, sampler, &id);
+        prof_phase_add(context, t0);
         if (st != gptoss_status_success) break;
         push_token(context, id); /* pending: its K/V are computed by the next forward pass */
         tokens_out[produced++] = id;

@@ -21,6 +21,7 @@
 #include <gptoss/engine.h>
 
 #include "cli_tools.h"
+#include "engine_internal.h" /* gptoss_context_print_profile (bench, $GPTOSS_PROFILE) */
 
 #define EXIT_USAGE 2
 
@@ -315,7 +316,11 @@ static void help_bench(void) {
            "  -s, --seed S         same as --random-seed (bench has no sampler)\n"
            "  -p, --n-prompt P     prompt tokens (default 512; 0 not allowed)\n"
            "  -n, --n-gen N        generated tokens (default 128; 0 skips tg)\n"
-           "  -r, --repetitions R  runs per test (default 3)\n" BACKEND_HELP);
+           "  -r, --repetitions R  runs per test (default 3), after an untimed warm-up: a prefill of\n"
+           "                       min(P, batch size) tokens and one decode step\n" BACKEND_HELP
+           "environment:\n"
+           "  GPTOSS_PROFILE=1     per-kernel profile of the timed runs on stderr (the backend is\n"
+           "                       synchronised around every kernel call: slower, t/s not comparable)\n");
 }
 
 static void help_main(void) {
@@ -837,17 +842,26 @@ static int cmd_bench(int argc, char** argv) {
     else snprintf(threads, sizeof(threads), "%llu", o.threads);
     if (strcmp(o.backend, "cuda") == 0) snprintf(threads, sizeof(threads), "-");
     enum gptoss_status st;
-    /* warm-up: one short prefill and one decode step (page-in, thread start) */
+    /* warm-up, not timed: a prefill of one full chunk (min(P, max_batch_tokens) tokens: the
+     * kernels, modules and pools the timed prefill uses; 8 tokens would not reach the CUDA
+     * prefill paths) and one decode step from a 1-token context as in tg (page-in, thread
+     * start, the decode paths), then a reset */
     {
-        const size_t w = P < 8 ? P : 8;
+        const size_t chunk = o.batch != 0 ? (size_t) o.batch : 128; /* gptoss_context_create's default */
+        const size_t w = P < chunk ? P : chunk;                       /* P <= max_tokens (checked above) */
+        const uint32_t other = (ids[0] + 1) % num_text;
+        size_t got;
         st = gptoss_context_append_tokens(e.context, w, ids);
         if (st == gptoss_status_success) st = gptoss_context_process(e.context);
-        size_t got;
+        if (st == gptoss_status_success) st = gptoss_context_reset(e.context);
+        if (st == gptoss_status_success) st = gptoss_context_append_tokens(e.context, 1, &other);
         if (st == gptoss_status_success) st = gptoss_context_sample(e.context, NULL, 1, out, &got);
         if (st != gptoss_status_success) {
             engine_error("warm-up", st);
             goto done;
         }
+        gptoss_context_reset(e.context);
+        gptoss_context_reset_profile(e.context); /* $GPTOSS_PROFILE: the table covers the timed runs */
     }
     for (size_t rep = 0; rep < o.repetitions; rep++) {
         /* a fresh context: reset, then a first token that differs so nothing is reused */
@@ -892,6 +906,8 @@ static int cmd_bench(int argc, char** argv) {
         snprintf(tps, sizeof(tps), "%.2f ± %.2f", mean, sd);
         printf("| %-24.24s | %-28.28s | %8s | %6s | %18s |\n", mname, bname, threads, test, tps);
     }
+    fflush(stdout);
+    gptoss_context_print_profile(e.context, stderr); /* only with $GPTOSS_PROFILE */
     rc = 0;
 done:
     free(ids);
