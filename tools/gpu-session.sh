@@ -11,7 +11,9 @@
 #                      of building into build-gpu/
 #   GPU_WHEEL_DIR=DIR  a directory with a gpt_oss_kernels wheel built with CUDA (else pip
 #                      builds one from the tree, without build isolation)
-#   GPU_SKIP=LIST      steps to skip (words: cpu-harness sanitize e2e python bench 20b 120b)
+#   GPU_SKIP=LIST      steps to skip (words: cpu-harness sanitize e2e python bench 20b 120b profile)
+#   GPU_AB="VAR=value FILTER"  also run the harness cases matching FILTER, their benchmark
+#                      and the 20b engine bench with VAR=value (an alternative kernel path)
 set -u
 cd "$(dirname "$0")/.."
 LOG=${OUT:-/tmp/gpu-session}
@@ -91,6 +93,21 @@ for m in 20b 120b; do
     echo "engine $m: ${R[engine-$m]} ($(el))"
 done
 
+# Where the engine's time goes on the card (synchronises around every kernel: the t/s of
+# this run is not comparable; the table is).
+if ! skip profile; then
+    GPTOSS_PROFILE=1 "$B"/bin/gptoss bench --random 20b --backend cuda -p 512 -n 32 -r 1 >"$LOG/profile-20b.log" 2>&1
+    R[profile-20b]="rc=$? (profile-20b.log)"
+fi
+# A/B of an alternative kernel selected by an environment variable (GPU_AB="VAR=value filter").
+if [ -n "${GPU_AB:-}" ]; then
+    set -- $GPU_AB
+    env "$1" "$B"/tests/harness --backend cuda --filter "$2" >"$LOG/harness-ab.log" 2>&1
+    R[harness-ab]="$1: rc=$? $(grep -E '^[0-9]+ passed' "$LOG/harness-ab.log" | tail -1)"
+    env "$1" "$B"/bench/bench --backend cuda --filter "$2" >"$LOG/bench-ab.log" 2>&1
+    env "$1" "$B"/bin/gptoss bench --random 20b --backend cuda -p 512 -n 128 -r 1 >"$LOG/engine-20b-ab.log" 2>&1
+fi
+
 if [ -n "${cpu_pid:-}" ]; then
     wait "$cpu_pid"
     R[harness-avx512]="rc=$(cat "$LOG/harness-avx512.rc") $(grep -E '^[0-9]+ passed' "$LOG/harness-avx512.log" | tail -1)"
@@ -99,8 +116,10 @@ fi
 
 echo
 echo "================ $GPU ($(el)) ================"
-for k in build harness-cuda harness-avx512 memcheck racecheck e2e-hf pytest bench engine-20b engine-120b; do
+for k in build harness-cuda harness-avx512 memcheck racecheck e2e-hf pytest bench engine-20b engine-120b profile-20b harness-ab; do
     printf '%-15s %s\n' "$k" "${R[$k]:-skipped}"
 done
 [ -f "$LOG/bench.log" ] && grep -E '%BW|GB/s|^[a-z_0-9]+ ' "$LOG/bench.log" | tail -24
 cat "$LOG"/engine-*.log 2>/dev/null | grep -E '^\|' | sort -u
+[ -f "$LOG/bench-ab.log" ] && { echo "A/B ($GPU_AB):"; grep -E 'GB/s|%BW' -A8 "$LOG/bench-ab.log" | tail -6; grep -E '^\|' "$LOG/engine-20b-ab.log"; }
+[ -f "$LOG/profile-20b.log" ] && grep -E '^(prefill|decode) ' "$LOG/profile-20b.log" | head -40
