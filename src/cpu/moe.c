@@ -99,9 +99,11 @@ static void row_dot_scalar(const uint8_t* blocks, const uint8_t* scales, uint32_
 #define MOE_PREFETCH 2048
 
 /* Decoded element order of a pair of blocks (A = 2bp, B = 2bp + 1), 64 floats:
- * vector w (0..7), lane i (0..7): block 2bp + i/4, element 8*(w%4) + 2*(i%4) + w/4.
+ * vector w (0..7), lane i (0..7): block 2bp + i/4, element
+ * 16*((w/2)%2) + 4*(i%4) + 2*(w%2) + w/4 (see decode_pair).
  * A lone last block (odd count) uses the lane-0 half only: 32 floats, vector w (0..7) of
- * 4 floats, element 8*(w%4) + 2*q + w/4. */
+ * 4 floats, lane q: element 16*((w/2)%2) + 4*q + 2*(w%2) + w/4. */
+#define MOE_PERM_ELEM(w, q) (16 * (((w) / 2) % 2) + 4 * (q) + 2 * ((w) % 2) + (w) / 4)
 AVX2 static void permute_input_avx2(const float* x, float* xp, uint32_t nb) {
     uint32_t bp = 0;
     for (; 2 * bp + 1 < nb; bp++) {
@@ -109,7 +111,7 @@ AVX2 static void permute_input_avx2(const float* x, float* xp, uint32_t nb) {
         for (int w = 0; w < 8; w++) {
 #pragma GCC unroll 8
             for (int i = 0; i < 8; i++) {
-                xp[64 * bp + 8 * w + i] = x[32 * (2 * bp + i / 4) + 8 * (w % 4) + 2 * (i % 4) + w / 4];
+                xp[64 * bp + 8 * w + i] = x[32 * (2 * bp + i / 4) + MOE_PERM_ELEM(w, i % 4)];
             }
         }
     }
@@ -117,7 +119,7 @@ AVX2 static void permute_input_avx2(const float* x, float* xp, uint32_t nb) {
 #pragma GCC unroll 8
         for (int w = 0; w < 8; w++) {
 #pragma GCC unroll 8
-            for (int qq = 0; qq < 4; qq++) xp[64 * bp + 4 * w + qq] = x[32 * (2 * bp) + 8 * (w % 4) + 2 * qq + w / 4];
+            for (int qq = 0; qq < 4; qq++) xp[64 * bp + 4 * w + qq] = x[32 * (2 * bp) + MOE_PERM_ELEM(w, qq)];
         }
     }
 }
@@ -126,27 +128,31 @@ AVX2 static void permute_input_avx2(const float* x, float* xp, uint32_t nb) {
 #define FP4_B3 0x00, 0x3F, 0x3F, 0x3F, 0x40, 0x40, 0x40, 0x40, 0x80, 0xBF, 0xBF, 0xBF, 0xC0, 0xC0, 0xC0, 0xC0
 #define FP4_B2 0x00, 0x00, 0x80, 0xC0, 0x00, 0x40, 0x80, 0xC0, 0x00, 0x00, 0x80, 0xC0, 0x00, 0x40, 0x80, 0xC0
 
-/* Decodes 32 bytes (two blocks) into 8 vectors of f32 fp4 values (order above). */
+/* Decodes 32 bytes (two blocks) into 8 vectors of f32 fp4 values (order above): two
+ * byte shuffles give bytes 3 and 2 of the f32 (bf16 bits), one unpack per 16 values
+ * pairs them into 16-bit lanes, then the even 16-bit lanes become f32 by a 16-bit left
+ * shift and the odd ones by masking the low half (fewer shuffle-port uops than
+ * unpacking against zero twice). */
 AVX2 static inline void decode_pair(const uint8_t* q, __m256 w[8]) {
     const __m256i t3 = _mm256_setr_epi8(FP4_B3, FP4_B3);
     const __m256i t2 = _mm256_setr_epi8(FP4_B2, FP4_B2);
     const __m256i low4 = _mm256_set1_epi8(0x0F);
-    const __m256i zero = _mm256_setzero_si256();
+    const __m256i himask = _mm256_set1_epi32((int) 0xFFFF0000u);
     const __m256i raw = _mm256_loadu_si256((const __m256i*) q);
     const __m256i lo = _mm256_and_si256(raw, low4);
     const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low4);
     const __m256i l3 = _mm256_shuffle_epi8(t3, lo), l2 = _mm256_shuffle_epi8(t2, lo);
     const __m256i h3 = _mm256_shuffle_epi8(t3, hi), h2 = _mm256_shuffle_epi8(t2, hi);
-    const __m256i lw0 = _mm256_unpacklo_epi8(l2, l3), lw1 = _mm256_unpackhi_epi8(l2, l3);
-    const __m256i hw0 = _mm256_unpacklo_epi8(h2, h3), hw1 = _mm256_unpackhi_epi8(h2, h3);
-    w[0] = _mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, lw0));
-    w[1] = _mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, lw0));
-    w[2] = _mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, lw1));
-    w[3] = _mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, lw1));
-    w[4] = _mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, hw0));
-    w[5] = _mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, hw0));
-    w[6] = _mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, hw1));
-    w[7] = _mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, hw1));
+    const __m256i v0 = _mm256_unpacklo_epi8(l2, l3), v1 = _mm256_unpackhi_epi8(l2, l3);
+    const __m256i v2 = _mm256_unpacklo_epi8(h2, h3), v3 = _mm256_unpackhi_epi8(h2, h3);
+    w[0] = _mm256_castsi256_ps(_mm256_slli_epi32(v0, 16));
+    w[1] = _mm256_castsi256_ps(_mm256_and_si256(v0, himask));
+    w[2] = _mm256_castsi256_ps(_mm256_slli_epi32(v1, 16));
+    w[3] = _mm256_castsi256_ps(_mm256_and_si256(v1, himask));
+    w[4] = _mm256_castsi256_ps(_mm256_slli_epi32(v2, 16));
+    w[5] = _mm256_castsi256_ps(_mm256_and_si256(v2, himask));
+    w[6] = _mm256_castsi256_ps(_mm256_slli_epi32(v3, 16));
+    w[7] = _mm256_castsi256_ps(_mm256_and_si256(v3, himask));
 }
 
 /* Same for one block (16 bytes): 8 vectors of 4. */
@@ -154,22 +160,22 @@ AVX2 static inline void decode_single(const uint8_t* q, __m128 w[8]) {
     const __m128i t3 = _mm_setr_epi8(FP4_B3);
     const __m128i t2 = _mm_setr_epi8(FP4_B2);
     const __m128i low4 = _mm_set1_epi8(0x0F);
-    const __m128i zero = _mm_setzero_si128();
+    const __m128i himask = _mm_set1_epi32((int) 0xFFFF0000u);
     const __m128i raw = _mm_loadu_si128((const __m128i*) q);
     const __m128i lo = _mm_and_si128(raw, low4);
     const __m128i hi = _mm_and_si128(_mm_srli_epi16(raw, 4), low4);
     const __m128i l3 = _mm_shuffle_epi8(t3, lo), l2 = _mm_shuffle_epi8(t2, lo);
     const __m128i h3 = _mm_shuffle_epi8(t3, hi), h2 = _mm_shuffle_epi8(t2, hi);
-    const __m128i lw0 = _mm_unpacklo_epi8(l2, l3), lw1 = _mm_unpackhi_epi8(l2, l3);
-    const __m128i hw0 = _mm_unpacklo_epi8(h2, h3), hw1 = _mm_unpackhi_epi8(h2, h3);
-    w[0] = _mm_castsi128_ps(_mm_unpacklo_epi16(zero, lw0));
-    w[1] = _mm_castsi128_ps(_mm_unpackhi_epi16(zero, lw0));
-    w[2] = _mm_castsi128_ps(_mm_unpacklo_epi16(zero, lw1));
-    w[3] = _mm_castsi128_ps(_mm_unpackhi_epi16(zero, lw1));
-    w[4] = _mm_castsi128_ps(_mm_unpacklo_epi16(zero, hw0));
-    w[5] = _mm_castsi128_ps(_mm_unpackhi_epi16(zero, hw0));
-    w[6] = _mm_castsi128_ps(_mm_unpacklo_epi16(zero, hw1));
-    w[7] = _mm_castsi128_ps(_mm_unpackhi_epi16(zero, hw1));
+    const __m128i v0 = _mm_unpacklo_epi8(l2, l3), v1 = _mm_unpackhi_epi8(l2, l3);
+    const __m128i v2 = _mm_unpacklo_epi8(h2, h3), v3 = _mm_unpackhi_epi8(h2, h3);
+    w[0] = _mm_castsi128_ps(_mm_slli_epi32(v0, 16));
+    w[1] = _mm_castsi128_ps(_mm_and_si128(v0, himask));
+    w[2] = _mm_castsi128_ps(_mm_slli_epi32(v1, 16));
+    w[3] = _mm_castsi128_ps(_mm_and_si128(v1, himask));
+    w[4] = _mm_castsi128_ps(_mm_slli_epi32(v2, 16));
+    w[5] = _mm_castsi128_ps(_mm_and_si128(v2, himask));
+    w[6] = _mm_castsi128_ps(_mm_slli_epi32(v3, 16));
+    w[7] = _mm_castsi128_ps(_mm_and_si128(v3, himask));
 }
 
 AVX2 static inline float hsum256(__m256 v) {
