@@ -197,11 +197,6 @@ extern "C" enum gptoss_status gptoss_cuda_backend_create(int device, void* strea
     cuda->device = device;
     cuda->num_sms = props.multiProcessorCount;
     cuda->max_shared_per_block = props.sharedMemPerBlockOptin;
-    {
-        /* fall-back switch for the MoE decode kernels, read once: "v1" = original fp4 decode */
-        const char* decode = getenv("GPTOSS_CUDA_MOE_DECODE");
-        cuda->moe_decode_version = (decode != NULL && (strcmp(decode, "v1") == 0 || strcmp(decode, "1") == 0)) ? 1 : 2;
-    }
 
     err = cudaMalloc((void**) &cuda->error_word, sizeof(uint32_t));
     if (err == cudaSuccess) err = cudaMemset(cuda->error_word, 0, sizeof(uint32_t));

@@ -31,7 +31,6 @@ struct gptoss_cuda_backend {
     size_t max_shared_per_block; /* opt-in maximum, bytes */
     uint32_t* error_word;        /* device u32, set by kernels (bits above), reset by synchronize */
     void* mem_pool;              /* cudaMemPool_t for stream-ordered temporaries */
-    int moe_decode_version;      /* MoE decode GEMV fp4 decode: 2 (default) or 1 (GPTOSS_CUDA_MOE_DECODE=v1) */
 };
 
 static inline struct gptoss_cuda_backend* gptoss_cuda(gptoss_backend_t backend) {

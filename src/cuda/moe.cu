@@ -2,8 +2,7 @@
  * (+14-biased: multiplier 2^(stored-141)), bias bf16[rows], all at byte offset
  * e*expert_stride. Decode kernels: one (token, slot) pair per blockIdx.y, its activation
  * row staged in shared memory, one warp per pair of weight rows (the glu/linear pair for
- * SwiGLU), 16-byte block loads, exact dequantisation (fp4 values as f16 = fp4 * 2^-14;
- * decode v2 by default, v1 with GPTOSS_CUDA_MOE_DECODE=v1, same bits).
+ * SwiGLU), 16-byte block loads, exact dequantisation (fp4 values as f16 = fp4 * 2^-14).
  * Prefill kernels: a 64x64 tiled f32 SIMT GEMM over expert-grouped rows. */
 #include <cuda_fp16.h>
 
@@ -49,48 +48,14 @@ __device__ __forceinline__ float dot8_fp4(uint32_t w, float4 xa, float4 xb, floa
     return p;
 }
 
-/* v2 decode (default): the same f16 bit patterns (fp4 * 2^-14) as dot8_fp4 and the same
- * FMA order, so the results are bitwise those of v1, with ~11 integer ops per 8 values
- * instead of ~16. Per byte of w (nibbles lo, hi): hb gets the f16 high byte s000EEM0 of the
- * high nibble, lb (from w << 4) that of the low nibble; an f16 of fp4 v is exactly that byte
- * over a zero low byte. The halves pairs (e_j, e_j+4) 16 bits apart are split out with one
- * AND (bytes 1, 3 already in place) or one byte permute (bytes 0, 2 moved up, zeros in
- * between). Exhaustively checked on the host over all 2^32 words (see docs/CUDA_NOTES.md). */
-__device__ __forceinline__ float dot8_fp4_v2(uint32_t w, float4 xa, float4 xb, float p) {
-    const uint32_t q = w << 4;
-    const uint32_t hb = ((w >> 3) & 0x0E0E0E0Eu) | (w & 0x80808080u); /* e1 e3 e5 e7 */
-    const uint32_t lb = ((q >> 3) & 0x0E0E0E0Eu) | (q & 0x80808080u); /* e0 e2 e4 e6 */
-    const float2 a = h2f(__byte_perm(lb, 0u, 0x2404u)); /* e0, e4 */
-    const float2 b = h2f(__byte_perm(hb, 0u, 0x2404u)); /* e1, e5 */
-    const float2 c = h2f(lb & 0xFF00FF00u);             /* e2, e6 */
-    const float2 d = h2f(hb & 0xFF00FF00u);             /* e3, e7 */
-    p = fmaf(xa.x, a.x, p);
-    p = fmaf(xa.y, b.x, p);
-    p = fmaf(xa.z, c.x, p);
-    p = fmaf(xa.w, d.x, p);
-    p = fmaf(xb.x, a.y, p);
-    p = fmaf(xb.y, b.y, p);
-    p = fmaf(xb.z, c.y, p);
-    p = fmaf(xb.w, d.y, p);
-    return p;
-}
-
-/* x . block (32 values) * 2^-14; DECODE 1 = dot8_fp4 (v1), 2 = dot8_fp4_v2 */
-template <int DECODE>
+/* x . block (32 values) * 2^-14 */
 __device__ __forceinline__ float dot_block(uint4 q, const float* xb) {
     const float4* x4 = (const float4*) xb;
     float p = 0.0f;
-    if constexpr (DECODE == 2) {
-        p = dot8_fp4_v2(q.x, x4[0], x4[1], p);
-        p = dot8_fp4_v2(q.y, x4[2], x4[3], p);
-        p = dot8_fp4_v2(q.z, x4[4], x4[5], p);
-        p = dot8_fp4_v2(q.w, x4[6], x4[7], p);
-    } else {
-        p = dot8_fp4(q.x, x4[0], x4[1], p);
-        p = dot8_fp4(q.y, x4[2], x4[3], p);
-        p = dot8_fp4(q.z, x4[4], x4[5], p);
-        p = dot8_fp4(q.w, x4[6], x4[7], p);
-    }
+    p = dot8_fp4(q.x, x4[0], x4[1], p);
+    p = dot8_fp4(q.y, x4[2], x4[3], p);
+    p = dot8_fp4(q.z, x4[4], x4[5], p);
+    p = dot8_fp4(q.w, x4[6], x4[7], p);
     return p;
 }
 
@@ -111,7 +76,7 @@ __device__ __forceinline__ uint4 load_block(const uint8_t* p) {
 
 /* SWIGLU: unit o = output o from weight rows 2o, 2o+1; out width num_out = num_rows.
  * plain: unit u = weight rows 2u, 2u+1 (the second may not exist); out width num_out. */
-template <bool SWIGLU, bool VEC, int DECODE>
+template <bool SWIGLU, bool VEC>
 __global__ void __launch_bounds__(kMoeWarps * 32) moe_gemv_kernel(
     const float* __restrict__ input, const uint32_t* __restrict__ ids, const uint8_t* __restrict__ blocks,
     const uint8_t* __restrict__ scales, const uint8_t* __restrict__ bias_bytes, size_t stride,
@@ -168,12 +133,12 @@ __global__ void __launch_bounds__(kMoeWarps * 32) moe_gemv_kernel(
             }
             const uint32_t sc0 = s0[b], sc1 = s1[b];
             const float* xb = xs + b * kXPad;
-            acc0 = fmaf(dot_block<DECODE>(q0, xb) * 0x1.0p14f, mf4_multiplier(sc0), acc0);
-            acc1 = fmaf(dot_block<DECODE>(q1, xb) * 0x1.0p14f, mf4_multiplier(sc1), acc1);
+            acc0 = fmaf(dot_block(q0, xb) * 0x1.0p14f, mf4_multiplier(sc0), acc0);
+            acc1 = fmaf(dot_block(q1, xb) * 0x1.0p14f, mf4_multiplier(sc1), acc1);
             if (has2) {
                 const float* xb2 = xs + b2 * kXPad;
-                acc0 = fmaf(dot_block<DECODE>(q2, xb2) * 0x1.0p14f, mf4_multiplier(sc2), acc0);
-                acc1 = fmaf(dot_block<DECODE>(q3, xb2) * 0x1.0p14f, mf4_multiplier(sc3), acc1);
+                acc0 = fmaf(dot_block(q2, xb2) * 0x1.0p14f, mf4_multiplier(sc2), acc0);
+                acc1 = fmaf(dot_block(q3, xb2) * 0x1.0p14f, mf4_multiplier(sc3), acc1);
             }
         }
         acc0 = gptoss_d_warp_sum(acc0);
@@ -326,10 +291,7 @@ enum gptoss_status launch_moe_gemv(gptoss_backend_t backend, const float* input,
     const dim3 grid((units + kUnitsPerBlock - 1) / kUnitsPerBlock, (unsigned) pairs);
     const size_t smem = (size_t) (C / 32) * kXPad * sizeof(float);
     const bool vec = gptoss_aligned(blocks, 16) && stride % 16 == 0;
-    /* GPTOSS_CUDA_MOE_DECODE=v1 (read at backend creation) selects the original decode */
-    const bool v1 = gptoss_cuda(backend)->moe_decode_version == 1;
-    auto kernel = v1 ? (vec ? moe_gemv_kernel<SWIGLU, true, 1> : moe_gemv_kernel<SWIGLU, false, 1>)
-                     : (vec ? moe_gemv_kernel<SWIGLU, true, 2> : moe_gemv_kernel<SWIGLU, false, 2>);
+    auto kernel = vec ? moe_gemv_kernel<SWIGLU, true> : moe_gemv_kernel<SWIGLU, false>;
     if (smem > 48 * 1024) {
         if (smem > gptoss_cuda(backend)->max_shared_per_block) {
             return gptoss_fail(gptoss_status_unsupported_argument, "CUDA MoE decode: num_cols %u is too large", C);
