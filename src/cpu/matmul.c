@@ -178,7 +178,10 @@ __attribute__((target("avx2,fma"))) static void decode_rows_avx2(void* context, 
     const size_t T = g->T;
     size_t r = begin;
     if (T == 1) {
-        for (; r + 8 <= end; r += 8) decode_block_avx2(g, r, 0, 8, 1);
+        /* One row at a time: a single sequential stream per thread. Measured on the 2-core
+         * AMD EPYC (2 threads, 4 alternating runs): qkv / attn-out / unembedding at 84 / 78 /
+         * 78% of the read pass, against 76 / 61 / 75% with 8 rows interleaved. Each row keeps
+         * its own accumulator either way, so results are identical. */
         for (; r < end; r++) decode_block_avx2(g, r, 0, 1, 1);
         return;
     }
