@@ -80,7 +80,7 @@ const struct tc_case tc_catalogue[] = {
     {"matmul_seed_batch2_rows128_cols1024", TK_MATMUL, .t = 2, .c = 128, .r = 1024, .flags = Q},
     {"matmul_20b_qkv_decode_2880x5120", TK_MATMUL, .t = 1, .c = 2880, .r = 5120},
     {"matmul_20b_router_decode_2880x32", TK_MATMUL, .t = 1, .c = 2880, .r = 32, .flags = B},
-    {"matmul_120b_router_decode_2880x128", TK_MATMUL, .t = 1, .c = 2880, .r = 128},
+    {"matmul_120b_router_decode_2880x128", TK_MATMUL, .t = 1, .c = 2880, .r = 128, .flags = B},
     {"matmul_20b_router_batch63_2880x32", TK_MATMUL, .t = 63, .c = 2880, .r = 32},
     {"matmul_20b_router_prefill512_2880x32", TK_MATMUL, .t = 512, .c = 2880, .r = 32},
     {"matmul_120b_router_prefill512_2880x128", TK_MATMUL, .t = 512, .c = 2880, .r = 128},
@@ -101,6 +101,8 @@ const struct tc_case tc_catalogue[] = {
     {"dense_qkv_20b_decode_2880x5120", TK_DENSE_MATMUL_QKV, .t = 1, .c = 2880, .r = 5120},
     /* 512 x 2880 x 5120: 16 random tokens checked against the reference. */
     {"dense_qkv_20b_prefill512_2880x5120", TK_DENSE_MATMUL_QKV, .t = 512, .c = 2880, .r = 5120, .check = 16, .flags = B},
+    /* Benchmark only: the 2,048-token prefill. */
+    {"dense_qkv_20b_prefill2048_2880x5120", TK_DENSE_MATMUL_QKV, .t = 2048, .c = 2880, .r = 5120, .flags = B | TC_BENCH_ONLY},
     {"dense_attn_out_1tok_1x1", TK_DENSE_MATMUL_ATTN_OUTPUT, .t = 1, .c = 1, .r = 1, .flags = Q},
     {"dense_attn_out_odd_3tok_130x2881", TK_DENSE_MATMUL_ATTN_OUTPUT, .t = 3, .c = 130, .r = 2881, .flags = Q},
     {"dense_attn_out_odd_65tok_19x19", TK_DENSE_MATMUL_ATTN_OUTPUT, .t = 65, .c = 19, .r = 19},
@@ -150,6 +152,8 @@ const struct tc_case tc_catalogue[] = {
     {"sdpa_scale1_upstream_convention", TK_SDPA, .t = 2, .off = 130, .hq = 16, .hkv = 2, .d = 64, .window = 128, .f = 1.0f},
     {"sdpa_20b_decode_4096_window128", TK_SDPA, .t = 1, .off = 4096, .hq = 64, .hkv = 8, .d = 64, .window = 128, .maxt = 8192, .f = 0.125f, .flags = B},
     {"sdpa_20b_decode_4096_full", TK_SDPA, .t = 1, .off = 4096, .hq = 64, .hkv = 8, .d = 64, .window = FULL, .maxt = 8192, .f = 0.125f, .flags = B},
+    /* Benchmark only: one query over 32,768 cached tokens (134 MB of K/V per layer). */
+    {"sdpa_decode_32768_full", TK_SDPA, .t = 1, .off = 32768, .hq = 64, .hkv = 8, .d = 64, .window = FULL, .maxt = 32769, .f = 0.125f, .flags = B | TC_BENCH_ONLY},
     {"sdpa_20b_prefill512_after3584_window128", TK_SDPA, .t = 512, .off = 3584, .hq = 64, .hkv = 8, .d = 64, .window = 128, .f = 0.125f, .check = 32},
     /* Full attention over 512 new tokens after 3584 cached ones is ~17 G MACs per backend;
      * the full-window prefill runs from position 0 instead (keys 1..512). */
@@ -210,12 +214,12 @@ const struct tc_case tc_catalogue[] = {
     {"moe_swiglu_limit1_3of7_cols96_rows3", TK_MOE_MATMUL_SWIGLU, .t = 3, .c = 96, .r = 3, .e = 7, .k = 3, .f = 1.0f, .flags = Q},
     {"moe_swiglu_odd_cols_2880_rows130_3tok", TK_MOE_MATMUL_SWIGLU, .t = 3, .c = 2880, .r = 130, .e = 32, .k = 4, .f = 7.0f},
     {"moe_swiglu_20b_decode_4of32_2880", TK_MOE_MATMUL_SWIGLU, .t = 1, .c = 2880, .r = 2880, .e = 32, .k = 4, .f = 7.0f, .flags = B},
-    {"moe_swiglu_120b_decode_4of128_2880", TK_MOE_MATMUL_SWIGLU, .t = 1, .c = 2880, .r = 2880, .e = 128, .k = 4, .f = 7.0f},
+    {"moe_swiglu_120b_decode_4of128_2880", TK_MOE_MATMUL_SWIGLU, .t = 1, .c = 2880, .r = 2880, .e = 128, .k = 4, .f = 7.0f, .flags = B},
     {"moe_matmul_1of1_cols32_rows1", TK_MOE_MATMUL, .t = 1, .c = 32, .r = 1, .e = 1, .k = 1, .flags = Q},
     {"moe_matmul_3of7_19tok_cols64_rows19", TK_MOE_MATMUL, .t = 19, .c = 64, .r = 19, .e = 7, .k = 3, .flags = Q},
     {"moe_matmul_odd_rows_2881_3tok", TK_MOE_MATMUL, .t = 3, .c = 2880, .r = 2881, .e = 32, .k = 4},
     {"moe_matmul_20b_decode_4of32_2880", TK_MOE_MATMUL, .t = 1, .c = 2880, .r = 2880, .e = 32, .k = 4, .flags = B},
-    {"moe_matmul_120b_decode_4of128_2880", TK_MOE_MATMUL, .t = 1, .c = 2880, .r = 2880, .e = 128, .k = 4},
+    {"moe_matmul_120b_decode_4of128_2880", TK_MOE_MATMUL, .t = 1, .c = 2880, .r = 2880, .e = 128, .k = 4, .flags = B},
     {"moe_dense_swiglu_1pair", TK_MOE_DENSE_MATMUL_SWIGLU, .t = 1, .c = 32, .r = 1, .e = 1, .k = 1, .f = 7.0f, .flags = Q},
     {"moe_dense_swiglu_3of7_19tok_cols64_rows19", TK_MOE_DENSE_MATMUL_SWIGLU, .t = 19, .c = 64, .r = 19, .e = 7, .k = 3, .f = 7.0f, .flags = Q},
     /* Prefill MoE at 512 tokens is 51 G MACs per backend (2048 expert rows x 2880 x 8640,

@@ -83,6 +83,7 @@ if ! skip python; then
 fi
 
 if ! skip bench; then
+    python3 tools/gpu_peaks.py >"$LOG/peaks.log" 2>&1
     "$B"/bench/bench --backend cuda >"$LOG/bench.log" 2>&1
     R[bench]="rc=$?"
 fi
@@ -119,6 +120,7 @@ echo "================ $GPU ($(el)) ================"
 for k in build harness-cuda harness-avx512 memcheck racecheck e2e-hf pytest bench engine-20b engine-120b profile-20b harness-ab; do
     printf '%-15s %s\n' "$k" "${R[$k]:-skipped}"
 done
+[ -f "$LOG/peaks.log" ] && cat "$LOG/peaks.log"
 [ -f "$LOG/bench.log" ] && grep -E '%BW|GB/s|^[a-z_0-9]+ ' "$LOG/bench.log" | tail -24
 cat "$LOG"/engine-*.log 2>/dev/null | grep -E '^\|' | sort -u
 [ -f "$LOG/bench-ab.log" ] && { echo "A/B ($GPU_AB):"; grep -E 'GB/s|%BW' -A8 "$LOG/bench-ab.log" | tail -6; grep -E '^\|' "$LOG/engine-20b-ab.log"; }
