@@ -23,6 +23,11 @@
  * rows on a 20b-shaped model (2 threads, AVX2: pp128 4.3-10.4 vs 2.8-5.4 tok/s), slower at
  * 256 (4.2 vs 5.9). CUDA: not measured yet. */
 #define GPTOSS_MOE_DENSE_MIN_ROWS_CPU 256u
+/* Default prefill chunk (max_batch_tokens 0). GPU: 512 tokens give the MoE GEMMs ~64 rows
+ * per expert on gpt-oss-20b (4 of 32 experts); 128-token chunks gave ~16 and ran the
+ * tensor-core tiles a quarter full. CPU: the GEMMs are at their rate from 128 tokens on. */
+#define GPTOSS_DEFAULT_BATCH_CPU 128u
+#define GPTOSS_DEFAULT_BATCH_GPU 512u
 #define GPTOSS_MOE_DENSE_MIN_ROWS_CUDA 16u
 
 struct gptoss_context {
@@ -63,6 +68,11 @@ struct gptoss_context {
     uint32_t* sampled;        /* [1] */
 
     struct gptoss_profile* prof; /* NULL unless $GPTOSS_PROFILE (engine_internal.h) */
+
+    /* CUDA decode steps as recorded graphs (see decode_step_graph); NULL when the backend
+     * cannot record, with $GPTOSS_CUDA_GRAPHS=0, or while profiling */
+    gptoss_graph_t graphs[2]; /* slot = position % 2 */
+    size_t graph_pos[2];      /* position recorded in each slot, or SIZE_MAX */
 };
 
 /* Re-raises the current message with a prefix. */
@@ -225,6 +235,7 @@ static void context_free(struct gptoss_context* c) {
     free(c->scratch.prob);
     free(c->scratch.count);
     free(c->prof);
+    for (int i = 0; i < 2; i++) gptoss_graph_release(c->graphs[i]);
     if (c->model != NULL) gptoss_model_release(c->model);
     free(c);
 }
@@ -263,7 +274,11 @@ enum gptoss_status gptoss_context_create(gptoss_model_t model, size_t context_le
     if (context_length > UINT32_MAX) {
         return gptoss_fail(gptoss_status_unsupported_argument, "context_length %zu exceeds 2^32-1", context_length);
     }
-    if (max_batch_tokens == 0) max_batch_tokens = 128;
+    if (max_batch_tokens == 0) {
+        max_batch_tokens = gptoss_backend_get_kind(model->backend) == gptoss_backend_kind_cpu
+                               ? GPTOSS_DEFAULT_BATCH_CPU
+                               : GPTOSS_DEFAULT_BATCH_GPU;
+    }
     if (max_batch_tokens > context_length) max_batch_tokens = context_length;
     if (max_batch_tokens > 65536) {
         return gptoss_fail(gptoss_status_invalid_argument, "max_batch_tokens %zu exceeds 65536", max_batch_tokens);
@@ -344,6 +359,19 @@ enum gptoss_status gptoss_context_create(gptoss_model_t model, size_t context_le
     ALLOC(prob_sum, 1, float);
     ALLOC(sampled, 1, uint32_t);
 #undef ALLOC
+    c->graph_pos[0] = c->graph_pos[1] = SIZE_MAX;
+    const char* graph_env = getenv("GPTOSS_CUDA_GRAPHS");
+    const int graphs_off = graph_env != NULL && strcmp(graph_env, "0") == 0;
+    if (!graphs_off && c->prof == NULL) {
+        for (int i = 0; i < 2; i++) {
+            if (gptoss_graph_create(c->backend, &c->graphs[i]) != gptoss_status_success) {
+                for (int j = 0; j < i; j++) gptoss_graph_release(c->graphs[j]);
+                c->graphs[0] = c->graphs[1] = NULL;
+                gptoss_clear_error(); /* CPU backends: no graphs, kernels run directly */
+                break;
+            }
+        }
+    }
     *context_out = c;
     return gptoss_status_success;
 fail: {
@@ -359,8 +387,9 @@ fail: {
 
 #define WPTR(type, off) ((const type*) (m->weights + (off)))
 
-/* One batch: tokens [s, s+n) (n <= B); o in {0, 1} rows of logits (the last token). */
-static enum gptoss_status forward_batch(struct gptoss_context* c, size_t s, uint32_t n, uint32_t o) {
+/* The kernels of one batch: tokens [s, s+n) (n <= B), whose ids are already in
+ * c->batch_tokens; o in {0, 1} rows of logits (the last token). */
+static enum gptoss_status forward_kernels(struct gptoss_context* c, size_t s, uint32_t n, uint32_t o) {
     const struct gptoss_model* m = c->model;
     const struct gptoss_model_config* cfg = &m->config;
     gptoss_backend_t b = c->backend;
@@ -377,9 +406,6 @@ static enum gptoss_status forward_batch(struct gptoss_context* c, size_t s, uint
         c->prof->batches[c->prof->phase] += 1;
     }
 
-    KCALL_PROF(c, "copy of the batch's token ids", "copy h2d (token ids)",
-               gptoss_backend_copy(b, c->batch_tokens, c->tokens + s, (size_t) n * sizeof(uint32_t),
-                                   gptoss_copy_host_to_backend));
     KCALL_PROF(c, "embeddings", "bf16_f32_embeddings",
                gptoss_bf16_f32_embeddings(b, c->batch_tokens, WPTR(gptoss_bf16, m->embedding), c->residual, n, H, V));
     for (uint32_t l = 0; l < L; l++) {
@@ -474,6 +500,56 @@ static enum gptoss_status forward_batch(struct gptoss_context* c, size_t s, uint
     return gptoss_status_success;
 }
 
+static enum gptoss_status copy_batch_tokens(struct gptoss_context* c, size_t s, uint32_t n) {
+    KCALL_PROF(c, "copy of the batch's token ids", "copy h2d (token ids)",
+               gptoss_backend_copy(c->backend, c->batch_tokens, c->tokens + s, (size_t) n * sizeof(uint32_t),
+                                   gptoss_copy_host_to_backend));
+    return gptoss_status_success;
+}
+
+/* One batch: copy its token ids, then the kernels. */
+static enum gptoss_status forward_batch(struct gptoss_context* c, size_t s, uint32_t n, uint32_t o) {
+    const enum gptoss_status st = copy_batch_tokens(c, s, n);
+    if (st != gptoss_status_success) return st;
+    return forward_kernels(c, s, n, o);
+}
+
+/* Records the kernels of the decode step at position s (one token, logits) in graph slot. */
+static enum gptoss_status record_decode_step(struct gptoss_context* c, int slot, size_t s) {
+    c->graph_pos[slot] = SIZE_MAX;
+    enum gptoss_status st = gptoss_graph_begin(c->graphs[slot]);
+    if (st != gptoss_status_success) return st;
+    st = forward_kernels(c, s, 1, 1);
+    char msg[512];
+    if (st != gptoss_status_success) snprintf(msg, sizeof(msg), "%s", gptoss_last_error());
+    const enum gptoss_status end = gptoss_graph_end(c->graphs[slot]);
+    if (st != gptoss_status_success) return gptoss_fail(st, "%s", msg);
+    if (end != gptoss_status_success) return end;
+    c->graph_pos[slot] = s;
+    return gptoss_status_success;
+}
+
+/* The decode step at position s as one graph launch (CUDA). The kernels' arguments depend
+ * on the position only (the token id is copied in before the launch), so while the GPU
+ * runs step s the host records step s+1 into the other slot: the recording and the graph
+ * update are off the critical path, and the GPU runs the ~300 kernels of a step
+ * back to back. Falls back to direct launches if recording fails. */
+static enum gptoss_status decode_step_graph(struct gptoss_context* c, size_t s) {
+    const int slot = (int) (s & 1);
+    if (c->graph_pos[slot] != s && record_decode_step(c, slot, s) != gptoss_status_success) {
+        gptoss_clear_error();
+        return forward_batch(c, s, 1, 1);
+    }
+    enum gptoss_status st = copy_batch_tokens(c, s, 1);
+    if (st != gptoss_status_success) return st;
+    st = gptoss_graph_launch(c->graphs[slot]);
+    if (st != gptoss_status_success) return st;
+    if (s + 1 < c->max_tokens && record_decode_step(c, slot ^ 1, s + 1) != gptoss_status_success) {
+        gptoss_clear_error(); /* recorded again (or run directly) when needed */
+    }
+    return gptoss_status_success;
+}
+
 /* Runs tokens [first, first+count) in batches of B; with `logits`, the last token's logits
  * and argmax end up in c->logits / c->argmax. The K/V of those positions are (re)written. */
 static enum gptoss_status process_tokens(struct gptoss_context* c, size_t first, size_t count, int logits) {
@@ -483,7 +559,7 @@ static enum gptoss_status process_tokens(struct gptoss_context* c, size_t first,
         const uint32_t n = left < c->max_batch ? (uint32_t) left : c->max_batch;
         const uint32_t o = (logits && s + n == first + count) ? 1 : 0;
         const uint64_t t0 = prof_start(c);
-        st = forward_batch(c, s, n, o);
+        st = (n == 1 && o == 1 && c->graphs[0] != NULL) ? decode_step_graph(c, s) : forward_batch(c, s, n, o);
         prof_phase_add(c, t0);
         if (st != gptoss_status_success) {
             /* positions from s on may hold partial K/V */
@@ -544,6 +620,14 @@ enum gptoss_status gptoss_context_get_max_tokens(gptoss_context_t context, size_
     if (context == NULL) return gptoss_fail(gptoss_status_invalid_argument, "context is NULL");
     if (max_tokens_out == NULL) return gptoss_fail(gptoss_status_invalid_argument, "max_tokens_out is NULL");
     *max_tokens_out = context->max_tokens;
+    return gptoss_status_success;
+}
+
+enum gptoss_status gptoss_context_get_max_batch_tokens(gptoss_context_t context, size_t* max_batch_tokens_out) {
+    gptoss_clear_error();
+    if (context == NULL) return gptoss_fail(gptoss_status_invalid_argument, "context is NULL");
+    if (max_batch_tokens_out == NULL) return gptoss_fail(gptoss_status_invalid_argument, "max_batch_tokens_out is NULL");
+    *max_batch_tokens_out = context->max_batch;
     return gptoss_status_success;
 }
 

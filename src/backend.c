@@ -82,3 +82,55 @@ enum gptoss_status gptoss_backend_synchronize(gptoss_backend_t backend) {
     if (backend == NULL) return gptoss_fail(gptoss_status_invalid_argument, "backend is NULL");
     return backend->ops->synchronize(backend);
 }
+
+/* ---- graphs (CUDA only) ------------------------------------------------------------- */
+
+enum gptoss_status gptoss_graph_create(gptoss_backend_t backend, gptoss_graph_t* graph_out) {
+    gptoss_clear_error();
+    if (backend == NULL) return gptoss_fail(gptoss_status_invalid_argument, "backend is NULL");
+    if (graph_out == NULL) return gptoss_fail(gptoss_status_invalid_argument, "graph_out is NULL");
+#ifdef GPTOSS_WITH_CUDA
+    if (backend->kind == gptoss_backend_kind_cuda) return gptoss_cuda_graph_create(backend, graph_out);
+#endif
+    return gptoss_fail(gptoss_status_unsupported_system, "backend %s does not record graphs", backend->name);
+}
+
+enum gptoss_status gptoss_graph_begin(gptoss_graph_t graph) {
+    gptoss_clear_error();
+    if (graph == NULL) return gptoss_fail(gptoss_status_invalid_argument, "graph is NULL");
+#ifdef GPTOSS_WITH_CUDA
+    return gptoss_cuda_graph_begin(graph);
+#else
+    return gptoss_fail(gptoss_status_unsupported_system, "this build has no graphs");
+#endif
+}
+
+enum gptoss_status gptoss_graph_end(gptoss_graph_t graph) {
+    gptoss_clear_error();
+    if (graph == NULL) return gptoss_fail(gptoss_status_invalid_argument, "graph is NULL");
+#ifdef GPTOSS_WITH_CUDA
+    return gptoss_cuda_graph_end(graph);
+#else
+    return gptoss_fail(gptoss_status_unsupported_system, "this build has no graphs");
+#endif
+}
+
+enum gptoss_status gptoss_graph_launch(gptoss_graph_t graph) {
+    gptoss_clear_error();
+    if (graph == NULL) return gptoss_fail(gptoss_status_invalid_argument, "graph is NULL");
+#ifdef GPTOSS_WITH_CUDA
+    return gptoss_cuda_graph_launch(graph);
+#else
+    return gptoss_fail(gptoss_status_unsupported_system, "this build has no graphs");
+#endif
+}
+
+enum gptoss_status gptoss_graph_release(gptoss_graph_t graph) {
+    gptoss_clear_error();
+    if (graph == NULL) return gptoss_status_success;
+#ifdef GPTOSS_WITH_CUDA
+    return gptoss_cuda_graph_release(graph);
+#else
+    return gptoss_status_success;
+#endif
+}

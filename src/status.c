@@ -24,7 +24,12 @@ const char* gptoss_last_error(void) { return g_error; }
 
 void gptoss_clear_error(void) { g_error[0] = '\0'; }
 
+static _Thread_local unsigned long g_error_count;
+
+unsigned long gptoss_error_count(void) { return g_error_count; }
+
 enum gptoss_status gptoss_fail(enum gptoss_status status, const char* format, ...) {
+    g_error_count++;
     va_list args;
     va_start(args, format);
     vsnprintf(g_error, sizeof(g_error), format, args);

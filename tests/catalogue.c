@@ -228,9 +228,15 @@ const struct tc_case tc_catalogue[] = {
      * random rows checked against the reference, the rest scanned for NaN. */
     {"moe_dense_swiglu_20b_prefill16_4of32_2880", TK_MOE_DENSE_MATMUL_SWIGLU, .t = 16, .c = 2880, .r = 2880, .e = 32, .k = 4, .f = 7.0f, .check = 6},
     {"moe_dense_swiglu_120b_prefill8_4of128_2880", TK_MOE_DENSE_MATMUL_SWIGLU, .t = 8, .c = 2880, .r = 2880, .e = 128, .k = 4, .f = 7.0f, .check = 4},
+    /* denser expert tiles (64 tokens x 2 of 4 experts: ~32 rows per expert), as in a
+     * 512-token prefill chunk of 20b; 8 random rows checked */
+    {"moe_dense_swiglu_64tok_2of4_2880", TK_MOE_DENSE_MATMUL_SWIGLU, .t = 64, .c = 2880, .r = 2880, .e = 4, .k = 2, .f = 7.0f, .check = 8},
+    {"moe_dense_swiglu_20b_prefill512_4of32_2880", TK_MOE_DENSE_MATMUL_SWIGLU, .t = 512, .c = 2880, .r = 2880, .e = 32, .k = 4, .f = 7.0f, .flags = B | TC_BENCH_ONLY},
     {"moe_dense_matmul_1pair", TK_MOE_DENSE_MATMUL, .t = 1, .c = 32, .r = 1, .e = 1, .k = 1, .flags = Q},
     {"moe_dense_matmul_3of7_19tok_cols64_rows19", TK_MOE_DENSE_MATMUL, .t = 19, .c = 64, .r = 19, .e = 7, .k = 3, .flags = Q},
     {"moe_dense_matmul_20b_prefill16_4of32_2880", TK_MOE_DENSE_MATMUL, .t = 16, .c = 2880, .r = 2880, .e = 32, .k = 4, .check = 6},
+    {"moe_dense_matmul_64tok_2of4_2880_rows2881", TK_MOE_DENSE_MATMUL, .t = 64, .c = 2880, .r = 2881, .e = 4, .k = 2, .check = 8},
+    {"moe_dense_matmul_20b_prefill512_4of32_2880", TK_MOE_DENSE_MATMUL, .t = 512, .c = 2880, .r = 2880, .e = 32, .k = 4, .flags = B | TC_BENCH_ONLY},
     {"moe_dense_matmul_120b_prefill8_4of128_2880", TK_MOE_DENSE_MATMUL, .t = 8, .c = 2880, .r = 2880, .e = 128, .k = 4, .check = 4},
 
     /* ---- sampling ---- */

@@ -277,7 +277,7 @@ static void defaults(struct options* o) {
     "  --device N           CUDA device (default 0)\n"                                                 \
     "  -t, --threads N      CPU threads (default: one per processor)\n"                                \
     "  -c, --ctx-size N     context length (default: as needed, at most the model's)\n"                \
-    "  -b, --batch-size N   prefill chunk, max_batch_tokens (default 128)\n"
+    "  -b, --batch-size N   prefill chunk, max_batch_tokens (default: 128 cpu, 512 cuda)\n"
 #define MODEL_HELP                                                                                     \
     "  -m, --model FILE     model file (GPT-OSS v1.0)\n"                                               \
     "  --random PRESET      instead of -m: random weights made in backend memory (no file),\n"       \
@@ -320,7 +320,9 @@ static void help_bench(void) {
            "                       min(P, batch size) tokens and one decode step\n" BACKEND_HELP
            "environment:\n"
            "  GPTOSS_PROFILE=1     per-kernel profile of the timed runs on stderr (the backend is\n"
-           "                       synchronised around every kernel call: slower, t/s not comparable)\n");
+           "                       synchronised around every kernel call: slower, t/s not comparable)\n"
+           "  GPTOSS_CUDA_GRAPHS=0 CUDA: run decode steps as direct kernel launches instead of\n"
+           "                       recorded graphs (for comparison)\n");
 }
 
 static void help_main(void) {
@@ -847,8 +849,13 @@ static int cmd_bench(int argc, char** argv) {
      * prefill paths) and one decode step from a 1-token context as in tg (page-in, thread
      * start, the decode paths), then a reset */
     {
-        const size_t chunk = o.batch != 0 ? (size_t) o.batch : 128; /* gptoss_context_create's default */
-        const size_t w = P < chunk ? P : chunk;                       /* P <= max_tokens (checked above) */
+        size_t chunk = 0;
+        st = gptoss_context_get_max_batch_tokens(e.context, &chunk);
+        if (st != gptoss_status_success) {
+            engine_error("warm-up", st);
+            goto done;
+        }
+        const size_t w = P < chunk ? P : chunk; /* P <= max_tokens (checked above) */
         const uint32_t other = (ids[0] + 1) % num_text;
         size_t got;
         st = gptoss_context_append_tokens(e.context, w, ids);

@@ -48,10 +48,14 @@ R[harness-cuda]="rc=$? $(grep -E '^[0-9]+ passed' "$LOG/harness-cuda.log" | tail
 grep -E '^FAIL' "$LOG/harness-cuda.log" | head -20
 echo "harness-cuda: ${R[harness-cuda]} ($(el))"
 
+"$B"/tests/test_graph >"$LOG/graph.log" 2>&1
+R[graph]="rc=$? $(tail -1 "$LOG/graph.log")"
+grep -E '^FAIL' "$LOG/graph.log" | head
+
 if ! skip sanitize; then
     for tool in memcheck racecheck; do
         s=""
-        for f in odd_3 unembedding_prefill130 sdpa_gqa4 moe_swiglu_3of7 routing_3of7 sample_odd; do
+        for f in odd_3 unembedding_prefill130 sdpa_gqa4 moe_swiglu_3of7 moe_dense_swiglu_3of7 moe_dense_matmul_64tok routing_3of7 sample_odd; do
             timeout 60 compute-sanitizer --tool $tool --error-exitcode 99 --print-limit 10 \
                 "$B"/tests/harness --backend cuda --filter "$f" >>"$LOG/$tool.log" 2>&1
             s="$s $f:$?"
@@ -94,6 +98,12 @@ for m in 20b 120b; do
     echo "engine $m: ${R[engine-$m]} ($(el))"
 done
 
+# The same 20b decode with direct kernel launches instead of recorded graphs.
+if ! skip 20b; then
+    GPTOSS_CUDA_GRAPHS=0 "$B"/bin/gptoss bench --random 20b --backend cuda -p 512 -n 128 -r 1 >"$LOG/engine-20b-nograph.log" 2>&1
+    R[engine-20b-nograph]="rc=$? $(grep -E 'pp512|tg128' "$LOG/engine-20b-nograph.log" | awk -F'|' '{printf "%s %s; ", $5, $6}')"
+fi
+
 # Where the engine's time goes on the card (synchronises around every kernel: the t/s of
 # this run is not comparable; the table is).
 if ! skip profile; then
@@ -117,11 +127,11 @@ fi
 
 echo
 echo "================ $GPU ($(el)) ================"
-for k in build harness-cuda harness-avx512 memcheck racecheck e2e-hf pytest bench engine-20b engine-120b profile-20b harness-ab; do
+for k in build harness-cuda harness-avx512 graph memcheck racecheck e2e-hf pytest bench engine-20b engine-20b-nograph engine-120b profile-20b harness-ab; do
     printf '%-15s %s\n' "$k" "${R[$k]:-skipped}"
 done
 [ -f "$LOG/peaks.log" ] && cat "$LOG/peaks.log"
 [ -f "$LOG/bench.log" ] && grep -E '%BW|GB/s|^[a-z_0-9]+ ' "$LOG/bench.log" | tail -24
-cat "$LOG"/engine-*.log 2>/dev/null | grep -E '^\|' | sort -u
+for f in "$LOG"/engine-*.log; do [ -f "$f" ] && { echo "${f##*/}:"; grep -E '^\|' "$f" | grep -E 'pp|tg'; }; done
 [ -f "$LOG/bench-ab.log" ] && { echo "A/B ($GPU_AB):"; grep -E 'GB/s|%BW' -A8 "$LOG/bench-ab.log" | tail -6; grep -E '^\|' "$LOG/engine-20b-ab.log"; }
 [ -f "$LOG/profile-20b.log" ] && grep -E '^(prefill|decode) ' "$LOG/profile-20b.log" | head -40

@@ -91,11 +91,13 @@ enum gptoss_status gptoss_tokenizer_release(gptoss_tokenizer_t tokenizer);
 
 /* ---- contexts ---------------------------------------------------------------------- */
 
-/* context_length 0 = the model's maximum; max_batch_tokens 0 = 128 (the prefill chunk). */
+/* context_length 0 = the model's maximum; max_batch_tokens is the prefill chunk (tokens per
+ * forward pass over the prompt); 0 = the backend's default: 128 on the CPU, 512 on CUDA. */
 enum gptoss_status gptoss_context_create(gptoss_model_t model, size_t context_length, size_t max_batch_tokens,
                                          gptoss_context_t* context_out);
 enum gptoss_status gptoss_context_get_num_tokens(gptoss_context_t context, size_t* num_tokens_out);
 enum gptoss_status gptoss_context_get_max_tokens(gptoss_context_t context, size_t* max_tokens_out);
+enum gptoss_status gptoss_context_get_max_batch_tokens(gptoss_context_t context, size_t* max_batch_tokens_out);
 enum gptoss_status gptoss_context_get_tokens(gptoss_context_t context, uint32_t* tokens_out, size_t max_tokens,
                                              size_t* num_tokens_out);
 /* Tokenizes and appends; context_overflow when full (tokens appended so far are kept). */

@@ -130,6 +130,34 @@ enum gptoss_status gptoss_backend_copy(gptoss_backend_t backend, void* dst, cons
 enum gptoss_status gptoss_backend_synchronize(gptoss_backend_t backend);
 
 /* ------------------------------------------------------------------------------------
+ * Graphs: record a sequence of kernel calls once, replay it with one launch (CUDA graphs).
+ * Meant for the engine's decode step, where ~300 small launches per token would otherwise
+ * each pay the launch latency. CPU backends: gptoss_graph_create returns
+ * gptoss_status_unsupported_system (callers run the kernels directly).
+ *
+ *   gptoss_graph_begin(g);            // this thread's kernel calls on g's backend are now
+ *   gptoss_f32_...(backend, ...);     // recorded (arguments checked as always), not run
+ *   gptoss_graph_end(g);              // g now holds the recording (an update in place if
+ *                                     // the sequence has the same shape as the last one)
+ *   gptoss_graph_launch(g);           // runs it on the backend's stream, asynchronously
+ *
+ * While a thread records, that thread's gptoss_backend_copy, _alloc, _free and
+ * _synchronize on the backend fail with gptoss_status_invalid_state; other threads are not
+ * affected. Pointers and scalar arguments are baked into the recording: buffers must stay
+ * allocated while the graph may run. If any call fails during a recording (a rejected
+ * argument included), gptoss_graph_end fails with gptoss_status_invalid_state and the
+ * graph keeps its previous recording.
+ * ---------------------------------------------------------------------------------- */
+typedef struct gptoss_graph* gptoss_graph_t;
+
+enum gptoss_status gptoss_graph_create(gptoss_backend_t backend, gptoss_graph_t* graph_out);
+enum gptoss_status gptoss_graph_begin(gptoss_graph_t graph);
+enum gptoss_status gptoss_graph_end(gptoss_graph_t graph);
+enum gptoss_status gptoss_graph_launch(gptoss_graph_t graph);
+/* Releases a graph (ends a recording in progress). NULL is accepted. */
+enum gptoss_status gptoss_graph_release(gptoss_graph_t graph);
+
+/* ------------------------------------------------------------------------------------
  * Random fill (Squares32 counter RNG; value i depends only on (seed, offset + i), so the
  * result is bit-identical on every backend)
  * ---------------------------------------------------------------------------------- */

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <pthread.h>
+
 #include "cuda/common.cuh"
 
 enum gptoss_status gptoss_cuda_fail(cudaError_t error, const char* what) {
@@ -33,21 +35,51 @@ enum gptoss_status gptoss_cuda_fail(cudaError_t error, const char* what) {
     return gptoss_fail(status, "CUDA error in %s: %s (%s)", what, cudaGetErrorString(error), cudaGetErrorName(error));
 }
 
-enum gptoss_status gptoss_cuda_temp_alloc(gptoss_backend_t backend, size_t size, void** ptr_out) {
+enum gptoss_status gptoss_cuda_scratch_acquire(gptoss_backend_t backend, size_t size, void** ptr_out) {
     struct gptoss_cuda_backend* cuda = gptoss_cuda(backend);
-    void* ptr = NULL;
-    const cudaError_t err =
-        cudaMallocFromPoolAsync(&ptr, size == 0 ? 16 : size, (cudaMemPool_t) cuda->mem_pool, gptoss_cuda_stream(backend));
-    if (err != cudaSuccess) {
-        return gptoss_cuda_fail(err, "cudaMallocFromPoolAsync (temporary buffer)");
+    pthread_mutex_t* lock = (pthread_mutex_t*) cuda->scratch_lock;
+    pthread_mutex_lock(lock);
+    if (size <= cuda->scratch_size) {
+        *ptr_out = cuda->scratch;
+        return gptoss_status_success;
     }
+    if (gptoss_cuda_capturing(backend)) {
+        pthread_mutex_unlock(lock);
+        return gptoss_fail(gptoss_status_invalid_state,
+                           "a kernel needs %zu bytes of scratch during a graph recording (the backend has %zu); run "
+                           "the same call once outside a recording first",
+                           size, cuda->scratch_size);
+    }
+    if (cuda->num_retired == sizeof(cuda->retired) / sizeof(cuda->retired[0])) {
+        pthread_mutex_unlock(lock);
+        return gptoss_fail(gptoss_status_insufficient_resources, "the scratch buffer grew too many times");
+    }
+    size_t grown = cuda->scratch_size * 2;
+    if (grown < size) grown = size;
+    if (grown < ((size_t) 1 << 20)) grown = (size_t) 1 << 20;
+    void* ptr = NULL;
+    const cudaError_t err = cudaMallocFromPoolAsync(&ptr, grown, (cudaMemPool_t) cuda->mem_pool,
+                                                    (cudaStream_t) cuda->stream);
+    if (err != cudaSuccess) {
+        pthread_mutex_unlock(lock);
+        return gptoss_cuda_fail(err, "cudaMallocFromPoolAsync (scratch buffer)");
+    }
+    if (cuda->scratch != NULL) cuda->retired[cuda->num_retired++] = cuda->scratch;
+    cuda->scratch = ptr;
+    cuda->scratch_size = grown;
     *ptr_out = ptr;
     return gptoss_status_success;
 }
 
-enum gptoss_status gptoss_cuda_temp_free(gptoss_backend_t backend, void* ptr) {
-    if (ptr == NULL) return gptoss_status_success;
-    GPTOSS_CUDA_CHECK(cudaFreeAsync(ptr, gptoss_cuda_stream(backend)));
+void gptoss_cuda_scratch_release(gptoss_backend_t backend) {
+    pthread_mutex_unlock((pthread_mutex_t*) gptoss_cuda(backend)->scratch_lock);
+}
+
+/* Operations that cannot be recorded in a graph. */
+static enum gptoss_status check_not_capturing(gptoss_backend_t backend, const char* what) {
+    if (gptoss_cuda_capturing(backend)) {
+        return gptoss_fail(gptoss_status_invalid_state, "%s is not allowed while this thread records a graph", what);
+    }
     return gptoss_status_success;
 }
 
@@ -56,8 +88,13 @@ static enum gptoss_status cuda_release(gptoss_backend_t backend) {
     int previous = 0;
     cudaGetDevice(&previous);
     cudaSetDevice(cuda->device);
-    const cudaError_t sync_err = cudaStreamSynchronize(gptoss_cuda_stream(backend));
+    const cudaError_t sync_err = cudaStreamSynchronize((cudaStream_t) cuda->stream);
     cudaFree(cuda->error_word);
+    for (uint32_t i = 0; i < cuda->num_retired; i++) cudaFreeAsync(cuda->retired[i], (cudaStream_t) cuda->stream);
+    if (cuda->scratch != NULL) cudaFreeAsync(cuda->scratch, (cudaStream_t) cuda->stream);
+    cudaStreamSynchronize((cudaStream_t) cuda->stream);
+    pthread_mutex_destroy((pthread_mutex_t*) cuda->scratch_lock);
+    free(cuda->scratch_lock);
     if (cuda->mem_pool != NULL) cudaMemPoolDestroy((cudaMemPool_t) cuda->mem_pool);
     free(cuda);
     cudaSetDevice(previous);
@@ -67,6 +104,8 @@ static enum gptoss_status cuda_release(gptoss_backend_t backend) {
 
 static enum gptoss_status cuda_alloc(gptoss_backend_t backend, size_t size, void** ptr_out) {
     struct gptoss_cuda_backend* cuda = gptoss_cuda(backend);
+    const enum gptoss_status st = check_not_capturing(backend, "gptoss_backend_alloc");
+    if (st != gptoss_status_success) return st;
     GPTOSS_CUDA_CHECK(cudaSetDevice(cuda->device));
     void* ptr = NULL;
     const size_t rounded = (size + 255) / 256 * 256;
@@ -85,6 +124,8 @@ static enum gptoss_status cuda_alloc(gptoss_backend_t backend, size_t size, void
 
 static enum gptoss_status cuda_free(gptoss_backend_t backend, void* ptr) {
     struct gptoss_cuda_backend* cuda = gptoss_cuda(backend);
+    const enum gptoss_status st = check_not_capturing(backend, "gptoss_backend_free");
+    if (st != gptoss_status_success) return st;
     GPTOSS_CUDA_CHECK(cudaSetDevice(cuda->device));
     GPTOSS_CUDA_CHECK(cudaStreamSynchronize(gptoss_cuda_stream(backend)));
     GPTOSS_CUDA_CHECK(cudaFree(ptr));
@@ -94,6 +135,8 @@ static enum gptoss_status cuda_free(gptoss_backend_t backend, void* ptr) {
 static enum gptoss_status cuda_copy(gptoss_backend_t backend, void* dst, const void* src, size_t size,
                                     enum gptoss_copy_kind kind) {
     struct gptoss_cuda_backend* cuda = gptoss_cuda(backend);
+    const enum gptoss_status st = check_not_capturing(backend, "gptoss_backend_copy");
+    if (st != gptoss_status_success) return st;
     const cudaStream_t stream = gptoss_cuda_stream(backend);
     GPTOSS_CUDA_CHECK(cudaSetDevice(cuda->device));
     switch (kind) {
@@ -113,6 +156,8 @@ static enum gptoss_status cuda_copy(gptoss_backend_t backend, void* dst, const v
 
 static enum gptoss_status cuda_synchronize(gptoss_backend_t backend) {
     struct gptoss_cuda_backend* cuda = gptoss_cuda(backend);
+    const enum gptoss_status st = check_not_capturing(backend, "gptoss_backend_synchronize");
+    if (st != gptoss_status_success) return st;
     const cudaStream_t stream = gptoss_cuda_stream(backend);
     GPTOSS_CUDA_CHECK(cudaSetDevice(cuda->device));
     GPTOSS_CUDA_CHECK(cudaStreamSynchronize(stream));
@@ -225,6 +270,14 @@ extern "C" enum gptoss_status gptoss_cuda_backend_create(int device, void* strea
         return gptoss_cuda_fail(err, "creation of the temporary memory pool");
     }
     cuda->mem_pool = pool;
+    cuda->scratch_lock = malloc(sizeof(pthread_mutex_t));
+    if (cuda->scratch_lock == NULL || pthread_mutex_init((pthread_mutex_t*) cuda->scratch_lock, NULL) != 0) {
+        free(cuda->scratch_lock);
+        cudaMemPoolDestroy(pool);
+        cudaFree(cuda->error_word);
+        free(cuda);
+        return gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate a CUDA backend");
+    }
 
     cuda->base.ops = &cuda_ops;
     cuda->base.kind = gptoss_backend_kind_cuda;

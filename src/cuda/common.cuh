@@ -39,7 +39,16 @@ enum gptoss_status gptoss_cuda_fail(cudaError_t error, const char* what);
         }                                                             \
     } while (0)
 
+/* Graph recording (graph.cu): while this thread records a graph on `backend`, its kernel
+ * launches go to the graph's capture stream instead of the backend's stream. */
+extern thread_local gptoss_backend_t gptoss_cuda_capture_backend;
+extern thread_local cudaStream_t gptoss_cuda_capture_stream;
+
+static inline bool gptoss_cuda_capturing(gptoss_backend_t backend) { return gptoss_cuda_capture_backend == backend; }
+
+/* The stream kernels are enqueued on (the capture stream while this thread records). */
 static inline cudaStream_t gptoss_cuda_stream(gptoss_backend_t backend) {
+    if (gptoss_cuda_capture_backend == backend) return gptoss_cuda_capture_stream;
     return (cudaStream_t) gptoss_cuda(backend)->stream;
 }
 
@@ -47,9 +56,13 @@ static inline uint32_t* gptoss_cuda_error_word(gptoss_backend_t backend) { retur
 
 static inline int gptoss_cuda_num_sms(gptoss_backend_t backend) { return gptoss_cuda(backend)->num_sms; }
 
-/* Stream-ordered temporaries (the backend's own memory pool); freed in stream order. */
-enum gptoss_status gptoss_cuda_temp_alloc(gptoss_backend_t backend, size_t size, void** ptr_out);
-enum gptoss_status gptoss_cuda_temp_free(gptoss_backend_t backend, void* ptr);
+/* The backend's scratch buffer (at least `size` bytes) for the kernels enqueued before the
+ * matching release; kernels on the one stream use it one after another. Outside a graph
+ * recording it grows as needed; during one it must already be large enough (the same
+ * call run once before recording sizes it), else invalid_state. On success the scratch
+ * lock is held: call gptoss_cuda_scratch_release after enqueueing. */
+enum gptoss_status gptoss_cuda_scratch_acquire(gptoss_backend_t backend, size_t size, void** ptr_out);
+void gptoss_cuda_scratch_release(gptoss_backend_t backend);
 
 static inline bool gptoss_aligned(const void* ptr, size_t alignment) {
     return ((uintptr_t) ptr % alignment) == 0;

@@ -31,6 +31,15 @@ struct gptoss_cuda_backend {
     size_t max_shared_per_block; /* opt-in maximum, bytes */
     uint32_t* error_word;        /* device u32, set by kernels (bits above), reset by synchronize */
     void* mem_pool;              /* cudaMemPool_t for stream-ordered temporaries */
+    /* Scratch for kernels that need a temporary (SDPA partials, routing counts): one
+     * buffer, grown on demand; outgrown buffers stay allocated until release because a
+     * recorded graph may still point at them. Guarded by scratch_lock (held from the
+     * acquire until the launch that uses it is enqueued). */
+    void* scratch_lock;          /* pthread_mutex_t */
+    void* scratch;
+    size_t scratch_size;
+    void* retired[64];
+    uint32_t num_retired;
 };
 
 static inline struct gptoss_cuda_backend* gptoss_cuda(gptoss_backend_t backend) {
@@ -38,6 +47,13 @@ static inline struct gptoss_cuda_backend* gptoss_cuda(gptoss_backend_t backend) 
 }
 
 enum gptoss_status gptoss_cuda_backend_create(int device, void* stream, gptoss_backend_t* backend_out);
+
+/* graph.cu: the gptoss_graph_* entries (public checks done in src/backend.c) */
+enum gptoss_status gptoss_cuda_graph_create(gptoss_backend_t backend, gptoss_graph_t* graph_out);
+enum gptoss_status gptoss_cuda_graph_begin(gptoss_graph_t graph);
+enum gptoss_status gptoss_cuda_graph_end(gptoss_graph_t graph);
+enum gptoss_status gptoss_cuda_graph_launch(gptoss_graph_t graph);
+enum gptoss_status gptoss_cuda_graph_release(gptoss_graph_t graph);
 
 enum gptoss_status gptoss_cuda_u32_fill_random(gptoss_backend_t backend, uint32_t* output, uint64_t num_elements, uint64_t seed, uint64_t offset);
 enum gptoss_status gptoss_cuda_f32_fill_random(gptoss_backend_t backend, float* output, uint64_t num_elements, uint64_t seed, uint64_t offset, float min, float max);

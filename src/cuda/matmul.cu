@@ -9,6 +9,7 @@ namespace {
 
 constexpr int kGemvWarps = 8; /* warps per block of the GEMV kernels */
 constexpr uint32_t kGemvMaxTokens = 16;
+constexpr uint32_t kGemvMaxRowsForPrefill = 128; /* prefill with R <= this uses the GEMV kernel */
 
 __device__ __forceinline__ float bf16_lo(uint32_t w) { return __uint_as_float(w << 16); }
 __device__ __forceinline__ float bf16_hi(uint32_t w) { return __uint_as_float(w & 0xFFFF0000u); }
@@ -233,36 +234,6 @@ constexpr size_t tc_smem_bytes() {
     return (size_t) 2 * (NP * TC_BM + TC_BN) * TC_LD * sizeof(uint16_t);
 }
 
-/* bf16 bits of x split into NP parts (exact differences; non-finite x: x1 = x, rest 0) */
-template <int NP>
-__device__ __forceinline__ void split_bf16(float x, uint32_t (&p)[NP]) {
-    const uint32_t u = __float_as_uint(x);
-    if ((u & 0x7F800000u) == 0x7F800000u) {
-        p[0] = gptoss_d_f32_to_bf16(x);
-#pragma unroll
-        for (int i = 1; i < NP; i++) p[i] = 0;
-        return;
-    }
-    uint32_t h = gptoss_d_f32_to_bf16(x);
-    if ((h & 0x7F80u) == 0x7F80u) h = u >> 16; /* rounding reached inf: truncate instead */
-    p[0] = h;
-    float r = x - __uint_as_float(h << 16);
-#pragma unroll
-    for (int i = 1; i < NP; i++) {
-        const uint32_t b = gptoss_d_f32_to_bf16(r);
-        p[i] = b;
-        r = r - __uint_as_float(b << 16);
-    }
-}
-
-__device__ __forceinline__ void mma_bf16_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
 template <bool VEC, int NP>
 __global__ void __launch_bounds__(256, 2) gemm_bf16_tc_kernel(const float* __restrict__ A,
                                                              const uint16_t* __restrict__ W,
@@ -331,7 +302,7 @@ __global__ void __launch_bounds__(256, 2) gemm_bf16_tc_kernel(const float* __res
             const uint32_t row = idx >> 3, col = (idx & 7u) * 4;
             uint32_t parts[4][NP];
 #pragma unroll
-            for (int q = 0; q < 4; q++) split_bf16<NP>(av[i][q], parts[q]);
+            for (int q = 0; q < 4; q++) gptoss_d_split_bf16<NP>(av[i][q], parts[q]);
 #pragma unroll
             for (int p = 0; p < NP; p++) {
                 uint2 v;
@@ -378,7 +349,7 @@ __global__ void __launch_bounds__(256, 2) gemm_bf16_tc_kernel(const float* __res
 #pragma unroll
                 for (int mi = 0; mi < 2; mi++)
 #pragma unroll
-                    for (int p = NP - 1; p >= 0; p--) mma_bf16_16816(acc[mi][ni], af[p][mi], b0, b1);
+                    for (int p = NP - 1; p >= 0; p--) gptoss_d_mma_bf16_16816(acc[mi][ni], af[p][mi], b0, b1);
             }
         }
         if (more) sstore(st ^ 1);
@@ -447,6 +418,14 @@ enum gptoss_status gptoss_cuda_bf16w_matmul_launch(gptoss_backend_t backend, con
             gemv_bf16_scalar_kernel<<<grid, kGemvWarps * 32, 0, stream>>>(input, w, b, output, T, C, R, add);
             err = cudaGetLastError();
         }
+        if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of the bf16 GEMV kernel");
+        return gptoss_status_success;
+    }
+    /* few weight rows (the MoE router, 2880 -> 32 / 128): the tensor-core tiles would give
+     * T/128 blocks; the GEMV kernel over tiles of 8 tokens keeps every SM busy and reads the
+     * small matrix from L2 */
+    if (vec && R <= kGemvMaxRowsForPrefill && (T + 7) / 8 <= GPTOSS_CUDA_MAX_GRID_YZ) {
+        const cudaError_t err = launch_gemv_vec<8, 2>(stream, input, w, b, output, T, C, R, add);
         if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of the bf16 GEMV kernel");
         return gptoss_status_success;
     }

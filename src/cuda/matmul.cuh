@@ -20,4 +20,47 @@ __device__ __forceinline__ uint4 gptoss_d_ld_stream(const void* ptr) {
     return v;
 }
 
+
+/* ---------------------------------------------------------------------------------
+ * Tensor-core building blocks shared by the split-bf16 GEMMs (matmul.cu, moe.cu).
+ * ------------------------------------------------------------------------------- */
+
+/* bf16 bits of x split into NP parts (exact differences; non-finite x: x1 = x, rest 0) */
+template <int NP>
+__device__ __forceinline__ void gptoss_d_split_bf16(float x, uint32_t (&p)[NP]) {
+    const uint32_t u = __float_as_uint(x);
+    if ((u & 0x7F800000u) == 0x7F800000u) {
+        p[0] = gptoss_d_f32_to_bf16(x);
+#pragma unroll
+        for (int i = 1; i < NP; i++) p[i] = 0;
+        return;
+    }
+    uint32_t h = gptoss_d_f32_to_bf16(x);
+    if ((h & 0x7F80u) == 0x7F80u) h = u >> 16; /* rounding reached inf: truncate instead */
+    p[0] = h;
+    float r = x - __uint_as_float(h << 16);
+#pragma unroll
+    for (int i = 1; i < NP; i++) {
+        const uint32_t b = gptoss_d_f32_to_bf16(r);
+        p[i] = b;
+        r = r - __uint_as_float(b << 16);
+    }
+}
+
+__device__ __forceinline__ void gptoss_d_mma_bf16_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/* ldmatrix .x4: four 8x8 b16 matrices; lanes 8j..8j+7 give the row addresses of matrix j. */
+__device__ __forceinline__ void gptoss_d_ldmatrix_x4(uint32_t (&r)[4], const void* smem_row) {
+    const uint32_t a = (uint32_t) __cvta_generic_to_shared(smem_row);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
+}
+
 #endif

@@ -3,7 +3,8 @@
  * e*expert_stride. Decode kernels: one (token, slot) pair per blockIdx.y, its activation
  * row staged in shared memory, one warp per pair of weight rows (the glu/linear pair for
  * SwiGLU), 16-byte block loads, exact dequantisation (fp4 values as f16 = fp4 * 2^-14).
- * Prefill kernels: a 64x64 tiled f32 SIMT GEMM over expert-grouped rows. */
+ * Prefill kernels: a tensor-core GEMM over expert-grouped rows (split-bf16 activations,
+ * exactly dequantised weights; see moe_gemm_tc_kernel). */
 #include <cuda_fp16.h>
 
 #include "cuda/matmul.cuh"
@@ -156,23 +157,40 @@ __global__ void __launch_bounds__(kMoeWarps * 32) moe_gemv_kernel(
     }
 }
 
-/* Prefill: tiled GEMM over expert-grouped rows. Block (x, y): weight-row tile x; y walks
- * the experts' row tiles. out[m][n] = A[m] . W_e[n] + b_e[n] (or SwiGLU of column pairs). */
-constexpr int BM = 64, BN = 64, BK = 32;
+/* Prefill: tensor-core GEMM over expert-grouped rows. Block (x, y): weight-row tile x; y
+ * walks the experts' row tiles. out[m][n] = A[m] . W_e[n] + b_e[n] (or SwiGLU of column
+ * pairs). Numerics as gemm_bf16_tc_kernel (matmul.cu): the f32 activations are split
+ * exactly into NP bf16 parts; the weights are dequantised exactly to bf16, pre-scaled by
+ * 2^10: w * 2^10 = fp4 * 2^(stored - 131) lies in [2^-132, 6 * 2^124] for every scale byte,
+ * and with at most 2 significant bits it is a bf16 (subnormal below 2^-126) without
+ * rounding. mma.sync accumulates the exact products in f32; the sum is scaled back by
+ * 2^-10 (exact unless the result is subnormal), then the bias is added.
+ * Tiles: 64 expert rows x 128 weight rows x 32 columns (one MXFP4 block), 256 threads
+ * (8 warps as 2 x 4, warp tile 32 x 32), ldmatrix fragment loads, two shared-memory stages
+ * fed through registers (split and dequantisation happen on the way in). */
+constexpr int MT_BM = 64, MT_BN = 128, MT_BK = 32, MT_LD = MT_BK + 8; /* LD: padded row, bf16 */
+constexpr int kMoeTcPrescale = 10;
 
-template <bool SWIGLU>
-__global__ void __launch_bounds__(256) moe_gemm_kernel(const uint32_t* __restrict__ offsets,
-                                                       const float* __restrict__ A,
-                                                       const uint8_t* __restrict__ blocks,
-                                                       const uint8_t* __restrict__ scales,
-                                                       const uint8_t* __restrict__ bias_bytes, size_t stride,
-                                                       float* __restrict__ out, uint32_t P, uint32_t E, uint32_t K,
-                                                       uint32_t N /* weight rows */, uint32_t out_width,
-                                                       float limit, uint32_t* error_word) {
-    __shared__ __align__(16) float As[BK][BM + 4];
-    __shared__ __align__(16) float Bs[BK][BN + 4];
-    const uint32_t tid = threadIdx.x;
-    const uint32_t n0 = blockIdx.x * BN;
+template <int NP>
+constexpr size_t moe_tc_smem_bytes() {
+    return (size_t) 2 * (NP * MT_BM + MT_BN) * MT_LD * sizeof(uint16_t);
+}
+
+template <bool SWIGLU, bool VEC, int NP>
+__global__ void __launch_bounds__(256, 2) moe_gemm_tc_kernel(const uint32_t* __restrict__ offsets,
+                                                             const float* __restrict__ A,
+                                                             const uint8_t* __restrict__ blocks,
+                                                             const uint8_t* __restrict__ scales,
+                                                             const uint8_t* __restrict__ bias_bytes, size_t stride,
+                                                             float* __restrict__ out, uint32_t P, uint32_t E,
+                                                             uint32_t K, uint32_t N /* weight rows */,
+                                                             uint32_t out_width, float limit, uint32_t* error_word) {
+    extern __shared__ __align__(16) uint16_t mt_smem[];
+    __shared__ float fp4_lut[16];
+    uint16_t* As = mt_smem;                           /* [2][NP][MT_BM][MT_LD] */
+    uint16_t* Ws = mt_smem + 2 * NP * MT_BM * MT_LD;  /* [2][MT_BN][MT_LD] */
+    const uint32_t tid = threadIdx.x, lane = tid & 31u, warp = tid >> 5;
+    const uint32_t n0 = blockIdx.x * MT_BN;
 
     /* find (expert, row tile) of this block; validate the offsets on the way */
     uint32_t y = blockIdx.y;
@@ -184,12 +202,12 @@ __global__ void __launch_bounds__(256) moe_gemm_kernel(const uint32_t* __restric
             bad = true;
             break;
         }
-        const uint32_t tiles = (b - a + BM - 1) / BM;
+        const uint32_t tiles = (b - a + MT_BM - 1) / MT_BM;
         if (e_found == 0xFFFFFFFFu) {
             if (y < tiles) {
                 e_found = e;
-                row_begin = a + y * BM;
-                row_end = min(row_begin + BM, b);
+                row_begin = a + y * MT_BM;
+                row_end = min(row_begin + MT_BM, b);
             } else {
                 y -= tiles;
             }
@@ -197,83 +215,168 @@ __global__ void __launch_bounds__(256) moe_gemm_kernel(const uint32_t* __restric
     }
     if (bad) {
         if (tid == 0 && blockIdx.x == 0 && blockIdx.y == 0) gptoss_d_set_error(error_word, GPTOSS_CUDA_ERROR_ROUTING_OFFSET);
-        /* NaN rows: block y covers rows [y*BM, y*BM+BM) of the output columns of tile x */
-        const uint32_t m_begin = blockIdx.y * BM;
-        const uint32_t c_begin = SWIGLU ? n0 / 2 : n0, c_end = min(c_begin + (SWIGLU ? BN / 2 : BN), out_width);
-        for (uint32_t idx = tid; idx < BM * BN; idx += blockDim.x) {
-            const uint32_t m = m_begin + idx / BN, c = c_begin + idx % BN;
+        /* NaN rows: block y covers rows [y*MT_BM, y*MT_BM+MT_BM) of the output columns of tile x */
+        const uint32_t m_begin = blockIdx.y * MT_BM;
+        const uint32_t c_begin = SWIGLU ? n0 / 2 : n0, c_end = min(c_begin + (SWIGLU ? MT_BN / 2 : MT_BN), out_width);
+        for (uint32_t idx = tid; idx < MT_BM * MT_BN; idx += blockDim.x) {
+            const uint32_t m = m_begin + idx / MT_BN, c = c_begin + idx % MT_BN;
             if (m < P && c < c_end) out[(size_t) m * out_width + c] = nan_f();
         }
         return;
     }
-    if (e_found == 0xFFFFFFFFu) return;
+    if (e_found == 0xFFFFFFFFu) return; /* block-uniform */
+    if (tid < 16) fp4_lut[tid] = gptoss_d_fp4(tid);
 
     const uint8_t* wb = blocks + (size_t) e_found * stride;
     const uint8_t* wsc = scales + (size_t) e_found * stride;
     const uint8_t* wbias = bias_bytes + (size_t) e_found * stride;
     const uint32_t nb = K / 32;
-    const uint32_t tx = tid % 16, ty = tid / 16;
-    const uint32_t lr = tid / 4, lc = (tid % 4) * 8;
-    float acc[4][4];
-#pragma unroll
-    for (int i = 0; i < 4; i++)
-#pragma unroll
-        for (int j = 0; j < 4; j++) acc[i][j] = 0.0f;
+    const uint32_t wm = warp & 1u, wn = warp >> 1;
+    const uint32_t g = lane >> 2, tg = lane & 3u;
 
-    for (uint32_t kb = 0; kb < nb; kb++) {
-        const uint32_t k0 = kb * BK;
-        const uint32_t am = row_begin + lr, bn = n0 + lr;
+    float acc[2][4][4];
 #pragma unroll
-        for (int q = 0; q < 8; q++) As[lc + q][lr] = am < row_end ? A[(size_t) am * K + k0 + lc + q] : 0.0f;
-        if (bn < N) {
-            const uint8_t* bp = wb + ((size_t) bn * nb + kb) * 16 + lc / 2;
-            const float mult = mf4_multiplier(wsc[(size_t) bn * nb + kb]);
+    for (int i = 0; i < 2; i++)
 #pragma unroll
-            for (int q = 0; q < 4; q++) {
-                const uint32_t byte = bp[q];
-                Bs[lc + 2 * q][lr] = gptoss_d_fp4(byte & 15u) * mult;
-                Bs[lc + 2 * q + 1][lr] = gptoss_d_fp4(byte >> 4) * mult;
+        for (int j = 0; j < 4; j++)
+#pragma unroll
+            for (int q = 0; q < 4; q++) acc[i][j][q] = 0.0f;
+
+    /* loader mapping: A 2 x (row, 4 columns); W: row tid/2, bytes 8 (tid&1) .. +7 of the block */
+    float av[2][4];
+    uint32_t wq[2], wscale;
+    const uint32_t w_row = tid >> 1, w_half = tid & 1u;
+    auto gload = [&](uint32_t kb) {
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            const uint32_t idx = tid + 256u * i;
+            const uint32_t row = idx >> 3, col = (idx & 7u) * 4;
+            const uint32_t m = row_begin + row, k = kb * MT_BK + col;
+            if (m < row_end) {
+                if (VEC) {
+                    const float4 v = __ldg((const float4*) (A + (size_t) m * K + k));
+                    av[i][0] = v.x; av[i][1] = v.y; av[i][2] = v.z; av[i][3] = v.w;
+                } else {
+#pragma unroll
+                    for (int q = 0; q < 4; q++) av[i][q] = A[(size_t) m * K + k + q];
+                }
+            } else {
+#pragma unroll
+                for (int q = 0; q < 4; q++) av[i][q] = 0.0f;
             }
-        } else {
-#pragma unroll
-            for (int q = 0; q < 8; q++) Bs[lc + q][lr] = 0.0f;
         }
-        __syncthreads();
-#pragma unroll 8
-        for (int kk = 0; kk < BK; kk++) {
-            const float4 a = *(const float4*) &As[kk][ty * 4];
-            const float4 b = *(const float4*) &Bs[kk][tx * 4];
-            const float ar[4] = {a.x, a.y, a.z, a.w};
-            const float br[4] = {b.x, b.y, b.z, b.w};
+        const uint32_t n = n0 + w_row;
+        if (n < N) {
+            const uint8_t* bp = wb + ((size_t) n * nb + kb) * 16 + w_half * 8;
+            if (VEC) {
+                const uint2 v = __ldg((const uint2*) bp);
+                wq[0] = v.x;
+                wq[1] = v.y;
+            } else {
 #pragma unroll
-            for (int i = 0; i < 4; i++)
-#pragma unroll
-                for (int j = 0; j < 4; j++) acc[i][j] = fmaf(ar[i], br[j], acc[i][j]);
-        }
-        __syncthreads();
-    }
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        const uint32_t m = row_begin + ty * 4 + i;
-        if (m >= row_end) continue;
-        if (SWIGLU) {
-#pragma unroll
-            for (int jj = 0; jj < 2; jj++) {
-                const uint32_t n = n0 + tx * 4 + 2 * jj;
-                if (n + 1 < N && n / 2 < out_width) {
-                    const float g = acc[i][2 * jj] + bias_at(wbias, n);
-                    const float l = acc[i][2 * jj + 1] + bias_at(wbias, n + 1);
-                    out[(size_t) m * out_width + n / 2] = gptoss_d_swiglu(g, l, limit);
+                for (int i = 0; i < 2; i++) {
+                    wq[i] = (uint32_t) bp[4 * i] | ((uint32_t) bp[4 * i + 1] << 8) | ((uint32_t) bp[4 * i + 2] << 16) |
+                            ((uint32_t) bp[4 * i + 3] << 24);
                 }
             }
+            wscale = wsc[(size_t) n * nb + kb];
         } else {
+            wq[0] = wq[1] = 0;
+            wscale = 131; /* multiplier 1; the values are zeros */
+        }
+    };
+    auto sstore = [&](int stage) {
+        uint16_t* as = As + (size_t) stage * NP * MT_BM * MT_LD;
+        uint16_t* ws = Ws + (size_t) stage * MT_BN * MT_LD;
 #pragma unroll
-            for (int j = 0; j < 4; j++) {
-                const uint32_t n = n0 + tx * 4 + j;
-                if (n < N) out[(size_t) m * out_width + n] = acc[i][j] + bias_at(wbias, n);
+        for (int i = 0; i < 2; i++) {
+            const uint32_t idx = tid + 256u * i;
+            const uint32_t row = idx >> 3, col = (idx & 7u) * 4;
+            uint32_t parts[4][NP];
+#pragma unroll
+            for (int q = 0; q < 4; q++) gptoss_d_split_bf16<NP>(av[i][q], parts[q]);
+#pragma unroll
+            for (int p = 0; p < NP; p++) {
+                uint2 v;
+                v.x = parts[0][p] | (parts[1][p] << 16);
+                v.y = parts[2][p] | (parts[3][p] << 16);
+                *(uint2*) (as + ((size_t) p * MT_BM + row) * MT_LD + col) = v;
             }
         }
+        /* w * 2^10 as bf16: exact (see above), so truncating the f32 bits is exact */
+        const float mult = gptoss_d_exp2i((int) wscale - 141 + kMoeTcPrescale);
+        uint32_t packed[8];
+#pragma unroll
+        for (int b = 0; b < 8; b++) {
+            const uint32_t byte = (wq[b >> 2] >> (8 * (b & 3))) & 0xFFu;
+            const uint32_t lo = __float_as_uint(fp4_lut[byte & 15u] * mult);
+            const uint32_t hi = __float_as_uint(fp4_lut[byte >> 4] * mult);
+            packed[b] = (lo >> 16) | (hi & 0xFFFF0000u);
+        }
+        uint4* dst = (uint4*) (ws + (size_t) w_row * MT_LD + w_half * 16);
+        dst[0] = make_uint4(packed[0], packed[1], packed[2], packed[3]);
+        dst[1] = make_uint4(packed[4], packed[5], packed[6], packed[7]);
+    };
+
+    gload(0);
+    __syncthreads(); /* fp4_lut */
+    sstore(0);
+    __syncthreads();
+    for (uint32_t kb = 0; kb < nb; kb++) {
+        const int st = (int) (kb & 1u);
+        const bool more = kb + 1 < nb;
+        if (more) gload(kb + 1);
+        const uint16_t* as = As + (size_t) st * NP * MT_BM * MT_LD;
+        const uint16_t* ws = Ws + (size_t) st * MT_BN * MT_LD;
+#pragma unroll
+        for (int kk = 0; kk < MT_BK; kk += 16) {
+            uint32_t af[NP][2][4];
+#pragma unroll
+            for (int p = 0; p < NP; p++)
+#pragma unroll
+                for (int mi = 0; mi < 2; mi++) {
+                    gptoss_d_ldmatrix_x4(af[p][mi], as + ((size_t) p * MT_BM + wm * 32 + mi * 16 + (lane & 15u)) * MT_LD +
+                                                        kk + (lane >> 4) * 8);
+                }
+#pragma unroll
+            for (int nj = 0; nj < 2; nj++) {
+                uint32_t bf[4];
+                gptoss_d_ldmatrix_x4(bf, ws + (size_t) (wn * 32 + nj * 16 + (lane & 7u) + ((lane >> 4) << 3)) * MT_LD +
+                                             kk + ((lane >> 3) & 1u) * 8);
+#pragma unroll
+                for (int h = 0; h < 2; h++)
+#pragma unroll
+                    for (int mi = 0; mi < 2; mi++)
+#pragma unroll
+                        for (int p = NP - 1; p >= 0; p--)
+                            gptoss_d_mma_bf16_16816(acc[mi][2 * nj + h], af[p][mi], bf[2 * h], bf[2 * h + 1]);
+            }
+        }
+        if (more) sstore(st ^ 1);
+        __syncthreads();
     }
+
+    constexpr float kUnscale = 1.0f / (float) (1 << kMoeTcPrescale);
+#pragma unroll
+    for (int mi = 0; mi < 2; mi++)
+#pragma unroll
+        for (int ni = 0; ni < 4; ni++)
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const uint32_t m = row_begin + wm * 32 + mi * 16 + g + 8 * h;
+                const uint32_t n = n0 + wn * 32 + ni * 8 + 2 * tg;
+                if (m >= row_end) continue;
+                const float v0 = acc[mi][ni][2 * h] * kUnscale, v1 = acc[mi][ni][2 * h + 1] * kUnscale;
+                if (SWIGLU) {
+                    if (n + 1 < N) {
+                        out[(size_t) m * out_width + n / 2] =
+                            gptoss_d_swiglu(v0 + bias_at(wbias, n), v1 + bias_at(wbias, n + 1), limit);
+                    }
+                } else {
+                    if (n < N) out[(size_t) m * out_width + n] = v0 + bias_at(wbias, n);
+                    if (n + 1 < N) out[(size_t) m * out_width + n + 1] = v1 + bias_at(wbias, n + 1);
+                }
+            }
 }
 
 template <bool SWIGLU>
@@ -305,6 +408,20 @@ enum gptoss_status launch_moe_gemv(gptoss_backend_t backend, const float* input,
     return gptoss_status_success;
 }
 
+template <bool SWIGLU, bool VEC, int NP>
+cudaError_t launch_moe_gemm_tc(cudaStream_t stream, dim3 grid, const uint32_t* offsets, const float* input,
+                               const uint8_t* blocks, const uint8_t* scales, const uint8_t* bias, size_t stride,
+                               float* output, uint32_t P, uint32_t E, uint32_t K, uint32_t N, uint32_t out_width,
+                               float limit, uint32_t* error_word) {
+    constexpr size_t smem = moe_tc_smem_bytes<NP>();
+    const cudaError_t err = cudaFuncSetAttribute(moe_gemm_tc_kernel<SWIGLU, VEC, NP>,
+                                                 cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem);
+    if (err != cudaSuccess) return err;
+    moe_gemm_tc_kernel<SWIGLU, VEC, NP><<<grid, 256, smem, stream>>>(offsets, input, blocks, scales, bias, stride,
+                                                                       output, P, E, K, N, out_width, limit, error_word);
+    return cudaGetLastError();
+}
+
 template <bool SWIGLU>
 enum gptoss_status launch_moe_gemm(gptoss_backend_t backend, const uint32_t* offsets, const float* input,
                                    const uint8_t* blocks, const uint8_t* scales, const gptoss_bf16* bias,
@@ -312,16 +429,31 @@ enum gptoss_status launch_moe_gemm(gptoss_backend_t backend, const uint32_t* off
                                    uint32_t num_rows, float limit) {
     const uint64_t P = (uint64_t) T * k;
     const uint32_t N = SWIGLU ? 2 * num_rows : num_rows;
-    uint64_t y_tiles = (P + BM - 1) / BM + E;
+    const uint64_t y_tiles = (P + MT_BM - 1) / MT_BM + E;
     if (y_tiles > GPTOSS_CUDA_MAX_GRID_YZ) {
         return gptoss_fail(gptoss_status_unsupported_argument, "CUDA MoE prefill: too many row tiles (%llu)",
                            (unsigned long long) y_tiles);
     }
-    const dim3 grid((N + BN - 1) / BN, (unsigned) y_tiles);
-    moe_gemm_kernel<SWIGLU><<<grid, 256, 0, gptoss_cuda_stream(backend)>>>(
-        offsets, input, blocks, scales, (const uint8_t*) bias, stride, output, (uint32_t) P, E, C, N, num_rows, limit,
-        gptoss_cuda_error_word(backend));
-    GPTOSS_CUDA_LAUNCHED("MXFP4 MoE GEMM");
+    const dim3 grid((N + MT_BN - 1) / MT_BN, (unsigned) y_tiles);
+    /* 2 activation parts where the dropped 2^-16 |x w| per term fits the f32 tolerance
+     * (K >= 256, as the dense GEMM); 3 parts otherwise */
+    const bool vec = gptoss_aligned(input, 16) && gptoss_aligned(blocks, 8) && stride % 8 == 0;
+    const cudaStream_t s = gptoss_cuda_stream(backend);
+    uint32_t* ew = gptoss_cuda_error_word(backend);
+    const uint8_t* b8 = (const uint8_t*) bias;
+    cudaError_t err;
+    if (C >= 256) {
+        err = vec ? launch_moe_gemm_tc<SWIGLU, true, 2>(s, grid, offsets, input, blocks, scales, b8, stride, output,
+                                                        (uint32_t) P, E, C, N, num_rows, limit, ew)
+                  : launch_moe_gemm_tc<SWIGLU, false, 2>(s, grid, offsets, input, blocks, scales, b8, stride, output,
+                                                         (uint32_t) P, E, C, N, num_rows, limit, ew);
+    } else {
+        err = vec ? launch_moe_gemm_tc<SWIGLU, true, 3>(s, grid, offsets, input, blocks, scales, b8, stride, output,
+                                                        (uint32_t) P, E, C, N, num_rows, limit, ew)
+                  : launch_moe_gemm_tc<SWIGLU, false, 3>(s, grid, offsets, input, blocks, scales, b8, stride, output,
+                                                         (uint32_t) P, E, C, N, num_rows, limit, ew);
+    }
+    if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of the MXFP4 MoE tensor-core GEMM");
     return gptoss_status_success;
 }
 

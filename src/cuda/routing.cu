@@ -146,13 +146,13 @@ extern "C" enum gptoss_status gptoss_cuda_expert_routing_metadata(gptoss_backend
                                                                   uint32_t num_experts) {
     void* scratch = nullptr;
     enum gptoss_status status =
-        gptoss_cuda_temp_alloc(backend, (size_t) (kRoutingWarps + 1) * num_experts * sizeof(uint32_t), &scratch);
+        gptoss_cuda_scratch_acquire(backend, (size_t) (kRoutingWarps + 1) * num_experts * sizeof(uint32_t), &scratch);
     if (status != gptoss_status_success) return status;
     routing_metadata_kernel<<<1, 1024, 0, gptoss_cuda_stream(backend)>>>(
         expert_ids, expert_offsets, intra_expert_offsets, num_pairs, num_experts, (uint32_t*) scratch,
         gptoss_cuda_error_word(backend));
     const cudaError_t err = cudaGetLastError();
-    gptoss_cuda_temp_free(backend, scratch);
+    gptoss_cuda_scratch_release(backend);
     if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of expert_routing_metadata");
     return gptoss_status_success;
 }

@@ -310,8 +310,8 @@ extern "C" enum gptoss_status gptoss_cuda_f32_sdpa(gptoss_backend_t backend, con
     s.nchunks = (uint32_t) nchunks;
     s.scale = scale;
     void* partial = nullptr;
-    enum gptoss_status status =
-        gptoss_cuda_temp_alloc(backend, (size_t) num_q_tokens * num_q_heads * nchunks * (D + 2) * sizeof(float), &partial);
+    enum gptoss_status status = gptoss_cuda_scratch_acquire(
+        backend, (size_t) num_q_tokens * num_q_heads * nchunks * (D + 2) * sizeof(float), &partial);
     if (status != gptoss_status_success) return status;
     s.partial = (float*) partial;
     sdpa_chunk_kernel<<<dim3((unsigned) nchunks, (unsigned) pairs), THREADS, 0, stream>>>(s);
@@ -321,7 +321,7 @@ extern "C" enum gptoss_status gptoss_cuda_f32_sdpa(gptoss_backend_t backend, con
             s.partial, (const uint16_t*) sinks, output, num_q_tokens, num_q_heads, (uint32_t) nchunks);
         err = cudaGetLastError();
     }
-    gptoss_cuda_temp_free(backend, partial);
+    gptoss_cuda_scratch_release(backend);
     if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of f32_sdpa");
     return gptoss_status_success;
 }

@@ -13,6 +13,10 @@
 /* Formats the message into the calling thread's error buffer and returns status. */
 enum gptoss_status gptoss_fail(enum gptoss_status status, const char* format, ...) GPTOSS_PRINTF(2, 3);
 
+/* Number of gptoss_fail calls made by the calling thread so far (graph recordings use it
+ * to notice a call that failed while recording). */
+unsigned long gptoss_error_count(void);
+
 /* Clears the calling thread's message (called on entry of public functions). */
 void gptoss_clear_error(void);
 
