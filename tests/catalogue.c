@@ -66,6 +66,10 @@ const struct tc_case tc_catalogue[] = {
     {"rmsnorm_epsilon0_2x2880", TK_RMSNORM, .t = 2, .c = 2880, .f = 0.0f},
     {"rmsnorm_inplace_3x2880", TK_RMSNORM, .t = 3, .c = 2880, .f = 1e-5f, .flags = Q | TC_INPLACE},
     {"rmsnorm_20b_decode_1x2880", TK_RMSNORM, .t = 1, .c = 2880, .f = 1e-5f},
+    /* CUDA register-resident rows: 1, 2 float4 per thread; 8192 takes the looping kernel */
+    {"rmsnorm_vec1_2x1000", TK_RMSNORM, .t = 2, .c = 1000, .f = 1e-5f},
+    {"rmsnorm_vec2_inplace_3x2000", TK_RMSNORM, .t = 3, .c = 2000, .f = 1e-5f, .flags = TC_INPLACE},
+    {"rmsnorm_wide_2x8192", TK_RMSNORM, .t = 2, .c = 8192, .f = 1e-5f},
     {"rmsnorm_20b_prefill_512x2880", TK_RMSNORM, .t = 512, .c = 2880, .f = 1e-5f},
 
     /* ---- bf16 matmul (decode kernel; any size) ---- */
@@ -91,6 +95,7 @@ const struct tc_case tc_catalogue[] = {
     {"matmul_add_no_bias", TK_MATMUL_ADD, .t = 2, .c = 64, .r = 3, .flags = Q | TC_NO_BIAS},
     {"matmul_add_seed_batch2_rows128_cols1024", TK_MATMUL_ADD, .t = 2, .c = 128, .r = 1024},
     {"matmul_add_20b_attn_out_decode_4096x2880", TK_MATMUL_ADD, .t = 1, .c = 4096, .r = 2880, .flags = B},
+    {"matmul_add_few_rows_1tok_1024x200", TK_MATMUL_ADD, .t = 1, .c = 1024, .r = 200}, /* CUDA split-K GEMV */
     /* 512 x 4096 x 2880: the reference checks 16 random tokens (first and last included). */
     {"matmul_add_20b_attn_out_prefill512_4096x2880", TK_MATMUL_ADD, .t = 512, .c = 4096, .r = 2880, .check = 16},
 
@@ -179,6 +184,8 @@ const struct tc_case tc_catalogue[] = {
     {"topk_19of19_all", TK_TOPK, .t = 3, .e = 19, .k = 19, .flags = Q},
     {"topk_ties_pm0_lowest_index_4of32", TK_TOPK, .t = 130, .e = 32, .k = 4, .flags = Q | TC_TIES},
     {"topk_odd_4of130", TK_TOPK, .t = 3, .e = 130, .k = 4},
+    {"topk_ties_pm0_lowest_index_5of130", TK_TOPK, .t = 19, .e = 130, .k = 5, .flags = TC_TIES},
+    {"topk_many_experts_5of300", TK_TOPK, .t = 3, .e = 300, .k = 5}, /* CUDA: the block-per-token kernel */
     {"topk_20b_decode_4of32", TK_TOPK, .t = 1, .e = 32, .k = 4},
     {"topk_120b_decode_4of128", TK_TOPK, .t = 1, .e = 128, .k = 4},
     {"topk_20b_prefill512_4of32", TK_TOPK, .t = 512, .e = 32, .k = 4},

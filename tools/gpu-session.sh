@@ -11,7 +11,7 @@
 #                      of building into build-gpu/
 #   GPU_WHEEL_DIR=DIR  a directory with a gpt_oss_kernels wheel built with CUDA (else pip
 #                      builds one from the tree, without build isolation)
-#   GPU_SKIP=LIST      steps to skip (words: cpu-harness sanitize e2e python bench 20b 120b profile)
+#   GPU_SKIP=LIST      steps to skip (words: cpu-harness sanitize e2e python bench 20b 120b profile ncu)
 #   GPU_AB="VAR=value FILTER"  also run the harness cases matching FILTER, their benchmark
 #                      and the 20b engine bench with VAR=value (an alternative kernel path)
 set -u
@@ -110,6 +110,11 @@ if ! skip profile; then
     GPTOSS_PROFILE=1 "$B"/bin/gptoss bench --random 20b --backend cuda -p 512 -n 32 -r 1 >"$LOG/profile-20b.log" 2>&1
     R[profile-20b]="rc=$? (profile-20b.log)"
 fi
+# GPU time per decode kernel without launch gaps (Nsight Compute; tools/ncu_decode.py).
+if ! skip ncu && command -v ncu >/dev/null; then
+    python3 tools/ncu_decode.py "$B" >"$LOG/ncu-decode.log" 2>&1
+    R[ncu-decode]="rc=$? $(tail -1 "$LOG/ncu-decode.log")"
+fi
 # A/B of an alternative kernel selected by an environment variable (GPU_AB="VAR=value filter").
 if [ -n "${GPU_AB:-}" ]; then
     set -- $GPU_AB
@@ -125,13 +130,14 @@ if [ -n "${cpu_pid:-}" ]; then
     grep -E '^FAIL' "$LOG/harness-avx512.log" | head -10
 fi
 
-echo
-echo "================ $GPU ($(el)) ================"
-for k in build harness-cuda harness-avx512 graph memcheck racecheck e2e-hf pytest bench engine-20b engine-20b-nograph engine-120b profile-20b harness-ab; do
-    printf '%-15s %s\n' "$k" "${R[$k]:-skipped}"
-done
 [ -f "$LOG/peaks.log" ] && cat "$LOG/peaks.log"
 [ -f "$LOG/bench.log" ] && grep -E '%BW|GB/s|^[a-z_0-9]+ ' "$LOG/bench.log" | tail -24
 for f in "$LOG"/engine-*.log; do [ -f "$f" ] && { echo "${f##*/}:"; grep -E '^\|' "$f" | grep -E 'pp|tg'; }; done
 [ -f "$LOG/bench-ab.log" ] && { echo "A/B ($GPU_AB):"; grep -E 'GB/s|%BW' -A8 "$LOG/bench-ab.log" | tail -6; grep -E '^\|' "$LOG/engine-20b-ab.log"; }
+[ -f "$LOG/ncu-decode.log" ] && cat "$LOG/ncu-decode.log"
 [ -f "$LOG/profile-20b.log" ] && grep -E '^(prefill|decode) ' "$LOG/profile-20b.log" | head -40
+echo
+echo "================ $GPU ($(el)) ================"
+for k in build harness-cuda harness-avx512 graph memcheck racecheck e2e-hf pytest bench engine-20b engine-20b-nograph engine-120b profile-20b ncu-decode harness-ab; do
+    printf '%-15s %s\n' "$k" "${R[$k]:-skipped}"
+done

@@ -71,6 +71,37 @@ enum gptoss_status gptoss_cuda_scratch_acquire(gptoss_backend_t backend, size_t 
     return gptoss_status_success;
 }
 
+enum gptoss_status gptoss_cuda_scratch_counters(gptoss_backend_t backend, size_t count, uint32_t** ptr_out) {
+    struct gptoss_cuda_backend* cuda = gptoss_cuda(backend);
+    const size_t size = count * sizeof(uint32_t);
+    if (size <= cuda->counters_size) {
+        *ptr_out = (uint32_t*) cuda->counters;
+        return gptoss_status_success;
+    }
+    if (gptoss_cuda_capturing(backend)) {
+        return gptoss_fail(gptoss_status_invalid_state,
+                           "a kernel needs %zu counters during a graph recording (the backend has %zu); run the same "
+                           "call once outside a recording first",
+                           count, cuda->counters_size / sizeof(uint32_t));
+    }
+    if (cuda->num_retired == sizeof(cuda->retired) / sizeof(cuda->retired[0])) {
+        return gptoss_fail(gptoss_status_insufficient_resources, "the counter buffer grew too many times");
+    }
+    size_t grown = cuda->counters_size * 2;
+    if (grown < size) grown = size;
+    if (grown < 4096) grown = 4096;
+    void* ptr = NULL;
+    const cudaStream_t stream = (cudaStream_t) cuda->stream;
+    cudaError_t err = cudaMallocFromPoolAsync(&ptr, grown, (cudaMemPool_t) cuda->mem_pool, stream);
+    if (err == cudaSuccess) err = cudaMemsetAsync(ptr, 0, grown, stream);
+    if (err != cudaSuccess) return gptoss_cuda_fail(err, "allocation of the counter buffer");
+    if (cuda->counters != NULL) cuda->retired[cuda->num_retired++] = cuda->counters;
+    cuda->counters = ptr;
+    cuda->counters_size = grown;
+    *ptr_out = (uint32_t*) ptr;
+    return gptoss_status_success;
+}
+
 void gptoss_cuda_scratch_release(gptoss_backend_t backend) {
     pthread_mutex_unlock((pthread_mutex_t*) gptoss_cuda(backend)->scratch_lock);
 }
@@ -92,6 +123,7 @@ static enum gptoss_status cuda_release(gptoss_backend_t backend) {
     cudaFree(cuda->error_word);
     for (uint32_t i = 0; i < cuda->num_retired; i++) cudaFreeAsync(cuda->retired[i], (cudaStream_t) cuda->stream);
     if (cuda->scratch != NULL) cudaFreeAsync(cuda->scratch, (cudaStream_t) cuda->stream);
+    if (cuda->counters != NULL) cudaFreeAsync(cuda->counters, (cudaStream_t) cuda->stream);
     cudaStreamSynchronize((cudaStream_t) cuda->stream);
     pthread_mutex_destroy((pthread_mutex_t*) cuda->scratch_lock);
     free(cuda->scratch_lock);
@@ -242,6 +274,8 @@ extern "C" enum gptoss_status gptoss_cuda_backend_create(int device, void* strea
     cuda->device = device;
     cuda->num_sms = props.multiProcessorCount;
     cuda->max_shared_per_block = props.sharedMemPerBlockOptin;
+    const char* pdl_env = getenv("GPTOSS_CUDA_PDL");
+    cuda->pdl = props.major >= 9 && !(pdl_env != NULL && strcmp(pdl_env, "0") == 0);
 
     err = cudaMalloc((void**) &cuda->error_word, sizeof(uint32_t));
     if (err == cudaSuccess) err = cudaMemset(cuda->error_word, 0, sizeof(uint32_t));

@@ -63,6 +63,10 @@ static inline int gptoss_cuda_num_sms(gptoss_backend_t backend) { return gptoss_
  * lock is held: call gptoss_cuda_scratch_release after enqueueing. */
 enum gptoss_status gptoss_cuda_scratch_acquire(gptoss_backend_t backend, size_t size, void** ptr_out);
 void gptoss_cuda_scratch_release(gptoss_backend_t backend);
+/* With the scratch lock held: `count` u32 counters, zero on entry; a kernel that counts in
+ * them must leave them at zero (e.g. the last block resets what it counted). Grown (and
+ * zeroed) on demand outside recordings, like the scratch. */
+enum gptoss_status gptoss_cuda_scratch_counters(gptoss_backend_t backend, size_t count, uint32_t** ptr_out);
 
 static inline bool gptoss_aligned(const void* ptr, size_t alignment) {
     return ((uintptr_t) ptr % alignment) == 0;
@@ -72,6 +76,46 @@ static inline uint32_t gptoss_div_up_u32(uint64_t a, uint64_t b) { return (uint3
 
 /* Grid dimension y/z limit; kernels loop over the remainder. */
 #define GPTOSS_CUDA_MAX_GRID_YZ 65535u
+
+/* ---------------------------------------------------------------------------------
+ * Programmatic dependent launch (PDL, sm_90+)
+ *
+ * A kernel launched with gptoss_cuda_launch_pdl may start while the kernel before it on
+ * the stream is still running (once every block of that one has called
+ * gptoss_d_pdl_trigger or exited). It must therefore call gptoss_d_pdl_wait() before it
+ * reads anything an earlier kernel wrote and before it writes anything; what it may do
+ * before: compute addresses, read its arguments and data no kernel writes (the weights:
+ * the GEMV kernels issue their first weight loads before waiting). Every kernel calls gptoss_d_pdl_trigger() first thing, so
+ * the next one can be scheduled early. Without PDL (older GPUs, $GPTOSS_CUDA_PDL=0) the
+ * launch is an ordinary one and both calls do nothing.
+ * ------------------------------------------------------------------------------- */
+__device__ __forceinline__ void gptoss_d_pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void gptoss_d_pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+template <typename... KArgs, typename... Args>
+static inline cudaError_t gptoss_cuda_launch_pdl(gptoss_backend_t backend, void (*kernel)(KArgs...), dim3 grid,
+                                                 dim3 block, size_t smem, Args... args) {
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = gptoss_cuda_stream(backend);
+    cfg.attrs = attr;
+    cfg.numAttrs = gptoss_cuda(backend)->pdl ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, kernel, ((KArgs) args)...);
+}
 
 /* ---------------------------------------------------------------------------------
  * Device side: mirrors of src/common/math.h

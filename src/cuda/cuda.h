@@ -29,6 +29,7 @@ struct gptoss_cuda_backend {
     int device;
     int num_sms;
     size_t max_shared_per_block; /* opt-in maximum, bytes */
+    int pdl;                     /* programmatic dependent launch (sm_90+, $GPTOSS_CUDA_PDL != 0) */
     uint32_t* error_word;        /* device u32, set by kernels (bits above), reset by synchronize */
     void* mem_pool;              /* cudaMemPool_t for stream-ordered temporaries */
     /* Scratch for kernels that need a temporary (SDPA partials, routing counts): one
@@ -38,6 +39,8 @@ struct gptoss_cuda_backend {
     void* scratch_lock;          /* pthread_mutex_t */
     void* scratch;
     size_t scratch_size;
+    void* counters;              /* u32 counters, zero between kernels (kernels reset them) */
+    size_t counters_size;
     void* retired[64];
     uint32_t num_retired;
 };

@@ -6,6 +6,7 @@ namespace {
 
 __global__ void embeddings_kernel(const uint32_t* token_ids, const uint16_t* weight, float* out, uint32_t num_tokens,
                                   uint32_t num_channels, uint32_t vocabulary_size, uint32_t* error_word) {
+    gptoss_d_pdl_trigger();
     for (uint32_t t = blockIdx.x; t < num_tokens; t += gridDim.x) {
         const uint32_t id = token_ids[t];
         float* row = out + (size_t) t * num_channels;

@@ -4,12 +4,14 @@
  * GEMM as fallback. f32 activations and accumulation (explicit fmaf), exact bf16
  * widening, bias added to the full dot product, then the residual (add variant). */
 #include "cuda/matmul.cuh"
+#include "cuda/rope.cuh"
 
 namespace {
 
 constexpr int kGemvWarps = 8; /* warps per block of the GEMV kernels */
 constexpr uint32_t kGemvMaxTokens = 16;
 constexpr uint32_t kGemvMaxRowsForPrefill = 128; /* prefill with R <= this uses the GEMV kernel */
+constexpr uint32_t kSplitKMaxRows = 256;         /* one token, R <= this: split-K GEMV */
 
 __device__ __forceinline__ float bf16_lo(uint32_t w) { return __uint_as_float(w << 16); }
 __device__ __forceinline__ float bf16_hi(uint32_t w) { return __uint_as_float(w & 0xFFFF0000u); }
@@ -32,17 +34,25 @@ __device__ __forceinline__ void store_result(float* out, const uint16_t* bias, u
 }
 
 /* Vector GEMV: C % 8 == 0, weight and input 16-byte aligned. Each warp handles RPW
- * consecutive rows for a tile of up to TT tokens (blockIdx.y). */
-template <int TT, int RPW>
+ * consecutive rows for a tile of up to TT tokens (blockIdx.y). ROPE (TT = 1, RPW = 2): the
+ * qkv projection of one token; the warp's two rows are one RoPE pair, rotated (Q and K
+ * heads) and written to the KV cache (K and V heads) in the epilogue, exactly as
+ * qkv_rope_cache_kernel does after the plain GEMV. */
+template <int TT, int RPW, bool ROPE = false>
 __global__ void __launch_bounds__(kGemvWarps * 32) gemv_bf16_vec_kernel(const float* __restrict__ x,
                                                                         const uint16_t* __restrict__ w,
                                                                         const uint16_t* __restrict__ bias,
                                                                         float* __restrict__ out, uint32_t T,
-                                                                        uint32_t C, uint32_t R, bool add) {
+                                                                        uint32_t C, uint32_t R, bool add,
+                                                                        gptoss_qkv_rope rope) {
     constexpr int U = RPW >= 4 ? 1 : 8 / (RPW * (TT > 2 ? 2 : 1)); /* chunks per lane in flight per row */
+    gptoss_d_pdl_trigger();
     const uint32_t lane = threadIdx.x & 31u;
     const uint32_t row0 = (blockIdx.x * kGemvWarps + (threadIdx.x >> 5)) * RPW;
-    if (row0 >= R) return;
+    if (row0 >= R) {
+        gptoss_d_pdl_wait();
+        return;
+    }
     const uint32_t t0 = blockIdx.y * TT;
     const uint32_t nt = min((uint32_t) TT, T - t0);
     const uint32_t nchunks = C / 8;
@@ -61,8 +71,8 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_bf16_vec_kernel(const fl
 #pragma unroll
         for (int t = 0; t < TT; t++) acc[rr][t] = 0.0f;
 
-    for (uint32_t c = lane; c < nchunks; c += 32 * U) {
-        uint4 wv[U][RPW];
+    uint4 wv[U][RPW];
+    auto load_weights = [&](uint32_t c) {
 #pragma unroll
         for (int u = 0; u < U; u++) {
             const uint32_t cc = c + 32 * u;
@@ -71,6 +81,13 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_bf16_vec_kernel(const fl
                 wv[u][rr] = cc < nchunks ? gptoss_d_ld_stream(wrow[rr] + cc) : make_uint4(0, 0, 0, 0);
             }
         }
+    };
+    /* the weights are not written by earlier kernels: the first loads are issued before
+     * waiting for the kernel that produces x (PDL), so their latency overlaps its tail */
+    load_weights(lane);
+    gptoss_d_pdl_wait();
+    for (uint32_t c = lane; c < nchunks; c += 32 * U) {
+        if (c != lane) load_weights(c);
 #pragma unroll
         for (int u = 0; u < U; u++) {
             const uint32_t cc = c + 32 * u;
@@ -87,17 +104,72 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_bf16_vec_kernel(const fl
             }
         }
     }
+    if constexpr (ROPE) {
+        static_assert(TT == 1 && RPW == 2, "the RoPE epilogue works on one token and one row pair");
+        const float v0 = gptoss_d_warp_sum(acc[0][0]), v1 = gptoss_d_warp_sum(acc[1][0]);
+        if (lane == 0) {
+            float xv = bias != nullptr ? v0 + gptoss_d_bf16_to_f32(bias[row0]) : v0;
+            float yv = bias != nullptr ? v1 + gptoss_d_bf16_to_f32(bias[row0 + 1]) : v1;
+            const uint32_t half_dim = rope.head_dim / 2, pr = row0 / 2;
+            const uint32_t head = pr / half_dim, i = pr % half_dim;
+            if (head < rope.num_q_heads + rope.num_kv_heads) gptoss_d_rope_pair(xv, yv, i, rope.pos, rope.p);
+            out[row0] = xv;
+            out[row0 + 1] = yv;
+            if (head >= rope.num_q_heads) {
+                const bool is_k = head < rope.num_q_heads + rope.num_kv_heads;
+                const uint32_t h = is_k ? head - rope.num_q_heads : head - rope.num_q_heads - rope.num_kv_heads;
+                float* dst = rope.kv_cache + ((size_t) h * rope.max_tokens + rope.pos) * 2 * rope.head_dim +
+                             (is_k ? 0 : rope.head_dim) + 2 * i;
+                dst[0] = xv;
+                dst[1] = yv;
+            }
+        }
+    } else {
 #pragma unroll
-    for (int rr = 0; rr < RPW; rr++) {
+        for (int rr = 0; rr < RPW; rr++) {
 #pragma unroll
-        for (int t = 0; t < TT; t++) {
-            const float v = gptoss_d_warp_sum(acc[rr][t]);
-            const uint32_t r = row0 + rr;
-            if (lane == (uint32_t) ((rr * TT + t) & 31) && t < (int) nt && r < R) {
-                store_result(out + (size_t) (t0 + t) * R + r, bias, r, v, add);
+            for (int t = 0; t < TT; t++) {
+                const float v = gptoss_d_warp_sum(acc[rr][t]);
+                const uint32_t r = row0 + rr;
+                if (lane == (uint32_t) ((rr * TT + t) & 31) && t < (int) nt && r < R) {
+                    store_result(out + (size_t) (t0 + t) * R + r, bias, r, v, add);
+                }
             }
         }
     }
+}
+
+/* Split-K GEMV for few rows (the MoE router, 2880 -> 32 / 128, one token): one 256-thread
+ * block per row, 16-byte chunks strided over the threads, fixed-order block reduction.
+ * The row-per-warp kernel would give R / 8 blocks (4 for 32 rows). vec conditions. */
+__global__ void __launch_bounds__(256) gemv_bf16_splitk_kernel(const float* __restrict__ x,
+                                                               const uint16_t* __restrict__ w,
+                                                               const uint16_t* __restrict__ bias,
+                                                               float* __restrict__ out, uint32_t C, uint32_t R,
+                                                               bool add) {
+    __shared__ float red[32];
+    gptoss_d_pdl_trigger();
+    const uint32_t r = blockIdx.x;
+    const uint4* wr = (const uint4*) (w + (size_t) r * C);
+    const float4* x4 = (const float4*) x;
+    const uint32_t nchunks = C / 8;
+    float acc = 0.0f;
+    uint4 w0 = make_uint4(0, 0, 0, 0), w1 = make_uint4(0, 0, 0, 0);
+    auto load_weights = [&](uint32_t c0) {
+        const uint32_t c1 = c0 + blockDim.x;
+        if (c0 < nchunks) w0 = gptoss_d_ld_stream(wr + c0);
+        if (c1 < nchunks) w1 = gptoss_d_ld_stream(wr + c1);
+    };
+    load_weights(threadIdx.x); /* before the wait: see gemv_bf16_vec_kernel */
+    gptoss_d_pdl_wait();
+    for (uint32_t c0 = threadIdx.x; c0 < nchunks; c0 += 2 * blockDim.x) {
+        const uint32_t c1 = c0 + blockDim.x;
+        if (c0 != threadIdx.x) load_weights(c0);
+        acc = dot8(w0, __ldg(x4 + 2 * c0), __ldg(x4 + 2 * c0 + 1), acc);
+        if (c1 < nchunks) acc = dot8(w1, __ldg(x4 + 2 * c1), __ldg(x4 + 2 * c1 + 1), acc);
+    }
+    const float v = gptoss_d_block_sum(acc, red);
+    if (threadIdx.x == 0) store_result(out + r, bias, r, v, add);
 }
 
 /* Scalar GEMV for any C / alignment: one warp per row, one token per blockIdx.y. */
@@ -384,12 +456,12 @@ cudaError_t launch_gemm_tc(cudaStream_t stream, const float* x, const uint16_t* 
 }
 
 template <int TT, int RPW>
-cudaError_t launch_gemv_vec(cudaStream_t stream, const float* x, const uint16_t* w, const uint16_t* b, float* out,
-                            uint32_t T, uint32_t C, uint32_t R, bool add) {
+cudaError_t launch_gemv_vec(gptoss_backend_t backend, const float* x, const uint16_t* w, const uint16_t* b,
+                            float* out, uint32_t T, uint32_t C, uint32_t R, bool add) {
     const uint32_t row_groups = (R + RPW - 1) / RPW;
     const dim3 grid((row_groups + kGemvWarps - 1) / kGemvWarps, (T + TT - 1) / TT);
-    gemv_bf16_vec_kernel<TT, RPW><<<grid, kGemvWarps * 32, 0, stream>>>(x, w, b, out, T, C, R, add);
-    return cudaGetLastError();
+    return gptoss_cuda_launch_pdl(backend, gemv_bf16_vec_kernel<TT, RPW>, grid, dim3(kGemvWarps * 32), 0, x, w, b,
+                                  out, T, C, R, add, gptoss_qkv_rope{});
 }
 
 }  // namespace
@@ -404,14 +476,17 @@ enum gptoss_status gptoss_cuda_bf16w_matmul_launch(gptoss_backend_t backend, con
     if (T <= kGemvMaxTokens) {
         cudaError_t err;
         if (vec) {
-            if (T == 1) {
-                err = launch_gemv_vec<1, 1>(stream, input, w, b, output, T, C, R, add);
+            if (T == 1 && R <= kSplitKMaxRows) {
+                err = gptoss_cuda_launch_pdl(backend, gemv_bf16_splitk_kernel, dim3(R), dim3(256), 0, input, w, b,
+                                             output, C, R, add);
+            } else if (T == 1) {
+                err = launch_gemv_vec<1, 1>(backend, input, w, b, output, T, C, R, add);
             } else if (T == 2) {
-                err = launch_gemv_vec<2, 2>(stream, input, w, b, output, T, C, R, add);
+                err = launch_gemv_vec<2, 2>(backend, input, w, b, output, T, C, R, add);
             } else if (T <= 4) {
-                err = launch_gemv_vec<4, 2>(stream, input, w, b, output, T, C, R, add);
+                err = launch_gemv_vec<4, 2>(backend, input, w, b, output, T, C, R, add);
             } else {
-                err = launch_gemv_vec<8, 2>(stream, input, w, b, output, T, C, R, add);
+                err = launch_gemv_vec<8, 2>(backend, input, w, b, output, T, C, R, add);
             }
         } else {
             const dim3 grid((R + kGemvWarps - 1) / kGemvWarps, T);
@@ -425,7 +500,7 @@ enum gptoss_status gptoss_cuda_bf16w_matmul_launch(gptoss_backend_t backend, con
      * T/128 blocks; the GEMV kernel over tiles of 8 tokens keeps every SM busy and reads the
      * small matrix from L2 */
     if (vec && R <= kGemvMaxRowsForPrefill && (T + 7) / 8 <= GPTOSS_CUDA_MAX_GRID_YZ) {
-        const cudaError_t err = launch_gemv_vec<8, 2>(stream, input, w, b, output, T, C, R, add);
+        const cudaError_t err = launch_gemv_vec<8, 2>(backend, input, w, b, output, T, C, R, add);
         if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of the bf16 GEMV kernel");
         return gptoss_status_success;
     }
@@ -445,6 +520,18 @@ enum gptoss_status gptoss_cuda_bf16w_matmul_launch(gptoss_backend_t backend, con
     gemm_bf16_kernel<<<grid, 256, 0, stream>>>(input, w, b, output, T, C, R, add, vec);
     GPTOSS_CUDA_LAUNCHED("bf16 GEMM");
     return gptoss_status_success;
+}
+
+bool gptoss_cuda_qkv_rope_gemv(gptoss_backend_t backend, const float* input, const gptoss_bf16* weight,
+                               const gptoss_bf16* bias, float* output, uint32_t C, uint32_t R,
+                               const gptoss_qkv_rope& rope, enum gptoss_status* status) {
+    if (!(C % 8 == 0 && R % 2 == 0 && gptoss_aligned(weight, 16) && gptoss_aligned(input, 16))) return false;
+    const dim3 grid((R / 2 + kGemvWarps - 1) / kGemvWarps, 1);
+    const cudaError_t err =
+        gptoss_cuda_launch_pdl(backend, gemv_bf16_vec_kernel<1, 2, true>, grid, dim3(kGemvWarps * 32), 0, input,
+                               (const uint16_t*) weight, (const uint16_t*) bias, output, 1u, C, R, false, rope);
+    *status = err == cudaSuccess ? gptoss_status_success : gptoss_cuda_fail(err, "launch of the qkv GEMV");
+    return true;
 }
 
 extern "C" enum gptoss_status gptoss_cuda_f32_bf16w_matmul(gptoss_backend_t backend, const float* input,

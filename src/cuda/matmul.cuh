@@ -11,6 +11,19 @@ enum gptoss_status gptoss_cuda_bf16w_matmul_launch(gptoss_backend_t backend, con
                                                    float* output, uint32_t num_tokens, uint32_t num_cols,
                                                    uint32_t num_rows, bool add);
 
+/* The qkv projection of one token with RoPE and the KV-cache write in the GEMV epilogue
+ * (matmul.cu). Returns false (nothing launched) when the shape or alignment does not fit
+ * the vector kernel; else *status is the launch result. */
+#include "cuda/rope.cuh"
+struct gptoss_qkv_rope {
+    float* kv_cache;
+    gptoss_rope_params p;
+    uint32_t num_q_heads, num_kv_heads, head_dim, pos, max_tokens;
+};
+bool gptoss_cuda_qkv_rope_gemv(gptoss_backend_t backend, const float* input, const gptoss_bf16* weight,
+                               const gptoss_bf16* bias, float* output, uint32_t num_cols, uint32_t num_rows,
+                               const gptoss_qkv_rope& rope, enum gptoss_status* status);
+
 /* Streaming 16-byte load (read once: do not allocate in L1). */
 __device__ __forceinline__ uint4 gptoss_d_ld_stream(const void* ptr) {
     uint4 v;

@@ -77,13 +77,15 @@ __device__ __forceinline__ uint4 load_block(const uint8_t* p) {
 
 /* SWIGLU: unit o = output o from weight rows 2o, 2o+1; out width num_out = num_rows.
  * plain: unit u = weight rows 2u, 2u+1 (the second may not exist); out width num_out. */
-template <bool SWIGLU, bool VEC>
+template <bool SWIGLU, bool VEC, bool XVEC>
 __global__ void __launch_bounds__(kMoeWarps * 32) moe_gemv_kernel(
     const float* __restrict__ input, const uint32_t* __restrict__ ids, const uint8_t* __restrict__ blocks,
     const uint8_t* __restrict__ scales, const uint8_t* __restrict__ bias_bytes, size_t stride,
     float* __restrict__ out, uint32_t T, uint32_t k, uint32_t E, uint32_t C, uint32_t num_out, float limit,
     uint32_t* error_word) {
     extern __shared__ __align__(16) float xs[];
+    gptoss_d_pdl_trigger();
+    gptoss_d_pdl_wait();
     const uint32_t pair = blockIdx.y; /* j*T + t */
     const uint32_t j = pair / T, t = pair % T;
     const uint32_t e = ids[(size_t) t * k + j];
@@ -101,12 +103,31 @@ __global__ void __launch_bounds__(kMoeWarps * 32) moe_gemv_kernel(
     }
     const float* x = SWIGLU ? input + (size_t) t * C : input + (size_t) pair * C;
     const uint32_t nb = C / 32;
-    for (uint32_t i = threadIdx.x; i < C; i += blockDim.x) xs[(i / 32) * kXPad + (i % 32)] = x[i];
-    __syncthreads();
-
     const uint8_t* wb = blocks + (size_t) e * stride;
     const uint8_t* wsc = scales + (size_t) e * stride;
     const uint8_t* wbias = bias_bytes + (size_t) e * stride;
+
+    if (XVEC) {
+        /* float4 loads, all issued before the stores (C % 32 == 0, x 16-byte aligned) */
+        const float4* x4 = (const float4*) x;
+        const uint32_t n4 = C / 4;
+        for (uint32_t i0 = threadIdx.x; i0 < n4; i0 += 4 * blockDim.x) {
+            float4 v[4];
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                const uint32_t i = i0 + u * blockDim.x;
+                if (i < n4) v[u] = __ldg(x4 + i);
+            }
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                const uint32_t i = i0 + u * blockDim.x;
+                if (i < n4) *(float4*) &xs[(i / 8) * kXPad + (i % 8) * 4] = v[u];
+            }
+        }
+    } else {
+        for (uint32_t i = threadIdx.x; i < C; i += blockDim.x) xs[(i / 32) * kXPad + (i % 32)] = x[i];
+    }
+    __syncthreads();
 
     for (uint32_t u = warp; u < (uint32_t) kUnitsPerBlock; u += kMoeWarps) {
         const uint32_t unit = unit0 + u;
@@ -394,17 +415,19 @@ enum gptoss_status launch_moe_gemv(gptoss_backend_t backend, const float* input,
     const dim3 grid((units + kUnitsPerBlock - 1) / kUnitsPerBlock, (unsigned) pairs);
     const size_t smem = (size_t) (C / 32) * kXPad * sizeof(float);
     const bool vec = gptoss_aligned(blocks, 16) && stride % 16 == 0;
-    auto kernel = vec ? moe_gemv_kernel<SWIGLU, true> : moe_gemv_kernel<SWIGLU, false>;
+    const bool xvec = gptoss_aligned(input, 16);
+    auto kernel = vec ? (xvec ? moe_gemv_kernel<SWIGLU, true, true> : moe_gemv_kernel<SWIGLU, true, false>)
+                      : (xvec ? moe_gemv_kernel<SWIGLU, false, true> : moe_gemv_kernel<SWIGLU, false, false>);
     if (smem > 48 * 1024) {
         if (smem > gptoss_cuda(backend)->max_shared_per_block) {
             return gptoss_fail(gptoss_status_unsupported_argument, "CUDA MoE decode: num_cols %u is too large", C);
         }
         GPTOSS_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem));
     }
-    kernel<<<grid, kMoeWarps * 32, smem, gptoss_cuda_stream(backend)>>>(
-        input, ids, blocks, scales, (const uint8_t*) bias, stride, output, T, k, E, C, num_rows, limit,
-        gptoss_cuda_error_word(backend));
-    GPTOSS_CUDA_LAUNCHED("MXFP4 MoE GEMV");
+    const cudaError_t err = gptoss_cuda_launch_pdl(backend, kernel, grid, dim3(kMoeWarps * 32), smem, input, ids,
+                                                   blocks, scales, (const uint8_t*) bias, stride, output, T, k, E, C,
+                                                   num_rows, limit, gptoss_cuda_error_word(backend));
+    if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of the MXFP4 MoE GEMV");
     return gptoss_status_success;
 }
 

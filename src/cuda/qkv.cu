@@ -1,5 +1,6 @@
 /* Fused QKV projection: y = x W^T + b (GEMV/GEMM of matmul.cu), then one kernel rotates
- * the Q and K heads in place and writes rotated K and V into the KV cache. */
+ * the Q and K heads in place and writes rotated K and V into the KV cache. One token with
+ * aligned operands: a single GEMV kernel does all of it in its epilogue (matmul.cu). */
 #include "cuda/matmul.cuh"
 #include "cuda/rope.cuh"
 
@@ -8,6 +9,8 @@ namespace {
 __global__ void qkv_rope_cache_kernel(float* out, float* kv_cache, gptoss_rope_params p, uint32_t num_tokens,
                                       uint32_t num_q_heads, uint32_t num_kv_heads, uint32_t head_dim,
                                       uint32_t token_offset, uint32_t max_tokens) {
+    gptoss_d_pdl_trigger();
+    gptoss_d_pdl_wait();
     const uint32_t half_dim = head_dim / 2;
     const uint32_t num_rows = head_dim * (num_q_heads + 2 * num_kv_heads);
     const uint64_t pairs_per_token = num_rows / 2;
@@ -43,6 +46,21 @@ extern "C" enum gptoss_status gptoss_cuda_f32_bf16w_matmul_qkv(
     uint32_t head_dim, uint32_t token_offset, uint32_t max_tokens, float rope_base, float interpolation_scale,
     float yarn_offset, float yarn_scale, float yarn_multiplier) {
     const uint32_t num_rows = head_dim * (num_q_heads + 2 * num_kv_heads);
+    if (num_tokens == 1) {
+        gptoss_qkv_rope rope;
+        rope.kv_cache = kv_cache;
+        rope.p = gptoss_make_rope_params(rope_base, interpolation_scale, yarn_offset, yarn_scale, yarn_multiplier,
+                                         head_dim);
+        rope.num_q_heads = num_q_heads;
+        rope.num_kv_heads = num_kv_heads;
+        rope.head_dim = head_dim;
+        rope.pos = token_offset;
+        rope.max_tokens = max_tokens;
+        enum gptoss_status status;
+        if (gptoss_cuda_qkv_rope_gemv(backend, input, weight, bias, output, num_cols, num_rows, rope, &status)) {
+            return status;
+        }
+    }
     enum gptoss_status status = gptoss_cuda_bf16w_matmul_launch(backend, input, weight, bias, output, num_tokens,
                                                                 num_cols, num_rows, false);
     if (status != gptoss_status_success) return status;
@@ -52,8 +70,9 @@ extern "C" enum gptoss_status gptoss_cuda_f32_bf16w_matmul_qkv(
     uint64_t blocks = (total + 255) / 256;
     const uint64_t cap = (uint64_t) gptoss_cuda_num_sms(backend) * 32;
     if (blocks > cap) blocks = cap;
-    qkv_rope_cache_kernel<<<(unsigned) blocks, 256, 0, gptoss_cuda_stream(backend)>>>(
-        output, kv_cache, p, num_tokens, num_q_heads, num_kv_heads, head_dim, token_offset, max_tokens);
-    GPTOSS_CUDA_LAUNCHED("f32_bf16w_matmul_qkv (rope + cache)");
+    const cudaError_t err =
+        gptoss_cuda_launch_pdl(backend, qkv_rope_cache_kernel, dim3((unsigned) blocks), dim3(256), 0, output, kv_cache, p,
+                               num_tokens, num_q_heads, num_kv_heads, head_dim, token_offset, max_tokens);
+    if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of f32_bf16w_matmul_qkv (rope + cache)");
     return gptoss_status_success;
 }

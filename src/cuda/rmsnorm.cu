@@ -1,5 +1,6 @@
 /* RMSNorm: out = (x * r) * w, r = 1 / sqrt(sum x^2 / C + eps). One block per token;
- * the sum pass completes (barrier) before the write pass, so in-place is safe. */
+ * the sum pass completes (barrier) before the write pass, so in-place is safe. Rows of up
+ * to 4096 aligned channels stay in registers (rmsnorm_vec_kernel); others loop twice. */
 #include "cuda/common.cuh"
 
 namespace {
@@ -7,6 +8,7 @@ namespace {
 __global__ void __launch_bounds__(1024) rmsnorm_kernel(const float* input, const uint16_t* weight, float* output,
                                                       uint32_t num_tokens, uint32_t num_channels, float epsilon) {
     __shared__ float scratch[32];
+    gptoss_d_pdl_trigger();
     for (uint32_t t = blockIdx.x; t < num_tokens; t += gridDim.x) {
         const float* x = input + (size_t) t * num_channels;
         float* y = output + (size_t) t * num_channels;
@@ -22,12 +24,83 @@ __global__ void __launch_bounds__(1024) rmsnorm_kernel(const float* input, const
     }
 }
 
+/* Vector path: C % 4 == 0, 16-byte aligned, C <= 4 * 256 * NV. Each of the 256 threads
+ * keeps its NV float4 of the row in registers between the two passes (one read of x, all
+ * loads issued at once). In place is safe: the writes come after the block reduction. */
+constexpr int kVecThreads = 256;
+
+template <int NV>
+__global__ void __launch_bounds__(kVecThreads) rmsnorm_vec_kernel(const float* input, const uint16_t* weight,
+                                                                 float* output, uint32_t num_tokens,
+                                                                 uint32_t num_channels, float epsilon) {
+    __shared__ float scratch[32];
+    gptoss_d_pdl_trigger();
+    const uint32_t n4 = num_channels / 4;
+    /* the weight row is the same for every token and no kernel writes it: load it before
+     * waiting for the kernel that produces x (PDL) */
+    uint2 wv[NV];
+#pragma unroll
+    for (int j = 0; j < NV; j++) {
+        const uint32_t i = threadIdx.x + (uint32_t) j * kVecThreads;
+        wv[j] = i < n4 ? *(const uint2*) (weight + 4 * (size_t) i) : make_uint2(0, 0);
+    }
+    gptoss_d_pdl_wait();
+    for (uint32_t t = blockIdx.x; t < num_tokens; t += gridDim.x) {
+        const float4* x = (const float4*) (input + (size_t) t * num_channels);
+        float4* y = (float4*) (output + (size_t) t * num_channels);
+        float4 v[NV];
+        float ss = 0.0f;
+#pragma unroll
+        for (int j = 0; j < NV; j++) {
+            const uint32_t i = threadIdx.x + (uint32_t) j * kVecThreads;
+            v[j] = i < n4 ? x[i] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        }
+#pragma unroll
+        for (int j = 0; j < NV; j++) {
+            ss = fmaf(v[j].x, v[j].x, ss);
+            ss = fmaf(v[j].y, v[j].y, ss);
+            ss = fmaf(v[j].z, v[j].z, ss);
+            ss = fmaf(v[j].w, v[j].w, ss);
+        }
+        ss = gptoss_d_block_sum(ss, scratch);
+        const float r = 1.0f / sqrtf(ss / (float) num_channels + epsilon);
+#pragma unroll
+        for (int j = 0; j < NV; j++) {
+            const uint32_t i = threadIdx.x + (uint32_t) j * kVecThreads;
+            if (i < n4) {
+                const uint2 w = wv[j];
+                float4 o;
+                o.x = (v[j].x * r) * __uint_as_float(w.x << 16);
+                o.y = (v[j].y * r) * __uint_as_float(w.x & 0xFFFF0000u);
+                o.z = (v[j].z * r) * __uint_as_float(w.y << 16);
+                o.w = (v[j].w * r) * __uint_as_float(w.y & 0xFFFF0000u);
+                y[i] = o;
+            }
+        }
+    }
+}
+
 }  // namespace
 
 extern "C" enum gptoss_status gptoss_cuda_f32_bf16w_rmsnorm(gptoss_backend_t backend, const float* input,
                                                             const gptoss_bf16* weight, float* output,
                                                             uint32_t num_tokens, uint32_t num_channels,
                                                             float epsilon) {
+    const unsigned blocks_v = num_tokens < 65535u ? num_tokens : 65535u;
+    const uint32_t nv = (num_channels / 4 + kVecThreads - 1) / kVecThreads;
+    if (num_channels % 4 == 0 && nv <= 4 && gptoss_aligned(input, 16) && gptoss_aligned(output, 16) &&
+        gptoss_aligned(weight, 8)) {
+        const uint16_t* w = (const uint16_t*) weight;
+        cudaError_t err;
+        switch (nv) {
+            case 1: err = gptoss_cuda_launch_pdl(backend, rmsnorm_vec_kernel<1>, dim3(blocks_v), dim3(kVecThreads), 0, input, w, output, num_tokens, num_channels, epsilon); break;
+            case 2: err = gptoss_cuda_launch_pdl(backend, rmsnorm_vec_kernel<2>, dim3(blocks_v), dim3(kVecThreads), 0, input, w, output, num_tokens, num_channels, epsilon); break;
+            case 3: err = gptoss_cuda_launch_pdl(backend, rmsnorm_vec_kernel<3>, dim3(blocks_v), dim3(kVecThreads), 0, input, w, output, num_tokens, num_channels, epsilon); break;
+            default: err = gptoss_cuda_launch_pdl(backend, rmsnorm_vec_kernel<4>, dim3(blocks_v), dim3(kVecThreads), 0, input, w, output, num_tokens, num_channels, epsilon); break;
+        }
+        if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of f32_bf16w_rmsnorm");
+        return gptoss_status_success;
+    }
     unsigned threads = 1024;
     while (threads > 32 && threads / 2 >= num_channels) threads /= 2;
     const unsigned blocks = num_tokens < 65535u ? num_tokens : 65535u;

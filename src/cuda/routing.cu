@@ -122,6 +122,8 @@ __global__ void gather_accumulate_kernel(const float* input, const uint32_t* ids
 
 __global__ void accumulate_kernel(const float* input, const float* scores, float* residual, uint32_t C, uint32_t T,
                                   uint32_t k) {
+    gptoss_d_pdl_trigger();
+    gptoss_d_pdl_wait();
     const uint64_t total = (uint64_t) T * C;
     const uint64_t stride = (uint64_t) gridDim.x * blockDim.x;
     for (uint64_t idx = (uint64_t) blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += stride) {
@@ -191,8 +193,9 @@ extern "C" enum gptoss_status gptoss_cuda_f32_accumulate(gptoss_backend_t backen
     uint64_t blocks = (total + 255) / 256;
     const uint64_t cap = (uint64_t) gptoss_cuda_num_sms(backend) * 16;
     if (blocks > cap) blocks = cap;
-    accumulate_kernel<<<(unsigned) blocks, 256, 0, gptoss_cuda_stream(backend)>>>(
-        input, expert_scores, residual, num_channels, num_tokens, num_active_experts);
-    GPTOSS_CUDA_LAUNCHED("f32_accumulate");
+    const cudaError_t err = gptoss_cuda_launch_pdl(backend, accumulate_kernel, dim3((unsigned) blocks), dim3(256), 0,
+                                                   input, expert_scores, residual, num_channels, num_tokens,
+                                                   num_active_experts);
+    if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of f32_accumulate");
     return gptoss_status_success;
 }

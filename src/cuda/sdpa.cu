@@ -3,8 +3,9 @@
  * Fast path (head_dim 64, up to 8 Q heads per KV head): flash-decoding. The key range of
  * every (query, KV head) is split into chunks; one 128-thread block handles one chunk for
  * all Q heads of the KV head (K/V tiles of 64 keys staged in shared memory, online
- * softmax), and writes a partial (max, sum, unnormalised output). A merge kernel combines
- * the chunks with the sink. Other shapes use a simple one-warp-per-(query, Q head) kernel. */
+ * softmax), and writes a partial (max, sum, unnormalised output). The chunks are combined
+ * with the sink by the last chunk block of each (query, KV head) to finish when there are
+ * at most 16 of them (one launch), else by a merge kernel with one block per Q head. Other shapes use a simple one-warp-per-(query, Q head) kernel. */
 #include "cuda/common.cuh"
 
 namespace {
@@ -13,11 +14,17 @@ constexpr int D = 64;       /* head_dim of the fast path */
 constexpr int G = 8;        /* Q heads per KV head handled by a block (padded) */
 constexpr int TK = 64;      /* keys per tile */
 constexpr int THREADS = 128;
+constexpr uint64_t kMaxChunks = 256;          /* chunks per (query, KV head) */
+constexpr uint64_t kFusedMergeMaxChunks = 16; /* up to this many: merged by the last chunk block */
 
 struct SdpaShape {
     const float* q;
     const float* kv;
     float* partial; /* [Tq][Hq][nchunks][D + 2]: o[D], m, l */
+    uint32_t* counters; /* [Tq * Hkv], zero: chunks done per (query, KV head); NULL: the
+                         * merge kernel combines the partials */
+    const uint16_t* sinks;
+    float* out;
     uint64_t kv_stride;
     uint32_t window;
     uint32_t num_q_tokens, num_kv_tokens, num_q_heads, num_kv_heads, group;
@@ -40,6 +47,8 @@ __global__ void __launch_bounds__(THREADS) sdpa_chunk_kernel(SdpaShape s) {
     __shared__ __align__(16) float ps[TK][G]; /* scores, then probabilities */
     __shared__ float factor_s[G];
 
+    gptoss_d_pdl_trigger();
+    gptoss_d_pdl_wait();
     const uint32_t tid = threadIdx.x;
     const uint32_t chunk = blockIdx.x;
     const uint32_t i = blockIdx.y / s.num_kv_heads;
@@ -51,10 +60,15 @@ __global__ void __launch_bounds__(THREADS) sdpa_chunk_kernel(SdpaShape s) {
     const uint32_t end = min(begin + s.chunk, len);
     const uint32_t hq0 = h * s.group;
 
-    /* Q heads of this KV head (padded with zeros) */
-    for (uint32_t idx = tid; idx < G * D; idx += THREADS) {
+    /* Q heads of this KV head (padded with zeros): loaded now, stored to shared memory
+     * after the first K/V tile's loads are issued (one memory round trip for both) */
+    constexpr int kQLoads = G * D / THREADS;
+    float qv[kQLoads];
+#pragma unroll
+    for (int r = 0; r < kQLoads; r++) {
+        const uint32_t idx = tid + (uint32_t) r * THREADS;
         const uint32_t g = idx / D, d = idx % D;
-        qs[g][d] = g < s.group ? s.q[(size_t) i * s.qkv_dim + (size_t) (hq0 + g) * D + d] : 0.0f;
+        qv[r] = g < s.group ? s.q[(size_t) i * s.qkv_dim + (size_t) (hq0 + g) * D + d] : 0.0f;
     }
 
     /* score/probability ownership: key k = tid % 64, heads gg*4 .. gg*4+3 */
@@ -83,6 +97,13 @@ __global__ void __launch_bounds__(THREADS) sdpa_chunk_kernel(SdpaShape s) {
             if (key < ntile) {
                 const float* row = kv_head + (size_t) (lo + t0 + key) * (2 * D);
                 v[j] = __ldg((const float4*) row + c4);
+            }
+        }
+        if (t0 == begin) {
+#pragma unroll
+            for (int r = 0; r < kQLoads; r++) {
+                const uint32_t idx = tid + (uint32_t) r * THREADS;
+                qs[idx / D][idx % D] = qv[r];
             }
         }
 #pragma unroll
@@ -154,8 +175,35 @@ __global__ void __launch_bounds__(THREADS) sdpa_chunk_kernel(SdpaShape s) {
             }
         }
     }
-    /* write the partial of every real head */
     const size_t stride_chunk = D + 2;
+    if (s.nchunks == 1) {
+        /* the whole key range in this block: normalise with the sink here (the merge
+         * formula with one chunk) */
+        __shared__ float ml_s[G][2];
+#pragma unroll
+        for (int jj = 0; jj < 2; jj++) {
+            if (lane == 0) {
+                ml_s[warp * 2 + jj][0] = m_run[jj];
+                ml_s[warp * 2 + jj][1] = l_run[jj];
+            }
+        }
+        __syncthreads();
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const uint32_t g = gg * 4 + j;
+            if (g >= s.group) continue;
+            const float S = s.sinks != nullptr ? gptoss_d_bf16_to_f32(s.sinks[hq0 + g]) : -INFINITY;
+            const float m = ml_s[g][0], l = ml_s[g][1];
+            const float M = fmaxf(S, m);
+            const float f = (M == -INFINITY || m == -INFINITY) ? 0.0f : expf(m - M);
+            float denom = fmaf(l, f, 0.0f);
+            if (s.sinks != nullptr && M != -INFINITY) denom += expf(S - M);
+            const float o = fmaf(acc[j], f, 0.0f);
+            s.out[((size_t) i * s.num_q_heads + hq0 + g) * D + od] = denom > 0.0f ? o / denom : 0.0f;
+        }
+        return;
+    }
+    /* write the partial of every real head */
 #pragma unroll
     for (int j = 0; j < 4; j++) {
         const uint32_t g = gg * 4 + j;
@@ -172,6 +220,55 @@ __global__ void __launch_bounds__(THREADS) sdpa_chunk_kernel(SdpaShape s) {
             part[D] = m_run[jj];
             part[D + 1] = l_run[jj];
         }
+    }
+
+    /* The last chunk block of this (query, KV head) to finish merges the partials with the
+     * sink (no second kernel): fence the partials, count, and let the last one read them. */
+    if (s.counters == nullptr) return;
+    __shared__ uint32_t is_last;
+    __threadfence();
+    __syncthreads();
+    if (tid == 0) is_last = atomicAdd(s.counters + blockIdx.y, 1u) == s.nchunks - 1;
+    __syncthreads();
+    if (!is_last) return;
+    __threadfence();
+    if (tid == 0) s.counters[blockIdx.y] = 0; /* zero again for the next call */
+    /* warp w merges heads 2w, 2w+1 (the formula of sdpa_merge_kernel): lane c holds chunk
+     * c's max and sum (nchunks <= kFusedMergeMaxChunks <= 32), all output loads at once */
+#pragma unroll
+    for (int jj = 0; jj < 2; jj++) {
+        const uint32_t g = warp * 2 + jj;
+        if (g >= s.group) continue;
+        const uint32_t row = i * s.num_q_heads + hq0 + g;
+        const float* part = s.partial + (size_t) row * s.nchunks * stride_chunk;
+        const float S = s.sinks != nullptr ? gptoss_d_bf16_to_f32(s.sinks[hq0 + g]) : -INFINITY;
+        const bool has = lane < s.nchunks;
+        const float mc = has ? __ldcg(part + (size_t) lane * stride_chunk + D) : -INFINITY;
+        const float lc = has ? __ldcg(part + (size_t) lane * stride_chunk + D + 1) : 0.0f;
+        float v0[kFusedMergeMaxChunks], v1[kFusedMergeMaxChunks];
+#pragma unroll
+        for (int c = 0; c < (int) kFusedMergeMaxChunks; c++) {
+            if (c < (int) s.nchunks) {
+                v0[c] = __ldcg(part + (size_t) c * stride_chunk + lane);
+                v1[c] = __ldcg(part + (size_t) c * stride_chunk + lane + 32);
+            }
+        }
+        const float M = fmaxf(S, gptoss_d_warp_max(mc));
+        const float f = (M == -INFINITY || mc == -INFINITY) ? 0.0f : expf(mc - M);
+        float denom = gptoss_d_warp_sum(fmaf(lc, f, 0.0f));
+        if (s.sinks != nullptr && M != -INFINITY) denom += expf(S - M);
+        float o0 = 0.0f, o1 = 0.0f;
+#pragma unroll
+        for (int c = 0; c < (int) kFusedMergeMaxChunks; c++) {
+            const float fc = __shfl_sync(0xFFFFFFFFu, f, c);
+            if (c < (int) s.nchunks) {
+                o0 = fmaf(v0[c], fc, o0);
+                o1 = fmaf(v1[c], fc, o1);
+            }
+        }
+        float* o = s.out + (size_t) row * D;
+        o[lane] = denom > 0.0f ? o0 / denom : 0.0f;
+        o[lane + 32] = denom > 0.0f ? o1 / denom : 0.0f;
     }
 }
 
@@ -290,6 +387,7 @@ extern "C" enum gptoss_status gptoss_cuda_f32_sdpa(gptoss_backend_t backend, con
     const uint64_t target_blocks = (uint64_t) gptoss_cuda_num_sms(backend) * 8;
     uint64_t want_chunks = (target_blocks + pairs - 1) / pairs;
     if (want_chunks < 1) want_chunks = 1;
+    if (want_chunks > kMaxChunks) want_chunks = kMaxChunks; /* merge factors in shared memory */
     uint64_t chunk = (max_len + want_chunks - 1) / want_chunks;
     chunk = (chunk + TK - 1) / TK * TK;
     if (chunk < (uint64_t) TK) chunk = TK;
@@ -314,9 +412,22 @@ extern "C" enum gptoss_status gptoss_cuda_f32_sdpa(gptoss_backend_t backend, con
         backend, (size_t) num_q_tokens * num_q_heads * nchunks * (D + 2) * sizeof(float), &partial);
     if (status != gptoss_status_success) return status;
     s.partial = (float*) partial;
-    sdpa_chunk_kernel<<<dim3((unsigned) nchunks, (unsigned) pairs), THREADS, 0, stream>>>(s);
-    cudaError_t err = cudaGetLastError();
-    if (err == cudaSuccess) {
+    /* few chunks: the last chunk block merges (one launch); many: a merge kernel spreads the
+     * combination over one block per Q head (a single block would serialise it) */
+    const bool fused = nchunks <= kFusedMergeMaxChunks;
+    s.counters = nullptr;
+    if (fused && nchunks > 1) {
+        status = gptoss_cuda_scratch_counters(backend, (size_t) pairs, &s.counters);
+        if (status != gptoss_status_success) {
+            gptoss_cuda_scratch_release(backend);
+            return status;
+        }
+    }
+    s.sinks = (const uint16_t*) sinks;
+    s.out = output;
+    cudaError_t err = gptoss_cuda_launch_pdl(backend, sdpa_chunk_kernel, dim3((unsigned) nchunks, (unsigned) pairs),
+                                             dim3(THREADS), 0, s);
+    if (err == cudaSuccess && !fused) {
         sdpa_merge_kernel<<<(unsigned) warps, MERGE_THREADS, nchunks * sizeof(float), stream>>>(
             s.partial, (const uint16_t*) sinks, output, num_q_tokens, num_q_heads, (uint32_t) nchunks);
         err = cudaGetLastError();
