@@ -445,7 +445,15 @@ static enum gptoss_status upload_weights(struct gptoss_model* m, const uint8_t* 
 
 enum gptoss_status gptoss_model_create_from_file(const char* path, gptoss_backend_t backend,
                                                  gptoss_model_t* model_out) {
+    return gptoss_model_create_from_file_ex(path, backend, 0, model_out);
+}
+
+enum gptoss_status gptoss_model_create_from_file_ex(const char* path, gptoss_backend_t backend, uint32_t flags,
+                                                    gptoss_model_t* model_out) {
     gptoss_clear_error();
+    if ((flags & ~(uint32_t) GPTOSS_MODEL_NO_MMAP) != 0) {
+        return gptoss_fail(gptoss_status_invalid_argument, "unknown model flags 0x%x", flags);
+    }
     if (path == NULL) return gptoss_fail(gptoss_status_invalid_argument, "path is NULL");
     if (backend == NULL) return gptoss_fail(gptoss_status_invalid_argument, "backend is NULL");
     if (model_out == NULL) return gptoss_fail(gptoss_status_invalid_argument, "model_out is NULL");
@@ -497,7 +505,7 @@ enum gptoss_status gptoss_model_create_from_file(const char* path, gptoss_backen
 
     if ((st = gptoss_model_set_layout(m, &info)) != gptoss_status_success) goto fail;
 
-    if (kind == gptoss_backend_kind_cpu) {
+    if (kind == gptoss_backend_kind_cpu && !(flags & GPTOSS_MODEL_NO_MMAP)) {
         m->weights = base + info.weights_offset;
     } else {
         st = upload_weights(m, base + info.weights_offset, path);

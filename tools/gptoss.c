@@ -97,6 +97,7 @@ struct options {
     unsigned long long threads;
     unsigned long long context;
     unsigned long long batch;
+    int no_mmap;
     unsigned long long num_tokens;
     int num_tokens_set;
     unsigned long long prompt_tokens; /* bench */
@@ -221,6 +222,8 @@ static int parse_options(int argc, char** argv, unsigned flags, struct options* 
         } else if ((flags & F_BACKEND) && (IS("-c") || IS("--ctx-size"))) {
             VALUE();
             if (parse_u64(flag, v, 1, UINT32_MAX, &o->context)) return -1;
+        } else if ((flags & F_BACKEND) && IS("--no-mmap")) {
+            o->no_mmap = 1;
         } else if ((flags & F_BACKEND) && (IS("-b") || IS("--batch-size"))) {
             VALUE();
             if (parse_u64(flag, v, 1, 65536, &o->batch)) return -1;
@@ -277,7 +280,9 @@ static void defaults(struct options* o) {
     "  --device N           CUDA device (default 0)\n"                                                 \
     "  -t, --threads N      CPU threads (default: one per processor)\n"                                \
     "  -c, --ctx-size N     context length (default: as needed, at most the model's)\n"                \
-    "  -b, --batch-size N   prefill chunk, max_batch_tokens (default: 128 cpu, 512 cuda)\n"
+    "  -b, --batch-size N   prefill chunk, max_batch_tokens (default: 128 cpu, 512 cuda)\n"       \
+    "  --no-mmap            cpu: copy the weights into memory with huge pages instead of\n"         \
+    "                       mapping the file (slower load, faster decode)\n"
 #define MODEL_HELP                                                                                     \
     "  -m, --model FILE     model file (GPT-OSS v1.0)\n"                                               \
     "  --random PRESET      instead of -m: random weights made in backend memory (no file),\n"       \
@@ -385,7 +390,8 @@ static int engine_open(const struct options* o, struct engine* e) {
             snprintf(e->label, sizeof(e->label), "random-%s (seed %llu)", o->random, o->random_seed);
         }
     } else {
-        st = gptoss_model_create_from_file(o->model, e->backend, &e->model);
+        st = gptoss_model_create_from_file_ex(o->model, e->backend, o->no_mmap ? GPTOSS_MODEL_NO_MMAP : 0,
+                                              &e->model);
         const char* slash = strrchr(o->model, '/');
         snprintf(e->label, sizeof(e->label), "%s", slash != NULL ? slash + 1 : o->model);
     }

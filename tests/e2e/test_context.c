@@ -69,6 +69,25 @@ int main(int argc, char** argv) {
     enum gptoss_status st;
     gptoss_context_t ctx;
 
+    /* ---- GPTOSS_MODEL_NO_MMAP: a private copy of the weights gives the same logits ---- */
+    {
+        gptoss_model_t copied = NULL;
+        st = gptoss_model_create_from_file_ex(argv[1], backend, 0x80u, &copied);
+        CHECK(st == gptoss_status_invalid_argument && copied == NULL, "unknown flag accepted (%d)", st);
+        st = gptoss_model_create_from_file_ex(argv[1], backend, GPTOSS_MODEL_NO_MMAP, &copied);
+        CHECK(st == gptoss_status_success, "no-mmap load");
+        if (st == gptoss_status_success) {
+            const uint32_t ids[5] = {7, 70, 700, 7000, 17};
+            fresh_logits(ids, 5, 4, a);
+            gptoss_model_t mapped = model;
+            model = copied;
+            fresh_logits(ids, 5, 4, b);
+            model = mapped;
+            CHECK(memcmp(a, b, V * sizeof(float)) == 0, "no-mmap logits differ by %g", max_rel_diff(a, b));
+            gptoss_model_release(copied);
+        }
+    }
+
     /* ---- errors and bookkeeping ---- */
     st = gptoss_context_create(model, 8, 4, &ctx);
     CHECK(st == gptoss_status_success, "create");
