@@ -287,6 +287,8 @@ __global__ void __launch_bounds__(MERGE_THREADS) sdpa_merge_kernel(const float* 
     __shared__ float red[32];
     __shared__ float o_part[MERGE_THREADS / D][D];
     extern __shared__ float f_s[]; /* nchunks factors */
+    gptoss_d_pdl_trigger();
+    gptoss_d_pdl_wait();
     const uint32_t row = blockIdx.x; /* i * Hq + hq */
     const uint32_t tid = threadIdx.x;
     const float* part = partial + (size_t) row * nchunks * (D + 2);
@@ -434,9 +436,9 @@ extern "C" enum gptoss_status gptoss_cuda_f32_sdpa(gptoss_backend_t backend, con
     cudaError_t err = gptoss_cuda_launch_pdl(backend, sdpa_chunk_kernel, dim3((unsigned) nchunks, (unsigned) pairs),
                                              dim3(THREADS), 0, s);
     if (err == cudaSuccess && !fused) {
-        sdpa_merge_kernel<<<(unsigned) warps, MERGE_THREADS, nchunks * sizeof(float), stream>>>(
-            s.partial, (const uint16_t*) sinks, output, num_q_tokens, num_q_heads, (uint32_t) nchunks);
-        err = cudaGetLastError();
+        err = gptoss_cuda_launch_pdl(backend, sdpa_merge_kernel, dim3((unsigned) warps), dim3(MERGE_THREADS),
+                                     nchunks * sizeof(float), (const float*) s.partial, (const uint16_t*) sinks,
+                                     output, num_q_tokens, num_q_heads, (uint32_t) nchunks);
     }
     gptoss_cuda_scratch_release(backend);
     if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of f32_sdpa");
