@@ -294,14 +294,14 @@ extern "C" enum gptoss_status gptoss_cuda_backend_create(int device, void* strea
     cudaMemPool_t pool = NULL;
     err = cudaMemPoolCreate(&pool, &pool_props);
     if (err == cudaSuccess) {
-        uint64_t threshold = UINT64_MAX; /* keep freed temporaries for reuse */
+        uint64_t threshold = UINT64_MAX; /* keep freed buffers for reuse */
         err = cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold);
     }
     if (err != cudaSuccess) {
         if (pool != NULL) cudaMemPoolDestroy(pool);
         cudaFree(cuda->error_word);
         free(cuda);
-        return gptoss_cuda_fail(err, "creation of the temporary memory pool");
+        return gptoss_cuda_fail(err, "creation of the memory pool");
     }
     cuda->mem_pool = pool;
     cuda->scratch_lock = malloc(sizeof(pthread_mutex_t));

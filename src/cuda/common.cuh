@@ -1,6 +1,6 @@
 /* CUDA backend internals: device versions of the src/common/math.h helpers, error
  * checking macros that turn CUDA errors into statuses (never exit, never print), launch
- * helpers and stream-ordered temporaries. Included by every .cu file of src/cuda. */
+ * helpers (PDL), the scratch buffer and counters. Included by every .cu file of src/cuda. */
 #ifndef GPTOSS_CUDA_COMMON_CUH
 #define GPTOSS_CUDA_COMMON_CUH
 

@@ -31,7 +31,7 @@ struct gptoss_cuda_backend {
     size_t max_shared_per_block; /* opt-in maximum, bytes */
     int pdl;                     /* programmatic dependent launch (sm_90+, $GPTOSS_CUDA_PDL != 0) */
     uint32_t* error_word;        /* device u32, set by kernels (bits above), reset by synchronize */
-    void* mem_pool;              /* cudaMemPool_t for stream-ordered temporaries */
+    void* mem_pool;              /* cudaMemPool_t the scratch and counter buffers come from */
     /* Scratch for kernels that need a temporary (SDPA partials, routing counts): one
      * buffer, grown on demand; outgrown buffers stay allocated until release because a
      * recorded graph may still point at them. Guarded by scratch_lock (held from the
