@@ -327,7 +327,8 @@ static void help_bench(void) {
            "  GPTOSS_PROFILE=1     per-kernel profile of the timed runs on stderr (the backend is\n"
            "                       synchronised around every kernel call: slower, t/s not comparable)\n"
            "  GPTOSS_CUDA_GRAPHS=0 CUDA: run decode steps as direct kernel launches instead of\n"
-           "                       recorded graphs (for comparison)\n");
+           "                       recorded graphs (for comparison)\n"
+           "  GPTOSS_CUDA_PDL=0    CUDA: no programmatic dependent launch (for comparison)\n");
 }
 
 static void help_main(void) {
