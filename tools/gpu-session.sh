@@ -72,6 +72,16 @@ if ! skip e2e; then
     R[e2e-hf]="rc=$?"
     grep -E "^(PASS|FAIL|SKIP)" "$LOG/e2e.log" | tail -12
     echo "e2e: ${R[e2e-hf]} ($(el))"
+    # Graphs and PDL change how kernels are launched, never what they compute: the logits of
+    # a prompt + 32 greedy steps must be bit-identical with both off.
+    "$B"/tests/e2e/dump_logits /tmp/tiny.bin /tmp/logits-default.bin --backend cuda --steps 32 >>"$LOG/e2e.log" 2>&1
+    GPTOSS_CUDA_GRAPHS=0 GPTOSS_CUDA_PDL=0 "$B"/tests/e2e/dump_logits /tmp/tiny.bin /tmp/logits-direct.bin \
+        --backend cuda --steps 32 >>"$LOG/e2e.log" 2>&1
+    if cmp -s /tmp/logits-default.bin /tmp/logits-direct.bin && [ -s /tmp/logits-default.bin ]; then
+        R[graph-bitexact]="identical ($(stat -c %s /tmp/logits-default.bin) bytes of logits and tokens)"
+    else
+        R[graph-bitexact]="DIFFERENT"
+    fi
 fi
 
 if ! skip python; then
@@ -138,6 +148,6 @@ for f in "$LOG"/engine-*.log; do [ -f "$f" ] && { echo "${f##*/}:"; grep -E '^\|
 [ -f "$LOG/profile-20b.log" ] && grep -E '^(prefill|decode) ' "$LOG/profile-20b.log" | head -40
 echo
 echo "================ $GPU ($(el)) ================"
-for k in build harness-cuda harness-avx512 graph memcheck racecheck e2e-hf pytest bench engine-20b engine-20b-nograph engine-120b profile-20b ncu-decode harness-ab; do
+for k in build harness-cuda harness-avx512 graph memcheck racecheck e2e-hf graph-bitexact pytest bench engine-20b engine-20b-nograph engine-120b profile-20b ncu-decode harness-ab; do
     printf '%-15s %s\n' "$k" "${R[$k]:-skipped}"
 done
