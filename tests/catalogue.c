@@ -224,6 +224,8 @@ const struct tc_case tc_catalogue[] = {
     {"moe_swiglu_120b_decode_4of128_2880", TK_MOE_MATMUL_SWIGLU, .t = 1, .c = 2880, .r = 2880, .e = 128, .k = 4, .f = 7.0f, .flags = B},
     {"moe_matmul_1of1_cols32_rows1", TK_MOE_MATMUL, .t = 1, .c = 32, .r = 1, .e = 1, .k = 1, .flags = Q},
     {"moe_matmul_3of7_19tok_cols64_rows19", TK_MOE_MATMUL, .t = 19, .c = 64, .r = 19, .e = 7, .k = 3, .flags = Q},
+    {"moe_swiglu_tiny_scales_2of3_cols2880", TK_MOE_MATMUL_SWIGLU, .t = 2, .c = 2880, .r = 130, .e = 3, .k = 2, .f = 7.0f, .flags = TC_TINY_SCALES},
+    {"moe_matmul_tiny_scales_2of3_cols2880", TK_MOE_MATMUL, .t = 2, .c = 2880, .r = 131, .e = 3, .k = 2, .flags = TC_TINY_SCALES},
     {"moe_matmul_odd_rows_2881_3tok", TK_MOE_MATMUL, .t = 3, .c = 2880, .r = 2881, .e = 32, .k = 4},
     {"moe_matmul_20b_decode_4of32_2880", TK_MOE_MATMUL, .t = 1, .c = 2880, .r = 2880, .e = 32, .k = 4, .flags = B},
     {"moe_matmul_120b_decode_4of128_2880", TK_MOE_MATMUL, .t = 1, .c = 2880, .r = 2880, .e = 128, .k = 4, .flags = B},
@@ -239,11 +241,16 @@ const struct tc_case tc_catalogue[] = {
      * 512-token prefill chunk of 20b; 8 random rows checked */
     {"moe_dense_swiglu_64tok_2of4_2880", TK_MOE_DENSE_MATMUL_SWIGLU, .t = 64, .c = 2880, .r = 2880, .e = 4, .k = 2, .f = 7.0f, .check = 8},
     {"moe_dense_swiglu_20b_prefill512_4of32_2880", TK_MOE_DENSE_MATMUL_SWIGLU, .t = 512, .c = 2880, .r = 2880, .e = 32, .k = 4, .f = 7.0f, .flags = B | TC_BENCH_ONLY},
+    /* subnormal weights (scale bytes 0..9) against activations near 2^118: the tensor-core
+     * path's exact bf16 dequantisation (2 parts at 2880 columns, 3 parts at 64) */
+    {"moe_dense_swiglu_tiny_scales_2of3_cols2880", TK_MOE_DENSE_MATMUL_SWIGLU, .t = 9, .c = 2880, .r = 130, .e = 3, .k = 2, .f = 7.0f, .flags = TC_TINY_SCALES},
+    {"moe_dense_swiglu_tiny_scales_2of3_cols64", TK_MOE_DENSE_MATMUL_SWIGLU, .t = 9, .c = 64, .r = 19, .e = 3, .k = 2, .f = 7.0f, .flags = Q | TC_TINY_SCALES},
     {"moe_dense_matmul_1pair", TK_MOE_DENSE_MATMUL, .t = 1, .c = 32, .r = 1, .e = 1, .k = 1, .flags = Q},
     {"moe_dense_matmul_3of7_19tok_cols64_rows19", TK_MOE_DENSE_MATMUL, .t = 19, .c = 64, .r = 19, .e = 7, .k = 3, .flags = Q},
     {"moe_dense_matmul_20b_prefill16_4of32_2880", TK_MOE_DENSE_MATMUL, .t = 16, .c = 2880, .r = 2880, .e = 32, .k = 4, .check = 6},
     {"moe_dense_matmul_64tok_2of4_2880_rows2881", TK_MOE_DENSE_MATMUL, .t = 64, .c = 2880, .r = 2881, .e = 4, .k = 2, .check = 8},
     {"moe_dense_matmul_20b_prefill512_4of32_2880", TK_MOE_DENSE_MATMUL, .t = 512, .c = 2880, .r = 2880, .e = 32, .k = 4, .flags = B | TC_BENCH_ONLY},
+    {"moe_dense_matmul_tiny_scales_2of3_cols2880", TK_MOE_DENSE_MATMUL, .t = 9, .c = 2880, .r = 131, .e = 3, .k = 2, .flags = TC_TINY_SCALES},
     {"moe_dense_matmul_120b_prefill8_4of128_2880", TK_MOE_DENSE_MATMUL, .t = 8, .c = 2880, .r = 2880, .e = 128, .k = 4, .check = 4},
 
     /* ---- sampling ---- */
@@ -410,8 +417,10 @@ static void make_routing(struct tc_rng* rng, uint32_t T, uint32_t E, uint32_t k,
 
 /* MXFP4 experts: per expert blocks u8[rows][cols/32][16] (random bytes), scales
  * u8[rows][cols/32] stored +14-biased in 137..142 (raw 2^-4 .. 2^1), bias bf16[rows]
- * ~U[-1,1], interleaved with one byte stride as in the model file. */
-static void make_experts(struct tc_problem* p, struct tc_rng* rng, uint32_t E, uint32_t rows, uint32_t cols) {
+ * ~U[-1,1], interleaved with one byte stride as in the model file. tiny_scales: stored
+ * 0..9 (multipliers 2^-141 .. 2^-132: every weight an f32 subnormal), bias ~U[-2^-12, 2^-12]. */
+static void make_experts(struct tc_problem* p, struct tc_rng* rng, uint32_t E, uint32_t rows, uint32_t cols,
+                         int tiny_scales) {
     const size_t nblocks = (size_t) rows * (cols / 32);
     p->scales_off = nblocks * 16;
     p->bias_off = align_up(p->scales_off + nblocks, 16);
@@ -422,8 +431,12 @@ static void make_experts(struct tc_problem* p, struct tc_rng* rng, uint32_t E, u
     for (uint32_t e = 0; e < E; e++) {
         uint8_t* x = base + (size_t) e * p->expert_stride;
         fill_bytes(rng, x, nblocks * 16);
-        for (size_t i = 0; i < nblocks; i++) x[p->scales_off + i] = (uint8_t) (14 + 127 - 4 + tc_rng_u64(rng) % 6);
-        fill_bf16(rng, (gptoss_bf16*) (x + p->bias_off), rows, -1.0f, 1.0f);
+        for (size_t i = 0; i < nblocks; i++) {
+            x[p->scales_off + i] = tiny_scales ? (uint8_t) (tc_rng_u64(rng) % 10)
+                                               : (uint8_t) (14 + 127 - 4 + tc_rng_u64(rng) % 6);
+        }
+        const float b = tiny_scales ? 0x1.0p-12f : 1.0f;
+        fill_bf16(rng, (gptoss_bf16*) (x + p->bias_off), rows, -b, b);
     }
 }
 
@@ -624,12 +637,13 @@ int tc_problem_create(struct tc_problem* p, const struct tc_case* c, uint64_t se
             const size_t in_rows = swiglu ? T : (size_t) c->k * T;
             float* x = add_buffer(p, "input", TC_IN, TC_F32, in_rows * C);
             uint32_t* ids = add_buffer(p, "expert_ids", TC_IN, TC_U32, (size_t) T * c->k);
-            make_experts(p, &rng, c->e, swiglu ? 2 * R : R, C);
+            make_experts(p, &rng, c->e, swiglu ? 2 * R : R, C, (c->flags & TC_TINY_SCALES) != 0);
             add_buffer(p, "output", TC_OUT, TC_F32, (size_t) c->k * T * R);
             if (!x || !ids || !p->b[2].host) break;
             /* activations scaled so that the pre-activations are O(1..10): both sides of
-             * the SwiGLU clamp are hit */
-            const float a = 4.0f / sqrtf((float) C);
+             * the SwiGLU clamp are hit (tiny scales: near 2^118, so that products with the
+             * subnormal weights are O(2^-20 .. 2^-11) and per-block partials stay finite) */
+            const float a = (c->flags & TC_TINY_SCALES) ? 0x1.0p118f : 4.0f / sqrtf((float) C);
             fill_f32(&rng, x, in_rows * C, -a, a);
             make_routing(&rng, T, c->e, c->k, ids, NULL);
             break;
@@ -640,10 +654,10 @@ int tc_problem_create(struct tc_problem* p, const struct tc_case* c, uint64_t se
             const size_t P = (size_t) T * c->k;
             uint32_t* offsets = add_buffer(p, "expert_offsets", TC_IN, TC_U32, (size_t) c->e + 1);
             float* x = add_buffer(p, "input", TC_IN, TC_F32, P * C);
-            make_experts(p, &rng, c->e, swiglu ? 2 * R : R, C);
+            make_experts(p, &rng, c->e, swiglu ? 2 * R : R, C, (c->flags & TC_TINY_SCALES) != 0);
             add_buffer(p, "output", TC_OUT, TC_F32, P * R);
             if (!x || !offsets || !p->b[2].host) break;
-            const float a = 4.0f / sqrtf((float) C);
+            const float a = (c->flags & TC_TINY_SCALES) ? 0x1.0p118f : 4.0f / sqrtf((float) C);
             fill_f32(&rng, x, P * C, -a, a);
             make_offsets(&rng, T, c->e, c->k, offsets);
             break;

@@ -58,6 +58,8 @@ enum {
     TC_ALL_SCALES = 1u << 7,   /* mf4 convert: every raw scale 0..255 (inf/NaN included) */
     TC_SPARSE = 1u << 8,       /* sample: half of the probabilities are exactly 0 */
     TC_BENCH_ONLY = 1u << 9,   /* only a bench row; the harness leaves it out */
+    TC_TINY_SCALES = 1u << 10, /* moe: scale bytes 0..9 (weights 2^-142 .. 6*2^-132, f32
+                                * subnormals), activations near 2^118, bias ~ +-2^-12 */
 };
 
 /* Field meaning per kernel (0 = unused):
