@@ -102,7 +102,8 @@ enum gptoss_status gptoss_cpu_f32_bf16w_unembedding(gptoss_backend_t backend, co
         .isa = gptoss_cpu(backend)->isa,
     };
     const size_t items = a.T * a.chunks;
-    a.best = malloc(items * sizeof(uint64_t));
+    uint64_t best_small[64]; /* decode (one token, <= 1M rows): no allocation per call */
+    a.best = items <= 64 ? best_small : malloc(items * sizeof(uint64_t));
     if (a.best == NULL) {
         return gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate %zu bytes of scratch",
                            items * sizeof(uint64_t));
@@ -115,6 +116,6 @@ enum gptoss_status gptoss_cpu_f32_bf16w_unembedding(gptoss_backend_t backend, co
         }
         argmax[t] = (uint32_t) best;
     }
-    free(a.best);
+    if (a.best != best_small) free(a.best);
     return gptoss_status_success;
 }

@@ -35,71 +35,56 @@ enum gptoss_status gptoss_cuda_fail(cudaError_t error, const char* what) {
     return gptoss_fail(status, "CUDA error in %s: %s (%s)", what, cudaGetErrorString(error), cudaGetErrorName(error));
 }
 
-enum gptoss_status gptoss_cuda_scratch_acquire(gptoss_backend_t backend, size_t size, void** ptr_out) {
+/* Makes *buf hold at least `need` bytes (doubling, at least `min_size`; zeroed if `zero`).
+ * Called with the scratch lock held. The outgrown buffer is kept until release: a recorded
+ * graph may still point at it. */
+static enum gptoss_status grow_buffer(gptoss_backend_t backend, void** buf, size_t* buf_size, size_t need,
+                                      size_t min_size, bool zero, const char* what) {
     struct gptoss_cuda_backend* cuda = gptoss_cuda(backend);
-    pthread_mutex_t* lock = (pthread_mutex_t*) cuda->scratch_lock;
-    pthread_mutex_lock(lock);
-    if (size <= cuda->scratch_size) {
-        *ptr_out = cuda->scratch;
-        return gptoss_status_success;
-    }
-    if (gptoss_cuda_capturing(backend)) {
-        pthread_mutex_unlock(lock);
-        return gptoss_fail(gptoss_status_invalid_state,
-                           "a kernel needs %zu bytes of scratch during a graph recording (the backend has %zu); run "
-                           "the same call once outside a recording first",
-                           size, cuda->scratch_size);
-    }
-    if (cuda->num_retired == sizeof(cuda->retired) / sizeof(cuda->retired[0])) {
-        pthread_mutex_unlock(lock);
-        return gptoss_fail(gptoss_status_insufficient_resources, "the scratch buffer grew too many times");
-    }
-    size_t grown = cuda->scratch_size * 2;
-    if (grown < size) grown = size;
-    if (grown < ((size_t) 1 << 20)) grown = (size_t) 1 << 20;
-    void* ptr = NULL;
-    const cudaError_t err = cudaMallocFromPoolAsync(&ptr, grown, (cudaMemPool_t) cuda->mem_pool,
-                                                    (cudaStream_t) cuda->stream);
-    if (err != cudaSuccess) {
-        pthread_mutex_unlock(lock);
-        return gptoss_cuda_fail(err, "cudaMallocFromPoolAsync (scratch buffer)");
-    }
-    if (cuda->scratch != NULL) cuda->retired[cuda->num_retired++] = cuda->scratch;
-    cuda->scratch = ptr;
-    cuda->scratch_size = grown;
-    *ptr_out = ptr;
-    return gptoss_status_success;
-}
-
-enum gptoss_status gptoss_cuda_scratch_counters(gptoss_backend_t backend, size_t count, uint32_t** ptr_out) {
-    struct gptoss_cuda_backend* cuda = gptoss_cuda(backend);
-    const size_t size = count * sizeof(uint32_t);
-    if (size <= cuda->counters_size) {
-        *ptr_out = (uint32_t*) cuda->counters;
-        return gptoss_status_success;
-    }
+    if (need <= *buf_size) return gptoss_status_success;
     if (gptoss_cuda_capturing(backend)) {
         return gptoss_fail(gptoss_status_invalid_state,
-                           "a kernel needs %zu counters during a graph recording (the backend has %zu); run the same "
-                           "call once outside a recording first",
-                           count, cuda->counters_size / sizeof(uint32_t));
+                           "a kernel needs %zu bytes of %s during a graph recording (the backend has %zu); run the "
+                           "same call once outside a recording first",
+                           need, what, *buf_size);
     }
     if (cuda->num_retired == sizeof(cuda->retired) / sizeof(cuda->retired[0])) {
-        return gptoss_fail(gptoss_status_insufficient_resources, "the counter buffer grew too many times");
+        return gptoss_fail(gptoss_status_insufficient_resources, "the %s grew too many times", what);
     }
-    size_t grown = cuda->counters_size * 2;
-    if (grown < size) grown = size;
-    if (grown < 4096) grown = 4096;
+    size_t grown = *buf_size * 2;
+    if (grown < need) grown = need;
+    if (grown < min_size) grown = min_size;
     void* ptr = NULL;
     const cudaStream_t stream = (cudaStream_t) cuda->stream;
     cudaError_t err = cudaMallocFromPoolAsync(&ptr, grown, (cudaMemPool_t) cuda->mem_pool, stream);
-    if (err == cudaSuccess) err = cudaMemsetAsync(ptr, 0, grown, stream);
-    if (err != cudaSuccess) return gptoss_cuda_fail(err, "allocation of the counter buffer");
-    if (cuda->counters != NULL) cuda->retired[cuda->num_retired++] = cuda->counters;
-    cuda->counters = ptr;
-    cuda->counters_size = grown;
-    *ptr_out = (uint32_t*) ptr;
+    if (err == cudaSuccess && zero) err = cudaMemsetAsync(ptr, 0, grown, stream);
+    if (err != cudaSuccess) {
+        if (ptr != NULL) cudaFreeAsync(ptr, stream);
+        return gptoss_cuda_fail(err, what);
+    }
+    if (*buf != NULL) cuda->retired[cuda->num_retired++] = *buf;
+    *buf = ptr;
+    *buf_size = grown;
     return gptoss_status_success;
+}
+
+enum gptoss_status gptoss_cuda_scratch_acquire(gptoss_backend_t backend, size_t scratch_bytes, void** scratch_out,
+                                               size_t num_counters, uint32_t** counters_out) {
+    struct gptoss_cuda_backend* cuda = gptoss_cuda(backend);
+    pthread_mutex_lock((pthread_mutex_t*) cuda->scratch_lock);
+    enum gptoss_status st = gptoss_status_success;
+    if (scratch_out != NULL) {
+        st = grow_buffer(backend, &cuda->scratch, &cuda->scratch_size, scratch_bytes, (size_t) 1 << 20, false,
+                         "scratch buffer");
+        *scratch_out = cuda->scratch;
+    }
+    if (st == gptoss_status_success && counters_out != NULL) {
+        st = grow_buffer(backend, &cuda->counters, &cuda->counters_size, num_counters * sizeof(uint32_t), 4096, true,
+                         "counter buffer");
+        *counters_out = (uint32_t*) cuda->counters;
+    }
+    if (st != gptoss_status_success) pthread_mutex_unlock((pthread_mutex_t*) cuda->scratch_lock);
+    return st;
 }
 
 void gptoss_cuda_scratch_release(gptoss_backend_t backend) {

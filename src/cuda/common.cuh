@@ -56,17 +56,17 @@ static inline uint32_t* gptoss_cuda_error_word(gptoss_backend_t backend) { retur
 
 static inline int gptoss_cuda_num_sms(gptoss_backend_t backend) { return gptoss_cuda(backend)->num_sms; }
 
-/* The backend's scratch buffer (at least `size` bytes) for the kernels enqueued before the
- * matching release; kernels on the one stream use it one after another. Outside a graph
- * recording it grows as needed; during one it must already be large enough (the same
- * call run once before recording sizes it), else invalid_state. On success the scratch
- * lock is held: call gptoss_cuda_scratch_release after enqueueing. */
-enum gptoss_status gptoss_cuda_scratch_acquire(gptoss_backend_t backend, size_t size, void** ptr_out);
+/* Temporaries of the kernels that need them (SDPA partials, routing counts, argmax slots).
+ * Takes the backend's scratch lock and returns, where the pointer is not NULL, a scratch
+ * buffer of at least `scratch_bytes` and `num_counters` u32 counters that are zero on entry
+ * (a kernel that counts in them must leave them at zero, e.g. the last block resets what
+ * it counted). Kernels on the one stream use them one after another. Outside a graph
+ * recording both grow as needed; during one they must already be large enough (the same
+ * call run once before recording sizes them), else invalid_state. On success the lock is
+ * held: call gptoss_cuda_scratch_release after enqueueing. */
+enum gptoss_status gptoss_cuda_scratch_acquire(gptoss_backend_t backend, size_t scratch_bytes, void** scratch_out,
+                                               size_t num_counters, uint32_t** counters_out);
 void gptoss_cuda_scratch_release(gptoss_backend_t backend);
-/* With the scratch lock held: `count` u32 counters, zero on entry; a kernel that counts in
- * them must leave them at zero (e.g. the last block resets what it counted). Grown (and
- * zeroed) on demand outside recordings, like the scratch. */
-enum gptoss_status gptoss_cuda_scratch_counters(gptoss_backend_t backend, size_t count, uint32_t** ptr_out);
 
 static inline bool gptoss_aligned(const void* ptr, size_t alignment) {
     return ((uintptr_t) ptr % alignment) == 0;
@@ -85,9 +85,9 @@ static inline uint32_t gptoss_div_up_u32(uint64_t a, uint64_t b) { return (uint3
  * gptoss_d_pdl_trigger or exited). It must therefore call gptoss_d_pdl_wait() before it
  * reads anything an earlier kernel wrote and before it writes anything; what it may do
  * before: compute addresses, read its arguments and data no kernel writes (the weights:
- * the GEMV kernels issue their first weight loads before waiting). Every kernel calls gptoss_d_pdl_trigger() first thing, so
- * the next one can be scheduled early. Without PDL (older GPUs, $GPTOSS_CUDA_PDL=0) the
- * launch is an ordinary one and both calls do nothing.
+ * the GEMV kernels issue their first weight loads before waiting). Every kernel calls
+ * gptoss_d_pdl_trigger() first thing, so the next one can be scheduled early. Without PDL
+ * (older GPUs, $GPTOSS_CUDA_PDL=0) the launch is an ordinary one and both calls do nothing.
  * ------------------------------------------------------------------------------- */
 __device__ __forceinline__ void gptoss_d_pdl_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900

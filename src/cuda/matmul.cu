@@ -108,21 +108,10 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_bf16_vec_kernel(const fl
         static_assert(TT == 1 && RPW == 2, "the RoPE epilogue works on one token and one row pair");
         const float v0 = gptoss_d_warp_sum(acc[0][0]), v1 = gptoss_d_warp_sum(acc[1][0]);
         if (lane == 0) {
-            float xv = bias != nullptr ? v0 + gptoss_d_bf16_to_f32(bias[row0]) : v0;
-            float yv = bias != nullptr ? v1 + gptoss_d_bf16_to_f32(bias[row0 + 1]) : v1;
-            const uint32_t half_dim = rope.head_dim / 2, pr = row0 / 2;
-            const uint32_t head = pr / half_dim, i = pr % half_dim;
-            if (head < rope.num_q_heads + rope.num_kv_heads) gptoss_d_rope_pair(xv, yv, i, rope.pos, rope.p);
-            out[row0] = xv;
-            out[row0 + 1] = yv;
-            if (head >= rope.num_q_heads) {
-                const bool is_k = head < rope.num_q_heads + rope.num_kv_heads;
-                const uint32_t h = is_k ? head - rope.num_q_heads : head - rope.num_q_heads - rope.num_kv_heads;
-                float* dst = rope.kv_cache + ((size_t) h * rope.max_tokens + rope.pos) * 2 * rope.head_dim +
-                             (is_k ? 0 : rope.head_dim) + 2 * i;
-                dst[0] = xv;
-                dst[1] = yv;
-            }
+            const float xv = bias != nullptr ? v0 + gptoss_d_bf16_to_f32(bias[row0]) : v0;
+            const float yv = bias != nullptr ? v1 + gptoss_d_bf16_to_f32(bias[row0 + 1]) : v1;
+            gptoss_d_qkv_rope_store(xv, yv, out + row0, row0 / 2, rope.pos, rope.p, rope.kv_cache, rope.num_q_heads,
+                                    rope.num_kv_heads, rope.head_dim, rope.max_tokens);
         }
     } else {
 #pragma unroll

@@ -11,7 +11,6 @@ __global__ void qkv_rope_cache_kernel(float* out, float* kv_cache, gptoss_rope_p
                                       uint32_t token_offset, uint32_t max_tokens) {
     gptoss_d_pdl_trigger();
     gptoss_d_pdl_wait();
-    const uint32_t half_dim = head_dim / 2;
     const uint32_t num_rows = head_dim * (num_q_heads + 2 * num_kv_heads);
     const uint64_t pairs_per_token = num_rows / 2;
     const uint64_t total = pairs_per_token * num_tokens;
@@ -19,22 +18,9 @@ __global__ void qkv_rope_cache_kernel(float* out, float* kv_cache, gptoss_rope_p
     for (uint64_t idx = (uint64_t) blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += stride) {
         const uint32_t t = (uint32_t) (idx / pairs_per_token);
         const uint32_t pr = (uint32_t) (idx % pairs_per_token);
-        const uint32_t head = pr / half_dim, i = pr % half_dim;
         const uint32_t pos = token_offset + t;
         float* v = out + (size_t) t * num_rows + 2 * (size_t) pr;
-        float x = v[0], y = v[1];
-        if (head < num_q_heads + num_kv_heads) {
-            gptoss_d_rope_pair(x, y, i, pos, p);
-            v[0] = x;
-            v[1] = y;
-        }
-        if (head >= num_q_heads) {
-            const bool is_k = head < num_q_heads + num_kv_heads;
-            const uint32_t h = is_k ? head - num_q_heads : head - num_q_heads - num_kv_heads;
-            float* dst = kv_cache + ((size_t) h * max_tokens + pos) * 2 * head_dim + (is_k ? 0 : head_dim) + 2 * i;
-            dst[0] = x;
-            dst[1] = y;
-        }
+        gptoss_d_qkv_rope_store(v[0], v[1], v, pr, pos, p, kv_cache, num_q_heads, num_kv_heads, head_dim, max_tokens);
     }
 }
 

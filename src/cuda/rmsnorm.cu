@@ -90,14 +90,11 @@ extern "C" enum gptoss_status gptoss_cuda_f32_bf16w_rmsnorm(gptoss_backend_t bac
     const uint32_t nv = (num_channels / 4 + kVecThreads - 1) / kVecThreads;
     if (num_channels % 4 == 0 && nv <= 4 && gptoss_aligned(input, 16) && gptoss_aligned(output, 16) &&
         gptoss_aligned(weight, 8)) {
-        const uint16_t* w = (const uint16_t*) weight;
-        cudaError_t err;
-        switch (nv) {
-            case 1: err = gptoss_cuda_launch_pdl(backend, rmsnorm_vec_kernel<1>, dim3(blocks_v), dim3(kVecThreads), 0, input, w, output, num_tokens, num_channels, epsilon); break;
-            case 2: err = gptoss_cuda_launch_pdl(backend, rmsnorm_vec_kernel<2>, dim3(blocks_v), dim3(kVecThreads), 0, input, w, output, num_tokens, num_channels, epsilon); break;
-            case 3: err = gptoss_cuda_launch_pdl(backend, rmsnorm_vec_kernel<3>, dim3(blocks_v), dim3(kVecThreads), 0, input, w, output, num_tokens, num_channels, epsilon); break;
-            default: err = gptoss_cuda_launch_pdl(backend, rmsnorm_vec_kernel<4>, dim3(blocks_v), dim3(kVecThreads), 0, input, w, output, num_tokens, num_channels, epsilon); break;
-        }
+        auto kernel = nv == 1 ? rmsnorm_vec_kernel<1> : nv == 2 ? rmsnorm_vec_kernel<2>
+                                      : nv == 3 ? rmsnorm_vec_kernel<3> : rmsnorm_vec_kernel<4>;
+        const cudaError_t err = gptoss_cuda_launch_pdl(backend, kernel, dim3(blocks_v), dim3(kVecThreads), 0, input,
+                                                       (const uint16_t*) weight, output, num_tokens, num_channels,
+                                                       epsilon);
         if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of f32_bf16w_rmsnorm");
         return gptoss_status_success;
     }

@@ -38,4 +38,26 @@ __device__ __forceinline__ void gptoss_d_rope_pair(float& x, float& y, uint32_t 
     y = ny;
 }
 
+/* One RoPE pair (x, y) of a qkv row at position pos: pair pr of the row (elements 2 pr,
+ * 2 pr + 1; head pr / (head_dim / 2)). Q and K heads are rotated; the pair is written to
+ * v[0], v[1], and for K and V heads also to the KV cache ([kv head][max_tokens][2][head_dim], K then
+ * V). Shared by the qkv GEMV epilogue (matmul.cu) and qkv_rope_cache_kernel (qkv.cu). */
+__device__ __forceinline__ void gptoss_d_qkv_rope_store(float x, float y, float* v, uint32_t pr, uint32_t pos,
+                                                        const gptoss_rope_params& p, float* kv_cache,
+                                                        uint32_t num_q_heads, uint32_t num_kv_heads,
+                                                        uint32_t head_dim, uint32_t max_tokens) {
+    const uint32_t half_dim = head_dim / 2;
+    const uint32_t head = pr / half_dim, i = pr % half_dim;
+    if (head < num_q_heads + num_kv_heads) gptoss_d_rope_pair(x, y, i, pos, p);
+    v[0] = x;
+    v[1] = y;
+    if (head >= num_q_heads) {
+        const bool is_k = head < num_q_heads + num_kv_heads;
+        const uint32_t h = is_k ? head - num_q_heads : head - num_q_heads - num_kv_heads;
+        float* dst = kv_cache + ((size_t) h * max_tokens + pos) * 2 * head_dim + (is_k ? 0 : head_dim) + 2 * i;
+        dst[0] = x;
+        dst[1] = y;
+    }
+}
+
 #endif

@@ -148,7 +148,8 @@ extern "C" enum gptoss_status gptoss_cuda_expert_routing_metadata(gptoss_backend
                                                                   uint32_t num_experts) {
     void* scratch = nullptr;
     enum gptoss_status status =
-        gptoss_cuda_scratch_acquire(backend, (size_t) (kRoutingWarps + 1) * num_experts * sizeof(uint32_t), &scratch);
+        gptoss_cuda_scratch_acquire(backend, (size_t) (kRoutingWarps + 1) * num_experts * sizeof(uint32_t), &scratch,
+                                    0, nullptr);
     if (status != gptoss_status_success) return status;
     routing_metadata_kernel<<<1, 1024, 0, gptoss_cuda_stream(backend)>>>(
         expert_ids, expert_offsets, intra_expert_offsets, num_pairs, num_experts, (uint32_t*) scratch,

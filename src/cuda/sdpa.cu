@@ -415,22 +415,17 @@ extern "C" enum gptoss_status gptoss_cuda_f32_sdpa(gptoss_backend_t backend, con
     s.chunk = (uint32_t) chunk;
     s.nchunks = (uint32_t) nchunks;
     s.scale = scale;
+    /* few chunks: the last chunk block merges (one launch; counters pick it); many: a merge
+     * kernel spreads the combination over one block per Q head (a single block would
+     * serialise it) */
+    const bool fused = nchunks <= kFusedMergeMaxChunks;
     void* partial = nullptr;
-    enum gptoss_status status = gptoss_cuda_scratch_acquire(
-        backend, (size_t) num_q_tokens * num_q_heads * nchunks * (D + 2) * sizeof(float), &partial);
+    s.counters = nullptr;
+    const enum gptoss_status status = gptoss_cuda_scratch_acquire(
+        backend, (size_t) num_q_tokens * num_q_heads * nchunks * (D + 2) * sizeof(float), &partial, (size_t) pairs,
+        fused && nchunks > 1 ? &s.counters : nullptr);
     if (status != gptoss_status_success) return status;
     s.partial = (float*) partial;
-    /* few chunks: the last chunk block merges (one launch); many: a merge kernel spreads the
-     * combination over one block per Q head (a single block would serialise it) */
-    const bool fused = nchunks <= kFusedMergeMaxChunks;
-    s.counters = nullptr;
-    if (fused && nchunks > 1) {
-        status = gptoss_cuda_scratch_counters(backend, (size_t) pairs, &s.counters);
-        if (status != gptoss_status_success) {
-            gptoss_cuda_scratch_release(backend);
-            return status;
-        }
-    }
     s.sinks = (const uint16_t*) sinks;
     s.out = output;
     cudaError_t err = gptoss_cuda_launch_pdl(backend, sdpa_chunk_kernel, dim3((unsigned) nchunks, (unsigned) pairs),

@@ -9,7 +9,8 @@ namespace {
  * ~46 us): each block reduces a 4096-entry slice to its smallest (key << 32 | index), folds
  * it into the token's slot with atomicMax on the complement (the slots start at zero), and
  * the last block of the token (counted) writes the result and zeroes slot and counter
- * again. min over (key, index) is order-independent: the same result as argmax_kernel. */
+ * again. min over (key, index) is order-independent, so the result does not depend on
+ * the order in which blocks finish. */
 constexpr int kArgmaxThreads = 256;
 constexpr uint32_t kArgmaxSlice = 4096;
 
@@ -21,37 +22,37 @@ __global__ void __launch_bounds__(kArgmaxThreads) argmax_sliced_kernel(const flo
     gptoss_d_pdl_trigger();
     gptoss_d_pdl_wait();
     for (uint32_t t = blockIdx.y; t < num_tokens; t += gridDim.y) {
-    const float* row = logits + (size_t) t * num_rows;
-    const uint32_t base = blockIdx.x * kArgmaxSlice;
-    const uint32_t end = min(base + kArgmaxSlice, num_rows);
-    unsigned long long best = ~0ull;
+        const float* row = logits + (size_t) t * num_rows;
+        const uint32_t base = blockIdx.x * kArgmaxSlice;
+        const uint32_t end = min(base + kArgmaxSlice, num_rows);
+        unsigned long long best = ~0ull;
 #pragma unroll
-    for (uint32_t j = 0; j < kArgmaxSlice / kArgmaxThreads; j++) {
-        const uint32_t v = base + threadIdx.x + j * kArgmaxThreads;
-        if (v < end) {
-            const unsigned long long key = ((unsigned long long) gptoss_d_argmax_key(row[v]) << 32) | v;
-            best = key < best ? key : best;
+        for (uint32_t j = 0; j < kArgmaxSlice / kArgmaxThreads; j++) {
+            const uint32_t v = base + threadIdx.x + j * kArgmaxThreads;
+            if (v < end) {
+                const unsigned long long key = ((unsigned long long) gptoss_d_argmax_key(row[v]) << 32) | v;
+                best = key < best ? key : best;
+            }
         }
-    }
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-        const unsigned long long other = __shfl_xor_sync(0xFFFFFFFFu, best, o);
-        best = other < best ? other : best;
-    }
-    if ((threadIdx.x & 31) == 0) best_s[threadIdx.x >> 5] = best;
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        for (int w = 1; w < kArgmaxThreads / 32; w++) best = best_s[w] < best ? best_s[w] : best;
-        atomicMax(slots + t, ~best);
-        __threadfence();
-        if (atomicAdd(counters + t, 1u) == gridDim.x - 1) {
+        for (int o = 16; o > 0; o >>= 1) {
+            const unsigned long long other = __shfl_xor_sync(0xFFFFFFFFu, best, o);
+            best = other < best ? other : best;
+        }
+        if ((threadIdx.x & 31) == 0) best_s[threadIdx.x >> 5] = best;
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            for (int w = 1; w < kArgmaxThreads / 32; w++) best = best_s[w] < best ? best_s[w] : best;
+            atomicMax(slots + t, ~best);
             __threadfence();
-            const unsigned long long v = atomicExch(slots + t, 0ull);
-            argmax[t] = (uint32_t) ~v;
-            counters[t] = 0;
+            if (atomicAdd(counters + t, 1u) == gridDim.x - 1) {
+                __threadfence();
+                const unsigned long long v = atomicExch(slots + t, 0ull);
+                argmax[t] = (uint32_t) ~v;
+                counters[t] = 0;
+            }
         }
-    }
-    __syncthreads(); /* best_s is reused by the next token */
+        __syncthreads(); /* best_s is reused by the next token */
     }
 }
 
@@ -64,16 +65,10 @@ extern "C" enum gptoss_status gptoss_cuda_f32_bf16w_unembedding(gptoss_backend_t
     enum gptoss_status status = gptoss_cuda_bf16w_matmul_launch(backend, input, weight, nullptr, logits, num_tokens,
                                                                 num_cols, num_rows, false);
     if (status != gptoss_status_success) return status;
-    void* unused = nullptr;
-    status = gptoss_cuda_scratch_acquire(backend, 0, &unused);
-    if (status != gptoss_status_success) return status;
     uint32_t* counters = nullptr;
     /* per token: a u64 slot (2 counters) and a block counter */
-    status = gptoss_cuda_scratch_counters(backend, (size_t) num_tokens * 3, &counters);
-    if (status != gptoss_status_success) {
-        gptoss_cuda_scratch_release(backend);
-        return status;
-    }
+    status = gptoss_cuda_scratch_acquire(backend, 0, nullptr, (size_t) num_tokens * 3, &counters);
+    if (status != gptoss_status_success) return status;
     const dim3 grid((num_rows + kArgmaxSlice - 1) / kArgmaxSlice,
                     num_tokens < GPTOSS_CUDA_MAX_GRID_YZ ? num_tokens : GPTOSS_CUDA_MAX_GRID_YZ);
     const cudaError_t err =
