@@ -20,7 +20,6 @@
  * "read"), since a shared VM's bandwidth drifts within a run. */
 #include <inttypes.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -28,11 +27,11 @@
 #include <string.h>
 #include <time.h>
 
-#include <immintrin.h>
 
 #include <gptoss/kernels.h>
 
 #include "catalogue.h"
+#include "readbw.h"
 
 #define L3_BYTES (32.0 * 1024 * 1024)
 #define ROTATE_BYTES (4.0 * L3_BYTES)          /* bytes touched across the copies */
@@ -58,85 +57,11 @@ static double median(double* v, size_t n) {
  * Read bandwidth: sum of a large f32 buffer, one slice per thread
  * ---------------------------------------------------------------------------------- */
 
-struct bw_job {
-    const float* x;
-    size_t n;
-    double sum;
-    pthread_barrier_t* barrier;
-};
-
-__attribute__((target("avx2"))) static double sum_avx2(const float* x, size_t n) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    size_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        a0 = _mm256_add_ps(a0, _mm256_load_ps(x + i));
-        a1 = _mm256_add_ps(a1, _mm256_load_ps(x + i + 8));
-        a2 = _mm256_add_ps(a2, _mm256_load_ps(x + i + 16));
-        a3 = _mm256_add_ps(a3, _mm256_load_ps(x + i + 24));
-    }
-    float lanes[8];
-    _mm256_storeu_ps(lanes, _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-    double s = 0;
-    for (int j = 0; j < 8; j++) s += lanes[j];
-    for (; i < n; i++) s += x[i];
-    return s;
-}
-
-static double sum_scalar(const float* x, size_t n) {
-    float a[8] = {0};
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        for (int j = 0; j < 8; j++) a[j] += x[i + j];
-    }
-    double s = 0;
-    for (int j = 0; j < 8; j++) s += a[j];
-    for (; i < n; i++) s += x[i];
-    return s;
-}
-
-static void* bw_thread(void* arg) {
-    struct bw_job* job = arg;
-    pthread_barrier_wait(job->barrier);
-    job->sum = __builtin_cpu_supports("avx2") ? sum_avx2(job->x, job->n) : sum_scalar(job->x, job->n);
-    pthread_barrier_wait(job->barrier);
-    return NULL;
-}
-
 /* GB/s of a read-only pass over `bytes` with `threads` threads (best of `passes`). */
 static double measure_read_bandwidth(size_t bytes, uint32_t threads, int passes) {
-    const size_t n = bytes / sizeof(float);
-    float* x = aligned_alloc(64, n * sizeof(float));
-    if (x == NULL) return 0;
-    for (size_t i = 0; i < n; i++) x[i] = (float) (i & 1023) * 0.001f; /* touch every page */
-    pthread_barrier_t barrier;
-    pthread_barrier_init(&barrier, NULL, threads + 1);
-    struct bw_job* jobs = calloc(threads, sizeof *jobs);
-    pthread_t* tid = calloc(threads, sizeof *tid);
-    double best = 0, checksum = 0;
-    for (int p = 0; p < passes; p++) {
-        const size_t per = (n / threads + 31) / 32 * 32;
-        for (uint32_t t = 0; t < threads; t++) {
-            const size_t start = per * t < n ? per * t : n;
-            const size_t end = start + per < n ? start + per : n;
-            jobs[t] = (struct bw_job){x + start, end - start, 0, &barrier};
-            pthread_create(&tid[t], NULL, bw_thread, &jobs[t]);
-        }
-        pthread_barrier_wait(&barrier);
-        const double t0 = now_s();
-        pthread_barrier_wait(&barrier);
-        const double dt = now_s() - t0;
-        for (uint32_t t = 0; t < threads; t++) {
-            pthread_join(tid[t], NULL);
-            checksum += jobs[t].sum;
-        }
-        const double gbs = (double) bytes / dt * 1e-9;
-        if (gbs > best) best = gbs;
-    }
+    double checksum = 0;
+    const double best = gptoss_tools_read_bandwidth(bytes, threads, passes, &checksum);
     fprintf(stderr, "(read pass checksum %g)\n", checksum);
-    pthread_barrier_destroy(&barrier);
-    free(jobs);
-    free(tid);
-    free(x);
     return best;
 }
 

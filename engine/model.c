@@ -543,6 +543,31 @@ enum gptoss_status gptoss_model_get_max_context_length(gptoss_model_t model, siz
     return gptoss_status_success;
 }
 
+enum gptoss_status gptoss_model_get_decode_bytes(gptoss_model_t model, size_t num_kv_tokens, uint64_t* bytes_out) {
+    gptoss_clear_error();
+    if (model == NULL) return gptoss_fail(gptoss_status_invalid_argument, "model is NULL");
+    if (bytes_out == NULL) return gptoss_fail(gptoss_status_invalid_argument, "bytes_out is NULL");
+    const struct gptoss_model_config* c = &model->config;
+    /* sizes were checked to fit 64 bits when the model was made; doubles keep the
+     * arithmetic free of overflow for any num_kv_tokens */
+    const double H = c->embedding_dim, D = c->head_dim, Hq = c->num_heads, Hkv = c->num_kv_heads;
+    const double E = c->num_experts, K = c->num_active_experts, I = c->mlp_dim, V = model->vocabulary_size;
+    const double bf16 = 2, qkv = D * (Hq + 2 * Hkv);
+    const double mxfp4 = 17.0 / 32.0; /* 16 bytes of nibbles + 1 scale byte per 32 weights */
+    const double expert = 2 * I * H * mxfp4 + 2 * I * bf16 + H * I * mxfp4 + H * bf16;
+    const double layer = 2 * H * bf16 + qkv * H * bf16 + qkv * bf16 + Hq * bf16 + H * Hq * D * bf16 + H * bf16 +
+                         E * H * bf16 + E * bf16 + K * expert;
+    const double kv_row = Hkv * 2 * D * sizeof(float); /* K and V of one position */
+    double bytes = H * bf16 + H * bf16 + V * H * bf16;  /* embedding row, final norm, unembedding */
+    for (uint32_t l = 0; l < c->num_blocks; l++) {
+        double positions = (double) num_kv_tokens + 1;
+        if (l % 2 == 0 && positions > c->attention_window) positions = c->attention_window; /* sliding layers */
+        bytes += layer + positions * kv_row;
+    }
+    *bytes_out = bytes >= 1.8e19 ? UINT64_MAX : (uint64_t) bytes;
+    return gptoss_status_success;
+}
+
 enum gptoss_status gptoss_model_retain(gptoss_model_t model) {
     gptoss_clear_error();
     if (model == NULL) return gptoss_fail(gptoss_status_invalid_argument, "model is NULL");

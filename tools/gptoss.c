@@ -21,6 +21,7 @@
 #include <gptoss/engine.h>
 
 #include "cli_tools.h"
+#include "readbw.h"
 #include "engine_internal.h" /* gptoss_context_print_profile (bench, $GPTOSS_PROFILE) */
 
 #define EXIT_USAGE 2
@@ -317,7 +318,10 @@ static void help_bench(void) {
     printf("usage: gptoss bench (-m FILE | --random PRESET [--layers N] [-s SEED]) [-p 512] [-n 128] [-r 3]\n"
            "                    [options]\n"
            "Measures prompt processing (ppP: prefill of P tokens) and text generation (tgN: N\n"
-           "greedy decode steps from a 1-token context), like llama-bench.\n" MODEL_HELP
+           "greedy decode steps from a 1-token context), like llama-bench. After tg it measures\n"
+           "the memory bandwidth (cpu: a read pass over 1 GiB with the same threads; cuda: a\n"
+           "device-to-device copy, read + write) and prints to stderr the bytes one decode step\n"
+           "reads, the bound they set (bandwidth / bytes) and tg as a share of it.\n" MODEL_HELP
            "  -s, --seed S         same as --random-seed (bench has no sampler)\n"
            "  -p, --n-prompt P     prompt tokens (default 512; 0 not allowed)\n"
            "  -n, --n-gen N        generated tokens (default 128; 0 skips tg)\n"
@@ -802,6 +806,63 @@ static void mean_std(const double* v, size_t n, double* mean, double* sd) {
     *sd = n > 1 ? sqrt(q / (double) (n - 1)) : 0.0;
 }
 
+/* Memory bandwidth for the decode bound, GB/s: cpu, the best of 3 read passes over 1 GiB
+ * with `threads` threads; cuda, the best of 3 timed batches of 8 device-to-device copies
+ * of 512 MiB, counting read + write (as the kernel benchmark's 100%). 0 if unavailable. */
+static double bench_bandwidth(gptoss_backend_t b, uint32_t threads) {
+    if (gptoss_backend_get_kind(b) == gptoss_backend_kind_cpu) {
+        return gptoss_tools_read_bandwidth((size_t) 1 << 30, threads, 3, NULL);
+    }
+    const size_t n = (size_t) 512 << 20;
+    void *x = NULL, *y = NULL;
+    double best = 0;
+    if (gptoss_backend_alloc(b, n, &x) == gptoss_status_success && gptoss_backend_alloc(b, n, &y) == gptoss_status_success &&
+        gptoss_backend_copy(b, y, x, n, gptoss_copy_backend_to_backend) == gptoss_status_success &&
+        gptoss_backend_synchronize(b) == gptoss_status_success) {
+        for (int pass = 0; pass < 3; pass++) {
+            const double t0 = now_s();
+            enum gptoss_status st = gptoss_status_success;
+            for (int i = 0; i < 8 && st == gptoss_status_success; i++) {
+                st = gptoss_backend_copy(b, (i & 1) ? x : y, (i & 1) ? y : x, n, gptoss_copy_backend_to_backend);
+            }
+            if (st == gptoss_status_success) st = gptoss_backend_synchronize(b);
+            const double dt = now_s() - t0;
+            if (st != gptoss_status_success) {
+                best = 0;
+                break;
+            }
+            const double gbs = 2.0 * 8 * (double) n / dt * 1e-9;
+            if (gbs > best) best = gbs;
+        }
+    }
+    if (x != NULL) gptoss_backend_free(b, x);
+    if (y != NULL) gptoss_backend_free(b, y);
+    return best;
+}
+
+/* stderr: bytes per decode step of tgN (mean over its N steps, num_kv_tokens 0..N-1), the
+ * bandwidth measured before and after the tg runs, the bound and tg's share of it. */
+static void report_decode_bound(const struct engine* e, size_t N, double tg_tps, double bw_before, double bw_after) {
+    double bytes = 0;
+    for (size_t k = 0; k < N; k++) {
+        uint64_t b = 0;
+        if (gptoss_model_get_decode_bytes(e->model, k, &b) != gptoss_status_success) return;
+        bytes += (double) b;
+    }
+    bytes /= (double) N;
+    const int cpu = gptoss_backend_get_kind(e->backend) == gptoss_backend_kind_cpu;
+    if (bw_before <= 0 || bw_after <= 0) {
+        fprintf(stderr, "tg%zu: %.3f GB read per token; bandwidth not measured\n", N, bytes * 1e-9);
+        return;
+    }
+    const double bw = 0.5 * (bw_before + bw_after), bound = bw * 1e9 / bytes;
+    fprintf(stderr,
+            "tg%zu: %.3f GB read per token; %s %.1f GB/s before tg, %.1f after -> bound %.1f tok/s;"
+            " tg %.2f tok/s = %.0f%% of it\n",
+            N, bytes * 1e-9, cpu ? "read pass" : "copy (read + write)", bw_before, bw_after, bound, tg_tps,
+            100.0 * tg_tps / bound);
+}
+
 static int cmd_bench(int argc, char** argv) {
     struct options o;
     defaults(&o);
@@ -900,7 +961,14 @@ static int cmd_bench(int argc, char** argv) {
     snprintf(tps, sizeof(tps), "%.2f ± %.2f", mean, sd);
     printf("| %-24.24s | %-28.28s | %8s | %6s | %18s |\n", mname, bname, threads, test, tps);
     fflush(stdout);
+    uint32_t bw_threads = (uint32_t) o.threads;
+    if (bw_threads == 0) {
+        const long np = sysconf(_SC_NPROCESSORS_ONLN);
+        bw_threads = np > 0 ? (uint32_t) np : 1;
+    }
+    double bw_before = 0;
     if (N > 0) {
+        bw_before = bench_bandwidth(e.backend, bw_threads);
         for (size_t rep = 0; rep < o.repetitions; rep++) {
             gptoss_context_reset(e.context);
             uint32_t first = (ids[0] + 1 + (uint32_t) rep) % num_text; /* differs from the cached token */
@@ -919,6 +987,8 @@ static int cmd_bench(int argc, char** argv) {
         snprintf(test, sizeof(test), "tg%zu", N);
         snprintf(tps, sizeof(tps), "%.2f ± %.2f", mean, sd);
         printf("| %-24.24s | %-28.28s | %8s | %6s | %18s |\n", mname, bname, threads, test, tps);
+        fflush(stdout);
+        report_decode_bound(&e, N, mean, bw_before, bench_bandwidth(e.backend, bw_threads));
     }
     fflush(stdout);
     gptoss_context_print_profile(e.context, stderr); /* only with $GPTOSS_PROFILE */

@@ -78,6 +78,15 @@ enum gptoss_status gptoss_model_create_random(const char* preset, uint32_t num_l
                                               gptoss_backend_t backend, gptoss_model_t* model_out);
 enum gptoss_status gptoss_model_get_tokenizer(gptoss_model_t model, gptoss_tokenizer_t* tokenizer_out);
 enum gptoss_status gptoss_model_get_max_context_length(gptoss_model_t model, size_t* max_context_length_out);
+/* Bytes one decode step (one token, greedy) reads when num_kv_tokens tokens are already
+ * cached, from the model's shapes: the embedding row; per layer both norm gains, the qkv
+ * weight and bias, the sinks, the output weight and bias, the router weight and bias, the
+ * weights, scales and biases of num_active_experts experts, and the f32 K and V rows its
+ * attention reads (num_kv_tokens + 1 positions, at most attention_window on the sliding
+ * layers); the final norm and the unembedding. Divided into a measured memory bandwidth
+ * it gives the decode bound that `gptoss bench` reports. invalid_argument for a NULL
+ * argument. */
+enum gptoss_status gptoss_model_get_decode_bytes(gptoss_model_t model, size_t num_kv_tokens, uint64_t* bytes_out);
 enum gptoss_status gptoss_model_retain(gptoss_model_t model);
 enum gptoss_status gptoss_model_release(gptoss_model_t model);
 
