@@ -124,6 +124,33 @@ static void test_load(gptoss_backend_t backend) {
               x->mlp2_bias == x->mlp2_scales + 64 * 4 && x->per_expert == x->mlp2_bias + 64 * 2,
           "expert layout");
     CHECK(m->layers[3].moe + E * x->per_expert == m->weights_size, "weights size");
+    /* decode bytes: from the layout's tensor sizes (independent of the formula in model.c) */
+    {
+        uint64_t attn = 0;
+        for (int k = 0; k < 9; k++) {
+            const size_t sizes[] = {H * 2, QKV * H * 2, QKV * 2, 8 * 2, H * 8 * 16 * 2, H * 2, H * 2, E * H * 2, E * 2};
+            attn += sizes[k];
+        }
+        const size_t ns[] = {0, 5, 15, 16, 40};
+        for (int i = 0; i < 5; i++) {
+            uint64_t want = H * 2 + H * 2 + 200014ull * H * 2, got = 0;
+            for (uint32_t l = 0; l < 4; l++) {
+                size_t pos = ns[i] + 1;
+                if (l % 2 == 0 && pos > 16) pos = 16;
+                want += attn + 4 * (uint64_t) x->per_expert + pos * 2 * 2 * 16 * sizeof(float);
+            }
+            CHECK(gptoss_model_get_decode_bytes(m, ns[i], &got) == gptoss_status_success && got == want,
+                  "decode bytes at %zu cached: %llu, want %llu", ns[i], (unsigned long long) got,
+                  (unsigned long long) want);
+        }
+        uint64_t untouched = 12345;
+        CHECK(gptoss_model_get_decode_bytes(NULL, 0, &untouched) == gptoss_status_invalid_argument &&
+                  untouched == 12345 && strstr(gptoss_last_error(), "model") != NULL,
+              "decode bytes: NULL model rejected");
+        CHECK(gptoss_model_get_decode_bytes(m, 0, NULL) == gptoss_status_invalid_argument &&
+                  strstr(gptoss_last_error(), "bytes_out") != NULL,
+              "decode bytes: NULL output rejected");
+    }
     struct stat sb;
     stat(g_model, &sb);
     const uint64_t w0 = (uint64_t) sb.st_size - m->weights_size;
