@@ -142,7 +142,7 @@ fi
 
 [ -f "$LOG/peaks.log" ] && cat "$LOG/peaks.log"
 [ -f "$LOG/bench.log" ] && grep -E '%BW|GB/s|^[a-z_0-9]+ ' "$LOG/bench.log" | tail -24
-for f in "$LOG"/engine-*.log; do [ -f "$f" ] && { echo "${f##*/}:"; grep -E '^\|' "$f" | grep -E 'pp|tg'; }; done
+for f in "$LOG"/engine-*.log; do [ -f "$f" ] && { echo "${f##*/}:"; grep -E '^\|' "$f" | grep -E 'pp|tg'; grep -E 'GB read per token' "$f"; }; done
 [ -f "$LOG/bench-ab.log" ] && { echo "A/B ($GPU_AB):"; grep -E 'GB/s|%BW' -A8 "$LOG/bench-ab.log" | tail -6; grep -E '^\|' "$LOG/engine-20b-ab.log"; }
 [ -f "$LOG/ncu-decode.log" ] && cat "$LOG/ncu-decode.log"
 [ -f "$LOG/profile-20b.log" ] && grep -E '^(prefill|decode) ' "$LOG/profile-20b.log" | head -40
