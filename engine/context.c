@@ -41,6 +41,9 @@ struct gptoss_context {
     size_t num_kv_tokens;
     size_t logits_pos;        /* position whose logits are in `logits`, or SIZE_MAX */
     uint32_t moe_dense_min_rows;
+    /* decode path: the MoE accumulate fused with the RMSNorm that follows it
+     * (gptoss_f32_accumulate_bf16w_rmsnorm; bit-identical); $GPTOSS_FUSED_OPS=0 turns it off */
+    int fused_ops;
 
     uint32_t* tokens;         /* host [max_tokens] */
     struct gptoss_sampler_scratch scratch; /* host */
@@ -299,6 +302,8 @@ enum gptoss_status gptoss_context_create(gptoss_model_t model, size_t context_le
     c->moe_dense_min_rows = gptoss_backend_get_kind(c->backend) == gptoss_backend_kind_cpu
                                 ? GPTOSS_MOE_DENSE_MIN_ROWS_CPU
                                 : GPTOSS_MOE_DENSE_MIN_ROWS_CUDA;
+    const char* fused_env = getenv("GPTOSS_FUSED_OPS");
+    c->fused_ops = !(fused_env != NULL && strcmp(fused_env, "0") == 0);
     const char* env = getenv("GPTOSS_MOE_DENSE_ROWS");
     if (env != NULL && *env != '\0') {
         char* end;
@@ -408,13 +413,19 @@ static enum gptoss_status forward_kernels(struct gptoss_context* c, size_t s, ui
 
     KCALL_PROF(c, "embeddings", "bf16_f32_embeddings",
                gptoss_bf16_f32_embeddings(b, c->batch_tokens, WPTR(gptoss_bf16, m->embedding), c->residual, n, H, V));
+    /* c->norm already holds this layer's attention RMSNorm / the final one: the previous
+     * MoE accumulate computed it (fused_ops) */
+    int norm_ready = 0, final_ready = 0;
     for (uint32_t l = 0; l < L; l++) {
         const struct gptoss_layer_offsets* lw = &m->layers[l];
         float* kv = c->kv + (size_t) l * kv_layer;
-        snprintf(what, sizeof(what), "layer %u attention rmsnorm", l);
-        KCALL_PROF(c, what, "f32_bf16w_rmsnorm",
-                   gptoss_f32_bf16w_rmsnorm(b, c->residual, WPTR(gptoss_bf16, lw->attn_norm), c->norm, n, H,
-                                            cfg->rmsnorm_epsilon));
+        if (!norm_ready) {
+            snprintf(what, sizeof(what), "layer %u attention rmsnorm", l);
+            KCALL_PROF(c, what, "f32_bf16w_rmsnorm",
+                       gptoss_f32_bf16w_rmsnorm(b, c->residual, WPTR(gptoss_bf16, lw->attn_norm), c->norm, n, H,
+                                                cfg->rmsnorm_epsilon));
+        }
+        norm_ready = 0;
         snprintf(what, sizeof(what), "layer %u qkv", l);
         KCALL_PROF(c, what, "f32_bf16w_matmul_qkv",
                    gptoss_f32_bf16w_matmul_qkv(b, c->norm, WPTR(gptoss_bf16, lw->qkv_weight),
@@ -461,9 +472,24 @@ static enum gptoss_status forward_kernels(struct gptoss_context* c, size_t s, ui
                        gptoss_f32_mf4w_moe_matmul(b, c->swiglu, c->expert_ids, moe + x->mlp2_blocks,
                                                   moe + x->mlp2_scales, (const gptoss_bf16*) (moe + x->mlp2_bias),
                                                   stride, c->moe_output, R, K, E, I, H));
-            snprintf(what, sizeof(what), "layer %u moe accumulate", l);
-            KCALL_PROF(c, what, "f32_accumulate",
-                       gptoss_f32_accumulate(b, c->moe_output, c->expert_scores, residual, H, R, K));
+            if (c->fused_ops) {
+                /* and the next RMSNorm: layer l+1's attention norm over the same R = n rows,
+                 * or in the last layer the final norm over its R = o rows; either way into
+                 * c->norm rows 0..R-1, where the unfused call would write it */
+                const int last = l + 1 == L;
+                const size_t gain = last ? m->final_norm : m->layers[l + 1].attn_norm;
+                snprintf(what, sizeof(what), "layer %u moe accumulate + %s rmsnorm", l, last ? "final" : "next");
+                KCALL_PROF(c, what, "f32_accumulate_bf16w_rmsnorm",
+                           gptoss_f32_accumulate_bf16w_rmsnorm(b, c->moe_output, c->expert_scores, residual,
+                                                               WPTR(gptoss_bf16, gain), c->norm, H, R, K,
+                                                               cfg->rmsnorm_epsilon));
+                if (last) final_ready = 1;
+                else norm_ready = 1;
+            } else {
+                snprintf(what, sizeof(what), "layer %u moe accumulate", l);
+                KCALL_PROF(c, what, "f32_accumulate",
+                           gptoss_f32_accumulate(b, c->moe_output, c->expert_scores, residual, H, R, K));
+            }
         } else {
             snprintf(what, sizeof(what), "layer %u expert routing", l);
             KCALL_PROF(c, what, "expert_routing_metadata",
@@ -490,9 +516,12 @@ static enum gptoss_status forward_kernels(struct gptoss_context* c, size_t s, ui
         }
     }
     if (o > 0) {
-        KCALL_PROF(c, "final rmsnorm", "f32_bf16w_rmsnorm",
-                   gptoss_f32_bf16w_rmsnorm(b, c->residual + (size_t) (n - o) * H, WPTR(gptoss_bf16, m->final_norm),
-                                            c->norm, o, H, cfg->rmsnorm_epsilon));
+        if (!final_ready) {
+            KCALL_PROF(c, "final rmsnorm", "f32_bf16w_rmsnorm",
+                       gptoss_f32_bf16w_rmsnorm(b, c->residual + (size_t) (n - o) * H,
+                                                WPTR(gptoss_bf16, m->final_norm), c->norm, o, H,
+                                                cfg->rmsnorm_epsilon));
+        }
         KCALL_PROF(c, "unembedding", "f32_bf16w_unembedding",
                    gptoss_f32_bf16w_unembedding(b, c->norm, WPTR(gptoss_bf16, m->unembedding), c->logits, c->argmax,
                                                 o, H, V));

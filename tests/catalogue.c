@@ -214,6 +214,20 @@ const struct tc_case tc_catalogue[] = {
     {"accumulate_20b_decode_4of32_2880", TK_ACCUMULATE, .t = 1, .c = 2880, .e = 32, .k = 4},
     {"accumulate_batch3_4of32_2880", TK_ACCUMULATE, .t = 3, .c = 2880, .e = 32, .k = 4},
     {"accumulate_prefill512_4of128_2880", TK_ACCUMULATE, .t = 512, .c = 2880, .e = 128, .k = 4},
+    /* the fusion with the next RMSNorm (CUDA: one kernel for C % 4 == 0 up to 4096 channels,
+     * the two kernels otherwise) */
+    {"accumulate_rmsnorm_1tok_1ch_1of1", TK_ACCUMULATE_RMSNORM, .t = 1, .c = 1, .k = 1, .f = 1e-5f, .flags = Q},
+    {"accumulate_rmsnorm_odd_3of7_19tok_2881ch", TK_ACCUMULATE_RMSNORM, .t = 19, .c = 2881, .e = 7, .k = 3,
+     .f = 1e-5f, .flags = Q},
+    {"accumulate_rmsnorm_vec1_2of5_3tok_1000ch", TK_ACCUMULATE_RMSNORM, .t = 3, .c = 1000, .e = 5, .k = 2,
+     .f = 1e-5f, .flags = Q},
+    {"accumulate_rmsnorm_20b_decode_4of32_2880", TK_ACCUMULATE_RMSNORM, .t = 1, .c = 2880, .e = 32, .k = 4,
+     .f = 1e-5f},
+    {"accumulate_rmsnorm_120b_batch3_4of128_2880", TK_ACCUMULATE_RMSNORM, .t = 3, .c = 2880, .e = 128, .k = 4,
+     .f = 1e-5f},
+    {"accumulate_rmsnorm_vec4_epsilon0_2x4096", TK_ACCUMULATE_RMSNORM, .t = 2, .c = 4096, .e = 32, .k = 4,
+     .f = 0.0f},
+    {"accumulate_rmsnorm_wide_2x8192", TK_ACCUMULATE_RMSNORM, .t = 2, .c = 8192, .e = 32, .k = 4, .f = 1e-5f},
 
     /* ---- MoE MXFP4 matmuls (swiglu limit 7 unless named) ---- */
     {"moe_swiglu_1of1_cols32_rows1", TK_MOE_MATMUL_SWIGLU, .t = 1, .c = 32, .r = 1, .e = 1, .k = 1, .f = 7.0f, .flags = Q},
@@ -277,6 +291,7 @@ const char* tc_kernel_name(enum tc_kernel kernel) {
         "f32_rope", "f32_sdpa", "f32_bf16w_unembedding", "f32_topk", "expert_routing_metadata", "f32_scatter",
         "f32_mf4w_moe_matmul_swiglu", "f32_mf4w_moe_matmul", "f32_mf4w_moe_dense_matmul_swiglu",
         "f32_mf4w_moe_dense_matmul", "f32_gather_and_accumulate", "f32_accumulate", "f32_softmax", "f32_sample",
+        "f32_accumulate_bf16w_rmsnorm",
     };
     return (unsigned) kernel < TK_COUNT ? names[kernel] : "?";
 }
@@ -620,15 +635,22 @@ int tc_problem_create(struct tc_problem* p, const struct tc_case* c, uint64_t se
             if (!scatter) fill_f32(&rng, y, (size_t) T * C, -1.0f, 1.0f);
             break;
         }
-        case TK_ACCUMULATE: {
+        case TK_ACCUMULATE:
+        case TK_ACCUMULATE_RMSNORM: {
             const size_t P = (size_t) T * c->k;
             float* x = add_buffer(p, "input", TC_IN, TC_F32, P * C);
             float* scores = add_buffer(p, "expert_scores", TC_IN, TC_F32, P);
             float* y = add_buffer(p, "residual", TC_INOUT, TC_F32, (size_t) T * C);
-            if (!x || !scores || !y) break;
+            gptoss_bf16* w = NULL;
+            if (c->kernel == TK_ACCUMULATE_RMSNORM) {
+                w = add_buffer(p, "weight", TC_IN, TC_BF16, C);
+                add_buffer(p, "output", TC_OUT, TC_F32, (size_t) T * C);
+            }
+            if (!x || !scores || !y || (c->kernel == TK_ACCUMULATE_RMSNORM && !w)) break;
             fill_f32(&rng, x, P * C, -1.0f, 1.0f);
             make_routing(&rng, T, c->e != 0 ? c->e : c->k, c->k, NULL, scores);
             fill_f32(&rng, y, (size_t) T * C, -1.0f, 1.0f);
+            if (w != NULL) fill_bf16(&rng, w, C, -1.0f, 1.0f);
             break;
         }
         case TK_MOE_MATMUL_SWIGLU:
@@ -744,6 +766,8 @@ enum gptoss_status tc_launch(gptoss_backend_t be, const struct tc_problem* p, vo
         case TK_GATHER_AND_ACCUMULATE:
             return gptoss_f32_gather_and_accumulate(be, d[0], d[1], d[2], d[3], d[4], d[5], c->c, c->t, c->k, c->e);
         case TK_ACCUMULATE: return gptoss_f32_accumulate(be, d[0], d[1], d[2], c->c, c->t, c->k);
+        case TK_ACCUMULATE_RMSNORM:
+            return gptoss_f32_accumulate_bf16w_rmsnorm(be, d[0], d[1], d[2], d[3], d[4], c->c, c->t, c->k, c->f);
         case TK_MOE_MATMUL_SWIGLU:
         case TK_MOE_MATMUL: {
             uint8_t* x = d[2];
@@ -827,6 +851,7 @@ double tc_bytes(const struct tc_case* c) {
         case TK_SCATTER: return 4 * T * C + 12 * P + 4 * (E + 1) + 4 * P * C;
         case TK_GATHER_AND_ACCUMULATE: return 4 * P * C + 16 * P + 4 * (E + 1) + 8 * T * C;
         case TK_ACCUMULATE: return 4 * P * C + 4 * P + 8 * T * C;
+        case TK_ACCUMULATE_RMSNORM: return 4 * P * C + 4 * P + 8 * T * C + 2 * C + 4 * T * C;
         case TK_MOE_MATMUL_SWIGLU:
         case TK_MOE_DENSE_MATMUL_SWIGLU: {
             const double rows = 2 * R, per_expert = rows * (C / 32) * 17 + 2 * rows;
@@ -849,6 +874,7 @@ double tc_flops(const struct tc_case* c) {
     const double T = c->t, C = c->c, R = c->r, k = c->k;
     switch (c->kernel) {
         case TK_RMSNORM: return 4 * T * C;
+        case TK_ACCUMULATE_RMSNORM: return 2 * T * C * k + 4 * T * C;
         case TK_MATMUL:
         case TK_MATMUL_ADD:
         case TK_DENSE_MATMUL_QKV:
@@ -889,7 +915,8 @@ void tc_shape_string(const struct tc_case* c, char* buf, size_t size) {
         case TK_ROUTING_METADATA: snprintf(buf, size, "T=%u %u of %u", c->t, c->k, c->e); break;
         case TK_SCATTER:
         case TK_GATHER_AND_ACCUMULATE:
-        case TK_ACCUMULATE: snprintf(buf, size, "T=%u C=%u %u of %u", c->t, c->c, c->k, c->e); break;
+        case TK_ACCUMULATE:
+        case TK_ACCUMULATE_RMSNORM: snprintf(buf, size, "T=%u C=%u %u of %u", c->t, c->c, c->k, c->e); break;
         case TK_MOE_MATMUL_SWIGLU:
         case TK_MOE_MATMUL:
         case TK_MOE_DENSE_MATMUL_SWIGLU:

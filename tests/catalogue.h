@@ -43,6 +43,7 @@ enum tc_kernel {
     TK_ACCUMULATE,
     TK_SOFTMAX,
     TK_SAMPLE,
+    TK_ACCUMULATE_RMSNORM, /* fusion: accumulate, then rmsnorm of the residual */
     TK_COUNT
 };
 
@@ -76,6 +77,7 @@ enum {
  *   topk:        t = tokens, e = experts, k = active
  *   routing:     t = tokens (pairs = t*k), e, k
  *   scatter / gather / accumulate: t = tokens, c = channels, e, k
+ *   accumulate_rmsnorm: t, c, e, k as accumulate; f = epsilon
  *   moe:         t = tokens (dense: P = t*k rows), c = num_cols, r = num_rows (I for
  *                swiglu: the expert has 2r rows), e, k, f = swiglu limit
  *   softmax:     t = tokens, c = vocabulary, f = temperature

@@ -519,6 +519,46 @@ static void prep_accumulate(const struct tc_problem* p, struct expect* ex) {
     free(old_abs);
 }
 
+/* The fusion: residual as prep_accumulate; output = RMSNorm of the updated residual, whose
+ * tolerance is the RMSNorm one plus the residual's error carried through to first order:
+ * |r w_j| tol_j directly and |out_j| * dr/r through the scale, with
+ * |dr/r| <= sum_i |res_i| tol_i / (sum_i res_i^2 + C eps). */
+static void prep_accumulate_rmsnorm(const struct tc_problem* p, struct expect* ex) {
+    const struct tc_case* c = p->c;
+    const size_t C = c->c, TC = (size_t) c->t * C, P = (size_t) c->t * c->k;
+    struct span* res = add_span(ex, 2, 0, TC, false, 4, "residual");
+    struct span* out = add_span(ex, 4, 0, TC, false, 4, "output");
+    double* sabs = xmalloc(TC * sizeof *sabs);
+    float* in_abs = abs_f32(p->b[0].host, P * C);
+    float* sc_abs = abs_f32(p->b[1].host, P);
+    float* old_abs = abs_f32(p->b[2].host, TC);
+    const gptoss_bf16* w = p->b[3].host;
+    gptoss_ref_f32_accumulate_bf16w_rmsnorm(p->b[0].host, p->b[1].host, p->b[2].host, w, res->ref, out->ref, c->c,
+                                            c->t, c->k, c->f);
+    gptoss_ref_f32_accumulate(in_abs, sc_abs, old_abs, sabs, c->c, c->t, c->k);
+    for (size_t i = 0; i < TC; i++) res->tol[i] = (c->k + 1.0) * EPS32 * sabs[i] + TINY;
+    for (uint32_t t = 0; t < c->t; t++) {
+        const double* x = res->ref + (size_t) t * C;
+        const double* tol = res->tol + (size_t) t * C;
+        double ss = 0.0, carried = 0.0;
+        for (size_t j = 0; j < C; j++) {
+            ss += x[j] * x[j];
+            carried += fabs(x[j]) * tol[j];
+        }
+        const double r = 1.0 / sqrt(ss / (double) C + (double) c->f);
+        const double dr = carried / (ss + (double) C * (double) c->f);
+        for (size_t j = 0; j < C; j++) {
+            const size_t i = (size_t) t * C + j;
+            const double o = fabs(out->ref[i]);
+            out->tol[i] = (4.0 * sqrt((double) C) + 4.0) * EPS32 * o + fabs(r * bf16d(w[j])) * tol[j] + o * dr + TINY;
+        }
+    }
+    free(sabs);
+    free(in_abs);
+    free(sc_abs);
+    free(old_abs);
+}
+
 /* SwiGLU output tolerance from the pre-activations and their tolerances. */
 static double swiglu_tol(double g, double l, double tol_g, double tol_l, double limit, double ref) {
     const double gc = fmin(g, limit);
@@ -675,6 +715,7 @@ static void prepare(const struct tc_problem* p, struct expect* ex, uint64_t case
         case TK_SCATTER: prep_scatter(p, ex); break;
         case TK_GATHER_AND_ACCUMULATE:
         case TK_ACCUMULATE: prep_accumulate(p, ex); break;
+        case TK_ACCUMULATE_RMSNORM: prep_accumulate_rmsnorm(p, ex); break;
         case TK_MOE_MATMUL_SWIGLU:
         case TK_MOE_MATMUL:
             pick_tokens(ex, c->t, c->check, case_seed);

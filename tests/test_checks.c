@@ -243,6 +243,18 @@ static enum gptoss_status call_acc(struct acc_args* a) {
     return gptoss_f32_accumulate(a->b, a->in, a->scores, a->res, a->c, a->t, a->k);
 }
 
+struct accrms_args {
+    gptoss_backend_t b; const float* in; const float* scores; float* res; const gptoss_bf16* w; float* out;
+    uint32_t c, t, k; float eps;
+};
+static struct accrms_args accrms_defaults(void) {
+    return (struct accrms_args){B, A.x, A.z, A.y, A.w, A.kvout, 64, 2, 2, 1e-5f};
+}
+static enum gptoss_status call_accrms(struct accrms_args* a) {
+    return gptoss_f32_accumulate_bf16w_rmsnorm(a->b, a->in, a->scores, a->res, a->w, a->out, a->c, a->t, a->k,
+                                               a->eps);
+}
+
 /* which: 0 decode swiglu, 1 decode, 2 dense swiglu, 3 dense. routing = ids (decode) or
  * offsets (dense). */
 struct moe_args {
@@ -600,6 +612,35 @@ static void routing_cases(void) {
     T(gather, "gather_intra_expert_offset_out_of_range", INV, "intra_expert_offsets[0]", A.intra[0] = 1);
 
     T(acc, "accumulate_valid", OK, NULL, );
+
+    T(accrms, "accumulate_rmsnorm_valid", OK, NULL, );
+    T(accrms, "accumulate_rmsnorm_zero_epsilon_valid", OK, NULL, a.eps = 0.0f);
+    T(accrms, "accumulate_rmsnorm_backend_null", INV, "backend", a.b = NULL);
+    T(accrms, "accumulate_rmsnorm_input_null", INV, "input", a.in = NULL);
+    T(accrms, "accumulate_rmsnorm_expert_scores_null", INV, "expert_scores", a.scores = NULL);
+    T(accrms, "accumulate_rmsnorm_residual_null", INV, "residual", a.res = NULL);
+    T(accrms, "accumulate_rmsnorm_weight_null", INV, "weight", a.w = NULL);
+    T(accrms, "accumulate_rmsnorm_output_null", INV, "output", a.out = NULL);
+    T(accrms, "accumulate_rmsnorm_input_misaligned", INV, "input", a.in = MIS(A.x, 2));
+    T(accrms, "accumulate_rmsnorm_expert_scores_misaligned", INV, "expert_scores", a.scores = MIS(A.z, 2));
+    T(accrms, "accumulate_rmsnorm_residual_misaligned", INV, "residual", a.res = MIS(A.y, 2));
+    T(accrms, "accumulate_rmsnorm_weight_misaligned", INV, "weight", a.w = MIS(A.w, 1));
+    T(accrms, "accumulate_rmsnorm_output_misaligned", INV, "output", a.out = MIS(A.kvout, 3));
+    T(accrms, "accumulate_rmsnorm_num_channels_zero", INV, "num_channels", a.c = 0);
+    T(accrms, "accumulate_rmsnorm_num_tokens_zero", INV, "num_tokens", a.t = 0);
+    T(accrms, "accumulate_rmsnorm_num_active_experts_zero", INV, "num_active_experts", a.k = 0);
+    T(accrms, "accumulate_rmsnorm_epsilon_negative", INV, "epsilon", a.eps = -1e-5f);
+    T(accrms, "accumulate_rmsnorm_epsilon_nan", INV, "epsilon", a.eps = NAN);
+    T(accrms, "accumulate_rmsnorm_epsilon_inf", INV, "epsilon", a.eps = INFINITY);
+    T(accrms, "accumulate_rmsnorm_input_size_overflow", INV, "num_active_experts", a.c = UINT32_MAX; a.t = UINT32_MAX; a.k = UINT32_MAX);
+    T(accrms, "accumulate_rmsnorm_residual_overlaps_input", INV, "residual overlaps input", a.res = A.x + 255);
+    T(accrms, "accumulate_rmsnorm_residual_overlaps_expert_scores", INV, "residual overlaps expert_scores", a.res = A.z + 3);
+    T(accrms, "accumulate_rmsnorm_residual_overlaps_weight", INV, "residual overlaps weight", a.res = (float*) (void*) A.w);
+    T(accrms, "accumulate_rmsnorm_output_is_residual", INV, "output overlaps residual", a.out = A.y);
+    T(accrms, "accumulate_rmsnorm_output_overlaps_residual", INV, "output overlaps residual", a.out = A.y + 127);
+    T(accrms, "accumulate_rmsnorm_output_overlaps_input", INV, "output overlaps input", a.out = A.x + 100);
+    T(accrms, "accumulate_rmsnorm_output_overlaps_expert_scores", INV, "output overlaps expert_scores", a.out = A.z + 2);
+    T(accrms, "accumulate_rmsnorm_output_overlaps_weight", INV, "output overlaps weight", a.out = (float*) (void*) (A.w + 32));
     T(acc, "accumulate_backend_null", INV, "backend", a.b = NULL);
     T(acc, "accumulate_input_null", INV, "input", a.in = NULL);
     T(acc, "accumulate_expert_scores_null", INV, "expert_scores", a.scores = NULL);

@@ -332,7 +332,9 @@ static void help_bench(void) {
            "                       synchronised around every kernel call: slower, t/s not comparable)\n"
            "  GPTOSS_CUDA_GRAPHS=0 CUDA: run decode steps as direct kernel launches instead of\n"
            "                       recorded graphs (for comparison)\n"
-           "  GPTOSS_CUDA_PDL=0    CUDA: no programmatic dependent launch (for comparison)\n");
+           "  GPTOSS_CUDA_PDL=0    CUDA: no programmatic dependent launch (for comparison)\n"
+           "  GPTOSS_FUSED_OPS=0   decode without the fused kernels (the MoE accumulate and the\n"
+           "                       RMSNorm after it as two calls; same results, for comparison)\n");
 }
 
 static void help_main(void) {

@@ -51,11 +51,14 @@ echo "harness-cuda: ${R[harness-cuda]} ($(el))"
 "$B"/tests/test_graph >"$LOG/graph.log" 2>&1
 R[graph]="rc=$? $(tail -1 "$LOG/graph.log")"
 grep -E '^FAIL' "$LOG/graph.log" | head
+"$B"/tests/test_fused >"$LOG/fused.log" 2>&1
+R[fused]="rc=$? $(tail -1 "$LOG/fused.log" | cut -c1-60)"
+grep -E '^FAIL' "$LOG/fused.log" | head
 
 if ! skip sanitize; then
     for tool in memcheck racecheck; do
         s=""
-        for f in odd_3 unembedding_prefill130 sdpa_gqa4 moe_swiglu_3of7 moe_dense_swiglu_3of7 moe_dense_matmul_64tok routing_3of7 sample_odd; do
+        for f in odd_3 unembedding_prefill130 sdpa_gqa4 moe_swiglu_3of7 moe_dense_swiglu_3of7 moe_dense_matmul_64tok routing_3of7 sample_odd accumulate_rmsnorm_vec1; do
             timeout 60 compute-sanitizer --tool $tool --error-exitcode 99 --print-limit 10 \
                 "$B"/tests/harness --backend cuda --filter "$f" >>"$LOG/$tool.log" 2>&1
             s="$s $f:$?"
@@ -72,10 +75,11 @@ if ! skip e2e; then
     R[e2e-hf]="rc=$?"
     grep -E "^(PASS|FAIL|SKIP)" "$LOG/e2e.log" | tail -12
     echo "e2e: ${R[e2e-hf]} ($(el))"
-    # Graphs and PDL change how kernels are launched, never what they compute: the logits of
-    # a prompt + 32 greedy steps must be bit-identical with both off.
+    # Graphs, PDL and the fused decode kernels change how kernels are launched, never what
+    # they compute: the logits of a prompt + 32 greedy steps must be bit-identical with all
+    # three off.
     "$B"/tests/e2e/dump_logits /tmp/tiny.bin /tmp/logits-default.bin --backend cuda --steps 32 >>"$LOG/e2e.log" 2>&1
-    GPTOSS_CUDA_GRAPHS=0 GPTOSS_CUDA_PDL=0 "$B"/tests/e2e/dump_logits /tmp/tiny.bin /tmp/logits-direct.bin \
+    GPTOSS_CUDA_GRAPHS=0 GPTOSS_CUDA_PDL=0 GPTOSS_FUSED_OPS=0 "$B"/tests/e2e/dump_logits /tmp/tiny.bin /tmp/logits-direct.bin \
         --backend cuda --steps 32 >>"$LOG/e2e.log" 2>&1
     if cmp -s /tmp/logits-default.bin /tmp/logits-direct.bin && [ -s /tmp/logits-default.bin ]; then
         R[graph-bitexact]="identical ($(stat -c %s /tmp/logits-default.bin) bytes of logits and tokens)"
@@ -108,8 +112,11 @@ for m in 20b 120b; do
     echo "engine $m: ${R[engine-$m]} ($(el))"
 done
 
-# The same 20b decode with direct kernel launches instead of recorded graphs.
+# The same 20b decode with direct kernel launches instead of recorded graphs, and without
+# the fused decode kernels.
 if ! skip 20b; then
+    GPTOSS_FUSED_OPS=0 "$B"/bin/gptoss bench --random 20b --backend cuda -p 512 -n 128 -r 1 >"$LOG/engine-20b-nofused.log" 2>&1
+    R[engine-20b-nofused]="rc=$? $(grep -E 'pp512|tg128' "$LOG/engine-20b-nofused.log" | awk -F'|' '{printf "%s %s; ", $5, $6}')"
     GPTOSS_CUDA_GRAPHS=0 "$B"/bin/gptoss bench --random 20b --backend cuda -p 512 -n 128 -r 1 >"$LOG/engine-20b-nograph.log" 2>&1
     R[engine-20b-nograph]="rc=$? $(grep -E 'pp512|tg128' "$LOG/engine-20b-nograph.log" | awk -F'|' '{printf "%s %s; ", $5, $6}')"
 fi
@@ -148,6 +155,6 @@ for f in "$LOG"/engine-*.log; do [ -f "$f" ] && { echo "${f##*/}:"; grep -E '^\|
 [ -f "$LOG/profile-20b.log" ] && grep -E '^(prefill|decode) ' "$LOG/profile-20b.log" | head -40
 echo
 echo "================ $GPU ($(el)) ================"
-for k in build harness-cuda harness-avx512 graph memcheck racecheck e2e-hf graph-bitexact pytest bench engine-20b engine-20b-nograph engine-120b profile-20b ncu-decode harness-ab; do
+for k in build harness-cuda harness-avx512 graph fused memcheck racecheck e2e-hf graph-bitexact pytest bench engine-20b engine-20b-nofused engine-20b-nograph engine-120b profile-20b ncu-decode harness-ab; do
     printf '%-15s %s\n' "$k" "${R[$k]:-skipped}"
 done

@@ -206,6 +206,21 @@ enum gptoss_status gptoss_f32_bf16w_rmsnorm(gptoss_backend_t backend, const floa
                                             float* output, uint32_t num_tokens, uint32_t num_channels,
                                             float epsilon);
 
+/* The decode MoE epilogue and the RMSNorm that follows it, in one call (a fusion of two
+ * kernels above; not an upstream op): first residual is updated exactly as
+ * gptoss_f32_accumulate(input, expert_scores, residual, num_channels, num_tokens,
+ * num_active_experts) does (input f32[k][T][C], expert_scores f32[T][k], residual
+ * f32[T][C]), then output = gptoss_f32_bf16w_rmsnorm(residual, weight, num_tokens,
+ * num_channels, epsilon). Both results are bit-identical to those two calls in sequence on
+ * the same backend; CUDA runs one kernel instead of two where num_channels % 4 == 0,
+ * num_channels <= 4096 and the rows are 16-byte aligned (the others: the two kernels).
+ * output f32[T][C] must not overlap input, expert_scores, residual or weight. */
+enum gptoss_status gptoss_f32_accumulate_bf16w_rmsnorm(gptoss_backend_t backend, const float* input,
+                                                       const float* expert_scores, float* residual,
+                                                       const gptoss_bf16* weight, float* output,
+                                                       uint32_t num_channels, uint32_t num_tokens,
+                                                       uint32_t num_active_experts, float epsilon);
+
 /* ------------------------------------------------------------------------------------
  * bf16-weight matrix products. input f32[num_tokens][num_cols], weight
  * bf16[num_rows][num_cols], bias bf16[num_rows] (NULL = no bias), output

@@ -37,6 +37,7 @@ enum gptoss_status gptoss_cpu_f32_fill_random(gptoss_backend_t backend, float* o
 enum gptoss_status gptoss_cpu_bf16_fill_random(gptoss_backend_t backend, gptoss_bf16* output, uint64_t num_elements, uint64_t seed, uint64_t offset, float min, float max);
 enum gptoss_status gptoss_cpu_mf4_f32_convert(gptoss_backend_t backend, const uint8_t* blocks, const uint8_t* scales, float* output, uint64_t num_elements);
 enum gptoss_status gptoss_cpu_bf16_f32_embeddings(gptoss_backend_t backend, const uint32_t* token_ids, const gptoss_bf16* weight, float* output, uint32_t num_tokens, uint32_t num_channels, uint32_t vocabulary_size);
+enum gptoss_status gptoss_cpu_f32_accumulate_bf16w_rmsnorm(gptoss_backend_t backend, const float* input, const float* expert_scores, float* residual, const gptoss_bf16* weight, float* output, uint32_t num_channels, uint32_t num_tokens, uint32_t num_active_experts, float epsilon);
 enum gptoss_status gptoss_cpu_f32_bf16w_rmsnorm(gptoss_backend_t backend, const float* input, const gptoss_bf16* weight, float* output, uint32_t num_tokens, uint32_t num_channels, float epsilon);
 enum gptoss_status gptoss_cpu_f32_bf16w_matmul(gptoss_backend_t backend, const float* input, const gptoss_bf16* weight, const gptoss_bf16* bias, float* output, uint32_t num_tokens, uint32_t num_cols, uint32_t num_rows);
 enum gptoss_status gptoss_cpu_f32_bf16w_matmul_add(gptoss_backend_t backend, const float* input, const gptoss_bf16* weight, const gptoss_bf16* bias, float* output, uint32_t num_tokens, uint32_t num_cols, uint32_t num_rows);

@@ -1,4 +1,5 @@
-/* RMSNorm: out = (x * r) * w, r = 1 / sqrt(sum x^2 / C + eps). One block per token;
+/* RMSNorm: out = (x * r) * w, r = 1 / sqrt(sum x^2 / C + eps), and its fusion with the
+ * MoE accumulate (gptoss_f32_accumulate_bf16w_rmsnorm). One block per token;
  * the sum pass completes (barrier) before the write pass, so in-place is safe. Rows of up
  * to 4096 aligned channels stay in registers (rmsnorm_vec_kernel); others loop twice. */
 #include "cuda/common.cuh"
@@ -26,13 +27,20 @@ __global__ void __launch_bounds__(1024) rmsnorm_kernel(const float* input, const
 
 /* Vector path: C % 4 == 0, 16-byte aligned, C <= 4 * 256 * NV. Each of the 256 threads
  * keeps its NV float4 of the row in registers between the two passes (one read of x, all
- * loads issued at once). In place is safe: the writes come after the block reduction. */
+ * loads issued at once). In place is safe: the writes come after the block reduction.
+ * ACC (gptoss_f32_accumulate_bf16w_rmsnorm): x is the residual row, first updated as
+ * accumulate_kernel does (acc = x; acc = fmaf(moe[j][t], score[t][j], acc) for j = 0..k-1,
+ * per element, the same operations in the same order) and stored back; the norm then runs
+ * on the updated values exactly as without ACC, so both outputs are bit-identical to the
+ * two kernels. */
 constexpr int kVecThreads = 256;
 
-template <int NV>
+template <int NV, bool ACC>
 __global__ void __launch_bounds__(kVecThreads) rmsnorm_vec_kernel(const float* input, const uint16_t* weight,
                                                                  float* output, uint32_t num_tokens,
-                                                                 uint32_t num_channels, float epsilon) {
+                                                                 uint32_t num_channels, float epsilon,
+                                                                 float* residual, const float* moe,
+                                                                 const float* scores, uint32_t k) {
     __shared__ float scratch[32];
     gptoss_d_pdl_trigger();
     const uint32_t n4 = num_channels / 4;
@@ -45,8 +53,9 @@ __global__ void __launch_bounds__(kVecThreads) rmsnorm_vec_kernel(const float* i
         wv[j] = i < n4 ? *(const uint2*) (weight + 4 * (size_t) i) : make_uint2(0, 0);
     }
     gptoss_d_pdl_wait();
+    const size_t total = (size_t) num_tokens * num_channels;
     for (uint32_t t = blockIdx.x; t < num_tokens; t += gridDim.x) {
-        const float4* x = (const float4*) (input + (size_t) t * num_channels);
+        const float4* x = (const float4*) ((ACC ? residual : input) + (size_t) t * num_channels);
         float4* y = (float4*) (output + (size_t) t * num_channels);
         float4 v[NV];
         float ss = 0.0f;
@@ -54,6 +63,26 @@ __global__ void __launch_bounds__(kVecThreads) rmsnorm_vec_kernel(const float* i
         for (int j = 0; j < NV; j++) {
             const uint32_t i = threadIdx.x + (uint32_t) j * kVecThreads;
             v[j] = i < n4 ? x[i] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        }
+        if (ACC) {
+            float4* res = (float4*) (residual + (size_t) t * num_channels);
+#pragma unroll
+            for (int j = 0; j < NV; j++) {
+                const uint32_t i = threadIdx.x + (uint32_t) j * kVecThreads;
+                if (i < n4) {
+                    float4 a = v[j];
+                    for (uint32_t e = 0; e < k; e++) {
+                        const float4 m = *(const float4*) (moe + (size_t) e * total + (size_t) t * num_channels + 4 * (size_t) i);
+                        const float sc = scores[(size_t) t * k + e];
+                        a.x = fmaf(m.x, sc, a.x);
+                        a.y = fmaf(m.y, sc, a.y);
+                        a.z = fmaf(m.z, sc, a.z);
+                        a.w = fmaf(m.w, sc, a.w);
+                    }
+                    v[j] = a;
+                    res[i] = a;
+                }
+            }
         }
 #pragma unroll
         for (int j = 0; j < NV; j++) {
@@ -80,21 +109,28 @@ __global__ void __launch_bounds__(kVecThreads) rmsnorm_vec_kernel(const float* i
     }
 }
 
+template <bool ACC>
+cudaError_t launch_vec(gptoss_backend_t backend, uint32_t nv, const float* input, const uint16_t* weight,
+                       float* output, uint32_t num_tokens, uint32_t num_channels, float epsilon, float* residual,
+                       const float* moe, const float* scores, uint32_t k) {
+    const unsigned blocks = num_tokens < 65535u ? num_tokens : 65535u;
+    auto kernel = nv == 1 ? rmsnorm_vec_kernel<1, ACC> : nv == 2 ? rmsnorm_vec_kernel<2, ACC>
+                              : nv == 3 ? rmsnorm_vec_kernel<3, ACC> : rmsnorm_vec_kernel<4, ACC>;
+    return gptoss_cuda_launch_pdl(backend, kernel, dim3(blocks), dim3(kVecThreads), 0, input, weight, output,
+                                  num_tokens, num_channels, epsilon, residual, moe, scores, k);
+}
+
 }  // namespace
 
 extern "C" enum gptoss_status gptoss_cuda_f32_bf16w_rmsnorm(gptoss_backend_t backend, const float* input,
                                                             const gptoss_bf16* weight, float* output,
                                                             uint32_t num_tokens, uint32_t num_channels,
                                                             float epsilon) {
-    const unsigned blocks_v = num_tokens < 65535u ? num_tokens : 65535u;
     const uint32_t nv = (num_channels / 4 + kVecThreads - 1) / kVecThreads;
     if (num_channels % 4 == 0 && nv <= 4 && gptoss_aligned(input, 16) && gptoss_aligned(output, 16) &&
         gptoss_aligned(weight, 8)) {
-        auto kernel = nv == 1 ? rmsnorm_vec_kernel<1> : nv == 2 ? rmsnorm_vec_kernel<2>
-                                      : nv == 3 ? rmsnorm_vec_kernel<3> : rmsnorm_vec_kernel<4>;
-        const cudaError_t err = gptoss_cuda_launch_pdl(backend, kernel, dim3(blocks_v), dim3(kVecThreads), 0, input,
-                                                       (const uint16_t*) weight, output, num_tokens, num_channels,
-                                                       epsilon);
+        const cudaError_t err = launch_vec<false>(backend, nv, input, (const uint16_t*) weight, output, num_tokens,
+                                                  num_channels, epsilon, nullptr, nullptr, nullptr, 0);
         if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of f32_bf16w_rmsnorm");
         return gptoss_status_success;
     }
@@ -105,4 +141,24 @@ extern "C" enum gptoss_status gptoss_cuda_f32_bf16w_rmsnorm(gptoss_backend_t bac
                                                                         num_tokens, num_channels, epsilon);
     GPTOSS_CUDA_LAUNCHED("f32_bf16w_rmsnorm");
     return gptoss_status_success;
+}
+
+extern "C" enum gptoss_status gptoss_cuda_f32_accumulate_bf16w_rmsnorm(gptoss_backend_t backend, const float* input,
+                                                                       const float* expert_scores, float* residual,
+                                                                       const gptoss_bf16* weight, float* output,
+                                                                       uint32_t num_channels, uint32_t num_tokens,
+                                                                       uint32_t num_active_experts, float epsilon) {
+    const uint32_t nv = (num_channels / 4 + kVecThreads - 1) / kVecThreads;
+    if (num_channels % 4 == 0 && nv <= 4 && gptoss_aligned(input, 16) && gptoss_aligned(residual, 16) &&
+        gptoss_aligned(output, 16) && gptoss_aligned(weight, 8)) {
+        const cudaError_t err = launch_vec<true>(backend, nv, residual, (const uint16_t*) weight, output, num_tokens,
+                                                 num_channels, epsilon, residual, input, expert_scores,
+                                                 num_active_experts);
+        if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of f32_accumulate_bf16w_rmsnorm");
+        return gptoss_status_success;
+    }
+    const enum gptoss_status st = gptoss_cuda_f32_accumulate(backend, input, expert_scores, residual, num_channels,
+                                                             num_tokens, num_active_experts);
+    if (st != gptoss_status_success) return st;
+    return gptoss_cuda_f32_bf16w_rmsnorm(backend, residual, weight, output, num_tokens, num_channels, epsilon);
 }

@@ -28,6 +28,13 @@ void gptoss_ref_bf16_f32_embeddings(const uint32_t* token_ids, const gptoss_bf16
 
 void gptoss_ref_f32_bf16w_rmsnorm(const float* input, const gptoss_bf16* weight, double* output,
                                   uint32_t num_tokens, uint32_t num_channels, float epsilon);
+/* residual = residual_old + sum_j input[j][t] * scores[t][j] (as gptoss_ref_f32_accumulate),
+ * output = RMSNorm of that residual, all in double (the residual is not rounded to f32
+ * before the norm). */
+void gptoss_ref_f32_accumulate_bf16w_rmsnorm(const float* input, const float* expert_scores,
+                                             const float* residual_old, const gptoss_bf16* weight, double* residual,
+                                             double* output, uint32_t num_channels, uint32_t num_tokens,
+                                             uint32_t num_active_experts, float epsilon);
 
 /* out = x W^T + b; bias may be NULL. */
 void gptoss_ref_f32_bf16w_matmul(const float* input, const gptoss_bf16* weight, const gptoss_bf16* bias,
