@@ -34,6 +34,7 @@ __global__ void __launch_bounds__(1024) rmsnorm_kernel(const float* input, const
  * on the updated values exactly as without ACC, so both outputs are bit-identical to the
  * two kernels. */
 constexpr int kVecThreads = 256;
+constexpr int kAccUnroll = 4; /* experts whose rows are loaded together (gpt-oss: k = 4) */
 
 template <int NV, bool ACC>
 __global__ void __launch_bounds__(kVecThreads) rmsnorm_vec_kernel(const float* input, const uint16_t* weight,
@@ -65,23 +66,40 @@ __global__ void __launch_bounds__(kVecThreads) rmsnorm_vec_kernel(const float* i
             v[j] = i < n4 ? x[i] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
         }
         if (ACC) {
+            /* all loads first (up to kAccUnroll experts at a time: one round trip, not k x NV),
+             * then the fma chains in slot order, then the stores */
+            const float* mt = moe + (size_t) t * num_channels;
+            for (uint32_t e0 = 0; e0 < k; e0 += kAccUnroll) {
+                float4 m[kAccUnroll][NV];
+                float sc[kAccUnroll];
+#pragma unroll
+                for (int u = 0; u < kAccUnroll; u++) {
+                    const uint32_t e = e0 + (uint32_t) u;
+                    sc[u] = e < k ? __ldg(scores + (size_t) t * k + e) : 0.0f;
+#pragma unroll
+                    for (int j = 0; j < NV; j++) {
+                        const uint32_t i = threadIdx.x + (uint32_t) j * kVecThreads;
+                        m[u][j] = e < k && i < n4 ? __ldg((const float4*) (mt + (size_t) e * total) + i)
+                                                  : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+                    }
+                }
+#pragma unroll
+                for (int u = 0; u < kAccUnroll; u++) {
+                    if (e0 + (uint32_t) u >= k) break;
+#pragma unroll
+                    for (int j = 0; j < NV; j++) {
+                        v[j].x = fmaf(m[u][j].x, sc[u], v[j].x);
+                        v[j].y = fmaf(m[u][j].y, sc[u], v[j].y);
+                        v[j].z = fmaf(m[u][j].z, sc[u], v[j].z);
+                        v[j].w = fmaf(m[u][j].w, sc[u], v[j].w);
+                    }
+                }
+            }
             float4* res = (float4*) (residual + (size_t) t * num_channels);
 #pragma unroll
             for (int j = 0; j < NV; j++) {
                 const uint32_t i = threadIdx.x + (uint32_t) j * kVecThreads;
-                if (i < n4) {
-                    float4 a = v[j];
-                    for (uint32_t e = 0; e < k; e++) {
-                        const float4 m = *(const float4*) (moe + (size_t) e * total + (size_t) t * num_channels + 4 * (size_t) i);
-                        const float sc = scores[(size_t) t * k + e];
-                        a.x = fmaf(m.x, sc, a.x);
-                        a.y = fmaf(m.y, sc, a.y);
-                        a.z = fmaf(m.z, sc, a.z);
-                        a.w = fmaf(m.w, sc, a.w);
-                    }
-                    v[j] = a;
-                    res[i] = a;
-                }
+                if (i < n4) res[i] = v[j];
             }
         }
 #pragma unroll
