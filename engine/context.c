@@ -41,8 +41,9 @@ struct gptoss_context {
     size_t num_kv_tokens;
     size_t logits_pos;        /* position whose logits are in `logits`, or SIZE_MAX */
     uint32_t moe_dense_min_rows;
-    /* decode path: the MoE accumulate fused with the RMSNorm that follows it
-     * (gptoss_f32_accumulate_bf16w_rmsnorm; bit-identical); $GPTOSS_FUSED_OPS=0 turns it off */
+    /* the fused kernels (bit-identical to the calls they replace): the MoE gate
+     * (gptoss_f32_bf16w_rmsnorm_matmul_topk) and, on the decode path, the MoE accumulate with
+     * the RMSNorm after it (gptoss_f32_accumulate_bf16w_rmsnorm); $GPTOSS_FUSED_OPS=0: off */
     int fused_ops;
 
     uint32_t* tokens;         /* host [max_tokens] */
@@ -446,16 +447,25 @@ static enum gptoss_status forward_kernels(struct gptoss_context* c, size_t s, ui
         KCALL_PROF(c, what, "f32_bf16w_matmul_add",
                    gptoss_f32_bf16w_matmul_add(b, c->attn, WPTR(gptoss_bf16, lw->out_weight),
                                                WPTR(gptoss_bf16, lw->out_bias), residual, R, Hq * D, H));
-        snprintf(what, sizeof(what), "layer %u mlp rmsnorm", l);
-        KCALL_PROF(c, what, "f32_bf16w_rmsnorm",
-                   gptoss_f32_bf16w_rmsnorm(b, residual, WPTR(gptoss_bf16, lw->mlp_norm), c->norm, R, H,
-                                            cfg->rmsnorm_epsilon));
-        snprintf(what, sizeof(what), "layer %u router", l);
-        KCALL_PROF(c, what, "f32_bf16w_matmul",
-                   gptoss_f32_bf16w_matmul(b, c->norm, WPTR(gptoss_bf16, lw->gate_weight),
-                                           WPTR(gptoss_bf16, lw->gate_bias), c->gate, R, H, E));
-        snprintf(what, sizeof(what), "layer %u topk", l);
-        KCALL_PROF(c, what, "f32_topk", gptoss_f32_topk(b, c->gate, c->expert_ids, c->expert_scores, R, E, K));
+        if (c->fused_ops) {
+            snprintf(what, sizeof(what), "layer %u mlp rmsnorm + router + topk", l);
+            KCALL_PROF(c, what, "f32_bf16w_rmsnorm_matmul_topk",
+                       gptoss_f32_bf16w_rmsnorm_matmul_topk(b, residual, WPTR(gptoss_bf16, lw->mlp_norm), c->norm,
+                                                            WPTR(gptoss_bf16, lw->gate_weight),
+                                                            WPTR(gptoss_bf16, lw->gate_bias), c->gate, c->expert_ids,
+                                                            c->expert_scores, R, H, E, K, cfg->rmsnorm_epsilon));
+        } else {
+            snprintf(what, sizeof(what), "layer %u mlp rmsnorm", l);
+            KCALL_PROF(c, what, "f32_bf16w_rmsnorm",
+                       gptoss_f32_bf16w_rmsnorm(b, residual, WPTR(gptoss_bf16, lw->mlp_norm), c->norm, R, H,
+                                                cfg->rmsnorm_epsilon));
+            snprintf(what, sizeof(what), "layer %u router", l);
+            KCALL_PROF(c, what, "f32_bf16w_matmul",
+                       gptoss_f32_bf16w_matmul(b, c->norm, WPTR(gptoss_bf16, lw->gate_weight),
+                                               WPTR(gptoss_bf16, lw->gate_bias), c->gate, R, H, E));
+            snprintf(what, sizeof(what), "layer %u topk", l);
+            KCALL_PROF(c, what, "f32_topk", gptoss_f32_topk(b, c->gate, c->expert_ids, c->expert_scores, R, E, K));
+        }
 
         const uint8_t* moe = m->weights + lw->moe;
         const struct gptoss_expert_layout* x = &m->expert;

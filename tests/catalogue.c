@@ -228,6 +228,18 @@ const struct tc_case tc_catalogue[] = {
     {"accumulate_rmsnorm_vec4_epsilon0_2x4096", TK_ACCUMULATE_RMSNORM, .t = 2, .c = 4096, .e = 32, .k = 4,
      .f = 0.0f},
     {"accumulate_rmsnorm_wide_2x8192", TK_ACCUMULATE_RMSNORM, .t = 2, .c = 8192, .e = 32, .k = 4, .f = 1e-5f},
+    /* the fused MoE gate (CUDA: one kernel for one token, C % 8 == 0 up to 4096 channels,
+     * <= 256 experts; the three kernels otherwise) */
+    {"gate_1tok_8ch_1of1", TK_RMSNORM_MATMUL_TOPK, .t = 1, .c = 8, .e = 1, .k = 1, .f = 1e-5f, .flags = Q},
+    {"gate_odd_3tok_19ch_3of7", TK_RMSNORM_MATMUL_TOPK, .t = 3, .c = 19, .e = 7, .k = 3, .f = 1e-5f, .flags = Q},
+    {"gate_no_bias_5of200_1000ch", TK_RMSNORM_MATMUL_TOPK, .t = 1, .c = 1000, .e = 200, .k = 5, .f = 1e-5f,
+     .flags = Q | TC_NO_BIAS},
+    {"gate_20b_decode_4of32_2880", TK_RMSNORM_MATMUL_TOPK, .t = 1, .c = 2880, .e = 32, .k = 4, .f = 1e-5f},
+    {"gate_120b_decode_4of128_2880", TK_RMSNORM_MATMUL_TOPK, .t = 1, .c = 2880, .e = 128, .k = 4, .f = 1e-5f},
+    {"gate_vec4_epsilon0_4of32_4096", TK_RMSNORM_MATMUL_TOPK, .t = 1, .c = 4096, .e = 32, .k = 4, .f = 0.0f},
+    {"gate_wide_4of32_8192", TK_RMSNORM_MATMUL_TOPK, .t = 1, .c = 8192, .e = 32, .k = 4, .f = 1e-5f},
+    {"gate_20b_batch3_4of32_2880", TK_RMSNORM_MATMUL_TOPK, .t = 3, .c = 2880, .e = 32, .k = 4, .f = 1e-5f},
+    {"gate_20b_prefill64_4of32_2880", TK_RMSNORM_MATMUL_TOPK, .t = 64, .c = 2880, .e = 32, .k = 4, .f = 1e-5f},
 
     /* ---- MoE MXFP4 matmuls (swiglu limit 7 unless named) ---- */
     {"moe_swiglu_1of1_cols32_rows1", TK_MOE_MATMUL_SWIGLU, .t = 1, .c = 32, .r = 1, .e = 1, .k = 1, .f = 7.0f, .flags = Q},
@@ -291,7 +303,7 @@ const char* tc_kernel_name(enum tc_kernel kernel) {
         "f32_rope", "f32_sdpa", "f32_bf16w_unembedding", "f32_topk", "expert_routing_metadata", "f32_scatter",
         "f32_mf4w_moe_matmul_swiglu", "f32_mf4w_moe_matmul", "f32_mf4w_moe_dense_matmul_swiglu",
         "f32_mf4w_moe_dense_matmul", "f32_gather_and_accumulate", "f32_accumulate", "f32_softmax", "f32_sample",
-        "f32_accumulate_bf16w_rmsnorm",
+        "f32_accumulate_bf16w_rmsnorm", "f32_bf16w_rmsnorm_matmul_topk",
     };
     return (unsigned) kernel < TK_COUNT ? names[kernel] : "?";
 }
@@ -635,6 +647,22 @@ int tc_problem_create(struct tc_problem* p, const struct tc_case* c, uint64_t se
             if (!scatter) fill_f32(&rng, y, (size_t) T * C, -1.0f, 1.0f);
             break;
         }
+        case TK_RMSNORM_MATMUL_TOPK: {
+            float* x = add_buffer(p, "input", TC_IN, TC_F32, (size_t) T * C);
+            gptoss_bf16* nw = add_buffer(p, "norm_weight", TC_IN, TC_BF16, C);
+            add_buffer(p, "output", TC_OUT, TC_F32, (size_t) T * C);
+            gptoss_bf16* rw = add_buffer(p, "router_weight", TC_IN, TC_BF16, (size_t) c->e * C);
+            gptoss_bf16* rb = add_buffer(p, "router_bias", TC_IN, TC_BF16, c->e);
+            add_buffer(p, "scores", TC_OUT, TC_F32, (size_t) T * c->e);
+            add_buffer(p, "expert_ids", TC_OUT, TC_U32, (size_t) T * c->k);
+            add_buffer(p, "expert_scores", TC_OUT, TC_F32, (size_t) T * c->k);
+            if (!x || !nw || !rw || !rb) break;
+            fill_f32(&rng, x, (size_t) T * C, -2.0f, 2.0f);
+            fill_bf16(&rng, nw, C, -1.0f, 1.0f);
+            fill_bf16(&rng, rw, (size_t) c->e * C, -1.0f / sqrtf((float) C), 1.0f / sqrtf((float) C));
+            fill_bf16(&rng, rb, c->e, -0.5f, 0.5f);
+            break;
+        }
         case TK_ACCUMULATE:
         case TK_ACCUMULATE_RMSNORM: {
             const size_t P = (size_t) T * c->k;
@@ -768,6 +796,9 @@ enum gptoss_status tc_launch(gptoss_backend_t be, const struct tc_problem* p, vo
         case TK_ACCUMULATE: return gptoss_f32_accumulate(be, d[0], d[1], d[2], c->c, c->t, c->k);
         case TK_ACCUMULATE_RMSNORM:
             return gptoss_f32_accumulate_bf16w_rmsnorm(be, d[0], d[1], d[2], d[3], d[4], c->c, c->t, c->k, c->f);
+        case TK_RMSNORM_MATMUL_TOPK:
+            return gptoss_f32_bf16w_rmsnorm_matmul_topk(be, d[0], d[1], d[2], d[3], nob ? NULL : d[4], d[5], d[6], d[7],
+                                                        c->t, c->c, c->e, c->k, c->f);
         case TK_MOE_MATMUL_SWIGLU:
         case TK_MOE_MATMUL: {
             uint8_t* x = d[2];
@@ -852,6 +883,7 @@ double tc_bytes(const struct tc_case* c) {
         case TK_GATHER_AND_ACCUMULATE: return 4 * P * C + 16 * P + 4 * (E + 1) + 8 * T * C;
         case TK_ACCUMULATE: return 4 * P * C + 4 * P + 8 * T * C;
         case TK_ACCUMULATE_RMSNORM: return 4 * P * C + 4 * P + 8 * T * C + 2 * C + 4 * T * C;
+        case TK_RMSNORM_MATMUL_TOPK: return 8 * T * C + 2 * C + 2 * E * C + 2 * E + 4 * T * E + 8 * P;
         case TK_MOE_MATMUL_SWIGLU:
         case TK_MOE_DENSE_MATMUL_SWIGLU: {
             const double rows = 2 * R, per_expert = rows * (C / 32) * 17 + 2 * rows;
@@ -875,6 +907,7 @@ double tc_flops(const struct tc_case* c) {
     switch (c->kernel) {
         case TK_RMSNORM: return 4 * T * C;
         case TK_ACCUMULATE_RMSNORM: return 2 * T * C * k + 4 * T * C;
+        case TK_RMSNORM_MATMUL_TOPK: return 4 * T * C + 2 * T * C * (double) c->e;
         case TK_MATMUL:
         case TK_MATMUL_ADD:
         case TK_DENSE_MATMUL_QKV:
@@ -916,7 +949,8 @@ void tc_shape_string(const struct tc_case* c, char* buf, size_t size) {
         case TK_SCATTER:
         case TK_GATHER_AND_ACCUMULATE:
         case TK_ACCUMULATE:
-        case TK_ACCUMULATE_RMSNORM: snprintf(buf, size, "T=%u C=%u %u of %u", c->t, c->c, c->k, c->e); break;
+        case TK_ACCUMULATE_RMSNORM:
+        case TK_RMSNORM_MATMUL_TOPK: snprintf(buf, size, "T=%u C=%u %u of %u", c->t, c->c, c->k, c->e); break;
         case TK_MOE_MATMUL_SWIGLU:
         case TK_MOE_MATMUL:
         case TK_MOE_DENSE_MATMUL_SWIGLU:

@@ -44,6 +44,7 @@ enum tc_kernel {
     TK_SOFTMAX,
     TK_SAMPLE,
     TK_ACCUMULATE_RMSNORM, /* fusion: accumulate, then rmsnorm of the residual */
+    TK_RMSNORM_MATMUL_TOPK, /* fusion: the MoE gate (rmsnorm, router matmul, top-k) */
     TK_COUNT
 };
 
@@ -78,6 +79,7 @@ enum {
  *   routing:     t = tokens (pairs = t*k), e, k
  *   scatter / gather / accumulate: t = tokens, c = channels, e, k
  *   accumulate_rmsnorm: t, c, e, k as accumulate; f = epsilon
+ *   rmsnorm_matmul_topk: t = tokens, c = channels, e = experts (router rows), k, f = epsilon
  *   moe:         t = tokens (dense: P = t*k rows), c = num_cols, r = num_rows (I for
  *                swiglu: the expert has 2r rows), e, k, f = swiglu limit
  *   softmax:     t = tokens, c = vocabulary, f = temperature

@@ -255,6 +255,19 @@ static enum gptoss_status call_accrms(struct accrms_args* a) {
                                                a->eps);
 }
 
+/* the fused MoE gate: 2 tokens x 64 channels, 8 experts, 2 active */
+struct gate_args {
+    gptoss_backend_t b; const float* in; const gptoss_bf16* nw; float* out; const gptoss_bf16* rw;
+    const gptoss_bf16* rb; float* scores; uint32_t* ids; float* es; uint32_t t, c, e, k; float eps;
+};
+static struct gate_args gate_defaults(void) {
+    return (struct gate_args){B, A.x, A.w, A.y, A.w + 64, A.bias, A.kvout, A.uout, A.y2, 2, 64, 8, 2, 1e-5f};
+}
+static enum gptoss_status call_gate(struct gate_args* a) {
+    return gptoss_f32_bf16w_rmsnorm_matmul_topk(a->b, a->in, a->nw, a->out, a->rw, a->rb, a->scores, a->ids, a->es,
+                                                a->t, a->c, a->e, a->k, a->eps);
+}
+
 /* which: 0 decode swiglu, 1 decode, 2 dense swiglu, 3 dense. routing = ids (decode) or
  * offsets (dense). */
 struct moe_args {
@@ -612,6 +625,36 @@ static void routing_cases(void) {
     T(gather, "gather_intra_expert_offset_out_of_range", INV, "intra_expert_offsets[0]", A.intra[0] = 1);
 
     T(acc, "accumulate_valid", OK, NULL, );
+
+    T(gate, "gate_valid", OK, NULL, );
+    T(gate, "gate_no_bias_valid", OK, NULL, a.rb = NULL);
+    T(gate, "gate_all_experts_valid", OK, NULL, a.k = 8);
+    T(gate, "gate_backend_null", INV, "backend", a.b = NULL);
+    T(gate, "gate_input_null", INV, "input", a.in = NULL);
+    T(gate, "gate_norm_weight_null", INV, "norm_weight", a.nw = NULL);
+    T(gate, "gate_output_null", INV, "output", a.out = NULL);
+    T(gate, "gate_router_weight_null", INV, "router_weight", a.rw = NULL);
+    T(gate, "gate_scores_null", INV, "scores", a.scores = NULL);
+    T(gate, "gate_expert_ids_null", INV, "expert_ids", a.ids = NULL);
+    T(gate, "gate_expert_scores_null", INV, "expert_scores", a.es = NULL);
+    T(gate, "gate_input_misaligned", INV, "input", a.in = MIS(A.x, 2));
+    T(gate, "gate_router_bias_misaligned", INV, "router_bias", a.rb = MIS(A.bias, 1));
+    T(gate, "gate_expert_ids_misaligned", INV, "expert_ids", a.ids = MIS(A.uout, 2));
+    T(gate, "gate_num_tokens_zero", INV, "num_tokens", a.t = 0);
+    T(gate, "gate_num_channels_zero", INV, "num_channels", a.c = 0);
+    T(gate, "gate_num_experts_zero", INV, "num_experts", a.e = 0);
+    T(gate, "gate_num_active_experts_zero", INV, "num_active_experts", a.k = 0);
+    T(gate, "gate_num_active_experts_above_num_experts", INV, "num_active_experts 9 exceeds num_experts 8", a.k = 9);
+    T(gate, "gate_epsilon_negative", INV, "epsilon", a.eps = -1.0f);
+    T(gate, "gate_epsilon_nan", INV, "epsilon", a.eps = NAN);
+    T(gate, "gate_router_weight_size_overflow", INV, "router_weight", a.e = UINT32_MAX; a.k = 1; a.c = UINT32_MAX);
+    T(gate, "gate_output_is_input", INV, "output overlaps input", a.out = A.x);
+    T(gate, "gate_output_overlaps_norm_weight", INV, "output overlaps norm_weight", a.out = (float*) (void*) (A.w + 32));
+    T(gate, "gate_scores_overlap_output", INV, "scores overlaps output", a.scores = A.y + 100);
+    T(gate, "gate_scores_overlap_router_weight", INV, "scores overlaps router_weight", a.scores = (float*) (void*) (A.w + 64));
+    T(gate, "gate_expert_ids_overlap_scores", INV, "expert_ids overlaps scores", a.ids = (uint32_t*) (void*) (A.kvout + 8));
+    T(gate, "gate_expert_scores_overlap_expert_ids", INV, "expert_scores overlaps expert_ids", a.es = (float*) (void*) (A.uout + 1));
+    T(gate, "gate_expert_scores_overlap_router_bias", INV, "expert_scores overlaps router_bias", a.es = (float*) (void*) A.bias);
 
     T(accrms, "accumulate_rmsnorm_valid", OK, NULL, );
     T(accrms, "accumulate_rmsnorm_zero_epsilon_valid", OK, NULL, a.eps = 0.0f);

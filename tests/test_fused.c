@@ -1,4 +1,5 @@
-/* Fused kernels (kernels.h: gptoss_f32_accumulate_bf16w_rmsnorm) give results
+/* Fused kernels (kernels.h: gptoss_f32_accumulate_bf16w_rmsnorm,
+ * gptoss_f32_bf16w_rmsnorm_matmul_topk) give results
  * bit-identical to the kernels they fuse, called in sequence on the same backend: every CPU
  * variant this processor has, and CUDA where a device is present (else those cases are
  * reported as skipped, by name). The harness checks the fused kernels against the float64
@@ -11,12 +12,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <math.h>
 #include <time.h>
 
 #include <gptoss/kernels.h>
 
 static int passed, failed, skipped;
-static char skipped_names[2048];
+static char skipped_names[4096];
 static uint64_t g_seed;
 
 static void report(const char* name, int ok, const char* detail) {
@@ -157,16 +159,131 @@ static const struct accrms_shape accrms_shapes[] = {
     {"1tok_1ch_1of1", 1, 1, 1, 1e-5f},
 };
 
+struct gate_shape {
+    const char* name;
+    uint32_t t, c, e, k;
+    int bias;
+};
+
+/* rmsnorm + matmul + topk in sequence vs the fused gate: all four outputs bit for bit. */
+static void gate_case(gptoss_backend_t b, const char* backend_name, const struct gate_shape* s) {
+    char name[160], detail[256] = "";
+    snprintf(name, sizeof name, "gate_%s_%s", s->name, backend_name);
+    const size_t TC = (size_t) s->t * s->c, TE = (size_t) s->t * s->e, TK = (size_t) s->t * s->k;
+    uint64_t st = g_seed ^ (uint64_t) s->c * 0x9E3779B1ull ^ s->e;
+    float* x = malloc(TC * 4);
+    gptoss_bf16* nw = malloc(s->c * 2);
+    gptoss_bf16* rw = malloc((size_t) s->e * s->c * 2);
+    gptoss_bf16* rb = malloc(s->e * 2);
+    float* h[2][4]; /* [unfused, fused][output, scores, ids, expert_scores] */
+    const size_t bytes[4] = {TC * 4, TE * 4, TK * 4, TK * 4};
+    int ok = x && nw && rw && rb;
+    for (int v = 0; v < 2; v++) {
+        for (int i = 0; i < 4; i++) {
+            h[v][i] = malloc(bytes[i]);
+            ok = ok && h[v][i] != NULL;
+        }
+    }
+    void* d[2][4] = {{NULL}};
+    void *dx = NULL, *dnw = NULL, *drw = NULL, *drb = NULL;
+    if (ok) {
+        const float bound = 1.0f / sqrtf((float) s->c);
+        for (size_t i = 0; i < TC; i++) x[i] = rng_f32(&st, -2.0f, 2.0f);
+        gptoss_bf16* bufs[3] = {nw, rw, rb};
+        const size_t counts[3] = {s->c, (size_t) s->e * s->c, s->e};
+        const float lims[3] = {1.0f, bound, 0.5f};
+        for (int q = 0; q < 3; q++) {
+            for (size_t i = 0; i < counts[q]; i++) {
+                const float v = rng_f32(&st, -lims[q], lims[q]);
+                uint32_t bits;
+                memcpy(&bits, &v, 4);
+                bufs[q][i].bits = (uint16_t) (bits >> 16);
+            }
+        }
+        dx = upload(b, x, TC * 4);
+        dnw = upload(b, nw, s->c * 2);
+        drw = upload(b, rw, (size_t) s->e * s->c * 2);
+        drb = upload(b, rb, s->e * 2);
+        ok = dx && dnw && drw && drb;
+        for (int v = 0; v < 2 && ok; v++) {
+            for (int i = 0; i < 4 && ok; i++) ok = gptoss_backend_alloc(b, bytes[i], &d[v][i]) == gptoss_status_success;
+        }
+        if (!ok) snprintf(detail, sizeof detail, "backend allocation failed: %s", gptoss_last_error());
+    } else {
+        snprintf(detail, sizeof detail, "host allocation failed");
+    }
+    if (ok) {
+        const gptoss_bf16* bias = s->bias ? drb : NULL;
+        enum gptoss_status e1 = gptoss_f32_bf16w_rmsnorm(b, dx, dnw, d[0][0], s->t, s->c, 1e-5f);
+        if (e1 == gptoss_status_success) {
+            e1 = gptoss_f32_bf16w_matmul(b, d[0][0], drw, bias, d[0][1], s->t, s->c, s->e);
+        }
+        if (e1 == gptoss_status_success) e1 = gptoss_f32_topk(b, d[0][1], d[0][2], d[0][3], s->t, s->e, s->k);
+        const enum gptoss_status e2 = gptoss_f32_bf16w_rmsnorm_matmul_topk(
+            b, dx, dnw, d[1][0], drw, bias, d[1][1], d[1][2], d[1][3], s->t, s->c, s->e, s->k, 1e-5f);
+        if (e1 != gptoss_status_success || e2 != gptoss_status_success) {
+            ok = 0;
+            snprintf(detail, sizeof detail, "status %s / %s: %s", gptoss_status_to_string(e1),
+                     gptoss_status_to_string(e2), gptoss_last_error());
+        }
+        for (int v = 0; v < 2 && ok; v++) {
+            for (int i = 0; i < 4 && ok; i++) ok = download(b, h[v][i], d[v][i], bytes[i]);
+        }
+        if (ok) {
+            static const char* const what[4] = {"output", "scores", "expert_ids", "expert_scores"};
+            char* p = detail;
+            for (int i = 0; i < 4; i++) {
+                size_t bad = 0;
+                for (size_t j = 0; j < bytes[i] / 4; j++) bad += memcmp(&h[0][i][j], &h[1][i][j], 4) != 0;
+                if (bad != 0) ok = 0;
+                p += snprintf(p, sizeof detail - (size_t) (p - detail), "%s%zu %s", i ? ", " : "", bad, what[i]);
+            }
+            snprintf(p, sizeof detail - (size_t) (p - detail), " values differ");
+        }
+    }
+    report(name, ok, detail);
+    gptoss_backend_free(b, dx);
+    gptoss_backend_free(b, dnw);
+    gptoss_backend_free(b, drw);
+    gptoss_backend_free(b, drb);
+    for (int v = 0; v < 2; v++) {
+        for (int i = 0; i < 4; i++) {
+            gptoss_backend_free(b, d[v][i]);
+            free(h[v][i]);
+        }
+    }
+    free(x);
+    free(nw);
+    free(rw);
+    free(rb);
+}
+
+static const struct gate_shape gate_shapes[] = {
+    {"20b_decode_4of32_2880", 1, 2880, 32, 4, 1},   /* CUDA: the fused kernel */
+    {"120b_decode_4of128_2880", 1, 2880, 128, 4, 1},
+    {"no_bias_5of200_1000", 1, 1000, 200, 5, 0},
+    {"vec4_4of32_4096", 1, 4096, 32, 4, 1},
+    {"1of1_8", 1, 8, 1, 1, 1},
+    {"odd_3of7_19", 1, 19, 7, 3, 1},                /* CUDA: the three kernels (C % 8 != 0) */
+    {"wide_4of32_8192", 1, 8192, 32, 4, 1},         /* CUDA: the three kernels (C > 4096) */
+    {"batch3_4of32_2880", 3, 2880, 32, 4, 1},       /* CUDA: the three kernels (T > 1) */
+};
+
 static void run_backend(gptoss_backend_t b, const char* backend_name) {
     for (size_t i = 0; i < sizeof accrms_shapes / sizeof accrms_shapes[0]; i++) {
         accumulate_rmsnorm_case(b, backend_name, &accrms_shapes[i]);
     }
+    for (size_t i = 0; i < sizeof gate_shapes / sizeof gate_shapes[0]; i++) gate_case(b, backend_name, &gate_shapes[i]);
 }
 
 static void skip_backend(const char* backend_name, const char* why) {
     char name[160];
     for (size_t i = 0; i < sizeof accrms_shapes / sizeof accrms_shapes[0]; i++) {
         snprintf(name, sizeof name, "accumulate_rmsnorm_%s_%s", accrms_shapes[i].name, backend_name);
+        skip(name, why);
+    }
+    for (size_t i = 0; i < sizeof gate_shapes / sizeof gate_shapes[0]; i++) {
+        snprintf(name, sizeof name, "gate_%s_%s", gate_shapes[i].name, backend_name);
         skip(name, why);
     }
 }

@@ -343,6 +343,24 @@ enum gptoss_status gptoss_f32_topk(gptoss_backend_t backend, const float* scores
                                    float* expert_scores, uint32_t num_tokens, uint32_t num_experts,
                                    uint32_t num_active_experts);
 
+/* The MoE gate of a layer in one call (a fusion of three kernels above; not an upstream
+ * op): output = gptoss_f32_bf16w_rmsnorm(input, norm_weight, T, C, epsilon) (f32[T][C]),
+ * scores = gptoss_f32_bf16w_matmul(output, router_weight, router_bias, T, C, num_experts)
+ * (f32[T][num_experts]; router_bias may be NULL), then gptoss_f32_topk(scores,
+ * expert_ids, expert_scores, T, num_experts, num_active_experts). Every output is
+ * bit-identical to those three calls in sequence on the same backend; CUDA runs one kernel
+ * for one token where C % 8 == 0, C <= 4096, num_experts <= 256 and input, output and
+ * router_weight are 16-byte aligned (else the three kernels). The four outputs must not
+ * overlap each other or any input (no in-place). */
+enum gptoss_status gptoss_f32_bf16w_rmsnorm_matmul_topk(gptoss_backend_t backend, const float* input,
+                                                        const gptoss_bf16* norm_weight, float* output,
+                                                        const gptoss_bf16* router_weight,
+                                                        const gptoss_bf16* router_bias, float* scores,
+                                                        uint32_t* expert_ids, float* expert_scores,
+                                                        uint32_t num_tokens, uint32_t num_channels,
+                                                        uint32_t num_experts, uint32_t num_active_experts,
+                                                        float epsilon);
+
 /* Groups the num_pairs (token, slot) pairs by expert: expert_offsets u32[num_experts+1]
  * = exclusive prefix sum of the per-expert counts (expert_offsets[E] = num_pairs);
  * intra_expert_offsets u32[num_pairs] = rank of pair p among the pairs of its expert,

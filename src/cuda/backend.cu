@@ -231,6 +231,7 @@ static const struct gptoss_backend_ops cuda_ops = {
     gptoss_cuda_f32_softmax,
     gptoss_cuda_f32_sample,
     gptoss_cuda_f32_accumulate_bf16w_rmsnorm,
+    gptoss_cuda_f32_bf16w_rmsnorm_matmul_topk,
 };
 
 extern "C" enum gptoss_status gptoss_cuda_backend_create(int device, void* stream, gptoss_backend_t* backend_out) {

@@ -13,25 +13,6 @@ constexpr uint32_t kGemvMaxTokens = 16;
 constexpr uint32_t kGemvMaxRowsForPrefill = 128; /* prefill with R <= this uses the GEMV kernel */
 constexpr uint32_t kSplitKMaxRows = 256;         /* one token, R <= this: split-K GEMV */
 
-__device__ __forceinline__ float bf16_lo(uint32_t w) { return __uint_as_float(w << 16); }
-__device__ __forceinline__ float bf16_hi(uint32_t w) { return __uint_as_float(w & 0xFFFF0000u); }
-
-__device__ __forceinline__ float dot8(uint4 w, float4 a, float4 b, float acc) {
-    acc = fmaf(a.x, bf16_lo(w.x), acc);
-    acc = fmaf(a.y, bf16_hi(w.x), acc);
-    acc = fmaf(a.z, bf16_lo(w.y), acc);
-    acc = fmaf(a.w, bf16_hi(w.y), acc);
-    acc = fmaf(b.x, bf16_lo(w.z), acc);
-    acc = fmaf(b.y, bf16_hi(w.z), acc);
-    acc = fmaf(b.z, bf16_lo(w.w), acc);
-    acc = fmaf(b.w, bf16_hi(w.w), acc);
-    return acc;
-}
-
-__device__ __forceinline__ void store_result(float* out, const uint16_t* bias, uint32_t r, float dot, bool add) {
-    const float s = bias != nullptr ? dot + gptoss_d_bf16_to_f32(bias[r]) : dot;
-    *out = add ? *out + s : s;
-}
 
 /* Vector GEMV: C % 8 == 0, weight and input 16-byte aligned. Each warp handles RPW
  * consecutive rows for a tile of up to TT tokens (blockIdx.y). ROPE (TT = 1, RPW = 2): the
@@ -98,7 +79,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_bf16_vec_kernel(const fl
                         const float4* xp = (const float4*) (xt + (size_t) t * C) + 2 * cc;
                         const float4 a = __ldg(xp), b = __ldg(xp + 1);
 #pragma unroll
-                        for (int rr = 0; rr < RPW; rr++) acc[rr][t] = dot8(wv[u][rr], a, b, acc[rr][t]);
+                        for (int rr = 0; rr < RPW; rr++) acc[rr][t] = gptoss_d_dot8(wv[u][rr], a, b, acc[rr][t]);
                     }
                 }
             }
@@ -121,7 +102,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_bf16_vec_kernel(const fl
                 const float v = gptoss_d_warp_sum(acc[rr][t]);
                 const uint32_t r = row0 + rr;
                 if (lane == (uint32_t) ((rr * TT + t) & 31) && t < (int) nt && r < R) {
-                    store_result(out + (size_t) (t0 + t) * R + r, bias, r, v, add);
+                    gptoss_d_store_result(out + (size_t) (t0 + t) * R + r, bias, r, v, add);
                 }
             }
         }
@@ -140,25 +121,12 @@ __global__ void __launch_bounds__(256) gemv_bf16_splitk_kernel(const float* __re
     gptoss_d_pdl_trigger();
     const uint32_t r = blockIdx.x;
     const uint4* wr = (const uint4*) (w + (size_t) r * C);
-    const float4* x4 = (const float4*) x;
-    const uint32_t nchunks = C / 8;
-    float acc = 0.0f;
-    uint4 w0 = make_uint4(0, 0, 0, 0), w1 = make_uint4(0, 0, 0, 0);
-    auto load_weights = [&](uint32_t c0) {
-        const uint32_t c1 = c0 + blockDim.x;
-        if (c0 < nchunks) w0 = gptoss_d_ld_stream(wr + c0);
-        if (c1 < nchunks) w1 = gptoss_d_ld_stream(wr + c1);
-    };
-    load_weights(threadIdx.x); /* before the wait: see gemv_bf16_vec_kernel */
+    uint4 w0, w1;
+    gptoss_d_splitk_first(wr, C / 8, w0, w1); /* before the wait: see gemv_bf16_vec_kernel */
     gptoss_d_pdl_wait();
-    for (uint32_t c0 = threadIdx.x; c0 < nchunks; c0 += 2 * blockDim.x) {
-        const uint32_t c1 = c0 + blockDim.x;
-        if (c0 != threadIdx.x) load_weights(c0);
-        acc = dot8(w0, __ldg(x4 + 2 * c0), __ldg(x4 + 2 * c0 + 1), acc);
-        if (c1 < nchunks) acc = dot8(w1, __ldg(x4 + 2 * c1), __ldg(x4 + 2 * c1 + 1), acc);
-    }
+    const float acc = gptoss_d_splitk_dot<false>(wr, (const float4*) x, C / 8, w0, w1);
     const float v = gptoss_d_block_sum(acc, red);
-    if (threadIdx.x == 0) store_result(out + r, bias, r, v, add);
+    if (threadIdx.x == 0) gptoss_d_store_result(out + r, bias, r, v, add);
 }
 
 /* Scalar GEMV for any C / alignment: one warp per row, one token per blockIdx.y. */
@@ -176,7 +144,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_bf16_scalar_kernel(const
     float acc = 0.0f;
     for (uint32_t c = lane; c < C; c += 32) acc = fmaf(xr[c], gptoss_d_bf16_to_f32(wr[c]), acc);
     acc = gptoss_d_warp_sum(acc);
-    if (lane == 0) store_result(out + (size_t) t * R + r, bias, r, acc, add);
+    if (lane == 0) gptoss_d_store_result(out + (size_t) t * R + r, bias, r, acc, add);
 }
 
 /* Tiled f32 SIMT GEMM: out[M][N] (+)= A[M][K] * W[N][K]^T + b. 64x64 tiles, BK 32,
@@ -217,8 +185,8 @@ __global__ void __launch_bounds__(256) gemm_bf16_kernel(const float* __restrict_
                 }
                 if (bn < N) {
                     const uint4 wv = __ldg((const uint4*) (W + (size_t) bn * K + kk));
-                    bv[0] = bf16_lo(wv.x); bv[1] = bf16_hi(wv.x); bv[2] = bf16_lo(wv.y); bv[3] = bf16_hi(wv.y);
-                    bv[4] = bf16_lo(wv.z); bv[5] = bf16_hi(wv.z); bv[6] = bf16_lo(wv.w); bv[7] = bf16_hi(wv.w);
+                    bv[0] = gptoss_d_bf16_lo(wv.x); bv[1] = gptoss_d_bf16_hi(wv.x); bv[2] = gptoss_d_bf16_lo(wv.y); bv[3] = gptoss_d_bf16_hi(wv.y);
+                    bv[4] = gptoss_d_bf16_lo(wv.z); bv[5] = gptoss_d_bf16_hi(wv.z); bv[6] = gptoss_d_bf16_lo(wv.w); bv[7] = gptoss_d_bf16_hi(wv.w);
                 } else {
 #pragma unroll
                     for (int q = 0; q < 8; q++) bv[q] = 0.0f;
@@ -257,7 +225,7 @@ __global__ void __launch_bounds__(256) gemm_bf16_kernel(const float* __restrict_
 #pragma unroll
             for (int j = 0; j < 4; j++) {
                 const uint32_t n = n0 + tx * 4 + j;
-                if (n < N) store_result(out + (size_t) m * N + n, bias, n, acc[i][j], add);
+                if (n < N) gptoss_d_store_result(out + (size_t) m * N + n, bias, n, acc[i][j], add);
             }
         }
     }
@@ -426,8 +394,8 @@ __global__ void __launch_bounds__(256, 2) gemm_bf16_tc_kernel(const float* __res
                 const uint32_t m = m0 + wm * 32 + mi * 16 + g + 8 * h;
                 const uint32_t n = n0 + wn * 64 + ni * 8 + 2 * tg;
                 if (m < M) {
-                    if (n < N) store_result(out + (size_t) m * N + n, bias, n, acc[mi][ni][2 * h], add);
-                    if (n + 1 < N) store_result(out + (size_t) m * N + n + 1, bias, n + 1, acc[mi][ni][2 * h + 1], add);
+                    if (n < N) gptoss_d_store_result(out + (size_t) m * N + n, bias, n, acc[mi][ni][2 * h], add);
+                    if (n + 1 < N) gptoss_d_store_result(out + (size_t) m * N + n + 1, bias, n + 1, acc[mi][ni][2 * h + 1], add);
                 }
             }
 }

@@ -24,6 +24,29 @@ bool gptoss_cuda_qkv_rope_gemv(gptoss_backend_t backend, const float* input, con
                                const gptoss_bf16* bias, float* output, uint32_t num_cols, uint32_t num_rows,
                                const gptoss_qkv_rope& rope, enum gptoss_status* status);
 
+__device__ __forceinline__ float gptoss_d_bf16_lo(uint32_t w) { return __uint_as_float(w << 16); }
+__device__ __forceinline__ float gptoss_d_bf16_hi(uint32_t w) { return __uint_as_float(w & 0xFFFF0000u); }
+
+/* acc += a . w[0..3], b . w[4..7] (8 bf16 weights in a uint4), in element order. */
+__device__ __forceinline__ float gptoss_d_dot8(uint4 w, float4 a, float4 b, float acc) {
+    acc = fmaf(a.x, gptoss_d_bf16_lo(w.x), acc);
+    acc = fmaf(a.y, gptoss_d_bf16_hi(w.x), acc);
+    acc = fmaf(a.z, gptoss_d_bf16_lo(w.y), acc);
+    acc = fmaf(a.w, gptoss_d_bf16_hi(w.y), acc);
+    acc = fmaf(b.x, gptoss_d_bf16_lo(w.z), acc);
+    acc = fmaf(b.y, gptoss_d_bf16_hi(w.z), acc);
+    acc = fmaf(b.z, gptoss_d_bf16_lo(w.w), acc);
+    acc = fmaf(b.w, gptoss_d_bf16_hi(w.w), acc);
+    return acc;
+}
+
+/* out = (add ? out : 0) + (dot + bias[r]) */
+__device__ __forceinline__ void gptoss_d_store_result(float* out, const uint16_t* bias, uint32_t r, float dot,
+                                                      bool add) {
+    const float s = bias != nullptr ? dot + gptoss_d_bf16_to_f32(bias[r]) : dot;
+    *out = add ? *out + s : s;
+}
+
 /* Streaming 16-byte load (read once: do not allocate in L1). */
 __device__ __forceinline__ uint4 gptoss_d_ld_stream(const void* ptr) {
     uint4 v;
@@ -74,6 +97,40 @@ __device__ __forceinline__ void gptoss_d_ldmatrix_x4(uint32_t (&r)[4], const voi
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                  : "r"(a));
+}
+
+/* Split-K dot product of one bf16 weight row with x (the split-K GEMV and the fused MoE
+ * gate): 16-byte weight chunks (8 columns) strided over the block's threads, two chunks
+ * per step, a per-thread fmaf chain in chunk order; the caller reduces the partial sums
+ * (gptoss_d_block_sum). splitk_first loads the thread's first two chunks (issued before a
+ * PDL wait: weights are never written by a kernel); splitk_dot continues from them. X_SMEM:
+ * x is in shared memory (plain loads) rather than global (__ldg). */
+__device__ __forceinline__ void gptoss_d_splitk_first(const uint4* wr, uint32_t nchunks, uint4& w0, uint4& w1) {
+    const uint32_t c0 = threadIdx.x, c1 = c0 + blockDim.x;
+    w0 = c0 < nchunks ? gptoss_d_ld_stream(wr + c0) : make_uint4(0, 0, 0, 0);
+    w1 = c1 < nchunks ? gptoss_d_ld_stream(wr + c1) : make_uint4(0, 0, 0, 0);
+}
+
+template <bool X_SMEM>
+__device__ __forceinline__ float gptoss_d_splitk_dot(const uint4* wr, const float4* x4, uint32_t nchunks, uint4 w0,
+                                                     uint4 w1) {
+    float acc = 0.0f;
+    for (uint32_t c0 = threadIdx.x; c0 < nchunks; c0 += 2 * blockDim.x) {
+        const uint32_t c1 = c0 + blockDim.x;
+        if (c0 != threadIdx.x) {
+            if (c0 < nchunks) w0 = gptoss_d_ld_stream(wr + c0);
+            if (c1 < nchunks) w1 = gptoss_d_ld_stream(wr + c1);
+        }
+        const float4 a0 = X_SMEM ? x4[2 * c0] : __ldg(x4 + 2 * c0);
+        const float4 b0 = X_SMEM ? x4[2 * c0 + 1] : __ldg(x4 + 2 * c0 + 1);
+        acc = gptoss_d_dot8(w0, a0, b0, acc);
+        if (c1 < nchunks) {
+            const float4 a1 = X_SMEM ? x4[2 * c1] : __ldg(x4 + 2 * c1);
+            const float4 b1 = X_SMEM ? x4[2 * c1 + 1] : __ldg(x4 + 2 * c1 + 1);
+            acc = gptoss_d_dot8(w1, a1, b1, acc);
+        }
+    }
+    return acc;
 }
 
 #endif

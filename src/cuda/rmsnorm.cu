@@ -2,7 +2,7 @@
  * MoE accumulate (gptoss_f32_accumulate_bf16w_rmsnorm). One block per token;
  * the sum pass completes (barrier) before the write pass, so in-place is safe. Rows of up
  * to 4096 aligned channels stay in registers (rmsnorm_vec_kernel); others loop twice. */
-#include "cuda/common.cuh"
+#include "cuda/rmsnorm.cuh"
 
 namespace {
 
@@ -33,7 +33,7 @@ __global__ void __launch_bounds__(1024) rmsnorm_kernel(const float* input, const
  * per element, the same operations in the same order) and stored back; the norm then runs
  * on the updated values exactly as without ACC, so both outputs are bit-identical to the
  * two kernels. */
-constexpr int kVecThreads = 256;
+constexpr int kVecThreads = kRmsVecThreads;
 constexpr int kAccUnroll = 4; /* experts whose rows are loaded together (gpt-oss: k = 4) */
 
 template <int NV, bool ACC>
@@ -48,18 +48,13 @@ __global__ void __launch_bounds__(kVecThreads) rmsnorm_vec_kernel(const float* i
     /* the weight row is the same for every token and no kernel writes it: load it before
      * waiting for the kernel that produces x (PDL) */
     uint2 wv[NV];
-#pragma unroll
-    for (int j = 0; j < NV; j++) {
-        const uint32_t i = threadIdx.x + (uint32_t) j * kVecThreads;
-        wv[j] = i < n4 ? *(const uint2*) (weight + 4 * (size_t) i) : make_uint2(0, 0);
-    }
+    gptoss_d_rmsnorm_gain<NV>(weight, n4, wv);
     gptoss_d_pdl_wait();
     const size_t total = (size_t) num_tokens * num_channels;
     for (uint32_t t = blockIdx.x; t < num_tokens; t += gridDim.x) {
         const float4* x = (const float4*) ((ACC ? residual : input) + (size_t) t * num_channels);
         float4* y = (float4*) (output + (size_t) t * num_channels);
         float4 v[NV];
-        float ss = 0.0f;
 #pragma unroll
         for (int j = 0; j < NV; j++) {
             const uint32_t i = threadIdx.x + (uint32_t) j * kVecThreads;
@@ -102,27 +97,11 @@ __global__ void __launch_bounds__(kVecThreads) rmsnorm_vec_kernel(const float* i
                 if (i < n4) res[i] = v[j];
             }
         }
-#pragma unroll
-        for (int j = 0; j < NV; j++) {
-            ss = fmaf(v[j].x, v[j].x, ss);
-            ss = fmaf(v[j].y, v[j].y, ss);
-            ss = fmaf(v[j].z, v[j].z, ss);
-            ss = fmaf(v[j].w, v[j].w, ss);
-        }
-        ss = gptoss_d_block_sum(ss, scratch);
-        const float r = 1.0f / sqrtf(ss / (float) num_channels + epsilon);
+        const float r = gptoss_d_rmsnorm_scale<NV>(v, num_channels, epsilon, scratch);
 #pragma unroll
         for (int j = 0; j < NV; j++) {
             const uint32_t i = threadIdx.x + (uint32_t) j * kVecThreads;
-            if (i < n4) {
-                const uint2 w = wv[j];
-                float4 o;
-                o.x = (v[j].x * r) * __uint_as_float(w.x << 16);
-                o.y = (v[j].y * r) * __uint_as_float(w.x & 0xFFFF0000u);
-                o.z = (v[j].z * r) * __uint_as_float(w.y << 16);
-                o.w = (v[j].w * r) * __uint_as_float(w.y & 0xFFFF0000u);
-                y[i] = o;
-            }
+            if (i < n4) y[i] = gptoss_d_rmsnorm_apply(v[j], r, wv[j]);
         }
     }
 }

@@ -1,9 +1,12 @@
-/* Router top-k: rank of expert e = number of experts with a larger score, or an equal
+/* Router top-k, and the fused MoE gate (rmsnorm + router matmul + top-k, one kernel per
+ * token; see moe_gate_kernel). Top-k: rank of expert e = number of experts with a larger score, or an equal
  * score (+0 == -0) and a lower index; ranks < k are selected (descending, lowest index on
  * ties, as repeated arg-max). Softmax over the selected logits relative to the largest:
  * e_j = expf(v_j - v_0), score_j = e_j * (1 / sum). Up to 256 experts: one warp per token
  * (topk_warp_kernel); more: one block per token. */
-#include "cuda/common.cuh"
+#include "cuda/matmul.cuh"
+#include "cuda/rmsnorm.cuh"
+#include "cuda/topk.cuh"
 
 namespace {
 
@@ -42,73 +45,141 @@ __global__ void topk_kernel(const float* scores, uint32_t* expert_ids, float* ex
     }
 }
 
-/* One warp per token for num_experts <= 32 * NV: lane holds experts lane + 32 i in
- * registers, ranks are counted over warp shuffles, the softmax of the k selected logits
- * is a warp reduction (sum in tree order). Same selection rule as topk_kernel. */
+/* One warp per token for num_experts <= 32 * NV (gptoss_d_topk_warp). */
 template <int NV>
 __global__ void __launch_bounds__(128) topk_warp_kernel(const float* scores, uint32_t* expert_ids,
                                                         float* expert_scores, uint32_t num_tokens,
                                                         uint32_t num_experts, uint32_t k) {
     gptoss_d_pdl_trigger();
     gptoss_d_pdl_wait();
-    const uint32_t lane = threadIdx.x & 31u;
     const uint32_t warps = gridDim.x * (blockDim.x >> 5);
     for (uint32_t t = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); t < num_tokens; t += warps) {
-        const float* row = scores + (size_t) t * num_experts;
-        float v[NV];
-        uint32_t rank[NV];
-#pragma unroll
-        for (int i = 0; i < NV; i++) {
-            const uint32_t e = lane + 32u * i;
-            v[i] = e < num_experts ? row[e] : 0.0f;
-            rank[i] = 0;
-        }
-#pragma unroll
-        for (int oi = 0; oi < NV; oi++) {
-            for (uint32_t ol = 0; ol < 32; ol++) {
-                const uint32_t o = 32u * oi + ol;
-                if (o >= num_experts) break; /* warp-uniform */
-                const float w = __shfl_sync(0xFFFFFFFFu, v[oi], ol);
-#pragma unroll
-                for (int i = 0; i < NV; i++) {
-                    const uint32_t e = lane + 32u * i;
-                    rank[i] += (w > v[i] || (w == v[i] && o < e)) ? 1u : 0u;
-                }
-            }
-        }
-        /* the logit of rank 0 */
-        float top = 0.0f;
-        bool has_top = false;
-#pragma unroll
-        for (int i = 0; i < NV; i++) {
-            if (lane + 32u * i < num_experts && rank[i] == 0) {
-                top = v[i];
-                has_top = true;
-            }
-        }
-        const uint32_t src = __ffs(__ballot_sync(0xFFFFFFFFu, has_top)) - 1;
-        const float v0 = __shfl_sync(0xFFFFFFFFu, top, src);
-        float ex[NV];
-        float part = 0.0f;
-#pragma unroll
-        for (int i = 0; i < NV; i++) {
-            const bool sel = lane + 32u * i < num_experts && rank[i] < k;
-            ex[i] = sel ? expf(v[i] - v0) : 0.0f;
-            part += ex[i];
-        }
-        const float r = 1.0f / gptoss_d_warp_sum(part);
-#pragma unroll
-        for (int i = 0; i < NV; i++) {
-            const uint32_t e = lane + 32u * i;
-            if (e < num_experts && rank[i] < k) {
-                expert_ids[(size_t) t * k + rank[i]] = e;
-                expert_scores[(size_t) t * k + rank[i]] = ex[i] * r;
-            }
-        }
+        gptoss_d_topk_warp<NV>(scores + (size_t) t * num_experts, num_experts, k, expert_ids + (size_t) t * k,
+                               expert_scores + (size_t) t * k);
     }
 }
 
+/* The fused MoE gate for one token (gptoss_f32_bf16w_rmsnorm_matmul_topk): one 256-thread
+ * block per router row, each doing exactly what the three kernels do, in the same
+ * per-thread layouts, so that every value is bit-identical to them:
+ *   the RMSNorm of the token as rmsnorm_vec_kernel (thread i holds float4s i + 256 j),
+ *   into shared memory; block 0 also writes it out (the MoE kernels read it);
+ *   its row's dot product as gemv_bf16_splitk_kernel (chunk order, block reduction, bias);
+ *   the last block to finish (a self-resetting counter) runs the top-k of
+ *   topk_warp_kernel on the scores, read back from L2.
+ * Weights (norm gain, the row's first chunks) are loaded before the PDL wait. */
+template <int NV, int TNV>
+__global__ void __launch_bounds__(kRmsVecThreads) moe_gate_kernel(const float* __restrict__ input,
+                                                                  const uint16_t* __restrict__ norm_weight,
+                                                                  float* __restrict__ output,
+                                                                  const uint16_t* __restrict__ router_weight,
+                                                                  const uint16_t* __restrict__ router_bias,
+                                                                  float* scores, uint32_t* expert_ids,
+                                                                  float* expert_scores, uint32_t num_channels,
+                                                                  uint32_t k, float epsilon, uint32_t* counter) {
+    extern __shared__ float4 xs[]; /* the normalised row, num_channels floats */
+    __shared__ float red[32];
+    __shared__ uint32_t ticket;
+    gptoss_d_pdl_trigger();
+    const uint32_t n4 = num_channels / 4, nchunks = num_channels / 8, row = blockIdx.x;
+    uint2 wv[NV];
+    gptoss_d_rmsnorm_gain<NV>(norm_weight, n4, wv);
+    const uint4* wr = (const uint4*) (router_weight + (size_t) row * num_channels);
+    uint4 w0, w1;
+    gptoss_d_splitk_first(wr, nchunks, w0, w1);
+    gptoss_d_pdl_wait();
+
+    const float4* x = (const float4*) input;
+    float4 v[NV];
+#pragma unroll
+    for (int j = 0; j < NV; j++) {
+        const uint32_t i = threadIdx.x + (uint32_t) j * kRmsVecThreads;
+        v[j] = i < n4 ? x[i] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    }
+    const float r = gptoss_d_rmsnorm_scale<NV>(v, num_channels, epsilon, red);
+#pragma unroll
+    for (int j = 0; j < NV; j++) {
+        const uint32_t i = threadIdx.x + (uint32_t) j * kRmsVecThreads;
+        if (i < n4) {
+            const float4 o = gptoss_d_rmsnorm_apply(v[j], r, wv[j]);
+            xs[i] = o;
+            if (row == 0) ((float4*) output)[i] = o;
+        }
+    }
+    __syncthreads();
+
+    const float acc = gptoss_d_splitk_dot<true>(wr, xs, nchunks, w0, w1);
+    const float s = gptoss_d_block_sum(acc, red);
+    if (threadIdx.x == 0) {
+        gptoss_d_store_result(scores + row, router_bias, row, s, false);
+        __threadfence(); /* the score is visible before the block is counted */
+        ticket = atomicAdd(counter, 1u);
+    }
+    __syncthreads();
+    if (ticket != gridDim.x - 1) return;
+
+    /* last block: every row's score is in memory */
+    __threadfence();
+    float* srow = (float*) xs;
+    for (uint32_t e = threadIdx.x; e < gridDim.x; e += blockDim.x) srow[e] = __ldcg(scores + e);
+    __syncthreads();
+    if (threadIdx.x < 32) gptoss_d_topk_warp<TNV>(srow, gridDim.x, k, expert_ids, expert_scores);
+    if (threadIdx.x == 0) *counter = 0; /* for the next call (and graph replays) */
+}
+
+template <int NV>
+cudaError_t launch_moe_gate(gptoss_backend_t backend, uint32_t E, const float* input, const uint16_t* norm_weight,
+                            float* output, const uint16_t* router_weight, const uint16_t* router_bias, float* scores,
+                            uint32_t* expert_ids, float* expert_scores, uint32_t C, uint32_t k, float epsilon,
+                            uint32_t* counter) {
+    auto kernel = E <= 32 ? moe_gate_kernel<NV, 1> : E <= 128 ? moe_gate_kernel<NV, 4> : moe_gate_kernel<NV, 8>;
+    return gptoss_cuda_launch_pdl(backend, kernel, dim3(E), dim3(kRmsVecThreads), (size_t) C * sizeof(float), input,
+                                  norm_weight, output, router_weight, router_bias, scores, expert_ids, expert_scores,
+                                  C, k, epsilon, counter);
+}
+
 }  // namespace
+
+extern "C" enum gptoss_status gptoss_cuda_f32_bf16w_rmsnorm_matmul_topk(
+    gptoss_backend_t backend, const float* input, const gptoss_bf16* norm_weight, float* output,
+    const gptoss_bf16* router_weight, const gptoss_bf16* router_bias, float* scores, uint32_t* expert_ids,
+    float* expert_scores, uint32_t num_tokens, uint32_t num_channels, uint32_t num_experts,
+    uint32_t num_active_experts, float epsilon) {
+    const uint32_t nv = (num_channels / 4 + kRmsVecThreads - 1) / kRmsVecThreads;
+    if (num_tokens == 1 && num_channels % 8 == 0 && nv <= 4 && num_experts <= 256 && gptoss_aligned(input, 16) &&
+        gptoss_aligned(output, 16) && gptoss_aligned(router_weight, 16) && gptoss_aligned(norm_weight, 8)) {
+        uint32_t* counter = nullptr;
+        enum gptoss_status st = gptoss_cuda_scratch_acquire(backend, 0, nullptr, 1, &counter);
+        if (st != gptoss_status_success) return st;
+        const uint16_t* nw = (const uint16_t*) norm_weight;
+        const uint16_t* rw = (const uint16_t*) router_weight;
+        const uint16_t* rb = (const uint16_t*) router_bias;
+        const uint32_t C = num_channels, E = num_experts, k = num_active_experts;
+        const cudaError_t err =
+            nv == 1   ? launch_moe_gate<1>(backend, E, input, nw, output, rw, rb, scores, expert_ids, expert_scores, C,
+                                           k, epsilon, counter)
+            : nv == 2 ? launch_moe_gate<2>(backend, E, input, nw, output, rw, rb, scores, expert_ids, expert_scores, C,
+                                           k, epsilon, counter)
+            : nv == 3 ? launch_moe_gate<3>(backend, E, input, nw, output, rw, rb, scores, expert_ids, expert_scores, C,
+                                           k, epsilon, counter)
+                      : launch_moe_gate<4>(backend, E, input, nw, output, rw, rb, scores, expert_ids, expert_scores, C,
+                                           k, epsilon, counter);
+        gptoss_cuda_scratch_release(backend);
+        if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of f32_bf16w_rmsnorm_matmul_topk");
+        return gptoss_status_success;
+    }
+    enum gptoss_status st =
+        gptoss_cuda_f32_bf16w_rmsnorm(backend, input, norm_weight, output, num_tokens, num_channels, epsilon);
+    if (st == gptoss_status_success) {
+        st = gptoss_cuda_f32_bf16w_matmul(backend, output, router_weight, router_bias, scores, num_tokens, num_channels,
+                                          num_experts);
+    }
+    if (st == gptoss_status_success) {
+        st = gptoss_cuda_f32_topk(backend, scores, expert_ids, expert_scores, num_tokens, num_experts,
+                                  num_active_experts);
+    }
+    return st;
+}
 
 extern "C" enum gptoss_status gptoss_cuda_f32_topk(gptoss_backend_t backend, const float* scores,
                                                    uint32_t* expert_ids, float* expert_scores, uint32_t num_tokens,

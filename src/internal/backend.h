@@ -46,6 +46,7 @@ struct gptoss_backend_ops {
     enum gptoss_status (*f32_sample)(gptoss_backend_t backend, const float* prob, const float* sum, uint32_t* prediction, uint32_t num_channels, uint64_t rng_seed, uint64_t rng_offset);
     /* fusions of the ops above (not upstream ops) */
     enum gptoss_status (*f32_accumulate_bf16w_rmsnorm)(gptoss_backend_t backend, const float* input, const float* expert_scores, float* residual, const gptoss_bf16* weight, float* output, uint32_t num_channels, uint32_t num_tokens, uint32_t num_active_experts, float epsilon);
+    enum gptoss_status (*f32_bf16w_rmsnorm_matmul_topk)(gptoss_backend_t backend, const float* input, const gptoss_bf16* norm_weight, float* output, const gptoss_bf16* router_weight, const gptoss_bf16* router_bias, float* scores, uint32_t* expert_ids, float* expert_scores, uint32_t num_tokens, uint32_t num_channels, uint32_t num_experts, uint32_t num_active_experts, float epsilon);
 };
 
 struct gptoss_backend {

@@ -70,6 +70,13 @@ void gptoss_ref_f32_sdpa(const float* q, const float* kv, const gptoss_bf16* sin
 void gptoss_ref_f32_bf16w_unembedding(const float* input, const gptoss_bf16* weight, double* logits,
                                       uint32_t* argmax, uint32_t num_tokens, uint32_t num_cols, uint32_t num_rows);
 
+/* The fused MoE gate: output = RMSNorm(input) in double, scores = output . W^T + b in
+ * double, then gptoss_ref_f32_topk of the scores rounded to f32. router_bias may be NULL. */
+void gptoss_ref_f32_bf16w_rmsnorm_matmul_topk(const float* input, const gptoss_bf16* norm_weight,
+                                              const gptoss_bf16* router_weight, const gptoss_bf16* router_bias,
+                                              double* output, double* scores, uint32_t* expert_ids,
+                                              double* expert_scores, uint32_t num_tokens, uint32_t num_channels,
+                                              uint32_t num_experts, uint32_t num_active_experts, float epsilon);
 void gptoss_ref_f32_topk(const float* scores, uint32_t* expert_ids, double* expert_scores, uint32_t num_tokens,
                          uint32_t num_experts, uint32_t num_active_experts);
 void gptoss_ref_expert_routing_metadata(const uint32_t* expert_ids, uint32_t* expert_offsets,

@@ -53,3 +53,25 @@ void gptoss_ref_f32_topk(const float* scores, uint32_t* expert_ids, double* expe
     }
     free(taken);
 }
+
+void gptoss_ref_f32_bf16w_rmsnorm_matmul_topk(const float* input, const gptoss_bf16* norm_weight,
+                                              const gptoss_bf16* router_weight, const gptoss_bf16* router_bias,
+                                              double* output, double* scores, uint32_t* expert_ids,
+                                              double* expert_scores, uint32_t num_tokens, uint32_t num_channels,
+                                              uint32_t num_experts, uint32_t num_active_experts, float epsilon) {
+    gptoss_ref_f32_bf16w_rmsnorm(input, norm_weight, output, num_tokens, num_channels, epsilon);
+    float* rounded = malloc((size_t) num_tokens * num_experts * sizeof(float));
+    if (rounded == NULL) abort(); /* test-only code: out of memory is fatal */
+    for (uint32_t t = 0; t < num_tokens; t++) {
+        const double* x = output + (size_t) t * num_channels;
+        for (uint32_t e = 0; e < num_experts; e++) {
+            const gptoss_bf16* w = router_weight + (size_t) e * num_channels;
+            double acc = router_bias != NULL ? (double) gptoss_bf16_to_f32(router_bias[e].bits) : 0.0;
+            for (uint32_t c = 0; c < num_channels; c++) acc += x[c] * (double) gptoss_bf16_to_f32(w[c].bits);
+            scores[(size_t) t * num_experts + e] = acc;
+            rounded[(size_t) t * num_experts + e] = (float) acc;
+        }
+    }
+    gptoss_ref_f32_topk(rounded, expert_ids, expert_scores, num_tokens, num_experts, num_active_experts);
+    free(rounded);
+}
