@@ -107,8 +107,10 @@ static const struct gptoss_backend_ops cpu_ops = {
     .f32_accumulate = gptoss_cpu_f32_accumulate,
     .f32_softmax = gptoss_cpu_f32_softmax,
     .f32_sample = gptoss_cpu_f32_sample,
-    .f32_accumulate_bf16w_rmsnorm = gptoss_cpu_f32_accumulate_bf16w_rmsnorm,
-    .f32_bf16w_rmsnorm_matmul_topk = gptoss_cpu_f32_bf16w_rmsnorm_matmul_topk,
+    /* the fusions: their parts in sequence (a fused pass would save launches, which the
+     * CPU does not have) */
+    .f32_accumulate_bf16w_rmsnorm = gptoss_sequence_f32_accumulate_bf16w_rmsnorm,
+    .f32_bf16w_rmsnorm_matmul_topk = gptoss_sequence_f32_bf16w_rmsnorm_matmul_topk,
 };
 
 enum gptoss_status gptoss_cpu_backend_create(uint32_t num_threads, enum gptoss_cpu_isa isa,

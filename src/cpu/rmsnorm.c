@@ -134,16 +134,3 @@ enum gptoss_status gptoss_cpu_f32_bf16w_rmsnorm(gptoss_backend_t backend, const 
     gptoss_cpu_parallelize(backend, fn, &n, num_tokens, grain);
     return gptoss_status_success;
 }
-
-/* The two kernels in sequence: bit-identical to calling them one after the other by
- * construction (on the CPU a fused pass would save one read of the residual, not a launch). */
-enum gptoss_status gptoss_cpu_f32_accumulate_bf16w_rmsnorm(gptoss_backend_t backend, const float* input,
-                                                           const float* expert_scores, float* residual,
-                                                           const gptoss_bf16* weight, float* output,
-                                                           uint32_t num_channels, uint32_t num_tokens,
-                                                           uint32_t num_active_experts, float epsilon) {
-    const enum gptoss_status st = gptoss_cpu_f32_accumulate(backend, input, expert_scores, residual, num_channels,
-                                                            num_tokens, num_active_experts);
-    if (st != gptoss_status_success) return st;
-    return gptoss_cpu_f32_bf16w_rmsnorm(backend, residual, weight, output, num_tokens, num_channels, epsilon);
-}

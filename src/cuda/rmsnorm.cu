@@ -154,8 +154,6 @@ extern "C" enum gptoss_status gptoss_cuda_f32_accumulate_bf16w_rmsnorm(gptoss_ba
         if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of f32_accumulate_bf16w_rmsnorm");
         return gptoss_status_success;
     }
-    const enum gptoss_status st = gptoss_cuda_f32_accumulate(backend, input, expert_scores, residual, num_channels,
-                                                             num_tokens, num_active_experts);
-    if (st != gptoss_status_success) return st;
-    return gptoss_cuda_f32_bf16w_rmsnorm(backend, residual, weight, output, num_tokens, num_channels, epsilon);
+    return gptoss_sequence_f32_accumulate_bf16w_rmsnorm(backend, input, expert_scores, residual, weight, output,
+                                                        num_channels, num_tokens, num_active_experts, epsilon);
 }

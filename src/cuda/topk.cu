@@ -168,17 +168,9 @@ extern "C" enum gptoss_status gptoss_cuda_f32_bf16w_rmsnorm_matmul_topk(
         if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of f32_bf16w_rmsnorm_matmul_topk");
         return gptoss_status_success;
     }
-    enum gptoss_status st =
-        gptoss_cuda_f32_bf16w_rmsnorm(backend, input, norm_weight, output, num_tokens, num_channels, epsilon);
-    if (st == gptoss_status_success) {
-        st = gptoss_cuda_f32_bf16w_matmul(backend, output, router_weight, router_bias, scores, num_tokens, num_channels,
-                                          num_experts);
-    }
-    if (st == gptoss_status_success) {
-        st = gptoss_cuda_f32_topk(backend, scores, expert_ids, expert_scores, num_tokens, num_experts,
-                                  num_active_experts);
-    }
-    return st;
+    return gptoss_sequence_f32_bf16w_rmsnorm_matmul_topk(backend, input, norm_weight, output, router_weight,
+                                                         router_bias, scores, expert_ids, expert_scores, num_tokens,
+                                                         num_channels, num_experts, num_active_experts, epsilon);
 }
 
 extern "C" enum gptoss_status gptoss_cuda_f32_topk(gptoss_backend_t backend, const float* scores,

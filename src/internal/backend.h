@@ -49,6 +49,18 @@ struct gptoss_backend_ops {
     enum gptoss_status (*f32_bf16w_rmsnorm_matmul_topk)(gptoss_backend_t backend, const float* input, const gptoss_bf16* norm_weight, float* output, const gptoss_bf16* router_weight, const gptoss_bf16* router_bias, float* scores, uint32_t* expert_ids, float* expert_scores, uint32_t num_tokens, uint32_t num_channels, uint32_t num_experts, uint32_t num_active_experts, float epsilon);
 };
 
+/* The fusions as their parts in sequence through backend->ops (src/kernels/rmsnorm.c,
+ * topk.c): the CPU backend's implementation (bit-identical by construction) and the CUDA
+ * backend's fallback where its fused kernel does not apply. Arguments already checked. */
+#ifdef __cplusplus
+extern "C" {
+#endif
+enum gptoss_status gptoss_sequence_f32_accumulate_bf16w_rmsnorm(gptoss_backend_t backend, const float* input, const float* expert_scores, float* residual, const gptoss_bf16* weight, float* output, uint32_t num_channels, uint32_t num_tokens, uint32_t num_active_experts, float epsilon);
+enum gptoss_status gptoss_sequence_f32_bf16w_rmsnorm_matmul_topk(gptoss_backend_t backend, const float* input, const gptoss_bf16* norm_weight, float* output, const gptoss_bf16* router_weight, const gptoss_bf16* router_bias, float* scores, uint32_t* expert_ids, float* expert_scores, uint32_t num_tokens, uint32_t num_channels, uint32_t num_experts, uint32_t num_active_experts, float epsilon);
+#ifdef __cplusplus
+}
+#endif
+
 struct gptoss_backend {
     const struct gptoss_backend_ops* ops;
     enum gptoss_backend_kind kind;

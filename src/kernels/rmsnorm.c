@@ -57,3 +57,14 @@ enum gptoss_status gptoss_f32_accumulate_bf16w_rmsnorm(gptoss_backend_t backend,
     return backend->ops->f32_accumulate_bf16w_rmsnorm(backend, input, expert_scores, residual, weight, output,
                                                       num_channels, num_tokens, num_active_experts, epsilon);
 }
+
+enum gptoss_status gptoss_sequence_f32_accumulate_bf16w_rmsnorm(gptoss_backend_t backend, const float* input,
+                                                                const float* expert_scores, float* residual,
+                                                                const gptoss_bf16* weight, float* output,
+                                                                uint32_t num_channels, uint32_t num_tokens,
+                                                                uint32_t num_active_experts, float epsilon) {
+    const enum gptoss_status st = backend->ops->f32_accumulate(backend, input, expert_scores, residual, num_channels,
+                                                               num_tokens, num_active_experts);
+    if (st != gptoss_status_success) return st;
+    return backend->ops->f32_bf16w_rmsnorm(backend, residual, weight, output, num_tokens, num_channels, epsilon);
+}

@@ -89,3 +89,24 @@ enum gptoss_status gptoss_f32_bf16w_rmsnorm_matmul_topk(gptoss_backend_t backend
                                                        router_bias, scores, expert_ids, expert_scores, num_tokens,
                                                        num_channels, num_experts, num_active_experts, epsilon);
 }
+
+enum gptoss_status gptoss_sequence_f32_bf16w_rmsnorm_matmul_topk(gptoss_backend_t backend, const float* input,
+                                                                 const gptoss_bf16* norm_weight, float* output,
+                                                                 const gptoss_bf16* router_weight,
+                                                                 const gptoss_bf16* router_bias, float* scores,
+                                                                 uint32_t* expert_ids, float* expert_scores,
+                                                                 uint32_t num_tokens, uint32_t num_channels,
+                                                                 uint32_t num_experts, uint32_t num_active_experts,
+                                                                 float epsilon) {
+    const struct gptoss_backend_ops* ops = backend->ops;
+    enum gptoss_status st = ops->f32_bf16w_rmsnorm(backend, input, norm_weight, output, num_tokens, num_channels,
+                                                   epsilon);
+    if (st == gptoss_status_success) {
+        st = ops->f32_bf16w_matmul(backend, output, router_weight, router_bias, scores, num_tokens, num_channels,
+                                   num_experts);
+    }
+    if (st == gptoss_status_success) {
+        st = ops->f32_topk(backend, scores, expert_ids, expert_scores, num_tokens, num_experts, num_active_experts);
+    }
+    return st;
+}
