@@ -191,7 +191,9 @@ __global__ void __launch_bounds__(kMoeWarps * 32, 4) moe_gemv_kernel(
  * 2^-10 (exact unless the result is subnormal), then the bias is added.
  * Tiles: 64 expert rows x 128 weight rows x 32 columns (one MXFP4 block), 256 threads
  * (8 warps as 2 x 4, warp tile 32 x 32), ldmatrix fragment loads, two shared-memory stages
- * fed through registers (split and dequantisation happen on the way in). */
+ * fed through registers (dequantisation happens on the way in). The activations are split
+ * once, before the GEMM, into NP bf16 planes (moe_split_kernel): splitting them in every
+ * weight tile (45 per expert for the 20b up-projection) was half of the kernel's ALU work. */
 constexpr int MT_BM = 64, MT_BN = 128, MT_BK = 32, MT_LD = MT_BK + 8; /* LD: padded row, bf16 */
 constexpr int kMoeTcPrescale = 10;
 
@@ -200,9 +202,36 @@ constexpr size_t moe_tc_smem_bytes() {
     return (size_t) 2 * (NP * MT_BM + MT_BN) * MT_LD * sizeof(uint16_t);
 }
 
+/* planes[p][i] = part p of gptoss_d_split_bf16(A[i]), i < n (n % 4 == 0) */
+template <int NP>
+__global__ void __launch_bounds__(256) moe_split_kernel(const float* __restrict__ A, uint16_t* __restrict__ planes,
+                                                        size_t n, bool vec) {
+    const size_t n4 = n / 4;
+    for (size_t i = (size_t) blockIdx.x * blockDim.x + threadIdx.x; i < n4; i += (size_t) gridDim.x * blockDim.x) {
+        float a[4];
+        if (vec) {
+            const float4 v = __ldg((const float4*) A + i);
+            a[0] = v.x; a[1] = v.y; a[2] = v.z; a[3] = v.w;
+        } else {
+#pragma unroll
+            for (int q = 0; q < 4; q++) a[q] = A[4 * i + q];
+        }
+        uint32_t parts[4][NP];
+#pragma unroll
+        for (int q = 0; q < 4; q++) gptoss_d_split_bf16<NP>(a[q], parts[q]);
+#pragma unroll
+        for (int p = 0; p < NP; p++) {
+            uint2 v;
+            v.x = parts[0][p] | (parts[1][p] << 16);
+            v.y = parts[2][p] | (parts[3][p] << 16);
+            *(uint2*) (planes + (size_t) p * n + 4 * i) = v;
+        }
+    }
+}
+
 template <bool SWIGLU, bool VEC, int NP>
 __global__ void __launch_bounds__(256, 2) moe_gemm_tc_kernel(const uint32_t* __restrict__ offsets,
-                                                             const float* __restrict__ A,
+                                                             const uint16_t* __restrict__ planes,
                                                              const uint8_t* __restrict__ blocks,
                                                              const uint8_t* __restrict__ scales,
                                                              const uint8_t* __restrict__ bias_bytes, size_t stride,
@@ -266,8 +295,10 @@ __global__ void __launch_bounds__(256, 2) moe_gemm_tc_kernel(const uint32_t* __r
 #pragma unroll
             for (int q = 0; q < 4; q++) acc[i][j][q] = 0.0f;
 
-    /* loader mapping: A 2 x (row, 4 columns); W: row tid/2, bytes 8 (tid&1) .. +7 of the block */
-    float av[2][4];
+    /* loader mapping: A 2 x (row, 4 columns) of each plane; W: row tid/2, bytes 8 (tid&1) .. +7
+     * of the block */
+    const size_t plane_size = (size_t) P * K;
+    uint2 ap[2][NP];
     uint32_t wq[2], wscale;
     const uint32_t w_row = tid >> 1, w_half = tid & 1u;
     auto gload = [&](uint32_t kb) {
@@ -276,17 +307,10 @@ __global__ void __launch_bounds__(256, 2) moe_gemm_tc_kernel(const uint32_t* __r
             const uint32_t idx = tid + 256u * i;
             const uint32_t row = idx >> 3, col = (idx & 7u) * 4;
             const uint32_t m = row_begin + row, k = kb * MT_BK + col;
-            if (m < row_end) {
-                if (VEC) {
-                    const float4 v = __ldg((const float4*) (A + (size_t) m * K + k));
-                    av[i][0] = v.x; av[i][1] = v.y; av[i][2] = v.z; av[i][3] = v.w;
-                } else {
 #pragma unroll
-                    for (int q = 0; q < 4; q++) av[i][q] = A[(size_t) m * K + k + q];
-                }
-            } else {
-#pragma unroll
-                for (int q = 0; q < 4; q++) av[i][q] = 0.0f;
+            for (int p = 0; p < NP; p++) {
+                ap[i][p] = m < row_end ? __ldg((const uint2*) (planes + (size_t) p * plane_size + (size_t) m * K + k))
+                                       : make_uint2(0, 0);
             }
         }
         const uint32_t n = n0 + w_row;
@@ -316,16 +340,8 @@ __global__ void __launch_bounds__(256, 2) moe_gemm_tc_kernel(const uint32_t* __r
         for (int i = 0; i < 2; i++) {
             const uint32_t idx = tid + 256u * i;
             const uint32_t row = idx >> 3, col = (idx & 7u) * 4;
-            uint32_t parts[4][NP];
 #pragma unroll
-            for (int q = 0; q < 4; q++) gptoss_d_split_bf16<NP>(av[i][q], parts[q]);
-#pragma unroll
-            for (int p = 0; p < NP; p++) {
-                uint2 v;
-                v.x = parts[0][p] | (parts[1][p] << 16);
-                v.y = parts[2][p] | (parts[3][p] << 16);
-                *(uint2*) (as + ((size_t) p * MT_BM + row) * MT_LD + col) = v;
-            }
+            for (int p = 0; p < NP; p++) *(uint2*) (as + ((size_t) p * MT_BM + row) * MT_LD + col) = ap[i][p];
         }
         /* w * 2^10 as bf16: exact (see above), so truncating the f32 bits is exact */
         const float mult = gptoss_d_exp2i((int) wscale - 141 + kMoeTcPrescale);
@@ -435,15 +451,22 @@ enum gptoss_status launch_moe_gemv(gptoss_backend_t backend, const float* input,
 }
 
 template <bool SWIGLU, bool VEC, int NP>
-cudaError_t launch_moe_gemm_tc(cudaStream_t stream, dim3 grid, const uint32_t* offsets, const float* input,
+cudaError_t launch_moe_gemm_tc(gptoss_backend_t backend, dim3 grid, const uint32_t* offsets, const float* input,
                                const uint8_t* blocks, const uint8_t* scales, const uint8_t* bias, size_t stride,
                                float* output, uint32_t P, uint32_t E, uint32_t K, uint32_t N, uint32_t out_width,
-                               float limit, uint32_t* error_word) {
-    constexpr size_t smem = moe_tc_smem_bytes<NP>();
-    const cudaError_t err = cudaFuncSetAttribute(moe_gemm_tc_kernel<SWIGLU, VEC, NP>,
-                                                 cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem);
+                               float limit, uint32_t* error_word, uint16_t* planes) {
+    const cudaStream_t stream = gptoss_cuda_stream(backend);
+    const size_t n = (size_t) P * K;
+    const size_t want = (n / 4 + 255) / 256, cap = (size_t) gptoss_cuda_num_sms(backend) * 8;
+    moe_split_kernel<NP><<<(unsigned) (want < cap ? want : cap), 256, 0, stream>>>(input, planes, n,
+                                                                                   gptoss_aligned(input, 16));
+    cudaError_t err = cudaGetLastError();
     if (err != cudaSuccess) return err;
-    moe_gemm_tc_kernel<SWIGLU, VEC, NP><<<grid, 256, smem, stream>>>(offsets, input, blocks, scales, bias, stride,
+    constexpr size_t smem = moe_tc_smem_bytes<NP>();
+    err = cudaFuncSetAttribute(moe_gemm_tc_kernel<SWIGLU, VEC, NP>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                               (int) smem);
+    if (err != cudaSuccess) return err;
+    moe_gemm_tc_kernel<SWIGLU, VEC, NP><<<grid, 256, smem, stream>>>(offsets, planes, blocks, scales, bias, stride,
                                                                        output, P, E, K, N, out_width, limit, error_word);
     return cudaGetLastError();
 }
@@ -463,22 +486,30 @@ enum gptoss_status launch_moe_gemm(gptoss_backend_t backend, const uint32_t* off
     const dim3 grid((N + MT_BN - 1) / MT_BN, (unsigned) y_tiles);
     /* 2 activation parts where the dropped 2^-16 |x w| per term fits the f32 tolerance
      * (K >= 256, as the dense GEMM); 3 parts otherwise */
-    const bool vec = gptoss_aligned(input, 16) && gptoss_aligned(blocks, 8) && stride % 8 == 0;
-    const cudaStream_t s = gptoss_cuda_stream(backend);
+    const bool vec = gptoss_aligned(blocks, 8) && stride % 8 == 0;
+    const int np = C >= 256 ? 2 : 3;
+    /* the activation planes live in the backend scratch (stream-ordered: the GEMM has read
+     * them before any later kernel reuses it) */
+    void* scratch = nullptr;
+    const enum gptoss_status st =
+        gptoss_cuda_scratch_acquire(backend, (size_t) np * P * C * sizeof(uint16_t), &scratch, 0, nullptr);
+    if (st != gptoss_status_success) return st;
+    uint16_t* planes = (uint16_t*) scratch;
     uint32_t* ew = gptoss_cuda_error_word(backend);
     const uint8_t* b8 = (const uint8_t*) bias;
     cudaError_t err;
-    if (C >= 256) {
-        err = vec ? launch_moe_gemm_tc<SWIGLU, true, 2>(s, grid, offsets, input, blocks, scales, b8, stride, output,
-                                                        (uint32_t) P, E, C, N, num_rows, limit, ew)
-                  : launch_moe_gemm_tc<SWIGLU, false, 2>(s, grid, offsets, input, blocks, scales, b8, stride, output,
-                                                         (uint32_t) P, E, C, N, num_rows, limit, ew);
+    if (np == 2) {
+        err = vec ? launch_moe_gemm_tc<SWIGLU, true, 2>(backend, grid, offsets, input, blocks, scales, b8, stride,
+                                                        output, (uint32_t) P, E, C, N, num_rows, limit, ew, planes)
+                  : launch_moe_gemm_tc<SWIGLU, false, 2>(backend, grid, offsets, input, blocks, scales, b8, stride,
+                                                         output, (uint32_t) P, E, C, N, num_rows, limit, ew, planes);
     } else {
-        err = vec ? launch_moe_gemm_tc<SWIGLU, true, 3>(s, grid, offsets, input, blocks, scales, b8, stride, output,
-                                                        (uint32_t) P, E, C, N, num_rows, limit, ew)
-                  : launch_moe_gemm_tc<SWIGLU, false, 3>(s, grid, offsets, input, blocks, scales, b8, stride, output,
-                                                         (uint32_t) P, E, C, N, num_rows, limit, ew);
+        err = vec ? launch_moe_gemm_tc<SWIGLU, true, 3>(backend, grid, offsets, input, blocks, scales, b8, stride,
+                                                        output, (uint32_t) P, E, C, N, num_rows, limit, ew, planes)
+                  : launch_moe_gemm_tc<SWIGLU, false, 3>(backend, grid, offsets, input, blocks, scales, b8, stride,
+                                                         output, (uint32_t) P, E, C, N, num_rows, limit, ew, planes);
     }
+    gptoss_cuda_scratch_release(backend);
     if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of the MXFP4 MoE tensor-core GEMM");
     return gptoss_status_success;
 }
