@@ -247,8 +247,9 @@ __global__ void __launch_bounds__(256) gemm_bf16_kernel(const float* __restrict_
  * Inf/NaN activations keep x1 = x (the other parts 0), so they propagate like f32.
  *
  * Tiles: 128 tokens x 128 weight rows x 32 columns, 256 threads (8 warps as 4 x 2, warp
- * tile 32 x 64), two shared-memory stages fed through registers (the activation split is
- * done on the way into shared memory), K tail padded with zeros in shared memory.
+ * tile 32 x 64), two shared-memory stages fed through registers, K tail padded with zeros
+ * in shared memory. The activations are split once per call into NP bf16 planes
+ * (split_planes_kernel, before the GEMM) rather than in each of the R / 128 weight tiles.
  * ------------------------------------------------------------------------------- */
 constexpr int TC_BM = 128, TC_BN = 128, TC_BK = 32, TC_LD = TC_BK + 8; /* LD: padded row, bf16 */
 constexpr uint32_t kTcMinTokens = 32;
@@ -263,8 +264,42 @@ constexpr size_t tc_smem_bytes() {
     return (size_t) 2 * (NP * TC_BM + TC_BN) * TC_LD * sizeof(uint16_t);
 }
 
+/* planes[p][i] = part p of the split of A[i] (gptoss_cuda_split_bf16_planes) */
+template <int NP>
+__global__ void __launch_bounds__(256) split_planes_kernel(const float* __restrict__ A, uint16_t* __restrict__ planes,
+                                                           size_t n, bool vec) {
+    const size_t n4 = n / 4, stride = (size_t) gridDim.x * blockDim.x, ps = gptoss_plane_stride(n);
+    for (size_t i = (size_t) blockIdx.x * blockDim.x + threadIdx.x; i < n4; i += stride) {
+        float a[4];
+        if (vec) {
+            const float4 v = __ldg((const float4*) A + i);
+            a[0] = v.x; a[1] = v.y; a[2] = v.z; a[3] = v.w;
+        } else {
+#pragma unroll
+            for (int q = 0; q < 4; q++) a[q] = A[4 * i + q];
+        }
+        uint32_t parts[4][NP];
+#pragma unroll
+        for (int q = 0; q < 4; q++) gptoss_d_split_bf16<NP>(a[q], parts[q]);
+#pragma unroll
+        for (int p = 0; p < NP; p++) {
+            uint2 v;
+            v.x = parts[0][p] | (parts[1][p] << 16);
+            v.y = parts[2][p] | (parts[3][p] << 16);
+            *(uint2*) (planes + (size_t) p * ps + 4 * i) = v;
+        }
+    }
+    /* the n % 4 tail */
+    for (size_t i = 4 * n4 + (size_t) blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        uint32_t parts[NP];
+        gptoss_d_split_bf16<NP>(A[i], parts);
+#pragma unroll
+        for (int p = 0; p < NP; p++) planes[(size_t) p * ps + i] = (uint16_t) parts[p];
+    }
+}
+
 template <bool VEC, int NP>
-__global__ void __launch_bounds__(256, 2) gemm_bf16_tc_kernel(const float* __restrict__ A,
+__global__ void __launch_bounds__(256, 2) gemm_bf16_tc_kernel(const uint16_t* __restrict__ planes,
                                                              const uint16_t* __restrict__ W,
                                                              const uint16_t* __restrict__ bias,
                                                              float* __restrict__ out, uint32_t M, uint32_t K,
@@ -285,8 +320,9 @@ __global__ void __launch_bounds__(256, 2) gemm_bf16_tc_kernel(const float* __res
 #pragma unroll
             for (int q = 0; q < 4; q++) acc[i][j][q] = 0.0f;
 
-    /* loader mapping: A 4 x (row, 4 columns), W 2 x (row, 8 columns) */
-    float av[4][4];
+    /* loader mapping: A 4 x (row, 4 columns) of each plane, W 2 x (row, 8 columns) */
+    const size_t plane_size = gptoss_plane_stride((size_t) M * K);
+    uint2 ap[4][NP];
     uint32_t wv[2][4];
     auto gload = [&](uint32_t k0) {
 #pragma unroll
@@ -294,13 +330,17 @@ __global__ void __launch_bounds__(256, 2) gemm_bf16_tc_kernel(const float* __res
             const uint32_t idx = tid + 256u * i;
             const uint32_t row = idx >> 3, col = (idx & 7u) * 4;
             const uint32_t m = m0 + row, k = k0 + col;
-            if (VEC) {
-                float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-                if (m < M && k < K) v = __ldg((const float4*) (A + (size_t) m * K + k));
-                av[i][0] = v.x; av[i][1] = v.y; av[i][2] = v.z; av[i][3] = v.w;
-            } else {
 #pragma unroll
-                for (int q = 0; q < 4; q++) av[i][q] = (m < M && k + q < K) ? A[(size_t) m * K + k + q] : 0.0f;
+            for (int p = 0; p < NP; p++) {
+                const uint16_t* src = planes + (size_t) p * plane_size + (size_t) m * K + k;
+                if (VEC) { /* K % 8 == 0: the 4 columns are in the row and 8-byte aligned */
+                    ap[i][p] = (m < M && k < K) ? __ldg((const uint2*) src) : make_uint2(0, 0);
+                } else {
+                    uint32_t h[4];
+#pragma unroll
+                    for (int q = 0; q < 4; q++) h[q] = (m < M && k + q < K) ? src[q] : 0u;
+                    ap[i][p] = make_uint2(h[0] | (h[1] << 16), h[2] | (h[3] << 16));
+                }
             }
         }
 #pragma unroll
@@ -329,16 +369,8 @@ __global__ void __launch_bounds__(256, 2) gemm_bf16_tc_kernel(const float* __res
         for (int i = 0; i < 4; i++) {
             const uint32_t idx = tid + 256u * i;
             const uint32_t row = idx >> 3, col = (idx & 7u) * 4;
-            uint32_t parts[4][NP];
 #pragma unroll
-            for (int q = 0; q < 4; q++) gptoss_d_split_bf16<NP>(av[i][q], parts[q]);
-#pragma unroll
-            for (int p = 0; p < NP; p++) {
-                uint2 v;
-                v.x = parts[0][p] | (parts[1][p] << 16);
-                v.y = parts[2][p] | (parts[3][p] << 16);
-                *(uint2*) (as + ((size_t) p * TC_BM + row) * TC_LD + col) = v;
-            }
+            for (int p = 0; p < NP; p++) *(uint2*) (as + ((size_t) p * TC_BM + row) * TC_LD + col) = ap[i][p];
         }
 #pragma unroll
         for (int i = 0; i < 2; i++) {
@@ -401,14 +433,15 @@ __global__ void __launch_bounds__(256, 2) gemm_bf16_tc_kernel(const float* __res
 }
 
 template <bool VEC, int NP>
-cudaError_t launch_gemm_tc(cudaStream_t stream, const float* x, const uint16_t* w, const uint16_t* b, float* out,
-                           uint32_t T, uint32_t C, uint32_t R, bool add) {
+cudaError_t launch_gemm_tc(gptoss_backend_t backend, const float* x, const uint16_t* w, const uint16_t* b,
+                           float* out, uint32_t T, uint32_t C, uint32_t R, bool add, uint16_t* planes) {
+    cudaError_t err = gptoss_cuda_split_bf16_planes(backend, x, (size_t) T * C, NP, planes);
+    if (err != cudaSuccess) return err;
     constexpr size_t smem = tc_smem_bytes<NP>();
-    cudaError_t err = cudaFuncSetAttribute(gemm_bf16_tc_kernel<VEC, NP>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                           (int) smem);
+    err = cudaFuncSetAttribute(gemm_bf16_tc_kernel<VEC, NP>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem);
     if (err != cudaSuccess) return err;
     const dim3 grid((T + TC_BM - 1) / TC_BM, (R + TC_BN - 1) / TC_BN);
-    gemm_bf16_tc_kernel<VEC, NP><<<grid, 256, smem, stream>>>(x, w, b, out, T, C, R, add);
+    gemm_bf16_tc_kernel<VEC, NP><<<grid, 256, smem, gptoss_cuda_stream(backend)>>>(planes, w, b, out, T, C, R, add);
     return cudaGetLastError();
 }
 
@@ -422,6 +455,20 @@ cudaError_t launch_gemv_vec(gptoss_backend_t backend, const float* x, const uint
 }
 
 }  // namespace
+
+cudaError_t gptoss_cuda_split_bf16_planes(gptoss_backend_t backend, const float* A, size_t n, int np,
+                                          uint16_t* planes) {
+    const size_t want = (n / 4 + 255) / 256 + 1, cap = (size_t) gptoss_cuda_num_sms(backend) * 8;
+    const unsigned blocks = (unsigned) (want < cap ? want : cap);
+    const bool vec = gptoss_aligned(A, 16);
+    const cudaStream_t stream = gptoss_cuda_stream(backend);
+    if (np == 2) {
+        split_planes_kernel<2><<<blocks, 256, 0, stream>>>(A, planes, n, vec);
+    } else {
+        split_planes_kernel<3><<<blocks, 256, 0, stream>>>(A, planes, n, vec);
+    }
+    return cudaGetLastError();
+}
 
 enum gptoss_status gptoss_cuda_bf16w_matmul_launch(gptoss_backend_t backend, const float* input,
                                                    const gptoss_bf16* weight, const gptoss_bf16* bias,
@@ -467,8 +514,17 @@ enum gptoss_status gptoss_cuda_bf16w_matmul_launch(gptoss_backend_t backend, con
     const bool tc_fills = T >= kTcFullTokens || tc_blocks >= (uint64_t) gptoss_cuda_num_sms(backend);
     if (T >= kTcMinTokens && tc_fills && (uint64_t) (R + TC_BN - 1) / TC_BN <= GPTOSS_CUDA_MAX_GRID_YZ &&
         (!vec || C >= kTcTwoPartMinCols)) {
-        const cudaError_t err = vec ? launch_gemm_tc<true, 2>(stream, input, w, b, output, T, C, R, add)
-                                    : launch_gemm_tc<false, 3>(stream, input, w, b, output, T, C, R, add);
+        /* the activations' bf16 planes live in the backend scratch (stream-ordered) */
+        const int np = vec ? 2 : 3;
+        void* scratch = nullptr;
+        const enum gptoss_status st =
+            gptoss_cuda_scratch_acquire(backend, np * gptoss_plane_stride((size_t) T * C) * sizeof(uint16_t), &scratch,
+                                        0, nullptr);
+        if (st != gptoss_status_success) return st;
+        uint16_t* planes = (uint16_t*) scratch;
+        const cudaError_t err = vec ? launch_gemm_tc<true, 2>(backend, input, w, b, output, T, C, R, add, planes)
+                                    : launch_gemm_tc<false, 3>(backend, input, w, b, output, T, C, R, add, planes);
+        gptoss_cuda_scratch_release(backend);
         if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of the bf16 tensor-core GEMM");
         return gptoss_status_success;
     }

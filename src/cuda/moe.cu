@@ -192,41 +192,15 @@ __global__ void __launch_bounds__(kMoeWarps * 32, 4) moe_gemv_kernel(
  * Tiles: 64 expert rows x 128 weight rows x 32 columns (one MXFP4 block), 256 threads
  * (8 warps as 2 x 4, warp tile 32 x 32), ldmatrix fragment loads, two shared-memory stages
  * fed through registers (dequantisation happens on the way in). The activations are split
- * once, before the GEMM, into NP bf16 planes (moe_split_kernel): splitting them in every
- * weight tile (45 per expert for the 20b up-projection) was half of the kernel's ALU work. */
+ * once, before the GEMM, into NP bf16 planes (gptoss_cuda_split_bf16_planes): splitting them
+ * in every weight tile (45 per expert for the 20b up-projection) was half of the kernel's
+ * ALU work. */
 constexpr int MT_BM = 64, MT_BN = 128, MT_BK = 32, MT_LD = MT_BK + 8; /* LD: padded row, bf16 */
 constexpr int kMoeTcPrescale = 10;
 
 template <int NP>
 constexpr size_t moe_tc_smem_bytes() {
     return (size_t) 2 * (NP * MT_BM + MT_BN) * MT_LD * sizeof(uint16_t);
-}
-
-/* planes[p][i] = part p of gptoss_d_split_bf16(A[i]), i < n (n % 4 == 0) */
-template <int NP>
-__global__ void __launch_bounds__(256) moe_split_kernel(const float* __restrict__ A, uint16_t* __restrict__ planes,
-                                                        size_t n, bool vec) {
-    const size_t n4 = n / 4;
-    for (size_t i = (size_t) blockIdx.x * blockDim.x + threadIdx.x; i < n4; i += (size_t) gridDim.x * blockDim.x) {
-        float a[4];
-        if (vec) {
-            const float4 v = __ldg((const float4*) A + i);
-            a[0] = v.x; a[1] = v.y; a[2] = v.z; a[3] = v.w;
-        } else {
-#pragma unroll
-            for (int q = 0; q < 4; q++) a[q] = A[4 * i + q];
-        }
-        uint32_t parts[4][NP];
-#pragma unroll
-        for (int q = 0; q < 4; q++) gptoss_d_split_bf16<NP>(a[q], parts[q]);
-#pragma unroll
-        for (int p = 0; p < NP; p++) {
-            uint2 v;
-            v.x = parts[0][p] | (parts[1][p] << 16);
-            v.y = parts[2][p] | (parts[3][p] << 16);
-            *(uint2*) (planes + (size_t) p * n + 4 * i) = v;
-        }
-    }
 }
 
 template <bool SWIGLU, bool VEC, int NP>
@@ -297,7 +271,7 @@ __global__ void __launch_bounds__(256, 2) moe_gemm_tc_kernel(const uint32_t* __r
 
     /* loader mapping: A 2 x (row, 4 columns) of each plane; W: row tid/2, bytes 8 (tid&1) .. +7
      * of the block */
-    const size_t plane_size = (size_t) P * K;
+    const size_t plane_size = gptoss_plane_stride((size_t) P * K);
     uint2 ap[2][NP];
     uint32_t wq[2], wscale;
     const uint32_t w_row = tid >> 1, w_half = tid & 1u;
@@ -456,11 +430,7 @@ cudaError_t launch_moe_gemm_tc(gptoss_backend_t backend, dim3 grid, const uint32
                                float* output, uint32_t P, uint32_t E, uint32_t K, uint32_t N, uint32_t out_width,
                                float limit, uint32_t* error_word, uint16_t* planes) {
     const cudaStream_t stream = gptoss_cuda_stream(backend);
-    const size_t n = (size_t) P * K;
-    const size_t want = (n / 4 + 255) / 256, cap = (size_t) gptoss_cuda_num_sms(backend) * 8;
-    moe_split_kernel<NP><<<(unsigned) (want < cap ? want : cap), 256, 0, stream>>>(input, planes, n,
-                                                                                   gptoss_aligned(input, 16));
-    cudaError_t err = cudaGetLastError();
+    cudaError_t err = gptoss_cuda_split_bf16_planes(backend, input, (size_t) P * K, NP, planes);
     if (err != cudaSuccess) return err;
     constexpr size_t smem = moe_tc_smem_bytes<NP>();
     err = cudaFuncSetAttribute(moe_gemm_tc_kernel<SWIGLU, VEC, NP>, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -492,7 +462,7 @@ enum gptoss_status launch_moe_gemm(gptoss_backend_t backend, const uint32_t* off
      * them before any later kernel reuses it) */
     void* scratch = nullptr;
     const enum gptoss_status st =
-        gptoss_cuda_scratch_acquire(backend, (size_t) np * P * C * sizeof(uint16_t), &scratch, 0, nullptr);
+        gptoss_cuda_scratch_acquire(backend, np * gptoss_plane_stride(P * C) * sizeof(uint16_t), &scratch, 0, nullptr);
     if (st != gptoss_status_success) return st;
     uint16_t* planes = (uint16_t*) scratch;
     uint32_t* ew = gptoss_cuda_error_word(backend);
