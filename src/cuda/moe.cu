@@ -12,8 +12,15 @@
 namespace {
 
 constexpr int kMoeWarps = 8;
+/* Units (pairs of weight rows) per warp: two for the up-projection + SwiGLU; one for the
+ * down-projection, which has half the rows: twice the blocks fill the card better
+ * (measured on the H100: 14.5 -> 12.4 µs per call, 20b decode +2-3%; the up-projection
+ * measured 23.7 vs 23.3 µs with one). */
 constexpr int kUnitsPerWarp = 2;
-constexpr int kUnitsPerBlock = kMoeWarps * kUnitsPerWarp;
+constexpr int kDownUnitsPerWarp = 1;
+__host__ __device__ constexpr uint32_t units_per_block(bool swiglu) {
+    return (uint32_t) kMoeWarps * (swiglu ? kUnitsPerWarp : kDownUnitsPerWarp);
+}
 constexpr int kXPad = 36; /* 32 floats of a block + 4 floats padding (bank-conflict free) */
 
 __device__ __forceinline__ float nan_f() { return __uint_as_float(0x7FC00000u); }
@@ -95,6 +102,7 @@ __global__ void __launch_bounds__(kMoeWarps * 32, 4) moe_gemv_kernel(
     float* orow = out + (size_t) pair * num_out;
     const uint32_t num_w_rows = SWIGLU ? 2 * num_out : num_out;
     const uint32_t num_units = SWIGLU ? num_out : (num_out + 1) / 2;
+    constexpr uint32_t kUnitsPerBlock = units_per_block(SWIGLU);
     const uint32_t unit0 = blockIdx.x * kUnitsPerBlock;
     const uint32_t warp = threadIdx.x >> 5, lane = threadIdx.x & 31u;
     if (e >= E) {
@@ -407,6 +415,7 @@ enum gptoss_status launch_moe_gemv(gptoss_backend_t backend, const float* input,
                            GPTOSS_CUDA_MAX_GRID_YZ, (unsigned long long) pairs);
     }
     const uint32_t units = SWIGLU ? num_rows : (num_rows + 1) / 2;
+    constexpr uint32_t kUnitsPerBlock = units_per_block(SWIGLU);
     const dim3 grid((units + kUnitsPerBlock - 1) / kUnitsPerBlock, (unsigned) pairs);
     const size_t smem = (size_t) (C / 32) * kXPad * sizeof(float);
     const bool vec = gptoss_aligned(blocks, 16) && stride % 16 == 0;
