@@ -433,12 +433,11 @@ __global__ void __launch_bounds__(256, 2) gemm_bf16_tc_kernel(const uint16_t* __
 }
 
 template <bool VEC, int NP>
-cudaError_t launch_gemm_tc(gptoss_backend_t backend, const float* x, const uint16_t* w, const uint16_t* b,
-                           float* out, uint32_t T, uint32_t C, uint32_t R, bool add, uint16_t* planes) {
-    cudaError_t err = gptoss_cuda_split_bf16_planes(backend, x, (size_t) T * C, NP, planes);
-    if (err != cudaSuccess) return err;
+cudaError_t launch_gemm_tc(gptoss_backend_t backend, const uint16_t* planes, const uint16_t* w, const uint16_t* b,
+                           float* out, uint32_t T, uint32_t C, uint32_t R, bool add) {
     constexpr size_t smem = tc_smem_bytes<NP>();
-    err = cudaFuncSetAttribute(gemm_bf16_tc_kernel<VEC, NP>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem);
+    const cudaError_t err =
+        cudaFuncSetAttribute(gemm_bf16_tc_kernel<VEC, NP>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem);
     if (err != cudaSuccess) return err;
     const dim3 grid((T + TC_BM - 1) / TC_BM, (R + TC_BN - 1) / TC_BN);
     gemm_bf16_tc_kernel<VEC, NP><<<grid, 256, smem, gptoss_cuda_stream(backend)>>>(planes, w, b, out, T, C, R, add);
@@ -456,8 +455,14 @@ cudaError_t launch_gemv_vec(gptoss_backend_t backend, const float* x, const uint
 
 }  // namespace
 
-cudaError_t gptoss_cuda_split_bf16_planes(gptoss_backend_t backend, const float* A, size_t n, int np,
-                                          uint16_t* planes) {
+enum gptoss_status gptoss_cuda_split_bf16_planes(gptoss_backend_t backend, const float* A, size_t n, int np,
+                                                 const uint16_t** planes_out) {
+    void* scratch = nullptr;
+    const enum gptoss_status st =
+        gptoss_cuda_scratch_acquire(backend, (size_t) np * gptoss_plane_stride(n) * sizeof(uint16_t), &scratch, 0,
+                                    nullptr);
+    if (st != gptoss_status_success) return st;
+    uint16_t* planes = (uint16_t*) scratch;
     const size_t want = (n / 4 + 255) / 256 + 1, cap = (size_t) gptoss_cuda_num_sms(backend) * 8;
     const unsigned blocks = (unsigned) (want < cap ? want : cap);
     const bool vec = gptoss_aligned(A, 16);
@@ -467,7 +472,13 @@ cudaError_t gptoss_cuda_split_bf16_planes(gptoss_backend_t backend, const float*
     } else {
         split_planes_kernel<3><<<blocks, 256, 0, stream>>>(A, planes, n, vec);
     }
-    return cudaGetLastError();
+    const cudaError_t err = cudaGetLastError();
+    if (err != cudaSuccess) {
+        gptoss_cuda_scratch_release(backend);
+        return gptoss_cuda_fail(err, "launch of the activation split");
+    }
+    *planes_out = planes;
+    return gptoss_status_success;
 }
 
 enum gptoss_status gptoss_cuda_bf16w_matmul_launch(gptoss_backend_t backend, const float* input,
@@ -514,16 +525,12 @@ enum gptoss_status gptoss_cuda_bf16w_matmul_launch(gptoss_backend_t backend, con
     const bool tc_fills = T >= kTcFullTokens || tc_blocks >= (uint64_t) gptoss_cuda_num_sms(backend);
     if (T >= kTcMinTokens && tc_fills && (uint64_t) (R + TC_BN - 1) / TC_BN <= GPTOSS_CUDA_MAX_GRID_YZ &&
         (!vec || C >= kTcTwoPartMinCols)) {
-        /* the activations' bf16 planes live in the backend scratch (stream-ordered) */
-        const int np = vec ? 2 : 3;
-        void* scratch = nullptr;
+        const uint16_t* planes = nullptr;
         const enum gptoss_status st =
-            gptoss_cuda_scratch_acquire(backend, np * gptoss_plane_stride((size_t) T * C) * sizeof(uint16_t), &scratch,
-                                        0, nullptr);
+            gptoss_cuda_split_bf16_planes(backend, input, (size_t) T * C, vec ? 2 : 3, &planes);
         if (st != gptoss_status_success) return st;
-        uint16_t* planes = (uint16_t*) scratch;
-        const cudaError_t err = vec ? launch_gemm_tc<true, 2>(backend, input, w, b, output, T, C, R, add, planes)
-                                    : launch_gemm_tc<false, 3>(backend, input, w, b, output, T, C, R, add, planes);
+        const cudaError_t err = vec ? launch_gemm_tc<true, 2>(backend, planes, w, b, output, T, C, R, add)
+                                    : launch_gemm_tc<false, 3>(backend, planes, w, b, output, T, C, R, add);
         gptoss_cuda_scratch_release(backend);
         if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of the bf16 tensor-core GEMM");
         return gptoss_status_success;

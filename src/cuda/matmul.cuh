@@ -11,13 +11,16 @@ enum gptoss_status gptoss_cuda_bf16w_matmul_launch(gptoss_backend_t backend, con
                                                    float* output, uint32_t num_tokens, uint32_t num_cols,
                                                    uint32_t num_rows, bool add);
 
-/* planes[p * gptoss_plane_stride(n) + i] = part p of gptoss_d_split_bf16<np>(A[i]) for
- * i < n (np = 2 or 3): the activations of the split-bf16 tensor-core GEMMs (matmul.cu,
- * moe.cu), split once per call instead of once per weight tile. Each plane starts 16-byte
- * aligned (the stride is n rounded up to 8). Enqueued on the backend's stream. */
+/* The activations of the split-bf16 tensor-core GEMMs (matmul.cu, moe.cu), split once per
+ * call instead of once per weight tile: acquires the backend scratch and enqueues
+ * planes[p * gptoss_plane_stride(n) + i] = part p of gptoss_d_split_bf16<np>(A[i]) for
+ * i < n (np = 2 or 3; each plane starts 16-byte aligned) on the backend's stream. On
+ * success *planes_out points at them and the scratch stays held: the caller launches its
+ * GEMM, then calls gptoss_cuda_scratch_release (stream order keeps the planes valid until
+ * the GEMM has read them). On failure nothing is held. */
 static inline __host__ __device__ size_t gptoss_plane_stride(size_t n) { return (n + 7) / 8 * 8; }
-cudaError_t gptoss_cuda_split_bf16_planes(gptoss_backend_t backend, const float* A, size_t n, int np,
-                                          uint16_t* planes);
+enum gptoss_status gptoss_cuda_split_bf16_planes(gptoss_backend_t backend, const float* A, size_t n, int np,
+                                                 const uint16_t** planes_out);
 
 /* The qkv projection of one token with RoPE and the KV-cache write in the GEMV epilogue
  * (matmul.cu). Returns false (nothing launched) when the shape or alignment does not fit

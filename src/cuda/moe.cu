@@ -436,16 +436,14 @@ enum gptoss_status launch_moe_gemv(gptoss_backend_t backend, const float* input,
 }
 
 template <bool SWIGLU, bool VEC, int NP>
-cudaError_t launch_moe_gemm_tc(gptoss_backend_t backend, dim3 grid, const uint32_t* offsets, const float* input,
+cudaError_t launch_moe_gemm_tc(gptoss_backend_t backend, dim3 grid, const uint32_t* offsets, const uint16_t* planes,
                                const uint8_t* blocks, const uint8_t* scales, const uint8_t* bias, size_t stride,
                                float* output, uint32_t P, uint32_t E, uint32_t K, uint32_t N, uint32_t out_width,
-                               float limit, uint32_t* error_word, uint16_t* planes) {
+                               float limit, uint32_t* error_word) {
     const cudaStream_t stream = gptoss_cuda_stream(backend);
-    cudaError_t err = gptoss_cuda_split_bf16_planes(backend, input, (size_t) P * K, NP, planes);
-    if (err != cudaSuccess) return err;
     constexpr size_t smem = moe_tc_smem_bytes<NP>();
-    err = cudaFuncSetAttribute(moe_gemm_tc_kernel<SWIGLU, VEC, NP>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                               (int) smem);
+    const cudaError_t err = cudaFuncSetAttribute(moe_gemm_tc_kernel<SWIGLU, VEC, NP>,
+                                                 cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem);
     if (err != cudaSuccess) return err;
     moe_gemm_tc_kernel<SWIGLU, VEC, NP><<<grid, 256, smem, stream>>>(offsets, planes, blocks, scales, bias, stride,
                                                                        output, P, E, K, N, out_width, limit, error_word);
@@ -469,26 +467,23 @@ enum gptoss_status launch_moe_gemm(gptoss_backend_t backend, const uint32_t* off
      * (K >= 256, as the dense GEMM); 3 parts otherwise */
     const bool vec = gptoss_aligned(blocks, 8) && stride % 8 == 0;
     const int np = C >= 256 ? 2 : 3;
-    /* the activation planes live in the backend scratch (stream-ordered: the GEMM has read
-     * them before any later kernel reuses it) */
-    void* scratch = nullptr;
-    const enum gptoss_status st =
-        gptoss_cuda_scratch_acquire(backend, np * gptoss_plane_stride(P * C) * sizeof(uint16_t), &scratch, 0, nullptr);
+    const uint16_t* planes = nullptr;
+    const enum gptoss_status st = gptoss_cuda_split_bf16_planes(backend, input, P * C, np, &planes);
     if (st != gptoss_status_success) return st;
-    uint16_t* planes = (uint16_t*) scratch;
     uint32_t* ew = gptoss_cuda_error_word(backend);
     const uint8_t* b8 = (const uint8_t*) bias;
+    const uint32_t P32 = (uint32_t) P;
     cudaError_t err;
     if (np == 2) {
-        err = vec ? launch_moe_gemm_tc<SWIGLU, true, 2>(backend, grid, offsets, input, blocks, scales, b8, stride,
-                                                        output, (uint32_t) P, E, C, N, num_rows, limit, ew, planes)
-                  : launch_moe_gemm_tc<SWIGLU, false, 2>(backend, grid, offsets, input, blocks, scales, b8, stride,
-                                                         output, (uint32_t) P, E, C, N, num_rows, limit, ew, planes);
+        err = vec ? launch_moe_gemm_tc<SWIGLU, true, 2>(backend, grid, offsets, planes, blocks, scales, b8, stride,
+                                                        output, P32, E, C, N, num_rows, limit, ew)
+                  : launch_moe_gemm_tc<SWIGLU, false, 2>(backend, grid, offsets, planes, blocks, scales, b8, stride,
+                                                         output, P32, E, C, N, num_rows, limit, ew);
     } else {
-        err = vec ? launch_moe_gemm_tc<SWIGLU, true, 3>(backend, grid, offsets, input, blocks, scales, b8, stride,
-                                                        output, (uint32_t) P, E, C, N, num_rows, limit, ew, planes)
-                  : launch_moe_gemm_tc<SWIGLU, false, 3>(backend, grid, offsets, input, blocks, scales, b8, stride,
-                                                         output, (uint32_t) P, E, C, N, num_rows, limit, ew, planes);
+        err = vec ? launch_moe_gemm_tc<SWIGLU, true, 3>(backend, grid, offsets, planes, blocks, scales, b8, stride,
+                                                        output, P32, E, C, N, num_rows, limit, ew)
+                  : launch_moe_gemm_tc<SWIGLU, false, 3>(backend, grid, offsets, planes, blocks, scales, b8, stride,
+                                                         output, P32, E, C, N, num_rows, limit, ew);
     }
     gptoss_cuda_scratch_release(backend);
     if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of the MXFP4 MoE tensor-core GEMM");
