@@ -421,4 +421,17 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_native", NULL, -1, methods, NULL, NULL, NULL, NULL};
 
-PyMODINIT_FUNC PyInit__native(void) { return PyModule_Create(&module); }
+/* built_with_cuda: 1 when setup.py linked the library's CUDA backend into this extension
+ * (it defines GPTOSS_WITH_CUDA=1 for this file then), 0 for a CPU-only build. */
+#ifndef GPTOSS_WITH_CUDA
+#define GPTOSS_WITH_CUDA 0
+#endif
+
+PyMODINIT_FUNC PyInit__native(void) {
+    PyObject* m = PyModule_Create(&module);
+    if (m != NULL && PyModule_AddIntConstant(m, "built_with_cuda", GPTOSS_WITH_CUDA) != 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
