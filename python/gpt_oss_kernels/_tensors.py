@@ -410,12 +410,12 @@ class Call(object):
 
     def token_ids(self, obj, name):
         """u32 token ids; int64 ids are range-checked (each must fit in uint32), then
-        narrowed to int32 (a copy)."""
+        narrowed to 32 bits (a copy)."""
         t = self.tensor(obj, name, IDS)
         if t.bits == 64:
-            copy = _to_int32(t.obj, t.shape, self.op, name)
+            copy = _narrow_ids(t.obj, t.shape, self.op, name)
             self._note_copy(copy)
-            t = self.tensor(copy, name + " (int32 copy)", U32)
+            t = self.tensor(copy, name + " (32-bit copy)", U32)
         return t
 
     # -- backend ----------------------------------------------------------------------
@@ -458,7 +458,7 @@ def _index_text(index, shape):
     return ", ".join(str(p) for p in reversed(parts))
 
 
-def _to_int32(obj, shape, op, name):
+def _narrow_ids(obj, shape, op, name):
     """A 32-bit copy of int64 token ids of this shape (torch: int32 holding the uint32 bits;
     others: uint32), made with the tensor's own library after checking that every id fits
     in uint32 (on CUDA the check waits for the device)."""
