@@ -87,6 +87,7 @@ class CMakeBuildExt(build_ext):
             ext.extra_objects = [library]
             ext.libraries = ["pthread", "m"]
             if cuda:
+                ext.define_macros.append(("GPTOSS_WITH_CUDA", "1"))  # _native.built_with_cuda
                 ext.library_dirs.append(_cuda_lib_dir(nvcc))
                 # Static CUDA runtime: the module needs only the driver (libcuda.so) at run time.
                 ext.libraries = ["cudart_static", "stdc++", "dl", "rt"] + ext.libraries

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One-time set-up on a fresh Debian machine (idempotent): system packages for the build
-# and tests, and a Python venv (.venv) with numpy and pytest for the Python tests.
+# and tests, and a Python venv (.venv) with numpy, pytest and kernels for the Python tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,4 +17,8 @@ fi
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
-.venv/bin/python -c 'import numpy, pytest' 2>/dev/null || .venv/bin/pip install -q numpy pytest
+# kernels: the Hugging Face loader, for python/tests/test_kernels_layout.py; pinned because
+# its get_local_kernel signature and metadata.json format change between releases.
+kernels_version=0.19.1
+.venv/bin/python -c "import numpy, pytest, importlib.metadata as m; assert m.version('kernels') == '$kernels_version'" \
+    2>/dev/null || .venv/bin/pip install -q numpy pytest "kernels==$kernels_version"

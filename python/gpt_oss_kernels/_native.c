@@ -9,7 +9,8 @@
  *      called at once; the memory stays valid because the caller keeps obj alive.
  *   2. One function per kernel taking a backend capsule, raw addresses and scalars, and
  *      calling the C API; a failed status raises ValueError (invalid/unsupported argument)
- *      or RuntimeError (anything else) with the status name and the library's message.
+ *      or RuntimeError (anything else) with the library's message and the status name
+ *      (gpt_oss_kernels.ops puts the op's name in front).
  * All shape, dtype, device and alignment checks happen in gpt_oss_kernels/ops.py before
  * these calls; the C library then checks every size again.
  */
@@ -136,11 +137,14 @@ static void backend_destructor(PyObject* capsule) {
     if (b != NULL) gptoss_backend_release(b);
 }
 
+/* "<the library's message> (<status>)"; the Python layer puts the op's name in front. */
 static PyObject* raise_status(enum gptoss_status status) {
     PyObject* type = (status == gptoss_status_invalid_argument || status == gptoss_status_unsupported_argument)
                          ? PyExc_ValueError
                          : PyExc_RuntimeError;
-    PyErr_Format(type, "%s: %s", gptoss_status_to_string(status), gptoss_last_error());
+    const char* message = gptoss_last_error();
+    if (message[0] == '\0') message = "the library gave no message";
+    PyErr_Format(type, "%s (%s)", message, gptoss_status_to_string(status));
     return NULL;
 }
 
@@ -417,4 +421,17 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_native", NULL, -1, methods, NULL, NULL, NULL, NULL};
 
-PyMODINIT_FUNC PyInit__native(void) { return PyModule_Create(&module); }
+/* built_with_cuda: 1 when setup.py linked the library's CUDA backend into this extension
+ * (it defines GPTOSS_WITH_CUDA=1 for this file then), 0 for a CPU-only build. */
+#ifndef GPTOSS_WITH_CUDA
+#define GPTOSS_WITH_CUDA 0
+#endif
+
+PyMODINIT_FUNC PyInit__native(void) {
+    PyObject* m = PyModule_Create(&module);
+    if (m != NULL && PyModule_AddIntConstant(m, "built_with_cuda", GPTOSS_WITH_CUDA) != 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -2,8 +2,8 @@
 
 Everything here works on any object with ``__dlpack__`` (torch, numpy, cupy, jax, ...);
 no array library is imported. Library-specific code is limited to the two conversions
-the seed's conventions need (transposing an ``[in][out]`` weight, narrowing int64 token
-ids), done with the tensor's own library.
+the seed's conventions need (transposing an ``[in][out]`` weight, range-checking and
+narrowing int64 token ids), done with the tensor's own library.
 """
 
 import math
@@ -100,6 +100,14 @@ def threadgroup(value):
     return count(value, "threadgroup_size", minimum=0)
 
 
+def library_error(op, error):
+    """The exception for a failure the C library reported while running op: the same kind
+    (ValueError for bad arguments, RuntimeError otherwise), the op's name in front of the
+    library's message."""
+    kind = ValueError if isinstance(error, ValueError) else RuntimeError
+    return kind("%s: %s" % (op, error))
+
+
 # ---------------------------------------------------------------------------------------
 # Backends
 # ---------------------------------------------------------------------------------------
@@ -158,16 +166,22 @@ def synchronize(device=None):
         items = list(_cuda_backends.items())
     for (dev, _stream), backend in items:
         if index is None or dev == index:
-            _native.synchronize(backend)
+            try:
+                _native.synchronize(backend)
+            except (ValueError, RuntimeError) as error:
+                raise library_error("synchronize", error) from None
 
 
 def backend_name(device="cpu"):
     """Name of the backend used for tensors on `device` ("cpu" or "cuda:N")."""
     text = str(device)
-    if text.startswith("cuda"):
-        index = int(text.split(":")[1]) if ":" in text else 0
-        return _native.backend_name(cuda_backend(index, cuda_stream(index)))
-    return _native.backend_name(cpu_backend())
+    try:
+        if text.startswith("cuda"):
+            index = int(text.split(":")[1]) if ":" in text else 0
+            return _native.backend_name(cuda_backend(index, cuda_stream(index)))
+        return _native.backend_name(cpu_backend())
+    except (ValueError, RuntimeError) as error:
+        raise library_error("backend_name", error) from None
 
 
 # ---------------------------------------------------------------------------------------
@@ -395,12 +409,13 @@ class Call(object):
         return c.address
 
     def token_ids(self, obj, name):
-        """u32 token ids; int64 ids are narrowed to int32 (a copy) first."""
+        """u32 token ids; int64 ids are range-checked (each must fit in uint32), then
+        narrowed to 32 bits (a copy)."""
         t = self.tensor(obj, name, IDS)
         if t.bits == 64:
-            copy = _to_int32(t.obj, self.op, name)
+            copy = _narrow_ids(t.obj, t.shape, self.op, name)
             self._note_copy(copy)
-            t = self.tensor(copy, name + " (int32 copy)", U32)
+            t = self.tensor(copy, name + " (32-bit copy)", U32)
         return t
 
     # -- backend ----------------------------------------------------------------------
@@ -432,14 +447,33 @@ def _transposed_copy(obj, op, name):
                      "transposed here; pass W.T of a contiguous [out][in] W" % (op, name, _library(obj)))
 
 
-def _to_int32(obj, op, name):
-    if _is_torch(obj):
-        import torch  # already imported: obj is a torch tensor
-        return obj.to(torch.int32).contiguous()
-    if hasattr(obj, "astype"):
-        return obj.astype("int32")
-    raise ValueError("%s: %s is int64 and %s tensors cannot be converted here; pass int32 ids"
-                     % (op, name, _library(obj)))
+def _index_text(index, shape):
+    """A flat index as written for a tensor of this shape: "4", or "1, 2" for 2-D."""
+    if len(shape) <= 1:
+        return str(index)
+    parts = []
+    for extent in reversed(shape):
+        index, rest = divmod(index, extent)
+        parts.append(rest)
+    return ", ".join(str(p) for p in reversed(parts))
+
+
+def _narrow_ids(obj, shape, op, name):
+    """A 32-bit copy of int64 token ids of this shape (torch: int32 holding the uint32 bits;
+    others: uint32), made with the tensor's own library after checking that every id fits
+    in uint32 (on CUDA the check waits for the device)."""
+    torch = sys.modules.get("torch") if _is_torch(obj) else None
+    if torch is None and not (hasattr(obj, "astype") and hasattr(obj, "argmax")):
+        raise ValueError("%s: %s is int64 and %s tensors cannot be converted here; pass int32 ids"
+                         % (op, name, _library(obj)))
+    flat = obj.reshape(-1)
+    bad = (flat < 0) | (flat > U32_MAX)
+    index = int((bad.to(torch.uint8) if torch is not None else bad).argmax())  # the first bad one, else 0
+    value = int(flat[index])
+    if value < 0 or value > U32_MAX:
+        problem = "is negative" if value < 0 else "does not fit in uint32 (token ids are 0 .. %d)" % U32_MAX
+        raise ValueError("%s: %s[%s] = %d %s" % (op, name, _index_text(index, shape), value, problem))
+    return obj.to(torch.int32).contiguous() if torch is not None else obj.astype("uint32")
 
 
 def default_scale(head_dim):

@@ -5,7 +5,8 @@ writes its outputs **in place** and returns them. Conventions:
 
 * float32 activations; bf16 tensors are ``torch.bfloat16`` (or any DLPack bfloat16), or
   uint16 arrays holding the bf16 bit patterns (numpy has no bfloat16); ids are int32 or
-  uint32 (token ids may also be int64: they are converted to int32 first).
+  uint32 (token ids may also be int64: each must fit in uint32, else ValueError, and they
+  are copied to 32 bits first; on CUDA that check waits for the device).
 * Tensors must be C-contiguous (except the seed's ``[in][out]`` weights, see below),
   naturally aligned, non-empty and on one device. The work runs where the tensors are:
   CPU tensors on a CPU backend (the op has finished when it returns), CUDA tensors on a
@@ -14,7 +15,8 @@ writes its outputs **in place** and returns them. Conventions:
   waits and reports errors found by CUDA kernels (e.g. an out-of-range token id).
 * Output tensors may be larger than needed (extra elements are left alone), never
   smaller; the checks happen before anything runs, and a failed check raises ValueError
-  naming the argument and leaves every output unwritten.
+  naming the op, the argument and the value, and leaves every output unwritten. Checks
+  made by the C library come back the same way: ``"<op>: <message> (<status>)"``.
 * Weights of the matmul ops are the seed's ``[in][out]`` (``y = x @ W + b``). When the
   weight is a transposed view of a contiguous ``[out][in]`` tensor (``W.t()`` in torch,
   ``W.T`` in numpy) its memory is used directly, with no copy. Any other layout (a
@@ -32,8 +34,8 @@ writes its outputs **in place** and returns them. Conventions:
 """
 
 from . import _native
-from ._tensors import (BF16, BF16_OR_BYTES, F32, U8, U32, U64_MAX, Call, count, default_scale, real,
-                       threadgroup)
+from ._tensors import (BF16, BF16_OR_BYTES, F32, U8, U32, U64_MAX, Call, count, default_scale, library_error,
+                       real, threadgroup)
 
 __all__ = [
     "f32_bf16w_matmul", "f32_bf16w_matmul_add",
@@ -48,11 +50,16 @@ __all__ = [
 
 
 def _run(call, fn, *args):
-    backend = call.backend()
+    """fn(backend, *args) on the backend of call's tensors; a failure reported by the C
+    library is raised with the op's name in front of its message."""
     try:
-        fn(backend, *args)
-    finally:
-        call.finish(backend)
+        backend = call.backend()
+        try:
+            fn(backend, *args)
+        finally:
+            call.finish(backend)
+    except (ValueError, RuntimeError) as error:
+        raise library_error(call.op, error) from None
 
 
 def _bias(call, bias, num_rows, name="bias_bf16", rows_what="num_rows"):
@@ -183,7 +190,7 @@ def f32_bf16w_rmsnorm(input, weight_bf16, output, epsilon):
 def bf16_f32_embeddings(token_ids, weight_bf16, output, threadgroup_size=0):
     """output[t][c] = float(weight[token_ids[t]][c]).
 
-    token_ids int32/uint32 (int64 is converted to int32) of any shape, T = its element
+    token_ids int32/uint32 (or int64, each id within uint32) of any shape, T = its element
     count; weight_bf16 bf16 [V][C]; output f32 [T][C]. A token id >= V raises ValueError
     (CUDA: reported by synchronize(), the row is written as NaN). Returns output.
     threadgroup_size is ignored."""

@@ -4,36 +4,28 @@
     python python/tests/gpu_kernels_loader.py [OUTDIR]
 
 1. builds the layout with `python -m gpt_oss_kernels.build_kernels_layout OUTDIR`;
-2. loads it with kernels.get_local_kernel (either API version);
+2. loads it with kernels.get_local_kernel(Path(OUTDIR)) (the version tools/setup.sh pins);
 3. runs the seed README's four examples through the loaded module on "cuda" (and "cpu"),
    exactly as written apart from the loader line and the device string, SDPA compared on
    the query rows (1,000 draws on CUDA).
 Exit status 0 when everything passed.
 """
-import inspect
 import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+import kernels
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
-def load(path):
-    import kernels
-    params = inspect.signature(kernels.get_local_kernel).parameters
-    if "package_name" in params:
-        return kernels.get_local_kernel(Path(path), "gpt_oss_kernels")
-    return kernels.get_local_kernel(Path(path))
-
-
 def main():
     outdir = sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(prefix="gptoss-kernels-layout-")
     subprocess.check_call([sys.executable, "-m", "gpt_oss_kernels.build_kernels_layout", outdir])
-    module = load(outdir)
+    module = kernels.get_local_kernel(Path(outdir))
     print("loaded", module.__name__, "from", module.__file__)
 
     import test_seed_examples as examples

@@ -143,8 +143,8 @@ def test_library_checks_reach_python(lib, rng):
     if lib.device != "cpu":
         pytest.skip("token ids are checked on the device on CUDA (reported by synchronize)")
     out = lib.nan((2, 8))
-    _raises(r"invalid_argument: .*token", g.bf16_f32_embeddings, lib.i32([1, 9]), lib.bf16(np.zeros((4, 8),
-                                                                                                  np.uint16)), out)
+    _raises(r"^bf16_f32_embeddings: token_ids\[1\] = 9 .*\(invalid_argument\)$", g.bf16_f32_embeddings,
+            lib.i32([1, 9]), lib.bf16(np.zeros((4, 8), np.uint16)), out)
     _assert_unwritten(lib, out)
 
 
@@ -172,6 +172,7 @@ def test_cuda_bad_token_reported_by_synchronize():
     w = torch.zeros(4, 8, dtype=torch.bfloat16, device="cuda")
     out = torch.zeros(2, 8, device="cuda")
     g.bf16_f32_embeddings(ids, w, out)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^synchronize: a kernel met invalid device-side input \(a token id >= "
+                                         r"vocabulary_size\).*\(invalid_argument\)$"):
         g.synchronize()
     g.synchronize()  # the error is reported once
