@@ -308,7 +308,10 @@ static enum gptoss_status open_and_parse(const char* path, int* fd_out, uint64_t
         goto fail;
     }
     if (!S_ISREG(sb.st_mode)) {
-        st = gptoss_fail(gptoss_status_io_error, "%s: not a regular file", path);
+        const char* kind = S_ISDIR(sb.st_mode) ? "a directory" : S_ISCHR(sb.st_mode) ? "a character device"
+                           : S_ISBLK(sb.st_mode) ? "a block device" : S_ISFIFO(sb.st_mode) ? "a pipe"
+                           : S_ISSOCK(sb.st_mode) ? "a socket" : "a special file";
+        st = gptoss_fail(gptoss_status_io_error, "%s is %s, not a model file", path, kind);
         goto fail;
     }
     const uint64_t size = (uint64_t) sb.st_size;
@@ -358,6 +361,11 @@ enum gptoss_status gptoss_tokenizer_create_from_file(const char* path, gptoss_to
     }
     if ((st = read_exact(fd, section, section_size, GPTOSS_FILE_HEADER_SIZE, path)) != gptoss_status_success) goto done;
     st = gptoss_tokenizer_create_from_section(&info, section, section_size, tokenizer_out);
+    if (st != gptoss_status_success) {
+        char msg[400];
+        snprintf(msg, sizeof(msg), "%s", gptoss_last_error());
+        gptoss_fail(st, "%s: %s", path, msg);
+    }
 done:
     free(section);
     close(fd);
@@ -366,8 +374,11 @@ done:
 
 /* ---- model -------------------------------------------------------------------------- */
 
+/* Frees everything; the statuses of the frees are dropped, so they keep the thread's
+ * message (this runs after failures too). */
 static void model_free(struct gptoss_model* m) {
     if (m == NULL) return;
+    gptoss_error_keep_begin();
     gptoss_tokenizer_release(m->tokenizer);
     if (m->backend != NULL && m->weights != NULL &&
         (m->weights_owned || gptoss_backend_get_kind(m->backend) != gptoss_backend_kind_cpu)) {
@@ -377,6 +388,7 @@ static void model_free(struct gptoss_model* m) {
     if (m->fd >= 0) close(m->fd);
     free(m->layers);
     free(m);
+    gptoss_error_keep_end();
 }
 
 enum gptoss_status gptoss_model_set_layout(struct gptoss_model* m, const struct gptoss_file_info* info) {
@@ -576,7 +588,6 @@ enum gptoss_status gptoss_model_retain(gptoss_model_t model) {
 }
 
 enum gptoss_status gptoss_model_release(gptoss_model_t model) {
-    gptoss_clear_error();
     if (model == NULL) return gptoss_status_success;
     if (atomic_fetch_sub_explicit(&model->ref_count, 1, memory_order_acq_rel) == 1) model_free(model);
     return gptoss_status_success;
