@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 
 #include <gptoss/engine.h>
 
@@ -21,6 +22,13 @@ int gptoss_cli_parse_u64(const char* s, unsigned long long max, unsigned long lo
     if (errno != 0 || end == s || *end != '\0' || v > max) return -1;
     *out = v;
     return 0;
+}
+
+int gptoss_cli_check_output(const char* command, const char* out, int force) {
+    struct stat sb;
+    if (force || lstat(out, &sb) != 0) return 0;
+    fprintf(stderr, "gptoss %s: %s exists: pass --force to replace it\n", command, out);
+    return 2;
 }
 
 static char* read_stdin(size_t* size_out) {
