@@ -4,8 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-#include <fcntl.h>
 #include <sys/stat.h>
 
 #include <gptoss/engine.h>
@@ -170,27 +168,16 @@ int gptoss_cli_inspect(int argc, char** argv) {
         fprintf(stderr, "%s", inspect_usage);
         return 2;
     }
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        fprintf(stderr, "gptoss inspect: %s: %s\n", path, strerror(errno));
-        return 1;
-    }
-    uint8_t h[GPTOSS_FILE_HEADER_SIZE];
-    ssize_t r = pread(fd, h, sizeof(h), 0);
-    off_t size = lseek(fd, 0, SEEK_END);
-    close(fd);
-    if (r != (ssize_t) sizeof(h)) {
-        fprintf(stderr, "gptoss inspect: %s: shorter than the %u-byte header\n", path, GPTOSS_FILE_HEADER_SIZE);
-        return 1;
-    }
+    uint64_t size = 0;
     struct gptoss_file_info in;
-    enum gptoss_status st = gptoss_file_parse_header(h, &in);
+    enum gptoss_status st = gptoss_file_read_header(path, &size, &in);
     if (st != gptoss_status_success) {
-        fprintf(stderr, "gptoss inspect: %s: %s: %s\n", path, gptoss_status_to_string(st), gptoss_last_error());
+        fprintf(stderr, "gptoss inspect: %s: %s\n", gptoss_status_to_string(st), gptoss_last_error());
         return 1;
     }
     const struct gptoss_model_config* c = &in.config;
-    printf("file                 %s (%lld bytes; layout needs %llu)\n", path, (long long) size, (unsigned long long) in.file_size);
+    printf("file                 %s (%llu bytes; layout needs %llu)\n", path, (unsigned long long) size,
+           (unsigned long long) in.file_size);
     printf("context_length       %u\nnum_blocks           %u\nnum_experts          %u\nnum_active_experts   %u\n",
            c->context_length, c->num_blocks, c->num_experts, c->num_active_experts);
     printf("embedding_dim        %u\nmlp_dim              %u\nswiglu_limit         %.9g\nhead_dim             %u\n",
@@ -205,8 +192,8 @@ int gptoss_cli_inspect(int argc, char** argv) {
     printf("weights at           %llu (shared %llu, per block %llu, MoE per layer %llu, per expert %zu)\n",
            (unsigned long long) in.weights_offset, (unsigned long long) in.shared_size, (unsigned long long) in.per_block,
            (unsigned long long) in.moe_size, in.expert.per_expert);
-    if ((unsigned long long) size < in.file_size) {
-        fprintf(stderr, "gptoss inspect: %s: file is truncated (%lld < %llu bytes)\n", path, (long long) size,
+    if (size < in.file_size) {
+        fprintf(stderr, "gptoss inspect: %s: file is truncated (%llu < %llu bytes)\n", path, (unsigned long long) size,
                 (unsigned long long) in.file_size);
         return 1;
     }

@@ -291,9 +291,6 @@ enum gptoss_status gptoss_context_create(gptoss_model_t model, size_t context_le
     if (max_batch_tokens > 65536) {
         return gptoss_fail(gptoss_status_invalid_argument, "max_batch_tokens %zu exceeds 65536", max_batch_tokens);
     }
-    if (cfg->attention_window == 0) {
-        return gptoss_fail(gptoss_status_unsupported_argument, "the model's attention_window is 0");
-    }
 
     struct gptoss_context* c = calloc(1, sizeof(*c));
     if (c == NULL) return gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate the context");

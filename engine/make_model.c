@@ -152,7 +152,10 @@ static const char make_model_usage[] =
     "  --preset 20b    gpt-oss-20b shapes (24 layers, 32 experts; about 13.8 GB)\n"
     "  --preset 120b   gpt-oss-120b shapes (36 layers, 128 experts; about 65 GB)\n"
     "  --layers N, --experts N, --active-experts N, --hidden N, --mlp N, --heads N,\n"
-    "  --kv-heads N, --head-dim N, --window N, --context N   override the preset\n"
+    "  --kv-heads N, --head-dim N, --window N, --context N   override the preset (header\n"
+    "                  fields num_blocks, num_experts, num_active_experts, embedding_dim,\n"
+    "                  mlp_dim, num_heads, num_kv_heads, head_dim, attention_window,\n"
+    "                  context_length; checked as the engine will when loading)\n"
     "  --seed S        random seed (default 0)\n"
     "  --force         replace OUT if it exists\n"
     "  --vocab PATH    o200k_base.tiktoken (default: $GPTOSS_VOCAB or the repository's\n"
@@ -245,6 +248,10 @@ int gptoss_cli_make_model(int argc, char** argv) {
     gptoss_model_preset_set_rope(preset, c);
     if (ov[nov - 1].set) c->context_length = (uint32_t) ov[nov - 1].value;
     s.seed = seed;
+    if (gptoss_model_config_validate(c) != gptoss_status_success) {
+        fprintf(stderr, "gptoss make-model: %s\n", gptoss_last_error());
+        return 2;
+    }
 
     if (vocab_path == NULL) vocab_path = gptoss_default_vocab_path();
     struct gptoss_vocab vocab;

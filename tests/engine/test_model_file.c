@@ -5,6 +5,8 @@
  * Usage: test_model_file [VOCAB.tiktoken] */
 #include <fcntl.h>
 #include <gptoss/engine.h>
+#include <math.h>
+#include <stddef.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -270,11 +272,14 @@ static void test_corrupt(gptoss_backend_t backend) {
         {"swiglu NaN", 56, 0x7FC00000u, 0, "swiglu_limit is nan"},
         {"swiglu negative", 56, 0xBF800000u, 0, "swiglu_limit is -1"},
         {"head_dim odd", 60, 15, 0, "head_dim 15"},
+        {"head_dim 6 (not a multiple of 4)", 60, 6, 0, "head_dim 6 is not a multiple of 4"},
+        {"head_dim 2", 60, 2, 0, "head_dim is 2"},
         {"head_dim 0", 60, 0, 0, "head_dim is 0"},
         {"num_heads 0", 64, 0, 0, "num_heads is 0"},
         {"heads % kv", 64, 7, 0, "num_heads 7 is not a multiple of num_kv_heads 2"},
         {"kv > heads", 68, 16, 0, "num_kv_heads is 16"},
         {"kv 0", 68, 0, 0, "num_kv_heads is 0"},
+        {"attention_window 0", 72, 0, 0, "attention_window is 0"},
         {"rope_theta inf", 76, 0x7F800000u, 0, "rope_theta is inf"},
         {"interp 0", 80, 0, 0, "interpolation_scale is 0"},
         {"yarn_offset NaN", 84, 0xFFC00000u, 0, "yarn_offset is"},
@@ -372,6 +377,102 @@ static void test_corrupt(gptoss_backend_t backend) {
     CHECK(gptoss_tokenizer_create_from_file(NULL, NULL) == IA, "tokenizer NULL");
 }
 
+/* ---- the one config check (reader, writer, make-model, inspect) -------------------- */
+
+static void test_config_rules(void) {
+    struct gptoss_model_config base;
+    CHECK(gptoss_model_preset("tiny", &base) == 0, "tiny preset");
+    CHECK(gptoss_model_config_validate(&base) == gptoss_status_success, "tiny is valid: %s", gptoss_last_error());
+    /* a rule, a value that breaks it, and what the message must say */
+#define FIELD(f) offsetof(struct gptoss_model_config, f)
+    static const struct {
+        size_t field;
+        uint32_t value;
+        const char* cause;
+    } bad[] = {
+        {FIELD(context_length), 0, "context_length is 0"},
+        {FIELD(context_length), (1u << 24) + 1, "context_length is 16777217"},
+        {FIELD(num_blocks), 0, "num_blocks is 0"},
+        {FIELD(num_blocks), 1025, "num_blocks is 1025"},
+        {FIELD(num_experts), 0, "num_experts is 0"},
+        {FIELD(num_experts), 4097, "num_experts is 4097"},
+        {FIELD(num_active_experts), 0, "num_active_experts is 0"},
+        {FIELD(num_active_experts), 9, "num_active_experts is 9, must be in [1, 8]"},
+        {FIELD(embedding_dim), 16, "embedding_dim is 16"},
+        {FIELD(embedding_dim), 48, "embedding_dim 48 is not a multiple of 32"},
+        {FIELD(embedding_dim), (1u << 18) + 32, "embedding_dim is 262176"},
+        {FIELD(mlp_dim), 0, "mlp_dim is 0"},
+        {FIELD(mlp_dim), 40, "mlp_dim 40 is not a multiple of 32"},
+        {FIELD(head_dim), 0, "head_dim is 0"},
+        {FIELD(head_dim), 2, "head_dim is 2"},
+        {FIELD(head_dim), 6, "head_dim 6 is not a multiple of 4"},
+        {FIELD(head_dim), 15, "head_dim 15 is not a multiple of 4"},
+        {FIELD(head_dim), 4100, "head_dim is 4100"},
+        {FIELD(num_heads), 0, "num_heads is 0"},
+        {FIELD(num_heads), 6, "num_heads 6 is not a multiple of num_kv_heads 4"}, /* with num_kv_heads 4 below */
+        {FIELD(num_kv_heads), 0, "num_kv_heads is 0"},
+        {FIELD(num_kv_heads), 9, "num_kv_heads is 9, must be in [1, 8]"},
+        {FIELD(num_kv_heads), 3, "num_heads 8 is not a multiple of num_kv_heads 3"},
+        {FIELD(attention_window), 0, "attention_window is 0"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct gptoss_model_config c = base;
+        if (bad[i].field == FIELD(num_heads)) c.num_kv_heads = 4;
+        memcpy((char*) &c + bad[i].field, &bad[i].value, sizeof(uint32_t));
+        const enum gptoss_status st = gptoss_model_config_validate(&c);
+        CHECK(st == gptoss_status_invalid_argument && strstr(gptoss_last_error(), bad[i].cause) != NULL,
+              "rule %zu: status %s, message '%s', want '%s'", i, gptoss_status_to_string(st), gptoss_last_error(),
+              bad[i].cause);
+    }
+    static const struct {
+        size_t field;
+        float value;
+        const char* cause;
+    } bad_float[] = {
+        {FIELD(swiglu_limit), 0.0f, "swiglu_limit is 0"},       {FIELD(swiglu_limit), INFINITY, "swiglu_limit is inf"},
+        {FIELD(rope_theta), 1.0f, "rope_theta is 1"},           {FIELD(interpolation_scale), -1.0f, "interpolation_scale is -1"},
+        {FIELD(yarn_offset), NAN, "yarn_offset is nan"},        {FIELD(yarn_scale), -INFINITY, "yarn_scale is -inf"},
+        {FIELD(yarn_multiplier), 0.0f, "yarn_multiplier is 0"}, {FIELD(rmsnorm_epsilon), 1.0f, "rmsnorm_epsilon is 1"},
+    };
+    for (size_t i = 0; i < sizeof(bad_float) / sizeof(bad_float[0]); i++) {
+        struct gptoss_model_config c = base;
+        memcpy((char*) &c + bad_float[i].field, &bad_float[i].value, sizeof(float));
+        const enum gptoss_status st = gptoss_model_config_validate(&c);
+        CHECK(st == gptoss_status_invalid_argument && strstr(gptoss_last_error(), bad_float[i].cause) != NULL,
+              "float rule %zu: status %s, message '%s', want '%s'", i, gptoss_status_to_string(st),
+              gptoss_last_error(), bad_float[i].cause);
+    }
+    /* the edges that are allowed */
+    static const struct {
+        size_t field;
+        uint32_t value;
+    } good[] = {
+        {FIELD(head_dim), 4},           {FIELD(head_dim), 4096},         {FIELD(attention_window), 1},
+        {FIELD(attention_window), UINT32_MAX}, {FIELD(num_active_experts), 8}, {FIELD(num_active_experts), 1},
+        {FIELD(num_kv_heads), 8},       {FIELD(num_kv_heads), 1},        {FIELD(context_length), 1u << 24},
+        {FIELD(embedding_dim), 32},     {FIELD(mlp_dim), 1u << 18},
+    };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        struct gptoss_model_config c = base;
+        memcpy((char*) &c + good[i].field, &good[i].value, sizeof(uint32_t));
+        CHECK(gptoss_model_config_validate(&c) == gptoss_status_success, "edge %zu (value %u) rejected: %s", i,
+              good[i].value, gptoss_last_error());
+    }
+#undef FIELD
+    /* make-model refuses before writing (usage error, exit 2) */
+    char out[300];
+    snprintf(out, sizeof(out), "%s/refused.bin", g_dir);
+    static const char* const flags[][2] = {{"--window", "0"},         {"--head-dim", "6"}, {"--head-dim", "2"},
+                                           {"--active-experts", "9"}, {"--kv-heads", "3"}, {"--hidden", "48"},
+                                           {"--layers", "0"},         {"--context", "0"}};
+    for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
+        char* argv[] = {"make-model", "--preset", "tiny", (char*) flags[i][0], (char*) flags[i][1], "--vocab",
+                        (char*) g_vocab, "--quiet", out};
+        CHECK(gptoss_cli_make_model(9, argv) == 2 && access(out, F_OK) != 0, "make-model %s %s not refused",
+              flags[i][0], flags[i][1]);
+    }
+}
+
 /* ---- release and free keep the message of the failure before them ----------------- */
 
 static void test_release_keeps_error(gptoss_backend_t backend) {
@@ -423,6 +524,7 @@ int main(int argc, char** argv) {
     g_vocab = argc > 1 ? argv[1] : gptoss_default_vocab_path();
     test_released_layouts();
     if (mkdtemp(g_dir) == NULL) return 2;
+    test_config_rules();
     if (!make_tiny()) {
         CHECK(0, "make-model tiny failed");
         return finish();
