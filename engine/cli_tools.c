@@ -55,6 +55,9 @@ static char* read_stdin(size_t* size_out) {
     return buf;
 }
 
+/* Between token ids of `tokenize --decode`: whitespace or commas. */
+static int is_id_separator(char c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r' || c == ','; }
+
 static const char tokenize_usage[] =
     "usage: gptoss tokenize -m MODEL [--decode]\n"
     "  Reads text on stdin and prints its token ids on one line, space separated\n"
@@ -112,27 +115,30 @@ int gptoss_cli_tokenize(int argc, char** argv) {
         }
         free(ids);
     } else {
-        char* p = text;
-        char* end = text + size;
+        uint32_t vocabulary_size = 0;
+        gptoss_tokenizer_get_num_tokens(tok, &vocabulary_size);
+        const char* p = text;
+        const char* end = text + size;
         while (p < end && rc == 0) {
-            while (p < end && (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r' || *p == ',')) p++;
+            while (p < end && is_id_separator(*p)) p++;
             if (p >= end) break;
-            char* q = p;
-            while (q < end && *q >= '0' && *q <= '9') q++;
+            const char* q = p;
+            while (q < end && !is_id_separator(*q)) q++;
+            /* the word p..q: digits only, and a valid id */
             char num[24];
-            unsigned long long id;
-            if (q == p || q - p > 20 || (q < end && !(*q == ' ' || *q == '\n' || *q == '\t' || *q == '\r' || *q == ','))) {
-                fprintf(stderr, "gptoss tokenize: bad token id at byte %zu of stdin\n", (size_t) (p - text));
-                rc = 1;
-                break;
+            unsigned long long id = 0;
+            int ok = q - p < (ptrdiff_t) sizeof(num);
+            if (ok) {
+                memcpy(num, p, (size_t) (q - p));
+                num[q - p] = '\0';
+                ok = gptoss_cli_parse_u64(num, UINT32_MAX, &id) == 0 && id < vocabulary_size;
             }
-            memcpy(num, p, (size_t) (q - p));
-            num[q - p] = '\0';
             const void* bytes;
             size_t n;
-            if (gptoss_cli_parse_u64(num, UINT32_MAX, &id) != 0 ||
-                (st = gptoss_tokenizer_decode(tok, (uint32_t) id, &bytes, &n)) != gptoss_status_success) {
-                fprintf(stderr, "gptoss tokenize: token %s: %s\n", num, gptoss_last_error());
+            if (!ok || gptoss_tokenizer_decode(tok, (uint32_t) id, &bytes, &n) != gptoss_status_success) {
+                const int shown = q - p > 40 ? 40 : (int) (q - p);
+                fprintf(stderr, "gptoss tokenize: token id '%.*s%s' (byte %zu of stdin) is not an integer in [0, %u]\n",
+                        shown, p, q - p > shown ? "..." : "", (size_t) (p - text), vocabulary_size - 1);
                 rc = 1;
                 break;
             }
