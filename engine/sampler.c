@@ -88,7 +88,6 @@ enum gptoss_status gptoss_sampler_retain(gptoss_sampler_t sampler) {
 }
 
 enum gptoss_status gptoss_sampler_release(gptoss_sampler_t sampler) {
-    gptoss_clear_error();
     if (sampler == NULL) return gptoss_status_success;
     if (atomic_fetch_sub_explicit(&sampler->ref_count, 1, memory_order_acq_rel) == 1) free(sampler);
     return gptoss_status_success;
