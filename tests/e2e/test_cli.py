@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Behaviour of the gptoss CLI that needs a process around it (Python standard library only).
 
-usage: test_cli.py CASE --gptoss BIN [--model TINY.bin] [--version V]
+usage: test_cli.py CASE --gptoss BIN [--model TINY.bin] [--version V] [--source DIR --build DIR]
 
 cases:
   stdout          every subcommand with stdout on /dev/full: status 1 and the reason on stderr
@@ -15,14 +15,20 @@ cases:
                   online processors warns and still runs
   bench_bound     bench's decode bound: 10 bandwidth passes, bound = best pass / bytes per
                   token, tg's share computed from it
+  readme          runs README.md's "Running gpt-oss" block as written (between the
+                  running:begin/end markers) in a fresh directory whose build/ is the ctest
+                  build; lists the lines it skips (set-up and build: ctest runs on a finished
+                  build; CUDA: no GPU is assumed); every document the README names exists
 Prints PASS/FAIL/SKIPPED lines; exit 0 pass, 1 fail, 77 skipped.
 """
 import argparse
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -271,12 +277,55 @@ def case_bench_bound(a):
     return 0
 
 
+# ---- README ------------------------------------------------------------------------------
+
+def case_readme(a):
+    readme = open(os.path.join(a.source, "README.md"), encoding="utf-8").read()
+    # every document and repository path the README names exists
+    names = set(re.findall(r"(?<![\w/.-])[\w./-]*\w\.md\b", readme))
+    names |= set(re.findall(r"(?<![\w/.-])(?:include|src|engine|tools|python|tests|bench|docs|data)/[\w./-]*[\w/]",
+                            readme))
+    missing = sorted(n for n in names if not os.path.exists(os.path.join(a.source, n)))
+    check(len(names) > 10 and not missing, "the %d files and documents the README names exist" % len(names),
+          "missing: %s" % ", ".join(missing))
+
+    m = re.search(r"<!-- running:begin -->\n```bash\n(.*?)\n```\n<!-- running:end -->", readme, re.S)
+    if not check(m is not None, "README.md has the Running block between its markers"):
+        return 0
+    work = tempfile.mkdtemp(prefix="gptoss-readme-")
+    os.symlink(os.path.abspath(a.build), os.path.join(work, "build"))
+    ran = 0
+    try:
+        for line in m.group(1).split("\n"):
+            if not line.strip():
+                continue
+            if re.search(r"\btools/(setup|build)\.sh\b", line):
+                print("SKIPPED (set-up and build: ctest runs on the finished build): " + line)
+                continue
+            if "--backend cuda" in line:
+                print("SKIPPED (CUDA line: no GPU assumed): " + line)
+                continue
+            r = subprocess.run(["bash", "-o", "pipefail", "-c", line], cwd=work, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, encoding="utf-8", errors="replace",
+                               timeout=300)
+            check(r.returncode == 0, "README line runs as written: " + line,
+                  "status %d, stderr %r" % (r.returncode, r.stderr[-600:]))
+            ran += 1
+    finally:
+        shutil.rmtree(work)
+    check(ran >= 6, "the block ran %d lines" % ran)
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("case", choices=["stdout", "pipe", "chat_interrupt", "chat_context", "options", "bench_bound"])
+    ap.add_argument("case", choices=["stdout", "pipe", "chat_interrupt", "chat_context", "options", "bench_bound",
+                                     "readme"])
     ap.add_argument("--gptoss", required=True)
     ap.add_argument("--model")
     ap.add_argument("--version")
+    ap.add_argument("--source")
+    ap.add_argument("--build")
     a = ap.parse_args()
     rc = globals()["case_" + a.case](a)
     if rc == 77:
