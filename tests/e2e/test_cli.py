@@ -274,6 +274,19 @@ def case_bench_bound(a):
     check(abs(bound - best / gb) <= 0.01 * bound, "bound = best pass / bytes per token",
           "%g vs %g" % (bound, best / gb))
     check(abs(share - 100 * tg / bound) <= 1.0, "share = tg / bound", "%g vs %g" % (share, 100 * tg / bound))
+    # the largest cache of cpu0 as sysfs gives it
+    llc = 0
+    for i in range(8):
+        try:
+            text = open("/sys/devices/system/cpu/cpu0/cache/index%d/size" % i).read().strip()
+        except OSError:
+            continue
+        llc = max(llc, int(text.rstrip("KM")) * {"K": 1024, "M": 1 << 20}.get(text[-1], 1))
+    noted = "last-level cache: not bound by memory)" in r.stderr
+    if llc == 0:
+        check(not noted, "no cache size known: no cache note")
+    else:
+        check(noted == (gb * 1e9 <= llc * 1.001), "the cache note iff %.3f GB per token fit in the %d-byte cache" % (gb, llc))
     return 0
 
 
