@@ -29,6 +29,22 @@ int gptoss_cli_check_output(const char* command, const char* out, int force) {
     return 2;
 }
 
+int gptoss_cli_check_stdout(const char* cmd) {
+    static int state = 0; /* sticky: a failed stream stays failed */
+    if (state != 0) return state;
+    errno = 0;
+    const int flush_failed = fflush(stdout) != 0;
+    const int err = errno;
+    if (!flush_failed && !ferror(stdout)) return 0;
+    if (err == EPIPE) {
+        state = -1;
+    } else {
+        state = 1;
+        fprintf(stderr, "gptoss %s: cannot write to stdout: %s\n", cmd, err != 0 ? strerror(err) : "write error");
+    }
+    return state;
+}
+
 static char* read_stdin(size_t* size_out) {
     size_t cap = 1 << 16, n = 0;
     char* buf = malloc(cap);
@@ -148,7 +164,7 @@ int gptoss_cli_tokenize(int argc, char** argv) {
     }
     free(text);
     gptoss_tokenizer_release(tok);
-    if (fflush(stdout) != 0) rc = 1;
+    if (gptoss_cli_check_stdout("tokenize") > 0) rc = 1;
     return rc;
 }
 
@@ -221,5 +237,5 @@ int gptoss_cli_inspect(int argc, char** argv) {
     }
     printf("\n");
     gptoss_tokenizer_release(tok);
-    return 0;
+    return gptoss_cli_check_stdout("inspect") > 0;
 }

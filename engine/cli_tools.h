@@ -33,6 +33,15 @@ enum gptoss_status gptoss_convert_parse_config(const char* text, size_t size, st
  * prints "gptoss COMMAND: OUT exists: pass --force to replace it" and returns 2. */
 int gptoss_cli_check_output(const char* command, const char* out, int force);
 
+/* Checked output: flushes stdout and tells whether everything written to it so far
+ * arrived. 0: yes. 1: a write failed (full disk, I/O error, closed stdout); "gptoss CMD:
+ * cannot write to stdout: REASON" was printed on stderr (once per process); stop writing
+ * and end with status 1. -1: the reader went away (EPIPE, as in `gptoss ... | head -1` when
+ * SIGPIPE is ignored; by default SIGPIPE ends the process first): stop writing, quietly,
+ * without changing the exit status (as coreutils' close_stdout with EPIPE ignored).
+ * The CLI calls it after every streamed token, after each table row, and at the end. */
+int gptoss_cli_check_stdout(const char* cmd);
+
 /* Full-string number parsing for CLI flags: 0 on success. */
 int gptoss_cli_parse_u64(const char* s, unsigned long long max, unsigned long long* out);
 
