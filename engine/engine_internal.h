@@ -30,6 +30,11 @@ struct gptoss_sampler_scratch {
     double* prob;      /* candidate probabilities (unnormalised) */
     uint32_t* count;   /* occurrences of each id in the context (all zero between draws) */
 };
+/* Allocates the arrays for vocabulary_size ids; 0 on success, -1 when out of memory (then
+ * nothing stays allocated). */
+int gptoss_sampler_scratch_init(struct gptoss_sampler_scratch* scratch, uint32_t vocabulary_size);
+/* Frees the arrays (a zeroed or failed scratch is fine). */
+void gptoss_sampler_scratch_free(struct gptoss_sampler_scratch* scratch);
 
 /* How the context should pick the next token with this sampler (NULL = greedy). */
 enum gptoss_sampler_mode {

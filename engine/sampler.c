@@ -104,6 +104,26 @@ enum gptoss_sampler_mode gptoss_sampler_get_mode(const struct gptoss_sampler* s)
 
 /* ---- host path ---------------------------------------------------------------------- */
 
+int gptoss_sampler_scratch_init(struct gptoss_sampler_scratch* scratch, uint32_t vocabulary_size) {
+    memset(scratch, 0, sizeof(*scratch));
+    scratch->vocabulary_size = vocabulary_size;
+    scratch->index = malloc((size_t) vocabulary_size * sizeof(uint32_t));
+    scratch->prob = malloc((size_t) vocabulary_size * sizeof(double));
+    scratch->count = calloc(vocabulary_size, sizeof(uint32_t));
+    if (scratch->index == NULL || scratch->prob == NULL || scratch->count == NULL) {
+        gptoss_sampler_scratch_free(scratch);
+        return -1;
+    }
+    return 0;
+}
+
+void gptoss_sampler_scratch_free(struct gptoss_sampler_scratch* scratch) {
+    free(scratch->index);
+    free(scratch->prob);
+    free(scratch->count);
+    memset(scratch, 0, sizeof(*scratch));
+}
+
 /* Larger logit first; NaN below everything; ties by lower id. */
 static int before(float a, uint32_t ia, float b, uint32_t ib) {
     const int na = a != a, nb = b != b;
