@@ -29,6 +29,7 @@ struct gptoss_sampler {
 #define GPTOSS_SAMPLER_BUCKETS 4096u
 struct gptoss_sampler_bucket {
     double mass;     /* sum of exp(z) over its ids (far bucket: unused) */
+    double scale;    /* exp(-b w): its ids' exp(z) over their polynomial values */
     uint32_t head;   /* first id of its list (next[] links the others) */
     uint32_t count;  /* ids in it */
     uint32_t first;  /* position of its first id in the draw order */

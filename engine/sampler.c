@@ -1,7 +1,8 @@
 /* Samplers: temperature, top-k, top-p (nucleus), presence/frequency penalties and a seeded
  * Squares32 draw. Plain temperature sampling runs on the backend (f32_softmax + f32_sample);
  * anything else copies the logits to the host (engine/context.c) and uses
- * gptoss_sampler_pick_host. */
+ * gptoss_sampler_pick_host (below "host path": what a draw is, and how it is made fast
+ * without changing a single token). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,33 +111,38 @@ enum gptoss_sampler_mode gptoss_sampler_get_mode(const struct gptoss_sampler* s)
  *     returns it; so does a maximum m that is not finite (+inf, or only -inf and NaN);
  *  3. candidates: the ids with z = ((double) logit - m) * (1 / (double) T) > -745 (exp(z) > 0
  *     in double; NaN is out), in draw order: by logit descending, ties by lower id, when
- *     top-k or top-p is on, else by id; top-k keeps the first k of them;
+ *     top-k or top-p is on, else by id; top-k keeps the first k (z is monotone in the logit:
+ *     the candidates are a prefix of the sorted ids, so this is "the k best, then z > -745");
  *  4. p_i = exp(z_i) (libm) and C_k = (((p_1 + p_2) + p_3) + ... + p_k) in double;
  *  5. top-p keeps the first K candidates, K = min { k : C_k >= top_p * C_n };
  *  6. u = (squares32(rng_offset, seed + GPTOSS_SAMPLER_SEED_OFFSET) & 0xFFFFFF) * 2^-24; the
  *     token is candidate number min { i : C_i > u * C_K }.
- * Done literally with top-p at full vocabulary, step 3 sorts 201,088 ids (~50 ms with qsort)
- * and step 4 calls exp 201,088 times (~1 ms). The bucketed path finds the same K and the same
- * token while sorting and exponentiating only the ids near them:
+ * pick_exact does steps 4-6 literally. With top-p at full vocabulary step 3 would sort
+ * 201,088 ids (~50 ms with qsort) and step 4 call exp 201,088 times (~1 ms), so:
  *
- *  - Buckets of z: bucket b < B (B = GPTOSS_SAMPLER_BUCKETS) holds z in (-(b + 1) w, -b w], w
- *    a power of two <= 1/64 with B w above the span of z (or 1/64); z <= -B w goes to the far
- *    bucket B. z is monotone in the logit, so the buckets follow the draw order and each
- *    holds consecutive positions; a bucket is sorted (ids gathered in increasing order, a
- *    stable radix sort on the logit's bits) only when a boundary (the k-th, the K-th or the
- *    drawn candidate) falls in it.
+ *  - top-k <= TOP_K_DIRECT: the k best by a heap of integer (key, id) ranks (blocks of ids
+ *    whose best key cannot enter are skipped), then pick_exact on them.
+ *  - Otherwise buckets of z: bucket b < B (B = GPTOSS_SAMPLER_BUCKETS) holds z in
+ *    (-(b + 1) w, -b w], w a power of two <= 1/64 with B w above the span of z (else 1/64);
+ *    z <= -B w goes to the far bucket B. z is monotone in the logit, so the buckets follow
+ *    the draw order and each holds consecutive positions; a bucket is sorted (ids gathered in
+ *    increasing order, a stable radix sort on the logit's bits) only when a boundary (the k-th,
+ *    the K-th or the drawn candidate) falls in it. By id (top-k and top-p off) the prefix
+ *    masses are summed block by block instead.
  *  - Masses without an exp per id: d = z + b w is exact (Sterbenz) and in (-w, 0], so
- *    exp(z) = exp(-b w) exp(d), exp(d) by its degree-6 Taylor polynomial (truncation < 5e-17,
- *    rounding < 2e-15 relative), exp(-b w) by libm once per bucket.
+ *    exp(z) = exp(-b w) exp(d), exp(d) by its degree-6 Taylor polynomial (truncation < 5e-17;
+ *    rounding: 1.6e-16 relative at most over 2e7 points against expl), exp(-b w) by libm once
+ *    per bucket.
  *  - Certified decisions: Q, a prefix sum of these masses in any order, and the draw's C of the
  *    same prefix satisfy |C - Q| <= R Q with R = 4 (n + B + 64) 2^-53 + 2^-40 (n candidates:
- *    the recursive-summation bound n 2^-53 of each sum, with margin; 2^-40 covers the error per
- *    id: polynomial, libm's exp within 8 ulp, products); a far id adds at most 2^-92 > e^-64.
- *    K is taken only when hi(Q_{K-1}) < lo(top_p C_n) and lo(Q_K) >= hi(top_p C_n), the drawn
- *    I only when hi(Q_{I-1}) <= lo(u C_K) and lo(Q_I) > hi(u C_K) (products rounded: 2^-50
- *    more); C is nondecreasing, so the definition's K and I are these. Otherwise (an exact tie
- *    at a boundary, as with equal logits, a boundary within ~1e-10 relative, or one in the far
- *    bucket) the exact path sorts every candidate, bucket by bucket, and runs steps 4-6. */
+ *    the recursive-summation bound, about n 2^-53, of each sum, with margin; 2^-40 covers the
+ *    error per id: polynomial, libm's exp within 8 ulp (glibc: < 1), products); a far id adds
+ *    0 to 2^-92 > e^-64. K is taken only when hi(Q_{K-1}) < lo(top_p C_n) and lo(Q_K) >=
+ *    hi(top_p C_n), the drawn I only when hi(Q_{I-1}) <= lo(u C_K) and lo(Q_I) > hi(u C_K)
+ *    (the rounded products: 2^-50 more); C is nondecreasing, so the definition's K and I are
+ *    these. Otherwise (an exact tie at a boundary, as with equal logits, a boundary within
+ *    ~1e-10 relative, or one among the far ids) the exact path puts every candidate in draw
+ *    order and runs pick_exact. */
 
 #define NUM_BUCKETS GPTOSS_SAMPLER_BUCKETS
 #define FAR_SPAN 64.0           /* B w at most: z <= -64 is far */
@@ -299,6 +305,9 @@ struct buckets {
     const float* logits;
     double m, inv_t;       /* z = ((double) logit - m) * inv_t */
     double w;              /* bucket width in z */
+    uint32_t max_bits;     /* the largest logit's bits */
+    uint32_t near_key;     /* keys up to this are in a bucket b < B */
+    uint32_t valid_key;    /* keys up to this are candidates (z > -745) */
     uint32_t n;            /* candidates (positions 0..n-1 of the draw order) */
     uint32_t last;         /* bucket of position n - 1 */
     uint32_t sorted[3];    /* buckets already sorted into sc->order */
@@ -356,12 +365,19 @@ VOCABULARY_LOOP static void classify(const float* logits, uint32_t len, uint32_t
     }
 }
 
+enum { BLOCK = 512 }; /* ids per classify call */
+
+static void classify_block(const struct buckets* bk, uint32_t i0, uint32_t len, int32_t* bucket_out,
+                           double* mass_out) {
+    classify(bk->logits + i0, len, bk->max_bits, bk->m, bk->inv_t, bk->w, bk->near_key, bk->valid_key, bucket_out,
+             mass_out);
+}
+
 /* Puts the candidates in buckets: per bucket its list of ids, count, first position and
  * mass (for b < B: exp(-b w) times the sum of bucket_mass). max_key, min_key: the keys of
  * the largest and the smallest logit. */
 static void fill_buckets(struct buckets* bk, const struct gptoss_sampler* s, uint32_t max_key, uint32_t min_key) {
     struct gptoss_sampler_scratch* sc = bk->sc;
-    const float* logits = bk->logits;
     const uint32_t V = sc->vocabulary_size;
     const double zspan = (bk->m - (double) key_logit(min_key)) * bk->inv_t; /* = -(smallest z), exactly */
     double w = 1.0 / 64.0;
@@ -370,19 +386,18 @@ static void fill_buckets(struct buckets* bk, const struct gptoss_sampler* s, uin
     }
     bk->w = w;
     bk->num_sorted = 0;
-    const uint32_t near_key = last_key(bk, max_key, 1.0 / w, 1), valid_key = last_key(bk, max_key, 1.0 / w, 0);
+    bk->near_key = last_key(bk, max_key, 1.0 / w, 1);
+    bk->valid_key = last_key(bk, max_key, 1.0 / w, 0);
+    const float max_logit = key_logit(max_key);
+    memcpy(&bk->max_bits, &max_logit, sizeof(bk->max_bits));
     struct gptoss_sampler_bucket* bucket = sc->buckets;
     uint32_t* next = sc->next;
     for (uint32_t b = 0; b <= NUM_BUCKETS + 1; b++) bucket[b] = (struct gptoss_sampler_bucket){.head = NO_ID};
-    const float max_logit = key_logit(max_key);
-    uint32_t max_bits;
-    memcpy(&max_bits, &max_logit, sizeof(max_bits));
-    enum { BLOCK = 512 };
     int32_t block_bucket[BLOCK];
     double block_mass[BLOCK];
     for (uint32_t i0 = 0; i0 < V; i0 += BLOCK) {
         const uint32_t len = V - i0 < BLOCK ? V - i0 : BLOCK;
-        classify(logits + i0, len, max_bits, bk->m, bk->inv_t, w, near_key, valid_key, block_bucket, block_mass);
+        classify_block(bk, i0, len, block_bucket, block_mass);
         for (uint32_t j = 0; j < len; j++) {
             struct gptoss_sampler_bucket* bj = &bucket[block_bucket[j]];
             bj->mass += block_mass[j];
@@ -398,7 +413,10 @@ static void fill_buckets(struct buckets* bk, const struct gptoss_sampler* s, uin
     }
     bk->n = s->top_k != 0 && s->top_k < pos ? s->top_k : pos;
     for (uint32_t b = 0; b <= NUM_BUCKETS; b++) {
-        if (b < NUM_BUCKETS && bucket[b].count != 0) bucket[b].mass *= exp(-(double) b * w);
+        if (b < NUM_BUCKETS && bucket[b].count != 0) {
+            bucket[b].scale = exp(-(double) b * w);
+            bucket[b].mass *= bucket[b].scale;
+        }
         if (bucket[b].first + bucket[b].count >= bk->n) {
             bk->last = b;
             break;
@@ -442,7 +460,7 @@ static int find_crossing(struct buckets* bk, uint32_t end, double x, int strict,
         }
         const uint32_t* ids = bucket_ids(bk, b);
         const uint32_t lim = last ? end - first : count;
-        const double scale = exp(-(double) b * bk->w);
+        const double scale = sc->buckets[b].scale;
         double ysum = 0.0, before = acc, at = acc;
         uint32_t j = 0;
         for (; j < lim; j++) {
@@ -480,7 +498,7 @@ static uint32_t pick_bucketed(struct buckets* bk, float top_p, double u) {
         find_crossing(bk, n, INFINITY, 0, &c); /* walks the sorted last bucket */
         total = c.at;
     }
-    double t_mid = total + far, t_lo = total * lo, t_hi = (total + far) * hi;
+    double t_mid = total, t_lo = total * lo, t_hi = (total + far) * hi;
     uint32_t keep = n;
     if (top_p < 1.0f) {
         struct crossing c;
@@ -495,6 +513,57 @@ static uint32_t pick_bucketed(struct buckets* bk, float top_p, double u) {
     if (!find_crossing(bk, keep, u * t_mid, 1, &c)) return NO_ID;
     if (!(c.before * hi <= u * t_lo * x_lo && c.at * lo > u * t_hi * x_hi)) return NO_ID;
     return sc->order[c.pos];
+}
+
+/* Step 6 when the draw order is by id (top-k and top-p off): the first id whose prefix mass
+ * exceeds u C_n, found block by block (masses recomputed, times each bucket's scale); the
+ * prefix intervals add up to FAR_MASS per far id. NO_ID when the intervals do not decide it. */
+static uint32_t pick_by_id(struct buckets* bk, double u) {
+    const struct gptoss_sampler_scratch* sc = bk->sc;
+    const struct gptoss_sampler_bucket* bucket = sc->buckets;
+    const double R = 4.0 * ((double) bk->n + NUM_BUCKETS + 64) * 0x1p-53 + 0x1p-40, lo = 1.0 - R, hi = 1.0 + R;
+    double total = 0.0;
+    for (uint32_t b = 0; b < NUM_BUCKETS; b++) total += bucket[b].mass; /* empty buckets: 0 */
+    const double far_total = (double) bucket[NUM_BUCKETS].count * FAR_MASS;
+    const double x = u * total, x_lo = u * total * lo * (1.0 - 0x1p-50), x_hi = u * (total + far_total) * hi * (1.0 + 0x1p-50);
+    int32_t block_bucket[BLOCK];
+    double block_mass[BLOCK];
+    double acc = 0.0;  /* mass of the ids before the block, far ones as 0 */
+    uint32_t far = 0;  /* far ids before the block */
+    for (uint32_t i0 = 0; i0 < sc->vocabulary_size; i0 += BLOCK) {
+        const uint32_t len = sc->vocabulary_size - i0 < BLOCK ? sc->vocabulary_size - i0 : BLOCK;
+        classify_block(bk, i0, len, block_bucket, block_mass);
+        double sum = 0.0;
+        uint32_t block_far = 0;
+        for (uint32_t j = 0; j < len; j++) {
+            const uint32_t b = (uint32_t) block_bucket[j];
+            if (b < NUM_BUCKETS) sum += block_mass[j] * bucket[b].scale;
+            block_far += b == NUM_BUCKETS;
+        }
+        if (!(acc + sum > x)) {
+            acc += sum;
+            far += block_far;
+            continue;
+        }
+        double part = 0.0;
+        for (uint32_t j = 0; j < len; j++) { /* the id that crosses x */
+            const uint32_t b = (uint32_t) block_bucket[j];
+            if (b > NUM_BUCKETS) continue; /* not a candidate */
+            const double before = acc + part;
+            const uint32_t far_before = far;
+            if (b == NUM_BUCKETS) { /* widens the intervals after it; never certified itself */
+                far++;
+                continue;
+            }
+            part += block_mass[j] * bucket[b].scale;
+            if (acc + part > x) {
+                const int decided = (before + (double) far_before * FAR_MASS) * hi <= x_lo && (acc + part) * lo > x_hi;
+                return decided ? i0 + j : NO_ID;
+            }
+        }
+        break; /* the block's sum crossed x, none of its prefixes did (rounding) */
+    }
+    return NO_ID;
 }
 
 /* Draw order of ids as one integer: (key, id). */
@@ -571,14 +640,6 @@ uint32_t gptoss_sampler_pick_host(const struct gptoss_sampler* s, float* logits,
     const uint32_t word = gptoss_engine_squares32(rng_offset, s->seed + GPTOSS_SAMPLER_SEED_OFFSET);
     const double u = (double) (word & 0xFFFFFFu) * 0x1.0p-24;
 
-    if (s->top_p == 1.0f && s->top_k == 0) { /* by id: no sorting */
-        uint32_t n = 0;
-        for (uint32_t i = 0; i < V; i++) {
-            if (((double) logits[i] - m) * inv_t > -745.0) scratch->order[n++] = i;
-        }
-        return pick_exact(scratch->order, n, logits, m, inv_t, s->top_p, u, scratch->prob);
-    }
-
     if (s->top_k != 0 && s->top_k <= TOP_K_DIRECT && s->top_k < V) { /* a few candidates: exact */
         first_k(logits, V, s->top_k, scratch->top, scratch->order);
         uint32_t n = 0;
@@ -588,15 +649,23 @@ uint32_t gptoss_sampler_pick_host(const struct gptoss_sampler* s, float* logits,
 
     struct buckets bk = {.sc = scratch, .logits = logits, .m = m, .inv_t = inv_t};
     fill_buckets(&bk, s, max_key, min_key);
-    const uint32_t id = pick_bucketed(&bk, s->top_p, u);
+    const int by_id = s->top_p == 1.0f && s->top_k == 0;
+    const uint32_t id = by_id ? pick_by_id(&bk, u) : pick_bucketed(&bk, s->top_p, u);
     if (id != NO_ID) {
         scratch->fast_draws++;
         return id;
     }
     /* exact path: every candidate in draw order */
+    scratch->fallback_draws++;
+    if (by_id) {
+        uint32_t n = 0;
+        for (uint32_t i = 0; i < V; i++) {
+            if (((double) logits[i] - m) * inv_t > -745.0) scratch->order[n++] = i;
+        }
+        return pick_exact(scratch->order, n, logits, m, inv_t, s->top_p, u, scratch->prob);
+    }
     for (uint32_t b = 0; b <= bk.last; b++) {
         if (scratch->buckets[b].count != 0) bucket_ids(&bk, b);
     }
-    scratch->fallback_draws++;
     return pick_exact(scratch->order, bk.n, logits, m, inv_t, s->top_p, u, scratch->prob);
 }

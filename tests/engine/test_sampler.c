@@ -309,23 +309,25 @@ static void test_random(uint32_t V, unsigned iterations) {
 
 /* ---- near ties ------------------------------------------------------------------------------- */
 
-/* The draw's prefix sums C_1..C_n over all V ids (oracle order and arithmetic; all valid). */
-static void prefix_sums(const float* x, uint32_t V, double inv_t, double* C, uint32_t* ids) {
+/* The draw's prefix sums C_1..C_n over all V ids (oracle arithmetic; all valid), in draw
+ * order (by_id = 0: sorted; 1: by id). */
+static void prefix_sums(const float* x, uint32_t V, double inv_t, int by_id, double* C, uint32_t* ids) {
     for (uint32_t i = 0; i < V; i++) ids[i] = i;
     sort_values = x;
     qsort(ids, V, sizeof(uint32_t), cmp_desc);
     const double m = (double) x[ids[0]];
     double cum = 0.0;
     for (uint32_t i = 0; i < V; i++) {
-        cum += exp(((double) x[ids[i]] - m) * inv_t);
+        cum += exp(((double) x[by_id ? i : ids[i]] - m) * inv_t);
         C[i] = cum;
     }
 }
 
 /* Tunes the total C_n (two "tuner" ids last in the draw order) until fraction * C_n equals
  * a prefix sum C_k as nearly as floats allow, then draws with the tie and gaps around it.
- * mode 0: top-p = fraction, the boundary of the nucleus; mode 1:
- * top-k = V, top-p off, an offset whose u is the fraction: the boundary of the drawn id. */
+ * mode 0: top-p = fraction, the boundary of the nucleus; mode 1: top-k = V, top-p off, an
+ * offset whose u is the fraction: the boundary of the drawn id; mode 2: the same by id
+ * (top-k and top-p off; the tuners are the last ids). */
 static void near_tie(uint32_t V, int mode) {
     float* x = malloc(V * sizeof(float));
     double* C = malloc(V * sizeof(double));
@@ -340,7 +342,7 @@ static void near_tie(uint32_t V, int mode) {
     for (uint32_t i = 0; i < head; i++) smallest = fmin(smallest, exp(((double) x[i] - m) * inv_t));
     x[tuner1] = (float) (m + t * log(0.1 * smallest));
     x[tuner2] = (float) (m + t * log(1e-6 * smallest));
-    prefix_sums(x, V, inv_t, C, ids);
+    prefix_sums(x, V, inv_t, mode == 2, C, ids);
 
     uint64_t offset = 0;
     double fraction;
@@ -350,7 +352,7 @@ static void near_tie(uint32_t V, int mode) {
         s.top_p = (float) (C[k - 1] / C[V - 1]);
         fraction = (double) s.top_p;
     } else {
-        s.top_k = V;
+        s.top_k = mode == 1 ? V : 0;
         for (offset = 1;; offset++) { /* an offset whose boundary is within the tuners' reach */
             const uint32_t word = gptoss_engine_squares32(offset, s.seed + GPTOSS_SAMPLER_SEED_OFFSET);
             fraction = (double) (word & 0xFFFFFFu) * 0x1.0p-24;
@@ -367,12 +369,14 @@ static void near_tie(uint32_t V, int mode) {
         const double lacking = C[k - 1] / fraction - C[V - 1];
         const double mass = exp(((double) x[tuner] - m) * inv_t) + lacking;
         x[tuner] = (float) (m + t * log(mass));
-        prefix_sums(x, V, inv_t, C, ids);
+        prefix_sums(x, V, inv_t, mode == 2, C, ids);
     }
     /* the tie itself (tuner2 over its neighbouring floats), then gaps of +-10^-16 .. 10^-8 of
      * C_n (tuner2 below 10^-11, else tuner1), so that some are decided by the buckets */
     const float tuned1 = x[tuner1], tuned2 = x[tuner2];
-    const char* what = mode == 0 ? "near tie (top-p boundary)" : "near tie (drawn boundary)";
+    static const char* names[] = {"near tie (top-p boundary)", "near tie (drawn boundary)",
+                                  "near tie (drawn boundary, by id)"};
+    const char* what = names[mode];
     float v = tuned2;
     for (int step = 0; step < 8; step++) v = nextafterf(v, -INFINITY);
     for (int step = 0; step < 17; step++, v = nextafterf(v, INFINITY)) {
@@ -441,8 +445,7 @@ static void run_small(void) {
 static void run_real(void) { test_random(201088, 60); }
 static void run_near_ties(void) {
     for (int i = 0; i < 40; i++) {
-        near_tie(50 + below(400), 0);
-        near_tie(50 + below(400), 1);
+        for (int mode = 0; mode < 3; mode++) near_tie(50 + below(400), mode);
     }
 }
 
