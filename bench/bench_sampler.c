@@ -5,15 +5,19 @@
  *   flat    N(0, 1) for every token: the shape of the random models (`make-model`), whose
  *           nucleus holds most of the vocabulary (top-p 0.9 at T = 1: ~120,000 tokens);
  *   peaked  N(0, 2^2) for every token, and 64 likely tokens at 20 - 0.4 j + N(0, 0.3^2):
- *           a trained model's shape, the top token ~35% at T = 1, a nucleus of a few tokens.
+ *           a trained model's shape, the top token ~35% at T = 1, a nucleus of a few tokens;
+ *
+ * and last the worst case: equal logits with top-p 0.5, a tie at the nucleus boundary that
+ * every draw hands to the exact path.
  *
  *   bench_sampler [-n DRAWS] [-s SEED] [--filter SUBSTR]
  *
  * Per row: the logits are copied back before each draw (outside the timed region: the
- * penalties modify them), the draw's rng offset advances, and the median, min and max of
- * DRAWS timed draws (CLOCK_MONOTONIC) are printed in microseconds. top-p 1.0 without
- * top-k and without penalties is plain temperature sampling, which the engine runs on
- * the backend (f32_softmax + f32_sample); its host row is here for comparison. */
+ * penalties modify them), the draw's rng offset advances; printed: the median, min and max
+ * of DRAWS timed draws (CLOCK_MONOTONIC) in microseconds and how many draws the bucketed
+ * path handed to the exact one (engine/sampler.c; "-": a path without buckets). top-p 1.0
+ * without top-k and without penalties is plain temperature sampling, which the engine runs
+ * on the backend (f32_softmax + f32_sample); its host row is here for comparison. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -66,6 +70,35 @@ static void cpu_name(char* out, size_t size) {
     fclose(f);
 }
 
+/* One row: DRAWS timed draws of s on a copy of values; 0 on success. */
+static int run_row(const char* name, const float* values, const struct gptoss_sampler* s, const uint32_t* history,
+                   size_t history_size, unsigned draws, const char* filter, float* logits, double* times,
+                   struct gptoss_sampler_scratch* scratch) {
+    char row[160];
+    snprintf(row, sizeof(row), "%-7s %5.2f %5.2f %5u %9s", name, (double) s->temperature, (double) s->top_p, s->top_k,
+             history_size != 0 ? "0.5/0.5" : "-");
+    if (filter != NULL && strstr(row, filter) == NULL) return 0;
+    const uint64_t fast = scratch->fast_draws, fallback = scratch->fallback_draws;
+    for (unsigned r = 0; r < draws; r++) {
+        memcpy(logits, values, VOCAB * sizeof(float));
+        const double t0 = now_us();
+        const uint32_t id = gptoss_sampler_pick_host(s, logits, history, history_size, 1000 + r, scratch);
+        times[r] = now_us() - t0;
+        if (id >= VOCAB) {
+            fprintf(stderr, "bench_sampler: draw returned id %u\n", id);
+            return 1;
+        }
+    }
+    qsort(times, draws, sizeof(double), cmp_double);
+    char fallbacks[32] = "-";
+    if (scratch->fast_draws + scratch->fallback_draws != fast + fallback) {
+        snprintf(fallbacks, sizeof(fallbacks), "%llu", (unsigned long long) (scratch->fallback_draws - fallback));
+    }
+    printf("%s %10.1f %10.1f %10.1f %9s\n", row, times[draws / 2], times[0], times[draws - 1], fallbacks);
+    fflush(stdout);
+    return 0;
+}
+
 int main(int argc, char** argv) {
     unsigned draws = 101;
     uint64_t seed = 1;
@@ -108,8 +141,8 @@ int main(int argc, char** argv) {
     char cpu[256];
     cpu_name(cpu, sizeof(cpu));
     printf("host sampler, V = %u, %u draws per row, seed %llu, %s\n", VOCAB, draws, (unsigned long long) seed, cpu);
-    printf("%-7s %5s %5s %5s %9s %10s %10s %10s\n", "logits", "temp", "top_p", "top_k", "penalty", "median_us",
-           "min_us", "max_us");
+    printf("%-7s %5s %5s %5s %9s %10s %10s %10s %9s\n", "logits", "temp", "top_p", "top_k", "penalty", "median_us",
+           "min_us", "max_us", "fallbacks");
 
     const struct {
         const char* name;
@@ -120,36 +153,24 @@ int main(int argc, char** argv) {
     for (size_t d = 0; d < 2; d++) {
         for (size_t ti = 0; ti < 2; ti++) {
             for (size_t pi = 0; pi < 3; pi++) {
-                for (size_t ki = 0; ki < 3; ki++) {
-                    /* ki == 2: top-k off with presence and frequency penalties 0.5 over 64 tokens */
-                    const int penalties = ki == 2;
-                    if (penalties && !(ti == 1 && pi == 2)) continue;
-                    struct gptoss_sampler s = {.temperature = temps[ti], .top_p = top_ps[pi],
-                                               .top_k = penalties ? 0 : top_ks[ki],
-                                               .presence_penalty = penalties ? 0.5f : 0.0f,
-                                               .frequency_penalty = penalties ? 0.5f : 0.0f, .seed = seed};
-                    char row[160];
-                    snprintf(row, sizeof(row), "%-7s %5.2f %5.2f %5u %9s", dists[d].name, (double) s.temperature,
-                             (double) s.top_p, s.top_k, penalties ? "0.5/0.5" : "-");
-                    if (filter != NULL && strstr(row, filter) == NULL) continue;
-                    for (unsigned r = 0; r < draws; r++) {
-                        memcpy(logits, dists[d].values, VOCAB * sizeof(float));
-                        const double t0 = now_us();
-                        const uint32_t id = gptoss_sampler_pick_host(&s, logits, history, penalties ? 64 : 0,
-                                                                     1000 + r, &scratch);
-                        times[r] = now_us() - t0;
-                        if (id >= VOCAB) {
-                            fprintf(stderr, "bench_sampler: draw returned id %u\n", id);
-                            return 1;
-                        }
+                for (size_t ki = 0; ki < 2; ki++) {
+                    const struct gptoss_sampler s = {.temperature = temps[ti], .top_p = top_ps[pi], .top_k = top_ks[ki],
+                                                     .seed = seed};
+                    if (run_row(dists[d].name, dists[d].values, &s, NULL, 0, draws, filter, logits, times, &scratch)) {
+                        return 1;
                     }
-                    qsort(times, draws, sizeof(double), cmp_double);
-                    printf("%s %10.1f %10.1f %10.1f\n", row, times[draws / 2], times[0], times[draws - 1]);
-                    fflush(stdout);
                 }
             }
         }
+        /* presence and frequency penalties 0.5 over 64 tokens, top-k and top-p off */
+        const struct gptoss_sampler s = {.temperature = 1.0f, .top_p = 1.0f, .presence_penalty = 0.5f,
+                                         .frequency_penalty = 0.5f, .seed = seed};
+        if (run_row(dists[d].name, dists[d].values, &s, history, 64, draws, filter, logits, times, &scratch)) return 1;
     }
+    /* the worst case: equal logits, the nucleus boundary an exact tie (every draw exact) */
+    memset(flat, 0, VOCAB * sizeof(float));
+    const struct gptoss_sampler s = {.temperature = 1.0f, .top_p = 0.5f, .seed = seed};
+    if (run_row("equal", flat, &s, NULL, 0, draws, filter, logits, times, &scratch)) return 1;
     gptoss_sampler_scratch_free(&scratch);
     free(flat);
     free(peaked);
