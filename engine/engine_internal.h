@@ -27,6 +27,7 @@ struct gptoss_sampler {
  * the buckets GPTOSS_SAMPLER_BUCKETS + 2: the buckets of z, the far one and one for the ids
  * that are not candidates (engine/sampler.c says how they are used). */
 #define GPTOSS_SAMPLER_BUCKETS 4096u
+#define GPTOSS_SAMPLER_TOP_K_DIRECT 256u /* top-k up to this takes the k best directly */
 struct gptoss_sampler_bucket {
     double mass;     /* sum of exp(z) over its ids (far bucket: unused) */
     double scale;    /* exp(-b w): its ids' exp(z) over their polynomial values */

@@ -148,7 +148,7 @@ enum gptoss_sampler_mode gptoss_sampler_get_mode(const struct gptoss_sampler* s)
 #define FAR_SPAN 64.0           /* B w at most: z <= -64 is far */
 #define FAR_MASS 0x1p-92        /* > exp(-64) = 1.6e-28: the most a far id weighs */
 #define NO_ID UINT32_MAX
-#define TOP_K_DIRECT 256u       /* top-k up to this: the k best by a heap, then the exact path */
+#define TOP_K_DIRECT GPTOSS_SAMPLER_TOP_K_DIRECT /* the k best by a heap, then the exact path */
 
 int gptoss_sampler_scratch_init(struct gptoss_sampler_scratch* scratch, uint32_t vocabulary_size) {
     memset(scratch, 0, sizeof(*scratch));
