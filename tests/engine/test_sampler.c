@@ -8,11 +8,13 @@
  *    largest float below 1; top-k off, 1, 2, 40, random, V and above; penalties with
  *    histories (repeated ids, ids >= V); random seeds and offsets;
  *  - near ties: logits tuned (two "tuner" ids at the end of the draw order) until top_p * C_n,
- *    or u * C_n, equals a prefix sum C_k to the last bits, then swept over neighbouring
- *    float values of the tuner: the draw's rounding decides these, so the bucketed path
- *    must hand them to the exact one.
- * Both paths must run (the scratch counts the draws each decided). Guard words after the
- * logits; the penalty counts must be zero after every draw.
+ *    or u * C_n, equals a prefix sum C_k to the last bits (nucleus boundary, drawn boundary
+ *    sorted and by id), then swept over the tuner's neighbouring floats (the draw's rounding
+ *    decides these: the bucketed path must hand them to the exact one) and over gaps of
+ *    1e-16 .. 1e-8 of the total (some decided by the buckets).
+ * The bucketed path and its hand-over to the exact path must both run (the scratch counts
+ * them; printed per section). Guard words after the logits; the penalty counts must be
+ * zero after every draw. With the error intervals set to zero the near ties fail.
  * Usage: test_sampler [SEED] (default: from the clock; printed). */
 #include <float.h>
 #include <math.h>
