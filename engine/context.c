@@ -238,9 +238,7 @@ static void context_free(struct gptoss_context* c) {
     }
     free(c->tokens);
     free(c->host_logits);
-    free(c->scratch.index);
-    free(c->scratch.prob);
-    free(c->scratch.count);
+    gptoss_sampler_scratch_free(&c->scratch);
     free(c->prof);
     for (int i = 0; i < 2; i++) gptoss_graph_release(c->graphs[i]);
     if (c->model != NULL) gptoss_model_release(c->model);
@@ -323,12 +321,9 @@ enum gptoss_status gptoss_context_create(gptoss_model_t model, size_t context_le
 
     c->tokens = calloc(context_length, sizeof(uint32_t));
     c->host_logits = malloc(V * sizeof(float));
-    c->scratch.vocabulary_size = (uint32_t) V;
-    c->scratch.index = malloc(V * sizeof(uint32_t));
-    c->scratch.prob = malloc(V * sizeof(double));
-    c->scratch.count = calloc(V, sizeof(uint32_t));
-    if (c->tokens == NULL || c->host_logits == NULL || c->scratch.index == NULL || c->scratch.prob == NULL ||
-        c->scratch.count == NULL || (profile && (c->prof = calloc(1, sizeof(*c->prof))) == NULL)) {
+    const int scratch_failed = gptoss_sampler_scratch_init(&c->scratch, (uint32_t) V) != 0;
+    if (c->tokens == NULL || c->host_logits == NULL || scratch_failed ||
+        (profile && (c->prof = calloc(1, sizeof(*c->prof))) == NULL)) {
         st = gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate the context's host buffers (%zu tokens)",
                          context_length);
         goto fail;
