@@ -18,7 +18,7 @@
 #include "model.h"
 
 /* The MoE of a group of rows goes through the prefill (expert-grouped) kernels from this
- * many rows on; fewer rows use the decode kernels. Overridable with $GPTOSS_MOE_DENSE_ROWS.
+ * many rows on; fewer rows use the decode kernels (params.moe_dense_min_rows overrides it).
  * CPU: the decode kernels group the pairs by expert themselves and were faster up to 128
  * rows on a 20b-shaped model (2 threads, AVX2: pp128 4.3-10.4 vs 2.8-5.4 tok/s), slower at
  * 256 (4.2 vs 5.9). CUDA: not measured yet. */
@@ -43,7 +43,7 @@ struct gptoss_context {
     uint32_t moe_dense_min_rows;
     /* the fused kernels (bit-identical to the calls they replace): the MoE gate
      * (gptoss_f32_bf16w_rmsnorm_matmul_topk) and, on the decode path, the MoE accumulate with
-     * the RMSNorm after it (gptoss_f32_accumulate_bf16w_rmsnorm); $GPTOSS_FUSED_OPS=0: off */
+     * the RMSNorm after it (gptoss_f32_accumulate_bf16w_rmsnorm); params.fused_ops */
     int fused_ops;
 
     uint32_t* tokens;         /* host [max_tokens] */
@@ -71,10 +71,10 @@ struct gptoss_context {
     float* prob_sum;          /* [1] */
     uint32_t* sampled;        /* [1] */
 
-    struct gptoss_profile* prof; /* NULL unless $GPTOSS_PROFILE (engine_internal.h) */
+    struct gptoss_profile* prof; /* NULL unless params.profile */
 
     /* CUDA decode steps as recorded graphs (see decode_step_graph); NULL when the backend
-     * cannot record, with $GPTOSS_CUDA_GRAPHS=0, or while profiling */
+     * cannot record, without params.graphs, or while profiling */
     gptoss_graph_t graphs[2]; /* slot = position % 2 */
     size_t graph_pos[2];      /* position recorded in each slot, or SIZE_MAX */
 };
@@ -92,7 +92,7 @@ static enum gptoss_status fail_with_context(enum gptoss_status st, const char* w
         if (st_ != gptoss_status_success) return fail_with_context(st_, what); \
     } while (0)
 
-/* ---- profile ($GPTOSS_PROFILE, engine_internal.h) ------------------------------------ */
+/* ---- profile (params.profile, engine.h) --------------------------------------------- */
 
 #define PROF_MAX_ENTRIES 48
 enum { PROF_PREFILL = 0, PROF_DECODE = 1 };
@@ -172,9 +172,11 @@ static inline void prof_phase_add(struct gptoss_context* c, uint64_t t0) {
     c->prof->phase_ns[c->prof->phase] += prof_now_ns() - t0;
 }
 
-void gptoss_context_reset_profile(gptoss_context_t c) {
-    if (c == NULL || c->prof == NULL) return;
-    memset(c->prof, 0, sizeof(*c->prof));
+enum gptoss_status gptoss_context_reset_profile(gptoss_context_t c) {
+    gptoss_clear_error();
+    if (c == NULL) return gptoss_fail(gptoss_status_invalid_argument, "context is NULL");
+    if (c->prof != NULL) memset(c->prof, 0, sizeof(*c->prof));
+    return gptoss_status_success;
 }
 
 /* One row: ms per token over the phase's forward rows, % of the phase's wall time. */
@@ -187,10 +189,13 @@ static void prof_row(FILE* f, int ph, const char* name, const char* calls, uint6
             phase_ns > 0 ? 100.0 * (double) ns / (double) phase_ns : 0.0);
 }
 
-void gptoss_context_print_profile(gptoss_context_t c, FILE* f) {
-    if (c == NULL || c->prof == NULL || f == NULL) return;
+enum gptoss_status gptoss_context_print_profile(gptoss_context_t c, FILE* f) {
+    gptoss_clear_error();
+    if (c == NULL) return gptoss_fail(gptoss_status_invalid_argument, "context is NULL");
+    if (f == NULL) return gptoss_fail(gptoss_status_invalid_argument, "f is NULL");
+    if (c->prof == NULL) return gptoss_status_success;
     const struct gptoss_profile* p = c->prof;
-    fprintf(f, "profile ($GPTOSS_PROFILE): host wall time, backend synchronised around every call\n");
+    fprintf(f, "profile: host wall time, backend synchronised around every call\n");
     fprintf(f, "%-7s  %-34s %7s %11s %10s %7s\n", "phase", "kernel", "calls", "total ms", "ms/token", "% phase");
     for (int ph = 0; ph < 2; ph++) {
         if (p->batches[ph] == 0 && p->phase_ns[ph] == 0) continue;
@@ -217,6 +222,7 @@ void gptoss_context_print_profile(gptoss_context_t c, FILE* f) {
                  (unsigned long long) p->batches[ph]);
         prof_row(f, ph, text, "-", p->phase_ns[ph], p->tokens[ph], p->phase_ns[ph]);
     }
+    return gptoss_status_success;
 }
 
 /* ---- creation ------------------------------------------------------------------------ */
@@ -265,14 +271,44 @@ static enum gptoss_status alloc_buffer(struct gptoss_context* c, void** ptr, siz
     return gptoss_status_success;
 }
 
+void gptoss_context_params_init(struct gptoss_context_params* params) {
+    if (params == NULL) return;
+    memset(params, 0, sizeof(*params));
+    params->fused_ops = 1;
+    params->graphs = 1;
+}
+
 enum gptoss_status gptoss_context_create(gptoss_model_t model, size_t context_length, size_t max_batch_tokens,
                                          gptoss_context_t* context_out) {
+    struct gptoss_context_params params;
+    gptoss_context_params_init(&params);
+    params.context_length = context_length;
+    params.max_batch_tokens = max_batch_tokens;
+    return gptoss_context_create_with_params(model, &params, context_out);
+}
+
+enum gptoss_status gptoss_context_create_with_params(gptoss_model_t model, const struct gptoss_context_params* params,
+                                                     gptoss_context_t* context_out) {
     gptoss_clear_error();
     if (model == NULL) return gptoss_fail(gptoss_status_invalid_argument, "model is NULL");
     if (context_out == NULL) return gptoss_fail(gptoss_status_invalid_argument, "context_out is NULL");
+    struct gptoss_context_params p;
+    if (params != NULL) p = *params;
+    else gptoss_context_params_init(&p);
+    if (p.fused_ops != 0 && p.fused_ops != 1) return gptoss_fail(gptoss_status_invalid_argument, "fused_ops %d is not 0 or 1", p.fused_ops);
+    if (p.graphs != 0 && p.graphs != 1) return gptoss_fail(gptoss_status_invalid_argument, "graphs %d is not 0 or 1", p.graphs);
+    if (p.profile != 0 && p.profile != 1) return gptoss_fail(gptoss_status_invalid_argument, "profile %d is not 0 or 1", p.profile);
+    gptoss_backend_t backend = p.backend != NULL ? p.backend : model->backend;
+    if (backend != model->backend && (gptoss_backend_get_kind(backend) != gptoss_backend_kind_cpu ||
+                                      gptoss_backend_get_kind(model->backend) != gptoss_backend_kind_cpu)) {
+        return gptoss_fail(gptoss_status_invalid_argument, "backend %s cannot run a model on backend %s (only CPU "
+                           "backends share memory)", gptoss_backend_get_name(backend),
+                           gptoss_backend_get_name(model->backend));
+    }
+    const int cpu = gptoss_backend_get_kind(backend) == gptoss_backend_kind_cpu;
     const struct gptoss_model_config* cfg = &model->config;
     const size_t model_max = cfg->context_length;
-    if (context_length == 0) context_length = model_max;
+    size_t context_length = p.context_length != 0 ? p.context_length : model_max;
     if (context_length > model_max) {
         return gptoss_fail(gptoss_status_invalid_argument, "context_length %zu exceeds the model's maximum %zu",
                            context_length, model_max);
@@ -280,11 +316,8 @@ enum gptoss_status gptoss_context_create(gptoss_model_t model, size_t context_le
     if (context_length > UINT32_MAX) {
         return gptoss_fail(gptoss_status_unsupported_argument, "context_length %zu exceeds 2^32-1", context_length);
     }
-    if (max_batch_tokens == 0) {
-        max_batch_tokens = gptoss_backend_get_kind(model->backend) == gptoss_backend_kind_cpu
-                               ? GPTOSS_DEFAULT_BATCH_CPU
-                               : GPTOSS_DEFAULT_BATCH_GPU;
-    }
+    size_t max_batch_tokens = p.max_batch_tokens;
+    if (max_batch_tokens == 0) max_batch_tokens = cpu ? GPTOSS_DEFAULT_BATCH_CPU : GPTOSS_DEFAULT_BATCH_GPU;
     if (max_batch_tokens > context_length) max_batch_tokens = context_length;
     if (max_batch_tokens > 65536) {
         return gptoss_fail(gptoss_status_invalid_argument, "max_batch_tokens %zu exceeds 65536", max_batch_tokens);
@@ -295,23 +328,15 @@ enum gptoss_status gptoss_context_create(gptoss_model_t model, size_t context_le
     atomic_init(&c->ref_count, 1);
     gptoss_model_retain(model);
     c->model = model;
-    c->backend = model->backend;
+    c->backend = backend;
     c->max_tokens = context_length;
     c->max_batch = (uint32_t) max_batch_tokens;
     c->logits_pos = SIZE_MAX;
-    c->moe_dense_min_rows = gptoss_backend_get_kind(c->backend) == gptoss_backend_kind_cpu
-                                ? GPTOSS_MOE_DENSE_MIN_ROWS_CPU
-                                : GPTOSS_MOE_DENSE_MIN_ROWS_CUDA;
-    const char* fused_env = getenv("GPTOSS_FUSED_OPS");
-    c->fused_ops = !(fused_env != NULL && strcmp(fused_env, "0") == 0);
-    const char* env = getenv("GPTOSS_MOE_DENSE_ROWS");
-    if (env != NULL && *env != '\0') {
-        char* end;
-        unsigned long v = strtoul(env, &end, 10);
-        if (*end == '\0' && v >= 1 && v <= UINT32_MAX) c->moe_dense_min_rows = (uint32_t) v;
-    }
-    const char* prof_env = getenv("GPTOSS_PROFILE");
-    const int profile = prof_env != NULL && prof_env[0] != '\0' && strcmp(prof_env, "0") != 0;
+    c->moe_dense_min_rows = p.moe_dense_min_rows != 0 ? p.moe_dense_min_rows
+                            : cpu                     ? GPTOSS_MOE_DENSE_MIN_ROWS_CPU
+                                                      : GPTOSS_MOE_DENSE_MIN_ROWS_CUDA;
+    c->fused_ops = p.fused_ops;
+    const int profile = p.profile;
 
     const size_t B = max_batch_tokens, H = cfg->embedding_dim, D = cfg->head_dim, Hq = cfg->num_heads,
                  Hkv = cfg->num_kv_heads, E = cfg->num_experts, K = cfg->num_active_experts, I = cfg->mlp_dim,
@@ -362,9 +387,7 @@ enum gptoss_status gptoss_context_create(gptoss_model_t model, size_t context_le
     ALLOC(sampled, 1, uint32_t);
 #undef ALLOC
     c->graph_pos[0] = c->graph_pos[1] = SIZE_MAX;
-    const char* graph_env = getenv("GPTOSS_CUDA_GRAPHS");
-    const int graphs_off = graph_env != NULL && strcmp(graph_env, "0") == 0;
-    if (!graphs_off && c->prof == NULL) {
+    if (p.graphs && c->prof == NULL) {
         for (int i = 0; i < 2; i++) {
             if (gptoss_graph_create(c->backend, &c->graphs[i]) != gptoss_status_success) {
                 for (int j = 0; j < i; j++) gptoss_graph_release(c->graphs[j]);

@@ -26,7 +26,6 @@
 #include "chat.h"
 #include "cli_tools.h"
 #include "readbw.h"
-#include "engine_internal.h" /* gptoss_context_print_profile (bench, $GPTOSS_PROFILE) */
 
 #define EXIT_USAGE 2
 
@@ -462,7 +461,22 @@ static int make_context(const struct options* o, struct engine* e, size_t wanted
         ctx = max_ctx;
     }
     if (ctx == 0) ctx = 1;
-    enum gptoss_status st = gptoss_context_create(e->model, ctx, (size_t) o->batch, &e->context);
+    struct gptoss_context_params params;
+    gptoss_context_params_init(&params);
+    params.context_length = ctx;
+    params.max_batch_tokens = (size_t) o->batch;
+    const char* env = getenv("GPTOSS_FUSED_OPS");
+    params.fused_ops = !(env != NULL && strcmp(env, "0") == 0);
+    env = getenv("GPTOSS_CUDA_GRAPHS");
+    params.graphs = !(env != NULL && strcmp(env, "0") == 0);
+    env = getenv("GPTOSS_PROFILE");
+    params.profile = env != NULL && env[0] != '\0' && strcmp(env, "0") != 0;
+    env = getenv("GPTOSS_MOE_DENSE_ROWS");
+    unsigned long long rows;
+    if (env != NULL && gptoss_cli_parse_u64(env, UINT32_MAX, &rows) == 0 && rows >= 1) {
+        params.moe_dense_min_rows = (uint32_t) rows;
+    }
+    enum gptoss_status st = gptoss_context_create_with_params(e->model, &params, &e->context);
     if (st != gptoss_status_success) {
         engine_error("creating the context", st);
         return 1;
