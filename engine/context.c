@@ -13,8 +13,9 @@
 #include <string.h>
 #include <time.h>
 
+#include <gptoss/error.h>
+
 #include "engine_internal.h"
-#include "internal/error.h"
 #include "model.h"
 
 /* The MoE of a group of rows goes through the prefill (expert-grouped) kernels from this

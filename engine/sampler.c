@@ -7,8 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <gptoss/error.h>
+
 #include "engine_internal.h"
-#include "internal/error.h"
+
 
 enum gptoss_status gptoss_sampler_create(gptoss_sampler_t* sampler_out) {
     gptoss_clear_error();

@@ -8,7 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal/error.h"
+#include <gptoss/error.h>
+
 #include "model.h"
 
 struct gptoss_tokenizer {

@@ -22,10 +22,12 @@
 #include <unistd.h>
 
 #include <gptoss/engine.h>
+#include <gptoss/offline.h>
 
 #include "chat.h"
 #include "cli_tools.h"
 #include "readbw.h"
+#include "util.h"
 
 #define EXIT_USAGE 2
 
@@ -44,12 +46,6 @@ static void engine_error(const char* what, enum gptoss_status st) {
     const char* msg = gptoss_last_error();
     fprintf(stderr, "gptoss %s: %s failed (%s)%s%s\n", g_cmd, what, gptoss_status_to_string(st), *msg ? ": " : "",
             msg);
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double) ts.tv_sec + 1e-9 * (double) ts.tv_nsec;
 }
 
 /* ---- full-string number parsing ------------------------------------------------------ */
@@ -419,10 +415,11 @@ static int engine_open(const struct options* o, struct engine* e) {
         engine_error("creating the backend", st);
         return 1;
     }
-    const double t0 = now_s();
+    const double t0 = gptoss_now_s();
     if (o->random != NULL) {
-        st = gptoss_model_create_random(o->random, (uint32_t) o->layers, (uint64_t) o->random_seed, e->backend,
-                                        &e->model);
+        const char* vocab = getenv("GPTOSS_VOCAB");
+        st = gptoss_model_create_random_ex(o->random, (uint32_t) o->layers, (uint64_t) o->random_seed,
+                                           vocab != NULL && vocab[0] != '\0' ? vocab : NULL, e->backend, &e->model);
         if (o->layers != 0) {
             snprintf(e->label, sizeof(e->label), "random-%s-L%llu (seed %llu)", o->random, o->layers, o->random_seed);
         } else {
@@ -439,7 +436,7 @@ static int engine_open(const struct options* o, struct engine* e) {
         engine_close(e);
         return 1;
     }
-    e->load_s = now_s() - t0;
+    e->load_s = gptoss_now_s() - t0;
     st = gptoss_model_get_tokenizer(e->model, &e->tokenizer);
     if (st != gptoss_status_success) {
         engine_error("getting the tokenizer", st);
@@ -630,7 +627,7 @@ static int cmd_generate(int argc, char** argv) {
     }
     /* prefill all but the last prompt token; the first sample step runs the last one and
      * produces its logits (no token is run twice) */
-    const double t0 = now_s();
+    const double t0 = gptoss_now_s();
     st = gptoss_context_append_tokens(e.context, n_prompt - 1, ids);
     if (st == gptoss_status_success) st = gptoss_context_process(e.context);
     if (st == gptoss_status_success) st = gptoss_context_append_tokens(e.context, 1, ids + n_prompt - 1);
@@ -656,7 +653,7 @@ static int cmd_generate(int argc, char** argv) {
             engine_error("decode", st);
             goto done;
         }
-        if (generated == 0) t_first = now_s();
+        if (generated == 0) t_first = gptoss_now_s();
         generated++;
         write_token(&e, tok, stdout);
         if ((w = gptoss_cli_check_stdout(g_cmd)) != 0) {
@@ -665,7 +662,7 @@ static int cmd_generate(int argc, char** argv) {
         }
         if (!o.ignore_eos && (tok == stop_return || tok == stop_call)) break;
     }
-    const double t_end = now_s();
+    const double t_end = gptoss_now_s();
     fputc('\n', stdout);
     if ((w = gptoss_cli_check_stdout(g_cmd)) != 0) {
         rc = w > 0;
@@ -693,7 +690,7 @@ static double g_last_interrupt = -1e9; /* only the handler uses it */
 
 static void on_sigint(int sig) {
     (void) sig;
-    const double t = now_s(); /* clock_gettime is async-signal-safe */
+    const double t = gptoss_now_s(); /* clock_gettime is async-signal-safe */
     if (!g_in_reply || g_stop_reply || t - g_last_interrupt < 1.0) {
         if (write(STDERR_FILENO, "\n", 1) < 0) { /* nothing to do */
         }
@@ -828,7 +825,7 @@ static int cmd_chat(int argc, char** argv) {
         /* prefill all but the last prompt token; the first sample step runs the last one */
         g_stop_reply = 0;
         g_in_reply = 1;
-        const double t0 = now_s();
+        const double t0 = gptoss_now_s();
         st = gptoss_context_reset(e.context);
         if (st == gptoss_status_success) st = gptoss_context_append_tokens(e.context, np - 1, prompt);
         if (st == gptoss_status_success) st = gptoss_context_process(e.context);
@@ -858,7 +855,7 @@ static int cmd_chat(int argc, char** argv) {
                 engine_error("decode", st);
                 goto done;
             }
-            if (generated == 0) t_first = now_s();
+            if (generated == 0) t_first = gptoss_now_s();
             reply[generated++] = tok;
             const int was_in_content = parser.in_content;
             const enum chat_event ev = chat_parse(&chat, &parser, tok);
@@ -885,7 +882,7 @@ static int cmd_chat(int argc, char** argv) {
             }
         }
         g_in_reply = 0;
-        const double t_end = now_s();
+        const double t_end = gptoss_now_s();
         if (analysis_open) fputc('\n', stderr);
         fputc('\n', stdout);
         if ((w = gptoss_cli_check_stdout(g_cmd)) != 0) {
@@ -948,13 +945,13 @@ static int bench_bandwidth(gptoss_backend_t b, uint32_t threads, double gbs[BW_P
              gptoss_backend_copy(b, y, x, n, gptoss_copy_backend_to_backend) == gptoss_status_success &&
              gptoss_backend_synchronize(b) == gptoss_status_success;
     for (int pass = 0; pass < BW_PASSES && ok; pass++) {
-        const double t0 = now_s();
+        const double t0 = gptoss_now_s();
         enum gptoss_status st = gptoss_status_success;
         for (int i = 0; i < 8 && st == gptoss_status_success; i++) {
             st = gptoss_backend_copy(b, (i & 1) ? x : y, (i & 1) ? y : x, n, gptoss_copy_backend_to_backend);
         }
         if (st == gptoss_status_success) st = gptoss_backend_synchronize(b);
-        gbs[pass] = 2.0 * 8 * (double) n / (now_s() - t0) * 1e-9;
+        gbs[pass] = 2.0 * 8 * (double) n / (gptoss_now_s() - t0) * 1e-9;
         ok = st == gptoss_status_success;
     }
     if (x != NULL) gptoss_backend_free(b, x);
@@ -1105,9 +1102,9 @@ static int cmd_bench(int argc, char** argv) {
         gptoss_context_append_tokens(e.context, 1, &other);
         gptoss_context_reset(e.context);
         st = gptoss_context_append_tokens(e.context, P, ids);
-        const double t0 = now_s();
+        const double t0 = gptoss_now_s();
         if (st == gptoss_status_success) st = gptoss_context_process(e.context);
-        const double t1 = now_s();
+        const double t1 = gptoss_now_s();
         if (st != gptoss_status_success) {
             engine_error("prefill", st);
             goto done;
@@ -1138,9 +1135,9 @@ static int cmd_bench(int argc, char** argv) {
             uint32_t first = (ids[0] + 1 + (uint32_t) rep) % num_text; /* differs from the cached token */
             st = gptoss_context_append_tokens(e.context, 1, &first);
             size_t got = 0;
-            const double t0 = now_s();
+            const double t0 = gptoss_now_s();
             if (st == gptoss_status_success) st = gptoss_context_sample(e.context, NULL, N, out, &got);
-            const double t1 = now_s();
+            const double t1 = gptoss_now_s();
             if (st != gptoss_status_success || got != N) {
                 engine_error("decode", st);
                 goto done;

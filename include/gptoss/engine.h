@@ -66,17 +66,8 @@ enum {
 /* gptoss_model_create_from_file with flags (0 = the same). */
 enum gptoss_status gptoss_model_create_from_file_ex(const char* path, gptoss_backend_t backend, uint32_t flags,
                                                     gptoss_model_t* model_out);
-/* Creates a model with random weights directly in `backend` memory (no file): the shapes
- * of `gptoss make-model --preset` ("tiny", "20b", "120b"; num_layers 0 = the preset's
- * count), the weights laid out exactly as in a model file, filled on the backend with the
- * random-fill kernels (bf16 ~ U(-a, a) with a = sqrt(3 / fan_in), norm gains 1 +- 0.17,
- * small biases; MXFP4 random nibbles with block scales like make-model's), so the result
- * depends only on (preset, num_layers, seed). The tokenizer is the real o200k_harmony one,
- * built from the o200k_base vocabulary ($GPTOSS_VOCAB or the repository's
- * data/o200k_base.tiktoken). invalid_argument for an unknown preset or a NULL argument;
- * insufficient_memory if the weights do not fit the backend. */
-enum gptoss_status gptoss_model_create_random(const char* preset, uint32_t num_layers, uint64_t seed,
-                                              gptoss_backend_t backend, gptoss_model_t* model_out);
+/* Models with random weights made in memory: gptoss_model_create_random, in the offline
+ * library (<gptoss/offline.h>). */
 enum gptoss_status gptoss_model_get_tokenizer(gptoss_model_t model, gptoss_tokenizer_t* tokenizer_out);
 enum gptoss_status gptoss_model_get_max_context_length(gptoss_model_t model, size_t* max_context_length_out);
 /* Bytes one decode step (one token, greedy) reads when num_kv_tokens tokens are already

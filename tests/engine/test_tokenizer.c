@@ -34,7 +34,7 @@ static int write_tokenizer_file(const char* path, const char* vocab_path) {
     uint8_t* file = malloc(GPTOSS_FILE_HEADER_SIZE + section_size);
     int ok = file != NULL;
     if (ok) {
-        gptoss_writer_build_header(file, &c, 16, num_text, regex_size, tokens_size);
+        gptoss_file_build_header(file, &c, 16, num_text, regex_size, tokens_size);
         memcpy(file + GPTOSS_FILE_HEADER_SIZE, section, section_size);
         ok = write_whole(path, file, GPTOSS_FILE_HEADER_SIZE + section_size);
     }

@@ -12,7 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "internal/error.h"
+#include <gptoss/error.h>
+
 #include "json.h"
 #include "safetensors.h"
 

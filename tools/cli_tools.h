@@ -23,12 +23,6 @@ int gptoss_cli_tokenize(int argc, char** argv);
 /* gptoss inspect FILE: header fields and layout of a model file */
 int gptoss_cli_inspect(int argc, char** argv);
 
-/* Internal (tests, fuzzers): parses config.json text into a model config as `convert`
- * does (shape keys required; RoPE keys default to torch/model.py's ModelConfig values). */
-struct gptoss_model_config;
-enum gptoss_status gptoss_convert_parse_config(const char* text, size_t size, struct gptoss_model_config* config,
-                                               uint32_t* vocab_size_out, uint32_t* experts_per_token_out);
-
 /* Output files of convert/make-model: 0 if `out` does not exist or `force`; otherwise
  * prints "gptoss COMMAND: OUT exists: pass --force to replace it" and returns 2. */
 int gptoss_cli_check_output(const char* command, const char* out, int force);

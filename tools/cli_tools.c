@@ -7,10 +7,11 @@
 #include <sys/stat.h>
 
 #include <gptoss/engine.h>
+#include <gptoss/error.h>
 
 #include "cli_tools.h"
-#include "internal/error.h"
-#include "model.h"
+#include "files.h"
+#include "format.h"
 
 int gptoss_cli_parse_u64(const char* s, unsigned long long max, unsigned long long* out) {
     if (s == NULL || *s < '0' || *s > '9') return -1;
@@ -238,4 +239,208 @@ int gptoss_cli_inspect(int argc, char** argv) {
     printf("\n");
     gptoss_tokenizer_release(tok);
     return gptoss_cli_check_stdout("inspect") > 0;
+}
+
+/* --vocab, else $GPTOSS_VOCAB, else the default lookup (gptoss_default_vocab_path). */
+static const char* vocab_path_or_env(const char* vocab_path) {
+    if (vocab_path != NULL) return vocab_path;
+    const char* env = getenv("GPTOSS_VOCAB");
+    return env != NULL && env[0] != '\0' ? env : gptoss_default_vocab_path();
+}
+
+static const char convert_usage[] =
+    "usage: gptoss convert [--vocab PATH] [--quiet] [--force] CHECKPOINT_DIR OUT\n"
+    "  Converts an original gpt-oss checkpoint (the original/ directory: config.json and\n"
+    "  *.safetensors) into a model file, bit-compatible with upstream's converter:\n"
+    "  vocabulary truncated to 200014 rows, QKV rows permuted for adjacent-pair RoPE,\n"
+    "  Q*0.5 / K*0.25 folded in (bf16), MXFP4 scales +14. OUT appears only when complete\n"
+    "  (written to a temporary file next to it, then renamed).\n"
+    "  --vocab PATH   o200k_base.tiktoken (default: $GPTOSS_VOCAB or the repository's\n"
+    "                 data/o200k_base.tiktoken)\n"
+    "  --quiet        no progress line\n"
+    "  --force        replace OUT if it exists (without it, an existing OUT is kept)\n";
+
+int gptoss_cli_convert(int argc, char** argv) {
+    const char* dir = NULL;
+    const char* out = NULL;
+    const char* vocab_path = NULL;
+    int quiet = 0, force = 0;
+    for (int i = 1; i < argc; i++) {
+        const char* a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            fputs(convert_usage, stdout);
+            return 0;
+        } else if (strcmp(a, "--vocab") == 0 && i + 1 < argc) {
+            vocab_path = argv[++i];
+        } else if (strcmp(a, "--quiet") == 0) {
+            quiet = 1;
+        } else if (strcmp(a, "--force") == 0) {
+            force = 1;
+        } else if (a[0] == '-' && a[1] != '\0') {
+            fprintf(stderr, "gptoss convert: unknown or incomplete option '%s'\n%s", a, convert_usage);
+            return 2;
+        } else if (dir == NULL) {
+            dir = a;
+        } else if (out == NULL) {
+            out = a;
+        } else {
+            fprintf(stderr, "gptoss convert: unexpected argument '%s'\n%s", a, convert_usage);
+            return 2;
+        }
+    }
+    if (dir == NULL || out == NULL) {
+        fprintf(stderr, "gptoss convert: CHECKPOINT_DIR and OUT are required\n%s", convert_usage);
+        return 2;
+    }
+    if (gptoss_cli_check_output("convert", out, force) != 0) return 2;
+    struct gptoss_convert_notes notes;
+    const enum gptoss_status st = gptoss_convert_checkpoint(dir, out, vocab_path_or_env(vocab_path),
+                                                            (force ? GPTOSS_WRITE_REPLACE : 0) |
+                                                                (quiet ? 0 : GPTOSS_WRITE_PROGRESS),
+                                                            &notes);
+    if (st != gptoss_status_success) {
+        fprintf(stderr, "gptoss convert: %s\n", gptoss_last_error());
+        return 1;
+    }
+    if (notes.experts_per_token != 4) {
+        fprintf(stderr, "gptoss convert: note: experts_per_token is %u; the file says 4 active experts, as upstream's\n"
+                        "converter does (MODEL_FORMAT.md 3)\n", notes.experts_per_token);
+    }
+    if (notes.overflowing_scales != 0) {
+        fprintf(stderr, "gptoss convert: warning: %llu MXFP4 scale bytes are >= 241 and wrapped/overflowed when biased by\n"
+                        "+14 (written as upstream does; MODEL_FORMAT.md 5.4 item 4)\n",
+                (unsigned long long) notes.overflowing_scales);
+    }
+    if (!quiet) fprintf(stderr, "wrote %s\n", out);
+    return 0;
+}
+
+static const char make_model_usage[] =
+    "usage: gptoss make-model --preset tiny|20b|120b [options] OUT\n"
+    "  Writes a model file with random weights and the real o200k_harmony tokenizer\n"
+    "  (200014 tokens), streamed to disk. OUT appears only when complete (written to a\n"
+    "  temporary file next to it, then renamed); an existing OUT is kept unless --force.\n"
+    "  --preset tiny   4 layers, 8 experts (4 active), hidden 64, mlp 128, 8 Q / 2 KV heads\n"
+    "                  of dim 16, window 16, context 4096 (about 55 MB)\n"
+    "  --preset 20b    gpt-oss-20b shapes (24 layers, 32 experts; about 13.8 GB)\n"
+    "  --preset 120b   gpt-oss-120b shapes (36 layers, 128 experts; about 65 GB)\n"
+    "  --layers N, --experts N, --active-experts N, --hidden N, --mlp N, --heads N,\n"
+    "  --kv-heads N, --head-dim N, --window N, --context N   override the preset (header\n"
+    "                  fields num_blocks, num_experts, num_active_experts, embedding_dim,\n"
+    "                  mlp_dim, num_heads, num_kv_heads, head_dim, attention_window,\n"
+    "                  context_length; checked as the engine will when loading)\n"
+    "  --seed S        random seed (default 0)\n"
+    "  --force         replace OUT if it exists\n"
+    "  --vocab PATH    o200k_base.tiktoken (default: $GPTOSS_VOCAB or the repository's\n"
+    "                  data/o200k_base.tiktoken)\n"
+    "  --quiet         no progress line\n";
+
+int gptoss_cli_make_model(int argc, char** argv) {
+    const char* preset = NULL;
+    const char* out = NULL;
+    const char* vocab_path = NULL;
+    unsigned long long seed = 0;
+    int quiet = 0, force = 0;
+    struct {
+        const char* flag;
+        unsigned long long value;
+        int set;
+    } ov[] = {{"--layers", 0, 0}, {"--experts", 0, 0}, {"--active-experts", 0, 0}, {"--hidden", 0, 0},
+              {"--mlp", 0, 0},    {"--heads", 0, 0},   {"--kv-heads", 0, 0},       {"--head-dim", 0, 0},
+              {"--window", 0, 0}, {"--context", 0, 0}};
+    const size_t nov = sizeof(ov) / sizeof(ov[0]);
+    for (int i = 1; i < argc; i++) {
+        const char* a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            fputs(make_model_usage, stdout);
+            return 0;
+        }
+        if (strcmp(a, "--quiet") == 0) {
+            quiet = 1;
+            continue;
+        }
+        if (strcmp(a, "--force") == 0) {
+            force = 1;
+            continue;
+        }
+        if (a[0] == '-' && a[1] != '\0') {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "gptoss make-model: %s needs a value\n%s", a, make_model_usage);
+                return 2;
+            }
+            const char* v = argv[++i];
+            if (strcmp(a, "--preset") == 0) {
+                preset = v;
+            } else if (strcmp(a, "--vocab") == 0) {
+                vocab_path = v;
+            } else if (strcmp(a, "--seed") == 0 || strcmp(a, "-s") == 0) {
+                if (gptoss_cli_parse_u64(v, UINT64_MAX, &seed) != 0) {
+                    fprintf(stderr, "gptoss make-model: --seed '%s' is not a non-negative integer\n", v);
+                    return 2;
+                }
+            } else {
+                size_t k = 0;
+                while (k < nov && strcmp(a, ov[k].flag) != 0) k++;
+                if (k == nov) {
+                    fprintf(stderr, "gptoss make-model: unknown option '%s'\n%s", a, make_model_usage);
+                    return 2;
+                }
+                if (gptoss_cli_parse_u64(v, UINT32_MAX, &ov[k].value) != 0) {
+                    fprintf(stderr, "gptoss make-model: %s '%s' is not an integer in [0, 2^32)\n", a, v);
+                    return 2;
+                }
+                ov[k].set = 1;
+            }
+            continue;
+        }
+        if (out != NULL) {
+            fprintf(stderr, "gptoss make-model: more than one output path ('%s', '%s')\n", out, a);
+            return 2;
+        }
+        out = a;
+    }
+    if (preset == NULL || out == NULL) {
+        fprintf(stderr, "gptoss make-model: --preset and OUT are required\n%s", make_model_usage);
+        return 2;
+    }
+    if (gptoss_cli_check_output("make-model", out, force) != 0) return 2;
+    struct gptoss_model_config config;
+    struct gptoss_model_config* c = &config;
+    if (gptoss_model_preset(preset, c) != 0) {
+        fprintf(stderr, "gptoss make-model: unknown preset '%s' (tiny, 20b, 120b)\n", preset);
+        return 2;
+    }
+    uint32_t* fields[] = {&c->num_blocks, &c->num_experts, &c->num_active_experts, &c->embedding_dim, &c->mlp_dim,
+                          &c->num_heads,  &c->num_kv_heads, &c->head_dim,          &c->attention_window,
+                          &c->context_length};
+    for (size_t k = 0; k + 1 < nov; k++) {
+        if (ov[k].set) *fields[k] = (uint32_t) ov[k].value;
+    }
+    /* RoPE/YaRN as the released models, again: the YaRN offset/scale depend on head_dim */
+    gptoss_model_preset_set_rope(preset, c);
+    if (ov[nov - 1].set) c->context_length = (uint32_t) ov[nov - 1].value;
+    if (gptoss_model_config_validate(c) != gptoss_status_success) {
+        fprintf(stderr, "gptoss make-model: %s\n", gptoss_last_error());
+        return 2;
+    }
+
+    vocab_path = vocab_path_or_env(vocab_path);
+    struct gptoss_vocab vocab;
+    enum gptoss_status st = gptoss_vocab_load_tiktoken(vocab_path, &vocab);
+    if (st != gptoss_status_success) {
+        fprintf(stderr, "gptoss make-model: %s\n", gptoss_last_error());
+        return 1;
+    }
+    if (vocab.num_tokens != 199998) {
+        fprintf(stderr, "gptoss make-model: warning: %s has %u tokens, o200k_base has 199998\n", vocab_path,
+                vocab.num_tokens);
+    }
+    st = gptoss_write_random_model(out, c, seed, &vocab, (force ? GPTOSS_WRITE_REPLACE : 0) | (quiet ? 0 : GPTOSS_WRITE_PROGRESS));
+    gptoss_vocab_free(&vocab);
+    if (st != gptoss_status_success) {
+        fprintf(stderr, "gptoss make-model: %s\n", gptoss_last_error());
+        return 1;
+    }
+    if (!quiet) fprintf(stderr, "wrote %s\n", out);
+    return 0;
 }

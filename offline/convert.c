@@ -8,8 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli_tools.h"
-#include "internal/error.h"
+#include <gptoss/error.h>
+
+#include "files.h"
 #include "json.h"
 #include "safetensors.h"
 #include "writer.h"
@@ -244,9 +245,11 @@ static enum gptoss_status write_scales(struct cv_source* s, struct gptoss_writer
     return gptoss_status_success;
 }
 
-static enum gptoss_status cv_write(void* source, struct gptoss_writer* w, enum gptoss_tensor_kind kind, uint32_t layer,
-                                   uint32_t expert, uint64_t size) {
+static enum gptoss_status cv_write(void* source, struct gptoss_writer* w, const struct gptoss_tensor_ref* ref) {
     struct cv_source* s = source;
+    const enum gptoss_tensor_kind kind = ref->kind;
+    const uint32_t layer = ref->layer, expert = ref->expert;
+    const uint64_t size = ref->size;
     const struct gptoss_st_tensor* t = NULL;
     static const char* const suffix[] = {
         [gptoss_tensor_attn_norm] = "attn.norm.scale",          [gptoss_tensor_qkv_weight] = "attn.qkv.weight",
@@ -292,18 +295,6 @@ static enum gptoss_status cv_write(void* source, struct gptoss_writer* w, enum g
                        (unsigned long long) t->size, (unsigned long long) size);
 }
 
-static const char convert_usage[] =
-    "usage: gptoss convert [--vocab PATH] [--quiet] [--force] CHECKPOINT_DIR OUT\n"
-    "  Converts an original gpt-oss checkpoint (the original/ directory: config.json and\n"
-    "  *.safetensors) into a model file, bit-compatible with upstream's converter:\n"
-    "  vocabulary truncated to 200014 rows, QKV rows permuted for adjacent-pair RoPE,\n"
-    "  Q*0.5 / K*0.25 folded in (bf16), MXFP4 scales +14. OUT appears only when complete\n"
-    "  (written to a temporary file next to it, then renamed).\n"
-    "  --vocab PATH   o200k_base.tiktoken (default: $GPTOSS_VOCAB or the repository's\n"
-    "                 data/o200k_base.tiktoken)\n"
-    "  --quiet        no progress line\n"
-    "  --force        replace OUT if it exists (without it, an existing OUT is kept)\n";
-
 static char* read_file_text(const char* path, size_t max, size_t* size_out) {
     FILE* f = fopen(path, "rb");
     if (f == NULL) return NULL;
@@ -335,126 +326,74 @@ static char* read_file_text(const char* path, size_t max, size_t* size_out) {
     return buf;
 }
 
-int gptoss_cli_convert(int argc, char** argv) {
-    const char* dir = NULL;
-    const char* out = NULL;
-    const char* vocab_path = NULL;
-    int quiet = 0, force = 0;
-    for (int i = 1; i < argc; i++) {
-        const char* a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            fputs(convert_usage, stdout);
-            return 0;
-        } else if (strcmp(a, "--vocab") == 0 && i + 1 < argc) {
-            vocab_path = argv[++i];
-        } else if (strcmp(a, "--quiet") == 0) {
-            quiet = 1;
-        } else if (strcmp(a, "--force") == 0) {
-            force = 1;
-        } else if (a[0] == '-' && a[1] != '\0') {
-            fprintf(stderr, "gptoss convert: unknown or incomplete option '%s'\n%s", a, convert_usage);
-            return 2;
-        } else if (dir == NULL) {
-            dir = a;
-        } else if (out == NULL) {
-            out = a;
-        } else {
-            fprintf(stderr, "gptoss convert: unexpected argument '%s'\n%s", a, convert_usage);
-            return 2;
-        }
-    }
-    if (dir == NULL || out == NULL) {
-        fprintf(stderr, "gptoss convert: CHECKPOINT_DIR and OUT are required\n%s", convert_usage);
-        return 2;
-    }
-    if (gptoss_cli_check_output("convert", out, force) != 0) return 2;
+enum gptoss_status gptoss_convert_checkpoint(const char* dir, const char* out, const char* vocab_path, uint32_t flags,
+                                             struct gptoss_convert_notes* notes_out) {
     struct cv_source s;
     memset(&s, 0, sizeof(s));
-    int rc = 1;
     struct gptoss_vocab vocab = {0, NULL, NULL};
-    char* cfg_path = malloc(strlen(dir) + 16);
-    if (cfg_path == NULL) return 1;
-    sprintf(cfg_path, "%s/config.json", dir);
+    char cfg_path[4096];
+    if ((size_t) snprintf(cfg_path, sizeof(cfg_path), "%s/config.json", dir) >= sizeof(cfg_path)) {
+        return gptoss_fail(gptoss_status_invalid_argument, "checkpoint directory path is too long (%zu bytes)",
+                           strlen(dir));
+    }
     size_t cfg_size = 0;
     char* cfg = read_file_text(cfg_path, 1 << 20, &cfg_size);
-    if (cfg == NULL) {
-        fprintf(stderr, "gptoss convert: %s: cannot read: %s\n", cfg_path, strerror(errno));
-        free(cfg_path);
-        return 1;
-    }
+    if (cfg == NULL) return gptoss_fail(gptoss_status_io_error, "%s: cannot read: %s", cfg_path, strerror(errno));
     uint32_t ckpt_vocab = 0, ept = 0;
     enum gptoss_status st = gptoss_convert_parse_config(cfg, cfg_size, &s.c, &ckpt_vocab, &ept);
     free(cfg);
     if (st != gptoss_status_success) {
-        fprintf(stderr, "gptoss convert: %s: %s\n", cfg_path, gptoss_last_error());
-        goto done;
-    }
-    if (ept != 4) {
-        fprintf(stderr, "gptoss convert: note: experts_per_token is %u; the file says 4 active experts, as upstream's\n"
-                        "converter does (MODEL_FORMAT.md 3)\n", ept);
+        char msg[400];
+        snprintf(msg, sizeof(msg), "%s", gptoss_last_error());
+        return gptoss_fail(st, "%s: %s", cfg_path, msg);
     }
     if (s.c.num_experts < 4) {
-        fprintf(stderr, "gptoss convert: num_experts %u is below the 4 active experts the format implies\n", s.c.num_experts);
-        goto done;
+        return gptoss_fail(gptoss_status_invalid_argument,
+                           "num_experts %u is below the 4 active experts the format implies", s.c.num_experts);
     }
     if (vocab_path == NULL) vocab_path = gptoss_default_vocab_path();
-    st = gptoss_vocab_load_tiktoken(vocab_path, &vocab);
-    if (st != gptoss_status_success) {
-        fprintf(stderr, "gptoss convert: %s\n", gptoss_last_error());
-        goto done;
-    }
+    if ((st = gptoss_vocab_load_tiktoken(vocab_path, &vocab)) != gptoss_status_success) return st;
     s.vocab_size = (uint64_t) vocab.num_tokens + 16;
     if (ckpt_vocab < s.vocab_size) {
-        fprintf(stderr, "gptoss convert: config.json vocab_size %u is below the tokenizer's %llu tokens\n", ckpt_vocab,
-                (unsigned long long) s.vocab_size);
+        st = gptoss_fail(gptoss_status_invalid_argument, "config.json vocab_size %u is below the tokenizer's %llu tokens",
+                         ckpt_vocab, (unsigned long long) s.vocab_size);
         goto done;
     }
     {
         /* validate the shape exactly as the reader will, before touching the tensors */
         uint8_t header[GPTOSS_FILE_HEADER_SIZE];
         struct gptoss_file_info info;
-        gptoss_writer_build_header(header, &s.c, 16, vocab.num_tokens, (uint32_t) strlen(gptoss_o200k_regex) + 1,
-                                   3 * vocab.num_tokens);
-        if (gptoss_file_parse_header(header, &info) != gptoss_status_success) {
-            fprintf(stderr, "gptoss convert: %s: %s\n", cfg_path, gptoss_last_error());
+        gptoss_file_build_header(header, &s.c, 16, vocab.num_tokens, (uint32_t) strlen(gptoss_o200k_regex) + 1,
+                                 3 * vocab.num_tokens);
+        if ((st = gptoss_file_parse_header(header, &info)) != gptoss_status_success) {
+            char msg[400];
+            snprintf(msg, sizeof(msg), "%s", gptoss_last_error());
+            st = gptoss_fail(st, "%s: %s", cfg_path, msg);
             goto done;
         }
     }
     st = gptoss_st_open_dir(dir, &s.set);
     if (st == gptoss_status_success) st = check_all(&s);
-    if (st != gptoss_status_success) {
-        fprintf(stderr, "gptoss convert: %s\n", gptoss_last_error());
-        goto done;
-    }
+    if (st != gptoss_status_success) goto done;
     struct gptoss_writer w;
-    st = gptoss_writer_open(&w, out, &s.c, &vocab, force);
-    if (st != gptoss_status_success) {
-        fprintf(stderr, "gptoss convert: %s\n", gptoss_last_error());
-        goto done;
-    }
+    st = gptoss_writer_open(&w, out, &s.c, &vocab, (flags & GPTOSS_WRITE_REPLACE) != 0);
+    if (st != gptoss_status_success) goto done;
     s.buf_size = 4u << 20;
     s.buf = malloc(s.buf_size);
     if (s.buf == NULL) {
         gptoss_writer_abort(&w);
-        fprintf(stderr, "gptoss convert: out of memory\n");
+        st = gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate the conversion buffer (%zu bytes)",
+                         s.buf_size);
         goto done;
     }
-    st = gptoss_writer_write_weights(&w, cv_write, &s, !quiet);
-    if (st != gptoss_status_success) {
-        fprintf(stderr, "gptoss convert: %s\n", gptoss_last_error());
-        goto done;
+    st = gptoss_writer_write_weights(&w, cv_write, &s, (flags & GPTOSS_WRITE_PROGRESS) != 0);
+    if (st == gptoss_status_success && notes_out != NULL) {
+        notes_out->experts_per_token = ept;
+        notes_out->overflowing_scales = s.overflowing_scales;
     }
-    if (s.overflowing_scales != 0) {
-        fprintf(stderr, "gptoss convert: warning: %llu MXFP4 scale bytes are >= 241 and wrapped/overflowed when biased by\n"
-                        "+14 (written as upstream does; MODEL_FORMAT.md 5.4 item 4)\n",
-                (unsigned long long) s.overflowing_scales);
-    }
-    if (!quiet) fprintf(stderr, "wrote %s\n", out);
-    rc = 0;
 done:
-    free(cfg_path);
     free(s.buf);
     gptoss_st_close(&s.set);
     gptoss_vocab_free(&vocab);
-    return rc;
+    return st;
 }
