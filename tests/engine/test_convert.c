@@ -10,7 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cli_tools.h"
+#include "cli.h"
+#include "files.h"
 #include "json.h"
 #include "safetensors.h"
 #include "test_util.h"
@@ -158,7 +159,7 @@ static void write_checkpoint(const char* dir, const char* config, const char* sk
 
 static int run_convert(const char* dir, const char* out) {
     char* argv[] = {"convert", "--quiet", "--vocab", (char*) g_vocab, (char*) dir, (char*) out};
-    return gptoss_cli_convert(6, argv);
+    return gptoss_cmd_convert(6, argv);
 }
 
 static uint64_t r16(uint64_t x) { return (x + 15) / 16 * 16; }
@@ -394,7 +395,7 @@ static void test_existing_output(void) {
           "existing OUT replaced without --force");
     free(kept);
     char* argv[] = {"convert", "--quiet", "--force", "--vocab", (char*) g_vocab, dir, out};
-    CHECK(gptoss_cli_convert(7, argv) == 0, "convert --force: %s", gptoss_last_error());
+    CHECK(gptoss_cmd_convert(7, argv) == 0, "convert --force: %s", gptoss_last_error());
     char model[512];
     snprintf(model, sizeof(model), "%s/model.bin", g_dir);
     size_t want_size = 0, got_size = 0;
@@ -424,19 +425,19 @@ static void test_bad(void) {
                 " \"head_dim\": 64, \"num_attention_heads\": 2, \"num_key_value_heads\": 1}", NULL, NULL, 0);
     /* CLI usage */
     char* a1[] = {"convert"};
-    CHECK(gptoss_cli_convert(1, a1) == 2, "no args");
+    CHECK(gptoss_cmd_convert(1, a1) == 2, "no args");
     char* a2[] = {"convert", "--bogus", "a", "b"};
-    CHECK(gptoss_cli_convert(4, a2) == 2, "bad flag");
+    CHECK(gptoss_cmd_convert(4, a2) == 2, "bad flag");
     char* a3[] = {"convert", "/nonexistent-dir", "/tmp/x.bin"};
-    CHECK(gptoss_cli_convert(3, a3) == 1, "missing dir");
+    CHECK(gptoss_cmd_convert(3, a3) == 1, "missing dir");
     char* a4[] = {"make-model", "--preset", "huge", "/tmp/x.bin"};
-    CHECK(gptoss_cli_make_model(4, a4) == 2, "bad preset");
+    CHECK(gptoss_cmd_make_model(4, a4) == 2, "bad preset");
     char* a5[] = {"make-model", "--preset", "tiny", "--layers", "12x", "/tmp/x.bin"};
-    CHECK(gptoss_cli_make_model(6, a5) == 2, "bad number");
+    CHECK(gptoss_cmd_make_model(6, a5) == 2, "bad number");
     char* a6[] = {"make-model", "--preset", "tiny", "--hidden", "48", "--vocab", (char*) g_vocab, "/tmp/gptoss-never.bin"};
-    CHECK(gptoss_cli_make_model(8, a6) == 2 && access("/tmp/gptoss-never.bin", F_OK) != 0, "invalid shape");
+    CHECK(gptoss_cmd_make_model(8, a6) == 2 && access("/tmp/gptoss-never.bin", F_OK) != 0, "invalid shape");
     char* a7[] = {"tokenize"};
-    CHECK(gptoss_cli_tokenize(1, a7) == 2, "tokenize without -m");
+    CHECK(gptoss_cmd_tokenize(1, a7) == 2, "tokenize without -m");
 }
 
 static void test_config_parser(void) {
