@@ -9,9 +9,9 @@
 #include <string.h>
 
 #include <gptoss/error.h>
+#include <jansson.h>
 
 #include "files.h"
-#include "json.h"
 #include "safetensors.h"
 #include "writer.h"
 
@@ -26,37 +26,38 @@ struct cv_source {
 
 /* ---- config.json -------------------------------------------------------------------- */
 
-static enum gptoss_status get_number(const struct gptoss_json* root, const char* key, int required, double dflt,
-                                     double lo, double hi, double* out) {
-    const struct gptoss_json* v = gptoss_json_get(root, key);
+static enum gptoss_status get_number(const json_t* root, const char* key, int required, double dflt, double lo,
+                                     double hi, double* out) {
+    const json_t* v = json_object_get(root, key);
     if (v == NULL) {
-        if (required) return gptoss_fail(gptoss_status_invalid_argument, "config.json: missing \"%s\"", key);
+        if (required) return gptoss_fail(gptoss_status_invalid_argument, "missing \"%s\"", key);
         *out = dflt;
         return gptoss_status_success;
     }
-    if (v->type != gptoss_json_number || !isfinite(v->number)) {
-        return gptoss_fail(gptoss_status_invalid_argument, "config.json: \"%s\" is not a finite number", key);
+    if (!json_is_number(v) || !isfinite(json_number_value(v))) {
+        return gptoss_fail(gptoss_status_invalid_argument, "\"%s\" is not a finite number", key);
     }
-    if (!(v->number >= lo && v->number <= hi)) {
-        return gptoss_fail(gptoss_status_invalid_argument, "config.json: \"%s\" = %g is outside [%g, %g]", key,
-                           v->number, lo, hi);
+    const double x = json_number_value(v);
+    if (!(x >= lo && x <= hi)) {
+        return gptoss_fail(gptoss_status_invalid_argument, "\"%s\" = %g is outside [%g, %g]", key, x, lo,
+                           hi);
     }
-    *out = v->number;
+    *out = x;
     return gptoss_status_success;
 }
 
-static enum gptoss_status get_u32(const struct gptoss_json* root, const char* key, int required, uint32_t dflt,
-                                  uint32_t lo, uint32_t hi, uint32_t* out) {
-    const struct gptoss_json* v = gptoss_json_get(root, key);
+static enum gptoss_status get_u32(const json_t* root, const char* key, int required, uint32_t dflt, uint32_t lo,
+                                  uint32_t hi, uint32_t* out) {
+    const json_t* v = json_object_get(root, key);
     if (v == NULL) {
-        if (required) return gptoss_fail(gptoss_status_invalid_argument, "config.json: missing \"%s\"", key);
+        if (required) return gptoss_fail(gptoss_status_invalid_argument, "missing \"%s\"", key);
         *out = dflt;
         return gptoss_status_success;
     }
-    if (v->type != gptoss_json_number || !v->is_uint || v->uint_value < lo || v->uint_value > hi) {
-        return gptoss_fail(gptoss_status_invalid_argument, "config.json: \"%s\" must be an integer in [%u, %u]", key, lo, hi);
+    if (!json_is_integer(v) || json_integer_value(v) < (json_int_t) lo || json_integer_value(v) > (json_int_t) hi) {
+        return gptoss_fail(gptoss_status_invalid_argument, "\"%s\" must be an integer in [%u, %u]", key, lo, hi);
     }
-    *out = (uint32_t) v->uint_value;
+    *out = (uint32_t) json_integer_value(v);
     return gptoss_status_success;
 }
 
@@ -64,14 +65,15 @@ static enum gptoss_status get_u32(const struct gptoss_json* root, const char* ke
  * required; RoPE keys default to torch/model.py's ModelConfig defaults. */
 enum gptoss_status gptoss_convert_parse_config(const char* text, size_t size, struct gptoss_model_config* c,
                                                uint32_t* vocab_size_out, uint32_t* experts_per_token_out) {
-    struct gptoss_json* root = NULL;
-    char err[256];
-    if (gptoss_json_parse(text, size, &root, err, sizeof(err)) != 0) {
-        return gptoss_fail(gptoss_status_invalid_argument, "config.json: %s", err);
+    json_error_t error;
+    json_t* root = json_loadb(text, size, JSON_DECODE_ANY, &error);
+    if (root == NULL) {
+        return gptoss_fail(gptoss_status_invalid_argument, "%s (line %d, byte %d)", error.text, error.line,
+                           error.position);
     }
     enum gptoss_status st = gptoss_status_success;
-    if (root->type != gptoss_json_object) {
-        st = gptoss_fail(gptoss_status_invalid_argument, "config.json: not a JSON object");
+    if (!json_is_object(root)) {
+        st = gptoss_fail(gptoss_status_invalid_argument, "not a JSON object");
         goto done;
     }
     memset(c, 0, sizeof(*c));
@@ -98,7 +100,7 @@ enum gptoss_status gptoss_convert_parse_config(const char* text, size_t size, st
 #undef U
 #undef F
     if (alpha == beta) {
-        st = gptoss_fail(gptoss_status_invalid_argument, "config.json: rope_ntk_alpha == rope_ntk_beta (%g) makes YaRN undefined", alpha);
+        st = gptoss_fail(gptoss_status_invalid_argument, "rope_ntk_alpha == rope_ntk_beta (%g) makes YaRN undefined", alpha);
         goto done;
     }
     c->num_active_experts = 4; /* hard-coded by upstream's converter (MODEL_FORMAT.md 3) */
@@ -108,7 +110,7 @@ enum gptoss_status gptoss_convert_parse_config(const char* text, size_t size, st
     *vocab_size_out = vocab;
     *experts_per_token_out = ept;
 done:
-    gptoss_json_free(root);
+    json_decref(root);
     return st;
 }
 

@@ -66,7 +66,8 @@ struct gptoss_convert_notes {
 enum gptoss_status gptoss_convert_checkpoint(const char* dir, const char* path, const char* vocab_path,
                                              uint32_t flags, struct gptoss_convert_notes* notes_out);
 /* Parses config.json text into a model config as the converter does (shape keys required;
- * RoPE keys default to torch/model.py's ModelConfig values). */
+ * RoPE keys default to torch/model.py's ModelConfig values). invalid_argument with a
+ * message naming the key (the caller adds the file's path). */
 enum gptoss_status gptoss_convert_parse_config(const char* text, size_t size, struct gptoss_model_config* config,
                                                uint32_t* vocab_size_out, uint32_t* experts_per_token_out);
 

@@ -9,17 +9,17 @@
 #                                       for SECONDS (default 60) on a scratch copy of the
 #                                       corpus; crashes land in build-fuzz/artifacts/
 #
-# Needs: libpcre2-dev; clang (with libclang-rt-dev) for `fuzz`.
+# Needs: libpcre2-dev, libjansson-dev; clang (with libclang-rt-dev) for `fuzz`.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 MODE="${1:-replay}"
 SECS="${2:-60}"
 OUT="${GPTOSS_FUZZ_BUILD:-$ROOT/build-fuzz}"
 TARGETS="model_file safetensors tokenizer"
-ENGINE_SRC="engine/format.c engine/model.c engine/tokenizer.c offline/writer.c offline/outfile.c offline/json.c
-            offline/safetensors.c offline/convert.c"
+ENGINE_SRC="engine/format.c engine/model.c engine/tokenizer.c offline/writer.c offline/outfile.c offline/safetensors.c
+            offline/convert.c"
 PCRE_CFLAGS="$(pkg-config --cflags libpcre2-8 2>/dev/null || true)"
-PCRE_LIBS="$(pkg-config --libs libpcre2-8 2>/dev/null || echo -lpcre2-8)"
+PCRE_LIBS="$(pkg-config --libs libpcre2-8 2>/dev/null || echo -lpcre2-8) $(pkg-config --libs jansson 2>/dev/null || echo -ljansson)"
 INC="-I$ROOT/include -I$ROOT/src -I$ROOT/engine -I$ROOT/offline -I$ROOT/util $PCRE_CFLAGS"
 KERNEL_SRC="$(ls "$ROOT"/src/*.c "$ROOT"/src/kernels/*.c "$ROOT"/src/cpu/*.c)"
 
