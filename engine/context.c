@@ -20,13 +20,13 @@
 
 /* The MoE of a group of rows goes through the prefill (expert-grouped) kernels from this
  * many rows on; fewer rows use the decode kernels (params.moe_dense_min_rows overrides it).
- * CPU: the decode kernels group the pairs by expert themselves and were faster up to 128
- * rows on a 20b-shaped model (2 threads, AVX2: pp128 4.3-10.4 vs 2.8-5.4 tok/s), slower at
- * 256 (4.2 vs 5.9). CUDA: not measured yet. */
+ * CPU: the decode kernels group the pairs by expert themselves, which pays up to a few
+ * hundred rows (docs/RESULTS.md); CUDA: the tensor-core GEMMs pay from a few rows per
+ * expert. */
 #define GPTOSS_MOE_DENSE_MIN_ROWS_CPU 256u
 /* Default prefill chunk (max_batch_tokens 0). GPU: 512 tokens give the MoE GEMMs ~64 rows
- * per expert on gpt-oss-20b (4 of 32 experts); 128-token chunks gave ~16 and ran the
- * tensor-core tiles a quarter full. CPU: the GEMMs are at their rate from 128 tokens on. */
+ * per expert on gpt-oss-20b (4 of 32 experts), filling the tensor-core tiles that 128-token
+ * chunks (~16 rows) run a quarter full. CPU: the GEMMs reach their rate from 128 tokens on. */
 #define GPTOSS_DEFAULT_BATCH_CPU 128u
 #define GPTOSS_DEFAULT_BATCH_GPU 512u
 #define GPTOSS_MOE_DENSE_MIN_ROWS_CUDA 16u
