@@ -134,6 +134,126 @@ static void report_decode_bound(const struct gptoss_cli_engine* e, size_t N, dou
     fputc('\n', stderr);
 }
 
+/* One benchmark: the engine, the prompt's ids, the timed runs. */
+struct bench {
+    struct gptoss_cli_engine e;
+    size_t P, N, repetitions;
+    uint32_t num_text;
+    uint32_t* ids;  /* [P] random text tokens */
+    uint32_t* out;  /* [N + 1] */
+    double* runs;   /* [repetitions] tokens per second */
+    char threads[24];
+};
+
+/* Not timed: a prefill of one full chunk (min(P, max_batch_tokens) tokens: the kernels,
+ * modules and pools the timed prefill uses; 8 tokens would not reach the CUDA prefill
+ * paths) and one decode step from a 1-token context as in tg (page-in, thread start, the
+ * decode paths), then a reset. 0, or 1 after saying why. */
+static int warm_up(struct bench* b) {
+    size_t chunk = 0;
+    enum gptoss_status st = gptoss_context_get_max_batch_tokens(b->e.context, &chunk);
+    const size_t w = b->P < chunk ? b->P : chunk; /* P <= max_tokens (checked) */
+    const uint32_t other = (b->ids[0] + 1) % b->num_text;
+    size_t got;
+    if (st == gptoss_status_success) st = gptoss_context_append_tokens(b->e.context, w, b->ids);
+    if (st == gptoss_status_success) st = gptoss_context_process(b->e.context);
+    if (st == gptoss_status_success) st = gptoss_context_reset(b->e.context);
+    if (st == gptoss_status_success) st = gptoss_context_append_tokens(b->e.context, 1, &other);
+    if (st == gptoss_status_success) st = gptoss_context_sample(b->e.context, NULL, 1, b->out, &got);
+    if (st != gptoss_status_success) {
+        gptoss_cli_engine_error("warm-up", st);
+        return 1;
+    }
+    gptoss_context_reset(b->e.context);
+    gptoss_context_reset_profile(b->e.context); /* --profile: the table covers the timed runs */
+    return 0;
+}
+
+/* ppP: each run a prefill of the P ids from an empty cache. 0, or 1 after saying why. */
+static int time_prefill(struct bench* b) {
+    for (size_t rep = 0; rep < b->repetitions; rep++) {
+        /* a fresh context: reset, then a first token that differs so nothing is reused */
+        gptoss_context_reset(b->e.context);
+        uint32_t other = (b->ids[0] + 1) % b->num_text;
+        gptoss_context_append_tokens(b->e.context, 1, &other);
+        gptoss_context_reset(b->e.context);
+        enum gptoss_status st = gptoss_context_append_tokens(b->e.context, b->P, b->ids);
+        const double t0 = gptoss_now_s();
+        if (st == gptoss_status_success) st = gptoss_context_process(b->e.context);
+        const double t1 = gptoss_now_s();
+        if (st != gptoss_status_success) {
+            gptoss_cli_engine_error("prefill", st);
+            return 1;
+        }
+        b->runs[rep] = (double) b->P / (t1 - t0);
+    }
+    return 0;
+}
+
+/* tgN: each run N greedy decode steps from a 1-token context. 0, or 1 after saying why. */
+static int time_decode(struct bench* b) {
+    for (size_t rep = 0; rep < b->repetitions; rep++) {
+        gptoss_context_reset(b->e.context);
+        uint32_t first = (b->ids[0] + 1 + (uint32_t) rep) % b->num_text; /* differs from the cached token */
+        enum gptoss_status st = gptoss_context_append_tokens(b->e.context, 1, &first);
+        size_t got = 0;
+        const double t0 = gptoss_now_s();
+        if (st == gptoss_status_success) st = gptoss_context_sample(b->e.context, NULL, b->N, b->out, &got);
+        const double t1 = gptoss_now_s();
+        if (st != gptoss_status_success || got != b->N) {
+            gptoss_cli_engine_error("decode", st);
+            return 1;
+        }
+        b->runs[rep] = (double) b->N / (t1 - t0);
+    }
+    return 0;
+}
+
+/* A table row of the runs (mean and standard deviation); what gptoss_cli_check_stdout says. */
+static int print_row(const struct bench* b, const char* test, double* mean) {
+    double sd;
+    char tps[48];
+    mean_std(b->runs, b->repetitions, mean, &sd);
+    snprintf(tps, sizeof(tps), "%.2f ± %.2f", *mean, sd);
+    printf("| %-24.24s | %-28.28s | %8s | %6s | %18s |\n", b->e.label, gptoss_backend_get_name(b->e.backend),
+           b->threads, test, tps);
+    return gptoss_cli_check_stdout();
+}
+
+/* The context and the buffers; the random prompt. 0, or 1 after saying why. */
+static int bench_open(struct bench* b, const struct gptoss_cli_run* run) {
+    if (gptoss_cli_engine_open(run, &b->e) != 0) return 1;
+    const size_t P = b->P, N = b->N;
+    if (gptoss_cli_make_context(run, &b->e, (P > N + 1 ? P : N + 1)) != 0) return 1;
+    size_t max_tokens = 0;
+    gptoss_context_get_max_tokens(b->e.context, &max_tokens);
+    if (P > max_tokens || N + 1 > max_tokens) {
+        fprintf(stderr, "gptoss bench: -p %zu / -n %zu do not fit the context (%zu tokens)\n", P, N, max_tokens);
+        return 1;
+    }
+    gptoss_tokenizer_get_num_text_tokens(b->e.tokenizer, &b->num_text);
+    if (b->num_text == 0) {
+        fprintf(stderr, "gptoss bench: the model has no text tokens\n");
+        return 1;
+    }
+    b->ids = malloc(P * sizeof(uint32_t));
+    b->out = malloc((N + 1) * sizeof(uint32_t));
+    b->runs = malloc(b->repetitions * sizeof(double));
+    if (b->ids == NULL || b->out == NULL || b->runs == NULL) {
+        fprintf(stderr, "gptoss bench: out of memory\n");
+        return 1;
+    }
+    uint64_t x = 0x9E3779B97F4A7C15ull;
+    for (size_t i = 0; i < P; i++) {
+        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        b->ids[i] = (uint32_t) (x % b->num_text);
+    }
+    if (strcmp(run->backend, "cuda") == 0) snprintf(b->threads, sizeof(b->threads), "-");
+    else if (run->threads == 0) snprintf(b->threads, sizeof(b->threads), "auto");
+    else snprintf(b->threads, sizeof(b->threads), "%llu", run->threads);
+    return 0;
+}
+
 int gptoss_cmd_bench(int argc, char** argv) {
     struct {
         struct gptoss_cli_run run;
@@ -153,98 +273,22 @@ int gptoss_cmd_bench(int argc, char** argv) {
     const int r = gptoss_options_parse(argc, argv, options, sizeof(options) / sizeof(options[0]), help, NULL, 0, NULL);
     if (r != 0) return r > 0 ? 0 : GPTOSS_EXIT_USAGE;
     if (gptoss_cli_run_check(&o.run) != 0) return GPTOSS_EXIT_USAGE;
-    struct gptoss_cli_engine e;
-    if (gptoss_cli_engine_open(&o.run, &e) != 0) return 1;
-    int rc = 1;
-    uint32_t* ids = NULL;
-    uint32_t* out = NULL;
-    double* runs = NULL;
-    const size_t P = (size_t) o.prompt_tokens, N = (size_t) o.num_tokens;
-    if (gptoss_cli_make_context(&o.run, &e, (P > N + 1 ? P : N + 1)) != 0) goto done;
-    size_t max_tokens = 0;
-    gptoss_context_get_max_tokens(e.context, &max_tokens);
-    if (P > max_tokens || N + 1 > max_tokens) {
-        fprintf(stderr, "gptoss bench: -p %zu / -n %zu do not fit the context (%zu tokens)\n", P, N, max_tokens);
-        goto done;
-    }
-    uint32_t num_text = 0;
-    gptoss_tokenizer_get_num_text_tokens(e.tokenizer, &num_text);
-    if (num_text == 0) {
-        fprintf(stderr, "gptoss bench: the model has no text tokens\n");
-        goto done;
-    }
-    ids = malloc(P * sizeof(uint32_t));
-    out = malloc((N + 1) * sizeof(uint32_t));
-    runs = malloc(o.repetitions * sizeof(double));
-    if (ids == NULL || out == NULL || runs == NULL) {
-        fprintf(stderr, "gptoss bench: out of memory\n");
-        goto done;
-    }
-    uint64_t x = 0x9E3779B97F4A7C15ull;
-    for (size_t i = 0; i < P; i++) {
-        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
-        ids[i] = (uint32_t) (x % num_text);
-    }
-    const char* bname = gptoss_backend_get_name(e.backend);
+    struct bench b;
+    memset(&b, 0, sizeof(b));
+    b.P = (size_t) o.prompt_tokens;
+    b.N = (size_t) o.num_tokens;
+    b.repetitions = (size_t) o.repetitions;
+    int rc = bench_open(&b, &o.run);
+    if (rc != 0) goto done;
     printf("| %-24s | %-28s | %8s | %6s | %18s |\n", "model", "backend", "threads", "test", "t/s");
     printf("| %.24s | %.28s | %.8s | %.6s | %.18s |\n", "------------------------------", "------------------------------",
            "--------", "------", "------------------");
-    const char* mname = e.label;
-    fprintf(stderr, "model: %s, %s in %.3f s\n", e.label, o.run.random != NULL ? "created" : "loaded", e.load_s);
-    char threads[24];
-    if (o.run.threads == 0) snprintf(threads, sizeof(threads), "auto");
-    else snprintf(threads, sizeof(threads), "%llu", o.run.threads);
-    if (strcmp(o.run.backend, "cuda") == 0) snprintf(threads, sizeof(threads), "-");
-    enum gptoss_status st;
-    /* warm-up, not timed: a prefill of one full chunk (min(P, max_batch_tokens) tokens: the
-     * kernels, modules and pools the timed prefill uses; 8 tokens would not reach the CUDA
-     * prefill paths) and one decode step from a 1-token context as in tg (page-in, thread
-     * start, the decode paths), then a reset */
-    {
-        size_t chunk = 0;
-        st = gptoss_context_get_max_batch_tokens(e.context, &chunk);
-        if (st != gptoss_status_success) {
-            gptoss_cli_engine_error("warm-up", st);
-            goto done;
-        }
-        const size_t w = P < chunk ? P : chunk; /* P <= max_tokens (checked above) */
-        const uint32_t other = (ids[0] + 1) % num_text;
-        size_t got;
-        st = gptoss_context_append_tokens(e.context, w, ids);
-        if (st == gptoss_status_success) st = gptoss_context_process(e.context);
-        if (st == gptoss_status_success) st = gptoss_context_reset(e.context);
-        if (st == gptoss_status_success) st = gptoss_context_append_tokens(e.context, 1, &other);
-        if (st == gptoss_status_success) st = gptoss_context_sample(e.context, NULL, 1, out, &got);
-        if (st != gptoss_status_success) {
-            gptoss_cli_engine_error("warm-up", st);
-            goto done;
-        }
-        gptoss_context_reset(e.context);
-        gptoss_context_reset_profile(e.context); /* --profile: the table covers the timed runs */
-    }
-    for (size_t rep = 0; rep < o.repetitions; rep++) {
-        /* a fresh context: reset, then a first token that differs so nothing is reused */
-        gptoss_context_reset(e.context);
-        uint32_t other = (ids[0] + 1) % num_text;
-        gptoss_context_append_tokens(e.context, 1, &other);
-        gptoss_context_reset(e.context);
-        st = gptoss_context_append_tokens(e.context, P, ids);
-        const double t0 = gptoss_now_s();
-        if (st == gptoss_status_success) st = gptoss_context_process(e.context);
-        const double t1 = gptoss_now_s();
-        if (st != gptoss_status_success) {
-            gptoss_cli_engine_error("prefill", st);
-            goto done;
-        }
-        runs[rep] = (double) P / (t1 - t0);
-    }
-    double mean, sd;
-    char test[32], tps[48];
-    mean_std(runs, o.repetitions, &mean, &sd);
-    snprintf(test, sizeof(test), "pp%zu", P);
-    snprintf(tps, sizeof(tps), "%.2f ± %.2f", mean, sd);
-    printf("| %-24.24s | %-28.28s | %8s | %6s | %18s |\n", mname, bname, threads, test, tps);
-    int w = gptoss_cli_check_stdout();
+    fprintf(stderr, "model: %s, %s in %.3f s\n", b.e.label, o.run.random != NULL ? "created" : "loaded", b.e.load_s);
+    if ((rc = warm_up(&b)) != 0 || (rc = time_prefill(&b)) != 0) goto done;
+    char test[32];
+    double mean;
+    snprintf(test, sizeof(test), "pp%zu", b.P);
+    int w = print_row(&b, test, &mean);
     if (w != 0) {
         rc = w > 0;
         goto done;
@@ -254,41 +298,23 @@ int gptoss_cmd_bench(int argc, char** argv) {
         const long np = sysconf(_SC_NPROCESSORS_ONLN);
         bw_threads = np > 0 ? (uint32_t) np : 1;
     }
-    if (N > 0) {
+    if (b.N > 0) {
         double gbs[2 * BW_PASSES];
-        const int before = bench_bandwidth(e.backend, bw_threads, gbs);
-        for (size_t rep = 0; rep < o.repetitions; rep++) {
-            gptoss_context_reset(e.context);
-            uint32_t first = (ids[0] + 1 + (uint32_t) rep) % num_text; /* differs from the cached token */
-            st = gptoss_context_append_tokens(e.context, 1, &first);
-            size_t got = 0;
-            const double t0 = gptoss_now_s();
-            if (st == gptoss_status_success) st = gptoss_context_sample(e.context, NULL, N, out, &got);
-            const double t1 = gptoss_now_s();
-            if (st != gptoss_status_success || got != N) {
-                gptoss_cli_engine_error("decode", st);
-                goto done;
-            }
-            runs[rep] = (double) N / (t1 - t0);
-        }
-        mean_std(runs, o.repetitions, &mean, &sd);
-        snprintf(test, sizeof(test), "tg%zu", N);
-        snprintf(tps, sizeof(tps), "%.2f ± %.2f", mean, sd);
-        printf("| %-24.24s | %-28.28s | %8s | %6s | %18s |\n", mname, bname, threads, test, tps);
-        if ((w = gptoss_cli_check_stdout()) != 0) {
+        const int before = bench_bandwidth(b.e.backend, bw_threads, gbs);
+        if ((rc = time_decode(&b)) != 0) goto done;
+        snprintf(test, sizeof(test), "tg%zu", b.N);
+        if ((w = print_row(&b, test, &mean)) != 0) {
             rc = w > 0;
             goto done;
         }
-        const int after = before && bench_bandwidth(e.backend, bw_threads, gbs + BW_PASSES);
-        report_decode_bound(&e, N, mean, bw_threads, gbs, before ? (after ? 2 * BW_PASSES : BW_PASSES) : 0);
+        const int after = before && bench_bandwidth(b.e.backend, bw_threads, gbs + BW_PASSES);
+        report_decode_bound(&b.e, b.N, mean, bw_threads, gbs, before ? (after ? 2 * BW_PASSES : BW_PASSES) : 0);
     }
-    gptoss_context_print_profile(e.context, stderr); /* only with --profile */
-    rc = 0;
+    gptoss_context_print_profile(b.e.context, stderr); /* only with --profile */
 done:
-    free(ids);
-    free(out);
-    free(runs);
-    gptoss_cli_engine_close(&e);
+    free(b.ids);
+    free(b.out);
+    free(b.runs);
+    gptoss_cli_engine_close(&b.e);
     return rc;
 }
-
