@@ -22,8 +22,8 @@ struct gptoss_vocab {
 /* Where the o200k_base vocabulary is found when no path is given: the repository's
  * data/o200k_base.tiktoken (path fixed at build time), then ../data/o200k_base.tiktoken,
  * ../share/gptoss/o200k_base.tiktoken and data/o200k_base.tiktoken next to the
- * executable. Returns the first that exists, or the build-time path. (The CLI puts
- * --vocab and $GPTOSS_VOCAB first.) */
+ * executable, then data/o200k_base.tiktoken in the working directory. Returns the first
+ * that exists, or the build-time path. (The CLI puts --vocab and $GPTOSS_VOCAB first.) */
 const char* gptoss_default_vocab_path(void);
 /* Loads a tiktoken file ("<base64> <rank>" per line, ranks 0, 1, 2, ... in order). */
 enum gptoss_status gptoss_vocab_load_tiktoken(const char* path, struct gptoss_vocab* vocab_out);

@@ -41,6 +41,9 @@ const char* gptoss_default_vocab_path(void) {
             }
         }
     }
+    /* a build carried to another machine, run from the repository's root */
+    static const char here[] = "data/o200k_base.tiktoken";
+    if (access(here, R_OK) == 0) return here;
     return GPTOSS_VOCAB_DEFAULT;
 }
 

@@ -20,8 +20,10 @@ extern "C" {
  * the random-fill kernels. The weights are those `gptoss make-model --seed` writes for the
  * same shape: a function of (preset, num_layers, seed) only, bit-identical on every
  * backend (the distribution: offline/random.c). The tokenizer is the real o200k_harmony
- * one, built from the o200k_base vocabulary at the default path (the repository's
- * data/o200k_base.tiktoken). invalid_argument for an unknown preset or a NULL argument;
+ * one, built from the o200k_base vocabulary found at the default places: the
+ * repository's data/o200k_base.tiktoken (fixed at build time), data/ or ../data/ next
+ * to the executable, data/ in the working directory. invalid_argument for an unknown
+ * preset or a NULL argument; io_error when the vocabulary cannot be read;
  * insufficient_memory if the weights do not fit the backend. */
 enum gptoss_status gptoss_model_create_random(const char* preset, uint32_t num_layers, uint64_t seed,
                                               gptoss_backend_t backend, gptoss_model_t* model_out);
