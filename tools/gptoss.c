@@ -21,6 +21,7 @@
 #include <gptoss/engine.h>
 
 #include "cli_tools.h"
+#include "serve.h"
 #include "readbw.h"
 #include "engine_internal.h" /* gptoss_context_print_profile (bench, $GPTOSS_PROFILE) */
 
@@ -346,7 +347,9 @@ static void help_main(void) {
            "  tokenize    text <-> token ids\n"
            "  convert     checkpoint directory -> model file\n"
            "  make-model  random model file of a preset shape\n"
-           "  inspect     header and layout of a model file\n");
+           "  inspect     header and layout of a model file\n"
+           "  serve       OpenAI-compatible HTTP server (chat, responses, completions)\n"
+           "  render      the harmony prompt of a chat or responses request (JSON)\n");
 }
 
 /* ---- engine set-up ------------------------------------------------------------------- */
@@ -1025,6 +1028,8 @@ int main(int argc, char** argv) {
     if (strcmp(cmd, "convert") == 0) return gptoss_cli_convert(argc, argv);
     if (strcmp(cmd, "make-model") == 0) return gptoss_cli_make_model(argc, argv);
     if (strcmp(cmd, "inspect") == 0) return gptoss_cli_inspect(argc, argv);
+    if (strcmp(cmd, "serve") == 0) return gptoss_cli_serve(argc, argv);
+    if (strcmp(cmd, "render") == 0) return gptoss_cli_render(argc, argv);
     fprintf(stderr, "gptoss: unknown command '%s' (see gptoss --help)\n", cmd);
     return EXIT_USAGE;
 }
