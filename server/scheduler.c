@@ -3,9 +3,13 @@
  * chunk or one sampled token), checking between steps whether its client left, its
  * deadline passed or the server is shutting down.
  *
- * Prompt cache: each slot remembers the tokens its context holds. A request goes to the
- * slot whose tokens share the longest prefix with its prompt (ties: the least recently
- * used); after gptoss_context_reset the engine keeps the K/V of a re-appended identical
+ * Prompt cache: each slot remembers the tokens its context holds. A request whose prompt
+ * extends a slot's last prompt (contains all of it, less at most the two tokens of the
+ * `<|start|>assistant` that opened the reply, which the next turn renders differently when
+ * the reply was not a well-formed message) goes to that slot (the one with the longest
+ * common prefix if several); any other request goes to the least recently used slot, so
+ * that a new conversation does not evict another one only because they share a system
+ * prompt. After gptoss_context_reset the engine keeps the K/V of a re-appended identical
  * prefix (every layer, sliding-window ones included, holds all positions), so only the
  * rest of the prompt is computed.
  *
@@ -23,6 +27,7 @@ struct slot {
     gptoss_context_t ctx;
     uint32_t* tokens;      /* what the context holds (K/V of all but a pending last token) */
     size_t num_tokens;
+    size_t prompt_len;     /* the prompt part of tokens (the last request's) */
     uint64_t last_used;
 };
 
@@ -98,6 +103,7 @@ static void finish(struct srv_scheduler* s, int error_status, const char* code, 
     size_t n = 0;
     if (gptoss_context_get_tokens(q->slot->ctx, q->slot->tokens, s->context_length, &n) != gptoss_status_success) n = 0;
     q->slot->num_tokens = n;
+    q->slot->prompt_len = req->num_prompt;
     const double t_end = srv_now();
     srv_metrics_tokens(s->metrics, res->prompt_tokens, res->cached_tokens, q->generated);
     srv_metrics_parse_errors(s->metrics, res->parse_errors);
@@ -158,16 +164,22 @@ static void admit(struct srv_scheduler* s, struct srv_request* req) {
         refuse(s, req, 503, "timeout", "the request waited in the queue past the server's timeout");
         return;
     }
-    /* the slot with the longest cached prefix of this prompt */
-    struct slot* best = &s->slots[0];
+    /* a slot whose conversation this prompt continues, else the least recently used one */
+    struct slot* best = NULL;
     size_t best_len = 0;
     for (size_t i = 0; i < s->num_slots; i++) {
         struct slot* sl = &s->slots[i];
         const size_t l = common_prefix(sl->tokens, sl->num_tokens, req->prompt, req->num_prompt);
-        if (l > best_len || (l == best_len && sl->last_used < best->last_used)) {
+        if (sl->num_tokens > 0 && l + 2 >= sl->prompt_len && (best == NULL || l > best_len)) {
             best = sl;
             best_len = l;
         }
+    }
+    if (best == NULL) {
+        best = &s->slots[0];
+        for (size_t i = 1; i < s->num_slots; i++)
+            if (s->slots[i].last_used < best->last_used) best = &s->slots[i];
+        best_len = common_prefix(best->tokens, best->num_tokens, req->prompt, req->num_prompt);
     }
     struct seq* q = &s->current;
     memset(q, 0, sizeof(*q));
