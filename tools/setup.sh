@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # One-time set-up on a fresh Debian machine (idempotent): system packages for the build
-# and tests, and a Python venv (.venv) with numpy, pytest and kernels for the Python tests.
+# and tests, and a Python venv (.venv) with numpy, pytest, kernels and openai-harmony for the
+# Python tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pkgs=(cmake make gcc g++ pkg-config libpcre2-dev python3-venv python3-dev)
+pkgs=(cmake make gcc g++ pkg-config libpcre2-dev libjansson-dev python3-venv python3-dev)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -22,3 +23,6 @@ fi
 kernels_version=0.19.1
 .venv/bin/python -c "import numpy, pytest, importlib.metadata as m; assert m.version('kernels') == '$kernels_version'" \
     2>/dev/null || .venv/bin/pip install -q numpy pytest "kernels==$kernels_version"
+# openai-harmony: the reference of the server's harmony layer (tests/server); pinned, as its
+# rendering is what the tests compare with.
+.venv/bin/pip show openai-harmony 2>/dev/null | grep -qx 'Version: 0.0.8' || .venv/bin/pip install -q openai-harmony==0.0.8

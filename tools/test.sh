@@ -2,7 +2,8 @@
 # All tests: set up, build (with CUDA when nvcc is present: compiled and linked, its
 # cases reported as skipped without a GPU), ctest (harness, argument checks, engine),
 # the argument checks, engine tests and the quick harness again under AddressSanitizer +
-# UndefinedBehaviorSanitizer, and pytest.
+# UndefinedBehaviorSanitizer, and pytest (the Python package; the harmony layer against
+# openai-harmony).
 # Ends with one summary line "suites: N passed, N failed, 0 skipped".
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,10 @@ stage sanitize-harness build-sanitize/tests/harness --quick
 py_cuda=OFF; nvidia-smi -L >/dev/null 2>&1 && py_cuda=ON
 stage python-install env GPTOSS_CUDA=$py_cuda .venv/bin/pip install -q .
 stage pytest .venv/bin/python -m pytest -q python/tests
+# The harmony layer against openai-harmony, with the release and the sanitizer builds' tool.
+stage pytest-server .venv/bin/python -m pytest -q tests/server
+stage pytest-server-sanitize env GPTOSS_HARMONY_TOOL=build-sanitize/tests/server/harmony_tool \
+    .venv/bin/python -m pytest -q tests/server
 
 if [ ${#failed_names[@]} -gt 0 ]; then echo "failed suites: ${failed_names[*]}"; fi
 echo "suites: $passed passed, $failed failed, 0 skipped"
