@@ -3,10 +3,14 @@ client per round, chat and completions, streamed and not) against a queue of 8. 
 request completes or is refused cleanly (429 while the queue is full); nothing else may
 happen before the deadline; the server's resident memory does not grow across rounds;
 SIGTERM then ends it with status 0 (checked by the fixture)."""
+import subprocess
 import threading
 import time
 
 import openai
+import pytest
+
+from conftest import BIN
 
 CLIENTS = 32
 ROUNDS = 8
@@ -82,8 +86,12 @@ def test_load(start_server):
     assert not failures, failures[:5]
     assert counts["ok"] + counts["429"] == CLIENTS * ROUNDS
     assert counts["ok"] >= ROUNDS * 9  # at least the running one and a full queue each round
+    assert s.metric("gptoss_queue_length") == 0 and s.metric("gptoss_requests_running") == 0
+    if "libasan" in subprocess.run(["ldd", str(BIN)], capture_output=True, text=True).stdout:
+        # ASan keeps freed memory in quarantine, so RSS grows by design; LeakSanitizer checks
+        # the server's exit instead (the fixture requires status 0 and no report)
+        pytest.skip("RSS check: not meaningful under AddressSanitizer (load checks above passed)")
     # memory: after the first rounds (allocator arenas of the HTTP threads, the store) the
     # resident size stays flat: growth from round 3 to the last below 2 MiB (a leak of a
     # few KiB per request would add ~1 MiB per round)
     assert rss[-1] - rss[2] < 2048, rss
-    assert s.metric("gptoss_queue_length") == 0 and s.metric("gptoss_requests_running") == 0
