@@ -60,7 +60,7 @@ static double median(double* v, size_t n) {
 /* GB/s of a read-only pass over `bytes` with `threads` threads (best of `passes`). */
 static double measure_read_bandwidth(size_t bytes, uint32_t threads, int passes) {
     double checksum = 0;
-    const double best = gptoss_tools_read_bandwidth(bytes, threads, passes, &checksum);
+    const double best = gptoss_tools_read_bandwidth(bytes, threads, passes, NULL, &checksum);
     fprintf(stderr, "(read pass checksum %g)\n", checksum);
     return best;
 }

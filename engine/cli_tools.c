@@ -4,8 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-#include <fcntl.h>
+#include <sys/stat.h>
 
 #include <gptoss/engine.h>
 
@@ -21,6 +20,29 @@ int gptoss_cli_parse_u64(const char* s, unsigned long long max, unsigned long lo
     if (errno != 0 || end == s || *end != '\0' || v > max) return -1;
     *out = v;
     return 0;
+}
+
+int gptoss_cli_check_output(const char* command, const char* out, int force) {
+    struct stat sb;
+    if (force || lstat(out, &sb) != 0) return 0;
+    fprintf(stderr, "gptoss %s: %s exists: pass --force to replace it\n", command, out);
+    return 2;
+}
+
+int gptoss_cli_check_stdout(const char* cmd) {
+    static int state = 0; /* sticky: a failed stream stays failed */
+    if (state != 0) return state;
+    errno = 0;
+    const int flush_failed = fflush(stdout) != 0;
+    const int err = errno;
+    if (!flush_failed && !ferror(stdout)) return 0;
+    if (err == EPIPE) {
+        state = -1;
+    } else {
+        state = 1;
+        fprintf(stderr, "gptoss %s: cannot write to stdout: %s\n", cmd, err != 0 ? strerror(err) : "write error");
+    }
+    return state;
 }
 
 static char* read_stdin(size_t* size_out) {
@@ -48,6 +70,9 @@ static char* read_stdin(size_t* size_out) {
     *size_out = n;
     return buf;
 }
+
+/* Between token ids of `tokenize --decode`: whitespace or commas. */
+static int is_id_separator(char c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r' || c == ','; }
 
 static const char tokenize_usage[] =
     "usage: gptoss tokenize -m MODEL [--decode]\n"
@@ -106,27 +131,30 @@ int gptoss_cli_tokenize(int argc, char** argv) {
         }
         free(ids);
     } else {
-        char* p = text;
-        char* end = text + size;
+        uint32_t vocabulary_size = 0;
+        gptoss_tokenizer_get_num_tokens(tok, &vocabulary_size);
+        const char* p = text;
+        const char* end = text + size;
         while (p < end && rc == 0) {
-            while (p < end && (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r' || *p == ',')) p++;
+            while (p < end && is_id_separator(*p)) p++;
             if (p >= end) break;
-            char* q = p;
-            while (q < end && *q >= '0' && *q <= '9') q++;
+            const char* q = p;
+            while (q < end && !is_id_separator(*q)) q++;
+            /* the word p..q: digits only, and a valid id */
             char num[24];
-            unsigned long long id;
-            if (q == p || q - p > 20 || (q < end && !(*q == ' ' || *q == '\n' || *q == '\t' || *q == '\r' || *q == ','))) {
-                fprintf(stderr, "gptoss tokenize: bad token id at byte %zu of stdin\n", (size_t) (p - text));
-                rc = 1;
-                break;
+            unsigned long long id = 0;
+            int ok = q - p < (ptrdiff_t) sizeof(num);
+            if (ok) {
+                memcpy(num, p, (size_t) (q - p));
+                num[q - p] = '\0';
+                ok = gptoss_cli_parse_u64(num, UINT32_MAX, &id) == 0 && id < vocabulary_size;
             }
-            memcpy(num, p, (size_t) (q - p));
-            num[q - p] = '\0';
             const void* bytes;
             size_t n;
-            if (gptoss_cli_parse_u64(num, UINT32_MAX, &id) != 0 ||
-                (st = gptoss_tokenizer_decode(tok, (uint32_t) id, &bytes, &n)) != gptoss_status_success) {
-                fprintf(stderr, "gptoss tokenize: token %s: %s\n", num, gptoss_last_error());
+            if (!ok || gptoss_tokenizer_decode(tok, (uint32_t) id, &bytes, &n) != gptoss_status_success) {
+                const int shown = q - p > 40 ? 40 : (int) (q - p);
+                fprintf(stderr, "gptoss tokenize: token id '%.*s%s' (byte %zu of stdin) is not an integer in [0, %u]\n",
+                        shown, p, q - p > shown ? "..." : "", (size_t) (p - text), vocabulary_size - 1);
                 rc = 1;
                 break;
             }
@@ -136,7 +164,7 @@ int gptoss_cli_tokenize(int argc, char** argv) {
     }
     free(text);
     gptoss_tokenizer_release(tok);
-    if (fflush(stdout) != 0) rc = 1;
+    if (gptoss_cli_check_stdout("tokenize") > 0) rc = 1;
     return rc;
 }
 
@@ -162,27 +190,16 @@ int gptoss_cli_inspect(int argc, char** argv) {
         fprintf(stderr, "%s", inspect_usage);
         return 2;
     }
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        fprintf(stderr, "gptoss inspect: %s: %s\n", path, strerror(errno));
-        return 1;
-    }
-    uint8_t h[GPTOSS_FILE_HEADER_SIZE];
-    ssize_t r = pread(fd, h, sizeof(h), 0);
-    off_t size = lseek(fd, 0, SEEK_END);
-    close(fd);
-    if (r != (ssize_t) sizeof(h)) {
-        fprintf(stderr, "gptoss inspect: %s: shorter than the %u-byte header\n", path, GPTOSS_FILE_HEADER_SIZE);
-        return 1;
-    }
+    uint64_t size = 0;
     struct gptoss_file_info in;
-    enum gptoss_status st = gptoss_file_parse_header(h, &in);
+    enum gptoss_status st = gptoss_file_read_header(path, &size, &in);
     if (st != gptoss_status_success) {
-        fprintf(stderr, "gptoss inspect: %s: %s: %s\n", path, gptoss_status_to_string(st), gptoss_last_error());
+        fprintf(stderr, "gptoss inspect: %s: %s\n", gptoss_status_to_string(st), gptoss_last_error());
         return 1;
     }
     const struct gptoss_model_config* c = &in.config;
-    printf("file                 %s (%lld bytes; layout needs %llu)\n", path, (long long) size, (unsigned long long) in.file_size);
+    printf("file                 %s (%llu bytes; layout needs %llu)\n", path, (unsigned long long) size,
+           (unsigned long long) in.file_size);
     printf("context_length       %u\nnum_blocks           %u\nnum_experts          %u\nnum_active_experts   %u\n",
            c->context_length, c->num_blocks, c->num_experts, c->num_active_experts);
     printf("embedding_dim        %u\nmlp_dim              %u\nswiglu_limit         %.9g\nhead_dim             %u\n",
@@ -197,8 +214,8 @@ int gptoss_cli_inspect(int argc, char** argv) {
     printf("weights at           %llu (shared %llu, per block %llu, MoE per layer %llu, per expert %zu)\n",
            (unsigned long long) in.weights_offset, (unsigned long long) in.shared_size, (unsigned long long) in.per_block,
            (unsigned long long) in.moe_size, in.expert.per_expert);
-    if ((unsigned long long) size < in.file_size) {
-        fprintf(stderr, "gptoss inspect: %s: file is truncated (%lld < %llu bytes)\n", path, (long long) size,
+    if (size < in.file_size) {
+        fprintf(stderr, "gptoss inspect: %s: file is truncated (%llu < %llu bytes)\n", path, (unsigned long long) size,
                 (unsigned long long) in.file_size);
         return 1;
     }
@@ -220,5 +237,5 @@ int gptoss_cli_inspect(int argc, char** argv) {
     }
     printf("\n");
     gptoss_tokenizer_release(tok);
-    return 0;
+    return gptoss_cli_check_stdout("inspect") > 0;
 }

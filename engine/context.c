@@ -221,8 +221,11 @@ void gptoss_context_print_profile(gptoss_context_t c, FILE* f) {
 
 /* ---- creation ------------------------------------------------------------------------ */
 
+/* Frees everything; the statuses of the frees are dropped, so they keep the thread's
+ * message (this runs after failures too). */
 static void context_free(struct gptoss_context* c) {
     if (c == NULL) return;
+    gptoss_error_keep_begin();
     gptoss_backend_t b = c->backend;
     void* bufs[] = {c->kv,         c->batch_tokens, c->residual,   c->norm,    c->qkv,     c->attn,
                     c->gate,       c->expert_ids,   c->expert_scores, c->expert_offsets, c->intra,
@@ -235,13 +238,12 @@ static void context_free(struct gptoss_context* c) {
     }
     free(c->tokens);
     free(c->host_logits);
-    free(c->scratch.index);
-    free(c->scratch.prob);
-    free(c->scratch.count);
+    gptoss_sampler_scratch_free(&c->scratch);
     free(c->prof);
     for (int i = 0; i < 2; i++) gptoss_graph_release(c->graphs[i]);
     if (c->model != NULL) gptoss_model_release(c->model);
     free(c);
+    gptoss_error_keep_end();
 }
 
 static int mul_ovf(size_t a, size_t b, size_t* out) { return __builtin_mul_overflow(a, b, out); }
@@ -287,9 +289,6 @@ enum gptoss_status gptoss_context_create(gptoss_model_t model, size_t context_le
     if (max_batch_tokens > 65536) {
         return gptoss_fail(gptoss_status_invalid_argument, "max_batch_tokens %zu exceeds 65536", max_batch_tokens);
     }
-    if (cfg->attention_window == 0) {
-        return gptoss_fail(gptoss_status_unsupported_argument, "the model's attention_window is 0");
-    }
 
     struct gptoss_context* c = calloc(1, sizeof(*c));
     if (c == NULL) return gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate the context");
@@ -322,12 +321,9 @@ enum gptoss_status gptoss_context_create(gptoss_model_t model, size_t context_le
 
     c->tokens = calloc(context_length, sizeof(uint32_t));
     c->host_logits = malloc(V * sizeof(float));
-    c->scratch.vocabulary_size = (uint32_t) V;
-    c->scratch.index = malloc(V * sizeof(uint32_t));
-    c->scratch.prob = malloc(V * sizeof(double));
-    c->scratch.count = calloc(V, sizeof(uint32_t));
-    if (c->tokens == NULL || c->host_logits == NULL || c->scratch.index == NULL || c->scratch.prob == NULL ||
-        c->scratch.count == NULL || (profile && (c->prof = calloc(1, sizeof(*c->prof))) == NULL)) {
+    const int scratch_failed = gptoss_sampler_scratch_init(&c->scratch, (uint32_t) V) != 0;
+    if (c->tokens == NULL || c->host_logits == NULL || scratch_failed ||
+        (profile && (c->prof = calloc(1, sizeof(*c->prof))) == NULL)) {
         st = gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate the context's host buffers (%zu tokens)",
                          context_length);
         goto fail;
@@ -380,13 +376,9 @@ enum gptoss_status gptoss_context_create(gptoss_model_t model, size_t context_le
     }
     *context_out = c;
     return gptoss_status_success;
-fail: {
-    /* the releases below clear the thread's message: keep it */
-    char msg[512];
-    snprintf(msg, sizeof(msg), "%s", gptoss_last_error());
+fail:
     context_free(c);
-    return gptoss_fail(st, "%s", msg);
-}
+    return st;
 }
 
 /* ---- forward pass ------------------------------------------------------------------- */
@@ -559,11 +551,14 @@ static enum gptoss_status record_decode_step(struct gptoss_context* c, int slot,
     enum gptoss_status st = gptoss_graph_begin(c->graphs[slot]);
     if (st != gptoss_status_success) return st;
     st = forward_kernels(c, s, 1, 1);
-    char msg[512];
-    if (st != gptoss_status_success) snprintf(msg, sizeof(msg), "%s", gptoss_last_error());
-    const enum gptoss_status end = gptoss_graph_end(c->graphs[slot]);
-    if (st != gptoss_status_success) return gptoss_fail(st, "%s", msg);
-    if (end != gptoss_status_success) return end;
+    if (st != gptoss_status_success) {
+        gptoss_error_keep_begin(); /* end the recording; the kernels' failure is the one reported */
+        (void) gptoss_graph_end(c->graphs[slot]);
+        gptoss_error_keep_end();
+        return st;
+    }
+    st = gptoss_graph_end(c->graphs[slot]);
+    if (st != gptoss_status_success) return st;
     c->graph_pos[slot] = s;
     return gptoss_status_success;
 }
@@ -857,7 +852,6 @@ enum gptoss_status gptoss_context_retain(gptoss_context_t context) {
 }
 
 enum gptoss_status gptoss_context_release(gptoss_context_t context) {
-    gptoss_clear_error();
     if (context == NULL) return gptoss_status_success;
     if (atomic_fetch_sub_explicit(&context->ref_count, 1, memory_order_acq_rel) == 1) context_free(context);
     return gptoss_status_success;

@@ -293,13 +293,16 @@ static enum gptoss_status cv_write(void* source, struct gptoss_writer* w, enum g
 }
 
 static const char convert_usage[] =
-    "usage: gptoss convert [--vocab PATH] [--quiet] CHECKPOINT_DIR OUT\n"
+    "usage: gptoss convert [--vocab PATH] [--quiet] [--force] CHECKPOINT_DIR OUT\n"
     "  Converts an original gpt-oss checkpoint (the original/ directory: config.json and\n"
     "  *.safetensors) into a model file, bit-compatible with upstream's converter:\n"
     "  vocabulary truncated to 200014 rows, QKV rows permuted for adjacent-pair RoPE,\n"
-    "  Q*0.5 / K*0.25 folded in (bf16), MXFP4 scales +14.\n"
+    "  Q*0.5 / K*0.25 folded in (bf16), MXFP4 scales +14. OUT appears only when complete\n"
+    "  (written to a temporary file next to it, then renamed).\n"
     "  --vocab PATH   o200k_base.tiktoken (default: $GPTOSS_VOCAB or the repository's\n"
-    "                 data/o200k_base.tiktoken)\n";
+    "                 data/o200k_base.tiktoken)\n"
+    "  --quiet        no progress line\n"
+    "  --force        replace OUT if it exists (without it, an existing OUT is kept)\n";
 
 static char* read_file_text(const char* path, size_t max, size_t* size_out) {
     FILE* f = fopen(path, "rb");
@@ -336,7 +339,7 @@ int gptoss_cli_convert(int argc, char** argv) {
     const char* dir = NULL;
     const char* out = NULL;
     const char* vocab_path = NULL;
-    int quiet = 0;
+    int quiet = 0, force = 0;
     for (int i = 1; i < argc; i++) {
         const char* a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -346,6 +349,8 @@ int gptoss_cli_convert(int argc, char** argv) {
             vocab_path = argv[++i];
         } else if (strcmp(a, "--quiet") == 0) {
             quiet = 1;
+        } else if (strcmp(a, "--force") == 0) {
+            force = 1;
         } else if (a[0] == '-' && a[1] != '\0') {
             fprintf(stderr, "gptoss convert: unknown or incomplete option '%s'\n%s", a, convert_usage);
             return 2;
@@ -362,6 +367,7 @@ int gptoss_cli_convert(int argc, char** argv) {
         fprintf(stderr, "gptoss convert: CHECKPOINT_DIR and OUT are required\n%s", convert_usage);
         return 2;
     }
+    if (gptoss_cli_check_output("convert", out, force) != 0) return 2;
     struct cv_source s;
     memset(&s, 0, sizeof(s));
     int rc = 1;
@@ -421,7 +427,7 @@ int gptoss_cli_convert(int argc, char** argv) {
         goto done;
     }
     struct gptoss_writer w;
-    st = gptoss_writer_open(&w, out, &s.c, &vocab);
+    st = gptoss_writer_open(&w, out, &s.c, &vocab, force);
     if (st != gptoss_status_success) {
         fprintf(stderr, "gptoss convert: %s\n", gptoss_last_error());
         goto done;

@@ -23,13 +23,36 @@ struct gptoss_sampler {
 };
 
 /* Host scratch for one draw, owned by the context (allocated once at context creation, so
- * that a decode step allocates nothing). All arrays have vocabulary_size entries. */
+ * that a decode step allocates nothing). The arrays of ids have vocabulary_size entries,
+ * the buckets GPTOSS_SAMPLER_BUCKETS + 2: the buckets of z, the far one and one for the ids
+ * that are not candidates (engine/sampler.c says how they are used). */
+#define GPTOSS_SAMPLER_BUCKETS 4096u
+#define GPTOSS_SAMPLER_TOP_K_DIRECT 256u /* top-k up to this takes the k best directly */
+struct gptoss_sampler_bucket {
+    double mass;     /* sum of exp(z) over its ids (far bucket: unused) */
+    double scale;    /* exp(-b w): its ids' exp(z) over their polynomial values */
+    uint32_t head;   /* first id of its list (next[] links the others) */
+    uint32_t count;  /* ids in it */
+    uint32_t first;  /* position of its first id in the draw order */
+};
 struct gptoss_sampler_scratch {
     uint32_t vocabulary_size;
-    uint32_t* index;   /* candidate ids */
-    double* prob;      /* candidate probabilities (unnormalised) */
+    uint32_t* next;    /* per id: the next id of its bucket's list */
+    uint32_t* order;   /* candidate ids by position in the draw order */
+    uint32_t* tmp;     /* radix sort buffer */
+    double* prob;      /* exact path: exp(z) per position */
     uint32_t* count;   /* occurrences of each id in the context (all zero between draws) */
+    uint64_t* top;     /* top-k path: (key, id) of the k best, GPTOSS_SAMPLER_TOP_K_DIRECT entries */
+    struct gptoss_sampler_bucket* buckets;
+    /* Bucketed draws since init: decided by the buckets, and handed to the exact path
+     * (engine/sampler.c); tests and benchmarks read them. */
+    uint64_t fast_draws, fallback_draws;
 };
+/* Allocates the arrays for vocabulary_size ids; 0 on success, -1 when out of memory (then
+ * nothing stays allocated). */
+int gptoss_sampler_scratch_init(struct gptoss_sampler_scratch* scratch, uint32_t vocabulary_size);
+/* Frees the arrays (a zeroed or failed scratch is fine). */
+void gptoss_sampler_scratch_free(struct gptoss_sampler_scratch* scratch);
 
 /* How the context should pick the next token with this sampler (NULL = greedy). */
 enum gptoss_sampler_mode {

@@ -145,14 +145,19 @@ static enum gptoss_status mm_write(void* source, struct gptoss_writer* w, enum g
 static const char make_model_usage[] =
     "usage: gptoss make-model --preset tiny|20b|120b [options] OUT\n"
     "  Writes a model file with random weights and the real o200k_harmony tokenizer\n"
-    "  (200014 tokens), streamed to disk.\n"
+    "  (200014 tokens), streamed to disk. OUT appears only when complete (written to a\n"
+    "  temporary file next to it, then renamed); an existing OUT is kept unless --force.\n"
     "  --preset tiny   4 layers, 8 experts (4 active), hidden 64, mlp 128, 8 Q / 2 KV heads\n"
     "                  of dim 16, window 16, context 4096 (about 55 MB)\n"
     "  --preset 20b    gpt-oss-20b shapes (24 layers, 32 experts; about 13.8 GB)\n"
     "  --preset 120b   gpt-oss-120b shapes (36 layers, 128 experts; about 65 GB)\n"
     "  --layers N, --experts N, --active-experts N, --hidden N, --mlp N, --heads N,\n"
-    "  --kv-heads N, --head-dim N, --window N, --context N   override the preset\n"
+    "  --kv-heads N, --head-dim N, --window N, --context N   override the preset (header\n"
+    "                  fields num_blocks, num_experts, num_active_experts, embedding_dim,\n"
+    "                  mlp_dim, num_heads, num_kv_heads, head_dim, attention_window,\n"
+    "                  context_length; checked as the engine will when loading)\n"
     "  --seed S        random seed (default 0)\n"
+    "  --force         replace OUT if it exists\n"
     "  --vocab PATH    o200k_base.tiktoken (default: $GPTOSS_VOCAB or the repository's\n"
     "                  data/o200k_base.tiktoken)\n"
     "  --quiet         no progress line\n";
@@ -162,7 +167,7 @@ int gptoss_cli_make_model(int argc, char** argv) {
     const char* out = NULL;
     const char* vocab_path = NULL;
     unsigned long long seed = 0;
-    int quiet = 0;
+    int quiet = 0, force = 0;
     struct {
         const char* flag;
         unsigned long long value;
@@ -179,6 +184,10 @@ int gptoss_cli_make_model(int argc, char** argv) {
         }
         if (strcmp(a, "--quiet") == 0) {
             quiet = 1;
+            continue;
+        }
+        if (strcmp(a, "--force") == 0) {
+            force = 1;
             continue;
         }
         if (a[0] == '-' && a[1] != '\0') {
@@ -221,6 +230,7 @@ int gptoss_cli_make_model(int argc, char** argv) {
         fprintf(stderr, "gptoss make-model: --preset and OUT are required\n%s", make_model_usage);
         return 2;
     }
+    if (gptoss_cli_check_output("make-model", out, force) != 0) return 2;
     struct mm_source s;
     memset(&s, 0, sizeof(s));
     struct gptoss_model_config* c = &s.c;
@@ -238,6 +248,10 @@ int gptoss_cli_make_model(int argc, char** argv) {
     gptoss_model_preset_set_rope(preset, c);
     if (ov[nov - 1].set) c->context_length = (uint32_t) ov[nov - 1].value;
     s.seed = seed;
+    if (gptoss_model_config_validate(c) != gptoss_status_success) {
+        fprintf(stderr, "gptoss make-model: %s\n", gptoss_last_error());
+        return 2;
+    }
 
     if (vocab_path == NULL) vocab_path = gptoss_default_vocab_path();
     struct gptoss_vocab vocab;
@@ -251,7 +265,7 @@ int gptoss_cli_make_model(int argc, char** argv) {
                 vocab.num_tokens);
     }
     struct gptoss_writer w;
-    st = gptoss_writer_open(&w, out, c, &vocab);
+    st = gptoss_writer_open(&w, out, c, &vocab, force);
     gptoss_vocab_free(&vocab);
     if (st != gptoss_status_success) {
         fprintf(stderr, "gptoss make-model: %s\n", gptoss_last_error());

@@ -186,6 +186,44 @@ enum gptoss_status gptoss_file_compute_layout(struct gptoss_file_info* info) {
 
 #define BAD(...) return gptoss_fail(gptoss_status_invalid_argument, __VA_ARGS__)
 
+enum gptoss_status gptoss_model_config_validate(const struct gptoss_model_config* c) {
+#define RANGE(field, lo, hi)                                                                                    \
+    if (c->field < (lo) || c->field > (hi))                                                                     \
+        BAD("model header field " #field " is %u, must be in [%u, %u]", c->field, (unsigned) (lo), (unsigned) (hi))
+    RANGE(context_length, 1, MAX_CONTEXT_LENGTH);
+    RANGE(num_blocks, 1, MAX_BLOCKS);
+    RANGE(num_experts, 1, MAX_EXPERTS);
+    RANGE(num_active_experts, 1, c->num_experts);
+    RANGE(embedding_dim, 32, MAX_DIM);
+    RANGE(mlp_dim, 32, MAX_DIM);
+    RANGE(head_dim, 4, MAX_HEAD_DIM);
+    RANGE(num_heads, 1, MAX_HEADS);
+    RANGE(num_kv_heads, 1, c->num_heads);
+#undef RANGE
+    if (c->attention_window == 0) {
+        BAD("model header field attention_window is 0, must be at least 1 (f32_sdpa; %u = full attention)", UINT32_MAX);
+    }
+    if (c->embedding_dim % 32 != 0) BAD("model header field embedding_dim %u is not a multiple of 32 (MXFP4 blocks)", c->embedding_dim);
+    if (c->mlp_dim % 32 != 0) BAD("model header field mlp_dim %u is not a multiple of 32 (MXFP4 blocks)", c->mlp_dim);
+    if (c->head_dim % 4 != 0) {
+        BAD("model header field head_dim %u is not a multiple of 4 (f32_sdpa; RoPE rotates pairs)", c->head_dim);
+    }
+    if (c->num_heads % c->num_kv_heads != 0) {
+        BAD("model header field num_heads %u is not a multiple of num_kv_heads %u", c->num_heads, c->num_kv_heads);
+    }
+#define FINITE(field, cond)                                                                                   \
+    if (!isfinite(c->field) || !(cond)) BAD("model header field " #field " is %g, must be finite and " #cond, (double) c->field)
+    FINITE(swiglu_limit, c->swiglu_limit > 0.0f);
+    FINITE(rope_theta, c->rope_theta > 1.0f);
+    FINITE(interpolation_scale, c->interpolation_scale > 0.0f);
+    FINITE(yarn_offset, 1);
+    FINITE(yarn_scale, 1);
+    FINITE(yarn_multiplier, c->yarn_multiplier > 0.0f);
+    FINITE(rmsnorm_epsilon, c->rmsnorm_epsilon > 0.0f && c->rmsnorm_epsilon < 1.0f);
+#undef FINITE
+    return gptoss_status_success;
+}
+
 enum gptoss_status gptoss_file_parse_header(const uint8_t h[GPTOSS_FILE_HEADER_SIZE], struct gptoss_file_info* out) {
     enum gptoss_status st;
     if (memcmp(h, gptoss_file_magic, 12) != 0) {
@@ -221,35 +259,7 @@ enum gptoss_status gptoss_file_parse_header(const uint8_t h[GPTOSS_FILE_HEADER_S
     c->yarn_multiplier = load_f32le(m + 60);
     c->rmsnorm_epsilon = load_f32le(m + 64);
 
-#define RANGE(field, lo, hi)                                                                                    \
-    if (c->field < (lo) || c->field > (hi))                                                                     \
-        BAD("model header field " #field " is %u, must be in [%u, %u]", c->field, (unsigned) (lo), (unsigned) (hi))
-    RANGE(context_length, 1, MAX_CONTEXT_LENGTH);
-    RANGE(num_blocks, 1, MAX_BLOCKS);
-    RANGE(num_experts, 1, MAX_EXPERTS);
-    RANGE(num_active_experts, 1, c->num_experts);
-    RANGE(embedding_dim, 32, MAX_DIM);
-    RANGE(mlp_dim, 32, MAX_DIM);
-    RANGE(head_dim, 2, MAX_HEAD_DIM);
-    RANGE(num_heads, 1, MAX_HEADS);
-    RANGE(num_kv_heads, 1, c->num_heads);
-#undef RANGE
-    if (c->embedding_dim % 32 != 0) BAD("model header field embedding_dim %u is not a multiple of 32 (MXFP4 blocks)", c->embedding_dim);
-    if (c->mlp_dim % 32 != 0) BAD("model header field mlp_dim %u is not a multiple of 32 (MXFP4 blocks)", c->mlp_dim);
-    if (c->head_dim % 2 != 0) BAD("model header field head_dim %u is odd (RoPE rotates pairs)", c->head_dim);
-    if (c->num_heads % c->num_kv_heads != 0) {
-        BAD("model header field num_heads %u is not a multiple of num_kv_heads %u", c->num_heads, c->num_kv_heads);
-    }
-#define FINITE(field, cond)                                                                                   \
-    if (!isfinite(c->field) || !(cond)) BAD("model header field " #field " is %g, must be finite and " #cond, (double) c->field)
-    FINITE(swiglu_limit, c->swiglu_limit > 0.0f);
-    FINITE(rope_theta, c->rope_theta > 1.0f);
-    FINITE(interpolation_scale, c->interpolation_scale > 0.0f);
-    FINITE(yarn_offset, 1);
-    FINITE(yarn_scale, 1);
-    FINITE(yarn_multiplier, c->yarn_multiplier > 0.0f);
-    FINITE(rmsnorm_epsilon, c->rmsnorm_epsilon > 0.0f && c->rmsnorm_epsilon < 1.0f);
-#undef FINITE
+    if ((st = gptoss_model_config_validate(c)) != gptoss_status_success) return st;
 
     const uint8_t* t = h + 132;
     info.num_special_tokens = gptoss_load_u32le(t + 0);
@@ -308,7 +318,10 @@ static enum gptoss_status open_and_parse(const char* path, int* fd_out, uint64_t
         goto fail;
     }
     if (!S_ISREG(sb.st_mode)) {
-        st = gptoss_fail(gptoss_status_io_error, "%s: not a regular file", path);
+        const char* kind = S_ISDIR(sb.st_mode) ? "a directory" : S_ISCHR(sb.st_mode) ? "a character device"
+                           : S_ISBLK(sb.st_mode) ? "a block device" : S_ISFIFO(sb.st_mode) ? "a pipe"
+                           : S_ISSOCK(sb.st_mode) ? "a socket" : "a special file";
+        st = gptoss_fail(gptoss_status_io_error, "%s is %s, not a model file", path, kind);
         goto fail;
     }
     const uint64_t size = (uint64_t) sb.st_size;
@@ -330,6 +343,13 @@ static enum gptoss_status open_and_parse(const char* path, int* fd_out, uint64_t
     return gptoss_status_success;
 fail:
     close(fd);
+    return st;
+}
+
+enum gptoss_status gptoss_file_read_header(const char* path, uint64_t* size_out, struct gptoss_file_info* info_out) {
+    int fd;
+    const enum gptoss_status st = open_and_parse(path, &fd, size_out, info_out);
+    if (st == gptoss_status_success) close(fd);
     return st;
 }
 
@@ -358,6 +378,11 @@ enum gptoss_status gptoss_tokenizer_create_from_file(const char* path, gptoss_to
     }
     if ((st = read_exact(fd, section, section_size, GPTOSS_FILE_HEADER_SIZE, path)) != gptoss_status_success) goto done;
     st = gptoss_tokenizer_create_from_section(&info, section, section_size, tokenizer_out);
+    if (st != gptoss_status_success) {
+        char msg[400];
+        snprintf(msg, sizeof(msg), "%s", gptoss_last_error());
+        gptoss_fail(st, "%s: %s", path, msg);
+    }
 done:
     free(section);
     close(fd);
@@ -366,8 +391,11 @@ done:
 
 /* ---- model -------------------------------------------------------------------------- */
 
+/* Frees everything; the statuses of the frees are dropped, so they keep the thread's
+ * message (this runs after failures too). */
 static void model_free(struct gptoss_model* m) {
     if (m == NULL) return;
+    gptoss_error_keep_begin();
     gptoss_tokenizer_release(m->tokenizer);
     if (m->backend != NULL && m->weights != NULL &&
         (m->weights_owned || gptoss_backend_get_kind(m->backend) != gptoss_backend_kind_cpu)) {
@@ -377,6 +405,7 @@ static void model_free(struct gptoss_model* m) {
     if (m->fd >= 0) close(m->fd);
     free(m->layers);
     free(m);
+    gptoss_error_keep_end();
 }
 
 enum gptoss_status gptoss_model_set_layout(struct gptoss_model* m, const struct gptoss_file_info* info) {
@@ -576,7 +605,6 @@ enum gptoss_status gptoss_model_retain(gptoss_model_t model) {
 }
 
 enum gptoss_status gptoss_model_release(gptoss_model_t model) {
-    gptoss_clear_error();
     if (model == NULL) return gptoss_status_success;
     if (atomic_fetch_sub_explicit(&model->ref_count, 1, memory_order_acq_rel) == 1) model_free(model);
     return gptoss_status_success;

@@ -107,10 +107,22 @@ struct gptoss_file_info {
         mlp2_bias_bytes;
 };
 
+/* Checks that the engine can run a model of this shape, once for every path (the reader,
+ * the writer, make-model, inspect, random models): every field in its range, embedding_dim
+ * and mlp_dim multiples of 32 (MXFP4 blocks), head_dim a multiple of 4 (f32_sdpa; RoPE needs
+ * it even), num_heads a multiple of num_kv_heads, 1 <= num_active_experts <= num_experts,
+ * attention_window >= 1, the float fields finite and in range. invalid_argument with a
+ * message naming the field and its value. */
+enum gptoss_status gptoss_model_config_validate(const struct gptoss_model_config* config);
+
 /* Validates the first 148 bytes (magic, zero word, UUIDs, every header field) and computes
  * the layout. invalid_argument with a message naming the field on bad content. */
 enum gptoss_status gptoss_file_parse_header(const uint8_t header[GPTOSS_FILE_HEADER_SIZE],
                                             struct gptoss_file_info* info_out);
+/* The reader's first step, also used by `gptoss inspect`: opens `path` (a regular file),
+ * reads and validates its header. *size_out: the file's size. io_error or
+ * invalid_argument with a message naming the path and the cause. */
+enum gptoss_status gptoss_file_read_header(const char* path, uint64_t* size_out, struct gptoss_file_info* info_out);
 /* Computes the layout of info->config + tokenizer sizes (fills everything after the
  * tokenizer header fields); used by the parser and by the writer. */
 enum gptoss_status gptoss_file_compute_layout(struct gptoss_file_info* info);

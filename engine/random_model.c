@@ -153,12 +153,10 @@ static enum gptoss_status fill_weights(const struct filler* f) {
     return gptoss_status_success;
 }
 
-/* Keeps the current message across gptoss_model_release (which clears it). */
+/* Drops the half-made model (the release keeps the failure's message). */
 static enum gptoss_status fail_release(struct gptoss_model* m, enum gptoss_status st) {
-    char msg[512];
-    snprintf(msg, sizeof(msg), "%s", gptoss_last_error());
     gptoss_model_release(m);
-    return gptoss_fail(st, "%s", msg);
+    return st;
 }
 
 enum gptoss_status gptoss_model_create_random(const char* preset, uint32_t num_layers, uint64_t seed,
@@ -267,8 +265,11 @@ enum gptoss_status gptoss_model_create_random(const char* preset, uint32_t num_l
                        tensor_key(seed, gptoss_tensor_mlp2_scales, 0, 0));
     const struct filler f = {backend, weights, seed, &info, scales1, scales2};
     st = fill_weights(&f);
-    /* the copies from the patterns (and CUDA's asynchronous errors) are done after this */
+    /* the copies from the patterns (and CUDA's asynchronous errors) are done after this;
+     * after a failure of the fill, that failure is the one reported */
+    if (st != gptoss_status_success) gptoss_error_keep_begin();
     const enum gptoss_status sync = gptoss_backend_synchronize(backend);
+    if (st != gptoss_status_success) gptoss_error_keep_end();
     free(scales1);
     free(scales2);
     if (st == gptoss_status_success && sync != gptoss_status_success) {

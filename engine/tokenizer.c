@@ -576,7 +576,6 @@ enum gptoss_status gptoss_tokenizer_retain(gptoss_tokenizer_t tokenizer) {
 }
 
 enum gptoss_status gptoss_tokenizer_release(gptoss_tokenizer_t tokenizer) {
-    gptoss_clear_error();
     if (tokenizer == NULL) return gptoss_status_success;
     if (atomic_fetch_sub_explicit(&tokenizer->ref_count, 1, memory_order_acq_rel) == 1) tokenizer_free(tokenizer);
     return gptoss_status_success;

@@ -229,8 +229,8 @@ static const int special_slot_enum[16] = {
 
 static enum gptoss_status raw_write(struct gptoss_writer* w, const void* data, size_t size) {
     if (size == 0) return gptoss_status_success;
-    if (fwrite(data, 1, size, w->file) != size) {
-        return gptoss_fail(gptoss_status_io_error, "%s: write of %zu bytes at offset %llu failed: %s", w->path, size,
+    if (fwrite(data, 1, size, w->out.file) != size) {
+        return gptoss_fail(gptoss_status_io_error, "%s: write of %zu bytes at offset %llu failed: %s", w->out.path, size,
                            (unsigned long long) w->offset, strerror(errno));
     }
     w->offset += size;
@@ -240,7 +240,7 @@ static enum gptoss_status raw_write(struct gptoss_writer* w, const void* data, s
 enum gptoss_status gptoss_writer_write(struct gptoss_writer* w, const void* data, size_t size) {
     if (w->offset + size > w->info.file_size) {
         return gptoss_fail(gptoss_status_invalid_state, "%s: writer bug: write of %zu bytes at %llu passes the layout's end %llu",
-                           w->path, size, (unsigned long long) w->offset, (unsigned long long) w->info.file_size);
+                           w->out.path, size, (unsigned long long) w->offset, (unsigned long long) w->info.file_size);
     }
     return raw_write(w, data, size);
 }
@@ -264,7 +264,7 @@ enum gptoss_status gptoss_writer_begin_tensor(struct gptoss_writer* w, uint64_t 
     const uint64_t page = (w->offset + GPTOSS_FILE_ALIGNMENT - 1) / GPTOSS_FILE_ALIGNMENT * GPTOSS_FILE_ALIGNMENT;
     if (aligned != target && !(target == page && target % GPTOSS_FILE_ALIGNMENT == 0)) {
         return gptoss_fail(gptoss_status_invalid_state, "%s: writer bug: %s would start at %llu, the layout says %llu",
-                           w->path, what, (unsigned long long) aligned, (unsigned long long) target);
+                           w->out.path, what, (unsigned long long) aligned, (unsigned long long) target);
     }
     return gptoss_writer_write_zeros(w, target - w->offset);
 }
@@ -311,7 +311,7 @@ enum gptoss_status gptoss_tokenizer_section_build(const struct gptoss_vocab* voc
 }
 
 enum gptoss_status gptoss_writer_open(struct gptoss_writer* w, const char* path, const struct gptoss_model_config* config,
-                                      const struct gptoss_vocab* vocab) {
+                                      const struct gptoss_vocab* vocab, int replace) {
     memset(w, 0, sizeof(*w));
     uint8_t* section = NULL;
     size_t section_size = 0;
@@ -327,21 +327,11 @@ enum gptoss_status gptoss_writer_open(struct gptoss_writer* w, const char* path,
         free(section);
         return gptoss_fail(st, "cannot write this model: %s", msg);
     }
-    w->path = strdup(path);
-    if (w->path == NULL) {
+    st = gptoss_outfile_open(&w->out, path, replace, 8 << 20);
+    if (st != gptoss_status_success) {
         free(section);
-        return gptoss_fail(gptoss_status_insufficient_memory, "out of memory");
-    }
-    w->file = fopen(path, "wb");
-    if (w->file == NULL) {
-        st = gptoss_fail(gptoss_status_io_error, "%s: cannot create: %s", path, strerror(errno));
-        free(section);
-        free(w->path);
-        w->path = NULL;
         return st;
     }
-    w->buffer = malloc(8 << 20);
-    if (w->buffer != NULL) setvbuf(w->file, w->buffer, _IOFBF, 8 << 20);
 
     if ((st = raw_write(w, header, sizeof(header))) != gptoss_status_success) goto fail;
     if ((st = raw_write(w, section, section_size)) != gptoss_status_success) goto fail;
@@ -360,39 +350,17 @@ fail:
 }
 
 enum gptoss_status gptoss_writer_close(struct gptoss_writer* w) {
-    enum gptoss_status st = gptoss_status_success;
     if (w->offset != w->info.file_size) {
-        st = gptoss_fail(gptoss_status_invalid_state, "%s: writer bug: wrote %llu bytes, the layout needs %llu", w->path,
-                         (unsigned long long) w->offset, (unsigned long long) w->info.file_size);
+        const enum gptoss_status st =
+            gptoss_fail(gptoss_status_invalid_state, "%s: writer bug: wrote %llu bytes, the layout needs %llu",
+                        w->out.path, (unsigned long long) w->offset, (unsigned long long) w->info.file_size);
         gptoss_writer_abort(w);
         return st;
     }
-    if (fflush(w->file) != 0 || fsync(fileno(w->file)) != 0) {
-        st = gptoss_fail(gptoss_status_io_error, "%s: flush failed: %s", w->path, strerror(errno));
-    }
-    if (fclose(w->file) != 0 && st == gptoss_status_success) {
-        st = gptoss_fail(gptoss_status_io_error, "%s: close failed: %s", w->path, strerror(errno));
-    }
-    w->file = NULL;
-    if (st != gptoss_status_success) unlink(w->path);
-    free(w->buffer);
-    free(w->path);
-    w->buffer = NULL;
-    w->path = NULL;
-    return st;
+    return gptoss_outfile_commit(&w->out);
 }
 
-void gptoss_writer_abort(struct gptoss_writer* w) {
-    if (w->file != NULL) {
-        fclose(w->file);
-        w->file = NULL;
-        if (w->path != NULL) unlink(w->path);
-    }
-    free(w->buffer);
-    free(w->path);
-    w->buffer = NULL;
-    w->path = NULL;
-}
+void gptoss_writer_abort(struct gptoss_writer* w) { gptoss_outfile_abort(&w->out); }
 
 /* ---- rope / weights ----------------------------------------------------------------- */
 
@@ -471,7 +439,7 @@ static void progress_update(struct progress* p, const struct gptoss_writer* w) {
     const int pct = (int) ((double) w->offset * 100.0 / (double) p->total);
     if (pct == p->last) return;
     p->last = pct;
-    fprintf(stderr, "\rwriting %s: %3d%% (%.2f / %.2f GiB)", w->path, pct, (double) w->offset / (1u << 30),
+    fprintf(stderr, "\rwriting %s: %3d%% (%.2f / %.2f GiB)", w->out.path, pct, (double) w->offset / (1u << 30),
             (double) p->total / (1u << 30));
     if (pct == 100) fputc('\n', stderr);
     fflush(stderr);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "model.h"
+#include "outfile.h"
 
 /* The o200k_base pre-tokenisation pattern (274 characters), MODEL_FORMAT.md 4.3. */
 extern const char gptoss_o200k_regex[];
@@ -29,26 +30,27 @@ enum gptoss_status gptoss_vocab_load_tiktoken(const char* path, struct gptoss_vo
 void gptoss_vocab_free(struct gptoss_vocab* vocab);
 
 struct gptoss_writer {
-    FILE* file;
-    char* path;
+    struct gptoss_outfile out;     /* the temporary file; out.path is the model file's path */
     uint64_t offset;               /* bytes written so far */
     struct gptoss_file_info info;  /* the layout being written */
-    char* buffer;
 };
 
-/* Creates `path` and writes everything up to W0: file header, model header (from config),
- * tokenizer (16 special slots, MODEL_FORMAT.md 4.2 with slot 10 = <|message|>; regex;
- * vocab), zero padding. The config is validated exactly as the reader would. */
+/* Starts writing a model file to `path` (atomically: outfile.h; an existing `path` is an
+ * error unless `replace`) and writes everything up to W0: file header, model header (from
+ * config), tokenizer (16 special slots, MODEL_FORMAT.md 4.2 with slot 10 = <|message|>;
+ * regex; vocab), zero padding. The config is validated exactly as the reader would, before
+ * anything is created. */
 enum gptoss_status gptoss_writer_open(struct gptoss_writer* w, const char* path,
-                                      const struct gptoss_model_config* config, const struct gptoss_vocab* vocab);
+                                      const struct gptoss_model_config* config, const struct gptoss_vocab* vocab,
+                                      int replace);
 /* Pads with zeros to a 16-byte boundary and checks that the position is W0 + rel_offset
  * (the reader's layout); `what` names the tensor in the error. */
 enum gptoss_status gptoss_writer_begin_tensor(struct gptoss_writer* w, uint64_t rel_offset, const char* what);
 enum gptoss_status gptoss_writer_write(struct gptoss_writer* w, const void* data, size_t size);
 enum gptoss_status gptoss_writer_write_zeros(struct gptoss_writer* w, uint64_t size);
-/* Checks the final size equals the layout's, flushes and closes. */
+/* Checks the final size equals the layout's, then commits: the file appears at `path`. */
 enum gptoss_status gptoss_writer_close(struct gptoss_writer* w);
-/* Closes and deletes a partly written file (after a failure). */
+/* Drops the partly written file (after a failure); `path` is untouched. */
 void gptoss_writer_abort(struct gptoss_writer* w);
 
 /* Builds the 148-byte header for config + tokenizer sizes (used by open and by tests). */
@@ -113,7 +115,7 @@ typedef enum gptoss_status (*gptoss_tensor_source_fn)(void* source, struct gptos
 
 /* Writes every weight after gptoss_writer_open, in MODEL_FORMAT.md 10 order, each at the
  * reader's offset (checked), with a progress line on stderr if `progress`; then closes.
- * On failure the partial file is deleted. */
+ * On failure the partial file is dropped and `path` is untouched. */
 enum gptoss_status gptoss_writer_write_weights(struct gptoss_writer* w, gptoss_tensor_source_fn fn, void* source,
                                                int progress);
 

@@ -38,7 +38,6 @@ enum gptoss_status gptoss_backend_create_cuda(int device, void* stream, gptoss_b
 }
 
 enum gptoss_status gptoss_backend_release(gptoss_backend_t backend) {
-    gptoss_clear_error();
     if (backend == NULL) return gptoss_status_success;
     return backend->ops->release(backend);
 }
@@ -58,7 +57,6 @@ enum gptoss_status gptoss_backend_alloc(gptoss_backend_t backend, size_t size, v
 }
 
 enum gptoss_status gptoss_backend_free(gptoss_backend_t backend, void* ptr) {
-    gptoss_clear_error();
     if (backend == NULL) return gptoss_fail(gptoss_status_invalid_argument, "backend is NULL");
     if (ptr == NULL) return gptoss_status_success;
     return backend->ops->free(backend, ptr);
@@ -126,7 +124,6 @@ enum gptoss_status gptoss_graph_launch(gptoss_graph_t graph) {
 }
 
 enum gptoss_status gptoss_graph_release(gptoss_graph_t graph) {
-    gptoss_clear_error();
     if (graph == NULL) return gptoss_status_success;
 #ifdef GPTOSS_WITH_CUDA
     return gptoss_cuda_graph_release(graph);

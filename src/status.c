@@ -22,14 +22,22 @@ const char* gptoss_status_to_string(enum gptoss_status status) {
 
 const char* gptoss_last_error(void) { return g_error; }
 
-void gptoss_clear_error(void) { g_error[0] = '\0'; }
-
+static _Thread_local unsigned g_keep_depth;
 static _Thread_local unsigned long g_error_count;
+
+void gptoss_clear_error(void) {
+    if (g_keep_depth == 0) g_error[0] = '\0';
+}
+
+void gptoss_error_keep_begin(void) { g_keep_depth++; }
+
+void gptoss_error_keep_end(void) { g_keep_depth--; }
 
 unsigned long gptoss_error_count(void) { return g_error_count; }
 
 enum gptoss_status gptoss_fail(enum gptoss_status status, const char* format, ...) {
     g_error_count++;
+    if (g_keep_depth != 0) return status;
     va_list args;
     va_start(args, format);
     vsnprintf(g_error, sizeof(g_error), format, args);

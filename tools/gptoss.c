@@ -6,10 +6,13 @@
  *   (each also takes --random tiny|20b|120b [--layers N] instead of -m FILE: random weights
  *   made in backend memory, gptoss_model_create_random)
  *   gptoss tokenize | convert | make-model | inspect ...             engine/cli_tools.h
+ *   gptoss version (or --version)
  *
- * Exit status: 0 success, 1 failure (bad file, engine error), 2 usage error. */
+ * Exit status: 0 success, 1 failure (bad file, engine error, a failed write to stdout),
+ * 2 usage error. */
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -20,9 +23,10 @@
 
 #include <gptoss/engine.h>
 
+#include "chat.h"
 #include "cli_tools.h"
-#include "serve.h"
 #include "readbw.h"
+#include "serve.h"
 #include "engine_internal.h" /* gptoss_context_print_profile (bench, $GPTOSS_PROFILE) */
 
 #define EXIT_USAGE 2
@@ -109,7 +113,10 @@ struct options {
     unsigned long long seed;
     int show_analysis;
     int ignore_eos;
+    int timings;                      /* chat --timings */
+    int dump_prompt;                  /* chat --dump-prompt */
     const char* system;
+    const char* developer;
     const char* reasoning;
 };
 
@@ -231,9 +238,16 @@ static int parse_options(int argc, char** argv, unsigned flags, struct options* 
             if (parse_u64(flag, v, 1, 65536, &o->batch)) return -1;
         } else if ((flags & F_CHAT) && IS("--show-analysis")) {
             o->show_analysis = 1;
+        } else if ((flags & F_CHAT) && IS("--timings")) {
+            o->timings = 1;
+        } else if ((flags & F_CHAT) && IS("--dump-prompt")) {
+            o->dump_prompt = 1;
         } else if ((flags & F_CHAT) && IS("--system")) {
             VALUE();
             o->system = v;
+        } else if ((flags & F_CHAT) && IS("--developer")) {
+            VALUE();
+            o->developer = v;
         } else if ((flags & F_CHAT) && IS("--reasoning")) {
             VALUE();
             if (strcmp(v, "low") != 0 && strcmp(v, "medium") != 0 && strcmp(v, "high") != 0) {
@@ -251,7 +265,8 @@ static int parse_options(int argc, char** argv, unsigned flags, struct options* 
             }
             return -1;
         }
-        if (inline_value != NULL && (IS("--show-analysis") || IS("--ignore-eos"))) {
+        if (inline_value != NULL && (IS("--show-analysis") || IS("--ignore-eos") || IS("--timings") ||
+                                     IS("--dump-prompt") || IS("--no-mmap"))) {
             usage_error("%s takes no value", flag);
             return -1;
         }
@@ -280,7 +295,7 @@ static void defaults(struct options* o) {
 #define BACKEND_HELP                                                                                   \
     "  --backend cpu|cuda   where to run (default cpu)\n"                                              \
     "  --device N           CUDA device (default 0)\n"                                                 \
-    "  -t, --threads N      CPU threads (default: one per processor)\n"                                \
+    "  -t, --threads N      CPU threads (default: one per online processor; more warns)\n"             \
     "  -c, --ctx-size N     context length (default: as needed, at most the model's)\n"                \
     "  -b, --batch-size N   prefill chunk, max_batch_tokens (default: 128 cpu, 512 cuda)\n"       \
     "  --no-mmap            cpu: copy the weights into memory with huge pages instead of\n"         \
@@ -303,26 +318,38 @@ static void help_generate(void) {
            "Completes the prompt (plain text, no chat template) and streams the text to stdout;\n"
            "timings (load, prefill and decode tokens/s) go to stderr.\n" MODEL_HELP
            "  -p, --prompt TEXT    prompt text\n"
-           "  -f, --prompt-file F  read the prompt from a file\n"
+           "  -f, --prompt-file F  read the prompt from a file (- = stdin)\n"
            "  -n, --n-predict N    tokens to generate (default 128)\n"
            "  --ignore-eos         do not stop at <|return|> / <|call|>\n" SAMPLING_HELP BACKEND_HELP);
 }
 static void help_chat(void) {
     printf("usage: gptoss chat (-m FILE | --random PRESET) [options]\n"
-           "Harmony chat: each line of stdin is a user turn; the reply (final channel) goes to stdout.\n" MODEL_HELP
+           "Harmony chat: each line of stdin is a user turn; the reply's final channel goes to\n"
+           "stdout, ended by a newline (an empty line when the reply has no final text).\n"
+           "Ctrl-C stops the current reply and returns to the prompt; Ctrl-C at the prompt, or a\n"
+           "second one within a second, quits (status 130); end of input (Ctrl-D) quits (status 0).\n"
+           "The history keeps the final answers of earlier turns, not their analysis (harmony).\n"
+           "When the next prompt and a reply of -n tokens (at most half the context) would not\n"
+           "fit the context, the oldest turns are dropped (said on stderr).\n" MODEL_HELP
            "  --system TEXT        replaces the model identity line of the system message\n"
+           "  --developer TEXT     adds a developer message with these instructions\n"
            "  --reasoning LEVEL    low | medium | high (default medium)\n"
            "  --show-analysis      also print the analysis channel (to stderr)\n"
+           "  --timings            prefill and decode tokens/s of each reply (to stderr)\n"
+           "  --dump-prompt        print the token ids of the rendered conversation before each\n"
+           "                       reply (to stderr; for debugging)\n"
            "  -n, --n-predict N    at most N tokens per reply (default 4096)\n" SAMPLING_HELP BACKEND_HELP);
 }
 static void help_bench(void) {
     printf("usage: gptoss bench (-m FILE | --random PRESET [--layers N] [-s SEED]) [-p 512] [-n 128] [-r 3]\n"
            "                    [options]\n"
            "Measures prompt processing (ppP: prefill of P tokens) and text generation (tgN: N\n"
-           "greedy decode steps from a 1-token context), like llama-bench. After tg it measures\n"
-           "the memory bandwidth (cpu: a read pass over 1 GiB with the same threads; cuda: a\n"
-           "device-to-device copy, read + write) and prints to stderr the bytes one decode step\n"
-           "reads, the bound they set (bandwidth / bytes) and tg as a share of it.\n" MODEL_HELP
+           "greedy decode steps from a 1-token context), like llama-bench. Before and after tg\n"
+           "it measures the memory bandwidth, 5 passes each (cpu: read passes over 1 GiB with the\n"
+           "same threads; cuda: device-to-device copies, read + write), and prints to stderr the\n"
+           "bytes one decode step reads, the bound they set with the best pass (bandwidth /\n"
+           "bytes), the slowest pass, and tg as a share of the bound (a model whose bytes fit in\n"
+           "the CPU's last-level cache is not bound by memory: said so).\n" MODEL_HELP
            "  -s, --seed S         same as --random-seed (bench has no sampler)\n"
            "  -p, --n-prompt P     prompt tokens (default 512; 0 not allowed)\n"
            "  -n, --n-gen N        generated tokens (default 128; 0 skips tg)\n"
@@ -349,7 +376,8 @@ static void help_main(void) {
            "  make-model  random model file of a preset shape\n"
            "  inspect     header and layout of a model file\n"
            "  serve       OpenAI-compatible HTTP server (chat, responses, completions)\n"
-           "  render      the harmony prompt of a chat or responses request (JSON)\n");
+           "  render      the harmony prompt of a chat or responses request (JSON)\n"
+           "  version     the version (also --version)\n");
 }
 
 /* ---- engine set-up ------------------------------------------------------------------- */
@@ -380,6 +408,11 @@ static int engine_open(const struct options* o, struct engine* e) {
     if (o->model != NULL && access(o->model, R_OK) != 0) {
         fprintf(stderr, "gptoss %s: cannot read model file '%s': %s\n", g_cmd, o->model, strerror(errno));
         return 1;
+    }
+    const long online = sysconf(_SC_NPROCESSORS_ONLN);
+    if (strcmp(o->backend, "cpu") == 0 && online > 0 && o->threads > (unsigned long long) online) {
+        fprintf(stderr, "gptoss %s: warning: -t %llu is more than the %ld online processors: threads will share them\n",
+                g_cmd, o->threads, online);
     }
     if (strcmp(o->backend, "cuda") == 0) {
         st = gptoss_backend_create_cuda(o->device, NULL, &e->backend);
@@ -467,8 +500,10 @@ static void write_token(struct engine* e, uint32_t id, FILE* f) {
     if (gptoss_tokenizer_decode(e->tokenizer, id, &p, &n) == gptoss_status_success && n != 0) fwrite(p, 1, n, f);
 }
 
+/* The whole file; "-" reads stdin. */
 static char* read_file(const char* path, size_t* size_out) {
-    FILE* f = fopen(path, "rb");
+    const int is_stdin = strcmp(path, "-") == 0;
+    FILE* f = is_stdin ? stdin : fopen(path, "rb");
     if (f == NULL) {
         fprintf(stderr, "gptoss %s: cannot open '%s': %s\n", g_cmd, path, strerror(errno));
         return NULL;
@@ -488,15 +523,31 @@ static char* read_file(const char* path, size_t* size_out) {
         buf = nb;
         cap *= 2;
     }
-    if (buf == NULL || ferror(f)) {
-        fprintf(stderr, "gptoss %s: cannot read '%s'\n", g_cmd, path);
+    const int failed = buf == NULL || ferror(f);
+    if (!is_stdin) fclose(f);
+    if (failed) {
+        fprintf(stderr, "gptoss %s: cannot read '%s'\n", g_cmd, is_stdin ? "stdin" : path);
         free(buf);
-        fclose(f);
         return NULL;
     }
-    fclose(f);
     *size_out = n;
     return buf;
+}
+
+/* stderr: the prefill rate (the n_prefill tokens computed, from t0 to the first sampled
+ * token at t_first; n_cached more came from the KV cache) and the decode rate (the other
+ * generated - 1 tokens, up to t_end). */
+static void print_speeds(size_t n_prefill, size_t n_cached, size_t generated, double t0, double t_first,
+                         double t_end) {
+    if (generated == 0) return;
+    const double tp = t_first - t0;
+    fprintf(stderr, "prefill: %zu tokens", n_prefill);
+    if (n_cached != 0) fprintf(stderr, " (+ %zu cached)", n_cached);
+    fprintf(stderr, " in %.3f s, %.2f tok/s\n", tp, (double) n_prefill / tp);
+    if (generated > 1) {
+        const double td = t_end - t_first;
+        fprintf(stderr, "decode: %zu tokens in %.3f s, %.2f tok/s\n", generated - 1, td, (double) (generated - 1) / td);
+    }
 }
 
 /* ---- generate ------------------------------------------------------------------------ */
@@ -561,7 +612,11 @@ static int cmd_generate(int argc, char** argv) {
     }
 
     fwrite(prompt, 1, prompt_size, stdout);
-    fflush(stdout);
+    int w = gptoss_cli_check_stdout(g_cmd);
+    if (w != 0) {
+        rc = w > 0;
+        goto done;
+    }
     /* prefill all but the last prompt token; the first sample step runs the last one and
      * produces its logits (no token is run twice) */
     const double t0 = now_s();
@@ -593,23 +648,21 @@ static int cmd_generate(int argc, char** argv) {
         if (generated == 0) t_first = now_s();
         generated++;
         write_token(&e, tok, stdout);
-        fflush(stdout);
+        if ((w = gptoss_cli_check_stdout(g_cmd)) != 0) {
+            rc = w > 0;
+            goto done;
+        }
         if (!o.ignore_eos && (tok == stop_return || tok == stop_call)) break;
     }
     const double t_end = now_s();
     fputc('\n', stdout);
-    fflush(stdout);
+    if ((w = gptoss_cli_check_stdout(g_cmd)) != 0) {
+        rc = w > 0;
+        goto done;
+    }
     if (overflow) fprintf(stderr, "gptoss generate: context full (%zu tokens), stopped\n", max_tokens);
     fprintf(stderr, "load: %.3f s (%s, %s)\n", e.load_s, e.label, gptoss_backend_get_name(e.backend));
-    if (generated > 0) {
-        const double tp = t_first - t0;
-        fprintf(stderr, "prefill: %zu tokens in %.3f s, %.2f tok/s\n", n_prompt, tp, (double) n_prompt / tp);
-        if (generated > 1) {
-            const double td = t_end - t_first;
-            fprintf(stderr, "decode: %zu tokens in %.3f s, %.2f tok/s\n", generated - 1, td,
-                    (double) (generated - 1) / td);
-        }
-    }
+    print_speeds(n_prompt, 0, generated, t0, t_first, t_end);
     rc = 0;
 done:
     free(ids);
@@ -620,27 +673,23 @@ done:
 
 /* ---- chat ---------------------------------------------------------------------------- */
 
-struct harmony {
-    uint32_t start, message, end, channel, ret, call, constrain;
-};
+/* Ctrl-C: during a reply (g_in_reply) the first one stops the reply (g_stop_reply, seen
+ * between two tokens); one at the prompt, a second one before the stop took effect, or one
+ * within a second of the previous quits at once with status 130 (128 + SIGINT). stdout is
+ * flushed after every token, so nothing written is lost. */
+static volatile sig_atomic_t g_in_reply, g_stop_reply;
+static double g_last_interrupt = -1e9; /* only the handler uses it */
 
-static int append_special(struct engine* e, uint32_t id) {
-    enum gptoss_status st = gptoss_context_append_tokens(e->context, 1, &id);
-    if (st != gptoss_status_success) {
-        engine_error("appending a token", st);
-        return 1;
+static void on_sigint(int sig) {
+    (void) sig;
+    const double t = now_s(); /* clock_gettime is async-signal-safe */
+    if (!g_in_reply || g_stop_reply || t - g_last_interrupt < 1.0) {
+        if (write(STDERR_FILENO, "\n", 1) < 0) { /* nothing to do */
+        }
+        _exit(130);
     }
-    return 0;
-}
-
-static int append_text(struct engine* e, const char* text) {
-    size_t n;
-    enum gptoss_status st = gptoss_context_append_chars(e->context, text, strlen(text), &n);
-    if (st != gptoss_status_success) {
-        engine_error("appending text", st);
-        return 1;
-    }
-    return 0;
+    g_last_interrupt = t;
+    g_stop_reply = 1;
 }
 
 static int cmd_chat(int argc, char** argv) {
@@ -651,32 +700,37 @@ static int cmd_chat(int argc, char** argv) {
     if (r != 0) return r > 0 ? 0 : EXIT_USAGE;
     struct engine e;
     if (engine_open(&o, &e) != 0) return 1;
-    int rc = 1;
+    int rc = 1, w;
     char* line = NULL;
+    char* developer = NULL;
     size_t line_cap = 0;
-    uint32_t* history = NULL;
-    struct harmony h = {
-        special_id(&e, gptoss_special_token_start),   special_id(&e, gptoss_special_token_message),
-        special_id(&e, gptoss_special_token_end),     special_id(&e, gptoss_special_token_channel),
-        special_id(&e, gptoss_special_token_return),  special_id(&e, gptoss_special_token_call),
-        special_id(&e, gptoss_special_token_constrain),
-    };
-    if (h.start == UINT32_MAX || h.message == UINT32_MAX || h.end == UINT32_MAX || h.channel == UINT32_MAX ||
-        h.ret == UINT32_MAX) {
+    uint32_t *prompt = NULL, *previous = NULL, *reply = NULL;
+    struct chat chat;
+    enum gptoss_status st = chat_init(&chat, e.tokenizer);
+    if (st == gptoss_status_invalid_argument) {
         fprintf(stderr, "gptoss chat: the model's tokenizer lacks harmony special tokens\n");
+        goto done;
+    }
+    if (st != gptoss_status_success) {
+        engine_error("setting up the chat", st);
         goto done;
     }
     if (make_context(&o, &e, 8192) != 0) goto done;
     if (make_sampler(&o, &e) != 0) goto done;
     size_t max_tokens = 0;
     gptoss_context_get_max_tokens(e.context, &max_tokens);
-    history = malloc(max_tokens * sizeof(uint32_t));
-    if (history == NULL) {
+    const size_t max_reply = o.num_tokens < max_tokens ? (size_t) o.num_tokens : max_tokens;
+    /* when old turns are dropped, room is kept for a reply of -n tokens, at most half the context */
+    const size_t reserve = max_reply < max_tokens / 2 ? max_reply : max_tokens / 2;
+    prompt = malloc(max_tokens * sizeof(uint32_t));
+    previous = malloc(max_tokens * sizeof(uint32_t));
+    reply = malloc((max_reply != 0 ? max_reply : 1) * sizeof(uint32_t));
+    if (prompt == NULL || previous == NULL || reply == NULL) {
         fprintf(stderr, "gptoss chat: out of memory\n");
         goto done;
     }
 
-    /* system message */
+    /* system message, developer message */
     char date[32] = "2025-01-01";
     const time_t now = time(NULL);
     struct tm tmv;
@@ -687,10 +741,29 @@ static int cmd_chat(int argc, char** argv) {
              "# Valid channels: analysis, commentary, final. Channel must be included for every message.",
              o.system != NULL ? o.system : "You are ChatGPT, a large language model trained by OpenAI.", date,
              o.reasoning != NULL ? o.reasoning : "medium");
-    if (append_special(&e, h.start) || append_text(&e, "system") || append_special(&e, h.message) ||
-        append_text(&e, system) || append_special(&e, h.end)) {
+    st = chat_add_message(&chat, "system", system, strlen(system));
+    if (st == gptoss_status_success && o.developer != NULL) {
+        static const char heading[] = "# Instructions\n\n";
+        const size_t n = strlen(heading) + strlen(o.developer);
+        developer = malloc(n + 1);
+        st = gptoss_status_insufficient_memory;
+        if (developer != NULL) {
+            snprintf(developer, n + 1, "%s%s", heading, o.developer);
+            st = chat_add_message(&chat, "developer", developer, n);
+        }
+    }
+    if (st != gptoss_status_success) {
+        engine_error("rendering the system and developer messages", st);
         goto done;
     }
+
+    /* Ctrl-C handling, unless SIGINT is ignored (a background job of a script) */
+    struct sigaction sa, old_sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_sigint;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGINT, NULL, &old_sa) == 0 && old_sa.sa_handler != SIG_IGN) sigaction(SIGINT, &sa, NULL);
     const int tty = isatty(STDIN_FILENO);
     for (;;) {
         if (tty) {
@@ -702,100 +775,133 @@ static int cmd_chat(int argc, char** argv) {
         size_t n = (size_t) len;
         while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = '\0';
         if (n == 0) continue;
-        if (append_special(&e, h.start) || append_text(&e, "user") || append_special(&e, h.message) ||
-            append_text(&e, line) || append_special(&e, h.end) || append_special(&e, h.start) ||
-            append_text(&e, "assistant")) {
+        if ((st = chat_begin_turn(&chat)) != gptoss_status_success ||
+            (st = chat_add_message(&chat, "user", line, n)) != gptoss_status_success) {
+            engine_error("adding the message", st);
             goto done;
         }
-        /* parse the generated harmony messages: header up to <|message|>, then content */
-        enum { HEADER, CONTENT } state = HEADER;
-        char channel[64] = "";
-        size_t channel_len = 0;
-        int in_channel_name = 0;
-        int printed_final = 0, done_turn = 0;
-        for (size_t i = 0; i < o.num_tokens && !done_turn; i++) {
+        /* fit the context: a message that does not fit even without the earlier turns is
+         * refused (the history stays); otherwise the oldest turns are dropped until a reply
+         * has room, never the new one */
+        size_t np = 0, dropped = 0;
+        chat_render(&chat, prompt, max_tokens, &np);
+        const size_t np_alone = np - (chat.turns[chat.num_turns - 1] - chat.turns[0]);
+        if (np_alone >= max_tokens) {
+            fprintf(stderr, "[the message does not fit in the context: %zu tokens with it, %zu available; not sent]\n",
+                    np_alone, max_tokens);
+            chat_drop_turn(&chat, chat.num_turns - 1);
+            continue;
+        }
+        while (np + reserve > max_tokens && chat.num_turns > 1) {
+            chat_drop_turn(&chat, 0);
+            dropped++;
+            chat_render(&chat, prompt, max_tokens, &np);
+        }
+        if (dropped != 0) {
+            fprintf(stderr, "[context full (%zu tokens): dropped the oldest %zu turn%s]\n", max_tokens, dropped,
+                    dropped > 1 ? "s" : "");
+        }
+        if (o.dump_prompt) {
+            fprintf(stderr, "prompt tokens (%zu):", np);
+            for (size_t i = 0; i < np; i++) fprintf(stderr, " %u", prompt[i]);
+            fputc('\n', stderr);
+        }
+        /* the engine reuses the K/V of the prefix shared with the previous context (all of
+         * whose tokens but the last sampled one were computed) */
+        size_t num_previous = 0, cached = 0;
+        if (gptoss_context_get_tokens(e.context, previous, max_tokens, &num_previous) != gptoss_status_success) {
+            num_previous = 0;
+        }
+        while (cached + 1 < num_previous && cached + 1 < np && previous[cached] == prompt[cached]) cached++;
+
+        /* prefill all but the last prompt token; the first sample step runs the last one */
+        g_stop_reply = 0;
+        g_in_reply = 1;
+        const double t0 = now_s();
+        st = gptoss_context_reset(e.context);
+        if (st == gptoss_status_success) st = gptoss_context_append_tokens(e.context, np - 1, prompt);
+        if (st == gptoss_status_success) st = gptoss_context_process(e.context);
+        if (st == gptoss_status_success) st = gptoss_context_append_tokens(e.context, 1, prompt + np - 1);
+        if (st != gptoss_status_success) {
+            engine_error("prefill", st);
+            goto done;
+        }
+        struct chat_parser parser;
+        chat_parser_reset(&parser);
+        size_t generated = 0;
+        double t_first = t0;
+        int interrupted = 0, cut_off = 0, printed_final = 0, analysis_open = 0;
+        while (generated < max_reply) {
+            if (g_stop_reply) {
+                interrupted = 1;
+                break;
+            }
             uint32_t tok;
             size_t got = 0;
-            enum gptoss_status st = gptoss_context_sample(e.context, e.sampler, 1, &tok, &got);
+            st = gptoss_context_sample(e.context, e.sampler, 1, &tok, &got);
             if (st == gptoss_status_context_overflow || (st == gptoss_status_success && got == 0)) {
-                fprintf(stderr, "\ngptoss chat: context full (%zu tokens)\n", max_tokens);
-                rc = 0;
-                goto done;
+                cut_off = 1;
+                break;
             }
             if (st != gptoss_status_success) {
                 engine_error("decode", st);
                 goto done;
             }
-            if (tok == h.ret || tok == h.call) {
-                if (tok == h.call) fprintf(stderr, "\n[tool call requested; tools are not supported]\n");
-                done_turn = 1;
-            } else if (tok == h.end) {
-                state = HEADER;
-                if (strcmp(channel, "final") != 0 && o.show_analysis) fputs("\n", stderr);
-                channel[0] = '\0';
-                channel_len = 0;
-                in_channel_name = 0;
-            } else if (tok == h.start) {
-                state = HEADER;
-            } else if (state == HEADER) {
-                if (tok == h.channel) {
-                    in_channel_name = 1;
-                    channel_len = 0;
-                    channel[0] = '\0';
-                } else if (tok == h.message) {
-                    state = CONTENT;
-                    in_channel_name = 0;
-                    if (strcmp(channel, "final") != 0 && o.show_analysis) fprintf(stderr, "[%s] ", channel);
-                } else if (tok == h.constrain) {
-                    in_channel_name = 0;
-                } else if (in_channel_name) {
-                    const void* p;
-                    size_t pn;
-                    if (gptoss_tokenizer_decode(e.tokenizer, tok, &p, &pn) == gptoss_status_success) {
-                        for (size_t k = 0; k < pn && channel_len + 1 < sizeof(channel); k++) {
-                            const char ch = ((const char*) p)[k];
-                            if (ch == ' ') {
-                                in_channel_name = 0; /* " to=functions.x" etc. */
-                                break;
-                            }
-                            channel[channel_len++] = ch;
-                        }
-                        channel[channel_len] = '\0';
-                    }
-                }
-            } else if (strcmp(channel, "final") == 0 || channel[0] == '\0') {
+            if (generated == 0) t_first = now_s();
+            reply[generated++] = tok;
+            const int was_in_content = parser.in_content;
+            const enum chat_event ev = chat_parse(&chat, &parser, tok);
+            if (ev == chat_event_reply_end) {
+                if (tok == chat.call) fprintf(stderr, "\n[tool call requested; tools are not supported]\n");
+                break;
+            } else if (ev == chat_event_message_end && analysis_open) {
+                fputc('\n', stderr);
+                analysis_open = 0;
+            } else if (ev == chat_event_header && parser.in_content && !was_in_content && !parser.final &&
+                       o.show_analysis) {
+                fprintf(stderr, "[%s] ", parser.channel);
+                analysis_open = 1;
+            } else if (ev == chat_event_text && parser.final) {
                 write_token(&e, tok, stdout);
-                fflush(stdout);
+                if ((w = gptoss_cli_check_stdout(g_cmd)) != 0) {
+                    rc = w > 0;
+                    goto done;
+                }
                 printed_final = 1;
-            } else if (o.show_analysis) {
+            } else if (ev == chat_event_text && o.show_analysis) {
                 write_token(&e, tok, stderr);
                 fflush(stderr);
             }
         }
-        if (printed_final) fputc('\n', stdout);
-        else fprintf(stderr, "[no final-channel text in the reply]\n");
-        fflush(stdout);
-        /* history: the reply's closing <|return|> becomes <|end|> (harmony), through a reset
-         * that reuses the KV cache of the unchanged prefix */
-        size_t nt = 0;
-        if (gptoss_context_get_tokens(e.context, history, max_tokens, &nt) != gptoss_status_success) nt = 0;
-        if (nt > 0 && history[nt - 1] != h.ret && history[nt - 1] != h.end && history[nt - 1] != h.call) {
-            /* cut off by -n: close the message */
-            if (append_special(&e, h.end)) goto done;
-        } else if (nt > 0 && history[nt - 1] == h.ret) {
-            history[nt - 1] = h.end;
-            gptoss_context_reset(e.context);
-            enum gptoss_status st = gptoss_context_append_tokens(e.context, nt, history);
-            if (st != gptoss_status_success) {
-                engine_error("rebuilding the history", st);
-                goto done;
-            }
+        g_in_reply = 0;
+        const double t_end = now_s();
+        if (analysis_open) fputc('\n', stderr);
+        fputc('\n', stdout);
+        if ((w = gptoss_cli_check_stdout(g_cmd)) != 0) {
+            rc = w > 0;
+            goto done;
         }
+        if (interrupted) fprintf(stderr, "[reply interrupted]\n");
+        if (cut_off) {
+            fprintf(stderr, "[context full (%zu tokens): the reply was cut off; the oldest turns will be dropped]\n",
+                    max_tokens);
+        }
+        if (!printed_final && !interrupted) fprintf(stderr, "[no final-channel text in the reply]\n");
+        if ((st = chat_add_reply(&chat, reply, generated)) != gptoss_status_success) {
+            engine_error("adding the reply to the history", st);
+            goto done;
+        }
+        if (o.timings) print_speeds(np - cached, cached, generated, t0, t_first, t_end);
     }
     rc = 0;
 done:
+    g_in_reply = 0;
     free(line);
-    free(history);
+    free(developer);
+    free(prompt);
+    free(previous);
+    free(reply);
+    chat_free(&chat);
     engine_close(&e);
     return rc;
 }
@@ -811,43 +917,64 @@ static void mean_std(const double* v, size_t n, double* mean, double* sd) {
     *sd = n > 1 ? sqrt(q / (double) (n - 1)) : 0.0;
 }
 
-/* Memory bandwidth for the decode bound, GB/s: cpu, the best of 3 read passes over 1 GiB
- * with `threads` threads; cuda, the best of 3 timed batches of 8 device-to-device copies
- * of 512 MiB, counting read + write (as the kernel benchmark's 100%). 0 if unavailable. */
-static double bench_bandwidth(gptoss_backend_t b, uint32_t threads) {
+/* Passes of the bandwidth measurement before tg and again after it. The bound uses the
+ * best of all of them: one slow pass (another process, a frequency dip) must not lower it,
+ * or tg could show more than 100% of the bound. */
+#define BW_PASSES 5
+
+/* Memory bandwidth for the decode bound: writes the GB/s of BW_PASSES passes to gbs and
+ * returns 1, or 0 if unavailable. cpu: read passes over 1 GiB with `threads` threads; cuda:
+ * timed batches of 8 device-to-device copies of 512 MiB, counting read + write (as the
+ * kernel benchmark's 100%). */
+static int bench_bandwidth(gptoss_backend_t b, uint32_t threads, double gbs[BW_PASSES]) {
     if (gptoss_backend_get_kind(b) == gptoss_backend_kind_cpu) {
-        return gptoss_tools_read_bandwidth((size_t) 1 << 30, threads, 3, NULL);
+        return gptoss_tools_read_bandwidth((size_t) 1 << 30, threads, BW_PASSES, gbs, NULL) > 0;
     }
     const size_t n = (size_t) 512 << 20;
     void *x = NULL, *y = NULL;
-    double best = 0;
-    if (gptoss_backend_alloc(b, n, &x) == gptoss_status_success && gptoss_backend_alloc(b, n, &y) == gptoss_status_success &&
-        gptoss_backend_copy(b, y, x, n, gptoss_copy_backend_to_backend) == gptoss_status_success &&
-        gptoss_backend_synchronize(b) == gptoss_status_success) {
-        for (int pass = 0; pass < 3; pass++) {
-            const double t0 = now_s();
-            enum gptoss_status st = gptoss_status_success;
-            for (int i = 0; i < 8 && st == gptoss_status_success; i++) {
-                st = gptoss_backend_copy(b, (i & 1) ? x : y, (i & 1) ? y : x, n, gptoss_copy_backend_to_backend);
-            }
-            if (st == gptoss_status_success) st = gptoss_backend_synchronize(b);
-            const double dt = now_s() - t0;
-            if (st != gptoss_status_success) {
-                best = 0;
-                break;
-            }
-            const double gbs = 2.0 * 8 * (double) n / dt * 1e-9;
-            if (gbs > best) best = gbs;
+    int ok = gptoss_backend_alloc(b, n, &x) == gptoss_status_success &&
+             gptoss_backend_alloc(b, n, &y) == gptoss_status_success &&
+             gptoss_backend_copy(b, y, x, n, gptoss_copy_backend_to_backend) == gptoss_status_success &&
+             gptoss_backend_synchronize(b) == gptoss_status_success;
+    for (int pass = 0; pass < BW_PASSES && ok; pass++) {
+        const double t0 = now_s();
+        enum gptoss_status st = gptoss_status_success;
+        for (int i = 0; i < 8 && st == gptoss_status_success; i++) {
+            st = gptoss_backend_copy(b, (i & 1) ? x : y, (i & 1) ? y : x, n, gptoss_copy_backend_to_backend);
         }
+        if (st == gptoss_status_success) st = gptoss_backend_synchronize(b);
+        gbs[pass] = 2.0 * 8 * (double) n / (now_s() - t0) * 1e-9;
+        ok = st == gptoss_status_success;
     }
     if (x != NULL) gptoss_backend_free(b, x);
     if (y != NULL) gptoss_backend_free(b, y);
+    return ok;
+}
+
+/* Size of the CPU's last-level cache in bytes (sysfs, cpu0), 0 if unknown. */
+static double last_level_cache_bytes(void) {
+    double best = 0;
+    for (int i = 0; i < 8; i++) {
+        char path[80], text[32];
+        snprintf(path, sizeof(path), "/sys/devices/system/cpu/cpu0/cache/index%d/size", i);
+        FILE* f = fopen(path, "r");
+        if (f == NULL) continue;
+        char unit = 0;
+        unsigned long long v = 0;
+        if (fgets(text, sizeof(text), f) != NULL && sscanf(text, "%llu%c", &v, &unit) >= 1) {
+            const double b = (double) v * (unit == 'K' ? 1024.0 : unit == 'M' ? 1048576.0 : 1.0);
+            if (b > best) best = b;
+        }
+        fclose(f);
+    }
     return best;
 }
 
 /* stderr: bytes per decode step of tgN (mean over its N steps, num_kv_tokens 0..N-1), the
- * bandwidth measured before and after the tg runs, the bound and tg's share of it. */
-static void report_decode_bound(const struct engine* e, size_t N, double tg_tps, double bw_before, double bw_after) {
+ * best bandwidth of the passes before and after the tg runs (and the slowest, as the
+ * spread), the bound it sets and tg's share of it. */
+static void report_decode_bound(const struct engine* e, size_t N, double tg_tps, uint32_t threads, const double* gbs,
+                                int num_passes) {
     double bytes = 0;
     for (size_t k = 0; k < N; k++) {
         uint64_t b = 0;
@@ -855,17 +982,34 @@ static void report_decode_bound(const struct engine* e, size_t N, double tg_tps,
         bytes += (double) b;
     }
     bytes /= (double) N;
-    const int cpu = gptoss_backend_get_kind(e->backend) == gptoss_backend_kind_cpu;
-    if (bw_before <= 0 || bw_after <= 0) {
+    if (num_passes == 0) {
         fprintf(stderr, "tg%zu: %.3f GB read per token; bandwidth not measured\n", N, bytes * 1e-9);
         return;
     }
-    const double bw = 0.5 * (bw_before + bw_after), bound = bw * 1e9 / bytes;
+    double best = gbs[0], slowest = gbs[0];
+    for (int i = 1; i < num_passes; i++) {
+        if (gbs[i] > best) best = gbs[i];
+        if (gbs[i] < slowest) slowest = gbs[i];
+    }
+    char how[64];
+    if (gptoss_backend_get_kind(e->backend) == gptoss_backend_kind_cpu) {
+        snprintf(how, sizeof(how), "read pass (1 GiB, %u thread%s)", threads, threads > 1 ? "s" : "");
+    } else {
+        snprintf(how, sizeof(how), "copy (read + write, 8 x 512 MiB)");
+    }
+    const double bound = best * 1e9 / bytes;
     fprintf(stderr,
-            "tg%zu: %.3f GB read per token; %s %.1f GB/s before tg, %.1f after -> bound %.1f tok/s;"
-            " tg %.2f tok/s = %.0f%% of it\n",
-            N, bytes * 1e-9, cpu ? "read pass" : "copy (read + write)", bw_before, bw_after, bound, tg_tps,
-            100.0 * tg_tps / bound);
+            "tg%zu: %.3f GB read per token; %s best of %d passes (%d before tg, %d after) %.1f GB/s,"
+            " slowest %.1f -> bound %.1f tok/s; tg %.2f tok/s = %.0f%% of it",
+            N, bytes * 1e-9, how, num_passes, num_passes == 2 * BW_PASSES ? BW_PASSES : num_passes,
+            num_passes == 2 * BW_PASSES ? BW_PASSES : 0, best, slowest, bound, tg_tps, 100.0 * tg_tps / bound);
+    /* a model this small decodes from the cache, faster than memory allows */
+    const double llc = gptoss_backend_get_kind(e->backend) == gptoss_backend_kind_cpu ? last_level_cache_bytes() : 0;
+    if (bytes <= llc) {
+        fprintf(stderr, " (the %.0f MB per token fit in the %.0f MiB last-level cache: not bound by memory)", bytes * 1e-6,
+                llc / 1048576.0);
+    }
+    fputc('\n', stderr);
 }
 
 static int cmd_bench(int argc, char** argv) {
@@ -965,15 +1109,19 @@ static int cmd_bench(int argc, char** argv) {
     snprintf(test, sizeof(test), "pp%zu", P);
     snprintf(tps, sizeof(tps), "%.2f ± %.2f", mean, sd);
     printf("| %-24.24s | %-28.28s | %8s | %6s | %18s |\n", mname, bname, threads, test, tps);
-    fflush(stdout);
+    int w = gptoss_cli_check_stdout(g_cmd);
+    if (w != 0) {
+        rc = w > 0;
+        goto done;
+    }
     uint32_t bw_threads = (uint32_t) o.threads;
     if (bw_threads == 0) {
         const long np = sysconf(_SC_NPROCESSORS_ONLN);
         bw_threads = np > 0 ? (uint32_t) np : 1;
     }
-    double bw_before = 0;
     if (N > 0) {
-        bw_before = bench_bandwidth(e.backend, bw_threads);
+        double gbs[2 * BW_PASSES];
+        const int before = bench_bandwidth(e.backend, bw_threads, gbs);
         for (size_t rep = 0; rep < o.repetitions; rep++) {
             gptoss_context_reset(e.context);
             uint32_t first = (ids[0] + 1 + (uint32_t) rep) % num_text; /* differs from the cached token */
@@ -992,10 +1140,13 @@ static int cmd_bench(int argc, char** argv) {
         snprintf(test, sizeof(test), "tg%zu", N);
         snprintf(tps, sizeof(tps), "%.2f ± %.2f", mean, sd);
         printf("| %-24.24s | %-28.28s | %8s | %6s | %18s |\n", mname, bname, threads, test, tps);
-        fflush(stdout);
-        report_decode_bound(&e, N, mean, bw_before, bench_bandwidth(e.backend, bw_threads));
+        if ((w = gptoss_cli_check_stdout(g_cmd)) != 0) {
+            rc = w > 0;
+            goto done;
+        }
+        const int after = before && bench_bandwidth(e.backend, bw_threads, gbs + BW_PASSES);
+        report_decode_bound(&e, N, mean, bw_threads, gbs, before ? (after ? 2 * BW_PASSES : BW_PASSES) : 0);
     }
-    fflush(stdout);
     gptoss_context_print_profile(e.context, stderr); /* only with $GPTOSS_PROFILE */
     rc = 0;
 done:
@@ -1008,19 +1159,19 @@ done:
 
 /* ---- dispatch ------------------------------------------------------------------------ */
 
-int main(int argc, char** argv) {
-    if (argc < 2) {
-        help_main();
-        return EXIT_USAGE;
-    }
-    const char* cmd = argv[1];
+#ifndef GPTOSS_VERSION
+#error "GPTOSS_VERSION (the CMake project version) is not defined"
+#endif
+
+static int run_command(const char* cmd, int argc, char** argv) {
     if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
         help_main();
         return 0;
     }
-    g_cmd = cmd;
-    argc -= 1;
-    argv += 1;
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+        printf("gptoss %s\n", GPTOSS_VERSION);
+        return 0;
+    }
     if (strcmp(cmd, "generate") == 0) return cmd_generate(argc, argv);
     if (strcmp(cmd, "chat") == 0) return cmd_chat(argc, argv);
     if (strcmp(cmd, "bench") == 0) return cmd_bench(argc, argv);
@@ -1032,4 +1183,15 @@ int main(int argc, char** argv) {
     if (strcmp(cmd, "render") == 0) return gptoss_cli_render(argc, argv);
     fprintf(stderr, "gptoss: unknown command '%s' (see gptoss --help)\n", cmd);
     return EXIT_USAGE;
+}
+
+int main(int argc, char** argv) {
+    if (argc < 2) {
+        help_main();
+        return gptoss_cli_check_stdout(g_cmd) > 0 ? 1 : EXIT_USAGE;
+    }
+    g_cmd = argv[1];
+    const int rc = run_command(argv[1], argc - 1, argv + 1);
+    /* every subcommand's output, its --help included, must have reached stdout */
+    return gptoss_cli_check_stdout(g_cmd) > 0 && rc == 0 ? 1 : rc;
 }

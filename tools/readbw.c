@@ -68,7 +68,8 @@ static void* bw_thread(void* arg) {
     return NULL;
 }
 
-double gptoss_tools_read_bandwidth(size_t bytes, uint32_t threads, int passes, double* checksum_out) {
+double gptoss_tools_read_bandwidth(size_t bytes, uint32_t threads, int passes, double* pass_gbs_out,
+                                   double* checksum_out) {
     if (threads == 0) threads = 1;
     const size_t n = bytes / sizeof(float) / 16 * 16; /* aligned_alloc: a multiple of 64 bytes */
     if (n < 32 * (size_t) threads || passes < 1) return 0;
@@ -105,6 +106,7 @@ double gptoss_tools_read_bandwidth(size_t bytes, uint32_t threads, int passes, d
         }
         for (uint32_t t = 0; t < threads; t++) checksum += jobs[t].sum;
         const double gbs = (double) (n * sizeof(float)) / dt * 1e-9;
+        if (pass_gbs_out != NULL) pass_gbs_out[p] = gbs;
         if (gbs > best) best = gbs;
     }
     free(jobs);

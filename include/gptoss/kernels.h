@@ -54,8 +54,10 @@ enum gptoss_status {
 const char* gptoss_status_to_string(enum gptoss_status status);
 
 /* The message of the last failed call on this thread ("num_q_heads 63 is not a multiple
- * of num_kv_heads 8"), or "" if none failed yet. The pointer stays valid until the next
- * library call on this thread. */
+ * of num_kv_heads 8"), or "". Calls clear it on entry, except the release and free
+ * functions (gptoss_*_release, gptoss_backend_free): they leave it as it is unless they
+ * fail themselves, so that cleaning up after a failure keeps the failure's message. The
+ * pointer stays valid until the next library call on this thread. */
 const char* gptoss_last_error(void);
 
 /* ------------------------------------------------------------------------------------

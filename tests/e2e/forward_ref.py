@@ -307,7 +307,7 @@ def main():
     else:
         for seed in args.seeds.split(","):
             path = os.path.join(args.workdir, f"tiny-{seed}.bin")
-            subprocess.run([args.gptoss, "make-model", "--preset", "tiny", "--seed", seed, "--quiet", path],
+            subprocess.run([args.gptoss, "make-model", "--preset", "tiny", "--seed", seed, "--quiet", "--force", path],
                            check=True)
             models.append((f"seed {seed}", path))
     ok = True

@@ -575,7 +575,8 @@ def main():
         if not args.gptoss:
             ap.error("--model or --gptoss (to make a tiny model) is required")
         model_path = os.path.join(workdir, f"tiny-{args.seed}.bin")
-        subprocess.run([args.gptoss, "make-model", "--preset", "tiny", "--seed", args.seed, "--quiet", model_path],
+        subprocess.run([args.gptoss, "make-model", "--preset", "tiny", "--seed", args.seed, "--quiet", "--force",
+                        model_path],
                        check=True)
     dump = args.dump
     if dump is None and args.gptoss:

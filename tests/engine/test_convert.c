@@ -1,8 +1,10 @@
 /* Converter test: writes a tiny synthetic checkpoint (config.json + two safetensors files
  * with random tensors), converts it, and checks every header field and tensor region of
  * the output field by field against MODEL_FORMAT.md (expected bytes computed here from
- * the checkpoint). Then malformed checkpoints must fail cleanly with no output left.
+ * the checkpoint). An existing output is kept without --force and replaced with it. Then
+ * malformed checkpoints must fail cleanly with no output (and no temporary file) left.
  * Usage: test_convert [VOCAB.tiktoken] */
+#include <dirent.h>
 #include <gptoss/engine.h>
 #include <math.h>
 #include <sys/stat.h>
@@ -349,6 +351,20 @@ static void test_good(void) {
     gptoss_vocab_free(&vocab);
 }
 
+/* No temporary file (".NAME.tmp-*") is left in g_dir. */
+static int no_temporary_files(void) {
+    DIR* d = opendir(g_dir);
+    int clean = d != NULL;
+    for (struct dirent* e; d != NULL && (e = readdir(d)) != NULL;) {
+        if (strstr(e->d_name, ".tmp-") != NULL) {
+            fprintf(stderr, "left behind: %s\n", e->d_name);
+            clean = 0;
+        }
+    }
+    if (d != NULL) closedir(d);
+    return clean;
+}
+
 static void expect_fail(const char* what, const char* config, const char* skip_name, const char* bad_name, int bad) {
     char dir[512], out[512];
     snprintf(dir, sizeof(dir), "%s/bad", g_dir);
@@ -360,7 +376,36 @@ static void expect_fail(const char* what, const char* config, const char* skip_n
     int rc = run_convert(dir, out);
     CHECK(rc != 0, "%s: convert succeeded", what);
     CHECK(access(out, F_OK) != 0, "%s: output left behind", what);
+    CHECK(no_temporary_files(), "%s: temporary file left behind", what);
     unlink(out);
+}
+
+/* OUT is never replaced without --force; with it, it is replaced by the complete model. */
+static void test_existing_output(void) {
+    char dir[512], out[512];
+    snprintf(dir, sizeof(dir), "%s/ckpt", g_dir);
+    snprintf(out, sizeof(out), "%s/existing.bin", g_dir);
+    static const char notes[] = "my notes, not a model\n";
+    write_whole(out, notes, sizeof(notes) - 1);
+    size_t size = 0;
+    uint8_t* kept = NULL;
+    CHECK(run_convert(dir, out) == 2 && (kept = read_whole(out, &size)) != NULL && size == sizeof(notes) - 1 &&
+              memcmp(kept, notes, size) == 0,
+          "existing OUT replaced without --force");
+    free(kept);
+    char* argv[] = {"convert", "--quiet", "--force", "--vocab", (char*) g_vocab, dir, out};
+    CHECK(gptoss_cli_convert(7, argv) == 0, "convert --force: %s", gptoss_last_error());
+    char model[512];
+    snprintf(model, sizeof(model), "%s/model.bin", g_dir);
+    size_t want_size = 0, got_size = 0;
+    uint8_t* want = read_whole(model, &want_size);
+    uint8_t* got = read_whole(out, &got_size);
+    CHECK(want != NULL && got != NULL && got_size == want_size && memcmp(got, want, want_size) == 0,
+          "convert --force wrote %zu bytes, not the %zu of the model", got_size, want_size);
+    free(want);
+    free(got);
+    unlink(out);
+    CHECK(no_temporary_files(), "temporary files left after convert");
 }
 
 static void test_bad(void) {
@@ -389,7 +434,7 @@ static void test_bad(void) {
     char* a5[] = {"make-model", "--preset", "tiny", "--layers", "12x", "/tmp/x.bin"};
     CHECK(gptoss_cli_make_model(6, a5) == 2, "bad number");
     char* a6[] = {"make-model", "--preset", "tiny", "--hidden", "48", "--vocab", (char*) g_vocab, "/tmp/gptoss-never.bin"};
-    CHECK(gptoss_cli_make_model(8, a6) == 1 && access("/tmp/gptoss-never.bin", F_OK) != 0, "invalid shape");
+    CHECK(gptoss_cli_make_model(8, a6) == 2 && access("/tmp/gptoss-never.bin", F_OK) != 0, "invalid shape");
     char* a7[] = {"tokenize"};
     CHECK(gptoss_cli_tokenize(1, a7) == 2, "tokenize without -m");
 }
@@ -452,6 +497,7 @@ int main(int argc, char** argv) {
     test_config_parser();
     build_checkpoint();
     test_good();
+    test_existing_output();
     test_bad();
     for (int i = 0; i < g_nt; i++) free(g_t[i].data);
     char cmd[512];

@@ -5,6 +5,8 @@
  * Usage: test_model_file [VOCAB.tiktoken] */
 #include <fcntl.h>
 #include <gptoss/engine.h>
+#include <math.h>
+#include <stddef.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -205,20 +207,32 @@ static void patch_u32(const char* path, uint64_t offset, uint32_t v) {
     patch(path, offset, b, 4);
 }
 
+/* A failed load must say why: the message names the file and the cause (`cause`, e.g. the
+ * header field and its value, the size, the errno text). */
+static void check_message(const char* what, const char* who, const char* cause) {
+    const char* msg = gptoss_last_error();
+    CHECK(strstr(msg, g_bad) != NULL && strstr(msg, cause) != NULL, "%s: %s message '%s' does not name '%s' and '%s'",
+          what, who, msg, g_bad, cause);
+}
+
 static void expect_status(gptoss_backend_t backend, const char* what, enum gptoss_status want_model,
-                          enum gptoss_status want_tokenizer) {
+                          enum gptoss_status want_tokenizer, const char* cause) {
     gptoss_model_t m = NULL;
     enum gptoss_status st = gptoss_model_create_from_file(g_bad, backend, &m);
     CHECK(st == want_model, "%s: model status %s (want %s): %s", what, gptoss_status_to_string(st),
           gptoss_status_to_string(want_model), gptoss_last_error());
     if (getenv("VERBOSE")) fprintf(stderr, "  %-40s -> %s: %s\n", what, gptoss_status_to_string(st), gptoss_last_error());
     if (st == gptoss_status_success) gptoss_model_release(m);
-    else CHECK(m == NULL, "%s: output written on failure", what);
+    else {
+        CHECK(m == NULL, "%s: output written on failure", what);
+        check_message(what, "model", cause);
+    }
     gptoss_tokenizer_t t = NULL;
     st = gptoss_tokenizer_create_from_file(g_bad, &t);
     CHECK(st == want_tokenizer, "%s: tokenizer status %s (want %s): %s", what, gptoss_status_to_string(st),
           gptoss_status_to_string(want_tokenizer), gptoss_last_error());
     if (st == gptoss_status_success) gptoss_tokenizer_release(t);
+    else check_message(what, "tokenizer", cause);
 }
 
 static void test_corrupt(gptoss_backend_t backend) {
@@ -231,31 +245,57 @@ static void test_corrupt(gptoss_backend_t backend) {
     static const struct {
         const char* what;
         uint32_t offset, value;
-        int io; /* 1: layout needs more than the file (io_error) */
+        int io;            /* 1: layout needs more than the file (io_error) */
+        const char* cause; /* in the message */
     } fields[] = {
-        {"magic", 0, 0x2D545048, 0},                 {"zero word", 12, 1, 0},
-        {"model uuid", 20, 0x12345678, 0},           {"layout uuid", 104, 0, 0},
-        {"tokenizer uuid", 128, 0xFFFFFFFF, 0},      {"context_length 0", 32, 0, 0},
-        {"context_length huge", 32, 0xFFFFFFFF, 0},  {"num_blocks 0", 36, 0, 0},
-        {"num_blocks absurd", 36, 0x7FFFFFFF, 0},    {"num_blocks 1000 (past EOF)", 36, 1000, 1},
-        {"num_experts 0", 40, 0, 0},                 {"num_experts absurd", 40, 0xFFFFFFFF, 0},
-        {"num_experts 4096 (past EOF)", 40, 4096, 1}, {"active > experts", 44, 9, 0},
-        {"active 0", 44, 0, 0},                      {"embedding_dim 33", 48, 33, 0},
-        {"embedding_dim 0", 48, 0, 0},               {"embedding_dim absurd", 48, 0x80000000u, 0},
-        {"embedding_dim 262144 (past EOF)", 48, 262144, 1}, {"mlp_dim 48", 52, 48, 0},
-        {"mlp_dim absurd", 52, 0xFFFFFFE0u, 0},      {"swiglu NaN", 56, 0x7FC00000u, 0},
-        {"swiglu negative", 56, 0xBF800000u, 0},     {"head_dim odd", 60, 15, 0},
-        {"head_dim 0", 60, 0, 0},                    {"num_heads 0", 64, 0, 0},
-        {"heads % kv", 64, 7, 0},                    {"kv > heads", 68, 16, 0},
-        {"kv 0", 68, 0, 0},                          {"rope_theta inf", 76, 0x7F800000u, 0},
-        {"interp 0", 80, 0, 0},                      {"yarn_offset NaN", 84, 0xFFC00000u, 0},
-        {"yarn_multiplier -1", 92, 0xBF800000u, 0},  {"rmsnorm_epsilon 0", 96, 0, 0},
-        {"rmsnorm_epsilon 2", 96, 0x40000000u, 0},   {"num_special absurd", 132, 0xFFFFFFFFu, 0},
-        {"num_text 0", 136, 0, 0},                   {"num_text absurd", 136, 0xFFFFFFFFu, 0},
-        {"regex_size 0", 140, 0, 0},                 {"regex_size absurd", 140, 0xFFFFFFFFu, 0},
-        {"regex_size 274 (no NUL)", 140, 274, 0},    {"tokens_size 0", 144, 0, 0},
-        {"tokens_size absurd", 144, 0xFFFFFFFFu, 0}, {"tokens_size - 1", 144, 1797665, 0},
-        {"tokens_size + 1", 144, 1797667, 0},
+        {"magic", 0, 0x2D545048, 0, "bad magic \"HPT-OSS v1.0\""},
+        {"zero word", 12, 1, 0, "offset 12 is 1"},
+        {"model uuid", 20, 0x12345678, 0, "model UUID at offset 16"},
+        {"layout uuid", 104, 0, 0, "layout UUID at offset 100"},
+        {"tokenizer uuid", 128, 0xFFFFFFFF, 0, "tokenizer UUID at offset 116"},
+        {"context_length 0", 32, 0, 0, "context_length is 0"},
+        {"context_length huge", 32, 0xFFFFFFFF, 0, "context_length is 4294967295"},
+        {"num_blocks 0", 36, 0, 0, "num_blocks is 0"},
+        {"num_blocks absurd", 36, 0x7FFFFFFF, 0, "num_blocks is 2147483647"},
+        {"num_blocks 1000 (past EOF)", 36, 1000, 1, "53636096 bytes, the layout (L=1000"},
+        {"num_experts 0", 40, 0, 0, "num_experts is 0"},
+        {"num_experts absurd", 40, 0xFFFFFFFF, 0, "num_experts is 4294967295"},
+        {"num_experts 4096 (past EOF)", 40, 4096, 1, "53636096 bytes, the layout (L=4 E=4096"},
+        {"active > experts", 44, 9, 0, "num_active_experts is 9"},
+        {"active 0", 44, 0, 0, "num_active_experts is 0"},
+        {"embedding_dim 33", 48, 33, 0, "embedding_dim 33"},
+        {"embedding_dim 0", 48, 0, 0, "embedding_dim is 0"},
+        {"embedding_dim absurd", 48, 0x80000000u, 0, "embedding_dim is 2147483648"},
+        {"embedding_dim 262144 (past EOF)", 48, 262144, 1, "H=262144"},
+        {"mlp_dim 48", 52, 48, 0, "mlp_dim 48"},
+        {"mlp_dim absurd", 52, 0xFFFFFFE0u, 0, "mlp_dim is 4294967264"},
+        {"swiglu NaN", 56, 0x7FC00000u, 0, "swiglu_limit is nan"},
+        {"swiglu negative", 56, 0xBF800000u, 0, "swiglu_limit is -1"},
+        {"head_dim odd", 60, 15, 0, "head_dim 15"},
+        {"head_dim 6 (not a multiple of 4)", 60, 6, 0, "head_dim 6 is not a multiple of 4"},
+        {"head_dim 2", 60, 2, 0, "head_dim is 2"},
+        {"head_dim 0", 60, 0, 0, "head_dim is 0"},
+        {"num_heads 0", 64, 0, 0, "num_heads is 0"},
+        {"heads % kv", 64, 7, 0, "num_heads 7 is not a multiple of num_kv_heads 2"},
+        {"kv > heads", 68, 16, 0, "num_kv_heads is 16"},
+        {"kv 0", 68, 0, 0, "num_kv_heads is 0"},
+        {"attention_window 0", 72, 0, 0, "attention_window is 0"},
+        {"rope_theta inf", 76, 0x7F800000u, 0, "rope_theta is inf"},
+        {"interp 0", 80, 0, 0, "interpolation_scale is 0"},
+        {"yarn_offset NaN", 84, 0xFFC00000u, 0, "yarn_offset is"},
+        {"yarn_multiplier -1", 92, 0xBF800000u, 0, "yarn_multiplier is -1"},
+        {"rmsnorm_epsilon 0", 96, 0, 0, "rmsnorm_epsilon is 0"},
+        {"rmsnorm_epsilon 2", 96, 0x40000000u, 0, "rmsnorm_epsilon is 2"},
+        {"num_special absurd", 132, 0xFFFFFFFFu, 0, "num_special_tokens is 4294967295"},
+        {"num_text 0", 136, 0, 0, "num_text_tokens is 0"},
+        {"num_text absurd", 136, 0xFFFFFFFFu, 0, "num_text_tokens is 4294967295"},
+        {"regex_size 0", 140, 0, 0, "regex_size is 0"},
+        {"regex_size absurd", 140, 0xFFFFFFFFu, 0, "regex_size is 4294967295"},
+        {"regex_size 274 (no NUL)", 140, 274, 0, "regex (274 bytes at offset 404) is not NUL-terminated"},
+        {"tokens_size 0", 144, 0, 0, "tokens_size is 0"},
+        {"tokens_size absurd", 144, 0xFFFFFFFFu, 0, "tokens_size is 4294967295"},
+        {"tokens_size - 1", 144, 1797665, 0, "runs past tokens_size 1797665"},
+        {"tokens_size + 1", 144, 1797667, 0, "tokens_size says 1797667"},
     };
     copy_prefix(g_model, g_bad, size);
     size_t hsize;
@@ -263,7 +303,7 @@ static void test_corrupt(gptoss_backend_t backend) {
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
         patch_u32(g_bad, fields[i].offset, fields[i].value);
         /* layout-too-big cases keep a valid tokenizer section */
-        expect_status(backend, fields[i].what, fields[i].io ? IO : IA, fields[i].io ? OK : IA);
+        expect_status(backend, fields[i].what, fields[i].io ? IO : IA, fields[i].io ? OK : IA, fields[i].cause);
         patch(g_bad, fields[i].offset, orig + fields[i].offset, 4);
     }
     /* one-bit flips in every header byte: never a crash, never success on a changed field
@@ -280,40 +320,54 @@ static void test_corrupt(gptoss_backend_t backend) {
     CHECK(1, "bit flips survived");
     /* tokenizer section content */
     patch(g_bad, 404 + 274, "x", 1);
-    expect_status(backend, "regex without NUL", IA, IA);
+    expect_status(backend, "regex without NUL", IA, IA, "regex (275 bytes at offset 404) is not NUL-terminated");
     patch(g_bad, 404 + 274, orig + 404 + 274, 1);
     patch(g_bad, 404 + 10, "\0", 1);
-    expect_status(backend, "NUL inside the regex", IA, IA);
+    expect_status(backend, "NUL inside the regex", IA, IA, "regex has a NUL at byte 10");
     patch(g_bad, 404 + 10, orig + 404 + 10, 1);
     patch(g_bad, 404, "(", 1);
-    expect_status(backend, "regex does not compile", IA, IA);
+    expect_status(backend, "regex does not compile", IA, IA, "regex does not compile");
     patch(g_bad, 404, orig + 404, 1);
     patch(g_bad, 679, "\0\0", 2);
-    expect_status(backend, "token of length 0", IA, IA);
+    expect_status(backend, "token of length 0", IA, IA, "text token 0 has length 0");
     patch(g_bad, 679, "\xff\xff", 2);
-    expect_status(backend, "token length past table", IA, IA);
+    expect_status(backend, "token length past table", IA, IA, "ends inside the length of token");
     patch(g_bad, 679, orig + 679, 2);
     static const uint8_t unknown_uuid[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
     patch(g_bad, 148 + 16 * 8, unknown_uuid, 16);
-    expect_status(backend, "unknown special UUID (warning only)", OK, OK);
+    expect_status(backend, "unknown special UUID (warning only)", OK, OK, "");
     patch(g_bad, 148 + 16 * 8, orig + 148 + 16 * 8, 16);
-    expect_status(backend, "restored file", OK, OK);
+    expect_status(backend, "restored file", OK, OK, "");
     /* truncation at several points (shrinking the same copy) */
     const uint64_t w0 = 1802240;
     const uint64_t cuts[] = {size - 1, size - 16384, w0 + 100000, w0 + 1, w0, 679 + 1797666, 679 + 1000, 679, 404, 200,
                              GPTOSS_FILE_HEADER_SIZE, GPTOSS_FILE_HEADER_SIZE - 1, 100, 12, 0};
     for (size_t i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++) {
         if (truncate(g_bad, (off_t) cuts[i]) != 0) CHECK(0, "truncate");
-        char what[64];
+        char what[64], cause[64];
         snprintf(what, sizeof(what), "truncated to %llu", (unsigned long long) cuts[i]);
-        expect_status(backend, what, IO, cuts[i] >= 679 + 1797666 ? OK : IO);
+        snprintf(cause, sizeof(cause), "truncated: %llu bytes", (unsigned long long) cuts[i]);
+        expect_status(backend, what, IO, cuts[i] >= 679 + 1797666 ? OK : IO, cause);
     }
     free(orig);
-    /* paths */
+    /* other files */
+    static const char text[] =
+        "This is a text file, not a model. It is long enough to hold a header: 148 bytes are read and the magic "
+        "is checked first; a model file starts with GPT-OSS v1.0.\n";
+    write_whole(g_bad, text, sizeof(text) - 1);
+    expect_status(backend, "text file", IA, IA, "bad magic \"This is a te\"");
+    write_whole(g_bad, "hello\n", 6);
+    expect_status(backend, "short text file", IO, IO, "truncated: 6 bytes, the header alone needs 148");
+    write_whole(g_bad, "", 0);
+    expect_status(backend, "empty file", IO, IO, "truncated: 0 bytes");
     snprintf(g_bad, sizeof(g_bad), "%s/does-not-exist.bin", g_dir);
-    expect_status(backend, "missing file", IO, IO);
+    expect_status(backend, "missing file", IO, IO, "No such file or directory");
     snprintf(g_bad, sizeof(g_bad), "%s", g_dir);
-    expect_status(backend, "directory", IO, IO);
+    expect_status(backend, "directory", IO, IO, "is a directory");
+    snprintf(g_bad, sizeof(g_bad), "/dev/null");
+    expect_status(backend, "/dev/null", IO, IO, "is a character device");
+    snprintf(g_bad, sizeof(g_bad), "/dev/zero");
+    expect_status(backend, "/dev/zero", IO, IO, "is a character device");
     snprintf(g_bad, sizeof(g_bad), "%s/bad.bin", g_dir);
     /* API misuse */
     gptoss_model_t m = NULL;
@@ -323,10 +377,154 @@ static void test_corrupt(gptoss_backend_t backend) {
     CHECK(gptoss_tokenizer_create_from_file(NULL, NULL) == IA, "tokenizer NULL");
 }
 
+/* ---- the one config check (reader, writer, make-model, inspect) -------------------- */
+
+static void test_config_rules(void) {
+    struct gptoss_model_config base;
+    CHECK(gptoss_model_preset("tiny", &base) == 0, "tiny preset");
+    CHECK(gptoss_model_config_validate(&base) == gptoss_status_success, "tiny is valid: %s", gptoss_last_error());
+    /* a rule, a value that breaks it, and what the message must say */
+#define FIELD(f) offsetof(struct gptoss_model_config, f)
+    static const struct {
+        size_t field;
+        uint32_t value;
+        const char* cause;
+    } bad[] = {
+        {FIELD(context_length), 0, "context_length is 0"},
+        {FIELD(context_length), (1u << 24) + 1, "context_length is 16777217"},
+        {FIELD(num_blocks), 0, "num_blocks is 0"},
+        {FIELD(num_blocks), 1025, "num_blocks is 1025"},
+        {FIELD(num_experts), 0, "num_experts is 0"},
+        {FIELD(num_experts), 4097, "num_experts is 4097"},
+        {FIELD(num_active_experts), 0, "num_active_experts is 0"},
+        {FIELD(num_active_experts), 9, "num_active_experts is 9, must be in [1, 8]"},
+        {FIELD(embedding_dim), 16, "embedding_dim is 16"},
+        {FIELD(embedding_dim), 48, "embedding_dim 48 is not a multiple of 32"},
+        {FIELD(embedding_dim), (1u << 18) + 32, "embedding_dim is 262176"},
+        {FIELD(mlp_dim), 0, "mlp_dim is 0"},
+        {FIELD(mlp_dim), 40, "mlp_dim 40 is not a multiple of 32"},
+        {FIELD(head_dim), 0, "head_dim is 0"},
+        {FIELD(head_dim), 2, "head_dim is 2"},
+        {FIELD(head_dim), 6, "head_dim 6 is not a multiple of 4"},
+        {FIELD(head_dim), 15, "head_dim 15 is not a multiple of 4"},
+        {FIELD(head_dim), 4100, "head_dim is 4100"},
+        {FIELD(num_heads), 0, "num_heads is 0"},
+        {FIELD(num_heads), 6, "num_heads 6 is not a multiple of num_kv_heads 4"}, /* with num_kv_heads 4 below */
+        {FIELD(num_kv_heads), 0, "num_kv_heads is 0"},
+        {FIELD(num_kv_heads), 9, "num_kv_heads is 9, must be in [1, 8]"},
+        {FIELD(num_kv_heads), 3, "num_heads 8 is not a multiple of num_kv_heads 3"},
+        {FIELD(attention_window), 0, "attention_window is 0"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct gptoss_model_config c = base;
+        if (bad[i].field == FIELD(num_heads)) c.num_kv_heads = 4;
+        memcpy((char*) &c + bad[i].field, &bad[i].value, sizeof(uint32_t));
+        const enum gptoss_status st = gptoss_model_config_validate(&c);
+        CHECK(st == gptoss_status_invalid_argument && strstr(gptoss_last_error(), bad[i].cause) != NULL,
+              "rule %zu: status %s, message '%s', want '%s'", i, gptoss_status_to_string(st), gptoss_last_error(),
+              bad[i].cause);
+    }
+    static const struct {
+        size_t field;
+        float value;
+        const char* cause;
+    } bad_float[] = {
+        {FIELD(swiglu_limit), 0.0f, "swiglu_limit is 0"},       {FIELD(swiglu_limit), INFINITY, "swiglu_limit is inf"},
+        {FIELD(rope_theta), 1.0f, "rope_theta is 1"},           {FIELD(interpolation_scale), -1.0f, "interpolation_scale is -1"},
+        {FIELD(yarn_offset), NAN, "yarn_offset is nan"},        {FIELD(yarn_scale), -INFINITY, "yarn_scale is -inf"},
+        {FIELD(yarn_multiplier), 0.0f, "yarn_multiplier is 0"}, {FIELD(rmsnorm_epsilon), 1.0f, "rmsnorm_epsilon is 1"},
+    };
+    for (size_t i = 0; i < sizeof(bad_float) / sizeof(bad_float[0]); i++) {
+        struct gptoss_model_config c = base;
+        memcpy((char*) &c + bad_float[i].field, &bad_float[i].value, sizeof(float));
+        const enum gptoss_status st = gptoss_model_config_validate(&c);
+        CHECK(st == gptoss_status_invalid_argument && strstr(gptoss_last_error(), bad_float[i].cause) != NULL,
+              "float rule %zu: status %s, message '%s', want '%s'", i, gptoss_status_to_string(st),
+              gptoss_last_error(), bad_float[i].cause);
+    }
+    /* the edges that are allowed */
+    static const struct {
+        size_t field;
+        uint32_t value;
+    } good[] = {
+        {FIELD(head_dim), 4},           {FIELD(head_dim), 4096},         {FIELD(attention_window), 1},
+        {FIELD(attention_window), UINT32_MAX}, {FIELD(num_active_experts), 8}, {FIELD(num_active_experts), 1},
+        {FIELD(num_kv_heads), 8},       {FIELD(num_kv_heads), 1},        {FIELD(context_length), 1u << 24},
+        {FIELD(embedding_dim), 32},     {FIELD(mlp_dim), 1u << 18},
+    };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        struct gptoss_model_config c = base;
+        memcpy((char*) &c + good[i].field, &good[i].value, sizeof(uint32_t));
+        CHECK(gptoss_model_config_validate(&c) == gptoss_status_success, "edge %zu (value %u) rejected: %s", i,
+              good[i].value, gptoss_last_error());
+    }
+#undef FIELD
+    /* make-model refuses before writing (usage error, exit 2) */
+    char out[300];
+    snprintf(out, sizeof(out), "%s/refused.bin", g_dir);
+    static const char* const flags[][2] = {{"--window", "0"},         {"--head-dim", "6"}, {"--head-dim", "2"},
+                                           {"--active-experts", "9"}, {"--kv-heads", "3"}, {"--hidden", "48"},
+                                           {"--layers", "0"},         {"--context", "0"}};
+    for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
+        char* argv[] = {"make-model", "--preset", "tiny", (char*) flags[i][0], (char*) flags[i][1], "--vocab",
+                        (char*) g_vocab, "--quiet", out};
+        CHECK(gptoss_cli_make_model(9, argv) == 2 && access(out, F_OK) != 0, "make-model %s %s not refused",
+              flags[i][0], flags[i][1]);
+    }
+}
+
+/* ---- release and free keep the message of the failure before them ----------------- */
+
+static void test_release_keeps_error(gptoss_backend_t backend) {
+    gptoss_model_t m = NULL;
+    gptoss_tokenizer_t t = NULL;
+    gptoss_sampler_t sampler = NULL;
+    gptoss_context_t ctx = NULL;
+    void* buf = NULL;
+    CHECK(gptoss_model_create_from_file(g_model, backend, &m) == gptoss_status_success &&
+              gptoss_model_get_tokenizer(m, &t) == gptoss_status_success &&
+              gptoss_sampler_create(&sampler) == gptoss_status_success &&
+              gptoss_context_create(m, 64, 0, &ctx) == gptoss_status_success &&
+              gptoss_backend_alloc(backend, 64, &buf) == gptoss_status_success,
+          "objects for the release test: %s", gptoss_last_error());
+    gptoss_backend_t other = NULL;
+    CHECK(gptoss_backend_create_cpu(1, &other) == gptoss_status_success, "second backend");
+    /* a failure, then every release and free (NULL and real objects) */
+    gptoss_tokenizer_t none = NULL;
+    CHECK(gptoss_tokenizer_create_from_file("/nonexistent/model.bin", &none) == gptoss_status_io_error, "fail");
+    char msg[512];
+    snprintf(msg, sizeof(msg), "%s", gptoss_last_error());
+    CHECK(strstr(msg, "/nonexistent/model.bin") != NULL, "failure message '%s'", msg);
+#define KEEPS(call)                                                                                          \
+    do {                                                                                                     \
+        (void) (call);                                                                                       \
+        CHECK(strcmp(gptoss_last_error(), msg) == 0, "%s changed the message to '%s'", #call, gptoss_last_error()); \
+    } while (0)
+    KEEPS(gptoss_model_release(NULL));
+    KEEPS(gptoss_tokenizer_release(NULL));
+    KEEPS(gptoss_context_release(NULL));
+    KEEPS(gptoss_sampler_release(NULL));
+    KEEPS(gptoss_graph_release(NULL));
+    KEEPS(gptoss_backend_release(NULL));
+    KEEPS(gptoss_backend_free(backend, NULL));
+    KEEPS(gptoss_backend_free(backend, buf));
+    KEEPS(gptoss_context_release(ctx)); /* frees its buffers, releases its model reference */
+    KEEPS(gptoss_sampler_release(sampler));
+    KEEPS(gptoss_model_release(m));     /* the last model reference: frees the model */
+    KEEPS(gptoss_tokenizer_release(t)); /* the last tokenizer reference */
+    KEEPS(gptoss_backend_release(other));
+#undef KEEPS
+    /* other calls still clear it on entry */
+    size_t n = 0;
+    CHECK(gptoss_model_get_max_context_length(NULL, &n) == gptoss_status_invalid_argument, "NULL model");
+    CHECK(strcmp(gptoss_last_error(), msg) != 0, "a failing call sets its own message");
+}
+
 int main(int argc, char** argv) {
     g_vocab = argc > 1 ? argv[1] : gptoss_default_vocab_path();
     test_released_layouts();
     if (mkdtemp(g_dir) == NULL) return 2;
+    test_config_rules();
     if (!make_tiny()) {
         CHECK(0, "make-model tiny failed");
         return finish();
@@ -338,6 +536,7 @@ int main(int argc, char** argv) {
     } else {
         test_load(backend);
         test_corrupt(backend);
+        test_release_keeps_error(backend);
         gptoss_backend_release(backend);
     }
     char cmd[512];

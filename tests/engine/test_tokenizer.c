@@ -8,7 +8,8 @@
 #include "test_util.h"
 #include "writer.h"
 
-/* A file with just header + tokenizer section (all tokenizer_create_from_file reads). */
+/* A file with just header + tokenizer section (all tokenizer_create_from_file reads), laid
+ * out by the writer's own helpers. */
 static int write_tokenizer_file(const char* path, const char* vocab_path) {
     struct gptoss_vocab vocab;
     if (gptoss_vocab_load_tiktoken(vocab_path, &vocab) != gptoss_status_success) {
@@ -20,17 +21,26 @@ static int write_tokenizer_file(const char* path, const char* vocab_path) {
         .mlp_dim = 64, .swiglu_limit = 7.0f, .head_dim = 64, .num_heads = 8, .num_kv_heads = 1,
         .attention_window = 128, .rope_theta = 150000.0f, .interpolation_scale = 1.0f, .yarn_offset = 0.0f,
         .yarn_scale = 1.0f, .yarn_multiplier = 1.0f, .rmsnorm_epsilon = 1e-5f};
-    struct gptoss_writer w;
-    enum gptoss_status st = gptoss_writer_open(&w, path, &c, &vocab);
+    uint8_t* section = NULL;
+    size_t section_size = 0;
+    uint32_t regex_size = 0, tokens_size = 0;
+    enum gptoss_status st = gptoss_tokenizer_section_build(&vocab, &section, &section_size, &regex_size, &tokens_size);
+    const uint32_t num_text = vocab.num_tokens;
     gptoss_vocab_free(&vocab);
     if (st != gptoss_status_success) {
-        fprintf(stderr, "writer_open: %s\n", gptoss_last_error());
+        fprintf(stderr, "tokenizer section: %s\n", gptoss_last_error());
         return 0;
     }
-    fclose(w.file); /* keep the partial file: header + tokenizer + padding */
-    w.file = NULL;
-    gptoss_writer_abort(&w);
-    return 1;
+    uint8_t* file = malloc(GPTOSS_FILE_HEADER_SIZE + section_size);
+    int ok = file != NULL;
+    if (ok) {
+        gptoss_writer_build_header(file, &c, 16, num_text, regex_size, tokens_size);
+        memcpy(file + GPTOSS_FILE_HEADER_SIZE, section, section_size);
+        ok = write_whole(path, file, GPTOSS_FILE_HEADER_SIZE + section_size);
+    }
+    free(file);
+    free(section);
+    return ok;
 }
 
 static void test_vectors(gptoss_tokenizer_t tok, const char* vectors_path) {

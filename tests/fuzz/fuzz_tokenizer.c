@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <gptoss/engine.h>
 
@@ -21,22 +20,28 @@ static gptoss_tokenizer_t load(void) {
     }
     struct gptoss_model_config c = {
         .context_length = 4096, .num_blocks = 1, .num_experts = 1, .num_active_experts = 1, .embedding_dim = 32,
-        .mlp_dim = 32, .swiglu_limit = 7.0f, .head_dim = 2, .num_heads = 1, .num_kv_heads = 1,
+        .mlp_dim = 32, .swiglu_limit = 7.0f, .head_dim = 4, .num_heads = 1, .num_kv_heads = 1,
         .attention_window = 128, .rope_theta = 150000.0f, .interpolation_scale = 1.0f, .yarn_offset = 0.0f,
         .yarn_scale = 1.0f, .yarn_multiplier = 1.0f, .rmsnorm_epsilon = 1e-5f};
-    char path[] = "/tmp/gptoss-fuzz-tok-XXXXXX";
-    int fd = mkstemp(path);
-    if (fd < 0) abort();
-    close(fd);
-    struct gptoss_writer w;
-    if (gptoss_writer_open(&w, path, &c, &vocab) != gptoss_status_success) abort();
+    /* the tokenizer section as the writer lays it out, read as the reader does */
+    uint8_t* section = NULL;
+    size_t section_size = 0;
+    uint32_t regex_size = 0, tokens_size = 0;
+    if (gptoss_tokenizer_section_build(&vocab, &section, &section_size, &regex_size, &tokens_size) !=
+        gptoss_status_success) {
+        abort();
+    }
+    uint8_t header[GPTOSS_FILE_HEADER_SIZE];
+    gptoss_writer_build_header(header, &c, 16, vocab.num_tokens, regex_size, tokens_size);
     gptoss_vocab_free(&vocab);
-    fclose(w.file); /* header + tokenizer is all the tokenizer reads */
-    w.file = NULL;
-    gptoss_writer_abort(&w);
+    struct gptoss_file_info info;
     gptoss_tokenizer_t t = NULL;
-    if (gptoss_tokenizer_create_from_file(path, &t) != gptoss_status_success) abort();
-    unlink(path);
+    if (gptoss_file_parse_header(header, &info) != gptoss_status_success ||
+        gptoss_tokenizer_create_from_section(&info, section, section_size, &t) != gptoss_status_success) {
+        fprintf(stderr, "fuzz_tokenizer: %s\n", gptoss_last_error());
+        abort();
+    }
+    free(section);
     return t;
 }
 

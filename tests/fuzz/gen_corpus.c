@@ -75,7 +75,7 @@ int main(int argc, char** argv) {
     char path[1024];
     snprintf(path, sizeof(path), "%s/small-model.bin", dir);
     struct gptoss_writer w;
-    if (gptoss_writer_open(&w, path, &c, &v) || gptoss_writer_write_weights(&w, fill, NULL, 0)) {
+    if (gptoss_writer_open(&w, path, &c, &v, 1) || gptoss_writer_write_weights(&w, fill, NULL, 0)) {
         fprintf(stderr, "write failed: %s\n", gptoss_last_error());
         return 1;
     }

@@ -1,0 +1,466 @@
+/* Host sampler (gptoss_sampler_pick_host) against an oracle: the sampler as it was before the
+ * bucketed path (heap top-k, qsort of every candidate, exp per candidate, sums left to
+ * right), kept here verbatim. Token for token, and the logits after the penalties bit for
+ * bit, on:
+ *  - random draws: vocabulary sizes 1..20,000 and 201,088; logits normal (several scales),
+ *    with ties (few distinct values), all equal, peaked, wide (beyond exp's range), with
+ *    +-inf, NaN, +-0, subnormals and +-FLT_MAX; temperature 0 to 1e4; top-p off, 1e-7 to the
+ *    largest float below 1; top-k off, 1, 2, 40, random, V and above; penalties with
+ *    histories (repeated ids, ids >= V); random seeds and offsets;
+ *  - near ties: logits tuned (two "tuner" ids at the end of the draw order) until top_p * C_n,
+ *    or u * C_n, equals a prefix sum C_k to the last bits (nucleus boundary, drawn boundary
+ *    sorted and by id), then swept over the tuner's neighbouring floats (the draw's rounding
+ *    decides these: the bucketed path must hand them to the exact one) and over gaps of
+ *    1e-16 .. 1e-8 of the total (some decided by the buckets).
+ * The bucketed path and its hand-over to the exact path must both run (the scratch counts
+ * them; printed per section). Guard words after the logits; the penalty counts must be
+ * zero after every draw. With the error intervals set to zero the near ties fail.
+ * Usage: test_sampler [SEED] (default: from the clock; printed). */
+#include <float.h>
+#include <math.h>
+#include <time.h>
+
+#include "engine_internal.h"
+#include "test_util.h"
+
+#define GUARD 8
+#define GUARD_BITS 0x7FC0DEADu /* a NaN payload no draw writes */
+
+/* ---- the oracle: the sampler before the bucketed path ---------------------------------- */
+
+struct oracle_scratch {
+    uint32_t vocabulary_size;
+    uint32_t* index;
+    double* prob;
+    uint32_t* count;
+};
+
+/* Larger logit first; NaN below everything; ties by lower id. */
+static int before(float a, uint32_t ia, float b, uint32_t ib) {
+    const int na = a != a, nb = b != b;
+    if (na != nb) return nb;
+    if (!na && a != b) return a > b;
+    return ia < ib;
+}
+
+/* Min-heap on `before` (the root is the worst of the kept candidates). */
+static void heap_sift_down(uint32_t* heap, uint32_t n, uint32_t i, const float* v) {
+    for (;;) {
+        uint32_t worst = i;
+        const uint32_t l = 2 * i + 1, r = l + 1;
+        if (l < n && before(v[heap[worst]], heap[worst], v[heap[l]], heap[l])) worst = l;
+        if (r < n && before(v[heap[worst]], heap[worst], v[heap[r]], heap[r])) worst = r;
+        if (worst == i) return;
+        const uint32_t t = heap[i];
+        heap[i] = heap[worst];
+        heap[worst] = t;
+        i = worst;
+    }
+}
+
+/* qsort has no context argument */
+static const float* sort_values;
+
+static int cmp_desc(const void* pa, const void* pb) {
+    const uint32_t a = *(const uint32_t*) pa, b = *(const uint32_t*) pb;
+    const float* v = sort_values;
+    if (a == b) return 0;
+    return before(v[a], a, v[b], b) ? -1 : 1;
+}
+
+static uint32_t oracle_pick(const struct gptoss_sampler* s, float* logits, const uint32_t* tokens, size_t num_tokens,
+                            uint64_t rng_offset, struct oracle_scratch* scratch) {
+    const uint32_t V = scratch->vocabulary_size;
+    uint32_t* idx = scratch->index;
+    double* prob = scratch->prob;
+
+    /* penalties (OpenAI style): logit -= presence * [count > 0] + frequency * count */
+    if (s->presence_penalty != 0.0f || s->frequency_penalty != 0.0f) {
+        uint32_t* count = scratch->count;
+        for (size_t i = 0; i < num_tokens; i++) {
+            if (tokens[i] < V) count[tokens[i]]++;
+        }
+        for (size_t i = 0; i < num_tokens; i++) {
+            const uint32_t t = tokens[i];
+            if (t < V && count[t] != 0) {
+                logits[t] -= s->presence_penalty + s->frequency_penalty * (float) count[t];
+                count[t] = 0; /* applied once; leaves the array zeroed */
+            }
+        }
+    }
+
+    if (s->temperature == 0.0f) {
+        uint32_t best = 0;
+        for (uint32_t i = 1; i < V; i++) {
+            if (before(logits[i], i, logits[best], best)) best = i;
+        }
+        return best;
+    }
+
+    /* candidates: top-k (heap select), else everything */
+    uint32_t n;
+    if (s->top_k != 0 && s->top_k < V) {
+        n = s->top_k;
+        for (uint32_t i = 0; i < n; i++) idx[i] = i;
+        for (uint32_t i = n / 2; i-- > 0;) heap_sift_down(idx, n, i, logits);
+        for (uint32_t i = n; i < V; i++) {
+            if (before(logits[i], i, logits[idx[0]], idx[0])) {
+                idx[0] = i;
+                heap_sift_down(idx, n, 0, logits);
+            }
+        }
+    } else {
+        n = V;
+        for (uint32_t i = 0; i < V; i++) idx[i] = i;
+    }
+
+    /* max of the candidates */
+    uint32_t best = idx[0];
+    for (uint32_t i = 1; i < n; i++) {
+        if (before(logits[idx[i]], idx[i], logits[best], best)) best = idx[i];
+    }
+    const double m = (double) logits[best];
+    if (!isfinite(m)) return best; /* +inf or NaN dominates: nothing to draw from */
+    const double inv_t = 1.0 / (double) s->temperature;
+
+    /* drop candidates whose probability is 0 in double (exp underflow) or non-finite */
+    uint32_t kept = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        const double z = ((double) logits[idx[i]] - m) * inv_t;
+        if (z > -745.0 && z == z) idx[kept++] = idx[i];
+    }
+    n = kept;
+
+    if (s->top_p < 1.0f || s->top_k != 0) {
+        sort_values = logits;
+        qsort(idx, n, sizeof(uint32_t), cmp_desc);
+    }
+    double total = 0.0;
+    for (uint32_t i = 0; i < n; i++) {
+        prob[i] = exp(((double) logits[idx[i]] - m) * inv_t);
+        total += prob[i];
+    }
+    if (s->top_p < 1.0f) {
+        /* smallest prefix of the sorted candidates whose mass reaches top_p */
+        const double target = (double) s->top_p * total;
+        double cum = 0.0;
+        uint32_t keep = n;
+        for (uint32_t i = 0; i < n; i++) {
+            cum += prob[i];
+            if (cum >= target) {
+                keep = i + 1;
+                break;
+            }
+        }
+        n = keep;
+        total = 0.0;
+        for (uint32_t i = 0; i < n; i++) total += prob[i];
+    }
+
+    const uint32_t word = gptoss_engine_squares32(rng_offset, s->seed + GPTOSS_SAMPLER_SEED_OFFSET);
+    const double u = (double) (word & 0xFFFFFFu) * 0x1.0p-24;
+    const double target = u * total;
+    double cum = 0.0;
+    for (uint32_t i = 0; i < n; i++) {
+        cum += prob[i];
+        if (cum > target) return idx[i];
+    }
+    return idx[n - 1];
+}
+
+/* ---- one comparison ---------------------------------------------------------------------- */
+
+static struct gptoss_sampler_scratch g_lib;
+static struct oracle_scratch g_ora;
+static float *g_logits_lib, *g_logits_ora;
+static uint32_t g_capacity;
+static unsigned g_draws;
+static uint64_t g_fast_done, g_fallback_done; /* counts of freed scratches */
+
+static uint64_t fast_draws(void) { return g_fast_done + g_lib.fast_draws; }
+static uint64_t fallback_draws(void) { return g_fallback_done + g_lib.fallback_draws; }
+
+static void prepare(uint32_t V) {
+    if (g_lib.vocabulary_size == V) return;
+    g_fast_done += g_lib.fast_draws;
+    g_fallback_done += g_lib.fallback_draws;
+    gptoss_sampler_scratch_free(&g_lib);
+    if (gptoss_sampler_scratch_init(&g_lib, V) != 0) {
+        fprintf(stderr, "out of memory\n");
+        exit(1);
+    }
+    if (V > g_capacity) {
+        free(g_ora.index);
+        free(g_ora.prob);
+        free(g_ora.count);
+        free(g_logits_lib);
+        free(g_logits_ora);
+        g_ora.index = malloc(V * sizeof(uint32_t));
+        g_ora.prob = malloc(V * sizeof(double));
+        g_ora.count = calloc(V, sizeof(uint32_t));
+        g_logits_lib = malloc((V + GUARD) * sizeof(float));
+        g_logits_ora = malloc((V + GUARD) * sizeof(float));
+        g_capacity = V;
+    }
+    g_ora.vocabulary_size = V;
+}
+
+/* Draws with both; 1 when they agree (token, logits after the penalties, guards, counts). */
+static int compare(const char* what, const float* logits, uint32_t V, const struct gptoss_sampler* s,
+                   const uint32_t* history, size_t history_size, uint64_t rng_offset) {
+    prepare(V);
+    memcpy(g_logits_lib, logits, V * sizeof(float));
+    memcpy(g_logits_ora, logits, V * sizeof(float));
+    for (uint32_t g = 0; g < GUARD; g++) memcpy(&g_logits_lib[V + g], &(uint32_t){GUARD_BITS}, sizeof(float));
+    const uint32_t got = gptoss_sampler_pick_host(s, g_logits_lib, history, history_size, rng_offset, &g_lib);
+    const uint32_t want = oracle_pick(s, g_logits_ora, history, history_size, rng_offset, &g_ora);
+    g_draws++;
+    int ok = got == want;
+    ok = ok && memcmp(g_logits_lib, g_logits_ora, V * sizeof(float)) == 0;
+    for (uint32_t g = 0; g < GUARD; g++) {
+        uint32_t bits;
+        memcpy(&bits, &g_logits_lib[V + g], sizeof(bits));
+        ok = ok && bits == GUARD_BITS;
+    }
+    for (size_t i = 0; i < history_size; i++) ok = ok && (history[i] >= V || g_lib.count[history[i]] == 0);
+    CHECK(ok, "%s: V %u T %.9g top_p %.9g top_k %u presence %g frequency %g seed %llu offset %llu: token %u, "
+          "oracle %u%s", what, V, (double) s->temperature, (double) s->top_p, s->top_k, (double) s->presence_penalty,
+          (double) s->frequency_penalty, (unsigned long long) s->seed, (unsigned long long) rng_offset, got, want,
+          got == want ? " (logits, guards or counts differ)" : "");
+    return ok;
+}
+
+/* ---- random draws -------------------------------------------------------------------------- */
+
+static double uniform(void) { return (double) (rng_next() >> 11) * 0x1p-53; }
+static double normal(void) { return sqrt(-2.0 * log(1.0 - uniform())) * cos(6.283185307179586 * uniform()); }
+static uint32_t below(uint32_t n) { return (uint32_t) (rng_next() % n); }
+
+enum shape { shape_normal, shape_ties, shape_equal, shape_peaked, shape_wide, shape_extreme, num_shapes };
+static const char* shape_names[] = {"normal", "ties", "equal", "peaked", "wide", "extreme"};
+
+static void fill(float* x, uint32_t V, enum shape shape) {
+    static const double scales[] = {0.001, 0.3, 1.0, 3.0, 30.0};
+    const double scale = scales[below(5)], offset = 20.0 * normal();
+    const uint32_t levels = 1 + below(6);
+    const float equal = (float) (10.0 * normal());
+    static const float special[] = {INFINITY, -INFINITY, NAN, 0.0f, -0.0f, FLT_MAX, -FLT_MAX, FLT_TRUE_MIN,
+                                    -FLT_TRUE_MIN, 1e30f, -1e30f};
+    for (uint32_t i = 0; i < V; i++) {
+        switch (shape) {
+        case shape_normal: x[i] = (float) (offset + scale * normal()); break;
+        case shape_ties: x[i] = (float) (0.5 * below(levels)) - 1.0f; break;
+        case shape_equal: x[i] = equal; break;
+        case shape_peaked: x[i] = (float) (2.0 * normal()); break;
+        case shape_wide: x[i] = (float) (2000.0 * uniform() - 1000.0); break;
+        default:
+            x[i] = below(8) == 0 ? special[below(sizeof(special) / sizeof(special[0]))] : (float) normal();
+            break;
+        }
+    }
+    if (shape == shape_peaked) {
+        for (uint32_t j = 0; j < 1 + V / 1000 && j < 64; j++) x[below(V)] = (float) (18.0 - 0.4 * j + normal());
+    }
+}
+
+static void random_params(struct gptoss_sampler* s, uint32_t V) {
+    static const float temps[] = {0.0f, 1e-30f, 1e-3f, 0.1f, 0.7f, 1.0f, 1.5f, 10.0f, 1e4f};
+    static const float top_ps[] = {1.0f, 1.0f, 0.9f, 0.95f, 0.5f, 0.1f, 1e-7f, 0.99999994f, 0.0f};
+    memset(s, 0, sizeof(*s));
+    s->temperature = below(4) == 0 ? (float) (3.0 * uniform()) : temps[below(sizeof(temps) / sizeof(temps[0]))];
+    s->top_p = top_ps[below(sizeof(top_ps) / sizeof(top_ps[0]))];
+    if (s->top_p == 0.0f) s->top_p = (float) uniform() + 1e-6f > 1.0f ? 1.0f : (float) uniform() + 1e-6f;
+    switch (below(8)) {
+    case 0: s->top_k = 1; break;
+    case 1: s->top_k = 2; break;
+    case 2: s->top_k = 40; break;
+    case 3: s->top_k = 1 + below(V); break;
+    case 4: s->top_k = V + below(3); break;
+    default: s->top_k = 0; break;
+    }
+    if (below(4) == 0) {
+        s->presence_penalty = (float) (4.0 * uniform() - 2.0);
+        s->frequency_penalty = (float) (2.0 * uniform() - 1.0);
+    }
+    s->seed = rng_next();
+}
+
+static void test_random(uint32_t V, unsigned iterations) {
+    float* x = malloc(V * sizeof(float));
+    uint32_t history[200];
+    for (unsigned it = 0; it < iterations; it++) {
+        const enum shape shape = (enum shape) below(num_shapes);
+        fill(x, V, shape);
+        struct gptoss_sampler s;
+        random_params(&s, V);
+        size_t history_size = 0;
+        if (s.presence_penalty != 0.0f) {
+            history_size = 1 + below(200);
+            for (size_t i = 0; i < history_size; i++) {
+                /* repeats (a few ids), any id, and ids >= V (ignored) */
+                const uint32_t r = below(10);
+                history[i] = r < 4 ? below(V < 5 ? V : 5) : r < 9 ? below(V) : V + below(5);
+            }
+        }
+        char what[64];
+        snprintf(what, sizeof(what), "random %s", shape_names[shape]);
+        compare(what, x, V, &s, history, history_size, rng_next() % 100000);
+    }
+    free(x);
+}
+
+/* ---- near ties ------------------------------------------------------------------------------- */
+
+/* The draw's prefix sums C_1..C_n over all V ids (oracle arithmetic; all valid), in draw
+ * order (by_id = 0: sorted; 1: by id). */
+static void prefix_sums(const float* x, uint32_t V, double inv_t, int by_id, double* C, uint32_t* ids) {
+    for (uint32_t i = 0; i < V; i++) ids[i] = i;
+    sort_values = x;
+    qsort(ids, V, sizeof(uint32_t), cmp_desc);
+    const double m = (double) x[ids[0]];
+    double cum = 0.0;
+    for (uint32_t i = 0; i < V; i++) {
+        cum += exp(((double) x[by_id ? i : ids[i]] - m) * inv_t);
+        C[i] = cum;
+    }
+}
+
+/* Tunes the total C_n (two "tuner" ids last in the draw order) until fraction * C_n equals
+ * a prefix sum C_k as nearly as floats allow, then draws with the tie and gaps around it.
+ * mode 0: top-p = fraction, the boundary of the nucleus; mode 1: top-k = V, top-p off, an
+ * offset whose u is the fraction: the boundary of the drawn id; mode 2: the same by id
+ * (top-k and top-p off; the tuners are the last ids). */
+static void near_tie(uint32_t V, int mode) {
+    float* x = malloc(V * sizeof(float));
+    double* C = malloc(V * sizeof(double));
+    uint32_t* ids = malloc(V * sizeof(uint32_t));
+    const uint32_t head = V - 2, tuner1 = V - 2, tuner2 = V - 1;
+    struct gptoss_sampler s = {.temperature = (float) (0.5 + uniform()), .top_p = 1.0f, .seed = rng_next()};
+    const double t = (double) s.temperature, inv_t = 1.0 / t;
+    for (uint32_t i = 0; i < head; i++) x[i] = (float) (0.5 * normal());
+    float m = x[0];
+    for (uint32_t i = 0; i < head; i++) m = x[i] > m ? x[i] : m;
+    double smallest = 1.0; /* the tuners stay below every head id */
+    for (uint32_t i = 0; i < head; i++) smallest = fmin(smallest, exp(((double) x[i] - m) * inv_t));
+    x[tuner1] = (float) (m + t * log(0.1 * smallest));
+    x[tuner2] = (float) (m + t * log(1e-6 * smallest));
+    prefix_sums(x, V, inv_t, mode == 2, C, ids);
+
+    uint64_t offset = 0;
+    double fraction;
+    uint32_t k; /* C_k (1-based) is the boundary */
+    if (mode == 0) {
+        k = 1 + below(head / 2);
+        s.top_p = (float) (C[k - 1] / C[V - 1]);
+        fraction = (double) s.top_p;
+    } else {
+        s.top_k = mode == 1 ? V : 0;
+        for (offset = 1;; offset++) { /* an offset whose boundary is within the tuners' reach */
+            const uint32_t word = gptoss_engine_squares32(offset, s.seed + GPTOSS_SAMPLER_SEED_OFFSET);
+            fraction = (double) (word & 0xFFFFFFu) * 0x1.0p-24;
+            uint32_t i = 0;
+            while (i < V && C[i] <= fraction * C[V - 1]) i++;
+            if (i < head && fraction > 0.0 && C[i] / fraction - C[V - 1] < 0.05 * smallest) {
+                k = i + 1;
+                break;
+            }
+        }
+    }
+    for (int round = 0; round < 3; round++) { /* tuner1 coarse, then tuner2 fine */
+        const uint32_t tuner = round == 0 ? tuner1 : tuner2;
+        const double lacking = C[k - 1] / fraction - C[V - 1];
+        const double mass = exp(((double) x[tuner] - m) * inv_t) + lacking;
+        x[tuner] = (float) (m + t * log(mass));
+        prefix_sums(x, V, inv_t, mode == 2, C, ids);
+    }
+    /* the tie itself (tuner2 over its neighbouring floats), then gaps of +-10^-16 .. 10^-8 of
+     * C_n (tuner2 below 10^-11, else tuner1), so that some are decided by the buckets */
+    const float tuned1 = x[tuner1], tuned2 = x[tuner2];
+    static const char* names[] = {"near tie (top-p boundary)", "near tie (drawn boundary)",
+                                  "near tie (drawn boundary, by id)"};
+    const char* what = names[mode];
+    float v = tuned2;
+    for (int step = 0; step < 8; step++) v = nextafterf(v, -INFINITY);
+    for (int step = 0; step < 17; step++, v = nextafterf(v, INFINITY)) {
+        x[tuner2] = v;
+        compare(what, x, V, &s, NULL, 0, offset);
+    }
+    for (int e = -16; e <= -8; e++) {
+        for (int sign = -1; sign <= 1; sign += 2) {
+            const uint32_t tuner = e < -11 ? tuner2 : tuner1;
+            x[tuner1] = tuned1;
+            x[tuner2] = tuned2;
+            const double mass = exp(((double) x[tuner] - m) * inv_t) + sign * pow(10.0, e) * C[V - 1];
+            x[tuner] = (float) (m + t * log(mass));
+            compare(what, x, V, &s, NULL, 0, offset);
+        }
+    }
+    free(x);
+    free(C);
+    free(ids);
+}
+
+/* ---- fixed cases ------------------------------------------------------------------------------ */
+
+static void test_fixed(void) {
+    /* equal logits: every prefix sum is an integer; top_p 0.5 of an even count is a tie */
+    const uint32_t V = 1024;
+    float* x = malloc(V * sizeof(float));
+    for (uint32_t i = 0; i < V; i++) x[i] = 1.5f;
+    const uint64_t exact_before = fallback_draws();
+    for (uint64_t offset = 0; offset < 20; offset++) {
+        struct gptoss_sampler s = {.temperature = 1.0f, .top_p = 0.5f, .seed = offset};
+        compare("equal logits, top-p 0.5", x, V, &s, NULL, 0, offset);
+        s.top_p = 1.0f;
+        s.top_k = V;
+        compare("equal logits, top-k V", x, V, &s, NULL, 0, offset);
+    }
+    CHECK(fallback_draws() > exact_before, "equal logits at a top-p boundary did not take the exact path");
+    /* one finite logit among -inf; +inf among finite; all NaN; NaN and -inf */
+    for (uint32_t i = 0; i < V; i++) x[i] = -INFINITY;
+    x[700] = 3.0f;
+    struct gptoss_sampler s = {.temperature = 1.0f, .top_p = 0.9f, .seed = 1};
+    compare("one finite logit", x, V, &s, NULL, 0, 5);
+    x[300] = INFINITY;
+    x[900] = INFINITY;
+    compare("+inf logits", x, V, &s, NULL, 0, 5);
+    for (uint32_t i = 0; i < V; i++) x[i] = NAN;
+    compare("all NaN", x, V, &s, NULL, 0, 5);
+    for (uint32_t i = 0; i < V; i += 2) x[i] = -INFINITY;
+    compare("NaN and -inf", x, V, &s, NULL, 0, 5);
+    free(x);
+}
+
+/* Runs a section and prints how its sorted draws were decided. */
+static void section(const char* name, void (*run)(void)) {
+    const uint64_t fast = fast_draws(), fallback = fallback_draws();
+    const unsigned draws = g_draws;
+    run();
+    printf("  %-28s %6u draws: %6llu bucketed, %5llu handed to the exact path\n", name, g_draws - draws,
+           (unsigned long long) (fast_draws() - fast), (unsigned long long) (fallback_draws() - fallback));
+}
+
+static void run_small(void) {
+    static const uint32_t sizes[] = {1, 2, 3, 7, 64, 100, 1000, 4099, 20000};
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) test_random(sizes[i], sizes[i] > 5000 ? 300 : 2000);
+}
+static void run_real(void) { test_random(201088, 60); }
+static void run_near_ties(void) {
+    for (int i = 0; i < 40; i++) {
+        for (int mode = 0; mode < 3; mode++) near_tie(50 + below(400), mode);
+    }
+}
+
+int main(int argc, char** argv) {
+    const uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 10) : (uint64_t) time(NULL);
+    printf("test_sampler seed %llu\n", (unsigned long long) seed);
+    g_rng = seed;
+
+    section("fixed cases", test_fixed);
+    section("random, V 1..20000", run_small);
+    section("random, V 201088", run_real);
+    section("near ties", run_near_ties);
+    CHECK(fast_draws() > 0 && fallback_draws() > 0, "both paths must run");
+    gptoss_sampler_scratch_free(&g_lib);
+    return finish();
+}
