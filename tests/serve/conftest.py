@@ -47,11 +47,12 @@ class Server:
     def stderr(self):
         return self.log_path.read_text()
 
-    def rss_kib(self):
+    def anon_rss_kib(self):
+        """Anonymous resident memory (RssAnon): the mapped model file is left out."""
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith("RssAnon:"):
                 return int(line.split()[1])
-        raise RuntimeError("no VmRSS")
+        raise RuntimeError("no RssAnon")
 
     def metric(self, name):
         import urllib.request
