@@ -296,8 +296,8 @@ static void stream_responses(const struct srv_request* req, const struct srv_eve
     case srv_event_delta:
         if (ev->kind == srv_item_message) {
             sse_event(out, seq, "response.output_text.delta",
-                      json_pack("{s:s, s:I, s:i, s:O, s:O}", "item_id", ev->id, "output_index", index, "content_index", 0,
-                                "delta", text, "logprobs", ev->logprobs ? ev->logprobs : json_array()));
+                      json_pack("{s:s, s:I, s:i, s:O, s:o}", "item_id", ev->id, "output_index", index, "content_index", 0,
+                                "delta", text, "logprobs", ev->logprobs ? json_incref(ev->logprobs) : json_array()));
         } else if (ev->kind == srv_item_reasoning) {
             sse_event(out, seq, "response.reasoning_text.delta",
                       json_pack("{s:s, s:I, s:i, s:O}", "item_id", ev->id, "output_index", index, "content_index", 0,
