@@ -234,6 +234,83 @@ static void test_tool_call(void) {
     free(h);
 }
 
+/* The responses API's streamed events for reasoning then a final message: the order and
+ * types, sequence numbers from 0, the deltas adding up to the done events' text and to the
+ * final response's output. */
+static void test_responses_stream(void) {
+    struct ids s = {0};
+    header(&s, "analysis");
+    text(&s, "Think.");
+    special(&s, gptoss_special_token_end);
+    special(&s, gptoss_special_token_start);
+    text(&s, "assistant");
+    header(&s, "final");
+    text(&s, "Answer here.");
+    special(&s, gptoss_special_token_return);
+    struct srv_request* r = new_request(srv_api_responses, true);
+    r->info = json_pack("{s:{s:n}, s:[]}", "echo", "instructions", "input");
+    run(r, &s, NULL, 0);
+    struct srv_buf sse = {0};
+    uint64_t seq = 0;
+    srv_format_stream_begin(r, &seq, &sse);
+    struct srv_event* ev = NULL;
+    const size_t n = srv_request_take_events(r, &ev);
+    srv_format_stream(r, ev, n, &seq, &sse);
+    srv_events_free(ev, n);
+    static const char* const expect[] = {
+        "response.created", "response.in_progress", "response.output_item.added", "response.content_part.added",
+        "response.reasoning_text.delta", "response.reasoning_text.done", "response.content_part.done",
+        "response.output_item.done", "response.output_item.added", "response.content_part.added",
+        "response.output_text.delta", "response.output_text.done", "response.content_part.done",
+        "response.output_item.done", "response.completed"};
+    size_t k = 0, events = 0;
+    struct srv_buf reasoning = {0}, answer = {0};
+    json_t* last = NULL;
+    for (char* line = sse.data; line != NULL && *line;) {
+        char* end = strstr(line, "\n\n");
+        if (end == NULL) break;
+        *end = '\0';
+        char* data = strstr(line, "\ndata: ");
+        CHECK(strncmp(line, "event: ", 7) == 0 && data != NULL, "event line '%.40s'", line);
+        if (data == NULL) break;
+        *data = '\0';
+        json_t* j = json_loads(data + 7, 0, NULL);
+        const char* type = json_string_value(json_object_get(j, "type"));
+        CHECK(type && strcmp(type, line + 7) == 0, "event name = type");
+        CHECK(json_integer_value(json_object_get(j, "sequence_number")) == (json_int_t) events, "sequence_number %zu", events);
+        /* exactly the expected sequence, where a delta may repeat */
+        const bool repeat = k > 0 && type && strstr(type, ".delta") && strcmp(type, expect[k - 1]) == 0;
+        if (!repeat) {
+            CHECK(k < sizeof(expect) / sizeof(*expect) && type && strcmp(type, expect[k]) == 0,
+                  "event %zu is %s, expected %s", events, type ? type : "?",
+                  k < sizeof(expect) / sizeof(*expect) ? expect[k] : "(end)");
+            k++;
+        }
+        if (type && strcmp(type, "response.reasoning_text.delta") == 0)
+            srv_buf_puts(&reasoning, json_string_value(json_object_get(j, "delta")));
+        if (type && strcmp(type, "response.output_text.delta") == 0)
+            srv_buf_puts(&answer, json_string_value(json_object_get(j, "delta")));
+        if (type && strcmp(type, "response.output_text.done") == 0)
+            CHECK(answer.data && strcmp(json_string_value(json_object_get(j, "text")), answer.data) == 0, "text.done");
+        json_decref(last);
+        last = j;
+        events++;
+        line = end + 2;
+    }
+    CHECK(k == sizeof(expect) / sizeof(*expect), "all expected events seen (%zu)", k);
+    CHECK(reasoning.data && strcmp(reasoning.data, "Think.") == 0, "reasoning deltas");
+    CHECK(answer.data && strcmp(answer.data, "Answer here.") == 0, "text deltas");
+    json_t* out = json_object_get(json_object_get(last, "response"), "output");
+    CHECK(json_array_size(out) == 2, "final response output items");
+    json_t* part = json_array_get(json_object_get(json_array_get(out, 1), "content"), 0);
+    CHECK(strcmp(json_string_value(json_object_get(part, "text")), "Answer here.") == 0, "final output_text");
+    json_decref(last);
+    srv_buf_free(&reasoning);
+    srv_buf_free(&answer);
+    srv_buf_free(&sse);
+    srv_request_release(r);
+}
+
 static void test_stop_strings(void) {
     struct ids s = {0};
     header(&s, "final");
@@ -417,6 +494,7 @@ int main(void) {
     }
     test_reasoning_then_final();
     test_tool_call();
+    test_responses_stream();
     test_stop_strings();
     test_malformed();
     test_logprobs();
