@@ -254,10 +254,8 @@ static void generate(struct conn* c) {
 /* A finished non-streamed generation. */
 static void send_result(struct conn* c) {
     struct srv_request* req = c->req;
-    if (req->result.error.status != 0 && req->params.api != srv_api_responses) {
+    if (req->result.error.status != 0) {
         send_error(c, &req->result.error);
-    } else if (req->result.error.status != 0) {
-        send_json(c, req->result.error.status, srv_error_json(&req->result.error));
     } else {
         send_json(c, 200, srv_format_response(req));
     }
