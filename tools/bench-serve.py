@@ -12,7 +12,12 @@ What is compared, per repetition (after one untimed warm-up request):
            (no prompt-cache reuse).
   decode:  a request of a 1-token prompt and N tokens (greedy); (N - 1) / (time from the
            first to the last token) against bench's tgN (N greedy steps from a 1-token
-           context, the same work).
+           context, the same work), as the client receives the tokens and as the server
+           generated them (its /metrics decode-rate histogram: the engine thread's own
+           overhead per token, without the client's parsing).
+  The first token of a request costs one step more than bench's ppP: like `gptoss
+  generate`, the server runs the last prompt token alone (so that greedy output equals
+  generate's bit for bit).
 The server is started here (--port 0) and stopped with SIGTERM; both tools run the same
 backend, model and thread count. Lines starting with '|' form the result table.
 """
@@ -75,6 +80,12 @@ def stream(client, model, prompt, max_tokens):
     return first - t0, last - first, tokens
 
 
+def metric(port, name):
+    import urllib.request
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=60).read().decode()
+    return float(re.search(r"^%s ([0-9.e+-]+)$" % re.escape(name), text, re.M).group(1))
+
+
 def bench(a):
     out = subprocess.run([a.bin, "bench", *model_args(a), "-p", str(a.prompt), "-n", str(a.gen), "-r", str(a.reps)],
                          capture_output=True, text=True, check=True).stdout
@@ -107,10 +118,12 @@ def main():
                                    timeout=3600)
             ids = lambda n: [rng.randrange(1000, 199000) for _ in range(n)]
             stream(client, model, ids(a.prompt), 2)  # warm-up
-            ttft, rate = [], []
+            ttft, rate, server_rate = [], [], []
             for _ in range(a.reps):
                 ttft.append(stream(client, model, ids(a.prompt), 1)[0])
+                before = metric(port, "gptoss_decode_tokens_per_second_sum")
                 _, span, n = stream(client, model, ids(1), a.gen)
+                server_rate.append(metric(port, "gptoss_decode_tokens_per_second_sum") - before)
                 if n != a.gen:
                     print(f"warning: decode request stopped after {n} tokens", file=sys.stderr)
                 rate.append((n - 1) / span)
@@ -118,16 +131,19 @@ def main():
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=120)
     ref = bench(a)
-    med_ttft, med_rate = statistics.median(ttft), statistics.median(rate)
+    med_ttft, med_rate, med_server = statistics.median(ttft), statistics.median(rate), statistics.median(server_rate)
     pp_time = a.prompt / ref["pp"]
     print(f"| {'measure':<34} | {'gptoss bench':>14} | {'serve (HTTP)':>14} | {'overhead':>9} |")
     print(f"| {'-' * 34} | {'-' * 14} | {'-' * 14} | {'-' * 9} |")
     print(f"| {f'prefill {a.prompt} tokens -> 1st token (ms)':<34} | {pp_time * 1e3:14.2f} | {med_ttft * 1e3:14.2f} | "
           f"{100 * (med_ttft / pp_time - 1):8.1f}% |")
-    print(f"| {f'decode tg{a.gen} (tokens/s)':<34} | {ref['tg']:14.2f} | {med_rate:14.2f} | "
+    print(f"| {f'decode tg{a.gen}, client (tokens/s)':<34} | {ref['tg']:14.2f} | {med_rate:14.2f} | "
           f"{100 * (ref['tg'] / med_rate - 1):8.1f}% |")
-    print(f"serve TTFT runs (ms): {', '.join(f'{t * 1e3:.2f}' for t in ttft)}; "
-          f"decode runs (tok/s): {', '.join(f'{r:.2f}' for r in rate)}", file=sys.stderr)
+    print(f"| {f'decode tg{a.gen}, server (tokens/s)':<34} | {ref['tg']:14.2f} | {med_server:14.2f} | "
+          f"{100 * (ref['tg'] / med_server - 1):8.1f}% |")
+    print(f"serve TTFT runs (ms): {', '.join(f'{t * 1e3:.2f}' for t in ttft)}; decode runs (tok/s) client: "
+          f"{', '.join(f'{r:.2f}' for r in rate)}, server: {', '.join(f'{r:.2f}' for r in server_rate)}",
+          file=sys.stderr)
 
 
 if __name__ == "__main__":
