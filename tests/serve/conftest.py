@@ -15,7 +15,7 @@ import openai
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(os.environ.get("GPTOSS_BIN", ROOT / "build" / "bin" / "gptoss"))
+BIN = Path(os.environ.get("GPTOSS_BIN", ROOT / "build" / "bin" / "gptoss")).absolute()
 
 
 class Server:
