@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Time to first token and decode tokens/s of `gptoss serve` through HTTP (one client, the
-official openai client, streamed /v1/completions with token-id prompts), next to
-`gptoss bench` on the same model and device, and the server's overhead.
+"""Time to first token and decode tokens/s of `gptoss serve` through HTTP (one client,
+streamed /v1/completions with token-id prompts, read as server-sent events), next to
+`gptoss bench` on the same model and device, and the server's overhead. Standard library
+only (the GPU machine has no venv):
 
-    .venv/bin/python tools/bench-serve.py --random 20b --backend cuda -p 512 -n 128 -r 3
-    .venv/bin/python tools/bench-serve.py -m model.bin -t 2 -p 128 -n 32
+    python3 tools/bench-serve.py --random 20b --backend cuda -p 512 -n 128 -r 3
+    python3 tools/bench-serve.py -m model.bin -t 2 -p 128 -n 32
 
 What is compared, per repetition (after one untimed warm-up request):
   prefill: a request of P random prompt tokens and max_tokens 1; its time to the first
@@ -22,7 +23,8 @@ The server is started here (--port 0) and stopped with SIGTERM; both tools run t
 backend, model and thread count. Lines starting with '|' form the result table.
 """
 import argparse
-import os
+import http.client
+import json
 import random
 import re
 import signal
@@ -31,9 +33,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
-
-import openai
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,24 +65,33 @@ def start_server(a, log):
     sys.exit("server did not start")
 
 
-def stream(client, model, prompt, max_tokens):
+def stream(port, model, prompt, max_tokens):
     """(seconds to the first token, seconds first -> last token, completion tokens)."""
+    body = json.dumps({"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0,
+                       "stream": True, "stream_options": {"include_usage": True}})
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=3600)
     t0 = time.perf_counter()
+    conn.request("POST", "/v1/completions", body=body, headers={"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    if resp.status != 200:
+        sys.exit(f"HTTP {resp.status}: {resp.read()[:500]!r}")
     first = last = None
     tokens = 0
-    for ch in client.completions.create(model=model, prompt=prompt, max_tokens=max_tokens, temperature=0,
-                                        stream=True, stream_options={"include_usage": True}):
+    for line in resp:
+        if not line.startswith(b"data: {"):
+            continue
         now = time.perf_counter()
-        if ch.usage:
-            tokens = ch.usage.completion_tokens
-        if ch.choices and (ch.choices[0].text or ch.choices[0].finish_reason is None):
+        chunk = json.loads(line[6:])
+        if chunk.get("usage"):
+            tokens = chunk["usage"]["completion_tokens"]
+        if chunk["choices"] and chunk["choices"][0]["finish_reason"] is None:  # a token's text
             first = first or now
             last = now
+    conn.close()
     return first - t0, last - first, tokens
 
 
 def metric(port, name):
-    import urllib.request
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=60).read().decode()
     return float(re.search(r"^%s ([0-9.e+-]+)$" % re.escape(name), text, re.M).group(1))
 
@@ -114,15 +124,13 @@ def main():
     with tempfile.NamedTemporaryFile("w+", suffix=".log") as log:
         proc, port, model = start_server(a, log)
         try:
-            client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0,
-                                   timeout=3600)
             ids = lambda n: [rng.randrange(1000, 199000) for _ in range(n)]
-            stream(client, model, ids(a.prompt), 2)  # warm-up
+            stream(port, model, ids(a.prompt), 2)  # warm-up
             ttft, rate, server_rate = [], [], []
             for _ in range(a.reps):
-                ttft.append(stream(client, model, ids(a.prompt), 1)[0])
+                ttft.append(stream(port, model, ids(a.prompt), 1)[0])
                 before = metric(port, "gptoss_decode_tokens_per_second_sum")
-                _, span, n = stream(client, model, ids(1), a.gen)
+                _, span, n = stream(port, model, ids(1), a.gen)
                 server_rate.append(metric(port, "gptoss_decode_tokens_per_second_sum") - before)
                 if n != a.gen:
                     print(f"warning: decode request stopped after {n} tokens", file=sys.stderr)
