@@ -1154,17 +1154,15 @@ static enum gptoss_status add_tool(struct build* b, json_t* list, const json_t* 
     return gptoss_status_success;
 }
 
-/* tool_choice: "auto" | "required" | "none" | a named function (its name via *named).
- * *none is set for "none". */
-static enum gptoss_status parse_tool_choice(struct build* b, const json_t* choice, bool flat, bool* none,
-                                            const json_t** named) {
+/* tool_choice ("auto" | "required" | "none" | a named function; flat: the Responses form
+ * {"type": "function", "name"}) applied to the listed tools: "none" lists none, a named
+ * function only itself. */
+static enum gptoss_status apply_tool_choice(struct build* b, const json_t* choice, bool flat, json_t* tools) {
     struct path at = path_at(NULL, "tool_choice");
-    *none = false;
-    *named = NULL;
     if (choice == NULL || json_is_null(choice)) return gptoss_status_success;
     if (json_is_string(choice)) {
         const char* s = json_string_value(choice);
-        if (strcmp(s, "none") == 0) *none = true;
+        if (strcmp(s, "none") == 0) json_array_clear(tools);
         else if (strcmp(s, "auto") != 0 && strcmp(s, "required") != 0)
             return fail(b->err, gptoss_status_invalid_argument, at.s, "must be \"auto\", \"none\", \"required\" or a function");
         return gptoss_status_success;
@@ -1176,8 +1174,20 @@ static enum gptoss_status parse_tool_choice(struct build* b, const json_t* choic
                     type);
     struct path fp = flat ? at : path_at(&at, ".function");
     const json_t* fn = flat ? choice : json_object_get(choice, "function");
+    const json_t* name;
     if (!json_is_object(fn)) return fail(b->err, gptoss_status_invalid_argument, fp.s, "must be an object");
-    return req_string(fn, "name", &fp, named, b->err);
+    enum gptoss_status st = req_string(fn, "name", &fp, &name, b->err);
+    if (st != gptoss_status_success) return st;
+    json_t* only = NULL;
+    for (size_t t = 0; t < json_array_size(tools) && only == NULL; t++)
+        if (json_equal(json_object_get(json_array_get(tools, t), "name"), (json_t*) name))
+            only = json_incref(json_array_get(tools, t));
+    if (only == NULL)
+        return fail(b->err, gptoss_status_invalid_argument, path_at(&fp, ".name").s, "no tool \"%.64s\" in tools",
+                    json_string_value(name));
+    json_array_clear(tools);
+    b_append(b, tools, only);
+    return gptoss_status_success;
 }
 
 /* The system message, then the developer message when there are instructions or tools. */
@@ -1394,8 +1404,6 @@ enum gptoss_status gptoss_harmony_conversation_from_chat(const json_t* request,
     const json_t* messages = json_object_get(request, "messages");
     const json_t* tool_defs = json_object_get(request, "tools");
     enum gptoss_harmony_effort effort = options->default_effort;
-    bool choice_none;
-    const json_t* named;
     size_t n = json_array_size(messages), i = 0;
 
     if (!json_is_array(messages) || n == 0)
@@ -1418,20 +1426,7 @@ enum gptoss_status gptoss_harmony_conversation_from_chat(const json_t* request,
         else
             st = add_tool(&b, tools, json_object_get(def, "function"), &fp);
     }
-    if (st == gptoss_status_success)
-        st = parse_tool_choice(&b, json_object_get(request, "tool_choice"), false, &choice_none, &named);
-    if (st == gptoss_status_success && named != NULL) {
-        json_t* only = NULL;
-        for (size_t t = 0; t < json_array_size(tools); t++)
-            if (json_equal(json_object_get(json_array_get(tools, t), "name"), (json_t*) named))
-                only = json_incref(json_array_get(tools, t));
-        if (only == NULL)
-            st = fail(b.err, gptoss_status_invalid_argument, "tool_choice.function.name", "no tool \"%.64s\" in tools",
-                      json_string_value(named));
-        json_array_clear(tools);
-        if (only != NULL) b_append(&b, tools, only);
-    }
-    if (st == gptoss_status_success && choice_none) json_array_clear(tools);
+    if (st == gptoss_status_success) st = apply_tool_choice(&b, json_object_get(request, "tool_choice"), false, tools);
     /* roles first, so that every message is checked before the prologue is built */
     for (size_t k = 0; st == gptoss_status_success && k < n; k++) {
         const json_t* m = json_array_get(messages, k);
@@ -1528,8 +1523,6 @@ enum gptoss_status gptoss_harmony_conversation_from_responses(const json_t* requ
     const json_t* reasoning = json_object_get(request, "reasoning");
     const json_t* instr;
     enum gptoss_harmony_effort effort = options->default_effort;
-    bool choice_none;
-    const json_t* named;
     size_t n = json_array_size(input), i = 0;
 
     if (!json_is_string(input) && (!json_is_array(input) || n == 0))
@@ -1554,20 +1547,7 @@ enum gptoss_status gptoss_harmony_conversation_from_responses(const json_t* requ
         else
             st = add_tool(&b, tools, def, &tp);
     }
-    if (st == gptoss_status_success)
-        st = parse_tool_choice(&b, json_object_get(request, "tool_choice"), true, &choice_none, &named);
-    if (st == gptoss_status_success && named != NULL) {
-        json_t* only = NULL;
-        for (size_t t = 0; t < json_array_size(tools); t++)
-            if (json_equal(json_object_get(json_array_get(tools, t), "name"), (json_t*) named))
-                only = json_incref(json_array_get(tools, t));
-        if (only == NULL)
-            st = fail(b.err, gptoss_status_invalid_argument, "tool_choice.name", "no tool \"%.64s\" in tools",
-                      json_string_value(named));
-        json_array_clear(tools);
-        if (only != NULL) b_append(&b, tools, only);
-    }
-    if (st == gptoss_status_success && choice_none) json_array_clear(tools);
+    if (st == gptoss_status_success) st = apply_tool_choice(&b, json_object_get(request, "tool_choice"), true, tools);
     for (size_t k = 0; st == gptoss_status_success && k < n; k++) {
         const json_t* item = json_array_get(input, k);
         struct path at = path_at(NULL, "input[%zu]", k);

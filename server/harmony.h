@@ -207,7 +207,9 @@ enum gptoss_status gptoss_harmony_parser_create(gptoss_tokenizer_t tokenizer, co
 
 /* Feeds one token. *events_out points at *num_events_out events (0 to 3), valid until the
  * next call on the parser. A malformed stream gives an error event, not a failed status;
- * the status fails only for a NULL argument or memory. */
+ * the status fails only for a NULL argument (invalid_argument) or memory
+ * (insufficient_memory; the parser then refuses further calls with invalid_state and is
+ * only good for release). */
 enum gptoss_status gptoss_harmony_parser_feed(gptoss_harmony_parser_t parser, uint32_t token,
                                               const struct gptoss_harmony_event** events_out,
                                               size_t* num_events_out);

@@ -534,6 +534,15 @@ def test_render_chat_completions():
     requests = [rand_chat_request(rng, i) for i in range(80)]
     n = check_rendered("chat", requests, chat_to_harmony, f"seed {SEED}")
     assert n == 80
+    # what the draw must contain for the test to mean something
+    msgs = [m for r in requests for m in r["messages"]]
+    assert {r.get("reasoning_effort") for r in requests} == {None, "low", "medium", "high"}
+    assert sum(1 for r in requests if r.get("tools")) > 30
+    assert sum(1 for m in msgs if m.get("tool_calls")) > 20 and sum(1 for m in msgs if m["role"] == "tool") > 30
+    assert sum(1 for m in msgs if m.get("reasoning_content")) > 20
+    assert sum(1 for r in requests if sum(m["role"] == "assistant" for m in r["messages"]) > 1) > 10
+    assert sum(1 for m in msgs if m.get("content") == "") > 5
+    assert sum(1 for m in msgs if isinstance(m.get("content"), str) and len(m["content"]) > 2000) > 5
 
 
 def test_render_chat_handwritten():
