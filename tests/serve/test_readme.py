@@ -1,6 +1,7 @@
 """README.md's `gptoss serve` examples run as written: the bash block (make the model, start
 the server, wait, curl) and then the Python block. Two substitutions keep the run to itself:
-the port 8080 becomes a free one and /tmp/tiny.bin a file in a temporary directory."""
+the port 8080 becomes a free one and /tmp/tiny.bin a file in a temporary directory; a line
+after the server's start records its pid, to stop it at the end."""
 import json
 import os
 import re
@@ -27,7 +28,9 @@ def test_readme_serve_examples(tmp_path):
     model = str(tmp_path / "tiny.bin")
     subst = lambda text: text.replace("8080", port).replace("/tmp/tiny.bin", model)
     os.symlink(BIN.parent.parent, tmp_path / "build")
-    script = subst(bash) + "\necho $! > server.pid\n"
+    # the server's pid, right after the line that starts it in the background
+    script = re.sub(r"(?m)^(build/bin/gptoss serve .*&.*)$", r"\1\necho $! > server.pid", subst(bash))
+    assert "server.pid" in script
     try:
         # files, not pipes: the server started in the background keeps them open
         with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:
@@ -40,11 +43,7 @@ def test_readme_serve_examples(tmp_path):
         assert p.stdout.splitlines()[-1] in ("response.completed", "response.incomplete")
     finally:
         pid_file = tmp_path / "server.pid"
-        if not pid_file.exists():  # the block failed before its last line: find the server
-            found = subprocess.run(["pgrep", "-f", "-x", f"build/bin/gptoss serve -m {model} --port {port}"],
-                                   capture_output=True, text=True).stdout.split()
-            pid_file.write_text(found[0] if found else "")
-        pid = int(pid_file.read_text() or 0)
+        pid = int(pid_file.read_text()) if pid_file.exists() else 0
         if pid:
             os.kill(pid, signal.SIGTERM)
             for _ in range(200):
