@@ -26,6 +26,9 @@
 #include "chat.h"
 #include "cli_tools.h"
 #include "readbw.h"
+#ifdef GPTOSS_WITH_SERVE
+#include "serve.h"
+#endif
 #include "engine_internal.h" /* gptoss_context_print_profile (bench, $GPTOSS_PROFILE) */
 
 #define EXIT_USAGE 2
@@ -374,6 +377,8 @@ static void help_main(void) {
            "  convert     checkpoint directory -> model file\n"
            "  make-model  random model file of a preset shape\n"
            "  inspect     header and layout of a model file\n"
+           "  serve       OpenAI-compatible HTTP server (chat, responses, completions)\n"
+           "  render      the harmony prompt of a chat or responses request (JSON)\n"
            "  version     the version (also --version)\n");
 }
 
@@ -1176,6 +1181,16 @@ static int run_command(const char* cmd, int argc, char** argv) {
     if (strcmp(cmd, "convert") == 0) return gptoss_cli_convert(argc, argv);
     if (strcmp(cmd, "make-model") == 0) return gptoss_cli_make_model(argc, argv);
     if (strcmp(cmd, "inspect") == 0) return gptoss_cli_inspect(argc, argv);
+#ifdef GPTOSS_WITH_SERVE
+    if (strcmp(cmd, "serve") == 0) return gptoss_cli_serve(argc, argv);
+    if (strcmp(cmd, "render") == 0) return gptoss_cli_render(argc, argv);
+#else
+    if (strcmp(cmd, "serve") == 0 || strcmp(cmd, "render") == 0) {
+        fprintf(stderr, "gptoss %s: this build has no server (libmicrohttpd or jansson was missing at build "
+                        "time: tools/setup.sh installs them)\n", cmd);
+        return 1;
+    }
+#endif
     fprintf(stderr, "gptoss: unknown command '%s' (see gptoss --help)\n", cmd);
     return EXIT_USAGE;
 }
