@@ -761,6 +761,14 @@ enum gptoss_status gptoss_context_reset(gptoss_context_t context) {
     return gptoss_status_success;
 }
 
+enum gptoss_status gptoss_context_get_num_kv_tokens(gptoss_context_t context, size_t* num_kv_tokens_out) {
+    gptoss_clear_error();
+    if (context == NULL) return gptoss_fail(gptoss_status_invalid_argument, "context is NULL");
+    if (num_kv_tokens_out == NULL) return gptoss_fail(gptoss_status_invalid_argument, "num_kv_tokens_out is NULL");
+    *num_kv_tokens_out = context->num_kv_tokens;
+    return gptoss_status_success;
+}
+
 enum gptoss_status gptoss_context_process(gptoss_context_t context) {
     gptoss_clear_error();
     if (context == NULL) return gptoss_fail(gptoss_status_invalid_argument, "context is NULL");

@@ -7,6 +7,7 @@
  *   (each also takes --random tiny|20b|120b [--layers N] instead of -m FILE: random weights
  *   made in backend memory, gptoss_model_create_random)
  *   gptoss tokenize | convert | make-model | inspect ...
+ *   gptoss serve | render ...                                        server/serve.h
  *   gptoss version (or --version)
  *
  * Exit status: 0 success, 1 failure (bad file, engine error, a failed write to stdout),
@@ -15,6 +16,9 @@
 #include <string.h>
 
 #include "cli.h"
+#ifdef GPTOSS_WITH_SERVE
+#include "serve.h"
+#endif
 
 #ifndef GPTOSS_VERSION
 #error "GPTOSS_VERSION (the CMake project version) is not defined"
@@ -30,6 +34,8 @@ static void help(void) {
            "  convert     checkpoint directory -> model file\n"
            "  make-model  random model file of a preset shape\n"
            "  inspect     header and layout of a model file\n"
+           "  serve       OpenAI-compatible HTTP server (chat, responses, completions)\n"
+           "  render      the harmony prompt of a chat or responses request (JSON)\n"
            "  version     the version (also --version)\n");
 }
 
@@ -40,6 +46,9 @@ static const struct {
     {"generate", gptoss_cmd_generate}, {"chat", gptoss_cmd_chat},       {"bench", gptoss_cmd_bench},
     {"tokenize", gptoss_cmd_tokenize}, {"convert", gptoss_cmd_convert}, {"make-model", gptoss_cmd_make_model},
     {"inspect", gptoss_cmd_inspect},
+#ifdef GPTOSS_WITH_SERVE
+    {"serve", gptoss_cli_serve},       {"render", gptoss_cli_render},
+#endif
 };
 
 static int run_command(const char* cmd, int argc, char** argv) {
@@ -54,6 +63,13 @@ static int run_command(const char* cmd, int argc, char** argv) {
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
         if (strcmp(cmd, commands[i].name) == 0) return commands[i].run(argc, argv);
     }
+#ifndef GPTOSS_WITH_SERVE
+    if (strcmp(cmd, "serve") == 0 || strcmp(cmd, "render") == 0) {
+        fprintf(stderr, "gptoss %s: this build has no server (libmicrohttpd or jansson was missing at build "
+                        "time: tools/setup.sh installs them)\n", cmd);
+        return 1;
+    }
+#endif
     fprintf(stderr, "gptoss: unknown command '%s' (see gptoss --help)\n", cmd);
     return GPTOSS_EXIT_USAGE;
 }

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # One-time set-up on a fresh Debian machine (idempotent): system packages for the build
-# and tests, and a Python venv (.venv) with numpy, pytest, kernels and openai-harmony for the
-# Python tests.
+# and tests, and a Python venv (.venv) with numpy, pytest, kernels, openai-harmony and openai for
+# the Python tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pkgs=(cmake make gcc g++ pkg-config libpcre2-dev libjansson-dev python3-venv python3-dev)
+pkgs=(cmake make gcc g++ pkg-config libpcre2-dev libjansson-dev libmicrohttpd-dev python3-venv python3-dev)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -26,3 +26,6 @@ kernels_version=0.19.1
 # openai-harmony: the reference of the server's harmony layer (tests/server); pinned, as its
 # rendering is what the tests compare with.
 .venv/bin/pip show openai-harmony 2>/dev/null | grep -qx 'Version: 0.0.8' || .venv/bin/pip install -q openai-harmony==0.0.8
+# openai: the official client the tests of gptoss serve drive the server with (tests/serve);
+# pinned, as its request and stream parsing is what the tests exercise.
+.venv/bin/pip show openai 2>/dev/null | grep -qx 'Version: 3.51.0' || .venv/bin/pip install -q openai==3.51.0

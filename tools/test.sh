@@ -30,6 +30,9 @@ stage pytest .venv/bin/python -m pytest -q python/tests
 stage pytest-server .venv/bin/python -m pytest -q tests/server
 stage pytest-server-sanitize env GPTOSS_HARMONY_TOOL=build-sanitize/tests/server/harmony_tool \
     .venv/bin/python -m pytest -q tests/server
+# gptoss serve through the openai client (functional, errors, load), release and sanitizer builds.
+stage pytest-serve .venv/bin/python -m pytest -q tests/serve
+stage pytest-serve-sanitize env GPTOSS_BIN=build-sanitize/bin/gptoss .venv/bin/python -m pytest -q tests/serve
 
 if [ ${#failed_names[@]} -gt 0 ]; then echo "failed suites: ${failed_names[*]}"; fi
 echo "suites: $passed passed, $failed failed, 0 skipped"

@@ -157,6 +157,13 @@ enum gptoss_status gptoss_context_append_chars(gptoss_context_t context, const c
 enum gptoss_status gptoss_context_append_tokens(gptoss_context_t context, size_t num_tokens, const uint32_t* tokens);
 /* Forgets the tokens but keeps the KV cache so an identical re-appended prefix is reused. */
 enum gptoss_status gptoss_context_reset(gptoss_context_t context);
+/* Number of leading positions whose K/V are in the cache and belong to the context's
+ * tokens (or, after gptoss_context_reset, to the tokens before it: the count can exceed
+ * the token count until a different id is appended at a cached position). The next
+ * forward pass computes tokens [min(count, num_tokens), num_tokens); a sampled token is
+ * pending (not counted) until then. A prompt cache reads it after appending a prompt to
+ * learn how many of its tokens are reused. */
+enum gptoss_status gptoss_context_get_num_kv_tokens(gptoss_context_t context, size_t* num_kv_tokens_out);
 /* Runs the forward pass over all pending tokens (prefill, in chunks of max_batch_tokens). */
 enum gptoss_status gptoss_context_process(gptoss_context_t context);
 /* Samples up to max_tokens tokens with `sampler` (NULL = greedy), appending each to the

@@ -1,0 +1,341 @@
+/*
+ * gptoss serve: an OpenAI-compatible HTTP server over the engine (internal header).
+ *
+ * Layers, each in its own file:
+ *   http.c       libmicrohttpd: routes, API key, body limit, SSE streaming, disconnects
+ *   api.c        request JSON -> validated srv_request (params, prompt token ids), errors;
+ *                the prompt through harmony.c (chat, responses) or the tokenizer (completions)
+ *   format.c     srv_result / srv_event -> response JSON and SSE chunks of each API
+ *   output.c     sampled tokens -> output items (harmony parser, stop strings, logprobs)
+ *   scheduler.c  the engine thread: queue, contexts (prompt cache), one step at a time
+ *   store.c      responses kept for previous_response_id (bounded)
+ *   metrics.c    counters and histograms, Prometheus text
+ *   utf8.c       lossy UTF-8 (U+FFFD for invalid bytes, held-back incomplete tails)
+ *   serve.c      the `gptoss serve` and `gptoss render` subcommands
+ *
+ * Threads: HTTP threads parse a request into a srv_request and hand it to the scheduler;
+ * the engine thread runs it and appends srv_events (under the request's mutex); the HTTP
+ * thread that owns the connection formats them. A request is reference counted: the HTTP
+ * side and the scheduler each hold one reference while they use it.
+ */
+#ifndef GPTOSS_SERVER_SERVER_H
+#define GPTOSS_SERVER_SERVER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include <gptoss/engine.h>
+
+#include "harmony.h"
+
+/* ---- growable byte buffer ----------------------------------------------------------- */
+
+struct srv_buf {
+    char* data; /* NUL-terminated when not NULL */
+    size_t len, cap;
+    bool oom;   /* an append failed: the content is incomplete */
+};
+void srv_buf_put(struct srv_buf* b, const void* s, size_t n);
+void srv_buf_puts(struct srv_buf* b, const char* s);
+void srv_buf_printf(struct srv_buf* b, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+void srv_buf_free(struct srv_buf* b);
+
+/* ---- UTF-8 (utf8.c) ----------------------------------------------------------------- */
+
+/* Appends s[0, n) to out with every ill-formed subsequence replaced by U+FFFD (one per
+ * maximal subpart, as Python's errors="replace" and Rust's from_utf8_lossy). With
+ * `partial`, an incomplete but valid-so-far sequence at the end is not written: the
+ * return value is the number of bytes consumed (the caller keeps the rest); else n. */
+size_t srv_utf8_lossy(struct srv_buf* out, const char* s, size_t n, bool partial);
+
+/* ---- errors ------------------------------------------------------------------------- */
+
+/* An OpenAI-style error: {"error": {"message", "type", "param", "code"}} with an HTTP status. */
+struct srv_error {
+    int status;
+    const char* type;  /* "invalid_request_error", "authentication_error", "server_error", ... */
+    char code[48];     /* "" = null */
+    char param[160];   /* "" = null */
+    char message[640];
+};
+void srv_error_set(struct srv_error* e, int status, const char* type, const char* code, const char* param,
+                   const char* fmt, ...) __attribute__((format(printf, 6, 7)));
+json_t* srv_error_json(const struct srv_error* e);
+
+/* ---- requests ----------------------------------------------------------------------- */
+
+enum srv_api {
+    srv_api_chat = 0,        /* POST /v1/chat/completions */
+    srv_api_responses = 1,   /* POST /v1/responses */
+    srv_api_completions = 2, /* POST /v1/completions (plain text, no chat format) */
+};
+
+#define SRV_MAX_STOP 4
+#define SRV_MAX_TOP_LOGPROBS 20
+
+struct srv_params {
+    enum srv_api api;
+    bool stream;
+    bool include_usage;        /* chat/completions: stream_options.include_usage */
+    size_t max_tokens;         /* completion tokens; set by api.c (never 0) */
+    float temperature;         /* 0 = greedy */
+    float top_p;
+    uint32_t top_k;            /* extension (as vLLM and llama-server); 0 = off */
+    float presence_penalty, frequency_penalty;
+    uint64_t seed;
+    char* stop[SRV_MAX_STOP];  /* stop strings (chat, completions), malloc'd */
+    size_t num_stop;
+    bool logprobs;
+    uint32_t top_logprobs;
+    bool store;                /* responses: keep it for previous_response_id */
+};
+
+enum srv_item_kind {
+    srv_item_message = 0,   /* final (or commentary without recipient) text */
+    srv_item_reasoning = 1, /* analysis channel */
+    srv_item_tool_call = 2, /* a message to functions.NAME: its content is the arguments */
+};
+
+/* One output item; the result holds them in order. */
+struct srv_item {
+    enum srv_item_kind kind;
+    char id[40];          /* msg_..., rs_..., fc_... */
+    char call_id[40];     /* tool calls: call_... */
+    char* name;           /* tool calls: the function name */
+    struct srv_buf text;  /* content, reasoning text or arguments */
+    json_t* logprobs;     /* message items with logprobs: array of chat-style entries */
+    uint32_t tool_index;  /* tool calls: index among the tool calls */
+    bool done;
+};
+
+enum srv_finish {
+    srv_finish_none = 0,
+    srv_finish_stop = 1,       /* <|return|>, an end of stream or a stop string */
+    srv_finish_length = 2,     /* max_tokens or a full context */
+    srv_finish_tool_calls = 3, /* <|call|> after a tool call */
+};
+
+/* The whole output of a request: complete (immutable) once the request is done. */
+struct srv_result {
+    struct srv_item* items;
+    size_t num_items, cap_items;
+    uint32_t num_tool_calls;
+    enum srv_finish finish;
+    size_t prompt_tokens, cached_tokens, completion_tokens, reasoning_tokens;
+    size_t parse_errors;       /* malformed harmony output (dropped) */
+    struct srv_error error;    /* status 0 = none */
+};
+
+enum srv_event_type {
+    srv_event_item_begin = 1, /* items[item] was added */
+    srv_event_delta = 2,      /* text for items[item] (+ logprobs) */
+    srv_event_item_end = 3,   /* items[item] is complete */
+    srv_event_done = 4,       /* the request is finished (result complete, maybe an error) */
+};
+
+/* An event carries the item fields a stream needs, so it is formatted without the result. */
+struct srv_event {
+    enum srv_event_type type;
+    uint32_t item;
+    enum srv_item_kind kind;
+    char id[40], call_id[40]; /* the item's */
+    char* name;           /* tool calls: the function name (owned) */
+    uint32_t tool_index;
+    char* text;           /* delta: the new text; end: the item's whole text */
+    size_t text_len;
+    json_t* logprobs;     /* delta of a message item with logprobs: array (owned) */
+};
+
+struct srv_request;
+/* Called by the engine thread with the request's mutex held, after events were appended. */
+typedef void (*srv_notify_fn)(struct srv_request* req);
+/* Called by the engine thread with the request's mutex held: 1 when the client is gone. */
+typedef int (*srv_peer_gone_fn)(struct srv_request* req);
+
+struct srv_request {
+    atomic_int refs;
+    char id[48];               /* chatcmpl-..., resp_..., cmpl-... */
+    int64_t created;           /* unix seconds */
+    struct srv_params params;
+    uint32_t* prompt;          /* malloc'd */
+    size_t num_prompt;
+    /* the last num_header prompt tokens open the assistant's reply (a forced tool call):
+     * the output parser reads them before the sampled tokens */
+    size_t num_header;
+    char* model;               /* as the response reports it */
+    json_t* info;              /* responses: fields echoed in the response object, and what
+                                * the store keeps (input items, instructions) */
+    double t_arrival, deadline; /* monotonic seconds */
+    atomic_int cancel;         /* 1: the client is gone; 2: shutdown */
+
+    pthread_mutex_t mu;
+    struct srv_event* events;  /* appended by the engine, taken by the HTTP side */
+    size_t num_events, cap_events, taken;
+    bool done;
+    struct srv_result result;
+
+    /* the HTTP side (http.c) */
+    void* conn;                /* struct MHD_Connection*, NULL once closed */
+    bool suspended;
+    srv_notify_fn notify;
+    srv_peer_gone_fn peer_gone;
+};
+
+struct srv_request* srv_request_new(enum srv_api api);
+void srv_request_retain(struct srv_request* req);
+void srv_request_release(struct srv_request* req);
+/* Engine side (mutex NOT held by the caller): */
+uint32_t srv_request_item_begin(struct srv_request* req, enum srv_item_kind kind, const char* name);
+void srv_request_item_delta(struct srv_request* req, uint32_t item, const char* text, size_t len, json_t* logprobs);
+void srv_request_item_end(struct srv_request* req, uint32_t item);
+/* Marks the request done (result.finish / result.error set by the caller first). */
+void srv_request_finish(struct srv_request* req);
+/* HTTP side, mutex held: moves the events not yet taken to *out (caller frees them with
+ * srv_events_free); returns their count. */
+size_t srv_request_take_events(struct srv_request* req, struct srv_event** out);
+void srv_events_free(struct srv_event* events, size_t n);
+/* A random id "PREFIX" + 24 hex digits. */
+void srv_make_id(char* out, size_t size, const char* prefix);
+
+/* ---- the API layer (api.c) ---------------------------------------------------------- */
+
+struct srv_store;
+
+struct srv_api_config {
+    gptoss_tokenizer_t tokenizer;
+    const char* model_id;        /* the one model served; NULL: any "model" is accepted */
+    size_t context_length;       /* tokens per context */
+    struct gptoss_harmony_render_options render; /* current_date set per request when NULL */
+    struct srv_store* store;     /* NULL: previous_response_id is refused */
+};
+
+/* Parses and validates a request body for `api` and renders its prompt. On success
+ * *req_out is a new request (one reference) ready for the scheduler; on failure *err is
+ * filled (status 400/404/...) and *req_out untouched. Thread-safe. */
+bool srv_api_prepare(const struct srv_api_config* cfg, enum srv_api api, const char* body, size_t len,
+                     struct srv_request** req_out, struct srv_error* err);
+
+/* POST /apply-template and `gptoss render`: the rendered prompt of a chat (messages) or
+ * responses (input) request as {"prompt": text, "tokens": [ids], "num_tokens": n}. */
+bool srv_api_render(const struct srv_api_config* cfg, const char* body, size_t len, json_t** out,
+                    struct srv_error* err);
+
+/* Decoded text of token ids (special tokens by name), lossy UTF-8. */
+void srv_decode_tokens(gptoss_tokenizer_t tokenizer, const uint32_t* ids, size_t n, struct srv_buf* out);
+
+/* ---- formatting (format.c) ---------------------------------------------------------- */
+
+/* The output items of a finished responses request, as the response object lists them. */
+json_t* srv_format_output_items(const struct srv_request* req);
+/* The non-streamed response of a finished request (no error). */
+json_t* srv_format_response(const struct srv_request* req);
+/* SSE bytes for events taken from a streaming request; `done` events write the closing
+ * chunks ([DONE], response.completed, ...). *seq is the responses API sequence number. */
+void srv_format_stream(const struct srv_request* req, const struct srv_event* events, size_t n, uint64_t* seq,
+                       struct srv_buf* out);
+/* The opening of a stream (responses: response.created and response.in_progress; chat:
+ * the role chunk). */
+void srv_format_stream_begin(const struct srv_request* req, uint64_t* seq, struct srv_buf* out);
+
+/* ---- output processing (output.c) --------------------------------------------------- */
+
+struct srv_output;
+/* Creates the token -> items processor of a request (harmony parser for chat and
+ * responses, plain text for completions). NULL on out-of-memory. */
+struct srv_output* srv_output_create(gptoss_tokenizer_t tokenizer, struct srv_request* req);
+/* The prompt's forced header tokens (req->num_header), before any sampled token. */
+void srv_output_feed_header(struct srv_output* out, const uint32_t* ids, size_t n);
+/* Feeds one sampled token; logits (vocabulary size entries) when logprobs were asked.
+ * Returns true when the generation must stop here (stop token or stop string); sets
+ * req->result.finish then. */
+bool srv_output_feed(struct srv_output* out, uint32_t token, const float* logits, uint32_t vocabulary_size);
+/* End of generation: flushes held-back text, closes open items. */
+void srv_output_finish(struct srv_output* out);
+void srv_output_free(struct srv_output* out);
+
+/* ---- metrics (metrics.c) ------------------------------------------------------------ */
+
+struct srv_metrics;
+struct srv_metrics* srv_metrics_create(void);
+void srv_metrics_free(struct srv_metrics* m);
+void srv_metrics_request(struct srv_metrics* m, const char* endpoint, int status);
+void srv_metrics_tokens(struct srv_metrics* m, size_t prompt, size_t cached, size_t completion);
+void srv_metrics_ttft(struct srv_metrics* m, double seconds);
+void srv_metrics_decode_rate(struct srv_metrics* m, double tokens_per_second);
+void srv_metrics_parse_errors(struct srv_metrics* m, size_t n);
+/* Prometheus text exposition; queue_length and running are gauges read by the caller. */
+void srv_metrics_render(struct srv_metrics* m, size_t queue_length, size_t running, struct srv_buf* out);
+
+/* ---- the responses store (store.c) -------------------------------------------------- */
+
+struct srv_store* srv_store_create(size_t max_entries, size_t max_bytes);
+void srv_store_free(struct srv_store* s);
+/* Keeps a finished response: `input` (the full input item list it answered, new
+ * reference taken) and its output items. */
+void srv_store_put(struct srv_store* s, const char* id, json_t* input, json_t* output);
+/* The input items followed by the output items of a stored response, as a new array;
+ * NULL when unknown (never stored or evicted). */
+json_t* srv_store_get_conversation(struct srv_store* s, const char* id);
+
+/* ---- the scheduler (scheduler.c) ---------------------------------------------------- */
+
+struct srv_scheduler;
+
+struct srv_scheduler_options {
+    size_t num_slots;       /* contexts (prompt-cache entries); >= 1 */
+    size_t context_length;  /* tokens per context */
+    size_t max_queue;       /* waiting requests; a submit beyond it fails */
+};
+
+/* Creates the contexts and starts the engine thread. The model is retained. */
+bool srv_scheduler_create(gptoss_model_t model, const struct srv_scheduler_options* options,
+                          struct srv_metrics* metrics, struct srv_store* store, struct srv_scheduler** out,
+                          char* why, size_t why_size);
+enum srv_submit {
+    srv_submit_ok = 0,
+    srv_submit_full = 1,     /* the queue holds max_queue requests: 429 */
+    srv_submit_stopping = 2, /* draining for shutdown: 503 */
+};
+/* Queues a request (the scheduler takes its own reference). */
+enum srv_submit srv_scheduler_submit(struct srv_scheduler* s, struct srv_request* req);
+void srv_scheduler_counts(struct srv_scheduler* s, size_t* queued, size_t* running);
+/* Refuses new requests from now on; queued and running ones still complete. */
+void srv_scheduler_stop_accepting(struct srv_scheduler* s);
+/* Cancels every queued and running request (they finish with a 503 error). */
+void srv_scheduler_cancel_all(struct srv_scheduler* s);
+/* Waits until nothing is queued or running, at most timeout_s (< 0: forever); true when idle. */
+bool srv_scheduler_wait_idle(struct srv_scheduler* s, double timeout_s);
+/* Stops the engine thread (after cancel_all/wait_idle) and frees everything. */
+void srv_scheduler_destroy(struct srv_scheduler* s);
+
+/* ---- HTTP (http.c) ------------------------------------------------------------------ */
+
+struct srv_http;
+struct srv_http_options {
+    const char* host;
+    uint16_t port;            /* 0 = any free port */
+    const char* api_key;      /* NULL = no authentication */
+    size_t max_body;          /* bytes; larger bodies get 413 */
+    unsigned threads;         /* HTTP thread pool */
+    unsigned max_connections;
+    unsigned timeout_s;       /* idle connection timeout; also the request deadline */
+};
+bool srv_http_start(const struct srv_http_options* options, const struct srv_api_config* api,
+                    struct srv_scheduler* scheduler, struct srv_metrics* metrics, struct srv_http** out,
+                    uint16_t* port_out, char* why, size_t why_size);
+/* Stops accepting connections (listening socket closed); open ones go on. */
+void srv_http_quiesce(struct srv_http* h);
+/* Generation requests whose response is not completely sent yet. */
+unsigned srv_http_active(struct srv_http* h);
+void srv_http_stop(struct srv_http* h);
+
+/* ---- misc --------------------------------------------------------------------------- */
+
+double srv_now(void); /* monotonic seconds */
+
+#endif /* GPTOSS_SERVER_SERVER_H */
