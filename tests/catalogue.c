@@ -433,7 +433,7 @@ static void make_routing(struct tc_rng* rng, uint32_t T, uint32_t E, uint32_t k,
     double* s = malloc((size_t) T * k * sizeof *s);
     uint32_t* tmp_ids = ids != NULL ? ids : malloc((size_t) T * k * sizeof *tmp_ids);
     fill_f32(rng, logits, (size_t) T * E, -4.0f, 4.0f);
-    gptoss_ref_f32_topk(logits, tmp_ids, s, T, E, k);
+    gptoss_ref_f32_topk(&(struct gptoss_f32_topk_args){logits, tmp_ids, NULL, T, E, k}, s);
     if (scores != NULL) {
         for (size_t i = 0; i < (size_t) T * k; i++) scores[i] = (float) s[i];
     }
@@ -472,7 +472,7 @@ static void make_offsets(struct tc_rng* rng, uint32_t T, uint32_t E, uint32_t k,
     uint32_t* ids = malloc((size_t) T * k * sizeof *ids);
     uint32_t* intra = malloc((size_t) T * k * sizeof *intra);
     make_routing(rng, T, E, k, ids, NULL);
-    gptoss_ref_expert_routing_metadata(ids, offsets, intra, T * k, E);
+    gptoss_ref_expert_routing_metadata(&(struct gptoss_expert_routing_metadata_args){ids, offsets, intra, T * k, E});
     free(ids);
     free(intra);
 }
@@ -643,7 +643,8 @@ int tc_problem_create(struct tc_problem* p, const struct tc_case* c, uint64_t se
             if (!x || !ids || !offsets || !intra || !y || (!scatter && !scores)) break;
             fill_f32(&rng, x, (scatter ? T : P) * (size_t) C, -1.0f, 1.0f);
             make_routing(&rng, T, c->e, c->k, ids, scores);
-            gptoss_ref_expert_routing_metadata(ids, offsets, intra, (uint32_t) P, c->e);
+            gptoss_ref_expert_routing_metadata(
+                &(struct gptoss_expert_routing_metadata_args){ids, offsets, intra, (uint32_t) P, c->e});
             if (!scatter) fill_f32(&rng, y, (size_t) T * C, -1.0f, 1.0f);
             break;
         }

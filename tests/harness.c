@@ -272,17 +272,20 @@ static void prep_exact_fill(const struct tc_problem* p, struct expect* ex) {
     switch (c->kernel) {
         case TK_U32_FILL_RANDOM: {
             struct span* s = add_span(ex, 0, 0, c->t, true, 4, "all");
-            gptoss_ref_u32_fill_random(s->exact, c->t, p->rng_seed, p->rng_offset);
+            gptoss_ref_u32_fill_random(
+                &(struct gptoss_u32_fill_random_args){s->exact, c->t, p->rng_seed, p->rng_offset});
             break;
         }
         case TK_F32_FILL_RANDOM: {
             struct span* s = add_span(ex, 0, 0, c->t, true, 4, "all");
-            gptoss_ref_f32_fill_random(s->exact, c->t, p->rng_seed, p->rng_offset, c->f, c->f2);
+            gptoss_ref_f32_fill_random(
+                &(struct gptoss_f32_fill_random_args){s->exact, c->t, p->rng_seed, p->rng_offset, c->f, c->f2});
             break;
         }
         default: {
             struct span* s = add_span(ex, 0, 0, c->t, true, 2, "all");
-            gptoss_ref_bf16_fill_random(s->exact, c->t, p->rng_seed, p->rng_offset, c->f, c->f2);
+            gptoss_ref_bf16_fill_random(
+                &(struct gptoss_bf16_fill_random_args){s->exact, c->t, p->rng_seed, p->rng_offset, c->f, c->f2});
             break;
         }
     }
@@ -305,11 +308,13 @@ static void prep_matmul(const struct tc_problem* p, struct expect* ex) {
         struct span* s = add_span(ex, out, (size_t) t * R, R, false, 4, "token %u", t);
         const float* xt = x + (size_t) t * C;
         if (unemb) {
-            gptoss_ref_f32_bf16w_unembedding(xt, w, s->ref, am, 1, C, R);
+            gptoss_ref_f32_bf16w_unembedding(&(struct gptoss_f32_bf16w_unembedding_args){xt, w, NULL, am, 1, C, R},
+                                             s->ref);
         } else if (add) {
-            gptoss_ref_f32_bf16w_matmul_add(xt, w, b, old + (size_t) t * R, s->ref, 1, C, R);
+            gptoss_ref_f32_bf16w_matmul_add(
+                &(struct gptoss_f32_bf16w_matmul_add_args){xt, w, b, (float*) old + (size_t) t * R, 1, C, R}, s->ref);
         } else {
-            gptoss_ref_f32_bf16w_matmul(xt, w, b, s->ref, 1, C, R);
+            gptoss_ref_f32_bf16w_matmul(&(struct gptoss_f32_bf16w_matmul_args){xt, w, b, NULL, 1, C, R}, s->ref);
         }
         abs_dot_rows(xt, w, R, C, sabs);
         for (uint32_t r = 0; r < R; r++) {
@@ -328,7 +333,10 @@ static void prep_rmsnorm(const struct tc_problem* p, struct expect* ex) {
     for (uint32_t i = 0; i < ex->ntokens; i++) {
         const uint32_t t = ex->tokens[i];
         struct span* s = add_span(ex, out, (size_t) t * C, C, false, 4, "token %u", t);
-        gptoss_ref_f32_bf16w_rmsnorm((const float*) p->b[0].host + (size_t) t * C, p->b[1].host, s->ref, 1, C, c->f);
+        gptoss_ref_f32_bf16w_rmsnorm(
+            &(struct gptoss_f32_bf16w_rmsnorm_args){(const float*) p->b[0].host + (size_t) t * C, p->b[1].host, NULL, 1,
+                                                    C, c->f},
+            s->ref);
         for (uint32_t j = 0; j < C; j++) s->tol[j] = (4.0 * sqrt((double) C) + 4.0) * EPS32 * fabs(s->ref[j]) + TINY;
     }
 }
@@ -366,9 +374,11 @@ static void prep_qkv(const struct tc_problem* p, struct expect* ex) {
         const uint32_t pos = (uint32_t) c->off + t;
         const float* xt = x + (size_t) t * C;
         struct span* s = add_span(ex, 3, (size_t) t * rows, rows, false, 4, "token %u", t);
-        gptoss_ref_f32_bf16w_matmul_qkv(xt, w, b, s->ref, kv, 1, C, c->hq, c->hkv, D, pos, c->maxt, p->rope[0],
-                                        p->rope[1], p->rope[2], p->rope[3], p->rope[4]);
-        gptoss_ref_f32_bf16w_matmul(xt, w, b, pre, 1, C, (uint32_t) rows);
+        gptoss_ref_f32_bf16w_matmul_qkv(
+            &(struct gptoss_f32_bf16w_matmul_qkv_args){xt, w, b, NULL, NULL, 1, C, c->hq, c->hkv, D, pos, c->maxt,
+                                                       p->rope[0], p->rope[1], p->rope[2], p->rope[3], p->rope[4]},
+            s->ref, kv);
+        gptoss_ref_f32_bf16w_matmul(&(struct gptoss_f32_bf16w_matmul_args){xt, w, b, NULL, 1, C, (uint32_t) rows}, pre);
         abs_dot_rows(xt, w, (uint32_t) rows, C, sabs);
         for (size_t r = 0; r < rows; r++) pre_tol[r] = matmul_tol(C, sabs[r], b ? fabs(bf16d(b[r])) : 0.0, 0.0, pre[r]);
         memcpy(s->tol, pre_tol, rows * sizeof *pre_tol); /* V heads keep the matmul tolerance */
@@ -398,8 +408,9 @@ static void prep_rope(const struct tc_problem* p, struct expect* ex) {
         const uint32_t pos = (uint32_t) c->off + t;
         const float* xt = x + (size_t) t * rows;
         struct span* s = add_span(ex, 0, (size_t) t * rows, rows, false, 4, "token %u", t);
-        gptoss_ref_f32_rope(xt, s->ref, p->rope[0], p->rope[1], p->rope[2], p->rope[3], p->rope[4], 1, c->hq, c->hkv,
-                            c->d, pos);
+        gptoss_ref_f32_rope(&(struct gptoss_f32_rope_args){(float*) xt, p->rope[0], p->rope[1], p->rope[2], p->rope[3],
+                                                           p->rope[4], 1, c->hq, c->hkv, c->d, pos},
+                            s->ref);
         for (size_t r = 0; r < rows; r++) {
             pre[r] = xt[r];
             s->tol[r] = 0.0; /* V heads: exact */
@@ -440,10 +451,12 @@ static void prep_sdpa(const struct tc_problem* p, struct expect* ex) {
         const uint32_t t = ex->tokens[i];
         const float* qt = q + (size_t) t * qkv_dim;
         struct span* s = add_span(ex, 3, (size_t) t * out_row, out_row, false, 4, "query %u", t);
-        gptoss_ref_f32_sdpa(qt, kv, sinks, s->ref, c->window, p->kv_stride, 1, (uint32_t) c->off + t, c->hq, c->hkv, D,
-                            c->f);
-        gptoss_ref_f32_sdpa(qt, kv_abs, sinks, pv, c->window, p->kv_stride, 1, (uint32_t) c->off + t, c->hq, c->hkv, D,
-                            c->f);
+        gptoss_ref_f32_sdpa(&(struct gptoss_f32_sdpa_args){qt, kv, sinks, NULL, c->window, p->kv_stride, 1,
+                                                           (uint32_t) c->off + t, c->hq, c->hkv, D, c->f},
+                            s->ref);
+        gptoss_ref_f32_sdpa(&(struct gptoss_f32_sdpa_args){qt, kv_abs, sinks, NULL, c->window, p->kv_stride, 1,
+                                                           (uint32_t) c->off + t, c->hq, c->hkv, D, c->f},
+                            pv);
         const uint64_t pos = c->off + t;
         const uint64_t nkeys = (c->window == UINT32_MAX || pos + 1 <= c->window) ? pos + 1 : c->window;
         for (uint32_t hq = 0; hq < c->hq; hq++) {
@@ -466,7 +479,7 @@ static void prep_topk(const struct tc_problem* p, struct expect* ex) {
     struct span* ids = add_span(ex, 1, 0, n, true, 4, "expert ids");
     struct span* sc = add_span(ex, 2, 0, n, false, 4, "expert scores");
     const float* scores = p->b[0].host;
-    gptoss_ref_f32_topk(scores, ids->exact, sc->ref, c->t, c->e, c->k);
+    gptoss_ref_f32_topk(&(struct gptoss_f32_topk_args){scores, ids->exact, NULL, c->t, c->e, c->k}, sc->ref);
     const uint32_t* id = ids->exact;
     for (uint32_t t = 0; t < c->t; t++) {
         const float* row = scores + (size_t) t * c->e;
@@ -483,14 +496,16 @@ static void prep_routing(const struct tc_problem* p, struct expect* ex) {
     const size_t P = (size_t) c->t * c->k;
     struct span* off = add_span(ex, 1, 0, (size_t) c->e + 1, true, 4, "expert_offsets");
     struct span* intra = add_span(ex, 2, 0, P, true, 4, "intra_expert_offsets");
-    gptoss_ref_expert_routing_metadata(p->b[0].host, off->exact, intra->exact, (uint32_t) P, c->e);
+    gptoss_ref_expert_routing_metadata(
+        &(struct gptoss_expert_routing_metadata_args){p->b[0].host, off->exact, intra->exact, (uint32_t) P, c->e});
 }
 
 static void prep_scatter(const struct tc_problem* p, struct expect* ex) {
     const struct tc_case* c = p->c;
     const size_t P = (size_t) c->t * c->k;
     struct span* s = add_span(ex, 4, 0, P * c->c, true, 4, "all rows");
-    gptoss_ref_f32_scatter(p->b[0].host, p->b[1].host, p->b[2].host, p->b[3].host, s->exact, c->c, c->t, c->k, c->e);
+    gptoss_ref_f32_scatter(&(struct gptoss_f32_scatter_args){p->b[0].host, p->b[1].host, p->b[2].host, p->b[3].host,
+                                                             s->exact, c->c, c->t, c->k, c->e});
 }
 
 static void prep_accumulate(const struct tc_problem* p, struct expect* ex) {
@@ -504,13 +519,19 @@ static void prep_accumulate(const struct tc_problem* p, struct expect* ex) {
     float* sc_abs = abs_f32(p->b[gather ? 2 : 1].host, P);
     float* old_abs = abs_f32(p->b[res].host, TC);
     if (gather) {
-        gptoss_ref_f32_gather_and_accumulate(p->b[0].host, p->b[1].host, p->b[2].host, p->b[3].host, p->b[4].host,
-                                             p->b[5].host, s->ref, c->c, c->t, c->k, c->e);
-        gptoss_ref_f32_gather_and_accumulate(in_abs, p->b[1].host, sc_abs, p->b[3].host, p->b[4].host, old_abs, sabs,
-                                             c->c, c->t, c->k, c->e);
+        gptoss_ref_f32_gather_and_accumulate(
+            &(struct gptoss_f32_gather_and_accumulate_args){p->b[0].host, p->b[1].host, p->b[2].host, p->b[3].host,
+                                                            p->b[4].host, p->b[5].host, c->c, c->t, c->k, c->e},
+            s->ref);
+        gptoss_ref_f32_gather_and_accumulate(
+            &(struct gptoss_f32_gather_and_accumulate_args){in_abs, p->b[1].host, sc_abs, p->b[3].host, p->b[4].host,
+                                                            old_abs, c->c, c->t, c->k, c->e},
+            sabs);
     } else {
-        gptoss_ref_f32_accumulate(p->b[0].host, p->b[1].host, p->b[2].host, s->ref, c->c, c->t, c->k);
-        gptoss_ref_f32_accumulate(in_abs, sc_abs, old_abs, sabs, c->c, c->t, c->k);
+        gptoss_ref_f32_accumulate(
+            &(struct gptoss_f32_accumulate_args){p->b[0].host, p->b[1].host, p->b[2].host, c->c, c->t, c->k}, s->ref);
+        gptoss_ref_f32_accumulate(&(struct gptoss_f32_accumulate_args){in_abs, sc_abs, old_abs, c->c, c->t, c->k},
+                                  sabs);
     }
     for (size_t i = 0; i < TC; i++) s->tol[i] = (c->k + 1.0) * EPS32 * sabs[i] + TINY;
     free(sabs);
@@ -533,9 +554,11 @@ static void prep_accumulate_rmsnorm(const struct tc_problem* p, struct expect* e
     float* sc_abs = abs_f32(p->b[1].host, P);
     float* old_abs = abs_f32(p->b[2].host, TC);
     const gptoss_bf16* w = p->b[3].host;
-    gptoss_ref_f32_accumulate_bf16w_rmsnorm(p->b[0].host, p->b[1].host, p->b[2].host, w, res->ref, out->ref, c->c,
-                                            c->t, c->k, c->f);
-    gptoss_ref_f32_accumulate(in_abs, sc_abs, old_abs, sabs, c->c, c->t, c->k);
+    gptoss_ref_f32_accumulate_bf16w_rmsnorm(
+        &(struct gptoss_f32_accumulate_bf16w_rmsnorm_args){p->b[0].host, p->b[1].host, p->b[2].host, w, NULL, c->c,
+                                                           c->t, c->k, c->f},
+        res->ref, out->ref);
+    gptoss_ref_f32_accumulate(&(struct gptoss_f32_accumulate_args){in_abs, sc_abs, old_abs, c->c, c->t, c->k}, sabs);
     for (size_t i = 0; i < TC; i++) res->tol[i] = (c->k + 1.0) * EPS32 * sabs[i] + TINY;
     for (uint32_t t = 0; t < c->t; t++) {
         const double* x = res->ref + (size_t) t * C;
@@ -577,7 +600,10 @@ static void prep_rmsnorm_matmul_topk(const struct tc_problem* p, struct expect* 
     double* sc = xmalloc((size_t) T * E * sizeof *sc);
     uint32_t* ids = xmalloc((size_t) T * k * sizeof *ids);
     double* es = xmalloc((size_t) T * k * sizeof *es);
-    gptoss_ref_f32_bf16w_rmsnorm_matmul_topk(p->b[0].host, p->b[1].host, rw, rb, out, sc, ids, es, T, C, E, k, c->f);
+    gptoss_ref_f32_bf16w_rmsnorm_matmul_topk(
+        &(struct gptoss_f32_bf16w_rmsnorm_matmul_topk_args){p->b[0].host, p->b[1].host, NULL, rw, rb, NULL, ids, NULL,
+                                                            T, C, E, k, c->f},
+        out, sc, es);
     double* otol = xmalloc((size_t) C * sizeof *otol);
     double* stol = xmalloc((size_t) E * sizeof *stol);
     uint32_t near_ties = 0;
@@ -673,11 +699,15 @@ static void prep_moe(const struct tc_problem* p, struct expect* ex) {
             for (uint32_t j = 0; j <= c->e; j++) off1[j] = j > e ? 1 : 0;
             memcpy(in, (const float*) p->b[1].host + (size_t) t * C, C * sizeof *in);
             if (swiglu) {
-                gptoss_ref_f32_mf4w_moe_dense_matmul_swiglu(off1, in, blocks, scales, bias, p->expert_stride, ref, 1, 1,
-                                                            c->e, C, R, c->f);
+                gptoss_ref_f32_mf4w_moe_dense_matmul_swiglu(
+                    &(struct gptoss_f32_mf4w_moe_dense_matmul_swiglu_args){
+                        off1, in, blocks, scales, bias, p->expert_stride, NULL, 1, 1, c->e, C, R, c->f},
+                    ref);
             } else {
-                gptoss_ref_f32_mf4w_moe_dense_matmul(off1, in, blocks, scales, bias, p->expert_stride, ref, 1, 1, c->e,
-                                                     C, R);
+                gptoss_ref_f32_mf4w_moe_dense_matmul(
+                    &(struct gptoss_f32_mf4w_moe_dense_matmul_args){off1, in, blocks, scales, bias, p->expert_stride,
+                                                                    NULL, 1, 1, c->e, C, R},
+                    ref);
             }
             mxfp4_row_dots(p, e, wrows, C, in, pre, sabs);
         } else {
@@ -689,10 +719,15 @@ static void prep_moe(const struct tc_problem* p, struct expect* ex) {
                 memcpy(in + (size_t) j * C, src, C * sizeof *in);
             }
             if (swiglu) {
-                gptoss_ref_f32_mf4w_moe_matmul_swiglu(in, ids, blocks, scales, bias, p->expert_stride, ref, 1, k, c->e,
-                                                      C, R, c->f);
+                gptoss_ref_f32_mf4w_moe_matmul_swiglu(
+                    &(struct gptoss_f32_mf4w_moe_matmul_swiglu_args){in, ids, blocks, scales, bias, p->expert_stride,
+                                                                     NULL, 1, k, c->e, C, R, c->f},
+                    ref);
             } else {
-                gptoss_ref_f32_mf4w_moe_matmul(in, ids, blocks, scales, bias, p->expert_stride, ref, 1, k, c->e, C, R);
+                gptoss_ref_f32_mf4w_moe_matmul(
+                    &(struct gptoss_f32_mf4w_moe_matmul_args){in, ids, blocks, scales, bias, p->expert_stride, NULL, 1,
+                                                              k, c->e, C, R},
+                    ref);
             }
             for (uint32_t j = 0; j < k; j++) {
                 mxfp4_row_dots(p, ids[j], wrows, C, in + (size_t) j * C, pre + (size_t) j * wrows,
@@ -732,7 +767,7 @@ static void prep_softmax(const struct tc_problem* p, struct expect* ex) {
     struct span* sum = add_span(ex, 3, 0, c->t, false, 4, "sum");
     const float* l = p->b[0].host;
     const uint32_t* am = p->b[1].host;
-    gptoss_ref_f32_softmax(l, am, prob->ref, sum->ref, c->t, c->c, c->f);
+    gptoss_ref_f32_softmax(&(struct gptoss_f32_softmax_args){l, am, NULL, NULL, c->t, c->c, c->f}, prob->ref, sum->ref);
     for (uint32_t t = 0; t < c->t; t++) {
         const double m = l[(size_t) t * c->c + am[t]];
         double acc = 0.0;
@@ -756,12 +791,14 @@ static void prepare(const struct tc_problem* p, struct expect* ex, uint64_t case
         case TK_BF16_FILL_RANDOM: prep_exact_fill(p, ex); break;
         case TK_MF4_F32_CONVERT: {
             struct span* s = add_span(ex, 2, 0, c->t, true, 4, "all");
-            gptoss_ref_mf4_f32_convert(p->b[0].host, p->b[1].host, s->exact, c->t);
+            gptoss_ref_mf4_f32_convert(
+                &(struct gptoss_mf4_f32_convert_args){p->b[0].host, p->b[1].host, s->exact, c->t});
             break;
         }
         case TK_EMBEDDINGS: {
             struct span* s = add_span(ex, 2, 0, (size_t) c->t * c->c, true, 4, "all");
-            gptoss_ref_bf16_f32_embeddings(p->b[0].host, p->b[1].host, s->exact, c->t, c->c, c->r);
+            gptoss_ref_bf16_f32_embeddings(
+                &(struct gptoss_bf16_f32_embeddings_args){p->b[0].host, p->b[1].host, s->exact, c->t, c->c, c->r});
             break;
         }
         case TK_RMSNORM:
@@ -1090,7 +1127,8 @@ static void run_sample(gptoss_backend_t be, const struct tc_problem* p0, struct 
         if (d == 0) first_draw = pred;
         uint32_t ref_pred;
         double target;
-        gptoss_ref_f32_sample(prob, sum, &ref_pred, c->c, p.rng_seed, p.rng_offset, &target);
+        gptoss_ref_f32_sample(&(struct gptoss_f32_sample_args){prob, sum, &ref_pred, c->c, p.rng_seed, p.rng_offset},
+                              &target);
         const double tol = 8.0 * sqrt((double) c->c) * EPS32 * sum[0] + EPS32 * target;
         if (pred >= c->c) {
             failf(res, "draw %u (offset %" PRIu64 "): prediction %u out of range", d, p.rng_offset, pred);

@@ -75,42 +75,16 @@ static enum gptoss_status cpu_copy(gptoss_backend_t backend, void* dst, const vo
 
 static enum gptoss_status cpu_synchronize(gptoss_backend_t backend) { return gptoss_status_success; }
 
-static const struct gptoss_backend_ops cpu_ops = {
-    .release = cpu_release,
-    .alloc = cpu_alloc,
-    .free = cpu_free,
-    .copy = cpu_copy,
-    .synchronize = cpu_synchronize,
-    .u32_fill_random = gptoss_cpu_u32_fill_random,
-    .f32_fill_random = gptoss_cpu_f32_fill_random,
-    .bf16_fill_random = gptoss_cpu_bf16_fill_random,
-    .mf4_f32_convert = gptoss_cpu_mf4_f32_convert,
-    .bf16_f32_embeddings = gptoss_cpu_bf16_f32_embeddings,
-    .f32_bf16w_rmsnorm = gptoss_cpu_f32_bf16w_rmsnorm,
-    .f32_bf16w_matmul = gptoss_cpu_f32_bf16w_matmul,
-    .f32_bf16w_matmul_add = gptoss_cpu_f32_bf16w_matmul_add,
-    .f32_bf16w_dense_matmul_qkv = gptoss_cpu_f32_bf16w_dense_matmul_qkv,
-    .f32_bf16w_dense_matmul_attn_output = gptoss_cpu_f32_bf16w_dense_matmul_attn_output,
-    .f32_bf16w_dense_matmul_mlp_gate = gptoss_cpu_f32_bf16w_dense_matmul_mlp_gate,
-    .f32_bf16w_matmul_qkv = gptoss_cpu_f32_bf16w_matmul_qkv,
-    .f32_rope = gptoss_cpu_f32_rope,
-    .f32_sdpa = gptoss_cpu_f32_sdpa,
-    .f32_bf16w_unembedding = gptoss_cpu_f32_bf16w_unembedding,
-    .f32_topk = gptoss_cpu_f32_topk,
-    .expert_routing_metadata = gptoss_cpu_expert_routing_metadata,
-    .f32_scatter = gptoss_cpu_f32_scatter,
-    .f32_mf4w_moe_matmul_swiglu = gptoss_cpu_f32_mf4w_moe_matmul_swiglu,
-    .f32_mf4w_moe_matmul = gptoss_cpu_f32_mf4w_moe_matmul,
-    .f32_mf4w_moe_dense_matmul_swiglu = gptoss_cpu_f32_mf4w_moe_dense_matmul_swiglu,
-    .f32_mf4w_moe_dense_matmul = gptoss_cpu_f32_mf4w_moe_dense_matmul,
-    .f32_gather_and_accumulate = gptoss_cpu_f32_gather_and_accumulate,
-    .f32_accumulate = gptoss_cpu_f32_accumulate,
-    .f32_softmax = gptoss_cpu_f32_softmax,
-    .f32_sample = gptoss_cpu_f32_sample,
-    /* the fusions: their parts in sequence (a fused pass would save launches, which the
-     * CPU does not have) */
-    .f32_accumulate_bf16w_rmsnorm = gptoss_sequence_f32_accumulate_bf16w_rmsnorm,
-    .f32_bf16w_rmsnorm_matmul_topk = gptoss_sequence_f32_bf16w_rmsnorm_matmul_topk,
+static const struct gptoss_backend_ops cpu_ops = {.release = cpu_release,
+                                                  .alloc = cpu_alloc,
+                                                  .free = cpu_free,
+                                                  .copy = cpu_copy,
+                                                  .synchronize = cpu_synchronize,
+#define GPTOSS_CPU_ENTRY(name, family) .name = gptoss_cpu_##name,
+#define GPTOSS_CPU_NO_ENTRY(name, family) /* a fusion: src/kernels runs its parts */
+                                                  GPTOSS_KERNEL_LIST(GPTOSS_CPU_ENTRY, GPTOSS_CPU_NO_ENTRY)
+#undef GPTOSS_CPU_NO_ENTRY
+#undef GPTOSS_CPU_ENTRY
 };
 
 enum gptoss_status gptoss_cpu_backend_create(uint32_t num_threads, enum gptoss_cpu_isa isa,

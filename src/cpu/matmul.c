@@ -515,37 +515,32 @@ static enum gptoss_status gemm_run(gptoss_backend_t backend, const float* input,
     return gptoss_status_success;
 }
 
-enum gptoss_status gptoss_cpu_f32_bf16w_matmul(gptoss_backend_t backend, const float* input,
-                                               const gptoss_bf16* weight, const gptoss_bf16* bias, float* output,
-                                               uint32_t num_tokens, uint32_t num_cols, uint32_t num_rows) {
-    return gemm_run(backend, input, weight, bias, output, num_tokens, num_cols, num_rows, false);
+enum gptoss_status gptoss_cpu_f32_bf16w_matmul(gptoss_backend_t backend,
+                                               const struct gptoss_f32_bf16w_matmul_args* args) {
+    return gemm_run(backend, args->input, args->weight, args->bias, args->output, args->num_tokens, args->num_cols,
+                    args->num_rows, false);
 }
 
-enum gptoss_status gptoss_cpu_f32_bf16w_matmul_add(gptoss_backend_t backend, const float* input,
-                                                   const gptoss_bf16* weight, const gptoss_bf16* bias,
-                                                   float* output, uint32_t num_tokens, uint32_t num_cols,
-                                                   uint32_t num_rows) {
-    return gemm_run(backend, input, weight, bias, output, num_tokens, num_cols, num_rows, true);
+enum gptoss_status gptoss_cpu_f32_bf16w_matmul_add(gptoss_backend_t backend,
+                                                   const struct gptoss_f32_bf16w_matmul_add_args* args) {
+    return gemm_run(backend, args->input, args->weight, args->bias, args->output, args->num_tokens, args->num_cols,
+                    args->num_rows, true);
 }
 
-enum gptoss_status gptoss_cpu_f32_bf16w_dense_matmul_qkv(gptoss_backend_t backend, const float* input,
-                                                         const gptoss_bf16* weight, const gptoss_bf16* bias,
-                                                         float* output, uint32_t num_tokens, uint32_t num_cols,
-                                                         uint32_t num_rows) {
-    return gemm_run(backend, input, weight, bias, output, num_tokens, num_cols, num_rows, false);
+enum gptoss_status gptoss_cpu_f32_bf16w_dense_matmul_qkv(gptoss_backend_t backend,
+                                                         const struct gptoss_f32_bf16w_dense_matmul_qkv_args* args) {
+    return gemm_run(backend, args->input, args->weight, args->bias, args->output, args->num_tokens, args->num_cols,
+                    args->num_rows, false);
 }
 
-enum gptoss_status gptoss_cpu_f32_bf16w_dense_matmul_attn_output(gptoss_backend_t backend, const float* input,
-                                                                 const gptoss_bf16* weight,
-                                                                 const gptoss_bf16* bias, float* output,
-                                                                 uint32_t num_tokens, uint32_t num_cols,
-                                                                 uint32_t num_rows) {
-    return gemm_run(backend, input, weight, bias, output, num_tokens, num_cols, num_rows, true);
+enum gptoss_status gptoss_cpu_f32_bf16w_dense_matmul_attn_output(
+    gptoss_backend_t backend, const struct gptoss_f32_bf16w_dense_matmul_attn_output_args* args) {
+    return gemm_run(backend, args->input, args->weight, args->bias, args->output, args->num_tokens, args->num_cols,
+                    args->num_rows, true);
 }
 
-enum gptoss_status gptoss_cpu_f32_bf16w_dense_matmul_mlp_gate(gptoss_backend_t backend, const float* input,
-                                                              const gptoss_bf16* weight, const gptoss_bf16* bias,
-                                                              float* output, uint32_t num_tokens,
-                                                              uint32_t num_cols, uint32_t num_rows) {
-    return gemm_run(backend, input, weight, bias, output, num_tokens, num_cols, num_rows, false);
+enum gptoss_status gptoss_cpu_f32_bf16w_dense_matmul_mlp_gate(
+    gptoss_backend_t backend, const struct gptoss_f32_bf16w_dense_matmul_mlp_gate_args* args) {
+    return gemm_run(backend, args->input, args->weight, args->bias, args->output, args->num_tokens, args->num_cols,
+                    args->num_rows, false);
 }

@@ -479,24 +479,18 @@ static enum gptoss_status moe_decode(gptoss_backend_t backend, const float* inpu
     return gptoss_status_success;
 }
 
-enum gptoss_status gptoss_cpu_f32_mf4w_moe_matmul_swiglu(gptoss_backend_t backend, const float* input,
-                                                         const uint32_t* expert_ids, const uint8_t* weight_blocks,
-                                                         const uint8_t* weight_scales, const gptoss_bf16* bias,
-                                                         size_t expert_stride, float* output, uint32_t num_tokens,
-                                                         uint32_t num_active_experts, uint32_t num_experts,
-                                                         uint32_t num_cols, uint32_t num_rows, float swiglu_limit) {
-    return moe_decode(backend, input, expert_ids, weight_blocks, weight_scales, bias, expert_stride, output,
-                      num_tokens, num_active_experts, num_experts, num_cols, num_rows, 1, swiglu_limit);
+enum gptoss_status gptoss_cpu_f32_mf4w_moe_matmul_swiglu(gptoss_backend_t backend,
+                                                         const struct gptoss_f32_mf4w_moe_matmul_swiglu_args* args) {
+    return moe_decode(backend, args->input, args->expert_ids, args->weight_blocks, args->weight_scales, args->bias,
+                      args->expert_stride, args->output, args->num_tokens, args->num_active_experts, args->num_experts,
+                      args->num_cols, args->num_rows, 1, args->swiglu_limit);
 }
 
-enum gptoss_status gptoss_cpu_f32_mf4w_moe_matmul(gptoss_backend_t backend, const float* input,
-                                                  const uint32_t* expert_ids, const uint8_t* weight_blocks,
-                                                  const uint8_t* weight_scales, const gptoss_bf16* bias,
-                                                  size_t expert_stride, float* output, uint32_t num_tokens,
-                                                  uint32_t num_active_experts, uint32_t num_experts, uint32_t num_cols,
-                                                  uint32_t num_rows) {
-    return moe_decode(backend, input, expert_ids, weight_blocks, weight_scales, bias, expert_stride, output,
-                      num_tokens, num_active_experts, num_experts, num_cols, num_rows, 0, 0.0f);
+enum gptoss_status gptoss_cpu_f32_mf4w_moe_matmul(gptoss_backend_t backend,
+                                                  const struct gptoss_f32_mf4w_moe_matmul_args* args) {
+    return moe_decode(backend, args->input, args->expert_ids, args->weight_blocks, args->weight_scales, args->bias,
+                      args->expert_stride, args->output, args->num_tokens, args->num_active_experts, args->num_experts,
+                      args->num_cols, args->num_rows, 0, 0.0f);
 }
 
 /* ==================================================================================== */
@@ -721,24 +715,16 @@ static enum gptoss_status moe_dense(gptoss_backend_t backend, const uint32_t* ex
     return gptoss_status_success;
 }
 
-enum gptoss_status gptoss_cpu_f32_mf4w_moe_dense_matmul_swiglu(gptoss_backend_t backend,
-                                                               const uint32_t* expert_offsets, const float* input,
-                                                               const uint8_t* weight_blocks,
-                                                               const uint8_t* weight_scales, const gptoss_bf16* bias,
-                                                               size_t expert_stride, float* output,
-                                                               uint32_t num_tokens, uint32_t num_active_experts,
-                                                               uint32_t num_experts, uint32_t num_cols,
-                                                               uint32_t num_rows, float swiglu_limit) {
-    return moe_dense(backend, expert_offsets, input, weight_blocks, weight_scales, bias, expert_stride, output,
-                     num_experts, num_cols, 2 * num_rows, num_rows, 1, swiglu_limit);
+enum gptoss_status gptoss_cpu_f32_mf4w_moe_dense_matmul_swiglu(
+    gptoss_backend_t backend, const struct gptoss_f32_mf4w_moe_dense_matmul_swiglu_args* args) {
+    return moe_dense(backend, args->expert_offsets, args->input, args->weight_blocks, args->weight_scales, args->bias,
+                     args->expert_stride, args->output, args->num_experts, args->num_cols, 2 * args->num_rows,
+                     args->num_rows, 1, args->swiglu_limit);
 }
 
-enum gptoss_status gptoss_cpu_f32_mf4w_moe_dense_matmul(gptoss_backend_t backend, const uint32_t* expert_offsets,
-                                                        const float* input, const uint8_t* weight_blocks,
-                                                        const uint8_t* weight_scales, const gptoss_bf16* bias,
-                                                        size_t expert_stride, float* output, uint32_t num_tokens,
-                                                        uint32_t num_active_experts, uint32_t num_experts,
-                                                        uint32_t num_cols, uint32_t num_rows) {
-    return moe_dense(backend, expert_offsets, input, weight_blocks, weight_scales, bias, expert_stride, output,
-                     num_experts, num_cols, num_rows, num_rows, 0, 0.0f);
+enum gptoss_status gptoss_cpu_f32_mf4w_moe_dense_matmul(gptoss_backend_t backend,
+                                                        const struct gptoss_f32_mf4w_moe_dense_matmul_args* args) {
+    return moe_dense(backend, args->expert_offsets, args->input, args->weight_blocks, args->weight_scales, args->bias,
+                     args->expert_stride, args->output, args->num_experts, args->num_cols, args->num_rows,
+                     args->num_rows, 0, 0.0f);
 }

@@ -88,17 +88,18 @@ static void argmax_chunks(void* context, uint32_t thread_index, size_t begin, si
     }
 }
 
-enum gptoss_status gptoss_cpu_f32_bf16w_unembedding(gptoss_backend_t backend, const float* input,
-                                                    const gptoss_bf16* weight, float* logits, uint32_t* argmax,
-                                                    uint32_t num_tokens, uint32_t num_cols, uint32_t num_rows) {
-    enum gptoss_status status =
-        gptoss_cpu_f32_bf16w_matmul(backend, input, weight, NULL, logits, num_tokens, num_cols, num_rows);
+enum gptoss_status gptoss_cpu_f32_bf16w_unembedding(gptoss_backend_t backend,
+                                                    const struct gptoss_f32_bf16w_unembedding_args* args) {
+    const struct gptoss_f32_bf16w_matmul_args matmul = {
+        args->input, args->weight, NULL, args->logits, args->num_tokens, args->num_cols, args->num_rows,
+    };
+    enum gptoss_status status = gptoss_cpu_f32_bf16w_matmul(backend, &matmul);
     if (status != gptoss_status_success) return status;
     struct argmax a = {
-        .logits = logits,
-        .R = num_rows,
-        .T = num_tokens,
-        .chunks = ((size_t) num_rows + ARGMAX_CHUNK - 1) / ARGMAX_CHUNK,
+        .logits = args->logits,
+        .R = args->num_rows,
+        .T = args->num_tokens,
+        .chunks = ((size_t) args->num_rows + ARGMAX_CHUNK - 1) / ARGMAX_CHUNK,
         .isa = gptoss_cpu(backend)->isa,
     };
     const size_t items = a.T * a.chunks;
@@ -114,7 +115,7 @@ enum gptoss_status gptoss_cpu_f32_bf16w_unembedding(gptoss_backend_t backend, co
         for (size_t c = 0; c < a.chunks; c++) {
             if (a.best[t * a.chunks + c] < best) best = a.best[t * a.chunks + c];
         }
-        argmax[t] = (uint32_t) best;
+        args->argmax[t] = (uint32_t) best;
     }
     if (a.best != best_small) free(a.best);
     return gptoss_status_success;

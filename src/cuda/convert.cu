@@ -28,16 +28,15 @@ __global__ void mf4_f32_convert_kernel(const uint8_t* blocks, const uint8_t* sca
 
 }  // namespace
 
-extern "C" enum gptoss_status gptoss_cuda_mf4_f32_convert(gptoss_backend_t backend, const uint8_t* blocks,
-                                                          const uint8_t* scales, float* output,
-                                                          uint64_t num_elements) {
-    const uint64_t bytes = num_elements / 2;
+extern "C" enum gptoss_status gptoss_cuda_mf4_f32_convert(gptoss_backend_t backend,
+                                                          const struct gptoss_mf4_f32_convert_args* args) {
+    const uint64_t bytes = args->num_elements / 2;
     uint64_t nb = (bytes + 255) / 256;
     const uint64_t cap = (uint64_t) gptoss_cuda_num_sms(backend) * 16;
     if (nb > cap) nb = cap;
     if (nb == 0) nb = 1;
-    mf4_f32_convert_kernel<<<(unsigned) nb, 256, 0, gptoss_cuda_stream(backend)>>>(blocks, scales, output,
-                                                                                   num_elements);
+    mf4_f32_convert_kernel<<<(unsigned) nb, 256, 0, gptoss_cuda_stream(backend)>>>(args->blocks, args->scales,
+                                                                                   args->output, args->num_elements);
     GPTOSS_CUDA_LAUNCHED("mf4_f32_convert");
     return gptoss_status_success;
 }

@@ -554,39 +554,32 @@ bool gptoss_cuda_qkv_rope_gemv(gptoss_backend_t backend, const float* input, con
     return true;
 }
 
-extern "C" enum gptoss_status gptoss_cuda_f32_bf16w_matmul(gptoss_backend_t backend, const float* input,
-                                                           const gptoss_bf16* weight, const gptoss_bf16* bias,
-                                                           float* output, uint32_t num_tokens, uint32_t num_cols,
-                                                           uint32_t num_rows) {
-    return gptoss_cuda_bf16w_matmul_launch(backend, input, weight, bias, output, num_tokens, num_cols, num_rows, false);
+extern "C" enum gptoss_status gptoss_cuda_f32_bf16w_matmul(gptoss_backend_t backend,
+                                                           const struct gptoss_f32_bf16w_matmul_args* args) {
+    return gptoss_cuda_bf16w_matmul_launch(backend, args->input, args->weight, args->bias, args->output,
+                                           args->num_tokens, args->num_cols, args->num_rows, false);
 }
 
-extern "C" enum gptoss_status gptoss_cuda_f32_bf16w_matmul_add(gptoss_backend_t backend, const float* input,
-                                                               const gptoss_bf16* weight, const gptoss_bf16* bias,
-                                                               float* output, uint32_t num_tokens, uint32_t num_cols,
-                                                               uint32_t num_rows) {
-    return gptoss_cuda_bf16w_matmul_launch(backend, input, weight, bias, output, num_tokens, num_cols, num_rows, true);
+extern "C" enum gptoss_status gptoss_cuda_f32_bf16w_matmul_add(gptoss_backend_t backend,
+                                                               const struct gptoss_f32_bf16w_matmul_add_args* args) {
+    return gptoss_cuda_bf16w_matmul_launch(backend, args->input, args->weight, args->bias, args->output,
+                                           args->num_tokens, args->num_cols, args->num_rows, true);
 }
 
-extern "C" enum gptoss_status gptoss_cuda_f32_bf16w_dense_matmul_qkv(gptoss_backend_t backend, const float* input,
-                                                                     const gptoss_bf16* weight,
-                                                                     const gptoss_bf16* bias, float* output,
-                                                                     uint32_t num_tokens, uint32_t num_cols,
-                                                                     uint32_t num_rows) {
-    return gptoss_cuda_bf16w_matmul_launch(backend, input, weight, bias, output, num_tokens, num_cols, num_rows, false);
+extern "C" enum gptoss_status gptoss_cuda_f32_bf16w_dense_matmul_qkv(
+    gptoss_backend_t backend, const struct gptoss_f32_bf16w_dense_matmul_qkv_args* args) {
+    return gptoss_cuda_bf16w_matmul_launch(backend, args->input, args->weight, args->bias, args->output,
+                                           args->num_tokens, args->num_cols, args->num_rows, false);
 }
 
 extern "C" enum gptoss_status gptoss_cuda_f32_bf16w_dense_matmul_attn_output(
-    gptoss_backend_t backend, const float* input, const gptoss_bf16* weight, const gptoss_bf16* bias, float* output,
-    uint32_t num_tokens, uint32_t num_cols, uint32_t num_rows) {
-    return gptoss_cuda_bf16w_matmul_launch(backend, input, weight, bias, output, num_tokens, num_cols, num_rows, true);
+    gptoss_backend_t backend, const struct gptoss_f32_bf16w_dense_matmul_attn_output_args* args) {
+    return gptoss_cuda_bf16w_matmul_launch(backend, args->input, args->weight, args->bias, args->output,
+                                           args->num_tokens, args->num_cols, args->num_rows, true);
 }
 
-extern "C" enum gptoss_status gptoss_cuda_f32_bf16w_dense_matmul_mlp_gate(gptoss_backend_t backend,
-                                                                          const float* input,
-                                                                          const gptoss_bf16* weight,
-                                                                          const gptoss_bf16* bias, float* output,
-                                                                          uint32_t num_tokens, uint32_t num_cols,
-                                                                          uint32_t num_rows) {
-    return gptoss_cuda_bf16w_matmul_launch(backend, input, weight, bias, output, num_tokens, num_cols, num_rows, false);
+extern "C" enum gptoss_status gptoss_cuda_f32_bf16w_dense_matmul_mlp_gate(
+    gptoss_backend_t backend, const struct gptoss_f32_bf16w_dense_matmul_mlp_gate_args* args) {
+    return gptoss_cuda_bf16w_matmul_launch(backend, args->input, args->weight, args->bias, args->output,
+                                           args->num_tokens, args->num_cols, args->num_rows, false);
 }

@@ -493,37 +493,31 @@ enum gptoss_status launch_moe_gemm(gptoss_backend_t backend, const uint32_t* off
 }  // namespace
 
 extern "C" enum gptoss_status gptoss_cuda_f32_mf4w_moe_matmul_swiglu(
-    gptoss_backend_t backend, const float* input, const uint32_t* expert_ids, const uint8_t* weight_blocks,
-    const uint8_t* weight_scales, const gptoss_bf16* bias, size_t expert_stride, float* output, uint32_t num_tokens,
-    uint32_t num_active_experts, uint32_t num_experts, uint32_t num_cols, uint32_t num_rows, float swiglu_limit) {
-    return launch_moe_gemv<true>(backend, input, expert_ids, weight_blocks, weight_scales, bias, expert_stride, output,
-                                 num_tokens, num_active_experts, num_experts, num_cols, num_rows, swiglu_limit);
+    gptoss_backend_t backend, const struct gptoss_f32_mf4w_moe_matmul_swiglu_args* args) {
+    return launch_moe_gemv<true>(backend, args->input, args->expert_ids, args->weight_blocks, args->weight_scales,
+                                 args->bias, args->expert_stride, args->output, args->num_tokens,
+                                 args->num_active_experts, args->num_experts, args->num_cols, args->num_rows,
+                                 args->swiglu_limit);
 }
 
-extern "C" enum gptoss_status gptoss_cuda_f32_mf4w_moe_matmul(gptoss_backend_t backend, const float* input,
-                                                              const uint32_t* expert_ids, const uint8_t* weight_blocks,
-                                                              const uint8_t* weight_scales, const gptoss_bf16* bias,
-                                                              size_t expert_stride, float* output,
-                                                              uint32_t num_tokens, uint32_t num_active_experts,
-                                                              uint32_t num_experts, uint32_t num_cols,
-                                                              uint32_t num_rows) {
-    return launch_moe_gemv<false>(backend, input, expert_ids, weight_blocks, weight_scales, bias, expert_stride,
-                                  output, num_tokens, num_active_experts, num_experts, num_cols, num_rows, 0.0f);
+extern "C" enum gptoss_status gptoss_cuda_f32_mf4w_moe_matmul(gptoss_backend_t backend,
+                                                              const struct gptoss_f32_mf4w_moe_matmul_args* args) {
+    return launch_moe_gemv<false>(backend, args->input, args->expert_ids, args->weight_blocks, args->weight_scales,
+                                  args->bias, args->expert_stride, args->output, args->num_tokens,
+                                  args->num_active_experts, args->num_experts, args->num_cols, args->num_rows, 0.0f);
 }
 
 extern "C" enum gptoss_status gptoss_cuda_f32_mf4w_moe_dense_matmul_swiglu(
-    gptoss_backend_t backend, const uint32_t* expert_offsets, const float* input, const uint8_t* weight_blocks,
-    const uint8_t* weight_scales, const gptoss_bf16* bias, size_t expert_stride, float* output, uint32_t num_tokens,
-    uint32_t num_active_experts, uint32_t num_experts, uint32_t num_cols, uint32_t num_rows, float swiglu_limit) {
-    return launch_moe_gemm<true>(backend, expert_offsets, input, weight_blocks, weight_scales, bias, expert_stride,
-                                 output, num_tokens, num_active_experts, num_experts, num_cols, num_rows,
-                                 swiglu_limit);
+    gptoss_backend_t backend, const struct gptoss_f32_mf4w_moe_dense_matmul_swiglu_args* args) {
+    return launch_moe_gemm<true>(backend, args->expert_offsets, args->input, args->weight_blocks, args->weight_scales,
+                                 args->bias, args->expert_stride, args->output, args->num_tokens,
+                                 args->num_active_experts, args->num_experts, args->num_cols, args->num_rows,
+                                 args->swiglu_limit);
 }
 
 extern "C" enum gptoss_status gptoss_cuda_f32_mf4w_moe_dense_matmul(
-    gptoss_backend_t backend, const uint32_t* expert_offsets, const float* input, const uint8_t* weight_blocks,
-    const uint8_t* weight_scales, const gptoss_bf16* bias, size_t expert_stride, float* output, uint32_t num_tokens,
-    uint32_t num_active_experts, uint32_t num_experts, uint32_t num_cols, uint32_t num_rows) {
-    return launch_moe_gemm<false>(backend, expert_offsets, input, weight_blocks, weight_scales, bias, expert_stride,
-                                  output, num_tokens, num_active_experts, num_experts, num_cols, num_rows, 0.0f);
+    gptoss_backend_t backend, const struct gptoss_f32_mf4w_moe_dense_matmul_args* args) {
+    return launch_moe_gemm<false>(backend, args->expert_offsets, args->input, args->weight_blocks, args->weight_scales,
+                                  args->bias, args->expert_stride, args->output, args->num_tokens,
+                                  args->num_active_experts, args->num_experts, args->num_cols, args->num_rows, 0.0f);
 }

@@ -34,32 +34,30 @@ unsigned fill_blocks(gptoss_backend_t backend, uint64_t n) {
 
 }  // namespace
 
-extern "C" enum gptoss_status gptoss_cuda_u32_fill_random(gptoss_backend_t backend, uint32_t* output,
-                                                          uint64_t num_elements, uint64_t seed, uint64_t offset) {
-    u32_fill_random_kernel<<<fill_blocks(backend, num_elements), 256, 0, gptoss_cuda_stream(backend)>>>(
-        output, num_elements, seed, offset);
+extern "C" enum gptoss_status gptoss_cuda_u32_fill_random(gptoss_backend_t backend,
+                                                          const struct gptoss_u32_fill_random_args* args) {
+    u32_fill_random_kernel<<<fill_blocks(backend, args->num_elements), 256, 0, gptoss_cuda_stream(backend)>>>(
+        args->output, args->num_elements, args->seed, args->offset);
     GPTOSS_CUDA_LAUNCHED("u32_fill_random");
     return gptoss_status_success;
 }
 
-extern "C" enum gptoss_status gptoss_cuda_f32_fill_random(gptoss_backend_t backend, float* output,
-                                                          uint64_t num_elements, uint64_t seed, uint64_t offset,
-                                                          float min, float max) {
-    const float scale = (max - min) * 0x1.0p-32f;
-    const float bias = (min + max) * 0.5f;
-    f32_fill_random_kernel<<<fill_blocks(backend, num_elements), 256, 0, gptoss_cuda_stream(backend)>>>(
-        output, num_elements, seed, offset, scale, bias);
+extern "C" enum gptoss_status gptoss_cuda_f32_fill_random(gptoss_backend_t backend,
+                                                          const struct gptoss_f32_fill_random_args* args) {
+    const float scale = (args->max - args->min) * 0x1.0p-32f;
+    const float bias = (args->min + args->max) * 0.5f;
+    f32_fill_random_kernel<<<fill_blocks(backend, args->num_elements), 256, 0, gptoss_cuda_stream(backend)>>>(
+        args->output, args->num_elements, args->seed, args->offset, scale, bias);
     GPTOSS_CUDA_LAUNCHED("f32_fill_random");
     return gptoss_status_success;
 }
 
-extern "C" enum gptoss_status gptoss_cuda_bf16_fill_random(gptoss_backend_t backend, gptoss_bf16* output,
-                                                           uint64_t num_elements, uint64_t seed, uint64_t offset,
-                                                           float min, float max) {
-    const float scale = (max - min) * 0x1.0p-32f;
-    const float bias = (min + max) * 0.5f;
-    bf16_fill_random_kernel<<<fill_blocks(backend, num_elements), 256, 0, gptoss_cuda_stream(backend)>>>(
-        (uint16_t*) output, num_elements, seed, offset, scale, bias);
+extern "C" enum gptoss_status gptoss_cuda_bf16_fill_random(gptoss_backend_t backend,
+                                                           const struct gptoss_bf16_fill_random_args* args) {
+    const float scale = (args->max - args->min) * 0x1.0p-32f;
+    const float bias = (args->min + args->max) * 0.5f;
+    bf16_fill_random_kernel<<<fill_blocks(backend, args->num_elements), 256, 0, gptoss_cuda_stream(backend)>>>(
+        (uint16_t*) args->output, args->num_elements, args->seed, args->offset, scale, bias);
     GPTOSS_CUDA_LAUNCHED("bf16_fill_random");
     return gptoss_status_success;
 }

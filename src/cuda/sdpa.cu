@@ -369,29 +369,27 @@ __global__ void sdpa_generic_kernel(const float* q, const float* kv, const uint1
 
 }  // namespace
 
-extern "C" enum gptoss_status gptoss_cuda_f32_sdpa(gptoss_backend_t backend, const float* q, const float* kv,
-                                                   const gptoss_bf16* sinks, float* output, uint32_t window,
-                                                   uint64_t kv_stride, uint32_t num_q_tokens, uint32_t num_kv_tokens,
-                                                   uint32_t num_q_heads, uint32_t num_kv_heads, uint32_t head_dim,
-                                                   float scale) {
+extern "C" enum gptoss_status gptoss_cuda_f32_sdpa(gptoss_backend_t backend, const struct gptoss_f32_sdpa_args* args) {
     const cudaStream_t stream = gptoss_cuda_stream(backend);
-    const uint32_t group = num_q_heads / num_kv_heads;
-    const uint64_t warps = (uint64_t) num_q_tokens * num_q_heads;
-    const bool fast = head_dim == D && group <= (uint32_t) G && gptoss_aligned(q, 16) && gptoss_aligned(kv, 16) &&
-                      kv_stride % 4 == 0 && (uint64_t) num_q_tokens * num_kv_heads <= GPTOSS_CUDA_MAX_GRID_YZ &&
-                      (uint64_t) num_q_tokens * num_q_heads <= 0x7FFFFFFFu;
+    const uint32_t group = args->num_q_heads / args->num_kv_heads;
+    const uint64_t warps = (uint64_t) args->num_q_tokens * args->num_q_heads;
+    const bool fast = args->head_dim == D && group <= (uint32_t) G && gptoss_aligned(args->q, 16) &&
+                      gptoss_aligned(args->kv, 16) && args->kv_stride % 4 == 0 &&
+                      (uint64_t) args->num_q_tokens * args->num_kv_heads <= GPTOSS_CUDA_MAX_GRID_YZ &&
+                      (uint64_t) args->num_q_tokens * args->num_q_heads <= 0x7FFFFFFFu;
     if (!fast) {
         const uint64_t blocks = (warps * 32 + 255) / 256;
-        sdpa_generic_kernel<<<(unsigned) blocks, 256, 0, stream>>>(q, kv, (const uint16_t*) sinks, output, window,
-                                                                   kv_stride, num_q_tokens, num_kv_tokens, num_q_heads,
-                                                                   num_kv_heads, head_dim, scale);
+        sdpa_generic_kernel<<<(unsigned) blocks, 256, 0, stream>>>(
+            args->q, args->kv, (const uint16_t*) args->sinks, args->output, args->window, args->kv_stride,
+            args->num_q_tokens, args->num_kv_tokens, args->num_q_heads, args->num_kv_heads, args->head_dim,
+            args->scale);
         GPTOSS_CUDA_LAUNCHED("f32_sdpa (generic)");
         return gptoss_status_success;
     }
     /* longest key range over the queries */
-    const uint64_t p_max1 = (uint64_t) num_kv_tokens + num_q_tokens;
-    const uint64_t max_len = p_max1 < window ? p_max1 : window;
-    const uint64_t pairs = (uint64_t) num_q_tokens * num_kv_heads;
+    const uint64_t p_max1 = (uint64_t) args->num_kv_tokens + args->num_q_tokens;
+    const uint64_t max_len = p_max1 < args->window ? p_max1 : args->window;
+    const uint64_t pairs = (uint64_t) args->num_q_tokens * args->num_kv_heads;
     const uint64_t target_blocks = (uint64_t) gptoss_cuda_num_sms(backend) * 8;
     uint64_t want_chunks = (target_blocks + pairs - 1) / pairs;
     if (want_chunks < 1) want_chunks = 1;
@@ -402,19 +400,19 @@ extern "C" enum gptoss_status gptoss_cuda_f32_sdpa(gptoss_backend_t backend, con
     const uint64_t nchunks = (max_len + chunk - 1) / chunk;
 
     SdpaShape s;
-    s.q = q;
-    s.kv = kv;
-    s.kv_stride = kv_stride;
-    s.window = window;
-    s.num_q_tokens = num_q_tokens;
-    s.num_kv_tokens = num_kv_tokens;
-    s.num_q_heads = num_q_heads;
-    s.num_kv_heads = num_kv_heads;
+    s.q = args->q;
+    s.kv = args->kv;
+    s.kv_stride = args->kv_stride;
+    s.window = args->window;
+    s.num_q_tokens = args->num_q_tokens;
+    s.num_kv_tokens = args->num_kv_tokens;
+    s.num_q_heads = args->num_q_heads;
+    s.num_kv_heads = args->num_kv_heads;
     s.group = group;
-    s.qkv_dim = head_dim * (num_q_heads + 2 * num_kv_heads);
+    s.qkv_dim = args->head_dim * (args->num_q_heads + 2 * args->num_kv_heads);
     s.chunk = (uint32_t) chunk;
     s.nchunks = (uint32_t) nchunks;
-    s.scale = scale;
+    s.scale = args->scale;
     /* few chunks: the last chunk block merges (one launch; counters pick it); many: a merge
      * kernel spreads the combination over one block per Q head (a single block would
      * serialise it) */
@@ -422,18 +420,18 @@ extern "C" enum gptoss_status gptoss_cuda_f32_sdpa(gptoss_backend_t backend, con
     void* partial = nullptr;
     s.counters = nullptr;
     const enum gptoss_status status = gptoss_cuda_scratch_acquire(
-        backend, (size_t) num_q_tokens * num_q_heads * nchunks * (D + 2) * sizeof(float), &partial, (size_t) pairs,
-        fused && nchunks > 1 ? &s.counters : nullptr);
+        backend, (size_t) args->num_q_tokens * args->num_q_heads * nchunks * (D + 2) * sizeof(float), &partial,
+        (size_t) pairs, fused && nchunks > 1 ? &s.counters : nullptr);
     if (status != gptoss_status_success) return status;
     s.partial = (float*) partial;
-    s.sinks = (const uint16_t*) sinks;
-    s.out = output;
+    s.sinks = (const uint16_t*) args->sinks;
+    s.out = args->output;
     cudaError_t err = gptoss_cuda_launch_pdl(backend, sdpa_chunk_kernel, dim3((unsigned) nchunks, (unsigned) pairs),
                                              dim3(THREADS), 0, s);
     if (err == cudaSuccess && !fused) {
         err = gptoss_cuda_launch_pdl(backend, sdpa_merge_kernel, dim3((unsigned) warps), dim3(MERGE_THREADS),
-                                     nchunks * sizeof(float), (const float*) s.partial, (const uint16_t*) sinks,
-                                     output, num_q_tokens, num_q_heads, (uint32_t) nchunks);
+                                     nchunks * sizeof(float), (const float*) s.partial, (const uint16_t*) args->sinks,
+                                     args->output, args->num_q_tokens, args->num_q_heads, (uint32_t) nchunks);
     }
     gptoss_cuda_scratch_release(backend);
     if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of f32_sdpa");

@@ -24,26 +24,31 @@ static enum gptoss_status check_matmul(gptoss_backend_t backend, const float* in
 }
 
 enum gptoss_status gptoss_check_f32_bf16w_matmul(gptoss_backend_t backend,
-                                                 const struct gptoss_f32_bf16w_matmul_args* a) {
-    return check_matmul(backend, a->input, a->weight, a->bias, a->output, a->num_tokens, a->num_cols, a->num_rows);
+                                                 const struct gptoss_f32_bf16w_matmul_args* args) {
+    return check_matmul(backend, args->input, args->weight, args->bias, args->output, args->num_tokens, args->num_cols,
+                        args->num_rows);
 }
 
 enum gptoss_status gptoss_check_f32_bf16w_matmul_add(gptoss_backend_t backend,
-                                                     const struct gptoss_f32_bf16w_matmul_add_args* a) {
-    return check_matmul(backend, a->input, a->weight, a->bias, a->output, a->num_tokens, a->num_cols, a->num_rows);
+                                                     const struct gptoss_f32_bf16w_matmul_add_args* args) {
+    return check_matmul(backend, args->input, args->weight, args->bias, args->output, args->num_tokens, args->num_cols,
+                        args->num_rows);
 }
 
 enum gptoss_status gptoss_check_f32_bf16w_dense_matmul_qkv(gptoss_backend_t backend,
-                                                           const struct gptoss_f32_bf16w_dense_matmul_qkv_args* a) {
-    return check_matmul(backend, a->input, a->weight, a->bias, a->output, a->num_tokens, a->num_cols, a->num_rows);
+                                                           const struct gptoss_f32_bf16w_dense_matmul_qkv_args* args) {
+    return check_matmul(backend, args->input, args->weight, args->bias, args->output, args->num_tokens, args->num_cols,
+                        args->num_rows);
 }
 
 enum gptoss_status gptoss_check_f32_bf16w_dense_matmul_attn_output(
-    gptoss_backend_t backend, const struct gptoss_f32_bf16w_dense_matmul_attn_output_args* a) {
-    return check_matmul(backend, a->input, a->weight, a->bias, a->output, a->num_tokens, a->num_cols, a->num_rows);
+    gptoss_backend_t backend, const struct gptoss_f32_bf16w_dense_matmul_attn_output_args* args) {
+    return check_matmul(backend, args->input, args->weight, args->bias, args->output, args->num_tokens, args->num_cols,
+                        args->num_rows);
 }
 
 enum gptoss_status gptoss_check_f32_bf16w_dense_matmul_mlp_gate(
-    gptoss_backend_t backend, const struct gptoss_f32_bf16w_dense_matmul_mlp_gate_args* a) {
-    return check_matmul(backend, a->input, a->weight, a->bias, a->output, a->num_tokens, a->num_cols, a->num_rows);
+    gptoss_backend_t backend, const struct gptoss_f32_bf16w_dense_matmul_mlp_gate_args* args) {
+    return check_matmul(backend, args->input, args->weight, args->bias, args->output, args->num_tokens, args->num_cols,
+                        args->num_rows);
 }

@@ -79,29 +79,29 @@ static enum gptoss_status check_moe(gptoss_backend_t backend, enum moe_layout la
 }
 
 enum gptoss_status gptoss_check_f32_mf4w_moe_matmul_swiglu(gptoss_backend_t backend,
-                                                           const struct gptoss_f32_mf4w_moe_matmul_swiglu_args* a) {
-    return check_moe(backend, moe_decode_up, a->input, a->expert_ids, a->weight_blocks, a->weight_scales, a->bias,
-                     a->expert_stride, a->output, a->num_tokens, a->num_active_experts, a->num_experts, a->num_cols,
-                     a->num_rows, true, a->swiglu_limit);
+                                                           const struct gptoss_f32_mf4w_moe_matmul_swiglu_args* args) {
+    return check_moe(backend, moe_decode_up, args->input, args->expert_ids, args->weight_blocks, args->weight_scales,
+                     args->bias, args->expert_stride, args->output, args->num_tokens, args->num_active_experts,
+                     args->num_experts, args->num_cols, args->num_rows, true, args->swiglu_limit);
 }
 
 enum gptoss_status gptoss_check_f32_mf4w_moe_matmul(gptoss_backend_t backend,
-                                                    const struct gptoss_f32_mf4w_moe_matmul_args* a) {
-    return check_moe(backend, moe_decode_down, a->input, a->expert_ids, a->weight_blocks, a->weight_scales, a->bias,
-                     a->expert_stride, a->output, a->num_tokens, a->num_active_experts, a->num_experts, a->num_cols,
-                     a->num_rows, false, 0.0f);
+                                                    const struct gptoss_f32_mf4w_moe_matmul_args* args) {
+    return check_moe(backend, moe_decode_down, args->input, args->expert_ids, args->weight_blocks, args->weight_scales,
+                     args->bias, args->expert_stride, args->output, args->num_tokens, args->num_active_experts,
+                     args->num_experts, args->num_cols, args->num_rows, false, 0.0f);
 }
 
 enum gptoss_status gptoss_check_f32_mf4w_moe_dense_matmul_swiglu(
-    gptoss_backend_t backend, const struct gptoss_f32_mf4w_moe_dense_matmul_swiglu_args* a) {
-    return check_moe(backend, moe_dense, a->input, a->expert_offsets, a->weight_blocks, a->weight_scales, a->bias,
-                     a->expert_stride, a->output, a->num_tokens, a->num_active_experts, a->num_experts, a->num_cols,
-                     a->num_rows, true, a->swiglu_limit);
+    gptoss_backend_t backend, const struct gptoss_f32_mf4w_moe_dense_matmul_swiglu_args* args) {
+    return check_moe(backend, moe_dense, args->input, args->expert_offsets, args->weight_blocks, args->weight_scales,
+                     args->bias, args->expert_stride, args->output, args->num_tokens, args->num_active_experts,
+                     args->num_experts, args->num_cols, args->num_rows, true, args->swiglu_limit);
 }
 
 enum gptoss_status gptoss_check_f32_mf4w_moe_dense_matmul(gptoss_backend_t backend,
-                                                          const struct gptoss_f32_mf4w_moe_dense_matmul_args* a) {
-    return check_moe(backend, moe_dense, a->input, a->expert_offsets, a->weight_blocks, a->weight_scales, a->bias,
-                     a->expert_stride, a->output, a->num_tokens, a->num_active_experts, a->num_experts, a->num_cols,
-                     a->num_rows, false, 0.0f);
+                                                          const struct gptoss_f32_mf4w_moe_dense_matmul_args* args) {
+    return check_moe(backend, moe_dense, args->input, args->expert_offsets, args->weight_blocks, args->weight_scales,
+                     args->bias, args->expert_stride, args->output, args->num_tokens, args->num_active_experts,
+                     args->num_experts, args->num_cols, args->num_rows, false, 0.0f);
 }

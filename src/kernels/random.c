@@ -18,26 +18,28 @@ static enum gptoss_status check_float_range(float min, float max) {
     return gptoss_status_success;
 }
 
-enum gptoss_status gptoss_check_u32_fill_random(gptoss_backend_t backend, const struct gptoss_u32_fill_random_args* a) {
-    GPTOSS_TRY(gptoss_check_pointer(a->output, "output", 4));
-    GPTOSS_TRY(gptoss_check_nonzero(a->num_elements, "num_elements"));
-    GPTOSS_TRY(GPTOSS_SIZE1("output", 4, NULL, a->num_elements));
+enum gptoss_status gptoss_check_u32_fill_random(gptoss_backend_t backend,
+                                                const struct gptoss_u32_fill_random_args* args) {
+    GPTOSS_TRY(gptoss_check_pointer(args->output, "output", 4));
+    GPTOSS_TRY(gptoss_check_nonzero(args->num_elements, "num_elements"));
+    GPTOSS_TRY(GPTOSS_SIZE1("output", 4, NULL, args->num_elements));
     return gptoss_status_success;
 }
 
-enum gptoss_status gptoss_check_f32_fill_random(gptoss_backend_t backend, const struct gptoss_f32_fill_random_args* a) {
-    GPTOSS_TRY(gptoss_check_pointer(a->output, "output", 4));
-    GPTOSS_TRY(gptoss_check_nonzero(a->num_elements, "num_elements"));
-    GPTOSS_TRY(GPTOSS_SIZE1("output", 4, NULL, a->num_elements));
-    GPTOSS_TRY(check_float_range(a->min, a->max));
+enum gptoss_status gptoss_check_f32_fill_random(gptoss_backend_t backend,
+                                                const struct gptoss_f32_fill_random_args* args) {
+    GPTOSS_TRY(gptoss_check_pointer(args->output, "output", 4));
+    GPTOSS_TRY(gptoss_check_nonzero(args->num_elements, "num_elements"));
+    GPTOSS_TRY(GPTOSS_SIZE1("output", 4, NULL, args->num_elements));
+    GPTOSS_TRY(check_float_range(args->min, args->max));
     return gptoss_status_success;
 }
 
 enum gptoss_status gptoss_check_bf16_fill_random(gptoss_backend_t backend,
-                                                 const struct gptoss_bf16_fill_random_args* a) {
-    GPTOSS_TRY(gptoss_check_pointer(a->output, "output", 2));
-    GPTOSS_TRY(gptoss_check_nonzero(a->num_elements, "num_elements"));
-    GPTOSS_TRY(GPTOSS_SIZE1("output", 2, NULL, a->num_elements));
-    GPTOSS_TRY(check_float_range(a->min, a->max));
+                                                 const struct gptoss_bf16_fill_random_args* args) {
+    GPTOSS_TRY(gptoss_check_pointer(args->output, "output", 2));
+    GPTOSS_TRY(gptoss_check_nonzero(args->num_elements, "num_elements"));
+    GPTOSS_TRY(GPTOSS_SIZE1("output", 2, NULL, args->num_elements));
+    GPTOSS_TRY(check_float_range(args->min, args->max));
     return gptoss_status_success;
 }

@@ -3,16 +3,27 @@
  * all generated from the kernel list (include/gptoss/kernel-list.h).
  *
  * A call: clear the thread's error message, check the backend handle, check the arguments
- * (gptoss_check_<name>, src/kernels/<family>.c), then the backend's entry. */
+ * (gptoss_check_<name>, src/kernels/<family>.c), then the backend's entry
+ * (backend->ops-><name>). */
 #include "kernels/check.h"
 
-#define ENTRY_ARG(type, name) , args->name
 #define RUN(name, family)                                                                                     \
     static enum gptoss_status run_##name(gptoss_backend_t backend, const struct gptoss_##name##_args* args) { \
         GPTOSS_TRY(gptoss_check_##name(backend, args));                                                       \
-        return backend->ops->name(backend GPTOSS_ARGS_##name(ENTRY_ARG));                                     \
+        return backend->ops->name(backend, args);                                                             \
     }
-GPTOSS_KERNEL_LIST(RUN, RUN)
+/* A fusion runs as its parts (gptoss_unfused_<name>, src/kernels/<family>.c) on a backend
+ * without a fused entry, or where the backend says its fused entry does not apply. */
+#define RUN_FUSION(name, family)                                                                              \
+    static enum gptoss_status run_##name(gptoss_backend_t backend, const struct gptoss_##name##_args* args) { \
+        GPTOSS_TRY(gptoss_check_##name(backend, args));                                                       \
+        const struct gptoss_backend_ops* ops = backend->ops;                                                  \
+        if (ops->name != NULL && (ops->supports_##name == NULL || ops->supports_##name(backend, args))) {     \
+            return ops->name(backend, args);                                                                  \
+        }                                                                                                     \
+        return gptoss_unfused_##name(backend, args);                                                          \
+    }
+GPTOSS_KERNEL_LIST(RUN, RUN_FUSION)
 
 /* The named functions. kernels.h declares them: the compiler checks that the list gives
  * each the parameters of its contract. */
