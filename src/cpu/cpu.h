@@ -24,9 +24,6 @@ static inline struct gptoss_cpu_backend* gptoss_cpu(gptoss_backend_t backend) {
 enum gptoss_cpu_isa gptoss_cpu_detect_isa(void);
 int gptoss_cpu_isa_available(enum gptoss_cpu_isa isa);
 
-enum gptoss_status gptoss_cpu_backend_create(uint32_t num_threads, enum gptoss_cpu_isa isa,
-                                             gptoss_backend_t* backend_out);
-
 /* Runs fn over [0, range) on the backend's pool (see gptoss_threadpool_parallelize). */
 void gptoss_cpu_parallelize(gptoss_backend_t backend, gptoss_parallel_fn fn, void* context, size_t range,
                             size_t grain);

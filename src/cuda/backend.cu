@@ -204,6 +204,11 @@ static const struct gptoss_backend_ops cuda_ops = {
     /* .free = */ cuda_free,
     /* .copy = */ cuda_copy,
     /* .synchronize = */ cuda_synchronize,
+    /* .graph_create = */ gptoss_cuda_graph_create,
+    /* .graph_begin = */ gptoss_cuda_graph_begin,
+    /* .graph_end = */ gptoss_cuda_graph_end,
+    /* .graph_launch = */ gptoss_cuda_graph_launch,
+    /* .graph_release = */ gptoss_cuda_graph_release,
 #define GPTOSS_CUDA_ENTRY(name, family) gptoss_cuda_##name,
 #define GPTOSS_CUDA_FUSED_ENTRY(name, family) gptoss_cuda_##name, gptoss_cuda_supports_##name,
     GPTOSS_KERNEL_LIST(GPTOSS_CUDA_ENTRY, GPTOSS_CUDA_FUSED_ENTRY)

@@ -48,9 +48,7 @@ static inline struct gptoss_cuda_backend* gptoss_cuda(gptoss_backend_t backend) 
     return (struct gptoss_cuda_backend*) backend;
 }
 
-enum gptoss_status gptoss_cuda_backend_create(int device, void* stream, gptoss_backend_t* backend_out);
-
-/* graph.cu: the gptoss_graph_* entries (public checks done in src/backend.c) */
+/* graph.cu: the graph entries of the backend's ops table */
 enum gptoss_status gptoss_cuda_graph_create(gptoss_backend_t backend, gptoss_graph_t* graph_out);
 enum gptoss_status gptoss_cuda_graph_begin(gptoss_graph_t graph);
 enum gptoss_status gptoss_cuda_graph_end(gptoss_graph_t graph);

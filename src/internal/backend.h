@@ -18,6 +18,14 @@ struct gptoss_backend_ops {
                                enum gptoss_copy_kind kind);
     enum gptoss_status (*synchronize)(gptoss_backend_t backend);
 
+    /* Graphs (kernels.h): NULL on a backend that does not record them. The public
+     * functions in src/backend.c check their arguments first. */
+    enum gptoss_status (*graph_create)(gptoss_backend_t backend, gptoss_graph_t* graph_out);
+    enum gptoss_status (*graph_begin)(gptoss_graph_t graph);
+    enum gptoss_status (*graph_end)(gptoss_graph_t graph);
+    enum gptoss_status (*graph_launch)(gptoss_graph_t graph);
+    enum gptoss_status (*graph_release)(gptoss_graph_t graph);
+
     /* One entry per kernel of the list, named after it: `name`(backend, args). A fusion's
      * entry may be NULL (src/kernels then runs the kernels it fuses through their entries);
      * supports_<fusion>, where not NULL, says for which arguments the fused entry applies
@@ -40,5 +48,22 @@ struct gptoss_backend {
     bool host_memory;
     char name[128];
 };
+
+/* The start of every backend's graph object: the backend that recorded it. */
+struct gptoss_graph {
+    gptoss_backend_t backend;
+};
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+/* The backends' constructors (src/cpu/backend.c, src/cuda/backend.cu; the latter only in
+ * builds with CUDA). Arguments were checked by src/backend.c. */
+enum gptoss_status gptoss_cpu_backend_create(uint32_t num_threads, enum gptoss_cpu_isa isa,
+                                             gptoss_backend_t* backend_out);
+enum gptoss_status gptoss_cuda_backend_create(int device, void* stream, gptoss_backend_t* backend_out);
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* GPTOSS_INTERNAL_BACKEND_H */
