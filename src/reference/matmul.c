@@ -1,5 +1,5 @@
 /* Reference: bf16-weight matrix products (out = x W^T + b, optionally + old; the "dense"
- * kernels compute the same functions). */
+ * kernels compute the same two functions). */
 #include "reference/reference.h"
 
 #include "common/math.h"
@@ -24,28 +24,11 @@ static void matmul(const float* input, const gptoss_bf16* weight, const gptoss_b
     }
 }
 
-#define MATMUL(args, old, output)                                                                          \
-    matmul((args)->input, (args)->weight, (args)->bias, old, output, (args)->num_tokens, (args)->num_cols, \
-           (args)->num_rows)
-
 void gptoss_ref_f32_bf16w_matmul(const struct gptoss_f32_bf16w_matmul_args* args, double* output) {
-    MATMUL(args, NULL, output);
-}
-
-void gptoss_ref_f32_bf16w_dense_matmul_qkv(const struct gptoss_f32_bf16w_dense_matmul_qkv_args* args, double* output) {
-    MATMUL(args, NULL, output);
-}
-
-void gptoss_ref_f32_bf16w_dense_matmul_mlp_gate(const struct gptoss_f32_bf16w_dense_matmul_mlp_gate_args* args,
-                                                double* output) {
-    MATMUL(args, NULL, output);
+    matmul(args->input, args->weight, args->bias, NULL, output, args->num_tokens, args->num_cols, args->num_rows);
 }
 
 void gptoss_ref_f32_bf16w_matmul_add(const struct gptoss_f32_bf16w_matmul_add_args* args, double* output) {
-    MATMUL(args, args->output, output);
-}
-
-void gptoss_ref_f32_bf16w_dense_matmul_attn_output(const struct gptoss_f32_bf16w_dense_matmul_attn_output_args* args,
-                                                   double* output) {
-    MATMUL(args, args->output, output);
+    matmul(args->input, args->weight, args->bias, args->output, output, args->num_tokens, args->num_cols,
+           args->num_rows);
 }
