@@ -31,15 +31,11 @@ void gptoss_ref_f32_bf16w_rmsnorm(const struct gptoss_f32_bf16w_rmsnorm_args* ar
 void gptoss_ref_f32_accumulate_bf16w_rmsnorm(const struct gptoss_f32_accumulate_bf16w_rmsnorm_args* args,
                                              double* residual, double* output);
 
-/* out = x W^T + b; bias may be NULL. The "dense" kernels compute the same functions. */
+/* out = x W^T + b; bias may be NULL (also the reference of the "dense" matmul_qkv and
+ * mlp_gate kernels, which compute the same function) */
 void gptoss_ref_f32_bf16w_matmul(const struct gptoss_f32_bf16w_matmul_args* args, double* output);
-void gptoss_ref_f32_bf16w_dense_matmul_qkv(const struct gptoss_f32_bf16w_dense_matmul_qkv_args* args, double* output);
-void gptoss_ref_f32_bf16w_dense_matmul_mlp_gate(const struct gptoss_f32_bf16w_dense_matmul_mlp_gate_args* args,
-                                                double* output);
-/* out = old + (x W^T + b) */
+/* out = old + (x W^T + b) (also of the dense attn_output kernel) */
 void gptoss_ref_f32_bf16w_matmul_add(const struct gptoss_f32_bf16w_matmul_add_args* args, double* output);
-void gptoss_ref_f32_bf16w_dense_matmul_attn_output(const struct gptoss_f32_bf16w_dense_matmul_attn_output_args* args,
-                                                   double* output);
 
 /* output double[T][rows] (rotated Q, rotated K, V); kv_cache double[Hkv][max_tokens][2][D]:
  * only the slots of positions token_offset..+T-1 are written (the caller compares those
