@@ -100,41 +100,11 @@
     ARG(uint32_t, num_cols)                \
     ARG(uint32_t, num_rows)
 
-#define GPTOSS_ARGS_f32_bf16w_matmul_add(ARG)  \
-    ARG(const float*, input)                   \
-    ARG(const gptoss_bf16*, weight)            \
-    ARG(const gptoss_bf16*, bias)              \
-    ARG(float*, output)                        \
-    ARG(uint32_t, num_tokens)                  \
-    ARG(uint32_t, num_cols)                    \
-    ARG(uint32_t, num_rows)
-
-#define GPTOSS_ARGS_f32_bf16w_dense_matmul_qkv(ARG)  \
-    ARG(const float*, input)                         \
-    ARG(const gptoss_bf16*, weight)                  \
-    ARG(const gptoss_bf16*, bias)                    \
-    ARG(float*, output)                              \
-    ARG(uint32_t, num_tokens)                        \
-    ARG(uint32_t, num_cols)                          \
-    ARG(uint32_t, num_rows)
-
-#define GPTOSS_ARGS_f32_bf16w_dense_matmul_attn_output(ARG)  \
-    ARG(const float*, input)                                 \
-    ARG(const gptoss_bf16*, weight)                          \
-    ARG(const gptoss_bf16*, bias)                            \
-    ARG(float*, output)                                      \
-    ARG(uint32_t, num_tokens)                                \
-    ARG(uint32_t, num_cols)                                  \
-    ARG(uint32_t, num_rows)
-
-#define GPTOSS_ARGS_f32_bf16w_dense_matmul_mlp_gate(ARG)  \
-    ARG(const float*, input)                              \
-    ARG(const gptoss_bf16*, weight)                       \
-    ARG(const gptoss_bf16*, bias)                         \
-    ARG(float*, output)                                   \
-    ARG(uint32_t, num_tokens)                             \
-    ARG(uint32_t, num_cols)                               \
-    ARG(uint32_t, num_rows)
+/* the other bf16-weight matmuls take the same parameters */
+#define GPTOSS_ARGS_f32_bf16w_matmul_add GPTOSS_ARGS_f32_bf16w_matmul
+#define GPTOSS_ARGS_f32_bf16w_dense_matmul_qkv GPTOSS_ARGS_f32_bf16w_matmul
+#define GPTOSS_ARGS_f32_bf16w_dense_matmul_attn_output GPTOSS_ARGS_f32_bf16w_matmul
+#define GPTOSS_ARGS_f32_bf16w_dense_matmul_mlp_gate GPTOSS_ARGS_f32_bf16w_matmul
 
 #define GPTOSS_ARGS_f32_bf16w_matmul_qkv(ARG)  \
     ARG(const float*, input)                   \

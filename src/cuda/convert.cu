@@ -17,9 +17,9 @@ __global__ void mf4_f32_convert_kernel(const uint8_t* blocks, const uint8_t* sca
             lo = hi = __uint_as_float(0x7FC00000u);
         } else {
             /* 2^(s-127) for s in [0, 254] is representable (2^-127 is subnormal) */
-            const float m = gptoss_d_exp2i((int) s - 127);
-            lo = gptoss_d_fp4(byte & 15u) * m;
-            hi = gptoss_d_fp4(byte >> 4) * m;
+            const float m = gptoss_exp2i((int) s - 127);
+            lo = gptoss_fp4_to_f32(byte & 15u) * m;
+            hi = gptoss_fp4_to_f32(byte >> 4) * m;
         }
         out[2 * i] = lo;
         out[2 * i + 1] = hi;

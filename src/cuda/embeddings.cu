@@ -16,7 +16,7 @@ __global__ void embeddings_kernel(const uint32_t* token_ids, const uint16_t* wei
             continue;
         }
         const uint16_t* w = weight + (size_t) id * num_channels;
-        for (uint32_t c = threadIdx.x; c < num_channels; c += blockDim.x) row[c] = gptoss_d_bf16_to_f32(w[c]);
+        for (uint32_t c = threadIdx.x; c < num_channels; c += blockDim.x) row[c] = gptoss_bf16_to_f32(w[c]);
     }
 }
 

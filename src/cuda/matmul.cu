@@ -89,8 +89,8 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_bf16_vec_kernel(const fl
         static_assert(TT == 1 && RPW == 2, "the RoPE epilogue works on one token and one row pair");
         const float v0 = gptoss_d_warp_sum(acc[0][0]), v1 = gptoss_d_warp_sum(acc[1][0]);
         if (lane == 0) {
-            const float xv = bias != nullptr ? v0 + gptoss_d_bf16_to_f32(bias[row0]) : v0;
-            const float yv = bias != nullptr ? v1 + gptoss_d_bf16_to_f32(bias[row0 + 1]) : v1;
+            const float xv = bias != nullptr ? v0 + gptoss_bf16_to_f32(bias[row0]) : v0;
+            const float yv = bias != nullptr ? v1 + gptoss_bf16_to_f32(bias[row0 + 1]) : v1;
             gptoss_d_qkv_rope_store(xv, yv, out + row0, row0 / 2, rope.pos, rope.p, rope.kv_cache, rope.num_q_heads,
                                     rope.num_kv_heads, rope.head_dim, rope.max_tokens);
         }
@@ -142,7 +142,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_bf16_scalar_kernel(const
     const float* xr = x + (size_t) t * C;
     const uint16_t* wr = w + (size_t) r * C;
     float acc = 0.0f;
-    for (uint32_t c = lane; c < C; c += 32) acc = fmaf(xr[c], gptoss_d_bf16_to_f32(wr[c]), acc);
+    for (uint32_t c = lane; c < C; c += 32) acc = fmaf(xr[c], gptoss_bf16_to_f32(wr[c]), acc);
     acc = gptoss_d_warp_sum(acc);
     if (lane == 0) gptoss_d_store_result(out + (size_t) t * R + r, bias, r, acc, add);
 }
@@ -196,7 +196,7 @@ __global__ void __launch_bounds__(256) gemm_bf16_kernel(const float* __restrict_
                 for (int q = 0; q < 8; q++) {
                     const bool kin = kk + q < K;
                     av[q] = (kin && am < M) ? A[(size_t) am * K + kk + q] : 0.0f;
-                    bv[q] = (kin && bn < N) ? gptoss_d_bf16_to_f32(W[(size_t) bn * K + kk + q]) : 0.0f;
+                    bv[q] = (kin && bn < N) ? gptoss_bf16_to_f32(W[(size_t) bn * K + kk + q]) : 0.0f;
                 }
             }
 #pragma unroll

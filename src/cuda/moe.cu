@@ -27,11 +27,11 @@ __device__ __forceinline__ float nan_f() { return __uint_as_float(0x7FC00000u); 
 
 __device__ __forceinline__ float bias_at(const uint8_t* bias_bytes, uint32_t r) {
     const uint32_t lo = bias_bytes[2 * (size_t) r], hi = bias_bytes[2 * (size_t) r + 1];
-    return gptoss_d_bf16_to_f32((uint16_t) (lo | (hi << 8)));
+    return gptoss_bf16_to_f32((uint16_t) (lo | (hi << 8)));
 }
 
 /* Multiplier of a +14-biased scale byte: 2^(stored - 141), exact. */
-__device__ __forceinline__ float mf4_multiplier(uint32_t stored) { return gptoss_d_exp2i((int) stored - 141); }
+__device__ __forceinline__ float mf4_multiplier(uint32_t stored) { return gptoss_exp2i((int) stored - 141); }
 
 __device__ __forceinline__ float2 h2f(uint32_t bits) {
     __half2 h;
@@ -180,7 +180,7 @@ __global__ void __launch_bounds__(kMoeWarps * 32, 4) moe_gemv_kernel(
             const float y0 = acc0 + bias_at(wbias, r0);
             const float y1 = acc1 + bias_at(wbias, r1);
             if (SWIGLU) {
-                orow[unit] = gptoss_d_swiglu(y0, y1, limit);
+                orow[unit] = gptoss_swiglu(y0, y1, limit);
             } else {
                 orow[r0] = y0;
                 if (r0 + 1 < num_out) orow[r0 + 1] = y1;
@@ -262,7 +262,7 @@ __global__ void __launch_bounds__(256, 3) moe_gemm_tc_kernel(const uint32_t* __r
         return;
     }
     if (e_found == 0xFFFFFFFFu) return; /* block-uniform */
-    if (tid < 16) fp4_lut[tid] = gptoss_d_fp4(tid);
+    if (tid < 16) fp4_lut[tid] = gptoss_fp4_to_f32(tid);
 
     const uint8_t* wb = blocks + (size_t) e_found * stride;
     const uint8_t* wsc = scales + (size_t) e_found * stride;
@@ -328,7 +328,7 @@ __global__ void __launch_bounds__(256, 3) moe_gemm_tc_kernel(const uint32_t* __r
             for (int p = 0; p < NP; p++) *(uint2*) (as + ((size_t) p * MT_BM + row) * MT_LD + col) = ap[i][p];
         }
         /* w * 2^10 as bf16: exact (see above), so truncating the f32 bits is exact */
-        const float mult = gptoss_d_exp2i((int) wscale - 141 + kMoeTcPrescale);
+        const float mult = gptoss_exp2i((int) wscale - 141 + kMoeTcPrescale);
         uint32_t packed[8];
 #pragma unroll
         for (int b = 0; b < 8; b++) {
@@ -394,7 +394,7 @@ __global__ void __launch_bounds__(256, 3) moe_gemm_tc_kernel(const uint32_t* __r
                 if (SWIGLU) {
                     if (n + 1 < N) {
                         out[(size_t) m * out_width + n / 2] =
-                            gptoss_d_swiglu(v0 + bias_at(wbias, n), v1 + bias_at(wbias, n + 1), limit);
+                            gptoss_swiglu(v0 + bias_at(wbias, n), v1 + bias_at(wbias, n + 1), limit);
                     }
                 } else {
                     if (n < N) out[(size_t) m * out_width + n] = v0 + bias_at(wbias, n);

@@ -6,7 +6,7 @@ namespace {
 __global__ void u32_fill_random_kernel(uint32_t* out, uint64_t n, uint64_t seed, uint64_t offset) {
     const uint64_t stride = (uint64_t) gridDim.x * blockDim.x;
     for (uint64_t i = (uint64_t) blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
-        out[i] = gptoss_d_squares32(offset + i, seed);
+        out[i] = gptoss_squares32(offset + i, seed);
     }
 }
 
@@ -14,7 +14,7 @@ __global__ void f32_fill_random_kernel(float* out, uint64_t n, uint64_t seed, ui
                                        float bias) {
     const uint64_t stride = (uint64_t) gridDim.x * blockDim.x;
     for (uint64_t i = (uint64_t) blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
-        out[i] = gptoss_d_random_f32(gptoss_d_squares32(offset + i, seed), scale, bias);
+        out[i] = gptoss_random_f32(gptoss_squares32(offset + i, seed), scale, bias);
     }
 }
 
@@ -22,7 +22,7 @@ __global__ void bf16_fill_random_kernel(uint16_t* out, uint64_t n, uint64_t seed
                                         float bias) {
     const uint64_t stride = (uint64_t) gridDim.x * blockDim.x;
     for (uint64_t i = (uint64_t) blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
-        out[i] = gptoss_d_f32_to_bf16(gptoss_d_random_f32(gptoss_d_squares32(offset + i, seed), scale, bias));
+        out[i] = gptoss_f32_to_bf16(gptoss_random_f32(gptoss_squares32(offset + i, seed), scale, bias));
     }
 }
 

@@ -19,7 +19,7 @@ __global__ void __launch_bounds__(1024) rmsnorm_kernel(const float* input, const
         const float r = 1.0f / sqrtf(ss / (float) num_channels + epsilon);
         __syncthreads(); /* every thread has read x before anyone overwrites it (in place) */
         for (uint32_t c = threadIdx.x; c < num_channels; c += blockDim.x) {
-            y[c] = (x[c] * r) * gptoss_d_bf16_to_f32(weight[c]);
+            y[c] = (x[c] * r) * gptoss_bf16_to_f32(weight[c]);
         }
         __syncthreads();
     }

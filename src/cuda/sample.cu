@@ -39,7 +39,7 @@ __global__ void __launch_bounds__(1024) sample_kernel(const float* prob, const f
     __shared__ uint32_t found_s;
     __shared__ int last_pos_s;
     const uint32_t tid = threadIdx.x, lane = tid & 31u, warp = tid >> 5;
-    const uint32_t word = gptoss_d_squares32(offset, seed);
+    const uint32_t word = gptoss_squares32(offset, seed);
     const float u = (float) (word & 0xFFFFFFu) * 0x1.0p-24f;
     const float target = fmaxf(u * sum[0], 0x1.0p-149f);
     if (tid == 0) {

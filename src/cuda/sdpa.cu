@@ -196,7 +196,7 @@ __global__ void __launch_bounds__(THREADS) sdpa_chunk_kernel(SdpaShape s) {
         for (int j = 0; j < 4; j++) {
             const uint32_t g = gg * 4 + j;
             if (g >= s.group) continue;
-            const float S = s.sinks != nullptr ? gptoss_d_bf16_to_f32(s.sinks[hq0 + g]) : -INFINITY;
+            const float S = s.sinks != nullptr ? gptoss_bf16_to_f32(s.sinks[hq0 + g]) : -INFINITY;
             const float m = ml_s[g][0], l = ml_s[g][1];
             const float M = fmaxf(S, m);
             const float f = (M == -INFINITY || m == -INFINITY) ? 0.0f : expf(m - M);
@@ -245,7 +245,7 @@ __global__ void __launch_bounds__(THREADS) sdpa_chunk_kernel(SdpaShape s) {
         if (g >= s.group) continue;
         const uint32_t row = i * s.num_q_heads + hq0 + g;
         const float* part = s.partial + (size_t) row * s.nchunks * stride_chunk;
-        const float S = s.sinks != nullptr ? gptoss_d_bf16_to_f32(s.sinks[hq0 + g]) : -INFINITY;
+        const float S = s.sinks != nullptr ? gptoss_bf16_to_f32(s.sinks[hq0 + g]) : -INFINITY;
         const bool has = lane < s.nchunks;
         const float mc = has ? __ldcg(part + (size_t) lane * stride_chunk + D) : -INFINITY;
         const float lc = has ? __ldcg(part + (size_t) lane * stride_chunk + D + 1) : 0.0f;
@@ -292,7 +292,7 @@ __global__ void __launch_bounds__(MERGE_THREADS) sdpa_merge_kernel(const float* 
     const uint32_t row = blockIdx.x; /* i * Hq + hq */
     const uint32_t tid = threadIdx.x;
     const float* part = partial + (size_t) row * nchunks * (D + 2);
-    const float S = sinks != nullptr ? gptoss_d_bf16_to_f32(sinks[row % num_q_heads]) : -INFINITY;
+    const float S = sinks != nullptr ? gptoss_bf16_to_f32(sinks[row % num_q_heads]) : -INFINITY;
     float m = -INFINITY;
     for (uint32_t c = tid; c < nchunks; c += MERGE_THREADS) m = fmaxf(m, part[(size_t) c * (D + 2) + D]);
     m = gptoss_d_warp_max(m);
@@ -339,7 +339,7 @@ __global__ void sdpa_generic_kernel(const float* q, const float* kv, const uint1
     const float* kvh = kv + (size_t) h * kv_stride;
     float* o = out + (size_t) i * num_q_heads * head_dim + (size_t) hq * head_dim;
     /* pass 1: max; pass 2: sums (two passes keep the arithmetic simple) */
-    const float S = sinks != nullptr ? gptoss_d_bf16_to_f32(sinks[hq]) : -INFINITY;
+    const float S = sinks != nullptr ? gptoss_bf16_to_f32(sinks[hq]) : -INFINITY;
     float M = S;
     for (uint32_t t = lo; t <= P; t++) {
         const float* k = kvh + (size_t) t * 2 * head_dim;

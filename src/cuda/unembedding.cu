@@ -30,7 +30,7 @@ __global__ void __launch_bounds__(kArgmaxThreads) argmax_sliced_kernel(const flo
         for (uint32_t j = 0; j < kArgmaxSlice / kArgmaxThreads; j++) {
             const uint32_t v = base + threadIdx.x + j * kArgmaxThreads;
             if (v < end) {
-                const unsigned long long key = ((unsigned long long) gptoss_d_argmax_key(row[v]) << 32) | v;
+                const unsigned long long key = ((unsigned long long) gptoss_argmax_key(row[v]) << 32) | v;
                 best = key < best ? key : best;
             }
         }

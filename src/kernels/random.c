@@ -18,28 +18,26 @@ static enum gptoss_status check_float_range(float min, float max) {
     return gptoss_status_success;
 }
 
+/* output: num_elements >= 1 values of element_size bytes (naturally aligned) */
+static enum gptoss_status check_output(const void* output, uint64_t num_elements, size_t element_size) {
+    GPTOSS_TRY(gptoss_check_pointer(output, "output", element_size));
+    GPTOSS_TRY(gptoss_check_nonzero(num_elements, "num_elements"));
+    return GPTOSS_SIZE1("output", element_size, NULL, num_elements);
+}
+
 enum gptoss_status gptoss_check_u32_fill_random(gptoss_backend_t backend,
                                                 const struct gptoss_u32_fill_random_args* args) {
-    GPTOSS_TRY(gptoss_check_pointer(args->output, "output", 4));
-    GPTOSS_TRY(gptoss_check_nonzero(args->num_elements, "num_elements"));
-    GPTOSS_TRY(GPTOSS_SIZE1("output", 4, NULL, args->num_elements));
-    return gptoss_status_success;
+    return check_output(args->output, args->num_elements, 4);
 }
 
 enum gptoss_status gptoss_check_f32_fill_random(gptoss_backend_t backend,
                                                 const struct gptoss_f32_fill_random_args* args) {
-    GPTOSS_TRY(gptoss_check_pointer(args->output, "output", 4));
-    GPTOSS_TRY(gptoss_check_nonzero(args->num_elements, "num_elements"));
-    GPTOSS_TRY(GPTOSS_SIZE1("output", 4, NULL, args->num_elements));
-    GPTOSS_TRY(check_float_range(args->min, args->max));
-    return gptoss_status_success;
+    GPTOSS_TRY(check_output(args->output, args->num_elements, 4));
+    return check_float_range(args->min, args->max);
 }
 
 enum gptoss_status gptoss_check_bf16_fill_random(gptoss_backend_t backend,
                                                  const struct gptoss_bf16_fill_random_args* args) {
-    GPTOSS_TRY(gptoss_check_pointer(args->output, "output", 2));
-    GPTOSS_TRY(gptoss_check_nonzero(args->num_elements, "num_elements"));
-    GPTOSS_TRY(GPTOSS_SIZE1("output", 2, NULL, args->num_elements));
-    GPTOSS_TRY(check_float_range(args->min, args->max));
-    return gptoss_status_success;
+    GPTOSS_TRY(check_output(args->output, args->num_elements, 2));
+    return check_float_range(args->min, args->max);
 }

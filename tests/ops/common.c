@@ -254,6 +254,10 @@ enum gptoss_status tc_launch(gptoss_backend_t backend, const struct tc_problem* 
     return gptoss_kernel_run(backend, p->op->kernel, &args);
 }
 
+void tc_shape_rows(const struct tc_case* c, char* buf, size_t size) {
+    snprintf(buf, size, "T=%u C=%u R=%u", c->t, c->c, c->r);
+}
+
 double tc_bytes(const struct tc_op* op, const struct tc_case* c) { return op->bytes(c); }
 
 double tc_flops(const struct tc_op* op, const struct tc_case* c) { return op->flops != NULL ? op->flops(c) : 0.0; }

@@ -42,9 +42,6 @@ static void expect(const struct tc_problem* p, struct tc_expect* ex) {
 
 /* ids, rows read, output */
 static double bytes(const struct tc_case* c) { return 4.0 * c->t + 2.0 * c->t * c->c + 4.0 * c->t * c->c; }
-static void shape(const struct tc_case* c, char* buf, size_t size) {
-    snprintf(buf, size, "T=%u C=%u R=%u", c->t, c->c, c->r);
-}
 
 const struct tc_op tc_op_bf16_f32_embeddings = {
     gptoss_kernel_bf16_f32_embeddings,
@@ -53,5 +50,5 @@ const struct tc_op tc_op_bf16_f32_embeddings = {
     .args = args,
     .expect = expect,
     .bytes = bytes,
-    .shape = shape,
+    .shape = tc_shape_rows,
 };

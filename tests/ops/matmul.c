@@ -164,14 +164,11 @@ static double bytes(const struct tc_case* c) {
 /* the output read and written */
 static double bytes_add(const struct tc_case* c) { return bytes(c) + 4.0 * c->t * c->r; }
 static double flops(const struct tc_case* c) { return 2.0 * c->t * c->c * c->r; }
-static void shape(const struct tc_case* c, char* buf, size_t size) {
-    snprintf(buf, size, "T=%u C=%u R=%u", c->t, c->c, c->r);
-}
 
-#define MATMUL_OP(name, bytes_fn)                                                          \
-    const struct tc_op tc_op_##name = {                                                    \
-        gptoss_kernel_##name, TC_CASES(name##_cases), .make = make,   .args = args_##name, \
-        .expect = expect,     .bytes = bytes_fn,      .flops = flops, .shape = shape,      \
+#define MATMUL_OP(name, bytes_fn)                                                             \
+    const struct tc_op tc_op_##name = {                                                       \
+        gptoss_kernel_##name, TC_CASES(name##_cases), .make = make,   .args = args_##name,    \
+        .expect = expect,     .bytes = bytes_fn,      .flops = flops, .shape = tc_shape_rows, \
     };
 MATMUL_OP(f32_bf16w_matmul, bytes)
 MATMUL_OP(f32_bf16w_matmul_add, bytes_add)

@@ -224,6 +224,8 @@ void tc_failf(struct tc_result* res, const char* fmt, ...) __attribute__((format
 double tc_bytes(const struct tc_op* op, const struct tc_case* c);
 double tc_flops(const struct tc_op* op, const struct tc_case* c);
 void tc_shape_string(const struct tc_op* op, const struct tc_case* c, char* buf, size_t size);
+/* The "T C R" shape (tokens, columns, rows) of most kernels. */
+void tc_shape_rows(const struct tc_case* c, char* buf, size_t size);
 const char* tc_kernel_name(const struct tc_op* op);
 
 /* ------------------------------------------------------------------------------------

@@ -76,13 +76,10 @@ static void expect_rmsnorm(const struct tc_problem* p, struct tc_expect* ex) {
 
 static double bytes_rmsnorm(const struct tc_case* c) { return 4.0 * c->t * c->c + 2.0 * c->c + 4.0 * c->t * c->c; }
 static double flops_rmsnorm(const struct tc_case* c) { return 4.0 * c->t * c->c; }
-static void shape_rows(const struct tc_case* c, char* buf, size_t size) {
-    snprintf(buf, size, "T=%u C=%u R=%u", c->t, c->c, c->r);
-}
 
 const struct tc_op tc_op_f32_bf16w_rmsnorm = {
     gptoss_kernel_f32_bf16w_rmsnorm, TC_CASES(rmsnorm_cases), .make = make_rmsnorm,   .args = args_rmsnorm,
-    .expect = expect_rmsnorm,        .bytes = bytes_rmsnorm,  .flops = flops_rmsnorm, .shape = shape_rows,
+    .expect = expect_rmsnorm,        .bytes = bytes_rmsnorm,  .flops = flops_rmsnorm, .shape = tc_shape_rows,
 };
 
 /* ---- the fusion ---- */

@@ -98,9 +98,6 @@ static double bytes(const struct tc_case* c) {
     return 4 * T * C + 2 * R * C + 4 * T * R + 4 * T;
 }
 static double flops(const struct tc_case* c) { return 2.0 * c->t * c->c * c->r; }
-static void shape(const struct tc_case* c, char* buf, size_t size) {
-    snprintf(buf, size, "T=%u C=%u R=%u", c->t, c->c, c->r);
-}
 
 const struct tc_op tc_op_f32_bf16w_unembedding = {
     gptoss_kernel_f32_bf16w_unembedding,
@@ -111,5 +108,5 @@ const struct tc_op tc_op_f32_bf16w_unembedding = {
     .verify = verify,
     .bytes = bytes,
     .flops = flops,
-    .shape = shape,
+    .shape = tc_shape_rows,
 };
