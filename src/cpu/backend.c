@@ -37,6 +37,8 @@ static enum gptoss_status cpu_release(gptoss_backend_t backend) {
     struct gptoss_cpu_backend* cpu = gptoss_cpu(backend);
     gptoss_threadpool_release(cpu->pool);
     pthread_mutex_destroy(&cpu->lock);
+    pthread_mutex_destroy(&cpu->scratch_lock);
+    free(cpu->scratch);
     free(cpu);
     return gptoss_status_success;
 }
@@ -106,6 +108,7 @@ enum gptoss_status gptoss_cpu_backend_create(uint32_t num_threads, enum gptoss_c
         return status;
     }
     pthread_mutex_init(&cpu->lock, NULL);
+    pthread_mutex_init(&cpu->scratch_lock, NULL);
     cpu->isa = isa;
     cpu->base.ops = &cpu_ops;
     cpu->base.kind = gptoss_backend_kind_cpu;
@@ -123,3 +126,23 @@ void gptoss_cpu_parallelize(gptoss_backend_t backend, gptoss_parallel_fn fn, voi
     gptoss_threadpool_parallelize(cpu->pool, fn, context, range, grain);
     pthread_mutex_unlock(&cpu->lock);
 }
+
+enum gptoss_status gptoss_cpu_scratch_acquire(gptoss_backend_t backend, size_t bytes, void** scratch_out) {
+    struct gptoss_cpu_backend* cpu = gptoss_cpu(backend);
+    pthread_mutex_lock(&cpu->scratch_lock);
+    if (bytes > cpu->scratch_size) {
+        const size_t rounded = (bytes + 4095) / 4096 * 4096;
+        void* grown = rounded >= bytes ? aligned_alloc(64, rounded) : NULL;
+        if (grown == NULL) {
+            pthread_mutex_unlock(&cpu->scratch_lock);
+            return gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate %zu bytes of scratch", bytes);
+        }
+        free(cpu->scratch);
+        cpu->scratch = grown;
+        cpu->scratch_size = rounded;
+    }
+    *scratch_out = cpu->scratch;
+    return gptoss_status_success;
+}
+
+void gptoss_cpu_scratch_release(gptoss_backend_t backend) { pthread_mutex_unlock(&gptoss_cpu(backend)->scratch_lock); }

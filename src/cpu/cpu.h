@@ -14,6 +14,13 @@ struct gptoss_cpu_backend {
     struct gptoss_threadpool* pool;
     enum gptoss_cpu_isa isa;    /* resolved: never auto */
     pthread_mutex_t lock;       /* one kernel at a time per backend */
+    /* Scratch of the kernels that need a temporary (per-thread blocks included): one
+     * buffer, grown when a call needs more than it has and kept for the next calls, so a
+     * kernel call allocates nothing once the largest shape has run. Guarded by
+     * scratch_lock from gptoss_cpu_scratch_acquire to gptoss_cpu_scratch_release. */
+    pthread_mutex_t scratch_lock;
+    void* scratch;
+    size_t scratch_size;
 };
 
 static inline struct gptoss_cpu_backend* gptoss_cpu(gptoss_backend_t backend) {
@@ -23,6 +30,13 @@ static inline struct gptoss_cpu_backend* gptoss_cpu(gptoss_backend_t backend) {
 /* Best ISA of this processor and build, and whether a given one is runnable. */
 enum gptoss_cpu_isa gptoss_cpu_detect_isa(void);
 int gptoss_cpu_isa_available(enum gptoss_cpu_isa isa);
+
+/* Scratch memory for one kernel call: *scratch_out = at least `bytes`, 64-byte aligned,
+ * contents undefined. Takes the backend's scratch lock (release it with
+ * gptoss_cpu_scratch_release once the call is done with the memory); on failure
+ * (insufficient_memory, message set) the lock is not held. */
+enum gptoss_status gptoss_cpu_scratch_acquire(gptoss_backend_t backend, size_t bytes, void** scratch_out);
+void gptoss_cpu_scratch_release(gptoss_backend_t backend);
 
 /* Runs fn over [0, range) on the backend's pool (see gptoss_threadpool_parallelize). */
 void gptoss_cpu_parallelize(gptoss_backend_t backend, gptoss_parallel_fn fn, void* context, size_t range,

@@ -144,11 +144,9 @@ enum gptoss_status gptoss_cpu_f32_rope(gptoss_backend_t backend, const struct gp
         .yarn_scale = args->yarn_scale,
         .yarn_multiplier = args->yarn_multiplier,
     };
-    const size_t bytes = (size_t) threads * 2 * args->head_dim * sizeof(float);
-    p.scratch = malloc(bytes);
-    if (p.scratch == NULL) {
-        return gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate %zu bytes of scratch", bytes);
-    }
+    void* scratch = NULL;
+    GPTOSS_TRY(gptoss_cpu_scratch_acquire(backend, (size_t) threads * 2 * args->head_dim * sizeof(float), &scratch));
+    p.scratch = scratch;
     gptoss_parallel_fn fn = rope_scalar;
 #if GPTOSS_CPU_X86
     switch (gptoss_cpu(backend)->isa) {
@@ -161,6 +159,6 @@ enum gptoss_status gptoss_cpu_f32_rope(gptoss_backend_t backend, const struct gp
     const size_t work = p.heads * args->head_dim + 16 * (size_t) args->head_dim;
     const size_t grain = work >= 32768 ? 1 : 32768 / work;
     gptoss_cpu_parallelize(backend, fn, &p, args->num_tokens, grain);
-    free(p.scratch);
+    gptoss_cpu_scratch_release(backend);
     return gptoss_status_success;
 }

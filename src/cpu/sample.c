@@ -50,8 +50,9 @@ static void softmax_task(void* context, uint32_t thread_index, size_t begin, siz
 
 enum gptoss_status gptoss_cpu_f32_softmax(gptoss_backend_t backend, const struct gptoss_f32_softmax_args* args) {
     const size_t chunks = ((size_t) args->num_channels + SOFTMAX_CHUNK - 1) / SOFTMAX_CHUNK;
-    double* partial = malloc((size_t) args->num_tokens * chunks * sizeof *partial);
-    if (partial == NULL) return gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate softmax scratch");
+    void* scratch = NULL;
+    GPTOSS_TRY(gptoss_cpu_scratch_acquire(backend, (size_t) args->num_tokens * chunks * sizeof(double), &scratch));
+    double* partial = scratch;
     struct softmax_context ctx = {
         .logits = args->logits,
         .argmax = args->argmax,
@@ -67,7 +68,7 @@ enum gptoss_status gptoss_cpu_f32_softmax(gptoss_backend_t backend, const struct
         for (size_t c = 0; c < chunks; c++) s += partial[(size_t) t * chunks + c];
         args->sum[t] = (float) s;
     }
-    free(partial);
+    gptoss_cpu_scratch_release(backend);
     return gptoss_status_success;
 }
 

@@ -278,8 +278,8 @@ enum gptoss_status gptoss_cpu_f32_sdpa(gptoss_backend_t backend, const struct gp
     const size_t floats =
         ((size_t) G * Dp + 3 * (size_t) G + 8 * (size_t) G + 16 * (size_t) args->head_dim + 7) / 8 * 8;
     const uint32_t threads = gptoss_threadpool_num_threads(gptoss_cpu(backend)->pool);
-    float* scratch = aligned_alloc(32, (size_t) threads * floats * sizeof(float));
-    if (scratch == NULL) return gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate sdpa scratch");
+    void* scratch = NULL;
+    GPTOSS_TRY(gptoss_cpu_scratch_acquire(backend, (size_t) threads * floats * sizeof(float), &scratch));
     struct sdpa_context ctx = {
         .q = args->q,
         .kv = args->kv,
@@ -302,6 +302,6 @@ enum gptoss_status gptoss_cpu_f32_sdpa(gptoss_backend_t backend, const struct gp
     if (gptoss_cpu(backend)->isa >= gptoss_cpu_isa_avx2) fn = sdpa_task_avx2;
 #endif
     gptoss_cpu_parallelize(backend, fn, &ctx, (size_t) args->num_q_tokens * args->num_kv_heads, 1);
-    free(scratch);
+    gptoss_cpu_scratch_release(backend);
     return gptoss_status_success;
 }

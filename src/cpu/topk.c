@@ -56,8 +56,8 @@ static void topk_task(void* context, uint32_t thread_index, size_t begin, size_t
 
 enum gptoss_status gptoss_cpu_f32_topk(gptoss_backend_t backend, const struct gptoss_f32_topk_args* args) {
     const uint32_t threads = gptoss_threadpool_num_threads(gptoss_cpu(backend)->pool);
-    uint8_t* taken = malloc((size_t) threads * args->num_experts);
-    if (taken == NULL) return gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate topk scratch");
+    void* taken = NULL;
+    GPTOSS_TRY(gptoss_cpu_scratch_acquire(backend, (size_t) threads * args->num_experts, &taken));
     struct topk_context ctx = {
         .scores = args->scores,
         .expert_ids = args->expert_ids,
@@ -68,6 +68,6 @@ enum gptoss_status gptoss_cpu_f32_topk(gptoss_backend_t backend, const struct gp
     };
     const size_t work = (size_t) args->num_experts * args->num_active_experts;
     gptoss_cpu_parallelize(backend, topk_task, &ctx, args->num_tokens, work >= 4096 ? 1 : 4096 / work);
-    free(taken);
+    gptoss_cpu_scratch_release(backend);
     return gptoss_status_success;
 }

@@ -103,12 +103,9 @@ enum gptoss_status gptoss_cpu_f32_bf16w_unembedding(gptoss_backend_t backend,
         .isa = gptoss_cpu(backend)->isa,
     };
     const size_t items = a.T * a.chunks;
-    uint64_t best_small[64]; /* decode (one token, <= 1M rows): no allocation per call */
-    a.best = items <= 64 ? best_small : malloc(items * sizeof(uint64_t));
-    if (a.best == NULL) {
-        return gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate %zu bytes of scratch",
-                           items * sizeof(uint64_t));
-    }
+    void* scratch = NULL;
+    GPTOSS_TRY(gptoss_cpu_scratch_acquire(backend, items * sizeof(uint64_t), &scratch));
+    a.best = scratch;
     gptoss_cpu_parallelize(backend, argmax_chunks, &a, items, 1);
     for (size_t t = 0; t < a.T; t++) {
         uint64_t best = UINT64_MAX;
@@ -117,6 +114,6 @@ enum gptoss_status gptoss_cpu_f32_bf16w_unembedding(gptoss_backend_t backend,
         }
         args->argmax[t] = (uint32_t) best;
     }
-    if (a.best != best_small) free(a.best);
+    gptoss_cpu_scratch_release(backend);
     return gptoss_status_success;
 }

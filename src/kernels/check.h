@@ -24,14 +24,6 @@
 #include "internal/backend.h"
 #include "internal/error.h"
 
-#define GPTOSS_TRY(expr)                                        \
-    do {                                                        \
-        const enum gptoss_status gptoss_try_status_ = (expr);   \
-        if (gptoss_try_status_ != gptoss_status_success) {      \
-            return gptoss_try_status_;                          \
-        }                                                       \
-    } while (0)
-
 #define GPTOSS_INVALID gptoss_status_invalid_argument
 #define GPTOSS_UNSUPPORTED gptoss_status_unsupported_argument
 
