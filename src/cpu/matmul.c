@@ -178,10 +178,9 @@ __attribute__((target("avx2,fma"))) static void decode_rows_avx2(void* context, 
     const size_t T = g->T;
     size_t r = begin;
     if (T == 1) {
-        /* One row at a time: a single sequential stream per thread. Measured on the 2-core
-         * AMD EPYC (2 threads, 4 alternating runs): qkv / attn-out / unembedding at 84 / 78 /
-         * 78% of the read pass, against 76 / 61 / 75% with 8 rows interleaved. Each row keeps
-         * its own accumulator either way, so results are identical. */
+        /* One row at a time: a single sequential stream per thread, which the hardware
+         * prefetchers follow better than 8 interleaved rows (docs/RESULTS.md). Each row
+         * keeps its own accumulator either way, so results are identical. */
         for (; r < end; r++) decode_block_avx2(g, r, 0, 1, 1);
         return;
     }

@@ -254,8 +254,8 @@ __global__ void __launch_bounds__(256) gemm_bf16_kernel(const float* __restrict_
 constexpr int TC_BM = 128, TC_BN = 128, TC_BK = 32, TC_LD = TC_BK + 8; /* LD: padded row, bf16 */
 constexpr uint32_t kTcMinTokens = 32;
 /* Below this many tokens the 128 x 128 tiles must still give one block per SM, else the
- * SIMT GEMM (64 x 64 tiles) is used: measured on an H100, T = 64, 2880 -> 5120 (40 tensor-
- * core blocks): 193 us tensor-core vs 165 us SIMT. */
+ * SIMT GEMM (64 x 64 tiles) is used: a card with idle SMs is slower on the tensor cores than
+ * full on the SIMT path (docs/CUDA_NOTES.md). */
 constexpr uint32_t kTcFullTokens = 128;
 constexpr uint32_t kTcTwoPartMinCols = 256;
 

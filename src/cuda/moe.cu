@@ -13,9 +13,8 @@ namespace {
 
 constexpr int kMoeWarps = 8;
 /* Units (pairs of weight rows) per warp: two for the up-projection + SwiGLU; one for the
- * down-projection, which has half the rows: twice the blocks fill the card better
- * (measured on the H100: 14.5 -> 12.4 µs per call, 20b decode +2-3%; the up-projection
- * measured 23.7 vs 23.3 µs with one). */
+ * down-projection, which has half the rows: twice the blocks fill the card better (the
+ * up-projection gains nothing from one; measurements: docs/CUDA_NOTES.md). */
 constexpr int kUnitsPerWarp = 2;
 constexpr int kDownUnitsPerWarp = 1;
 __host__ __device__ constexpr uint32_t units_per_block(bool swiglu) {
@@ -84,9 +83,9 @@ __device__ __forceinline__ uint4 load_block(const uint8_t* p) {
 
 /* SWIGLU: unit o = output o from weight rows 2o, 2o+1; out width num_out = num_rows.
  * plain: unit u = weight rows 2u, 2u+1 (the second may not exist); out width num_out. */
-/* At most 64 registers (4 blocks of 8 warps per SM): measured on the H100, swiglu 23.3 ->
- * 20.0 us and the 20b engine 450 -> 466 tok/s against the unconstrained 82-90 registers
- * (2 blocks per SM); one unit per warp instead of two measured 23.7 us. */
+/* At most 64 registers (4 blocks of 8 warps per SM instead of 2 with the unconstrained
+ * 82-90): more warps in flight hide the weight loads better than the registers save
+ * (docs/CUDA_NOTES.md). */
 template <bool SWIGLU, bool VEC, bool XVEC>
 __global__ void __launch_bounds__(kMoeWarps * 32, 4) moe_gemv_kernel(
     const float* __restrict__ input, const uint32_t* __restrict__ ids, const uint8_t* __restrict__ blocks,
@@ -202,9 +201,9 @@ __global__ void __launch_bounds__(kMoeWarps * 32, 4) moe_gemv_kernel(
  * fed through registers (dequantisation happens on the way in). The activations are split
  * once, before the GEMM, into NP bf16 planes (gptoss_cuda_split_bf16_planes): splitting them
  * in every weight tile (45 per expert for the 20b up-projection) was half of the kernel's
- * ALU work. Three blocks per SM (__launch_bounds__(256, 3), 40 KB of shared memory each):
- * measured on the H100, swiglu 1051 -> 1001 µs, down 533 -> 498 µs against two; the dense
- * GEMM's larger tiles spill at that cap (qkv 205 -> 426 µs), so it keeps two. */
+ * ALU work. Three blocks per SM (__launch_bounds__(256, 3), 40 KB of shared memory each),
+ * faster than two; the dense GEMM's larger tiles spill at that cap, so it keeps two
+ * (docs/CUDA_NOTES.md). */
 constexpr int MT_BM = 64, MT_BN = 128, MT_BK = 32, MT_LD = MT_BK + 8; /* LD: padded row, bf16 */
 constexpr int kMoeTcPrescale = 10;
 

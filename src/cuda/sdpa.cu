@@ -17,8 +17,8 @@ constexpr int TK = 64;      /* keys per tile */
 constexpr int THREADS = 128;
 constexpr uint64_t kMaxChunks = 256;          /* chunks per (query, KV head) */
 /* Up to this many chunks the last chunk block merges (one launch); more go to the merge
- * kernel. Measured on the H100, N = 4096 full: 65 one-tile chunks + merge kernel 17.6 us,
- * 22 three-tile chunks merged in the last block 20.4 us. */
+ * kernel, which spreads the combination over one block per Q head instead of serialising
+ * it in one block (the measurements behind the threshold: docs/CUDA_NOTES.md). */
 constexpr uint64_t kFusedMergeMaxChunks = 16;
 
 struct SdpaShape {

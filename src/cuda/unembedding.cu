@@ -5,8 +5,8 @@
 
 namespace {
 
-/* Argmax over many blocks per token (the 200k-entry vocabulary row in one block took
- * ~46 us): each block reduces a 4096-entry slice to its smallest (key << 32 | index), folds
+/* Argmax over many blocks per token (one block per 200k-entry vocabulary row leaves the
+ * card idle; docs/CUDA_NOTES.md): each block reduces a 4096-entry slice to its smallest (key << 32 | index), folds
  * it into the token's slot with atomicMax on the complement (the slots start at zero), and
  * the last block of the token (counted) writes the result and zeroes slot and counter
  * again. min over (key, index) is order-independent, so the result does not depend on
