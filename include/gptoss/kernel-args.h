@@ -47,7 +47,8 @@ union gptoss_kernel_args {
 
 /* Checks `kernel` (a gptoss_kernel value), `args` (not NULL; a struct
  * gptoss_<name>_args of that kernel) and the arguments as gptoss_<name> does, then runs
- * the kernel on `backend`. Returns what gptoss_<name> returns. */
+ * the kernel on `backend`. Returns what gptoss_<name> returns. The struct is read during
+ * the call only; the buffers it points to are used as by gptoss_<name>. */
 enum gptoss_status gptoss_kernel_run(gptoss_backend_t backend, enum gptoss_kernel kernel, const void* args);
 
 /* Static name of a kernel ("f32_bf16w_matmul", the function name without "gptoss_"), or

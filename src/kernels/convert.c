@@ -1,5 +1,5 @@
-/* Argument checks of the MXFP4 -> f32 conversion; src/kernels/run.c runs them
- * before the backend entry. */
+/* Argument checks of the MXFP4 -> f32 conversion; src/kernels/run.c runs them before the
+ * backend entry. */
 #include "kernels/check.h"
 
 enum gptoss_status gptoss_check_mf4_f32_convert(gptoss_backend_t backend,

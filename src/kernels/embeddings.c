@@ -1,5 +1,5 @@
-/* Argument checks of the embeddings lookup; src/kernels/run.c runs them
- * before the backend entry. */
+/* Argument checks of the embeddings lookup; src/kernels/run.c runs them before the
+ * backend entry. */
 #include "kernels/check.h"
 
 enum gptoss_status gptoss_check_bf16_f32_embeddings(gptoss_backend_t backend,

@@ -1,5 +1,5 @@
-/* Argument checks of the bf16-weight matrix products (decode and "dense" names; all five share one check); src/kernels/run.c runs them
- * before the backend entry. */
+/* Argument checks of the bf16-weight matrix products (decode and "dense" names; all five
+ * share one check); src/kernels/run.c runs them before the backend entry. */
 #include "kernels/check.h"
 
 static enum gptoss_status check_matmul(gptoss_backend_t backend, const float* input, const gptoss_bf16* weight,

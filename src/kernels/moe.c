@@ -1,6 +1,6 @@
-/* Argument checks of the MXFP4 mixture-of-experts matrix products (decode and expert-grouped
- * prefill, each with and without SwiGLU); src/kernels/run.c runs them
- * before the backend entry. */
+/* Argument checks of the MXFP4 mixture-of-experts matrix products (decode and
+ * expert-grouped prefill, each with and without SwiGLU); src/kernels/run.c runs them before
+ * the backend entry. */
 #include "kernels/check.h"
 
 /* Which layout the kernel uses. */

@@ -1,5 +1,5 @@
-/* Argument checks of the fused QKV projection + RoPE + KV-cache write; src/kernels/run.c runs them
- * before the backend entry. */
+/* Argument checks of the fused QKV projection + RoPE + KV-cache write; src/kernels/run.c
+ * runs them before the backend entry. */
 #include "kernels/check.h"
 
 enum gptoss_status gptoss_check_f32_bf16w_matmul_qkv(gptoss_backend_t backend,

@@ -1,5 +1,5 @@
-/* Argument checks of the random-fill kernels; src/kernels/run.c runs them
- * before the backend entry. */
+/* Argument checks of the random-fill kernels; src/kernels/run.c runs them before the
+ * backend entry. */
 #include <math.h>
 
 #include "kernels/check.h"

@@ -1,6 +1,6 @@
-/* Argument checks of the RMSNorm and of its fusion with the MoE accumulate (and that fusion
- * unfused, for backends without it); src/kernels/run.c runs them
- * before the backend entry. */
+/* Argument checks of the RMSNorm and of its fusion with the MoE accumulate
+ * (src/kernels/run.c runs them before the backend entry), and that fusion as its two
+ * kernels, for a backend without the fused kernel. */
 #include "kernels/check.h"
 
 enum gptoss_status gptoss_check_f32_bf16w_rmsnorm(gptoss_backend_t backend,

@@ -1,5 +1,5 @@
-/* Argument checks of the in-place RoPE; src/kernels/run.c runs them
- * before the backend entry. */
+/* Argument checks of the in-place RoPE; src/kernels/run.c runs them before the backend
+ * entry. */
 #include "kernels/check.h"
 
 enum gptoss_status gptoss_check_f32_rope(gptoss_backend_t backend, const struct gptoss_f32_rope_args* args) {

@@ -1,6 +1,5 @@
 /* Argument checks of the MoE routing kernels (metadata, scatter, gather + accumulate,
- * accumulate); src/kernels/run.c runs them
- * before the backend entry. */
+ * accumulate); src/kernels/run.c runs them before the backend entry. */
 #include "kernels/check.h"
 
 enum gptoss_status gptoss_check_expert_routing_metadata(gptoss_backend_t backend,

@@ -1,5 +1,5 @@
-/* Argument checks of the scaled dot-product attention; src/kernels/run.c runs them
- * before the backend entry. */
+/* Argument checks of the scaled dot-product attention; src/kernels/run.c runs them before
+ * the backend entry. */
 #include "kernels/check.h"
 
 enum gptoss_status gptoss_check_f32_sdpa(gptoss_backend_t backend, const struct gptoss_f32_sdpa_args* args) {

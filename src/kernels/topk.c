@@ -1,6 +1,6 @@
-/* Argument checks of the router top-k + softmax and of the fused MoE gate (rmsnorm, router
- * matmul, top-k; and that fusion unfused, for backends without it); src/kernels/run.c runs them
- * before the backend entry. */
+/* Argument checks of the router top-k + softmax and of the fused MoE gate: rmsnorm,
+ * router matmul, top-k (src/kernels/run.c runs them before the backend entry), and the
+ * gate as its three kernels, for a backend without the fused kernel. */
 #include "kernels/check.h"
 
 enum gptoss_status gptoss_check_f32_topk(gptoss_backend_t backend, const struct gptoss_f32_topk_args* args) {

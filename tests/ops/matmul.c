@@ -31,11 +31,11 @@ static const struct tc_case f32_bf16w_matmul_cases[] = {
     {"matmul_20b_router_prefill512_2880x32", .t = 512, .c = 2880, .r = 32},
     {"matmul_120b_router_prefill512_2880x128", .t = 512, .c = 2880, .r = 128},
     /* CUDA benchmark rows: the qkv projection over small batches and a 1024-token prefill */
-    {"matmul_qkv_batch4_2880x5120", .t = 4, .c = 2880, .r = 5120, .flags = TC_BENCH_CUDA | TC_BENCH_ONLY},
-    {"matmul_qkv_batch8_2880x5120", .t = 8, .c = 2880, .r = 5120, .flags = TC_BENCH_CUDA | TC_BENCH_ONLY},
-    {"matmul_qkv_batch64_2880x5120", .t = 64, .c = 2880, .r = 5120, .flags = TC_BENCH_CUDA | TC_BENCH_ONLY},
-    {"matmul_qkv_batch128_2880x5120", .t = 128, .c = 2880, .r = 5120, .flags = TC_BENCH_CUDA | TC_BENCH_ONLY},
-    {"matmul_qkv_prefill1024_2880x5120", .t = 1024, .c = 2880, .r = 5120, .flags = TC_BENCH_CUDA | TC_BENCH_ONLY},
+    {"matmul_20b_qkv_batch4_2880x5120", .t = 4, .c = 2880, .r = 5120, .flags = TC_BENCH_CUDA | TC_BENCH_ONLY},
+    {"matmul_20b_qkv_batch8_2880x5120", .t = 8, .c = 2880, .r = 5120, .flags = TC_BENCH_CUDA | TC_BENCH_ONLY},
+    {"matmul_20b_qkv_batch64_2880x5120", .t = 64, .c = 2880, .r = 5120, .flags = TC_BENCH_CUDA | TC_BENCH_ONLY},
+    {"matmul_20b_qkv_batch128_2880x5120", .t = 128, .c = 2880, .r = 5120, .flags = TC_BENCH_CUDA | TC_BENCH_ONLY},
+    {"matmul_20b_qkv_prefill1024_2880x5120", .t = 1024, .c = 2880, .r = 5120, .flags = TC_BENCH_CUDA | TC_BENCH_ONLY},
 };
 
 static const struct tc_case f32_bf16w_matmul_add_cases[] = {
