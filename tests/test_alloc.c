@@ -59,12 +59,11 @@ int __wrap_posix_memalign(void** ptr, size_t alignment, size_t size) {
     return __real_posix_memalign(ptr, alignment, size);
 }
 
-static int passed, failed, skipped;
-
+/* A result named "<case> <variant>". */
 static void report(int ok, const char* name, const char* variant, const char* detail) {
-    printf("%s %s %s%s%s\n", ok ? "PASS" : "FAIL", name, variant, detail[0] ? ": " : "", detail);
-    if (ok) passed++;
-    else failed++;
+    char full[192];
+    snprintf(full, sizeof full, "%s %s", name, variant);
+    tc_report(full, ok, detail);
 }
 
 /* The counter itself: an allocation by the library is seen. */
@@ -121,8 +120,7 @@ int main(void) {
     for (size_t v = 0; v < sizeof cpus / sizeof cpus[0]; v++) {
         gptoss_backend_t b = NULL;
         if (gptoss_backend_create_cpu_isa(2, cpus[v].isa, &b) != gptoss_status_success) {
-            printf("SKIP %s: %s\n", cpus[v].name, gptoss_last_error());
-            skipped++;
+            tc_skip(cpus[v].name, gptoss_last_error());
             continue;
         }
         counter_case(b, cpus[v].name);
@@ -136,6 +134,5 @@ int main(void) {
         }
         gptoss_backend_release(b);
     }
-    printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
-    return failed == 0 ? 0 : 1;
+    return tc_summary();
 }

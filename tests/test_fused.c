@@ -20,22 +20,6 @@
 
 #include "ops/ops.h"
 
-static int passed, failed, skipped;
-static char skipped_names[8192];
-
-static void report(const char* name, int ok, const char* detail) {
-    printf("%s %s%s%s\n", ok ? "PASS" : "FAIL", name, detail[0] ? ": " : "", detail);
-    if (ok) passed++;
-    else failed++;
-}
-
-static void skip(const char* name, const char* why) {
-    printf("SKIP %s: %s\n", name, why);
-    skipped++;
-    strncat(skipped_names, " ", sizeof(skipped_names) - strlen(skipped_names) - 1);
-    strncat(skipped_names, name, sizeof(skipped_names) - strlen(skipped_names) - 1);
-}
-
 /* Both copies: the inputs, old values and (outputs) any contents; returns the host copies
  * of every non-input buffer after `run` in out[i]. */
 static int run_copy(gptoss_backend_t b, const struct tc_problem* p, int fused, void* out[], char* detail,
@@ -77,7 +61,7 @@ static void fused_case(gptoss_backend_t b, const char* backend_name, const struc
     snprintf(name, sizeof name, "%s_%s", c->name, backend_name);
     struct tc_problem p;
     if (tc_problem_create(&p, op, c, seed ^ tc_hash_string(c->name)) != 0) {
-        report(name, 0, "host allocation failed");
+        tc_report(name, 0, "host allocation failed");
         return;
     }
     /* outputs start as any bits (here: the poison of the harness) */
@@ -106,7 +90,7 @@ static void fused_case(gptoss_backend_t b, const char* backend_name, const struc
         ok = ok && changed > 0;
         snprintf(d, sizeof detail - (size_t) (d - detail), " values differ; %zu of %zu written", changed, total);
     }
-    report(name, ok, detail);
+    tc_report(name, ok, detail);
     for (int i = 0; i < TC_MAX_BUFFERS; i++) {
         free(fused[i]);
         free(parts[i]);
@@ -127,7 +111,7 @@ static void run_backend(gptoss_backend_t b, const char* backend_name, const char
             } else {
                 char name[160];
                 snprintf(name, sizeof name, "%s_%s", c->name, backend_name);
-                skip(name, why);
+                tc_skip(name, why);
             }
         }
     }
@@ -151,7 +135,5 @@ int main(void) {
     gptoss_backend_create_cuda(0, NULL, &cuda);
     run_backend(cuda, "cuda", gptoss_last_error(), seed);
     gptoss_backend_release(cuda);
-    printf("%d passed, %d failed, %d skipped%s%s\n", passed, failed, skipped, skipped ? "; skipped:" : "",
-           skipped_names);
-    return failed == 0 ? 0 : 1;
+    return tc_summary();
 }

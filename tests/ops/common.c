@@ -72,6 +72,30 @@ double tc_now_s(void) {
     return (double) ts.tv_sec + 1e-9 * (double) ts.tv_nsec;
 }
 
+static int g_passed, g_failed, g_skipped;
+static char g_skipped_names[8192];
+
+void tc_report(const char* name, bool ok, const char* detail) {
+    printf("%s %s%s%s\n", ok ? "PASS" : "FAIL", name, detail[0] ? ": " : "", detail);
+    if (ok)
+        g_passed++;
+    else
+        g_failed++;
+}
+
+void tc_skip(const char* name, const char* why) {
+    printf("SKIP %s: %s\n", name, why);
+    g_skipped++;
+    strncat(g_skipped_names, " ", sizeof g_skipped_names - strlen(g_skipped_names) - 1);
+    strncat(g_skipped_names, name, sizeof g_skipped_names - strlen(g_skipped_names) - 1);
+}
+
+int tc_summary(void) {
+    printf("%d passed, %d failed, %d skipped%s%s\n", g_passed, g_failed, g_skipped, g_skipped ? "; skipped:" : "",
+           g_skipped_names);
+    return g_failed == 0 ? 0 : 1;
+}
+
 void* tc_xmalloc(size_t n) {
     void* p = malloc(n ? n : 1);
     if (p == NULL) {

@@ -304,6 +304,13 @@ float tc_f32_from_bits(uint32_t bits);
 #define TC_FULL UINT32_MAX
 #define TC_THETA 150000.0f
 
+/* The lines of a test program: "PASS name: detail" / "FAIL name: detail" / "SKIP name:
+ * why", then tc_summary's "N passed, N failed, N skipped; skipped: names" (its return value
+ * is the exit status: 1 when anything failed). */
+void tc_report(const char* name, bool ok, const char* detail);
+void tc_skip(const char* name, const char* why);
+int tc_summary(void);
+
 /* Seconds of a monotonic clock. */
 double tc_now_s(void);
 
