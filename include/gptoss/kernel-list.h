@@ -187,21 +187,6 @@
     ARG(uint32_t, num_active_experts)           \
     ARG(uint32_t, num_experts)
 
-#define GPTOSS_ARGS_f32_mf4w_moe_matmul_swiglu(ARG)  \
-    ARG(const float*, input)                         \
-    ARG(const uint32_t*, expert_ids)                 \
-    ARG(const uint8_t*, weight_blocks)               \
-    ARG(const uint8_t*, weight_scales)               \
-    ARG(const gptoss_bf16*, bias)                    \
-    ARG(size_t, expert_stride)                       \
-    ARG(float*, output)                              \
-    ARG(uint32_t, num_tokens)                        \
-    ARG(uint32_t, num_active_experts)                \
-    ARG(uint32_t, num_experts)                       \
-    ARG(uint32_t, num_cols)                          \
-    ARG(uint32_t, num_rows)                          \
-    ARG(float, swiglu_limit)
-
 #define GPTOSS_ARGS_f32_mf4w_moe_matmul(ARG)  \
     ARG(const float*, input)                  \
     ARG(const uint32_t*, expert_ids)          \
@@ -216,21 +201,6 @@
     ARG(uint32_t, num_cols)                   \
     ARG(uint32_t, num_rows)
 
-#define GPTOSS_ARGS_f32_mf4w_moe_dense_matmul_swiglu(ARG)  \
-    ARG(const uint32_t*, expert_offsets)                   \
-    ARG(const float*, input)                               \
-    ARG(const uint8_t*, weight_blocks)                     \
-    ARG(const uint8_t*, weight_scales)                     \
-    ARG(const gptoss_bf16*, bias)                          \
-    ARG(size_t, expert_stride)                             \
-    ARG(float*, output)                                    \
-    ARG(uint32_t, num_tokens)                              \
-    ARG(uint32_t, num_active_experts)                      \
-    ARG(uint32_t, num_experts)                             \
-    ARG(uint32_t, num_cols)                                \
-    ARG(uint32_t, num_rows)                                \
-    ARG(float, swiglu_limit)
-
 #define GPTOSS_ARGS_f32_mf4w_moe_dense_matmul(ARG)  \
     ARG(const uint32_t*, expert_offsets)            \
     ARG(const float*, input)                        \
@@ -244,6 +214,11 @@
     ARG(uint32_t, num_experts)                      \
     ARG(uint32_t, num_cols)                         \
     ARG(uint32_t, num_rows)
+
+/* the swiglu variants add the clamp limit last */
+#define GPTOSS_ARGS_f32_mf4w_moe_matmul_swiglu(ARG) GPTOSS_ARGS_f32_mf4w_moe_matmul(ARG) ARG(float, swiglu_limit)
+#define GPTOSS_ARGS_f32_mf4w_moe_dense_matmul_swiglu(ARG) \
+    GPTOSS_ARGS_f32_mf4w_moe_dense_matmul(ARG) ARG(float, swiglu_limit)
 
 #define GPTOSS_ARGS_f32_gather_and_accumulate(ARG)  \
     ARG(const float*, input)                        \
