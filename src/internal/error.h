@@ -10,6 +10,15 @@
 #define GPTOSS_PRINTF(f, a)
 #endif
 
+/* Returns the status of expr from the calling function unless it is success. */
+#define GPTOSS_TRY(expr)                                      \
+    do {                                                      \
+        const enum gptoss_status gptoss_try_status_ = (expr); \
+        if (gptoss_try_status_ != gptoss_status_success) {    \
+            return gptoss_try_status_;                        \
+        }                                                     \
+    } while (0)
+
 /* Formats the message into the calling thread's error buffer and returns status (while
  * the thread keeps its message, see gptoss_error_keep_begin, only returns status). */
 enum gptoss_status gptoss_fail(enum gptoss_status status, const char* format, ...) GPTOSS_PRINTF(2, 3);

@@ -2,7 +2,9 @@
  * prompt token and of each of S greedy decode steps (for tests/e2e/forward_ref.py).
  *
  *   dump_logits MODEL OUT [--prompt TEXT] [--steps S] [--batch B] [--threads T]
- *               [--backend cpu|cuda] [--mode process|direct|reuse]
+ *               [--backend cpu|cuda] [--isa auto|scalar|avx2|avx512] [--mode process|direct|reuse]
+ *
+ * --isa picks the CPU backend's instruction-set variant (default auto: the best one).
  *
  * mode process: append the prompt, gptoss_context_process (prefill without logits), then
  *   get_logits (runs the last token again); direct: append, get_logits (the last batch of
@@ -38,7 +40,7 @@ static unsigned long parse_ul(const char* s, const char* flag) {
 int main(int argc, char** argv) {
     if (argc < 3) {
         fprintf(stderr, "usage: dump_logits MODEL OUT [--prompt TEXT] [--steps S] [--batch B] [--threads T] "
-                        "[--backend cpu|cuda] [--mode process|direct|reuse]\n");
+                        "[--backend cpu|cuda] [--isa auto|scalar|avx2|avx512] [--mode process|direct|reuse]\n");
         return 2;
     }
     const char* model_path = argv[1];
@@ -48,6 +50,7 @@ int main(int argc, char** argv) {
     unsigned long steps = 32, batch = 16, threads = 0;
     const char* backend_name = "cpu";
     const char* mode = "process";
+    const char* isa_name = "auto";
     for (int i = 3; i < argc; i++) {
         if (i + 1 >= argc) {
             fprintf(stderr, "dump_logits: %s needs a value\n", argv[i]);
@@ -59,6 +62,7 @@ int main(int argc, char** argv) {
         else if (strcmp(argv[i], "--threads") == 0) threads = parse_ul(argv[++i], "--threads");
         else if (strcmp(argv[i], "--backend") == 0) backend_name = argv[++i];
         else if (strcmp(argv[i], "--mode") == 0) mode = argv[++i];
+        else if (strcmp(argv[i], "--isa") == 0) isa_name = argv[++i];
         else {
             fprintf(stderr, "dump_logits: unknown option %s\n", argv[i]);
             return 2;
@@ -71,10 +75,20 @@ int main(int argc, char** argv) {
         return 2;
     }
 
+    static const char* const isa_names[] = {"auto", "scalar", "avx2", "avx512"};
+    int isa = -1;
+    for (int i = 0; i < 4; i++) {
+        if (strcmp(isa_name, isa_names[i]) == 0) isa = i; /* the enum gptoss_cpu_isa values */
+    }
+    if (isa < 0) {
+        fprintf(stderr, "dump_logits: bad --isa %s\n", isa_name);
+        return 2;
+    }
+
     gptoss_backend_t backend = NULL;
     enum gptoss_status st;
     if (strcmp(backend_name, "cuda") == 0) st = gptoss_backend_create_cuda(0, NULL, &backend);
-    else st = gptoss_backend_create_cpu((uint32_t) threads, &backend);
+    else st = gptoss_backend_create_cpu_isa((uint32_t) threads, (enum gptoss_cpu_isa) isa, &backend);
     if (st != gptoss_status_success) return fail("backend", st);
     gptoss_model_t model = NULL;
     if ((st = gptoss_model_create_from_file(model_path, backend, &model)) != gptoss_status_success) {
