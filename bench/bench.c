@@ -1,8 +1,9 @@
-/* Kernel benchmark (not a test): the catalogue rows flagged TC_BENCH (tests/catalogue.c),
- * i.e. the gpt-oss-20b decode shapes (qkv 2880->5120 with RoPE + KV write, attention
- * output 4096->2880 with residual add, router 2880->32, unembedding 2880->200014 and
- * 201088, MoE up/down 4 of 32 experts, SDPA one query over 4096 cached tokens with
- * window 128 and full) plus 512-token prefill rows for the qkv projection (GFLOP/s).
+/* Kernel benchmark (not a test): the cases flagged TC_BENCH in the test modules
+ * (tests/ops/<family>.c; on CUDA also TC_BENCH_CUDA): at least one row per kernel, mostly
+ * the gpt-oss-20b decode shapes (qkv 2880->5120 with RoPE + KV write, attention output
+ * 4096->2880 with residual add, router 2880->32, unembedding 2880->200014 and 201088, MoE
+ * up/down 4 of 32 experts, SDPA one query over 4096 cached tokens with window 128 and
+ * full, the fused decode kernels) plus 512-token prefill rows (GFLOP/s).
  *
  *   bench [-t THREADS] [--backend cpu|cuda] [--isa auto|scalar|avx2|avx512] [-n RUNS]
  *         [--filter SUBSTR] [--bw-mb MB]
@@ -14,7 +15,7 @@
  * decode step), 3 warm-up rounds, then the median of RUNS calls (CPU: each call timed;
  * CUDA: batches of calls between two gptoss_backend_synchronize, per-call mean of each
  * batch, median over batches). Bytes = weights read once + activations in/out, computed
- * by tc_bytes() in tests/catalogue.c next to each kernel; GB/s = bytes / median time and
+ * by each module's bytes() next to its kernel; GB/s = bytes / median time and
  * "% BW" compares it with the measured read bandwidth: on CUDA the copy bandwidth above,
  * on the CPU a read pass of a quarter of the size run right before the row (column
  * "read"), since a shared VM's bandwidth drifts within a run. */
@@ -30,18 +31,13 @@
 
 #include <gptoss/kernels.h>
 
-#include "catalogue.h"
+#include "ops/ops.h"
 #include "readbw.h"
+#include "util.h"
 
 #define L3_BYTES (32.0 * 1024 * 1024)
 #define ROTATE_BYTES (4.0 * L3_BYTES)          /* bytes touched across the copies */
 #define MAX_BENCH_MEMORY (3.0 * 1024 * 1024 * 1024) /* cap on all copies of one case */
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double) ts.tv_sec + 1e-9 * (double) ts.tv_nsec;
-}
 
 static int cmp_double(const void* a, const void* b) {
     const double x = *(const double*) a, y = *(const double*) b;
@@ -70,6 +66,7 @@ static double measure_read_bandwidth(size_t bytes, uint32_t threads, int passes)
  * ---------------------------------------------------------------------------------- */
 
 struct row {
+    const struct tc_op* op;
     const struct tc_case* c;
     double time_s, bytes, flops;
     double bw_near; /* CPU: read pass just before this row, GB/s */
@@ -78,13 +75,15 @@ struct row {
     char err[160];
 };
 
-static bool bench_case(gptoss_backend_t be, bool cuda, const struct tc_case* c, uint32_t runs, struct row* out) {
+static bool bench_case(gptoss_backend_t be, bool cuda, const struct tc_op* op, const struct tc_case* c, uint32_t runs,
+                       struct row* out) {
     struct tc_problem p;
     memset(out, 0, sizeof *out);
+    out->op = op;
     out->c = c;
-    out->bytes = tc_bytes(c);
-    out->flops = tc_flops(c);
-    if (tc_problem_create(&p, c, 0x5EEDull ^ tc_hash_string(c->name)) != 0) {
+    out->bytes = tc_bytes(op, c);
+    out->flops = tc_flops(op, c);
+    if (tc_problem_create(&p, op, c, 0x5EEDull ^ tc_hash_string(c->name)) != 0) {
         snprintf(out->err, sizeof out->err, "out of host memory");
         return false;
     }
@@ -128,16 +127,16 @@ static bool bench_case(gptoss_backend_t be, bool cuda, const struct tc_case* c, 
             if (cuda) {
                 /* a batch of calls between two synchronizations */
                 const uint32_t batch = copies < 20 ? 20 : copies;
-                const double t0 = now_s();
+                const double t0 = gptoss_now_s();
                 for (uint32_t j = 0; j < batch; j++) {
                     tc_launch(be, &p, &dev[(size_t) (next++ % copies) * TC_MAX_BUFFERS]);
                 }
                 gptoss_backend_synchronize(be);
-                t[r] = (now_s() - t0) / batch;
+                t[r] = (gptoss_now_s() - t0) / batch;
             } else {
-                const double t0 = now_s();
+                const double t0 = gptoss_now_s();
                 tc_launch(be, &p, &dev[(size_t) (next++ % copies) * TC_MAX_BUFFERS]);
-                t[r] = now_s() - t0;
+                t[r] = gptoss_now_s() - t0;
             }
         }
         out->time_s = median(t, runs);
@@ -223,10 +222,10 @@ int main(int argc, char** argv) {
             gptoss_backend_synchronize(be);
             double best = 0;
             for (int p = 0; p < 5; p++) {
-                const double t0 = now_s();
+                const double t0 = gptoss_now_s();
                 gptoss_backend_copy(be, b, a, bytes, gptoss_copy_backend_to_backend);
                 gptoss_backend_synchronize(be);
-                const double gbs = 2.0 * (double) bytes / (now_s() - t0) * 1e-9;
+                const double gbs = 2.0 * (double) bytes / (gptoss_now_s() - t0) * 1e-9;
                 if (gbs > best) best = gbs;
             }
             bw = best;
@@ -238,17 +237,18 @@ int main(int argc, char** argv) {
     }
     fflush(stdout);
 
-    struct row rows[64];
+    struct row rows[128];
     size_t nrows = 0;
-    for (size_t i = 0; i < tc_catalogue_size && nrows < 64; i++) {
-        const struct tc_case* c = &tc_catalogue[i];
-        if (!(c->flags & TC_BENCH)) continue;
+    for (size_t i = 0; i < tc_num_cases() && nrows < 128; i++) {
+        const struct tc_op* op;
+        const struct tc_case* c = tc_case_at(i, &op);
+        if (!(c->flags & (cuda ? TC_BENCH | TC_BENCH_CUDA : TC_BENCH))) continue;
         if (filter && !strstr(c->name, filter)) continue;
         struct row* r = &rows[nrows++];
         /* CPU: a shorter read pass right before the row as well (shared VMs drift by
          * +-10-20% within a minute; the %BW column uses this one) */
         const double near = cuda ? 0.0 : measure_read_bandwidth((bw_mb / 4) << 20, threads, 3);
-        bench_case(be, cuda, c, runs, r); /* (clears *r) */
+        bench_case(be, cuda, op, c, runs, r); /* (clears *r) */
         r->bw_near = near;
         if (r->ok) {
             fprintf(stderr, "%-50s %10.1f us  (%u copies)\n", c->name, 1e6 * r->time_s, r->copies);
@@ -262,7 +262,7 @@ int main(int argc, char** argv) {
     for (size_t i = 0; i < nrows; i++) {
         const struct row* r = &rows[i];
         char shape[96];
-        tc_shape_string(r->c, shape, sizeof shape);
+        tc_shape_string(r->op, r->c, shape, sizeof shape);
         if (!r->ok) {
             printf("%-48s %-34s  FAILED: %s\n", r->c->name, shape, r->err);
             continue;

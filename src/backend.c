@@ -3,11 +3,6 @@
 
 #include "internal/backend.h"
 #include "internal/error.h"
-#include "cpu/cpu.h"
-
-#ifdef GPTOSS_WITH_CUDA
-#include "cuda/cuda.h"
-#endif
 
 enum gptoss_status gptoss_backend_create_cpu(uint32_t num_threads, gptoss_backend_t* backend_out) {
     return gptoss_backend_create_cpu_isa(num_threads, gptoss_cpu_isa_auto, backend_out);
@@ -81,53 +76,37 @@ enum gptoss_status gptoss_backend_synchronize(gptoss_backend_t backend) {
     return backend->ops->synchronize(backend);
 }
 
-/* ---- graphs (CUDA only) ------------------------------------------------------------- */
+/* ---- graphs (backends with graph entries: CUDA) ------------------------------------ */
 
 enum gptoss_status gptoss_graph_create(gptoss_backend_t backend, gptoss_graph_t* graph_out) {
     gptoss_clear_error();
     if (backend == NULL) return gptoss_fail(gptoss_status_invalid_argument, "backend is NULL");
     if (graph_out == NULL) return gptoss_fail(gptoss_status_invalid_argument, "graph_out is NULL");
-#ifdef GPTOSS_WITH_CUDA
-    if (backend->kind == gptoss_backend_kind_cuda) return gptoss_cuda_graph_create(backend, graph_out);
-#endif
-    return gptoss_fail(gptoss_status_unsupported_system, "backend %s does not record graphs", backend->name);
+    if (backend->ops->graph_create == NULL) {
+        return gptoss_fail(gptoss_status_unsupported_system, "backend %s does not record graphs", backend->name);
+    }
+    return backend->ops->graph_create(backend, graph_out);
 }
 
 enum gptoss_status gptoss_graph_begin(gptoss_graph_t graph) {
     gptoss_clear_error();
     if (graph == NULL) return gptoss_fail(gptoss_status_invalid_argument, "graph is NULL");
-#ifdef GPTOSS_WITH_CUDA
-    return gptoss_cuda_graph_begin(graph);
-#else
-    return gptoss_fail(gptoss_status_unsupported_system, "this build has no graphs");
-#endif
+    return graph->backend->ops->graph_begin(graph);
 }
 
 enum gptoss_status gptoss_graph_end(gptoss_graph_t graph) {
     gptoss_clear_error();
     if (graph == NULL) return gptoss_fail(gptoss_status_invalid_argument, "graph is NULL");
-#ifdef GPTOSS_WITH_CUDA
-    return gptoss_cuda_graph_end(graph);
-#else
-    return gptoss_fail(gptoss_status_unsupported_system, "this build has no graphs");
-#endif
+    return graph->backend->ops->graph_end(graph);
 }
 
 enum gptoss_status gptoss_graph_launch(gptoss_graph_t graph) {
     gptoss_clear_error();
     if (graph == NULL) return gptoss_fail(gptoss_status_invalid_argument, "graph is NULL");
-#ifdef GPTOSS_WITH_CUDA
-    return gptoss_cuda_graph_launch(graph);
-#else
-    return gptoss_fail(gptoss_status_unsupported_system, "this build has no graphs");
-#endif
+    return graph->backend->ops->graph_launch(graph);
 }
 
 enum gptoss_status gptoss_graph_release(gptoss_graph_t graph) {
     if (graph == NULL) return gptoss_status_success;
-#ifdef GPTOSS_WITH_CUDA
-    return gptoss_cuda_graph_release(graph);
-#else
-    return gptoss_status_success;
-#endif
+    return graph->backend->ops->graph_release(graph);
 }

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <gptoss/kernel-args.h>
 #include <gptoss/kernels.h>
 
 #define INV gptoss_status_invalid_argument
@@ -797,6 +798,44 @@ static void sample_cases(void) {
     T(sample, "sample_sum_inf", INV, "sum", A.fsum[0] = INFINITY);
 }
 
+/* The generic entry (kernel-args.h): its own checks, the kernel checks with the same
+ * status and message as the named function, and the kernel names. */
+static void generic_cases(void) {
+    reset_arena();
+    const struct gptoss_f32_bf16w_rmsnorm_args rms = {A.x, A.w, A.y, 2, 64, 1e-5f};
+    memcpy(g_shadow, &A, sizeof A);
+    run_case("kernel_run_bad_id", gptoss_kernel_run(B, gptoss_kernel_count, &rms), INV, "kernel");
+    run_case("kernel_run_negative_id", gptoss_kernel_run(B, (enum gptoss_kernel) - 1, &rms), INV, "kernel");
+    run_case("kernel_run_args_null", gptoss_kernel_run(B, gptoss_kernel_f32_bf16w_rmsnorm, NULL), INV, "args");
+    run_case("kernel_run_backend_null", gptoss_kernel_run(NULL, gptoss_kernel_f32_bf16w_rmsnorm, &rms), INV, "backend");
+    struct gptoss_f32_bf16w_rmsnorm_args bad = rms;
+    bad.num_channels = 0;
+    char named[512];
+    gptoss_f32_bf16w_rmsnorm(B, bad.input, bad.weight, bad.output, bad.num_tokens, bad.num_channels, bad.epsilon);
+    snprintf(named, sizeof named, "%s", gptoss_last_error());
+    const enum gptoss_status st = gptoss_kernel_run(B, gptoss_kernel_f32_bf16w_rmsnorm, &bad);
+    run_case("kernel_run_checks_as_named", st, INV, named);
+    run_case("kernel_run_valid", gptoss_kernel_run(B, gptoss_kernel_f32_bf16w_rmsnorm, &rms), OK, NULL);
+
+    int names_ok = gptoss_kernel_get_name(gptoss_kernel_count) == NULL &&
+                   gptoss_kernel_get_family((enum gptoss_kernel) - 1) == NULL && gptoss_kernel_count == 28;
+    for (int k = 0; k < gptoss_kernel_count && names_ok; k++) {
+        const char* name = gptoss_kernel_get_name((enum gptoss_kernel) k);
+        names_ok = name != NULL && gptoss_kernel_get_family((enum gptoss_kernel) k) != NULL;
+        for (int j = 0; j < k && names_ok; j++)
+            names_ok = strcmp(name, gptoss_kernel_get_name((enum gptoss_kernel) j)) != 0;
+    }
+    names_ok = names_ok && strcmp(gptoss_kernel_get_name(gptoss_kernel_f32_sdpa), "f32_sdpa") == 0 &&
+               strcmp(gptoss_kernel_get_family(gptoss_kernel_f32_bf16w_dense_matmul_qkv), "matmul") == 0;
+    if (names_ok) {
+        g_passed++;
+        printf("PASS kernel_names: %d kernels, distinct names and families\n", (int) gptoss_kernel_count);
+    } else {
+        g_failed++;
+        printf("FAIL kernel_names\n");
+    }
+}
+
 int main(void) {
     enum gptoss_status status = gptoss_backend_create_cpu(1, &B);
     if (status != gptoss_status_success) {
@@ -817,6 +856,7 @@ int main(void) {
     routing_cases();
     moe_cases();
     sample_cases();
+    generic_cases();
     gptoss_backend_release(B);
     printf("%d passed, %d failed, 0 skipped\n", g_passed, g_failed);
     return g_failed == 0 ? 0 : 1;

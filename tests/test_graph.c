@@ -18,38 +18,26 @@
 
 #include <gptoss/kernels.h>
 
-static int passed, failed, skipped;
-static char skipped_names[1024];
-
-static void report(const char* name, int ok, const char* detail) {
-    printf("%s %s%s%s\n", ok ? "PASS" : "FAIL", name, detail[0] ? ": " : "", detail);
-    if (ok) passed++;
-    else failed++;
-}
-
-static void skip(const char* name) {
-    printf("SKIP %s\n", name);
-    skipped++;
-    strncat(skipped_names, " ", sizeof(skipped_names) - strlen(skipped_names) - 1);
-    strncat(skipped_names, name, sizeof(skipped_names) - strlen(skipped_names) - 1);
-}
+#include "ops/ops.h"
 
 static void checks(void) {
     gptoss_graph_t g = (gptoss_graph_t) 1;
-    report("create_null_backend", gptoss_graph_create(NULL, &g) == gptoss_status_invalid_argument &&
-                                      g == (gptoss_graph_t) 1, gptoss_last_error());
-    report("begin_null", gptoss_graph_begin(NULL) == gptoss_status_invalid_argument, "");
-    report("end_null", gptoss_graph_end(NULL) == gptoss_status_invalid_argument, "");
-    report("launch_null", gptoss_graph_launch(NULL) == gptoss_status_invalid_argument, "");
-    report("release_null_ok", gptoss_graph_release(NULL) == gptoss_status_success, "");
+    tc_report("create_null_backend",
+              gptoss_graph_create(NULL, &g) == gptoss_status_invalid_argument && g == (gptoss_graph_t) 1,
+              gptoss_last_error());
+    tc_report("begin_null", gptoss_graph_begin(NULL) == gptoss_status_invalid_argument, "");
+    tc_report("end_null", gptoss_graph_end(NULL) == gptoss_status_invalid_argument, "");
+    tc_report("launch_null", gptoss_graph_launch(NULL) == gptoss_status_invalid_argument, "");
+    tc_report("release_null_ok", gptoss_graph_release(NULL) == gptoss_status_success, "");
     gptoss_backend_t cpu;
     if (gptoss_backend_create_cpu(1, &cpu) != gptoss_status_success) {
-        report("cpu_backend", 0, gptoss_last_error());
+        tc_report("cpu_backend", 0, gptoss_last_error());
         return;
     }
-    report("create_null_out", gptoss_graph_create(cpu, NULL) == gptoss_status_invalid_argument, "");
+    tc_report("create_null_out", gptoss_graph_create(cpu, NULL) == gptoss_status_invalid_argument, "");
     const enum gptoss_status st = gptoss_graph_create(cpu, &g);
-    report("cpu_unsupported", st == gptoss_status_unsupported_system && g == (gptoss_graph_t) 1, gptoss_last_error());
+    tc_report("cpu_unsupported", st == gptoss_status_unsupported_system && g == (gptoss_graph_t) 1,
+              gptoss_last_error());
     gptoss_backend_release(cpu);
 }
 
@@ -90,7 +78,7 @@ static void cuda_cases(uint64_t seed) {
                                   "cuda_failed_recording_keeps_previous", "cuda_launch_twice"};
     gptoss_backend_t b;
     if (gptoss_backend_create_cuda(0, NULL, &b) != gptoss_status_success) {
-        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) skip(names[i]);
+        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) tc_skip(names[i], gptoss_last_error());
         return;
     }
     struct bufs d;
@@ -99,7 +87,7 @@ static void cuda_cases(uint64_t seed) {
                              sizeof(float) * TMAX * C, 2 * C, 2 * (size_t) R * C, 2 * R, 2 * (size_t) C * R, 2 * C};
     for (int i = 0; i < 9; i++) {
         if (gptoss_backend_alloc(b, sizes[i], &p[i])) {
-            report("cuda_alloc", 0, gptoss_last_error());
+            tc_report("cuda_alloc", 0, gptoss_last_error());
             return;
         }
     }
@@ -119,26 +107,26 @@ static void cuda_cases(uint64_t seed) {
     }
     gptoss_graph_t g;
     if (gptoss_graph_create(b, &g)) {
-        report("cuda_graph_create", 0, gptoss_last_error());
+        tc_report("cuda_graph_create", 0, gptoss_last_error());
         return;
     }
     /* 1: record T = 3, replay = direct */
     int ok = gptoss_graph_begin(g) == 0 && sequence(b, &d, 3) == 0 && gptoss_graph_end(g) == 0;
     ok = ok && run_direct(b, &d, 3, x0, direct) && run_graph(b, g, &d, 3, x0, graphed) &&
          memcmp(direct, graphed, sizeof(float) * 3 * C) == 0;
-    report(names[0], ok, ok ? "" : gptoss_last_error());
+    tc_report(names[0], ok, ok ? "" : gptoss_last_error());
     /* 2: re-record with T = 5 (other grid sizes and scalars): update or re-instantiate */
     ok = gptoss_graph_begin(g) == 0 && sequence(b, &d, 5) == 0 && gptoss_graph_end(g) == 0;
     ok = ok && run_direct(b, &d, 5, x1, direct) && run_graph(b, g, &d, 5, x1, graphed) &&
          memcmp(direct, graphed, sizeof(float) * 5 * C) == 0;
-    report(names[1], ok, ok ? "" : gptoss_last_error());
+    tc_report(names[1], ok, ok ? "" : gptoss_last_error());
     /* 3: copies and synchronisation are refused while recording (and fail the recording) */
     ok = gptoss_graph_begin(g) == 0;
     const enum gptoss_status cst = gptoss_backend_copy(b, d.x, x0, 16, gptoss_copy_host_to_backend);
     const enum gptoss_status sst = gptoss_backend_synchronize(b);
     ok = ok && gptoss_graph_end(g) == gptoss_status_invalid_state && cst == gptoss_status_invalid_state &&
          sst == gptoss_status_invalid_state;
-    report(names[2], ok, "");
+    tc_report(names[2], ok, "");
     /* 4: a failing call (bad argument) during recording: end fails, the previous recording
      * (T = 5, recorded first) stays */
     ok = gptoss_graph_begin(g) == 0 && sequence(b, &d, 5) == 0 && gptoss_graph_end(g) == 0;
@@ -147,7 +135,7 @@ static void cuda_cases(uint64_t seed) {
     const enum gptoss_status end = gptoss_graph_end(g);
     ok = ok && bad == gptoss_status_invalid_argument && end == gptoss_status_invalid_state && run_direct(b, &d, 5, x0, direct) &&
          run_graph(b, g, &d, 5, x0, graphed) && memcmp(direct, graphed, sizeof(float) * 5 * C) == 0;
-    report(names[3], ok, ok ? "" : gptoss_last_error());
+    tc_report(names[3], ok, ok ? "" : gptoss_last_error());
     /* 5: two launches back to back give the same as one (out += ... twice from x0) */
     ok = gptoss_graph_begin(g) == 0 && sequence(b, &d, 5) == 0 && gptoss_graph_end(g) == 0;
     float twice_direct[TMAX * C];
@@ -158,7 +146,7 @@ static void cuda_cases(uint64_t seed) {
          gptoss_backend_copy(b, d.out, x0, sizeof x0, gptoss_copy_host_to_backend) == 0 && gptoss_graph_launch(g) == 0 &&
          gptoss_graph_launch(g) == 0 && gptoss_backend_copy(b, graphed, d.out, sizeof x0, gptoss_copy_backend_to_host) == 0;
     ok = ok && memcmp(twice_direct, graphed, sizeof x0) == 0;
-    report(names[4], ok, ok ? "" : gptoss_last_error());
+    tc_report(names[4], ok, ok ? "" : gptoss_last_error());
     gptoss_graph_release(g);
     for (int i = 0; i < 9; i++) gptoss_backend_free(b, p[i]);
     gptoss_backend_release(b);
@@ -171,6 +159,5 @@ int main(void) {
     printf("test_graph: seed %llu\n", (unsigned long long) seed);
     checks();
     cuda_cases(seed);
-    printf("%d passed, %d failed, %d skipped%s%s\n", passed, failed, skipped, skipped ? ":" : "", skipped_names);
-    return failed == 0 ? 0 : 1;
+    return tc_summary();
 }

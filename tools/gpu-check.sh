@@ -4,7 +4,7 @@
 #   2. the harness on the CUDA backend (full catalogue; GPU_CHECK_HARNESS_ARGS to change)
 #   3. compute-sanitizer memcheck and racecheck over `harness --quick --backend cuda
 #      --filter F` for a few small filters (GPU_CHECK_SANITIZE_FILTERS)
-#   4. build/bench/bench --backend cuda if it exists, and tools/cuda_bench.c
+#   4. build/bench/bench --backend cuda and build/bench/cuda_bench (tools/cuda_bench.c)
 #   5. a short summary table, printed last.
 # Full logs go to $OUT (when set) as build.log, harness.log, memcheck.log, racecheck.log,
 # bench.log, cuda_bench.log. Exit status: 0 when every step passed.
@@ -61,13 +61,11 @@ if [ -x build/bench/bench ]; then
     build/bench/bench --backend cuda >"$LOG/bench.log" 2>&1
     RESULT[bench]="rc=$?"
 fi
-CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
-if [ -f build/libgptoss.a ] && gcc -O2 -std=c11 -Iinclude -I"$CUDA_HOME/include" tools/cuda_bench.c build/libgptoss.a \
-        -L"$CUDA_HOME/lib64" -lcudart -lstdc++ -lpthread -lm -o build/cuda_bench >"$LOG/cuda_bench.log" 2>&1; then
-    build/cuda_bench >>"$LOG/cuda_bench.log" 2>&1
+if [ -x build/bench/cuda_bench ]; then
+    build/bench/cuda_bench >"$LOG/cuda_bench.log" 2>&1
     RESULT[cuda_bench]="rc=$?"
 else
-    RESULT[cuda_bench]="build failed"
+    RESULT[cuda_bench]="no build/bench/cuda_bench"
 fi
 
 echo
@@ -76,5 +74,5 @@ for k in build harness memcheck racecheck bench cuda_bench; do
     printf '%-11s %s\n' "$k" "${RESULT[$k]:-skipped}"
 done
 [ -f "$LOG/bench.log" ] && tail -40 "$LOG/bench.log"
-[ -f "$LOG/cuda_bench.log" ] && grep -v '^$' "$LOG/cuda_bench.log" | tail -22
+[ -f "$LOG/cuda_bench.log" ] && grep -v '^$' "$LOG/cuda_bench.log" | tail -60
 echo "total $(( $(date +%s) - t0 )) s"

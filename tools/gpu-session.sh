@@ -95,7 +95,8 @@ if ! skip python; then
     else
         GPTOSS_CUDA=ON python3 -m pip install -q --no-deps --no-build-isolation --target /tmp/gok . >"$LOG/python.log" 2>&1
     fi
-    PYTHONPATH=/tmp/gok python3 -m pytest -q -p no:cacheprovider python/tests -x -k "cuda or seed"  >>"$LOG/python.log" 2>&1
+    GPTOSS_PYTESTOPS_LIB="$(cd "$B" && pwd)/tests/libgptoss_pytestops.so" PYTHONPATH=/tmp/gok \
+        python3 -m pytest -q -p no:cacheprovider python/tests -x -k "cuda or seed" >>"$LOG/python.log" 2>&1
     R[pytest]="rc=$? $(grep -E '[0-9]+ passed' "$LOG/python.log" | tail -1)"
     echo "pytest: ${R[pytest]} ($(el))"
 fi

@@ -58,8 +58,8 @@ enum {
     /* CPU: copy the weights into the backend's own memory (2 MiB pages where the system
      * allows transparent huge pages) instead of reading them through the file mapping.
      * Decode streams every weight once per token; with 4 KiB page-cache pages each 4 KiB
-     * costs a TLB miss and stops the hardware prefetchers: measured on the 2-core EPYC,
-     * 20b decode 3.2-3.4 -> 3.5-4.1 tok/s. Costs a longer load (the whole file is read at
+     * costs a TLB miss and stops the hardware prefetchers, so decode is faster
+     * (docs/RESULTS.md). Costs a longer load (the whole file is read at
      * once) and RAM for a private copy. CUDA always copies (uploads); the flag is ignored. */
     GPTOSS_MODEL_NO_MMAP = 1u << 0,
 };

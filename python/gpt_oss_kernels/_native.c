@@ -382,6 +382,24 @@ static PyObject* k_f32_accumulate(PyObject* self, PyObject* args) {
     RUN(gptoss_f32_accumulate(b, P(x), P(scores), P(res), c, t, k));
 }
 
+static PyObject* k_f32_accumulate_bf16w_rmsnorm(PyObject* self, PyObject* args) {
+    PyObject* cap; ull x, scores, res, w, out; unsigned int c, t, k; float eps;
+    if (!PyArg_ParseTuple(args, "OKKKKKIIIf", &cap, &x, &scores, &res, &w, &out, &c, &t, &k, &eps)) return NULL;
+    BACKEND(cap);
+    RUN(gptoss_f32_accumulate_bf16w_rmsnorm(b, P(x), P(scores), P(res), P(w), P(out), c, t, k, eps));
+}
+
+static PyObject* k_f32_bf16w_rmsnorm_matmul_topk(PyObject* self, PyObject* args) {
+    PyObject* cap; ull x, nw, out, rw, rb, scores, ids, es; unsigned int t, c, e, k; float eps;
+    if (!PyArg_ParseTuple(args, "OKKKKKKKKIIIIf", &cap, &x, &nw, &out, &rw, &rb, &scores, &ids, &es, &t, &c, &e, &k,
+                          &eps)) {
+        return NULL;
+    }
+    BACKEND(cap);
+    RUN(gptoss_f32_bf16w_rmsnorm_matmul_topk(b, P(x), P(nw), P(out), P(rw), P(rb), P(scores), P(ids), P(es), t, c, e,
+                                             k, eps));
+}
+
 static PyObject* k_f32_softmax(PyObject* self, PyObject* args) {
     PyObject* cap; ull logits, argmax, prob, sum; unsigned int t, v; float temp;
     if (!PyArg_ParseTuple(args, "OKKKKIIf", &cap, &logits, &argmax, &prob, &sum, &t, &v, &temp)) return NULL;
@@ -416,6 +434,7 @@ static PyMethodDef methods[] = {
     K(f32_rope), K(f32_sdpa), K(f32_bf16w_unembedding), K(f32_topk), K(expert_routing_metadata), K(f32_scatter),
     K(f32_mf4w_moe_matmul_swiglu), K(f32_mf4w_moe_matmul), K(f32_mf4w_moe_dense_matmul_swiglu),
     K(f32_mf4w_moe_dense_matmul), K(f32_gather_and_accumulate), K(f32_accumulate), K(f32_softmax), K(f32_sample),
+    K(f32_accumulate_bf16w_rmsnorm), K(f32_bf16w_rmsnorm_matmul_topk),
     {NULL, NULL, 0, NULL},
 };
 

@@ -46,6 +46,7 @@ __all__ = [
     "f32_mf4w_moe_dense_matmul", "f32_gather_and_accumulate", "f32_accumulate",
     "f32_bf16w_unembedding", "f32_softmax", "f32_sample",
     "u32_fill_random", "f32_fill_random", "bf16_fill_random", "mf4_f32_convert",
+    "f32_accumulate_bf16w_rmsnorm", "f32_bf16w_rmsnorm_matmul_topk",
 ]
 
 
@@ -552,6 +553,80 @@ def f32_accumulate(input, expert_scores, residual, num_channels, num_tokens, num
     call.matrix(res, T, C, "num_tokens", "num_channels")
     _run(call, _native.f32_accumulate, x.address, sc.address, res.address, C, T, k)
     return residual
+
+
+# ---------------------------------------------------------------------------------------
+# The fusions of the decode step (not upstream ops)
+# ---------------------------------------------------------------------------------------
+
+def f32_accumulate_bf16w_rmsnorm(input, expert_scores, residual, weight_bf16, output, num_channels, num_tokens,
+                                 num_active_experts, epsilon):
+    """f32_accumulate(input, expert_scores, residual, ...) then output =
+    f32_bf16w_rmsnorm(residual, weight_bf16, epsilon), in one call and bit-identical to the
+    two. input f32 [k][num_tokens][num_channels]; expert_scores f32 [num_tokens][k];
+    residual f32 [num_tokens][num_channels], read and written; weight_bf16 bf16
+    [num_channels]; output f32 [num_tokens][num_channels], written (no overlap with the
+    others). Returns (residual, output)."""
+    op = "f32_accumulate_bf16w_rmsnorm"
+    C = count(num_channels, "num_channels")
+    T = count(num_tokens, "num_tokens")
+    k = count(num_active_experts, "num_active_experts")
+    eps = real(epsilon, "epsilon")
+    call = Call(op)
+    x = call.tensor(input, "input", F32)
+    call.matrix(x, k * T, C, "num_active_experts x num_tokens", "num_channels")
+    sc = call.tensor(expert_scores, "expert_scores", F32)
+    call.need(sc, T * k, "num_tokens x num_active_experts")
+    res = call.tensor(residual, "residual", F32, writable=True)
+    call.matrix(res, T, C, "num_tokens", "num_channels")
+    w = call.tensor(weight_bf16, "weight_bf16", BF16)
+    call.need(w, C, "num_channels")
+    y = call.tensor(output, "output", F32, writable=True)
+    call.matrix(y, T, C, "num_tokens", "num_channels")
+    _run(call, _native.f32_accumulate_bf16w_rmsnorm, x.address, sc.address, res.address, w.address, y.address, C, T,
+         k, eps)
+    return residual, output
+
+
+def f32_bf16w_rmsnorm_matmul_topk(input, norm_weight_bf16, output, router_weight_bf16, router_bias_bf16, scores,
+                                  expert_ids, expert_scores, num_tokens, num_channels, num_experts,
+                                  num_active_experts, epsilon):
+    """The MoE gate in one call, bit-identical to f32_bf16w_rmsnorm(input, norm_weight_bf16,
+    output), the router matmul of output into scores and f32_topk(scores, expert_ids,
+    expert_scores). input f32 [num_tokens][num_channels]; norm_weight_bf16 bf16
+    [num_channels]; output f32 [num_tokens][num_channels]; router_weight_bf16 bf16
+    [num_experts][num_channels] (the checkpoint's [out][in] layout, NOT the seed's
+    [in][out]); router_bias_bf16 bf16 [num_experts] or None; scores f32
+    [num_tokens][num_experts]; expert_ids int32/uint32 and expert_scores f32
+    [num_tokens][num_active_experts]. The four outputs are written and must not overlap
+    each other or an input. Returns (output, scores, expert_ids, expert_scores)."""
+    op = "f32_bf16w_rmsnorm_matmul_topk"
+    T = count(num_tokens, "num_tokens")
+    C = count(num_channels, "num_channels")
+    E = count(num_experts, "num_experts")
+    k = count(num_active_experts, "num_active_experts")
+    if k > E:
+        raise ValueError("%s: num_active_experts %d exceeds num_experts %d" % (op, k, E))
+    eps = real(epsilon, "epsilon")
+    call = Call(op)
+    x = call.tensor(input, "input", F32)
+    call.matrix(x, T, C, "num_tokens", "num_channels")
+    nw = call.tensor(norm_weight_bf16, "norm_weight_bf16", BF16)
+    call.need(nw, C, "num_channels")
+    y = call.tensor(output, "output", F32, writable=True)
+    call.matrix(y, T, C, "num_tokens", "num_channels")
+    rw = call.tensor(router_weight_bf16, "router_weight_bf16", BF16)
+    call.matrix(rw, E, C, "num_experts", "num_channels")
+    rb = _bias(call, router_bias_bf16, E, "router_bias_bf16", "num_experts")
+    s = call.tensor(scores, "scores", F32, writable=True)
+    call.matrix(s, T, E, "num_tokens", "num_experts")
+    ids = call.tensor(expert_ids, "expert_ids", U32, writable=True)
+    call.matrix(ids, T, k, "num_tokens", "num_active_experts")
+    es = call.tensor(expert_scores, "expert_scores", F32, writable=True)
+    call.matrix(es, T, k, "num_tokens", "num_active_experts")
+    _run(call, _native.f32_bf16w_rmsnorm_matmul_topk, x.address, nw.address, y.address, rw.address, rb, s.address,
+         ids.address, es.address, T, C, E, k, eps)
+    return output, scores, expert_ids, expert_scores
 
 
 # ---------------------------------------------------------------------------------------

@@ -37,6 +37,8 @@ static enum gptoss_status cpu_release(gptoss_backend_t backend) {
     struct gptoss_cpu_backend* cpu = gptoss_cpu(backend);
     gptoss_threadpool_release(cpu->pool);
     pthread_mutex_destroy(&cpu->lock);
+    pthread_mutex_destroy(&cpu->scratch_lock);
+    free(cpu->scratch);
     free(cpu);
     return gptoss_status_success;
 }
@@ -75,42 +77,16 @@ static enum gptoss_status cpu_copy(gptoss_backend_t backend, void* dst, const vo
 
 static enum gptoss_status cpu_synchronize(gptoss_backend_t backend) { return gptoss_status_success; }
 
-static const struct gptoss_backend_ops cpu_ops = {
-    .release = cpu_release,
-    .alloc = cpu_alloc,
-    .free = cpu_free,
-    .copy = cpu_copy,
-    .synchronize = cpu_synchronize,
-    .u32_fill_random = gptoss_cpu_u32_fill_random,
-    .f32_fill_random = gptoss_cpu_f32_fill_random,
-    .bf16_fill_random = gptoss_cpu_bf16_fill_random,
-    .mf4_f32_convert = gptoss_cpu_mf4_f32_convert,
-    .bf16_f32_embeddings = gptoss_cpu_bf16_f32_embeddings,
-    .f32_bf16w_rmsnorm = gptoss_cpu_f32_bf16w_rmsnorm,
-    .f32_bf16w_matmul = gptoss_cpu_f32_bf16w_matmul,
-    .f32_bf16w_matmul_add = gptoss_cpu_f32_bf16w_matmul_add,
-    .f32_bf16w_dense_matmul_qkv = gptoss_cpu_f32_bf16w_dense_matmul_qkv,
-    .f32_bf16w_dense_matmul_attn_output = gptoss_cpu_f32_bf16w_dense_matmul_attn_output,
-    .f32_bf16w_dense_matmul_mlp_gate = gptoss_cpu_f32_bf16w_dense_matmul_mlp_gate,
-    .f32_bf16w_matmul_qkv = gptoss_cpu_f32_bf16w_matmul_qkv,
-    .f32_rope = gptoss_cpu_f32_rope,
-    .f32_sdpa = gptoss_cpu_f32_sdpa,
-    .f32_bf16w_unembedding = gptoss_cpu_f32_bf16w_unembedding,
-    .f32_topk = gptoss_cpu_f32_topk,
-    .expert_routing_metadata = gptoss_cpu_expert_routing_metadata,
-    .f32_scatter = gptoss_cpu_f32_scatter,
-    .f32_mf4w_moe_matmul_swiglu = gptoss_cpu_f32_mf4w_moe_matmul_swiglu,
-    .f32_mf4w_moe_matmul = gptoss_cpu_f32_mf4w_moe_matmul,
-    .f32_mf4w_moe_dense_matmul_swiglu = gptoss_cpu_f32_mf4w_moe_dense_matmul_swiglu,
-    .f32_mf4w_moe_dense_matmul = gptoss_cpu_f32_mf4w_moe_dense_matmul,
-    .f32_gather_and_accumulate = gptoss_cpu_f32_gather_and_accumulate,
-    .f32_accumulate = gptoss_cpu_f32_accumulate,
-    .f32_softmax = gptoss_cpu_f32_softmax,
-    .f32_sample = gptoss_cpu_f32_sample,
-    /* the fusions: their parts in sequence (a fused pass would save launches, which the
-     * CPU does not have) */
-    .f32_accumulate_bf16w_rmsnorm = gptoss_sequence_f32_accumulate_bf16w_rmsnorm,
-    .f32_bf16w_rmsnorm_matmul_topk = gptoss_sequence_f32_bf16w_rmsnorm_matmul_topk,
+static const struct gptoss_backend_ops cpu_ops = {.release = cpu_release,
+                                                  .alloc = cpu_alloc,
+                                                  .free = cpu_free,
+                                                  .copy = cpu_copy,
+                                                  .synchronize = cpu_synchronize,
+#define GPTOSS_CPU_ENTRY(name, family) .name = gptoss_cpu_##name,
+#define GPTOSS_CPU_NO_ENTRY(name, family) /* a fusion: src/kernels runs its parts */
+                                                  GPTOSS_KERNEL_LIST(GPTOSS_CPU_ENTRY, GPTOSS_CPU_NO_ENTRY)
+#undef GPTOSS_CPU_NO_ENTRY
+#undef GPTOSS_CPU_ENTRY
 };
 
 enum gptoss_status gptoss_cpu_backend_create(uint32_t num_threads, enum gptoss_cpu_isa isa,
@@ -132,6 +108,7 @@ enum gptoss_status gptoss_cpu_backend_create(uint32_t num_threads, enum gptoss_c
         return status;
     }
     pthread_mutex_init(&cpu->lock, NULL);
+    pthread_mutex_init(&cpu->scratch_lock, NULL);
     cpu->isa = isa;
     cpu->base.ops = &cpu_ops;
     cpu->base.kind = gptoss_backend_kind_cpu;
@@ -149,3 +126,23 @@ void gptoss_cpu_parallelize(gptoss_backend_t backend, gptoss_parallel_fn fn, voi
     gptoss_threadpool_parallelize(cpu->pool, fn, context, range, grain);
     pthread_mutex_unlock(&cpu->lock);
 }
+
+enum gptoss_status gptoss_cpu_scratch_acquire(gptoss_backend_t backend, size_t bytes, void** scratch_out) {
+    struct gptoss_cpu_backend* cpu = gptoss_cpu(backend);
+    pthread_mutex_lock(&cpu->scratch_lock);
+    if (bytes > cpu->scratch_size) {
+        const size_t rounded = (bytes + 4095) / 4096 * 4096;
+        void* grown = rounded >= bytes ? aligned_alloc(64, rounded) : NULL;
+        if (grown == NULL) {
+            pthread_mutex_unlock(&cpu->scratch_lock);
+            return gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate %zu bytes of scratch", bytes);
+        }
+        free(cpu->scratch);
+        cpu->scratch = grown;
+        cpu->scratch_size = rounded;
+    }
+    *scratch_out = cpu->scratch;
+    return gptoss_status_success;
+}
+
+void gptoss_cpu_scratch_release(gptoss_backend_t backend) { pthread_mutex_unlock(&gptoss_cpu(backend)->scratch_lock); }

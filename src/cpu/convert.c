@@ -37,9 +37,9 @@ static void convert_task(void* context, uint32_t thread_index, size_t begin, siz
     }
 }
 
-enum gptoss_status gptoss_cpu_mf4_f32_convert(gptoss_backend_t backend, const uint8_t* blocks,
-                                              const uint8_t* scales, float* output, uint64_t num_elements) {
-    struct convert_context ctx = {.blocks = blocks, .scales = scales, .output = output};
-    gptoss_cpu_parallelize(backend, convert_task, &ctx, (size_t) (num_elements / 32), CONVERT_GRAIN);
+enum gptoss_status gptoss_cpu_mf4_f32_convert(gptoss_backend_t backend,
+                                              const struct gptoss_mf4_f32_convert_args* args) {
+    struct convert_context ctx = {.blocks = args->blocks, .scales = args->scales, .output = args->output};
+    gptoss_cpu_parallelize(backend, convert_task, &ctx, (size_t) (args->num_elements / 32), CONVERT_GRAIN);
     return gptoss_status_success;
 }

@@ -59,10 +59,10 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) static void embeddings_avx5
 }
 #endif
 
-enum gptoss_status gptoss_cpu_bf16_f32_embeddings(gptoss_backend_t backend, const uint32_t* token_ids,
-                                                  const gptoss_bf16* weight, float* output, uint32_t num_tokens,
-                                                  uint32_t num_channels, uint32_t vocabulary_size) {
-    struct embeddings e = {.ids = token_ids, .w = (const uint16_t*) weight, .out = output, .C = num_channels};
+enum gptoss_status gptoss_cpu_bf16_f32_embeddings(gptoss_backend_t backend,
+                                                  const struct gptoss_bf16_f32_embeddings_args* args) {
+    struct embeddings e = {
+        .ids = args->token_ids, .w = (const uint16_t*) args->weight, .out = args->output, .C = args->num_channels};
     gptoss_parallel_fn fn = embeddings_scalar;
 #if GPTOSS_CPU_X86
     switch (gptoss_cpu(backend)->isa) {
@@ -72,7 +72,7 @@ enum gptoss_status gptoss_cpu_bf16_f32_embeddings(gptoss_backend_t backend, cons
     }
 #endif
     /* a grain of >= 16K channels per slice so tiny batches stay on one thread */
-    const size_t grain = num_channels >= 16384 ? 1 : 16384 / num_channels;
-    gptoss_cpu_parallelize(backend, fn, &e, num_tokens, grain);
+    const size_t grain = args->num_channels >= 16384 ? 1 : 16384 / args->num_channels;
+    gptoss_cpu_parallelize(backend, fn, &e, args->num_tokens, grain);
     return gptoss_status_success;
 }

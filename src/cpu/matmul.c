@@ -178,10 +178,9 @@ __attribute__((target("avx2,fma"))) static void decode_rows_avx2(void* context, 
     const size_t T = g->T;
     size_t r = begin;
     if (T == 1) {
-        /* One row at a time: a single sequential stream per thread. Measured on the 2-core
-         * AMD EPYC (2 threads, 4 alternating runs): qkv / attn-out / unembedding at 84 / 78 /
-         * 78% of the read pass, against 76 / 61 / 75% with 8 rows interleaved. Each row keeps
-         * its own accumulator either way, so results are identical. */
+        /* One row at a time: a single sequential stream per thread, which the hardware
+         * prefetchers follow better than 8 interleaved rows (docs/RESULTS.md). Each row
+         * keeps its own accumulator either way, so results are identical. */
         for (; r < end; r++) decode_block_avx2(g, r, 0, 1, 1);
         return;
     }
@@ -480,32 +479,25 @@ static enum gptoss_status gemm_run(gptoss_backend_t backend, const float* input,
         if (g.T <= DECODE_MAX_TOKENS) {
             const size_t chunk = wide ? 32 : 16;
             g.cmain = g.C / chunk * chunk;
-            float* xp = NULL;
-            if (g.cmain != 0) {
-                xp = aligned_alloc(64, (g.T * g.cmain * sizeof(float) + 63) / 64 * 64);
-                if (xp == NULL) {
-                    return gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate %zu bytes of scratch",
-                                       g.T * g.cmain * sizeof(float));
-                }
-                permute_activations(g.x, xp, g.T, g.C, g.cmain, chunk);
-            }
+            void* xp = NULL;
+            GPTOSS_TRY(gptoss_cpu_scratch_acquire(backend, g.T * g.cmain * sizeof(float), &xp));
+            if (g.cmain != 0) permute_activations(g.x, xp, g.T, g.C, g.cmain, chunk);
             g.xp = xp;
             gptoss_cpu_parallelize(backend, wide ? decode_rows_avx512 : decode_rows_avx2, &g, g.R, DECODE_GRAIN);
-            free(xp);
+            gptoss_cpu_scratch_release(backend);
         } else {
             const uint32_t threads = gptoss_threadpool_num_threads(gptoss_cpu(backend)->pool);
             g.scratch_floats = (size_t) (PANEL_ROWS / 16) * PANEL_COLS * 16 + g.T * PANEL_ROWS;
             g.scratch_floats = (g.scratch_floats + 15) / 16 * 16; /* keep 64-byte alignment per thread */
             const size_t bytes = g.scratch_floats * sizeof(float) * threads;
-            g.scratch = aligned_alloc(64, bytes);
-            if (g.scratch == NULL) {
-                return gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate %zu bytes of scratch", bytes);
-            }
+            void* scratch = NULL;
+            GPTOSS_TRY(gptoss_cpu_scratch_acquire(backend, bytes, &scratch));
+            g.scratch = scratch;
             /* Whole panels per thread when there are enough rows, else 16-row strips (the
              * arithmetic of an element does not depend on where a slice starts). */
             const size_t grain = g.R >= (size_t) threads * 2 * PANEL_ROWS ? PANEL_ROWS : 16;
             gptoss_cpu_parallelize(backend, wide ? prefill_rows_avx512 : prefill_rows_avx2, &g, g.R, grain);
-            free(g.scratch);
+            gptoss_cpu_scratch_release(backend);
         }
         return gptoss_status_success;
     }
@@ -515,37 +507,32 @@ static enum gptoss_status gemm_run(gptoss_backend_t backend, const float* input,
     return gptoss_status_success;
 }
 
-enum gptoss_status gptoss_cpu_f32_bf16w_matmul(gptoss_backend_t backend, const float* input,
-                                               const gptoss_bf16* weight, const gptoss_bf16* bias, float* output,
-                                               uint32_t num_tokens, uint32_t num_cols, uint32_t num_rows) {
-    return gemm_run(backend, input, weight, bias, output, num_tokens, num_cols, num_rows, false);
+enum gptoss_status gptoss_cpu_f32_bf16w_matmul(gptoss_backend_t backend,
+                                               const struct gptoss_f32_bf16w_matmul_args* args) {
+    return gemm_run(backend, args->input, args->weight, args->bias, args->output, args->num_tokens, args->num_cols,
+                    args->num_rows, false);
 }
 
-enum gptoss_status gptoss_cpu_f32_bf16w_matmul_add(gptoss_backend_t backend, const float* input,
-                                                   const gptoss_bf16* weight, const gptoss_bf16* bias,
-                                                   float* output, uint32_t num_tokens, uint32_t num_cols,
-                                                   uint32_t num_rows) {
-    return gemm_run(backend, input, weight, bias, output, num_tokens, num_cols, num_rows, true);
+enum gptoss_status gptoss_cpu_f32_bf16w_matmul_add(gptoss_backend_t backend,
+                                                   const struct gptoss_f32_bf16w_matmul_add_args* args) {
+    return gemm_run(backend, args->input, args->weight, args->bias, args->output, args->num_tokens, args->num_cols,
+                    args->num_rows, true);
 }
 
-enum gptoss_status gptoss_cpu_f32_bf16w_dense_matmul_qkv(gptoss_backend_t backend, const float* input,
-                                                         const gptoss_bf16* weight, const gptoss_bf16* bias,
-                                                         float* output, uint32_t num_tokens, uint32_t num_cols,
-                                                         uint32_t num_rows) {
-    return gemm_run(backend, input, weight, bias, output, num_tokens, num_cols, num_rows, false);
+enum gptoss_status gptoss_cpu_f32_bf16w_dense_matmul_qkv(gptoss_backend_t backend,
+                                                         const struct gptoss_f32_bf16w_dense_matmul_qkv_args* args) {
+    return gemm_run(backend, args->input, args->weight, args->bias, args->output, args->num_tokens, args->num_cols,
+                    args->num_rows, false);
 }
 
-enum gptoss_status gptoss_cpu_f32_bf16w_dense_matmul_attn_output(gptoss_backend_t backend, const float* input,
-                                                                 const gptoss_bf16* weight,
-                                                                 const gptoss_bf16* bias, float* output,
-                                                                 uint32_t num_tokens, uint32_t num_cols,
-                                                                 uint32_t num_rows) {
-    return gemm_run(backend, input, weight, bias, output, num_tokens, num_cols, num_rows, true);
+enum gptoss_status gptoss_cpu_f32_bf16w_dense_matmul_attn_output(
+    gptoss_backend_t backend, const struct gptoss_f32_bf16w_dense_matmul_attn_output_args* args) {
+    return gemm_run(backend, args->input, args->weight, args->bias, args->output, args->num_tokens, args->num_cols,
+                    args->num_rows, true);
 }
 
-enum gptoss_status gptoss_cpu_f32_bf16w_dense_matmul_mlp_gate(gptoss_backend_t backend, const float* input,
-                                                              const gptoss_bf16* weight, const gptoss_bf16* bias,
-                                                              float* output, uint32_t num_tokens,
-                                                              uint32_t num_cols, uint32_t num_rows) {
-    return gemm_run(backend, input, weight, bias, output, num_tokens, num_cols, num_rows, false);
+enum gptoss_status gptoss_cpu_f32_bf16w_dense_matmul_mlp_gate(
+    gptoss_backend_t backend, const struct gptoss_f32_bf16w_dense_matmul_mlp_gate_args* args) {
+    return gemm_run(backend, args->input, args->weight, args->bias, args->output, args->num_tokens, args->num_cols,
+                    args->num_rows, false);
 }

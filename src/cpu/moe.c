@@ -416,8 +416,9 @@ static enum gptoss_status moe_decode(gptoss_backend_t backend, const float* inpu
     const size_t ints = 3 * (size_t) num_experts + 2 + 2 * P;
     const size_t head_bytes = (ints * sizeof(uint32_t) + 256 * sizeof(float) + 63) / 64 * 64;
     const size_t xbytes = avx2 ? num_vectors * xstride * sizeof(float) : 0;
-    uint8_t* mem = aligned_alloc(64, head_bytes + xbytes);
-    if (mem == NULL) return gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate MoE scratch");
+    void* scratch = NULL;
+    GPTOSS_TRY(gptoss_cpu_scratch_acquire(backend, head_bytes + xbytes, &scratch));
+    uint8_t* mem = scratch;
     uint32_t* counts = (uint32_t*) mem;
     uint32_t* group_expert = counts + num_experts + 1;
     uint32_t* group_begin = group_expert + num_experts;
@@ -475,28 +476,22 @@ static enum gptoss_status moe_decode(gptoss_backend_t backend, const float* inpu
         .mult = mult,
     };
     gptoss_cpu_parallelize(backend, moe_decode_task, &ctx, (size_t) num_groups * num_out, 8);
-    free(mem);
+    gptoss_cpu_scratch_release(backend);
     return gptoss_status_success;
 }
 
-enum gptoss_status gptoss_cpu_f32_mf4w_moe_matmul_swiglu(gptoss_backend_t backend, const float* input,
-                                                         const uint32_t* expert_ids, const uint8_t* weight_blocks,
-                                                         const uint8_t* weight_scales, const gptoss_bf16* bias,
-                                                         size_t expert_stride, float* output, uint32_t num_tokens,
-                                                         uint32_t num_active_experts, uint32_t num_experts,
-                                                         uint32_t num_cols, uint32_t num_rows, float swiglu_limit) {
-    return moe_decode(backend, input, expert_ids, weight_blocks, weight_scales, bias, expert_stride, output,
-                      num_tokens, num_active_experts, num_experts, num_cols, num_rows, 1, swiglu_limit);
+enum gptoss_status gptoss_cpu_f32_mf4w_moe_matmul_swiglu(gptoss_backend_t backend,
+                                                         const struct gptoss_f32_mf4w_moe_matmul_swiglu_args* args) {
+    return moe_decode(backend, args->input, args->expert_ids, args->weight_blocks, args->weight_scales, args->bias,
+                      args->expert_stride, args->output, args->num_tokens, args->num_active_experts, args->num_experts,
+                      args->num_cols, args->num_rows, 1, args->swiglu_limit);
 }
 
-enum gptoss_status gptoss_cpu_f32_mf4w_moe_matmul(gptoss_backend_t backend, const float* input,
-                                                  const uint32_t* expert_ids, const uint8_t* weight_blocks,
-                                                  const uint8_t* weight_scales, const gptoss_bf16* bias,
-                                                  size_t expert_stride, float* output, uint32_t num_tokens,
-                                                  uint32_t num_active_experts, uint32_t num_experts, uint32_t num_cols,
-                                                  uint32_t num_rows) {
-    return moe_decode(backend, input, expert_ids, weight_blocks, weight_scales, bias, expert_stride, output,
-                      num_tokens, num_active_experts, num_experts, num_cols, num_rows, 0, 0.0f);
+enum gptoss_status gptoss_cpu_f32_mf4w_moe_matmul(gptoss_backend_t backend,
+                                                  const struct gptoss_f32_mf4w_moe_matmul_args* args) {
+    return moe_decode(backend, args->input, args->expert_ids, args->weight_blocks, args->weight_scales, args->bias,
+                      args->expert_stride, args->output, args->num_tokens, args->num_active_experts, args->num_experts,
+                      args->num_cols, args->num_rows, 0, 0.0f);
 }
 
 /* ==================================================================================== */
@@ -692,8 +687,9 @@ static enum gptoss_status moe_dense(gptoss_backend_t backend, const uint32_t* ex
                                     uint32_t num_out, int swiglu, float limit) {
     const uint32_t threads = gptoss_threadpool_num_threads(gptoss_cpu(backend)->pool);
     const size_t per_thread = ((size_t) DENSE_TILE * num_cols + 15) / 16 * 16;
-    float* scratch = aligned_alloc(64, ((size_t) threads * per_thread + 256) * sizeof(float));
-    if (scratch == NULL) return gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate MoE scratch");
+    void* memory = NULL;
+    GPTOSS_TRY(gptoss_cpu_scratch_acquire(backend, ((size_t) threads * per_thread + 256) * sizeof(float), &memory));
+    float* scratch = memory;
     float* mult = scratch + (size_t) threads * per_thread;
     build_multipliers(mult);
     struct moe_dense_context ctx = {
@@ -717,28 +713,20 @@ static enum gptoss_status moe_dense(gptoss_backend_t backend, const uint32_t* ex
     };
     const size_t tiles = ((size_t) num_weight_rows + DENSE_TILE - 1) / DENSE_TILE;
     gptoss_cpu_parallelize(backend, moe_dense_task, &ctx, tiles * num_experts, 1);
-    free(scratch);
+    gptoss_cpu_scratch_release(backend);
     return gptoss_status_success;
 }
 
-enum gptoss_status gptoss_cpu_f32_mf4w_moe_dense_matmul_swiglu(gptoss_backend_t backend,
-                                                               const uint32_t* expert_offsets, const float* input,
-                                                               const uint8_t* weight_blocks,
-                                                               const uint8_t* weight_scales, const gptoss_bf16* bias,
-                                                               size_t expert_stride, float* output,
-                                                               uint32_t num_tokens, uint32_t num_active_experts,
-                                                               uint32_t num_experts, uint32_t num_cols,
-                                                               uint32_t num_rows, float swiglu_limit) {
-    return moe_dense(backend, expert_offsets, input, weight_blocks, weight_scales, bias, expert_stride, output,
-                     num_experts, num_cols, 2 * num_rows, num_rows, 1, swiglu_limit);
+enum gptoss_status gptoss_cpu_f32_mf4w_moe_dense_matmul_swiglu(
+    gptoss_backend_t backend, const struct gptoss_f32_mf4w_moe_dense_matmul_swiglu_args* args) {
+    return moe_dense(backend, args->expert_offsets, args->input, args->weight_blocks, args->weight_scales, args->bias,
+                     args->expert_stride, args->output, args->num_experts, args->num_cols, 2 * args->num_rows,
+                     args->num_rows, 1, args->swiglu_limit);
 }
 
-enum gptoss_status gptoss_cpu_f32_mf4w_moe_dense_matmul(gptoss_backend_t backend, const uint32_t* expert_offsets,
-                                                        const float* input, const uint8_t* weight_blocks,
-                                                        const uint8_t* weight_scales, const gptoss_bf16* bias,
-                                                        size_t expert_stride, float* output, uint32_t num_tokens,
-                                                        uint32_t num_active_experts, uint32_t num_experts,
-                                                        uint32_t num_cols, uint32_t num_rows) {
-    return moe_dense(backend, expert_offsets, input, weight_blocks, weight_scales, bias, expert_stride, output,
-                     num_experts, num_cols, num_rows, num_rows, 0, 0.0f);
+enum gptoss_status gptoss_cpu_f32_mf4w_moe_dense_matmul(gptoss_backend_t backend,
+                                                        const struct gptoss_f32_mf4w_moe_dense_matmul_args* args) {
+    return moe_dense(backend, args->expert_offsets, args->input, args->weight_blocks, args->weight_scales, args->bias,
+                     args->expert_stride, args->output, args->num_experts, args->num_cols, args->num_rows,
+                     args->num_rows, 0, 0.0f);
 }

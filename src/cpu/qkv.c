@@ -27,32 +27,33 @@ static void kv_write_rows(void* context, uint32_t thread_index, size_t begin, si
     }
 }
 
-enum gptoss_status gptoss_cpu_f32_bf16w_matmul_qkv(gptoss_backend_t backend, const float* input,
-                                                   const gptoss_bf16* weight, const gptoss_bf16* bias,
-                                                   float* output, float* kv_cache, uint32_t num_tokens,
-                                                   uint32_t num_cols, uint32_t num_q_heads, uint32_t num_kv_heads,
-                                                   uint32_t head_dim, uint32_t token_offset, uint32_t max_tokens,
-                                                   float rope_base, float interpolation_scale, float yarn_offset,
-                                                   float yarn_scale, float yarn_multiplier) {
-    const size_t num_rows = (size_t) head_dim * ((size_t) num_q_heads + 2 * (size_t) num_kv_heads);
-    enum gptoss_status status = gptoss_cpu_f32_bf16w_matmul(backend, input, weight, bias, output, num_tokens,
-                                                            num_cols, (uint32_t) num_rows);
+enum gptoss_status gptoss_cpu_f32_bf16w_matmul_qkv(gptoss_backend_t backend,
+                                                   const struct gptoss_f32_bf16w_matmul_qkv_args* args) {
+    const size_t num_rows = (size_t) args->head_dim * ((size_t) args->num_q_heads + 2 * (size_t) args->num_kv_heads);
+    const struct gptoss_f32_bf16w_matmul_args matmul = {
+        args->input, args->weight, args->bias, args->output, args->num_tokens, args->num_cols, (uint32_t) num_rows,
+    };
+    enum gptoss_status status = gptoss_cpu_f32_bf16w_matmul(backend, &matmul);
     if (status != gptoss_status_success) return status;
-    status = gptoss_cpu_f32_rope(backend, output, rope_base, interpolation_scale, yarn_offset, yarn_scale,
-                                 yarn_multiplier, num_tokens, num_q_heads, num_kv_heads, head_dim, token_offset);
+    const struct gptoss_f32_rope_args rope = {
+        args->output,       args->rope_base,       args->interpolation_scale, args->yarn_offset,
+        args->yarn_scale,   args->yarn_multiplier, args->num_tokens,          args->num_q_heads,
+        args->num_kv_heads, args->head_dim,        args->token_offset,
+    };
+    status = gptoss_cpu_f32_rope(backend, &rope);
     if (status != gptoss_status_success) return status;
     struct kv_write k = {
-        .qkv = output,
-        .kv = kv_cache,
+        .qkv = args->output,
+        .kv = args->kv_cache,
         .row_stride = num_rows,
-        .D = head_dim,
-        .q_heads = num_q_heads,
-        .kv_heads = num_kv_heads,
-        .max_tokens = max_tokens,
-        .token_offset = token_offset,
+        .D = args->head_dim,
+        .q_heads = args->num_q_heads,
+        .kv_heads = args->num_kv_heads,
+        .max_tokens = args->max_tokens,
+        .token_offset = args->token_offset,
     };
-    const size_t work = 2 * (size_t) num_kv_heads * head_dim;
+    const size_t work = 2 * (size_t) args->num_kv_heads * args->head_dim;
     const size_t grain = work >= 32768 ? 1 : 32768 / work;
-    gptoss_cpu_parallelize(backend, kv_write_rows, &k, num_tokens, grain);
+    gptoss_cpu_parallelize(backend, kv_write_rows, &k, args->num_tokens, grain);
     return gptoss_status_success;
 }

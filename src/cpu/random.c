@@ -44,26 +44,25 @@ static void set_range(struct random_context* ctx, float min, float max) {
     ctx->bias = (min + max) * 0.5f;
 }
 
-enum gptoss_status gptoss_cpu_u32_fill_random(gptoss_backend_t backend, uint32_t* output, uint64_t num_elements,
-                                              uint64_t seed, uint64_t offset) {
-    struct random_context ctx = {.output = output, .seed = seed, .offset = offset};
-    gptoss_cpu_parallelize(backend, u32_task, &ctx, (size_t) num_elements, RANDOM_GRAIN);
+enum gptoss_status gptoss_cpu_u32_fill_random(gptoss_backend_t backend,
+                                              const struct gptoss_u32_fill_random_args* args) {
+    struct random_context ctx = {.output = args->output, .seed = args->seed, .offset = args->offset};
+    gptoss_cpu_parallelize(backend, u32_task, &ctx, (size_t) args->num_elements, RANDOM_GRAIN);
     return gptoss_status_success;
 }
 
-enum gptoss_status gptoss_cpu_f32_fill_random(gptoss_backend_t backend, float* output, uint64_t num_elements,
-                                              uint64_t seed, uint64_t offset, float min, float max) {
-    struct random_context ctx = {.output = output, .seed = seed, .offset = offset};
-    set_range(&ctx, min, max);
-    gptoss_cpu_parallelize(backend, f32_task, &ctx, (size_t) num_elements, RANDOM_GRAIN);
+enum gptoss_status gptoss_cpu_f32_fill_random(gptoss_backend_t backend,
+                                              const struct gptoss_f32_fill_random_args* args) {
+    struct random_context ctx = {.output = args->output, .seed = args->seed, .offset = args->offset};
+    set_range(&ctx, args->min, args->max);
+    gptoss_cpu_parallelize(backend, f32_task, &ctx, (size_t) args->num_elements, RANDOM_GRAIN);
     return gptoss_status_success;
 }
 
-enum gptoss_status gptoss_cpu_bf16_fill_random(gptoss_backend_t backend, gptoss_bf16* output,
-                                               uint64_t num_elements, uint64_t seed, uint64_t offset, float min,
-                                               float max) {
-    struct random_context ctx = {.output = output, .seed = seed, .offset = offset};
-    set_range(&ctx, min, max);
-    gptoss_cpu_parallelize(backend, bf16_task, &ctx, (size_t) num_elements, RANDOM_GRAIN);
+enum gptoss_status gptoss_cpu_bf16_fill_random(gptoss_backend_t backend,
+                                               const struct gptoss_bf16_fill_random_args* args) {
+    struct random_context ctx = {.output = args->output, .seed = args->seed, .offset = args->offset};
+    set_range(&ctx, args->min, args->max);
+    gptoss_cpu_parallelize(backend, bf16_task, &ctx, (size_t) args->num_elements, RANDOM_GRAIN);
     return gptoss_status_success;
 }

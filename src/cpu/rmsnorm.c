@@ -118,10 +118,13 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) static void rmsnorm_avx512(
 }
 #endif
 
-enum gptoss_status gptoss_cpu_f32_bf16w_rmsnorm(gptoss_backend_t backend, const float* input,
-                                                const gptoss_bf16* weight, float* output, uint32_t num_tokens,
-                                                uint32_t num_channels, float epsilon) {
-    struct rmsnorm n = {.x = input, .w = (const uint16_t*) weight, .out = output, .C = num_channels, .eps = epsilon};
+enum gptoss_status gptoss_cpu_f32_bf16w_rmsnorm(gptoss_backend_t backend,
+                                                const struct gptoss_f32_bf16w_rmsnorm_args* args) {
+    struct rmsnorm n = {.x = args->input,
+                        .w = (const uint16_t*) args->weight,
+                        .out = args->output,
+                        .C = args->num_channels,
+                        .eps = args->epsilon};
     gptoss_parallel_fn fn = rmsnorm_scalar;
 #if GPTOSS_CPU_X86
     switch (gptoss_cpu(backend)->isa) {
@@ -130,7 +133,7 @@ enum gptoss_status gptoss_cpu_f32_bf16w_rmsnorm(gptoss_backend_t backend, const 
         default: break;
     }
 #endif
-    const size_t grain = num_channels >= 16384 ? 1 : 16384 / num_channels;
-    gptoss_cpu_parallelize(backend, fn, &n, num_tokens, grain);
+    const size_t grain = args->num_channels >= 16384 ? 1 : 16384 / args->num_channels;
+    gptoss_cpu_parallelize(backend, fn, &n, args->num_tokens, grain);
     return gptoss_status_success;
 }

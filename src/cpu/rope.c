@@ -130,28 +130,23 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) static void rope_avx512(voi
 }
 #endif
 
-enum gptoss_status gptoss_cpu_f32_rope(gptoss_backend_t backend, float* activations, float rope_base,
-                                       float interpolation_scale, float yarn_offset, float yarn_scale,
-                                       float yarn_multiplier, uint32_t num_tokens, uint32_t num_q_heads,
-                                       uint32_t num_kv_heads, uint32_t head_dim, uint32_t token_offset) {
+enum gptoss_status gptoss_cpu_f32_rope(gptoss_backend_t backend, const struct gptoss_f32_rope_args* args) {
     const uint32_t threads = gptoss_threadpool_num_threads(gptoss_cpu(backend)->pool);
     struct rope p = {
-        .act = activations,
-        .row_stride = (size_t) head_dim * ((size_t) num_q_heads + 2 * (size_t) num_kv_heads),
-        .heads = (size_t) num_q_heads + num_kv_heads,
-        .D = head_dim,
-        .token_offset = token_offset,
-        .freq_scale = -logf(rope_base) / (float) (head_dim / 2),
-        .interpolation_scale = interpolation_scale,
-        .yarn_offset = yarn_offset,
-        .yarn_scale = yarn_scale,
-        .yarn_multiplier = yarn_multiplier,
+        .act = args->activations,
+        .row_stride = (size_t) args->head_dim * ((size_t) args->num_q_heads + 2 * (size_t) args->num_kv_heads),
+        .heads = (size_t) args->num_q_heads + args->num_kv_heads,
+        .D = args->head_dim,
+        .token_offset = args->token_offset,
+        .freq_scale = -logf(args->rope_base) / (float) (args->head_dim / 2),
+        .interpolation_scale = args->interpolation_scale,
+        .yarn_offset = args->yarn_offset,
+        .yarn_scale = args->yarn_scale,
+        .yarn_multiplier = args->yarn_multiplier,
     };
-    const size_t bytes = (size_t) threads * 2 * head_dim * sizeof(float);
-    p.scratch = malloc(bytes);
-    if (p.scratch == NULL) {
-        return gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate %zu bytes of scratch", bytes);
-    }
+    void* scratch = NULL;
+    GPTOSS_TRY(gptoss_cpu_scratch_acquire(backend, (size_t) threads * 2 * args->head_dim * sizeof(float), &scratch));
+    p.scratch = scratch;
     gptoss_parallel_fn fn = rope_scalar;
 #if GPTOSS_CPU_X86
     switch (gptoss_cpu(backend)->isa) {
@@ -161,9 +156,9 @@ enum gptoss_status gptoss_cpu_f32_rope(gptoss_backend_t backend, float* activati
     }
 #endif
     /* per token: D/2 sincos + heads * D/2 rotations; keep tiny batches on one thread */
-    const size_t work = p.heads * head_dim + 16 * (size_t) head_dim;
+    const size_t work = p.heads * args->head_dim + 16 * (size_t) args->head_dim;
     const size_t grain = work >= 32768 ? 1 : 32768 / work;
-    gptoss_cpu_parallelize(backend, fn, &p, num_tokens, grain);
-    free(p.scratch);
+    gptoss_cpu_parallelize(backend, fn, &p, args->num_tokens, grain);
+    gptoss_cpu_scratch_release(backend);
     return gptoss_status_success;
 }

@@ -13,14 +13,17 @@
 
 #include "cpu/cpu.h"
 
-enum gptoss_status gptoss_cpu_expert_routing_metadata(gptoss_backend_t backend, const uint32_t* expert_ids,
-                                                      uint32_t* expert_offsets, uint32_t* intra_expert_offsets,
-                                                      uint32_t num_pairs, uint32_t num_experts) {
+enum gptoss_status gptoss_cpu_expert_routing_metadata(gptoss_backend_t backend,
+                                                      const struct gptoss_expert_routing_metadata_args* args) {
     /* expert_offsets[e + 1] counts expert e's pairs so far (= the rank of the next one),
      * then becomes the exclusive prefix sum in place. */
-    memset(expert_offsets, 0, ((size_t) num_experts + 1) * sizeof *expert_offsets);
-    for (uint32_t p = 0; p < num_pairs; p++) intra_expert_offsets[p] = expert_offsets[expert_ids[p] + 1]++;
-    for (uint32_t e = 0; e < num_experts; e++) expert_offsets[e + 1] += expert_offsets[e];
+    const uint32_t* ids = args->expert_ids;
+    uint32_t* offsets = args->expert_offsets;
+    uint32_t* intra = args->intra_expert_offsets;
+    const uint32_t num_pairs = args->num_pairs, num_experts = args->num_experts;
+    memset(offsets, 0, ((size_t) num_experts + 1) * sizeof *offsets);
+    for (uint32_t p = 0; p < num_pairs; p++) intra[p] = offsets[ids[p] + 1]++;
+    for (uint32_t e = 0; e < num_experts; e++) offsets[e + 1] += offsets[e];
     return gptoss_status_success;
 }
 
@@ -47,14 +50,11 @@ static void scatter_task(void* context, uint32_t thread_index, size_t begin, siz
     }
 }
 
-enum gptoss_status gptoss_cpu_f32_scatter(gptoss_backend_t backend, const float* input, const uint32_t* expert_ids,
-                                          const uint32_t* expert_offsets, const uint32_t* intra_expert_offsets,
-                                          float* output, uint32_t num_channels, uint32_t num_tokens,
-                                          uint32_t num_active_experts, uint32_t num_experts) {
-    struct scatter_context ctx = {input, expert_ids, expert_offsets, intra_expert_offsets, output, num_channels,
-                                  num_active_experts};
-    const size_t grain = 1 + 16384 / ((size_t) num_channels * num_active_experts);
-    gptoss_cpu_parallelize(backend, scatter_task, &ctx, num_tokens, grain);
+enum gptoss_status gptoss_cpu_f32_scatter(gptoss_backend_t backend, const struct gptoss_f32_scatter_args* args) {
+    struct scatter_context ctx = {args->input,  args->expert_ids,   args->expert_offsets,    args->intra_expert_offsets,
+                                  args->output, args->num_channels, args->num_active_experts};
+    const size_t grain = 1 + 16384 / ((size_t) args->num_channels * args->num_active_experts);
+    gptoss_cpu_parallelize(backend, scatter_task, &ctx, args->num_tokens, grain);
     return gptoss_status_success;
 }
 
@@ -139,37 +139,31 @@ static void run_accumulate(gptoss_backend_t backend, struct accumulate_context* 
     gptoss_cpu_parallelize(backend, accumulate_task, ctx, (size_t) ctx->T * ctx->chunks_per_token, 1);
 }
 
-enum gptoss_status gptoss_cpu_f32_gather_and_accumulate(gptoss_backend_t backend, const float* input,
-                                                        const uint32_t* expert_ids, const float* expert_scores,
-                                                        const uint32_t* expert_offsets,
-                                                        const uint32_t* intra_expert_offsets, float* residual,
-                                                        uint32_t num_channels, uint32_t num_tokens,
-                                                        uint32_t num_active_experts, uint32_t num_experts) {
+enum gptoss_status gptoss_cpu_f32_gather_and_accumulate(gptoss_backend_t backend,
+                                                        const struct gptoss_f32_gather_and_accumulate_args* args) {
     struct accumulate_context ctx = {
-        .input = input,
-        .expert_ids = expert_ids,
-        .expert_scores = expert_scores,
-        .expert_offsets = expert_offsets,
-        .intra = intra_expert_offsets,
-        .residual = residual,
-        .C = num_channels,
-        .T = num_tokens,
-        .k = num_active_experts,
+        .input = args->input,
+        .expert_ids = args->expert_ids,
+        .expert_scores = args->expert_scores,
+        .expert_offsets = args->expert_offsets,
+        .intra = args->intra_expert_offsets,
+        .residual = args->residual,
+        .C = args->num_channels,
+        .T = args->num_tokens,
+        .k = args->num_active_experts,
     };
     run_accumulate(backend, &ctx);
     return gptoss_status_success;
 }
 
-enum gptoss_status gptoss_cpu_f32_accumulate(gptoss_backend_t backend, const float* input, const float* expert_scores,
-                                             float* residual, uint32_t num_channels, uint32_t num_tokens,
-                                             uint32_t num_active_experts) {
+enum gptoss_status gptoss_cpu_f32_accumulate(gptoss_backend_t backend, const struct gptoss_f32_accumulate_args* args) {
     struct accumulate_context ctx = {
-        .input = input,
-        .expert_scores = expert_scores,
-        .residual = residual,
-        .C = num_channels,
-        .T = num_tokens,
-        .k = num_active_experts,
+        .input = args->input,
+        .expert_scores = args->expert_scores,
+        .residual = args->residual,
+        .C = args->num_channels,
+        .T = args->num_tokens,
+        .k = args->num_active_experts,
     };
     run_accumulate(backend, &ctx);
     return gptoss_status_success;

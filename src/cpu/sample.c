@@ -48,48 +48,45 @@ static void softmax_task(void* context, uint32_t thread_index, size_t begin, siz
     }
 }
 
-enum gptoss_status gptoss_cpu_f32_softmax(gptoss_backend_t backend, const float* logits, const uint32_t* argmax,
-                                          float* prob, float* sum, uint32_t num_tokens, uint32_t num_channels,
-                                          float temperature) {
-    const size_t chunks = ((size_t) num_channels + SOFTMAX_CHUNK - 1) / SOFTMAX_CHUNK;
-    double* partial = malloc((size_t) num_tokens * chunks * sizeof *partial);
-    if (partial == NULL) return gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate softmax scratch");
+enum gptoss_status gptoss_cpu_f32_softmax(gptoss_backend_t backend, const struct gptoss_f32_softmax_args* args) {
+    const size_t chunks = ((size_t) args->num_channels + SOFTMAX_CHUNK - 1) / SOFTMAX_CHUNK;
+    void* scratch = NULL;
+    GPTOSS_TRY(gptoss_cpu_scratch_acquire(backend, (size_t) args->num_tokens * chunks * sizeof(double), &scratch));
+    double* partial = scratch;
     struct softmax_context ctx = {
-        .logits = logits,
-        .argmax = argmax,
-        .prob = prob,
+        .logits = args->logits,
+        .argmax = args->argmax,
+        .prob = args->prob,
         .partial = partial,
-        .V = num_channels,
+        .V = args->num_channels,
         .chunks = chunks,
-        .temperature = temperature,
+        .temperature = args->temperature,
     };
-    gptoss_cpu_parallelize(backend, softmax_task, &ctx, (size_t) num_tokens * chunks, 1);
-    for (uint32_t t = 0; t < num_tokens; t++) {
+    gptoss_cpu_parallelize(backend, softmax_task, &ctx, (size_t) args->num_tokens * chunks, 1);
+    for (uint32_t t = 0; t < args->num_tokens; t++) {
         double s = 0.0;
         for (size_t c = 0; c < chunks; c++) s += partial[(size_t) t * chunks + c];
-        sum[t] = (float) s;
+        args->sum[t] = (float) s;
     }
-    free(partial);
+    gptoss_cpu_scratch_release(backend);
     return gptoss_status_success;
 }
 
-enum gptoss_status gptoss_cpu_f32_sample(gptoss_backend_t backend, const float* prob, const float* sum,
-                                         uint32_t* prediction, uint32_t num_channels, uint64_t rng_seed,
-                                         uint64_t rng_offset) {
-    const uint32_t word = gptoss_squares32(rng_offset, rng_seed);
+enum gptoss_status gptoss_cpu_f32_sample(gptoss_backend_t backend, const struct gptoss_f32_sample_args* args) {
+    const uint32_t word = gptoss_squares32(args->rng_offset, args->rng_seed);
     const double u = (double) (word & 0xFFFFFFu) * 0x1.0p-24;
-    const double goal = fmax(u * (double) sum[0], 0x1.0p-149); /* max(u * sum, 2^-149), exact in double */
+    const double goal = fmax(u * (double) args->sum[0], 0x1.0p-149); /* max(u * sum, 2^-149), exact in double */
     double prefix = 0.0;
     uint32_t last_positive = UINT32_MAX;
-    for (uint32_t i = 0; i < num_channels; i++) {
-        const float p = prob[i];
+    for (uint32_t i = 0; i < args->num_channels; i++) {
+        const float p = args->prob[i];
         if (p > 0.0f) last_positive = i;
         prefix += (double) p;
         if (prefix >= goal) {
-            *prediction = i;
+            *args->prediction = i;
             return gptoss_status_success;
         }
     }
-    *prediction = last_positive != UINT32_MAX ? last_positive : num_channels - 1;
+    *args->prediction = last_positive != UINT32_MAX ? last_positive : args->num_channels - 1;
     return gptoss_status_success;
 }

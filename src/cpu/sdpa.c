@@ -271,31 +271,29 @@ AVX2 static void sdpa_task_avx2(void* context, uint32_t thread_index, size_t beg
 
 #endif
 
-enum gptoss_status gptoss_cpu_f32_sdpa(gptoss_backend_t backend, const float* q, const float* kv,
-                                       const gptoss_bf16* sinks, float* output, uint32_t window, uint64_t kv_stride,
-                                       uint32_t num_q_tokens, uint32_t num_kv_tokens, uint32_t num_q_heads,
-                                       uint32_t num_kv_heads, uint32_t head_dim, float scale) {
-    const uint32_t G = num_q_heads / num_kv_heads;
-    const size_t Dp = (head_dim + 7) / 8 * 8;
+enum gptoss_status gptoss_cpu_f32_sdpa(gptoss_backend_t backend, const struct gptoss_f32_sdpa_args* args) {
+    const uint32_t G = args->num_q_heads / args->num_kv_heads;
+    const size_t Dp = (args->head_dim + 7) / 8 * 8;
     /* acc[G][Dp] + m, l, corr [G] + p[G][8] + pad[8][2D], rounded to 32 bytes */
-    const size_t floats = ((size_t) G * Dp + 3 * (size_t) G + 8 * (size_t) G + 16 * (size_t) head_dim + 7) / 8 * 8;
+    const size_t floats =
+        ((size_t) G * Dp + 3 * (size_t) G + 8 * (size_t) G + 16 * (size_t) args->head_dim + 7) / 8 * 8;
     const uint32_t threads = gptoss_threadpool_num_threads(gptoss_cpu(backend)->pool);
-    float* scratch = aligned_alloc(32, (size_t) threads * floats * sizeof(float));
-    if (scratch == NULL) return gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate sdpa scratch");
+    void* scratch = NULL;
+    GPTOSS_TRY(gptoss_cpu_scratch_acquire(backend, (size_t) threads * floats * sizeof(float), &scratch));
     struct sdpa_context ctx = {
-        .q = q,
-        .kv = kv,
-        .sinks = sinks,
-        .output = output,
-        .kv_stride = kv_stride,
-        .qkv_dim = (size_t) head_dim * (num_q_heads + 2 * (size_t) num_kv_heads),
-        .window = window,
-        .num_kv_tokens = num_kv_tokens,
-        .num_q_heads = num_q_heads,
-        .num_kv_heads = num_kv_heads,
-        .head_dim = head_dim,
+        .q = args->q,
+        .kv = args->kv,
+        .sinks = args->sinks,
+        .output = args->output,
+        .kv_stride = args->kv_stride,
+        .qkv_dim = (size_t) args->head_dim * (args->num_q_heads + 2 * (size_t) args->num_kv_heads),
+        .window = args->window,
+        .num_kv_tokens = args->num_kv_tokens,
+        .num_q_heads = args->num_q_heads,
+        .num_kv_heads = args->num_kv_heads,
+        .head_dim = args->head_dim,
         .G = G,
-        .scale = scale,
+        .scale = args->scale,
         .scratch = scratch,
         .scratch_floats = floats,
     };
@@ -303,7 +301,7 @@ enum gptoss_status gptoss_cpu_f32_sdpa(gptoss_backend_t backend, const float* q,
 #if defined(__x86_64__)
     if (gptoss_cpu(backend)->isa >= gptoss_cpu_isa_avx2) fn = sdpa_task_avx2;
 #endif
-    gptoss_cpu_parallelize(backend, fn, &ctx, (size_t) num_q_tokens * num_kv_heads, 1);
-    free(scratch);
+    gptoss_cpu_parallelize(backend, fn, &ctx, (size_t) args->num_q_tokens * args->num_kv_heads, 1);
+    gptoss_cpu_scratch_release(backend);
     return gptoss_status_success;
 }

@@ -54,22 +54,20 @@ static void topk_task(void* context, uint32_t thread_index, size_t begin, size_t
     }
 }
 
-enum gptoss_status gptoss_cpu_f32_topk(gptoss_backend_t backend, const float* scores, uint32_t* expert_ids,
-                                       float* expert_scores, uint32_t num_tokens, uint32_t num_experts,
-                                       uint32_t num_active_experts) {
+enum gptoss_status gptoss_cpu_f32_topk(gptoss_backend_t backend, const struct gptoss_f32_topk_args* args) {
     const uint32_t threads = gptoss_threadpool_num_threads(gptoss_cpu(backend)->pool);
-    uint8_t* taken = malloc((size_t) threads * num_experts);
-    if (taken == NULL) return gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate topk scratch");
+    void* taken = NULL;
+    GPTOSS_TRY(gptoss_cpu_scratch_acquire(backend, (size_t) threads * args->num_experts, &taken));
     struct topk_context ctx = {
-        .scores = scores,
-        .expert_ids = expert_ids,
-        .expert_scores = expert_scores,
-        .num_experts = num_experts,
-        .k = num_active_experts,
+        .scores = args->scores,
+        .expert_ids = args->expert_ids,
+        .expert_scores = args->expert_scores,
+        .num_experts = args->num_experts,
+        .k = args->num_active_experts,
         .taken = taken,
     };
-    const size_t work = (size_t) num_experts * num_active_experts;
-    gptoss_cpu_parallelize(backend, topk_task, &ctx, num_tokens, work >= 4096 ? 1 : 4096 / work);
-    free(taken);
+    const size_t work = (size_t) args->num_experts * args->num_active_experts;
+    gptoss_cpu_parallelize(backend, topk_task, &ctx, args->num_tokens, work >= 4096 ? 1 : 4096 / work);
+    gptoss_cpu_scratch_release(backend);
     return gptoss_status_success;
 }

@@ -88,34 +88,32 @@ static void argmax_chunks(void* context, uint32_t thread_index, size_t begin, si
     }
 }
 
-enum gptoss_status gptoss_cpu_f32_bf16w_unembedding(gptoss_backend_t backend, const float* input,
-                                                    const gptoss_bf16* weight, float* logits, uint32_t* argmax,
-                                                    uint32_t num_tokens, uint32_t num_cols, uint32_t num_rows) {
-    enum gptoss_status status =
-        gptoss_cpu_f32_bf16w_matmul(backend, input, weight, NULL, logits, num_tokens, num_cols, num_rows);
+enum gptoss_status gptoss_cpu_f32_bf16w_unembedding(gptoss_backend_t backend,
+                                                    const struct gptoss_f32_bf16w_unembedding_args* args) {
+    const struct gptoss_f32_bf16w_matmul_args matmul = {
+        args->input, args->weight, NULL, args->logits, args->num_tokens, args->num_cols, args->num_rows,
+    };
+    enum gptoss_status status = gptoss_cpu_f32_bf16w_matmul(backend, &matmul);
     if (status != gptoss_status_success) return status;
     struct argmax a = {
-        .logits = logits,
-        .R = num_rows,
-        .T = num_tokens,
-        .chunks = ((size_t) num_rows + ARGMAX_CHUNK - 1) / ARGMAX_CHUNK,
+        .logits = args->logits,
+        .R = args->num_rows,
+        .T = args->num_tokens,
+        .chunks = ((size_t) args->num_rows + ARGMAX_CHUNK - 1) / ARGMAX_CHUNK,
         .isa = gptoss_cpu(backend)->isa,
     };
     const size_t items = a.T * a.chunks;
-    uint64_t best_small[64]; /* decode (one token, <= 1M rows): no allocation per call */
-    a.best = items <= 64 ? best_small : malloc(items * sizeof(uint64_t));
-    if (a.best == NULL) {
-        return gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate %zu bytes of scratch",
-                           items * sizeof(uint64_t));
-    }
+    void* scratch = NULL;
+    GPTOSS_TRY(gptoss_cpu_scratch_acquire(backend, items * sizeof(uint64_t), &scratch));
+    a.best = scratch;
     gptoss_cpu_parallelize(backend, argmax_chunks, &a, items, 1);
     for (size_t t = 0; t < a.T; t++) {
         uint64_t best = UINT64_MAX;
         for (size_t c = 0; c < a.chunks; c++) {
             if (a.best[t * a.chunks + c] < best) best = a.best[t * a.chunks + c];
         }
-        argmax[t] = (uint32_t) best;
+        args->argmax[t] = (uint32_t) best;
     }
-    if (a.best != best_small) free(a.best);
+    gptoss_cpu_scratch_release(backend);
     return gptoss_status_success;
 }

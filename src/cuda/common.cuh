@@ -1,6 +1,7 @@
-/* CUDA backend internals: device versions of the src/common/math.h helpers, error
- * checking macros that turn CUDA errors into statuses (never exit, never print), launch
- * helpers (PDL), the scratch buffer and counters. Included by every .cu file of src/cuda. */
+/* CUDA backend internals: error checking macros that turn CUDA errors into statuses (never
+ * exit, never print), launch helpers (PDL), the scratch buffer and counters, warp and
+ * block reductions. Included by every .cu file of src/cuda (with src/common/math.h, the
+ * scalar helpers shared with the host). */
 #ifndef GPTOSS_CUDA_COMMON_CUH
 #define GPTOSS_CUDA_COMMON_CUH
 
@@ -12,6 +13,7 @@ extern "C" {
 #include "internal/backend.h"
 #include "internal/error.h"
 }
+#include "common/math.h"
 #include "cuda/cuda.h"
 
 /* ---------------------------------------------------------------------------------
@@ -118,74 +120,8 @@ static inline cudaError_t gptoss_cuda_launch_pdl(gptoss_backend_t backend, void 
 }
 
 /* ---------------------------------------------------------------------------------
- * Device side: mirrors of src/common/math.h
+ * Device side (the scalar helpers are in src/common/math.h, shared with the host)
  * ------------------------------------------------------------------------------- */
-
-__device__ __forceinline__ float gptoss_d_bf16_to_f32(uint16_t bits) { return __uint_as_float((uint32_t) bits << 16); }
-
-/* round to nearest even; NaN stays a quiet NaN */
-__device__ __forceinline__ uint16_t gptoss_d_f32_to_bf16(float f) {
-    uint32_t u = __float_as_uint(f);
-    if ((u & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t) ((u >> 16) | 0x0040u);
-    u += 0x7FFFu + ((u >> 16) & 1u);
-    return (uint16_t) (u >> 16);
-}
-
-__device__ __forceinline__ uint64_t gptoss_d_rot32(uint64_t x) { return (x >> 32) | (x << 32); }
-
-__device__ __forceinline__ uint32_t gptoss_d_squares32(uint64_t offset, uint64_t seed) {
-    const uint64_t y = offset * seed;
-    const uint64_t z = y + seed;
-    uint64_t x = y * y + y;
-    x = gptoss_d_rot32(x);
-    x = x * x + z;
-    x = gptoss_d_rot32(x);
-    x = x * x + y;
-    x = gptoss_d_rot32(x);
-    x = x * x + z;
-    return (uint32_t) (x >> 32);
-}
-
-__device__ __forceinline__ float gptoss_d_random_f32(uint32_t word, float scale, float bias) {
-    return fmaf((float) (int32_t) word, scale, bias);
-}
-
-/* FP4 (E2M1) value of a nibble, exactly (bit 3 = sign). */
-__device__ __forceinline__ float gptoss_d_fp4(uint32_t nibble) {
-    const uint32_t m = nibble & 7u;
-    /* |value| * 2 = 0,1,2,3,4,6,8,12 */
-    const uint32_t twice = m < 4u ? m : ((m & 1u) ? 3u : 2u) << ((m >> 1) - 1u);
-    const float v = (float) twice * 0.5f;
-    return (nibble & 8u) ? -v : v;
-}
-
-/* 2^e for -149 <= e <= 127, exactly (subnormals included). */
-__device__ __forceinline__ float gptoss_d_exp2i(int e) {
-    if (e >= -126) return __uint_as_float((uint32_t) (e + 127) << 23);
-    return __uint_as_float(1u << (e + 149));
-}
-
-__device__ __forceinline__ float gptoss_d_rope_inv_freq(uint32_t i, float freq_scale, float interpolation_scale,
-                                                       float yarn_offset, float yarn_scale) {
-    const float fi = (float) i;
-    const float e = expf(fi * freq_scale);
-    const float ip = e * interpolation_scale;
-    float alpha = fmaf(fi, yarn_scale, yarn_offset);
-    alpha = alpha < 0.0f ? 0.0f : (alpha > 1.0f ? 1.0f : alpha);
-    return e + (ip - e) * alpha;
-}
-
-__device__ __forceinline__ float gptoss_d_swiglu(float glu, float lin, float limit) {
-    const float g = fminf(glu, limit);
-    const float l = fminf(fmaxf(lin, -limit), limit);
-    const float sw = g / (1.0f + expf(-1.702f * g));
-    return fmaf(sw, l, sw);
-}
-
-__device__ __forceinline__ uint32_t gptoss_d_argmax_key(float value) {
-    const uint32_t u = __float_as_uint(value);
-    return (u & 0x80000000u) ? u : (u ^ 0x7FFFFFFFu);
-}
 
 __device__ __forceinline__ void gptoss_d_set_error(uint32_t* error_word, uint32_t bits) {
     atomicOr(error_word, bits);

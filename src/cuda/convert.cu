@@ -17,9 +17,9 @@ __global__ void mf4_f32_convert_kernel(const uint8_t* blocks, const uint8_t* sca
             lo = hi = __uint_as_float(0x7FC00000u);
         } else {
             /* 2^(s-127) for s in [0, 254] is representable (2^-127 is subnormal) */
-            const float m = gptoss_d_exp2i((int) s - 127);
-            lo = gptoss_d_fp4(byte & 15u) * m;
-            hi = gptoss_d_fp4(byte >> 4) * m;
+            const float m = gptoss_exp2i((int) s - 127);
+            lo = gptoss_fp4_to_f32(byte & 15u) * m;
+            hi = gptoss_fp4_to_f32(byte >> 4) * m;
         }
         out[2 * i] = lo;
         out[2 * i + 1] = hi;
@@ -28,16 +28,15 @@ __global__ void mf4_f32_convert_kernel(const uint8_t* blocks, const uint8_t* sca
 
 }  // namespace
 
-extern "C" enum gptoss_status gptoss_cuda_mf4_f32_convert(gptoss_backend_t backend, const uint8_t* blocks,
-                                                          const uint8_t* scales, float* output,
-                                                          uint64_t num_elements) {
-    const uint64_t bytes = num_elements / 2;
+extern "C" enum gptoss_status gptoss_cuda_mf4_f32_convert(gptoss_backend_t backend,
+                                                          const struct gptoss_mf4_f32_convert_args* args) {
+    const uint64_t bytes = args->num_elements / 2;
     uint64_t nb = (bytes + 255) / 256;
     const uint64_t cap = (uint64_t) gptoss_cuda_num_sms(backend) * 16;
     if (nb > cap) nb = cap;
     if (nb == 0) nb = 1;
-    mf4_f32_convert_kernel<<<(unsigned) nb, 256, 0, gptoss_cuda_stream(backend)>>>(blocks, scales, output,
-                                                                                   num_elements);
+    mf4_f32_convert_kernel<<<(unsigned) nb, 256, 0, gptoss_cuda_stream(backend)>>>(args->blocks, args->scales,
+                                                                                   args->output, args->num_elements);
     GPTOSS_CUDA_LAUNCHED("mf4_f32_convert");
     return gptoss_status_success;
 }

@@ -16,20 +16,18 @@ __global__ void embeddings_kernel(const uint32_t* token_ids, const uint16_t* wei
             continue;
         }
         const uint16_t* w = weight + (size_t) id * num_channels;
-        for (uint32_t c = threadIdx.x; c < num_channels; c += blockDim.x) row[c] = gptoss_d_bf16_to_f32(w[c]);
+        for (uint32_t c = threadIdx.x; c < num_channels; c += blockDim.x) row[c] = gptoss_bf16_to_f32(w[c]);
     }
 }
 
 }  // namespace
 
-extern "C" enum gptoss_status gptoss_cuda_bf16_f32_embeddings(gptoss_backend_t backend, const uint32_t* token_ids,
-                                                              const gptoss_bf16* weight, float* output,
-                                                              uint32_t num_tokens, uint32_t num_channels,
-                                                              uint32_t vocabulary_size) {
-    const unsigned blocks = num_tokens < 65535u ? num_tokens : 65535u;
-    embeddings_kernel<<<blocks, 256, 0, gptoss_cuda_stream(backend)>>>(token_ids, (const uint16_t*) weight, output,
-                                                                       num_tokens, num_channels, vocabulary_size,
-                                                                       gptoss_cuda_error_word(backend));
+extern "C" enum gptoss_status gptoss_cuda_bf16_f32_embeddings(gptoss_backend_t backend,
+                                                              const struct gptoss_bf16_f32_embeddings_args* args) {
+    const unsigned blocks = args->num_tokens < 65535u ? args->num_tokens : 65535u;
+    embeddings_kernel<<<blocks, 256, 0, gptoss_cuda_stream(backend)>>>(
+        args->token_ids, (const uint16_t*) args->weight, args->output, args->num_tokens, args->num_channels,
+        args->vocabulary_size, gptoss_cuda_error_word(backend));
     GPTOSS_CUDA_LAUNCHED("bf16_f32_embeddings");
     return gptoss_status_success;
 }

@@ -13,8 +13,8 @@
 thread_local gptoss_backend_t gptoss_cuda_capture_backend = nullptr;
 thread_local cudaStream_t gptoss_cuda_capture_stream = nullptr;
 
-struct gptoss_graph {
-    gptoss_backend_t backend;
+struct cuda_graph {
+    struct gptoss_graph base;    /* first: a gptoss_graph_t points here */
     cudaStream_t capture_stream; /* owned */
     cudaGraphExec_t exec;        /* NULL until the first successful end */
     bool recording;
@@ -23,34 +23,35 @@ struct gptoss_graph {
 
 extern "C" enum gptoss_status gptoss_cuda_graph_create(gptoss_backend_t backend, gptoss_graph_t* graph_out) {
     GPTOSS_CUDA_CHECK(cudaSetDevice(gptoss_cuda(backend)->device));
-    struct gptoss_graph* g = (struct gptoss_graph*) calloc(1, sizeof *g);
+    struct cuda_graph* g = (struct cuda_graph*) calloc(1, sizeof *g);
     if (g == NULL) return gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate a graph");
     const cudaError_t err = cudaStreamCreateWithFlags(&g->capture_stream, cudaStreamNonBlocking);
     if (err != cudaSuccess) {
         free(g);
         return gptoss_cuda_fail(err, "cudaStreamCreateWithFlags (graph capture stream)");
     }
-    g->backend = backend;
-    *graph_out = g;
+    g->base.backend = backend;
+    *graph_out = &g->base;
     return gptoss_status_success;
 }
 
-extern "C" enum gptoss_status gptoss_cuda_graph_begin(gptoss_graph_t g) {
+extern "C" enum gptoss_status gptoss_cuda_graph_begin(gptoss_graph_t handle) {
+    struct cuda_graph* g = (struct cuda_graph*) handle;
     if (g->recording) return gptoss_fail(gptoss_status_invalid_state, "the graph is already recording");
     if (gptoss_cuda_capture_backend != nullptr) {
         return gptoss_fail(gptoss_status_invalid_state, "this thread is already recording a graph");
     }
-    GPTOSS_CUDA_CHECK(cudaSetDevice(gptoss_cuda(g->backend)->device));
+    GPTOSS_CUDA_CHECK(cudaSetDevice(gptoss_cuda(g->base.backend)->device));
     GPTOSS_CUDA_CHECK(cudaStreamBeginCapture(g->capture_stream, cudaStreamCaptureModeThreadLocal));
     g->recording = true;
     g->errors_at_begin = gptoss_error_count();
-    gptoss_cuda_capture_backend = g->backend;
+    gptoss_cuda_capture_backend = g->base.backend;
     gptoss_cuda_capture_stream = g->capture_stream;
     return gptoss_status_success;
 }
 
 /* Ends the capture; *graph_out is NULL when the capture was invalidated. */
-static cudaError_t end_capture(gptoss_graph_t g, cudaGraph_t* graph_out) {
+static cudaError_t end_capture(struct cuda_graph* g, cudaGraph_t* graph_out) {
     g->recording = false;
     gptoss_cuda_capture_backend = nullptr;
     gptoss_cuda_capture_stream = nullptr;
@@ -63,7 +64,8 @@ static cudaError_t end_capture(gptoss_graph_t g, cudaGraph_t* graph_out) {
     return err;
 }
 
-extern "C" enum gptoss_status gptoss_cuda_graph_end(gptoss_graph_t g) {
+extern "C" enum gptoss_status gptoss_cuda_graph_end(gptoss_graph_t handle) {
+    struct cuda_graph* g = (struct cuda_graph*) handle;
     if (!g->recording) return gptoss_fail(gptoss_status_invalid_state, "the graph is not recording");
     cudaGraph_t graph = nullptr;
     const cudaError_t err = end_capture(g, &graph);
@@ -95,15 +97,17 @@ extern "C" enum gptoss_status gptoss_cuda_graph_end(gptoss_graph_t g) {
     return gptoss_status_success;
 }
 
-extern "C" enum gptoss_status gptoss_cuda_graph_launch(gptoss_graph_t g) {
+extern "C" enum gptoss_status gptoss_cuda_graph_launch(gptoss_graph_t handle) {
+    struct cuda_graph* g = (struct cuda_graph*) handle;
     if (g->recording) return gptoss_fail(gptoss_status_invalid_state, "the graph is still recording");
     if (g->exec == nullptr) return gptoss_fail(gptoss_status_invalid_state, "the graph holds no recording");
-    GPTOSS_CUDA_CHECK(cudaSetDevice(gptoss_cuda(g->backend)->device));
-    GPTOSS_CUDA_CHECK(cudaGraphLaunch(g->exec, (cudaStream_t) gptoss_cuda(g->backend)->stream));
+    GPTOSS_CUDA_CHECK(cudaSetDevice(gptoss_cuda(g->base.backend)->device));
+    GPTOSS_CUDA_CHECK(cudaGraphLaunch(g->exec, (cudaStream_t) gptoss_cuda(g->base.backend)->stream));
     return gptoss_status_success;
 }
 
-extern "C" enum gptoss_status gptoss_cuda_graph_release(gptoss_graph_t g) {
+extern "C" enum gptoss_status gptoss_cuda_graph_release(gptoss_graph_t handle) {
+    struct cuda_graph* g = (struct cuda_graph*) handle;
     if (g->recording) {
         cudaGraph_t graph = nullptr;
         end_capture(g, &graph);
@@ -111,7 +115,7 @@ extern "C" enum gptoss_status gptoss_cuda_graph_release(gptoss_graph_t g) {
         cudaGetLastError();
     }
     /* a launched graph may still run: wait for the backend's stream before destroying */
-    cudaStreamSynchronize((cudaStream_t) gptoss_cuda(g->backend)->stream);
+    cudaStreamSynchronize((cudaStream_t) gptoss_cuda(g->base.backend)->stream);
     if (g->exec != nullptr) cudaGraphExecDestroy(g->exec);
     cudaStreamDestroy(g->capture_stream);
     free(g);

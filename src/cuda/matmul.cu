@@ -89,8 +89,8 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_bf16_vec_kernel(const fl
         static_assert(TT == 1 && RPW == 2, "the RoPE epilogue works on one token and one row pair");
         const float v0 = gptoss_d_warp_sum(acc[0][0]), v1 = gptoss_d_warp_sum(acc[1][0]);
         if (lane == 0) {
-            const float xv = bias != nullptr ? v0 + gptoss_d_bf16_to_f32(bias[row0]) : v0;
-            const float yv = bias != nullptr ? v1 + gptoss_d_bf16_to_f32(bias[row0 + 1]) : v1;
+            const float xv = bias != nullptr ? v0 + gptoss_bf16_to_f32(bias[row0]) : v0;
+            const float yv = bias != nullptr ? v1 + gptoss_bf16_to_f32(bias[row0 + 1]) : v1;
             gptoss_d_qkv_rope_store(xv, yv, out + row0, row0 / 2, rope.pos, rope.p, rope.kv_cache, rope.num_q_heads,
                                     rope.num_kv_heads, rope.head_dim, rope.max_tokens);
         }
@@ -142,7 +142,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_bf16_scalar_kernel(const
     const float* xr = x + (size_t) t * C;
     const uint16_t* wr = w + (size_t) r * C;
     float acc = 0.0f;
-    for (uint32_t c = lane; c < C; c += 32) acc = fmaf(xr[c], gptoss_d_bf16_to_f32(wr[c]), acc);
+    for (uint32_t c = lane; c < C; c += 32) acc = fmaf(xr[c], gptoss_bf16_to_f32(wr[c]), acc);
     acc = gptoss_d_warp_sum(acc);
     if (lane == 0) gptoss_d_store_result(out + (size_t) t * R + r, bias, r, acc, add);
 }
@@ -196,7 +196,7 @@ __global__ void __launch_bounds__(256) gemm_bf16_kernel(const float* __restrict_
                 for (int q = 0; q < 8; q++) {
                     const bool kin = kk + q < K;
                     av[q] = (kin && am < M) ? A[(size_t) am * K + kk + q] : 0.0f;
-                    bv[q] = (kin && bn < N) ? gptoss_d_bf16_to_f32(W[(size_t) bn * K + kk + q]) : 0.0f;
+                    bv[q] = (kin && bn < N) ? gptoss_bf16_to_f32(W[(size_t) bn * K + kk + q]) : 0.0f;
                 }
             }
 #pragma unroll
@@ -254,8 +254,8 @@ __global__ void __launch_bounds__(256) gemm_bf16_kernel(const float* __restrict_
 constexpr int TC_BM = 128, TC_BN = 128, TC_BK = 32, TC_LD = TC_BK + 8; /* LD: padded row, bf16 */
 constexpr uint32_t kTcMinTokens = 32;
 /* Below this many tokens the 128 x 128 tiles must still give one block per SM, else the
- * SIMT GEMM (64 x 64 tiles) is used: measured on an H100, T = 64, 2880 -> 5120 (40 tensor-
- * core blocks): 193 us tensor-core vs 165 us SIMT. */
+ * SIMT GEMM (64 x 64 tiles) is used: a card with idle SMs is slower on the tensor cores than
+ * full on the SIMT path (docs/CUDA_NOTES.md). */
 constexpr uint32_t kTcFullTokens = 128;
 constexpr uint32_t kTcTwoPartMinCols = 256;
 
@@ -554,39 +554,32 @@ bool gptoss_cuda_qkv_rope_gemv(gptoss_backend_t backend, const float* input, con
     return true;
 }
 
-extern "C" enum gptoss_status gptoss_cuda_f32_bf16w_matmul(gptoss_backend_t backend, const float* input,
-                                                           const gptoss_bf16* weight, const gptoss_bf16* bias,
-                                                           float* output, uint32_t num_tokens, uint32_t num_cols,
-                                                           uint32_t num_rows) {
-    return gptoss_cuda_bf16w_matmul_launch(backend, input, weight, bias, output, num_tokens, num_cols, num_rows, false);
+extern "C" enum gptoss_status gptoss_cuda_f32_bf16w_matmul(gptoss_backend_t backend,
+                                                           const struct gptoss_f32_bf16w_matmul_args* args) {
+    return gptoss_cuda_bf16w_matmul_launch(backend, args->input, args->weight, args->bias, args->output,
+                                           args->num_tokens, args->num_cols, args->num_rows, false);
 }
 
-extern "C" enum gptoss_status gptoss_cuda_f32_bf16w_matmul_add(gptoss_backend_t backend, const float* input,
-                                                               const gptoss_bf16* weight, const gptoss_bf16* bias,
-                                                               float* output, uint32_t num_tokens, uint32_t num_cols,
-                                                               uint32_t num_rows) {
-    return gptoss_cuda_bf16w_matmul_launch(backend, input, weight, bias, output, num_tokens, num_cols, num_rows, true);
+extern "C" enum gptoss_status gptoss_cuda_f32_bf16w_matmul_add(gptoss_backend_t backend,
+                                                               const struct gptoss_f32_bf16w_matmul_add_args* args) {
+    return gptoss_cuda_bf16w_matmul_launch(backend, args->input, args->weight, args->bias, args->output,
+                                           args->num_tokens, args->num_cols, args->num_rows, true);
 }
 
-extern "C" enum gptoss_status gptoss_cuda_f32_bf16w_dense_matmul_qkv(gptoss_backend_t backend, const float* input,
-                                                                     const gptoss_bf16* weight,
-                                                                     const gptoss_bf16* bias, float* output,
-                                                                     uint32_t num_tokens, uint32_t num_cols,
-                                                                     uint32_t num_rows) {
-    return gptoss_cuda_bf16w_matmul_launch(backend, input, weight, bias, output, num_tokens, num_cols, num_rows, false);
+extern "C" enum gptoss_status gptoss_cuda_f32_bf16w_dense_matmul_qkv(
+    gptoss_backend_t backend, const struct gptoss_f32_bf16w_dense_matmul_qkv_args* args) {
+    return gptoss_cuda_bf16w_matmul_launch(backend, args->input, args->weight, args->bias, args->output,
+                                           args->num_tokens, args->num_cols, args->num_rows, false);
 }
 
 extern "C" enum gptoss_status gptoss_cuda_f32_bf16w_dense_matmul_attn_output(
-    gptoss_backend_t backend, const float* input, const gptoss_bf16* weight, const gptoss_bf16* bias, float* output,
-    uint32_t num_tokens, uint32_t num_cols, uint32_t num_rows) {
-    return gptoss_cuda_bf16w_matmul_launch(backend, input, weight, bias, output, num_tokens, num_cols, num_rows, true);
+    gptoss_backend_t backend, const struct gptoss_f32_bf16w_dense_matmul_attn_output_args* args) {
+    return gptoss_cuda_bf16w_matmul_launch(backend, args->input, args->weight, args->bias, args->output,
+                                           args->num_tokens, args->num_cols, args->num_rows, true);
 }
 
-extern "C" enum gptoss_status gptoss_cuda_f32_bf16w_dense_matmul_mlp_gate(gptoss_backend_t backend,
-                                                                          const float* input,
-                                                                          const gptoss_bf16* weight,
-                                                                          const gptoss_bf16* bias, float* output,
-                                                                          uint32_t num_tokens, uint32_t num_cols,
-                                                                          uint32_t num_rows) {
-    return gptoss_cuda_bf16w_matmul_launch(backend, input, weight, bias, output, num_tokens, num_cols, num_rows, false);
+extern "C" enum gptoss_status gptoss_cuda_f32_bf16w_dense_matmul_mlp_gate(
+    gptoss_backend_t backend, const struct gptoss_f32_bf16w_dense_matmul_mlp_gate_args* args) {
+    return gptoss_cuda_bf16w_matmul_launch(backend, args->input, args->weight, args->bias, args->output,
+                                           args->num_tokens, args->num_cols, args->num_rows, false);
 }

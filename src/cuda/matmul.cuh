@@ -54,7 +54,7 @@ __device__ __forceinline__ float gptoss_d_dot8(uint4 w, float4 a, float4 b, floa
 /* out = (add ? out : 0) + (dot + bias[r]) */
 __device__ __forceinline__ void gptoss_d_store_result(float* out, const uint16_t* bias, uint32_t r, float dot,
                                                       bool add) {
-    const float s = bias != nullptr ? dot + gptoss_d_bf16_to_f32(bias[r]) : dot;
+    const float s = bias != nullptr ? dot + gptoss_bf16_to_f32(bias[r]) : dot;
     *out = add ? *out + s : s;
 }
 
@@ -77,18 +77,18 @@ template <int NP>
 __device__ __forceinline__ void gptoss_d_split_bf16(float x, uint32_t (&p)[NP]) {
     const uint32_t u = __float_as_uint(x);
     if ((u & 0x7F800000u) == 0x7F800000u) {
-        p[0] = gptoss_d_f32_to_bf16(x);
+        p[0] = gptoss_f32_to_bf16(x);
 #pragma unroll
         for (int i = 1; i < NP; i++) p[i] = 0;
         return;
     }
-    uint32_t h = gptoss_d_f32_to_bf16(x);
+    uint32_t h = gptoss_f32_to_bf16(x);
     if ((h & 0x7F80u) == 0x7F80u) h = u >> 16; /* rounding reached inf: truncate instead */
     p[0] = h;
     float r = x - __uint_as_float(h << 16);
 #pragma unroll
     for (int i = 1; i < NP; i++) {
-        const uint32_t b = gptoss_d_f32_to_bf16(r);
+        const uint32_t b = gptoss_f32_to_bf16(r);
         p[i] = b;
         r = r - __uint_as_float(b << 16);
     }

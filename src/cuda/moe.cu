@@ -13,9 +13,8 @@ namespace {
 
 constexpr int kMoeWarps = 8;
 /* Units (pairs of weight rows) per warp: two for the up-projection + SwiGLU; one for the
- * down-projection, which has half the rows: twice the blocks fill the card better
- * (measured on the H100: 14.5 -> 12.4 µs per call, 20b decode +2-3%; the up-projection
- * measured 23.7 vs 23.3 µs with one). */
+ * down-projection, which has half the rows: twice the blocks fill the card better (the
+ * up-projection gains nothing from one; measurements: docs/CUDA_NOTES.md). */
 constexpr int kUnitsPerWarp = 2;
 constexpr int kDownUnitsPerWarp = 1;
 __host__ __device__ constexpr uint32_t units_per_block(bool swiglu) {
@@ -27,11 +26,11 @@ __device__ __forceinline__ float nan_f() { return __uint_as_float(0x7FC00000u); 
 
 __device__ __forceinline__ float bias_at(const uint8_t* bias_bytes, uint32_t r) {
     const uint32_t lo = bias_bytes[2 * (size_t) r], hi = bias_bytes[2 * (size_t) r + 1];
-    return gptoss_d_bf16_to_f32((uint16_t) (lo | (hi << 8)));
+    return gptoss_bf16_to_f32((uint16_t) (lo | (hi << 8)));
 }
 
 /* Multiplier of a +14-biased scale byte: 2^(stored - 141), exact. */
-__device__ __forceinline__ float mf4_multiplier(uint32_t stored) { return gptoss_d_exp2i((int) stored - 141); }
+__device__ __forceinline__ float mf4_multiplier(uint32_t stored) { return gptoss_exp2i((int) stored - 141); }
 
 __device__ __forceinline__ float2 h2f(uint32_t bits) {
     __half2 h;
@@ -84,9 +83,9 @@ __device__ __forceinline__ uint4 load_block(const uint8_t* p) {
 
 /* SWIGLU: unit o = output o from weight rows 2o, 2o+1; out width num_out = num_rows.
  * plain: unit u = weight rows 2u, 2u+1 (the second may not exist); out width num_out. */
-/* At most 64 registers (4 blocks of 8 warps per SM): measured on the H100, swiglu 23.3 ->
- * 20.0 us and the 20b engine 450 -> 466 tok/s against the unconstrained 82-90 registers
- * (2 blocks per SM); one unit per warp instead of two measured 23.7 us. */
+/* At most 64 registers (4 blocks of 8 warps per SM instead of 2 with the unconstrained
+ * 82-90): more warps in flight hide the weight loads better than the registers save
+ * (docs/CUDA_NOTES.md). */
 template <bool SWIGLU, bool VEC, bool XVEC>
 __global__ void __launch_bounds__(kMoeWarps * 32, 4) moe_gemv_kernel(
     const float* __restrict__ input, const uint32_t* __restrict__ ids, const uint8_t* __restrict__ blocks,
@@ -180,7 +179,7 @@ __global__ void __launch_bounds__(kMoeWarps * 32, 4) moe_gemv_kernel(
             const float y0 = acc0 + bias_at(wbias, r0);
             const float y1 = acc1 + bias_at(wbias, r1);
             if (SWIGLU) {
-                orow[unit] = gptoss_d_swiglu(y0, y1, limit);
+                orow[unit] = gptoss_swiglu(y0, y1, limit);
             } else {
                 orow[r0] = y0;
                 if (r0 + 1 < num_out) orow[r0 + 1] = y1;
@@ -202,9 +201,9 @@ __global__ void __launch_bounds__(kMoeWarps * 32, 4) moe_gemv_kernel(
  * fed through registers (dequantisation happens on the way in). The activations are split
  * once, before the GEMM, into NP bf16 planes (gptoss_cuda_split_bf16_planes): splitting them
  * in every weight tile (45 per expert for the 20b up-projection) was half of the kernel's
- * ALU work. Three blocks per SM (__launch_bounds__(256, 3), 40 KB of shared memory each):
- * measured on the H100, swiglu 1051 -> 1001 µs, down 533 -> 498 µs against two; the dense
- * GEMM's larger tiles spill at that cap (qkv 205 -> 426 µs), so it keeps two. */
+ * ALU work. Three blocks per SM (__launch_bounds__(256, 3), 40 KB of shared memory each),
+ * faster than two; the dense GEMM's larger tiles spill at that cap, so it keeps two
+ * (docs/CUDA_NOTES.md). */
 constexpr int MT_BM = 64, MT_BN = 128, MT_BK = 32, MT_LD = MT_BK + 8; /* LD: padded row, bf16 */
 constexpr int kMoeTcPrescale = 10;
 
@@ -262,7 +261,7 @@ __global__ void __launch_bounds__(256, 3) moe_gemm_tc_kernel(const uint32_t* __r
         return;
     }
     if (e_found == 0xFFFFFFFFu) return; /* block-uniform */
-    if (tid < 16) fp4_lut[tid] = gptoss_d_fp4(tid);
+    if (tid < 16) fp4_lut[tid] = gptoss_fp4_to_f32(tid);
 
     const uint8_t* wb = blocks + (size_t) e_found * stride;
     const uint8_t* wsc = scales + (size_t) e_found * stride;
@@ -328,7 +327,7 @@ __global__ void __launch_bounds__(256, 3) moe_gemm_tc_kernel(const uint32_t* __r
             for (int p = 0; p < NP; p++) *(uint2*) (as + ((size_t) p * MT_BM + row) * MT_LD + col) = ap[i][p];
         }
         /* w * 2^10 as bf16: exact (see above), so truncating the f32 bits is exact */
-        const float mult = gptoss_d_exp2i((int) wscale - 141 + kMoeTcPrescale);
+        const float mult = gptoss_exp2i((int) wscale - 141 + kMoeTcPrescale);
         uint32_t packed[8];
 #pragma unroll
         for (int b = 0; b < 8; b++) {
@@ -394,7 +393,7 @@ __global__ void __launch_bounds__(256, 3) moe_gemm_tc_kernel(const uint32_t* __r
                 if (SWIGLU) {
                     if (n + 1 < N) {
                         out[(size_t) m * out_width + n / 2] =
-                            gptoss_d_swiglu(v0 + bias_at(wbias, n), v1 + bias_at(wbias, n + 1), limit);
+                            gptoss_swiglu(v0 + bias_at(wbias, n), v1 + bias_at(wbias, n + 1), limit);
                     }
                 } else {
                     if (n < N) out[(size_t) m * out_width + n] = v0 + bias_at(wbias, n);
@@ -493,37 +492,31 @@ enum gptoss_status launch_moe_gemm(gptoss_backend_t backend, const uint32_t* off
 }  // namespace
 
 extern "C" enum gptoss_status gptoss_cuda_f32_mf4w_moe_matmul_swiglu(
-    gptoss_backend_t backend, const float* input, const uint32_t* expert_ids, const uint8_t* weight_blocks,
-    const uint8_t* weight_scales, const gptoss_bf16* bias, size_t expert_stride, float* output, uint32_t num_tokens,
-    uint32_t num_active_experts, uint32_t num_experts, uint32_t num_cols, uint32_t num_rows, float swiglu_limit) {
-    return launch_moe_gemv<true>(backend, input, expert_ids, weight_blocks, weight_scales, bias, expert_stride, output,
-                                 num_tokens, num_active_experts, num_experts, num_cols, num_rows, swiglu_limit);
+    gptoss_backend_t backend, const struct gptoss_f32_mf4w_moe_matmul_swiglu_args* args) {
+    return launch_moe_gemv<true>(backend, args->input, args->expert_ids, args->weight_blocks, args->weight_scales,
+                                 args->bias, args->expert_stride, args->output, args->num_tokens,
+                                 args->num_active_experts, args->num_experts, args->num_cols, args->num_rows,
+                                 args->swiglu_limit);
 }
 
-extern "C" enum gptoss_status gptoss_cuda_f32_mf4w_moe_matmul(gptoss_backend_t backend, const float* input,
-                                                              const uint32_t* expert_ids, const uint8_t* weight_blocks,
-                                                              const uint8_t* weight_scales, const gptoss_bf16* bias,
-                                                              size_t expert_stride, float* output,
-                                                              uint32_t num_tokens, uint32_t num_active_experts,
-                                                              uint32_t num_experts, uint32_t num_cols,
-                                                              uint32_t num_rows) {
-    return launch_moe_gemv<false>(backend, input, expert_ids, weight_blocks, weight_scales, bias, expert_stride,
-                                  output, num_tokens, num_active_experts, num_experts, num_cols, num_rows, 0.0f);
+extern "C" enum gptoss_status gptoss_cuda_f32_mf4w_moe_matmul(gptoss_backend_t backend,
+                                                              const struct gptoss_f32_mf4w_moe_matmul_args* args) {
+    return launch_moe_gemv<false>(backend, args->input, args->expert_ids, args->weight_blocks, args->weight_scales,
+                                  args->bias, args->expert_stride, args->output, args->num_tokens,
+                                  args->num_active_experts, args->num_experts, args->num_cols, args->num_rows, 0.0f);
 }
 
 extern "C" enum gptoss_status gptoss_cuda_f32_mf4w_moe_dense_matmul_swiglu(
-    gptoss_backend_t backend, const uint32_t* expert_offsets, const float* input, const uint8_t* weight_blocks,
-    const uint8_t* weight_scales, const gptoss_bf16* bias, size_t expert_stride, float* output, uint32_t num_tokens,
-    uint32_t num_active_experts, uint32_t num_experts, uint32_t num_cols, uint32_t num_rows, float swiglu_limit) {
-    return launch_moe_gemm<true>(backend, expert_offsets, input, weight_blocks, weight_scales, bias, expert_stride,
-                                 output, num_tokens, num_active_experts, num_experts, num_cols, num_rows,
-                                 swiglu_limit);
+    gptoss_backend_t backend, const struct gptoss_f32_mf4w_moe_dense_matmul_swiglu_args* args) {
+    return launch_moe_gemm<true>(backend, args->expert_offsets, args->input, args->weight_blocks, args->weight_scales,
+                                 args->bias, args->expert_stride, args->output, args->num_tokens,
+                                 args->num_active_experts, args->num_experts, args->num_cols, args->num_rows,
+                                 args->swiglu_limit);
 }
 
 extern "C" enum gptoss_status gptoss_cuda_f32_mf4w_moe_dense_matmul(
-    gptoss_backend_t backend, const uint32_t* expert_offsets, const float* input, const uint8_t* weight_blocks,
-    const uint8_t* weight_scales, const gptoss_bf16* bias, size_t expert_stride, float* output, uint32_t num_tokens,
-    uint32_t num_active_experts, uint32_t num_experts, uint32_t num_cols, uint32_t num_rows) {
-    return launch_moe_gemm<false>(backend, expert_offsets, input, weight_blocks, weight_scales, bias, expert_stride,
-                                  output, num_tokens, num_active_experts, num_experts, num_cols, num_rows, 0.0f);
+    gptoss_backend_t backend, const struct gptoss_f32_mf4w_moe_dense_matmul_args* args) {
+    return launch_moe_gemm<false>(backend, args->expert_offsets, args->input, args->weight_blocks, args->weight_scales,
+                                  args->bias, args->expert_stride, args->output, args->num_tokens,
+                                  args->num_active_experts, args->num_experts, args->num_cols, args->num_rows, 0.0f);
 }

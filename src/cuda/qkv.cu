@@ -26,39 +26,38 @@ __global__ void qkv_rope_cache_kernel(float* out, float* kv_cache, gptoss_rope_p
 
 }  // namespace
 
-extern "C" enum gptoss_status gptoss_cuda_f32_bf16w_matmul_qkv(
-    gptoss_backend_t backend, const float* input, const gptoss_bf16* weight, const gptoss_bf16* bias, float* output,
-    float* kv_cache, uint32_t num_tokens, uint32_t num_cols, uint32_t num_q_heads, uint32_t num_kv_heads,
-    uint32_t head_dim, uint32_t token_offset, uint32_t max_tokens, float rope_base, float interpolation_scale,
-    float yarn_offset, float yarn_scale, float yarn_multiplier) {
-    const uint32_t num_rows = head_dim * (num_q_heads + 2 * num_kv_heads);
-    if (num_tokens == 1) {
+extern "C" enum gptoss_status gptoss_cuda_f32_bf16w_matmul_qkv(gptoss_backend_t backend,
+                                                               const struct gptoss_f32_bf16w_matmul_qkv_args* args) {
+    const uint32_t num_rows = args->head_dim * (args->num_q_heads + 2 * args->num_kv_heads);
+    if (args->num_tokens == 1) {
         gptoss_qkv_rope rope;
-        rope.kv_cache = kv_cache;
-        rope.p = gptoss_make_rope_params(rope_base, interpolation_scale, yarn_offset, yarn_scale, yarn_multiplier,
-                                         head_dim);
-        rope.num_q_heads = num_q_heads;
-        rope.num_kv_heads = num_kv_heads;
-        rope.head_dim = head_dim;
-        rope.pos = token_offset;
-        rope.max_tokens = max_tokens;
+        rope.kv_cache = args->kv_cache;
+        rope.p = gptoss_make_rope_params(args->rope_base, args->interpolation_scale, args->yarn_offset,
+                                         args->yarn_scale, args->yarn_multiplier, args->head_dim);
+        rope.num_q_heads = args->num_q_heads;
+        rope.num_kv_heads = args->num_kv_heads;
+        rope.head_dim = args->head_dim;
+        rope.pos = args->token_offset;
+        rope.max_tokens = args->max_tokens;
         enum gptoss_status status;
-        if (gptoss_cuda_qkv_rope_gemv(backend, input, weight, bias, output, num_cols, num_rows, rope, &status)) {
+        if (gptoss_cuda_qkv_rope_gemv(backend, args->input, args->weight, args->bias, args->output, args->num_cols,
+                                      num_rows, rope, &status)) {
             return status;
         }
     }
-    enum gptoss_status status = gptoss_cuda_bf16w_matmul_launch(backend, input, weight, bias, output, num_tokens,
-                                                                num_cols, num_rows, false);
+    enum gptoss_status status =
+        gptoss_cuda_bf16w_matmul_launch(backend, args->input, args->weight, args->bias, args->output, args->num_tokens,
+                                        args->num_cols, num_rows, false);
     if (status != gptoss_status_success) return status;
-    const gptoss_rope_params p =
-        gptoss_make_rope_params(rope_base, interpolation_scale, yarn_offset, yarn_scale, yarn_multiplier, head_dim);
-    const uint64_t total = (uint64_t) num_tokens * (num_rows / 2);
+    const gptoss_rope_params p = gptoss_make_rope_params(args->rope_base, args->interpolation_scale, args->yarn_offset,
+                                                         args->yarn_scale, args->yarn_multiplier, args->head_dim);
+    const uint64_t total = (uint64_t) args->num_tokens * (num_rows / 2);
     uint64_t blocks = (total + 255) / 256;
     const uint64_t cap = (uint64_t) gptoss_cuda_num_sms(backend) * 32;
     if (blocks > cap) blocks = cap;
-    const cudaError_t err =
-        gptoss_cuda_launch_pdl(backend, qkv_rope_cache_kernel, dim3((unsigned) blocks), dim3(256), 0, output, kv_cache, p,
-                               num_tokens, num_q_heads, num_kv_heads, head_dim, token_offset, max_tokens);
+    const cudaError_t err = gptoss_cuda_launch_pdl(
+        backend, qkv_rope_cache_kernel, dim3((unsigned) blocks), dim3(256), 0, args->output, args->kv_cache, p,
+        args->num_tokens, args->num_q_heads, args->num_kv_heads, args->head_dim, args->token_offset, args->max_tokens);
     if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of f32_bf16w_matmul_qkv (rope + cache)");
     return gptoss_status_success;
 }

@@ -6,7 +6,7 @@ namespace {
 __global__ void u32_fill_random_kernel(uint32_t* out, uint64_t n, uint64_t seed, uint64_t offset) {
     const uint64_t stride = (uint64_t) gridDim.x * blockDim.x;
     for (uint64_t i = (uint64_t) blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
-        out[i] = gptoss_d_squares32(offset + i, seed);
+        out[i] = gptoss_squares32(offset + i, seed);
     }
 }
 
@@ -14,7 +14,7 @@ __global__ void f32_fill_random_kernel(float* out, uint64_t n, uint64_t seed, ui
                                        float bias) {
     const uint64_t stride = (uint64_t) gridDim.x * blockDim.x;
     for (uint64_t i = (uint64_t) blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
-        out[i] = gptoss_d_random_f32(gptoss_d_squares32(offset + i, seed), scale, bias);
+        out[i] = gptoss_random_f32(gptoss_squares32(offset + i, seed), scale, bias);
     }
 }
 
@@ -22,7 +22,7 @@ __global__ void bf16_fill_random_kernel(uint16_t* out, uint64_t n, uint64_t seed
                                         float bias) {
     const uint64_t stride = (uint64_t) gridDim.x * blockDim.x;
     for (uint64_t i = (uint64_t) blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
-        out[i] = gptoss_d_f32_to_bf16(gptoss_d_random_f32(gptoss_d_squares32(offset + i, seed), scale, bias));
+        out[i] = gptoss_f32_to_bf16(gptoss_random_f32(gptoss_squares32(offset + i, seed), scale, bias));
     }
 }
 
@@ -34,32 +34,30 @@ unsigned fill_blocks(gptoss_backend_t backend, uint64_t n) {
 
 }  // namespace
 
-extern "C" enum gptoss_status gptoss_cuda_u32_fill_random(gptoss_backend_t backend, uint32_t* output,
-                                                          uint64_t num_elements, uint64_t seed, uint64_t offset) {
-    u32_fill_random_kernel<<<fill_blocks(backend, num_elements), 256, 0, gptoss_cuda_stream(backend)>>>(
-        output, num_elements, seed, offset);
+extern "C" enum gptoss_status gptoss_cuda_u32_fill_random(gptoss_backend_t backend,
+                                                          const struct gptoss_u32_fill_random_args* args) {
+    u32_fill_random_kernel<<<fill_blocks(backend, args->num_elements), 256, 0, gptoss_cuda_stream(backend)>>>(
+        args->output, args->num_elements, args->seed, args->offset);
     GPTOSS_CUDA_LAUNCHED("u32_fill_random");
     return gptoss_status_success;
 }
 
-extern "C" enum gptoss_status gptoss_cuda_f32_fill_random(gptoss_backend_t backend, float* output,
-                                                          uint64_t num_elements, uint64_t seed, uint64_t offset,
-                                                          float min, float max) {
-    const float scale = (max - min) * 0x1.0p-32f;
-    const float bias = (min + max) * 0.5f;
-    f32_fill_random_kernel<<<fill_blocks(backend, num_elements), 256, 0, gptoss_cuda_stream(backend)>>>(
-        output, num_elements, seed, offset, scale, bias);
+extern "C" enum gptoss_status gptoss_cuda_f32_fill_random(gptoss_backend_t backend,
+                                                          const struct gptoss_f32_fill_random_args* args) {
+    const float scale = (args->max - args->min) * 0x1.0p-32f;
+    const float bias = (args->min + args->max) * 0.5f;
+    f32_fill_random_kernel<<<fill_blocks(backend, args->num_elements), 256, 0, gptoss_cuda_stream(backend)>>>(
+        args->output, args->num_elements, args->seed, args->offset, scale, bias);
     GPTOSS_CUDA_LAUNCHED("f32_fill_random");
     return gptoss_status_success;
 }
 
-extern "C" enum gptoss_status gptoss_cuda_bf16_fill_random(gptoss_backend_t backend, gptoss_bf16* output,
-                                                           uint64_t num_elements, uint64_t seed, uint64_t offset,
-                                                           float min, float max) {
-    const float scale = (max - min) * 0x1.0p-32f;
-    const float bias = (min + max) * 0.5f;
-    bf16_fill_random_kernel<<<fill_blocks(backend, num_elements), 256, 0, gptoss_cuda_stream(backend)>>>(
-        (uint16_t*) output, num_elements, seed, offset, scale, bias);
+extern "C" enum gptoss_status gptoss_cuda_bf16_fill_random(gptoss_backend_t backend,
+                                                           const struct gptoss_bf16_fill_random_args* args) {
+    const float scale = (args->max - args->min) * 0x1.0p-32f;
+    const float bias = (args->min + args->max) * 0.5f;
+    bf16_fill_random_kernel<<<fill_blocks(backend, args->num_elements), 256, 0, gptoss_cuda_stream(backend)>>>(
+        (uint16_t*) args->output, args->num_elements, args->seed, args->offset, scale, bias);
     GPTOSS_CUDA_LAUNCHED("bf16_fill_random");
     return gptoss_status_success;
 }

@@ -19,7 +19,7 @@ __global__ void __launch_bounds__(1024) rmsnorm_kernel(const float* input, const
         const float r = 1.0f / sqrtf(ss / (float) num_channels + epsilon);
         __syncthreads(); /* every thread has read x before anyone overwrites it (in place) */
         for (uint32_t c = threadIdx.x; c < num_channels; c += blockDim.x) {
-            y[c] = (x[c] * r) * gptoss_d_bf16_to_f32(weight[c]);
+            y[c] = (x[c] * r) * gptoss_bf16_to_f32(weight[c]);
         }
         __syncthreads();
     }
@@ -119,41 +119,41 @@ cudaError_t launch_vec(gptoss_backend_t backend, uint32_t nv, const float* input
 
 }  // namespace
 
-extern "C" enum gptoss_status gptoss_cuda_f32_bf16w_rmsnorm(gptoss_backend_t backend, const float* input,
-                                                            const gptoss_bf16* weight, float* output,
-                                                            uint32_t num_tokens, uint32_t num_channels,
-                                                            float epsilon) {
-    const uint32_t nv = (num_channels / 4 + kVecThreads - 1) / kVecThreads;
-    if (num_channels % 4 == 0 && nv <= 4 && gptoss_aligned(input, 16) && gptoss_aligned(output, 16) &&
-        gptoss_aligned(weight, 8)) {
-        const cudaError_t err = launch_vec<false>(backend, nv, input, (const uint16_t*) weight, output, num_tokens,
-                                                  num_channels, epsilon, nullptr, nullptr, nullptr, 0);
+extern "C" enum gptoss_status gptoss_cuda_f32_bf16w_rmsnorm(gptoss_backend_t backend,
+                                                            const struct gptoss_f32_bf16w_rmsnorm_args* args) {
+    const uint32_t nv = (args->num_channels / 4 + kVecThreads - 1) / kVecThreads;
+    if (args->num_channels % 4 == 0 && nv <= 4 && gptoss_aligned(args->input, 16) && gptoss_aligned(args->output, 16) &&
+        gptoss_aligned(args->weight, 8)) {
+        const cudaError_t err =
+            launch_vec<false>(backend, nv, args->input, (const uint16_t*) args->weight, args->output, args->num_tokens,
+                              args->num_channels, args->epsilon, nullptr, nullptr, nullptr, 0);
         if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of f32_bf16w_rmsnorm");
         return gptoss_status_success;
     }
     unsigned threads = 1024;
-    while (threads > 32 && threads / 2 >= num_channels) threads /= 2;
-    const unsigned blocks = num_tokens < 65535u ? num_tokens : 65535u;
-    rmsnorm_kernel<<<blocks, threads, 0, gptoss_cuda_stream(backend)>>>(input, (const uint16_t*) weight, output,
-                                                                        num_tokens, num_channels, epsilon);
+    while (threads > 32 && threads / 2 >= args->num_channels) threads /= 2;
+    const unsigned blocks = args->num_tokens < 65535u ? args->num_tokens : 65535u;
+    rmsnorm_kernel<<<blocks, threads, 0, gptoss_cuda_stream(backend)>>>(
+        args->input, (const uint16_t*) args->weight, args->output, args->num_tokens, args->num_channels, args->epsilon);
     GPTOSS_CUDA_LAUNCHED("f32_bf16w_rmsnorm");
     return gptoss_status_success;
 }
 
-extern "C" enum gptoss_status gptoss_cuda_f32_accumulate_bf16w_rmsnorm(gptoss_backend_t backend, const float* input,
-                                                                       const float* expert_scores, float* residual,
-                                                                       const gptoss_bf16* weight, float* output,
-                                                                       uint32_t num_channels, uint32_t num_tokens,
-                                                                       uint32_t num_active_experts, float epsilon) {
-    const uint32_t nv = (num_channels / 4 + kVecThreads - 1) / kVecThreads;
-    if (num_channels % 4 == 0 && nv <= 4 && gptoss_aligned(input, 16) && gptoss_aligned(residual, 16) &&
-        gptoss_aligned(output, 16) && gptoss_aligned(weight, 8)) {
-        const cudaError_t err = launch_vec<true>(backend, nv, residual, (const uint16_t*) weight, output, num_tokens,
-                                                 num_channels, epsilon, residual, input, expert_scores,
-                                                 num_active_experts);
-        if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of f32_accumulate_bf16w_rmsnorm");
-        return gptoss_status_success;
-    }
-    return gptoss_sequence_f32_accumulate_bf16w_rmsnorm(backend, input, expert_scores, residual, weight, output,
-                                                        num_channels, num_tokens, num_active_experts, epsilon);
+/* The fused kernel holds a row in registers: C % 4 == 0, up to 4096 channels, 16-byte aligned
+ * rows (the other shapes run as the two kernels, src/kernels). */
+extern "C" bool gptoss_cuda_supports_f32_accumulate_bf16w_rmsnorm(
+    gptoss_backend_t backend, const struct gptoss_f32_accumulate_bf16w_rmsnorm_args* args) {
+    const uint32_t nv = (args->num_channels / 4 + kVecThreads - 1) / kVecThreads;
+    return args->num_channels % 4 == 0 && nv <= 4 && gptoss_aligned(args->input, 16) &&
+           gptoss_aligned(args->residual, 16) && gptoss_aligned(args->output, 16) && gptoss_aligned(args->weight, 8);
+}
+
+extern "C" enum gptoss_status gptoss_cuda_f32_accumulate_bf16w_rmsnorm(
+    gptoss_backend_t backend, const struct gptoss_f32_accumulate_bf16w_rmsnorm_args* args) {
+    const uint32_t nv = (args->num_channels / 4 + kVecThreads - 1) / kVecThreads;
+    const cudaError_t err = launch_vec<true>(backend, nv, args->residual, (const uint16_t*) args->weight, args->output,
+                                             args->num_tokens, args->num_channels, args->epsilon, args->residual,
+                                             args->input, args->expert_scores, args->num_active_experts);
+    if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of f32_accumulate_bf16w_rmsnorm");
+    return gptoss_status_success;
 }

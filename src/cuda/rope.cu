@@ -22,19 +22,17 @@ __global__ void rope_kernel(float* act, gptoss_rope_params p, uint32_t num_token
 
 }  // namespace
 
-extern "C" enum gptoss_status gptoss_cuda_f32_rope(gptoss_backend_t backend, float* activations, float rope_base,
-                                                   float interpolation_scale, float yarn_offset, float yarn_scale,
-                                                   float yarn_multiplier, uint32_t num_tokens, uint32_t num_q_heads,
-                                                   uint32_t num_kv_heads, uint32_t head_dim, uint32_t token_offset) {
-    const gptoss_rope_params p =
-        gptoss_make_rope_params(rope_base, interpolation_scale, yarn_offset, yarn_scale, yarn_multiplier, head_dim);
-    const uint64_t total = (uint64_t) num_tokens * (num_q_heads + num_kv_heads) * (head_dim / 2);
+extern "C" enum gptoss_status gptoss_cuda_f32_rope(gptoss_backend_t backend, const struct gptoss_f32_rope_args* args) {
+    const gptoss_rope_params p = gptoss_make_rope_params(args->rope_base, args->interpolation_scale, args->yarn_offset,
+                                                         args->yarn_scale, args->yarn_multiplier, args->head_dim);
+    const uint64_t total =
+        (uint64_t) args->num_tokens * (args->num_q_heads + args->num_kv_heads) * (args->head_dim / 2);
     uint64_t blocks = (total + 255) / 256;
     const uint64_t cap = (uint64_t) gptoss_cuda_num_sms(backend) * 32;
     if (blocks > cap) blocks = cap;
     rope_kernel<<<(unsigned) blocks, 256, 0, gptoss_cuda_stream(backend)>>>(
-        activations, p, num_tokens, num_q_heads + num_kv_heads, head_dim * (num_q_heads + 2 * num_kv_heads),
-        head_dim / 2, token_offset);
+        args->activations, p, args->num_tokens, args->num_q_heads + args->num_kv_heads,
+        args->head_dim * (args->num_q_heads + 2 * args->num_kv_heads), args->head_dim / 2, args->token_offset);
     GPTOSS_CUDA_LAUNCHED("f32_rope");
     return gptoss_status_success;
 }

@@ -26,7 +26,7 @@ static inline gptoss_rope_params gptoss_make_rope_params(float rope_base, float 
 /* Rotates (x, y) of pair i at position pos. */
 __device__ __forceinline__ void gptoss_d_rope_pair(float& x, float& y, uint32_t i, uint32_t pos,
                                                    const gptoss_rope_params& p) {
-    const float f = gptoss_d_rope_inv_freq(i, p.freq_scale, p.interpolation_scale, p.yarn_offset, p.yarn_scale);
+    const float f = gptoss_rope_inv_freq(i, p.freq_scale, p.interpolation_scale, p.yarn_offset, p.yarn_scale);
     const float phi = (float) pos * f;
     float s, c;
     sincosf(phi, &s, &c);

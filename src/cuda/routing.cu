@@ -142,61 +142,53 @@ unsigned channel_threads(uint32_t C) {
 
 }  // namespace
 
-extern "C" enum gptoss_status gptoss_cuda_expert_routing_metadata(gptoss_backend_t backend, const uint32_t* expert_ids,
-                                                                  uint32_t* expert_offsets,
-                                                                  uint32_t* intra_expert_offsets, uint32_t num_pairs,
-                                                                  uint32_t num_experts) {
+extern "C" enum gptoss_status gptoss_cuda_expert_routing_metadata(
+    gptoss_backend_t backend, const struct gptoss_expert_routing_metadata_args* args) {
     void* scratch = nullptr;
-    enum gptoss_status status =
-        gptoss_cuda_scratch_acquire(backend, (size_t) (kRoutingWarps + 1) * num_experts * sizeof(uint32_t), &scratch,
-                                    0, nullptr);
+    enum gptoss_status status = gptoss_cuda_scratch_acquire(
+        backend, (size_t) (kRoutingWarps + 1) * args->num_experts * sizeof(uint32_t), &scratch, 0, nullptr);
     if (status != gptoss_status_success) return status;
     routing_metadata_kernel<<<1, 1024, 0, gptoss_cuda_stream(backend)>>>(
-        expert_ids, expert_offsets, intra_expert_offsets, num_pairs, num_experts, (uint32_t*) scratch,
-        gptoss_cuda_error_word(backend));
+        args->expert_ids, args->expert_offsets, args->intra_expert_offsets, args->num_pairs, args->num_experts,
+        (uint32_t*) scratch, gptoss_cuda_error_word(backend));
     const cudaError_t err = cudaGetLastError();
     gptoss_cuda_scratch_release(backend);
     if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of expert_routing_metadata");
     return gptoss_status_success;
 }
 
-extern "C" enum gptoss_status gptoss_cuda_f32_scatter(gptoss_backend_t backend, const float* input,
-                                                      const uint32_t* expert_ids, const uint32_t* expert_offsets,
-                                                      const uint32_t* intra_expert_offsets, float* output,
-                                                      uint32_t num_channels, uint32_t num_tokens,
-                                                      uint32_t num_active_experts, uint32_t num_experts) {
-    const uint64_t P = (uint64_t) num_tokens * num_active_experts;
+extern "C" enum gptoss_status gptoss_cuda_f32_scatter(gptoss_backend_t backend,
+                                                      const struct gptoss_f32_scatter_args* args) {
+    const uint64_t P = (uint64_t) args->num_tokens * args->num_active_experts;
     const unsigned blocks = (unsigned) (P < 65535u ? P : 65535u);
-    scatter_kernel<<<blocks, channel_threads(num_channels), 0, gptoss_cuda_stream(backend)>>>(
-        input, expert_ids, expert_offsets, intra_expert_offsets, output, num_channels, num_tokens,
-        num_active_experts, num_experts, gptoss_cuda_error_word(backend));
+    scatter_kernel<<<blocks, channel_threads(args->num_channels), 0, gptoss_cuda_stream(backend)>>>(
+        args->input, args->expert_ids, args->expert_offsets, args->intra_expert_offsets, args->output,
+        args->num_channels, args->num_tokens, args->num_active_experts, args->num_experts,
+        gptoss_cuda_error_word(backend));
     GPTOSS_CUDA_LAUNCHED("f32_scatter");
     return gptoss_status_success;
 }
 
 extern "C" enum gptoss_status gptoss_cuda_f32_gather_and_accumulate(
-    gptoss_backend_t backend, const float* input, const uint32_t* expert_ids, const float* expert_scores,
-    const uint32_t* expert_offsets, const uint32_t* intra_expert_offsets, float* residual, uint32_t num_channels,
-    uint32_t num_tokens, uint32_t num_active_experts, uint32_t num_experts) {
-    const unsigned blocks = num_tokens < 65535u ? num_tokens : 65535u;
-    gather_accumulate_kernel<<<blocks, channel_threads(num_channels), 0, gptoss_cuda_stream(backend)>>>(
-        input, expert_ids, expert_scores, expert_offsets, intra_expert_offsets, residual, num_channels, num_tokens,
-        num_active_experts, num_experts, gptoss_cuda_error_word(backend));
+    gptoss_backend_t backend, const struct gptoss_f32_gather_and_accumulate_args* args) {
+    const unsigned blocks = args->num_tokens < 65535u ? args->num_tokens : 65535u;
+    gather_accumulate_kernel<<<blocks, channel_threads(args->num_channels), 0, gptoss_cuda_stream(backend)>>>(
+        args->input, args->expert_ids, args->expert_scores, args->expert_offsets, args->intra_expert_offsets,
+        args->residual, args->num_channels, args->num_tokens, args->num_active_experts, args->num_experts,
+        gptoss_cuda_error_word(backend));
     GPTOSS_CUDA_LAUNCHED("f32_gather_and_accumulate");
     return gptoss_status_success;
 }
 
-extern "C" enum gptoss_status gptoss_cuda_f32_accumulate(gptoss_backend_t backend, const float* input,
-                                                         const float* expert_scores, float* residual,
-                                                         uint32_t num_channels, uint32_t num_tokens,
-                                                         uint32_t num_active_experts) {
-    const uint64_t total = (uint64_t) num_tokens * num_channels;
+extern "C" enum gptoss_status gptoss_cuda_f32_accumulate(gptoss_backend_t backend,
+                                                         const struct gptoss_f32_accumulate_args* args) {
+    const uint64_t total = (uint64_t) args->num_tokens * args->num_channels;
     uint64_t blocks = (total + 255) / 256;
     const uint64_t cap = (uint64_t) gptoss_cuda_num_sms(backend) * 16;
     if (blocks > cap) blocks = cap;
     const cudaError_t err = gptoss_cuda_launch_pdl(backend, accumulate_kernel, dim3((unsigned) blocks), dim3(256), 0,
-                                                   input, expert_scores, residual, num_channels, num_tokens,
-                                                   num_active_experts);
+                                                   args->input, args->expert_scores, args->residual, args->num_channels,
+                                                   args->num_tokens, args->num_active_experts);
     if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of f32_accumulate");
     return gptoss_status_success;
 }

@@ -39,7 +39,7 @@ __global__ void __launch_bounds__(1024) sample_kernel(const float* prob, const f
     __shared__ uint32_t found_s;
     __shared__ int last_pos_s;
     const uint32_t tid = threadIdx.x, lane = tid & 31u, warp = tid >> 5;
-    const uint32_t word = gptoss_d_squares32(offset, seed);
+    const uint32_t word = gptoss_squares32(offset, seed);
     const float u = (float) (word & 0xFFFFFFu) * 0x1.0p-24f;
     const float target = fmaxf(u * sum[0], 0x1.0p-149f);
     if (tid == 0) {
@@ -106,24 +106,22 @@ __global__ void __launch_bounds__(1024) sample_kernel(const float* prob, const f
 
 }  // namespace
 
-extern "C" enum gptoss_status gptoss_cuda_f32_softmax(gptoss_backend_t backend, const float* logits,
-                                                      const uint32_t* argmax, float* prob, float* sum,
-                                                      uint32_t num_tokens, uint32_t num_channels, float temperature) {
+extern "C" enum gptoss_status gptoss_cuda_f32_softmax(gptoss_backend_t backend,
+                                                      const struct gptoss_f32_softmax_args* args) {
     unsigned threads = 1024;
-    while (threads > 32 && threads / 2 >= num_channels) threads /= 2;
-    const unsigned blocks = num_tokens < 65535u ? num_tokens : 65535u;
-    softmax_kernel<<<blocks, threads, 0, gptoss_cuda_stream(backend)>>>(logits, argmax, prob, sum, num_tokens,
-                                                                        num_channels, temperature,
-                                                                        gptoss_cuda_error_word(backend));
+    while (threads > 32 && threads / 2 >= args->num_channels) threads /= 2;
+    const unsigned blocks = args->num_tokens < 65535u ? args->num_tokens : 65535u;
+    softmax_kernel<<<blocks, threads, 0, gptoss_cuda_stream(backend)>>>(
+        args->logits, args->argmax, args->prob, args->sum, args->num_tokens, args->num_channels, args->temperature,
+        gptoss_cuda_error_word(backend));
     GPTOSS_CUDA_LAUNCHED("f32_softmax");
     return gptoss_status_success;
 }
 
-extern "C" enum gptoss_status gptoss_cuda_f32_sample(gptoss_backend_t backend, const float* prob, const float* sum,
-                                                     uint32_t* prediction, uint32_t num_channels, uint64_t rng_seed,
-                                                     uint64_t rng_offset) {
-    sample_kernel<<<1, 1024, 0, gptoss_cuda_stream(backend)>>>(prob, sum, prediction, num_channels, rng_seed,
-                                                               rng_offset);
+extern "C" enum gptoss_status gptoss_cuda_f32_sample(gptoss_backend_t backend,
+                                                     const struct gptoss_f32_sample_args* args) {
+    sample_kernel<<<1, 1024, 0, gptoss_cuda_stream(backend)>>>(args->prob, args->sum, args->prediction,
+                                                               args->num_channels, args->rng_seed, args->rng_offset);
     GPTOSS_CUDA_LAUNCHED("f32_sample");
     return gptoss_status_success;
 }

@@ -17,8 +17,8 @@ constexpr int TK = 64;      /* keys per tile */
 constexpr int THREADS = 128;
 constexpr uint64_t kMaxChunks = 256;          /* chunks per (query, KV head) */
 /* Up to this many chunks the last chunk block merges (one launch); more go to the merge
- * kernel. Measured on the H100, N = 4096 full: 65 one-tile chunks + merge kernel 17.6 us,
- * 22 three-tile chunks merged in the last block 20.4 us. */
+ * kernel, which spreads the combination over one block per Q head instead of serialising
+ * it in one block (the measurements behind the threshold: docs/CUDA_NOTES.md). */
 constexpr uint64_t kFusedMergeMaxChunks = 16;
 
 struct SdpaShape {
@@ -196,7 +196,7 @@ __global__ void __launch_bounds__(THREADS) sdpa_chunk_kernel(SdpaShape s) {
         for (int j = 0; j < 4; j++) {
             const uint32_t g = gg * 4 + j;
             if (g >= s.group) continue;
-            const float S = s.sinks != nullptr ? gptoss_d_bf16_to_f32(s.sinks[hq0 + g]) : -INFINITY;
+            const float S = s.sinks != nullptr ? gptoss_bf16_to_f32(s.sinks[hq0 + g]) : -INFINITY;
             const float m = ml_s[g][0], l = ml_s[g][1];
             const float M = fmaxf(S, m);
             const float f = (M == -INFINITY || m == -INFINITY) ? 0.0f : expf(m - M);
@@ -245,7 +245,7 @@ __global__ void __launch_bounds__(THREADS) sdpa_chunk_kernel(SdpaShape s) {
         if (g >= s.group) continue;
         const uint32_t row = i * s.num_q_heads + hq0 + g;
         const float* part = s.partial + (size_t) row * s.nchunks * stride_chunk;
-        const float S = s.sinks != nullptr ? gptoss_d_bf16_to_f32(s.sinks[hq0 + g]) : -INFINITY;
+        const float S = s.sinks != nullptr ? gptoss_bf16_to_f32(s.sinks[hq0 + g]) : -INFINITY;
         const bool has = lane < s.nchunks;
         const float mc = has ? __ldcg(part + (size_t) lane * stride_chunk + D) : -INFINITY;
         const float lc = has ? __ldcg(part + (size_t) lane * stride_chunk + D + 1) : 0.0f;
@@ -292,7 +292,7 @@ __global__ void __launch_bounds__(MERGE_THREADS) sdpa_merge_kernel(const float* 
     const uint32_t row = blockIdx.x; /* i * Hq + hq */
     const uint32_t tid = threadIdx.x;
     const float* part = partial + (size_t) row * nchunks * (D + 2);
-    const float S = sinks != nullptr ? gptoss_d_bf16_to_f32(sinks[row % num_q_heads]) : -INFINITY;
+    const float S = sinks != nullptr ? gptoss_bf16_to_f32(sinks[row % num_q_heads]) : -INFINITY;
     float m = -INFINITY;
     for (uint32_t c = tid; c < nchunks; c += MERGE_THREADS) m = fmaxf(m, part[(size_t) c * (D + 2) + D]);
     m = gptoss_d_warp_max(m);
@@ -339,7 +339,7 @@ __global__ void sdpa_generic_kernel(const float* q, const float* kv, const uint1
     const float* kvh = kv + (size_t) h * kv_stride;
     float* o = out + (size_t) i * num_q_heads * head_dim + (size_t) hq * head_dim;
     /* pass 1: max; pass 2: sums (two passes keep the arithmetic simple) */
-    const float S = sinks != nullptr ? gptoss_d_bf16_to_f32(sinks[hq]) : -INFINITY;
+    const float S = sinks != nullptr ? gptoss_bf16_to_f32(sinks[hq]) : -INFINITY;
     float M = S;
     for (uint32_t t = lo; t <= P; t++) {
         const float* k = kvh + (size_t) t * 2 * head_dim;
@@ -369,29 +369,27 @@ __global__ void sdpa_generic_kernel(const float* q, const float* kv, const uint1
 
 }  // namespace
 
-extern "C" enum gptoss_status gptoss_cuda_f32_sdpa(gptoss_backend_t backend, const float* q, const float* kv,
-                                                   const gptoss_bf16* sinks, float* output, uint32_t window,
-                                                   uint64_t kv_stride, uint32_t num_q_tokens, uint32_t num_kv_tokens,
-                                                   uint32_t num_q_heads, uint32_t num_kv_heads, uint32_t head_dim,
-                                                   float scale) {
+extern "C" enum gptoss_status gptoss_cuda_f32_sdpa(gptoss_backend_t backend, const struct gptoss_f32_sdpa_args* args) {
     const cudaStream_t stream = gptoss_cuda_stream(backend);
-    const uint32_t group = num_q_heads / num_kv_heads;
-    const uint64_t warps = (uint64_t) num_q_tokens * num_q_heads;
-    const bool fast = head_dim == D && group <= (uint32_t) G && gptoss_aligned(q, 16) && gptoss_aligned(kv, 16) &&
-                      kv_stride % 4 == 0 && (uint64_t) num_q_tokens * num_kv_heads <= GPTOSS_CUDA_MAX_GRID_YZ &&
-                      (uint64_t) num_q_tokens * num_q_heads <= 0x7FFFFFFFu;
+    const uint32_t group = args->num_q_heads / args->num_kv_heads;
+    const uint64_t warps = (uint64_t) args->num_q_tokens * args->num_q_heads;
+    const bool fast = args->head_dim == D && group <= (uint32_t) G && gptoss_aligned(args->q, 16) &&
+                      gptoss_aligned(args->kv, 16) && args->kv_stride % 4 == 0 &&
+                      (uint64_t) args->num_q_tokens * args->num_kv_heads <= GPTOSS_CUDA_MAX_GRID_YZ &&
+                      (uint64_t) args->num_q_tokens * args->num_q_heads <= 0x7FFFFFFFu;
     if (!fast) {
         const uint64_t blocks = (warps * 32 + 255) / 256;
-        sdpa_generic_kernel<<<(unsigned) blocks, 256, 0, stream>>>(q, kv, (const uint16_t*) sinks, output, window,
-                                                                   kv_stride, num_q_tokens, num_kv_tokens, num_q_heads,
-                                                                   num_kv_heads, head_dim, scale);
+        sdpa_generic_kernel<<<(unsigned) blocks, 256, 0, stream>>>(
+            args->q, args->kv, (const uint16_t*) args->sinks, args->output, args->window, args->kv_stride,
+            args->num_q_tokens, args->num_kv_tokens, args->num_q_heads, args->num_kv_heads, args->head_dim,
+            args->scale);
         GPTOSS_CUDA_LAUNCHED("f32_sdpa (generic)");
         return gptoss_status_success;
     }
     /* longest key range over the queries */
-    const uint64_t p_max1 = (uint64_t) num_kv_tokens + num_q_tokens;
-    const uint64_t max_len = p_max1 < window ? p_max1 : window;
-    const uint64_t pairs = (uint64_t) num_q_tokens * num_kv_heads;
+    const uint64_t p_max1 = (uint64_t) args->num_kv_tokens + args->num_q_tokens;
+    const uint64_t max_len = p_max1 < args->window ? p_max1 : args->window;
+    const uint64_t pairs = (uint64_t) args->num_q_tokens * args->num_kv_heads;
     const uint64_t target_blocks = (uint64_t) gptoss_cuda_num_sms(backend) * 8;
     uint64_t want_chunks = (target_blocks + pairs - 1) / pairs;
     if (want_chunks < 1) want_chunks = 1;
@@ -402,19 +400,19 @@ extern "C" enum gptoss_status gptoss_cuda_f32_sdpa(gptoss_backend_t backend, con
     const uint64_t nchunks = (max_len + chunk - 1) / chunk;
 
     SdpaShape s;
-    s.q = q;
-    s.kv = kv;
-    s.kv_stride = kv_stride;
-    s.window = window;
-    s.num_q_tokens = num_q_tokens;
-    s.num_kv_tokens = num_kv_tokens;
-    s.num_q_heads = num_q_heads;
-    s.num_kv_heads = num_kv_heads;
+    s.q = args->q;
+    s.kv = args->kv;
+    s.kv_stride = args->kv_stride;
+    s.window = args->window;
+    s.num_q_tokens = args->num_q_tokens;
+    s.num_kv_tokens = args->num_kv_tokens;
+    s.num_q_heads = args->num_q_heads;
+    s.num_kv_heads = args->num_kv_heads;
     s.group = group;
-    s.qkv_dim = head_dim * (num_q_heads + 2 * num_kv_heads);
+    s.qkv_dim = args->head_dim * (args->num_q_heads + 2 * args->num_kv_heads);
     s.chunk = (uint32_t) chunk;
     s.nchunks = (uint32_t) nchunks;
-    s.scale = scale;
+    s.scale = args->scale;
     /* few chunks: the last chunk block merges (one launch; counters pick it); many: a merge
      * kernel spreads the combination over one block per Q head (a single block would
      * serialise it) */
@@ -422,18 +420,18 @@ extern "C" enum gptoss_status gptoss_cuda_f32_sdpa(gptoss_backend_t backend, con
     void* partial = nullptr;
     s.counters = nullptr;
     const enum gptoss_status status = gptoss_cuda_scratch_acquire(
-        backend, (size_t) num_q_tokens * num_q_heads * nchunks * (D + 2) * sizeof(float), &partial, (size_t) pairs,
-        fused && nchunks > 1 ? &s.counters : nullptr);
+        backend, (size_t) args->num_q_tokens * args->num_q_heads * nchunks * (D + 2) * sizeof(float), &partial,
+        (size_t) pairs, fused && nchunks > 1 ? &s.counters : nullptr);
     if (status != gptoss_status_success) return status;
     s.partial = (float*) partial;
-    s.sinks = (const uint16_t*) sinks;
-    s.out = output;
+    s.sinks = (const uint16_t*) args->sinks;
+    s.out = args->output;
     cudaError_t err = gptoss_cuda_launch_pdl(backend, sdpa_chunk_kernel, dim3((unsigned) nchunks, (unsigned) pairs),
                                              dim3(THREADS), 0, s);
     if (err == cudaSuccess && !fused) {
         err = gptoss_cuda_launch_pdl(backend, sdpa_merge_kernel, dim3((unsigned) warps), dim3(MERGE_THREADS),
-                                     nchunks * sizeof(float), (const float*) s.partial, (const uint16_t*) sinks,
-                                     output, num_q_tokens, num_q_heads, (uint32_t) nchunks);
+                                     nchunks * sizeof(float), (const float*) s.partial, (const uint16_t*) args->sinks,
+                                     args->output, args->num_q_tokens, args->num_q_heads, (uint32_t) nchunks);
     }
     gptoss_cuda_scratch_release(backend);
     if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of f32_sdpa");

@@ -140,57 +140,59 @@ cudaError_t launch_moe_gate(gptoss_backend_t backend, uint32_t E, const float* i
 
 }  // namespace
 
-extern "C" enum gptoss_status gptoss_cuda_f32_bf16w_rmsnorm_matmul_topk(
-    gptoss_backend_t backend, const float* input, const gptoss_bf16* norm_weight, float* output,
-    const gptoss_bf16* router_weight, const gptoss_bf16* router_bias, float* scores, uint32_t* expert_ids,
-    float* expert_scores, uint32_t num_tokens, uint32_t num_channels, uint32_t num_experts,
-    uint32_t num_active_experts, float epsilon) {
-    const uint32_t nv = (num_channels / 4 + kRmsVecThreads - 1) / kRmsVecThreads;
-    if (num_tokens == 1 && num_channels % 8 == 0 && nv <= 4 && num_experts <= 256 && gptoss_aligned(input, 16) &&
-        gptoss_aligned(output, 16) && gptoss_aligned(router_weight, 16) && gptoss_aligned(norm_weight, 8)) {
-        uint32_t* counter = nullptr;
-        enum gptoss_status st = gptoss_cuda_scratch_acquire(backend, 0, nullptr, 1, &counter);
-        if (st != gptoss_status_success) return st;
-        const uint16_t* nw = (const uint16_t*) norm_weight;
-        const uint16_t* rw = (const uint16_t*) router_weight;
-        const uint16_t* rb = (const uint16_t*) router_bias;
-        const uint32_t C = num_channels, E = num_experts, k = num_active_experts;
-        const cudaError_t err =
-            nv == 1   ? launch_moe_gate<1>(backend, E, input, nw, output, rw, rb, scores, expert_ids, expert_scores, C,
-                                           k, epsilon, counter)
-            : nv == 2 ? launch_moe_gate<2>(backend, E, input, nw, output, rw, rb, scores, expert_ids, expert_scores, C,
-                                           k, epsilon, counter)
-            : nv == 3 ? launch_moe_gate<3>(backend, E, input, nw, output, rw, rb, scores, expert_ids, expert_scores, C,
-                                           k, epsilon, counter)
-                      : launch_moe_gate<4>(backend, E, input, nw, output, rw, rb, scores, expert_ids, expert_scores, C,
-                                           k, epsilon, counter);
-        gptoss_cuda_scratch_release(backend);
-        if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of f32_bf16w_rmsnorm_matmul_topk");
-        return gptoss_status_success;
-    }
-    return gptoss_sequence_f32_bf16w_rmsnorm_matmul_topk(backend, input, norm_weight, output, router_weight,
-                                                         router_bias, scores, expert_ids, expert_scores, num_tokens,
-                                                         num_channels, num_experts, num_active_experts, epsilon);
+/* The fused gate is one kernel for one token: C % 8 == 0 up to 4096 channels, at most 256
+ * experts, 16-byte aligned rows (the other shapes run as the three kernels, src/kernels). */
+extern "C" bool gptoss_cuda_supports_f32_bf16w_rmsnorm_matmul_topk(
+    gptoss_backend_t backend, const struct gptoss_f32_bf16w_rmsnorm_matmul_topk_args* args) {
+    const uint32_t nv = (args->num_channels / 4 + kRmsVecThreads - 1) / kRmsVecThreads;
+    return args->num_tokens == 1 && args->num_channels % 8 == 0 && nv <= 4 && args->num_experts <= 256 &&
+           gptoss_aligned(args->input, 16) && gptoss_aligned(args->output, 16) &&
+           gptoss_aligned(args->router_weight, 16) && gptoss_aligned(args->norm_weight, 8);
 }
 
-extern "C" enum gptoss_status gptoss_cuda_f32_topk(gptoss_backend_t backend, const float* scores,
-                                                   uint32_t* expert_ids, float* expert_scores, uint32_t num_tokens,
-                                                   uint32_t num_experts, uint32_t num_active_experts) {
-    if (num_experts <= 256) {
-        const uint64_t want = ((uint64_t) num_tokens + 3) / 4;
+extern "C" enum gptoss_status gptoss_cuda_f32_bf16w_rmsnorm_matmul_topk(
+    gptoss_backend_t backend, const struct gptoss_f32_bf16w_rmsnorm_matmul_topk_args* args) {
+    const uint32_t nv = (args->num_channels / 4 + kRmsVecThreads - 1) / kRmsVecThreads;
+    uint32_t* counter = nullptr;
+    enum gptoss_status st = gptoss_cuda_scratch_acquire(backend, 0, nullptr, 1, &counter);
+    if (st != gptoss_status_success) return st;
+    const float* x = args->input;
+    const uint16_t* nw = (const uint16_t*) args->norm_weight;
+    const uint16_t* rw = (const uint16_t*) args->router_weight;
+    const uint16_t* rb = (const uint16_t*) args->router_bias;
+    float *out = args->output, *scores = args->scores, *es = args->expert_scores;
+    uint32_t* ids = args->expert_ids;
+    const uint32_t C = args->num_channels, E = args->num_experts, k = args->num_active_experts;
+    const float eps = args->epsilon;
+    const cudaError_t err =
+        nv == 1   ? launch_moe_gate<1>(backend, E, x, nw, out, rw, rb, scores, ids, es, C, k, eps, counter)
+        : nv == 2 ? launch_moe_gate<2>(backend, E, x, nw, out, rw, rb, scores, ids, es, C, k, eps, counter)
+        : nv == 3 ? launch_moe_gate<3>(backend, E, x, nw, out, rw, rb, scores, ids, es, C, k, eps, counter)
+                  : launch_moe_gate<4>(backend, E, x, nw, out, rw, rb, scores, ids, es, C, k, eps, counter);
+    gptoss_cuda_scratch_release(backend);
+    if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of f32_bf16w_rmsnorm_matmul_topk");
+    return gptoss_status_success;
+}
+
+extern "C" enum gptoss_status gptoss_cuda_f32_topk(gptoss_backend_t backend, const struct gptoss_f32_topk_args* args) {
+    if (args->num_experts <= 256) {
+        const uint64_t want = ((uint64_t) args->num_tokens + 3) / 4;
         const unsigned blocks = (unsigned) (want < 65535u ? want : 65535u);
-        auto kernel = num_experts <= 32 ? topk_warp_kernel<1> : num_experts <= 128 ? topk_warp_kernel<4>
-                                                                                    : topk_warp_kernel<8>;
-        const cudaError_t err = gptoss_cuda_launch_pdl(backend, kernel, dim3(blocks), dim3(128), 0, scores, expert_ids,
-                                                       expert_scores, num_tokens, num_experts, num_active_experts);
+        auto kernel = args->num_experts <= 32    ? topk_warp_kernel<1>
+                      : args->num_experts <= 128 ? topk_warp_kernel<4>
+                                                 : topk_warp_kernel<8>;
+        const cudaError_t err =
+            gptoss_cuda_launch_pdl(backend, kernel, dim3(blocks), dim3(128), 0, args->scores, args->expert_ids,
+                                   args->expert_scores, args->num_tokens, args->num_experts, args->num_active_experts);
         if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of f32_topk");
         return gptoss_status_success;
     }
     unsigned threads = 32;
-    while (threads < 256 && threads < num_experts) threads *= 2;
-    const unsigned blocks = num_tokens < 65535u ? num_tokens : 65535u;
-    topk_kernel<<<blocks, threads, 0, gptoss_cuda_stream(backend)>>>(scores, expert_ids, expert_scores, num_tokens,
-                                                                     num_experts, num_active_experts);
+    while (threads < 256 && threads < args->num_experts) threads *= 2;
+    const unsigned blocks = args->num_tokens < 65535u ? args->num_tokens : 65535u;
+    topk_kernel<<<blocks, threads, 0, gptoss_cuda_stream(backend)>>>(args->scores, args->expert_ids,
+                                                                     args->expert_scores, args->num_tokens,
+                                                                     args->num_experts, args->num_active_experts);
     GPTOSS_CUDA_LAUNCHED("f32_topk");
     return gptoss_status_success;
 }

@@ -5,8 +5,8 @@
 
 namespace {
 
-/* Argmax over many blocks per token (the 200k-entry vocabulary row in one block took
- * ~46 us): each block reduces a 4096-entry slice to its smallest (key << 32 | index), folds
+/* Argmax over many blocks per token (one block per 200k-entry vocabulary row leaves the
+ * card idle; docs/CUDA_NOTES.md): each block reduces a 4096-entry slice to its smallest (key << 32 | index), folds
  * it into the token's slot with atomicMax on the complement (the slots start at zero), and
  * the last block of the token (counted) writes the result and zeroes slot and counter
  * again. min over (key, index) is order-independent, so the result does not depend on
@@ -30,7 +30,7 @@ __global__ void __launch_bounds__(kArgmaxThreads) argmax_sliced_kernel(const flo
         for (uint32_t j = 0; j < kArgmaxSlice / kArgmaxThreads; j++) {
             const uint32_t v = base + threadIdx.x + j * kArgmaxThreads;
             if (v < end) {
-                const unsigned long long key = ((unsigned long long) gptoss_d_argmax_key(row[v]) << 32) | v;
+                const unsigned long long key = ((unsigned long long) gptoss_argmax_key(row[v]) << 32) | v;
                 best = key < best ? key : best;
             }
         }
@@ -58,22 +58,21 @@ __global__ void __launch_bounds__(kArgmaxThreads) argmax_sliced_kernel(const flo
 
 }  // namespace
 
-extern "C" enum gptoss_status gptoss_cuda_f32_bf16w_unembedding(gptoss_backend_t backend, const float* input,
-                                                                const gptoss_bf16* weight, float* logits,
-                                                                uint32_t* argmax, uint32_t num_tokens,
-                                                                uint32_t num_cols, uint32_t num_rows) {
-    enum gptoss_status status = gptoss_cuda_bf16w_matmul_launch(backend, input, weight, nullptr, logits, num_tokens,
-                                                                num_cols, num_rows, false);
+extern "C" enum gptoss_status gptoss_cuda_f32_bf16w_unembedding(gptoss_backend_t backend,
+                                                                const struct gptoss_f32_bf16w_unembedding_args* args) {
+    enum gptoss_status status =
+        gptoss_cuda_bf16w_matmul_launch(backend, args->input, args->weight, nullptr, args->logits, args->num_tokens,
+                                        args->num_cols, args->num_rows, false);
     if (status != gptoss_status_success) return status;
     uint32_t* counters = nullptr;
     /* per token: a u64 slot (2 counters) and a block counter */
-    status = gptoss_cuda_scratch_acquire(backend, 0, nullptr, (size_t) num_tokens * 3, &counters);
+    status = gptoss_cuda_scratch_acquire(backend, 0, nullptr, (size_t) args->num_tokens * 3, &counters);
     if (status != gptoss_status_success) return status;
-    const dim3 grid((num_rows + kArgmaxSlice - 1) / kArgmaxSlice,
-                    num_tokens < GPTOSS_CUDA_MAX_GRID_YZ ? num_tokens : GPTOSS_CUDA_MAX_GRID_YZ);
-    const cudaError_t err =
-        gptoss_cuda_launch_pdl(backend, argmax_sliced_kernel, grid, dim3(kArgmaxThreads), 0, logits, argmax,
-                               num_tokens, num_rows, (unsigned long long*) counters, counters + (size_t) num_tokens * 2);
+    const dim3 grid((args->num_rows + kArgmaxSlice - 1) / kArgmaxSlice,
+                    args->num_tokens < GPTOSS_CUDA_MAX_GRID_YZ ? args->num_tokens : GPTOSS_CUDA_MAX_GRID_YZ);
+    const cudaError_t err = gptoss_cuda_launch_pdl(
+        backend, argmax_sliced_kernel, grid, dim3(kArgmaxThreads), 0, args->logits, args->argmax, args->num_tokens,
+        args->num_rows, (unsigned long long*) counters, counters + (size_t) args->num_tokens * 2);
     gptoss_cuda_scratch_release(backend);
     if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of f32_bf16w_unembedding (argmax)");
     return gptoss_status_success;

@@ -5,6 +5,15 @@
 
 #include <gptoss/error.h>
 
+/* Returns the status of expr from the calling function unless it is success. */
+#define GPTOSS_TRY(expr)                                      \
+    do {                                                      \
+        const enum gptoss_status gptoss_try_status_ = (expr); \
+        if (gptoss_try_status_ != gptoss_status_success) {    \
+            return gptoss_try_status_;                        \
+        }                                                     \
+    } while (0)
+
 /* Number of gptoss_fail calls made by the calling thread so far (graph recordings use it
  * to notice a call that failed while recording). */
 unsigned long gptoss_error_count(void);

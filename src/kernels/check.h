@@ -1,9 +1,14 @@
-/* Internal: argument-check helpers for the public kernel functions (src/kernels/).
+/* Internal: the argument checks of the kernels (src/kernels/<family>.c) and their helpers.
+ *
+ * gptoss_check_<name>(backend, args) checks the arguments of kernel <name> (the backend
+ * handle itself is checked before, by src/kernels/run.c); a fusion's
+ * gptoss_unfused_<name>(backend, args) runs the kernels it fuses through the backend's
+ * entries, for backends without a fused entry (arguments already checked).
  *
  * Every helper returns gptoss_status_success or the status of gptoss_fail() (which has
- * set the thread-local message). GPTOSS_TRY returns early on failure, so a public
- * function reads as a flat list of checks followed by the backend call. Nothing here
- * writes to kernel buffers; the host-content helpers only read them. */
+ * set the thread-local message). GPTOSS_TRY returns early on failure, so a check reads as
+ * a flat list of checks. Nothing here writes to kernel buffers; the host-content helpers
+ * only read them. */
 #ifndef GPTOSS_KERNELS_CHECK_H
 #define GPTOSS_KERNELS_CHECK_H
 
@@ -12,20 +17,24 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
+
+#include <gptoss/kernel-args.h>
 
 #include "internal/backend.h"
 #include "internal/error.h"
 
-#define GPTOSS_TRY(expr)                                        \
-    do {                                                        \
-        const enum gptoss_status gptoss_try_status_ = (expr);   \
-        if (gptoss_try_status_ != gptoss_status_success) {      \
-            return gptoss_try_status_;                          \
-        }                                                       \
-    } while (0)
-
 #define GPTOSS_INVALID gptoss_status_invalid_argument
 #define GPTOSS_UNSUPPORTED gptoss_status_unsupported_argument
+
+#define GPTOSS_CHECK_DECL(name, family) \
+    enum gptoss_status gptoss_check_##name(gptoss_backend_t backend, const struct gptoss_##name##_args* args);
+#define GPTOSS_UNFUSED_DECL(name, family) \
+    GPTOSS_CHECK_DECL(name, family)       \
+    enum gptoss_status gptoss_unfused_##name(gptoss_backend_t backend, const struct gptoss_##name##_args* args);
+GPTOSS_KERNEL_LIST(GPTOSS_CHECK_DECL, GPTOSS_UNFUSED_DECL)
+#undef GPTOSS_UNFUSED_DECL
+#undef GPTOSS_CHECK_DECL
 
 static inline enum gptoss_status gptoss_check_backend(gptoss_backend_t backend) {
     if (backend == NULL) return gptoss_fail(GPTOSS_INVALID, "backend is NULL");
@@ -91,7 +100,8 @@ static inline bool gptoss_add_u64(uint64_t a, uint64_t b, uint64_t* out) {
 /* Element count of a buffer: the product of `count` factors (named by `names`) must not
  * overflow 64 bits, and count * element_size bytes must fit in size_t. The message
  * names the buffer and the factors: "output size num_tokens 4294967295 x num_rows
- * 4294967295 x 4 bytes overflows size_t". */
+ * 4294967295 x 4 bytes overflows size_t" (a name "a->num_tokens", as the GPTOSS_SIZE
+ * macros spell an argument, is shown as "num_tokens"). */
 static inline enum gptoss_status gptoss_check_size_product(const char* buffer, size_t element_size,
                                                            uint64_t* elements_out, unsigned count,
                                                            const uint64_t* factors, const char* const* names) {
@@ -108,8 +118,9 @@ static inline enum gptoss_status gptoss_check_size_product(const char* buffer, s
         char text[384];
         size_t used = 0;
         for (unsigned i = 0; i < count && used < sizeof text; i++) {
-            int n = snprintf(text + used, sizeof text - used, "%s%s %llu", i == 0 ? "" : " x ", names[i],
-                             (unsigned long long) factors[i]);
+            const char* arrow = strstr(names[i], "->");
+            int n = snprintf(text + used, sizeof text - used, "%s%s %llu", i == 0 ? "" : " x ",
+                             arrow != NULL ? arrow + 2 : names[i], (unsigned long long) factors[i]);
             if (n < 0) break;
             used += (size_t) n;
         }

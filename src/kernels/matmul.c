@@ -1,11 +1,10 @@
-/* Public bf16-weight matrix products (decode and "dense" names): argument checks, then
- * the backend entry. All five share one check. */
+/* Argument checks of the bf16-weight matrix products (decode and "dense" names; all five
+ * share one check); src/kernels/run.c runs them before the backend entry. */
 #include "kernels/check.h"
 
 static enum gptoss_status check_matmul(gptoss_backend_t backend, const float* input, const gptoss_bf16* weight,
                                        const gptoss_bf16* bias, const float* output, uint32_t num_tokens,
                                        uint32_t num_cols, uint32_t num_rows) {
-    GPTOSS_TRY(gptoss_check_backend(backend));
     GPTOSS_TRY(gptoss_check_pointer(input, "input", 4));
     GPTOSS_TRY(gptoss_check_pointer(weight, "weight", 2));
     GPTOSS_TRY(gptoss_check_optional_pointer(bias, "bias", 2));
@@ -24,48 +23,32 @@ static enum gptoss_status check_matmul(gptoss_backend_t backend, const float* in
     return gptoss_status_success;
 }
 
-enum gptoss_status gptoss_f32_bf16w_matmul(gptoss_backend_t backend, const float* input, const gptoss_bf16* weight,
-                                           const gptoss_bf16* bias, float* output, uint32_t num_tokens,
-                                           uint32_t num_cols, uint32_t num_rows) {
-    gptoss_clear_error();
-    GPTOSS_TRY(check_matmul(backend, input, weight, bias, output, num_tokens, num_cols, num_rows));
-    return backend->ops->f32_bf16w_matmul(backend, input, weight, bias, output, num_tokens, num_cols, num_rows);
+enum gptoss_status gptoss_check_f32_bf16w_matmul(gptoss_backend_t backend,
+                                                 const struct gptoss_f32_bf16w_matmul_args* args) {
+    return check_matmul(backend, args->input, args->weight, args->bias, args->output, args->num_tokens, args->num_cols,
+                        args->num_rows);
 }
 
-enum gptoss_status gptoss_f32_bf16w_matmul_add(gptoss_backend_t backend, const float* input,
-                                               const gptoss_bf16* weight, const gptoss_bf16* bias, float* output,
-                                               uint32_t num_tokens, uint32_t num_cols, uint32_t num_rows) {
-    gptoss_clear_error();
-    GPTOSS_TRY(check_matmul(backend, input, weight, bias, output, num_tokens, num_cols, num_rows));
-    return backend->ops->f32_bf16w_matmul_add(backend, input, weight, bias, output, num_tokens, num_cols, num_rows);
+enum gptoss_status gptoss_check_f32_bf16w_matmul_add(gptoss_backend_t backend,
+                                                     const struct gptoss_f32_bf16w_matmul_add_args* args) {
+    return check_matmul(backend, args->input, args->weight, args->bias, args->output, args->num_tokens, args->num_cols,
+                        args->num_rows);
 }
 
-enum gptoss_status gptoss_f32_bf16w_dense_matmul_qkv(gptoss_backend_t backend, const float* input,
-                                                     const gptoss_bf16* weight, const gptoss_bf16* bias,
-                                                     float* output, uint32_t num_tokens, uint32_t num_cols,
-                                                     uint32_t num_rows) {
-    gptoss_clear_error();
-    GPTOSS_TRY(check_matmul(backend, input, weight, bias, output, num_tokens, num_cols, num_rows));
-    return backend->ops->f32_bf16w_dense_matmul_qkv(backend, input, weight, bias, output, num_tokens, num_cols,
-                                                    num_rows);
+enum gptoss_status gptoss_check_f32_bf16w_dense_matmul_qkv(gptoss_backend_t backend,
+                                                           const struct gptoss_f32_bf16w_dense_matmul_qkv_args* args) {
+    return check_matmul(backend, args->input, args->weight, args->bias, args->output, args->num_tokens, args->num_cols,
+                        args->num_rows);
 }
 
-enum gptoss_status gptoss_f32_bf16w_dense_matmul_attn_output(gptoss_backend_t backend, const float* input,
-                                                             const gptoss_bf16* weight, const gptoss_bf16* bias,
-                                                             float* output, uint32_t num_tokens,
-                                                             uint32_t num_cols, uint32_t num_rows) {
-    gptoss_clear_error();
-    GPTOSS_TRY(check_matmul(backend, input, weight, bias, output, num_tokens, num_cols, num_rows));
-    return backend->ops->f32_bf16w_dense_matmul_attn_output(backend, input, weight, bias, output, num_tokens,
-                                                            num_cols, num_rows);
+enum gptoss_status gptoss_check_f32_bf16w_dense_matmul_attn_output(
+    gptoss_backend_t backend, const struct gptoss_f32_bf16w_dense_matmul_attn_output_args* args) {
+    return check_matmul(backend, args->input, args->weight, args->bias, args->output, args->num_tokens, args->num_cols,
+                        args->num_rows);
 }
 
-enum gptoss_status gptoss_f32_bf16w_dense_matmul_mlp_gate(gptoss_backend_t backend, const float* input,
-                                                          const gptoss_bf16* weight, const gptoss_bf16* bias,
-                                                          float* output, uint32_t num_tokens, uint32_t num_cols,
-                                                          uint32_t num_rows) {
-    gptoss_clear_error();
-    GPTOSS_TRY(check_matmul(backend, input, weight, bias, output, num_tokens, num_cols, num_rows));
-    return backend->ops->f32_bf16w_dense_matmul_mlp_gate(backend, input, weight, bias, output, num_tokens,
-                                                         num_cols, num_rows);
+enum gptoss_status gptoss_check_f32_bf16w_dense_matmul_mlp_gate(
+    gptoss_backend_t backend, const struct gptoss_f32_bf16w_dense_matmul_mlp_gate_args* args) {
+    return check_matmul(backend, args->input, args->weight, args->bias, args->output, args->num_tokens, args->num_cols,
+                        args->num_rows);
 }

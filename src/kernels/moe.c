@@ -1,5 +1,6 @@
-/* Public MXFP4 mixture-of-experts matrix products (decode and expert-grouped prefill,
- * each with and without SwiGLU): argument checks, then the backend entry. */
+/* Argument checks of the MXFP4 mixture-of-experts matrix products (decode and
+ * expert-grouped prefill, each with and without SwiGLU); src/kernels/run.c runs them before
+ * the backend entry. */
 #include "kernels/check.h"
 
 /* Which layout the kernel uses. */
@@ -17,7 +18,6 @@ static enum gptoss_status check_moe(gptoss_backend_t backend, enum moe_layout la
                                     float swiglu_limit) {
     const bool dense = layout == moe_dense;
     const char* routing_name = dense ? "expert_offsets" : "expert_ids";
-    GPTOSS_TRY(gptoss_check_backend(backend));
     GPTOSS_TRY(gptoss_check_pointer(input, "input", 4));
     GPTOSS_TRY(gptoss_check_pointer(routing, routing_name, 4));
     GPTOSS_TRY(gptoss_check_pointer(weight_blocks, "weight_blocks", 1));
@@ -78,64 +78,30 @@ static enum gptoss_status check_moe(gptoss_backend_t backend, enum moe_layout la
     return gptoss_status_success;
 }
 
-enum gptoss_status gptoss_f32_mf4w_moe_matmul_swiglu(gptoss_backend_t backend, const float* input,
-                                                     const uint32_t* expert_ids, const uint8_t* weight_blocks,
-                                                     const uint8_t* weight_scales, const gptoss_bf16* bias,
-                                                     size_t expert_stride, float* output, uint32_t num_tokens,
-                                                     uint32_t num_active_experts, uint32_t num_experts,
-                                                     uint32_t num_cols, uint32_t num_rows, float swiglu_limit) {
-    gptoss_clear_error();
-    GPTOSS_TRY(check_moe(backend, moe_decode_up, input, expert_ids, weight_blocks, weight_scales, bias,
-                         expert_stride, output, num_tokens, num_active_experts, num_experts, num_cols, num_rows,
-                         true, swiglu_limit));
-    return backend->ops->f32_mf4w_moe_matmul_swiglu(backend, input, expert_ids, weight_blocks, weight_scales, bias,
-                                                    expert_stride, output, num_tokens, num_active_experts,
-                                                    num_experts, num_cols, num_rows, swiglu_limit);
+enum gptoss_status gptoss_check_f32_mf4w_moe_matmul_swiglu(gptoss_backend_t backend,
+                                                           const struct gptoss_f32_mf4w_moe_matmul_swiglu_args* args) {
+    return check_moe(backend, moe_decode_up, args->input, args->expert_ids, args->weight_blocks, args->weight_scales,
+                     args->bias, args->expert_stride, args->output, args->num_tokens, args->num_active_experts,
+                     args->num_experts, args->num_cols, args->num_rows, true, args->swiglu_limit);
 }
 
-enum gptoss_status gptoss_f32_mf4w_moe_matmul(gptoss_backend_t backend, const float* input,
-                                              const uint32_t* expert_ids, const uint8_t* weight_blocks,
-                                              const uint8_t* weight_scales, const gptoss_bf16* bias,
-                                              size_t expert_stride, float* output, uint32_t num_tokens,
-                                              uint32_t num_active_experts, uint32_t num_experts, uint32_t num_cols,
-                                              uint32_t num_rows) {
-    gptoss_clear_error();
-    GPTOSS_TRY(check_moe(backend, moe_decode_down, input, expert_ids, weight_blocks, weight_scales, bias,
-                         expert_stride, output, num_tokens, num_active_experts, num_experts, num_cols, num_rows,
-                         false, 0.0f));
-    return backend->ops->f32_mf4w_moe_matmul(backend, input, expert_ids, weight_blocks, weight_scales, bias,
-                                             expert_stride, output, num_tokens, num_active_experts, num_experts,
-                                             num_cols, num_rows);
+enum gptoss_status gptoss_check_f32_mf4w_moe_matmul(gptoss_backend_t backend,
+                                                    const struct gptoss_f32_mf4w_moe_matmul_args* args) {
+    return check_moe(backend, moe_decode_down, args->input, args->expert_ids, args->weight_blocks, args->weight_scales,
+                     args->bias, args->expert_stride, args->output, args->num_tokens, args->num_active_experts,
+                     args->num_experts, args->num_cols, args->num_rows, false, 0.0f);
 }
 
-enum gptoss_status gptoss_f32_mf4w_moe_dense_matmul_swiglu(gptoss_backend_t backend, const uint32_t* expert_offsets,
-                                                           const float* input, const uint8_t* weight_blocks,
-                                                           const uint8_t* weight_scales, const gptoss_bf16* bias,
-                                                           size_t expert_stride, float* output,
-                                                           uint32_t num_tokens, uint32_t num_active_experts,
-                                                           uint32_t num_experts, uint32_t num_cols,
-                                                           uint32_t num_rows, float swiglu_limit) {
-    gptoss_clear_error();
-    GPTOSS_TRY(check_moe(backend, moe_dense, input, expert_offsets, weight_blocks, weight_scales, bias,
-                         expert_stride, output, num_tokens, num_active_experts, num_experts, num_cols, num_rows,
-                         true, swiglu_limit));
-    return backend->ops->f32_mf4w_moe_dense_matmul_swiglu(backend, expert_offsets, input, weight_blocks,
-                                                          weight_scales, bias, expert_stride, output, num_tokens,
-                                                          num_active_experts, num_experts, num_cols, num_rows,
-                                                          swiglu_limit);
+enum gptoss_status gptoss_check_f32_mf4w_moe_dense_matmul_swiglu(
+    gptoss_backend_t backend, const struct gptoss_f32_mf4w_moe_dense_matmul_swiglu_args* args) {
+    return check_moe(backend, moe_dense, args->input, args->expert_offsets, args->weight_blocks, args->weight_scales,
+                     args->bias, args->expert_stride, args->output, args->num_tokens, args->num_active_experts,
+                     args->num_experts, args->num_cols, args->num_rows, true, args->swiglu_limit);
 }
 
-enum gptoss_status gptoss_f32_mf4w_moe_dense_matmul(gptoss_backend_t backend, const uint32_t* expert_offsets,
-                                                    const float* input, const uint8_t* weight_blocks,
-                                                    const uint8_t* weight_scales, const gptoss_bf16* bias,
-                                                    size_t expert_stride, float* output, uint32_t num_tokens,
-                                                    uint32_t num_active_experts, uint32_t num_experts,
-                                                    uint32_t num_cols, uint32_t num_rows) {
-    gptoss_clear_error();
-    GPTOSS_TRY(check_moe(backend, moe_dense, input, expert_offsets, weight_blocks, weight_scales, bias,
-                         expert_stride, output, num_tokens, num_active_experts, num_experts, num_cols, num_rows,
-                         false, 0.0f));
-    return backend->ops->f32_mf4w_moe_dense_matmul(backend, expert_offsets, input, weight_blocks, weight_scales,
-                                                   bias, expert_stride, output, num_tokens, num_active_experts,
-                                                   num_experts, num_cols, num_rows);
+enum gptoss_status gptoss_check_f32_mf4w_moe_dense_matmul(gptoss_backend_t backend,
+                                                          const struct gptoss_f32_mf4w_moe_dense_matmul_args* args) {
+    return check_moe(backend, moe_dense, args->input, args->expert_offsets, args->weight_blocks, args->weight_scales,
+                     args->bias, args->expert_stride, args->output, args->num_tokens, args->num_active_experts,
+                     args->num_experts, args->num_cols, args->num_rows, false, 0.0f);
 }

@@ -1,4 +1,5 @@
-/* Public random-fill kernels: argument checks, then the backend entry. */
+/* Argument checks of the random-fill kernels; src/kernels/run.c runs them before the
+ * backend entry. */
 #include <math.h>
 
 #include "kernels/check.h"
@@ -17,34 +18,26 @@ static enum gptoss_status check_float_range(float min, float max) {
     return gptoss_status_success;
 }
 
-enum gptoss_status gptoss_u32_fill_random(gptoss_backend_t backend, uint32_t* output, uint64_t num_elements,
-                                          uint64_t seed, uint64_t offset) {
-    gptoss_clear_error();
-    GPTOSS_TRY(gptoss_check_backend(backend));
-    GPTOSS_TRY(gptoss_check_pointer(output, "output", 4));
+/* output: num_elements >= 1 values of element_size bytes (naturally aligned) */
+static enum gptoss_status check_output(const void* output, uint64_t num_elements, size_t element_size) {
+    GPTOSS_TRY(gptoss_check_pointer(output, "output", element_size));
     GPTOSS_TRY(gptoss_check_nonzero(num_elements, "num_elements"));
-    GPTOSS_TRY(GPTOSS_SIZE1("output", 4, NULL, num_elements));
-    return backend->ops->u32_fill_random(backend, output, num_elements, seed, offset);
+    return GPTOSS_SIZE1("output", element_size, NULL, num_elements);
 }
 
-enum gptoss_status gptoss_f32_fill_random(gptoss_backend_t backend, float* output, uint64_t num_elements,
-                                          uint64_t seed, uint64_t offset, float min, float max) {
-    gptoss_clear_error();
-    GPTOSS_TRY(gptoss_check_backend(backend));
-    GPTOSS_TRY(gptoss_check_pointer(output, "output", 4));
-    GPTOSS_TRY(gptoss_check_nonzero(num_elements, "num_elements"));
-    GPTOSS_TRY(GPTOSS_SIZE1("output", 4, NULL, num_elements));
-    GPTOSS_TRY(check_float_range(min, max));
-    return backend->ops->f32_fill_random(backend, output, num_elements, seed, offset, min, max);
+enum gptoss_status gptoss_check_u32_fill_random(gptoss_backend_t backend,
+                                                const struct gptoss_u32_fill_random_args* args) {
+    return check_output(args->output, args->num_elements, 4);
 }
 
-enum gptoss_status gptoss_bf16_fill_random(gptoss_backend_t backend, gptoss_bf16* output, uint64_t num_elements,
-                                           uint64_t seed, uint64_t offset, float min, float max) {
-    gptoss_clear_error();
-    GPTOSS_TRY(gptoss_check_backend(backend));
-    GPTOSS_TRY(gptoss_check_pointer(output, "output", 2));
-    GPTOSS_TRY(gptoss_check_nonzero(num_elements, "num_elements"));
-    GPTOSS_TRY(GPTOSS_SIZE1("output", 2, NULL, num_elements));
-    GPTOSS_TRY(check_float_range(min, max));
-    return backend->ops->bf16_fill_random(backend, output, num_elements, seed, offset, min, max);
+enum gptoss_status gptoss_check_f32_fill_random(gptoss_backend_t backend,
+                                                const struct gptoss_f32_fill_random_args* args) {
+    GPTOSS_TRY(check_output(args->output, args->num_elements, 4));
+    return check_float_range(args->min, args->max);
+}
+
+enum gptoss_status gptoss_check_bf16_fill_random(gptoss_backend_t backend,
+                                                 const struct gptoss_bf16_fill_random_args* args) {
+    GPTOSS_TRY(check_output(args->output, args->num_elements, 2));
+    return check_float_range(args->min, args->max);
 }

@@ -11,21 +11,20 @@ static unsigned block_nibble(const uint8_t* block, unsigned e) {
     return (e % 2 == 0) ? (byte & 0x0Fu) : (byte >> 4);
 }
 
-void gptoss_ref_mf4_f32_convert(const uint8_t* blocks, const uint8_t* scales, float* output,
-                                uint64_t num_elements) {
-    const uint64_t num_blocks = num_elements / 32;
+void gptoss_ref_mf4_f32_convert(const struct gptoss_mf4_f32_convert_args* args) {
+    const uint64_t num_blocks = args->num_elements / 32;
     for (uint64_t b = 0; b < num_blocks; b++) {
-        const uint8_t* block = blocks + b * 16;
-        const int exponent = (int) scales[b] - 127;
+        const uint8_t* block = args->blocks + b * 16;
+        const int exponent = (int) args->scales[b] - 127;
         for (unsigned e = 0; e < 32; e++) {
             float value;
-            if (scales[b] == 255) {
+            if (args->scales[b] == 255) {
                 value = NAN; /* E8M0 NaN */
             } else {
                 /* exact in double; the narrowing to f32 is exact or overflows to +-inf */
                 value = (float) ldexp((double) gptoss_fp4_values[block_nibble(block, e)], exponent);
             }
-            output[b * 32 + e] = value;
+            args->output[b * 32 + e] = value;
         }
     }
 }

@@ -74,61 +74,51 @@ static void down_row(const struct expert_weights* w, const float* x, double* out
     }
 }
 
-void gptoss_ref_f32_mf4w_moe_matmul_swiglu(const float* input, const uint32_t* expert_ids,
-                                           const uint8_t* weight_blocks, const uint8_t* weight_scales,
-                                           const gptoss_bf16* bias, size_t expert_stride, double* output,
-                                           uint32_t num_tokens, uint32_t num_active_experts, uint32_t num_experts,
-                                           uint32_t num_cols, uint32_t num_rows, float swiglu_limit) {
-    for (uint32_t j = 0; j < num_active_experts; j++) {
-        for (uint32_t t = 0; t < num_tokens; t++) {
-            const uint32_t e = expert_ids[(size_t) t * num_active_experts + j];
-            const struct expert_weights w = expert_at(weight_blocks, weight_scales, bias, expert_stride, e);
-            const float* x = input + (size_t) t * num_cols;
-            double* out = output + ((size_t) j * num_tokens + t) * num_rows; /* [k][T][rows] */
-            up_swiglu_row(&w, x, out, num_cols, num_rows, swiglu_limit);
+void gptoss_ref_f32_mf4w_moe_matmul_swiglu(const struct gptoss_f32_mf4w_moe_matmul_swiglu_args* args, double* output) {
+    for (uint32_t j = 0; j < args->num_active_experts; j++) {
+        for (uint32_t t = 0; t < args->num_tokens; t++) {
+            const uint32_t e = args->expert_ids[(size_t) t * args->num_active_experts + j];
+            const struct expert_weights w =
+                expert_at(args->weight_blocks, args->weight_scales, args->bias, args->expert_stride, e);
+            const float* x = args->input + (size_t) t * args->num_cols;
+            double* out = output + ((size_t) j * args->num_tokens + t) * args->num_rows; /* [k][T][rows] */
+            up_swiglu_row(&w, x, out, args->num_cols, args->num_rows, args->swiglu_limit);
         }
     }
 }
 
-void gptoss_ref_f32_mf4w_moe_matmul(const float* input, const uint32_t* expert_ids, const uint8_t* weight_blocks,
-                                    const uint8_t* weight_scales, const gptoss_bf16* bias, size_t expert_stride,
-                                    double* output, uint32_t num_tokens, uint32_t num_active_experts,
-                                    uint32_t num_experts, uint32_t num_cols, uint32_t num_rows) {
-    for (uint32_t j = 0; j < num_active_experts; j++) {
-        for (uint32_t t = 0; t < num_tokens; t++) {
-            const uint32_t e = expert_ids[(size_t) t * num_active_experts + j];
-            const struct expert_weights w = expert_at(weight_blocks, weight_scales, bias, expert_stride, e);
-            const float* x = input + ((size_t) j * num_tokens + t) * num_cols;  /* [k][T][cols] */
-            double* out = output + ((size_t) j * num_tokens + t) * num_rows;   /* [k][T][rows] */
-            down_row(&w, x, out, num_cols, num_rows);
+void gptoss_ref_f32_mf4w_moe_matmul(const struct gptoss_f32_mf4w_moe_matmul_args* args, double* output) {
+    for (uint32_t j = 0; j < args->num_active_experts; j++) {
+        for (uint32_t t = 0; t < args->num_tokens; t++) {
+            const uint32_t e = args->expert_ids[(size_t) t * args->num_active_experts + j];
+            const struct expert_weights w =
+                expert_at(args->weight_blocks, args->weight_scales, args->bias, args->expert_stride, e);
+            const float* x = args->input + ((size_t) j * args->num_tokens + t) * args->num_cols; /* [k][T][cols] */
+            double* out = output + ((size_t) j * args->num_tokens + t) * args->num_rows;         /* [k][T][rows] */
+            down_row(&w, x, out, args->num_cols, args->num_rows);
         }
     }
 }
 
-void gptoss_ref_f32_mf4w_moe_dense_matmul_swiglu(const uint32_t* expert_offsets, const float* input,
-                                                 const uint8_t* weight_blocks, const uint8_t* weight_scales,
-                                                 const gptoss_bf16* bias, size_t expert_stride, double* output,
-                                                 uint32_t num_tokens, uint32_t num_active_experts,
-                                                 uint32_t num_experts, uint32_t num_cols, uint32_t num_rows,
-                                                 float swiglu_limit) {
-    for (uint32_t e = 0; e < num_experts; e++) {
-        const struct expert_weights w = expert_at(weight_blocks, weight_scales, bias, expert_stride, e);
-        for (uint32_t p = expert_offsets[e]; p < expert_offsets[e + 1]; p++) {
-            up_swiglu_row(&w, input + (size_t) p * num_cols, output + (size_t) p * num_rows, num_cols, num_rows,
-                          swiglu_limit);
+void gptoss_ref_f32_mf4w_moe_dense_matmul_swiglu(const struct gptoss_f32_mf4w_moe_dense_matmul_swiglu_args* args,
+                                                 double* output) {
+    for (uint32_t e = 0; e < args->num_experts; e++) {
+        const struct expert_weights w =
+            expert_at(args->weight_blocks, args->weight_scales, args->bias, args->expert_stride, e);
+        for (uint32_t p = args->expert_offsets[e]; p < args->expert_offsets[e + 1]; p++) {
+            up_swiglu_row(&w, args->input + (size_t) p * args->num_cols, output + (size_t) p * args->num_rows,
+                          args->num_cols, args->num_rows, args->swiglu_limit);
         }
     }
 }
 
-void gptoss_ref_f32_mf4w_moe_dense_matmul(const uint32_t* expert_offsets, const float* input,
-                                          const uint8_t* weight_blocks, const uint8_t* weight_scales,
-                                          const gptoss_bf16* bias, size_t expert_stride, double* output,
-                                          uint32_t num_tokens, uint32_t num_active_experts, uint32_t num_experts,
-                                          uint32_t num_cols, uint32_t num_rows) {
-    for (uint32_t e = 0; e < num_experts; e++) {
-        const struct expert_weights w = expert_at(weight_blocks, weight_scales, bias, expert_stride, e);
-        for (uint32_t p = expert_offsets[e]; p < expert_offsets[e + 1]; p++) {
-            down_row(&w, input + (size_t) p * num_cols, output + (size_t) p * num_rows, num_cols, num_rows);
+void gptoss_ref_f32_mf4w_moe_dense_matmul(const struct gptoss_f32_mf4w_moe_dense_matmul_args* args, double* output) {
+    for (uint32_t e = 0; e < args->num_experts; e++) {
+        const struct expert_weights w =
+            expert_at(args->weight_blocks, args->weight_scales, args->bias, args->expert_stride, e);
+        for (uint32_t p = args->expert_offsets[e]; p < args->expert_offsets[e + 1]; p++) {
+            down_row(&w, args->input + (size_t) p * args->num_cols, output + (size_t) p * args->num_rows,
+                     args->num_cols, args->num_rows);
         }
     }
 }

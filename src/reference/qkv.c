@@ -5,35 +5,35 @@
 
 #include "common/math.h"
 
-void gptoss_ref_f32_bf16w_matmul_qkv(const float* input, const gptoss_bf16* weight, const gptoss_bf16* bias,
-                                     double* output, double* kv_cache, uint32_t num_tokens, uint32_t num_cols,
-                                     uint32_t num_q_heads, uint32_t num_kv_heads, uint32_t head_dim,
-                                     uint32_t token_offset, uint32_t max_tokens, float rope_base,
-                                     float interpolation_scale, float yarn_offset, float yarn_scale,
-                                     float yarn_multiplier) {
-    const uint32_t num_rows = head_dim * (num_q_heads + 2 * num_kv_heads);
+void gptoss_ref_f32_bf16w_matmul_qkv(const struct gptoss_f32_bf16w_matmul_qkv_args* args, double* output,
+                                     double* kv_cache) {
+    const uint32_t num_rows = args->head_dim * (args->num_q_heads + 2 * args->num_kv_heads);
 
     /* 1. the projection, all rows */
-    gptoss_ref_f32_bf16w_matmul(input, weight, bias, output, num_tokens, num_cols, num_rows);
+    const struct gptoss_f32_bf16w_matmul_args projection = {
+        args->input, args->weight, args->bias, args->output, args->num_tokens, args->num_cols, num_rows,
+    };
+    gptoss_ref_f32_bf16w_matmul(&projection, output);
 
-    for (uint32_t t = 0; t < num_tokens; t++) {
-        const uint32_t pos = token_offset + t;
+    for (uint32_t t = 0; t < args->num_tokens; t++) {
+        const uint32_t pos = args->token_offset + t;
         double* row = output + (size_t) t * num_rows;
 
         /* 2. RoPE on the Q and K heads (they are adjacent in the row) */
-        for (uint32_t h = 0; h < num_q_heads + num_kv_heads; h++) {
-            gptoss_ref_rope_rotate_head(row + (size_t) h * head_dim, head_dim, pos, rope_base, interpolation_scale,
-                             yarn_offset, yarn_scale, yarn_multiplier);
+        for (uint32_t h = 0; h < args->num_q_heads + args->num_kv_heads; h++) {
+            gptoss_ref_rope_rotate_head(row + (size_t) h * args->head_dim, args->head_dim, pos, args->rope_base,
+                                        args->interpolation_scale, args->yarn_offset, args->yarn_scale,
+                                        args->yarn_multiplier);
         }
 
         /* 3. rotated K and plain V into the cache slot of position pos */
-        const double* k_heads = row + (size_t) num_q_heads * head_dim;
-        const double* v_heads = k_heads + (size_t) num_kv_heads * head_dim;
-        for (uint32_t h = 0; h < num_kv_heads; h++) {
-            double* slot = kv_cache + ((size_t) h * max_tokens + pos) * 2 * head_dim;
-            for (uint32_t d = 0; d < head_dim; d++) {
-                slot[d] = k_heads[(size_t) h * head_dim + d];
-                slot[head_dim + d] = v_heads[(size_t) h * head_dim + d];
+        const double* k_heads = row + (size_t) args->num_q_heads * args->head_dim;
+        const double* v_heads = k_heads + (size_t) args->num_kv_heads * args->head_dim;
+        for (uint32_t h = 0; h < args->num_kv_heads; h++) {
+            double* slot = kv_cache + ((size_t) h * args->max_tokens + pos) * 2 * args->head_dim;
+            for (uint32_t d = 0; d < args->head_dim; d++) {
+                slot[d] = k_heads[(size_t) h * args->head_dim + d];
+                slot[args->head_dim + d] = v_heads[(size_t) h * args->head_dim + d];
             }
         }
     }

@@ -3,9 +3,9 @@
 
 #include "common/math.h"
 
-void gptoss_ref_u32_fill_random(uint32_t* output, uint64_t num_elements, uint64_t seed, uint64_t offset) {
-    for (uint64_t i = 0; i < num_elements; i++) {
-        output[i] = gptoss_squares32(offset + i, seed);
+void gptoss_ref_u32_fill_random(const struct gptoss_u32_fill_random_args* args) {
+    for (uint64_t i = 0; i < args->num_elements; i++) {
+        args->output[i] = gptoss_squares32(args->offset + i, args->seed);
     }
 }
 
@@ -13,21 +13,19 @@ void gptoss_ref_u32_fill_random(uint32_t* output, uint64_t num_elements, uint64_
 static float fill_scale(float min, float max) { return (max - min) * 0x1.0p-32f; }
 static float fill_bias(float min, float max) { return (min + max) * 0.5f; }
 
-void gptoss_ref_f32_fill_random(float* output, uint64_t num_elements, uint64_t seed, uint64_t offset, float min,
-                                float max) {
-    const float scale = fill_scale(min, max);
-    const float bias = fill_bias(min, max);
-    for (uint64_t i = 0; i < num_elements; i++) {
-        output[i] = gptoss_random_f32(gptoss_squares32(offset + i, seed), scale, bias);
+void gptoss_ref_f32_fill_random(const struct gptoss_f32_fill_random_args* args) {
+    const float scale = fill_scale(args->min, args->max);
+    const float bias = fill_bias(args->min, args->max);
+    for (uint64_t i = 0; i < args->num_elements; i++) {
+        args->output[i] = gptoss_random_f32(gptoss_squares32(args->offset + i, args->seed), scale, bias);
     }
 }
 
-void gptoss_ref_bf16_fill_random(gptoss_bf16* output, uint64_t num_elements, uint64_t seed, uint64_t offset,
-                                 float min, float max) {
-    const float scale = fill_scale(min, max);
-    const float bias = fill_bias(min, max);
-    for (uint64_t i = 0; i < num_elements; i++) {
-        const float value = gptoss_random_f32(gptoss_squares32(offset + i, seed), scale, bias);
-        output[i].bits = gptoss_f32_to_bf16(value);
+void gptoss_ref_bf16_fill_random(const struct gptoss_bf16_fill_random_args* args) {
+    const float scale = fill_scale(args->min, args->max);
+    const float bias = fill_bias(args->min, args->max);
+    for (uint64_t i = 0; i < args->num_elements; i++) {
+        const float value = gptoss_random_f32(gptoss_squares32(args->offset + i, args->seed), scale, bias);
+        args->output[i].bits = gptoss_f32_to_bf16(value);
     }
 }

@@ -29,21 +29,19 @@ void gptoss_ref_rope_rotate_head(double* head, uint32_t head_dim, uint32_t pos, 
     }
 }
 
-void gptoss_ref_f32_rope(const float* activations_old, double* activations, float rope_base,
-                         float interpolation_scale, float yarn_offset, float yarn_scale, float yarn_multiplier,
-                         uint32_t num_tokens, uint32_t num_q_heads, uint32_t num_kv_heads, uint32_t head_dim,
-                         uint32_t token_offset) {
-    const size_t row_size = (size_t) head_dim * (num_q_heads + 2 * (size_t) num_kv_heads);
-    for (uint32_t t = 0; t < num_tokens; t++) {
-        const float* in = activations_old + t * row_size;
+void gptoss_ref_f32_rope(const struct gptoss_f32_rope_args* args, double* activations) {
+    const size_t row_size = (size_t) args->head_dim * (args->num_q_heads + 2 * (size_t) args->num_kv_heads);
+    for (uint32_t t = 0; t < args->num_tokens; t++) {
+        const float* in = args->activations + t * row_size;
         double* out = activations + t * row_size;
         for (size_t j = 0; j < row_size; j++) {
             out[j] = (double) in[j];
         }
         /* Q heads then K heads; V heads stay as they are */
-        for (uint32_t h = 0; h < num_q_heads + num_kv_heads; h++) {
-            gptoss_ref_rope_rotate_head(out + (size_t) h * head_dim, head_dim, token_offset + t, rope_base,
-                             interpolation_scale, yarn_offset, yarn_scale, yarn_multiplier);
+        for (uint32_t h = 0; h < args->num_q_heads + args->num_kv_heads; h++) {
+            gptoss_ref_rope_rotate_head(out + (size_t) h * args->head_dim, args->head_dim, args->token_offset + t,
+                                        args->rope_base, args->interpolation_scale, args->yarn_offset, args->yarn_scale,
+                                        args->yarn_multiplier);
         }
     }
 }

@@ -49,22 +49,21 @@ static void attend_one_head(const float* q, const float* kv_head, const gptoss_b
     }
 }
 
-void gptoss_ref_f32_sdpa(const float* q, const float* kv, const gptoss_bf16* sinks, double* output,
-                         uint32_t window, uint64_t kv_stride, uint32_t num_q_tokens, uint32_t num_kv_tokens,
-                         uint32_t num_q_heads, uint32_t num_kv_heads, uint32_t head_dim, float scale) {
-    const size_t q_row_size = (size_t) head_dim * (num_q_heads + 2 * (size_t) num_kv_heads);
-    const size_t out_row_size = (size_t) head_dim * num_q_heads;
-    const uint32_t group = num_q_heads / num_kv_heads;
+void gptoss_ref_f32_sdpa(const struct gptoss_f32_sdpa_args* args, double* output) {
+    const size_t q_row_size = (size_t) args->head_dim * (args->num_q_heads + 2 * (size_t) args->num_kv_heads);
+    const size_t out_row_size = (size_t) args->head_dim * args->num_q_heads;
+    const uint32_t group = args->num_q_heads / args->num_kv_heads;
 
-    for (uint32_t i = 0; i < num_q_tokens; i++) {
-        const uint64_t pos = (uint64_t) num_kv_tokens + i;
+    for (uint32_t i = 0; i < args->num_q_tokens; i++) {
+        const uint64_t pos = (uint64_t) args->num_kv_tokens + i;
         /* keys max(0, pos + 1 - window) .. pos; window UINT32_MAX covers everything */
-        const uint64_t first = (pos + 1 > window) ? pos + 1 - window : 0;
-        for (uint32_t hq = 0; hq < num_q_heads; hq++) {
+        const uint64_t first = (pos + 1 > args->window) ? pos + 1 - args->window : 0;
+        for (uint32_t hq = 0; hq < args->num_q_heads; hq++) {
             const uint32_t h = hq / group;
-            attend_one_head(q + i * q_row_size + (size_t) hq * head_dim, kv + h * kv_stride,
-                            sinks != NULL ? &sinks[hq] : NULL, output + i * out_row_size + (size_t) hq * head_dim,
-                            first, pos, head_dim, (double) scale);
+            attend_one_head(args->q + i * q_row_size + (size_t) hq * args->head_dim, args->kv + h * args->kv_stride,
+                            args->sinks != NULL ? &args->sinks[hq] : NULL,
+                            output + i * out_row_size + (size_t) hq * args->head_dim, first, pos, args->head_dim,
+                            (double) args->scale);
         }
     }
 }

@@ -22,56 +22,58 @@ static uint32_t pick_largest(const float* scores, const bool* taken, uint32_t nu
     return best;
 }
 
-void gptoss_ref_f32_topk(const float* scores, uint32_t* expert_ids, double* expert_scores, uint32_t num_tokens,
-                         uint32_t num_experts, uint32_t num_active_experts) {
-    bool* taken = malloc(num_experts * sizeof *taken);
+void gptoss_ref_f32_topk(const struct gptoss_f32_topk_args* args, double* expert_scores) {
+    bool* taken = malloc(args->num_experts * sizeof *taken);
     if (taken == NULL) {
         abort();
     }
-    for (uint32_t t = 0; t < num_tokens; t++) {
-        const float* row = scores + (size_t) t * num_experts;
-        uint32_t* ids = expert_ids + (size_t) t * num_active_experts;
-        double* out = expert_scores + (size_t) t * num_active_experts;
+    for (uint32_t t = 0; t < args->num_tokens; t++) {
+        const float* row = args->scores + (size_t) t * args->num_experts;
+        uint32_t* ids = args->expert_ids + (size_t) t * args->num_active_experts;
+        double* out = expert_scores + (size_t) t * args->num_active_experts;
 
-        for (uint32_t e = 0; e < num_experts; e++) {
+        for (uint32_t e = 0; e < args->num_experts; e++) {
             taken[e] = false;
         }
-        for (uint32_t j = 0; j < num_active_experts; j++) {
-            ids[j] = pick_largest(row, taken, num_experts);
+        for (uint32_t j = 0; j < args->num_active_experts; j++) {
+            ids[j] = pick_largest(row, taken, args->num_experts);
             taken[ids[j]] = true;
         }
 
         /* softmax over the selected logits, relative to the largest (slot 0) */
         double sum = 0.0;
-        for (uint32_t j = 0; j < num_active_experts; j++) {
+        for (uint32_t j = 0; j < args->num_active_experts; j++) {
             out[j] = exp((double) row[ids[j]] - (double) row[ids[0]]);
             sum += out[j];
         }
-        for (uint32_t j = 0; j < num_active_experts; j++) {
+        for (uint32_t j = 0; j < args->num_active_experts; j++) {
             out[j] /= sum;
         }
     }
     free(taken);
 }
 
-void gptoss_ref_f32_bf16w_rmsnorm_matmul_topk(const float* input, const gptoss_bf16* norm_weight,
-                                              const gptoss_bf16* router_weight, const gptoss_bf16* router_bias,
-                                              double* output, double* scores, uint32_t* expert_ids,
-                                              double* expert_scores, uint32_t num_tokens, uint32_t num_channels,
-                                              uint32_t num_experts, uint32_t num_active_experts, float epsilon) {
-    gptoss_ref_f32_bf16w_rmsnorm(input, norm_weight, output, num_tokens, num_channels, epsilon);
-    float* rounded = malloc((size_t) num_tokens * num_experts * sizeof(float));
+void gptoss_ref_f32_bf16w_rmsnorm_matmul_topk(const struct gptoss_f32_bf16w_rmsnorm_matmul_topk_args* args,
+                                              double* output, double* scores, double* expert_scores) {
+    const struct gptoss_f32_bf16w_rmsnorm_args rmsnorm = {
+        args->input, args->norm_weight, args->output, args->num_tokens, args->num_channels, args->epsilon,
+    };
+    gptoss_ref_f32_bf16w_rmsnorm(&rmsnorm, output);
+    float* rounded = malloc((size_t) args->num_tokens * args->num_experts * sizeof(float));
     if (rounded == NULL) abort(); /* test-only code: out of memory is fatal */
-    for (uint32_t t = 0; t < num_tokens; t++) {
-        const double* x = output + (size_t) t * num_channels;
-        for (uint32_t e = 0; e < num_experts; e++) {
-            const gptoss_bf16* w = router_weight + (size_t) e * num_channels;
-            double acc = router_bias != NULL ? (double) gptoss_bf16_to_f32(router_bias[e].bits) : 0.0;
-            for (uint32_t c = 0; c < num_channels; c++) acc += x[c] * (double) gptoss_bf16_to_f32(w[c].bits);
-            scores[(size_t) t * num_experts + e] = acc;
-            rounded[(size_t) t * num_experts + e] = (float) acc;
+    for (uint32_t t = 0; t < args->num_tokens; t++) {
+        const double* x = output + (size_t) t * args->num_channels;
+        for (uint32_t e = 0; e < args->num_experts; e++) {
+            const gptoss_bf16* w = args->router_weight + (size_t) e * args->num_channels;
+            double acc = args->router_bias != NULL ? (double) gptoss_bf16_to_f32(args->router_bias[e].bits) : 0.0;
+            for (uint32_t c = 0; c < args->num_channels; c++) acc += x[c] * (double) gptoss_bf16_to_f32(w[c].bits);
+            scores[(size_t) t * args->num_experts + e] = acc;
+            rounded[(size_t) t * args->num_experts + e] = (float) acc;
         }
     }
-    gptoss_ref_f32_topk(rounded, expert_ids, expert_scores, num_tokens, num_experts, num_active_experts);
+    const struct gptoss_f32_topk_args topk = {
+        rounded, args->expert_ids, args->expert_scores, args->num_tokens, args->num_experts, args->num_active_experts,
+    };
+    gptoss_ref_f32_topk(&topk, expert_scores);
     free(rounded);
 }

@@ -13,19 +13,21 @@ static uint64_t argmax_key(double value) {
     return (u & 0x8000000000000000ull) ? u : (u ^ 0x7FFFFFFFFFFFFFFFull);
 }
 
-void gptoss_ref_f32_bf16w_unembedding(const float* input, const gptoss_bf16* weight, double* logits,
-                                      uint32_t* argmax, uint32_t num_tokens, uint32_t num_cols, uint32_t num_rows) {
+void gptoss_ref_f32_bf16w_unembedding(const struct gptoss_f32_bf16w_unembedding_args* args, double* logits) {
     /* logits = x W^T */
-    gptoss_ref_f32_bf16w_matmul(input, weight, NULL, logits, num_tokens, num_cols, num_rows);
+    const struct gptoss_f32_bf16w_matmul_args matmul = {
+        args->input, args->weight, NULL, args->logits, args->num_tokens, args->num_cols, args->num_rows,
+    };
+    gptoss_ref_f32_bf16w_matmul(&matmul, logits);
 
-    for (uint32_t t = 0; t < num_tokens; t++) {
-        const double* row = logits + (size_t) t * num_rows;
+    for (uint32_t t = 0; t < args->num_tokens; t++) {
+        const double* row = logits + (size_t) t * args->num_rows;
         uint32_t best = 0;
-        for (uint32_t v = 1; v < num_rows; v++) {
+        for (uint32_t v = 1; v < args->num_rows; v++) {
             if (argmax_key(row[v]) < argmax_key(row[best])) { /* strict: lowest index on ties */
                 best = v;
             }
         }
-        argmax[t] = best;
+        args->argmax[t] = best;
     }
 }
