@@ -116,6 +116,7 @@ void gptoss_cli_run_defaults(struct gptoss_cli_run* r) {
     r->top_p = 1.0f;
     r->no_fused_ops = env_is_zero("GPTOSS_FUSED_OPS");
     r->no_graphs = env_is_zero("GPTOSS_CUDA_GRAPHS");
+    r->no_pdl = env_is_zero("GPTOSS_CUDA_PDL");
     const char* prof = getenv("GPTOSS_PROFILE");
     r->profile = prof != NULL && prof[0] != '\0' && strcmp(prof, "0") != 0;
     unsigned long long rows;
@@ -158,7 +159,7 @@ int gptoss_cli_engine_open(const struct gptoss_cli_run* r, struct gptoss_cli_eng
                 g_command, r->threads, online);
     }
     if (strcmp(r->backend, "cuda") == 0) {
-        st = gptoss_backend_create_cuda((int) r->device, NULL, &e->backend);
+        st = gptoss_backend_create_cuda_ex((int) r->device, NULL, r->no_pdl ? GPTOSS_CUDA_NO_PDL : 0, &e->backend);
     } else {
         st = gptoss_backend_create_cpu((uint32_t) r->threads, &e->backend);
     }

@@ -67,14 +67,15 @@ struct gptoss_cli_run {
     /* backend and context */
     const char* backend;              /* "cpu" | "cuda" */
     unsigned long long device, threads, context, batch, moe_dense_rows;
-    int no_mmap, no_fused_ops, no_graphs, profile;
+    int no_mmap, no_fused_ops, no_graphs, no_pdl, profile;
     /* sampling */
     float temperature, top_p, presence, frequency;
     unsigned long long top_k, seed;
 };
 
 /* The defaults, with the environment's (GPTOSS_FUSED_OPS=0, GPTOSS_CUDA_GRAPHS=0,
- * GPTOSS_PROFILE=1, GPTOSS_MOE_DENSE_ROWS=N) under the flags: call before parsing. */
+ * GPTOSS_CUDA_PDL=0, GPTOSS_PROFILE=1, GPTOSS_MOE_DENSE_ROWS=N) under the flags: call
+ * before parsing. */
 void gptoss_cli_run_defaults(struct gptoss_cli_run* run);
 /* After parsing: exactly one of -m and --random, --layers only with --random; 0 or -1
  * (usage error printed). */
@@ -96,6 +97,7 @@ int gptoss_cli_run_check(const struct gptoss_cli_run* run);
     GPTOSS_OPTION_FLAG("no-mmap", 0, &(r)->no_mmap),                                  \
     GPTOSS_OPTION_FLAG("no-fused-ops", 0, &(r)->no_fused_ops),                        \
     GPTOSS_OPTION_FLAG("no-graphs", 0, &(r)->no_graphs),                              \
+    GPTOSS_OPTION_FLAG("no-pdl", 0, &(r)->no_pdl),                                    \
     GPTOSS_OPTION_U64("moe-dense-rows", 0, &(r)->moe_dense_rows, 1, UINT32_MAX)
 #define GPTOSS_CLI_SAMPLING_OPTIONS(r)                                                \
     GPTOSS_OPTION_F32("temp", 0, &(r)->temperature, 0.0, 1e6),                        \
@@ -130,6 +132,8 @@ int gptoss_cli_run_check(const struct gptoss_cli_run* run);
     "                       comparison; $GPTOSS_FUSED_OPS=0 too)\n"                                    \
     "  --no-graphs          cuda: decode steps as direct kernel launches instead of recorded\n"        \
     "                       graphs (same results; $GPTOSS_CUDA_GRAPHS=0 too)\n"                        \
+    "  --no-pdl             cuda: no programmatic dependent launch (same results;\n"                   \
+    "                       $GPTOSS_CUDA_PDL=0 too)\n"                                                 \
     "  --moe-dense-rows N   a group of N or more rows runs the expert-grouped MoE kernels\n"           \
     "                       (default: the backend's, 256 cpu, 16 cuda; $GPTOSS_MOE_DENSE_ROWS)\n"
 
