@@ -2,58 +2,26 @@
  * two decode steps (the decode plan built and run, its scratch grown, on CUDA its graphs
  * recorded), 32 more decode steps (gptoss_context_sample, one token at a time) are counted
  * and must make no allocation: host malloc, calloc, realloc, aligned_alloc and
- * posix_memalign (from any thread: the CPU backend's pool included), gptoss_backend_alloc,
- * and with CUDA cudaMalloc and cudaMallocFromPoolAsync. The allocators are wrapped at link
- * time (-Wl,--wrap, tests/e2e/CMakeLists.txt). Greedy, device and host sampling each get a
+ * posix_memalign (from any thread: the CPU backend's pool included; tests/alloc_count.h),
+ * gptoss_backend_alloc, and with CUDA cudaMalloc and cudaMallocFromPoolAsync (wrapped here,
+ * tests/e2e/CMakeLists.txt). Greedy, device and host sampling each get a
  * context; every CPU variant of this processor runs (or --backend cuda). A first case
  * checks that the counter sees an allocation. Output: PASS/FAIL/SKIP lines, then "N
  * passed, N failed, N skipped".
  *
  *   test_engine_alloc [--backend cpu|cuda]      ($GPTOSS_VOCAB: the o200k vocabulary, else the
  *                                                default places) */
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <gptoss/offline.h>
 
-static atomic_int counting;
-static atomic_long allocations;
+#include "alloc_count.h"
 
-static void count(void) {
-    if (atomic_load(&counting)) atomic_fetch_add(&allocations, 1);
-}
-
-void* __real_malloc(size_t size);
-void* __real_calloc(size_t count, size_t size);
-void* __real_realloc(void* ptr, size_t size);
-void* __real_aligned_alloc(size_t alignment, size_t size);
-int __real_posix_memalign(void** ptr, size_t alignment, size_t size);
 enum gptoss_status __real_gptoss_backend_alloc(gptoss_backend_t backend, size_t size, void** ptr_out);
-
-void* __wrap_malloc(size_t size) {
-    count();
-    return __real_malloc(size);
-}
-void* __wrap_calloc(size_t n, size_t size) {
-    count();
-    return __real_calloc(n, size);
-}
-void* __wrap_realloc(void* ptr, size_t size) {
-    count();
-    return __real_realloc(ptr, size);
-}
-void* __wrap_aligned_alloc(size_t alignment, size_t size) {
-    count();
-    return __real_aligned_alloc(alignment, size);
-}
-int __wrap_posix_memalign(void** ptr, size_t alignment, size_t size) {
-    count();
-    return __real_posix_memalign(ptr, alignment, size);
-}
 enum gptoss_status __wrap_gptoss_backend_alloc(gptoss_backend_t backend, size_t size, void** ptr_out) {
-    count();
+    alloc_count_hit();
     return __real_gptoss_backend_alloc(backend, size, ptr_out);
 }
 
@@ -63,11 +31,11 @@ enum gptoss_status __wrap_gptoss_backend_alloc(gptoss_backend_t backend, size_t 
 int __real_cudaMalloc(void** ptr, size_t size);
 int __real_cudaMallocFromPoolAsync(void** ptr, size_t size, void* pool, void* stream);
 int __wrap_cudaMalloc(void** ptr, size_t size) {
-    count();
+    alloc_count_hit();
     return __real_cudaMalloc(ptr, size);
 }
 int __wrap_cudaMallocFromPoolAsync(void** ptr, size_t size, void* pool, void* stream) {
-    count();
+    alloc_count_hit();
     return __real_cudaMallocFromPoolAsync(ptr, size, pool, stream);
 }
 #endif
@@ -83,17 +51,15 @@ static void report(int ok, const char* name, const char* variant, const char* de
 /* The counter itself: gptoss_backend_alloc and the host allocator are seen. */
 static void counter_case(gptoss_backend_t b, const char* variant) {
     void* p = NULL;
-    atomic_store(&allocations, 0);
-    atomic_store(&counting, 1);
+    alloc_count_start();
     const enum gptoss_status st = gptoss_backend_alloc(b, 4096, &p);
     void* q = malloc(16);
-    atomic_store(&counting, 0);
+    const long counted = alloc_count_stop();
     free(q);
     gptoss_backend_free(b, p);
     char detail[128];
-    snprintf(detail, sizeof detail, "%ld allocation(s) counted for one gptoss_backend_alloc and one malloc",
-             atomic_load(&allocations));
-    report(st == gptoss_status_success && atomic_load(&allocations) >= 2, "counter", variant, detail);
+    snprintf(detail, sizeof detail, "%ld allocation(s) counted for one gptoss_backend_alloc and one malloc", counted);
+    report(st == gptoss_status_success && counted >= 2, "counter", variant, detail);
 }
 
 enum mode { mode_greedy, mode_device, mode_host };
@@ -124,13 +90,11 @@ static void decode_case(gptoss_model_t model, enum mode mode, const char* varian
         st = gptoss_context_sample(ctx, sampler, 1, &token, &got);
     }
     if (st == gptoss_status_success) {
-        atomic_store(&allocations, 0);
-        atomic_store(&counting, 1);
+        alloc_count_start();
         for (int i = 0; i < DECODE_STEPS && st == gptoss_status_success; i++) {
             st = gptoss_context_sample(ctx, sampler, 1, &token, &got);
         }
-        atomic_store(&counting, 0);
-        counted = atomic_load(&allocations);
+        counted = alloc_count_stop();
     }
     if (st != gptoss_status_success) {
         snprintf(detail, sizeof detail, "%s: %s", gptoss_status_to_string(st), gptoss_last_error());
