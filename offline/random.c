@@ -80,20 +80,72 @@ static void generator_free(struct generator* g) {
     free(g->scales[1]);
 }
 
-/* bf16 elements [i0, i0 + n) of a tensor ~ U(mean - a, mean + a), the first `scaled`
- * elements U(mean - a * row_scale, mean + a * row_scale) instead; out = element i0. */
+/* The law of a bf16 tensor: U(mean - a, mean + a) element by element, the first `scaled`
+ * elements U(mean - a * row_scale, mean + a * row_scale) instead (the Q rows). */
+struct bf16_law {
+    float mean, a;
+    uint64_t scaled;
+    float row_scale;
+};
+
+/* The law of a bf16 tensor kind (the distribution at the top of this file); 0 for the
+ * MXFP4 blocks and scales, which are not bf16. */
+static int bf16_law_of(const struct gptoss_model_config* c, enum gptoss_tensor_kind kind, struct bf16_law* law) {
+    const float s3 = 1.7320508075688772f;
+    const float q_scale = (float) (1.0 / sqrt((double) c->head_dim));
+    const uint64_t q_rows = (uint64_t) c->num_heads * c->head_dim;
+    *law = (struct bf16_law){0.0f, 0.02f * s3, 0, 1.0f}; /* biases */
+    switch (kind) {
+        case gptoss_tensor_embedding:
+        case gptoss_tensor_sinks:
+            law->a = s3;
+            return 1;
+        case gptoss_tensor_unembedding:
+        case gptoss_tensor_gate_weight:
+            law->a = (float) sqrt(3.0 / (double) c->embedding_dim);
+            return 1;
+        case gptoss_tensor_attn_norm:
+        case gptoss_tensor_mlp_norm:
+        case gptoss_tensor_final_norm:
+            law->mean = 1.0f;
+            law->a = 0.1f * s3;
+            return 1;
+        case gptoss_tensor_qkv_weight:
+            *law = (struct bf16_law){0.0f, (float) sqrt(3.0 / (double) c->embedding_dim), q_rows * c->embedding_dim,
+                                     q_scale};
+            return 1;
+        case gptoss_tensor_qkv_bias:
+            law->scaled = q_rows;
+            law->row_scale = q_scale;
+            return 1;
+        case gptoss_tensor_out_weight:
+            law->a = (float) sqrt(3.0 / ((double) c->num_heads * c->head_dim));
+            return 1;
+        case gptoss_tensor_out_bias:
+        case gptoss_tensor_gate_bias:
+        case gptoss_tensor_mlp1_bias:
+        case gptoss_tensor_mlp2_bias:
+            return 1;
+        default:
+            return 0;
+    }
+}
+
+/* bf16 elements [i0, i0 + n) of a tensor of the given law; out = element i0. */
 static enum gptoss_status fill_bf16(const struct generator* g, uint64_t key, gptoss_bf16* out, uint64_t i0, uint64_t n,
-                                    float mean, float a, uint64_t scaled, float row_scale) {
+                                    const struct bf16_law* law) {
     enum gptoss_status st = gptoss_status_success;
-    if (i0 < scaled) {
-        const uint64_t m = scaled - i0 < n ? scaled - i0 : n;
-        const float as = a * row_scale;
-        st = gptoss_bf16_fill_random(g->backend, out, m, key, i0, mean - as, mean + as);
+    if (i0 < law->scaled) {
+        const uint64_t m = law->scaled - i0 < n ? law->scaled - i0 : n;
+        const float as = law->a * law->row_scale;
+        st = gptoss_bf16_fill_random(g->backend, out, m, key, i0, law->mean - as, law->mean + as);
         out += m;
         i0 += m;
         n -= m;
     }
-    if (st == gptoss_status_success && n != 0) st = gptoss_bf16_fill_random(g->backend, out, n, key, i0, mean - a, mean + a);
+    if (st == gptoss_status_success && n != 0) {
+        st = gptoss_bf16_fill_random(g->backend, out, n, key, i0, law->mean - law->a, law->mean + law->a);
+    }
     return st;
 }
 
@@ -101,58 +153,16 @@ static enum gptoss_status fill_bf16(const struct generator* g, uint64_t key, gpt
  * are multiples of 4 unless they end the tensor. */
 static enum gptoss_status generator_fill(const struct generator* g, const struct gptoss_tensor_ref* t, uint64_t start,
                                          uint64_t size, uint8_t* dst) {
-    const struct gptoss_model_config* c = &g->info->config;
     const uint64_t key = tensor_key(g->seed, t->kind, t->layer, t->expert);
-    const float s3 = 1.7320508075688772f;
-    const float a_h = (float) sqrt(3.0 / (double) c->embedding_dim);
-    const float a_out = (float) sqrt(3.0 / ((double) c->num_heads * c->head_dim));
-    const float q_scale = (float) (1.0 / sqrt((double) c->head_dim));
-    const float a_norm = 0.1f * s3, a_bias = 0.02f * s3;
-    const uint64_t q_rows = (uint64_t) c->num_heads * c->head_dim;
-    gptoss_bf16* bf16 = (gptoss_bf16*) dst;
-    const uint64_t i0 = start / 2, n = size / 2;
+    struct bf16_law law;
     enum gptoss_status st;
-    switch (t->kind) {
-        case gptoss_tensor_embedding:
-        case gptoss_tensor_sinks:
-            st = fill_bf16(g, key, bf16, i0, n, 0.0f, s3, 0, 1.0f);
-            break;
-        case gptoss_tensor_unembedding:
-        case gptoss_tensor_gate_weight:
-            st = fill_bf16(g, key, bf16, i0, n, 0.0f, a_h, 0, 1.0f);
-            break;
-        case gptoss_tensor_attn_norm:
-        case gptoss_tensor_mlp_norm:
-        case gptoss_tensor_final_norm:
-            st = fill_bf16(g, key, bf16, i0, n, 1.0f, a_norm, 0, 1.0f);
-            break;
-        case gptoss_tensor_qkv_weight:
-            st = fill_bf16(g, key, bf16, i0, n, 0.0f, a_h, q_rows * c->embedding_dim, q_scale);
-            break;
-        case gptoss_tensor_qkv_bias:
-            st = fill_bf16(g, key, bf16, i0, n, 0.0f, a_bias, q_rows, q_scale);
-            break;
-        case gptoss_tensor_out_weight:
-            st = fill_bf16(g, key, bf16, i0, n, 0.0f, a_out, 0, 1.0f);
-            break;
-        case gptoss_tensor_out_bias:
-        case gptoss_tensor_gate_bias:
-        case gptoss_tensor_mlp1_bias:
-        case gptoss_tensor_mlp2_bias:
-            st = fill_bf16(g, key, bf16, i0, n, 0.0f, a_bias, 0, 1.0f);
-            break;
-        case gptoss_tensor_mlp1_blocks:
-        case gptoss_tensor_mlp2_blocks:
-            st = gptoss_u32_fill_random(g->backend, (uint32_t*) dst, size / 4, key, start / 4);
-            break;
-        case gptoss_tensor_mlp1_scales:
-        case gptoss_tensor_mlp2_scales:
-            st = gptoss_backend_copy(g->backend, dst, g->scales[t->kind == gptoss_tensor_mlp2_scales] + start,
-                                     (size_t) size, gptoss_copy_host_to_backend);
-            break;
-        default:
-            st = gptoss_fail(gptoss_status_invalid_state, "unknown tensor kind %d", (int) t->kind);
-            break;
+    if (bf16_law_of(&g->info->config, t->kind, &law)) {
+        st = fill_bf16(g, key, (gptoss_bf16*) dst, start / 2, size / 2, &law);
+    } else if (t->kind == gptoss_tensor_mlp1_blocks || t->kind == gptoss_tensor_mlp2_blocks) {
+        st = gptoss_u32_fill_random(g->backend, (uint32_t*) dst, size / 4, key, start / 4);
+    } else {
+        st = gptoss_backend_copy(g->backend, dst, g->scales[t->kind == gptoss_tensor_mlp2_scales] + start,
+                                 (size_t) size, gptoss_copy_host_to_backend);
     }
     if (st != gptoss_status_success) {
         char msg[400];
