@@ -9,8 +9,11 @@
  * checks that the counter sees an allocation. Output: PASS/FAIL/SKIP lines, then "N
  * passed, N failed, N skipped".
  *
- *   test_engine_alloc [--backend cpu|cuda]      ($GPTOSS_VOCAB: the o200k vocabulary, else the
- *                                                default places) */
+ *   test_engine_alloc [--backend cpu|cuda] [--graphs 0|1]
+ *
+ * --graphs 0: decode steps as direct launches on CUDA (default 1: graphs; to tell the
+ * engine's allocations from those of a graph update). $GPTOSS_VOCAB: the o200k vocabulary,
+ * else the default places. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,12 +70,19 @@ static const char* const mode_names[] = {"greedy", "device_sampler", "host_sampl
 
 #define DECODE_STEPS 32
 
+static int g_graphs = 1;
+
 static void decode_case(gptoss_model_t model, enum mode mode, const char* variant) {
     gptoss_context_t ctx = NULL;
     gptoss_sampler_t sampler = NULL;
     char detail[512] = "";
     long counted = -1;
-    enum gptoss_status st = gptoss_context_create(model, 256, 7, &ctx);
+    struct gptoss_context_params params;
+    gptoss_context_params_init(&params);
+    params.context_length = 256;
+    params.max_batch_tokens = 7;
+    params.graphs = g_graphs;
+    enum gptoss_status st = gptoss_context_create_with_params(model, &params, &ctx);
     if (st == gptoss_status_success && mode != mode_greedy) {
         st = gptoss_sampler_create(&sampler);
         if (st == gptoss_status_success) st = gptoss_sampler_set_temperature(sampler, 0.8f);
@@ -122,11 +132,16 @@ static void run_backend(gptoss_backend_t b, const char* variant) {
 
 int main(int argc, char** argv) {
     const char* backend = "cpu";
-    if (argc == 3 && strcmp(argv[1], "--backend") == 0) {
-        backend = argv[2];
-    } else if (argc != 1) {
-        fprintf(stderr, "usage: %s [--backend cpu|cuda]\n", argv[0]);
-        return 2;
+    for (int i = 1; i < argc; i++) {
+        if (i + 1 < argc && strcmp(argv[i], "--backend") == 0) {
+            backend = argv[++i];
+        } else if (i + 1 < argc && strcmp(argv[i], "--graphs") == 0 && (argv[i + 1][0] == '0' || argv[i + 1][0] == '1') &&
+                   argv[i + 1][1] == '\0') {
+            g_graphs = argv[++i][0] == '1';
+        } else {
+            fprintf(stderr, "usage: %s [--backend cpu|cuda] [--graphs 0|1]\n", argv[0]);
+            return 2;
+        }
     }
     if (strcmp(backend, "cuda") == 0) {
         gptoss_backend_t b = NULL;
