@@ -58,7 +58,7 @@ grep -E '^FAIL' "$LOG/fused.log" | head
 if ! skip sanitize; then
     for tool in memcheck racecheck; do
         s=""
-        for f in odd_3 unembedding_prefill130 sdpa_gqa4 moe_swiglu_3of7 moe_dense_swiglu_3of7 moe_dense_matmul_64tok routing_3of7 sample_odd accumulate_rmsnorm_vec1 gate_no_bias_5of200 gate_20b_decode; do
+        for f in odd_3 region unembedding_prefill130 sdpa_gqa4 moe_swiglu_3of7 moe_dense_swiglu_3of7 moe_dense_matmul_64tok routing_3of7 sample_odd accumulate_rmsnorm_vec1 gate_no_bias_5of200 gate_20b_decode; do
             timeout 60 compute-sanitizer --tool $tool --error-exitcode 99 --print-limit 10 \
                 "$B"/tests/harness --backend cuda --filter "$f" >>"$LOG/$tool.log" 2>&1
             s="$s $f:$?"

@@ -1,7 +1,8 @@
-/* bf16-weight matrix products: decode GEMV kernels (one warp per group of rows, 16-byte
- * weight loads, up to 8 tokens of activations per pass), a tensor-core split-bf16 GEMM for
- * prefill (>= 32 tokens; see the comment above gemm_bf16_tc_kernel) and a tiled f32 SIMT
- * GEMM as fallback. f32 activations and accumulation (explicit fmaf), exact bf16
+/* bf16-weight matrix products: decode GEMV kernels (one token: the region kernel, each
+ * block streaming a contiguous run of rows; a few tokens or other shapes: one warp per group
+ * of rows, 16-byte weight loads, up to 8 tokens of activations per pass), a tensor-core
+ * split-bf16 GEMM for prefill (>= 32 tokens; see the comment above gemm_bf16_tc_kernel) and
+ * a tiled f32 SIMT GEMM as fallback. f32 activations and accumulation (explicit fmaf), exact bf16
  * widening, bias added to the full dot product, then the residual (add variant). */
 #include "cuda/matmul.cuh"
 #include "cuda/rope.cuh"
@@ -444,6 +445,118 @@ cudaError_t launch_gemm_tc(gptoss_backend_t backend, const uint16_t* planes, con
     return cudaGetLastError();
 }
 
+/* Decode GEMV for one token ("region" kernel): block b owns the weight rows [b*RB, b*RB+RB),
+ * a contiguous run of the matrix; its 256 threads stream it in slots of (row pair, 16-byte
+ * column chunk), slot s at thread s % 256, so that a thread's loads are independent and
+ * coalesced across the block. kRegionBatch slots per thread are requested before
+ * griddepcontrol.wait (weights and biases are never written by a kernel), the rest in
+ * batches of the same size after it; x is read once per slot for both rows, from shared
+ * memory (two planes x[8c..8c+3], x[8c+4..8c+7] of 16 bytes each: consecutive lanes read
+ * consecutive 16 bytes). Each slot's two dot products go to shared memory; a warp then sums
+ * each row's partials in column order (lane-strided fmaf-free adds, the warp butterfly),
+ * adds the bias and stores (or rotates the row pair and writes the KV cache: ROPE).
+ * Grid: at most kRegionBlocksPerSM blocks per SM, one wave. Why this shape: docs/CUDA_NOTES.md (the decode lab).
+ * Requires C % 8 == 0, R % 2 == 0, 16-byte aligned x and w, and the shared memory below. */
+constexpr int kRegionBlocksPerSM = 4;
+constexpr int kRegionBatch = 4;
+constexpr size_t kRegionMaxSmem = 48 * 1024;
+
+__host__ __device__ inline size_t region_smem_bytes(uint32_t C, uint32_t RB) {
+    return (size_t) (C / 8) * 32 + (size_t) RB * (C / 8) * sizeof(float) + (size_t) RB * sizeof(float);
+}
+
+template <bool ADD, bool ROPE>
+__global__ void __launch_bounds__(256, kRegionBlocksPerSM) gemv_region_kernel(
+    const float* __restrict__ x, const uint16_t* __restrict__ w, const uint16_t* __restrict__ bias,
+    float* __restrict__ out, uint32_t C, uint32_t R, uint32_t RB, gptoss_qkv_rope rope) {
+    extern __shared__ float4 region_smem[];
+    const uint32_t tid = threadIdx.x, nchunks = C / 8;
+    float4* xlo = region_smem;
+    float4* xhi = region_smem + nchunks;
+    float* part = (float*) (region_smem + 2 * nchunks);
+    float* sbias = part + (size_t) RB * nchunks;
+    gptoss_d_pdl_trigger();
+    const uint32_t r0 = blockIdx.x * RB, rows = min(RB, R - r0), nslots = rows / 2 * nchunks;
+    if (bias != nullptr && tid < rows) sbias[tid] = gptoss_bf16_to_f32(bias[r0 + tid]);
+    const uint4* base = (const uint4*) (w + (size_t) r0 * C);
+    uint4 q[kRegionBatch][2];
+    auto load = [&](uint32_t k0) {
+#pragma unroll
+        for (int k = 0; k < kRegionBatch; k++) {
+            const uint32_t sl = tid + 256u * (k0 + k), g = sl / nchunks, c = sl % nchunks;
+#pragma unroll
+            for (int r = 0; r < 2; r++)
+                q[k][r] = sl < nslots ? gptoss_d_ld_stream(base + (size_t) (2 * g + r) * nchunks + c)
+                                      : make_uint4(0, 0, 0, 0);
+        }
+    };
+    load(0);
+    gptoss_d_pdl_wait();
+    const float4* x4 = (const float4*) x;
+    for (uint32_t c = tid; c < nchunks; c += 256) {
+        xlo[c] = __ldg(x4 + 2 * c);
+        xhi[c] = __ldg(x4 + 2 * c + 1);
+    }
+    __syncthreads();
+    for (uint32_t k0 = 0;; k0 += kRegionBatch) {
+        if (k0 > 0) load(k0);
+#pragma unroll
+        for (int k = 0; k < kRegionBatch; k++) {
+            const uint32_t sl = tid + 256u * (k0 + k);
+            if (sl < nslots) {
+                const uint32_t g = sl / nchunks, c = sl % nchunks;
+                const float4 lo = xlo[c], hi = xhi[c];
+#pragma unroll
+                for (int r = 0; r < 2; r++) part[(2 * g + r) * nchunks + c] = gptoss_d_dot8(q[k][r], lo, hi, 0.0f);
+            }
+        }
+        if (tid + 256u * (k0 + kRegionBatch) >= nslots) break;
+    }
+    __syncthreads();
+    const uint32_t warp = tid >> 5, lane = tid & 31u;
+    for (uint32_t u = warp; 2 * u < rows; u += 8) {
+        float s[2];
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            float a = 0.0f;
+            for (uint32_t c = lane; c < nchunks; c += 32) a += part[(2 * u + r) * nchunks + c];
+            s[r] = gptoss_d_warp_sum(a);
+        }
+        if (lane == 0) {
+            const uint32_t row = r0 + 2 * u;
+            if constexpr (ROPE) {
+                const float xv = bias != nullptr ? s[0] + sbias[2 * u] : s[0];
+                const float yv = bias != nullptr ? s[1] + sbias[2 * u + 1] : s[1];
+                gptoss_d_qkv_rope_store(xv, yv, out + row, row / 2, rope.pos, rope.p, rope.kv_cache,
+                                        rope.num_q_heads, rope.num_kv_heads, rope.head_dim, rope.max_tokens);
+            } else {
+#pragma unroll
+                for (int r = 0; r < 2; r++) {
+                    const float v = bias != nullptr ? s[r] + sbias[2 * u + r] : s[r];
+                    out[row + r] = ADD ? out[row + r] + v : v;
+                }
+            }
+        }
+    }
+}
+
+/* The region kernel for one token where it applies (see gemv_region_kernel); false: not
+ * launched (the caller picks another kernel). */
+template <bool ADD, bool ROPE>
+bool launch_gemv_region(gptoss_backend_t backend, const float* x, const uint16_t* w, const uint16_t* b, float* out,
+                        uint32_t C, uint32_t R, const gptoss_qkv_rope& rope, cudaError_t* err) {
+    if (C % 8 != 0 || R % 2 != 0 || !gptoss_aligned(w, 16) || !gptoss_aligned(x, 16)) return false;
+    const uint64_t slots = (uint64_t) kRegionBlocksPerSM * gptoss_cuda_num_sms(backend);
+    uint64_t RB = (R + slots - 1) / slots;
+    RB += RB & 1u;
+    const size_t smem = region_smem_bytes(C, (uint32_t) RB);
+    if (smem > kRegionMaxSmem) return false;
+    const dim3 grid((unsigned) ((R + RB - 1) / RB));
+    *err = gptoss_cuda_launch_pdl(backend, gemv_region_kernel<ADD, ROPE>, grid, dim3(256), smem, x, w, b, out, C, R,
+                                  (uint32_t) RB, rope);
+    return true;
+}
+
 template <int TT, int RPW>
 cudaError_t launch_gemv_vec(gptoss_backend_t backend, const float* x, const uint16_t* w, const uint16_t* b,
                             float* out, uint32_t T, uint32_t C, uint32_t R, bool add) {
@@ -495,7 +608,11 @@ enum gptoss_status gptoss_cuda_bf16w_matmul_launch(gptoss_backend_t backend, con
                 err = gptoss_cuda_launch_pdl(backend, gemv_bf16_splitk_kernel, dim3(R), dim3(256), 0, input, w, b,
                                              output, C, R, add);
             } else if (T == 1) {
-                err = launch_gemv_vec<1, 1>(backend, input, w, b, output, T, C, R, add);
+                const bool region = add ? launch_gemv_region<true, false>(backend, input, w, b, output, C, R,
+                                                                          gptoss_qkv_rope{}, &err)
+                                        : launch_gemv_region<false, false>(backend, input, w, b, output, C, R,
+                                                                           gptoss_qkv_rope{}, &err);
+                if (!region) err = launch_gemv_vec<1, 1>(backend, input, w, b, output, T, C, R, add);
             } else if (T == 2) {
                 err = launch_gemv_vec<2, 2>(backend, input, w, b, output, T, C, R, add);
             } else if (T <= 4) {
@@ -546,10 +663,14 @@ bool gptoss_cuda_qkv_rope_gemv(gptoss_backend_t backend, const float* input, con
                                const gptoss_bf16* bias, float* output, uint32_t C, uint32_t R,
                                const gptoss_qkv_rope& rope, enum gptoss_status* status) {
     if (!(C % 8 == 0 && R % 2 == 0 && gptoss_aligned(weight, 16) && gptoss_aligned(input, 16))) return false;
-    const dim3 grid((R / 2 + kGemvWarps - 1) / kGemvWarps, 1);
-    const cudaError_t err =
-        gptoss_cuda_launch_pdl(backend, gemv_bf16_vec_kernel<1, 2, true>, grid, dim3(kGemvWarps * 32), 0, input,
-                               (const uint16_t*) weight, (const uint16_t*) bias, output, 1u, C, R, false, rope);
+    cudaError_t err;
+    if (!launch_gemv_region<false, true>(backend, input, (const uint16_t*) weight, (const uint16_t*) bias, output, C,
+                                         R, rope, &err)) {
+        const dim3 grid((R / 2 + kGemvWarps - 1) / kGemvWarps, 1);
+        err = gptoss_cuda_launch_pdl(backend, gemv_bf16_vec_kernel<1, 2, true>, grid, dim3(kGemvWarps * 32), 0,
+                                     input, (const uint16_t*) weight, (const uint16_t*) bias, output, 1u, C, R, false,
+                                     rope);
+    }
     *status = err == cudaSuccess ? gptoss_status_success : gptoss_cuda_fail(err, "launch of the qkv GEMV");
     return true;
 }

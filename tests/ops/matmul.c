@@ -25,6 +25,10 @@ static const struct tc_case f32_bf16w_matmul_cases[] = {
     {"matmul_no_bias", .t = 3, .c = 256, .r = 19, .flags = TC_QUICK | TC_NO_BIAS},
     {"matmul_seed_batch2_rows128_cols1024", .t = 2, .c = 128, .r = 1024, .flags = TC_QUICK},
     {"matmul_20b_qkv_decode_2880x5120", .t = 1, .c = 2880, .r = 5120},
+    /* one token, C % 8 == 0, even R: the CUDA region GEMV; R not a multiple of its rows per
+     * block (a short last block), no bias, one 16-byte chunk per row */
+    {"matmul_1tok_region_tail_no_bias_262x8", .t = 1, .c = 8, .r = 262, .flags = TC_QUICK | TC_NO_BIAS},
+    {"matmul_1tok_region_tail_2882x1032", .t = 1, .c = 1032, .r = 2882},
     {"matmul_20b_router_decode_2880x32", .t = 1, .c = 2880, .r = 32, .flags = TC_BENCH},
     {"matmul_120b_router_decode_2880x128", .t = 1, .c = 2880, .r = 128, .flags = TC_BENCH},
     {"matmul_20b_router_batch63_2880x32", .t = 63, .c = 2880, .r = 32},
@@ -45,6 +49,7 @@ static const struct tc_case f32_bf16w_matmul_add_cases[] = {
     {"matmul_add_no_bias", .t = 2, .c = 64, .r = 3, .flags = TC_QUICK | TC_NO_BIAS},
     {"matmul_add_seed_batch2_rows128_cols1024", .t = 2, .c = 128, .r = 1024},
     {"matmul_add_20b_attn_out_decode_4096x2880", .t = 1, .c = 4096, .r = 2880, .flags = TC_BENCH},
+    {"matmul_add_1tok_region_tail_2882x1032", .t = 1, .c = 1032, .r = 2882, .flags = TC_QUICK},
     {"matmul_add_few_rows_1tok_1024x200", .t = 1, .c = 1024, .r = 200},
     /* CUDA split-K GEMV */
     /* 512 x 4096 x 2880: the reference checks 16 random tokens (first and last included). */

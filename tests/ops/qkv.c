@@ -31,6 +31,10 @@ static const struct tc_case cases[] = {
      .flags = TC_QUICK | TC_YARN_NEUTRAL},
     {"qkv_no_bias", .t = 2, .c = 64, .hq = 2, .hkv = 1, .d = 64, .off = 3, .maxt = 8, .f = TC_THETA,
      .flags = TC_NO_BIAS},
+    /* one token, vector shapes: the CUDA region GEMV with the RoPE epilogue (no bias; rows
+     * 160 = 80 row pairs over blocks of 2 rows) */
+    {"qkv_1tok_region_no_bias_hd32_3q1kv_cols136", .t = 1, .c = 136, .hq = 3, .hkv = 1, .d = 32, .off = 9, .maxt = 16,
+     .f = TC_THETA, .flags = TC_QUICK | TC_NO_BIAS},
     {"qkv_pos_131070_context_end", .t = 2, .c = 64, .hq = 1, .hkv = 1, .d = 64, .off = 131070, .maxt = 131072,
      .f = TC_THETA},
     {"qkv_20b_decode_pos4096", .t = 1, .c = 2880, .hq = 64, .hkv = 8, .d = 64, .off = 4096, .maxt = 8192, .f = TC_THETA,
