@@ -32,6 +32,7 @@
 #include <gptoss/kernels.h>
 
 #include "ops/ops.h"
+#include "util.h"
 
 #define GUARD 256 /* bytes after every buffer */
 #define FULL_INPUT_CHECK_BYTES (64u << 20)
@@ -127,10 +128,10 @@ static void run_case(gptoss_backend_t be, struct tc_problem* p, const struct tc_
     for (uint32_t d = 0; d < draws && !res->fail; d++) {
         tc_problem_draw(p, d);
         if (!upload(be, p, dev, res)) break;
-        const double t0 = tc_now_s();
+        const double t0 = gptoss_now_s();
         enum gptoss_status st = tc_launch(be, p, dev);
         if (st == gptoss_status_success) st = gptoss_backend_synchronize(be);
-        time_s += tc_now_s() - t0;
+        time_s += gptoss_now_s() - t0;
         if (st != gptoss_status_success) {
             tc_failf(res, "%s%s returned %s: %s", draws > 1 ? "a draw of " : "", tc_kernel_name(p->op), status_str(st),
                      gptoss_last_error());
@@ -273,7 +274,7 @@ int main(int argc, char** argv) {
     }
     struct table_row* rows = NULL;
     size_t nrows = 0;
-    const double t_start = tc_now_s();
+    const double t_start = gptoss_now_s();
     for (size_t ci = 0; ci < num_cases; ci++) {
         const struct tc_op* op;
         const struct tc_case* c = tc_case_at(ci, &op);
@@ -295,10 +296,10 @@ int main(int argc, char** argv) {
             nfail++;
             continue;
         }
-        const double t_prep = tc_now_s();
+        const double t_prep = gptoss_now_s();
         struct tc_expect ex;
         tc_expect_build(&p, &ex);
-        const double prep_s = tc_now_s() - t_prep;
+        const double prep_s = gptoss_now_s() - t_prep;
         for (int i = 0; i < 4; i++) {
             struct backend_slot* s = &slots[i];
             if (s->be == NULL) {
@@ -338,7 +339,7 @@ int main(int argc, char** argv) {
                    r->r.max_err, r->r.fail ? "FAIL" : "ok", 1e3 * r->r.time_s, gbs, r->c->name);
         }
     }
-    printf("\n(total %.1f s)\n", tc_now_s() - t_start);
+    printf("\n(total %.1f s)\n", gptoss_now_s() - t_start);
     printf("%u passed, %u failed, %u skipped\n", npass, nfail, nskip);
     for (int i = 0; i < 4; i++) {
         if (slots[i].nskipped) {
