@@ -6,7 +6,14 @@
  * softmax), and writes a partial (max, sum, unnormalised output). The chunks are combined
  * with the sink by the last chunk block of each (query, KV head) to finish when there are
  * at most 16 of them (one launch; with one chunk the block normalises in place), else by a
- * merge kernel with one block per Q head. Other shapes use a simple one-warp-per-(query, Q head) kernel. */
+ * merge kernel with one block per Q head. Other shapes use a simple one-warp-per-(query, Q head) kernel.
+ *
+ * f32_sdpa_varlen runs the same kernels with each row's position, sequence and block table
+ * (gptoss_paged_keys): a key's row is found through the table, and the chunk length is
+ * fixed by the call's bound on the key range (min(window, table_stride * block_size)), not
+ * by the number of rows, so that a row's arithmetic (its chunks and their merge) does not
+ * depend on the other rows of the call: batch invariance. Rows whose sequence, position or
+ * table entries are out of range give NaN and GPTOSS_CUDA_ERROR_KV_ROW. */
 #include "cuda/common.cuh"
 
 namespace {
@@ -20,6 +27,41 @@ constexpr uint64_t kMaxChunks = 256;          /* chunks per (query, KV head) */
  * kernel, which spreads the combination over one block per Q head instead of serialising
  * it in one block (the measurements behind the threshold: docs/CUDA_NOTES.md). */
 constexpr uint64_t kFusedMergeMaxChunks = 16;
+
+/* The keys of a varlen row (positions == nullptr: f32_sdpa, row i at num_kv_tokens + i,
+ * key t at row t of the head). */
+struct gptoss_paged_keys {
+    const uint32_t* positions;
+    const uint32_t* seq_ids;
+    const uint32_t* block_tables;
+    uint32_t block_size, table_stride, num_seqs;
+    uint64_t num_blocks;
+    uint32_t* error_word;
+};
+
+/* Position of row i and its sequence's table row; false (error set) for a row out of range. */
+__device__ __forceinline__ bool row_keys(const gptoss_paged_keys& k, uint32_t i, uint32_t num_kv_tokens, uint32_t& P,
+                                         const uint32_t*& table) {
+    if (k.positions == nullptr) {
+        P = num_kv_tokens + i;
+        table = nullptr;
+        return true;
+    }
+    const uint32_t s = k.seq_ids[i];
+    P = k.positions[i];
+    if (s >= k.num_seqs || P / k.block_size >= k.table_stride) return false;
+    table = k.block_tables + (size_t) s * k.table_stride;
+    return true;
+}
+
+/* Row of key t in a kv head (nullptr: a table entry out of range). */
+__device__ __forceinline__ const float* key_row(const gptoss_paged_keys& k, const uint32_t* table, const float* head,
+                                                uint32_t t, uint32_t head_dim) {
+    if (table == nullptr) return head + (size_t) t * 2 * head_dim;
+    const uint32_t entry = table[t / k.block_size];
+    if (entry >= k.num_blocks) return nullptr;
+    return head + ((uint64_t) entry * k.block_size + t % k.block_size) * 2 * head_dim;
+}
 
 struct SdpaShape {
     const float* q;
@@ -35,7 +77,14 @@ struct SdpaShape {
     uint32_t qkv_dim;
     uint32_t chunk, nchunks;
     float scale;
+    gptoss_paged_keys paged;
 };
+
+/* o / denom; 0 when nothing was attended (denom 0), NaN when denom is NaN (a NaN score, or
+ * a varlen row out of range) */
+__device__ __forceinline__ float normalise(float o, float denom) {
+    return denom > 0.0f ? o / denom : (denom != denom ? denom : 0.0f);
+}
 
 __device__ __forceinline__ void key_range(uint32_t P, uint32_t window, uint32_t& lo, uint32_t& len) {
     /* keys max(0, P + 1 - window) .. P */
@@ -57,9 +106,17 @@ __global__ void __launch_bounds__(THREADS) sdpa_chunk_kernel(SdpaShape s) {
     const uint32_t chunk = blockIdx.x;
     const uint32_t i = blockIdx.y / s.num_kv_heads;
     const uint32_t h = blockIdx.y % s.num_kv_heads;
-    const uint32_t P = s.num_kv_tokens + i;
+    __shared__ int bad; /* a row or a table entry out of range (varlen): NaN out */
+    if (tid == 0) bad = 0;
+    uint32_t P;
+    const uint32_t* table;
     uint32_t lo, len;
-    key_range(P, s.window, lo, len);
+    if (row_keys(s.paged, i, s.num_kv_tokens, P, table)) {
+        key_range(P, s.window, lo, len);
+    } else {
+        lo = len = 0;
+        if (tid == 0) bad = 1;
+    }
     const uint32_t begin = chunk * s.chunk; /* relative to lo */
     const uint32_t end = min(begin + s.chunk, len);
     const uint32_t hq0 = h * s.group;
@@ -99,8 +156,12 @@ __global__ void __launch_bounds__(THREADS) sdpa_chunk_kernel(SdpaShape s) {
             const uint32_t key = idx / (2 * D / 4), c4 = idx % (2 * D / 4);
             v[j] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
             if (key < ntile) {
-                const float* row = kv_head + (size_t) (lo + t0 + key) * (2 * D);
-                v[j] = __ldg((const float4*) row + c4);
+                const float* row = key_row(s.paged, table, kv_head, lo + t0 + key, D);
+                if (row != nullptr) {
+                    v[j] = __ldg((const float4*) row + c4);
+                } else {
+                    bad = 1;
+                }
             }
         }
         if (t0 == begin) {
@@ -179,6 +240,17 @@ __global__ void __launch_bounds__(THREADS) sdpa_chunk_kernel(SdpaShape s) {
             }
         }
     }
+    __syncthreads(); /* bad is final */
+    if (bad) {
+        if (tid == 0) gptoss_d_set_error(s.paged.error_word, GPTOSS_CUDA_ERROR_KV_ROW);
+#pragma unroll
+        for (int j = 0; j < 4; j++) acc[j] = __uint_as_float(0x7FC00000u);
+#pragma unroll
+        for (int jj = 0; jj < 2; jj++) {
+            m_run[jj] = 0.0f;
+            l_run[jj] = __uint_as_float(0x7FC00000u);
+        }
+    }
     const size_t stride_chunk = D + 2;
     if (s.nchunks == 1) {
         /* the whole key range in this block: normalise with the sink here (the merge
@@ -203,7 +275,7 @@ __global__ void __launch_bounds__(THREADS) sdpa_chunk_kernel(SdpaShape s) {
             float denom = fmaf(l, f, 0.0f);
             if (s.sinks != nullptr && M != -INFINITY) denom += expf(S - M);
             const float o = fmaf(acc[j], f, 0.0f);
-            s.out[((size_t) i * s.num_q_heads + hq0 + g) * D + od] = denom > 0.0f ? o / denom : 0.0f;
+            s.out[((size_t) i * s.num_q_heads + hq0 + g) * D + od] = normalise(o, denom);
         }
         return;
     }
@@ -273,8 +345,8 @@ __global__ void __launch_bounds__(THREADS) sdpa_chunk_kernel(SdpaShape s) {
             }
         }
         float* o = s.out + (size_t) row * D;
-        o[lane] = denom > 0.0f ? o0 / denom : 0.0f;
-        o[lane + 32] = denom > 0.0f ? o1 / denom : 0.0f;
+        o[lane] = normalise(o0, denom);
+        o[lane + 32] = normalise(o1, denom);
     }
 }
 
@@ -318,14 +390,15 @@ __global__ void __launch_bounds__(MERGE_THREADS) sdpa_merge_kernel(const float* 
     if (tid < D) {
         float acc = 0.0f;
         for (int k = 0; k < MERGE_THREADS / D; k++) acc += o_part[k][tid];
-        out[(size_t) row * D + tid] = denom > 0.0f ? acc / denom : 0.0f;
+        out[(size_t) row * D + tid] = normalise(acc, denom);
     }
 }
 
 /* Generic: one warp per (query i, Q head hq); any head_dim (multiple of 4), any GQA. */
 __global__ void sdpa_generic_kernel(const float* q, const float* kv, const uint16_t* sinks, float* out,
                                     uint32_t window, uint64_t kv_stride, uint32_t num_q_tokens, uint32_t num_kv_tokens,
-                                    uint32_t num_q_heads, uint32_t num_kv_heads, uint32_t head_dim, float scale) {
+                                    uint32_t num_q_heads, uint32_t num_kv_heads, uint32_t head_dim, float scale,
+                                    gptoss_paged_keys paged) {
     const uint32_t warp_global = (blockIdx.x * blockDim.x + threadIdx.x) / 32;
     const uint32_t lane = threadIdx.x % 32;
     if (warp_global >= num_q_tokens * num_q_heads) return;
@@ -333,16 +406,27 @@ __global__ void sdpa_generic_kernel(const float* q, const float* kv, const uint1
     const uint32_t h = hq / (num_q_heads / num_kv_heads);
     const uint32_t qkv_dim = head_dim * (num_q_heads + 2 * num_kv_heads);
     const float* qr = q + (size_t) i * qkv_dim + (size_t) hq * head_dim;
-    const uint32_t P = num_kv_tokens + i;
-    uint32_t lo, len;
-    key_range(P, window, lo, len);
-    const float* kvh = kv + (size_t) h * kv_stride;
     float* o = out + (size_t) i * num_q_heads * head_dim + (size_t) hq * head_dim;
+    const float* kvh = kv + (size_t) h * kv_stride;
+    uint32_t P, lo, len;
+    const uint32_t* table;
+    bool ok = row_keys(paged, i, num_kv_tokens, P, table);
+    if (ok) {
+        key_range(P, window, lo, len);
+        if (table != nullptr) {
+            for (uint32_t t = lo; t <= P && ok; t++) ok = key_row(paged, table, kvh, t, head_dim) != nullptr;
+        }
+    }
+    if (!ok) {
+        if (lane == 0) gptoss_d_set_error(paged.error_word, GPTOSS_CUDA_ERROR_KV_ROW);
+        for (uint32_t d = lane; d < head_dim; d += 32) o[d] = __uint_as_float(0x7FC00000u);
+        return;
+    }
     /* pass 1: max; pass 2: sums (two passes keep the arithmetic simple) */
     const float S = sinks != nullptr ? gptoss_bf16_to_f32(sinks[hq]) : -INFINITY;
     float M = S;
     for (uint32_t t = lo; t <= P; t++) {
-        const float* k = kvh + (size_t) t * 2 * head_dim;
+        const float* k = key_row(paged, table, kvh, t, head_dim);
         float dot = 0.0f;
         for (uint32_t d = lane; d < head_dim; d += 32) dot = fmaf(qr[d], k[d], dot);
         dot = gptoss_d_warp_sum(dot) * scale;
@@ -353,7 +437,7 @@ __global__ void sdpa_generic_kernel(const float* q, const float* kv, const uint1
     __syncwarp();
     if (M == -INFINITY) return;
     for (uint32_t t = lo; t <= P; t++) {
-        const float* k = kvh + (size_t) t * 2 * head_dim;
+        const float* k = key_row(paged, table, kvh, t, head_dim);
         float dot = 0.0f;
         for (uint32_t d = lane; d < head_dim; d += 32) dot = fmaf(qr[d], k[d], dot);
         dot = gptoss_d_warp_sum(dot) * scale;
@@ -363,56 +447,58 @@ __global__ void sdpa_generic_kernel(const float* q, const float* kv, const uint1
         for (uint32_t d = lane; d < head_dim; d += 32) o[d] = fmaf(p, v[d], o[d]);
     }
     __syncwarp();
-    for (uint32_t d = lane; d < head_dim; d += 32) o[d] = denom > 0.0f ? o[d] / denom : 0.0f;
+    for (uint32_t d = lane; d < head_dim; d += 32) o[d] = normalise(o[d], denom);
     (void) len;
 }
 
-}  // namespace
-
-extern "C" enum gptoss_status gptoss_cuda_f32_sdpa(gptoss_backend_t backend, const struct gptoss_f32_sdpa_args* args) {
+/* The launches of one call: q rows with their keys (paged.positions nullptr: f32_sdpa, rows
+ * at num_kv_tokens + i); chunk = 0: chosen by the number of rows (f32_sdpa), else the
+ * chunk length in keys (a multiple of TK) for the fast path. */
+enum gptoss_status sdpa_launch(gptoss_backend_t backend, const float* q, const float* kv, const gptoss_bf16* sinks,
+                               float* output, uint32_t window, uint64_t kv_stride, uint32_t num_q_tokens,
+                               uint32_t num_kv_tokens, uint32_t num_q_heads, uint32_t num_kv_heads, uint32_t head_dim,
+                               float scale, const gptoss_paged_keys& paged, uint64_t max_len, uint64_t chunk) {
     const cudaStream_t stream = gptoss_cuda_stream(backend);
-    const uint32_t group = args->num_q_heads / args->num_kv_heads;
-    const uint64_t warps = (uint64_t) args->num_q_tokens * args->num_q_heads;
-    const bool fast = args->head_dim == D && group <= (uint32_t) G && gptoss_aligned(args->q, 16) &&
-                      gptoss_aligned(args->kv, 16) && args->kv_stride % 4 == 0 &&
-                      (uint64_t) args->num_q_tokens * args->num_kv_heads <= GPTOSS_CUDA_MAX_GRID_YZ &&
-                      (uint64_t) args->num_q_tokens * args->num_q_heads <= 0x7FFFFFFFu;
+    const uint32_t group = num_q_heads / num_kv_heads;
+    const uint64_t warps = (uint64_t) num_q_tokens * num_q_heads;
+    const bool fast = head_dim == D && group <= (uint32_t) G && gptoss_aligned(q, 16) && gptoss_aligned(kv, 16) &&
+                      kv_stride % 4 == 0 && (uint64_t) num_q_tokens * num_kv_heads <= GPTOSS_CUDA_MAX_GRID_YZ &&
+                      (uint64_t) num_q_tokens * num_q_heads <= 0x7FFFFFFFu;
     if (!fast) {
         const uint64_t blocks = (warps * 32 + 255) / 256;
-        sdpa_generic_kernel<<<(unsigned) blocks, 256, 0, stream>>>(
-            args->q, args->kv, (const uint16_t*) args->sinks, args->output, args->window, args->kv_stride,
-            args->num_q_tokens, args->num_kv_tokens, args->num_q_heads, args->num_kv_heads, args->head_dim,
-            args->scale);
+        sdpa_generic_kernel<<<(unsigned) blocks, 256, 0, stream>>>(q, kv, (const uint16_t*) sinks, output, window,
+                                                                   kv_stride, num_q_tokens, num_kv_tokens,
+                                                                   num_q_heads, num_kv_heads, head_dim, scale, paged);
         GPTOSS_CUDA_LAUNCHED("f32_sdpa (generic)");
         return gptoss_status_success;
     }
-    /* longest key range over the queries */
-    const uint64_t p_max1 = (uint64_t) args->num_kv_tokens + args->num_q_tokens;
-    const uint64_t max_len = p_max1 < args->window ? p_max1 : args->window;
-    const uint64_t pairs = (uint64_t) args->num_q_tokens * args->num_kv_heads;
-    const uint64_t target_blocks = (uint64_t) gptoss_cuda_num_sms(backend) * 8;
-    uint64_t want_chunks = (target_blocks + pairs - 1) / pairs;
-    if (want_chunks < 1) want_chunks = 1;
-    if (want_chunks > kMaxChunks) want_chunks = kMaxChunks; /* merge factors in shared memory */
-    uint64_t chunk = (max_len + want_chunks - 1) / want_chunks;
-    chunk = (chunk + TK - 1) / TK * TK;
-    if (chunk < (uint64_t) TK) chunk = TK;
+    const uint64_t pairs = (uint64_t) num_q_tokens * num_kv_heads;
+    if (chunk == 0) {
+        const uint64_t target_blocks = (uint64_t) gptoss_cuda_num_sms(backend) * 8;
+        uint64_t want_chunks = (target_blocks + pairs - 1) / pairs;
+        if (want_chunks < 1) want_chunks = 1;
+        if (want_chunks > kMaxChunks) want_chunks = kMaxChunks; /* merge factors in shared memory */
+        chunk = (max_len + want_chunks - 1) / want_chunks;
+        chunk = (chunk + TK - 1) / TK * TK;
+        if (chunk < (uint64_t) TK) chunk = TK;
+    }
     const uint64_t nchunks = (max_len + chunk - 1) / chunk;
 
     SdpaShape s;
-    s.q = args->q;
-    s.kv = args->kv;
-    s.kv_stride = args->kv_stride;
-    s.window = args->window;
-    s.num_q_tokens = args->num_q_tokens;
-    s.num_kv_tokens = args->num_kv_tokens;
-    s.num_q_heads = args->num_q_heads;
-    s.num_kv_heads = args->num_kv_heads;
+    s.q = q;
+    s.kv = kv;
+    s.kv_stride = kv_stride;
+    s.window = window;
+    s.num_q_tokens = num_q_tokens;
+    s.num_kv_tokens = num_kv_tokens;
+    s.num_q_heads = num_q_heads;
+    s.num_kv_heads = num_kv_heads;
     s.group = group;
-    s.qkv_dim = args->head_dim * (args->num_q_heads + 2 * args->num_kv_heads);
+    s.qkv_dim = head_dim * (num_q_heads + 2 * num_kv_heads);
     s.chunk = (uint32_t) chunk;
     s.nchunks = (uint32_t) nchunks;
-    s.scale = args->scale;
+    s.scale = scale;
+    s.paged = paged;
     /* few chunks: the last chunk block merges (one launch; counters pick it); many: a merge
      * kernel spreads the combination over one block per Q head (a single block would
      * serialise it) */
@@ -420,20 +506,57 @@ extern "C" enum gptoss_status gptoss_cuda_f32_sdpa(gptoss_backend_t backend, con
     void* partial = nullptr;
     s.counters = nullptr;
     const enum gptoss_status status = gptoss_cuda_scratch_acquire(
-        backend, (size_t) args->num_q_tokens * args->num_q_heads * nchunks * (D + 2) * sizeof(float), &partial,
-        (size_t) pairs, fused && nchunks > 1 ? &s.counters : nullptr);
+        backend, (size_t) num_q_tokens * num_q_heads * nchunks * (D + 2) * sizeof(float), &partial, (size_t) pairs,
+        fused && nchunks > 1 ? &s.counters : nullptr);
     if (status != gptoss_status_success) return status;
     s.partial = (float*) partial;
-    s.sinks = (const uint16_t*) args->sinks;
-    s.out = args->output;
+    s.sinks = (const uint16_t*) sinks;
+    s.out = output;
     cudaError_t err = gptoss_cuda_launch_pdl(backend, sdpa_chunk_kernel, dim3((unsigned) nchunks, (unsigned) pairs),
                                              dim3(THREADS), 0, s);
     if (err == cudaSuccess && !fused) {
         err = gptoss_cuda_launch_pdl(backend, sdpa_merge_kernel, dim3((unsigned) warps), dim3(MERGE_THREADS),
-                                     nchunks * sizeof(float), (const float*) s.partial, (const uint16_t*) args->sinks,
-                                     args->output, args->num_q_tokens, args->num_q_heads, (uint32_t) nchunks);
+                                     nchunks * sizeof(float), (const float*) s.partial, (const uint16_t*) sinks,
+                                     output, num_q_tokens, num_q_heads, (uint32_t) nchunks);
     }
     gptoss_cuda_scratch_release(backend);
     if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of f32_sdpa");
     return gptoss_status_success;
+}
+
+}  // namespace
+
+extern "C" enum gptoss_status gptoss_cuda_f32_sdpa(gptoss_backend_t backend, const struct gptoss_f32_sdpa_args* args) {
+    /* longest key range over the queries */
+    const uint64_t p_max1 = (uint64_t) args->num_kv_tokens + args->num_q_tokens;
+    const uint64_t max_len = p_max1 < args->window ? p_max1 : args->window;
+    const gptoss_paged_keys plain = {};
+    return sdpa_launch(backend, args->q, args->kv, args->sinks, args->output, args->window, args->kv_stride,
+                       args->num_q_tokens, args->num_kv_tokens, args->num_q_heads, args->num_kv_heads, args->head_dim,
+                       args->scale, plain, max_len, 0);
+}
+
+/* Chunk length of the varlen fast path, from the bound on a row's key range alone (never from
+ * the rows: batch invariance): kVarlenChunk keys, or more when the bound would need more
+ * than kMaxChunks of them. */
+constexpr uint64_t kVarlenChunk = 256;
+
+extern "C" enum gptoss_status gptoss_cuda_f32_sdpa_varlen(gptoss_backend_t backend,
+                                                          const struct gptoss_f32_sdpa_varlen_args* args) {
+    gptoss_paged_keys paged;
+    paged.positions = args->positions;
+    paged.seq_ids = args->seq_ids;
+    paged.block_tables = args->block_tables;
+    paged.block_size = args->block_size;
+    paged.table_stride = args->table_stride;
+    paged.num_seqs = args->num_seqs;
+    paged.num_blocks = args->kv_stride / (2 * (uint64_t) args->head_dim * args->block_size);
+    paged.error_word = gptoss_cuda_error_word(backend);
+    const uint64_t positions = (uint64_t) args->table_stride * args->block_size;
+    const uint64_t max_len = positions < args->window ? positions : args->window;
+    uint64_t chunk = kVarlenChunk;
+    if ((max_len + chunk - 1) / chunk > kMaxChunks) chunk = ((max_len + kMaxChunks - 1) / kMaxChunks + TK - 1) / TK * TK;
+    return sdpa_launch(backend, args->q, args->kv, args->sinks, args->output, args->window, args->kv_stride,
+                       args->num_q_tokens, 0, args->num_q_heads, args->num_kv_heads, args->head_dim, args->scale,
+                       paged, max_len, chunk);
 }

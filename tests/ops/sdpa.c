@@ -90,6 +90,25 @@ static void args(const struct tc_problem* p, void* const d[], union gptoss_kerne
     };
 }
 
+/* The tolerances of the query at position pos (see the top): qt its q row, kmax the largest
+ * |K| of its keys, pv the reference output on |V| (sum_t p_t |V_t|), s->ref the reference. */
+static void sdpa_tolerance(const struct tc_case* c, const float* qt, double kmax, const double* pv, uint64_t pos,
+                           struct tc_span* s) {
+    const uint32_t D = c->d;
+    const uint64_t nkeys = (c->window == UINT32_MAX || pos + 1 <= c->window) ? pos + 1 : c->window;
+    for (uint32_t hq = 0; hq < c->hq; hq++) {
+        double qn = 0.0;
+        for (uint32_t d = 0; d < D; d++) qn += (double) qt[hq * D + d] * qt[hq * D + d];
+        const double A = fabs((double) c->f) * sqrt(qn) * kmax;
+        const double ds = (8.0 * sqrt((double) D) + 2.0) * TC_EPS32 * A;
+        const double rel_p = 2.0 * ds + 2.0 * (2.0 * A + 4.0) * TC_EPS32;
+        const double rel = 2.0 * rel_p + 8.0 * sqrt((double) nkeys + 1.0) * TC_EPS32;
+        for (uint32_t d = 0; d < D; d++) {
+            s->tol[hq * D + d] = pv[hq * D + d] * rel + 2.0 * TC_EPS32 * fabs(s->ref[hq * D + d]) + TC_TINY;
+        }
+    }
+}
+
 static void expect(const struct tc_problem* p, struct tc_expect* ex) {
     const struct tc_case* c = p->c;
     if (c->flags & TC_SEED_README) return; /* verify compares every draw */
@@ -129,19 +148,7 @@ static void expect(const struct tc_problem* p, struct tc_expect* ex) {
         gptoss_ref_f32_sdpa(&(struct gptoss_f32_sdpa_args){qt, kv_abs, sinks, NULL, c->window, p->kv_stride, 1, n0,
                                                            c->hq, c->hkv, D, c->f},
                             pv);
-        const uint64_t pos = c->off + t;
-        const uint64_t nkeys = (c->window == UINT32_MAX || pos + 1 <= c->window) ? pos + 1 : c->window;
-        for (uint32_t hq = 0; hq < c->hq; hq++) {
-            double qn = 0.0;
-            for (uint32_t d = 0; d < D; d++) qn += (double) qt[hq * D + d] * qt[hq * D + d];
-            const double A = fabs((double) c->f) * sqrt(qn) * kmax;
-            const double ds = (8.0 * sqrt((double) D) + 2.0) * TC_EPS32 * A;
-            const double rel_p = 2.0 * ds + 2.0 * (2.0 * A + 4.0) * TC_EPS32;
-            const double rel = 2.0 * rel_p + 8.0 * sqrt((double) nkeys + 1.0) * TC_EPS32;
-            for (uint32_t d = 0; d < D; d++) {
-                s->tol[hq * D + d] = pv[hq * D + d] * rel + 2.0 * TC_EPS32 * fabs(s->ref[hq * D + d]) + TC_TINY;
-            }
-        }
+        sdpa_tolerance(c, qt, kmax, pv, c->off + t, s);
     }
     free(pv);
     free(kv_abs);
@@ -305,4 +312,213 @@ static void shape(const struct tc_case* c, char* buf, size_t size) {
 const struct tc_op tc_op_f32_sdpa = {
     gptoss_kernel_f32_sdpa, TC_CASES(cases), .make = make,   .args = args,   .expect = expect,
     .verify = verify,       .draw = draw,    .bytes = bytes, .flops = flops, .shape = shape,
+};
+
+/* ==================================================================================== */
+/* f32_sdpa_varlen: query rows of several sequences over a paged cache                  */
+/* ==================================================================================== */
+
+/* Case fields: t = query rows, k = sequences, r = block_size, off = the largest history
+ * (tokens before a sequence's first query row; sequence 0 has exactly off, the others a
+ * random number up to it), maxt = positions a block table can address (table_stride =
+ * maxt / block_size, rounded up), c = leading blocks every sequence shares with sequence 0
+ * (a common prefix), hq / hkv / d heads, window, f = scale; TC_NO_BIAS: no sinks.
+ *
+ * Inputs: the rows of a sequence are consecutive positions (a prefill chunk, or one decode
+ * token), the rows of all sequences shuffled; the blocks of all sequences are a random
+ * permutation of the cache's, with spare blocks; table entries a call must not read (past a
+ * sequence's last position, or wholly before the window of its first row) are 0xFFFFFFFF,
+ * so that a kernel reading them fails its range check (CPU) or writes NaN (CUDA). Expected:
+ * each row by the float64 reference of that one row (its keys gathered through its table),
+ * with the tolerance of f32_sdpa at the row's position. */
+static const struct tc_case varlen_cases[] = {
+    {"sdpa_varlen_1row_1seq_bs1", .t = 1, .k = 1, .r = 1, .off = 0, .maxt = 4, .hq = 1, .hkv = 1, .d = 4,
+     .window = TC_FULL, .f = 0.5f, .flags = TC_QUICK},
+    {"sdpa_varlen_odd_7rows_3seqs_bs3_window5_mqa7", .t = 7, .k = 3, .r = 3, .off = 19, .maxt = 40, .hq = 7, .hkv = 1,
+     .d = 4, .window = 5, .f = 0.5f, .flags = TC_QUICK},
+    {"sdpa_varlen_decode_5seqs_bs16_shared_prefix", .t = 5, .k = 5, .r = 16, .off = 70, .maxt = 128, .c = 3, .hq = 8,
+     .hkv = 2, .d = 32, .window = TC_FULL, .f = 0.17677669f, .flags = TC_QUICK},
+    {"sdpa_varlen_mixed_prefill_decode_bs16_window16", .t = 40, .k = 4, .r = 16, .off = 50, .maxt = 128, .hq = 8,
+     .hkv = 2, .d = 16, .window = 16, .f = 0.25f, .flags = TC_QUICK},
+    {"sdpa_varlen_bs7_window1_no_sinks", .t = 9, .k = 2, .r = 7, .off = 30, .maxt = 64, .hq = 4, .hkv = 4, .d = 12,
+     .window = 1, .f = 0.3f, .flags = TC_QUICK | TC_NO_BIAS},
+    {"sdpa_varlen_more_seqs_than_rows", .t = 2, .k = 6, .r = 4, .off = 9, .maxt = 20, .hq = 2, .hkv = 1, .d = 8,
+     .window = TC_FULL, .f = 0.35f, .flags = TC_QUICK},
+    {"sdpa_varlen_hd128_gqa4_window19", .t = 12, .k = 3, .r = 32, .off = 130, .maxt = 256, .hq = 16, .hkv = 4, .d = 128,
+     .window = 19, .f = 0.088388347f},
+    /* gpt-oss-20b: 64 Q heads, 8 KV heads, head_dim 64, window 128 on the even layers */
+    {"sdpa_varlen_20b_decode_8seqs_window128", .t = 8, .k = 8, .r = 16, .off = 1000, .maxt = 2048, .hq = 64, .hkv = 8,
+     .d = 64, .window = 128, .f = 0.125f, .flags = TC_BENCH},
+    {"sdpa_varlen_20b_decode_8seqs_full", .t = 8, .k = 8, .r = 16, .off = 1000, .maxt = 2048, .c = 8, .hq = 64,
+     .hkv = 8, .d = 64, .window = TC_FULL, .f = 0.125f, .flags = TC_BENCH},
+    {"sdpa_varlen_20b_prefill200_and_7_decodes_window128", .t = 207, .k = 8, .r = 16, .off = 300, .maxt = 1024,
+     .hq = 64, .hkv = 8, .d = 64, .window = 128, .f = 0.125f, .check = 24},
+    /* Benchmark only: 64 decoding sequences of 2048 tokens (full attention, 550 MB of K/V) */
+    {"sdpa_varlen_20b_decode_64seqs_2048_full", .t = 64, .k = 64, .r = 16, .off = 2047, .maxt = 2048, .hq = 64,
+     .hkv = 8, .d = 64, .window = TC_FULL, .f = 0.125f, .flags = TC_BENCH_CUDA | TC_BENCH_ONLY},
+};
+
+/* The problem's sequences, rows and tables (memory[0] unused). */
+static uint32_t varlen_table_stride(const struct tc_case* c) { return (c->maxt + c->r - 1) / c->r; }
+
+static void varlen_make(struct tc_problem* p, struct tc_rng* rng) {
+    const struct tc_case* c = p->c;
+    const uint32_t S = c->k, bs = c->r, TS = varlen_table_stride(c), T = c->t, D = c->d;
+    /* rows per sequence (each sequence with at least one row while there are rows) and
+     * histories */
+    uint32_t* rows = calloc(S, sizeof *rows);
+    uint32_t* hist = calloc(S, sizeof *hist);
+    uint32_t* nblk = calloc(S, sizeof *nblk);
+    uint32_t* table = malloc((size_t) S * TS * sizeof *table);
+    if (!rows || !hist || !nblk || !table) goto out;
+    for (uint32_t i = 0; i < T; i++) rows[i < S ? i : (uint32_t) (tc_rng_u64(rng) % S)]++;
+    uint32_t num_blocks = 3; /* spares */
+    for (uint32_t s = 0; s < S; s++) {
+        const uint32_t most = c->maxt - rows[s];
+        hist[s] = s == 0 ? (uint32_t) c->off : (uint32_t) (tc_rng_u64(rng) % (c->off + 1));
+        if (hist[s] > most) hist[s] = most;
+        nblk[s] = (hist[s] + rows[s] + bs - 1) / bs;
+        num_blocks += nblk[s];
+    }
+    /* a random permutation of the physical blocks; sequence s > 0 shares its first
+     * min(c->c, ...) blocks with sequence 0 (all full, before both sequences' rows) */
+    uint32_t* perm = malloc(num_blocks * sizeof *perm);
+    if (!perm) goto out;
+    for (uint32_t i = 0; i < num_blocks; i++) perm[i] = i;
+    for (uint32_t i = num_blocks - 1; i > 0; i--) {
+        const uint32_t j = (uint32_t) (tc_rng_u64(rng) % (i + 1)), v = perm[i];
+        perm[i] = perm[j];
+        perm[j] = v;
+    }
+    uint32_t next = 0;
+    for (size_t i = 0; i < (size_t) S * TS; i++) table[i] = UINT32_MAX;
+    for (uint32_t s = 0; s < S; s++) {
+        uint32_t shared = s == 0 ? 0 : c->c;
+        if (shared > hist[s] / bs) shared = hist[s] / bs;
+        if (shared > hist[0] / bs) shared = hist[0] / bs;
+        for (uint32_t b = 0; b < nblk[s]; b++) table[(size_t) s * TS + b] = b < shared ? table[b] : perm[next++];
+    }
+    for (uint32_t s = 0; s < S; s++) {
+        /* blocks wholly before the window of the sequence's first row are never read */
+        if (c->window != TC_FULL && hist[s] + 1 > c->window) {
+            const uint32_t lo = hist[s] + 1 - c->window;
+            for (uint32_t b = 0; (b + 1) * bs <= lo; b++) table[(size_t) s * TS + b] = UINT32_MAX;
+        }
+    }
+    free(perm);
+    const size_t qkv_dim = (size_t) D * (c->hq + 2 * c->hkv);
+    p->kv_stride = (uint64_t) num_blocks * bs * 2 * D;
+    float* q = tc_add_buffer(p, "q", TC_IN, TC_F32, (size_t) T * qkv_dim);
+    float* kv = tc_add_buffer(p, "kv", TC_IN, TC_F32, (size_t) c->hkv * p->kv_stride);
+    gptoss_bf16* sk = tc_add_buffer(p, "sinks", TC_IN, TC_BF16, c->hq);
+    tc_add_buffer(p, "output", TC_OUT, TC_F32, (size_t) T * c->hq * D);
+    uint32_t* pos = tc_add_buffer(p, "positions", TC_IN, TC_U32, T);
+    uint32_t* ids = tc_add_buffer(p, "seq_ids", TC_IN, TC_U32, T);
+    uint32_t* tab = tc_add_buffer(p, "block_tables", TC_IN, TC_U32, (size_t) S * TS);
+    if (!q || !kv || !sk || !pos || !ids || !tab) goto out;
+    tc_fill_f32(rng, q, (size_t) T * qkv_dim, -2.0f, 2.0f);
+    tc_fill_f32(rng, kv, (size_t) c->hkv * p->kv_stride, -1.0f, 1.0f);
+    tc_fill_bf16(rng, sk, c->hq, -2.0f, 2.0f);
+    memcpy(tab, table, (size_t) S * TS * sizeof *table);
+    uint32_t i = 0;
+    for (uint32_t s = 0; s < S; s++) {
+        for (uint32_t j = 0; j < rows[s]; j++, i++) {
+            ids[i] = s;
+            pos[i] = hist[s] + j;
+        }
+    }
+    for (uint32_t a = T - 1; a > 0; a--) { /* shuffle the rows */
+        const uint32_t b = (uint32_t) (tc_rng_u64(rng) % (a + 1));
+        const uint32_t ps = pos[a], is = ids[a];
+        pos[a] = pos[b];
+        ids[a] = ids[b];
+        pos[b] = ps;
+        ids[b] = is;
+    }
+out:
+    free(rows);
+    free(hist);
+    free(nblk);
+    free(table);
+}
+
+static void varlen_args(const struct tc_problem* p, void* const d[], union gptoss_kernel_args* a) {
+    const struct tc_case* c = p->c;
+    a->f32_sdpa_varlen = (struct gptoss_f32_sdpa_varlen_args){
+        d[0], d[1], (c->flags & TC_NO_BIAS) ? NULL : d[2], d[3], d[4], d[5], d[6], c->window, p->kv_stride, c->r,
+        varlen_table_stride(c), c->t, c->k, c->hq, c->hkv, c->d, c->f,
+    };
+}
+
+static void varlen_expect(const struct tc_problem* p, struct tc_expect* ex) {
+    const struct tc_case* c = p->c;
+    const uint32_t D = c->d, bs = c->r, TS = varlen_table_stride(c);
+    const size_t qkv_dim = (size_t) D * (c->hq + 2 * c->hkv), out_row = (size_t) c->hq * D;
+    const float* q = p->b[0].host;
+    const float* kv = p->b[1].host;
+    const gptoss_bf16* sinks = (c->flags & TC_NO_BIAS) ? NULL : p->b[2].host;
+    const uint32_t* pos = p->b[4].host;
+    const uint32_t* ids = p->b[5].host;
+    const uint32_t* tab = p->b[6].host;
+    const size_t kv_n = (size_t) c->hkv * p->kv_stride;
+    float* kv_abs = tc_xmalloc(kv_n * sizeof *kv_abs); /* |V|, K unchanged */
+    for (size_t j = 0; j < kv_n; j++) kv_abs[j] = (j / D) % 2 ? fabsf(kv[j]) : kv[j];
+    double* pv = tc_xmalloc(out_row * sizeof *pv);
+    tc_pick_tokens(ex, c->t, c->check, p->seed);
+    for (uint32_t n = 0; n < ex->ntokens; n++) {
+        const uint32_t i = ex->tokens[n];
+        struct tc_span* s = tc_add_span(ex, 3, (size_t) i * out_row, out_row, false, 4, "row %u (sequence %u, "
+                                        "position %u)", i, ids[i], pos[i]);
+        struct gptoss_f32_sdpa_varlen_args one = {q + i * qkv_dim, kv, sinks, NULL, pos + i, ids + i, tab, c->window,
+                                                  p->kv_stride, bs, TS, 1, c->k, c->hq, c->hkv, D, c->f};
+        gptoss_ref_f32_sdpa_varlen(&one, s->ref);
+        one.kv = kv_abs;
+        gptoss_ref_f32_sdpa_varlen(&one, pv);
+        /* max |K| over the row's keys, all kv heads */
+        const uint64_t P = pos[i], first = (c->window != TC_FULL && P + 1 > c->window) ? P + 1 - c->window : 0;
+        double kmax = 0.0;
+        for (uint64_t t = first; t <= P; t++) {
+            const uint64_t slot = (uint64_t) tab[(size_t) ids[i] * TS + t / bs] * bs + t % bs;
+            for (uint32_t h = 0; h < c->hkv; h++) {
+                const float* k = kv + h * p->kv_stride + slot * 2 * D;
+                double n2 = 0.0;
+                for (uint32_t d = 0; d < D; d++) n2 += (double) k[d] * k[d];
+                kmax = fmax(kmax, sqrt(n2));
+            }
+        }
+        sdpa_tolerance(c, q + i * qkv_dim, kmax, pv, P, s);
+    }
+    free(pv);
+    free(kv_abs);
+}
+
+/* Keys read per kv head: the windows of the rows, per sequence (the rows of one sequence
+ * are consecutive: their windows overlap), approximated by rows x window plus the history. */
+static double varlen_bytes(const struct tc_case* c) {
+    const double keys_per_seq = c->window == TC_FULL ? (double) c->off + (double) c->t / c->k
+                                                     : fmin((double) c->window + (double) c->t / c->k, c->off + 1.0);
+    const double T = c->t;
+    return 8 * T * c->hq * c->d + 4 * (double) c->hkv * keys_per_seq * c->k * 2 * c->d + 2 * (double) c->hq + 8 * T;
+}
+static double varlen_flops(const struct tc_case* c) {
+    const double keys = c->window == TC_FULL ? (double) c->off : fmin((double) c->window, (double) c->off + 1);
+    return 4 * (double) c->t * keys * c->hq * c->d;
+}
+
+static void varlen_shape(const struct tc_case* c, char* buf, size_t size) {
+    char w[16] = "full";
+    if (c->window != TC_FULL) snprintf(w, sizeof w, "w=%u", c->window);
+    snprintf(buf, size, "T=%u S=%u N0<=%llu bs=%u H=%u/%u D=%u %s", c->t, c->k, (unsigned long long) c->off, c->r,
+             c->hq, c->hkv, c->d, w);
+}
+
+const struct tc_op tc_op_f32_sdpa_varlen = {
+    gptoss_kernel_f32_sdpa_varlen,
+    TC_CASES(varlen_cases),
+    .make = varlen_make,
+    .args = varlen_args,
+    .expect = varlen_expect,
+    .bytes = varlen_bytes,
+    .flops = varlen_flops,
+    .shape = varlen_shape,
 };
