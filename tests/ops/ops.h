@@ -144,9 +144,12 @@ struct tc_expect {
 struct tc_result {
     bool fail;
     char msg[512];
-    double max_err;   /* max |out - ref| over tolerance spans */
-    double max_ratio; /* max |out - ref| / tol */
-    double time_s;    /* one call (per draw for draw-based cases), including synchronize */
+    double max_err;    /* max |out - ref| over the elements compared with a tolerance */
+    double tol_at_max; /* the tolerance of the element where max_err is */
+    double max_ratio;  /* max |out - ref| / tol over them */
+    uint64_t n_tol;    /* elements compared with a tolerance (tc_note_error) */
+    uint64_t n_exact;  /* elements compared bit for bit */
+    double time_s;     /* one call (per draw for draw-based cases), including synchronize */
 };
 
 /* ------------------------------------------------------------------------------------
@@ -220,6 +223,9 @@ void tc_expect_free(struct tc_expect* ex);
 void tc_check(struct tc_problem* p, const struct tc_expect* ex, void* const outs[], struct tc_result* res);
 
 void tc_failf(struct tc_result* res, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Records one element compared with a tolerance: |out - ref| = err, allowed tol (the
+ * max_err, tol_at_max, max_ratio and n_tol of res). */
+void tc_note_error(struct tc_result* res, double err, double tol);
 
 double tc_bytes(const struct tc_op* op, const struct tc_case* c);
 double tc_flops(const struct tc_op* op, const struct tc_case* c);
