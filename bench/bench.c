@@ -33,6 +33,7 @@
 
 #include "ops/ops.h"
 #include "readbw.h"
+#include "util.h"
 
 #define L3_BYTES (32.0 * 1024 * 1024)
 #define ROTATE_BYTES (4.0 * L3_BYTES)          /* bytes touched across the copies */
@@ -126,16 +127,16 @@ static bool bench_case(gptoss_backend_t be, bool cuda, const struct tc_op* op, c
             if (cuda) {
                 /* a batch of calls between two synchronizations */
                 const uint32_t batch = copies < 20 ? 20 : copies;
-                const double t0 = tc_now_s();
+                const double t0 = gptoss_now_s();
                 for (uint32_t j = 0; j < batch; j++) {
                     tc_launch(be, &p, &dev[(size_t) (next++ % copies) * TC_MAX_BUFFERS]);
                 }
                 gptoss_backend_synchronize(be);
-                t[r] = (tc_now_s() - t0) / batch;
+                t[r] = (gptoss_now_s() - t0) / batch;
             } else {
-                const double t0 = tc_now_s();
+                const double t0 = gptoss_now_s();
                 tc_launch(be, &p, &dev[(size_t) (next++ % copies) * TC_MAX_BUFFERS]);
-                t[r] = tc_now_s() - t0;
+                t[r] = gptoss_now_s() - t0;
             }
         }
         out->time_s = median(t, runs);
@@ -221,10 +222,10 @@ int main(int argc, char** argv) {
             gptoss_backend_synchronize(be);
             double best = 0;
             for (int p = 0; p < 5; p++) {
-                const double t0 = tc_now_s();
+                const double t0 = gptoss_now_s();
                 gptoss_backend_copy(be, b, a, bytes, gptoss_copy_backend_to_backend);
                 gptoss_backend_synchronize(be);
-                const double gbs = 2.0 * (double) bytes / (tc_now_s() - t0) * 1e-9;
+                const double gbs = 2.0 * (double) bytes / (gptoss_now_s() - t0) * 1e-9;
                 if (gbs > best) best = gbs;
             }
             bw = best;

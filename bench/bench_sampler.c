@@ -26,26 +26,18 @@
 #include <time.h>
 
 #include "engine_internal.h"
+#include "util.h"
 
 #define VOCAB 201088u
 
 static uint64_t rng_state;
-static uint64_t rng_next(void) {
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
+static uint64_t rng_next(void) { return gptoss_splitmix64(&rng_state); }
 static double rng_uniform(void) { return ((double) (rng_next() >> 11) + 0.5) * 0x1.0p-53; }
 static double rng_normal(void) {
     return sqrt(-2.0 * log(rng_uniform())) * cos(6.283185307179586 * rng_uniform());
 }
 
-static double now_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return 1e6 * (double) ts.tv_sec + 1e-3 * (double) ts.tv_nsec;
-}
+static double now_us(void) { return 1e6 * gptoss_now_s(); }
 
 static int cmp_double(const void* a, const void* b) {
     const double x = *(const double*) a, y = *(const double*) b;

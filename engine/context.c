@@ -11,24 +11,29 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+
+#include <gptoss/error.h>
 
 #include "engine_internal.h"
-#include "internal/error.h"
 #include "model.h"
+#include "plan.h"
+#include "util.h"
 
 /* The MoE of a group of rows goes through the prefill (expert-grouped) kernels from this
- * many rows on; fewer rows use the decode kernels. Overridable with $GPTOSS_MOE_DENSE_ROWS.
- * CPU: the decode kernels group the pairs by expert themselves and were faster up to 128
- * rows on a 20b-shaped model (2 threads, AVX2: pp128 4.3-10.4 vs 2.8-5.4 tok/s), slower at
- * 256 (4.2 vs 5.9). CUDA: not measured yet. */
+ * many rows on; fewer rows use the decode kernels (params.moe_dense_min_rows overrides it).
+ * CPU: the decode kernels group the pairs by expert themselves, which pays up to a few
+ * hundred rows (docs/RESULTS.md); CUDA: the tensor-core GEMMs pay from a few rows per
+ * expert. */
 #define GPTOSS_MOE_DENSE_MIN_ROWS_CPU 256u
 /* Default prefill chunk (max_batch_tokens 0). GPU: 512 tokens give the MoE GEMMs ~64 rows
- * per expert on gpt-oss-20b (4 of 32 experts); 128-token chunks gave ~16 and ran the
- * tensor-core tiles a quarter full. CPU: the GEMMs are at their rate from 128 tokens on. */
+ * per expert on gpt-oss-20b (4 of 32 experts), filling the tensor-core tiles that 128-token
+ * chunks (~16 rows) run a quarter full. CPU: the GEMMs reach their rate from 128 tokens on. */
 #define GPTOSS_DEFAULT_BATCH_CPU 128u
 #define GPTOSS_DEFAULT_BATCH_GPU 512u
 #define GPTOSS_MOE_DENSE_MIN_ROWS_CUDA 16u
+/* Plans a context keeps: the decode step, the full prefill chunk with and without logits,
+ * and one more (a last, shorter chunk). */
+#define GPTOSS_CONTEXT_PLANS 4
 
 struct gptoss_context {
     atomic_uint_least64_t ref_count;
@@ -40,41 +45,26 @@ struct gptoss_context {
     size_t num_tokens;
     size_t num_kv_tokens;
     size_t logits_pos;        /* position whose logits are in `logits`, or SIZE_MAX */
-    uint32_t moe_dense_min_rows;
-    /* the fused kernels (bit-identical to the calls they replace): the MoE gate
-     * (gptoss_f32_bf16w_rmsnorm_matmul_topk) and, on the decode path, the MoE accumulate with
-     * the RMSNorm after it (gptoss_f32_accumulate_bf16w_rmsnorm); $GPTOSS_FUSED_OPS=0: off */
-    int fused_ops;
 
     uint32_t* tokens;         /* host [max_tokens] */
     struct gptoss_sampler_scratch scratch; /* host */
     float* host_logits;       /* host [V] */
 
-    /* backend buffers */
-    float* kv;                /* [L][Hkv][max_tokens][2][D] */
-    uint32_t* batch_tokens;   /* [B] */
-    float* residual;          /* [B][H] */
-    float* norm;              /* [B][H] */
-    float* qkv;               /* [B][QKV] */
-    float* attn;              /* [B][Hq*D] */
-    float* gate;              /* [B][E] */
-    uint32_t* expert_ids;     /* [B][k] */
-    float* expert_scores;     /* [B][k] */
-    uint32_t* expert_offsets; /* [E+1] */
-    uint32_t* intra;          /* [B][k] */
-    float* moe_input;         /* [B*k][H] (prefill scatter output) */
-    float* swiglu;            /* [B*k][I] */
-    float* moe_output;        /* [B*k][H] */
-    float* logits;            /* [V] */
-    uint32_t* argmax;         /* [1] */
+    struct gptoss_forward_buffers buf; /* backend buffers of the forward pass */
     float* prob;              /* [V] */
     float* prob_sum;          /* [1] */
     uint32_t* sampled;        /* [1] */
 
-    struct gptoss_profile* prof; /* NULL unless $GPTOSS_PROFILE (engine_internal.h) */
+    struct gptoss_profile* prof; /* NULL unless params.profile */
+
+    /* forward plans by shape (n, o), the least recently used one rebuilt for a new shape */
+    struct gptoss_plan_setup setup;
+    struct gptoss_plan plans[GPTOSS_CONTEXT_PLANS];
+    uint64_t plan_used[GPTOSS_CONTEXT_PLANS];
+    uint64_t plan_clock;
 
     /* CUDA decode steps as recorded graphs (see decode_step_graph); NULL when the backend
-     * cannot record, with $GPTOSS_CUDA_GRAPHS=0, or while profiling */
+     * cannot record, without params.graphs, or while profiling */
     gptoss_graph_t graphs[2]; /* slot = position % 2 */
     size_t graph_pos[2];      /* position recorded in each slot, or SIZE_MAX */
 };
@@ -92,131 +82,39 @@ static enum gptoss_status fail_with_context(enum gptoss_status st, const char* w
         if (st_ != gptoss_status_success) return fail_with_context(st_, what); \
     } while (0)
 
-/* ---- profile ($GPTOSS_PROFILE, engine_internal.h) ------------------------------------ */
+/* ---- profile (params.profile, engine.h; the table: engine/plan.c) ------------------- */
 
-#define PROF_MAX_ENTRIES 48
-enum { PROF_PREFILL = 0, PROF_DECODE = 1 };
-static const char* const prof_phase_name[2] = {"prefill", "decode"};
-
-struct prof_entry {
-    const char* name;
-    uint64_t calls[2];
-    uint64_t ns[2];
-};
-
-struct gptoss_profile {
-    int phase;            /* of the last forward batch */
-    uint64_t t0;          /* start of the call being timed */
-    uint64_t phase_ns[2]; /* wall time of the forward batches and samplings */
-    uint64_t tokens[2];   /* rows of the forward batches */
-    uint64_t batches[2];
-    uint32_t num_entries;
-    struct prof_entry entries[PROF_MAX_ENTRIES];
-};
-
-static uint64_t prof_now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t) ts.tv_sec * UINT64_C(1000000000) + (uint64_t) ts.tv_nsec;
-}
-
-/* Before a profiled call: let earlier work finish, start the clock. */
-static void prof_begin(struct gptoss_context* c) {
-    (void) gptoss_backend_synchronize(c->backend); /* earlier calls were synchronised: nothing pending */
-    c->prof->t0 = prof_now_ns();
-}
-
-/* Adds the time since prof_begin to `name` in the current phase. */
-static void prof_record(struct gptoss_context* c, const char* name) {
-    struct gptoss_profile* p = c->prof;
-    const uint64_t dt = prof_now_ns() - p->t0;
-    struct prof_entry* e = NULL;
-    for (uint32_t i = 0; i < p->num_entries; i++) {
-        if (p->entries[i].name == name || strcmp(p->entries[i].name, name) == 0) {
-            e = &p->entries[i];
-            break;
-        }
-    }
-    if (e == NULL) {
-        if (p->num_entries == PROF_MAX_ENTRIES) return;
-        e = &p->entries[p->num_entries++];
-        e->name = name;
-    }
-    e->calls[p->phase] += 1;
-    e->ns[p->phase] += dt;
-}
-
-/* After a profiled call that returned st: wait for it (an asynchronous error of the call is
- * reported here, so by the call that caused it), stop the clock. A failed call keeps its
- * message (synchronize would clear it) and is not counted. */
-static enum gptoss_status prof_end(struct gptoss_context* c, const char* name, enum gptoss_status st) {
-    if (st != gptoss_status_success) return st;
-    st = gptoss_backend_synchronize(c->backend);
-    prof_record(c, name);
-    return st;
-}
-
-/* PROFILED(c, "kernel", gptoss_kernel(...)): the call's status; timed when profiling. */
-#define PROFILED(c, name, call)                                                                  \
-    (__builtin_expect((c)->prof == NULL, 1) ? (call)                                              \
-                                            : (prof_begin(c), prof_end((c), (name), (call))))
+/* PROFILED(c, entry, call): the call's status; timed under `entry` when profiling. */
+#define PROFILED(c, entry, call)                                                                 \
+    (__builtin_expect((c)->prof == NULL, 1)                                                      \
+         ? (call)                                                                                \
+         : (gptoss_profile_begin((c)->prof, (c)->backend),                                      \
+            gptoss_profile_end((c)->prof, (c)->backend, (entry), (call))))
 /* KCALL of a profiled call. */
-#define KCALL_PROF(c, what, name, call) KCALL(what, PROFILED(c, name, call))
+#define KCALL_PROF(c, what, entry, call) KCALL(what, PROFILED(c, entry, call))
 
 /* Phase time: t = prof_start(c) ... prof_phase_add(c, t) around forward batches and samplings. */
 static inline uint64_t prof_start(const struct gptoss_context* c) {
-    return __builtin_expect(c->prof == NULL, 1) ? 0 : prof_now_ns();
+    return __builtin_expect(c->prof == NULL, 1) ? 0 : gptoss_now_ns();
 }
 static inline void prof_phase_add(struct gptoss_context* c, uint64_t t0) {
     if (__builtin_expect(c->prof == NULL, 1)) return;
-    c->prof->phase_ns[c->prof->phase] += prof_now_ns() - t0;
+    c->prof->phase_ns[c->prof->phase] += gptoss_now_ns() - t0;
 }
 
-void gptoss_context_reset_profile(gptoss_context_t c) {
-    if (c == NULL || c->prof == NULL) return;
-    memset(c->prof, 0, sizeof(*c->prof));
+enum gptoss_status gptoss_context_reset_profile(gptoss_context_t c) {
+    gptoss_clear_error();
+    if (c == NULL) return gptoss_fail(gptoss_status_invalid_argument, "context is NULL");
+    if (c->prof != NULL) memset(c->prof, 0, sizeof(*c->prof));
+    return gptoss_status_success;
 }
 
-/* One row: ms per token over the phase's forward rows, % of the phase's wall time. */
-static void prof_row(FILE* f, int ph, const char* name, const char* calls, uint64_t ns, uint64_t tokens,
-                     uint64_t phase_ns) {
-    const double ms = (double) ns * 1e-6;
-    char per_token[32] = "-";
-    if (tokens > 0) snprintf(per_token, sizeof(per_token), "%.4f", ms / (double) tokens);
-    fprintf(f, "%-7s  %-34s %7s %11.3f %10s %7.1f\n", prof_phase_name[ph], name, calls, ms, per_token,
-            phase_ns > 0 ? 100.0 * (double) ns / (double) phase_ns : 0.0);
-}
-
-void gptoss_context_print_profile(gptoss_context_t c, FILE* f) {
-    if (c == NULL || c->prof == NULL || f == NULL) return;
-    const struct gptoss_profile* p = c->prof;
-    fprintf(f, "profile ($GPTOSS_PROFILE): host wall time, backend synchronised around every call\n");
-    fprintf(f, "%-7s  %-34s %7s %11s %10s %7s\n", "phase", "kernel", "calls", "total ms", "ms/token", "% phase");
-    for (int ph = 0; ph < 2; ph++) {
-        if (p->batches[ph] == 0 && p->phase_ns[ph] == 0) continue;
-        const struct prof_entry* order[PROF_MAX_ENTRIES];
-        uint32_t n = 0;
-        uint64_t kernel_ns = 0;
-        for (uint32_t i = 0; i < p->num_entries; i++) {
-            const struct prof_entry* e = &p->entries[i];
-            if (e->calls[ph] == 0) continue;
-            kernel_ns += e->ns[ph];
-            uint32_t j = n++; /* insertion sort, most time first */
-            for (; j > 0 && order[j - 1]->ns[ph] < e->ns[ph]; j--) order[j] = order[j - 1];
-            order[j] = e;
-        }
-        char text[64];
-        for (uint32_t i = 0; i < n; i++) {
-            snprintf(text, sizeof(text), "%llu", (unsigned long long) order[i]->calls[ph]);
-            prof_row(f, ph, order[i]->name, text, order[i]->ns[ph], p->tokens[ph], p->phase_ns[ph]);
-        }
-        /* host work outside the timed calls (below 0 only by clock granularity) */
-        const uint64_t other = p->phase_ns[ph] > kernel_ns ? p->phase_ns[ph] - kernel_ns : 0;
-        prof_row(f, ph, "other (host)", "-", other, p->tokens[ph], p->phase_ns[ph]);
-        snprintf(text, sizeof(text), "total (%llu tokens, %llu batches)", (unsigned long long) p->tokens[ph],
-                 (unsigned long long) p->batches[ph]);
-        prof_row(f, ph, text, "-", p->phase_ns[ph], p->tokens[ph], p->phase_ns[ph]);
-    }
+enum gptoss_status gptoss_context_print_profile(gptoss_context_t c, FILE* f) {
+    gptoss_clear_error();
+    if (c == NULL) return gptoss_fail(gptoss_status_invalid_argument, "context is NULL");
+    if (f == NULL) return gptoss_fail(gptoss_status_invalid_argument, "f is NULL");
+    if (c->prof != NULL) gptoss_profile_print(c->prof, f);
+    return gptoss_status_success;
 }
 
 /* ---- creation ------------------------------------------------------------------------ */
@@ -227,10 +125,10 @@ static void context_free(struct gptoss_context* c) {
     if (c == NULL) return;
     gptoss_error_keep_begin();
     gptoss_backend_t b = c->backend;
-    void* bufs[] = {c->kv,         c->batch_tokens, c->residual,   c->norm,    c->qkv,     c->attn,
-                    c->gate,       c->expert_ids,   c->expert_scores, c->expert_offsets, c->intra,
-                    c->moe_input,  c->swiglu,       c->moe_output, c->logits,  c->argmax,  c->prob,
-                    c->prob_sum,   c->sampled};
+    const struct gptoss_forward_buffers* f = &c->buf;
+    void* bufs[] = {f->kv,         f->batch_tokens, f->residual,   f->norm,   f->qkv,  f->attn,  f->gate,
+                    f->expert_ids, f->expert_scores, f->expert_offsets, f->intra, f->moe_input, f->swiglu,
+                    f->moe_output, f->logits,       f->argmax,     c->prob,   c->prob_sum, c->sampled};
     if (b != NULL) {
         for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) {
             if (bufs[i] != NULL) gptoss_backend_free(b, bufs[i]);
@@ -240,6 +138,7 @@ static void context_free(struct gptoss_context* c) {
     free(c->host_logits);
     gptoss_sampler_scratch_free(&c->scratch);
     free(c->prof);
+    for (int i = 0; i < GPTOSS_CONTEXT_PLANS; i++) free(c->plans[i].calls);
     for (int i = 0; i < 2; i++) gptoss_graph_release(c->graphs[i]);
     if (c->model != NULL) gptoss_model_release(c->model);
     free(c);
@@ -265,106 +164,147 @@ static enum gptoss_status alloc_buffer(struct gptoss_context* c, void** ptr, siz
     return gptoss_status_success;
 }
 
+void gptoss_context_params_init(struct gptoss_context_params* params) {
+    if (params == NULL) return;
+    memset(params, 0, sizeof(*params));
+    params->fused_ops = 1;
+    params->graphs = 1;
+}
+
 enum gptoss_status gptoss_context_create(gptoss_model_t model, size_t context_length, size_t max_batch_tokens,
                                          gptoss_context_t* context_out) {
+    struct gptoss_context_params params;
+    gptoss_context_params_init(&params);
+    params.context_length = context_length;
+    params.max_batch_tokens = max_batch_tokens;
+    return gptoss_context_create_with_params(model, &params, context_out);
+}
+
+/* Checks params (NULL = the defaults) against the model and fills in its defaults. */
+static enum gptoss_status resolve_params(const struct gptoss_model* model, const struct gptoss_context_params* params,
+                                         struct gptoss_context_params* p) {
+    if (params != NULL) *p = *params;
+    else gptoss_context_params_init(p);
+    if (p->fused_ops != 0 && p->fused_ops != 1) {
+        return gptoss_fail(gptoss_status_invalid_argument, "fused_ops %d is not 0 or 1", p->fused_ops);
+    }
+    if (p->graphs != 0 && p->graphs != 1) {
+        return gptoss_fail(gptoss_status_invalid_argument, "graphs %d is not 0 or 1", p->graphs);
+    }
+    if (p->profile != 0 && p->profile != 1) {
+        return gptoss_fail(gptoss_status_invalid_argument, "profile %d is not 0 or 1", p->profile);
+    }
+    if (p->backend == NULL) p->backend = model->backend;
+    const int cpu = gptoss_backend_get_kind(p->backend) == gptoss_backend_kind_cpu;
+    if (p->backend != model->backend && (!cpu || gptoss_backend_get_kind(model->backend) != gptoss_backend_kind_cpu)) {
+        return gptoss_fail(gptoss_status_invalid_argument, "backend %s cannot run a model on backend %s (only CPU "
+                           "backends share memory)", gptoss_backend_get_name(p->backend),
+                           gptoss_backend_get_name(model->backend));
+    }
+    const size_t model_max = model->config.context_length;
+    if (p->context_length == 0) p->context_length = model_max;
+    if (p->context_length > model_max) {
+        return gptoss_fail(gptoss_status_invalid_argument, "context_length %zu exceeds the model's maximum %zu",
+                           p->context_length, model_max);
+    }
+    if (p->context_length > UINT32_MAX) {
+        return gptoss_fail(gptoss_status_unsupported_argument, "context_length %zu exceeds 2^32-1", p->context_length);
+    }
+    if (p->max_batch_tokens == 0) p->max_batch_tokens = cpu ? GPTOSS_DEFAULT_BATCH_CPU : GPTOSS_DEFAULT_BATCH_GPU;
+    if (p->max_batch_tokens > p->context_length) p->max_batch_tokens = p->context_length;
+    if (p->max_batch_tokens > 65536) {
+        return gptoss_fail(gptoss_status_invalid_argument, "max_batch_tokens %zu exceeds 65536", p->max_batch_tokens);
+    }
+    if (p->moe_dense_min_rows == 0) p->moe_dense_min_rows = cpu ? GPTOSS_MOE_DENSE_MIN_ROWS_CPU : GPTOSS_MOE_DENSE_MIN_ROWS_CUDA;
+    return gptoss_status_success;
+}
+
+/* The host buffers: tokens, logits, the sampler's scratch, the plans, the profile. */
+static enum gptoss_status alloc_host(struct gptoss_context* c, int profile) {
+    const uint32_t V = c->model->vocabulary_size;
+    c->tokens = calloc(c->max_tokens, sizeof(uint32_t));
+    c->host_logits = malloc((size_t) V * sizeof(float));
+    int failed = gptoss_sampler_scratch_init(&c->scratch, V) != 0;
+    for (int i = 0; i < GPTOSS_CONTEXT_PLANS; i++) {
+        c->plans[i].capacity = gptoss_plan_max_calls(c->model->config.num_blocks);
+        c->plans[i].calls = calloc(c->plans[i].capacity, sizeof(struct gptoss_plan_call));
+        failed |= c->plans[i].calls == NULL;
+    }
+    if (c->tokens == NULL || c->host_logits == NULL || failed ||
+        (profile && (c->prof = calloc(1, sizeof(*c->prof))) == NULL)) {
+        return gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate the context's host buffers (%zu tokens)",
+                           c->max_tokens);
+    }
+    return gptoss_status_success;
+}
+
+/* The backend buffers: the KV cache, the forward pass's, the device sampler's. */
+static enum gptoss_status alloc_backend(struct gptoss_context* c) {
+    const struct gptoss_model_config* cfg = &c->model->config;
+    const size_t B = c->max_batch, H = cfg->embedding_dim, D = cfg->head_dim, Hq = cfg->num_heads,
+                 Hkv = cfg->num_kv_heads, E = cfg->num_experts, K = cfg->num_active_experts, I = cfg->mlp_dim,
+                 L = cfg->num_blocks, V = c->model->vocabulary_size;
+    const size_t QKV = D * (Hq + 2 * Hkv);
+    size_t kv_count;
+    if (mul_ovf(L * Hkv, c->max_tokens, &kv_count) || mul_ovf(kv_count, 2 * D, &kv_count)) {
+        return gptoss_fail(gptoss_status_insufficient_memory, "KV cache size overflows");
+    }
+    struct gptoss_forward_buffers* f = &c->buf;
+    enum gptoss_status st;
+#define ALLOC(owner, field, count, type)                                                                 \
+    do {                                                                                                 \
+        void* p_ = NULL;                                                                                 \
+        if ((st = alloc_buffer(c, &p_, (count), sizeof(type), #field)) != gptoss_status_success) return st; \
+        (owner)->field = p_;                                                                             \
+    } while (0)
+    ALLOC(f, kv, kv_count, float);
+    ALLOC(f, batch_tokens, B, uint32_t);
+    ALLOC(f, residual, B * H, float);
+    ALLOC(f, norm, B * H, float);
+    ALLOC(f, qkv, B * QKV, float);
+    ALLOC(f, attn, B * Hq * D, float);
+    ALLOC(f, gate, B * E, float);
+    ALLOC(f, expert_ids, B * K, uint32_t);
+    ALLOC(f, expert_scores, B * K, float);
+    ALLOC(f, expert_offsets, E + 1, uint32_t);
+    ALLOC(f, intra, B * K, uint32_t);
+    ALLOC(f, moe_input, B * K * H, float);
+    ALLOC(f, swiglu, B * K * I, float);
+    ALLOC(f, moe_output, B * K * H, float);
+    ALLOC(f, logits, V, float);
+    ALLOC(f, argmax, 1, uint32_t);
+    ALLOC(c, prob, V, float);
+    ALLOC(c, prob_sum, 1, float);
+    ALLOC(c, sampled, 1, uint32_t);
+#undef ALLOC
+    return gptoss_status_success;
+}
+
+enum gptoss_status gptoss_context_create_with_params(gptoss_model_t model, const struct gptoss_context_params* params,
+                                                     gptoss_context_t* context_out) {
     gptoss_clear_error();
     if (model == NULL) return gptoss_fail(gptoss_status_invalid_argument, "model is NULL");
     if (context_out == NULL) return gptoss_fail(gptoss_status_invalid_argument, "context_out is NULL");
-    const struct gptoss_model_config* cfg = &model->config;
-    const size_t model_max = cfg->context_length;
-    if (context_length == 0) context_length = model_max;
-    if (context_length > model_max) {
-        return gptoss_fail(gptoss_status_invalid_argument, "context_length %zu exceeds the model's maximum %zu",
-                           context_length, model_max);
-    }
-    if (context_length > UINT32_MAX) {
-        return gptoss_fail(gptoss_status_unsupported_argument, "context_length %zu exceeds 2^32-1", context_length);
-    }
-    if (max_batch_tokens == 0) {
-        max_batch_tokens = gptoss_backend_get_kind(model->backend) == gptoss_backend_kind_cpu
-                               ? GPTOSS_DEFAULT_BATCH_CPU
-                               : GPTOSS_DEFAULT_BATCH_GPU;
-    }
-    if (max_batch_tokens > context_length) max_batch_tokens = context_length;
-    if (max_batch_tokens > 65536) {
-        return gptoss_fail(gptoss_status_invalid_argument, "max_batch_tokens %zu exceeds 65536", max_batch_tokens);
-    }
+    struct gptoss_context_params p;
+    enum gptoss_status st = resolve_params(model, params, &p);
+    if (st != gptoss_status_success) return st;
 
     struct gptoss_context* c = calloc(1, sizeof(*c));
     if (c == NULL) return gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate the context");
     atomic_init(&c->ref_count, 1);
     gptoss_model_retain(model);
     c->model = model;
-    c->backend = model->backend;
-    c->max_tokens = context_length;
-    c->max_batch = (uint32_t) max_batch_tokens;
+    c->backend = p.backend;
+    c->max_tokens = p.context_length;
+    c->max_batch = (uint32_t) p.max_batch_tokens;
     c->logits_pos = SIZE_MAX;
-    c->moe_dense_min_rows = gptoss_backend_get_kind(c->backend) == gptoss_backend_kind_cpu
-                                ? GPTOSS_MOE_DENSE_MIN_ROWS_CPU
-                                : GPTOSS_MOE_DENSE_MIN_ROWS_CUDA;
-    const char* fused_env = getenv("GPTOSS_FUSED_OPS");
-    c->fused_ops = !(fused_env != NULL && strcmp(fused_env, "0") == 0);
-    const char* env = getenv("GPTOSS_MOE_DENSE_ROWS");
-    if (env != NULL && *env != '\0') {
-        char* end;
-        unsigned long v = strtoul(env, &end, 10);
-        if (*end == '\0' && v >= 1 && v <= UINT32_MAX) c->moe_dense_min_rows = (uint32_t) v;
+    if ((st = alloc_host(c, p.profile)) != gptoss_status_success || (st = alloc_backend(c)) != gptoss_status_success) {
+        context_free(c);
+        return st;
     }
-    const char* prof_env = getenv("GPTOSS_PROFILE");
-    const int profile = prof_env != NULL && prof_env[0] != '\0' && strcmp(prof_env, "0") != 0;
-
-    const size_t B = max_batch_tokens, H = cfg->embedding_dim, D = cfg->head_dim, Hq = cfg->num_heads,
-                 Hkv = cfg->num_kv_heads, E = cfg->num_experts, K = cfg->num_active_experts, I = cfg->mlp_dim,
-                 L = cfg->num_blocks, V = model->vocabulary_size;
-    const size_t QKV = D * (Hq + 2 * Hkv);
-    enum gptoss_status st;
-
-    c->tokens = calloc(context_length, sizeof(uint32_t));
-    c->host_logits = malloc(V * sizeof(float));
-    const int scratch_failed = gptoss_sampler_scratch_init(&c->scratch, (uint32_t) V) != 0;
-    if (c->tokens == NULL || c->host_logits == NULL || scratch_failed ||
-        (profile && (c->prof = calloc(1, sizeof(*c->prof))) == NULL)) {
-        st = gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate the context's host buffers (%zu tokens)",
-                         context_length);
-        goto fail;
-    }
-
-    size_t kv_count;
-    if (mul_ovf(L * Hkv, context_length, &kv_count) || mul_ovf(kv_count, 2 * D, &kv_count)) {
-        st = gptoss_fail(gptoss_status_insufficient_memory, "KV cache size overflows");
-        goto fail;
-    }
-#define ALLOC(field, count, type)                                                                      \
-    do {                                                                                               \
-        void* p_ = NULL;                                                                               \
-        st = alloc_buffer(c, &p_, (count), sizeof(type), #field);                                      \
-        if (st != gptoss_status_success) goto fail;                                                    \
-        c->field = p_;                                                                                 \
-    } while (0)
-    ALLOC(kv, kv_count, float);
-    ALLOC(batch_tokens, B, uint32_t);
-    ALLOC(residual, B * H, float);
-    ALLOC(norm, B * H, float);
-    ALLOC(qkv, B * QKV, float);
-    ALLOC(attn, B * Hq * D, float);
-    ALLOC(gate, B * E, float);
-    ALLOC(expert_ids, B * K, uint32_t);
-    ALLOC(expert_scores, B * K, float);
-    ALLOC(expert_offsets, E + 1, uint32_t);
-    ALLOC(intra, B * K, uint32_t);
-    ALLOC(moe_input, B * K * H, float);
-    ALLOC(swiglu, B * K * I, float);
-    ALLOC(moe_output, B * K * H, float);
-    ALLOC(logits, V, float);
-    ALLOC(argmax, 1, uint32_t);
-    ALLOC(prob, V, float);
-    ALLOC(prob_sum, 1, float);
-    ALLOC(sampled, 1, uint32_t);
-#undef ALLOC
+    c->setup = (struct gptoss_plan_setup){model, &c->buf, c->max_tokens, p.moe_dense_min_rows, p.fused_ops};
     c->graph_pos[0] = c->graph_pos[1] = SIZE_MAX;
-    const char* graph_env = getenv("GPTOSS_CUDA_GRAPHS");
-    const int graphs_off = graph_env != NULL && strcmp(graph_env, "0") == 0;
-    if (!graphs_off && c->prof == NULL) {
+    if (p.graphs && c->prof == NULL) {
         for (int i = 0; i < 2; i++) {
             if (gptoss_graph_create(c->backend, &c->graphs[i]) != gptoss_status_success) {
                 for (int j = 0; j < i; j++) gptoss_graph_release(c->graphs[j]);
@@ -376,191 +316,49 @@ enum gptoss_status gptoss_context_create(gptoss_model_t model, size_t context_le
     }
     *context_out = c;
     return gptoss_status_success;
-fail:
-    context_free(c);
-    return st;
 }
 
-/* ---- forward pass ------------------------------------------------------------------- */
+/* ---- forward pass ----------------------------------------------------------------- */
 
-#define WPTR(type, off) ((const type*) (m->weights + (off)))
-
-/* The kernels of one batch: tokens [s, s+n) (n <= B), whose ids are already in
- * c->batch_tokens; o in {0, 1} rows of logits (the last token). */
-static enum gptoss_status forward_kernels(struct gptoss_context* c, size_t s, uint32_t n, uint32_t o) {
-    const struct gptoss_model* m = c->model;
-    const struct gptoss_model_config* cfg = &m->config;
-    gptoss_backend_t b = c->backend;
-    const uint32_t H = cfg->embedding_dim, D = cfg->head_dim, Hq = cfg->num_heads, Hkv = cfg->num_kv_heads,
-                   E = cfg->num_experts, K = cfg->num_active_experts, I = cfg->mlp_dim, L = cfg->num_blocks,
-                   V = m->vocabulary_size;
-    const size_t QKV = (size_t) D * (Hq + 2 * Hkv);
-    const size_t T = c->max_tokens;
-    const size_t kv_layer = (size_t) Hkv * T * 2 * D;
-    char what[96];
-    if (c->prof != NULL) {
-        c->prof->phase = n > 1 ? PROF_PREFILL : PROF_DECODE;
-        c->prof->tokens[c->prof->phase] += n;
-        c->prof->batches[c->prof->phase] += 1;
+/* The plan of n tokens with o rows of logits at position s: a kept one, or one built now
+ * in place of the least recently used. */
+static struct gptoss_plan* plan_for(struct gptoss_context* c, uint32_t n, uint32_t o, size_t s) {
+    int slot = 0;
+    for (int i = 0; i < GPTOSS_CONTEXT_PLANS; i++) {
+        if (c->plans[i].n == n && c->plans[i].o == o) {
+            slot = i;
+            goto found;
+        }
+        if (c->plan_used[i] < c->plan_used[slot]) slot = i;
     }
-
-    KCALL_PROF(c, "embeddings", "bf16_f32_embeddings",
-               gptoss_bf16_f32_embeddings(b, c->batch_tokens, WPTR(gptoss_bf16, m->embedding), c->residual, n, H, V));
-    /* c->norm already holds this layer's attention RMSNorm / the final one: the previous
-     * MoE accumulate computed it (fused_ops) */
-    int norm_ready = 0, final_ready = 0;
-    for (uint32_t l = 0; l < L; l++) {
-        const struct gptoss_layer_offsets* lw = &m->layers[l];
-        float* kv = c->kv + (size_t) l * kv_layer;
-        if (!norm_ready) {
-            snprintf(what, sizeof(what), "layer %u attention rmsnorm", l);
-            KCALL_PROF(c, what, "f32_bf16w_rmsnorm",
-                       gptoss_f32_bf16w_rmsnorm(b, c->residual, WPTR(gptoss_bf16, lw->attn_norm), c->norm, n, H,
-                                                cfg->rmsnorm_epsilon));
-        }
-        norm_ready = 0;
-        snprintf(what, sizeof(what), "layer %u qkv", l);
-        KCALL_PROF(c, what, "f32_bf16w_matmul_qkv",
-                   gptoss_f32_bf16w_matmul_qkv(b, c->norm, WPTR(gptoss_bf16, lw->qkv_weight),
-                                               WPTR(gptoss_bf16, lw->qkv_bias), c->qkv, kv, n, H, Hq, Hkv, D,
-                                               (uint32_t) s, (uint32_t) T, cfg->rope_theta, cfg->interpolation_scale,
-                                               cfg->yarn_offset, cfg->yarn_scale, cfg->yarn_multiplier));
-        /* rows that continue: in the last layer only those that produce logits */
-        const uint32_t R = (l + 1 == L) ? o : n;
-        if (R == 0) continue;
-        const uint32_t r0 = n - R;
-        float* residual = c->residual + (size_t) r0 * H;
-        const uint32_t window = (l % 2 == 0) ? cfg->attention_window : UINT32_MAX;
-        snprintf(what, sizeof(what), "layer %u sdpa", l);
-        KCALL_PROF(c, what, "f32_sdpa",
-                   gptoss_f32_sdpa(b, c->qkv + (size_t) r0 * QKV, kv, WPTR(gptoss_bf16, lw->sinks), c->attn, window,
-                                   (uint64_t) 2 * T * D, R, (uint32_t) (s + r0), Hq, Hkv, D, 1.0f));
-        snprintf(what, sizeof(what), "layer %u attention output", l);
-        KCALL_PROF(c, what, "f32_bf16w_matmul_add",
-                   gptoss_f32_bf16w_matmul_add(b, c->attn, WPTR(gptoss_bf16, lw->out_weight),
-                                               WPTR(gptoss_bf16, lw->out_bias), residual, R, Hq * D, H));
-        if (c->fused_ops) {
-            snprintf(what, sizeof(what), "layer %u mlp rmsnorm + router + topk", l);
-            KCALL_PROF(c, what, "f32_bf16w_rmsnorm_matmul_topk",
-                       gptoss_f32_bf16w_rmsnorm_matmul_topk(b, residual, WPTR(gptoss_bf16, lw->mlp_norm), c->norm,
-                                                            WPTR(gptoss_bf16, lw->gate_weight),
-                                                            WPTR(gptoss_bf16, lw->gate_bias), c->gate, c->expert_ids,
-                                                            c->expert_scores, R, H, E, K, cfg->rmsnorm_epsilon));
-        } else {
-            snprintf(what, sizeof(what), "layer %u mlp rmsnorm", l);
-            KCALL_PROF(c, what, "f32_bf16w_rmsnorm",
-                       gptoss_f32_bf16w_rmsnorm(b, residual, WPTR(gptoss_bf16, lw->mlp_norm), c->norm, R, H,
-                                                cfg->rmsnorm_epsilon));
-            snprintf(what, sizeof(what), "layer %u router", l);
-            KCALL_PROF(c, what, "f32_bf16w_matmul",
-                       gptoss_f32_bf16w_matmul(b, c->norm, WPTR(gptoss_bf16, lw->gate_weight),
-                                               WPTR(gptoss_bf16, lw->gate_bias), c->gate, R, H, E));
-            snprintf(what, sizeof(what), "layer %u topk", l);
-            KCALL_PROF(c, what, "f32_topk", gptoss_f32_topk(b, c->gate, c->expert_ids, c->expert_scores, R, E, K));
-        }
-
-        const uint8_t* moe = m->weights + lw->moe;
-        const struct gptoss_expert_layout* x = &m->expert;
-        const size_t stride = x->per_expert;
-        if (R < c->moe_dense_min_rows) {
-            snprintf(what, sizeof(what), "layer %u moe swiglu", l);
-            KCALL_PROF(c, what, "f32_mf4w_moe_matmul_swiglu",
-                       gptoss_f32_mf4w_moe_matmul_swiglu(b, c->norm, c->expert_ids, moe + x->mlp1_blocks,
-                                                         moe + x->mlp1_scales,
-                                                         (const gptoss_bf16*) (moe + x->mlp1_bias), stride, c->swiglu,
-                                                         R, K, E, H, I, cfg->swiglu_limit));
-            snprintf(what, sizeof(what), "layer %u moe down", l);
-            KCALL_PROF(c, what, "f32_mf4w_moe_matmul",
-                       gptoss_f32_mf4w_moe_matmul(b, c->swiglu, c->expert_ids, moe + x->mlp2_blocks,
-                                                  moe + x->mlp2_scales, (const gptoss_bf16*) (moe + x->mlp2_bias),
-                                                  stride, c->moe_output, R, K, E, I, H));
-            if (c->fused_ops) {
-                /* and the next RMSNorm: layer l+1's attention norm over the same R = n rows,
-                 * or in the last layer the final norm over its R = o rows; either way into
-                 * c->norm rows 0..R-1, where the unfused call would write it */
-                const int last = l + 1 == L;
-                const size_t gain = last ? m->final_norm : m->layers[l + 1].attn_norm;
-                snprintf(what, sizeof(what), "layer %u moe accumulate + %s rmsnorm", l, last ? "final" : "next");
-                KCALL_PROF(c, what, "f32_accumulate_bf16w_rmsnorm",
-                           gptoss_f32_accumulate_bf16w_rmsnorm(b, c->moe_output, c->expert_scores, residual,
-                                                               WPTR(gptoss_bf16, gain), c->norm, H, R, K,
-                                                               cfg->rmsnorm_epsilon));
-                if (last) final_ready = 1;
-                else norm_ready = 1;
-            } else {
-                snprintf(what, sizeof(what), "layer %u moe accumulate", l);
-                KCALL_PROF(c, what, "f32_accumulate",
-                           gptoss_f32_accumulate(b, c->moe_output, c->expert_scores, residual, H, R, K));
-            }
-        } else {
-            snprintf(what, sizeof(what), "layer %u expert routing", l);
-            KCALL_PROF(c, what, "expert_routing_metadata",
-                       gptoss_expert_routing_metadata(b, c->expert_ids, c->expert_offsets, c->intra, R * K, E));
-            snprintf(what, sizeof(what), "layer %u scatter", l);
-            KCALL_PROF(c, what, "f32_scatter",
-                       gptoss_f32_scatter(b, c->norm, c->expert_ids, c->expert_offsets, c->intra, c->moe_input, H, R,
-                                          K, E));
-            snprintf(what, sizeof(what), "layer %u moe dense swiglu", l);
-            KCALL_PROF(c, what, "f32_mf4w_moe_dense_matmul_swiglu",
-                       gptoss_f32_mf4w_moe_dense_matmul_swiglu(b, c->expert_offsets, c->moe_input, moe + x->mlp1_blocks,
-                                                               moe + x->mlp1_scales,
-                                                               (const gptoss_bf16*) (moe + x->mlp1_bias), stride,
-                                                               c->swiglu, R, K, E, H, I, cfg->swiglu_limit));
-            snprintf(what, sizeof(what), "layer %u moe dense down", l);
-            KCALL_PROF(c, what, "f32_mf4w_moe_dense_matmul",
-                       gptoss_f32_mf4w_moe_dense_matmul(b, c->expert_offsets, c->swiglu, moe + x->mlp2_blocks,
-                                                        moe + x->mlp2_scales, (const gptoss_bf16*) (moe + x->mlp2_bias),
-                                                        stride, c->moe_output, R, K, E, I, H));
-            snprintf(what, sizeof(what), "layer %u gather", l);
-            KCALL_PROF(c, what, "f32_gather_and_accumulate",
-                       gptoss_f32_gather_and_accumulate(b, c->moe_output, c->expert_ids, c->expert_scores,
-                                                        c->expert_offsets, c->intra, residual, H, R, K, E));
-        }
-    }
-    if (o > 0) {
-        if (!final_ready) {
-            KCALL_PROF(c, "final rmsnorm", "f32_bf16w_rmsnorm",
-                       gptoss_f32_bf16w_rmsnorm(b, c->residual + (size_t) (n - o) * H,
-                                                WPTR(gptoss_bf16, m->final_norm), c->norm, o, H,
-                                                cfg->rmsnorm_epsilon));
-        }
-        KCALL_PROF(c, "unembedding", "f32_bf16w_unembedding",
-                   gptoss_f32_bf16w_unembedding(b, c->norm, WPTR(gptoss_bf16, m->unembedding), c->logits, c->argmax,
-                                                o, H, V));
-    }
-    return gptoss_status_success;
+    gptoss_plan_build(&c->plans[slot], &c->setup, n, o);
+found:
+    c->plan_used[slot] = ++c->plan_clock;
+    gptoss_plan_set_position(&c->plans[slot], s);
+    return &c->plans[slot];
 }
 
 static enum gptoss_status copy_batch_tokens(struct gptoss_context* c, size_t s, uint32_t n) {
-    KCALL_PROF(c, "copy of the batch's token ids", "copy h2d (token ids)",
-               gptoss_backend_copy(c->backend, c->batch_tokens, c->tokens + s, (size_t) n * sizeof(uint32_t),
+    KCALL_PROF(c, "copy of the batch's token ids", gptoss_profile_copy_tokens,
+               gptoss_backend_copy(c->backend, c->buf.batch_tokens, c->tokens + s, (size_t) n * sizeof(uint32_t),
                                    gptoss_copy_host_to_backend));
     return gptoss_status_success;
 }
 
-/* One batch: copy its token ids, then the kernels. */
+/* One batch: tokens [s, s+n) (n <= B) with o in {0, 1} rows of logits (the last token):
+ * copy their ids, run the plan. */
 static enum gptoss_status forward_batch(struct gptoss_context* c, size_t s, uint32_t n, uint32_t o) {
     const enum gptoss_status st = copy_batch_tokens(c, s, n);
     if (st != gptoss_status_success) return st;
-    return forward_kernels(c, s, n, o);
+    return gptoss_plan_run(plan_for(c, n, o, s), c->backend, c->prof);
 }
 
-/* Records the kernels of the decode step at position s (one token, logits) in graph slot. */
+/* Records the decode step at position s (one token, logits) in graph slot. */
 static enum gptoss_status record_decode_step(struct gptoss_context* c, int slot, size_t s) {
     c->graph_pos[slot] = SIZE_MAX;
-    enum gptoss_status st = gptoss_graph_begin(c->graphs[slot]);
-    if (st != gptoss_status_success) return st;
-    st = forward_kernels(c, s, 1, 1);
-    if (st != gptoss_status_success) {
-        gptoss_error_keep_begin(); /* end the recording; the kernels' failure is the one reported */
-        (void) gptoss_graph_end(c->graphs[slot]);
-        gptoss_error_keep_end();
-        return st;
-    }
-    st = gptoss_graph_end(c->graphs[slot]);
-    if (st != gptoss_status_success) return st;
-    c->graph_pos[slot] = s;
-    return gptoss_status_success;
+    const enum gptoss_status st = gptoss_plan_record(plan_for(c, 1, 1, s), c->backend, c->graphs[slot]);
+    if (st == gptoss_status_success) c->graph_pos[slot] = s;
+    return st;
 }
 
 /* The decode step at position s as one graph launch (CUDA). The kernels' arguments depend
@@ -585,7 +383,7 @@ static enum gptoss_status decode_step_graph(struct gptoss_context* c, size_t s) 
 }
 
 /* Runs tokens [first, first+count) in batches of B; with `logits`, the last token's logits
- * and argmax end up in c->logits / c->argmax. The K/V of those positions are (re)written. */
+ * and argmax end up in c->buf.logits / argmax. The K/V of those positions are (re)written. */
 static enum gptoss_status process_tokens(struct gptoss_context* c, size_t first, size_t count, int logits) {
     enum gptoss_status st;
     for (size_t s = first; s < first + count;) {
@@ -617,7 +415,7 @@ static enum gptoss_status process_tokens(struct gptoss_context* c, size_t first,
     return gptoss_status_success;
 }
 
-/* Makes c->logits / c->argmax hold the logits of the last token (num_tokens >= 1). */
+/* Makes c->buf.logits / argmax hold the logits of the last token (num_tokens >= 1). */
 static enum gptoss_status ensure_logits(struct gptoss_context* c) {
     if (c->num_kv_tokens < c->num_tokens) {
         return process_tokens(c, c->num_kv_tokens, c->num_tokens - c->num_kv_tokens, 1);
@@ -764,8 +562,8 @@ enum gptoss_status gptoss_context_get_logits(gptoss_context_t context, float* lo
     enum gptoss_status st = ensure_logits(context);
     if (st != gptoss_status_success) return st;
     const uint64_t t0 = prof_start(context);
-    st = PROFILED(context, "copy d2h (logits)",
-                  gptoss_backend_copy(context->backend, logits_out, context->logits, (size_t) V * sizeof(float),
+    st = PROFILED(context, gptoss_profile_copy_logits,
+                  gptoss_backend_copy(context->backend, logits_out, context->buf.logits, (size_t) V * sizeof(float),
                                       gptoss_copy_backend_to_host));
     prof_phase_add(context, t0);
     if (st != gptoss_status_success) return fail_with_context(st, "copy of the logits");
@@ -779,26 +577,27 @@ static enum gptoss_status pick_token(struct gptoss_context* c, const struct gpto
     uint32_t id = UINT32_MAX;
     switch (mode) {
     case gptoss_sampler_mode_greedy:
-        KCALL_PROF(c, "copy of the argmax", "copy d2h (argmax)",
-                   gptoss_backend_copy(c->backend, &id, c->argmax, sizeof(uint32_t), gptoss_copy_backend_to_host));
+        KCALL_PROF(c, "copy of the argmax", gptoss_profile_copy_argmax,
+                   gptoss_backend_copy(c->backend, &id, c->buf.argmax, sizeof(uint32_t), gptoss_copy_backend_to_host));
         break;
-    case gptoss_sampler_mode_device:
-        KCALL_PROF(c, "softmax", "f32_softmax",
-                   gptoss_f32_softmax(c->backend, c->logits, c->argmax, c->prob, c->prob_sum, 1, V,
-                                      sampler->temperature));
-        KCALL_PROF(c, "sample", "f32_sample",
-                   gptoss_f32_sample(c->backend, c->prob, c->prob_sum, c->sampled, V,
-                                     sampler->seed + GPTOSS_SAMPLER_SEED_OFFSET, c->num_tokens));
-        KCALL_PROF(c, "copy of the sampled token", "copy d2h (sampled id)",
+    case gptoss_sampler_mode_device: {
+        const struct gptoss_f32_softmax_args softmax = {c->buf.logits, c->buf.argmax, c->prob, c->prob_sum, 1, V,
+                                                         sampler->temperature};
+        KCALL("softmax", gptoss_plan_call(c->backend, c->prof, gptoss_kernel_f32_softmax, &softmax));
+        const struct gptoss_f32_sample_args sample = {c->prob, c->prob_sum, c->sampled, V,
+                                                      sampler->seed + GPTOSS_SAMPLER_SEED_OFFSET, c->num_tokens};
+        KCALL("sample", gptoss_plan_call(c->backend, c->prof, gptoss_kernel_f32_sample, &sample));
+        KCALL_PROF(c, "copy of the sampled token", gptoss_profile_copy_sampled,
                    gptoss_backend_copy(c->backend, &id, c->sampled, sizeof(uint32_t), gptoss_copy_backend_to_host));
         break;
+    }
     default:
-        KCALL_PROF(c, "copy of the logits", "copy d2h (logits)",
-                   gptoss_backend_copy(c->backend, c->host_logits, c->logits, (size_t) V * sizeof(float),
+        KCALL_PROF(c, "copy of the logits", gptoss_profile_copy_logits,
+                   gptoss_backend_copy(c->backend, c->host_logits, c->buf.logits, (size_t) V * sizeof(float),
                                        gptoss_copy_backend_to_host));
-        if (c->prof != NULL) prof_begin(c);
+        if (c->prof != NULL) gptoss_profile_begin(c->prof, c->backend);
         id = gptoss_sampler_pick_host(sampler, c->host_logits, c->tokens, c->num_tokens, c->num_tokens, &c->scratch);
-        if (c->prof != NULL) prof_record(c, "sampler_pick_host (host)");
+        if (c->prof != NULL) gptoss_profile_end(c->prof, c->backend, gptoss_profile_host_sampler, gptoss_status_success);
         break;
     }
     if (id >= V) {

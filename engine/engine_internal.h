@@ -68,19 +68,6 @@ enum gptoss_sampler_mode gptoss_sampler_get_mode(const struct gptoss_sampler* sa
 uint32_t gptoss_sampler_pick_host(const struct gptoss_sampler* sampler, float* logits, const uint32_t* tokens,
                                   size_t num_tokens, uint64_t rng_offset, struct gptoss_sampler_scratch* scratch);
 
-/* Per-kernel profile (engine/context.c). With $GPTOSS_PROFILE set (non-empty, not "0") when
- * the context is created, every backend call of the forward pass and of sampling is bracketed
- * by gptoss_backend_synchronize() and its host wall time (CLOCK_MONOTONIC) is added, with a
- * call count, to its kernel name, separately for prefill batches (n > 1 rows) and decode
- * steps (n = 1; sampling counts in the phase of the forward pass before it). The time of a
- * phase is the wall time of its forward batches and samplings; what no kernel accounts for
- * (host sampling, argument checks, bookkeeping) is "other". Without the variable the engine
- * runs as before (one branch per call, no synchronisation). Not public API (tools only). */
-/* Prints the table (nothing when profiling is off). */
-void gptoss_context_print_profile(gptoss_context_t context, FILE* f);
-/* Zeroes the counters (e.g. after a warm-up). */
-void gptoss_context_reset_profile(gptoss_context_t context);
-
 /* Squares32 counter RNG (KERNELS.md 1.9). */
 static inline uint32_t gptoss_engine_squares32(uint64_t offset, uint64_t seed) {
     const uint64_t y = offset * seed;

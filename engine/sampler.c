@@ -7,8 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <gptoss/error.h>
+
 #include "engine_internal.h"
-#include "internal/error.h"
+
 
 enum gptoss_status gptoss_sampler_create(gptoss_sampler_t* sampler_out) {
     gptoss_clear_error();
@@ -117,7 +119,7 @@ enum gptoss_sampler_mode gptoss_sampler_get_mode(const struct gptoss_sampler* s)
  *  6. u = (squares32(rng_offset, seed + GPTOSS_SAMPLER_SEED_OFFSET) & 0xFFFFFF) * 2^-24; the
  *     token is candidate number min { i : C_i > u * C_K }.
  * pick_exact does steps 4-6 literally. With top-p at full vocabulary step 3 would sort
- * 201,088 ids (~50 ms with qsort) and step 4 call exp 201,088 times (~1 ms), so:
+ * 201,088 ids and step 4 call exp 201,088 times (tens of ms per draw: docs/RESULTS.md), so:
  *
  *  - top-k <= TOP_K_DIRECT: the k best by a heap of integer (key, id) ranks (blocks of ids
  *    whose best key cannot enter are skipped), then pick_exact on them.

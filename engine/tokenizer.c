@@ -8,7 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal/error.h"
+#include <gptoss/error.h>
+
 #include "model.h"
 
 struct gptoss_tokenizer {
@@ -264,35 +265,14 @@ static void tokenizer_free(struct gptoss_tokenizer* t) {
     free(t);
 }
 
-enum gptoss_status gptoss_tokenizer_create_from_section(const struct gptoss_file_info* info, const uint8_t* section,
-                                                        size_t section_size, gptoss_tokenizer_t* tokenizer_out) {
-    if (info == NULL || section == NULL || tokenizer_out == NULL) {
-        return gptoss_fail(gptoss_status_invalid_argument, "NULL argument to tokenizer creation");
-    }
-    const uint64_t want = info->tokenizer_end - GPTOSS_FILE_HEADER_SIZE;
-    if (section_size < want) {
-        return gptoss_fail(gptoss_status_io_error, "tokenizer section is %zu bytes, header says %llu", section_size,
-                           (unsigned long long) want);
-    }
-    enum gptoss_status st = gptoss_status_success;
-    struct gptoss_tokenizer* t = calloc(1, sizeof(*t));
-    if (t == NULL) return gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate the tokenizer");
-    atomic_init(&t->ref_count, 1);
-    t->num_text_tokens = info->num_text_tokens;
-    t->num_special_tokens = info->num_special_tokens;
-    for (int i = 0; i < gptoss_special_token_max; i++) t->special_ids[i] = UINT32_MAX;
-
-    const uint8_t* uuids = section + (info->special_uuids_offset - GPTOSS_FILE_HEADER_SIZE);
-    const uint8_t* regex = section + (info->regex_offset - GPTOSS_FILE_HEADER_SIZE);
-    const uint8_t* tokens = section + (info->tokens_offset - GPTOSS_FILE_HEADER_SIZE);
-
-    /* special tokens: ids and names */
+/* The special tokens: ids by enum from the UUID table, and names. */
+static enum gptoss_status read_specials(struct gptoss_tokenizer* t, const struct gptoss_file_info* info,
+                                        const uint8_t* uuids) {
     const uint32_t S = info->num_special_tokens;
     t->special_name_offsets = calloc((size_t) S + 1, sizeof(uint32_t));
     t->special_names = malloc((size_t) S * 32 + 1);
     if (t->special_name_offsets == NULL || t->special_names == NULL) {
-        st = gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate %u special-token names", S);
-        goto fail;
+        return gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate %u special-token names", S);
     }
     static const uint8_t zero_uuid[16];
     int warned = 0;
@@ -329,25 +309,25 @@ enum gptoss_status gptoss_tokenizer_create_from_section(const struct gptoss_file
         name_pos += len + 1;
     }
     t->special_name_offsets[S] = (uint32_t) name_pos;
+    return gptoss_status_success;
+}
 
-    /* regex: NUL-terminated, no NUL inside */
+/* The pre-tokenisation regex: NUL-terminated, no NUL inside; compiled (rewritten). */
+static enum gptoss_status read_regex(struct gptoss_tokenizer* t, const struct gptoss_file_info* info,
+                                     const uint8_t* regex) {
     if (regex[info->regex_size - 1] != 0) {
-        st = gptoss_fail(gptoss_status_invalid_argument, "tokenizer regex (%u bytes at offset %llu) is not NUL-terminated",
-                         info->regex_size, (unsigned long long) info->regex_offset);
-        goto fail;
+        return gptoss_fail(gptoss_status_invalid_argument,
+                           "tokenizer regex (%u bytes at offset %llu) is not NUL-terminated", info->regex_size,
+                           (unsigned long long) info->regex_offset);
     }
     const size_t regex_len = strlen((const char*) regex);
     if (regex_len != info->regex_size - 1) {
-        st = gptoss_fail(gptoss_status_invalid_argument, "tokenizer regex has a NUL at byte %zu of %u", regex_len,
-                         info->regex_size);
-        goto fail;
+        return gptoss_fail(gptoss_status_invalid_argument, "tokenizer regex has a NUL at byte %zu of %u", regex_len,
+                           info->regex_size);
     }
     t->regex = malloc(regex_len + 1);
     char* rewritten = t->regex ? rewrite_regex((const char*) regex, regex_len) : NULL;
-    if (rewritten == NULL) {
-        st = gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate the regex");
-        goto fail;
-    }
+    if (rewritten == NULL) return gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate the regex");
     memcpy(t->regex, regex, regex_len + 1);
     int errcode = 0;
     PCRE2_SIZE erroff = 0;
@@ -357,13 +337,17 @@ enum gptoss_status gptoss_tokenizer_create_from_section(const struct gptoss_file
     if (t->code == NULL) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(errcode, msg, sizeof(msg));
-        st = gptoss_fail(gptoss_status_invalid_argument, "tokenizer regex does not compile (at %zu): %s",
-                         (size_t) erroff, (const char*) msg);
-        goto fail;
+        return gptoss_fail(gptoss_status_invalid_argument, "tokenizer regex does not compile (at %zu): %s",
+                           (size_t) erroff, (const char*) msg);
     }
     t->jit = pcre2_jit_compile(t->code, PCRE2_JIT_COMPLETE) == 0;
+    return gptoss_status_success;
+}
 
-    /* text tokens */
+/* The text tokens (length-prefixed) and their hash table (bytes -> id; the first id wins
+ * on duplicates). */
+static enum gptoss_status read_text_tokens(struct gptoss_tokenizer* t, const struct gptoss_file_info* info,
+                                           const uint8_t* tokens) {
     const uint32_t N = info->num_text_tokens;
     t->offsets = malloc(((size_t) N + 1) * sizeof(uint32_t));
     t->bytes = malloc(info->tokens_size);
@@ -371,29 +355,24 @@ enum gptoss_status gptoss_tokenizer_create_from_section(const struct gptoss_file
     while (table_size < (size_t) N * 2) table_size *= 2;
     t->table = malloc(table_size * sizeof(uint32_t));
     if (t->offsets == NULL || t->bytes == NULL || t->table == NULL) {
-        st = gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate the token table (%u tokens)", N);
-        goto fail;
+        return gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate the token table (%u tokens)", N);
     }
     memset(t->table, 0xFF, table_size * sizeof(uint32_t));
     t->table_mask = (uint32_t) (table_size - 1);
     size_t pos = 0, out = 0;
     for (uint32_t id = 0; id < N; id++) {
         if (pos + 2 > info->tokens_size) {
-            st = gptoss_fail(gptoss_status_invalid_argument,
-                             "text-token table (tokens_size %u) ends inside the length of token %u", info->tokens_size, id);
-            goto fail;
+            return gptoss_fail(gptoss_status_invalid_argument,
+                               "text-token table (tokens_size %u) ends inside the length of token %u", info->tokens_size,
+                               id);
         }
         const uint32_t len = (uint32_t) tokens[pos] | ((uint32_t) tokens[pos + 1] << 8);
         pos += 2;
-        if (len == 0) {
-            st = gptoss_fail(gptoss_status_invalid_argument, "text token %u has length 0", id);
-            goto fail;
-        }
+        if (len == 0) return gptoss_fail(gptoss_status_invalid_argument, "text token %u has length 0", id);
         if (len > info->tokens_size - pos) {
-            st = gptoss_fail(gptoss_status_invalid_argument,
-                             "text token %u (length %u at table offset %zu) runs past tokens_size %u", id, len, pos - 2,
-                             info->tokens_size);
-            goto fail;
+            return gptoss_fail(gptoss_status_invalid_argument,
+                               "text token %u (length %u at table offset %zu) runs past tokens_size %u", id, len,
+                               pos - 2, info->tokens_size);
         }
         t->offsets[id] = (uint32_t) out;
         memcpy(t->bytes + out, tokens + pos, len);
@@ -416,15 +395,39 @@ enum gptoss_status gptoss_tokenizer_create_from_section(const struct gptoss_file
     }
     t->offsets[N] = (uint32_t) out;
     if (pos != info->tokens_size) {
-        st = gptoss_fail(gptoss_status_invalid_argument, "text-token table uses %zu bytes, tokens_size says %u", pos,
-                         info->tokens_size);
-        goto fail;
+        return gptoss_fail(gptoss_status_invalid_argument, "text-token table uses %zu bytes, tokens_size says %u", pos,
+                           info->tokens_size);
+    }
+    return gptoss_status_success;
+}
+
+enum gptoss_status gptoss_tokenizer_create_from_section(const struct gptoss_file_info* info, const uint8_t* section,
+                                                        size_t section_size, gptoss_tokenizer_t* tokenizer_out) {
+    if (info == NULL || section == NULL || tokenizer_out == NULL) {
+        return gptoss_fail(gptoss_status_invalid_argument, "NULL argument to tokenizer creation");
+    }
+    const uint64_t want = info->tokenizer_end - GPTOSS_FILE_HEADER_SIZE;
+    if (section_size < want) {
+        return gptoss_fail(gptoss_status_io_error, "tokenizer section is %zu bytes, header says %llu", section_size,
+                           (unsigned long long) want);
+    }
+    struct gptoss_tokenizer* t = calloc(1, sizeof(*t));
+    if (t == NULL) return gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate the tokenizer");
+    atomic_init(&t->ref_count, 1);
+    t->num_text_tokens = info->num_text_tokens;
+    t->num_special_tokens = info->num_special_tokens;
+    for (int i = 0; i < gptoss_special_token_max; i++) t->special_ids[i] = UINT32_MAX;
+    enum gptoss_status st = read_specials(t, info, section + (info->special_uuids_offset - GPTOSS_FILE_HEADER_SIZE));
+    if (st == gptoss_status_success) st = read_regex(t, info, section + (info->regex_offset - GPTOSS_FILE_HEADER_SIZE));
+    if (st == gptoss_status_success) {
+        st = read_text_tokens(t, info, section + (info->tokens_offset - GPTOSS_FILE_HEADER_SIZE));
+    }
+    if (st != gptoss_status_success) {
+        tokenizer_free(t);
+        return st;
     }
     *tokenizer_out = t;
     return gptoss_status_success;
-fail:
-    tokenizer_free(t);
-    return st;
 }
 
 /* ---- queries ------------------------------------------------------------------------ */

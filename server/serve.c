@@ -6,7 +6,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cli_tools.h"
+#include <gptoss/offline.h>
+
+#include "options.h"
 #include "serve.h"
 #include "server.h"
 

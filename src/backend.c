@@ -22,11 +22,19 @@ enum gptoss_status gptoss_backend_create_cpu_isa(uint32_t num_threads, enum gpto
 }
 
 enum gptoss_status gptoss_backend_create_cuda(int device, void* stream, gptoss_backend_t* backend_out) {
+    return gptoss_backend_create_cuda_ex(device, stream, 0, backend_out);
+}
+
+enum gptoss_status gptoss_backend_create_cuda_ex(int device, void* stream, uint32_t flags,
+                                                 gptoss_backend_t* backend_out) {
     gptoss_clear_error();
     if (backend_out == NULL) return gptoss_fail(gptoss_status_invalid_argument, "backend_out is NULL");
     if (device < 0) return gptoss_fail(gptoss_status_invalid_argument, "device %d is negative", device);
+    if ((flags & ~(uint32_t) GPTOSS_CUDA_NO_PDL) != 0) {
+        return gptoss_fail(gptoss_status_invalid_argument, "unknown CUDA backend flags 0x%x", flags);
+    }
 #ifdef GPTOSS_WITH_CUDA
-    return gptoss_cuda_backend_create(device, stream, backend_out);
+    return gptoss_cuda_backend_create(device, stream, flags, backend_out);
 #else
     return gptoss_fail(gptoss_status_unsupported_system, "this build has no CUDA backend (configure with -DGPTOSS_CUDA=ON)");
 #endif

@@ -36,6 +36,7 @@
 #include <gptoss/kernels.h>
 
 #include "ops/ops.h"
+#include "util.h"
 
 #define GUARD 256 /* bytes after every buffer */
 #define FULL_INPUT_CHECK_BYTES (64u << 20)
@@ -131,10 +132,10 @@ static void run_case(gptoss_backend_t be, struct tc_problem* p, const struct tc_
     for (uint32_t d = 0; d < draws && !res->fail; d++) {
         tc_problem_draw(p, d);
         if (!upload(be, p, dev, res)) break;
-        const double t0 = tc_now_s();
+        const double t0 = gptoss_now_s();
         enum gptoss_status st = tc_launch(be, p, dev);
         if (st == gptoss_status_success) st = gptoss_backend_synchronize(be);
-        time_s += tc_now_s() - t0;
+        time_s += gptoss_now_s() - t0;
         if (st != gptoss_status_success) {
             tc_failf(res, "%s%s returned %s: %s", draws > 1 ? "a draw of " : "", tc_kernel_name(p->op), status_str(st),
                      gptoss_last_error());
@@ -343,7 +344,7 @@ int main(int argc, char** argv) {
         print_header();
     }
     fflush(stdout);
-    const double t_start = tc_now_s();
+    const double t_start = gptoss_now_s();
     for (size_t ci = 0; ci < num_cases; ci++) {
         const struct tc_op* op;
         const struct tc_case* c = tc_case_at(ci, &op);
@@ -364,10 +365,10 @@ int main(int argc, char** argv) {
             nfail++;
             continue;
         }
-        const double t_prep = tc_now_s();
+        const double t_prep = gptoss_now_s();
         struct tc_expect ex;
         tc_expect_build(&p, &ex);
-        const double prep_s = tc_now_s() - t_prep;
+        const double prep_s = gptoss_now_s() - t_prep;
         for (int i = 0; i < 4; i++) {
             struct backend_slot* s = &slots[i];
             if (s->be == NULL) {
@@ -395,7 +396,7 @@ int main(int argc, char** argv) {
         if (getenv("GPTOSS_HARNESS_VERBOSE")) fprintf(stderr, "  (%s: reference %.2f s)\n", c->name, prep_s);
     }
 
-    printf("\n(total %.1f s)\n", tc_now_s() - t_start);
+    printf("\n(total %.1f s)\n", gptoss_now_s() - t_start);
     /* the skipped cases: a count and the reason per backend here, the names in a file */
     if (nskip != 0) {
         for (int i = 0; i < 4; i++) {

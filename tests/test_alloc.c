@@ -6,58 +6,24 @@
  * temporaries from the backend's scratch (gptoss_cpu_scratch_acquire), which grows only
  * when a call needs more than an earlier one did.
  *
- * Counting: malloc, calloc, realloc, aligned_alloc and posix_memalign are wrapped at link
- * time (-Wl,--wrap=..., tests/CMakeLists.txt) in this program and the static library, and
- * counted while a kernel call runs (on any thread). The first case checks that the counter
+ * Counting (alloc_count.h): malloc, calloc, realloc, aligned_alloc and posix_memalign are
+ * wrapped at link time in this program and the static library, and counted while a kernel
+ * call runs (on any thread). The first case checks that the counter
  * sees an allocation (gptoss_backend_alloc). Output: one line per case and variant, then
  * "N passed, N failed, N skipped". */
 #include <inttypes.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <gptoss/kernels.h>
 
+#include "alloc_count.h"
 #include "ops/ops.h"
 
 #define MAX_FLOPS 1e9
 #define MAX_BYTES 64e6
 #define COUNTED_CALLS 3
-
-static atomic_int counting;
-static atomic_long allocations;
-
-static void count(void) {
-    if (atomic_load(&counting)) atomic_fetch_add(&allocations, 1);
-}
-
-void* __real_malloc(size_t size);
-void* __real_calloc(size_t count, size_t size);
-void* __real_realloc(void* ptr, size_t size);
-void* __real_aligned_alloc(size_t alignment, size_t size);
-int __real_posix_memalign(void** ptr, size_t alignment, size_t size);
-
-void* __wrap_malloc(size_t size) {
-    count();
-    return __real_malloc(size);
-}
-void* __wrap_calloc(size_t n, size_t size) {
-    count();
-    return __real_calloc(n, size);
-}
-void* __wrap_realloc(void* ptr, size_t size) {
-    count();
-    return __real_realloc(ptr, size);
-}
-void* __wrap_aligned_alloc(size_t alignment, size_t size) {
-    count();
-    return __real_aligned_alloc(alignment, size);
-}
-int __wrap_posix_memalign(void** ptr, size_t alignment, size_t size) {
-    count();
-    return __real_posix_memalign(ptr, alignment, size);
-}
 
 /* A result named "<case> <variant>". */
 static void report(int ok, const char* name, const char* variant, const char* detail) {
@@ -69,14 +35,13 @@ static void report(int ok, const char* name, const char* variant, const char* de
 /* The counter itself: an allocation by the library is seen. */
 static void counter_case(gptoss_backend_t b, const char* variant) {
     void* p = NULL;
-    atomic_store(&allocations, 0);
-    atomic_store(&counting, 1);
+    alloc_count_start();
     const enum gptoss_status st = gptoss_backend_alloc(b, 4096, &p);
-    atomic_store(&counting, 0);
+    const long counted = alloc_count_stop();
     gptoss_backend_free(b, p);
     char detail[128];
-    snprintf(detail, sizeof detail, "%ld allocation(s) counted in gptoss_backend_alloc", atomic_load(&allocations));
-    report(st == gptoss_status_success && atomic_load(&allocations) > 0, "counter_sees_backend_alloc", variant, detail);
+    snprintf(detail, sizeof detail, "%ld allocation(s) counted in gptoss_backend_alloc", counted);
+    report(st == gptoss_status_success && counted > 0, "counter_sees_backend_alloc", variant, detail);
 }
 
 static void run_case(gptoss_backend_t b, const char* variant, const struct tc_op* op, const struct tc_case* c) {
@@ -96,11 +61,9 @@ static void run_case(gptoss_backend_t b, const char* variant, const struct tc_op
     enum gptoss_status st = ok ? tc_launch(b, &p, dev) : gptoss_status_insufficient_memory; /* warm-up */
     long counted = 0;
     for (int r = 0; r < COUNTED_CALLS && st == gptoss_status_success; r++) {
-        atomic_store(&allocations, 0);
-        atomic_store(&counting, 1);
+        alloc_count_start();
         st = tc_launch(b, &p, dev);
-        atomic_store(&counting, 0);
-        counted += atomic_load(&allocations);
+        counted += alloc_count_stop();
     }
     if (st != gptoss_status_success) {
         snprintf(detail, sizeof detail, "%s: %s", gptoss_status_to_string(st), gptoss_last_error());

@@ -79,8 +79,8 @@ if ! skip e2e; then
     # they compute: the logits of a prompt + 32 greedy steps must be bit-identical with all
     # three off.
     "$B"/tests/e2e/dump_logits /tmp/tiny.bin /tmp/logits-default.bin --backend cuda --steps 32 >>"$LOG/e2e.log" 2>&1
-    GPTOSS_CUDA_GRAPHS=0 GPTOSS_CUDA_PDL=0 GPTOSS_FUSED_OPS=0 "$B"/tests/e2e/dump_logits /tmp/tiny.bin /tmp/logits-direct.bin \
-        --backend cuda --steps 32 >>"$LOG/e2e.log" 2>&1
+    "$B"/tests/e2e/dump_logits /tmp/tiny.bin /tmp/logits-direct.bin --backend cuda --steps 32 \
+        --graphs 0 --pdl 0 --fused-ops 0 >>"$LOG/e2e.log" 2>&1
     if cmp -s /tmp/logits-default.bin /tmp/logits-direct.bin && [ -s /tmp/logits-default.bin ]; then
         R[graph-bitexact]="identical ($(stat -c %s /tmp/logits-default.bin) bytes of logits and tokens)"
     else

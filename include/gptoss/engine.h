@@ -15,6 +15,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <gptoss/kernels.h>
 
@@ -65,17 +66,8 @@ enum {
 /* gptoss_model_create_from_file with flags (0 = the same). */
 enum gptoss_status gptoss_model_create_from_file_ex(const char* path, gptoss_backend_t backend, uint32_t flags,
                                                     gptoss_model_t* model_out);
-/* Creates a model with random weights directly in `backend` memory (no file): the shapes
- * of `gptoss make-model --preset` ("tiny", "20b", "120b"; num_layers 0 = the preset's
- * count), the weights laid out exactly as in a model file, filled on the backend with the
- * random-fill kernels (bf16 ~ U(-a, a) with a = sqrt(3 / fan_in), norm gains 1 +- 0.17,
- * small biases; MXFP4 random nibbles with block scales like make-model's), so the result
- * depends only on (preset, num_layers, seed). The tokenizer is the real o200k_harmony one,
- * built from the o200k_base vocabulary ($GPTOSS_VOCAB or the repository's
- * data/o200k_base.tiktoken). invalid_argument for an unknown preset or a NULL argument;
- * insufficient_memory if the weights do not fit the backend. */
-enum gptoss_status gptoss_model_create_random(const char* preset, uint32_t num_layers, uint64_t seed,
-                                              gptoss_backend_t backend, gptoss_model_t* model_out);
+/* Models with random weights made in memory: gptoss_model_create_random, in the offline
+ * library (<gptoss/offline.h>). */
 enum gptoss_status gptoss_model_get_tokenizer(gptoss_model_t model, gptoss_tokenizer_t* tokenizer_out);
 enum gptoss_status gptoss_model_get_max_context_length(gptoss_model_t model, size_t* max_context_length_out);
 /* Bytes one decode step (one token, greedy) reads when num_kv_tokens tokens are already
@@ -114,8 +106,43 @@ enum gptoss_status gptoss_tokenizer_release(gptoss_tokenizer_t tokenizer);
 
 /* ---- contexts ---------------------------------------------------------------------- */
 
-/* context_length 0 = the model's maximum; max_batch_tokens is the prefill chunk (tokens per
- * forward pass over the prompt); 0 = the backend's default: 128 on the CPU, 512 on CUDA. */
+/* Options of a context (gptoss_context_create_with_params). Fill them with
+ * gptoss_context_params_init (the defaults below), then change fields. The library reads
+ * no environment variable: the `gptoss` CLI maps its flags and environment onto these. */
+struct gptoss_context_params {
+    /* The backend the context computes on; NULL (default) = the model's. A model on a CPU
+     * backend may be run by another CPU backend (other threads or instruction set: the
+     * weights are host memory); any other backend must be the model's. Borrowed: it must
+     * outlive the context. */
+    gptoss_backend_t backend;
+    /* Tokens the context holds; 0 (default) = the model's maximum. */
+    size_t context_length;
+    /* Prefill chunk: tokens per forward pass over the prompt, at most 65536; 0 (default) =
+     * the backend's default, 128 on the CPU, 512 on CUDA; at most context_length. */
+    size_t max_batch_tokens;
+    /* The MoE of a group of rows runs the expert-grouped (prefill) kernels from this many
+     * rows on, the per-token (decode) kernels below it; 0 (default) = the backend's choice
+     * (256 on the CPU, 16 on CUDA). The two paths sum in different orders: outputs differ
+     * in the last bits between values. */
+    uint32_t moe_dense_min_rows;
+    /* 1 (default): the fused kernels of kernels.h (the MoE gate; the MoE accumulate with
+     * the RMSNorm after it); 0: their parts as separate calls. Bit-identical outputs. */
+    int fused_ops;
+    /* 1 (default): on a backend that records graphs (CUDA), every decode step is one graph
+     * launch; 0: direct kernel launches. Bit-identical outputs. */
+    int graphs;
+    /* 0 (default); 1: per-kernel profile (gptoss_context_print_profile): every kernel call
+     * is bracketed by gptoss_backend_synchronize and timed (slower; no graphs). */
+    int profile;
+};
+/* Fills *params with the defaults (NULL is ignored). */
+void gptoss_context_params_init(struct gptoss_context_params* params);
+/* Creates a context with the given options (NULL = the defaults). invalid_argument names a
+ * bad field (a flag not 0 or 1, a backend that cannot run the model, a context_length above
+ * the model's maximum, max_batch_tokens above 65536). */
+enum gptoss_status gptoss_context_create_with_params(gptoss_model_t model, const struct gptoss_context_params* params,
+                                                     gptoss_context_t* context_out);
+/* gptoss_context_create_with_params with the defaults and these two limits. */
 enum gptoss_status gptoss_context_create(gptoss_model_t model, size_t context_length, size_t max_batch_tokens,
                                          gptoss_context_t* context_out);
 enum gptoss_status gptoss_context_get_num_tokens(gptoss_context_t context, size_t* num_tokens_out);
@@ -145,6 +172,15 @@ enum gptoss_status gptoss_context_sample(gptoss_context_t context, gptoss_sample
                                          uint32_t* tokens_out, size_t* num_tokens_out);
 /* Logits of the last processed token (f32[vocabulary]) copied to the host. */
 enum gptoss_status gptoss_context_get_logits(gptoss_context_t context, float* logits_out, size_t capacity);
+/* The profile of a context created with params.profile = 1, as a table on f: per kernel
+ * and phase (prefill batches of n > 1 rows, decode steps of n = 1; sampling counts in the
+ * phase of the forward pass before it) the calls, the host wall time (CLOCK_MONOTONIC, the
+ * backend synchronised around every call), ms per token and the share of the phase's wall
+ * time; what no kernel accounts for (host sampling, argument checks, bookkeeping) is
+ * "other (host)". Prints nothing for a context without profiling. */
+enum gptoss_status gptoss_context_print_profile(gptoss_context_t context, FILE* f);
+/* Zeroes the profile's counters (e.g. after a warm-up). */
+enum gptoss_status gptoss_context_reset_profile(gptoss_context_t context);
 enum gptoss_status gptoss_context_retain(gptoss_context_t context);
 enum gptoss_status gptoss_context_release(gptoss_context_t context);
 

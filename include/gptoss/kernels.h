@@ -105,6 +105,17 @@ enum gptoss_status gptoss_backend_create_cpu_isa(uint32_t num_threads, enum gpto
  * device is present. */
 enum gptoss_status gptoss_backend_create_cuda(int device, void* stream, gptoss_backend_t* backend_out);
 
+/* Flags of gptoss_backend_create_cuda_ex. */
+enum {
+    /* No programmatic dependent launch (sm_90+: each decode kernel starts loading its
+     * weights while the previous one finishes; kernels.h results are the same either way):
+     * every launch is an ordinary one, for comparisons. */
+    GPTOSS_CUDA_NO_PDL = 1u << 0,
+};
+/* gptoss_backend_create_cuda with flags (0 = the same). invalid_argument for an unknown flag. */
+enum gptoss_status gptoss_backend_create_cuda_ex(int device, void* stream, uint32_t flags,
+                                                 gptoss_backend_t* backend_out);
+
 /* Releases a backend (waits for its work first). NULL is accepted. */
 enum gptoss_status gptoss_backend_release(gptoss_backend_t backend);
 
@@ -137,15 +148,15 @@ enum gptoss_status gptoss_backend_synchronize(gptoss_backend_t backend);
  * each pay the launch latency. CPU backends: gptoss_graph_create returns
  * gptoss_status_unsupported_system (callers run the kernels directly).
  *
- *   gptoss_graph_begin(g);            // this thread's kernel calls on g's backend are now
- *   gptoss_f32_...(backend, ...);     // recorded (arguments checked as always), not run
+ *   gptoss_graph_begin(g);            // the kernel calls on g's backend are now recorded
+ *   gptoss_f32_...(backend, ...);     // (arguments checked as always), not run
  *   gptoss_graph_end(g);              // g now holds the recording (an update in place if
  *                                     // the sequence has the same shape as the last one)
  *   gptoss_graph_launch(g);           // runs it on the backend's stream, asynchronously
  *
- * While a thread records, that thread's gptoss_backend_copy, _alloc, _free and
- * _synchronize on the backend fail with gptoss_status_invalid_state; other threads are not
- * affected. Pointers and scalar arguments are baked into the recording: buffers must stay
+ * Recording is a state of the backend (which one thread uses at a time): while a graph
+ * records, gptoss_backend_copy, _alloc, _free and _synchronize on its backend fail with
+ * gptoss_status_invalid_state, and a second graph cannot begin on it. Pointers and scalar arguments are baked into the recording: buffers must stay
  * allocated while the graph may run. If any call fails during a recording (a rejected
  * argument included), gptoss_graph_end fails with gptoss_status_invalid_state and the
  * graph keeps its previous recording.

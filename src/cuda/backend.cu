@@ -94,7 +94,7 @@ void gptoss_cuda_scratch_release(gptoss_backend_t backend) {
 /* Operations that cannot be recorded in a graph. */
 static enum gptoss_status check_not_capturing(gptoss_backend_t backend, const char* what) {
     if (gptoss_cuda_capturing(backend)) {
-        return gptoss_fail(gptoss_status_invalid_state, "%s is not allowed while this thread records a graph", what);
+        return gptoss_fail(gptoss_status_invalid_state, "%s is not allowed while the backend records a graph", what);
     }
     return gptoss_status_success;
 }
@@ -216,7 +216,8 @@ static const struct gptoss_backend_ops cuda_ops = {
 #undef GPTOSS_CUDA_ENTRY
 };
 
-extern "C" enum gptoss_status gptoss_cuda_backend_create(int device, void* stream, gptoss_backend_t* backend_out) {
+extern "C" enum gptoss_status gptoss_cuda_backend_create(int device, void* stream, uint32_t flags,
+                                                         gptoss_backend_t* backend_out) {
     int count = 0;
     cudaError_t err = cudaGetDeviceCount(&count);
     if (err != cudaSuccess || count == 0) {
@@ -243,8 +244,7 @@ extern "C" enum gptoss_status gptoss_cuda_backend_create(int device, void* strea
     cuda->device = device;
     cuda->num_sms = props.multiProcessorCount;
     cuda->max_shared_per_block = props.sharedMemPerBlockOptin;
-    const char* pdl_env = getenv("GPTOSS_CUDA_PDL");
-    cuda->pdl = props.major >= 9 && !(pdl_env != NULL && strcmp(pdl_env, "0") == 0);
+    cuda->pdl = props.major >= 9 && !(flags & GPTOSS_CUDA_NO_PDL);
 
     err = cudaMalloc((void**) &cuda->error_word, sizeof(uint32_t));
     if (err == cudaSuccess) err = cudaMemset(cuda->error_word, 0, sizeof(uint32_t));

@@ -41,17 +41,14 @@ enum gptoss_status gptoss_cuda_fail(cudaError_t error, const char* what);
         }                                                             \
     } while (0)
 
-/* Graph recording (graph.cu): while this thread records a graph on `backend`, its kernel
- * launches go to the graph's capture stream instead of the backend's stream. */
-extern thread_local gptoss_backend_t gptoss_cuda_capture_backend;
-extern thread_local cudaStream_t gptoss_cuda_capture_stream;
+/* Graph recording (graph.cu): while a graph records on `backend`, the kernel launches go
+ * to the graph's capture stream instead of the backend's stream. */
+static inline bool gptoss_cuda_capturing(gptoss_backend_t backend) { return gptoss_cuda(backend)->capture_stream != NULL; }
 
-static inline bool gptoss_cuda_capturing(gptoss_backend_t backend) { return gptoss_cuda_capture_backend == backend; }
-
-/* The stream kernels are enqueued on (the capture stream while this thread records). */
+/* The stream kernels are enqueued on (the capture stream while a graph records). */
 static inline cudaStream_t gptoss_cuda_stream(gptoss_backend_t backend) {
-    if (gptoss_cuda_capture_backend == backend) return gptoss_cuda_capture_stream;
-    return (cudaStream_t) gptoss_cuda(backend)->stream;
+    const struct gptoss_cuda_backend* cuda = gptoss_cuda(backend);
+    return (cudaStream_t) (cuda->capture_stream != NULL ? cuda->capture_stream : cuda->stream);
 }
 
 static inline uint32_t* gptoss_cuda_error_word(gptoss_backend_t backend) { return gptoss_cuda(backend)->error_word; }
@@ -89,7 +86,7 @@ static inline uint32_t gptoss_div_up_u32(uint64_t a, uint64_t b) { return (uint3
  * before: compute addresses, read its arguments and data no kernel writes (the weights:
  * the GEMV kernels issue their first weight loads before waiting). Every kernel calls
  * gptoss_d_pdl_trigger() first thing, so the next one can be scheduled early. Without PDL
- * (older GPUs, $GPTOSS_CUDA_PDL=0) the launch is an ordinary one and both calls do nothing.
+ * (older GPUs, GPTOSS_CUDA_NO_PDL) the launch is an ordinary one and both calls do nothing.
  * ------------------------------------------------------------------------------- */
 __device__ __forceinline__ void gptoss_d_pdl_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900

@@ -28,7 +28,7 @@ struct gptoss_cuda_backend {
     int device;
     int num_sms;
     size_t max_shared_per_block; /* opt-in maximum, bytes */
-    int pdl;                     /* programmatic dependent launch (sm_90+, $GPTOSS_CUDA_PDL != 0) */
+    int pdl;                     /* programmatic dependent launch (sm_90+, without GPTOSS_CUDA_NO_PDL) */
     uint32_t* error_word;        /* device u32, set by kernels (bits above), reset by synchronize */
     void* mem_pool;              /* cudaMemPool_t the scratch and counter buffers come from */
     /* Scratch for kernels that need a temporary (SDPA partials, routing counts): one
@@ -42,6 +42,9 @@ struct gptoss_cuda_backend {
     size_t counters_size;
     void* retired[64];
     uint32_t num_retired;
+    /* cudaStream_t of the graph recording on this backend (graph.cu), NULL when none: the
+     * kernels enqueue on it instead of `stream` (gptoss_cuda_stream, common.cuh) */
+    void* capture_stream;
 };
 
 static inline struct gptoss_cuda_backend* gptoss_cuda(gptoss_backend_t backend) {

@@ -1,17 +1,15 @@
 /* Graphs (kernels.h, "Graphs"): a recording of kernel calls replayed with one launch.
  *
- * Recording uses CUDA stream capture on a private stream in thread-local mode: while a
- * thread records on a backend, gptoss_cuda_stream() hands that thread's launches the
- * capture stream (common.cuh), so other threads using the same backend keep launching
- * for real. gptoss_graph_end turns the capture into an executable graph; when one exists
+ * Recording uses CUDA stream capture on a private stream: while a graph records, its
+ * backend holds the capture stream (capture_stream, cuda.h) and gptoss_cuda_stream()
+ * hands every launch on the backend that stream (common.cuh): an explicit state of the
+ * backend, which one thread uses at a time, not of the calling thread. gptoss_graph_end
+ * turns the capture into an executable graph; when one exists
  * already it is updated in place (cudaGraphExecUpdate: same sequence of kernels, new
  * arguments and grid sizes, much cheaper than instantiating), else instantiated anew. */
 #include <stdlib.h>
 
 #include "cuda/common.cuh"
-
-thread_local gptoss_backend_t gptoss_cuda_capture_backend = nullptr;
-thread_local cudaStream_t gptoss_cuda_capture_stream = nullptr;
 
 struct cuda_graph {
     struct gptoss_graph base;    /* first: a gptoss_graph_t points here */
@@ -38,23 +36,22 @@ extern "C" enum gptoss_status gptoss_cuda_graph_create(gptoss_backend_t backend,
 extern "C" enum gptoss_status gptoss_cuda_graph_begin(gptoss_graph_t handle) {
     struct cuda_graph* g = (struct cuda_graph*) handle;
     if (g->recording) return gptoss_fail(gptoss_status_invalid_state, "the graph is already recording");
-    if (gptoss_cuda_capture_backend != nullptr) {
-        return gptoss_fail(gptoss_status_invalid_state, "this thread is already recording a graph");
+    struct gptoss_cuda_backend* cuda = gptoss_cuda(g->base.backend);
+    if (cuda->capture_stream != nullptr) {
+        return gptoss_fail(gptoss_status_invalid_state, "the backend is already recording a graph");
     }
-    GPTOSS_CUDA_CHECK(cudaSetDevice(gptoss_cuda(g->base.backend)->device));
+    GPTOSS_CUDA_CHECK(cudaSetDevice(cuda->device));
     GPTOSS_CUDA_CHECK(cudaStreamBeginCapture(g->capture_stream, cudaStreamCaptureModeThreadLocal));
     g->recording = true;
     g->errors_at_begin = gptoss_error_count();
-    gptoss_cuda_capture_backend = g->base.backend;
-    gptoss_cuda_capture_stream = g->capture_stream;
+    cuda->capture_stream = g->capture_stream;
     return gptoss_status_success;
 }
 
 /* Ends the capture; *graph_out is NULL when the capture was invalidated. */
 static cudaError_t end_capture(struct cuda_graph* g, cudaGraph_t* graph_out) {
     g->recording = false;
-    gptoss_cuda_capture_backend = nullptr;
-    gptoss_cuda_capture_stream = nullptr;
+    gptoss_cuda(g->base.backend)->capture_stream = nullptr;
     *graph_out = nullptr;
     const cudaError_t err = cudaStreamEndCapture(g->capture_stream, graph_out);
     if (err != cudaSuccess && *graph_out != nullptr) {

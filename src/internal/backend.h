@@ -61,7 +61,7 @@ extern "C" {
  * builds with CUDA). Arguments were checked by src/backend.c. */
 enum gptoss_status gptoss_cpu_backend_create(uint32_t num_threads, enum gptoss_cpu_isa isa,
                                              gptoss_backend_t* backend_out);
-enum gptoss_status gptoss_cuda_backend_create(int device, void* stream, gptoss_backend_t* backend_out);
+enum gptoss_status gptoss_cuda_backend_create(int device, void* stream, uint32_t flags, gptoss_backend_t* backend_out);
 #ifdef __cplusplus
 }
 #endif

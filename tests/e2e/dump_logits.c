@@ -3,8 +3,12 @@
  *
  *   dump_logits MODEL OUT [--prompt TEXT] [--steps S] [--batch B] [--threads T]
  *               [--backend cpu|cuda] [--isa auto|scalar|avx2|avx512] [--mode process|direct|reuse]
+ *               [--fused-ops 0|1] [--graphs 0|1] [--profile 0|1] [--moe-dense-rows N] [--pdl 0|1]
  *
  * --isa picks the CPU backend's instruction-set variant (default auto: the best one).
+ * --fused-ops, --graphs, --profile and --moe-dense-rows set the context's params of the
+ * same names (gptoss_context_params; defaults 1, 1, 0 and 0 = the backend's choice);
+ * --pdl 0 creates the CUDA backend with GPTOSS_CUDA_NO_PDL.
  *
  * mode process: append the prompt, gptoss_context_process (prefill without logits), then
  *   get_logits (runs the last token again); direct: append, get_logits (the last batch of
@@ -40,7 +44,8 @@ static unsigned long parse_ul(const char* s, const char* flag) {
 int main(int argc, char** argv) {
     if (argc < 3) {
         fprintf(stderr, "usage: dump_logits MODEL OUT [--prompt TEXT] [--steps S] [--batch B] [--threads T] "
-                        "[--backend cpu|cuda] [--isa auto|scalar|avx2|avx512] [--mode process|direct|reuse]\n");
+                        "[--backend cpu|cuda] [--isa auto|scalar|avx2|avx512] [--mode process|direct|reuse] "
+                        "[--fused-ops 0|1] [--graphs 0|1] [--profile 0|1] [--moe-dense-rows N] [--pdl 0|1]\n");
         return 2;
     }
     const char* model_path = argv[1];
@@ -51,6 +56,9 @@ int main(int argc, char** argv) {
     const char* backend_name = "cpu";
     const char* mode = "process";
     const char* isa_name = "auto";
+    struct gptoss_context_params params;
+    gptoss_context_params_init(&params);
+    unsigned long pdl = 1;
     for (int i = 3; i < argc; i++) {
         if (i + 1 >= argc) {
             fprintf(stderr, "dump_logits: %s needs a value\n", argv[i]);
@@ -63,6 +71,13 @@ int main(int argc, char** argv) {
         else if (strcmp(argv[i], "--backend") == 0) backend_name = argv[++i];
         else if (strcmp(argv[i], "--mode") == 0) mode = argv[++i];
         else if (strcmp(argv[i], "--isa") == 0) isa_name = argv[++i];
+        else if (strcmp(argv[i], "--fused-ops") == 0) params.fused_ops = (int) parse_ul(argv[++i], "--fused-ops");
+        else if (strcmp(argv[i], "--graphs") == 0) params.graphs = (int) parse_ul(argv[++i], "--graphs");
+        else if (strcmp(argv[i], "--profile") == 0) params.profile = (int) parse_ul(argv[++i], "--profile");
+        else if (strcmp(argv[i], "--pdl") == 0) pdl = parse_ul(argv[++i], "--pdl");
+        else if (strcmp(argv[i], "--moe-dense-rows") == 0) {
+            params.moe_dense_min_rows = (uint32_t) parse_ul(argv[++i], "--moe-dense-rows");
+        }
         else {
             fprintf(stderr, "dump_logits: unknown option %s\n", argv[i]);
             return 2;
@@ -87,7 +102,7 @@ int main(int argc, char** argv) {
 
     gptoss_backend_t backend = NULL;
     enum gptoss_status st;
-    if (strcmp(backend_name, "cuda") == 0) st = gptoss_backend_create_cuda(0, NULL, &backend);
+    if (strcmp(backend_name, "cuda") == 0) st = gptoss_backend_create_cuda_ex(0, NULL, pdl ? 0 : GPTOSS_CUDA_NO_PDL, &backend);
     else st = gptoss_backend_create_cpu_isa((uint32_t) threads, (enum gptoss_cpu_isa) isa, &backend);
     if (st != gptoss_status_success) return fail("backend", st);
     gptoss_model_t model = NULL;
@@ -106,7 +121,9 @@ int main(int argc, char** argv) {
         return fail("encode", st);
     }
     gptoss_context_t ctx = NULL;
-    if ((st = gptoss_context_create(model, n_prompt + steps + 8, batch, &ctx)) != gptoss_status_success) {
+    params.context_length = n_prompt + steps + 8;
+    params.max_batch_tokens = batch;
+    if ((st = gptoss_context_create_with_params(model, &params, &ctx)) != gptoss_status_success) {
         return fail("context", st);
     }
     if ((st = gptoss_context_append_tokens(ctx, n_prompt, ids)) != gptoss_status_success) return fail("append", st);

@@ -290,16 +290,16 @@ def main():
     args = ap.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
 
-    # (label, dump_logits options, environment): chunked prefill with the expert-grouped
+    # (label, dump_logits options): chunked prefill with the expert-grouped
     # MoE on 16-row batches and the decode MoE on the shorter last batch and the decode
     # steps; the backend's default threshold; everything through one MoE path or the
     # other; logits from the last prefill batch ("direct"); KV reuse after reset.
     runs = [
-        ("b16-process", ["--batch", "16", "--mode", "process"], {"GPTOSS_MOE_DENSE_ROWS": "16"}),
-        ("b7-direct", ["--batch", "7", "--mode", "direct"], {}),
-        ("b128-reuse", ["--batch", "128", "--mode", "reuse"], {}),
-        ("all-dense-moe", ["--batch", "16", "--mode", "direct"], {"GPTOSS_MOE_DENSE_ROWS": "1"}),
-        ("all-decode-moe", ["--batch", "32", "--mode", "process"], {"GPTOSS_MOE_DENSE_ROWS": "100000"}),
+        ("b16-process", ["--batch", "16", "--mode", "process", "--moe-dense-rows", "16"]),
+        ("b7-direct", ["--batch", "7", "--mode", "direct"]),
+        ("b128-reuse", ["--batch", "128", "--mode", "reuse"]),
+        ("all-dense-moe", ["--batch", "16", "--mode", "direct", "--moe-dense-rows", "1"]),
+        ("all-decode-moe", ["--batch", "32", "--mode", "process", "--moe-dense-rows", "100000"]),
     ]
     models = []
     if args.model:
@@ -317,12 +317,10 @@ def main():
         print(f"{mlabel}: L={c['num_blocks']} E={c['num_experts']}/{c['num_active_experts']} "
               f"H={c['embedding_dim']} I={c['mlp_dim']} heads {c['num_heads']}/{c['num_kv_heads']}x{c['head_dim']} "
               f"window {c['attention_window']} V={model.V}")
-        for label, opts, env in runs:
+        for label, opts in runs:
             out = os.path.join(args.workdir, f"dump-{label}.bin")
-            full_env = dict(os.environ)
-            full_env.update(env)
             subprocess.run([args.dump, path, out, "--steps", str(args.steps), "--backend", args.backend] + opts,
-                           check=True, env=full_env)
+                           check=True)
             ok &= check_run(model, out, f"{mlabel} {label}", args.tol)
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1

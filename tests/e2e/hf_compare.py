@@ -8,7 +8,7 @@ What it does
   2. Undoes the converter's transforms (MODEL_FORMAT.md 5.4) to get checkpoint-convention
      tensors: Q/K rows back to "rotate halves" order (file row 2i = checkpoint row i, file
      row 2i+1 = checkpoint row i + D/2), the softmax-scale folding removed (Q / 0.5,
-     K / 0.25 for D = 64; K / (2/sqrt(D)) otherwise, as engine/convert.c folds it), so that
+     K / 0.25 for D = 64; K / (2/sqrt(D)) otherwise, as offline/convert.c folds it), so that
      HF's own 1/sqrt(head_dim) applies; vocabulary stays at the file's V rows.
   3. Builds a GptOssConfig from the header (YaRN: factor = 1/interpolation_scale,
      low = -yarn_offset/yarn_scale, high = low + 1/yarn_scale, beta_fast/beta_slow solved
@@ -62,7 +62,7 @@ import forward_ref  # noqa: E402  (the other e2e test's file reader and float64 
 
 
 def qk_fold_scales(D):
-    """(q_scale, k_scale) the converter folds into Q and K rows (engine/convert.c write_qkv)."""
+    """(q_scale, k_scale) the converter folds into Q and K rows (offline/convert.c write_qkv)."""
     return 0.5, (0.25 if D == 64 else 2.0 / math.sqrt(D))
 
 

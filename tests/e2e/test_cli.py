@@ -12,7 +12,9 @@ cases:
   chat_context    a full context keeps the session: a cut-off reply, the oldest turns
                   dropped (said on stderr), a message too long for the context refused
   options         --version / version, generate -f - (prompt from stdin), -t above the
-                  online processors warns and still runs
+                  online processors warns and still runs; option parsing (getopt_long forms,
+                  usage errors with status 2 naming the option); the environment and the
+                  flags that set the context (same text: none changes an output bit)
   bench_bound     bench's decode bound: 10 bandwidth passes, bound = best pass / bytes per
                   token, tg's share computed from it
   readme          runs README.md's "Running gpt-oss" block as written (between the
@@ -255,6 +257,57 @@ def case_options(a):
     r = run([a.gptoss, "generate", "-m", a.model, "-p", "Hi", "-n", "2", "-t", str(online)])
     check(r.returncode == 0 and "warning" not in r.stderr, "-t %d (online processors) does not warn" % online,
           "status %d, stderr %r" % (r.returncode, r.stderr))
+
+    # option forms: separate, --name=value, -xVALUE, options after the positional ones
+    base = None
+    for args in (["-p", "Hello", "-n", "6"], ["--prompt=Hello", "--n-predict=6"], ["-pHello", "-n6"],
+                 ["-n", "6", "--prompt", "Hello"]):
+        r = run([a.gptoss, "generate", "-m", a.model, "-t", "1"] + args)
+        if base is None:
+            base = r.stdout
+        check(r.returncode == 0 and r.stdout == base and base.startswith("Hello"), "generate " + " ".join(args),
+              "status %d, stdout %r, stderr %r" % (r.returncode, r.stdout[:80], r.stderr[-200:]))
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "one.bin")
+        r = run([a.gptoss, "make-model", "--quiet", "--preset", "tiny", out, "--layers=1", "-s3"])
+        check(r.returncode == 0 and os.path.getsize(out) > 0, "make-model with options after OUT", r.stderr[-200:])
+    # usage errors: status 2, the option named, nothing on stdout
+    for args, message in (
+            (["generate", "-m", a.model, "-p", "Hi", "--bogus"], "unknown option '--bogus'"),
+            (["generate", "-m", a.model, "-p", "Hi", "-x"], "unknown option '-x'"),
+            (["generate", "-m", a.model, "-p"], "-p needs a value"),
+            (["generate", "-m", a.model, "-p", "Hi", "--n-predict"], "--n-predict needs a value"),
+            (["generate", "-m", a.model, "-p", "Hi", "--ignore-eos=1"], "--ignore-eos takes no value"),
+            (["generate", "-m", a.model, "-p", "Hi", "-n", "5x"], "-n expects an integer in [0, 16777216], got '5x'"),
+            (["generate", "-m", a.model, "-p", "Hi", "--top-p=2"], "--top-p expects a number in [1e-09, 1], got '2'"),
+            (["generate", "-m", a.model, "-p", "Hi", "extra"], "unexpected argument 'extra'"),
+            (["generate", "-m", a.model, "--random", "tiny", "-p", "Hi"], "exactly one of -m FILE and --random"),
+            (["chat", "-m", a.model, "--reasoning", "max"], "--reasoning expects one of low|medium|high, got 'max'"),
+            (["bench", "--random", "huge"], "--random expects one of tiny|20b|120b, got 'huge'"),
+            (["bench", "-m", a.model, "--layers", "2"], "--layers needs --random"),
+            (["make-model", "--preset", "tiny"], "--preset and OUT are required"),
+            (["convert", "only-one"], "CHECKPOINT_DIR and OUT are required"),
+            (["inspect", a.model, "more"], "unexpected argument 'more'"),
+            (["tokenize"], "-m MODEL is required")):
+        r = run([a.gptoss] + args)
+        check(r.returncode == 2 and r.stdout == "" and message in r.stderr and "--help)" in r.stderr,
+              "usage error: gptoss " + " ".join(args), "status %d, stderr %r" % (r.returncode, r.stderr))
+
+    # the environment and the flags that set the context give the same text (greedy)
+    cmd = [a.gptoss, "generate", "-m", a.model, "-p", "The context flags", "-n", "12", "-t", "1", "-b", "3"]
+    ref = run(cmd)
+    for flags, env in ((["--no-fused-ops"], {}), ([], {"GPTOSS_FUSED_OPS": "0"}), (["--no-graphs"], {}),
+                       ([], {"GPTOSS_CUDA_GRAPHS": "0"}), ([], {"GPTOSS_PROFILE": "1"})):
+        r = run(cmd + flags, env=dict(os.environ, **env))
+        check(ref.returncode == 0 and r.returncode == 0 and r.stdout == ref.stdout,
+              "generate %s%s: the same text" % (" ".join(flags), " ".join("%s=%s" % kv for kv in env.items())),
+              "status %d, stdout %r vs %r" % (r.returncode, r.stdout[:80], ref.stdout[:80]))
+    for flags, env in ((["--profile"], {}), ([], {"GPTOSS_PROFILE": "1"})):
+        r = run([a.gptoss, "bench", "-m", a.model, "-p", "8", "-n", "2", "-r", "1", "-t", "1"] + flags,
+                env=dict(os.environ, **env))
+        check(r.returncode == 0 and "profile: host wall time" in r.stderr and "f32_sdpa" in r.stderr,
+              "bench %s%s prints the profile" % (" ".join(flags), " ".join("%s=%s" % kv for kv in env.items())),
+              "status %d, stderr %r" % (r.returncode, r.stderr[-300:]))
     return 0
 
 

@@ -88,6 +88,59 @@ int main(int argc, char** argv) {
         }
     }
 
+    /* ---- params: bad fields are refused; other settings give the same logits ---- */
+    {
+        struct gptoss_context_params params;
+        const uint32_t ids[9] = {9, 90, 900, 9000, 19, 190, 1900, 19000, 29};
+        fresh_logits(ids, 9, 4, a);
+        gptoss_context_params_init(&params);
+        CHECK(params.backend == NULL && params.context_length == 0 && params.max_batch_tokens == 0 &&
+                  params.moe_dense_min_rows == 0 && params.fused_ops == 1 && params.graphs == 1 && params.profile == 0,
+              "defaults");
+        gptoss_context_t none = NULL;
+        const char* field[3] = {"fused_ops", "graphs", "profile"};
+        for (int f = 0; f < 3; f++) {
+            gptoss_context_params_init(&params);
+            int* flag = f == 0 ? &params.fused_ops : f == 1 ? &params.graphs : &params.profile;
+            *flag = 2;
+            st = gptoss_context_create_with_params(model, &params, &none);
+            CHECK(st == gptoss_status_invalid_argument && none == NULL && strstr(gptoss_last_error(), field[f]) != NULL,
+                  "%s 2 accepted (%d)", field[f], st);
+        }
+        gptoss_context_params_init(&params);
+        params.context_length = 1u << 30;
+        st = gptoss_context_create_with_params(model, &params, &none);
+        CHECK(st == gptoss_status_invalid_argument && none == NULL, "context_length 2^30 accepted (%d)", st);
+        /* fused off, profiling on, another CPU backend of the same ISA: the same bits */
+        gptoss_backend_t other = NULL;
+        CHECK(gptoss_backend_create_cpu(1, &other) == gptoss_status_success, "second backend");
+        for (int v = 0; v < 4; v++) {
+            gptoss_context_params_init(&params);
+            if (v == 3) memset(&params, 0, sizeof(params)); /* no fusions, no graphs */
+            params.context_length = 64;
+            params.max_batch_tokens = 4;
+            if (v == 0) params.fused_ops = 0;
+            if (v == 1) params.profile = 1;
+            if (v == 2) params.backend = other;
+            gptoss_context_t c2 = NULL;
+            st = gptoss_context_create_with_params(model, &params, &c2);
+            CHECK(st == gptoss_status_success, "create, variant %d", v);
+            if (st != gptoss_status_success) continue;
+            st = gptoss_context_append_tokens(c2, 9, ids);
+            if (st == gptoss_status_success) st = gptoss_context_get_logits(c2, b, V);
+            CHECK(st == gptoss_status_success && memcmp(a, b, V * sizeof(float)) == 0,
+                  "variant %d: logits differ by %g", v, max_rel_diff(a, b));
+            if (v == 1) {
+                FILE* f = tmpfile();
+                CHECK(f != NULL && gptoss_context_print_profile(c2, f) == gptoss_status_success && ftell(f) > 0,
+                      "profile table");
+                if (f != NULL) fclose(f);
+            }
+            gptoss_context_release(c2);
+        }
+        gptoss_backend_release(other);
+    }
+
     /* ---- errors and bookkeeping ---- */
     st = gptoss_context_create(model, 8, 4, &ctx);
     CHECK(st == gptoss_status_success, "create");

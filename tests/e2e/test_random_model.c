@@ -1,13 +1,17 @@
 /* gptoss_model_create_random on the CPU backend: a random tiny model made in memory runs the
  * forward pass (prefill + 8 greedy tokens), is deterministic for a seed (two creations give
- * bit-identical logits and tokens), differs for another seed, honours num_layers, and bad
- * arguments give invalid_argument with a message. Exit 0 on success. */
+ * bit-identical logits and tokens), differs for another seed, honours num_layers, equals
+ * the model file make-model writes for the same seed (one generator: bit-identical logits
+ * and tokens), and bad arguments give invalid_argument with a message. Exit 0 on success. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-#include <gptoss/engine.h>
+#include <gptoss/offline.h>
+
+#include "files.h"
 
 static int failures = 0;
 
@@ -28,15 +32,17 @@ struct run {
     uint32_t vocab;
 };
 
-/* Creates the model, prefills a fixed prompt, takes its logits, samples 8 greedy tokens. */
-static int run_model(gptoss_backend_t backend, uint64_t seed, uint32_t layers, struct run* r) {
+/* Creates the model (random in memory, or from `file`), prefills a fixed prompt, takes its
+ * logits, samples 8 greedy tokens. */
+static int run_model(gptoss_backend_t backend, uint64_t seed, uint32_t layers, const char* file, struct run* r) {
     memset(r, 0, sizeof(*r));
     gptoss_model_t model = NULL;
     gptoss_context_t ctx = NULL;
     gptoss_tokenizer_t tok = NULL;
-    enum gptoss_status st = gptoss_model_create_random("tiny", layers, seed, backend, &model);
-    CHECK(st == gptoss_status_success, "create_random(tiny, %u, %llu) = %s", layers, (unsigned long long) seed,
-          gptoss_status_to_string(st));
+    enum gptoss_status st = file != NULL ? gptoss_model_create_from_file(file, backend, &model)
+                                         : gptoss_model_create_random("tiny", layers, seed, backend, &model);
+    CHECK(st == gptoss_status_success, "model (tiny, %u, %llu, %s) = %s", layers, (unsigned long long) seed,
+          file != NULL ? file : "in memory", gptoss_status_to_string(st));
     if (st != gptoss_status_success) return -1;
     int rc = -1;
     st = gptoss_model_get_tokenizer(model, &tok);
@@ -107,13 +113,38 @@ int main(void) {
     CHECK(st == gptoss_status_invalid_argument && strstr(gptoss_last_error(), "num_layers") != NULL,
           "5000 layers gave %s", gptoss_status_to_string(st));
     CHECK(model == (gptoss_model_t) (uintptr_t) 0x1, "model_out written on failure");
+    st = gptoss_model_create_random_ex("tiny", 0, 0, "/nonexistent/o200k.tiktoken", backend, &model);
+    CHECK(st == gptoss_status_io_error && strstr(gptoss_last_error(), "/nonexistent/o200k.tiktoken") != NULL,
+          "missing vocabulary gave %s", gptoss_status_to_string(st));
+    CHECK(model == (gptoss_model_t) (uintptr_t) 0x1, "model_out written on failure");
 
-    /* ---- forward pass, determinism ---- */
-    struct run a, b, c, d;
-    const int ra = run_model(backend, 1234, 0, &a);
-    const int rb = run_model(backend, 1234, 0, &b);
-    const int rc = run_model(backend, 99, 0, &c);
-    const int rd = run_model(backend, 1234, 2, &d);
+    /* the file make-model writes for seed 1234 */
+    char file[] = "/tmp/gptoss-random-model-XXXXXX";
+    const int fd = mkstemp(file);
+    struct gptoss_vocab vocab;
+    struct gptoss_model_config config;
+    int have_file = fd >= 0 && gptoss_model_preset("tiny", &config) == 0 &&
+                    gptoss_vocab_load_tiktoken(gptoss_default_vocab_path(), &vocab) == gptoss_status_success;
+    if (have_file) {
+        have_file = gptoss_write_random_model(file, &config, 1234, &vocab, GPTOSS_WRITE_REPLACE) == gptoss_status_success;
+        gptoss_vocab_free(&vocab);
+    }
+    CHECK(have_file, "writing the random model file %s", file);
+    if (fd >= 0) close(fd);
+
+    /* ---- forward pass, determinism, the file ---- */
+    struct run a, b, c, d, f;
+    memset(&f, 0, sizeof(f));
+    const int ra = run_model(backend, 1234, 0, NULL, &a);
+    const int rb = run_model(backend, 1234, 0, NULL, &b);
+    const int rc = run_model(backend, 99, 0, NULL, &c);
+    const int rd = run_model(backend, 1234, 2, NULL, &d);
+    const int rf = have_file ? run_model(backend, 1234, 0, file, &f) : -1;
+    unlink(file);
+    if (ra == 0 && rf == 0) {
+        CHECK(memcmp(a.logits, f.logits, a.vocab * sizeof(float)) == 0, "file and memory: logits differ");
+        CHECK(memcmp(a.tokens, f.tokens, sizeof(a.tokens)) == 0, "file and memory: tokens differ");
+    }
     if (ra == 0 && rb == 0) {
         CHECK(memcmp(a.logits, b.logits, a.vocab * sizeof(float)) == 0, "same seed: logits differ");
         CHECK(memcmp(a.tokens, b.tokens, sizeof(a.tokens)) == 0, "same seed: tokens differ");
@@ -136,7 +167,8 @@ int main(void) {
     if (ra == 0 && rd == 0) {
         CHECK(memcmp(a.logits, d.logits, a.vocab * sizeof(float)) != 0, "4 and 2 layers: identical logits");
     }
-    CHECK(ra == 0 && rb == 0 && rc == 0 && rd == 0, "a run failed");
+    CHECK(ra == 0 && rb == 0 && rc == 0 && rd == 0 && rf == 0, "a run failed");
+    free(f.logits);
     free(a.logits);
     free(b.logits);
     free(c.logits);

@@ -10,8 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cli_tools.h"
-#include "json.h"
+#include "cli.h"
+#include "files.h"
 #include "safetensors.h"
 #include "test_util.h"
 #include "writer.h"
@@ -158,7 +158,7 @@ static void write_checkpoint(const char* dir, const char* config, const char* sk
 
 static int run_convert(const char* dir, const char* out) {
     char* argv[] = {"convert", "--quiet", "--vocab", (char*) g_vocab, (char*) dir, (char*) out};
-    return gptoss_cli_convert(6, argv);
+    return gptoss_cmd_convert(6, argv);
 }
 
 static uint64_t r16(uint64_t x) { return (x + 15) / 16 * 16; }
@@ -394,7 +394,7 @@ static void test_existing_output(void) {
           "existing OUT replaced without --force");
     free(kept);
     char* argv[] = {"convert", "--quiet", "--force", "--vocab", (char*) g_vocab, dir, out};
-    CHECK(gptoss_cli_convert(7, argv) == 0, "convert --force: %s", gptoss_last_error());
+    CHECK(gptoss_cmd_convert(7, argv) == 0, "convert --force: %s", gptoss_last_error());
     char model[512];
     snprintf(model, sizeof(model), "%s/model.bin", g_dir);
     size_t want_size = 0, got_size = 0;
@@ -424,19 +424,19 @@ static void test_bad(void) {
                 " \"head_dim\": 64, \"num_attention_heads\": 2, \"num_key_value_heads\": 1}", NULL, NULL, 0);
     /* CLI usage */
     char* a1[] = {"convert"};
-    CHECK(gptoss_cli_convert(1, a1) == 2, "no args");
+    CHECK(gptoss_cmd_convert(1, a1) == 2, "no args");
     char* a2[] = {"convert", "--bogus", "a", "b"};
-    CHECK(gptoss_cli_convert(4, a2) == 2, "bad flag");
+    CHECK(gptoss_cmd_convert(4, a2) == 2, "bad flag");
     char* a3[] = {"convert", "/nonexistent-dir", "/tmp/x.bin"};
-    CHECK(gptoss_cli_convert(3, a3) == 1, "missing dir");
+    CHECK(gptoss_cmd_convert(3, a3) == 1, "missing dir");
     char* a4[] = {"make-model", "--preset", "huge", "/tmp/x.bin"};
-    CHECK(gptoss_cli_make_model(4, a4) == 2, "bad preset");
+    CHECK(gptoss_cmd_make_model(4, a4) == 2, "bad preset");
     char* a5[] = {"make-model", "--preset", "tiny", "--layers", "12x", "/tmp/x.bin"};
-    CHECK(gptoss_cli_make_model(6, a5) == 2, "bad number");
+    CHECK(gptoss_cmd_make_model(6, a5) == 2, "bad number");
     char* a6[] = {"make-model", "--preset", "tiny", "--hidden", "48", "--vocab", (char*) g_vocab, "/tmp/gptoss-never.bin"};
-    CHECK(gptoss_cli_make_model(8, a6) == 2 && access("/tmp/gptoss-never.bin", F_OK) != 0, "invalid shape");
+    CHECK(gptoss_cmd_make_model(8, a6) == 2 && access("/tmp/gptoss-never.bin", F_OK) != 0, "invalid shape");
     char* a7[] = {"tokenize"};
-    CHECK(gptoss_cli_tokenize(1, a7) == 2, "tokenize without -m");
+    CHECK(gptoss_cmd_tokenize(1, a7) == 2, "tokenize without -m");
 }
 
 static void test_config_parser(void) {
@@ -450,21 +450,20 @@ static void test_config_parser(void) {
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         CHECK(gptoss_convert_parse_config(bad[i], strlen(bad[i]), &c, &v, &k) == gptoss_status_invalid_argument, "bad config %zu", i);
     }
-    char deep[300];
-    memset(deep, '[', sizeof(deep));
-    struct gptoss_json* j = NULL;
-    CHECK(gptoss_json_parse(deep, sizeof(deep), &j, NULL, 0) != 0, "deep nesting rejected");
-    const char* ok = "{\"s\":\"a\\u00e9\\ud83d\\ude00\\n\",\"n\":[0,-1.5e3,18446744073709551615,18446744073709551616],\"t\":true,\"z\":null}";
-    CHECK(gptoss_json_parse(ok, strlen(ok), &j, NULL, 0) == 0, "good json");
-    if (j) {
-        const struct gptoss_json* s = gptoss_json_get(j, "s");
-        CHECK(s && s->length == 8 && memcmp(s->string, "a\xc3\xa9\xf0\x9f\x98\x80\n", 8) == 0, "unicode escapes");
-        const struct gptoss_json* n = gptoss_json_get(j, "n");
-        CHECK(n && n->length == 4 && n->items[0].is_uint && !n->items[1].is_uint && n->items[1].number == -1500.0 &&
-                  n->items[2].is_uint && n->items[2].uint_value == UINT64_MAX && !n->items[3].is_uint,
-              "numbers");
-        gptoss_json_free(j);
+    /* nesting far deeper than any config: an error, not a stack overflow */
+    const size_t depth = 100000;
+    char* deep = malloc(depth);
+    if (deep != NULL) {
+        memset(deep, '[', depth);
+        CHECK(gptoss_convert_parse_config(deep, depth, &c, &v, &k) == gptoss_status_invalid_argument,
+              "deep nesting rejected");
+        free(deep);
     }
+    /* a repeated key: the last one counts (as Python's json) */
+    const char* twice = "{\"num_hidden_layers\":1,\"num_experts\":4,\"hidden_size\":64,\"intermediate_size\":64,"
+                        "\"head_dim\":16,\"num_attention_heads\":2,\"num_key_value_heads\":1,\"num_hidden_layers\":3}";
+    CHECK(gptoss_convert_parse_config(twice, strlen(twice), &c, &v, &k) == gptoss_status_success && c.num_blocks == 3,
+          "repeated key: %u layers", c.num_blocks);
     /* safetensors header parser on hand-made buffers */
     struct gptoss_st_set set;
     memset(&set, 0, sizeof(set));
@@ -482,6 +481,15 @@ static void test_config_parser(void) {
     hl = 1ull << 60;
     memcpy(buf, &hl, 8);
     CHECK(gptoss_st_parse(buf, 100, 0, "t", &set) == gptoss_status_invalid_argument, "safetensors huge header");
+    gptoss_st_close(&set);
+    const char* dup = "{\"a\":{\"dtype\":\"BF16\",\"shape\":[6],\"data_offsets\":[0,12]},"
+                      "\"a\":{\"dtype\":\"BF16\",\"shape\":[6],\"data_offsets\":[0,12]}}";
+    hl = strlen(dup);
+    memcpy(buf, &hl, 8);
+    memcpy(buf + 8, dup, hl);
+    CHECK(gptoss_st_parse(buf, 8 + hl + 12, 0, "t", &set) == gptoss_status_invalid_argument &&
+              strstr(gptoss_last_error(), "duplicate") != NULL,
+          "safetensors tensor named twice: %s", gptoss_last_error());
     gptoss_st_close(&set);
     const char* h2 = "{\"a\":{\"dtype\":\"BF16\",\"shape\":[4294967296,4294967296,4294967296],\"data_offsets\":[0,12]}}";
     hl = strlen(h2);

@@ -10,7 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cli_tools.h"
+#include "cli.h"
+#include "files.h"
 #include "model.h"
 #include "test_util.h"
 #include "writer.h"
@@ -76,7 +77,7 @@ static char g_model[256];
 static int make_tiny(void) {
     snprintf(g_model, sizeof(g_model), "%s/tiny.bin", g_dir);
     char* argv[] = {"make-model", "--preset", "tiny", "--seed", "7", "--vocab", (char*) g_vocab, "--quiet", g_model};
-    return gptoss_cli_make_model(9, argv) == 0;
+    return gptoss_cmd_make_model(9, argv) == 0;
 }
 
 static void test_load(gptoss_backend_t backend) {
@@ -468,7 +469,7 @@ static void test_config_rules(void) {
     for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
         char* argv[] = {"make-model", "--preset", "tiny", (char*) flags[i][0], (char*) flags[i][1], "--vocab",
                         (char*) g_vocab, "--quiet", out};
-        CHECK(gptoss_cli_make_model(9, argv) == 2 && access(out, F_OK) != 0, "make-model %s %s not refused",
+        CHECK(gptoss_cmd_make_model(9, argv) == 2 && access(out, F_OK) != 0, "make-model %s %s not refused",
               flags[i][0], flags[i][1]);
     }
 }

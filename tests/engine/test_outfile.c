@@ -1,4 +1,4 @@
-/* engine/outfile.c: atomic replacement of output files. The end-to-end cases (make-model
+/* offline/outfile.c: atomic replacement of output files. The end-to-end cases (make-model
  * with an existing OUT, --force, a failing write, SIGTERM/SIGINT, a reader that has the
  * old file mapped) are in tests/e2e/test_files.sh; here the module's own rules:
  * no replacement without `replace` (also against a file that appears while writing),
@@ -9,7 +9,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "internal/error.h"
 #include "outfile.h"
 #include "test_util.h"
 

@@ -2,9 +2,9 @@
  * special tokens and names, decode/encode round trips on ASCII and UTF-8 text.
  * Usage: test_tokenizer VECTORS.jsonl [VOCAB.tiktoken] */
 #include <gptoss/engine.h>
+#include <jansson.h>
 #include <unistd.h>
 
-#include "json.h"
 #include "test_util.h"
 #include "writer.h"
 
@@ -34,7 +34,7 @@ static int write_tokenizer_file(const char* path, const char* vocab_path) {
     uint8_t* file = malloc(GPTOSS_FILE_HEADER_SIZE + section_size);
     int ok = file != NULL;
     if (ok) {
-        gptoss_writer_build_header(file, &c, 16, num_text, regex_size, tokens_size);
+        gptoss_file_build_header(file, &c, 16, num_text, regex_size, tokens_size);
         memcpy(file + GPTOSS_FILE_HEADER_SIZE, section, section_size);
         ok = write_whole(path, file, GPTOSS_FILE_HEADER_SIZE + section_size);
     }
@@ -58,29 +58,36 @@ static void test_vectors(gptoss_tokenizer_t tok, const char* vectors_path) {
         char* nl = memchr(line, '\n', (size_t) (data + size - line));
         size_t len = nl ? (size_t) (nl - line) : (size_t) (data + size - line);
         if (len > 0) {
-            struct gptoss_json* v = NULL;
-            char err[256];
-            if (gptoss_json_parse(line, len, &v, err, sizeof(err)) != 0) {
-                CHECK(0, "vector line %d: %s", total + 1, err);
+            json_error_t error;
+            json_t* v = json_loadb(line, len, 0, &error);
+            if (v == NULL) {
+                CHECK(0, "vector line %d: %s", total + 1, error.text);
             } else {
                 total++;
-                const struct gptoss_json* text = gptoss_json_get(v, "text");
-                const struct gptoss_json* want = gptoss_json_get(v, "tokens");
-                if (text == NULL || text->type != gptoss_json_string || want == NULL || want->type != gptoss_json_array) {
+                const json_t* text = json_object_get(v, "text");
+                const json_t* want = json_object_get(v, "tokens");
+                if (!json_is_string(text) || !json_is_array(want)) {
                     CHECK(0, "vector %d: missing text/tokens", total);
                 } else {
+                    const char* chars = json_string_value(text);
+                    const size_t length = json_string_length(text);
                     size_t n = 0;
-                    enum gptoss_status st = gptoss_tokenizer_encode(tok, text->string, text->length, tokens, capacity, &n);
-                    int same = st == gptoss_status_success && n == want->length;
-                    for (size_t i = 0; same && i < n; i++) same = want->items[i].is_uint && tokens[i] == want->items[i].uint_value;
+                    enum gptoss_status st = gptoss_tokenizer_encode(tok, chars, length, tokens, capacity, &n);
+                    int same = st == gptoss_status_success && n == json_array_size(want);
+                    for (size_t i = 0; same && i < n; i++) {
+                        const json_t* id = json_array_get(want, i);
+                        same = json_is_integer(id) && json_integer_value(id) == (json_int_t) tokens[i];
+                    }
                     if (same) {
                         ok_count++;
                     } else {
                         fprintf(stderr, "vector %d mismatch (status %s): text %.60s\n  got ", total,
-                                gptoss_status_to_string(st), text->string);
+                                gptoss_status_to_string(st), chars);
                         for (size_t i = 0; i < n && i < 40; i++) fprintf(stderr, "%u ", tokens[i]);
                         fprintf(stderr, "\n want ");
-                        for (size_t i = 0; i < want->length && i < 40; i++) fprintf(stderr, "%llu ", (unsigned long long) want->items[i].uint_value);
+                        for (size_t i = 0; i < json_array_size(want) && i < 40; i++) {
+                            fprintf(stderr, "%lld ", (long long) json_integer_value(json_array_get(want, i)));
+                        }
                         fprintf(stderr, "\n");
                     }
                     CHECK(same, "vector %d", total);
@@ -91,12 +98,12 @@ static void test_vectors(gptoss_tokenizer_t tok, const char* vectors_path) {
                         const void* p;
                         size_t s;
                         rt = gptoss_tokenizer_decode(tok, tokens[i], &p, &s) == gptoss_status_success &&
-                             pos + s <= text->length && memcmp(text->string + pos, p, s) == 0;
+                             pos + s <= length && memcmp(chars + pos, p, s) == 0;
                         pos += s;
                     }
-                    CHECK(rt && pos == text->length, "vector %d: decode does not give the text back", total);
+                    CHECK(rt && pos == length, "vector %d: decode does not give the text back", total);
                 }
-                gptoss_json_free(v);
+                json_decref(v);
             }
         }
         line += len + 1;

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util.h"
+
 static int g_passed, g_failed, g_skipped;
 
 #define CHECK(cond, ...)                                                          \
@@ -56,11 +58,6 @@ static int write_whole(const char* path, const void* data, size_t size) {
 }
 
 static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
-static uint64_t rng_next(void) {
-    uint64_t z = (g_rng += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
+static uint64_t rng_next(void) { return gptoss_splitmix64(&g_rng); }
 
 #endif

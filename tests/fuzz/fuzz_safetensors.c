@@ -3,8 +3,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "cli_tools.h"
-#include "model.h"
+#include "files.h"
 #include "safetensors.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

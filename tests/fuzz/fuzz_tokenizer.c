@@ -1,6 +1,6 @@
 /* Fuzz target: tokenizer encode with the real o200k vocabulary. Any byte string must encode
  * without error, and decoding the ids must give the input back byte for byte.
- * The vocabulary comes from $GPTOSS_VOCAB or the repository's data/o200k_base.tiktoken. */
+ * The vocabulary: the repository's data/o200k_base.tiktoken (gptoss_default_vocab_path). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +8,7 @@
 
 #include <gptoss/engine.h>
 
+#include "model.h"
 #include "writer.h"
 
 static gptoss_tokenizer_t g_tok;
@@ -32,7 +33,7 @@ static gptoss_tokenizer_t load(void) {
         abort();
     }
     uint8_t header[GPTOSS_FILE_HEADER_SIZE];
-    gptoss_writer_build_header(header, &c, 16, vocab.num_tokens, regex_size, tokens_size);
+    gptoss_file_build_header(header, &c, 16, vocab.num_tokens, regex_size, tokens_size);
     gptoss_vocab_free(&vocab);
     struct gptoss_file_info info;
     gptoss_tokenizer_t t = NULL;

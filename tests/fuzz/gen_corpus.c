@@ -20,9 +20,10 @@ static void put(const char* dir, const char* sub, const char* name, const void* 
     fclose(f);
 }
 
-static enum gptoss_status fill(void* source, struct gptoss_writer* w, enum gptoss_tensor_kind kind, uint32_t layer,
-                               uint32_t expert, uint64_t size) {
-    (void) source, (void) kind, (void) layer, (void) expert;
+static enum gptoss_status fill(void* source, struct gptoss_writer* w, const struct gptoss_tensor_ref* t) {
+    (void) source;
+    const enum gptoss_tensor_kind kind = t->kind;
+    uint64_t size = t->size;
     uint8_t buf[256];
     while (size) {
         size_t n = size < sizeof(buf) ? (size_t) size : sizeof(buf);

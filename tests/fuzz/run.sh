@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzing the engine's file readers and tokenizer.
+# Fuzzing the file readers (the engine's model reader and tokenizer, the offline library's
+# checkpoint readers).
 #
 #   tests/fuzz/run.sh replay            build the replay drivers (any C compiler) and run
 #                                       every corpus file once (what CI runs)
@@ -8,18 +9,18 @@
 #                                       for SECONDS (default 60) on a scratch copy of the
 #                                       corpus; crashes land in build-fuzz/artifacts/
 #
-# Needs: libpcre2-dev; clang (with libclang-rt-dev) for `fuzz`.
+# Needs: libpcre2-dev, libjansson-dev; clang (with libclang-rt-dev) for `fuzz`.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 MODE="${1:-replay}"
 SECS="${2:-60}"
 OUT="${GPTOSS_FUZZ_BUILD:-$ROOT/build-fuzz}"
-export GPTOSS_VOCAB="${GPTOSS_VOCAB:-$ROOT/data/o200k_base.tiktoken}"
 TARGETS="model_file safetensors tokenizer"
-ENGINE_SRC="model.c tokenizer.c writer.c outfile.c json.c safetensors.c convert.c cli_tools.c make_model.c"
+ENGINE_SRC="engine/format.c engine/model.c engine/tokenizer.c offline/writer.c offline/outfile.c offline/safetensors.c
+            offline/convert.c"
 PCRE_CFLAGS="$(pkg-config --cflags libpcre2-8 2>/dev/null || true)"
-PCRE_LIBS="$(pkg-config --libs libpcre2-8 2>/dev/null || echo -lpcre2-8)"
-INC="-I$ROOT/include -I$ROOT/src -I$ROOT/engine $PCRE_CFLAGS"
+PCRE_LIBS="$(pkg-config --libs libpcre2-8 2>/dev/null || echo -lpcre2-8) $(pkg-config --libs jansson 2>/dev/null || echo -ljansson)"
+INC="-I$ROOT/include -I$ROOT/src -I$ROOT/engine -I$ROOT/offline -I$ROOT/util $PCRE_CFLAGS"
 KERNEL_SRC="$(ls "$ROOT"/src/*.c "$ROOT"/src/kernels/*.c "$ROOT"/src/cpu/*.c)"
 
 build() {   # build CC "ENGINE_FLAGS" "LINK_FLAGS" MAIN_SUFFIX
@@ -32,8 +33,8 @@ build() {   # build CC "ENGINE_FLAGS" "LINK_FLAGS" MAIN_SUFFIX
     objs+=("$o")
   done
   for f in $ENGINE_SRC; do
-    local o="$OUT/obj-$kind/e_$(basename "$f" .c).o"
-    "$cc" -std=gnu11 -O1 -g $INC -DGPTOSS_VOCAB_DEFAULT="\"$ROOT/data/o200k_base.tiktoken\"" $eflags -c "$ROOT/engine/$f" -o "$o"
+    local o="$OUT/obj-$kind/e_${f//\//_}.o"
+    "$cc" -std=gnu11 -O1 -g $INC -DGPTOSS_VOCAB_DEFAULT="\"$ROOT/data/o200k_base.tiktoken\"" $eflags -c "$ROOT/$f" -o "$o"
     objs+=("$o")
   done
   for t in $TARGETS; do

@@ -9,10 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "common/math.h"
 #include "reference/reference.h"
+#include "util.h"
 
 #define TC_OP_ENTRY(name, family) &tc_op_##name,
 const struct tc_op* const tc_ops[gptoss_kernel_count] = {GPTOSS_KERNEL_LIST(TC_OP_ENTRY, TC_OP_ENTRY)};
@@ -66,12 +66,6 @@ const struct tc_case* tc_case_at(size_t index, const struct tc_op** op_out) {
 
 const char* tc_kernel_name(const struct tc_op* op) { return gptoss_kernel_get_name(op->kernel); }
 
-double tc_now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double) ts.tv_sec + 1e-9 * (double) ts.tv_nsec;
-}
-
 static int g_passed, g_failed, g_skipped;
 static char g_skipped_names[8192];
 
@@ -109,15 +103,8 @@ void* tc_xmalloc(size_t n) {
  * RNG
  * ---------------------------------------------------------------------------------- */
 
-static uint64_t splitmix64(uint64_t* x) {
-    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 void tc_rng_seed(struct tc_rng* rng, uint64_t seed) {
-    for (int i = 0; i < 4; i++) rng->s[i] = splitmix64(&seed);
+    for (int i = 0; i < 4; i++) rng->s[i] = gptoss_splitmix64(&seed);
 }
 
 static inline uint64_t rotl64(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }

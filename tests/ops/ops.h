@@ -318,9 +318,6 @@ void tc_report(const char* name, bool ok, const char* detail);
 void tc_skip(const char* name, const char* why);
 int tc_summary(void);
 
-/* Seconds of a monotonic clock. */
-double tc_now_s(void);
-
 /* Each module's table entries (generated from the kernel list). */
 #define TC_OP_DECL(name, family) extern const struct tc_op tc_op_##name;
 GPTOSS_KERNEL_LIST(TC_OP_DECL, TC_OP_DECL)

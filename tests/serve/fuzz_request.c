@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <gptoss/offline.h>
+
 #include "server.h"
 
 static gptoss_backend_t g_backend;

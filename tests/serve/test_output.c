@@ -7,6 +7,8 @@
 #include <time.h>
 
 #include "../engine/test_util.h"
+#include <gptoss/offline.h>
+
 #include "server.h"
 
 static gptoss_tokenizer_t g_tok;

@@ -20,6 +20,7 @@
 
 #include "../engine/test_util.h"
 #include <gptoss/engine.h>
+#include <gptoss/offline.h>
 
 static uint32_t g_vocab;
 

@@ -18,6 +18,7 @@
 #include <jansson.h>
 
 #include <gptoss/engine.h>
+#include <gptoss/offline.h>
 
 #include "harmony.h"
 

@@ -8,6 +8,7 @@
 #include <jansson.h>
 
 #include <gptoss/engine.h>
+#include <gptoss/offline.h>
 
 #include "harmony.h"
 

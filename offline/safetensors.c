@@ -12,8 +12,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "internal/error.h"
-#include "json.h"
+#include <gptoss/error.h>
+#include <jansson.h>
+
 #include "safetensors.h"
 
 static const struct {
@@ -26,51 +27,61 @@ static const struct {
 
 #define BAD(...) return gptoss_fail(gptoss_status_invalid_argument, __VA_ARGS__)
 
-static enum gptoss_status add_tensor(struct gptoss_st_set* set, const struct gptoss_json_member* m, uint64_t data_start,
+/* A non-negative integer (jansson's integers are signed 64-bit). */
+static int get_uint(const json_t* v, uint64_t* out) {
+    if (!json_is_integer(v) || json_integer_value(v) < 0) return 0;
+    *out = (uint64_t) json_integer_value(v);
+    return 1;
+}
+
+static enum gptoss_status add_tensor(struct gptoss_st_set* set, const char* name, const json_t* v, uint64_t data_start,
                                      uint64_t data_size, uint32_t file, const char* what) {
-    const struct gptoss_json* v = &m->value;
-    if (m->key_length == 0 || memchr(m->key, '\0', m->key_length) != NULL) BAD("%s: empty or NUL in a tensor name", what);
-    if (v->type != gptoss_json_object) BAD("%s: tensor %s: entry is not an object", what, m->key);
-    const struct gptoss_json* dt = gptoss_json_get(v, "dtype");
-    const struct gptoss_json* sh = gptoss_json_get(v, "shape");
-    const struct gptoss_json* off = gptoss_json_get(v, "data_offsets");
-    if (dt == NULL || dt->type != gptoss_json_string) BAD("%s: tensor %s: no string \"dtype\"", what, m->key);
-    if (sh == NULL || sh->type != gptoss_json_array) BAD("%s: tensor %s: no array \"shape\"", what, m->key);
-    if (off == NULL || off->type != gptoss_json_array || off->length != 2 || !off->items[0].is_uint ||
-        !off->items[1].is_uint) {
-        BAD("%s: tensor %s: \"data_offsets\" is not [begin, end] of non-negative integers", what, m->key);
+    if (name[0] == '\0') BAD("%s: empty tensor name", what);
+    if (!json_is_object(v)) BAD("%s: tensor %s: entry is not an object", what, name);
+    const json_t* dt = json_object_get(v, "dtype");
+    const json_t* sh = json_object_get(v, "shape");
+    const json_t* off = json_object_get(v, "data_offsets");
+    if (!json_is_string(dt)) BAD("%s: tensor %s: no string \"dtype\"", what, name);
+    if (!json_is_array(sh)) BAD("%s: tensor %s: no array \"shape\"", what, name);
+    uint64_t b = 0, e = 0;
+    if (!json_is_array(off) || json_array_size(off) != 2 || !get_uint(json_array_get(off, 0), &b) ||
+        !get_uint(json_array_get(off, 1), &e)) {
+        BAD("%s: tensor %s: \"data_offsets\" is not [begin, end] of non-negative integers", what, name);
     }
     struct gptoss_st_tensor t;
     memset(&t, 0, sizeof(t));
+    const char* dtype = json_string_value(dt);
     for (size_t i = 0; i < sizeof(dtypes) / sizeof(dtypes[0]); i++) {
-        if (strcmp(dt->string, dtypes[i].name) == 0 && dt->length == strlen(dtypes[i].name)) {
+        if (strcmp(dtype, dtypes[i].name) == 0 && json_string_length(dt) == strlen(dtypes[i].name)) {
             strcpy(t.dtype, dtypes[i].name);
             t.element_size = dtypes[i].size;
         }
     }
-    if (t.element_size == 0) BAD("%s: tensor %s: unknown dtype \"%.20s\"", what, m->key, dt->string);
-    if (sh->length > GPTOSS_ST_MAX_RANK) BAD("%s: tensor %s: rank %zu over %d", what, m->key, sh->length, GPTOSS_ST_MAX_RANK);
-    t.rank = (uint32_t) sh->length;
+    if (t.element_size == 0) BAD("%s: tensor %s: unknown dtype \"%.20s\"", what, name, dtype);
+    if (json_array_size(sh) > GPTOSS_ST_MAX_RANK) {
+        BAD("%s: tensor %s: rank %zu over %d", what, name, json_array_size(sh), GPTOSS_ST_MAX_RANK);
+    }
+    t.rank = (uint32_t) json_array_size(sh);
     uint64_t bytes = t.element_size;
     for (uint32_t i = 0; i < t.rank; i++) {
-        if (!sh->items[i].is_uint) BAD("%s: tensor %s: shape[%u] is not a non-negative integer", what, m->key, i);
-        t.shape[i] = sh->items[i].uint_value;
-        if (__builtin_mul_overflow(bytes, t.shape[i], &bytes)) BAD("%s: tensor %s: shape overflows", what, m->key);
+        if (!get_uint(json_array_get(sh, i), &t.shape[i])) {
+            BAD("%s: tensor %s: shape[%u] is not a non-negative integer", what, name, i);
+        }
+        if (__builtin_mul_overflow(bytes, t.shape[i], &bytes)) BAD("%s: tensor %s: shape overflows", what, name);
     }
-    const uint64_t b = off->items[0].uint_value, e = off->items[1].uint_value;
     if (b > e || e > data_size) {
-        BAD("%s: tensor %s: data_offsets [%llu, %llu] outside the data buffer of %llu bytes", what, m->key,
+        BAD("%s: tensor %s: data_offsets [%llu, %llu] outside the data buffer of %llu bytes", what, name,
             (unsigned long long) b, (unsigned long long) e, (unsigned long long) data_size);
     }
     if (e - b != bytes) {
-        BAD("%s: tensor %s: data_offsets give %llu bytes, dtype %s x shape gives %llu", what, m->key,
+        BAD("%s: tensor %s: data_offsets give %llu bytes, dtype %s x shape gives %llu", what, name,
             (unsigned long long) (e - b), t.dtype, (unsigned long long) bytes);
     }
     t.offset = data_start + b;
     t.size = bytes;
     t.file = file;
-    if (gptoss_st_find(set, m->key) != NULL) BAD("%s: tensor %s appears more than once", what, m->key);
-    t.name = strdup(m->key);
+    if (gptoss_st_find(set, name) != NULL) BAD("%s: tensor %s appears more than once", what, name);
+    t.name = strdup(name);
     struct gptoss_st_tensor* grown = realloc(set->tensors, (set->num_tensors + 1) * sizeof(*grown));
     if (t.name == NULL || grown == NULL) {
         free(t.name);
@@ -91,25 +102,25 @@ enum gptoss_status gptoss_st_parse(const uint8_t* data, uint64_t size, uint32_t 
         BAD("%s: header length %llu is invalid (file %llu bytes, limit %u)", what, (unsigned long long) n,
             (unsigned long long) size, GPTOSS_ST_MAX_HEADER);
     }
-    struct gptoss_json* root = NULL;
-    char err[256];
-    if (gptoss_json_parse((const char*) data + 8, (size_t) n, &root, err, sizeof(err)) != 0) {
-        /* trailing spaces are allowed by the format: json_parse already skips whitespace */
-        BAD("%s: header: %s", what, err);
-    }
+    /* trailing spaces are allowed by the format: the parser skips whitespace; a tensor
+     * named twice is an error, not the last one wins */
+    json_error_t error;
+    json_t* root = json_loadb((const char*) data + 8, (size_t) n, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &error);
+    if (root == NULL) BAD("%s: header: %s (byte %d)", what, error.text, error.position);
     enum gptoss_status st = gptoss_status_success;
-    if (root->type != gptoss_json_object) {
+    if (!json_is_object(root)) {
         st = gptoss_fail(gptoss_status_invalid_argument, "%s: header is not a JSON object", what);
         goto done;
     }
-    for (size_t i = 0; i < root->length; i++) {
-        const struct gptoss_json_member* m = &root->members[i];
-        if (m->key_length == 12 && memcmp(m->key, "__metadata__", 12) == 0) continue;
-        st = add_tensor(set, m, 8 + n, size - 8 - n, file, what);
+    const char* name;
+    json_t* value;
+    json_object_foreach(root, name, value) {
+        if (strcmp(name, "__metadata__") == 0) continue;
+        st = add_tensor(set, name, value, 8 + n, size - 8 - n, file, what);
         if (st != gptoss_status_success) goto done;
     }
 done:
-    gptoss_json_free(root);
+    json_decref(root);
     return st;
 }
 

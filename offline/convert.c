@@ -8,9 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli_tools.h"
-#include "internal/error.h"
-#include "json.h"
+#include <gptoss/error.h>
+#include <jansson.h>
+
+#include "files.h"
 #include "safetensors.h"
 #include "writer.h"
 
@@ -25,37 +26,38 @@ struct cv_source {
 
 /* ---- config.json -------------------------------------------------------------------- */
 
-static enum gptoss_status get_number(const struct gptoss_json* root, const char* key, int required, double dflt,
-                                     double lo, double hi, double* out) {
-    const struct gptoss_json* v = gptoss_json_get(root, key);
+static enum gptoss_status get_number(const json_t* root, const char* key, int required, double dflt, double lo,
+                                     double hi, double* out) {
+    const json_t* v = json_object_get(root, key);
     if (v == NULL) {
-        if (required) return gptoss_fail(gptoss_status_invalid_argument, "config.json: missing \"%s\"", key);
+        if (required) return gptoss_fail(gptoss_status_invalid_argument, "missing \"%s\"", key);
         *out = dflt;
         return gptoss_status_success;
     }
-    if (v->type != gptoss_json_number || !isfinite(v->number)) {
-        return gptoss_fail(gptoss_status_invalid_argument, "config.json: \"%s\" is not a finite number", key);
+    if (!json_is_number(v) || !isfinite(json_number_value(v))) {
+        return gptoss_fail(gptoss_status_invalid_argument, "\"%s\" is not a finite number", key);
     }
-    if (!(v->number >= lo && v->number <= hi)) {
-        return gptoss_fail(gptoss_status_invalid_argument, "config.json: \"%s\" = %g is outside [%g, %g]", key,
-                           v->number, lo, hi);
+    const double x = json_number_value(v);
+    if (!(x >= lo && x <= hi)) {
+        return gptoss_fail(gptoss_status_invalid_argument, "\"%s\" = %g is outside [%g, %g]", key, x, lo,
+                           hi);
     }
-    *out = v->number;
+    *out = x;
     return gptoss_status_success;
 }
 
-static enum gptoss_status get_u32(const struct gptoss_json* root, const char* key, int required, uint32_t dflt,
-                                  uint32_t lo, uint32_t hi, uint32_t* out) {
-    const struct gptoss_json* v = gptoss_json_get(root, key);
+static enum gptoss_status get_u32(const json_t* root, const char* key, int required, uint32_t dflt, uint32_t lo,
+                                  uint32_t hi, uint32_t* out) {
+    const json_t* v = json_object_get(root, key);
     if (v == NULL) {
-        if (required) return gptoss_fail(gptoss_status_invalid_argument, "config.json: missing \"%s\"", key);
+        if (required) return gptoss_fail(gptoss_status_invalid_argument, "missing \"%s\"", key);
         *out = dflt;
         return gptoss_status_success;
     }
-    if (v->type != gptoss_json_number || !v->is_uint || v->uint_value < lo || v->uint_value > hi) {
-        return gptoss_fail(gptoss_status_invalid_argument, "config.json: \"%s\" must be an integer in [%u, %u]", key, lo, hi);
+    if (!json_is_integer(v) || json_integer_value(v) < (json_int_t) lo || json_integer_value(v) > (json_int_t) hi) {
+        return gptoss_fail(gptoss_status_invalid_argument, "\"%s\" must be an integer in [%u, %u]", key, lo, hi);
     }
-    *out = (uint32_t) v->uint_value;
+    *out = (uint32_t) json_integer_value(v);
     return gptoss_status_success;
 }
 
@@ -63,14 +65,15 @@ static enum gptoss_status get_u32(const struct gptoss_json* root, const char* ke
  * required; RoPE keys default to torch/model.py's ModelConfig defaults. */
 enum gptoss_status gptoss_convert_parse_config(const char* text, size_t size, struct gptoss_model_config* c,
                                                uint32_t* vocab_size_out, uint32_t* experts_per_token_out) {
-    struct gptoss_json* root = NULL;
-    char err[256];
-    if (gptoss_json_parse(text, size, &root, err, sizeof(err)) != 0) {
-        return gptoss_fail(gptoss_status_invalid_argument, "config.json: %s", err);
+    json_error_t error;
+    json_t* root = json_loadb(text, size, JSON_DECODE_ANY, &error);
+    if (root == NULL) {
+        return gptoss_fail(gptoss_status_invalid_argument, "%s (line %d, byte %d)", error.text, error.line,
+                           error.position);
     }
     enum gptoss_status st = gptoss_status_success;
-    if (root->type != gptoss_json_object) {
-        st = gptoss_fail(gptoss_status_invalid_argument, "config.json: not a JSON object");
+    if (!json_is_object(root)) {
+        st = gptoss_fail(gptoss_status_invalid_argument, "not a JSON object");
         goto done;
     }
     memset(c, 0, sizeof(*c));
@@ -97,7 +100,7 @@ enum gptoss_status gptoss_convert_parse_config(const char* text, size_t size, st
 #undef U
 #undef F
     if (alpha == beta) {
-        st = gptoss_fail(gptoss_status_invalid_argument, "config.json: rope_ntk_alpha == rope_ntk_beta (%g) makes YaRN undefined", alpha);
+        st = gptoss_fail(gptoss_status_invalid_argument, "rope_ntk_alpha == rope_ntk_beta (%g) makes YaRN undefined", alpha);
         goto done;
     }
     c->num_active_experts = 4; /* hard-coded by upstream's converter (MODEL_FORMAT.md 3) */
@@ -107,7 +110,7 @@ enum gptoss_status gptoss_convert_parse_config(const char* text, size_t size, st
     *vocab_size_out = vocab;
     *experts_per_token_out = ept;
 done:
-    gptoss_json_free(root);
+    json_decref(root);
     return st;
 }
 
@@ -244,9 +247,11 @@ static enum gptoss_status write_scales(struct cv_source* s, struct gptoss_writer
     return gptoss_status_success;
 }
 
-static enum gptoss_status cv_write(void* source, struct gptoss_writer* w, enum gptoss_tensor_kind kind, uint32_t layer,
-                                   uint32_t expert, uint64_t size) {
+static enum gptoss_status cv_write(void* source, struct gptoss_writer* w, const struct gptoss_tensor_ref* ref) {
     struct cv_source* s = source;
+    const enum gptoss_tensor_kind kind = ref->kind;
+    const uint32_t layer = ref->layer, expert = ref->expert;
+    const uint64_t size = ref->size;
     const struct gptoss_st_tensor* t = NULL;
     static const char* const suffix[] = {
         [gptoss_tensor_attn_norm] = "attn.norm.scale",          [gptoss_tensor_qkv_weight] = "attn.qkv.weight",
@@ -292,18 +297,6 @@ static enum gptoss_status cv_write(void* source, struct gptoss_writer* w, enum g
                        (unsigned long long) t->size, (unsigned long long) size);
 }
 
-static const char convert_usage[] =
-    "usage: gptoss convert [--vocab PATH] [--quiet] [--force] CHECKPOINT_DIR OUT\n"
-    "  Converts an original gpt-oss checkpoint (the original/ directory: config.json and\n"
-    "  *.safetensors) into a model file, bit-compatible with upstream's converter:\n"
-    "  vocabulary truncated to 200014 rows, QKV rows permuted for adjacent-pair RoPE,\n"
-    "  Q*0.5 / K*0.25 folded in (bf16), MXFP4 scales +14. OUT appears only when complete\n"
-    "  (written to a temporary file next to it, then renamed).\n"
-    "  --vocab PATH   o200k_base.tiktoken (default: $GPTOSS_VOCAB or the repository's\n"
-    "                 data/o200k_base.tiktoken)\n"
-    "  --quiet        no progress line\n"
-    "  --force        replace OUT if it exists (without it, an existing OUT is kept)\n";
-
 static char* read_file_text(const char* path, size_t max, size_t* size_out) {
     FILE* f = fopen(path, "rb");
     if (f == NULL) return NULL;
@@ -335,126 +328,74 @@ static char* read_file_text(const char* path, size_t max, size_t* size_out) {
     return buf;
 }
 
-int gptoss_cli_convert(int argc, char** argv) {
-    const char* dir = NULL;
-    const char* out = NULL;
-    const char* vocab_path = NULL;
-    int quiet = 0, force = 0;
-    for (int i = 1; i < argc; i++) {
-        const char* a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            fputs(convert_usage, stdout);
-            return 0;
-        } else if (strcmp(a, "--vocab") == 0 && i + 1 < argc) {
-            vocab_path = argv[++i];
-        } else if (strcmp(a, "--quiet") == 0) {
-            quiet = 1;
-        } else if (strcmp(a, "--force") == 0) {
-            force = 1;
-        } else if (a[0] == '-' && a[1] != '\0') {
-            fprintf(stderr, "gptoss convert: unknown or incomplete option '%s'\n%s", a, convert_usage);
-            return 2;
-        } else if (dir == NULL) {
-            dir = a;
-        } else if (out == NULL) {
-            out = a;
-        } else {
-            fprintf(stderr, "gptoss convert: unexpected argument '%s'\n%s", a, convert_usage);
-            return 2;
-        }
-    }
-    if (dir == NULL || out == NULL) {
-        fprintf(stderr, "gptoss convert: CHECKPOINT_DIR and OUT are required\n%s", convert_usage);
-        return 2;
-    }
-    if (gptoss_cli_check_output("convert", out, force) != 0) return 2;
+enum gptoss_status gptoss_convert_checkpoint(const char* dir, const char* out, const char* vocab_path, uint32_t flags,
+                                             struct gptoss_convert_notes* notes_out) {
     struct cv_source s;
     memset(&s, 0, sizeof(s));
-    int rc = 1;
     struct gptoss_vocab vocab = {0, NULL, NULL};
-    char* cfg_path = malloc(strlen(dir) + 16);
-    if (cfg_path == NULL) return 1;
-    sprintf(cfg_path, "%s/config.json", dir);
+    char cfg_path[4096];
+    if ((size_t) snprintf(cfg_path, sizeof(cfg_path), "%s/config.json", dir) >= sizeof(cfg_path)) {
+        return gptoss_fail(gptoss_status_invalid_argument, "checkpoint directory path is too long (%zu bytes)",
+                           strlen(dir));
+    }
     size_t cfg_size = 0;
     char* cfg = read_file_text(cfg_path, 1 << 20, &cfg_size);
-    if (cfg == NULL) {
-        fprintf(stderr, "gptoss convert: %s: cannot read: %s\n", cfg_path, strerror(errno));
-        free(cfg_path);
-        return 1;
-    }
+    if (cfg == NULL) return gptoss_fail(gptoss_status_io_error, "%s: cannot read: %s", cfg_path, strerror(errno));
     uint32_t ckpt_vocab = 0, ept = 0;
     enum gptoss_status st = gptoss_convert_parse_config(cfg, cfg_size, &s.c, &ckpt_vocab, &ept);
     free(cfg);
     if (st != gptoss_status_success) {
-        fprintf(stderr, "gptoss convert: %s: %s\n", cfg_path, gptoss_last_error());
-        goto done;
-    }
-    if (ept != 4) {
-        fprintf(stderr, "gptoss convert: note: experts_per_token is %u; the file says 4 active experts, as upstream's\n"
-                        "converter does (MODEL_FORMAT.md 3)\n", ept);
+        char msg[400];
+        snprintf(msg, sizeof(msg), "%s", gptoss_last_error());
+        return gptoss_fail(st, "%s: %s", cfg_path, msg);
     }
     if (s.c.num_experts < 4) {
-        fprintf(stderr, "gptoss convert: num_experts %u is below the 4 active experts the format implies\n", s.c.num_experts);
-        goto done;
+        return gptoss_fail(gptoss_status_invalid_argument,
+                           "num_experts %u is below the 4 active experts the format implies", s.c.num_experts);
     }
     if (vocab_path == NULL) vocab_path = gptoss_default_vocab_path();
-    st = gptoss_vocab_load_tiktoken(vocab_path, &vocab);
-    if (st != gptoss_status_success) {
-        fprintf(stderr, "gptoss convert: %s\n", gptoss_last_error());
-        goto done;
-    }
+    if ((st = gptoss_vocab_load_tiktoken(vocab_path, &vocab)) != gptoss_status_success) return st;
     s.vocab_size = (uint64_t) vocab.num_tokens + 16;
     if (ckpt_vocab < s.vocab_size) {
-        fprintf(stderr, "gptoss convert: config.json vocab_size %u is below the tokenizer's %llu tokens\n", ckpt_vocab,
-                (unsigned long long) s.vocab_size);
+        st = gptoss_fail(gptoss_status_invalid_argument, "config.json vocab_size %u is below the tokenizer's %llu tokens",
+                         ckpt_vocab, (unsigned long long) s.vocab_size);
         goto done;
     }
     {
         /* validate the shape exactly as the reader will, before touching the tensors */
         uint8_t header[GPTOSS_FILE_HEADER_SIZE];
         struct gptoss_file_info info;
-        gptoss_writer_build_header(header, &s.c, 16, vocab.num_tokens, (uint32_t) strlen(gptoss_o200k_regex) + 1,
-                                   3 * vocab.num_tokens);
-        if (gptoss_file_parse_header(header, &info) != gptoss_status_success) {
-            fprintf(stderr, "gptoss convert: %s: %s\n", cfg_path, gptoss_last_error());
+        gptoss_file_build_header(header, &s.c, 16, vocab.num_tokens, (uint32_t) strlen(gptoss_o200k_regex) + 1,
+                                 3 * vocab.num_tokens);
+        if ((st = gptoss_file_parse_header(header, &info)) != gptoss_status_success) {
+            char msg[400];
+            snprintf(msg, sizeof(msg), "%s", gptoss_last_error());
+            st = gptoss_fail(st, "%s: %s", cfg_path, msg);
             goto done;
         }
     }
     st = gptoss_st_open_dir(dir, &s.set);
     if (st == gptoss_status_success) st = check_all(&s);
-    if (st != gptoss_status_success) {
-        fprintf(stderr, "gptoss convert: %s\n", gptoss_last_error());
-        goto done;
-    }
+    if (st != gptoss_status_success) goto done;
     struct gptoss_writer w;
-    st = gptoss_writer_open(&w, out, &s.c, &vocab, force);
-    if (st != gptoss_status_success) {
-        fprintf(stderr, "gptoss convert: %s\n", gptoss_last_error());
-        goto done;
-    }
+    st = gptoss_writer_open(&w, out, &s.c, &vocab, (flags & GPTOSS_WRITE_REPLACE) != 0);
+    if (st != gptoss_status_success) goto done;
     s.buf_size = 4u << 20;
     s.buf = malloc(s.buf_size);
     if (s.buf == NULL) {
         gptoss_writer_abort(&w);
-        fprintf(stderr, "gptoss convert: out of memory\n");
+        st = gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate the conversion buffer (%zu bytes)",
+                         s.buf_size);
         goto done;
     }
-    st = gptoss_writer_write_weights(&w, cv_write, &s, !quiet);
-    if (st != gptoss_status_success) {
-        fprintf(stderr, "gptoss convert: %s\n", gptoss_last_error());
-        goto done;
+    st = gptoss_writer_write_weights(&w, cv_write, &s, (flags & GPTOSS_WRITE_PROGRESS) != 0);
+    if (st == gptoss_status_success && notes_out != NULL) {
+        notes_out->experts_per_token = ept;
+        notes_out->overflowing_scales = s.overflowing_scales;
     }
-    if (s.overflowing_scales != 0) {
-        fprintf(stderr, "gptoss convert: warning: %llu MXFP4 scale bytes are >= 241 and wrapped/overflowed when biased by\n"
-                        "+14 (written as upstream does; MODEL_FORMAT.md 5.4 item 4)\n",
-                (unsigned long long) s.overflowing_scales);
-    }
-    if (!quiet) fprintf(stderr, "wrote %s\n", out);
-    rc = 0;
 done:
-    free(cfg_path);
     free(s.buf);
     gptoss_st_close(&s.set);
     gptoss_vocab_free(&vocab);
-    return rc;
+    return st;
 }

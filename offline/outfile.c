@@ -15,7 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal/error.h"
+#include <gptoss/error.h>
+
 #include "outfile.h"
 
 /* ---- signal clean-up ------------------------------------------------------------------

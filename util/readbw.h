@@ -2,8 +2,8 @@
  * pass (sum of f32) over a buffer far larger than the caches, one contiguous slice per
  * thread, AVX2 where the CPU has it. Shared by bench/ (kernel rows) and `gptoss bench`
  * (the decode bound). */
-#ifndef GPTOSS_TOOLS_READBW_H
-#define GPTOSS_TOOLS_READBW_H
+#ifndef GPTOSS_UTIL_READBW_H
+#define GPTOSS_UTIL_READBW_H
 
 #include <stddef.h>
 #include <stdint.h>

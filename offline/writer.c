@@ -8,7 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "internal/error.h"
+#include <gptoss/error.h>
+
 #include "writer.h"
 
 const char gptoss_o200k_regex[] =
@@ -24,8 +25,6 @@ const char gptoss_o200k_regex[] =
 
 const char* gptoss_default_vocab_path(void) {
     static _Thread_local char buf[PATH_MAX + 64];
-    const char* env = getenv("GPTOSS_VOCAB");
-    if (env != NULL && env[0] != '\0') return env;
     if (access(GPTOSS_VOCAB_DEFAULT, R_OK) == 0) return GPTOSS_VOCAB_DEFAULT;
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
@@ -42,6 +41,9 @@ const char* gptoss_default_vocab_path(void) {
             }
         }
     }
+    /* a build carried to another machine, run from the repository's root */
+    static const char here[] = "data/o200k_base.tiktoken";
+    if (access(here, R_OK) == 0) return here;
     return GPTOSS_VOCAB_DEFAULT;
 }
 
@@ -177,46 +179,6 @@ done:
     return gptoss_status_success;
 }
 
-/* ---- header ------------------------------------------------------------------------- */
-
-static void store_f32(uint8_t* p, float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    gptoss_store_u32le(p, u);
-}
-
-void gptoss_writer_build_header(uint8_t h[GPTOSS_FILE_HEADER_SIZE], const struct gptoss_model_config* c,
-                                uint32_t num_special_tokens, uint32_t num_text_tokens, uint32_t regex_size,
-                                uint32_t tokens_size) {
-    memset(h, 0, GPTOSS_FILE_HEADER_SIZE);
-    memcpy(h, gptoss_file_magic, 12);
-    memcpy(h + 16, gptoss_model_uuid, 16);
-    uint8_t* m = h + 32;
-    gptoss_store_u32le(m + 0, c->context_length);
-    gptoss_store_u32le(m + 4, c->num_blocks);
-    gptoss_store_u32le(m + 8, c->num_experts);
-    gptoss_store_u32le(m + 12, c->num_active_experts);
-    gptoss_store_u32le(m + 16, c->embedding_dim);
-    gptoss_store_u32le(m + 20, c->mlp_dim);
-    store_f32(m + 24, c->swiglu_limit);
-    gptoss_store_u32le(m + 28, c->head_dim);
-    gptoss_store_u32le(m + 32, c->num_heads);
-    gptoss_store_u32le(m + 36, c->num_kv_heads);
-    gptoss_store_u32le(m + 40, c->attention_window);
-    store_f32(m + 44, c->rope_theta);
-    store_f32(m + 48, c->interpolation_scale);
-    store_f32(m + 52, c->yarn_offset);
-    store_f32(m + 56, c->yarn_scale);
-    store_f32(m + 60, c->yarn_multiplier);
-    store_f32(m + 64, c->rmsnorm_epsilon);
-    memcpy(h + 100, gptoss_layout_uuid, 16);
-    memcpy(h + 116, gptoss_tokenizer_uuid, 16);
-    gptoss_store_u32le(h + 132, num_special_tokens);
-    gptoss_store_u32le(h + 136, num_text_tokens);
-    gptoss_store_u32le(h + 140, regex_size);
-    gptoss_store_u32le(h + 144, tokens_size);
-}
-
 /* Special slot j (id = num_text + j) -> enum, for the o200k_harmony table (MODEL_FORMAT.md
  * 4.2, slot 10 = <|message|>); 0 = zeros. */
 static const int special_slot_enum[16] = {
@@ -245,7 +207,7 @@ enum gptoss_status gptoss_writer_write(struct gptoss_writer* w, const void* data
     return raw_write(w, data, size);
 }
 
-enum gptoss_status gptoss_writer_write_zeros(struct gptoss_writer* w, uint64_t size) {
+static enum gptoss_status write_zeros(struct gptoss_writer* w, uint64_t size) {
     static const uint8_t zeros[4096];
     while (size != 0) {
         const size_t n = size < sizeof(zeros) ? (size_t) size : sizeof(zeros);
@@ -256,7 +218,9 @@ enum gptoss_status gptoss_writer_write_zeros(struct gptoss_writer* w, uint64_t s
     return gptoss_status_success;
 }
 
-enum gptoss_status gptoss_writer_begin_tensor(struct gptoss_writer* w, uint64_t rel_offset, const char* what) {
+/* Pads with zeros up to W0 + rel_offset, which must be the next 16-byte boundary or, for a
+ * MoE layer, the next 16384-byte one (the layout's); `what` names the tensor in the error. */
+static enum gptoss_status begin_tensor(struct gptoss_writer* w, uint64_t rel_offset, const char* what) {
     const uint64_t target = w->info.weights_offset + rel_offset;
     const uint64_t aligned = (w->offset + GPTOSS_TENSOR_ALIGNMENT - 1) / GPTOSS_TENSOR_ALIGNMENT * GPTOSS_TENSOR_ALIGNMENT;
     /* MoE layers start at a 16384 boundary: pad up to the target when it is the next
@@ -266,7 +230,7 @@ enum gptoss_status gptoss_writer_begin_tensor(struct gptoss_writer* w, uint64_t 
         return gptoss_fail(gptoss_status_invalid_state, "%s: writer bug: %s would start at %llu, the layout says %llu",
                            w->out.path, what, (unsigned long long) aligned, (unsigned long long) target);
     }
-    return gptoss_writer_write_zeros(w, target - w->offset);
+    return write_zeros(w, target - w->offset);
 }
 
 enum gptoss_status gptoss_tokenizer_section_build(const struct gptoss_vocab* vocab, uint8_t** section_out,
@@ -319,7 +283,7 @@ enum gptoss_status gptoss_writer_open(struct gptoss_writer* w, const char* path,
     enum gptoss_status st = gptoss_tokenizer_section_build(vocab, &section, &section_size, &regex_size, &tokens_size);
     if (st != gptoss_status_success) return st;
     uint8_t header[GPTOSS_FILE_HEADER_SIZE];
-    gptoss_writer_build_header(header, config, 16, vocab->num_tokens, regex_size, tokens_size);
+    gptoss_file_build_header(header, config, 16, vocab->num_tokens, regex_size, tokens_size);
     st = gptoss_file_parse_header(header, &w->info);
     if (st != gptoss_status_success) {
         char msg[400];
@@ -340,7 +304,7 @@ enum gptoss_status gptoss_writer_open(struct gptoss_writer* w, const char* path,
                          (unsigned long long) w->offset, (unsigned long long) w->info.tokenizer_end);
         goto fail;
     }
-    if ((st = gptoss_writer_write_zeros(w, w->info.weights_offset - w->offset)) != gptoss_status_success) goto fail;
+    if ((st = write_zeros(w, w->info.weights_offset - w->offset)) != gptoss_status_success) goto fail;
     free(section);
     return gptoss_status_success;
 fail:
@@ -349,7 +313,8 @@ fail:
     return st;
 }
 
-enum gptoss_status gptoss_writer_close(struct gptoss_writer* w) {
+/* Checks the final size equals the layout's, then commits: the file appears at `path`. */
+static enum gptoss_status writer_close(struct gptoss_writer* w) {
     if (w->offset != w->info.file_size) {
         const enum gptoss_status st =
             gptoss_fail(gptoss_status_invalid_state, "%s: writer bug: wrote %llu bytes, the layout needs %llu",
@@ -379,56 +344,6 @@ void gptoss_writer_set_rope(struct gptoss_model_config* c, double initial_contex
     c->yarn_multiplier = (float) (0.1 * log(factor) + 1.0);
 }
 
-int gptoss_model_preset(const char* name, struct gptoss_model_config* out) {
-    if (name == NULL) return -1;
-    struct gptoss_model_config c;
-    memset(&c, 0, sizeof(c));
-    c.num_active_experts = 4;
-    c.swiglu_limit = 7.0f;
-    c.rmsnorm_epsilon = 1e-5f;
-    c.attention_window = 128;
-    c.head_dim = 64;
-    c.num_heads = 64;
-    c.num_kv_heads = 8;
-    c.embedding_dim = 2880;
-    c.mlp_dim = 2880;
-    if (strcmp(name, "20b") == 0) {
-        c.num_blocks = 24;
-        c.num_experts = 32;
-    } else if (strcmp(name, "120b") == 0) {
-        c.num_blocks = 36;
-        c.num_experts = 128;
-    } else if (strcmp(name, "tiny") == 0) {
-        c.num_blocks = 4;
-        c.num_experts = 8;
-        c.embedding_dim = 64;
-        c.mlp_dim = 128;
-        c.head_dim = 16;
-        c.num_heads = 8;
-        c.num_kv_heads = 2;
-        c.attention_window = 16;
-    } else {
-        return -1;
-    }
-    gptoss_model_preset_set_rope(name, &c);
-    *out = c;
-    return 0;
-}
-
-void gptoss_model_preset_set_rope(const char* name, struct gptoss_model_config* c) {
-    gptoss_writer_set_rope(c, 4096.0, 32.0, 150000.0, 1.0, 32.0);
-    if (name != NULL && strcmp(name, "tiny") == 0) c->context_length = 4096;
-}
-
-const char* gptoss_tensor_kind_name(enum gptoss_tensor_kind kind) {
-    static const char* const names[] = {
-        "embedding",  "attn.norm",  "attn.qkv.weight", "attn.qkv.bias", "attn.sinks",  "attn.out.weight",
-        "attn.out.bias", "mlp.norm", "mlp.gate.weight", "mlp.gate.bias", "norm",       "unembedding",
-        "mlp1.blocks", "mlp1.scales", "mlp1.bias",      "mlp2.blocks",   "mlp2.scales", "mlp2.bias",
-    };
-    return (unsigned) kind < sizeof(names) / sizeof(names[0]) ? names[kind] : "?";
-}
-
 struct progress {
     int enabled, last;
     uint64_t total;
@@ -445,68 +360,39 @@ static void progress_update(struct progress* p, const struct gptoss_writer* w) {
     fflush(stderr);
 }
 
-static enum gptoss_status one_tensor(struct gptoss_writer* w, gptoss_tensor_source_fn fn, void* source,
-                                     enum gptoss_tensor_kind kind, uint32_t layer, uint32_t expert, uint64_t rel,
-                                     uint64_t size) {
+struct weights_job {
+    struct gptoss_writer* w;
+    gptoss_tensor_source_fn fn;
+    void* source;
+    struct progress progress;
+};
+
+static enum gptoss_status write_tensor(void* arg, const struct gptoss_tensor_ref* t) {
+    struct weights_job* job = arg;
+    struct gptoss_writer* w = job->w;
     char what[96];
-    snprintf(what, sizeof(what), "block.%u.%s (expert %u)", layer, gptoss_tensor_kind_name(kind), expert);
-    enum gptoss_status st = gptoss_writer_begin_tensor(w, rel, what);
+    snprintf(what, sizeof(what), "block.%u.%s (expert %u)", t->layer, gptoss_tensor_kind_name(t->kind), t->expert);
+    enum gptoss_status st = begin_tensor(w, t->offset, what);
     if (st != gptoss_status_success) return st;
     const uint64_t start = w->offset;
-    st = fn(source, w, kind, layer, expert, size);
-    if (st != gptoss_status_success) return st;
-    if (w->offset - start != size) {
+    if ((st = job->fn(job->source, w, t)) != gptoss_status_success) return st;
+    if (w->offset - start != t->size) {
         return gptoss_fail(gptoss_status_invalid_state, "writer bug: %s: source wrote %llu bytes, expected %llu", what,
-                           (unsigned long long) (w->offset - start), (unsigned long long) size);
+                           (unsigned long long) (w->offset - start), (unsigned long long) t->size);
     }
+    progress_update(&job->progress, w);
     return gptoss_status_success;
 }
 
 enum gptoss_status gptoss_writer_write_weights(struct gptoss_writer* w, gptoss_tensor_source_fn fn, void* source,
                                                int progress) {
-    const struct gptoss_file_info* in = &w->info;
-    const struct gptoss_model_config* c = &in->config;
-    struct progress pr = {progress, -1, in->file_size};
-    enum gptoss_status st;
-#define T(kind, layer, expert, rel, size)                                                               \
-    do {                                                                                                \
-        st = one_tensor(w, fn, source, kind, layer, expert, rel, size);                                 \
-        if (st != gptoss_status_success) goto fail;                                                     \
-        progress_update(&pr, w);                                                                        \
-    } while (0)
-    T(gptoss_tensor_embedding, 0, 0, in->embedding, in->embedding_bytes);
-    for (uint32_t n = 0; n < c->num_blocks; n++) {
-        const uint64_t d = (uint64_t) n * in->per_block;
-        const struct gptoss_layer_offsets* b = &in->layer0;
-        T(gptoss_tensor_attn_norm, n, 0, b->attn_norm + d, in->norm_bytes);
-        T(gptoss_tensor_qkv_weight, n, 0, b->qkv_weight + d, in->qkv_weight_bytes);
-        T(gptoss_tensor_qkv_bias, n, 0, b->qkv_bias + d, in->qkv_bias_bytes);
-        T(gptoss_tensor_sinks, n, 0, b->sinks + d, in->sinks_bytes);
-        T(gptoss_tensor_out_weight, n, 0, b->out_weight + d, in->out_weight_bytes);
-        T(gptoss_tensor_out_bias, n, 0, b->out_bias + d, in->out_bias_bytes);
-        T(gptoss_tensor_mlp_norm, n, 0, b->mlp_norm + d, in->norm_bytes);
-        T(gptoss_tensor_gate_weight, n, 0, b->gate_weight + d, in->gate_weight_bytes);
-        T(gptoss_tensor_gate_bias, n, 0, b->gate_bias + d, in->gate_bias_bytes);
+    struct weights_job job = {w, fn, source, {progress, -1, w->info.file_size}};
+    const enum gptoss_status st = gptoss_file_for_each_tensor(&w->info, write_tensor, &job);
+    if (st != gptoss_status_success) {
+        gptoss_writer_abort(w);
+        return st;
     }
-    T(gptoss_tensor_final_norm, 0, 0, in->final_norm, in->norm_bytes);
-    T(gptoss_tensor_unembedding, 0, 0, in->unembedding, in->embedding_bytes);
-    for (uint32_t n = 0; n < c->num_blocks; n++) {
-        for (uint32_t e = 0; e < c->num_experts; e++) {
-            const uint64_t base = in->shared_size + (uint64_t) n * in->moe_size + (uint64_t) e * in->expert.per_expert;
-            const struct gptoss_expert_layout* x = &in->expert;
-            T(gptoss_tensor_mlp1_blocks, n, e, base + x->mlp1_blocks, in->mlp1_blocks_bytes);
-            T(gptoss_tensor_mlp1_scales, n, e, base + x->mlp1_scales, in->mlp1_scales_bytes);
-            T(gptoss_tensor_mlp1_bias, n, e, base + x->mlp1_bias, in->mlp1_bias_bytes);
-            T(gptoss_tensor_mlp2_blocks, n, e, base + x->mlp2_blocks, in->mlp2_blocks_bytes);
-            T(gptoss_tensor_mlp2_scales, n, e, base + x->mlp2_scales, in->mlp2_scales_bytes);
-            T(gptoss_tensor_mlp2_bias, n, e, base + x->mlp2_bias, in->mlp2_bias_bytes);
-        }
-    }
-#undef T
     /* no trailing padding: the layout ends with the last expert's mlp2 bias (2H bytes,
-     * a multiple of 16 since H is a multiple of 32); gptoss_writer_close checks the size */
-    return gptoss_writer_close(w);
-fail:
-    gptoss_writer_abort(w);
-    return st;
+     * a multiple of 16 since H is a multiple of 32); writer_close checks the size */
+    return writer_close(w);
 }

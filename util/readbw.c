@@ -1,10 +1,10 @@
 /* Read-bandwidth pass (readbw.h). */
 #include "readbw.h"
+#include "util.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
-#include <time.h>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -16,12 +16,6 @@ struct bw_job {
     double sum;
     atomic_int* go; /* 0 wait, 1 run, -1 give up */
 };
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double) ts.tv_sec + 1e-9 * (double) ts.tv_nsec;
-}
 
 #if defined(__x86_64__)
 __attribute__((target("avx2"))) static double sum_avx2(const float* x, size_t n) {
@@ -96,10 +90,10 @@ double gptoss_tools_read_bandwidth(size_t bytes, uint32_t threads, int passes, d
             if (pthread_create(&tid[t], NULL, bw_thread, &jobs[t]) != 0) break;
             started++;
         }
-        const double t0 = now_s();
+        const double t0 = gptoss_now_s();
         atomic_store_explicit(&go, started == threads ? 1 : -1, memory_order_release);
         for (uint32_t t = 0; t < started; t++) pthread_join(tid[t], NULL);
-        const double dt = now_s() - t0;
+        const double dt = gptoss_now_s() - t0;
         if (started != threads) {
             best = 0;
             break;

@@ -1,0 +1,282 @@
+/* The forward plan and its executor (plan.h): the gpt-oss forward pass (KERNELS.md 7) as a
+ * list of calls of the public kernels. */
+#include <stdio.h>
+#include <string.h>
+
+#include <gptoss/error.h>
+
+#include "plan.h"
+#include "util.h"
+
+/* ---- building ---------------------------------------------------------------------- */
+
+/* Calls per layer at most: attention rmsnorm, qkv, sdpa, attention output, rmsnorm +
+ * router + topk unfused (3), the expert-grouped MoE (5). Plus the embeddings, the final
+ * rmsnorm and the unembedding. */
+uint32_t gptoss_plan_max_calls(uint32_t num_layers) { return 12 * num_layers + 3; }
+
+/* Appends a call of `kernel` for `layer` and returns its arguments to fill. */
+#define APPEND(plan, name, layer_, what_)                                         \
+    (&append((plan), gptoss_kernel_##name, (layer_), (what_))->args.name)
+
+static struct gptoss_plan_call* append(struct gptoss_plan* plan, enum gptoss_kernel kernel, uint32_t layer,
+                                       const char* what) {
+    struct gptoss_plan_call* c = &plan->calls[plan->num_calls++];
+    memset(c, 0, sizeof(*c));
+    c->kernel = kernel;
+    c->layer = layer;
+    c->what = what;
+    return c;
+}
+
+#define OUTSIDE UINT32_MAX
+
+#define W(m, off) ((const gptoss_bf16*) ((m)->weights + (off)))
+
+/* Layer l's attention: its RMSNorm (unless the previous layer's fused call computed it),
+ * QKV with RoPE and the K/V write, then for the R rows that continue (the last n - r0 =
+ * R) SDPA and the output projection added to the residual. */
+static void build_attention(struct gptoss_plan* plan, const struct gptoss_plan_setup* setup, uint32_t l,
+                            int norm_ready, uint32_t R) {
+    const struct gptoss_model* m = setup->model;
+    const struct gptoss_model_config* cfg = &m->config;
+    const struct gptoss_forward_buffers* b = setup->buffers;
+    const struct gptoss_layer_offsets* lw = &m->layers[l];
+    const uint32_t n = plan->n, H = cfg->embedding_dim, D = cfg->head_dim, Hq = cfg->num_heads, Hkv = cfg->num_kv_heads;
+    const size_t T = setup->max_tokens;
+    float* kv = b->kv + (size_t) l * Hkv * T * 2 * D;
+    if (!norm_ready) {
+        *APPEND(plan, f32_bf16w_rmsnorm, l, "attention rmsnorm") = (struct gptoss_f32_bf16w_rmsnorm_args){
+            b->residual, W(m, lw->attn_norm), b->norm, n, H, cfg->rmsnorm_epsilon};
+    }
+    /* token_offset: the position (gptoss_plan_set_position) */
+    *APPEND(plan, f32_bf16w_matmul_qkv, l, "qkv") = (struct gptoss_f32_bf16w_matmul_qkv_args){
+        b->norm, W(m, lw->qkv_weight), W(m, lw->qkv_bias), b->qkv, kv, n, H, Hq, Hkv, D, 0, (uint32_t) T,
+        cfg->rope_theta, cfg->interpolation_scale, cfg->yarn_offset, cfg->yarn_scale, cfg->yarn_multiplier};
+    if (R == 0) return;
+    const uint32_t r0 = n - R;
+    const uint32_t window = (l % 2 == 0) ? cfg->attention_window : UINT32_MAX;
+    /* num_kv_tokens: the position + r0 (gptoss_plan_set_position) */
+    *APPEND(plan, f32_sdpa, l, "sdpa") = (struct gptoss_f32_sdpa_args){
+        b->qkv + (size_t) r0 * D * (Hq + 2 * Hkv), kv, W(m, lw->sinks), b->attn, window, (uint64_t) 2 * T * D, R, r0,
+        Hq, Hkv, D, 1.0f};
+    *APPEND(plan, f32_bf16w_matmul_add, l, "attention output") = (struct gptoss_f32_bf16w_matmul_add_args){
+        b->attn, W(m, lw->out_weight), W(m, lw->out_bias), b->residual + (size_t) r0 * H, R, Hq * D, H};
+}
+
+/* Layer l's MoE over its R rows (the last R of the batch): RMSNorm, router and top-k,
+ * then the experts by the decode kernels (below moe_dense_min_rows rows) or the
+ * expert-grouped ones, accumulated into the residual. Returns 1 when the fused
+ * accumulate also computed the next RMSNorm (layer l+1's attention norm, or the final
+ * norm after the last layer) into the norm buffer. */
+static int build_moe(struct gptoss_plan* plan, const struct gptoss_plan_setup* setup, uint32_t l, uint32_t R) {
+    const struct gptoss_model* m = setup->model;
+    const struct gptoss_model_config* cfg = &m->config;
+    const struct gptoss_forward_buffers* b = setup->buffers;
+    const struct gptoss_layer_offsets* lw = &m->layers[l];
+    const uint32_t H = cfg->embedding_dim, E = cfg->num_experts, K = cfg->num_active_experts, I = cfg->mlp_dim;
+    float* residual = b->residual + (size_t) (plan->n - R) * H;
+    if (setup->fused_ops) {
+        *APPEND(plan, f32_bf16w_rmsnorm_matmul_topk, l, "mlp rmsnorm + router + topk") =
+            (struct gptoss_f32_bf16w_rmsnorm_matmul_topk_args){
+                residual, W(m, lw->mlp_norm), b->norm, W(m, lw->gate_weight), W(m, lw->gate_bias), b->gate,
+                b->expert_ids, b->expert_scores, R, H, E, K, cfg->rmsnorm_epsilon};
+    } else {
+        *APPEND(plan, f32_bf16w_rmsnorm, l, "mlp rmsnorm") = (struct gptoss_f32_bf16w_rmsnorm_args){
+            residual, W(m, lw->mlp_norm), b->norm, R, H, cfg->rmsnorm_epsilon};
+        *APPEND(plan, f32_bf16w_matmul, l, "router") = (struct gptoss_f32_bf16w_matmul_args){
+            b->norm, W(m, lw->gate_weight), W(m, lw->gate_bias), b->gate, R, H, E};
+        *APPEND(plan, f32_topk, l, "topk") = (struct gptoss_f32_topk_args){
+            b->gate, b->expert_ids, b->expert_scores, R, E, K};
+    }
+    const uint8_t* moe = m->weights + lw->moe;
+    const struct gptoss_expert_layout* x = &m->expert;
+    const size_t stride = x->per_expert;
+    const gptoss_bf16* bias1 = (const gptoss_bf16*) (moe + x->mlp1_bias);
+    const gptoss_bf16* bias2 = (const gptoss_bf16*) (moe + x->mlp2_bias);
+    if (R >= setup->moe_dense_min_rows) {
+        *APPEND(plan, expert_routing_metadata, l, "expert routing") = (struct gptoss_expert_routing_metadata_args){
+            b->expert_ids, b->expert_offsets, b->intra, R * K, E};
+        *APPEND(plan, f32_scatter, l, "scatter") = (struct gptoss_f32_scatter_args){
+            b->norm, b->expert_ids, b->expert_offsets, b->intra, b->moe_input, H, R, K, E};
+        *APPEND(plan, f32_mf4w_moe_dense_matmul_swiglu, l, "moe dense swiglu") =
+            (struct gptoss_f32_mf4w_moe_dense_matmul_swiglu_args){
+                b->expert_offsets, b->moe_input, moe + x->mlp1_blocks, moe + x->mlp1_scales, bias1, stride, b->swiglu,
+                R, K, E, H, I, cfg->swiglu_limit};
+        *APPEND(plan, f32_mf4w_moe_dense_matmul, l, "moe dense down") = (struct gptoss_f32_mf4w_moe_dense_matmul_args){
+            b->expert_offsets, b->swiglu, moe + x->mlp2_blocks, moe + x->mlp2_scales, bias2, stride, b->moe_output, R,
+            K, E, I, H};
+        *APPEND(plan, f32_gather_and_accumulate, l, "gather") = (struct gptoss_f32_gather_and_accumulate_args){
+            b->moe_output, b->expert_ids, b->expert_scores, b->expert_offsets, b->intra, residual, H, R, K, E};
+        return 0;
+    }
+    *APPEND(plan, f32_mf4w_moe_matmul_swiglu, l, "moe swiglu") = (struct gptoss_f32_mf4w_moe_matmul_swiglu_args){
+        b->norm, b->expert_ids, moe + x->mlp1_blocks, moe + x->mlp1_scales, bias1, stride, b->swiglu, R, K, E, H, I,
+        cfg->swiglu_limit};
+    *APPEND(plan, f32_mf4w_moe_matmul, l, "moe down") = (struct gptoss_f32_mf4w_moe_matmul_args){
+        b->swiglu, b->expert_ids, moe + x->mlp2_blocks, moe + x->mlp2_scales, bias2, stride, b->moe_output, R, K, E, I,
+        H};
+    if (!setup->fused_ops) {
+        *APPEND(plan, f32_accumulate, l, "moe accumulate") = (struct gptoss_f32_accumulate_args){
+            b->moe_output, b->expert_scores, residual, H, R, K};
+        return 0;
+    }
+    /* and the next RMSNorm: layer l+1's attention norm over the same R = n rows, or in the
+     * last layer the final norm over its R = o rows; either way into the norm buffer's rows
+     * 0..R-1, where the unfused call would write it */
+    const int last = l + 1 == cfg->num_blocks;
+    const size_t gain = last ? m->final_norm : m->layers[l + 1].attn_norm;
+    *APPEND(plan, f32_accumulate_bf16w_rmsnorm, l, last ? "moe accumulate + final rmsnorm" : "moe accumulate + next rmsnorm") =
+        (struct gptoss_f32_accumulate_bf16w_rmsnorm_args){
+            b->moe_output, b->expert_scores, residual, W(m, gain), b->norm, H, R, K, cfg->rmsnorm_epsilon};
+    return 1;
+}
+
+void gptoss_plan_build(struct gptoss_plan* plan, const struct gptoss_plan_setup* setup, uint32_t n, uint32_t o) {
+    const struct gptoss_model* m = setup->model;
+    const struct gptoss_model_config* cfg = &m->config;
+    const struct gptoss_forward_buffers* b = setup->buffers;
+    const uint32_t H = cfg->embedding_dim, L = cfg->num_blocks, V = m->vocabulary_size;
+    plan->n = n;
+    plan->o = o;
+    plan->num_calls = 0;
+    *APPEND(plan, bf16_f32_embeddings, OUTSIDE, "embeddings") = (struct gptoss_bf16_f32_embeddings_args){
+        b->batch_tokens, W(m, m->embedding), b->residual, n, H, V};
+    int norm_ready = 0; /* the norm buffer holds the next RMSNorm already (a fused call made it) */
+    for (uint32_t l = 0; l < L; l++) {
+        /* rows that continue: in the last layer only those that produce logits */
+        const uint32_t R = (l + 1 == L) ? o : n;
+        build_attention(plan, setup, l, norm_ready, R);
+        norm_ready = R != 0 && build_moe(plan, setup, l, R);
+    }
+    if (o > 0) {
+        if (!norm_ready) {
+            *APPEND(plan, f32_bf16w_rmsnorm, OUTSIDE, "final rmsnorm") = (struct gptoss_f32_bf16w_rmsnorm_args){
+                b->residual + (size_t) (n - o) * H, W(m, m->final_norm), b->norm, o, H, cfg->rmsnorm_epsilon};
+        }
+        *APPEND(plan, f32_bf16w_unembedding, OUTSIDE, "unembedding") = (struct gptoss_f32_bf16w_unembedding_args){
+            b->norm, W(m, m->unembedding), b->logits, b->argmax, o, H, V};
+    }
+}
+
+void gptoss_plan_set_position(struct gptoss_plan* plan, size_t s) {
+    for (uint32_t i = 0; i < plan->num_calls; i++) {
+        union gptoss_kernel_args* a = &plan->calls[i].args;
+        if (plan->calls[i].kernel == gptoss_kernel_f32_bf16w_matmul_qkv) {
+            a->f32_bf16w_matmul_qkv.token_offset = (uint32_t) s;
+        } else if (plan->calls[i].kernel == gptoss_kernel_f32_sdpa) {
+            /* the query rows are the last num_q_tokens of the batch */
+            a->f32_sdpa.num_kv_tokens = (uint32_t) (s + plan->n - a->f32_sdpa.num_q_tokens);
+        }
+    }
+}
+
+/* ---- the executor -------------------------------------------------------------------- */
+
+void gptoss_profile_begin(struct gptoss_profile* prof, gptoss_backend_t backend) {
+    (void) gptoss_backend_synchronize(backend); /* earlier calls were synchronised: nothing pending */
+    prof->t0 = gptoss_now_ns();
+}
+
+/* A failed call keeps its message (synchronize would clear it) and is not counted. */
+enum gptoss_status gptoss_profile_end(struct gptoss_profile* prof, gptoss_backend_t backend, int entry,
+                                      enum gptoss_status st) {
+    if (st != gptoss_status_success) return st;
+    st = gptoss_backend_synchronize(backend);
+    prof->calls[entry][prof->phase] += 1;
+    prof->ns[entry][prof->phase] += gptoss_now_ns() - prof->t0;
+    return st;
+}
+
+enum gptoss_status gptoss_plan_call(gptoss_backend_t backend, struct gptoss_profile* prof, enum gptoss_kernel kernel,
+                                    const void* args) {
+    if (__builtin_expect(prof == NULL, 1)) return gptoss_kernel_run(backend, kernel, args);
+    gptoss_profile_begin(prof, backend);
+    return gptoss_profile_end(prof, backend, (int) kernel, gptoss_kernel_run(backend, kernel, args));
+}
+
+/* Re-raises the current message prefixed with what failed. */
+static enum gptoss_status fail_call(const struct gptoss_plan_call* c, enum gptoss_status st) {
+    char msg[512];
+    snprintf(msg, sizeof(msg), "%s", gptoss_last_error());
+    if (c->layer == OUTSIDE) return gptoss_fail(st, "%s: %s", c->what, msg);
+    return gptoss_fail(st, "layer %u %s: %s", c->layer, c->what, msg);
+}
+
+enum gptoss_status gptoss_plan_run(const struct gptoss_plan* plan, gptoss_backend_t backend,
+                                   struct gptoss_profile* prof) {
+    if (prof != NULL) {
+        prof->phase = plan->n > 1 ? 0 : 1;
+        prof->tokens[prof->phase] += plan->n;
+        prof->batches[prof->phase] += 1;
+    }
+    for (uint32_t i = 0; i < plan->num_calls; i++) {
+        const struct gptoss_plan_call* c = &plan->calls[i];
+        const enum gptoss_status st = gptoss_plan_call(backend, prof, c->kernel, &c->args);
+        if (st != gptoss_status_success) return fail_call(c, st);
+    }
+    return gptoss_status_success;
+}
+
+enum gptoss_status gptoss_plan_record(const struct gptoss_plan* plan, gptoss_backend_t backend, gptoss_graph_t graph) {
+    enum gptoss_status st = gptoss_graph_begin(graph);
+    if (st != gptoss_status_success) return st;
+    st = gptoss_plan_run(plan, backend, NULL);
+    if (st != gptoss_status_success) {
+        gptoss_error_keep_begin(); /* end the recording; the call's failure is the one reported */
+        (void) gptoss_graph_end(graph);
+        gptoss_error_keep_end();
+        return st;
+    }
+    return gptoss_graph_end(graph);
+}
+
+/* ---- the profile table ---------------------------------------------------------------- */
+
+static const char* const phase_names[2] = {"prefill", "decode"};
+static const char* const other_names[gptoss_profile_num_entries - gptoss_kernel_count] = {
+    "copy h2d (token ids)", "copy d2h (argmax)", "copy d2h (logits)", "copy d2h (sampled id)",
+    "sampler_pick_host (host)"};
+
+static const char* entry_name(int e) {
+    return e < gptoss_kernel_count ? gptoss_kernel_get_name((enum gptoss_kernel) e) : other_names[e - gptoss_kernel_count];
+}
+
+/* One row: ms per token over the phase's forward rows, % of the phase's wall time. */
+static void print_row(FILE* f, int ph, const char* name, const char* calls, uint64_t ns, uint64_t tokens,
+                      uint64_t phase_ns) {
+    const double ms = (double) ns * 1e-6;
+    char per_token[32] = "-";
+    if (tokens > 0) snprintf(per_token, sizeof(per_token), "%.4f", ms / (double) tokens);
+    fprintf(f, "%-7s  %-34s %7s %11.3f %10s %7.1f\n", phase_names[ph], name, calls, ms, per_token,
+            phase_ns > 0 ? 100.0 * (double) ns / (double) phase_ns : 0.0);
+}
+
+void gptoss_profile_print(const struct gptoss_profile* p, FILE* f) {
+    fprintf(f, "profile: host wall time, backend synchronised around every call\n");
+    fprintf(f, "%-7s  %-34s %7s %11s %10s %7s\n", "phase", "kernel", "calls", "total ms", "ms/token", "% phase");
+    for (int ph = 0; ph < 2; ph++) {
+        if (p->batches[ph] == 0 && p->phase_ns[ph] == 0) continue;
+        int order[gptoss_profile_num_entries];
+        int n = 0;
+        uint64_t kernel_ns = 0;
+        for (int e = 0; e < gptoss_profile_num_entries; e++) {
+            if (p->calls[e][ph] == 0) continue;
+            kernel_ns += p->ns[e][ph];
+            int j = n++; /* insertion sort, most time first */
+            for (; j > 0 && p->ns[order[j - 1]][ph] < p->ns[e][ph]; j--) order[j] = order[j - 1];
+            order[j] = e;
+        }
+        char text[64];
+        for (int i = 0; i < n; i++) {
+            snprintf(text, sizeof(text), "%llu", (unsigned long long) p->calls[order[i]][ph]);
+            print_row(f, ph, entry_name(order[i]), text, p->ns[order[i]][ph], p->tokens[ph], p->phase_ns[ph]);
+        }
+        /* host work outside the timed calls (below 0 only by clock granularity) */
+        const uint64_t other = p->phase_ns[ph] > kernel_ns ? p->phase_ns[ph] - kernel_ns : 0;
+        print_row(f, ph, "other (host)", "-", other, p->tokens[ph], p->phase_ns[ph]);
+        snprintf(text, sizeof(text), "total (%llu tokens, %llu batches)", (unsigned long long) p->tokens[ph],
+                 (unsigned long long) p->batches[ph]);
+        print_row(f, ph, text, "-", p->phase_ns[ph], p->tokens[ph], p->phase_ns[ph]);
+    }
+}

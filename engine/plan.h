@@ -1,0 +1,113 @@
+/* Internal: the forward plan (engine/plan.c). A plan is the gpt-oss forward pass of one
+ * batch shape, n tokens of which the last o (0 or 1) produce logits, as the list of its
+ * kernel calls: a kernel id and its arguments struct (<gptoss/kernel-args.h>). It is
+ * built once per shape, with every decision made then: fused kernels or their parts, the
+ * MoE path of each layer's rows, which RMSNorm a fused call already computed. Between
+ * runs only the batch's position changes (gptoss_plan_set_position). One executor runs a
+ * plan directly, profiled, or records it into a graph; it formats nothing unless a call
+ * fails. The context (engine/context.c) owns the buffers and a few plans. */
+#ifndef GPTOSS_ENGINE_PLAN_H
+#define GPTOSS_ENGINE_PLAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <gptoss/kernel-args.h>
+
+#include "model.h"
+
+/* The context's buffers the forward pass reads and writes (backend memory; sizes in
+ * engine/context.c). */
+struct gptoss_forward_buffers {
+    float* kv;                /* [L][Hkv][T][2][D] */
+    uint32_t* batch_tokens;   /* [B] */
+    float *residual, *norm;   /* [B][H] */
+    float* qkv;               /* [B][QKV] */
+    float* attn;              /* [B][Hq*D] */
+    float* gate;              /* [B][E] */
+    uint32_t* expert_ids;     /* [B][k] */
+    float* expert_scores;     /* [B][k] */
+    uint32_t* expert_offsets; /* [E+1] */
+    uint32_t* intra;          /* [B][k] */
+    float* moe_input;         /* [B*k][H] */
+    float* swiglu;            /* [B*k][I] */
+    float* moe_output;        /* [B*k][H] */
+    float* logits;            /* [V] */
+    uint32_t* argmax;         /* [1] */
+};
+
+/* What a plan is built from: the model, the buffers and the context's choices. */
+struct gptoss_plan_setup {
+    const struct gptoss_model* model;
+    const struct gptoss_forward_buffers* buffers;
+    size_t max_tokens;           /* T, the KV cache's positions */
+    uint32_t moe_dense_min_rows; /* rows from which the expert-grouped MoE kernels run */
+    int fused_ops;
+};
+
+struct gptoss_plan_call {
+    enum gptoss_kernel kernel;
+    uint32_t layer;   /* for messages; UINT32_MAX outside the layers */
+    const char* what; /* for messages: "qkv", "moe accumulate + next rmsnorm", ... */
+    union gptoss_kernel_args args;
+};
+
+struct gptoss_plan {
+    uint32_t n, o;   /* the shape; n = 0: no plan built */
+    uint32_t num_calls, capacity;
+    struct gptoss_plan_call* calls;
+};
+
+/* Calls of the largest plan of a model with num_layers layers (the capacity to allocate). */
+uint32_t gptoss_plan_max_calls(uint32_t num_layers);
+/* Builds the plan of n tokens (1 <= n <= the buffers' B) with o rows of logits into plan
+ * (calls allocated by the caller with gptoss_plan_max_calls entries). The position is 0. */
+void gptoss_plan_build(struct gptoss_plan* plan, const struct gptoss_plan_setup* setup, uint32_t n, uint32_t o);
+/* The batch's first position: tokens [s, s + n). */
+void gptoss_plan_set_position(struct gptoss_plan* plan, size_t s);
+
+/* ---- the executor -------------------------------------------------------------------- */
+
+/* Per-kernel profile (params.profile): every call bracketed by gptoss_backend_synchronize,
+ * its host wall time added, with a call count, to its kernel id or to one of the other
+ * entries below, separately for prefill (n > 1 rows) and decode (n = 1) batches. */
+enum {
+    gptoss_profile_copy_tokens = gptoss_kernel_count, /* copy h2d (token ids) */
+    gptoss_profile_copy_argmax,                       /* copy d2h (argmax) */
+    gptoss_profile_copy_logits,                       /* copy d2h (logits) */
+    gptoss_profile_copy_sampled,                      /* copy d2h (sampled id) */
+    gptoss_profile_host_sampler,                      /* sampler_pick_host (host) */
+    gptoss_profile_num_entries,
+};
+struct gptoss_profile {
+    int phase;            /* of the last forward batch: 0 prefill, 1 decode */
+    uint64_t t0;          /* start of the call being timed */
+    uint64_t phase_ns[2]; /* wall time of the forward batches and samplings */
+    uint64_t tokens[2];   /* rows of the forward batches */
+    uint64_t batches[2];
+    uint64_t calls[gptoss_profile_num_entries][2];
+    uint64_t ns[gptoss_profile_num_entries][2];
+};
+/* Before a profiled call: let earlier work finish, start the clock. */
+void gptoss_profile_begin(struct gptoss_profile* prof, gptoss_backend_t backend);
+/* After it: wait for it (an asynchronous error is reported by the call that caused it)
+ * and add its time to `entry`, unless st (the call's status) is a failure. */
+enum gptoss_status gptoss_profile_end(struct gptoss_profile* prof, gptoss_backend_t backend, int entry,
+                                      enum gptoss_status st);
+/* The table (engine.h, gptoss_context_print_profile). */
+void gptoss_profile_print(const struct gptoss_profile* prof, FILE* f);
+
+/* One kernel call, timed under `entry` when prof is not NULL. */
+enum gptoss_status gptoss_plan_call(gptoss_backend_t backend, struct gptoss_profile* prof, enum gptoss_kernel kernel,
+                                    const void* args);
+/* Runs the plan's calls in order (profiled when prof is not NULL; it then also counts the
+ * batch in its phase). On failure: the call's status, its message prefixed with what
+ * failed ("layer 3 qkv: ..."). */
+enum gptoss_status gptoss_plan_run(const struct gptoss_plan* plan, gptoss_backend_t backend,
+                                   struct gptoss_profile* prof);
+/* Records the plan's calls into graph (begin, the calls, end); graph keeps its previous
+ * recording on failure. */
+enum gptoss_status gptoss_plan_record(const struct gptoss_plan* plan, gptoss_backend_t backend, gptoss_graph_t graph);
+
+#endif

@@ -1,0 +1,153 @@
+/* The forward plan (engine/plan.c) on a random tiny model (4 layers), white-box:
+ *   - the calls of a decode step, fused and unfused, in order, with their layers;
+ *   - every shape (n = 1..B tokens, o = 0 or 1 rows of logits, fused or not, both MoE
+ *     paths) stays within gptoss_plan_max_calls, has one qkv per layer and, where rows
+ *     continue, one sdpa; the last layer without logits stops after its qkv;
+ *   - gptoss_plan_set_position sets qkv's token_offset and sdpa's num_kv_tokens (the
+ *     position plus the rows before the query rows);
+ *   - a failing call is named in the message ("layer 2 sdpa: ...") and stops the run.
+ * The plan's numerics are checked end to end (forward_ref.py, bit-identical dumps). */
+#include <gptoss/offline.h>
+
+#include "model.h"
+#include "plan.h"
+#include "test_util.h"
+
+/* The builder only offsets the buffers (by less than a MB here), never dereferences them:
+ * every buffer is this arena. */
+static float g_arena[1 << 18];
+static struct gptoss_forward_buffers g_buffers = {
+    g_arena, (uint32_t*) g_arena, g_arena, g_arena, g_arena, g_arena, g_arena, (uint32_t*) g_arena, g_arena,
+    (uint32_t*) g_arena, (uint32_t*) g_arena, g_arena, g_arena, g_arena, g_arena, (uint32_t*) g_arena};
+
+static void setup_for(struct gptoss_plan_setup* s, const struct gptoss_model* m, int fused, uint32_t dense_rows) {
+    *s = (struct gptoss_plan_setup){m, &g_buffers, 64, dense_rows, fused};
+}
+
+static int count(const struct gptoss_plan* p, enum gptoss_kernel k) {
+    int n = 0;
+    for (uint32_t i = 0; i < p->num_calls; i++) n += p->calls[i].kernel == k;
+    return n;
+}
+
+static void test_decode_calls(const struct gptoss_model* m, struct gptoss_plan* plan) {
+    struct gptoss_plan_setup s;
+    /* fused: embeddings, attention rmsnorm of layer 0, then per layer qkv, sdpa, out, gate,
+     * swiglu, down, accumulate + the next (or the final) rmsnorm; then the unembedding */
+    static const enum gptoss_kernel layer_fused[] = {
+        gptoss_kernel_f32_bf16w_matmul_qkv,          gptoss_kernel_f32_sdpa,
+        gptoss_kernel_f32_bf16w_matmul_add,          gptoss_kernel_f32_bf16w_rmsnorm_matmul_topk,
+        gptoss_kernel_f32_mf4w_moe_matmul_swiglu,    gptoss_kernel_f32_mf4w_moe_matmul,
+        gptoss_kernel_f32_accumulate_bf16w_rmsnorm};
+    setup_for(&s, m, 1, 256);
+    gptoss_plan_build(plan, &s, 1, 1);
+    const uint32_t L = m->config.num_blocks;
+    int ok = plan->num_calls == 2 + 7 * L + 1 && plan->calls[0].kernel == gptoss_kernel_bf16_f32_embeddings &&
+             plan->calls[1].kernel == gptoss_kernel_f32_bf16w_rmsnorm && plan->calls[1].layer == 0 &&
+             plan->calls[plan->num_calls - 1].kernel == gptoss_kernel_f32_bf16w_unembedding;
+    for (uint32_t l = 0; ok && l < L; l++) {
+        for (uint32_t j = 0; j < 7; j++) {
+            const struct gptoss_plan_call* c = &plan->calls[2 + 7 * l + j];
+            ok = ok && c->kernel == layer_fused[j] && c->layer == l;
+        }
+    }
+    CHECK(ok, "fused decode plan: %u calls", plan->num_calls);
+    /* unfused: per layer attention rmsnorm, qkv, sdpa, out, rmsnorm, router, topk, swiglu,
+     * down, accumulate; then the final rmsnorm and the unembedding */
+    setup_for(&s, m, 0, 256);
+    gptoss_plan_build(plan, &s, 1, 1);
+    CHECK(plan->num_calls == 1 + 10 * L + 2 && count(plan, gptoss_kernel_f32_bf16w_rmsnorm) == (int) (2 * L + 1) &&
+              count(plan, gptoss_kernel_f32_topk) == (int) L && count(plan, gptoss_kernel_f32_accumulate) == (int) L,
+          "unfused decode plan: %u calls", plan->num_calls);
+    /* the expert-grouped path from 1 row on */
+    setup_for(&s, m, 1, 1);
+    gptoss_plan_build(plan, &s, 1, 1);
+    CHECK(count(plan, gptoss_kernel_f32_gather_and_accumulate) == (int) L &&
+              count(plan, gptoss_kernel_f32_accumulate_bf16w_rmsnorm) == 0 &&
+              count(plan, gptoss_kernel_f32_bf16w_rmsnorm) == (int) L + 1,
+          "decode plan with the expert-grouped MoE");
+}
+
+static void test_all_shapes(const struct gptoss_model* m, struct gptoss_plan* plan) {
+    const uint32_t L = m->config.num_blocks, B = 40;
+    int bad = 0;
+    for (int fused = 0; fused <= 1; fused++) {
+        for (uint32_t dense = 1; dense <= 64; dense *= 4) {
+            struct gptoss_plan_setup s;
+            setup_for(&s, m, fused, dense);
+            for (uint32_t n = 1; n <= B; n++) {
+                for (uint32_t o = 0; o <= 1; o++) {
+                    gptoss_plan_build(plan, &s, n, o);
+                    const int sdpa = count(plan, gptoss_kernel_f32_sdpa);
+                    const int unemb = count(plan, gptoss_kernel_f32_bf16w_unembedding);
+                    const int ok = plan->num_calls <= plan->capacity &&
+                                   count(plan, gptoss_kernel_f32_bf16w_matmul_qkv) == (int) L &&
+                                   sdpa == (int) (o ? L : L - 1) && unemb == (int) o &&
+                                   (o || plan->calls[plan->num_calls - 1].kernel == gptoss_kernel_f32_bf16w_matmul_qkv);
+                    if (!ok && bad++ < 5) {
+                        CHECK(0, "fused %d dense %u n %u o %u: %u calls, %d sdpa, %d unembedding", fused, dense, n, o,
+                              plan->num_calls, sdpa, unemb);
+                    }
+                }
+            }
+        }
+    }
+    CHECK(bad == 0, "%d shapes wrong", bad);
+}
+
+static void test_position(const struct gptoss_model* m, struct gptoss_plan* plan) {
+    struct gptoss_plan_setup s;
+    setup_for(&s, m, 1, 256);
+    gptoss_plan_build(plan, &s, 7, 1);
+    gptoss_plan_set_position(plan, 21);
+    int ok = 1, seen = 0;
+    for (uint32_t i = 0; i < plan->num_calls; i++) {
+        const struct gptoss_plan_call* c = &plan->calls[i];
+        if (c->kernel == gptoss_kernel_f32_bf16w_matmul_qkv) ok = ok && c->args.f32_bf16w_matmul_qkv.token_offset == 21;
+        if (c->kernel == gptoss_kernel_f32_sdpa) {
+            /* all 7 query rows in the first layers (21 cached), the last row only in the last */
+            const struct gptoss_f32_sdpa_args* a = &c->args.f32_sdpa;
+            ok = ok && a->num_kv_tokens == 21 + 7 - a->num_q_tokens &&
+                 a->num_q_tokens == (c->layer + 1 == m->config.num_blocks ? 1u : 7u);
+            seen++;
+        }
+    }
+    CHECK(ok && seen == (int) m->config.num_blocks, "positions after set_position(21)");
+}
+
+static void test_failure(struct gptoss_model* m, struct gptoss_plan* plan, gptoss_backend_t backend) {
+    /* the bad call is refused by its check before anything runs; it runs alone */
+    struct gptoss_plan_setup s;
+    setup_for(&s, m, 1, 256);
+    gptoss_plan_build(plan, &s, 1, 1);
+    uint32_t i = 0;
+    while (i < plan->num_calls && !(plan->calls[i].kernel == gptoss_kernel_f32_sdpa && plan->calls[i].layer == 2)) i++;
+    CHECK(i < plan->num_calls, "layer 2 has an sdpa");
+    if (i == plan->num_calls) return;
+    struct gptoss_plan one = {plan->n, plan->o, 1, 1, &plan->calls[i]};
+    plan->calls[i].args.f32_sdpa.num_kv_heads = 3; /* not a divisor of the 8 q heads */
+    const enum gptoss_status st = gptoss_plan_run(&one, backend, NULL);
+    CHECK(st == gptoss_status_invalid_argument && strncmp(gptoss_last_error(), "layer 2 sdpa: ", 14) == 0,
+          "failure named: %s (%s)", gptoss_status_to_string(st), gptoss_last_error());
+}
+
+int main(void) {
+    gptoss_backend_t backend = NULL;
+    gptoss_model_t model = NULL;
+    if (gptoss_backend_create_cpu(1, &backend) != gptoss_status_success ||
+        gptoss_model_create_random("tiny", 0, 3, backend, &model) != gptoss_status_success) {
+        fprintf(stderr, "test_plan: %s\n", gptoss_last_error());
+        return 1;
+    }
+    struct gptoss_plan plan = {0, 0, 0, gptoss_plan_max_calls(model->config.num_blocks), NULL};
+    plan.calls = calloc(plan.capacity, sizeof(struct gptoss_plan_call));
+    if (plan.calls == NULL) return 1;
+    test_decode_calls(model, &plan);
+    test_all_shapes(model, &plan);
+    test_position(model, &plan);
+    test_failure(model, &plan, backend);
+    free(plan.calls);
+    gptoss_model_release(model);
+    gptoss_backend_release(backend);
+    return finish();
+}

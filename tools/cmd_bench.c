@@ -1,0 +1,320 @@
+/* gptoss bench: prompt processing and text generation tokens per second, with the decode
+ * bound that the measured memory bandwidth sets. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "readbw.h"
+#include "util.h"
+
+static void help(void) {
+    printf("usage: gptoss bench (-m FILE | --random PRESET [--layers N] [-s SEED]) [-p 512] [-n 128] [-r 3]\n"
+           "                    [options]\n"
+           "Measures prompt processing (ppP: prefill of P tokens) and text generation (tgN: N\n"
+           "greedy decode steps from a 1-token context), like llama-bench. Before and after tg\n"
+           "it measures the memory bandwidth, 5 passes each (cpu: read passes over 1 GiB with the\n"
+           "same threads; cuda: device-to-device copies, read + write), and prints to stderr the\n"
+           "bytes one decode step reads, the bound they set with the best pass (bandwidth /\n"
+           "bytes), the slowest pass, and tg as a share of the bound (a model whose bytes fit in\n"
+           "the CPU's last-level cache is not bound by memory: said so).\n" GPTOSS_CLI_MODEL_HELP
+           "  -s, --seed S         same as --random-seed (bench has no sampler)\n"
+           "  -p, --n-prompt P     prompt tokens (default 512; 0 not allowed)\n"
+           "  -n, --n-gen N        generated tokens (default 128; 0 skips tg)\n"
+           "  -r, --repetitions R  runs per test (default 3), after an untimed warm-up: a prefill of\n"
+           "                       min(P, batch size) tokens and one decode step\n"
+           "  --profile            per-kernel profile of the timed runs on stderr (the backend is\n"
+           "                       synchronised around every kernel call: slower, t/s not\n"
+           "                       comparable; $GPTOSS_PROFILE=1 too)\n" GPTOSS_CLI_BACKEND_HELP);
+}
+
+static void mean_std(const double* v, size_t n, double* mean, double* sd) {
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += v[i];
+    *mean = s / (double) n;
+    double q = 0.0;
+    for (size_t i = 0; i < n; i++) q += (v[i] - *mean) * (v[i] - *mean);
+    *sd = n > 1 ? sqrt(q / (double) (n - 1)) : 0.0;
+}
+
+/* Passes of the bandwidth measurement before tg and again after it. The bound uses the
+ * best of all of them: one slow pass (another process, a frequency dip) must not lower it,
+ * or tg could show more than 100% of the bound. */
+#define BW_PASSES 5
+
+/* Memory bandwidth for the decode bound: writes the GB/s of BW_PASSES passes to gbs and
+ * returns 1, or 0 if unavailable. cpu: read passes over 1 GiB with `threads` threads; cuda:
+ * timed batches of 8 device-to-device copies of 512 MiB, counting read + write (as the
+ * kernel benchmark's 100%). */
+static int bench_bandwidth(gptoss_backend_t b, uint32_t threads, double gbs[BW_PASSES]) {
+    if (gptoss_backend_get_kind(b) == gptoss_backend_kind_cpu) {
+        return gptoss_tools_read_bandwidth((size_t) 1 << 30, threads, BW_PASSES, gbs, NULL) > 0;
+    }
+    const size_t n = (size_t) 512 << 20;
+    void *x = NULL, *y = NULL;
+    int ok = gptoss_backend_alloc(b, n, &x) == gptoss_status_success &&
+             gptoss_backend_alloc(b, n, &y) == gptoss_status_success &&
+             gptoss_backend_copy(b, y, x, n, gptoss_copy_backend_to_backend) == gptoss_status_success &&
+             gptoss_backend_synchronize(b) == gptoss_status_success;
+    for (int pass = 0; pass < BW_PASSES && ok; pass++) {
+        const double t0 = gptoss_now_s();
+        enum gptoss_status st = gptoss_status_success;
+        for (int i = 0; i < 8 && st == gptoss_status_success; i++) {
+            st = gptoss_backend_copy(b, (i & 1) ? x : y, (i & 1) ? y : x, n, gptoss_copy_backend_to_backend);
+        }
+        if (st == gptoss_status_success) st = gptoss_backend_synchronize(b);
+        gbs[pass] = 2.0 * 8 * (double) n / (gptoss_now_s() - t0) * 1e-9;
+        ok = st == gptoss_status_success;
+    }
+    if (x != NULL) gptoss_backend_free(b, x);
+    if (y != NULL) gptoss_backend_free(b, y);
+    return ok;
+}
+
+/* Size of the CPU's last-level cache in bytes (sysfs, cpu0), 0 if unknown. */
+static double last_level_cache_bytes(void) {
+    double best = 0;
+    for (int i = 0; i < 8; i++) {
+        char path[80], text[32];
+        snprintf(path, sizeof(path), "/sys/devices/system/cpu/cpu0/cache/index%d/size", i);
+        FILE* f = fopen(path, "r");
+        if (f == NULL) continue;
+        char unit = 0;
+        unsigned long long v = 0;
+        if (fgets(text, sizeof(text), f) != NULL && sscanf(text, "%llu%c", &v, &unit) >= 1) {
+            const double b = (double) v * (unit == 'K' ? 1024.0 : unit == 'M' ? 1048576.0 : 1.0);
+            if (b > best) best = b;
+        }
+        fclose(f);
+    }
+    return best;
+}
+
+/* stderr: bytes per decode step of tgN (mean over its N steps, num_kv_tokens 0..N-1), the
+ * best bandwidth of the passes before and after the tg runs (and the slowest, as the
+ * spread), the bound it sets and tg's share of it. */
+static void report_decode_bound(const struct gptoss_cli_engine* e, size_t N, double tg_tps, uint32_t threads, const double* gbs,
+                                int num_passes) {
+    double bytes = 0;
+    for (size_t k = 0; k < N; k++) {
+        uint64_t b = 0;
+        if (gptoss_model_get_decode_bytes(e->model, k, &b) != gptoss_status_success) return;
+        bytes += (double) b;
+    }
+    bytes /= (double) N;
+    if (num_passes == 0) {
+        fprintf(stderr, "tg%zu: %.3f GB read per token; bandwidth not measured\n", N, bytes * 1e-9);
+        return;
+    }
+    double best = gbs[0], slowest = gbs[0];
+    for (int i = 1; i < num_passes; i++) {
+        if (gbs[i] > best) best = gbs[i];
+        if (gbs[i] < slowest) slowest = gbs[i];
+    }
+    char how[64];
+    if (gptoss_backend_get_kind(e->backend) == gptoss_backend_kind_cpu) {
+        snprintf(how, sizeof(how), "read pass (1 GiB, %u thread%s)", threads, threads > 1 ? "s" : "");
+    } else {
+        snprintf(how, sizeof(how), "copy (read + write, 8 x 512 MiB)");
+    }
+    const double bound = best * 1e9 / bytes;
+    fprintf(stderr,
+            "tg%zu: %.3f GB read per token; %s best of %d passes (%d before tg, %d after) %.1f GB/s,"
+            " slowest %.1f -> bound %.1f tok/s; tg %.2f tok/s = %.0f%% of it",
+            N, bytes * 1e-9, how, num_passes, num_passes == 2 * BW_PASSES ? BW_PASSES : num_passes,
+            num_passes == 2 * BW_PASSES ? BW_PASSES : 0, best, slowest, bound, tg_tps, 100.0 * tg_tps / bound);
+    /* a model this small decodes from the cache, faster than memory allows */
+    const double llc = gptoss_backend_get_kind(e->backend) == gptoss_backend_kind_cpu ? last_level_cache_bytes() : 0;
+    if (bytes <= llc) {
+        fprintf(stderr, " (the %.0f MB per token fit in the %.0f MiB last-level cache: not bound by memory)", bytes * 1e-6,
+                llc / 1048576.0);
+    }
+    fputc('\n', stderr);
+}
+
+/* One benchmark: the engine, the prompt's ids, the timed runs. */
+struct bench {
+    struct gptoss_cli_engine e;
+    size_t P, N, repetitions;
+    uint32_t num_text;
+    uint32_t* ids;  /* [P] random text tokens */
+    uint32_t* out;  /* [N + 1] */
+    double* runs;   /* [repetitions] tokens per second */
+    char threads[24];
+};
+
+/* Not timed: a prefill of one full chunk (min(P, max_batch_tokens) tokens: the kernels,
+ * modules and pools the timed prefill uses; 8 tokens would not reach the CUDA prefill
+ * paths) and one decode step from a 1-token context as in tg (page-in, thread start, the
+ * decode paths), then a reset. 0, or 1 after saying why. */
+static int warm_up(struct bench* b) {
+    size_t chunk = 0;
+    enum gptoss_status st = gptoss_context_get_max_batch_tokens(b->e.context, &chunk);
+    const size_t w = b->P < chunk ? b->P : chunk; /* P <= max_tokens (checked) */
+    const uint32_t other = (b->ids[0] + 1) % b->num_text;
+    size_t got;
+    if (st == gptoss_status_success) st = gptoss_context_append_tokens(b->e.context, w, b->ids);
+    if (st == gptoss_status_success) st = gptoss_context_process(b->e.context);
+    if (st == gptoss_status_success) st = gptoss_context_reset(b->e.context);
+    if (st == gptoss_status_success) st = gptoss_context_append_tokens(b->e.context, 1, &other);
+    if (st == gptoss_status_success) st = gptoss_context_sample(b->e.context, NULL, 1, b->out, &got);
+    if (st != gptoss_status_success) {
+        gptoss_cli_engine_error("warm-up", st);
+        return 1;
+    }
+    gptoss_context_reset(b->e.context);
+    gptoss_context_reset_profile(b->e.context); /* --profile: the table covers the timed runs */
+    return 0;
+}
+
+/* ppP: each run a prefill of the P ids from an empty cache. 0, or 1 after saying why. */
+static int time_prefill(struct bench* b) {
+    for (size_t rep = 0; rep < b->repetitions; rep++) {
+        /* a fresh context: reset, then a first token that differs so nothing is reused */
+        gptoss_context_reset(b->e.context);
+        uint32_t other = (b->ids[0] + 1) % b->num_text;
+        gptoss_context_append_tokens(b->e.context, 1, &other);
+        gptoss_context_reset(b->e.context);
+        enum gptoss_status st = gptoss_context_append_tokens(b->e.context, b->P, b->ids);
+        const double t0 = gptoss_now_s();
+        if (st == gptoss_status_success) st = gptoss_context_process(b->e.context);
+        const double t1 = gptoss_now_s();
+        if (st != gptoss_status_success) {
+            gptoss_cli_engine_error("prefill", st);
+            return 1;
+        }
+        b->runs[rep] = (double) b->P / (t1 - t0);
+    }
+    return 0;
+}
+
+/* tgN: each run N greedy decode steps from a 1-token context. 0, or 1 after saying why. */
+static int time_decode(struct bench* b) {
+    for (size_t rep = 0; rep < b->repetitions; rep++) {
+        gptoss_context_reset(b->e.context);
+        uint32_t first = (b->ids[0] + 1 + (uint32_t) rep) % b->num_text; /* differs from the cached token */
+        enum gptoss_status st = gptoss_context_append_tokens(b->e.context, 1, &first);
+        size_t got = 0;
+        const double t0 = gptoss_now_s();
+        if (st == gptoss_status_success) st = gptoss_context_sample(b->e.context, NULL, b->N, b->out, &got);
+        const double t1 = gptoss_now_s();
+        if (st != gptoss_status_success || got != b->N) {
+            gptoss_cli_engine_error("decode", st);
+            return 1;
+        }
+        b->runs[rep] = (double) b->N / (t1 - t0);
+    }
+    return 0;
+}
+
+/* A table row of the runs (mean and standard deviation); what gptoss_cli_check_stdout says. */
+static int print_row(const struct bench* b, const char* test, double* mean) {
+    double sd;
+    char tps[48];
+    mean_std(b->runs, b->repetitions, mean, &sd);
+    snprintf(tps, sizeof(tps), "%.2f ± %.2f", *mean, sd);
+    printf("| %-24.24s | %-28.28s | %8s | %6s | %18s |\n", b->e.label, gptoss_backend_get_name(b->e.backend),
+           b->threads, test, tps);
+    return gptoss_cli_check_stdout();
+}
+
+/* The context and the buffers; the random prompt. 0, or 1 after saying why. */
+static int bench_open(struct bench* b, const struct gptoss_cli_run* run) {
+    if (gptoss_cli_engine_open(run, &b->e) != 0) return 1;
+    const size_t P = b->P, N = b->N;
+    if (gptoss_cli_make_context(run, &b->e, (P > N + 1 ? P : N + 1)) != 0) return 1;
+    size_t max_tokens = 0;
+    gptoss_context_get_max_tokens(b->e.context, &max_tokens);
+    if (P > max_tokens || N + 1 > max_tokens) {
+        fprintf(stderr, "gptoss bench: -p %zu / -n %zu do not fit the context (%zu tokens)\n", P, N, max_tokens);
+        return 1;
+    }
+    gptoss_tokenizer_get_num_text_tokens(b->e.tokenizer, &b->num_text);
+    if (b->num_text == 0) {
+        fprintf(stderr, "gptoss bench: the model has no text tokens\n");
+        return 1;
+    }
+    b->ids = malloc(P * sizeof(uint32_t));
+    b->out = malloc((N + 1) * sizeof(uint32_t));
+    b->runs = malloc(b->repetitions * sizeof(double));
+    if (b->ids == NULL || b->out == NULL || b->runs == NULL) {
+        fprintf(stderr, "gptoss bench: out of memory\n");
+        return 1;
+    }
+    uint64_t x = 0x9E3779B97F4A7C15ull;
+    for (size_t i = 0; i < P; i++) {
+        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        b->ids[i] = (uint32_t) (x % b->num_text);
+    }
+    if (strcmp(run->backend, "cuda") == 0) snprintf(b->threads, sizeof(b->threads), "-");
+    else if (run->threads == 0) snprintf(b->threads, sizeof(b->threads), "auto");
+    else snprintf(b->threads, sizeof(b->threads), "%llu", run->threads);
+    return 0;
+}
+
+int gptoss_cmd_bench(int argc, char** argv) {
+    struct {
+        struct gptoss_cli_run run;
+        unsigned long long prompt_tokens, num_tokens, repetitions;
+    } o = {.prompt_tokens = 512, .num_tokens = 128, .repetitions = 3};
+    gptoss_cli_run_defaults(&o.run);
+    const struct gptoss_option options[] = {
+        GPTOSS_CLI_MODEL_OPTIONS(&o.run),
+        GPTOSS_OPTION_U64("seed", 's', &o.run.random_seed, 0, UINT64_MAX), /* no sampler: the weights' seed */
+        GPTOSS_CLI_BACKEND_OPTIONS(&o.run),
+        GPTOSS_OPTION_FLAG("profile", 0, &o.run.profile),
+        GPTOSS_OPTION_U64("n-prompt", 'p', &o.prompt_tokens, 1, 1u << 20),
+        GPTOSS_OPTION_U64("n-gen", 'n', &o.num_tokens, 0, 1u << 24),
+        GPTOSS_OPTION_U64("n-predict", 0, &o.num_tokens, 0, 1u << 24),
+        GPTOSS_OPTION_U64("repetitions", 'r', &o.repetitions, 1, 1000),
+    };
+    const int r = gptoss_options_parse(argc, argv, options, sizeof(options) / sizeof(options[0]), help, NULL, 0, NULL);
+    if (r != 0) return r > 0 ? 0 : GPTOSS_EXIT_USAGE;
+    if (gptoss_cli_run_check(&o.run) != 0) return GPTOSS_EXIT_USAGE;
+    struct bench b;
+    memset(&b, 0, sizeof(b));
+    b.P = (size_t) o.prompt_tokens;
+    b.N = (size_t) o.num_tokens;
+    b.repetitions = (size_t) o.repetitions;
+    int rc = bench_open(&b, &o.run);
+    if (rc != 0) goto done;
+    printf("| %-24s | %-28s | %8s | %6s | %18s |\n", "model", "backend", "threads", "test", "t/s");
+    printf("| %.24s | %.28s | %.8s | %.6s | %.18s |\n", "------------------------------", "------------------------------",
+           "--------", "------", "------------------");
+    fprintf(stderr, "model: %s, %s in %.3f s\n", b.e.label, o.run.random != NULL ? "created" : "loaded", b.e.load_s);
+    if ((rc = warm_up(&b)) != 0 || (rc = time_prefill(&b)) != 0) goto done;
+    char test[32];
+    double mean;
+    snprintf(test, sizeof(test), "pp%zu", b.P);
+    int w = print_row(&b, test, &mean);
+    if (w != 0) {
+        rc = w > 0;
+        goto done;
+    }
+    uint32_t bw_threads = (uint32_t) o.run.threads;
+    if (bw_threads == 0) {
+        const long np = sysconf(_SC_NPROCESSORS_ONLN);
+        bw_threads = np > 0 ? (uint32_t) np : 1;
+    }
+    if (b.N > 0) {
+        double gbs[2 * BW_PASSES];
+        const int before = bench_bandwidth(b.e.backend, bw_threads, gbs);
+        if ((rc = time_decode(&b)) != 0) goto done;
+        snprintf(test, sizeof(test), "tg%zu", b.N);
+        if ((w = print_row(&b, test, &mean)) != 0) {
+            rc = w > 0;
+            goto done;
+        }
+        const int after = before && bench_bandwidth(b.e.backend, bw_threads, gbs + BW_PASSES);
+        report_decode_bound(&b.e, b.N, mean, bw_threads, gbs, before ? (after ? 2 * BW_PASSES : BW_PASSES) : 0);
+    }
+    gptoss_context_print_profile(b.e.context, stderr); /* only with --profile */
+done:
+    free(b.ids);
+    free(b.out);
+    free(b.runs);
+    gptoss_cli_engine_close(&b.e);
+    return rc;
+}
