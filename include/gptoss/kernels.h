@@ -497,7 +497,8 @@ enum gptoss_status gptoss_f32_apply_penalties(gptoss_backend_t backend, const fl
  *     top_k != 0 or top_p < 1, else in index order. top_k != 0 keeps the first top_k.
  *  3. Masses w_i = floor(exp(z_i) * 2^94) (exp in double), 128-bit integers;
  *     C_k = w_1 + ... + w_k, exactly.
- *  4. top_p < 1 keeps the first K, K = min { k : C_k >= top_p * C_n } (n kept by step 2).
+ *  4. top_p < 1 keeps the first K, K = min { k : C_k >= top_p * C_n } (n kept by step 2;
+ *     K = n when top_p is 1).
  *  5. u = squares32(rng_offset, rng_seed) & 0xFFFFFF: the token is candidate number
  *     min { i : 2^24 C_i > u C_K }.
  * Every sum and comparison is exact; only exp's last bit may differ between backends
