@@ -72,18 +72,4 @@ int gptoss_sampler_has_penalties(const struct gptoss_sampler* sampler);
 uint32_t gptoss_sampler_pick_host(const struct gptoss_sampler* sampler, float* logits, const uint32_t* tokens,
                                   size_t num_tokens, uint64_t rng_offset, struct gptoss_sampler_scratch* scratch);
 
-/* Squares32 counter RNG (KERNELS.md 1.9). */
-static inline uint32_t gptoss_engine_squares32(uint64_t offset, uint64_t seed) {
-    const uint64_t y = offset * seed;
-    const uint64_t z = y + seed;
-    uint64_t x = y * y + y;
-    x = (x >> 32) | (x << 32);
-    x = x * x + z;
-    x = (x >> 32) | (x << 32);
-    x = x * x + y;
-    x = (x >> 32) | (x << 32);
-    x = x * x + z;
-    return (uint32_t) (x >> 32);
-}
-
 #endif

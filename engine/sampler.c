@@ -653,7 +653,7 @@ uint32_t gptoss_sampler_pick_host(const struct gptoss_sampler* s, float* logits,
     if (s->temperature == 0.0f || !isfinite(max_logit)) return first_with_key(logits, V, max_key);
     const double m = (double) max_logit;
     const double inv_t = 1.0 / (double) s->temperature;
-    const uint32_t word = gptoss_engine_squares32(rng_offset, s->seed + GPTOSS_SAMPLER_SEED_OFFSET);
+    const uint32_t word = gptoss_random_u32(rng_offset, s->seed + GPTOSS_SAMPLER_SEED_OFFSET);
     const double u = (double) (word & 0xFFFFFFu) * 0x1.0p-24;
 
     if (s->top_k != 0 && s->top_k <= TOP_K_DIRECT && s->top_k < V) { /* a few candidates: exact */

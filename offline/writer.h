@@ -56,19 +56,8 @@ enum gptoss_status gptoss_tokenizer_section_build(const struct gptoss_vocab* voc
                                                   size_t* section_size_out, uint32_t* regex_size_out,
                                                   uint32_t* tokens_size_out);
 
-/* bf16 helpers (round to nearest even; NaN kept quiet). */
-static inline uint16_t gptoss_f32_to_bf16_bits(float f) {
-    uint32_t u;
-    __builtin_memcpy(&u, &f, 4);
-    if ((u & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t) ((u >> 16) | 0x40);
-    u += 0x7FFFu + ((u >> 16) & 1u);
-    return (uint16_t) (u >> 16);
-}
-static inline float gptoss_bf16_bits_to_f32(uint16_t b) {
-    uint32_t u = (uint32_t) b << 16;
-    float f;
-    __builtin_memcpy(&f, &u, 4);
-    return f;
-}
+/* bf16 bits (round to nearest even; NaN kept quiet), through the kernel library's helpers. */
+static inline uint16_t gptoss_f32_to_bf16_bits(float f) { return gptoss_bf16_from_f32(f).bits; }
+static inline float gptoss_bf16_bits_to_f32(uint16_t b) { return gptoss_bf16_to_float((gptoss_bf16){b}); }
 
 #endif

@@ -11,7 +11,7 @@
  *   store.c      responses kept for previous_response_id (bounded)
  *   metrics.c    counters and histograms, Prometheus text
  *   utf8.c       lossy UTF-8 (U+FFFD for invalid bytes, held-back incomplete tails)
- *   serve.c      the `gptoss serve` and `gptoss render` subcommands
+ * The `gptoss serve` and `gptoss render` subcommands on top of it: tools/cmd_serve.c.
  *
  * Threads: HTTP threads parse a request into a srv_request and hand it to the scheduler;
  * the engine thread runs it and appends srv_events (under the request's mutex); the HTTP

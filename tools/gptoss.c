@@ -7,7 +7,7 @@
  *   (each also takes --random tiny|20b|120b [--layers N] instead of -m FILE: random weights
  *   made in backend memory, gptoss_model_create_random)
  *   gptoss tokenize | convert | make-model | inspect ...
- *   gptoss serve | render ...                                        server/serve.h
+ *   gptoss serve | render ...                                        tools/cmd_serve.h
  *   gptoss version (or --version)
  *
  * Exit status: 0 success, 1 failure (bad file, engine error, a failed write to stdout),
@@ -17,7 +17,7 @@
 
 #include "cli.h"
 #ifdef GPTOSS_WITH_SERVE
-#include "serve.h"
+#include "cmd_serve.h"
 #endif
 
 #ifndef GPTOSS_VERSION

@@ -70,6 +70,11 @@ typedef struct gptoss_bf16 {
     uint16_t bits;
 } gptoss_bf16;
 
+/* f32 -> bf16, round to nearest even (NaN stays a quiet NaN), as every kernel rounds;
+ * bf16 -> f32 is exact. For host code that writes or reads weights. */
+gptoss_bf16 gptoss_bf16_from_f32(float value);
+float gptoss_bf16_to_float(gptoss_bf16 value);
+
 /* ------------------------------------------------------------------------------------
  * Backends
  * ---------------------------------------------------------------------------------- */
@@ -174,6 +179,11 @@ enum gptoss_status gptoss_graph_release(gptoss_graph_t graph);
  * Random fill (Squares32 counter RNG; value i depends only on (seed, offset + i), so the
  * result is bit-identical on every backend)
  * ---------------------------------------------------------------------------------- */
+
+/* Squares32 (the counter RNG of the fill kernels and gptoss_f32_sample) on the host: the
+ * value gptoss_u32_fill_random writes at index i is gptoss_random_u32(offset + i, seed).
+ * For host code that must draw from the same stream (the engine's host sampler). */
+uint32_t gptoss_random_u32(uint64_t counter, uint64_t seed);
 
 /* out[i] = squares32(offset + i, seed), i < num_elements. */
 enum gptoss_status gptoss_u32_fill_random(gptoss_backend_t backend, uint32_t* output, uint64_t num_elements,

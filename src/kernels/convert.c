@@ -1,6 +1,10 @@
 /* Argument checks of the MXFP4 -> f32 conversion; src/kernels/run.c runs them before the
- * backend entry. */
+ * backend entry. The host bf16 conversions of kernels.h. */
+#include "common/math.h"
 #include "kernels/check.h"
+
+gptoss_bf16 gptoss_bf16_from_f32(float value) { return (gptoss_bf16){gptoss_f32_to_bf16(value)}; }
+float gptoss_bf16_to_float(gptoss_bf16 value) { return gptoss_bf16_to_f32(value.bits); }
 
 enum gptoss_status gptoss_check_mf4_f32_convert(gptoss_backend_t backend,
                                                 const struct gptoss_mf4_f32_convert_args* args) {

@@ -2,7 +2,10 @@
  * backend entry. */
 #include <math.h>
 
+#include "common/math.h"
 #include "kernels/check.h"
+
+uint32_t gptoss_random_u32(uint64_t counter, uint64_t seed) { return gptoss_squares32(counter, seed); }
 
 static enum gptoss_status check_float_range(float min, float max) {
     GPTOSS_TRY(gptoss_check_finite(min, "min"));

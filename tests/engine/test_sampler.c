@@ -166,7 +166,7 @@ static uint32_t oracle_pick(const struct gptoss_sampler* s, float* logits, const
         for (uint32_t i = 0; i < n; i++) total += prob[i];
     }
 
-    const uint32_t word = gptoss_engine_squares32(rng_offset, s->seed + GPTOSS_SAMPLER_SEED_OFFSET);
+    const uint32_t word = gptoss_random_u32(rng_offset, s->seed + GPTOSS_SAMPLER_SEED_OFFSET);
     const double u = (double) (word & 0xFFFFFFu) * 0x1.0p-24;
     const double target = u * total;
     double cum = 0.0;
@@ -408,7 +408,7 @@ static void near_tie(uint32_t V, int mode) {
     } else {
         s.top_k = mode == 1 ? V : 0;
         for (offset = 1;; offset++) { /* an offset whose boundary is within the tuners' reach */
-            const uint32_t word = gptoss_engine_squares32(offset, s.seed + GPTOSS_SAMPLER_SEED_OFFSET);
+            const uint32_t word = gptoss_random_u32(offset, s.seed + GPTOSS_SAMPLER_SEED_OFFSET);
             fraction = (double) (word & 0xFFFFFFu) * 0x1.0p-24;
             uint32_t i = 0;
             while (i < V && C[i] <= fraction * C[V - 1]) i++;

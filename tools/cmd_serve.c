@@ -9,7 +9,7 @@
 #include <gptoss/offline.h>
 
 #include "options.h"
-#include "serve.h"
+#include "cmd_serve.h"
 #include "server.h"
 
 #define EXIT_USAGE 2
