@@ -14,20 +14,21 @@ static void help(void) {
     printf("usage: gptoss bench (-m FILE | --random PRESET [--layers N] [-s SEED]) [-p 512] [-n 128] [-r 3]\n"
            "                    [options]\n"
            "Measures prompt processing (ppP: prefill of P tokens) and text generation (tgN: N\n"
-           "greedy decode steps from a 1-token context), like llama-bench. Before and after tg\n"
-           "it measures the memory bandwidth, 5 passes each (cpu: read passes over 1 GiB with the\n"
-           "same threads; cuda: device-to-device copies, read + write), and prints to stderr the\n"
-           "bytes one decode step reads, the bound they set with the best pass (bandwidth /\n"
-           "bytes), the slowest pass, and tg as a share of the bound (a model whose bytes fit in\n"
-           "the CPU's last-level cache is not bound by memory: said so).\n" GPTOSS_CLI_MODEL_HELP
-           "  -s, --seed S         same as --random-seed (bench has no sampler)\n"
+           "decode steps from a 1-token context, greedy unless --temp or a penalty is given),\n"
+           "like llama-bench. Before and after tg it measures the memory bandwidth, 5 passes\n"
+           "each (cpu: read passes over 1 GiB with the same threads; cuda: device-to-device\n"
+           "copies, read + write), and prints to stderr the bytes one decode step reads, the\n"
+           "bound they set with the best pass (bandwidth / bytes), the slowest pass, and tg as a\n"
+           "share of the bound (a model whose bytes fit in the CPU's last-level cache is not\n"
+           "bound by memory: said so).\n" GPTOSS_CLI_MODEL_HELP
+           "  -s, --seed S         same as --random-seed (tg's sampler has seed 0)\n"
            "  -p, --n-prompt P     prompt tokens (default 512; 0 not allowed)\n"
            "  -n, --n-gen N        generated tokens (default 128; 0 skips tg)\n"
            "  -r, --repetitions R  runs per test (default 3), after an untimed warm-up: a prefill of\n"
            "                       min(P, batch size) tokens and one decode step\n"
            "  --profile            per-kernel profile of the timed runs on stderr (the backend is\n"
            "                       synchronised around every kernel call: slower, t/s not\n"
-           "                       comparable; $GPTOSS_PROFILE=1 too)\n" GPTOSS_CLI_BACKEND_HELP);
+           "                       comparable; $GPTOSS_PROFILE=1 too)\n" GPTOSS_CLI_DRAW_HELP GPTOSS_CLI_BACKEND_HELP);
 }
 
 static void mean_std(const double* v, size_t n, double* mean, double* sd) {
@@ -159,7 +160,7 @@ static int warm_up(struct bench* b) {
     if (st == gptoss_status_success) st = gptoss_context_process(b->e.context);
     if (st == gptoss_status_success) st = gptoss_context_reset(b->e.context);
     if (st == gptoss_status_success) st = gptoss_context_append_tokens(b->e.context, 1, &other);
-    if (st == gptoss_status_success) st = gptoss_context_sample(b->e.context, NULL, 1, b->out, &got);
+    if (st == gptoss_status_success) st = gptoss_context_sample(b->e.context, b->e.sampler, 1, b->out, &got);
     if (st != gptoss_status_success) {
         gptoss_cli_engine_error("warm-up", st);
         return 1;
@@ -190,7 +191,8 @@ static int time_prefill(struct bench* b) {
     return 0;
 }
 
-/* tgN: each run N greedy decode steps from a 1-token context. 0, or 1 after saying why. */
+/* tgN: each run N decode steps (the sampler of the options) from a 1-token context. 0, or
+ * 1 after saying why. */
 static int time_decode(struct bench* b) {
     for (size_t rep = 0; rep < b->repetitions; rep++) {
         gptoss_context_reset(b->e.context);
@@ -198,7 +200,7 @@ static int time_decode(struct bench* b) {
         enum gptoss_status st = gptoss_context_append_tokens(b->e.context, 1, &first);
         size_t got = 0;
         const double t0 = gptoss_now_s();
-        if (st == gptoss_status_success) st = gptoss_context_sample(b->e.context, NULL, b->N, b->out, &got);
+        if (st == gptoss_status_success) st = gptoss_context_sample(b->e.context, b->e.sampler, b->N, b->out, &got);
         const double t1 = gptoss_now_s();
         if (st != gptoss_status_success || got != b->N) {
             gptoss_cli_engine_error("decode", st);
@@ -225,6 +227,7 @@ static int bench_open(struct bench* b, const struct gptoss_cli_run* run) {
     if (gptoss_cli_engine_open(run, &b->e) != 0) return 1;
     const size_t P = b->P, N = b->N;
     if (gptoss_cli_make_context(run, &b->e, (P > N + 1 ? P : N + 1)) != 0) return 1;
+    if (gptoss_cli_make_sampler(run, &b->e) != 0) return 1;
     size_t max_tokens = 0;
     gptoss_context_get_max_tokens(b->e.context, &max_tokens);
     if (P > max_tokens || N + 1 > max_tokens) {
@@ -262,7 +265,8 @@ int gptoss_cmd_bench(int argc, char** argv) {
     gptoss_cli_run_defaults(&o.run);
     const struct gptoss_option options[] = {
         GPTOSS_CLI_MODEL_OPTIONS(&o.run),
-        GPTOSS_OPTION_U64("seed", 's', &o.run.random_seed, 0, UINT64_MAX), /* no sampler: the weights' seed */
+        GPTOSS_OPTION_U64("seed", 's', &o.run.random_seed, 0, UINT64_MAX), /* the weights' seed */
+        GPTOSS_CLI_DRAW_OPTIONS(&o.run),
         GPTOSS_CLI_BACKEND_OPTIONS(&o.run),
         GPTOSS_OPTION_FLAG("profile", 0, &o.run.profile),
         GPTOSS_OPTION_U64("n-prompt", 'p', &o.prompt_tokens, 1, 1u << 20),
