@@ -11,8 +11,11 @@
 #                      of building into build-gpu/
 #   GPU_WHEEL_DIR=DIR  a directory with a gpt_oss_kernels wheel built with CUDA (else pip
 #                      builds one from the tree, without build isolation)
-#   GPU_SKIP=LIST      steps to skip (words: cpu-harness sanitize e2e sampling python bench 20b 120b profile
-#                      ncu)
+#   GPU_SKIP=LIST      steps to skip (words: cpu-harness sanitize e2e sampling python bench 20b 120b depth
+#                      profile ncu)
+#   GPU_DEPTHS="D ..."  context depths of the 20b long-context step (default "4096 32768 131072":
+#                      pp512 and tg128 after D tokens, gptoss bench -d; the 131,072-token depth
+#                      alone prefills for minutes at today's speed)
 #   GPU_AB="VAR=value FILTER"  also run the harness cases matching FILTER, their benchmark
 #                      and the 20b engine bench with VAR=value (an alternative kernel path)
 set -u
@@ -130,6 +133,16 @@ for m in 20b 120b; do
     echo "engine $m: ${R[engine-$m]} ($(el))"
 done
 
+# Long contexts: 20b pp512 and tg128 after D tokens already in the context.
+if ! skip depth; then
+    for d in ${GPU_DEPTHS:-4096 32768 131072}; do
+        "$B"/bin/gptoss bench --random 20b --backend cuda -p 512 -n 128 -r 1 -d "$d" >"$LOG/engine-20b-d$d.log" 2>&1
+        R[depth-$d]="rc=$? $(grep -E '^[|].*(pp|tg)' "$LOG/engine-20b-d$d.log" | awk -F'|' '{printf "%s %s; ", $5, $6}')"
+        R[depth]="${R[depth]:-}d$d ${R[depth-$d]} "
+        echo "depth $d: ${R[depth-$d]} ($(el))"
+    done
+fi
+
 # The same 20b decode with direct kernel launches instead of recorded graphs, and without
 # the fused decode kernels.
 if ! skip 20b; then
@@ -173,6 +186,6 @@ for f in "$LOG"/engine-*.log; do [ -f "$f" ] && { echo "${f##*/}:"; grep -E '^\|
 [ -f "$LOG/profile-20b.log" ] && grep -E '^(prefill|decode) ' "$LOG/profile-20b.log" | head -40
 echo
 echo "================ $GPU ($(el)) ================"
-for k in build harness-cuda harness-avx512 graph fused memcheck racecheck e2e-hf graph-bitexact sampling sample-host sample-kernels pytest bench engine-20b engine-20b-nofused engine-20b-nograph engine-120b profile-20b ncu-decode harness-ab; do
+for k in build harness-cuda harness-avx512 graph fused memcheck racecheck e2e-hf graph-bitexact sampling sample-host sample-kernels pytest bench engine-20b engine-20b-nofused engine-20b-nograph engine-120b depth profile-20b ncu-decode harness-ab; do
     printf '%-15s %s\n' "$k" "${R[$k]:-skipped}"
 done
