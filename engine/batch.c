@@ -66,14 +66,16 @@ struct gptoss_batch {
     uint32_t* draws;    /* [S]: the argmax of the last step's logits rows, when argmax_valid */
     uint32_t argmax_rows;
     int argmax_valid;
-    float* host_logits; /* [V] */
-    struct gptoss_sampler_scratch scratch;
+    float* host_logits; /* host sampling: [V] */
+    struct gptoss_sampler_scratch scratch; /* host sampling */
+    uint32_t* host_counts; /* kernels sampling: [S][V], the counts of each slot's sequence */
 
     struct gptoss_forward_buffers buf; /* backend buffers of the forward pass */
     uint32_t* dev_rows; /* [3][B] (buf.batch_tokens, positions, seq_ids point into it) */
-    float* prob;        /* [V] */
+    float* prob;        /* [V]: softmax sampling's probabilities, kernels sampling's penalized logits */
     float* prob_sum;    /* [1] */
     uint32_t* sampled;  /* [S] */
+    uint32_t* counts;   /* kernels sampling: [S][V], the backend's copy of host_counts */
 
     struct gptoss_profile* prof; /* NULL unless params.profile */
     struct gptoss_plan_setup setup;
@@ -138,7 +140,7 @@ static void batch_free(struct gptoss_batch* b) {
     void* bufs[] = {b->dev_rows, f->tables[0],  f->tables[1], f->residual, f->norm,      f->qkv,
                     f->attn,     f->gate,       f->expert_ids, f->expert_scores, f->expert_offsets, f->intra,
                     f->moe_input, f->swiglu,    f->moe_output, f->logits, f->argmax,    b->prob,
-                    b->prob_sum, b->sampled};
+                    b->prob_sum, b->sampled,    b->counts};
     if (b->backend != NULL) {
         for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) {
             if (bufs[i] != NULL) gptoss_backend_free(b->backend, bufs[i]);
@@ -151,6 +153,7 @@ static void batch_free(struct gptoss_batch* b) {
     free(b->chunk);
     free(b->draws);
     free(b->host_logits);
+    free(b->host_counts);
     gptoss_sampler_scratch_free(&b->scratch);
     free(b->prof);
     for (int i = 0; i < NUM_PLANS; i++) free(b->plans[i].calls);
@@ -181,8 +184,14 @@ static enum gptoss_status resolve_params(const struct gptoss_model* model, const
     if (p->profile != 0 && p->profile != 1) {
         return gptoss_fail(gptoss_status_invalid_argument, "profile %d is not 0 or 1", p->profile);
     }
+    if (p->sampling != gptoss_sampling_auto && p->sampling != gptoss_sampling_host &&
+        p->sampling != gptoss_sampling_kernels) {
+        return gptoss_fail(gptoss_status_invalid_argument, "sampling %d is not one of enum gptoss_sampling",
+                           p->sampling);
+    }
     if (p->backend == NULL) p->backend = model->backend;
     const int cpu = gptoss_backend_get_kind(p->backend) == gptoss_backend_kind_cpu;
+    if (p->sampling == gptoss_sampling_auto) p->sampling = cpu ? gptoss_sampling_host : gptoss_sampling_kernels;
     if (p->backend != model->backend && (!cpu || gptoss_backend_get_kind(model->backend) != gptoss_backend_kind_cpu)) {
         return gptoss_fail(gptoss_status_invalid_argument, "backend %s cannot run a model on backend %s (only CPU "
                            "backends share memory)", gptoss_backend_get_name(p->backend),
@@ -245,7 +254,8 @@ static enum gptoss_status alloc_buffer(struct gptoss_batch* b, void** ptr, size_
     return gptoss_status_success;
 }
 
-/* The host buffers: staging, logits, the sampler's scratch, the plans, the profile. */
+/* The host buffers: staging, logits and the sampler's scratch or the counts, the plans,
+ * the profile. */
 static enum gptoss_status alloc_host(struct gptoss_batch* b) {
     const uint32_t V = b->model->vocabulary_size;
     b->slots = calloc(b->S, sizeof(*b->slots));
@@ -253,15 +263,19 @@ static enum gptoss_status alloc_host(struct gptoss_batch* b) {
     b->members = calloc(b->S, sizeof(*b->members));
     b->chunk = calloc(b->S, sizeof(uint32_t));
     b->draws = calloc(b->S, sizeof(uint32_t));
-    b->host_logits = malloc((size_t) V * sizeof(float));
-    int failed = gptoss_sampler_scratch_init(&b->scratch, V) != 0;
+    int failed = 0;
+    if (b->params.sampling == gptoss_sampling_host) {
+        failed |= (b->host_logits = malloc((size_t) V * sizeof(float))) == NULL;
+        failed |= gptoss_sampler_scratch_init(&b->scratch, V) != 0;
+    } else {
+        failed |= (b->host_counts = calloc((size_t) b->S * V, sizeof(uint32_t))) == NULL;
+    }
     for (int i = 0; i < NUM_PLANS; i++) {
         b->plans[i].capacity = gptoss_plan_max_calls(b->model->config.num_blocks);
         b->plans[i].calls = calloc(b->plans[i].capacity, sizeof(struct gptoss_plan_call));
         failed |= b->plans[i].calls == NULL;
     }
-    if (b->slots == NULL || b->rows == NULL || b->members == NULL || b->chunk == NULL || b->draws == NULL ||
-        b->host_logits == NULL || failed || (b->params.profile && (b->prof = calloc(1, sizeof(*b->prof))) == NULL)) {
+    if (b->slots == NULL || b->rows == NULL || b->members == NULL || b->chunk == NULL || b->draws == NULL || failed || (b->params.profile && (b->prof = calloc(1, sizeof(*b->prof))) == NULL)) {
         return gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate the batch's host buffers");
     }
     return gptoss_status_success;
@@ -303,6 +317,7 @@ static enum gptoss_status alloc_backend(struct gptoss_batch* b) {
     ALLOC(b, prob, V, float, "sampler's probabilities");
     ALLOC(b, prob_sum, 1, float, "sampler's sum");
     ALLOC(b, sampled, S, uint32_t, "sampled tokens");
+    if (b->params.sampling == gptoss_sampling_kernels) ALLOC(b, counts, S * V, uint32_t, "token counts");
 #undef ALLOC
     f->kv = &b->kv;
     f->batch_tokens = b->dev_rows;
@@ -434,6 +449,7 @@ enum gptoss_status gptoss_batch_sequence_create(struct gptoss_batch* b, size_t m
     s->batch = b;
     s->order = ++b->created;
     s->max_tokens = max_tokens;
+    s->counts_stale = 1; /* its slot's counts are another sequence's */
     gptoss_batch_retain(b);
     *sequence_out = s;
     return gptoss_status_success;
@@ -535,13 +551,51 @@ static enum gptoss_status run_plan(struct gptoss_batch* b, uint32_t n, uint32_t 
     return gptoss_graph_launch(g->graph);
 }
 
-/* Draws the token of member m from its logits row j. */
+/* Kernels sampling with penalties: one copy of a whole row of counts rather than this many
+ * copies of one count (each a call into the backend). */
+#define COUNTS_FULL_COPY 32
+
+/* Makes the counts of s's slot (host and backend) those of the ids of tokens[0,
+ * num_tokens): one 4-byte copy per token appended or dropped since the last time, or,
+ * after a replaced token or many changes, all of them counted again and copied at once. */
+static enum gptoss_status sync_counts(struct gptoss_batch* b, struct gptoss_sequence* s) {
+    const uint32_t V = b->model->vocabulary_size;
+    uint32_t* host = b->host_counts + (size_t) s->slot * V;
+    uint32_t* dev = b->counts + (size_t) s->slot * V;
+    const size_t n = s->num_tokens;
+    const size_t changes = s->counted > n ? s->counted - n : n - s->counted;
+    if (s->counts_stale || changes > COUNTS_FULL_COPY) {
+        memset(host, 0, (size_t) V * sizeof(uint32_t));
+        for (size_t i = 0; i < n; i++) host[s->tokens[i]]++;
+        s->counted = n;
+        s->counts_stale = 1; /* until the copy succeeds */
+        KCALL_PROF(b, "copy of the token counts", gptoss_profile_copy_counts,
+                   gptoss_backend_copy(b->backend, dev, host, (size_t) V * sizeof(uint32_t),
+                                       gptoss_copy_host_to_backend));
+        s->counts_stale = 0;
+        return gptoss_status_success;
+    }
+    while (s->counted != n) {
+        const int append = s->counted < n;
+        const uint32_t id = s->tokens[append ? s->counted : s->counted - 1];
+        host[id] = append ? host[id] + 1 : host[id] - 1;
+        s->counted = append ? s->counted + 1 : s->counted - 1;
+        s->counts_stale = 1; /* until the copy succeeds */
+        KCALL_PROF(b, "copy of a token count", gptoss_profile_copy_counts,
+                   gptoss_backend_copy(b->backend, &dev[id], &host[id], sizeof(uint32_t), gptoss_copy_host_to_backend));
+        s->counts_stale = 0;
+    }
+    return gptoss_status_success;
+}
+
+/* Draws the token of sequence s from its logits row j, with its own sampler and seed. */
 static enum gptoss_status pick_token(struct gptoss_batch* b, struct gptoss_sequence* s, uint32_t j, uint32_t* id_out) {
     const struct gptoss_sampler* sampler = s->sampler;
     const uint32_t V = b->model->vocabulary_size;
-    float* row = b->buf.logits + (size_t) j * V;
+    const float* row = b->buf.logits + (size_t) j * V;
+    const uint64_t rng_offset = s->num_tokens;
     uint32_t id = UINT32_MAX;
-    switch (gptoss_sampler_get_mode(sampler)) {
+    switch (gptoss_sampler_get_mode(sampler, b->params.sampling)) {
     case gptoss_sampler_mode_greedy:
         if (!b->argmax_valid) { /* the argmax of every logits row of the step, once */
             KCALL_PROF(b, "copy of the argmax", gptoss_profile_copy_argmax,
@@ -551,18 +605,40 @@ static enum gptoss_status pick_token(struct gptoss_batch* b, struct gptoss_seque
         }
         id = b->draws[j];
         break;
-    case gptoss_sampler_mode_device: {
+    case gptoss_sampler_mode_softmax: {
         const struct gptoss_f32_softmax_args softmax = {row, b->buf.argmax + j, b->prob, b->prob_sum, 1, V,
                                                          sampler->temperature};
         KCALL("softmax", gptoss_plan_call(b->backend, b->prof, gptoss_kernel_f32_softmax, &softmax));
         const struct gptoss_f32_sample_args sample = {b->prob, b->prob_sum, b->sampled + j, V,
-                                                      sampler->seed + GPTOSS_SAMPLER_SEED_OFFSET, s->num_tokens};
+                                                      sampler->seed + GPTOSS_SAMPLER_SEED_OFFSET, rng_offset};
         KCALL("sample", gptoss_plan_call(b->backend, b->prof, gptoss_kernel_f32_sample, &sample));
         KCALL_PROF(b, "copy of the sampled token", gptoss_profile_copy_sampled,
                    gptoss_backend_copy(b->backend, &id, b->sampled + j, sizeof(uint32_t), gptoss_copy_backend_to_host));
         break;
     }
-    default:
+    case gptoss_sampler_mode_kernels: {
+        if (gptoss_sampler_has_penalties(sampler)) {
+            GPTOSS_TRY(sync_counts(b, s));
+            const struct gptoss_f32_apply_penalties_args penalties = {
+                row, b->counts + (size_t) s->slot * V, b->prob, V, sampler->presence_penalty,
+                sampler->frequency_penalty};
+            KCALL("penalties", gptoss_plan_call(b->backend, b->prof, gptoss_kernel_f32_apply_penalties, &penalties));
+            row = b->prob;
+        }
+        const struct gptoss_f32_sample_logits_args sample = {row,
+                                                             b->sampled + j,
+                                                             V,
+                                                             sampler->temperature,
+                                                             sampler->top_k,
+                                                             sampler->top_p,
+                                                             sampler->seed + GPTOSS_SAMPLER_SEED_OFFSET,
+                                                             rng_offset};
+        KCALL("sample", gptoss_plan_call(b->backend, b->prof, gptoss_kernel_f32_sample_logits, &sample));
+        KCALL_PROF(b, "copy of the sampled token", gptoss_profile_copy_sampled,
+                   gptoss_backend_copy(b->backend, &id, b->sampled + j, sizeof(uint32_t), gptoss_copy_backend_to_host));
+        break;
+    }
+    case gptoss_sampler_mode_host:
         KCALL_PROF(b, "copy of the logits", gptoss_profile_copy_logits,
                    gptoss_backend_copy(b->backend, b->host_logits, row, (size_t) V * sizeof(float),
                                        gptoss_copy_backend_to_host));
@@ -836,6 +912,9 @@ enum gptoss_status gptoss_sequence_append_tokens(gptoss_sequence_t s, size_t num
     if (num_tokens > s->max_tokens - s->num_tokens) {
         return gptoss_fail(gptoss_status_context_overflow, "%zu tokens do not fit: the sequence holds %zu of %zu",
                            num_tokens, s->num_tokens, s->max_tokens);
+    }
+    for (size_t i = 0; i < num_tokens && s->num_tokens + i < s->counted; i++) {
+        if (s->tokens[s->num_tokens + i] != tokens[i]) s->counts_stale = 1; /* a counted token replaced */
     }
     if (num_tokens != 0) memcpy(s->tokens + s->num_tokens, tokens, num_tokens * sizeof(uint32_t));
     s->num_tokens += num_tokens;

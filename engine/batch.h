@@ -34,6 +34,11 @@ struct gptoss_sequence {
     struct gptoss_sampler* sampler; /* retained; NULL = greedy */
     size_t draws_left;        /* tokens still to draw (gptoss_sequence_generate) */
     int want_logits;          /* context API: the logits of the last token, without a draw */
+    /* kernels sampling (params.sampling) with penalties: the counts of its slot (batch.c)
+     * are those of the ids of tokens[0, counted); counts_stale: a counted token was
+     * replaced, or the slot was another sequence's (count them all again) */
+    size_t counted;
+    int counts_stale;
     /* the logits row of the last step it took part in */
     uint64_t logits_step;     /* the step that computed it (0: none) */
     uint32_t logits_row;

@@ -3,8 +3,8 @@
  * count: the sliding group has one layer more).
  *
  * Batch invariance, bit for bit: three tracked sequences (greedy; temperature only, drawn
- * by the sampling kernels; temperature + top-p + a penalty, drawn on the host) give the
- * same logits at every draw and the same tokens
+ * by f32_softmax + f32_sample; temperature + top-p + a penalty, drawn on the host) give
+ * the same logits at every draw and the same tokens
  *   - each alone in a batch, prompts of 1..140 tokens prefilled in chunks of 128 (the
  *     reference);
  *   - together among others: 8 sequences at once, the others joining and leaving at
@@ -12,6 +12,7 @@
  *   - with three other chunkings of the prompts (max_batch_tokens 1 alone, 7 and 64 among
  *     others);
  *   - with 1 and 2 threads, and through the context API (a batch of one);
+ *   - with the sampling kernels (params.sampling), alone vs among others;
  * on every CPU variant (scalar, AVX2, AVX-512; one the processor lacks is reported as
  * skipped). A self-test flips one bit of one logit and checks the comparison sees it.
  * Admission: sequences are refused with insufficient_resources past the KV budget or
@@ -46,11 +47,14 @@ static void random_ids(uint32_t* v, size_t n) {
     for (size_t i = 0; i < n; i++) v[i] = (uint32_t) (rng_next() % g_vocab);
 }
 
+static int g_sampling = gptoss_sampling_auto; /* of the batches made */
+
 static gptoss_batch_t make_batch(gptoss_model_t m, gptoss_backend_t backend, size_t max_batch_tokens,
                                  uint32_t max_sequences) {
     struct gptoss_context_params p;
     gptoss_context_params_init(&p);
     p.backend = backend;
+    p.sampling = g_sampling;
     p.context_length = 256;
     p.max_batch_tokens = max_batch_tokens;
     p.max_sequences = max_sequences;
@@ -254,6 +258,16 @@ static void test_invariance(gptoss_model_t m, gptoss_backend_t backend, gptoss_b
     bits ^= 1u;
     memcpy(&got[0].logits[g_vocab + 7], &bits, sizeof(bits));
     CHECK(!same_draws(ref, got, "  (self-test: one logit's last bit flipped)"), "a flipped bit is caught");
+    /* the sampling kernels (each sequence's penalty counts in its slot on the backend) */
+    g_sampling = gptoss_sampling_kernels;
+    poison_tracks(ref);
+    run_alone(m, backend, 128, t, ref);
+    poison_tracks(got);
+    b = make_batch(m, backend, 64, MAXSEQ);
+    run(b, t, got, 0, NTRACK, MAXSEQ - NTRACK);
+    gptoss_batch_release(b);
+    compare(ref, got, "  sampling kernels: alone vs among others, chunks of 64");
+    g_sampling = gptoss_sampling_auto;
     for (int k = 0; k < NTRACK; k++) gptoss_sampler_release(t[k].sampler);
     free_tracks(ref);
     free_tracks(got);
