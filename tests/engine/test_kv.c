@@ -11,6 +11,7 @@
  *     (same blocks, counted twice), a partial last block is copied when shared and taken
  *     when free, the sliding blocks of the window before the prefix's end come back from
  *     the cache; every position read through the tables holds its own K/V;
+ *   - a fork from a released sequence's cached block copies it, keeping that cache whole;
  *   - eviction: cached blocks are reused when blocks run out, and a later lookup then finds
  *     only what is left (no stale block);
  *   - after every operation the bookkeeping is consistent: the references equal the table
@@ -242,6 +243,42 @@ static void test_prefix(gptoss_backend_t backend) {
     gptoss_kv_pool_free(&p);
 }
 
+/* Two conversations after a shared prompt: b forks from released a inside a block that a
+ * alone holds cached; writing b's continuation must not destroy a's (the block is copied,
+ * not taken), so a's next turn finds all of its tokens again. */
+static void test_fork(gptoss_backend_t backend) {
+    const uint32_t window = 16, chunk = 8;
+    struct gptoss_kv_pool p;
+    CHECK(gptoss_kv_pool_init(&p, backend, L, HKV, D, window, 4 * gptoss_kv_seq_blocks(window, 100, chunk)) ==
+              gptoss_status_success, "pool");
+    uint32_t ta[100], tb[100];
+    random_tokens(ta, 100);
+    memcpy(tb, ta, 70 * sizeof(uint32_t));
+    random_tokens(tb + 70, 30);
+    if (tb[70] == ta[70]) tb[70] ^= 1;
+    struct gptoss_kv_seq a, b;
+    gptoss_kv_seq_init(&p, &a, 100, chunk);
+    g_live[0] = &a;
+    prefill(&p, &a, ta, 76, chunk);
+    g_live[0] = NULL;
+    gptoss_kv_seq_release(&p, &a, ta);
+    gptoss_kv_seq_init(&p, &b, 100, chunk);
+    g_live[0] = &b;
+    CHECK(gptoss_kv_seq_lookup(&p, &b, tb, 100) == gptoss_status_success && b.kv_tokens == 70, "b forks at 70: %zu",
+          b.kv_tokens);
+    prefill(&p, &b, tb, 100, chunk);
+    consistent(&p, "after a fork from a cached block");
+    g_live[0] = NULL;
+    gptoss_kv_seq_release(&p, &b, tb);
+    gptoss_kv_seq_init(&p, &a, 100, chunk);
+    g_live[0] = &a;
+    CHECK(gptoss_kv_seq_lookup(&p, &a, ta, 100) == gptoss_status_success && a.kv_tokens == 76 && holds(&p, &a, ta),
+          "after b forked from it, a finds all of its 76 tokens: %zu", a.kv_tokens);
+    g_live[0] = NULL;
+    gptoss_kv_seq_release(&p, &a, ta);
+    gptoss_kv_pool_free(&p);
+}
+
 static void test_eviction(gptoss_backend_t backend) {
     const uint32_t window = 16, chunk = 16;
     const uint32_t per_seq = gptoss_kv_seq_blocks(window, 160, chunk);
@@ -285,6 +322,7 @@ int main(void) {
     test_admission(backend);
     test_sliding(backend);
     test_prefix(backend);
+    test_fork(backend);
     test_eviction(backend);
     gptoss_backend_release(backend);
     return finish();
