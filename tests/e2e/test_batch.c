@@ -19,6 +19,7 @@
  * max_sequences, and fit again once others are released. Prefix cache: a sequence that
  * repeats a released one's prompt reuses its K/V (gptoss_sequence_get_num_kv_tokens) with
  * the same logits as the first time. Errors: bad arguments, overflow, no logits.
+ * With --backend cuda (a GPU): what holds there (test_cuda below).
  * Prints its seed (GPTOSS_TEST_SEED replays it). */
 #include <math.h>
 #include <stdbool.h>
@@ -31,7 +32,10 @@
 
 #define NTRACK 3
 #define NDRAW 12
-#define MAXSEQ 8
+#define MAXSEQ 8       /* sequences at once on the CPU */
+#define MAX_STREAMS 64 /* and at most (--streams, CUDA) */
+
+static int g_streams = MAXSEQ; /* sequences at once in the runs among others */
 
 static uint32_t g_vocab;
 
@@ -81,7 +85,7 @@ static gptoss_sequence_t other(gptoss_batch_t b, size_t prompt, size_t draws) {
  * leave at random), so the tracked rows share steps with other prompts' chunks and other
  * decoding rows. */
 static void run(gptoss_batch_t b, const struct track* t, struct track* out, int k0, int k1, int crowd) {
-    gptoss_sequence_t seq[NTRACK] = {NULL}, others[MAXSEQ] = {NULL};
+    gptoss_sequence_t seq[NTRACK] = {NULL}, others[MAX_STREAMS] = {NULL};
     size_t drawn[NTRACK] = {0};
     for (int i = 0; i < crowd && i < 2; i++) others[i] = other(b, 30 + 20 * (size_t) i, 5 + 3 * (size_t) i);
     for (int k = k0; k < k1; k++) {
@@ -90,11 +94,11 @@ static void run(gptoss_batch_t b, const struct track* t, struct track* out, int 
         gptoss_sequence_append_tokens(seq[k], t[k].n_prompt, t[k].prompt);
         gptoss_sequence_generate(seq[k], t[k].sampler, NDRAW);
     }
-    struct gptoss_batch_token toks[MAXSEQ];
+    struct gptoss_batch_token toks[MAX_STREAMS];
     bool done = false;
     for (int steps = 0; steps < 1000 && !done; steps++) {
         size_t n = 0;
-        const enum gptoss_status st = gptoss_batch_step(b, toks, MAXSEQ, &n);
+        const enum gptoss_status st = gptoss_batch_step(b, toks, MAX_STREAMS, &n);
         CHECK(st == gptoss_status_success, "step: %s", gptoss_last_error());
         if (st != gptoss_status_success) break;
         for (size_t i = 0; i < n; i++) {
@@ -386,10 +390,132 @@ static void test_errors(gptoss_model_t m) {
     gptoss_batch_release(b);
 }
 
-int main(void) {
+/* CUDA (--backend cuda, on a GPU): which of the batch's guarantees hold there. Each tracked
+ * sequence alone (the reference), then twice among g_streams sequences with the same
+ * crowd (same seed): the two must be bitwise equal (a step's results are a function of its
+ * rows: determinism); against the sequences alone the results are NOT bitwise equal on
+ * CUDA (README, "Batch invariance": a decode row among others runs the batched GEMV or the
+ * split-bf16 tensor-core GEMM instead of the one-token GEMV, the MoE groups of 16+ rows the
+ * tensor-core GEMM): the differences are printed (logits that differ, max |diff| / max
+ * |logit| up to each sequence's first different token) and bounded by 1e-3, the scale of
+ * f32 summation-order differences through the layers (~1e-6 per rounding, grown by the
+ * residual stream and the unembedding) and far below a wrong row, whose error is O(1). */
+static bool g_cpu_bitwise; /* the last test_cuda run was bitwise equal to the sequences alone */
+
+static double spread(const struct track* ref, const struct track* got, const char* what) {
+    double worst = 0;
+    for (int k = 0; k < NTRACK; k++) {
+        int d = 0;
+        while (d + 1 < NDRAW && ref[k].tokens[d] == got[k].tokens[d]) d++;
+        size_t differ = 0;
+        double maxdiff = 0, maxabs = 0;
+        for (size_t i = 0; i < (size_t) (d + 1) * g_vocab; i++) {
+            differ += memcmp(&ref[k].logits[i], &got[k].logits[i], sizeof(float)) != 0;
+            const double diff = fabs((double) ref[k].logits[i] - (double) got[k].logits[i]);
+            if (!(diff <= maxdiff)) maxdiff = diff; /* NaN propagates */
+            if (fabs((double) ref[k].logits[i]) > maxabs) maxabs = fabs((double) ref[k].logits[i]);
+        }
+        const double rel = maxdiff / maxabs;
+        const bool all = ref[k].tokens[d] == got[k].tokens[d];
+        printf("  %s, sequence %d: %s; draws 0..%d: %zu of %zu logits differ, max |diff| / max |logit| %.3e\n", what,
+               k, all ? "all tokens equal" : "tokens differ from this last draw on", d, differ,
+               (size_t) (d + 1) * g_vocab, rel);
+        if (!(rel <= worst)) worst = rel;
+    }
+    return worst;
+}
+
+static void test_cuda(gptoss_model_t m, const char* name) {
+    struct track t[NTRACK], ref[NTRACK], a[NTRACK], b2[NTRACK];
+    memset(t, 0, sizeof(t));
+    const size_t lengths[NTRACK] = {140, 23, 1};
+    for (int k = 0; k < NTRACK; k++) {
+        t[k].n_prompt = lengths[k];
+        random_ids(t[k].prompt, lengths[k]);
+        gptoss_sampler_create(&t[k].sampler);
+    }
+    gptoss_sampler_set_temperature(t[1].sampler, 1.0f);
+    gptoss_sampler_set_seed(t[1].sampler, rng_next());
+    gptoss_sampler_set_temperature(t[2].sampler, 0.8f);
+    gptoss_sampler_set_top_p(t[2].sampler, 0.9f);
+    gptoss_sampler_set_presence_penalty(t[2].sampler, 0.5f);
+    gptoss_sampler_set_seed(t[2].sampler, rng_next());
+    alloc_tracks(ref);
+    alloc_tracks(a);
+    alloc_tracks(b2);
+    printf("%s, %d sequences at once:\n", name, g_streams);
+    run_alone(m, NULL, 512, t, ref);
+    const uint64_t crowd_seed = rng_next();
+    struct track* runs[2] = {a, b2};
+    for (int r = 0; r < 2; r++) {
+        g_rng = crowd_seed;
+        gptoss_batch_t b = make_batch(m, NULL, 512, (uint32_t) g_streams);
+        run(b, t, runs[r], 0, NTRACK, g_streams - NTRACK);
+        gptoss_batch_release(b);
+    }
+    compare(a, b2, "  among others, twice with the same crowd (determinism)");
+    const bool bitwise = same_draws(ref, a, "  alone vs among others (batch invariance)");
+    const double worst = spread(ref, a, "alone vs among others");
+    printf("  batch invariance: %s (max |diff| / max |logit| %.3e)\n", bitwise ? "bitwise" : "NOT bitwise", worst);
+    g_cpu_bitwise = bitwise;
+    CHECK(worst <= 1e-3, "alone vs among others: %.3e above 1e-3", worst);
+    for (int k = 0; k < NTRACK; k++) gptoss_sampler_release(t[k].sampler);
+    free_tracks(ref);
+    free_tracks(a);
+    free_tracks(b2);
+}
+
+/* Usage: test_batch (the CPU tests), or test_batch --backend cuda [--model tiny|20b|120b]
+ * [--layers N] [--streams S] on a GPU (--backend cpu: the same run on the CPU, where the
+ * results must also be bitwise equal to the sequences alone). */
+static int main_streams(int argc, char** argv) {
+    const char* preset = "tiny";
+    const char* backend_name = "cuda";
+    uint32_t layers = 0;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--model") == 0) preset = argv[i + 1];
+        else if (strcmp(argv[i], "--layers") == 0) layers = (uint32_t) strtoul(argv[i + 1], NULL, 10);
+        else if (strcmp(argv[i], "--streams") == 0) g_streams = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--backend") == 0) backend_name = argv[i + 1];
+        else {
+            fprintf(stderr, "test_batch: unknown option %s\n", argv[i]);
+            return 2;
+        }
+    }
+    if (g_streams < NTRACK + 1 || g_streams > MAX_STREAMS) {
+        fprintf(stderr, "test_batch: --streams %d is not in [%d, %d]\n", g_streams, NTRACK + 1, MAX_STREAMS);
+        return 2;
+    }
+    const bool cpu = strcmp(backend_name, "cpu") == 0;
+    gptoss_backend_t cuda = NULL;
+    if ((cpu ? gptoss_backend_create_cpu(0, &cuda) : gptoss_backend_create_cuda(0, NULL, &cuda)) !=
+        gptoss_status_success) {
+        printf("SKIP %s: %s\n", backend_name, gptoss_last_error());
+        return 77;
+    }
+    gptoss_model_t m = NULL;
+    gptoss_tokenizer_t tok = NULL;
+    if (gptoss_model_create_random(preset, layers, g_rng, cuda, &m) != gptoss_status_success ||
+        gptoss_model_get_tokenizer(m, &tok) != gptoss_status_success ||
+        gptoss_tokenizer_get_num_tokens(tok, &g_vocab) != gptoss_status_success) {
+        fprintf(stderr, "set-up: %s\n", gptoss_last_error());
+        return 1;
+    }
+    char name[96];
+    snprintf(name, sizeof(name), "%s, random %s%s", backend_name, preset, layers ? " (fewer layers)" : "");
+    test_cuda(m, name);
+    if (cpu) CHECK(g_cpu_bitwise, "on the CPU the sequences among others are bitwise equal to them alone");
+    gptoss_tokenizer_release(tok);
+    gptoss_model_release(m);
+    gptoss_backend_release(cuda);
+    return finish();
+}
+
+int main(int argc, char** argv) {
     const char* seed_env = getenv("GPTOSS_TEST_SEED");
     g_rng = seed_env ? strtoull(seed_env, NULL, 10) : (uint64_t) time(NULL);
     printf("seed %llu (GPTOSS_TEST_SEED)\n", (unsigned long long) g_rng);
+    if (argc > 1) return main_streams(argc, argv);
     gptoss_backend_t b2 = NULL;
     gptoss_model_t m = NULL;
     gptoss_tokenizer_t t = NULL;
