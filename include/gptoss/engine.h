@@ -113,9 +113,12 @@ enum gptoss_status gptoss_tokenizer_release(gptoss_tokenizer_t tokenizer);
  * sequences in the same forward steps. A context is a batch of one sequence: the same
  * results, bit for bit, as that sequence run in a batch.
  *
- * Numerics: the result of a token does not depend on the other tokens of its forward step
- * (other sequences, or how a prompt is split into chunks) on the CPU backend; on CUDA it
- * does for steps that use the tensor-core prefill GEMMs (README, "Batch invariance"). */
+ * Numerics: on the CPU backend the result of a token does not depend on the other tokens
+ * of its forward step (other sequences, or how a prompt is split into chunks): bit for bit.
+ * On CUDA it does in the last bits: the matrix products choose their kernel by the number
+ * of rows of the step (one-token GEMV, batched GEMV, tensor-core GEMM; the MoE by the rows
+ * per expert), and these sum in different orders; the same step composition gives the same
+ * bits (README, "Batch invariance"). */
 
 /* Options of a context or a batch (gptoss_context_create_with_params,
  * gptoss_batch_create). Fill them with gptoss_context_params_init (the defaults below),
