@@ -117,8 +117,7 @@ enum gptoss_status gptoss_tokenizer_release(gptoss_tokenizer_t tokenizer);
  * of its forward step (other sequences, or how a prompt is split into chunks): bit for bit.
  * On CUDA it does in the last bits: the matrix products choose their kernel by the number
  * of rows of the step (one-token GEMV, batched GEMV, tensor-core GEMM; the MoE by the rows
- * per expert), and these sum in different orders; the same step composition gives the same
- * bits (README, "Batch invariance"). */
+ * per expert), and these sum in different orders (README, "Batch invariance"). */
 
 /* Options of a context or a batch (gptoss_context_create_with_params,
  * gptoss_batch_create). Fill them with gptoss_context_params_init (the defaults below),
