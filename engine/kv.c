@@ -376,13 +376,13 @@ enum gptoss_status gptoss_kv_seq_lookup(struct gptoss_kv_pool* pool, struct gpto
         }
     }
     /* a partial last block is written by the next step: the sequence's own (kept when it
-     * holds it alone and its cached contents end at the prefix, else its rows copied into a
-     * new block, so that a cached longer continuation -- another conversation after a
-     * shared system prompt -- stays in the cache) */
+     * holds it alone and its cached contents end at the prefix, or no other block is free;
+     * else its rows copied into a new block, so that a cached longer continuation -- another
+     * conversation after a shared system prompt -- stays in the cache) */
     enum gptoss_status st = gptoss_status_success;
     for (int g = 0; g < GPTOSS_KV_GROUPS && partial != 0; g++) {
         const uint32_t b = seq->table[g][nblocks - 1];
-        if (pool->blocks[b].ref == 1 && pool->blocks[b].count <= partial) {
+        if (pool->blocks[b].ref == 1 && (pool->blocks[b].count <= partial || pool->num_free == 0)) {
             unregister(pool, b);
             continue;
         }

@@ -279,6 +279,33 @@ static void test_fork(gptoss_backend_t backend) {
     gptoss_kv_pool_free(&p);
 }
 
+/* The same fork when the budget has no other block free (a context, one sequence's blocks,
+ * re-appending a prompt that diverges inside its last block): the block is taken. */
+static void test_fork_full(gptoss_backend_t backend) {
+    const uint32_t chunk = 16, n = 48;
+    struct gptoss_kv_pool p;
+    CHECK(gptoss_kv_pool_init(&p, backend, L, HKV, D, UINT32_MAX, gptoss_kv_seq_blocks(UINT32_MAX, n, chunk)) ==
+              gptoss_status_success, "pool");
+    uint32_t ta[48], tb[48];
+    random_tokens(ta, n);
+    memcpy(tb, ta, sizeof(tb));
+    tb[40] ^= 1;
+    struct gptoss_kv_seq a;
+    gptoss_kv_seq_init(&p, &a, n, chunk);
+    g_live[0] = &a;
+    prefill(&p, &a, ta, n, chunk);
+    g_live[0] = NULL;
+    gptoss_kv_seq_clear(&p, &a, ta);
+    g_live[0] = &a;
+    CHECK(gptoss_kv_seq_lookup(&p, &a, tb, n) == gptoss_status_success && a.kv_tokens == 40 && p.num_free == 0 &&
+              holds(&p, &a, tb), "the fork takes the block when none is free: %zu tokens, %u free", a.kv_tokens,
+          p.num_free);
+    consistent(&p, "after a fork in a full pool");
+    g_live[0] = NULL;
+    gptoss_kv_seq_release(&p, &a, tb);
+    gptoss_kv_pool_free(&p);
+}
+
 static void test_eviction(gptoss_backend_t backend) {
     const uint32_t window = 16, chunk = 16;
     const uint32_t per_seq = gptoss_kv_seq_blocks(window, 160, chunk);
@@ -323,6 +350,7 @@ int main(void) {
     test_sliding(backend);
     test_prefix(backend);
     test_fork(backend);
+    test_fork_full(backend);
     test_eviction(backend);
     gptoss_backend_release(backend);
     return finish();
