@@ -293,8 +293,6 @@ struct srv_scheduler_options {
     size_t max_queue;       /* waiting requests; a submit beyond it fails */
     size_t kv_budget;       /* bytes of KV cache (gptoss_context_params.kv_budget; 0 = enough for
                              * `parallel` requests of context_length tokens) */
-    size_t max_batch_tokens; /* rows per step (0 = the backend's default) */
-    int sampling;           /* enum gptoss_sampling */
 };
 
 /* Creates the batch and starts the engine thread. The model is retained. */
