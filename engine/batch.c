@@ -206,13 +206,18 @@ static enum gptoss_status resolve_params(const struct gptoss_model* model, const
     if (p->context_length > UINT32_MAX) {
         return gptoss_fail(gptoss_status_unsupported_argument, "context_length %zu exceeds 2^32-1", p->context_length);
     }
+    if (p->max_sequences == 0) p->max_sequences = 1;
     if (p->max_batch_tokens == 0) p->max_batch_tokens = cpu ? DEFAULT_BATCH_CPU : DEFAULT_BATCH_GPU;
-    if (p->max_batch_tokens > p->context_length) p->max_batch_tokens = p->context_length;
+    /* more rows than one sequence can use only serve many (at least a row each) */
+    const size_t rows_used = p->context_length > p->max_sequences ? p->context_length : p->max_sequences;
+    if (p->max_batch_tokens > rows_used) p->max_batch_tokens = rows_used;
+    if (params == NULL || params->max_batch_tokens == 0) {
+        if (p->max_batch_tokens < p->max_sequences) p->max_batch_tokens = p->max_sequences;
+    }
     if (p->max_batch_tokens > 65536) {
         return gptoss_fail(gptoss_status_invalid_argument, "max_batch_tokens %zu exceeds 65536", p->max_batch_tokens);
     }
     if (p->moe_dense_min_rows == 0) p->moe_dense_min_rows = cpu ? MOE_DENSE_MIN_ROWS_CPU : MOE_DENSE_MIN_ROWS_CUDA;
-    if (p->max_sequences == 0) p->max_sequences = 1;
     if (p->max_sequences > p->max_batch_tokens) {
         return gptoss_fail(gptoss_status_invalid_argument,
                            "max_sequences %u exceeds max_batch_tokens %zu (each decoding sequence takes a row of a step)",

@@ -427,7 +427,6 @@ static int bench_parallel(struct bench* b, const struct gptoss_cli_run* run, siz
     gptoss_cli_context_params(run, ctx, &params);
     params.max_sequences = (uint32_t) S;
     params.kv_budget = kv_budget;
-    if (params.max_batch_tokens == 0 && S > 128) params.max_batch_tokens = S; /* a row per stream */
     gptoss_tokenizer_get_num_text_tokens(b->e.tokenizer, &p.num_text);
     p.prompt = malloc(b->P * sizeof(uint32_t));
     p.seqs = calloc(S, sizeof(*p.seqs));

@@ -132,7 +132,8 @@ struct gptoss_context_params {
     /* Tokens a sequence holds; 0 (default) = the model's maximum. */
     size_t context_length;
     /* Token rows per forward step (prefill chunk), at most 65536; 0 (default) = the
-     * backend's default, 128 on the CPU, 512 on CUDA; at most context_length. */
+     * backend's default, 128 on the CPU, 512 on CUDA, or max_sequences if more; at most
+     * the larger of context_length and max_sequences. */
     size_t max_batch_tokens;
     /* The MoE of a group of rows runs the expert-grouped (prefill) kernels from this many
      * rows on, the per-token (decode) kernels below it; 0 (default) = the backend's choice
