@@ -64,6 +64,7 @@ struct gptoss_batch {
     struct gptoss_sequence** members; /* [S]: the sequences of the step */
     uint32_t* chunk;    /* [S]: rows of each member */
     uint32_t* draws;    /* [S]: the argmax of the last step's logits rows, when argmax_valid */
+    uint32_t* sampled_host; /* [S]: the backend draws' tokens, by logits row */
     uint32_t argmax_rows;
     int argmax_valid;
     float* host_logits; /* host sampling: [V] */
@@ -152,6 +153,7 @@ static void batch_free(struct gptoss_batch* b) {
     free(b->members);
     free(b->chunk);
     free(b->draws);
+    free(b->sampled_host);
     free(b->host_logits);
     free(b->host_counts);
     gptoss_sampler_scratch_free(&b->scratch);
@@ -268,7 +270,8 @@ static enum gptoss_status alloc_host(struct gptoss_batch* b) {
     b->members = calloc(b->S, sizeof(*b->members));
     b->chunk = calloc(b->S, sizeof(uint32_t));
     b->draws = calloc(b->S, sizeof(uint32_t));
-    int failed = 0;
+    b->sampled_host = calloc(b->S, sizeof(uint32_t));
+    int failed = b->sampled_host == NULL;
     if (b->params.sampling == gptoss_sampling_host) {
         failed |= (b->host_logits = malloc((size_t) V * sizeof(float))) == NULL;
         failed |= gptoss_sampler_scratch_init(&b->scratch, V) != 0;
@@ -593,64 +596,65 @@ static enum gptoss_status sync_counts(struct gptoss_batch* b, struct gptoss_sequ
     return gptoss_status_success;
 }
 
-/* Draws the token of sequence s from its logits row j, with its own sampler and seed. */
-static enum gptoss_status pick_token(struct gptoss_batch* b, struct gptoss_sequence* s, uint32_t j, uint32_t* id_out) {
+/* Whether a draw of this mode runs on the backend (its token lands in b->sampled[j]). */
+static int on_backend(enum gptoss_sampler_mode mode) {
+    return mode == gptoss_sampler_mode_softmax || mode == gptoss_sampler_mode_kernels;
+}
+
+/* Launches the backend draw of sequence s from its logits row j, with its own sampler and
+ * seed: the token lands in b->sampled[j]. (b->prob serves one draw after the other: the
+ * backend runs its calls in order.) */
+static enum gptoss_status launch_draw(struct gptoss_batch* b, struct gptoss_sequence* s, uint32_t j,
+                                      enum gptoss_sampler_mode mode) {
     const struct gptoss_sampler* sampler = s->sampler;
     const uint32_t V = b->model->vocabulary_size;
     const float* row = b->buf.logits + (size_t) j * V;
-    const uint64_t rng_offset = s->num_tokens;
+    const uint64_t seed = sampler->seed + GPTOSS_SAMPLER_SEED_OFFSET, rng_offset = s->num_tokens;
+    if (mode == gptoss_sampler_mode_softmax) {
+        const struct gptoss_f32_softmax_args softmax = {row, b->buf.argmax + j, b->prob, b->prob_sum, 1, V,
+                                                         sampler->temperature};
+        KCALL("softmax", gptoss_plan_call(b->backend, b->prof, gptoss_kernel_f32_softmax, &softmax));
+        const struct gptoss_f32_sample_args sample = {b->prob, b->prob_sum, b->sampled + j, V, seed, rng_offset};
+        KCALL("sample", gptoss_plan_call(b->backend, b->prof, gptoss_kernel_f32_sample, &sample));
+        return gptoss_status_success;
+    }
+    if (gptoss_sampler_has_penalties(sampler)) {
+        GPTOSS_TRY(sync_counts(b, s));
+        const struct gptoss_f32_apply_penalties_args penalties = {
+            row, b->counts + (size_t) s->slot * V, b->prob, V, sampler->presence_penalty, sampler->frequency_penalty};
+        KCALL("penalties", gptoss_plan_call(b->backend, b->prof, gptoss_kernel_f32_apply_penalties, &penalties));
+        row = b->prob;
+    }
+    const struct gptoss_f32_sample_logits_args sample = {
+        row, b->sampled + j, V, sampler->temperature, sampler->top_k, sampler->top_p, seed, rng_offset};
+    KCALL("sample", gptoss_plan_call(b->backend, b->prof, gptoss_kernel_f32_sample_logits, &sample));
+    return gptoss_status_success;
+}
+
+/* The token of sequence s from its logits row j once the backend draws are on the host
+ * (b->sampled_host): greedy the step's argmax (all rows copied at the first), a backend
+ * draw its copied token, a host draw from its row copied now. */
+static enum gptoss_status take_draw(struct gptoss_batch* b, struct gptoss_sequence* s, uint32_t j,
+                                    enum gptoss_sampler_mode mode, uint32_t* id_out) {
+    const uint32_t V = b->model->vocabulary_size;
     uint32_t id = UINT32_MAX;
-    switch (gptoss_sampler_get_mode(sampler, b->params.sampling)) {
-    case gptoss_sampler_mode_greedy:
-        if (!b->argmax_valid) { /* the argmax of every logits row of the step, once */
+    if (mode == gptoss_sampler_mode_greedy) {
+        if (!b->argmax_valid) {
             KCALL_PROF(b, "copy of the argmax", gptoss_profile_copy_argmax,
                        gptoss_backend_copy(b->backend, b->draws, b->buf.argmax, b->argmax_rows * sizeof(uint32_t),
                                            gptoss_copy_backend_to_host));
             b->argmax_valid = 1;
         }
         id = b->draws[j];
-        break;
-    case gptoss_sampler_mode_softmax: {
-        const struct gptoss_f32_softmax_args softmax = {row, b->buf.argmax + j, b->prob, b->prob_sum, 1, V,
-                                                         sampler->temperature};
-        KCALL("softmax", gptoss_plan_call(b->backend, b->prof, gptoss_kernel_f32_softmax, &softmax));
-        const struct gptoss_f32_sample_args sample = {b->prob, b->prob_sum, b->sampled + j, V,
-                                                      sampler->seed + GPTOSS_SAMPLER_SEED_OFFSET, rng_offset};
-        KCALL("sample", gptoss_plan_call(b->backend, b->prof, gptoss_kernel_f32_sample, &sample));
-        KCALL_PROF(b, "copy of the sampled token", gptoss_profile_copy_sampled,
-                   gptoss_backend_copy(b->backend, &id, b->sampled + j, sizeof(uint32_t), gptoss_copy_backend_to_host));
-        break;
-    }
-    case gptoss_sampler_mode_kernels: {
-        if (gptoss_sampler_has_penalties(sampler)) {
-            GPTOSS_TRY(sync_counts(b, s));
-            const struct gptoss_f32_apply_penalties_args penalties = {
-                row, b->counts + (size_t) s->slot * V, b->prob, V, sampler->presence_penalty,
-                sampler->frequency_penalty};
-            KCALL("penalties", gptoss_plan_call(b->backend, b->prof, gptoss_kernel_f32_apply_penalties, &penalties));
-            row = b->prob;
-        }
-        const struct gptoss_f32_sample_logits_args sample = {row,
-                                                             b->sampled + j,
-                                                             V,
-                                                             sampler->temperature,
-                                                             sampler->top_k,
-                                                             sampler->top_p,
-                                                             sampler->seed + GPTOSS_SAMPLER_SEED_OFFSET,
-                                                             rng_offset};
-        KCALL("sample", gptoss_plan_call(b->backend, b->prof, gptoss_kernel_f32_sample_logits, &sample));
-        KCALL_PROF(b, "copy of the sampled token", gptoss_profile_copy_sampled,
-                   gptoss_backend_copy(b->backend, &id, b->sampled + j, sizeof(uint32_t), gptoss_copy_backend_to_host));
-        break;
-    }
-    case gptoss_sampler_mode_host:
+    } else if (on_backend(mode)) {
+        id = b->sampled_host[j];
+    } else {
         KCALL_PROF(b, "copy of the logits", gptoss_profile_copy_logits,
-                   gptoss_backend_copy(b->backend, b->host_logits, row, (size_t) V * sizeof(float),
-                                       gptoss_copy_backend_to_host));
+                   gptoss_backend_copy(b->backend, b->host_logits, b->buf.logits + (size_t) j * V,
+                                       (size_t) V * sizeof(float), gptoss_copy_backend_to_host));
         if (b->prof != NULL) gptoss_profile_begin(b->prof, b->backend);
-        id = gptoss_sampler_pick_host(sampler, b->host_logits, s->tokens, s->num_tokens, s->num_tokens, &b->scratch);
+        id = gptoss_sampler_pick_host(s->sampler, b->host_logits, s->tokens, s->num_tokens, s->num_tokens, &b->scratch);
         if (b->prof != NULL) gptoss_profile_end(b->prof, b->backend, gptoss_profile_host_sampler, gptoss_status_success);
-        break;
     }
     if (id >= V) {
         return gptoss_fail(gptoss_status_invalid_state, "sampling produced token id %u (vocabulary size %u): "
@@ -749,21 +753,62 @@ static int logits_current(const struct gptoss_batch* b, const struct gptoss_sequ
     return s->logits_step == b->steps && s->logits_step != 0 && s->logits_pos + 1 == s->num_tokens && !s->drew;
 }
 
-/* Draws the next token of member-less sequence s (or of a member of the step that just
- * ran) from its logits row; lists it in out. */
-static enum gptoss_status draw(struct gptoss_batch* b, struct gptoss_sequence* s, struct gptoss_batch_token* out,
-                               size_t capacity, size_t* num_out) {
-    uint32_t id = UINT32_MAX;
-    const enum gptoss_status st = pick_token(b, s, s->logits_row, &id);
-    if (st != gptoss_status_success) {
-        s->draws_left = 0;
-        if (*num_out < capacity) out[(*num_out)++] = (struct gptoss_batch_token){s, UINT32_MAX};
-        return st;
+/* Keeps the first failure's status and message. */
+static void note_error(enum gptoss_status st, enum gptoss_status* first, char* message, size_t size) {
+    if (st == gptoss_status_success || *first != gptoss_status_success) return;
+    *first = st;
+    snprintf(message, size, "%s", gptoss_last_error());
+}
+
+/* Draws the next token of each of the n sequences from its logits row (logits_row), each
+ * with its own sampler and seed: the backend draws are launched first and their tokens
+ * copied back at once (one copy, not one per sequence); the greedy ones read the step's
+ * argmaxes (one copy). A drawn token is appended (computed by the next step) and listed in
+ * out; a failed draw lists UINT32_MAX and ends the sequence's draws. Returns the first
+ * failure (its message kept). */
+static enum gptoss_status draw_all(struct gptoss_batch* b, struct gptoss_sequence** list, uint32_t n,
+                                   struct gptoss_batch_token* out, size_t capacity, size_t* num_out) {
+    enum gptoss_status first_error = gptoss_status_success;
+    char message[512] = "";
+    enum gptoss_sampler_mode mode[n];
+    int failed[n];
+    uint32_t rows = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        mode[i] = gptoss_sampler_get_mode(list[i]->sampler, b->params.sampling);
+        failed[i] = 0;
+        if (!on_backend(mode[i])) continue;
+        const enum gptoss_status st = launch_draw(b, list[i], list[i]->logits_row, mode[i]);
+        note_error(st, &first_error, message, sizeof(message));
+        failed[i] = st != gptoss_status_success;
+        if (!failed[i] && list[i]->logits_row + 1 > rows) rows = list[i]->logits_row + 1;
     }
-    s->tokens[s->num_tokens++] = id; /* pending: computed by the next step */
-    s->draws_left--;
-    s->drew = 1;
-    if (*num_out < capacity) out[(*num_out)++] = (struct gptoss_batch_token){s, id};
+    if (rows > 0) {
+        const enum gptoss_status st = PROFILED(b, gptoss_profile_copy_sampled,
+                                               gptoss_backend_copy(b->backend, b->sampled_host, b->sampled,
+                                                                   rows * sizeof(uint32_t), gptoss_copy_backend_to_host));
+        if (st != gptoss_status_success) {
+            note_error(fail_with_context(st, "copy of the sampled tokens"), &first_error, message, sizeof(message));
+            for (uint32_t i = 0; i < n; i++) failed[i] |= on_backend(mode[i]);
+        }
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        struct gptoss_sequence* s = list[i];
+        uint32_t id = UINT32_MAX;
+        if (!failed[i]) {
+            const enum gptoss_status st = take_draw(b, s, s->logits_row, mode[i], &id);
+            note_error(st, &first_error, message, sizeof(message));
+            failed[i] = st != gptoss_status_success;
+        }
+        if (failed[i]) {
+            s->draws_left = 0;
+        } else {
+            s->tokens[s->num_tokens++] = id; /* pending: computed by the next step */
+            s->draws_left--;
+            s->drew = 1;
+        }
+        if (*num_out < capacity) out[(*num_out)++] = (struct gptoss_batch_token){s, failed[i] ? UINT32_MAX : id};
+    }
+    if (first_error != gptoss_status_success) return gptoss_fail(first_error, "%s", message);
     return gptoss_status_success;
 }
 
@@ -771,16 +816,15 @@ static enum gptoss_status draw(struct gptoss_batch* b, struct gptoss_sequence* s
  * already (gptoss_context_get_logits, then sample) draw from them. Returns whether any did. */
 static int draw_ready(struct gptoss_batch* b, struct gptoss_batch_token* out, size_t capacity, size_t* num_out,
                       enum gptoss_status* st) {
-    int any = 0;
-    *st = gptoss_status_success;
+    struct gptoss_sequence* list[b->S];
+    uint32_t n = 0;
     for (uint32_t i = 0; i < b->S; i++) {
         struct gptoss_sequence* s = b->slots[i];
         if (s == NULL || s->draws_left == 0 || s->num_tokens >= s->max_tokens || !logits_current(b, s)) continue;
-        any = 1;
-        const enum gptoss_status dst = draw(b, s, out, capacity, num_out);
-        if (*st == gptoss_status_success) *st = dst;
+        list[n++] = s;
     }
-    return any;
+    *st = n > 0 ? draw_all(b, list, n, out, capacity, num_out) : gptoss_status_success;
+    return n > 0;
 }
 
 static enum gptoss_status step(struct gptoss_batch* b, struct gptoss_batch_token* out, size_t capacity,
@@ -820,12 +864,12 @@ static enum gptoss_status step(struct gptoss_batch* b, struct gptoss_batch_token
         fail_members(b, first, num_members, out, capacity, num_out);
         return st;
     }
-    /* the step's K/V are in; then the draws (the greedy ones read all the argmaxes at once) */
-    enum gptoss_status first_error = gptoss_status_success;
-    char message[512] = "";
+    /* the step's K/V are in; then the draws */
     const uint64_t t1 = prof_start(b);
     b->argmax_rows = o;
     b->argmax_valid = 0;
+    struct gptoss_sequence* drawing[num_members];
+    uint32_t num_drawing = 0;
     for (uint32_t m = 0; m < num_members; m++) {
         struct gptoss_sequence* s = b->members[m];
         gptoss_kv_seq_commit(&b->kv, &s->kv, s->tokens, first[m] + b->chunk[m]);
@@ -833,16 +877,11 @@ static enum gptoss_status step(struct gptoss_batch* b, struct gptoss_batch_token
         s->logits_step = b->steps;
         s->logits_pos = s->num_tokens - 1;
         s->want_logits = 0;
-        if (s->draws_left == 0 || s->num_tokens >= s->max_tokens) continue;
-        const enum gptoss_status dst = draw(b, s, out, capacity, num_out);
-        if (dst != gptoss_status_success && first_error == gptoss_status_success) {
-            first_error = dst;
-            snprintf(message, sizeof(message), "%s", gptoss_last_error());
-        }
+        if (s->draws_left > 0 && s->num_tokens < s->max_tokens) drawing[num_drawing++] = s;
     }
+    st = num_drawing > 0 ? draw_all(b, drawing, num_drawing, out, capacity, num_out) : gptoss_status_success;
     prof_phase_add(b, t1);
-    if (first_error != gptoss_status_success) return gptoss_fail(first_error, "%s", message);
-    return gptoss_status_success;
+    return st;
 }
 
 enum gptoss_status gptoss_batch_step(gptoss_batch_t b, struct gptoss_batch_token* tokens_out, size_t capacity,
