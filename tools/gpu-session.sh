@@ -167,6 +167,10 @@ if ! skip parallel; then
         R[parallel-$S]="rc=$? $(grep -E '^[|].*(tg|ttft)' "$LOG/parallel-20b-x$S.log" | awk -F'|' '{printf "%s %s; ", $5, $6}')"
         echo "parallel $S: ${R[parallel-$S]} ($(el))"
     done
+    # 64 sampled streams (top-p, drawn by the sampling kernels, one copy of the tokens per step)
+    "$B"/bin/gptoss bench --random 20b --backend cuda --parallel 64 -p 512 -n 128 -r 1 --temp 1 --top-p 0.9 \
+        >"$LOG/parallel-20b-x64-topp.log" 2>&1
+    R[parallel-64-topp]="rc=$? $(grep -E '^[|].*(tg|ttft)' "$LOG/parallel-20b-x64-topp.log" | awk -F'|' '{printf "%s %s; ", $5, $6}')"
 fi
 
 # The same 20b decode with direct kernel launches instead of recorded graphs, and without
@@ -212,6 +216,6 @@ for f in "$LOG"/engine-*.log "$LOG"/parallel-*.log; do [ -f "$f" ] && { echo "${
 [ -f "$LOG/profile-20b.log" ] && grep -E '^(prefill|decode) ' "$LOG/profile-20b.log" | head -40
 echo
 echo "================ $GPU ($(el)) ================"
-for k in build harness-cuda harness-avx512 graph fused memcheck racecheck e2e-hf graph-bitexact sampling sample-host sample-kernels batch-tiny batch-20b pytest bench engine-20b engine-20b-nofused engine-20b-nograph engine-120b depth parallel-1 parallel-4 parallel-16 parallel-64 profile-20b ncu-decode harness-ab; do
+for k in build harness-cuda harness-avx512 graph fused memcheck racecheck e2e-hf graph-bitexact sampling sample-host sample-kernels batch-tiny batch-20b pytest bench engine-20b engine-20b-nofused engine-20b-nograph engine-120b depth parallel-1 parallel-4 parallel-16 parallel-64 parallel-64-topp profile-20b ncu-decode harness-ab; do
     printf '%-15s %s\n' "$k" "${R[$k]:-skipped}"
 done
