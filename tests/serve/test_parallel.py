@@ -8,15 +8,21 @@
   kv_budget_exceeded; requests that fit only one at a time all complete (queued, none
   refused or evicted); a cancelled stream's blocks are free at once (gptoss_kv_blocks_reserved,
   before it generated its max_tokens).
+- A request that fails in a step fails alone: a model whose embedding row of one token is
+  NaN makes that request's draw fail (500, the kernel's message) while the requests decoding
+  beside it finish with the same tokens as alone, and the server goes on.
 """
 import http.client
 import json
 import random
 import re
+import subprocess
 import threading
 import time
 
 import pytest
+
+from conftest import BIN, Server
 
 PROMPT_LENGTHS = [3, 40, 150, 300, 17, 90, 5, 260]
 
@@ -141,3 +147,58 @@ def test_cancel_frees_blocks(start_server):
     # the server goes on
     out = s.client().completions.create(model=s.model, prompt=[5, 6, 7], max_tokens=3)
     assert out.usage.completion_tokens == 3
+
+
+POISONED = 4242  # the token whose embedding row is NaN
+
+
+def poisoned_model(tiny_model, tmp_path):
+    """A copy of the tiny model with token POISONED's embedding row NaN (bf16 0x7FC0)."""
+    info = subprocess.run([str(BIN), "inspect", str(tiny_model)], capture_output=True, text=True, check=True).stdout
+    w0 = int(re.search(r"weights at +(\d+)", info).group(1))
+    dim = int(re.search(r"embedding_dim +(\d+)", info).group(1))
+    path = tmp_path / "poisoned.bin"
+    data = bytearray(tiny_model.read_bytes())
+    data[w0 + POISONED * dim * 2: w0 + (POISONED + 1) * dim * 2] = b"\xc0\x7f" * dim
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_failed_request_fails_alone(tiny_model, tmp_path):
+    s = Server(poisoned_model(tiny_model, tmp_path), ["-t", "1", "-c", "512", "--parallel", "4"], tmp_path)
+    try:
+        rng = random.Random(3)
+        clean = [dict(prompt=[rng.randrange(1000, 100000) for _ in range(20 + 7 * k)], max_tokens=150,
+                      temperature=0.8, seed=k, logprobs=1, stream=(k == 1)) for k in range(3)]
+        ref = [run(s, b) for b in clean]  # one at a time
+        got = [None] * 3
+        bad = {}
+
+        ended = [0.0] * 3
+
+        def client(k):
+            got[k] = run(s, clean[k])
+            ended[k] = time.monotonic()
+
+        def poisoned():
+            time.sleep(0.05)  # joins while the others decode
+            conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=60)
+            body = {"model": s.model, "prompt": [POISONED, 500, 600], "max_tokens": 5, "temperature": 0.8}
+            conn.request("POST", "/v1/completions", body=json.dumps(body), headers={"Content-Type": "application/json"})
+            r = conn.getresponse()
+            bad["status"], bad["body"] = r.status, json.loads(r.read())
+            bad["ended"] = time.monotonic()
+            conn.close()
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(3)] + [threading.Thread(target=poisoned)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert bad["status"] == 500 and "not a finite value" in bad["body"]["error"]["message"], bad
+        assert got == ref
+        assert bad["ended"] < min(ended), "the failed request ran beside the others"
+        assert s.client().completions.create(model=s.model, prompt=[5, 6, 7], max_tokens=3).usage.completion_tokens == 3
+        assert idle(s)
+    finally:
+        assert s.stop() == 0, s.stderr()
