@@ -41,7 +41,7 @@ constexpr uint32_t kSliceRows = 512;
  * attention layers (8.65 MB a row: 64 Q heads x 512 chunks x 66 floats), 248 rows where a
  * row has at most 128 chunks (a key bound of 32,768). */
 constexpr uint64_t kScratchBudget = (uint64_t) 512 << 20;
-/* Keys whose cache slots are staged at once (varlen): 4 tiles. */
+/* Keys whose cache slots are staged in shared memory at once: 4 tiles. */
 constexpr uint32_t kStage = 4 * TK;
 
 /* Keys per chunk of a row that attends `len` keys (the only input: batch invariance).
@@ -51,8 +51,8 @@ constexpr uint32_t kStage = 4 * TK;
  * docs/CUDA_NOTES.md; main's f32_sdpa ran the same 65 at one row). Then 2 tiles up to
  * 16,384 keys and 4 tiles (256 keys) beyond, where a chunk's partials (66 floats per Q
  * head, written and read) are 3% of the bytes of its keys (13% with one-tile chunks); for
- * the 8 KV heads of gpt-oss 32,768 / 131,072 keys are 1,024 / 4,096 tasks (1.5 / 6 waves of
- * an H200). Past 2^20 keys the chunk doubles, so that a row never has more than 4,096
+ * the 8 KV heads of gpt-oss 32,768 / 131,072 keys are 1,024 / 4,096 tasks (2 / 8 per block
+ * of an H200's 528 resident ones). Past 2^20 keys the chunk doubles, so that a row never has more than 4,096
  * chunks (bounded scratch). A sliding window of 128 keys is 2 one-tile chunks. */
 __host__ __device__ __forceinline__ uint32_t row_chunk(uint64_t len) {
     uint32_t c = TK;
