@@ -404,17 +404,17 @@ __global__ void __launch_bounds__(THREADS, 4) sdpa_chunk_kernel(SdpaShape s) {
             float denom = gptoss_d_warp_sum(fmaf(lc, f, 0.0f));
             if (s.sinks != nullptr && M != -INFINITY) denom += expf(S - M);
             float o0 = 0.0f, o1 = 0.0f;
-            for (uint32_t c0 = 0; c0 < n; c0 += 8) { /* 16 loads in flight per batch */
-                float v0[8], v1[8];
+            for (uint32_t c0 = 0; c0 < n; c0 += 4) { /* 8 loads in flight per batch */
+                float v0[4], v1[4];
 #pragma unroll
-                for (int c = 0; c < 8; c++) {
+                for (int c = 0; c < 4; c++) {
                     if (c0 + c < n) {
                         v0[c] = __ldcg(part + (size_t) (c0 + c) * kPartialFloats + lane);
                         v1[c] = __ldcg(part + (size_t) (c0 + c) * kPartialFloats + lane + 32);
                     }
                 }
 #pragma unroll
-                for (int c = 0; c < 8; c++) {
+                for (int c = 0; c < 4; c++) {
                     const float fc = __shfl_sync(0xFFFFFFFFu, f, (c0 + c) & 31u);
                     if (c0 + c < n) {
                         o0 = fmaf(v0[c], fc, o0);
