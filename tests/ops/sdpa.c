@@ -446,8 +446,9 @@ static bool varlen_row_ok(const struct tc_problem* p, uint32_t i) {
     return true;
 }
 
-/* The fault of a TC_FAULT case, into the made rows and tables (see enum varlen_kind): the
- * row is the first of sequence 0 (its longest: exactly off before it). */
+/* The fault of a TC_FAULT case, into the made rows and tables (see enum varlen_kind), at
+ * the first row of sequence 0 in the (shuffled) row order: every row of sequence 0 has at
+ * least off keys before it. */
 static void varlen_fault(const struct tc_case* c, uint32_t* pos, uint32_t* ids, uint32_t* tab) {
     uint32_t r = 0;
     while (ids[r] != 0) r++; /* every sequence has a row (t >= k) */
