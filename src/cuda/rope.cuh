@@ -2,7 +2,7 @@
 #ifndef GPTOSS_CUDA_ROPE_CUH
 #define GPTOSS_CUDA_ROPE_CUH
 
-#include "cuda/common.cuh"
+#include "cuda/paged.cuh"
 
 struct gptoss_rope_params {
     float freq_scale; /* -logf(rope_base) / (float)(head_dim / 2) */
@@ -40,17 +40,11 @@ __device__ __forceinline__ void gptoss_d_rope_pair(float& x, float& y, uint32_t 
 
 /* Where the K and V of qkv rows go (kernels.h): a plain cache ([kv head][max_tokens][2]
  * [head_dim], head_stride = max_tokens * 2 * head_dim, row t at position token_offset + t),
- * or, with positions, a paged cache: row t at positions[t], in the slot of that position
- * of sequence seq_ids[t] through its block table. */
-struct gptoss_kv_dest {
+ * or, with positions, a paged cache (paged.cuh): row t at positions[t], in the slot of that
+ * position of sequence seq_ids[t] through its block table. */
+struct gptoss_kv_dest : gptoss_kv_pages {
     float* kv_cache;
     uint64_t head_stride; /* floats per kv head */
-    const uint32_t* positions; /* nullptr: plain */
-    const uint32_t* seq_ids;
-    const uint32_t* block_tables;
-    uint32_t block_size, table_stride, num_seqs;
-    uint64_t num_blocks;
-    uint32_t* error_word;
 };
 
 /* Position and cache slot of row t (plain: position and slot plain_pos). A paged row whose
@@ -63,19 +57,11 @@ __device__ __forceinline__ bool gptoss_d_row_slot(const gptoss_kv_dest& d, uint3
         slot = plain_pos;
         return true;
     }
-    const uint32_t s = d.seq_ids[t];
-    pos = d.positions[t];
-    const uint32_t b = pos / d.block_size;
-    if (s >= d.num_seqs || b >= d.table_stride) {
+    const uint32_t* table;
+    if (!gptoss_d_kv_row(d, t, pos, table) || !gptoss_d_kv_slot(d, table, pos, slot)) {
         gptoss_d_set_error(d.error_word, GPTOSS_CUDA_ERROR_KV_ROW);
         return false;
     }
-    const uint32_t entry = d.block_tables[(size_t) s * d.table_stride + b];
-    if (entry >= d.num_blocks) {
-        gptoss_d_set_error(d.error_word, GPTOSS_CUDA_ERROR_KV_ROW);
-        return false;
-    }
-    slot = (uint64_t) entry * d.block_size + pos % d.block_size;
     return true;
 }
 
