@@ -191,12 +191,12 @@ AVX2 static inline float hsum256(__m256 v) {
 AVX2 static inline __attribute__((always_inline)) void row_dot_avx2_n(const uint8_t* blocks, const uint8_t* scales,
                                                                      uint32_t nb, const float* const* x, const int N,
                                                                      const float* mult, float* sums) {
-    /* acc (lo-nibble partials) and acc2 (hi-nibble partials): two chains per vector
-     * where N <= 2, so a single vector is not bound by the fma latency */
-    __m256 acc[MOE_MAX_GROUP], acc2[2];
+    /* acc (lo-nibble partials) and acc2 (hi-nibble partials): two chains per vector, so a
+     * single vector is not bound by the fma latency; for every N, so that a vector's sum
+     * does not depend on how many others share the pass (batch invariance) */
+    __m256 acc[MOE_MAX_GROUP], acc2[MOE_MAX_GROUP];
 #pragma GCC unroll 8
-    for (int v = 0; v < N; v++) acc[v] = _mm256_setzero_ps();
-    acc2[0] = acc2[1] = _mm256_setzero_ps();
+    for (int v = 0; v < N; v++) acc[v] = acc2[v] = _mm256_setzero_ps();
     const uint32_t npairs = nb / 2;
     for (uint32_t bp = 0; bp < npairs; bp++) {
         __m256 w[8];
@@ -217,15 +217,11 @@ AVX2 static inline __attribute__((always_inline)) void row_dot_avx2_n(const uint
             p0 = _mm256_fmadd_ps(w[3], _mm256_load_ps(xp + 24), p0);
             p1 = _mm256_fmadd_ps(w[7], _mm256_load_ps(xp + 56), p1);
             acc[v] = _mm256_fmadd_ps(p0, m, acc[v]);
-            if (N <= 2) {
-                acc2[v] = _mm256_fmadd_ps(p1, m, acc2[v]);
-            } else {
-                acc[v] = _mm256_fmadd_ps(p1, m, acc[v]);
-            }
+            acc2[v] = _mm256_fmadd_ps(p1, m, acc2[v]);
         }
     }
 #pragma GCC unroll 8
-    for (int v = 0; v < N; v++) sums[v] = hsum256(N <= 2 ? _mm256_add_ps(acc[v], acc2[v]) : acc[v]);
+    for (int v = 0; v < N; v++) sums[v] = hsum256(_mm256_add_ps(acc[v], acc2[v]));
     if (nb % 2) {
         __m128 w[8];
         decode_single(blocks + 32 * (size_t) npairs, w);
