@@ -47,13 +47,22 @@ struct gptoss_context {
     size_t logits_pos;        /* position whose logits are in `logits`, or SIZE_MAX */
 
     uint32_t* tokens;         /* host [max_tokens] */
-    struct gptoss_sampler_scratch scratch; /* host */
-    float* host_logits;       /* host [V] */
+    struct gptoss_sampler_scratch scratch; /* host sampling */
+    float* host_logits;       /* host sampling: [V] */
 
     struct gptoss_forward_buffers buf; /* backend buffers of the forward pass */
-    float* prob;              /* [V] */
+    float* prob;              /* [V]: softmax sampling's probabilities, kernels sampling's penalized logits */
     float* prob_sum;          /* [1] */
     uint32_t* sampled;        /* [1] */
+
+    /* kernels sampling (params.sampling): the penalties' counts of the ids of
+     * tokens[0, counted) on the backend ([V]) and their host copy; counts_stale: a counted
+     * token was replaced (count them all again) */
+    int sampling;             /* gptoss_sampling_host or gptoss_sampling_kernels */
+    uint32_t* counts;
+    uint32_t* host_counts;
+    size_t counted;
+    int counts_stale;
 
     struct gptoss_profile* prof; /* NULL unless params.profile */
 
@@ -128,7 +137,8 @@ static void context_free(struct gptoss_context* c) {
     const struct gptoss_forward_buffers* f = &c->buf;
     void* bufs[] = {f->kv,         f->batch_tokens, f->residual,   f->norm,   f->qkv,  f->attn,  f->gate,
                     f->expert_ids, f->expert_scores, f->expert_offsets, f->intra, f->moe_input, f->swiglu,
-                    f->moe_output, f->logits,       f->argmax,     c->prob,   c->prob_sum, c->sampled};
+                    f->moe_output, f->logits,       f->argmax,     c->prob,   c->prob_sum, c->sampled,
+                    c->counts};
     if (b != NULL) {
         for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) {
             if (bufs[i] != NULL) gptoss_backend_free(b, bufs[i]);
@@ -136,6 +146,7 @@ static void context_free(struct gptoss_context* c) {
     }
     free(c->tokens);
     free(c->host_logits);
+    free(c->host_counts);
     gptoss_sampler_scratch_free(&c->scratch);
     free(c->prof);
     for (int i = 0; i < GPTOSS_CONTEXT_PLANS; i++) free(c->plans[i].calls);
@@ -194,8 +205,14 @@ static enum gptoss_status resolve_params(const struct gptoss_model* model, const
     if (p->profile != 0 && p->profile != 1) {
         return gptoss_fail(gptoss_status_invalid_argument, "profile %d is not 0 or 1", p->profile);
     }
+    if (p->sampling != gptoss_sampling_auto && p->sampling != gptoss_sampling_host &&
+        p->sampling != gptoss_sampling_kernels) {
+        return gptoss_fail(gptoss_status_invalid_argument, "sampling %d is not one of enum gptoss_sampling",
+                           p->sampling);
+    }
     if (p->backend == NULL) p->backend = model->backend;
     const int cpu = gptoss_backend_get_kind(p->backend) == gptoss_backend_kind_cpu;
+    if (p->sampling == gptoss_sampling_auto) p->sampling = cpu ? gptoss_sampling_host : gptoss_sampling_kernels;
     if (p->backend != model->backend && (!cpu || gptoss_backend_get_kind(model->backend) != gptoss_backend_kind_cpu)) {
         return gptoss_fail(gptoss_status_invalid_argument, "backend %s cannot run a model on backend %s (only CPU "
                            "backends share memory)", gptoss_backend_get_name(p->backend),
@@ -219,19 +236,24 @@ static enum gptoss_status resolve_params(const struct gptoss_model* model, const
     return gptoss_status_success;
 }
 
-/* The host buffers: tokens, logits, the sampler's scratch, the plans, the profile. */
+/* The host buffers: tokens, logits, the sampler's scratch or the counts, the plans, the
+ * profile. */
 static enum gptoss_status alloc_host(struct gptoss_context* c, int profile) {
     const uint32_t V = c->model->vocabulary_size;
     c->tokens = calloc(c->max_tokens, sizeof(uint32_t));
-    c->host_logits = malloc((size_t) V * sizeof(float));
-    int failed = gptoss_sampler_scratch_init(&c->scratch, V) != 0;
+    int failed = c->tokens == NULL;
+    if (c->sampling == gptoss_sampling_host) {
+        failed |= (c->host_logits = malloc((size_t) V * sizeof(float))) == NULL;
+        failed |= gptoss_sampler_scratch_init(&c->scratch, V) != 0;
+    } else {
+        failed |= (c->host_counts = calloc(V, sizeof(uint32_t))) == NULL;
+    }
     for (int i = 0; i < GPTOSS_CONTEXT_PLANS; i++) {
         c->plans[i].capacity = gptoss_plan_max_calls(c->model->config.num_blocks);
         c->plans[i].calls = calloc(c->plans[i].capacity, sizeof(struct gptoss_plan_call));
         failed |= c->plans[i].calls == NULL;
     }
-    if (c->tokens == NULL || c->host_logits == NULL || failed ||
-        (profile && (c->prof = calloc(1, sizeof(*c->prof))) == NULL)) {
+    if (failed || (profile && (c->prof = calloc(1, sizeof(*c->prof))) == NULL)) {
         return gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate the context's host buffers (%zu tokens)",
                            c->max_tokens);
     }
@@ -276,6 +298,7 @@ static enum gptoss_status alloc_backend(struct gptoss_context* c) {
     ALLOC(c, prob, V, float);
     ALLOC(c, prob_sum, 1, float);
     ALLOC(c, sampled, 1, uint32_t);
+    if (c->sampling == gptoss_sampling_kernels) ALLOC(c, counts, V, uint32_t);
 #undef ALLOC
     return gptoss_status_success;
 }
@@ -298,6 +321,8 @@ enum gptoss_status gptoss_context_create_with_params(gptoss_model_t model, const
     c->max_tokens = p.context_length;
     c->max_batch = (uint32_t) p.max_batch_tokens;
     c->logits_pos = SIZE_MAX;
+    c->sampling = p.sampling;
+    c->counts_stale = 1; /* the backend's counts are not written yet */
     if ((st = alloc_host(c, p.profile)) != gptoss_status_success || (st = alloc_backend(c)) != gptoss_status_success) {
         context_free(c);
         return st;
@@ -430,6 +455,7 @@ static enum gptoss_status ensure_logits(struct gptoss_context* c) {
 /* Appends one id (checked by the caller); applies the KV reuse rule (KERNELS.md 8). */
 static void push_token(struct gptoss_context* c, uint32_t id) {
     const size_t p = c->num_tokens;
+    if (p < c->counted && c->tokens[p] != id) c->counts_stale = 1;
     if (c->num_kv_tokens > p && c->tokens[p] != id) {
         c->num_kv_tokens = p; /* the cache past p belongs to other tokens */
         if (c->logits_pos != SIZE_MAX && c->logits_pos >= p) c->logits_pos = SIZE_MAX;
@@ -570,9 +596,76 @@ enum gptoss_status gptoss_context_get_logits(gptoss_context_t context, float* lo
     return gptoss_status_success;
 }
 
+/* Kernels sampling with penalties: one copy of the whole array of counts rather than this
+ * many copies of one count (each a call into the backend). */
+#define GPTOSS_COUNTS_FULL_COPY 32
+
+/* Makes the counts (host and backend) those of the ids of tokens[0, num_tokens): one
+ * 4-byte copy per token appended or dropped since the last time, or, after a replaced
+ * token or many changes, all of them counted again and copied at once. */
+static enum gptoss_status sync_counts(struct gptoss_context* c) {
+    const uint32_t V = c->model->vocabulary_size;
+    const size_t n = c->num_tokens;
+    const size_t changes = c->counted > n ? c->counted - n : n - c->counted;
+    if (c->counts_stale || changes > GPTOSS_COUNTS_FULL_COPY) {
+        memset(c->host_counts, 0, (size_t) V * sizeof(uint32_t));
+        for (size_t i = 0; i < n; i++) c->host_counts[c->tokens[i]]++;
+        c->counted = n;
+        c->counts_stale = 1; /* until the copy succeeds */
+        KCALL_PROF(c, "copy of the token counts", gptoss_profile_copy_counts,
+                   gptoss_backend_copy(c->backend, c->counts, c->host_counts, (size_t) V * sizeof(uint32_t),
+                                       gptoss_copy_host_to_backend));
+        c->counts_stale = 0;
+        return gptoss_status_success;
+    }
+    while (c->counted != n) {
+        const int append = c->counted < n;
+        const uint32_t id = c->tokens[append ? c->counted : c->counted - 1];
+        c->host_counts[id] = append ? c->host_counts[id] + 1 : c->host_counts[id] - 1;
+        c->counted = append ? c->counted + 1 : c->counted - 1;
+        c->counts_stale = 1; /* until the copy succeeds */
+        KCALL_PROF(c, "copy of a token count", gptoss_profile_copy_counts,
+                   gptoss_backend_copy(c->backend, &c->counts[id], &c->host_counts[id], sizeof(uint32_t),
+                                       gptoss_copy_host_to_backend));
+        c->counts_stale = 0;
+    }
+    return gptoss_status_success;
+}
+
+/* Temperature alone, host sampling: f32_softmax (into c->prob) and f32_sample on the
+ * backend. */
+static enum gptoss_status pick_with_softmax(struct gptoss_context* c, const struct gptoss_sampler* s) {
+    const uint32_t V = c->model->vocabulary_size;
+    const struct gptoss_f32_softmax_args softmax = {c->buf.logits, c->buf.argmax, c->prob, c->prob_sum, 1, V,
+                                                     s->temperature};
+    KCALL("softmax", gptoss_plan_call(c->backend, c->prof, gptoss_kernel_f32_softmax, &softmax));
+    const struct gptoss_f32_sample_args sample = {c->prob, c->prob_sum, c->sampled, V,
+                                                  s->seed + GPTOSS_SAMPLER_SEED_OFFSET, c->num_tokens};
+    KCALL("sample", gptoss_plan_call(c->backend, c->prof, gptoss_kernel_f32_sample, &sample));
+    return gptoss_status_success;
+}
+
+/* Kernels sampling: the penalties (into c->prob) and the draw on the backend. */
+static enum gptoss_status pick_with_kernels(struct gptoss_context* c, const struct gptoss_sampler* s) {
+    const uint32_t V = c->model->vocabulary_size;
+    const float* logits = c->buf.logits;
+    if (gptoss_sampler_has_penalties(s)) {
+        const enum gptoss_status st = sync_counts(c);
+        if (st != gptoss_status_success) return st;
+        const struct gptoss_f32_apply_penalties_args penalties = {logits, c->counts, c->prob, V, s->presence_penalty,
+                                                                  s->frequency_penalty};
+        KCALL("penalties", gptoss_plan_call(c->backend, c->prof, gptoss_kernel_f32_apply_penalties, &penalties));
+        logits = c->prob;
+    }
+    const struct gptoss_f32_sample_logits_args draw = {logits, c->sampled, V, s->temperature, s->top_k, s->top_p,
+                                                       s->seed + GPTOSS_SAMPLER_SEED_OFFSET, c->num_tokens};
+    KCALL("sample", gptoss_plan_call(c->backend, c->prof, gptoss_kernel_f32_sample_logits, &draw));
+    return gptoss_status_success;
+}
+
 /* Picks the next token from the logits of the last token (already computed). */
 static enum gptoss_status pick_token(struct gptoss_context* c, const struct gptoss_sampler* sampler, uint32_t* id_out) {
-    const enum gptoss_sampler_mode mode = gptoss_sampler_get_mode(sampler);
+    const enum gptoss_sampler_mode mode = gptoss_sampler_get_mode(sampler, c->sampling);
     const uint32_t V = c->model->vocabulary_size;
     uint32_t id = UINT32_MAX;
     switch (mode) {
@@ -580,13 +673,11 @@ static enum gptoss_status pick_token(struct gptoss_context* c, const struct gpto
         KCALL_PROF(c, "copy of the argmax", gptoss_profile_copy_argmax,
                    gptoss_backend_copy(c->backend, &id, c->buf.argmax, sizeof(uint32_t), gptoss_copy_backend_to_host));
         break;
-    case gptoss_sampler_mode_device: {
-        const struct gptoss_f32_softmax_args softmax = {c->buf.logits, c->buf.argmax, c->prob, c->prob_sum, 1, V,
-                                                         sampler->temperature};
-        KCALL("softmax", gptoss_plan_call(c->backend, c->prof, gptoss_kernel_f32_softmax, &softmax));
-        const struct gptoss_f32_sample_args sample = {c->prob, c->prob_sum, c->sampled, V,
-                                                      sampler->seed + GPTOSS_SAMPLER_SEED_OFFSET, c->num_tokens};
-        KCALL("sample", gptoss_plan_call(c->backend, c->prof, gptoss_kernel_f32_sample, &sample));
+    case gptoss_sampler_mode_softmax:
+    case gptoss_sampler_mode_kernels: {
+        const enum gptoss_status st =
+            mode == gptoss_sampler_mode_kernels ? pick_with_kernels(c, sampler) : pick_with_softmax(c, sampler);
+        if (st != gptoss_status_success) return st;
         KCALL_PROF(c, "copy of the sampled token", gptoss_profile_copy_sampled,
                    gptoss_backend_copy(c->backend, &id, c->sampled, sizeof(uint32_t), gptoss_copy_backend_to_host));
         break;

@@ -57,10 +57,14 @@ void gptoss_sampler_scratch_free(struct gptoss_sampler_scratch* scratch);
 /* How the context should pick the next token with this sampler (NULL = greedy). */
 enum gptoss_sampler_mode {
     gptoss_sampler_mode_greedy = 0,  /* argmax of the unembedding */
-    gptoss_sampler_mode_device = 1,  /* f32_softmax + f32_sample on the backend (temperature only) */
+    gptoss_sampler_mode_softmax = 1, /* f32_softmax + f32_sample on the backend (temperature only) */
     gptoss_sampler_mode_host = 2,    /* logits to the host: penalties, top-k, top-p */
+    gptoss_sampler_mode_kernels = 3, /* f32_apply_penalties + f32_sample_logits on the backend */
 };
-enum gptoss_sampler_mode gptoss_sampler_get_mode(const struct gptoss_sampler* sampler);
+/* sampling: enum gptoss_sampling, resolved (host or kernels; never auto). */
+enum gptoss_sampler_mode gptoss_sampler_get_mode(const struct gptoss_sampler* sampler, int sampling);
+/* Whether the sampler subtracts penalties. */
+int gptoss_sampler_has_penalties(const struct gptoss_sampler* sampler);
 
 /* Host draw. logits (f32[V], modified in place) of the token at position rng_offset - 1;
  * context tokens (for the penalties); the draw uses u = (squares32(rng_offset, seed +

@@ -236,7 +236,7 @@ enum gptoss_status gptoss_plan_record(const struct gptoss_plan* plan, gptoss_bac
 static const char* const phase_names[2] = {"prefill", "decode"};
 static const char* const other_names[gptoss_profile_num_entries - gptoss_kernel_count] = {
     "copy h2d (token ids)", "copy d2h (argmax)", "copy d2h (logits)", "copy d2h (sampled id)",
-    "sampler_pick_host (host)"};
+    "sampler_pick_host (host)", "copy h2d (token counts)"};
 
 static const char* entry_name(int e) {
     return e < gptoss_kernel_count ? gptoss_kernel_get_name((enum gptoss_kernel) e) : other_names[e - gptoss_kernel_count];

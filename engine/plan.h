@@ -78,6 +78,7 @@ enum {
     gptoss_profile_copy_logits,                       /* copy d2h (logits) */
     gptoss_profile_copy_sampled,                      /* copy d2h (sampled id) */
     gptoss_profile_host_sampler,                      /* sampler_pick_host (host) */
+    gptoss_profile_copy_counts,                       /* copy h2d (token counts, kernels sampling) */
     gptoss_profile_num_entries,
 };
 struct gptoss_profile {

@@ -1,8 +1,19 @@
 /* Samplers: temperature, top-k, top-p (nucleus), presence/frequency penalties and a seeded
- * Squares32 draw. Plain temperature sampling runs on the backend (f32_softmax + f32_sample);
- * anything else copies the logits to the host (engine/context.c) and uses
- * gptoss_sampler_pick_host (below "host path": what a draw is, and how it is made fast
- * without changing a single token). */
+ * Squares32 draw, in one of two ways (gptoss_context_params.sampling, engine/context.c):
+ *  - the host sampler, the CPU backends' way: plain temperature sampling runs on the
+ *    backend (f32_softmax + f32_sample); anything else copies the logits to the host and
+ *    uses gptoss_sampler_pick_host (below "host path": what a draw is, and how it is made
+ *    fast without changing a single token);
+ *  - the kernels, the CUDA backend's way: f32_apply_penalties (counts of the context's
+ *    tokens kept on the device) and f32_sample_logits (kernels.h), the logits never leave
+ *    the device. Their steps are the host path's steps 1-6 below, except that the masses
+ *    exp(z) are rounded down to multiples of 2^-94 and summed exactly (128-bit integers:
+ *    any order, so a parallel device sum gives the same token every time), and top_p C_n and
+ *    u C_K are exact. Where the host path's double sums (each prefix within about n 2^-53
+ *    of the exact one, n candidates) or exp's last bit (libm here, CUDA's exp there) put a
+ *    boundary on the other side of top_p C_n or u C_K, the two give different tokens; a
+ *    candidate with exp(z) < 2^-94 is never drawn by the kernels (the host path draws it
+ *    with probability below 2^-94 / C_K). Elsewhere the token is the same. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,12 +107,16 @@ enum gptoss_status gptoss_sampler_release(gptoss_sampler_t sampler) {
     return gptoss_status_success;
 }
 
-enum gptoss_sampler_mode gptoss_sampler_get_mode(const struct gptoss_sampler* s) {
-    if (s == NULL) return gptoss_sampler_mode_greedy;
-    const int penalties = s->presence_penalty != 0.0f || s->frequency_penalty != 0.0f;
-    if (s->temperature == 0.0f) return penalties ? gptoss_sampler_mode_host : gptoss_sampler_mode_greedy;
-    if (penalties || s->top_k != 0 || s->top_p < 1.0f) return gptoss_sampler_mode_host;
-    return gptoss_sampler_mode_device;
+int gptoss_sampler_has_penalties(const struct gptoss_sampler* s) {
+    return s != NULL && (s->presence_penalty != 0.0f || s->frequency_penalty != 0.0f);
+}
+
+enum gptoss_sampler_mode gptoss_sampler_get_mode(const struct gptoss_sampler* s, int sampling) {
+    const int penalties = gptoss_sampler_has_penalties(s);
+    if (s == NULL || (s->temperature == 0.0f && !penalties)) return gptoss_sampler_mode_greedy;
+    if (sampling == gptoss_sampling_kernels) return gptoss_sampler_mode_kernels;
+    if (penalties || s->temperature == 0.0f || s->top_k != 0 || s->top_p < 1.0f) return gptoss_sampler_mode_host;
+    return gptoss_sampler_mode_softmax;
 }
 
 /* ---- host path ----------------------------------------------------------------------

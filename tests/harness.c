@@ -3,7 +3,7 @@
  * float64 reference (src/reference/) within each module's tolerances.
  *
  *   harness [--table] [--filter SUBSTR] [--quick] [--seed N] [--threads N]
- *           [--backend scalar|avx2|avx512|cuda] [--list]
+ *           [--backend scalar|avx2|avx512|cuda] [--skipped-file PATH] [--list]
  *
  * Seed: --seed, else GPTOSS_TEST_SEED, else the time. It is printed first and in every
  * failure line; every case draws its inputs from (seed, case name), so
@@ -18,9 +18,13 @@
  * checks. Draw-based cases (sample, the seed README's SDPA example) repeat this per draw.
  *
  * First a check that every kernel of the kernel list has test cases and a benchmark row.
- * Summary: one line per (case, backend): PASS/FAIL name backend max_err time; then
- * "N passed, N failed, N skipped" and the skipped cases by name. Exit status 1 on any
- * failure. */
+ * Then one line per (case, backend) as soon as it ran: PASS/FAIL name backend max_err time,
+ * or with --table a row of the table (columns named in its header, print_header). A
+ * failure also prints "FAIL name backend seed=S: why". Last, per backend with skipped
+ * cases "LABEL: N skipped (reason)", the file that lists them by name (--skipped-file,
+ * default harness-skipped.txt beside the binary) and the line "N passed, N failed, N
+ * skipped". Exit status 1 on any failure. */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -156,43 +160,99 @@ struct backend_slot {
     const char* label; /* scalar, avx2, avx512, cuda */
     gptoss_backend_t be;
     char name[160];
-    char skip_reason[256]; /* non-empty: not available */
-    char* skipped_list;    /* names of the cases skipped on it */
-    size_t skipped_len, skipped_cap;
-    uint32_t nskipped;
+    char skip_reason[256];         /* non-empty: not available */
+    const struct tc_case** skipped; /* the cases skipped on it */
+    size_t nskipped, cap;
 };
 
-static void note_skip(struct backend_slot* s, const char* name) {
-    const size_t need = strlen(name) + 2;
-    if (s->skipped_len + need + 1 > s->skipped_cap) {
-        s->skipped_cap = (s->skipped_cap + need) * 2 + 256;
-        s->skipped_list = realloc(s->skipped_list, s->skipped_cap);
-        if (s->skipped_list == NULL) exit(2);
+static void note_skip(struct backend_slot* s, const struct tc_case* c) {
+    if (s->nskipped == s->cap) {
+        s->cap = s->cap ? 2 * s->cap : 64;
+        s->skipped = realloc(s->skipped, s->cap * sizeof *s->skipped);
+        if (s->skipped == NULL) exit(2);
     }
-    memcpy(s->skipped_list + s->skipped_len, name, need - 2);
-    s->skipped_len += need - 2;
-    s->skipped_list[s->skipped_len++] = ' ';
-    s->skipped_list[s->skipped_len] = '\0';
-    s->nskipped++;
+    s->skipped[s->nskipped++] = c;
 }
 
-struct table_row {
-    const struct tc_op* op;
-    const struct tc_case* c;
-    const char* backend;
-    struct tc_result r;
-};
+static bool selected(const struct tc_case* c, bool quick, const char* filter) {
+    return !(quick && !(c->flags & TC_QUICK)) && !(filter && !strstr(c->name, filter)) && !(c->flags & TC_BENCH_ONLY);
+}
+
+/* The table: one row per (case, backend), printed as soon as it is known. max_err is the
+ * largest |out - ref| of the elements compared with a tolerance, tol the tolerance of
+ * that element, err/tol the largest ratio over all of them ("exact": compared bit for
+ * bit; "-": only the module's own checks, e.g. the draws of the sampling kernels). */
+#define ROW_FORMAT "%9s  %-34s %-7s %-36s %10s %10s %8s %-6s %10s %8s  %s\n"
+
+static void print_header(void) {
+    printf(ROW_FORMAT, "case#", "op", "backend", "shape", "max_err", "tol", "err/tol", "result", "time_ms", "GB/s",
+           "case");
+}
+
+static void print_row(size_t index, size_t total, const struct tc_op* op, const struct tc_case* c,
+                      const char* backend, const struct tc_result* r) {
+    char num[32], shape[96], err[32], tol[32], ratio[32], ms[32], gbs[32];
+    snprintf(num, sizeof num, "%zu/%zu", index, total);
+    tc_shape_string(op, c, shape, sizeof shape);
+    if (r->n_tol != 0) {
+        snprintf(err, sizeof err, "%.3g", r->max_err);
+        snprintf(tol, sizeof tol, "%.3g", r->tol_at_max);
+        snprintf(ratio, sizeof ratio, "%.0f%%", 100.0 * r->max_ratio);
+    } else {
+        snprintf(err, sizeof err, "%s", r->n_exact != 0 ? "0" : "-");
+        snprintf(tol, sizeof tol, "%s", r->n_exact != 0 ? "exact" : "-");
+        snprintf(ratio, sizeof ratio, "-");
+    }
+    snprintf(ms, sizeof ms, "%.4f", 1e3 * r->time_s);
+    snprintf(gbs, sizeof gbs, "%.2f", r->time_s > 0 ? tc_bytes(op, c) / r->time_s * 1e-9 : 0.0);
+    printf(ROW_FORMAT, num, tc_kernel_name(op), backend, shape, err, tol, ratio, r->fail ? "FAIL" : "ok", ms, gbs,
+           c->name);
+}
+
+/* Writes "backend case" per skipped case (the reasons first, as comments) to path through
+ * a temporary file renamed over it. Returns 0 on success. */
+static int write_skipped(const char* path, const struct backend_slot* slots, int nslots, uint64_t seed) {
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int) sizeof tmp) return -1;
+    FILE* f = fopen(tmp, "w");
+    if (f == NULL) return -1;
+    fprintf(f, "# cases the harness skipped (seed %" PRIu64 "): one line per backend and case\n", seed);
+    for (int i = 0; i < nslots; i++) {
+        if (slots[i].nskipped) fprintf(f, "# %s: %s\n", slots[i].label, slots[i].skip_reason);
+    }
+    for (int i = 0; i < nslots; i++) {
+        for (size_t j = 0; j < slots[i].nskipped; j++) fprintf(f, "%s %s\n", slots[i].label, slots[i].skipped[j]->name);
+    }
+    const bool ok = fflush(f) == 0 && !ferror(f);
+    if (fclose(f) != 0 || !ok || rename(tmp, path) != 0) {
+        remove(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+/* The default list of skipped cases: harness-skipped.txt beside the binary. */
+static void default_skipped_path(const char* argv0, char* buf, size_t size) {
+    const char* slash = strrchr(argv0, '/');
+    if (slash == NULL) {
+        snprintf(buf, size, "harness-skipped.txt");
+    } else {
+        snprintf(buf, size, "%.*s/harness-skipped.txt", (int) (slash - argv0), argv0);
+    }
+}
 
 static void usage(void) {
     fprintf(stderr,
             "usage: harness [--table] [--filter SUBSTR] [--quick] [--seed N] [--threads N]\n"
-            "               [--backend scalar|avx2|avx512|cuda] [--list]\n");
+            "               [--backend scalar|avx2|avx512|cuda] [--skipped-file PATH] [--list]\n");
 }
 
 int main(int argc, char** argv) {
     bool table = false, quick = false, list = false, have_seed = false;
     const char* filter = NULL;
     const char* only_backend = NULL;
+    char skipped_path[4096];
+    default_skipped_path(argv[0], skipped_path, sizeof skipped_path);
     uint32_t threads = 2;
     uint64_t seed = 0;
     for (int i = 1; i < argc; i++) {
@@ -206,6 +266,8 @@ int main(int argc, char** argv) {
             filter = argv[++i];
         } else if (strcmp(argv[i], "--backend") == 0 && i + 1 < argc) {
             only_backend = argv[++i];
+        } else if (strcmp(argv[i], "--skipped-file") == 0 && i + 1 < argc) {
+            snprintf(skipped_path, sizeof skipped_path, "%s", argv[++i]);
         } else if (strcmp(argv[i], "--seed") == 0 && i + 1 < argc) {
             seed = strtoull(argv[++i], NULL, 0);
             have_seed = true;
@@ -272,20 +334,27 @@ int main(int argc, char** argv) {
         nfail++;
         printf("FAIL registry: %s\n", registry);
     }
-    struct table_row* rows = NULL;
-    size_t nrows = 0;
+    size_t total = 0, index = 0;
+    for (size_t ci = 0; ci < num_cases; ci++) {
+        const struct tc_op* op;
+        total += selected(tc_case_at(ci, &op), quick, filter);
+    }
+    if (table) {
+        printf("\n");
+        print_header();
+    }
+    fflush(stdout);
     const double t_start = gptoss_now_s();
     for (size_t ci = 0; ci < num_cases; ci++) {
         const struct tc_op* op;
         const struct tc_case* c = tc_case_at(ci, &op);
-        if (quick && !(c->flags & TC_QUICK)) continue;
-        if (filter && !strstr(c->name, filter)) continue;
-        if (c->flags & TC_BENCH_ONLY) continue;
+        if (!selected(c, quick, filter)) continue;
+        index++;
         bool any = false;
         for (int i = 0; i < 4; i++) any |= slots[i].be != NULL;
         if (!any) {
             for (int i = 0; i < 4; i++) {
-                note_skip(&slots[i], c->name);
+                note_skip(&slots[i], c);
                 nskip++;
             }
             continue;
@@ -303,12 +372,13 @@ int main(int argc, char** argv) {
         for (int i = 0; i < 4; i++) {
             struct backend_slot* s = &slots[i];
             if (s->be == NULL) {
-                note_skip(s, c->name);
+                note_skip(s, c);
                 nskip++;
                 continue;
             }
             struct tc_result res = {0};
             run_case(s->be, &p, &ex, &res);
+            if (table) print_row(index, total, op, c, s->label, &res);
             if (res.fail) {
                 nfail++;
                 printf("FAIL %s %s seed=%" PRIu64 ": %s\n", c->name, s->label, seed, res.msg);
@@ -320,34 +390,28 @@ int main(int argc, char** argv) {
                 }
             }
             fflush(stdout);
-            rows = realloc(rows, (nrows + 1) * sizeof *rows);
-            rows[nrows++] = (struct table_row){op, c, s->label, res};
         }
         tc_expect_free(&ex);
         tc_problem_destroy(&p);
         if (getenv("GPTOSS_HARNESS_VERBOSE")) fprintf(stderr, "  (%s: reference %.2f s)\n", c->name, prep_s);
     }
 
-    if (table) {
-        printf("\n%-34s %-7s %-36s %10s %5s %11s %8s\n", "op", "backend", "shape", "max_err", "pass", "time_ms", "GB/s");
-        for (size_t i = 0; i < nrows; i++) {
-            const struct table_row* r = &rows[i];
-            char shape[96];
-            tc_shape_string(r->op, r->c, shape, sizeof shape);
-            const double gbs = r->r.time_s > 0 ? tc_bytes(r->op, r->c) / r->r.time_s * 1e-9 : 0;
-            printf("%-34s %-7s %-36s %10.3g %5s %11.4f %8.2f   %s\n", tc_kernel_name(r->op), r->backend, shape,
-                   r->r.max_err, r->r.fail ? "FAIL" : "ok", 1e3 * r->r.time_s, gbs, r->c->name);
+    printf("\n(total %.1f s)\n", gptoss_now_s() - t_start);
+    /* the skipped cases: a count and the reason per backend here, the names in a file */
+    if (nskip != 0) {
+        for (int i = 0; i < 4; i++) {
+            if (slots[i].nskipped) printf("%s: %zu skipped (%s)\n", slots[i].label, slots[i].nskipped, slots[i].skip_reason);
+        }
+        if (write_skipped(skipped_path, slots, 4, seed) == 0) {
+            printf("skipped cases by name: %s\n", skipped_path);
+        } else {
+            printf("skipped cases by name: not written (%s: %s)\n", skipped_path, strerror(errno));
         }
     }
-    printf("\n(total %.1f s)\n", gptoss_now_s() - t_start);
     printf("%u passed, %u failed, %u skipped\n", npass, nfail, nskip);
     for (int i = 0; i < 4; i++) {
-        if (slots[i].nskipped) {
-            printf("skipped on %s (%s): %s\n", slots[i].label, slots[i].skip_reason, slots[i].skipped_list);
-        }
-        free(slots[i].skipped_list);
+        free(slots[i].skipped);
         gptoss_backend_release(slots[i].be);
     }
-    free(rows);
     return nfail ? 1 : 0;
 }

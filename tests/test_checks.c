@@ -310,6 +310,27 @@ static enum gptoss_status call_sample(struct sample_args* a) {
     return gptoss_f32_sample(a->b, a->prob, a->sum, a->pred, a->v, a->seed, a->offset);
 }
 
+struct penalties_args {
+    gptoss_backend_t b; const float* logits; const uint32_t* counts; float* out; uint32_t v; float presence, frequency;
+};
+static struct penalties_args penalties_defaults(void) {
+    return (struct penalties_args){B, A.x, A.tok, A.y, 16, 0.5f, 0.25f};
+}
+static enum gptoss_status call_penalties(struct penalties_args* a) {
+    return gptoss_f32_apply_penalties(a->b, a->logits, a->counts, a->out, a->v, a->presence, a->frequency);
+}
+
+struct sample_logits_args {
+    gptoss_backend_t b; const float* logits; uint32_t* pred; uint32_t v; float temp; uint32_t k; float p;
+    uint64_t seed, offset;
+};
+static struct sample_logits_args sample_logits_defaults(void) {
+    return (struct sample_logits_args){B, A.x, A.uout, 16, 0.7f, 4, 0.9f, 5, 9};
+}
+static enum gptoss_status call_sample_logits(struct sample_logits_args* a) {
+    return gptoss_f32_sample_logits(a->b, a->logits, a->pred, a->v, a->temp, a->k, a->p, a->seed, a->offset);
+}
+
 /* ---------------------------------------------------------------- cases */
 
 static void fill_cases(void) {
@@ -796,6 +817,40 @@ static void sample_cases(void) {
     T(sample, "sample_sum_negative", INV, "sum", A.fsum[0] = -1.0f);
     T(sample, "sample_sum_nan", INV, "sum", A.fsum[0] = NAN);
     T(sample, "sample_sum_inf", INV, "sum", A.fsum[0] = INFINITY);
+
+    T(penalties, "penalties_valid", OK, NULL, );
+    T(penalties, "penalties_in_place_valid", OK, NULL, a.out = A.y; a.logits = A.y);
+    T(penalties, "penalties_backend_null", INV, "backend", a.b = NULL);
+    T(penalties, "penalties_logits_null", INV, "logits", a.logits = NULL);
+    T(penalties, "penalties_counts_null", INV, "counts", a.counts = NULL);
+    T(penalties, "penalties_output_null", INV, "output", a.out = NULL);
+    T(penalties, "penalties_logits_misaligned", INV, "logits", a.logits = MIS(A.x, 2));
+    T(penalties, "penalties_counts_misaligned", INV, "counts", a.counts = MIS(A.tok, 2));
+    T(penalties, "penalties_output_misaligned", INV, "output", a.out = MIS(A.y, 2));
+    T(penalties, "penalties_num_channels_zero", INV, "num_channels", a.v = 0);
+    T(penalties, "penalties_presence_nan", INV, "presence_penalty", a.presence = NAN);
+    T(penalties, "penalties_presence_inf", INV, "presence_penalty", a.presence = -INFINITY);
+    T(penalties, "penalties_frequency_nan", INV, "frequency_penalty", a.frequency = NAN);
+    T(penalties, "penalties_frequency_inf", INV, "frequency_penalty", a.frequency = INFINITY);
+    T(penalties, "penalties_output_overlaps_logits", INV, "output overlaps logits", a.out = A.x + 1);
+    T(penalties, "penalties_output_overlaps_counts", INV, "output overlaps counts", a.out = (float*) (void*) (A.tok + 8));
+
+    T(sample_logits, "sample_logits_valid", OK, NULL, );
+    T(sample_logits, "sample_logits_greedy_no_topk_topp1_valid", OK, NULL, a.temp = 0.0f; a.k = 0; a.p = 1.0f);
+    T(sample_logits, "sample_logits_backend_null", INV, "backend", a.b = NULL);
+    T(sample_logits, "sample_logits_logits_null", INV, "logits", a.logits = NULL);
+    T(sample_logits, "sample_logits_prediction_null", INV, "prediction", a.pred = NULL);
+    T(sample_logits, "sample_logits_logits_misaligned", INV, "logits", a.logits = MIS(A.x, 2));
+    T(sample_logits, "sample_logits_prediction_misaligned", INV, "prediction", a.pred = MIS(A.uout, 2));
+    T(sample_logits, "sample_logits_num_channels_zero", INV, "num_channels", a.v = 0);
+    T(sample_logits, "sample_logits_temperature_negative", INV, "temperature", a.temp = -0.5f);
+    T(sample_logits, "sample_logits_temperature_nan", INV, "temperature", a.temp = NAN);
+    T(sample_logits, "sample_logits_temperature_inf", INV, "temperature", a.temp = INFINITY);
+    T(sample_logits, "sample_logits_top_p_zero", INV, "top_p", a.p = 0.0f);
+    T(sample_logits, "sample_logits_top_p_above_1", INV, "top_p", a.p = 1.5f);
+    T(sample_logits, "sample_logits_top_p_nan", INV, "top_p", a.p = NAN);
+    T(sample_logits, "sample_logits_prediction_overlaps_logits", INV, "prediction overlaps logits",
+      a.pred = (uint32_t*) (void*) (A.x + 15));
 }
 
 /* The generic entry (kernel-args.h): its own checks, the kernel checks with the same
@@ -818,7 +873,7 @@ static void generic_cases(void) {
     run_case("kernel_run_valid", gptoss_kernel_run(B, gptoss_kernel_f32_bf16w_rmsnorm, &rms), OK, NULL);
 
     int names_ok = gptoss_kernel_get_name(gptoss_kernel_count) == NULL &&
-                   gptoss_kernel_get_family((enum gptoss_kernel) - 1) == NULL && gptoss_kernel_count == 28;
+                   gptoss_kernel_get_family((enum gptoss_kernel) - 1) == NULL && gptoss_kernel_count == 30;
     for (int k = 0; k < gptoss_kernel_count && names_ok; k++) {
         const char* name = gptoss_kernel_get_name((enum gptoss_kernel) k);
         names_ok = name != NULL && gptoss_kernel_get_family((enum gptoss_kernel) k) != NULL;

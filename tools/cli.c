@@ -115,6 +115,7 @@ void gptoss_cli_run_defaults(struct gptoss_cli_run* r) {
     r->backend = "cpu";
     r->isa = "auto";
     r->top_p = 1.0f;
+    r->sampler = "auto";
     r->no_fused_ops = env_is_zero("GPTOSS_FUSED_OPS");
     r->no_graphs = env_is_zero("GPTOSS_CUDA_GRAPHS");
     r->no_pdl = env_is_zero("GPTOSS_CUDA_PDL");
@@ -223,6 +224,9 @@ int gptoss_cli_make_context(const struct gptoss_cli_run* r, struct gptoss_cli_en
     params.fused_ops = !r->no_fused_ops;
     params.graphs = !r->no_graphs;
     params.profile = r->profile;
+    params.sampling = strcmp(r->sampler, "host") == 0      ? gptoss_sampling_host
+                      : strcmp(r->sampler, "kernels") == 0 ? gptoss_sampling_kernels
+                                                           : gptoss_sampling_auto;
     const enum gptoss_status st = gptoss_context_create_with_params(e->model, &params, &e->context);
     if (st != gptoss_status_success) {
         gptoss_cli_engine_error("creating the context", st);

@@ -72,6 +72,7 @@ struct gptoss_cli_run {
     /* sampling */
     float temperature, top_p, presence, frequency;
     unsigned long long top_k, seed;
+    const char* sampler;              /* "auto" | "host" | "kernels": params.sampling */
 };
 
 /* The defaults, with the environment's (GPTOSS_FUSED_OPS=0, GPTOSS_CUDA_GRAPHS=0,
@@ -101,14 +102,16 @@ int gptoss_cli_run_check(const struct gptoss_cli_run* run);
     GPTOSS_OPTION_FLAG("no-graphs", 0, &(r)->no_graphs),                              \
     GPTOSS_OPTION_FLAG("no-pdl", 0, &(r)->no_pdl),                                    \
     GPTOSS_OPTION_U64("moe-dense-rows", 0, &(r)->moe_dense_rows, 1, UINT32_MAX)
-#define GPTOSS_CLI_SAMPLING_OPTIONS(r)                                                \
+#define GPTOSS_CLI_DRAW_OPTIONS(r)                                                    \
     GPTOSS_OPTION_F32("temp", 0, &(r)->temperature, 0.0, 1e6),                        \
     GPTOSS_OPTION_F32("temperature", 0, &(r)->temperature, 0.0, 1e6),                 \
     GPTOSS_OPTION_F32("top-p", 0, &(r)->top_p, 1e-9, 1.0),                            \
     GPTOSS_OPTION_U64("top-k", 0, &(r)->top_k, 0, UINT32_MAX),                        \
     GPTOSS_OPTION_F32("presence-penalty", 0, &(r)->presence, -1e6, 1e6),              \
     GPTOSS_OPTION_F32("frequency-penalty", 0, &(r)->frequency, -1e6, 1e6),            \
-    GPTOSS_OPTION_U64("seed", 's', &(r)->seed, 0, UINT64_MAX)
+    GPTOSS_OPTION_CHOICE("sampler", 0, &(r)->sampler, "auto|host|kernels")
+#define GPTOSS_CLI_SAMPLING_OPTIONS(r) \
+    GPTOSS_CLI_DRAW_OPTIONS(r), GPTOSS_OPTION_U64("seed", 's', &(r)->seed, 0, UINT64_MAX)
 
 #define GPTOSS_CLI_MODEL_HELP                                                                      \
     "  -m, --model FILE     model file (GPT-OSS v1.0)\n"                                               \
@@ -116,12 +119,15 @@ int gptoss_cli_run_check(const struct gptoss_cli_run* run);
     "                       shapes of make-model's presets: tiny | 20b | 120b\n"                       \
     "  --layers N           with --random: N layers instead of the preset's\n"                        \
     "  --random-seed S      with --random: weight seed (default 0)\n"
-#define GPTOSS_CLI_SAMPLING_HELP                                                                   \
+#define GPTOSS_CLI_DRAW_HELP                                                                       \
     "  --temp T             temperature, divides the logits (default 0 = greedy)\n"                    \
     "  --top-p P            nucleus sampling, 0 < P <= 1 (default 1 = off)\n"                          \
     "  --top-k K            keep the K most likely tokens (default 0 = off)\n"                         \
     "  --presence-penalty X, --frequency-penalty X   (default 0)\n"                                    \
-    "  -s, --seed S         sampling seed (default 0)\n"
+    "  --sampler W          where a token is drawn: host (the logits are copied to the host),\n"     \
+    "                       kernels (on the backend) or auto (default: host on cpu, kernels\n"        \
+    "                       on cuda); the same distribution, tokens differ only at near ties\n"
+#define GPTOSS_CLI_SAMPLING_HELP GPTOSS_CLI_DRAW_HELP "  -s, --seed S         sampling seed (default 0)\n"
 #define GPTOSS_CLI_BACKEND_HELP                                                                    \
     "  --backend cpu|cuda   where to run (default cpu)\n"                                              \
     "  --isa auto|scalar|avx2|avx512   cpu: the kernels' instruction set (default auto: the\n"    \

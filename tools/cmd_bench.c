@@ -11,23 +11,26 @@
 #include "util.h"
 
 static void help(void) {
-    printf("usage: gptoss bench (-m FILE | --random PRESET [--layers N] [-s SEED]) [-p 512] [-n 128] [-r 3]\n"
-           "                    [options]\n"
+    printf("usage: gptoss bench (-m FILE | --random PRESET [--layers N] [-s SEED]) [-p 512] [-n 128] [-d 0]\n"
+           "                    [-r 3] [options]\n"
            "Measures prompt processing (ppP: prefill of P tokens) and text generation (tgN: N\n"
-           "greedy decode steps from a 1-token context), like llama-bench. Before and after tg\n"
-           "it measures the memory bandwidth, 5 passes each (cpu: read passes over 1 GiB with the\n"
-           "same threads; cuda: device-to-device copies, read + write), and prints to stderr the\n"
-           "bytes one decode step reads, the bound they set with the best pass (bandwidth /\n"
-           "bytes), the slowest pass, and tg as a share of the bound (a model whose bytes fit in\n"
-           "the CPU's last-level cache is not bound by memory: said so).\n" GPTOSS_CLI_MODEL_HELP
-           "  -s, --seed S         same as --random-seed (bench has no sampler)\n"
+           "decode steps from a 1-token context, greedy unless --temp or a penalty is given),\n"
+           "like llama-bench; with -d D both run after D tokens already in the context (ppP @ dD,\n"
+           "tgN @ dD; the D tokens are prefilled once, untimed, and reused from the KV cache). Before and after tg it measures the memory bandwidth, 5 passes\n"
+           "each (cpu: read passes over 1 GiB with the same threads; cuda: device-to-device\n"
+           "copies, read + write), and prints to stderr the bytes one decode step reads, the\n"
+           "bound they set with the best pass (bandwidth / bytes), the slowest pass, and tg as a\n"
+           "share of the bound (a model whose bytes fit in the CPU's last-level cache is not\n"
+           "bound by memory: said so).\n" GPTOSS_CLI_MODEL_HELP
+           "  -s, --seed S         same as --random-seed (tg's sampler has seed 0)\n"
            "  -p, --n-prompt P     prompt tokens (default 512; 0 not allowed)\n"
            "  -n, --n-gen N        generated tokens (default 128; 0 skips tg)\n"
+           "  -d, --n-depth D      tokens in the context before each pp and tg run (default 0)\n"
            "  -r, --repetitions R  runs per test (default 3), after an untimed warm-up: a prefill of\n"
            "                       min(P, batch size) tokens and one decode step\n"
            "  --profile            per-kernel profile of the timed runs on stderr (the backend is\n"
            "                       synchronised around every kernel call: slower, t/s not\n"
-           "                       comparable; $GPTOSS_PROFILE=1 too)\n" GPTOSS_CLI_BACKEND_HELP);
+           "                       comparable; $GPTOSS_PROFILE=1 too)\n" GPTOSS_CLI_DRAW_HELP GPTOSS_CLI_BACKEND_HELP);
 }
 
 static void mean_std(const double* v, size_t n, double* mean, double* sd) {
@@ -92,20 +95,21 @@ static double last_level_cache_bytes(void) {
     return best;
 }
 
-/* stderr: bytes per decode step of tgN (mean over its N steps, num_kv_tokens 0..N-1), the
+/* stderr: bytes per decode step of tgN (mean over its N steps, num_kv_tokens depth ..
+ * depth + N - 1), the
  * best bandwidth of the passes before and after the tg runs (and the slowest, as the
  * spread), the bound it sets and tg's share of it. */
-static void report_decode_bound(const struct gptoss_cli_engine* e, size_t N, double tg_tps, uint32_t threads, const double* gbs,
-                                int num_passes) {
+static void report_decode_bound(const struct gptoss_cli_engine* e, size_t depth, size_t N, double tg_tps, uint32_t threads, const double* gbs,
+                                int num_passes, const char* test) {
     double bytes = 0;
     for (size_t k = 0; k < N; k++) {
         uint64_t b = 0;
-        if (gptoss_model_get_decode_bytes(e->model, k, &b) != gptoss_status_success) return;
+        if (gptoss_model_get_decode_bytes(e->model, depth + k, &b) != gptoss_status_success) return;
         bytes += (double) b;
     }
     bytes /= (double) N;
     if (num_passes == 0) {
-        fprintf(stderr, "tg%zu: %.3f GB read per token; bandwidth not measured\n", N, bytes * 1e-9);
+        fprintf(stderr, "%s: %.3f GB read per token; bandwidth not measured\n", test, bytes * 1e-9);
         return;
     }
     double best = gbs[0], slowest = gbs[0];
@@ -121,9 +125,9 @@ static void report_decode_bound(const struct gptoss_cli_engine* e, size_t N, dou
     }
     const double bound = best * 1e9 / bytes;
     fprintf(stderr,
-            "tg%zu: %.3f GB read per token; %s best of %d passes (%d before tg, %d after) %.1f GB/s,"
+            "%s: %.3f GB read per token; %s best of %d passes (%d before tg, %d after) %.1f GB/s,"
             " slowest %.1f -> bound %.1f tok/s; tg %.2f tok/s = %.0f%% of it",
-            N, bytes * 1e-9, how, num_passes, num_passes == 2 * BW_PASSES ? BW_PASSES : num_passes,
+            test, bytes * 1e-9, how, num_passes, num_passes == 2 * BW_PASSES ? BW_PASSES : num_passes,
             num_passes == 2 * BW_PASSES ? BW_PASSES : 0, best, slowest, bound, tg_tps, 100.0 * tg_tps / bound);
     /* a model this small decodes from the cache, faster than memory allows */
     const double llc = gptoss_backend_get_kind(e->backend) == gptoss_backend_kind_cpu ? last_level_cache_bytes() : 0;
@@ -137,9 +141,9 @@ static void report_decode_bound(const struct gptoss_cli_engine* e, size_t N, dou
 /* One benchmark: the engine, the prompt's ids, the timed runs. */
 struct bench {
     struct gptoss_cli_engine e;
-    size_t P, N, repetitions;
+    size_t P, N, D, repetitions;
     uint32_t num_text;
-    uint32_t* ids;  /* [P] random text tokens */
+    uint32_t* ids;  /* [D + P] random text tokens: the depth, then the prompt */
     uint32_t* out;  /* [N + 1] */
     double* runs;   /* [repetitions] tokens per second */
     char threads[24];
@@ -148,36 +152,66 @@ struct bench {
 /* Not timed: a prefill of one full chunk (min(P, max_batch_tokens) tokens: the kernels,
  * modules and pools the timed prefill uses; 8 tokens would not reach the CUDA prefill
  * paths) and one decode step from a 1-token context as in tg (page-in, thread start, the
- * decode paths), then a reset. 0, or 1 after saying why. */
+ * decode paths), then a reset; then the D depth tokens are prefilled, to be reused by every
+ * run. 0, or 1 after saying why. */
 static int warm_up(struct bench* b) {
     size_t chunk = 0;
     enum gptoss_status st = gptoss_context_get_max_batch_tokens(b->e.context, &chunk);
+    const uint32_t* prompt = b->ids + b->D;
     const size_t w = b->P < chunk ? b->P : chunk; /* P <= max_tokens (checked) */
-    const uint32_t other = (b->ids[0] + 1) % b->num_text;
+    const uint32_t other = (prompt[0] + 1) % b->num_text;
     size_t got;
-    if (st == gptoss_status_success) st = gptoss_context_append_tokens(b->e.context, w, b->ids);
+    if (st == gptoss_status_success) st = gptoss_context_append_tokens(b->e.context, w, prompt);
     if (st == gptoss_status_success) st = gptoss_context_process(b->e.context);
     if (st == gptoss_status_success) st = gptoss_context_reset(b->e.context);
     if (st == gptoss_status_success) st = gptoss_context_append_tokens(b->e.context, 1, &other);
-    if (st == gptoss_status_success) st = gptoss_context_sample(b->e.context, NULL, 1, b->out, &got);
+    if (st == gptoss_status_success) st = gptoss_context_sample(b->e.context, b->e.sampler, 1, b->out, &got);
+    if (st == gptoss_status_success) st = gptoss_context_reset(b->e.context);
+    if (st == gptoss_status_success && b->D > 0) {
+        const double t0 = gptoss_now_s();
+        st = gptoss_context_append_tokens(b->e.context, b->D, b->ids);
+        if (st == gptoss_status_success) st = gptoss_context_process(b->e.context);
+        if (st == gptoss_status_success) st = gptoss_context_reset(b->e.context);
+        if (st == gptoss_status_success) fprintf(stderr, "depth: %zu tokens prefilled in %.3f s\n", b->D, gptoss_now_s() - t0);
+    }
     if (st != gptoss_status_success) {
         gptoss_cli_engine_error("warm-up", st);
         return 1;
     }
-    gptoss_context_reset(b->e.context);
     gptoss_context_reset_profile(b->e.context); /* --profile: the table covers the timed runs */
     return 0;
 }
 
-/* ppP: each run a prefill of the P ids from an empty cache. 0, or 1 after saying why. */
+/* Starts a run: a reset context holding the D depth tokens, reused from the cache, then
+ * `first` (an id that differs from the one cached at position D, so that nothing after
+ * the depth is reused). 0, or 1 after saying why (the depth was not reused: the run would
+ * time its prefill). */
+static int start_run(struct bench* b, uint32_t first) {
+    size_t cached = 0;
+    enum gptoss_status st = gptoss_context_reset(b->e.context);
+    if (st == gptoss_status_success) st = gptoss_context_append_tokens(b->e.context, b->D, b->ids);
+    if (st == gptoss_status_success) st = gptoss_context_append_tokens(b->e.context, 1, &first);
+    if (st == gptoss_status_success) st = gptoss_context_get_num_kv_tokens(b->e.context, &cached);
+    if (st != gptoss_status_success) {
+        gptoss_cli_engine_error("starting a run", st);
+        return 1;
+    }
+    if (cached < b->D) {
+        fprintf(stderr, "gptoss bench: %zu of the %zu depth tokens were reused from the KV cache\n", cached, b->D);
+        return 1;
+    }
+    return 0;
+}
+
+/* ppP: each run a prefill of the P prompt ids after the depth. 0, or 1 after saying why. */
 static int time_prefill(struct bench* b) {
+    const uint32_t* prompt = b->ids + b->D;
     for (size_t rep = 0; rep < b->repetitions; rep++) {
-        /* a fresh context: reset, then a first token that differs so nothing is reused */
-        gptoss_context_reset(b->e.context);
-        uint32_t other = (b->ids[0] + 1) % b->num_text;
-        gptoss_context_append_tokens(b->e.context, 1, &other);
-        gptoss_context_reset(b->e.context);
-        enum gptoss_status st = gptoss_context_append_tokens(b->e.context, b->P, b->ids);
+        /* forget the prompt's cached K/V: a different id at its first position */
+        if (start_run(b, (prompt[0] + 1) % b->num_text) != 0) return 1;
+        enum gptoss_status st = gptoss_context_reset(b->e.context);
+        if (st == gptoss_status_success) st = gptoss_context_append_tokens(b->e.context, b->D, b->ids);
+        if (st == gptoss_status_success) st = gptoss_context_append_tokens(b->e.context, b->P, prompt);
         const double t0 = gptoss_now_s();
         if (st == gptoss_status_success) st = gptoss_context_process(b->e.context);
         const double t1 = gptoss_now_s();
@@ -190,15 +224,16 @@ static int time_prefill(struct bench* b) {
     return 0;
 }
 
-/* tgN: each run N greedy decode steps from a 1-token context. 0, or 1 after saying why. */
+/* tgN: each run N decode steps (the sampler of the options) from the depth and one more
+ * token. 0, or 1 after saying why. */
 static int time_decode(struct bench* b) {
+    const uint32_t* prompt = b->ids + b->D;
     for (size_t rep = 0; rep < b->repetitions; rep++) {
-        gptoss_context_reset(b->e.context);
-        uint32_t first = (b->ids[0] + 1 + (uint32_t) rep) % b->num_text; /* differs from the cached token */
-        enum gptoss_status st = gptoss_context_append_tokens(b->e.context, 1, &first);
+        /* differs from the cached prompt and from the earlier runs' first tokens */
+        if (start_run(b, (prompt[0] + 1 + (uint32_t) rep) % b->num_text) != 0) return 1;
         size_t got = 0;
         const double t0 = gptoss_now_s();
-        if (st == gptoss_status_success) st = gptoss_context_sample(b->e.context, NULL, b->N, b->out, &got);
+        enum gptoss_status st = gptoss_context_sample(b->e.context, b->e.sampler, b->N, b->out, &got);
         const double t1 = gptoss_now_s();
         if (st != gptoss_status_success || got != b->N) {
             gptoss_cli_engine_error("decode", st);
@@ -215,20 +250,23 @@ static int print_row(const struct bench* b, const char* test, double* mean) {
     char tps[48];
     mean_std(b->runs, b->repetitions, mean, &sd);
     snprintf(tps, sizeof(tps), "%.2f ± %.2f", *mean, sd);
-    printf("| %-24.24s | %-28.28s | %8s | %6s | %18s |\n", b->e.label, gptoss_backend_get_name(b->e.backend),
+    printf("| %-24.24s | %-28.28s | %8s | %14s | %18s |\n", b->e.label, gptoss_backend_get_name(b->e.backend),
            b->threads, test, tps);
     return gptoss_cli_check_stdout();
 }
 
-/* The context and the buffers; the random prompt. 0, or 1 after saying why. */
+/* The context and the buffers; the random depth and prompt. 0, or 1 after saying why. */
 static int bench_open(struct bench* b, const struct gptoss_cli_run* run) {
     if (gptoss_cli_engine_open(run, &b->e) != 0) return 1;
-    const size_t P = b->P, N = b->N;
-    if (gptoss_cli_make_context(run, &b->e, (P > N + 1 ? P : N + 1)) != 0) return 1;
+    const size_t P = b->P, N = b->N, D = b->D;
+    const size_t wanted = D + (P > N + 1 ? P : N + 1);
+    if (gptoss_cli_make_context(run, &b->e, wanted) != 0) return 1;
+    if (gptoss_cli_make_sampler(run, &b->e) != 0) return 1;
     size_t max_tokens = 0;
     gptoss_context_get_max_tokens(b->e.context, &max_tokens);
-    if (P > max_tokens || N + 1 > max_tokens) {
-        fprintf(stderr, "gptoss bench: -p %zu / -n %zu do not fit the context (%zu tokens)\n", P, N, max_tokens);
+    if (wanted > max_tokens) {
+        fprintf(stderr, "gptoss bench: -d %zu with -p %zu / -n %zu needs %zu tokens; the context holds %zu\n", D, P, N,
+                wanted, max_tokens);
         return 1;
     }
     gptoss_tokenizer_get_num_text_tokens(b->e.tokenizer, &b->num_text);
@@ -236,7 +274,7 @@ static int bench_open(struct bench* b, const struct gptoss_cli_run* run) {
         fprintf(stderr, "gptoss bench: the model has no text tokens\n");
         return 1;
     }
-    b->ids = malloc(P * sizeof(uint32_t));
+    b->ids = malloc((D + P) * sizeof(uint32_t));
     b->out = malloc((N + 1) * sizeof(uint32_t));
     b->runs = malloc(b->repetitions * sizeof(double));
     if (b->ids == NULL || b->out == NULL || b->runs == NULL) {
@@ -244,9 +282,9 @@ static int bench_open(struct bench* b, const struct gptoss_cli_run* run) {
         return 1;
     }
     uint64_t x = 0x9E3779B97F4A7C15ull;
-    for (size_t i = 0; i < P; i++) {
+    for (size_t i = 0; i < D + P; i++) { /* the prompt first: -d 0 times the same ids as before */
         x ^= x << 13; x ^= x >> 7; x ^= x << 17;
-        b->ids[i] = (uint32_t) (x % b->num_text);
+        b->ids[i < P ? D + i : i - P] = (uint32_t) (x % b->num_text);
     }
     if (strcmp(run->backend, "cuda") == 0) snprintf(b->threads, sizeof(b->threads), "-");
     else if (run->threads == 0) snprintf(b->threads, sizeof(b->threads), "auto");
@@ -257,17 +295,19 @@ static int bench_open(struct bench* b, const struct gptoss_cli_run* run) {
 int gptoss_cmd_bench(int argc, char** argv) {
     struct {
         struct gptoss_cli_run run;
-        unsigned long long prompt_tokens, num_tokens, repetitions;
+        unsigned long long prompt_tokens, num_tokens, depth, repetitions;
     } o = {.prompt_tokens = 512, .num_tokens = 128, .repetitions = 3};
     gptoss_cli_run_defaults(&o.run);
     const struct gptoss_option options[] = {
         GPTOSS_CLI_MODEL_OPTIONS(&o.run),
-        GPTOSS_OPTION_U64("seed", 's', &o.run.random_seed, 0, UINT64_MAX), /* no sampler: the weights' seed */
+        GPTOSS_OPTION_U64("seed", 's', &o.run.random_seed, 0, UINT64_MAX), /* the weights' seed */
+        GPTOSS_CLI_DRAW_OPTIONS(&o.run),
         GPTOSS_CLI_BACKEND_OPTIONS(&o.run),
         GPTOSS_OPTION_FLAG("profile", 0, &o.run.profile),
         GPTOSS_OPTION_U64("n-prompt", 'p', &o.prompt_tokens, 1, 1u << 20),
         GPTOSS_OPTION_U64("n-gen", 'n', &o.num_tokens, 0, 1u << 24),
         GPTOSS_OPTION_U64("n-predict", 0, &o.num_tokens, 0, 1u << 24),
+        GPTOSS_OPTION_U64("n-depth", 'd', &o.depth, 0, 1u << 24),
         GPTOSS_OPTION_U64("repetitions", 'r', &o.repetitions, 1, 1000),
     };
     const int r = gptoss_options_parse(argc, argv, options, sizeof(options) / sizeof(options[0]), help, NULL, 0, NULL);
@@ -277,17 +317,19 @@ int gptoss_cmd_bench(int argc, char** argv) {
     memset(&b, 0, sizeof(b));
     b.P = (size_t) o.prompt_tokens;
     b.N = (size_t) o.num_tokens;
+    b.D = (size_t) o.depth;
     b.repetitions = (size_t) o.repetitions;
     int rc = bench_open(&b, &o.run);
     if (rc != 0) goto done;
-    printf("| %-24s | %-28s | %8s | %6s | %18s |\n", "model", "backend", "threads", "test", "t/s");
-    printf("| %.24s | %.28s | %.8s | %.6s | %.18s |\n", "------------------------------", "------------------------------",
-           "--------", "------", "------------------");
+    printf("| %-24s | %-28s | %8s | %14s | %18s |\n", "model", "backend", "threads", "test", "t/s");
+    printf("| %.24s | %.28s | %.8s | %.14s | %.18s |\n", "------------------------------", "------------------------------",
+           "--------", "--------------", "------------------");
     fprintf(stderr, "model: %s, %s in %.3f s\n", b.e.label, o.run.random != NULL ? "created" : "loaded", b.e.load_s);
     if ((rc = warm_up(&b)) != 0 || (rc = time_prefill(&b)) != 0) goto done;
     char test[32];
     double mean;
-    snprintf(test, sizeof(test), "pp%zu", b.P);
+    if (b.D) snprintf(test, sizeof(test), "pp%zu @ d%zu", b.P, b.D);
+    else snprintf(test, sizeof(test), "pp%zu", b.P);
     int w = print_row(&b, test, &mean);
     if (w != 0) {
         rc = w > 0;
@@ -302,13 +344,14 @@ int gptoss_cmd_bench(int argc, char** argv) {
         double gbs[2 * BW_PASSES];
         const int before = bench_bandwidth(b.e.backend, bw_threads, gbs);
         if ((rc = time_decode(&b)) != 0) goto done;
-        snprintf(test, sizeof(test), "tg%zu", b.N);
+        if (b.D) snprintf(test, sizeof(test), "tg%zu @ d%zu", b.N, b.D);
+        else snprintf(test, sizeof(test), "tg%zu", b.N);
         if ((w = print_row(&b, test, &mean)) != 0) {
             rc = w > 0;
             goto done;
         }
         const int after = before && bench_bandwidth(b.e.backend, bw_threads, gbs + BW_PASSES);
-        report_decode_bound(&b.e, b.N, mean, bw_threads, gbs, before ? (after ? 2 * BW_PASSES : BW_PASSES) : 0);
+        report_decode_bound(&b.e, b.D, b.N, mean, bw_threads, gbs, before ? (after ? 2 * BW_PASSES : BW_PASSES) : 0, test);
     }
     gptoss_context_print_profile(b.e.context, stderr); /* only with --profile */
 done:

@@ -11,7 +11,11 @@
 #                      of building into build-gpu/
 #   GPU_WHEEL_DIR=DIR  a directory with a gpt_oss_kernels wheel built with CUDA (else pip
 #                      builds one from the tree, without build isolation)
-#   GPU_SKIP=LIST      steps to skip (words: cpu-harness sanitize e2e python bench 20b 120b profile ncu)
+#   GPU_SKIP=LIST      steps to skip (words: cpu-harness sanitize e2e sampling python bench 20b 120b depth
+#                      profile ncu)
+#   GPU_DEPTHS="D ..."  context depths of the 20b long-context step (default "4096 32768 131072":
+#                      pp512 and tg128 after D tokens, gptoss bench -d; the 131,072-token depth
+#                      alone prefills for minutes at today's speed)
 #   GPU_AB="VAR=value FILTER"  also run the harness cases matching FILTER, their benchmark
 #                      and the 20b engine bench with VAR=value (an alternative kernel path)
 set -u
@@ -58,7 +62,7 @@ grep -E '^FAIL' "$LOG/fused.log" | head
 if ! skip sanitize; then
     for tool in memcheck racecheck; do
         s=""
-        for f in odd_3 region unembedding_prefill130 sdpa_gqa4 moe_swiglu_3of7 moe_dense_swiglu_3of7 moe_dense_matmul_64tok routing_3of7 sample_odd accumulate_rmsnorm_vec1 gate_no_bias_5of200 gate_20b_decode; do
+        for f in odd_3 region unembedding_prefill130 sdpa_gqa4 moe_swiglu_3of7 moe_dense_swiglu_3of7 moe_dense_matmul_64tok routing_3of7 sample_odd sample_logits_inf_nan_2881ch_topp penalties_odd accumulate_rmsnorm_vec1 gate_no_bias_5of200 gate_20b_decode; do
             timeout 60 compute-sanitizer --tool $tool --error-exitcode 99 --print-limit 10 \
                 "$B"/tests/harness --backend cuda --filter "$f" >>"$LOG/$tool.log" 2>&1
             s="$s $f:$?"
@@ -88,6 +92,22 @@ if ! skip e2e; then
     fi
 fi
 
+# Sampling on the device: host and kernel sampling draw the same tokens (tiny model, CUDA
+# logits), and 20b decode with top-p + penalties, the logits copied to the host vs drawn on
+# the device.
+if ! skip sampling; then
+    [ -f /tmp/tiny.bin ] || "$B"/bin/gptoss make-model --preset tiny --seed 3 --quiet /tmp/tiny.bin >"$LOG/sampling.log" 2>&1
+    "$B"/tests/e2e/test_sampling /tmp/tiny.bin --backend cuda >>"$LOG/sampling.log" 2>&1
+    R[sampling]="rc=$? $(tail -1 "$LOG/sampling.log")"
+    grep -E '^FAIL' "$LOG/sampling.log" | head
+    for w in host kernels; do
+        "$B"/bin/gptoss bench --random 20b --backend cuda -p 16 -n 128 -r 2 --temp 1 --top-p 0.9 \
+            --presence-penalty 0.5 --sampler $w >"$LOG/engine-20b-sample-$w.log" 2>&1
+        R[sample-$w]="rc=$? $(grep -E 'tg128' "$LOG/engine-20b-sample-$w.log" | awk -F'|' '{printf "%s", $6}')"
+    done
+    echo "sampling: ${R[sampling]}; tg128 top-p 0.9 host ${R[sample-host]}, kernels ${R[sample-kernels]} ($(el))"
+fi
+
 if ! skip python; then
     whl=$(ls "${GPU_WHEEL_DIR:-/nonexistent}"/*.whl 2>/dev/null | head -1)
     if [ -n "$whl" ]; then
@@ -112,6 +132,16 @@ for m in 20b 120b; do
     R[engine-$m]="rc=$? $(grep -E 'pp512|tg128' "$LOG/engine-$m.log" | awk -F'|' '{printf "%s %s; ", $5, $6}')"
     echo "engine $m: ${R[engine-$m]} ($(el))"
 done
+
+# Long contexts: 20b pp512 and tg128 after D tokens already in the context.
+if ! skip depth; then
+    for d in ${GPU_DEPTHS:-4096 32768 131072}; do
+        "$B"/bin/gptoss bench --random 20b --backend cuda -p 512 -n 128 -r 1 -d "$d" >"$LOG/engine-20b-d$d.log" 2>&1
+        R[depth-$d]="rc=$? $(grep -E '^[|].*(pp|tg)' "$LOG/engine-20b-d$d.log" | awk -F'|' '{printf "%s %s; ", $5, $6}')"
+        R[depth]="${R[depth]:-}d$d ${R[depth-$d]} "
+        echo "depth $d: ${R[depth-$d]} ($(el))"
+    done
+fi
 
 # The same 20b decode with direct kernel launches instead of recorded graphs, and without
 # the fused decode kernels.
@@ -156,6 +186,6 @@ for f in "$LOG"/engine-*.log; do [ -f "$f" ] && { echo "${f##*/}:"; grep -E '^\|
 [ -f "$LOG/profile-20b.log" ] && grep -E '^(prefill|decode) ' "$LOG/profile-20b.log" | head -40
 echo
 echo "================ $GPU ($(el)) ================"
-for k in build harness-cuda harness-avx512 graph fused memcheck racecheck e2e-hf graph-bitexact pytest bench engine-20b engine-20b-nofused engine-20b-nograph engine-120b profile-20b ncu-decode harness-ab; do
+for k in build harness-cuda harness-avx512 graph fused memcheck racecheck e2e-hf graph-bitexact sampling sample-host sample-kernels pytest bench engine-20b engine-20b-nofused engine-20b-nograph engine-120b depth profile-20b ncu-decode harness-ab; do
     printf '%-15s %s\n' "$k" "${R[$k]:-skipped}"
 done

@@ -134,6 +134,23 @@ struct gptoss_context_params {
     /* 0 (default); 1: per-kernel profile (gptoss_context_print_profile): every kernel call
      * is bracketed by gptoss_backend_synchronize and timed (slower; no graphs). */
     int profile;
+    /* Where a token is drawn (enum gptoss_sampling; greedy sampling always takes the
+     * argmax of the unembedding on the backend). */
+    int sampling;
+};
+/* gptoss_context_params.sampling. Both ways draw from the same distribution (the steps in
+ * kernels.h, gptoss_f32_sample_logits); the host sampler adds the probabilities in double,
+ * the kernels exactly, so a token can differ between them only where the draw falls within
+ * that rounding (about n 2^-53 of the total, n candidates) of a boundary. */
+enum gptoss_sampling {
+    /* the backend's way: CPU backends the host sampler (temperature alone: the backend's
+     * f32_softmax + f32_sample), other backends (CUDA) the kernels */
+    gptoss_sampling_auto = 0,
+    /* the host sampler: the logits are copied to the host for every draw */
+    gptoss_sampling_host = 1,
+    /* the kernels f32_apply_penalties + f32_sample_logits on the backend: the logits stay
+     * there; the counts of the context's tokens are kept there for the penalties */
+    gptoss_sampling_kernels = 2,
 };
 /* Fills *params with the defaults (NULL is ignored). */
 void gptoss_context_params_init(struct gptoss_context_params* params);
@@ -187,7 +204,8 @@ enum gptoss_status gptoss_context_release(gptoss_context_t context);
 /* ---- samplers ---------------------------------------------------------------------- */
 
 /* Defaults: temperature 0 (greedy), top_k 0 (off), top_p 1 (off), penalties 0, seed 0.
- * Temperature divides the logits. Same seed, same tokens on the same backend. */
+ * Temperature divides the logits. Same seed, same tokens on the same backend (and the same
+ * gptoss_context_params.sampling). */
 enum gptoss_status gptoss_sampler_create(gptoss_sampler_t* sampler_out);
 enum gptoss_status gptoss_sampler_set_temperature(gptoss_sampler_t sampler, float temperature);
 enum gptoss_status gptoss_sampler_set_top_k(gptoss_sampler_t sampler, uint32_t top_k);

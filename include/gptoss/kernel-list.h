@@ -3,9 +3,9 @@
  * its parameters after `backend`, in the order of the public function.
  *
  * Higher-order X-macros: GPTOSS_KERNEL_LIST(KERNEL, FUSION) calls KERNEL(name, family)
- * for each kernel every backend implements (the 26 upstream ones) and FUSION(name,
- * family) for each fusion of them (a backend may implement it; otherwise the library runs
- * the kernels it fuses); GPTOSS_ARGS_<name>(ARG) calls ARG(type, parameter) for each
+ * for each kernel every backend implements (the 26 upstream ones and the sampler's
+ * penalties and draw from logits) and FUSION(name, family) for each fusion of them (a
+ * backend may implement it; otherwise the library runs the kernels it fuses); GPTOSS_ARGS_<name>(ARG) calls ARG(type, parameter) for each
  * parameter of kernel <name>. From them come the kernel ids, the argument structs and the
  * generic entry (kernel-args.h), the public named functions, the argument checks and the
  * backends' entry tables (src/), and the test registry (tests/ops/).
@@ -44,6 +44,8 @@
     KERNEL(f32_accumulate, routing)                     \
     KERNEL(f32_softmax, sample)                         \
     KERNEL(f32_sample, sample)                          \
+    KERNEL(f32_apply_penalties, sample)                 \
+    KERNEL(f32_sample_logits, sample)                   \
     FUSION(f32_accumulate_bf16w_rmsnorm, rmsnorm)       \
     FUSION(f32_bf16w_rmsnorm_matmul_topk, topk)
 
@@ -255,6 +257,24 @@
     ARG(uint32_t*, prediction)       \
     ARG(uint32_t, num_channels)      \
     ARG(uint64_t, rng_seed)          \
+    ARG(uint64_t, rng_offset)
+
+#define GPTOSS_ARGS_f32_apply_penalties(ARG)  \
+    ARG(const float*, logits)                 \
+    ARG(const uint32_t*, counts)              \
+    ARG(float*, output)                       \
+    ARG(uint32_t, num_channels)               \
+    ARG(float, presence_penalty)              \
+    ARG(float, frequency_penalty)
+
+#define GPTOSS_ARGS_f32_sample_logits(ARG)  \
+    ARG(const float*, logits)               \
+    ARG(uint32_t*, prediction)              \
+    ARG(uint32_t, num_channels)             \
+    ARG(float, temperature)                 \
+    ARG(uint32_t, top_k)                    \
+    ARG(float, top_p)                       \
+    ARG(uint64_t, rng_seed)                 \
     ARG(uint64_t, rng_offset)
 
 #define GPTOSS_ARGS_f32_accumulate_bf16w_rmsnorm(ARG)  \

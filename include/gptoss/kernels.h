@@ -487,6 +487,40 @@ enum gptoss_status gptoss_f32_sample(gptoss_backend_t backend, const float* prob
                                      uint32_t* prediction, uint32_t num_channels, uint64_t rng_seed,
                                      uint64_t rng_offset);
 
+/* Presence and frequency penalties (OpenAI's): where counts[i] != 0,
+ * output[i] = logits[i] - (presence_penalty + frequency_penalty * (float) counts[i]) in
+ * f32 (product, sum and difference each rounded once); elsewhere output[i] = logits[i]
+ * (the same bits). counts u32[num_channels]: how often token i occurs in the context.
+ * Penalties finite. output may be logits (in place); otherwise the buffers must not
+ * overlap. */
+enum gptoss_status gptoss_f32_apply_penalties(gptoss_backend_t backend, const float* logits, const uint32_t* counts,
+                                              float* output, uint32_t num_channels, float presence_penalty,
+                                              float frequency_penalty);
+
+/* Draws one token from logits f32[num_channels] (temperature, top-k, top-p) into
+ * *prediction, with the distribution of the engine's sampler (engine.h gptoss_sampler_*):
+ *  1. Draw order: larger logit first, ties by lower index, -0 == +0, NaN after
+ *     everything. m = the first logit in draw order. Every logit NaN: token 0.
+ *     temperature == 0 or m not finite (+inf, or only -inf and NaN): the index of m.
+ *  2. z_i = ((double) logit_i - (double) m) * (1 / (double) temperature), in double;
+ *     the candidates are the i with z_i > -745 (NaN never), in draw order when
+ *     top_k != 0 or top_p < 1, else in index order. top_k != 0 keeps the first top_k.
+ *  3. Masses w_i = floor(exp(z_i) * 2^94) (exp in double), 128-bit integers;
+ *     C_k = w_1 + ... + w_k, exactly.
+ *  4. top_p < 1 keeps the first K, K = min { k : C_k >= top_p * C_n } (n kept by step 2;
+ *     K = n when top_p is 1).
+ *  5. u = squares32(rng_offset, rng_seed) & 0xFFFFFF: the token is candidate number
+ *     min { i : 2^24 C_i > u C_K }.
+ * Every sum and comparison is exact; only exp's last bit may differ between backends
+ * (libm on the CPU, CUDA's exp on the device). The engine's host sampler adds exp(z_i) in
+ * double, left to right: the tokens differ from it (and between backends) only where
+ * u C_K or top_p C_n lies within that rounding (about n 2^-53 relative) of a prefix sum,
+ * or on a candidate with exp(z) < 2^-94 (never drawn here). Same arguments, same token on
+ * one backend. temperature finite and >= 0; top_p in (0, 1]; any top_k (0 = off). */
+enum gptoss_status gptoss_f32_sample_logits(gptoss_backend_t backend, const float* logits, uint32_t* prediction,
+                                            uint32_t num_channels, float temperature, uint32_t top_k, float top_p,
+                                            uint64_t rng_seed, uint64_t rng_offset);
+
 #ifdef __cplusplus
 }
 #endif

@@ -414,6 +414,22 @@ static PyObject* k_f32_sample(PyObject* self, PyObject* args) {
     RUN(gptoss_f32_sample(b, P(prob), P(sum), P(pred), v, seed, offset));
 }
 
+static PyObject* k_f32_apply_penalties(PyObject* self, PyObject* args) {
+    PyObject* cap; ull logits, counts, out; unsigned int v; float presence, frequency;
+    if (!PyArg_ParseTuple(args, "OKKKIff", &cap, &logits, &counts, &out, &v, &presence, &frequency)) return NULL;
+    BACKEND(cap);
+    RUN(gptoss_f32_apply_penalties(b, P(logits), P(counts), P(out), v, presence, frequency));
+}
+
+static PyObject* k_f32_sample_logits(PyObject* self, PyObject* args) {
+    PyObject* cap; ull logits, pred, seed, offset; unsigned int v, top_k; float temp, top_p;
+    if (!PyArg_ParseTuple(args, "OKKIfIfKK", &cap, &logits, &pred, &v, &temp, &top_k, &top_p, &seed, &offset)) {
+        return NULL;
+    }
+    BACKEND(cap);
+    RUN(gptoss_f32_sample_logits(b, P(logits), P(pred), v, temp, top_k, top_p, seed, offset));
+}
+
 static PyObject* k_synchronize(PyObject* self, PyObject* args) {
     PyObject* cap;
     if (!PyArg_ParseTuple(args, "O", &cap)) return NULL;
@@ -434,7 +450,7 @@ static PyMethodDef methods[] = {
     K(f32_rope), K(f32_sdpa), K(f32_bf16w_unembedding), K(f32_topk), K(expert_routing_metadata), K(f32_scatter),
     K(f32_mf4w_moe_matmul_swiglu), K(f32_mf4w_moe_matmul), K(f32_mf4w_moe_dense_matmul_swiglu),
     K(f32_mf4w_moe_dense_matmul), K(f32_gather_and_accumulate), K(f32_accumulate), K(f32_softmax), K(f32_sample),
-    K(f32_accumulate_bf16w_rmsnorm), K(f32_bf16w_rmsnorm_matmul_topk),
+    K(f32_apply_penalties), K(f32_sample_logits), K(f32_accumulate_bf16w_rmsnorm), K(f32_bf16w_rmsnorm_matmul_topk),
     {NULL, NULL, 0, NULL},
 };
 

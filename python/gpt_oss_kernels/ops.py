@@ -44,7 +44,7 @@ __all__ = [
     "f32_topk", "expert_routing_metadata", "f32_scatter",
     "f32_mf4w_moe_matmul_swiglu", "f32_mf4w_moe_matmul", "f32_mf4w_moe_dense_matmul_swiglu",
     "f32_mf4w_moe_dense_matmul", "f32_gather_and_accumulate", "f32_accumulate",
-    "f32_bf16w_unembedding", "f32_softmax", "f32_sample",
+    "f32_bf16w_unembedding", "f32_softmax", "f32_sample", "f32_apply_penalties", "f32_sample_logits",
     "u32_fill_random", "f32_fill_random", "bf16_fill_random", "mf4_f32_convert",
     "f32_accumulate_bf16w_rmsnorm", "f32_bf16w_rmsnorm_matmul_topk",
 ]
@@ -399,6 +399,49 @@ def f32_sample(prob, sum, prediction, num_channels, rng_seed, rng_offset):
     s = call.tensor(sum, "sum", F32)
     pr = call.tensor(prediction, "prediction", U32, writable=True)
     _run(call, _native.f32_sample, p.address, s.address, pr.address, V, seed, offset)
+    return prediction
+
+
+def f32_apply_penalties(logits, counts, output, num_channels, presence_penalty, frequency_penalty):
+    """Presence and frequency penalties: output[i] = logits[i] - (presence_penalty +
+    frequency_penalty * counts[i]) (f32) where counts[i] != 0, else logits[i].
+
+    logits f32 [num_channels]; counts int32/uint32 [num_channels] (how often each token
+    occurs in the context); output f32 [num_channels] written (it may be logits itself).
+    Returns output."""
+    op = "f32_apply_penalties"
+    V = count(num_channels, "num_channels")
+    presence = real(presence_penalty, "presence_penalty")
+    frequency = real(frequency_penalty, "frequency_penalty")
+    call = Call(op)
+    lg = call.tensor(logits, "logits", F32)
+    call.need(lg, V, "num_channels")
+    c = call.tensor(counts, "counts", U32)
+    call.need(c, V, "num_channels")
+    out = call.tensor(output, "output", F32, writable=True)
+    call.need(out, V, "num_channels")
+    _run(call, _native.f32_apply_penalties, lg.address, c.address, out.address, V, presence, frequency)
+    return output
+
+
+def f32_sample_logits(logits, prediction, num_channels, temperature, top_k, top_p, rng_seed, rng_offset):
+    """Draws one token from logits f32 [num_channels] with temperature (0: the argmax),
+    top_k (0: off) and top_p (1: off), as the engine's sampler; prediction int32/uint32
+    (first element written). u comes from Squares32(rng_offset, rng_seed); the same
+    arguments give the same token on one backend (the C header kernels.h has the steps).
+    Returns prediction."""
+    op = "f32_sample_logits"
+    V = count(num_channels, "num_channels")
+    temp = real(temperature, "temperature")
+    k = count(top_k, "top_k", minimum=0)
+    p = real(top_p, "top_p")
+    seed = count(rng_seed, "rng_seed", minimum=0, maximum=U64_MAX)
+    offset = count(rng_offset, "rng_offset", minimum=0, maximum=U64_MAX)
+    call = Call(op)
+    lg = call.tensor(logits, "logits", F32)
+    call.need(lg, V, "num_channels")
+    pr = call.tensor(prediction, "prediction", U32, writable=True)
+    _run(call, _native.f32_sample_logits, lg.address, pr.address, V, temp, k, p, seed, offset)
     return prediction
 
 

@@ -275,6 +275,16 @@ def _calls():
         return g.f32_sample(c.t("prob"), c.t("sum"), pred, c.v("num_channels"), c.v("rng_seed"),
                             c.v("rng_offset")), pred
 
+    def penalties(L, c):
+        out = c.t("output")  # in place: the logits tensor itself
+        return g.f32_apply_penalties(c.t("logits"), c.t("counts"), out, c.v("num_channels"),
+                                     c.v("presence_penalty"), c.v("frequency_penalty")), out
+
+    def sample_logits(L, c):
+        pred = c.t("prediction")
+        return g.f32_sample_logits(c.t("logits"), pred, c.v("num_channels"), c.v("temperature"), c.v("top_k"),
+                                   c.v("top_p"), c.v("rng_seed"), c.v("rng_offset")), pred
+
     def fill(fn, ranged):
         def call(L, c):
             out = c.t("output")
@@ -326,6 +336,8 @@ def _calls():
         "f32_accumulate": accumulate,
         "f32_softmax": softmax,
         "f32_sample": sample,
+        "f32_apply_penalties": penalties,
+        "f32_sample_logits": sample_logits,
         "f32_accumulate_bf16w_rmsnorm": accumulate_rmsnorm,
         "f32_bf16w_rmsnorm_matmul_topk": gate,
     }
@@ -352,8 +364,9 @@ def run(lib, problem, call=None, seed_offset=0):
         lib.sync()
         outs = [None if b.role == IN else np.ascontiguousarray(lib.get(t)).view(b.dtype).reshape(-1)
                 for b, t in zip(buffers, c.tensors)]
-        for b, t in zip(buffers, c.tensors):
-            if b.role == IN and not np.array_equal(np.ascontiguousarray(lib.get(t)).view(b.dtype).reshape(-1), b.host):
+        for b, t in zip(buffers, c.tensors):  # bit for bit (inputs may hold NaN)
+            if b.role == IN and not np.array_equal(np.ascontiguousarray(lib.get(t)).view(np.uint8).reshape(-1),
+                                                   b.host.view(np.uint8)):
                 return "input %s was modified" % b.name, None
         failure = problem.check(outs)
         if failure:

@@ -8,9 +8,18 @@
  *
  * sample: target u * sum and the prefix sums in double, prob in index order; the first index whose
  * inclusive prefix reaches target wins; if none does (rounding), the last index with
- * prob > 0; if every prob is 0 (or NaN), num_channels - 1. */
+ * prob > 0; if every prob is 0 (or NaN), num_channels - 1.
+ *
+ * apply_penalties: one loop, the f32 formula of the contract.
+ *
+ * sample_logits: the contract's steps literally, on one thread: the first logit in draw
+ * order by its key; the candidates (z > -745) gathered by index and, when top-k or top-p
+ * is on, put in draw order by a stable radix sort on the key (ties stay by index); the
+ * masses of the kept ones (math.h) summed in 128-bit integers; the top-p and draw
+ * thresholds are exact (math.h), the first prefix that reaches each wins. */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "common/math.h"
 #include "cpu/cpu.h"
@@ -88,5 +97,108 @@ enum gptoss_status gptoss_cpu_f32_sample(gptoss_backend_t backend, const struct 
         }
     }
     *args->prediction = last_positive != UINT32_MAX ? last_positive : args->num_channels - 1;
+    return gptoss_status_success;
+}
+
+enum gptoss_status gptoss_cpu_f32_apply_penalties(gptoss_backend_t backend,
+                                                  const struct gptoss_f32_apply_penalties_args* args) {
+    const float presence = args->presence_penalty, frequency = args->frequency_penalty;
+    for (uint32_t i = 0; i < args->num_channels; i++) {
+        const uint32_t count = args->counts[i];
+        const float logit = args->logits[i];
+        args->output[i] = count != 0 ? logit - (presence + frequency * (float) count) : logit;
+    }
+    return gptoss_status_success;
+}
+
+/* Sorts ids[0..n) (given in increasing order) by gptoss_sample_key, stably: least
+ * significant byte first, a pass skipped when every key has the same byte there. */
+static void sort_by_key(uint32_t* ids, uint32_t n, const float* logits, uint32_t* tmp) {
+    uint32_t *src = ids, *dst = tmp;
+    for (unsigned shift = 0; shift < 32; shift += 8) {
+        uint32_t count[256] = {0};
+        for (uint32_t j = 0; j < n; j++) count[(gptoss_sample_key(logits[src[j]]) >> shift) & 255]++;
+        if (count[(gptoss_sample_key(logits[src[0]]) >> shift) & 255] == n) continue;
+        uint32_t start[256], sum = 0;
+        for (int d = 0; d < 256; d++) {
+            start[d] = sum;
+            sum += count[d];
+        }
+        for (uint32_t j = 0; j < n; j++) dst[start[(gptoss_sample_key(logits[src[j]]) >> shift) & 255]++] = src[j];
+        uint32_t* t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != ids) memcpy(ids, src, (size_t) n * sizeof *ids);
+}
+
+enum gptoss_status gptoss_cpu_f32_sample_logits(gptoss_backend_t backend,
+                                                const struct gptoss_f32_sample_logits_args* args) {
+    const uint32_t V = args->num_channels;
+    const float* logits = args->logits;
+    /* step 1: the first logit in draw order (lowest key, then lowest index) */
+    uint32_t first = 0, first_key = gptoss_sample_key(logits[0]);
+    for (uint32_t i = 1; i < V; i++) {
+        const uint32_t key = gptoss_sample_key(logits[i]);
+        if (key < first_key) {
+            first_key = key;
+            first = i;
+        }
+    }
+    if (first_key == UINT32_MAX) { /* every logit NaN */
+        *args->prediction = 0;
+        return gptoss_status_success;
+    }
+    const float m_f32 = logits[first];
+    if (args->temperature == 0.0f || !isfinite(m_f32)) {
+        *args->prediction = first;
+        return gptoss_status_success;
+    }
+    const double m = (double) m_f32, inv_t = 1.0 / (double) args->temperature;
+    const uint32_t u24 = gptoss_squares32(args->rng_offset, args->rng_seed) & 0xFFFFFFu;
+
+    /* the candidates by index (then in draw order), their masses: 16-byte aligned first */
+    void* scratch = NULL;
+    GPTOSS_TRY(gptoss_cpu_scratch_acquire(backend, (size_t) V * (sizeof(gptoss_u128) + 2 * sizeof(uint32_t)),
+                                          &scratch));
+    gptoss_u128* mass = scratch;
+    uint32_t* ids = (uint32_t*) (mass + V);
+    uint32_t* tmp = ids + V;
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < V; i++) {
+        if (gptoss_sample_z(logits[i], m, inv_t) > GPTOSS_SAMPLE_NEVER) ids[n++] = i;
+    }
+    if (args->top_k != 0 || args->top_p < 1.0f) sort_by_key(ids, n, logits, tmp);
+    if (args->top_k != 0 && args->top_k < n) n = args->top_k;
+    gptoss_u128 total = 0;
+    for (uint32_t j = 0; j < n; j++) {
+        mass[j] = gptoss_sample_mass(gptoss_sample_z(logits[ids[j]], m, inv_t));
+        total += mass[j];
+    }
+    uint32_t keep = n;
+    if (args->top_p < 1.0f) { /* K: the first prefix that reaches top_p C_n */
+        const gptoss_u128 threshold = gptoss_sample_top_p_threshold(total, args->top_p);
+        gptoss_u128 prefix = 0;
+        for (uint32_t j = 0; j < n; j++) {
+            prefix += mass[j];
+            if (prefix >= threshold) {
+                keep = j + 1;
+                total = prefix;
+                break;
+            }
+        }
+    }
+    const gptoss_u128 threshold = gptoss_sample_draw_threshold(total, u24);
+    gptoss_u128 prefix = 0;
+    uint32_t pick = ids[keep - 1];
+    for (uint32_t j = 0; j < keep; j++) {
+        prefix += mass[j];
+        if (prefix >= threshold) {
+            pick = ids[j];
+            break;
+        }
+    }
+    gptoss_cpu_scratch_release(backend);
+    *args->prediction = pick;
     return gptoss_status_success;
 }

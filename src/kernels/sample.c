@@ -1,5 +1,5 @@
-/* Argument checks of the sampling kernels (softmax pass, draw); src/kernels/run.c runs
- * them before the backend entry. */
+/* Argument checks of the sampling kernels (softmax pass, draw from probabilities,
+ * penalties, draw from logits); src/kernels/run.c runs them before the backend entry. */
 #include "kernels/check.h"
 
 enum gptoss_status gptoss_check_f32_softmax(gptoss_backend_t backend, const struct gptoss_f32_softmax_args* args) {
@@ -40,5 +40,41 @@ enum gptoss_status gptoss_check_f32_sample(gptoss_backend_t backend, const struc
             return gptoss_fail(GPTOSS_INVALID, "*sum %g is not a finite value > 0", (double) total);
         }
     }
+    return gptoss_status_success;
+}
+
+enum gptoss_status gptoss_check_f32_apply_penalties(gptoss_backend_t backend,
+                                                    const struct gptoss_f32_apply_penalties_args* args) {
+    GPTOSS_TRY(gptoss_check_pointer(args->logits, "logits", 4));
+    GPTOSS_TRY(gptoss_check_pointer(args->counts, "counts", 4));
+    GPTOSS_TRY(gptoss_check_pointer(args->output, "output", 4));
+    GPTOSS_TRY(gptoss_check_nonzero(args->num_channels, "num_channels"));
+    GPTOSS_TRY(gptoss_check_finite(args->presence_penalty, "presence_penalty"));
+    GPTOSS_TRY(gptoss_check_finite(args->frequency_penalty, "frequency_penalty"));
+    GPTOSS_TRY(GPTOSS_SIZE1("logits", 4, NULL, args->num_channels));
+    const uint64_t bytes = (uint64_t) args->num_channels * 4;
+    /* In place (output == logits) is allowed; any other overlap is not. */
+    if ((const void*) args->output != (const void*) args->logits) {
+        GPTOSS_TRY(gptoss_check_disjoint(args->output, bytes, "output", args->logits, bytes, "logits"));
+    }
+    GPTOSS_TRY(gptoss_check_disjoint(args->output, bytes, "output", args->counts, bytes, "counts"));
+    return gptoss_status_success;
+}
+
+enum gptoss_status gptoss_check_f32_sample_logits(gptoss_backend_t backend,
+                                                  const struct gptoss_f32_sample_logits_args* args) {
+    GPTOSS_TRY(gptoss_check_pointer(args->logits, "logits", 4));
+    GPTOSS_TRY(gptoss_check_pointer(args->prediction, "prediction", 4));
+    GPTOSS_TRY(gptoss_check_nonzero(args->num_channels, "num_channels"));
+    GPTOSS_TRY(gptoss_check_finite(args->temperature, "temperature"));
+    if (!(args->temperature >= 0.0f)) {
+        return gptoss_fail(GPTOSS_INVALID, "temperature %g is negative", (double) args->temperature);
+    }
+    if (!(args->top_p > 0.0f && args->top_p <= 1.0f)) {
+        return gptoss_fail(GPTOSS_INVALID, "top_p %g is not in (0, 1]", (double) args->top_p);
+    }
+    GPTOSS_TRY(GPTOSS_SIZE1("logits", 4, NULL, args->num_channels));
+    GPTOSS_TRY(gptoss_check_disjoint(args->prediction, 4, "prediction", args->logits,
+                                     (uint64_t) args->num_channels * 4, "logits"));
     return gptoss_status_success;
 }

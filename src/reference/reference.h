@@ -75,5 +75,15 @@ void gptoss_ref_f32_softmax(const struct gptoss_f32_softmax_args* args, double* 
  * (written to args->prediction); also returns the target (u * sum) for the harness's
  * boundary check. */
 void gptoss_ref_f32_sample(const struct gptoss_f32_sample_args* args, double* target_out);
+/* out = logits - (presence + frequency * count) in double where count != 0, else logits */
+void gptoss_ref_f32_apply_penalties(const struct gptoss_f32_apply_penalties_args* args, double* output);
+/* The draw from logits, literally and in double (the engine's host sampler): the
+ * candidates in their order (order u32[num_channels], the first *n_out: after top-k),
+ * p_i = exp(z_i) (prob), the prefix sums C_1..C_n added left to right (prefix), K
+ * (*keep_out: top_p C_n, in double), u (*u_out, in [0, 1)) and the token these double sums
+ * give (args->prediction). Greedy cases (all NaN, temperature 0, a maximum that is not
+ * finite): *n_out = 0 and the token. */
+void gptoss_ref_f32_sample_logits(const struct gptoss_f32_sample_logits_args* args, uint32_t* order, double* prob,
+                                  double* prefix, uint32_t* n_out, uint32_t* keep_out, double* u_out);
 
 #endif

@@ -340,6 +340,14 @@ def case_bench_bound(a):
         check(not noted, "no cache size known: no cache note")
     else:
         check(noted == (gb * 1e9 <= llc * 1.001), "the cache note iff %.3f GB per token fit in the %d-byte cache" % (gb, llc))
+    # -d: the depth is prefilled once and reused; a depth the context cannot hold is refused
+    r = run([a.gptoss, "bench", "-m", a.model, "-p", "8", "-n", "2", "-r", "2", "-t", "1", "-d", "300"])
+    check(r.returncode == 0 and re.search(r"\| +pp8 @ d300 \|", r.stdout) and re.search(r"\| +tg2 @ d300 \|", r.stdout)
+          and "depth: 300 tokens prefilled" in r.stderr and "tg2 @ d300: " in r.stderr,
+          "bench -d 300: pp8 @ d300 and tg2 @ d300", "status %d, %r %r" % (r.returncode, r.stdout, r.stderr[-300:]))
+    r = run([a.gptoss, "bench", "-m", a.model, "-p", "8", "-n", "2", "-r", "1", "-t", "1", "-d", "5000"])
+    check(r.returncode == 1 and "-d 5000 with -p 8 / -n 2 needs 5008 tokens; the context holds" in r.stderr,
+          "bench -d beyond the context: refused", "status %d, stderr %r" % (r.returncode, r.stderr[-300:]))
     return 0
 
 

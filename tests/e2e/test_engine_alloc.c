@@ -4,8 +4,11 @@
  * and must make no allocation: host malloc, calloc, realloc, aligned_alloc and
  * posix_memalign (from any thread: the CPU backend's pool included; tests/alloc_count.h),
  * gptoss_backend_alloc, and with CUDA cudaMalloc and cudaMallocFromPoolAsync (wrapped here,
- * tests/e2e/CMakeLists.txt). Greedy, device and host sampling each get a
- * context; every CPU variant of this processor runs (or --backend cuda). A first case
+ * tests/e2e/CMakeLists.txt). Greedy, temperature alone (f32_softmax + f32_sample on the
+ * CPU), top-p with penalties (the host sampler on the CPU) and the same through the
+ * sampling kernels (params.sampling; with counts copied per token) each get a context (on
+ * CUDA all sampling goes through the kernels); every CPU variant of this processor runs (or
+ * --backend cuda). A first case
  * checks that the counter sees an allocation. Output: PASS/FAIL/SKIP lines, then "N
  * passed, N failed, N skipped".
  *
@@ -65,8 +68,8 @@ static void counter_case(gptoss_backend_t b, const char* variant) {
     report(st == gptoss_status_success && counted >= 2, "counter", variant, detail);
 }
 
-enum mode { mode_greedy, mode_device, mode_host };
-static const char* const mode_names[] = {"greedy", "device_sampler", "host_sampler"};
+enum mode { mode_greedy, mode_device, mode_host, mode_kernels };
+static const char* const mode_names[] = {"greedy", "device_sampler", "host_sampler", "kernel_sampler"};
 
 #define DECODE_STEPS 32
 
@@ -82,13 +85,14 @@ static void decode_case(gptoss_model_t model, enum mode mode, const char* varian
     params.context_length = 256;
     params.max_batch_tokens = 7;
     params.graphs = g_graphs;
+    params.sampling = mode == mode_kernels ? gptoss_sampling_kernels : gptoss_sampling_auto;
     enum gptoss_status st = gptoss_context_create_with_params(model, &params, &ctx);
     if (st == gptoss_status_success && mode != mode_greedy) {
         st = gptoss_sampler_create(&sampler);
         if (st == gptoss_status_success) st = gptoss_sampler_set_temperature(sampler, 0.8f);
         if (st == gptoss_status_success) st = gptoss_sampler_set_seed(sampler, 42);
-        if (st == gptoss_status_success && mode == mode_host) st = gptoss_sampler_set_top_p(sampler, 0.9f);
-        if (st == gptoss_status_success && mode == mode_host) st = gptoss_sampler_set_presence_penalty(sampler, 0.5f);
+        if (st == gptoss_status_success && mode >= mode_host) st = gptoss_sampler_set_top_p(sampler, 0.9f);
+        if (st == gptoss_status_success && mode >= mode_host) st = gptoss_sampler_set_presence_penalty(sampler, 0.5f);
     }
     static const char prompt[] = "Counting allocations: a prompt of some thirty tokens, processed in chunks of "
                                  "seven, then decode steps one token at a time.";
@@ -126,7 +130,7 @@ static void run_backend(gptoss_backend_t b, const char* variant) {
         report(0, "model", variant, detail);
         return;
     }
-    for (int m = mode_greedy; m <= mode_host; m++) decode_case(model, (enum mode) m, variant);
+    for (int m = mode_greedy; m <= mode_kernels; m++) decode_case(model, (enum mode) m, variant);
     gptoss_model_release(model);
 }
 

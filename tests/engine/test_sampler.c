@@ -15,10 +15,19 @@
  * The bucketed path and its hand-over to the exact path must both run (the scratch counts
  * them; printed per section). Guard words after the logits; the penalty counts must be
  * zero after every draw. With the error intervals set to zero the near ties fail.
+ *
+ * Every draw also goes through the sampling kernels (kernels.h: f32_apply_penalties with
+ * the history's counts, f32_sample_logits; CPU backend), which add the probabilities
+ * exactly instead of in double: their penalized logits must equal the host sampler's bit
+ * for bit, and their token the host's on the random draws and fixed cases (a draw within
+ * the host's rounding of a boundary, about 1e-11 of the mass, is not expected there). At
+ * the near ties they may differ: how often is printed.
  * Usage: test_sampler [SEED] (default: from the clock; printed). */
 #include <float.h>
 #include <math.h>
 #include <time.h>
+
+#include <gptoss/kernels.h>
 
 #include "engine_internal.h"
 #include "test_util.h"
@@ -172,9 +181,13 @@ static uint32_t oracle_pick(const struct gptoss_sampler* s, float* logits, const
 
 static struct gptoss_sampler_scratch g_lib;
 static struct oracle_scratch g_ora;
-static float *g_logits_lib, *g_logits_ora;
+static float *g_logits_lib, *g_logits_ora, *g_logits_ker;
+static uint32_t* g_counts; /* the kernels' counts of the history's ids */
 static uint32_t g_capacity;
 static unsigned g_draws;
+static gptoss_backend_t g_cpu;   /* the sampling kernels' backend */
+static int g_kernels_strict = 1; /* 0: near ties, where the kernels may differ (counted) */
+static unsigned g_kernel_draws, g_kernel_differ;
 static uint64_t g_fast_done, g_fallback_done; /* counts of freed scratches */
 
 static uint64_t fast_draws(void) { return g_fast_done + g_lib.fast_draws; }
@@ -195,17 +208,46 @@ static void prepare(uint32_t V) {
         free(g_ora.count);
         free(g_logits_lib);
         free(g_logits_ora);
+        free(g_logits_ker);
+        free(g_counts);
         g_ora.index = malloc(V * sizeof(uint32_t));
         g_ora.prob = malloc(V * sizeof(double));
         g_ora.count = calloc(V, sizeof(uint32_t));
         g_logits_lib = malloc((V + GUARD) * sizeof(float));
         g_logits_ora = malloc((V + GUARD) * sizeof(float));
+        g_logits_ker = malloc(V * sizeof(float));
+        g_counts = malloc(V * sizeof(uint32_t));
         g_capacity = V;
     }
     g_ora.vocabulary_size = V;
 }
 
-/* Draws with both; 1 when they agree (token, logits after the penalties, guards, counts). */
+/* The draw through the kernels (penalties in place, then f32_sample_logits); the logits
+ * after the penalties in g_logits_ker. UINT32_MAX when a call fails (a failure is
+ * reported). */
+static uint32_t kernels_pick(const float* logits, uint32_t V, const struct gptoss_sampler* s, const uint32_t* history,
+                             size_t history_size, uint64_t rng_offset) {
+    memcpy(g_logits_ker, logits, V * sizeof(float));
+    enum gptoss_status st = gptoss_status_success;
+    if (s->presence_penalty != 0.0f || s->frequency_penalty != 0.0f) {
+        memset(g_counts, 0, V * sizeof(uint32_t));
+        for (size_t i = 0; i < history_size; i++) {
+            if (history[i] < V) g_counts[history[i]]++;
+        }
+        st = gptoss_f32_apply_penalties(g_cpu, g_logits_ker, g_counts, g_logits_ker, V, s->presence_penalty,
+                                        s->frequency_penalty);
+    }
+    uint32_t token = UINT32_MAX;
+    if (st == gptoss_status_success) {
+        st = gptoss_f32_sample_logits(g_cpu, g_logits_ker, &token, V, s->temperature, s->top_k, s->top_p,
+                                      s->seed + GPTOSS_SAMPLER_SEED_OFFSET, rng_offset);
+    }
+    CHECK(st == gptoss_status_success, "sampling kernels: %s", gptoss_last_error());
+    return st == gptoss_status_success ? token : UINT32_MAX;
+}
+
+/* Draws with both; 1 when they agree (token, logits after the penalties, guards, counts).
+ * Also with the kernels (g_kernels_strict: the same token). */
 static int compare(const char* what, const float* logits, uint32_t V, const struct gptoss_sampler* s,
                    const uint32_t* history, size_t history_size, uint64_t rng_offset) {
     prepare(V);
@@ -223,6 +265,16 @@ static int compare(const char* what, const float* logits, uint32_t V, const stru
         ok = ok && bits == GUARD_BITS;
     }
     for (size_t i = 0; i < history_size; i++) ok = ok && (history[i] >= V || g_lib.count[history[i]] == 0);
+    const uint32_t kernels = kernels_pick(logits, V, s, history, history_size, rng_offset);
+    g_kernel_draws++;
+    g_kernel_differ += kernels != got;
+    CHECK(memcmp(g_logits_ker, g_logits_lib, V * sizeof(float)) == 0, "%s: V %u presence %g frequency %g: the "
+          "penalties kernel's logits differ from the host sampler's", what, V, (double) s->presence_penalty,
+          (double) s->frequency_penalty);
+    CHECK(!g_kernels_strict || kernels == got, "%s: V %u T %.9g top_p %.9g top_k %u presence %g frequency %g seed "
+          "%llu offset %llu: kernels %u, host %u", what, V, (double) s->temperature, (double) s->top_p, s->top_k,
+          (double) s->presence_penalty, (double) s->frequency_penalty, (unsigned long long) s->seed,
+          (unsigned long long) rng_offset, kernels, got);
     CHECK(ok, "%s: V %u T %.9g top_p %.9g top_k %u presence %g frequency %g seed %llu offset %llu: token %u, "
           "oracle %u%s", what, V, (double) s->temperature, (double) s->top_p, s->top_k, (double) s->presence_penalty,
           (double) s->frequency_penalty, (unsigned long long) s->seed, (unsigned long long) rng_offset, got, want,
@@ -446,15 +498,24 @@ static void run_small(void) {
 }
 static void run_real(void) { test_random(201088, 60); }
 static void run_near_ties(void) {
+    const unsigned draws = g_kernel_draws, differ = g_kernel_differ;
+    g_kernels_strict = 0;
     for (int i = 0; i < 40; i++) {
         for (int mode = 0; mode < 3; mode++) near_tie(50 + below(400), mode);
     }
+    g_kernels_strict = 1;
+    printf("  (near ties: the kernels' token differs from the host's in %u of %u draws)\n", g_kernel_differ - differ,
+           g_kernel_draws - draws);
 }
 
 int main(int argc, char** argv) {
     const uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 10) : (uint64_t) time(NULL);
     printf("test_sampler seed %llu\n", (unsigned long long) seed);
     g_rng = seed;
+    if (gptoss_backend_create_cpu(1, &g_cpu) != gptoss_status_success) {
+        fprintf(stderr, "test_sampler: CPU backend: %s\n", gptoss_last_error());
+        return 1;
+    }
 
     section("fixed cases", test_fixed);
     section("random, V 1..20000", run_small);
@@ -462,5 +523,6 @@ int main(int argc, char** argv) {
     section("near ties", run_near_ties);
     CHECK(fast_draws() > 0 && fallback_draws() > 0, "both paths must run");
     gptoss_sampler_scratch_free(&g_lib);
+    gptoss_backend_release(g_cpu);
     return finish();
 }

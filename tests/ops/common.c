@@ -401,6 +401,14 @@ void tc_failf(struct tc_result* res, const char* fmt, ...) {
     va_end(ap);
 }
 
+void tc_note_error(struct tc_result* res, double err, double tol) {
+    if (res->n_tol++ == 0 || err > res->max_err) {
+        res->max_err = err;
+        res->tol_at_max = tol;
+    }
+    if (tol > 0 && err / tol > res->max_ratio) res->max_ratio = err / tol;
+}
+
 static bool is_nan_f32(const void* p, size_t i) {
     uint32_t u;
     memcpy(&u, (const uint8_t*) p + 4 * i, 4);
@@ -429,6 +437,7 @@ static void compare_span(const struct tc_problem* p, const struct tc_span* s, vo
             }
             if (!ok && nbad++ == 0) first = i;
         }
+        res->n_exact += s->n;
         if (nbad) {
             uint32_t go = 0, we = 0;
             memcpy(&go, out + (s->start + first) * es, es);
@@ -451,8 +460,7 @@ static void compare_span(const struct tc_problem* p, const struct tc_span* s, vo
         } else {
             const double err = fabs(o - r);
             ok = err <= t;
-            if (err > res->max_err) res->max_err = err;
-            if (t > 0 && err / t > res->max_ratio) res->max_ratio = err / t;
+            tc_note_error(res, err, t);
         }
         if (!ok && nbad++ == 0) {
             first = i;

@@ -51,11 +51,12 @@ enum {
     TC_BENCH = 1u << 1,        /* a row of the benchmarks (bench/bench.c, tools/cuda_bench.c) */
     TC_NO_BIAS = 1u << 2,      /* bias pointer NULL (matmul family, sdpa: no sinks) */
     TC_YARN_NEUTRAL = 1u << 3, /* plain RoPE (interp 1, offset 0, scale 0, mult 1) */
-    TC_TIES = 1u << 4,         /* inputs with exact ties (topk, unembedding argmax) */
-    TC_INPLACE = 1u << 5,      /* rmsnorm output == input */
+    TC_TIES = 1u << 4,         /* inputs with exact ties (topk, unembedding argmax, sample_logits) */
+    TC_INPLACE = 1u << 5,      /* rmsnorm, apply_penalties: output == input */
     TC_SEED_README = 1u << 6,  /* the seed README's SDPA example, repeated with fresh draws */
     TC_ALL_SCALES = 1u << 7,   /* mf4 convert: every raw scale 0..255 (inf/NaN included) */
-    TC_SPARSE = 1u << 8,       /* sample: half of the probabilities are exactly 0 */
+    TC_SPARSE = 1u << 8,       /* sample: half of the probabilities are exactly 0; penalties,
+                                * sample_logits: -inf and NaN logits */
     TC_BENCH_ONLY = 1u << 9,   /* only a benchmark row; the tests leave it out */
     TC_TINY_SCALES = 1u << 10, /* moe: scale bytes 0..9 (weights 2^-142 .. 6*2^-132, f32
                                 * subnormals), activations near 2^118, bias ~ +-2^-12 */
@@ -144,9 +145,12 @@ struct tc_expect {
 struct tc_result {
     bool fail;
     char msg[512];
-    double max_err;   /* max |out - ref| over tolerance spans */
-    double max_ratio; /* max |out - ref| / tol */
-    double time_s;    /* one call (per draw for draw-based cases), including synchronize */
+    double max_err;    /* max |out - ref| over the elements compared with a tolerance */
+    double tol_at_max; /* the tolerance of the element where max_err is */
+    double max_ratio;  /* max |out - ref| / tol over them */
+    uint64_t n_tol;    /* elements compared with a tolerance (tc_note_error) */
+    uint64_t n_exact;  /* elements compared bit for bit */
+    double time_s;     /* one call (per draw for draw-based cases), including synchronize */
 };
 
 /* ------------------------------------------------------------------------------------
@@ -220,6 +224,9 @@ void tc_expect_free(struct tc_expect* ex);
 void tc_check(struct tc_problem* p, const struct tc_expect* ex, void* const outs[], struct tc_result* res);
 
 void tc_failf(struct tc_result* res, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Records one element compared with a tolerance: |out - ref| = err, allowed tol (the
+ * max_err, tol_at_max, max_ratio and n_tol of res). */
+void tc_note_error(struct tc_result* res, double err, double tol);
 
 double tc_bytes(const struct tc_op* op, const struct tc_case* c);
 double tc_flops(const struct tc_op* op, const struct tc_case* c);

@@ -254,10 +254,9 @@ static void verify(struct tc_problem* p, const struct tc_expect* ex, void* const
     size_t bad = 0, first = 0;
     for (size_t j = 0; j < out_n; j++) {
         const double r = ref[(size_t) history * row + j];
-        const double err = fabs((double) out[j] - r);
-        if (!(err <= 1e-3 + 1e-3 * fabs(r)) && bad++ == 0) first = j;
-        if (err > res->max_err) res->max_err = err;
-        if (err / 1e-3 > res->max_ratio) res->max_ratio = err / 1e-3;
+        const double err = fabs((double) out[j] - r), tol = 1e-3 + 1e-3 * fabs(r);
+        if (!(err <= tol) && bad++ == 0) first = j;
+        tc_note_error(res, err, tol);
     }
     if (bad != 0) {
         tc_failf(res, "draw %u: %zu of %zu elements outside atol=rtol=1e-3, first [%zu] got %.9g want %.9g", p->draw,
