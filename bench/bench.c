@@ -6,7 +6,7 @@
  * full, the fused decode kernels) plus 512-token prefill rows (GFLOP/s).
  *
  *   bench [-t THREADS] [--backend cpu|cuda] [--isa auto|scalar|avx2|avx512] [-n RUNS]
- *         [--filter SUBSTR] [--bw-mb MB]
+ *         [--filter SUBSTR] [--bw-mb MB] [--peak-s SECONDS]
  *
  * First it measures this machine's read bandwidth in the same run: a read-only pass
  * (sum) over a 2 GB f32 buffer with AVX2 and the same number of threads, best of 5.
@@ -157,7 +157,7 @@ static bool bench_case(gptoss_backend_t be, bool cuda, const struct tc_op* op, c
 static void usage(void) {
     fprintf(stderr,
             "usage: bench [-t THREADS] [--backend cpu|cuda] [--isa auto|scalar|avx2|avx512] [-n RUNS]\n"
-            "             [--filter SUBSTR] [--bw-mb MB]\n");
+            "             [--filter SUBSTR] [--bw-mb MB] [--peak-s SECONDS]\n");
 }
 
 int main(int argc, char** argv) {
@@ -166,6 +166,7 @@ int main(int argc, char** argv) {
     const char* isa_name = "auto";
     const char* filter = NULL;
     size_t bw_mb = 2048;
+    double peak_s = 0.2; /* per pass of the FMA peak loops; 0 skips them (their CPU time varies with load) */
     for (int i = 1; i < argc; i++) {
         if ((strcmp(argv[i], "-t") == 0 || strcmp(argv[i], "--threads") == 0) && i + 1 < argc) {
             threads = (uint32_t) strtoul(argv[++i], NULL, 0);
@@ -177,6 +178,8 @@ int main(int argc, char** argv) {
             runs = (uint32_t) strtoul(argv[++i], NULL, 0);
         } else if (strcmp(argv[i], "--filter") == 0 && i + 1 < argc) {
             filter = argv[++i];
+        } else if (strcmp(argv[i], "--peak-s") == 0 && i + 1 < argc) {
+            peak_s = strtod(argv[++i], NULL);
         } else if (strcmp(argv[i], "--bw-mb") == 0 && i + 1 < argc) {
             bw_mb = strtoull(argv[++i], NULL, 0);
         } else {
@@ -215,11 +218,15 @@ int main(int argc, char** argv) {
         bw = measure_read_bandwidth(bw_mb << 20, threads, 5);
         printf("read bandwidth: %.2f GB/s (sum of a %zu MB f32 buffer, %s, %u threads, best of 5)\n", bw, bw_mb,
                __builtin_cpu_supports("avx2") ? "AVX2" : "scalar", threads);
-        const double p512 = gptoss_bench_peak_gflops(gptoss_peak_fma_avx512, threads, 0.2, 3);
-        const double p256 = gptoss_bench_peak_gflops(gptoss_peak_fma_avx2, threads, 0.2, 3);
-        const double pbf16 = gptoss_bench_peak_gflops(gptoss_peak_dpbf16, threads, 0.2, 3);
-        printf("f32 FMA peak: %.1f GFLOP/s AVX-512, %.1f AVX2 (%u threads, best of 3; 0 = not supported); "
-               "vdpbf16ps %.1f (bf16 products)\n", p512, p256, threads, pbf16);
+        const double p512 = gptoss_bench_peak_gflops(gptoss_peak_fma_avx512, threads, peak_s, 3);
+        const double p256 = gptoss_bench_peak_gflops(gptoss_peak_fma_avx2, threads, peak_s, 3);
+        const double pbf16 = gptoss_bench_peak_gflops(gptoss_peak_dpbf16, threads, peak_s, 3);
+        if (peak_s > 0) {
+            printf("f32 FMA peak: %.1f GFLOP/s AVX-512, %.1f AVX2 (%u threads, best of 3; 0 = not supported); "
+                   "vdpbf16ps %.1f (bf16 products)\n", p512, p256, threads, pbf16);
+        } else {
+            printf("f32 FMA peak: not measured (--peak-s 0)\n");
+        }
         const char* name = gptoss_backend_get_name(be);
         peak = strncmp(name, "cpu-avx2", 8) == 0 ? p256 : strncmp(name, "cpu-avx512", 10) == 0 ? p512
                                                                                              : fmax(p256, p512);

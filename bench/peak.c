@@ -114,7 +114,7 @@ static int supported(enum gptoss_peak_kind kind) {
 
 double gptoss_bench_peak_gflops(enum gptoss_peak_kind kind, uint32_t threads, double seconds, int passes) {
     static const double flops_per_op[] = {16, 32, 64};
-    if (threads == 0 || passes < 1 || !supported(kind)) return 0;
+    if (threads == 0 || passes < 1 || seconds <= 0 || !supported(kind)) return 0;
     struct peak_job* jobs = calloc(threads, sizeof *jobs);
     pthread_t* tid = calloc(threads, sizeof *tid);
     double best = 0;
