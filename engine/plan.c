@@ -34,32 +34,34 @@ static struct gptoss_plan_call* append(struct gptoss_plan* plan, enum gptoss_ker
 #define W(m, off) ((const gptoss_bf16*) ((m)->weights + (off)))
 
 /* Layer l's attention: its RMSNorm (unless the previous layer's fused call computed it),
- * QKV with RoPE and the K/V write, then for the R rows that continue (the last n - r0 =
- * R) SDPA and the output projection added to the residual. */
+ * QKV with RoPE and the K/V write of every row, then for the R rows that continue (the
+ * last n - r0 = R) SDPA and the output projection added to the residual. The rows'
+ * positions, sequences and the block tables of the layer's group are the step's buffers. */
 static void build_attention(struct gptoss_plan* plan, const struct gptoss_plan_setup* setup, uint32_t l,
                             int norm_ready, uint32_t R) {
     const struct gptoss_model* m = setup->model;
     const struct gptoss_model_config* cfg = &m->config;
     const struct gptoss_forward_buffers* b = setup->buffers;
     const struct gptoss_layer_offsets* lw = &m->layers[l];
+    const struct gptoss_kv_pool* kv = b->kv;
     const uint32_t n = plan->n, H = cfg->embedding_dim, D = cfg->head_dim, Hq = cfg->num_heads, Hkv = cfg->num_kv_heads;
-    const size_t T = setup->max_tokens;
-    float* kv = b->kv + (size_t) l * Hkv * T * 2 * D;
+    float* cache = gptoss_kv_layer(kv, l);
+    const uint32_t* tables = b->tables[gptoss_kv_group(l)];
     if (!norm_ready) {
         *APPEND(plan, f32_bf16w_rmsnorm, l, "attention rmsnorm") = (struct gptoss_f32_bf16w_rmsnorm_args){
             b->residual, W(m, lw->attn_norm), b->norm, n, H, cfg->rmsnorm_epsilon};
     }
-    /* token_offset: the position (gptoss_plan_set_position) */
-    *APPEND(plan, f32_bf16w_matmul_qkv, l, "qkv") = (struct gptoss_f32_bf16w_matmul_qkv_args){
-        b->norm, W(m, lw->qkv_weight), W(m, lw->qkv_bias), b->qkv, kv, n, H, Hq, Hkv, D, 0, (uint32_t) T,
-        cfg->rope_theta, cfg->interpolation_scale, cfg->yarn_offset, cfg->yarn_scale, cfg->yarn_multiplier};
+    *APPEND(plan, f32_bf16w_matmul_qkv_varlen, l, "qkv") = (struct gptoss_f32_bf16w_matmul_qkv_varlen_args){
+        b->norm, W(m, lw->qkv_weight), W(m, lw->qkv_bias), b->qkv, cache, b->positions, b->seq_ids, tables, n, H, Hq,
+        Hkv, D, kv->head_stride, kv->block_size, setup->table_stride, setup->max_seqs, cfg->rope_theta,
+        cfg->interpolation_scale, cfg->yarn_offset, cfg->yarn_scale, cfg->yarn_multiplier};
     if (R == 0) return;
     const uint32_t r0 = n - R;
-    const uint32_t window = (l % 2 == 0) ? cfg->attention_window : UINT32_MAX;
-    /* num_kv_tokens: the position + r0 (gptoss_plan_set_position) */
-    *APPEND(plan, f32_sdpa, l, "sdpa") = (struct gptoss_f32_sdpa_args){
-        b->qkv + (size_t) r0 * D * (Hq + 2 * Hkv), kv, W(m, lw->sinks), b->attn, window, (uint64_t) 2 * T * D, R, r0,
-        Hq, Hkv, D, 1.0f};
+    const uint32_t window = gptoss_kv_group(l) == GPTOSS_KV_SLIDING ? cfg->attention_window : UINT32_MAX;
+    *APPEND(plan, f32_sdpa_varlen, l, "sdpa") = (struct gptoss_f32_sdpa_varlen_args){
+        b->qkv + (size_t) r0 * D * (Hq + 2 * Hkv), cache, W(m, lw->sinks), b->attn, b->positions + r0,
+        b->seq_ids + r0, tables, window, kv->head_stride, kv->block_size, setup->table_stride, R, setup->max_seqs, Hq,
+        Hkv, D, 1.0f};
     *APPEND(plan, f32_bf16w_matmul_add, l, "attention output") = (struct gptoss_f32_bf16w_matmul_add_args){
         b->attn, W(m, lw->out_weight), W(m, lw->out_bias), b->residual + (size_t) r0 * H, R, Hq * D, H};
 }
@@ -159,18 +161,6 @@ void gptoss_plan_build(struct gptoss_plan* plan, const struct gptoss_plan_setup*
     }
 }
 
-void gptoss_plan_set_position(struct gptoss_plan* plan, size_t s) {
-    for (uint32_t i = 0; i < plan->num_calls; i++) {
-        union gptoss_kernel_args* a = &plan->calls[i].args;
-        if (plan->calls[i].kernel == gptoss_kernel_f32_bf16w_matmul_qkv) {
-            a->f32_bf16w_matmul_qkv.token_offset = (uint32_t) s;
-        } else if (plan->calls[i].kernel == gptoss_kernel_f32_sdpa) {
-            /* the query rows are the last num_q_tokens of the batch */
-            a->f32_sdpa.num_kv_tokens = (uint32_t) (s + plan->n - a->f32_sdpa.num_q_tokens);
-        }
-    }
-}
-
 /* ---- the executor -------------------------------------------------------------------- */
 
 void gptoss_profile_begin(struct gptoss_profile* prof, gptoss_backend_t backend) {
@@ -206,7 +196,7 @@ static enum gptoss_status fail_call(const struct gptoss_plan_call* c, enum gptos
 enum gptoss_status gptoss_plan_run(const struct gptoss_plan* plan, gptoss_backend_t backend,
                                    struct gptoss_profile* prof) {
     if (prof != NULL) {
-        prof->phase = plan->n > 1 ? 0 : 1;
+        prof->phase = plan->n > plan->o ? 0 : 1;
         prof->tokens[prof->phase] += plan->n;
         prof->batches[prof->phase] += 1;
     }

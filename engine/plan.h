@@ -1,11 +1,13 @@
 /* Internal: the forward plan (engine/plan.c). A plan is the gpt-oss forward pass of one
- * batch shape, n tokens of which the last o (0 or 1) produce logits, as the list of its
- * kernel calls: a kernel id and its arguments struct (<gptoss/kernel-args.h>). It is
- * built once per shape, with every decision made then: fused kernels or their parts, the
- * MoE path of each layer's rows, which RMSNorm a fused call already computed. Between
- * runs only the batch's position changes (gptoss_plan_set_position). One executor runs a
- * plan directly, profiled, or records it into a graph; it formats nothing unless a call
- * fails. The context (engine/context.c) owns the buffers and a few plans. */
+ * step shape, n token rows (of any sequences of the batch) of which the last o produce
+ * logits, as the list of its kernel calls: a kernel id and its arguments struct
+ * (<gptoss/kernel-args.h>). It is built once per shape, with every decision made then:
+ * fused kernels or their parts, the MoE path of each layer's rows, which RMSNorm a fused
+ * call already computed. What changes between steps (the rows' token ids, positions and
+ * sequences, the block tables) is in device buffers the step fills first: a plan's
+ * arguments depend on its shape only, so a recorded graph of it can be replayed. One
+ * executor runs a plan directly, profiled, or records it into a graph; it formats nothing
+ * unless a call fails. The batch (engine/batch.c) owns the buffers and a few plans. */
 #ifndef GPTOSS_ENGINE_PLAN_H
 #define GPTOSS_ENGINE_PLAN_H
 
@@ -15,13 +17,17 @@
 
 #include <gptoss/kernel-args.h>
 
+#include "kv.h"
 #include "model.h"
 
 /* The context's buffers the forward pass reads and writes (backend memory; sizes in
  * engine/context.c). */
 struct gptoss_forward_buffers {
-    float* kv;                /* [L][Hkv][T][2][D] */
-    uint32_t* batch_tokens;   /* [B] */
+    const struct gptoss_kv_pool* kv; /* the paged KV cache (kv.h) */
+    uint32_t* batch_tokens;   /* [B] token ids of the rows */
+    uint32_t* positions;      /* [B] their positions */
+    uint32_t* seq_ids;        /* [B] their sequences (slots < S) */
+    uint32_t* tables[2];      /* [S][table_stride] per group (kv.h) */
     float *residual, *norm;   /* [B][H] */
     float* qkv;               /* [B][QKV] */
     float* attn;              /* [B][Hq*D] */
@@ -33,15 +39,16 @@ struct gptoss_forward_buffers {
     float* moe_input;         /* [B*k][H] */
     float* swiglu;            /* [B*k][I] */
     float* moe_output;        /* [B*k][H] */
-    float* logits;            /* [V] */
-    uint32_t* argmax;         /* [1] */
+    float* logits;            /* [S][V] */
+    uint32_t* argmax;         /* [S] */
 };
 
-/* What a plan is built from: the model, the buffers and the context's choices. */
+/* What a plan is built from: the model, the buffers and the batch's choices. */
 struct gptoss_plan_setup {
     const struct gptoss_model* model;
     const struct gptoss_forward_buffers* buffers;
-    size_t max_tokens;           /* T, the KV cache's positions */
+    uint32_t max_seqs;           /* S: rows of the tables */
+    uint32_t table_stride;       /* entries per table row */
     uint32_t moe_dense_min_rows; /* rows from which the expert-grouped MoE kernels run */
     int fused_ops;
 };
@@ -61,19 +68,19 @@ struct gptoss_plan {
 
 /* Calls of the largest plan of a model with num_layers layers (the capacity to allocate). */
 uint32_t gptoss_plan_max_calls(uint32_t num_layers);
-/* Builds the plan of n tokens (1 <= n <= the buffers' B) with o rows of logits into plan
- * (calls allocated by the caller with gptoss_plan_max_calls entries). The position is 0. */
+/* Builds the plan of n rows (1 <= n <= the buffers' B) of which the last o (<= S, <= n)
+ * produce logits (rows 0..o-1 of logits and argmax) into plan (calls allocated by the
+ * caller with gptoss_plan_max_calls entries). */
 void gptoss_plan_build(struct gptoss_plan* plan, const struct gptoss_plan_setup* setup, uint32_t n, uint32_t o);
-/* The batch's first position: tokens [s, s + n). */
-void gptoss_plan_set_position(struct gptoss_plan* plan, size_t s);
 
 /* ---- the executor -------------------------------------------------------------------- */
 
 /* Per-kernel profile (params.profile): every call bracketed by gptoss_backend_synchronize,
  * its host wall time added, with a call count, to its kernel id or to one of the other
- * entries below, separately for prefill (n > 1 rows) and decode (n = 1) batches. */
+ * entries below, separately for prefill steps (some rows that produce no logits) and
+ * decode steps (every row produces logits: one token per sequence). */
 enum {
-    gptoss_profile_copy_tokens = gptoss_kernel_count, /* copy h2d (token ids) */
+    gptoss_profile_copy_tokens = gptoss_kernel_count, /* copy h2d (rows and block tables) */
     gptoss_profile_copy_argmax,                       /* copy d2h (argmax) */
     gptoss_profile_copy_logits,                       /* copy d2h (logits) */
     gptoss_profile_copy_sampled,                      /* copy d2h (sampled id) */

@@ -269,8 +269,9 @@ static void models(struct conn* c) {
 static void metrics(struct conn* c) {
     struct srv_buf b = {0};
     size_t queued = 0, running = 0;
-    srv_scheduler_counts(c->h->scheduler, &queued, &running);
-    srv_metrics_render(c->h->metrics, queued, running, &b);
+    struct gptoss_batch_info kv;
+    srv_scheduler_counts(c->h->scheduler, &queued, &running, &kv);
+    srv_metrics_render(c->h->metrics, queued, running, &kv, &b);
     if (b.oom || b.data == NULL) {
         srv_buf_free(&b);
         send_error_msg(c, 500, "server_error", NULL, "%s", "out of memory");

@@ -102,7 +102,8 @@ static void render_histogram(struct srv_buf* out, const char* name, const char* 
                    name, h->sum, name, (unsigned long long) h->count);
 }
 
-void srv_metrics_render(struct srv_metrics* m, size_t queue_length, size_t running, struct srv_buf* out) {
+void srv_metrics_render(struct srv_metrics* m, size_t queue_length, size_t running, const struct gptoss_batch_info* kv,
+                        struct srv_buf* out) {
     pthread_mutex_lock(&m->mu);
     srv_buf_puts(out, "# HELP gptoss_requests_total HTTP requests by endpoint and status code.\n"
                       "# TYPE gptoss_requests_total counter\n");
@@ -125,6 +126,14 @@ void srv_metrics_render(struct srv_metrics* m, size_t queue_length, size_t runni
                    "# TYPE gptoss_requests_running gauge\ngptoss_requests_running %zu\n",
                    (unsigned long long) m->prompt, (unsigned long long) m->cached, (unsigned long long) m->completion,
                    (unsigned long long) m->parse_errors, queue_length, running);
+    srv_buf_printf(out,
+                   "# HELP gptoss_kv_blocks KV cache blocks of the budget (--kv-budget).\n"
+                   "# TYPE gptoss_kv_blocks gauge\ngptoss_kv_blocks %zu\n"
+                   "# HELP gptoss_kv_blocks_reserved KV blocks reserved by the running requests.\n"
+                   "# TYPE gptoss_kv_blocks_reserved gauge\ngptoss_kv_blocks_reserved %zu\n"
+                   "# HELP gptoss_kv_blocks_cached Free KV blocks holding a finished request's K/V (prompt cache).\n"
+                   "# TYPE gptoss_kv_blocks_cached gauge\ngptoss_kv_blocks_cached %zu\n",
+                   kv->num_blocks, kv->reserved_blocks, kv->cached_blocks);
     render_histogram(out, "gptoss_time_to_first_token_seconds", "Seconds from arrival to the first generated token.",
                      &m->ttft, ttft_buckets, NT);
     render_histogram(out, "gptoss_decode_tokens_per_second", "Decode rate of each request after its first token.",

@@ -1,21 +1,25 @@
-/* The engine thread: it alone touches the contexts. Requests wait in a bounded FIFO; the
- * thread admits one into a context (a slot) and advances it one step at a time (a prefill
- * chunk or one sampled token), checking between steps whether its client left, its
- * deadline passed or the server is shutting down.
+/* The engine thread: it alone touches the batch. Requests wait in a bounded FIFO; the
+ * thread admits them into one batch (engine.h: gptoss_batch_*) while it holds fewer than
+ * --parallel sequences and their KV blocks fit the budget, and runs all admitted requests
+ * together, one gptoss_batch_step at a time: each step takes the next token of every
+ * decoding request and a chunk of any new prompt (so long prompts are prefilled in chunks
+ * while the others keep decoding), and draws each request's next token with its own
+ * sampler and seed. Between steps it checks every request: a client that left, a passed
+ * deadline or a shutdown finishes it, and a finished request's sequence is released at once
+ * (its blocks go back to the budget).
  *
- * Prompt cache: each slot remembers the tokens its context holds. A request whose prompt
- * extends a slot's last prompt (contains all of it, less at most the two tokens of the
- * `<|start|>assistant` that opened the reply, which the next turn renders differently when
- * the reply was not a well-formed message) goes to that slot (the one with the longest
- * common prefix if several); any other request goes to the least recently used slot, so
- * that a new conversation does not evict another one only because they share a system
- * prompt. After gptoss_context_reset the engine keeps the K/V of a re-appended identical
- * prefix (every layer, sliding-window ones included, holds all positions), so only the
- * rest of the prompt is computed.
+ * Admission: a request reserves the KV blocks of its prompt + max_tokens
+ * (gptoss_sequence_create); one that does not fit waits at the head of the queue until
+ * running requests release theirs (never evicting anything), or is refused (400
+ * kv_budget_exceeded) when it could not fit even alone.
  *
- * Continuous batching (several running sequences per forward step) replaces step() and
- * admit()'s one-at-a-time rule; a request's state is already its own (struct seq: slot,
- * sampler, output processor, progress). */
+ * Prompt cache: the batch's KV blocks keep a released sequence's K/V until the memory is
+ * needed, and a new sequence takes the longest cached prefix of its prompt, to the token
+ * (gptoss_sequence_get_num_kv_tokens), so a conversation's next turn or a shared system
+ * prompt is not computed again.
+ *
+ * A step that fails (a backend error) fails the requests in it (500, with the message); the
+ * batch and the server go on. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,21 +27,12 @@
 
 #include "server.h"
 
-struct slot {
-    gptoss_context_t ctx;
-    uint32_t* tokens;      /* what the context holds (K/V of all but a pending last token) */
-    size_t num_tokens;
-    size_t prompt_len;     /* the prompt part of tokens (the last request's) */
-    uint64_t last_used;
-};
-
 /* A running request. */
 struct seq {
     struct srv_request* req;
-    struct slot* slot;
+    gptoss_sequence_t sq;
     gptoss_sampler_t sampler;
     struct srv_output* out;
-    size_t appended;       /* prompt tokens appended to the context */
     size_t generated;
     double t_first;
 };
@@ -48,17 +43,18 @@ struct srv_scheduler {
     uint32_t vocabulary_size;
     struct srv_metrics* metrics;
     struct srv_store* store;
-    struct slot* slots;
-    size_t num_slots, context_length, max_batch;
+    gptoss_batch_t batch;
+    size_t context_length, parallel, kv_blocks;
+    struct seq* seqs;      /* [parallel]: req NULL = free */
+    struct gptoss_batch_token* drawn; /* [parallel] */
     float* logits;         /* host copy for logprobs */
-    uint64_t clock;
 
     pthread_mutex_t mu;
     pthread_cond_t work, idle;
     struct srv_request** queue;
     size_t queue_cap, queue_head, queue_count;
-    bool running;          /* `current` holds a request */
-    struct seq current;
+    size_t num_running;    /* seqs holding a request */
+    struct gptoss_batch_info info; /* the batch's numbers after the last admission or step */
     bool accepting, stop;
     pthread_t thread;
     bool thread_started;
@@ -76,34 +72,26 @@ static bool client_gone(struct srv_request* req) {
 }
 
 /* Finishes a request that never ran. */
-static void refuse(struct srv_scheduler* s, struct srv_request* req, int status, const char* code, const char* msg) {
-    srv_error_set(&req->result.error, status, "server_error", code, NULL, "%s", msg);
+static void refuse(struct srv_request* req, int status, const char* type, const char* code, const char* msg) {
+    srv_error_set(&req->result.error, status, type, code, NULL, "%s", msg);
     req->result.prompt_tokens = req->num_prompt;
     srv_request_finish(req);
     srv_request_release(req);
 }
 
-static void set_running(struct srv_scheduler* s, bool running) {
-    pthread_mutex_lock(&s->mu);
-    s->running = running;
-    if (!running && s->queue_count == 0) pthread_cond_broadcast(&s->idle);
-    pthread_mutex_unlock(&s->mu);
-}
-
-/* Ends the current request: closes its output, records the slot's tokens, metrics and the
- * responses store. error_status 0 = success. */
-static void finish(struct srv_scheduler* s, int error_status, const char* code, const char* message) {
-    struct seq* q = &s->current;
+/* Ends running request q: closes its output, releases its sequence (its KV blocks go back
+ * at once), metrics and the responses store. error_status 0 = success. */
+static void finish(struct srv_scheduler* s, struct seq* q, int error_status, const char* code, const char* message) {
     struct srv_request* req = q->req;
     struct srv_result* res = &req->result;
     srv_output_finish(q->out);
     if (error_status != 0) srv_error_set(&res->error, error_status, "server_error", code, NULL, "%s", message);
     if (res->finish == srv_finish_none) res->finish = srv_finish_length;
     res->completion_tokens = q->generated;
-    size_t n = 0;
-    if (gptoss_context_get_tokens(q->slot->ctx, q->slot->tokens, s->context_length, &n) != gptoss_status_success) n = 0;
-    q->slot->num_tokens = n;
-    q->slot->prompt_len = req->num_prompt;
+    gptoss_sequence_release(q->sq);
+    pthread_mutex_lock(&s->mu);
+    s->num_running--;
+    pthread_mutex_unlock(&s->mu);
     const double t_end = srv_now();
     srv_metrics_tokens(s->metrics, res->prompt_tokens, res->cached_tokens, q->generated);
     srv_metrics_parse_errors(s->metrics, res->parse_errors);
@@ -118,24 +106,16 @@ static void finish(struct srv_scheduler* s, int error_status, const char* code, 
     gptoss_sampler_release(q->sampler);
     srv_request_release(req);
     memset(q, 0, sizeof(*q));
-    set_running(s, false);
 }
 
-static void finish_engine_error(struct srv_scheduler* s, const char* what) {
+static void finish_engine_error(struct srv_scheduler* s, struct seq* q, const char* what, const char* error) {
     char msg[600];
-    snprintf(msg, sizeof(msg), "engine error (%s): %s", what, gptoss_last_error());
+    snprintf(msg, sizeof(msg), "engine error (%s): %s", what, error);
     fprintf(stderr, "gptoss serve: %s\n", msg);
-    finish(s, 500, NULL, msg);
-    /* the context's state is uncertain: do not offer it as a cache */
+    finish(s, q, 500, NULL, msg);
 }
 
 /* ---- admission ---------------------------------------------------------------------- */
-
-static size_t common_prefix(const uint32_t* a, size_t na, const uint32_t* b, size_t nb) {
-    size_t i = 0;
-    while (i < na && i < nb && a[i] == b[i]) i++;
-    return i;
-}
 
 static bool make_sampler(const struct srv_params* p, gptoss_sampler_t* out) {
     gptoss_sampler_t smp = NULL;
@@ -153,113 +133,103 @@ static bool make_sampler(const struct srv_params* p, gptoss_sampler_t* out) {
     return true;
 }
 
-static void admit(struct srv_scheduler* s, struct srv_request* req) {
+enum admit_result {
+    admit_done = 0, /* running, or finished (refused, failed) */
+    admit_wait = 1, /* its KV blocks do not fit beside the running requests': it stays queued */
+};
+
+static enum admit_result admit(struct srv_scheduler* s, struct srv_request* req) {
     if (client_gone(req)) {
         const bool shutdown = atomic_load(&req->cancel) == 2;
-        refuse(s, req, 503, shutdown ? "server_shutdown" : "cancelled",
+        refuse(req, 503, "server_error", shutdown ? "server_shutdown" : "cancelled",
                shutdown ? "the server is shutting down" : "the client disconnected");
-        return;
+        return admit_done;
     }
     if (srv_now() > req->deadline) {
-        refuse(s, req, 503, "timeout", "the request waited in the queue past the server's timeout");
-        return;
+        refuse(req, 503, "server_error", "timeout", "the request waited in the queue past the server's timeout");
+        return admit_done;
     }
-    /* a slot whose conversation this prompt continues, else the least recently used one */
-    struct slot* best = NULL;
-    size_t best_len = 0;
-    for (size_t i = 0; i < s->num_slots; i++) {
-        struct slot* sl = &s->slots[i];
-        const size_t l = common_prefix(sl->tokens, sl->num_tokens, req->prompt, req->num_prompt);
-        if (sl->num_tokens > 0 && l + 2 >= sl->prompt_len && (best == NULL || l > best_len)) {
-            best = sl;
-            best_len = l;
-        }
+    const size_t max_tokens = req->num_prompt + req->params.max_tokens; /* <= context_length (api.c) */
+    size_t blocks = 0;
+    gptoss_batch_get_sequence_blocks(s->batch, max_tokens, &blocks);
+    if (blocks > s->kv_blocks) {
+        char msg[300];
+        snprintf(msg, sizeof(msg),
+                 "the prompt (%zu tokens) and max_tokens (%zu) need %zu KV blocks; the server's KV budget "
+                 "(--kv-budget) holds %zu", req->num_prompt, req->params.max_tokens, blocks, s->kv_blocks);
+        refuse(req, 400, "invalid_request_error", "kv_budget_exceeded", msg);
+        return admit_done;
     }
-    if (best == NULL) {
-        best = &s->slots[0];
-        for (size_t i = 1; i < s->num_slots; i++)
-            if (s->slots[i].last_used < best->last_used) best = &s->slots[i];
-        best_len = common_prefix(best->tokens, best->num_tokens, req->prompt, req->num_prompt);
+    gptoss_sequence_t sq = NULL;
+    const enum gptoss_status st = gptoss_sequence_create(s->batch, max_tokens, &sq);
+    if (st == gptoss_status_insufficient_resources) return admit_wait;
+    struct seq* q = NULL;
+    for (size_t i = 0; i < s->parallel && q == NULL; i++) q = s->seqs[i].req == NULL ? &s->seqs[i] : NULL;
+    if (st != gptoss_status_success || q == NULL) {
+        char msg[600];
+        snprintf(msg, sizeof(msg), "engine error (admission): %s", gptoss_last_error());
+        gptoss_sequence_release(sq);
+        refuse(req, 500, "server_error", NULL, msg);
+        return admit_done;
     }
-    struct seq* q = &s->current;
     memset(q, 0, sizeof(*q));
     q->req = req;
-    q->slot = best;
-    best->last_used = ++s->clock;
-    if (!make_sampler(&req->params, &q->sampler) || (q->out = srv_output_create(s->tokenizer, req)) == NULL) {
-        gptoss_sampler_release(q->sampler);
-        memset(q, 0, sizeof(*q));
-        refuse(s, req, 500, NULL, "out of memory");
-        return;
-    }
-    set_running(s, true);
+    q->sq = sq;
+    pthread_mutex_lock(&s->mu);
+    s->num_running++;
+    pthread_mutex_unlock(&s->mu);
     req->result.prompt_tokens = req->num_prompt;
-    /* the cached prefix costs nothing to append; the rest goes in prefill chunks */
-    size_t kv = 0;
-    if (gptoss_context_reset(best->ctx) != gptoss_status_success ||
-        gptoss_context_append_tokens(best->ctx, best_len, req->prompt) != gptoss_status_success ||
-        gptoss_context_get_num_kv_tokens(best->ctx, &kv) != gptoss_status_success) {
-        best->num_tokens = 0;
-        finish_engine_error(s, "appending the prompt");
-        return;
+    if (!make_sampler(&req->params, &q->sampler) || (q->out = srv_output_create(s->tokenizer, req)) == NULL) {
+        finish(s, q, 500, NULL, "out of memory");
+        return admit_done;
     }
-    q->appended = best_len;
-    size_t cached = kv < best_len ? kv : best_len;
+    /* the cached prefix costs nothing; the rest is prefilled by the steps, in chunks */
+    size_t kv = 0;
+    if (gptoss_sequence_append_tokens(sq, req->num_prompt, req->prompt) != gptoss_status_success ||
+        gptoss_sequence_get_num_kv_tokens(sq, &kv) != gptoss_status_success ||
+        gptoss_sequence_generate(sq, q->sampler, req->params.max_tokens) != gptoss_status_success) {
+        finish_engine_error(s, q, "appending the prompt", gptoss_last_error());
+        return admit_done;
+    }
+    size_t cached = kv < req->num_prompt ? kv : req->num_prompt;
     if (cached == req->num_prompt) cached--; /* the last token runs again for its logits */
     req->result.cached_tokens = cached;
     if (req->num_header > 0) srv_output_feed_header(q->out, req->prompt + req->num_prompt - req->num_header, req->num_header);
+    return admit_done;
 }
 
 /* ---- steps -------------------------------------------------------------------------- */
 
-/* One step of the current request: a prefill chunk, or one token. */
-static void step(struct srv_scheduler* s) {
-    struct seq* q = &s->current;
+/* Finishes the running requests whose client left, whose deadline passed, or that the
+ * shutdown cancelled. */
+static void check_running(struct srv_scheduler* s) {
+    const double now = srv_now();
+    for (size_t i = 0; i < s->parallel; i++) {
+        struct seq* q = &s->seqs[i];
+        if (q->req == NULL) continue;
+        if (client_gone(q->req)) {
+            const bool shutdown = atomic_load(&q->req->cancel) == 2;
+            finish(s, q, 503, shutdown ? "server_shutdown" : "cancelled",
+                   shutdown ? "the server is shutting down" : "the client disconnected");
+        } else if (now > q->req->deadline) {
+            finish(s, q, 504, "timeout", "the request ran past the server's timeout");
+        }
+    }
+}
+
+static struct seq* seq_of(struct srv_scheduler* s, gptoss_sequence_t sq) {
+    for (size_t i = 0; i < s->parallel; i++) {
+        if (s->seqs[i].req != NULL && s->seqs[i].sq == sq) return &s->seqs[i];
+    }
+    return NULL;
+}
+
+/* A drawn token of request q. */
+static void take_token(struct srv_scheduler* s, struct seq* q, uint32_t token) {
     struct srv_request* req = q->req;
-    if (client_gone(req)) {
-        const bool shutdown = atomic_load(&req->cancel) == 2;
-        finish(s, 503, shutdown ? "server_shutdown" : "cancelled",
-               shutdown ? "the server is shutting down" : "the client disconnected");
-        return;
-    }
-    if (srv_now() > req->deadline) {
-        finish(s, 504, "timeout", "the request ran past the server's timeout");
-        return;
-    }
-    const size_t n = req->num_prompt;
-    if (q->appended + 1 < n) { /* prefill all but the last prompt token, a chunk per step */
-        const size_t left = n - 1 - q->appended;
-        const size_t chunk = left < s->max_batch ? left : s->max_batch;
-        if (gptoss_context_append_tokens(q->slot->ctx, chunk, req->prompt + q->appended) != gptoss_status_success ||
-            gptoss_context_process(q->slot->ctx) != gptoss_status_success) {
-            finish_engine_error(s, "prefill");
-            return;
-        }
-        q->appended += chunk;
-        return;
-    }
-    if (q->appended < n) { /* the last prompt token: the first sample runs it */
-        if (gptoss_context_append_tokens(q->slot->ctx, n - q->appended, req->prompt + q->appended) != gptoss_status_success) {
-            finish_engine_error(s, "prefill");
-            return;
-        }
-        q->appended = n;
-    }
     const bool logprobs = req->params.logprobs;
-    if (logprobs && gptoss_context_get_logits(q->slot->ctx, s->logits, s->vocabulary_size) != gptoss_status_success) {
-        finish_engine_error(s, "logits");
-        return;
-    }
-    uint32_t token = 0;
-    size_t got = 0;
-    const enum gptoss_status st = gptoss_context_sample(q->slot->ctx, q->sampler, 1, &token, &got);
-    if (st == gptoss_status_context_overflow || (st == gptoss_status_success && got == 0)) {
-        req->result.finish = srv_finish_length;
-        finish(s, 0, NULL, NULL);
-        return;
-    }
-    if (st != gptoss_status_success) {
-        finish_engine_error(s, "decode");
+    if (logprobs && gptoss_sequence_get_logits(q->sq, s->logits, s->vocabulary_size) != gptoss_status_success) {
+        finish_engine_error(s, q, "logits", gptoss_last_error());
         return;
     }
     q->generated++;
@@ -268,14 +238,34 @@ static void step(struct srv_scheduler* s) {
         srv_metrics_ttft(s->metrics, q->t_first - req->t_arrival);
     }
     if (srv_output_feed(q->out, token, logprobs ? s->logits : NULL, s->vocabulary_size)) {
-        finish(s, 0, NULL, NULL);
+        finish(s, q, 0, NULL, NULL);
         return;
     }
-    size_t in_context = 0;
-    gptoss_context_get_num_tokens(q->slot->ctx, &in_context);
-    if (q->generated >= req->params.max_tokens || in_context >= s->context_length) {
+    if (q->generated >= req->params.max_tokens) { /* the sequence is full then, too */
         req->result.finish = srv_finish_length;
-        finish(s, 0, NULL, NULL);
+        finish(s, q, 0, NULL, NULL);
+    }
+}
+
+/* One forward step of all running requests. */
+static void step(struct srv_scheduler* s) {
+    size_t n = 0;
+    const enum gptoss_status st = gptoss_batch_step(s->batch, s->drawn, s->parallel, &n);
+    char error[520] = "";
+    if (st != gptoss_status_success) {
+        snprintf(error, sizeof(error), "%s", gptoss_last_error());
+        if (n == 0) { /* no request was in it (nothing can be retried): fail them all rather than spin */
+            for (size_t i = 0; i < s->parallel; i++) {
+                if (s->seqs[i].req != NULL) finish_engine_error(s, &s->seqs[i], "step", error);
+            }
+            return;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct seq* q = seq_of(s, s->drawn[i].sequence);
+        if (q == NULL) continue;
+        if (s->drawn[i].token == UINT32_MAX) finish_engine_error(s, q, "step", error);
+        else take_token(s, q, s->drawn[i].token);
     }
 }
 
@@ -283,21 +273,29 @@ static void* engine_main(void* arg) {
     struct srv_scheduler* s = arg;
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        while (!s->running && s->queue_count == 0 && !s->stop) pthread_cond_wait(&s->work, &s->mu);
-        if (!s->running && s->queue_count == 0) break; /* stop */
-        if (!s->running) {
+        while (s->num_running == 0 && s->queue_count == 0 && !s->stop) pthread_cond_wait(&s->work, &s->mu);
+        if (s->num_running == 0 && s->queue_count == 0) break; /* stop */
+        /* new requests join between steps, first come first served */
+        while (s->queue_count > 0 && s->num_running < s->parallel) {
             struct srv_request* req = s->queue[s->queue_head];
+            pthread_mutex_unlock(&s->mu);
+            const enum admit_result r = admit(s, req);
+            pthread_mutex_lock(&s->mu);
+            if (r == admit_wait) break;
             s->queue_head = (s->queue_head + 1) % s->queue_cap;
             s->queue_count--;
-            pthread_mutex_unlock(&s->mu);
-            admit(s, req);
-            pthread_mutex_lock(&s->mu);
-            if (!s->running && s->queue_count == 0) pthread_cond_broadcast(&s->idle);
-            continue;
         }
+        const bool any = s->num_running > 0;
         pthread_mutex_unlock(&s->mu);
-        step(s);
+        if (any) {
+            check_running(s);
+            step(s);
+        }
+        struct gptoss_batch_info info;
+        const bool got = gptoss_batch_get_info(s->batch, &info) == gptoss_status_success;
         pthread_mutex_lock(&s->mu);
+        if (got) s->info = info;
+        if (s->num_running == 0 && s->queue_count == 0) pthread_cond_broadcast(&s->idle);
     }
     pthread_mutex_unlock(&s->mu);
     return NULL;
@@ -319,31 +317,38 @@ bool srv_scheduler_create(gptoss_model_t model, const struct srv_scheduler_optio
     gptoss_model_retain(model);
     s->metrics = metrics;
     s->store = store;
-    s->num_slots = o->num_slots;
+    s->parallel = o->parallel;
     s->context_length = o->context_length;
     s->accepting = true;
     s->queue_cap = o->max_queue ? o->max_queue : 1;
     s->queue = calloc(s->queue_cap, sizeof(*s->queue));
-    s->slots = calloc(s->num_slots, sizeof(*s->slots));
-    if (s->queue == NULL || s->slots == NULL || gptoss_model_get_tokenizer(model, &s->tokenizer) != gptoss_status_success ||
+    s->seqs = calloc(s->parallel, sizeof(*s->seqs));
+    s->drawn = calloc(s->parallel, sizeof(*s->drawn));
+    if (s->queue == NULL || s->seqs == NULL || s->drawn == NULL ||
+        gptoss_model_get_tokenizer(model, &s->tokenizer) != gptoss_status_success ||
         gptoss_tokenizer_get_num_tokens(s->tokenizer, &s->vocabulary_size) != gptoss_status_success) {
         snprintf(why, why_size, "setting up: %s", gptoss_last_error());
         goto fail;
     }
     s->logits = malloc((size_t) s->vocabulary_size * sizeof(float));
-    for (size_t i = 0; i < s->num_slots; i++) {
-        struct slot* sl = &s->slots[i];
-        if (gptoss_context_create(model, o->context_length, 0, &sl->ctx) != gptoss_status_success) {
-            snprintf(why, why_size, "context %zu of %zu tokens: %s", i + 1, o->context_length, gptoss_last_error());
-            goto fail;
-        }
-        sl->tokens = malloc(o->context_length * sizeof(uint32_t));
-        if (sl->tokens == NULL || s->logits == NULL) {
-            snprintf(why, why_size, "out of memory");
-            goto fail;
-        }
+    if (s->logits == NULL) {
+        snprintf(why, why_size, "out of memory");
+        goto fail;
     }
-    gptoss_context_get_max_batch_tokens(s->slots[0].ctx, &s->max_batch);
+    struct gptoss_context_params p;
+    gptoss_context_params_init(&p);
+    p.context_length = o->context_length;
+    p.max_sequences = (uint32_t) o->parallel;
+    p.kv_budget = o->kv_budget;
+    struct gptoss_batch_info info;
+    if (gptoss_batch_create(model, &p, &s->batch) != gptoss_status_success ||
+        gptoss_batch_get_info(s->batch, &info) != gptoss_status_success) {
+        snprintf(why, why_size, "the batch (--parallel %zu, %zu tokens each): %s", o->parallel, o->context_length,
+                 gptoss_last_error());
+        goto fail;
+    }
+    s->kv_blocks = info.num_blocks;
+    s->info = info;
     if (pthread_create(&s->thread, NULL, engine_main, s) != 0) {
         snprintf(why, why_size, "cannot start the engine thread");
         goto fail;
@@ -373,10 +378,11 @@ enum srv_submit srv_scheduler_submit(struct srv_scheduler* s, struct srv_request
     return r;
 }
 
-void srv_scheduler_counts(struct srv_scheduler* s, size_t* queued, size_t* running) {
+void srv_scheduler_counts(struct srv_scheduler* s, size_t* queued, size_t* running, struct gptoss_batch_info* info) {
     pthread_mutex_lock(&s->mu);
     *queued = s->queue_count;
-    *running = s->running ? 1 : 0;
+    *running = s->num_running;
+    *info = s->info;
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -390,7 +396,9 @@ void srv_scheduler_cancel_all(struct srv_scheduler* s) {
     pthread_mutex_lock(&s->mu);
     s->accepting = false;
     for (size_t i = 0; i < s->queue_count; i++) atomic_store(&s->queue[(s->queue_head + i) % s->queue_cap]->cancel, 2);
-    if (s->running) atomic_store(&s->current.req->cancel, 2);
+    for (size_t i = 0; i < s->parallel; i++) {
+        if (s->seqs[i].req != NULL) atomic_store(&s->seqs[i].req->cancel, 2);
+    }
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -404,10 +412,10 @@ bool srv_scheduler_wait_idle(struct srv_scheduler* s, double timeout_s) {
     }
     pthread_mutex_lock(&s->mu);
     int rc = 0;
-    while ((s->running || s->queue_count > 0) && rc == 0) {
+    while ((s->num_running > 0 || s->queue_count > 0) && rc == 0) {
         rc = timeout_s < 0 ? pthread_cond_wait(&s->idle, &s->mu) : pthread_cond_timedwait(&s->idle, &s->mu, &until);
     }
-    const bool idle = !s->running && s->queue_count == 0;
+    const bool idle = s->num_running == 0 && s->queue_count == 0;
     pthread_mutex_unlock(&s->mu);
     return idle;
 }
@@ -422,11 +430,9 @@ void srv_scheduler_destroy(struct srv_scheduler* s) {
         pthread_mutex_unlock(&s->mu);
         pthread_join(s->thread, NULL); /* it finishes what it holds first */
     }
-    for (size_t i = 0; i < s->num_slots && s->slots; i++) {
-        gptoss_context_release(s->slots[i].ctx);
-        free(s->slots[i].tokens);
-    }
-    free(s->slots);
+    gptoss_batch_release(s->batch);
+    free(s->seqs);
+    free(s->drawn);
     free(s->queue);
     free(s->logits);
     gptoss_tokenizer_release(s->tokenizer);

@@ -269,7 +269,8 @@ void srv_metrics_ttft(struct srv_metrics* m, double seconds);
 void srv_metrics_decode_rate(struct srv_metrics* m, double tokens_per_second);
 void srv_metrics_parse_errors(struct srv_metrics* m, size_t n);
 /* Prometheus text exposition; queue_length and running are gauges read by the caller. */
-void srv_metrics_render(struct srv_metrics* m, size_t queue_length, size_t running, struct srv_buf* out);
+void srv_metrics_render(struct srv_metrics* m, size_t queue_length, size_t running, const struct gptoss_batch_info* kv,
+                        struct srv_buf* out);
 
 /* ---- the responses store (store.c) -------------------------------------------------- */
 
@@ -287,12 +288,14 @@ json_t* srv_store_get_conversation(struct srv_store* s, const char* id);
 struct srv_scheduler;
 
 struct srv_scheduler_options {
-    size_t num_slots;       /* contexts (prompt-cache entries); >= 1 */
-    size_t context_length;  /* tokens per context */
+    size_t parallel;        /* requests run together in one batch; >= 1 */
+    size_t context_length;  /* tokens per request: prompt + reply */
     size_t max_queue;       /* waiting requests; a submit beyond it fails */
+    size_t kv_budget;       /* bytes of KV cache (gptoss_context_params.kv_budget; 0 = enough for
+                             * `parallel` requests of context_length tokens) */
 };
 
-/* Creates the contexts and starts the engine thread. The model is retained. */
+/* Creates the batch and starts the engine thread. The model is retained. */
 bool srv_scheduler_create(gptoss_model_t model, const struct srv_scheduler_options* options,
                           struct srv_metrics* metrics, struct srv_store* store, struct srv_scheduler** out,
                           char* why, size_t why_size);
@@ -303,7 +306,8 @@ enum srv_submit {
 };
 /* Queues a request (the scheduler takes its own reference). */
 enum srv_submit srv_scheduler_submit(struct srv_scheduler* s, struct srv_request* req);
-void srv_scheduler_counts(struct srv_scheduler* s, size_t* queued, size_t* running);
+/* Queued and running requests, and the batch's numbers (KV blocks) as of the last step. */
+void srv_scheduler_counts(struct srv_scheduler* s, size_t* queued, size_t* running, struct gptoss_batch_info* info);
 /* Refuses new requests from now on; queued and running ones still complete. */
 void srv_scheduler_stop_accepting(struct srv_scheduler* s);
 /* Cancels every queued and running request (they finish with a 503 error). */

@@ -16,6 +16,9 @@
  * compares the values with the reference (|out - ref| <= tol(element), a NaN or inf only
  * where the reference has one; exact outputs bit for bit) and runs the module's own
  * checks. Draw-based cases (sample, the seed README's SDPA example) repeat this per draw.
+ * TC_FAULT cases (inputs the kernel must refuse) expect the call or the synchronize to fail:
+ * refused by the call, every output must be untouched; reported by the synchronize (device
+ * backends), the outputs are checked as usual; the module's verify judges the failure.
  *
  * First a check that every kernel of the kernel list has test cases and a benchmark row.
  * Then one line per (case, backend) as soon as it ran: PASS/FAIL name backend max_err time,
@@ -116,6 +119,21 @@ static void download(gptoss_backend_t be, const struct tc_problem* p, void* cons
     }
 }
 
+/* A TC_FAULT call refused by the call itself: every output still holds the 0xFF poison. */
+static void refused_untouched(const struct tc_problem* p, void* const outs[], struct tc_result* res) {
+    for (int i = 0; i < p->n; i++) {
+        if (outs[i] == NULL || p->b[i].role == TC_IN) continue;
+        const uint8_t* o = outs[i];
+        for (size_t j = 0; j < p->b[i].size; j++) {
+            if (o[j] != 0xFF) {
+                tc_failf(res, "the call was refused (%s) but byte %zu of %s was written", p->fault.message, j,
+                         p->b[i].name);
+                return;
+            }
+        }
+    }
+}
+
 static void run_case(gptoss_backend_t be, struct tc_problem* p, const struct tc_expect* ex, struct tc_result* res) {
     void* dev[TC_MAX_BUFFERS] = {0};
     for (int i = 0; i < p->n && !res->fail; i++) {
@@ -134,16 +152,29 @@ static void run_case(gptoss_backend_t be, struct tc_problem* p, const struct tc_
         if (!upload(be, p, dev, res)) break;
         const double t0 = gptoss_now_s();
         enum gptoss_status st = tc_launch(be, p, dev);
+        const bool call_ok = st == gptoss_status_success;
         if (st == gptoss_status_success) st = gptoss_backend_synchronize(be);
         time_s += gptoss_now_s() - t0;
-        if (st != gptoss_status_success) {
+        const bool fault = (p->c->flags & TC_FAULT) != 0;
+        if (fault) {
+            p->fault.status = st;
+            p->fault.at_sync = call_ok;
+            snprintf(p->fault.message, sizeof p->fault.message, "%s", st != gptoss_status_success ? gptoss_last_error() : "");
+        } else if (st != gptoss_status_success) {
             tc_failf(res, "%s%s returned %s: %s", draws > 1 ? "a draw of " : "", tc_kernel_name(p->op), status_str(st),
                      gptoss_last_error());
             break;
         }
         void* outs[TC_MAX_BUFFERS] = {0};
         download(be, p, dev, outs, res);
-        if (!res->fail) tc_check(p, ex, outs, res);
+        if (fault && p->op->verify == NULL) {
+            tc_failf(res, "a TC_FAULT case needs the module's verify to judge the failure");
+        } else if (!res->fail && fault && !call_ok) {
+            refused_untouched(p, outs, res); /* refused by the call: nothing written */
+            if (!res->fail) p->op->verify(p, ex, outs, res);
+        } else if (!res->fail) {
+            tc_check(p, ex, outs, res);
+        }
         for (int i = 0; i < p->n; i++) free(outs[i]);
     }
     res->time_s = time_s / draws;

@@ -42,6 +42,9 @@ static struct arena {
     _Alignas(64) uint8_t blocks[64];    /* MXFP4 blocks of mf4_f32_convert */
     _Alignas(64) uint8_t scales[64];
     _Alignas(64) uint8_t moe[8 * 576];  /* 8 experts x (512 B blocks + 32 B scales + 32 B bias) */
+    _Alignas(64) uint32_t pos[16];      /* varlen: positions of the rows */
+    _Alignas(64) uint32_t seqs[16];     /* varlen: sequences of the rows */
+    _Alignas(64) uint32_t tables[16];   /* varlen: block tables [2][4] */
 } A;
 static unsigned char g_shadow[sizeof(struct arena)];
 static gptoss_backend_t B;
@@ -71,6 +74,11 @@ static void reset_arena(void) {
     memcpy(A.intra, intra, sizeof intra);
     A.argm[0] = 2;
     A.argm[1] = 5;
+    /* varlen: rows (sequence 0, position 3) and (sequence 1, position 5), blocks of 4 slots */
+    static const uint32_t pos[2] = {3, 5}, seqs[2] = {0, 1}, tables[8] = {2, 5, 7, 1, 4, 0, 3, 6};
+    memcpy(A.pos, pos, sizeof pos);
+    memcpy(A.seqs, seqs, sizeof seqs);
+    memcpy(A.tables, tables, sizeof tables);
     memset(A.blocks, 0x21, sizeof A.blocks);
     memset(A.scales, 127, sizeof A.scales);
     for (int e = 0; e < 8; e++) {
@@ -195,6 +203,36 @@ static struct sdpa_args sdpa_defaults(void) {
 static enum gptoss_status call_sdpa(struct sdpa_args* a) {
     return gptoss_f32_sdpa(a->b, a->q, a->kv, a->sinks, a->out, a->window, a->kv_stride, a->tq, a->tkv, a->hq,
                            a->hkv, a->d, a->scale);
+}
+
+/* varlen: 2 kv heads x kv_stride 1024 floats = 16 blocks of 4 slots of 2 x 8 floats */
+struct qkvv_args {
+    gptoss_backend_t b; const float* in; const gptoss_bf16* w; const gptoss_bf16* bias; float* out; float* kv;
+    const uint32_t *pos, *seqs, *tables; uint32_t t, c, hq, hkv, d; uint64_t kv_stride; uint32_t bs, ts, ns;
+    float base, interp, yoff, yscale, ymul;
+};
+static struct qkvv_args qkvv_defaults(void) {
+    return (struct qkvv_args){B, A.x, A.w, A.bias, A.y, A.kvout, A.pos, A.seqs, A.tables, 2, 64, 4, 2, 8, 1024, 4, 4,
+                              2, 10000.0f, 1.0f, 0.0f, 1.0f, 1.0f};
+}
+static enum gptoss_status call_qkvv(struct qkvv_args* a) {
+    return gptoss_f32_bf16w_matmul_qkv_varlen(a->b, a->in, a->w, a->bias, a->out, a->kv, a->pos, a->seqs, a->tables,
+                                              a->t, a->c, a->hq, a->hkv, a->d, a->kv_stride, a->bs, a->ts, a->ns,
+                                              a->base, a->interp, a->yoff, a->yscale, a->ymul);
+}
+
+struct sdpav_args {
+    gptoss_backend_t b; const float* q; const float* kv; const gptoss_bf16* sinks; float* out;
+    const uint32_t *pos, *seqs, *tables; uint32_t window; uint64_t kv_stride; uint32_t bs, ts, tq, ns, hq, hkv, d;
+    float scale;
+};
+static struct sdpav_args sdpav_defaults(void) {
+    return (struct sdpav_args){B, A.x, A.kv, A.bias, A.y, A.pos, A.seqs, A.tables, UINT32_MAX, 1024, 4, 4, 2, 2, 4, 2,
+                               8, 0.35f};
+}
+static enum gptoss_status call_sdpav(struct sdpav_args* a) {
+    return gptoss_f32_sdpa_varlen(a->b, a->q, a->kv, a->sinks, a->out, a->pos, a->seqs, a->tables, a->window,
+                                  a->kv_stride, a->bs, a->ts, a->tq, a->ns, a->hq, a->hkv, a->d, a->scale);
 }
 
 struct unemb_args { gptoss_backend_t b; const float* in; const gptoss_bf16* w; float* logits; uint32_t* argmax; uint32_t t, c, r; };
@@ -532,6 +570,59 @@ static void sdpa_cases(void) {
     T(sdpa, "sdpa_output_overlaps_q", INV, "overlaps q", a.out = A.x + 8);
     T(sdpa, "sdpa_output_overlaps_kv", INV, "overlaps kv", a.out = A.kv + 150);
     T(sdpa, "sdpa_output_overlaps_sinks", INV, "overlaps sinks", a.out = (float*) (void*) A.bias);
+}
+
+static void varlen_cases(void) {
+    T(qkvv, "matmul_qkv_varlen_valid", OK, NULL, );
+    T(qkvv, "matmul_qkv_varlen_bias_null_valid", OK, NULL, a.bias = NULL);
+    T(qkvv, "matmul_qkv_varlen_last_position_valid", OK, NULL, A.pos[1] = 15);
+    T(qkvv, "matmul_qkv_varlen_backend_null", INV, "backend", a.b = NULL);
+    T(qkvv, "matmul_qkv_varlen_positions_null", INV, "positions", a.pos = NULL);
+    T(qkvv, "matmul_qkv_varlen_seq_ids_null", INV, "seq_ids", a.seqs = NULL);
+    T(qkvv, "matmul_qkv_varlen_block_tables_null", INV, "block_tables", a.tables = NULL);
+    T(qkvv, "matmul_qkv_varlen_positions_misaligned", INV, "positions", a.pos = MIS(A.pos, 2));
+    T(qkvv, "matmul_qkv_varlen_block_size_zero", INV, "block_size", a.bs = 0);
+    T(qkvv, "matmul_qkv_varlen_table_stride_zero", INV, "table_stride", a.ts = 0);
+    T(qkvv, "matmul_qkv_varlen_num_seqs_zero", INV, "num_seqs", a.ns = 0);
+    T(qkvv, "matmul_qkv_varlen_kv_stride_not_whole_blocks", INV, "kv_stride", a.kv_stride = 1000);
+    T(qkvv, "matmul_qkv_varlen_kv_stride_zero", INV, "kv_stride", a.kv_stride = 0);
+    T(qkvv, "matmul_qkv_varlen_positions_exceed_u32", UNS, "table_stride", a.ts = 1u << 31; a.bs = 4;
+      a.kv_stride = 64);
+    T(qkvv, "matmul_qkv_varlen_seq_id_past_num_seqs", INV, "seq_ids[1] = 2", A.seqs[1] = 2);
+    T(qkvv, "matmul_qkv_varlen_position_past_table", INV, "positions[0] = 16", A.pos[0] = 16);
+    T(qkvv, "matmul_qkv_varlen_block_past_cache", INV, "block_tables[0][0] = 16", A.tables[0] = 16);
+    T(qkvv, "matmul_qkv_varlen_head_dim_odd", INV, "head_dim", a.d = 7; a.kv_stride = 7 * 8 * 16);
+    T(qkvv, "matmul_qkv_varlen_rope_base_nan", INV, "rope_base", a.base = NAN);
+    T(qkvv, "matmul_qkv_varlen_output_overlaps_positions", INV, "overlaps positions", a.out = (float*) (void*) A.pos);
+    T(qkvv, "matmul_qkv_varlen_kv_cache_overlaps_block_tables", INV, "overlaps block_tables",
+      a.kv = (float*) (void*) A.tables; a.kv_stride = 64; a.hkv = 1; a.hq = 2; a.bs = 4);
+    T(qkvv, "matmul_qkv_varlen_kv_cache_overlaps_output", INV, "overlaps output", a.kv = A.y + 16);
+
+    T(sdpav, "sdpa_varlen_valid", OK, NULL, );
+    T(sdpav, "sdpa_varlen_sinks_null_valid", OK, NULL, a.sinks = NULL);
+    T(sdpav, "sdpa_varlen_window_one_valid", OK, NULL, a.window = 1);
+    /* keys 0..3 of row 1 are outside a window of 2: their table entry is not read */
+    T(sdpav, "sdpa_varlen_unread_entry_ignored_valid", OK, NULL, a.window = 2; A.tables[4] = UINT32_MAX);
+    T(sdpav, "sdpa_varlen_read_entry_checked", INV, "block_tables[1][0]", a.window = 3; A.tables[4] = UINT32_MAX);
+    T(sdpav, "sdpa_varlen_backend_null", INV, "backend", a.b = NULL);
+    T(sdpav, "sdpa_varlen_q_null", INV, "q", a.q = NULL);
+    T(sdpav, "sdpa_varlen_positions_null", INV, "positions", a.pos = NULL);
+    T(sdpav, "sdpa_varlen_seq_ids_null", INV, "seq_ids", a.seqs = NULL);
+    T(sdpav, "sdpa_varlen_block_tables_null", INV, "block_tables", a.tables = NULL);
+    T(sdpav, "sdpa_varlen_block_tables_misaligned", INV, "block_tables", a.tables = MIS(A.tables, 1));
+    T(sdpav, "sdpa_varlen_window_zero", INV, "window", a.window = 0);
+    T(sdpav, "sdpa_varlen_num_q_tokens_zero", INV, "num_q_tokens", a.tq = 0);
+    T(sdpav, "sdpa_varlen_num_seqs_zero", INV, "num_seqs", a.ns = 0);
+    T(sdpav, "sdpa_varlen_block_size_zero", INV, "block_size", a.bs = 0);
+    T(sdpav, "sdpa_varlen_head_dim_not_multiple_of_4", INV, "head_dim", a.d = 6; a.kv_stride = 6 * 8 * 16);
+    T(sdpav, "sdpa_varlen_kv_stride_not_whole_blocks", INV, "kv_stride", a.kv_stride = 1000);
+    T(sdpav, "sdpa_varlen_kv_size_overflow", INV, "kv_cache", a.kv_stride = UINT64_MAX / 64 * 64);
+    T(sdpav, "sdpa_varlen_scale_nan", INV, "scale", a.scale = NAN);
+    T(sdpav, "sdpa_varlen_seq_id_past_num_seqs", INV, "seq_ids[0] = 5", A.seqs[0] = 5);
+    T(sdpav, "sdpa_varlen_position_past_table", INV, "positions[1] = 20", A.pos[1] = 20);
+    T(sdpav, "sdpa_varlen_block_past_cache", INV, "block_tables[1][1] = 99", A.tables[5] = 99);
+    T(sdpav, "sdpa_varlen_output_overlaps_kv", INV, "overlaps kv", a.out = A.kv + 100);
+    T(sdpav, "sdpa_varlen_output_overlaps_seq_ids", INV, "overlaps seq_ids", a.out = (float*) (void*) A.seqs);
 }
 
 static void unembedding_cases(void) {
@@ -873,7 +964,7 @@ static void generic_cases(void) {
     run_case("kernel_run_valid", gptoss_kernel_run(B, gptoss_kernel_f32_bf16w_rmsnorm, &rms), OK, NULL);
 
     int names_ok = gptoss_kernel_get_name(gptoss_kernel_count) == NULL &&
-                   gptoss_kernel_get_family((enum gptoss_kernel) - 1) == NULL && gptoss_kernel_count == 30;
+                   gptoss_kernel_get_family((enum gptoss_kernel) - 1) == NULL && gptoss_kernel_count == 32;
     for (int k = 0; k < gptoss_kernel_count && names_ok; k++) {
         const char* name = gptoss_kernel_get_name((enum gptoss_kernel) k);
         names_ok = name != NULL && gptoss_kernel_get_family((enum gptoss_kernel) k) != NULL;
@@ -906,6 +997,7 @@ int main(void) {
     qkv_cases();
     rope_cases();
     sdpa_cases();
+    varlen_cases();
     unembedding_cases();
     topk_cases();
     routing_cases();

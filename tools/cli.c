@@ -204,6 +204,20 @@ int gptoss_cli_engine_open(const struct gptoss_cli_run* r, struct gptoss_cli_eng
     return 0;
 }
 
+void gptoss_cli_context_params(const struct gptoss_cli_run* r, size_t context_length,
+                               struct gptoss_context_params* params) {
+    gptoss_context_params_init(params);
+    params->context_length = context_length;
+    params->max_batch_tokens = (size_t) r->batch;
+    params->moe_dense_min_rows = (uint32_t) r->moe_dense_rows;
+    params->fused_ops = !r->no_fused_ops;
+    params->graphs = !r->no_graphs;
+    params->profile = r->profile;
+    params->sampling = strcmp(r->sampler, "host") == 0      ? gptoss_sampling_host
+                       : strcmp(r->sampler, "kernels") == 0 ? gptoss_sampling_kernels
+                                                            : gptoss_sampling_auto;
+}
+
 int gptoss_cli_make_context(const struct gptoss_cli_run* r, struct gptoss_cli_engine* e, size_t wanted) {
     size_t max_ctx = 0;
     gptoss_model_get_max_context_length(e->model, &max_ctx);
@@ -217,16 +231,7 @@ int gptoss_cli_make_context(const struct gptoss_cli_run* r, struct gptoss_cli_en
     }
     if (ctx == 0) ctx = 1;
     struct gptoss_context_params params;
-    gptoss_context_params_init(&params);
-    params.context_length = ctx;
-    params.max_batch_tokens = (size_t) r->batch;
-    params.moe_dense_min_rows = (uint32_t) r->moe_dense_rows;
-    params.fused_ops = !r->no_fused_ops;
-    params.graphs = !r->no_graphs;
-    params.profile = r->profile;
-    params.sampling = strcmp(r->sampler, "host") == 0      ? gptoss_sampling_host
-                      : strcmp(r->sampler, "kernels") == 0 ? gptoss_sampling_kernels
-                                                           : gptoss_sampling_auto;
+    gptoss_cli_context_params(r, ctx, &params);
     const enum gptoss_status st = gptoss_context_create_with_params(e->model, &params, &e->context);
     if (st != gptoss_status_success) {
         gptoss_cli_engine_error("creating the context", st);

@@ -159,6 +159,9 @@ struct gptoss_cli_engine {
 };
 /* Backend, model, tokenizer (0, or 1 after printing why). */
 int gptoss_cli_engine_open(const struct gptoss_cli_run* run, struct gptoss_cli_engine* e);
+/* The options of a context or batch of context_length tokens from run (the rest defaults). */
+void gptoss_cli_context_params(const struct gptoss_cli_run* run, size_t context_length,
+                               struct gptoss_context_params* params);
 /* The context: -c, else `wanted` tokens, at most the model's; the other params from run. */
 int gptoss_cli_make_context(const struct gptoss_cli_run* run, struct gptoss_cli_engine* e, size_t wanted);
 int gptoss_cli_make_sampler(const struct gptoss_cli_run* run, struct gptoss_cli_engine* e);

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "options.h"
 #include "readbw.h"
 #include "util.h"
 
@@ -28,10 +29,26 @@ static void help(void) {
            "  -d, --n-depth D      tokens in the context before each pp and tg run (default 0)\n"
            "  -r, --repetitions R  runs per test (default 3), after an untimed warm-up: a prefill of\n"
            "                       min(P, batch size) tokens and one decode step\n"
+           "  --parallel S         instead: S streams in one batch (the batch API, no HTTP): each\n"
+           "                       prefills a prompt of P fresh random tokens, then N decode steps\n"
+           "                       of S tokens each: rows 'tgN xS' (aggregate decode tokens per\n"
+           "                       second over all streams), 'tgN xS /stream' (each stream's rate);\n"
+           "                       then TTFT under load: S - 1 streams decoding, a new stream's\n"
+           "                       prompt of P tokens arrives: 'ttft ppP xS', the milliseconds to\n"
+           "                       its first token (prefilled in chunks beside the decoding rows)\n"
+           "  --kv-budget BYTES    with --parallel: the KV cache's memory, e.g. 8G (default: enough\n"
+           "                       for S streams)\n"
            "  --profile            per-kernel profile of the timed runs on stderr (the backend is\n"
            "                       synchronised around every kernel call: slower, t/s not\n"
            "                       comparable; $GPTOSS_PROFILE=1 too)\n" GPTOSS_CLI_DRAW_HELP GPTOSS_CLI_BACKEND_HELP);
 }
+
+/* Returns the status of a call that failed (the message is the engine's). */
+#define GPTOSS_TRY_CLI(expr)                                   \
+    do {                                                       \
+        const enum gptoss_status try_st_ = (expr);             \
+        if (try_st_ != gptoss_status_success) return try_st_;  \
+    } while (0)
 
 static void mean_std(const double* v, size_t n, double* mean, double* sd) {
     double s = 0.0;
@@ -205,13 +222,17 @@ static int start_run(struct bench* b, uint32_t first) {
 
 /* ppP: each run a prefill of the P prompt ids after the depth. 0, or 1 after saying why. */
 static int time_prefill(struct bench* b) {
-    const uint32_t* prompt = b->ids + b->D;
+    uint32_t* prompt = b->ids + b->D;
+    const uint32_t first = prompt[0];
     for (size_t rep = 0; rep < b->repetitions; rep++) {
-        /* forget the prompt's cached K/V: a different id at its first position */
-        if (start_run(b, (prompt[0] + 1) % b->num_text) != 0) return 1;
+        if (start_run(b, (first + 1) % b->num_text) != 0) return 1;
+        /* nothing of the prompt in the KV cache (the warm-up's and the earlier runs' K/V stay
+         * there as a prefix cache): a first id of its own in every run */
+        prompt[0] = (uint32_t) ((first + 2 + rep) % b->num_text);
         enum gptoss_status st = gptoss_context_reset(b->e.context);
         if (st == gptoss_status_success) st = gptoss_context_append_tokens(b->e.context, b->D, b->ids);
         if (st == gptoss_status_success) st = gptoss_context_append_tokens(b->e.context, b->P, prompt);
+        prompt[0] = first;
         const double t0 = gptoss_now_s();
         if (st == gptoss_status_success) st = gptoss_context_process(b->e.context);
         const double t1 = gptoss_now_s();
@@ -292,10 +313,182 @@ static int bench_open(struct bench* b, const struct gptoss_cli_run* run) {
     return 0;
 }
 
+/* ---- --parallel S: S streams in one batch ------------------------------------------ */
+
+struct pbench {
+    struct gptoss_cli_engine* e;
+    gptoss_batch_t batch;
+    size_t S, P, N, repetitions;
+    uint32_t num_text;
+    uint64_t rng;
+    uint32_t* prompt;                /* [P] */
+    gptoss_sequence_t* seqs;         /* [S] */
+    size_t* drawn;                   /* [S] */
+    struct gptoss_batch_token* toks; /* [S] */
+    double *agg, *ttft;              /* [repetitions] */
+};
+
+/* Stream i of b->seqs: a new sequence with a prompt of P fresh random ids (no prefix shared
+ * with any earlier stream) that draws `draws` tokens. */
+static enum gptoss_status add_stream(struct pbench* b, size_t i, size_t draws) {
+    for (size_t k = 0; k < b->P; k++) {
+        b->rng ^= b->rng << 13;
+        b->rng ^= b->rng >> 7;
+        b->rng ^= b->rng << 17;
+        b->prompt[k] = (uint32_t) (b->rng % b->num_text);
+    }
+    b->drawn[i] = 0;
+    enum gptoss_status st = gptoss_sequence_create(b->batch, b->P + draws, &b->seqs[i]);
+    if (st == gptoss_status_success) st = gptoss_sequence_append_tokens(b->seqs[i], b->P, b->prompt);
+    if (st == gptoss_status_success) st = gptoss_sequence_generate(b->seqs[i], b->e->sampler, draws);
+    return st;
+}
+
+static void release_streams(struct pbench* b) {
+    for (size_t i = 0; i < b->S; i++) {
+        gptoss_sequence_release(b->seqs[i]);
+        b->seqs[i] = NULL;
+    }
+}
+
+/* One step; counts each stream's draws. */
+static enum gptoss_status pstep(struct pbench* b) {
+    size_t n = 0;
+    GPTOSS_TRY_CLI(gptoss_batch_step(b->batch, b->toks, b->S, &n));
+    for (size_t k = 0; k < n; k++) {
+        for (size_t i = 0; i < b->S; i++) b->drawn[i] += b->seqs[i] != NULL && b->toks[k].sequence == b->seqs[i];
+    }
+    return gptoss_status_success;
+}
+
+/* Steps until streams [0, n) have drawn at least `until` tokens each. */
+static enum gptoss_status steps_until(struct pbench* b, size_t n, size_t until) {
+    for (;;) {
+        size_t done = 0;
+        for (size_t i = 0; i < n; i++) done += b->drawn[i] >= until;
+        if (done == n) return gptoss_status_success;
+        GPTOSS_TRY_CLI(pstep(b));
+    }
+}
+
+/* Decode: S streams prefill their prompts, then N steps of S tokens; the aggregate rate of
+ * those steps (from the step after every stream drew its first token). */
+static enum gptoss_status pdecode(struct pbench* b, size_t N, double* aggregate) {
+    for (size_t i = 0; i < b->S; i++) GPTOSS_TRY_CLI(add_stream(b, i, N + 1));
+    GPTOSS_TRY_CLI(steps_until(b, b->S, 1));
+    const double t0 = gptoss_now_s();
+    GPTOSS_TRY_CLI(steps_until(b, b->S, N + 1));
+    *aggregate = (double) (b->S * N) / (gptoss_now_s() - t0);
+    release_streams(b);
+    return gptoss_status_success;
+}
+
+/* TTFT under load: S - 1 streams decoding, then a new stream's prompt; the time from its
+ * arrival to its first token. */
+static enum gptoss_status pttft(struct pbench* b, double* seconds) {
+    const size_t load = b->S - 1;
+    for (size_t i = 0; i < load; i++) GPTOSS_TRY_CLI(add_stream(b, i, b->P + 2)); /* outlasts the probe */
+    GPTOSS_TRY_CLI(steps_until(b, load, 1));
+    const double t0 = gptoss_now_s();
+    GPTOSS_TRY_CLI(add_stream(b, load, 1));
+    while (b->drawn[load] == 0) GPTOSS_TRY_CLI(pstep(b));
+    *seconds = gptoss_now_s() - t0;
+    release_streams(b);
+    return gptoss_status_success;
+}
+
+static int print_value(const struct bench* b, const char* test, const double* v, size_t n, double scale,
+                       const char* unit) {
+    double mean, sd;
+    char text[48];
+    mean_std(v, n, &mean, &sd);
+    snprintf(text, sizeof(text), "%.2f ± %.2f%s", mean * scale, sd * scale, unit);
+    printf("| %-24.24s | %-28.28s | %8s | %14s | %18s |\n", b->e.label, gptoss_backend_get_name(b->e.backend),
+           b->threads, test, text);
+    return gptoss_cli_check_stdout();
+}
+
+/* gptoss bench --parallel S: aggregate and per-stream decode rates and TTFT under load, on
+ * the batch API (no HTTP). 0, or 1 after saying why. */
+static int bench_parallel(struct bench* b, const struct gptoss_cli_run* run, size_t S, size_t kv_budget) {
+    if (gptoss_cli_engine_open(run, &b->e) != 0 || gptoss_cli_make_sampler(run, &b->e) != 0) return 1;
+    struct pbench p = {.e = &b->e, .S = S, .P = b->P, .N = b->N, .repetitions = b->repetitions,
+                       .rng = 0x9E3779B97F4A7C15ull};
+    size_t max_ctx = 0;
+    gptoss_model_get_max_context_length(b->e.model, &max_ctx);
+    const size_t wanted = b->P + (b->N + 1 > b->P + 2 ? b->N + 1 : b->P + 2);
+    const size_t ctx = run->context != 0 ? (size_t) run->context : wanted;
+    if (ctx < wanted || ctx > max_ctx) {
+        fprintf(stderr, "gptoss bench: --parallel with -p %zu -n %zu needs %zu tokens per stream (-c %zu, the model's "
+                "maximum %zu)\n", b->P, b->N, wanted, ctx, max_ctx);
+        return 1;
+    }
+    struct gptoss_context_params params;
+    gptoss_cli_context_params(run, ctx, &params);
+    params.max_sequences = (uint32_t) S;
+    params.kv_budget = kv_budget;
+    gptoss_tokenizer_get_num_text_tokens(b->e.tokenizer, &p.num_text);
+    p.prompt = malloc(b->P * sizeof(uint32_t));
+    p.seqs = calloc(S, sizeof(*p.seqs));
+    p.drawn = calloc(S, sizeof(*p.drawn));
+    p.toks = calloc(S, sizeof(*p.toks));
+    p.agg = calloc(b->repetitions, sizeof(double));
+    p.ttft = calloc(b->repetitions, sizeof(double));
+    int rc = 1;
+    enum gptoss_status st = gptoss_status_success;
+    if (p.num_text == 0 || p.prompt == NULL || p.seqs == NULL || p.drawn == NULL || p.toks == NULL || p.agg == NULL ||
+        p.ttft == NULL) {
+        fprintf(stderr, "gptoss bench: %s\n", p.num_text == 0 ? "the model has no text tokens" : "out of memory");
+        goto done;
+    }
+    if ((st = gptoss_batch_create(b->e.model, &params, &p.batch)) != gptoss_status_success) {
+        gptoss_cli_engine_error("creating the batch", st);
+        goto done;
+    }
+    struct gptoss_batch_info info;
+    gptoss_batch_get_info(p.batch, &info);
+    fprintf(stderr, "model: %s, %s in %.3f s; %zu streams, prompts of %zu tokens, %zu rows per step, KV budget %zu "
+            "blocks (%.1f MiB)\n", b->e.label, run->random != NULL ? "created" : "loaded", b->e.load_s, S, b->P,
+            info.max_batch_tokens, info.num_blocks, (double) info.num_blocks * (double) info.block_bytes / 1048576.0);
+    double warm;
+    if ((st = pdecode(&p, b->N < 4 ? b->N : 4, &warm)) != gptoss_status_success) goto fail; /* untimed warm-up */
+    gptoss_batch_reset_profile(p.batch);
+    for (size_t r = 0; r < b->repetitions; r++) {
+        if (b->N > 0 && (st = pdecode(&p, b->N, &p.agg[r])) != gptoss_status_success) goto fail;
+        if ((st = pttft(&p, &p.ttft[r])) != gptoss_status_success) goto fail;
+    }
+    char test[40];
+    int w = 0;
+    if (b->N > 0) {
+        snprintf(test, sizeof(test), "tg%zu x%zu", b->N, S);
+        w = print_value(b, test, p.agg, b->repetitions, 1.0, "");
+        snprintf(test, sizeof(test), "tg%zu x%zu /stream", b->N, S);
+        if (w == 0) w = print_value(b, test, p.agg, b->repetitions, 1.0 / (double) S, "");
+    }
+    snprintf(test, sizeof(test), "ttft pp%zu x%zu", b->P, S);
+    if (w == 0) w = print_value(b, test, p.ttft, b->repetitions, 1e3, " ms");
+    gptoss_batch_print_profile(p.batch, stderr); /* only with --profile */
+    rc = w > 0;
+    goto done;
+fail:
+    gptoss_cli_engine_error("parallel run", st);
+done:
+    release_streams(&p);
+    gptoss_batch_release(p.batch);
+    free(p.prompt);
+    free(p.seqs);
+    free(p.drawn);
+    free(p.toks);
+    free(p.agg);
+    free(p.ttft);
+    return rc;
+}
+
 int gptoss_cmd_bench(int argc, char** argv) {
     struct {
         struct gptoss_cli_run run;
-        unsigned long long prompt_tokens, num_tokens, depth, repetitions;
+        unsigned long long prompt_tokens, num_tokens, depth, repetitions, parallel;
+        const char* kv_budget;
     } o = {.prompt_tokens = 512, .num_tokens = 128, .repetitions = 3};
     gptoss_cli_run_defaults(&o.run);
     const struct gptoss_option options[] = {
@@ -309,17 +502,44 @@ int gptoss_cmd_bench(int argc, char** argv) {
         GPTOSS_OPTION_U64("n-predict", 0, &o.num_tokens, 0, 1u << 24),
         GPTOSS_OPTION_U64("n-depth", 'd', &o.depth, 0, 1u << 24),
         GPTOSS_OPTION_U64("repetitions", 'r', &o.repetitions, 1, 1000),
+        GPTOSS_OPTION_U64("parallel", 0, &o.parallel, 1, 65536),
+        GPTOSS_OPTION_STRING("kv-budget", 0, &o.kv_budget),
     };
     const int r = gptoss_options_parse(argc, argv, options, sizeof(options) / sizeof(options[0]), help, NULL, 0, NULL);
     if (r != 0) return r > 0 ? 0 : GPTOSS_EXIT_USAGE;
     if (gptoss_cli_run_check(&o.run) != 0) return GPTOSS_EXIT_USAGE;
+    unsigned long long kv_budget = 0;
+    if (o.kv_budget != NULL && o.parallel == 0) {
+        gptoss_cli_usage_error("--kv-budget goes with --parallel");
+        return GPTOSS_EXIT_USAGE;
+    }
+    if (o.kv_budget != NULL && gptoss_cli_parse_bytes(o.kv_budget, &kv_budget) != 0) {
+        gptoss_cli_usage_error("--kv-budget expects a byte count such as 8G, got '%s'", o.kv_budget);
+        return GPTOSS_EXIT_USAGE;
+    }
+    if (o.parallel != 0 && o.depth != 0) {
+        gptoss_cli_usage_error("--parallel does not take -d");
+        return GPTOSS_EXIT_USAGE;
+    }
     struct bench b;
     memset(&b, 0, sizeof(b));
     b.P = (size_t) o.prompt_tokens;
     b.N = (size_t) o.num_tokens;
     b.D = (size_t) o.depth;
     b.repetitions = (size_t) o.repetitions;
-    int rc = bench_open(&b, &o.run);
+    int rc;
+    if (o.parallel != 0) {
+        if (strcmp(o.run.backend, "cuda") == 0) snprintf(b.threads, sizeof(b.threads), "-");
+        else if (o.run.threads == 0) snprintf(b.threads, sizeof(b.threads), "auto");
+        else snprintf(b.threads, sizeof(b.threads), "%llu", o.run.threads);
+        printf("| %-24s | %-28s | %8s | %14s | %18s |\n", "model", "backend", "threads", "test", "t/s");
+        printf("| %.24s | %.28s | %.8s | %.14s | %.18s |\n", "------------------------------",
+               "------------------------------", "--------", "--------------", "------------------");
+        rc = bench_parallel(&b, &o.run, (size_t) o.parallel, (size_t) kv_budget);
+        gptoss_cli_engine_close(&b.e);
+        return rc;
+    }
+    rc = bench_open(&b, &o.run);
     if (rc != 0) goto done;
     printf("| %-24s | %-28s | %8s | %14s | %18s |\n", "model", "backend", "threads", "test", "t/s");
     printf("| %.24s | %.28s | %.8s | %.14s | %.18s |\n", "------------------------------", "------------------------------",

@@ -24,7 +24,8 @@ struct options {
     unsigned long long device;
     unsigned long long threads;
     unsigned long long context;
-    unsigned long long slots;
+    unsigned long long parallel;
+    unsigned long long kv_budget;
     const char* api_key;
     const char* api_key_file;
     unsigned long long max_queue;
@@ -39,7 +40,7 @@ struct options {
 static void help_serve(void) {
     printf("usage: gptoss serve (-m FILE | --random PRESET) [--host 127.0.0.1] [--port 8080]\n"
            "                    [--backend cpu|cuda] [-t N] [-c CTX] [--api-key KEY | --api-key-file F]\n"
-           "                    [--max-queue N] [--timeout S] [options]\n"
+           "                    [--parallel N] [--kv-budget BYTES] [--max-queue N] [--timeout S] [options]\n"
            "An OpenAI-compatible HTTP server. Endpoints:\n"
            "  GET  /health, /v1/models, /metrics (Prometheus text)\n"
            "  POST /v1/chat/completions   chat in the harmony format: reasoning_content, tool_calls,\n"
@@ -47,8 +48,12 @@ static void help_serve(void) {
            "  POST /v1/responses          the Responses API (previous_response_id, streamed events)\n"
            "  POST /v1/completions        plain-text completion of a prompt (no chat format)\n"
            "  POST /apply-template        the rendered prompt of a chat or responses request\n"
-           "Requests run one at a time in arrival order; Ctrl-C or SIGTERM stops accepting, lets the\n"
-           "queued and running requests finish, and exits (a second signal cancels them).\n"
+           "Up to --parallel requests run together in one batch (a forward step takes the next token\n"
+           "of each and a chunk of any new prompt); new ones join between steps in arrival order,\n"
+           "finished or cancelled ones leave at once. On the CPU a request's tokens do not depend\n"
+           "on the others it runs with, bit for bit; on CUDA its logits can differ in the last\n"
+           "bits (README, \"Batch invariance\"). Ctrl-C or SIGTERM stops accepting,\n"
+           "lets the queued and running requests finish, and exits (a second signal cancels them).\n"
            "  -m, --model FILE      model file (GPT-OSS v1.0); its file name is the model id\n"
            "  --random PRESET       instead of -m: random weights (tiny | 20b | 120b), id random-PRESET\n"
            "  --random-seed S       with --random: weight seed (default 0)\n"
@@ -59,8 +64,15 @@ static void help_serve(void) {
            "  --device N            CUDA device (default 0)\n"
            "  -t, --threads N       CPU threads (default: one per processor)\n"
            "  -c, --ctx-size N      tokens per context: prompt + reply (default: the model's, at most 8192)\n"
-           "  --slots N             contexts kept for the prompt cache (default 1): a request reuses the\n"
-           "                        computed prefix of the context that shares the most of its prompt\n"
+           "  --parallel N          requests run at once, in one batch (default 1)\n"
+           "  --kv-budget BYTES     memory of the KV cache shared by the requests, e.g. 8G (suffixes\n"
+           "                        K, M, G, T: powers of 1024; default: enough for --parallel requests\n"
+           "                        of -c tokens). A request reserves the blocks its prompt + max_tokens\n"
+           "                        can need; one that does not fit waits in the queue until running\n"
+           "                        ones finish (none is evicted), one that cannot fit even alone gets\n"
+           "                        400 kv_budget_exceeded. The prompt cache lives in the same memory:\n"
+           "                        a finished request's K/V stay until the blocks are needed, and a\n"
+           "                        request reuses the longest cached prefix of its prompt\n"
            "  --api-key KEY         require \"Authorization: Bearer KEY\" (all but /health)\n"
            "  --api-key-file F      the same, the key read from the first line of F\n"
            "  --max-queue N         requests waiting for the engine; more get 429 (default 64)\n"
@@ -135,7 +147,13 @@ static int parse(int argc, char** argv, bool render, struct options* o) {
         else if (IS("--device")) NUM(device, 1024);
         else if (IS("-t") || IS("--threads")) NUM(threads, 4096);
         else if (IS("-c") || IS("--ctx-size")) NUM(context, 1ull << 32);
-        else if (IS("--slots")) NUM(slots, 256);
+        else if (IS("--parallel")) NUM(parallel, 4096);
+        else if (IS("--kv-budget")) {
+            const char* v = VALUE();
+            if (v == NULL || gptoss_cli_parse_bytes(v, &o->kv_budget) != 0) {
+                return usage(cmd, "--kv-budget expects a byte count such as 8G, got '%s'%s", v ? v : "", "");
+            }
+        }
         else if (IS("--api-key")) STR(api_key);
         else if (IS("--api-key-file")) STR(api_key_file);
         else if (IS("--max-queue")) NUM(max_queue, 1u << 20);
@@ -205,13 +223,13 @@ static char* read_key_file(const char* path) {
 
 int gptoss_cli_serve(int argc, char** argv) {
     struct options o = {.host = "127.0.0.1", .port = 8080, .backend = "cpu", .max_queue = 64, .timeout = 600,
-                        .max_body = 16u << 20, .http_threads = 4, .slots = 1};
+                        .max_body = 16u << 20, .http_threads = 4, .parallel = 1};
     const int pr = parse(argc, argv, false, &o);
     if (pr != 0) return pr == 1 ? 0 : EXIT_USAGE;
     if ((o.model == NULL) == (o.random == NULL)) return usage("serve", "exactly one of -m FILE and --random PRESET is required%s%s", "", "");
     if (o.api_key != NULL && o.api_key_file != NULL) return usage("serve", "give --api-key or --api-key-file, not both%s%s", "", "");
     if (strcmp(o.backend, "cpu") != 0 && strcmp(o.backend, "cuda") != 0) return usage("serve", "--backend expects cpu or cuda, got '%s'%s", o.backend, "");
-    if (o.slots == 0 || o.max_queue == 0 || o.http_threads == 0) return usage("serve", "--slots, --max-queue and --http-threads must be at least 1%s%s", "", "");
+    if (o.parallel == 0 || o.max_queue == 0 || o.http_threads == 0) return usage("serve", "--parallel, --max-queue and --http-threads must be at least 1%s%s", "", "");
     if (o.api_key != NULL && o.api_key[0] == '\0') return usage("serve", "--api-key is empty%s%s", "", "");
     if (o.model != NULL && access(o.model, R_OK) != 0) {
         fprintf(stderr, "gptoss serve: cannot read model file '%s': %s\n", o.model, strerror(errno));
@@ -261,7 +279,8 @@ int gptoss_cli_serve(int argc, char** argv) {
         fprintf(stderr, "gptoss serve: out of memory\n");
         goto done;
     }
-    const struct srv_scheduler_options so = {.num_slots = o.slots, .context_length = ctx, .max_queue = o.max_queue};
+    const struct srv_scheduler_options so = {.parallel = o.parallel, .context_length = ctx, .max_queue = o.max_queue,
+                                             .kv_budget = (size_t) o.kv_budget};
     if (!srv_scheduler_create(model, &so, metrics, store, &sched, why, sizeof(why))) {
         fprintf(stderr, "gptoss serve: %s\n", why);
         goto done;
@@ -280,8 +299,13 @@ int gptoss_cli_serve(int argc, char** argv) {
         fprintf(stderr, "gptoss serve: %s\n", why);
         goto done;
     }
-    fprintf(stderr, "gptoss serve: model '%s' loaded in %.2f s (%s), %llu context(s) of %zu tokens\n", api.model_id,
-            srv_now() - t0, gptoss_backend_get_name(backend), o.slots, ctx);
+    struct gptoss_batch_info info;
+    size_t queued = 0, running = 0;
+    srv_scheduler_counts(sched, &queued, &running, &info);
+    fprintf(stderr, "gptoss serve: model '%s' loaded in %.2f s (%s); %llu request(s) at once, %zu tokens each; "
+            "KV budget %zu blocks of %zu positions, %zu bytes each (%.1f MiB)\n", api.model_id, srv_now() - t0,
+            gptoss_backend_get_name(backend), o.parallel, ctx, info.num_blocks, info.block_size, info.block_bytes,
+            (double) info.num_blocks * (double) info.block_bytes / 1048576.0);
     fprintf(stderr, "gptoss serve: listening on http://%s%s%s:%u\n", strchr(o.host, ':') ? "[" : "", o.host,
             strchr(o.host, ':') ? "]" : "", (unsigned) port);
 

@@ -4,15 +4,17 @@
 #   variant, compute-sanitizer memcheck + racecheck over small cases of every family and the
 #   tensor-core GEMM paths, the engine end to end (CUDA logits = CPU logits = transformers'
 #   GptOssForCausalLM on a tiny random model), the Python tests on torch CUDA tensors, the
-#   kernel benchmark, and gpt-oss-20b / -120b shaped decode and prefill with random weights.
+#   kernel benchmark, gpt-oss-20b / -120b shaped decode and prefill with random weights, and
+#   many sequences in one batch (what of batch invariance holds on CUDA; gptoss bench
+#   --parallel 1/4/16/64 on 20b: aggregate and per-stream decode, TTFT under load).
 # Prints a short table last. Logs under $OUT (or /tmp/gpu-session).
 #
 #   GPU_BUILD=DIR      use an existing build tree (configured with -DGPTOSS_CUDA=ON) instead
 #                      of building into build-gpu/
 #   GPU_WHEEL_DIR=DIR  a directory with a gpt_oss_kernels wheel built with CUDA (else pip
 #                      builds one from the tree, without build isolation)
-#   GPU_SKIP=LIST      steps to skip (words: cpu-harness sanitize e2e sampling python bench 20b 120b depth
-#                      profile ncu)
+#   GPU_SKIP=LIST      steps to skip (words: cpu-harness sanitize e2e sampling batch python bench 20b
+#                      120b depth parallel profile ncu)
 #   GPU_DEPTHS="D ..."  context depths of the 20b long-context step (default "4096 32768 131072":
 #                      pp512 and tg128 after D tokens, gptoss bench -d; the 131,072-token depth
 #                      alone prefills for minutes at today's speed)
@@ -108,6 +110,19 @@ if ! skip sampling; then
     echo "sampling: ${R[sampling]}; tg128 top-p 0.9 host ${R[sample-host]}, kernels ${R[sample-kernels]} ($(el))"
 fi
 
+# Batches on CUDA (tests/e2e/test_batch.c): three sequences alone, then twice among 63 others
+# with the same crowd (must be bitwise equal: determinism); alone vs among others is
+# reported (logits that differ, max |diff| / max |logit|; bounded by 1e-3): on CUDA a decode
+# row among others runs other kernels than alone (README, "Batch invariance").
+if ! skip batch; then
+    for m in tiny 20b; do
+        "$B"/tests/e2e/test_batch --backend cuda --model $m --streams 64 >"$LOG/batch-$m.log" 2>&1
+        R[batch-$m]="rc=$? $(grep -E 'batch invariance:' "$LOG/batch-$m.log" | sed 's/^ *//'); $(tail -1 "$LOG/batch-$m.log")"
+        grep -E '^FAIL|differ|determinism' "$LOG/batch-$m.log" | head -12
+        echo "batch $m: ${R[batch-$m]} ($(el))"
+    done
+fi
+
 if ! skip python; then
     whl=$(ls "${GPU_WHEEL_DIR:-/nonexistent}"/*.whl 2>/dev/null | head -1)
     if [ -n "$whl" ]; then
@@ -141,6 +156,21 @@ if ! skip depth; then
         R[depth]="${R[depth]:-}d$d ${R[depth-$d]} "
         echo "depth $d: ${R[depth-$d]} ($(el))"
     done
+fi
+
+# Many streams in one batch, 20b: aggregate and per-stream decode tok/s and TTFT of a
+# 512-token prompt arriving while S - 1 streams decode (gptoss bench --parallel; the floor:
+# at 64 streams a step reads ~12.6 GB, ~20,000 tok/s at ~4.1 TB/s; docs/RESULTS.md).
+if ! skip parallel; then
+    for S in 1 4 16 64; do
+        "$B"/bin/gptoss bench --random 20b --backend cuda --parallel $S -p 512 -n 128 -r 2 >"$LOG/parallel-20b-x$S.log" 2>&1
+        R[parallel-$S]="rc=$? $(grep -E '^[|].*(tg|ttft)' "$LOG/parallel-20b-x$S.log" | awk -F'|' '{printf "%s %s; ", $5, $6}')"
+        echo "parallel $S: ${R[parallel-$S]} ($(el))"
+    done
+    # 64 sampled streams (top-p, drawn by the sampling kernels, one copy of the tokens per step)
+    "$B"/bin/gptoss bench --random 20b --backend cuda --parallel 64 -p 512 -n 128 -r 1 --temp 1 --top-p 0.9 \
+        >"$LOG/parallel-20b-x64-topp.log" 2>&1
+    R[parallel-64-topp]="rc=$? $(grep -E '^[|].*(tg|ttft)' "$LOG/parallel-20b-x64-topp.log" | awk -F'|' '{printf "%s %s; ", $5, $6}')"
 fi
 
 # The same 20b decode with direct kernel launches instead of recorded graphs, and without
@@ -180,12 +210,12 @@ fi
 
 [ -f "$LOG/peaks.log" ] && cat "$LOG/peaks.log"
 [ -f "$LOG/bench.log" ] && grep -E '%BW|GB/s|^[a-z_0-9]+ ' "$LOG/bench.log" | tail -24
-for f in "$LOG"/engine-*.log; do [ -f "$f" ] && { echo "${f##*/}:"; grep -E '^\|' "$f" | grep -E 'pp|tg'; grep -E 'GB read per token' "$f"; }; done
+for f in "$LOG"/engine-*.log "$LOG"/parallel-*.log; do [ -f "$f" ] && { echo "${f##*/}:"; grep -E '^\|' "$f" | grep -E 'pp|tg'; grep -E 'GB read per token' "$f"; }; done
 [ -f "$LOG/bench-ab.log" ] && { echo "A/B ($GPU_AB):"; grep -E 'GB/s|%BW' -A8 "$LOG/bench-ab.log" | tail -6; grep -E '^\|' "$LOG/engine-20b-ab.log"; }
 [ -f "$LOG/ncu-decode.log" ] && cat "$LOG/ncu-decode.log"
 [ -f "$LOG/profile-20b.log" ] && grep -E '^(prefill|decode) ' "$LOG/profile-20b.log" | head -40
 echo
 echo "================ $GPU ($(el)) ================"
-for k in build harness-cuda harness-avx512 graph fused memcheck racecheck e2e-hf graph-bitexact sampling sample-host sample-kernels pytest bench engine-20b engine-20b-nofused engine-20b-nograph engine-120b depth profile-20b ncu-decode harness-ab; do
+for k in build harness-cuda harness-avx512 graph fused memcheck racecheck e2e-hf graph-bitexact sampling sample-host sample-kernels batch-tiny batch-20b pytest bench engine-20b engine-20b-nofused engine-20b-nograph engine-120b depth parallel-1 parallel-4 parallel-16 parallel-64 parallel-64-topp profile-20b ncu-decode harness-ab; do
     printf '%-15s %s\n' "$k" "${R[$k]:-skipped}"
 done

@@ -20,6 +20,24 @@ int gptoss_cli_parse_u64(const char* s, unsigned long long max, unsigned long lo
     return 0;
 }
 
+int gptoss_cli_parse_bytes(const char* s, unsigned long long* out) {
+    if (s == NULL || *s < '0' || *s > '9') return -1;
+    char* end = NULL;
+    errno = 0;
+    const unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || end == s) return -1;
+    static const char units[] = "KMGT";
+    unsigned shift = 0;
+    if (*end != '\0') {
+        const char* u = strchr(units, *end >= 'a' ? *end - 'a' + 'A' : *end);
+        if (u == NULL || end[1] != '\0') return -1;
+        shift = 10 * (unsigned) (u - units + 1);
+    }
+    if (shift != 0 && v > (~0ull >> shift)) return -1;
+    *out = v << shift;
+    return 0;
+}
+
 /* The value of option o, as the flag was written ("-n" or "--n-predict"). 0 or -1. */
 static int store(const struct gptoss_option* o, const char* flag, const char* v) {
     switch (o->kind) {

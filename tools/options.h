@@ -50,5 +50,8 @@ int gptoss_options_parse(int argc, char** argv, const struct gptoss_option* opts
 /* Full-string unsigned integer in [0, max]: 0 on success (also for values of
  * environment variables). */
 int gptoss_cli_parse_u64(const char* s, unsigned long long max, unsigned long long* out);
+/* A byte count: digits with an optional binary suffix K, M, G or T (case-insensitive:
+ * 8G = 8 * 2^30). 0 or -1 (not a count, or above 2^64-1). */
+int gptoss_cli_parse_bytes(const char* s, unsigned long long* out);
 
 #endif

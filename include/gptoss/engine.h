@@ -7,8 +7,9 @@
  * one and frees at zero (NULL accepted). Functions return a status; outputs (*_out) are
  * written only on success; gptoss_last_error() says what failed.
  *
- * Threading: a model is read-only after creation and may be shared by contexts on any
- * number of threads; a context is used by one thread at a time.
+ * Threading: a model is read-only after creation and may be shared by contexts and
+ * batches on any number of threads; a context, or a batch with its sequences, is used by
+ * one thread at a time.
  */
 #ifndef GPTOSS_ENGINE_H
 #define GPTOSS_ENGINE_H
@@ -27,6 +28,8 @@ typedef struct gptoss_model* gptoss_model_t;
 typedef struct gptoss_tokenizer* gptoss_tokenizer_t;
 typedef struct gptoss_context* gptoss_context_t;
 typedef struct gptoss_sampler* gptoss_sampler_t;
+typedef struct gptoss_batch* gptoss_batch_t;
+typedef struct gptoss_sequence* gptoss_sequence_t;
 
 /* Special tokens, as upstream's enum. */
 enum gptoss_special_token {
@@ -106,34 +109,56 @@ enum gptoss_status gptoss_tokenizer_release(gptoss_tokenizer_t tokenizer);
 
 /* ---- contexts ---------------------------------------------------------------------- */
 
-/* Options of a context (gptoss_context_create_with_params). Fill them with
- * gptoss_context_params_init (the defaults below), then change fields. The library reads
- * no environment variable: the `gptoss` CLI maps its flags and environment onto these. */
+/* A context is one sequence of tokens with its KV cache; a batch (below) runs many
+ * sequences in the same forward steps. A context is a batch of one sequence: the same
+ * results, bit for bit, as that sequence run in a batch.
+ *
+ * Numerics: on the CPU backend the result of a token does not depend on the other tokens
+ * of its forward step (other sequences, or how a prompt is split into chunks): bit for bit.
+ * On CUDA it does in the last bits: the matrix products choose their kernel by the number
+ * of rows of the step (one-token GEMV, batched GEMV, tensor-core GEMM; the MoE by the rows
+ * per expert), and these sum in different orders (README, "Batch invariance"). */
+
+/* Options of a context or a batch (gptoss_context_create_with_params,
+ * gptoss_batch_create). Fill them with gptoss_context_params_init (the defaults below),
+ * then change fields. The library reads no environment variable: the `gptoss` CLI maps
+ * its flags and environment onto these. */
 struct gptoss_context_params {
     /* The backend the context computes on; NULL (default) = the model's. A model on a CPU
      * backend may be run by another CPU backend (other threads or instruction set: the
      * weights are host memory); any other backend must be the model's. Borrowed: it must
      * outlive the context. */
     gptoss_backend_t backend;
-    /* Tokens the context holds; 0 (default) = the model's maximum. */
+    /* Tokens a sequence holds; 0 (default) = the model's maximum. */
     size_t context_length;
-    /* Prefill chunk: tokens per forward pass over the prompt, at most 65536; 0 (default) =
-     * the backend's default, 128 on the CPU, 512 on CUDA; at most context_length. */
+    /* Token rows per forward step (prefill chunk), at most 65536; 0 (default) = the
+     * backend's default, 128 on the CPU, 512 on CUDA, or max_sequences if more; at most
+     * the larger of context_length and max_sequences. */
     size_t max_batch_tokens;
     /* The MoE of a group of rows runs the expert-grouped (prefill) kernels from this many
      * rows on, the per-token (decode) kernels below it; 0 (default) = the backend's choice
-     * (256 on the CPU, 16 on CUDA). The two paths sum in different orders: outputs differ
-     * in the last bits between values. */
+     * (CPU: never, which keeps results independent of the step; CUDA: 16). The two paths sum
+     * in different orders: outputs differ in the last bits between values. */
     uint32_t moe_dense_min_rows;
     /* 1 (default): the fused kernels of kernels.h (the MoE gate; the MoE accumulate with
      * the RMSNorm after it); 0: their parts as separate calls. Bit-identical outputs. */
     int fused_ops;
-    /* 1 (default): on a backend that records graphs (CUDA), every decode step is one graph
-     * launch; 0: direct kernel launches. Bit-identical outputs. */
+    /* 1 (default): on a backend that records graphs (CUDA), decode steps (one token of each
+     * sequence) are recorded once per number of sequences and replayed; 0: direct kernel
+     * launches. Bit-identical outputs. */
     int graphs;
     /* 0 (default); 1: per-kernel profile (gptoss_context_print_profile): every kernel call
      * is bracketed by gptoss_backend_synchronize and timed (slower; no graphs). */
     int profile;
+    /* Batches: sequences alive at once, at most max_batch_tokens; 0 (default) = 1. A
+     * context holds one. */
+    uint32_t max_sequences;
+    /* Bytes of backend memory for the KV cache, shared by the sequences in blocks of
+     * gptoss_batch_info.block_size positions; 0 (default) = enough for max_sequences
+     * sequences of context_length tokens. The sliding-window layers keep only their window
+     * (and a prefill chunk), so a sequence of n tokens needs about half the memory of n
+     * positions of every layer. */
+    size_t kv_budget;
     /* Where a token is drawn (enum gptoss_sampling; greedy sampling always takes the
      * argmax of the unembedding on the backend). */
     int sampling;
@@ -154,9 +179,10 @@ enum gptoss_sampling {
 };
 /* Fills *params with the defaults (NULL is ignored). */
 void gptoss_context_params_init(struct gptoss_context_params* params);
-/* Creates a context with the given options (NULL = the defaults). invalid_argument names a
- * bad field (a flag not 0 or 1, a backend that cannot run the model, a context_length above
- * the model's maximum, max_batch_tokens above 65536). */
+/* Creates a context with the given options (NULL = the defaults; max_sequences is 1 and
+ * kv_budget 0 here). invalid_argument names a bad field (a flag not 0 or 1, a backend that
+ * cannot run the model, a context_length above the model's maximum, max_batch_tokens above
+ * 65536). */
 enum gptoss_status gptoss_context_create_with_params(gptoss_model_t model, const struct gptoss_context_params* params,
                                                      gptoss_context_t* context_out);
 /* gptoss_context_create_with_params with the defaults and these two limits. */
@@ -172,12 +198,13 @@ enum gptoss_status gptoss_context_append_chars(gptoss_context_t context, const c
                                                size_t* num_tokens_out);
 /* Appends ids (each must be < the vocabulary size, else nothing is appended). */
 enum gptoss_status gptoss_context_append_tokens(gptoss_context_t context, size_t num_tokens, const uint32_t* tokens);
-/* Forgets the tokens but keeps the KV cache so an identical re-appended prefix is reused. */
+/* Forgets the tokens but keeps their K/V in the cache (the prefix cache, as a released
+ * sequence's), so that an identical re-appended prefix is reused. */
 enum gptoss_status gptoss_context_reset(gptoss_context_t context);
-/* Number of leading positions whose K/V are in the cache and belong to the context's
- * tokens (or, after gptoss_context_reset, to the tokens before it: the count can exceed
- * the token count until a different id is appended at a cached position). The next
- * forward pass computes tokens [min(count, num_tokens), num_tokens); a sampled token is
+/* Number of leading positions whose K/V are in the cache for the context's tokens (at most
+ * their count). After gptoss_context_reset the first call (or forward pass) looks up the
+ * longest prefix of the tokens appended since whose K/V the cache still holds and takes
+ * it. The next forward pass computes tokens [count, num_tokens); a sampled token is
  * pending (not counted) until then. A prompt cache reads it after appending a prompt to
  * learn how many of its tokens are reused. */
 enum gptoss_status gptoss_context_get_num_kv_tokens(gptoss_context_t context, size_t* num_kv_tokens_out);
@@ -200,6 +227,88 @@ enum gptoss_status gptoss_context_print_profile(gptoss_context_t context, FILE* 
 enum gptoss_status gptoss_context_reset_profile(gptoss_context_t context);
 enum gptoss_status gptoss_context_retain(gptoss_context_t context);
 enum gptoss_status gptoss_context_release(gptoss_context_t context);
+
+/* ---- batches: many sequences in one forward step ----------------------------------- */
+
+/* A batch owns a KV cache of a fixed budget (params.kv_budget) shared by its sequences in
+ * blocks, and runs their tokens together: each gptoss_batch_step takes the next token of
+ * every decoding sequence and a chunk of any new prompt (up to params.max_batch_tokens
+ * rows in all), concatenated for the matrix products, attention per sequence on its own
+ * cache, and draws the next token of each generating sequence with its own sampler and
+ * seed. Sequences join and leave between steps. A released sequence's blocks go back to
+ * the cache at once; their K/V stay there as a prefix cache until the memory is needed, so
+ * a new sequence that starts with the same tokens (a shared system prompt, the previous
+ * turn of a chat) reuses them, sliding-window layers included. */
+enum gptoss_status gptoss_batch_create(gptoss_model_t model, const struct gptoss_context_params* params,
+                                       gptoss_batch_t* batch_out);
+
+struct gptoss_batch_info {
+    size_t context_length;   /* tokens a sequence may hold at most */
+    size_t max_batch_tokens; /* rows per step */
+    size_t max_sequences;
+    size_t num_sequences;    /* alive */
+    size_t block_size;       /* positions per KV block */
+    size_t block_bytes;      /* backend memory per block */
+    size_t num_blocks;       /* of the budget */
+    size_t reserved_blocks;  /* by the live sequences (gptoss_sequence_create) */
+    size_t free_blocks;      /* held by no sequence */
+    size_t cached_blocks;    /* of those, blocks with prefix-cache contents */
+};
+enum gptoss_status gptoss_batch_get_info(gptoss_batch_t batch, struct gptoss_batch_info* info_out);
+/* Blocks a sequence of max_tokens tokens reserves (see gptoss_sequence_create). */
+enum gptoss_status gptoss_batch_get_sequence_blocks(gptoss_batch_t batch, size_t max_tokens, size_t* blocks_out);
+
+/* A token drawn by a step. */
+struct gptoss_batch_token {
+    gptoss_sequence_t sequence;
+    uint32_t token; /* UINT32_MAX: the sequence was in a step that failed */
+};
+/* One forward step over the batch's sequences: every sequence with tokens whose K/V are
+ * not computed yet takes part (sequences with one such token first, then prompt chunks in
+ * the order the sequences were created, up to max_batch_tokens rows); a generating sequence
+ * (gptoss_sequence_generate) whose tokens are then all computed draws its next token,
+ * which is appended to it (computed by the next step) and listed in tokens_out (capacity
+ * >= max_sequences entries; *num_tokens_out = how many). Nothing to do: success, 0
+ * tokens. On failure (a backend error) the sequences of the step keep their tokens but
+ * lose the K/V the step computed and stop generating; they are listed with token
+ * UINT32_MAX, and the status and message say what failed; the batch stays usable. */
+enum gptoss_status gptoss_batch_step(gptoss_batch_t batch, struct gptoss_batch_token* tokens_out, size_t capacity,
+                                     size_t* num_tokens_out);
+/* The profile of a batch created with params.profile = 1 (as gptoss_context_print_profile). */
+enum gptoss_status gptoss_batch_print_profile(gptoss_batch_t batch, FILE* f);
+enum gptoss_status gptoss_batch_reset_profile(gptoss_batch_t batch);
+enum gptoss_status gptoss_batch_retain(gptoss_batch_t batch);
+enum gptoss_status gptoss_batch_release(gptoss_batch_t batch);
+
+/* A new, empty sequence of at most max_tokens tokens (0 = context_length) in the batch.
+ * It reserves the KV blocks it can need at that length (gptoss_batch_get_sequence_blocks):
+ * insufficient_resources, with the numbers, when they do not fit beside the reservations
+ * of the live sequences (retry after others are released), or when max_sequences are
+ * alive. A sequence holds a reference to its batch. */
+enum gptoss_status gptoss_sequence_create(gptoss_batch_t batch, size_t max_tokens, gptoss_sequence_t* sequence_out);
+/* Appends ids (each < the vocabulary size, else nothing is appended); context_overflow
+ * past max_tokens (nothing appended). The first step after the first append looks up the
+ * longest cached prefix of the tokens (gptoss_sequence_get_num_kv_tokens). */
+enum gptoss_status gptoss_sequence_append_tokens(gptoss_sequence_t sequence, size_t num_tokens,
+                                                 const uint32_t* tokens);
+enum gptoss_status gptoss_sequence_get_num_tokens(gptoss_sequence_t sequence, size_t* num_tokens_out);
+enum gptoss_status gptoss_sequence_get_tokens(gptoss_sequence_t sequence, uint32_t* tokens_out, size_t max_tokens,
+                                              size_t* num_tokens_out);
+/* Leading tokens whose K/V are computed (or reused from the cache: the first call after the
+ * first append takes the longest cached prefix). */
+enum gptoss_status gptoss_sequence_get_num_kv_tokens(gptoss_sequence_t sequence, size_t* num_kv_tokens_out);
+/* The sequence draws up to max_new_tokens tokens, one per step, with sampler (NULL =
+ * greedy; retained; a draw uses its parameters and seed as gptoss_context_sample does);
+ * 0 stops drawing. It also stops at max_tokens. */
+enum gptoss_status gptoss_sequence_generate(gptoss_sequence_t sequence, gptoss_sampler_t sampler,
+                                            size_t max_new_tokens);
+/* The logits (f32[vocabulary]) the sequence's last drawn token came from, valid until the
+ * next step; invalid_state when the last step drew nothing for it. */
+enum gptoss_status gptoss_sequence_get_logits(gptoss_sequence_t sequence, float* logits_out, size_t capacity);
+enum gptoss_status gptoss_sequence_retain(gptoss_sequence_t sequence);
+/* Releases a reference; at zero the sequence's blocks go back to the batch's cache at once
+ * (a cancelled or finished request) and its reservation ends. */
+enum gptoss_status gptoss_sequence_release(gptoss_sequence_t sequence);
 
 /* ---- samplers ---------------------------------------------------------------------- */
 

@@ -3,9 +3,10 @@
  * its parameters after `backend`, in the order of the public function.
  *
  * Higher-order X-macros: GPTOSS_KERNEL_LIST(KERNEL, FUSION) calls KERNEL(name, family)
- * for each kernel every backend implements (the 26 upstream ones and the sampler's
- * penalties and draw from logits) and FUSION(name, family) for each fusion of them (a
- * backend may implement it; otherwise the library runs the kernels it fuses); GPTOSS_ARGS_<name>(ARG) calls ARG(type, parameter) for each
+ * for each kernel every backend implements (the 26 upstream ones, the sampler's penalties
+ * and draw from logits, and the two varlen kernels of the batched engine) and FUSION(name,
+ * family) for each fusion of them (a backend may implement it; otherwise the library runs
+ * the kernels it fuses); GPTOSS_ARGS_<name>(ARG) calls ARG(type, parameter) for each
  * parameter of kernel <name>. From them come the kernel ids, the argument structs and the
  * generic entry (kernel-args.h), the public named functions, the argument checks and the
  * backends' entry tables (src/), and the test registry (tests/ops/).
@@ -30,8 +31,10 @@
     KERNEL(f32_bf16w_dense_matmul_attn_output, matmul)  \
     KERNEL(f32_bf16w_dense_matmul_mlp_gate, matmul)     \
     KERNEL(f32_bf16w_matmul_qkv, qkv)                   \
+    KERNEL(f32_bf16w_matmul_qkv_varlen, qkv)            \
     KERNEL(f32_rope, rope)                              \
     KERNEL(f32_sdpa, sdpa)                              \
+    KERNEL(f32_sdpa_varlen, sdpa)                       \
     KERNEL(f32_bf16w_unembedding, unembedding)          \
     KERNEL(f32_topk, topk)                              \
     KERNEL(expert_routing_metadata, routing)            \
@@ -127,6 +130,31 @@
     ARG(float, yarn_scale)                     \
     ARG(float, yarn_multiplier)
 
+/* the varlen variant: per-row positions and KV slots through block tables */
+#define GPTOSS_ARGS_f32_bf16w_matmul_qkv_varlen(ARG)  \
+    ARG(const float*, input)                          \
+    ARG(const gptoss_bf16*, weight)                   \
+    ARG(const gptoss_bf16*, bias)                     \
+    ARG(float*, output)                               \
+    ARG(float*, kv_cache)                             \
+    ARG(const uint32_t*, positions)                   \
+    ARG(const uint32_t*, seq_ids)                     \
+    ARG(const uint32_t*, block_tables)                \
+    ARG(uint32_t, num_tokens)                         \
+    ARG(uint32_t, num_cols)                           \
+    ARG(uint32_t, num_q_heads)                        \
+    ARG(uint32_t, num_kv_heads)                       \
+    ARG(uint32_t, head_dim)                           \
+    ARG(uint64_t, kv_stride)                          \
+    ARG(uint32_t, block_size)                         \
+    ARG(uint32_t, table_stride)                       \
+    ARG(uint32_t, num_seqs)                           \
+    ARG(float, rope_base)                             \
+    ARG(float, interpolation_scale)                   \
+    ARG(float, yarn_offset)                           \
+    ARG(float, yarn_scale)                            \
+    ARG(float, yarn_multiplier)
+
 #define GPTOSS_ARGS_f32_rope(ARG)    \
     ARG(float*, activations)         \
     ARG(float, rope_base)            \
@@ -152,6 +180,25 @@
     ARG(uint32_t, num_q_heads)      \
     ARG(uint32_t, num_kv_heads)     \
     ARG(uint32_t, head_dim)         \
+    ARG(float, scale)
+
+#define GPTOSS_ARGS_f32_sdpa_varlen(ARG)  \
+    ARG(const float*, q)                  \
+    ARG(const float*, kv)                 \
+    ARG(const gptoss_bf16*, sinks)        \
+    ARG(float*, output)                   \
+    ARG(const uint32_t*, positions)       \
+    ARG(const uint32_t*, seq_ids)         \
+    ARG(const uint32_t*, block_tables)    \
+    ARG(uint32_t, window)                 \
+    ARG(uint64_t, kv_stride)              \
+    ARG(uint32_t, block_size)             \
+    ARG(uint32_t, table_stride)           \
+    ARG(uint32_t, num_q_tokens)           \
+    ARG(uint32_t, num_seqs)               \
+    ARG(uint32_t, num_q_heads)            \
+    ARG(uint32_t, num_kv_heads)           \
+    ARG(uint32_t, head_dim)               \
     ARG(float, scale)
 
 #define GPTOSS_ARGS_f32_bf16w_unembedding(ARG)  \

@@ -306,6 +306,31 @@ enum gptoss_status gptoss_f32_bf16w_matmul_qkv(gptoss_backend_t backend, const f
                                                float interpolation_scale, float yarn_offset, float yarn_scale,
                                                float yarn_multiplier);
 
+/* Paged KV cache (the varlen kernels below, for many sequences in one call). One layer's
+ * cache is kv_cache f32[num_kv_heads][kv_stride] (kv_stride in floats, a multiple of
+ * 2 * head_dim * block_size): per kv head, slots of 2 * head_dim floats (K then V), grouped
+ * in blocks of block_size slots; num_blocks = kv_stride / (2 * head_dim * block_size).
+ * block_tables u32[num_seqs][table_stride] maps the positions of each sequence to blocks:
+ * position p of sequence s is in slot block_tables[s][p / block_size] * block_size +
+ * p % block_size. Token row t belongs to sequence seq_ids[t] (< num_seqs) at position
+ * positions[t] (< table_stride * block_size); rows may come in any order, and sequences may
+ * share blocks (a common prefix). On CUDA, seq_ids, positions and the table entries a call
+ * reads are device contents (see the top): an offending row is written as NaN and the next
+ * synchronize reports it. */
+
+/* gptoss_f32_bf16w_matmul_qkv for rows of many sequences: row t is rotated at position
+ * positions[t] and its rotated K and V are written to the slot of (seq_ids[t],
+ * positions[t]) in the paged cache (see above), for every kv head. The projection and the
+ * RoPE of each row are computed as gptoss_f32_bf16w_matmul_qkv computes a call of the same
+ * num_tokens. No two rows may write the same slot. Requirements as there; block_size,
+ * table_stride, num_seqs >= 1; kv_stride a multiple of 2 * head_dim * block_size. */
+enum gptoss_status gptoss_f32_bf16w_matmul_qkv_varlen(
+    gptoss_backend_t backend, const float* input, const gptoss_bf16* weight, const gptoss_bf16* bias, float* output,
+    float* kv_cache, const uint32_t* positions, const uint32_t* seq_ids, const uint32_t* block_tables,
+    uint32_t num_tokens, uint32_t num_cols, uint32_t num_q_heads, uint32_t num_kv_heads, uint32_t head_dim,
+    uint64_t kv_stride, uint32_t block_size, uint32_t table_stride, uint32_t num_seqs, float rope_base,
+    float interpolation_scale, float yarn_offset, float yarn_scale, float yarn_multiplier);
+
 /* In-place RoPE over the Q and K heads of qkv rows: activations
  * f32[num_tokens][head_dim * (num_q_heads + 2 * num_kv_heads)]; V heads untouched;
  * token t is at position token_offset + t. No KV-cache write. head_dim even. */
@@ -339,6 +364,23 @@ enum gptoss_status gptoss_f32_sdpa(gptoss_backend_t backend, const float* q, con
                                    const gptoss_bf16* sinks, float* output, uint32_t window, uint64_t kv_stride,
                                    uint32_t num_q_tokens, uint32_t num_kv_tokens, uint32_t num_q_heads,
                                    uint32_t num_kv_heads, uint32_t head_dim, float scale);
+
+/* gptoss_f32_sdpa for query rows of many sequences over a paged cache (see above the
+ * varlen QKV kernel): row i (q row as in gptoss_f32_sdpa) is the query of sequence
+ * seq_ids[i] at position P = positions[i]; it attends to the keys of that sequence at
+ * positions max(0, P + 1 - window) .. P with the formula of gptoss_f32_sdpa (sinks, scale,
+ * GQA), reading key t from the slot block_tables[s][t / block_size] * block_size +
+ * t % block_size. Every such slot must hold the sequence's K/V (the block table entries
+ * read must be below num_blocks). A row's result depends only on its own query, keys and
+ * position, never on the other rows of the call: the same on every backend whether a
+ * sequence runs alone or among others (batch invariance). output f32[num_q_tokens]
+ * [num_q_heads * head_dim]. head_dim a multiple of 4. */
+enum gptoss_status gptoss_f32_sdpa_varlen(gptoss_backend_t backend, const float* q, const float* kv,
+                                          const gptoss_bf16* sinks, float* output, const uint32_t* positions,
+                                          const uint32_t* seq_ids, const uint32_t* block_tables, uint32_t window,
+                                          uint64_t kv_stride, uint32_t block_size, uint32_t table_stride,
+                                          uint32_t num_q_tokens, uint32_t num_seqs, uint32_t num_q_heads,
+                                          uint32_t num_kv_heads, uint32_t head_dim, float scale);
 
 /* ------------------------------------------------------------------------------------
  * Unembedding

@@ -294,6 +294,31 @@ static PyObject* k_f32_sdpa(PyObject* self, PyObject* args) {
     RUN(gptoss_f32_sdpa(b, P(q), P(kv), P(sinks), P(out), window, kv_stride, tq, tkv, hq, hkv, d, scale));
 }
 
+static PyObject* k_f32_bf16w_matmul_qkv_varlen(PyObject* self, PyObject* args) {
+    PyObject* cap; ull x, w, bias, out, kv, pos, ids, tab, stride;
+    unsigned int t, c, hq, hkv, d, bs, ts, ns;
+    float base, interp, yoff, yscale, ymul;
+    if (!PyArg_ParseTuple(args, "OKKKKKKKKIIIIIKIIIfffff", &cap, &x, &w, &bias, &out, &kv, &pos, &ids, &tab, &t, &c,
+                          &hq, &hkv, &d, &stride, &bs, &ts, &ns, &base, &interp, &yoff, &yscale, &ymul)) {
+        return NULL;
+    }
+    BACKEND(cap);
+    RUN(gptoss_f32_bf16w_matmul_qkv_varlen(b, P(x), P(w), P(bias), P(out), P(kv), P(pos), P(ids), P(tab), t, c, hq,
+                                           hkv, d, stride, bs, ts, ns, base, interp, yoff, yscale, ymul));
+}
+
+static PyObject* k_f32_sdpa_varlen(PyObject* self, PyObject* args) {
+    PyObject* cap; ull q, kv, sinks, out, pos, ids, tab, stride;
+    unsigned int window, bs, ts, tq, ns, hq, hkv, d; float scale;
+    if (!PyArg_ParseTuple(args, "OKKKKKKKIKIIIIIIIf", &cap, &q, &kv, &sinks, &out, &pos, &ids, &tab, &window, &stride,
+                          &bs, &ts, &tq, &ns, &hq, &hkv, &d, &scale)) {
+        return NULL;
+    }
+    BACKEND(cap);
+    RUN(gptoss_f32_sdpa_varlen(b, P(q), P(kv), P(sinks), P(out), P(pos), P(ids), P(tab), window, stride, bs, ts, tq,
+                               ns, hq, hkv, d, scale));
+}
+
 static PyObject* k_f32_bf16w_unembedding(PyObject* self, PyObject* args) {
     PyObject* cap; ull x, w, logits, argmax; unsigned int t, c, r;
     if (!PyArg_ParseTuple(args, "OKKKKIII", &cap, &x, &w, &logits, &argmax, &t, &c, &r)) return NULL;
@@ -447,7 +472,7 @@ static PyMethodDef methods[] = {
     K(u32_fill_random), K(f32_fill_random), K(bf16_fill_random), K(mf4_f32_convert), K(bf16_f32_embeddings),
     K(f32_bf16w_rmsnorm), K(f32_bf16w_matmul), K(f32_bf16w_matmul_add), K(f32_bf16w_dense_matmul_qkv),
     K(f32_bf16w_dense_matmul_attn_output), K(f32_bf16w_dense_matmul_mlp_gate), K(f32_bf16w_matmul_qkv),
-    K(f32_rope), K(f32_sdpa), K(f32_bf16w_unembedding), K(f32_topk), K(expert_routing_metadata), K(f32_scatter),
+    K(f32_rope), K(f32_sdpa), K(f32_bf16w_matmul_qkv_varlen), K(f32_sdpa_varlen), K(f32_bf16w_unembedding), K(f32_topk), K(expert_routing_metadata), K(f32_scatter),
     K(f32_mf4w_moe_matmul_swiglu), K(f32_mf4w_moe_matmul), K(f32_mf4w_moe_dense_matmul_swiglu),
     K(f32_mf4w_moe_dense_matmul), K(f32_gather_and_accumulate), K(f32_accumulate), K(f32_softmax), K(f32_sample),
     K(f32_apply_penalties), K(f32_sample_logits), K(f32_accumulate_bf16w_rmsnorm), K(f32_bf16w_rmsnorm_matmul_topk),

@@ -41,6 +41,7 @@ __all__ = [
     "f32_bf16w_matmul", "f32_bf16w_matmul_add",
     "f32_bf16w_dense_matmul_qkv", "f32_bf16w_dense_matmul_attn_output", "f32_bf16w_dense_matmul_mlp_gate",
     "f32_bf16w_rmsnorm", "bf16_f32_embeddings", "f32_rope", "f32_bf16w_matmul_qkv", "f32_sdpa",
+    "f32_bf16w_matmul_qkv_varlen", "f32_sdpa_varlen",
     "f32_topk", "expert_routing_metadata", "f32_scatter",
     "f32_mf4w_moe_matmul_swiglu", "f32_mf4w_moe_matmul", "f32_mf4w_moe_dense_matmul_swiglu",
     "f32_mf4w_moe_dense_matmul", "f32_gather_and_accumulate", "f32_accumulate",
@@ -327,6 +328,95 @@ def f32_sdpa(q, q_offset_bytes, kv, kv_offset_bytes, s_bf16, s_offset_bytes, out
     out_address = call.offset(out, output_offset_bytes, "output_offset_bytes", Tq * Hq * D,
                               "num_q_tokens x num_q_heads x head_dim")
     _run(call, _native.f32_sdpa, q_address, kv_address, s_address, out_address, win, stride, Tq, N0, Hq, Hkv, D, sc)
+    return output
+
+
+def _paged(call, kv, kv_name, positions, seq_ids, block_tables, num_rows, num_kv_heads, head_dim, kv_stride,
+           block_size, table_stride, num_seqs):
+    """The checks of the paged cache of the varlen ops; returns the addresses of kv,
+    positions, seq_ids and block_tables."""
+    bs = count(block_size, "block_size")
+    ts = count(table_stride, "table_stride")
+    S = count(num_seqs, "num_seqs")
+    stride = count(kv_stride, "kv_stride", maximum=U64_MAX)
+    if stride % (2 * head_dim * bs) != 0:
+        raise ValueError("%s: kv_stride %d is not a multiple of 2 x head_dim %d x block_size %d"
+                         % (call.op, stride, head_dim, bs))
+    kvt = call.tensor(kv, kv_name, F32, writable=kv_name == "kv_cache")
+    call.need(kvt, num_kv_heads * stride, "num_kv_heads x kv_stride")
+    pos = call.tensor(positions, "positions", U32)
+    call.need(pos, num_rows, "the rows")
+    ids = call.tensor(seq_ids, "seq_ids", U32)
+    call.need(ids, num_rows, "the rows")
+    tab = call.tensor(block_tables, "block_tables", U32)
+    call.matrix(tab, S, ts, "num_seqs", "table_stride")
+    return kvt.address, pos.address, ids.address, tab.address, stride, bs, ts, S
+
+
+def f32_bf16w_matmul_qkv_varlen(input, weight_bf16, bias_bf16, output, kv_cache, positions, seq_ids, block_tables,
+                                num_tokens, num_cols, num_q_heads, num_kv_heads, attn_head_dim, kv_stride, block_size,
+                                table_stride, num_seqs, rope_base, interpolation_scale, yarn_offset, yarn_scale,
+                                yarn_multiplier):
+    """f32_bf16w_matmul_qkv for rows of many sequences over a paged KV cache (not a seed op).
+
+    Row t is rotated at position positions[t] and its K and V go to the slot
+    block_tables[s][p // block_size] * block_size + p % block_size (s = seq_ids[t],
+    p = positions[t]) of kv_cache, f32 [num_kv_heads][kv_stride] (kv_stride floats per kv
+    head, a multiple of 2 * attn_head_dim * block_size). positions, seq_ids int32/uint32
+    [num_tokens]; block_tables int32/uint32 [num_seqs][table_stride]. Other arguments as
+    f32_bf16w_matmul_qkv. Returns output."""
+    op = "f32_bf16w_matmul_qkv_varlen"
+    T = count(num_tokens, "num_tokens")
+    C = count(num_cols, "num_cols")
+    Hq, Hkv, D, qkv_dim = _heads(num_q_heads, num_kv_heads, attn_head_dim)
+    params = [real(v, n) for v, n in ((rope_base, "rope_base"), (interpolation_scale, "interpolation_scale"),
+                                      (yarn_offset, "yarn_offset"), (yarn_scale, "yarn_scale"),
+                                      (yarn_multiplier, "yarn_multiplier"))]
+    call = Call(op)
+    x = call.tensor(input, "input", F32)
+    call.matrix(x, T, C, "num_tokens", "num_cols")
+    w = call.weight_in_out(weight_bf16, "weight_bf16", C, qkv_dim, "num_cols",
+                           "attn_head_dim x (num_q_heads + 2 x num_kv_heads)")
+    b = _bias(call, bias_bf16, qkv_dim, rows_what="attn_head_dim x (num_q_heads + 2 x num_kv_heads)")
+    y = call.tensor(output, "output", F32, writable=True)
+    call.matrix(y, T, qkv_dim, "num_tokens", "attn_head_dim x (num_q_heads + 2 x num_kv_heads)")
+    kv, pos, ids, tab, stride, bs, ts, S = _paged(call, kv_cache, "kv_cache", positions, seq_ids, block_tables, T,
+                                                  Hkv, D, kv_stride, block_size, table_stride, num_seqs)
+    _run(call, _native.f32_bf16w_matmul_qkv_varlen, x.address, w, b, y.address, kv, pos, ids, tab, T, C, Hq, Hkv, D,
+         stride, bs, ts, S, *params)
+    return output
+
+
+def f32_sdpa_varlen(q, kv, s_bf16, output, positions, seq_ids, block_tables, window, kv_stride, block_size,
+                    table_stride, num_q_tokens, num_seqs, num_q_heads, num_kv_heads, head_dim, scale=None):
+    """f32_sdpa for query rows of many sequences over a paged KV cache (not a seed op).
+
+    Row i is the query of sequence seq_ids[i] at position positions[i]; it attends to
+    that sequence's keys in its window, key t read from the slot
+    block_tables[s][t // block_size] * block_size + t % block_size of kv, f32
+    [num_kv_heads][kv_stride]. A row's result does not depend on the other rows. q f32
+    [num_q_tokens][head_dim * (num_q_heads + 2 * num_kv_heads)] (only the Q part read);
+    output f32 [num_q_tokens][num_q_heads * head_dim]; s_bf16 bf16 [num_q_heads] or None;
+    window and scale as f32_sdpa. Returns output."""
+    op = "f32_sdpa_varlen"
+    win = count(window, "window")
+    Tq = count(num_q_tokens, "num_q_tokens")
+    Hq, Hkv, D, qkv_dim = _heads(num_q_heads, num_kv_heads, head_dim)
+    sc = default_scale(D) if scale is None else real(scale, "scale")
+    call = Call(op)
+    qt = call.tensor(q, "q", F32)
+    call.matrix(qt, Tq, qkv_dim, "num_q_tokens", "head_dim x (num_q_heads + 2 x num_kv_heads)")
+    kva, pos, ids, tab, stride, bs, ts, S = _paged(call, kv, "kv", positions, seq_ids, block_tables, Tq, Hkv, D,
+                                                   kv_stride, block_size, table_stride, num_seqs)
+    s_address = 0
+    if s_bf16 is not None:
+        st = call.tensor(s_bf16, "s_bf16", BF16)
+        call.need(st, Hq, "num_q_heads")
+        s_address = st.address
+    out = call.tensor(output, "output", F32, writable=True)
+    call.matrix(out, Tq, Hq * D, "num_q_tokens", "num_q_heads x head_dim")
+    _run(call, _native.f32_sdpa_varlen, qt.address, kva, s_address, out.address, pos, ids, tab, win, stride, bs, ts,
+         Tq, S, Hq, Hkv, D, sc)
     return output
 
 

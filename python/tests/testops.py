@@ -221,6 +221,26 @@ def _calls():
                           c.v("num_q_tokens"), c.v("num_kv_tokens"), c.v("num_q_heads"), c.v("num_kv_heads"),
                           c.v("head_dim"), c.v("scale")), out
 
+    def qkv_varlen(L, c):
+        T, C = c.v("num_tokens"), c.v("num_cols")
+        Hq, Hkv, D = c.v("num_q_heads"), c.v("num_kv_heads"), c.v("head_dim")
+        rows = D * (Hq + 2 * Hkv)
+        out = c.t("output", (T, rows))
+        S, TS = c.v("num_seqs"), c.v("table_stride")
+        return g.f32_bf16w_matmul_qkv_varlen(c.t("input", (T, C)), c.in_out("weight", rows, C), c.t("bias"), out,
+                                             c.t("kv_cache"), c.t("positions"), c.t("seq_ids"),
+                                             c.t("block_tables", (S, TS)), T, C, Hq, Hkv, D, c.v("kv_stride"),
+                                             c.v("block_size"), TS, S, c.v("rope_base"), c.v("interpolation_scale"),
+                                             c.v("yarn_offset"), c.v("yarn_scale"), c.v("yarn_multiplier")), out
+
+    def sdpa_varlen(L, c):
+        out = c.t("output")
+        S, TS = c.v("num_seqs"), c.v("table_stride")
+        return g.f32_sdpa_varlen(c.t("q"), c.t("kv"), c.t("sinks"), out, c.t("positions"), c.t("seq_ids"),
+                                 c.t("block_tables", (S, TS)), c.v("window"), c.v("kv_stride"), c.v("block_size"), TS,
+                                 c.v("num_q_tokens"), S, c.v("num_q_heads"), c.v("num_kv_heads"), c.v("head_dim"),
+                                 c.v("scale")), out
+
     def rmsnorm(L, c):
         T, C = c.v("num_tokens"), c.v("num_channels")
         x, out = c.t("input", (T, C)), c.t("output", (T, C))
@@ -324,6 +344,8 @@ def _calls():
         "f32_bf16w_matmul_qkv": qkv,
         "f32_rope": rope,
         "f32_sdpa": sdpa,
+        "f32_bf16w_matmul_qkv_varlen": qkv_varlen,
+        "f32_sdpa_varlen": sdpa_varlen,
         "f32_bf16w_unembedding": unembedding,
         "f32_topk": topk,
         "expert_routing_metadata": metadata,

@@ -45,6 +45,11 @@ void gptoss_cpu_scratch_release(gptoss_backend_t backend);
 void gptoss_cpu_parallelize(gptoss_backend_t backend, gptoss_parallel_fn fn, void* context, size_t range,
                             size_t grain);
 
+/* f32_rope with row t at positions[t] instead of token_offset + t (positions NULL: the
+ * plain kernel); the rotation of a row is the same either way (rope.c). */
+enum gptoss_status gptoss_cpu_rope_rows(gptoss_backend_t backend, const struct gptoss_f32_rope_args* args,
+                                        const uint32_t* positions);
+
 /* The kernel entries: gptoss_cpu_<name>(backend, args) for every kernel of the list but
  * the fusions, which the CPU runs as their parts (src/kernels): a fused pass would save
  * kernel launches, which the CPU does not have. */

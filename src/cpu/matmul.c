@@ -2,23 +2,21 @@
  * one GEMM core, out[t][r] (=|+=) sum_c x[t][c] * f32(w[r][c]) + f32(b[r]).
  *
  * Work is split over OUTPUT ROWS (contiguous slices per thread), so every output element
- * is computed by exactly one thread, in an order that depends only on (num_tokens,
- * num_cols, isa) -- not on the row blocking or where a thread's slice starts: results do
- * not depend on the thread count.
+ * is computed by exactly one thread, in an order that depends only on (num_cols, isa) --
+ * not on the number of tokens, the row blocking or where a thread's slice starts: results
+ * do not depend on the thread count, and a token's results do not depend on the other
+ * tokens of the call (batch invariance: a sequence gives the same bits alone or in a
+ * batch, however its prompt is split into chunks).
  *
- * Two schedules, chosen by num_tokens only:
- *   - decode (<= DECODE_MAX_TOKENS tokens, memory-bound): each weight row is streamed
- *     from memory once and used for every token of the batch: 8 rows x 1 token, or
- *     groups of 12 rows (still in L1/L2 for the next token tile) as 4 rows x 3 tokens or
- *     6 rows x 2 tokens, accumulators in registers, software prefetch ahead along the
- *     rows (AVX2). The activations are first copied into a permuted
- *     layout (per chunk of 16/32 columns: even columns, then odd columns) so that a
- *     chunk of bf16 weights widens with one shift (even) and one AND (odd), no shuffles.
- *   - prefill (many tokens, compute-bound): a cache-blocked GEMM. Per panel of 64 rows and
- *     256 columns the weights are widened once into a thread-local f32 panel
- *     ([16-row strip][k][16]) and a register micro-kernel (6 tokens x 16 rows on AVX2,
- *     12 x 16 on AVX-512) accumulates over the panel into a thread-local f32 tile; the
- *     bias and the residual are applied once the whole row is summed.
+ * One schedule, dot products: each output element has its own vector accumulator over the
+ * columns (one lane per pair of columns of a 16/32-column chunk), summed horizontally at
+ * the end, the columns past the last whole chunk added in order. One token: each weight
+ * row is streamed from memory once (8 rows at a time on AVX-512; one row at a time with
+ * software prefetch on AVX2). Several tokens: blocks of DOT_TOKENS tokens x DOT_ROWS
+ * rows (activations in L2, rows in L1), tiles of 4 rows x 5 tokens (AVX-512) or 4 x 3
+ * (AVX2) with the accumulators in registers. The activations are first copied into a
+ * permuted layout (per chunk of 16/32 columns: even columns, then odd columns) so that a
+ * chunk of bf16 weights widens with one shift (even) and one AND (odd), no shuffles.
  * Widening is exact (bits << 16); activations stay f32 (no bf16 dot instructions). */
 #include <stdbool.h>
 #include <stdlib.h>
@@ -35,17 +33,15 @@
 #define GPTOSS_CPU_X86 0
 #endif
 
-/* Batches up to this many tokens use the decode schedule. */
-#define DECODE_MAX_TOKENS 8
-/* Prefill blocking: rows per panel (multiple of 16) and columns per panel. */
-#define PANEL_ROWS 64
-#define PANEL_COLS 256
 /* Decode: software prefetch distance along a weight row, in elements (0 = none). A
  * prefetch past the end of a row lands in the next row or is dropped (no fault). */
 #ifndef PREFETCH_DISTANCE
 #define PREFETCH_DISTANCE 1024
 #endif
-/* Decode: rows per parallel grain. */
+/* Several tokens: tokens and rows per cache block. */
+#define DOT_TOKENS 48
+#define DOT_ROWS 64
+/* Rows per parallel grain. */
 #define DECODE_GRAIN 8
 
 struct gemm {
@@ -55,12 +51,9 @@ struct gemm {
     float* out;         /* [T][R] */
     size_t T, C, R;
     bool add;
-    /* decode: permuted activations [T][cmain], cmain = C rounded down to `chunk` */
+    /* permuted activations [T][cmain], cmain = C rounded down to `chunk` */
     const float* xp;
     size_t cmain;
-    /* prefill: per-thread scratch (panel + accumulator tile) */
-    float* scratch;
-    size_t scratch_floats; /* per thread */
 };
 
 static inline void finish(const struct gemm* g, size_t t, size_t r, float dot) {
@@ -111,6 +104,27 @@ static void permute_activations(const float* x, float* xp, size_t T, size_t C, s
             for (size_t j = 0; j < half; j++) {
                 pr[c + j] = xr[c + 2 * j];
                 pr[c + half + j] = xr[c + 2 * j + 1];
+            }
+        }
+    }
+}
+
+/* The dot schedule for several tokens: tokens in blocks of DOT_TOKENS (their activations
+ * stay in L2), rows in blocks of DOT_ROWS within them, tiles of 4 rows x nt_max tokens (the
+ * last tokens and rows in smaller tiles). Every output element keeps its own accumulator
+ * over all columns, so its value does not depend on the tile it falls in. */
+static void dot_schedule(const struct gemm* g, size_t begin, size_t end, int nt_max,
+                         void (*tile)(const struct gemm*, size_t, size_t, int, int)) {
+    for (size_t t0 = 0; t0 < g->T; t0 += DOT_TOKENS) {
+        const size_t t1 = g->T - t0 < DOT_TOKENS ? g->T : t0 + DOT_TOKENS;
+        for (size_t r0 = begin; r0 < end; r0 += DOT_ROWS) {
+            const size_t r1 = end - r0 < DOT_ROWS ? end : r0 + DOT_ROWS;
+            for (size_t r = r0; r < r1;) {
+                const int nr = r + 4 <= r1 ? 4 : 1;
+                for (size_t t = t0; t < t1; t += (size_t) nt_max) {
+                    tile(g, r, t, nr, t1 - t < (size_t) nt_max ? (int) (t1 - t) : nt_max);
+                }
+                r += (size_t) nr;
             }
         }
     }
@@ -172,200 +186,73 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void decode_blo
     }
 }
 
+/* One tile of the dot schedule: nr (4 or 1) rows from r x nt (1..3) tokens from t. */
+__attribute__((target("avx2,fma"))) static void decode_tile_avx2(const struct gemm* g, size_t r, size_t t, int nr,
+                                                                  int nt) {
+    switch (nr * 8 + nt) {
+        case 35: decode_block_avx2(g, r, t, 4, 3); break;
+        case 34: decode_block_avx2(g, r, t, 4, 2); break;
+        case 33: decode_block_avx2(g, r, t, 4, 1); break;
+        case 11: decode_block_avx2(g, r, t, 1, 3); break;
+        case 10: decode_block_avx2(g, r, t, 1, 2); break;
+        default: decode_block_avx2(g, r, t, 1, 1); break;
+    }
+}
+
 __attribute__((target("avx2,fma"))) static void decode_rows_avx2(void* context, uint32_t thread_index,
                                                                   size_t begin, size_t end) {
     const struct gemm* g = context;
-    const size_t T = g->T;
-    size_t r = begin;
-    if (T == 1) {
+    (void) thread_index;
+    if (g->T == 1) {
         /* One row at a time: a single sequential stream per thread, which the hardware
          * prefetchers follow better than 8 interleaved rows (docs/RESULTS.md). Each row
          * keeps its own accumulator either way, so results are identical. */
-        for (; r < end; r++) decode_block_avx2(g, r, 0, 1, 1);
+        for (size_t r = begin; r < end; r++) decode_block_avx2(g, r, 0, 1, 1);
         return;
     }
-    /* Blocks of 12 rows (still in L1 for the second token tile): 4 rows x 3 tokens or
-     * 6 rows x 1-2 tokens per pass; remaining rows one at a time. */
-    for (; r + 12 <= end; r += 12) {
-        for (size_t t = 0; t < T;) {
-            const size_t rem = T - t, tiles = (rem + 2) / 3, nt = (rem + tiles - 1) / tiles;
-            if (nt == 3) {
-                decode_block_avx2(g, r, t, 4, 3);
-                decode_block_avx2(g, r + 4, t, 4, 3);
-                decode_block_avx2(g, r + 8, t, 4, 3);
-            } else if (nt == 2) {
-                decode_block_avx2(g, r, t, 6, 2);
-                decode_block_avx2(g, r + 6, t, 6, 2);
-            } else {
-                decode_block_avx2(g, r, t, 6, 1);
-                decode_block_avx2(g, r + 6, t, 6, 1);
-            }
-            t += nt;
-        }
-    }
-    for (; r < end; r++) {
-        for (size_t t = 0; t < T;) {
-            const size_t rem = T - t, tiles = (rem + 2) / 3, nt = (rem + tiles - 1) / tiles;
-            if (nt == 3) decode_block_avx2(g, r, t, 1, 3);
-            else if (nt == 2) decode_block_avx2(g, r, t, 1, 2);
-            else decode_block_avx2(g, r, t, 1, 1);
-            t += nt;
-        }
-    }
-}
-
-/* Widens rows [row0, row0 + nvalid) (nvalid <= 16), columns [pc, pc + kc) into
- * dst[k][16] (missing rows are zero). */
-__attribute__((target("avx2,fma"))) static void pack_strip_avx2(const uint16_t* w, size_t C, size_t row0,
-                                                                 size_t nvalid, size_t pc, size_t kc,
-                                                                 float* dst) {
-    size_t k = 0;
-    if (nvalid == 16) {
-        for (; k + 8 <= kc; k += 8) {
-            for (int h = 0; h < 2; h++) {
-                __m256 v[8];
-                for (int i = 0; i < 8; i++) {
-                    const __m128i raw = _mm_loadu_si128((const __m128i*) (w + (row0 + 8 * h + i) * C + pc + k));
-                    v[i] = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(raw), 16));
-                }
-                /* 8x8 transpose: v[i][j] (row i, column k+j) -> dst[k+j][8h+i] */
-                const __m256 t0 = _mm256_unpacklo_ps(v[0], v[1]), t1 = _mm256_unpackhi_ps(v[0], v[1]);
-                const __m256 t2 = _mm256_unpacklo_ps(v[2], v[3]), t3 = _mm256_unpackhi_ps(v[2], v[3]);
-                const __m256 t4 = _mm256_unpacklo_ps(v[4], v[5]), t5 = _mm256_unpackhi_ps(v[4], v[5]);
-                const __m256 t6 = _mm256_unpacklo_ps(v[6], v[7]), t7 = _mm256_unpackhi_ps(v[6], v[7]);
-                const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-                const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-                const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-                const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-                float* d = dst + k * 16 + 8 * h;
-                _mm256_store_ps(d + 0 * 16, _mm256_permute2f128_ps(u0, u4, 0x20));
-                _mm256_store_ps(d + 1 * 16, _mm256_permute2f128_ps(u1, u5, 0x20));
-                _mm256_store_ps(d + 2 * 16, _mm256_permute2f128_ps(u2, u6, 0x20));
-                _mm256_store_ps(d + 3 * 16, _mm256_permute2f128_ps(u3, u7, 0x20));
-                _mm256_store_ps(d + 4 * 16, _mm256_permute2f128_ps(u0, u4, 0x31));
-                _mm256_store_ps(d + 5 * 16, _mm256_permute2f128_ps(u1, u5, 0x31));
-                _mm256_store_ps(d + 6 * 16, _mm256_permute2f128_ps(u2, u6, 0x31));
-                _mm256_store_ps(d + 7 * 16, _mm256_permute2f128_ps(u3, u7, 0x31));
-            }
-        }
-    }
-    for (; k < kc; k++) {
-        for (size_t i = 0; i < 16; i++) {
-            dst[k * 16 + i] = i < nvalid ? gptoss_bf16_to_f32(w[(row0 + i) * C + pc + k]) : 0.0f;
-        }
-    }
-}
-
-/* acc[MR tokens][16 rows] (+)= a[MR][0..kc) . b[0..kc)[16]; c is the f32 tile (row
- * stride PANEL_ROWS). */
-__attribute__((target("avx2,fma"), always_inline)) static inline void micro_avx2(const int MR, const float* a,
-                                                                                  size_t lda, const float* b,
-                                                                                  size_t kc, float* c,
-                                                                                  bool init) {
-    __m256 acc[6][2];
-#pragma GCC unroll 6
-    for (int i = 0; i < MR; i++) {
-        acc[i][0] = init ? _mm256_setzero_ps() : _mm256_load_ps(c + i * PANEL_ROWS);
-        acc[i][1] = init ? _mm256_setzero_ps() : _mm256_load_ps(c + i * PANEL_ROWS + 8);
-    }
-    for (size_t k = 0; k < kc; k++) {
-        const __m256 b0 = _mm256_load_ps(b + k * 16), b1 = _mm256_load_ps(b + k * 16 + 8);
-#pragma GCC unroll 6
-        for (int i = 0; i < MR; i++) {
-            const __m256 av = _mm256_broadcast_ss(a + i * lda + k);
-            acc[i][0] = _mm256_fmadd_ps(av, b0, acc[i][0]);
-            acc[i][1] = _mm256_fmadd_ps(av, b1, acc[i][1]);
-        }
-    }
-#pragma GCC unroll 6
-    for (int i = 0; i < MR; i++) {
-        _mm256_store_ps(c + i * PANEL_ROWS, acc[i][0]);
-        _mm256_store_ps(c + i * PANEL_ROWS + 8, acc[i][1]);
-    }
-}
-
-__attribute__((target("avx2,fma"))) static void micro_any_avx2(size_t mr, const float* a, size_t lda,
-                                                                const float* b, size_t kc, float* c, bool init) {
-    switch (mr) {
-        case 6: micro_avx2(6, a, lda, b, kc, c, init); break;
-        case 5: micro_avx2(5, a, lda, b, kc, c, init); break;
-        case 4: micro_avx2(4, a, lda, b, kc, c, init); break;
-        case 3: micro_avx2(3, a, lda, b, kc, c, init); break;
-        case 2: micro_avx2(2, a, lda, b, kc, c, init); break;
-        default: micro_avx2(1, a, lda, b, kc, c, init); break;
-    }
-}
-
-/* Prefill schedule shared by AVX2 and AVX-512 (mr_max tokens per micro-kernel call). */
-static void prefill_rows(const struct gemm* g, uint32_t thread_index, size_t begin, size_t end, size_t mr_max,
-                         void (*micro)(size_t, const float*, size_t, const float*, size_t, float*, bool)) {
-    const size_t T = g->T, C = g->C;
-    float* panel = g->scratch + (size_t) thread_index * g->scratch_floats; /* [4][PANEL_COLS][16] */
-    float* tile = panel + (size_t) (PANEL_ROWS / 16) * PANEL_COLS * 16;    /* [T][PANEL_ROWS] */
-    for (size_t jc = begin; jc < end; jc += PANEL_ROWS) {
-        const size_t nc = end - jc < PANEL_ROWS ? end - jc : PANEL_ROWS;
-        const size_t strips = (nc + 15) / 16;
-        for (size_t pc = 0; pc < C; pc += PANEL_COLS) {
-            const size_t kc = C - pc < PANEL_COLS ? C - pc : PANEL_COLS;
-            for (size_t s = 0; s < strips; s++) {
-                const size_t valid = nc - 16 * s < 16 ? nc - 16 * s : 16;
-                pack_strip_avx2(g->w, C, jc + 16 * s, valid, pc, kc, panel + s * PANEL_COLS * 16);
-            }
-            for (size_t t = 0; t < T; t += mr_max) {
-                const size_t mr = T - t < mr_max ? T - t : mr_max;
-                for (size_t s = 0; s < strips; s++) {
-                    micro(mr, g->x + t * C + pc, C, panel + s * PANEL_COLS * 16, kc,
-                          tile + t * PANEL_ROWS + 16 * s, pc == 0);
-                }
-            }
-        }
-        for (size_t t = 0; t < T; t++) {
-            for (size_t i = 0; i < nc; i++) finish(g, t, jc + i, tile[t * PANEL_ROWS + i]);
-        }
-    }
-}
-
-__attribute__((target("avx2,fma"))) static void prefill_rows_avx2(void* context, uint32_t thread_index,
-                                                                   size_t begin, size_t end) {
-    prefill_rows(context, thread_index, begin, end, 6, micro_any_avx2);
+    dot_schedule(g, begin, end, 3, decode_tile_avx2);
 }
 
 /* ------------------------------------------------------------------------------------
- * AVX-512 (F/BW/VL): the AVX2 schedule with 512-bit vectors (32-column decode chunks,
- * 12-token micro-kernel over the same 16-row strips).
+ * AVX-512 (F/BW/VL): the AVX2 kernels with 512-bit vectors (32-column chunks).
  * ---------------------------------------------------------------------------------- */
 
 __attribute__((target("avx512f,avx512bw,avx512vl"), always_inline)) static inline void decode_block_avx512(
     const struct gemm* g, size_t r, size_t t, const int NR, const int NT) {
     const size_t C = g->C, cmain = g->cmain;
     const __m512i hi_mask = _mm512_set1_epi32((int) 0xFFFF0000u);
-    __m512 acc[8][3];
+    __m512 acc[8][5];
     const uint16_t* wr[8];
-    const float* xr[3];
+    const float* xr[5];
 #pragma GCC unroll 8
     for (int i = 0; i < NR; i++) {
         wr[i] = g->w + (r + i) * C;
-#pragma GCC unroll 3
+#pragma GCC unroll 5
         for (int j = 0; j < NT; j++) acc[i][j] = _mm512_setzero_ps();
     }
-#pragma GCC unroll 3
+#pragma GCC unroll 5
     for (int j = 0; j < NT; j++) xr[j] = g->xp + (t + j) * cmain;
     for (size_t c = 0; c < cmain; c += 32) {
+        __m512 we[8], wo[8];
 #pragma GCC unroll 8
         for (int i = 0; i < NR; i++) {
             const __m512i wv = _mm512_loadu_si512((const void*) (wr[i] + c));
-            const __m512 we = _mm512_castsi512_ps(_mm512_slli_epi32(wv, 16));
-            const __m512 wo = _mm512_castsi512_ps(_mm512_and_si512(wv, hi_mask));
-#pragma GCC unroll 3
-            for (int j = 0; j < NT; j++) {
-                acc[i][j] = _mm512_fmadd_ps(we, _mm512_load_ps(xr[j] + c), acc[i][j]);
-                acc[i][j] = _mm512_fmadd_ps(wo, _mm512_load_ps(xr[j] + c + 16), acc[i][j]);
+            we[i] = _mm512_castsi512_ps(_mm512_slli_epi32(wv, 16));
+            wo[i] = _mm512_castsi512_ps(_mm512_and_si512(wv, hi_mask));
+        }
+#pragma GCC unroll 5
+        for (int j = 0; j < NT; j++) {
+            const __m512 xe = _mm512_load_ps(xr[j] + c), xo = _mm512_load_ps(xr[j] + c + 16);
+#pragma GCC unroll 8
+            for (int i = 0; i < NR; i++) {
+                acc[i][j] = _mm512_fmadd_ps(we[i], xe, acc[i][j]);
+                acc[i][j] = _mm512_fmadd_ps(wo[i], xo, acc[i][j]);
             }
         }
     }
 #pragma GCC unroll 8
     for (int i = 0; i < NR; i++) {
-#pragma GCC unroll 3
+#pragma GCC unroll 5
         for (int j = 0; j < NT; j++) {
             const float* x = g->x + (t + j) * C;
             float tail = 0.0f;
@@ -375,82 +262,35 @@ __attribute__((target("avx512f,avx512bw,avx512vl"), always_inline)) static inlin
     }
 }
 
+/* One tile of the dot schedule: nr (4 or 1) rows from r x nt (1..5) tokens from t. */
+__attribute__((target("avx512f,avx512bw,avx512vl"))) static void decode_tile_avx512(const struct gemm* g, size_t r,
+                                                                                      size_t t, int nr, int nt) {
+    switch (nr * 8 + nt) {
+        case 37: decode_block_avx512(g, r, t, 4, 5); break;
+        case 36: decode_block_avx512(g, r, t, 4, 4); break;
+        case 35: decode_block_avx512(g, r, t, 4, 3); break;
+        case 34: decode_block_avx512(g, r, t, 4, 2); break;
+        case 33: decode_block_avx512(g, r, t, 4, 1); break;
+        case 13: decode_block_avx512(g, r, t, 1, 5); break;
+        case 12: decode_block_avx512(g, r, t, 1, 4); break;
+        case 11: decode_block_avx512(g, r, t, 1, 3); break;
+        case 10: decode_block_avx512(g, r, t, 1, 2); break;
+        default: decode_block_avx512(g, r, t, 1, 1); break;
+    }
+}
+
 __attribute__((target("avx512f,avx512bw,avx512vl"))) static void decode_rows_avx512(void* context,
                                                                                       uint32_t thread_index,
                                                                                       size_t begin, size_t end) {
     const struct gemm* g = context;
-    const size_t T = g->T;
-    size_t r = begin;
-    if (T == 1) {
+    (void) thread_index;
+    if (g->T == 1) {
+        size_t r = begin;
         for (; r + 8 <= end; r += 8) decode_block_avx512(g, r, 0, 8, 1);
         for (; r < end; r++) decode_block_avx512(g, r, 0, 1, 1);
         return;
     }
-    /* Blocks of 12 rows (still in L1 for the second token tile): 4 rows x 3 tokens or
-     * 6 rows x 1-2 tokens per pass; remaining rows one at a time. */
-    for (; r + 12 <= end; r += 12) {
-        for (size_t t = 0; t < T;) {
-            const size_t rem = T - t, tiles = (rem + 2) / 3, nt = (rem + tiles - 1) / tiles;
-            if (nt == 3) {
-                decode_block_avx512(g, r, t, 4, 3);
-                decode_block_avx512(g, r + 4, t, 4, 3);
-                decode_block_avx512(g, r + 8, t, 4, 3);
-            } else if (nt == 2) {
-                decode_block_avx512(g, r, t, 6, 2);
-                decode_block_avx512(g, r + 6, t, 6, 2);
-            } else {
-                decode_block_avx512(g, r, t, 6, 1);
-                decode_block_avx512(g, r + 6, t, 6, 1);
-            }
-            t += nt;
-        }
-    }
-    for (; r < end; r++) {
-        for (size_t t = 0; t < T;) {
-            const size_t rem = T - t, tiles = (rem + 2) / 3, nt = (rem + tiles - 1) / tiles;
-            if (nt == 3) decode_block_avx512(g, r, t, 1, 3);
-            else if (nt == 2) decode_block_avx512(g, r, t, 1, 2);
-            else decode_block_avx512(g, r, t, 1, 1);
-            t += nt;
-        }
-    }
-}
-
-__attribute__((target("avx512f,avx512bw,avx512vl"), always_inline)) static inline void micro_avx512(
-    const int MR, const float* a, size_t lda, const float* b, size_t kc, float* c, bool init) {
-    __m512 acc[12];
-#pragma GCC unroll 12
-    for (int i = 0; i < MR; i++) acc[i] = init ? _mm512_setzero_ps() : _mm512_load_ps(c + i * PANEL_ROWS);
-    for (size_t k = 0; k < kc; k++) {
-        const __m512 bv = _mm512_load_ps(b + k * 16);
-#pragma GCC unroll 12
-        for (int i = 0; i < MR; i++) acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(a[i * lda + k]), bv, acc[i]);
-    }
-#pragma GCC unroll 12
-    for (int i = 0; i < MR; i++) _mm512_store_ps(c + i * PANEL_ROWS, acc[i]);
-}
-
-__attribute__((target("avx512f,avx512bw,avx512vl"))) static void micro_any_avx512(size_t mr, const float* a,
-                                                                                    size_t lda, const float* b,
-                                                                                    size_t kc, float* c, bool init) {
-    switch (mr) {
-        case 12: micro_avx512(12, a, lda, b, kc, c, init); break;
-        case 11: micro_avx512(11, a, lda, b, kc, c, init); break;
-        case 10: micro_avx512(10, a, lda, b, kc, c, init); break;
-        case 9: micro_avx512(9, a, lda, b, kc, c, init); break;
-        case 8: micro_avx512(8, a, lda, b, kc, c, init); break;
-        case 7: micro_avx512(7, a, lda, b, kc, c, init); break;
-        case 6: micro_avx512(6, a, lda, b, kc, c, init); break;
-        case 5: micro_avx512(5, a, lda, b, kc, c, init); break;
-        case 4: micro_avx512(4, a, lda, b, kc, c, init); break;
-        case 3: micro_avx512(3, a, lda, b, kc, c, init); break;
-        case 2: micro_avx512(2, a, lda, b, kc, c, init); break;
-        default: micro_avx512(1, a, lda, b, kc, c, init); break;
-    }
-}
-
-static void prefill_rows_avx512(void* context, uint32_t thread_index, size_t begin, size_t end) {
-    prefill_rows(context, thread_index, begin, end, 12, micro_any_avx512);
+    dot_schedule(g, begin, end, 5, decode_tile_avx512);
 }
 
 #endif /* GPTOSS_CPU_X86 */
@@ -476,29 +316,14 @@ static enum gptoss_status gemm_run(gptoss_backend_t backend, const float* input,
 #if GPTOSS_CPU_X86
     if (isa == gptoss_cpu_isa_avx2 || isa == gptoss_cpu_isa_avx512) {
         const bool wide = isa == gptoss_cpu_isa_avx512;
-        if (g.T <= DECODE_MAX_TOKENS) {
-            const size_t chunk = wide ? 32 : 16;
-            g.cmain = g.C / chunk * chunk;
-            void* xp = NULL;
-            GPTOSS_TRY(gptoss_cpu_scratch_acquire(backend, g.T * g.cmain * sizeof(float), &xp));
-            if (g.cmain != 0) permute_activations(g.x, xp, g.T, g.C, g.cmain, chunk);
-            g.xp = xp;
-            gptoss_cpu_parallelize(backend, wide ? decode_rows_avx512 : decode_rows_avx2, &g, g.R, DECODE_GRAIN);
-            gptoss_cpu_scratch_release(backend);
-        } else {
-            const uint32_t threads = gptoss_threadpool_num_threads(gptoss_cpu(backend)->pool);
-            g.scratch_floats = (size_t) (PANEL_ROWS / 16) * PANEL_COLS * 16 + g.T * PANEL_ROWS;
-            g.scratch_floats = (g.scratch_floats + 15) / 16 * 16; /* keep 64-byte alignment per thread */
-            const size_t bytes = g.scratch_floats * sizeof(float) * threads;
-            void* scratch = NULL;
-            GPTOSS_TRY(gptoss_cpu_scratch_acquire(backend, bytes, &scratch));
-            g.scratch = scratch;
-            /* Whole panels per thread when there are enough rows, else 16-row strips (the
-             * arithmetic of an element does not depend on where a slice starts). */
-            const size_t grain = g.R >= (size_t) threads * 2 * PANEL_ROWS ? PANEL_ROWS : 16;
-            gptoss_cpu_parallelize(backend, wide ? prefill_rows_avx512 : prefill_rows_avx2, &g, g.R, grain);
-            gptoss_cpu_scratch_release(backend);
-        }
+        const size_t chunk = wide ? 32 : 16;
+        g.cmain = g.C / chunk * chunk;
+        void* xp = NULL;
+        GPTOSS_TRY(gptoss_cpu_scratch_acquire(backend, g.T * g.cmain * sizeof(float), &xp));
+        if (g.cmain != 0) permute_activations(g.x, xp, g.T, g.C, g.cmain, chunk);
+        g.xp = xp;
+        gptoss_cpu_parallelize(backend, wide ? decode_rows_avx512 : decode_rows_avx2, &g, g.R, DECODE_GRAIN);
+        gptoss_cpu_scratch_release(backend);
         return gptoss_status_success;
     }
 #endif

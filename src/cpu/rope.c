@@ -3,7 +3,8 @@
  * YaRN multiplier) into a per-thread table laid out per element: cs[2i] = cs[2i+1] = c,
  * sn[2i] = -s, sn[2i+1] = s, so that out = v * cs + swap(v) * sn gives
  * (x*c - y*s, y*c + x*s) with the same roundings as the scalar formula (no fma).
- * Split over tokens. */
+ * Split over tokens. Rows at their own positions (gptoss_cpu_rope_rows) for the varlen QKV
+ * kernel. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -24,9 +25,14 @@ struct rope {
     size_t heads;      /* rotated heads per row (Q + K) */
     size_t D;
     uint32_t token_offset;
+    const uint32_t* positions; /* per row, or NULL: token_offset + row */
     float freq_scale, interpolation_scale, yarn_offset, yarn_scale, yarn_multiplier;
     float* scratch; /* [threads][2][D] */
 };
+
+static inline uint32_t row_position(const struct rope* p, size_t t) {
+    return p->positions != NULL ? p->positions[t] : p->token_offset + (uint32_t) t;
+}
 
 static void rope_table(const struct rope* p, uint32_t pos, float* cs, float* sn) {
     for (size_t i = 0; i < p->D / 2; i++) {
@@ -74,7 +80,7 @@ static void rope_scalar(void* context, uint32_t thread_index, size_t begin, size
     float* cs = p->scratch + (size_t) thread_index * 2 * p->D;
     float* sn = cs + p->D;
     for (size_t t = begin; t < end; t++) {
-        rope_table(p, p->token_offset + (uint32_t) t, cs, sn);
+        rope_table(p, row_position(p, t), cs, sn);
         float* row = p->act + t * p->row_stride;
         for (size_t h = 0; h < p->heads; h++) rotate_scalar(row + h * p->D, cs, sn, 0, p->D);
     }
@@ -88,7 +94,7 @@ __attribute__((target("avx2,fma"))) static void rope_avx2(void* context, uint32_
     float* cs = p->scratch + (size_t) thread_index * 2 * D;
     float* sn = cs + D;
     for (size_t t = begin; t < end; t++) {
-        rope_table(p, p->token_offset + (uint32_t) t, cs, sn);
+        rope_table(p, row_position(p, t), cs, sn);
         float* row = p->act + t * p->row_stride;
         for (size_t h = 0; h < p->heads; h++) {
             float* v = row + h * D;
@@ -112,7 +118,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) static void rope_avx512(voi
     float* cs = p->scratch + (size_t) thread_index * 2 * D;
     float* sn = cs + D;
     for (size_t t = begin; t < end; t++) {
-        rope_table(p, p->token_offset + (uint32_t) t, cs, sn);
+        rope_table(p, row_position(p, t), cs, sn);
         float* row = p->act + t * p->row_stride;
         for (size_t h = 0; h < p->heads; h++) {
             float* v = row + h * D;
@@ -130,7 +136,8 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) static void rope_avx512(voi
 }
 #endif
 
-enum gptoss_status gptoss_cpu_f32_rope(gptoss_backend_t backend, const struct gptoss_f32_rope_args* args) {
+enum gptoss_status gptoss_cpu_rope_rows(gptoss_backend_t backend, const struct gptoss_f32_rope_args* args,
+                                        const uint32_t* positions) {
     const uint32_t threads = gptoss_threadpool_num_threads(gptoss_cpu(backend)->pool);
     struct rope p = {
         .act = args->activations,
@@ -138,6 +145,7 @@ enum gptoss_status gptoss_cpu_f32_rope(gptoss_backend_t backend, const struct gp
         .heads = (size_t) args->num_q_heads + args->num_kv_heads,
         .D = args->head_dim,
         .token_offset = args->token_offset,
+        .positions = positions,
         .freq_scale = -logf(args->rope_base) / (float) (args->head_dim / 2),
         .interpolation_scale = args->interpolation_scale,
         .yarn_offset = args->yarn_offset,
@@ -161,4 +169,8 @@ enum gptoss_status gptoss_cpu_f32_rope(gptoss_backend_t backend, const struct gp
     gptoss_cpu_parallelize(backend, fn, &p, args->num_tokens, grain);
     gptoss_cpu_scratch_release(backend);
     return gptoss_status_success;
+}
+
+enum gptoss_status gptoss_cpu_f32_rope(gptoss_backend_t backend, const struct gptoss_f32_rope_args* args) {
+    return gptoss_cpu_rope_rows(backend, args, NULL);
 }

@@ -13,7 +13,14 @@
  * sum p V. A partial last block is copied into a zero-padded 8-row buffer. head_dim % 8 == 4
  * uses masked loads (zero lanes). The AVX-512 variant runs the AVX2 code.
  *
- * Scalar: the same recurrence key by key. */
+ * Scalar: the same recurrence key by key.
+ *
+ * f32_sdpa_varlen runs the same code per (query row, kv head) item: only the position of
+ * a row and the address of a key row (its slot through the sequence's block table) differ,
+ * so a row's arithmetic depends on its own query and keys alone (batch invariance), and a
+ * sequence gives the same bits through either entry. A block of 8 keys whose rows are not
+ * consecutive in the cache (it spans two cache blocks) is copied into the padded buffer
+ * first, as a partial block is. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +41,11 @@ struct sdpa_context {
     uint64_t kv_stride;
     size_t qkv_dim;
     uint32_t window;
-    uint32_t num_kv_tokens;
+    uint32_t num_kv_tokens;   /* f32_sdpa: row i is at position num_kv_tokens + i */
+    const uint32_t* positions; /* varlen: per row (NULL for f32_sdpa) */
+    const uint32_t* seq_ids;
+    const uint32_t* block_tables;
+    uint32_t block_size, table_stride;
     uint32_t num_q_heads;
     uint32_t num_kv_heads;
     uint32_t head_dim;
@@ -44,11 +55,31 @@ struct sdpa_context {
     size_t scratch_floats;
 };
 
-/* Keys [lo, hi] of query token i. */
-static void key_range(const struct sdpa_context* ctx, size_t i, uint64_t* lo, uint64_t* hi) {
-    const uint64_t P = (uint64_t) ctx->num_kv_tokens + i;
+/* Where the keys of one (query row, kv head) item are: kv head base and the sequence's block
+ * table (NULL: position t is row t of the head). */
+struct key_source {
+    const float* head;
+    const uint32_t* table;
+    uint32_t block_size;
+    uint32_t row_floats; /* 2 * head_dim */
+};
+
+static inline const float* key_row(const struct key_source* src, uint64_t t) {
+    if (src->table == NULL) return src->head + t * src->row_floats;
+    const uint64_t slot = (uint64_t) src->table[t / src->block_size] * src->block_size + t % src->block_size;
+    return src->head + slot * src->row_floats;
+}
+
+/* Keys [lo, hi] of query row i and where they are for kv head h. */
+static void item_keys(const struct sdpa_context* ctx, size_t i, size_t h, uint64_t* lo, uint64_t* hi,
+                      struct key_source* src) {
+    const uint64_t P = ctx->positions != NULL ? ctx->positions[i] : (uint64_t) ctx->num_kv_tokens + i;
     *hi = P;
     *lo = P + 1 > (uint64_t) ctx->window ? P + 1 - ctx->window : 0;
+    src->head = ctx->kv + h * ctx->kv_stride;
+    src->table = ctx->positions != NULL ? ctx->block_tables + (size_t) ctx->seq_ids[i] * ctx->table_stride : NULL;
+    src->block_size = ctx->block_size;
+    src->row_floats = 2 * ctx->head_dim;
 }
 
 static void init_state(const struct sdpa_context* ctx, uint32_t hq, float* m, float* l) {
@@ -70,8 +101,8 @@ static void sdpa_task_scalar(void* context, uint32_t thread_index, size_t begin,
     for (size_t item = begin; item < end; item++) {
         const size_t i = item / ctx->num_kv_heads, h = item % ctx->num_kv_heads;
         uint64_t lo, hi;
-        key_range(ctx, i, &lo, &hi);
-        const float* kvh = ctx->kv + h * ctx->kv_stride;
+        struct key_source src;
+        item_keys(ctx, i, h, &lo, &hi, &src);
         for (uint32_t g = 0; g < G; g++) {
             const uint32_t hq = (uint32_t) h * G + g;
             const float* qv = ctx->q + i * ctx->qkv_dim + (size_t) hq * D;
@@ -79,7 +110,7 @@ static void sdpa_task_scalar(void* context, uint32_t thread_index, size_t begin,
             init_state(ctx, hq, &m, &l);
             for (uint32_t d = 0; d < D; d++) acc[d] = 0.0f;
             for (uint64_t t = lo; t <= hi; t++) {
-                const float* k = kvh + t * 2 * D;
+                const float* k = key_row(&src, t);
                 const float* v = k + D;
                 float dot = 0.0f;
                 for (uint32_t d = 0; d < D; d++) dot = fmaf(qv[d], k[d], dot);
@@ -158,6 +189,38 @@ AVX2 static inline float hsum256(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+/* Keys t0 .. t0 + n - 1 (n <= 8) as 8 rows of 2D floats from the returned pointer: the
+ * cache itself when the 8 rows are consecutive there, else a copy in pad with zero rows
+ * after n (the values the kernel then reads are the same either way). */
+static const float* key_block(const struct key_source* src, uint64_t t0, uint32_t n, float* pad) {
+    const size_t rf = src->row_floats;
+    const float* first = key_row(src, t0);
+    /* rows of at most two cache blocks are consecutive when the last is 7 rows after the first */
+    if (n == 8 && (src->table == NULL || src->block_size >= 8) && key_row(src, t0 + 7) == first + 7 * rf) return first;
+    for (uint32_t r = 0; r < 8; r++) {
+        if (r < n) memcpy(pad + r * rf, key_row(src, t0 + r), rf * sizeof(float));
+        else memset(pad + r * rf, 0, rf * sizeof(float));
+    }
+    return pad;
+}
+
+/* Prefetches the rows of keys t0 .. t0 + 7 (at most two cache blocks apart when
+ * block_size >= 8; smaller blocks are not prefetched). */
+static void prefetch_block(const struct key_source* src, uint64_t t0) {
+    const size_t rf = src->row_floats;
+    const char* a = (const char*) key_row(src, t0);
+    if (src->table != NULL && src->block_size < 8) return;
+    const char* b = (const char*) key_row(src, t0 + 7);
+    size_t first_rows = 8; /* rows from a on */
+    if (b != a + 7 * rf * sizeof(float)) {
+        first_rows = src->block_size - t0 % src->block_size;
+        for (size_t off = 0; off < (8 - first_rows) * rf * sizeof(float); off += 64) {
+            _mm_prefetch(b + rf * sizeof(float) - (8 - first_rows) * rf * sizeof(float) + off, _MM_HINT_T0);
+        }
+    }
+    for (size_t off = 0; off < first_rows * rf * sizeof(float); off += 64) _mm_prefetch(a + off, _MM_HINT_T0);
+}
+
 AVX2 static void sdpa_task_avx2(void* context, uint32_t thread_index, size_t begin, size_t end) {
     const struct sdpa_context* ctx = context;
     const uint32_t D = ctx->head_dim, G = ctx->G;
@@ -178,26 +241,16 @@ AVX2 static void sdpa_task_avx2(void* context, uint32_t thread_index, size_t beg
     for (size_t item = begin; item < end; item++) {
         const size_t i = item / ctx->num_kv_heads, h = item % ctx->num_kv_heads;
         uint64_t lo, hi;
-        key_range(ctx, i, &lo, &hi);
-        const float* kvh = ctx->kv + h * ctx->kv_stride;
+        struct key_source src;
+        item_keys(ctx, i, h, &lo, &hi, &src);
         const float* qbase = ctx->q + i * ctx->qkv_dim + (size_t) h * G * D;
         for (uint32_t g = 0; g < G; g++) init_state(ctx, (uint32_t) h * G + g, &m[g], &l[g]);
         memset(acc, 0, (size_t) G * Dp * sizeof(float));
 
         for (uint64_t t0 = lo; t0 <= hi; t0 += 8) {
             const uint32_t nk = hi + 1 - t0 >= 8 ? 8 : (uint32_t) (hi + 1 - t0);
-            const float* kb = kvh + t0 * 2 * D; /* row r: K at kb + r*2D, V at + D */
-            if (nk < 8) {
-                memset(pad, 0, (size_t) 8 * 2 * D * sizeof(float));
-                memcpy(pad, kb, (size_t) nk * 2 * D * sizeof(float));
-                kb = pad;
-            }
-            if (t0 + 16 <= hi + 1) { /* next block's K/V rows (8 x 2D floats) */
-                const char* next = (const char*) (kvh + (t0 + 8) * 2 * D);
-                for (size_t off = 0; off < (size_t) 8 * 2 * D * sizeof(float); off += 64) {
-                    _mm_prefetch(next + off, _MM_HINT_T0);
-                }
-            }
+            const float* kb = key_block(&src, t0, nk, pad); /* row r: K at kb + r*2D, V at + D */
+            if (t0 + 16 <= hi + 1) prefetch_block(&src, t0 + 8);
             const __m256 valid = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32((int) nk), lane_index));
 
             /* scores and softmax state per head */
@@ -271,15 +324,26 @@ AVX2 static void sdpa_task_avx2(void* context, uint32_t thread_index, size_t beg
 
 #endif
 
-enum gptoss_status gptoss_cpu_f32_sdpa(gptoss_backend_t backend, const struct gptoss_f32_sdpa_args* args) {
-    const uint32_t G = args->num_q_heads / args->num_kv_heads;
-    const size_t Dp = (args->head_dim + 7) / 8 * 8;
+/* Runs the items (query row, kv head) of ctx (filled but for the scratch) over the pool. */
+static enum gptoss_status sdpa_run(gptoss_backend_t backend, struct sdpa_context* ctx, uint32_t num_q_tokens) {
+    const size_t Dp = (ctx->head_dim + 7) / 8 * 8;
     /* acc[G][Dp] + m, l, corr [G] + p[G][8] + pad[8][2D], rounded to 32 bytes */
-    const size_t floats =
-        ((size_t) G * Dp + 3 * (size_t) G + 8 * (size_t) G + 16 * (size_t) args->head_dim + 7) / 8 * 8;
+    const size_t floats = ((size_t) ctx->G * Dp + 11 * (size_t) ctx->G + 16 * (size_t) ctx->head_dim + 7) / 8 * 8;
     const uint32_t threads = gptoss_threadpool_num_threads(gptoss_cpu(backend)->pool);
     void* scratch = NULL;
     GPTOSS_TRY(gptoss_cpu_scratch_acquire(backend, (size_t) threads * floats * sizeof(float), &scratch));
+    ctx->scratch = scratch;
+    ctx->scratch_floats = floats;
+    gptoss_parallel_fn fn = sdpa_task_scalar;
+#if defined(__x86_64__)
+    if (gptoss_cpu(backend)->isa >= gptoss_cpu_isa_avx2) fn = sdpa_task_avx2;
+#endif
+    gptoss_cpu_parallelize(backend, fn, ctx, (size_t) num_q_tokens * ctx->num_kv_heads, 1);
+    gptoss_cpu_scratch_release(backend);
+    return gptoss_status_success;
+}
+
+enum gptoss_status gptoss_cpu_f32_sdpa(gptoss_backend_t backend, const struct gptoss_f32_sdpa_args* args) {
     struct sdpa_context ctx = {
         .q = args->q,
         .kv = args->kv,
@@ -292,16 +356,31 @@ enum gptoss_status gptoss_cpu_f32_sdpa(gptoss_backend_t backend, const struct gp
         .num_q_heads = args->num_q_heads,
         .num_kv_heads = args->num_kv_heads,
         .head_dim = args->head_dim,
-        .G = G,
+        .G = args->num_q_heads / args->num_kv_heads,
         .scale = args->scale,
-        .scratch = scratch,
-        .scratch_floats = floats,
     };
-    gptoss_parallel_fn fn = sdpa_task_scalar;
-#if defined(__x86_64__)
-    if (gptoss_cpu(backend)->isa >= gptoss_cpu_isa_avx2) fn = sdpa_task_avx2;
-#endif
-    gptoss_cpu_parallelize(backend, fn, &ctx, (size_t) args->num_q_tokens * args->num_kv_heads, 1);
-    gptoss_cpu_scratch_release(backend);
-    return gptoss_status_success;
+    return sdpa_run(backend, &ctx, args->num_q_tokens);
+}
+
+enum gptoss_status gptoss_cpu_f32_sdpa_varlen(gptoss_backend_t backend, const struct gptoss_f32_sdpa_varlen_args* args) {
+    struct sdpa_context ctx = {
+        .q = args->q,
+        .kv = args->kv,
+        .sinks = args->sinks,
+        .output = args->output,
+        .kv_stride = args->kv_stride,
+        .qkv_dim = (size_t) args->head_dim * (args->num_q_heads + 2 * (size_t) args->num_kv_heads),
+        .window = args->window,
+        .positions = args->positions,
+        .seq_ids = args->seq_ids,
+        .block_tables = args->block_tables,
+        .block_size = args->block_size,
+        .table_stride = args->table_stride,
+        .num_q_heads = args->num_q_heads,
+        .num_kv_heads = args->num_kv_heads,
+        .head_dim = args->head_dim,
+        .G = args->num_q_heads / args->num_kv_heads,
+        .scale = args->scale,
+    };
+    return sdpa_run(backend, &ctx, args->num_q_tokens);
 }

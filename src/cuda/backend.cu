@@ -190,6 +190,8 @@ static enum gptoss_status cuda_synchronize(gptoss_backend_t backend) {
         if (word & GPTOSS_CUDA_ERROR_EXPERT_ID) strcat(what, ", an expert id >= num_experts");
         if (word & GPTOSS_CUDA_ERROR_ROUTING_OFFSET) strcat(what, ", an out-of-range routing offset");
         if (word & GPTOSS_CUDA_ERROR_ARGMAX) strcat(what, ", an argmax >= num_channels");
+        if (word & GPTOSS_CUDA_ERROR_KV_ROW)
+            strcat(what, ", a varlen row with seq_ids >= num_seqs, a position past the block table or a block >= num_blocks");
         return gptoss_fail(gptoss_status_invalid_argument,
                            "a kernel met invalid device-side input (%s); the affected output rows were written as "
                            "NaN or left unwritten",

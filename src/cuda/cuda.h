@@ -21,6 +21,7 @@ extern "C" {
 #define GPTOSS_CUDA_ERROR_EXPERT_ID 2u
 #define GPTOSS_CUDA_ERROR_ROUTING_OFFSET 4u
 #define GPTOSS_CUDA_ERROR_ARGMAX 8u
+#define GPTOSS_CUDA_ERROR_KV_ROW 16u
 
 struct gptoss_cuda_backend {
     struct gptoss_backend base; /* first: a gptoss_backend_t points here */

@@ -92,8 +92,8 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_bf16_vec_kernel(const fl
         if (lane == 0) {
             const float xv = bias != nullptr ? v0 + gptoss_bf16_to_f32(bias[row0]) : v0;
             const float yv = bias != nullptr ? v1 + gptoss_bf16_to_f32(bias[row0 + 1]) : v1;
-            gptoss_d_qkv_rope_store(xv, yv, out + row0, row0 / 2, rope.pos, rope.p, rope.kv_cache, rope.num_q_heads,
-                                    rope.num_kv_heads, rope.head_dim, rope.max_tokens);
+            gptoss_d_qkv_rope_row(xv, yv, out + row0, row0 / 2, 0, rope.pos, rope.p, rope.kv, rope.num_q_heads,
+                                  rope.num_kv_heads, rope.head_dim);
         }
     } else {
 #pragma unroll
@@ -527,8 +527,8 @@ __global__ void __launch_bounds__(256, kRegionBlocksPerSM) gemv_region_kernel(
             if constexpr (ROPE) {
                 const float xv = bias != nullptr ? s[0] + sbias[2 * u] : s[0];
                 const float yv = bias != nullptr ? s[1] + sbias[2 * u + 1] : s[1];
-                gptoss_d_qkv_rope_store(xv, yv, out + row, row / 2, rope.pos, rope.p, rope.kv_cache,
-                                        rope.num_q_heads, rope.num_kv_heads, rope.head_dim, rope.max_tokens);
+                gptoss_d_qkv_rope_row(xv, yv, out + row, row / 2, 0, rope.pos, rope.p, rope.kv, rope.num_q_heads,
+                                      rope.num_kv_heads, rope.head_dim);
             } else {
 #pragma unroll
                 for (int r = 0; r < 2; r++) {

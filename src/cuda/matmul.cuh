@@ -27,9 +27,9 @@ enum gptoss_status gptoss_cuda_split_bf16_planes(gptoss_backend_t backend, const
  * the vector kernel; else *status is the launch result. */
 #include "cuda/rope.cuh"
 struct gptoss_qkv_rope {
-    float* kv_cache;
+    gptoss_kv_dest kv; /* row 0's K and V (pos: its position in a plain cache) */
     gptoss_rope_params p;
-    uint32_t num_q_heads, num_kv_heads, head_dim, pos, max_tokens;
+    uint32_t num_q_heads, num_kv_heads, head_dim, pos;
 };
 bool gptoss_cuda_qkv_rope_gemv(gptoss_backend_t backend, const float* input, const gptoss_bf16* weight,
                                const gptoss_bf16* bias, float* output, uint32_t num_cols, uint32_t num_rows,

@@ -2,7 +2,7 @@
 #ifndef GPTOSS_CUDA_ROPE_CUH
 #define GPTOSS_CUDA_ROPE_CUH
 
-#include "cuda/common.cuh"
+#include "cuda/paged.cuh"
 
 struct gptoss_rope_params {
     float freq_scale; /* -logf(rope_base) / (float)(head_dim / 2) */
@@ -38,14 +38,42 @@ __device__ __forceinline__ void gptoss_d_rope_pair(float& x, float& y, uint32_t 
     y = ny;
 }
 
+/* Where the K and V of qkv rows go (kernels.h): a plain cache ([kv head][max_tokens][2]
+ * [head_dim], head_stride = max_tokens * 2 * head_dim, row t at position token_offset + t),
+ * or, with positions, a paged cache (paged.cuh): row t at positions[t], in the slot of that
+ * position of sequence seq_ids[t] through its block table. */
+struct gptoss_kv_dest : gptoss_kv_pages {
+    float* kv_cache;
+    uint64_t head_stride; /* floats per kv head */
+};
+
+/* Position and cache slot of row t (plain: position and slot plain_pos). A paged row whose
+ * sequence, position or block table entry is out of range sets GPTOSS_CUDA_ERROR_KV_ROW
+ * and returns false (the caller writes NaN instead). */
+__device__ __forceinline__ bool gptoss_d_row_slot(const gptoss_kv_dest& d, uint32_t t, uint32_t plain_pos,
+                                                  uint32_t& pos, uint64_t& slot) {
+    if (d.positions == nullptr) {
+        pos = plain_pos;
+        slot = plain_pos;
+        return true;
+    }
+    const uint32_t* table;
+    if (!gptoss_d_kv_row(d, t, pos, table) || !gptoss_d_kv_slot(d, table, pos, slot)) {
+        gptoss_d_set_error(d.error_word, GPTOSS_CUDA_ERROR_KV_ROW);
+        return false;
+    }
+    return true;
+}
+
 /* One RoPE pair (x, y) of a qkv row at position pos: pair pr of the row (elements 2 pr,
  * 2 pr + 1; head pr / (head_dim / 2)). Q and K heads are rotated; the pair is written to
- * v[0], v[1], and for K and V heads also to the KV cache ([kv head][max_tokens][2][head_dim], K then
- * V). Shared by the qkv GEMV epilogue (matmul.cu) and qkv_rope_cache_kernel (qkv.cu). */
+ * v[0], v[1], and for K and V heads also to cache slot `slot` ([kv head][head_stride]:
+ * slots of 2 * head_dim floats, K then V). Shared by the qkv GEMV epilogue (matmul.cu) and
+ * the rope + cache kernels (qkv.cu). */
 __device__ __forceinline__ void gptoss_d_qkv_rope_store(float x, float y, float* v, uint32_t pr, uint32_t pos,
                                                         const gptoss_rope_params& p, float* kv_cache,
                                                         uint32_t num_q_heads, uint32_t num_kv_heads,
-                                                        uint32_t head_dim, uint32_t max_tokens) {
+                                                        uint32_t head_dim, uint64_t head_stride, uint64_t slot) {
     const uint32_t half_dim = head_dim / 2;
     const uint32_t head = pr / half_dim, i = pr % half_dim;
     if (head < num_q_heads + num_kv_heads) gptoss_d_rope_pair(x, y, i, pos, p);
@@ -54,10 +82,25 @@ __device__ __forceinline__ void gptoss_d_qkv_rope_store(float x, float y, float*
     if (head >= num_q_heads) {
         const bool is_k = head < num_q_heads + num_kv_heads;
         const uint32_t h = is_k ? head - num_q_heads : head - num_q_heads - num_kv_heads;
-        float* dst = kv_cache + ((size_t) h * max_tokens + pos) * 2 * head_dim + (is_k ? 0 : head_dim) + 2 * i;
+        float* dst = kv_cache + (size_t) h * head_stride + slot * 2 * head_dim + (is_k ? 0 : head_dim) + 2 * i;
         dst[0] = x;
         dst[1] = y;
     }
+}
+
+/* The pair of row t with the cache destination of the row (both kernels' epilogue). */
+__device__ __forceinline__ void gptoss_d_qkv_rope_row(float x, float y, float* v, uint32_t pr, uint32_t t,
+                                                      uint32_t plain_pos, const gptoss_rope_params& p,
+                                                      const gptoss_kv_dest& d, uint32_t num_q_heads,
+                                                      uint32_t num_kv_heads, uint32_t head_dim) {
+    uint32_t pos;
+    uint64_t slot;
+    if (!gptoss_d_row_slot(d, t, plain_pos, pos, slot)) {
+        v[0] = v[1] = __uint_as_float(0x7FC00000u);
+        return;
+    }
+    gptoss_d_qkv_rope_store(x, y, v, pr, pos, p, d.kv_cache, num_q_heads, num_kv_heads, head_dim, d.head_stride,
+                            slot);
 }
 
 #endif

@@ -1,13 +1,29 @@
 /* Scaled dot-product attention with sinks, sliding window and GQA over the KV cache.
  *
- * Fast path (head_dim 64, up to 8 Q heads per KV head): flash-decoding. The key range of
- * every (query, KV head) is split into chunks; one 128-thread block handles one chunk for
- * all Q heads of the KV head (K/V tiles of 64 keys staged in shared memory, online
- * softmax), and writes a partial (max, sum, unnormalised output). The chunks are combined
- * with the sink by the last chunk block of each (query, KV head) to finish when there are
- * at most 16 of them (one launch; with one chunk the block normalises in place), else by a
- * merge kernel with one block per Q head. Other shapes use a simple one-warp-per-(query, Q head) kernel. */
-#include "cuda/common.cuh"
+ * Fast path (head_dim 64, up to 8 Q heads per KV head): flash-decoding. The keys of every
+ * (query row, KV head) are split into chunks; a task is one chunk of one (row, KV head), run
+ * by a 128-thread block for all Q heads of the KV head (K/V tiles of 64 keys staged in
+ * shared memory, in key order, online softmax), which leaves a partial (max, sum,
+ * unnormalised output) per Q head. A row of one chunk is normalised with the sink by its
+ * task; up to 16 chunks the last task of the (row, KV head) to finish merges the partials
+ * (one launch); more are merged by the merge kernel, one block per (row, Q head), which
+ * spreads the combination instead of serialising it in one block (the measurements behind
+ * the threshold: docs/CUDA_NOTES.md). Other shapes run a one-warp-per-(row, Q head) kernel.
+ *
+ * Batch invariance: a row's arithmetic (its chunk length and count, the tile order within a
+ * chunk, which merge combines its partials and in what order) follows from the row's own
+ * key count (position and window) and the head shape alone (row_chunk), never from the
+ * other rows, the SM count or the capacity of the call. A launch has a fixed number of
+ * blocks that take the tasks of all its rows in turn (a prefix sum of the rows' task counts,
+ * computed by every block, maps a task number to its row): which block runs a task changes
+ * nothing. f32_sdpa (row i at position num_kv_tokens + i, key t at row t of the head) and
+ * f32_sdpa_varlen (each row's position, sequence and block table: a key's cache slot
+ * through the table, gptoss_kv_pages) run the same kernels.
+ *
+ * Calls are run in slices of at most kSliceRows rows whose partials fit kScratchBudget
+ * (rows are independent: slicing changes no result). Varlen rows whose sequence, position
+ * or read table entries are out of range give NaN and GPTOSS_CUDA_ERROR_KV_ROW. */
+#include "cuda/paged.cuh"
 
 namespace {
 
@@ -15,425 +31,627 @@ constexpr int D = 64;       /* head_dim of the fast path */
 constexpr int G = 8;        /* Q heads per KV head handled by a block (padded) */
 constexpr int TK = 64;      /* keys per tile */
 constexpr int THREADS = 128;
-constexpr uint64_t kMaxChunks = 256;          /* chunks per (query, KV head) */
-/* Up to this many chunks the last chunk block merges (one launch); more go to the merge
- * kernel, which spreads the combination over one block per Q head instead of serialising
- * it in one block (the measurements behind the threshold: docs/CUDA_NOTES.md). */
-constexpr uint64_t kFusedMergeMaxChunks = 16;
+constexpr uint32_t kPartialFloats = D + 2; /* a partial: o[D], m, l */
+/* Up to this many chunks the last task of a (row, KV head) merges (lane c of a warp holds
+ * chunk c: at most 32). */
+constexpr uint32_t kFusedMergeMaxChunks = 16;
+/* Rows of one launch: the prefix sum of their task counts is kept in shared memory. */
+constexpr uint32_t kSliceRows = 512;
+/* Scratch for the partials of one launch: 62 rows of the engine's 131,072-position full
+ * attention layers (8.65 MB a row: 64 Q heads x 512 chunks x 66 floats), 248 rows where a
+ * row has at most 128 chunks (a key bound of 32,768). */
+constexpr uint64_t kScratchBudget = (uint64_t) 512 << 20;
+/* Keys whose cache slots are staged in shared memory at once: 4 tiles. */
+constexpr uint32_t kStage = 4 * TK;
+
+/* Keys per chunk of a row that attends `len` keys (the only input: batch invariance).
+ * Up to 8,192 keys, chunks of one tile (at most 128 chunks): short rows are latency-bound,
+ * and one-tile tasks fill the card soonest (65 one-tile chunks + the merge kernel took
+ * 17.6 us at 4,097 keys vs 20.4 for 22 three-tile chunks merged in one block,
+ * docs/CUDA_NOTES.md; main's f32_sdpa ran the same 65 at one row). Then 2 tiles up to
+ * 16,384 keys and 4 tiles (256 keys) beyond, where a chunk's partials (66 floats per Q
+ * head, written and read) are 3% of the bytes of its keys (13% with one-tile chunks); for
+ * the 8 KV heads of gpt-oss 32,768 / 131,072 keys are 1,024 / 4,096 tasks (2 / 8 per block
+ * of an H200's 528 resident ones). Past 2^20 keys the chunk doubles, so that a row never has more than 4,096
+ * chunks (bounded scratch). A sliding window of 128 keys is 2 one-tile chunks. */
+__host__ __device__ __forceinline__ uint32_t row_chunk(uint64_t len) {
+    uint32_t c = TK;
+    while (c < 4 * TK && len > (uint64_t) 128 * c) c *= 2;
+    while (len > (uint64_t) 4096 * c) c *= 2;
+    return c;
+}
+
+/* The most chunks a row of at most max_len keys can have (row_chunk): the partial slots
+ * per (row, Q head). */
+static uint64_t max_row_chunks(uint64_t max_len) {
+    if (max_len <= 32768) return max_len < 8192 ? (max_len + TK - 1) / TK : 128;
+    const uint64_t n = (max_len + 4 * TK - 1) / (4 * TK);
+    return n < 4096 ? n : 4096;
+}
 
 struct SdpaShape {
     const float* q;
     const float* kv;
-    float* partial; /* [Tq][Hq][nchunks][D + 2]: o[D], m, l */
-    uint32_t* counters; /* [Tq * Hkv], zero: chunks done per (query, KV head); NULL: the
-                         * merge kernel combines the partials */
+    float* partial;     /* [num_rows][num_q_heads][slots][kPartialFloats] */
+    uint32_t* counters; /* [num_rows * num_kv_heads], zero: finished tasks of a (row, KV
+                         * head) with 2..kFusedMergeMaxChunks chunks; reset by the last */
     const uint16_t* sinks;
     float* out;
     uint64_t kv_stride;
     uint32_t window;
-    uint32_t num_q_tokens, num_kv_tokens, num_q_heads, num_kv_heads, group;
-    uint32_t qkv_dim;
-    uint32_t chunk, nchunks;
+    uint32_t num_rows;
+    uint32_t first_position; /* plain (paged.positions == nullptr): row i at first_position + i */
+    uint32_t num_q_heads, num_kv_heads, group, qkv_dim;
+    uint32_t slots; /* partial slots per (row, Q head): max_row_chunks of the call's key bound */
     float scale;
+    gptoss_kv_pages paged;
 };
 
-__device__ __forceinline__ void key_range(uint32_t P, uint32_t window, uint32_t& lo, uint32_t& len) {
-    /* keys max(0, P + 1 - window) .. P */
-    const uint64_t p1 = (uint64_t) P + 1;
-    lo = p1 > window ? (uint32_t) (p1 - window) : 0u;
+/* Row i's keys lo .. lo + len - 1 (max(0, P + 1 - window) .. P) and its table row (nullptr:
+ * plain, key t at row t of the head); false for a varlen row out of range (len 0). */
+__device__ __forceinline__ bool row_keys(const SdpaShape& s, uint32_t i, uint32_t& lo, uint32_t& len,
+                                         const uint32_t*& table) {
+    uint32_t P;
+    table = nullptr;
+    lo = len = 0;
+    if (s.paged.positions == nullptr) {
+        P = s.first_position + i;
+    } else if (!gptoss_d_kv_row(s.paged, i, P, table)) {
+        return false;
+    }
+    const uint64_t p1 = (uint64_t) P + 1; /* len <= window < 2^32 when lo > 0, else len = P + 1 <= window */
+    lo = p1 > s.window ? (uint32_t) (p1 - s.window) : 0u;
     len = (uint32_t) (p1 - lo);
+    return true;
 }
 
-__global__ void __launch_bounds__(THREADS) sdpa_chunk_kernel(SdpaShape s) {
+/* Chunks of a row (a row out of range: one, whose task writes its NaN output). */
+__device__ __forceinline__ uint32_t row_chunks(bool ok, uint32_t len) {
+    if (!ok) return 1;
+    const uint32_t c = row_chunk(len);
+    return (uint32_t) (((uint64_t) len + c - 1) / c);
+}
+
+/* o / denom; 0 when nothing was attended (denom 0), NaN when denom is NaN (a NaN score, or
+ * a varlen row out of range) */
+__device__ __forceinline__ float normalise(float o, float denom) {
+    return denom > 0.0f ? o / denom : (denom != denom ? denom : 0.0f);
+}
+
+/* first_task[i] = tasks (chunks x KV heads) of rows 0 .. i-1, for i <= num_rows; returns the
+ * total. Each thread sums 4 consecutive rows, then a scan over the 128 threads. */
+__device__ uint32_t task_offsets(const SdpaShape& s, uint32_t* first_task, uint32_t* warp_total) {
+    constexpr uint32_t kPer = kSliceRows / THREADS;
+    const uint32_t tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+    uint32_t counts[kPer], sum = 0;
+#pragma unroll
+    for (uint32_t r = 0; r < kPer; r++) {
+        const uint32_t i = tid * kPer + r;
+        uint32_t lo, len;
+        const uint32_t* table;
+        counts[r] = 0;
+        if (i < s.num_rows) {
+            const bool ok = row_keys(s, i, lo, len, table);
+            counts[r] = row_chunks(ok, len) * s.num_kv_heads;
+        }
+        sum += counts[r];
+    }
+    uint32_t incl = sum; /* inclusive scan over the warp */
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+        const uint32_t v = __shfl_up_sync(0xFFFFFFFFu, incl, o);
+        if (lane >= (uint32_t) o) incl += v;
+    }
+    if (lane == 31) warp_total[warp] = incl;
+    __syncthreads();
+    uint32_t base = incl - sum, total = 0;
+    for (uint32_t w = 0; w < THREADS / 32; w++) {
+        if (w < warp) base += warp_total[w];
+        total += warp_total[w];
+    }
+#pragma unroll
+    for (uint32_t r = 0; r < kPer; r++) {
+        first_task[tid * kPer + r] = base;
+        base += counts[r];
+    }
+    if (tid == 0) first_task[kSliceRows] = total;
+    __syncthreads();
+    return total;
+}
+
+__global__ void __launch_bounds__(THREADS, 4) sdpa_chunk_kernel(SdpaShape s) {
     __shared__ __align__(16) float qs[G][D];
     __shared__ __align__(16) float ks[TK][D + 4];
     __shared__ __align__(16) float vs[TK][D];
     __shared__ __align__(16) float ps[TK][G]; /* scores, then probabilities */
     __shared__ float factor_s[G];
+    __shared__ float ml_s[G][2];
+    __shared__ uint64_t slot_s[kStage];               /* cache slots of the staged keys */
+    __shared__ uint32_t first_task[kSliceRows + 1];   /* task_offsets */
+    __shared__ uint32_t warp_total[THREADS / 32];
+    __shared__ uint32_t is_last;
 
     gptoss_d_pdl_trigger();
     gptoss_d_pdl_wait();
     const uint32_t tid = threadIdx.x;
-    const uint32_t chunk = blockIdx.x;
-    const uint32_t i = blockIdx.y / s.num_kv_heads;
-    const uint32_t h = blockIdx.y % s.num_kv_heads;
-    const uint32_t P = s.num_kv_tokens + i;
-    uint32_t lo, len;
-    key_range(P, s.window, lo, len);
-    const uint32_t begin = chunk * s.chunk; /* relative to lo */
-    const uint32_t end = min(begin + s.chunk, len);
-    const uint32_t hq0 = h * s.group;
-
-    /* Q heads of this KV head (padded with zeros): loaded now, stored to shared memory
-     * after the first K/V tile's loads are issued (one memory round trip for both) */
-    constexpr int kQLoads = G * D / THREADS;
-    float qv[kQLoads];
-#pragma unroll
-    for (int r = 0; r < kQLoads; r++) {
-        const uint32_t idx = tid + (uint32_t) r * THREADS;
-        const uint32_t g = idx / D, d = idx % D;
-        qv[r] = g < s.group ? s.q[(size_t) i * s.qkv_dim + (size_t) (hq0 + g) * D + d] : 0.0f;
-    }
-
-    /* score/probability ownership: key k = tid % 64, heads gg*4 .. gg*4+3 */
-    const uint32_t kk = tid % TK, gg = tid / TK;
-    /* output ownership: dim d = tid % 64, heads gg*4 .. +3 */
-    const uint32_t od = tid % D;
-    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    /* running max / sum for head g are kept by warp g/2 (redundantly in all its lanes) */
+    const uint32_t total = task_offsets(s, first_task, warp_total);
+    /* score/probability ownership: key kk = tid % 64, heads gg*4 .. gg*4+3; output: dim
+     * od = tid % 64, the same heads; running max / sum of head g kept by warp g/2 (in all
+     * its lanes) */
+    const uint32_t kk = tid % TK, gg = tid / TK, od = tid % D;
     const uint32_t warp = tid / 32, lane = tid % 32;
-    float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};
 
-    const float* kv_head = s.kv + (size_t) h * s.kv_stride;
-    for (uint32_t t0 = begin; t0 < end; t0 += TK) {
-        const uint32_t ntile = min((uint32_t) TK, end - t0);
-        __syncthreads(); /* previous tile fully consumed; qs written */
-        /* stage K and V: 64 keys x 128 floats = 2048 float4 */
-        /* all 16 loads of this thread issued before the first store (one memory round trip
-         * per tile instead of several) */
-        constexpr int kLoads = TK * 2 * D / 4 / THREADS;
-        float4 v[kLoads];
-#pragma unroll
-        for (int j = 0; j < kLoads; j++) {
-            const uint32_t idx = tid + (uint32_t) j * THREADS;
-            const uint32_t key = idx / (2 * D / 4), c4 = idx % (2 * D / 4);
-            v[j] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-            if (key < ntile) {
-                const float* row = kv_head + (size_t) (lo + t0 + key) * (2 * D);
-                v[j] = __ldg((const float4*) row + c4);
-            }
-        }
-        if (t0 == begin) {
-#pragma unroll
-            for (int r = 0; r < kQLoads; r++) {
-                const uint32_t idx = tid + (uint32_t) r * THREADS;
-                qs[idx / D][idx % D] = qv[r];
-            }
-        }
-#pragma unroll
-        for (int j = 0; j < kLoads; j++) {
-            const uint32_t idx = tid + (uint32_t) j * THREADS;
-            const uint32_t key = idx / (2 * D / 4), c4 = idx % (2 * D / 4);
-            if (c4 < D / 4) {
-                *(float4*) &ks[key][c4 * 4] = v[j];
+    for (uint32_t task = blockIdx.x; task < total; task += gridDim.x) {
+        /* the row: first_task[i] <= task < first_task[i + 1] (every row has tasks) */
+        uint32_t i = 0, hi = s.num_rows;
+        while (hi - i > 1) {
+            const uint32_t mid = (i + hi) / 2;
+            if (first_task[mid] <= task) {
+                i = mid;
             } else {
-                *(float4*) &vs[key][(c4 - D / 4) * 4] = v[j];
+                hi = mid;
             }
         }
-        __syncthreads();
-        /* scores */
-        {
-            float sc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-#pragma unroll 4
-            for (int d = 0; d < D; d += 4) {
-                const float4 k4 = *(const float4*) &ks[kk][d];
+        const uint32_t h = (task - first_task[i]) % s.num_kv_heads, chunk = (task - first_task[i]) / s.num_kv_heads;
+        uint32_t lo, len;
+        const uint32_t* table;
+        const bool ok = row_keys(s, i, lo, len, table);
+        const uint32_t n = row_chunks(ok, len);
+        const uint32_t clen_max = ok ? row_chunk(len) : 0;
+        const uint64_t begin = (uint64_t) chunk * clen_max; /* first key of the chunk, relative to lo */
+        const uint32_t clen = ok ? (uint32_t) (len - begin < clen_max ? len - begin : clen_max) : 0;
+        const uint32_t key0 = lo + (uint32_t) begin; /* <= P: no wrap */
+        const uint32_t hq0 = h * s.group;
+        int bad = !ok; /* this thread met a row or table entry out of range */
+
+        /* Q heads of this KV head (padded with zeros): loaded now, stored to shared memory
+         * after the first K/V tile's loads are issued (one memory round trip for both) */
+        constexpr int kQLoads = G * D / THREADS;
+        float qv[kQLoads];
 #pragma unroll
-                for (int j = 0; j < 4; j++) {
-                    const float4 q4 = *(const float4*) &qs[gg * 4 + j][d];
-                    sc[j] = fmaf(q4.x, k4.x, sc[j]);
-                    sc[j] = fmaf(q4.y, k4.y, sc[j]);
-                    sc[j] = fmaf(q4.z, k4.z, sc[j]);
-                    sc[j] = fmaf(q4.w, k4.w, sc[j]);
+        for (int r = 0; r < kQLoads; r++) {
+            const uint32_t idx = tid + (uint32_t) r * THREADS;
+            const uint32_t g = idx / D, d = idx % D;
+            qv[r] = g < s.group ? s.q[(size_t) i * s.qkv_dim + (size_t) (hq0 + g) * D + d] : 0.0f;
+        }
+        float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};
+
+        const float* kv_head = s.kv + (size_t) h * s.kv_stride;
+        for (uint32_t t0 = 0; t0 < clen; t0 += TK) {
+            const uint32_t ntile = min((uint32_t) TK, clen - t0);
+            __syncthreads(); /* the previous tile (or task) is consumed */
+            if (t0 % kStage == 0) {
+                /* the cache slots of the next kStage keys (varlen: one table lookup per key,
+                 * not one per float4 load; plain: the key itself) */
+                const uint32_t nstage = min(kStage, clen - t0);
+                for (uint32_t k = tid; k < nstage; k += THREADS) {
+                    uint64_t slot = key0 + t0 + k;
+                    if (table != nullptr && !gptoss_d_kv_slot(s.paged, table, key0 + t0 + k, slot)) {
+                        slot = 0; /* slot 0 exists (num_blocks >= 1); the chunk's values become NaN */
+                        bad = 1;
+                    }
+                    slot_s[k] = slot;
+                }
+                __syncthreads();
+            }
+            /* stage K and V: 64 keys x 128 floats = 2048 float4; all 16 loads of this
+             * thread issued before the first store (one memory round trip per tile) */
+            constexpr int kLoads = TK * 2 * D / 4 / THREADS;
+            float4 v[kLoads];
+#pragma unroll
+            for (int j = 0; j < kLoads; j++) {
+                const uint32_t idx = tid + (uint32_t) j * THREADS;
+                const uint32_t key = idx / (2 * D / 4), c4 = idx % (2 * D / 4);
+                v[j] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+                if (key < ntile) {
+                    v[j] = __ldg((const float4*) (kv_head + slot_s[t0 % kStage + key] * 2 * D) + c4);
+                }
+            }
+            if (t0 == 0) {
+#pragma unroll
+                for (int r = 0; r < kQLoads; r++) {
+                    const uint32_t idx = tid + (uint32_t) r * THREADS;
+                    qs[idx / D][idx % D] = qv[r];
                 }
             }
 #pragma unroll
-            for (int j = 0; j < 4; j++) ps[kk][gg * 4 + j] = kk < ntile ? sc[j] * s.scale : -INFINITY;
-        }
-        __syncthreads();
-        /* online softmax: warp w handles heads 2w, 2w+1 */
-#pragma unroll
-        for (int jj = 0; jj < 2; jj++) {
-            const uint32_t g = warp * 2 + jj;
-            const float a = ps[lane][g], b = ps[lane + 32][g];
-            const float tmax = gptoss_d_warp_max(fmaxf(a, b));
-            const float m_new = fmaxf(m_run[jj], tmax);
-            float pa = 0.0f, pb = 0.0f, f = 1.0f;
-            if (m_new != -INFINITY) {
-                pa = expf(a - m_new);
-                pb = expf(b - m_new);
-                f = expf(m_run[jj] - m_new);
+            for (int j = 0; j < kLoads; j++) {
+                const uint32_t idx = tid + (uint32_t) j * THREADS;
+                const uint32_t key = idx / (2 * D / 4), c4 = idx % (2 * D / 4);
+                if (c4 < D / 4) {
+                    *(float4*) &ks[key][c4 * 4] = v[j];
+                } else {
+                    *(float4*) &vs[key][(c4 - D / 4) * 4] = v[j];
+                }
             }
-            const float tsum = gptoss_d_warp_sum(pa + pb);
-            l_run[jj] = fmaf(l_run[jj], f, tsum);
-            m_run[jj] = m_new;
-            ps[lane][g] = pa;
-            ps[lane + 32][g] = pb;
-            if (lane == 0) factor_s[g] = f;
-        }
-        __syncthreads();
-        /* P V */
-        {
-            float f4[4];
+            __syncthreads();
+            /* scores */
+            {
+                float sc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll 4
+                for (int d = 0; d < D; d += 4) {
+                    const float4 k4 = *(const float4*) &ks[kk][d];
 #pragma unroll
-            for (int j = 0; j < 4; j++) f4[j] = factor_s[gg * 4 + j];
+                    for (int j = 0; j < 4; j++) {
+                        const float4 q4 = *(const float4*) &qs[gg * 4 + j][d];
+                        sc[j] = fmaf(q4.x, k4.x, sc[j]);
+                        sc[j] = fmaf(q4.y, k4.y, sc[j]);
+                        sc[j] = fmaf(q4.z, k4.z, sc[j]);
+                        sc[j] = fmaf(q4.w, k4.w, sc[j]);
+                    }
+                }
 #pragma unroll
-            for (int j = 0; j < 4; j++) acc[j] *= f4[j];
+                for (int j = 0; j < 4; j++) ps[kk][gg * 4 + j] = kk < ntile ? sc[j] * s.scale : -INFINITY;
+            }
+            __syncthreads();
+            /* online softmax: warp w handles heads 2w, 2w+1 */
+#pragma unroll
+            for (int jj = 0; jj < 2; jj++) {
+                const uint32_t g = warp * 2 + jj;
+                const float a = ps[lane][g], b = ps[lane + 32][g];
+                const float tmax = gptoss_d_warp_max(fmaxf(a, b));
+                const float m_new = fmaxf(m_run[jj], tmax);
+                float pa = 0.0f, pb = 0.0f, f = 1.0f;
+                if (m_new != -INFINITY) {
+                    pa = expf(a - m_new);
+                    pb = expf(b - m_new);
+                    f = expf(m_run[jj] - m_new);
+                }
+                const float tsum = gptoss_d_warp_sum(pa + pb);
+                l_run[jj] = fmaf(l_run[jj], f, tsum);
+                m_run[jj] = m_new;
+                ps[lane][g] = pa;
+                ps[lane + 32][g] = pb;
+                if (lane == 0) factor_s[g] = f;
+            }
+            __syncthreads();
+            /* P V */
+            {
+                float f4[4];
+#pragma unroll
+                for (int j = 0; j < 4; j++) f4[j] = factor_s[gg * 4 + j];
+#pragma unroll
+                for (int j = 0; j < 4; j++) acc[j] *= f4[j];
 #pragma unroll 8
-            for (uint32_t k = 0; k < ntile; k++) {
-                const float v = vs[k][od];
-                const float4 p4 = *(const float4*) &ps[k][gg * 4];
-                acc[0] = fmaf(p4.x, v, acc[0]);
-                acc[1] = fmaf(p4.y, v, acc[1]);
-                acc[2] = fmaf(p4.z, v, acc[2]);
-                acc[3] = fmaf(p4.w, v, acc[3]);
+                for (uint32_t k = 0; k < ntile; k++) {
+                    const float vv = vs[k][od];
+                    const float4 p4 = *(const float4*) &ps[k][gg * 4];
+                    acc[0] = fmaf(p4.x, vv, acc[0]);
+                    acc[1] = fmaf(p4.y, vv, acc[1]);
+                    acc[2] = fmaf(p4.z, vv, acc[2]);
+                    acc[3] = fmaf(p4.w, vv, acc[3]);
+                }
             }
         }
-    }
-    const size_t stride_chunk = D + 2;
-    if (s.nchunks == 1) {
-        /* the whole key range in this block: normalise with the sink here (the merge
-         * formula with one chunk) */
-        __shared__ float ml_s[G][2];
+        if (__syncthreads_or(bad)) { /* every thread done with the tiles */
+            if (tid == 0) gptoss_d_set_error(s.paged.error_word, GPTOSS_CUDA_ERROR_KV_ROW);
 #pragma unroll
-        for (int jj = 0; jj < 2; jj++) {
-            if (lane == 0) {
-                ml_s[warp * 2 + jj][0] = m_run[jj];
-                ml_s[warp * 2 + jj][1] = l_run[jj];
+            for (int j = 0; j < 4; j++) acc[j] = __uint_as_float(0x7FC00000u);
+#pragma unroll
+            for (int jj = 0; jj < 2; jj++) {
+                m_run[jj] = 0.0f;
+                l_run[jj] = __uint_as_float(0x7FC00000u);
             }
         }
-        __syncthreads();
+        if (n == 1) {
+            /* the whole key range in this task: normalise with the sink here (the merge
+             * formula with one chunk) */
+#pragma unroll
+            for (int jj = 0; jj < 2; jj++) {
+                if (lane == 0) {
+                    ml_s[warp * 2 + jj][0] = m_run[jj];
+                    ml_s[warp * 2 + jj][1] = l_run[jj];
+                }
+            }
+            __syncthreads();
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const uint32_t g = gg * 4 + j;
+                if (g >= s.group) continue;
+                const float S = s.sinks != nullptr ? gptoss_bf16_to_f32(s.sinks[hq0 + g]) : -INFINITY;
+                const float m = ml_s[g][0], l = ml_s[g][1];
+                const float M = fmaxf(S, m);
+                const float f = (M == -INFINITY || m == -INFINITY) ? 0.0f : expf(m - M);
+                float denom = fmaf(l, f, 0.0f);
+                if (s.sinks != nullptr && M != -INFINITY) denom += expf(S - M);
+                const float o = fmaf(acc[j], f, 0.0f);
+                s.out[((size_t) i * s.num_q_heads + hq0 + g) * D + od] = normalise(o, denom);
+            }
+            continue;
+        }
+        /* the partial of every real head, in slot `chunk` */
+        const size_t first_slot = ((size_t) i * s.num_q_heads + hq0) * s.slots;
 #pragma unroll
         for (int j = 0; j < 4; j++) {
             const uint32_t g = gg * 4 + j;
-            if (g >= s.group) continue;
-            const float S = s.sinks != nullptr ? gptoss_bf16_to_f32(s.sinks[hq0 + g]) : -INFINITY;
-            const float m = ml_s[g][0], l = ml_s[g][1];
-            const float M = fmaxf(S, m);
-            const float f = (M == -INFINITY || m == -INFINITY) ? 0.0f : expf(m - M);
-            float denom = fmaf(l, f, 0.0f);
-            if (s.sinks != nullptr && M != -INFINITY) denom += expf(S - M);
-            const float o = fmaf(acc[j], f, 0.0f);
-            s.out[((size_t) i * s.num_q_heads + hq0 + g) * D + od] = denom > 0.0f ? o / denom : 0.0f;
+            if (g < s.group) s.partial[(first_slot + (size_t) g * s.slots + chunk) * kPartialFloats + od] = acc[j];
         }
-        return;
-    }
-    /* write the partial of every real head */
 #pragma unroll
-    for (int j = 0; j < 4; j++) {
-        const uint32_t g = gg * 4 + j;
-        if (g < s.group) {
-            float* part = s.partial + (((size_t) i * s.num_q_heads + hq0 + g) * s.nchunks + chunk) * stride_chunk;
-            part[od] = acc[j];
+        for (int jj = 0; jj < 2; jj++) {
+            const uint32_t g = warp * 2 + jj;
+            if (g < s.group && lane == 0) {
+                float* part = s.partial + (first_slot + (size_t) g * s.slots + chunk) * kPartialFloats;
+                part[D] = m_run[jj];
+                part[D + 1] = l_run[jj];
+            }
         }
-    }
-#pragma unroll
-    for (int jj = 0; jj < 2; jj++) {
-        const uint32_t g = warp * 2 + jj;
-        if (g < s.group && lane == 0) {
-            float* part = s.partial + (((size_t) i * s.num_q_heads + hq0 + g) * s.nchunks + chunk) * stride_chunk;
-            part[D] = m_run[jj];
-            part[D + 1] = l_run[jj];
-        }
-    }
+        if (n > kFusedMergeMaxChunks) continue; /* the merge kernel combines them */
 
-    /* The last chunk block of this (query, KV head) to finish merges the partials with the
-     * sink (no second kernel): fence the partials, count, and let the last one read them. */
-    if (s.counters == nullptr) return;
-    __shared__ uint32_t is_last;
-    __threadfence();
-    __syncthreads();
-    if (tid == 0) is_last = atomicAdd(s.counters + blockIdx.y, 1u) == s.nchunks - 1;
-    __syncthreads();
-    if (!is_last) return;
-    __threadfence();
-    if (tid == 0) s.counters[blockIdx.y] = 0; /* zero again for the next call */
-    /* warp w merges heads 2w, 2w+1 (the formula of sdpa_merge_kernel): lane c holds chunk
-     * c's max and sum (nchunks <= kFusedMergeMaxChunks <= 32); output loads in batches */
+        /* The last task of this (row, KV head) to finish merges the partials with the sink:
+         * fence the partials, count, and let the last one read them. */
+        const uint32_t pair = i * s.num_kv_heads + h;
+        __threadfence();
+        __syncthreads();
+        if (tid == 0) is_last = atomicAdd(s.counters + pair, 1u) == n - 1;
+        __syncthreads();
+        if (!is_last) continue;
+        __threadfence();
+        if (tid == 0) s.counters[pair] = 0; /* zero again for the next launch */
+        /* warp w merges heads 2w, 2w+1 (the formula of sdpa_merge_kernel): lane c holds
+         * chunk c's max and sum; output loads in batches */
 #pragma unroll
-    for (int jj = 0; jj < 2; jj++) {
-        const uint32_t g = warp * 2 + jj;
-        if (g >= s.group) continue;
-        const uint32_t row = i * s.num_q_heads + hq0 + g;
-        const float* part = s.partial + (size_t) row * s.nchunks * stride_chunk;
-        const float S = s.sinks != nullptr ? gptoss_bf16_to_f32(s.sinks[hq0 + g]) : -INFINITY;
-        const bool has = lane < s.nchunks;
-        const float mc = has ? __ldcg(part + (size_t) lane * stride_chunk + D) : -INFINITY;
-        const float lc = has ? __ldcg(part + (size_t) lane * stride_chunk + D + 1) : 0.0f;
-        const float M = fmaxf(S, gptoss_d_warp_max(mc));
-        const float f = (M == -INFINITY || mc == -INFINITY) ? 0.0f : expf(mc - M);
-        float denom = gptoss_d_warp_sum(fmaf(lc, f, 0.0f));
-        if (s.sinks != nullptr && M != -INFINITY) denom += expf(S - M);
-        float o0 = 0.0f, o1 = 0.0f;
-        for (uint32_t c0 = 0; c0 < s.nchunks; c0 += 8) { /* 16 loads in flight per batch */
-            float v0[8], v1[8];
+        for (int jj = 0; jj < 2; jj++) {
+            const uint32_t g = warp * 2 + jj;
+            if (g >= s.group) continue;
+            const float* part = s.partial + (first_slot + (size_t) g * s.slots) * kPartialFloats;
+            const float S = s.sinks != nullptr ? gptoss_bf16_to_f32(s.sinks[hq0 + g]) : -INFINITY;
+            const bool has = lane < n;
+            const float mc = has ? __ldcg(part + (size_t) lane * kPartialFloats + D) : -INFINITY;
+            const float lc = has ? __ldcg(part + (size_t) lane * kPartialFloats + D + 1) : 0.0f;
+            const float M = fmaxf(S, gptoss_d_warp_max(mc));
+            const float f = (M == -INFINITY || mc == -INFINITY) ? 0.0f : expf(mc - M);
+            float denom = gptoss_d_warp_sum(fmaf(lc, f, 0.0f));
+            if (s.sinks != nullptr && M != -INFINITY) denom += expf(S - M);
+            float o0 = 0.0f, o1 = 0.0f;
+            for (uint32_t c0 = 0; c0 < n; c0 += 4) { /* 8 loads in flight per batch */
+                float v0[4], v1[4];
 #pragma unroll
-            for (int c = 0; c < 8; c++) {
-                if (c0 + c < s.nchunks) {
-                    v0[c] = __ldcg(part + (size_t) (c0 + c) * stride_chunk + lane);
-                    v1[c] = __ldcg(part + (size_t) (c0 + c) * stride_chunk + lane + 32);
+                for (int c = 0; c < 4; c++) {
+                    if (c0 + c < n) {
+                        v0[c] = __ldcg(part + (size_t) (c0 + c) * kPartialFloats + lane);
+                        v1[c] = __ldcg(part + (size_t) (c0 + c) * kPartialFloats + lane + 32);
+                    }
+                }
+#pragma unroll
+                for (int c = 0; c < 4; c++) {
+                    const float fc = __shfl_sync(0xFFFFFFFFu, f, (c0 + c) & 31u);
+                    if (c0 + c < n) {
+                        o0 = fmaf(v0[c], fc, o0);
+                        o1 = fmaf(v1[c], fc, o1);
+                    }
                 }
             }
-#pragma unroll
-            for (int c = 0; c < 8; c++) {
-                const float fc = __shfl_sync(0xFFFFFFFFu, f, (c0 + c) & 31u);
-                if (c0 + c < s.nchunks) {
-                    o0 = fmaf(v0[c], fc, o0);
-                    o1 = fmaf(v1[c], fc, o1);
-                }
-            }
+            float* o = s.out + ((size_t) i * s.num_q_heads + hq0 + g) * D;
+            o[lane] = normalise(o0, denom);
+            o[lane + 32] = normalise(o1, denom);
         }
-        float* o = s.out + (size_t) row * D;
-        o[lane] = denom > 0.0f ? o0 / denom : 0.0f;
-        o[lane + 32] = denom > 0.0f ? o1 / denom : 0.0f;
     }
 }
 
-/* One 256-thread block per (query, Q head): combines the chunk partials with the sink.
- * Chunks are read in parallel (fixed order of combination: deterministic). */
+/* One 256-thread block per (row, Q head) of a row with more than kFusedMergeMaxChunks
+ * chunks (the others exit): combines the row's own chunk partials with the sink; chunks
+ * are read in parallel, combined in a fixed order (deterministic). */
 constexpr int MERGE_THREADS = 256;
-__global__ void __launch_bounds__(MERGE_THREADS) sdpa_merge_kernel(const float* partial, const uint16_t* sinks,
-                                                                  float* out, uint32_t num_q_tokens,
-                                                                  uint32_t num_q_heads, uint32_t nchunks) {
+__global__ void __launch_bounds__(MERGE_THREADS) sdpa_merge_kernel(SdpaShape s) {
     __shared__ float red[32];
     __shared__ float o_part[MERGE_THREADS / D][D];
-    extern __shared__ float f_s[]; /* nchunks factors */
     gptoss_d_pdl_trigger();
     gptoss_d_pdl_wait();
     const uint32_t row = blockIdx.x; /* i * Hq + hq */
-    const uint32_t tid = threadIdx.x;
-    const float* part = partial + (size_t) row * nchunks * (D + 2);
-    const float S = sinks != nullptr ? gptoss_bf16_to_f32(sinks[row % num_q_heads]) : -INFINITY;
+    const uint32_t i = row / s.num_q_heads, hq = row % s.num_q_heads;
+    uint32_t lo, len;
+    const uint32_t* table;
+    const bool ok = row_keys(s, i, lo, len, table);
+    if (row_chunks(ok, len) <= kFusedMergeMaxChunks) return; /* finished by the chunk kernel */
+    const uint32_t n = row_chunks(ok, len), tid = threadIdx.x;
+    const float* part = s.partial + (size_t) row * s.slots * kPartialFloats;
+    const float S = s.sinks != nullptr ? gptoss_bf16_to_f32(s.sinks[hq]) : -INFINITY;
     float m = -INFINITY;
-    for (uint32_t c = tid; c < nchunks; c += MERGE_THREADS) m = fmaxf(m, part[(size_t) c * (D + 2) + D]);
+    for (uint32_t c = tid; c < n; c += MERGE_THREADS) m = fmaxf(m, part[(size_t) c * kPartialFloats + D]);
     m = gptoss_d_warp_max(m);
     if ((tid & 31) == 0) red[tid >> 5] = m;
     __syncthreads();
     float M = S;
     for (int w = 0; w < MERGE_THREADS / 32; w++) M = fmaxf(M, red[w]);
     __syncthreads();
+    /* the factor of chunk c (computed where it is used: no shared array of n factors) */
+    auto factor = [&](uint32_t c) {
+        const float mc = part[(size_t) c * kPartialFloats + D];
+        return (M == -INFINITY || mc == -INFINITY) ? 0.0f : expf(mc - M);
+    };
     float lsum = 0.0f;
-    for (uint32_t c = tid; c < nchunks; c += MERGE_THREADS) {
-        const float mc = part[(size_t) c * (D + 2) + D];
-        const float f = (M == -INFINITY || mc == -INFINITY) ? 0.0f : expf(mc - M);
-        f_s[c] = f;
-        lsum = fmaf(part[(size_t) c * (D + 2) + D + 1], f, lsum);
-    }
-    float denom = gptoss_d_block_sum(lsum, red); /* includes a barrier: f_s complete */
-    if (sinks != nullptr && M != -INFINITY) denom += expf(S - M);
+    for (uint32_t c = tid; c < n; c += MERGE_THREADS) lsum = fmaf(part[(size_t) c * kPartialFloats + D + 1], factor(c), lsum);
+    float denom = gptoss_d_block_sum(lsum, red);
+    if (s.sinks != nullptr && M != -INFINITY) denom += expf(S - M);
     const uint32_t d = tid % D, q = tid / D;
     float o = 0.0f;
-    for (uint32_t c = q; c < nchunks; c += MERGE_THREADS / D) o = fmaf(part[(size_t) c * (D + 2) + d], f_s[c], o);
+    for (uint32_t c = q; c < n; c += MERGE_THREADS / D) o = fmaf(part[(size_t) c * kPartialFloats + d], factor(c), o);
     o_part[q][d] = o;
     __syncthreads();
     if (tid < D) {
         float acc = 0.0f;
         for (int k = 0; k < MERGE_THREADS / D; k++) acc += o_part[k][tid];
-        out[(size_t) row * D + tid] = denom > 0.0f ? acc / denom : 0.0f;
+        s.out[(size_t) row * D + tid] = normalise(acc, denom);
     }
 }
 
-/* Generic: one warp per (query i, Q head hq); any head_dim (multiple of 4), any GQA. */
-__global__ void sdpa_generic_kernel(const float* q, const float* kv, const uint16_t* sinks, float* out,
-                                    uint32_t window, uint64_t kv_stride, uint32_t num_q_tokens, uint32_t num_kv_tokens,
-                                    uint32_t num_q_heads, uint32_t num_kv_heads, uint32_t head_dim, float scale) {
-    const uint32_t warp_global = (blockIdx.x * blockDim.x + threadIdx.x) / 32;
+/* Address of key t of a KV head (generic kernel; varlen: its table entry checked before). */
+__device__ __forceinline__ const float* key_ptr(const SdpaShape& s, const uint32_t* table, const float* head,
+                                                uint32_t t, uint32_t head_dim) {
+    uint64_t slot = t;
+    if (table != nullptr) gptoss_d_kv_slot(s.paged, table, t, slot);
+    return head + slot * 2 * head_dim;
+}
+
+/* Generic: one warp per (row i, Q head hq); any head_dim (multiple of 4), any GQA. */
+__global__ void sdpa_generic_kernel(SdpaShape s, uint32_t head_dim) {
+    const uint64_t warp_global = ((uint64_t) blockIdx.x * blockDim.x + threadIdx.x) / 32;
     const uint32_t lane = threadIdx.x % 32;
-    if (warp_global >= num_q_tokens * num_q_heads) return;
-    const uint32_t i = warp_global / num_q_heads, hq = warp_global % num_q_heads;
-    const uint32_t h = hq / (num_q_heads / num_kv_heads);
-    const uint32_t qkv_dim = head_dim * (num_q_heads + 2 * num_kv_heads);
-    const float* qr = q + (size_t) i * qkv_dim + (size_t) hq * head_dim;
-    const uint32_t P = num_kv_tokens + i;
+    if (warp_global >= (uint64_t) s.num_rows * s.num_q_heads) return;
+    const uint32_t i = (uint32_t) (warp_global / s.num_q_heads), hq = (uint32_t) (warp_global % s.num_q_heads);
+    const uint32_t h = hq / s.group;
+    const float* qr = s.q + (size_t) i * s.qkv_dim + (size_t) hq * head_dim;
+    float* o = s.out + ((size_t) i * s.num_q_heads + hq) * head_dim;
+    const float* kvh = s.kv + (size_t) h * s.kv_stride;
     uint32_t lo, len;
-    key_range(P, window, lo, len);
-    const float* kvh = kv + (size_t) h * kv_stride;
-    float* o = out + (size_t) i * num_q_heads * head_dim + (size_t) hq * head_dim;
+    const uint32_t* table;
+    bool ok = row_keys(s, i, lo, len, table);
+    if (ok && table != nullptr) {
+        uint64_t slot;
+        for (uint32_t k = 0; k < len && ok; k++) ok = gptoss_d_kv_slot(s.paged, table, lo + k, slot);
+    }
+    if (!ok) {
+        if (lane == 0) gptoss_d_set_error(s.paged.error_word, GPTOSS_CUDA_ERROR_KV_ROW);
+        for (uint32_t d = lane; d < head_dim; d += 32) o[d] = __uint_as_float(0x7FC00000u);
+        return;
+    }
     /* pass 1: max; pass 2: sums (two passes keep the arithmetic simple) */
-    const float S = sinks != nullptr ? gptoss_bf16_to_f32(sinks[hq]) : -INFINITY;
+    const float S = s.sinks != nullptr ? gptoss_bf16_to_f32(s.sinks[hq]) : -INFINITY;
     float M = S;
-    for (uint32_t t = lo; t <= P; t++) {
-        const float* k = kvh + (size_t) t * 2 * head_dim;
+    for (uint32_t k = 0; k < len; k++) {
+        const float* key = key_ptr(s, table, kvh, lo + k, head_dim);
         float dot = 0.0f;
-        for (uint32_t d = lane; d < head_dim; d += 32) dot = fmaf(qr[d], k[d], dot);
-        dot = gptoss_d_warp_sum(dot) * scale;
+        for (uint32_t d = lane; d < head_dim; d += 32) dot = fmaf(qr[d], key[d], dot);
+        dot = gptoss_d_warp_sum(dot) * s.scale;
         M = fmaxf(M, dot);
     }
-    float denom = (sinks != nullptr && M != -INFINITY) ? expf(S - M) : 0.0f;
+    float denom = (s.sinks != nullptr && M != -INFINITY) ? expf(S - M) : 0.0f;
     for (uint32_t d = lane; d < head_dim; d += 32) o[d] = 0.0f;
     __syncwarp();
     if (M == -INFINITY) return;
-    for (uint32_t t = lo; t <= P; t++) {
-        const float* k = kvh + (size_t) t * 2 * head_dim;
+    for (uint32_t k = 0; k < len; k++) {
+        const float* key = key_ptr(s, table, kvh, lo + k, head_dim);
         float dot = 0.0f;
-        for (uint32_t d = lane; d < head_dim; d += 32) dot = fmaf(qr[d], k[d], dot);
-        dot = gptoss_d_warp_sum(dot) * scale;
+        for (uint32_t d = lane; d < head_dim; d += 32) dot = fmaf(qr[d], key[d], dot);
+        dot = gptoss_d_warp_sum(dot) * s.scale;
         const float p = expf(dot - M);
         denom += p;
-        const float* v = k + head_dim;
+        const float* v = key + head_dim;
         for (uint32_t d = lane; d < head_dim; d += 32) o[d] = fmaf(p, v[d], o[d]);
     }
     __syncwarp();
-    for (uint32_t d = lane; d < head_dim; d += 32) o[d] = denom > 0.0f ? o[d] / denom : 0.0f;
-    (void) len;
+    for (uint32_t d = lane; d < head_dim; d += 32) o[d] = normalise(o[d], denom);
+}
+
+/* Resident chunk-kernel blocks per SM (the launches' block count: every block resident,
+ * each looping over tasks). The devices of a process are taken to be of one kind; a wrong
+ * count only changes how tasks are spread, never a result. */
+int chunk_blocks_per_sm() {
+    static const int cached = [] {
+        int n = 0;
+        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, sdpa_chunk_kernel, THREADS, 0) != cudaSuccess || n < 1) {
+            cudaGetLastError(); /* not sticky: clear it */
+            n = 1;
+        }
+        return n;
+    }();
+    return cached;
+}
+
+/* The launches of one call: s describes all rows (num_rows of them); max_len bounds a
+ * row's key count. */
+enum gptoss_status sdpa_launch(gptoss_backend_t backend, SdpaShape s, uint32_t head_dim, uint64_t max_len,
+                               const char* name) {
+    const bool fast = head_dim == D && s.group <= (uint32_t) G && gptoss_aligned(s.q, 16) &&
+                      gptoss_aligned(s.kv, 16) && s.kv_stride % 4 == 0;
+    if (!fast) {
+        const uint64_t warps = (uint64_t) s.num_rows * s.num_q_heads;
+        sdpa_generic_kernel<<<(unsigned) ((warps * 32 + 255) / 256), 256, 0, gptoss_cuda_stream(backend)>>>(s,
+                                                                                                         head_dim);
+        const cudaError_t err = cudaGetLastError();
+        if (err != cudaSuccess) return gptoss_cuda_fail(err, name);
+        return gptoss_status_success;
+    }
+    s.slots = (uint32_t) max_row_chunks(max_len);
+    /* partial bytes of a row (none when every row is one chunk, normalised in place) */
+    const uint64_t row_bytes = s.slots > 1 ? (uint64_t) s.num_q_heads * s.slots * kPartialFloats * sizeof(float) : 0;
+    if (row_bytes > kScratchBudget) {
+        return gptoss_fail(gptoss_status_unsupported_argument,
+                           "%s on CUDA: num_q_heads %u need %llu bytes of partial results a row (%u chunks), more "
+                           "than the kernel's %llu bytes of scratch",
+                           name, s.num_q_heads, (unsigned long long) row_bytes, s.slots,
+                           (unsigned long long) kScratchBudget);
+    }
+    uint64_t slice = kSliceRows;
+    if (row_bytes > 0 && kScratchBudget / row_bytes < slice) slice = kScratchBudget / row_bytes;
+    const uint64_t resident = (uint64_t) gptoss_cuda_num_sms(backend) * chunk_blocks_per_sm();
+    const uint32_t rows = s.num_rows;
+    for (uint32_t i0 = 0; i0 < rows; i0 += (uint32_t) slice) {
+        SdpaShape t = s;
+        t.num_rows = (uint32_t) (rows - i0 < slice ? rows - i0 : slice);
+        t.q = s.q + (size_t) i0 * s.qkv_dim;
+        t.out = s.out + (size_t) i0 * s.num_q_heads * D;
+        if (s.paged.positions != nullptr) {
+            t.paged.positions = s.paged.positions + i0;
+            t.paged.seq_ids = s.paged.seq_ids + i0;
+        } else {
+            t.first_position = s.first_position + i0;
+        }
+        const uint64_t pairs = (uint64_t) t.num_rows * s.num_kv_heads, most_tasks = pairs * s.slots;
+        const uint64_t blocks = most_tasks < resident ? most_tasks : resident;
+        void* partial = nullptr;
+        t.counters = nullptr;
+        const enum gptoss_status status =
+            gptoss_cuda_scratch_acquire(backend, (size_t) (t.num_rows * row_bytes), row_bytes > 0 ? &partial : nullptr,
+                                        (size_t) pairs, s.slots > 1 ? &t.counters : nullptr);
+        if (status != gptoss_status_success) return status;
+        t.partial = (float*) partial;
+        cudaError_t err = gptoss_cuda_launch_pdl(backend, sdpa_chunk_kernel, dim3((unsigned) blocks), dim3(THREADS), 0, t);
+        if (err == cudaSuccess && s.slots > kFusedMergeMaxChunks) {
+            err = gptoss_cuda_launch_pdl(backend, sdpa_merge_kernel, dim3(t.num_rows * s.num_q_heads),
+                                         dim3(MERGE_THREADS), 0, t);
+        }
+        gptoss_cuda_scratch_release(backend);
+        if (err != cudaSuccess) return gptoss_cuda_fail(err, name);
+    }
+    return gptoss_status_success;
+}
+
+SdpaShape make_shape(const float* q, const float* kv, const gptoss_bf16* sinks, float* output, uint32_t window,
+                     uint64_t kv_stride, uint32_t num_rows, uint32_t num_q_heads, uint32_t num_kv_heads,
+                     uint32_t head_dim, float scale) {
+    SdpaShape s = {};
+    s.q = q;
+    s.kv = kv;
+    s.sinks = (const uint16_t*) sinks;
+    s.out = output;
+    s.kv_stride = kv_stride;
+    s.window = window;
+    s.num_rows = num_rows;
+    s.num_q_heads = num_q_heads;
+    s.num_kv_heads = num_kv_heads;
+    s.group = num_q_heads / num_kv_heads;
+    s.qkv_dim = head_dim * (num_q_heads + 2 * num_kv_heads);
+    s.scale = scale;
+    return s;
 }
 
 }  // namespace
 
 extern "C" enum gptoss_status gptoss_cuda_f32_sdpa(gptoss_backend_t backend, const struct gptoss_f32_sdpa_args* args) {
-    const cudaStream_t stream = gptoss_cuda_stream(backend);
-    const uint32_t group = args->num_q_heads / args->num_kv_heads;
-    const uint64_t warps = (uint64_t) args->num_q_tokens * args->num_q_heads;
-    const bool fast = args->head_dim == D && group <= (uint32_t) G && gptoss_aligned(args->q, 16) &&
-                      gptoss_aligned(args->kv, 16) && args->kv_stride % 4 == 0 &&
-                      (uint64_t) args->num_q_tokens * args->num_kv_heads <= GPTOSS_CUDA_MAX_GRID_YZ &&
-                      (uint64_t) args->num_q_tokens * args->num_q_heads <= 0x7FFFFFFFu;
-    if (!fast) {
-        const uint64_t blocks = (warps * 32 + 255) / 256;
-        sdpa_generic_kernel<<<(unsigned) blocks, 256, 0, stream>>>(
-            args->q, args->kv, (const uint16_t*) args->sinks, args->output, args->window, args->kv_stride,
-            args->num_q_tokens, args->num_kv_tokens, args->num_q_heads, args->num_kv_heads, args->head_dim,
-            args->scale);
-        GPTOSS_CUDA_LAUNCHED("f32_sdpa (generic)");
-        return gptoss_status_success;
-    }
-    /* longest key range over the queries */
+    SdpaShape s = make_shape(args->q, args->kv, args->sinks, args->output, args->window, args->kv_stride,
+                             args->num_q_tokens, args->num_q_heads, args->num_kv_heads, args->head_dim, args->scale);
+    s.first_position = args->num_kv_tokens;
+    /* the longest key range: the last row's */
     const uint64_t p_max1 = (uint64_t) args->num_kv_tokens + args->num_q_tokens;
-    const uint64_t max_len = p_max1 < args->window ? p_max1 : args->window;
-    const uint64_t pairs = (uint64_t) args->num_q_tokens * args->num_kv_heads;
-    const uint64_t target_blocks = (uint64_t) gptoss_cuda_num_sms(backend) * 8;
-    uint64_t want_chunks = (target_blocks + pairs - 1) / pairs;
-    if (want_chunks < 1) want_chunks = 1;
-    if (want_chunks > kMaxChunks) want_chunks = kMaxChunks; /* merge factors in shared memory */
-    uint64_t chunk = (max_len + want_chunks - 1) / want_chunks;
-    chunk = (chunk + TK - 1) / TK * TK;
-    if (chunk < (uint64_t) TK) chunk = TK;
-    const uint64_t nchunks = (max_len + chunk - 1) / chunk;
+    return sdpa_launch(backend, s, args->head_dim, p_max1 < args->window ? p_max1 : args->window, "f32_sdpa");
+}
 
-    SdpaShape s;
-    s.q = args->q;
-    s.kv = args->kv;
-    s.kv_stride = args->kv_stride;
-    s.window = args->window;
-    s.num_q_tokens = args->num_q_tokens;
-    s.num_kv_tokens = args->num_kv_tokens;
-    s.num_q_heads = args->num_q_heads;
-    s.num_kv_heads = args->num_kv_heads;
-    s.group = group;
-    s.qkv_dim = args->head_dim * (args->num_q_heads + 2 * args->num_kv_heads);
-    s.chunk = (uint32_t) chunk;
-    s.nchunks = (uint32_t) nchunks;
-    s.scale = args->scale;
-    /* few chunks: the last chunk block merges (one launch; counters pick it); many: a merge
-     * kernel spreads the combination over one block per Q head (a single block would
-     * serialise it) */
-    const bool fused = nchunks <= kFusedMergeMaxChunks;
-    void* partial = nullptr;
-    s.counters = nullptr;
-    const enum gptoss_status status = gptoss_cuda_scratch_acquire(
-        backend, (size_t) args->num_q_tokens * args->num_q_heads * nchunks * (D + 2) * sizeof(float), &partial,
-        (size_t) pairs, fused && nchunks > 1 ? &s.counters : nullptr);
-    if (status != gptoss_status_success) return status;
-    s.partial = (float*) partial;
-    s.sinks = (const uint16_t*) args->sinks;
-    s.out = args->output;
-    cudaError_t err = gptoss_cuda_launch_pdl(backend, sdpa_chunk_kernel, dim3((unsigned) nchunks, (unsigned) pairs),
-                                             dim3(THREADS), 0, s);
-    if (err == cudaSuccess && !fused) {
-        err = gptoss_cuda_launch_pdl(backend, sdpa_merge_kernel, dim3((unsigned) warps), dim3(MERGE_THREADS),
-                                     nchunks * sizeof(float), (const float*) s.partial, (const uint16_t*) args->sinks,
-                                     args->output, args->num_q_tokens, args->num_q_heads, (uint32_t) nchunks);
-    }
-    gptoss_cuda_scratch_release(backend);
-    if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of f32_sdpa");
-    return gptoss_status_success;
+extern "C" enum gptoss_status gptoss_cuda_f32_sdpa_varlen(gptoss_backend_t backend,
+                                                          const struct gptoss_f32_sdpa_varlen_args* args) {
+    SdpaShape s = make_shape(args->q, args->kv, args->sinks, args->output, args->window, args->kv_stride,
+                             args->num_q_tokens, args->num_q_heads, args->num_kv_heads, args->head_dim, args->scale);
+    s.paged.positions = args->positions;
+    s.paged.seq_ids = args->seq_ids;
+    s.paged.block_tables = args->block_tables;
+    s.paged.block_size = args->block_size;
+    s.paged.table_stride = args->table_stride;
+    s.paged.num_seqs = args->num_seqs;
+    s.paged.num_blocks = args->kv_stride / (2 * (uint64_t) args->head_dim * args->block_size);
+    s.paged.error_word = gptoss_cuda_error_word(backend);
+    /* a row's key range is bounded by the window and the positions a table can address */
+    const uint64_t positions = (uint64_t) args->table_stride * args->block_size;
+    return sdpa_launch(backend, s, args->head_dim, positions < args->window ? positions : args->window,
+                       "f32_sdpa_varlen");
 }

@@ -236,6 +236,39 @@ static inline enum gptoss_status gptoss_check_routing(uint32_t num_tokens, uint3
     return gptoss_status_success;
 }
 
+/* The paged KV cache of the varlen kernels (kernels.h): block_size, table_stride, num_seqs
+ * >= 1; kv_stride a non-zero multiple of the block's 2 * head_dim * block_size floats
+ * (*num_blocks_out = how many blocks a kv head holds); table_stride * block_size positions
+ * indexable in 32 bits; the cache, num_kv_heads x kv_stride floats, must fit in size_t
+ * (*cache_bytes_out); the tables u32[num_seqs][table_stride] too (*tables_bytes_out). */
+static inline enum gptoss_status gptoss_check_paged_kv(uint32_t num_kv_heads, uint32_t head_dim, uint64_t kv_stride,
+                                                       uint32_t block_size, uint32_t table_stride, uint32_t num_seqs,
+                                                       uint64_t* num_blocks_out, uint64_t* cache_bytes_out,
+                                                       uint64_t* tables_bytes_out) {
+    GPTOSS_TRY(gptoss_check_nonzero(block_size, "block_size"));
+    GPTOSS_TRY(gptoss_check_nonzero(table_stride, "table_stride"));
+    GPTOSS_TRY(gptoss_check_nonzero(num_seqs, "num_seqs"));
+    uint64_t block_floats = 0; /* floats of one block of one kv head */
+    if (!gptoss_mul_u64(2 * (uint64_t) head_dim, block_size, &block_floats)) {
+        return gptoss_fail(GPTOSS_INVALID, "2 x head_dim %u x block_size %u overflows 64 bits", head_dim, block_size);
+    }
+    if (kv_stride == 0 || kv_stride % block_floats != 0) {
+        return gptoss_fail(GPTOSS_INVALID, "kv_stride %llu is not a non-zero multiple of 2 x head_dim %u x block_size %u",
+                           (unsigned long long) kv_stride, head_dim, block_size);
+    }
+    if ((uint64_t) table_stride * block_size > (uint64_t) UINT32_MAX + 1) {
+        return gptoss_fail(GPTOSS_UNSUPPORTED, "table_stride %u x block_size %u positions exceed 2^32", table_stride,
+                           block_size);
+    }
+    uint64_t cache_elements = 0, table_elements = 0;
+    GPTOSS_TRY(GPTOSS_SIZE2("kv_cache", 4, &cache_elements, num_kv_heads, kv_stride));
+    GPTOSS_TRY(GPTOSS_SIZE2("block_tables", 4, &table_elements, num_seqs, table_stride));
+    *num_blocks_out = kv_stride / block_floats;
+    *cache_bytes_out = cache_elements * 4;
+    *tables_bytes_out = table_elements * 4;
+    return gptoss_status_success;
+}
+
 /* ---- host-content checks (backend->host_memory only) ---- */
 
 /* ids[i] < limit for i < count: "expert_ids[5] = 40 is not below num_experts 32". */
@@ -279,6 +312,41 @@ static inline enum gptoss_status gptoss_check_intra_offsets(const uint32_t* ids,
                                "intra_expert_offsets[%llu] = %u is out of range for expert %u "
                                "(expert_offsets[%u] = %u + %u is not below expert_offsets[%u] = %u)",
                                (unsigned long long) p, intra[p], e, e, offsets[e], intra[p], e + 1, offsets[e + 1]);
+        }
+    }
+    return gptoss_status_success;
+}
+
+
+/* Rows of a varlen kernel (kernels.h, paged KV cache): seq_ids[t] < num_seqs, positions[t]
+ * < table_stride * block_size, and the table entries of the positions row t touches (its
+ * own for the QKV write; with a window, its keys max(0, P + 1 - window) .. P for the
+ * attention, window 0 = only P) below num_blocks. */
+static inline enum gptoss_status gptoss_check_paged_rows(const uint32_t* positions, const uint32_t* seq_ids,
+                                                         const uint32_t* block_tables, uint32_t num_tokens,
+                                                         uint32_t num_seqs, uint32_t block_size,
+                                                         uint32_t table_stride, uint64_t num_blocks,
+                                                         uint32_t window) {
+    const uint64_t max_positions = (uint64_t) table_stride * block_size;
+    for (uint32_t t = 0; t < num_tokens; t++) {
+        if (seq_ids[t] >= num_seqs) {
+            return gptoss_fail(GPTOSS_INVALID, "seq_ids[%u] = %u is not below num_seqs %u", t, seq_ids[t], num_seqs);
+        }
+        const uint64_t P = positions[t];
+        if (P >= max_positions) {
+            return gptoss_fail(GPTOSS_INVALID, "positions[%u] = %u is not below table_stride %u x block_size %u", t,
+                               positions[t], table_stride, block_size);
+        }
+        const uint64_t first = (window != 0 && P + 1 > window) ? P + 1 - window : (window == 0 ? P : 0);
+        const uint32_t* row = block_tables + (size_t) seq_ids[t] * table_stride;
+        for (uint64_t b = first / block_size; b <= P / block_size; b++) {
+            if (row[b] >= num_blocks) {
+                return gptoss_fail(GPTOSS_INVALID,
+                                   "block_tables[%u][%llu] = %u (row %u, position %llu) is not below the cache's %llu "
+                                   "blocks", seq_ids[t], (unsigned long long) b, row[b], t,
+                                   (unsigned long long) (b * block_size > first ? b * block_size : first),
+                                   (unsigned long long) num_blocks);
+            }
         }
     }
     return gptoss_status_success;

@@ -42,6 +42,10 @@ void gptoss_ref_f32_bf16w_matmul_add(const struct gptoss_f32_bf16w_matmul_add_ar
  * and checks the rest of the kernel's cache is untouched). RoPE angles in double. */
 void gptoss_ref_f32_bf16w_matmul_qkv(const struct gptoss_f32_bf16w_matmul_qkv_args* args, double* output,
                                      double* kv_cache);
+/* output double[T][rows] as gptoss_ref_f32_bf16w_matmul_qkv with row t at positions[t];
+ * kv_cache double[Hkv][kv_stride]: only the slots the rows write are set. */
+void gptoss_ref_f32_bf16w_matmul_qkv_varlen(const struct gptoss_f32_bf16w_matmul_qkv_varlen_args* args,
+                                            double* output, double* kv_cache);
 void gptoss_ref_f32_rope(const struct gptoss_f32_rope_args* args, double* activations);
 /* Rotates the head_dim/2 adjacent pairs of one head (double[head_dim]) at position pos,
  * in place, angles in double (shared by the rope and qkv references). */
@@ -50,6 +54,9 @@ void gptoss_ref_rope_rotate_head(double* head, uint32_t head_dim, uint32_t pos, 
                                  float yarn_multiplier);
 /* output double[num_q_tokens][num_q_heads*head_dim] */
 void gptoss_ref_f32_sdpa(const struct gptoss_f32_sdpa_args* args, double* output);
+/* output double[num_q_tokens][num_q_heads*head_dim]: each row's keys gathered through its
+ * block table into a contiguous cache, then gptoss_ref_f32_sdpa of that one query */
+void gptoss_ref_f32_sdpa_varlen(const struct gptoss_f32_sdpa_varlen_args* args, double* output);
 /* argmax over the double logits (lowest index on ties), written to args->argmax */
 void gptoss_ref_f32_bf16w_unembedding(const struct gptoss_f32_bf16w_unembedding_args* args, double* logits);
 

@@ -2,6 +2,7 @@
 #include "reference/reference.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 #include "common/math.h"
 
@@ -65,5 +66,32 @@ void gptoss_ref_f32_sdpa(const struct gptoss_f32_sdpa_args* args, double* output
                             output + i * out_row_size + (size_t) hq * args->head_dim, first, pos, args->head_dim,
                             (double) args->scale);
         }
+    }
+}
+
+void gptoss_ref_f32_sdpa_varlen(const struct gptoss_f32_sdpa_varlen_args* args, double* output) {
+    const uint32_t D = args->head_dim, Hkv = args->num_kv_heads;
+    const size_t q_row_size = (size_t) D * (args->num_q_heads + 2 * (size_t) Hkv);
+    const size_t out_row_size = (size_t) D * args->num_q_heads;
+    for (uint32_t i = 0; i < args->num_q_tokens; i++) {
+        const uint64_t P = args->positions[i];
+        const uint64_t first = (P + 1 > args->window) ? P + 1 - args->window : 0;
+        const uint64_t n = P - first + 1; /* keys first..P become positions 0..n-1 */
+        const uint32_t* table = args->block_tables + (size_t) args->seq_ids[i] * args->table_stride;
+        float* kv = malloc((size_t) Hkv * n * 2 * D * sizeof(float));
+        if (kv == NULL) abort(); /* the oracle has no error path */
+        for (uint32_t h = 0; h < Hkv; h++) {
+            for (uint64_t t = first; t <= P; t++) {
+                const uint64_t slot = (uint64_t) table[t / args->block_size] * args->block_size + t % args->block_size;
+                const float* src = args->kv + h * args->kv_stride + slot * 2 * D;
+                float* dst = kv + ((size_t) h * n + (t - first)) * 2 * D;
+                for (uint32_t d = 0; d < 2 * D; d++) dst[d] = src[d];
+            }
+        }
+        const struct gptoss_f32_sdpa_args one = {args->q + i * q_row_size, kv, args->sinks, NULL, args->window,
+                                                 (uint64_t) n * 2 * D, 1, (uint32_t) (n - 1), args->num_q_heads, Hkv,
+                                                 D, args->scale};
+        gptoss_ref_f32_sdpa(&one, output + i * out_row_size);
+        free(kv);
     }
 }

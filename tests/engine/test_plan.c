@@ -3,8 +3,9 @@
  *   - every shape (n = 1..B tokens, o = 0 or 1 rows of logits, fused or not, both MoE
  *     paths) stays within gptoss_plan_max_calls, has one qkv per layer and, where rows
  *     continue, one sdpa; the last layer without logits stops after its qkv;
- *   - gptoss_plan_set_position sets qkv's token_offset and sdpa's num_kv_tokens (the
- *     position plus the rows before the query rows);
+ *   - the varlen calls read the step's buffers: qkv every row, sdpa the last R rows
+ *     (positions and sequences from row n - R on), the block tables of the layer's group
+ *     (sliding window on the even layers), the cache of the layer's slot;
  *   - a failing call is named in the message ("layer 2 sdpa: ...") and stops the run.
  * The plan's numerics are checked end to end (forward_ref.py, bit-identical dumps). */
 #include <gptoss/offline.h>
@@ -14,14 +15,27 @@
 #include "test_util.h"
 
 /* The builder only offsets the buffers (by less than a MB here), never dereferences them:
- * every buffer is this arena. */
+ * every buffer is this arena; the KV pool is a header whose memory is the arena too. */
 static float g_arena[1 << 18];
-static struct gptoss_forward_buffers g_buffers = {
-    g_arena, (uint32_t*) g_arena, g_arena, g_arena, g_arena, g_arena, g_arena, (uint32_t*) g_arena, g_arena,
-    (uint32_t*) g_arena, (uint32_t*) g_arena, g_arena, g_arena, g_arena, g_arena, (uint32_t*) g_arena};
+static uint32_t g_rows[3 * 64], g_tables[2][64];
+static struct gptoss_kv_pool g_pool;
+static struct gptoss_forward_buffers g_buffers;
+
+static void init_buffers(const struct gptoss_model* m) {
+    const struct gptoss_model_config* cfg = &m->config;
+    g_pool = (struct gptoss_kv_pool){.memory = g_arena, .block_size = GPTOSS_KV_BLOCK_SIZE, .num_blocks = 8,
+                                     .num_layers = cfg->num_blocks, .layer_slots = (cfg->num_blocks + 1) / 2,
+                                     .num_kv_heads = cfg->num_kv_heads, .head_dim = cfg->head_dim,
+                                     .window = cfg->attention_window,
+                                     .head_stride = (uint64_t) 8 * GPTOSS_KV_BLOCK_SIZE * 2 * cfg->head_dim};
+    g_buffers = (struct gptoss_forward_buffers){&g_pool,  g_rows,  g_rows + 64, g_rows + 128, {g_tables[0], g_tables[1]},
+                                                g_arena,  g_arena, g_arena,     g_arena,      g_arena,
+                                                (uint32_t*) g_arena, g_arena, (uint32_t*) g_arena, (uint32_t*) g_arena,
+                                                g_arena,  g_arena, g_arena,     g_arena,      (uint32_t*) g_arena};
+}
 
 static void setup_for(struct gptoss_plan_setup* s, const struct gptoss_model* m, int fused, uint32_t dense_rows) {
-    *s = (struct gptoss_plan_setup){m, &g_buffers, 64, dense_rows, fused};
+    *s = (struct gptoss_plan_setup){m, &g_buffers, 4, 64, dense_rows, fused};
 }
 
 static int count(const struct gptoss_plan* p, enum gptoss_kernel k) {
@@ -35,7 +49,7 @@ static void test_decode_calls(const struct gptoss_model* m, struct gptoss_plan* 
     /* fused: embeddings, attention rmsnorm of layer 0, then per layer qkv, sdpa, out, gate,
      * swiglu, down, accumulate + the next (or the final) rmsnorm; then the unembedding */
     static const enum gptoss_kernel layer_fused[] = {
-        gptoss_kernel_f32_bf16w_matmul_qkv,          gptoss_kernel_f32_sdpa,
+        gptoss_kernel_f32_bf16w_matmul_qkv_varlen,   gptoss_kernel_f32_sdpa_varlen,
         gptoss_kernel_f32_bf16w_matmul_add,          gptoss_kernel_f32_bf16w_rmsnorm_matmul_topk,
         gptoss_kernel_f32_mf4w_moe_matmul_swiglu,    gptoss_kernel_f32_mf4w_moe_matmul,
         gptoss_kernel_f32_accumulate_bf16w_rmsnorm};
@@ -78,12 +92,13 @@ static void test_all_shapes(const struct gptoss_model* m, struct gptoss_plan* pl
             for (uint32_t n = 1; n <= B; n++) {
                 for (uint32_t o = 0; o <= 1; o++) {
                     gptoss_plan_build(plan, &s, n, o);
-                    const int sdpa = count(plan, gptoss_kernel_f32_sdpa);
+                    const int sdpa = count(plan, gptoss_kernel_f32_sdpa_varlen);
                     const int unemb = count(plan, gptoss_kernel_f32_bf16w_unembedding);
                     const int ok = plan->num_calls <= plan->capacity &&
-                                   count(plan, gptoss_kernel_f32_bf16w_matmul_qkv) == (int) L &&
+                                   count(plan, gptoss_kernel_f32_bf16w_matmul_qkv_varlen) == (int) L &&
                                    sdpa == (int) (o ? L : L - 1) && unemb == (int) o &&
-                                   (o || plan->calls[plan->num_calls - 1].kernel == gptoss_kernel_f32_bf16w_matmul_qkv);
+                                   (o || plan->calls[plan->num_calls - 1].kernel ==
+                                             gptoss_kernel_f32_bf16w_matmul_qkv_varlen);
                     if (!ok && bad++ < 5) {
                         CHECK(0, "fused %d dense %u n %u o %u: %u calls, %d sdpa, %d unembedding", fused, dense, n, o,
                               plan->num_calls, sdpa, unemb);
@@ -95,24 +110,33 @@ static void test_all_shapes(const struct gptoss_model* m, struct gptoss_plan* pl
     CHECK(bad == 0, "%d shapes wrong", bad);
 }
 
-static void test_position(const struct gptoss_model* m, struct gptoss_plan* plan) {
+static void test_step_buffers(const struct gptoss_model* m, struct gptoss_plan* plan) {
     struct gptoss_plan_setup s;
     setup_for(&s, m, 1, 256);
-    gptoss_plan_build(plan, &s, 7, 1);
-    gptoss_plan_set_position(plan, 21);
+    gptoss_plan_build(plan, &s, 7, 2);
+    const uint32_t L = m->config.num_blocks;
     int ok = 1, seen = 0;
     for (uint32_t i = 0; i < plan->num_calls; i++) {
         const struct gptoss_plan_call* c = &plan->calls[i];
-        if (c->kernel == gptoss_kernel_f32_bf16w_matmul_qkv) ok = ok && c->args.f32_bf16w_matmul_qkv.token_offset == 21;
-        if (c->kernel == gptoss_kernel_f32_sdpa) {
-            /* all 7 query rows in the first layers (21 cached), the last row only in the last */
-            const struct gptoss_f32_sdpa_args* a = &c->args.f32_sdpa;
-            ok = ok && a->num_kv_tokens == 21 + 7 - a->num_q_tokens &&
-                 a->num_q_tokens == (c->layer + 1 == m->config.num_blocks ? 1u : 7u);
+        const uint32_t g = c->layer % 2; /* even layers: the sliding window group */
+        const float* cache = g_arena + (size_t) (c->layer / 2) * g_pool.num_kv_heads * g_pool.head_stride;
+        if (c->kernel == gptoss_kernel_f32_bf16w_matmul_qkv_varlen) {
+            const struct gptoss_f32_bf16w_matmul_qkv_varlen_args* a = &c->args.f32_bf16w_matmul_qkv_varlen;
+            ok = ok && a->num_tokens == 7 && a->positions == g_rows + 64 && a->seq_ids == g_rows + 128 &&
+                 a->block_tables == g_tables[g] && a->kv_cache == cache && a->kv_stride == g_pool.head_stride &&
+                 a->table_stride == 64 && a->num_seqs == 4 && a->block_size == GPTOSS_KV_BLOCK_SIZE;
+        }
+        if (c->kernel == gptoss_kernel_f32_sdpa_varlen) {
+            /* all 7 rows in the first layers, the 2 logits rows (the last ones) in the last */
+            const struct gptoss_f32_sdpa_varlen_args* a = &c->args.f32_sdpa_varlen;
+            const uint32_t R = c->layer + 1 == L ? 2u : 7u;
+            ok = ok && a->num_q_tokens == R && a->positions == g_rows + 64 + (7 - R) &&
+                 a->seq_ids == g_rows + 128 + (7 - R) && a->block_tables == g_tables[g] && a->kv == cache &&
+                 a->window == (g == 0 ? m->config.attention_window : UINT32_MAX);
             seen++;
         }
     }
-    CHECK(ok && seen == (int) m->config.num_blocks, "positions after set_position(21)");
+    CHECK(ok && seen == (int) L, "the varlen calls read the step's rows, tables and caches");
 }
 
 static void test_failure(struct gptoss_model* m, struct gptoss_plan* plan, gptoss_backend_t backend) {
@@ -121,11 +145,11 @@ static void test_failure(struct gptoss_model* m, struct gptoss_plan* plan, gptos
     setup_for(&s, m, 1, 256);
     gptoss_plan_build(plan, &s, 1, 1);
     uint32_t i = 0;
-    while (i < plan->num_calls && !(plan->calls[i].kernel == gptoss_kernel_f32_sdpa && plan->calls[i].layer == 2)) i++;
+    while (i < plan->num_calls && !(plan->calls[i].kernel == gptoss_kernel_f32_sdpa_varlen && plan->calls[i].layer == 2)) i++;
     CHECK(i < plan->num_calls, "layer 2 has an sdpa");
     if (i == plan->num_calls) return;
     struct gptoss_plan one = {plan->n, plan->o, 1, 1, &plan->calls[i]};
-    plan->calls[i].args.f32_sdpa.num_kv_heads = 3; /* not a divisor of the 8 q heads */
+    plan->calls[i].args.f32_sdpa_varlen.num_kv_heads = 3; /* not a divisor of the 8 q heads */
     const enum gptoss_status st = gptoss_plan_run(&one, backend, NULL);
     CHECK(st == gptoss_status_invalid_argument && strncmp(gptoss_last_error(), "layer 2 sdpa: ", 14) == 0,
           "failure named: %s (%s)", gptoss_status_to_string(st), gptoss_last_error());
@@ -142,9 +166,10 @@ int main(void) {
     struct gptoss_plan plan = {0, 0, 0, gptoss_plan_max_calls(model->config.num_blocks), NULL};
     plan.calls = calloc(plan.capacity, sizeof(struct gptoss_plan_call));
     if (plan.calls == NULL) return 1;
+    init_buffers(model);
     test_decode_calls(model, &plan);
     test_all_shapes(model, &plan);
-    test_position(model, &plan);
+    test_step_buffers(model, &plan);
     test_failure(model, &plan, backend);
     free(plan.calls);
     gptoss_model_release(model);

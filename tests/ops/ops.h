@@ -61,6 +61,12 @@ enum {
     TC_TINY_SCALES = 1u << 10, /* moe: scale bytes 0..9 (weights 2^-142 .. 6*2^-132, f32
                                 * subnormals), activations near 2^118, bias ~ +-2^-12 */
     TC_BENCH_CUDA = 1u << 11,  /* a row of the CUDA benchmarks only (too slow for the CPU bench) */
+    TC_FAULT = 1u << 12,       /* inputs the kernel must refuse (tests/harness.c): the call, or on a
+                                * device backend the synchronize after it, fails; the harness keeps
+                                * the failure in p->fault. Refused by the call: every output must be
+                                * untouched, then the module's verify runs (the message). Reported
+                                * by the synchronize: tc_check (the spans of the rows that must still
+                                * be right, then verify: the status, the message, the NaN rows). */
 };
 
 /* Shapes and parameters of a case; each module says what the fields mean for its
@@ -118,6 +124,11 @@ struct tc_problem {
     size_t bias_off;      /* moe: byte offset of the bias inside an expert */
     uint64_t kv_stride;   /* sdpa: floats per kv head */
     float rope[5];        /* base, interpolation_scale, yarn_offset, yarn_scale, multiplier */
+    struct {              /* TC_FAULT cases: how the call under test failed */
+        int status;       /* enum gptoss_status of the call, else of the synchronize after it */
+        bool at_sync;     /* the call returned success (the error, if any, came from the synchronize) */
+        char message[384];
+    } fault;
 };
 
 /* ------------------------------------------------------------------------------------

@@ -108,8 +108,8 @@ def start_server(tiny_model, tmp_path):
 
 @pytest.fixture(scope="module")
 def server(tiny_model, tmp_path_factory):
-    """A shared server: two contexts (prompt cache), 2048 tokens each."""
-    s = Server(tiny_model, ["-t", "1", "-c", "2048", "--slots", "2"], tmp_path_factory.mktemp("srv"))
+    """A shared server: two requests at once, 2048 tokens each."""
+    s = Server(tiny_model, ["-t", "1", "-c", "2048", "--parallel", "2"], tmp_path_factory.mktemp("srv"))
     yield s
     rc = s.stop()
     assert rc == 0, f"server exit status {rc}:\n{s.stderr()}"

@@ -1,5 +1,6 @@
 """A bounded load test of `gptoss serve`: 32 concurrent clients x 8 rounds (one request per
-client per round, chat and completions, streamed and not) against a queue of 8. Every
+client per round, chat and completions, streamed and not) against a queue of 8, with one
+request running at a time and with 8 in one batch (--parallel 8). Every
 request completes or is refused cleanly (429 while the queue is full); nothing else may
 happen before the deadline; the server's anonymous resident memory does not grow across rounds;
 SIGTERM then ends it with status 0 (checked by the fixture)."""
@@ -40,8 +41,9 @@ def one_request(c, model, k, r):
     return n
 
 
-def test_load(start_server):
-    s = start_server("--max-queue", "8", "-c", "512", "--timeout", "120")
+@pytest.mark.parametrize("parallel", [1, 8])
+def test_load(start_server, parallel):
+    s = start_server("--max-queue", "8", "-c", "512", "--timeout", "120", "--parallel", str(parallel))
     t_end = time.monotonic() + DEADLINE_S
     counts = {"ok": 0, "429": 0}
     failures = []
@@ -81,7 +83,7 @@ def test_load(start_server):
     for t in threads:
         t.join(timeout=max(1, t_end - time.monotonic()))
     elapsed = time.monotonic() - t0
-    print(f"load: {counts['ok']} ok, {counts['429']} refused (429) of {CLIENTS * ROUNDS} in {elapsed:.1f} s; "
+    print(f"load (--parallel {parallel}): {counts['ok']} ok, {counts['429']} refused (429) of {CLIENTS * ROUNDS} in {elapsed:.1f} s; "
           f"anonymous RSS per round (KiB): {rss}")
     assert not failures, failures[:5]
     assert counts["ok"] + counts["429"] == CLIENTS * ROUNDS

@@ -1,0 +1,564 @@
+/* Batches on the CPU (engine.h): batch invariance, admission, the prefix cache, on a
+ * random tiny model (window 16, so prompts cross it) and a 3-layer variant (odd layer
+ * count: the sliding group has one layer more).
+ *
+ * Batch invariance, bit for bit: three tracked sequences (greedy; temperature only, drawn
+ * by f32_softmax + f32_sample; temperature + top-p + a penalty, drawn on the host) give
+ * the same logits at every draw and the same tokens
+ *   - each alone in a batch, prompts of 1..140 tokens prefilled in chunks of 128 (the
+ *     reference);
+ *   - together among others: 8 sequences at once, the others joining and leaving at
+ *     different steps, their prompts prefilled in the same steps as the tracked decode;
+ *   - with three other chunkings of the prompts (max_batch_tokens 1 alone, 7 and 64 among
+ *     others);
+ *   - with 1 and 2 threads, and through the context API (a batch of one);
+ *   - with the sampling kernels (params.sampling), alone vs among others;
+ * on every CPU variant (scalar, AVX2, AVX-512; one the processor lacks is reported as
+ * skipped; the 3-layer model on the best one). A self-test flips one bit of one logit and checks the comparison sees it.
+ * Admission: sequences are refused with insufficient_resources past the KV budget or
+ * max_sequences, and fit again once others are released. Prefix cache: a sequence that
+ * repeats a released one's prompt reuses its K/V (gptoss_sequence_get_num_kv_tokens) with
+ * the same logits as the first time. Errors: bad arguments, overflow, no logits.
+ * With --backend cuda (a GPU): what holds there (test_cuda below).
+ * Prints its seed (GPTOSS_TEST_SEED replays it). */
+#include <math.h>
+#include <stdbool.h>
+#include <time.h>
+
+#include <gptoss/engine.h>
+#include <gptoss/offline.h>
+
+#include "../engine/test_util.h"
+
+#define NTRACK 3
+#define NDRAW 12
+#define MAXSEQ 8       /* sequences at once on the CPU */
+#define MAX_STREAMS 64 /* and at most (--streams, CUDA) */
+
+static int g_streams = MAXSEQ; /* sequences at once in the runs among others */
+
+static uint32_t g_vocab;
+
+struct track {
+    uint32_t prompt[160];
+    size_t n_prompt;
+    gptoss_sampler_t sampler;
+    uint32_t tokens[NDRAW];
+    float* logits; /* [NDRAW][V] */
+};
+
+static void random_ids(uint32_t* v, size_t n) {
+    for (size_t i = 0; i < n; i++) v[i] = (uint32_t) (rng_next() % g_vocab);
+}
+
+static int g_sampling = gptoss_sampling_auto; /* of the batches made */
+
+static gptoss_batch_t make_batch(gptoss_model_t m, gptoss_backend_t backend, size_t max_batch_tokens,
+                                 uint32_t max_sequences) {
+    struct gptoss_context_params p;
+    gptoss_context_params_init(&p);
+    p.backend = backend;
+    p.sampling = g_sampling;
+    p.context_length = 256;
+    p.max_batch_tokens = max_batch_tokens;
+    p.max_sequences = max_sequences;
+    gptoss_batch_t b = NULL;
+    CHECK(gptoss_batch_create(m, &p, &b) == gptoss_status_success, "batch: %s", gptoss_last_error());
+    return b;
+}
+
+/* An untracked sequence: a random prompt and some draws. */
+static gptoss_sequence_t other(gptoss_batch_t b, size_t prompt, size_t draws) {
+    uint32_t ids[200];
+    random_ids(ids, prompt);
+    gptoss_sequence_t s = NULL;
+    CHECK(gptoss_sequence_create(b, prompt + draws, &s) == gptoss_status_success, "other: %s", gptoss_last_error());
+    if (s == NULL) return NULL;
+    gptoss_sequence_append_tokens(s, prompt, ids);
+    gptoss_sequence_generate(s, NULL, draws);
+    return s;
+}
+
+/* Runs the tracked sequences [k0, k1) together in batch b and records their draws into
+ * out[]; `crowd` untracked sequences come and go beside them (some created before the
+ * tracked ones, the rest joining every fourth step while the tracked decode; finished ones
+ * leave at random), so the tracked rows share steps with other prompts' chunks and other
+ * decoding rows. */
+static void run(gptoss_batch_t b, const struct track* t, struct track* out, int k0, int k1, int crowd) {
+    gptoss_sequence_t seq[NTRACK] = {NULL}, others[MAX_STREAMS] = {NULL};
+    size_t drawn[NTRACK] = {0};
+    for (int i = 0; i < crowd && i < 2; i++) others[i] = other(b, 30 + 20 * (size_t) i, 5 + 3 * (size_t) i);
+    for (int k = k0; k < k1; k++) {
+        CHECK(gptoss_sequence_create(b, t[k].n_prompt + NDRAW, &seq[k]) == gptoss_status_success, "tracked: %s",
+              gptoss_last_error());
+        gptoss_sequence_append_tokens(seq[k], t[k].n_prompt, t[k].prompt);
+        gptoss_sequence_generate(seq[k], t[k].sampler, NDRAW);
+    }
+    struct gptoss_batch_token toks[MAX_STREAMS];
+    bool done = false;
+    for (int steps = 0; steps < 1000 && !done; steps++) {
+        size_t n = 0;
+        const enum gptoss_status st = gptoss_batch_step(b, toks, MAX_STREAMS, &n);
+        CHECK(st == gptoss_status_success, "step: %s", gptoss_last_error());
+        if (st != gptoss_status_success) break;
+        for (size_t i = 0; i < n; i++) {
+            for (int k = k0; k < k1; k++) {
+                if (toks[i].sequence != seq[k]) continue;
+                out[k].tokens[drawn[k]] = toks[i].token;
+                CHECK(gptoss_sequence_get_logits(seq[k], out[k].logits + drawn[k] * g_vocab, g_vocab) ==
+                          gptoss_status_success, "logits: %s", gptoss_last_error());
+                drawn[k]++;
+            }
+        }
+        for (int i = 0; i < crowd; i++) {
+            size_t nt = 0, nkv = 0;
+            if (others[i] == NULL) continue;
+            gptoss_sequence_get_num_tokens(others[i], &nt);
+            gptoss_sequence_get_num_kv_tokens(others[i], &nkv);
+            if (nkv + 1 >= nt && (rng_next() % 3) == 0) {
+                gptoss_sequence_release(others[i]);
+                others[i] = NULL;
+            }
+        }
+        for (int i = 0; i < crowd && (steps % 4) == 1; i++) {
+            if (others[i] == NULL) others[i] = other(b, 1 + rng_next() % 90, 1 + rng_next() % 10);
+        }
+        done = true;
+        for (int k = k0; k < k1; k++) done = done && drawn[k] == NDRAW;
+    }
+    for (int k = k0; k < k1; k++) {
+        CHECK(drawn[k] == NDRAW, "sequence %d: %zu of %d draws made", k, drawn[k], NDRAW);
+        gptoss_sequence_release(seq[k]);
+    }
+    for (int i = 0; i < crowd; i++) gptoss_sequence_release(others[i]);
+}
+
+/* Each tracked sequence alone in a batch of max_sequences 1, prompts in chunks of `chunk`. */
+static void run_alone(gptoss_model_t m, gptoss_backend_t backend, size_t chunk, const struct track* t,
+                      struct track* out) {
+    for (int k = 0; k < NTRACK; k++) {
+        gptoss_batch_t b = make_batch(m, backend, chunk, 1);
+        run(b, t, out, k, k + 1, 0);
+        gptoss_batch_release(b);
+    }
+}
+
+/* Compares the draws bit for bit and prints a line; true when all equal. */
+static bool same_draws(const struct track* ref, const struct track* got, const char* what) {
+    bool all = true;
+    for (int k = 0; k < NTRACK; k++) {
+        size_t differ = 0;
+        for (size_t i = 0; i < (size_t) NDRAW * g_vocab; i++) {
+            differ += memcmp(&ref[k].logits[i], &got[k].logits[i], sizeof(float)) != 0;
+        }
+        const bool same_tokens = memcmp(ref[k].tokens, got[k].tokens, sizeof(ref[k].tokens)) == 0;
+        if (differ != 0 || !same_tokens) {
+            printf("%s: sequence %d: %zu of %zu logits differ, tokens %s\n", what, k, differ,
+                   (size_t) NDRAW * g_vocab, same_tokens ? "equal" : "differ");
+            all = false;
+        }
+    }
+    printf("%-62s %s\n", what, all ? "bitwise equal" : "DIFFERENT");
+    return all;
+}
+
+static void compare(const struct track* ref, const struct track* got, const char* what) {
+    CHECK(same_draws(ref, got, what), "%s: not bitwise equal to the sequences alone", what);
+}
+
+/* Poisons the recorded draws (a draw not made stays NaN / UINT32_MAX and differs). */
+static void poison_tracks(struct track* t) {
+    for (int k = 0; k < NTRACK; k++) {
+        for (size_t i = 0; i < (size_t) NDRAW * g_vocab; i++) t[k].logits[i] = NAN;
+        for (int d = 0; d < NDRAW; d++) t[k].tokens[d] = UINT32_MAX;
+    }
+}
+
+static void alloc_tracks(struct track* t) {
+    for (int k = 0; k < NTRACK; k++) t[k].logits = malloc((size_t) NDRAW * g_vocab * sizeof(float));
+    poison_tracks(t);
+}
+
+static void free_tracks(struct track* t) {
+    for (int k = 0; k < NTRACK; k++) free(t[k].logits);
+}
+
+/* The tracked sequences through the context API: get the logits, then draw one token. */
+static void run_contexts(gptoss_model_t m, gptoss_backend_t backend, const struct track* t, struct track* out) {
+    for (int k = 0; k < NTRACK; k++) {
+        struct gptoss_context_params p;
+        gptoss_context_params_init(&p);
+        p.backend = backend;
+        p.context_length = 256;
+        gptoss_context_t c = NULL;
+        CHECK(gptoss_context_create_with_params(m, &p, &c) == gptoss_status_success, "context: %s",
+              gptoss_last_error());
+        gptoss_context_append_tokens(c, t[k].n_prompt, t[k].prompt);
+        for (int d = 0; d < NDRAW; d++) {
+            size_t got = 0;
+            CHECK(gptoss_context_get_logits(c, out[k].logits + (size_t) d * g_vocab, g_vocab) == gptoss_status_success,
+                  "context logits");
+            CHECK(gptoss_context_sample(c, t[k].sampler, 1, &out[k].tokens[d], &got) == gptoss_status_success &&
+                      got == 1, "context sample");
+        }
+        gptoss_context_release(c);
+    }
+}
+
+/* Batch invariance on one backend (a CPU variant): the reference is each tracked sequence
+ * alone, prompts in chunks of 128; then together among others, the three other chunkings,
+ * the same variant on 1 thread (backend1), and contexts. `perturb` (a self-test of the
+ * comparison) flips the last bit of one logit of the reference, which must be reported. */
+static void test_invariance(gptoss_model_t m, gptoss_backend_t backend, gptoss_backend_t backend1, const char* name) {
+    struct track t[NTRACK], ref[NTRACK], got[NTRACK];
+    memset(t, 0, sizeof(t));
+    /* prompts: one long (crosses a 128-token chunk and the window), one short, one of 1 */
+    const size_t lengths[NTRACK] = {140, 23, 1};
+    for (int k = 0; k < NTRACK; k++) {
+        t[k].n_prompt = lengths[k];
+        random_ids(t[k].prompt, lengths[k]);
+        gptoss_sampler_create(&t[k].sampler);
+    }
+    gptoss_sampler_set_temperature(t[1].sampler, 1.0f);
+    gptoss_sampler_set_seed(t[1].sampler, rng_next());
+    gptoss_sampler_set_temperature(t[2].sampler, 0.8f);
+    gptoss_sampler_set_top_p(t[2].sampler, 0.9f);
+    gptoss_sampler_set_presence_penalty(t[2].sampler, 0.5f);
+    gptoss_sampler_set_seed(t[2].sampler, rng_next());
+    alloc_tracks(ref);
+    alloc_tracks(got);
+    printf("%s\n", name);
+    run_alone(m, backend, 128, t, ref);
+    gptoss_batch_t b = make_batch(m, backend, 128, MAXSEQ);
+    run(b, t, got, 0, NTRACK, MAXSEQ - NTRACK);
+    gptoss_batch_release(b);
+    compare(ref, got, "  among others (8 sequences at once, joining and leaving)");
+    /* chunks of 1: a step holds one row, so one sequence at a time */
+    poison_tracks(got);
+    run_alone(m, backend, 1, t, got);
+    compare(ref, got, "  prompts in chunks of 1");
+    const size_t chunks[2] = {7, 64};
+    for (int i = 0; i < 2; i++) {
+        char what[80];
+        const uint32_t max_seq = chunks[i] < MAXSEQ ? (uint32_t) chunks[i] : MAXSEQ;
+        snprintf(what, sizeof(what), "  prompts in chunks of %zu, %u sequences at once", chunks[i], max_seq);
+        poison_tracks(got);
+        b = make_batch(m, backend, chunks[i], max_seq);
+        run(b, t, got, 0, NTRACK, (int) max_seq - NTRACK);
+        gptoss_batch_release(b);
+        compare(ref, got, what);
+    }
+    poison_tracks(got);
+    b = make_batch(m, backend1, 128, MAXSEQ);
+    run(b, t, got, 0, NTRACK, MAXSEQ - NTRACK);
+    gptoss_batch_release(b);
+    compare(ref, got, "  1 thread instead of 2, among others");
+    poison_tracks(got);
+    run_contexts(m, backend, t, got);
+    compare(ref, got, "  contexts (a batch of one)");
+    /* the comparison itself: one flipped bit of one logit is caught */
+    uint32_t bits;
+    memcpy(&bits, &got[0].logits[g_vocab + 7], sizeof(bits));
+    bits ^= 1u;
+    memcpy(&got[0].logits[g_vocab + 7], &bits, sizeof(bits));
+    CHECK(!same_draws(ref, got, "  (self-test: one logit's last bit flipped)"), "a flipped bit is caught");
+    /* the sampling kernels (each sequence's penalty counts in its slot on the backend) */
+    g_sampling = gptoss_sampling_kernels;
+    poison_tracks(ref);
+    run_alone(m, backend, 128, t, ref);
+    poison_tracks(got);
+    b = make_batch(m, backend, 64, MAXSEQ);
+    run(b, t, got, 0, NTRACK, MAXSEQ - NTRACK);
+    gptoss_batch_release(b);
+    compare(ref, got, "  sampling kernels: alone vs among others, chunks of 64");
+    g_sampling = gptoss_sampling_auto;
+    for (int k = 0; k < NTRACK; k++) gptoss_sampler_release(t[k].sampler);
+    free_tracks(ref);
+    free_tracks(got);
+}
+
+static void test_admission(gptoss_model_t m) {
+    struct gptoss_context_params p;
+    gptoss_context_params_init(&p);
+    p.context_length = 256;
+    p.max_sequences = 4;
+    p.max_batch_tokens = 64;
+    gptoss_batch_t b = NULL;
+    /* a budget for two sequences of 256 tokens */
+    gptoss_batch_create(m, &p, &b);
+    size_t per_seq = 0;
+    struct gptoss_batch_info info;
+    gptoss_batch_get_sequence_blocks(b, 256, &per_seq);
+    gptoss_batch_get_info(b, &info);
+    gptoss_batch_release(b);
+    p.kv_budget = (2 * per_seq + 2) * info.block_bytes; /* and a sequence of 16 tokens (2 blocks) */
+    CHECK(gptoss_batch_create(m, &p, &b) == gptoss_status_success, "budget batch: %s", gptoss_last_error());
+    gptoss_sequence_t s[4] = {NULL};
+    CHECK(gptoss_sequence_create(b, 0, &s[0]) == gptoss_status_success &&
+              gptoss_sequence_create(b, 0, &s[1]) == gptoss_status_success, "two fit");
+    enum gptoss_status st = gptoss_sequence_create(b, 0, &s[2]);
+    CHECK(st == gptoss_status_insufficient_resources && s[2] == NULL && strstr(gptoss_last_error(), "KV budget"),
+          "the third is refused: %s", gptoss_last_error());
+    CHECK(gptoss_sequence_create(b, 16, &s[2]) == gptoss_status_success, "a short one fits in what is left");
+    gptoss_sequence_release(s[1]);
+    CHECK(gptoss_sequence_create(b, 0, &s[1]) == gptoss_status_success, "a full one fits after a release");
+    CHECK(gptoss_sequence_create(b, 16, &s[3]) == gptoss_status_insufficient_resources, "budget full again");
+    for (int i = 0; i < 4; i++) gptoss_sequence_release(s[i]);
+    gptoss_batch_get_info(b, &info);
+    CHECK(info.num_sequences == 0 && info.reserved_blocks == 0 && info.free_blocks == info.num_blocks,
+          "all released: %zu reserved, %zu of %zu free", info.reserved_blocks, info.free_blocks, info.num_blocks);
+    gptoss_batch_release(b);
+    /* max_sequences */
+    p.kv_budget = 0;
+    p.max_sequences = 2;
+    gptoss_batch_create(m, &p, &b);
+    gptoss_sequence_create(b, 0, &s[0]);
+    gptoss_sequence_create(b, 0, &s[1]);
+    CHECK(gptoss_sequence_create(b, 0, &s[2]) == gptoss_status_insufficient_resources &&
+              strstr(gptoss_last_error(), "maximum of 2"), "max_sequences: %s", gptoss_last_error());
+    gptoss_sequence_release(s[0]);
+    gptoss_sequence_release(s[1]);
+    gptoss_batch_release(b);
+    p.max_sequences = 65;
+    CHECK(gptoss_batch_create(m, &p, &b) == gptoss_status_invalid_argument && strstr(gptoss_last_error(), "max_sequences"),
+          "max_sequences above max_batch_tokens: %s", gptoss_last_error());
+    p.max_sequences = 1;
+    p.kv_budget = 100;
+    CHECK(gptoss_batch_create(m, &p, &b) == gptoss_status_invalid_argument && strstr(gptoss_last_error(), "kv_budget"),
+          "a budget below one block: %s", gptoss_last_error());
+}
+
+static void test_prefix_cache(gptoss_model_t m) {
+    gptoss_batch_t b = make_batch(m, NULL, 32, 4);
+    uint32_t prompt[100];
+    random_ids(prompt, 100);
+    float* first = malloc(g_vocab * sizeof(float));
+    float* again = malloc(g_vocab * sizeof(float));
+    struct gptoss_batch_token toks[4];
+    size_t n = 0, kv = 0;
+    for (int round = 0; round < 2; round++) {
+        gptoss_sequence_t s = NULL;
+        gptoss_sequence_create(b, 120, &s);
+        gptoss_sequence_append_tokens(s, 100, prompt);
+        gptoss_sequence_get_num_kv_tokens(s, &kv);
+        CHECK(kv == (round == 0 ? 0u : 100u), "round %d: %zu tokens of the prompt found in the cache", round, kv);
+        gptoss_sequence_generate(s, NULL, 1);
+        int steps = 0;
+        do {
+            gptoss_batch_step(b, toks, 4, &n);
+            steps++;
+        } while (n == 0 && steps < 100);
+        CHECK(steps == (round == 0 ? 4 : 1), "round %d: %d steps (4 chunks of 32, or the last token again)", round,
+              steps);
+        gptoss_sequence_get_logits(s, round == 0 ? first : again, g_vocab);
+        gptoss_sequence_release(s);
+    }
+    CHECK(memcmp(first, again, g_vocab * sizeof(float)) == 0, "the cached prompt gives the same logits");
+    free(first);
+    free(again);
+    gptoss_batch_release(b);
+}
+
+static void test_errors(gptoss_model_t m) {
+    gptoss_batch_t b = make_batch(m, NULL, 16, 2);
+    gptoss_sequence_t s = NULL;
+    struct gptoss_batch_token toks[2];
+    size_t n = 99;
+    const uint32_t bad = g_vocab, good[2] = {1, 2};
+    CHECK(gptoss_batch_step(b, toks, 2, &n) == gptoss_status_success && n == 0, "an empty step");
+    CHECK(gptoss_batch_step(b, toks, 1, &n) == gptoss_status_invalid_argument, "capacity below max_sequences");
+    CHECK(gptoss_sequence_create(b, 300, &s) == gptoss_status_invalid_argument, "max_tokens past context_length");
+    gptoss_sequence_create(b, 3, &s);
+    CHECK(gptoss_sequence_append_tokens(s, 1, &bad) == gptoss_status_invalid_argument, "bad id");
+    CHECK(gptoss_sequence_append_tokens(s, 2, good) == gptoss_status_success, "two ids");
+    CHECK(gptoss_sequence_append_tokens(s, 2, good) == gptoss_status_context_overflow, "overflow appends nothing");
+    size_t nt = 0;
+    gptoss_sequence_get_num_tokens(s, &nt);
+    CHECK(nt == 2, "2 tokens");
+    float* logits = malloc(g_vocab * sizeof(float));
+    CHECK(gptoss_sequence_get_logits(s, logits, g_vocab) == gptoss_status_invalid_state, "no logits before a draw");
+    gptoss_sequence_generate(s, NULL, 5);
+    int drawn = 0;
+    for (int i = 0; i < 10; i++) {
+        gptoss_batch_step(b, toks, 2, &n);
+        drawn += (int) n;
+    }
+    gptoss_sequence_get_num_tokens(s, &nt);
+    CHECK(drawn == 1 && nt == 3, "draws stop at max_tokens: %d drawn, %zu tokens", drawn, nt);
+    free(logits);
+    gptoss_sequence_release(s);
+    gptoss_batch_release(b);
+}
+
+/* CUDA (--backend cuda, on a GPU): which of the batch's guarantees hold there. Each tracked
+ * sequence alone (the reference), then twice among g_streams sequences with the same
+ * crowd (same seed): the two must be bitwise equal (a step's results are a function of its
+ * rows: determinism); against the sequences alone the results are NOT bitwise equal on
+ * CUDA (README, "Batch invariance": a decode row among others runs the batched GEMV or the
+ * split-bf16 tensor-core GEMM instead of the one-token GEMV, the MoE groups of 16+ rows the
+ * tensor-core GEMM): the differences are printed (logits that differ, max |diff| / max
+ * |logit| up to each sequence's first different token) and bounded by 1e-3, the scale of
+ * f32 summation-order differences through the layers (~1e-6 per rounding, grown by the
+ * residual stream and the unembedding) and far below a wrong row, whose error is O(1). */
+static bool g_cpu_bitwise; /* the last test_cuda run was bitwise equal to the sequences alone */
+
+static double spread(const struct track* ref, const struct track* got, const char* what) {
+    double worst = 0;
+    for (int k = 0; k < NTRACK; k++) {
+        int d = 0;
+        while (d + 1 < NDRAW && ref[k].tokens[d] == got[k].tokens[d]) d++;
+        size_t differ = 0;
+        double maxdiff = 0, maxabs = 0;
+        for (size_t i = 0; i < (size_t) (d + 1) * g_vocab; i++) {
+            differ += memcmp(&ref[k].logits[i], &got[k].logits[i], sizeof(float)) != 0;
+            const double diff = fabs((double) ref[k].logits[i] - (double) got[k].logits[i]);
+            if (!(diff <= maxdiff)) maxdiff = diff; /* NaN propagates */
+            if (fabs((double) ref[k].logits[i]) > maxabs) maxabs = fabs((double) ref[k].logits[i]);
+        }
+        const double rel = maxdiff / maxabs;
+        const bool all = ref[k].tokens[d] == got[k].tokens[d];
+        printf("  %s, sequence %d: %s; draws 0..%d: %zu of %zu logits differ, max |diff| / max |logit| %.3e\n", what,
+               k, all ? "all tokens equal" : "tokens differ from this last draw on", d, differ,
+               (size_t) (d + 1) * g_vocab, rel);
+        if (!(rel <= worst)) worst = rel;
+    }
+    return worst;
+}
+
+static void test_cuda(gptoss_model_t m, const char* name) {
+    struct track t[NTRACK], ref[NTRACK], a[NTRACK], b2[NTRACK];
+    memset(t, 0, sizeof(t));
+    const size_t lengths[NTRACK] = {140, 23, 1};
+    for (int k = 0; k < NTRACK; k++) {
+        t[k].n_prompt = lengths[k];
+        random_ids(t[k].prompt, lengths[k]);
+        gptoss_sampler_create(&t[k].sampler);
+    }
+    gptoss_sampler_set_temperature(t[1].sampler, 1.0f);
+    gptoss_sampler_set_seed(t[1].sampler, rng_next());
+    gptoss_sampler_set_temperature(t[2].sampler, 0.8f);
+    gptoss_sampler_set_top_p(t[2].sampler, 0.9f);
+    gptoss_sampler_set_presence_penalty(t[2].sampler, 0.5f);
+    gptoss_sampler_set_seed(t[2].sampler, rng_next());
+    alloc_tracks(ref);
+    alloc_tracks(a);
+    alloc_tracks(b2);
+    printf("%s, %d sequences at once:\n", name, g_streams);
+    run_alone(m, NULL, 512, t, ref);
+    const uint64_t crowd_seed = rng_next();
+    struct track* runs[2] = {a, b2};
+    for (int r = 0; r < 2; r++) {
+        g_rng = crowd_seed;
+        gptoss_batch_t b = make_batch(m, NULL, 512, (uint32_t) g_streams);
+        run(b, t, runs[r], 0, NTRACK, g_streams - NTRACK);
+        gptoss_batch_release(b);
+    }
+    compare(a, b2, "  among others, twice with the same crowd (determinism)");
+    const bool bitwise = same_draws(ref, a, "  alone vs among others (batch invariance)");
+    const double worst = spread(ref, a, "alone vs among others");
+    printf("  batch invariance: %s (max |diff| / max |logit| %.3e)\n", bitwise ? "bitwise" : "NOT bitwise", worst);
+    g_cpu_bitwise = bitwise;
+    CHECK(worst <= 1e-3, "alone vs among others: %.3e above 1e-3", worst);
+    for (int k = 0; k < NTRACK; k++) gptoss_sampler_release(t[k].sampler);
+    free_tracks(ref);
+    free_tracks(a);
+    free_tracks(b2);
+}
+
+/* Usage: test_batch (the CPU tests), or test_batch --backend cuda [--model tiny|20b|120b]
+ * [--layers N] [--streams S] on a GPU (--backend cpu: the same run on the CPU, where the
+ * results must also be bitwise equal to the sequences alone). */
+static int main_streams(int argc, char** argv) {
+    const char* preset = "tiny";
+    const char* backend_name = "cuda";
+    uint32_t layers = 0;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--model") == 0) preset = argv[i + 1];
+        else if (strcmp(argv[i], "--layers") == 0) layers = (uint32_t) strtoul(argv[i + 1], NULL, 10);
+        else if (strcmp(argv[i], "--streams") == 0) g_streams = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--backend") == 0) backend_name = argv[i + 1];
+        else {
+            fprintf(stderr, "test_batch: unknown option %s\n", argv[i]);
+            return 2;
+        }
+    }
+    if (g_streams < NTRACK + 1 || g_streams > MAX_STREAMS) {
+        fprintf(stderr, "test_batch: --streams %d is not in [%d, %d]\n", g_streams, NTRACK + 1, MAX_STREAMS);
+        return 2;
+    }
+    const bool cpu = strcmp(backend_name, "cpu") == 0;
+    gptoss_backend_t cuda = NULL;
+    if ((cpu ? gptoss_backend_create_cpu(0, &cuda) : gptoss_backend_create_cuda(0, NULL, &cuda)) !=
+        gptoss_status_success) {
+        printf("SKIP %s: %s\n", backend_name, gptoss_last_error());
+        return 77;
+    }
+    gptoss_model_t m = NULL;
+    gptoss_tokenizer_t tok = NULL;
+    if (gptoss_model_create_random(preset, layers, g_rng, cuda, &m) != gptoss_status_success ||
+        gptoss_model_get_tokenizer(m, &tok) != gptoss_status_success ||
+        gptoss_tokenizer_get_num_tokens(tok, &g_vocab) != gptoss_status_success) {
+        fprintf(stderr, "set-up: %s\n", gptoss_last_error());
+        return 1;
+    }
+    char name[96];
+    snprintf(name, sizeof(name), "%s, random %s%s", backend_name, preset, layers ? " (fewer layers)" : "");
+    test_cuda(m, name);
+    if (cpu) CHECK(g_cpu_bitwise, "on the CPU the sequences among others are bitwise equal to them alone");
+    gptoss_tokenizer_release(tok);
+    gptoss_model_release(m);
+    gptoss_backend_release(cuda);
+    return finish();
+}
+
+int main(int argc, char** argv) {
+    const char* seed_env = getenv("GPTOSS_TEST_SEED");
+    g_rng = seed_env ? strtoull(seed_env, NULL, 10) : (uint64_t) time(NULL);
+    printf("seed %llu (GPTOSS_TEST_SEED)\n", (unsigned long long) g_rng);
+    if (argc > 1) return main_streams(argc, argv);
+    gptoss_backend_t b2 = NULL;
+    gptoss_model_t m = NULL;
+    gptoss_tokenizer_t t = NULL;
+    if (gptoss_backend_create_cpu(2, &b2) != gptoss_status_success ||
+        gptoss_model_create_random("tiny", 0, g_rng, b2, &m) != gptoss_status_success ||
+        gptoss_model_get_tokenizer(m, &t) != gptoss_status_success ||
+        gptoss_tokenizer_get_num_tokens(t, &g_vocab) != gptoss_status_success) {
+        fprintf(stderr, "set-up: %s\n", gptoss_last_error());
+        return 1;
+    }
+    gptoss_model_t m3 = NULL;
+    CHECK(gptoss_model_create_random("tiny", 3, g_rng + 1, b2, &m3) == gptoss_status_success, "3 layers");
+    static const struct {
+        const char* name;
+        enum gptoss_cpu_isa isa;
+    } cpus[] = {{"scalar", gptoss_cpu_isa_scalar}, {"avx2", gptoss_cpu_isa_avx2}, {"avx512", gptoss_cpu_isa_avx512}};
+    for (size_t v = 0; v < sizeof cpus / sizeof cpus[0]; v++) {
+        gptoss_backend_t v2 = NULL, v1 = NULL;
+        if (gptoss_backend_create_cpu_isa(2, cpus[v].isa, &v2) != gptoss_status_success ||
+            gptoss_backend_create_cpu_isa(1, cpus[v].isa, &v1) != gptoss_status_success) {
+            char what[300];
+            snprintf(what, sizeof(what), "batch invariance on %s: %s", cpus[v].name, gptoss_last_error());
+            skip(what);
+        } else {
+            char what[80];
+            snprintf(what, sizeof(what), "%s, tiny (4 layers, window 16):", cpus[v].name);
+            test_invariance(m, v2, v1, what);
+        }
+        gptoss_backend_release(v1);
+        gptoss_backend_release(v2);
+    }
+    /* an odd layer count (the sliding group has a layer more), on the processor's best variant */
+    gptoss_backend_t one = NULL;
+    if (m3 != NULL && gptoss_backend_create_cpu(1, &one) == gptoss_status_success) {
+        test_invariance(m3, b2, one, "best variant, tiny with 3 layers:");
+    }
+    gptoss_backend_release(one);
+    gptoss_model_release(m3);
+    test_admission(m);
+    test_prefix_cache(m);
+    test_errors(m);
+    gptoss_model_release(m);
+    gptoss_tokenizer_release(t);
+    gptoss_backend_release(b2);
+    return finish();
+}
