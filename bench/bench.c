@@ -6,7 +6,7 @@
  * full, the fused decode kernels) plus 512-token prefill rows (GFLOP/s).
  *
  *   bench [-t THREADS] [--backend cpu|cuda] [--isa auto|scalar|avx2|avx512] [-n RUNS]
- *         [--filter SUBSTR] [--bw-mb MB]
+ *         [--filter SUBSTR] [--bw-mb MB] [--peak-s SECONDS]
  *
  * First it measures this machine's read bandwidth in the same run: a read-only pass
  * (sum) over a 2 GB f32 buffer with AVX2 and the same number of threads, best of 5.
@@ -18,7 +18,9 @@
  * by each module's bytes() next to its kernel; GB/s = bytes / median time and
  * "% BW" compares it with the measured read bandwidth: on CUDA the copy bandwidth above,
  * on the CPU a read pass of a quarter of the size run right before the row (column
- * "read"), since a shared VM's bandwidth drifts within a run. */
+ * "read"), since a shared VM's bandwidth drifts within a run. On the CPU it also measures
+ * the f32 FMA peak of the same threads (peak.h) at the backend's vector width (AVX-512 or
+ * AVX2; the scalar backend: the widest) and "%peak" compares each row's GFLOP/s with it. */
 #include <inttypes.h>
 #include <math.h>
 #include <stdbool.h>
@@ -32,6 +34,7 @@
 #include <gptoss/kernels.h>
 
 #include "ops/ops.h"
+#include "peak.h"
 #include "readbw.h"
 #include "util.h"
 
@@ -154,7 +157,7 @@ static bool bench_case(gptoss_backend_t be, bool cuda, const struct tc_op* op, c
 static void usage(void) {
     fprintf(stderr,
             "usage: bench [-t THREADS] [--backend cpu|cuda] [--isa auto|scalar|avx2|avx512] [-n RUNS]\n"
-            "             [--filter SUBSTR] [--bw-mb MB]\n");
+            "             [--filter SUBSTR] [--bw-mb MB] [--peak-s SECONDS]\n");
 }
 
 int main(int argc, char** argv) {
@@ -163,6 +166,7 @@ int main(int argc, char** argv) {
     const char* isa_name = "auto";
     const char* filter = NULL;
     size_t bw_mb = 2048;
+    double peak_s = 0.2; /* per pass of the FMA peak loops; 0 skips them (their CPU time varies with load) */
     for (int i = 1; i < argc; i++) {
         if ((strcmp(argv[i], "-t") == 0 || strcmp(argv[i], "--threads") == 0) && i + 1 < argc) {
             threads = (uint32_t) strtoul(argv[++i], NULL, 0);
@@ -174,6 +178,8 @@ int main(int argc, char** argv) {
             runs = (uint32_t) strtoul(argv[++i], NULL, 0);
         } else if (strcmp(argv[i], "--filter") == 0 && i + 1 < argc) {
             filter = argv[++i];
+        } else if (strcmp(argv[i], "--peak-s") == 0 && i + 1 < argc) {
+            peak_s = strtod(argv[++i], NULL);
         } else if (strcmp(argv[i], "--bw-mb") == 0 && i + 1 < argc) {
             bw_mb = strtoull(argv[++i], NULL, 0);
         } else {
@@ -207,11 +213,23 @@ int main(int argc, char** argv) {
     }
     printf("backend: %s\n", gptoss_backend_get_name(be));
 
-    double bw = 0;
+    double bw = 0, peak = 0;
     if (!cuda) {
         bw = measure_read_bandwidth(bw_mb << 20, threads, 5);
         printf("read bandwidth: %.2f GB/s (sum of a %zu MB f32 buffer, %s, %u threads, best of 5)\n", bw, bw_mb,
                __builtin_cpu_supports("avx2") ? "AVX2" : "scalar", threads);
+        const double p512 = gptoss_bench_peak_gflops(gptoss_peak_fma_avx512, threads, peak_s, 3);
+        const double p256 = gptoss_bench_peak_gflops(gptoss_peak_fma_avx2, threads, peak_s, 3);
+        const double pbf16 = gptoss_bench_peak_gflops(gptoss_peak_dpbf16, threads, peak_s, 3);
+        if (peak_s > 0) {
+            printf("f32 FMA peak: %.1f GFLOP/s AVX-512, %.1f AVX2 (%u threads, best of 3; 0 = not supported); "
+                   "vdpbf16ps %.1f (bf16 products)\n", p512, p256, threads, pbf16);
+        } else {
+            printf("f32 FMA peak: not measured (--peak-s 0)\n");
+        }
+        const char* name = gptoss_backend_get_name(be);
+        peak = strncmp(name, "cpu-avx2", 8) == 0 ? p256 : strncmp(name, "cpu-avx512", 10) == 0 ? p512
+                                                                                             : fmax(p256, p512);
     } else {
         /* No CUDA kernel of our own here: device-to-device copy (read + write) as the proxy. */
         const size_t bytes = bw_mb << 20;
@@ -257,8 +275,8 @@ int main(int argc, char** argv) {
         }
     }
 
-    printf("\n%-48s %-34s %11s %9s %8s %6s %9s %8s\n", "case", "shape", "median_us", "MB", "GB/s", "%BW", "GFLOP/s",
-           cuda ? "" : "read");
+    printf("\n%-48s %-34s %11s %9s %8s %6s %9s %6s %8s\n", "case", "shape", "median_us", "MB", "GB/s", "%BW",
+           "GFLOP/s", cuda ? "" : "%peak", cuda ? "" : "read");
     for (size_t i = 0; i < nrows; i++) {
         const struct row* r = &rows[i];
         char shape[96];
@@ -269,10 +287,11 @@ int main(int argc, char** argv) {
         }
         const double gbs = r->bytes / r->time_s * 1e-9;
         const double ref = r->bw_near > 0 ? r->bw_near : bw;
+        const double gflops = r->flops / r->time_s * 1e-9;
         printf("%-48s %-34s %11.1f %9.2f %8.2f %5.0f%% %9.2f", r->c->name, shape, 1e6 * r->time_s, r->bytes * 1e-6, gbs,
-               ref > 0 ? 100.0 * gbs / ref : 0.0, r->flops / r->time_s * 1e-9);
+               ref > 0 ? 100.0 * gbs / ref : 0.0, gflops);
         if (cuda) printf("\n");
-        else printf(" %8.2f\n", r->bw_near);
+        else printf(" %5.0f%% %8.2f\n", peak > 0 ? 100.0 * gflops / peak : 0.0, r->bw_near);
     }
     gptoss_backend_release(be);
     return 0;

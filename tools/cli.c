@@ -113,6 +113,7 @@ static int env_is_zero(const char* name) {
 void gptoss_cli_run_defaults(struct gptoss_cli_run* r) {
     memset(r, 0, sizeof(*r));
     r->backend = "cpu";
+    r->isa = "auto";
     r->top_p = 1.0f;
     r->sampler = "auto";
     r->no_fused_ops = env_is_zero("GPTOSS_FUSED_OPS");
@@ -162,7 +163,12 @@ int gptoss_cli_engine_open(const struct gptoss_cli_run* r, struct gptoss_cli_eng
     if (strcmp(r->backend, "cuda") == 0) {
         st = gptoss_backend_create_cuda_ex((int) r->device, NULL, r->no_pdl ? GPTOSS_CUDA_NO_PDL : 0, &e->backend);
     } else {
-        st = gptoss_backend_create_cpu((uint32_t) r->threads, &e->backend);
+        static const char* const isas[] = {"auto", "scalar", "avx2", "avx512"}; /* enum gptoss_cpu_isa order */
+        enum gptoss_cpu_isa isa = gptoss_cpu_isa_auto;
+        for (int i = 0; i < 4; i++) {
+            if (r->isa != NULL && strcmp(r->isa, isas[i]) == 0) isa = (enum gptoss_cpu_isa) i;
+        }
+        st = gptoss_backend_create_cpu_isa((uint32_t) r->threads, isa, &e->backend);
     }
     if (st != gptoss_status_success) {
         gptoss_cli_engine_error("creating the backend", st);

@@ -66,6 +66,7 @@ struct gptoss_cli_run {
     unsigned long long layers, random_seed;
     /* backend and context */
     const char* backend;              /* "cpu" | "cuda" */
+    const char* isa;                  /* cpu: "auto" | "scalar" | "avx2" | "avx512" */
     unsigned long long device, threads, context, batch, moe_dense_rows;
     int no_mmap, no_fused_ops, no_graphs, no_pdl, profile;
     /* sampling */
@@ -91,6 +92,7 @@ int gptoss_cli_run_check(const struct gptoss_cli_run* run);
     GPTOSS_OPTION_U64("random-seed", 0, &(r)->random_seed, 0, UINT64_MAX)
 #define GPTOSS_CLI_BACKEND_OPTIONS(r)                                                 \
     GPTOSS_OPTION_CHOICE("backend", 0, &(r)->backend, "cpu|cuda"),                    \
+    GPTOSS_OPTION_CHOICE("isa", 0, &(r)->isa, "auto|scalar|avx2|avx512"),             \
     GPTOSS_OPTION_U64("device", 0, &(r)->device, 0, 1023),                            \
     GPTOSS_OPTION_U64("threads", 't', &(r)->threads, 0, 1024),                        \
     GPTOSS_OPTION_U64("ctx-size", 'c', &(r)->context, 1, UINT32_MAX),                 \
@@ -128,6 +130,8 @@ int gptoss_cli_run_check(const struct gptoss_cli_run* run);
 #define GPTOSS_CLI_SAMPLING_HELP GPTOSS_CLI_DRAW_HELP "  -s, --seed S         sampling seed (default 0)\n"
 #define GPTOSS_CLI_BACKEND_HELP                                                                    \
     "  --backend cpu|cuda   where to run (default cpu)\n"                                              \
+    "  --isa auto|scalar|avx2|avx512   cpu: the kernels' instruction set (default auto: the\n"    \
+    "                       best this processor runs)\n"                                              \
     "  --device N           CUDA device (default 0)\n"                                                 \
     "  -t, --threads N      CPU threads (default: one per online processor; more warns)\n"             \
     "  -c, --ctx-size N     context length (default: as needed, at most the model's)\n"                \

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/math.h"
 #include "cpu/cpu.h"
 #include "internal/error.h"
 
@@ -110,6 +111,7 @@ enum gptoss_status gptoss_cpu_backend_create(uint32_t num_threads, enum gptoss_c
     pthread_mutex_init(&cpu->lock, NULL);
     pthread_mutex_init(&cpu->scratch_lock, NULL);
     cpu->isa = isa;
+    for (int s = 0; s < 256; s++) cpu->mxfp4_multipliers[s] = gptoss_exp2i(s - 141);
     cpu->base.ops = &cpu_ops;
     cpu->base.kind = gptoss_backend_kind_cpu;
     cpu->base.host_memory = true;

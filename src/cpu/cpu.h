@@ -21,6 +21,9 @@ struct gptoss_cpu_backend {
     pthread_mutex_t scratch_lock;
     void* scratch;
     size_t scratch_size;
+    /* MXFP4 scale multipliers, built once at creation: [s] = 2^(s - 141) (an exact f32
+     * for every +14-biased scale byte; bytes <= 14 give subnormals) */
+    float mxfp4_multipliers[256];
 };
 
 static inline struct gptoss_cpu_backend* gptoss_cpu(gptoss_backend_t backend) {

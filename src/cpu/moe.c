@@ -1,27 +1,41 @@
 /* CPU backend: the four MXFP4 expert matmuls (kernels.h; KERNELS.md 1.4, 1.8, 3.16-3.19).
  *
  * Weights of expert e: blocks u8[rows][cols/32][16], scales u8[rows][cols/32] (+14 biased:
- * multiplier 2^(stored-141), an exact f32 for every byte; stored <= 14 gives a subnormal),
- * bias bf16[rows]; all three at base + e * expert_stride.
+ * multiplier 2^(stored-141), an exact f32 for every byte, made once per backend), bias
+ * bf16[rows]; all three at base + e * expert_stride.
  *
- * Decode (moe_matmul_swiglu, moe_matmul): the (token, slot) pairs are grouped by expert
- * (stable, increasing pair order); work items are (expert group, output row) so each
- * weight row is streamed once and used for every pair routed to that expert (up to 4 at a
- * time; more pairs make further passes over the row). Dot products as upstream: per
- * 32-element block a partial sum of fp4 * x (exact fp4 values), then
- * acc = fma(partial, multiplier, acc); bias added last.
- *   scalar: one partial sum per block, elements in order.
- *   AVX2:   two blocks (32 bytes) per step; nibbles -> f32 fp4 values built with two
- *           byte shuffles (bytes 2 and 3 of the f32) and unpacks against zero; the input
- *           vectors are permuted once per call to the decoded element order
- *           (see permute_input_avx2), so no weight reordering is needed.
- *   AVX-512: one block per 512-bit step, vpermps with the 16-entry fp4 table (see
- *           row_dot_avx512_n); the input is permuted to even-then-odd elements per block.
- * Prefill (moe_dense_*): items are (row tile, expert), tile-major so that every thread
- * gets a share of each expert. A tile of weight rows is dequantised to exact f32
- * (fp4 * multiplier, exact as upstream's), then an f32 GEMM with the expert's input rows
- * (AVX2: 4 input rows x 2 weight rows register tile, 8-wide fma along the columns).
- * The AVX-512 variant runs the AVX2 code for prefill. */
+ * One code path runs the four kernels. The input vectors (decode up-projection: token t; decode
+ * down-projection: vector j*T + t of slot j; dense: the expert-grouped rows) are grouped by
+ * expert: decode by a stable counting sort of the (token, slot) pairs, dense by the
+ * expert_offsets ranges. Work items are (tile of MOE_TILE_ROWS weight rows, group), split
+ * over the threads by work in expert-major order (moe_task); an item computes the dot
+ * products of its rows with every vector of its group (in passes of up to
+ * MOE_MAX_VECTORS), adds the bias and, for SwiGLU, combines the row pair (2o, 2o+1) into
+ * output o. Each output is computed by one item, in an order set by the shapes, the size
+ * of its group and the ISA only: results do not depend on the thread count.
+ *
+ * Dot products:
+ *   scalar: per 32-element block a partial sum of fp4 * x in element order, then
+ *           acc = fma(partial, multiplier, acc) (upstream's order); bias added last.
+ *   SIMD:   the exact weights w = fp4 * 2^(scale - 141) (subnormals included) in the
+ *           vectors' element order, acc = fma(w, x, acc) on one accumulator of 16
+ *           (AVX-512) or 8 (AVX2) lanes per (row, vector) along the whole row, then a
+ *           fixed horizontal sum. Two ways to the same arithmetic:
+ *           - groups of more than MOE_DIRECT_MAX vectors (prefill): per chunk of
+ *             MOE_CHUNK_BLOCKS blocks the tile's rows are dequantised into a per-thread
+ *             buffer, then a register tile (AVX-512: 4 rows x 3 vectors, AVX2: 4 x 2) runs
+ *             over the chunk; the lane accumulators of every (row, vector) are kept
+ *             between chunks. The chunk of weights and of the vectors stays in L1; each
+ *             weight is decoded once per pass.
+ *           - groups of 1 or 2 vectors (decode): 4 rows at a time decoded in registers as
+ *             they stream in (the next rows prefetched), no copy. AVX-512: per block the
+ *             16 bytes widened to dwords and looked up with vpermps (low nibble; dword >> 4
+ *             for the high one) in the 16-entry fp4 table times the block's multiplier.
+ *             AVX2: the byte-shuffle decode (decode_pair) times the multipliers.
+ *           So a vector's results do not depend on the size of its group: a token's
+ *           outputs are the same alone or in a batch (tests/test_invariance.c).
+ * The vectors are permuted once per call into the decoded element order (AVX-512: per
+ * block the 16 even elements, then the 16 odd ones; AVX2: see permute_input_avx2). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,42 +48,49 @@
 #include "cpu/cpu.h"
 #include "internal/error.h"
 
-/* multiplier of a +14-biased scale byte: 2^(stored - 141) */
-static void build_multipliers(float table[256]) {
-    for (int s = 0; s < 256; s++) table[s] = ldexpf(1.0f, s - 141);
-}
+#define MOE_TILE_ROWS 16    /* weight rows per work item (even: a SwiGLU pair stays together) */
+#define MOE_ITEM_COST 2     /* work of decoding an item's rows, in dot products of its rows with a vector */
+#define MOE_CHUNK_BLOCKS 8  /* blocks per chunk of the dequantised tile (even: AVX2 decodes pairs) */
+#define MOE_MAX_VECTORS 32  /* vectors per pass over a tile */
+#define MOE_DIRECT_MAX 2    /* groups of up to this many vectors decode in registers */
+
+/* Per-thread scratch of the dequantising path: the tile's chunk of weights
+ * [MOE_TILE_ROWS][MOE_CHUNK_BLOCKS * 32] and the lane accumulators
+ * [MOE_TILE_ROWS][MOE_MAX_VECTORS][16]. */
+#define MOE_WBUF_FLOATS (MOE_TILE_ROWS * MOE_CHUNK_BLOCKS * 32)
+#define MOE_THREAD_FLOATS (MOE_WBUF_FLOATS + MOE_TILE_ROWS * MOE_MAX_VECTORS * 16)
+
+struct moe_run {
+    const uint8_t* blocks;
+    const uint8_t* scales;
+    const uint8_t* bias;
+    size_t expert_stride;
+    const float* x;               /* vectors: permuted (SIMD) or natural (scalar) */
+    size_t xstride;               /* floats between two vectors */
+    float* output;
+    const uint32_t* group_expert; /* [num_groups] */
+    const uint32_t* group_begin;  /* [num_groups + 1] into the pair lists */
+    const uint32_t* pair_vector;  /* [P], grouped by expert: input vector index */
+    const uint32_t* pair_output;  /* [P], grouped by expert: output vector index */
+    uint32_t num_groups;
+    uint32_t num_cols;
+    uint32_t num_weight_rows;     /* 2 * num_out for SwiGLU */
+    uint32_t num_out;             /* outputs per vector */
+    uint32_t num_shares;          /* work shares (one per thread) */
+    int swiglu;
+    float limit;
+    enum gptoss_cpu_isa isa;
+    const float* mult;            /* [256] */
+    float* scratch;               /* MOE_THREAD_FLOATS per thread */
+};
+
+typedef float moe_sums[MOE_TILE_ROWS][MOE_MAX_VECTORS];
 
 static inline float bias_value(const uint8_t* bias_base, size_t offset, uint32_t row) {
     if (bias_base == NULL) return 0.0f;
     const gptoss_bf16* b = (const gptoss_bf16*) (bias_base + offset);
     return gptoss_bf16_to_f32(b[row].bits);
 }
-
-/* ==================================================================================== */
-/* Decode                                                                               */
-/* ==================================================================================== */
-
-#define MOE_MAX_GROUP 4 /* pairs sharing one pass over a weight row */
-
-struct moe_decode_context {
-    const uint8_t* blocks;
-    const uint8_t* scales;
-    const uint8_t* bias;
-    size_t expert_stride;
-    const float* input;       /* vectors of num_cols floats (natural order, scalar path) */
-    const float* xperm;       /* same vectors permuted for the SIMD decode, or NULL */
-    int variant;              /* 0 scalar, 1 AVX2, 2 AVX-512 */
-    float* output;
-    const uint32_t* group_expert; /* [num_groups] */
-    const uint32_t* group_begin;  /* [num_groups + 1] into pair_list */
-    const uint32_t* pair_vector;  /* [num_pairs sorted by expert]: input vector index */
-    const uint32_t* pair_output;  /* [num_pairs sorted by expert]: output vector index */
-    uint32_t num_cols;
-    uint32_t num_out;         /* outputs per vector (rows, or num_rows of swiglu) */
-    int swiglu;
-    float limit;
-    const float* mult;        /* [256] */
-};
 
 /* sums[n] = sum over blocks of (partial of row . x_n) * multiplier, natural order */
 static void row_dot_scalar(const uint8_t* blocks, const uint8_t* scales, uint32_t nb, const float* const* x,
@@ -94,9 +115,6 @@ static void row_dot_scalar(const uint8_t* blocks, const uint8_t* scales, uint32_
 #if defined(__x86_64__)
 
 #define AVX2 __attribute__((target("avx2,fma")))
-
-/* software prefetch distance in the block stream (bytes) */
-#define MOE_PREFETCH 2048
 
 /* Decoded element order of a pair of blocks (A = 2bp, B = 2bp + 1), 64 floats:
  * vector w (0..7), lane i (0..7): block 2bp + i/4, element
@@ -185,82 +203,198 @@ AVX2 static inline float hsum256(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-/* One weight row against N permuted vectors (N = 1..4, a compile-time constant after
- * inlining). Per block: partial = w0*x0 + ... (lo-nibble elements), partial' (hi-nibble
- * elements), acc = fma(partial, m, acc), acc = fma(partial', m, acc). */
-AVX2 static inline __attribute__((always_inline)) void row_dot_avx2_n(const uint8_t* blocks, const uint8_t* scales,
-                                                                     uint32_t nb, const float* const* x, const int N,
-                                                                     const float* mult, float* sums) {
-    /* acc (lo-nibble partials) and acc2 (hi-nibble partials): two chains per vector, so a
-     * single vector is not bound by the fma latency; for every N, so that a vector's sum
-     * does not depend on how many others share the pass (batch invariance) */
-    __m256 acc[MOE_MAX_GROUP], acc2[MOE_MAX_GROUP];
-#pragma GCC unroll 8
-    for (int v = 0; v < N; v++) acc[v] = acc2[v] = _mm256_setzero_ps();
+/* Rows [0, NR) of a tile against N = 1 or 2 permuted vectors, decoded in registers as
+ * they stream in (NR, N compile-time constants after inlining): the same arithmetic as
+ * the dequantising path below (tile_dots_avx2), so that a vector's result does not depend
+ * on how many vectors its group has. Per pair of blocks and row the 8 decoded vectors
+ * times the blocks' multipliers (exact), then acc = fma(w_j, x_j, acc) for j = 0..7 on
+ * one 8-lane accumulator per (row, vector); a lone last block pairs its 4-float vectors.
+ * Finally hsum256. The next rows of the same tile position are prefetched. */
+AVX2 static inline __attribute__((always_inline)) void rows_direct_avx2_n(const uint8_t* blocks,
+                                                                         const uint8_t* scales, uint32_t nb,
+                                                                         const int NR, const float* const* x,
+                                                                         const int N, const float* mult,
+                                                                         moe_sums sums) {
+    __m256 acc[4][2];
+#pragma GCC unroll 4
+    for (int i = 0; i < NR; i++) {
+#pragma GCC unroll 2
+        for (int v = 0; v < N; v++) acc[i][v] = _mm256_setzero_ps();
+    }
+    const size_t row = (size_t) nb * 16;
     const uint32_t npairs = nb / 2;
     for (uint32_t bp = 0; bp < npairs; bp++) {
-        __m256 w[8];
-        /* stream ahead (rows are contiguous, so this runs into the next row) */
-        _mm_prefetch((const char*) (blocks + 32 * (size_t) bp + MOE_PREFETCH), _MM_HINT_T0);
-        decode_pair(blocks + 32 * (size_t) bp, w);
-        const __m256 m = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_broadcast_ss(&mult[scales[2 * bp]])),
-                                              _mm_broadcast_ss(&mult[scales[2 * bp + 1]]), 1);
+#pragma GCC unroll 4
+        for (int i = 0; i < NR; i++) {
+            const uint8_t* q = blocks + i * row + 32 * (size_t) bp;
+            const uint8_t* s = scales + (size_t) i * nb + 2 * bp;
+            _mm_prefetch((const char*) (q + NR * row), _MM_HINT_T0);
+            __m256 w[8];
+            decode_pair(q, w);
+            const __m256 m =
+                _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_broadcast_ss(&mult[s[0]])), _mm_broadcast_ss(&mult[s[1]]), 1);
 #pragma GCC unroll 8
-        for (int v = 0; v < N; v++) {
-            const float* xp = x[v] + 64 * (size_t) bp;
-            __m256 p0 = _mm256_mul_ps(w[0], _mm256_load_ps(xp));
-            __m256 p1 = _mm256_mul_ps(w[4], _mm256_load_ps(xp + 32));
-            p0 = _mm256_fmadd_ps(w[1], _mm256_load_ps(xp + 8), p0);
-            p1 = _mm256_fmadd_ps(w[5], _mm256_load_ps(xp + 40), p1);
-            p0 = _mm256_fmadd_ps(w[2], _mm256_load_ps(xp + 16), p0);
-            p1 = _mm256_fmadd_ps(w[6], _mm256_load_ps(xp + 48), p1);
-            p0 = _mm256_fmadd_ps(w[3], _mm256_load_ps(xp + 24), p0);
-            p1 = _mm256_fmadd_ps(w[7], _mm256_load_ps(xp + 56), p1);
-            acc[v] = _mm256_fmadd_ps(p0, m, acc[v]);
-            acc2[v] = _mm256_fmadd_ps(p1, m, acc2[v]);
+            for (int j = 0; j < 8; j++) {
+                const __m256 wj = _mm256_mul_ps(w[j], m);
+#pragma GCC unroll 2
+                for (int v = 0; v < N; v++) {
+                    acc[i][v] = _mm256_fmadd_ps(wj, _mm256_load_ps(x[v] + 64 * (size_t) bp + 8 * j), acc[i][v]);
+                }
+            }
         }
     }
-#pragma GCC unroll 8
-    for (int v = 0; v < N; v++) sums[v] = hsum256(_mm256_add_ps(acc[v], acc2[v]));
     if (nb % 2) {
-        __m128 w[8];
-        decode_single(blocks + 32 * (size_t) npairs, w);
-        const __m128 m = _mm_broadcast_ss(&mult[scales[nb - 1]]);
+#pragma GCC unroll 4
+        for (int i = 0; i < NR; i++) {
+            __m128 w[8];
+            decode_single(blocks + i * row + 32 * (size_t) npairs, w);
+            const __m128 m = _mm_broadcast_ss(&mult[scales[(size_t) i * nb + nb - 1]]);
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++) {
+                const __m256 wj = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_mul_ps(w[2 * j], m)),
+                                                       _mm_mul_ps(w[2 * j + 1], m), 1);
+#pragma GCC unroll 2
+                for (int v = 0; v < N; v++) {
+                    acc[i][v] = _mm256_fmadd_ps(wj, _mm256_load_ps(x[v] + 64 * (size_t) npairs + 8 * j), acc[i][v]);
+                }
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < NR; i++) {
+#pragma GCC unroll 2
+        for (int v = 0; v < N; v++) sums[i][v] = hsum256(acc[i][v]);
+    }
+}
+
+/* Rows [0, nr) of a tile against n = 1 or 2 vectors: rows_direct_avx2_n 4 rows at a time. */
+AVX2 static void tile_direct_avx2(const uint8_t* blocks, const uint8_t* scales, uint32_t nb, uint32_t nr,
+                                  const float* const* x, uint32_t n, const float* mult, moe_sums sums) {
+    for (uint32_t i = 0; i < nr; i += 4) {
+        const uint8_t* q = blocks + (size_t) i * nb * 16;
+        const uint8_t* s = scales + (size_t) i * nb;
+#define MOE_DIRECT_CASE(R, N) \
+    case (R) * 4 + (N): rows_direct_avx2_n(q, s, nb, R, x, N, mult, sums + i); break;
+        switch ((nr - i < 4 ? nr - i : 4) * 4 + n) {
+            MOE_DIRECT_CASE(4, 1) MOE_DIRECT_CASE(4, 2) MOE_DIRECT_CASE(3, 1) MOE_DIRECT_CASE(3, 2)
+            MOE_DIRECT_CASE(2, 1) MOE_DIRECT_CASE(2, 2) MOE_DIRECT_CASE(1, 2)
+            default: rows_direct_avx2_n(q, s, nb, 1, x, 1, mult, sums + i);
+        }
+#undef MOE_DIRECT_CASE
+    }
+}
+
+/* The dequantising path reads each row of a tile a chunk at a time (rows far apart for the
+ * hardware prefetchers): the next chunk of the row, or the next row's start, is requested
+ * while this one is decoded and multiplied. */
+static inline void prefetch_next_chunk(const uint8_t* q, const uint8_t* s) {
+    __builtin_prefetch(q + MOE_CHUNK_BLOCKS * 16);
+    __builtin_prefetch(q + MOE_CHUNK_BLOCKS * 16 + 64);
+    __builtin_prefetch(s + MOE_CHUNK_BLOCKS);
+}
+
+/* Dequantises rows [0, nr) of a tile (row pointers at `blocks`, `scales`, row strides
+ * nb * 16 and nb), blocks [b0, b0 + cb) (b0 even), into w[row][MOE_CHUNK_BLOCKS * 32] in
+ * the permuted order of permute_input_avx2: fp4 * multiplier, exact. */
+AVX2 static void dequantize_chunk_avx2(const uint8_t* blocks, const uint8_t* scales, uint32_t nb, uint32_t nr,
+                                       uint32_t b0, uint32_t cb, const float* mult, float* w) {
+    for (uint32_t i = 0; i < nr; i++) {
+        const uint8_t* q = blocks + ((size_t) i * nb + b0) * 16;
+        const uint8_t* s = scales + (size_t) i * nb + b0;
+        float* out = w + (size_t) i * MOE_CHUNK_BLOCKS * 32;
+        prefetch_next_chunk(q, s);
+        uint32_t b = 0;
+        for (; b + 2 <= cb; b += 2) {
+            __m256 v[8];
+            decode_pair(q + 16 * b, v);
+            const __m256 m = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_broadcast_ss(&mult[s[b]])),
+                                                  _mm_broadcast_ss(&mult[s[b + 1]]), 1);
 #pragma GCC unroll 8
-        for (int v = 0; v < N; v++) {
-            const float* xp = x[v] + 64 * (size_t) npairs;
-            __m128 p0 = _mm_mul_ps(w[0], _mm_load_ps(xp));
-            __m128 p1 = _mm_mul_ps(w[4], _mm_load_ps(xp + 16));
-            p0 = _mm_fmadd_ps(w[1], _mm_load_ps(xp + 4), p0);
-            p1 = _mm_fmadd_ps(w[5], _mm_load_ps(xp + 20), p1);
-            p0 = _mm_fmadd_ps(w[2], _mm_load_ps(xp + 8), p0);
-            p1 = _mm_fmadd_ps(w[6], _mm_load_ps(xp + 24), p1);
-            p0 = _mm_fmadd_ps(w[3], _mm_load_ps(xp + 12), p0);
-            p1 = _mm_fmadd_ps(w[7], _mm_load_ps(xp + 28), p1);
-            __m128 a = _mm_fmadd_ps(p1, m, _mm_mul_ps(p0, m));
-            a = _mm_add_ps(a, _mm_movehl_ps(a, a));
-            a = _mm_add_ss(a, _mm_movehdup_ps(a));
-            sums[v] += _mm_cvtss_f32(a);
+            for (int j = 0; j < 8; j++) _mm256_store_ps(out + 32 * b + 8 * j, _mm256_mul_ps(v[j], m));
+        }
+        if (b < cb) {
+            __m128 v[8];
+            decode_single(q + 16 * b, v);
+            const __m128 m = _mm_broadcast_ss(&mult[s[b]]);
+#pragma GCC unroll 8
+            for (int j = 0; j < 8; j++) _mm_store_ps(out + 32 * b + 4 * j, _mm_mul_ps(v[j], m));
         }
     }
 }
 
-AVX2 static void row_dot_avx2(const uint8_t* blocks, const uint8_t* scales, uint32_t nb, const float* const* x,
-                              uint32_t n, const float* mult, float* sums) {
-    switch (n) {
-        case 1: row_dot_avx2_n(blocks, scales, nb, x, 1, mult, sums); break;
-        case 2: row_dot_avx2_n(blocks, scales, nb, x, 2, mult, sums); break;
-        case 3: row_dot_avx2_n(blocks, scales, nb, x, 3, mult, sums); break;
-        default: row_dot_avx2_n(blocks, scales, nb, x, 4, mult, sums); break;
+/* acc[NI rows][NV vectors][8] (+)= w[i][0..len) . x[j][0..len) lane by lane. */
+AVX2 static inline __attribute__((always_inline)) void tile_avx2(const int NI, const int NV, const float* w,
+                                                                const float* const* x, size_t xo, size_t len,
+                                                                float* acc, int first) {
+    __m256 a[4][2];
+#pragma GCC unroll 4
+    for (int i = 0; i < NI; i++) {
+#pragma GCC unroll 2
+        for (int j = 0; j < NV; j++) {
+            a[i][j] = first ? _mm256_setzero_ps() : _mm256_load_ps(acc + ((size_t) i * MOE_MAX_VECTORS + j) * 16);
+        }
+    }
+    for (size_t k = 0; k < len; k += 8) {
+        __m256 xv[2];
+#pragma GCC unroll 2
+        for (int j = 0; j < NV; j++) xv[j] = _mm256_load_ps(x[j] + xo + k);
+#pragma GCC unroll 4
+        for (int i = 0; i < NI; i++) {
+            /* one load per row (a register operand), not one per fma */
+            __m256 wv = _mm256_load_ps(w + (size_t) i * MOE_CHUNK_BLOCKS * 32 + k);
+            __asm__("" : "+x"(wv));
+#pragma GCC unroll 2
+            for (int j = 0; j < NV; j++) a[i][j] = _mm256_fmadd_ps(wv, xv[j], a[i][j]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < NI; i++) {
+#pragma GCC unroll 2
+        for (int j = 0; j < NV; j++) _mm256_store_ps(acc + ((size_t) i * MOE_MAX_VECTORS + j) * 16, a[i][j]);
     }
 }
 
-/* AVX-512: one block per 512-bit step. Bytes widened to 16 dwords; vpermps with the
- * 16-entry fp4 table on the low nibble gives the even elements, on (dword >> 4) the odd
- * ones (vpermps reads only the low 4 index bits). Input order per block: the 16 even
- * elements, then the 16 odd ones. Two blocks per iteration on separate accumulators. */
+AVX2 static void tile_any_avx2(uint32_t ni, uint32_t nv, const float* w, const float* const* x, size_t xo,
+                               size_t len, float* acc, int first) {
+#define MOE_TILE_CASE(I, J) \
+    case (I) * 4 + (J): tile_avx2(I, J, w, x, xo, len, acc, first); break;
+    switch (ni * 4 + nv) {
+        MOE_TILE_CASE(4, 2) MOE_TILE_CASE(4, 1) MOE_TILE_CASE(3, 2) MOE_TILE_CASE(3, 1)
+        MOE_TILE_CASE(2, 2) MOE_TILE_CASE(2, 1) MOE_TILE_CASE(1, 2) default: tile_avx2(1, 1, w, x, xo, len, acc, first);
+    }
+#undef MOE_TILE_CASE
+}
+
+/* sums[i][v] = row i of the tile . x[v] through the dequantised chunks (n > MOE_DIRECT_MAX). */
+AVX2 static void tile_dots_avx2(const uint8_t* blocks, const uint8_t* scales, uint32_t nb, uint32_t nr,
+                                const float* const* x, uint32_t n, const float* mult, float* scratch,
+                                moe_sums sums) {
+    float* w = scratch;
+    float* acc = scratch + MOE_WBUF_FLOATS;
+    for (uint32_t b0 = 0; b0 < nb; b0 += MOE_CHUNK_BLOCKS) {
+        const uint32_t cb = nb - b0 < MOE_CHUNK_BLOCKS ? nb - b0 : MOE_CHUNK_BLOCKS;
+        dequantize_chunk_avx2(blocks, scales, nb, nr, b0, cb, mult, w);
+        for (uint32_t v = 0; v < n; v += 2) {
+            const uint32_t nv = n - v < 2 ? n - v : 2;
+            for (uint32_t i = 0; i < nr; i += 4) {
+                tile_any_avx2(nr - i < 4 ? nr - i : 4, nv, w + (size_t) i * MOE_CHUNK_BLOCKS * 32, x + v,
+                              (size_t) b0 * 32, (size_t) cb * 32, acc + ((size_t) i * MOE_MAX_VECTORS + v) * 16,
+                              b0 == 0);
+            }
+        }
+    }
+    for (uint32_t i = 0; i < nr; i++) {
+        for (uint32_t v = 0; v < n; v++) sums[i][v] = hsum256(_mm256_load_ps(acc + ((size_t) i * MOE_MAX_VECTORS + v) * 16));
+    }
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* AVX-512                                                                              */
+/* ------------------------------------------------------------------------------------ */
+
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma")))
 
+/* Per block: the 16 even elements, then the 16 odd ones. */
 AVX512 static void permute_input_avx512(const float* x, float* xp, uint32_t nb) {
     for (uint32_t b = 0; b < nb; b++) {
         for (int j = 0; j < 16; j++) {
@@ -270,103 +404,255 @@ AVX512 static void permute_input_avx512(const float* x, float* xp, uint32_t nb) 
     }
 }
 
-AVX512 static inline __m512 block_partial_avx512(const uint8_t* q, const float* xp, __m512 table) {
-    const __m512i t = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*) q));
-    const __m512 lo = _mm512_permutexvar_ps(t, table);
-    const __m512 hi = _mm512_permutexvar_ps(_mm512_srli_epi32(t, 4), table);
-    return _mm512_fmadd_ps(hi, _mm512_load_ps(xp + 16), _mm512_mul_ps(lo, _mm512_load_ps(xp)));
+/* The fp4 table as f32 bits, and the same minus the bits of 1.0 where the value is not
+ * zero: adding a multiplier's bits to the latter gives value * multiplier exactly, with
+ * one integer add, wherever the product is a normal f32 (scale bytes >= 16). */
+struct fp4_tables {
+    __m512i bits, minus_one;
+};
+
+AVX512 static inline __attribute__((always_inline)) struct fp4_tables fp4_tables_avx512(void) {
+    const __m512i bits = _mm512_castps_si512(_mm512_loadu_ps(gptoss_fp4_values));
+    return (struct fp4_tables){bits, _mm512_sub_epi32(bits, _mm512_set1_epi32(0x3F800000))};
 }
 
-AVX512 static inline __attribute__((always_inline)) void row_dot_avx512_n(const uint8_t* blocks,
-                                                                         const uint8_t* scales, uint32_t nb,
-                                                                         const float* const* x, const int N,
-                                                                         const float* mult, float* sums) {
-    const __m512 table = _mm512_loadu_ps(gptoss_fp4_values);
-    __m512 acc0[MOE_MAX_GROUP], acc1[MOE_MAX_GROUP];
-#pragma GCC unroll 8
-    for (int v = 0; v < N; v++) acc0[v] = acc1[v] = _mm512_setzero_ps();
-    uint32_t b = 0;
-    for (; b + 2 <= nb; b += 2) {
-        _mm_prefetch((const char*) (blocks + 16 * (size_t) b + MOE_PREFETCH), _MM_HINT_T0);
-        const __m512 m0 = _mm512_set1_ps(mult[scales[b]]), m1 = _mm512_set1_ps(mult[scales[b + 1]]);
-        const __m512i t0 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*) (blocks + 16 * (size_t) b)));
-        const __m512i t1 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*) (blocks + 16 * (size_t) b + 16)));
-        const __m512 lo0 = _mm512_permutexvar_ps(t0, table), hi0 = _mm512_permutexvar_ps(_mm512_srli_epi32(t0, 4), table);
-        const __m512 lo1 = _mm512_permutexvar_ps(t1, table), hi1 = _mm512_permutexvar_ps(_mm512_srli_epi32(t1, 4), table);
-#pragma GCC unroll 8
-        for (int v = 0; v < N; v++) {
-            const float* xp = x[v] + 32 * (size_t) b;
-            const __m512 p0 = _mm512_fmadd_ps(hi0, _mm512_load_ps(xp + 16), _mm512_mul_ps(lo0, _mm512_load_ps(xp)));
-            const __m512 p1 = _mm512_fmadd_ps(hi1, _mm512_load_ps(xp + 48), _mm512_mul_ps(lo1, _mm512_load_ps(xp + 32)));
-            acc0[v] = _mm512_fmadd_ps(p0, m0, acc0[v]);
-            acc1[v] = _mm512_fmadd_ps(p1, m1, acc1[v]);
-        }
+/* The 32 weights of a block with scale byte s, times its multiplier (exact): even elements
+ * in *lo, odd ones in *hi. */
+AVX512 static inline __attribute__((always_inline)) void decode_block_avx512(const uint8_t* q, uint8_t s,
+                                                                            const float* mult,
+                                                                            struct fp4_tables t, __m512* lo,
+                                                                            __m512* hi) {
+    __m512 scaled;
+    if (s >= 16) {
+        /* 0xFEFE: the entries +0 and -0 stay zero */
+        scaled = _mm512_castsi512_ps(_mm512_mask_add_epi32(t.bits, 0xFEFE, t.minus_one,
+                                                           _mm512_set1_epi32((int) gptoss_f32_to_bits(mult[s]))));
+    } else {
+        scaled = _mm512_mul_ps(_mm512_castsi512_ps(t.bits), _mm512_set1_ps(mult[s])); /* subnormal products */
     }
-    if (b < nb) {
-        const __m512 m0 = _mm512_set1_ps(mult[scales[b]]);
-#pragma GCC unroll 8
-        for (int v = 0; v < N; v++) {
-            acc0[v] = _mm512_fmadd_ps(block_partial_avx512(blocks + 16 * (size_t) b, x[v] + 32 * (size_t) b, table), m0, acc0[v]);
-        }
-    }
-#pragma GCC unroll 8
-    for (int v = 0; v < N; v++) sums[v] = _mm512_reduce_add_ps(_mm512_add_ps(acc0[v], acc1[v]));
+    const __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*) q));
+    *lo = _mm512_permutexvar_ps(idx, scaled);
+    *hi = _mm512_permutexvar_ps(_mm512_srli_epi32(idx, 4), scaled);
 }
 
-AVX512 static void row_dot_avx512(const uint8_t* blocks, const uint8_t* scales, uint32_t nb, const float* const* x,
-                                  uint32_t n, const float* mult, float* sums) {
-    switch (n) {
-        case 1: row_dot_avx512_n(blocks, scales, nb, x, 1, mult, sums); break;
-        case 2: row_dot_avx512_n(blocks, scales, nb, x, 2, mult, sums); break;
-        case 3: row_dot_avx512_n(blocks, scales, nb, x, 3, mult, sums); break;
-        default: row_dot_avx512_n(blocks, scales, nb, x, 4, mult, sums); break;
+/* As rows_direct_avx2_n: rows [0, NR) against N = 1 or 2 vectors decoded in registers,
+ * the arithmetic of tile_dots_avx512: per block and row acc = fma(lo, x, acc), then
+ * acc = fma(hi, x + 16, acc) on one 16-lane accumulator per (row, vector); then
+ * _mm512_reduce_add_ps. */
+AVX512 static inline __attribute__((always_inline)) void rows_direct_avx512_n(const uint8_t* blocks,
+                                                                             const uint8_t* scales, uint32_t nb,
+                                                                             const int NR, const float* const* x,
+                                                                             const int N, const float* mult,
+                                                                             moe_sums sums) {
+    const struct fp4_tables t = fp4_tables_avx512();
+    __m512 acc[4][2];
+#pragma GCC unroll 4
+    for (int i = 0; i < NR; i++) {
+#pragma GCC unroll 2
+        for (int v = 0; v < N; v++) acc[i][v] = _mm512_setzero_ps();
+    }
+    const size_t row = (size_t) nb * 16;
+    for (uint32_t b = 0; b < nb; b++) {
+#pragma GCC unroll 4
+        for (int i = 0; i < NR; i++) {
+            const uint8_t* q = blocks + i * row + 16 * (size_t) b;
+            if (b % 4 == 0) _mm_prefetch((const char*) (q + NR * row), _MM_HINT_T0);
+            __m512 lo, hi;
+            decode_block_avx512(q, scales[(size_t) i * nb + b], mult, t, &lo, &hi);
+#pragma GCC unroll 2
+            for (int v = 0; v < N; v++) {
+                acc[i][v] = _mm512_fmadd_ps(lo, _mm512_load_ps(x[v] + 32 * (size_t) b), acc[i][v]);
+                acc[i][v] = _mm512_fmadd_ps(hi, _mm512_load_ps(x[v] + 32 * (size_t) b + 16), acc[i][v]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < NR; i++) {
+#pragma GCC unroll 2
+        for (int v = 0; v < N; v++) sums[i][v] = _mm512_reduce_add_ps(acc[i][v]);
+    }
+}
+
+AVX512 static void tile_direct_avx512(const uint8_t* blocks, const uint8_t* scales, uint32_t nb, uint32_t nr,
+                                      const float* const* x, uint32_t n, const float* mult, moe_sums sums) {
+    for (uint32_t i = 0; i < nr; i += 4) {
+        const uint8_t* q = blocks + (size_t) i * nb * 16;
+        const uint8_t* s = scales + (size_t) i * nb;
+#define MOE_DIRECT_CASE(R, N) \
+    case (R) * 4 + (N): rows_direct_avx512_n(q, s, nb, R, x, N, mult, sums + i); break;
+        switch ((nr - i < 4 ? nr - i : 4) * 4 + n) {
+            MOE_DIRECT_CASE(4, 1) MOE_DIRECT_CASE(4, 2) MOE_DIRECT_CASE(3, 1) MOE_DIRECT_CASE(3, 2)
+            MOE_DIRECT_CASE(2, 1) MOE_DIRECT_CASE(2, 2) MOE_DIRECT_CASE(1, 2)
+            default: rows_direct_avx512_n(q, s, nb, 1, x, 1, mult, sums + i);
+        }
+#undef MOE_DIRECT_CASE
+    }
+}
+
+/* As dequantize_chunk_avx2, in the AVX-512 element order. */
+AVX512 static void dequantize_chunk_avx512(const uint8_t* blocks, const uint8_t* scales, uint32_t nb, uint32_t nr,
+                                           uint32_t b0, uint32_t cb, const float* mult, float* w) {
+    const struct fp4_tables t = fp4_tables_avx512();
+    for (uint32_t i = 0; i < nr; i++) {
+        const uint8_t* q = blocks + ((size_t) i * nb + b0) * 16;
+        const uint8_t* s = scales + (size_t) i * nb + b0;
+        float* out = w + (size_t) i * MOE_CHUNK_BLOCKS * 32;
+        prefetch_next_chunk(q, s);
+        for (uint32_t b = 0; b < cb; b++) {
+            __m512 lo, hi;
+            decode_block_avx512(q + 16 * b, s[b], mult, t, &lo, &hi);
+            _mm512_store_ps(out + 32 * b, lo);
+            _mm512_store_ps(out + 32 * b + 16, hi);
+        }
+    }
+}
+
+/* acc[NI rows][NV vectors][16] (+)= w[i][0..len) . x[j][0..len) lane by lane. */
+AVX512 static inline __attribute__((always_inline)) void tile_avx512(const int NI, const int NV, const float* w,
+                                                                    const float* const* x, size_t xo, size_t len,
+                                                                    float* acc, int first) {
+    __m512 a[4][3];
+#pragma GCC unroll 4
+    for (int i = 0; i < NI; i++) {
+#pragma GCC unroll 3
+        for (int j = 0; j < NV; j++) {
+            a[i][j] = first ? _mm512_setzero_ps() : _mm512_load_ps(acc + ((size_t) i * MOE_MAX_VECTORS + j) * 16);
+        }
+    }
+    for (size_t k = 0; k < len; k += 16) {
+        __m512 xv[3];
+#pragma GCC unroll 3
+        for (int j = 0; j < NV; j++) xv[j] = _mm512_load_ps(x[j] + xo + k);
+#pragma GCC unroll 4
+        for (int i = 0; i < NI; i++) {
+            /* one load per row (a register operand), not one per fma */
+            __m512 wv = _mm512_load_ps(w + (size_t) i * MOE_CHUNK_BLOCKS * 32 + k);
+            __asm__("" : "+v"(wv));
+#pragma GCC unroll 3
+            for (int j = 0; j < NV; j++) a[i][j] = _mm512_fmadd_ps(wv, xv[j], a[i][j]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < NI; i++) {
+#pragma GCC unroll 3
+        for (int j = 0; j < NV; j++) _mm512_store_ps(acc + ((size_t) i * MOE_MAX_VECTORS + j) * 16, a[i][j]);
+    }
+}
+
+AVX512 static void tile_any_avx512(uint32_t ni, uint32_t nv, const float* w, const float* const* x, size_t xo,
+                                   size_t len, float* acc, int first) {
+#define MOE_TILE_CASE(I, J) \
+    case (I) * 4 + (J): tile_avx512(I, J, w, x, xo, len, acc, first); break;
+    switch (ni * 4 + nv) {
+        MOE_TILE_CASE(4, 3) MOE_TILE_CASE(4, 2) MOE_TILE_CASE(4, 1) MOE_TILE_CASE(3, 3) MOE_TILE_CASE(3, 2)
+        MOE_TILE_CASE(3, 1) MOE_TILE_CASE(2, 3) MOE_TILE_CASE(2, 2) MOE_TILE_CASE(2, 1) MOE_TILE_CASE(1, 3)
+        MOE_TILE_CASE(1, 2) default: tile_avx512(1, 1, w, x, xo, len, acc, first);
+    }
+#undef MOE_TILE_CASE
+}
+
+AVX512 static void tile_dots_avx512(const uint8_t* blocks, const uint8_t* scales, uint32_t nb, uint32_t nr,
+                                    const float* const* x, uint32_t n, const float* mult, float* scratch,
+                                    moe_sums sums) {
+    float* w = scratch;
+    float* acc = scratch + MOE_WBUF_FLOATS;
+    for (uint32_t b0 = 0; b0 < nb; b0 += MOE_CHUNK_BLOCKS) {
+        const uint32_t cb = nb - b0 < MOE_CHUNK_BLOCKS ? nb - b0 : MOE_CHUNK_BLOCKS;
+        dequantize_chunk_avx512(blocks, scales, nb, nr, b0, cb, mult, w);
+        for (uint32_t v = 0; v < n; v += 3) {
+            const uint32_t nv = n - v < 3 ? n - v : 3;
+            for (uint32_t i = 0; i < nr; i += 4) {
+                tile_any_avx512(nr - i < 4 ? nr - i : 4, nv, w + (size_t) i * MOE_CHUNK_BLOCKS * 32, x + v,
+                                (size_t) b0 * 32, (size_t) cb * 32, acc + ((size_t) i * MOE_MAX_VECTORS + v) * 16,
+                                b0 == 0);
+            }
+        }
+    }
+    for (uint32_t i = 0; i < nr; i++) {
+        for (uint32_t v = 0; v < n; v++) {
+            sums[i][v] = _mm512_reduce_add_ps(_mm512_load_ps(acc + ((size_t) i * MOE_MAX_VECTORS + v) * 16));
+        }
     }
 }
 
 #endif /* __x86_64__ */
 
-static void moe_decode_task(void* context, uint32_t thread_index, size_t begin, size_t end) {
-    const struct moe_decode_context* ctx = context;
-    const uint32_t C = ctx->num_cols, nb = C / 32, O = ctx->num_out;
-    const size_t row_blocks = (size_t) nb * 16;
-    const size_t xstride = ctx->xperm != NULL ? ((size_t) nb + 1) / 2 * 64 : C; /* >= 32 * nb */
-    const float* xbase = ctx->xperm != NULL ? ctx->xperm : ctx->input;
-    for (size_t item = begin; item < end; item++) {
-        const size_t g = item / O;
-        const uint32_t o = (uint32_t) (item % O);
-        const size_t off = (size_t) ctx->group_expert[g] * ctx->expert_stride;
-        const uint8_t* blocks = ctx->blocks + off;
-        const uint8_t* scales = ctx->scales + off;
-        for (uint32_t p0 = ctx->group_begin[g]; p0 < ctx->group_begin[g + 1]; p0 += MOE_MAX_GROUP) {
-            const uint32_t n = ctx->group_begin[g + 1] - p0 < MOE_MAX_GROUP ? ctx->group_begin[g + 1] - p0 : MOE_MAX_GROUP;
-            const float* x[MOE_MAX_GROUP];
-            for (uint32_t v = 0; v < n; v++) x[v] = xbase + (size_t) ctx->pair_vector[p0 + v] * xstride;
-            const int rows = ctx->swiglu ? 2 : 1;
-            float sums[2][MOE_MAX_GROUP];
-            for (int rr = 0; rr < rows; rr++) {
-                const uint32_t r = ctx->swiglu ? 2 * o + (uint32_t) rr : o;
+/* ==================================================================================== */
+/* Work items                                                                           */
+/* ==================================================================================== */
+
+/* sums[i][v] = weight row i of the tile (row pointers at blocks/scales) . x[v]. */
+static void tile_dots(const struct moe_run* r, const uint8_t* blocks, const uint8_t* scales, uint32_t nr,
+                      const float* const* x, uint32_t n, float* scratch, moe_sums sums) {
+    const uint32_t nb = r->num_cols / 32;
 #if defined(__x86_64__)
-                if (ctx->variant == 2) {
-                    row_dot_avx512(blocks + r * row_blocks, scales + (size_t) r * nb, nb, x, n, ctx->mult, sums[rr]);
-                    continue;
-                }
-                if (ctx->variant == 1) {
-                    row_dot_avx2(blocks + r * row_blocks, scales + (size_t) r * nb, nb, x, n, ctx->mult, sums[rr]);
-                    continue;
-                }
+    if (r->isa == gptoss_cpu_isa_avx512 || r->isa == gptoss_cpu_isa_avx2) {
+        const int wide = r->isa == gptoss_cpu_isa_avx512;
+        if (n > MOE_DIRECT_MAX) {
+            if (wide) tile_dots_avx512(blocks, scales, nb, nr, x, n, r->mult, scratch, sums);
+            else tile_dots_avx2(blocks, scales, nb, nr, x, n, r->mult, scratch, sums);
+            return;
+        }
+        if (wide) tile_direct_avx512(blocks, scales, nb, nr, x, n, r->mult, sums);
+        else tile_direct_avx2(blocks, scales, nb, nr, x, n, r->mult, sums);
+        return;
+    }
 #endif
-                row_dot_scalar(blocks + r * row_blocks, scales + (size_t) r * nb, nb, x, n, ctx->mult, sums[rr]);
-            }
-            for (uint32_t v = 0; v < n; v++) {
-                float* out = ctx->output + (size_t) ctx->pair_output[p0 + v] * O + o;
-                if (ctx->swiglu) {
-                    const float glu = sums[0][v] + bias_value(ctx->bias, off, 2 * o);
-                    const float lin = sums[1][v] + bias_value(ctx->bias, off, 2 * o + 1);
-                    *out = gptoss_swiglu(glu, lin, ctx->limit);
-                } else {
-                    *out = sums[0][v] + bias_value(ctx->bias, off, o);
+    (void) scratch;
+    for (uint32_t i = 0; i < nr; i++) {
+        row_dot_scalar(blocks + (size_t) i * nb * 16, scales + (size_t) i * nb, nb, x, n, r->mult, sums[i]);
+    }
+}
+
+/* Item (g, tile): rows [tile * MOE_TILE_ROWS, ...) of group g's expert with the group's vectors. */
+static void moe_item(const struct moe_run* r, uint32_t g, uint32_t r0, float* scratch) {
+    const uint32_t nb = r->num_cols / 32, O = r->num_out;
+    const uint32_t nr = r->num_weight_rows - r0 < MOE_TILE_ROWS ? r->num_weight_rows - r0 : MOE_TILE_ROWS;
+    const size_t off = (size_t) r->group_expert[g] * r->expert_stride;
+    const uint8_t* blocks = r->blocks + off + (size_t) r0 * nb * 16;
+    const uint8_t* scales = r->scales + off + (size_t) r0 * nb;
+    for (uint32_t p0 = r->group_begin[g]; p0 < r->group_begin[g + 1]; p0 += MOE_MAX_VECTORS) {
+        const uint32_t left = r->group_begin[g + 1] - p0;
+        const uint32_t n = left < MOE_MAX_VECTORS ? left : MOE_MAX_VECTORS;
+        const float* x[MOE_MAX_VECTORS];
+        for (uint32_t v = 0; v < n; v++) x[v] = r->x + (size_t) r->pair_vector[p0 + v] * r->xstride;
+        moe_sums sums;
+        tile_dots(r, blocks, scales, nr, x, n, scratch, sums);
+        for (uint32_t v = 0; v < n; v++) {
+            float* out = r->output + (size_t) r->pair_output[p0 + v] * O;
+            for (uint32_t i = 0; i < nr; i++) {
+                const float y = sums[i][v] + bias_value(r->bias, off, r0 + i);
+                if (!r->swiglu) {
+                    out[r0 + i] = y;
+                } else if (i % 2 == 1) {
+                    out[(r0 + i) / 2] = gptoss_swiglu(sums[i - 1][v] + bias_value(r->bias, off, r0 + i - 1), y,
+                                                      r->limit);
                 }
             }
+        }
+    }
+}
+
+/* Items are (group, tile), expert-major: a thread streams each expert's rows in order and
+ * a group's vectors stay in cache across its tiles. They are split over the threads by
+ * work, an item of group g weighing MOE_ITEM_COST + (vectors of g): share i of S takes
+ * the items whose work starts in [i W / S, (i + 1) W / S). */
+static void moe_task(void* context, uint32_t thread_index, size_t begin, size_t end) {
+    const struct moe_run* r = context;
+    float* scratch = r->scratch + (size_t) thread_index * MOE_THREAD_FLOATS;
+    const uint64_t tiles = ((uint64_t) r->num_weight_rows + MOE_TILE_ROWS - 1) / MOE_TILE_ROWS;
+    uint64_t total = 0;
+    for (uint32_t g = 0; g < r->num_groups; g++) total += tiles * (MOE_ITEM_COST + r->group_begin[g + 1] - r->group_begin[g]);
+    for (size_t share = begin; share < end; share++) {
+        const uint64_t lo = total * share / r->num_shares, hi = total * (share + 1) / r->num_shares;
+        uint64_t start = 0; /* work before group g */
+        for (uint32_t g = 0; g < r->num_groups && start < hi; g++) {
+            const uint64_t w = MOE_ITEM_COST + r->group_begin[g + 1] - r->group_begin[g];
+            /* items j with lo <= start + j w < hi */
+            const uint64_t j0 = lo > start ? (lo - start + w - 1) / w : 0;
+            const uint64_t j1 = (hi - start + w - 1) / w;
+            for (uint64_t j = j0; j < j1 && j < tiles; j++) moe_item(r, g, (uint32_t) j * MOE_TILE_ROWS, scratch);
+            start += tiles * w;
         }
     }
 }
@@ -376,353 +662,155 @@ struct permute_context {
     const float* input;
     float* xperm;
     uint32_t C;
-    int variant;
+    size_t stride;
+    int wide;
 };
 
 AVX2 static void permute_task(void* context, uint32_t thread_index, size_t begin, size_t end) {
     const struct permute_context* ctx = context;
     const uint32_t nb = ctx->C / 32;
-    const size_t stride = ((size_t) nb + 1) / 2 * 64;
     for (size_t v = begin; v < end; v++) {
-        if (ctx->variant == 2) {
-            permute_input_avx512(ctx->input + v * ctx->C, ctx->xperm + v * stride, nb);
-        } else {
-            permute_input_avx2(ctx->input + v * ctx->C, ctx->xperm + v * stride, nb);
-        }
+        if (ctx->wide) permute_input_avx512(ctx->input + v * ctx->C, ctx->xperm + v * ctx->stride, nb);
+        else permute_input_avx2(ctx->input + v * ctx->C, ctx->xperm + v * ctx->stride, nb);
     }
 }
 #endif
 
-/* swiglu: input vector of pair (t, j) is token t; down: vector j*T + t. Output vector j*T+t. */
-static enum gptoss_status moe_decode(gptoss_backend_t backend, const float* input, const uint32_t* expert_ids,
-                                     const uint8_t* weight_blocks, const uint8_t* weight_scales,
-                                     const gptoss_bf16* bias, size_t expert_stride, float* output,
-                                     uint32_t num_tokens, uint32_t k, uint32_t num_experts, uint32_t num_cols,
-                                     uint32_t num_out, int swiglu, float limit) {
-    const size_t P = (size_t) num_tokens * k;
-    const size_t num_vectors = swiglu ? num_tokens : P;
-    const enum gptoss_cpu_isa isa = gptoss_cpu(backend)->isa;
-    const int variant = isa >= gptoss_cpu_isa_avx512 ? 2 : (isa >= gptoss_cpu_isa_avx2 ? 1 : 0);
-    const int avx2 = variant != 0;
-    const uint32_t nb = num_cols / 32;
-    const size_t xstride = ((size_t) nb + 1) / 2 * 64;
+/* Runs a call whose pair lists are filled by `group` (below): the scratch holds
+ * [ints: head] | permuted vectors | per-thread buffers. */
+struct moe_call {
+    const float* input;
+    uint32_t num_vectors; /* input vectors */
+    uint32_t num_pairs;
+    /* decode: (token, slot) pairs by expert; dense: NULL */
+    const uint32_t* expert_ids;
+    uint32_t num_tokens, k;
+    /* dense: expert ranges of the input rows; decode: NULL */
+    const uint32_t* expert_offsets;
+};
 
-    /* one allocation: counts[E+1] | group_expert[E] | group_begin[E+1] | pair_vector[P]
-     * | pair_output[P] | mult[256] | (aligned) xperm */
-    const size_t ints = 3 * (size_t) num_experts + 2 + 2 * P;
-    const size_t head_bytes = (ints * sizeof(uint32_t) + 256 * sizeof(float) + 63) / 64 * 64;
-    const size_t xbytes = avx2 ? num_vectors * xstride * sizeof(float) : 0;
-    void* scratch = NULL;
-    GPTOSS_TRY(gptoss_cpu_scratch_acquire(backend, head_bytes + xbytes, &scratch));
-    uint8_t* mem = scratch;
+static enum gptoss_status moe_run_call(gptoss_backend_t backend, const struct moe_call* call, struct moe_run* r,
+                                       uint32_t num_experts) {
+    struct gptoss_cpu_backend* cpu = gptoss_cpu(backend);
+    const uint32_t P = call->num_pairs, C = r->num_cols, nb = C / 32;
+    const uint32_t threads = gptoss_threadpool_num_threads(cpu->pool);
+    r->isa = cpu->isa;
+    r->mult = cpu->mxfp4_multipliers;
+    const int simd = r->isa == gptoss_cpu_isa_avx2 || r->isa == gptoss_cpu_isa_avx512;
+    /* floats per permuted vector: whole pairs of blocks (AVX2), 64-byte aligned */
+    const size_t xstride = simd ? ((size_t) nb + 1) / 2 * 64 : C;
+    const size_t ints = 3 * (size_t) num_experts + 2 + 2 * (size_t) P;
+    const size_t head = (ints * sizeof(uint32_t) + 63) / 64 * 64;
+    const size_t xbytes = simd ? (size_t) call->num_vectors * xstride * sizeof(float) : 0;
+    const size_t tbytes = (size_t) threads * MOE_THREAD_FLOATS * sizeof(float);
+    void* memory = NULL;
+    GPTOSS_TRY(gptoss_cpu_scratch_acquire(backend, head + xbytes + tbytes, &memory));
+    uint8_t* mem = memory;
     uint32_t* counts = (uint32_t*) mem;
     uint32_t* group_expert = counts + num_experts + 1;
     uint32_t* group_begin = group_expert + num_experts;
     uint32_t* pair_vector = group_begin + num_experts + 1;
     uint32_t* pair_output = pair_vector + P;
-    float* mult = (float*) (pair_output + P);
-    float* xperm = avx2 ? (float*) (mem + head_bytes) : NULL;
-    build_multipliers(mult);
+    r->scratch = (float*) (mem + head + xbytes);
 
-    /* stable counting sort of the pairs by expert */
-    memset(counts, 0, ((size_t) num_experts + 1) * sizeof *counts);
-    for (size_t p = 0; p < P; p++) counts[expert_ids[p] + 1]++;
     uint32_t num_groups = 0;
     group_begin[0] = 0;
-    for (uint32_t e = 0; e < num_experts; e++) {
-        const uint32_t c = counts[e + 1];
-        counts[e + 1] = counts[e] + c; /* counts[e] = start of expert e */
-        if (c != 0) {
-            group_expert[num_groups] = e;
-            group_begin[num_groups + 1] = counts[e + 1];
-            num_groups++;
+    if (call->expert_ids != NULL) {
+        /* stable counting sort of the (token, slot) pairs by expert */
+        memset(counts, 0, ((size_t) num_experts + 1) * sizeof *counts);
+        for (size_t p = 0; p < P; p++) counts[call->expert_ids[p] + 1]++;
+        for (uint32_t e = 0; e < num_experts; e++) {
+            const uint32_t c = counts[e + 1];
+            counts[e + 1] = counts[e] + c; /* counts[e] = start of expert e */
+            if (c != 0) {
+                group_expert[num_groups] = e;
+                group_begin[num_groups + 1] = counts[e + 1];
+                num_groups++;
+            }
         }
+        for (size_t p = 0; p < P; p++) {
+            const size_t t = p / call->k, j = p % call->k;
+            const uint32_t slot = counts[call->expert_ids[p]]++;
+            /* up-projection: every slot of token t reads vector t; down: vector j*T + t */
+            pair_vector[slot] = (uint32_t) (r->swiglu ? t : j * call->num_tokens + t);
+            pair_output[slot] = (uint32_t) (j * call->num_tokens + t);
+        }
+    } else {
+        for (uint32_t e = 0; e < num_experts; e++) {
+            if (call->expert_offsets[e + 1] > call->expert_offsets[e]) {
+                group_expert[num_groups] = e;
+                group_begin[num_groups] = call->expert_offsets[e];
+                group_begin[num_groups + 1] = call->expert_offsets[e + 1];
+                num_groups++;
+            }
+        }
+        for (uint32_t p = 0; p < P; p++) pair_vector[p] = pair_output[p] = p;
     }
-    for (size_t p = 0; p < P; p++) {
-        const size_t t = p / k, j = p % k;
-        const uint32_t slot = counts[expert_ids[p]]++;
-        pair_vector[slot] = (uint32_t) (swiglu ? t : j * num_tokens + t);
-        pair_output[slot] = (uint32_t) (j * num_tokens + t);
-    }
+    r->group_expert = group_expert;
+    r->group_begin = group_begin;
+    r->pair_vector = pair_vector;
+    r->pair_output = pair_output;
+    r->num_groups = num_groups;
 
+    r->x = call->input;
+    r->xstride = C;
 #if defined(__x86_64__)
-    if (avx2) {
-        struct permute_context pctx = {input, xperm, num_cols, variant};
-        gptoss_cpu_parallelize(backend, permute_task, &pctx, num_vectors, 1 + 65536 / num_cols);
+    if (simd) {
+        struct permute_context pctx = {call->input, (float*) (mem + head), C, xstride,
+                                       r->isa == gptoss_cpu_isa_avx512};
+        gptoss_cpu_parallelize(backend, permute_task, &pctx, call->num_vectors, 1 + 65536 / C);
+        r->x = pctx.xperm;
+        r->xstride = xstride;
     }
 #endif
-
-    struct moe_decode_context ctx = {
-        .blocks = weight_blocks,
-        .scales = weight_scales,
-        .bias = (const uint8_t*) bias,
-        .expert_stride = expert_stride,
-        .input = input,
-        .xperm = xperm,
-        .variant = variant,
-        .output = output,
-        .group_expert = group_expert,
-        .group_begin = group_begin,
-        .pair_vector = pair_vector,
-        .pair_output = pair_output,
-        .num_cols = num_cols,
-        .num_out = num_out,
-        .swiglu = swiglu,
-        .limit = limit,
-        .mult = mult,
-    };
-    gptoss_cpu_parallelize(backend, moe_decode_task, &ctx, (size_t) num_groups * num_out, 8);
+    r->num_shares = threads;
+    if (num_groups != 0) gptoss_cpu_parallelize(backend, moe_task, r, threads, 1);
     gptoss_cpu_scratch_release(backend);
     return gptoss_status_success;
 }
 
 enum gptoss_status gptoss_cpu_f32_mf4w_moe_matmul_swiglu(gptoss_backend_t backend,
-                                                         const struct gptoss_f32_mf4w_moe_matmul_swiglu_args* args) {
-    return moe_decode(backend, args->input, args->expert_ids, args->weight_blocks, args->weight_scales, args->bias,
-                      args->expert_stride, args->output, args->num_tokens, args->num_active_experts, args->num_experts,
-                      args->num_cols, args->num_rows, 1, args->swiglu_limit);
+                                                         const struct gptoss_f32_mf4w_moe_matmul_swiglu_args* a) {
+    struct moe_run r = {.blocks = a->weight_blocks, .scales = a->weight_scales, .bias = (const uint8_t*) a->bias,
+                        .expert_stride = a->expert_stride, .output = a->output, .num_cols = a->num_cols,
+                        .num_weight_rows = 2 * a->num_rows, .num_out = a->num_rows, .swiglu = 1,
+                        .limit = a->swiglu_limit};
+    const struct moe_call call = {.input = a->input, .num_vectors = a->num_tokens,
+                                  .num_pairs = a->num_tokens * a->num_active_experts, .expert_ids = a->expert_ids,
+                                  .num_tokens = a->num_tokens, .k = a->num_active_experts};
+    return moe_run_call(backend, &call, &r, a->num_experts);
 }
 
 enum gptoss_status gptoss_cpu_f32_mf4w_moe_matmul(gptoss_backend_t backend,
-                                                  const struct gptoss_f32_mf4w_moe_matmul_args* args) {
-    return moe_decode(backend, args->input, args->expert_ids, args->weight_blocks, args->weight_scales, args->bias,
-                      args->expert_stride, args->output, args->num_tokens, args->num_active_experts, args->num_experts,
-                      args->num_cols, args->num_rows, 0, 0.0f);
-}
-
-/* ==================================================================================== */
-/* Prefill (expert-grouped rows)                                                        */
-/* ==================================================================================== */
-
-#define DENSE_TILE 32 /* weight rows per item (even: swiglu pairs stay together) */
-
-struct moe_dense_context {
-    const uint32_t* expert_offsets;
-    const float* input;
-    const uint8_t* blocks;
-    const uint8_t* scales;
-    const uint8_t* bias;
-    size_t expert_stride;
-    float* output;
-    uint32_t num_experts;
-    uint32_t num_cols;
-    uint32_t num_weight_rows; /* 2 * num_rows for swiglu */
-    uint32_t num_out;         /* output columns */
-    int swiglu;
-    float limit;
-    int avx2;
-    const float* mult;
-    float* scratch; /* per thread: DENSE_TILE * num_cols floats (+ DENSE_TILE sums) */
-    size_t scratch_floats;
-};
-
-/* Dequantises weight rows [r0, r0 + n) of one expert to exact f32 (natural order). */
-static void dequantize_rows(const struct moe_dense_context* ctx, const uint8_t* blocks, const uint8_t* scales,
-                            uint32_t r0, uint32_t n, float* w) {
-    const uint32_t C = ctx->num_cols, nb = C / 32;
-    for (uint32_t r = 0; r < n; r++) {
-        for (uint32_t b = 0; b < nb; b++) {
-            const size_t blk = (size_t) (r0 + r) * nb + b;
-            const uint8_t* q = blocks + blk * 16;
-            const float m = ctx->mult[scales[blk]];
-            float* out = w + (size_t) r * C + (size_t) b * 32;
-            for (int j = 0; j < 16; j++) {
-                out[2 * j] = gptoss_fp4_values[q[j] & 15] * m;
-                out[2 * j + 1] = gptoss_fp4_values[q[j] >> 4] * m;
-            }
-        }
-    }
-}
-
-static void store_result(const struct moe_dense_context* ctx, size_t x_row, uint32_t r, size_t bias_off,
-                         float dot, float* pending_glu) {
-    const float y = dot + bias_value(ctx->bias, bias_off, r);
-    if (!ctx->swiglu) {
-        ctx->output[x_row * ctx->num_out + r] = y;
-    } else if (r % 2 == 0) {
-        *pending_glu = y;
-    } else {
-        ctx->output[x_row * ctx->num_out + r / 2] = gptoss_swiglu(*pending_glu, y, ctx->limit);
-    }
-}
-
-static void dense_rows_scalar(const struct moe_dense_context* ctx, const float* w, uint32_t r0, uint32_t n,
-                              size_t x0, size_t x1, size_t bias_off) {
-    const uint32_t C = ctx->num_cols;
-    for (size_t xr = x0; xr < x1; xr++) {
-        const float* x = ctx->input + xr * C;
-        float glu = 0.0f;
-        for (uint32_t r = 0; r < n; r++) {
-            const float* wr = w + (size_t) r * C;
-            float acc = 0.0f;
-            for (uint32_t c = 0; c < C; c++) acc = fmaf(x[c], wr[c], acc);
-            store_result(ctx, xr, r0 + r, bias_off, acc, &glu);
-        }
-    }
-}
-
-#if defined(__x86_64__)
-/* Dequantises with the byte-shuffle decode; natural order via an interleave of the
- * lo/hi nibbles first. */
-AVX2 static void dequantize_rows_avx2(const struct moe_dense_context* ctx, const uint8_t* blocks,
-                                      const uint8_t* scales, uint32_t r0, uint32_t n, float* w) {
-    const uint32_t C = ctx->num_cols, nb = C / 32;
-    const __m128i t3 = _mm_setr_epi8(FP4_B3), t2 = _mm_setr_epi8(FP4_B2);
-    const __m128i low4 = _mm_set1_epi8(0x0F), zero = _mm_setzero_si128();
-    for (uint32_t r = 0; r < n; r++) {
-        for (uint32_t b = 0; b < nb; b++) {
-            const size_t blk = (size_t) (r0 + r) * nb + b;
-            const __m128i raw = _mm_loadu_si128((const __m128i*) (blocks + blk * 16));
-            const __m256 m = _mm256_broadcast_ss(&ctx->mult[scales[blk]]);
-            const __m128i lo = _mm_and_si128(raw, low4);
-            const __m128i hi = _mm_and_si128(_mm_srli_epi16(raw, 4), low4);
-            const __m128i n0 = _mm_unpacklo_epi8(lo, hi), n1 = _mm_unpackhi_epi8(lo, hi); /* elements 0..15, 16..31 */
-            float* out = w + (size_t) r * C + (size_t) b * 32;
-            const __m128i nn[2] = {n0, n1};
-#pragma GCC unroll 8
-            for (int h = 0; h < 2; h++) {
-                const __m128i b3 = _mm_shuffle_epi8(t3, nn[h]), b2 = _mm_shuffle_epi8(t2, nn[h]);
-                const __m128i wl = _mm_unpacklo_epi8(b2, b3), wh = _mm_unpackhi_epi8(b2, b3);
-                const __m256 f0 = _mm256_castsi256_ps(
-                    _mm256_set_m128i(_mm_unpackhi_epi16(zero, wl), _mm_unpacklo_epi16(zero, wl)));
-                const __m256 f1 = _mm256_castsi256_ps(
-                    _mm256_set_m128i(_mm_unpackhi_epi16(zero, wh), _mm_unpacklo_epi16(zero, wh)));
-                _mm256_storeu_ps(out + 16 * h, _mm256_mul_ps(f0, m));
-                _mm256_storeu_ps(out + 16 * h + 8, _mm256_mul_ps(f1, m));
-            }
-        }
-    }
-}
-
-/* 8 horizontal sums -> lanes */
-AVX2 static inline __m256 hsum8x8_moe(const __m256 a[8]) {
-    const __m256 h01 = _mm256_hadd_ps(a[0], a[1]), h23 = _mm256_hadd_ps(a[2], a[3]);
-    const __m256 h45 = _mm256_hadd_ps(a[4], a[5]), h67 = _mm256_hadd_ps(a[6], a[7]);
-    const __m256 h0123 = _mm256_hadd_ps(h01, h23), h4567 = _mm256_hadd_ps(h45, h67);
-    return _mm256_add_ps(_mm256_permute2f128_ps(h0123, h4567, 0x20), _mm256_permute2f128_ps(h0123, h4567, 0x31));
-}
-
-/* GEMM of input rows [x0, x1) with the n dequantised rows w (n even). */
-AVX2 static void dense_rows_avx2(const struct moe_dense_context* ctx, const float* w, uint32_t r0, uint32_t n,
-                                 size_t x0, size_t x1, size_t bias_off) {
-    const uint32_t C = ctx->num_cols; /* multiple of 32 */
-    size_t xr = x0;
-    for (; xr + 4 <= x1; xr += 4) {
-        const float* x = ctx->input + xr * C;
-        float glu[4] = {0};
-        for (uint32_t r = 0; r < n; r += 2) {
-            const float* w0 = w + (size_t) r * C;
-            const float* w1 = w0 + C;
-            __m256 a[8];
-#pragma GCC unroll 8
-            for (int i = 0; i < 8; i++) a[i] = _mm256_setzero_ps();
-            for (uint32_t c = 0; c < C; c += 8) {
-                const __m256 wa = _mm256_loadu_ps(w0 + c), wb = _mm256_loadu_ps(w1 + c);
-#pragma GCC unroll 8
-                for (int i = 0; i < 4; i++) {
-                    const __m256 xv = _mm256_loadu_ps(x + (size_t) i * C + c);
-                    a[2 * i] = _mm256_fmadd_ps(xv, wa, a[2 * i]);
-                    a[2 * i + 1] = _mm256_fmadd_ps(xv, wb, a[2 * i + 1]);
-                }
-            }
-            float s[8];
-            _mm256_storeu_ps(s, hsum8x8_moe(a));
-#pragma GCC unroll 8
-            for (int i = 0; i < 4; i++) {
-                store_result(ctx, xr + i, r0 + r, bias_off, s[2 * i], &glu[i]);
-                store_result(ctx, xr + i, r0 + r + 1, bias_off, s[2 * i + 1], &glu[i]);
-            }
-        }
-    }
-    for (; xr < x1; xr++) {
-        const float* x = ctx->input + xr * C;
-        float glu = 0.0f;
-        for (uint32_t r = 0; r < n; r += 2) {
-            const float* w0 = w + (size_t) r * C;
-            const float* w1 = w0 + C;
-            __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-            for (uint32_t c = 0; c < C; c += 8) {
-                const __m256 xv = _mm256_loadu_ps(x + c);
-                a0 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w0 + c), a0);
-                a1 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w1 + c), a1);
-            }
-            store_result(ctx, xr, r0 + r, bias_off, hsum256(a0), &glu);
-            store_result(ctx, xr, r0 + r + 1, bias_off, hsum256(a1), &glu);
-        }
-    }
-}
-#endif
-
-static void moe_dense_task(void* context, uint32_t thread_index, size_t begin, size_t end) {
-    const struct moe_dense_context* ctx = context;
-    const uint32_t E = ctx->num_experts;
-    float* w = ctx->scratch + thread_index * ctx->scratch_floats;
-    for (size_t item = begin; item < end; item++) {
-        const uint32_t tile = (uint32_t) (item / E), e = (uint32_t) (item % E);
-        const size_t x0 = ctx->expert_offsets[e], x1 = ctx->expert_offsets[e + 1];
-        if (x0 == x1) continue;
-        const uint32_t r0 = tile * DENSE_TILE;
-        const uint32_t n = ctx->num_weight_rows - r0 < DENSE_TILE ? ctx->num_weight_rows - r0 : DENSE_TILE;
-        const size_t off = (size_t) e * ctx->expert_stride;
-#if defined(__x86_64__)
-        if (ctx->avx2 && n % 2 == 0) {
-            dequantize_rows_avx2(ctx, ctx->blocks + off, ctx->scales + off, r0, n, w);
-            dense_rows_avx2(ctx, w, r0, n, x0, x1, off);
-            continue;
-        }
-#endif
-        dequantize_rows(ctx, ctx->blocks + off, ctx->scales + off, r0, n, w);
-        dense_rows_scalar(ctx, w, r0, n, x0, x1, off);
-    }
-}
-
-static enum gptoss_status moe_dense(gptoss_backend_t backend, const uint32_t* expert_offsets, const float* input,
-                                    const uint8_t* weight_blocks, const uint8_t* weight_scales,
-                                    const gptoss_bf16* bias, size_t expert_stride, float* output,
-                                    uint32_t num_experts, uint32_t num_cols, uint32_t num_weight_rows,
-                                    uint32_t num_out, int swiglu, float limit) {
-    const uint32_t threads = gptoss_threadpool_num_threads(gptoss_cpu(backend)->pool);
-    const size_t per_thread = ((size_t) DENSE_TILE * num_cols + 15) / 16 * 16;
-    void* memory = NULL;
-    GPTOSS_TRY(gptoss_cpu_scratch_acquire(backend, ((size_t) threads * per_thread + 256) * sizeof(float), &memory));
-    float* scratch = memory;
-    float* mult = scratch + (size_t) threads * per_thread;
-    build_multipliers(mult);
-    struct moe_dense_context ctx = {
-        .expert_offsets = expert_offsets,
-        .input = input,
-        .blocks = weight_blocks,
-        .scales = weight_scales,
-        .bias = (const uint8_t*) bias,
-        .expert_stride = expert_stride,
-        .output = output,
-        .num_experts = num_experts,
-        .num_cols = num_cols,
-        .num_weight_rows = num_weight_rows,
-        .num_out = num_out,
-        .swiglu = swiglu,
-        .limit = limit,
-        .avx2 = gptoss_cpu(backend)->isa >= gptoss_cpu_isa_avx2,
-        .mult = mult,
-        .scratch = scratch,
-        .scratch_floats = per_thread,
-    };
-    const size_t tiles = ((size_t) num_weight_rows + DENSE_TILE - 1) / DENSE_TILE;
-    gptoss_cpu_parallelize(backend, moe_dense_task, &ctx, tiles * num_experts, 1);
-    gptoss_cpu_scratch_release(backend);
-    return gptoss_status_success;
+                                                  const struct gptoss_f32_mf4w_moe_matmul_args* a) {
+    struct moe_run r = {.blocks = a->weight_blocks, .scales = a->weight_scales, .bias = (const uint8_t*) a->bias,
+                        .expert_stride = a->expert_stride, .output = a->output, .num_cols = a->num_cols,
+                        .num_weight_rows = a->num_rows, .num_out = a->num_rows};
+    const uint32_t P = a->num_tokens * a->num_active_experts;
+    const struct moe_call call = {.input = a->input, .num_vectors = P, .num_pairs = P, .expert_ids = a->expert_ids,
+                                  .num_tokens = a->num_tokens, .k = a->num_active_experts};
+    return moe_run_call(backend, &call, &r, a->num_experts);
 }
 
 enum gptoss_status gptoss_cpu_f32_mf4w_moe_dense_matmul_swiglu(
-    gptoss_backend_t backend, const struct gptoss_f32_mf4w_moe_dense_matmul_swiglu_args* args) {
-    return moe_dense(backend, args->expert_offsets, args->input, args->weight_blocks, args->weight_scales, args->bias,
-                     args->expert_stride, args->output, args->num_experts, args->num_cols, 2 * args->num_rows,
-                     args->num_rows, 1, args->swiglu_limit);
+    gptoss_backend_t backend, const struct gptoss_f32_mf4w_moe_dense_matmul_swiglu_args* a) {
+    struct moe_run r = {.blocks = a->weight_blocks, .scales = a->weight_scales, .bias = (const uint8_t*) a->bias,
+                        .expert_stride = a->expert_stride, .output = a->output, .num_cols = a->num_cols,
+                        .num_weight_rows = 2 * a->num_rows, .num_out = a->num_rows, .swiglu = 1,
+                        .limit = a->swiglu_limit};
+    const uint32_t P = a->num_tokens * a->num_active_experts;
+    const struct moe_call call = {.input = a->input, .num_vectors = P, .num_pairs = P,
+                                  .expert_offsets = a->expert_offsets};
+    return moe_run_call(backend, &call, &r, a->num_experts);
 }
 
 enum gptoss_status gptoss_cpu_f32_mf4w_moe_dense_matmul(gptoss_backend_t backend,
-                                                        const struct gptoss_f32_mf4w_moe_dense_matmul_args* args) {
-    return moe_dense(backend, args->expert_offsets, args->input, args->weight_blocks, args->weight_scales, args->bias,
-                     args->expert_stride, args->output, args->num_experts, args->num_cols, args->num_rows,
-                     args->num_rows, 0, 0.0f);
+                                                        const struct gptoss_f32_mf4w_moe_dense_matmul_args* a) {
+    struct moe_run r = {.blocks = a->weight_blocks, .scales = a->weight_scales, .bias = (const uint8_t*) a->bias,
+                        .expert_stride = a->expert_stride, .output = a->output, .num_cols = a->num_cols,
+                        .num_weight_rows = a->num_rows, .num_out = a->num_rows};
+    const uint32_t P = a->num_tokens * a->num_active_experts;
+    const struct moe_call call = {.input = a->input, .num_vectors = P, .num_pairs = P,
+                                  .expert_offsets = a->expert_offsets};
+    return moe_run_call(backend, &call, &r, a->num_experts);
 }

@@ -26,6 +26,13 @@ static const struct tc_case swiglu_cases[] = {
     {"moe_swiglu_20b_decode_4of32_2880", .t = 1, .c = 2880, .r = 2880, .e = 32, .k = 4, .f = 7.0f, .flags = TC_BENCH},
     {"moe_swiglu_120b_decode_4of128_2880", .t = 1, .c = 2880, .r = 2880, .e = 128, .k = 4, .f = 7.0f,
      .flags = TC_BENCH},
+    /* a 64- and a 128-token prefill chunk of 20b through the decode kernels (the CPU engine's
+     * path below its dense-rows threshold): ~8 / 16 tokens per expert; 8 random tokens
+     * checked */
+    {"moe_swiglu_20b_prefill64_4of32_2880", .t = 64, .c = 2880, .r = 2880, .e = 32, .k = 4, .f = 7.0f, .check = 8,
+     .flags = TC_BENCH},
+    {"moe_swiglu_20b_prefill128_4of32_2880", .t = 128, .c = 2880, .r = 2880, .e = 32, .k = 4, .f = 7.0f, .check = 8,
+     .flags = TC_BENCH | TC_BENCH_ONLY},
     {"moe_swiglu_20b_batch4_4of32_2880", .t = 4, .c = 2880, .r = 2880, .e = 32, .k = 4, .f = 7.0f,
      .flags = TC_BENCH_CUDA | TC_BENCH_ONLY},
     {"moe_swiglu_tiny_scales_2of3_cols2880", .t = 2, .c = 2880, .r = 130, .e = 3, .k = 2, .f = 7.0f,
@@ -39,6 +46,10 @@ static const struct tc_case down_cases[] = {
     {"moe_matmul_odd_rows_2881_3tok", .t = 3, .c = 2880, .r = 2881, .e = 32, .k = 4},
     {"moe_matmul_20b_decode_4of32_2880", .t = 1, .c = 2880, .r = 2880, .e = 32, .k = 4, .flags = TC_BENCH},
     {"moe_matmul_120b_decode_4of128_2880", .t = 1, .c = 2880, .r = 2880, .e = 128, .k = 4, .flags = TC_BENCH},
+    {"moe_matmul_20b_prefill64_4of32_2880", .t = 64, .c = 2880, .r = 2880, .e = 32, .k = 4, .check = 8,
+     .flags = TC_BENCH},
+    {"moe_matmul_20b_prefill128_4of32_2880", .t = 128, .c = 2880, .r = 2880, .e = 32, .k = 4, .check = 8,
+     .flags = TC_BENCH | TC_BENCH_ONLY},
 };
 
 static const struct tc_case dense_swiglu_cases[] = {

@@ -1,0 +1,317 @@
+/* Batch and thread-count invariance of the CPU MoE kernels (the four MXFP4 expert matmuls):
+ * a token's outputs are bitwise the same whether it is computed alone or in a block of
+ * tokens, and whatever the number of threads. The engine relies on it: a prompt processed
+ * in chunks of any size, or a sequence decoded next to others, gives the same logits.
+ *
+ * Per CPU variant this processor runs (scalar, AVX2, AVX-512) and per shape (the 20b/120b
+ * expert shape 2880 x 2880 with 8 experts; an odd one: 91 blocks per row, 131 rows),
+ * random inputs (seed printed; $GPTOSS_TEST_SEED replays): weights random bytes with
+ * scale bytes 137..142, bias random bf16, activations ~U[-1,1], a routing skewed so that
+ * the groups of one call hold 1, 2, 3, ... and more than 32 tokens (every path of the
+ * kernels: in-register decode, dequantised tiles, several passes over a tile). Each kernel
+ * runs once on the whole block with 2 threads; then
+ *   - the same block with 1 and with 3 threads: every output bit-equal;
+ *   - every token alone (decode kernels: num_tokens 1 with the token's expert ids; dense
+ *     kernels: the token's row alone as a group of one): its outputs bit-equal to the
+ *     block's.
+ * Outputs start as NaN, so an output a call leaves unwritten fails too.
+ * Output: one line per (variant, shape, kernel, check), then the pass/fail/skip counts. */
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <gptoss/kernels.h>
+
+#include "ops/ops.h"
+
+struct shape {
+    const char* name;
+    uint32_t T, C, R, E, K; /* R: output rows (SwiGLU: outputs; it reads 2R weight rows) */
+};
+
+static uint64_t rng_next(uint64_t* s) { /* splitmix64 */
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static float rng_unit(uint64_t* s) { return (float) ((double) (rng_next(s) >> 40) / (double) (1ull << 24) * 2.0 - 1.0); }
+
+/* Weights of E experts for `rows` weight rows: blocks | scales | bias per expert. */
+struct weights {
+    uint8_t* base;
+    size_t stride, scales_off, bias_off;
+};
+
+static int make_weights(struct weights* w, uint32_t E, uint32_t rows, uint32_t C, uint64_t* s) {
+    const size_t nb = C / 32;
+    w->scales_off = (size_t) rows * nb * 16;
+    w->bias_off = (w->scales_off + (size_t) rows * nb + 1) / 2 * 2;
+    w->stride = (w->bias_off + 2 * (size_t) rows + 63) / 64 * 64;
+    w->base = malloc(w->stride * E);
+    if (w->base == NULL) return 0;
+    for (uint32_t e = 0; e < E; e++) {
+        uint8_t* x = w->base + e * w->stride;
+        for (size_t i = 0; i < w->scales_off; i++) x[i] = (uint8_t) rng_next(s);
+        for (size_t i = 0; i < (size_t) rows * nb; i++) x[w->scales_off + i] = (uint8_t) (137 + rng_next(s) % 6);
+        gptoss_bf16* b = (gptoss_bf16*) (x + w->bias_off);
+        for (uint32_t r = 0; r < rows; r++) b[r] = gptoss_bf16_from_f32(rng_unit(s));
+    }
+    return 1;
+}
+
+/* Expert ids [T][K], distinct per token: expert 0 for 9 tokens of 10 (36 of 40: a group
+ * of more than 32), expert E-1 for the first token only (a group of one), the rest drawn
+ * from the middle experts, so group sizes vary widely. */
+static void make_routing(uint32_t* ids, uint32_t T, uint32_t E, uint32_t K, uint64_t* s) {
+    for (uint32_t t = 0; t < T; t++) {
+        uint32_t n = 0;
+        if (t == 0) ids[t * K + n++] = E - 1;
+        if (t % 10 != 9) ids[t * K + n++] = 0;
+        while (n < K) {
+            const uint32_t e = 1 + (uint32_t) (rng_next(s) % (E - 2));
+            int dup = 0;
+            for (uint32_t j = 0; j < n; j++) dup |= ids[t * K + j] == e;
+            if (!dup) ids[t * K + n++] = e;
+        }
+    }
+}
+
+static void fill_nan(float* x, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] = NAN;
+}
+
+/* Whether a and b hold the same bits and no NaN (unwritten output). */
+static int same_bits(const float* a, const float* b, size_t n, size_t* first_bad) {
+    for (size_t i = 0; i < n; i++) {
+        if (memcmp(&a[i], &b[i], sizeof(float)) != 0 || isnan(a[i])) {
+            *first_bad = i;
+            return 0;
+        }
+    }
+    return 1;
+}
+
+enum kind { DECODE_SWIGLU, DECODE_DOWN, DENSE_SWIGLU, DENSE_DOWN };
+static const char* const kind_names[] = {"moe_matmul_swiglu", "moe_matmul", "moe_dense_matmul_swiglu",
+                                         "moe_dense_matmul"};
+
+/* One call of kernel `k` on n tokens. Decode: input [n][C] (SwiGLU) or [K][n][C], ids
+ * [n][K], output [K][n][R]. Dense: input [n*K][C] grouped by expert per offsets[E+1],
+ * output [n*K][R]. */
+static enum gptoss_status call(gptoss_backend_t b, enum kind k, const struct weights* w, const float* input,
+                               const uint32_t* ids, const uint32_t* offsets, float* out, uint32_t n,
+                               const struct shape* sh) {
+    const uint8_t* blocks = w->base;
+    const uint8_t* scales = w->base + w->scales_off;
+    const gptoss_bf16* bias = (const gptoss_bf16*) (w->base + w->bias_off);
+    switch (k) {
+        case DECODE_SWIGLU:
+            return gptoss_f32_mf4w_moe_matmul_swiglu(b, input, ids, blocks, scales, bias, w->stride, out, n, sh->K,
+                                                     sh->E, sh->C, sh->R, 7.0f);
+        case DECODE_DOWN:
+            return gptoss_f32_mf4w_moe_matmul(b, input, ids, blocks, scales, bias, w->stride, out, n, sh->K, sh->E,
+                                              sh->C, sh->R);
+        case DENSE_SWIGLU:
+            return gptoss_f32_mf4w_moe_dense_matmul_swiglu(b, offsets, input, blocks, scales, bias, w->stride, out,
+                                                           n, sh->K, sh->E, sh->C, sh->R, 7.0f);
+        case DENSE_DOWN:
+            return gptoss_f32_mf4w_moe_dense_matmul(b, offsets, input, blocks, scales, bias, w->stride, out, n,
+                                                    sh->K, sh->E, sh->C, sh->R);
+    }
+    return gptoss_status_invalid_argument;
+}
+
+static void report_status(const char* name, enum gptoss_status st) {
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s: %s", gptoss_status_to_string(st), gptoss_last_error());
+    tc_report(name, 0, msg);
+}
+
+static void run_kernel(gptoss_backend_t be[3], const char* isa, const struct shape* sh, enum kind k,
+                       const struct weights* w, const float* x, const uint32_t* ids) {
+    const uint32_t T = sh->T, C = sh->C, R = sh->R, E = sh->E, K = sh->K, P = T * K;
+    const int dense = k == DENSE_SWIGLU || k == DENSE_DOWN;
+    /* dense inputs: the P pair rows grouped by expert (stable), x[t] for pair (t, j) */
+    uint32_t* offsets = calloc((size_t) E + 1, sizeof *offsets);
+    uint32_t* row_of_pair = malloc((size_t) P * sizeof *row_of_pair);
+    float* in = malloc((size_t) P * C * sizeof(float));
+    float* ref = malloc((size_t) P * R * sizeof(float));
+    float* got = malloc((size_t) P * R * sizeof(float));
+    float* one_in = malloc((size_t) K * C * sizeof(float));
+    float* one_out = malloc((size_t) K * R * sizeof(float));
+    char name[192], msg[256];
+    if (!offsets || !row_of_pair || !in || !ref || !got || !one_in || !one_out) {
+        snprintf(name, sizeof name, "%s_%s_%s", isa, sh->name, kind_names[k]);
+        tc_report(name, 0, "host allocation failed");
+        goto done;
+    }
+    /* decode input: [T][C] for SwiGLU, [K][T][C] (vector j*T + t) for the down-projection */
+    if (dense) {
+        for (uint32_t p = 0; p < P; p++) offsets[ids[p] + 1]++;
+        for (uint32_t e = 0; e < E; e++) offsets[e + 1] += offsets[e];
+        uint32_t* fill = calloc(E, sizeof *fill);
+        for (uint32_t p = 0; p < P && fill != NULL; p++) {
+            row_of_pair[p] = offsets[ids[p]] + fill[ids[p]]++;
+            memcpy(in + (size_t) row_of_pair[p] * C, x + (size_t) p * C, (size_t) C * sizeof(float));
+        }
+        free(fill);
+    } else if (k == DECODE_SWIGLU) {
+        for (uint32_t t = 0; t < T; t++) memcpy(in + (size_t) t * C, x + (size_t) t * K * C, (size_t) C * sizeof(float));
+    } else {
+        for (uint32_t p = 0; p < P; p++) {
+            memcpy(in + ((size_t) (p % K) * T + p / K) * C, x + (size_t) p * C, (size_t) C * sizeof(float));
+        }
+    }
+
+    /* the block, 2 threads */
+    fill_nan(ref, (size_t) P * R);
+    enum gptoss_status st = call(be[1], k, w, in, ids, offsets, ref, T, sh);
+    /* threads 1 and 3 */
+    for (int ti = 0; ti < 3; ti += 2) {
+        snprintf(name, sizeof name, "%s_%s_%s_threads%d_eq_threads2", isa, sh->name, kind_names[k], ti + 1);
+        if (st != gptoss_status_success) {
+            report_status(name, st);
+            continue;
+        }
+        fill_nan(got, (size_t) P * R);
+        const enum gptoss_status st2 = call(be[ti], k, w, in, ids, offsets, got, T, sh);
+        size_t bad = 0;
+        if (st2 != gptoss_status_success) {
+            report_status(name, st2);
+        } else {
+            const int ok = same_bits(got, ref, (size_t) P * R, &bad);
+            if (ok) snprintf(msg, sizeof msg, "%u x %u outputs bit-equal", P, R);
+            else snprintf(msg, sizeof msg, "output %zu differs or is unwritten", bad);
+            tc_report(name, ok, msg);
+        }
+    }
+    /* every token alone */
+    snprintf(name, sizeof name, "%s_%s_%s_alone_eq_block%u", isa, sh->name, kind_names[k], T);
+    if (st != gptoss_status_success) {
+        report_status(name, st);
+        goto done;
+    }
+    int ok = 1;
+    msg[0] = '\0';
+    for (uint32_t t = 0; t < T && ok; t++) {
+        if (dense) {
+            /* each pair of token t alone: a group of one row of its expert */
+            for (uint32_t j = 0; j < K && ok; j++) {
+                const uint32_t p = t * K + j, e = ids[p];
+                uint32_t off1[E + 1];
+                for (uint32_t i = 0; i <= E; i++) off1[i] = i > e ? 1 : 0;
+                fill_nan(one_out, R);
+                const struct shape one = {.T = 1, .C = C, .R = R, .E = E, .K = 1};
+                st = call(be[1], k, w, x + (size_t) p * C, NULL, off1, one_out, 1, &one);
+                size_t bad = 0;
+                if (st != gptoss_status_success) {
+                    report_status(name, st);
+                    goto done;
+                }
+                if (!same_bits(one_out, ref + (size_t) row_of_pair[p] * R, R, &bad)) {
+                    ok = 0;
+                    snprintf(msg, sizeof msg, "token %u slot %u (expert %u): output %zu differs", t, j, e, bad);
+                }
+            }
+        } else {
+            const size_t n_in = k == DECODE_SWIGLU ? 1 : K;
+            for (size_t j = 0; j < n_in; j++) {
+                const size_t src = k == DECODE_SWIGLU ? t : j * T + t;
+                memcpy(one_in + j * C, in + src * C, (size_t) C * sizeof(float));
+            }
+            fill_nan(one_out, (size_t) K * R);
+            st = call(be[1], k, w, one_in, ids + (size_t) t * K, NULL, one_out, 1, sh);
+            if (st != gptoss_status_success) {
+                report_status(name, st);
+                goto done;
+            }
+            for (uint32_t j = 0; j < K && ok; j++) {
+                size_t bad = 0;
+                if (!same_bits(one_out + (size_t) j * R, ref + ((size_t) j * T + t) * R, R, &bad)) {
+                    ok = 0;
+                    snprintf(msg, sizeof msg, "token %u slot %u (expert %u): output %zu differs", t, j,
+                             ids[t * K + j], bad);
+                }
+            }
+        }
+    }
+    if (ok) snprintf(msg, sizeof msg, "%u tokens x %u slots x %u outputs bit-equal", T, K, R);
+    tc_report(name, ok, msg);
+done:
+    free(offsets);
+    free(row_of_pair);
+    free(in);
+    free(ref);
+    free(got);
+    free(one_in);
+    free(one_out);
+}
+
+int main(void) {
+    const char* env = getenv("GPTOSS_TEST_SEED");
+    const uint64_t seed = env != NULL ? strtoull(env, NULL, 0) : (uint64_t) time(NULL);
+    printf("seed %" PRIu64 " (GPTOSS_TEST_SEED=%" PRIu64 " replays)\n", seed, seed);
+    static const struct shape shapes[] = {
+        {"experts_2880x2880", 40, 2880, 2880, 8, 4},
+        {"odd_91blocks_131rows", 19, 2912, 131, 5, 2},
+    };
+    static const struct {
+        const char* name;
+        enum gptoss_cpu_isa isa;
+    } cpus[] = {{"scalar", gptoss_cpu_isa_scalar}, {"avx2", gptoss_cpu_isa_avx2}, {"avx512", gptoss_cpu_isa_avx512}};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        const struct shape* sh = &shapes[si];
+        uint64_t s = seed ^ (0x51ED27ull * (si + 1));
+        struct weights up, down;
+        const size_t P = (size_t) sh->T * sh->K;
+        float* x = malloc(P * sh->C * sizeof(float)); /* x[p]: pair p's input (SwiGLU: x[t*K]) */
+        uint32_t* ids = malloc(P * sizeof *ids);
+        if (x == NULL || ids == NULL || !make_weights(&up, sh->E, 2 * sh->R, sh->C, &s) ||
+            !make_weights(&down, sh->E, sh->R, sh->C, &s)) {
+            fprintf(stderr, "host allocation failed\n");
+            return 1;
+        }
+        for (size_t i = 0; i < P * sh->C; i++) x[i] = rng_unit(&s);
+        /* SwiGLU reads one vector per token: every pair of token t reads x[t*K] */
+        make_routing(ids, sh->T, sh->E, sh->K, &s);
+        for (size_t c = 0; c < sizeof cpus / sizeof cpus[0]; c++) {
+            gptoss_backend_t be[3] = {NULL, NULL, NULL};
+            enum gptoss_status st = gptoss_status_success;
+            for (uint32_t t = 0; t < 3 && st == gptoss_status_success; t++) {
+                st = gptoss_backend_create_cpu_isa(t + 1, cpus[c].isa, &be[t]);
+            }
+            for (int k = 0; k < 4; k++) {
+                if (st != gptoss_status_success) {
+                    char name[160];
+                    snprintf(name, sizeof name, "%s_%s_%s", cpus[c].name, sh->name, kind_names[k]);
+                    tc_skip(name, gptoss_last_error());
+                    continue;
+                }
+                const int swiglu = k == DECODE_SWIGLU || k == DENSE_SWIGLU;
+                if (k == DENSE_SWIGLU) {
+                    /* the dense SwiGLU pair rows read their token's vector */
+                    float* xs = malloc(P * sh->C * sizeof(float));
+                    if (xs == NULL) return 1;
+                    for (size_t p = 0; p < P; p++) {
+                        memcpy(xs + p * sh->C, x + p / sh->K * sh->K * sh->C, sh->C * sizeof(float));
+                    }
+                    run_kernel(be, cpus[c].name, sh, (enum kind) k, &up, xs, ids);
+                    free(xs);
+                } else {
+                    run_kernel(be, cpus[c].name, sh, (enum kind) k, swiglu ? &up : &down, x, ids);
+                }
+            }
+            for (int t = 0; t < 3; t++) gptoss_backend_release(be[t]);
+        }
+        free(up.base);
+        free(down.base);
+        free(x);
+        free(ids);
+    }
+    return tc_summary();
+}
