@@ -631,6 +631,20 @@ static enum gptoss_status launch_draw(struct gptoss_batch* b, struct gptoss_sequ
     return gptoss_status_success;
 }
 
+/* A NaN in a logits row fails its draw, whatever the mode: the kernels and the host sampler
+ * would rank it below everything (or, for greedy, above: the unembedding's argmax puts +NaN
+ * first) and draw a token as if nothing were wrong. row: the row on the host. */
+static enum gptoss_status check_logits(const float* row, uint32_t V) {
+    uint32_t nan = 0;
+    for (uint32_t i = 0; i < V; i++) nan |= row[i] != row[i]; /* vectorizes: no early exit */
+    if (!nan) return gptoss_status_success;
+    uint32_t first = 0;
+    while (row[first] == row[first]) first++;
+    return gptoss_fail(gptoss_status_invalid_state,
+                       "the logits hold NaN (first at token id %u): the forward pass of this sequence produced NaN; "
+                       "no token can be drawn from them", first);
+}
+
 /* The token of sequence s from its logits row j once the backend draws are on the host
  * (b->sampled_host): greedy the step's argmax (all rows copied at the first), a backend
  * draw its copied token, a host draw from its row copied now. */
@@ -652,6 +666,7 @@ static enum gptoss_status take_draw(struct gptoss_batch* b, struct gptoss_sequen
         KCALL_PROF(b, "copy of the logits", gptoss_profile_copy_logits,
                    gptoss_backend_copy(b->backend, b->host_logits, b->buf.logits + (size_t) j * V,
                                        (size_t) V * sizeof(float), gptoss_copy_backend_to_host));
+        GPTOSS_TRY(check_logits(b->host_logits, V)); /* the copy: every backend */
         if (b->prof != NULL) gptoss_profile_begin(b->prof, b->backend);
         id = gptoss_sampler_pick_host(s->sampler, b->host_logits, s->tokens, s->num_tokens, s->num_tokens, &b->scratch);
         if (b->prof != NULL) gptoss_profile_end(b->prof, b->backend, gptoss_profile_host_sampler, gptoss_status_success);
@@ -773,10 +788,21 @@ static enum gptoss_status draw_all(struct gptoss_batch* b, struct gptoss_sequenc
     enum gptoss_sampler_mode mode[n];
     int failed[n];
     uint32_t rows = 0;
+    /* On the CPU the logits rows are on the host and each draw checks its row for NaN first;
+     * on CUDA only the host draws do (their row is copied): the greedy and kernel draws
+     * there would need a reduction on the device (not done). */
+    const int host_rows = gptoss_backend_get_kind(b->backend) == gptoss_backend_kind_cpu;
     for (uint32_t i = 0; i < n; i++) {
         mode[i] = gptoss_sampler_get_mode(list[i]->sampler, b->params.sampling);
         failed[i] = 0;
-        if (!on_backend(mode[i])) continue;
+        if (host_rows && mode[i] != gptoss_sampler_mode_host) { /* (host draws check their copy) */
+            const enum gptoss_status st =
+                check_logits(b->buf.logits + (size_t) list[i]->logits_row * b->model->vocabulary_size,
+                             b->model->vocabulary_size);
+            note_error(st, &first_error, message, sizeof(message));
+            failed[i] = st != gptoss_status_success;
+        }
+        if (failed[i] || !on_backend(mode[i])) continue;
         const enum gptoss_status st = launch_draw(b, list[i], list[i]->logits_row, mode[i]);
         note_error(st, &first_error, message, sizeof(message));
         failed[i] = st != gptoss_status_success;

@@ -15,7 +15,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <microhttpd.h>
 
@@ -459,11 +458,6 @@ bool srv_http_start(const struct srv_http_options* o, const struct srv_api_confi
     *port_out = di ? di->port : o->port;
     *out = h;
     return true;
-}
-
-void srv_http_quiesce(struct srv_http* h) {
-    const MHD_socket s = MHD_quiesce_daemon(h->daemon);
-    if (s != MHD_INVALID_SOCKET) close(s);
 }
 
 unsigned srv_http_active(struct srv_http* h) { return atomic_load(&h->active); }

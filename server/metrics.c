@@ -1,6 +1,7 @@
 /* Server metrics in the Prometheus text format: requests by endpoint and status, tokens in
  * and out (and prompt tokens served from the cache), histograms of the time to the first
  * token and of the decode rate per request. */
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -134,6 +135,16 @@ void srv_metrics_render(struct srv_metrics* m, size_t queue_length, size_t runni
                    "# HELP gptoss_kv_blocks_cached Free KV blocks holding a finished request's K/V (prompt cache).\n"
                    "# TYPE gptoss_kv_blocks_cached gauge\ngptoss_kv_blocks_cached %zu\n",
                    kv->num_blocks, kv->reserved_blocks, kv->cached_blocks);
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+    /* what a leak grows, unlike resident memory: that also holds the allocator's per-thread
+     * arenas (made as threads meet in malloc, kept) and the pages of the KV blocks once
+     * first written (the prompt cache reaches every block in time) */
+    const struct mallinfo2 mi = mallinfo2();
+    srv_buf_printf(out,
+                   "# HELP gptoss_heap_allocated_bytes Bytes handed out by malloc and not freed (glibc mallinfo2: "
+                   "uordblks + hblkhd).\n# TYPE gptoss_heap_allocated_bytes gauge\ngptoss_heap_allocated_bytes %zu\n",
+                   mi.uordblks + mi.hblkhd);
+#endif
     render_histogram(out, "gptoss_time_to_first_token_seconds", "Seconds from arrival to the first generated token.",
                      &m->ttft, ttft_buckets, NT);
     render_histogram(out, "gptoss_decode_tokens_per_second", "Decode rate of each request after its first token.",

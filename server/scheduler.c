@@ -91,6 +91,7 @@ static void finish(struct srv_scheduler* s, struct seq* q, int error_status, con
     gptoss_sequence_release(q->sq);
     pthread_mutex_lock(&s->mu);
     s->num_running--;
+    q->req = NULL; /* under the lock: srv_scheduler_cancel_all reads it (req may be freed below) */
     pthread_mutex_unlock(&s->mu);
     const double t_end = srv_now();
     srv_metrics_tokens(s->metrics, res->prompt_tokens, res->cached_tokens, q->generated);
@@ -173,9 +174,9 @@ static enum admit_result admit(struct srv_scheduler* s, struct srv_request* req)
         return admit_done;
     }
     memset(q, 0, sizeof(*q));
-    q->req = req;
     q->sq = sq;
     pthread_mutex_lock(&s->mu);
+    q->req = req;
     s->num_running++;
     pthread_mutex_unlock(&s->mu);
     req->result.prompt_tokens = req->num_prompt;

@@ -332,8 +332,6 @@ struct srv_http_options {
 bool srv_http_start(const struct srv_http_options* options, const struct srv_api_config* api,
                     struct srv_scheduler* scheduler, struct srv_metrics* metrics, struct srv_http** out,
                     uint16_t* port_out, char* why, size_t why_size);
-/* Stops accepting connections (listening socket closed); open ones go on. */
-void srv_http_quiesce(struct srv_http* h);
 /* Generation requests whose response is not completely sent yet. */
 unsigned srv_http_active(struct srv_http* h);
 void srv_http_stop(struct srv_http* h);

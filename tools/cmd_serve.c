@@ -52,8 +52,9 @@ static void help_serve(void) {
            "of each and a chunk of any new prompt); new ones join between steps in arrival order,\n"
            "finished or cancelled ones leave at once. On the CPU a request's tokens do not depend\n"
            "on the others it runs with, bit for bit; on CUDA its logits can differ in the last\n"
-           "bits (README, \"Batch invariance\"). Ctrl-C or SIGTERM stops accepting,\n"
-           "lets the queued and running requests finish, and exits (a second signal cancels them).\n"
+           "bits (README, \"Batch invariance\"). Ctrl-C or SIGTERM stops accepting requests (new\n"
+           "ones get 503), lets the queued and running ones finish, and exits (a second signal\n"
+           "cancels them).\n"
            "  -m, --model FILE      model file (GPT-OSS v1.0); its file name is the model id\n"
            "  --random PRESET       instead of -m: random weights (tiny | 20b | 120b), id random-PRESET\n"
            "  --random-seed S       with --random: weight seed (default 0)\n"
@@ -312,8 +313,11 @@ int gptoss_cli_serve(int argc, char** argv) {
     int sig = 0;
     sigwait(&sigs, &sig);
     fprintf(stderr, "gptoss serve: %s: finishing the requests in flight (again to cancel them)\n", strsignal(sig));
+    /* it goes on listening until the end: generation requests get 503 server_shutdown. (Not
+     * MHD_quiesce_daemon: with a thread pool on epoll it races with the polling threads, both
+     * taking the listening socket out of a thread's epoll set, and the loser's error is a
+     * libmicrohttpd panic: abort, "Failed to remove listen FD from epoll set".) */
     srv_scheduler_stop_accepting(sched);
-    srv_http_quiesce(http);
     bool cancelled = false;
     while (!srv_scheduler_wait_idle(sched, 0.1)) {
         const struct timespec zero = {0, 0};

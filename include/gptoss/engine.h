@@ -271,7 +271,11 @@ struct gptoss_batch_token {
  * >= max_sequences entries; *num_tokens_out = how many). Nothing to do: success, 0
  * tokens. On failure (a backend error) the sequences of the step keep their tokens but
  * lose the K/V the step computed and stop generating; they are listed with token
- * UINT32_MAX, and the status and message say what failed; the batch stays usable. */
+ * UINT32_MAX, and the status and message say what failed; the batch stays usable. A draw
+ * that fails (logits holding NaN: gptoss_status_invalid_state, "the logits hold NaN") fails
+ * only its sequence: it is listed with UINT32_MAX and stops generating, the others draw.
+ * (On CUDA only the draws made by the host sampler check for NaN so far; greedy draws and
+ * the sampling kernels there do not.) */
 enum gptoss_status gptoss_batch_step(gptoss_batch_t batch, struct gptoss_batch_token* tokens_out, size_t capacity,
                                      size_t* num_tokens_out);
 /* The profile of a batch created with params.profile = 1 (as gptoss_context_print_profile). */

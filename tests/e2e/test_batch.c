@@ -18,7 +18,8 @@
  * Admission: sequences are refused with insufficient_resources past the KV budget or
  * max_sequences, and fit again once others are released. Prefix cache: a sequence that
  * repeats a released one's prompt reuses its K/V (gptoss_sequence_get_num_kv_tokens) with
- * the same logits as the first time. Errors: bad arguments, overflow, no logits.
+ * the same logits as the first time. Errors: bad arguments, overflow, no logits; NaN logits
+ * fail the draw in every mode, alone (test_nan_logits).
  * With --backend cuda (a GPU): what holds there (test_cuda below).
  * Prints its seed (GPTOSS_TEST_SEED replays it). */
 #include <math.h>
@@ -29,6 +30,7 @@
 #include <gptoss/offline.h>
 
 #include "../engine/test_util.h"
+#include "model.h" /* test_nan_logits writes NaN into the embeddings of a model made in memory */
 
 #define NTRACK 3
 #define NDRAW 12
@@ -390,6 +392,97 @@ static void test_errors(gptoss_model_t m) {
     gptoss_batch_release(b);
 }
 
+/* NaN logits fail the draw with a message naming the cause, in every draw mode (greedy,
+ * temperature only by f32_softmax + f32_sample, top-p + a penalty on the host, the
+ * sampling kernels greedy and sampled) and through the context API; in a batch the
+ * sequence fails alone: a clean one beside it draws the same tokens as alone. The model: a
+ * random 1-layer tiny one whose embedding row of token `poisoned` is NaN (bf16 0x7FC0 or,
+ * for the other half of the modes, 0xFFC0: the argmax ranks +NaN first and -NaN last), so
+ * every logit of a sequence holding that token is NaN. */
+static void test_nan_logits(gptoss_backend_t backend) {
+    gptoss_model_t m = NULL;
+    if (gptoss_model_create_random("tiny", 1, g_rng + 2, backend, &m) != gptoss_status_success) {
+        CHECK(0, "nan model: %s", gptoss_last_error());
+        return;
+    }
+    const uint32_t poisoned = 4242 % g_vocab, H = m->config.embedding_dim;
+    uint8_t* row = (uint8_t*) m->weights + m->embedding + (size_t) poisoned * H * 2; /* bf16[V][H], host memory */
+    const int sampling[] = {gptoss_sampling_auto, gptoss_sampling_auto, gptoss_sampling_auto,
+                            gptoss_sampling_kernels, gptoss_sampling_kernels};
+    const char* names[] = {"greedy", "softmax", "host (top-p, penalty)", "kernels, greedy", "kernels, sampled"};
+    const int saved = g_sampling;
+    for (int mode = 0; mode < 5; mode++) {
+        for (uint32_t c = 0; c < H; c++) { row[2 * c] = 0xC0; row[2 * c + 1] = mode % 2 ? 0xFF : 0x7F; }
+        gptoss_sampler_t smp = NULL;
+        if (mode != 0 && mode != 3) {
+            gptoss_sampler_create(&smp);
+            gptoss_sampler_set_temperature(smp, 0.8f);
+            gptoss_sampler_set_seed(smp, 7);
+            if (mode == 2) {
+                gptoss_sampler_set_top_p(smp, 0.9f);
+                gptoss_sampler_set_presence_penalty(smp, 0.5f);
+            }
+        }
+        g_sampling = sampling[mode];
+        const uint32_t bad[3] = {500, poisoned, 600}, clean[4] = {700, 800, 900, 1000};
+        uint32_t alone[4] = {0}, beside[4] = {0};
+        for (int together = 0; together < 2; together++) {
+            gptoss_batch_t b = make_batch(m, backend, 16, 2);
+            gptoss_sequence_t sb = NULL, sc = NULL;
+            gptoss_sequence_create(b, 10, &sc);
+            gptoss_sequence_append_tokens(sc, 4, clean);
+            gptoss_sequence_generate(sc, smp, 4);
+            if (together) {
+                gptoss_sequence_create(b, 10, &sb);
+                gptoss_sequence_append_tokens(sb, 3, bad);
+                gptoss_sequence_generate(sb, smp, 4);
+            }
+            uint32_t* out = together ? beside : alone;
+            int drawn = 0, failed = 0, errors = 0;
+            for (int i = 0; i < 10; i++) {
+                struct gptoss_batch_token toks[2];
+                size_t n = 0;
+                if (gptoss_batch_step(b, toks, 2, &n) != gptoss_status_success) {
+                    errors++;
+                    CHECK(strstr(gptoss_last_error(), "the logits hold NaN") != NULL, "%s: the step's message: %s",
+                          names[mode], gptoss_last_error());
+                }
+                for (size_t k = 0; k < n; k++) {
+                    if (toks[k].sequence == sc && drawn < 4) out[drawn++] = toks[k].token;
+                    failed += toks[k].sequence == sb && toks[k].token == UINT32_MAX;
+                    CHECK(toks[k].sequence != sb || toks[k].token == UINT32_MAX, "%s: a token %u drawn from NaN",
+                          names[mode], toks[k].token);
+                }
+            }
+            CHECK(drawn == 4, "%s: the clean sequence drew %d of 4 tokens", names[mode], drawn);
+            if (together) CHECK(failed == 1 && errors == 1, "%s: the NaN sequence failed %d times, steps %d", names[mode], failed, errors);
+            gptoss_sequence_release(sb);
+            gptoss_sequence_release(sc);
+            gptoss_batch_release(b);
+        }
+        CHECK(memcmp(alone, beside, sizeof(alone)) == 0, "%s: the clean sequence beside the failed one draws as alone",
+              names[mode]);
+        /* the context API (a batch of one) */
+        struct gptoss_context_params p;
+        gptoss_context_params_init(&p);
+        p.backend = backend;
+        p.sampling = g_sampling;
+        p.context_length = 64;
+        gptoss_context_t ctx = NULL;
+        uint32_t tok = 12345;
+        size_t nt = 99;
+        CHECK(gptoss_context_create_with_params(m, &p, &ctx) == gptoss_status_success, "context: %s", gptoss_last_error());
+        gptoss_context_append_tokens(ctx, 3, bad);
+        CHECK(gptoss_context_sample(ctx, smp, 1, &tok, &nt) != gptoss_status_success &&
+                  strstr(gptoss_last_error(), "the logits hold NaN") != NULL && nt == 0,
+              "%s: gptoss_context_sample on NaN logits fails (%zu drawn: %u; %s)", names[mode], nt, tok, gptoss_last_error());
+        gptoss_context_release(ctx);
+        gptoss_sampler_release(smp);
+    }
+    g_sampling = saved;
+    gptoss_model_release(m);
+}
+
 /* CUDA (--backend cuda, on a GPU): which of the batch's guarantees hold there. Each tracked
  * sequence alone (the reference), then twice among g_streams sequences with the same
  * crowd (same seed): the two must be bitwise equal (a step's results are a function of its
@@ -557,6 +650,7 @@ int main(int argc, char** argv) {
     test_admission(m);
     test_prefix_cache(m);
     test_errors(m);
+    test_nan_logits(b2);
     gptoss_model_release(m);
     gptoss_tokenizer_release(t);
     gptoss_backend_release(b2);

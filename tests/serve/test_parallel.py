@@ -9,8 +9,9 @@
   refused or evicted); a cancelled stream's blocks are free at once (gptoss_kv_blocks_reserved,
   before it generated its max_tokens).
 - A request that fails in a step fails alone: a model whose embedding row of one token is
-  NaN makes that request's draw fail (500, the kernel's message) while the requests decoding
-  beside it finish with the same tokens as alone, and the server goes on.
+  NaN makes that request's draw fail (500, the engine's message: the logits hold NaN) while
+  the requests decoding beside it finish with the same tokens as alone, and the server goes
+  on; greedy requests too (they drew token 0 from NaN logits before), streamed or not.
 """
 import http.client
 import json
@@ -195,10 +196,34 @@ def test_failed_request_fails_alone(tiny_model, tmp_path):
             t.start()
         for t in threads:
             t.join(timeout=120)
-        assert bad["status"] == 500 and "not a finite value" in bad["body"]["error"]["message"], bad
+        assert bad["status"] == 500 and "the logits hold NaN" in bad["body"]["error"]["message"], bad
         assert got == ref
         assert bad["ended"] < min(ended), "the failed request ran beside the others"
         assert s.client().completions.create(model=s.model, prompt=[5, 6, 7], max_tokens=3).usage.completion_tokens == 3
+        assert idle(s)
+    finally:
+        assert s.stop() == 0, s.stderr()
+
+
+def test_nan_logits_greedy(tiny_model, tmp_path):
+    s = Server(poisoned_model(tiny_model, tmp_path), ["-t", "1", "-c", "256", "--parallel", "2"], tmp_path)
+    try:
+        body = {"model": s.model, "prompt": [POISONED, 500, 600], "max_tokens": 3, "temperature": 0}
+        conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=60)
+        conn.request("POST", "/v1/completions", body=json.dumps(body), headers={"Content-Type": "application/json"})
+        r = conn.getresponse()
+        got = json.loads(r.read())
+        assert r.status == 500 and "the logits hold NaN" in got["error"]["message"], got
+        conn.request("POST", "/v1/completions", body=json.dumps(dict(body, stream=True)),
+                     headers={"Content-Type": "application/json"})
+        events = [json.loads(line[6:]) for line in conn.getresponse().read().decode().split("\n\n")
+                  if line.startswith("data: {")]
+        assert "the logits hold NaN" in events[-1]["error"]["message"], events
+        assert all(e.get("choices", [{}])[0].get("text", "") == "" for e in events[:-1]), "no token drawn from NaN"
+        conn.close()
+        # the server goes on: a clean greedy request
+        assert s.client().completions.create(model=s.model, prompt=[5, 6, 7], max_tokens=3,
+                                             temperature=0).usage.completion_tokens == 3
         assert idle(s)
     finally:
         assert s.stop() == 0, s.stderr()
