@@ -1,4 +1,5 @@
-/* Batch and thread-count invariance of the CPU MoE kernels (the four MXFP4 expert matmuls):
+/* Batch and thread-count invariance of the CPU MoE kernels (the four MXFP4 expert matmuls)
+ * and of the bf16-weight matmuls (matmul, matmul_add; the dense names run the same code):
  * a token's outputs are bitwise the same whether it is computed alone or in a block of
  * tokens, and whatever the number of threads. The engine relies on it: a prompt processed
  * in chunks of any size, or a sequence decoded next to others, gives the same logits.
@@ -14,6 +15,10 @@
  *   - every token alone (decode kernels: num_tokens 1 with the token's expert ids; dense
  *     kernels: the token's row alone as a group of one): its outputs bit-equal to the
  *     block's.
+ * The bf16 matmuls (shapes around their tiles and blocks: tokens past one and two blocks of
+ * 96, rows not a multiple of any register tile, columns not a multiple of a chunk or fewer
+ * than one chunk; matmul with a bias, matmul_add without, onto random outputs): the whole
+ * block with 2 threads vs 1 and 3 threads, vs every token alone, vs chunks of 7 tokens.
  * Outputs start as NaN, so an output a call leaves unwritten fails too.
  * Output: one line per (variant, shape, kernel, check), then the pass/fail/skip counts. */
 #include <inttypes.h>
@@ -252,6 +257,99 @@ done:
     free(one_out);
 }
 
+/* ---- bf16-weight matmuls ---- */
+
+struct mm_shape {
+    const char* name;
+    uint32_t T, C, R;
+};
+
+/* out = x w^T + b over n tokens (add: out += x w^T, no bias). */
+static enum gptoss_status mm_call(gptoss_backend_t b, int add, const float* x, const gptoss_bf16* w,
+                                  const gptoss_bf16* bias, float* out, uint32_t n, const struct mm_shape* sh) {
+    return add ? gptoss_f32_bf16w_matmul_add(b, x, w, NULL, out, n, sh->C, sh->R)
+               : gptoss_f32_bf16w_matmul(b, x, w, bias, out, n, sh->C, sh->R);
+}
+
+/* The output of n tokens from token t0 into out: NaN (matmul) or the initial values. */
+static void mm_prepare(int add, const float* init, float* out, size_t t0, size_t n, uint32_t R) {
+    if (add) memcpy(out, init + t0 * R, n * R * sizeof(float));
+    else fill_nan(out, n * R);
+}
+
+static void run_matmul(gptoss_backend_t be[3], const char* isa, const struct mm_shape* sh, int add, uint64_t* s) {
+    const uint32_t T = sh->T, C = sh->C, R = sh->R;
+    const char* kind = add ? "matmul_add" : "matmul";
+    float* x = malloc((size_t) T * C * sizeof(float));
+    gptoss_bf16* w = malloc((size_t) R * C * sizeof *w);
+    gptoss_bf16* bias = malloc((size_t) R * sizeof *bias);
+    float* init = malloc((size_t) T * R * sizeof(float));
+    float* ref = malloc((size_t) T * R * sizeof(float));
+    float* got = malloc((size_t) T * R * sizeof(float));
+    char name[192], msg[256];
+    if (!x || !w || !bias || !init || !ref || !got) {
+        snprintf(name, sizeof name, "%s_%s_%s", isa, sh->name, kind);
+        tc_report(name, 0, "host allocation failed");
+        goto done;
+    }
+    for (size_t i = 0; i < (size_t) T * C; i++) x[i] = rng_unit(s);
+    for (size_t i = 0; i < (size_t) R * C; i++) w[i] = gptoss_bf16_from_f32(0.05f * rng_unit(s));
+    for (uint32_t i = 0; i < R; i++) bias[i] = gptoss_bf16_from_f32(rng_unit(s));
+    for (size_t i = 0; i < (size_t) T * R; i++) init[i] = rng_unit(s);
+
+    /* the block, 2 threads */
+    mm_prepare(add, init, ref, 0, T, R);
+    enum gptoss_status st = mm_call(be[1], add, x, w, bias, ref, T, sh);
+    if (st != gptoss_status_success) {
+        snprintf(name, sizeof name, "%s_%s_%s", isa, sh->name, kind);
+        report_status(name, st);
+        goto done;
+    }
+    size_t bad = 0;
+    for (int ti = 0; ti < 3; ti += 2) {
+        snprintf(name, sizeof name, "%s_%s_%s_threads%d_eq_threads2", isa, sh->name, kind, ti + 1);
+        mm_prepare(add, init, got, 0, T, R);
+        st = mm_call(be[ti], add, x, w, bias, got, T, sh);
+        if (st != gptoss_status_success) {
+            report_status(name, st);
+            continue;
+        }
+        const int ok = same_bits(got, ref, (size_t) T * R, &bad);
+        if (ok) snprintf(msg, sizeof msg, "%u x %u outputs bit-equal", T, R);
+        else snprintf(msg, sizeof msg, "output %zu differs or is unwritten", bad);
+        tc_report(name, ok, msg);
+    }
+    /* every token alone, then chunks of 7 tokens (2 threads) */
+    static const uint32_t chunks[] = {1, 7};
+    for (size_t k = 0; k < sizeof chunks / sizeof chunks[0]; k++) {
+        const uint32_t n = chunks[k];
+        snprintf(name, sizeof name, "%s_%s_%s_chunks%u_eq_block%u", isa, sh->name, kind, n, T);
+        int ok = 1;
+        for (uint32_t t = 0; t < T && ok; t += n) {
+            const uint32_t m = T - t < n ? T - t : n;
+            mm_prepare(add, init, got, t, m, R);
+            st = mm_call(be[1], add, x + (size_t) t * C, w, bias, got, m, sh);
+            if (st != gptoss_status_success) {
+                report_status(name, st);
+                ok = -1;
+            } else if (!same_bits(got, ref + (size_t) t * R, (size_t) m * R, &bad)) {
+                ok = 0;
+                snprintf(msg, sizeof msg, "token %zu row %zu differs or is unwritten", t + bad / R, bad % R);
+            }
+        }
+        if (ok < 0) continue;
+        if (ok) snprintf(msg, sizeof msg, "%u tokens x %u outputs bit-equal", T, R);
+        tc_report(name, ok, msg);
+    }
+done:
+    free(x);
+    free(w);
+    free(bias);
+    free(init);
+    free(ref);
+    free(got);
+}
+
 int main(void) {
     const char* env = getenv("GPTOSS_TEST_SEED");
     const uint64_t seed = env != NULL ? strtoull(env, NULL, 0) : (uint64_t) time(NULL);
@@ -312,6 +410,33 @@ int main(void) {
         free(down.base);
         free(x);
         free(ids);
+    }
+    static const struct mm_shape mm_shapes[] = {
+        {"qkv_cols_2880_rows_523", 101, 2880, 523}, /* 2 blocks, rows % 4, 6, 8 != 0 */
+        {"odd_cols_2911", 45, 2911, 37},            /* a tail of 15 (AVX2) / 31 (AVX-512) columns */
+        {"cols_13_below_chunk", 13, 13, 19},        /* no whole chunk: the tail alone */
+        {"tokens_193_cols_64", 193, 64, 14},        /* 3 blocks of 96, the last of one token */
+    };
+    for (size_t c = 0; c < sizeof cpus / sizeof cpus[0]; c++) {
+        gptoss_backend_t be[3] = {NULL, NULL, NULL};
+        enum gptoss_status st = gptoss_status_success;
+        for (uint32_t t = 0; t < 3 && st == gptoss_status_success; t++) {
+            st = gptoss_backend_create_cpu_isa(t + 1, cpus[c].isa, &be[t]);
+        }
+        for (size_t si = 0; si < sizeof mm_shapes / sizeof mm_shapes[0]; si++) {
+            for (int add = 0; add < 2; add++) {
+                if (st != gptoss_status_success) {
+                    char name[160];
+                    snprintf(name, sizeof name, "%s_%s_%s", cpus[c].name, mm_shapes[si].name,
+                             add ? "matmul_add" : "matmul");
+                    tc_skip(name, gptoss_last_error());
+                    continue;
+                }
+                uint64_t s = seed ^ (0xB16ull * (si + 1) + (uint64_t) add);
+                run_matmul(be, cpus[c].name, &mm_shapes[si], add, &s);
+            }
+        }
+        for (int t = 0; t < 3; t++) gptoss_backend_release(be[t]);
     }
     return tc_summary();
 }

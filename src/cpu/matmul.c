@@ -12,11 +12,12 @@
  * columns (one lane per pair of columns of a 16/32-column chunk), summed horizontally at
  * the end, the columns past the last whole chunk added in order. One token: each weight
  * row is streamed from memory once (8 rows at a time on AVX-512; one row at a time with
- * software prefetch on AVX2). Several tokens: blocks of DOT_TOKENS tokens x DOT_ROWS
- * rows (activations in L2, rows in L1), tiles of 4 rows x 5 tokens (AVX-512) or 4 x 3
- * (AVX2) with the accumulators in registers. The activations are first copied into a
- * permuted layout (per chunk of 16/32 columns: even columns, then odd columns) so that a
- * chunk of bf16 weights widens with one shift (even) and one AND (odd), no shuffles.
+ * software prefetch on AVX2). Several tokens: blocks of DOT_TOKENS tokens (activations in
+ * L2), register tiles of 6 rows x 4 tokens (AVX-512) or 4 x 2 (AVX2) running over all the
+ * columns, the tile's rows staying in L1 while the block's tokens pass. The activations
+ * are first copied into a permuted layout (per chunk of 16/32 columns: even columns, then
+ * odd columns) so that a chunk of bf16 weights widens with one shift (even) and one AND
+ * (odd), no shuffles.
  * Widening is exact (bits << 16); activations stay f32 (no bf16 dot instructions). */
 #include <stdbool.h>
 #include <stdlib.h>
@@ -38,9 +39,8 @@
 #ifndef PREFETCH_DISTANCE
 #define PREFETCH_DISTANCE 1024
 #endif
-/* Several tokens: tokens and rows per cache block. */
-#define DOT_TOKENS 48
-#define DOT_ROWS 64
+/* Several tokens: tokens per cache block. */
+#define DOT_TOKENS 96
 /* Rows per parallel grain. */
 #define DECODE_GRAIN 8
 
@@ -60,6 +60,15 @@ static inline void finish(const struct gemm* g, size_t t, size_t r, float dot) {
     const float v = g->b != NULL ? dot + gptoss_bf16_to_f32(g->b[r]) : dot;
     float* o = &g->out[t * g->R + r];
     *o = g->add ? *o + v : v;
+}
+
+/* The columns past the last whole chunk (x86 variants): row r for token t, in order. */
+static inline float tail_dot(const struct gemm* g, size_t t, size_t r) {
+    const float* x = g->x + t * g->C;
+    const uint16_t* w = g->w + r * g->C;
+    float tail = 0.0f;
+    for (size_t c = g->cmain; c < g->C; c++) tail = fmaf(x[c], gptoss_bf16_to_f32(w[c]), tail);
+    return tail;
 }
 
 /* ------------------------------------------------------------------------------------
@@ -110,22 +119,20 @@ static void permute_activations(const float* x, float* xp, size_t T, size_t C, s
 }
 
 /* The dot schedule for several tokens: tokens in blocks of DOT_TOKENS (their activations
- * stay in L2), rows in blocks of DOT_ROWS within them, tiles of 4 rows x nt_max tokens (the
- * last tokens and rows in smaller tiles). Every output element keeps its own accumulator
- * over all columns, so its value does not depend on the tile it falls in. */
-static void dot_schedule(const struct gemm* g, size_t begin, size_t end, int nt_max,
+ * stay in L2), rows in tiles of nr_max (the tile's rows stay in L1 while every token tile
+ * of the block passes over them), tiles of nr_max rows x nt_max tokens (the last rows and
+ * tokens in smaller tiles). Every output element keeps its own accumulator over all
+ * columns, so its value does not depend on the tile it falls in. */
+static void dot_schedule(const struct gemm* g, size_t begin, size_t end, int nr_max, int nt_max,
                          void (*tile)(const struct gemm*, size_t, size_t, int, int)) {
     for (size_t t0 = 0; t0 < g->T; t0 += DOT_TOKENS) {
         const size_t t1 = g->T - t0 < DOT_TOKENS ? g->T : t0 + DOT_TOKENS;
-        for (size_t r0 = begin; r0 < end; r0 += DOT_ROWS) {
-            const size_t r1 = end - r0 < DOT_ROWS ? end : r0 + DOT_ROWS;
-            for (size_t r = r0; r < r1;) {
-                const int nr = r + 4 <= r1 ? 4 : 1;
-                for (size_t t = t0; t < t1; t += (size_t) nt_max) {
-                    tile(g, r, t, nr, t1 - t < (size_t) nt_max ? (int) (t1 - t) : nt_max);
-                }
-                r += (size_t) nr;
+        for (size_t r = begin; r < end;) {
+            const int nr = end - r < (size_t) nr_max ? (int) (end - r) : nr_max;
+            for (size_t t = t0; t < t1; t += (size_t) nt_max) {
+                tile(g, r, t, nr, t1 - t < (size_t) nt_max ? (int) (t1 - t) : nt_max);
             }
+            r += (size_t) nr;
         }
     }
 }
@@ -140,62 +147,88 @@ __attribute__((target("avx2,fma"))) static inline float hsum_avx2(__m256 v) {
     return _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
 }
 
-/* NR rows starting at r x NT tokens starting at t, all columns. */
-__attribute__((target("avx2,fma"), always_inline)) static inline void decode_block_avx2(const struct gemm* g,
-                                                                                         size_t r, size_t t,
-                                                                                         const int NR,
-                                                                                         const int NT) {
+/* One token: row r, all columns. */
+__attribute__((target("avx2,fma"))) static inline void decode_row_avx2(const struct gemm* g, size_t r) {
+    const __m256i hi_mask = _mm256_set1_epi32((int) 0xFFFF0000u);
+    const uint16_t* w = g->w + r * g->C;
+    __m256 acc = _mm256_setzero_ps();
+    for (size_t c = 0; c < g->cmain; c += 16) {
+#if PREFETCH_DISTANCE
+        if ((c & 16) == 0) _mm_prefetch((const char*) (w + c + PREFETCH_DISTANCE), _MM_HINT_T0);
+#endif
+        const __m256i wv = _mm256_loadu_si256((const __m256i*) (w + c));
+        acc = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(wv, 16)), _mm256_load_ps(g->xp + c), acc);
+        acc = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(wv, hi_mask)), _mm256_load_ps(g->xp + c + 8), acc);
+    }
+    finish(g, 0, r, hsum_avx2(acc) + tail_dot(g, 0, r));
+}
+
+/* Several tokens: NR rows from r x NT tokens from t, all columns, the same arithmetic per
+ * output as decode_row_avx2. Per chunk the even halves of the NR rows are widened and
+ * used by every token, then the odd halves (NR x NT accumulators + NR weights + one
+ * activation: 13 of the 16 registers at 4 x 2). */
+__attribute__((target("avx2,fma"), always_inline)) static inline void dot_block_avx2(const struct gemm* g,
+                                                                                      size_t r, size_t t,
+                                                                                      const int NR,
+                                                                                      const int NT) {
     const size_t C = g->C, cmain = g->cmain;
     const __m256i hi_mask = _mm256_set1_epi32((int) 0xFFFF0000u);
-    __m256 acc[8][3];
-    const uint16_t* wr[8];
-    const float* xr[3];
-#pragma GCC unroll 8
+    __m256 acc[4][2];
+    const uint16_t* wr[4];
+    const float* xr[2];
+#pragma GCC unroll 4
     for (int i = 0; i < NR; i++) {
         wr[i] = g->w + (r + i) * C;
-#pragma GCC unroll 3
+#pragma GCC unroll 2
         for (int j = 0; j < NT; j++) acc[i][j] = _mm256_setzero_ps();
     }
-#pragma GCC unroll 3
+#pragma GCC unroll 2
     for (int j = 0; j < NT; j++) xr[j] = g->xp + (t + j) * cmain;
     for (size_t c = 0; c < cmain; c += 16) {
-#pragma GCC unroll 8
+        __m256 wh[4];
+#pragma GCC unroll 4
         for (int i = 0; i < NR; i++) {
-#if PREFETCH_DISTANCE
-            if ((c & 16) == 0) _mm_prefetch((const char*) (wr[i] + c + PREFETCH_DISTANCE), _MM_HINT_T0);
-#endif
-            const __m256i wv = _mm256_loadu_si256((const __m256i*) (wr[i] + c));
-            const __m256 we = _mm256_castsi256_ps(_mm256_slli_epi32(wv, 16));
-            const __m256 wo = _mm256_castsi256_ps(_mm256_and_si256(wv, hi_mask));
-#pragma GCC unroll 3
-            for (int j = 0; j < NT; j++) {
-                acc[i][j] = _mm256_fmadd_ps(we, _mm256_load_ps(xr[j] + c), acc[i][j]);
-                acc[i][j] = _mm256_fmadd_ps(wo, _mm256_load_ps(xr[j] + c + 8), acc[i][j]);
-            }
+            wh[i] = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_loadu_si256((const __m256i*) (wr[i] + c)), 16));
+        }
+#pragma GCC unroll 2
+        for (int j = 0; j < NT; j++) {
+            const __m256 xe = _mm256_load_ps(xr[j] + c);
+#pragma GCC unroll 4
+            for (int i = 0; i < NR; i++) acc[i][j] = _mm256_fmadd_ps(wh[i], xe, acc[i][j]);
+        }
+#pragma GCC unroll 4
+        for (int i = 0; i < NR; i++) {
+            wh[i] = _mm256_castsi256_ps(_mm256_and_si256(_mm256_loadu_si256((const __m256i*) (wr[i] + c)), hi_mask));
+        }
+#pragma GCC unroll 2
+        for (int j = 0; j < NT; j++) {
+            const __m256 xo = _mm256_load_ps(xr[j] + c + 8);
+#pragma GCC unroll 4
+            for (int i = 0; i < NR; i++) acc[i][j] = _mm256_fmadd_ps(wh[i], xo, acc[i][j]);
         }
     }
-#pragma GCC unroll 8
+#pragma GCC unroll 4
     for (int i = 0; i < NR; i++) {
-#pragma GCC unroll 3
-        for (int j = 0; j < NT; j++) {
-            const float* x = g->x + (t + j) * C;
-            float tail = 0.0f;
-            for (size_t c = cmain; c < C; c++) tail = fmaf(x[c], gptoss_bf16_to_f32(wr[i][c]), tail);
-            finish(g, t + j, r + i, hsum_avx2(acc[i][j]) + tail);
-        }
+#pragma GCC unroll 2
+        for (int j = 0; j < NT; j++) finish(g, t + j, r + i, hsum_avx2(acc[i][j]) + tail_dot(g, t + j, r + i));
     }
 }
 
-/* One tile of the dot schedule: nr (4 or 1) rows from r x nt (1..3) tokens from t. */
-__attribute__((target("avx2,fma"))) static void decode_tile_avx2(const struct gemm* g, size_t r, size_t t, int nr,
-                                                                  int nt) {
+/* The cases of a tile dispatch: nr rows (1..NR) x nt tokens (1..NT) -> block(g, r, t, nr, nt). */
+#define DOT_CASE(block, NR, NT) \
+    case (NR) * 8 + (NT): block(g, r, t, NR, NT); break;
+#define DOT_CASES_2(block, NR) DOT_CASE(block, NR, 1) DOT_CASE(block, NR, 2)
+#define DOT_CASES_4(block, NR) DOT_CASES_2(block, NR) DOT_CASE(block, NR, 3) DOT_CASE(block, NR, 4)
+
+/* One tile of the dot schedule: nr (1..4) rows from r x nt (1..2) tokens from t. */
+__attribute__((target("avx2,fma"))) static void dot_tile_avx2(const struct gemm* g, size_t r, size_t t, int nr,
+                                                               int nt) {
     switch (nr * 8 + nt) {
-        case 35: decode_block_avx2(g, r, t, 4, 3); break;
-        case 34: decode_block_avx2(g, r, t, 4, 2); break;
-        case 33: decode_block_avx2(g, r, t, 4, 1); break;
-        case 11: decode_block_avx2(g, r, t, 1, 3); break;
-        case 10: decode_block_avx2(g, r, t, 1, 2); break;
-        default: decode_block_avx2(g, r, t, 1, 1); break;
+        DOT_CASES_2(dot_block_avx2, 1)
+        DOT_CASES_2(dot_block_avx2, 2)
+        DOT_CASES_2(dot_block_avx2, 3)
+        DOT_CASES_2(dot_block_avx2, 4)
+        default: break;
     }
 }
 
@@ -207,32 +240,29 @@ __attribute__((target("avx2,fma"))) static void decode_rows_avx2(void* context, 
         /* One row at a time: a single sequential stream per thread, which the hardware
          * prefetchers follow better than 8 interleaved rows (docs/RESULTS.md). Each row
          * keeps its own accumulator either way, so results are identical. */
-        for (size_t r = begin; r < end; r++) decode_block_avx2(g, r, 0, 1, 1);
+        for (size_t r = begin; r < end; r++) decode_row_avx2(g, r);
         return;
     }
-    dot_schedule(g, begin, end, 3, decode_tile_avx2);
+    dot_schedule(g, begin, end, 4, 2, dot_tile_avx2);
 }
 
 /* ------------------------------------------------------------------------------------
  * AVX-512 (F/BW/VL): the AVX2 kernels with 512-bit vectors (32-column chunks).
  * ---------------------------------------------------------------------------------- */
 
+/* One token: NR rows from r, all columns. */
 __attribute__((target("avx512f,avx512bw,avx512vl"), always_inline)) static inline void decode_block_avx512(
-    const struct gemm* g, size_t r, size_t t, const int NR, const int NT) {
-    const size_t C = g->C, cmain = g->cmain;
+    const struct gemm* g, size_t r, const int NR) {
+    const size_t C = g->C;
     const __m512i hi_mask = _mm512_set1_epi32((int) 0xFFFF0000u);
-    __m512 acc[8][5];
+    __m512 acc[8];
     const uint16_t* wr[8];
-    const float* xr[5];
 #pragma GCC unroll 8
     for (int i = 0; i < NR; i++) {
         wr[i] = g->w + (r + i) * C;
-#pragma GCC unroll 5
-        for (int j = 0; j < NT; j++) acc[i][j] = _mm512_setzero_ps();
+        acc[i] = _mm512_setzero_ps();
     }
-#pragma GCC unroll 5
-    for (int j = 0; j < NT; j++) xr[j] = g->xp + (t + j) * cmain;
-    for (size_t c = 0; c < cmain; c += 32) {
+    for (size_t c = 0; c < g->cmain; c += 32) {
         __m512 we[8], wo[8];
 #pragma GCC unroll 8
         for (int i = 0; i < NR; i++) {
@@ -240,42 +270,79 @@ __attribute__((target("avx512f,avx512bw,avx512vl"), always_inline)) static inlin
             we[i] = _mm512_castsi512_ps(_mm512_slli_epi32(wv, 16));
             wo[i] = _mm512_castsi512_ps(_mm512_and_si512(wv, hi_mask));
         }
-#pragma GCC unroll 5
-        for (int j = 0; j < NT; j++) {
-            const __m512 xe = _mm512_load_ps(xr[j] + c), xo = _mm512_load_ps(xr[j] + c + 16);
+        const __m512 xe = _mm512_load_ps(g->xp + c), xo = _mm512_load_ps(g->xp + c + 16);
 #pragma GCC unroll 8
-            for (int i = 0; i < NR; i++) {
-                acc[i][j] = _mm512_fmadd_ps(we[i], xe, acc[i][j]);
-                acc[i][j] = _mm512_fmadd_ps(wo[i], xo, acc[i][j]);
-            }
+        for (int i = 0; i < NR; i++) {
+            acc[i] = _mm512_fmadd_ps(we[i], xe, acc[i]);
+            acc[i] = _mm512_fmadd_ps(wo[i], xo, acc[i]);
         }
     }
 #pragma GCC unroll 8
+    for (int i = 0; i < NR; i++) finish(g, 0, r + i, _mm512_reduce_add_ps(acc[i]) + tail_dot(g, 0, r + i));
+}
+
+/* Several tokens: NR rows from r x NT tokens from t, all columns, the same arithmetic per
+ * output as decode_block_avx512. Per chunk the even halves of the NR rows are widened and
+ * used by every token, then the odd halves (NR x NT accumulators + NR weights + one
+ * activation: 31 of the 32 registers at 6 x 4). */
+__attribute__((target("avx512f,avx512bw,avx512vl"), always_inline)) static inline void dot_block_avx512(
+    const struct gemm* g, size_t r, size_t t, const int NR, const int NT) {
+    const size_t C = g->C, cmain = g->cmain;
+    const __m512i hi_mask = _mm512_set1_epi32((int) 0xFFFF0000u);
+    __m512 acc[6][4];
+    const uint16_t* wr[6];
+    const float* xr[4];
+#pragma GCC unroll 6
     for (int i = 0; i < NR; i++) {
-#pragma GCC unroll 5
+        wr[i] = g->w + (r + i) * C;
+#pragma GCC unroll 4
+        for (int j = 0; j < NT; j++) acc[i][j] = _mm512_setzero_ps();
+    }
+#pragma GCC unroll 4
+    for (int j = 0; j < NT; j++) xr[j] = g->xp + (t + j) * cmain;
+    for (size_t c = 0; c < cmain; c += 32) {
+        __m512 wh[6];
+#pragma GCC unroll 6
+        for (int i = 0; i < NR; i++) {
+            wh[i] = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_loadu_si512((const void*) (wr[i] + c)), 16));
+        }
+#pragma GCC unroll 4
         for (int j = 0; j < NT; j++) {
-            const float* x = g->x + (t + j) * C;
-            float tail = 0.0f;
-            for (size_t c = cmain; c < C; c++) tail = fmaf(x[c], gptoss_bf16_to_f32(wr[i][c]), tail);
-            finish(g, t + j, r + i, _mm512_reduce_add_ps(acc[i][j]) + tail);
+            const __m512 xe = _mm512_load_ps(xr[j] + c);
+#pragma GCC unroll 6
+            for (int i = 0; i < NR; i++) acc[i][j] = _mm512_fmadd_ps(wh[i], xe, acc[i][j]);
+        }
+#pragma GCC unroll 6
+        for (int i = 0; i < NR; i++) {
+            wh[i] = _mm512_castsi512_ps(_mm512_and_si512(_mm512_loadu_si512((const void*) (wr[i] + c)), hi_mask));
+        }
+#pragma GCC unroll 4
+        for (int j = 0; j < NT; j++) {
+            const __m512 xo = _mm512_load_ps(xr[j] + c + 16);
+#pragma GCC unroll 6
+            for (int i = 0; i < NR; i++) acc[i][j] = _mm512_fmadd_ps(wh[i], xo, acc[i][j]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int i = 0; i < NR; i++) {
+#pragma GCC unroll 4
+        for (int j = 0; j < NT; j++) {
+            finish(g, t + j, r + i, _mm512_reduce_add_ps(acc[i][j]) + tail_dot(g, t + j, r + i));
         }
     }
 }
 
-/* One tile of the dot schedule: nr (4 or 1) rows from r x nt (1..5) tokens from t. */
-__attribute__((target("avx512f,avx512bw,avx512vl"))) static void decode_tile_avx512(const struct gemm* g, size_t r,
-                                                                                      size_t t, int nr, int nt) {
+/* One tile of the dot schedule: nr (1..6) rows from r x nt (1..4) tokens from t. */
+__attribute__((target("avx512f,avx512bw,avx512vl"))) static void dot_tile_avx512(const struct gemm* g, size_t r,
+                                                                                   size_t t, int nr, int nt) {
     switch (nr * 8 + nt) {
-        case 37: decode_block_avx512(g, r, t, 4, 5); break;
-        case 36: decode_block_avx512(g, r, t, 4, 4); break;
-        case 35: decode_block_avx512(g, r, t, 4, 3); break;
-        case 34: decode_block_avx512(g, r, t, 4, 2); break;
-        case 33: decode_block_avx512(g, r, t, 4, 1); break;
-        case 13: decode_block_avx512(g, r, t, 1, 5); break;
-        case 12: decode_block_avx512(g, r, t, 1, 4); break;
-        case 11: decode_block_avx512(g, r, t, 1, 3); break;
-        case 10: decode_block_avx512(g, r, t, 1, 2); break;
-        default: decode_block_avx512(g, r, t, 1, 1); break;
+        DOT_CASES_4(dot_block_avx512, 1)
+        DOT_CASES_4(dot_block_avx512, 2)
+        DOT_CASES_4(dot_block_avx512, 3)
+        DOT_CASES_4(dot_block_avx512, 4)
+        DOT_CASES_4(dot_block_avx512, 5)
+        DOT_CASES_4(dot_block_avx512, 6)
+        default: break;
     }
 }
 
@@ -286,11 +353,11 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) static void decode_rows_avx
     (void) thread_index;
     if (g->T == 1) {
         size_t r = begin;
-        for (; r + 8 <= end; r += 8) decode_block_avx512(g, r, 0, 8, 1);
-        for (; r < end; r++) decode_block_avx512(g, r, 0, 1, 1);
+        for (; r + 8 <= end; r += 8) decode_block_avx512(g, r, 8);
+        for (; r < end; r++) decode_block_avx512(g, r, 1);
         return;
     }
-    dot_schedule(g, begin, end, 5, decode_tile_avx512);
+    dot_schedule(g, begin, end, 6, 4, dot_tile_avx512);
 }
 
 #endif /* GPTOSS_CPU_X86 */
