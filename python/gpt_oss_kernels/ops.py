@@ -246,6 +246,25 @@ def f32_rope(activations, rope_base, interpolation_scale, yarn_offset, yarn_scal
     return activations
 
 
+def _rope_params(rope_base, interpolation_scale, yarn_offset, yarn_scale, yarn_multiplier):
+    """The RoPE / YaRN parameters of the qkv ops, checked."""
+    return [real(v, n) for v, n in ((rope_base, "rope_base"), (interpolation_scale, "interpolation_scale"),
+                                    (yarn_offset, "yarn_offset"), (yarn_scale, "yarn_scale"),
+                                    (yarn_multiplier, "yarn_multiplier"))]
+
+
+def _qkv_projection(call, input, weight_bf16, bias_bf16, output, T, C, qkv_dim):
+    """The projection's tensors of the qkv ops, checked: input, weight, bias, output."""
+    what = "attn_head_dim x (num_q_heads + 2 x num_kv_heads)"
+    x = call.tensor(input, "input", F32)
+    call.matrix(x, T, C, "num_tokens", "num_cols")
+    w = call.weight_in_out(weight_bf16, "weight_bf16", C, qkv_dim, "num_cols", what)
+    b = _bias(call, bias_bf16, qkv_dim, rows_what=what)
+    y = call.tensor(output, "output", F32, writable=True)
+    call.matrix(y, T, qkv_dim, "num_tokens", what)
+    return x, w, b, y
+
+
 def f32_bf16w_matmul_qkv(input, weight_bf16, bias_bf16, output, kv_cache, kv_cache_offset_bytes, num_tokens,
                          num_cols, num_q_heads, num_kv_heads, attn_head_dim, token_offset, max_tokens, rope_base,
                          interpolation_scale, yarn_offset, yarn_scale, yarn_multiplier, threadgroup_size=0):
@@ -267,17 +286,9 @@ def f32_bf16w_matmul_qkv(input, weight_bf16, bias_bf16, output, kv_cache, kv_cac
     max_t = count(max_tokens, "max_tokens")
     if off + T > max_t:
         raise ValueError("%s: token_offset %d + num_tokens %d exceeds max_tokens %d" % (op, off, T, max_t))
-    params = [real(v, n) for v, n in ((rope_base, "rope_base"), (interpolation_scale, "interpolation_scale"),
-                                      (yarn_offset, "yarn_offset"), (yarn_scale, "yarn_scale"),
-                                      (yarn_multiplier, "yarn_multiplier"))]
+    params = _rope_params(rope_base, interpolation_scale, yarn_offset, yarn_scale, yarn_multiplier)
     call = Call(op)
-    x = call.tensor(input, "input", F32)
-    call.matrix(x, T, C, "num_tokens", "num_cols")
-    w = call.weight_in_out(weight_bf16, "weight_bf16", C, qkv_dim, "num_cols",
-                           "attn_head_dim x (num_q_heads + 2 x num_kv_heads)")
-    b = _bias(call, bias_bf16, qkv_dim, rows_what="attn_head_dim x (num_q_heads + 2 x num_kv_heads)")
-    y = call.tensor(output, "output", F32, writable=True)
-    call.matrix(y, T, qkv_dim, "num_tokens", "attn_head_dim x (num_q_heads + 2 x num_kv_heads)")
+    x, w, b, y = _qkv_projection(call, input, weight_bf16, bias_bf16, output, T, C, qkv_dim)
     kv = call.tensor(kv_cache, "kv_cache", F32, writable=True)
     kv_address = call.offset(kv, kv_cache_offset_bytes, "kv_cache_offset_bytes", Hkv * max_t * 2 * D,
                              "num_kv_heads x max_tokens x 2 x attn_head_dim")
@@ -369,17 +380,9 @@ def f32_bf16w_matmul_qkv_varlen(input, weight_bf16, bias_bf16, output, kv_cache,
     T = count(num_tokens, "num_tokens")
     C = count(num_cols, "num_cols")
     Hq, Hkv, D, qkv_dim = _heads(num_q_heads, num_kv_heads, attn_head_dim)
-    params = [real(v, n) for v, n in ((rope_base, "rope_base"), (interpolation_scale, "interpolation_scale"),
-                                      (yarn_offset, "yarn_offset"), (yarn_scale, "yarn_scale"),
-                                      (yarn_multiplier, "yarn_multiplier"))]
+    params = _rope_params(rope_base, interpolation_scale, yarn_offset, yarn_scale, yarn_multiplier)
     call = Call(op)
-    x = call.tensor(input, "input", F32)
-    call.matrix(x, T, C, "num_tokens", "num_cols")
-    w = call.weight_in_out(weight_bf16, "weight_bf16", C, qkv_dim, "num_cols",
-                           "attn_head_dim x (num_q_heads + 2 x num_kv_heads)")
-    b = _bias(call, bias_bf16, qkv_dim, rows_what="attn_head_dim x (num_q_heads + 2 x num_kv_heads)")
-    y = call.tensor(output, "output", F32, writable=True)
-    call.matrix(y, T, qkv_dim, "num_tokens", "attn_head_dim x (num_q_heads + 2 x num_kv_heads)")
+    x, w, b, y = _qkv_projection(call, input, weight_bf16, bias_bf16, output, T, C, qkv_dim)
     kv, pos, ids, tab, stride, bs, ts, S = _paged(call, kv_cache, "kv_cache", positions, seq_ids, block_tables, T,
                                                   Hkv, D, kv_stride, block_size, table_stride, num_seqs)
     _run(call, _native.f32_bf16w_matmul_qkv_varlen, x.address, w, b, y.address, kv, pos, ids, tab, T, C, Hq, Hkv, D,
