@@ -134,7 +134,7 @@ enum gptoss_status gptoss_cpu_scratch_acquire(gptoss_backend_t backend, size_t b
     pthread_mutex_lock(&cpu->scratch_lock);
     if (bytes > cpu->scratch_size) {
         const size_t rounded = (bytes + 4095) / 4096 * 4096;
-        void* grown = rounded >= bytes ? aligned_alloc(64, rounded) : NULL;
+        void* grown = rounded >= bytes ? aligned_alloc(4096, rounded) : NULL;
         if (grown == NULL) {
             pthread_mutex_unlock(&cpu->scratch_lock);
             return gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate %zu bytes of scratch", bytes);

@@ -81,7 +81,8 @@ struct moe_run {
     float limit;
     enum gptoss_cpu_isa isa;
     const float* mult;            /* [256] */
-    float* scratch;               /* MOE_THREAD_FLOATS per thread */
+    float* scratch;               /* MOE_THREAD_FLOATS per thread, blocks thread_stride apart */
+    size_t thread_stride;         /* gptoss_cpu_thread_stride(MOE_THREAD_FLOATS) */
 };
 
 typedef float moe_sums[MOE_TILE_ROWS][MOE_MAX_VECTORS];
@@ -639,7 +640,7 @@ static void moe_item(const struct moe_run* r, uint32_t g, uint32_t r0, float* sc
  * the items whose work starts in [i W / S, (i + 1) W / S). */
 static void moe_task(void* context, uint32_t thread_index, size_t begin, size_t end) {
     const struct moe_run* r = context;
-    float* scratch = r->scratch + (size_t) thread_index * MOE_THREAD_FLOATS;
+    float* scratch = r->scratch + (size_t) thread_index * r->thread_stride;
     const uint64_t tiles = ((uint64_t) r->num_weight_rows + MOE_TILE_ROWS - 1) / MOE_TILE_ROWS;
     uint64_t total = 0;
     for (uint32_t g = 0; g < r->num_groups; g++) total += tiles * (MOE_ITEM_COST + r->group_begin[g + 1] - r->group_begin[g]);
@@ -701,8 +702,9 @@ static enum gptoss_status moe_run_call(gptoss_backend_t backend, const struct mo
     const size_t xstride = simd ? ((size_t) nb + 1) / 2 * 64 : C;
     const size_t ints = 3 * (size_t) num_experts + 2 + 2 * (size_t) P;
     const size_t head = (ints * sizeof(uint32_t) + 63) / 64 * 64;
+    r->thread_stride = gptoss_cpu_thread_stride(MOE_THREAD_FLOATS);
     const size_t xbytes = simd ? (size_t) call->num_vectors * xstride * sizeof(float) : 0;
-    const size_t tbytes = (size_t) threads * MOE_THREAD_FLOATS * sizeof(float);
+    const size_t tbytes = (size_t) threads * r->thread_stride * sizeof(float);
     void* memory = NULL;
     GPTOSS_TRY(gptoss_cpu_scratch_acquire(backend, head + xbytes + tbytes, &memory));
     uint8_t* mem = memory;

@@ -27,7 +27,8 @@ struct rope {
     uint32_t token_offset;
     const uint32_t* positions; /* per row, or NULL: token_offset + row */
     float freq_scale, interpolation_scale, yarn_offset, yarn_scale, yarn_multiplier;
-    float* scratch; /* [threads][2][D] */
+    float* scratch;        /* per thread: cos[D], sin[D] */
+    size_t scratch_stride; /* floats between two threads' tables (gptoss_cpu_thread_stride) */
 };
 
 static inline uint32_t row_position(const struct rope* p, size_t t) {
@@ -77,7 +78,7 @@ static inline void rotate_scalar(float* v, const float* cs, const float* sn, siz
 
 static void rope_scalar(void* context, uint32_t thread_index, size_t begin, size_t end) {
     const struct rope* p = context;
-    float* cs = p->scratch + (size_t) thread_index * 2 * p->D;
+    float* cs = p->scratch + (size_t) thread_index * p->scratch_stride;
     float* sn = cs + p->D;
     for (size_t t = begin; t < end; t++) {
         rope_table(p, row_position(p, t), cs, sn);
@@ -91,7 +92,7 @@ __attribute__((target("avx2,fma"))) static void rope_avx2(void* context, uint32_
                                                            size_t end) {
     const struct rope* p = context;
     const size_t D = p->D;
-    float* cs = p->scratch + (size_t) thread_index * 2 * D;
+    float* cs = p->scratch + (size_t) thread_index * p->scratch_stride;
     float* sn = cs + D;
     for (size_t t = begin; t < end; t++) {
         rope_table(p, row_position(p, t), cs, sn);
@@ -115,7 +116,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) static void rope_avx512(voi
                                                                                size_t begin, size_t end) {
     const struct rope* p = context;
     const size_t D = p->D;
-    float* cs = p->scratch + (size_t) thread_index * 2 * D;
+    float* cs = p->scratch + (size_t) thread_index * p->scratch_stride;
     float* sn = cs + D;
     for (size_t t = begin; t < end; t++) {
         rope_table(p, row_position(p, t), cs, sn);
@@ -153,7 +154,8 @@ enum gptoss_status gptoss_cpu_rope_rows(gptoss_backend_t backend, const struct g
         .yarn_multiplier = args->yarn_multiplier,
     };
     void* scratch = NULL;
-    GPTOSS_TRY(gptoss_cpu_scratch_acquire(backend, (size_t) threads * 2 * args->head_dim * sizeof(float), &scratch));
+    p.scratch_stride = gptoss_cpu_thread_stride(2 * (size_t) args->head_dim);
+    GPTOSS_TRY(gptoss_cpu_scratch_acquire(backend, (size_t) threads * p.scratch_stride * sizeof(float), &scratch));
     p.scratch = scratch;
     gptoss_parallel_fn fn = rope_scalar;
 #if GPTOSS_CPU_X86

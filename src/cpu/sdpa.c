@@ -51,8 +51,8 @@ struct sdpa_context {
     uint32_t head_dim;
     uint32_t G;
     float scale;
-    float* scratch; /* per thread: scratch_floats */
-    size_t scratch_floats;
+    float* scratch; /* per thread: a block of the floats sdpa_run sizes */
+    size_t scratch_stride; /* between two threads' blocks (gptoss_cpu_thread_stride) */
 };
 
 /* Where the keys of one (query row, kv head) item are: kv head base and the sequence's block
@@ -97,7 +97,7 @@ static void init_state(const struct sdpa_context* ctx, uint32_t hq, float* m, fl
 static void sdpa_task_scalar(void* context, uint32_t thread_index, size_t begin, size_t end) {
     const struct sdpa_context* ctx = context;
     const uint32_t D = ctx->head_dim, G = ctx->G;
-    float* acc = ctx->scratch + thread_index * ctx->scratch_floats;
+    float* acc = ctx->scratch + thread_index * ctx->scratch_stride;
     for (size_t item = begin; item < end; item++) {
         const size_t i = item / ctx->num_kv_heads, h = item % ctx->num_kv_heads;
         uint64_t lo, hi;
@@ -231,7 +231,7 @@ AVX2 static void sdpa_task_avx2(void* context, uint32_t thread_index, size_t beg
     const __m256i lane_index = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
 
     /* scratch: acc[G][Dp], m[G], l[G], corr[G], p[G][8], pad[8][2D] */
-    float* acc = ctx->scratch + thread_index * ctx->scratch_floats;
+    float* acc = ctx->scratch + thread_index * ctx->scratch_stride;
     float* m = acc + (size_t) G * Dp;
     float* l = m + G;
     float* corr = l + G;
@@ -331,9 +331,10 @@ static enum gptoss_status sdpa_run(gptoss_backend_t backend, struct sdpa_context
     const size_t floats = ((size_t) ctx->G * Dp + 11 * (size_t) ctx->G + 16 * (size_t) ctx->head_dim + 7) / 8 * 8;
     const uint32_t threads = gptoss_threadpool_num_threads(gptoss_cpu(backend)->pool);
     void* scratch = NULL;
-    GPTOSS_TRY(gptoss_cpu_scratch_acquire(backend, (size_t) threads * floats * sizeof(float), &scratch));
+    const size_t stride = gptoss_cpu_thread_stride(floats);
+    GPTOSS_TRY(gptoss_cpu_scratch_acquire(backend, (size_t) threads * stride * sizeof(float), &scratch));
     ctx->scratch = scratch;
-    ctx->scratch_floats = floats;
+    ctx->scratch_stride = stride;
     gptoss_parallel_fn fn = sdpa_task_scalar;
 #if defined(__x86_64__)
     if (gptoss_cpu(backend)->isa >= gptoss_cpu_isa_avx2) fn = sdpa_task_avx2;
