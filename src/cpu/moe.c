@@ -20,18 +20,26 @@
  *   SIMD:   the exact weights w = fp4 * 2^(scale - 141) (subnormals included) in the
  *           vectors' element order, acc = fma(w, x, acc) on one accumulator of 16
  *           (AVX-512) or 8 (AVX2) lanes per (row, vector) along the whole row, then a
- *           fixed horizontal sum. Two ways to the same arithmetic:
+ *           fixed horizontal sum.
+ *           AVX-512, any group: rows_direct_avx512_n decodes 4 rows at a time in registers
+ *             as they stream in (the next rows prefetched), no copy, and runs them against
+ *             a pass of up to 4 vectors (16 accumulators; passes balanced: 7 vectors = 3 +
+ *             4); a group of more than 4 vectors decodes the rows once per pass, from L1.
+ *             Per block the 16 bytes are widened to dwords and looked up with vpermps (low
+ *             nibble; dword >> 4 for the high one) in the 16-entry fp4 table times the
+ *             block's multiplier. (Dequantising chunks into an L1 buffer for a register
+ *             tile, as AVX2 does, cost 10 cycles per block in shuffles and stores: 40 % of
+ *             a 64-token prefill call.)
+ *           AVX2, two ways:
  *           - groups of more than MOE_DIRECT_MAX vectors (prefill): per chunk of
  *             MOE_CHUNK_BLOCKS blocks the tile's rows are dequantised into a per-thread
- *             buffer, then a register tile (AVX-512: 4 rows x 3 vectors, AVX2: 4 x 2) runs
- *             over the chunk; the lane accumulators of every (row, vector) are kept
- *             between chunks. The chunk of weights and of the vectors stays in L1; each
- *             weight is decoded once per pass.
- *           - groups of 1 or 2 vectors (decode): 4 rows at a time decoded in registers as
- *             they stream in (the next rows prefetched), no copy. AVX-512: per block the
- *             16 bytes widened to dwords and looked up with vpermps (low nibble; dword >> 4
- *             for the high one) in the 16-entry fp4 table times the block's multiplier.
- *             AVX2: the byte-shuffle decode (decode_pair) times the multipliers.
+ *             buffer, then a register tile (4 rows x 2 vectors) runs over the chunk; the
+ *             lane accumulators of every (row, vector) are kept between chunks. The chunk
+ *             of weights and of the vectors stays in L1; each weight is decoded once per
+ *             pass. (Decoding in registers measured slower here: the byte-shuffle decode
+ *             and the multiplications by the block multipliers take the vector pipes.)
+ *           - groups of 1 or 2 vectors (decode): 4 rows at a time decoded in registers
+ *             (decode_pair, times the multipliers) as they stream in.
  *           So a vector's results do not depend on the size of its group: a token's
  *           outputs are the same alone or in a batch (tests/test_invariance.c).
  * The vectors are permuted once per call into the decoded element order (AVX-512: per
@@ -54,7 +62,7 @@
 #define MOE_MAX_VECTORS 32  /* vectors per pass over a tile */
 #define MOE_DIRECT_MAX 2    /* groups of up to this many vectors decode in registers */
 
-/* Per-thread scratch of the dequantising path: the tile's chunk of weights
+/* Per-thread scratch of the dequantising path (AVX2): the tile's chunk of weights
  * [MOE_TILE_ROWS][MOE_CHUNK_BLOCKS * 32] and the lane accumulators
  * [MOE_TILE_ROWS][MOE_MAX_VECTORS][16]. */
 #define MOE_WBUF_FLOATS (MOE_TILE_ROWS * MOE_CHUNK_BLOCKS * 32)
@@ -436,143 +444,70 @@ AVX512 static inline __attribute__((always_inline)) void decode_block_avx512(con
     *hi = _mm512_permutexvar_ps(_mm512_srli_epi32(idx, 4), scaled);
 }
 
-/* As rows_direct_avx2_n: rows [0, NR) against N = 1 or 2 vectors decoded in registers,
- * the arithmetic of tile_dots_avx512: per block and row acc = fma(lo, x, acc), then
- * acc = fma(hi, x + 16, acc) on one 16-lane accumulator per (row, vector); then
- * _mm512_reduce_add_ps. */
+/* Rows [0, NR) of a tile (NR <= 4) against N <= 4 permuted vectors, decoded in registers:
+ * per block and row acc = fma(lo, x, acc), then acc = fma(hi, x + 16, acc) on one 16-lane
+ * accumulator per (row, vector); then _mm512_reduce_add_ps. The next rows of the same
+ * tile position are prefetched. */
 AVX512 static inline __attribute__((always_inline)) void rows_direct_avx512_n(const uint8_t* blocks,
                                                                              const uint8_t* scales, uint32_t nb,
                                                                              const int NR, const float* const* x,
                                                                              const int N, const float* mult,
                                                                              moe_sums sums) {
     const struct fp4_tables t = fp4_tables_avx512();
-    __m512 acc[4][2];
+    __m512 acc[4][4];
 #pragma GCC unroll 4
     for (int i = 0; i < NR; i++) {
-#pragma GCC unroll 2
+#pragma GCC unroll 4
         for (int v = 0; v < N; v++) acc[i][v] = _mm512_setzero_ps();
     }
     const size_t row = (size_t) nb * 16;
     for (uint32_t b = 0; b < nb; b++) {
+        __m512 lo[4], hi[4];
 #pragma GCC unroll 4
         for (int i = 0; i < NR; i++) {
             const uint8_t* q = blocks + i * row + 16 * (size_t) b;
             if (b % 4 == 0) _mm_prefetch((const char*) (q + NR * row), _MM_HINT_T0);
-            __m512 lo, hi;
-            decode_block_avx512(q, scales[(size_t) i * nb + b], mult, t, &lo, &hi);
-#pragma GCC unroll 2
-            for (int v = 0; v < N; v++) {
-                acc[i][v] = _mm512_fmadd_ps(lo, _mm512_load_ps(x[v] + 32 * (size_t) b), acc[i][v]);
-                acc[i][v] = _mm512_fmadd_ps(hi, _mm512_load_ps(x[v] + 32 * (size_t) b + 16), acc[i][v]);
+            decode_block_avx512(q, scales[(size_t) i * nb + b], mult, t, &lo[i], &hi[i]);
+        }
+#pragma GCC unroll 4
+        for (int v = 0; v < N; v++) {
+            const __m512 xl = _mm512_load_ps(x[v] + 32 * (size_t) b), xh = _mm512_load_ps(x[v] + 32 * (size_t) b + 16);
+#pragma GCC unroll 4
+            for (int i = 0; i < NR; i++) {
+                acc[i][v] = _mm512_fmadd_ps(lo[i], xl, acc[i][v]);
+                acc[i][v] = _mm512_fmadd_ps(hi[i], xh, acc[i][v]);
             }
         }
     }
 #pragma GCC unroll 4
     for (int i = 0; i < NR; i++) {
-#pragma GCC unroll 2
+#pragma GCC unroll 4
         for (int v = 0; v < N; v++) sums[i][v] = _mm512_reduce_add_ps(acc[i][v]);
     }
 }
 
 AVX512 static void tile_direct_avx512(const uint8_t* blocks, const uint8_t* scales, uint32_t nb, uint32_t nr,
                                       const float* const* x, uint32_t n, const float* mult, moe_sums sums) {
-    for (uint32_t i = 0; i < nr; i += 4) {
-        const uint8_t* q = blocks + (size_t) i * nb * 16;
-        const uint8_t* s = scales + (size_t) i * nb;
+    const uint32_t passes = (n + 3) / 4;
+    for (uint32_t p = 0, v = 0; p < passes; p++) {
+        const uint32_t V = (n - v) / (passes - p); /* balanced passes of up to 4 vectors */
+        for (uint32_t i = 0; i < nr; i += 4) {
+            const uint8_t* q = blocks + (size_t) i * nb * 16;
+            const uint8_t* s = scales + (size_t) i * nb;
+            const uint32_t R = nr - i < 4 ? nr - i : 4;
+            float (*out)[MOE_MAX_VECTORS] = (float (*)[MOE_MAX_VECTORS]) &sums[i][v];
 #define MOE_DIRECT_CASE(R, N) \
-    case (R) * 4 + (N): rows_direct_avx512_n(q, s, nb, R, x, N, mult, sums + i); break;
-        switch ((nr - i < 4 ? nr - i : 4) * 4 + n) {
-            MOE_DIRECT_CASE(4, 1) MOE_DIRECT_CASE(4, 2) MOE_DIRECT_CASE(3, 1) MOE_DIRECT_CASE(3, 2)
-            MOE_DIRECT_CASE(2, 1) MOE_DIRECT_CASE(2, 2) MOE_DIRECT_CASE(1, 2)
-            default: rows_direct_avx512_n(q, s, nb, 1, x, 1, mult, sums + i);
-        }
-#undef MOE_DIRECT_CASE
-    }
-}
-
-/* As dequantize_chunk_avx2, in the AVX-512 element order. */
-AVX512 static void dequantize_chunk_avx512(const uint8_t* blocks, const uint8_t* scales, uint32_t nb, uint32_t nr,
-                                           uint32_t b0, uint32_t cb, const float* mult, float* w) {
-    const struct fp4_tables t = fp4_tables_avx512();
-    for (uint32_t i = 0; i < nr; i++) {
-        const uint8_t* q = blocks + ((size_t) i * nb + b0) * 16;
-        const uint8_t* s = scales + (size_t) i * nb + b0;
-        float* out = w + (size_t) i * MOE_CHUNK_BLOCKS * 32;
-        prefetch_next_chunk(q, s);
-        for (uint32_t b = 0; b < cb; b++) {
-            __m512 lo, hi;
-            decode_block_avx512(q + 16 * b, s[b], mult, t, &lo, &hi);
-            _mm512_store_ps(out + 32 * b, lo);
-            _mm512_store_ps(out + 32 * b + 16, hi);
-        }
-    }
-}
-
-/* acc[NI rows][NV vectors][16] (+)= w[i][0..len) . x[j][0..len) lane by lane. */
-AVX512 static inline __attribute__((always_inline)) void tile_avx512(const int NI, const int NV, const float* w,
-                                                                    const float* const* x, size_t xo, size_t len,
-                                                                    float* acc, int first) {
-    __m512 a[4][3];
-#pragma GCC unroll 4
-    for (int i = 0; i < NI; i++) {
-#pragma GCC unroll 3
-        for (int j = 0; j < NV; j++) {
-            a[i][j] = first ? _mm512_setzero_ps() : _mm512_load_ps(acc + ((size_t) i * MOE_MAX_VECTORS + j) * 16);
-        }
-    }
-    for (size_t k = 0; k < len; k += 16) {
-        __m512 xv[3];
-#pragma GCC unroll 3
-        for (int j = 0; j < NV; j++) xv[j] = _mm512_load_ps(x[j] + xo + k);
-#pragma GCC unroll 4
-        for (int i = 0; i < NI; i++) {
-            /* one load per row (a register operand), not one per fma */
-            __m512 wv = _mm512_load_ps(w + (size_t) i * MOE_CHUNK_BLOCKS * 32 + k);
-            __asm__("" : "+v"(wv));
-#pragma GCC unroll 3
-            for (int j = 0; j < NV; j++) a[i][j] = _mm512_fmadd_ps(wv, xv[j], a[i][j]);
-        }
-    }
-#pragma GCC unroll 4
-    for (int i = 0; i < NI; i++) {
-#pragma GCC unroll 3
-        for (int j = 0; j < NV; j++) _mm512_store_ps(acc + ((size_t) i * MOE_MAX_VECTORS + j) * 16, a[i][j]);
-    }
-}
-
-AVX512 static void tile_any_avx512(uint32_t ni, uint32_t nv, const float* w, const float* const* x, size_t xo,
-                                   size_t len, float* acc, int first) {
-#define MOE_TILE_CASE(I, J) \
-    case (I) * 4 + (J): tile_avx512(I, J, w, x, xo, len, acc, first); break;
-    switch (ni * 4 + nv) {
-        MOE_TILE_CASE(4, 3) MOE_TILE_CASE(4, 2) MOE_TILE_CASE(4, 1) MOE_TILE_CASE(3, 3) MOE_TILE_CASE(3, 2)
-        MOE_TILE_CASE(3, 1) MOE_TILE_CASE(2, 3) MOE_TILE_CASE(2, 2) MOE_TILE_CASE(2, 1) MOE_TILE_CASE(1, 3)
-        MOE_TILE_CASE(1, 2) default: tile_avx512(1, 1, w, x, xo, len, acc, first);
-    }
-#undef MOE_TILE_CASE
-}
-
-AVX512 static void tile_dots_avx512(const uint8_t* blocks, const uint8_t* scales, uint32_t nb, uint32_t nr,
-                                    const float* const* x, uint32_t n, const float* mult, float* scratch,
-                                    moe_sums sums) {
-    float* w = scratch;
-    float* acc = scratch + MOE_WBUF_FLOATS;
-    for (uint32_t b0 = 0; b0 < nb; b0 += MOE_CHUNK_BLOCKS) {
-        const uint32_t cb = nb - b0 < MOE_CHUNK_BLOCKS ? nb - b0 : MOE_CHUNK_BLOCKS;
-        dequantize_chunk_avx512(blocks, scales, nb, nr, b0, cb, mult, w);
-        for (uint32_t v = 0; v < n; v += 3) {
-            const uint32_t nv = n - v < 3 ? n - v : 3;
-            for (uint32_t i = 0; i < nr; i += 4) {
-                tile_any_avx512(nr - i < 4 ? nr - i : 4, nv, w + (size_t) i * MOE_CHUNK_BLOCKS * 32, x + v,
-                                (size_t) b0 * 32, (size_t) cb * 32, acc + ((size_t) i * MOE_MAX_VECTORS + v) * 16,
-                                b0 == 0);
+    case (R) * 8 + (N): rows_direct_avx512_n(q, s, nb, R, x + v, N, mult, out); break;
+            switch (R * 8 + V) {
+                MOE_DIRECT_CASE(4, 1) MOE_DIRECT_CASE(4, 2) MOE_DIRECT_CASE(4, 3) MOE_DIRECT_CASE(4, 4)
+                MOE_DIRECT_CASE(3, 1) MOE_DIRECT_CASE(3, 2) MOE_DIRECT_CASE(3, 3) MOE_DIRECT_CASE(3, 4)
+                MOE_DIRECT_CASE(2, 1) MOE_DIRECT_CASE(2, 2) MOE_DIRECT_CASE(2, 3) MOE_DIRECT_CASE(2, 4)
+                MOE_DIRECT_CASE(1, 2) MOE_DIRECT_CASE(1, 3) MOE_DIRECT_CASE(1, 4)
+                default: rows_direct_avx512_n(q, s, nb, 1, x + v, 1, mult, out);
             }
+#undef MOE_DIRECT_CASE
         }
-    }
-    for (uint32_t i = 0; i < nr; i++) {
-        for (uint32_t v = 0; v < n; v++) {
-            sums[i][v] = _mm512_reduce_add_ps(_mm512_load_ps(acc + ((size_t) i * MOE_MAX_VECTORS + v) * 16));
-        }
+        v += V;
     }
 }
 
@@ -589,12 +524,8 @@ static void tile_dots(const struct moe_run* r, const uint8_t* blocks, const uint
 #if defined(__x86_64__)
     if (r->isa == gptoss_cpu_isa_avx512 || r->isa == gptoss_cpu_isa_avx2) {
         const int wide = r->isa == gptoss_cpu_isa_avx512;
-        if (n > MOE_DIRECT_MAX) {
-            if (wide) tile_dots_avx512(blocks, scales, nb, nr, x, n, r->mult, scratch, sums);
-            else tile_dots_avx2(blocks, scales, nb, nr, x, n, r->mult, scratch, sums);
-            return;
-        }
         if (wide) tile_direct_avx512(blocks, scales, nb, nr, x, n, r->mult, sums);
+        else if (n > MOE_DIRECT_MAX) tile_dots_avx2(blocks, scales, nb, nr, x, n, r->mult, scratch, sums);
         else tile_direct_avx2(blocks, scales, nb, nr, x, n, r->mult, sums);
         return;
     }
