@@ -40,6 +40,7 @@ static enum gptoss_status cpu_release(gptoss_backend_t backend) {
     pthread_mutex_destroy(&cpu->lock);
     pthread_mutex_destroy(&cpu->scratch_lock);
     free(cpu->scratch);
+    free(cpu->mxfp4_tables);
     free(cpu);
     return gptoss_status_success;
 }
@@ -112,6 +113,14 @@ enum gptoss_status gptoss_cpu_backend_create(uint32_t num_threads, enum gptoss_c
     pthread_mutex_init(&cpu->scratch_lock, NULL);
     cpu->isa = isa;
     for (int s = 0; s < 256; s++) cpu->mxfp4_multipliers[s] = gptoss_exp2i(s - 141);
+    cpu->mxfp4_tables = aligned_alloc(64, 256 * sizeof *cpu->mxfp4_tables);
+    if (cpu->mxfp4_tables == NULL) {
+        cpu_release(&cpu->base);
+        return gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate the CPU backend's MXFP4 tables");
+    }
+    for (int s = 0; s < 256; s++) {
+        for (int i = 0; i < 16; i++) cpu->mxfp4_tables[s][i] = gptoss_fp4_values[i] * cpu->mxfp4_multipliers[s];
+    }
     cpu->base.ops = &cpu_ops;
     cpu->base.kind = gptoss_backend_kind_cpu;
     cpu->base.host_memory = true;

@@ -24,6 +24,9 @@ struct gptoss_cpu_backend {
     /* MXFP4 scale multipliers, built once at creation: [s] = 2^(s - 141) (an exact f32
      * for every +14-biased scale byte; bytes <= 14 give subnormals) */
     float mxfp4_multipliers[256];
+    /* and the 16 fp4 values times each of them ([s][i] = fp4 value i * multiplier s, exact),
+     * 64-byte aligned rows: the AVX-512 MXFP4 kernels look a block's weights up in its row */
+    float (*mxfp4_tables)[16];
 };
 
 static inline struct gptoss_cpu_backend* gptoss_cpu(gptoss_backend_t backend) {

@@ -88,7 +88,8 @@ struct moe_run {
     int swiglu;
     float limit;
     enum gptoss_cpu_isa isa;
-    const float* mult;            /* [256] */
+    const float* mult;            /* [256] multipliers */
+    const float (*tables)[16];    /* [256][16] fp4 values times each multiplier */
     float* scratch;               /* MOE_THREAD_FLOATS per thread, blocks thread_stride apart */
     size_t thread_stride;         /* gptoss_cpu_thread_stride(MOE_THREAD_FLOATS) */
 };
@@ -413,32 +414,12 @@ AVX512 static void permute_input_avx512(const float* x, float* xp, uint32_t nb) 
     }
 }
 
-/* The fp4 table as f32 bits, and the same minus the bits of 1.0 where the value is not
- * zero: adding a multiplier's bits to the latter gives value * multiplier exactly, with
- * one integer add, wherever the product is a normal f32 (scale bytes >= 16). */
-struct fp4_tables {
-    __m512i bits, minus_one;
-};
-
-AVX512 static inline __attribute__((always_inline)) struct fp4_tables fp4_tables_avx512(void) {
-    const __m512i bits = _mm512_castps_si512(_mm512_loadu_ps(gptoss_fp4_values));
-    return (struct fp4_tables){bits, _mm512_sub_epi32(bits, _mm512_set1_epi32(0x3F800000))};
-}
-
-/* The 32 weights of a block with scale byte s, times its multiplier (exact): even elements
- * in *lo, odd ones in *hi. */
-AVX512 static inline __attribute__((always_inline)) void decode_block_avx512(const uint8_t* q, uint8_t s,
-                                                                            const float* mult,
-                                                                            struct fp4_tables t, __m512* lo,
-                                                                            __m512* hi) {
-    __m512 scaled;
-    if (s >= 16) {
-        /* 0xFEFE: the entries +0 and -0 stay zero */
-        scaled = _mm512_castsi512_ps(_mm512_mask_add_epi32(t.bits, 0xFEFE, t.minus_one,
-                                                           _mm512_set1_epi32((int) gptoss_f32_to_bits(mult[s]))));
-    } else {
-        scaled = _mm512_mul_ps(_mm512_castsi512_ps(t.bits), _mm512_set1_ps(mult[s])); /* subnormal products */
-    }
+/* The 32 weights of a block, times its multiplier (exact): even elements in *lo, odd ones
+ * in *hi, looked up in the block's scaled table (gptoss_cpu_backend.mxfp4_tables: one
+ * 64-byte load, no broadcast or add on the shuffle ports, which bound this loop). */
+AVX512 static inline __attribute__((always_inline)) void decode_block_avx512(const uint8_t* q, const float* table,
+                                                                            __m512* lo, __m512* hi) {
+    const __m512 scaled = _mm512_load_ps(table);
     const __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*) q));
     *lo = _mm512_permutexvar_ps(idx, scaled);
     *hi = _mm512_permutexvar_ps(_mm512_srli_epi32(idx, 4), scaled);
@@ -451,9 +432,9 @@ AVX512 static inline __attribute__((always_inline)) void decode_block_avx512(con
 AVX512 static inline __attribute__((always_inline)) void rows_direct_avx512_n(const uint8_t* blocks,
                                                                              const uint8_t* scales, uint32_t nb,
                                                                              const int NR, const float* const* x,
-                                                                             const int N, const float* mult,
+                                                                             const int N,
+                                                                             const float (*tables)[16],
                                                                              moe_sums sums) {
-    const struct fp4_tables t = fp4_tables_avx512();
     __m512 acc[4][4];
 #pragma GCC unroll 4
     for (int i = 0; i < NR; i++) {
@@ -467,7 +448,7 @@ AVX512 static inline __attribute__((always_inline)) void rows_direct_avx512_n(co
         for (int i = 0; i < NR; i++) {
             const uint8_t* q = blocks + i * row + 16 * (size_t) b;
             if (b % 4 == 0) _mm_prefetch((const char*) (q + NR * row), _MM_HINT_T0);
-            decode_block_avx512(q, scales[(size_t) i * nb + b], mult, t, &lo[i], &hi[i]);
+            decode_block_avx512(q, tables[scales[(size_t) i * nb + b]], &lo[i], &hi[i]);
         }
 #pragma GCC unroll 4
         for (int v = 0; v < N; v++) {
@@ -487,7 +468,8 @@ AVX512 static inline __attribute__((always_inline)) void rows_direct_avx512_n(co
 }
 
 AVX512 static void tile_direct_avx512(const uint8_t* blocks, const uint8_t* scales, uint32_t nb, uint32_t nr,
-                                      const float* const* x, uint32_t n, const float* mult, moe_sums sums) {
+                                      const float* const* x, uint32_t n, const float (*tables)[16],
+                                      moe_sums sums) {
     const uint32_t passes = (n + 3) / 4;
     for (uint32_t p = 0, v = 0; p < passes; p++) {
         const uint32_t V = (n - v) / (passes - p); /* balanced passes of up to 4 vectors */
@@ -497,13 +479,13 @@ AVX512 static void tile_direct_avx512(const uint8_t* blocks, const uint8_t* scal
             const uint32_t R = nr - i < 4 ? nr - i : 4;
             float (*out)[MOE_MAX_VECTORS] = (float (*)[MOE_MAX_VECTORS]) &sums[i][v];
 #define MOE_DIRECT_CASE(R, N) \
-    case (R) * 8 + (N): rows_direct_avx512_n(q, s, nb, R, x + v, N, mult, out); break;
+    case (R) * 8 + (N): rows_direct_avx512_n(q, s, nb, R, x + v, N, tables, out); break;
             switch (R * 8 + V) {
                 MOE_DIRECT_CASE(4, 1) MOE_DIRECT_CASE(4, 2) MOE_DIRECT_CASE(4, 3) MOE_DIRECT_CASE(4, 4)
                 MOE_DIRECT_CASE(3, 1) MOE_DIRECT_CASE(3, 2) MOE_DIRECT_CASE(3, 3) MOE_DIRECT_CASE(3, 4)
                 MOE_DIRECT_CASE(2, 1) MOE_DIRECT_CASE(2, 2) MOE_DIRECT_CASE(2, 3) MOE_DIRECT_CASE(2, 4)
                 MOE_DIRECT_CASE(1, 2) MOE_DIRECT_CASE(1, 3) MOE_DIRECT_CASE(1, 4)
-                default: rows_direct_avx512_n(q, s, nb, 1, x + v, 1, mult, out);
+                default: rows_direct_avx512_n(q, s, nb, 1, x + v, 1, tables, out);
             }
 #undef MOE_DIRECT_CASE
         }
@@ -524,7 +506,7 @@ static void tile_dots(const struct moe_run* r, const uint8_t* blocks, const uint
 #if defined(__x86_64__)
     if (r->isa == gptoss_cpu_isa_avx512 || r->isa == gptoss_cpu_isa_avx2) {
         const int wide = r->isa == gptoss_cpu_isa_avx512;
-        if (wide) tile_direct_avx512(blocks, scales, nb, nr, x, n, r->mult, sums);
+        if (wide) tile_direct_avx512(blocks, scales, nb, nr, x, n, r->tables, sums);
         else if (n > MOE_DIRECT_MAX) tile_dots_avx2(blocks, scales, nb, nr, x, n, r->mult, scratch, sums);
         else tile_direct_avx2(blocks, scales, nb, nr, x, n, r->mult, sums);
         return;
@@ -628,6 +610,7 @@ static enum gptoss_status moe_run_call(gptoss_backend_t backend, const struct mo
     const uint32_t threads = gptoss_threadpool_num_threads(cpu->pool);
     r->isa = cpu->isa;
     r->mult = cpu->mxfp4_multipliers;
+    r->tables = (const float (*)[16]) cpu->mxfp4_tables;
     const int simd = r->isa == gptoss_cpu_isa_avx2 || r->isa == gptoss_cpu_isa_avx512;
     /* floats per permuted vector: whole pairs of blocks (AVX2), 64-byte aligned */
     const size_t xstride = simd ? ((size_t) nb + 1) / 2 * 64 : C;
