@@ -60,7 +60,7 @@
 #define MOE_ITEM_COST 2     /* work of decoding an item's rows, in dot products of its rows with a vector */
 #define MOE_CHUNK_BLOCKS 8  /* blocks per chunk of the dequantised tile (even: AVX2 decodes pairs) */
 #define MOE_MAX_VECTORS 32  /* vectors per pass over a tile */
-#define MOE_DIRECT_MAX 2    /* groups of up to this many vectors decode in registers */
+#define MOE_DIRECT_MAX 2    /* AVX2: groups of up to this many vectors decode in registers */
 
 /* Per-thread scratch of the dequantising path (AVX2): the tile's chunk of weights
  * [MOE_TILE_ROWS][MOE_CHUNK_BLOCKS * 32] and the lane accumulators
