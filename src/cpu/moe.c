@@ -26,8 +26,8 @@
  *             a pass of up to 4 vectors (16 accumulators; passes balanced: 7 vectors = 3 +
  *             4); a group of more than 4 vectors decodes the rows once per pass, from L1.
  *             Per block the 16 bytes are widened to dwords and looked up with vpermps (low
- *             nibble; dword >> 4 for the high one) in the 16-entry fp4 table times the
- *             block's multiplier. (Dequantising chunks into an L1 buffer for a register
+ *             nibble; dword >> 4 for the high one) in the block's row of the backend's
+ *             scaled table (fp4 value x multiplier, one per scale byte). (Dequantising chunks into an L1 buffer for a register
  *             tile, as AVX2 does, cost 10 cycles per block in shuffles and stores: 40 % of
  *             a 64-token prefill call.)
  *           AVX2, two ways:
@@ -92,7 +92,7 @@ struct moe_run {
     enum gptoss_cpu_isa isa;
     const float* mult;            /* [256] multipliers */
     const float (*tables)[16];    /* [256][16] fp4 values times each multiplier */
-    float* scratch;               /* MOE_THREAD_FLOATS per thread, blocks thread_stride apart */
+    float* scratch;               /* AVX2: MOE_THREAD_FLOATS per thread, blocks thread_stride apart */
     size_t thread_stride;         /* gptoss_cpu_thread_stride(MOE_THREAD_FLOATS) */
 };
 
@@ -555,7 +555,7 @@ static void moe_item(const struct moe_run* r, uint32_t g, uint32_t r0, float* sc
  * the items whose work starts in [i W / S, (i + 1) W / S). */
 static void moe_task(void* context, uint32_t thread_index, size_t begin, size_t end) {
     const struct moe_run* r = context;
-    float* scratch = r->scratch + (size_t) thread_index * r->thread_stride;
+    float* scratch = r->isa == gptoss_cpu_isa_avx2 ? r->scratch + (size_t) thread_index * r->thread_stride : NULL;
     const uint64_t tiles = ((uint64_t) r->num_weight_rows + MOE_TILE_ROWS - 1) / MOE_TILE_ROWS;
     uint64_t total = 0;
     for (uint32_t g = 0; g < r->num_groups; g++) total += tiles * (MOE_ITEM_COST + r->group_begin[g + 1] - r->group_begin[g]);
@@ -620,7 +620,7 @@ static enum gptoss_status moe_run_call(gptoss_backend_t backend, const struct mo
     const size_t head = (ints * sizeof(uint32_t) + 63) / 64 * 64;
     r->thread_stride = gptoss_cpu_thread_stride(MOE_THREAD_FLOATS);
     const size_t xbytes = simd ? (size_t) call->num_vectors * xstride * sizeof(float) : 0;
-    const size_t tbytes = (size_t) threads * r->thread_stride * sizeof(float);
+    const size_t tbytes = r->isa == gptoss_cpu_isa_avx2 ? (size_t) threads * r->thread_stride * sizeof(float) : 0;
     void* memory = NULL;
     GPTOSS_TRY(gptoss_cpu_scratch_acquire(backend, head + xbytes + tbytes, &memory));
     uint8_t* mem = memory;
