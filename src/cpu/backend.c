@@ -119,7 +119,12 @@ enum gptoss_status gptoss_cpu_backend_create(uint32_t num_threads, enum gptoss_c
         return gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate the CPU backend's MXFP4 tables");
     }
     for (int s = 0; s < 256; s++) {
-        for (int i = 0; i < 16; i++) cpu->mxfp4_tables[s][i] = gptoss_fp4_values[i] * cpu->mxfp4_multipliers[s];
+        for (int i = 0; i < 16; i++) {
+            cpu->mxfp4_tables[s][i] = gptoss_fp4_values[i] * cpu->mxfp4_multipliers[s];
+            const uint32_t bits = gptoss_f32_to_bits(cpu->mxfp4_tables[s][i]);
+            cpu->mxfp4_bf16_bytes[s][0][i] = (uint8_t) (bits >> 16);
+            cpu->mxfp4_bf16_bytes[s][1][i] = (uint8_t) (bits >> 24);
+        }
     }
     cpu->base.ops = &cpu_ops;
     cpu->base.kind = gptoss_backend_kind_cpu;

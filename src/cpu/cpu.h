@@ -27,7 +27,15 @@ struct gptoss_cpu_backend {
     /* and the 16 fp4 values times each of them ([s][i] = fp4 value i * multiplier s, exact),
      * 64-byte aligned rows: the AVX-512 MXFP4 kernels look a block's weights up in its row */
     float (*mxfp4_tables)[16];
+    /* and their two upper bytes: [s][0][i] byte 2 and [s][1][i] byte 3 of the f32, which
+     * the AVX2 MXFP4 decode looks up with byte shuffles; the value exactly only for scale
+     * bytes >= GPTOSS_CPU_MXFP4_BF16_MIN (bytes 0 and 1 zero: a bf16), unused below */
+    uint8_t mxfp4_bf16_bytes[256][2][16];
 };
+
+/* The smallest scale byte whose 16 fp4 products are all bf16: 0.5 * 2^(9 - 141) = 2^-133
+ * is bf16's smallest subnormal. */
+#define GPTOSS_CPU_MXFP4_BF16_MIN 9
 
 static inline struct gptoss_cpu_backend* gptoss_cpu(gptoss_backend_t backend) {
     return (struct gptoss_cpu_backend*) backend;
