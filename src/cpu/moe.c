@@ -190,6 +190,24 @@ AVX2 static inline __attribute__((always_inline)) __m256 pair_vector(const __m25
                                           : _mm256_and_si256(d[j / 2], _mm256_set1_epi32((int) 0xFFFF0000u)));
 }
 
+/* The multipliers of the blocks s[0] and s[1], one per 128-bit lane. */
+AVX2 static inline __m256 pair_multipliers(const float* mult, const uint8_t* s) {
+    return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_broadcast_ss(&mult[s[0]])), _mm_broadcast_ss(&mult[s[1]]),
+                                1);
+}
+
+/* acc[v] = fma(w_j, xp[v] + 8 j, acc[v]) for the 8 vectors w_j of a decoded pair, in order;
+ * w_j times m first when MUL (N, MUL compile-time constants after inlining). */
+AVX2 static inline __attribute__((always_inline)) void fma_pair(__m256 acc[2], const __m256i d[4], const int MUL,
+                                                               __m256 m, const float* const* xp, const int N) {
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) {
+        const __m256 wj = MUL ? _mm256_mul_ps(pair_vector(d, j), m) : pair_vector(d, j);
+#pragma GCC unroll 2
+        for (int v = 0; v < N; v++) acc[v] = _mm256_fmadd_ps(wj, _mm256_load_ps(xp[v] + 8 * j), acc[v]);
+    }
+}
+
 /* Same for one block (16 bytes): 8 vectors of 4. */
 AVX2 static inline void decode_single(const uint8_t* q, __m128 w[8]) {
     const __m128i t3 = _mm_setr_epi8(FP4_B3);
@@ -256,23 +274,11 @@ AVX2 static inline __attribute__((always_inline)) void rows_direct_avx2_n(const 
                 decode_pair_bf16(q, _mm256_loadu2_m128i((const __m128i*) bytes[s[1]][1], (const __m128i*) bytes[s[0]][1]),
                                  _mm256_loadu2_m128i((const __m128i*) bytes[s[1]][0], (const __m128i*) bytes[s[0]][0]),
                                  d);
-#pragma GCC unroll 8
-                for (int j = 0; j < 8; j++) {
-                    const __m256 wj = pair_vector(d, j);
-#pragma GCC unroll 2
-                    for (int v = 0; v < N; v++) acc[i][v] = _mm256_fmadd_ps(wj, _mm256_load_ps(xp[v] + 8 * j), acc[i][v]);
-                }
+                fma_pair(acc[i], d, 0, _mm256_setzero_ps(), xp, N);
             } else {
                 /* subnormal products: the fp4 values times the multipliers */
                 decode_pair_bf16(q, _mm256_setr_epi8(FP4_B3, FP4_B3), _mm256_setr_epi8(FP4_B2, FP4_B2), d);
-                const __m256 m = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_broadcast_ss(&mult[s[0]])),
-                                                      _mm_broadcast_ss(&mult[s[1]]), 1);
-#pragma GCC unroll 8
-                for (int j = 0; j < 8; j++) {
-                    const __m256 wj = _mm256_mul_ps(pair_vector(d, j), m);
-#pragma GCC unroll 2
-                    for (int v = 0; v < N; v++) acc[i][v] = _mm256_fmadd_ps(wj, _mm256_load_ps(xp[v] + 8 * j), acc[i][v]);
-                }
+                fma_pair(acc[i], d, 1, pair_multipliers(mult, s), xp, N);
             }
         }
     }
@@ -341,8 +347,7 @@ AVX2 static void dequantize_chunk_avx2(const uint8_t* blocks, const uint8_t* sca
         for (; b + 2 <= cb; b += 2) {
             __m256i d[4];
             decode_pair_bf16(q + 16 * b, _mm256_setr_epi8(FP4_B3, FP4_B3), _mm256_setr_epi8(FP4_B2, FP4_B2), d);
-            const __m256 m = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_broadcast_ss(&mult[s[b]])),
-                                                  _mm_broadcast_ss(&mult[s[b + 1]]), 1);
+            const __m256 m = pair_multipliers(mult, s + b);
 #pragma GCC unroll 8
             for (int j = 0; j < 8; j++) _mm256_store_ps(out + 32 * b + 8 * j, _mm256_mul_ps(pair_vector(d, j), m));
         }
