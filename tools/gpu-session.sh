@@ -64,10 +64,13 @@ grep -E '^FAIL' "$LOG/fused.log" | head
 if ! skip sanitize; then
     for tool in memcheck racecheck; do
         s=""
-        for f in odd_3 region unembedding_prefill130 sdpa_gqa4 moe_swiglu_3of7 moe_dense_swiglu_3of7 moe_dense_matmul_64tok routing_3of7 sample_odd sample_logits_inf_nan_2881ch_topp penalties_odd accumulate_rmsnorm_vec1 gate_no_bias_5of200 gate_20b_decode; do
-            timeout 60 compute-sanitizer --tool $tool --error-exitcode 99 --print-limit 10 \
+        for f in odd_3 region unembedding_prefill130 sdpa_gqa4 sdpa_varlen_mixed_prefill_decode_bs16 sdpa_varlen_hd128_gqa4_window19 sdpa_varlen_fault_none_entry_10 sdpa_varlen_fault_seq_id_past moe_swiglu_3of7 moe_dense_swiglu_3of7 moe_dense_matmul_64tok routing_3of7 sample_odd sample_logits_inf_nan_2881ch_topp penalties_odd accumulate_rmsnorm_vec1 gate_no_bias_5of200 gate_20b_decode; do
+            # 180 s: racecheck of the 2881-channel sampler case takes ~120 s on an H200
+            timeout 180 compute-sanitizer --tool $tool --error-exitcode 99 --print-limit 10 \
                 "$B"/tests/harness --backend cuda --filter "$f" >>"$LOG/$tool.log" 2>&1
-            s="$s $f:$?"
+            rc=$?
+            [ $rc = 124 ] && rc=timeout
+            s="$s $f:$rc"
         done
         R[$tool]="$s (rc 0 = clean)"
         echo "$tool: $s ($(el))"
