@@ -145,7 +145,7 @@ int gptoss_cli_run_check(const struct gptoss_cli_run* run);
     "  --no-pdl             cuda: no programmatic dependent launch (same results;\n"                   \
     "                       $GPTOSS_CUDA_PDL=0 too)\n"                                                 \
     "  --moe-dense-rows N   a group of N or more rows runs the expert-grouped MoE kernels\n"           \
-    "                       (default: the backend's, 256 cpu, 16 cuda; $GPTOSS_MOE_DENSE_ROWS)\n"
+    "                       (default: the backend's: never on cpu, 64 on cuda; $GPTOSS_MOE_DENSE_ROWS)\n"
 
 /* The engine of one run. */
 struct gptoss_cli_engine {
