@@ -30,8 +30,8 @@
  * from 128 tokens on. MoE paths: the CPU runs the per-token (decode) kernels for any number
  * of rows (they group the pairs by expert themselves and sum each row in one order for any
  * batch: the results do not depend on the step); CUDA the tensor-core GEMMs from 64 rows on
- * (H200, --parallel 16 decode, 16 rows: per-pair kernels 1,179 tok/s vs GEMMs 695 on 20b,
- * 825 vs 307 on 120b; 64 rows: GEMMs 2,110 vs per-pair 1,795 on 20b). */
+ * (below that the per-pair kernels were faster in a many-stream decode step, at 64 rows the
+ * GEMMs: docs/RESULTS.md, issue 13). */
 #define DEFAULT_BATCH_CPU 128u
 #define DEFAULT_BATCH_GPU 512u
 #define MOE_DENSE_MIN_ROWS_CPU UINT32_MAX

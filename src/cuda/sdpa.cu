@@ -149,10 +149,9 @@ __device__ uint32_t task_offsets(const SdpaShape& s, uint32_t* first_task, uint3
         if (w < warp) base += warp_total[w];
         total += warp_total[w];
     }
-    /* every thread has read warp_total before any writes first_task: compute-sanitizer
-     * racecheck (H200, 2026-12-05) reported 516-524 read/write hazards between the reads
-     * above and the first_task writes below in the harness's fault cases
-     * (sdpa_varlen_fault_*), none with this barrier */
+    /* every thread has read warp_total before any writes first_task: without this barrier
+     * compute-sanitizer racecheck reports read/write hazards between the two in the
+     * harness's sdpa_varlen_fault_* cases (docs/CUDA_NOTES.md, 2026-12-05) */
     __syncthreads();
 #pragma unroll
     for (uint32_t r = 0; r < kPer; r++) {
