@@ -1,5 +1,6 @@
-/* Batch and thread-count invariance of the CPU MoE kernels (the four MXFP4 expert matmuls)
- * and of the bf16-weight matmuls (matmul, matmul_add; the dense names run the same code):
+/* Batch and thread-count invariance of the MoE kernels (the four MXFP4 expert matmuls, on
+ * every CPU variant and on CUDA where a device is present) and of the CPU bf16-weight matmuls
+ * (matmul, matmul_add; the dense names run the same code):
  * a token's outputs are bitwise the same whether it is computed alone or in a block of
  * tokens, and whatever the number of threads. The engine relies on it: a prompt processed
  * in chunks of any size, or a sequence decoded next to others, gives the same logits.
@@ -19,6 +20,12 @@
  * 96, rows not a multiple of any register tile, columns not a multiple of a chunk or fewer
  * than one chunk; matmul with a bias, matmul_add without, onto random outputs): the whole
  * block with 2 threads vs 1 and 3 threads, vs every token alone, vs chunks of 7 tokens.
+ * Per CPU variant, the dense (expert-grouped) MoE entries also equal the per-pair (decode)
+ * ones on the same pairs, bit for bit. On CUDA (one backend: the "threads" checks compare two
+ * runs, i.e. determinism) the dense entries are the tensor-core GEMM, whose row tile depends
+ * on the rows per expert (16 or 64): "alone" (one row) against the block of 40 tokens (20 rows
+ * per expert) compares the two tiles; the dense-vs-per-pair check is reported as skipped
+ * there (another summation order).
  * Outputs start as NaN, so an output a call leaves unwritten fails too.
  * Output: one line per (variant, shape, kernel, check), then the pass/fail/skip counts. */
 #include <inttypes.h>
@@ -50,6 +57,9 @@ static float rng_unit(uint64_t* s) { return (float) ((double) (rng_next(s) >> 40
 struct weights {
     uint8_t* base;
     size_t stride, scales_off, bias_off;
+    uint32_t E;
+    gptoss_backend_t dev_of; /* the CUDA backend holding a copy at dev, or NULL */
+    void* dev;
 };
 
 static int make_weights(struct weights* w, uint32_t E, uint32_t rows, uint32_t C, uint64_t* s) {
@@ -57,6 +67,9 @@ static int make_weights(struct weights* w, uint32_t E, uint32_t rows, uint32_t C
     w->scales_off = (size_t) rows * nb * 16;
     w->bias_off = (w->scales_off + (size_t) rows * nb + 1) / 2 * 2;
     w->stride = (w->bias_off + 2 * (size_t) rows + 63) / 64 * 64;
+    w->E = E;
+    w->dev_of = NULL;
+    w->dev = NULL;
     w->base = malloc(w->stride * E);
     if (w->base == NULL) return 0;
     for (uint32_t e = 0; e < E; e++) {
@@ -108,12 +121,12 @@ static const char* const kind_names[] = {"moe_matmul_swiglu", "moe_matmul", "moe
 /* One call of kernel `k` on n tokens. Decode: input [n][C] (SwiGLU) or [K][n][C], ids
  * [n][K], output [K][n][R]. Dense: input [n*K][C] grouped by expert per offsets[E+1],
  * output [n*K][R]. */
-static enum gptoss_status call(gptoss_backend_t b, enum kind k, const struct weights* w, const float* input,
-                               const uint32_t* ids, const uint32_t* offsets, float* out, uint32_t n,
-                               const struct shape* sh) {
-    const uint8_t* blocks = w->base;
-    const uint8_t* scales = w->base + w->scales_off;
-    const gptoss_bf16* bias = (const gptoss_bf16*) (w->base + w->bias_off);
+static enum gptoss_status call_on(gptoss_backend_t b, enum kind k, const uint8_t* base, const struct weights* w,
+                                  const float* input, const uint32_t* ids, const uint32_t* offsets, float* out,
+                                  uint32_t n, const struct shape* sh) {
+    const uint8_t* blocks = base;
+    const uint8_t* scales = base + w->scales_off;
+    const gptoss_bf16* bias = (const gptoss_bf16*) (base + w->bias_off);
     switch (k) {
         case DECODE_SWIGLU:
             return gptoss_f32_mf4w_moe_matmul_swiglu(b, input, ids, blocks, scales, bias, w->stride, out, n, sh->K,
@@ -131,6 +144,56 @@ static enum gptoss_status call(gptoss_backend_t b, enum kind k, const struct wei
     return gptoss_status_invalid_argument;
 }
 
+static enum gptoss_status copy_in(gptoss_backend_t b, void** dst, const void* src, size_t bytes) {
+    enum gptoss_status st = gptoss_backend_alloc(b, bytes, dst);
+    if (st == gptoss_status_success) st = gptoss_backend_copy(b, *dst, src, bytes, gptoss_copy_host_to_backend);
+    return st;
+}
+
+/* As call_on, with host buffers on any backend: on CUDA the weights are copied once (kept
+ * in w), the rest per call, and the output copied back after a synchronize. */
+static enum gptoss_status call(gptoss_backend_t b, enum kind k, struct weights* w, const float* input,
+                               const uint32_t* ids, const uint32_t* offsets, float* out, uint32_t n,
+                               const struct shape* sh) {
+    if (gptoss_backend_get_kind(b) != gptoss_backend_kind_cuda) {
+        return call_on(b, k, w->base, w, input, ids, offsets, out, n, sh);
+    }
+    enum gptoss_status st = gptoss_status_success;
+    if (w->dev_of != b) {
+        if (w->dev_of != NULL) gptoss_backend_free(w->dev_of, w->dev);
+        w->dev_of = NULL;
+        st = copy_in(b, &w->dev, w->base, w->stride * w->E);
+        if (st != gptoss_status_success) return st;
+        w->dev_of = b;
+    }
+    const int dense = k == DENSE_SWIGLU || k == DENSE_DOWN;
+    const size_t vectors = dense ? (size_t) n * sh->K : (k == DECODE_SWIGLU ? n : (size_t) n * sh->K);
+    const size_t out_floats = (size_t) n * sh->K * sh->R;
+    void *d_in = NULL, *d_ids = NULL, *d_off = NULL, *d_out = NULL;
+    st = copy_in(b, &d_in, input, vectors * sh->C * sizeof(float));
+    if (st == gptoss_status_success && !dense) st = copy_in(b, &d_ids, ids, (size_t) n * sh->K * sizeof(uint32_t));
+    if (st == gptoss_status_success && dense) st = copy_in(b, &d_off, offsets, ((size_t) sh->E + 1) * sizeof(uint32_t));
+    if (st == gptoss_status_success) st = copy_in(b, &d_out, out, out_floats * sizeof(float)); /* the NaN fill */
+    if (st == gptoss_status_success) {
+        st = call_on(b, k, w->dev, w, d_in, d_ids, d_off, d_out, n, sh);
+    }
+    if (st == gptoss_status_success) st = gptoss_backend_synchronize(b);
+    if (st == gptoss_status_success) {
+        st = gptoss_backend_copy(b, out, d_out, out_floats * sizeof(float), gptoss_copy_backend_to_host);
+    }
+    gptoss_backend_free(b, d_in);
+    gptoss_backend_free(b, d_ids);
+    gptoss_backend_free(b, d_off);
+    gptoss_backend_free(b, d_out);
+    return st;
+}
+
+static void drop_device_copy(struct weights* w) {
+    if (w->dev_of != NULL) gptoss_backend_free(w->dev_of, w->dev);
+    w->dev_of = NULL;
+    w->dev = NULL;
+}
+
 static void report_status(const char* name, enum gptoss_status st) {
     char msg[512];
     snprintf(msg, sizeof msg, "%s: %s", gptoss_status_to_string(st), gptoss_last_error());
@@ -138,7 +201,7 @@ static void report_status(const char* name, enum gptoss_status st) {
 }
 
 static void run_kernel(gptoss_backend_t be[3], const char* isa, const struct shape* sh, enum kind k,
-                       const struct weights* w, const float* x, const uint32_t* ids) {
+                       struct weights* w, const float* x, const uint32_t* ids) {
     const uint32_t T = sh->T, C = sh->C, R = sh->R, E = sh->E, K = sh->K, P = T * K;
     const int dense = k == DENSE_SWIGLU || k == DENSE_DOWN;
     /* dense inputs: the P pair rows grouped by expert (stable), x[t] for pair (t, j) */
@@ -255,6 +318,65 @@ done:
     free(got);
     free(one_in);
     free(one_out);
+}
+
+/* The dense (expert-grouped) kernel against the decode (per-pair) kernel on the same pairs:
+ * bit-equal outputs, so that a token decoded alone (decode kernels) and among others
+ * (the engine's dense path) gets the same MoE outputs. x: pair p's input (SwiGLU: the
+ * token's vector, the same for its K pairs). */
+static void run_cross(gptoss_backend_t b, const char* isa, const struct shape* sh, int swiglu, struct weights* w,
+                      const float* x, const uint32_t* ids) {
+    const uint32_t T = sh->T, C = sh->C, R = sh->R, E = sh->E, K = sh->K, P = T * K;
+    char name[192], msg[256];
+    snprintf(name, sizeof name, "%s_%s_%s_eq_%s", isa, sh->name, swiglu ? "moe_dense_matmul_swiglu" : "moe_dense_matmul",
+             swiglu ? "moe_matmul_swiglu" : "moe_matmul");
+    uint32_t* offsets = calloc((size_t) E + 1, sizeof *offsets);
+    uint32_t* row_of_pair = malloc((size_t) P * sizeof *row_of_pair);
+    uint32_t* fill = calloc(E, sizeof *fill);
+    float* dense_in = malloc((size_t) P * C * sizeof(float));
+    float* dec_in = malloc((size_t) P * C * sizeof(float));
+    float* dense_out = malloc((size_t) P * R * sizeof(float));
+    float* dec_out = malloc((size_t) P * R * sizeof(float));
+    if (!offsets || !row_of_pair || !fill || !dense_in || !dec_in || !dense_out || !dec_out) {
+        tc_report(name, 0, "host allocation failed");
+        goto done;
+    }
+    for (uint32_t p = 0; p < P; p++) offsets[ids[p] + 1]++;
+    for (uint32_t e = 0; e < E; e++) offsets[e + 1] += offsets[e];
+    for (uint32_t p = 0; p < P; p++) {
+        row_of_pair[p] = offsets[ids[p]] + fill[ids[p]]++;
+        memcpy(dense_in + (size_t) row_of_pair[p] * C, x + (size_t) p * C, (size_t) C * sizeof(float));
+        /* decode: [T][C] (SwiGLU), [K][T][C] (down) */
+        const size_t v = swiglu ? p / K : (size_t) (p % K) * T + p / K;
+        memcpy(dec_in + v * C, x + (size_t) p * C, (size_t) C * sizeof(float));
+    }
+    fill_nan(dense_out, (size_t) P * R);
+    fill_nan(dec_out, (size_t) P * R);
+    enum gptoss_status st = call(b, swiglu ? DENSE_SWIGLU : DENSE_DOWN, w, dense_in, NULL, offsets, dense_out, T, sh);
+    if (st == gptoss_status_success) st = call(b, swiglu ? DECODE_SWIGLU : DECODE_DOWN, w, dec_in, ids, NULL, dec_out, T, sh);
+    if (st != gptoss_status_success) {
+        report_status(name, st);
+        goto done;
+    }
+    int ok = 1;
+    for (uint32_t p = 0; p < P && ok; p++) {
+        size_t bad = 0;
+        const uint32_t t = p / K, j = p % K;
+        if (!same_bits(dense_out + (size_t) row_of_pair[p] * R, dec_out + ((size_t) j * T + t) * R, R, &bad)) {
+            ok = 0;
+            snprintf(msg, sizeof msg, "token %u slot %u (expert %u): output %zu differs", t, j, ids[p], bad);
+        }
+    }
+    if (ok) snprintf(msg, sizeof msg, "%u pairs x %u outputs bit-equal", P, R);
+    tc_report(name, ok, msg);
+done:
+    free(offsets);
+    free(row_of_pair);
+    free(fill);
+    free(dense_in);
+    free(dec_in);
+    free(dense_out);
+    free(dec_out);
 }
 
 /* ---- bf16-weight matmuls ---- */
@@ -377,35 +499,64 @@ int main(void) {
         for (size_t i = 0; i < P * sh->C; i++) x[i] = rng_unit(&s);
         /* SwiGLU reads one vector per token: every pair of token t reads x[t*K] */
         make_routing(ids, sh->T, sh->E, sh->K, &s);
-        for (size_t c = 0; c < sizeof cpus / sizeof cpus[0]; c++) {
+        /* the pair inputs of the SwiGLU kernels: their token's vector */
+        float* xs = malloc(P * sh->C * sizeof(float));
+        if (xs == NULL) return 1;
+        for (size_t p = 0; p < P; p++) memcpy(xs + p * sh->C, x + p / sh->K * sh->K * sh->C, sh->C * sizeof(float));
+        for (size_t c = 0; c <= sizeof cpus / sizeof cpus[0]; c++) {
+            /* the CPU variants with 1, 2 and 3 threads; then CUDA (one backend in all three
+             * slots: the "threads" checks compare two runs, i.e. determinism) */
+            const int cuda = c == sizeof cpus / sizeof cpus[0];
+            const char* vname = cuda ? "cuda" : cpus[c].name;
             gptoss_backend_t be[3] = {NULL, NULL, NULL};
             enum gptoss_status st = gptoss_status_success;
-            for (uint32_t t = 0; t < 3 && st == gptoss_status_success; t++) {
+            if (cuda) {
+                st = gptoss_backend_create_cuda(0, NULL, &be[0]);
+                be[1] = be[2] = be[0];
+            }
+            for (uint32_t t = 0; t < 3 && st == gptoss_status_success && !cuda; t++) {
                 st = gptoss_backend_create_cpu_isa(t + 1, cpus[c].isa, &be[t]);
             }
             for (int k = 0; k < 4; k++) {
                 if (st != gptoss_status_success) {
                     char name[160];
-                    snprintf(name, sizeof name, "%s_%s_%s", cpus[c].name, sh->name, kind_names[k]);
+                    snprintf(name, sizeof name, "%s_%s_%s", vname, sh->name, kind_names[k]);
                     tc_skip(name, gptoss_last_error());
                     continue;
                 }
                 const int swiglu = k == DECODE_SWIGLU || k == DENSE_SWIGLU;
-                if (k == DENSE_SWIGLU) {
-                    /* the dense SwiGLU pair rows read their token's vector */
-                    float* xs = malloc(P * sh->C * sizeof(float));
-                    if (xs == NULL) return 1;
-                    for (size_t p = 0; p < P; p++) {
-                        memcpy(xs + p * sh->C, x + p / sh->K * sh->K * sh->C, sh->C * sizeof(float));
-                    }
-                    run_kernel(be, cpus[c].name, sh, (enum kind) k, &up, xs, ids);
-                    free(xs);
-                } else {
-                    run_kernel(be, cpus[c].name, sh, (enum kind) k, swiglu ? &up : &down, x, ids);
-                }
+                /* the dense SwiGLU pair rows read their token's vector */
+                run_kernel(be, vname, sh, (enum kind) k, swiglu ? &up : &down, k == DENSE_SWIGLU ? xs : x, ids);
             }
-            for (int t = 0; t < 3; t++) gptoss_backend_release(be[t]);
+            for (int swiglu = 1; swiglu >= 0; swiglu--) {
+                if (st != gptoss_status_success) {
+                    char name[160];
+                    snprintf(name, sizeof name, "%s_%s_%s_eq_decode", vname, sh->name,
+                             swiglu ? "moe_dense_matmul_swiglu" : "moe_dense_matmul");
+                    tc_skip(name, gptoss_last_error());
+                    continue;
+                }
+                if (cuda) {
+                    /* reported, not hidden: CUDA's dense entries are the split-bf16 tensor-core
+                     * GEMM, another order than its per-pair kernels (README, "Batch invariance") */
+                    char name[160];
+                    snprintf(name, sizeof name, "%s_%s_%s_eq_decode", vname, sh->name,
+                             swiglu ? "moe_dense_matmul_swiglu" : "moe_dense_matmul");
+                    tc_skip(name, "CUDA: the dense MoE entries (tensor-core GEMM) sum in another order than the "
+                                  "per-pair kernels");
+                    continue;
+                }
+                run_cross(be[1], vname, sh, swiglu, swiglu ? &up : &down, swiglu ? xs : x, ids);
+            }
+            drop_device_copy(&up);
+            drop_device_copy(&down);
+            if (cuda) {
+                gptoss_backend_release(be[0]);
+            } else {
+                for (int t = 0; t < 3; t++) gptoss_backend_release(be[t]);
+            }
         }
+        free(xs);
         free(up.base);
         free(down.base);
         free(x);

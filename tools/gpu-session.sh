@@ -61,10 +61,16 @@ grep -E '^FAIL' "$LOG/graph.log" | head
 R[fused]="rc=$? $(tail -1 "$LOG/fused.log" | cut -c1-60)"
 grep -E '^FAIL' "$LOG/fused.log" | head
 
+# The MoE kernels' invariance on CUDA too (tests/test_invariance.c: alone = in a block,
+# two runs equal, the expert-grouped entries = the per-pair ones, bit for bit).
+"$B"/tests/test_invariance >"$LOG/invariance.log" 2>&1
+R[invariance]="rc=$? $(tail -1 "$LOG/invariance.log" | cut -c1-60)"
+grep -E '^FAIL' "$LOG/invariance.log" | head
+
 if ! skip sanitize; then
     for tool in memcheck racecheck; do
         s=""
-        for f in odd_3 region unembedding_prefill130 sdpa_gqa4 sdpa_varlen_mixed_prefill_decode_bs16 sdpa_varlen_hd128_gqa4_window19 sdpa_varlen_fault_none_entry_10 sdpa_varlen_fault_seq_id_past moe_swiglu_3of7 moe_dense_swiglu_3of7 moe_dense_matmul_64tok routing_3of7 sample_odd sample_logits_inf_nan_2881ch_topp penalties_odd accumulate_rmsnorm_vec1 gate_no_bias_5of200 gate_20b_decode; do
+        for f in odd_3 region unembedding_prefill130 sdpa_gqa4 sdpa_varlen_mixed_prefill_decode_bs16 sdpa_varlen_hd128_gqa4_window19 sdpa_varlen_fault_none_entry_10 sdpa_varlen_fault_seq_id_past moe_swiglu_3of7 moe_dense_swiglu_3of7 moe_dense_matmul_64tok moe_dense_swiglu_tc_130tok routing_3of7 sample_odd sample_logits_inf_nan_2881ch_topp penalties_odd accumulate_rmsnorm_vec1 gate_no_bias_5of200 gate_20b_decode; do
             # 180 s: racecheck of the 2881-channel sampler case takes ~120 s on an H200
             timeout 180 compute-sanitizer --tool $tool --error-exitcode 99 --print-limit 10 \
                 "$B"/tests/harness --backend cuda --filter "$f" >>"$LOG/$tool.log" 2>&1
@@ -219,6 +225,6 @@ for f in "$LOG"/engine-*.log "$LOG"/parallel-*.log; do [ -f "$f" ] && { echo "${
 [ -f "$LOG/profile-20b.log" ] && grep -E '^(prefill|decode) ' "$LOG/profile-20b.log" | head -40
 echo
 echo "================ $GPU ($(el)) ================"
-for k in build harness-cuda harness-avx512 graph fused memcheck racecheck e2e-hf graph-bitexact sampling sample-host sample-kernels batch-tiny batch-20b pytest bench engine-20b engine-20b-nofused engine-20b-nograph engine-120b depth parallel-1 parallel-4 parallel-16 parallel-64 parallel-64-topp profile-20b ncu-decode harness-ab; do
+for k in build harness-cuda harness-avx512 graph fused invariance memcheck racecheck e2e-hf graph-bitexact sampling sample-host sample-kernels batch-tiny batch-20b pytest bench engine-20b engine-20b-nofused engine-20b-nograph engine-120b depth parallel-1 parallel-4 parallel-16 parallel-64 parallel-64-topp profile-20b ncu-decode harness-ab; do
     printf '%-15s %s\n' "$k" "${R[$k]:-skipped}"
 done

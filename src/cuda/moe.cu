@@ -204,16 +204,16 @@ __global__ void __launch_bounds__(kMoeWarps * 32, 4) moe_gemv_kernel(
  * ALU work. Three blocks per SM (__launch_bounds__(256, 3), 40 KB of shared memory each),
  * faster than two; the dense GEMM's larger tiles spill at that cap, so it keeps two
  * (docs/CUDA_NOTES.md). */
-constexpr int MT_BM = 64, MT_BN = 128, MT_BK = 32, MT_LD = MT_BK + 8; /* LD: padded row, bf16 */
+constexpr int MT_BN = 128, MT_BK = 32, MT_LD = MT_BK + 8; /* LD: padded row, bf16 */
 constexpr int kMoeTcPrescale = 10;
 
-template <int NP>
+template <int NP, int BM>
 constexpr size_t moe_tc_smem_bytes() {
-    return (size_t) 2 * (NP * MT_BM + MT_BN) * MT_LD * sizeof(uint16_t);
+    return (size_t) 2 * (NP * BM + MT_BN) * MT_LD * sizeof(uint16_t);
 }
 
-template <bool SWIGLU, bool VEC, int NP>
-__global__ void __launch_bounds__(256, 3) moe_gemm_tc_kernel(const uint32_t* __restrict__ offsets,
+template <bool SWIGLU, bool VEC, int NP, int BM>
+__global__ void __launch_bounds__(256, BM == 16 ? 4 : 3) moe_gemm_tc_kernel(const uint32_t* __restrict__ offsets,
                                                              const uint16_t* __restrict__ planes,
                                                              const uint8_t* __restrict__ blocks,
                                                              const uint8_t* __restrict__ scales,
@@ -221,10 +221,14 @@ __global__ void __launch_bounds__(256, 3) moe_gemm_tc_kernel(const uint32_t* __r
                                                              float* __restrict__ out, uint32_t P, uint32_t E,
                                                              uint32_t K, uint32_t N /* weight rows */,
                                                              uint32_t out_width, float limit, uint32_t* error_word) {
+    static_assert(BM == 64 || BM == 16, "row tiles of 64 (warps 2 x 4, warp tile 32 x 32) or 16 (1 x 8, 16 x 16)");
+    constexpr int WM = BM == 64 ? 2 : 1, WN = 8 / WM; /* warps along the rows (M) and the weight rows (N) */
+    constexpr int MI = BM / (16 * WM), WNT = MT_BN / WN, NJ = WNT / 16; /* m16 tiles, warp N tile, n16 pairs */
+    constexpr int A_ITERS = (BM * 8 + 255) / 256; /* 4-column chunks of a row tile per thread */
     extern __shared__ __align__(16) uint16_t mt_smem[];
     __shared__ float fp4_lut[16];
-    uint16_t* As = mt_smem;                           /* [2][NP][MT_BM][MT_LD] */
-    uint16_t* Ws = mt_smem + 2 * NP * MT_BM * MT_LD;  /* [2][MT_BN][MT_LD] */
+    uint16_t* As = mt_smem;                           /* [2][NP][BM][MT_LD] */
+    uint16_t* Ws = mt_smem + 2 * NP * BM * MT_LD;  /* [2][MT_BN][MT_LD] */
     const uint32_t tid = threadIdx.x, lane = tid & 31u, warp = tid >> 5;
     const uint32_t n0 = blockIdx.x * MT_BN;
 
@@ -238,12 +242,12 @@ __global__ void __launch_bounds__(256, 3) moe_gemm_tc_kernel(const uint32_t* __r
             bad = true;
             break;
         }
-        const uint32_t tiles = (b - a + MT_BM - 1) / MT_BM;
+        const uint32_t tiles = (b - a + BM - 1) / BM;
         if (e_found == 0xFFFFFFFFu) {
             if (y < tiles) {
                 e_found = e;
-                row_begin = a + y * MT_BM;
-                row_end = min(row_begin + MT_BM, b);
+                row_begin = a + y * BM;
+                row_end = min(row_begin + BM, b);
             } else {
                 y -= tiles;
             }
@@ -251,10 +255,10 @@ __global__ void __launch_bounds__(256, 3) moe_gemm_tc_kernel(const uint32_t* __r
     }
     if (bad) {
         if (tid == 0 && blockIdx.x == 0 && blockIdx.y == 0) gptoss_d_set_error(error_word, GPTOSS_CUDA_ERROR_ROUTING_OFFSET);
-        /* NaN rows: block y covers rows [y*MT_BM, y*MT_BM+MT_BM) of the output columns of tile x */
-        const uint32_t m_begin = blockIdx.y * MT_BM;
+        /* NaN rows: block y covers rows [y*BM, y*BM+BM) of the output columns of tile x */
+        const uint32_t m_begin = blockIdx.y * BM;
         const uint32_t c_begin = SWIGLU ? n0 / 2 : n0, c_end = min(c_begin + (SWIGLU ? MT_BN / 2 : MT_BN), out_width);
-        for (uint32_t idx = tid; idx < MT_BM * MT_BN; idx += blockDim.x) {
+        for (uint32_t idx = tid; idx < BM * MT_BN; idx += blockDim.x) {
             const uint32_t m = m_begin + idx / MT_BN, c = c_begin + idx % MT_BN;
             if (m < P && c < c_end) out[(size_t) m * out_width + c] = nan_f();
         }
@@ -267,29 +271,29 @@ __global__ void __launch_bounds__(256, 3) moe_gemm_tc_kernel(const uint32_t* __r
     const uint8_t* wsc = scales + (size_t) e_found * stride;
     const uint8_t* wbias = bias_bytes + (size_t) e_found * stride;
     const uint32_t nb = K / 32;
-    const uint32_t wm = warp & 1u, wn = warp >> 1;
+    const uint32_t wm = warp % WM, wn = warp / WM;
     const uint32_t g = lane >> 2, tg = lane & 3u;
 
-    float acc[2][4][4];
+    float acc[MI][2 * NJ][4];
 #pragma unroll
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < MI; i++)
 #pragma unroll
-        for (int j = 0; j < 4; j++)
+        for (int j = 0; j < 2 * NJ; j++)
 #pragma unroll
             for (int q = 0; q < 4; q++) acc[i][j][q] = 0.0f;
 
     /* loader mapping: A 2 x (row, 4 columns) of each plane; W: row tid/2, bytes 8 (tid&1) .. +7
      * of the block */
     const size_t plane_size = gptoss_plane_stride((size_t) P * K);
-    uint2 ap[2][NP];
+    uint2 ap[A_ITERS][NP];
     uint32_t wq[2], wscale;
     const uint32_t w_row = tid >> 1, w_half = tid & 1u;
     auto gload = [&](uint32_t kb) {
 #pragma unroll
-        for (int i = 0; i < 2; i++) {
+        for (int i = 0; i < A_ITERS; i++) {
             const uint32_t idx = tid + 256u * i;
             const uint32_t row = idx >> 3, col = (idx & 7u) * 4;
-            const uint32_t m = row_begin + row, k = kb * MT_BK + col;
+            const uint32_t m = idx < BM * 8u ? row_begin + row : row_end, k = kb * MT_BK + col;
 #pragma unroll
             for (int p = 0; p < NP; p++) {
                 ap[i][p] = m < row_end ? __ldg((const uint2*) (planes + (size_t) p * plane_size + (size_t) m * K + k))
@@ -317,14 +321,15 @@ __global__ void __launch_bounds__(256, 3) moe_gemm_tc_kernel(const uint32_t* __r
         }
     };
     auto sstore = [&](int stage) {
-        uint16_t* as = As + (size_t) stage * NP * MT_BM * MT_LD;
+        uint16_t* as = As + (size_t) stage * NP * BM * MT_LD;
         uint16_t* ws = Ws + (size_t) stage * MT_BN * MT_LD;
 #pragma unroll
-        for (int i = 0; i < 2; i++) {
+        for (int i = 0; i < A_ITERS; i++) {
             const uint32_t idx = tid + 256u * i;
             const uint32_t row = idx >> 3, col = (idx & 7u) * 4;
+            if (idx >= BM * 8u) break;
 #pragma unroll
-            for (int p = 0; p < NP; p++) *(uint2*) (as + ((size_t) p * MT_BM + row) * MT_LD + col) = ap[i][p];
+            for (int p = 0; p < NP; p++) *(uint2*) (as + ((size_t) p * BM + row) * MT_LD + col) = ap[i][p];
         }
         /* w * 2^10 as bf16: exact (see above), so truncating the f32 bits is exact */
         const float mult = gptoss_exp2i((int) wscale - 141 + kMoeTcPrescale);
@@ -349,27 +354,27 @@ __global__ void __launch_bounds__(256, 3) moe_gemm_tc_kernel(const uint32_t* __r
         const int st = (int) (kb & 1u);
         const bool more = kb + 1 < nb;
         if (more) gload(kb + 1);
-        const uint16_t* as = As + (size_t) st * NP * MT_BM * MT_LD;
+        const uint16_t* as = As + (size_t) st * NP * BM * MT_LD;
         const uint16_t* ws = Ws + (size_t) st * MT_BN * MT_LD;
 #pragma unroll
         for (int kk = 0; kk < MT_BK; kk += 16) {
-            uint32_t af[NP][2][4];
+            uint32_t af[NP][MI][4];
 #pragma unroll
             for (int p = 0; p < NP; p++)
 #pragma unroll
-                for (int mi = 0; mi < 2; mi++) {
-                    gptoss_d_ldmatrix_x4(af[p][mi], as + ((size_t) p * MT_BM + wm * 32 + mi * 16 + (lane & 15u)) * MT_LD +
+                for (int mi = 0; mi < MI; mi++) {
+                    gptoss_d_ldmatrix_x4(af[p][mi], as + ((size_t) p * BM + wm * (MI * 16) + mi * 16 + (lane & 15u)) * MT_LD +
                                                         kk + (lane >> 4) * 8);
                 }
 #pragma unroll
-            for (int nj = 0; nj < 2; nj++) {
+            for (int nj = 0; nj < NJ; nj++) {
                 uint32_t bf[4];
-                gptoss_d_ldmatrix_x4(bf, ws + (size_t) (wn * 32 + nj * 16 + (lane & 7u) + ((lane >> 4) << 3)) * MT_LD +
+                gptoss_d_ldmatrix_x4(bf, ws + (size_t) (wn * WNT + nj * 16 + (lane & 7u) + ((lane >> 4) << 3)) * MT_LD +
                                              kk + ((lane >> 3) & 1u) * 8);
 #pragma unroll
                 for (int h = 0; h < 2; h++)
 #pragma unroll
-                    for (int mi = 0; mi < 2; mi++)
+                    for (int mi = 0; mi < MI; mi++)
 #pragma unroll
                         for (int p = NP - 1; p >= 0; p--)
                             gptoss_d_mma_bf16_16816(acc[mi][2 * nj + h], af[p][mi], bf[2 * h], bf[2 * h + 1]);
@@ -381,13 +386,13 @@ __global__ void __launch_bounds__(256, 3) moe_gemm_tc_kernel(const uint32_t* __r
 
     constexpr float kUnscale = 1.0f / (float) (1 << kMoeTcPrescale);
 #pragma unroll
-    for (int mi = 0; mi < 2; mi++)
+    for (int mi = 0; mi < MI; mi++)
 #pragma unroll
-        for (int ni = 0; ni < 4; ni++)
+        for (int ni = 0; ni < 2 * NJ; ni++)
 #pragma unroll
             for (int h = 0; h < 2; h++) {
-                const uint32_t m = row_begin + wm * 32 + mi * 16 + g + 8 * h;
-                const uint32_t n = n0 + wn * 32 + ni * 8 + 2 * tg;
+                const uint32_t m = row_begin + wm * (MI * 16) + mi * 16 + g + 8 * h;
+                const uint32_t n = n0 + wn * WNT + ni * 8 + 2 * tg;
                 if (m >= row_end) continue;
                 const float v0 = acc[mi][ni][2 * h] * kUnscale, v1 = acc[mi][ni][2 * h + 1] * kUnscale;
                 if (SWIGLU) {
@@ -434,20 +439,43 @@ enum gptoss_status launch_moe_gemv(gptoss_backend_t backend, const float* input,
     return gptoss_status_success;
 }
 
-template <bool SWIGLU, bool VEC, int NP>
-cudaError_t launch_moe_gemm_tc(gptoss_backend_t backend, dim3 grid, const uint32_t* offsets, const uint16_t* planes,
-                               const uint8_t* blocks, const uint8_t* scales, const uint8_t* bias, size_t stride,
-                               float* output, uint32_t P, uint32_t E, uint32_t K, uint32_t N, uint32_t out_width,
-                               float limit, uint32_t* error_word) {
+template <bool SWIGLU, bool VEC, int NP, int BM>
+cudaError_t launch_moe_gemm_tc_bm(gptoss_backend_t backend, dim3 grid, const uint32_t* offsets, const uint16_t* planes,
+                                  const uint8_t* blocks, const uint8_t* scales, const uint8_t* bias, size_t stride,
+                                  float* output, uint32_t P, uint32_t E, uint32_t K, uint32_t N, uint32_t out_width,
+                                  float limit, uint32_t* error_word) {
     const cudaStream_t stream = gptoss_cuda_stream(backend);
-    constexpr size_t smem = moe_tc_smem_bytes<NP>();
-    const cudaError_t err = cudaFuncSetAttribute(moe_gemm_tc_kernel<SWIGLU, VEC, NP>,
+    constexpr size_t smem = moe_tc_smem_bytes<NP, BM>();
+    const cudaError_t err = cudaFuncSetAttribute(moe_gemm_tc_kernel<SWIGLU, VEC, NP, BM>,
                                                  cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem);
     if (err != cudaSuccess) return err;
-    moe_gemm_tc_kernel<SWIGLU, VEC, NP><<<grid, 256, smem, stream>>>(offsets, planes, blocks, scales, bias, stride,
-                                                                       output, P, E, K, N, out_width, limit, error_word);
+    moe_gemm_tc_kernel<SWIGLU, VEC, NP, BM><<<grid, 256, smem, stream>>>(
+        offsets, planes, blocks, scales, bias, stride, output, P, E, K, N, out_width, limit, error_word);
     return cudaGetLastError();
 }
+
+template <bool SWIGLU, bool VEC, int NP>
+cudaError_t launch_moe_gemm_tc(gptoss_backend_t backend, int bm, dim3 grid, const uint32_t* offsets,
+                               const uint16_t* planes, const uint8_t* blocks, const uint8_t* scales, const uint8_t* bias,
+                               size_t stride, float* output, uint32_t P, uint32_t E, uint32_t K, uint32_t N,
+                               uint32_t out_width, float limit, uint32_t* error_word) {
+    return bm == 16 ? launch_moe_gemm_tc_bm<SWIGLU, VEC, NP, 16>(backend, grid, offsets, planes, blocks, scales, bias,
+                                                                 stride, output, P, E, K, N, out_width, limit,
+                                                                 error_word)
+                    : launch_moe_gemm_tc_bm<SWIGLU, VEC, NP, 64>(backend, grid, offsets, planes, blocks, scales, bias,
+                                                                 stride, output, P, E, K, N, out_width, limit,
+                                                                 error_word);
+}
+
+/* Row tiles of 16 instead of 64 when the experts hold fewer than this many rows on average
+ * (a decode step of many streams: 64 streams of 20b give ~8 rows per expert, and a 64-row
+ * tile would run 8 times the tensor-core work and dequantise the same weights for it). The
+ * sums do not depend on the tile: each output is one row's dot product, summed over the
+ * same k-steps and planes in the same order. */
+#ifndef GPTOSS_CUDA_MOE_SMALL_TILE_ROWS /* a build-time switch for measuring the choice (0: never) */
+#define GPTOSS_CUDA_MOE_SMALL_TILE_ROWS 16
+#endif
+constexpr uint64_t kMoeSmallTileRows = GPTOSS_CUDA_MOE_SMALL_TILE_ROWS;
 
 template <bool SWIGLU>
 enum gptoss_status launch_moe_gemm(gptoss_backend_t backend, const uint32_t* offsets, const float* input,
@@ -456,7 +484,8 @@ enum gptoss_status launch_moe_gemm(gptoss_backend_t backend, const uint32_t* off
                                    uint32_t num_rows, float limit) {
     const uint64_t P = (uint64_t) T * k;
     const uint32_t N = SWIGLU ? 2 * num_rows : num_rows;
-    const uint64_t y_tiles = (P + MT_BM - 1) / MT_BM + E;
+    const int bm = P < kMoeSmallTileRows * E ? 16 : 64;
+    const uint64_t y_tiles = (P + bm - 1) / bm + E;
     if (y_tiles > GPTOSS_CUDA_MAX_GRID_YZ) {
         return gptoss_fail(gptoss_status_unsupported_argument, "CUDA MoE prefill: too many row tiles (%llu)",
                            (unsigned long long) y_tiles);
@@ -474,15 +503,15 @@ enum gptoss_status launch_moe_gemm(gptoss_backend_t backend, const uint32_t* off
     const uint32_t P32 = (uint32_t) P;
     cudaError_t err;
     if (np == 2) {
-        err = vec ? launch_moe_gemm_tc<SWIGLU, true, 2>(backend, grid, offsets, planes, blocks, scales, b8, stride,
+        err = vec ? launch_moe_gemm_tc<SWIGLU, true, 2>(backend, bm, grid, offsets, planes, blocks, scales, b8, stride,
                                                         output, P32, E, C, N, num_rows, limit, ew)
-                  : launch_moe_gemm_tc<SWIGLU, false, 2>(backend, grid, offsets, planes, blocks, scales, b8, stride,
-                                                         output, P32, E, C, N, num_rows, limit, ew);
+                  : launch_moe_gemm_tc<SWIGLU, false, 2>(backend, bm, grid, offsets, planes, blocks, scales, b8,
+                                                         stride, output, P32, E, C, N, num_rows, limit, ew);
     } else {
-        err = vec ? launch_moe_gemm_tc<SWIGLU, true, 3>(backend, grid, offsets, planes, blocks, scales, b8, stride,
+        err = vec ? launch_moe_gemm_tc<SWIGLU, true, 3>(backend, bm, grid, offsets, planes, blocks, scales, b8, stride,
                                                         output, P32, E, C, N, num_rows, limit, ew)
-                  : launch_moe_gemm_tc<SWIGLU, false, 3>(backend, grid, offsets, planes, blocks, scales, b8, stride,
-                                                         output, P32, E, C, N, num_rows, limit, ew);
+                  : launch_moe_gemm_tc<SWIGLU, false, 3>(backend, bm, grid, offsets, planes, blocks, scales, b8,
+                                                         stride, output, P32, E, C, N, num_rows, limit, ew);
     }
     gptoss_cuda_scratch_release(backend);
     if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of the MXFP4 MoE tensor-core GEMM");

@@ -61,7 +61,17 @@ static const struct tc_case dense_swiglu_cases[] = {
      * 8 tokens (32 rows over 128 experts: most experts have 0 or 1 row) for 120b; 6 / 4
      * random rows checked against the reference, the rest scanned for NaN. */
     {"moe_dense_swiglu_20b_prefill16_4of32_2880", .t = 16, .c = 2880, .r = 2880, .e = 32, .k = 4, .f = 7.0f,
-     .check = 6},
+     .check = 6, .flags = TC_BENCH},
+    /* a 64-stream decode step of 20b (256 pairs over 32 experts, ~8 rows each) */
+    {"moe_dense_swiglu_20b_decode_x64_4of32_2880", .t = 64, .c = 2880, .r = 2880, .e = 32, .k = 4, .f = 7.0f,
+     .flags = TC_BENCH | TC_BENCH_ONLY},
+    /* CUDA's 16-row tiles (fewer than 16 rows per expert on average) with an expert of more
+     * than one tile (31 rows over 2 experts: one holds at least 16) */
+    {"moe_dense_swiglu_16row_tiles_31tok_1of2_cols64", .t = 31, .c = 64, .r = 19, .e = 2, .k = 1, .f = 7.0f,
+     .flags = TC_QUICK},
+    /* CUDA's 64-row tiles with tiny scales (subnormal bf16 weights) */
+    {"moe_dense_swiglu_64row_tiles_tiny_scales_260tok_2of3_cols2880", .t = 260, .c = 2880, .r = 34, .e = 3,
+     .k = 2, .f = 7.0f, .flags = TC_TINY_SCALES},
     {"moe_dense_swiglu_120b_prefill8_4of128_2880", .t = 8, .c = 2880, .r = 2880, .e = 128, .k = 4, .f = 7.0f,
      .check = 4},
     /* denser expert tiles (64 tokens x 2 of 4 experts: ~32 rows per expert), as in a
@@ -80,7 +90,13 @@ static const struct tc_case dense_swiglu_cases[] = {
 static const struct tc_case dense_down_cases[] = {
     {"moe_dense_matmul_1pair", .t = 1, .c = 32, .r = 1, .e = 1, .k = 1, .flags = TC_QUICK},
     {"moe_dense_matmul_3of7_19tok_cols64_rows19", .t = 19, .c = 64, .r = 19, .e = 7, .k = 3, .flags = TC_QUICK},
-    {"moe_dense_matmul_20b_prefill16_4of32_2880", .t = 16, .c = 2880, .r = 2880, .e = 32, .k = 4, .check = 6},
+    {"moe_dense_matmul_20b_prefill16_4of32_2880", .t = 16, .c = 2880, .r = 2880, .e = 32, .k = 4, .check = 6,
+     .flags = TC_BENCH},
+    {"moe_dense_matmul_20b_decode_x64_4of32_2880", .t = 64, .c = 2880, .r = 2880, .e = 32, .k = 4,
+     .flags = TC_BENCH | TC_BENCH_ONLY},
+    {"moe_dense_matmul_16row_tiles_31tok_1of2_cols2880_rows131", .t = 31, .c = 2880, .r = 131, .e = 2, .k = 1},
+    {"moe_dense_matmul_64row_tiles_tiny_scales_260tok_2of3_cols64", .t = 260, .c = 64, .r = 19, .e = 3, .k = 2,
+     .flags = TC_TINY_SCALES},
     {"moe_dense_matmul_64tok_2of4_2880_rows2881", .t = 64, .c = 2880, .r = 2881, .e = 4, .k = 2, .check = 8},
     {"moe_dense_matmul_20b_prefill512_4of32_2880", .t = 512, .c = 2880, .r = 2880, .e = 32, .k = 4,
      .flags = TC_BENCH | TC_BENCH_ONLY},
