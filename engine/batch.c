@@ -29,13 +29,15 @@
  * tiles that 128-token chunks (~16 rows) run a quarter full; CPU: the GEMMs reach their rate
  * from 128 tokens on. MoE paths: the CPU runs the per-token (decode) kernels for any number
  * of rows (they group the pairs by expert themselves and sum each row in one order for any
- * batch: the results do not depend on the step); CUDA the tensor-core GEMMs from 64 rows on
- * (below that the per-pair kernels were faster in a many-stream decode step, at 64 rows the
- * GEMMs: docs/RESULTS.md, issue 13). */
+ * batch: the results do not depend on the step); CUDA the tensor-core GEMMs once the experts
+ * hold 4 rows each on average (rows x active experts >= 4 x experts: 32 rows of 20b, 128 of
+ * 120b), the per-pair kernels below (on an H200, 20b: 16 streams, 2 rows per expert, 1,177
+ * tok/s per pair vs 924 with the GEMMs; 32 streams 1,211 vs 1,299; 64 streams GEMMs 2,355 -
+ * 2,585, per-pair 1,795; 120b, 16 streams: 805 vs 381; docs/CUDA_NOTES.md). */
 #define DEFAULT_BATCH_CPU 128u
 #define DEFAULT_BATCH_GPU 512u
 #define MOE_DENSE_MIN_ROWS_CPU UINT32_MAX
-#define MOE_DENSE_MIN_ROWS_CUDA 64u
+#define MOE_DENSE_MIN_PAIRS_PER_EXPERT_CUDA 4u
 /* Plans kept (by shape) and decode steps kept as recorded graphs (by number of rows). */
 #define NUM_PLANS 8
 #define NUM_GRAPHS 4
@@ -220,13 +222,17 @@ static enum gptoss_status resolve_params(const struct gptoss_model* model, const
     if (p->max_batch_tokens > 65536) {
         return gptoss_fail(gptoss_status_invalid_argument, "max_batch_tokens %zu exceeds 65536", p->max_batch_tokens);
     }
-    if (p->moe_dense_min_rows == 0) p->moe_dense_min_rows = cpu ? MOE_DENSE_MIN_ROWS_CPU : MOE_DENSE_MIN_ROWS_CUDA;
+    const struct gptoss_model_config* cfg = &model->config;
+    if (p->moe_dense_min_rows == 0) {
+        p->moe_dense_min_rows = cpu ? MOE_DENSE_MIN_ROWS_CPU
+                                    : (MOE_DENSE_MIN_PAIRS_PER_EXPERT_CUDA * cfg->num_experts + cfg->num_active_experts - 1) /
+                                          cfg->num_active_experts;
+    }
     if (p->max_sequences > p->max_batch_tokens) {
         return gptoss_fail(gptoss_status_invalid_argument,
                            "max_sequences %u exceeds max_batch_tokens %zu (each decoding sequence takes a row of a step)",
                            p->max_sequences, p->max_batch_tokens);
     }
-    const struct gptoss_model_config* cfg = &model->config;
     const uint64_t block_bytes = gptoss_kv_block_bytes(cfg->num_blocks, cfg->num_kv_heads, cfg->head_dim);
     const uint64_t per_seq = gptoss_kv_seq_blocks(cfg->attention_window, p->context_length, p->max_batch_tokens);
     if (p->kv_budget == 0) {

@@ -145,7 +145,8 @@ int gptoss_cli_run_check(const struct gptoss_cli_run* run);
     "  --no-pdl             cuda: no programmatic dependent launch (same results;\n"                   \
     "                       $GPTOSS_CUDA_PDL=0 too)\n"                                                 \
     "  --moe-dense-rows N   a group of N or more rows runs the expert-grouped MoE kernels\n"           \
-    "                       (default: the backend's: never on cpu, 64 on cuda; $GPTOSS_MOE_DENSE_ROWS)\n"
+    "                       (default: the backend's: never on cpu; on cuda 4 rows per expert on\n"      \
+    "                       average: 32 for 20b, 128 for 120b; $GPTOSS_MOE_DENSE_ROWS)\n"
 
 /* The engine of one run. */
 struct gptoss_cli_engine {

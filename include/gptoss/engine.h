@@ -137,8 +137,10 @@ struct gptoss_context_params {
     size_t max_batch_tokens;
     /* The MoE of a group of rows runs the expert-grouped (prefill) kernels from this many
      * rows on, the per-token (decode) kernels below it; 0 (default) = the backend's choice
-     * (CPU: never, which keeps results independent of the step; CUDA: 64). The two paths sum
-     * in different orders: outputs differ in the last bits between values. */
+     * (CPU: never, which keeps results independent of the step; CUDA: from 4 rows per expert
+     * on average, i.e. 4 x num_experts / num_active_experts rows: 32 for gpt-oss-20b, 128 for
+     * 120b). The two paths sum in different orders: outputs differ in the last bits
+     * between values. */
     uint32_t moe_dense_min_rows;
     /* 1 (default): the fused kernels of kernels.h (the MoE gate; the MoE accumulate with
      * the RMSNorm after it); 0: their parts as separate calls. Bit-identical outputs. */
