@@ -214,7 +214,9 @@ static int start_run(struct bench* b, uint32_t first) {
         return 1;
     }
     if (cached < b->D) {
-        fprintf(stderr, "gptoss bench: %zu of the %zu depth tokens were reused from the KV cache\n", cached, b->D);
+        fprintf(stderr, "gptoss bench: %zu of the %zu depth tokens were reused from the KV cache (a prompt prefilled "
+                "in chunks takes the depth's blocks back when the budget has no room; -c %zu leaves it)\n", cached,
+                b->D, b->D + (b->P > b->N + 1 ? b->P : b->N + 1) + b->P);
         return 1;
     }
     return 0;
@@ -281,7 +283,13 @@ static int bench_open(struct bench* b, const struct gptoss_cli_run* run) {
     if (gptoss_cli_engine_open(run, &b->e) != 0) return 1;
     const size_t P = b->P, N = b->N, D = b->D;
     const size_t wanted = D + (P > N + 1 ? P : N + 1);
-    if (gptoss_cli_make_context(run, &b->e, wanted) != 0) return 1;
+    /* With a depth, every run resumes the cached depth, which needs the sliding-window
+     * layers' blocks of its last window. A prompt prefilled in several chunks releases those
+     * blocks as its window moves on, and in a KV budget of exactly one context its later
+     * chunks take them back (the depth then could not be reused and the run would say so):
+     * the context is made P tokens longer, which leaves the budget that many free blocks. */
+    const size_t room = D > 0 ? P : 0;
+    if (gptoss_cli_make_context(run, &b->e, wanted + room) != 0) return 1;
     if (gptoss_cli_make_sampler(run, &b->e) != 0) return 1;
     size_t max_tokens = 0;
     gptoss_context_get_max_tokens(b->e.context, &max_tokens);

@@ -15,9 +15,10 @@
 #                      builds one from the tree, without build isolation)
 #   GPU_SKIP=LIST      steps to skip (words: cpu-harness sanitize e2e sampling batch python bench 20b
 #                      120b depth parallel profile ncu)
-#   GPU_DEPTHS="D ..."  context depths of the 20b long-context step (default "4096 32768 131072":
-#                      pp512 and tg128 after D tokens, gptoss bench -d; the 131,072-token depth
-#                      alone prefills for minutes at today's speed)
+#   GPU_DEPTHS="D ..."  context depths of the 20b long-context step (default "4096 32768 130000":
+#                      pp512 and tg128 after D tokens, gptoss bench -d; 130,000 as llama-bench's
+#                      deepest run, since D + 512 must fit the 131,072-token context; that
+#                      depth alone prefills for minutes at today's speed)
 #   GPU_AB="VAR=value FILTER"  also run the harness cases matching FILTER, their benchmark
 #                      and the 20b engine bench with VAR=value (an alternative kernel path)
 set -u
@@ -162,7 +163,7 @@ done
 
 # Long contexts: 20b pp512 and tg128 after D tokens already in the context.
 if ! skip depth; then
-    for d in ${GPU_DEPTHS:-4096 32768 131072}; do
+    for d in ${GPU_DEPTHS:-4096 32768 130000}; do
         "$B"/bin/gptoss bench --random 20b --backend cuda -p 512 -n 128 -r 1 -d "$d" >"$LOG/engine-20b-d$d.log" 2>&1
         R[depth-$d]="rc=$? $(grep -E '^[|].*(pp|tg)' "$LOG/engine-20b-d$d.log" | awk -F'|' '{printf "%s %s; ", $5, $6}')"
         R[depth]="${R[depth]:-}d$d ${R[depth-$d]} "
@@ -174,6 +175,11 @@ fi
 # 512-token prompt arriving while S - 1 streams decode (gptoss bench --parallel; the floor:
 # at 64 streams a step reads ~12.6 GB, ~20,000 tok/s at ~4.1 TB/s; docs/RESULTS.md).
 if ! skip parallel; then
+    # the reference of x1: the plain engine decoding after the same 512 tokens (-d 512;
+    # --parallel's streams decode from position 512, plain tg from position 1)
+    "$B"/bin/gptoss bench --random 20b --backend cuda -p 512 -n 128 -r 2 -d 512 >"$LOG/parallel-20b-ref-d512.log" 2>&1
+    R[parallel-1-ref]="rc=$? $(grep -E '^[|].*tg' "$LOG/parallel-20b-ref-d512.log" | awk -F'|' '{printf "%s %s; ", $5, $6}')"
+    echo "plain engine at depth 512: ${R[parallel-1-ref]} ($(el))"
     for S in 1 4 16 64; do
         "$B"/bin/gptoss bench --random 20b --backend cuda --parallel $S -p 512 -n 128 -r 2 >"$LOG/parallel-20b-x$S.log" 2>&1
         R[parallel-$S]="rc=$? $(grep -E '^[|].*(tg|ttft)' "$LOG/parallel-20b-x$S.log" | awk -F'|' '{printf "%s %s; ", $5, $6}')"
@@ -228,6 +234,6 @@ for f in "$LOG"/engine-*.log "$LOG"/parallel-*.log; do [ -f "$f" ] && { echo "${
 [ -f "$LOG/profile-20b.log" ] && grep -E '^(prefill|decode) ' "$LOG/profile-20b.log" | head -40
 echo
 echo "================ $GPU ($(el)) ================"
-for k in build harness-cuda harness-avx512 graph fused invariance memcheck racecheck e2e-hf graph-bitexact sampling sample-host sample-kernels batch-tiny batch-20b pytest bench engine-20b engine-20b-nofused engine-20b-nograph engine-120b depth parallel-1 parallel-4 parallel-16 parallel-64 parallel-64-topp profile-20b ncu-decode harness-ab; do
+for k in build harness-cuda harness-avx512 graph fused invariance memcheck racecheck e2e-hf graph-bitexact sampling sample-host sample-kernels batch-tiny batch-20b pytest bench engine-20b engine-20b-nofused engine-20b-nograph engine-120b depth parallel-1-ref parallel-1 parallel-4 parallel-16 parallel-64 parallel-64-topp profile-20b ncu-decode harness-ab; do
     printf '%-15s %s\n' "$k" "${R[$k]:-skipped}"
 done
