@@ -15,7 +15,9 @@
  *   - the same block with 1 and with 3 threads: every output bit-equal;
  *   - every token alone (decode kernels: num_tokens 1 with the token's expert ids; dense
  *     kernels: the token's row alone as a group of one): its outputs bit-equal to the
- *     block's.
+ *     block's;
+ *   - dense kernels: the block in chunks of 7 tokens, each chunk's pairs grouped by expert
+ *     in a call of their own (a chunked prompt): bit-equal to the block's.
  * The bf16 matmuls (shapes around their tiles and blocks: tokens past one and two blocks of
  * 96, rows not a multiple of any register tile, columns not a multiple of a chunk or fewer
  * than one chunk; matmul with a bias, matmul_add without, onto random outputs): the whole
@@ -200,6 +202,62 @@ static void report_status(const char* name, enum gptoss_status st) {
     tc_report(name, 0, msg);
 }
 
+/* The dense kinds on chunks of 7 tokens (the engine's groups of a chunked prompt): each
+ * chunk's pairs grouped by expert in a call of their own, every output bit-equal to the
+ * whole block's (ref, rows row_of_pair). On CUDA a chunk holds a few rows per expert (16-row
+ * tiles, rows at every place of a tile) where the block ran 64-row tiles. */
+static void dense_chunks(gptoss_backend_t b, const char* isa, const struct shape* sh, enum kind k, struct weights* w,
+                         const float* x, const uint32_t* ids, const float* ref, const uint32_t* row_of_pair) {
+    const uint32_t T = sh->T, C = sh->C, R = sh->R, E = sh->E, K = sh->K, n = 7;
+    char name[192], msg[256];
+    snprintf(name, sizeof name, "%s_%s_%s_chunks%u_eq_block%u", isa, sh->name, kind_names[k], n, T);
+    uint32_t* off = calloc((size_t) E + 1, sizeof *off);
+    uint32_t* fill = calloc(E, sizeof *fill);
+    uint32_t* row = malloc((size_t) n * K * sizeof *row);
+    float* in = malloc((size_t) n * K * C * sizeof(float));
+    float* out = malloc((size_t) n * K * R * sizeof(float));
+    if (!off || !fill || !row || !in || !out) {
+        tc_report(name, 0, "host allocation failed");
+        goto done;
+    }
+    int ok = 1;
+    for (uint32_t t0 = 0; t0 < T && ok; t0 += n) {
+        const uint32_t m = T - t0 < n ? T - t0 : n, p0 = t0 * K, np = m * K;
+        memset(off, 0, ((size_t) E + 1) * sizeof *off);
+        memset(fill, 0, (size_t) E * sizeof *fill);
+        for (uint32_t p = 0; p < np; p++) off[ids[p0 + p] + 1]++;
+        for (uint32_t e = 0; e < E; e++) off[e + 1] += off[e];
+        for (uint32_t p = 0; p < np; p++) {
+            const uint32_t e = ids[p0 + p];
+            row[p] = off[e] + fill[e]++;
+            memcpy(in + (size_t) row[p] * C, x + (size_t) (p0 + p) * C, (size_t) C * sizeof(float));
+        }
+        fill_nan(out, (size_t) np * R);
+        const struct shape chunk = {.T = m, .C = C, .R = R, .E = E, .K = K};
+        const enum gptoss_status st = call(b, k, w, in, NULL, off, out, m, &chunk);
+        if (st != gptoss_status_success) {
+            report_status(name, st);
+            goto done;
+        }
+        for (uint32_t p = 0; p < np && ok; p++) {
+            size_t bad = 0;
+            if (!same_bits(out + (size_t) row[p] * R, ref + (size_t) row_of_pair[p0 + p] * R, R, &bad)) {
+                ok = 0;
+                snprintf(msg, sizeof msg, "token %u slot %u (expert %u): output %zu differs", (p0 + p) / K,
+                         (p0 + p) % K, ids[p0 + p], bad);
+            }
+        }
+    }
+    if (ok) snprintf(msg, sizeof msg, "%u tokens x %u slots x %u outputs bit-equal", T, K, R);
+    tc_report(name, ok, msg);
+done:
+    free(off);
+    free(fill);
+    free(row);
+    free(in);
+    free(out);
+}
+
 static void run_kernel(gptoss_backend_t be[3], const char* isa, const struct shape* sh, enum kind k,
                        struct weights* w, const float* x, const uint32_t* ids) {
     const uint32_t T = sh->T, C = sh->C, R = sh->R, E = sh->E, K = sh->K, P = T * K;
@@ -310,6 +368,7 @@ static void run_kernel(gptoss_backend_t be[3], const char* isa, const struct sha
     }
     if (ok) snprintf(msg, sizeof msg, "%u tokens x %u slots x %u outputs bit-equal", T, K, R);
     tc_report(name, ok, msg);
+    if (dense) dense_chunks(be[1], isa, sh, k, w, x, ids, ref, row_of_pair);
 done:
     free(offsets);
     free(row_of_pair);
