@@ -11,8 +11,8 @@
  * One schedule, dot products: each output element has its own vector accumulator over the
  * columns (one lane per pair of columns of a 16/32-column chunk), summed horizontally at
  * the end, the columns past the last whole chunk added in order. One token: each weight
- * row is streamed from memory once (8 rows at a time on AVX-512; one row at a time with
- * software prefetch on AVX2). Several tokens: blocks of DOT_TOKENS tokens (activations in
+ * row is streamed from memory once, 8 rows at a time (8 independent accumulator chains;
+ * no software prefetch: docs/CPU_NOTES.md). Several tokens: blocks of DOT_TOKENS tokens (activations in
  * L2), register tiles of 6 rows x 4 tokens (AVX-512) or 4 x 2 (AVX2) running over all the
  * columns, the tile's rows staying in L1 while the block's tokens pass. The activations
  * are first copied into a permuted layout (per chunk of 16/32 columns: even columns, then
@@ -34,11 +34,6 @@
 #define GPTOSS_CPU_X86 0
 #endif
 
-/* Decode: software prefetch distance along a weight row, in elements (0 = none). A
- * prefetch past the end of a row lands in the next row or is dropped (no fault). */
-#ifndef PREFETCH_DISTANCE
-#define PREFETCH_DISTANCE 1024
-#endif
 /* Several tokens: tokens per cache block. */
 #define DOT_TOKENS 96
 /* Rows per parallel grain. */
@@ -147,24 +142,35 @@ __attribute__((target("avx2,fma"))) static inline float hsum_avx2(__m256 v) {
     return _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
 }
 
-/* One token: row r, all columns. */
-__attribute__((target("avx2,fma"))) static inline void decode_row_avx2(const struct gemm* g, size_t r) {
+/* One token: NR rows from r, all columns, one accumulator per row (its chain: two FMAs per
+ * 16 columns). Eight rows in flight: one row alone was bound by its FMA chain (4 bytes a
+ * cycle, 14.6 GB/s per core on Zen 4); eight streams without software prefetch read 21-23
+ * GB/s on one core (with the prefetch of one row's stream 15: docs/CPU_NOTES.md). */
+__attribute__((target("avx2,fma"), always_inline)) static inline void decode_block_avx2(const struct gemm* g, size_t r,
+                                                                                         const int NR) {
     const __m256i hi_mask = _mm256_set1_epi32((int) 0xFFFF0000u);
-    const uint16_t* w = g->w + r * g->C;
-    __m256 acc = _mm256_setzero_ps();
-    for (size_t c = 0; c < g->cmain; c += 16) {
-#if PREFETCH_DISTANCE
-        if ((c & 16) == 0) _mm_prefetch((const char*) (w + c + PREFETCH_DISTANCE), _MM_HINT_T0);
-#endif
-        const __m256i wv = _mm256_loadu_si256((const __m256i*) (w + c));
-        acc = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(wv, 16)), _mm256_load_ps(g->xp + c), acc);
-        acc = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(wv, hi_mask)), _mm256_load_ps(g->xp + c + 8), acc);
+    const uint16_t* w[8];
+    __m256 acc[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < NR; i++) {
+        w[i] = g->w + (r + i) * g->C;
+        acc[i] = _mm256_setzero_ps();
     }
-    finish(g, 0, r, hsum_avx2(acc) + tail_dot(g, 0, r));
+    for (size_t c = 0; c < g->cmain; c += 16) {
+        const __m256 xe = _mm256_load_ps(g->xp + c), xo = _mm256_load_ps(g->xp + c + 8);
+#pragma GCC unroll 8
+        for (int i = 0; i < NR; i++) {
+            const __m256i wv = _mm256_loadu_si256((const __m256i*) (w[i] + c));
+            acc[i] = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(wv, 16)), xe, acc[i]);
+            acc[i] = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(wv, hi_mask)), xo, acc[i]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < NR; i++) finish(g, 0, r + i, hsum_avx2(acc[i]) + tail_dot(g, 0, r + i));
 }
 
 /* Several tokens: NR rows from r x NT tokens from t, all columns, the same arithmetic per
- * output as decode_row_avx2. Per chunk the even halves of the NR rows are widened and
+ * output as decode_block_avx2. Per chunk the even halves of the NR rows are widened and
  * used by every token, then the odd halves (NR x NT accumulators + NR weights + one
  * activation: 13 of the 16 registers at 4 x 2). */
 __attribute__((target("avx2,fma"), always_inline)) static inline void dot_block_avx2(const struct gemm* g,
@@ -237,10 +243,9 @@ __attribute__((target("avx2,fma"))) static void decode_rows_avx2(void* context, 
     const struct gemm* g = context;
     (void) thread_index;
     if (g->T == 1) {
-        /* One row at a time: a single sequential stream per thread, which the hardware
-         * prefetchers follow better than 8 interleaved rows (docs/RESULTS.md). Each row
-         * keeps its own accumulator either way, so results are identical. */
-        for (size_t r = begin; r < end; r++) decode_row_avx2(g, r);
+        size_t r = begin;
+        for (; r + 8 <= end; r += 8) decode_block_avx2(g, r, 8);
+        for (; r < end; r++) decode_block_avx2(g, r, 1);
         return;
     }
     dot_schedule(g, begin, end, 4, 2, dot_tile_avx2);
