@@ -196,8 +196,10 @@ __global__ void __launch_bounds__(kMoeWarps * 32, 4) moe_gemv_kernel(
  * and with at most 2 significant bits it is a bf16 (subnormal below 2^-126) without
  * rounding. mma.sync accumulates the exact products in f32; the sum is scaled back by
  * 2^-10 (exact unless the result is subnormal), then the bias is added.
- * Tiles: 64 expert rows x 128 weight rows x 32 columns (one MXFP4 block), 256 threads
- * (8 warps as 2 x 4, warp tile 32 x 32), ldmatrix fragment loads, two shared-memory stages
+ * Tiles: BM expert rows x 128 weight rows x 32 columns (one MXFP4 block), 256 threads; BM =
+ * 64 (8 warps as 2 x 4, warp tile 32 x 32) or, when the experts hold few rows (a decode step
+ * of many streams), 16 (1 x 8, warp tile 16 x 16; four blocks per SM). The tile changes no
+ * sum (see kMoeSmallTileRows). ldmatrix fragment loads, two shared-memory stages
  * fed through registers (dequantisation happens on the way in). The activations are split
  * once, before the GEMM, into NP bf16 planes (gptoss_cuda_split_bf16_planes): splitting them
  * in every weight tile (45 per expert for the 20b up-projection) was half of the kernel's
@@ -282,8 +284,8 @@ __global__ void __launch_bounds__(256, BM == 16 ? 4 : 3) moe_gemm_tc_kernel(cons
 #pragma unroll
             for (int q = 0; q < 4; q++) acc[i][j][q] = 0.0f;
 
-    /* loader mapping: A 2 x (row, 4 columns) of each plane; W: row tid/2, bytes 8 (tid&1) .. +7
-     * of the block */
+    /* loader mapping: A A_ITERS x (row, 4 columns) of each plane (threads past the tile's
+     * BM x 8 chunks load nothing); W: row tid/2, bytes 8 (tid&1) .. +7 of the block */
     const size_t plane_size = gptoss_plane_stride((size_t) P * K);
     uint2 ap[A_ITERS][NP];
     uint32_t wq[2], wscale;
