@@ -38,23 +38,7 @@
 
 #include "cuda/matmul.cuh" /* gptoss_d_split_bf16, gptoss_d_mma_bf16_16816, gptoss_d_ldmatrix_x4 */
 
-#define CK(x)                                                                                      \
-    do {                                                                                           \
-        cudaError_t e_ = (x);                                                                      \
-        if (e_ != cudaSuccess) {                                                                   \
-            fprintf(stderr, "CUDA error %s at %s:%d: %s\n", cudaGetErrorString(e_), __FILE__, __LINE__, #x); \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
-#define GK(x)                                                                                      \
-    do {                                                                                           \
-        enum gptoss_status s_ = (x);                                                               \
-        if (s_ != gptoss_status_success) {                                                         \
-            fprintf(stderr, "gptoss error %s at %s:%d: %s\n", gptoss_status_to_string(s_), __FILE__, __LINE__, \
-                    gptoss_last_error());                                                          \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
+#include "lab_check.h"
 
 namespace {
 
