@@ -12,6 +12,9 @@
 //      (D[t][r] of X W^T against D'[r][t] of W X^T)? Random inputs, some with wide exponents.
 //   2. Is the lab GEMV bit-equal to the library's tensor-core GEMM (the library at 128
 //      tokens, the lab on the first 1 and 8 of them), and how far from a float64 reference?
+//      (The library splits the activations in two planes at these shapes, so only the np2
+//      variants can be bit-equal; with two planes each product loses up to 2^-16 of x, so
+//      expect max |err| / sum |x w| near 1e-5, with three near the f32 rounding, ~1e-7.)
 //   3. How fast is it for one token, against the library's one-token GEMV (the region
 //      kernel), on the qkv, attention-output and unembedding shapes of gpt-oss-20b?
 //
