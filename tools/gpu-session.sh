@@ -4,7 +4,8 @@
 #   variant, compute-sanitizer memcheck + racecheck over small cases of every family and the
 #   tensor-core GEMM paths, the engine end to end (CUDA logits = CPU logits = transformers'
 #   GptOssForCausalLM on a tiny random model), the Python tests on torch CUDA tensors, the
-#   kernel benchmark, gpt-oss-20b / -120b shaped decode and prefill with random weights, and
+#   kernel benchmark, the batch-invariance lab (bench/lab/tc_gemv_lab.cu, when built),
+#   gpt-oss-20b / -120b shaped decode and prefill with random weights, and
 #   many sequences in one batch (what of batch invariance holds on CUDA; gptoss bench
 #   --parallel 1/4/16/64 on 20b: aggregate and per-stream decode, TTFT under load).
 # Prints a short table last. Logs under $OUT (or /tmp/gpu-session).
@@ -13,8 +14,8 @@
 #                      of building into build-gpu/
 #   GPU_WHEEL_DIR=DIR  a directory with a gpt_oss_kernels wheel built with CUDA (else pip
 #                      builds one from the tree, without build isolation)
-#   GPU_SKIP=LIST      steps to skip (words: cpu-harness sanitize e2e sampling batch python bench 20b
-#                      120b depth parallel profile ncu)
+#   GPU_SKIP=LIST      steps to skip (words: cpu-harness sanitize e2e sampling batch python bench lab
+#                      20b 120b depth parallel profile ncu)
 #   GPU_DEPTHS="D ..."  context depths of the 20b long-context step (default "4096 32768 130000":
 #                      pp512 and tg128 after D tokens, gptoss bench -d; 130,000 as llama-bench's
 #                      deepest run, since D + 512 must fit the 131,072-token context; that
@@ -154,6 +155,15 @@ if ! skip bench; then
     "$B"/bench/bench --backend cuda >"$LOG/bench.log" 2>&1
     R[bench]="rc=$?"
 fi
+
+# The batch-invariance lab (bench/lab/tc_gemv_lab.cu): mma operand roles, a tensor-core GEMV
+# against the library's GEMM bit for bit, its one-token speed against the region GEMV.
+if ! skip lab && [ -x "$B"/bench/tc_gemv_lab ]; then
+    "$B"/bench/tc_gemv_lab --iters 10 >"$LOG/tc_gemv_lab.log" 2>&1
+    R[lab]="rc=$? $(grep -E '^mma roles:' "$LOG/tc_gemv_lab.log" | cut -c1-70)"
+    grep -E 'mma roles|bit-equal|us per call|^[a-z].*->' "$LOG/tc_gemv_lab.log" | head -60
+    echo "lab: ${R[lab]} ($(el))"
+fi
 for m in 20b 120b; do
     skip "$m" && continue
     "$B"/bin/gptoss bench --random "$m" --backend cuda -p 512 -n 128 -r 1 >"$LOG/engine-$m.log" 2>&1
@@ -234,6 +244,6 @@ for f in "$LOG"/engine-*.log "$LOG"/parallel-*.log; do [ -f "$f" ] && { echo "${
 [ -f "$LOG/profile-20b.log" ] && grep -E '^(prefill|decode) ' "$LOG/profile-20b.log" | head -40
 echo
 echo "================ $GPU ($(el)) ================"
-for k in build harness-cuda harness-avx512 graph fused invariance memcheck racecheck e2e-hf graph-bitexact sampling sample-host sample-kernels batch-tiny batch-20b pytest bench engine-20b engine-20b-nofused engine-20b-nograph engine-120b depth parallel-1-ref parallel-1 parallel-4 parallel-16 parallel-64 parallel-64-topp profile-20b ncu-decode harness-ab; do
+for k in build harness-cuda harness-avx512 graph fused invariance memcheck racecheck e2e-hf graph-bitexact sampling sample-host sample-kernels batch-tiny batch-20b pytest bench lab engine-20b engine-20b-nofused engine-20b-nograph engine-120b depth parallel-1-ref parallel-1 parallel-4 parallel-16 parallel-64 parallel-64-topp profile-20b ncu-decode harness-ab; do
     printf '%-15s %s\n' "$k" "${R[$k]:-skipped}"
 done
