@@ -11,7 +11,7 @@
 # Prints a short table last. Logs under $OUT (or /tmp/gpu-session).
 #
 #   GPU_BUILD=DIR      use an existing build tree (configured with -DGPTOSS_CUDA=ON) instead
-#                      of building into build-gpu/
+#                      of building into build-gpu/ (tools/gpu-prebuild.sh makes one to carry)
 #   GPU_WHEEL_DIR=DIR  a directory with a gpt_oss_kernels wheel built with CUDA (else pip
 #                      builds one from the tree, without build isolation)
 #   GPU_SKIP=LIST      steps to skip (words: cpu-harness sanitize e2e sampling batch python bench lab

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Prepares, on the development machine, what a GPU session carries to the device machine
+# (which has nvcc, the driver and PyTorch, but not this project's libraries, and no
+# network): a CUDA build for Hopper (sm_90a) with PCRE2 and jansson linked statically, the
+# binaries tools/gpu-session.sh runs (copied into .gpu/b, ~40 MB), the shared libraries they
+# need that the device lacks (the GnuTLS chain of libmicrohttpd, into .gpu/lib) and a CUDA
+# wheel of the Python package (.gpu/whl). Then, on the device (carry .gpu/b, .gpu/lib,
+# .gpu/whl):
+#
+#   LD_LIBRARY_PATH=$PWD/.gpu/lib GPU_BUILD=.gpu/b GPU_WHEEL_DIR=.gpu/whl bash tools/gpu-session.sh
+#
+# Needs what tools/setup.sh installs (libpcre2-dev and libjansson-dev provide the static
+# libraries) and nvcc. GPU_PREBUILD_DIR (default .gpu/build) is the build tree, kept
+# between runs so that a rebuild compiles only what changed.
+set -eu
+cd "$(dirname "$0")/.."
+B=${GPU_PREBUILD_DIR:-.gpu/build}
+lib=/usr/lib/x86_64-linux-gnu
+for a in "$lib/libpcre2-8.a" "$lib/libjansson.a"; do
+    [ -f "$a" ] || { echo "gpu-prebuild: $a is missing (bash tools/setup.sh installs it)" >&2; exit 1; }
+done
+command -v nvcc >/dev/null || { echo "gpu-prebuild: nvcc is not on the PATH" >&2; exit 1; }
+
+cmake -S . -B "$B" -DGPTOSS_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a-real -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_DISABLE_FIND_PACKAGE_PkgConfig=ON -DPCRE2_INCLUDE_DIR=/usr/include -DPCRE2_LIBRARY="$lib/libpcre2-8.a" \
+    -DJANSSON_INCLUDE_DIR=/usr/include -DJANSSON_LIBRARY="$lib/libjansson.a" >/dev/null
+cmake --build "$B" -j"$(nproc)"
+
+rm -rf .gpu/b .gpu/lib .gpu/whl
+mkdir -p .gpu/b/bin .gpu/b/bench .gpu/b/tests/e2e .gpu/lib .gpu/whl
+cp "$B"/bin/gptoss .gpu/b/bin/
+cp "$B"/bench/bench "$B"/bench/decode_lab "$B"/bench/tc_gemv_lab .gpu/b/bench/
+cp "$B"/tests/harness "$B"/tests/test_fused "$B"/tests/test_graph "$B"/tests/test_invariance \
+    "$B"/tests/libgptoss_pytestops.so .gpu/b/tests/
+cp "$B"/tests/e2e/dump_logits "$B"/tests/e2e/test_batch "$B"/tests/e2e/test_engine_alloc \
+    "$B"/tests/e2e/test_sampling "$B"/tests/e2e/test_context .gpu/b/tests/e2e/
+
+# the shared libraries of gptoss beyond the C and C++ runtimes and CUDA's own
+ldd .gpu/b/bin/gptoss | awk '$3 ~ /^\// {print $1, $3}' | while read -r name path; do
+    case "$name" in
+        libc.so* | libm.so* | libdl.so* | libpthread.so* | librt.so* | libstdc++.so* | libgcc_s.so* | libcudart.so* | \
+            ld-linux*) ;;
+        *) cp -L "$path" .gpu/lib/ ;;
+    esac
+done
+
+GPTOSS_CUDA=ON GPTOSS_CMAKE_ARGS=-DCMAKE_CUDA_ARCHITECTURES=90a-real .venv/bin/pip wheel -q . -w .gpu/whl --no-deps
+
+echo "gpu-prebuild: $(du -sh .gpu/b | cut -f1) of binaries in .gpu/b, $(ls .gpu/lib | wc -l) libraries in .gpu/lib," \
+    "$(ls .gpu/whl)"
