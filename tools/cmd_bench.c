@@ -199,6 +199,17 @@ static int warm_up(struct bench* b) {
     return 0;
 }
 
+/* Tokens a run holds: the depth, then the prompt or the decoded tokens. */
+static size_t run_tokens(const struct bench* b) { return b->D + (b->P > b->N + 1 ? b->P : b->N + 1); }
+
+/* The context length bench asks for (without -c). With a depth, every run resumes the
+ * cached depth, which needs the sliding-window layers' blocks of its last window. A prompt
+ * prefilled in several chunks releases those blocks as its window moves on, and in a KV
+ * budget of exactly one context its later chunks take them back (the depth then could not
+ * be reused and the run would say so): the context is P tokens longer, which leaves the
+ * budget that many free blocks. */
+static size_t context_with_room(const struct bench* b) { return run_tokens(b) + (b->D > 0 ? b->P : 0); }
+
 /* Starts a run: a reset context holding the D depth tokens, reused from the cache, then
  * `first` (an id that differs from the one cached at position D, so that nothing after
  * the depth is reused). 0, or 1 after saying why (the depth was not reused: the run would
@@ -216,7 +227,7 @@ static int start_run(struct bench* b, uint32_t first) {
     if (cached < b->D) {
         fprintf(stderr, "gptoss bench: %zu of the %zu depth tokens were reused from the KV cache (a prompt prefilled "
                 "in chunks takes the depth's blocks back when the budget has no room; -c %zu leaves it)\n", cached,
-                b->D, b->D + (b->P > b->N + 1 ? b->P : b->N + 1) + b->P);
+                b->D, context_with_room(b));
         return 1;
     }
     return 0;
@@ -282,14 +293,8 @@ static int print_row(const struct bench* b, const char* test, double* mean) {
 static int bench_open(struct bench* b, const struct gptoss_cli_run* run) {
     if (gptoss_cli_engine_open(run, &b->e) != 0) return 1;
     const size_t P = b->P, N = b->N, D = b->D;
-    const size_t wanted = D + (P > N + 1 ? P : N + 1);
-    /* With a depth, every run resumes the cached depth, which needs the sliding-window
-     * layers' blocks of its last window. A prompt prefilled in several chunks releases those
-     * blocks as its window moves on, and in a KV budget of exactly one context its later
-     * chunks take them back (the depth then could not be reused and the run would say so):
-     * the context is made P tokens longer, which leaves the budget that many free blocks. */
-    const size_t room = D > 0 ? P : 0;
-    if (gptoss_cli_make_context(run, &b->e, wanted + room) != 0) return 1;
+    const size_t wanted = run_tokens(b);
+    if (gptoss_cli_make_context(run, &b->e, context_with_room(b)) != 0) return 1;
     if (gptoss_cli_make_sampler(run, &b->e) != 0) return 1;
     size_t max_tokens = 0;
     gptoss_context_get_max_tokens(b->e.context, &max_tokens);

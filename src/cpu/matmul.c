@@ -12,8 +12,8 @@
  * columns (one lane per pair of columns of a 16/32-column chunk), summed horizontally at
  * the end, the columns past the last whole chunk added in order. One token: each weight
  * row is streamed from memory once, 8 rows at a time (8 independent accumulator chains;
- * no software prefetch: docs/CPU_NOTES.md). Several tokens: blocks of DOT_TOKENS tokens (activations in
- * L2), register tiles of 6 rows x 4 tokens (AVX-512) or 4 x 2 (AVX2) running over all the
+ * no software prefetch: docs/CPU_NOTES.md). Several tokens: blocks of DOT_TOKENS tokens
+ * (activations in L2), register tiles of 6 rows x 4 tokens (AVX-512) or 4 x 2 (AVX2) running over all the
  * columns, the tile's rows staying in L1 while the block's tokens pass. The activations
  * are first copied into a permuted layout (per chunk of 16/32 columns: even columns, then
  * odd columns) so that a chunk of bf16 weights widens with one shift (even) and one AND
