@@ -25,9 +25,10 @@
  *             as they stream in (the next rows prefetched), no copy, and runs them against
  *             a pass of up to 4 vectors (16 accumulators; passes balanced: 7 vectors = 3 +
  *             4); a group of more than 4 vectors decodes the rows once per pass, from L1.
- *             Per block the 16 bytes are widened to dwords and looked up with vpermps (low
- *             nibble; dword >> 4 for the high one) in the block's row of the backend's
- *             scaled table (fp4 value x multiplier, one per scale byte). (Dequantising chunks into an L1 buffer for a register
+ *             Per block each 8-byte half is broadcast to every qword by its load, shifted
+ *             per lane to put one nibble at the bottom of each dword and looked up with
+ *             vpermps in the block's row of the backend's scaled table (fp4 value x
+ *             multiplier, one per scale byte). (Dequantising chunks into an L1 buffer for a register
  *             tile, as AVX2 does, cost 10 cycles per block in shuffles and stores: 40 % of
  *             a 64-token prefill call.)
  *           AVX2, two ways:
@@ -45,8 +46,8 @@
  *             the multipliers). 10 % faster than multiplying every pair.
  *           So a vector's results do not depend on the size of its group: a token's
  *           outputs are the same alone or in a batch (tests/test_invariance.c).
- * The vectors are permuted once per call into the decoded element order (AVX-512: per
- * block the 16 even elements, then the 16 odd ones; AVX2: see permute_input_avx2). */
+ * The vectors are permuted once per call into the decoded element order
+ * (permute_input_avx512, permute_input_avx2). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -435,25 +436,34 @@ AVX2 static void tile_dots_avx2(const uint8_t* blocks, const uint8_t* scales, ui
 
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma")))
 
-/* Per block: the 16 even elements, then the 16 odd ones. */
+/* Per block, in the order decode_block_avx512 yields the weights: lane d of the first half
+ * holds element 8 (d % 2) + d / 2 (low byte half), lane d of the second half 16 + the same. */
 AVX512 static void permute_input_avx512(const float* x, float* xp, uint32_t nb) {
     for (uint32_t b = 0; b < nb; b++) {
-        for (int j = 0; j < 16; j++) {
-            xp[32 * b + j] = x[32 * b + 2 * j];
-            xp[32 * b + 16 + j] = x[32 * b + 2 * j + 1];
+        for (int d = 0; d < 16; d++) {
+            xp[32 * b + d] = x[32 * b + 8 * (d % 2) + d / 2];
+            xp[32 * b + 16 + d] = x[32 * b + 16 + 8 * (d % 2) + d / 2];
         }
     }
 }
 
-/* The 32 weights of a block, times its multiplier (exact): even elements in *lo, odd ones
- * in *hi, looked up in the block's scaled table (gptoss_cpu_backend.mxfp4_tables: one
- * 64-byte load, no broadcast or add on the shuffle ports, which bound this loop). */
+/* The 32 weights of a block, times its multiplier (exact), looked up with vpermps in the
+ * block's scaled table (gptoss_cpu_backend.mxfp4_tables: one 64-byte load). The indices
+ * come without a shuffle: each 8-byte half of the block is broadcast to every qword by the
+ * load itself, and a per-lane shift (4 (d / 2) bits) brings nibble d / 2 of dword d % 2 to
+ * the bottom of lane d (vpermps reads only the low 4 bits). The widening (vpmovzxbd) and a
+ * 128-bit broadcast both issue on the two shuffle pipes that the lookups also need; the
+ * shifts have a pipe of their own. On Zen 4, weights in L1/L2: ~3.6 cycles a block instead
+ * of ~4.1 (docs/CPU_NOTES.md). permute_input_avx512 orders x to match. */
 AVX512 static inline __attribute__((always_inline)) void decode_block_avx512(const uint8_t* q, const float* table,
-                                                                            __m512* lo, __m512* hi) {
+                                                                            __m512i shifts, __m512* lo,
+                                                                            __m512* hi) {
     const __m512 scaled = _mm512_load_ps(table);
-    const __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*) q));
-    *lo = _mm512_permutexvar_ps(idx, scaled);
-    *hi = _mm512_permutexvar_ps(_mm512_srli_epi32(idx, 4), scaled);
+    int64_t q0, q1;
+    memcpy(&q0, q, 8);
+    memcpy(&q1, q + 8, 8);
+    *lo = _mm512_permutexvar_ps(_mm512_srlv_epi32(_mm512_set1_epi64(q0), shifts), scaled);
+    *hi = _mm512_permutexvar_ps(_mm512_srlv_epi32(_mm512_set1_epi64(q1), shifts), scaled);
 }
 
 /* Rows [0, NR) of a tile (NR <= 4) against N <= 4 permuted vectors, decoded in registers:
@@ -466,6 +476,7 @@ AVX512 static inline __attribute__((always_inline)) void rows_direct_avx512_n(co
                                                                              const int N,
                                                                              const float (*tables)[16],
                                                                              moe_sums sums) {
+    const __m512i shifts = _mm512_set_epi32(28, 28, 24, 24, 20, 20, 16, 16, 12, 12, 8, 8, 4, 4, 0, 0);
     __m512 acc[4][4];
 #pragma GCC unroll 4
     for (int i = 0; i < NR; i++) {
@@ -479,7 +490,7 @@ AVX512 static inline __attribute__((always_inline)) void rows_direct_avx512_n(co
         for (int i = 0; i < NR; i++) {
             const uint8_t* q = blocks + i * row + 16 * (size_t) b;
             if (b % 4 == 0) _mm_prefetch((const char*) (q + NR * row), _MM_HINT_T0);
-            decode_block_avx512(q, tables[scales[(size_t) i * nb + b]], &lo[i], &hi[i]);
+            decode_block_avx512(q, tables[scales[(size_t) i * nb + b]], shifts, &lo[i], &hi[i]);
         }
 #pragma GCC unroll 4
         for (int v = 0; v < N; v++) {
