@@ -11,7 +11,15 @@
  * c = expf(m - m') (1 when m' == m), p = e^(s - m') by a vectorised exp of about 1 ulp
  * (expf per key costs as much as the rest of the kernel), l = l*c + sum p, acc = acc*c +
  * sum p V. A partial last block is copied into a zero-padded 8-row buffer. head_dim % 8 == 4
- * uses masked loads (zero lanes). The AVX-512 variant runs the AVX2 code.
+ * uses masked loads (zero lanes).
+ *
+ * AVX-512 (head_dim % 16 == 0; else the AVX2 code): keys in blocks of 16 at positions
+ * aligned to 16, all 16 scores of a head in one vector (per key an accumulator over the head
+ * dimension, then one transposing tree sums the 16), the softmax state of 8 heads at once
+ * (head g in lane g: no serial chain of scalar maxima, sums and expf per head; the
+ * correction c = e^(m - m') by the same vectorised exp), P.V for tiles of 4 heads x 4
+ * vectors in registers; the next block prefetched into L2 a few lines per head. About 2x
+ * the AVX2 code from memory on Zen 4 (docs/CPU_NOTES.md).
  *
  * Scalar: the same recurrence key by key.
  *
@@ -322,13 +330,281 @@ AVX2 static void sdpa_task_avx2(void* context, uint32_t thread_index, size_t beg
     }
 }
 
+
+/* ---------------------------------------------------------------------------------- */
+/* AVX-512 (head_dim % 16 == 0)                                                        */
+
+#define AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma")))
+#define SDPA_KEYS 16 /* keys per block: one score per lane */
+
+/* exp_nonpositive on 16 lanes (the same steps and constants). */
+AVX512 static inline __m512 exp_nonpositive16(__m512 x) {
+    const __m512 lo = _mm512_set1_ps(-87.0f);
+    const __mmask16 tiny = _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ);
+    x = _mm512_max_ps(lo, x); /* NaN stays in x */
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 y = _mm512_set1_ps(1.9875691500e-4f);
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.3981999507e-3f));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(8.3334519073e-3f));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(4.1665795894e-2f));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.6666665459e-1f));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(5.0000001201e-1f));
+    y = _mm512_fmadd_ps(y, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+    y = _mm512_mul_ps(y, _mm512_castsi512_ps(e));
+    return _mm512_maskz_mov_ps((__mmask16) ~tiny, y);
+}
+
+/* Lane L of the result = the sum of the 16 lanes of a[4 (L % 4) + L / 4]: halves, then
+ * quarters (128-bit blocks), then within blocks; a fixed tree. */
+AVX512 static inline __m512 sum16x16(const __m512 a[16]) {
+    __m512 w[8], x[4];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) {
+        w[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0x44),
+                             _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0xEE));
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        x[i] = _mm512_add_ps(_mm512_shuffle_f32x4(w[2 * i], w[2 * i + 1], 0x88),
+                             _mm512_shuffle_f32x4(w[2 * i], w[2 * i + 1], 0xDD));
+    }
+    const __m512 y0 = _mm512_add_ps(_mm512_unpacklo_ps(x[0], x[1]), _mm512_unpackhi_ps(x[0], x[1]));
+    const __m512 y1 = _mm512_add_ps(_mm512_unpacklo_ps(x[2], x[3]), _mm512_unpackhi_ps(x[2], x[3]));
+    return _mm512_add_ps(_mm512_shuffle_ps(y0, y1, _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm512_shuffle_ps(y0, y1, _MM_SHUFFLE(3, 2, 3, 2)));
+}
+
+/* Lane 4g (g < 4) and 4 (g - 4) + 1 (g >= 4) of the result: OP over the 16 lanes of s[g]
+ * (sum16x16's tree on 8 inputs); head_lanes (in sdpa_task_avx512) moves them to lane g. */
+#define TREE8X16(NAME, OP)                                                                                   \
+    AVX512 static inline __m512 NAME(const __m512 s[8]) {                                                    \
+        __m512 w[4];                                                                                         \
+        for (int i = 0; i < 4; i++) {                                                                        \
+            w[i] = OP(_mm512_shuffle_f32x4(s[2 * i], s[2 * i + 1], 0x44),                                    \
+                      _mm512_shuffle_f32x4(s[2 * i], s[2 * i + 1], 0xEE));                                   \
+        }                                                                                                    \
+        const __m512 x0 = OP(_mm512_shuffle_f32x4(w[0], w[1], 0x88), _mm512_shuffle_f32x4(w[0], w[1], 0xDD)); \
+        const __m512 x1 = OP(_mm512_shuffle_f32x4(w[2], w[3], 0x88), _mm512_shuffle_f32x4(w[2], w[3], 0xDD)); \
+        const __m512 y = OP(_mm512_unpacklo_ps(x0, x1), _mm512_unpackhi_ps(x0, x1));                         \
+        return OP(_mm512_shuffle_ps(y, y, _MM_SHUFFLE(1, 0, 1, 0)), _mm512_shuffle_ps(y, y, _MM_SHUFFLE(3, 2, 3, 2))); \
+    }
+TREE8X16(max8x16, _mm512_max_ps)
+TREE8X16(sum8x16, _mm512_add_ps)
+
+/* Lane k: q . K_k for the 16 keys of a block (rows of 2 x 16 * D16 floats), over the head
+ * dimension in vectors: one accumulator per key, then sum16x16 (accumulator j holds key
+ * 4 (j % 4) + j / 4, the lane sum16x16 puts it in). */
+AVX512 static inline __attribute__((always_inline)) __m512 scores16(const uint32_t D16, const float* q,
+                                                                    const float* kb) {
+    __m512 a[SDPA_KEYS];
+#pragma GCC unroll 16
+    for (int j = 0; j < SDPA_KEYS; j++) a[j] = _mm512_setzero_ps();
+    for (uint32_t c = 0; c < D16; c++) {
+        const __m512 qv = _mm512_loadu_ps(q + 16 * c);
+#pragma GCC unroll 16
+        for (int j = 0; j < SDPA_KEYS; j++) {
+            const int key = 4 * (j % 4) + j / 4;
+            a[j] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(kb + (size_t) key * 32 * D16 + 16 * c), a[j]);
+        }
+    }
+    return sum16x16(a);
+}
+
+AVX512 static __m512 scores16_any(uint32_t D16, const float* q, const float* kb) { return scores16(D16, q, kb); }
+
+/* Keys tb .. tb + 15 of which [a, b] are wanted: the cache's rows when all 16 are wanted and
+ * consecutive there, else a copy in pad of the wanted rows, zero rows elsewhere (never
+ * reading a row outside [a, b]: it may belong to a released cache block). */
+static const float* key_block16(const struct key_source* src, uint64_t tb, uint64_t a, uint64_t b, float* pad) {
+    const size_t rf = src->row_floats;
+    if (a == tb && b == tb + SDPA_KEYS - 1) {
+        const float* first = key_row(src, tb);
+        if (key_row(src, tb + SDPA_KEYS - 1) == first + (SDPA_KEYS - 1) * rf) return first;
+    }
+    for (uint64_t t = tb; t < tb + SDPA_KEYS; t++) {
+        float* row = pad + (t - tb) * rf;
+        if (t >= a && t <= b) memcpy(row, key_row(src, t), rf * sizeof(float));
+        else memset(row, 0, rf * sizeof(float));
+    }
+    return pad;
+}
+
+/* acc[g] = acc[g] * corr[g] + sum_r p[g][r] V_r for heads g0 .. g0 + GH - 1 and the head
+ * dimension's vectors c0 .. c0 + CC - 1 (GH x CC <= 16 accumulators in registers). */
+AVX512 static inline __attribute__((always_inline)) void pv_tile(const int GH, const int CC, float* acc,
+                                                                 const float* p, const float* corr,
+                                                                 const float* kb, uint32_t D, uint32_t g0,
+                                                                 uint32_t c0) {
+    __m512 x[4][4];
+#pragma GCC unroll 4
+    for (int g = 0; g < GH; g++) {
+        const __m512 cg = _mm512_set1_ps(corr[g0 + g]);
+#pragma GCC unroll 4
+        for (int c = 0; c < CC; c++) x[g][c] = _mm512_mul_ps(_mm512_load_ps(acc + (size_t) (g0 + g) * D + 16 * (c0 + c)), cg);
+    }
+    for (int r = 0; r < SDPA_KEYS; r++) {
+        const float* v = kb + (size_t) r * 2 * D + D + 16 * c0;
+        __m512 vr[4];
+#pragma GCC unroll 4
+        for (int c = 0; c < CC; c++) vr[c] = _mm512_loadu_ps(v + 16 * c);
+#pragma GCC unroll 4
+        for (int g = 0; g < GH; g++) {
+            const __m512 pr = _mm512_set1_ps(p[(size_t) (g0 + g) * SDPA_KEYS + r]);
+#pragma GCC unroll 4
+            for (int c = 0; c < CC; c++) x[g][c] = _mm512_fmadd_ps(pr, vr[c], x[g][c]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int g = 0; g < GH; g++) {
+#pragma GCC unroll 4
+        for (int c = 0; c < CC; c++) _mm512_store_ps(acc + (size_t) (g0 + g) * D + 16 * (c0 + c), x[g][c]);
+    }
+}
+
+/* pv_tile over all heads and the whole head dimension: tiles of up to 4 heads x 4 vectors. */
+AVX512 static void pv_block(float* acc, const float* p, const float* corr, const float* kb, uint32_t D, uint32_t G) {
+    const uint32_t D16 = D / 16;
+    for (uint32_t c0 = 0; c0 < D16; c0 += 4) {
+        const uint32_t cc = D16 - c0 < 4 ? D16 - c0 : 4;
+        for (uint32_t g0 = 0; g0 < G; g0 += 4) {
+            const uint32_t gh = G - g0 < 4 ? G - g0 : 4;
+#define PV_CASE(GH, CC) \
+    case (GH) * 8 + (CC): pv_tile(GH, CC, acc, p, corr, kb, D, g0, c0); break;
+            switch (gh * 8 + cc) {
+                PV_CASE(4, 4) PV_CASE(4, 3) PV_CASE(4, 2) PV_CASE(4, 1)
+                PV_CASE(3, 4) PV_CASE(3, 3) PV_CASE(3, 2) PV_CASE(3, 1)
+                PV_CASE(2, 4) PV_CASE(2, 3) PV_CASE(2, 2) PV_CASE(2, 1)
+                PV_CASE(1, 4) PV_CASE(1, 3) PV_CASE(1, 2)
+                default: pv_tile(1, 1, acc, p, corr, kb, D, g0, c0);
+            }
+#undef PV_CASE
+        }
+    }
+}
+
+/* As sdpa_task_avx2 with blocks of 16 keys at positions aligned to 16 (so that a block is
+ * one cache block of the paged cache; the first and last block of an item are copies with
+ * zero rows outside its keys) and all 16 scores of a head in one vector: per head 16
+ * accumulators over the head dimension, summed by sum16x16; the softmax state as AVX2;
+ * then P.V for 4 heads at a time. A row's arithmetic depends on its position, window and
+ * keys only. */
+AVX512 static void sdpa_task_avx512(void* context, uint32_t thread_index, size_t begin, size_t end) {
+    const struct sdpa_context* ctx = context;
+    const uint32_t D = ctx->head_dim, G = ctx->G, D16 = D / 16;
+    const __m512 minus_inf = _mm512_set1_ps(-INFINITY);
+    const __m512 scale = _mm512_set1_ps(ctx->scale);
+    const __m512i head_lanes = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0);
+
+    /* scratch: acc[G][D], p[G][16], pad[16][2D], m[G], l[G], corr[G] (sdpa_run) */
+    float* acc = ctx->scratch + thread_index * ctx->scratch_stride;
+    float* p = acc + (size_t) G * D;
+    float* pad = p + (size_t) G * SDPA_KEYS;
+    float* m = pad + (size_t) SDPA_KEYS * 2 * D;
+    float* l = m + G;
+    float* corr = l + G;
+
+    for (size_t item = begin; item < end; item++) {
+        const size_t i = item / ctx->num_kv_heads, h = item % ctx->num_kv_heads;
+        uint64_t lo, hi;
+        struct key_source src;
+        item_keys(ctx, i, h, &lo, &hi, &src);
+        const float* qbase = ctx->q + i * ctx->qkv_dim + (size_t) h * G * D;
+        for (uint32_t g = 0; g < G; g++) init_state(ctx, (uint32_t) h * G + g, &m[g], &l[g]);
+        memset(acc, 0, (size_t) G * D * sizeof(float));
+
+        for (uint64_t tb = lo / SDPA_KEYS * SDPA_KEYS; tb <= hi; tb += SDPA_KEYS) {
+            const uint64_t a = tb > lo ? tb : lo, b = tb + SDPA_KEYS - 1 < hi ? tb + SDPA_KEYS - 1 : hi;
+            const float* kb = key_block16(&src, tb, a, b, pad); /* row r: K at kb + r*2D, V at + D */
+            /* the next block into L2, its lines spread over the heads below (Zen 4, 32,768
+             * keys, 1 / 2 threads: into L1 8.5 / 16 GB/s, into L2 16 / 24-30; all lines at
+             * once stalled the loads behind the prefetches) */
+            const char* next = NULL;
+            if (tb + 2 * SDPA_KEYS - 1 <= hi && (src.table == NULL || src.block_size % SDPA_KEYS == 0)) {
+                next = (const char*) key_row(&src, tb + SDPA_KEYS);
+            }
+            const size_t lines = SDPA_KEYS * 2 * (size_t) D * sizeof(float) / 64, per_head = (lines + G - 1) / G;
+            const __mmask16 valid = (__mmask16) (((1u << (b - a + 1)) - 1) << (a - tb));
+
+            for (uint32_t g0 = 0; g0 < G; g0 += 8) {
+                const uint32_t gh = G - g0 < 8 ? G - g0 : 8;
+                __m512 S[8];
+                __mmask16 nan_heads = 0;
+                for (uint32_t g = 0; g < 8; g++) {
+                    if (g >= gh) {
+                        S[g] = minus_inf;
+                        continue;
+                    }
+                    if (next != NULL) {
+                        for (size_t line = (g0 + g) * per_head; line < (g0 + g + 1) * per_head && line < lines; line++) {
+                            _mm_prefetch(next + 64 * line, _MM_HINT_T1);
+                        }
+                    }
+                    const float* qg = qbase + (size_t) (g0 + g) * D;
+                    __m512 dots;
+                    switch (D16) { /* the head dimension as a constant: row offsets in the instructions */
+                        case 2: dots = scores16(2, qg, kb); break;
+                        case 4: dots = scores16(4, qg, kb); break;
+                        case 8: dots = scores16(8, qg, kb); break;
+                        default: dots = scores16_any(D16, qg, kb); break;
+                    }
+                    S[g] = _mm512_mask_mov_ps(minus_inf, valid, _mm512_mul_ps(dots, scale));
+                    if (_mm512_cmp_ps_mask(S[g], S[g], _CMP_UNORD_Q)) nan_heads |= (__mmask16) (1u << g);
+                }
+                /* the softmax state of the 8 heads at once, head g in lane g: block max (a
+                 * NaN score is skipped here and reaches the output through l), new max,
+                 * correction (1 where the max stays: also -inf = -inf), p, l */
+                const __mmask16 heads = (__mmask16) ((1u << gh) - 1);
+                const __m512 bm = _mm512_permutexvar_ps(head_lanes, max8x16(S));
+                const __m512 mo = _mm512_maskz_loadu_ps(heads, m + g0);
+                const __m512 mb = _mm512_max_ps(bm, mo); /* bm NaN: mo */
+                const __mmask16 same = _mm512_cmp_ps_mask(mo, mb, _CMP_EQ_OQ);
+                const __m512 cv = exp_nonpositive16(_mm512_maskz_sub_ps((__mmask16) ~same, mo, mb));
+                /* no key yet (max -inf, no sinks): p = e^(-inf - 0) = 0 */
+                const __m512 mb_safe = _mm512_mask_mov_ps(mb, _mm512_cmp_ps_mask(mb, minus_inf, _CMP_EQ_OQ),
+                                                          _mm512_setzero_ps());
+                float mbs[16] __attribute__((aligned(64)));
+                _mm512_store_ps(mbs, mb_safe);
+                __m512 P[8];
+#pragma GCC unroll 8
+                for (int g = 0; g < 8; g++) {
+                    P[g] = exp_nonpositive16(_mm512_sub_ps(S[g], _mm512_set1_ps(mbs[g])));
+                    if ((uint32_t) g < gh) _mm512_store_ps(p + (size_t) (g0 + g) * SDPA_KEYS, P[g]);
+                }
+                const __m512 sums = _mm512_permutexvar_ps(head_lanes, sum8x16(P));
+                __m512 lv = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(heads, l + g0), cv, sums);
+                lv = _mm512_mask_mov_ps(lv, nan_heads, _mm512_set1_ps(NAN)); /* NaN score: NaN out */
+                _mm512_mask_storeu_ps(m + g0, heads, mb);
+                _mm512_mask_storeu_ps(l + g0, heads, lv);
+                _mm512_mask_storeu_ps(corr + g0, heads, cv);
+            }
+
+            pv_block(acc, p, corr, kb, D, G);
+        }
+
+        float* out = ctx->output + i * (size_t) ctx->num_q_heads * D + (size_t) h * G * D;
+        for (uint32_t g = 0; g < G; g++) {
+            const __m512 lv = _mm512_set1_ps(l[g]);
+            for (uint32_t c = 0; c < D16; c++) {
+                _mm512_storeu_ps(out + g * D + 16 * c, _mm512_div_ps(_mm512_load_ps(acc + (size_t) g * D + 16 * c), lv));
+            }
+        }
+    }
+}
+
 #endif
 
 /* Runs the items (query row, kv head) of ctx (filled but for the scratch) over the pool. */
 static enum gptoss_status sdpa_run(gptoss_backend_t backend, struct sdpa_context* ctx, uint32_t num_q_tokens) {
     const size_t Dp = (ctx->head_dim + 7) / 8 * 8;
-    /* acc[G][Dp] + m, l, corr [G] + p[G][8] + pad[8][2D], rounded to 32 bytes */
-    const size_t floats = ((size_t) ctx->G * Dp + 11 * (size_t) ctx->G + 16 * (size_t) ctx->head_dim + 7) / 8 * 8;
+    /* AVX2: acc[G][Dp] + m, l, corr [G] + p[G][8] + pad[8][2D], rounded to 32 bytes;
+     * AVX-512: acc[G][D] + p[G][16] + pad[16][2D] + m, l, corr [G] */
+    const size_t floats_avx2 = ((size_t) ctx->G * Dp + 11 * (size_t) ctx->G + 16 * (size_t) ctx->head_dim + 7) / 8 * 8;
+    const size_t floats_avx512 = (size_t) ctx->G * ctx->head_dim + 19 * (size_t) ctx->G + 32 * (size_t) ctx->head_dim;
+    const size_t floats = floats_avx2 > floats_avx512 ? floats_avx2 : floats_avx512;
     const uint32_t threads = gptoss_threadpool_num_threads(gptoss_cpu(backend)->pool);
     void* scratch = NULL;
     const size_t stride = gptoss_cpu_thread_stride(floats);
@@ -338,6 +614,7 @@ static enum gptoss_status sdpa_run(gptoss_backend_t backend, struct sdpa_context
     gptoss_parallel_fn fn = sdpa_task_scalar;
 #if defined(__x86_64__)
     if (gptoss_cpu(backend)->isa >= gptoss_cpu_isa_avx2) fn = sdpa_task_avx2;
+    if (gptoss_cpu(backend)->isa == gptoss_cpu_isa_avx512 && ctx->head_dim % 16 == 0) fn = sdpa_task_avx512;
 #endif
     gptoss_cpu_parallelize(backend, fn, ctx, (size_t) num_q_tokens * ctx->num_kv_heads, 1);
     gptoss_cpu_scratch_release(backend);

@@ -397,6 +397,13 @@ static const struct tc_case varlen_cases[] = {
      .hkv = 2, .d = 64, .window = 128, .f = 0.125f, .e = VARLEN_INVARIANCE, .draws = 3},
     {"sdpa_varlen_invariance_generic_d16_1_vs_9_rows", .t = 9, .k = 3, .r = 8, .off = 300, .maxt = 1024, .hq = 4,
      .hkv = 1, .d = 16, .window = TC_FULL, .f = 0.25f, .e = VARLEN_INVARIANCE, .draws = 3},
+    /* CPU AVX-512 (head_dim % 16 == 0): 16-key blocks aligned to positions that are not one
+     * cache block (block_size 5: copied; 24: every other block spans two); heads in groups of
+     * 8 with a partial last group (G = 12); no sinks */
+    {"sdpa_varlen_invariance_hd64_bs5_gqa8_1_vs_9_rows", .t = 9, .k = 3, .r = 5, .off = 90, .maxt = 256, .hq = 16,
+     .hkv = 2, .d = 64, .window = TC_FULL, .f = 0.125f, .e = VARLEN_INVARIANCE, .draws = 3},
+    {"sdpa_varlen_hd32_mqa12_bs24_window40_no_sinks", .t = 6, .k = 2, .r = 24, .off = 100, .maxt = 256, .hq = 12,
+     .hkv = 1, .d = 32, .window = 40, .f = 0.2f, .flags = TC_NO_BIAS},
     /* out-of-range rows (TC_FAULT); the bad rows of the NONE cases have 1 chunk (window 48),
      * 10 (fused merge) and 32 (merge kernel) on CUDA; the generic kernel (head_dim 16) */
     {"sdpa_varlen_fault_seq_id_past_num_seqs", .t = 8, .k = 3, .r = 16, .off = 300, .maxt = 1024, .hq = 8, .hkv = 1,
