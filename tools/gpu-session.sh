@@ -17,7 +17,7 @@
 #   GPU_SKIP=LIST      steps to skip (words: cpu-harness sanitize e2e sampling batch python bench lab
 #                      20b 120b depth parallel profile ncu cpu-scaling)
 #   GPU_CPU_THREADS="N ..."  thread counts of the host-CPU scaling step (default "1 2 4 8 16":
-#                      20b pp64 and tg16 on the CPU backend, after every GPU step, ~2 min)
+#                      tools/cpu-scaling.sh after every GPU step, ~2 min)
 #   GPU_DEPTHS="D ..."  context depths of the 20b long-context step (default "4096 32768 130000":
 #                      pp512 and tg128 after D tokens, gptoss bench -d; 130,000 as llama-bench's
 #                      deepest run, since D + 512 must fit the 131,072-token context; that
@@ -238,18 +238,18 @@ if [ -n "${cpu_pid:-}" ]; then
     grep -E '^FAIL' "$LOG/harness-avx512.log" | head -10
 fi
 
-# The CPU backend on this host's cores (issue: the CPU code must scale past the 2-core dev
-# VM): 20b random weights, pp64 and tg16 at 1..16 threads, the best ISA and AVX2 at the
-# most threads. Runs last, on a host the GPU steps no longer use.
+# The CPU backend on this host's cores (the CPU code must scale past the 2-core dev VM):
+# tools/cpu-scaling.sh, 20b pp64 / tg16 at 1..16 threads with the best ISA, then AVX2 at
+# the most threads, and a per-kernel profile of decode at the most threads. Runs last, on
+# a host the GPU steps no longer use.
 if ! skip cpu-scaling; then
-    { grep -m1 'model name' /proc/cpuinfo; echo "cores: $(nproc)"; echo "ISA: $(grep -m1 '^flags' /proc/cpuinfo | grep -o -E 'avx512[a-z_0-9]*|avx2' | sort -u | tr '\n' ' ')"; } >"$LOG/cpu-scaling.log"
     threads_list=${GPU_CPU_THREADS:-1 2 4 8 16}
-    for n in $threads_list; do
-        "$B"/bin/gptoss bench --random 20b --backend cpu -t "$n" -p 64 -n 16 -r 1 >>"$LOG/cpu-scaling.log" 2>&1
-    done
-    n_max=${threads_list##* }
-    "$B"/bin/gptoss bench --random 20b --backend cpu --isa avx2 -t "$n_max" -p 64 -n 16 -r 1 >>"$LOG/cpu-scaling.log" 2>&1
-    R[cpu-scaling]="$(grep -E '^[|].*(pp64|tg16)' "$LOG/cpu-scaling.log" | awk -F'|' '{gsub(/ +/, " "); printf "%s%s %s; ", $3, $5, $6}')"
+    THREADS="$threads_list" R=1 bash tools/cpu-scaling.sh "$B/bin/gptoss" >"$LOG/cpu-scaling.log" 2>"$LOG/cpu-scaling.err"
+    rc=$?
+    ISA=avx2 THREADS="${threads_list##* }" R=1 bash tools/cpu-scaling.sh "$B/bin/gptoss" >>"$LOG/cpu-scaling.log" 2>>"$LOG/cpu-scaling.err"
+    R[cpu-scaling]="rc=$rc/$? (table below)"
+    # where a decode step's time goes at the most threads (synchronised per kernel)
+    "$B"/bin/gptoss bench --random 20b --backend cpu -t "${threads_list##* }" -p 64 -n 16 -r 1 --profile >"$LOG/cpu-profile.log" 2>&1
 fi
 
 [ -f "$LOG/peaks.log" ] && cat "$LOG/peaks.log"
@@ -258,7 +258,8 @@ for f in "$LOG"/engine-*.log "$LOG"/parallel-*.log; do [ -f "$f" ] && { echo "${
 [ -f "$LOG/bench-ab.log" ] && { echo "A/B ($GPU_AB):"; grep -E 'GB/s|%BW' -A8 "$LOG/bench-ab.log" | tail -6; grep -E '^\|' "$LOG/engine-20b-ab.log"; }
 [ -f "$LOG/ncu-decode.log" ] && cat "$LOG/ncu-decode.log"
 [ -f "$LOG/profile-20b.log" ] && grep -E '^(prefill|decode) ' "$LOG/profile-20b.log" | head -40
-[ -f "$LOG/cpu-scaling.log" ] && { head -3 "$LOG/cpu-scaling.log"; grep -E '^[|].*(pp64|tg16)|bound' "$LOG/cpu-scaling.log"; }
+[ -f "$LOG/cpu-scaling.log" ] && cat "$LOG/cpu-scaling.log"
+[ -f "$LOG/cpu-profile.log" ] && grep -E '^decode ' "$LOG/cpu-profile.log"
 echo
 echo "================ $GPU ($(el)) ================"
 for k in build harness-cuda harness-avx512 graph fused invariance memcheck racecheck e2e-hf graph-bitexact sampling sample-host sample-kernels batch-tiny batch-20b pytest bench lab engine-20b engine-20b-nofused engine-20b-nograph engine-120b depth parallel-1-ref parallel-1 parallel-4 parallel-16 parallel-64 parallel-64-topp profile-20b ncu-decode cpu-scaling harness-ab; do
