@@ -7,19 +7,18 @@
  * e^(S-S)), or m = -inf, l = 0 without sinks; exp is expf.
  *
  * AVX2: keys in blocks of 8. Per block and head: 8 dot products (8-wide fma over the
- * head dimension, then a horizontal-add tree), s = dot * scale; m' = max(m, block max),
- * c = expf(m - m') (1 when m' == m), p = e^(s - m') by a vectorised exp of about 1 ulp
- * (expf per key costs as much as the rest of the kernel), l = l*c + sum p, acc = acc*c +
- * sum p V. A partial last block is copied into a zero-padded 8-row buffer. head_dim % 8 == 4
- * uses masked loads (zero lanes).
+ * head dimension, then a horizontal-add tree), s = dot * scale. Then for up to 8 heads at
+ * once, head g in lane g: m' = max(m, block max), c = e^(m - m') (1 when m' == m), p =
+ * e^(s - m') (a vectorised exp of about 1 ulp: expf per key cost as much as the rest of the
+ * kernel), l = l*c + sum p; then acc = acc*c + sum p V. A partial last block is copied into
+ * a zero-padded 8-row buffer. head_dim % 8 == 4 uses masked loads (zero lanes).
  *
  * AVX-512 (head_dim % 16 == 0; else the AVX2 code): keys in blocks of 16 at positions
  * aligned to 16, all 16 scores of a head in one vector (per key an accumulator over the head
  * dimension, then one transposing tree sums the 16), the softmax state of 8 heads at once
- * (head g in lane g: no serial chain of scalar maxima, sums and expf per head; the
- * correction c = e^(m - m') by the same vectorised exp), P.V for tiles of 4 heads x 4
- * vectors in registers; the next block prefetched into L2 a few lines per head. About 2x
- * the AVX2 code from memory on Zen 4 (docs/CPU_NOTES.md).
+ * as AVX2, P.V for tiles of 4 heads x 4 vectors in registers; the next block prefetched
+ * into L2 a few lines per head. About 3x the older AVX2 code from memory on Zen 4
+ * (docs/CPU_NOTES.md, "Attention at long contexts").
  *
  * Scalar: the same recurrence key by key.
  *
@@ -159,6 +158,18 @@ AVX2 static inline __m256 hsum8x8(const __m256 a[8]) {
     return _mm256_add_ps(lo, hi);
 }
 
+/* The layout of _mm256_hadd_ps(a, b) with max instead of +. */
+AVX2 static inline __m256 pairmax(__m256 a, __m256 b) {
+    return _mm256_max_ps(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)), _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+/* lanes j of the result = horizontal max of a[j] (hsum8x8's tree) */
+AVX2 static inline __m256 hmax8x8(const __m256 a[8]) {
+    const __m256 h0123 = pairmax(pairmax(a[0], a[1]), pairmax(a[2], a[3]));
+    const __m256 h4567 = pairmax(pairmax(a[4], a[5]), pairmax(a[6], a[7]));
+    return _mm256_max_ps(_mm256_permute2f128_ps(h0123, h4567, 0x20), _mm256_permute2f128_ps(h0123, h4567, 0x31));
+}
+
 /* e^x for x <= 0 (the softmax arguments s - m), about 1 ulp: x = n ln2 + r, |r| <= ln2/2,
  * e^r by a degree-7 Taylor/minimax polynomial (Cephes expf coefficients), times 2^n built
  * in the exponent field. Results below 2^-126 are flushed to 0 (they are negligible next to
@@ -183,20 +194,6 @@ AVX2 static inline __m256 exp_nonpositive(__m256 x) {
     return _mm256_andnot_ps(tiny, y);
 }
 
-AVX2 static inline float hmax256(__m256 v) {
-    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-    m = _mm_max_ss(m, _mm_movehdup_ps(m));
-    return _mm_cvtss_f32(m);
-}
-
-AVX2 static inline float hsum256(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
 /* Keys t0 .. t0 + n - 1 (n <= 8) as 8 rows of 2D floats from the returned pointer: the
  * cache itself when the 8 rows are consecutive there, else a copy in pad with zero rows
  * after n (the values the kernel then reads are the same either way). */
@@ -210,23 +207,6 @@ static const float* key_block(const struct key_source* src, uint64_t t0, uint32_
         else memset(pad + r * rf, 0, rf * sizeof(float));
     }
     return pad;
-}
-
-/* Prefetches the rows of keys t0 .. t0 + 7 (at most two cache blocks apart when
- * block_size >= 8; smaller blocks are not prefetched). */
-static void prefetch_block(const struct key_source* src, uint64_t t0) {
-    const size_t rf = src->row_floats;
-    const char* a = (const char*) key_row(src, t0);
-    if (src->table != NULL && src->block_size < 8) return;
-    const char* b = (const char*) key_row(src, t0 + 7);
-    size_t first_rows = 8; /* rows from a on */
-    if (b != a + 7 * rf * sizeof(float)) {
-        first_rows = src->block_size - t0 % src->block_size;
-        for (size_t off = 0; off < (8 - first_rows) * rf * sizeof(float); off += 64) {
-            _mm_prefetch(b + rf * sizeof(float) - (8 - first_rows) * rf * sizeof(float) + off, _MM_HINT_T0);
-        }
-    }
-    for (size_t off = 0; off < first_rows * rf * sizeof(float); off += 64) _mm_prefetch(a + off, _MM_HINT_T0);
 }
 
 AVX2 static void sdpa_task_avx2(void* context, uint32_t thread_index, size_t begin, size_t end) {
@@ -258,45 +238,72 @@ AVX2 static void sdpa_task_avx2(void* context, uint32_t thread_index, size_t beg
         for (uint64_t t0 = lo; t0 <= hi; t0 += 8) {
             const uint32_t nk = hi + 1 - t0 >= 8 ? 8 : (uint32_t) (hi + 1 - t0);
             const float* kb = key_block(&src, t0, nk, pad); /* row r: K at kb + r*2D, V at + D */
-            if (t0 + 16 <= hi + 1) prefetch_block(&src, t0 + 8);
+            /* the next block's rows into L2, spread over the heads below (Zen 4, 32,768 keys,
+             * 1 / 2 threads: all 64 lines into L1 at once 6.1 / 11.7 GB/s, spread into L2
+             * 10.7-11.1 / 20-21) */
+            const char* next_rows[8] = {NULL};
+            if (t0 + 16 <= hi + 1) {
+                for (int r = 0; r < 8; r++) next_rows[r] = (const char*) key_row(&src, t0 + 8 + r);
+            }
             const __m256 valid = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32((int) nk), lane_index));
 
-            /* scores and softmax state per head */
-            for (uint32_t g = 0; g < G; g++) {
-                const float* qg = qbase + (size_t) g * D;
-                __m256 a[8];
-#pragma GCC unroll 8
-                for (int r = 0; r < 8; r++) a[r] = _mm256_setzero_ps();
-                for (uint32_t c = 0; c < D8; c++) {
-                    const __m256 qv = _mm256_loadu_ps(qg + 8 * c);
-#pragma GCC unroll 8
-                    for (int r = 0; r < 8; r++) a[r] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kb + r * 2 * D + 8 * c), a[r]);
-                }
-                if (dtail) {
-                    const __m256 qv = _mm256_maskload_ps(qg + 8 * D8, tail_mask);
-#pragma GCC unroll 8
-                    for (int r = 0; r < 8; r++) {
-                        a[r] = _mm256_fmadd_ps(qv, _mm256_maskload_ps(kb + r * 2 * D + 8 * D8, tail_mask), a[r]);
+            /* scores of up to 8 heads, then their softmax state at once, head g in lane g:
+             * block max (invalid lanes are -inf; a NaN score is skipped here and reaches the
+             * output through l), new max, correction (1 where the max stays: also -inf =
+             * -inf), p, l; no serial chain of scalar maxima, expf and sums per head */
+            for (uint32_t g0 = 0; g0 < G; g0 += 8) {
+                const uint32_t gh = G - g0 < 8 ? G - g0 : 8;
+                __m256 S[8];
+                unsigned nan_heads = 0;
+                for (uint32_t g = 0; g < 8; g++) {
+                    if (g >= gh) {
+                        S[g] = minus_inf;
+                        continue;
                     }
+                    for (uint32_t r = g0 + g; r < 8 && next_rows[r] != NULL; r += G) {
+                        for (size_t off = 0; off < 2 * D * sizeof(float); off += 64) _mm_prefetch(next_rows[r] + off, _MM_HINT_T1);
+                    }
+                    const float* qg = qbase + (size_t) (g0 + g) * D;
+                    __m256 a[8];
+#pragma GCC unroll 8
+                    for (int r = 0; r < 8; r++) a[r] = _mm256_setzero_ps();
+                    for (uint32_t c = 0; c < D8; c++) {
+                        const __m256 qv = _mm256_loadu_ps(qg + 8 * c);
+#pragma GCC unroll 8
+                        for (int r = 0; r < 8; r++) a[r] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kb + r * 2 * D + 8 * c), a[r]);
+                    }
+                    if (dtail) {
+                        const __m256 qv = _mm256_maskload_ps(qg + 8 * D8, tail_mask);
+#pragma GCC unroll 8
+                        for (int r = 0; r < 8; r++) {
+                            a[r] = _mm256_fmadd_ps(qv, _mm256_maskload_ps(kb + r * 2 * D + 8 * D8, tail_mask), a[r]);
+                        }
+                    }
+                    S[g] = _mm256_blendv_ps(minus_inf, _mm256_mul_ps(hsum8x8(a), _mm256_set1_ps(ctx->scale)), valid);
+                    if (_mm256_movemask_ps(_mm256_cmp_ps(S[g], S[g], _CMP_UNORD_Q))) nan_heads |= 1u << g;
                 }
-                __m256 s = _mm256_mul_ps(hsum8x8(a), _mm256_set1_ps(ctx->scale));
-                s = _mm256_blendv_ps(minus_inf, s, valid);
-                /* block max (invalid lanes are -inf; a NaN score is skipped here and
-                 * reaches the output through its p) */
-                const float mb = fmaxf(m[g], hmax256(s));
-                float* pg = p + (size_t) g * 8;
-                if (mb == -INFINITY) { /* nothing to add yet */
-                    corr[g] = 1.0f;
-                    _mm256_storeu_ps(pg, _mm256_setzero_ps());
-                    continue;
+                const __m256i heads = _mm256_cmpgt_epi32(_mm256_set1_epi32((int) gh), lane_index);
+                const __m256 mo = _mm256_maskload_ps(m + g0, heads);
+                const __m256 mb = _mm256_max_ps(hmax8x8(S), mo); /* a NaN block max: mo */
+                const __m256 same = _mm256_cmp_ps(mo, mb, _CMP_EQ_OQ);
+                const __m256 cv = exp_nonpositive(_mm256_andnot_ps(same, _mm256_sub_ps(mo, mb)));
+                /* no key yet (max -inf, no sinks): p = e^(-inf - 0) = 0 */
+                float mbs[8] __attribute__((aligned(32)));
+                _mm256_store_ps(mbs, _mm256_andnot_ps(_mm256_cmp_ps(mb, minus_inf, _CMP_EQ_OQ), mb));
+                __m256 P[8];
+#pragma GCC unroll 8
+                for (int g = 0; g < 8; g++) {
+                    P[g] = exp_nonpositive(_mm256_sub_ps(S[g], _mm256_set1_ps(mbs[g])));
+                    if ((uint32_t) g < gh) _mm256_storeu_ps(p + (size_t) (g0 + g) * 8, P[g]);
                 }
-                const float c = mb == m[g] ? 1.0f : expf(m[g] - mb);
-                const __m256 pv = exp_nonpositive(_mm256_sub_ps(s, _mm256_set1_ps(mb)));
-                _mm256_storeu_ps(pg, pv);
-                l[g] = fmaf(l[g], c, hsum256(pv));
-                if (_mm256_movemask_ps(_mm256_cmp_ps(s, s, _CMP_UNORD_Q))) l[g] = NAN; /* NaN score: NaN out */
-                m[g] = mb;
-                corr[g] = c;
+                float lv[8] __attribute__((aligned(32)));
+                _mm256_store_ps(lv, _mm256_fmadd_ps(_mm256_maskload_ps(l + g0, heads), cv, hsum8x8(P)));
+                for (uint32_t g = 0; g < gh; g++) {
+                    if (nan_heads >> g & 1) lv[g] = NAN; /* NaN score: NaN out */
+                }
+                _mm256_maskstore_ps(m + g0, heads, mb);
+                _mm256_maskstore_ps(l + g0, heads, _mm256_load_ps(lv));
+                _mm256_maskstore_ps(corr + g0, heads, cv);
             }
 
             /* acc[g] = acc[g] * corr[g] + sum_r p[g][r] V_r */
@@ -421,7 +428,9 @@ AVX512 static __m512 scores16_any(uint32_t D16, const float* q, const float* kb)
  * reading a row outside [a, b]: it may belong to a released cache block). */
 static const float* key_block16(const struct key_source* src, uint64_t tb, uint64_t a, uint64_t b, float* pad) {
     const size_t rf = src->row_floats;
-    if (a == tb && b == tb + SDPA_KEYS - 1) {
+    /* 16 rows of at most two cache blocks (block_size >= 16) are consecutive when the last is
+     * 15 rows after the first; with smaller blocks a middle block may lie elsewhere */
+    if (a == tb && b == tb + SDPA_KEYS - 1 && (src->table == NULL || src->block_size >= SDPA_KEYS)) {
         const float* first = key_row(src, tb);
         if (key_row(src, tb + SDPA_KEYS - 1) == first + (SDPA_KEYS - 1) * rf) return first;
     }
