@@ -265,7 +265,7 @@ AVX2 static inline __attribute__((always_inline)) void rows_direct_avx2_n(const 
         for (int i = 0; i < NR; i++) {
             const uint8_t* q = blocks + i * row + 32 * (size_t) bp;
             const uint8_t* s = scales + (size_t) i * nb + 2 * bp;
-            _mm_prefetch((const char*) (q + NR * row), _MM_HINT_T0);
+            _mm_prefetch((const char*) (q + NR * row), _MM_HINT_T1);
             const float* xp[2];
 #pragma GCC unroll 2
             for (int v = 0; v < N; v++) xp[v] = x[v] + 64 * (size_t) bp;
@@ -489,7 +489,7 @@ AVX512 static inline __attribute__((always_inline)) void rows_direct_avx512_n(co
 #pragma GCC unroll 4
         for (int i = 0; i < NR; i++) {
             const uint8_t* q = blocks + i * row + 16 * (size_t) b;
-            if (b % 4 == 0) _mm_prefetch((const char*) (q + NR * row), _MM_HINT_T0);
+            if (b % 4 == 0) _mm_prefetch((const char*) (q + NR * row), _MM_HINT_T1);
             decode_block_avx512(q, tables[scales[(size_t) i * nb + b]], shifts, &lo[i], &hi[i]);
         }
 #pragma GCC unroll 4
