@@ -239,6 +239,24 @@ AVX2 static inline float hsum256(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+/* One row's pair of blocks bp into acc[0..N) (rows_direct_avx2_n). */
+AVX2 static inline __attribute__((always_inline)) void row_pair_avx2(__m256 acc[2], const uint8_t* q, const uint8_t* s,
+                                                                    const float* const* xp, const int N,
+                                                                    const float* mult,
+                                                                    const uint8_t (*bytes)[2][16]) {
+    __m256i d[4];
+    if (s[0] >= GPTOSS_CPU_MXFP4_BF16_MIN && s[1] >= GPTOSS_CPU_MXFP4_BF16_MIN) {
+        /* the products are bf16: the blocks' scaled byte tables give them */
+        decode_pair_bf16(q, _mm256_loadu2_m128i((const __m128i*) bytes[s[1]][1], (const __m128i*) bytes[s[0]][1]),
+                         _mm256_loadu2_m128i((const __m128i*) bytes[s[1]][0], (const __m128i*) bytes[s[0]][0]), d);
+        fma_pair(acc, d, 0, _mm256_setzero_ps(), xp, N);
+    } else {
+        /* subnormal products: the fp4 values times the multipliers */
+        decode_pair_bf16(q, _mm256_setr_epi8(FP4_B3, FP4_B3), _mm256_setr_epi8(FP4_B2, FP4_B2), d);
+        fma_pair(acc, d, 1, pair_multipliers(mult, s), xp, N);
+    }
+}
+
 /* Rows [0, NR) of a tile against N = 1 or 2 permuted vectors, decoded in registers as
  * they stream in (NR, N compile-time constants after inlining): the same arithmetic as
  * the dequantising path below (tile_dots_avx2), so that a vector's result does not depend
@@ -261,25 +279,48 @@ AVX2 static inline __attribute__((always_inline)) void rows_direct_avx2_n(const 
     const size_t row = (size_t) nb * 16;
     const uint32_t npairs = nb / 2;
     for (uint32_t bp = 0; bp < npairs; bp++) {
-#pragma GCC unroll 4
-        for (int i = 0; i < NR; i++) {
+        const float* xp[2];
+#pragma GCC unroll 2
+        for (int v = 0; v < N; v++) xp[v] = x[v] + 64 * (size_t) bp;
+#pragma GCC unroll 2
+        for (int i = 0; i < NR; i += 2) {
             const uint8_t* q = blocks + i * row + 32 * (size_t) bp;
             const uint8_t* s = scales + (size_t) i * nb + 2 * bp;
             _mm_prefetch((const char*) (q + NR * row), _MM_HINT_T1);
-            const float* xp[2];
-#pragma GCC unroll 2
-            for (int v = 0; v < N; v++) xp[v] = x[v] + 64 * (size_t) bp;
-            __m256i d[4];
-            if (s[0] >= GPTOSS_CPU_MXFP4_BF16_MIN && s[1] >= GPTOSS_CPU_MXFP4_BF16_MIN) {
-                /* the products are bf16: the blocks' scaled byte tables give them */
+            if (i + 1 >= NR || N != 1) { /* two vectors: 4 accumulators, no registers left for two rows */
+                row_pair_avx2(acc[i], q, s, xp, N, mult, bytes);
+                if (i + 1 < NR) {
+                    _mm_prefetch((const char*) (q + (NR + 1) * row), _MM_HINT_T1);
+                    row_pair_avx2(acc[i + 1], q + row, s + nb, xp, N, mult, bytes);
+                }
+                continue;
+            }
+            _mm_prefetch((const char*) (q + (NR + 1) * row), _MM_HINT_T1);
+            const uint8_t* s1 = s + nb;
+            if (s[0] >= GPTOSS_CPU_MXFP4_BF16_MIN && s[1] >= GPTOSS_CPU_MXFP4_BF16_MIN &&
+                s1[0] >= GPTOSS_CPU_MXFP4_BF16_MIN && s1[1] >= GPTOSS_CPU_MXFP4_BF16_MIN) {
+                /* two rows at once, their FMAs interleaved (two chains in flight, each vector
+                 * of x loaded once for both): the same order per row */
+                __m256i d0[4], d1[4];
                 decode_pair_bf16(q, _mm256_loadu2_m128i((const __m128i*) bytes[s[1]][1], (const __m128i*) bytes[s[0]][1]),
                                  _mm256_loadu2_m128i((const __m128i*) bytes[s[1]][0], (const __m128i*) bytes[s[0]][0]),
-                                 d);
-                fma_pair(acc[i], d, 0, _mm256_setzero_ps(), xp, N);
+                                 d0);
+                decode_pair_bf16(q + row,
+                                 _mm256_loadu2_m128i((const __m128i*) bytes[s1[1]][1], (const __m128i*) bytes[s1[0]][1]),
+                                 _mm256_loadu2_m128i((const __m128i*) bytes[s1[1]][0], (const __m128i*) bytes[s1[0]][0]),
+                                 d1);
+#pragma GCC unroll 8
+                for (int j = 0; j < 8; j++) {
+#pragma GCC unroll 2
+                    for (int v = 0; v < N; v++) {
+                        const __m256 xj = _mm256_load_ps(xp[v] + 8 * j);
+                        acc[i][v] = _mm256_fmadd_ps(pair_vector(d0, j), xj, acc[i][v]);
+                        acc[i + 1][v] = _mm256_fmadd_ps(pair_vector(d1, j), xj, acc[i + 1][v]);
+                    }
+                }
             } else {
-                /* subnormal products: the fp4 values times the multipliers */
-                decode_pair_bf16(q, _mm256_setr_epi8(FP4_B3, FP4_B3), _mm256_setr_epi8(FP4_B2, FP4_B2), d);
-                fma_pair(acc[i], d, 1, pair_multipliers(mult, s), xp, N);
+                row_pair_avx2(acc[i], q, s, xp, N, mult, bytes);
+                row_pair_avx2(acc[i + 1], q + row, s1, xp, N, mult, bytes);
             }
         }
     }
