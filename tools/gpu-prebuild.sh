@@ -11,7 +11,8 @@
 #
 # Needs what tools/setup.sh installs (libpcre2-dev and libjansson-dev provide the static
 # libraries) and nvcc. GPU_PREBUILD_DIR (default .gpu/build) is the build tree, kept
-# between runs so that a rebuild compiles only what changed.
+# between runs so that a rebuild compiles only what changed. GPU_PREV_REV=REV also builds a
+# base revision's benchmark and CLI into .gpu/prev for tools/gpu-ab.sh (see the end).
 set -eu
 cd "$(dirname "$0")/.."
 B=${GPU_PREBUILD_DIR:-.gpu/build}
@@ -48,3 +49,26 @@ GPTOSS_CUDA=ON GPTOSS_CMAKE_ARGS=-DCMAKE_CUDA_ARCHITECTURES=90a-real .venv/bin/p
 
 echo "gpu-prebuild: $(du -sh .gpu/b | cut -f1) of binaries in .gpu/b, $(ls .gpu/lib | wc -l) libraries in .gpu/lib," \
     "$(ls .gpu/whl)"
+
+# A base revision to compare against (tools/gpu-ab.sh): GPU_PREV_REV=REV builds REV the
+# same way in a worktree (.gpu/prev-src, build tree .gpu/prev-build, kept) and copies its
+# kernel benchmark and CLI into .gpu/prev (carry it too: ~7 MB).
+if [ -n "${GPU_PREV_REV:-}" ]; then
+    rev=$(git rev-parse --verify "$GPU_PREV_REV^{commit}")
+    if [ -d .gpu/prev-src ]; then
+        git -C .gpu/prev-src checkout -q --detach "$rev"
+    else
+        git worktree add -q --detach .gpu/prev-src "$rev"
+    fi
+    cmake -S .gpu/prev-src -B .gpu/prev-build -DGPTOSS_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a-real \
+        -DCMAKE_BUILD_TYPE=Release -DCMAKE_DISABLE_FIND_PACKAGE_PkgConfig=ON -DPCRE2_INCLUDE_DIR=/usr/include \
+        -DPCRE2_LIBRARY="$lib/libpcre2-8.a" -DJANSSON_INCLUDE_DIR=/usr/include -DJANSSON_LIBRARY="$lib/libjansson.a" \
+        >/dev/null
+    cmake --build .gpu/prev-build -j"$(nproc)" --target bench gptoss_cli
+    rm -rf .gpu/prev
+    mkdir -p .gpu/prev/bin .gpu/prev/bench
+    cp .gpu/prev-build/bin/gptoss .gpu/prev/bin/
+    cp .gpu/prev-build/bench/bench .gpu/prev/bench/
+    echo "$rev" >.gpu/prev/REV
+    echo "gpu-prebuild: base $(git log -1 --format='%h %s' "$rev" | cut -c1-70) in .gpu/prev"
+fi
