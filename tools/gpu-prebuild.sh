@@ -1,30 +1,32 @@
 #!/usr/bin/env bash
 # Prepares, on the development machine, what a GPU session carries to the device machine
 # (which has nvcc, the driver and PyTorch, but not this project's libraries, and no
-# network): a CUDA build for Hopper (sm_90a) with PCRE2 and jansson linked statically, the
-# binaries tools/gpu-session.sh runs (copied into .gpu/b, ~40 MB), the shared libraries they
+# network): a CUDA build for Hopper (sm_90a) with PCRE2, jansson and libmicrohttpd linked
+# statically, the binaries tools/gpu-session.sh runs (copied into .gpu/b, ~40 MB), the
+# shared libraries they
 # need that the device lacks (the GnuTLS chain of libmicrohttpd, into .gpu/lib) and a CUDA
 # wheel of the Python package (.gpu/whl). Then, on the device (carry .gpu/b, .gpu/lib,
 # .gpu/whl):
 #
 #   LD_LIBRARY_PATH=$PWD/.gpu/lib GPU_BUILD=.gpu/b GPU_WHEEL_DIR=.gpu/whl bash tools/gpu-session.sh
 #
-# Needs what tools/setup.sh installs (libpcre2-dev and libjansson-dev provide the static
-# libraries) and nvcc. GPU_PREBUILD_DIR (default .gpu/build) is the build tree, kept
+# Needs what tools/setup.sh installs (libpcre2-dev, libjansson-dev and libmicrohttpd-dev
+# provide the static libraries) and nvcc. GPU_PREBUILD_DIR (default .gpu/build) is the build tree, kept
 # between runs so that a rebuild compiles only what changed. GPU_PREV_REV=REV also builds a
 # base revision's benchmark and CLI into .gpu/prev for tools/gpu-ab.sh (see the end).
 set -eu
 cd "$(dirname "$0")/.."
 B=${GPU_PREBUILD_DIR:-.gpu/build}
 lib=/usr/lib/x86_64-linux-gnu
-for a in "$lib/libpcre2-8.a" "$lib/libjansson.a"; do
+for a in "$lib/libpcre2-8.a" "$lib/libjansson.a" "$lib/libmicrohttpd.a"; do
     [ -f "$a" ] || { echo "gpu-prebuild: $a is missing (bash tools/setup.sh installs it)" >&2; exit 1; }
 done
 command -v nvcc >/dev/null || { echo "gpu-prebuild: nvcc is not on the PATH" >&2; exit 1; }
 
 cmake -S . -B "$B" -DGPTOSS_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a-real -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_DISABLE_FIND_PACKAGE_PkgConfig=ON -DPCRE2_INCLUDE_DIR=/usr/include -DPCRE2_LIBRARY="$lib/libpcre2-8.a" \
-    -DJANSSON_INCLUDE_DIR=/usr/include -DJANSSON_LIBRARY="$lib/libjansson.a" >/dev/null
+    -DJANSSON_INCLUDE_DIR=/usr/include -DJANSSON_LIBRARY="$lib/libjansson.a" \
+    -DMICROHTTPD_INCLUDE_DIR=/usr/include -DMICROHTTPD_LIBRARY="$lib/libmicrohttpd.a" >/dev/null
 cmake --build "$B" -j"$(nproc)"
 
 rm -rf .gpu/b .gpu/lib .gpu/whl
@@ -63,7 +65,7 @@ if [ -n "${GPU_PREV_REV:-}" ]; then
     cmake -S .gpu/prev-src -B .gpu/prev-build -DGPTOSS_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a-real \
         -DCMAKE_BUILD_TYPE=Release -DCMAKE_DISABLE_FIND_PACKAGE_PkgConfig=ON -DPCRE2_INCLUDE_DIR=/usr/include \
         -DPCRE2_LIBRARY="$lib/libpcre2-8.a" -DJANSSON_INCLUDE_DIR=/usr/include -DJANSSON_LIBRARY="$lib/libjansson.a" \
-        >/dev/null
+        -DMICROHTTPD_INCLUDE_DIR=/usr/include -DMICROHTTPD_LIBRARY="$lib/libmicrohttpd.a" >/dev/null
     cmake --build .gpu/prev-build -j"$(nproc)" --target bench gptoss_cli
     rm -rf .gpu/prev
     mkdir -p .gpu/prev/bin .gpu/prev/bench
