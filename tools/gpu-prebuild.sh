@@ -3,17 +3,17 @@
 # (which has nvcc, the driver and PyTorch, but not this project's libraries, and no
 # network): a CUDA build for Hopper (sm_90a) with PCRE2, jansson and libmicrohttpd linked
 # statically, the binaries tools/gpu-session.sh runs (copied into .gpu/b, ~40 MB), the
-# shared libraries they
-# need that the device lacks (the GnuTLS chain of libmicrohttpd, into .gpu/lib) and a CUDA
-# wheel of the Python package (.gpu/whl). Then, on the device (carry .gpu/b, .gpu/lib,
-# .gpu/whl):
+# shared libraries they need that the device lacks (the GnuTLS chain of libmicrohttpd, into
+# .gpu/lib) and a CUDA wheel of the Python package (.gpu/whl). Then, on the device (carry
+# .gpu/b, .gpu/lib, .gpu/whl):
 #
 #   LD_LIBRARY_PATH=$PWD/.gpu/lib GPU_BUILD=.gpu/b GPU_WHEEL_DIR=.gpu/whl bash tools/gpu-session.sh
 #
 # Needs what tools/setup.sh installs (libpcre2-dev, libjansson-dev and libmicrohttpd-dev
-# provide the static libraries) and nvcc. GPU_PREBUILD_DIR (default .gpu/build) is the build tree, kept
-# between runs so that a rebuild compiles only what changed. GPU_PREV_REV=REV also builds a
-# base revision's benchmark and CLI into .gpu/prev for tools/gpu-ab.sh (see the end).
+# provide the static libraries) and nvcc. GPU_PREBUILD_DIR (default .gpu/build) is the
+# build tree, kept between runs so that a rebuild compiles only what changed.
+# GPU_PREV_REV=REV also builds a base revision's benchmark and CLI into .gpu/prev for
+# tools/gpu-ab.sh (see the end).
 set -eu
 cd "$(dirname "$0")/.."
 B=${GPU_PREBUILD_DIR:-.gpu/build}
