@@ -43,7 +43,10 @@
  *             as they stream in, by byte shuffles in the two blocks' scaled bf16 byte
  *             tables (no multiplications; a block pair with a scale byte below
  *             GPTOSS_CPU_MXFP4_BF16_MIN, whose products are not bf16: the fp4 values times
- *             the multipliers). 10 % faster than multiplying every pair.
+ *             the multipliers). 10 % faster than multiplying every pair. With one vector
+ *             two rows' pairs are decoded together and their FMAs interleaved: each row's
+ *             8 FMAs a pair form one dependent chain (the invariant order), and two chains
+ *             in program order keep both FMA pipes fed (+4-6 %).
  *           So a vector's results do not depend on the size of its group: a token's
  *           outputs are the same alone or in a batch (tests/test_invariance.c).
  * The vectors are permuted once per call into the decoded element order
