@@ -242,6 +242,14 @@ AVX2 static inline float hsum256(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+/* decode_pair_bf16 in the blocks' scaled byte tables (both scale bytes >=
+ * GPTOSS_CPU_MXFP4_BF16_MIN: the products are bf16). */
+AVX2 static inline __attribute__((always_inline)) void decode_pair_scaled(const uint8_t* q, const uint8_t* s,
+                                                                         const uint8_t (*bytes)[2][16], __m256i d[4]) {
+    decode_pair_bf16(q, _mm256_loadu2_m128i((const __m128i*) bytes[s[1]][1], (const __m128i*) bytes[s[0]][1]),
+                     _mm256_loadu2_m128i((const __m128i*) bytes[s[1]][0], (const __m128i*) bytes[s[0]][0]), d);
+}
+
 /* One row's pair of blocks bp into acc[0..N) (rows_direct_avx2_n). */
 AVX2 static inline __attribute__((always_inline)) void row_pair_avx2(__m256 acc[2], const uint8_t* q, const uint8_t* s,
                                                                     const float* const* xp, const int N,
@@ -250,8 +258,7 @@ AVX2 static inline __attribute__((always_inline)) void row_pair_avx2(__m256 acc[
     __m256i d[4];
     if (s[0] >= GPTOSS_CPU_MXFP4_BF16_MIN && s[1] >= GPTOSS_CPU_MXFP4_BF16_MIN) {
         /* the products are bf16: the blocks' scaled byte tables give them */
-        decode_pair_bf16(q, _mm256_loadu2_m128i((const __m128i*) bytes[s[1]][1], (const __m128i*) bytes[s[0]][1]),
-                         _mm256_loadu2_m128i((const __m128i*) bytes[s[1]][0], (const __m128i*) bytes[s[0]][0]), d);
+        decode_pair_scaled(q, s, bytes, d);
         fma_pair(acc, d, 0, _mm256_setzero_ps(), xp, N);
     } else {
         /* subnormal products: the fp4 values times the multipliers */
@@ -305,21 +312,13 @@ AVX2 static inline __attribute__((always_inline)) void rows_direct_avx2_n(const 
                 /* two rows at once, their FMAs interleaved (two chains in flight, each vector
                  * of x loaded once for both): the same order per row */
                 __m256i d0[4], d1[4];
-                decode_pair_bf16(q, _mm256_loadu2_m128i((const __m128i*) bytes[s[1]][1], (const __m128i*) bytes[s[0]][1]),
-                                 _mm256_loadu2_m128i((const __m128i*) bytes[s[1]][0], (const __m128i*) bytes[s[0]][0]),
-                                 d0);
-                decode_pair_bf16(q + row,
-                                 _mm256_loadu2_m128i((const __m128i*) bytes[s1[1]][1], (const __m128i*) bytes[s1[0]][1]),
-                                 _mm256_loadu2_m128i((const __m128i*) bytes[s1[1]][0], (const __m128i*) bytes[s1[0]][0]),
-                                 d1);
+                decode_pair_scaled(q, s, bytes, d0);
+                decode_pair_scaled(q + row, s1, bytes, d1);
 #pragma GCC unroll 8
                 for (int j = 0; j < 8; j++) {
-#pragma GCC unroll 2
-                    for (int v = 0; v < N; v++) {
-                        const __m256 xj = _mm256_load_ps(xp[v] + 8 * j);
-                        acc[i][v] = _mm256_fmadd_ps(pair_vector(d0, j), xj, acc[i][v]);
-                        acc[i + 1][v] = _mm256_fmadd_ps(pair_vector(d1, j), xj, acc[i + 1][v]);
-                    }
+                    const __m256 xj = _mm256_load_ps(xp[0] + 8 * j);
+                    acc[i][0] = _mm256_fmadd_ps(pair_vector(d0, j), xj, acc[i][0]);
+                    acc[i + 1][0] = _mm256_fmadd_ps(pair_vector(d1, j), xj, acc[i + 1][0]);
                 }
             } else {
                 row_pair_avx2(acc[i], q, s, xp, N, mult, bytes);
