@@ -296,21 +296,16 @@ AVX2 static inline __attribute__((always_inline)) void rows_direct_avx2_n(const 
         for (int i = 0; i < NR; i += 2) {
             const uint8_t* q = blocks + i * row + 32 * (size_t) bp;
             const uint8_t* s = scales + (size_t) i * nb + 2 * bp;
-            _mm_prefetch((const char*) (q + NR * row), _MM_HINT_T1);
-            if (i + 1 >= NR || N != 1) { /* two vectors: 4 accumulators, no registers left for two rows */
-                row_pair_avx2(acc[i], q, s, xp, N, mult, bytes);
-                if (i + 1 < NR) {
-                    _mm_prefetch((const char*) (q + (NR + 1) * row), _MM_HINT_T1);
-                    row_pair_avx2(acc[i + 1], q + row, s + nb, xp, N, mult, bytes);
-                }
-                continue;
-            }
-            _mm_prefetch((const char*) (q + (NR + 1) * row), _MM_HINT_T1);
+            const int two = i + 1 < NR; /* rows i and i + 1 */
             const uint8_t* s1 = s + nb;
-            if (s[0] >= GPTOSS_CPU_MXFP4_BF16_MIN && s[1] >= GPTOSS_CPU_MXFP4_BF16_MIN &&
+            _mm_prefetch((const char*) (q + NR * row), _MM_HINT_T1);
+            if (two) _mm_prefetch((const char*) (q + (NR + 1) * row), _MM_HINT_T1);
+            /* one vector, both rows' products bf16: the two rows at once, their FMAs
+             * interleaved (two chains in flight, each vector of x loaded once for both), the
+             * same order per row; with two vectors the 4 accumulators leave no registers
+             * for two decoded pairs */
+            if (two && N == 1 && s[0] >= GPTOSS_CPU_MXFP4_BF16_MIN && s[1] >= GPTOSS_CPU_MXFP4_BF16_MIN &&
                 s1[0] >= GPTOSS_CPU_MXFP4_BF16_MIN && s1[1] >= GPTOSS_CPU_MXFP4_BF16_MIN) {
-                /* two rows at once, their FMAs interleaved (two chains in flight, each vector
-                 * of x loaded once for both): the same order per row */
                 __m256i d0[4], d1[4];
                 decode_pair_scaled(q, s, bytes, d0);
                 decode_pair_scaled(q + row, s1, bytes, d1);
@@ -322,7 +317,7 @@ AVX2 static inline __attribute__((always_inline)) void rows_direct_avx2_n(const 
                 }
             } else {
                 row_pair_avx2(acc[i], q, s, xp, N, mult, bytes);
-                row_pair_avx2(acc[i + 1], q + row, s1, xp, N, mult, bytes);
+                if (two) row_pair_avx2(acc[i + 1], q + row, s1, xp, N, mult, bytes);
             }
         }
     }
