@@ -23,10 +23,12 @@ for a in "$lib/libpcre2-8.a" "$lib/libjansson.a" "$lib/libmicrohttpd.a"; do
 done
 command -v nvcc >/dev/null || { echo "gpu-prebuild: nvcc is not on the PATH" >&2; exit 1; }
 
-cmake -S . -B "$B" -DGPTOSS_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a-real -DCMAKE_BUILD_TYPE=Release \
-    -DCMAKE_DISABLE_FIND_PACKAGE_PkgConfig=ON -DPCRE2_INCLUDE_DIR=/usr/include -DPCRE2_LIBRARY="$lib/libpcre2-8.a" \
-    -DJANSSON_INCLUDE_DIR=/usr/include -DJANSSON_LIBRARY="$lib/libjansson.a" \
-    -DMICROHTTPD_INCLUDE_DIR=/usr/include -DMICROHTTPD_LIBRARY="$lib/libmicrohttpd.a" >/dev/null
+# the configuration of this tree and of a base revision's (below)
+cmake_args=(-DGPTOSS_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a-real -DCMAKE_BUILD_TYPE=Release
+    -DCMAKE_DISABLE_FIND_PACKAGE_PkgConfig=ON -DPCRE2_INCLUDE_DIR=/usr/include -DPCRE2_LIBRARY="$lib/libpcre2-8.a"
+    -DJANSSON_INCLUDE_DIR=/usr/include -DJANSSON_LIBRARY="$lib/libjansson.a"
+    -DMICROHTTPD_INCLUDE_DIR=/usr/include -DMICROHTTPD_LIBRARY="$lib/libmicrohttpd.a")
+cmake -S . -B "$B" "${cmake_args[@]}" >/dev/null
 cmake --build "$B" -j"$(nproc)"
 
 rm -rf .gpu/b .gpu/lib .gpu/whl
@@ -62,10 +64,7 @@ if [ -n "${GPU_PREV_REV:-}" ]; then
     else
         git worktree add -q --detach .gpu/prev-src "$rev"
     fi
-    cmake -S .gpu/prev-src -B .gpu/prev-build -DGPTOSS_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a-real \
-        -DCMAKE_BUILD_TYPE=Release -DCMAKE_DISABLE_FIND_PACKAGE_PkgConfig=ON -DPCRE2_INCLUDE_DIR=/usr/include \
-        -DPCRE2_LIBRARY="$lib/libpcre2-8.a" -DJANSSON_INCLUDE_DIR=/usr/include -DJANSSON_LIBRARY="$lib/libjansson.a" \
-        -DMICROHTTPD_INCLUDE_DIR=/usr/include -DMICROHTTPD_LIBRARY="$lib/libmicrohttpd.a" >/dev/null
+    cmake -S .gpu/prev-src -B .gpu/prev-build "${cmake_args[@]}" >/dev/null
     cmake --build .gpu/prev-build -j"$(nproc)" --target bench gptoss_cli
     rm -rf .gpu/prev
     mkdir -p .gpu/prev/bin .gpu/prev/bench
