@@ -59,6 +59,20 @@ enum gptoss_status gptoss_backend_alloc(gptoss_backend_t backend, size_t size, v
     return backend->ops->alloc(backend, size, ptr_out);
 }
 
+enum gptoss_status gptoss_backend_get_memory_info(gptoss_backend_t backend, uint64_t* used_bytes_out,
+                                                  uint64_t* total_bytes_out) {
+    gptoss_clear_error();
+    if (backend == NULL) return gptoss_fail(gptoss_status_invalid_argument, "backend is NULL");
+    if (used_bytes_out == NULL) return gptoss_fail(gptoss_status_invalid_argument, "used_bytes_out is NULL");
+    if (total_bytes_out == NULL) return gptoss_fail(gptoss_status_invalid_argument, "total_bytes_out is NULL");
+    uint64_t used = 0, total = 0;
+    const enum gptoss_status st = backend->ops->memory_info(backend, &used, &total);
+    if (st != gptoss_status_success) return st;
+    *used_bytes_out = used;
+    *total_bytes_out = total;
+    return gptoss_status_success;
+}
+
 enum gptoss_status gptoss_backend_free(gptoss_backend_t backend, void* ptr) {
     if (backend == NULL) return gptoss_fail(gptoss_status_invalid_argument, "backend is NULL");
     if (ptr == NULL) return gptoss_status_success;

@@ -963,6 +963,25 @@ static void generic_cases(void) {
     run_case("kernel_run_checks_as_named", st, INV, named);
     run_case("kernel_run_valid", gptoss_kernel_run(B, gptoss_kernel_f32_bf16w_rmsnorm, &rms), OK, NULL);
 
+    /* gptoss_backend_get_memory_info: NULL arguments named, outputs untouched; the CPU
+     * backend's numbers: this process's resident memory (> 0: the arena) below the
+     * machine's */
+    uint64_t used = 7, total = 9;
+    memcpy(g_shadow, &A, sizeof A);
+    run_case("memory_info_backend_null", gptoss_backend_get_memory_info(NULL, &used, &total), INV, "backend");
+    run_case("memory_info_used_null", gptoss_backend_get_memory_info(B, NULL, &total), INV, "used_bytes_out");
+    run_case("memory_info_total_null", gptoss_backend_get_memory_info(B, &used, NULL), INV, "total_bytes_out");
+    const int untouched = used == 7 && total == 9;
+    run_case("memory_info_valid", gptoss_backend_get_memory_info(B, &used, &total), OK, NULL);
+    if (untouched && used > 0 && used < total) {
+        g_passed++;
+        printf("PASS memory_info_values: %llu of %llu bytes\n", (unsigned long long) used, (unsigned long long) total);
+    } else {
+        g_failed++;
+        printf("FAIL memory_info_values: used %llu, total %llu (a rejected call wrote them: %d)\n",
+               (unsigned long long) used, (unsigned long long) total, !untouched);
+    }
+
     int names_ok = gptoss_kernel_get_name(gptoss_kernel_count) == NULL &&
                    gptoss_kernel_get_family((enum gptoss_kernel) - 1) == NULL && gptoss_kernel_count == 32;
     for (int k = 0; k < gptoss_kernel_count && names_ok; k++) {

@@ -166,6 +166,16 @@ struct bench {
     char threads[24];
 };
 
+/* stderr: the backend's memory in use (gptoss_backend_get_memory_info), after the warm-up
+ * (weights, the context's KV cache and scratch, the depth prefilled). */
+static void report_memory(gptoss_backend_t backend) {
+    uint64_t used = 0, total = 0;
+    if (gptoss_backend_get_memory_info(backend, &used, &total) != gptoss_status_success) return;
+    const int cpu = gptoss_backend_get_kind(backend) == gptoss_backend_kind_cpu;
+    fprintf(stderr, "memory: %.2f GiB in use %s, of %.2f GiB\n", used / 1073741824.0,
+            cpu ? "(this process's resident memory)" : "on the device (every process)", total / 1073741824.0);
+}
+
 /* Not timed: a prefill of one full chunk (min(P, max_batch_tokens) tokens: the kernels,
  * modules and pools the timed prefill uses; 8 tokens would not reach the CUDA prefill
  * paths) and one decode step from a 1-token context as in tg (page-in, thread start, the
@@ -195,6 +205,7 @@ static int warm_up(struct bench* b) {
         gptoss_cli_engine_error("warm-up", st);
         return 1;
     }
+    report_memory(b->e.backend);
     gptoss_context_reset_profile(b->e.context); /* --profile: the table covers the timed runs */
     return 0;
 }

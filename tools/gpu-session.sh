@@ -15,7 +15,7 @@
 #   GPU_WHEEL_DIR=DIR  a directory with a gpt_oss_kernels wheel built with CUDA (else pip
 #                      builds one from the tree, without build isolation)
 #   GPU_SKIP=LIST      steps to skip (words: cpu-harness sanitize e2e sampling batch python bench lab
-#                      20b 120b depth parallel profile ncu cpu-scaling)
+#                      20b 120b depth long parallel profile ncu cpu-scaling)
 #   GPU_CPU_THREADS="N ..."  thread counts of the host-CPU scaling step (default "1 2 4 8 16":
 #                      tools/cpu-scaling.sh after every GPU step, ~2 min)
 #   GPU_DEPTHS="D ..."  context depths of the 20b long-context step (default "4096 32768 130000":
@@ -183,6 +183,17 @@ if ! skip depth; then
     done
 fi
 
+# A 131,072-position context end to end on a tiny model (two full-attention layers): the
+# logits of the last of 131,000 prompt tokens and of 2 greedy steps, CUDA against the CPU
+# backend (tests/e2e/long_context.py; ~20 s of CPU prefill on 16 cores).
+if ! skip long; then
+    python3 tests/e2e/long_context.py --gptoss "$B"/bin/gptoss --dump "$B"/tests/e2e/dump_logits \
+        --backends cpu,cuda >"$LOG/long.log" 2>&1
+    R[long-131k]="rc=$? $(grep -E '^(PASS|FAIL) cuda' "$LOG/long.log" | head -1 | cut -c1-90)"
+    grep -E 'tok/s|^FAIL' "$LOG/long.log"
+    echo "long: ${R[long-131k]} ($(el))"
+fi
+
 # Many streams in one batch, 20b: aggregate and per-stream decode tok/s and TTFT of a
 # 512-token prompt arriving while S - 1 streams decode (gptoss bench --parallel; the floor:
 # at 64 streams a step reads ~12.6 GB, ~20,000 tok/s at ~4.1 TB/s; docs/RESULTS.md).
@@ -262,6 +273,6 @@ for f in "$LOG"/engine-*.log "$LOG"/parallel-*.log; do [ -f "$f" ] && { echo "${
 [ -f "$LOG/cpu-profile.log" ] && grep -E '^decode ' "$LOG/cpu-profile.log"
 echo
 echo "================ $GPU ($(el)) ================"
-for k in build harness-cuda harness-avx512 graph fused invariance memcheck racecheck e2e-hf graph-bitexact sampling sample-host sample-kernels batch-tiny batch-20b pytest bench lab engine-20b engine-20b-nofused engine-20b-nograph engine-120b depth parallel-1-ref parallel-1 parallel-4 parallel-16 parallel-64 parallel-64-topp profile-20b ncu-decode cpu-scaling harness-ab; do
+for k in build harness-cuda harness-avx512 graph fused invariance memcheck racecheck e2e-hf graph-bitexact sampling sample-host sample-kernels batch-tiny batch-20b pytest bench lab engine-20b engine-20b-nofused engine-20b-nograph engine-120b depth long-131k parallel-1-ref parallel-1 parallel-4 parallel-16 parallel-64 parallel-64-topp profile-20b ncu-decode cpu-scaling harness-ab; do
     printf '%-15s %s\n' "$k" "${R[$k]:-skipped}"
 done

@@ -146,6 +146,13 @@ enum gptoss_status gptoss_backend_copy(gptoss_backend_t backend, void* dst, cons
                                        enum gptoss_copy_kind kind);
 /* Waits for all work enqueued on the backend; reports asynchronous errors (see top). */
 enum gptoss_status gptoss_backend_synchronize(gptoss_backend_t backend);
+/* Memory where the backend's buffers live: *used_bytes_out in use and *total_bytes_out in
+ * all. CUDA: the device's memory in use by every process on it (the CUDA runtime's
+ * cudaMemGetInfo: this backend's buffers, its context, other programs) and its size. CPU:
+ * this process's resident memory and the machine's physical memory (Linux /proc; other
+ * systems: gptoss_status_unsupported_system). */
+enum gptoss_status gptoss_backend_get_memory_info(gptoss_backend_t backend, uint64_t* used_bytes_out,
+                                                  uint64_t* total_bytes_out);
 
 /* ------------------------------------------------------------------------------------
  * Graphs: record a sequence of kernel calls once, replay it with one launch (CUDA graphs).

@@ -79,11 +79,29 @@ static enum gptoss_status cpu_copy(gptoss_backend_t backend, void* dst, const vo
 
 static enum gptoss_status cpu_synchronize(gptoss_backend_t backend) { return gptoss_status_success; }
 
+/* This process's resident memory (/proc/self/statm, second field, in pages) and the
+ * machine's physical memory. */
+static enum gptoss_status cpu_memory_info(gptoss_backend_t backend, uint64_t* used_bytes, uint64_t* total_bytes) {
+    const long page = sysconf(_SC_PAGESIZE), pages = sysconf(_SC_PHYS_PAGES);
+    unsigned long long size = 0, resident = 0;
+    FILE* f = fopen("/proc/self/statm", "r");
+    const int got = f != NULL ? fscanf(f, "%llu %llu", &size, &resident) : 0;
+    if (f != NULL) fclose(f);
+    if (got != 2 || page <= 0 || pages <= 0) {
+        return gptoss_fail(gptoss_status_unsupported_system,
+                           "the process's resident memory is not known here (no /proc/self/statm)");
+    }
+    *used_bytes = (uint64_t) resident * (uint64_t) page;
+    *total_bytes = (uint64_t) pages * (uint64_t) page;
+    return gptoss_status_success;
+}
+
 static const struct gptoss_backend_ops cpu_ops = {.release = cpu_release,
                                                   .alloc = cpu_alloc,
                                                   .free = cpu_free,
                                                   .copy = cpu_copy,
                                                   .synchronize = cpu_synchronize,
+                                                  .memory_info = cpu_memory_info,
 #define GPTOSS_CPU_ENTRY(name, family) .name = gptoss_cpu_##name,
 #define GPTOSS_CPU_NO_ENTRY(name, family) /* a fusion: src/kernels runs its parts */
                                                   GPTOSS_KERNEL_LIST(GPTOSS_CPU_ENTRY, GPTOSS_CPU_NO_ENTRY)

@@ -200,12 +200,22 @@ static enum gptoss_status cuda_synchronize(gptoss_backend_t backend) {
     return gptoss_status_success;
 }
 
+static enum gptoss_status cuda_memory_info(gptoss_backend_t backend, uint64_t* used_bytes, uint64_t* total_bytes) {
+    size_t free_bytes = 0, total = 0;
+    GPTOSS_CUDA_CHECK(cudaSetDevice(gptoss_cuda(backend)->device));
+    GPTOSS_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total));
+    *used_bytes = total - free_bytes;
+    *total_bytes = total;
+    return gptoss_status_success;
+}
+
 static const struct gptoss_backend_ops cuda_ops = {
     /* .release = */ cuda_release,
     /* .alloc = */ cuda_alloc,
     /* .free = */ cuda_free,
     /* .copy = */ cuda_copy,
     /* .synchronize = */ cuda_synchronize,
+    /* .memory_info = */ cuda_memory_info,
     /* .graph_create = */ gptoss_cuda_graph_create,
     /* .graph_begin = */ gptoss_cuda_graph_begin,
     /* .graph_end = */ gptoss_cuda_graph_end,

@@ -17,6 +17,7 @@ struct gptoss_backend_ops {
     enum gptoss_status (*copy)(gptoss_backend_t backend, void* dst, const void* src, size_t size,
                                enum gptoss_copy_kind kind);
     enum gptoss_status (*synchronize)(gptoss_backend_t backend);
+    enum gptoss_status (*memory_info)(gptoss_backend_t backend, uint64_t* used_bytes, uint64_t* total_bytes);
 
     /* Graphs (kernels.h): NULL on a backend that does not record them. The public
      * functions in src/backend.c check their arguments first. */

@@ -1,10 +1,13 @@
 /* dump_logits: runs the engine on a prompt and writes, as binary, the logits of the last
  * prompt token and of each of S greedy decode steps (for tests/e2e/forward_ref.py).
  *
- *   dump_logits MODEL OUT [--prompt TEXT] [--steps S] [--batch B] [--threads T]
+ *   dump_logits MODEL OUT [--prompt TEXT | --random-prompt N [--seed S]] [--steps S] [--batch B] [--threads T]
  *               [--backend cpu|cuda] [--isa auto|scalar|avx2|avx512] [--mode process|direct|reuse]
  *               [--fused-ops 0|1] [--graphs 0|1] [--profile 0|1] [--moe-dense-rows N] [--pdl 0|1]
  *
+ * --random-prompt N: a prompt of N text token ids drawn from a fixed generator (seed S,
+ * default 1) instead of encoding TEXT: prompts longer than a command line can hold (the
+ * long-context check, tests/e2e/long_context.py).
  * --isa picks the CPU backend's instruction-set variant (default auto: the best one).
  * --fused-ops, --graphs, --profile and --moe-dense-rows set the context's params of the
  * same names (gptoss_context_params; defaults 1, 1, 0 and 0 = the backend's choice);
@@ -43,7 +46,7 @@ static unsigned long parse_ul(const char* s, const char* flag) {
 
 int main(int argc, char** argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: dump_logits MODEL OUT [--prompt TEXT] [--steps S] [--batch B] [--threads T] "
+        fprintf(stderr, "usage: dump_logits MODEL OUT [--prompt TEXT | --random-prompt N [--seed S]] [--steps S] [--batch B] [--threads T] "
                         "[--backend cpu|cuda] [--isa auto|scalar|avx2|avx512] [--mode process|direct|reuse] "
                         "[--fused-ops 0|1] [--graphs 0|1] [--profile 0|1] [--moe-dense-rows N] [--pdl 0|1]\n");
         return 2;
@@ -58,13 +61,15 @@ int main(int argc, char** argv) {
     const char* isa_name = "auto";
     struct gptoss_context_params params;
     gptoss_context_params_init(&params);
-    unsigned long pdl = 1;
+    unsigned long pdl = 1, random_prompt = 0, seed = 1;
     for (int i = 3; i < argc; i++) {
         if (i + 1 >= argc) {
             fprintf(stderr, "dump_logits: %s needs a value\n", argv[i]);
             return 2;
         }
         if (strcmp(argv[i], "--prompt") == 0) prompt = argv[++i];
+        else if (strcmp(argv[i], "--random-prompt") == 0) random_prompt = parse_ul(argv[++i], "--random-prompt");
+        else if (strcmp(argv[i], "--seed") == 0) seed = parse_ul(argv[++i], "--seed");
         else if (strcmp(argv[i], "--steps") == 0) steps = parse_ul(argv[++i], "--steps");
         else if (strcmp(argv[i], "--batch") == 0) batch = parse_ul(argv[++i], "--batch");
         else if (strcmp(argv[i], "--threads") == 0) threads = parse_ul(argv[++i], "--threads");
@@ -115,10 +120,38 @@ int main(int argc, char** argv) {
     gptoss_tokenizer_get_num_tokens(tok, &V);
 
     size_t n_prompt = 0;
-    const size_t plen = strlen(prompt);
-    uint32_t* ids = malloc((plen + 1) * sizeof(uint32_t));
-    if ((st = gptoss_tokenizer_encode(tok, prompt, plen, ids, plen + 1, &n_prompt)) != gptoss_status_success) {
-        return fail("encode", st);
+    uint32_t* ids = NULL;
+    if (random_prompt > 0) {
+        uint32_t num_text = 0;
+        gptoss_tokenizer_get_num_text_tokens(tok, &num_text);
+        if (num_text == 0 || random_prompt > (1ul << 24)) {
+            fprintf(stderr, "dump_logits: --random-prompt %lu: %s\n", random_prompt,
+                    num_text == 0 ? "the model has no text tokens" : "at most 2^24 tokens");
+            return 2;
+        }
+        ids = malloc(random_prompt * sizeof(uint32_t));
+        if (ids == NULL) {
+            fprintf(stderr, "dump_logits: out of memory\n");
+            return 1;
+        }
+        uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1; /* splitmix64 */
+        for (size_t i = 0; i < random_prompt; i++) {
+            uint64_t z = (x += 0x9E3779B97F4A7C15ull);
+            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+            z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+            ids[i] = (uint32_t) ((z ^ (z >> 31)) % num_text);
+        }
+        n_prompt = random_prompt;
+    } else {
+        const size_t plen = strlen(prompt);
+        ids = malloc((plen + 1) * sizeof(uint32_t));
+        if (ids == NULL) {
+            fprintf(stderr, "dump_logits: out of memory\n");
+            return 1;
+        }
+        if ((st = gptoss_tokenizer_encode(tok, prompt, plen, ids, plen + 1, &n_prompt)) != gptoss_status_success) {
+            return fail("encode", st);
+        }
     }
     gptoss_context_t ctx = NULL;
     params.context_length = n_prompt + steps + 8;
