@@ -2,8 +2,11 @@
  * backend (CPU scalar / avx2 / avx512 with 2 threads, CUDA device 0), compared with the
  * float64 reference (src/reference/) within each module's tolerances.
  *
- *   harness [--table] [--filter SUBSTR] [--quick] [--seed N] [--threads N]
+ *   harness [--table] [--filter SUBSTR[,SUBSTR...]] [--quick] [--seed N] [--threads N]
  *           [--backend scalar|avx2|avx512|cuda] [--skipped-file PATH] [--list]
+ *
+ * --filter: the cases whose names contain any of the comma-separated substrings (one
+ * process for many cases: each compute-sanitizer run pays the device start-up once).
  *
  * Seed: --seed, else GPTOSS_TEST_SEED, else the time. It is printed first and in every
  * failure line; every case draws its inputs from (seed, case name), so
@@ -205,8 +208,23 @@ static void note_skip(struct backend_slot* s, const struct tc_case* c) {
     s->skipped[s->nskipped++] = c;
 }
 
+/* Whether name contains one of the comma-separated substrings of filter (NULL or "": all;
+ * empty parts are ignored). */
+static bool filter_matches(const char* filter, const char* name) {
+    if (filter == NULL || *filter == '\0') return true;
+    for (const char* p = filter;;) {
+        const char* comma = strchr(p, ',');
+        const size_t n = comma != NULL ? (size_t) (comma - p) : strlen(p);
+        for (const char* s = name; n > 0 && strlen(s) >= n; s++) {
+            if (strncmp(s, p, n) == 0) return true;
+        }
+        if (comma == NULL) return false;
+        p = comma + 1;
+    }
+}
+
 static bool selected(const struct tc_case* c, bool quick, const char* filter) {
-    return !(quick && !(c->flags & TC_QUICK)) && !(filter && !strstr(c->name, filter)) && !(c->flags & TC_BENCH_ONLY);
+    return !(quick && !(c->flags & TC_QUICK)) && filter_matches(filter, c->name) && !(c->flags & TC_BENCH_ONLY);
 }
 
 /* The table: one row per (case, backend), printed as soon as it is known. max_err is the
@@ -274,7 +292,7 @@ static void default_skipped_path(const char* argv0, char* buf, size_t size) {
 
 static void usage(void) {
     fprintf(stderr,
-            "usage: harness [--table] [--filter SUBSTR] [--quick] [--seed N] [--threads N]\n"
+            "usage: harness [--table] [--filter SUBSTR[,SUBSTR...]] [--quick] [--seed N] [--threads N]\n"
             "               [--backend scalar|avx2|avx512|cuda] [--skipped-file PATH] [--list]\n");
 }
 
@@ -325,7 +343,7 @@ int main(int argc, char** argv) {
             const struct tc_op* op;
             const struct tc_case* c = tc_case_at(i, &op);
             if (quick && !(c->flags & TC_QUICK)) continue;
-            if (filter && !strstr(c->name, filter)) continue;
+            if (!filter_matches(filter, c->name)) continue;
             char shape[96];
             tc_shape_string(op, c, shape, sizeof shape);
             printf("%-52s %-34s %s\n", c->name, tc_kernel_name(op), shape);

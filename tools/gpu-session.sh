@@ -72,19 +72,30 @@ R[invariance]="rc=$? $(tail -1 "$LOG/invariance.log" | cut -c1-60)"
 grep -E '^FAIL' "$LOG/invariance.log" | head
 
 if ! skip sanitize; then
+    san_cases="odd_3 region unembedding_prefill130 sdpa_gqa4 sdpa_varlen_mixed_prefill_decode_bs16 sdpa_varlen_hd128_gqa4_window19 sdpa_varlen_fault_none_entry_10 sdpa_varlen_fault_seq_id_past moe_swiglu_3of7 moe_dense_swiglu_3of7 moe_dense_matmul_64tok moe_dense_swiglu_16row_tiles moe_dense_swiglu_64row_tiles moe_dense_matmul_16row_tiles matmul_tc_ring matmul_add_tc_ring routing_3of7 sample_odd sample_logits_inf_nan_2881ch_topp penalties_odd accumulate_rmsnorm_vec1 gate_no_bias_5of200 gate_20b_decode"
     for tool in memcheck racecheck; do
-        s=""
-        for f in odd_3 region unembedding_prefill130 sdpa_gqa4 sdpa_varlen_mixed_prefill_decode_bs16 sdpa_varlen_hd128_gqa4_window19 sdpa_varlen_fault_none_entry_10 sdpa_varlen_fault_seq_id_past moe_swiglu_3of7 moe_dense_swiglu_3of7 moe_dense_matmul_64tok moe_dense_swiglu_16row_tiles moe_dense_swiglu_64row_tiles routing_3of7 sample_odd sample_logits_inf_nan_2881ch_topp penalties_odd accumulate_rmsnorm_vec1 gate_no_bias_5of200 gate_20b_decode; do
-            # 180 s: racecheck of the 2881-channel sampler case takes ~120 s on an H200
-            timeout 180 compute-sanitizer --tool $tool --error-exitcode 99 --print-limit 10 \
-                "$B"/tests/harness --backend cuda --filter "$f" >"$LOG/san-case.log" 2>&1
-            rc=$?
-            cat "$LOG/san-case.log" >>"$LOG/$tool.log"
-            [ $rc = 124 ] && rc=timeout
-            # a filter that selects no CUDA case would pass silently
-            grep -qE "^(PASS|FAIL) $f.* cuda " "$LOG/san-case.log" || rc="no-case"
-            s="$s $f:$rc"
-        done
+        # every case in one process (the device and the tool start once; racecheck of the
+        # 2881-channel sampler case alone takes ~120 s on an H200)
+        timeout 480 compute-sanitizer --tool $tool --error-exitcode 99 --print-limit 10 \
+            "$B"/tests/harness --backend cuda --filter "${san_cases// /,}" >"$LOG/$tool.log" 2>&1
+        rc=$?
+        [ $rc = 124 ] && rc=timeout
+        s="all:$rc"
+        # a filter that selects no CUDA case would pass silently
+        missing=""
+        for f in $san_cases; do grep -qE "^(PASS|FAIL) $f.* cuda " "$LOG/$tool.log" || missing="$missing $f"; done
+        [ -n "$missing" ] && s="$s no-case:$missing"
+        if [ "$rc" = 99 ]; then
+            # the tool found errors: which case, each alone
+            s="$s; alone:"
+            for f in $san_cases; do
+                timeout 180 compute-sanitizer --tool $tool --error-exitcode 99 --print-limit 10 \
+                    "$B"/tests/harness --backend cuda --filter "$f" >"$LOG/san-case.log" 2>&1
+                r=$?
+                cat "$LOG/san-case.log" >>"$LOG/$tool-alone.log"
+                [ $r = 0 ] || s="$s $f:$r"
+            done
+        fi
         R[$tool]="$s (rc 0 = clean)"
         echo "$tool: $s ($(el))"
     done
