@@ -102,6 +102,19 @@ __device__ __forceinline__ void gptoss_d_mma_bf16_16816(float (&c)[4], const uin
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+/* cp.async: 16 bytes global -> shared memory without registers (.cg: through L2 only);
+ * commit closes a group, wait<N> waits until at most N of this thread's groups are
+ * pending. Both addresses 16-byte aligned. */
+__device__ __forceinline__ void gptoss_d_cp_async16(void* smem, const void* gmem) {
+    const uint32_t a = (uint32_t) __cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(a), "l"(gmem) : "memory");
+}
+__device__ __forceinline__ void gptoss_d_cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void gptoss_d_cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
+
 /* ldmatrix .x4: four 8x8 b16 matrices; lanes 8j..8j+7 give the row addresses of matrix j. */
 __device__ __forceinline__ void gptoss_d_ldmatrix_x4(uint32_t (&r)[4], const void* smem_row) {
     const uint32_t a = (uint32_t) __cvta_generic_to_shared(smem_row);

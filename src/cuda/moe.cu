@@ -188,55 +188,38 @@ __global__ void __launch_bounds__(kMoeWarps * 32, 4) moe_gemv_kernel(
     }
 }
 
-/* Prefill: tensor-core GEMM over expert-grouped rows. Block (x, y): weight-row tile x; y
- * walks the experts' row tiles. out[m][n] = A[m] . W_e[n] + b_e[n] (or SwiGLU of column
- * pairs). Numerics as gemm_bf16_tc_kernel (matmul.cu): the f32 activations are split
- * exactly into NP bf16 parts; the weights are dequantised exactly to bf16, pre-scaled by
- * 2^10: w * 2^10 = fp4 * 2^(stored - 131) lies in [2^-132, 6 * 2^124] for every scale byte,
- * and with at most 2 significant bits it is a bf16 (subnormal below 2^-126) without
- * rounding. mma.sync accumulates the exact products in f32; the sum is scaled back by
- * 2^-10 (exact unless the result is subnormal), then the bias is added.
- * Tiles: BM expert rows x 128 weight rows x 32 columns (one MXFP4 block), 256 threads; BM =
- * 64 (8 warps as 2 x 4, warp tile 32 x 32) or, when the experts hold few rows (a decode step
- * of many streams), 16 (1 x 8, warp tile 16 x 16; four blocks per SM). The tile changes no
- * sum (see kMoeSmallTileRows). ldmatrix fragment loads, two shared-memory stages
- * fed through registers (dequantisation happens on the way in). The activations are split
- * once, before the GEMM, into NP bf16 planes (gptoss_cuda_split_bf16_planes): splitting them
- * in every weight tile (45 per expert for the 20b up-projection) was half of the kernel's
- * ALU work. Three blocks per SM (__launch_bounds__(256, 3), 40 KB of shared memory each),
- * faster than two; the dense GEMM's larger tiles spill at that cap, so it keeps two
- * (docs/CUDA_NOTES.md). */
+/* Tensor-core GEMM over expert-grouped rows (prefill, and decode steps of many streams).
+ * Block (x, y): weight-row tile x; y walks the experts' row tiles. out[m][n] = A[m] . W_e[n]
+ * + b_e[n] (or SwiGLU of column pairs). Numerics as gemm_bf16_tc_kernel (matmul.cu): the
+ * f32 activations are split exactly into NP bf16 parts; the weights are dequantised exactly
+ * to bf16, pre-scaled by 2^10: w * 2^10 = fp4 * 2^(stored - 131) lies in [2^-132, 6 * 2^124]
+ * for every scale byte, and with at most 2 significant bits it is a bf16 (subnormal below
+ * 2^-126) without rounding. mma.sync accumulates the exact products in f32; the sum is
+ * scaled back by 2^-10 (exact unless the result is subnormal), then the bias is added.
+ * Each output is one accumulator over the k-steps of 16 columns in order, within a k-step
+ * the planes from the last (smallest) to the first: the same sum whatever the tile, so the
+ * two kernels below give the same bits (tests/test_invariance.c checks a pair alone
+ * against its block on the card).
+ *
+ * The activations are split once, before the GEMM, into NP bf16 planes
+ * (gptoss_cuda_split_bf16_planes): splitting them in every weight tile (45 per expert for
+ * the 20b up-projection) was half of the kernel's ALU work. Weight tiles are MT_BN = 128
+ * rows. */
 constexpr int MT_BN = 128, MT_BK = 32, MT_LD = MT_BK + 8; /* LD: padded row, bf16 */
 constexpr int kMoeTcPrescale = 10;
 
-template <int NP, int BM>
-constexpr size_t moe_tc_smem_bytes() {
-    return (size_t) 2 * (NP * BM + MT_BN) * MT_LD * sizeof(uint16_t);
-}
-
-template <bool SWIGLU, bool VEC, int NP, int BM>
-__global__ void __launch_bounds__(256, BM == 16 ? 4 : 3) moe_gemm_tc_kernel(const uint32_t* __restrict__ offsets,
-                                                             const uint16_t* __restrict__ planes,
-                                                             const uint8_t* __restrict__ blocks,
-                                                             const uint8_t* __restrict__ scales,
-                                                             const uint8_t* __restrict__ bias_bytes, size_t stride,
-                                                             float* __restrict__ out, uint32_t P, uint32_t E,
-                                                             uint32_t K, uint32_t N /* weight rows */,
-                                                             uint32_t out_width, float limit, uint32_t* error_word) {
-    static_assert(BM == 64 || BM == 16, "row tiles of 64 (warps 2 x 4, warp tile 32 x 32) or 16 (1 x 8, 16 x 16)");
-    constexpr int WM = BM == 64 ? 2 : 1, WN = 8 / WM; /* warps along the rows (M) and the weight rows (N) */
-    constexpr int MI = BM / (16 * WM), WNT = MT_BN / WN, NJ = WNT / 16; /* m16 tiles, warp N tile, n16 pairs */
-    constexpr int A_ITERS = (BM * 8 + 255) / 256; /* 4-column chunks of a row tile per thread */
-    extern __shared__ __align__(16) uint16_t mt_smem[];
-    __shared__ float fp4_lut[16];
-    uint16_t* As = mt_smem;                           /* [2][NP][BM][MT_LD] */
-    uint16_t* Ws = mt_smem + 2 * NP * BM * MT_LD;  /* [2][MT_BN][MT_LD] */
-    const uint32_t tid = threadIdx.x, lane = tid & 31u, warp = tid >> 5;
-    const uint32_t n0 = blockIdx.x * MT_BN;
-
-    /* find (expert, row tile) of this block; validate the offsets on the way */
+/* The (expert, row tile) of block (blockIdx.x, blockIdx.y) with BM-row tiles: y walks the
+ * experts' tiles in order. Validates the offsets on the way: when they are not a valid
+ * partition of the P rows it sets the error, writes NaN over the block's part of the
+ * output and returns false; also false past the last tile (grids are sized for the most
+ * tiles P rows can need). */
+template <bool SWIGLU, int BM>
+__device__ bool moe_row_tile(const uint32_t* __restrict__ offsets, uint32_t P, uint32_t E, uint32_t n0, float* out,
+                             uint32_t out_width, uint32_t* error_word, uint32_t& expert, uint32_t& row_begin,
+                             uint32_t& row_end) {
     uint32_t y = blockIdx.y;
-    uint32_t e_found = 0xFFFFFFFFu, row_begin = 0, row_end = 0;
+    uint32_t e_found = 0xFFFFFFFFu;
+    row_begin = row_end = 0;
     bool bad = offsets[0] != 0 || offsets[E] != P;
     for (uint32_t e = 0; e < E; e++) {
         const uint32_t a = offsets[e], b = offsets[e + 1];
@@ -256,19 +239,71 @@ __global__ void __launch_bounds__(256, BM == 16 ? 4 : 3) moe_gemm_tc_kernel(cons
         }
     }
     if (bad) {
-        if (tid == 0 && blockIdx.x == 0 && blockIdx.y == 0) gptoss_d_set_error(error_word, GPTOSS_CUDA_ERROR_ROUTING_OFFSET);
+        if (threadIdx.x == 0 && blockIdx.x == 0 && blockIdx.y == 0) {
+            gptoss_d_set_error(error_word, GPTOSS_CUDA_ERROR_ROUTING_OFFSET);
+        }
         /* NaN rows: block y covers rows [y*BM, y*BM+BM) of the output columns of tile x */
         const uint32_t m_begin = blockIdx.y * BM;
         const uint32_t c_begin = SWIGLU ? n0 / 2 : n0, c_end = min(c_begin + (SWIGLU ? MT_BN / 2 : MT_BN), out_width);
-        for (uint32_t idx = tid; idx < BM * MT_BN; idx += blockDim.x) {
+        for (uint32_t idx = threadIdx.x; idx < BM * MT_BN; idx += blockDim.x) {
             const uint32_t m = m_begin + idx / MT_BN, c = c_begin + idx % MT_BN;
             if (m < P && c < c_end) out[(size_t) m * out_width + c] = nan_f();
         }
-        return;
+        return false;
     }
-    if (e_found == 0xFFFFFFFFu) return; /* block-uniform */
-    if (tid < 16) fp4_lut[tid] = gptoss_fp4_to_f32(tid);
+    expert = e_found;
+    return e_found != 0xFFFFFFFFu;
+}
 
+/* The outputs of weight rows n, n + 1 (n even) of row m from their accumulators. */
+template <bool SWIGLU>
+__device__ __forceinline__ void moe_tc_store(float* out, uint32_t out_width, uint32_t m, uint32_t n, uint32_t N,
+                                             float a0, float a1, const uint8_t* wbias, float limit) {
+    constexpr float kUnscale = 1.0f / (float) (1 << kMoeTcPrescale);
+    const float v0 = a0 * kUnscale, v1 = a1 * kUnscale;
+    if (SWIGLU) {
+        if (n + 1 < N) out[(size_t) m * out_width + n / 2] = gptoss_swiglu(v0 + bias_at(wbias, n), v1 + bias_at(wbias, n + 1), limit);
+    } else {
+        if (n < N) out[(size_t) m * out_width + n] = v0 + bias_at(wbias, n);
+        if (n + 1 < N) out[(size_t) m * out_width + n + 1] = v1 + bias_at(wbias, n + 1);
+    }
+}
+
+/* Prefill (experts of 16 rows or more on average): 64 expert rows x 128 weight rows x 32
+ * columns (one MXFP4 block) per tile, 256 threads as 2 x 4 warps (warp tile 32 x 32).
+ * ldmatrix fragment loads, two shared-memory stages fed through registers (dequantisation
+ * happens on the way in). Three blocks per SM (__launch_bounds__(256, 3), 40 KB of shared
+ * memory each), faster than two; the dense GEMM's larger tiles spill at that cap, so it
+ * keeps two (docs/CUDA_NOTES.md). */
+constexpr int MT_BM = 64;
+
+template <int NP>
+constexpr size_t moe_tc_smem_bytes() {
+    return (size_t) 2 * (NP * MT_BM + MT_BN) * MT_LD * sizeof(uint16_t);
+}
+
+template <bool SWIGLU, bool VEC, int NP>
+__global__ void __launch_bounds__(256, 3) moe_gemm_tc_kernel(const uint32_t* __restrict__ offsets,
+                                                             const uint16_t* __restrict__ planes,
+                                                             const uint8_t* __restrict__ blocks,
+                                                             const uint8_t* __restrict__ scales,
+                                                             const uint8_t* __restrict__ bias_bytes, size_t stride,
+                                                             float* __restrict__ out, uint32_t P, uint32_t E,
+                                                             uint32_t K, uint32_t N /* weight rows */,
+                                                             uint32_t out_width, float limit, uint32_t* error_word) {
+    constexpr int WM = 2, WN = 4; /* warps along the rows (M) and the weight rows (N) */
+    constexpr int MI = MT_BM / (16 * WM), WNT = MT_BN / WN, NJ = WNT / 16; /* m16 tiles, warp N tile, n16 pairs */
+    constexpr int A_ITERS = (MT_BM * 8 + 255) / 256; /* 4-column chunks of a row tile per thread */
+    extern __shared__ __align__(16) uint16_t mt_smem[];
+    __shared__ float fp4_lut[16];
+    uint16_t* As = mt_smem;                           /* [2][NP][MT_BM][MT_LD] */
+    uint16_t* Ws = mt_smem + 2 * NP * MT_BM * MT_LD;  /* [2][MT_BN][MT_LD] */
+    const uint32_t tid = threadIdx.x, lane = tid & 31u, warp = tid >> 5;
+    const uint32_t n0 = blockIdx.x * MT_BN;
+
+    uint32_t e_found, row_begin, row_end;
+    if (!moe_row_tile<SWIGLU, MT_BM>(offsets, P, E, n0, out, out_width, error_word, e_found, row_begin, row_end)) return;
+    if (tid < 16) fp4_lut[tid] = gptoss_fp4_to_f32(tid);
     const uint8_t* wb = blocks + (size_t) e_found * stride;
     const uint8_t* wsc = scales + (size_t) e_found * stride;
     const uint8_t* wbias = bias_bytes + (size_t) e_found * stride;
@@ -285,7 +320,7 @@ __global__ void __launch_bounds__(256, BM == 16 ? 4 : 3) moe_gemm_tc_kernel(cons
             for (int q = 0; q < 4; q++) acc[i][j][q] = 0.0f;
 
     /* loader mapping: A A_ITERS x (row, 4 columns) of each plane (threads past the tile's
-     * BM x 8 chunks load nothing); W: row tid/2, bytes 8 (tid&1) .. +7 of the block */
+     * MT_BM x 8 chunks load nothing); W: row tid/2, bytes 8 (tid&1) .. +7 of the block */
     const size_t plane_size = gptoss_plane_stride((size_t) P * K);
     uint2 ap[A_ITERS][NP];
     uint32_t wq[2], wscale;
@@ -295,7 +330,7 @@ __global__ void __launch_bounds__(256, BM == 16 ? 4 : 3) moe_gemm_tc_kernel(cons
         for (int i = 0; i < A_ITERS; i++) {
             const uint32_t idx = tid + 256u * i;
             const uint32_t row = idx >> 3, col = (idx & 7u) * 4;
-            const uint32_t m = idx < BM * 8u ? row_begin + row : row_end, k = kb * MT_BK + col;
+            const uint32_t m = idx < MT_BM * 8u ? row_begin + row : row_end, k = kb * MT_BK + col;
 #pragma unroll
             for (int p = 0; p < NP; p++) {
                 ap[i][p] = m < row_end ? __ldg((const uint2*) (planes + (size_t) p * plane_size + (size_t) m * K + k))
@@ -323,15 +358,15 @@ __global__ void __launch_bounds__(256, BM == 16 ? 4 : 3) moe_gemm_tc_kernel(cons
         }
     };
     auto sstore = [&](int stage) {
-        uint16_t* as = As + (size_t) stage * NP * BM * MT_LD;
+        uint16_t* as = As + (size_t) stage * NP * MT_BM * MT_LD;
         uint16_t* ws = Ws + (size_t) stage * MT_BN * MT_LD;
 #pragma unroll
         for (int i = 0; i < A_ITERS; i++) {
             const uint32_t idx = tid + 256u * i;
             const uint32_t row = idx >> 3, col = (idx & 7u) * 4;
-            if (idx >= BM * 8u) break;
+            if (idx >= MT_BM * 8u) break;
 #pragma unroll
-            for (int p = 0; p < NP; p++) *(uint2*) (as + ((size_t) p * BM + row) * MT_LD + col) = ap[i][p];
+            for (int p = 0; p < NP; p++) *(uint2*) (as + ((size_t) p * MT_BM + row) * MT_LD + col) = ap[i][p];
         }
         /* w * 2^10 as bf16: exact (see above), so truncating the f32 bits is exact */
         const float mult = gptoss_exp2i((int) wscale - 141 + kMoeTcPrescale);
@@ -356,7 +391,7 @@ __global__ void __launch_bounds__(256, BM == 16 ? 4 : 3) moe_gemm_tc_kernel(cons
         const int st = (int) (kb & 1u);
         const bool more = kb + 1 < nb;
         if (more) gload(kb + 1);
-        const uint16_t* as = As + (size_t) st * NP * BM * MT_LD;
+        const uint16_t* as = As + (size_t) st * NP * MT_BM * MT_LD;
         const uint16_t* ws = Ws + (size_t) st * MT_BN * MT_LD;
 #pragma unroll
         for (int kk = 0; kk < MT_BK; kk += 16) {
@@ -365,7 +400,7 @@ __global__ void __launch_bounds__(256, BM == 16 ? 4 : 3) moe_gemm_tc_kernel(cons
             for (int p = 0; p < NP; p++)
 #pragma unroll
                 for (int mi = 0; mi < MI; mi++) {
-                    gptoss_d_ldmatrix_x4(af[p][mi], as + ((size_t) p * BM + wm * (MI * 16) + mi * 16 + (lane & 15u)) * MT_LD +
+                    gptoss_d_ldmatrix_x4(af[p][mi], as + ((size_t) p * MT_BM + wm * (MI * 16) + mi * 16 + (lane & 15u)) * MT_LD +
                                                         kk + (lane >> 4) * 8);
                 }
 #pragma unroll
@@ -386,7 +421,6 @@ __global__ void __launch_bounds__(256, BM == 16 ? 4 : 3) moe_gemm_tc_kernel(cons
         __syncthreads();
     }
 
-    constexpr float kUnscale = 1.0f / (float) (1 << kMoeTcPrescale);
 #pragma unroll
     for (int mi = 0; mi < MI; mi++)
 #pragma unroll
@@ -395,18 +429,166 @@ __global__ void __launch_bounds__(256, BM == 16 ? 4 : 3) moe_gemm_tc_kernel(cons
             for (int h = 0; h < 2; h++) {
                 const uint32_t m = row_begin + wm * (MI * 16) + mi * 16 + g + 8 * h;
                 const uint32_t n = n0 + wn * WNT + ni * 8 + 2 * tg;
-                if (m >= row_end) continue;
-                const float v0 = acc[mi][ni][2 * h] * kUnscale, v1 = acc[mi][ni][2 * h + 1] * kUnscale;
-                if (SWIGLU) {
-                    if (n + 1 < N) {
-                        out[(size_t) m * out_width + n / 2] =
-                            gptoss_swiglu(v0 + bias_at(wbias, n), v1 + bias_at(wbias, n + 1), limit);
-                    }
-                } else {
-                    if (n < N) out[(size_t) m * out_width + n] = v0 + bias_at(wbias, n);
-                    if (n + 1 < N) out[(size_t) m * out_width + n + 1] = v1 + bias_at(wbias, n + 1);
+                if (m < row_end) moe_tc_store<SWIGLU>(out, out_width, m, n, N, acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1], wbias, limit);
+            }
+}
+
+/* Decode steps of many streams (experts of fewer than 16 rows on average: ~8 at 64 streams
+ * of 20b, ~2 of 120b): 16 expert rows x 128 weight rows per tile, 8 warps as 1 x 8 (warp
+ * tile 16 x 16), four blocks per SM. Its MMAs are few, so its time is the latency of the
+ * weight bytes: moe_gemm_tc_kernel's two register-fed stages keep ~8 KB a block in flight,
+ * and at 16-row tiles it read ~0.5 TB/s (docs/CUDA_NOTES.md). Here a cp.async ring of
+ * kTc16Stages stages, each kTc16SB MXFP4 blocks (64 columns) of the tile's 128 weight rows
+ * (raw bytes) and of its activation rows (the bf16 planes), keeps kTc16Stages - 1 stages
+ * (12 KB) in flight per block; the tile's scale bytes (128 rows x K/32, contiguous) are
+ * copied to shared memory with the first stage; each warp dequantises its own 16 weight
+ * rows straight into the B fragments. Same fragments, same MMAs in the same order as
+ * moe_gemm_tc_kernel: the same bits. Needs blocks, scales and the expert stride 16-byte
+ * aligned (cp.async); launch_moe_gemm runs the 64-row kernel otherwise. */
+constexpr int kTc16SB = 2;
+constexpr int kTc16Stages = 4;
+constexpr int kTc16LdA = kTc16SB * 32 + 8; /* an activation row of a stage, bf16, padded (ldmatrix conflict-free) */
+constexpr size_t kTc16WeightStage = (size_t) kTc16SB * MT_BN * 16;
+
+template <int NP>
+__host__ __device__ constexpr size_t tc16_ring_bytes() {
+    return (size_t) kTc16Stages * (kTc16WeightStage + (size_t) NP * 16 * kTc16LdA * sizeof(uint16_t));
+}
+
+template <int NP>
+size_t tc16_smem_bytes(uint32_t nb) {
+    return tc16_ring_bytes<NP>() + ((size_t) MT_BN * nb + 15) / 16 * 16;
+}
+
+template <bool SWIGLU, int NP>
+__global__ void __launch_bounds__(256, 4) moe_gemm_tc16_kernel(const uint32_t* __restrict__ offsets,
+                                                               const uint16_t* __restrict__ planes,
+                                                               const uint8_t* __restrict__ blocks,
+                                                               const uint8_t* __restrict__ scales,
+                                                               const uint8_t* __restrict__ bias_bytes, size_t stride,
+                                                               float* __restrict__ out, uint32_t P, uint32_t E,
+                                                               uint32_t K, uint32_t N /* weight rows */,
+                                                               uint32_t out_width, float limit, uint32_t* error_word) {
+    extern __shared__ __align__(16) uint8_t t16_smem[];
+    __shared__ float fp4_lut[16];
+    uint8_t* Wr = t16_smem;                                                  /* [stages][SB][128][16] */
+    uint16_t* Ar = (uint16_t*) (t16_smem + kTc16Stages * kTc16WeightStage); /* [stages][NP][16][LdA] */
+    uint8_t* Ss = t16_smem + tc16_ring_bytes<NP>();                          /* [rows][nb] */
+    const uint32_t tid = threadIdx.x, lane = tid & 31u, warp = tid >> 5;
+    const uint32_t n0 = blockIdx.x * MT_BN;
+
+    uint32_t e_found, row_begin, row_end;
+    if (!moe_row_tile<SWIGLU, 16>(offsets, P, E, n0, out, out_width, error_word, e_found, row_begin, row_end)) return;
+    const uint8_t* wb = blocks + (size_t) e_found * stride;
+    const uint8_t* wsc = scales + (size_t) e_found * stride;
+    const uint8_t* wbias = bias_bytes + (size_t) e_found * stride;
+    const uint32_t nb = K / 32, ns = (nb + kTc16SB - 1) / kTc16SB;
+    const uint32_t rows = row_end - row_begin, wrows = min((uint32_t) MT_BN, N - n0);
+    const size_t plane_size = gptoss_plane_stride((size_t) P * K);
+
+    /* stage s: blocks s*SB .. s*SB+SB-1 of the weight rows, the same columns of the
+     * activation rows (blocks past nb and rows past the tile are not copied); one
+     * cp.async group per stage, empty past the last */
+    auto issue = [&](uint32_t s) {
+        if (s < ns) {
+            uint8_t* w = Wr + (size_t) (s % kTc16Stages) * kTc16WeightStage;
+            for (uint32_t c = tid; c < kTc16SB * MT_BN; c += 256) {
+                const uint32_t j = c / MT_BN, r = c % MT_BN, kb = s * kTc16SB + j;
+                if (r < wrows && kb < nb) {
+                    gptoss_d_cp_async16(w + ((size_t) j * MT_BN + r) * 16, wb + ((size_t) (n0 + r) * nb + kb) * 16);
                 }
             }
+            uint16_t* a = Ar + (size_t) (s % kTc16Stages) * NP * 16 * kTc16LdA;
+            constexpr uint32_t kChunks = kTc16SB * 4; /* 16-byte chunks (8 columns) of a row */
+            for (uint32_t c = tid; c < NP * 16 * kChunks; c += 256) {
+                const uint32_t p = c / (16 * kChunks), r = c / kChunks % 16, ch = c % kChunks;
+                const uint32_t col = s * kTc16SB * 32 + ch * 8;
+                if (r < rows && col < K) {
+                    gptoss_d_cp_async16(a + ((size_t) p * 16 + r) * kTc16LdA + ch * 8,
+                                        planes + (size_t) p * plane_size + (size_t) (row_begin + r) * K + col);
+                }
+            }
+        }
+        gptoss_d_cp_async_commit();
+    };
+
+    if (tid < 16) fp4_lut[tid] = gptoss_fp4_to_f32(tid);
+    /* the scale bytes of the tile's weight rows (contiguous, 16-byte aligned start), with
+     * the first stage's group */
+    {
+        const uint8_t* src = wsc + (size_t) n0 * nb;
+        const uint32_t len = wrows * nb, full = len / 16;
+        for (uint32_t c = tid; c < full; c += 256) gptoss_d_cp_async16(Ss + 16 * (size_t) c, src + 16 * (size_t) c);
+        for (uint32_t b = full * 16 + tid; b < len; b += 256) Ss[b] = src[b];
+    }
+#pragma unroll
+    for (int st = 0; st < kTc16Stages - 1; st++) issue((uint32_t) st);
+    /* activation rows past the tile's rows are zero in every stage (never copied) */
+    for (uint32_t idx = tid; idx < kTc16Stages * NP * 16 * (kTc16LdA / 8); idx += 256) {
+        if (idx / (kTc16LdA / 8) % 16 >= rows) *(uint4*) (Ar + (size_t) idx * 8) = make_uint4(0, 0, 0, 0);
+    }
+
+    const uint32_t g = lane >> 2, tg = lane & 3u;
+    const uint32_t wr0 = warp * 16 + g; /* this thread's weight rows in the tile: wr0 (n8 tile 0), wr0 + 8 (1) */
+    float acc[2][4];
+#pragma unroll
+    for (int h = 0; h < 2; h++)
+#pragma unroll
+        for (int q = 0; q < 4; q++) acc[h][q] = 0.0f;
+
+    for (uint32_t s = 0; s < ns; s++) {
+        gptoss_d_cp_async_wait<kTc16Stages - 2>(); /* this thread's copies of stage s landed */
+        __syncthreads();                            /* everyone's; stage s - 1 consumed */
+        issue(s + kTc16Stages - 1);                 /* into stage s - 1's buffer */
+        const uint8_t* w = Wr + (size_t) (s % kTc16Stages) * kTc16WeightStage;
+        const uint16_t* a = Ar + (size_t) (s % kTc16Stages) * NP * 16 * kTc16LdA;
+#pragma unroll
+        for (int j = 0; j < kTc16SB; j++) {
+            const uint32_t kb = s * kTc16SB + j;
+            if (kb >= nb) break;
+            /* B fragments of n8 tile h: bf[h][2 kk + 0] = columns 16 kk + 2 tg, +1 and
+             * bf[h][2 kk + 1] = 16 kk + 8 + 2 tg, +1 of weight row wr0 + 8 h, i.e. byte tg
+             * of each 32-bit word of the row's block (low nibble: the even column) */
+            uint32_t bf[2][4];
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const uint32_t r = wr0 + 8 * h;
+                const uint4 q = *(const uint4*) (w + ((size_t) j * MT_BN + r) * 16);
+                const float mult = gptoss_exp2i((int) Ss[(size_t) r * nb + kb] - 141 + kMoeTcPrescale);
+                const uint32_t words[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    const uint32_t byte = (words[i] >> (8 * tg)) & 0xFFu;
+                    const uint32_t lo = __float_as_uint(fp4_lut[byte & 15u] * mult);
+                    const uint32_t hi = __float_as_uint(fp4_lut[byte >> 4] * mult);
+                    bf[h][i] = r < wrows ? (lo >> 16) | (hi & 0xFFFF0000u) : 0u;
+                }
+            }
+#pragma unroll
+            for (int kk = 0; kk < 2; kk++) {
+                uint32_t af[NP][4];
+#pragma unroll
+                for (int p = 0; p < NP; p++) {
+                    gptoss_d_ldmatrix_x4(af[p], a + ((size_t) p * 16 + (lane & 15u)) * kTc16LdA + j * 32 + kk * 16 +
+                                                    (lane >> 4) * 8);
+                }
+#pragma unroll
+                for (int h = 0; h < 2; h++)
+#pragma unroll
+                    for (int p = NP - 1; p >= 0; p--) gptoss_d_mma_bf16_16816(acc[h], af[p], bf[h][2 * kk], bf[h][2 * kk + 1]);
+            }
+        }
+    }
+    gptoss_d_cp_async_wait<0>(); /* no copy outlives the block (the groups past ns are empty) */
+
+#pragma unroll
+    for (int h = 0; h < 2; h++)
+#pragma unroll
+        for (int hh = 0; hh < 2; hh++) {
+            const uint32_t m = row_begin + g + 8 * hh;
+            const uint32_t n = n0 + warp * 16 + h * 8 + 2 * tg;
+            if (m < row_end) moe_tc_store<SWIGLU>(out, out_width, m, n, N, acc[h][2 * hh], acc[h][2 * hh + 1], wbias, limit);
+        }
 }
 
 template <bool SWIGLU>
@@ -441,35 +623,40 @@ enum gptoss_status launch_moe_gemv(gptoss_backend_t backend, const float* input,
     return gptoss_status_success;
 }
 
-template <bool SWIGLU, bool VEC, int NP, int BM>
-cudaError_t launch_moe_gemm_tc_bm(gptoss_backend_t backend, dim3 grid, const uint32_t* offsets, const uint16_t* planes,
-                                  const uint8_t* blocks, const uint8_t* scales, const uint8_t* bias, size_t stride,
-                                  float* output, uint32_t P, uint32_t E, uint32_t K, uint32_t N, uint32_t out_width,
-                                  float limit, uint32_t* error_word) {
-    const cudaStream_t stream = gptoss_cuda_stream(backend);
-    constexpr size_t smem = moe_tc_smem_bytes<NP, BM>();
-    const cudaError_t err = cudaFuncSetAttribute(moe_gemm_tc_kernel<SWIGLU, VEC, NP, BM>,
+template <bool SWIGLU, bool VEC, int NP>
+cudaError_t launch_moe_gemm_tc(gptoss_backend_t backend, dim3 grid, const uint32_t* offsets, const uint16_t* planes,
+                               const uint8_t* blocks, const uint8_t* scales, const uint8_t* bias, size_t stride,
+                               float* output, uint32_t P, uint32_t E, uint32_t K, uint32_t N, uint32_t out_width,
+                               float limit, uint32_t* error_word) {
+    constexpr size_t smem = moe_tc_smem_bytes<NP>();
+    const cudaError_t err = cudaFuncSetAttribute(moe_gemm_tc_kernel<SWIGLU, VEC, NP>,
                                                  cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem);
     if (err != cudaSuccess) return err;
-    moe_gemm_tc_kernel<SWIGLU, VEC, NP, BM><<<grid, 256, smem, stream>>>(
+    moe_gemm_tc_kernel<SWIGLU, VEC, NP><<<grid, 256, smem, gptoss_cuda_stream(backend)>>>(
         offsets, planes, blocks, scales, bias, stride, output, P, E, K, N, out_width, limit, error_word);
     return cudaGetLastError();
 }
 
-template <bool SWIGLU, bool VEC, int NP>
-cudaError_t launch_moe_gemm_tc(gptoss_backend_t backend, int bm, dim3 grid, const uint32_t* offsets,
-                               const uint16_t* planes, const uint8_t* blocks, const uint8_t* scales, const uint8_t* bias,
-                               size_t stride, float* output, uint32_t P, uint32_t E, uint32_t K, uint32_t N,
-                               uint32_t out_width, float limit, uint32_t* error_word) {
-    return bm == 16 ? launch_moe_gemm_tc_bm<SWIGLU, VEC, NP, 16>(backend, grid, offsets, planes, blocks, scales, bias,
-                                                                 stride, output, P, E, K, N, out_width, limit,
-                                                                 error_word)
-                    : launch_moe_gemm_tc_bm<SWIGLU, VEC, NP, 64>(backend, grid, offsets, planes, blocks, scales, bias,
-                                                                 stride, output, P, E, K, N, out_width, limit,
-                                                                 error_word);
+template <bool SWIGLU, int NP>
+cudaError_t launch_moe_gemm_tc16(gptoss_backend_t backend, dim3 grid, const uint32_t* offsets, const uint16_t* planes,
+                                 const uint8_t* blocks, const uint8_t* scales, const uint8_t* bias, size_t stride,
+                                 float* output, uint32_t P, uint32_t E, uint32_t K, uint32_t N, uint32_t out_width,
+                                 float limit, uint32_t* error_word) {
+    const size_t smem = tc16_smem_bytes<NP>(K / 32);
+    const cudaError_t err = cudaFuncSetAttribute(moe_gemm_tc16_kernel<SWIGLU, NP>,
+                                                 cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem);
+    if (err != cudaSuccess) return err;
+    moe_gemm_tc16_kernel<SWIGLU, NP><<<grid, 256, smem, gptoss_cuda_stream(backend)>>>(
+        offsets, planes, blocks, scales, bias, stride, output, P, E, K, N, out_width, limit, error_word);
+    return cudaGetLastError();
 }
 
-/* Row tiles of 16 instead of 64 when the experts hold fewer than this many rows on average
+/* The most shared memory the 16-row kernel may ask for (Hopper's opt-in limit per block is
+ * 227 KB; four blocks of the 20b shapes take 46-56 KB each): beyond it (K > ~45,000) the
+ * 64-row kernel runs. */
+constexpr size_t kTc16MaxSmem = 200 * 1024;
+
+/* Row tiles of 16 (moe_gemm_tc16_kernel) instead of 64 when the experts hold fewer than this many rows on average
  * (a decode step of many streams: 64 streams of 20b give ~8 rows per expert, and a 64-row
  * tile would run 8 times the tensor-core work and dequantise the same weights for it). The
  * sums do not depend on the tile: each output is one row's dot product, summed over the
@@ -486,7 +673,12 @@ enum gptoss_status launch_moe_gemm(gptoss_backend_t backend, const uint32_t* off
                                    uint32_t num_rows, float limit) {
     const uint64_t P = (uint64_t) T * k;
     const uint32_t N = SWIGLU ? 2 * num_rows : num_rows;
-    const int bm = P < kMoeSmallTileRows * E ? 16 : 64;
+    const int np = C >= 256 ? 2 : 3;
+    /* 16-row tiles need cp.async alignment (16 bytes) of the weights; the other tile gives
+     * the same sums */
+    const bool ring = P < kMoeSmallTileRows * E && gptoss_aligned(blocks, 16) && gptoss_aligned(scales, 16) &&
+                      stride % 16 == 0 && (np == 2 ? tc16_smem_bytes<2>(C / 32) : tc16_smem_bytes<3>(C / 32)) <= kTc16MaxSmem;
+    const uint32_t bm = ring ? 16 : MT_BM;
     const uint64_t y_tiles = (P + bm - 1) / bm + E;
     if (y_tiles > GPTOSS_CUDA_MAX_GRID_YZ) {
         return gptoss_fail(gptoss_status_unsupported_argument, "CUDA MoE prefill: too many row tiles (%llu)",
@@ -496,7 +688,6 @@ enum gptoss_status launch_moe_gemm(gptoss_backend_t backend, const uint32_t* off
     /* 2 activation parts where the dropped 2^-16 |x w| per term fits the f32 tolerance
      * (K >= 256, as the dense GEMM); 3 parts otherwise */
     const bool vec = gptoss_aligned(blocks, 8) && stride % 8 == 0;
-    const int np = C >= 256 ? 2 : 3;
     const uint16_t* planes = nullptr;
     const enum gptoss_status st = gptoss_cuda_split_bf16_planes(backend, input, P * C, np, &planes);
     if (st != gptoss_status_success) return st;
@@ -504,17 +695,15 @@ enum gptoss_status launch_moe_gemm(gptoss_backend_t backend, const uint32_t* off
     const uint8_t* b8 = (const uint8_t*) bias;
     const uint32_t P32 = (uint32_t) P;
     cudaError_t err;
-    if (np == 2) {
-        err = vec ? launch_moe_gemm_tc<SWIGLU, true, 2>(backend, bm, grid, offsets, planes, blocks, scales, b8, stride,
-                                                        output, P32, E, C, N, num_rows, limit, ew)
-                  : launch_moe_gemm_tc<SWIGLU, false, 2>(backend, bm, grid, offsets, planes, blocks, scales, b8,
-                                                         stride, output, P32, E, C, N, num_rows, limit, ew);
+#define MOE_TC_ARGS backend, grid, offsets, planes, blocks, scales, b8, stride, output, P32, E, C, N, num_rows, limit, ew
+    if (ring) {
+        err = np == 2 ? launch_moe_gemm_tc16<SWIGLU, 2>(MOE_TC_ARGS) : launch_moe_gemm_tc16<SWIGLU, 3>(MOE_TC_ARGS);
+    } else if (np == 2) {
+        err = vec ? launch_moe_gemm_tc<SWIGLU, true, 2>(MOE_TC_ARGS) : launch_moe_gemm_tc<SWIGLU, false, 2>(MOE_TC_ARGS);
     } else {
-        err = vec ? launch_moe_gemm_tc<SWIGLU, true, 3>(backend, bm, grid, offsets, planes, blocks, scales, b8, stride,
-                                                        output, P32, E, C, N, num_rows, limit, ew)
-                  : launch_moe_gemm_tc<SWIGLU, false, 3>(backend, bm, grid, offsets, planes, blocks, scales, b8,
-                                                         stride, output, P32, E, C, N, num_rows, limit, ew);
+        err = vec ? launch_moe_gemm_tc<SWIGLU, true, 3>(MOE_TC_ARGS) : launch_moe_gemm_tc<SWIGLU, false, 3>(MOE_TC_ARGS);
     }
+#undef MOE_TC_ARGS
     gptoss_cuda_scratch_release(backend);
     if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of the MXFP4 MoE tensor-core GEMM");
     return gptoss_status_success;
