@@ -119,11 +119,13 @@ __device__ __forceinline__ float normalise(float o, float denom) {
 }
 
 /* first_task[i] = tasks (chunks x KV heads) of rows 0 .. i-1, for i <= num_rows; returns the
- * total. Each thread sums 4 consecutive rows, then a scan over the 128 threads. */
-__device__ uint32_t task_offsets(const SdpaShape& s, uint32_t* first_task, uint32_t* warp_total) {
+ * total, and in most_chunks the most chunks of a row. Each thread sums 4 consecutive rows,
+ * then a scan over the 128 threads. */
+__device__ uint32_t task_offsets(const SdpaShape& s, uint32_t* first_task, uint32_t* warp_total, uint32_t* warp_most,
+                                 uint32_t& most_chunks) {
     constexpr uint32_t kPer = kSliceRows / THREADS;
     const uint32_t tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
-    uint32_t counts[kPer], sum = 0;
+    uint32_t counts[kPer], sum = 0, most = 0;
 #pragma unroll
     for (uint32_t r = 0; r < kPer; r++) {
         const uint32_t i = tid * kPer + r;
@@ -132,22 +134,31 @@ __device__ uint32_t task_offsets(const SdpaShape& s, uint32_t* first_task, uint3
         counts[r] = 0;
         if (i < s.num_rows) {
             const bool ok = row_keys(s, i, lo, len, table);
-            counts[r] = row_chunks(ok, len) * s.num_kv_heads;
+            const uint32_t n = row_chunks(ok, len);
+            counts[r] = n * s.num_kv_heads;
+            most = max(most, n);
         }
         sum += counts[r];
     }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) most = max(most, __shfl_xor_sync(0xFFFFFFFFu, most, o));
     uint32_t incl = sum; /* inclusive scan over the warp */
 #pragma unroll
     for (int o = 1; o < 32; o <<= 1) {
         const uint32_t v = __shfl_up_sync(0xFFFFFFFFu, incl, o);
         if (lane >= (uint32_t) o) incl += v;
     }
-    if (lane == 31) warp_total[warp] = incl;
+    if (lane == 31) {
+        warp_total[warp] = incl;
+        warp_most[warp] = most;
+    }
     __syncthreads();
     uint32_t base = incl - sum, total = 0;
+    most_chunks = 0;
     for (uint32_t w = 0; w < THREADS / 32; w++) {
         if (w < warp) base += warp_total[w];
         total += warp_total[w];
+        most_chunks = max(most_chunks, warp_most[w]);
     }
     /* every thread has read warp_total before any writes first_task: without this barrier
      * compute-sanitizer racecheck reports read/write hazards between the two in the
@@ -172,31 +183,53 @@ __global__ void __launch_bounds__(THREADS, 4) sdpa_chunk_kernel(SdpaShape s) {
     __shared__ float ml_s[G][2];
     __shared__ uint64_t slot_s[kStage];               /* cache slots of the staged keys */
     __shared__ uint32_t first_task[kSliceRows + 1];   /* task_offsets */
-    __shared__ uint32_t warp_total[THREADS / 32];
+    __shared__ uint32_t warp_total[THREADS / 32], warp_most[THREADS / 32];
     __shared__ uint32_t is_last;
 
     gptoss_d_pdl_trigger();
     gptoss_d_pdl_wait();
     const uint32_t tid = threadIdx.x;
-    const uint32_t total = task_offsets(s, first_task, warp_total);
+    uint32_t most;
+    const uint32_t total = task_offsets(s, first_task, warp_total, warp_most, most);
+    /* Task order. Row-major (a row's KV heads, then its chunks; row after row) or, when the
+     * rows have about as many chunks each (at least half of the slots of most x rows x
+     * KV heads are tasks: a prefill chunk, many decode rows of similar lengths),
+     * chunk-major (chunk c of every (KV head, row): the blocks resident at once read the
+     * same keys, which stay in L2 for all the rows; row-major, each row of a long prefill
+     * streamed its whole K/V from memory again). Which block runs a task, and when,
+     * changes no result. */
+    const uint32_t rows_x_heads = s.num_rows * s.num_kv_heads;
+    const uint64_t grid_slots = (uint64_t) most * rows_x_heads;
+    const bool chunk_major = s.num_rows > 1 && 2ull * total >= grid_slots && grid_slots <= 0xFFFFFFFFull;
+    const uint32_t work_items = chunk_major ? (uint32_t) grid_slots : total;
     /* score/probability ownership: key kk = tid % 64, heads gg*4 .. gg*4+3; output: dim
      * od = tid % 64, the same heads; running max / sum of head g kept by warp g/2 (in all
      * its lanes) */
     const uint32_t kk = tid % TK, gg = tid / TK, od = tid % D;
     const uint32_t warp = tid / 32, lane = tid % 32;
 
-    for (uint32_t task = blockIdx.x; task < total; task += gridDim.x) {
-        /* the row: first_task[i] <= task < first_task[i + 1] (every row has tasks) */
-        uint32_t i = 0, hi = s.num_rows;
-        while (hi - i > 1) {
-            const uint32_t mid = (i + hi) / 2;
-            if (first_task[mid] <= task) {
-                i = mid;
-            } else {
-                hi = mid;
+    for (uint32_t work = blockIdx.x; work < work_items; work += gridDim.x) {
+        uint32_t i = 0, h, chunk;
+        if (chunk_major) {
+            /* work = (chunk * KV heads + h) * rows + i; nothing past the row's chunks */
+            chunk = work / rows_x_heads;
+            h = work / s.num_rows % s.num_kv_heads;
+            i = work % s.num_rows;
+            if (chunk * s.num_kv_heads >= first_task[i + 1] - first_task[i]) continue; /* block-uniform */
+        } else {
+            /* the row: first_task[i] <= work < first_task[i + 1] (every row has tasks) */
+            uint32_t hi = s.num_rows;
+            while (hi - i > 1) {
+                const uint32_t mid = (i + hi) / 2;
+                if (first_task[mid] <= work) {
+                    i = mid;
+                } else {
+                    hi = mid;
+                }
             }
+            h = (work - first_task[i]) % s.num_kv_heads;
+            chunk = (work - first_task[i]) / s.num_kv_heads;
         }
-        const uint32_t h = (task - first_task[i]) % s.num_kv_heads, chunk = (task - first_task[i]) / s.num_kv_heads;
         uint32_t lo, len;
         const uint32_t* table;
         const bool ok = row_keys(s, i, lo, len, table);

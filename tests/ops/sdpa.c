@@ -54,6 +54,10 @@ static const struct tc_case cases[] = {
      * the full-window prefill runs from position 0 instead (keys 1..512). */
     {"sdpa_20b_prefill512_full_from0", .t = 512, .off = 0, .hq = 64, .hkv = 8, .d = 64, .window = TC_FULL, .f = 0.125f,
      .check = 32, .flags = TC_BENCH_CUDA},
+    /* Benchmark only (CUDA): a 512-token prefill chunk after 32,256 cached tokens (every row
+     * attends ~32k keys, 134 MB of K/V per layer: the engine's pp512 at depth 32,768). */
+    {"sdpa_20b_prefill512_after32256_full", .t = 512, .off = 32256, .hq = 64, .hkv = 8, .d = 64, .window = TC_FULL,
+     .maxt = 32768, .f = 0.125f, .flags = TC_BENCH_CUDA | TC_BENCH_ONLY},
 };
 
 static void make(struct tc_problem* p, struct tc_rng* rng) {
