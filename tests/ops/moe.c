@@ -69,6 +69,13 @@ static const struct tc_case dense_swiglu_cases[] = {
      * than one tile (31 rows over 2 experts: one holds at least 16) */
     {"moe_dense_swiglu_16row_tiles_31tok_1of2_cols64", .t = 31, .c = 64, .r = 19, .e = 2, .k = 1, .f = 7.0f,
      .flags = TC_QUICK},
+    /* CUDA's 16-row kernel streams 2 blocks (64 columns) a stage: an odd block count leaves
+     * the last stage half full (91 blocks, 2 activation parts; 3 blocks, 3 parts); the last
+     * weight tile partial (38 and 74 weight rows) */
+    {"moe_dense_swiglu_16row_tiles_odd_blocks_5tok_2of3_cols2912_rows19", .t = 5, .c = 2912, .r = 19, .e = 3,
+     .k = 2, .f = 7.0f},
+    {"moe_dense_swiglu_16row_tiles_odd_blocks_7tok_3of5_cols96_rows37", .t = 7, .c = 96, .r = 37, .e = 5, .k = 3,
+     .f = 7.0f, .flags = TC_QUICK},
     /* CUDA's 64-row tiles with tiny scales (subnormal bf16 weights) */
     {"moe_dense_swiglu_64row_tiles_tiny_scales_260tok_2of3_cols2880", .t = 260, .c = 2880, .r = 34, .e = 3,
      .k = 2, .f = 7.0f, .flags = TC_TINY_SCALES},
@@ -95,6 +102,8 @@ static const struct tc_case dense_down_cases[] = {
     {"moe_dense_matmul_20b_decode_x64_4of32_2880", .t = 64, .c = 2880, .r = 2880, .e = 32, .k = 4,
      .flags = TC_BENCH | TC_BENCH_ONLY},
     {"moe_dense_matmul_16row_tiles_31tok_1of2_cols2880_rows131", .t = 31, .c = 2880, .r = 131, .e = 2, .k = 1},
+    {"moe_dense_matmul_16row_tiles_odd_blocks_6tok_2of3_cols96_rows133", .t = 6, .c = 96, .r = 133, .e = 3, .k = 2,
+     .flags = TC_QUICK},
     {"moe_dense_matmul_64row_tiles_tiny_scales_260tok_2of3_cols64", .t = 260, .c = 64, .r = 19, .e = 3, .k = 2,
      .flags = TC_TINY_SCALES},
     {"moe_dense_matmul_64tok_2of4_2880_rows2881", .t = 64, .c = 2880, .r = 2881, .e = 4, .k = 2, .check = 8},
