@@ -536,6 +536,83 @@ done:
     free(got);
 }
 
+/* CUDA: the bf16 matmuls of 32 to 127 tokens (the ring GEMM, 64-token tiles) against the
+ * same tokens inside a block of 160 (the 128-token tensor-core GEMM): every output
+ * bit-equal (the two run the same MMAs in the same order; README, "Batch invariance").
+ * Slices of 64, 40 and 33 tokens. Skipped when there is no device. */
+static void run_matmul_cuda_tiles(uint64_t* s) {
+    static const struct mm_shape sh = {"ring_vs_block_160tok_2880x300", 160, 2880, 300};
+    static const uint32_t slices[] = {64, 40, 33};
+    const uint32_t T = sh.T, C = sh.C, R = sh.R;
+    char name[192], msg[256];
+    gptoss_backend_t b = NULL;
+    for (int add = 0; add < 2; add++) {
+        const char* kind = add ? "matmul_add" : "matmul";
+        snprintf(name, sizeof name, "cuda_%s_%s", sh.name, kind);
+        if (b == NULL && gptoss_backend_create_cuda(0, NULL, &b) != gptoss_status_success) {
+            tc_skip(name, gptoss_last_error());
+            continue;
+        }
+        float* x = malloc((size_t) T * C * sizeof(float));
+        gptoss_bf16* w = malloc((size_t) R * C * sizeof *w);
+        gptoss_bf16* bias = malloc((size_t) R * sizeof *bias);
+        float* init = malloc((size_t) T * R * sizeof(float));
+        float* ref = malloc((size_t) T * R * sizeof(float));
+        float* got = malloc((size_t) T * R * sizeof(float));
+        void *dx = NULL, *dw = NULL, *db = NULL, *dout = NULL;
+        enum gptoss_status st = gptoss_status_success;
+        if (!x || !w || !bias || !init || !ref || !got) {
+            tc_report(name, 0, "host allocation failed");
+            goto done;
+        }
+        for (size_t i = 0; i < (size_t) T * C; i++) x[i] = rng_unit(s);
+        for (size_t i = 0; i < (size_t) R * C; i++) w[i] = gptoss_bf16_from_f32(0.05f * rng_unit(s));
+        for (uint32_t i = 0; i < R; i++) bias[i] = gptoss_bf16_from_f32(rng_unit(s));
+        for (size_t i = 0; i < (size_t) T * R; i++) init[i] = rng_unit(s);
+        st = copy_in(b, &dx, x, (size_t) T * C * sizeof(float));
+        if (st == gptoss_status_success) st = copy_in(b, &dw, w, (size_t) R * C * sizeof *w);
+        if (st == gptoss_status_success) st = copy_in(b, &db, bias, (size_t) R * sizeof *bias);
+        if (st == gptoss_status_success) st = gptoss_backend_alloc(b, (size_t) T * R * sizeof(float), &dout);
+        /* the block of 160, then each slice from token 0 on (its own call), outputs back */
+        for (int pass = 0; pass <= (int) (sizeof slices / sizeof slices[0]) && st == gptoss_status_success; pass++) {
+            const uint32_t n = pass == 0 ? T : slices[pass - 1];
+            float* host = pass == 0 ? ref : got;
+            mm_prepare(add, init, host, 0, n, R);
+            st = gptoss_backend_copy(b, dout, host, (size_t) n * R * sizeof(float), gptoss_copy_host_to_backend);
+            if (st == gptoss_status_success) {
+                st = add ? gptoss_f32_bf16w_matmul_add(b, dx, dw, NULL, dout, n, C, R)
+                         : gptoss_f32_bf16w_matmul(b, dx, dw, db, dout, n, C, R);
+            }
+            if (st == gptoss_status_success) st = gptoss_backend_synchronize(b);
+            if (st == gptoss_status_success) {
+                st = gptoss_backend_copy(b, host, dout, (size_t) n * R * sizeof(float), gptoss_copy_backend_to_host);
+            }
+            if (st != gptoss_status_success || pass == 0) continue;
+            snprintf(name, sizeof name, "cuda_%s_%s_tokens%u_eq_block%u", sh.name, kind, n, T);
+            size_t bad = 0;
+            const int ok = same_bits(got, ref, (size_t) n * R, &bad);
+            if (ok) snprintf(msg, sizeof msg, "%u tokens x %u outputs bit-equal", n, R);
+            else snprintf(msg, sizeof msg, "token %zu row %zu differs or is unwritten", bad / R, bad % R);
+            tc_report(name, ok, msg);
+        }
+        if (st != gptoss_status_success) report_status(name, st);
+    done:
+        if (b != NULL) {
+            gptoss_backend_free(b, dx);
+            gptoss_backend_free(b, dw);
+            gptoss_backend_free(b, db);
+            gptoss_backend_free(b, dout);
+        }
+        free(x);
+        free(w);
+        free(bias);
+        free(init);
+        free(ref);
+        free(got);
+    }
+    if (b != NULL) gptoss_backend_release(b);
+}
+
 int main(void) {
     const char* env = getenv("GPTOSS_TEST_SEED");
     const uint64_t seed = env != NULL ? strtoull(env, NULL, 0) : (uint64_t) time(NULL);
@@ -647,5 +724,7 @@ int main(void) {
         }
         for (int t = 0; t < 3; t++) gptoss_backend_release(be[t]);
     }
+    uint64_t s = seed ^ 0x41A6ull;
+    run_matmul_cuda_tiles(&s);
     return tc_summary();
 }

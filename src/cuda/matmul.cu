@@ -445,6 +445,142 @@ cudaError_t launch_gemm_tc(gptoss_backend_t backend, const uint16_t* planes, con
     return cudaGetLastError();
 }
 
+/* The same GEMM for 32 to 127 tokens (a decode step of many streams): gemm_bf16_tc_kernel's
+ * 128-token tiles run half empty there, and with few weight tiles (qkv: 40, attention
+ * output: 23) the SIMT GEMM that ran instead kept ~80 SMs busy on f32 FMAs. Here: tiles of
+ * 64 tokens x BN (64, or 32 when 64 would not give every SM a block) weight rows, 8 warps as
+ * 2 x 4 (warp tile 32 x BN/4), and a cp.async ring of kRingStages stages of 64 columns (the
+ * bf16 weight rows and the activation planes, zero-filled past K, T and R), kRingStages - 1
+ * of them in flight. Per output the same MMAs in the same order as gemm_bf16_tc_kernel
+ * (every k-step of 16 up to K rounded up to 32, the planes from the last to the first, one
+ * accumulator): the same bits. Needs K % 8 == 0 and 16-byte aligned weights (cp.async);
+ * NP = 2 (K >= 256). */
+constexpr int kRingBM = 64, kRingSK = 64, kRingStages = 4, kRingLd = kRingSK + 8; /* LD: padded row, bf16 */
+
+template <int BN>
+constexpr size_t ring_smem_bytes() {
+    return (size_t) kRingStages * (2 * kRingBM + BN) * kRingLd * sizeof(uint16_t);
+}
+
+template <int BN>
+__global__ void __launch_bounds__(256, 2) gemm_bf16_tc_ring_kernel(const uint16_t* __restrict__ planes,
+                                                                  const uint16_t* __restrict__ W,
+                                                                  const uint16_t* __restrict__ bias,
+                                                                  float* __restrict__ out, uint32_t M, uint32_t K,
+                                                                  uint32_t N, bool add) {
+    constexpr int NP = 2, NI = BN / 32; /* n8 tiles per warp */
+    extern __shared__ __align__(16) uint16_t ring_smem[];
+    uint16_t* As = ring_smem;                                         /* [stages][NP][64][Ld] */
+    uint16_t* Ws = ring_smem + (size_t) kRingStages * NP * kRingBM * kRingLd; /* [stages][BN][Ld] */
+    const uint32_t tid = threadIdx.x, lane = tid & 31u, warp = tid >> 5;
+    const uint32_t wm = warp & 1u, wn = warp >> 1;
+    const uint32_t g = lane >> 2, tg = lane & 3u;
+    const uint32_t m0 = blockIdx.x * kRingBM, n0 = blockIdx.y * BN;
+    const size_t plane_size = gptoss_plane_stride((size_t) M * K);
+    const uint32_t ksteps = (K + 31) / 32 * 2; /* k-steps of 16, as the 32-column tiles of gemm_bf16_tc_kernel */
+    const uint32_t ns = (ksteps * 16 + kRingSK - 1) / kRingSK;
+
+    /* stage s: columns s*64 .. s*64+63; 16-byte chunks (8 columns), zero past K / M / N */
+    auto issue = [&](uint32_t s) {
+        if (s < ns) {
+            uint16_t* as = As + (size_t) (s % kRingStages) * NP * kRingBM * kRingLd;
+            uint16_t* ws = Ws + (size_t) (s % kRingStages) * BN * kRingLd;
+            constexpr uint32_t kChunks = kRingSK / 8;
+            for (uint32_t c = tid; c < NP * kRingBM * kChunks; c += 256) {
+                const uint32_t p = c / (kRingBM * kChunks), r = c / kChunks % kRingBM, ch = c % kChunks;
+                const uint32_t m = m0 + r, k = s * kRingSK + ch * 8;
+                const bool in = m < M && k < K;
+                gptoss_d_cp_async16_zfill(as + ((size_t) p * kRingBM + r) * kRingLd + ch * 8,
+                                          in ? planes + (size_t) p * plane_size + (size_t) m * K + k : planes,
+                                          in ? 16u : 0u);
+            }
+            for (uint32_t c = tid; c < BN * kChunks; c += 256) {
+                const uint32_t r = c / kChunks, ch = c % kChunks;
+                const uint32_t n = n0 + r, k = s * kRingSK + ch * 8;
+                const bool in = n < N && k < K;
+                gptoss_d_cp_async16_zfill(ws + (size_t) r * kRingLd + ch * 8, in ? W + (size_t) n * K + k : W,
+                                          in ? 16u : 0u);
+            }
+        }
+        gptoss_d_cp_async_commit();
+    };
+
+    float acc[2][NI][4];
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int j = 0; j < NI; j++)
+#pragma unroll
+            for (int q = 0; q < 4; q++) acc[i][j][q] = 0.0f;
+
+#pragma unroll
+    for (int st = 0; st < kRingStages - 1; st++) issue((uint32_t) st);
+    for (uint32_t s = 0; s < ns; s++) {
+        gptoss_d_cp_async_wait<kRingStages - 2>(); /* this thread's copies of stage s landed */
+        __syncthreads();                           /* everyone's; stage s - 1 consumed */
+        issue(s + kRingStages - 1);                /* into stage s - 1's buffer */
+        const uint16_t* as = As + (size_t) (s % kRingStages) * NP * kRingBM * kRingLd;
+        const uint16_t* ws = Ws + (size_t) (s % kRingStages) * BN * kRingLd;
+#pragma unroll
+        for (int kk = 0; kk < kRingSK; kk += 16) {
+            if (s * kRingSK + kk >= ksteps * 16) break; /* block-uniform */
+            uint32_t af[NP][2][4];
+#pragma unroll
+            for (int p = 0; p < NP; p++)
+#pragma unroll
+                for (int mi = 0; mi < 2; mi++) {
+                    gptoss_d_ldmatrix_x4(af[p][mi], as + ((size_t) p * kRingBM + wm * 32 + mi * 16 + (lane & 15u)) * kRingLd +
+                                                        kk + (lane >> 4) * 8);
+                }
+            uint32_t bf[NI][2];
+            if constexpr (NI == 2) {
+                uint32_t b4[4];
+                gptoss_d_ldmatrix_x4(b4, ws + (size_t) (wn * 16 + (lane & 7u) + ((lane >> 4) << 3)) * kRingLd + kk +
+                                             ((lane >> 3) & 1u) * 8);
+                bf[0][0] = b4[0];
+                bf[0][1] = b4[1];
+                bf[1][0] = b4[2];
+                bf[1][1] = b4[3];
+            } else {
+                gptoss_d_ldmatrix_x2(bf[0], ws + (size_t) (wn * 8 + (lane & 7u)) * kRingLd + kk + ((lane >> 3) & 1u) * 8);
+            }
+#pragma unroll
+            for (int ni = 0; ni < NI; ni++)
+#pragma unroll
+                for (int mi = 0; mi < 2; mi++)
+#pragma unroll
+                    for (int p = NP - 1; p >= 0; p--) gptoss_d_mma_bf16_16816(acc[mi][ni], af[p][mi], bf[ni][0], bf[ni][1]);
+        }
+    }
+    gptoss_d_cp_async_wait<0>(); /* no copy outlives the block (the groups past ns are empty) */
+
+#pragma unroll
+    for (int mi = 0; mi < 2; mi++)
+#pragma unroll
+        for (int ni = 0; ni < NI; ni++)
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const uint32_t m = m0 + wm * 32 + mi * 16 + g + 8 * h;
+                const uint32_t n = n0 + wn * (BN / 4) + ni * 8 + 2 * tg;
+                if (m < M) {
+                    if (n < N) gptoss_d_store_result(out + (size_t) m * N + n, bias, n, acc[mi][ni][2 * h], add);
+                    if (n + 1 < N) gptoss_d_store_result(out + (size_t) m * N + n + 1, bias, n + 1, acc[mi][ni][2 * h + 1], add);
+                }
+            }
+}
+
+template <int BN>
+cudaError_t launch_gemm_tc_ring(gptoss_backend_t backend, const uint16_t* planes, const uint16_t* w, const uint16_t* b,
+                                float* out, uint32_t T, uint32_t C, uint32_t R, bool add) {
+    constexpr size_t smem = ring_smem_bytes<BN>();
+    const cudaError_t err = cudaFuncSetAttribute(gemm_bf16_tc_ring_kernel<BN>,
+                                                 cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem);
+    if (err != cudaSuccess) return err;
+    const dim3 grid((T + kRingBM - 1) / kRingBM, (R + BN - 1) / BN);
+    gemm_bf16_tc_ring_kernel<BN><<<grid, 256, smem, gptoss_cuda_stream(backend)>>>(planes, w, b, out, T, C, R, add);
+    return cudaGetLastError();
+}
+
 /* Decode GEMV for one token ("region" kernel): block b owns the weight rows [b*RB, b*RB+RB),
  * a contiguous run of the matrix; its 256 threads stream it in slots of (row pair, 16-byte
  * column chunk), slot s at thread s % 256, so that a thread's loads are independent and
@@ -634,6 +770,21 @@ enum gptoss_status gptoss_cuda_bf16w_matmul_launch(gptoss_backend_t backend, con
     if (vec && R <= kGemvMaxRowsForPrefill && (T + 7) / 8 <= GPTOSS_CUDA_MAX_GRID_YZ) {
         const cudaError_t err = launch_gemv_vec<8, 2>(backend, input, w, b, output, T, C, R, add);
         if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of the bf16 GEMV kernel");
+        return gptoss_status_success;
+    }
+    /* 32 to 127 tokens (a decode step of many streams), aligned K >= 256: the ring GEMM
+     * (the same sums as the tensor-core GEMM below) */
+    if (vec && T >= kTcMinTokens && T < kTcFullTokens && C >= kTcTwoPartMinCols &&
+        (uint64_t) (R + 31) / 32 <= GPTOSS_CUDA_MAX_GRID_YZ) {
+        const uint16_t* planes = nullptr;
+        const enum gptoss_status st = gptoss_cuda_split_bf16_planes(backend, input, (size_t) T * C, 2, &planes);
+        if (st != gptoss_status_success) return st;
+        const uint64_t tiles64 = (uint64_t) ((T + kRingBM - 1) / kRingBM) * ((R + 63) / 64);
+        const cudaError_t err = tiles64 < (uint64_t) gptoss_cuda_num_sms(backend)
+                                    ? launch_gemm_tc_ring<32>(backend, planes, w, b, output, T, C, R, add)
+                                    : launch_gemm_tc_ring<64>(backend, planes, w, b, output, T, C, R, add);
+        gptoss_cuda_scratch_release(backend);
+        if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of the bf16 tensor-core ring GEMM");
         return gptoss_status_success;
     }
     /* tensor-core split-bf16 GEMM for prefill: NP = 2 for aligned K >= 256, NP = 3 for any

@@ -109,6 +109,17 @@ __device__ __forceinline__ void gptoss_d_cp_async16(void* smem, const void* gmem
     const uint32_t a = (uint32_t) __cvta_generic_to_shared(smem);
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(a), "l"(gmem) : "memory");
 }
+/* The same with src_bytes of the 16 read (0: the destination is zero-filled; src must still
+ * be a valid address). */
+__device__ __forceinline__ void gptoss_d_cp_async16_zfill(void* smem, const void* gmem, uint32_t src_bytes) {
+    const uint32_t a = (uint32_t) __cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(a), "l"(gmem), "r"(src_bytes) : "memory");
+}
+/* ldmatrix .x2: two 8x8 b16 matrices; lanes 0..15 give the row addresses. */
+__device__ __forceinline__ void gptoss_d_ldmatrix_x2(uint32_t (&r)[2], const void* smem_row) {
+    const uint32_t a = (uint32_t) __cvta_generic_to_shared(smem_row);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0, %1}, [%2];" : "=r"(r[0]), "=r"(r[1]) : "r"(a));
+}
 __device__ __forceinline__ void gptoss_d_cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
 template <int N>
 __device__ __forceinline__ void gptoss_d_cp_async_wait() {

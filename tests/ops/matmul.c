@@ -34,6 +34,12 @@ static const struct tc_case f32_bf16w_matmul_cases[] = {
     {"matmul_20b_router_batch63_2880x32", .t = 63, .c = 2880, .r = 32},
     {"matmul_20b_router_prefill512_2880x32", .t = 512, .c = 2880, .r = 32},
     {"matmul_120b_router_prefill512_2880x128", .t = 512, .c = 2880, .r = 128},
+    /* 32 to 127 tokens, K % 8 == 0 and K >= 256: CUDA's ring GEMM (64-token tiles: rows past
+     * T; 32-row weight tiles below one 64-row tile per SM, else 64: 8,449 rows at 33 tokens
+     * give 133; K not a multiple of its 64-column stages nor of 32) */
+    {"matmul_tc_ring_40tok_2880x300", .t = 40, .c = 2880, .r = 300, .flags = TC_QUICK},
+    {"matmul_tc_ring_64tok_2888x77", .t = 64, .c = 2888, .r = 77},
+    {"matmul_tc_ring_bn64_33tok_264x8449", .t = 33, .c = 264, .r = 8449},
     /* CUDA benchmark rows: the qkv projection over small batches and a 1024-token prefill */
     {"matmul_20b_qkv_batch4_2880x5120", .t = 4, .c = 2880, .r = 5120, .flags = TC_BENCH_CUDA | TC_BENCH_ONLY},
     {"matmul_20b_qkv_batch8_2880x5120", .t = 8, .c = 2880, .r = 5120, .flags = TC_BENCH_CUDA | TC_BENCH_ONLY},
@@ -51,6 +57,8 @@ static const struct tc_case f32_bf16w_matmul_add_cases[] = {
     {"matmul_add_20b_attn_out_decode_4096x2880", .t = 1, .c = 4096, .r = 2880, .flags = TC_BENCH},
     {"matmul_add_1tok_region_tail_2882x1032", .t = 1, .c = 1032, .r = 2882, .flags = TC_QUICK},
     {"matmul_add_few_rows_1tok_1024x200", .t = 1, .c = 1024, .r = 200},
+    /* CUDA's ring GEMM over two token tiles (97 tokens), residual add */
+    {"matmul_add_tc_ring_97tok_4096x130", .t = 97, .c = 4096, .r = 130},
     /* CUDA split-K GEMV */
     /* 512 x 4096 x 2880: the reference checks 16 random tokens (first and last included). */
     {"matmul_add_20b_attn_out_prefill512_4096x2880", .t = 512, .c = 4096, .r = 2880, .check = 16,
