@@ -463,6 +463,16 @@ static void mm_prepare(int add, const float* init, float* out, size_t t0, size_t
     else fill_nan(out, n * R);
 }
 
+/* Random inputs of a T x C by R x C matmul: x ~U[-1,1], weights ~U[-0.05,0.05] and bias
+ * ~U[-1,1] as bf16, initial outputs (matmul_add) ~U[-1,1]. */
+static void mm_random(uint64_t* s, float* x, gptoss_bf16* w, gptoss_bf16* bias, float* init, uint32_t T, uint32_t C,
+                      uint32_t R) {
+    for (size_t i = 0; i < (size_t) T * C; i++) x[i] = rng_unit(s);
+    for (size_t i = 0; i < (size_t) R * C; i++) w[i] = gptoss_bf16_from_f32(0.05f * rng_unit(s));
+    for (uint32_t i = 0; i < R; i++) bias[i] = gptoss_bf16_from_f32(rng_unit(s));
+    for (size_t i = 0; i < (size_t) T * R; i++) init[i] = rng_unit(s);
+}
+
 static void run_matmul(gptoss_backend_t be[3], const char* isa, const struct mm_shape* sh, int add, uint64_t* s) {
     const uint32_t T = sh->T, C = sh->C, R = sh->R;
     const char* kind = add ? "matmul_add" : "matmul";
@@ -478,10 +488,7 @@ static void run_matmul(gptoss_backend_t be[3], const char* isa, const struct mm_
         tc_report(name, 0, "host allocation failed");
         goto done;
     }
-    for (size_t i = 0; i < (size_t) T * C; i++) x[i] = rng_unit(s);
-    for (size_t i = 0; i < (size_t) R * C; i++) w[i] = gptoss_bf16_from_f32(0.05f * rng_unit(s));
-    for (uint32_t i = 0; i < R; i++) bias[i] = gptoss_bf16_from_f32(rng_unit(s));
-    for (size_t i = 0; i < (size_t) T * R; i++) init[i] = rng_unit(s);
+    mm_random(s, x, w, bias, init, T, C, R);
 
     /* the block, 2 threads */
     mm_prepare(add, init, ref, 0, T, R);
@@ -565,10 +572,7 @@ static void run_matmul_cuda_tiles(uint64_t* s) {
             tc_report(name, 0, "host allocation failed");
             goto done;
         }
-        for (size_t i = 0; i < (size_t) T * C; i++) x[i] = rng_unit(s);
-        for (size_t i = 0; i < (size_t) R * C; i++) w[i] = gptoss_bf16_from_f32(0.05f * rng_unit(s));
-        for (uint32_t i = 0; i < R; i++) bias[i] = gptoss_bf16_from_f32(rng_unit(s));
-        for (size_t i = 0; i < (size_t) T * R; i++) init[i] = rng_unit(s);
+        mm_random(s, x, w, bias, init, T, C, R);
         st = copy_in(b, &dx, x, (size_t) T * C * sizeof(float));
         if (st == gptoss_status_success) st = copy_in(b, &dw, w, (size_t) R * C * sizeof *w);
         if (st == gptoss_status_success) st = copy_in(b, &db, bias, (size_t) R * sizeof *bias);
