@@ -546,9 +546,12 @@ done:
 /* CUDA: the bf16 matmuls of 32 to 127 tokens (the ring GEMM, 64-token tiles) against the
  * same tokens inside a block of 160 (the 128-token tensor-core GEMM): every output
  * bit-equal (the two run the same MMAs in the same order; README, "Batch invariance").
- * Slices of 64, 40 and 33 tokens. Skipped when there is no device. */
-static void run_matmul_cuda_tiles(uint64_t* s) {
-    static const struct mm_shape sh = {"ring_vs_block_160tok_2880x300", 160, 2880, 300};
+ * Slices of 64, 40 and 33 tokens; the ring's 32-row weight tiles (300 rows: fewer 64-row
+ * tiles than SMs) with K a multiple of 64, and its 64-row tiles (9,601 rows: more tiles
+ * than the 132 SMs of an H100 / H200) with K = 264, whose last k-step of 32 is zero-padded.
+ * Skipped when there is no device. */
+static void run_matmul_cuda_tiles(uint64_t* s, const struct mm_shape* shape) {
+    const struct mm_shape sh = *shape;
     static const uint32_t slices[] = {64, 40, 33};
     const uint32_t T = sh.T, C = sh.C, R = sh.R;
     char name[192], msg[256];
@@ -728,7 +731,11 @@ int main(void) {
         }
         for (int t = 0; t < 3; t++) gptoss_backend_release(be[t]);
     }
-    uint64_t s = seed ^ 0x41A6ull;
-    run_matmul_cuda_tiles(&s);
+    static const struct mm_shape ring_shapes[] = {{"ring_vs_block_160tok_2880x300", 160, 2880, 300},
+                                                  {"ring_bn64_vs_block_160tok_264x9601", 160, 264, 9601}};
+    for (size_t k = 0; k < sizeof ring_shapes / sizeof ring_shapes[0]; k++) {
+        uint64_t s = seed ^ (0x41A6ull + k);
+        run_matmul_cuda_tiles(&s, &ring_shapes[k]);
+    }
     return tc_summary();
 }

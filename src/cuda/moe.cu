@@ -637,6 +637,20 @@ cudaError_t launch_moe_gemm_tc(gptoss_backend_t backend, dim3 grid, const uint32
     return cudaGetLastError();
 }
 
+/* The most shared memory the 16-row kernel may ask for (Hopper's opt-in limit per block is
+ * 227 KB; four blocks of the 20b shapes take 46-56 KB each): beyond it (K > ~45,000) the
+ * 64-row kernel runs. */
+constexpr size_t kTc16MaxSmem = 200 * 1024;
+
+/* The 16-row kernel's shared-memory limit on this device: kTc16MaxSmem or the device's
+ * opt-in maximum, whichever is smaller. Set as the kernel's limit once per value, not per K:
+ * a limit lowered by one call would make another thread's launch or a captured graph's
+ * replay with a larger K fail. */
+static size_t tc16_smem_cap(gptoss_backend_t backend) {
+    const size_t dev = (size_t) gptoss_cuda(backend)->max_shared_per_block;
+    return dev < kTc16MaxSmem ? dev : kTc16MaxSmem;
+}
+
 template <bool SWIGLU, int NP>
 cudaError_t launch_moe_gemm_tc16(gptoss_backend_t backend, dim3 grid, const uint32_t* offsets, const uint16_t* planes,
                                  const uint8_t* blocks, const uint8_t* scales, const uint8_t* bias, size_t stride,
@@ -644,17 +658,12 @@ cudaError_t launch_moe_gemm_tc16(gptoss_backend_t backend, dim3 grid, const uint
                                  float limit, uint32_t* error_word) {
     const size_t smem = tc16_smem_bytes<NP>(K / 32);
     const cudaError_t err = cudaFuncSetAttribute(moe_gemm_tc16_kernel<SWIGLU, NP>,
-                                                 cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem);
+                                                 cudaFuncAttributeMaxDynamicSharedMemorySize, (int) tc16_smem_cap(backend));
     if (err != cudaSuccess) return err;
     moe_gemm_tc16_kernel<SWIGLU, NP><<<grid, 256, smem, gptoss_cuda_stream(backend)>>>(
         offsets, planes, blocks, scales, bias, stride, output, P, E, K, N, out_width, limit, error_word);
     return cudaGetLastError();
 }
-
-/* The most shared memory the 16-row kernel may ask for (Hopper's opt-in limit per block is
- * 227 KB; four blocks of the 20b shapes take 46-56 KB each): beyond it (K > ~45,000) the
- * 64-row kernel runs. */
-constexpr size_t kTc16MaxSmem = 200 * 1024;
 
 /* Row tiles of 16 (moe_gemm_tc16_kernel) instead of 64 when the experts hold fewer than this many rows on average
  * (a decode step of many streams: 64 streams of 20b give ~8 rows per expert, and a 64-row
@@ -677,7 +686,7 @@ enum gptoss_status launch_moe_gemm(gptoss_backend_t backend, const uint32_t* off
     /* 16-row tiles need cp.async alignment (16 bytes) of the weights; the other tile gives
      * the same sums */
     const bool ring = P < kMoeSmallTileRows * E && gptoss_aligned(blocks, 16) && gptoss_aligned(scales, 16) &&
-                      stride % 16 == 0 && (np == 2 ? tc16_smem_bytes<2>(C / 32) : tc16_smem_bytes<3>(C / 32)) <= kTc16MaxSmem;
+                      stride % 16 == 0 && (np == 2 ? tc16_smem_bytes<2>(C / 32) : tc16_smem_bytes<3>(C / 32)) <= tc16_smem_cap(backend);
     const uint32_t bm = ring ? 16 : MT_BM;
     const uint64_t y_tiles = (P + bm - 1) / bm + E;
     if (y_tiles > GPTOSS_CUDA_MAX_GRID_YZ) {
