@@ -83,7 +83,7 @@ if ! skip sanitize; then
         s="all:$rc"
         # a filter that selects no CUDA case would pass silently
         missing=""
-        for f in $san_cases; do grep -qE "^(PASS|FAIL) $f.* cuda " "$LOG/$tool.log" || missing="$missing $f"; done
+        for f in $san_cases; do grep -qE "^(PASS|FAIL) [^ ]*$f[^ ]* cuda " "$LOG/$tool.log" || missing="$missing $f"; done
         [ -n "$missing" ] && s="$s no-case:$missing"
         if [ "$rc" = 99 ]; then
             # the tool found errors: which case, each alone
