@@ -473,21 +473,46 @@ static void mm_random(uint64_t* s, float* x, gptoss_bf16* w, gptoss_bf16* bias, 
     for (size_t i = 0; i < (size_t) T * R; i++) init[i] = rng_unit(s);
 }
 
+/* The host buffers of a T x C by R x C matmul check: all allocated, or none (0). */
+struct mm_host {
+    float *x, *init, *ref, *got;
+    gptoss_bf16 *w, *bias;
+};
+
+static void mm_host_free(struct mm_host* h) {
+    free(h->x);
+    free(h->w);
+    free(h->bias);
+    free(h->init);
+    free(h->ref);
+    free(h->got);
+    memset(h, 0, sizeof *h);
+}
+
+static int mm_host_alloc(struct mm_host* h, uint32_t T, uint32_t C, uint32_t R) {
+    h->x = malloc((size_t) T * C * sizeof(float));
+    h->w = malloc((size_t) R * C * sizeof *h->w);
+    h->bias = malloc((size_t) R * sizeof *h->bias);
+    h->init = malloc((size_t) T * R * sizeof(float));
+    h->ref = malloc((size_t) T * R * sizeof(float));
+    h->got = malloc((size_t) T * R * sizeof(float));
+    if (h->x && h->w && h->bias && h->init && h->ref && h->got) return 1;
+    mm_host_free(h);
+    return 0;
+}
+
 static void run_matmul(gptoss_backend_t be[3], const char* isa, const struct mm_shape* sh, int add, uint64_t* s) {
     const uint32_t T = sh->T, C = sh->C, R = sh->R;
     const char* kind = add ? "matmul_add" : "matmul";
-    float* x = malloc((size_t) T * C * sizeof(float));
-    gptoss_bf16* w = malloc((size_t) R * C * sizeof *w);
-    gptoss_bf16* bias = malloc((size_t) R * sizeof *bias);
-    float* init = malloc((size_t) T * R * sizeof(float));
-    float* ref = malloc((size_t) T * R * sizeof(float));
-    float* got = malloc((size_t) T * R * sizeof(float));
     char name[192], msg[256];
-    if (!x || !w || !bias || !init || !ref || !got) {
+    struct mm_host h;
+    if (!mm_host_alloc(&h, T, C, R)) {
         snprintf(name, sizeof name, "%s_%s_%s", isa, sh->name, kind);
         tc_report(name, 0, "host allocation failed");
-        goto done;
+        return;
     }
+    float *x = h.x, *init = h.init, *ref = h.ref, *got = h.got;
+    gptoss_bf16 *w = h.w, *bias = h.bias;
     mm_random(s, x, w, bias, init, T, C, R);
 
     /* the block, 2 threads */
@@ -535,12 +560,7 @@ static void run_matmul(gptoss_backend_t be[3], const char* isa, const struct mm_
         tc_report(name, ok, msg);
     }
 done:
-    free(x);
-    free(w);
-    free(bias);
-    free(init);
-    free(ref);
-    free(got);
+    mm_host_free(&h);
 }
 
 /* CUDA: the bf16 matmuls of 32 to 127 tokens (the ring GEMM, 64-token tiles) against the
@@ -563,18 +583,15 @@ static void run_matmul_cuda_tiles(uint64_t* s, const struct mm_shape* shape) {
             tc_skip(name, gptoss_last_error());
             continue;
         }
-        float* x = malloc((size_t) T * C * sizeof(float));
-        gptoss_bf16* w = malloc((size_t) R * C * sizeof *w);
-        gptoss_bf16* bias = malloc((size_t) R * sizeof *bias);
-        float* init = malloc((size_t) T * R * sizeof(float));
-        float* ref = malloc((size_t) T * R * sizeof(float));
-        float* got = malloc((size_t) T * R * sizeof(float));
+        struct mm_host h;
+        if (!mm_host_alloc(&h, T, C, R)) {
+            tc_report(name, 0, "host allocation failed");
+            continue;
+        }
+        float *x = h.x, *init = h.init, *ref = h.ref, *got = h.got;
+        gptoss_bf16 *w = h.w, *bias = h.bias;
         void *dx = NULL, *dw = NULL, *db = NULL, *dout = NULL;
         enum gptoss_status st = gptoss_status_success;
-        if (!x || !w || !bias || !init || !ref || !got) {
-            tc_report(name, 0, "host allocation failed");
-            goto done;
-        }
         mm_random(s, x, w, bias, init, T, C, R);
         st = copy_in(b, &dx, x, (size_t) T * C * sizeof(float));
         if (st == gptoss_status_success) st = copy_in(b, &dw, w, (size_t) R * C * sizeof *w);
@@ -603,19 +620,11 @@ static void run_matmul_cuda_tiles(uint64_t* s, const struct mm_shape* shape) {
             tc_report(name, ok, msg);
         }
         if (st != gptoss_status_success) report_status(name, st);
-    done:
-        if (b != NULL) {
-            gptoss_backend_free(b, dx);
-            gptoss_backend_free(b, dw);
-            gptoss_backend_free(b, db);
-            gptoss_backend_free(b, dout);
-        }
-        free(x);
-        free(w);
-        free(bias);
-        free(init);
-        free(ref);
-        free(got);
+        gptoss_backend_free(b, dx);
+        gptoss_backend_free(b, dw);
+        gptoss_backend_free(b, db);
+        gptoss_backend_free(b, dout);
+        mm_host_free(&h);
     }
     if (b != NULL) gptoss_backend_release(b);
 }
