@@ -270,7 +270,9 @@ static void metrics(struct conn* c) {
     size_t queued = 0, running = 0;
     struct gptoss_batch_info kv;
     srv_scheduler_counts(c->h->scheduler, &queued, &running, &kv);
-    srv_metrics_render(c->h->metrics, queued, running, &kv, &b);
+    uint64_t memory[2];
+    const bool have_memory = srv_scheduler_memory(c->h->scheduler, &memory[0], &memory[1]);
+    srv_metrics_render(c->h->metrics, queued, running, &kv, have_memory ? memory : NULL, &b);
     if (b.oom || b.data == NULL) {
         srv_buf_free(&b);
         send_error_msg(c, 500, "server_error", NULL, "%s", "out of memory");

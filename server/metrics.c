@@ -104,7 +104,7 @@ static void render_histogram(struct srv_buf* out, const char* name, const char* 
 }
 
 void srv_metrics_render(struct srv_metrics* m, size_t queue_length, size_t running, const struct gptoss_batch_info* kv,
-                        struct srv_buf* out) {
+                        const uint64_t* memory, struct srv_buf* out) {
     pthread_mutex_lock(&m->mu);
     srv_buf_puts(out, "# HELP gptoss_requests_total HTTP requests by endpoint and status code.\n"
                       "# TYPE gptoss_requests_total counter\n");
@@ -135,6 +135,15 @@ void srv_metrics_render(struct srv_metrics* m, size_t queue_length, size_t runni
                    "# HELP gptoss_kv_blocks_cached Free KV blocks holding a finished request's K/V (prompt cache).\n"
                    "# TYPE gptoss_kv_blocks_cached gauge\ngptoss_kv_blocks_cached %zu\n",
                    kv->num_blocks, kv->reserved_blocks, kv->cached_blocks);
+    if (memory != NULL) {
+        srv_buf_printf(out,
+                       "# HELP gptoss_backend_memory_used_bytes Memory in use where the model runs (CUDA: the "
+                       "device, every process; CPU: this process's resident memory), sampled at most once a "
+                       "second.\n# TYPE gptoss_backend_memory_used_bytes gauge\ngptoss_backend_memory_used_bytes %llu\n"
+                       "# HELP gptoss_backend_memory_total_bytes The device's memory (CPU: the machine's).\n"
+                       "# TYPE gptoss_backend_memory_total_bytes gauge\ngptoss_backend_memory_total_bytes %llu\n",
+                       (unsigned long long) memory[0], (unsigned long long) memory[1]);
+    }
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
     /* what a leak grows, unlike resident memory: that also holds the allocator's per-thread
      * arenas (made as threads meet in malloc, kept) and the pages of the KV blocks once

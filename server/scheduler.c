@@ -55,6 +55,9 @@ struct srv_scheduler {
     size_t queue_cap, queue_head, queue_count;
     size_t num_running;    /* seqs holding a request */
     struct gptoss_batch_info info; /* the batch's numbers after the last admission or step */
+    gptoss_backend_t backend;      /* for its memory (may be NULL) */
+    uint64_t memory[2];            /* used, total bytes; total 0 = not known */
+    double memory_at;              /* when (srv_now) the engine thread last looked */
     bool accepting, stop;
     pthread_t thread;
     bool thread_started;
@@ -294,8 +297,17 @@ static void* engine_main(void* arg) {
         }
         struct gptoss_batch_info info;
         const bool got = gptoss_batch_get_info(s->batch, &info) == gptoss_status_success;
+        uint64_t mem[2] = {0, 0};
+        const double now = srv_now();
+        const bool look = s->backend != NULL && now - s->memory_at >= 1.0 &&
+                          gptoss_backend_get_memory_info(s->backend, &mem[0], &mem[1]) == gptoss_status_success;
         pthread_mutex_lock(&s->mu);
         if (got) s->info = info;
+        if (look) {
+            s->memory[0] = mem[0];
+            s->memory[1] = mem[1];
+            s->memory_at = now;
+        }
         if (s->num_running == 0 && s->queue_count == 0) pthread_cond_broadcast(&s->idle);
     }
     pthread_mutex_unlock(&s->mu);
@@ -350,6 +362,10 @@ bool srv_scheduler_create(gptoss_model_t model, const struct srv_scheduler_optio
     }
     s->kv_blocks = info.num_blocks;
     s->info = info;
+    s->backend = o->backend;
+    if (s->backend != NULL && gptoss_backend_get_memory_info(s->backend, &s->memory[0], &s->memory[1]) == gptoss_status_success) {
+        s->memory_at = srv_now();
+    }
     if (pthread_create(&s->thread, NULL, engine_main, s) != 0) {
         snprintf(why, why_size, "cannot start the engine thread");
         goto fail;
@@ -385,6 +401,14 @@ void srv_scheduler_counts(struct srv_scheduler* s, size_t* queued, size_t* runni
     *running = s->num_running;
     *info = s->info;
     pthread_mutex_unlock(&s->mu);
+}
+
+bool srv_scheduler_memory(struct srv_scheduler* s, uint64_t* used_bytes, uint64_t* total_bytes) {
+    pthread_mutex_lock(&s->mu);
+    *used_bytes = s->memory[0];
+    *total_bytes = s->memory[1];
+    pthread_mutex_unlock(&s->mu);
+    return *total_bytes != 0;
 }
 
 void srv_scheduler_stop_accepting(struct srv_scheduler* s) {

@@ -270,6 +270,7 @@ void srv_metrics_decode_rate(struct srv_metrics* m, double tokens_per_second);
 void srv_metrics_parse_errors(struct srv_metrics* m, size_t n);
 /* Prometheus text exposition; queue_length and running are gauges read by the caller. */
 void srv_metrics_render(struct srv_metrics* m, size_t queue_length, size_t running, const struct gptoss_batch_info* kv,
+                        const uint64_t* memory /* [used, total] bytes, or NULL */,
                         struct srv_buf* out);
 
 /* ---- the responses store (store.c) -------------------------------------------------- */
@@ -293,6 +294,8 @@ struct srv_scheduler_options {
     size_t max_queue;       /* waiting requests; a submit beyond it fails */
     size_t kv_budget;       /* bytes of KV cache (gptoss_context_params.kv_budget; 0 = enough for
                              * `parallel` requests of context_length tokens) */
+    gptoss_backend_t backend; /* the model's backend: its memory in /metrics (NULL: not shown);
+                               * queried by the engine thread, which alone uses the backend */
 };
 
 /* Creates the batch and starts the engine thread. The model is retained. */
@@ -308,6 +311,10 @@ enum srv_submit {
 enum srv_submit srv_scheduler_submit(struct srv_scheduler* s, struct srv_request* req);
 /* Queued and running requests, and the batch's numbers (KV blocks) as of the last step. */
 void srv_scheduler_counts(struct srv_scheduler* s, size_t* queued, size_t* running, struct gptoss_batch_info* info);
+/* The backend's memory in use and in all (gptoss_backend_get_memory_info) as of the engine
+ * thread's last look (at start, then at most once a second while it runs steps); false when
+ * not known. */
+bool srv_scheduler_memory(struct srv_scheduler* s, uint64_t* used_bytes, uint64_t* total_bytes);
 /* Refuses new requests from now on; queued and running ones still complete. */
 void srv_scheduler_stop_accepting(struct srv_scheduler* s);
 /* Cancels every queued and running request (they finish with a 503 error). */

@@ -281,7 +281,7 @@ int gptoss_cli_serve(int argc, char** argv) {
         goto done;
     }
     const struct srv_scheduler_options so = {.parallel = o.parallel, .context_length = ctx, .max_queue = o.max_queue,
-                                             .kv_budget = (size_t) o.kv_budget};
+                                             .kv_budget = (size_t) o.kv_budget, .backend = backend};
     if (!srv_scheduler_create(model, &so, metrics, store, &sched, why, sizeof(why))) {
         fprintf(stderr, "gptoss serve: %s\n", why);
         goto done;

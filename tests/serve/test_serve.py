@@ -49,6 +49,9 @@ def test_health_models_metrics(server):
                  "gptoss_queue_length", "gptoss_time_to_first_token_seconds_bucket",
                  "gptoss_decode_tokens_per_second_bucket", "gptoss_prompt_tokens_cached_total"):
         assert name in text, name
+    # the backend's memory (CPU: this process's resident memory, of the machine's)
+    used, total = server.metric("gptoss_backend_memory_used_bytes"), server.metric("gptoss_backend_memory_total_bytes")
+    assert 0 < used < total, (used, total)
 
 
 def test_chat_usage_and_determinism(server):
