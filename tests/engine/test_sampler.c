@@ -78,7 +78,7 @@ static int cmp_desc(const void* pa, const void* pb) {
 }
 
 static uint32_t oracle_pick(const struct gptoss_sampler* s, float* logits, const uint32_t* tokens, size_t num_tokens,
-                            uint64_t rng_offset, struct oracle_scratch* scratch) {
+                            uint64_t rng_offset, struct oracle_scratch* scratch, int* near_tie) {
     const uint32_t V = scratch->vocabulary_size;
     uint32_t* idx = scratch->index;
     double* prob = scratch->prob;
@@ -149,13 +149,18 @@ static uint32_t oracle_pick(const struct gptoss_sampler* s, float* logits, const
         prob[i] = exp(((double) logits[idx[i]] - m) * inv_t);
         total += prob[i];
     }
+    /* near_tie: top_p C_n or u C_K within (64 n 2^-53 relative) of a prefix sum, where double
+     * sums (the host sampler, this oracle) and the kernels' exact ones may decide apart
+     * (kernels.h, gptoss_f32_sample_logits) */
+    *near_tie = 0;
     if (s->top_p < 1.0f) {
         /* smallest prefix of the sorted candidates whose mass reaches top_p */
-        const double target = (double) s->top_p * total;
+        const double target = (double) s->top_p * total, tol = 64.0 * n * 0x1.0p-53 * total;
         double cum = 0.0;
         uint32_t keep = n;
         for (uint32_t i = 0; i < n; i++) {
             cum += prob[i];
+            if (fabs(cum - target) <= tol) *near_tie = 1;
             if (cum >= target) {
                 keep = i + 1;
                 break;
@@ -168,10 +173,11 @@ static uint32_t oracle_pick(const struct gptoss_sampler* s, float* logits, const
 
     const uint32_t word = gptoss_random_u32(rng_offset, s->seed + GPTOSS_SAMPLER_SEED_OFFSET);
     const double u = (double) (word & 0xFFFFFFu) * 0x1.0p-24;
-    const double target = u * total;
+    const double target = u * total, tol = 64.0 * n * 0x1.0p-53 * total;
     double cum = 0.0;
     for (uint32_t i = 0; i < n; i++) {
         cum += prob[i];
+        if (fabs(cum - target) <= tol) *near_tie = 1;
         if (cum > target) return idx[i];
     }
     return idx[n - 1];
@@ -188,6 +194,7 @@ static unsigned g_draws;
 static gptoss_backend_t g_cpu;   /* the sampling kernels' backend */
 static int g_kernels_strict = 1; /* 0: near ties, where the kernels may differ (counted) */
 static unsigned g_kernel_draws, g_kernel_differ;
+static unsigned g_random_ties; /* strict draws where the kernels differ at a near tie (allowed) */
 static uint64_t g_fast_done, g_fallback_done; /* counts of freed scratches */
 
 static uint64_t fast_draws(void) { return g_fast_done + g_lib.fast_draws; }
@@ -255,7 +262,8 @@ static int compare(const char* what, const float* logits, uint32_t V, const stru
     memcpy(g_logits_ora, logits, V * sizeof(float));
     for (uint32_t g = 0; g < GUARD; g++) memcpy(&g_logits_lib[V + g], &(uint32_t){GUARD_BITS}, sizeof(float));
     const uint32_t got = gptoss_sampler_pick_host(s, g_logits_lib, history, history_size, rng_offset, &g_lib);
-    const uint32_t want = oracle_pick(s, g_logits_ora, history, history_size, rng_offset, &g_ora);
+    int near_tie = 0;
+    const uint32_t want = oracle_pick(s, g_logits_ora, history, history_size, rng_offset, &g_ora, &near_tie);
     g_draws++;
     int ok = got == want;
     ok = ok && memcmp(g_logits_lib, g_logits_ora, V * sizeof(float)) == 0;
@@ -271,7 +279,8 @@ static int compare(const char* what, const float* logits, uint32_t V, const stru
     CHECK(memcmp(g_logits_ker, g_logits_lib, V * sizeof(float)) == 0, "%s: V %u presence %g frequency %g: the "
           "penalties kernel's logits differ from the host sampler's", what, V, (double) s->presence_penalty,
           (double) s->frequency_penalty);
-    CHECK(!g_kernels_strict || kernels == got, "%s: V %u T %.9g top_p %.9g top_k %u presence %g frequency %g seed "
+    g_random_ties += g_kernels_strict && kernels != got && near_tie;
+    CHECK(!g_kernels_strict || kernels == got || near_tie, "%s: V %u T %.9g top_p %.9g top_k %u presence %g frequency %g seed "
           "%llu offset %llu: kernels %u, host %u", what, V, (double) s->temperature, (double) s->top_p, s->top_k,
           (double) s->presence_penalty, (double) s->frequency_penalty, (unsigned long long) s->seed,
           (unsigned long long) rng_offset, kernels, got);
@@ -522,6 +531,7 @@ int main(int argc, char** argv) {
     section("random, V 201088", run_real);
     section("near ties", run_near_ties);
     CHECK(fast_draws() > 0 && fallback_draws() > 0, "both paths must run");
+    printf("  (random draws at a near tie, where the kernels' token differed from the host's: %u)\n", g_random_ties);
     gptoss_sampler_scratch_free(&g_lib);
     gptoss_backend_release(g_cpu);
     return finish();
