@@ -282,6 +282,36 @@ constexpr size_t moe_tc_smem_bytes() {
     return (size_t) 2 * (NP * MT_BM + MT_BN) * MT_LD * sizeof(uint16_t);
 }
 
+/* The exact bf16 dequantisation of both tensor-core kernels. A byte of an MXFP4 block holds
+ * two fp4 values (low nibble: the even column); moe_fp4x2(b) is both as bf16 bits (exact), the
+ * even one in the low half, looked up once per byte from a 256-entry table in shared memory.
+ * moe_tc_mult2(stored) is the block's multiplier 2^(stored - 141 + kMoeTcPrescale) =
+ * 2^(stored - 131) as bf16 bits in both halves (2^-131 .. 2^124; subnormal below stored byte
+ * 5). Their product per half (mul.rn.bf16x2) is exact (fp4 x 2^k is a bf16, see above), so
+ * it has the bits of the f32 product truncated to bf16. */
+__device__ __forceinline__ uint32_t moe_fp4x2(uint32_t b) {
+    return (__float_as_uint(gptoss_fp4_to_f32(b & 15u)) >> 16) | (__float_as_uint(gptoss_fp4_to_f32(b >> 4)) & 0xFFFF0000u);
+}
+__device__ __forceinline__ uint32_t moe_tc_mult2(uint32_t stored) {
+    static_assert(kMoeTcPrescale == 10, "moe_tc_mult2 is 2^(stored - 131)");
+    return (stored >= 5u ? (stored - 4u) << 7 : 1u << (stored + 2u)) * 0x10001u;
+}
+/* byte k of word, dequantised: lut = moe_fp4x2 of every byte, m2 = moe_tc_mult2 */
+__device__ __forceinline__ uint32_t moe_tc_dequant2(const uint32_t* lut, uint32_t word, uint32_t k, uint32_t m2) {
+    const uint32_t v = lut[__byte_perm(word, 0u, 0x4440u | k)];
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    uint32_t d;
+    /* a * b per bf16 half, rounded to nearest (exact here); bf16 keeps subnormals */
+    asm("mul.rn.bf16x2 %0, %1, %2;" : "=r"(d) : "r"(v), "r"(m2));
+    return d;
+#else
+    /* no bf16x2 multiply before sm_90: each half in f32 (exact), truncated back */
+    const float m = __uint_as_float(m2 << 16);
+    return (__float_as_uint(__uint_as_float(v << 16) * m) >> 16) |
+           (__float_as_uint(__uint_as_float(v & 0xFFFF0000u) * m) & 0xFFFF0000u);
+#endif
+}
+
 template <bool SWIGLU, bool VEC, int NP>
 __global__ void __launch_bounds__(256, 3) moe_gemm_tc_kernel(const uint32_t* __restrict__ offsets,
                                                              const uint16_t* __restrict__ planes,
@@ -295,7 +325,7 @@ __global__ void __launch_bounds__(256, 3) moe_gemm_tc_kernel(const uint32_t* __r
     constexpr int MI = MT_BM / (16 * WM), WNT = MT_BN / WN, NJ = WNT / 16; /* m16 tiles, warp N tile, n16 pairs */
     constexpr int A_ITERS = (MT_BM * 8 + 255) / 256; /* 4-column chunks of a row tile per thread */
     extern __shared__ __align__(16) uint16_t mt_smem[];
-    __shared__ float fp4_lut[16];
+    __shared__ uint32_t fp4x2_lut[256]; /* moe_fp4x2 */
     uint16_t* As = mt_smem;                           /* [2][NP][MT_BM][MT_LD] */
     uint16_t* Ws = mt_smem + 2 * NP * MT_BM * MT_LD;  /* [2][MT_BN][MT_LD] */
     const uint32_t tid = threadIdx.x, lane = tid & 31u, warp = tid >> 5;
@@ -303,7 +333,7 @@ __global__ void __launch_bounds__(256, 3) moe_gemm_tc_kernel(const uint32_t* __r
 
     uint32_t e_found, row_begin, row_end;
     if (!moe_row_tile<SWIGLU, MT_BM>(offsets, P, E, n0, out, out_width, error_word, e_found, row_begin, row_end)) return;
-    if (tid < 16) fp4_lut[tid] = gptoss_fp4_to_f32(tid);
+    fp4x2_lut[tid] = moe_fp4x2(tid); /* 256 threads */
     const uint8_t* wb = blocks + (size_t) e_found * stride;
     const uint8_t* wsc = scales + (size_t) e_found * stride;
     const uint8_t* wbias = bias_bytes + (size_t) e_found * stride;
@@ -368,23 +398,18 @@ __global__ void __launch_bounds__(256, 3) moe_gemm_tc_kernel(const uint32_t* __r
 #pragma unroll
             for (int p = 0; p < NP; p++) *(uint2*) (as + ((size_t) p * MT_BM + row) * MT_LD + col) = ap[i][p];
         }
-        /* w * 2^10 as bf16: exact (see above), so truncating the f32 bits is exact */
-        const float mult = gptoss_exp2i((int) wscale - 141 + kMoeTcPrescale);
+        /* w * 2^10 as bf16: exact (see above) */
+        const uint32_t m2 = moe_tc_mult2(wscale);
         uint32_t packed[8];
 #pragma unroll
-        for (int b = 0; b < 8; b++) {
-            const uint32_t byte = (wq[b >> 2] >> (8 * (b & 3))) & 0xFFu;
-            const uint32_t lo = __float_as_uint(fp4_lut[byte & 15u] * mult);
-            const uint32_t hi = __float_as_uint(fp4_lut[byte >> 4] * mult);
-            packed[b] = (lo >> 16) | (hi & 0xFFFF0000u);
-        }
+        for (int b = 0; b < 8; b++) packed[b] = moe_tc_dequant2(fp4x2_lut, wq[b >> 2], (uint32_t) (b & 3), m2);
         uint4* dst = (uint4*) (ws + (size_t) w_row * MT_LD + w_half * 16);
         dst[0] = make_uint4(packed[0], packed[1], packed[2], packed[3]);
         dst[1] = make_uint4(packed[4], packed[5], packed[6], packed[7]);
     };
 
     gload(0);
-    __syncthreads(); /* fp4_lut */
+    __syncthreads(); /* fp4x2_lut */
     sstore(0);
     __syncthreads();
     for (uint32_t kb = 0; kb < nb; kb++) {
@@ -470,7 +495,7 @@ __global__ void __launch_bounds__(256, 4) moe_gemm_tc16_kernel(const uint32_t* _
                                                                uint32_t K, uint32_t N /* weight rows */,
                                                                uint32_t out_width, float limit, uint32_t* error_word) {
     extern __shared__ __align__(16) uint8_t t16_smem[];
-    __shared__ float fp4_lut[16];
+    __shared__ uint32_t fp4x2_lut[256]; /* moe_fp4x2 */
     uint8_t* Wr = t16_smem;                                                  /* [stages][SB][128][16] */
     uint16_t* Ar = (uint16_t*) (t16_smem + kTc16Stages * kTc16WeightStage); /* [stages][NP][16][LdA] */
     uint8_t* Ss = t16_smem + tc16_ring_bytes<NP>();                          /* [rows][nb] */
@@ -486,33 +511,46 @@ __global__ void __launch_bounds__(256, 4) moe_gemm_tc16_kernel(const uint32_t* _
     const uint32_t rows = row_end - row_begin, wrows = min((uint32_t) MT_BN, N - n0);
     const size_t plane_size = gptoss_plane_stride((size_t) P * K);
 
+    /* this thread's copies of every stage, fixed but for the stage's column offset: weight
+     * chunk tid (block j = tid / 128 of the stage, weight row r = tid % 128; exactly one per
+     * thread), activation chunks tid + 256 i (plane, row, 8 columns) */
+    static_assert(kTc16SB * MT_BN == 256, "one weight chunk per thread and stage");
+    constexpr uint32_t kChunks = kTc16SB * 4; /* 16-byte chunks (8 columns) of an activation row */
+    constexpr int kAPer = (NP * 16 * kChunks + 255) / 256;
+    const uint32_t wj = tid / MT_BN, wr = tid % MT_BN;
+    const bool w_ok = wr < wrows;
+    const uint8_t* w_src = wb + ((size_t) (n0 + wr) * nb + wj) * 16;
+    const uint32_t w_dst = (wj * MT_BN + wr) * 16;
+    const uint16_t* a_src[kAPer];
+    uint32_t a_dst[kAPer], a_col[kAPer];
+    bool a_ok[kAPer];
+#pragma unroll
+    for (int i = 0; i < kAPer; i++) {
+        const uint32_t c = tid + 256u * i;
+        const uint32_t p = c / (16 * kChunks), r = c / kChunks % 16, ch = c % kChunks;
+        a_ok[i] = c < NP * 16 * kChunks && r < rows;
+        a_col[i] = ch * 8;
+        a_dst[i] = (p * 16 + r) * kTc16LdA + ch * 8;
+        a_src[i] = planes + (a_ok[i] ? (size_t) p * plane_size + (size_t) (row_begin + r) * K + ch * 8 : 0);
+    }
     /* stage s: blocks s*SB .. s*SB+SB-1 of the weight rows, the same columns of the
      * activation rows (blocks past nb and rows past the tile are not copied); one
      * cp.async group per stage, empty past the last */
     auto issue = [&](uint32_t s) {
         if (s < ns) {
             uint8_t* w = Wr + (size_t) (s % kTc16Stages) * kTc16WeightStage;
-            for (uint32_t c = tid; c < kTc16SB * MT_BN; c += 256) {
-                const uint32_t j = c / MT_BN, r = c % MT_BN, kb = s * kTc16SB + j;
-                if (r < wrows && kb < nb) {
-                    gptoss_d_cp_async16(w + ((size_t) j * MT_BN + r) * 16, wb + ((size_t) (n0 + r) * nb + kb) * 16);
-                }
-            }
+            if (w_ok && s * kTc16SB + wj < nb) gptoss_d_cp_async16(w + w_dst, w_src + (size_t) s * kTc16SB * 16);
             uint16_t* a = Ar + (size_t) (s % kTc16Stages) * NP * 16 * kTc16LdA;
-            constexpr uint32_t kChunks = kTc16SB * 4; /* 16-byte chunks (8 columns) of a row */
-            for (uint32_t c = tid; c < NP * 16 * kChunks; c += 256) {
-                const uint32_t p = c / (16 * kChunks), r = c / kChunks % 16, ch = c % kChunks;
-                const uint32_t col = s * kTc16SB * 32 + ch * 8;
-                if (r < rows && col < K) {
-                    gptoss_d_cp_async16(a + ((size_t) p * 16 + r) * kTc16LdA + ch * 8,
-                                        planes + (size_t) p * plane_size + (size_t) (row_begin + r) * K + col);
-                }
+            const uint32_t col0 = s * kTc16SB * 32;
+#pragma unroll
+            for (int i = 0; i < kAPer; i++) {
+                if (a_ok[i] && col0 + a_col[i] < K) gptoss_d_cp_async16(a + a_dst[i], a_src[i] + col0);
             }
         }
         gptoss_d_cp_async_commit();
     };
 
-    if (tid < 16) fp4_lut[tid] = gptoss_fp4_to_f32(tid);
+    fp4x2_lut[tid] = moe_fp4x2(tid); /* 256 threads */
     /* the scale bytes of the tile's weight rows (contiguous, 16-byte aligned start), with
      * the first stage's group */
     {
@@ -554,15 +592,11 @@ __global__ void __launch_bounds__(256, 4) moe_gemm_tc16_kernel(const uint32_t* _
             for (int h = 0; h < 2; h++) {
                 const uint32_t r = wr0 + 8 * h;
                 const uint4 q = *(const uint4*) (w + ((size_t) j * MT_BN + r) * 16);
-                const float mult = gptoss_exp2i((int) Ss[(size_t) r * nb + kb] - 141 + kMoeTcPrescale);
+                /* multiplier 0 for rows past the weights (their outputs are not stored) */
+                const uint32_t m2 = r < wrows ? moe_tc_mult2(Ss[(size_t) r * nb + kb]) : 0u;
                 const uint32_t words[4] = {q.x, q.y, q.z, q.w};
 #pragma unroll
-                for (int i = 0; i < 4; i++) {
-                    const uint32_t byte = (words[i] >> (8 * tg)) & 0xFFu;
-                    const uint32_t lo = __float_as_uint(fp4_lut[byte & 15u] * mult);
-                    const uint32_t hi = __float_as_uint(fp4_lut[byte >> 4] * mult);
-                    bf[h][i] = r < wrows ? (lo >> 16) | (hi & 0xFFFF0000u) : 0u;
-                }
+                for (int i = 0; i < 4; i++) bf[h][i] = moe_tc_dequant2(fp4x2_lut, words[i], tg, m2);
             }
 #pragma unroll
             for (int kk = 0; kk < 2; kk++) {
