@@ -282,7 +282,8 @@ constexpr size_t moe_tc_smem_bytes() {
     return (size_t) 2 * (NP * MT_BM + MT_BN) * MT_LD * sizeof(uint16_t);
 }
 
-/* The exact bf16 dequantisation of both tensor-core kernels. A byte of an MXFP4 block holds
+/* The exact bf16 dequantisation of the 16-row kernel (the 64-row one keeps its 16-entry f32
+ * table: the byte table measured ~2 % slower there, on an H100). A byte of an MXFP4 block holds
  * two fp4 values (low nibble: the even column); moe_fp4x2(b) is both as bf16 bits (exact), the
  * even one in the low half, looked up once per byte from a 256-entry table in shared memory.
  * moe_tc_mult2(stored) is the block's multiplier 2^(stored - 141 + kMoeTcPrescale) =
@@ -325,7 +326,7 @@ __global__ void __launch_bounds__(256, 3) moe_gemm_tc_kernel(const uint32_t* __r
     constexpr int MI = MT_BM / (16 * WM), WNT = MT_BN / WN, NJ = WNT / 16; /* m16 tiles, warp N tile, n16 pairs */
     constexpr int A_ITERS = (MT_BM * 8 + 255) / 256; /* 4-column chunks of a row tile per thread */
     extern __shared__ __align__(16) uint16_t mt_smem[];
-    __shared__ uint32_t fp4x2_lut[256]; /* moe_fp4x2 */
+    __shared__ float fp4_lut[16];
     uint16_t* As = mt_smem;                           /* [2][NP][MT_BM][MT_LD] */
     uint16_t* Ws = mt_smem + 2 * NP * MT_BM * MT_LD;  /* [2][MT_BN][MT_LD] */
     const uint32_t tid = threadIdx.x, lane = tid & 31u, warp = tid >> 5;
@@ -333,7 +334,7 @@ __global__ void __launch_bounds__(256, 3) moe_gemm_tc_kernel(const uint32_t* __r
 
     uint32_t e_found, row_begin, row_end;
     if (!moe_row_tile<SWIGLU, MT_BM>(offsets, P, E, n0, out, out_width, error_word, e_found, row_begin, row_end)) return;
-    fp4x2_lut[tid] = moe_fp4x2(tid); /* 256 threads */
+    if (tid < 16) fp4_lut[tid] = gptoss_fp4_to_f32(tid);
     const uint8_t* wb = blocks + (size_t) e_found * stride;
     const uint8_t* wsc = scales + (size_t) e_found * stride;
     const uint8_t* wbias = bias_bytes + (size_t) e_found * stride;
@@ -398,18 +399,25 @@ __global__ void __launch_bounds__(256, 3) moe_gemm_tc_kernel(const uint32_t* __r
 #pragma unroll
             for (int p = 0; p < NP; p++) *(uint2*) (as + ((size_t) p * MT_BM + row) * MT_LD + col) = ap[i][p];
         }
-        /* w * 2^10 as bf16: exact (see above) */
-        const uint32_t m2 = moe_tc_mult2(wscale);
+        /* w * 2^10 as bf16: exact (see above), so truncating the f32 bits is exact. (The
+         * 16-row kernel's byte table + bf16x2 multiply, tried here, made this kernel ~2 %
+         * slower on an H100: docs/CUDA_NOTES.md.) */
+        const float mult = gptoss_exp2i((int) wscale - 141 + kMoeTcPrescale);
         uint32_t packed[8];
 #pragma unroll
-        for (int b = 0; b < 8; b++) packed[b] = moe_tc_dequant2(fp4x2_lut, wq[b >> 2], (uint32_t) (b & 3), m2);
+        for (int b = 0; b < 8; b++) {
+            const uint32_t byte = (wq[b >> 2] >> (8 * (b & 3))) & 0xFFu;
+            const uint32_t lo = __float_as_uint(fp4_lut[byte & 15u] * mult);
+            const uint32_t hi = __float_as_uint(fp4_lut[byte >> 4] * mult);
+            packed[b] = (lo >> 16) | (hi & 0xFFFF0000u);
+        }
         uint4* dst = (uint4*) (ws + (size_t) w_row * MT_LD + w_half * 16);
         dst[0] = make_uint4(packed[0], packed[1], packed[2], packed[3]);
         dst[1] = make_uint4(packed[4], packed[5], packed[6], packed[7]);
     };
 
     gload(0);
-    __syncthreads(); /* fp4x2_lut */
+    __syncthreads(); /* fp4_lut */
     sstore(0);
     __syncthreads();
     for (uint32_t kb = 0; kb < nb; kb++) {
