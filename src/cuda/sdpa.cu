@@ -561,7 +561,7 @@ __global__ void __launch_bounds__(MERGE_THREADS) sdpa_merge_kernel(SdpaShape s) 
  * run on the chunk kernel, which gives the rows taken here no tasks.
  *
  * Exact f32 on bf16 tensor cores: Q, K, V and the probabilities are split into three bf16
- * parts (x = x0 + x1 + x2 + r, |r| <= 2^-27 |x|: gptoss_d_split_bf16) and each product is the
+ * parts (x = x0 + x1 + x2 + r, |r| <= 2^-27 |x|: tc_split_pair) and each product is the
  * sum of the six part products of orders i + j <= 2 (the dropped ones are below 2^-26 of
  * it), smallest first, accumulated in f32 by the MMA: logits and P V within f32 rounding (the
  * harness's f32 tolerances). Exponentials: exp2 of log2-scaled logits (ex2.approx, the
@@ -593,25 +593,46 @@ __device__ __forceinline__ float tc_ex2(float x) {
     return y;
 }
 
-/* a and b (a in the low halves) as three bf16x2 parts */
-__device__ __forceinline__ void tc_split_pair(float a, float b, uint32_t (&out)[3]) {
-    uint32_t pa[3], pb[3];
-    gptoss_d_split_bf16<3>(a, pa);
-    gptoss_d_split_bf16<3>(b, pb);
-#pragma unroll
-    for (int p = 0; p < 3; p++) out[p] = pa[p] | (pb[p] << 16);
+/* bf16x2 of (lo, hi), rounded to nearest (lo in the low half) */
+__device__ __forceinline__ uint32_t tc_bf16x2(float lo, float hi) {
+    uint32_t d;
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(d) : "f"(hi), "f"(lo));
+    return d;
 }
 
-/* c += A B from the parts of A (a[i]) and of B (b[j][0], b[j][1]): the six products with
- * i + j <= 2, smallest first */
-__device__ __forceinline__ void tc_mma6(float (&c)[4], const uint32_t (&a0)[4], const uint32_t (&a1)[4],
-                                        const uint32_t (&a2)[4], const uint32_t (&b)[3][2]) {
-    gptoss_d_mma_bf16_16816(c, a2, b[0][0], b[0][1]);
-    gptoss_d_mma_bf16_16816(c, a1, b[1][0], b[1][1]);
-    gptoss_d_mma_bf16_16816(c, a0, b[2][0], b[2][1]);
-    gptoss_d_mma_bf16_16816(c, a1, b[0][0], b[0][1]);
-    gptoss_d_mma_bf16_16816(c, a0, b[1][0], b[1][1]);
-    gptoss_d_mma_bf16_16816(c, a0, b[0][0], b[0][1]);
+/* x - part where the difference is finite, else 0 (x infinite or NaN: part 0 carries it; a
+ * finite x whose bf16 rounding overflows counts as infinite) */
+__device__ __forceinline__ float tc_rest(float x, float part) {
+    const float r = x - part;
+    return fabsf(r) < INFINITY ? r : 0.0f;
+}
+
+/* a and b (a in the low halves) as three bf16x2 parts: x0 = bf16(x), x1 = bf16(x - x0),
+ * x2 = bf16(x - x0 - x1), each rounded to nearest (the differences are exact), so
+ * |x - x0 - x1 - x2| <= 2^-27 |x|; one conversion per part for both values (this runs for
+ * every K and V value of every tile a block reads, and every probability). */
+__device__ __forceinline__ void tc_split_pair(float a, float b, uint32_t (&out)[3]) {
+    out[0] = tc_bf16x2(a, b);
+    const float a1 = tc_rest(a, gptoss_d_bf16_lo(out[0])), b1 = tc_rest(b, gptoss_d_bf16_hi(out[0]));
+    out[1] = tc_bf16x2(a1, b1);
+    out[2] = tc_bf16x2(a1 - gptoss_d_bf16_lo(out[1]), b1 - gptoss_d_bf16_hi(out[1]));
+}
+
+/* c[n0 + 2 q + h] += A B_q,h for the two 16-column blocks q of b (n8 tiles h: registers 2 h,
+ * 2 h + 1 of each part) from the parts of A (a0, a1, a2) and of B (b[q][j]): the six products
+ * of part orders i + j <= 2, smallest first, each over the 4 accumulators (independent MMAs
+ * in a row; a chain on one accumulator waits on each result) */
+__device__ __forceinline__ void tc_mma6x4(float (&c)[8][4], int n0, const uint32_t (&a0)[4], const uint32_t (&a1)[4],
+                                          const uint32_t (&a2)[4], const uint32_t (&b)[2][3][4]) {
+    const uint32_t(*const a[3])[4] = {&a0, &a1, &a2};
+    constexpr int kI[6] = {2, 1, 0, 1, 0, 0}, kJ[6] = {0, 1, 2, 0, 1, 0};
+#pragma unroll
+    for (int k = 0; k < 6; k++)
+#pragma unroll
+        for (int t = 0; t < 4; t++) {
+            const int q = t >> 1, h = t & 1;
+            gptoss_d_mma_bf16_16816(c[n0 + t], *a[kI[k]], b[q][kJ[k]][2 * h], b[q][kJ[k]][2 * h + 1]);
+        }
 }
 
 __global__ void __launch_bounds__(kTcThreads, 2) sdpa_prefill_tc_kernel(SdpaShape s) {
@@ -731,24 +752,22 @@ __global__ void __launch_bounds__(kTcThreads, 2) sdpa_prefill_tc_kernel(SdpaShap
         for (int n = 0; n < 8; n++)
 #pragma unroll
             for (int q = 0; q < 4; q++) sacc[n][q] = 0.0f;
+        /* two 16-key column blocks at a time: each of the six products goes to 4 independent
+         * accumulators in a row (a chain of dependent MMAs would wait on each result) */
 #pragma unroll
         for (int kk = 0; kk < 4; kk++)
 #pragma unroll
-            for (int nj = 0; nj < 4; nj++) {
-                uint32_t kb[3][4];
+            for (int np = 0; np < 2; np++) {
+                uint32_t kb[2][3][4];
 #pragma unroll
-                for (int p = 0; p < 3; p++) {
-                    gptoss_d_ldmatrix_x4(kb[p], kp + p * TK * kTcLd +
-                                                    (16 * nj + (lane & 7u) + ((lane >> 4) << 3)) * kTcLd + 16 * kk +
-                                                    ((lane >> 3) & 1u) * 8);
-                }
+                for (int q = 0; q < 2; q++)
 #pragma unroll
-                for (int hh = 0; hh < 2; hh++) {
-                    const uint32_t b[3][2] = {{kb[0][2 * hh], kb[0][2 * hh + 1]},
-                                              {kb[1][2 * hh], kb[1][2 * hh + 1]},
-                                              {kb[2][2 * hh], kb[2][2 * hh + 1]}};
-                    tc_mma6(sacc[2 * nj + hh], qf[0][kk], qf[1][kk], qf[2][kk], b);
-                }
+                    for (int p = 0; p < 3; p++) {
+                        gptoss_d_ldmatrix_x4(kb[q][p], kp + p * TK * kTcLd +
+                                                           (32 * np + 16 * q + (lane & 7u) + ((lane >> 4) << 3)) * kTcLd +
+                                                           16 * kk + ((lane >> 3) & 1u) * 8);
+                    }
+                tc_mma6x4(sacc, 4 * np, qf[0][kk], qf[1][kk], qf[2][kk], kb);
             }
 
         /* online softmax per row (its 64 scores over the 4 threads of a quad) */
@@ -799,21 +818,17 @@ __global__ void __launch_bounds__(kTcThreads, 2) sdpa_prefill_tc_kernel(SdpaShap
                 for (int p = 0; p < 3; p++) pa[p][j] = parts[p];
             }
 #pragma unroll
-            for (int nd = 0; nd < 4; nd++) {
-                uint32_t vb[3][4];
+            for (int np = 0; np < 2; np++) {
+                uint32_t vb[2][3][4];
 #pragma unroll
-                for (int p = 0; p < 3; p++) {
-                    gptoss_d_ldmatrix_x4_trans(vb[p], vp + p * TK * kTcLd +
-                                                          (16 * kk + ((lane >> 3) & 1u) * 8 + (lane & 7u)) * kTcLd +
-                                                          16 * nd + (lane >> 4) * 8);
-                }
+                for (int q = 0; q < 2; q++)
 #pragma unroll
-                for (int hh = 0; hh < 2; hh++) {
-                    const uint32_t b[3][2] = {{vb[0][2 * hh], vb[0][2 * hh + 1]},
-                                              {vb[1][2 * hh], vb[1][2 * hh + 1]},
-                                              {vb[2][2 * hh], vb[2][2 * hh + 1]}};
-                    tc_mma6(oacc[2 * nd + hh], pa[0], pa[1], pa[2], b);
-                }
+                    for (int p = 0; p < 3; p++) {
+                        gptoss_d_ldmatrix_x4_trans(vb[q][p], vp + p * TK * kTcLd +
+                                                                 (16 * kk + ((lane >> 3) & 1u) * 8 + (lane & 7u)) * kTcLd +
+                                                                 32 * np + 16 * q + (lane >> 4) * 8);
+                    }
+                tc_mma6x4(oacc, 4 * np, pa[0], pa[1], pa[2], vb);
             }
         }
     }
