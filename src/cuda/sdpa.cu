@@ -641,6 +641,7 @@ __global__ void __launch_bounds__(kTcThreads, 2) sdpa_prefill_tc_kernel(SdpaShap
     uint16_t* kp = (uint16_t*) (tc_smem + kTcStageBytes);         /* [3][TK][kTcLd]: K's parts */
     uint16_t* vp = kp + 3 * TK * kTcLd;                           /* [3][TK][kTcLd]: V's parts */
     __shared__ uint32_t bad_lo, bad_hi; /* keys whose table entry was out of range: their span */
+    __shared__ uint64_t slot_s[TK];     /* cache slots of the next tile's keys (UINT64_MAX: not read) */
 
     gptoss_d_pdl_trigger();
     gptoss_d_pdl_wait();
@@ -700,18 +701,31 @@ __global__ void __launch_bounds__(kTcThreads, 2) sdpa_prefill_tc_kernel(SdpaShap
     const float* kv_head = s.kv + (size_t) h * s.kv_stride;
     const uint32_t col4 = tid & 31u; /* this thread's 16 bytes of each key row it copies */
     /* tile kt0 into the stage: key (tid >> 5) + 4 j, one cp.async group */
-    auto issue = [&](uint32_t kt0) {
-#pragma unroll
-        for (int j = 0; j < TK / 4; j++) {
-            const uint32_t key = (tid >> 5) + 4u * j, t = kt0 + key;
-            float* dst = stage + (size_t) key * 2 * D + col4 * 4;
+    /* the slots of tile kt0's keys into slot_s, one key per thread of the first TK (one table
+     * lookup a key, not one per copy); the caller syncs before issue reads them */
+    auto lookup = [&](uint32_t kt0) {
+        if (tid < (uint32_t) TK) {
+            const uint32_t t = kt0 + tid;
+            uint64_t slot = UINT64_MAX;
             if (t >= lo0 && t < key_end) {
-                uint64_t slot = t;
+                slot = t;
                 if (table != nullptr && !gptoss_d_kv_slot(s.paged, table, t, slot)) {
                     slot = 0; /* exists (num_blocks >= 1); the rows that attend t become NaN */
                     atomicMin(&bad_lo, t);
                     atomicMax(&bad_hi, t);
                 }
+            }
+            slot_s[tid] = slot;
+        }
+    };
+    /* the tile of slot_s into the stage: key (tid >> 5) + 4 j, one cp.async group */
+    auto issue = [&]() {
+#pragma unroll
+        for (int j = 0; j < TK / 4; j++) {
+            const uint32_t key = (tid >> 5) + 4u * j;
+            const uint64_t slot = slot_s[key];
+            float* dst = stage + (size_t) key * 2 * D + col4 * 4;
+            if (slot != UINT64_MAX) {
                 gptoss_d_cp_async16(dst, kv_head + slot * 2 * D + col4 * 4);
             } else {
                 gptoss_d_cp_async16_zfill(dst, kv_head, 0u);
@@ -728,7 +742,9 @@ __global__ void __launch_bounds__(kTcThreads, 2) sdpa_prefill_tc_kernel(SdpaShap
     float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};
 
     const uint32_t kt_first = lo0 / TK * TK;
-    issue(kt_first);
+    lookup(kt_first);
+    __syncthreads();
+    issue();
     for (uint32_t kt0 = kt_first; kt0 < key_end; kt0 += TK) {
         gptoss_d_cp_async_wait<0>();
         __syncthreads(); /* the tile landed (every thread's copies); the previous planes consumed */
@@ -743,8 +759,9 @@ __global__ void __launch_bounds__(kTcThreads, 2) sdpa_prefill_tc_kernel(SdpaShap
 #pragma unroll
             for (int p = 0; p < 3; p++) *(uint2*) (dst + p * TK * kTcLd) = make_uint2(a[p], b[p]);
         }
-        __syncthreads(); /* the planes are ready, the stage is free */
-        if (kt0 + TK < key_end) issue(kt0 + TK);
+        if (kt0 + TK < key_end) lookup(kt0 + TK); /* slot_s was last read by issue() before the sync above */
+        __syncthreads(); /* the planes and the next slots are ready, the stage is free */
+        if (kt0 + TK < key_end) issue();
 
         /* S = Q K^T: this warp's 16 rows x 64 keys (n8 tiles n = keys 8 n ..) */
         float sacc[8][4];
