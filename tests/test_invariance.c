@@ -629,6 +629,80 @@ static void run_matmul_cuda_tiles(uint64_t* s, const struct mm_shape* shape) {
     if (b != NULL) gptoss_backend_release(b);
 }
 
+/* CUDA: the tensor-core prefill attention (calls of 32 rows or more) computes each row from
+ * its own keys alone: rows of a block of 160 against the same rows in calls of 40, 33 and 37
+ * rows that start elsewhere (other row groups, other first tiles), bit for bit; the 20b
+ * heads (64 Q, 8 KV, head_dim 64) after 300 cached tokens, full attention and a window of
+ * 128. Skipped when there is no device. */
+static void run_sdpa_cuda_tc(uint64_t* s) {
+    enum { HQ = 64, HKV = 8, D = 64, T = 160, OFF = 300 };
+    static const uint32_t starts[] = {40, 37, 123}, counts[] = {40, 33, 37};
+    const size_t qkv_dim = (size_t) D * (HQ + 2 * HKV), out_row = (size_t) HQ * D;
+    const uint64_t kv_stride = (uint64_t) 2 * D * (OFF + T);
+    char name[192], msg[256];
+    gptoss_backend_t b = NULL;
+    float* q = malloc((size_t) T * qkv_dim * sizeof *q);
+    float* kv = malloc((size_t) HKV * kv_stride * sizeof *kv);
+    float* ref = malloc((size_t) T * out_row * sizeof *ref);
+    float* got = malloc((size_t) T * out_row * sizeof *got);
+    gptoss_bf16 sinks[HQ];
+    if (!q || !kv || !ref || !got) {
+        tc_report("cuda_sdpa_tc", 0, "host allocation failed");
+        goto done;
+    }
+    for (size_t i = 0; i < (size_t) T * qkv_dim; i++) q[i] = 2.0f * rng_unit(s);
+    for (size_t i = 0; i < (size_t) HKV * kv_stride; i++) kv[i] = rng_unit(s);
+    for (int h = 0; h < HQ; h++) sinks[h].bits = gptoss_f32_to_bf16(2.0f * rng_unit(s));
+    for (int wi = 0; wi < 2; wi++) {
+        const uint32_t window = wi == 0 ? UINT32_MAX : 128;
+        snprintf(name, sizeof name, "cuda_sdpa_tc_20b_heads_after%d_%s", OFF, wi == 0 ? "full" : "window128");
+        if (b == NULL && gptoss_backend_create_cuda(0, NULL, &b) != gptoss_status_success) {
+            tc_skip(name, gptoss_last_error());
+            continue;
+        }
+        void *dq = NULL, *dkv = NULL, *ds = NULL, *dout = NULL;
+        enum gptoss_status st = copy_in(b, &dq, q, (size_t) T * qkv_dim * sizeof *q);
+        if (st == gptoss_status_success) st = copy_in(b, &dkv, kv, (size_t) HKV * kv_stride * sizeof *kv);
+        if (st == gptoss_status_success) st = copy_in(b, &ds, sinks, sizeof sinks);
+        if (st == gptoss_status_success) st = gptoss_backend_alloc(b, (size_t) T * out_row * sizeof(float), &dout);
+        for (int pass = 0; pass <= 3 && st == gptoss_status_success; pass++) {
+            const uint32_t first = pass == 0 ? 0 : starts[pass - 1], n = pass == 0 ? T : counts[pass - 1];
+            float* host = pass == 0 ? ref : got;
+            fill_nan(host, (size_t) T * out_row);
+            st = gptoss_backend_copy(b, dout, host, (size_t) T * out_row * sizeof(float), gptoss_copy_host_to_backend);
+            if (st == gptoss_status_success) {
+                st = gptoss_f32_sdpa(b, (const float*) dq + first * qkv_dim, dkv, ds, (float*) dout + first * out_row,
+                                     window, kv_stride, n, OFF + first, HQ, HKV, D, 0.125f);
+            }
+            if (st == gptoss_status_success) st = gptoss_backend_synchronize(b);
+            if (st == gptoss_status_success) {
+                st = gptoss_backend_copy(b, host, dout, (size_t) T * out_row * sizeof(float),
+                                         gptoss_copy_backend_to_host);
+            }
+            if (st != gptoss_status_success || pass == 0) continue;
+            char cname[224];
+            snprintf(cname, sizeof cname, "%s_rows%u_from%u_eq_block%d", name, n, first, T);
+            size_t bad = 0;
+            const int ok = same_bits(got + first * out_row, ref + first * out_row, (size_t) n * out_row, &bad);
+            if (ok) snprintf(msg, sizeof msg, "%u rows x %zu outputs bit-equal", n, out_row);
+            else snprintf(msg, sizeof msg, "row %zu (head %zu) differs or is unwritten", first + bad / out_row,
+                          bad % out_row / D);
+            tc_report(cname, ok, msg);
+        }
+        if (st != gptoss_status_success) report_status(name, st);
+        gptoss_backend_free(b, dq);
+        gptoss_backend_free(b, dkv);
+        gptoss_backend_free(b, ds);
+        gptoss_backend_free(b, dout);
+    }
+done:
+    if (b != NULL) gptoss_backend_release(b);
+    free(q);
+    free(kv);
+    free(ref);
+    free(got);
+}
+
 int main(void) {
     const char* env = getenv("GPTOSS_TEST_SEED");
     const uint64_t seed = env != NULL ? strtoull(env, NULL, 0) : (uint64_t) time(NULL);
@@ -745,6 +819,10 @@ int main(void) {
     for (size_t k = 0; k < sizeof ring_shapes / sizeof ring_shapes[0]; k++) {
         uint64_t s = seed ^ (0x41A6ull + k);
         run_matmul_cuda_tiles(&s, &ring_shapes[k]);
+    }
+    {
+        uint64_t s = seed ^ 0x5D9Aull;
+        run_sdpa_cuda_tc(&s);
     }
     return tc_summary();
 }

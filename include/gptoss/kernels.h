@@ -379,9 +379,13 @@ enum gptoss_status gptoss_f32_sdpa(gptoss_backend_t backend, const float* q, con
  * GQA), reading key t from the slot block_tables[s][t / block_size] * block_size +
  * t % block_size. Every such slot must hold the sequence's K/V (the block table entries
  * read must be below num_blocks). A row's result depends only on its own query, keys and
- * position, never on the other rows of the call: the same on every backend whether a
- * sequence runs alone or among others (batch invariance). output f32[num_q_tokens]
- * [num_q_heads * head_dim]. head_dim a multiple of 4. */
+ * position, never on the other rows of the call: the same whether a sequence runs alone or
+ * among others (batch invariance), bit for bit on the CPU backends. On CUDA, in a call of
+ * 32 rows or more, runs of rows of one sequence at consecutive positions (prefill chunks)
+ * are computed on tensor cores (exact to f32 rounding, but other bits than the kernel of
+ * the other rows), so there a row's bits depend on whether its chunk ran that way (README,
+ * "Batch invariance"). output f32[num_q_tokens][num_q_heads * head_dim]. head_dim a
+ * multiple of 4. */
 enum gptoss_status gptoss_f32_sdpa_varlen(gptoss_backend_t backend, const float* q, const float* kv,
                                           const gptoss_bf16* sinks, float* output, const uint32_t* positions,
                                           const uint32_t* seq_ids, const uint32_t* block_tables, uint32_t window,

@@ -134,6 +134,15 @@ __device__ __forceinline__ void gptoss_d_ldmatrix_x4(uint32_t (&r)[4], const voi
                  : "r"(a));
 }
 
+/* ldmatrix .x4 .trans: the same four matrices, each transposed (lane (g, t) of matrix j gets
+ * its elements [2t][g] and [2t + 1][g]: a B fragment from a row-major k x n tile). */
+__device__ __forceinline__ void gptoss_d_ldmatrix_x4_trans(uint32_t (&r)[4], const void* smem_row) {
+    const uint32_t a = (uint32_t) __cvta_generic_to_shared(smem_row);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
+}
+
 /* Split-K dot product of one bf16 weight row with x (the split-K GEMV and the fused MoE
  * gate): 16-byte weight chunks (8 columns) strided over the block's threads, two chunks
  * per step, a per-thread fmaf chain in chunk order; the caller reduces the partial sums

@@ -9,11 +9,14 @@
  * (one launch); more are merged by the merge kernel, one block per (row, Q head), which
  * spreads the combination instead of serialising it in one block (the measurements behind
  * the threshold: docs/CUDA_NOTES.md). Other shapes run a one-warp-per-(row, Q head) kernel.
+ * Prefill chunks (calls of 32 rows or more) run on tensor cores instead, in groups of rows
+ * of one sequence (sdpa_prefill_tc_kernel below); the other rows of such a call stay here.
  *
  * Batch invariance: a row's arithmetic (its chunk length and count, the tile order within a
  * chunk, which merge combines its partials and in what order) follows from the row's own
  * key count (position and window) and the head shape alone (row_chunk), never from the
- * other rows, the SM count or the capacity of the call. A launch has a fixed number of
+ * other rows, the SM count or the capacity of the call (and from whether its row group
+ * runs on the tensor-core prefill, which depends on the call: see there). A launch has a fixed number of
  * blocks that take the tasks of all its rows in turn (a prefix sum of the rows' task counts,
  * computed by every block, maps a task number to its row): which block runs a task changes
  * nothing. f32_sdpa (row i at position num_kv_tokens + i, key t at row t of the head) and
@@ -23,6 +26,7 @@
  * Calls are run in slices of at most kSliceRows rows whose partials fit kScratchBudget
  * (rows are independent: slicing changes no result). Varlen rows whose sequence, position
  * or read table entries are out of range give NaN and GPTOSS_CUDA_ERROR_KV_ROW. */
+#include "cuda/matmul.cuh"
 #include "cuda/paged.cuh"
 
 namespace {
@@ -85,6 +89,12 @@ struct SdpaShape {
     uint32_t slots; /* partial slots per (row, Q head): max_row_chunks of the call's key bound */
     float scale;
     gptoss_kv_pages paged;
+    /* the tensor-core prefill (sdpa_prefill_tc_kernel): tc != 0 when the call's row groups
+     * may run there; a group is tc_rows consecutive call rows (Q heads per KV head rounded
+     * up to 1 << tc_gp_shift); tc_row0 = the call row of this shape's row 0 (a slice),
+     * tc_call_rows = the call's rows */
+    uint32_t tc, tc_rows, tc_gp_shift, tc_row0, tc_call_rows;
+    float tc_scale_log2; /* scale * log2(e) */
 };
 
 /* Row i's keys lo .. lo + len - 1 (max(0, P + 1 - window) .. P) and its table row (nullptr:
@@ -112,6 +122,31 @@ __device__ __forceinline__ uint32_t row_chunks(bool ok, uint32_t len) {
     return (uint32_t) (((uint64_t) len + c - 1) / c);
 }
 
+/* Whether row group grp of the call (call rows grp * tc_rows ..) runs on the tensor-core
+ * prefill kernel: the call's groups may (s.tc), and the group's rows are one sequence at
+ * consecutive positions, all in range (a plain call: always). Read the same way by every
+ * kernel of a call, whatever its slice. */
+__device__ __forceinline__ bool tc_group(const SdpaShape& s, uint32_t grp) {
+    if (!s.tc) return false;
+    if (s.paged.positions == nullptr) return true;
+    const uint64_t c0 = (uint64_t) grp * s.tc_rows;
+    const uint32_t n = (uint32_t) min((uint64_t) s.tc_rows, (uint64_t) s.tc_call_rows - c0);
+    const uint32_t* pos = s.paged.positions - s.tc_row0; /* call row c at pos[c] */
+    const uint32_t* ids = s.paged.seq_ids - s.tc_row0;
+    const uint32_t seq = ids[c0];
+    const uint64_t p0 = pos[c0];
+    if (seq >= s.paged.num_seqs || (p0 + n - 1) / s.paged.block_size >= s.paged.table_stride) return false;
+    for (uint32_t r = 1; r < n; r++) {
+        if (ids[c0 + r] != seq || (uint64_t) pos[c0 + r] != p0 + r) return false;
+    }
+    return true;
+}
+
+/* Whether row i of this shape (a slice's row) runs on the tensor-core prefill kernel. */
+__device__ __forceinline__ bool tc_row(const SdpaShape& s, uint32_t i) {
+    return s.tc && tc_group(s, (s.tc_row0 + i) / s.tc_rows);
+}
+
 /* o / denom; 0 when nothing was attended (denom 0), NaN when denom is NaN (a NaN score, or
  * a varlen row out of range) */
 __device__ __forceinline__ float normalise(float o, float denom) {
@@ -132,7 +167,7 @@ __device__ uint32_t task_offsets(const SdpaShape& s, uint32_t* first_task, uint3
         uint32_t lo, len;
         const uint32_t* table;
         counts[r] = 0;
-        if (i < s.num_rows) {
+        if (i < s.num_rows && !tc_row(s, i)) {
             const bool ok = row_keys(s, i, lo, len, table);
             const uint32_t n = row_chunks(ok, len);
             counts[r] = n * s.num_kv_heads;
@@ -477,6 +512,7 @@ __global__ void __launch_bounds__(MERGE_THREADS) sdpa_merge_kernel(SdpaShape s) 
     gptoss_d_pdl_wait();
     const uint32_t row = blockIdx.x; /* i * Hq + hq */
     const uint32_t i = row / s.num_q_heads, hq = row % s.num_q_heads;
+    if (tc_row(s, i)) return; /* the tensor-core kernel's row */
     uint32_t lo, len;
     const uint32_t* table;
     const bool ok = row_keys(s, i, lo, len, table);
@@ -510,6 +546,334 @@ __global__ void __launch_bounds__(MERGE_THREADS) sdpa_merge_kernel(SdpaShape s) 
         float acc = 0.0f;
         for (int k = 0; k < MERGE_THREADS / D; k++) acc += o_part[k][tid];
         s.out[(size_t) row * D + tid] = normalise(acc, denom);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Prefill on tensor cores. In a call of at least kTcMinRows rows (head_dim 64, up to 8 Q
+ * heads per KV head), rows are taken in groups of tc_rows = 64 / GP consecutive call rows
+ * (GP: the Q heads per KV head rounded up to a power of two; the call's last group may be
+ * short). A group whose rows are one sequence at consecutive positions (a prefill chunk, or
+ * a plain call) runs here: one 128-thread block per (group, KV head), its 64 MMA rows
+ * (token, Q head) in 4 warps of 16, walking the group's keys in tiles of 64 at multiples of
+ * 64 (absolute positions), flash-attention style: scores, online softmax and P V in
+ * registers. The other rows (decode rows, the ragged edges of chunks, rows out of range)
+ * run on the chunk kernel, which gives the rows taken here no tasks.
+ *
+ * Exact f32 on bf16 tensor cores: Q, K, V and the probabilities are split into three bf16
+ * parts (x = x0 + x1 + x2 + r, |r| <= 2^-27 |x|: tc_split_pair) and each product is the
+ * sum of the six part products of orders i + j <= 2 (the dropped ones are below 2^-26 of
+ * it), smallest first, accumulated in f32 by the MMA: logits and P V within f32 rounding (the
+ * harness's f32 tolerances). Exponentials: exp2 of log2-scaled logits (ex2.approx, the
+ * fast exp of the tolerance).
+ *
+ * K and V of a tile: copied raw (f32) into a staging buffer with cp.async while the previous
+ * tile is computed, then split into bf16 planes in shared memory by the whole block. Keys
+ * read: from the first row's window start to the last row's position (the others are
+ * zero-filled, and masked); a varlen key whose table entry is out of range is read from slot
+ * 0, and the group's rows whose keys include it get NaN and GPTOSS_CUDA_ERROR_KV_ROW.
+ *
+ * Batch invariance: a row's arithmetic depends on its own keys alone: tiles at absolute
+ * multiples of 64, its own masks, the same MMAs; a tile with none of its keys leaves its
+ * state exactly as it was (the max unchanged, factor 1, probabilities 0), so which rows share
+ * its block changes no bit. Its bits differ from the chunk kernel's: a row's result depends
+ * on whether its group ran here. */
+constexpr int kTcRows = 64;
+constexpr int kTcThreads = 128;
+constexpr int kTcLd = D + 8; /* bf16 pitch of a key row of the planes (ldmatrix conflict-free) */
+constexpr uint32_t kTcMinRows = 32;
+constexpr size_t kTcStageBytes = (size_t) TK * 2 * D * sizeof(float);
+constexpr size_t kTcPlanesBytes = (size_t) 3 * TK * kTcLd * sizeof(uint16_t);
+constexpr size_t kTcSmem = kTcStageBytes + 2 * kTcPlanesBytes; /* 88,064 bytes: two blocks an SM */
+constexpr float kLog2e = 1.4426950408889634f;
+
+__device__ __forceinline__ float tc_ex2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+
+/* bf16x2 of (lo, hi), rounded to nearest (lo in the low half) */
+__device__ __forceinline__ uint32_t tc_bf16x2(float lo, float hi) {
+    uint32_t d;
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(d) : "f"(hi), "f"(lo));
+    return d;
+}
+
+/* x - part where the difference is finite, else 0 (x infinite or NaN: part 0 carries it; a
+ * finite x whose bf16 rounding overflows counts as infinite) */
+__device__ __forceinline__ float tc_rest(float x, float part) {
+    const float r = x - part;
+    return fabsf(r) < INFINITY ? r : 0.0f;
+}
+
+/* a and b (a in the low halves) as three bf16x2 parts: x0 = bf16(x), x1 = bf16(x - x0),
+ * x2 = bf16(x - x0 - x1), each rounded to nearest (the differences are exact), so
+ * |x - x0 - x1 - x2| <= 2^-27 |x|; one conversion per part for both values (this runs for
+ * every K and V value of every tile a block reads, and every probability). */
+__device__ __forceinline__ void tc_split_pair(float a, float b, uint32_t (&out)[3]) {
+    out[0] = tc_bf16x2(a, b);
+    const float a1 = tc_rest(a, gptoss_d_bf16_lo(out[0])), b1 = tc_rest(b, gptoss_d_bf16_hi(out[0]));
+    out[1] = tc_bf16x2(a1, b1);
+    out[2] = tc_bf16x2(a1 - gptoss_d_bf16_lo(out[1]), b1 - gptoss_d_bf16_hi(out[1]));
+}
+
+/* c[n0 + 2 q + h] += A B_q,h for the two 16-column blocks q of b (n8 tiles h: registers 2 h,
+ * 2 h + 1 of each part) from the parts of A (a0, a1, a2) and of B (b[q][j]): the six products
+ * of part orders i + j <= 2, smallest first, each over the 4 accumulators (independent MMAs
+ * in a row; a chain on one accumulator waits on each result) */
+__device__ __forceinline__ void tc_mma6x4(float (&c)[8][4], int n0, const uint32_t (&a0)[4], const uint32_t (&a1)[4],
+                                          const uint32_t (&a2)[4], const uint32_t (&b)[2][3][4]) {
+    const uint32_t(*const a[3])[4] = {&a0, &a1, &a2};
+    constexpr int kI[6] = {2, 1, 0, 1, 0, 0}, kJ[6] = {0, 1, 2, 0, 1, 0};
+#pragma unroll
+    for (int k = 0; k < 6; k++)
+#pragma unroll
+        for (int t = 0; t < 4; t++) {
+            const int q = t >> 1, h = t & 1;
+            gptoss_d_mma_bf16_16816(c[n0 + t], *a[kI[k]], b[q][kJ[k]][2 * h], b[q][kJ[k]][2 * h + 1]);
+        }
+}
+
+__global__ void __launch_bounds__(kTcThreads, 2) sdpa_prefill_tc_kernel(SdpaShape s) {
+    extern __shared__ __align__(16) uint8_t tc_smem[];
+    float* stage = (float*) tc_smem;                              /* [TK][2 D]: K | V of a tile, f32 */
+    uint16_t* kp = (uint16_t*) (tc_smem + kTcStageBytes);         /* [3][TK][kTcLd]: K's parts */
+    uint16_t* vp = kp + 3 * TK * kTcLd;                           /* [3][TK][kTcLd]: V's parts */
+    __shared__ uint32_t bad_lo, bad_hi; /* keys whose table entry was out of range: their span */
+    __shared__ uint64_t slot_s[TK];     /* cache slots of the next tile's keys (UINT64_MAX: not read) */
+
+    gptoss_d_pdl_trigger();
+    gptoss_d_pdl_wait();
+    const uint32_t groups = (s.num_rows + s.tc_rows - 1) / s.tc_rows;
+    const uint32_t grp = groups - 1 - blockIdx.x; /* the last rows (the most keys) start first */
+    if (!tc_group(s, grp)) return;                /* block-uniform */
+    const uint32_t h = blockIdx.y, tid = threadIdx.x, lane = tid & 31u, warp = tid >> 5;
+    const uint32_t g = lane >> 2, tg = lane & 3u;
+    const uint32_t i0 = grp * s.tc_rows, nrow = min(s.tc_rows, s.num_rows - i0);
+    uint32_t lo0, len0, lo_last, len_last;
+    const uint32_t *table, *table_last;
+    row_keys(s, i0, lo0, len0, table); /* in range (tc_group) */
+    row_keys(s, i0 + nrow - 1, lo_last, len_last, table_last);
+    const uint32_t P0 = lo0 + len0 - 1, key_end = lo_last + len_last; /* keys lo0 .. key_end - 1 */
+    if (tid == 0) {
+        bad_lo = 0xFFFFFFFFu;
+        bad_hi = 0;
+    }
+
+    /* this thread's rows: warp * 16 + g (hh 0) and + 8 (hh 1); row r = (token r >> shift,
+     * Q head r & (GP - 1)); padding heads and tokens past the call attend nothing */
+    const uint32_t gp_mask = (1u << s.tc_gp_shift) - 1u;
+    uint32_t r_lo[2], r_p[2], r_tok[2], r_head[2];
+    bool r_ok[2];
+#pragma unroll
+    for (int hh = 0; hh < 2; hh++) {
+        const uint32_t r = warp * 16 + g + 8 * hh;
+        r_tok[hh] = r >> s.tc_gp_shift;
+        r_head[hh] = r & gp_mask;
+        r_ok[hh] = r_tok[hh] < nrow && r_head[hh] < s.group;
+        const uint64_t p1 = (uint64_t) P0 + r_tok[hh] + 1;
+        r_p[hh] = r_ok[hh] ? (uint32_t) (p1 - 1) : 0u;
+        r_lo[hh] = r_ok[hh] ? (p1 > s.window ? (uint32_t) (p1 - s.window) : 0u) : 1u; /* lo > P: none */
+    }
+
+    /* Q's A fragments, three parts: k-step kk, registers a0..a3 = (row hh = j & 1, columns
+     * 16 kk + 8 (j >> 1) + 2 tg, +1) */
+    uint32_t qf[3][4][4];
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const int hh = j & 1;
+            const uint32_t col = 16 * kk + 8 * (j >> 1) + 2 * tg;
+            float2 v = make_float2(0.0f, 0.0f);
+            if (r_ok[hh]) {
+                v = *(const float2*) (s.q + (size_t) (i0 + r_tok[hh]) * s.qkv_dim +
+                                      (size_t) (h * s.group + r_head[hh]) * D + col);
+            }
+            uint32_t parts[3];
+            tc_split_pair(v.x, v.y, parts);
+#pragma unroll
+            for (int p = 0; p < 3; p++) qf[p][kk][j] = parts[p];
+        }
+    __syncthreads(); /* bad_lo, bad_hi */
+
+    const float* kv_head = s.kv + (size_t) h * s.kv_stride;
+    const uint32_t col4 = tid & 31u; /* this thread's 16 bytes of each key row it copies */
+    /* tile kt0 into the stage: key (tid >> 5) + 4 j, one cp.async group */
+    /* the slots of tile kt0's keys into slot_s, one key per thread of the first TK (one table
+     * lookup a key, not one per copy); the caller syncs before issue reads them */
+    auto lookup = [&](uint32_t kt0) {
+        if (tid < (uint32_t) TK) {
+            const uint32_t t = kt0 + tid;
+            uint64_t slot = UINT64_MAX;
+            if (t >= lo0 && t < key_end) {
+                slot = t;
+                if (table != nullptr && !gptoss_d_kv_slot(s.paged, table, t, slot)) {
+                    slot = 0; /* exists (num_blocks >= 1); the rows that attend t become NaN */
+                    atomicMin(&bad_lo, t);
+                    atomicMax(&bad_hi, t);
+                }
+            }
+            slot_s[tid] = slot;
+        }
+    };
+    /* the tile of slot_s into the stage: key (tid >> 5) + 4 j, one cp.async group */
+    auto issue = [&]() {
+#pragma unroll
+        for (int j = 0; j < TK / 4; j++) {
+            const uint32_t key = (tid >> 5) + 4u * j;
+            const uint64_t slot = slot_s[key];
+            float* dst = stage + (size_t) key * 2 * D + col4 * 4;
+            if (slot != UINT64_MAX) {
+                gptoss_d_cp_async16(dst, kv_head + slot * 2 * D + col4 * 4);
+            } else {
+                gptoss_d_cp_async16_zfill(dst, kv_head, 0u);
+            }
+        }
+        gptoss_d_cp_async_commit();
+    };
+
+    float oacc[8][4];
+#pragma unroll
+    for (int n = 0; n < 8; n++)
+#pragma unroll
+        for (int q = 0; q < 4; q++) oacc[n][q] = 0.0f;
+    float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};
+
+    const uint32_t kt_first = lo0 / TK * TK;
+    lookup(kt_first);
+    __syncthreads();
+    issue();
+    for (uint32_t kt0 = kt_first; kt0 < key_end; kt0 += TK) {
+        gptoss_d_cp_async_wait<0>();
+        __syncthreads(); /* the tile landed (every thread's copies); the previous planes consumed */
+#pragma unroll 4
+        for (int j = 0; j < TK / 4; j++) {
+            const uint32_t key = (tid >> 5) + 4u * j;
+            const float4 v = *(const float4*) (stage + (size_t) key * 2 * D + col4 * 4);
+            uint32_t a[3], b[3];
+            tc_split_pair(v.x, v.y, a);
+            tc_split_pair(v.z, v.w, b);
+            uint16_t* dst = (col4 < D / 4 ? kp + key * kTcLd + col4 * 4 : vp + key * kTcLd + (col4 - D / 4) * 4);
+#pragma unroll
+            for (int p = 0; p < 3; p++) *(uint2*) (dst + p * TK * kTcLd) = make_uint2(a[p], b[p]);
+        }
+        if (kt0 + TK < key_end) lookup(kt0 + TK); /* slot_s was last read by issue() before the sync above */
+        __syncthreads(); /* the planes and the next slots are ready, the stage is free */
+        if (kt0 + TK < key_end) issue();
+
+        /* S = Q K^T: this warp's 16 rows x 64 keys (n8 tiles n = keys 8 n ..) */
+        float sacc[8][4];
+#pragma unroll
+        for (int n = 0; n < 8; n++)
+#pragma unroll
+            for (int q = 0; q < 4; q++) sacc[n][q] = 0.0f;
+        /* two 16-key column blocks at a time: each of the six products goes to 4 independent
+         * accumulators in a row (a chain of dependent MMAs would wait on each result) */
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++)
+#pragma unroll
+            for (int np = 0; np < 2; np++) {
+                uint32_t kb[2][3][4];
+#pragma unroll
+                for (int q = 0; q < 2; q++)
+#pragma unroll
+                    for (int p = 0; p < 3; p++) {
+                        gptoss_d_ldmatrix_x4(kb[q][p], kp + p * TK * kTcLd +
+                                                           (32 * np + 16 * q + (lane & 7u) + ((lane >> 4) << 3)) * kTcLd +
+                                                           16 * kk + ((lane >> 3) & 1u) * 8);
+                    }
+                tc_mma6x4(sacc, 4 * np, qf[0][kk], qf[1][kk], qf[2][kk], kb);
+            }
+
+        /* online softmax per row (its 64 scores over the 4 threads of a quad) */
+#pragma unroll
+        for (int hh = 0; hh < 2; hh++) {
+            float tmax = -INFINITY;
+#pragma unroll
+            for (int n = 0; n < 8; n++)
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    const uint32_t key = kt0 + 8 * n + 2 * tg + e;
+                    const float v = (key >= r_lo[hh] && key <= r_p[hh]) ? sacc[n][2 * hh + e] * s.tc_scale_log2 : -INFINITY;
+                    sacc[n][2 * hh + e] = v;
+                    tmax = fmaxf(tmax, v);
+                }
+            tmax = fmaxf(tmax, __shfl_xor_sync(0xFFFFFFFFu, tmax, 1));
+            tmax = fmaxf(tmax, __shfl_xor_sync(0xFFFFFFFFu, tmax, 2));
+            const float m_new = fmaxf(m_run[hh], tmax);
+            const float f = m_new == m_run[hh] ? 1.0f : tc_ex2(m_run[hh] - m_new);
+            float ls = 0.0f;
+#pragma unroll
+            for (int n = 0; n < 8; n++)
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    const float p = m_new == -INFINITY ? 0.0f : tc_ex2(sacc[n][2 * hh + e] - m_new);
+                    sacc[n][2 * hh + e] = p;
+                    ls += p;
+                }
+            l_run[hh] = l_run[hh] * f + ls;
+            m_run[hh] = m_new;
+#pragma unroll
+            for (int n = 0; n < 8; n++) {
+                oacc[n][2 * hh] *= f;
+                oacc[n][2 * hh + 1] *= f;
+            }
+        }
+
+        /* O += P V: k-steps of 16 keys (P's A fragments from S's C fragments), n8 tiles of
+         * dimensions */
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) {
+            uint32_t pa[3][4], parts[3];
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const float* c = sacc[2 * kk + (j >> 1)];
+                tc_split_pair(c[2 * (j & 1)], c[2 * (j & 1) + 1], parts);
+#pragma unroll
+                for (int p = 0; p < 3; p++) pa[p][j] = parts[p];
+            }
+#pragma unroll
+            for (int np = 0; np < 2; np++) {
+                uint32_t vb[2][3][4];
+#pragma unroll
+                for (int q = 0; q < 2; q++)
+#pragma unroll
+                    for (int p = 0; p < 3; p++) {
+                        gptoss_d_ldmatrix_x4_trans(vb[q][p], vp + p * TK * kTcLd +
+                                                                 (16 * kk + ((lane >> 3) & 1u) * 8 + (lane & 7u)) * kTcLd +
+                                                                 32 * np + 16 * q + (lane >> 4) * 8);
+                    }
+                tc_mma6x4(oacc, 4 * np, pa[0], pa[1], pa[2], vb);
+            }
+        }
+    }
+    gptoss_d_cp_async_wait<0>();
+    __syncthreads(); /* bad_lo, bad_hi final */
+
+    /* each row with the sink (the merge formula of one chunk), in log2 units */
+#pragma unroll
+    for (int hh = 0; hh < 2; hh++) {
+        float l = l_run[hh];
+        l += __shfl_xor_sync(0xFFFFFFFFu, l, 1);
+        l += __shfl_xor_sync(0xFFFFFFFFu, l, 2);
+        if (!r_ok[hh]) continue;
+        const uint32_t hq = h * s.group + r_head[hh];
+        const float S = s.sinks != nullptr ? gptoss_bf16_to_f32(s.sinks[hq]) * kLog2e : -INFINITY;
+        const float m = m_run[hh], M = fmaxf(S, m);
+        const float f = (M == -INFINITY || m == -INFINITY) ? 0.0f : tc_ex2(m - M);
+        float denom = l * f;
+        if (s.sinks != nullptr && M != -INFINITY) denom += tc_ex2(S - M);
+        const bool bad = bad_lo <= r_p[hh] && bad_hi >= r_lo[hh];
+        if (bad && tg == 0) gptoss_d_set_error(s.paged.error_word, GPTOSS_CUDA_ERROR_KV_ROW);
+        float* o = s.out + ((size_t) (i0 + r_tok[hh]) * s.num_q_heads + hq) * D + 2 * tg;
+#pragma unroll
+        for (int n = 0; n < 8; n++) {
+            float2 v = make_float2(normalise(oacc[n][2 * hh] * f, denom), normalise(oacc[n][2 * hh + 1] * f, denom));
+            if (bad) v = make_float2(__uint_as_float(0x7FC00000u), __uint_as_float(0x7FC00000u));
+            *(float2*) (o + 8 * n) = v;
+        }
     }
 }
 
@@ -600,6 +964,26 @@ enum gptoss_status sdpa_launch(gptoss_backend_t backend, SdpaShape s, uint32_t h
         if (err != cudaSuccess) return gptoss_cuda_fail(err, name);
         return gptoss_status_success;
     }
+    /* the tensor-core prefill: the rows of whole groups of one sequence (a plain call: all) */
+    uint32_t gp_shift = 0;
+    while ((1u << gp_shift) < s.group) gp_shift++;
+    if (s.num_rows >= kTcMinRows && gptoss_aligned(s.out, 8) &&
+        gptoss_cuda(backend)->max_shared_per_block >= kTcSmem) {
+        s.tc = 1;
+        s.tc_gp_shift = gp_shift;
+        s.tc_rows = (uint32_t) kTcRows >> gp_shift;
+        s.tc_row0 = 0;
+        s.tc_call_rows = s.num_rows;
+        s.tc_scale_log2 = s.scale * kLog2e;
+        cudaError_t err = cudaFuncSetAttribute(sdpa_prefill_tc_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               (int) kTcSmem);
+        if (err == cudaSuccess) {
+            const dim3 grid((s.num_rows + s.tc_rows - 1) / s.tc_rows, s.num_kv_heads);
+            err = gptoss_cuda_launch_pdl(backend, sdpa_prefill_tc_kernel, grid, dim3(kTcThreads), kTcSmem, s);
+        }
+        if (err != cudaSuccess) return gptoss_cuda_fail(err, name);
+        if (s.paged.positions == nullptr) return gptoss_status_success; /* every row ran there */
+    }
     s.slots = (uint32_t) max_row_chunks(max_len);
     /* partial bytes of a row (none when every row is one chunk, normalised in place) */
     const uint64_t row_bytes = s.slots > 1 ? (uint64_t) s.num_q_heads * s.slots * kPartialFloats * sizeof(float) : 0;
@@ -616,6 +1000,7 @@ enum gptoss_status sdpa_launch(gptoss_backend_t backend, SdpaShape s, uint32_t h
     const uint32_t rows = s.num_rows;
     for (uint32_t i0 = 0; i0 < rows; i0 += (uint32_t) slice) {
         SdpaShape t = s;
+        t.tc_row0 = i0;
         t.num_rows = (uint32_t) (rows - i0 < slice ? rows - i0 : slice);
         t.q = s.q + (size_t) i0 * s.qkv_dim;
         t.out = s.out + (size_t) i0 * s.num_q_heads * D;

@@ -67,6 +67,8 @@ enum {
                                 * untouched, then the module's verify runs (the message). Reported
                                 * by the synchronize: tc_check (the spans of the rows that must still
                                 * be right, then verify: the status, the message, the NaN rows). */
+    TC_IN_ORDER = 1u << 13,    /* sdpa varlen: each sequence's rows consecutive, in position
+                                * order (a batch step's layout), instead of shuffled */
 };
 
 /* Shapes and parameters of a case; each module says what the fields mean for its

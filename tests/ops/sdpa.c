@@ -48,6 +48,22 @@ static const struct tc_case cases[] = {
      .f = 0.125f, .flags = TC_BENCH | TC_BENCH_ONLY},
     {"sdpa_decode_32768_window128", .t = 1, .off = 32768, .hq = 64, .hkv = 8, .d = 64, .window = 128, .maxt = 32769,
      .f = 0.125f, .flags = TC_BENCH_CUDA | TC_BENCH_ONLY},
+    /* CUDA's tensor-core prefill (calls of 32 rows or more, head_dim 64): groups of 64 / GP
+     * rows (GP = Q heads per KV head rounded up to a power of two), the last one short; one
+     * Q head per KV head (64-row groups), 2, 4, 5 (padded to 8) and 8; windows of 1, 19, 128
+     * and full; keys from 0 (3 tiles) to 4,064 */
+    {"sdpa_tc_prefill_37tok_after130_20b_heads_full", .t = 37, .off = 130, .hq = 64, .hkv = 8, .d = 64,
+     .window = TC_FULL, .f = 0.125f, .flags = TC_QUICK},
+    {"sdpa_tc_prefill_100tok_after200_20b_heads_window128", .t = 100, .off = 200, .hq = 64, .hkv = 8, .d = 64,
+     .window = 128, .f = 0.125f},
+    {"sdpa_tc_prefill_70tok_after3_gqa1_no_sinks", .t = 70, .off = 3, .hq = 2, .hkv = 2, .d = 64, .window = TC_FULL,
+     .f = 0.125f, .flags = TC_NO_BIAS},
+    {"sdpa_tc_prefill_45tok_after64_gqa5_window19_scale1", .t = 45, .off = 64, .hq = 10, .hkv = 2, .d = 64,
+     .window = 19, .f = 1.0f},
+    {"sdpa_tc_prefill_33tok_after19_gqa2_window1", .t = 33, .off = 19, .hq = 4, .hkv = 2, .d = 64, .window = 1,
+     .f = 0.125f},
+    {"sdpa_tc_prefill_64tok_after4000_gqa4_full", .t = 64, .off = 4000, .hq = 8, .hkv = 2, .d = 64, .window = TC_FULL,
+     .f = 0.125f},
     {"sdpa_20b_prefill512_after3584_window128", .t = 512, .off = 3584, .hq = 64, .hkv = 8, .d = 64, .window = 128,
      .f = 0.125f, .check = 32},
     /* Full attention over 512 new tokens after 3584 cached ones is ~17 G MACs per backend;
@@ -408,6 +424,21 @@ static const struct tc_case varlen_cases[] = {
      .hkv = 2, .d = 64, .window = TC_FULL, .f = 0.125f, .e = VARLEN_INVARIANCE, .draws = 3},
     {"sdpa_varlen_hd32_mqa12_bs24_window40_no_sinks", .t = 6, .k = 2, .r = 24, .off = 100, .maxt = 256, .hq = 12,
      .hkv = 1, .d = 32, .window = 40, .f = 0.2f, .flags = TC_NO_BIAS},
+    /* rows in sequence order (TC_IN_ORDER: a batch step's layout): on CUDA the groups of one
+     * sequence run on the tensor-core prefill, the rest (decode rows, groups across two
+     * sequences) on the chunk kernel */
+    {"sdpa_varlen_in_order_20b_prefill200_and_7_decodes_window128", .t = 207, .k = 8, .r = 16, .off = 300,
+     .maxt = 1024, .hq = 64, .hkv = 8, .d = 64, .window = 128, .f = 0.125f, .check = 24, .flags = TC_IN_ORDER},
+    {"sdpa_varlen_in_order_20b_3seqs_150rows_full", .t = 150, .k = 3, .r = 16, .off = 500, .maxt = 2048, .hq = 64,
+     .hkv = 8, .d = 64, .window = TC_FULL, .f = 0.125f, .check = 24, .flags = TC_IN_ORDER},
+    {"sdpa_varlen_in_order_gqa2_bs5_90rows_full", .t = 90, .k = 2, .r = 5, .off = 90, .maxt = 512, .hq = 4, .hkv = 2,
+     .d = 64, .window = TC_FULL, .f = 0.125f, .flags = TC_IN_ORDER},
+    {"sdpa_varlen_in_order_fault_none_entry_window48", .t = 64, .k = 3, .r = 16, .off = 600, .maxt = 1024, .hq = 8,
+     .hkv = 1, .d = 64, .window = 48, .f = 0.125f, .e = VARLEN_NONE_ENTRY, .flags = TC_FAULT | TC_IN_ORDER},
+    {"sdpa_varlen_in_order_fault_none_entry_full", .t = 64, .k = 3, .r = 16, .off = 600, .maxt = 1024, .hq = 8,
+     .hkv = 1, .d = 64, .window = TC_FULL, .f = 0.125f, .e = VARLEN_NONE_ENTRY, .flags = TC_FAULT | TC_IN_ORDER},
+    {"sdpa_varlen_in_order_fault_seq_id", .t = 64, .k = 3, .r = 16, .off = 300, .maxt = 1024, .hq = 8, .hkv = 1,
+     .d = 64, .window = TC_FULL, .f = 0.125f, .e = VARLEN_BAD_SEQ, .flags = TC_FAULT | TC_IN_ORDER},
     /* out-of-range rows (TC_FAULT); the bad rows of the NONE cases have 1 chunk (window 48),
      * 10 (fused merge) and 32 (merge kernel) on CUDA; the generic kernel (head_dim 16) */
     {"sdpa_varlen_fault_seq_id_past_num_seqs", .t = 8, .k = 3, .r = 16, .off = 300, .maxt = 1024, .hq = 8, .hkv = 1,
@@ -427,6 +458,10 @@ static const struct tc_case varlen_cases[] = {
      .hkv = 8, .d = 64, .window = TC_FULL, .f = 0.125f, .flags = TC_BENCH | TC_BENCH_ONLY},
     {"sdpa_varlen_20b_decode_1seq_32768_full", .t = 1, .k = 1, .r = 16, .off = 32768, .maxt = 131072, .hq = 64,
      .hkv = 8, .d = 64, .window = TC_FULL, .f = 0.125f, .flags = TC_BENCH | TC_BENCH_ONLY},
+    /* Benchmark only (CUDA): the engine's pp512 at depth 32,768 (one sequence, a table of
+     * 131,072 positions): the tensor-core prefill */
+    {"sdpa_varlen_20b_prefill512_after32256_full", .t = 512, .k = 1, .r = 16, .off = 32256, .maxt = 131072,
+     .hq = 64, .hkv = 8, .d = 64, .window = TC_FULL, .f = 0.125f, .flags = TC_BENCH_CUDA | TC_BENCH_ONLY | TC_IN_ORDER},
     /* Benchmark only: 64 decoding sequences of 2048 tokens (full attention, 550 MB of K/V) */
     {"sdpa_varlen_20b_decode_64seqs_2048_full", .t = 64, .k = 64, .r = 16, .off = 2047, .maxt = 2048, .hq = 64,
      .hkv = 8, .d = 64, .window = TC_FULL, .f = 0.125f, .flags = TC_BENCH_CUDA | TC_BENCH_ONLY},
@@ -547,7 +582,7 @@ static void varlen_make(struct tc_problem* p, struct tc_rng* rng) {
             pos[i] = hist[s] + j;
         }
     }
-    for (uint32_t a = T - 1; a > 0; a--) { /* shuffle the rows */
+    for (uint32_t a = T - 1; a > 0 && !(c->flags & TC_IN_ORDER); a--) { /* shuffle the rows */
         const uint32_t b = (uint32_t) (tc_rng_u64(rng) % (a + 1));
         const uint32_t ps = pos[a], is = ids[a];
         pos[a] = pos[b];
