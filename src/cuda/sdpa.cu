@@ -618,6 +618,15 @@ __device__ __forceinline__ void tc_split_pair(float a, float b, uint32_t (&out)[
     out[2] = tc_bf16x2(a1 - gptoss_d_bf16_lo(out[1]), b1 - gptoss_d_bf16_hi(out[1]));
 }
 
+/* tc_split_pair of values that are never infinite (probabilities: 0 .. 1 or NaN; a NaN
+ * makes every part NaN, which the product keeps) */
+__device__ __forceinline__ void tc_split_pair_p(float a, float b, uint32_t (&out)[3]) {
+    out[0] = tc_bf16x2(a, b);
+    const float a1 = a - gptoss_d_bf16_lo(out[0]), b1 = b - gptoss_d_bf16_hi(out[0]);
+    out[1] = tc_bf16x2(a1, b1);
+    out[2] = tc_bf16x2(a1 - gptoss_d_bf16_lo(out[1]), b1 - gptoss_d_bf16_hi(out[1]));
+}
+
 /* c[n0 + 2 q + h] += A B_q,h for the two 16-column blocks q of b (n8 tiles h: registers 2 h,
  * 2 h + 1 of each part) from the parts of A (a0, a1, a2) and of B (b[q][j]): the six products
  * of part orders i + j <= 2, smallest first, each over the 4 accumulators (independent MMAs
@@ -787,7 +796,10 @@ __global__ void __launch_bounds__(kTcThreads, 2) sdpa_prefill_tc_kernel(SdpaShap
                 tc_mma6x4(sacc, 4 * np, qf[0][kk], qf[1][kk], qf[2][kk], kb);
             }
 
-        /* online softmax per row (its 64 scores over the 4 threads of a quad) */
+        /* online softmax per row (its 64 scores over the 4 threads of a quad); a tile inside
+         * every row's keys (the last row's first key .. the first row's position: most tiles
+         * at depth) needs no masks (the same values: every key is kept) */
+        const bool interior = kt0 >= lo_last && kt0 + (TK - 1) <= P0;
 #pragma unroll
         for (int hh = 0; hh < 2; hh++) {
             float tmax = -INFINITY;
@@ -796,7 +808,8 @@ __global__ void __launch_bounds__(kTcThreads, 2) sdpa_prefill_tc_kernel(SdpaShap
 #pragma unroll
                 for (int e = 0; e < 2; e++) {
                     const uint32_t key = kt0 + 8 * n + 2 * tg + e;
-                    const float v = (key >= r_lo[hh] && key <= r_p[hh]) ? sacc[n][2 * hh + e] * s.tc_scale_log2 : -INFINITY;
+                    const float v = (interior || (key >= r_lo[hh] && key <= r_p[hh])) ? sacc[n][2 * hh + e] * s.tc_scale_log2
+                                                                                      : -INFINITY;
                     sacc[n][2 * hh + e] = v;
                     tmax = fmaxf(tmax, v);
                 }
@@ -830,7 +843,7 @@ __global__ void __launch_bounds__(kTcThreads, 2) sdpa_prefill_tc_kernel(SdpaShap
 #pragma unroll
             for (int j = 0; j < 4; j++) {
                 const float* c = sacc[2 * kk + (j >> 1)];
-                tc_split_pair(c[2 * (j & 1)], c[2 * (j & 1) + 1], parts);
+                tc_split_pair_p(c[2 * (j & 1)], c[2 * (j & 1) + 1], parts);
 #pragma unroll
                 for (int p = 0; p < 3; p++) pa[p][j] = parts[p];
             }
