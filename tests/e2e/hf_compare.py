@@ -636,8 +636,11 @@ def main():
             if dump is None or not os.path.exists(dump):
                 print(f"FAIL: dump_logits not found ({dump}); give --dump or --ours-npy")
                 return 1
+            # the chunk prompt: ~100 tokens in one prefill call, where CUDA runs its tensor-core
+            # paths (the GEMMs from 32 tokens on, the prefill attention for calls of 32 rows)
             specs = [("short-prompt", "The", args.steps, ["--batch", "16", "--mode", "process"]),
-                     ("long-prompt", LONG_PROMPT, 4, ["--batch", "7", "--mode", "direct"])]
+                     ("long-prompt", LONG_PROMPT, 4, ["--batch", "7", "--mode", "direct"]),
+                     ("chunk-prompt", " ".join([LONG_PROMPT] * 6), 3, ["--batch", "256", "--mode", "direct"])]
             want_cuda = args.cuda == "on" or (args.cuda == "auto" and gpu_present())
             for label, prompt, steps, extra in specs:
                 got, err = run_dump(dump, model_path, os.path.join(workdir, f"{label}-cpu.bin"), prompt, steps,
