@@ -4,8 +4,9 @@ a few greedy steps after it) on every backend named, against the first one.
 
 What it does
   1. Makes a tiny random model whose context is --context positions (`gptoss make-model
-     --preset tiny --context N`: 4 layers, two of them full attention over every position,
-     two sliding windows of 16).
+     --preset tiny --context N --head-dim D`: 4 layers, two of them full attention over every
+     position, two sliding windows of 16; head_dim 64 by default, gpt-oss's, which CUDA's
+     fast attention paths need: the tiny preset's 16 runs its generic kernel).
   2. Runs tests/e2e/dump_logits on each backend with the same prompt of --tokens random
      text tokens (prefilled in chunks of --batch), then --steps greedy decode steps, and
      prints each run's wall time.
@@ -102,6 +103,8 @@ def main():
     ap.add_argument("--steps", type=int, default=2)
     ap.add_argument("--batch", type=int, default=512, help="prefill chunk (rows per forward step)")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: all)")
+    ap.add_argument("--head-dim", type=int, default=64,
+                    help="the model's head_dim (default 64, gpt-oss's: CUDA's fast attention paths need it)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--tol", type=float, default=1e-4)
     args = ap.parse_args()
@@ -112,8 +115,9 @@ def main():
         ap.error("--backends needs two or more")
     with tempfile.TemporaryDirectory() as tmp:
         model = os.path.join(tmp, "tiny-long.bin")
-        r = subprocess.run([args.gptoss, "make-model", "--preset", "tiny", "--context", str(args.context), "--seed", "5",
-                            "--quiet", model], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        r = subprocess.run([args.gptoss, "make-model", "--preset", "tiny", "--context", str(args.context),
+                            "--head-dim", str(args.head_dim), "--seed", "5", "--quiet", model],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         if r.returncode != 0:
             print(f"FAIL make-model: {r.stdout.strip()[-600:]}")
             return 1
