@@ -69,6 +69,9 @@ enum {
                                 * be right, then verify: the status, the message, the NaN rows). */
     TC_IN_ORDER = 1u << 13,    /* sdpa varlen: each sequence's rows consecutive, in position
                                 * order (a batch step's layout), instead of shuffled */
+    TC_POSITIVE_V = 1u << 14,  /* sdpa: V drawn from [0.5, 1] instead of [-1, 1]: no cancellation in
+                                * P V, so the tolerance (relative to sum p |V|) is relative to the
+                                * output itself and a biased accumulation shows */
 };
 
 /* Shapes and parameters of a case; each module says what the fields mean for its

@@ -64,6 +64,20 @@ static const struct tc_case cases[] = {
      .f = 0.125f},
     {"sdpa_tc_prefill_64tok_after4000_gqa4_full", .t = 64, .off = 4000, .hq = 8, .hkv = 2, .d = 64, .window = TC_FULL,
      .f = 0.125f},
+    /* The longest context (131,072 positions): every row attends ~131,000 keys, ~2,000 K/V
+     * tiles: the tensor-core prefill (32 rows of one KV head) and the flash-decoding chunks
+     * (1 row), each against the float64 reference. Positive V: the output is about
+     * sum p |V|, so its tolerance (~3e-4 relative here) catches a sum that drifts with the
+     * number of keys (the tensor cores' accumulation rounds toward zero: chained over 2,000
+     * tiles it made the output ~1e-3 small, docs/CUDA_NOTES.md); random-sign V as well. */
+    {"sdpa_tc_prefill_32tok_after131000_gqa8_full_positive_v", .t = 32, .off = 131000, .hq = 8, .hkv = 1, .d = 64,
+     .window = TC_FULL, .f = 0.125f, .flags = TC_POSITIVE_V},
+    {"sdpa_tc_prefill_32tok_after131000_gqa8_full", .t = 32, .off = 131000, .hq = 8, .hkv = 1, .d = 64,
+     .window = TC_FULL, .f = 0.125f},
+    {"sdpa_decode_1tok_after131000_gqa8_full_positive_v", .t = 1, .off = 131000, .hq = 8, .hkv = 1, .d = 64,
+     .window = TC_FULL, .f = 0.125f, .flags = TC_POSITIVE_V},
+    {"sdpa_tc_prefill_64tok_after8000_gqa8_window4096_positive_v", .t = 64, .off = 8000, .hq = 16, .hkv = 2, .d = 64,
+     .window = 4096, .f = 0.125f, .flags = TC_POSITIVE_V},
     {"sdpa_20b_prefill512_after3584_window128", .t = 512, .off = 3584, .hq = 64, .hkv = 8, .d = 64, .window = 128,
      .f = 0.125f, .check = 32},
     /* Full attention over 512 new tokens after 3584 cached ones is ~17 G MACs per backend;
@@ -88,6 +102,10 @@ static void make(struct tc_problem* p, struct tc_rng* rng) {
     if (!q || !kv || !s) return;
     tc_fill_f32(rng, q, (size_t) c->t * qkv_dim, -2.0f, 2.0f);
     tc_fill_f32(rng, kv, (size_t) c->hkv * p->kv_stride, -1.0f, 1.0f);
+    if (c->flags & TC_POSITIVE_V) { /* V of every slot: [-1, 1] -> [0.5, 1] */
+        for (size_t slot = 0; slot < (size_t) c->hkv * cap; slot++)
+            for (uint32_t d = 0; d < c->d; d++) kv[slot * 2 * c->d + c->d + d] = 0.75f + 0.25f * kv[slot * 2 * c->d + c->d + d];
+    }
     tc_fill_bf16(rng, s, c->hq, -2.0f, 2.0f);
     if (c->flags & TC_SEED_README) { /* torch.full(-1e4, bfloat16) = -9984 */
         for (uint32_t h = 0; h < c->hq; h++) s[h].bits = gptoss_f32_to_bf16(-1e4f);
