@@ -13,7 +13,7 @@
 # provide the static libraries) and nvcc. GPU_PREBUILD_DIR (default .gpu/build) is the
 # build tree, kept between runs so that a rebuild compiles only what changed.
 # GPU_PREV_REV=REV also builds a base revision's benchmark and CLI into .gpu/prev for
-# tools/gpu-ab.sh (see the end).
+# tools/gpu-ab.sh and tools/gpu-pending.sh (see the end).
 set -eu
 cd "$(dirname "$0")/.."
 B=${GPU_PREBUILD_DIR:-.gpu/build}
@@ -56,7 +56,7 @@ echo "gpu-prebuild: $(du -sh .gpu/b | cut -f1) of binaries in .gpu/b, $(ls .gpu/
 
 # A base revision to compare against (tools/gpu-ab.sh): GPU_PREV_REV=REV builds REV the
 # same way in a worktree (.gpu/prev-src, build tree .gpu/prev-build, kept) and copies its
-# kernel benchmark and CLI into .gpu/prev (carry it too: ~7 MB).
+# kernel benchmark, CLI and harness into .gpu/prev (carry it too: ~10 MB).
 if [ -n "${GPU_PREV_REV:-}" ]; then
     rev=$(git rev-parse --verify "$GPU_PREV_REV^{commit}")
     if [ -d .gpu/prev-src ]; then
@@ -65,11 +65,12 @@ if [ -n "${GPU_PREV_REV:-}" ]; then
         git worktree add -q --detach .gpu/prev-src "$rev"
     fi
     cmake -S .gpu/prev-src -B .gpu/prev-build "${cmake_args[@]}" >/dev/null
-    cmake --build .gpu/prev-build -j"$(nproc)" --target bench gptoss_cli
+    cmake --build .gpu/prev-build -j"$(nproc)" --target bench gptoss_cli harness
     rm -rf .gpu/prev
-    mkdir -p .gpu/prev/bin .gpu/prev/bench
+    mkdir -p .gpu/prev/bin .gpu/prev/bench .gpu/prev/tests
     cp .gpu/prev-build/bin/gptoss .gpu/prev/bin/
     cp .gpu/prev-build/bench/bench .gpu/prev/bench/
+    cp .gpu/prev-build/tests/harness .gpu/prev/tests/
     echo "$rev" >.gpu/prev/REV
     echo "gpu-prebuild: base $(git log -1 --format='%h %s' "$rev" | cut -c1-70) in .gpu/prev"
 fi

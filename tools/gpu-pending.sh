@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# The first card call of the CUDA changes kept in docs/pending/ (written, compiled, never run
+# on a GPU): this tree (main + the patches, .gpu/b) against main (.gpu/prev), in one call of
+# about five minutes on an H100, everything on stdout (the device returns its last 12,000
+# characters). Prepare on the development machine:
+#
+#   git switch -c pending main && git am docs/pending/tc-pv-rn.patch docs/pending/tc16-int.patch \
+#       docs/pending/sdpa-prefetch.patch docs/pending/fa-rows128.patch
+#   GPU_PREV_REV=main bash tools/gpu-prebuild.sh
+#
+# then on the device (carry .gpu/b, .gpu/lib, .gpu/prev): bash tools/gpu-pending.sh
+#   1. SDPA over 131,000 keys, both builds: main's tensor-core prefill drifts (its *_positive_v
+#      case fails), the patched one must not (docs/CUDA_NOTES.md)
+#   2. the patched build: harness on CUDA, every case; test_invariance
+#   3. both builds: the kernel benchmark rows each patch targets, and 20b decode at 64 streams
+#   4. the patched build: racecheck over the changed kernels' cases
+#   5. the patched build, while under ~4 minutes: the transformers comparison at head_dim 64,
+#      then long_context.py (131,000 tokens, CUDA vs CPU)
+# Then the full tools/gpu-session.sh on whatever is merged.
+set -u
+cd "$(dirname "$0")/.." || exit 1
+export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+export GPTOSS_VOCAB=$PWD/data/o200k_base.tiktoken
+LOG=${OUT:-/tmp/gpu-pending}
+mkdir -p "$LOG"
+t0=$(date +%s)
+el() { echo "$(($(date +%s) - t0))s"; }
+[ -x .gpu/prev/tests/harness ] || { echo "gpu-pending: no base build in .gpu/prev (GPU_PREV_REV=main tools/gpu-prebuild.sh)"; exit 2; }
+echo "GPU: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>&1 | head -1)"
+echo "A = $(cat .gpu/prev/REV 2>/dev/null), B = this tree"
+
+echo "== 1. SDPA over 131,000 keys (case, max error, tolerance, share of it)"
+label() { if [ "$1" = prev ]; then echo A; else echo B; fi; }
+for v in prev b; do
+    .gpu/$v/tests/harness --table --backend cuda --filter positive_v,after131000 2>&1 | grep -E 'f32_sdpa' |
+        awk -v l="$(label $v)" '{print l, $NF, $(NF-6), $(NF-5), $(NF-4), $(NF-3)}'
+done
+
+echo "== 2. B: harness (CUDA), test_invariance"
+.gpu/b/tests/harness --backend cuda >"$LOG/harness.log" 2>&1
+echo "harness rc=$? $(grep -E '^[0-9]+ passed' "$LOG/harness.log") ($(el))"
+grep -E '^FAIL' "$LOG/harness.log" | head
+timeout 90 .gpu/b/tests/test_invariance >"$LOG/invariance.log" 2>&1
+echo "invariance rc=$? $(tail -1 "$LOG/invariance.log" | cut -c1-70) ($(el))"
+grep -E '^FAIL' "$LOG/invariance.log" | head
+
+echo "== 3. A/B: kernel benchmark rows, 20b x64 decode"
+for f in sdpa_varlen_20b_prefill512_after32256_full sdpa_varlen_20b_decode_1seq_32768_full \
+    sdpa_varlen_20b_decode_1seq_4096 moe_dense_swiglu_20b_decode_x64 moe_dense_matmul_20b_decode_x64; do
+    for v in prev b; do
+        timeout 30 .gpu/$v/bench/bench --backend cuda --filter "$f" -n 30 2>&1 | grep -F "$f" |
+            sed "s/^/$(label $v) /" | cut -c1-150
+    done
+done
+for v in prev b; do
+    timeout 60 .gpu/$v/bin/gptoss bench --random 20b --backend cuda --parallel 64 -p 128 -n 64 -r 1 2>&1 |
+        grep -E '^[|].*tg' | sed "s/^/$(label $v) x64 /"
+done
+echo "($(el))"
+
+echo "== 4. B: racecheck over the changed kernels"
+san="sdpa_tc_prefill_37tok,sdpa_tc_prefill_45tok,sdpa_tc_prefill_140tok,sdpa_varlen_in_order_fault_none_entry_window48"
+san="$san,sdpa_varlen_mixed_prefill_decode_bs16,sdpa_varlen_fault_none_entry_10,sdpa_varlen_rows_of_12000"
+san="$san,moe_dense_swiglu_16row_tiles,moe_dense_matmul_16row_tiles,moe_dense_swiglu_tiny_scales_2of3_cols64"
+timeout 120 compute-sanitizer --tool racecheck --error-exitcode 99 --print-limit 5 \
+    .gpu/b/tests/harness --backend cuda --filter "$san" >"$LOG/racecheck.log" 2>&1
+echo "racecheck rc=$? (0 = clean) $(grep -E '^[0-9]+ passed|RACECHECK SUMMARY' "$LOG/racecheck.log" | tr '\n' ' ') ($(el))"
+
+echo "== 5. B: transformers at head_dim 64, long context"
+if [ $(($(date +%s) - t0)) -lt 240 ]; then
+    .gpu/b/bin/gptoss make-model --preset tiny --head-dim 64 --seed 3 --quiet /tmp/tiny64.bin &&
+        timeout 90 python3 tests/e2e/hf_compare.py --gptoss .gpu/b/bin/gptoss --dump .gpu/b/tests/e2e/dump_logits \
+            --model /tmp/tiny64.bin --cuda on 2>&1 | grep -E '^(PASS|FAIL|SKIP)' | tail -6
+fi
+if [ $(($(date +%s) - t0)) -lt 300 ]; then
+    timeout 200 python3 tests/e2e/long_context.py --gptoss .gpu/b/bin/gptoss --dump .gpu/b/tests/e2e/dump_logits \
+        --backends cpu,cuda 2>&1 | tail -3
+else
+    echo "long_context: skipped (time)"
+fi
+echo "done ($(el))"
