@@ -12,7 +12,7 @@
 # Needs what tools/setup.sh installs (libpcre2-dev, libjansson-dev and libmicrohttpd-dev
 # provide the static libraries) and nvcc. GPU_PREBUILD_DIR (default .gpu/build) is the
 # build tree, kept between runs so that a rebuild compiles only what changed.
-# GPU_PREV_REV=REV also builds a base revision's benchmark and CLI into .gpu/prev for
+# GPU_PREV_REV=REV also builds a base revision's benchmark, CLI and harness into .gpu/prev for
 # tools/gpu-ab.sh and tools/gpu-pending.sh (see the end).
 set -eu
 cd "$(dirname "$0")/.."
