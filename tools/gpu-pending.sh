@@ -11,8 +11,9 @@
 # then on the device (carry .gpu/b, .gpu/lib, .gpu/prev): bash tools/gpu-pending.sh
 #   1. SDPA over 131,000 keys, both builds: main's tensor-core prefill drifts (its *_positive_v
 #      case fails), the patched one must not (docs/CUDA_NOTES.md)
-#   2. the patched build: harness on CUDA, every case; test_invariance
+#   2. the patched build: the harness's sdpa and moe cases on CUDA, test_invariance (gpu-ab.sh)
 #   3. both builds: the kernel benchmark rows each patch targets, and 20b decode at 64 streams
+#      (gpu-ab.sh, one round)
 #   4. the patched build: racecheck over the changed kernels' cases
 #   5. the patched build, while under ~4 minutes: the transformers comparison at head_dim 64,
 #      then long_context.py (131,000 tokens, CUDA vs CPU)
@@ -36,26 +37,11 @@ for v in prev b; do
         awk -v l="$(label $v)" '{print l, $NF, $(NF-6), $(NF-5), $(NF-4), $(NF-3)}'
 done
 
-echo "== 2. B: harness (CUDA), test_invariance"
-.gpu/b/tests/harness --backend cuda >"$LOG/harness.log" 2>&1
-echo "harness rc=$? $(grep -E '^[0-9]+ passed' "$LOG/harness.log") ($(el))"
-grep -E '^FAIL' "$LOG/harness.log" | head
-timeout 90 .gpu/b/tests/test_invariance >"$LOG/invariance.log" 2>&1
-echo "invariance rc=$? $(tail -1 "$LOG/invariance.log" | cut -c1-70) ($(el))"
-grep -E '^FAIL' "$LOG/invariance.log" | head
-
-echo "== 3. A/B: kernel benchmark rows, 20b x64 decode"
-for f in sdpa_varlen_20b_prefill512_after32256_full sdpa_varlen_20b_decode_1seq_32768_full \
-    sdpa_varlen_20b_decode_1seq_4096 moe_dense_swiglu_20b_decode_x64 moe_dense_matmul_20b_decode_x64; do
-    for v in prev b; do
-        timeout 30 .gpu/$v/bench/bench --backend cuda --filter "$f" -n 30 2>&1 | grep -F "$f" |
-            sed "s/^/$(label $v) /" | cut -c1-150
-    done
-done
-for v in prev b; do
-    timeout 60 .gpu/$v/bin/gptoss bench --random 20b --backend cuda --parallel 64 -p 128 -n 64 -r 1 2>&1 |
-        grep -E '^[|].*tg' | sed "s/^/$(label $v) x64 /"
-done
+echo "== 2-3. tools/gpu-ab.sh: B's harness (sdpa, moe) and test_invariance; A/B benchmark rows, x64 decode"
+GPU_AB_ROUNDS=1 GPU_AB_HARNESS="sdpa moe" \
+    GPU_AB_BENCH="sdpa_varlen_20b_prefill512_after32256_full sdpa_varlen_20b_decode_1seq_32768_full
+        sdpa_varlen_20b_decode_1seq_4096 moe_dense_swiglu_20b_decode_x64 moe_dense_matmul_20b_decode_x64" \
+    GPU_AB_ENGINE="--parallel 64 -p 128 -n 64 -r 1" bash tools/gpu-ab.sh 2>&1 | grep -vE '^(GPU|A = )' | cut -c1-150
 echo "($(el))"
 
 echo "== 4. B: racecheck over the changed kernels"
