@@ -17,6 +17,8 @@
 #   4. the patched build: racecheck over the changed kernels' cases
 #   5. the patched build, while under ~4 minutes: the transformers comparison at head_dim 64,
 #      then long_context.py (131,000 tokens, CUDA vs CPU)
+#   6. the patched build, while under ~7.5 minutes: Nsight Compute on the prefill kernels
+#      (tools/ncu_prefill.sh: the MoE and dense GEMMs and the attention of a 20b pp512)
 # Then the full tools/gpu-session.sh on whatever is merged.
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -40,14 +42,15 @@ done
 echo "== 2-3. tools/gpu-ab.sh: B's harness (sdpa, moe) and test_invariance; A/B benchmark rows, x64 decode"
 GPU_AB_ROUNDS=1 GPU_AB_HARNESS="sdpa moe" \
     GPU_AB_BENCH="sdpa_varlen_20b_prefill512_after32256_full sdpa_varlen_20b_decode_1seq_32768_full
-        sdpa_varlen_20b_decode_1seq_4096 moe_dense_swiglu_20b_decode_x64 moe_dense_matmul_20b_decode_x64" \
+        sdpa_varlen_20b_decode_1seq_4096 moe_dense_swiglu_20b_decode_x64 moe_dense_matmul_20b_decode_x64
+        moe_dense_swiglu_20b_prefill512_4of32_2880 moe_dense_matmul_20b_prefill512_4of32_2880" \
     GPU_AB_ENGINE="--parallel 64 -p 128 -n 64 -r 1" bash tools/gpu-ab.sh 2>&1 | grep -vE '^(GPU|A = )' | cut -c1-150
 echo "($(el))"
 
 echo "== 4. B: racecheck over the changed kernels"
 san="sdpa_tc_prefill_37tok,sdpa_tc_prefill_45tok,sdpa_tc_prefill_140tok,sdpa_varlen_in_order_fault_none_entry_window48"
 san="$san,sdpa_varlen_mixed_prefill_decode_bs16,sdpa_varlen_fault_none_entry_10,sdpa_varlen_rows_of_12000"
-san="$san,moe_dense_swiglu_16row_tiles,moe_dense_matmul_16row_tiles,moe_dense_swiglu_tiny_scales_2of3_cols64"
+san="$san,moe_dense_swiglu_16row_tiles,moe_dense_matmul_16row_tiles,moe_dense_swiglu_tiny_scales_2of3_cols64,moe_dense_swiglu_64row_tiles_odd_blocks,moe_dense_matmul_64row_tiles_odd_blocks"
 timeout 120 compute-sanitizer --tool racecheck --error-exitcode 99 --print-limit 5 \
     .gpu/b/tests/harness --backend cuda --filter "$san" >"$LOG/racecheck.log" 2>&1
 echo "racecheck rc=$? (0 = clean) $(grep -E '^[0-9]+ passed|RACECHECK SUMMARY' "$LOG/racecheck.log" | tr '\n' ' ') ($(el))"
@@ -63,5 +66,11 @@ if [ $(($(date +%s) - t0)) -lt 300 ]; then
         --backends cpu,cuda 2>&1 | tail -3
 else
     echo "long_context: skipped (time)"
+fi
+echo "== 6. B: ncu of the prefill kernels"
+if [ $(($(date +%s) - t0)) -lt 450 ] && command -v ncu >/dev/null; then
+    timeout 100 bash tools/ncu_prefill.sh .gpu/b/bench/bench
+else
+    echo "ncu: skipped (time, or no ncu)"
 fi
 echo "done ($(el))"

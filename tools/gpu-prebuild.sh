@@ -12,8 +12,11 @@
 # Needs what tools/setup.sh installs (libpcre2-dev, libjansson-dev and libmicrohttpd-dev
 # provide the static libraries) and nvcc. GPU_PREBUILD_DIR (default .gpu/build) is the
 # build tree, kept between runs so that a rebuild compiles only what changed.
-# GPU_PREV_REV=REV also builds a base revision's benchmark, CLI and harness into .gpu/prev for
-# tools/gpu-ab.sh and tools/gpu-pending.sh (see the end).
+# GPU_PREV_REV=REV also builds a base revision's benchmark, CLI, harness and test_invariance
+# into .gpu/prev for tools/gpu-ab.sh and tools/gpu-pending.sh (see the end).
+# GPU_PREBUILD_CMAKE_ARGS: more CMake arguments for this tree's build alone (a compile-time
+# switch for an A/B against the same revision, e.g. -DGPTOSS_SDPA_TC_WARPS=8); the build
+# tree's cache keeps them until set otherwise.
 set -eu
 cd "$(dirname "$0")/.."
 B=${GPU_PREBUILD_DIR:-.gpu/build}
@@ -28,7 +31,8 @@ cmake_args=(-DGPTOSS_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a-real -DCMAKE_BUILD_T
     -DCMAKE_DISABLE_FIND_PACKAGE_PkgConfig=ON -DPCRE2_INCLUDE_DIR=/usr/include -DPCRE2_LIBRARY="$lib/libpcre2-8.a"
     -DJANSSON_INCLUDE_DIR=/usr/include -DJANSSON_LIBRARY="$lib/libjansson.a"
     -DMICROHTTPD_INCLUDE_DIR=/usr/include -DMICROHTTPD_LIBRARY="$lib/libmicrohttpd.a")
-cmake -S . -B "$B" "${cmake_args[@]}" >/dev/null
+# shellcheck disable=SC2086
+cmake -S . -B "$B" "${cmake_args[@]}" ${GPU_PREBUILD_CMAKE_ARGS:-} >/dev/null
 cmake --build "$B" -j"$(nproc)"
 
 rm -rf .gpu/b .gpu/lib .gpu/whl
@@ -56,7 +60,7 @@ echo "gpu-prebuild: $(du -sh .gpu/b | cut -f1) of binaries in .gpu/b, $(ls .gpu/
 
 # A base revision to compare against (tools/gpu-ab.sh): GPU_PREV_REV=REV builds REV the
 # same way in a worktree (.gpu/prev-src, build tree .gpu/prev-build, kept) and copies its
-# kernel benchmark, CLI and harness into .gpu/prev (carry it too: ~10 MB).
+# kernel benchmark, CLI, harness and test_invariance into .gpu/prev (carry it too: ~10 MB).
 if [ -n "${GPU_PREV_REV:-}" ]; then
     rev=$(git rev-parse --verify "$GPU_PREV_REV^{commit}")
     if [ -d .gpu/prev-src ]; then
@@ -65,12 +69,12 @@ if [ -n "${GPU_PREV_REV:-}" ]; then
         git worktree add -q --detach .gpu/prev-src "$rev"
     fi
     cmake -S .gpu/prev-src -B .gpu/prev-build "${cmake_args[@]}" >/dev/null
-    cmake --build .gpu/prev-build -j"$(nproc)" --target bench gptoss_cli harness
+    cmake --build .gpu/prev-build -j"$(nproc)" --target bench gptoss_cli harness test_invariance
     rm -rf .gpu/prev
     mkdir -p .gpu/prev/bin .gpu/prev/bench .gpu/prev/tests
     cp .gpu/prev-build/bin/gptoss .gpu/prev/bin/
     cp .gpu/prev-build/bench/bench .gpu/prev/bench/
-    cp .gpu/prev-build/tests/harness .gpu/prev/tests/
+    cp .gpu/prev-build/tests/harness .gpu/prev-build/tests/test_invariance .gpu/prev/tests/
     echo "$rev" >.gpu/prev/REV
     echo "gpu-prebuild: base $(git log -1 --format='%h %s' "$rev" | cut -c1-70) in .gpu/prev"
 fi
