@@ -5,8 +5,8 @@
 # characters). Prepare on the development machine:
 #
 #   git switch -c pending main && git am docs/pending/tc-pv-rn.patch docs/pending/tc16-int.patch \
-#       docs/pending/sdpa-prefetch.patch docs/pending/fa-rows128.patch
-#   GPU_PREV_REV=main bash tools/gpu-prebuild.sh
+#       docs/pending/sdpa-prefetch.patch docs/pending/fa-rows128.patch docs/pending/moe-ring64.patch
+#   GPU_PREBUILD_SLIM=1 GPU_PREV_REV=main bash tools/gpu-prebuild.sh   (slim: the carry limit)
 #
 # then on the device (carry .gpu/b, .gpu/lib, .gpu/prev): bash tools/gpu-pending.sh
 #   1. SDPA over 131,000 keys, both builds: main's tensor-core prefill drifts (its *_positive_v

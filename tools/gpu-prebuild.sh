@@ -14,6 +14,9 @@
 # build tree, kept between runs so that a rebuild compiles only what changed.
 # GPU_PREV_REV=REV also builds a base revision's benchmark, CLI, harness and test_invariance
 # into .gpu/prev for tools/gpu-ab.sh and tools/gpu-pending.sh (see the end).
+# GPU_PREBUILD_SLIM=1: only what tools/gpu-ab.sh and tools/gpu-pending.sh run (the CLI, the
+# kernel benchmark, harness, test_invariance, dump_logits; no wheel): a call carries at most
+# 64 MiB with the working tree, and the full set with a base build is more.
 # GPU_PREBUILD_CMAKE_ARGS: more CMake arguments for this tree's build alone (a compile-time
 # switch for an A/B against the same revision, e.g. -DGPTOSS_SDPA_TC_WARPS=8); the build
 # tree's cache keeps them until set otherwise.
@@ -38,11 +41,15 @@ cmake --build "$B" -j"$(nproc)"
 rm -rf .gpu/b .gpu/lib .gpu/whl
 mkdir -p .gpu/b/bin .gpu/b/bench .gpu/b/tests/e2e .gpu/lib .gpu/whl
 cp "$B"/bin/gptoss .gpu/b/bin/
-cp "$B"/bench/bench "$B"/bench/decode_lab "$B"/bench/tc_gemv_lab .gpu/b/bench/
-cp "$B"/tests/harness "$B"/tests/test_fused "$B"/tests/test_graph "$B"/tests/test_invariance \
-    "$B"/tests/libgptoss_pytestops.so .gpu/b/tests/
-cp "$B"/tests/e2e/dump_logits "$B"/tests/e2e/test_batch "$B"/tests/e2e/test_engine_alloc \
-    "$B"/tests/e2e/test_sampling "$B"/tests/e2e/test_context .gpu/b/tests/e2e/
+cp "$B"/bench/bench .gpu/b/bench/
+cp "$B"/tests/harness "$B"/tests/test_invariance .gpu/b/tests/
+cp "$B"/tests/e2e/dump_logits .gpu/b/tests/e2e/
+if [ -z "${GPU_PREBUILD_SLIM:-}" ]; then
+    cp "$B"/bench/decode_lab "$B"/bench/tc_gemv_lab .gpu/b/bench/
+    cp "$B"/tests/test_fused "$B"/tests/test_graph "$B"/tests/libgptoss_pytestops.so .gpu/b/tests/
+    cp "$B"/tests/e2e/test_batch "$B"/tests/e2e/test_engine_alloc "$B"/tests/e2e/test_sampling \
+        "$B"/tests/e2e/test_context .gpu/b/tests/e2e/
+fi
 
 # the shared libraries of gptoss beyond the C and C++ runtimes and CUDA's own
 ldd .gpu/b/bin/gptoss | awk '$3 ~ /^\// {print $1, $3}' | while read -r name path; do
@@ -53,7 +60,8 @@ ldd .gpu/b/bin/gptoss | awk '$3 ~ /^\// {print $1, $3}' | while read -r name pat
     esac
 done
 
-GPTOSS_CUDA=ON GPTOSS_CMAKE_ARGS=-DCMAKE_CUDA_ARCHITECTURES=90a-real .venv/bin/pip wheel -q . -w .gpu/whl --no-deps
+[ -n "${GPU_PREBUILD_SLIM:-}" ] ||
+    GPTOSS_CUDA=ON GPTOSS_CMAKE_ARGS=-DCMAKE_CUDA_ARCHITECTURES=90a-real .venv/bin/pip wheel -q . -w .gpu/whl --no-deps
 
 echo "gpu-prebuild: $(du -sh .gpu/b | cut -f1) of binaries in .gpu/b, $(ls .gpu/lib | wc -l) libraries in .gpu/lib," \
     "$(ls .gpu/whl)"
