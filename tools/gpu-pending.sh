@@ -5,20 +5,20 @@
 # characters). Prepare on the development machine:
 #
 #   git switch -c pending main && git am docs/pending/tc-pv-rn.patch docs/pending/tc16-int.patch \
-#       docs/pending/sdpa-prefetch.patch docs/pending/fa-rows128.patch docs/pending/moe-ring64.patch
+#       docs/pending/sdpa-prefetch.patch docs/pending/fa-rows128.patch docs/pending/moe-ring64.patch \
+#       docs/pending/gemm-ring128.patch
 #   GPU_PREBUILD_SLIM=1 GPU_PREV_REV=main bash tools/gpu-prebuild.sh   (slim: the carry limit)
 #
 # then on the device (carry .gpu/b, .gpu/lib, .gpu/prev): bash tools/gpu-pending.sh
 #   1. SDPA over 131,000 keys, both builds: main's tensor-core prefill drifts (its *_positive_v
 #      case fails), the patched one must not (docs/CUDA_NOTES.md)
-#   2. the patched build: the harness's sdpa and moe cases on CUDA, test_invariance (gpu-ab.sh)
-#   3. both builds: the kernel benchmark rows each patch targets, and 20b decode at 64 streams
-#      (gpu-ab.sh, one round)
-#   4. the patched build: racecheck over the changed kernels' cases
-#   5. the patched build, while under ~4 minutes: the transformers comparison at head_dim 64,
-#      then long_context.py (131,000 tokens, CUDA vs CPU)
-#   6. the patched build, while under ~7.5 minutes: Nsight Compute on the prefill kernels
-#      (tools/ncu_prefill.sh: the MoE and dense GEMMs and the attention of a 20b pp512)
+#   2. the patched build: the harness's sdpa, moe, matmul and qkv cases on CUDA, test_invariance
+#   3. the patched build: racecheck over the changed kernels' cases
+#   4-5. both builds, while time is left (GPU_PENDING_S, default 540 s): the kernel benchmark
+#      rows each patch targets; 20b decode at 64 streams and 20b pp512 (tools/gpu-ab.sh)
+#   6-7. the patched build, while time is left: long_context.py (131,000 tokens, CUDA vs CPU),
+#      the transformers comparison at head_dim 64; Nsight Compute on the prefill kernels
+#      (tools/ncu_prefill.sh)
 # Then the full tools/gpu-session.sh on whatever is merged.
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -39,37 +39,62 @@ for v in prev b; do
         awk -v l="$(label $v)" '{print l, $NF, $(NF-6), $(NF-5), $(NF-4), $(NF-3)}'
 done
 
-echo "== 2-3. tools/gpu-ab.sh: B's harness (sdpa, moe) and test_invariance; A/B benchmark rows, x64 decode"
-GPU_AB_ROUNDS=1 GPU_AB_HARNESS="sdpa moe" \
-    GPU_AB_BENCH="sdpa_varlen_20b_prefill512_after32256_full sdpa_varlen_20b_decode_1seq_32768_full
-        sdpa_varlen_20b_decode_1seq_4096 moe_dense_swiglu_20b_decode_x64 moe_dense_matmul_20b_decode_x64
-        moe_dense_swiglu_20b_prefill512_4of32_2880 moe_dense_matmul_20b_prefill512_4of32_2880" \
-    GPU_AB_ENGINE="--parallel 64 -p 128 -n 64 -r 1" bash tools/gpu-ab.sh 2>&1 | grep -vE '^(GPU|A = )' | cut -c1-150
+# the call's time: each later step runs only if its usual time is left (GPU_PENDING_S, default
+# 540 s of the device's 600)
+left() { echo $((${GPU_PENDING_S:-540} - ($(date +%s) - t0))); }
+
+echo "== 2. B: harness (sdpa, moe, matmul, qkv) and test_invariance"
+GPU_AB_HARNESS="sdpa,moe,matmul,qkv,dense_" bash tools/gpu-ab.sh 2>&1 | grep -vE '^(GPU|A = )' | cut -c1-150
 echo "($(el))"
 
-echo "== 4. B: racecheck over the changed kernels"
+echo "== 3. B: racecheck over the changed kernels"
 san="sdpa_tc_prefill_37tok,sdpa_tc_prefill_45tok,sdpa_tc_prefill_140tok,sdpa_varlen_in_order_fault_none_entry_window48"
 san="$san,sdpa_varlen_mixed_prefill_decode_bs16,sdpa_varlen_fault_none_entry_10,sdpa_varlen_rows_of_12000"
-san="$san,moe_dense_swiglu_16row_tiles,moe_dense_matmul_16row_tiles,moe_dense_swiglu_tiny_scales_2of3_cols64,moe_dense_swiglu_64row_tiles_odd_blocks,moe_dense_matmul_64row_tiles_odd_blocks"
+san="$san,moe_dense_swiglu_16row_tiles,moe_dense_matmul_16row_tiles,moe_dense_swiglu_tiny_scales_2of3_cols64"
+san="$san,moe_dense_swiglu_64row_tiles_odd_blocks,moe_dense_matmul_64row_tiles_odd_blocks,matmul_tc_ring_bn128"
 timeout 120 compute-sanitizer --tool racecheck --error-exitcode 99 --print-limit 5 \
     .gpu/b/tests/harness --backend cuda --filter "$san" >"$LOG/racecheck.log" 2>&1
 echo "racecheck rc=$? (0 = clean) $(grep -E '^[0-9]+ passed|RACECHECK SUMMARY' "$LOG/racecheck.log" | tr '\n' ' ') ($(el))"
 
-echo "== 5. B: transformers at head_dim 64, long context"
-if [ $(($(date +%s) - t0)) -lt 240 ]; then
-    .gpu/b/bin/gptoss make-model --preset tiny --head-dim 64 --seed 3 --quiet /tmp/tiny64.bin &&
-        timeout 90 python3 tests/e2e/hf_compare.py --gptoss .gpu/b/bin/gptoss --dump .gpu/b/tests/e2e/dump_logits \
-            --model /tmp/tiny64.bin --cuda on 2>&1 | grep -E '^(PASS|FAIL|SKIP)' | tail -6
+echo "== 4. A/B: the kernel benchmark rows each patch targets (one round)"
+if [ "$(left)" -gt 150 ]; then
+    GPU_AB_ROUNDS=1 GPU_AB_BENCH="sdpa_varlen_20b_prefill512_after32256_full sdpa_varlen_20b_decode_1seq_32768_full
+        sdpa_varlen_20b_decode_1seq_4096 moe_dense_swiglu_20b_decode_x64 moe_dense_matmul_20b_decode_x64
+        moe_dense_swiglu_20b_prefill512_4of32_2880 moe_dense_matmul_20b_prefill512_4of32_2880
+        dense_qkv_20b_prefill512 dense_attn_out_20b_prefill512" \
+        timeout $(($(left) - 30)) bash tools/gpu-ab.sh 2>&1 | grep -vE '^(GPU|A = )' | cut -c1-150
+else
+    echo "skipped (time)"
 fi
-if [ $(($(date +%s) - t0)) -lt 300 ]; then
-    timeout 200 python3 tests/e2e/long_context.py --gptoss .gpu/b/bin/gptoss --dump .gpu/b/tests/e2e/dump_logits \
-        --backends cpu,cuda 2>&1 | tail -3
+echo "($(el))"
+
+echo "== 5. A/B: 20b decode at 64 streams, 20b pp512 (one round)"
+if [ "$(left)" -gt 100 ]; then
+    GPU_AB_ROUNDS=1 GPU_AB_ENGINE="--parallel 64 -p 128 -n 64 -r 1;-p 512 -n 0 -r 1" \
+        timeout $(($(left) - 10)) bash tools/gpu-ab.sh 2>&1 | grep -vE '^(GPU|A = )' | cut -c1-150
+else
+    echo "skipped (time)"
+fi
+echo "($(el))"
+
+echo "== 6. B: long context (131,000 tokens, CUDA vs CPU), transformers at head_dim 64"
+if [ "$(left)" -gt 180 ]; then
+    timeout $(($(left) - 5)) python3 tests/e2e/long_context.py --gptoss .gpu/b/bin/gptoss \
+        --dump .gpu/b/tests/e2e/dump_logits --backends cpu,cuda 2>&1 | tail -3
 else
     echo "long_context: skipped (time)"
 fi
-echo "== 6. B: ncu of the prefill kernels"
-if [ $(($(date +%s) - t0)) -lt 450 ] && command -v ncu >/dev/null; then
-    timeout 100 bash tools/ncu_prefill.sh .gpu/b/bench/bench
+if [ "$(left)" -gt 60 ]; then
+    .gpu/b/bin/gptoss make-model --preset tiny --head-dim 64 --seed 3 --quiet /tmp/tiny64.bin &&
+        timeout $(($(left) - 5)) python3 tests/e2e/hf_compare.py --gptoss .gpu/b/bin/gptoss \
+            --dump .gpu/b/tests/e2e/dump_logits --model /tmp/tiny64.bin --cuda on 2>&1 | grep -E '^(PASS|FAIL|SKIP)' | tail -6
+else
+    echo "hf_compare: skipped (time)"
+fi
+
+echo "== 7. B: ncu of the prefill kernels"
+if [ "$(left)" -gt 60 ] && command -v ncu >/dev/null; then
+    timeout $(($(left) - 5)) bash tools/ncu_prefill.sh .gpu/b/bench/bench
 else
     echo "ncu: skipped (time, or no ncu)"
 fi
