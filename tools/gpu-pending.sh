@@ -56,26 +56,22 @@ timeout 120 compute-sanitizer --tool racecheck --error-exitcode 99 --print-limit
     .gpu/b/tests/harness --backend cuda --filter "$san" >"$LOG/racecheck.log" 2>&1
 echo "racecheck rc=$? (0 = clean) $(grep -E '^[0-9]+ passed|RACECHECK SUMMARY' "$LOG/racecheck.log" | tr '\n' ' ') ($(el))"
 
+# tools/gpu-ab.sh with one knob (VAR=value), one round, if $1 seconds are left
+ab() {
+    if [ "$(left)" -gt "$1" ]; then
+        env GPU_AB_ROUNDS=1 "$2" timeout $(($(left) - 10)) bash tools/gpu-ab.sh 2>&1 | grep -vE '^(GPU|A = )' | cut -c1-150
+    else
+        echo "skipped (time)"
+    fi
+    echo "($(el))"
+}
 echo "== 4. A/B: the kernel benchmark rows each patch targets (one round)"
-if [ "$(left)" -gt 150 ]; then
-    GPU_AB_ROUNDS=1 GPU_AB_BENCH="sdpa_varlen_20b_prefill512_after32256_full sdpa_varlen_20b_decode_1seq_32768_full
-        sdpa_varlen_20b_decode_1seq_4096 moe_dense_swiglu_20b_decode_x64 moe_dense_matmul_20b_decode_x64
-        moe_dense_swiglu_20b_prefill512_4of32_2880 moe_dense_matmul_20b_prefill512_4of32_2880
-        dense_qkv_20b_prefill512 dense_attn_out_20b_prefill512" \
-        timeout $(($(left) - 30)) bash tools/gpu-ab.sh 2>&1 | grep -vE '^(GPU|A = )' | cut -c1-150
-else
-    echo "skipped (time)"
-fi
-echo "($(el))"
-
+ab 150 "GPU_AB_BENCH=sdpa_varlen_20b_prefill512_after32256_full sdpa_varlen_20b_decode_1seq_32768_full
+    sdpa_varlen_20b_decode_1seq_4096 moe_dense_swiglu_20b_decode_x64 moe_dense_matmul_20b_decode_x64
+    moe_dense_swiglu_20b_prefill512_4of32_2880 moe_dense_matmul_20b_prefill512_4of32_2880
+    dense_qkv_20b_prefill512 dense_attn_out_20b_prefill512"
 echo "== 5. A/B: 20b decode at 64 streams, 20b pp512 (one round)"
-if [ "$(left)" -gt 100 ]; then
-    GPU_AB_ROUNDS=1 GPU_AB_ENGINE="--parallel 64 -p 128 -n 64 -r 1;-p 512 -n 0 -r 1" \
-        timeout $(($(left) - 10)) bash tools/gpu-ab.sh 2>&1 | grep -vE '^(GPU|A = )' | cut -c1-150
-else
-    echo "skipped (time)"
-fi
-echo "($(el))"
+ab 100 "GPU_AB_ENGINE=--parallel 64 -p 128 -n 64 -r 1;-p 512 -n 0 -r 1"
 
 echo "== 6. B: long context (131,000 tokens, CUDA vs CPU), transformers at head_dim 64"
 if [ "$(left)" -gt 180 ]; then
