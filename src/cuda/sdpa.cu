@@ -644,6 +644,18 @@ __device__ __forceinline__ void tc_mma6x4(float (&c)[8][4], int n0, const uint32
         }
 }
 
+/* c[h] += A B_h for one 16-column block of b (n8 tiles h = 0, 1), the six products of
+ * tc_mma6x4 in its order, over 2 accumulators */
+__device__ __forceinline__ void tc_mma6x2(float (&c)[2][4], const uint32_t (&a0)[4], const uint32_t (&a1)[4],
+                                          const uint32_t (&a2)[4], const uint32_t (&b)[3][4]) {
+    const uint32_t(*const a[3])[4] = {&a0, &a1, &a2};
+    constexpr int kI[6] = {2, 1, 0, 1, 0, 0}, kJ[6] = {0, 1, 2, 0, 1, 0};
+#pragma unroll
+    for (int k = 0; k < 6; k++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) gptoss_d_mma_bf16_16816(c[h], *a[kI[k]], b[kJ[k]][2 * h], b[kJ[k]][2 * h + 1]);
+}
+
 __global__ void __launch_bounds__(kTcThreads, 2) sdpa_prefill_tc_kernel(SdpaShape s) {
     extern __shared__ __align__(16) uint8_t tc_smem[];
     float* stage = (float*) tc_smem;                              /* [TK][2 D]: K | V of a tile, f32 */
@@ -847,18 +859,29 @@ __global__ void __launch_bounds__(kTcThreads, 2) sdpa_prefill_tc_kernel(SdpaShap
 #pragma unroll
                 for (int p = 0; p < 3; p++) pa[p][j] = parts[p];
             }
+            /* 16 dimensions (two n8 tiles) at a time: V's parts of this k-step, and each
+             * k-step's products from zero, then added to O in f32, rounded to nearest (the
+             * MMA rounds its sums toward zero: O chained through every tile of a long row,
+             * ~2,000 at 131,072 keys, came out ~1e-3 small; docs/CUDA_NOTES.md) */
 #pragma unroll
-            for (int np = 0; np < 2; np++) {
-                uint32_t vb[2][3][4];
+            for (int c16 = 0; c16 < 4; c16++) {
+                uint32_t vb[3][4];
 #pragma unroll
-                for (int q = 0; q < 2; q++)
+                for (int p = 0; p < 3; p++) {
+                    gptoss_d_ldmatrix_x4_trans(vb[p], vp + p * TK * kTcLd +
+                                                          (16 * kk + ((lane >> 3) & 1u) * 8 + (lane & 7u)) * kTcLd +
+                                                          16 * c16 + (lane >> 4) * 8);
+                }
+                float pacc[2][4];
 #pragma unroll
-                    for (int p = 0; p < 3; p++) {
-                        gptoss_d_ldmatrix_x4_trans(vb[q][p], vp + p * TK * kTcLd +
-                                                                 (16 * kk + ((lane >> 3) & 1u) * 8 + (lane & 7u)) * kTcLd +
-                                                                 32 * np + 16 * q + (lane >> 4) * 8);
-                    }
-                tc_mma6x4(oacc, 4 * np, pa[0], pa[1], pa[2], vb);
+                for (int t = 0; t < 2; t++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) pacc[t][e] = 0.0f;
+                tc_mma6x2(pacc, pa[0], pa[1], pa[2], vb);
+#pragma unroll
+                for (int t = 0; t < 2; t++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) oacc[2 * c16 + t][e] += pacc[t][e];
             }
         }
     }
