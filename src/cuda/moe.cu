@@ -282,34 +282,59 @@ constexpr size_t moe_tc_smem_bytes() {
     return (size_t) 2 * (NP * MT_BM + MT_BN) * MT_LD * sizeof(uint16_t);
 }
 
-/* The exact bf16 dequantisation of the 16-row kernel (the 64-row one keeps its 16-entry f32
- * table: the byte table measured ~2 % slower there, on an H100). A byte of an MXFP4 block holds
- * two fp4 values (low nibble: the even column); moe_fp4x2(b) is both as bf16 bits (exact), the
- * even one in the low half, looked up once per byte from a 256-entry table in shared memory.
- * moe_tc_mult2(stored) is the block's multiplier 2^(stored - 141 + kMoeTcPrescale) =
- * 2^(stored - 131) as bf16 bits in both halves (2^-131 .. 2^124; subnormal below stored byte
- * 5). Their product per half (mul.rn.bf16x2) is exact (fp4 x 2^k is a bf16, see above), so
- * it has the bits of the f32 product truncated to bf16. */
-__device__ __forceinline__ uint32_t moe_fp4x2(uint32_t b) {
-    return (__float_as_uint(gptoss_fp4_to_f32(b & 15u)) >> 16) | (__float_as_uint(gptoss_fp4_to_f32(b >> 4)) & 0xFFFF0000u);
+/* The exact bf16 dequantisation of the 16-row kernel, in integer ops (the 64-row one keeps its
+ * 16-entry f32 table). A byte of an MXFP4 block holds two fp4 values (low nibble: the even
+ * column). An E2M1 nibble's three magnitude bits placed at bits 6..8 of a bf16 (the exponent's
+ * two low bits and the mantissa's top bit) and its sign at bit 15 make the bf16 fp4 x 2^-126
+ * (subnormal for 0 and 0.5, exactly); moe_fp4x2_tiny does both nibbles of byte k of a word
+ * (even column in the low half) with two multiplies whose shifted copies do not overlap. The
+ * block's multiplier 2^(stored - 131) (the weight x 2^kMoeTcPrescale) is then 2^(stored - 5)
+ * on that, a bf16 up to stored byte 132 and two factors beyond (2^127 x 2^(stored - 132));
+ * each mul.rn.bf16x2 is exact (fp4 x 2^k with k >= -132 is a bf16), so the result has the
+ * bits of the f32 product truncated to bf16, as in the 64-row kernel. The byte table this
+ * replaces (a 256-entry shared-memory lookup per byte) made the kernel bound by shared-memory
+ * bank conflicts (docs/CUDA_NOTES.md). */
+__device__ __forceinline__ uint32_t moe_fp4x2_tiny(uint32_t word, uint32_t k) {
+    const uint32_t b = __byte_perm(word, 0u, 0x4440u | k); /* byte k, zero-extended */
+    const uint32_t em = b * 0x40040u;                      /* b << 6 | b << 18: magnitudes at 6..8, 22..24 */
+    const uint32_t sg = b * 0x1001000u;                    /* b << 12 | b << 24: signs at 15, 31 */
+    return (em & 0x01C001C0u) | (sg & 0x80008000u);
 }
-__device__ __forceinline__ uint32_t moe_tc_mult2(uint32_t stored) {
-    static_assert(kMoeTcPrescale == 10, "moe_tc_mult2 is 2^(stored - 131)");
-    return (stored >= 5u ? (stored - 4u) << 7 : 1u << (stored + 2u)) * 0x10001u;
+/* The multipliers of a stored scale byte (0 for rows past the weights): lo x hi = 2^(stored - 5)
+ * as bf16 bits in both halves (hi = 1.0 up to stored byte 132); f32 = 2^(stored - 131) for the
+ * path without a bf16x2 multiply. */
+struct MoeTcMult {
+    uint32_t lo, hi;
+    float f32;
+    bool big;
+};
+__device__ __forceinline__ MoeTcMult moe_tc_mult(uint32_t stored, bool valid) {
+    static_assert(kMoeTcPrescale == 10, "the multiplier is 2^(stored - 131)");
+    const int e = (int) stored - 5; /* -5 .. 250 */
+    const int a = e < 127 ? e : 127, b = e - a;
+    MoeTcMult m;
+    m.lo = valid ? ((uint32_t) (a + 127) << 7) * 0x10001u : 0u;
+    m.hi = ((uint32_t) (b + 127) << 7) * 0x10001u;
+    m.f32 = valid ? gptoss_exp2i((int) stored - 131) : 0.0f;
+    m.big = valid && b > 0;
+    return m;
 }
-/* byte k of word, dequantised: lut = moe_fp4x2 of every byte, m2 = moe_tc_mult2 */
-__device__ __forceinline__ uint32_t moe_tc_dequant2(const uint32_t* lut, uint32_t word, uint32_t k, uint32_t m2) {
-    const uint32_t v = lut[__byte_perm(word, 0u, 0x4440u | k)];
+/* byte k of word, dequantised (big: some lane of the warp needs the second factor) */
+__device__ __forceinline__ uint32_t moe_tc_dequant2(uint32_t word, uint32_t k, const MoeTcMult& m, bool big) {
+    const uint32_t v = moe_fp4x2_tiny(word, k);
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     uint32_t d;
     /* a * b per bf16 half, rounded to nearest (exact here); bf16 keeps subnormals */
-    asm("mul.rn.bf16x2 %0, %1, %2;" : "=r"(d) : "r"(v), "r"(m2));
+    asm("mul.rn.bf16x2 %0, %1, %2;" : "=r"(d) : "r"(v), "r"(m.lo));
+    if (big) asm("mul.rn.bf16x2 %0, %1, %2;" : "=r"(d) : "r"(d), "r"(m.hi));
     return d;
 #else
-    /* no bf16x2 multiply before sm_90: each half in f32 (exact), truncated back */
-    const float m = __uint_as_float(m2 << 16);
-    return (__float_as_uint(__uint_as_float(v << 16) * m) >> 16) |
-           (__float_as_uint(__uint_as_float(v & 0xFFFF0000u) * m) & 0xFFFF0000u);
+    (void) big;
+    /* no bf16x2 multiply before sm_90: each half in f32 (fp4 x 2^-126 x 2^126 = fp4, then the
+     * multiplier; exact), truncated back */
+    const float u = 8.507059173023462e37f; /* 2^126 */
+    return (__float_as_uint(__uint_as_float(v << 16) * u * m.f32) >> 16) |
+           (__float_as_uint(__uint_as_float(v & 0xFFFF0000u) * u * m.f32) & 0xFFFF0000u);
 #endif
 }
 
@@ -503,7 +528,6 @@ __global__ void __launch_bounds__(256, 4) moe_gemm_tc16_kernel(const uint32_t* _
                                                                uint32_t K, uint32_t N /* weight rows */,
                                                                uint32_t out_width, float limit, uint32_t* error_word) {
     extern __shared__ __align__(16) uint8_t t16_smem[];
-    __shared__ uint32_t fp4x2_lut[256]; /* moe_fp4x2 */
     uint8_t* Wr = t16_smem;                                                  /* [stages][SB][128][16] */
     uint16_t* Ar = (uint16_t*) (t16_smem + kTc16Stages * kTc16WeightStage); /* [stages][NP][16][LdA] */
     uint8_t* Ss = t16_smem + tc16_ring_bytes<NP>();                          /* [rows][nb] */
@@ -558,7 +582,6 @@ __global__ void __launch_bounds__(256, 4) moe_gemm_tc16_kernel(const uint32_t* _
         gptoss_d_cp_async_commit();
     };
 
-    fp4x2_lut[tid] = moe_fp4x2(tid); /* 256 threads */
     /* the scale bytes of the tile's weight rows (contiguous, 16-byte aligned start), with
      * the first stage's group */
     {
@@ -596,15 +619,22 @@ __global__ void __launch_bounds__(256, 4) moe_gemm_tc16_kernel(const uint32_t* _
              * bf[h][2 kk + 1] = 16 kk + 8 + 2 tg, +1 of weight row wr0 + 8 h, i.e. byte tg
              * of each 32-bit word of the row's block (low nibble: the even column) */
             uint32_t bf[2][4];
+            MoeTcMult mult[2];
 #pragma unroll
             for (int h = 0; h < 2; h++) {
-                const uint32_t r = wr0 + 8 * h;
-                const uint4 q = *(const uint4*) (w + ((size_t) j * MT_BN + r) * 16);
                 /* multiplier 0 for rows past the weights (their outputs are not stored) */
-                const uint32_t m2 = r < wrows ? moe_tc_mult2(Ss[(size_t) r * nb + kb]) : 0u;
+                const uint32_t r = wr0 + 8 * h;
+                mult[h] = moe_tc_mult(r < wrows ? Ss[(size_t) r * nb + kb] : 0u, r < wrows);
+            }
+            /* warp-uniform: the second factor only where a row of the warp has a stored
+             * byte above 132 (weights of 2^6 and more: rare) */
+            const bool big = __any_sync(0xFFFFFFFFu, mult[0].big || mult[1].big);
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const uint4 q = *(const uint4*) (w + ((size_t) j * MT_BN + wr0 + 8 * h) * 16);
                 const uint32_t words[4] = {q.x, q.y, q.z, q.w};
 #pragma unroll
-                for (int i = 0; i < 4; i++) bf[h][i] = moe_tc_dequant2(fp4x2_lut, words[i], tg, m2);
+                for (int i = 0; i < 4; i++) bf[h][i] = moe_tc_dequant2(words[i], tg, mult[h], big);
             }
 #pragma unroll
             for (int kk = 0; kk < 2; kk++) {
