@@ -289,7 +289,7 @@ constexpr size_t moe_tc_smem_bytes() {
  * (subnormal for 0 and 0.5, exactly); moe_fp4x2_tiny does both nibbles of byte k of a word
  * (even column in the low half) with two multiplies whose shifted copies do not overlap. The
  * block's multiplier 2^(stored - 131) (the weight x 2^kMoeTcPrescale) is then 2^(stored - 5)
- * on that, a bf16 up to stored byte 132 and two factors beyond (2^127 x 2^(stored - 132));
+ * on that: two bf16 factors (2^127 x 2^(stored - 132) from stored byte 133 on);
  * each mul.rn.bf16x2 is exact (fp4 x 2^k with k >= -132 is a bf16), so the result has the
  * bits of the f32 product truncated to bf16, as in the 64-row kernel. The byte table this
  * replaces (a 256-entry shared-memory lookup per byte) made the kernel bound by shared-memory
@@ -301,12 +301,12 @@ __device__ __forceinline__ uint32_t moe_fp4x2_tiny(uint32_t word, uint32_t k) {
     return (em & 0x01C001C0u) | (sg & 0x80008000u);
 }
 /* The multipliers of a stored scale byte (0 for rows past the weights): lo x hi = 2^(stored - 5)
- * as bf16 bits in both halves (hi = 1.0 up to stored byte 132); f32 = 2^(stored - 131) for the
- * path without a bf16x2 multiply. */
+ * as bf16 bits in both halves (hi = 1.0 up to stored byte 132; the model's bytes lie around
+ * 127 + 14, so both factors are always applied); f32 = 2^(stored - 131) for the path without a
+ * bf16x2 multiply. */
 struct MoeTcMult {
     uint32_t lo, hi;
     float f32;
-    bool big;
 };
 __device__ __forceinline__ MoeTcMult moe_tc_mult(uint32_t stored, bool valid) {
     static_assert(kMoeTcPrescale == 10, "the multiplier is 2^(stored - 131)");
@@ -316,20 +316,18 @@ __device__ __forceinline__ MoeTcMult moe_tc_mult(uint32_t stored, bool valid) {
     m.lo = valid ? ((uint32_t) (a + 127) << 7) * 0x10001u : 0u;
     m.hi = ((uint32_t) (b + 127) << 7) * 0x10001u;
     m.f32 = valid ? gptoss_exp2i((int) stored - 131) : 0.0f;
-    m.big = valid && b > 0;
     return m;
 }
-/* byte k of word, dequantised (big: some lane of the warp needs the second factor) */
-__device__ __forceinline__ uint32_t moe_tc_dequant2(uint32_t word, uint32_t k, const MoeTcMult& m, bool big) {
+/* byte k of word, dequantised */
+__device__ __forceinline__ uint32_t moe_tc_dequant2(uint32_t word, uint32_t k, const MoeTcMult& m) {
     const uint32_t v = moe_fp4x2_tiny(word, k);
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     uint32_t d;
     /* a * b per bf16 half, rounded to nearest (exact here); bf16 keeps subnormals */
     asm("mul.rn.bf16x2 %0, %1, %2;" : "=r"(d) : "r"(v), "r"(m.lo));
-    if (big) asm("mul.rn.bf16x2 %0, %1, %2;" : "=r"(d) : "r"(d), "r"(m.hi));
+    asm("mul.rn.bf16x2 %0, %1, %2;" : "=r"(d) : "r"(d), "r"(m.hi));
     return d;
 #else
-    (void) big;
     /* no bf16x2 multiply before sm_90: each half in f32 (fp4 x 2^-126 x 2^126 = fp4, then the
      * multiplier; exact), truncated back */
     const float u = 8.507059173023462e37f; /* 2^126 */
@@ -626,15 +624,12 @@ __global__ void __launch_bounds__(256, 4) moe_gemm_tc16_kernel(const uint32_t* _
                 const uint32_t r = wr0 + 8 * h;
                 mult[h] = moe_tc_mult(r < wrows ? Ss[(size_t) r * nb + kb] : 0u, r < wrows);
             }
-            /* warp-uniform: the second factor only where a row of the warp has a stored
-             * byte above 132 (weights of 2^6 and more: rare) */
-            const bool big = __any_sync(0xFFFFFFFFu, mult[0].big || mult[1].big);
 #pragma unroll
             for (int h = 0; h < 2; h++) {
                 const uint4 q = *(const uint4*) (w + ((size_t) j * MT_BN + wr0 + 8 * h) * 16);
                 const uint32_t words[4] = {q.x, q.y, q.z, q.w};
 #pragma unroll
-                for (int i = 0; i < 4; i++) bf[h][i] = moe_tc_dequant2(words[i], tg, mult[h], big);
+                for (int i = 0; i < 4; i++) bf[h][i] = moe_tc_dequant2(words[i], tg, mult[h]);
             }
 #pragma unroll
             for (int kk = 0; kk < 2; kk++) {
