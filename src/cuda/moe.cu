@@ -282,8 +282,7 @@ constexpr size_t moe_tc_smem_bytes() {
     return (size_t) 2 * (NP * MT_BM + MT_BN) * MT_LD * sizeof(uint16_t);
 }
 
-/* The exact bf16 dequantisation of the 16-row kernel, in integer ops (the 64-row one keeps its
- * 16-entry f32 table). A byte of an MXFP4 block holds two fp4 values (low nibble: the even
+/* The exact bf16 dequantisation of both MoE tensor-core kernels, in integer ops. A byte of an MXFP4 block holds two fp4 values (low nibble: the even
  * column). An E2M1 nibble's three magnitude bits placed at bits 6..8 of a bf16 (the exponent's
  * two low bits and the mantissa's top bit) and its sign at bit 15 make the bf16 fp4 x 2^-126
  * (subnormal for 0 and 0.5, exactly); moe_fp4x2_tiny does both nibbles of byte k of a word
@@ -291,9 +290,10 @@ constexpr size_t moe_tc_smem_bytes() {
  * block's multiplier 2^(stored - 131) (the weight x 2^kMoeTcPrescale) is then 2^(stored - 5)
  * on that: two bf16 factors (2^127 x 2^(stored - 132) from stored byte 133 on);
  * each mul.rn.bf16x2 is exact (fp4 x 2^k with k >= -132 is a bf16), so the result has the
- * bits of the f32 product truncated to bf16, as in the 64-row kernel. The byte table this
- * replaces (a 256-entry shared-memory lookup per byte) made the kernel bound by shared-memory
- * bank conflicts (docs/CUDA_NOTES.md). */
+ * bits of the f32 product truncated to bf16 (fp4 x multiplier in f32, the kernels' earlier
+ * form). The tables this replaces, a 256-entry byte table in the 16-row kernel and a 16-entry
+ * f32 table in the 64-row one, made them wait on shared-memory bank conflicts
+ * (docs/CUDA_NOTES.md). */
 __device__ __forceinline__ uint32_t moe_fp4x2_tiny(uint32_t word, uint32_t k) {
     const uint32_t b = __byte_perm(word, 0u, 0x4440u | k); /* byte k, zero-extended */
     const uint32_t em = b * 0x40040u;                      /* b << 6 | b << 18: magnitudes at 6..8, 22..24 */
@@ -349,7 +349,6 @@ __global__ void __launch_bounds__(256, 3) moe_gemm_tc_kernel(const uint32_t* __r
     constexpr int MI = MT_BM / (16 * WM), WNT = MT_BN / WN, NJ = WNT / 16; /* m16 tiles, warp N tile, n16 pairs */
     constexpr int A_ITERS = (MT_BM * 8 + 255) / 256; /* 4-column chunks of a row tile per thread */
     extern __shared__ __align__(16) uint16_t mt_smem[];
-    __shared__ float fp4_lut[16];
     uint16_t* As = mt_smem;                           /* [2][NP][MT_BM][MT_LD] */
     uint16_t* Ws = mt_smem + 2 * NP * MT_BM * MT_LD;  /* [2][MT_BN][MT_LD] */
     const uint32_t tid = threadIdx.x, lane = tid & 31u, warp = tid >> 5;
@@ -357,7 +356,6 @@ __global__ void __launch_bounds__(256, 3) moe_gemm_tc_kernel(const uint32_t* __r
 
     uint32_t e_found, row_begin, row_end;
     if (!moe_row_tile<SWIGLU, MT_BM>(offsets, P, E, n0, out, out_width, error_word, e_found, row_begin, row_end)) return;
-    if (tid < 16) fp4_lut[tid] = gptoss_fp4_to_f32(tid);
     const uint8_t* wb = blocks + (size_t) e_found * stride;
     const uint8_t* wsc = scales + (size_t) e_found * stride;
     const uint8_t* wbias = bias_bytes + (size_t) e_found * stride;
@@ -422,25 +420,19 @@ __global__ void __launch_bounds__(256, 3) moe_gemm_tc_kernel(const uint32_t* __r
 #pragma unroll
             for (int p = 0; p < NP; p++) *(uint2*) (as + ((size_t) p * MT_BM + row) * MT_LD + col) = ap[i][p];
         }
-        /* w * 2^10 as bf16: exact (see above), so truncating the f32 bits is exact. (The
-         * 16-row kernel's byte table + bf16x2 multiply, tried here, made this kernel ~2 %
-         * slower on an H100: docs/CUDA_NOTES.md.) */
-        const float mult = gptoss_exp2i((int) wscale - 141 + kMoeTcPrescale);
+        /* w * 2^10 as bf16, exact: the integer dequantisation of the 16-row kernel (one of
+         * its functions for both kernels; the 16-entry f32 table it replaces cost
+         * shared-memory lookups with bank conflicts, the byte table was ~2 % slower here) */
+        const MoeTcMult mult = moe_tc_mult(wscale, true);
         uint32_t packed[8];
 #pragma unroll
-        for (int b = 0; b < 8; b++) {
-            const uint32_t byte = (wq[b >> 2] >> (8 * (b & 3))) & 0xFFu;
-            const uint32_t lo = __float_as_uint(fp4_lut[byte & 15u] * mult);
-            const uint32_t hi = __float_as_uint(fp4_lut[byte >> 4] * mult);
-            packed[b] = (lo >> 16) | (hi & 0xFFFF0000u);
-        }
+        for (int b = 0; b < 8; b++) packed[b] = moe_tc_dequant2(wq[b >> 2], (uint32_t) b & 3u, mult);
         uint4* dst = (uint4*) (ws + (size_t) w_row * MT_LD + w_half * 16);
         dst[0] = make_uint4(packed[0], packed[1], packed[2], packed[3]);
         dst[1] = make_uint4(packed[4], packed[5], packed[6], packed[7]);
     };
 
     gload(0);
-    __syncthreads(); /* fp4_lut */
     sstore(0);
     __syncthreads();
     for (uint32_t kb = 0; kb < nb; kb++) {
