@@ -420,9 +420,9 @@ __global__ void __launch_bounds__(256, 3) moe_gemm_tc_kernel(const uint32_t* __r
 #pragma unroll
             for (int p = 0; p < NP; p++) *(uint2*) (as + ((size_t) p * MT_BM + row) * MT_LD + col) = ap[i][p];
         }
-        /* w * 2^10 as bf16, exact: the integer dequantisation of the 16-row kernel (one of
-         * its functions for both kernels; the 16-entry f32 table it replaces cost
-         * shared-memory lookups with bank conflicts, the byte table was ~2 % slower here) */
+        /* w * 2^10 as bf16, exact: the ring kernel's integer dequantisation (the 16-entry f32
+         * table it replaces cost shared-memory lookups with bank conflicts; the byte table was
+         * ~2 % slower here) */
         const MoeTcMult mult = moe_tc_mult(wscale, true);
         uint32_t packed[8];
 #pragma unroll
@@ -481,35 +481,47 @@ __global__ void __launch_bounds__(256, 3) moe_gemm_tc_kernel(const uint32_t* __r
             }
 }
 
-/* Decode steps of many streams (experts of fewer than 16 rows on average: ~8 at 64 streams
- * of 20b, ~2 of 120b): 16 expert rows x 128 weight rows per tile, 8 warps as 1 x 8 (warp
- * tile 16 x 16), four blocks per SM. Its MMAs are few, so its time is the latency of the
- * weight bytes: moe_gemm_tc_kernel's two register-fed stages keep ~8 KB a block in flight,
- * and at 16-row tiles it read ~0.5 TB/s (docs/CUDA_NOTES.md). Here a cp.async ring of
- * kTc16Stages stages, each kTc16SB MXFP4 blocks (64 columns) of the tile's 128 weight rows
- * (raw bytes) and of its activation rows (the bf16 planes), keeps kTc16Stages - 1 stages
- * (12 KB) in flight per block; the tile's scale bytes (128 rows x K/32, contiguous) are
- * copied to shared memory with the first stage; each warp dequantises its own 16 weight
- * rows straight into the B fragments. Same fragments, same MMAs in the same order as
- * moe_gemm_tc_kernel: the same bits. Needs blocks, scales and the expert stride 16-byte
- * aligned (cp.async); launch_moe_gemm runs the 64-row kernel otherwise. */
+/* The ring kernel, tiles of BM expert rows x 128 weight rows. BM = 16 for decode steps of
+ * many streams (experts of fewer than 16 rows on average: ~8 at 64 streams of 20b, ~2 of
+ * 120b): 8 warps as 1 x 8 (warp tile 16 x 16), four blocks per SM. Its MMAs are few, so
+ * its time is the latency of the weight bytes: moe_gemm_tc_kernel's two register-fed stages
+ * keep ~8 KB a block in flight, and at 16-row tiles it read ~0.5 TB/s (docs/CUDA_NOTES.md).
+ * BM = 64 for prefill (8 warps as 2 x 4, warp tile 32 x 32, two blocks per SM), in place of
+ * moe_gemm_tc_kernel's register-fed stages of 32 columns. A cp.async ring of kTc16Stages
+ * stages, each kTc16SB MXFP4 blocks (64 columns) of the tile's 128 weight rows (raw bytes)
+ * and of its activation rows (the bf16 planes), keeps kTc16Stages - 1 stages in flight per
+ * block; the tile's scale bytes (128 rows x K/32, contiguous) are copied to shared memory
+ * with the first stage; each warp dequantises its own weight rows straight into the B
+ * fragments. Same fragments, same MMAs in the same order as moe_gemm_tc_kernel: the same
+ * bits. Needs blocks, scales and the expert stride 16-byte aligned (cp.async);
+ * launch_moe_gemm runs moe_gemm_tc_kernel otherwise. */
+template <int BM>
+struct MoeRingShape;
+template <>
+struct MoeRingShape<16> {
+    static constexpr int WM = 1, WN = 8, kMinBlocks = 4; /* warps along the rows and the weight rows */
+};
+template <>
+struct MoeRingShape<64> {
+    static constexpr int WM = 2, WN = 4, kMinBlocks = 2;
+};
 constexpr int kTc16SB = 2;
 constexpr int kTc16Stages = 4;
 constexpr int kTc16LdA = kTc16SB * 32 + 8; /* an activation row of a stage, bf16, padded (ldmatrix conflict-free) */
 constexpr size_t kTc16WeightStage = (size_t) kTc16SB * MT_BN * 16;
 
-template <int NP>
+template <int NP, int BM>
 __host__ __device__ constexpr size_t tc16_ring_bytes() {
-    return (size_t) kTc16Stages * (kTc16WeightStage + (size_t) NP * 16 * kTc16LdA * sizeof(uint16_t));
+    return (size_t) kTc16Stages * (kTc16WeightStage + (size_t) NP * BM * kTc16LdA * sizeof(uint16_t));
 }
 
-template <int NP>
+template <int NP, int BM>
 size_t tc16_smem_bytes(uint32_t nb) {
-    return tc16_ring_bytes<NP>() + ((size_t) MT_BN * nb + 15) / 16 * 16;
+    return tc16_ring_bytes<NP, BM>() + ((size_t) MT_BN * nb + 15) / 16 * 16;
 }
 
-template <bool SWIGLU, int NP>
-__global__ void __launch_bounds__(256, 4) moe_gemm_tc16_kernel(const uint32_t* __restrict__ offsets,
+template <bool SWIGLU, int NP, int BM>
+__global__ void __launch_bounds__(256, MoeRingShape<BM>::kMinBlocks) moe_gemm_ring_kernel(const uint32_t* __restrict__ offsets,
                                                                const uint16_t* __restrict__ planes,
                                                                const uint8_t* __restrict__ blocks,
                                                                const uint8_t* __restrict__ scales,
@@ -519,13 +531,15 @@ __global__ void __launch_bounds__(256, 4) moe_gemm_tc16_kernel(const uint32_t* _
                                                                uint32_t out_width, float limit, uint32_t* error_word) {
     extern __shared__ __align__(16) uint8_t t16_smem[];
     uint8_t* Wr = t16_smem;                                                  /* [stages][SB][128][16] */
-    uint16_t* Ar = (uint16_t*) (t16_smem + kTc16Stages * kTc16WeightStage); /* [stages][NP][16][LdA] */
-    uint8_t* Ss = t16_smem + tc16_ring_bytes<NP>();                          /* [rows][nb] */
+    uint16_t* Ar = (uint16_t*) (t16_smem + kTc16Stages * kTc16WeightStage); /* [stages][NP][BM][LdA] */
+    uint8_t* Ss = t16_smem + tc16_ring_bytes<NP, BM>();                      /* [rows][nb] */
+    constexpr int WM = MoeRingShape<BM>::WM, WN = MoeRingShape<BM>::WN;
+    constexpr int MI = BM / (16 * WM), NT = MT_BN / (8 * WN); /* a warp's m16 tiles and n8 tiles */
     const uint32_t tid = threadIdx.x, lane = tid & 31u, warp = tid >> 5;
     const uint32_t n0 = blockIdx.x * MT_BN;
 
     uint32_t e_found, row_begin, row_end;
-    if (!moe_row_tile<SWIGLU, 16>(offsets, P, E, n0, out, out_width, error_word, e_found, row_begin, row_end)) return;
+    if (!moe_row_tile<SWIGLU, BM>(offsets, P, E, n0, out, out_width, error_word, e_found, row_begin, row_end)) return;
     const uint8_t* wb = blocks + (size_t) e_found * stride;
     const uint8_t* wsc = scales + (size_t) e_found * stride;
     const uint8_t* wbias = bias_bytes + (size_t) e_found * stride;
@@ -538,7 +552,7 @@ __global__ void __launch_bounds__(256, 4) moe_gemm_tc16_kernel(const uint32_t* _
      * thread), activation chunks tid + 256 i (plane, row, 8 columns) */
     static_assert(kTc16SB * MT_BN == 256, "one weight chunk per thread and stage");
     constexpr uint32_t kChunks = kTc16SB * 4; /* 16-byte chunks (8 columns) of an activation row */
-    constexpr int kAPer = (NP * 16 * kChunks + 255) / 256;
+    constexpr int kAPer = (NP * BM * kChunks + 255) / 256;
     const uint32_t wj = tid / MT_BN, wr = tid % MT_BN;
     const bool w_ok = wr < wrows;
     const uint8_t* w_src = wb + ((size_t) (n0 + wr) * nb + wj) * 16;
@@ -549,10 +563,10 @@ __global__ void __launch_bounds__(256, 4) moe_gemm_tc16_kernel(const uint32_t* _
 #pragma unroll
     for (int i = 0; i < kAPer; i++) {
         const uint32_t c = tid + 256u * i;
-        const uint32_t p = c / (16 * kChunks), r = c / kChunks % 16, ch = c % kChunks;
-        a_ok[i] = c < NP * 16 * kChunks && r < rows;
+        const uint32_t p = c / (BM * kChunks), r = c / kChunks % BM, ch = c % kChunks;
+        a_ok[i] = c < NP * BM * kChunks && r < rows;
         a_col[i] = ch * 8;
-        a_dst[i] = (p * 16 + r) * kTc16LdA + ch * 8;
+        a_dst[i] = (p * BM + r) * kTc16LdA + ch * 8;
         a_src[i] = planes + (a_ok[i] ? (size_t) p * plane_size + (size_t) (row_begin + r) * K + ch * 8 : 0);
     }
     /* stage s: blocks s*SB .. s*SB+SB-1 of the weight rows, the same columns of the
@@ -562,7 +576,7 @@ __global__ void __launch_bounds__(256, 4) moe_gemm_tc16_kernel(const uint32_t* _
         if (s < ns) {
             uint8_t* w = Wr + (size_t) (s % kTc16Stages) * kTc16WeightStage;
             if (w_ok && s * kTc16SB + wj < nb) gptoss_d_cp_async16(w + w_dst, w_src + (size_t) s * kTc16SB * 16);
-            uint16_t* a = Ar + (size_t) (s % kTc16Stages) * NP * 16 * kTc16LdA;
+            uint16_t* a = Ar + (size_t) (s % kTc16Stages) * NP * BM * kTc16LdA;
             const uint32_t col0 = s * kTc16SB * 32;
 #pragma unroll
             for (int i = 0; i < kAPer; i++) {
@@ -583,24 +597,28 @@ __global__ void __launch_bounds__(256, 4) moe_gemm_tc16_kernel(const uint32_t* _
 #pragma unroll
     for (int st = 0; st < kTc16Stages - 1; st++) issue((uint32_t) st);
     /* activation rows past the tile's rows are zero in every stage (never copied) */
-    for (uint32_t idx = tid; idx < kTc16Stages * NP * 16 * (kTc16LdA / 8); idx += 256) {
-        if (idx / (kTc16LdA / 8) % 16 >= rows) *(uint4*) (Ar + (size_t) idx * 8) = make_uint4(0, 0, 0, 0);
+    for (uint32_t idx = tid; idx < kTc16Stages * NP * BM * (kTc16LdA / 8); idx += 256) {
+        if (idx / (kTc16LdA / 8) % BM >= rows) *(uint4*) (Ar + (size_t) idx * 8) = make_uint4(0, 0, 0, 0);
     }
 
     const uint32_t g = lane >> 2, tg = lane & 3u;
-    const uint32_t wr0 = warp * 16 + g; /* this thread's weight rows in the tile: wr0 (n8 tile 0), wr0 + 8 (1) */
-    float acc[2][4];
+    const uint32_t wm = warp % WM, wn = warp / WM;
+    const uint32_t wr0 = wn * 8 * NT + g; /* this thread's weight rows in the tile: wr0 + 8 h (n8 tile h) */
+    const uint32_t ar0 = wm * 16 * MI;    /* the warp's first activation row in the tile */
+    float acc[MI][NT][4];
 #pragma unroll
-    for (int h = 0; h < 2; h++)
+    for (int mi = 0; mi < MI; mi++)
 #pragma unroll
-        for (int q = 0; q < 4; q++) acc[h][q] = 0.0f;
+        for (int h = 0; h < NT; h++)
+#pragma unroll
+            for (int q = 0; q < 4; q++) acc[mi][h][q] = 0.0f;
 
     for (uint32_t s = 0; s < ns; s++) {
         gptoss_d_cp_async_wait<kTc16Stages - 2>(); /* this thread's copies of stage s landed */
         __syncthreads();                            /* everyone's; stage s - 1 consumed */
         issue(s + kTc16Stages - 1);                 /* into stage s - 1's buffer */
         const uint8_t* w = Wr + (size_t) (s % kTc16Stages) * kTc16WeightStage;
-        const uint16_t* a = Ar + (size_t) (s % kTc16Stages) * NP * 16 * kTc16LdA;
+        const uint16_t* a = Ar + (size_t) (s % kTc16Stages) * NP * BM * kTc16LdA;
 #pragma unroll
         for (int j = 0; j < kTc16SB; j++) {
             const uint32_t kb = s * kTc16SB + j;
@@ -608,16 +626,16 @@ __global__ void __launch_bounds__(256, 4) moe_gemm_tc16_kernel(const uint32_t* _
             /* B fragments of n8 tile h: bf[h][2 kk + 0] = columns 16 kk + 2 tg, +1 and
              * bf[h][2 kk + 1] = 16 kk + 8 + 2 tg, +1 of weight row wr0 + 8 h, i.e. byte tg
              * of each 32-bit word of the row's block (low nibble: the even column) */
-            uint32_t bf[2][4];
-            MoeTcMult mult[2];
+            uint32_t bf[NT][4];
+            MoeTcMult mult[NT];
 #pragma unroll
-            for (int h = 0; h < 2; h++) {
+            for (int h = 0; h < NT; h++) {
                 /* multiplier 0 for rows past the weights (their outputs are not stored) */
                 const uint32_t r = wr0 + 8 * h;
                 mult[h] = moe_tc_mult(r < wrows ? Ss[(size_t) r * nb + kb] : 0u, r < wrows);
             }
 #pragma unroll
-            for (int h = 0; h < 2; h++) {
+            for (int h = 0; h < NT; h++) {
                 const uint4 q = *(const uint4*) (w + ((size_t) j * MT_BN + wr0 + 8 * h) * 16);
                 const uint32_t words[4] = {q.x, q.y, q.z, q.w};
 #pragma unroll
@@ -625,29 +643,38 @@ __global__ void __launch_bounds__(256, 4) moe_gemm_tc16_kernel(const uint32_t* _
             }
 #pragma unroll
             for (int kk = 0; kk < 2; kk++) {
-                uint32_t af[NP][4];
+                uint32_t af[NP][MI][4];
 #pragma unroll
-                for (int p = 0; p < NP; p++) {
-                    gptoss_d_ldmatrix_x4(af[p], a + ((size_t) p * 16 + (lane & 15u)) * kTc16LdA + j * 32 + kk * 16 +
-                                                    (lane >> 4) * 8);
-                }
+                for (int p = 0; p < NP; p++)
 #pragma unroll
-                for (int h = 0; h < 2; h++)
+                    for (int mi = 0; mi < MI; mi++) {
+                        gptoss_d_ldmatrix_x4(af[p][mi], a + ((size_t) p * BM + ar0 + mi * 16 + (lane & 15u)) * kTc16LdA +
+                                                            j * 32 + kk * 16 + (lane >> 4) * 8);
+                    }
 #pragma unroll
-                    for (int p = NP - 1; p >= 0; p--) gptoss_d_mma_bf16_16816(acc[h], af[p], bf[h][2 * kk], bf[h][2 * kk + 1]);
+                for (int h = 0; h < NT; h++)
+#pragma unroll
+                    for (int mi = 0; mi < MI; mi++)
+#pragma unroll
+                        for (int p = NP - 1; p >= 0; p--)
+                            gptoss_d_mma_bf16_16816(acc[mi][h], af[p][mi], bf[h][2 * kk], bf[h][2 * kk + 1]);
             }
         }
     }
     gptoss_d_cp_async_wait<0>(); /* no copy outlives the block (the groups past ns are empty) */
 
 #pragma unroll
-    for (int h = 0; h < 2; h++)
+    for (int mi = 0; mi < MI; mi++)
 #pragma unroll
-        for (int hh = 0; hh < 2; hh++) {
-            const uint32_t m = row_begin + g + 8 * hh;
-            const uint32_t n = n0 + warp * 16 + h * 8 + 2 * tg;
-            if (m < row_end) moe_tc_store<SWIGLU>(out, out_width, m, n, N, acc[h][2 * hh], acc[h][2 * hh + 1], wbias, limit);
-        }
+        for (int h = 0; h < NT; h++)
+#pragma unroll
+            for (int hh = 0; hh < 2; hh++) {
+                const uint32_t m = row_begin + ar0 + mi * 16 + g + 8 * hh;
+                const uint32_t n = n0 + wn * 8 * NT + h * 8 + 2 * tg;
+                if (m < row_end) {
+                    moe_tc_store<SWIGLU>(out, out_width, m, n, N, acc[mi][h][2 * hh], acc[mi][h][2 * hh + 1], wbias, limit);
+                }
+            }
 }
 
 template <bool SWIGLU>
@@ -696,12 +723,12 @@ cudaError_t launch_moe_gemm_tc(gptoss_backend_t backend, dim3 grid, const uint32
     return cudaGetLastError();
 }
 
-/* The most shared memory the 16-row kernel may ask for (Hopper's opt-in limit per block is
- * 227 KB; four blocks of the 20b shapes take 46-56 KB each): beyond it (K > ~45,000) the
- * 64-row kernel runs. */
+/* The most shared memory the ring kernel may ask for (Hopper's opt-in limit per block is
+ * 227 KB; at the 20b shapes four 16-row blocks take 46-56 KB each, two 64-row blocks ~100 KB):
+ * beyond it (K > ~45,000 for 16 rows, ~27,000 for 64) moe_gemm_tc_kernel runs. */
 constexpr size_t kTc16MaxSmem = 200 * 1024;
 
-/* The 16-row kernel's shared-memory limit on this device: kTc16MaxSmem or the device's
+/* The ring kernel's shared-memory limit on this device: kTc16MaxSmem or the device's
  * opt-in maximum, whichever is smaller. Set as the kernel's limit once per value, not per K:
  * a limit lowered by one call would make another thread's launch or a captured graph's
  * replay with a larger K fail. */
@@ -710,21 +737,21 @@ static size_t tc16_smem_cap(gptoss_backend_t backend) {
     return dev < kTc16MaxSmem ? dev : kTc16MaxSmem;
 }
 
-template <bool SWIGLU, int NP>
-cudaError_t launch_moe_gemm_tc16(gptoss_backend_t backend, dim3 grid, const uint32_t* offsets, const uint16_t* planes,
+template <bool SWIGLU, int NP, int BM>
+cudaError_t launch_moe_gemm_ring(gptoss_backend_t backend, dim3 grid, const uint32_t* offsets, const uint16_t* planes,
                                  const uint8_t* blocks, const uint8_t* scales, const uint8_t* bias, size_t stride,
                                  float* output, uint32_t P, uint32_t E, uint32_t K, uint32_t N, uint32_t out_width,
                                  float limit, uint32_t* error_word) {
-    const size_t smem = tc16_smem_bytes<NP>(K / 32);
-    const cudaError_t err = cudaFuncSetAttribute(moe_gemm_tc16_kernel<SWIGLU, NP>,
+    const size_t smem = tc16_smem_bytes<NP, BM>(K / 32);
+    const cudaError_t err = cudaFuncSetAttribute(moe_gemm_ring_kernel<SWIGLU, NP, BM>,
                                                  cudaFuncAttributeMaxDynamicSharedMemorySize, (int) tc16_smem_cap(backend));
     if (err != cudaSuccess) return err;
-    moe_gemm_tc16_kernel<SWIGLU, NP><<<grid, 256, smem, gptoss_cuda_stream(backend)>>>(
+    moe_gemm_ring_kernel<SWIGLU, NP, BM><<<grid, 256, smem, gptoss_cuda_stream(backend)>>>(
         offsets, planes, blocks, scales, bias, stride, output, P, E, K, N, out_width, limit, error_word);
     return cudaGetLastError();
 }
 
-/* Row tiles of 16 (moe_gemm_tc16_kernel) instead of 64 when the experts hold fewer than this many rows on average
+/* Row tiles of 16 (moe_gemm_ring_kernel<..., 16>) instead of 64 when the experts hold fewer than this many rows on average
  * (a decode step of many streams: 64 streams of 20b give ~8 rows per expert, and a 64-row
  * tile would run 8 times the tensor-core work and dequantise the same weights for it). The
  * sums do not depend on the tile: each output is one row's dot product, summed over the
@@ -733,6 +760,11 @@ cudaError_t launch_moe_gemm_tc16(gptoss_backend_t backend, dim3 grid, const uint
 #define GPTOSS_CUDA_MOE_SMALL_TILE_ROWS 16
 #endif
 constexpr uint64_t kMoeSmallTileRows = GPTOSS_CUDA_MOE_SMALL_TILE_ROWS;
+/* 64-row tiles through the ring kernel (1) or moe_gemm_tc_kernel (0): a build-time switch
+ * for measuring the choice; the two give the same sums */
+#ifndef GPTOSS_CUDA_MOE_RING64
+#define GPTOSS_CUDA_MOE_RING64 1
+#endif
 
 template <bool SWIGLU>
 enum gptoss_status launch_moe_gemm(gptoss_backend_t backend, const uint32_t* offsets, const float* input,
@@ -742,11 +774,14 @@ enum gptoss_status launch_moe_gemm(gptoss_backend_t backend, const uint32_t* off
     const uint64_t P = (uint64_t) T * k;
     const uint32_t N = SWIGLU ? 2 * num_rows : num_rows;
     const int np = C >= 256 ? 2 : 3;
-    /* 16-row tiles need cp.async alignment (16 bytes) of the weights; the other tile gives
-     * the same sums */
-    const bool ring = P < kMoeSmallTileRows * E && gptoss_aligned(blocks, 16) && gptoss_aligned(scales, 16) &&
-                      stride % 16 == 0 && (np == 2 ? tc16_smem_bytes<2>(C / 32) : tc16_smem_bytes<3>(C / 32)) <= tc16_smem_cap(backend);
-    const uint32_t bm = ring ? 16 : MT_BM;
+    /* the ring kernel needs cp.async alignment (16 bytes) of the weights and its shared
+     * memory; moe_gemm_tc_kernel gives the same sums */
+    const bool small = P < kMoeSmallTileRows * E;
+    const size_t ring_smem = small ? (np == 2 ? tc16_smem_bytes<2, 16>(C / 32) : tc16_smem_bytes<3, 16>(C / 32))
+                                   : (np == 2 ? tc16_smem_bytes<2, 64>(C / 32) : tc16_smem_bytes<3, 64>(C / 32));
+    const bool ring = (small || GPTOSS_CUDA_MOE_RING64) && gptoss_aligned(blocks, 16) && gptoss_aligned(scales, 16) &&
+                      stride % 16 == 0 && ring_smem <= tc16_smem_cap(backend);
+    const uint32_t bm = ring && small ? 16 : MT_BM;
     const uint64_t y_tiles = (P + bm - 1) / bm + E;
     if (y_tiles > GPTOSS_CUDA_MAX_GRID_YZ) {
         return gptoss_fail(gptoss_status_unsupported_argument, "CUDA MoE prefill: too many row tiles (%llu)",
@@ -764,8 +799,10 @@ enum gptoss_status launch_moe_gemm(gptoss_backend_t backend, const uint32_t* off
     const uint32_t P32 = (uint32_t) P;
     cudaError_t err;
 #define MOE_TC_ARGS backend, grid, offsets, planes, blocks, scales, b8, stride, output, P32, E, C, N, num_rows, limit, ew
-    if (ring) {
-        err = np == 2 ? launch_moe_gemm_tc16<SWIGLU, 2>(MOE_TC_ARGS) : launch_moe_gemm_tc16<SWIGLU, 3>(MOE_TC_ARGS);
+    if (ring && small) {
+        err = np == 2 ? launch_moe_gemm_ring<SWIGLU, 2, 16>(MOE_TC_ARGS) : launch_moe_gemm_ring<SWIGLU, 3, 16>(MOE_TC_ARGS);
+    } else if (ring) {
+        err = np == 2 ? launch_moe_gemm_ring<SWIGLU, 2, 64>(MOE_TC_ARGS) : launch_moe_gemm_ring<SWIGLU, 3, 64>(MOE_TC_ARGS);
     } else if (np == 2) {
         err = vec ? launch_moe_gemm_tc<SWIGLU, true, 2>(MOE_TC_ARGS) : launch_moe_gemm_tc<SWIGLU, false, 2>(MOE_TC_ARGS);
     } else {

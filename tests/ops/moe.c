@@ -76,6 +76,13 @@ static const struct tc_case dense_swiglu_cases[] = {
      .k = 2, .f = 7.0f},
     {"moe_dense_swiglu_16row_tiles_odd_blocks_7tok_3of5_cols96_rows37", .t = 7, .c = 96, .r = 37, .e = 5, .k = 3,
      .f = 7.0f, .flags = TC_QUICK},
+    /* CUDA's 64-row ring tiles (16 rows per expert or more) with an odd block count (the last
+     * stage half full: 91 blocks, 2 activation parts; 3 blocks, 3 parts), partial row tiles
+     * (~20 rows per expert) and a partial weight tile */
+    {"moe_dense_swiglu_64row_tiles_odd_blocks_40tok_1of2_cols2912_rows19", .t = 40, .c = 2912, .r = 19, .e = 2,
+     .k = 1, .f = 7.0f},
+    {"moe_dense_swiglu_64row_tiles_odd_blocks_40tok_1of2_cols96_rows37", .t = 40, .c = 96, .r = 37, .e = 2, .k = 1,
+     .f = 7.0f, .flags = TC_QUICK},
     /* CUDA's 64-row tiles with tiny scales (subnormal bf16 weights) */
     {"moe_dense_swiglu_64row_tiles_tiny_scales_260tok_2of3_cols2880", .t = 260, .c = 2880, .r = 34, .e = 3,
      .k = 2, .f = 7.0f, .flags = TC_TINY_SCALES},
@@ -104,6 +111,8 @@ static const struct tc_case dense_down_cases[] = {
     {"moe_dense_matmul_16row_tiles_31tok_1of2_cols2880_rows131", .t = 31, .c = 2880, .r = 131, .e = 2, .k = 1},
     {"moe_dense_matmul_16row_tiles_odd_blocks_6tok_2of3_cols96_rows133", .t = 6, .c = 96, .r = 133, .e = 3, .k = 2,
      .flags = TC_QUICK},
+    {"moe_dense_matmul_64row_tiles_odd_blocks_70tok_1of2_cols2912_rows133", .t = 70, .c = 2912, .r = 133, .e = 2,
+     .k = 1},
     {"moe_dense_matmul_64row_tiles_tiny_scales_260tok_2of3_cols64", .t = 260, .c = 64, .r = 19, .e = 3, .k = 2,
      .flags = TC_TINY_SCALES},
     {"moe_dense_matmul_64tok_2of4_2880_rows2881", .t = 64, .c = 2880, .r = 2881, .e = 4, .k = 2, .check = 8},
