@@ -83,6 +83,9 @@ static const struct tc_case dense_swiglu_cases[] = {
      .k = 1, .f = 7.0f},
     {"moe_dense_swiglu_64row_tiles_odd_blocks_40tok_1of2_cols96_rows37", .t = 40, .c = 96, .r = 37, .e = 2, .k = 1,
      .f = 7.0f, .flags = TC_QUICK},
+    /* experts 8- but not 16-byte aligned: CUDA's register-fed 64-row kernel (no cp.async) */
+    {"moe_dense_swiglu_stride8_64row_tiles_64tok_2of4_cols2880_rows37", .t = 64, .c = 2880, .r = 37, .e = 4, .k = 2,
+     .f = 7.0f, .flags = TC_STRIDE8},
     /* CUDA's 64-row tiles with tiny scales (subnormal bf16 weights) */
     {"moe_dense_swiglu_64row_tiles_tiny_scales_260tok_2of3_cols2880", .t = 260, .c = 2880, .r = 34, .e = 3,
      .k = 2, .f = 7.0f, .flags = TC_TINY_SCALES},
@@ -113,6 +116,8 @@ static const struct tc_case dense_down_cases[] = {
      .flags = TC_QUICK},
     {"moe_dense_matmul_64row_tiles_odd_blocks_70tok_1of2_cols2912_rows133", .t = 70, .c = 2912, .r = 133, .e = 2,
      .k = 1},
+    {"moe_dense_matmul_stride8_64row_tiles_70tok_1of2_cols96_rows133", .t = 70, .c = 96, .r = 133, .e = 2, .k = 1,
+     .flags = TC_STRIDE8 | TC_QUICK},
     {"moe_dense_matmul_64row_tiles_tiny_scales_260tok_2of3_cols64", .t = 260, .c = 64, .r = 19, .e = 3, .k = 2,
      .flags = TC_TINY_SCALES},
     {"moe_dense_matmul_64tok_2of4_2880_rows2881", .t = 64, .c = 2880, .r = 2881, .e = 4, .k = 2, .check = 8},
@@ -139,11 +144,11 @@ static size_t align_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
  * ~U[-1,1], interleaved with one byte stride as in the model file. tiny_scales: stored
  * 0..9 (multipliers 2^-141 .. 2^-132: every weight an f32 subnormal), bias ~U[-2^-12, 2^-12]. */
 static void make_experts(struct tc_problem* p, struct tc_rng* rng, uint32_t E, uint32_t rows, uint32_t cols,
-                         bool tiny_scales) {
+                         bool tiny_scales, bool stride8) {
     const size_t nblocks = (size_t) rows * (cols / 32);
     p->scales_off = nblocks * 16;
     p->bias_off = align_up(p->scales_off + nblocks, 16);
-    p->expert_stride = align_up(p->bias_off + (size_t) rows * 2, 64);
+    p->expert_stride = align_up(p->bias_off + (size_t) rows * 2, 64) + (stride8 ? 8 : 0);
     uint8_t* base = tc_add_buffer(p, "experts", TC_IN, TC_U8, (size_t) E * p->expert_stride);
     if (base == NULL) return;
     memset(base, 0, (size_t) E * p->expert_stride);
@@ -168,7 +173,7 @@ static void make(struct tc_problem* p, struct tc_rng* rng) {
     uint32_t* offsets = dense ? tc_add_buffer(p, "expert_offsets", TC_IN, TC_U32, (size_t) c->e + 1) : NULL;
     float* x = tc_add_buffer(p, "input", TC_IN, TC_F32, in_rows * c->c);
     uint32_t* ids = dense ? NULL : tc_add_buffer(p, "expert_ids", TC_IN, TC_U32, P);
-    make_experts(p, rng, c->e, swiglu ? 2 * c->r : c->r, c->c, tiny);
+    make_experts(p, rng, c->e, swiglu ? 2 * c->r : c->r, c->c, tiny, (c->flags & TC_STRIDE8) != 0);
     tc_add_buffer(p, "output", TC_OUT, TC_F32, P * c->r);
     if (!x || (dense ? !offsets : !ids) || !p->b[2].host) return;
     /* activations scaled so that the pre-activations are O(1..10): both sides of the

@@ -72,6 +72,8 @@ enum {
     TC_POSITIVE_V = 1u << 14,  /* sdpa: V drawn from [0.5, 1] instead of [-1, 1]: no cancellation in
                                 * P V, so the tolerance (relative to sum p |V|) is relative to the
                                 * output itself and a biased accumulation shows */
+    TC_STRIDE8 = 1u << 15,     /* moe: expert stride 8 bytes past a multiple of 64 (8- but not
+                                * 16-byte aligned experts: CUDA's kernels without cp.async) */
 };
 
 /* Shapes and parameters of a case; each module says what the fields mean for its
