@@ -259,6 +259,11 @@ constexpr uint32_t kTcMinTokens = 32;
  * full on the SIMT path (docs/CUDA_NOTES.md). */
 constexpr uint32_t kTcFullTokens = 128;
 constexpr uint32_t kTcTwoPartMinCols = 256;
+/* 128 tokens and more through the ring GEMM (1) or gemm_bf16_tc_kernel (0): a build-time
+ * switch for measuring the choice; both give the same sums */
+#ifndef GPTOSS_CUDA_GEMM_RING_PREFILL
+#define GPTOSS_CUDA_GEMM_RING_PREFILL 1
+#endif
 
 template <int NP>
 constexpr size_t tc_smem_bytes() {
@@ -449,20 +454,23 @@ cudaError_t launch_gemm_tc(gptoss_backend_t backend, const uint16_t* planes, con
  * 128-token tiles run half empty there, and with few weight tiles (qkv: 40, attention
  * output: 23) the SIMT GEMM that ran instead kept ~80 SMs busy on f32 FMAs. Here: tiles of
  * 64 tokens x BN (64, or 32 when 64 would not give every SM a block) weight rows, 8 warps as
- * 2 x 4 (warp tile 32 x BN/4), and a cp.async ring of kRingStages stages of 64 columns (the
- * bf16 weight rows and the activation planes, zero-filled past K, T and R), kRingStages - 1
- * of them in flight. Per output the same MMAs in the same order as gemm_bf16_tc_kernel
+ * 2 x 4 (warp tile 32 x BN/4), and a cp.async ring of ST stages of 64 columns (the bf16
+ * weight rows and the activation planes, zero-filled past K, T and R), ST - 1 of them in
+ * flight. From 128 tokens on (prefill) the same kernel with BN = 128 replaces
+ * gemm_bf16_tc_kernel's two register-fed stages of 32 columns. Per output the same MMAs in the same order as gemm_bf16_tc_kernel
  * (every k-step of 16 up to K rounded up to 32, the planes from the last to the first, one
  * accumulator): the same bits. Needs K % 8 == 0 and 16-byte aligned weights (cp.async);
  * NP = 2 (K >= 256). */
-constexpr int kRingBM = 64, kRingSK = 64, kRingStages = 4, kRingLd = kRingSK + 8; /* LD: padded row, bf16 */
+constexpr int kRingBM = 64, kRingSK = 64, kRingLd = kRingSK + 8; /* LD: padded row, bf16 */
 
-template <int BN>
+/* ST stages: 4 for BN <= 64; 3 for BN = 128 (prefill, 128 tokens and more), so that two
+ * blocks (2 x 110.6 KB) share an SM */
+template <int BN, int ST>
 constexpr size_t ring_smem_bytes() {
-    return (size_t) kRingStages * (2 * kRingBM + BN) * kRingLd * sizeof(uint16_t);
+    return (size_t) ST * (2 * kRingBM + BN) * kRingLd * sizeof(uint16_t);
 }
 
-template <int BN>
+template <int BN, int ST>
 __global__ void __launch_bounds__(256, 2) gemm_bf16_tc_ring_kernel(const uint16_t* __restrict__ planes,
                                                                   const uint16_t* __restrict__ W,
                                                                   const uint16_t* __restrict__ bias,
@@ -471,7 +479,7 @@ __global__ void __launch_bounds__(256, 2) gemm_bf16_tc_ring_kernel(const uint16_
     constexpr int NP = 2, NI = BN / 32; /* n8 tiles per warp */
     extern __shared__ __align__(16) uint16_t ring_smem[];
     uint16_t* As = ring_smem;                                         /* [stages][NP][64][Ld] */
-    uint16_t* Ws = ring_smem + (size_t) kRingStages * NP * kRingBM * kRingLd; /* [stages][BN][Ld] */
+    uint16_t* Ws = ring_smem + (size_t) ST * NP * kRingBM * kRingLd; /* [stages][BN][Ld] */
     const uint32_t tid = threadIdx.x, lane = tid & 31u, warp = tid >> 5;
     const uint32_t wm = warp & 1u, wn = warp >> 1;
     const uint32_t g = lane >> 2, tg = lane & 3u;
@@ -483,8 +491,8 @@ __global__ void __launch_bounds__(256, 2) gemm_bf16_tc_ring_kernel(const uint16_
     /* stage s: columns s*64 .. s*64+63; 16-byte chunks (8 columns), zero past K / M / N */
     auto issue = [&](uint32_t s) {
         if (s < ns) {
-            uint16_t* as = As + (size_t) (s % kRingStages) * NP * kRingBM * kRingLd;
-            uint16_t* ws = Ws + (size_t) (s % kRingStages) * BN * kRingLd;
+            uint16_t* as = As + (size_t) (s % ST) * NP * kRingBM * kRingLd;
+            uint16_t* ws = Ws + (size_t) (s % ST) * BN * kRingLd;
             constexpr uint32_t kChunks = kRingSK / 8;
             for (uint32_t c = tid; c < NP * kRingBM * kChunks; c += 256) {
                 const uint32_t p = c / (kRingBM * kChunks), r = c / kChunks % kRingBM, ch = c % kChunks;
@@ -514,13 +522,13 @@ __global__ void __launch_bounds__(256, 2) gemm_bf16_tc_ring_kernel(const uint16_
             for (int q = 0; q < 4; q++) acc[i][j][q] = 0.0f;
 
 #pragma unroll
-    for (int st = 0; st < kRingStages - 1; st++) issue((uint32_t) st);
+    for (int st = 0; st < ST - 1; st++) issue((uint32_t) st);
     for (uint32_t s = 0; s < ns; s++) {
-        gptoss_d_cp_async_wait<kRingStages - 2>(); /* this thread's copies of stage s landed */
+        gptoss_d_cp_async_wait<ST - 2>(); /* this thread's copies of stage s landed */
         __syncthreads();                           /* everyone's; stage s - 1 consumed */
-        issue(s + kRingStages - 1);                /* into stage s - 1's buffer */
-        const uint16_t* as = As + (size_t) (s % kRingStages) * NP * kRingBM * kRingLd;
-        const uint16_t* ws = Ws + (size_t) (s % kRingStages) * BN * kRingLd;
+        issue(s + ST - 1);                /* into stage s - 1's buffer */
+        const uint16_t* as = As + (size_t) (s % ST) * NP * kRingBM * kRingLd;
+        const uint16_t* ws = Ws + (size_t) (s % ST) * BN * kRingLd;
 #pragma unroll
         for (int kk = 0; kk < kRingSK; kk += 16) {
             if (s * kRingSK + kk >= ksteps * 16) break; /* block-uniform */
@@ -533,14 +541,17 @@ __global__ void __launch_bounds__(256, 2) gemm_bf16_tc_ring_kernel(const uint16_
                                                         kk + (lane >> 4) * 8);
                 }
             uint32_t bf[NI][2];
-            if constexpr (NI == 2) {
-                uint32_t b4[4];
-                gptoss_d_ldmatrix_x4(b4, ws + (size_t) (wn * 16 + (lane & 7u) + ((lane >> 4) << 3)) * kRingLd + kk +
-                                             ((lane >> 3) & 1u) * 8);
-                bf[0][0] = b4[0];
-                bf[0][1] = b4[1];
-                bf[1][0] = b4[2];
-                bf[1][1] = b4[3];
+            if constexpr (NI % 2 == 0) {
+#pragma unroll
+                for (int q = 0; q < NI / 2; q++) {
+                    uint32_t b4[4];
+                    gptoss_d_ldmatrix_x4(b4, ws + (size_t) (wn * (BN / 4) + q * 16 + (lane & 7u) + ((lane >> 4) << 3)) *
+                                                     kRingLd + kk + ((lane >> 3) & 1u) * 8);
+                    bf[2 * q][0] = b4[0];
+                    bf[2 * q][1] = b4[1];
+                    bf[2 * q + 1][0] = b4[2];
+                    bf[2 * q + 1][1] = b4[3];
+                }
             } else {
                 gptoss_d_ldmatrix_x2(bf[0], ws + (size_t) (wn * 8 + (lane & 7u)) * kRingLd + kk + ((lane >> 3) & 1u) * 8);
             }
@@ -569,15 +580,15 @@ __global__ void __launch_bounds__(256, 2) gemm_bf16_tc_ring_kernel(const uint16_
             }
 }
 
-template <int BN>
+template <int BN, int ST>
 cudaError_t launch_gemm_tc_ring(gptoss_backend_t backend, const uint16_t* planes, const uint16_t* w, const uint16_t* b,
                                 float* out, uint32_t T, uint32_t C, uint32_t R, bool add) {
-    constexpr size_t smem = ring_smem_bytes<BN>();
-    const cudaError_t err = cudaFuncSetAttribute(gemm_bf16_tc_ring_kernel<BN>,
+    constexpr size_t smem = ring_smem_bytes<BN, ST>();
+    const cudaError_t err = cudaFuncSetAttribute(gemm_bf16_tc_ring_kernel<BN, ST>,
                                                  cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem);
     if (err != cudaSuccess) return err;
     const dim3 grid((T + kRingBM - 1) / kRingBM, (R + BN - 1) / BN);
-    gemm_bf16_tc_ring_kernel<BN><<<grid, 256, smem, gptoss_cuda_stream(backend)>>>(planes, w, b, out, T, C, R, add);
+    gemm_bf16_tc_ring_kernel<BN, ST><<<grid, 256, smem, gptoss_cuda_stream(backend)>>>(planes, w, b, out, T, C, R, add);
     return cudaGetLastError();
 }
 
@@ -781,8 +792,20 @@ enum gptoss_status gptoss_cuda_bf16w_matmul_launch(gptoss_backend_t backend, con
         if (st != gptoss_status_success) return st;
         const uint64_t tiles64 = (uint64_t) ((T + kRingBM - 1) / kRingBM) * ((R + 63) / 64);
         const cudaError_t err = tiles64 < (uint64_t) gptoss_cuda_num_sms(backend)
-                                    ? launch_gemm_tc_ring<32>(backend, planes, w, b, output, T, C, R, add)
-                                    : launch_gemm_tc_ring<64>(backend, planes, w, b, output, T, C, R, add);
+                                    ? launch_gemm_tc_ring<32, 4>(backend, planes, w, b, output, T, C, R, add)
+                                    : launch_gemm_tc_ring<64, 4>(backend, planes, w, b, output, T, C, R, add);
+        gptoss_cuda_scratch_release(backend);
+        if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of the bf16 tensor-core ring GEMM");
+        return gptoss_status_success;
+    }
+    /* 128 tokens and more, aligned K >= 256: the ring GEMM in tiles of 64 x 128 (the same sums
+     * as the register-fed GEMM below, which GPTOSS_CUDA_GEMM_RING_PREFILL=0 keeps) */
+    if (GPTOSS_CUDA_GEMM_RING_PREFILL && vec && T >= kTcFullTokens && C >= kTcTwoPartMinCols &&
+        (uint64_t) (R + 127) / 128 <= GPTOSS_CUDA_MAX_GRID_YZ) {
+        const uint16_t* planes = nullptr;
+        const enum gptoss_status st = gptoss_cuda_split_bf16_planes(backend, input, (size_t) T * C, 2, &planes);
+        if (st != gptoss_status_success) return st;
+        const cudaError_t err = launch_gemm_tc_ring<128, 3>(backend, planes, w, b, output, T, C, R, add);
         gptoss_cuda_scratch_release(backend);
         if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of the bf16 tensor-core ring GEMM");
         return gptoss_status_success;

@@ -40,6 +40,10 @@ static const struct tc_case f32_bf16w_matmul_cases[] = {
     {"matmul_tc_ring_40tok_2880x300", .t = 40, .c = 2880, .r = 300, .flags = TC_QUICK},
     {"matmul_tc_ring_64tok_2888x300", .t = 64, .c = 2888, .r = 300},
     {"matmul_tc_ring_bn64_33tok_264x8449", .t = 33, .c = 264, .r = 8449},
+    /* 128 tokens and more: the ring GEMM's 64 x 128 tiles (rows past T, a partial weight tile,
+     * K not a multiple of its 64-column stages nor of 32) */
+    {"matmul_tc_ring_bn128_137tok_264x133", .t = 137, .c = 264, .r = 133, .flags = TC_QUICK},
+    {"matmul_tc_ring_bn128_200tok_2888x300", .t = 200, .c = 2888, .r = 300},
     /* CUDA benchmark rows: the qkv projection over small batches and a 1024-token prefill */
     {"matmul_20b_qkv_batch4_2880x5120", .t = 4, .c = 2880, .r = 5120, .flags = TC_BENCH_CUDA | TC_BENCH_ONLY},
     {"matmul_20b_qkv_batch8_2880x5120", .t = 8, .c = 2880, .r = 5120, .flags = TC_BENCH_CUDA | TC_BENCH_ONLY},
