@@ -1,17 +1,16 @@
 #!/usr/bin/env bash
 # The first card call of the CUDA changes kept in docs/pending/ (written, compiled, never run
 # on a GPU): this tree (main + the patches, .gpu/b) against main (.gpu/prev), in one call of
-# about five minutes on an H100, everything on stdout (the device returns its last 12,000
-# characters). Prepare on the development machine:
+# up to nine minutes on an H100 (steps 1-3 alone took 217 s in the ninth sitting), everything
+# on stdout (the device returns its last 12,000 characters). Prepare on the development
+# machine:
 #
-#   git switch -c pending main && git am docs/pending/tc-pv-rn.patch docs/pending/tc16-int.patch \
-#       docs/pending/sdpa-prefetch.patch docs/pending/fa-rows128.patch docs/pending/moe-ring64.patch \
-#       docs/pending/gemm-ring128.patch
+#   git switch -c pending main && git am docs/pending/NAME.patch ...   (docs/TEAM_NOTES.md: the order)
 #   GPU_PREBUILD_SLIM=1 GPU_PREV_REV=main bash tools/gpu-prebuild.sh   (slim: the carry limit)
 #
 # then on the device (carry .gpu/b, .gpu/lib, .gpu/prev): bash tools/gpu-pending.sh
-#   1. SDPA over 131,000 keys, both builds: main's tensor-core prefill drifts (its *_positive_v
-#      case fails), the patched one must not (docs/CUDA_NOTES.md)
+#   1. SDPA over 131,000 keys, both builds (the *_positive_v cases: the tensor-core prefill's
+#      drift that the ninth sitting fixed must not come back; docs/CUDA_NOTES.md)
 #   2. the patched build: the harness's sdpa, moe, matmul and qkv cases on CUDA, test_invariance
 #   3. the patched build: racecheck over the changed kernels' cases
 #   4-5. both builds, while time is left (GPU_PENDING_S, default 540 s): the kernel benchmark
