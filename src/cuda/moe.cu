@@ -487,9 +487,9 @@ __global__ void __launch_bounds__(256, 3) moe_gemm_tc_kernel(const uint32_t* __r
  * its time is the latency of the weight bytes: moe_gemm_tc_kernel's two register-fed stages
  * keep ~8 KB a block in flight, and at 16-row tiles it read ~0.5 TB/s (docs/CUDA_NOTES.md).
  * BM = 64 for prefill (8 warps as 2 x 4, warp tile 32 x 32, two blocks per SM), in place of
- * moe_gemm_tc_kernel's register-fed stages of 32 columns. A cp.async ring of kTc16Stages
- * stages, each kTc16SB MXFP4 blocks (64 columns) of the tile's 128 weight rows (raw bytes)
- * and of its activation rows (the bf16 planes), keeps kTc16Stages - 1 stages in flight per
+ * moe_gemm_tc_kernel's register-fed stages of 32 columns. A cp.async ring of kMoeRingStages
+ * stages, each kMoeRingSB MXFP4 blocks (64 columns) of the tile's 128 weight rows (raw bytes)
+ * and of its activation rows (the bf16 planes), keeps kMoeRingStages - 1 stages in flight per
  * block; the tile's scale bytes (128 rows x K/32, contiguous) are copied to shared memory
  * with the first stage; each warp dequantises its own weight rows straight into the B
  * fragments. Same fragments, same MMAs in the same order as moe_gemm_tc_kernel: the same
@@ -505,19 +505,19 @@ template <>
 struct MoeRingShape<64> {
     static constexpr int WM = 2, WN = 4, kMinBlocks = 2;
 };
-constexpr int kTc16SB = 2;
-constexpr int kTc16Stages = 4;
-constexpr int kTc16LdA = kTc16SB * 32 + 8; /* an activation row of a stage, bf16, padded (ldmatrix conflict-free) */
-constexpr size_t kTc16WeightStage = (size_t) kTc16SB * MT_BN * 16;
+constexpr int kMoeRingSB = 2;
+constexpr int kMoeRingStages = 4;
+constexpr int kMoeRingLdA = kMoeRingSB * 32 + 8; /* an activation row of a stage, bf16, padded (ldmatrix conflict-free) */
+constexpr size_t kMoeRingWeightStage = (size_t) kMoeRingSB * MT_BN * 16;
 
 template <int NP, int BM>
-__host__ __device__ constexpr size_t tc16_ring_bytes() {
-    return (size_t) kTc16Stages * (kTc16WeightStage + (size_t) NP * BM * kTc16LdA * sizeof(uint16_t));
+__host__ __device__ constexpr size_t moe_ring_bytes() {
+    return (size_t) kMoeRingStages * (kMoeRingWeightStage + (size_t) NP * BM * kMoeRingLdA * sizeof(uint16_t));
 }
 
 template <int NP, int BM>
-size_t tc16_smem_bytes(uint32_t nb) {
-    return tc16_ring_bytes<NP, BM>() + ((size_t) MT_BN * nb + 15) / 16 * 16;
+size_t moe_ring_smem_bytes(uint32_t nb) {
+    return moe_ring_bytes<NP, BM>() + ((size_t) MT_BN * nb + 15) / 16 * 16;
 }
 
 template <bool SWIGLU, int NP, int BM>
@@ -529,10 +529,10 @@ __global__ void __launch_bounds__(256, MoeRingShape<BM>::kMinBlocks) moe_gemm_ri
                                                                float* __restrict__ out, uint32_t P, uint32_t E,
                                                                uint32_t K, uint32_t N /* weight rows */,
                                                                uint32_t out_width, float limit, uint32_t* error_word) {
-    extern __shared__ __align__(16) uint8_t t16_smem[];
-    uint8_t* Wr = t16_smem;                                                  /* [stages][SB][128][16] */
-    uint16_t* Ar = (uint16_t*) (t16_smem + kTc16Stages * kTc16WeightStage); /* [stages][NP][BM][LdA] */
-    uint8_t* Ss = t16_smem + tc16_ring_bytes<NP, BM>();                      /* [rows][nb] */
+    extern __shared__ __align__(16) uint8_t ring_smem[];
+    uint8_t* Wr = ring_smem;                                                  /* [stages][SB][128][16] */
+    uint16_t* Ar = (uint16_t*) (ring_smem + kMoeRingStages * kMoeRingWeightStage); /* [stages][NP][BM][LdA] */
+    uint8_t* Ss = ring_smem + moe_ring_bytes<NP, BM>();                      /* [rows][nb] */
     constexpr int WM = MoeRingShape<BM>::WM, WN = MoeRingShape<BM>::WN;
     constexpr int MI = BM / (16 * WM), NT = MT_BN / (8 * WN); /* a warp's m16 tiles and n8 tiles */
     const uint32_t tid = threadIdx.x, lane = tid & 31u, warp = tid >> 5;
@@ -543,15 +543,15 @@ __global__ void __launch_bounds__(256, MoeRingShape<BM>::kMinBlocks) moe_gemm_ri
     const uint8_t* wb = blocks + (size_t) e_found * stride;
     const uint8_t* wsc = scales + (size_t) e_found * stride;
     const uint8_t* wbias = bias_bytes + (size_t) e_found * stride;
-    const uint32_t nb = K / 32, ns = (nb + kTc16SB - 1) / kTc16SB;
+    const uint32_t nb = K / 32, ns = (nb + kMoeRingSB - 1) / kMoeRingSB;
     const uint32_t rows = row_end - row_begin, wrows = min((uint32_t) MT_BN, N - n0);
     const size_t plane_size = gptoss_plane_stride((size_t) P * K);
 
     /* this thread's copies of every stage, fixed but for the stage's column offset: weight
      * chunk tid (block j = tid / 128 of the stage, weight row r = tid % 128; exactly one per
      * thread), activation chunks tid + 256 i (plane, row, 8 columns) */
-    static_assert(kTc16SB * MT_BN == 256, "one weight chunk per thread and stage");
-    constexpr uint32_t kChunks = kTc16SB * 4; /* 16-byte chunks (8 columns) of an activation row */
+    static_assert(kMoeRingSB * MT_BN == 256, "one weight chunk per thread and stage");
+    constexpr uint32_t kChunks = kMoeRingSB * 4; /* 16-byte chunks (8 columns) of an activation row */
     constexpr int kAPer = (NP * BM * kChunks + 255) / 256;
     const uint32_t wj = tid / MT_BN, wr = tid % MT_BN;
     const bool w_ok = wr < wrows;
@@ -566,7 +566,7 @@ __global__ void __launch_bounds__(256, MoeRingShape<BM>::kMinBlocks) moe_gemm_ri
         const uint32_t p = c / (BM * kChunks), r = c / kChunks % BM, ch = c % kChunks;
         a_ok[i] = c < NP * BM * kChunks && r < rows;
         a_col[i] = ch * 8;
-        a_dst[i] = (p * BM + r) * kTc16LdA + ch * 8;
+        a_dst[i] = (p * BM + r) * kMoeRingLdA + ch * 8;
         a_src[i] = planes + (a_ok[i] ? (size_t) p * plane_size + (size_t) (row_begin + r) * K + ch * 8 : 0);
     }
     /* stage s: blocks s*SB .. s*SB+SB-1 of the weight rows, the same columns of the
@@ -574,10 +574,10 @@ __global__ void __launch_bounds__(256, MoeRingShape<BM>::kMinBlocks) moe_gemm_ri
      * cp.async group per stage, empty past the last */
     auto issue = [&](uint32_t s) {
         if (s < ns) {
-            uint8_t* w = Wr + (size_t) (s % kTc16Stages) * kTc16WeightStage;
-            if (w_ok && s * kTc16SB + wj < nb) gptoss_d_cp_async16(w + w_dst, w_src + (size_t) s * kTc16SB * 16);
-            uint16_t* a = Ar + (size_t) (s % kTc16Stages) * NP * BM * kTc16LdA;
-            const uint32_t col0 = s * kTc16SB * 32;
+            uint8_t* w = Wr + (size_t) (s % kMoeRingStages) * kMoeRingWeightStage;
+            if (w_ok && s * kMoeRingSB + wj < nb) gptoss_d_cp_async16(w + w_dst, w_src + (size_t) s * kMoeRingSB * 16);
+            uint16_t* a = Ar + (size_t) (s % kMoeRingStages) * NP * BM * kMoeRingLdA;
+            const uint32_t col0 = s * kMoeRingSB * 32;
 #pragma unroll
             for (int i = 0; i < kAPer; i++) {
                 if (a_ok[i] && col0 + a_col[i] < K) gptoss_d_cp_async16(a + a_dst[i], a_src[i] + col0);
@@ -595,10 +595,10 @@ __global__ void __launch_bounds__(256, MoeRingShape<BM>::kMinBlocks) moe_gemm_ri
         for (uint32_t b = full * 16 + tid; b < len; b += 256) Ss[b] = src[b];
     }
 #pragma unroll
-    for (int st = 0; st < kTc16Stages - 1; st++) issue((uint32_t) st);
+    for (int st = 0; st < kMoeRingStages - 1; st++) issue((uint32_t) st);
     /* activation rows past the tile's rows are zero in every stage (never copied) */
-    for (uint32_t idx = tid; idx < kTc16Stages * NP * BM * (kTc16LdA / 8); idx += 256) {
-        if (idx / (kTc16LdA / 8) % BM >= rows) *(uint4*) (Ar + (size_t) idx * 8) = make_uint4(0, 0, 0, 0);
+    for (uint32_t idx = tid; idx < kMoeRingStages * NP * BM * (kMoeRingLdA / 8); idx += 256) {
+        if (idx / (kMoeRingLdA / 8) % BM >= rows) *(uint4*) (Ar + (size_t) idx * 8) = make_uint4(0, 0, 0, 0);
     }
 
     const uint32_t g = lane >> 2, tg = lane & 3u;
@@ -614,14 +614,14 @@ __global__ void __launch_bounds__(256, MoeRingShape<BM>::kMinBlocks) moe_gemm_ri
             for (int q = 0; q < 4; q++) acc[mi][h][q] = 0.0f;
 
     for (uint32_t s = 0; s < ns; s++) {
-        gptoss_d_cp_async_wait<kTc16Stages - 2>(); /* this thread's copies of stage s landed */
+        gptoss_d_cp_async_wait<kMoeRingStages - 2>(); /* this thread's copies of stage s landed */
         __syncthreads();                            /* everyone's; stage s - 1 consumed */
-        issue(s + kTc16Stages - 1);                 /* into stage s - 1's buffer */
-        const uint8_t* w = Wr + (size_t) (s % kTc16Stages) * kTc16WeightStage;
-        const uint16_t* a = Ar + (size_t) (s % kTc16Stages) * NP * BM * kTc16LdA;
+        issue(s + kMoeRingStages - 1);                 /* into stage s - 1's buffer */
+        const uint8_t* w = Wr + (size_t) (s % kMoeRingStages) * kMoeRingWeightStage;
+        const uint16_t* a = Ar + (size_t) (s % kMoeRingStages) * NP * BM * kMoeRingLdA;
 #pragma unroll
-        for (int j = 0; j < kTc16SB; j++) {
-            const uint32_t kb = s * kTc16SB + j;
+        for (int j = 0; j < kMoeRingSB; j++) {
+            const uint32_t kb = s * kMoeRingSB + j;
             if (kb >= nb) break;
             /* B fragments of n8 tile h: bf[h][2 kk + 0] = columns 16 kk + 2 tg, +1 and
              * bf[h][2 kk + 1] = 16 kk + 8 + 2 tg, +1 of weight row wr0 + 8 h, i.e. byte tg
@@ -648,7 +648,7 @@ __global__ void __launch_bounds__(256, MoeRingShape<BM>::kMinBlocks) moe_gemm_ri
                 for (int p = 0; p < NP; p++)
 #pragma unroll
                     for (int mi = 0; mi < MI; mi++) {
-                        gptoss_d_ldmatrix_x4(af[p][mi], a + ((size_t) p * BM + ar0 + mi * 16 + (lane & 15u)) * kTc16LdA +
+                        gptoss_d_ldmatrix_x4(af[p][mi], a + ((size_t) p * BM + ar0 + mi * 16 + (lane & 15u)) * kMoeRingLdA +
                                                             j * 32 + kk * 16 + (lane >> 4) * 8);
                     }
 #pragma unroll
@@ -726,15 +726,15 @@ cudaError_t launch_moe_gemm_tc(gptoss_backend_t backend, dim3 grid, const uint32
 /* The most shared memory the ring kernel may ask for (Hopper's opt-in limit per block is
  * 227 KB; at the 20b shapes four 16-row blocks take 46-56 KB each, two 64-row blocks ~100 KB):
  * beyond it (K > ~45,000 for 16 rows, ~27,000 for 64) moe_gemm_tc_kernel runs. */
-constexpr size_t kTc16MaxSmem = 200 * 1024;
+constexpr size_t kMoeRingMaxSmem = 200 * 1024;
 
-/* The ring kernel's shared-memory limit on this device: kTc16MaxSmem or the device's
+/* The ring kernel's shared-memory limit on this device: kMoeRingMaxSmem or the device's
  * opt-in maximum, whichever is smaller. Set as the kernel's limit once per value, not per K:
  * a limit lowered by one call would make another thread's launch or a captured graph's
  * replay with a larger K fail. */
-static size_t tc16_smem_cap(gptoss_backend_t backend) {
+static size_t moe_ring_smem_cap(gptoss_backend_t backend) {
     const size_t dev = (size_t) gptoss_cuda(backend)->max_shared_per_block;
-    return dev < kTc16MaxSmem ? dev : kTc16MaxSmem;
+    return dev < kMoeRingMaxSmem ? dev : kMoeRingMaxSmem;
 }
 
 template <bool SWIGLU, int NP, int BM>
@@ -742,9 +742,9 @@ cudaError_t launch_moe_gemm_ring(gptoss_backend_t backend, dim3 grid, const uint
                                  const uint8_t* blocks, const uint8_t* scales, const uint8_t* bias, size_t stride,
                                  float* output, uint32_t P, uint32_t E, uint32_t K, uint32_t N, uint32_t out_width,
                                  float limit, uint32_t* error_word) {
-    const size_t smem = tc16_smem_bytes<NP, BM>(K / 32);
+    const size_t smem = moe_ring_smem_bytes<NP, BM>(K / 32);
     const cudaError_t err = cudaFuncSetAttribute(moe_gemm_ring_kernel<SWIGLU, NP, BM>,
-                                                 cudaFuncAttributeMaxDynamicSharedMemorySize, (int) tc16_smem_cap(backend));
+                                                 cudaFuncAttributeMaxDynamicSharedMemorySize, (int) moe_ring_smem_cap(backend));
     if (err != cudaSuccess) return err;
     moe_gemm_ring_kernel<SWIGLU, NP, BM><<<grid, 256, smem, gptoss_cuda_stream(backend)>>>(
         offsets, planes, blocks, scales, bias, stride, output, P, E, K, N, out_width, limit, error_word);
@@ -777,10 +777,10 @@ enum gptoss_status launch_moe_gemm(gptoss_backend_t backend, const uint32_t* off
     /* the ring kernel needs cp.async alignment (16 bytes) of the weights and its shared
      * memory; moe_gemm_tc_kernel gives the same sums */
     const bool small = P < kMoeSmallTileRows * E;
-    const size_t ring_smem = small ? (np == 2 ? tc16_smem_bytes<2, 16>(C / 32) : tc16_smem_bytes<3, 16>(C / 32))
-                                   : (np == 2 ? tc16_smem_bytes<2, 64>(C / 32) : tc16_smem_bytes<3, 64>(C / 32));
+    const size_t ring_smem = small ? (np == 2 ? moe_ring_smem_bytes<2, 16>(C / 32) : moe_ring_smem_bytes<3, 16>(C / 32))
+                                   : (np == 2 ? moe_ring_smem_bytes<2, 64>(C / 32) : moe_ring_smem_bytes<3, 64>(C / 32));
     const bool ring = (small || GPTOSS_CUDA_MOE_RING64) && gptoss_aligned(blocks, 16) && gptoss_aligned(scales, 16) &&
-                      stride % 16 == 0 && ring_smem <= tc16_smem_cap(backend);
+                      stride % 16 == 0 && ring_smem <= moe_ring_smem_cap(backend);
     const uint32_t bm = ring && small ? 16 : MT_BM;
     const uint64_t y_tiles = (P + bm - 1) / bm + E;
     if (y_tiles > GPTOSS_CUDA_MAX_GRID_YZ) {
