@@ -783,29 +783,22 @@ enum gptoss_status gptoss_cuda_bf16w_matmul_launch(gptoss_backend_t backend, con
         if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of the bf16 GEMV kernel");
         return gptoss_status_success;
     }
-    /* 32 to 127 tokens (a decode step of many streams), aligned K >= 256: the ring GEMM
-     * (the same sums as the tensor-core GEMM below) */
-    if (vec && T >= kTcMinTokens && T < kTcFullTokens && C >= kTcTwoPartMinCols &&
-        (uint64_t) (R + 31) / 32 <= GPTOSS_CUDA_MAX_GRID_YZ) {
+    /* from 32 tokens, aligned K >= 256: the ring GEMM (the same sums as the tensor-core GEMM
+     * below). Up to 127 tokens (a decode step of many streams) tiles of 64 tokens x 64 weight
+     * rows, or 32 when 64 would not give every SM a block; from 128 on (prefill) 64 x 128,
+     * which GPTOSS_CUDA_GEMM_RING_PREFILL=0 leaves to the GEMM below */
+    const bool ring_prefill = T >= kTcFullTokens;
+    const uint32_t ring_min_bn = ring_prefill ? 128 : 32;
+    if (vec && T >= kTcMinTokens && C >= kTcTwoPartMinCols && (!ring_prefill || GPTOSS_CUDA_GEMM_RING_PREFILL) &&
+        (uint64_t) (R + ring_min_bn - 1) / ring_min_bn <= GPTOSS_CUDA_MAX_GRID_YZ) {
         const uint16_t* planes = nullptr;
         const enum gptoss_status st = gptoss_cuda_split_bf16_planes(backend, input, (size_t) T * C, 2, &planes);
         if (st != gptoss_status_success) return st;
         const uint64_t tiles64 = (uint64_t) ((T + kRingBM - 1) / kRingBM) * ((R + 63) / 64);
-        const cudaError_t err = tiles64 < (uint64_t) gptoss_cuda_num_sms(backend)
+        const cudaError_t err = ring_prefill ? launch_gemm_tc_ring<128, 3>(backend, planes, w, b, output, T, C, R, add)
+                                : tiles64 < (uint64_t) gptoss_cuda_num_sms(backend)
                                     ? launch_gemm_tc_ring<32, 4>(backend, planes, w, b, output, T, C, R, add)
                                     : launch_gemm_tc_ring<64, 4>(backend, planes, w, b, output, T, C, R, add);
-        gptoss_cuda_scratch_release(backend);
-        if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of the bf16 tensor-core ring GEMM");
-        return gptoss_status_success;
-    }
-    /* 128 tokens and more, aligned K >= 256: the ring GEMM in tiles of 64 x 128 (the same sums
-     * as the register-fed GEMM below, which GPTOSS_CUDA_GEMM_RING_PREFILL=0 keeps) */
-    if (GPTOSS_CUDA_GEMM_RING_PREFILL && vec && T >= kTcFullTokens && C >= kTcTwoPartMinCols &&
-        (uint64_t) (R + 127) / 128 <= GPTOSS_CUDA_MAX_GRID_YZ) {
-        const uint16_t* planes = nullptr;
-        const enum gptoss_status st = gptoss_cuda_split_bf16_planes(backend, input, (size_t) T * C, 2, &planes);
-        if (st != gptoss_status_success) return st;
-        const cudaError_t err = launch_gemm_tc_ring<128, 3>(backend, planes, w, b, output, T, C, R, add);
         gptoss_cuda_scratch_release(backend);
         if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of the bf16 tensor-core ring GEMM");
         return gptoss_status_success;
