@@ -4,7 +4,7 @@
 The reference below is written from the specification (MODEL_FORMAT.md 1-5, KERNELS.md
 1.6-1.8 and 7): it parses the model file itself, dequantises MXFP4 (scales stored +14),
 and runs the gpt-oss forward pass in float64 over the whole sequence at once (no KV cache):
-RMSNorm, QKV with adjacent-pair RoPE/YaRN, attention with sinks, a sliding window on even
+RMSNorm, QKV with adjacent-pair RoPE/YaRN (the angle rounded to f32 as the spec defines it), attention with sinks, a sliding window on even
 layers and GQA (scale 1: folded into Q/K by the converter), top-k softmax routing, SwiGLU
 (limit, alpha 1.702, +1 on the linear branch), unembedding. It does not use the library.
 
@@ -17,6 +17,7 @@ usage: forward_ref.py --gptoss BIN --dump BIN --workdir DIR [--seeds 1,2] [--ste
 exit 0 = pass, 1 = fail, 77 = skipped (numpy missing).
 """
 import argparse
+import math
 import os
 import struct
 import subprocess
@@ -29,6 +30,7 @@ except ImportError:  # reported as skipped by ctest (SKIP_RETURN_CODE 77)
     sys.exit(77)
 
 PAGE = 16384
+ANGLES = "f32"  # how rope_tables makes the RoPE angles (kept with cached reference logits)
 
 
 def r16(x):
@@ -138,14 +140,23 @@ class Model:
     # ---- forward pass (float64) -----------------------------------------------------------
 
     def rope_tables(self, T):
+        """cos and sin of each position's angles (times the YaRN multiplier). The angle is the
+        spec's f32 one (KERNELS.md 1.7: invf from f32 operations with a correctly rounded
+        exp, then phi = f32(pos) * invf rounded to f32), its cos and sin in float64: the
+        rounding of phi is part of the model's definition (at 131,000 positions an ulp of
+        phi is 0.008 rad), not an error of the engine."""
         c = self.cfg
         D = c["head_dim"]
-        i = np.arange(D // 2, dtype=np.float64)
-        e = np.float64(c["rope_theta"]) ** (-i / (D // 2))
-        ip = e * c["interpolation_scale"]
-        alpha = np.clip(i * c["yarn_scale"] + c["yarn_offset"], 0.0, 1.0)
+        f32 = np.float32
+        freq_scale = f32(f32(-math.log(f32(c["rope_theta"]))) / f32(D // 2))
+        i = np.arange(D // 2, dtype=np.float32)
+        e = np.array([f32(math.exp(float(f32(v * freq_scale)))) for v in i], dtype=np.float32)
+        ip = e * f32(c["interpolation_scale"])
+        # fma(fi, yarn_scale, yarn_offset): the product is exact in float64, one rounding to f32
+        alpha = (i.astype(np.float64) * float(f32(c["yarn_scale"])) + float(f32(c["yarn_offset"]))).astype(np.float32)
+        alpha = np.clip(alpha, f32(0), f32(1))
         invf = e + (ip - e) * alpha
-        phi = np.arange(T, dtype=np.float64)[:, None] * invf[None, :]
+        phi = (np.arange(T, dtype=np.float32)[:, None] * invf[None, :]).astype(np.float64)
         return np.cos(phi) * c["yarn_multiplier"], np.sin(phi) * c["yarn_multiplier"]
 
     @staticmethod
@@ -206,6 +217,74 @@ class Model:
                 act = glu / (1.0 + np.exp(-1.702 * glu)) * (lin + 1.0)
                 out = np.einsum("ti,thi->th", act, lw["w2"][e]) + lw["b2"][e]
                 y += w[:, j:j + 1] * out
+            x = x + y
+        return self.rmsnorm(x, self.final_norm) @ self.unembedding.T
+
+    def forward_last(self, tokens, n_out, rows=64):
+        """Logits [n_out][V] of the last n_out positions, the same float64 arithmetic as forward()
+        in memory that grows linearly with the sequence: attention a block of `rows` query
+        rows at a time over only the keys those rows see, the MoE one expert at a time over the
+        tokens routed to it, and the last layer only for the positions asked for. For long
+        contexts (tests/e2e/long_context.py --ref64: 131,000 positions)."""
+        c = self.cfg
+        H, D, Hq, Hkv = c["embedding_dim"], c["head_dim"], c["num_heads"], c["num_kv_heads"]
+        K, limit, W = c["num_active_experts"], np.float64(c["swiglu_limit"]), c["attention_window"]
+        T, G = len(tokens), Hq // Hkv
+        assert 0 < n_out <= T
+        cos, sin = self.rope_tables(T)
+        x = self.embedding[np.asarray(tokens)]
+        for n, lw in enumerate(self.layers):
+            last = n == len(self.layers) - 1
+            r0 = T - n_out if last else 0  # the rows this layer must produce
+            t = self.rmsnorm(x, lw["attn_norm"])
+            qkv = t @ lw["qkv_w"].T + lw["qkv_b"]
+            q = self.rope(qkv[r0:, :Hq * D].reshape(T - r0, Hq, D), cos[r0:], sin[r0:])
+            k = self.rope(qkv[:, Hq * D:(Hq + Hkv) * D].reshape(T, Hkv, D), cos, sin)
+            v = np.ascontiguousarray(qkv[:, (Hq + Hkv) * D:].reshape(T, Hkv, D))
+            del qkv, t
+            windowed = n % 2 == 0
+            attn = np.empty((T - r0, Hq * D))
+            for a in range(r0, T, rows):
+                b = min(a + rows, T)
+                lo = max(0, a - W + 1) if windowed else 0
+                qpos, kpos = np.arange(a, b), np.arange(lo, b)
+                # columns before c0 are seen by every row of the block (full attention: all
+                # keys up to a; a window: none assumed)
+                c0 = 0 if windowed else a - lo
+                allowed = kpos[None, c0:] <= qpos[:, None]
+                if windowed:
+                    allowed &= kpos[None, c0:] > qpos[:, None] - W
+                for h in range(Hkv):
+                    qb = q[a - r0:b - r0, h * G:(h + 1) * G, :]  # [rows][G][D]
+                    s = (qb.reshape(-1, D) @ k[lo:b, h, :].T).reshape(b - a, G, b - lo)  # scale 1
+                    tail = s[:, :, c0:]
+                    tail[~np.broadcast_to(allowed[:, None, :], tail.shape)] = -np.inf
+                    sink = lw["sinks"][h * G:(h + 1) * G][None, :, None]
+                    m = np.maximum(s.max(axis=2, keepdims=True), sink)
+                    np.subtract(s, m, out=s)
+                    np.exp(s, out=s)
+                    denom = s.sum(axis=2, keepdims=True) + np.exp(sink - m)
+                    o = (s.reshape(-1, b - lo) @ v[lo:b, h, :]).reshape(b - a, G, D) / denom
+                    attn[a - r0:b - r0, h * G * D:(h + 1) * G * D] = o.reshape(b - a, G * D)
+            x = x[r0:] + attn @ lw["out_w"].T + lw["out_b"]
+            del q, k, v, attn
+
+            t = self.rmsnorm(x, lw["mlp_norm"])
+            g = t @ lw["gate_w"].T + lw["gate_b"]
+            order = np.argsort(-g, axis=1, kind="stable")[:, :K]  # ties: lower expert first
+            sel = np.take_along_axis(g, order, axis=1)
+            w = np.exp(sel - sel[:, :1])
+            w = w / w.sum(axis=1, keepdims=True)
+            y = np.zeros_like(x)
+            for e in range(c["num_experts"]):
+                r, j = np.nonzero(order == e)
+                if len(r) == 0:
+                    continue
+                h1 = t[r] @ lw["w1"][e].T + lw["b1"][e]
+                glu = np.minimum(h1[:, 0::2], limit)
+                lin = np.clip(h1[:, 1::2], -limit, limit)
+                act = glu / (1.0 + np.exp(-1.702 * glu)) * (lin + 1.0)
+                y[r] += w[r, j][:, None] * (act @ lw["w2"][e].T + lw["b2"][e])
             x = x + y
         return self.rmsnorm(x, self.final_norm) @ self.unembedding.T
 

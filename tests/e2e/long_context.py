@@ -15,6 +15,13 @@ What it does
      are within 2 tol of each other (a near-tie), and stops comparing where the tokens
      differ (the sequences are no longer the same).
 
+  4. With --ref64, also the logits of the dumped positions in float64 (forward_ref.py's
+     model, a block of query rows at a time: ~12 minutes for 131,002 positions on 2 cores),
+     and every backend against them: which backend is off, not just that two disagree.
+     --keep DIR keeps the dumps; --dumps DIR compares kept ones (e.g. a GPU machine's CUDA
+     dump against a CPU dump and the float64 logits made elsewhere: the model and the prompt
+     follow from the seeds).
+
 The tolerance (1e-4, as the engine's CUDA-vs-CPU check at short contexts): both backends
 sum in f32 in different orders; a full-attention row of n keys adds n products in its
 softmax sums, whose rounding grows like sqrt(n) 2^-24 relative (~2e-5 at 131,072), well
@@ -37,7 +44,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 try:
-    import numpy as np  # noqa: F401  (forward_ref's reader needs it)
+    import numpy as np
 except ImportError:
     print("SKIP: numpy is not installed")
     sys.exit(77)
@@ -93,6 +100,43 @@ def compare(label, got, ref, tol):
     return ok
 
 
+def compare_ref64(path, specs, dumps, tol, cache=None):
+    """Every backend against the float64 logits of the first one's token sequence, at the
+    dumped positions up to where a backend's greedy tokens leave that sequence. cache: a
+    file for those logits (kept with the dumps, reused when its sequence is the same)."""
+    _, prompt, steps, _, _, tokens = dumps[0]
+    seq = prompt + tokens[:steps]
+    ref = None
+    if cache and os.path.exists(cache):
+        with np.load(cache) as z:
+            if list(z["seq"]) == seq and str(z["angles"]) == forward_ref.ANGLES:
+                ref = z["logits"]
+                print(f"     float64 reference: {len(seq)} positions, from {cache}")
+    if ref is None:
+        t0 = time.time()
+        ref = forward_ref.Model(path).forward_last(seq, steps + 1)
+        print(f"     float64 reference: {len(seq)} positions in {time.time() - t0:.0f} s")
+        if cache:
+            np.savez(cache, seq=np.asarray(seq, dtype=np.uint32), logits=ref, angles=forward_ref.ANGLES)
+    ok = True
+    for spec, (_, prompt_g, _, _, logits, toks) in zip(specs, dumps):
+        if prompt_g != prompt:
+            print(f"FAIL {spec} vs float64: the prompts differ")
+            ok = False
+            continue
+        errs = []
+        for i in range(steps + 1):
+            scale = float(np.max(np.abs(ref[i])))
+            errs.append(float(np.max(np.abs(logits[i] - ref[i]))) / scale)
+            if i < steps and toks[i] != tokens[i]:
+                break
+        good = all(e <= tol for e in errs)
+        ok &= good
+        print(f"{'PASS' if good else 'FAIL'} {spec} vs float64: max |a - ref| / max |ref| at positions "
+              f"{len(prompt) - 1}..{len(prompt) - 2 + len(errs)}: " + ", ".join(f"{e:.2e}" for e in errs) + f" (tol {tol:g})")
+    return ok
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--gptoss", required=True, help="the gptoss CLI (makes the model)")
@@ -107,12 +151,20 @@ def main():
                     help="the model's head_dim (default 64, gpt-oss's: CUDA's fast attention paths need it)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--tol", type=float, default=1e-4)
+    ap.add_argument("--keep", metavar="DIR", help="keep the model file's recipe and each backend's dump in DIR "
+                    "(N.lg, N = the backend's place in --backends) for --ref64 elsewhere")
+    ap.add_argument("--ref64", action="store_true",
+                    help="also compute the dumped positions' logits in float64 (forward_ref.Model.forward_last: "
+                         "numpy, independent of the library; minutes at 131,000 tokens) and compare every backend "
+                         "with them")
+    ap.add_argument("--dumps", metavar="DIR", help="compare the dumps kept in DIR (--keep) instead of running the "
+                    "backends (the model is made again from the same seed)")
     args = ap.parse_args()
     if args.tokens + args.steps + 8 > args.context:
         ap.error(f"--tokens {args.tokens} + --steps {args.steps} + 8 must fit --context {args.context}")
     specs = [s for s in args.backends.split(",") if s]
-    if len(specs) < 2:
-        ap.error("--backends needs two or more")
+    if len(specs) < 2 and not (args.keep or args.ref64):
+        ap.error("--backends needs two or more (or one with --keep or --ref64)")
     with tempfile.TemporaryDirectory() as tmp:
         model = os.path.join(tmp, "tiny-long.bin")
         r = subprocess.run([args.gptoss, "make-model", "--preset", "tiny", "--context", str(args.context),
@@ -121,10 +173,19 @@ def main():
         if r.returncode != 0:
             print(f"FAIL make-model: {r.stdout.strip()[-600:]}")
             return 1
-        dumps = [run_backend(args, model, s, os.path.join(tmp, f"{i}.lg")) for i, s in enumerate(specs)]
+        if args.dumps:
+            dumps = [forward_ref.read_dump(os.path.join(args.dumps, f"{i}.lg")) for i in range(len(specs))]
+        else:
+            if args.keep:
+                os.makedirs(args.keep, exist_ok=True)
+            where = args.keep or tmp
+            dumps = [run_backend(args, model, s, os.path.join(where, f"{i}.lg")) for i, s in enumerate(specs)]
         if any(d is None for d in dumps):
             return 1
         ok = all([compare(f"{s} vs {specs[0]}", d, dumps[0], args.tol) for s, d in zip(specs[1:], dumps[1:])])
+        if args.ref64:
+            where = args.dumps or args.keep
+            ok &= compare_ref64(model, specs, dumps, args.tol, os.path.join(where, "ref64.npz") if where else None)
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
 
