@@ -12,8 +12,8 @@ set -u
 bench=${1:?usage: tools/ncu_prefill.sh BENCH_BINARY [ROW:KERNEL_REGEX ...]}
 shift
 pairs=("$@")
-[ ${#pairs[@]} -gt 0 ] || pairs=(moe_dense_swiglu_20b_prefill512_4of32_2880:moe_gemm_tc_kernel
-    dense_qkv_20b_prefill512_2880x5120:gemm_bf16_tc
+[ ${#pairs[@]} -gt 0 ] || pairs=(moe_dense_swiglu_20b_prefill512_4of32_2880:moe_gemm_ring_kernel
+    dense_qkv_20b_prefill512_2880x5120:gemm_bf16_tc_ring
     sdpa_varlen_20b_prefill512_after32256_full:sdpa_prefill_tc)
 metrics=gpu__time_duration.sum,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active
 metrics=$metrics,sm__throughput.avg.pct_of_peak_sustained_elapsed,dram__throughput.avg.pct_of_peak_sustained_elapsed
@@ -21,10 +21,16 @@ metrics=$metrics,l1tex__throughput.avg.pct_of_peak_sustained_active,sm__warps_ac
 metrics=$metrics,l1tex__data_bank_conflicts_pipe_lsu_mem_shared.sum,smsp__inst_executed.sum,launch__registers_per_thread
 stalls=barrier,long_scoreboard,short_scoreboard,mio_throttle,math_pipe_throttle,wait,not_selected,selected,lg_throttle,dispatch_stall,no_instruction
 for s in ${stalls//,/ }; do metrics=$metrics,smsp__average_warp_latency_issue_stalled_$s; done
+# one line of metrics, then the stalls as shares of all stall cycles (the .ratio submetric:
+# cycles a warp spent in that state per issued instruction)
 summarise() {
-    awk -F'","' '/^"ID"/ {next} NF > 10 {n = $(NF-2); v = $NF; gsub(/"/, "", v);
-        sub(/^smsp__average_warp_latency_issue_stalled_/, "stall_", n); sub(/\.avg\.pct_of_peak_sustained_[a-z]+/, "%", n);
-        sub(/\.sum$/, "", n); printf "%s=%s  ", n, v} END {print ""}' | fold -w 150
+    awk -F'","' '/^"ID"/ {next} NF > 10 {n = $(NF-2); v = $NF; gsub(/"/, "", v); gsub(/,/, "", v);
+        if (n ~ /^smsp__average_warp_latency_issue_stalled_/) {
+            if (n ~ /\.ratio$/) { sub(/^smsp__average_warp_latency_issue_stalled_/, "", n); sub(/\.ratio$/, "", n);
+                st[n] = v + 0; tot += v }
+            next }
+        sub(/\.avg\.pct_of_peak_sustained_[a-z]+/, "%", n); sub(/\.sum$/, "", n); printf "%s=%s  ", n, v}
+        END { print ""; printf "stalls (share):"; for (k in st) if (tot > 0) printf " %s %.0f%%", k, 100 * st[k] / tot; print "" }' | fold -w 150
 }
 for pair in "${pairs[@]}"; do
     row=${pair%%:*} kernel=${pair#*:}
