@@ -97,11 +97,15 @@ GPTOSS_HD float gptoss_exp2i(int e) {
 }
 
 /* RoPE/YaRN inverse frequency of pair i (KERNELS.md 1.7), f32 arithmetic as upstream.
- * freq_scale = -logf(rope_base) / (float)(head_dim / 2). */
+ * freq_scale = -logf(rope_base) / (float)(head_dim / 2). The exponential is the correctly
+ * rounded f32 (exp in double, rounded once), the same bits on every backend: the angle is
+ * pos * invf, so an ulp of invf moves it by pos ulps (~8e-3 rad at 131,000 positions), and
+ * CUDA's expf (2 ulp) against glibc's (correctly rounded) made the backends' logits differ
+ * by ~1e-4 at that depth (docs/CUDA_NOTES.md, tenth sitting). */
 GPTOSS_HD float gptoss_rope_inv_freq(uint32_t i, float freq_scale, float interpolation_scale, float yarn_offset,
                                      float yarn_scale) {
     const float fi = (float) i;
-    const float e = expf(fi * freq_scale);
+    const float e = (float) exp((double) (fi * freq_scale));
     const float ip = e * interpolation_scale;
     float alpha = fmaf(fi, yarn_scale, yarn_offset);
     alpha = alpha < 0.0f ? 0.0f : (alpha > 1.0f ? 1.0f : alpha);

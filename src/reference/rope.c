@@ -1,25 +1,34 @@
-/* Reference: RoPE with YaRN (KERNELS.md 1.7), angles and rotation in double. */
+/* Reference: RoPE with YaRN (KERNELS.md 1.7): the angle as the spec forms it in f32, its
+ * cos and sin and the rotation in double. */
 #include "reference/reference.h"
 
 #include <math.h>
 
 #include "common/math.h"
 
-/* Inverse frequency of pair i, the f32 formula of kernels.h evaluated in double. */
-static double rope_inv_freq(uint32_t i, uint32_t head_dim, float rope_base, float interpolation_scale,
-                            float yarn_offset, float yarn_scale) {
-    const double e = exp((double) i * (-log((double) rope_base) / (double) (head_dim / 2)));
-    const double ip = e * (double) interpolation_scale;
-    double alpha = (double) i * (double) yarn_scale + (double) yarn_offset;
-    alpha = alpha < 0.0 ? 0.0 : (alpha > 1.0 ? 1.0 : alpha);
-    return e + (ip - e) * alpha;
+/* The angle of pair i at position pos, every step the spec's f32 operation: freq_scale =
+ * -logf(rope_base) / (float)(head_dim / 2) (logf and exp correctly rounded: the double
+ * result rounded once), the YaRN mix with one fma, then (float) pos * invf rounded to f32.
+ * That rounding is part of the model's definition, not an error to tolerate: at position
+ * 131,071 an ulp of the angle is 0.008 rad, so a reference angle in double would differ
+ * from every correct engine by up to 0.004 rad and hide an engine whose invf is an ulp off
+ * (which moves the angle by pos ulps). */
+static double rope_angle(uint32_t i, uint32_t head_dim, uint32_t pos, float rope_base, float interpolation_scale,
+                         float yarn_offset, float yarn_scale) {
+    const float freq_scale = -(float) log((double) rope_base) / (float) (head_dim / 2);
+    const float fi = (float) i;
+    const float e = (float) exp((double) (fi * freq_scale));
+    const float ip = e * interpolation_scale;
+    float alpha = fmaf(fi, yarn_scale, yarn_offset);
+    alpha = alpha < 0.0f ? 0.0f : (alpha > 1.0f ? 1.0f : alpha);
+    const float invf = e + (ip - e) * alpha;
+    return (double) ((float) pos * invf);
 }
 
 void gptoss_ref_rope_rotate_head(double* head, uint32_t head_dim, uint32_t pos, float rope_base,
                              float interpolation_scale, float yarn_offset, float yarn_scale, float yarn_multiplier) {
     for (uint32_t i = 0; i < head_dim / 2; i++) {
-        const double f = rope_inv_freq(i, head_dim, rope_base, interpolation_scale, yarn_offset, yarn_scale);
-        const double phi = (double) pos * f;
+        const double phi = rope_angle(i, head_dim, pos, rope_base, interpolation_scale, yarn_offset, yarn_scale);
         const double c = cos(phi) * (double) yarn_multiplier;
         const double s = sin(phi) * (double) yarn_multiplier;
         const double x = head[2 * i];

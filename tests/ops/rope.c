@@ -1,11 +1,13 @@
 /* Test module of the in-place RoPE (and the RoPE tolerance the qkv module shares).
  *
- * Tolerance: the angle pos * inv_freq is formed in f32 (KERNELS.md 1.7) while the
- * reference uses double: angle error <= pos * e_i * (|i ln(base)/(D/2)| + 8) eps with e_i
- * the extrapolation frequency (expf argument rounding, freq_scale rounding, the YaRN mix,
- * the product); tol = m (|x| + |y|) (angle_err + 4 eps) + m (tol_x + tol_y) with m the
- * YaRN multiplier and tol_x / tol_y the errors of the pair before the rotation (0 here,
- * the matmul tolerance in qkv). V heads: exact.
+ * Tolerance: the reference forms each angle as the spec does, in f32 (reference/rope.c),
+ * so what is left is the engine's cos and sin of that angle times the multiplier (CUDA's
+ * sincosf: 2 ulp; with the product's rounding <= 3 m 2^-24 each) and the rotation
+ * (x c - y s: two products and a difference, <= 2 m (|x| + |y|) 2^-24): in all
+ * tol = m (|x| + |y|) 4 TC_EPS32 (8 x 2^-24) + m (tol_x + tol_y), with m the YaRN
+ * multiplier and tol_x / tol_y the errors of the pair before the rotation (0 here, the
+ * matmul tolerance in qkv), at every position: an inverse frequency an ulp off moves the
+ * angle by pos ulps (0.008 rad at 131,071), which rope_pos_131071 sees. V heads: exact.
  *
  * Case fields: t = tokens, hq / hkv / d heads, off = token_offset, f = rope_base;
  * TC_YARN_NEUTRAL: plain RoPE (interp 1, offset 0, scale 0, mult 1), else gpt-oss's YaRN. */
@@ -29,13 +31,6 @@ static const struct tc_case cases[] = {
     {"rope_20b_prefill512_pos0", .t = 512, .hq = 64, .hkv = 8, .d = 64, .off = 0, .f = TC_THETA},
 };
 
-/* RoPE angle error of pair i at position pos */
-static double rope_angle_err(uint32_t i, uint32_t head_dim, uint32_t pos, float base) {
-    const double arg = (double) i * log((double) base) / (double) (head_dim / 2);
-    const double e = exp(-arg);
-    return (double) pos * e * (arg + 8.0) * TC_EPS32 + 4.0 * TC_EPS32;
-}
-
 void tc_rope_tolerance(const struct tc_problem* p, const double* pre, const double* pre_tol, double* tol,
                        uint32_t pos) {
     const struct tc_case* c = p->c;
@@ -43,8 +38,7 @@ void tc_rope_tolerance(const struct tc_problem* p, const double* pre, const doub
     for (uint32_t h = 0; h < c->hq + c->hkv; h++) {
         for (uint32_t i = 0; i < c->d / 2; i++) {
             const size_t j = (size_t) h * c->d + 2 * i;
-            const double a = rope_angle_err(i, c->d, pos, p->rope[0]);
-            const double t = m * (fabs(pre[j]) + fabs(pre[j + 1])) * (a + 4.0 * TC_EPS32) +
+            const double t = m * (fabs(pre[j]) + fabs(pre[j + 1])) * 4.0 * TC_EPS32 +
                              m * (pre_tol[j] + pre_tol[j + 1]) + TC_TINY;
             tol[j] = t;
             tol[j + 1] = t;
