@@ -629,11 +629,24 @@ static void run_matmul_cuda_tiles(uint64_t* s, const struct mm_shape* shape) {
     if (b != NULL) gptoss_backend_release(b);
 }
 
+static uint64_t bits_digest(const float* x, size_t n) { /* FNV-1a over the bytes */
+    uint64_t h = 0xCBF29CE484222325ull;
+    const unsigned char* b = (const unsigned char*) x;
+    for (size_t i = 0; i < n * sizeof *x; i++) h = (h ^ b[i]) * 0x100000001B3ull;
+    return h;
+}
+
 /* CUDA: the tensor-core prefill attention (calls of 32 rows or more) computes each row from
  * its own keys alone: rows of a block of 160 against the same rows in calls of 40, 33 and 37
  * rows that start elsewhere (other row groups, other first tiles), bit for bit; the 20b
  * heads (64 Q, 8 KV, head_dim 64) after 300 cached tokens, full attention and a window of
- * 128. Skipped when there is no device. */
+ * 128. Skipped when there is no device. A plain call of 32 rows or more runs every row
+ * there, whatever the group size (8 tokens a block of 4 warps, 16 of 8: the library's
+ * GPTOSS_SDPA_TC_WARPS), so these calls compare tensor-core rows with tensor-core rows for
+ * either; slices from token 37 or 123 (a multiple of neither 8 nor 16), or 40 (of 8 only),
+ * put rows with other group mates than in the block. The block's output bits are printed
+ * as a digest: builds of either group size must print the same for one GPTOSS_TEST_SEED (a
+ * row's arithmetic is its warp's, whichever rows share its block). */
 static void run_sdpa_cuda_tc(uint64_t* s) {
     enum { HQ = 64, HKV = 8, D = 64, T = 160, OFF = 300 };
     static const uint32_t starts[] = {40, 37, 123}, counts[] = {40, 33, 37};
@@ -678,6 +691,9 @@ static void run_sdpa_cuda_tc(uint64_t* s) {
             if (st == gptoss_status_success) {
                 st = gptoss_backend_copy(b, host, dout, (size_t) T * out_row * sizeof(float),
                                          gptoss_copy_backend_to_host);
+            }
+            if (st == gptoss_status_success && pass == 0) {
+                printf("%s_block%d digest %016" PRIx64 "\n", name, T, bits_digest(ref, (size_t) T * out_row));
             }
             if (st != gptoss_status_success || pass == 0) continue;
             char cname[224];

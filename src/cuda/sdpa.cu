@@ -551,13 +551,16 @@ __global__ void __launch_bounds__(MERGE_THREADS) sdpa_merge_kernel(SdpaShape s) 
 
 /* ---------------------------------------------------------------------------------------
  * Prefill on tensor cores. In a call of at least kTcMinRows rows (head_dim 64, up to 8 Q
- * heads per KV head), rows are taken in groups of tc_rows = 64 / GP consecutive call rows
- * (GP: the Q heads per KV head rounded up to a power of two; the call's last group may be
- * short). A group whose rows are one sequence at consecutive positions (a prefill chunk, or
- * a plain call) runs here: one 128-thread block per (group, KV head), its 64 MMA rows
- * (token, Q head) in 4 warps of 16, walking the group's keys in tiles of 64 at multiples of
- * 64 (absolute positions), flash-attention style: scores, online softmax and P V in
- * registers. The other rows (decode rows, the ragged edges of chunks, rows out of range)
+ * heads per KV head), rows are taken in groups of tc_rows = 16 W / GP consecutive call rows
+ * (W: the warps of a block, 4 or 8; GP: the Q heads per KV head rounded up to a power of
+ * two; the call's last group may be short). A group whose rows are one sequence at
+ * consecutive positions (a prefill chunk, or a plain call) runs here: one block of W warps
+ * per (group, KV head), its 16 W MMA rows (token, Q head) in W warps of 16, walking the
+ * group's keys in tiles of 64 at multiples of 64 (absolute positions), flash-attention
+ * style: scores, online softmax and P V in registers. W = GPTOSS_SDPA_TC_WARPS (compile
+ * time, default 4: two 128-thread blocks an SM; 8: one 256-thread block an SM, each K/V
+ * tile split once for twice the rows); both are compiled, the define picks the launched
+ * one. The other rows (decode rows, the ragged edges of chunks, rows out of range)
  * run on the chunk kernel, which gives the rows taken here no tasks.
  *
  * Exact f32 on bf16 tensor cores: Q, K, V and the probabilities are split into three bf16
@@ -578,13 +581,18 @@ __global__ void __launch_bounds__(MERGE_THREADS) sdpa_merge_kernel(SdpaShape s) 
  * state exactly as it was (the max unchanged, factor 1, probabilities 0), so which rows share
  * its block changes no bit. Its bits differ from the chunk kernel's: a row's result depends
  * on whether its group ran here. */
-constexpr int kTcRows = 64;
-constexpr int kTcThreads = 128;
+#ifndef GPTOSS_SDPA_TC_WARPS
+#define GPTOSS_SDPA_TC_WARPS 4
+#endif
+constexpr int kTcWarps = GPTOSS_SDPA_TC_WARPS; /* the launched instantiation's warps */
+static_assert(kTcWarps == 4 || kTcWarps == 8, "GPTOSS_SDPA_TC_WARPS must be 4 or 8");
+template <int W> constexpr int kTcRows = 16 * W;    /* MMA rows of a block */
+template <int W> constexpr int kTcThreads = 32 * W;
 constexpr int kTcLd = D + 8; /* bf16 pitch of a key row of the planes (ldmatrix conflict-free) */
 constexpr uint32_t kTcMinRows = 32;
 constexpr size_t kTcStageBytes = (size_t) TK * 2 * D * sizeof(float);
 constexpr size_t kTcPlanesBytes = (size_t) 3 * TK * kTcLd * sizeof(uint16_t);
-constexpr size_t kTcSmem = kTcStageBytes + 2 * kTcPlanesBytes; /* 88,064 bytes: two blocks an SM */
+constexpr size_t kTcSmem = kTcStageBytes + 2 * kTcPlanesBytes; /* 88,064 bytes: two blocks an SM (W = 4) */
 constexpr float kLog2e = 1.4426950408889634f;
 
 __device__ __forceinline__ float tc_ex2(float x) {
@@ -656,7 +664,11 @@ __device__ __forceinline__ void tc_mma6x2(float (&c)[2][4], const uint32_t (&a0)
         for (int h = 0; h < 2; h++) gptoss_d_mma_bf16_16816(c[h], *a[kI[k]], b[kJ[k]][2 * h], b[kJ[k]][2 * h + 1]);
 }
 
-__global__ void __launch_bounds__(kTcThreads, 2) sdpa_prefill_tc_kernel(SdpaShape s) {
+/* W warps (4: two blocks an SM, 8: one; ~231 registers a thread either way) */
+template <int W>
+__global__ void __launch_bounds__(kTcThreads<W>, W == 4 ? 2 : 1) sdpa_prefill_tc_kernel(SdpaShape s) {
+    static_assert(W == 4 || W == 8, "4 or 8 warps");
+    static_assert(TK % W == 0, "a tile's key rows spread evenly over the warps");
     extern __shared__ __align__(16) uint8_t tc_smem[];
     float* stage = (float*) tc_smem;                              /* [TK][2 D]: K | V of a tile, f32 */
     uint16_t* kp = (uint16_t*) (tc_smem + kTcStageBytes);         /* [3][TK][kTcLd]: K's parts */
@@ -682,8 +694,9 @@ __global__ void __launch_bounds__(kTcThreads, 2) sdpa_prefill_tc_kernel(SdpaShap
         bad_hi = 0;
     }
 
-    /* this thread's rows: warp * 16 + g (hh 0) and + 8 (hh 1); row r = (token r >> shift,
-     * Q head r & (GP - 1)); padding heads and tokens past the call attend nothing */
+    /* this thread's rows: warp * 16 + g (hh 0) and + 8 (hh 1), below 16 W = tc_rows << shift;
+     * row r = (token r >> shift, Q head r & (GP - 1)); padding heads and tokens past the call
+     * attend nothing */
     const uint32_t gp_mask = (1u << s.tc_gp_shift) - 1u;
     uint32_t r_lo[2], r_p[2], r_tok[2], r_head[2];
     bool r_ok[2];
@@ -720,8 +733,7 @@ __global__ void __launch_bounds__(kTcThreads, 2) sdpa_prefill_tc_kernel(SdpaShap
     __syncthreads(); /* bad_lo, bad_hi */
 
     const float* kv_head = s.kv + (size_t) h * s.kv_stride;
-    const uint32_t col4 = tid & 31u; /* this thread's 16 bytes of each key row it copies */
-    /* tile kt0 into the stage: key (tid >> 5) + 4 j, one cp.async group */
+    const uint32_t col4 = lane; /* this thread's 16 bytes of each key row it copies (a warp: one row) */
     /* the slots of tile kt0's keys into slot_s, one key per thread of the first TK (one table
      * lookup a key, not one per copy); the caller syncs before issue reads them */
     auto lookup = [&](uint32_t kt0) {
@@ -739,11 +751,11 @@ __global__ void __launch_bounds__(kTcThreads, 2) sdpa_prefill_tc_kernel(SdpaShap
             slot_s[tid] = slot;
         }
     };
-    /* the tile of slot_s into the stage: key (tid >> 5) + 4 j, one cp.async group */
+    /* the tile of slot_s into the stage: key warp + W j, one cp.async group */
     auto issue = [&]() {
 #pragma unroll
-        for (int j = 0; j < TK / 4; j++) {
-            const uint32_t key = (tid >> 5) + 4u * j;
+        for (int j = 0; j < TK / W; j++) {
+            const uint32_t key = warp + (uint32_t) W * j;
             const uint64_t slot = slot_s[key];
             float* dst = stage + (size_t) key * 2 * D + col4 * 4;
             if (slot != UINT64_MAX) {
@@ -770,8 +782,8 @@ __global__ void __launch_bounds__(kTcThreads, 2) sdpa_prefill_tc_kernel(SdpaShap
         gptoss_d_cp_async_wait<0>();
         __syncthreads(); /* the tile landed (every thread's copies); the previous planes consumed */
 #pragma unroll 4
-        for (int j = 0; j < TK / 4; j++) {
-            const uint32_t key = (tid >> 5) + 4u * j;
+        for (int j = 0; j < TK / W; j++) {
+            const uint32_t key = warp + (uint32_t) W * j;
             const float4 v = *(const float4*) (stage + (size_t) key * 2 * D + col4 * 4);
             uint32_t a[3], b[3];
             tc_split_pair(v.x, v.y, a);
@@ -971,6 +983,23 @@ __global__ void sdpa_generic_kernel(SdpaShape s, uint32_t head_dim) {
     for (uint32_t d = lane; d < head_dim; d += 32) o[d] = normalise(o[d], denom);
 }
 
+/* The tensor-core prefill with W warps a block over the groups of s, whose tc_rows it sets
+ * (16 W >> tc_gp_shift: the chunk kernel reads the same groups). */
+template <int W> cudaError_t tc_launch(gptoss_backend_t backend, SdpaShape& s) {
+    s.tc_rows = (uint32_t) kTcRows<W> >> s.tc_gp_shift;
+    cudaError_t err =
+        cudaFuncSetAttribute(sdpa_prefill_tc_kernel<W>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int) kTcSmem);
+    if (err == cudaSuccess) {
+        const dim3 grid((s.num_rows + s.tc_rows - 1) / s.tc_rows, s.num_kv_heads);
+        err = gptoss_cuda_launch_pdl(backend, sdpa_prefill_tc_kernel<W>, grid, dim3(kTcThreads<W>), kTcSmem, s);
+    }
+    return err;
+}
+/* both block sizes are compiled whichever one GPTOSS_SDPA_TC_WARPS launches (the other one
+ * must not rot) */
+template cudaError_t tc_launch<4>(gptoss_backend_t, SdpaShape&);
+template cudaError_t tc_launch<8>(gptoss_backend_t, SdpaShape&);
+
 /* Resident chunk-kernel blocks per SM (the launches' block count: every block resident,
  * each looping over tasks). The devices of a process are taken to be of one kind; a wrong
  * count only changes how tasks are spread, never a result. */
@@ -1007,16 +1036,10 @@ enum gptoss_status sdpa_launch(gptoss_backend_t backend, SdpaShape s, uint32_t h
         gptoss_cuda(backend)->max_shared_per_block >= kTcSmem) {
         s.tc = 1;
         s.tc_gp_shift = gp_shift;
-        s.tc_rows = (uint32_t) kTcRows >> gp_shift;
         s.tc_row0 = 0;
         s.tc_call_rows = s.num_rows;
         s.tc_scale_log2 = s.scale * kLog2e;
-        cudaError_t err = cudaFuncSetAttribute(sdpa_prefill_tc_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                               (int) kTcSmem);
-        if (err == cudaSuccess) {
-            const dim3 grid((s.num_rows + s.tc_rows - 1) / s.tc_rows, s.num_kv_heads);
-            err = gptoss_cuda_launch_pdl(backend, sdpa_prefill_tc_kernel, grid, dim3(kTcThreads), kTcSmem, s);
-        }
+        const cudaError_t err = tc_launch<kTcWarps>(backend, s); /* sets s.tc_rows */
         if (err != cudaSuccess) return gptoss_cuda_fail(err, name);
         if (s.paged.positions == nullptr) return gptoss_status_success; /* every row ran there */
     }

@@ -48,10 +48,12 @@ static const struct tc_case cases[] = {
      .f = 0.125f, .flags = TC_BENCH | TC_BENCH_ONLY},
     {"sdpa_decode_32768_window128", .t = 1, .off = 32768, .hq = 64, .hkv = 8, .d = 64, .window = 128, .maxt = 32769,
      .f = 0.125f, .flags = TC_BENCH_CUDA | TC_BENCH_ONLY},
-    /* CUDA's tensor-core prefill (calls of 32 rows or more, head_dim 64): groups of 64 / GP
-     * rows (GP = Q heads per KV head rounded up to a power of two), the last one short; one
-     * Q head per KV head (64-row groups), 2, 4, 5 (padded to 8) and 8; windows of 1, 19, 128
-     * and full; keys from 0 (3 tiles) to 4,064 */
+    /* CUDA's tensor-core prefill (calls of 32 rows or more, head_dim 64): groups of 16 W / GP
+     * rows (W = 4 or 8 warps a block: GPTOSS_SDPA_TC_WARPS; GP = Q heads per KV head rounded
+     * up to a power of two), the last one short; one Q head per KV head (64- or 128-row
+     * groups), 2, 4, 5 (padded to 8) and 8; windows of 1, 19, 100, 128 and full; keys from 0
+     * (3 tiles) to 4,064. Full groups of either W for every GP: the 140-token cases (GP 1
+     * and 2), 64 tokens of GP 4, 45 of GP 5 and 100 of GP 8 (and the 512-token cases). */
     {"sdpa_tc_prefill_37tok_after130_20b_heads_full", .t = 37, .off = 130, .hq = 64, .hkv = 8, .d = 64,
      .window = TC_FULL, .f = 0.125f, .flags = TC_QUICK},
     {"sdpa_tc_prefill_100tok_after200_20b_heads_window128", .t = 100, .off = 200, .hq = 64, .hkv = 8, .d = 64,
@@ -64,6 +66,10 @@ static const struct tc_case cases[] = {
      .f = 0.125f},
     {"sdpa_tc_prefill_64tok_after4000_gqa4_full", .t = 64, .off = 4000, .hq = 8, .hkv = 2, .d = 64, .window = TC_FULL,
      .f = 0.125f},
+    {"sdpa_tc_prefill_140tok_after60_gqa1_window100", .t = 140, .off = 60, .hq = 2, .hkv = 2, .d = 64, .window = 100,
+     .f = 0.125f},
+    {"sdpa_tc_prefill_140tok_after1000_gqa2_full", .t = 140, .off = 1000, .hq = 4, .hkv = 2, .d = 64,
+     .window = TC_FULL, .f = 0.125f},
     /* The longest context (131,072 positions): every row attends ~131,000 keys, ~2,000 K/V
      * tiles: the tensor-core prefill (32 rows of one KV head) and the flash-decoding chunks
      * (1 row), each against the float64 reference. Positive V: the output is about
@@ -447,16 +453,19 @@ static const struct tc_case varlen_cases[] = {
      .hkv = 1, .d = 32, .window = 40, .f = 0.2f, .flags = TC_NO_BIAS},
     /* rows in sequence order (TC_IN_ORDER: a batch step's layout): on CUDA the groups of one
      * sequence run on the tensor-core prefill, the rest (decode rows, groups across two
-     * sequences) on the chunk kernel */
+     * sequences) on the chunk kernel. The fault cases' 128 rows over 3 sequences give
+     * sequence 0 (the fault's) a whole group of 16 tokens at its start for any seed in
+     * practice (a block of 8 warps; 8 tokens with 4), so its rows that read the bad entry run
+     * on the tensor cores. */
     {"sdpa_varlen_in_order_20b_prefill200_and_7_decodes_window128", .t = 207, .k = 8, .r = 16, .off = 300,
      .maxt = 1024, .hq = 64, .hkv = 8, .d = 64, .window = 128, .f = 0.125f, .check = 24, .flags = TC_IN_ORDER},
     {"sdpa_varlen_in_order_20b_3seqs_150rows_full", .t = 150, .k = 3, .r = 16, .off = 500, .maxt = 2048, .hq = 64,
      .hkv = 8, .d = 64, .window = TC_FULL, .f = 0.125f, .check = 24, .flags = TC_IN_ORDER},
     {"sdpa_varlen_in_order_gqa2_bs5_90rows_full", .t = 90, .k = 2, .r = 5, .off = 90, .maxt = 512, .hq = 4, .hkv = 2,
      .d = 64, .window = TC_FULL, .f = 0.125f, .flags = TC_IN_ORDER},
-    {"sdpa_varlen_in_order_fault_none_entry_window48", .t = 64, .k = 3, .r = 16, .off = 600, .maxt = 1024, .hq = 8,
+    {"sdpa_varlen_in_order_fault_none_entry_window48", .t = 128, .k = 3, .r = 16, .off = 600, .maxt = 1024, .hq = 8,
      .hkv = 1, .d = 64, .window = 48, .f = 0.125f, .e = VARLEN_NONE_ENTRY, .flags = TC_FAULT | TC_IN_ORDER},
-    {"sdpa_varlen_in_order_fault_none_entry_full", .t = 64, .k = 3, .r = 16, .off = 600, .maxt = 1024, .hq = 8,
+    {"sdpa_varlen_in_order_fault_none_entry_full", .t = 128, .k = 3, .r = 16, .off = 600, .maxt = 1024, .hq = 8,
      .hkv = 1, .d = 64, .window = TC_FULL, .f = 0.125f, .e = VARLEN_NONE_ENTRY, .flags = TC_FAULT | TC_IN_ORDER},
     {"sdpa_varlen_in_order_fault_seq_id", .t = 64, .k = 3, .r = 16, .off = 300, .maxt = 1024, .hq = 8, .hkv = 1,
      .d = 64, .window = TC_FULL, .f = 0.125f, .e = VARLEN_BAD_SEQ, .flags = TC_FAULT | TC_IN_ORDER},
