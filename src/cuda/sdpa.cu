@@ -558,9 +558,9 @@ __global__ void __launch_bounds__(MERGE_THREADS) sdpa_merge_kernel(SdpaShape s) 
  * per (group, KV head), its 16 W MMA rows (token, Q head) in W warps of 16, walking the
  * group's keys in tiles of 64 at multiples of 64 (absolute positions), flash-attention
  * style: scores, online softmax and P V in registers. W = GPTOSS_SDPA_TC_WARPS (compile
- * time, default 4: two 128-thread blocks an SM; 8: one 256-thread block an SM, each K/V
- * tile split once for twice the rows); both are compiled, the define picks the launched
- * one. The other rows (decode rows, the ragged edges of chunks, rows out of range)
+ * time, default 8: one 256-thread block an SM, each K/V tile split once for twice the rows
+ * of 4, two 128-thread blocks an SM; 8 measured 1.10-1.13x faster on an H100 with the same
+ * bits, docs/CUDA_NOTES.md); both are compiled, the define picks the launched one. The other rows (decode rows, the ragged edges of chunks, rows out of range)
  * run on the chunk kernel, which gives the rows taken here no tasks.
  *
  * Exact f32 on bf16 tensor cores: Q, K, V and the probabilities are split into three bf16
@@ -582,7 +582,7 @@ __global__ void __launch_bounds__(MERGE_THREADS) sdpa_merge_kernel(SdpaShape s) 
  * its block changes no bit. Its bits differ from the chunk kernel's: a row's result depends
  * on whether its group ran here. */
 #ifndef GPTOSS_SDPA_TC_WARPS
-#define GPTOSS_SDPA_TC_WARPS 4
+#define GPTOSS_SDPA_TC_WARPS 8
 #endif
 constexpr int kTcWarps = GPTOSS_SDPA_TC_WARPS; /* the launched instantiation's warps */
 static_assert(kTcWarps == 4 || kTcWarps == 8, "GPTOSS_SDPA_TC_WARPS must be 4 or 8");
