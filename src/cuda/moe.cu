@@ -8,6 +8,7 @@
 #include <cuda_fp16.h>
 
 #include "cuda/matmul.cuh"
+#include "cuda/mxfp4.cuh"
 
 namespace {
 
@@ -206,7 +207,6 @@ __global__ void __launch_bounds__(kMoeWarps * 32, 4) moe_gemv_kernel(
  * the 20b up-projection) was half of the kernel's ALU work. Weight tiles are MT_BN = 128
  * rows. */
 constexpr int MT_BN = 128, MT_BK = 32, MT_LD = MT_BK + 8; /* LD: padded row, bf16 */
-constexpr int kMoeTcPrescale = 10;
 
 /* The (expert, row tile) of block (blockIdx.x, blockIdx.y) with BM-row tiles: y walks the
  * experts' tiles in order. Validates the offsets on the way: when they are not a valid
@@ -280,60 +280,6 @@ constexpr int MT_BM = 64;
 template <int NP>
 constexpr size_t moe_tc_smem_bytes() {
     return (size_t) 2 * (NP * MT_BM + MT_BN) * MT_LD * sizeof(uint16_t);
-}
-
-/* The exact bf16 dequantisation of both MoE tensor-core kernels, in integer ops. A byte of an MXFP4 block holds two fp4 values (low nibble: the even
- * column). An E2M1 nibble's three magnitude bits placed at bits 6..8 of a bf16 (the exponent's
- * two low bits and the mantissa's top bit) and its sign at bit 15 make the bf16 fp4 x 2^-126
- * (subnormal for 0 and 0.5, exactly); moe_fp4x2_tiny does both nibbles of byte k of a word
- * (even column in the low half) with two multiplies whose shifted copies do not overlap. The
- * block's multiplier 2^(stored - 131) (the weight x 2^kMoeTcPrescale) is then 2^(stored - 5)
- * on that: two bf16 factors (2^127 x 2^(stored - 132) from stored byte 133 on);
- * each mul.rn.bf16x2 is exact (fp4 x 2^k with k >= -132 is a bf16), so the result has the
- * bits of the f32 product truncated to bf16 (fp4 x multiplier in f32, the kernels' earlier
- * form). The tables this replaces, a 256-entry byte table in the 16-row kernel and a 16-entry
- * f32 table in the 64-row one, made them wait on shared-memory bank conflicts
- * (docs/CUDA_NOTES.md). */
-__device__ __forceinline__ uint32_t moe_fp4x2_tiny(uint32_t word, uint32_t k) {
-    const uint32_t b = __byte_perm(word, 0u, 0x4440u | k); /* byte k, zero-extended */
-    const uint32_t em = b * 0x40040u;                      /* b << 6 | b << 18: magnitudes at 6..8, 22..24 */
-    const uint32_t sg = b * 0x1001000u;                    /* b << 12 | b << 24: signs at 15, 31 */
-    return (em & 0x01C001C0u) | (sg & 0x80008000u);
-}
-/* The multipliers of a stored scale byte (0 for rows past the weights): lo x hi = 2^(stored - 5)
- * as bf16 bits in both halves (hi = 1.0 up to stored byte 132; the model's bytes lie around
- * 127 + 14, so both factors are always applied); f32 = 2^(stored - 131) for the path without a
- * bf16x2 multiply. */
-struct MoeTcMult {
-    uint32_t lo, hi;
-    float f32;
-};
-__device__ __forceinline__ MoeTcMult moe_tc_mult(uint32_t stored, bool valid) {
-    static_assert(kMoeTcPrescale == 10, "the multiplier is 2^(stored - 131)");
-    const int e = (int) stored - 5; /* -5 .. 250 */
-    const int a = e < 127 ? e : 127, b = e - a;
-    MoeTcMult m;
-    m.lo = valid ? ((uint32_t) (a + 127) << 7) * 0x10001u : 0u;
-    m.hi = ((uint32_t) (b + 127) << 7) * 0x10001u;
-    m.f32 = valid ? gptoss_exp2i((int) stored - 131) : 0.0f;
-    return m;
-}
-/* byte k of word, dequantised */
-__device__ __forceinline__ uint32_t moe_tc_dequant2(uint32_t word, uint32_t k, const MoeTcMult& m) {
-    const uint32_t v = moe_fp4x2_tiny(word, k);
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    uint32_t d;
-    /* a * b per bf16 half, rounded to nearest (exact here); bf16 keeps subnormals */
-    asm("mul.rn.bf16x2 %0, %1, %2;" : "=r"(d) : "r"(v), "r"(m.lo));
-    asm("mul.rn.bf16x2 %0, %1, %2;" : "=r"(d) : "r"(d), "r"(m.hi));
-    return d;
-#else
-    /* no bf16x2 multiply before sm_90: each half in f32 (fp4 x 2^-126 x 2^126 = fp4, then the
-     * multiplier; exact), truncated back */
-    const float u = 8.507059173023462e37f; /* 2^126 */
-    return (__float_as_uint(__uint_as_float(v << 16) * u * m.f32) >> 16) |
-           (__float_as_uint(__uint_as_float(v & 0xFFFF0000u) * u * m.f32) & 0xFFFF0000u);
-#endif
 }
 
 template <bool SWIGLU, bool VEC, int NP>
