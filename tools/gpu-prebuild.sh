@@ -45,7 +45,7 @@ cp "$B"/bench/bench .gpu/b/bench/
 cp "$B"/tests/harness "$B"/tests/test_invariance .gpu/b/tests/
 cp "$B"/tests/e2e/dump_logits .gpu/b/tests/e2e/
 if [ -z "${GPU_PREBUILD_SLIM:-}" ]; then
-    cp "$B"/bench/decode_lab "$B"/bench/tc_gemv_lab .gpu/b/bench/
+    cp "$B"/bench/decode_lab "$B"/bench/tc_gemv_lab "$B"/bench/wgmma_lab .gpu/b/bench/
     cp "$B"/tests/test_fused "$B"/tests/test_graph "$B"/tests/libgptoss_pytestops.so .gpu/b/tests/
     cp "$B"/tests/e2e/test_batch "$B"/tests/e2e/test_engine_alloc "$B"/tests/e2e/test_sampling \
         "$B"/tests/e2e/test_context .gpu/b/tests/e2e/

@@ -184,6 +184,14 @@ if ! skip lab && [ -x "$B"/bench/tc_gemv_lab ]; then
     grep -E 'mma roles|bit-equal|us per call|^[a-z].*->' "$LOG/tc_gemv_lab.log" | head -60
     echo "lab: ${R[lab]} ($(el))"
 fi
+# The wgmma lab (bench/lab/wgmma_lab.cu): the prefill GEMMs (dense and MoE) on warpgroup MMA,
+# bit-equality with the library and float64, speed against the library.
+if ! skip lab && [ -x "$B"/bench/wgmma_lab ]; then
+    "$B"/bench/wgmma_lab --iters 10 >"$LOG/wgmma_lab.log" 2>&1
+    R[wgmma-lab]="rc=$? $(tail -1 "$LOG/wgmma_lab.log" | cut -c1-70)"
+    grep -vE '^$' "$LOG/wgmma_lab.log" | cut -c1-200
+    echo "wgmma lab: ${R[wgmma-lab]} ($(el))"
+fi
 for m in 20b 120b; do
     skip "$m" && continue
     "$B"/bin/gptoss bench --random "$m" --backend cuda -p 512 -n 128 -r 1 >"$LOG/engine-$m.log" 2>&1
@@ -293,6 +301,6 @@ for f in "$LOG"/engine-*.log "$LOG"/parallel-*.log; do [ -f "$f" ] && { echo "${
 [ -f "$LOG/cpu-profile.log" ] && grep -E '^decode ' "$LOG/cpu-profile.log"
 echo
 echo "================ $GPU ($(el)) ================"
-for k in build harness-cuda harness-avx512 graph fused invariance memcheck racecheck e2e-hf graph-bitexact sampling sample-host sample-kernels batch-tiny batch-20b pytest bench lab engine-20b engine-20b-nofused engine-20b-nograph engine-120b depth long-131k parallel-1-ref parallel-1 parallel-4 parallel-16 parallel-64 parallel-64-topp profile-20b ncu-decode cpu-scaling harness-ab; do
+for k in build harness-cuda harness-avx512 graph fused invariance memcheck racecheck e2e-hf graph-bitexact sampling sample-host sample-kernels batch-tiny batch-20b pytest bench lab wgmma-lab engine-20b engine-20b-nofused engine-20b-nograph engine-120b depth long-131k parallel-1-ref parallel-1 parallel-4 parallel-16 parallel-64 parallel-64-topp profile-20b ncu-decode cpu-scaling harness-ab; do
     printf '%-15s %s\n' "$k" "${R[$k]:-skipped}"
 done
