@@ -1,0 +1,352 @@
+/* Hopper warpgroup MMA (wgmma) for the split-bf16 prefill GEMMs: the instruction wrappers,
+ * shared-memory descriptors and two kernels, first written and measured in bench/lab/
+ * wgmma_lab.cu (docs/CUDA_NOTES.md, tenth sitting):
+ *   gptoss_wg::gemm_kernel<BN, ST>          out = x W^T + b over split activation planes
+ *   gptoss_wg::moe_kernel<SWIGLU, BN, ST>   the MXFP4 MoE GEMM over expert-grouped rows
+ * Both give the bits of the library's mma.sync GEMMs (matmul.cu, moe.cu: the same products
+ * added per k-step of 16 in the same plane order). wgmma exists on sm_90a only: compiled for
+ * another target the kernels trap, so a caller launches them only where the sm_90a code runs
+ * (the labs are built for sm_90a alone). */
+#ifndef GPTOSS_CUDA_WGMMA_CUH
+#define GPTOSS_CUDA_WGMMA_CUH
+
+#include "cuda/matmul.cuh" /* gptoss_d_cp_async16_zfill, gptoss_d_store_result */
+#include "cuda/mxfp4.cuh"  /* moe_tc_mult, moe_tc_dequant2, kMoeTcPrescale */
+
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define GPTOSS_WGMMA_ASM(...) asm volatile(__VA_ARGS__)
+#else
+#define GPTOSS_WGMMA_ASM(...) __trap()
+#endif
+
+namespace gptoss_wg {
+
+constexpr int NP = 2;   /* activation planes (the library's at K >= 256) */
+constexpr int BK = 64;  /* columns a stage: one 128-byte swizzle row of bf16 */
+constexpr int BM = 128; /* token rows a block of the dense kernel: two warpgroups of 64 */
+
+/* wgmma.mma_async m64nNk16, f32 += bf16 x bf16, both operands K-major in shared memory
+ * (descriptors), D in registers (N / 2 a thread). Generated for the N the variants use. */
+template <int N>
+struct Wgmma;
+template <>
+struct Wgmma<64> {
+    static __device__ __forceinline__ void mma(float* d, uint64_t a, uint64_t b) {
+        GPTOSS_WGMMA_ASM(
+            "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+            "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 0, 0;\n}\n"
+            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+            : "l"(a), "l"(b), "r"(1));
+    }
+};
+template <>
+struct Wgmma<96> {
+    static __device__ __forceinline__ void mma(float* d, uint64_t a, uint64_t b) {
+        GPTOSS_WGMMA_ASM(
+            "{\n.reg .pred p;\nsetp.ne.b32 p, %50, 0;\n"
+            "wgmma.mma_async.sync.aligned.m64n96k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47}, %48, %49, p, 1, 1, 0, 0;\n}\n"
+            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47])
+            : "l"(a), "l"(b), "r"(1));
+    }
+};
+template <>
+struct Wgmma<128> {
+    static __device__ __forceinline__ void mma(float* d, uint64_t a, uint64_t b) {
+        GPTOSS_WGMMA_ASM(
+            "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+            "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+            : "l"(a), "l"(b), "r"(1));
+    }
+};
+template <>
+struct Wgmma<160> {
+    static __device__ __forceinline__ void mma(float* d, uint64_t a, uint64_t b) {
+        GPTOSS_WGMMA_ASM(
+            "{\n.reg .pred p;\nsetp.ne.b32 p, %82, 0;\n"
+            "wgmma.mma_async.sync.aligned.m64n160k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79}, %80, %81, p, 1, 1, 0, 0;\n}\n"
+            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79])
+            : "l"(a), "l"(b), "r"(1));
+    }
+};
+template <>
+struct Wgmma<192> {
+    static __device__ __forceinline__ void mma(float* d, uint64_t a, uint64_t b) {
+        GPTOSS_WGMMA_ASM(
+            "{\n.reg .pred p;\nsetp.ne.b32 p, %98, 0;\n"
+            "wgmma.mma_async.sync.aligned.m64n192k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95}, %96, %97, p, 1, 1, 0, 0;\n}\n"
+            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95])
+            : "l"(a), "l"(b), "r"(1));
+    }
+};
+template <>
+struct Wgmma<256> {
+    static __device__ __forceinline__ void mma(float* d, uint64_t a, uint64_t b) {
+        GPTOSS_WGMMA_ASM(
+            "{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
+            "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127}, %128, %129, p, 1, 1, 0, 0;\n}\n"
+            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
+            : "l"(a), "l"(b), "r"(1));
+    }
+};
+
+/* A shared-memory matrix descriptor: K-major, 128-byte swizzle, 8-row groups 1024 bytes
+ * apart (stride byte offset), leading byte offset unused for this layout (1), base offset
+ * 0 (tiles 1024-byte aligned). */
+static __device__ __forceinline__ uint64_t desc_sw128(uint32_t saddr) {
+    return (uint64_t) ((saddr & 0x3FFFFu) >> 4) | ((uint64_t) 1 << 16) | ((uint64_t) (1024 >> 4) << 32) |
+           ((uint64_t) 1 << 62);
+}
+static __device__ __forceinline__ void wg_fence() { GPTOSS_WGMMA_ASM("wgmma.fence.sync.aligned;" ::: "memory"); }
+static __device__ __forceinline__ void wg_commit() { GPTOSS_WGMMA_ASM("wgmma.commit_group.sync.aligned;" ::: "memory"); }
+template <int N>
+static __device__ __forceinline__ void wg_wait() {
+    GPTOSS_WGMMA_ASM("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory");
+}
+/* cp.async writes (generic proxy) become visible to wgmma's reads (async proxy) */
+static __device__ __forceinline__ void fence_proxy_async() { GPTOSS_WGMMA_ASM("fence.proxy.async.shared::cta;" ::: "memory"); }
+/* the accumulators are read only after the wait (the compiler cannot see wgmma's asynchrony) */
+template <int R>
+static __device__ __forceinline__ void fence_regs(float* d) {
+#pragma unroll
+    for (int i = 0; i < R; i++) asm volatile("" : "+f"(d[i])::"memory");
+}
+
+template <int BN>
+__host__ __device__ constexpr uint32_t stage_bytes() {
+    return (uint32_t) (NP * BM + BN) * 128u;
+}
+template <int BN, int ST>
+constexpr size_t smem_bytes() {
+    return (size_t) ST * stage_bytes<BN>() + 1024; /* + the alignment of the ring to 1024 */
+}
+
+template <int BN, int ST>
+__global__ void __launch_bounds__(256, 1)
+    gemm_kernel(const uint16_t* __restrict__ planes, size_t plane_size, const uint16_t* __restrict__ W,
+               const uint16_t* __restrict__ bias, float* __restrict__ out, uint32_t M, uint32_t K, uint32_t N) {
+    static_assert(ST >= 3, "the ring keeps ST - 2 stages in flight");
+    extern __shared__ uint8_t smem_raw[];
+    const uint32_t raw = (uint32_t) __cvta_generic_to_shared(smem_raw);
+    const uint32_t base = (raw + 1023u) & ~1023u;
+    uint8_t* ring = smem_raw + (base - raw);
+    const uint32_t tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3u, lane = tid & 31u;
+    const uint32_t m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
+    const uint32_t nk = (K + BK - 1) / BK;
+    constexpr uint32_t kA = BM * 128u; /* one plane's tile */
+    constexpr uint32_t kStage = stage_bytes<BN>();
+
+    /* stage s: columns s*64 .. s*64+63 of the NP plane tiles (rows 0 .. 255) and the weight
+     * tile (rows 256 ..), 16-byte chunks, zero past M, N and K */
+    auto issue = [&](uint32_t s) {
+        if (s < nk) {
+            uint8_t* st = ring + (size_t) (s % ST) * kStage;
+            const uint32_t k0 = s * BK;
+            for (uint32_t c = tid; c < (uint32_t) (NP * BM + BN) * 8u; c += 256) {
+                const uint32_t row = c >> 3, ch = c & 7u, k = k0 + ch * 8u;
+                const void* src;
+                bool in;
+                if (row < (uint32_t) (NP * BM)) {
+                    const uint32_t m = m0 + row % BM;
+                    in = m < M && k < K;
+                    src = in ? planes + (size_t) (row / BM) * plane_size + (size_t) m * K + k : planes;
+                } else {
+                    const uint32_t n = n0 + row - NP * BM;
+                    in = n < N && k < K;
+                    src = in ? W + (size_t) n * K + k : W;
+                }
+                gptoss_d_cp_async16_zfill(st + (size_t) row * 128u + ((ch ^ (row & 7u)) << 4), src, in ? 16u : 0u);
+            }
+        }
+        gptoss_d_cp_async_commit();
+    };
+
+    float acc[BN / 2];
+#pragma unroll
+    for (int i = 0; i < BN / 2; i++) acc[i] = 0.0f;
+
+#pragma unroll
+    for (int s = 0; s < ST - 2; s++) issue((uint32_t) s);
+    for (uint32_t s = 0; s < nk; s++) {
+        gptoss_d_cp_async_wait<ST - 3>(); /* this thread's copies of stage s landed */
+        fence_proxy_async();
+        __syncthreads(); /* everyone's; and stage s - 2's MMAs are done in both warpgroups */
+        issue(s + ST - 2); /* into stage s - 2's buffer */
+        const uint32_t st = base + (s % ST) * kStage;
+        const uint32_t a0 = st + wg * 64u * 128u, b0 = st + NP * kA;
+        wg_fence();
+#pragma unroll
+        for (int kk = 0; kk < BK / 16; kk++)
+#pragma unroll
+            for (int p = NP - 1; p >= 0; p--)
+                Wgmma<BN>::mma(acc, desc_sw128(a0 + p * kA + kk * 32), desc_sw128(b0 + kk * 32));
+        wg_commit();
+        wg_wait<1>();
+    }
+    wg_wait<0>();
+    gptoss_d_cp_async_wait<0>();
+    fence_regs<BN / 2>(acc);
+
+#pragma unroll
+    for (int i = 0; i < BN / 8; i++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const uint32_t m = m0 + wg * 64u + warp * 16u + (lane >> 2) + 8u * h;
+            const uint32_t n = n0 + 8u * i + 2u * (lane & 3u);
+            if (m < M) {
+                if (n < N) gptoss_d_store_result(out + (size_t) m * N + n, bias, n, acc[4 * i + 2 * h], false);
+                if (n + 1 < N) gptoss_d_store_result(out + (size_t) m * N + n + 1, bias, n + 1, acc[4 * i + 2 * h + 1], false);
+            }
+        }
+}
+
+/* moe_kernel<SWIGLU, BN, ST>: the prefill MoE GEMM over expert-grouped rows (the library's
+ * gptoss_f32_mf4w_moe_dense_matmul[_swiglu]). A block owns 64 rows of one expert (blockIdx.y
+ * walks the experts' 64-row tiles in order, as the library's) x BN weight rows, each
+ * warpgroup BN / 2 of them (m64 n(BN/2) k16). A ring stage of 64 columns holds both
+ * activation planes (swizzled, as the dense kernel) and the raw MXFP4 bytes of the weight
+ * rows (two blocks of 16 bytes a row); after it lands the block dequantises it (integer ops and
+ * two exact bf16x2 multiplies, src/cuda/mxfp4.cuh: weights x 2^10) into one of two bf16 tiles
+ * in the 128-byte swizzle, then each warpgroup's wgmmas read the tile. The scale bytes of the
+ * block's weight rows are loaded once. The epilogue is the library's (x 2^-10, bias, SwiGLU).
+ */
+constexpr int MBM = 64;
+
+template <int BN>
+struct MoeLayout {
+    static constexpr uint32_t kA = NP * MBM * 128u; /* a stage's activation planes */
+    static constexpr uint32_t kW = BN * 32u;        /* a stage's raw MXFP4 bytes */
+    static constexpr uint32_t kRaw = kA + kW;       /* a ring stage (a multiple of 1024) */
+    static constexpr uint32_t kB = BN * 128u;       /* a dequantised bf16 tile */
+};
+template <int BN, int ST>
+inline size_t moe_smem_bytes(uint32_t K) {
+    return (size_t) ST * MoeLayout<BN>::kRaw + 2 * MoeLayout<BN>::kB + (size_t) BN * (K / 32) + 1024;
+}
+
+static __device__ __forceinline__ float wg_bias(const uint8_t* b, uint32_t r) {
+    return gptoss_bf16_to_f32((uint16_t) (b[2 * (size_t) r] | (b[2 * (size_t) r + 1] << 8)));
+}
+
+template <bool SWIGLU, int BN, int ST>
+__global__ void __launch_bounds__(256, BN == 128 ? 2 : 1)
+    moe_kernel(const uint32_t* __restrict__ offsets, const uint16_t* __restrict__ planes, size_t plane_size,
+              const uint8_t* __restrict__ blocks, const uint8_t* __restrict__ scales, const uint8_t* __restrict__ bias,
+              size_t stride, float* __restrict__ out, uint32_t E, uint32_t K, uint32_t N, uint32_t out_width,
+              float limit) {
+    using L = MoeLayout<BN>;
+    static_assert(ST >= 3, "the ring keeps ST - 2 stages in flight");
+    uint32_t y = blockIdx.y, e = 0, rb = 0, re = 0;
+    for (; e < E; e++) {
+        const uint32_t a = offsets[e], b = offsets[e + 1], tiles = (b - a + MBM - 1) / MBM;
+        if (y < tiles) {
+            rb = a + y * MBM;
+            re = min(rb + MBM, b);
+            break;
+        }
+        y -= tiles;
+    }
+    if (e == E) return; /* past the last tile */
+    extern __shared__ uint8_t smem_raw[];
+    const uint32_t raw = (uint32_t) __cvta_generic_to_shared(smem_raw);
+    const uint32_t base = (raw + 1023u) & ~1023u;
+    uint8_t* ring = smem_raw + (base - raw);
+    uint8_t* btiles = ring + ST * L::kRaw;
+    uint8_t* Ss = btiles + 2 * L::kB;
+    const uint32_t tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3u, lane = tid & 31u;
+    const uint32_t n0 = blockIdx.x * BN, nb = K / 32, ns = (K + 63) / 64;
+    const uint32_t rows = re - rb, wrows = min((uint32_t) BN, N - n0);
+    const uint8_t* wb = blocks + (size_t) e * stride;
+    const uint8_t* wbias = bias + (size_t) e * stride;
+    {
+        const uint8_t* src = scales + (size_t) e * stride + (size_t) n0 * nb;
+        for (uint32_t i = tid; i < wrows * nb; i += 256) Ss[i] = src[i];
+    }
+
+    auto issue = [&](uint32_t s) {
+        if (s < ns) {
+            uint8_t* st = ring + (size_t) (s % ST) * L::kRaw;
+            const uint32_t k0 = s * 64u;
+            for (uint32_t c = tid; c < NP * MBM * 8u; c += 256) {
+                const uint32_t row = c >> 3, ch = c & 7u, r = row % MBM, k = k0 + ch * 8u;
+                const bool in = r < rows && k < K;
+                gptoss_d_cp_async16_zfill(st + (size_t) row * 128u + ((ch ^ (row & 7u)) << 4),
+                                          in ? planes + (size_t) (row / MBM) * plane_size + (size_t) (rb + r) * K + k
+                                             : planes,
+                                          in ? 16u : 0u);
+            }
+            for (uint32_t c = tid; c < BN * 2u; c += 256) {
+                const uint32_t r = c % BN, j = c / BN, kb = 2 * s + j;
+                const bool in = r < wrows && kb < nb;
+                gptoss_d_cp_async16_zfill(st + L::kA + (j * BN + r) * 16u,
+                                          in ? wb + ((size_t) (n0 + r) * nb + kb) * 16 : wb, in ? 16u : 0u);
+            }
+        }
+        gptoss_d_cp_async_commit();
+    };
+
+    float acc[BN / 4];
+#pragma unroll
+    for (int i = 0; i < BN / 4; i++) acc[i] = 0.0f;
+#pragma unroll
+    for (int s = 0; s < ST - 2; s++) issue((uint32_t) s);
+    for (uint32_t s = 0; s < ns; s++) {
+        gptoss_d_cp_async_wait<ST - 3>();
+        __syncthreads(); /* stage s landed everywhere; stage s - 2's MMAs are done */
+        issue(s + ST - 2);
+        const uint8_t* st = ring + (size_t) (s % ST) * L::kRaw;
+        uint8_t* bt = btiles + (size_t) (s & 1u) * L::kB;
+        for (uint32_t c = tid; c < BN * 2u; c += 256) {
+            const uint32_t r = c % BN, j = c / BN, kb = 2 * s + j;
+            const bool valid = r < wrows && kb < nb;
+            const MoeTcMult m = moe_tc_mult(valid ? Ss[(size_t) r * nb + kb] : 0u, valid);
+            const uint4 q = *(const uint4*) (st + L::kA + (j * BN + r) * 16u);
+            const uint32_t words[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+            for (uint32_t w = 0; w < 4; w++) {
+                const uint32_t chunk = 4 * j + w; /* columns 8 chunk .. 8 chunk + 7 of the stage */
+                *(uint4*) (bt + (size_t) r * 128u + ((chunk ^ (r & 7u)) << 4)) =
+                    make_uint4(moe_tc_dequant2(words[w], 0, m), moe_tc_dequant2(words[w], 1, m),
+                               moe_tc_dequant2(words[w], 2, m), moe_tc_dequant2(words[w], 3, m));
+            }
+        }
+        fence_proxy_async();
+        __syncthreads();
+        const uint32_t a0 = base + (s % ST) * L::kRaw;
+        const uint32_t b0 = base + ST * L::kRaw + (s & 1u) * L::kB + wg * (BN / 2) * 128u;
+        wg_fence();
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++)
+#pragma unroll
+            for (int p = NP - 1; p >= 0; p--)
+                Wgmma<BN / 2>::mma(acc, desc_sw128(a0 + p * MBM * 128u + kk * 32), desc_sw128(b0 + kk * 32));
+        wg_commit();
+        wg_wait<1>();
+    }
+    wg_wait<0>();
+    gptoss_d_cp_async_wait<0>();
+    fence_regs<BN / 4>(acc);
+
+    constexpr float kUnscale = 1.0f / (float) (1 << kMoeTcPrescale);
+#pragma unroll
+    for (int i = 0; i < BN / 16; i++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const uint32_t m = rb + warp * 16u + (lane >> 2) + 8u * h;
+            const uint32_t n = n0 + wg * (BN / 2) + 8u * i + 2u * (lane & 3u);
+            if (m >= re) continue;
+            const float v0 = acc[4 * i + 2 * h] * kUnscale, v1 = acc[4 * i + 2 * h + 1] * kUnscale;
+            if (SWIGLU) {
+                if (n + 1 < N)
+                    out[(size_t) m * out_width + n / 2] =
+                        gptoss_swiglu(v0 + wg_bias(wbias, n), v1 + wg_bias(wbias, n + 1), limit);
+            } else {
+                if (n < N) out[(size_t) m * out_width + n] = v0 + wg_bias(wbias, n);
+                if (n + 1 < N) out[(size_t) m * out_width + n + 1] = v1 + wg_bias(wbias, n + 1);
+            }
+        }
+}
+
+}  // namespace gptoss_wg
+
+#endif
