@@ -84,21 +84,21 @@ const Variant kVariants[] = {
 
 template <bool SWIGLU, int BN, int ST>
 void run_moe(const uint32_t* offsets, uint32_t tiles, const uint16_t* planes, size_t stride_p, const uint8_t* blocks,
-             const uint8_t* scales, const uint8_t* bias, size_t stride, float* out, uint32_t E, uint32_t K, uint32_t N,
-             uint32_t out_width, float limit) {
+             const uint8_t* scales, const uint8_t* bias, size_t stride, float* out, uint32_t P, uint32_t E, uint32_t K,
+             uint32_t N, uint32_t out_width, float limit) {
     const size_t smem = gptoss_wg::moe_smem_bytes<BN, ST>(K);
     CK(cudaFuncSetAttribute(gptoss_wg::moe_kernel<SWIGLU, BN, ST>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem));
     gptoss_wg::moe_kernel<SWIGLU, BN, ST><<<dim3((N + BN - 1) / BN, tiles), 256, smem, g_stream>>>(
-        offsets, planes, stride_p, blocks, scales, bias, stride, out, E, K, N, out_width, limit);
+        offsets, planes, stride_p, blocks, scales, bias, stride, out, P, E, K, N, out_width, limit, nullptr);
     CK(cudaGetLastError());
 }
 
 struct MoeVariant {
     const char* name;
     void (*up)(const uint32_t*, uint32_t, const uint16_t*, size_t, const uint8_t*, const uint8_t*, const uint8_t*,
-               size_t, float*, uint32_t, uint32_t, uint32_t, uint32_t, float);
+               size_t, float*, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t, float);
     void (*down)(const uint32_t*, uint32_t, const uint16_t*, size_t, const uint8_t*, const uint8_t*, const uint8_t*,
-                 size_t, float*, uint32_t, uint32_t, uint32_t, uint32_t, float);
+                 size_t, float*, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t, float);
 };
 const MoeVariant kMoeVariants[] = {
     {"moe wgmma 64x128, 3 stages", run_moe<true, 128, 3>, run_moe<false, 128, 3>},
@@ -256,8 +256,8 @@ bool moe_part(gptoss_backend_t be, int iters, cudaEvent_t e0, cudaEvent_t e1) {
                err64(hlib), us_lib, flops / (us_lib * 1e-6) / 1e12);
         for (const MoeVariant& v : kMoeVariants) {
             auto run = [&] {
-                (up ? v.up : v.down)(doff, tiles, planes, pstride, db, ds, dbias, stride, out_lab, E, K, N, out_width,
-                                     limit);
+                (up ? v.up : v.down)(doff, tiles, planes, pstride, db, ds, dbias, stride, out_lab, P, E, K, N,
+                                     out_width, limit);
             };
             CK(cudaMemsetAsync(out_lab, 0xFF, (size_t) P * out_width * 4, g_stream));
             run();

@@ -231,22 +231,46 @@ static __device__ __forceinline__ float wg_bias(const uint8_t* b, uint32_t r) {
 template <bool SWIGLU, int BN, int ST>
 __global__ void __launch_bounds__(256, BN == 128 ? 2 : 1)
     moe_kernel(const uint32_t* __restrict__ offsets, const uint16_t* __restrict__ planes, size_t plane_size,
-              const uint8_t* __restrict__ blocks, const uint8_t* __restrict__ scales, const uint8_t* __restrict__ bias,
-              size_t stride, float* __restrict__ out, uint32_t E, uint32_t K, uint32_t N, uint32_t out_width,
-              float limit) {
+               const uint8_t* __restrict__ blocks, const uint8_t* __restrict__ scales, const uint8_t* __restrict__ bias,
+               size_t stride, float* __restrict__ out, uint32_t P, uint32_t E, uint32_t K, uint32_t N,
+               uint32_t out_width, float limit, uint32_t* error_word) {
     using L = MoeLayout<BN>;
     static_assert(ST >= 3, "the ring keeps ST - 2 stages in flight");
-    uint32_t y = blockIdx.y, e = 0, rb = 0, re = 0;
-    for (; e < E; e++) {
-        const uint32_t a = offsets[e], b = offsets[e + 1], tiles = (b - a + MBM - 1) / MBM;
-        if (y < tiles) {
-            rb = a + y * MBM;
-            re = min(rb + MBM, b);
+    /* the (expert, 64-row tile) of blockIdx.y, validating the offsets on the way as
+     * moe.cu's moe_row_tile does: not a partition of the P rows -> the error bit
+     * (GPTOSS_CUDA_ERROR_ROUTING_OFFSET) and NaN over the block's part of the output */
+    uint32_t y = blockIdx.y, e_found = E, rb = 0, re = 0;
+    bool bad = offsets[0] != 0 || offsets[E] != P;
+    for (uint32_t e = 0; e < E && !bad; e++) {
+        const uint32_t a = offsets[e], b = offsets[e + 1];
+        if (b < a || b > P) {
+            bad = true;
             break;
         }
-        y -= tiles;
+        const uint32_t tiles = (b - a + MBM - 1) / MBM;
+        if (e_found == E) {
+            if (y < tiles) {
+                e_found = e;
+                rb = a + y * MBM;
+                re = min(rb + MBM, b);
+            } else {
+                y -= tiles;
+            }
+        }
     }
-    if (e == E) return; /* past the last tile */
+    if (bad) {
+        if (error_word != nullptr && threadIdx.x == 0 && blockIdx.x == 0 && blockIdx.y == 0) {
+            gptoss_d_set_error(error_word, GPTOSS_CUDA_ERROR_ROUTING_OFFSET);
+        }
+        const uint32_t m0 = blockIdx.y * MBM, cw = SWIGLU ? BN / 2 : BN, c0 = blockIdx.x * cw;
+        for (uint32_t i = threadIdx.x; i < MBM * cw; i += blockDim.x) {
+            const uint32_t m = m0 + i / cw, c = c0 + i % cw;
+            if (m < P && c < out_width) out[(size_t) m * out_width + c] = __uint_as_float(0x7FC00000u);
+        }
+        return;
+    }
+    if (e_found == E) return; /* past the last tile */
+    const uint32_t e = e_found;
     extern __shared__ uint8_t smem_raw[];
     const uint32_t raw = (uint32_t) __cvta_generic_to_shared(smem_raw);
     const uint32_t base = (raw + 1023u) & ~1023u;
