@@ -9,6 +9,7 @@
 #   GPU_PREBUILD_SLIM=1 GPU_PREV_REV=main bash tools/gpu-prebuild.sh   (slim: the carry limit)
 #
 # then on the device (carry .gpu/b, .gpu/lib, .gpu/prev): bash tools/gpu-pending.sh
+#   0. the wgmma lab, when built (bench/lab/wgmma_lab.cu)
 #   1. SDPA over 131,000 keys, both builds (the *_positive_v cases: the tensor-core prefill's
 #      drift that the ninth sitting fixed must not come back; docs/CUDA_NOTES.md)
 #   2. the patched build: the harness's sdpa, moe, matmul and qkv cases on CUDA, test_invariance
@@ -30,6 +31,12 @@ el() { echo "$(($(date +%s) - t0))s"; }
 [ -x .gpu/prev/tests/harness ] || { echo "gpu-pending: no base build in .gpu/prev (GPU_PREV_REV=main tools/gpu-prebuild.sh)"; exit 2; }
 echo "GPU: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>&1 | head -1)"
 echo "A = $(cat .gpu/prev/REV 2>/dev/null), B = this tree"
+
+if [ -x .gpu/b/bench/wgmma_lab ]; then
+    echo "== 0. the wgmma lab (dense and MoE prefill GEMMs on wgmma: bits, float64, speed)"
+    timeout 120 .gpu/b/bench/wgmma_lab --iters 10 2>&1 | grep -vE '^$' | cut -c1-200
+    echo "($(el))"
+fi
 
 echo "== 1. SDPA over 131,000 keys (case, max error, tolerance, share of it)"
 label() { if [ "$1" = prev ]; then echo A; else echo B; fi; }
