@@ -169,6 +169,16 @@ class Model:
         out[..., 1::2] = a * sn + b * cs
         return out
 
+    def route(self, x, lw):
+        """The MLP's input, each token's top-k experts (ties: the lower expert first) and
+        their softmax weights."""
+        t = self.rmsnorm(x, lw["mlp_norm"])
+        g = t @ lw["gate_w"].T + lw["gate_b"]
+        order = np.argsort(-g, axis=1, kind="stable")[:, :self.cfg["num_active_experts"]]
+        sel = np.take_along_axis(g, order, axis=1)
+        w = np.exp(sel - sel[:, :1])
+        return t, order, w / w.sum(axis=1, keepdims=True)
+
     def rmsnorm(self, x, w):
         return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + np.float64(self.cfg["rmsnorm_epsilon"])) * w
 
@@ -202,12 +212,7 @@ class Model:
             attn = np.einsum("hqk,khd->qhd", p / denom, vv).reshape(T, Hq * D)
             x = x + attn @ lw["out_w"].T + lw["out_b"]
 
-            t = self.rmsnorm(x, lw["mlp_norm"])
-            g = t @ lw["gate_w"].T + lw["gate_b"]
-            order = np.argsort(-g, axis=1, kind="stable")[:, :K]  # ties: lower expert first
-            sel = np.take_along_axis(g, order, axis=1)
-            w = np.exp(sel - sel[:, :1])
-            w = w / w.sum(axis=1, keepdims=True)
+            t, order, w = self.route(x, lw)
             y = np.zeros_like(x)
             for j in range(K):
                 e = order[:, j]
@@ -228,7 +233,7 @@ class Model:
         contexts (tests/e2e/long_context.py --ref64: 131,000 positions)."""
         c = self.cfg
         H, D, Hq, Hkv = c["embedding_dim"], c["head_dim"], c["num_heads"], c["num_kv_heads"]
-        K, limit, W = c["num_active_experts"], np.float64(c["swiglu_limit"]), c["attention_window"]
+        limit, W = np.float64(c["swiglu_limit"]), c["attention_window"]
         T, G = len(tokens), Hq // Hkv
         assert 0 < n_out <= T
         cos, sin = self.rope_tables(T)
@@ -269,12 +274,7 @@ class Model:
             x = x[r0:] + attn @ lw["out_w"].T + lw["out_b"]
             del q, k, v, attn
 
-            t = self.rmsnorm(x, lw["mlp_norm"])
-            g = t @ lw["gate_w"].T + lw["gate_b"]
-            order = np.argsort(-g, axis=1, kind="stable")[:, :K]  # ties: lower expert first
-            sel = np.take_along_axis(g, order, axis=1)
-            w = np.exp(sel - sel[:, :1])
-            w = w / w.sum(axis=1, keepdims=True)
+            t, order, w = self.route(x, lw)
             y = np.zeros_like(x)
             for e in range(c["num_experts"]):
                 r, j = np.nonzero(order == e)
