@@ -8,7 +8,7 @@
 #include <cuda_fp16.h>
 
 #include "cuda/matmul.cuh"
-#include "cuda/mxfp4.cuh"
+#include "cuda/moe_tc.cuh"
 
 namespace {
 
@@ -207,53 +207,6 @@ __global__ void __launch_bounds__(kMoeWarps * 32, 4) moe_gemv_kernel(
  * the 20b up-projection) was half of the kernel's ALU work. Weight tiles are MT_BN = 128
  * rows. */
 constexpr int MT_BN = 128, MT_BK = 32, MT_LD = MT_BK + 8; /* LD: padded row, bf16 */
-
-/* The (expert, row tile) of block (blockIdx.x, blockIdx.y) with BM-row tiles: y walks the
- * experts' tiles in order. Validates the offsets on the way: when they are not a valid
- * partition of the P rows it sets the error, writes NaN over the block's part of the
- * output and returns false; also false past the last tile (grids are sized for the most
- * tiles P rows can need). */
-template <bool SWIGLU, int BM>
-__device__ bool moe_row_tile(const uint32_t* __restrict__ offsets, uint32_t P, uint32_t E, uint32_t n0, float* out,
-                             uint32_t out_width, uint32_t* error_word, uint32_t& expert, uint32_t& row_begin,
-                             uint32_t& row_end) {
-    uint32_t y = blockIdx.y;
-    uint32_t e_found = 0xFFFFFFFFu;
-    row_begin = row_end = 0;
-    bool bad = offsets[0] != 0 || offsets[E] != P;
-    for (uint32_t e = 0; e < E; e++) {
-        const uint32_t a = offsets[e], b = offsets[e + 1];
-        if (b < a || b > P) {
-            bad = true;
-            break;
-        }
-        const uint32_t tiles = (b - a + BM - 1) / BM;
-        if (e_found == 0xFFFFFFFFu) {
-            if (y < tiles) {
-                e_found = e;
-                row_begin = a + y * BM;
-                row_end = min(row_begin + BM, b);
-            } else {
-                y -= tiles;
-            }
-        }
-    }
-    if (bad) {
-        if (threadIdx.x == 0 && blockIdx.x == 0 && blockIdx.y == 0) {
-            gptoss_d_set_error(error_word, GPTOSS_CUDA_ERROR_ROUTING_OFFSET);
-        }
-        /* NaN rows: block y covers rows [y*BM, y*BM+BM) of the output columns of tile x */
-        const uint32_t m_begin = blockIdx.y * BM;
-        const uint32_t c_begin = SWIGLU ? n0 / 2 : n0, c_end = min(c_begin + (SWIGLU ? MT_BN / 2 : MT_BN), out_width);
-        for (uint32_t idx = threadIdx.x; idx < BM * MT_BN; idx += blockDim.x) {
-            const uint32_t m = m_begin + idx / MT_BN, c = c_begin + idx % MT_BN;
-            if (m < P && c < c_end) out[(size_t) m * out_width + c] = nan_f();
-        }
-        return false;
-    }
-    expert = e_found;
-    return e_found != 0xFFFFFFFFu;
-}
 
 /* The outputs of weight rows n, n + 1 (n even) of row m from their accumulators. */
 template <bool SWIGLU>

@@ -11,7 +11,7 @@
 #define GPTOSS_CUDA_WGMMA_CUH
 
 #include "cuda/matmul.cuh" /* gptoss_d_cp_async16_zfill, gptoss_d_store_result */
-#include "cuda/mxfp4.cuh"  /* moe_tc_mult, moe_tc_dequant2, kMoeTcPrescale */
+#include "cuda/moe_tc.cuh"  /* moe_tc_mult, moe_tc_dequant2, kMoeTcPrescale, moe_row_tile */
 
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define GPTOSS_WGMMA_ASM(...) asm volatile(__VA_ARGS__)
@@ -206,7 +206,7 @@ __global__ void __launch_bounds__(256, 1)
  * warpgroup BN / 2 of them (m64 n(BN/2) k16). A ring stage of 64 columns holds both
  * activation planes (swizzled, as the dense kernel) and the raw MXFP4 bytes of the weight
  * rows (two blocks of 16 bytes a row); after it lands the block dequantises it (integer ops and
- * two exact bf16x2 multiplies, src/cuda/mxfp4.cuh: weights x 2^10) into one of two bf16 tiles
+ * two exact bf16x2 multiplies, src/cuda/moe_tc.cuh: weights x 2^10) into one of two bf16 tiles
  * in the 128-byte swizzle, then each warpgroup's wgmmas read the tile. The scale bytes of the
  * block's weight rows are loaded once. The epilogue is the library's (x 2^-10, bias, SwiGLU).
  */
@@ -236,41 +236,10 @@ __global__ void __launch_bounds__(256, BN == 128 ? 2 : 1)
                uint32_t out_width, float limit, uint32_t* error_word) {
     using L = MoeLayout<BN>;
     static_assert(ST >= 3, "the ring keeps ST - 2 stages in flight");
-    /* the (expert, 64-row tile) of blockIdx.y, validating the offsets on the way as
-     * moe.cu's moe_row_tile does: not a partition of the P rows -> the error bit
-     * (GPTOSS_CUDA_ERROR_ROUTING_OFFSET) and NaN over the block's part of the output */
-    uint32_t y = blockIdx.y, e_found = E, rb = 0, re = 0;
-    bool bad = offsets[0] != 0 || offsets[E] != P;
-    for (uint32_t e = 0; e < E && !bad; e++) {
-        const uint32_t a = offsets[e], b = offsets[e + 1];
-        if (b < a || b > P) {
-            bad = true;
-            break;
-        }
-        const uint32_t tiles = (b - a + MBM - 1) / MBM;
-        if (e_found == E) {
-            if (y < tiles) {
-                e_found = e;
-                rb = a + y * MBM;
-                re = min(rb + MBM, b);
-            } else {
-                y -= tiles;
-            }
-        }
-    }
-    if (bad) {
-        if (error_word != nullptr && threadIdx.x == 0 && blockIdx.x == 0 && blockIdx.y == 0) {
-            gptoss_d_set_error(error_word, GPTOSS_CUDA_ERROR_ROUTING_OFFSET);
-        }
-        const uint32_t m0 = blockIdx.y * MBM, cw = SWIGLU ? BN / 2 : BN, c0 = blockIdx.x * cw;
-        for (uint32_t i = threadIdx.x; i < MBM * cw; i += blockDim.x) {
-            const uint32_t m = m0 + i / cw, c = c0 + i % cw;
-            if (m < P && c < out_width) out[(size_t) m * out_width + c] = __uint_as_float(0x7FC00000u);
-        }
-        return;
-    }
-    if (e_found == E) return; /* past the last tile */
-    const uint32_t e = e_found;
+    /* the (expert, 64-row tile) of blockIdx.y; offsets that are not a partition of the P rows:
+     * the error bit and NaN over the block's part of the output */
+    uint32_t e, rb, re;
+    if (!moe_row_tile<SWIGLU, MBM, BN>(offsets, P, E, blockIdx.x * BN, out, out_width, error_word, e, rb, re)) return;
     extern __shared__ uint8_t smem_raw[];
     const uint32_t raw = (uint32_t) __cvta_generic_to_shared(smem_raw);
     const uint32_t base = (raw + 1023u) & ~1023u;

@@ -1,11 +1,12 @@
-/* The exact bf16 dequantisation of MXFP4 weights for the tensor-core MoE GEMMs (moe.cu) and
- * the kernel labs (bench/lab): weights pre-scaled by 2^kMoeTcPrescale, see moe_gemm_tc_kernel. */
-#ifndef GPTOSS_CUDA_MXFP4_CUH
-#define GPTOSS_CUDA_MXFP4_CUH
+/* Device helpers of the tensor-core MoE GEMMs (moe.cu, wgmma.cuh, the kernel labs): the exact
+ * bf16 dequantisation of MXFP4 weights (pre-scaled by 2^kMoeTcPrescale, see
+ * moe_gemm_tc_kernel) and the walk from a block to its (expert, row tile). */
+#ifndef GPTOSS_CUDA_MOE_TC_CUH
+#define GPTOSS_CUDA_MOE_TC_CUH
 
 #include <stdint.h>
 
-#include "common/math.h"
+#include "cuda/common.cuh"
 
 /* The bf16 weights of the tensor-core MoE GEMMs are w x 2^kMoeTcPrescale (exact); the
  * epilogue multiplies the sums by 2^-kMoeTcPrescale. */
@@ -63,6 +64,53 @@ static __device__ __forceinline__ uint32_t moe_tc_dequant2(uint32_t word, uint32
     return (__float_as_uint(__uint_as_float(v << 16) * u * m.f32) >> 16) |
            (__float_as_uint(__uint_as_float(v & 0xFFFF0000u) * u * m.f32) & 0xFFFF0000u);
 #endif
+}
+
+/* The (expert, row tile) of block (blockIdx.x, blockIdx.y) with BM-row tiles: y walks the
+ * experts' tiles in order. Validates the offsets on the way: when they are not a valid
+ * partition of the P rows it sets the error, writes NaN over the block's part of the
+ * output and returns false; also false past the last tile (grids are sized for the most
+ * tiles P rows can need). BN: the weight rows of a block (the output columns it NaNs). */
+template <bool SWIGLU, int BM, int BN = 128>
+static __device__ bool moe_row_tile(const uint32_t* __restrict__ offsets, uint32_t P, uint32_t E, uint32_t n0, float* out,
+                             uint32_t out_width, uint32_t* error_word, uint32_t& expert, uint32_t& row_begin,
+                             uint32_t& row_end) {
+    uint32_t y = blockIdx.y;
+    uint32_t e_found = 0xFFFFFFFFu;
+    row_begin = row_end = 0;
+    bool bad = offsets[0] != 0 || offsets[E] != P;
+    for (uint32_t e = 0; e < E; e++) {
+        const uint32_t a = offsets[e], b = offsets[e + 1];
+        if (b < a || b > P) {
+            bad = true;
+            break;
+        }
+        const uint32_t tiles = (b - a + BM - 1) / BM;
+        if (e_found == 0xFFFFFFFFu) {
+            if (y < tiles) {
+                e_found = e;
+                row_begin = a + y * BM;
+                row_end = min(row_begin + BM, b);
+            } else {
+                y -= tiles;
+            }
+        }
+    }
+    if (bad) {
+        if (threadIdx.x == 0 && blockIdx.x == 0 && blockIdx.y == 0) {
+            gptoss_d_set_error(error_word, GPTOSS_CUDA_ERROR_ROUTING_OFFSET);
+        }
+        /* NaN rows: block y covers rows [y*BM, y*BM+BM) of the output columns of tile x */
+        const uint32_t m_begin = blockIdx.y * BM;
+        const uint32_t c_begin = SWIGLU ? n0 / 2 : n0, c_end = min(c_begin + (SWIGLU ? BN / 2 : BN), out_width);
+        for (uint32_t idx = threadIdx.x; idx < BM * BN; idx += blockDim.x) {
+            const uint32_t m = m_begin + idx / BN, c = c_begin + idx % BN;
+            if (m < P && c < c_end) out[(size_t) m * out_width + c] = __uint_as_float(0x7FC00000u);
+        }
+        return false;
+    }
+    expert = e_found;
+    return e_found != 0xFFFFFFFFu;
 }
 
 #endif
