@@ -112,6 +112,21 @@ static __device__ __forceinline__ void fence_regs(float* d) {
     for (int i = 0; i < R; i++) asm volatile("" : "+f"(d[i])::"memory");
 }
 
+/* One stage's MMAs of a warpgroup: per k-step of 16 (4 in a 64-column stage), the planes
+ * from the last to the first, A (64 rows a plane, plane_bytes apart) and B from shared
+ * memory at the descriptors' layout; then the group is committed and all but it drained
+ * (the previous stage's MMAs are done after this returns). */
+template <int N>
+static __device__ __forceinline__ void stage_mma(float* acc, uint32_t a, uint32_t plane_bytes, uint32_t b) {
+    wg_fence();
+#pragma unroll
+    for (int kk = 0; kk < BK / 16; kk++)
+#pragma unroll
+        for (int p = NP - 1; p >= 0; p--) Wgmma<N>::mma(acc, desc_sw128(a + p * plane_bytes + kk * 32), desc_sw128(b + kk * 32));
+    wg_commit();
+    wg_wait<1>();
+}
+
 template <int BN>
 __host__ __device__ constexpr uint32_t stage_bytes() {
     return (uint32_t) (NP * BM + BN) * 128u;
@@ -174,14 +189,7 @@ __global__ void __launch_bounds__(256, 1)
         issue(s + ST - 2); /* into stage s - 2's buffer */
         const uint32_t st = base + (s % ST) * kStage;
         const uint32_t a0 = st + wg * 64u * 128u, b0 = st + NP * kA;
-        wg_fence();
-#pragma unroll
-        for (int kk = 0; kk < BK / 16; kk++)
-#pragma unroll
-            for (int p = NP - 1; p >= 0; p--)
-                Wgmma<BN>::mma(acc, desc_sw128(a0 + p * kA + kk * 32), desc_sw128(b0 + kk * 32));
-        wg_commit();
-        wg_wait<1>();
+        stage_mma<BN>(acc, a0, kA, b0);
     }
     wg_wait<0>();
     gptoss_d_cp_async_wait<0>();
@@ -307,14 +315,7 @@ __global__ void __launch_bounds__(256, BN == 128 ? 2 : 1)
         __syncthreads();
         const uint32_t a0 = base + (s % ST) * L::kRaw;
         const uint32_t b0 = base + ST * L::kRaw + (s & 1u) * L::kB + wg * (BN / 2) * 128u;
-        wg_fence();
-#pragma unroll
-        for (int kk = 0; kk < 4; kk++)
-#pragma unroll
-            for (int p = NP - 1; p >= 0; p--)
-                Wgmma<BN / 2>::mma(acc, desc_sw128(a0 + p * MBM * 128u + kk * 32), desc_sw128(b0 + kk * 32));
-        wg_commit();
-        wg_wait<1>();
+        stage_mma<BN / 2>(acc, a0, MBM * 128u, b0);
     }
     wg_wait<0>();
     gptoss_d_cp_async_wait<0>();
