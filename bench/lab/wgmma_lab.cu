@@ -105,6 +105,22 @@ const MoeVariant kMoeVariants[] = {
     {"moe wgmma 64x256, 4 stages", run_moe<true, 256, 4>, run_moe<false, 256, 4>},
 };
 
+/* us per call: the best of `iters` rounds of `calls` calls back to back */
+template <typename F>
+double best_us(int iters, int calls, cudaEvent_t e0, cudaEvent_t e1, F&& call) {
+    float best = 1e30f;
+    for (int it = 0; it < iters; it++) {
+        CK(cudaEventRecord(e0, g_stream));
+        for (int c = 0; c < calls; c++) call();
+        CK(cudaEventRecord(e1, g_stream));
+        CK(cudaEventSynchronize(e1));
+        float ms;
+        CK(cudaEventElapsedTime(&ms, e0, e1));
+        best = std::min(best, ms);
+    }
+    return best * 1e3 / calls;
+}
+
 float bf16_to_f32_host(uint16_t b) {
     const uint32_t u = (uint32_t) b << 16;
     float f;
@@ -235,19 +251,7 @@ bool moe_part(gptoss_backend_t be, int iters, cudaEvent_t e0, cudaEvent_t e1) {
             }
             return worst;
         };
-        auto time_it = [&](auto&& call) {
-            float best = 1e30f;
-            for (int it = 0; it < iters; it++) {
-                CK(cudaEventRecord(e0, g_stream));
-                for (int c = 0; c < 5; c++) call();
-                CK(cudaEventRecord(e1, g_stream));
-                CK(cudaEventSynchronize(e1));
-                float ms;
-                CK(cudaEventElapsedTime(&ms, e0, e1));
-                best = std::min(best, ms);
-            }
-            return best * 1e3 / 5;
-        };
+        auto time_it = [&](auto&& call) { return best_us(iters, 5, e0, e1, call); };
         const double flops = 2.0 * P * N * K;
         printf("\nMoE %s, 20b, 512 tokens (%u rows over %u experts, %u row tiles of 64)\n",
                up ? "up + SwiGLU 2880 -> 5760" : "down 2880 -> 2880", P, E, tiles);
@@ -375,19 +379,7 @@ int main(int argc, char** argv) {
             return worst;
         };
         const double flops = 2.0 * M * N * K;
-        auto time_it = [&](auto&& call) {
-            float best = 1e30f;
-            for (int it = 0; it < iters; it++) {
-                CK(cudaEventRecord(e0, g_stream));
-                for (int c = 0; c < 10; c++) call();
-                CK(cudaEventRecord(e1, g_stream));
-                CK(cudaEventSynchronize(e1));
-                float ms;
-                CK(cudaEventElapsedTime(&ms, e0, e1));
-                best = std::min(best, ms);
-            }
-            return best * 1e3 / 10; /* us per call */
-        };
+        auto time_it = [&](auto&& call) { return best_us(iters, 10, e0, e1, call); };
         printf("\n%s\n", sh.name);
         const double us_lib = time_it([&] {
             GK(gptoss_f32_bf16w_matmul(be, x, (const gptoss_bf16*) w, (const gptoss_bf16*) b, out_lib, M, K, N));
