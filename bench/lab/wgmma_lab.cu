@@ -121,6 +121,14 @@ double best_us(int iters, int calls, cudaEvent_t e0, cudaEvent_t e1, F&& call) {
     return best * 1e3 / calls;
 }
 
+/* outputs of `got` whose bits differ from `want`, and its NaNs */
+void count_diff(const std::vector<float>& got, const std::vector<float>& want, size_t& diff, size_t& nan) {
+    for (size_t i = 0; i < got.size(); i++) {
+        diff += memcmp(&got[i], &want[i], 4) != 0;
+        nan += std::isnan(got[i]);
+    }
+}
+
 float bf16_to_f32_host(uint16_t b) {
     const uint32_t u = (uint32_t) b << 16;
     float f;
@@ -268,10 +276,7 @@ bool moe_part(gptoss_backend_t be, int iters, cudaEvent_t e0, cudaEvent_t e1) {
             CK(cudaStreamSynchronize(g_stream));
             CK(cudaMemcpy(hlab.data(), out_lab, hlab.size() * 4, cudaMemcpyDeviceToHost));
             size_t diff = 0, nan = 0;
-            for (size_t i = 0; i < hlab.size(); i++) {
-                diff += memcmp(&hlab[i], &hlib[i], 4) != 0;
-                nan += std::isnan(hlab[i]);
-            }
+            count_diff(hlab, hlib, diff, nan);
             const double e = err64(hlab);
             const bool ok = nan == 0 && e < 1e-4;
             all_ok &= ok;
@@ -392,10 +397,7 @@ int main(int argc, char** argv) {
             CK(cudaStreamSynchronize(g_stream));
             CK(cudaMemcpy(hlab.data(), out_lab, hlab.size() * 4, cudaMemcpyDeviceToHost));
             size_t diff = 0, nan = 0;
-            for (size_t i = 0; i < hlab.size(); i++) {
-                diff += memcmp(&hlab[i], &hlib[i], 4) != 0;
-                nan += std::isnan(hlab[i]);
-            }
+            count_diff(hlab, hlib, diff, nan);
             const double e = err64(hlab);
             const bool ok = nan == 0 && e < 1e-4; /* 2 planes: ~1e-5 at most (docs/CUDA_NOTES.md) */
             all_ok &= ok;
