@@ -68,7 +68,7 @@ void run_wgmma(const uint16_t* planes, size_t stride, const uint16_t* w, const u
     constexpr size_t smem = gptoss_wg::smem_bytes<BN, ST>();
     CK(cudaFuncSetAttribute(gptoss_wg::gemm_kernel<BN, ST>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem));
     const dim3 grid((M + BM - 1) / BM, (N + BN - 1) / BN);
-    gptoss_wg::gemm_kernel<BN, ST><<<grid, 256, smem, g_stream>>>(planes, stride, w, b, out, M, K, N);
+    gptoss_wg::gemm_kernel<BN, ST><<<grid, 256, smem, g_stream>>>(planes, stride, w, b, out, M, K, N, false);
     CK(cudaGetLastError());
 }
 

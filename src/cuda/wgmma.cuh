@@ -139,7 +139,8 @@ constexpr size_t smem_bytes() {
 template <int BN, int ST>
 __global__ void __launch_bounds__(256, 1)
     gemm_kernel(const uint16_t* __restrict__ planes, size_t plane_size, const uint16_t* __restrict__ W,
-               const uint16_t* __restrict__ bias, float* __restrict__ out, uint32_t M, uint32_t K, uint32_t N) {
+                const uint16_t* __restrict__ bias, float* __restrict__ out, uint32_t M, uint32_t K, uint32_t N,
+                bool add) {
     static_assert(ST >= 3, "the ring keeps ST - 2 stages in flight");
     extern __shared__ uint8_t smem_raw[];
     const uint32_t raw = (uint32_t) __cvta_generic_to_shared(smem_raw);
@@ -202,8 +203,8 @@ __global__ void __launch_bounds__(256, 1)
             const uint32_t m = m0 + wg * 64u + warp * 16u + (lane >> 2) + 8u * h;
             const uint32_t n = n0 + 8u * i + 2u * (lane & 3u);
             if (m < M) {
-                if (n < N) gptoss_d_store_result(out + (size_t) m * N + n, bias, n, acc[4 * i + 2 * h], false);
-                if (n + 1 < N) gptoss_d_store_result(out + (size_t) m * N + n + 1, bias, n + 1, acc[4 * i + 2 * h + 1], false);
+                if (n < N) gptoss_d_store_result(out + (size_t) m * N + n, bias, n, acc[4 * i + 2 * h], add);
+                if (n + 1 < N) gptoss_d_store_result(out + (size_t) m * N + n + 1, bias, n + 1, acc[4 * i + 2 * h + 1], add);
             }
         }
 }
