@@ -356,6 +356,20 @@ def check_run(model, dump_path, label, tol):
     return ok
 
 
+def check_forward_last(model, label):
+    """forward_last (the long-context form: blocks of query rows, experts one at a time, the
+    last layer at the asked positions only) against forward on 300 random tokens, with blocks
+    of 7 rows (partial blocks, windows across block edges): the same float64 sums up to
+    their order, so within 1e-12 of the logits."""
+    rng = np.random.default_rng(12345)
+    seq = [int(t) for t in rng.integers(0, model.V, 300)]
+    a, b = model.forward_last(seq, 3, rows=7), model.forward(seq)[-3:]
+    err = float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+    good = err <= 1e-12
+    print(f"{'ok  ' if good else 'FAIL'} {label} forward_last vs forward, 300 tokens: max rel difference {err:.1e}")
+    return good
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--gptoss", required=True, help="the gptoss CLI (for make-model)")
@@ -396,6 +410,7 @@ def main():
         print(f"{mlabel}: L={c['num_blocks']} E={c['num_experts']}/{c['num_active_experts']} "
               f"H={c['embedding_dim']} I={c['mlp_dim']} heads {c['num_heads']}/{c['num_kv_heads']}x{c['head_dim']} "
               f"window {c['attention_window']} V={model.V}")
+        ok &= check_forward_last(model, mlabel)
         for label, opts in runs:
             out = os.path.join(args.workdir, f"dump-{label}.bin")
             subprocess.run([args.dump, path, out, "--steps", str(args.steps), "--backend", args.backend] + opts,
