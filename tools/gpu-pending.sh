@@ -37,6 +37,10 @@ if [ -x .gpu/b/bench/wgmma_lab ]; then
     timeout 120 .gpu/b/bench/wgmma_lab --iters 10 2>&1 | grep -vE '^$' | cut -c1-200
     echo "($(el))"
 fi
+if [ -x .gpu/b/bench/step_floor ]; then
+    echo "== 0b. the decode step's floor with the engine's op sizes (20b, depth 0)"
+    timeout 60 .gpu/b/bench/step_floor --preset 20b 2>&1
+fi
 
 echo "== 1. SDPA over 131,000 keys (case, max error, tolerance, share of it)"
 label() { if [ "$1" = prev ]; then echo A; else echo B; fi; }

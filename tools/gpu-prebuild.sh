@@ -15,7 +15,7 @@
 # GPU_PREV_REV=REV also builds a base revision's benchmark, CLI, harness and test_invariance
 # into .gpu/prev for tools/gpu-ab.sh and tools/gpu-pending.sh (see the end).
 # GPU_PREBUILD_SLIM=1: only what tools/gpu-ab.sh and tools/gpu-pending.sh run (the CLI, the
-# kernel benchmark, harness, test_invariance, dump_logits, the wgmma lab; no wheel): a call carries at most
+# kernel benchmark, harness, test_invariance, dump_logits, the wgmma lab and step_floor; no wheel): a call carries at most
 # 64 MiB with the working tree, and the full set with a base build is more.
 # GPU_PREBUILD_CMAKE_ARGS: more CMake arguments for this tree's build alone (a compile-time
 # switch for an A/B against the same revision, e.g. -DGPTOSS_SDPA_TC_WARPS=8); the build
@@ -44,7 +44,7 @@ cp "$B"/bin/gptoss .gpu/b/bin/
 cp "$B"/bench/bench .gpu/b/bench/
 cp "$B"/tests/harness "$B"/tests/test_invariance .gpu/b/tests/
 cp "$B"/tests/e2e/dump_logits .gpu/b/tests/e2e/
-[ ! -x "$B"/bench/wgmma_lab ] || cp "$B"/bench/wgmma_lab .gpu/b/bench/
+for lab in wgmma_lab step_floor; do [ ! -x "$B"/bench/$lab ] || cp "$B"/bench/$lab .gpu/b/bench/; done
 if [ -z "${GPU_PREBUILD_SLIM:-}" ]; then
     cp "$B"/bench/decode_lab "$B"/bench/tc_gemv_lab .gpu/b/bench/
     cp "$B"/tests/test_fused "$B"/tests/test_graph "$B"/tests/libgptoss_pytestops.so .gpu/b/tests/

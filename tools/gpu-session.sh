@@ -192,6 +192,13 @@ if ! skip lab && [ -x "$B"/bench/wgmma_lab ]; then
     grep -vE '^$' "$LOG/wgmma_lab.log" | cut -c1-200
     echo "wgmma lab: ${R[wgmma-lab]} ($(el))"
 fi
+# The decode step's floor with the engine's op sizes (bench/lab/step_floor.cu): 20b at depth 0
+# and 32,768, the designs' us/step against one streaming kernel.
+if ! skip lab && [ -x "$B"/bench/step_floor ]; then
+    for d in 0 32768; do "$B"/bench/step_floor --preset 20b --depth $d; done >"$LOG/step_floor.log" 2>&1
+    R[step-floor]="rc=$? (step_floor.log)"
+    cat "$LOG/step_floor.log"
+fi
 for m in 20b 120b; do
     skip "$m" && continue
     "$B"/bin/gptoss bench --random "$m" --backend cuda -p 512 -n 128 -r 1 >"$LOG/engine-$m.log" 2>&1
@@ -301,6 +308,6 @@ for f in "$LOG"/engine-*.log "$LOG"/parallel-*.log; do [ -f "$f" ] && { echo "${
 [ -f "$LOG/cpu-profile.log" ] && grep -E '^decode ' "$LOG/cpu-profile.log"
 echo
 echo "================ $GPU ($(el)) ================"
-for k in build harness-cuda harness-avx512 graph fused invariance memcheck racecheck e2e-hf graph-bitexact sampling sample-host sample-kernels batch-tiny batch-20b pytest bench lab wgmma-lab engine-20b engine-20b-nofused engine-20b-nograph engine-120b depth long-131k parallel-1-ref parallel-1 parallel-4 parallel-16 parallel-64 parallel-64-topp profile-20b ncu-decode cpu-scaling harness-ab; do
+for k in build harness-cuda harness-avx512 graph fused invariance memcheck racecheck e2e-hf graph-bitexact sampling sample-host sample-kernels batch-tiny batch-20b pytest bench lab wgmma-lab step-floor engine-20b engine-20b-nofused engine-20b-nograph engine-120b depth long-131k parallel-1-ref parallel-1 parallel-4 parallel-16 parallel-64 parallel-64-topp profile-20b ncu-decode cpu-scaling harness-ab; do
     printf '%-15s %s\n' "$k" "${R[$k]:-skipped}"
 done
