@@ -18,7 +18,7 @@
 //
 //   wgmma_lab [--iters N]
 //
-// The kernel (gptoss_wg::gemm_kernel<BN, ST>): a block of two warpgroups owns 128 token rows x BN weight
+// The kernel (gptoss_wg::gemm_kernel<BN, ST, WG>): a block of two warpgroups (WG) owns 128 token rows x BN weight
 // rows of the output; each warpgroup 64 x BN (BN / 2 f32 accumulators a thread). Stages of
 // 64 columns (one 128-byte row of bf16 per tile row) of both activation planes and the
 // weights are copied by all 256 threads with cp.async into shared memory in the 128-byte
@@ -62,13 +62,14 @@ __global__ void split_kernel(const float* __restrict__ x, uint16_t* __restrict__
 
 cudaStream_t g_stream;
 
-template <int BN, int ST>
+template <int BN, int ST, int WG = 2>
 void run_wgmma(const uint16_t* planes, size_t stride, const uint16_t* w, const uint16_t* b, float* out, uint32_t M,
                uint32_t K, uint32_t N) {
-    constexpr size_t smem = gptoss_wg::smem_bytes<BN, ST>();
-    CK(cudaFuncSetAttribute(gptoss_wg::gemm_kernel<BN, ST>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem));
-    const dim3 grid((M + BM - 1) / BM, (N + BN - 1) / BN);
-    gptoss_wg::gemm_kernel<BN, ST><<<grid, 256, smem, g_stream>>>(planes, stride, w, b, out, M, K, N, false);
+    constexpr size_t smem = gptoss_wg::smem_bytes<BN, ST, WG>();
+    CK(cudaFuncSetAttribute(gptoss_wg::gemm_kernel<BN, ST, WG>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                            (int) smem));
+    const dim3 grid((M + 64 * WG - 1) / (64 * WG), (N + BN - 1) / BN);
+    gptoss_wg::gemm_kernel<BN, ST, WG><<<grid, 128 * WG, smem, g_stream>>>(planes, stride, w, b, out, M, K, N, false);
     CK(cudaGetLastError());
 }
 
@@ -80,6 +81,9 @@ const Variant kVariants[] = {
     {"wgmma 128x96, 5 stages", run_wgmma<96, 5>},   {"wgmma 128x128, 4 stages", run_wgmma<128, 4>},
     {"wgmma 128x160, 4 stages", run_wgmma<160, 4>}, {"wgmma 128x192, 4 stages", run_wgmma<192, 4>},
     {"wgmma 128x256, 3 stages", run_wgmma<256, 3>},
+    /* one warpgroup a block, two blocks an SM: more blocks for outputs of few rows */
+    {"wgmma 64x96, 3 stages", run_wgmma<96, 3, 1>},   {"wgmma 64x128, 3 stages", run_wgmma<128, 3, 1>},
+    {"wgmma 64x160, 3 stages", run_wgmma<160, 3, 1>},
 };
 
 template <bool SWIGLU, int BN, int ST>

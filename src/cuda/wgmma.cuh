@@ -127,47 +127,50 @@ static __device__ __forceinline__ void stage_mma(float* acc, uint32_t a, uint32_
     wg_wait<1>();
 }
 
-template <int BN>
+/* The dense kernel's block: WG warpgroups (1 or 2), 64 WG token rows x BN weight rows. */
+template <int BN, int WG = 2>
 __host__ __device__ constexpr uint32_t stage_bytes() {
-    return (uint32_t) (NP * BM + BN) * 128u;
+    return (uint32_t) (NP * 64 * WG + BN) * 128u;
 }
-template <int BN, int ST>
+template <int BN, int ST, int WG = 2>
 constexpr size_t smem_bytes() {
-    return (size_t) ST * stage_bytes<BN>() + 1024; /* + the alignment of the ring to 1024 */
+    return (size_t) ST * stage_bytes<BN, WG>() + 1024; /* + the alignment of the ring to 1024 */
 }
 
-template <int BN, int ST>
-__global__ void __launch_bounds__(256, 1)
+template <int BN, int ST, int WG = 2>
+__global__ void __launch_bounds__(128 * WG, WG == 1 ? 2 : 1)
     gemm_kernel(const uint16_t* __restrict__ planes, size_t plane_size, const uint16_t* __restrict__ W,
                 const uint16_t* __restrict__ bias, float* __restrict__ out, uint32_t M, uint32_t K, uint32_t N,
                 bool add) {
     static_assert(ST >= 3, "the ring keeps ST - 2 stages in flight");
+    static_assert(WG == 1 || WG == 2, "one or two warpgroups");
+    constexpr uint32_t kRows = 64 * WG, kThreads = 128 * WG; /* token rows and threads of a block */
     extern __shared__ uint8_t smem_raw[];
     const uint32_t raw = (uint32_t) __cvta_generic_to_shared(smem_raw);
     const uint32_t base = (raw + 1023u) & ~1023u;
     uint8_t* ring = smem_raw + (base - raw);
     const uint32_t tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3u, lane = tid & 31u;
-    const uint32_t m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
+    const uint32_t m0 = blockIdx.x * kRows, n0 = blockIdx.y * BN;
     const uint32_t nk = (K + BK - 1) / BK;
-    constexpr uint32_t kA = BM * 128u; /* one plane's tile */
-    constexpr uint32_t kStage = stage_bytes<BN>();
+    constexpr uint32_t kA = kRows * 128u; /* one plane's tile */
+    constexpr uint32_t kStage = stage_bytes<BN, WG>();
 
-    /* stage s: columns s*64 .. s*64+63 of the NP plane tiles (rows 0 .. 255) and the weight
-     * tile (rows 256 ..), 16-byte chunks, zero past M, N and K */
+    /* stage s: columns s*64 .. s*64+63 of the NP plane tiles (rows 0 .. NP kRows - 1) and the
+     * weight tile (rows NP kRows ..), 16-byte chunks, zero past M, N and K */
     auto issue = [&](uint32_t s) {
         if (s < nk) {
             uint8_t* st = ring + (size_t) (s % ST) * kStage;
             const uint32_t k0 = s * BK;
-            for (uint32_t c = tid; c < (uint32_t) (NP * BM + BN) * 8u; c += 256) {
+            for (uint32_t c = tid; c < (uint32_t) (NP * kRows + BN) * 8u; c += kThreads) {
                 const uint32_t row = c >> 3, ch = c & 7u, k = k0 + ch * 8u;
                 const void* src;
                 bool in;
-                if (row < (uint32_t) (NP * BM)) {
-                    const uint32_t m = m0 + row % BM;
+                if (row < (uint32_t) (NP * kRows)) {
+                    const uint32_t m = m0 + row % kRows;
                     in = m < M && k < K;
-                    src = in ? planes + (size_t) (row / BM) * plane_size + (size_t) m * K + k : planes;
+                    src = in ? planes + (size_t) (row / kRows) * plane_size + (size_t) m * K + k : planes;
                 } else {
-                    const uint32_t n = n0 + row - NP * BM;
+                    const uint32_t n = n0 + row - NP * kRows;
                     in = n < N && k < K;
                     src = in ? W + (size_t) n * K + k : W;
                 }
