@@ -1,7 +1,7 @@
 /* Hopper warpgroup MMA (wgmma) for the split-bf16 prefill GEMMs: the instruction wrappers,
  * shared-memory descriptors and two kernels, first written and measured in bench/lab/
  * wgmma_lab.cu (docs/CUDA_NOTES.md, tenth sitting):
- *   gptoss_wg::gemm_kernel<BN, ST>          out = x W^T + b over split activation planes
+ *   gptoss_wg::gemm_kernel<BN, ST, WG>      out = x W^T + b over split activation planes
  *   gptoss_wg::moe_kernel<SWIGLU, BN, ST>   the MXFP4 MoE GEMM over expert-grouped rows
  * Both give the bits of the library's mma.sync GEMMs (matmul.cu, moe.cu: the same products
  * added per k-step of 16 in the same plane order). wgmma exists on sm_90a only: compiled for
@@ -23,7 +23,7 @@ namespace gptoss_wg {
 
 constexpr int NP = 2;   /* activation planes (the library's at K >= 256) */
 constexpr int BK = 64;  /* columns a stage: one 128-byte swizzle row of bf16 */
-constexpr int BM = 128; /* token rows a block of the dense kernel: two warpgroups of 64 */
+constexpr int BM = 128; /* token rows a block of the dense kernel (its default: two warpgroups of 64) */
 
 /* wgmma.mma_async m64nNk16, f32 += bf16 x bf16, both operands K-major in shared memory
  * (descriptors), D in registers (N / 2 a thread). Generated for the N the variants use. */
