@@ -3,8 +3,9 @@
  * wgmma_lab.cu (docs/CUDA_NOTES.md, tenth sitting):
  *   gptoss_wg::gemm_kernel<BN, ST, WG>      out = x W^T + b over split activation planes
  *   gptoss_wg::moe_kernel<SWIGLU, BN, ST>   the MXFP4 MoE GEMM over expert-grouped rows
- * Both give the bits of the library's mma.sync GEMMs (matmul.cu, moe.cu: the same products
- * added per k-step of 16 in the same plane order). wgmma exists on sm_90a only: compiled for
+ * Both add the same products per k-step of 16 in the same plane order as the library's
+ * mma.sync GEMMs (matmul.cu, moe.cu): the dense kernel gave their bits on an H100; the MoE
+ * kernel has not run yet. wgmma exists on sm_90a only: compiled for
  * another target the kernels trap, so a caller launches them only where the sm_90a code runs
  * (the labs are built for sm_90a alone). */
 #ifndef GPTOSS_CUDA_WGMMA_CUH
