@@ -228,6 +228,16 @@ static const struct gptoss_backend_ops cuda_ops = {
 #undef GPTOSS_CUDA_ENTRY
 };
 
+/* 1 where the code the device runs was compiled for sm_90a (wgmma exists there alone; a
+ * build for sm_80 and compute_90 runs without it) */
+__global__ void wgmma_probe_kernel(uint32_t* out) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    *out = 1u;
+#else
+    *out = 0u;
+#endif
+}
+
 extern "C" enum gptoss_status gptoss_cuda_backend_create(int device, void* stream, uint32_t flags,
                                                          gptoss_backend_t* backend_out) {
     int count = 0;
@@ -259,6 +269,14 @@ extern "C" enum gptoss_status gptoss_cuda_backend_create(int device, void* strea
     cuda->pdl = props.major >= 9 && !(flags & GPTOSS_CUDA_NO_PDL);
 
     err = cudaMalloc((void**) &cuda->error_word, sizeof(uint32_t));
+    if (err == cudaSuccess && props.major == 9) {
+        /* the error word holds the probe's answer for a moment */
+        uint32_t has = 0;
+        wgmma_probe_kernel<<<1, 1>>>(cuda->error_word);
+        err = cudaGetLastError();
+        if (err == cudaSuccess) err = cudaMemcpy(&has, cuda->error_word, sizeof has, cudaMemcpyDeviceToHost);
+        cuda->wgmma = has == 1u;
+    }
     if (err == cudaSuccess) err = cudaMemset(cuda->error_word, 0, sizeof(uint32_t));
     if (err != cudaSuccess) {
         if (cuda->error_word != NULL) cudaFree(cuda->error_word);

@@ -30,6 +30,7 @@ struct gptoss_cuda_backend {
     int num_sms;
     size_t max_shared_per_block; /* opt-in maximum, bytes */
     int pdl;                     /* programmatic dependent launch (sm_90+, without GPTOSS_CUDA_NO_PDL) */
+    int wgmma;                   /* the running code is sm_90a's: the wgmma kernels (wgmma.cuh) can launch */
     uint32_t* error_word;        /* device u32, set by kernels (bits above), reset by synchronize */
     void* mem_pool;              /* cudaMemPool_t the scratch and counter buffers come from */
     /* Scratch for kernels that need a temporary (SDPA partials, routing counts): one

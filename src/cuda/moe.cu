@@ -9,6 +9,7 @@
 
 #include "cuda/matmul.cuh"
 #include "cuda/moe_tc.cuh"
+#include "cuda/wgmma.cuh"
 
 namespace {
 
@@ -665,6 +666,33 @@ constexpr uint64_t kMoeSmallTileRows = GPTOSS_CUDA_MOE_SMALL_TILE_ROWS;
 #define GPTOSS_CUDA_MOE_RING64 1
 #endif
 
+/* 64-row tiles on Hopper's warpgroup MMA (gptoss_wg::moe_kernel, src/cuda/wgmma.cuh: 64 rows
+ * x 128 weight rows a block, 3 stages, the MXFP4 blocks dequantised into a bf16 tile per
+ * stage) where the device runs sm_90a code and the activations split in two planes; the
+ * same sums as the ring kernel (each output one accumulator over the k-steps of 16 in order,
+ * planes from the last). A build-time switch for measuring the choice (0: never). */
+#ifndef GPTOSS_CUDA_MOE_WGMMA
+#define GPTOSS_CUDA_MOE_WGMMA 1
+#endif
+constexpr int kMoeWgBN = 128, kMoeWgStages = 3;
+static_assert(kMoeWgBN == MT_BN && gptoss_wg::MBM == MT_BM, "the wgmma kernel takes the ring kernel's grid");
+
+template <bool SWIGLU>
+cudaError_t launch_moe_wgmma(gptoss_backend_t backend, dim3 grid, const uint32_t* offsets, const uint16_t* planes,
+                             const uint8_t* blocks, const uint8_t* scales, const uint8_t* bias, size_t stride,
+                             float* output, uint32_t P, uint32_t E, uint32_t K, uint32_t N, uint32_t out_width,
+                             float limit, uint32_t* error_word) {
+    auto kernel = gptoss_wg::moe_kernel<SWIGLU, kMoeWgBN, kMoeWgStages>;
+    const size_t smem = gptoss_wg::moe_smem_bytes<kMoeWgBN, kMoeWgStages>(K);
+    const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                 (int) moe_ring_smem_cap(backend));
+    if (err != cudaSuccess) return err;
+    kernel<<<grid, 256, smem, gptoss_cuda_stream(backend)>>>(offsets, planes, gptoss_plane_stride((size_t) P * K),
+                                                             blocks, scales, bias, stride, output, P, E, K, N,
+                                                             out_width, limit, error_word);
+    return cudaGetLastError();
+}
+
 template <bool SWIGLU>
 enum gptoss_status launch_moe_gemm(gptoss_backend_t backend, const uint32_t* offsets, const float* input,
                                    const uint8_t* blocks, const uint8_t* scales, const gptoss_bf16* bias,
@@ -680,6 +708,8 @@ enum gptoss_status launch_moe_gemm(gptoss_backend_t backend, const uint32_t* off
                                    : (np == 2 ? moe_ring_smem_bytes<2, 64>(C / 32) : moe_ring_smem_bytes<3, 64>(C / 32));
     const bool ring = (small || GPTOSS_CUDA_MOE_RING64) && gptoss_aligned(blocks, 16) && gptoss_aligned(scales, 16) &&
                       stride % 16 == 0 && ring_smem <= moe_ring_smem_cap(backend);
+    const bool wgmma = GPTOSS_CUDA_MOE_WGMMA && ring && !small && np == 2 && gptoss_cuda(backend)->wgmma &&
+                       gptoss_wg::moe_smem_bytes<kMoeWgBN, kMoeWgStages>(C) <= moe_ring_smem_cap(backend);
     const uint32_t bm = ring && small ? 16 : MT_BM;
     const uint64_t y_tiles = (P + bm - 1) / bm + E;
     if (y_tiles > GPTOSS_CUDA_MAX_GRID_YZ) {
@@ -698,7 +728,9 @@ enum gptoss_status launch_moe_gemm(gptoss_backend_t backend, const uint32_t* off
     const uint32_t P32 = (uint32_t) P;
     cudaError_t err;
 #define MOE_TC_ARGS backend, grid, offsets, planes, blocks, scales, b8, stride, output, P32, E, C, N, num_rows, limit, ew
-    if (ring && small) {
+    if (wgmma) {
+        err = launch_moe_wgmma<SWIGLU>(MOE_TC_ARGS);
+    } else if (ring && small) {
         err = np == 2 ? launch_moe_gemm_ring<SWIGLU, 2, 16>(MOE_TC_ARGS) : launch_moe_gemm_ring<SWIGLU, 3, 16>(MOE_TC_ARGS);
     } else if (ring) {
         err = np == 2 ? launch_moe_gemm_ring<SWIGLU, 2, 64>(MOE_TC_ARGS) : launch_moe_gemm_ring<SWIGLU, 3, 64>(MOE_TC_ARGS);
