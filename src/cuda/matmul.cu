@@ -5,6 +5,7 @@
  * a tiled f32 SIMT GEMM as fallback. f32 activations and accumulation (explicit fmaf), exact bf16
  * widening, bias added to the full dot product, then the residual (add variant). */
 #include "cuda/matmul.cuh"
+#include "cuda/wgmma.cuh"
 #include "cuda/rope.cuh"
 
 namespace {
@@ -592,6 +593,57 @@ cudaError_t launch_gemm_tc_ring(gptoss_backend_t backend, const uint16_t* planes
     return cudaGetLastError();
 }
 
+/* 128 tokens and more on Hopper's warpgroup MMA (gptoss_wg::gemm_kernel, src/cuda/wgmma.cuh:
+ * 128-token x BN-row tiles, two warpgroups, cp.async stages in the 128-byte swizzle) where
+ * the device runs sm_90a code; the same sums as the ring kernel (measured bit-equal at the
+ * 20b shapes, docs/CUDA_NOTES.md). The tile width fills the card: of 96..256 rows, the one
+ * with the fewest waves of one block an SM times its width (the 20b pp512 qkv: 160, the
+ * attention output: 96, the widths the lab measured fastest). A build-time switch for
+ * measuring the choice (0: never). */
+#ifndef GPTOSS_CUDA_GEMM_WGMMA
+#define GPTOSS_CUDA_GEMM_WGMMA 1
+#endif
+
+template <int BN, int ST>
+cudaError_t launch_gemm_wgmma(gptoss_backend_t backend, const uint16_t* planes, const uint16_t* w, const uint16_t* b,
+                              float* out, uint32_t T, uint32_t C, uint32_t R, bool add) {
+    constexpr size_t smem = gptoss_wg::smem_bytes<BN, ST>();
+    const cudaError_t err = cudaFuncSetAttribute(gptoss_wg::gemm_kernel<BN, ST>,
+                                                 cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem);
+    if (err != cudaSuccess) return err;
+    const dim3 grid((T + gptoss_wg::BM - 1) / gptoss_wg::BM, (R + BN - 1) / BN);
+    gptoss_wg::gemm_kernel<BN, ST><<<grid, 256, smem, gptoss_cuda_stream(backend)>>>(
+        planes, gptoss_plane_stride((size_t) T * C), w, b, out, T, C, R, add);
+    return cudaGetLastError();
+}
+
+/* The wgmma tile width for T tokens x R rows (above), 0 when the largest smem variant does
+ * not fit the device */
+static uint32_t gemm_wgmma_bn(gptoss_backend_t backend, uint32_t T, uint32_t R) {
+    if (gptoss_cuda(backend)->max_shared_per_block < gptoss_wg::smem_bytes<192, 4>()) return 0;
+    const uint64_t sms = (uint64_t) gptoss_cuda_num_sms(backend), mt = (T + gptoss_wg::BM - 1) / gptoss_wg::BM;
+    static const uint32_t widths[] = {96, 128, 160, 192, 256};
+    uint32_t best = 0;
+    uint64_t best_cost = UINT64_MAX;
+    for (uint32_t bn : widths) {
+        const uint64_t blocks = mt * ((R + bn - 1) / bn), cost = (blocks + sms - 1) / sms * bn;
+        if (cost < best_cost) best = bn, best_cost = cost;
+    }
+    return best;
+}
+
+static cudaError_t launch_gemm_wgmma_bn(gptoss_backend_t backend, uint32_t bn, const uint16_t* planes,
+                                        const uint16_t* w, const uint16_t* b, float* out, uint32_t T, uint32_t C,
+                                        uint32_t R, bool add) {
+    switch (bn) {
+        case 96: return launch_gemm_wgmma<96, 5>(backend, planes, w, b, out, T, C, R, add);
+        case 128: return launch_gemm_wgmma<128, 4>(backend, planes, w, b, out, T, C, R, add);
+        case 160: return launch_gemm_wgmma<160, 4>(backend, planes, w, b, out, T, C, R, add);
+        case 192: return launch_gemm_wgmma<192, 4>(backend, planes, w, b, out, T, C, R, add);
+        default: return launch_gemm_wgmma<256, 3>(backend, planes, w, b, out, T, C, R, add);
+    }
+}
+
 /* Decode GEMV for one token ("region" kernel): block b owns the weight rows [b*RB, b*RB+RB),
  * a contiguous run of the matrix; its 256 threads stream it in slots of (row pair, 16-byte
  * column chunk), slot s at thread s % 256, so that a thread's loads are independent and
@@ -795,7 +847,11 @@ enum gptoss_status gptoss_cuda_bf16w_matmul_launch(gptoss_backend_t backend, con
         const enum gptoss_status st = gptoss_cuda_split_bf16_planes(backend, input, (size_t) T * C, 2, &planes);
         if (st != gptoss_status_success) return st;
         const uint64_t tiles64 = (uint64_t) ((T + kRingBM - 1) / kRingBM) * ((R + 63) / 64);
-        const cudaError_t err = ring_prefill ? launch_gemm_tc_ring<128, 3>(backend, planes, w, b, output, T, C, R, add)
+        const uint32_t wg_bn = ring_prefill && GPTOSS_CUDA_GEMM_WGMMA && gptoss_cuda(backend)->wgmma
+                                   ? gemm_wgmma_bn(backend, T, R)
+                                   : 0;
+        const cudaError_t err = wg_bn != 0 ? launch_gemm_wgmma_bn(backend, wg_bn, planes, w, b, output, T, C, R, add)
+                                : ring_prefill ? launch_gemm_tc_ring<128, 3>(backend, planes, w, b, output, T, C, R, add)
                                 : tiles64 < (uint64_t) gptoss_cuda_num_sms(backend)
                                     ? launch_gemm_tc_ring<32, 4>(backend, planes, w, b, output, T, C, R, add)
                                     : launch_gemm_tc_ring<64, 4>(backend, planes, w, b, output, T, C, R, add);
