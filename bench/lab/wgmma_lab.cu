@@ -73,6 +73,17 @@ void run_wgmma(const uint16_t* planes, size_t stride, const uint16_t* w, const u
     CK(cudaGetLastError());
 }
 
+template <int BN, int ST>
+void run_wgmma_ws(const uint16_t* planes, size_t stride, const uint16_t* w, const uint16_t* b, float* out, uint32_t M,
+                  uint32_t K, uint32_t N) {
+    constexpr size_t smem = gptoss_wg::gemm_ws_smem_bytes<BN, ST>();
+    CK(cudaFuncSetAttribute(gptoss_wg::gemm_ws_kernel<BN, ST>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                            (int) smem));
+    const dim3 grid((M + 127) / 128, (N + BN - 1) / BN);
+    gptoss_wg::gemm_ws_kernel<BN, ST><<<grid, 384, smem, g_stream>>>(planes, stride, w, b, out, M, K, N, false);
+    CK(cudaGetLastError());
+}
+
 struct Variant {
     const char* name;
     void (*run)(const uint16_t*, size_t, const uint16_t*, const uint16_t*, float*, uint32_t, uint32_t, uint32_t);
@@ -84,6 +95,9 @@ const Variant kVariants[] = {
     /* one warpgroup a block, two blocks an SM: more blocks for outputs of few rows */
     {"wgmma 64x96, 3 stages", run_wgmma<96, 3, 1>},   {"wgmma 64x128, 3 stages", run_wgmma<128, 3, 1>},
     {"wgmma 64x160, 3 stages", run_wgmma<160, 3, 1>},
+    /* warp-specialised (a producer and two multiplying warpgroups, mbarriers; gemm_ws_kernel) */
+    {"ws 128x96, 5 stages", run_wgmma_ws<96, 5>},   {"ws 128x128, 4 stages", run_wgmma_ws<128, 4>},
+    {"ws 128x160, 4 stages", run_wgmma_ws<160, 4>}, {"ws 128x192, 4 stages", run_wgmma_ws<192, 4>},
 };
 
 template <bool SWIGLU, int BN, int ST>
@@ -93,6 +107,18 @@ void run_moe(const uint32_t* offsets, uint32_t tiles, const uint16_t* planes, si
     const size_t smem = gptoss_wg::moe_smem_bytes<BN, ST>(K);
     CK(cudaFuncSetAttribute(gptoss_wg::moe_kernel<SWIGLU, BN, ST>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem));
     gptoss_wg::moe_kernel<SWIGLU, BN, ST><<<dim3((N + BN - 1) / BN, tiles), 256, smem, g_stream>>>(
+        offsets, planes, stride_p, blocks, scales, bias, stride, out, P, E, K, N, out_width, limit, nullptr);
+    CK(cudaGetLastError());
+}
+
+template <bool SWIGLU, int BN, int ST>
+void run_moe_ws(const uint32_t* offsets, uint32_t tiles, const uint16_t* planes, size_t stride_p, const uint8_t* blocks,
+                const uint8_t* scales, const uint8_t* bias, size_t stride, float* out, uint32_t P, uint32_t E,
+                uint32_t K, uint32_t N, uint32_t out_width, float limit) {
+    const size_t smem = gptoss_wg::moe_ws_smem_bytes<BN, ST>();
+    CK(cudaFuncSetAttribute(gptoss_wg::moe_ws_kernel<SWIGLU, BN, ST>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                            (int) smem));
+    gptoss_wg::moe_ws_kernel<SWIGLU, BN, ST><<<dim3((N + BN - 1) / BN, tiles), 256, smem, g_stream>>>(
         offsets, planes, stride_p, blocks, scales, bias, stride, out, P, E, K, N, out_width, limit, nullptr);
     CK(cudaGetLastError());
 }
@@ -107,6 +133,12 @@ struct MoeVariant {
 const MoeVariant kMoeVariants[] = {
     {"moe wgmma 64x128, 3 stages", run_moe<true, 128, 3>, run_moe<false, 128, 3>},
     {"moe wgmma 64x256, 4 stages", run_moe<true, 256, 4>, run_moe<false, 256, 4>},
+    /* warp-specialised (a producer and a multiplier warpgroup, mbarriers; moe_ws_kernel) */
+    {"moe ws 64x128, 3 stages", run_moe_ws<true, 128, 3>, run_moe_ws<false, 128, 3>},
+    {"moe ws 64x128, 4 stages", run_moe_ws<true, 128, 4>, run_moe_ws<false, 128, 4>},
+    {"moe ws 64x192, 4 stages", run_moe_ws<true, 192, 4>, run_moe_ws<false, 192, 4>},
+    {"moe ws 64x256, 3 stages", run_moe_ws<true, 256, 3>, run_moe_ws<false, 256, 3>},
+    {"moe ws 64x256, 4 stages", run_moe_ws<true, 256, 4>, run_moe_ws<false, 256, 4>},
 };
 
 /* us per call: the best of `iters` rounds of `calls` calls back to back */
