@@ -8,7 +8,8 @@
 #   git switch -c pending main && git am docs/pending/NAME.patch ...   (docs/TEAM_NOTES.md: the order)
 #   GPU_PREBUILD_SLIM=1 GPU_PREV_REV=main bash tools/gpu-prebuild.sh   (slim: the carry limit)
 #
-# then on the device (carry .gpu/b, .gpu/lib, .gpu/prev): bash tools/gpu-pending.sh
+# then on the device (carry .gpu/b, .gpu/lib, .gpu/prev, and .gpu/lab for step 0):
+#   bash tools/gpu-pending.sh
 #   0. the wgmma lab, when built (bench/lab/wgmma_lab.cu)
 #   1. SDPA over 131,000 keys, both builds (the *_positive_v cases: the tensor-core prefill's
 #      drift that the ninth sitting fixed must not come back; docs/CUDA_NOTES.md)
@@ -32,14 +33,14 @@ el() { echo "$(($(date +%s) - t0))s"; }
 echo "GPU: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>&1 | head -1)"
 echo "A = $(cat .gpu/prev/REV 2>/dev/null), B = this tree"
 
-if [ -x .gpu/b/bench/wgmma_lab ]; then
+if [ -x .gpu/lab/wgmma_lab ]; then
     echo "== 0. the wgmma lab (dense and MoE prefill GEMMs on wgmma: bits, float64, speed)"
-    timeout 120 .gpu/b/bench/wgmma_lab --iters 10 2>&1 | grep -vE '^$' | cut -c1-200
+    timeout 120 .gpu/lab/wgmma_lab --iters 10 2>&1 | grep -vE '^$' | cut -c1-200
     echo "($(el))"
 fi
-if [ -x .gpu/b/bench/step_floor ]; then
+if [ -x .gpu/lab/step_floor ]; then
     echo "== 0b. the decode step's floor with the engine's op sizes (20b, depth 0)"
-    timeout 60 .gpu/b/bench/step_floor --preset 20b 2>&1
+    timeout 60 .gpu/lab/step_floor --preset 20b 2>&1
 fi
 
 echo "== 1. SDPA over 131,000 keys (case, max error, tolerance, share of it)"

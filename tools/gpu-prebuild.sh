@@ -15,8 +15,9 @@
 # GPU_PREV_REV=REV also builds a base revision's benchmark, CLI, harness and test_invariance
 # into .gpu/prev for tools/gpu-ab.sh and tools/gpu-pending.sh (see the end).
 # GPU_PREBUILD_SLIM=1: only what tools/gpu-ab.sh and tools/gpu-pending.sh run (the CLI, the
-# kernel benchmark, harness, test_invariance, dump_logits, the wgmma lab and step_floor; no wheel): a call carries at most
-# 64 MiB with the working tree, and the full set with a base build is more.
+# kernel benchmark, harness, test_invariance, dump_logits; no wheel): a call carries at most
+# 64 MiB with the working tree, and the full set with a base build is more. The labs go to
+# .gpu/lab either way.
 # GPU_PREBUILD_CMAKE_ARGS: more CMake arguments for this tree's build alone (a compile-time
 # switch for an A/B against the same revision, e.g. -DGPTOSS_SDPA_TC_WARPS=8); the build
 # tree's cache keeps them until set otherwise.
@@ -38,15 +39,16 @@ cmake_args=(-DGPTOSS_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a-real -DCMAKE_BUILD_T
 cmake -S . -B "$B" "${cmake_args[@]}" ${GPU_PREBUILD_CMAKE_ARGS:-} >/dev/null
 cmake --build "$B" -j"$(nproc)"
 
-rm -rf .gpu/b .gpu/lib .gpu/whl
-mkdir -p .gpu/b/bin .gpu/b/bench .gpu/b/tests/e2e .gpu/lib .gpu/whl
+rm -rf .gpu/b .gpu/lib .gpu/whl .gpu/lab
+mkdir -p .gpu/b/bin .gpu/b/bench .gpu/b/tests/e2e .gpu/lib .gpu/whl .gpu/lab
 cp "$B"/bin/gptoss .gpu/b/bin/
 cp "$B"/bench/bench .gpu/b/bench/
 cp "$B"/tests/harness "$B"/tests/test_invariance .gpu/b/tests/
 cp "$B"/tests/e2e/dump_logits .gpu/b/tests/e2e/
-for lab in wgmma_lab step_floor; do [ ! -x "$B"/bench/$lab ] || cp "$B"/bench/$lab .gpu/b/bench/; done
+# the labs (~4 MB each) in a folder of their own: with them .gpu/b, .gpu/lib and .gpu/whl pass
+# the 64 MiB a call carries, so a call carries .gpu/lab when it runs them (GPU_LAB=.gpu/lab)
+for lab in wgmma_lab step_floor decode_lab tc_gemv_lab; do [ ! -x "$B"/bench/$lab ] || cp "$B"/bench/$lab .gpu/lab/; done
 if [ -z "${GPU_PREBUILD_SLIM:-}" ]; then
-    cp "$B"/bench/decode_lab "$B"/bench/tc_gemv_lab .gpu/b/bench/
     cp "$B"/tests/test_fused "$B"/tests/test_graph "$B"/tests/libgptoss_pytestops.so .gpu/b/tests/
     cp "$B"/tests/e2e/test_batch "$B"/tests/e2e/test_engine_alloc "$B"/tests/e2e/test_sampling \
         "$B"/tests/e2e/test_context .gpu/b/tests/e2e/

@@ -14,6 +14,8 @@
 #                      of building into build-gpu/ (tools/gpu-prebuild.sh makes one to carry)
 #   GPU_WHEEL_DIR=DIR  a directory with a gpt_oss_kernels wheel built with CUDA (else pip
 #                      builds one from the tree, without build isolation)
+#   GPU_LAB=DIR        where the built labs are (default $GPU_BUILD/bench; tools/gpu-prebuild.sh
+#                      puts them in .gpu/lab, carried on its own: the labs step runs those found)
 #   GPU_SKIP=LIST      steps to skip (words: cpu-harness sanitize e2e sampling batch python bench lab
 #                      20b 120b depth long parallel profile ncu cpu-scaling)
 #   GPU_CPU_THREADS="N ..."  thread counts of the host-CPU scaling step (default "1 2 4 8 16":
@@ -30,6 +32,7 @@ LOG=${OUT:-/tmp/gpu-session}
 mkdir -p "$LOG"
 B=${GPU_BUILD:-build-gpu}
 SKIP=" ${GPU_SKIP:-} "
+LAB=${GPU_LAB:-$B/bench}
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:/usr/local/cuda/targets/x86_64-linux/lib:${LD_LIBRARY_PATH:-}
 export GPTOSS_VOCAB=$PWD/data/o200k_base.tiktoken
 declare -A R
@@ -178,24 +181,24 @@ fi
 
 # The batch-invariance lab (bench/lab/tc_gemv_lab.cu): mma operand roles, a tensor-core GEMV
 # against the library's GEMM bit for bit, its one-token speed against the region GEMV.
-if ! skip lab && [ -x "$B"/bench/tc_gemv_lab ]; then
-    "$B"/bench/tc_gemv_lab --iters 10 >"$LOG/tc_gemv_lab.log" 2>&1
+if ! skip lab && [ -x "$LAB"/tc_gemv_lab ]; then
+    "$LAB"/tc_gemv_lab --iters 10 >"$LOG/tc_gemv_lab.log" 2>&1
     R[lab]="rc=$? $(grep -E '^mma roles:' "$LOG/tc_gemv_lab.log" | cut -c1-70)"
     grep -E 'mma roles|bit-equal|us per call|^[a-z].*->' "$LOG/tc_gemv_lab.log" | head -60
     echo "lab: ${R[lab]} ($(el))"
 fi
 # The wgmma lab (bench/lab/wgmma_lab.cu): the prefill GEMMs (dense and MoE) on warpgroup MMA,
 # bit-equality with the library and float64, speed against the library.
-if ! skip lab && [ -x "$B"/bench/wgmma_lab ]; then
-    "$B"/bench/wgmma_lab --iters 10 >"$LOG/wgmma_lab.log" 2>&1
+if ! skip lab && [ -x "$LAB"/wgmma_lab ]; then
+    "$LAB"/wgmma_lab --iters 10 >"$LOG/wgmma_lab.log" 2>&1
     R[wgmma-lab]="rc=$? $(tail -1 "$LOG/wgmma_lab.log" | cut -c1-70)"
     grep -vE '^$' "$LOG/wgmma_lab.log" | cut -c1-200
     echo "wgmma lab: ${R[wgmma-lab]} ($(el))"
 fi
 # The decode step's floor with the engine's op sizes (bench/lab/step_floor.cu): 20b at depth 0
 # and 32,768, the designs' us/step against one streaming kernel.
-if ! skip lab && [ -x "$B"/bench/step_floor ]; then
-    for d in 0 32768; do "$B"/bench/step_floor --preset 20b --depth $d; done >"$LOG/step_floor.log" 2>&1
+if ! skip lab && [ -x "$LAB"/step_floor ]; then
+    for d in 0 32768; do "$LAB"/step_floor --preset 20b --depth $d; done >"$LOG/step_floor.log" 2>&1
     R[step-floor]="rc=$? (step_floor.log)"
     cat "$LOG/step_floor.log"
 fi
