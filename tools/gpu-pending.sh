@@ -38,6 +38,10 @@ if [ -x .gpu/lab/wgmma_lab ]; then
     timeout 120 .gpu/lab/wgmma_lab --iters 10 2>&1 | grep -vE '^$' | cut -c1-200
     echo "($(el))"
 fi
+if [ -x .gpu/lab/wgmma_latency_lab ]; then
+    echo "== 0a. what bounds a k-stage of the wgmma GEMMs"
+    timeout 90 .gpu/lab/wgmma_latency_lab 2>&1 | cut -c1-400
+fi
 if [ -x .gpu/lab/step_floor ]; then
     echo "== 0b. the decode step's floor with the engine's op sizes (20b, depth 0)"
     timeout 60 .gpu/lab/step_floor --preset 20b 2>&1

@@ -195,6 +195,13 @@ if ! skip lab && [ -x "$LAB"/wgmma_lab ]; then
     grep -vE '^$' "$LOG/wgmma_lab.log" | cut -c1-200
     echo "wgmma lab: ${R[wgmma-lab]} ($(el))"
 fi
+# What bounds a k-stage of the wgmma GEMMs (bench/lab/wgmma_latency_lab.cu): MMA chains on
+# resident operands, the library's kernel and the copies alone, per stage.
+if ! skip lab && [ -x "$LAB"/wgmma_latency_lab ]; then
+    "$LAB"/wgmma_latency_lab >"$LOG/wgmma_latency_lab.log" 2>&1
+    R[wgmma-latency-lab]="rc=$? (wgmma_latency_lab.log)"
+    cat "$LOG/wgmma_latency_lab.log"
+fi
 # The decode step's floor with the engine's op sizes (bench/lab/step_floor.cu): 20b at depth 0
 # and 32,768, the designs' us/step against one streaming kernel.
 if ! skip lab && [ -x "$LAB"/step_floor ]; then
@@ -311,6 +318,6 @@ for f in "$LOG"/engine-*.log "$LOG"/parallel-*.log; do [ -f "$f" ] && { echo "${
 [ -f "$LOG/cpu-profile.log" ] && grep -E '^decode ' "$LOG/cpu-profile.log"
 echo
 echo "================ $GPU ($(el)) ================"
-for k in build harness-cuda harness-avx512 graph fused invariance memcheck racecheck e2e-hf graph-bitexact sampling sample-host sample-kernels batch-tiny batch-20b pytest bench lab wgmma-lab step-floor engine-20b engine-20b-nofused engine-20b-nograph engine-120b depth long-131k parallel-1-ref parallel-1 parallel-4 parallel-16 parallel-64 parallel-64-topp profile-20b ncu-decode cpu-scaling harness-ab; do
+for k in build harness-cuda harness-avx512 graph fused invariance memcheck racecheck e2e-hf graph-bitexact sampling sample-host sample-kernels batch-tiny batch-20b pytest bench lab wgmma-lab wgmma-latency-lab step-floor engine-20b engine-20b-nofused engine-20b-nograph engine-120b depth long-131k parallel-1-ref parallel-1 parallel-4 parallel-16 parallel-64 parallel-64-topp profile-20b ncu-decode cpu-scaling harness-ab; do
     printf '%-15s %s\n' "$k" "${R[$k]:-skipped}"
 done
