@@ -62,14 +62,14 @@ __global__ void split_kernel(const float* __restrict__ x, uint16_t* __restrict__
 
 cudaStream_t g_stream;
 
-template <int BN, int ST, int WG = 2>
+template <int BN, int ST, int WG = 2, int H = 1>
 void run_wgmma(const uint16_t* planes, size_t stride, const uint16_t* w, const uint16_t* b, float* out, uint32_t M,
                uint32_t K, uint32_t N) {
     constexpr size_t smem = gptoss_wg::smem_bytes<BN, ST, WG>();
-    CK(cudaFuncSetAttribute(gptoss_wg::gemm_kernel<BN, ST, WG>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    CK(cudaFuncSetAttribute(gptoss_wg::gemm_kernel<BN, ST, WG, H>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                             (int) smem));
     const dim3 grid((M + 64 * WG - 1) / (64 * WG), (N + BN - 1) / BN);
-    gptoss_wg::gemm_kernel<BN, ST, WG><<<grid, 128 * WG, smem, g_stream>>>(planes, stride, w, b, out, M, K, N, false);
+    gptoss_wg::gemm_kernel<BN, ST, WG, H><<<grid, 128 * WG, smem, g_stream>>>(planes, stride, w, b, out, M, K, N, false);
     CK(cudaGetLastError());
 }
 
@@ -98,15 +98,18 @@ const Variant kVariants[] = {
     /* warp-specialised (a producer and two multiplying warpgroups, mbarriers; gemm_ws_kernel) */
     {"ws 128x96, 5 stages", run_wgmma_ws<96, 5>},   {"ws 128x128, 4 stages", run_wgmma_ws<128, 4>},
     {"ws 128x160, 4 stages", run_wgmma_ws<160, 4>}, {"ws 128x192, 4 stages", run_wgmma_ws<192, 4>},
+    /* each warpgroup's columns as two slices on their own accumulators, issued alternately */
+    {"128x96 2 slices, 5 st", run_wgmma<96, 5, 2, 2>},   {"128x128 2 slices, 4 st", run_wgmma<128, 4, 2, 2>},
+    {"128x160 2 slices, 4 st", run_wgmma<160, 4, 2, 2>}, {"128x192 2 slices, 4 st", run_wgmma<192, 4, 2, 2>},
 };
 
-template <bool SWIGLU, int BN, int ST>
+template <bool SWIGLU, int BN, int ST, int H = 1>
 void run_moe(const uint32_t* offsets, uint32_t tiles, const uint16_t* planes, size_t stride_p, const uint8_t* blocks,
              const uint8_t* scales, const uint8_t* bias, size_t stride, float* out, uint32_t P, uint32_t E, uint32_t K,
              uint32_t N, uint32_t out_width, float limit) {
     const size_t smem = gptoss_wg::moe_smem_bytes<BN, ST>(K);
-    CK(cudaFuncSetAttribute(gptoss_wg::moe_kernel<SWIGLU, BN, ST>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem));
-    gptoss_wg::moe_kernel<SWIGLU, BN, ST><<<dim3((N + BN - 1) / BN, tiles), 256, smem, g_stream>>>(
+    CK(cudaFuncSetAttribute(gptoss_wg::moe_kernel<SWIGLU, BN, ST, H>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem));
+    gptoss_wg::moe_kernel<SWIGLU, BN, ST, H><<<dim3((N + BN - 1) / BN, tiles), 256, smem, g_stream>>>(
         offsets, planes, stride_p, blocks, scales, bias, stride, out, P, E, K, N, out_width, limit, nullptr);
     CK(cudaGetLastError());
 }
@@ -139,6 +142,9 @@ const MoeVariant kMoeVariants[] = {
     {"moe ws 64x192, 4 stages", run_moe_ws<true, 192, 4>, run_moe_ws<false, 192, 4>},
     {"moe ws 64x256, 3 stages", run_moe_ws<true, 256, 3>, run_moe_ws<false, 256, 3>},
     {"moe ws 64x256, 4 stages", run_moe_ws<true, 256, 4>, run_moe_ws<false, 256, 4>},
+    /* each warpgroup's columns as two slices on their own accumulators, issued alternately */
+    {"moe 64x128 2 slices, 3 st", run_moe<true, 128, 3, 2>, run_moe<false, 128, 3, 2>},
+    {"moe 64x256 2 slices, 4 st", run_moe<true, 256, 4, 2>, run_moe<false, 256, 4, 2>},
 };
 
 /* us per call: the best of `iters` rounds of `calls` calls back to back */

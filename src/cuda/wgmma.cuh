@@ -6,6 +6,9 @@
  *   gptoss_wg::gemm_ws_kernel, moe_ws_kernel  the same two, warp-specialised (lab only: on an
  *                                           H100 the dense one was slower, the MoE one level;
  *                                           docs/CUDA_NOTES.md, eleventh sitting)
+ * and, in the lab only, the first two with each warpgroup's columns in H slices on separate
+ * accumulators (H = 2: written, not yet run). The library's instances (H = 1) compile to
+ * the PTX they had before H existed.
  * All add the same products per k-step of 16 in the same plane order as the library's
  * mma.sync GEMMs (matmul.cu, moe.cu) and gave their bits on an H100; the library launches
  * gemm_kernel and moe_kernel (matmul.cu, moe.cu). wgmma exists on sm_90a only: compiled for
@@ -34,12 +37,42 @@ constexpr int BM = 128; /* token rows a block of the dense kernel (its default: 
 template <int N>
 struct Wgmma;
 template <>
+struct Wgmma<32> {
+    static __device__ __forceinline__ void mma(float* d, uint64_t a, uint64_t b) {
+        GPTOSS_WGMMA_ASM(
+            "{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
+            "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, %16, %17, p, 1, 1, 0, 0;\n}\n"
+            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+            : "l"(a), "l"(b), "r"(1));
+    }
+};
+template <>
+struct Wgmma<48> {
+    static __device__ __forceinline__ void mma(float* d, uint64_t a, uint64_t b) {
+        GPTOSS_WGMMA_ASM(
+            "{\n.reg .pred p;\nsetp.ne.b32 p, %26, 0;\n"
+            "wgmma.mma_async.sync.aligned.m64n48k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23}, %24, %25, p, 1, 1, 0, 0;\n}\n"
+            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23])
+            : "l"(a), "l"(b), "r"(1));
+    }
+};
+template <>
 struct Wgmma<64> {
     static __device__ __forceinline__ void mma(float* d, uint64_t a, uint64_t b) {
         GPTOSS_WGMMA_ASM(
             "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
             "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 0, 0;\n}\n"
             : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+            : "l"(a), "l"(b), "r"(1));
+    }
+};
+template <>
+struct Wgmma<80> {
+    static __device__ __forceinline__ void mma(float* d, uint64_t a, uint64_t b) {
+        GPTOSS_WGMMA_ASM(
+            "{\n.reg .pred p;\nsetp.ne.b32 p, %42, 0;\n"
+            "wgmma.mma_async.sync.aligned.m64n80k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39}, %40, %41, p, 1, 1, 0, 0;\n}\n"
+            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39])
             : "l"(a), "l"(b), "r"(1));
     }
 };
@@ -120,13 +153,30 @@ static __device__ __forceinline__ void fence_regs(float* d) {
  * from the last to the first, A (64 rows a plane, plane_bytes apart) and B from shared
  * memory at the descriptors' layout; then the group is committed and all but it drained
  * (the previous stage's MMAs are done after this returns). */
-template <int N>
+template <int N, int H = 1>
 static __device__ __forceinline__ void stage_mma(float* acc, uint32_t a, uint32_t plane_bytes, uint32_t b) {
+    /* H > 1: the N columns as H slices of N / H on their own accumulators, issued alternately
+     * (consecutive wgmmas independent; each output gets the same products in the same order,
+     * and acc keeps gemm_kernel's layout: slice h holds columns h N / H .. at acc + h N / 2H) */
+    static_assert(N % (8 * H) == 0, "slices of whole 8-row groups");
+    constexpr int NH = N / H;
     wg_fence();
+    if constexpr (H == 1) {
 #pragma unroll
-    for (int kk = 0; kk < BK / 16; kk++)
+        for (int kk = 0; kk < BK / 16; kk++)
 #pragma unroll
-        for (int p = NP - 1; p >= 0; p--) Wgmma<N>::mma(acc, desc_sw128(a + p * plane_bytes + kk * 32), desc_sw128(b + kk * 32));
+            for (int p = NP - 1; p >= 0; p--)
+                Wgmma<N>::mma(acc, desc_sw128(a + p * plane_bytes + kk * 32), desc_sw128(b + kk * 32));
+    } else {
+#pragma unroll
+        for (int kk = 0; kk < BK / 16; kk++)
+#pragma unroll
+            for (int p = NP - 1; p >= 0; p--)
+#pragma unroll
+                for (int h = 0; h < H; h++)
+                    Wgmma<NH>::mma(acc + h * (NH / 2), desc_sw128(a + p * plane_bytes + kk * 32),
+                                   desc_sw128(b + h * NH * 128 + kk * 32));
+    }
     wg_commit();
     wg_wait<1>();
 }
@@ -141,7 +191,7 @@ constexpr size_t smem_bytes() {
     return (size_t) ST * stage_bytes<BN, WG>() + 1024; /* + the alignment of the ring to 1024 */
 }
 
-template <int BN, int ST, int WG = 2>
+template <int BN, int ST, int WG = 2, int H = 1>
 __global__ void __launch_bounds__(128 * WG, WG == 1 ? 2 : 1)
     gemm_kernel(const uint16_t* __restrict__ planes, size_t plane_size, const uint16_t* __restrict__ W,
                 const uint16_t* __restrict__ bias, float* __restrict__ out, uint32_t M, uint32_t K, uint32_t N,
@@ -197,7 +247,7 @@ __global__ void __launch_bounds__(128 * WG, WG == 1 ? 2 : 1)
         issue(s + ST - 2); /* into stage s - 2's buffer */
         const uint32_t st = base + (s % ST) * kStage;
         const uint32_t a0 = st + wg * 64u * 128u, b0 = st + NP * kA;
-        stage_mma<BN>(acc, a0, kA, b0);
+        stage_mma<BN, H>(acc, a0, kA, b0);
     }
     wg_wait<0>();
     gptoss_d_cp_async_wait<0>();
@@ -244,7 +294,7 @@ static __device__ __forceinline__ float wg_bias(const uint8_t* b, uint32_t r) {
     return gptoss_bf16_to_f32((uint16_t) (b[2 * (size_t) r] | (b[2 * (size_t) r + 1] << 8)));
 }
 
-template <bool SWIGLU, int BN, int ST>
+template <bool SWIGLU, int BN, int ST, int H = 1>
 __global__ void __launch_bounds__(256, BN == 128 ? 2 : 1)
     moe_kernel(const uint32_t* __restrict__ offsets, const uint16_t* __restrict__ planes, size_t plane_size,
                const uint8_t* __restrict__ blocks, const uint8_t* __restrict__ scales, const uint8_t* __restrict__ bias,
@@ -323,7 +373,7 @@ __global__ void __launch_bounds__(256, BN == 128 ? 2 : 1)
         __syncthreads();
         const uint32_t a0 = base + (s % ST) * L::kRaw;
         const uint32_t b0 = base + ST * L::kRaw + (s & 1u) * L::kB + wg * (BN / 2) * 128u;
-        stage_mma<BN / 2>(acc, a0, MBM * 128u, b0);
+        stage_mma<BN / 2, H>(acc, a0, MBM * 128u, b0);
     }
     wg_wait<0>();
     gptoss_d_cp_async_wait<0>();
