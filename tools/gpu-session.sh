@@ -266,6 +266,12 @@ if ! skip 20b; then
     R[engine-20b-nofused]="rc=$? $(grep -E 'pp512|tg128' "$LOG/engine-20b-nofused.log" | awk -F'|' '{printf "%s %s; ", $5, $6}')"
     GPTOSS_CUDA_GRAPHS=0 "$B"/bin/gptoss bench --random 20b --backend cuda -p 512 -n 128 -r 1 >"$LOG/engine-20b-nograph.log" 2>&1
     R[engine-20b-nograph]="rc=$? $(grep -E 'pp512|tg128' "$LOG/engine-20b-nograph.log" | awk -F'|' '{printf "%s %s; ", $5, $6}')"
+    # issue 15's pp2048 in chunks of 512 (the default) and in one chunk of 2,048 (the MoE's
+    # 64-row tiles fuller: ~256 rows an expert instead of ~64)
+    for bs in 512 2048; do
+        "$B"/bin/gptoss bench --random 20b --backend cuda -p 2048 -n 0 -r 2 -b $bs >"$LOG/engine-20b-pp2048-b$bs.log" 2>&1
+        R[engine-20b-pp2048]="${R[engine-20b-pp2048]:-}-b $bs rc=$? $(grep -E 'pp2048' "$LOG/engine-20b-pp2048-b$bs.log" | awk -F'|' '{printf "%s", $6}'); "
+    done
 fi
 
 # Where the engine's time goes on the card (synchronises around every kernel: the t/s of
@@ -318,6 +324,6 @@ for f in "$LOG"/engine-*.log "$LOG"/parallel-*.log; do [ -f "$f" ] && { echo "${
 [ -f "$LOG/cpu-profile.log" ] && grep -E '^decode ' "$LOG/cpu-profile.log"
 echo
 echo "================ $GPU ($(el)) ================"
-for k in build harness-cuda harness-avx512 graph fused invariance memcheck racecheck e2e-hf graph-bitexact sampling sample-host sample-kernels batch-tiny batch-20b pytest bench lab wgmma-lab wgmma-latency-lab step-floor engine-20b engine-20b-nofused engine-20b-nograph engine-120b depth long-131k parallel-1-ref parallel-1 parallel-4 parallel-16 parallel-64 parallel-64-topp profile-20b ncu-decode cpu-scaling harness-ab; do
+for k in build harness-cuda harness-avx512 graph fused invariance memcheck racecheck e2e-hf graph-bitexact sampling sample-host sample-kernels batch-tiny batch-20b pytest bench lab wgmma-lab wgmma-latency-lab step-floor engine-20b engine-20b-nofused engine-20b-nograph engine-20b-pp2048 engine-120b depth long-131k parallel-1-ref parallel-1 parallel-4 parallel-16 parallel-64 parallel-64-topp profile-20b ncu-decode cpu-scaling harness-ab; do
     printf '%-15s %s\n' "$k" "${R[$k]:-skipped}"
 done
