@@ -100,25 +100,9 @@ __global__ void __launch_bounds__(256, 1) loads_kernel(const uint16_t* __restric
     uint8_t* ring = smem_raw + (base - raw);
     const uint32_t tid = threadIdx.x, m0 = blockIdx.x * kRows, n0 = blockIdx.y * BN, nk = (K + BK - 1) / BK;
     auto issue = [&](uint32_t s) {
-        if (s < nk) {
-            uint8_t* st = ring + (size_t) (s % ST) * kStage;
-            const uint32_t k0 = s * BK;
-            for (uint32_t c = tid; c < (uint32_t) (NP * kRows + BN) * 8u; c += 256) {
-                const uint32_t row = c >> 3, ch = c & 7u, k = k0 + ch * 8u;
-                const void* src;
-                bool in;
-                if (row < (uint32_t) (NP * kRows)) {
-                    const uint32_t m = m0 + row % kRows;
-                    in = m < M && k < K;
-                    src = in ? planes + (size_t) (row / kRows) * plane_size + (size_t) m * K + k : planes;
-                } else {
-                    const uint32_t n = n0 + row - NP * kRows;
-                    in = n < N && k < K;
-                    src = in ? W + (size_t) n * K + k : W;
-                }
-                gptoss_d_cp_async16_zfill(st + (size_t) row * 128u + ((ch ^ (row & 7u)) << 4), src, in ? 16u : 0u);
-            }
-        }
+        if (s < nk)
+            gptoss_wg::copy_dense_stage<BN, kRows>(ring + (size_t) (s % ST) * kStage, planes, plane_size, W, m0, n0,
+                                                   M, K, N, s * BK, tid, 256);
         gptoss_d_cp_async_commit();
     };
     uint32_t x = 0;

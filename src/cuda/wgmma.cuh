@@ -191,6 +191,31 @@ constexpr size_t smem_bytes() {
     return (size_t) ST * stage_bytes<BN, WG>() + 1024; /* + the alignment of the ring to 1024 */
 }
 
+/* The copies of a dense stage (columns k0 .. k0 + 63): the NP plane tiles of kRows token rows
+ * (rows 0 .. NP kRows - 1 of the stage) and BN weight rows (rows NP kRows ..), 16-byte chunks
+ * in the 128-byte swizzle, zero past M, N and K; chunk c by thread c % nthreads. */
+template <int BN, uint32_t kRows>
+static __device__ __forceinline__ void copy_dense_stage(uint8_t* st, const uint16_t* planes, size_t plane_size,
+                                                        const uint16_t* W, uint32_t m0, uint32_t n0, uint32_t M,
+                                                        uint32_t K, uint32_t N, uint32_t k0, uint32_t tid,
+                                                        uint32_t nthreads) {
+    for (uint32_t c = tid; c < (uint32_t) (NP * kRows + BN) * 8u; c += nthreads) {
+        const uint32_t row = c >> 3, ch = c & 7u, k = k0 + ch * 8u;
+        const void* src;
+        bool in;
+        if (row < (uint32_t) (NP * kRows)) {
+            const uint32_t m = m0 + row % kRows;
+            in = m < M && k < K;
+            src = in ? planes + (size_t) (row / kRows) * plane_size + (size_t) m * K + k : planes;
+        } else {
+            const uint32_t n = n0 + row - NP * kRows;
+            in = n < N && k < K;
+            src = in ? W + (size_t) n * K + k : W;
+        }
+        gptoss_d_cp_async16_zfill(st + (size_t) row * 128u + ((ch ^ (row & 7u)) << 4), src, in ? 16u : 0u);
+    }
+}
+
 template <int BN, int ST, int WG = 2, int H = 1>
 __global__ void __launch_bounds__(128 * WG, WG == 1 ? 2 : 1)
     gemm_kernel(const uint16_t* __restrict__ planes, size_t plane_size, const uint16_t* __restrict__ W,
@@ -209,28 +234,10 @@ __global__ void __launch_bounds__(128 * WG, WG == 1 ? 2 : 1)
     constexpr uint32_t kA = kRows * 128u; /* one plane's tile */
     constexpr uint32_t kStage = stage_bytes<BN, WG>();
 
-    /* stage s: columns s*64 .. s*64+63 of the NP plane tiles (rows 0 .. NP kRows - 1) and the
-     * weight tile (rows NP kRows ..), 16-byte chunks, zero past M, N and K */
-    auto issue = [&](uint32_t s) {
-        if (s < nk) {
-            uint8_t* st = ring + (size_t) (s % ST) * kStage;
-            const uint32_t k0 = s * BK;
-            for (uint32_t c = tid; c < (uint32_t) (NP * kRows + BN) * 8u; c += kThreads) {
-                const uint32_t row = c >> 3, ch = c & 7u, k = k0 + ch * 8u;
-                const void* src;
-                bool in;
-                if (row < (uint32_t) (NP * kRows)) {
-                    const uint32_t m = m0 + row % kRows;
-                    in = m < M && k < K;
-                    src = in ? planes + (size_t) (row / kRows) * plane_size + (size_t) m * K + k : planes;
-                } else {
-                    const uint32_t n = n0 + row - NP * kRows;
-                    in = n < N && k < K;
-                    src = in ? W + (size_t) n * K + k : W;
-                }
-                gptoss_d_cp_async16_zfill(st + (size_t) row * 128u + ((ch ^ (row & 7u)) << 4), src, in ? 16u : 0u);
-            }
-        }
+    auto issue = [&](uint32_t s) { /* stage s into its ring slot, as one cp.async group */
+        if (s < nk)
+            copy_dense_stage<BN, kRows>(ring + (size_t) (s % ST) * kStage, planes, plane_size, W, m0, n0, M, K, N,
+                                        s * BK, tid, kThreads);
         gptoss_d_cp_async_commit();
     };
 
@@ -606,23 +613,8 @@ __global__ void __launch_bounds__(384, 1)
             if (t < nk) {
                 const uint32_t slot = t % ST;
                 mbar_wait(bars + 8 * (ST + slot), ((t / ST) & 1u) ^ 1u);
-                uint8_t* st = ring + (size_t) slot * kStage;
-                const uint32_t k0 = t * BK;
-                for (uint32_t c = pt; c < (uint32_t) (NP * kRows + BN) * 8u; c += 128) {
-                    const uint32_t row = c >> 3, ch = c & 7u, k = k0 + ch * 8u;
-                    const void* src;
-                    bool in;
-                    if (row < (uint32_t) (NP * kRows)) {
-                        const uint32_t m = m0 + row % kRows;
-                        in = m < M && k < K;
-                        src = in ? planes + (size_t) (row / kRows) * plane_size + (size_t) m * K + k : planes;
-                    } else {
-                        const uint32_t n = n0 + row - NP * kRows;
-                        in = n < N && k < K;
-                        src = in ? W + (size_t) n * K + k : W;
-                    }
-                    gptoss_d_cp_async16_zfill(st + (size_t) row * 128u + ((ch ^ (row & 7u)) << 4), src, in ? 16u : 0u);
-                }
+                copy_dense_stage<BN, kRows>(ring + (size_t) slot * kStage, planes, plane_size, W, m0, n0, M, K, N,
+                                            t * BK, pt, 128);
             }
             gptoss_d_cp_async_commit();
             if (t < kAhead) continue;
