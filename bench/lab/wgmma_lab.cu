@@ -27,6 +27,13 @@
 // and the previous one's MMAs drain (wgmma.wait_group 1). Per stage and k-step of 16: the
 // low plane's wgmma, then the high plane's, into the same accumulators (the library's
 // plane order). Requires K % 8 == 0 and 16-byte aligned rows.
+//
+// Part 2, the MoE GEMMs of a 512-token prefill (20b's 32 experts and 120b's 128): the
+// library's kernel against the lab's (src/cuda/wgmma.cuh): moe_kernel's tile widths,
+// warp-specialised (moe_ws_kernel), columns in two accumulator slices, and the operands'
+// roles swapped (moe_swap_kernel: weights as M, tokens as N in steps of 16, so an expert's
+// partial tile costs less). The slices and the swapped kernel were written in the eleventh
+// sitting and have not run.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -126,6 +133,19 @@ void run_moe_ws(const uint32_t* offsets, uint32_t tiles, const uint16_t* planes,
     CK(cudaGetLastError());
 }
 
+template <bool SWIGLU, int TN, int ST>
+void run_moe_swap(const uint32_t* offsets, uint32_t tiles, const uint16_t* planes, size_t stride_p,
+                  const uint8_t* blocks, const uint8_t* scales, const uint8_t* bias, size_t stride, float* out,
+                  uint32_t P, uint32_t E, uint32_t K, uint32_t N, uint32_t out_width, float limit) {
+    const size_t smem = gptoss_wg::moe_swap_smem_bytes<TN, ST>(K);
+    CK(cudaFuncSetAttribute(gptoss_wg::moe_swap_kernel<SWIGLU, TN, ST>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                            (int) smem));
+    /* tiles: the 64-row tiles' count, at least the TN-row tiles' (blocks past the last return) */
+    gptoss_wg::moe_swap_kernel<SWIGLU, TN, ST><<<dim3((N + 127) / 128, tiles), 256, smem, g_stream>>>(
+        offsets, planes, stride_p, blocks, scales, bias, stride, out, P, E, K, N, out_width, limit, nullptr);
+    CK(cudaGetLastError());
+}
+
 struct MoeVariant {
     const char* name;
     void (*up)(const uint32_t*, uint32_t, const uint16_t*, size_t, const uint8_t*, const uint8_t*, const uint8_t*,
@@ -145,6 +165,10 @@ const MoeVariant kMoeVariants[] = {
     /* each warpgroup's columns as two slices on their own accumulators, issued alternately */
     {"moe 64x128 2 slices, 3 st", run_moe<true, 128, 3, 2>, run_moe<false, 128, 3, 2>},
     {"moe 64x256 2 slices, 4 st", run_moe<true, 256, 4, 2>, run_moe<false, 256, 4, 2>},
+    /* the roles swapped: 128 weight rows x up to 64 / 128 tokens of an expert (moe_swap_kernel) */
+    {"moe swap 128w x 64t, 3 st", run_moe_swap<true, 64, 3>, run_moe_swap<false, 64, 3>},
+    {"moe swap 128w x 128t, 3 st", run_moe_swap<true, 128, 3>, run_moe_swap<false, 128, 3>},
+    {"moe swap 128w x 128t, 4 st", run_moe_swap<true, 128, 4>, run_moe_swap<false, 128, 4>},
 };
 
 /* us per call: the best of `iters` rounds of `calls` calls back to back */
@@ -183,10 +207,12 @@ double fp4_host(uint32_t nib) {
     return (nib & 8u) ? -v[nib & 7u] : v[nib & 7u];
 }
 
-/* The MoE GEMMs of a 20b prefill of 512 tokens (4 of 32 experts a token, random routing):
- * up + SwiGLU (2880 -> 2 x 2880) and down (2880 -> 2880), library against the lab. */
-bool moe_part(gptoss_backend_t be, int iters, cudaEvent_t e0, cudaEvent_t e1) {
-    const uint32_t T = 512, k = 4, E = 32, K = 2880, I = 2880;
+/* The MoE GEMMs of a prefill of 512 tokens (4 of E experts a token, random routing; E = 32:
+ * 20b, 128: 120b): up + SwiGLU (2880 -> 2 x 2880) and down (2880 -> 2880), library against
+ * the lab. */
+bool moe_part(gptoss_backend_t be, int iters, cudaEvent_t e0, cudaEvent_t e1, uint32_t E) {
+    const uint32_t T = 512, k = 4, K = 2880, I = 2880;
+    const char* model = E == 32 ? "20b" : "120b";
     const float limit = 7.0f;
     std::vector<uint32_t> counts(E, 0), offsets(E + 1, 0);
     uint64_t r = 0x9E3779B97F4A7C15ull;
@@ -303,8 +329,8 @@ bool moe_part(gptoss_backend_t be, int iters, cudaEvent_t e0, cudaEvent_t e1) {
         };
         auto time_it = [&](auto&& call) { return best_us(iters, 5, e0, e1, call); };
         const double flops = 2.0 * P * N * K;
-        printf("\nMoE %s, 20b, 512 tokens (%u rows over %u experts, %u row tiles of 64)\n",
-               up ? "up + SwiGLU 2880 -> 5760" : "down 2880 -> 2880", P, E, tiles);
+        printf("\nMoE %s, %s, 512 tokens (%u rows over %u experts, %u row tiles of 64)\n",
+               up ? "up + SwiGLU 2880 -> 5760" : "down 2880 -> 2880", model, P, E, tiles);
         const double us_lib = time_it(lib);
         printf("  %-26s max err %.2e;      %8.1f us (split + GEMM), %6.1f TFLOP/s f32-equivalent\n", "library",
                err64(hlib), us_lib, flops / (us_lib * 1e-6) / 1e12);
@@ -460,7 +486,9 @@ int main(int argc, char** argv) {
         GK(gptoss_backend_free(be, out_lib));
         GK(gptoss_backend_free(be, out_lab));
     }
-    all_ok = moe_part(be, iters, e0, e1) && all_ok;
+    /* 20b's 32 experts (~64 rows each) and 120b's 128 (~16 rows each) */
+    all_ok = moe_part(be, iters, e0, e1, 32) && all_ok;
+    all_ok = moe_part(be, iters, e0, e1, 128) && all_ok;
     gptoss_backend_release(be);
     printf("\nwgmma_lab: %s\n", all_ok ? "every variant within 1e-4 of float64" : "FAIL");
     return all_ok ? 0 : 1;
