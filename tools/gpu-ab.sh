@@ -10,6 +10,7 @@
 #   GPU_AB_BENCH="F ..."    kernel benchmark rows matching each filter, both builds
 #   GPU_AB_ENGINE="A;B"     gptoss bench --random 20b --backend cuda runs (';' between runs),
 #                           both builds (-r 1 unless the arguments say otherwise)
+#   GPU_AB_MODEL=PRESET     the engine runs' random model (default 20b)
 #   GPU_AB_ROUNDS=N         rounds of the alternation (default 2)
 # Carry .gpu/b, .gpu/lib and .gpu/prev. Prints everything to stdout (the device returns
 # few files).
@@ -42,11 +43,11 @@ IFS=';' read -ra runs <<<"${GPU_AB_ENGINE:-}"
 for a in "${runs[@]}"; do
     [ -n "${a// /}" ] || continue
     case " $a " in *" -r "*) ra="";; *) ra="-r 1";; esac
-    echo "== gptoss bench --random 20b --backend cuda $a $ra"
+    echo "== gptoss bench --random ${GPU_AB_MODEL:-20b} --backend cuda $a $ra"
     for r in $(seq "$rounds"); do
         for v in prev b; do
             # shellcheck disable=SC2086
-            timeout 150 .gpu/$v/bin/gptoss bench --random 20b --backend cuda $a $ra 2>&1 | grep -E '^\|' |
+            timeout 150 .gpu/$v/bin/gptoss bench --random "${GPU_AB_MODEL:-20b}" --backend cuda $a $ra 2>&1 | grep -E '^\|' |
                 grep -E 'pp|tg|ttft' | sed "s/^/$(label $v) r$r /"
         done
     done

@@ -10,13 +10,14 @@
 #
 # then on the device (carry .gpu/b, .gpu/lib, .gpu/prev, and .gpu/lab for step 0):
 #   bash tools/gpu-pending.sh
-#   0. the wgmma lab, when built (bench/lab/wgmma_lab.cu)
+#   0. the wgmma labs, when built (bench/lab/wgmma_lab.cu, wgmma_latency_lab.cu) and step_floor
 #   1. SDPA over 131,000 keys, both builds (the *_positive_v cases: the tensor-core prefill's
 #      drift that the ninth sitting fixed must not come back; docs/CUDA_NOTES.md)
 #   2. the patched build: the harness's sdpa, moe, matmul and qkv cases on CUDA, test_invariance
 #   3. the patched build: racecheck over the changed kernels' cases
 #   4-5. both builds, while time is left (GPU_PENDING_S, default 540 s): the kernel benchmark
-#      rows each patch targets; 20b decode at 64 streams and 20b pp512 (tools/gpu-ab.sh)
+#      rows each patch targets; 20b decode at 64 streams, 20b pp512 and pp2048, 120b pp512
+#      (tools/gpu-ab.sh)
 #   6-7. the patched build, while time is left: long_context.py (131,000 tokens, CUDA vs CPU),
 #      the transformers comparison at head_dim 64; Nsight Compute on the prefill kernels
 #      (tools/ncu_prefill.sh)
@@ -71,10 +72,10 @@ timeout 120 compute-sanitizer --tool racecheck --error-exitcode 99 --print-limit
     .gpu/b/tests/harness --backend cuda --filter "$san" >"$LOG/racecheck.log" 2>&1
 echo "racecheck rc=$? (0 = clean) $(grep -E '^[0-9]+ passed|RACECHECK SUMMARY' "$LOG/racecheck.log" | tr '\n' ' ') ($(el))"
 
-# tools/gpu-ab.sh with one knob (VAR=value), one round, if $1 seconds are left
+# tools/gpu-ab.sh with its knobs (VAR=value ...), one round, if $1 seconds are left
 ab() {
     if [ "$(left)" -gt "$1" ]; then
-        env GPU_AB_ROUNDS=1 "$2" timeout $(($(left) - 10)) bash tools/gpu-ab.sh 2>&1 | grep -vE '^(GPU|A = )' | cut -c1-150
+        env GPU_AB_ROUNDS=1 "${@:2}" timeout $(($(left) - 10)) bash tools/gpu-ab.sh 2>&1 | grep -vE '^(GPU|A = )' | cut -c1-150
     else
         echo "skipped (time)"
     fi
@@ -85,8 +86,10 @@ ab 150 "GPU_AB_BENCH=sdpa_varlen_20b_prefill512_after32256_full sdpa_varlen_20b_
     sdpa_varlen_20b_decode_1seq_4096 moe_dense_swiglu_20b_decode_x64 moe_dense_matmul_20b_decode_x64
     moe_dense_swiglu_20b_prefill512_4of32_2880 moe_dense_matmul_20b_prefill512_4of32_2880
     dense_qkv_20b_prefill512 dense_attn_out_20b_prefill512"
-echo "== 5. A/B: 20b decode at 64 streams, 20b pp512 (one round)"
-ab 100 "GPU_AB_ENGINE=--parallel 64 -p 128 -n 64 -r 1;-p 512 -n 0 -r 1"
+echo "== 5. A/B: 20b decode at 64 streams, 20b pp512 and pp2048 (one round)"
+ab 100 "GPU_AB_ENGINE=--parallel 64 -p 128 -n 64 -r 1;-p 512 -n 0 -r 1;-p 2048 -n 0 -r 1 -b 2048"
+echo "== 5b. A/B: 120b pp512 (one round)"
+ab 120 "GPU_AB_ENGINE=-p 512 -n 0 -r 1" GPU_AB_MODEL=120b
 
 echo "== 6. B: long context (131,000 tokens, CUDA vs CPU), transformers at head_dim 64"
 if [ "$(left)" -gt 180 ]; then
