@@ -169,6 +169,10 @@ const MoeVariant kMoeVariants[] = {
     {"moe swap 128w x 64t, 3 st", run_moe_swap<true, 64, 3>, run_moe_swap<false, 64, 3>},
     {"moe swap 128w x 128t, 3 st", run_moe_swap<true, 128, 3>, run_moe_swap<false, 128, 3>},
     {"moe swap 128w x 128t, 4 st", run_moe_swap<true, 128, 4>, run_moe_swap<false, 128, 4>},
+    /* small token tiles, deep rings: the experts' weights streamed for few rows each (a decode
+     * step of many streams: 64 streams of 20b give ~8 rows an expert) */
+    {"moe swap 128w x 16t, 8 st", run_moe_swap<true, 16, 8>, run_moe_swap<false, 16, 8>},
+    {"moe swap 128w x 32t, 5 st", run_moe_swap<true, 32, 5>, run_moe_swap<false, 32, 5>},
 };
 
 /* us per call: the best of `iters` rounds of `calls` calls back to back */
@@ -207,11 +211,11 @@ double fp4_host(uint32_t nib) {
     return (nib & 8u) ? -v[nib & 7u] : v[nib & 7u];
 }
 
-/* The MoE GEMMs of a prefill of 512 tokens (4 of E experts a token, random routing; E = 32:
- * 20b, 128: 120b): up + SwiGLU (2880 -> 2 x 2880) and down (2880 -> 2880), library against
- * the lab. */
-bool moe_part(gptoss_backend_t be, int iters, cudaEvent_t e0, cudaEvent_t e1, uint32_t E) {
-    const uint32_t T = 512, k = 4, K = 2880, I = 2880;
+/* The MoE GEMMs of a step of T tokens (4 of E experts a token, random routing; E = 32: 20b,
+ * 128: 120b): up + SwiGLU (2880 -> 2 x 2880) and down (2880 -> 2880), library against the
+ * lab. */
+bool moe_part(gptoss_backend_t be, int iters, cudaEvent_t e0, cudaEvent_t e1, uint32_t T, uint32_t E) {
+    const uint32_t k = 4, K = 2880, I = 2880;
     const char* model = E == 32 ? "20b" : "120b";
     const float limit = 7.0f;
     std::vector<uint32_t> counts(E, 0), offsets(E + 1, 0);
@@ -329,8 +333,8 @@ bool moe_part(gptoss_backend_t be, int iters, cudaEvent_t e0, cudaEvent_t e1, ui
         };
         auto time_it = [&](auto&& call) { return best_us(iters, 5, e0, e1, call); };
         const double flops = 2.0 * P * N * K;
-        printf("\nMoE %s, %s, 512 tokens (%u rows over %u experts, %u row tiles of 64)\n",
-               up ? "up + SwiGLU 2880 -> 5760" : "down 2880 -> 2880", model, P, E, tiles);
+        printf("\nMoE %s, %s, %u tokens (%u rows over %u experts, %u row tiles of 64)\n",
+               up ? "up + SwiGLU 2880 -> 5760" : "down 2880 -> 2880", model, T, P, E, tiles);
         const double us_lib = time_it(lib);
         printf("  %-26s max err %.2e;      %8.1f us (split + GEMM), %6.1f TFLOP/s f32-equivalent\n", "library",
                err64(hlib), us_lib, flops / (us_lib * 1e-6) / 1e12);
@@ -486,9 +490,12 @@ int main(int argc, char** argv) {
         GK(gptoss_backend_free(be, out_lib));
         GK(gptoss_backend_free(be, out_lab));
     }
-    /* 20b's 32 experts (~64 rows each) and 120b's 128 (~16 rows each) */
-    all_ok = moe_part(be, iters, e0, e1, 32) && all_ok;
-    all_ok = moe_part(be, iters, e0, e1, 128) && all_ok;
+    /* a 512-token prefill with 20b's 32 experts (~64 rows each) and 120b's 128 (~16 rows
+     * each); a decode step of 64 streams of 20b (~8 rows an expert: the library's 16-row
+     * tiles) */
+    all_ok = moe_part(be, iters, e0, e1, 512, 32) && all_ok;
+    all_ok = moe_part(be, iters, e0, e1, 512, 128) && all_ok;
+    all_ok = moe_part(be, iters, e0, e1, 64, 32) && all_ok;
     gptoss_backend_release(be);
     printf("\nwgmma_lab: %s\n", all_ok ? "every variant within 1e-4 of float64" : "FAIL");
     return all_ok ? 0 : 1;

@@ -420,9 +420,10 @@ __global__ void __launch_bounds__(256, BN == 128 ? 2 : 1)
 
 /* moe_swap_kernel<SWIGLU, TN, ST>: the MoE GEMM with the operands' roles swapped (lab only,
  * written in the eleventh sitting, not yet run). The expert's weight rows are wgmma's M (a
- * block: 128 weight rows, 64 a warpgroup) and its tokens the N: a block takes up to TN of
- * one expert's rows and multiplies them as N = 16, 32, 64 or 128 (the least that holds
- * them), so an expert's last, partial tile costs at most twice its rows instead of a 64-row
+ * block: 128 weight rows, 64 a warpgroup) and its tokens the N: a block takes up to TN (16,
+ * 32, 64 or 128) of one expert's rows and multiplies them as N = 16, 32, 64 or 128 (the
+ * least that holds them), so an expert's last, partial tile costs at most twice its rows
+ * instead of a 64-row
  * tile (at 20b pp512 the experts hold ~64 rows: moe_kernel's 46 tiles do 2,944 rows of work
  * for 2,048; at 120b pp512, ~16 rows an expert, 8,192 for 2,048). The products and their
  * order per output are moe_kernel's (per k-step of 16, the planes from the last to the
@@ -459,7 +460,7 @@ static __device__ __forceinline__ void stage_mma_swap(float* acc, uint32_t a, ui
 }
 
 template <bool SWIGLU, int TN, int ST>
-__global__ void __launch_bounds__(256, TN == 64 ? 2 : 1)
+__global__ void __launch_bounds__(256, TN <= 64 ? 2 : 1)
     moe_swap_kernel(const uint32_t* __restrict__ offsets, const uint16_t* __restrict__ planes, size_t plane_size,
                     const uint8_t* __restrict__ blocks, const uint8_t* __restrict__ scales,
                     const uint8_t* __restrict__ bias, size_t stride, float* __restrict__ out, uint32_t P, uint32_t E,
@@ -467,7 +468,7 @@ __global__ void __launch_bounds__(256, TN == 64 ? 2 : 1)
     using L = MoeSwapLayout<TN>;
     constexpr uint32_t BW = L::kBW;
     static_assert(ST >= 3, "the ring keeps ST - 2 stages in flight");
-    static_assert(TN == 64 || TN == 128, "token tiles of 64 or 128");
+    static_assert(TN == 16 || TN == 32 || TN == 64 || TN == 128, "token tiles of 16 .. 128");
     uint32_t e, rb, re;
     if (!moe_row_tile<SWIGLU, TN, BW>(offsets, P, E, blockIdx.x * BW, out, out_width, error_word, e, rb, re)) return;
     extern __shared__ uint8_t smem_raw[];
@@ -539,9 +540,10 @@ __global__ void __launch_bounds__(256, TN == 64 ? 2 : 1)
         __syncthreads();
         const uint32_t a0 = base + ST * L::kRaw + (s & 1u) * L::kA + wg * 64u * 128u;
         const uint32_t b0 = base + (s % ST) * L::kRaw;
-        if (TN == 128 && nsel == 3) stage_mma_swap<TN == 128 ? 128 : 64>(acc, a0, b0, TN * 128u);
-        else if (nsel >= 2) stage_mma_swap<64>(acc, a0, b0, TN * 128u);
-        else if (nsel == 1) stage_mma_swap<32>(acc, a0, b0, TN * 128u);
+        /* nsel <= log2(TN / 16): the N above TN are never taken (clamped to instantiate) */
+        if (nsel == 3) stage_mma_swap<TN < 128 ? TN : 128>(acc, a0, b0, TN * 128u);
+        else if (nsel == 2) stage_mma_swap<TN < 64 ? TN : 64>(acc, a0, b0, TN * 128u);
+        else if (nsel == 1) stage_mma_swap<TN < 32 ? TN : 32>(acc, a0, b0, TN * 128u);
         else stage_mma_swap<16>(acc, a0, b0, TN * 128u);
     }
     wg_wait<0>();
