@@ -140,8 +140,11 @@ void run_moe_swap(const uint32_t* offsets, uint32_t tiles, const uint16_t* plane
     const size_t smem = gptoss_wg::moe_swap_smem_bytes<TN, ST>(K);
     CK(cudaFuncSetAttribute(gptoss_wg::moe_swap_kernel<SWIGLU, TN, ST>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                             (int) smem));
-    /* tiles: the 64-row tiles' count, at least the TN-row tiles' (blocks past the last return) */
-    gptoss_wg::moe_swap_kernel<SWIGLU, TN, ST><<<dim3((N + 127) / 128, tiles), 256, smem, g_stream>>>(
+    /* the most TN-row tiles P rows over E experts can need (blocks past the last return);
+     * `tiles` counts 64-row ones */
+    (void) tiles;
+    const unsigned ytiles = (P + TN - 1) / TN + E;
+    gptoss_wg::moe_swap_kernel<SWIGLU, TN, ST><<<dim3((N + 127) / 128, ytiles), 256, smem, g_stream>>>(
         offsets, planes, stride_p, blocks, scales, bias, stride, out, P, E, K, N, out_width, limit, nullptr);
     CK(cudaGetLastError());
 }
