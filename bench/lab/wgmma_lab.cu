@@ -48,6 +48,7 @@
 
 #include "cuda/matmul.cuh" /* gptoss_d_split_bf16 */
 #include "cuda/wgmma.cuh"  /* the kernels */
+#include "wgmma_ws.cuh"     /* their warp-specialised forms */
 
 #include "lab_check.h"
 

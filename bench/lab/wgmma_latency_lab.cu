@@ -32,6 +32,7 @@
 
 #include "cuda/matmul.cuh" /* gptoss_d_cp_async16_zfill */
 #include "cuda/wgmma.cuh"  /* Wgmma, desc_sw128, the kernels */
+#include "wgmma_ws.cuh"     /* gemm_ws_kernel */
 
 #include "lab_check.h"
 
