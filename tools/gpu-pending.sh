@@ -2,7 +2,8 @@
 # The first card call of the CUDA changes kept in docs/pending/ (written, compiled, never run
 # on a GPU): this tree (main + the patches, .gpu/b) against main (.gpu/prev), in one call of
 # up to nine minutes on an H100 (steps 1-3 alone took 217 s in the ninth sitting), everything
-# on stdout (the device returns its last 12,000 characters). Prepare on the development
+# on stdout (the device returns its last 12,000 characters) but the labs' tables, which go
+# to files in $OUT. Prepare on the development
 # machine:
 #
 #   git switch -c pending main && git am docs/pending/NAME.patch ...   (docs/TEAM_NOTES.md: the order)
@@ -36,16 +37,16 @@ echo "A = $(cat .gpu/prev/REV 2>/dev/null), B = this tree"
 
 if [ -x .gpu/lab/wgmma_lab ]; then
     echo "== 0. the wgmma lab (dense and MoE prefill GEMMs on wgmma: bits, float64, speed)"
-    timeout 120 .gpu/lab/wgmma_lab --iters 10 2>&1 | grep -vE '^$' | cut -c1-200
+    timeout 120 .gpu/lab/wgmma_lab --iters 10 2>&1 | grep -vE '^$' | cut -c1-200 >"$LOG/wgmma_lab.txt"; tail -4 "$LOG/wgmma_lab.txt"
     echo "($(el))"
 fi
 if [ -x .gpu/lab/wgmma_latency_lab ]; then
     echo "== 0a. what bounds a k-stage of the wgmma GEMMs"
-    timeout 90 .gpu/lab/wgmma_latency_lab 2>&1 | cut -c1-400
+    timeout 90 .gpu/lab/wgmma_latency_lab 2>&1 | cut -c1-400 >"$LOG/wgmma_latency_lab.txt"; tail -4 "$LOG/wgmma_latency_lab.txt"
 fi
 if [ -x .gpu/lab/step_floor ]; then
     echo "== 0b. the decode step's floor with the engine's op sizes (20b, depth 0)"
-    timeout 60 .gpu/lab/step_floor --preset 20b 2>&1
+    timeout 60 .gpu/lab/step_floor --preset 20b 2>&1 >"$LOG/step_floor.txt"; tail -4 "$LOG/step_floor.txt"
 fi
 
 echo "== 1. SDPA over 131,000 keys (case, max error, tolerance, share of it)"
