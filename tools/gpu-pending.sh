@@ -46,7 +46,7 @@ if [ -x .gpu/lab/wgmma_latency_lab ]; then
 fi
 if [ -x .gpu/lab/step_floor ]; then
     echo "== 0b. the decode step's floor with the engine's op sizes (20b, depth 0)"
-    timeout 60 .gpu/lab/step_floor --preset 20b 2>&1 >"$LOG/step_floor.txt"; tail -4 "$LOG/step_floor.txt"
+    timeout 60 .gpu/lab/step_floor --preset 20b >"$LOG/step_floor.txt" 2>&1; tail -4 "$LOG/step_floor.txt"
 fi
 
 echo "== 1. SDPA over 131,000 keys (case, max error, tolerance, share of it)"
