@@ -67,7 +67,7 @@ echo "($(el))"
 echo "== 3. B: racecheck over the changed kernels"
 san="sdpa_tc_prefill_37tok,sdpa_tc_prefill_45tok,sdpa_tc_prefill_140tok,sdpa_varlen_in_order_fault_none_entry_window48"
 san="$san,sdpa_varlen_mixed_prefill_decode_bs16,sdpa_varlen_fault_none_entry_10,sdpa_varlen_rows_of_12000"
-san="$san,moe_dense_swiglu_16row_tiles,moe_dense_matmul_16row_tiles,moe_dense_swiglu_tiny_scales_2of3_cols64"
+san="$san,moe_dense_swiglu_16row_tiles,moe_dense_matmul_16row_tiles,moe_dense_swiglu_32row_tiles,moe_dense_matmul_32row_tiles,moe_dense_swiglu_tiny_scales_2of3_cols64"
 san="$san,moe_dense_swiglu_64row_tiles_odd_blocks,moe_dense_matmul_64row_tiles_odd_blocks,matmul_tc_ring_bn128"
 timeout 120 compute-sanitizer --tool racecheck --error-exitcode 99 --print-limit 5 \
     .gpu/b/tests/harness --backend cuda --filter "$san" >"$LOG/racecheck.log" 2>&1

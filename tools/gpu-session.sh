@@ -75,7 +75,7 @@ R[invariance]="rc=$? $(tail -1 "$LOG/invariance.log" | cut -c1-60)"
 grep -E '^FAIL' "$LOG/invariance.log" | head
 
 if ! skip sanitize; then
-    san_cases="odd_3 region unembedding_prefill130 sdpa_gqa4 sdpa_tc_prefill_37tok sdpa_tc_prefill_45tok sdpa_varlen_in_order_fault_none_entry_window48 sdpa_varlen_mixed_prefill_decode_bs16 sdpa_varlen_hd128_gqa4_window19 sdpa_varlen_fault_none_entry_10 sdpa_varlen_fault_seq_id_past moe_swiglu_3of7 moe_dense_swiglu_3of7 moe_dense_matmul_64tok moe_dense_swiglu_16row_tiles moe_dense_swiglu_64row_tiles moe_dense_matmul_16row_tiles matmul_tc_ring matmul_add_tc_ring routing_3of7 sample_odd sample_logits_inf_nan_2881ch_topp penalties_odd accumulate_rmsnorm_vec1 gate_no_bias_5of200 gate_20b_decode"
+    san_cases="odd_3 region unembedding_prefill130 sdpa_gqa4 sdpa_tc_prefill_37tok sdpa_tc_prefill_45tok sdpa_varlen_in_order_fault_none_entry_window48 sdpa_varlen_mixed_prefill_decode_bs16 sdpa_varlen_hd128_gqa4_window19 sdpa_varlen_fault_none_entry_10 sdpa_varlen_fault_seq_id_past moe_swiglu_3of7 moe_dense_swiglu_3of7 moe_dense_matmul_64tok moe_dense_swiglu_16row_tiles moe_dense_swiglu_32row_tiles moe_dense_swiglu_64row_tiles moe_dense_matmul_16row_tiles moe_dense_matmul_32row_tiles matmul_tc_ring matmul_add_tc_ring routing_3of7 sample_odd sample_logits_inf_nan_2881ch_topp penalties_odd accumulate_rmsnorm_vec1 gate_no_bias_5of200 gate_20b_decode"
     for tool in memcheck racecheck; do
         # every case in one process (the device and the tool start once; racecheck of the
         # 2881-channel sampler case alone takes ~120 s on an H200)

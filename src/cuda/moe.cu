@@ -11,6 +11,9 @@
 #include "cuda/moe_tc.cuh"
 #include "cuda/wgmma.cuh"
 
+/* The labs' override of the MoE prefill GEMM's row tile (src/cuda/moe_tc.cuh; not API) */
+int gptoss_cuda_lab_moe_tile = 0;
+
 namespace {
 
 constexpr int kMoeWarps = 8;
@@ -402,6 +405,10 @@ struct MoeRingShape<16> {
     static constexpr int WM = 1, WN = 8, kMinBlocks = 4; /* warps along the rows and the weight rows */
 };
 template <>
+struct MoeRingShape<32> { /* experts of 16 to ~48 rows (120b prefill chunks of 512 tokens: ~16) */
+    static constexpr int WM = 1, WN = 8, kMinBlocks = 3;
+};
+template <>
 struct MoeRingShape<64> {
     static constexpr int WM = 2, WN = 4, kMinBlocks = 2;
 };
@@ -651,15 +658,24 @@ cudaError_t launch_moe_gemm_ring(gptoss_backend_t backend, dim3 grid, const uint
     return cudaGetLastError();
 }
 
-/* Row tiles of 16 (moe_gemm_ring_kernel<..., 16>) instead of 64 when the experts hold fewer than this many rows on average
- * (a decode step of many streams: 64 streams of 20b give ~8 rows per expert, and a 64-row
- * tile would run 8 times the tensor-core work and dequantise the same weights for it). The
- * sums do not depend on the tile: each output is one row's dot product, summed over the
+/* The row tile by the experts' rows on average (P / E): the ring kernel with 16-row tiles
+ * below kMoeSmallTileRows (a decode step of many streams: 64 streams of 20b give ~8 rows an
+ * expert, where a 64-row tile would run 8 times the tensor-core work and dequantise the same
+ * weights for it), 32-row tiles below kMoeMidTileRows (20b prefill chunks of ~128 tokens,
+ * 120b's of 512: ~16 rows an expert), 64-row tiles above (the wgmma kernel where it runs).
+ * The bounds are measured (bench/lab/wgmma_lab.cu --tiles, H100, docs/CUDA_NOTES.md twelfth
+ * sitting): at 8 rows an expert the 16-row ring is fastest, at 16 the 32-row one (30 % below
+ * the 64-row tiles), at 32 the 32-row one by 0-4 %, at 64 the wgmma kernel by 12-25 %.
+ * The sums do not depend on the tile: each output is one row's dot product, summed over the
  * same k-steps and planes in the same order. */
-#ifndef GPTOSS_CUDA_MOE_SMALL_TILE_ROWS /* a build-time switch for measuring the choice (0: never) */
-#define GPTOSS_CUDA_MOE_SMALL_TILE_ROWS 16
+#ifndef GPTOSS_CUDA_MOE_SMALL_TILE_ROWS /* build-time switches for measuring the choice (0: never) */
+#define GPTOSS_CUDA_MOE_SMALL_TILE_ROWS 12
+#endif
+#ifndef GPTOSS_CUDA_MOE_MID_TILE_ROWS
+#define GPTOSS_CUDA_MOE_MID_TILE_ROWS 36
 #endif
 constexpr uint64_t kMoeSmallTileRows = GPTOSS_CUDA_MOE_SMALL_TILE_ROWS;
+constexpr uint64_t kMoeMidTileRows = GPTOSS_CUDA_MOE_MID_TILE_ROWS;
 /* 64-row tiles through the ring kernel (1) or moe_gemm_tc_kernel (0): a build-time switch
  * for measuring the choice; the two give the same sums */
 #ifndef GPTOSS_CUDA_MOE_RING64
@@ -703,14 +719,21 @@ enum gptoss_status launch_moe_gemm(gptoss_backend_t backend, const uint32_t* off
     const int np = C >= 256 ? 2 : 3;
     /* the ring kernel needs cp.async alignment (16 bytes) of the weights and its shared
      * memory; moe_gemm_tc_kernel gives the same sums */
-    const bool small = P < kMoeSmallTileRows * E;
-    const size_t ring_smem = small ? (np == 2 ? moe_ring_smem_bytes<2, 16>(C / 32) : moe_ring_smem_bytes<3, 16>(C / 32))
-                                   : (np == 2 ? moe_ring_smem_bytes<2, 64>(C / 32) : moe_ring_smem_bytes<3, 64>(C / 32));
+    /* the row tile by the experts' rows on average (above); gptoss_cuda_lab_moe_tile
+     * overrides it for the labs */
+    const int lab = gptoss_cuda_lab_moe_tile;
+    uint32_t tile = P < kMoeSmallTileRows * E ? 16 : P < kMoeMidTileRows * E ? 32 : 64;
+    if (lab == 16 || lab == 32 || lab == 64 || lab == 65) tile = lab == 65 ? 64 : (uint32_t) lab;
+    const bool small = tile < 64;
+    const size_t nb = C / 32;
+    const size_t ring_smem = tile == 16   ? (np == 2 ? moe_ring_smem_bytes<2, 16>(nb) : moe_ring_smem_bytes<3, 16>(nb))
+                             : tile == 32 ? (np == 2 ? moe_ring_smem_bytes<2, 32>(nb) : moe_ring_smem_bytes<3, 32>(nb))
+                                          : (np == 2 ? moe_ring_smem_bytes<2, 64>(nb) : moe_ring_smem_bytes<3, 64>(nb));
     const bool ring = (small || GPTOSS_CUDA_MOE_RING64) && gptoss_aligned(blocks, 16) && gptoss_aligned(scales, 16) &&
                       stride % 16 == 0 && ring_smem <= moe_ring_smem_cap(backend);
-    const bool wgmma = GPTOSS_CUDA_MOE_WGMMA && ring && !small && np == 2 && gptoss_cuda(backend)->wgmma &&
+    const bool wgmma = GPTOSS_CUDA_MOE_WGMMA && ring && !small && lab != 64 && np == 2 && gptoss_cuda(backend)->wgmma &&
                        gptoss_wg::moe_smem_bytes<kMoeWgBN, kMoeWgStages>(C) <= moe_ring_smem_cap(backend);
-    const uint32_t bm = ring && small ? 16 : MT_BM;
+    const uint32_t bm = ring && small ? tile : MT_BM;
     const uint64_t y_tiles = (P + bm - 1) / bm + E;
     if (y_tiles > GPTOSS_CUDA_MAX_GRID_YZ) {
         return gptoss_fail(gptoss_status_unsupported_argument, "CUDA MoE prefill: too many row tiles (%llu)",
@@ -730,8 +753,10 @@ enum gptoss_status launch_moe_gemm(gptoss_backend_t backend, const uint32_t* off
 #define MOE_TC_ARGS backend, grid, offsets, planes, blocks, scales, b8, stride, output, P32, E, C, N, num_rows, limit, ew
     if (wgmma) {
         err = launch_moe_wgmma<SWIGLU>(MOE_TC_ARGS);
-    } else if (ring && small) {
+    } else if (ring && bm == 16) {
         err = np == 2 ? launch_moe_gemm_ring<SWIGLU, 2, 16>(MOE_TC_ARGS) : launch_moe_gemm_ring<SWIGLU, 3, 16>(MOE_TC_ARGS);
+    } else if (ring && bm == 32) {
+        err = np == 2 ? launch_moe_gemm_ring<SWIGLU, 2, 32>(MOE_TC_ARGS) : launch_moe_gemm_ring<SWIGLU, 3, 32>(MOE_TC_ARGS);
     } else if (ring) {
         err = np == 2 ? launch_moe_gemm_ring<SWIGLU, 2, 64>(MOE_TC_ARGS) : launch_moe_gemm_ring<SWIGLU, 3, 64>(MOE_TC_ARGS);
     } else if (np == 2) {

@@ -8,6 +8,12 @@
 
 #include "cuda/common.cuh"
 
+/* A lab hook, not API (bench/lab/wgmma_lab.cu): the row tile of the MoE prefill GEMM, 0 for
+ * the library's rule; 16, 32 or 64 force the ring kernel with that tile, 65 the 64-row tile
+ * the rule would run (the wgmma kernel where it runs). The sums are the same for every tile:
+ * each output is one row's dot product over the same k-steps and planes in the same order. */
+extern "C" int gptoss_cuda_lab_moe_tile;
+
 /* The bf16 weights of the tensor-core MoE GEMMs are w x 2^kMoeTcPrescale (exact); the
  * epilogue multiplies the sums by 2^-kMoeTcPrescale. */
 constexpr int kMoeTcPrescale = 10;

@@ -65,10 +65,16 @@ static const struct tc_case dense_swiglu_cases[] = {
     /* a 64-stream decode step of 20b (256 pairs over 32 experts, ~8 rows each) */
     {"moe_dense_swiglu_20b_decode_x64_4of32_2880", .t = 64, .c = 2880, .r = 2880, .e = 32, .k = 4, .f = 7.0f,
      .flags = TC_BENCH | TC_BENCH_ONLY},
-    /* CUDA's 16-row tiles (fewer than 16 rows per expert on average) with an expert of more
-     * than one tile (31 rows over 2 experts: one holds at least 16) */
-    {"moe_dense_swiglu_16row_tiles_31tok_1of2_cols64", .t = 31, .c = 64, .r = 19, .e = 2, .k = 1, .f = 7.0f,
+    /* CUDA's 16-row tiles (fewer than 12 rows per expert on average) with an expert of more
+     * than one tile (33 rows over 3 experts, skewed: 31, 1, 1) */
+    {"moe_dense_swiglu_16row_tiles_33tok_1of3_skewed_cols64", .t = 33, .c = 64, .r = 19, .e = 3, .k = 1, .f = 7.0f,
+     .flags = TC_QUICK | TC_SKEWED},
+    /* CUDA's 32-row tiles (12 to 36 rows per expert on average): 31 rows over 2 experts; an
+     * expert of three tiles (69 rows over 3, skewed: 67, 1, 1) */
+    {"moe_dense_swiglu_32row_tiles_31tok_1of2_cols64", .t = 31, .c = 64, .r = 19, .e = 2, .k = 1, .f = 7.0f,
      .flags = TC_QUICK},
+    {"moe_dense_swiglu_32row_tiles_69tok_1of3_skewed_cols2880_rows37", .t = 69, .c = 2880, .r = 37, .e = 3, .k = 1,
+     .f = 7.0f, .flags = TC_QUICK | TC_SKEWED},
     /* CUDA's 16-row kernel streams 2 blocks (64 columns) a stage: an odd block count leaves
      * the last stage half full (91 blocks, 2 activation parts; 3 blocks, 3 parts); the last
      * weight tile partial (38 and 74 weight rows) */
@@ -76,12 +82,19 @@ static const struct tc_case dense_swiglu_cases[] = {
      .k = 2, .f = 7.0f},
     {"moe_dense_swiglu_16row_tiles_odd_blocks_7tok_3of5_cols96_rows37", .t = 7, .c = 96, .r = 37, .e = 5, .k = 3,
      .f = 7.0f, .flags = TC_QUICK},
-    /* CUDA's 64-row ring tiles (16 rows per expert or more) with an odd block count (the last
-     * stage half full: 91 blocks, 2 activation parts; 3 blocks, 3 parts), partial row tiles
-     * (~20 rows per expert) and a partial weight tile */
-    {"moe_dense_swiglu_64row_tiles_odd_blocks_40tok_1of2_cols2912_rows19", .t = 40, .c = 2912, .r = 19, .e = 2,
+    /* CUDA's 32-row ring tiles with an odd block count (91 blocks, 2 activation parts; 3
+     * blocks, 3 parts), partial row tiles and a partial weight tile */
+    {"moe_dense_swiglu_32row_tiles_odd_blocks_45tok_1of2_cols2912_rows19", .t = 45, .c = 2912, .r = 19, .e = 2,
      .k = 1, .f = 7.0f},
-    {"moe_dense_swiglu_64row_tiles_odd_blocks_40tok_1of2_cols96_rows37", .t = 40, .c = 96, .r = 37, .e = 2, .k = 1,
+    {"moe_dense_swiglu_32row_tiles_odd_blocks_45tok_1of2_cols96_rows37", .t = 45, .c = 96, .r = 37, .e = 2, .k = 1,
+     .f = 7.0f, .flags = TC_QUICK},
+    /* CUDA's 64-row tiles (36 rows per expert or more; the wgmma kernel on Hopper, the ring
+     * elsewhere) with an odd block count (the last stage half full: 91 blocks, 2 activation
+     * parts; 3 blocks, 3 parts), partial row tiles (~40 rows per expert) and a partial
+     * weight tile */
+    {"moe_dense_swiglu_64row_tiles_odd_blocks_80tok_1of2_cols2912_rows19", .t = 80, .c = 2912, .r = 19, .e = 2,
+     .k = 1, .f = 7.0f},
+    {"moe_dense_swiglu_64row_tiles_odd_blocks_80tok_1of2_cols96_rows37", .t = 80, .c = 96, .r = 37, .e = 2, .k = 1,
      .f = 7.0f, .flags = TC_QUICK},
     /* experts 8- but not 16-byte aligned: CUDA's register-fed 64-row kernel (no cp.async) */
     {"moe_dense_swiglu_stride8_64row_tiles_64tok_2of4_cols2880_rows37", .t = 64, .c = 2880, .r = 37, .e = 4, .k = 2,
@@ -91,11 +104,17 @@ static const struct tc_case dense_swiglu_cases[] = {
      .k = 2, .f = 7.0f, .flags = TC_TINY_SCALES},
     {"moe_dense_swiglu_120b_prefill8_4of128_2880", .t = 8, .c = 2880, .r = 2880, .e = 128, .k = 4, .f = 7.0f,
      .check = 4},
-    /* denser expert tiles (64 tokens x 2 of 4 experts: ~32 rows per expert), as in a
+    /* denser expert tiles (64 tokens x 2 of 4 experts: ~32 rows per expert; CUDA's 32-row tiles), as in a
      * 512-token prefill chunk of 20b; 8 random rows checked */
     {"moe_dense_swiglu_64tok_2of4_2880", .t = 64, .c = 2880, .r = 2880, .e = 4, .k = 2, .f = 7.0f, .check = 8},
     {"moe_dense_swiglu_20b_prefill512_4of32_2880", .t = 512, .c = 2880, .r = 2880, .e = 32, .k = 4, .f = 7.0f,
      .flags = TC_BENCH | TC_BENCH_ONLY},
+    /* a 512-token prefill chunk of 120b (~16 rows an expert: CUDA's 32-row tiles) */
+    {"moe_dense_swiglu_120b_prefill512_4of128_2880", .t = 512, .c = 2880, .r = 2880, .e = 128, .k = 4, .f = 7.0f,
+     .flags = TC_BENCH_CUDA | TC_BENCH_ONLY},
+    /* subnormal weights on CUDA's 32-row tiles (~24 rows an expert) */
+    {"moe_dense_swiglu_32row_tiles_tiny_scales_60tok_2of5_cols2880", .t = 60, .c = 2880, .r = 34, .e = 5, .k = 2,
+     .f = 7.0f, .flags = TC_TINY_SCALES},
     /* subnormal weights (scale bytes 0..9) against activations near 2^118: the tensor-core
      * path's exact bf16 dequantisation (2 parts at 2880 columns, 3 parts at 64) */
     {"moe_dense_swiglu_tiny_scales_2of3_cols2880", .t = 9, .c = 2880, .r = 130, .e = 3, .k = 2, .f = 7.0f,
@@ -111,10 +130,16 @@ static const struct tc_case dense_down_cases[] = {
      .flags = TC_BENCH},
     {"moe_dense_matmul_20b_decode_x64_4of32_2880", .t = 64, .c = 2880, .r = 2880, .e = 32, .k = 4,
      .flags = TC_BENCH | TC_BENCH_ONLY},
-    {"moe_dense_matmul_16row_tiles_31tok_1of2_cols2880_rows131", .t = 31, .c = 2880, .r = 131, .e = 2, .k = 1},
+    {"moe_dense_matmul_16row_tiles_33tok_1of3_skewed_cols2880_rows131", .t = 33, .c = 2880, .r = 131, .e = 3,
+     .k = 1, .flags = TC_SKEWED},
+    {"moe_dense_matmul_32row_tiles_31tok_1of2_cols2880_rows131", .t = 31, .c = 2880, .r = 131, .e = 2, .k = 1},
+    {"moe_dense_matmul_32row_tiles_odd_blocks_50tok_1of2_cols2912_rows133", .t = 50, .c = 2912, .r = 133, .e = 2,
+     .k = 1},
+    {"moe_dense_matmul_32row_tiles_69tok_1of3_skewed_cols96_rows133", .t = 69, .c = 96, .r = 133, .e = 3, .k = 1,
+     .flags = TC_QUICK | TC_SKEWED},
     {"moe_dense_matmul_16row_tiles_odd_blocks_6tok_2of3_cols96_rows133", .t = 6, .c = 96, .r = 133, .e = 3, .k = 2,
      .flags = TC_QUICK},
-    {"moe_dense_matmul_64row_tiles_odd_blocks_70tok_1of2_cols2912_rows133", .t = 70, .c = 2912, .r = 133, .e = 2,
+    {"moe_dense_matmul_64row_tiles_odd_blocks_80tok_1of2_cols2912_rows133", .t = 80, .c = 2912, .r = 133, .e = 2,
      .k = 1},
     {"moe_dense_matmul_stride8_64row_tiles_70tok_1of2_cols96_rows133", .t = 70, .c = 96, .r = 133, .e = 2, .k = 1,
      .flags = TC_STRIDE8 | TC_QUICK},
@@ -123,6 +148,8 @@ static const struct tc_case dense_down_cases[] = {
     {"moe_dense_matmul_64tok_2of4_2880_rows2881", .t = 64, .c = 2880, .r = 2881, .e = 4, .k = 2, .check = 8},
     {"moe_dense_matmul_20b_prefill512_4of32_2880", .t = 512, .c = 2880, .r = 2880, .e = 32, .k = 4,
      .flags = TC_BENCH | TC_BENCH_ONLY},
+    {"moe_dense_matmul_120b_prefill512_4of128_2880", .t = 512, .c = 2880, .r = 2880, .e = 128, .k = 4,
+     .flags = TC_BENCH_CUDA | TC_BENCH_ONLY},
     {"moe_dense_matmul_tiny_scales_2of3_cols2880", .t = 9, .c = 2880, .r = 131, .e = 3, .k = 2,
      .flags = TC_TINY_SCALES},
     {"moe_dense_matmul_120b_prefill8_4of128_2880", .t = 8, .c = 2880, .r = 2880, .e = 128, .k = 4, .check = 4},
@@ -181,7 +208,10 @@ static void make(struct tc_problem* p, struct tc_rng* rng) {
      * weights are O(2^-20 .. 2^-11) and per-block partials stay finite) */
     const float a = tiny ? 0x1.0p118f : 4.0f / sqrtf((float) c->c);
     tc_fill_f32(rng, x, in_rows * c->c, -a, a);
-    if (dense) {
+    if (dense && (c->flags & TC_SKEWED)) {
+        offsets[0] = 0;
+        for (uint32_t e = 1; e <= c->e; e++) offsets[e] = (uint32_t) P - (c->e - e);
+    } else if (dense) {
         tc_make_offsets(rng, c->t, c->e, c->k, offsets);
     } else {
         tc_make_routing(rng, c->t, c->e, c->k, ids, NULL);

@@ -74,6 +74,9 @@ enum {
                                 * output itself and a biased accumulation shows */
     TC_STRIDE8 = 1u << 15,     /* moe: expert stride 8 bytes past a multiple of 64 (8- but not
                                 * 16-byte aligned experts: CUDA's kernels without cp.async) */
+    TC_SKEWED = 1u << 16,      /* moe dense: every expert but the first holds one row, the first
+                                * the rest (CUDA picks its row tile by the average: an expert of
+                                * several tiles where the average asks for small ones) */
 };
 
 /* Shapes and parameters of a case; each module says what the fields mean for its
