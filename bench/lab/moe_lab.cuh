@@ -20,7 +20,9 @@
  *   MODE  diagnostics (wrong results, timing only): bit 0 no dequantisation, bit 1 no copies
  *         after the prologue, bit 2 no MMAs.
  * SYNC = false, PF = 0, MODE = 0 is the library's kernel. The products and their order per
- * output are the library's in every timed-for-real variant (MODE = 0): the lab checks bits. */
+ * output are the library's in every timed-for-real variant (MODE = 0): the lab checks bits.
+ *
+ * Also here: moe_swap_kernel (below), the MoE GEMM with the weights as wgmma's M. */
 #ifndef GPTOSS_BENCH_LAB_MOE_LAB_CUH
 #define GPTOSS_BENCH_LAB_MOE_LAB_CUH
 
@@ -147,6 +149,169 @@ __global__ void __launch_bounds__(256, BN == 128 ? 2 : 1)
                 if (n + 1 < N) out[(size_t) m * out_width + n + 1] = v1 + wg_bias(wbias, n + 1);
             }
         }
+}
+
+/* moe_swap_kernel<SWIGLU, TN, ST>: the MoE GEMM with the operands' roles swapped (written in
+ * the eleventh sitting, measured in the twelfth on an H100: the library's bits, but no faster
+ * than moe_kernel at 20b's ~64 rows an expert (705 vs 676 us, up-projection pp512), slower with
+ * 128-token tiles (887 us; the engine's 20b pp512 13,220 vs 15,230 tok/s, 120b 2,946 vs 4,309),
+ * and slower than the library's 16-row ring at 64 streams (16 tokens, 8 stages: 365 vs 255 us)). The expert's weight rows are wgmma's M (a
+ * block: 128 weight rows, 64 a warpgroup) and its tokens the N: a block takes up to TN (16,
+ * 32, 64 or 128) of one expert's rows and multiplies them as N = 16, 32, 64 or 128 (the
+ * least that holds them), so an expert's last, partial tile costs at most twice its rows
+ * instead of a 64-row
+ * tile (at 20b pp512 the experts hold ~64 rows: moe_kernel's 46 tiles do 2,944 rows of work
+ * for 2,048; at 120b pp512, ~16 rows an expert, 8,192 for 2,048). The products and their
+ * order per output are moe_kernel's (per k-step of 16, the planes from the last to the
+ * first); that the tensor cores sum them into the same bits with the roles swapped is what
+ * the lab checks (mma.sync did: bench/lab/tc_gemv_lab.cu). A stage: the token planes (TN
+ * rows of 128 bytes each) and the raw MXFP4 bytes of the 128 weight rows in a cp.async ring;
+ * the block dequantises the weights into one of two bf16 tiles (the A operand); outputs
+ * are stored per token row (SwiGLU pairs, adjacent weight rows, meet by a shuffle). */
+template <int TN>
+struct MoeSwapLayout {
+    static constexpr uint32_t kBW = 128;                    /* weight rows a block */
+    static constexpr uint32_t kP = NP * TN * 128u;          /* a stage's token planes */
+    static constexpr uint32_t kW = kBW * 32u;               /* a stage's raw MXFP4 bytes */
+    static constexpr uint32_t kRaw = (kP + kW + 1023u) / 1024u * 1024u;
+    static constexpr uint32_t kA = kBW * 128u;              /* a dequantised weight tile */
+};
+template <int TN, int ST>
+inline size_t moe_swap_smem_bytes(uint32_t K) {
+    using L = MoeSwapLayout<TN>;
+    return (size_t) ST * L::kRaw + 2 * L::kA + (size_t) L::kBW * (K / 32) + 1024;
+}
+
+/* one stage's MMAs with the weights as A (64 rows) and the tokens as B (N rows a plane,
+ * plane_bytes apart), the planes from the last to the first per k-step */
+template <int N>
+static __device__ __forceinline__ void stage_mma_swap(float* acc, uint32_t a, uint32_t b, uint32_t plane_bytes) {
+    wg_fence();
+#pragma unroll
+    for (int kk = 0; kk < BK / 16; kk++)
+#pragma unroll
+        for (int p = NP - 1; p >= 0; p--) Wgmma<N>::mma(acc, desc_sw128(a + kk * 32), desc_sw128(b + p * plane_bytes + kk * 32));
+    wg_commit();
+    wg_wait<1>();
+}
+
+template <bool SWIGLU, int TN, int ST>
+__global__ void __launch_bounds__(256, TN <= 64 ? 2 : 1)
+    moe_swap_kernel(const uint32_t* __restrict__ offsets, const uint16_t* __restrict__ planes, size_t plane_size,
+                    const uint8_t* __restrict__ blocks, const uint8_t* __restrict__ scales,
+                    const uint8_t* __restrict__ bias, size_t stride, float* __restrict__ out, uint32_t P, uint32_t E,
+                    uint32_t K, uint32_t N, uint32_t out_width, float limit, uint32_t* error_word) {
+    using L = MoeSwapLayout<TN>;
+    constexpr uint32_t BW = L::kBW;
+    static_assert(ST >= 3, "the ring keeps ST - 2 stages in flight");
+    static_assert(TN == 16 || TN == 32 || TN == 64 || TN == 128, "token tiles of 16 .. 128");
+    uint32_t e, rb, re;
+    if (!moe_row_tile<SWIGLU, TN, BW>(offsets, P, E, blockIdx.x * BW, out, out_width, error_word, e, rb, re)) return;
+    extern __shared__ uint8_t smem_raw[];
+    const uint32_t raw = (uint32_t) __cvta_generic_to_shared(smem_raw);
+    const uint32_t base = (raw + 1023u) & ~1023u;
+    uint8_t* ring = smem_raw + (base - raw);
+    uint8_t* wtiles = ring + ST * L::kRaw;
+    uint8_t* Ss = wtiles + 2 * L::kA;
+    const uint32_t tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3u, lane = tid & 31u;
+    const uint32_t n0 = blockIdx.x * BW, nb = K / 32, ns = (K + 63) / 64;
+    const uint32_t rows = re - rb, wrows = min(BW, N - n0);
+    /* the N of the block's MMAs: 16, 32, 64 or 128 tokens (0 .. 3) */
+    const uint32_t nsel = rows <= 16 ? 0 : rows <= 32 ? 1 : rows <= 64 ? 2 : 3;
+    const uint8_t* wb = blocks + (size_t) e * stride;
+    const uint8_t* wbias = bias + (size_t) e * stride;
+    {
+        const uint8_t* src = scales + (size_t) e * stride + (size_t) n0 * nb;
+        for (uint32_t i = tid; i < wrows * nb; i += 256) Ss[i] = src[i];
+    }
+
+    auto issue = [&](uint32_t s) {
+        if (s < ns) {
+            uint8_t* st = ring + (size_t) (s % ST) * L::kRaw;
+            const uint32_t k0 = s * 64u;
+            for (uint32_t c = tid; c < NP * TN * 8u; c += 256) {
+                const uint32_t row = c >> 3, ch = c & 7u, r = row % TN, k = k0 + ch * 8u;
+                const bool in = r < rows && k < K;
+                gptoss_d_cp_async16_zfill(st + (size_t) row * 128u + ((ch ^ (row & 7u)) << 4),
+                                          in ? planes + (size_t) (row / TN) * plane_size + (size_t) (rb + r) * K + k
+                                             : planes,
+                                          in ? 16u : 0u);
+            }
+            for (uint32_t c = tid; c < BW * 2u; c += 256) {
+                const uint32_t r = c % BW, j = c / BW, kb = 2 * s + j;
+                const bool in = r < wrows && kb < nb;
+                gptoss_d_cp_async16_zfill(st + L::kP + (j * BW + r) * 16u,
+                                          in ? wb + ((size_t) (n0 + r) * nb + kb) * 16 : wb, in ? 16u : 0u);
+            }
+        }
+        gptoss_d_cp_async_commit();
+    };
+
+    float acc[TN / 2];
+#pragma unroll
+    for (int i = 0; i < TN / 2; i++) acc[i] = 0.0f;
+#pragma unroll
+    for (int s = 0; s < ST - 2; s++) issue((uint32_t) s);
+    for (uint32_t s = 0; s < ns; s++) {
+        gptoss_d_cp_async_wait<ST - 3>();
+        __syncthreads(); /* stage s landed everywhere; stage s - 2's MMAs are done */
+        issue(s + ST - 2);
+        const uint8_t* st = ring + (size_t) (s % ST) * L::kRaw;
+        uint8_t* wt = wtiles + (size_t) (s & 1u) * L::kA;
+        for (uint32_t c = tid; c < BW * 2u; c += 256) {
+            const uint32_t r = c % BW, j = c / BW, kb = 2 * s + j;
+            const bool valid = r < wrows && kb < nb;
+            const MoeTcMult m = moe_tc_mult(valid ? Ss[(size_t) r * nb + kb] : 0u, valid);
+            const uint4 q = *(const uint4*) (st + L::kP + (j * BW + r) * 16u);
+            const uint32_t words[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+            for (uint32_t w = 0; w < 4; w++) {
+                const uint32_t chunk = 4 * j + w;
+                *(uint4*) (wt + (size_t) r * 128u + ((chunk ^ (r & 7u)) << 4)) =
+                    make_uint4(moe_tc_dequant2(words[w], 0, m), moe_tc_dequant2(words[w], 1, m),
+                               moe_tc_dequant2(words[w], 2, m), moe_tc_dequant2(words[w], 3, m));
+            }
+        }
+        fence_proxy_async();
+        __syncthreads();
+        const uint32_t a0 = base + ST * L::kRaw + (s & 1u) * L::kA + wg * 64u * 128u;
+        const uint32_t b0 = base + (s % ST) * L::kRaw;
+        /* nsel <= log2(TN / 16): the N above TN are never taken (clamped to instantiate) */
+        if (nsel == 3) stage_mma_swap<TN < 128 ? TN : 128>(acc, a0, b0, TN * 128u);
+        else if (nsel == 2) stage_mma_swap<TN < 64 ? TN : 64>(acc, a0, b0, TN * 128u);
+        else if (nsel == 1) stage_mma_swap<TN < 32 ? TN : 32>(acc, a0, b0, TN * 128u);
+        else stage_mma_swap<16>(acc, a0, b0, TN * 128u);
+    }
+    wg_wait<0>();
+    gptoss_d_cp_async_wait<0>();
+    fence_regs<TN / 2>(acc);
+
+    /* acc[4 i + 2 h + j]: weight row wg 64 + warp 16 + lane / 4 + 8 h, token 8 i + 2 (lane % 4) + j */
+    constexpr float kUnscale = 1.0f / (float) (1 << kMoeTcPrescale);
+    const uint32_t ntok = 16u << nsel;
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        const uint32_t wrow = n0 + wg * 64u + warp * 16u + (lane >> 2) + 8u * h;
+        const float b0 = wrow < N ? wg_bias(wbias, wrow) : 0.0f;
+        const float b1 = SWIGLU && wrow + 1 < N ? wg_bias(wbias, wrow + 1) : 0.0f;
+#pragma unroll
+        for (int i = 0; i < TN / 8; i++) {
+            if (8u * i >= ntok) break;
+#pragma unroll
+            for (int j = 0; j < 2; j++) {
+                const uint32_t t = 8u * i + 2u * (lane & 3u) + j;
+                const float v = acc[4 * i + 2 * h + j] * kUnscale;
+                if (SWIGLU) {
+                    /* the odd weight row (the linear half) is the lane 4 above */
+                    const float odd = __shfl_xor_sync(0xFFFFFFFFu, v, 4);
+                    if (((lane >> 2) & 1u) == 0 && t < rows && wrow + 1 < N)
+                        out[(size_t) (rb + t) * out_width + wrow / 2] = gptoss_swiglu(v + b0, odd + b1, limit);
+                } else if (t < rows && wrow < N) {
+                    out[(size_t) (rb + t) * out_width + wrow] = v + b0;
+                }
+            }
+        }
+    }
 }
 
 }  // namespace gptoss_wg
