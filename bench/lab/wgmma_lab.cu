@@ -152,6 +152,20 @@ void run_moe_swap(const uint32_t* offsets, uint32_t tiles, const uint16_t* plane
     CK(cudaGetLastError());
 }
 
+template <bool SWIGLU, int TN, int ST, int MS = 1>
+void run_moe_rega(const uint32_t* offsets, uint32_t tiles, const uint16_t* planes, size_t stride_p,
+                  const uint8_t* blocks, const uint8_t* scales, const uint8_t* bias, size_t stride, float* out,
+                  uint32_t P, uint32_t E, uint32_t K, uint32_t N, uint32_t out_width, float limit) {
+    auto kernel = gptoss_wg::moe_rega_kernel<SWIGLU, TN, ST, MS>;
+    const size_t smem = gptoss_wg::moe_rega_smem_bytes<TN, ST, MS>(K);
+    CK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem));
+    (void) tiles;
+    const unsigned ytiles = (P + TN - 1) / TN + E;
+    kernel<<<dim3((N + 128 * MS - 1) / (128 * MS), ytiles), 256, smem, g_stream>>>(
+        offsets, planes, stride_p, blocks, scales, bias, stride, out, P, E, K, N, out_width, limit, nullptr);
+    CK(cudaGetLastError());
+}
+
 struct MoeVariant {
     const char* name;
     void (*up)(const uint32_t*, uint32_t, const uint16_t*, size_t, const uint8_t*, const uint8_t*, const uint8_t*,
@@ -195,6 +209,18 @@ const MoeVariant kMoeVariants[] = {
     {"diag: dequant only", MOE_LAB(128, 3, false, 0, 6), true},
     {"diag: MMA only", MOE_LAB(128, 3, false, 0, 3), true},
     {"diag: sync 4 st copies only", MOE_LAB(128, 4, true, 0, 5), true},
+    /* the roles swapped, the weights dequantised in registers as wgmma's A (moe_rega_kernel) */
+    {"rega 128w x 64t, 4 st", run_moe_rega<true, 64, 4>, run_moe_rega<false, 64, 4>},
+    {"rega 128w x 64t, 3 st", run_moe_rega<true, 64, 3>, run_moe_rega<false, 64, 3>},
+    {"rega 128w x 32t, 5 st", run_moe_rega<true, 32, 5>, run_moe_rega<false, 32, 5>},
+    {"rega 128w x 16t, 6 st", run_moe_rega<true, 16, 6>, run_moe_rega<false, 16, 6>},
+    {"rega 128w x 16t, 8 st", run_moe_rega<true, 16, 8>, run_moe_rega<false, 16, 8>},
+    /* two m64 slices a warpgroup: 256 weight rows share a stage's token planes */
+    {"rega 256w x 64t, 4 st", run_moe_rega<true, 64, 4, 2>, run_moe_rega<false, 64, 4, 2>},
+    {"rega 256w x 64t, 3 st", run_moe_rega<true, 64, 3, 2>, run_moe_rega<false, 64, 3, 2>},
+    {"rega 256w x 32t, 5 st", run_moe_rega<true, 32, 5, 2>, run_moe_rega<false, 32, 5, 2>},
+    {"rega 256w x 32t, 4 st", run_moe_rega<true, 32, 4, 2>, run_moe_rega<false, 32, 4, 2>},
+    {"rega 256w x 16t, 6 st", run_moe_rega<true, 16, 6, 2>, run_moe_rega<false, 16, 6, 2>},
     /* the roles swapped: 128 weight rows x up to 64 tokens of an expert (moe_swap_kernel) */
     {"moe swap 128w x 64t, 3 st", run_moe_swap<true, 64, 3>, run_moe_swap<false, 64, 3>},
     /* small token tiles, deep rings: the experts' weights streamed for few rows each (a decode
