@@ -85,6 +85,7 @@ ab() {
 echo "== 4. A/B: the kernel benchmark rows each patch targets (one round)"
 ab 150 "GPU_AB_BENCH=sdpa_varlen_20b_prefill512_after32256_full sdpa_varlen_20b_decode_1seq_32768_full
     sdpa_varlen_20b_decode_1seq_4096 moe_dense_swiglu_20b_decode_x64 moe_dense_matmul_20b_decode_x64
+    moe_dense_swiglu_120b_prefill512_4of128_2880 moe_dense_matmul_120b_prefill512_4of128_2880
     moe_dense_swiglu_20b_prefill512_4of32_2880 moe_dense_matmul_20b_prefill512_4of32_2880
     dense_qkv_20b_prefill512 dense_attn_out_20b_prefill512"
 echo "== 5. A/B: 20b decode at 64 streams, 20b pp512 and pp2048 (one round)"
