@@ -332,14 +332,15 @@ bool moe_part(gptoss_backend_t be, int iters, cudaEvent_t e0, cudaEvent_t e1, ui
         CK(cudaMemcpy(dbias, hbias.data(), hbias.size(), cudaMemcpyHostToDevice));
         CK(cudaMemcpy(doff, offsets.data(), (E + 1) * 4, cudaMemcpyHostToDevice));
         GK(gptoss_f32_fill_random(be, x, (size_t) P * K, 77 + pass, 0, -1.0f, 1.0f));
-        auto lib = [&] {
+        auto lib_to = [&](float* o) {
             if (up)
-                GK(gptoss_f32_mf4w_moe_dense_matmul_swiglu(be, doff, x, db, ds, (const gptoss_bf16*) dbias, stride,
-                                                            out_lib, T, k, E, K, I, limit));
+                GK(gptoss_f32_mf4w_moe_dense_matmul_swiglu(be, doff, x, db, ds, (const gptoss_bf16*) dbias, stride, o,
+                                                            T, k, E, K, I, limit));
             else
-                GK(gptoss_f32_mf4w_moe_dense_matmul(be, doff, x, db, ds, (const gptoss_bf16*) dbias, stride, out_lib,
-                                                     T, k, E, K, I));
+                GK(gptoss_f32_mf4w_moe_dense_matmul(be, doff, x, db, ds, (const gptoss_bf16*) dbias, stride, o, T, k,
+                                                     E, K, I));
         };
+        auto lib = [&] { lib_to(out_lib); };
         lib();
         split_kernel<<<264, 256, 0, g_stream>>>(x, planes, (size_t) P * K, pstride);
         CK(cudaGetLastError());
@@ -404,12 +405,7 @@ bool moe_part(gptoss_backend_t be, int iters, cudaEvent_t e0, cudaEvent_t e1, ui
         for (const int tile : {16, 32, 64, 65}) {
             gptoss_cuda_lab_moe_tile = tile;
             CK(cudaMemsetAsync(out_lab, 0xFF, (size_t) P * out_width * 4, g_stream));
-            if (up)
-                GK(gptoss_f32_mf4w_moe_dense_matmul_swiglu(be, doff, x, db, ds, (const gptoss_bf16*) dbias, stride,
-                                                            out_lab, T, k, E, K, I, limit));
-            else
-                GK(gptoss_f32_mf4w_moe_dense_matmul(be, doff, x, db, ds, (const gptoss_bf16*) dbias, stride, out_lab,
-                                                     T, k, E, K, I));
+            lib_to(out_lab);
             GK(gptoss_backend_synchronize(be));
             CK(cudaMemcpy(hlab.data(), out_lab, hlab.size() * 4, cudaMemcpyDeviceToHost));
             size_t diff = 0, nan = 0;
