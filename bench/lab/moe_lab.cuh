@@ -323,7 +323,9 @@ __global__ void __launch_bounds__(256, TN <= 64 ? 2 : 1)
  * walk: the mma.sync A layout, which wgmma's register A has per warp), then the MMAs run and
  * are waited for (the A registers are reused next stage), so ST - 1 stages are in flight and
  * one barrier a stage remains. The same products in the same order per output as the swapped
- * kernel (the planes from the last to the first per k-step of 16). */
+ * kernel (the planes from the last to the first per k-step of 16). MODE (lab diagnostics,
+ * wrong sums, timing only): bit 0 no dequantisation, bit 1 no copies after the prologue, bit 2
+ * no MMAs. */
 template <int N>
 struct WgmmaRA;
 template <>
@@ -387,7 +389,7 @@ static __device__ __forceinline__ void stage_mma_rega_t(float (&acc)[MS][TN / 2]
     wg_wait<0>();
 }
 
-template <bool SWIGLU, int TN, int ST, int MS = 1>
+template <bool SWIGLU, int TN, int ST, int MS = 1, int MODE = 0>
 __global__ void __launch_bounds__(256, MS == 2 ? (TN <= 32 ? 2 : 1) : (TN <= 32 ? 3 : 2))
     moe_rega_kernel(const uint32_t* __restrict__ offsets, const uint16_t* __restrict__ planes, size_t plane_size,
                     const uint8_t* __restrict__ blocks, const uint8_t* __restrict__ scales,
@@ -417,7 +419,7 @@ __global__ void __launch_bounds__(256, MS == 2 ? (TN <= 32 ? 2 : 1) : (TN <= 32 
     }
 
     auto issue = [&](uint32_t s) {
-        if (s < ns) {
+        if (s < ns && !((MODE & 2) && s >= (uint32_t) ST - 1)) { /* MODE 2: no copies after the prologue */
             uint8_t* st = ring + (size_t) (s % ST) * L::kRaw;
             const uint32_t k0 = s * 64u;
             for (uint32_t c = tid; c < NP * TN * 8u; c += 256) {
@@ -457,27 +459,45 @@ __global__ void __launch_bounds__(256, MS == 2 ? (TN <= 32 ? 2 : 1) : (TN <= 32 
 #pragma unroll
         for (int ms = 0; ms < MS; ms++) {
             const uint32_t r0 = 128u * ms + rbase, r1 = r0 + 8u;
+            if constexpr ((MODE & 1) != 0) { /* MODE 1: the raw words as the weights (no dequantisation) */
 #pragma unroll
-            for (uint32_t j = 0; j < 2; j++) {
-                const uint32_t kb = 2 * s + j;
-                const bool v0 = r0 < wrows && kb < nb, v1 = r1 < wrows && kb < nb;
-                const MoeTcMult m0 = moe_tc_mult(v0 ? Ss[(size_t) r0 * nb + kb] : 0u, v0);
-                const MoeTcMult m1 = moe_tc_mult(v1 ? Ss[(size_t) r1 * nb + kb] : 0u, v1);
-                const uint4 q0 = *(const uint4*) (st + L::kP + (j * BW + r0) * 16u);
-                const uint4 q1 = *(const uint4*) (st + L::kP + (j * BW + r1) * 16u);
-                /* k-steps 2 j (words 0, 1 of the block) and 2 j + 1 (words 2, 3) */
-                a[ms][2 * j][0] = moe_tc_dequant2(q0.x, tg, m0);
-                a[ms][2 * j][1] = moe_tc_dequant2(q1.x, tg, m1);
-                a[ms][2 * j][2] = moe_tc_dequant2(q0.y, tg, m0);
-                a[ms][2 * j][3] = moe_tc_dequant2(q1.y, tg, m1);
-                a[ms][2 * j + 1][0] = moe_tc_dequant2(q0.z, tg, m0);
-                a[ms][2 * j + 1][1] = moe_tc_dequant2(q1.z, tg, m1);
-                a[ms][2 * j + 1][2] = moe_tc_dequant2(q0.w, tg, m0);
-                a[ms][2 * j + 1][3] = moe_tc_dequant2(q1.w, tg, m1);
+                for (uint32_t j = 0; j < 2; j++) {
+                    const uint4 q0 = *(const uint4*) (st + L::kP + (j * BW + r0) * 16u);
+                    const uint4 q1 = *(const uint4*) (st + L::kP + (j * BW + r1) * 16u);
+                    a[ms][2 * j][0] = q0.x, a[ms][2 * j][1] = q1.x, a[ms][2 * j][2] = q0.y, a[ms][2 * j][3] = q1.y;
+                    a[ms][2 * j + 1][0] = q0.z, a[ms][2 * j + 1][1] = q1.z;
+                    a[ms][2 * j + 1][2] = q0.w, a[ms][2 * j + 1][3] = q1.w;
+                }
+            } else {
+#pragma unroll
+                for (uint32_t j = 0; j < 2; j++) {
+                    const uint32_t kb = 2 * s + j;
+                    const bool v0 = r0 < wrows && kb < nb, v1 = r1 < wrows && kb < nb;
+                    const MoeTcMult m0 = moe_tc_mult(v0 ? Ss[(size_t) r0 * nb + kb] : 0u, v0);
+                    const MoeTcMult m1 = moe_tc_mult(v1 ? Ss[(size_t) r1 * nb + kb] : 0u, v1);
+                    const uint4 q0 = *(const uint4*) (st + L::kP + (j * BW + r0) * 16u);
+                    const uint4 q1 = *(const uint4*) (st + L::kP + (j * BW + r1) * 16u);
+                    /* k-steps 2 j (words 0, 1 of the block) and 2 j + 1 (words 2, 3) */
+                    a[ms][2 * j][0] = moe_tc_dequant2(q0.x, tg, m0);
+                    a[ms][2 * j][1] = moe_tc_dequant2(q1.x, tg, m1);
+                    a[ms][2 * j][2] = moe_tc_dequant2(q0.y, tg, m0);
+                    a[ms][2 * j][3] = moe_tc_dequant2(q1.y, tg, m1);
+                    a[ms][2 * j + 1][0] = moe_tc_dequant2(q0.z, tg, m0);
+                    a[ms][2 * j + 1][1] = moe_tc_dequant2(q1.z, tg, m1);
+                    a[ms][2 * j + 1][2] = moe_tc_dequant2(q0.w, tg, m0);
+                    a[ms][2 * j + 1][3] = moe_tc_dequant2(q1.w, tg, m1);
+                }
             }
         }
         fence_proxy_async(); /* the cp.async-written token planes, read by wgmma */
         const uint32_t b0 = base + (s % ST) * L::kRaw;
+        if constexpr ((MODE & 4) != 0) { /* MODE 4: no MMAs (the registers kept live) */
+#pragma unroll
+            for (int ms = 0; ms < MS; ms++)
+#pragma unroll
+                for (int kk = 0; kk < BK / 16; kk++) acc[ms][kk] += __uint_as_float(a[ms][kk][0] ^ a[ms][kk][3]);
+            continue;
+        }
         if (nsel == 2) stage_mma_rega_t<TN < 64 ? TN : 64, MS, TN>(acc, a, b0, TN * 128u);
         else if (nsel == 1) stage_mma_rega_t<TN < 32 ? TN : 32, MS, TN>(acc, a, b0, TN * 128u);
         else stage_mma_rega_t<16, MS, TN>(acc, a, b0, TN * 128u);

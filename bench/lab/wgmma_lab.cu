@@ -152,11 +152,11 @@ void run_moe_swap(const uint32_t* offsets, uint32_t tiles, const uint16_t* plane
     CK(cudaGetLastError());
 }
 
-template <bool SWIGLU, int TN, int ST, int MS = 1>
+template <bool SWIGLU, int TN, int ST, int MS = 1, int MODE = 0>
 void run_moe_rega(const uint32_t* offsets, uint32_t tiles, const uint16_t* planes, size_t stride_p,
                   const uint8_t* blocks, const uint8_t* scales, const uint8_t* bias, size_t stride, float* out,
                   uint32_t P, uint32_t E, uint32_t K, uint32_t N, uint32_t out_width, float limit) {
-    auto kernel = gptoss_wg::moe_rega_kernel<SWIGLU, TN, ST, MS>;
+    auto kernel = gptoss_wg::moe_rega_kernel<SWIGLU, TN, ST, MS, MODE>;
     const size_t smem = gptoss_wg::moe_rega_smem_bytes<TN, ST, MS>(K);
     CK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem));
     (void) tiles;
@@ -221,6 +221,13 @@ const MoeVariant kMoeVariants[] = {
     {"rega 256w x 32t, 5 st", run_moe_rega<true, 32, 5, 2>, run_moe_rega<false, 32, 5, 2>},
     {"rega 256w x 32t, 4 st", run_moe_rega<true, 32, 4, 2>, run_moe_rega<false, 32, 4, 2>},
     {"rega 256w x 16t, 6 st", run_moe_rega<true, 16, 6, 2>, run_moe_rega<false, 16, 6, 2>},
+    /* diagnostics of rega 256w x 64t, 3 st (wrong sums, timing only) */
+    {"diag rega: no dequant", run_moe_rega<true, 64, 3, 2, 1>, run_moe_rega<false, 64, 3, 2, 1>, true},
+    {"diag rega: no copies", run_moe_rega<true, 64, 3, 2, 2>, run_moe_rega<false, 64, 3, 2, 2>, true},
+    {"diag rega: no MMA", run_moe_rega<true, 64, 3, 2, 4>, run_moe_rega<false, 64, 3, 2, 4>, true},
+    {"diag rega: copies only", run_moe_rega<true, 64, 3, 2, 5>, run_moe_rega<false, 64, 3, 2, 5>, true},
+    {"diag rega: dequant only", run_moe_rega<true, 64, 3, 2, 6>, run_moe_rega<false, 64, 3, 2, 6>, true},
+    {"diag rega: MMA only", run_moe_rega<true, 64, 3, 2, 3>, run_moe_rega<false, 64, 3, 2, 3>, true},
     /* the roles swapped: 128 weight rows x up to 64 tokens of an expert (moe_swap_kernel) */
     {"moe swap 128w x 64t, 3 st", run_moe_swap<true, 64, 3>, run_moe_swap<false, 64, 3>},
     /* small token tiles, deep rings: the experts' weights streamed for few rows each (a decode
