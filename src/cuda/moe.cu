@@ -385,8 +385,9 @@ __global__ void __launch_bounds__(256, 3) moe_gemm_tc_kernel(const uint32_t* __r
 }
 
 /* The ring kernel, tiles of BM expert rows x 128 weight rows. BM = 16 for decode steps of
- * many streams (experts of fewer than 16 rows on average: ~8 at 64 streams of 20b, ~2 of
- * 120b): 8 warps as 1 x 8 (warp tile 16 x 16), four blocks per SM. Its MMAs are few, so
+ * many streams (experts of fewer than 12 rows on average: ~8 at 64 streams of 20b, ~2 of
+ * 120b): 8 warps as 1 x 8 (warp tile 16 x 16), four blocks per SM; BM = 32 from 12 to 36
+ * rows (8 warps as 1 x 8, warp tile 32 x 16, three blocks per SM). Its MMAs are few, so
  * its time is the latency of the weight bytes: moe_gemm_tc_kernel's two register-fed stages
  * keep ~8 KB a block in flight, and at 16-row tiles it read ~0.5 TB/s (docs/CUDA_NOTES.md).
  * BM = 64 for prefill (8 warps as 2 x 4, warp tile 32 x 32, two blocks per SM), in place of
@@ -405,7 +406,7 @@ struct MoeRingShape<16> {
     static constexpr int WM = 1, WN = 8, kMinBlocks = 4; /* warps along the rows and the weight rows */
 };
 template <>
-struct MoeRingShape<32> { /* experts of 16 to ~48 rows (120b prefill chunks of 512 tokens: ~16) */
+struct MoeRingShape<32> { /* experts of 12 to 36 rows on average (120b prefill chunks of 512 tokens: ~16) */
     static constexpr int WM = 1, WN = 8, kMinBlocks = 3;
 };
 template <>
