@@ -409,7 +409,7 @@ bool moe_part(gptoss_backend_t be, int iters, cudaEvent_t e0, cudaEvent_t e1, ui
         printf("  %-26s max err %.2e;      %8.1f us (split + GEMM), %6.1f TFLOP/s f32-equivalent\n", "library",
                err64(hlib), us_lib, flops / (us_lib * 1e-6) / 1e12);
         /* the library with each row tile forced (gptoss_cuda_lab_moe_tile): the same bits */
-        for (const int tile : {16, 32, 64, 65}) {
+        for (const int tile : {16, 32, 64, 65, 66}) {
             gptoss_cuda_lab_moe_tile = tile;
             CK(cudaMemsetAsync(out_lab, 0xFF, (size_t) P * out_width * 4, g_stream));
             lib_to(out_lab);
@@ -422,7 +422,11 @@ bool moe_part(gptoss_backend_t be, int iters, cudaEvent_t e0, cudaEvent_t e1, ui
             const double us = time_it(lib); /* lib() writes out_lib: the same bits */
             char name[64];
             snprintf(name, sizeof name, "library, %s",
-                     tile == 65 ? "64 rows (rule)" : tile == 64 ? "64-row ring" : tile == 32 ? "32-row ring" : "16-row ring");
+                     tile == 66   ? "64-row wgmma"
+                     : tile == 65 ? "64 rows (rule)"
+                     : tile == 64 ? "64-row ring"
+                     : tile == 32 ? "32-row ring"
+                                  : "16-row ring");
             printf("  %-26s %s %zu of %zu outputs differ from the library's bits, %zu NaN; %8.1f us (split + GEMM), "
                    "%6.1f TFLOP/s f32-equivalent\n",
                    name, ok ? "ok  " : "FAIL", diff, hlab.size(), nan, us, flops / (us * 1e-6) / 1e12);

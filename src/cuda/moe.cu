@@ -694,6 +694,47 @@ constexpr uint64_t kMoeMidTileRows = GPTOSS_CUDA_MOE_MID_TILE_ROWS;
 constexpr int kMoeWgBN = 128, kMoeWgStages = 3;
 static_assert(kMoeWgBN == MT_BN && gptoss_wg::MBM == MT_BM, "the wgmma kernel takes the ring kernel's grid");
 
+/* From 12 rows an expert on (the 32- and 64-row tiles), where the wgmma kernel would run:
+ * gptoss_wg::moe_rega_kernel (src/cuda/wgmma.cuh), the weights as the MMA's M, dequantised in
+ * registers as its A operand, the expert's tokens (32 or 64 a block) as its N, 256 weight rows
+ * a block; the same sums. Measured in bench/lab/wgmma_lab.cu (H100, twelfth sitting; us, up +
+ * SwiGLU / down): 20b pp512 568 / 302 against moe_kernel's 680 / 354; 120b pp512 1,298 / 660
+ * against the 32-row ring's 1,434 / 744. A build-time switch for measuring the choice (0:
+ * never). */
+#ifndef GPTOSS_CUDA_MOE_REGA
+#define GPTOSS_CUDA_MOE_REGA 1
+#endif
+template <uint32_t TN>
+struct MoeRegaConfig; /* stages of the ring by token tile */
+template <>
+struct MoeRegaConfig<32> {
+    static constexpr int kStages = 4;
+};
+template <>
+struct MoeRegaConfig<64> {
+    static constexpr int kStages = 3;
+};
+constexpr int kMoeRegaSlices = 2; /* m64 slices a warpgroup: 256 weight rows a block */
+
+template <bool SWIGLU, uint32_t TN>
+cudaError_t launch_moe_rega(gptoss_backend_t backend, const uint32_t* offsets, const uint16_t* planes,
+                            const uint8_t* blocks, const uint8_t* scales, const uint8_t* bias, size_t stride,
+                            float* output, uint32_t P, uint32_t E, uint32_t K, uint32_t N, uint32_t out_width,
+                            float limit, uint32_t* error_word) {
+    constexpr int ST = MoeRegaConfig<TN>::kStages, MS = kMoeRegaSlices;
+    auto kernel = gptoss_wg::moe_rega_kernel<SWIGLU, (int) TN, ST, MS>;
+    const size_t smem = gptoss_wg::moe_rega_smem_bytes<(int) TN, ST, MS>(K);
+    const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                 (int) moe_ring_smem_cap(backend));
+    if (err != cudaSuccess) return err;
+    constexpr uint32_t BW = gptoss_wg::MoeRegaLayout<(int) TN, MS>::kBW;
+    const dim3 grid((N + BW - 1) / BW, (P + TN - 1) / TN + E);
+    kernel<<<grid, 256, smem, gptoss_cuda_stream(backend)>>>(offsets, planes, gptoss_plane_stride((size_t) P * K),
+                                                             blocks, scales, bias, stride, output, P, E, K, N,
+                                                             out_width, limit, error_word);
+    return cudaGetLastError();
+}
+
 template <bool SWIGLU>
 cudaError_t launch_moe_wgmma(gptoss_backend_t backend, dim3 grid, const uint32_t* offsets, const uint16_t* planes,
                              const uint8_t* blocks, const uint8_t* scales, const uint8_t* bias, size_t stride,
@@ -724,7 +765,7 @@ enum gptoss_status launch_moe_gemm(gptoss_backend_t backend, const uint32_t* off
      * overrides it for the labs */
     const int lab = gptoss_cuda_lab_moe_tile;
     uint32_t tile = P < kMoeSmallTileRows * E ? 16 : P < kMoeMidTileRows * E ? 32 : 64;
-    if (lab == 16 || lab == 32 || lab == 64 || lab == 65) tile = lab == 65 ? 64 : (uint32_t) lab;
+    if (lab == 16 || lab == 32 || lab == 64 || lab == 65 || lab == 66) tile = lab >= 64 ? 64 : (uint32_t) lab;
     const bool small = tile < 64;
     const size_t nb = C / 32;
     const size_t ring_smem = tile == 16   ? (np == 2 ? moe_ring_smem_bytes<2, 16>(nb) : moe_ring_smem_bytes<3, 16>(nb))
@@ -734,6 +775,13 @@ enum gptoss_status launch_moe_gemm(gptoss_backend_t backend, const uint32_t* off
                       stride % 16 == 0 && ring_smem <= moe_ring_smem_cap(backend);
     const bool wgmma = GPTOSS_CUDA_MOE_WGMMA && ring && !small && lab != 64 && np == 2 && gptoss_cuda(backend)->wgmma &&
                        gptoss_wg::moe_smem_bytes<kMoeWgBN, kMoeWgStages>(C) <= moe_ring_smem_cap(backend);
+    /* the register-fed form for the 32- and 64-row tiles (the lab's forced 16- and 32-row
+     * rings and 64-row ring keep the ring kernel) */
+    const size_t rega_smem =
+        tile == 64 ? gptoss_wg::moe_rega_smem_bytes<64, MoeRegaConfig<64>::kStages, kMoeRegaSlices>(C)
+                   : gptoss_wg::moe_rega_smem_bytes<32, MoeRegaConfig<32>::kStages, kMoeRegaSlices>(C);
+    const bool rega = GPTOSS_CUDA_MOE_REGA && ring && tile >= 32 && (lab == 0 || lab == 65) && np == 2 &&
+                      gptoss_cuda(backend)->wgmma && rega_smem <= moe_ring_smem_cap(backend);
     const uint32_t bm = ring && small ? tile : MT_BM;
     const uint64_t y_tiles = (P + bm - 1) / bm + E;
     if (y_tiles > GPTOSS_CUDA_MAX_GRID_YZ) {
@@ -752,7 +800,12 @@ enum gptoss_status launch_moe_gemm(gptoss_backend_t backend, const uint32_t* off
     const uint32_t P32 = (uint32_t) P;
     cudaError_t err;
 #define MOE_TC_ARGS backend, grid, offsets, planes, blocks, scales, b8, stride, output, P32, E, C, N, num_rows, limit, ew
-    if (wgmma) {
+    if (rega) {
+        err = tile == 64 ? launch_moe_rega<SWIGLU, 64>(backend, offsets, planes, blocks, scales, b8, stride, output,
+                                                       P32, E, C, N, num_rows, limit, ew)
+                         : launch_moe_rega<SWIGLU, 32>(backend, offsets, planes, blocks, scales, b8, stride, output,
+                                                       P32, E, C, N, num_rows, limit, ew);
+    } else if (wgmma) {
         err = launch_moe_wgmma<SWIGLU>(MOE_TC_ARGS);
     } else if (ring && bm == 16) {
         err = np == 2 ? launch_moe_gemm_ring<SWIGLU, 2, 16>(MOE_TC_ARGS) : launch_moe_gemm_ring<SWIGLU, 3, 16>(MOE_TC_ARGS);

@@ -10,7 +10,8 @@
 
 /* A lab hook, not API (bench/lab/wgmma_lab.cu): the row tile of the MoE prefill GEMM, 0 for
  * the library's rule; 16, 32 or 64 force the ring kernel with that tile, 65 the 64-row tile
- * the rule would run (the wgmma kernel where it runs). The sums are the same for every tile:
+ * the rule would run (the register-fed wgmma kernel where it runs), 66 the 64-row wgmma
+ * kernel with the bf16 tile in shared memory. The sums are the same for every tile:
  * each output is one row's dot product over the same k-steps and planes in the same order. */
 extern "C" int gptoss_cuda_lab_moe_tile;
 

@@ -3,7 +3,10 @@
  * wgmma_lab.cu (docs/CUDA_NOTES.md, tenth and eleventh sittings):
  *   gptoss_wg::gemm_kernel<BN, ST, WG, H>     out = x W^T + b over split activation planes
  *   gptoss_wg::moe_kernel<SWIGLU, BN, ST, H>  the MXFP4 MoE GEMM over expert-grouped rows
- * The library launches gemm_kernel and moe_kernel with H = 1 (matmul.cu, moe.cu); both gave
+ *   gptoss_wg::moe_rega_kernel<SWIGLU, TN, ST, MS, MODE>  the same with the weights as M,
+ *                                              dequantised in registers as the MMA's A
+ * The library launches gemm_kernel and moe_kernel with H = 1 and moe_rega_kernel with MS = 2,
+ * MODE = 0 (matmul.cu, moe.cu); all gave
  * the bits of the library's mma.sync GEMMs on an H100 (the same products per k-step of 16,
  * planes from the last). In the labs only: H = 2 (each warpgroup's columns as two slices on
  * their own accumulators; the same bits, no faster: docs/CUDA_NOTES.md). The forms measured
@@ -409,6 +412,228 @@ __global__ void __launch_bounds__(256, BN == 128 ? 2 : 1)
             } else {
                 if (n < N) out[(size_t) m * out_width + n] = v0 + wg_bias(wbias, n);
                 if (n + 1 < N) out[(size_t) m * out_width + n + 1] = v1 + wg_bias(wbias, n + 1);
+            }
+        }
+}
+
+/* moe_rega_kernel<SWIGLU, TN, ST>: the swapped MoE GEMM (weights as M, an expert's tokens as N)
+ * with the weights dequantised in registers, straight into wgmma's register-fed A operand
+ * (twelfth sitting; measured in bench/lab/wgmma_lab.cu on an H100: the library's bits, and with
+ * MS = 2 the fastest MoE GEMM from ~16 rows an expert on). A stage: the token planes (TN rows of 128 bytes each, swizzled,
+ * wgmma's B) and the raw MXFP4 bytes of the block's 128 weight rows in a cp.async ring; each
+ * thread reads the bytes of its two weight rows (warp w of warpgroup g: rows 64 g + 16 w +
+ * lane / 4 and + 8) and dequantises byte lane % 4 of each word (the ring kernel's fragment
+ * walk: the mma.sync A layout, which wgmma's register A has per warp), then the MMAs run and
+ * are waited for (the A registers are reused next stage), so ST - 1 stages are in flight and
+ * one barrier a stage remains. The same products in the same order per output as the swapped
+ * kernel (the planes from the last to the first per k-step of 16). MODE (lab diagnostics,
+ * wrong sums, timing only): bit 0 no dequantisation, bit 1 no copies after the prologue, bit 2
+ * no MMAs. */
+template <int N>
+struct WgmmaRA;
+template <>
+struct WgmmaRA<16> {
+    static __device__ __forceinline__ void mma(float* d, const uint32_t* a, uint64_t b) {
+        GPTOSS_WGMMA_ASM(
+            "{\n.reg .pred p;\nsetp.ne.b32 p, %13, 0;\n"
+            "wgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7}, {%8, %9, %10, %11}, %12, p, 1, 1, 0;\n}\n"
+            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7])
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));
+    }
+};
+template <>
+struct WgmmaRA<32> {
+    static __device__ __forceinline__ void mma(float* d, const uint32_t* a, uint64_t b) {
+        GPTOSS_WGMMA_ASM(
+            "{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\n"
+            "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, {%16, %17, %18, %19}, %20, p, 1, 1, 0;\n}\n"
+            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));
+    }
+};
+template <>
+struct WgmmaRA<64> {
+    static __device__ __forceinline__ void mma(float* d, const uint32_t* a, uint64_t b) {
+        GPTOSS_WGMMA_ASM(
+            "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+            "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, {%32, %33, %34, %35}, %36, p, 1, 1, 0;\n}\n"
+            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));
+    }
+};
+
+/* MS: m64 slices of weight rows a warpgroup (1 or 2): a block of 128 MS weight rows, whose
+ * MMAs share each stage's token planes (MS = 2 reads them from L2 half as often) */
+template <int TN, int MS>
+struct MoeRegaLayout {
+    static constexpr uint32_t kBW = 128 * MS;                /* weight rows a block */
+    static constexpr uint32_t kP = NP * TN * 128u;           /* a stage's token planes */
+    static constexpr uint32_t kW = kBW * 32u;                /* a stage's raw MXFP4 bytes */
+    static constexpr uint32_t kRaw = (kP + kW + 1023u) / 1024u * 1024u;
+};
+template <int TN, int ST, int MS = 1>
+inline size_t moe_rega_smem_bytes(uint32_t K) {
+    using L = MoeRegaLayout<TN, MS>;
+    return (size_t) ST * L::kRaw + (size_t) L::kBW * (K / 32) + 1024;
+}
+
+template <int N, int MS, int TN>
+static __device__ __forceinline__ void stage_mma_rega_t(float (&acc)[MS][TN / 2], const uint32_t (&a)[MS][BK / 16][4],
+                                                        uint32_t b, uint32_t plane_bytes) {
+    wg_fence();
+#pragma unroll
+    for (int kk = 0; kk < BK / 16; kk++)
+#pragma unroll
+        for (int p = NP - 1; p >= 0; p--)
+#pragma unroll
+            for (int ms = 0; ms < MS; ms++)
+                WgmmaRA<N>::mma(acc[ms], a[ms][kk], desc_sw128(b + p * plane_bytes + kk * 32));
+    wg_commit();
+    wg_wait<0>();
+}
+
+template <bool SWIGLU, int TN, int ST, int MS = 1, int MODE = 0>
+__global__ void __launch_bounds__(256, MS == 2 ? (TN <= 32 ? 2 : 1) : (TN <= 32 ? 3 : 2))
+    moe_rega_kernel(const uint32_t* __restrict__ offsets, const uint16_t* __restrict__ planes, size_t plane_size,
+                    const uint8_t* __restrict__ blocks, const uint8_t* __restrict__ scales,
+                    const uint8_t* __restrict__ bias, size_t stride, float* __restrict__ out, uint32_t P, uint32_t E,
+                    uint32_t K, uint32_t N, uint32_t out_width, float limit, uint32_t* error_word) {
+    using L = MoeRegaLayout<TN, MS>;
+    constexpr uint32_t BW = L::kBW;
+    static_assert(ST >= 3, "a ring of three stages at least");
+    static_assert(TN == 16 || TN == 32 || TN == 64, "token tiles of 16 .. 64");
+    static_assert(MS == 1 || MS == 2, "one or two m64 slices a warpgroup");
+    uint32_t e, rb, re;
+    if (!moe_row_tile<SWIGLU, TN, BW>(offsets, P, E, blockIdx.x * BW, out, out_width, error_word, e, rb, re)) return;
+    extern __shared__ uint8_t smem_raw[];
+    const uint32_t raw = (uint32_t) __cvta_generic_to_shared(smem_raw);
+    const uint32_t base = (raw + 1023u) & ~1023u;
+    uint8_t* ring = smem_raw + (base - raw);
+    uint8_t* Ss = ring + ST * L::kRaw;
+    const uint32_t tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3u, lane = tid & 31u;
+    const uint32_t n0 = blockIdx.x * BW, nb = K / 32, ns = (K + 63) / 64;
+    const uint32_t rows = re - rb, wrows = min(BW, N - n0);
+    const uint32_t nsel = rows <= 16 ? 0 : rows <= 32 ? 1 : 2;
+    const uint8_t* wb = blocks + (size_t) e * stride;
+    const uint8_t* wbias = bias + (size_t) e * stride;
+    {
+        const uint8_t* src = scales + (size_t) e * stride + (size_t) n0 * nb;
+        for (uint32_t i = tid; i < wrows * nb; i += 256) Ss[i] = src[i];
+    }
+
+    auto issue = [&](uint32_t s) {
+        if (s < ns && !((MODE & 2) && s >= (uint32_t) ST - 1)) { /* MODE 2: no copies after the prologue */
+            uint8_t* st = ring + (size_t) (s % ST) * L::kRaw;
+            const uint32_t k0 = s * 64u;
+            for (uint32_t c = tid; c < NP * TN * 8u; c += 256) {
+                const uint32_t row = c >> 3, ch = c & 7u, r = row % TN, k = k0 + ch * 8u;
+                const bool in = r < rows && k < K;
+                gptoss_d_cp_async16_zfill(st + (size_t) row * 128u + ((ch ^ (row & 7u)) << 4),
+                                          in ? planes + (size_t) (row / TN) * plane_size + (size_t) (rb + r) * K + k
+                                             : planes,
+                                          in ? 16u : 0u);
+            }
+            for (uint32_t c = tid; c < BW * 2u; c += 256) {
+                const uint32_t r = c % BW, j = c / BW, kb = 2 * s + j;
+                const bool in = r < wrows && kb < nb;
+                gptoss_d_cp_async16_zfill(st + L::kP + (j * BW + r) * 16u,
+                                          in ? wb + ((size_t) (n0 + r) * nb + kb) * 16 : wb, in ? 16u : 0u);
+            }
+        }
+        gptoss_d_cp_async_commit();
+    };
+
+    /* this thread's weight rows in the block (slice ms: 128 ms + 64 wg + 16 warp + lane / 4,
+     * and 8 more) and the byte of each word it takes */
+    const uint32_t rbase = wg * 64u + warp * 16u + (lane >> 2), tg = lane & 3u;
+    float acc[MS][TN / 2];
+#pragma unroll
+    for (int ms = 0; ms < MS; ms++)
+#pragma unroll
+        for (int i = 0; i < TN / 2; i++) acc[ms][i] = 0.0f;
+#pragma unroll
+    for (int s = 0; s < ST - 1; s++) issue((uint32_t) s);
+    for (uint32_t s = 0; s < ns; s++) {
+        gptoss_d_cp_async_wait<ST - 2>();
+        __syncthreads(); /* stage s landed everywhere; stage s - 1's slot is free (its MMAs were waited for) */
+        issue(s + ST - 1);
+        const uint8_t* st = ring + (size_t) (s % ST) * L::kRaw;
+        uint32_t a[MS][BK / 16][4];
+#pragma unroll
+        for (int ms = 0; ms < MS; ms++) {
+            const uint32_t r0 = 128u * ms + rbase, r1 = r0 + 8u;
+            if constexpr ((MODE & 1) != 0) { /* MODE 1: the raw words as the weights (no dequantisation) */
+#pragma unroll
+                for (uint32_t j = 0; j < 2; j++) {
+                    const uint4 q0 = *(const uint4*) (st + L::kP + (j * BW + r0) * 16u);
+                    const uint4 q1 = *(const uint4*) (st + L::kP + (j * BW + r1) * 16u);
+                    a[ms][2 * j][0] = q0.x, a[ms][2 * j][1] = q1.x, a[ms][2 * j][2] = q0.y, a[ms][2 * j][3] = q1.y;
+                    a[ms][2 * j + 1][0] = q0.z, a[ms][2 * j + 1][1] = q1.z;
+                    a[ms][2 * j + 1][2] = q0.w, a[ms][2 * j + 1][3] = q1.w;
+                }
+            } else {
+#pragma unroll
+                for (uint32_t j = 0; j < 2; j++) {
+                    const uint32_t kb = 2 * s + j;
+                    const bool v0 = r0 < wrows && kb < nb, v1 = r1 < wrows && kb < nb;
+                    const MoeTcMult m0 = moe_tc_mult(v0 ? Ss[(size_t) r0 * nb + kb] : 0u, v0);
+                    const MoeTcMult m1 = moe_tc_mult(v1 ? Ss[(size_t) r1 * nb + kb] : 0u, v1);
+                    const uint4 q0 = *(const uint4*) (st + L::kP + (j * BW + r0) * 16u);
+                    const uint4 q1 = *(const uint4*) (st + L::kP + (j * BW + r1) * 16u);
+                    /* k-steps 2 j (words 0, 1 of the block) and 2 j + 1 (words 2, 3) */
+                    a[ms][2 * j][0] = moe_tc_dequant2(q0.x, tg, m0);
+                    a[ms][2 * j][1] = moe_tc_dequant2(q1.x, tg, m1);
+                    a[ms][2 * j][2] = moe_tc_dequant2(q0.y, tg, m0);
+                    a[ms][2 * j][3] = moe_tc_dequant2(q1.y, tg, m1);
+                    a[ms][2 * j + 1][0] = moe_tc_dequant2(q0.z, tg, m0);
+                    a[ms][2 * j + 1][1] = moe_tc_dequant2(q1.z, tg, m1);
+                    a[ms][2 * j + 1][2] = moe_tc_dequant2(q0.w, tg, m0);
+                    a[ms][2 * j + 1][3] = moe_tc_dequant2(q1.w, tg, m1);
+                }
+            }
+        }
+        fence_proxy_async(); /* the cp.async-written token planes, read by wgmma */
+        const uint32_t b0 = base + (s % ST) * L::kRaw;
+        if constexpr ((MODE & 4) != 0) { /* MODE 4: no MMAs (the registers kept live) */
+#pragma unroll
+            for (int ms = 0; ms < MS; ms++)
+#pragma unroll
+                for (int kk = 0; kk < BK / 16; kk++) acc[ms][kk] += __uint_as_float(a[ms][kk][0] ^ a[ms][kk][3]);
+            continue;
+        }
+        if (nsel == 2) stage_mma_rega_t<TN < 64 ? TN : 64, MS, TN>(acc, a, b0, TN * 128u);
+        else if (nsel == 1) stage_mma_rega_t<TN < 32 ? TN : 32, MS, TN>(acc, a, b0, TN * 128u);
+        else stage_mma_rega_t<16, MS, TN>(acc, a, b0, TN * 128u);
+    }
+    gptoss_d_cp_async_wait<0>();
+#pragma unroll
+    for (int ms = 0; ms < MS; ms++) fence_regs<TN / 2>(acc[ms]);
+
+    /* acc[ms][4 i + 2 h + j]: weight row 128 ms + wg 64 + warp 16 + lane / 4 + 8 h, token 8 i + 2 (lane % 4) + j */
+    constexpr float kUnscale = 1.0f / (float) (1 << kMoeTcPrescale);
+    const uint32_t ntok = 16u << nsel;
+#pragma unroll
+    for (int ms = 0; ms < MS; ms++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const uint32_t wrow = n0 + 128u * ms + rbase + 8u * h;
+            const float b0 = wrow < N ? wg_bias(wbias, wrow) : 0.0f;
+            const float b1 = SWIGLU && wrow + 1 < N ? wg_bias(wbias, wrow + 1) : 0.0f;
+#pragma unroll
+            for (int i = 0; i < TN / 8; i++) {
+                if (8u * i >= ntok) break;
+#pragma unroll
+                for (int j = 0; j < 2; j++) {
+                    const uint32_t t = 8u * i + 2u * (lane & 3u) + j;
+                    const float v = acc[ms][4 * i + 2 * h + j] * kUnscale;
+                    if (SWIGLU) {
+                        const float odd = __shfl_xor_sync(0xFFFFFFFFu, v, 4);
+                        if (((lane >> 2) & 1u) == 0 && t < rows && wrow + 1 < N)
+                            out[(size_t) (rb + t) * out_width + wrow / 2] = gptoss_swiglu(v + b0, odd + b1, limit);
+                    } else if (t < rows && wrow < N) {
+                        out[(size_t) (rb + t) * out_width + wrow] = v + b0;
+                    }
+                }
             }
         }
 }
