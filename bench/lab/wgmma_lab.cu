@@ -152,11 +152,11 @@ void run_moe_swap(const uint32_t* offsets, uint32_t tiles, const uint16_t* plane
     CK(cudaGetLastError());
 }
 
-template <bool SWIGLU, int TN, int ST, int MS = 1, int MODE = 0, int PIPE = 0>
+template <bool SWIGLU, int TN, int ST, int MS = 1, int MODE = 0>
 void run_moe_rega(const uint32_t* offsets, uint32_t tiles, const uint16_t* planes, size_t stride_p,
                   const uint8_t* blocks, const uint8_t* scales, const uint8_t* bias, size_t stride, float* out,
                   uint32_t P, uint32_t E, uint32_t K, uint32_t N, uint32_t out_width, float limit) {
-    auto kernel = gptoss_wg::moe_rega_kernel<SWIGLU, TN, ST, MS, MODE, PIPE>;
+    auto kernel = gptoss_wg::moe_rega_kernel<SWIGLU, TN, ST, MS, MODE>;
     const size_t smem = gptoss_wg::moe_rega_smem_bytes<TN, ST, MS>(K);
     CK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem));
     (void) tiles;
@@ -221,27 +221,6 @@ const MoeVariant kMoeVariants[] = {
     {"rega 256w x 32t, 5 st", run_moe_rega<true, 32, 5, 2>, run_moe_rega<false, 32, 5, 2>},
     {"rega 256w x 32t, 4 st", run_moe_rega<true, 32, 4, 2>, run_moe_rega<false, 32, 4, 2>},
     {"rega 256w x 16t, 6 st", run_moe_rega<true, 16, 6, 2>, run_moe_rega<false, 16, 6, 2>},
-    /* the MMAs of a stage overlapped with the next stage's dequantisation (PIPE 1), and
-     * left in flight across the stage's barrier (PIPE 2; three register sets) */
-    {"rega 256w x 64t, 3 st, pipe 1", run_moe_rega<true, 64, 3, 2, 0, 1>, run_moe_rega<false, 64, 3, 2, 0, 1>},
-    {"rega 256w x 64t, 4 st, pipe 1", run_moe_rega<true, 64, 4, 2, 0, 1>, run_moe_rega<false, 64, 4, 2, 0, 1>},
-    {"rega 256w x 64t, 4 st, pipe 2", run_moe_rega<true, 64, 4, 2, 0, 2>, run_moe_rega<false, 64, 4, 2, 0, 2>},
-    {"rega 256w x 64t, 5 st, pipe 2", run_moe_rega<true, 64, 5, 2, 0, 2>, run_moe_rega<false, 64, 5, 2, 0, 2>},
-    {"rega 256w x 32t, 4 st, pipe 1", run_moe_rega<true, 32, 4, 2, 0, 1>, run_moe_rega<false, 32, 4, 2, 0, 1>},
-    {"rega 256w x 32t, 5 st, pipe 2", run_moe_rega<true, 32, 5, 2, 0, 2>, run_moe_rega<false, 32, 5, 2, 0, 2>},
-    {"rega 256w x 96t, 3 st, pipe 1", run_moe_rega<true, 96, 3, 2, 0, 1>, run_moe_rega<false, 96, 3, 2, 0, 1>},
-    {"rega 256w x 96t, 4 st, pipe 2", run_moe_rega<true, 96, 4, 2, 0, 2>, run_moe_rega<false, 96, 4, 2, 0, 2>},
-    {"rega 256w x 128t, 3 st, pipe 1", run_moe_rega<true, 128, 3, 2, 0, 1>, run_moe_rega<false, 128, 3, 2, 0, 1>},
-    {"rega 128w x 128t, 4 st, pipe 1", run_moe_rega<true, 128, 4, 1, 0, 1>, run_moe_rega<false, 128, 4, 1, 0, 1>},
-    {"rega 128w x 128t, 5 st, pipe 2", run_moe_rega<true, 128, 5, 1, 0, 2>, run_moe_rega<false, 128, 5, 1, 0, 2>},
-    /* more of an expert's tokens a block, the ring as the library's (PIPE 0) */
-    {"rega 128w x 96t, 3 st", run_moe_rega<true, 96, 3, 1>, run_moe_rega<false, 96, 3, 1>},
-    {"rega 128w x 128t, 3 st", run_moe_rega<true, 128, 3, 1>, run_moe_rega<false, 128, 3, 1>},
-    {"rega 256w x 96t, 3 st", run_moe_rega<true, 96, 3, 2>, run_moe_rega<false, 96, 3, 2>},
-    /* diagnostics of rega 256w x 64t, 4 st, pipe 1 */
-    {"diag pipe 1: no dequant", run_moe_rega<true, 64, 4, 2, 1, 1>, run_moe_rega<false, 64, 4, 2, 1, 1>, true},
-    {"diag pipe 1: MMA only", run_moe_rega<true, 64, 4, 2, 3, 1>, run_moe_rega<false, 64, 4, 2, 3, 1>, true},
-    {"diag pipe 1: no copies", run_moe_rega<true, 64, 4, 2, 2, 1>, run_moe_rega<false, 64, 4, 2, 2, 1>, true},
     /* diagnostics of rega 256w x 64t, 3 st (wrong sums, timing only) */
     {"diag rega: no dequant", run_moe_rega<true, 64, 3, 2, 1>, run_moe_rega<false, 64, 3, 2, 1>, true},
     {"diag rega: no copies", run_moe_rega<true, 64, 3, 2, 2>, run_moe_rega<false, 64, 3, 2, 2>, true},

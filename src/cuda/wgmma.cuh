@@ -462,27 +462,6 @@ struct WgmmaRA<64> {
     }
 };
 
-template <>
-struct WgmmaRA<96> {
-    static __device__ __forceinline__ void mma(float* d, const uint32_t* a, uint64_t b) {
-        GPTOSS_WGMMA_ASM(
-            "{\n.reg .pred p;\nsetp.ne.b32 p, %53, 0;\n"
-            "wgmma.mma_async.sync.aligned.m64n96k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47}, {%48, %49, %50, %51}, %52, p, 1, 1, 0;\n}\n"
-            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47])
-            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));
-    }
-};
-template <>
-struct WgmmaRA<128> {
-    static __device__ __forceinline__ void mma(float* d, const uint32_t* a, uint64_t b) {
-        GPTOSS_WGMMA_ASM(
-            "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
-            "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, {%64, %65, %66, %67}, %68, p, 1, 1, 0;\n}\n"
-            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));
-    }
-};
-
 /* MS: m64 slices of weight rows a warpgroup (1 or 2): a block of 128 MS weight rows, whose
  * MMAs share each stage's token planes (MS = 2 reads them from L2 half as often) */
 template <int TN, int MS>
@@ -510,63 +489,19 @@ static __device__ __forceinline__ void stage_mma_rega_t(float (&acc)[MS][TN / 2]
             for (int ms = 0; ms < MS; ms++)
                 WgmmaRA<N>::mma(acc[ms], a[ms][kk], desc_sw128(b + p * plane_bytes + kk * 32));
     wg_commit();
+    wg_wait<0>();
 }
 
-/* The wgmma N of a tile of `rows` tokens (at most TN): the least of 16, 32, 64, 96, 128 that
- * holds them (the MMAs past the tile's tokens are skipped, not computed on zeros). */
-template <int TN>
-static __device__ __forceinline__ uint32_t rega_n(uint32_t rows) {
-    const uint32_t n = rows <= 16 ? 16u : rows <= 32 ? 32u : rows <= 64 ? 64u : rows <= 96 ? 96u : 128u;
-    return n < (uint32_t) TN ? n : (uint32_t) TN;
-}
-template <int MS, int TN>
-static __device__ __forceinline__ void stage_mma_rega(uint32_t n, float (&acc)[MS][TN / 2],
-                                                      const uint32_t (&a)[MS][BK / 16][4], uint32_t b) {
-    constexpr uint32_t kPlane = TN * 128u;
-    if constexpr (TN >= 128) {
-        if (n == 128) return stage_mma_rega_t<128, MS, TN>(acc, a, b, kPlane);
-    }
-    if constexpr (TN >= 96) {
-        if (n == 96) return stage_mma_rega_t<96, MS, TN>(acc, a, b, kPlane);
-    }
-    if constexpr (TN >= 64) {
-        if (n == 64) return stage_mma_rega_t<64, MS, TN>(acc, a, b, kPlane);
-    }
-    if constexpr (TN >= 32) {
-        if (n == 32) return stage_mma_rega_t<32, MS, TN>(acc, a, b, kPlane);
-    }
-    stage_mma_rega_t<16, MS, TN>(acc, a, b, kPlane);
-}
-
-/* PIPE (0, 1 or 2): the MMAs' overlap with the dequantisation. 0: a stage's weights are
- * dequantised, its MMAs issued and waited for (one register set of A). 1: the MMAs of stage s
- * run while the weights of stage s + 1 are dequantised into a second register set, then are
- * waited for. 2: three register sets, and the MMAs of stage s - 1 are waited for only after
- * those of stage s were issued (the tensor pipe is not drained at each stage). Every PIPE
- * issues the same MMAs in the same order on each accumulator: the same bits. */
-template <int PIPE>
-struct RegaPipe {
-    static_assert(PIPE >= 0 && PIPE <= 2, "PIPE 0, 1 or 2");
-    static constexpr int kSets = PIPE + 1;         /* register sets of A */
-    static constexpr int kLag = PIPE > 0 ? PIPE : 1; /* stage s refills the slot of stage s - kLag */
-    static constexpr int kAhead = PIPE > 0 ? 1 : 0;  /* stage s dequantises stage s + kAhead */
-};
-template <int TN, int MS, int PIPE>
-constexpr int rega_min_blocks() {
-    return PIPE > 0 || TN > 64 ? 1 : MS == 2 ? (TN <= 32 ? 2 : 1) : (TN <= 32 ? 3 : 2);
-}
-
-template <bool SWIGLU, int TN, int ST, int MS = 1, int MODE = 0, int PIPE = 0>
-__global__ void __launch_bounds__(256, rega_min_blocks<TN, MS, PIPE>())
+template <bool SWIGLU, int TN, int ST, int MS = 1, int MODE = 0>
+__global__ void __launch_bounds__(256, MS == 2 ? (TN <= 32 ? 2 : 1) : (TN <= 32 ? 3 : 2))
     moe_rega_kernel(const uint32_t* __restrict__ offsets, const uint16_t* __restrict__ planes, size_t plane_size,
                     const uint8_t* __restrict__ blocks, const uint8_t* __restrict__ scales,
                     const uint8_t* __restrict__ bias, size_t stride, float* __restrict__ out, uint32_t P, uint32_t E,
                     uint32_t K, uint32_t N, uint32_t out_width, float limit, uint32_t* error_word) {
     using L = MoeRegaLayout<TN, MS>;
-    using Pipe = RegaPipe<PIPE>;
     constexpr uint32_t BW = L::kBW;
-    static_assert(ST >= Pipe::kLag + Pipe::kAhead + 1, "a stage of copies in flight at least");
-    static_assert(TN == 16 || TN == 32 || TN == 64 || TN == 96 || TN == 128, "token tiles of 16 .. 128");
+    static_assert(ST >= 3, "a ring of three stages at least");
+    static_assert(TN == 16 || TN == 32 || TN == 64, "token tiles of 16 .. 64");
     static_assert(MS == 1 || MS == 2, "one or two m64 slices a warpgroup");
     uint32_t e, rb, re;
     if (!moe_row_tile<SWIGLU, TN, BW>(offsets, P, E, blockIdx.x * BW, out, out_width, error_word, e, rb, re)) return;
@@ -578,7 +513,7 @@ __global__ void __launch_bounds__(256, rega_min_blocks<TN, MS, PIPE>())
     const uint32_t tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3u, lane = tid & 31u;
     const uint32_t n0 = blockIdx.x * BW, nb = K / 32, ns = (K + 63) / 64;
     const uint32_t rows = re - rb, wrows = min(BW, N - n0);
-    const uint32_t ntok = rega_n<TN>(rows);
+    const uint32_t nsel = rows <= 16 ? 0 : rows <= 32 ? 1 : 2;
     const uint8_t* wb = blocks + (size_t) e * stride;
     const uint8_t* wbias = bias + (size_t) e * stride;
     {
@@ -587,7 +522,7 @@ __global__ void __launch_bounds__(256, rega_min_blocks<TN, MS, PIPE>())
     }
 
     auto issue = [&](uint32_t s) {
-        if (s < ns && !((MODE & 2) && s >= (uint32_t) (ST - Pipe::kLag))) { /* MODE 2: no copies after the prologue */
+        if (s < ns && !((MODE & 2) && s >= (uint32_t) ST - 1)) { /* MODE 2: no copies after the prologue */
             uint8_t* st = ring + (size_t) (s % ST) * L::kRaw;
             const uint32_t k0 = s * 64u;
             for (uint32_t c = tid; c < NP * TN * 8u; c += 256) {
@@ -611,11 +546,19 @@ __global__ void __launch_bounds__(256, rega_min_blocks<TN, MS, PIPE>())
     /* this thread's weight rows in the block (slice ms: 128 ms + 64 wg + 16 warp + lane / 4,
      * and 8 more) and the byte of each word it takes */
     const uint32_t rbase = wg * 64u + warp * 16u + (lane >> 2), tg = lane & 3u;
-    using ASet = uint32_t[MS][BK / 16][4];
-    /* stage s's weights, dequantised into a (the mma.sync A fragment walk, which wgmma's
-     * register A has per warp) */
-    auto dequant = [&](uint32_t s, ASet& a) {
+    float acc[MS][TN / 2];
+#pragma unroll
+    for (int ms = 0; ms < MS; ms++)
+#pragma unroll
+        for (int i = 0; i < TN / 2; i++) acc[ms][i] = 0.0f;
+#pragma unroll
+    for (int s = 0; s < ST - 1; s++) issue((uint32_t) s);
+    for (uint32_t s = 0; s < ns; s++) {
+        gptoss_d_cp_async_wait<ST - 2>();
+        __syncthreads(); /* stage s landed everywhere; stage s - 1's slot is free (its MMAs were waited for) */
+        issue(s + ST - 1);
         const uint8_t* st = ring + (size_t) (s % ST) * L::kRaw;
+        uint32_t a[MS][BK / 16][4];
 #pragma unroll
         for (int ms = 0; ms < MS; ms++) {
             const uint32_t r0 = 128u * ms + rbase, r1 = r0 + 8u;
@@ -649,78 +592,26 @@ __global__ void __launch_bounds__(256, rega_min_blocks<TN, MS, PIPE>())
                 }
             }
         }
-    };
-
-    float acc[MS][TN / 2];
-#pragma unroll
-    for (int ms = 0; ms < MS; ms++)
-#pragma unroll
-        for (int i = 0; i < TN / 2; i++) acc[ms][i] = 0.0f;
-    auto mma = [&](uint32_t s, const ASet& a) {
+        fence_proxy_async(); /* the cp.async-written token planes, read by wgmma */
+        const uint32_t b0 = base + (s % ST) * L::kRaw;
         if constexpr ((MODE & 4) != 0) { /* MODE 4: no MMAs (the registers kept live) */
 #pragma unroll
             for (int ms = 0; ms < MS; ms++)
 #pragma unroll
                 for (int kk = 0; kk < BK / 16; kk++) acc[ms][kk] += __uint_as_float(a[ms][kk][0] ^ a[ms][kk][3]);
-        } else {
-            stage_mma_rega<MS, TN>(ntok, acc, a, base + (s % ST) * L::kRaw);
+            continue;
         }
-    };
-
-    /* The ring: the prologue issues stages 0 .. ST - kLag - 1; stage s's top waits until stage
-     * s + kAhead landed (one cp.async group a stage, empty past the last), then, after the
-     * barrier (every thread's copies visible; the MMAs of stage s - kLag done in both
-     * warpgroups, its weights dequantised), refills that slot with stage s + ST - kLag. */
-    auto top = [&](uint32_t s) {
-        gptoss_d_cp_async_wait<ST - Pipe::kLag - Pipe::kAhead - 1>();
-        fence_proxy_async(); /* the cp.async-written token planes, read by wgmma */
-        __syncthreads();
-        issue(s + ST - Pipe::kLag);
-    };
-#pragma unroll
-    for (int s = 0; s < ST - Pipe::kLag; s++) issue((uint32_t) s);
-    if constexpr (PIPE == 0) {
-        ASet a;
-        for (uint32_t s = 0; s < ns; s++) {
-            top(s);
-            dequant(s, a);
-            mma(s, a);
-            wg_wait<0>(); /* a is rewritten next stage */
-        }
-    } else {
-        /* step(s, x, y): stage s's MMAs on set x (dequantised a stage earlier), stage s + 1's
-         * weights into set y meanwhile; then all but PIPE - 1 MMA groups waited for */
-        ASet a0, a1, a2;
-        auto step = [&](uint32_t s, const ASet& x, ASet& y) {
-            top(s);
-            mma(s, x);
-            if (s + 1 < ns) dequant(s + 1, y);
-            wg_wait<PIPE - 1>();
-        };
-        gptoss_d_cp_async_wait<ST - Pipe::kLag - 1>(); /* stage 0, dequantised before the loop */
-        __syncthreads();
-        dequant(0, a0);
-        if constexpr (PIPE == 1) {
-            for (uint32_t s = 0; s < ns; s += 2) {
-                step(s, a0, a1);
-                if (s + 1 < ns) step(s + 1, a1, a0);
-            }
-        } else {
-            for (uint32_t s = 0; s < ns; s += 3) {
-                step(s, a0, a1);
-                if (s + 1 < ns) step(s + 1, a1, a2);
-                if (s + 2 < ns) step(s + 2, a2, a0);
-            }
-        }
-        (void) a2;
+        if (nsel == 2) stage_mma_rega_t<TN < 64 ? TN : 64, MS, TN>(acc, a, b0, TN * 128u);
+        else if (nsel == 1) stage_mma_rega_t<TN < 32 ? TN : 32, MS, TN>(acc, a, b0, TN * 128u);
+        else stage_mma_rega_t<16, MS, TN>(acc, a, b0, TN * 128u);
     }
-    wg_wait<0>();
     gptoss_d_cp_async_wait<0>();
 #pragma unroll
     for (int ms = 0; ms < MS; ms++) fence_regs<TN / 2>(acc[ms]);
 
     /* acc[ms][4 i + 2 h + j]: weight row 128 ms + wg 64 + warp 16 + lane / 4 + 8 h, token 8 i + 2 (lane % 4) + j */
     constexpr float kUnscale = 1.0f / (float) (1 << kMoeTcPrescale);
+    const uint32_t ntok = 16u << nsel;
 #pragma unroll
     for (int ms = 0; ms < MS; ms++)
 #pragma unroll
