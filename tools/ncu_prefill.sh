@@ -12,7 +12,7 @@ set -u
 bench=${1:?usage: tools/ncu_prefill.sh BENCH_BINARY [ROW:KERNEL_REGEX ...]}
 shift
 pairs=("$@")
-[ ${#pairs[@]} -gt 0 ] || pairs=(moe_dense_swiglu_20b_prefill512_4of32_2880:"moe_gemm_ring_kernel|moe_kernel"
+[ ${#pairs[@]} -gt 0 ] || pairs=(moe_dense_swiglu_20b_prefill512_4of32_2880:"moe_gemm_ring_kernel|moe_kernel|moe_rega_kernel"
     dense_qkv_20b_prefill512_2880x5120:gemm_bf16_tc_ring
     sdpa_varlen_20b_prefill512_after32256_full:sdpa_prefill_tc)
 metrics=gpu__time_duration.sum,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active
