@@ -521,23 +521,38 @@ __global__ void __launch_bounds__(256, MS == 2 ? (TN <= 32 ? 2 : 1) : (TN <= 32 
         for (uint32_t i = tid; i < wrows * nb; i += 256) Ss[i] = src[i];
     }
 
+    /* The copies' stage-invariant parts, computed once (the kernel runs 256 threads): token
+     * chunk i of a stage is row tid / 8 + 32 i of the NP planes' TN rows (plane 32 i / TN, its
+     * row tid / 8 + 32 i % TN; for TN = 16 one chunk, plane tid / 128), column chunk tid % 8;
+     * weight chunk i is 16-byte block j = (tid + 256 i) / BW of the stage's two, of weight row
+     * (tid + 256 i) % BW. A stage adds 64 columns (128 bytes of a plane row, 32 bytes of a
+     * weight row). */
+    constexpr uint32_t kTokChunks = NP * TN / 32, kWChunks = BW * 2 / 256, kWStep = 256 / BW;
+    const uint32_t ch = tid & 7u, row0 = tid >> 3;
+    const uint32_t tr0 = TN >= 32 ? row0 : row0 % TN, tp0 = TN >= 32 ? 0u : row0 / TN;
+    const uint32_t tdst = row0 * 128u + ((ch ^ (row0 & 7u)) << 4);
+    const uint16_t* tsrc = planes + (size_t) tp0 * plane_size + (size_t) (rb + tr0) * K + ch * 8u;
+    const uint32_t wr = tid % BW, wj0 = tid / BW;
+    const uint8_t* wsrc = wb + ((size_t) (n0 + wr) * nb + wj0) * 16;
+    const uint32_t wdst = L::kP + (wj0 * BW + wr) * 16u;
+    const bool wrow_in = wr < wrows;
     auto issue = [&](uint32_t s) {
         if (s < ns && !((MODE & 2) && s >= (uint32_t) ST - 1)) { /* MODE 2: no copies after the prologue */
             uint8_t* st = ring + (size_t) (s % ST) * L::kRaw;
             const uint32_t k0 = s * 64u;
-            for (uint32_t c = tid; c < NP * TN * 8u; c += 256) {
-                const uint32_t row = c >> 3, ch = c & 7u, r = row % TN, k = k0 + ch * 8u;
-                const bool in = r < rows && k < K;
-                gptoss_d_cp_async16_zfill(st + (size_t) row * 128u + ((ch ^ (row & 7u)) << 4),
-                                          in ? planes + (size_t) (row / TN) * plane_size + (size_t) (rb + r) * K + k
-                                             : planes,
-                                          in ? 16u : 0u);
+            const bool kin = k0 + ch * 8u < K;
+#pragma unroll
+            for (uint32_t i = 0; i < kTokChunks; i++) {
+                const uint32_t p = TN >= 32 ? 32u * i / TN : 0u, d = TN >= 32 ? 32u * i % TN : 0u;
+                const bool in = kin && tr0 + d < rows;
+                gptoss_d_cp_async16_zfill(st + tdst + 4096u * i,
+                                          in ? tsrc + p * plane_size + (size_t) d * K + k0 : planes, in ? 16u : 0u);
             }
-            for (uint32_t c = tid; c < BW * 2u; c += 256) {
-                const uint32_t r = c % BW, j = c / BW, kb = 2 * s + j;
-                const bool in = r < wrows && kb < nb;
-                gptoss_d_cp_async16_zfill(st + L::kP + (j * BW + r) * 16u,
-                                          in ? wb + ((size_t) (n0 + r) * nb + kb) * 16 : wb, in ? 16u : 0u);
+#pragma unroll
+            for (uint32_t i = 0; i < kWChunks; i++) {
+                const bool in = wrow_in && 2 * s + wj0 + kWStep * i < nb;
+                gptoss_d_cp_async16_zfill(st + wdst + 4096u * i, in ? wsrc + (2 * s + kWStep * i) * 16 : wb,
+                                          in ? 16u : 0u);
             }
         }
         gptoss_d_cp_async_commit();
