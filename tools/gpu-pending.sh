@@ -15,7 +15,7 @@
 #   1. SDPA over 131,000 keys, both builds (the *_positive_v cases: the tensor-core prefill's
 #      drift that the ninth sitting fixed must not come back; docs/CUDA_NOTES.md)
 #   2. the patched build: the harness's sdpa, moe, matmul and qkv cases on CUDA, test_invariance
-#   3. the patched build: racecheck over the changed kernels' cases
+#   3. the patched build: racecheck and memcheck over the changed kernels' cases
 #   4-5. both builds, while time is left (GPU_PENDING_S, default 540 s): the kernel benchmark
 #      rows each patch targets; 20b decode at 64 streams, 20b pp512 and pp2048, 120b pp512
 #      (tools/gpu-ab.sh)
@@ -64,7 +64,7 @@ echo "== 2. B: harness (sdpa, moe, matmul, qkv) and test_invariance"
 GPU_AB_HARNESS="sdpa,moe,matmul,qkv,dense_" bash tools/gpu-ab.sh 2>&1 | grep -vE '^(GPU|A = )' | cut -c1-150
 echo "($(el))"
 
-echo "== 3. B: racecheck over the changed kernels"
+echo "== 3. B: racecheck and memcheck over the changed kernels"
 san="sdpa_tc_prefill_37tok,sdpa_tc_prefill_45tok,sdpa_tc_prefill_140tok,sdpa_varlen_in_order_fault_none_entry_window48"
 san="$san,sdpa_varlen_mixed_prefill_decode_bs16,sdpa_varlen_fault_none_entry_10,sdpa_varlen_rows_of_12000"
 san="$san,moe_dense_swiglu_16row_tiles,moe_dense_matmul_16row_tiles,moe_dense_swiglu_32row_tiles,moe_dense_matmul_32row_tiles,moe_dense_swiglu_tiny_scales_2of3_cols64"
@@ -72,6 +72,9 @@ san="$san,moe_dense_swiglu_64row_tiles_odd_blocks,moe_dense_matmul_64row_tiles_o
 timeout 120 compute-sanitizer --tool racecheck --error-exitcode 99 --print-limit 5 \
     .gpu/b/tests/harness --backend cuda --filter "$san" >"$LOG/racecheck.log" 2>&1
 echo "racecheck rc=$? (0 = clean) $(grep -E '^[0-9]+ passed|RACECHECK SUMMARY' "$LOG/racecheck.log" | tr '\n' ' ') ($(el))"
+timeout 90 compute-sanitizer --tool memcheck --error-exitcode 99 --print-limit 5 \
+    .gpu/b/tests/harness --backend cuda --filter "$san" >"$LOG/memcheck.log" 2>&1
+echo "memcheck rc=$? (0 = clean) $(grep -E '^[0-9]+ passed|ERROR SUMMARY' "$LOG/memcheck.log" | tr '\n' ' ') ($(el))"
 
 # tools/gpu-ab.sh with its knobs (VAR=value ...), one round, if $1 seconds are left
 ab() {
