@@ -60,8 +60,9 @@ done
 # 540 s of the device's 600)
 left() { echo $((${GPU_PENDING_S:-540} - ($(date +%s) - t0))); }
 
-echo "== 2. B: harness (sdpa, moe, matmul, qkv) and test_invariance"
-GPU_AB_HARNESS="sdpa,moe,matmul,qkv,dense_" bash tools/gpu-ab.sh 2>&1 | grep -vE '^(GPU|A = )' | cut -c1-150
+echo "== 2. B: harness (sdpa, moe, matmul, qkv, dense, topk), test_invariance, test_fused"
+GPU_AB_HARNESS="sdpa,moe,matmul,qkv,dense_,topk" bash tools/gpu-ab.sh 2>&1 | grep -vE '^(GPU|A = )' | cut -c1-150
+echo "test_fused (B): $(.gpu/b/tests/test_fused 2>&1 | grep -E '^[0-9]+ passed' | tail -1)"
 echo "($(el))"
 
 echo "== 3. B: racecheck and memcheck over the changed kernels"
