@@ -416,19 +416,19 @@ __global__ void __launch_bounds__(256, BN == 128 ? 2 : 1)
         }
 }
 
-/* moe_rega_kernel<SWIGLU, TN, ST>: the swapped MoE GEMM (weights as M, an expert's tokens as N)
- * with the weights dequantised in registers, straight into wgmma's register-fed A operand
- * (twelfth sitting; measured in bench/lab/wgmma_lab.cu on an H100: the library's bits, and with
- * MS = 2 the fastest MoE GEMM from ~16 rows an expert on). A stage: the token planes (TN rows of 128 bytes each, swizzled,
- * wgmma's B) and the raw MXFP4 bytes of the block's 128 weight rows in a cp.async ring; each
- * thread reads the bytes of its two weight rows (warp w of warpgroup g: rows 64 g + 16 w +
- * lane / 4 and + 8) and dequantises byte lane % 4 of each word (the ring kernel's fragment
- * walk: the mma.sync A layout, which wgmma's register A has per warp), then the MMAs run and
- * are waited for (the A registers are reused next stage), so ST - 1 stages are in flight and
- * one barrier a stage remains. The same products in the same order per output as the swapped
- * kernel (the planes from the last to the first per k-step of 16). MODE (lab diagnostics,
- * wrong sums, timing only): bit 0 no dequantisation, bit 1 no copies after the prologue, bit 2
- * no MMAs. */
+/* moe_rega_kernel<SWIGLU, TN, ST, MS, MODE>: the MoE GEMM with the roles swapped (weights as
+ * M, an expert's tokens as N) and the weights dequantised in registers, straight into wgmma's
+ * register-fed A operand (twelfth sitting; the library runs MS = 2 for the 32- and 64-row
+ * tiles, src/cuda/moe.cu). A stage: the token planes (TN rows of 128 bytes each, swizzled,
+ * wgmma's B) and the raw MXFP4 bytes of the block's 128 MS weight rows in a cp.async ring;
+ * each thread reads the bytes of two weight rows a slice (slice ms, warp w of warpgroup g:
+ * rows 128 ms + 64 g + 16 w + lane / 4 and + 8) and dequantises byte lane % 4 of each word
+ * (the ring kernel's fragment walk: the mma.sync A layout, which wgmma's register A has per
+ * warp), then the MMAs run and are waited for (the A registers are reused next stage), so
+ * ST - 1 stages are in flight and one barrier a stage remains. The same products in the same
+ * order per output as the library's other MoE GEMMs (the planes from the last to the first
+ * per k-step of 16). MODE (lab diagnostics, wrong sums, timing only): bit 0 no
+ * dequantisation, bit 1 no copies after the prologue, bit 2 no MMAs. */
 template <int N>
 struct WgmmaRA;
 template <>
