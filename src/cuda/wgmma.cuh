@@ -144,6 +144,10 @@ static __device__ __forceinline__ uint64_t desc_sw128(uint32_t saddr) {
     return (uint64_t) ((saddr & 0x3FFFFu) >> 4) | ((uint64_t) 1 << 16) | ((uint64_t) (1024 >> 4) << 32) |
            ((uint64_t) 1 << 62);
 }
+/* desc_sw128(saddr + off) from desc_sw128(saddr): the start address is the low 14-bit field
+ * (bits 4 .. 17 of the address), which cannot carry into the next field since shared
+ * memory ends below 256 KB (saddr + off < 2^18); off a multiple of 16. */
+static __device__ __forceinline__ uint64_t desc_add(uint64_t desc, uint32_t off) { return desc + (off >> 4); }
 static __device__ __forceinline__ void wg_fence() { GPTOSS_WGMMA_ASM("wgmma.fence.sync.aligned;" ::: "memory"); }
 static __device__ __forceinline__ void wg_commit() { GPTOSS_WGMMA_ASM("wgmma.commit_group.sync.aligned;" ::: "memory"); }
 template <int N>
@@ -226,6 +230,56 @@ static __device__ __forceinline__ void copy_dense_stage(uint8_t* st, const uint1
     }
 }
 
+/* The same copies with their stage-invariant parts computed once a block (the form the
+ * library's gemm_kernel runs): with kThreads threads a pass covers kThreads / 8 rows of the
+ * stage (a thread's row tid / 8 + pass x kThreads / 8, its 16-byte column chunk tid % 8, the
+ * same swizzle in every pass), so each pass's plane and row offset are compile-time, its source
+ * a fixed offset from the thread's first token or weight row, and a stage adds its 64 columns.
+ * copy_dense_stage (above) ran a loop of runtime trip count with 64-bit multiplies per chunk:
+ * ~400 of the dense kernel's ~550 instructions a stage at BN = 256 (SASS). */
+template <int BN, uint32_t kRows, uint32_t kThreads>
+struct DenseCopy {
+    static constexpr uint32_t kPassRows = kThreads / 8;
+    static constexpr uint32_t kTokPasses = NP * kRows / kPassRows, kWPasses = BN / kPassRows;
+    static_assert(kRows % kPassRows == 0 && BN % kPassRows == 0 && kPassRows % 8 == 0, "whole passes");
+    const uint16_t* tok; /* the thread's first token row (plane 0) at its column chunk */
+    const uint16_t* w;   /* its first weight row */
+    const uint16_t* planes;
+    size_t plane_size;
+    uint32_t K, dst, ch8;
+    int mlim, nlim; /* passes whose row offset is below these are in the matrices */
+
+    __device__ __forceinline__ DenseCopy(const uint16_t* planes_, size_t plane_size_, const uint16_t* W, uint32_t m0,
+                                         uint32_t n0, uint32_t M, uint32_t K_, uint32_t N, uint32_t tid)
+        : planes(planes_), plane_size(plane_size_), K(K_) {
+        const uint32_t row = tid >> 3;
+        ch8 = (tid & 7u) * 8u;
+        dst = row * 128u + (((tid & 7u) ^ (row & 7u)) << 4);
+        tok = planes + (size_t) (m0 + row) * K + ch8;
+        w = W + (size_t) (n0 + row) * K + ch8;
+        mlim = (int) M - (int) (m0 + row);
+        nlim = (int) N - (int) (n0 + row);
+    }
+    /* stage columns k0 .. k0 + 63 into st (rows: the NP planes' kRows, then BN weight rows) */
+    __device__ __forceinline__ void issue(uint8_t* st, const uint16_t* W, uint32_t k0) const {
+        const bool kin = k0 + ch8 < K;
+#pragma unroll
+        for (uint32_t i = 0; i < kTokPasses; i++) {
+            const uint32_t p = kPassRows * i / kRows, d = kPassRows * i % kRows;
+            const bool in = kin && (int) d < mlim;
+            gptoss_d_cp_async16_zfill(st + dst + kPassRows * 128u * i,
+                                      in ? tok + p * plane_size + (size_t) d * K + k0 : planes, in ? 16u : 0u);
+        }
+#pragma unroll
+        for (uint32_t i = 0; i < kWPasses; i++) {
+            const uint32_t d = kPassRows * i;
+            const bool in = kin && (int) d < nlim;
+            gptoss_d_cp_async16_zfill(st + dst + kPassRows * 128u * (kTokPasses + i),
+                                      in ? w + (size_t) d * K + k0 : W, in ? 16u : 0u);
+        }
+    }
+};
+
 template <int BN, int ST, int WG = 2, int H = 1>
 __global__ void __launch_bounds__(128 * WG, WG == 1 ? 2 : 1)
     gemm_kernel(const uint16_t* __restrict__ planes, size_t plane_size, const uint16_t* __restrict__ W,
@@ -244,10 +298,9 @@ __global__ void __launch_bounds__(128 * WG, WG == 1 ? 2 : 1)
     constexpr uint32_t kA = kRows * 128u; /* one plane's tile */
     constexpr uint32_t kStage = stage_bytes<BN, WG>();
 
+    const DenseCopy<BN, kRows, kThreads> copies(planes, plane_size, W, m0, n0, M, K, N, tid);
     auto issue = [&](uint32_t s) { /* stage s into its ring slot, as one cp.async group */
-        if (s < nk)
-            copy_dense_stage<BN, kRows>(ring + (size_t) (s % ST) * kStage, planes, plane_size, W, m0, n0, M, K, N,
-                                        s * BK, tid, kThreads);
+        if (s < nk) copies.issue(ring + (size_t) (s % ST) * kStage, W, s * BK);
         gptoss_d_cp_async_commit();
     };
 
@@ -480,6 +533,7 @@ inline size_t moe_rega_smem_bytes(uint32_t K) {
 template <int N, int MS, int TN>
 static __device__ __forceinline__ void stage_mma_rega_t(float (&acc)[MS][TN / 2], const uint32_t (&a)[MS][BK / 16][4],
                                                         uint32_t b, uint32_t plane_bytes) {
+    const uint64_t bd = desc_sw128(b); /* the stage's descriptor once; each MMA's is an offset from it */
     wg_fence();
 #pragma unroll
     for (int kk = 0; kk < BK / 16; kk++)
@@ -487,7 +541,7 @@ static __device__ __forceinline__ void stage_mma_rega_t(float (&acc)[MS][TN / 2]
         for (int p = NP - 1; p >= 0; p--)
 #pragma unroll
             for (int ms = 0; ms < MS; ms++)
-                WgmmaRA<N>::mma(acc[ms], a[ms][kk], desc_sw128(b + p * plane_bytes + kk * 32));
+                WgmmaRA<N>::mma(acc[ms], a[ms][kk], desc_add(bd, p * plane_bytes + kk * 32));
     wg_commit();
     wg_wait<0>();
 }
