@@ -678,15 +678,32 @@ __global__ void __launch_bounds__(256, kRegionBlocksPerSM) gemv_region_kernel(
     const uint32_t r0 = blockIdx.x * RB, rows = min(RB, R - r0), nslots = rows / 2 * nchunks;
     if (bias != nullptr && tid < rows) sbias[tid] = gptoss_bf16_to_f32(bias[r0 + tid]);
     const uint4* base = (const uint4*) (w + (size_t) r0 * C);
+    /* slot sl is row pair g = sl / nchunks, chunk c = sl % nchunks; a thread's slots advance
+     * by 256 (and a batch's first by 256 kRegionBatch), so (g, c) is carried and stepped
+     * (one compare: the step's remainder and c are both below nchunks) instead of divided
+     * for each slot (a runtime division is ~15 instructions) */
+    const uint32_t q1 = 256u / nchunks, r1 = 256u % nchunks;
+    const uint32_t qb = 256u * kRegionBatch / nchunks, rb = 256u * kRegionBatch % nchunks;
+    auto step = [&](uint32_t& g, uint32_t& c, uint32_t q, uint32_t r) {
+        c += r;
+        g += q;
+        if (c >= nchunks) {
+            c -= nchunks;
+            g++;
+        }
+    };
+    uint32_t gb = tid / nchunks, cb = tid % nchunks; /* the current batch's first slot */
     uint4 q[kRegionBatch][2];
     auto load = [&](uint32_t k0) {
+        uint32_t g = gb, c = cb;
 #pragma unroll
         for (int k = 0; k < kRegionBatch; k++) {
-            const uint32_t sl = tid + 256u * (k0 + k), g = sl / nchunks, c = sl % nchunks;
+            const uint32_t sl = tid + 256u * (k0 + k);
 #pragma unroll
             for (int r = 0; r < 2; r++)
                 q[k][r] = sl < nslots ? gptoss_d_ld_stream(base + (size_t) (2 * g + r) * nchunks + c)
                                       : make_uint4(0, 0, 0, 0);
+            step(g, c, q1, r1);
         }
     };
     load(0);
@@ -699,16 +716,18 @@ __global__ void __launch_bounds__(256, kRegionBlocksPerSM) gemv_region_kernel(
     __syncthreads();
     for (uint32_t k0 = 0;; k0 += kRegionBatch) {
         if (k0 > 0) load(k0);
+        uint32_t g = gb, c = cb;
 #pragma unroll
         for (int k = 0; k < kRegionBatch; k++) {
             const uint32_t sl = tid + 256u * (k0 + k);
             if (sl < nslots) {
-                const uint32_t g = sl / nchunks, c = sl % nchunks;
                 const float4 lo = xlo[c], hi = xhi[c];
 #pragma unroll
                 for (int r = 0; r < 2; r++) part[(2 * g + r) * nchunks + c] = gptoss_d_dot8(q[k][r], lo, hi, 0.0f);
             }
+            step(g, c, q1, r1);
         }
+        step(gb, cb, qb, rb);
         if (tid + 256u * (k0 + kRegionBatch) >= nslots) break;
     }
     __syncthreads();
