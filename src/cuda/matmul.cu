@@ -87,6 +87,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_bf16_vec_kernel(const fl
             }
         }
     }
+    __syncwarp(); /* the warp is whole (a warp returns above as one): plain shuffles in the sums below */
     if constexpr (ROPE) {
         static_assert(TT == 1 && RPW == 2, "the RoPE epilogue works on one token and one row pair");
         const float v0 = gptoss_d_warp_sum(acc[0][0]), v1 = gptoss_d_warp_sum(acc[1][0]);
@@ -738,6 +739,7 @@ __global__ void __launch_bounds__(256, kRegionBlocksPerSM) gemv_region_kernel(
         for (int r = 0; r < 2; r++) {
             float a = 0.0f;
             for (uint32_t c = lane; c < nchunks; c += 32) a += part[(2 * u + r) * nchunks + c];
+            __syncwarp(); /* the warp is whole here (u is the warp's); the sum's shuffles need no collective fallback */
             s[r] = gptoss_d_warp_sum(a);
         }
         if (lane == 0) {

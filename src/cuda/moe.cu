@@ -178,6 +178,7 @@ __global__ void __launch_bounds__(kMoeWarps * 32, 4) moe_gemv_kernel(
                 acc1 = fmaf(dot_block(q3, xb2) * 0x1.0p14f, mf4_multiplier(sc3), acc1);
             }
         }
+        __syncwarp(); /* the warp is whole here (its units are the warp's); plain shuffles in the sums */
         acc0 = gptoss_d_warp_sum(acc0);
         acc1 = gptoss_d_warp_sum(acc1);
         if (lane == 0) {

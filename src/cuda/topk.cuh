@@ -11,6 +11,7 @@
 template <int NV>
 __device__ __forceinline__ void gptoss_d_topk_warp(const float* row, uint32_t num_experts, uint32_t k, uint32_t* ids,
                                                    float* out) {
+    __syncwarp(); /* callers run it with whole warps: the compiler then emits plain shuffles, no collective fallback */
     const uint32_t lane = threadIdx.x & 31u;
     float v[NV];
     uint32_t rank[NV];
