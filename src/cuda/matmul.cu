@@ -605,17 +605,54 @@ cudaError_t launch_gemm_tc_ring(gptoss_backend_t backend, const uint16_t* planes
 #define GPTOSS_CUDA_GEMM_WGMMA 1
 #endif
 
-template <int BN, int ST>
+/* Fewer than 128 tokens (a decode step of many streams, a prompt's short last chunk): the same
+ * kernel with one warpgroup, 64-token tiles (WG = 1, two blocks an SM), so that a 64-stream
+ * step's 64 tokens fill a tile; the ring kernel it replaces there read the 20b qkv weights at
+ * ~15 % of copy (64.5 us). A build-time switch for measuring the choice (0: never). */
+#ifndef GPTOSS_CUDA_GEMM_WGMMA_FEW
+#define GPTOSS_CUDA_GEMM_WGMMA_FEW 1
+#endif
+
+template <int BN, int ST, int WG = 2>
 cudaError_t launch_gemm_wgmma(gptoss_backend_t backend, const uint16_t* planes, const uint16_t* w, const uint16_t* b,
                               float* out, uint32_t T, uint32_t C, uint32_t R, bool add) {
-    constexpr size_t smem = gptoss_wg::smem_bytes<BN, ST>();
-    const cudaError_t err = cudaFuncSetAttribute(gptoss_wg::gemm_kernel<BN, ST>,
+    constexpr size_t smem = gptoss_wg::smem_bytes<BN, ST, WG>();
+    const cudaError_t err = cudaFuncSetAttribute(gptoss_wg::gemm_kernel<BN, ST, WG>,
                                                  cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem);
     if (err != cudaSuccess) return err;
-    const dim3 grid((T + gptoss_wg::BM - 1) / gptoss_wg::BM, (R + BN - 1) / BN);
-    gptoss_wg::gemm_kernel<BN, ST><<<grid, 256, smem, gptoss_cuda_stream(backend)>>>(
+    constexpr uint32_t kRows = 64u * WG;
+    const dim3 grid((T + kRows - 1) / kRows, (R + BN - 1) / BN);
+    gptoss_wg::gemm_kernel<BN, ST, WG><<<grid, 128 * WG, smem, gptoss_cuda_stream(backend)>>>(
         planes, gptoss_plane_stride((size_t) T * C), w, b, out, T, C, R, add);
     return cudaGetLastError();
+}
+
+/* The tile width of the one-warpgroup form for T < 128 tokens: the widest of 128, 64, 32 rows
+ * whose blocks reach two thirds of the SMs (each block re-reads the tokens' planes from L2, so
+ * wider is better once the card is covered: the 20b qkv and attention output at 64 tokens
+ * take 32, the unembedding 128), else 16; 0 when the grid or shared memory does not fit.
+ * Stages: as many as keep two blocks an SM (~100 KB each). */
+static uint32_t gemm_wgmma_few_bn(gptoss_backend_t backend, uint32_t T, uint32_t R) {
+    if (gptoss_cuda(backend)->max_shared_per_block < gptoss_wg::smem_bytes<32, 5, 1>()) return 0;
+    const uint64_t sms = (uint64_t) gptoss_cuda_num_sms(backend), mt = (T + 63) / 64;
+    static const uint32_t widths[] = {128, 64, 32, 16};
+    for (uint32_t bn : widths) {
+        const uint64_t nt = (R + bn - 1) / bn;
+        if (nt > GPTOSS_CUDA_MAX_GRID_YZ) return 0;
+        if (3 * mt * nt >= 2 * sms || bn == 16) return bn;
+    }
+    return 0;
+}
+
+static cudaError_t launch_gemm_wgmma_few(gptoss_backend_t backend, uint32_t bn, const uint16_t* planes,
+                                         const uint16_t* w, const uint16_t* b, float* out, uint32_t T, uint32_t C,
+                                         uint32_t R, bool add) {
+    switch (bn) {
+        case 128: return launch_gemm_wgmma<128, 3, 1>(backend, planes, w, b, out, T, C, R, add);
+        case 64: return launch_gemm_wgmma<64, 4, 1>(backend, planes, w, b, out, T, C, R, add);
+        case 32: return launch_gemm_wgmma<32, 5, 1>(backend, planes, w, b, out, T, C, R, add);
+        default: return launch_gemm_wgmma<16, 5, 1>(backend, planes, w, b, out, T, C, R, add);
+    }
 }
 
 /* The wgmma tile width for T tokens x R rows (above), 0 when the largest smem variant does
@@ -859,7 +896,9 @@ enum gptoss_status gptoss_cuda_bf16w_matmul_launch(gptoss_backend_t backend, con
     /* from 32 tokens, aligned K >= 256: the ring GEMM (the same sums as the tensor-core GEMM
      * below). Up to 127 tokens (a decode step of many streams) tiles of 64 tokens x 64 weight
      * rows, or 32 when 64 would not give every SM a block; from 128 on (prefill) 64 x 128,
-     * which GPTOSS_CUDA_GEMM_RING_PREFILL=0 leaves to the GEMM below */
+     * which GPTOSS_CUDA_GEMM_RING_PREFILL=0 leaves to the GEMM below. On Hopper the wgmma
+     * kernel takes both (128-token tiles from 128 tokens on, 64-token tiles below): the same
+     * sums. */
     const bool ring_prefill = T >= kTcFullTokens;
     const uint32_t ring_min_bn = ring_prefill ? 128 : 32;
     if (vec && T >= kTcMinTokens && C >= kTcTwoPartMinCols && (!ring_prefill || GPTOSS_CUDA_GEMM_RING_PREFILL) &&
@@ -868,10 +907,11 @@ enum gptoss_status gptoss_cuda_bf16w_matmul_launch(gptoss_backend_t backend, con
         const enum gptoss_status st = gptoss_cuda_split_bf16_planes(backend, input, (size_t) T * C, 2, &planes);
         if (st != gptoss_status_success) return st;
         const uint64_t tiles64 = (uint64_t) ((T + kRingBM - 1) / kRingBM) * ((R + 63) / 64);
-        const uint32_t wg_bn = ring_prefill && GPTOSS_CUDA_GEMM_WGMMA && gptoss_cuda(backend)->wgmma
-                                   ? gemm_wgmma_bn(backend, T, R)
-                                   : 0;
-        const cudaError_t err = wg_bn != 0 ? launch_gemm_wgmma_bn(backend, wg_bn, planes, w, b, output, T, C, R, add)
+        const bool wg = gptoss_cuda(backend)->wgmma;
+        const uint32_t wg_bn = ring_prefill && GPTOSS_CUDA_GEMM_WGMMA && wg ? gemm_wgmma_bn(backend, T, R) : 0;
+        const uint32_t few_bn = !ring_prefill && GPTOSS_CUDA_GEMM_WGMMA_FEW && wg ? gemm_wgmma_few_bn(backend, T, R) : 0;
+        const cudaError_t err = wg_bn != 0    ? launch_gemm_wgmma_bn(backend, wg_bn, planes, w, b, output, T, C, R, add)
+                                : few_bn != 0 ? launch_gemm_wgmma_few(backend, few_bn, planes, w, b, output, T, C, R, add)
                                 : ring_prefill ? launch_gemm_tc_ring<128, 3>(backend, planes, w, b, output, T, C, R, add)
                                 : tiles64 < (uint64_t) gptoss_cuda_num_sms(backend)
                                     ? launch_gemm_tc_ring<32, 4>(backend, planes, w, b, output, T, C, R, add)

@@ -40,6 +40,9 @@ static const struct tc_case f32_bf16w_matmul_cases[] = {
     {"matmul_tc_ring_40tok_2880x300", .t = 40, .c = 2880, .r = 300, .flags = TC_QUICK},
     {"matmul_tc_ring_64tok_2888x300", .t = 64, .c = 2888, .r = 300},
     {"matmul_tc_ring_bn64_33tok_264x8449", .t = 33, .c = 264, .r = 8449},
+    /* Hopper's 64-token wgmma tiles at their widest (128 rows: enough row tiles for the SMs),
+     * a partial last tile of rows */
+    {"matmul_tc_wgmma_bn128_48tok_320x11272", .t = 48, .c = 320, .r = 11272},
     /* 128 tokens and more: the ring GEMM's 64 x 128 tiles (rows past T, a partial weight tile,
      * K not a multiple of its 64-column stages nor of 32) */
     {"matmul_tc_ring_bn128_137tok_264x133", .t = 137, .c = 264, .r = 133, .flags = TC_QUICK},
@@ -59,6 +62,8 @@ static const struct tc_case f32_bf16w_matmul_add_cases[] = {
     {"matmul_add_no_bias", .t = 2, .c = 64, .r = 3, .flags = TC_QUICK | TC_NO_BIAS},
     {"matmul_add_seed_batch2_rows128_cols1024", .t = 2, .c = 128, .r = 1024},
     {"matmul_add_20b_attn_out_decode_4096x2880", .t = 1, .c = 4096, .r = 2880, .flags = TC_BENCH},
+    {"matmul_add_20b_attn_out_batch64_4096x2880", .t = 64, .c = 4096, .r = 2880,
+     .flags = TC_BENCH_CUDA | TC_BENCH_ONLY},
     {"matmul_add_1tok_region_tail_2882x1032", .t = 1, .c = 1032, .r = 2882, .flags = TC_QUICK},
     {"matmul_add_few_rows_1tok_1024x200", .t = 1, .c = 1024, .r = 200},
     /* CUDA's ring GEMM over two token tiles (97 tokens), residual add */

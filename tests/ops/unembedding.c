@@ -24,6 +24,7 @@ static const struct tc_case cases[] = {
     {"unembedding_decode_2880x201088_checkpoint_vocab", .t = 1, .c = 2880, .r = 201088,
      .flags = TC_BENCH | TC_BENCH_ONLY},
     {"unembedding_prefill32_2880x201088", .t = 32, .c = 2880, .r = 201088, .flags = TC_BENCH_CUDA | TC_BENCH_ONLY},
+    {"unembedding_batch64_2880x201088", .t = 64, .c = 2880, .r = 201088, .flags = TC_BENCH_CUDA | TC_BENCH_ONLY},
     /* 512 tokens x 200014 rows would be 295 G MACs per backend (the engine unembeds only
      * the tokens it samples): 4 tokens, 1 random token checked against the reference. */
     {"unembedding_prefill4_2880x201088", .t = 4, .c = 2880, .r = 201088, .check = 1},
