@@ -107,6 +107,14 @@ static const struct tc_case dense_swiglu_cases[] = {
     /* denser expert tiles (64 tokens x 2 of 4 experts: ~32 rows per expert; CUDA's 32-row tiles), as in a
      * 512-token prefill chunk of 20b; 8 random rows checked */
     {"moe_dense_swiglu_64tok_2of4_2880", .t = 64, .c = 2880, .r = 2880, .e = 4, .k = 2, .f = 7.0f, .check = 8},
+    /* the 20b expert layout at full width (2 x 2880 weight rows: CUDA's 256-row blocks, the last
+     * one half full) over a prefill step's rows: ~20 rows an expert (CUDA's 32-row tiles, experts
+     * of one and two tiles) and ~40 (64-row tiles); short rows (352 columns, 11 blocks: a half
+     * stage last) keep the CPU backends quick; 64 random rows checked */
+    {"moe_dense_swiglu_20b_width_160tok_4of32_cols352", .t = 160, .c = 352, .r = 2880, .e = 32, .k = 4, .f = 7.0f,
+     .check = 64},
+    {"moe_dense_swiglu_20b_width_320tok_4of32_cols352", .t = 320, .c = 352, .r = 2880, .e = 32, .k = 4, .f = 7.0f,
+     .check = 64},
     {"moe_dense_swiglu_20b_prefill512_4of32_2880", .t = 512, .c = 2880, .r = 2880, .e = 32, .k = 4, .f = 7.0f,
      .flags = TC_BENCH | TC_BENCH_ONLY},
     /* a 512-token prefill chunk of 120b (~16 rows an expert: CUDA's 32-row tiles) */
@@ -146,6 +154,9 @@ static const struct tc_case dense_down_cases[] = {
     {"moe_dense_matmul_64row_tiles_tiny_scales_260tok_2of3_cols64", .t = 260, .c = 64, .r = 19, .e = 3, .k = 2,
      .flags = TC_TINY_SCALES},
     {"moe_dense_matmul_64tok_2of4_2880_rows2881", .t = 64, .c = 2880, .r = 2881, .e = 4, .k = 2, .check = 8},
+    /* the 20b down projection's full width (2880 rows: 11 full 256-row blocks and a quarter) */
+    {"moe_dense_matmul_20b_width_160tok_4of32_cols352", .t = 160, .c = 352, .r = 2880, .e = 32, .k = 4, .check = 64},
+    {"moe_dense_matmul_20b_width_320tok_4of32_cols352", .t = 320, .c = 352, .r = 2880, .e = 32, .k = 4, .check = 64},
     {"moe_dense_matmul_20b_prefill512_4of32_2880", .t = 512, .c = 2880, .r = 2880, .e = 32, .k = 4,
      .flags = TC_BENCH | TC_BENCH_ONLY},
     {"moe_dense_matmul_120b_prefill512_4of128_2880", .t = 512, .c = 2880, .r = 2880, .e = 128, .k = 4,
