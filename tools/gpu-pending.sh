@@ -65,6 +65,22 @@ GPU_AB_HARNESS="sdpa,moe,matmul,qkv,dense_,topk" bash tools/gpu-ab.sh 2>&1 | gre
 echo "test_fused (B): $(.gpu/b/tests/test_fused 2>&1 | grep -E '^[0-9]+ passed' | tail -1)"
 echo "($(el))"
 
+echo "== 2b. A/B: the engine's logits bit for bit (tiny model, head_dim 64, 3,000-token prompt, 8"
+echo "   greedy steps on CUDA: prefill and decode over the chunked attention; a patch meant to"
+echo "   keep the bits must print 'identical')"
+if [ -x .gpu/prev/tests/e2e/dump_logits ] && .gpu/b/bin/gptoss make-model --preset tiny --head-dim 64 --context 4096 \
+    --seed 5 --quiet /tmp/ab64.bin; then
+    for v in prev b; do
+        .gpu/$v/tests/e2e/dump_logits /tmp/ab64.bin /tmp/ab-$v.lg --random-prompt 3000 --steps 8 --backend cuda \
+            >/dev/null 2>&1 || echo "dump_logits ($v) failed"
+    done
+    if cmp -s /tmp/ab-prev.lg /tmp/ab-b.lg; then echo "logits A vs B: identical ($(stat -c %s /tmp/ab-b.lg) bytes)"; else
+        echo "logits A vs B: DIFFERENT ($(cmp /tmp/ab-prev.lg /tmp/ab-b.lg | head -1))"; fi
+else
+    echo "skipped (no dump_logits in .gpu/prev: tools/gpu-prebuild.sh with GPU_PREV_REV)"
+fi
+echo "($(el))"
+
 echo "== 3. B: racecheck and memcheck over the changed kernels"
 san="sdpa_tc_prefill_37tok,sdpa_tc_prefill_45tok,sdpa_tc_prefill_140tok,sdpa_varlen_in_order_fault_none_entry_window48"
 san="$san,sdpa_varlen_mixed_prefill_decode_bs16,sdpa_varlen_fault_none_entry_10,sdpa_varlen_rows_of_12000"

@@ -80,12 +80,13 @@ if [ -n "${GPU_PREV_REV:-}" ]; then
         git worktree add -q --detach .gpu/prev-src "$rev"
     fi
     cmake -S .gpu/prev-src -B .gpu/prev-build "${cmake_args[@]}" >/dev/null
-    cmake --build .gpu/prev-build -j"$(nproc)" --target bench gptoss_cli harness test_invariance
+    cmake --build .gpu/prev-build -j"$(nproc)" --target bench gptoss_cli harness test_invariance dump_logits
     rm -rf .gpu/prev
-    mkdir -p .gpu/prev/bin .gpu/prev/bench .gpu/prev/tests
+    mkdir -p .gpu/prev/bin .gpu/prev/bench .gpu/prev/tests/e2e
     cp .gpu/prev-build/bin/gptoss .gpu/prev/bin/
     cp .gpu/prev-build/bench/bench .gpu/prev/bench/
     cp .gpu/prev-build/tests/harness .gpu/prev-build/tests/test_invariance .gpu/prev/tests/
+    cp .gpu/prev-build/tests/e2e/dump_logits .gpu/prev/tests/e2e/
     echo "$rev" >.gpu/prev/REV
     echo "gpu-prebuild: base $(git log -1 --format='%h %s' "$rev" | cut -c1-70) in .gpu/prev"
 fi
