@@ -608,7 +608,8 @@ cudaError_t launch_gemm_tc_ring(gptoss_backend_t backend, const uint16_t* planes
 /* Fewer than 128 tokens (a decode step of many streams, a prompt's short last chunk): the same
  * kernel with one warpgroup, 64-token tiles (WG = 1, two blocks an SM), so that a 64-stream
  * step's 64 tokens fill a tile; the ring kernel it replaces there read the 20b qkv weights at
- * ~15 % of copy (64.5 us). A build-time switch for measuring the choice (0: never). */
+ * 17 % of copy (63.3 us on an H100; 27.6 us with this). A build-time switch for measuring the
+ * choice (0: never). */
 #ifndef GPTOSS_CUDA_GEMM_WGMMA_FEW
 #define GPTOSS_CUDA_GEMM_WGMMA_FEW 1
 #endif
@@ -898,7 +899,9 @@ enum gptoss_status gptoss_cuda_bf16w_matmul_launch(gptoss_backend_t backend, con
      * rows, or 32 when 64 would not give every SM a block; from 128 on (prefill) 64 x 128,
      * which GPTOSS_CUDA_GEMM_RING_PREFILL=0 leaves to the GEMM below. On Hopper the wgmma
      * kernel takes both (128-token tiles from 128 tokens on, 64-token tiles below): the same
-     * sums. */
+     * products per k-step in the same order, but not always the ring kernel's last bits
+     * (mma.sync and wgmma do not round alike in every case: docs/CUDA_NOTES.md, fourteenth
+     * sitting). */
     const bool ring_prefill = T >= kTcFullTokens;
     const uint32_t ring_min_bn = ring_prefill ? 128 : 32;
     if (vec && T >= kTcMinTokens && C >= kTcTwoPartMinCols && (!ring_prefill || GPTOSS_CUDA_GEMM_RING_PREFILL) &&
