@@ -490,17 +490,14 @@ static void test_nan_logits(gptoss_backend_t backend) {
  * CUDA (README, "Batch invariance": a decode row among others runs the batched GEMV or the
  * split-bf16 tensor-core GEMM instead of the one-token GEMV, the MoE groups of 16+ rows the
  * tensor-core GEMM). The differences are printed per draw (max |diff| / max |logit| of each
- * draw, up to each sequence's first different token) and bounded:
- *   - the tiny model: every draw within 1e-3 (measured ~1e-6: f32 summation-order
- *     differences through 4 layers);
- *   - the gpt-oss shapes (24 or 36 layers): 90 % of the draws within 1e-2. The
- *     summation-order drift grows through the layers to ~1e-4 .. 1.3e-3 of the largest logit
- *     (H100, 2026-12-06), and where it moves a token's router scores across a near tie, that
- *     token takes another expert and the draw moves by 4e-2 .. 0.35 (seeds 12 and 13: one draw
- *     of one sequence, the first, whose logits alone matched the CPU backend's exact ones
- *     within 1e-5 and among others did not; the steps' shapes are the same in every seed,
- *     only the router's choices depend on the data). A wrong row moves every draw by O(1).
- * Both hold only while the crowd's rows run the same kernels as in these measurements. */
+ * draw, up to each sequence's first different token) and bounded by 1e-3 at every draw, the
+ * scale of f32 summation-order differences through the layers (~1e-6 per rounding, grown by
+ * the residual stream and the unembedding) and far below a wrong row, whose error is O(1).
+ * Known to fail at random on the random 20b weights (H100, 2026-12-06: seeds 12, 13 and
+ * 1796557636 fail, 11 and 14 pass, on two builds alike): one draw of one sequence moves by
+ * 4e-2 .. 0.35 while that sequence alone matches the CPU backend's exact logits within 1e-5.
+ * The suspected cause, a near tie in the router moved by the drift, is not confirmed
+ * (docs/TEAM_NOTES.md says how); until it is, the bound stays. */
 static bool g_cpu_bitwise; /* the last test_cuda run was bitwise equal to the sequences alone */
 
 /* Prints each sequence's distance to its reference (and each draw's where a draw is beyond
@@ -544,7 +541,7 @@ static double spread(const struct track* ref, const struct track* got, const cha
     return worst;
 }
 
-static void test_cuda(gptoss_model_t m, const char* preset, const char* name) {
+static void test_cuda(gptoss_model_t m, const char* name) {
     struct track t[NTRACK], ref[NTRACK], a[NTRACK], b2[NTRACK];
     memset(t, 0, sizeof(t));
     const size_t lengths[NTRACK] = {140, 23, 1};
@@ -574,20 +571,13 @@ static void test_cuda(gptoss_model_t m, const char* preset, const char* name) {
     }
     compare(a, b2, "  among others, twice with the same crowd (determinism)");
     const bool bitwise = same_draws(ref, a, "  alone vs among others (batch invariance)");
-    const bool tiny = strcmp(preset, "tiny") == 0;
-    const double close = tiny ? 1e-3 : 1e-2;
     int draws = 0, within = 0;
-    const double worst = spread(ref, a, "alone vs among others", close, &draws, &within);
-    printf("  batch invariance: %s (max |diff| / max |logit| %.3e; %d of %d draws within %.0e)\n",
-           bitwise ? "bitwise" : "NOT bitwise", worst, within, draws, close);
+    const double worst = spread(ref, a, "alone vs among others", 1e-3, &draws, &within);
+    printf("  batch invariance: %s (max |diff| / max |logit| %.3e; %d of %d draws within 1e-3)\n",
+           bitwise ? "bitwise" : "NOT bitwise", worst, within, draws);
     g_cpu_bitwise = bitwise;
-    if (tiny) {
-        CHECK(within == draws, "alone vs among others: %d of %d draws beyond 1e-3 (max %.3e)", draws - within, draws,
-              worst);
-    } else {
-        CHECK(10 * within >= 9 * draws, "alone vs among others: %d of %d draws beyond 1e-2 (max %.3e)",
-              draws - within, draws, worst);
-    }
+    CHECK(within == draws, "alone vs among others: %d of %d draws beyond 1e-3 (max %.3e)", draws - within, draws,
+          worst);
     for (int k = 0; k < NTRACK; k++) gptoss_sampler_release(t[k].sampler);
     free_tracks(ref);
     free_tracks(a);
@@ -634,7 +624,7 @@ static int main_streams(int argc, char** argv) {
     }
     char name[96];
     snprintf(name, sizeof(name), "%s, random %s%s", backend_name, preset, layers ? " (fewer layers)" : "");
-    test_cuda(m, preset, name);
+    test_cuda(m, name);
     if (cpu) CHECK(g_cpu_bitwise, "on the CPU the sequences among others are bitwise equal to them alone");
     gptoss_tokenizer_release(tok);
     gptoss_model_release(m);
