@@ -142,6 +142,7 @@ void gptoss_plan_build(struct gptoss_plan* plan, const struct gptoss_plan_setup*
     plan->n = n;
     plan->o = o;
     plan->num_calls = 0;
+    plan->buffers = b;
     *APPEND(plan, bf16_f32_embeddings, OUTSIDE, "embeddings") = (struct gptoss_bf16_f32_embeddings_args){
         b->batch_tokens, W(m, m->embedding), b->residual, n, H, V};
     int norm_ready = 0; /* the norm buffer holds the next RMSNorm already (a fused call made it) */
@@ -193,6 +194,20 @@ static enum gptoss_status fail_call(const struct gptoss_plan_call* c, enum gptos
     return gptoss_fail(st, "layer %u %s: %s", c->layer, c->what, msg);
 }
 
+gptoss_plan_observer_fn gptoss_plan_observer;
+void* gptoss_plan_observer_user;
+
+static enum gptoss_status run_calls(const struct gptoss_plan* plan, gptoss_backend_t backend,
+                                    struct gptoss_profile* prof, gptoss_plan_observer_fn observer) {
+    for (uint32_t i = 0; i < plan->num_calls; i++) {
+        const struct gptoss_plan_call* c = &plan->calls[i];
+        const enum gptoss_status st = gptoss_plan_call(backend, prof, c->kernel, &c->args);
+        if (st != gptoss_status_success) return fail_call(c, st);
+        if (__builtin_expect(observer != NULL, 0)) observer(gptoss_plan_observer_user, backend, plan, c);
+    }
+    return gptoss_status_success;
+}
+
 enum gptoss_status gptoss_plan_run(const struct gptoss_plan* plan, gptoss_backend_t backend,
                                    struct gptoss_profile* prof) {
     if (prof != NULL) {
@@ -200,18 +215,13 @@ enum gptoss_status gptoss_plan_run(const struct gptoss_plan* plan, gptoss_backen
         prof->tokens[prof->phase] += plan->n;
         prof->batches[prof->phase] += 1;
     }
-    for (uint32_t i = 0; i < plan->num_calls; i++) {
-        const struct gptoss_plan_call* c = &plan->calls[i];
-        const enum gptoss_status st = gptoss_plan_call(backend, prof, c->kernel, &c->args);
-        if (st != gptoss_status_success) return fail_call(c, st);
-    }
-    return gptoss_status_success;
+    return run_calls(plan, backend, prof, gptoss_plan_observer);
 }
 
 enum gptoss_status gptoss_plan_record(const struct gptoss_plan* plan, gptoss_backend_t backend, gptoss_graph_t graph) {
     enum gptoss_status st = gptoss_graph_begin(graph);
     if (st != gptoss_status_success) return st;
-    st = gptoss_plan_run(plan, backend, NULL);
+    st = run_calls(plan, backend, NULL, NULL);
     if (st != gptoss_status_success) {
         gptoss_error_keep_begin(); /* end the recording; the call's failure is the one reported */
         (void) gptoss_graph_end(graph);

@@ -64,6 +64,7 @@ struct gptoss_plan {
     uint32_t n, o;   /* the shape; n = 0: no plan built */
     uint32_t num_calls, capacity;
     struct gptoss_plan_call* calls;
+    const struct gptoss_forward_buffers* buffers; /* what its calls read and write */
 };
 
 /* Calls of the largest plan of a model with num_layers layers (the capacity to allocate). */
@@ -114,6 +115,16 @@ enum gptoss_status gptoss_plan_call(gptoss_backend_t backend, struct gptoss_prof
  * failed ("layer 3 qkv: ..."). */
 enum gptoss_status gptoss_plan_run(const struct gptoss_plan* plan, gptoss_backend_t backend,
                                    struct gptoss_profile* prof);
+/* Test-only (white-box tests set it; the library never does): when not NULL,
+ * gptoss_plan_run calls it after every call that succeeded, with the plan and the call;
+ * it may synchronise the backend and copy the plan's buffers to the host (test_batch
+ * records the router's expert choices this way). Never while recording a graph, and a
+ * replayed graph calls nothing: an observing test makes its batches with params.graphs 0. */
+typedef void (*gptoss_plan_observer_fn)(void* user, gptoss_backend_t backend, const struct gptoss_plan* plan,
+                                        const struct gptoss_plan_call* call);
+extern gptoss_plan_observer_fn gptoss_plan_observer;
+extern void* gptoss_plan_observer_user;
+
 /* Records the plan's calls into graph (begin, the calls, end); graph keeps its previous
  * recording on failure. */
 enum gptoss_status gptoss_plan_record(const struct gptoss_plan* plan, gptoss_backend_t backend, gptoss_graph_t graph);

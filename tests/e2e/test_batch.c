@@ -31,6 +31,7 @@
 
 #include "../engine/test_util.h"
 #include "model.h" /* test_nan_logits writes NaN into the embeddings of a model made in memory */
+#include "plan.h"  /* --routing: the plan's observer */
 
 #define NTRACK 3
 #define NDRAW 12
@@ -54,6 +55,7 @@ static void random_ids(uint32_t* v, size_t n) {
 }
 
 static int g_sampling = gptoss_sampling_auto; /* of the batches made */
+static int g_graphs = 1;                      /* of the batches made (--routing: 0, to observe every call) */
 
 static gptoss_batch_t make_batch(gptoss_model_t m, gptoss_backend_t backend, size_t max_batch_tokens,
                                  uint32_t max_sequences) {
@@ -61,6 +63,7 @@ static gptoss_batch_t make_batch(gptoss_model_t m, gptoss_backend_t backend, siz
     gptoss_context_params_init(&p);
     p.backend = backend;
     p.sampling = g_sampling;
+    p.graphs = g_graphs;
     p.context_length = 256;
     p.max_batch_tokens = max_batch_tokens;
     p.max_sequences = max_sequences;
@@ -499,6 +502,7 @@ static void test_nan_logits(gptoss_backend_t backend) {
  * The suspected cause, a near tie in the router moved by the drift, is not confirmed
  * (docs/TEAM_NOTES.md says how); until it is, the bound stays. */
 static bool g_cpu_bitwise; /* the last test_cuda run was bitwise equal to the sequences alone */
+static bool g_routing;     /* --routing: record and compare the expert choices */
 
 /* Prints each sequence's distance to its reference (and each draw's where a draw is beyond
  * 1e-3); returns the largest, and counts the draws compared and those within `close`. */
@@ -541,6 +545,159 @@ static double spread(const struct track* ref, const struct track* got, const cha
     return worst;
 }
 
+/* ---- --routing: the router's expert choices of every row, alone vs among others ---------
+ * A diagnostic, not a check: the plan's observer (plan.h) copies each step's token ids and
+ * positions (at the embeddings call) and each layer's expert ids and router logits (after
+ * its top-k) to the host. A tracked sequence's rows are found by (position, token id) in
+ * each run; for each row and layer the two runs' sets of experts are compared, and the
+ * router's margin (k-th largest logit minus the (k+1)-th, alone) printed where they differ,
+ * so a draw beyond the bound can be laid beside the expert choices that changed before it. */
+#define ROUTE_MAX_LAYERS 64
+#define ROUTE_MAX_K 8
+struct route_row {
+    uint32_t token, position, layers; /* layers observed (the last layer only for rows with logits) */
+    uint32_t ids[ROUTE_MAX_LAYERS][ROUTE_MAX_K]; /* sorted; UINT32_MAX where not observed */
+    float margin[ROUTE_MAX_LAYERS];
+};
+struct routes {
+    struct route_row* rows;
+    size_t n, cap;
+    size_t step0, step_n; /* this step's rows: rows[step0 .. step0 + step_n) */
+};
+static struct routes* g_route_rec; /* where the observer records; NULL: nowhere */
+
+static void route_observe(void* user, gptoss_backend_t backend, const struct gptoss_plan* plan,
+                          const struct gptoss_plan_call* c) {
+    (void) user;
+    struct routes* r = g_route_rec;
+    if (r == NULL) return;
+    const uint32_t n = plan->n;
+    if (c->kernel == gptoss_kernel_bf16_f32_embeddings) {
+        if (r->n + n > r->cap) {
+            r->cap = (r->n + n) * 2;
+            r->rows = realloc(r->rows, r->cap * sizeof(*r->rows));
+            if (r->rows == NULL) abort();
+        }
+        uint32_t* tmp = malloc(2 * (size_t) n * sizeof(uint32_t));
+        gptoss_backend_copy(backend, tmp, plan->buffers->batch_tokens, n * sizeof(uint32_t),
+                            gptoss_copy_backend_to_host);
+        gptoss_backend_copy(backend, tmp + n, plan->buffers->positions, n * sizeof(uint32_t),
+                            gptoss_copy_backend_to_host);
+        r->step0 = r->n;
+        r->step_n = n;
+        for (uint32_t i = 0; i < n; i++) {
+            struct route_row* row = &r->rows[r->n++];
+            memset(row->ids, 0xff, sizeof(row->ids));
+            for (int l = 0; l < ROUTE_MAX_LAYERS; l++) row->margin[l] = NAN;
+            row->token = tmp[i];
+            row->position = tmp[n + i];
+            row->layers = 0;
+        }
+        free(tmp);
+        return;
+    }
+    const uint32_t* ids_dev;
+    const float* gate_dev;
+    uint32_t R, E, K;
+    if (c->kernel == gptoss_kernel_f32_topk) {
+        const struct gptoss_f32_topk_args* a = &c->args.f32_topk;
+        ids_dev = a->expert_ids, gate_dev = a->scores, R = a->num_tokens, E = a->num_experts, K = a->num_active_experts;
+    } else if (c->kernel == gptoss_kernel_f32_bf16w_rmsnorm_matmul_topk) {
+        const struct gptoss_f32_bf16w_rmsnorm_matmul_topk_args* a = &c->args.f32_bf16w_rmsnorm_matmul_topk;
+        ids_dev = a->expert_ids, gate_dev = a->scores, R = a->num_tokens, E = a->num_experts, K = a->num_active_experts;
+    } else {
+        return;
+    }
+    const uint32_t l = c->layer;
+    if (l >= ROUTE_MAX_LAYERS || K > ROUTE_MAX_K || K >= E || R > r->step_n) abort();
+    uint32_t* ids = malloc((size_t) R * K * sizeof(uint32_t));
+    float* gate = malloc((size_t) R * E * sizeof(float));
+    gptoss_backend_copy(backend, ids, ids_dev, (size_t) R * K * sizeof(uint32_t), gptoss_copy_backend_to_host);
+    gptoss_backend_copy(backend, gate, gate_dev, (size_t) R * E * sizeof(float), gptoss_copy_backend_to_host);
+    for (uint32_t i = 0; i < R; i++) {
+        struct route_row* row = &r->rows[r->step0 + (r->step_n - R) + i]; /* the last R rows continue */
+        uint32_t* d = row->ids[l];
+        for (uint32_t j = 0; j < K; j++) { /* sorted, for comparing sets */
+            uint32_t v = ids[(size_t) i * K + j], q = j;
+            for (; q > 0 && d[q - 1] > v; q--) d[q] = d[q - 1];
+            d[q] = v;
+        }
+        float top[ROUTE_MAX_K + 1]; /* the K+1 largest logits, descending */
+        for (uint32_t j = 0; j <= K; j++) top[j] = -INFINITY;
+        for (uint32_t e = 0; e < E; e++) {
+            const float v = gate[(size_t) i * E + e];
+            if (!(v > top[K])) continue;
+            uint32_t q = K;
+            for (; q > 0 && top[q - 1] < v; q--) top[q] = top[q - 1];
+            top[q] = v;
+        }
+        row->margin[l] = top[K - 1] - top[K];
+        row->layers = l + 1 > row->layers ? l + 1 : row->layers;
+    }
+    free(ids);
+    free(gate);
+}
+
+/* Row of tracked sequence k at position p in a run whose draws were `drawn` (NULL: none). */
+static const struct route_row* route_find(const struct routes* r, const struct track* t, const struct track* drawn,
+                                          uint32_t p, int* count) {
+    const uint32_t tok = p < t->n_prompt ? t->prompt[p] : drawn->tokens[p - t->n_prompt];
+    const struct route_row* found = NULL;
+    *count = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        if (r->rows[i].position != p || r->rows[i].token != tok) continue;
+        if (found == NULL) found = &r->rows[i];
+        *count += 1;
+    }
+    return found;
+}
+
+/* Prints, per tracked sequence, the (position, layer) pairs whose experts differ between
+ * the run alone and among others (up to the last draw whose tokens agree), and the
+ * smallest router margin seen alone. */
+static void route_report(const struct routes* alone, const struct routes* crowd, const struct track* t,
+                         const struct track* ref, const struct track* got, uint32_t layers, uint32_t K) {
+    float least = INFINITY;
+    for (size_t i = 0; i < alone->n; i++) {
+        for (uint32_t l = 0; l < layers && l < ROUTE_MAX_LAYERS; l++) {
+            if (alone->rows[i].margin[l] < least) least = alone->rows[i].margin[l];
+        }
+    }
+    printf("  routing (--routing): %zu rows alone, %zu among others; smallest router margin alone %.3e\n", alone->n,
+           crowd->n, (double) least);
+    for (int k = 0; k < NTRACK; k++) {
+        int d = 0;
+        while (d + 1 < NDRAW && ref[k].tokens[d] == got[k].tokens[d]) d++;
+        const uint32_t last = (uint32_t) t[k].n_prompt + (uint32_t) d; /* rows up to the one that gave draw d */
+        int flips = 0, missing = 0, ambiguous = 0;
+        for (uint32_t p = 0; p < last; p++) {
+            int ca = 0, cc = 0;
+            const struct route_row* a = route_find(alone, &t[k], &ref[k], p, &ca);
+            const struct route_row* b = route_find(crowd, &t[k], &got[k], p, &cc);
+            if (a == NULL || b == NULL) {
+                missing++;
+                continue;
+            }
+            ambiguous += ca > 1 || cc > 1;
+            for (uint32_t l = 0; l < layers && l < ROUTE_MAX_LAYERS; l++) {
+                if (memcmp(a->ids[l], b->ids[l], K * sizeof(uint32_t)) == 0) continue;
+                flips++;
+                const uint32_t first = (uint32_t) t[k].n_prompt - 1; /* the row of draw 0 */
+                printf("    sequence %d, position %u (%s %u), layer %u: experts", k, p,
+                       p < first ? "prompt row" : "row of draw", p < first ? p : p - first, l);
+                for (uint32_t j = 0; j < K; j++) printf(" %u", a->ids[l][j]);
+                printf(" alone,");
+                for (uint32_t j = 0; j < K; j++) printf(" %u", b->ids[l][j]);
+                printf(" among others; margin %.3e alone, %.3e among others\n", (double) a->margin[l],
+                       (double) b->margin[l]);
+            }
+        }
+        printf("    sequence %d: %d (row, layer) pairs route differently over positions 0..%u%s%s\n", k, flips,
+               last - 1, missing ? " (some rows not found)" : "", ambiguous ? " (some rows ambiguous)" : "");
+        CHECK(missing == 0, "routing: sequence %d: %d rows not found", k, missing);
+    }
+}
+
 static void test_cuda(gptoss_model_t m, const char* name) {
     struct track t[NTRACK], ref[NTRACK], a[NTRACK], b2[NTRACK];
     memset(t, 0, sizeof(t));
@@ -560,15 +717,19 @@ static void test_cuda(gptoss_model_t m, const char* name) {
     alloc_tracks(a);
     alloc_tracks(b2);
     printf("%s, %d sequences at once:\n", name, g_streams);
+    struct routes routes_alone = {0}, routes_crowd = {0};
+    if (g_routing) g_route_rec = &routes_alone;
     run_alone(m, NULL, 512, t, ref);
     const uint64_t crowd_seed = rng_next();
     struct track* runs[2] = {a, b2};
     for (int r = 0; r < 2; r++) {
         g_rng = crowd_seed;
+        if (g_routing) g_route_rec = r == 0 ? &routes_crowd : NULL;
         gptoss_batch_t b = make_batch(m, NULL, 512, (uint32_t) g_streams);
         run(b, t, runs[r], 0, NTRACK, g_streams - NTRACK);
         gptoss_batch_release(b);
     }
+    g_route_rec = NULL;
     compare(a, b2, "  among others, twice with the same crowd (determinism)");
     const bool bitwise = same_draws(ref, a, "  alone vs among others (batch invariance)");
     int draws = 0, within = 0;
@@ -576,6 +737,11 @@ static void test_cuda(gptoss_model_t m, const char* name) {
     printf("  batch invariance: %s (max |diff| / max |logit| %.3e; %d of %d draws within 1e-3)\n",
            bitwise ? "bitwise" : "NOT bitwise", worst, within, draws);
     g_cpu_bitwise = bitwise;
+    if (g_routing) {
+        route_report(&routes_alone, &routes_crowd, t, ref, a, m->config.num_blocks, m->config.num_active_experts);
+    }
+    free(routes_alone.rows);
+    free(routes_crowd.rows);
     CHECK(within == draws, "alone vs among others: %d of %d draws beyond 1e-3 (max %.3e)", draws - within, draws,
           worst);
     for (int k = 0; k < NTRACK; k++) gptoss_sampler_release(t[k].sampler);
@@ -585,8 +751,10 @@ static void test_cuda(gptoss_model_t m, const char* name) {
 }
 
 /* Usage: test_batch (the CPU tests), or test_batch --backend cuda [--model tiny|20b|120b]
- * [--layers N] [--streams S] [--sampling host|kernels] on a GPU (--backend cpu: the same run
- * on the CPU, where the results must also be bitwise equal to the sequences alone). */
+ * [--layers N] [--streams S] [--sampling host|kernels] [--routing on] on a GPU (--backend
+ * cpu: the same run on the CPU, where the results must also be bitwise equal to the
+ * sequences alone). --routing on: no graphs, and the expert choices of the tracked rows
+ * compared between the run alone and the first among others (route_report). */
 static int main_streams(int argc, char** argv) {
     const char* preset = "tiny";
     const char* backend_name = "cuda";
@@ -596,7 +764,11 @@ static int main_streams(int argc, char** argv) {
         else if (strcmp(argv[i], "--layers") == 0) layers = (uint32_t) strtoul(argv[i + 1], NULL, 10);
         else if (strcmp(argv[i], "--streams") == 0) g_streams = atoi(argv[i + 1]);
         else if (strcmp(argv[i], "--backend") == 0) backend_name = argv[i + 1];
-        else if (strcmp(argv[i], "--sampling") == 0)
+        else if (strcmp(argv[i], "--routing") == 0 && strcmp(argv[i + 1], "on") == 0) {
+            g_routing = true;
+            g_graphs = 0;
+            gptoss_plan_observer = route_observe;
+        } else if (strcmp(argv[i], "--sampling") == 0)
             g_sampling = strcmp(argv[i + 1], "host") == 0 ? gptoss_sampling_host : gptoss_sampling_kernels;
         else {
             fprintf(stderr, "test_batch: unknown option %s\n", argv[i]);
