@@ -496,18 +496,21 @@ static void test_nan_logits(gptoss_backend_t backend) {
  * draw, up to each sequence's first different token) and bounded by 1e-3 at every draw, the
  * scale of f32 summation-order differences through the layers (~1e-6 per rounding, grown by
  * the residual stream and the unembedding) and far below a wrong row, whose error is O(1).
- * Known to fail at random on the random 20b weights (H100, 2026-12-06: seeds 12, 13 and
- * 1796557636 fail, 11 and 14 pass, on two builds alike): one draw of one sequence moves by
- * 4e-2 .. 0.35 while that sequence alone matches the CPU backend's exact logits within 1e-5.
- * The suspected cause, a near tie in the router moved by the drift, is not confirmed
- * (docs/TEAM_NOTES.md says how); until it is, the bound stays. */
+ * On the random 20b weights that bound fails at random (H100, 2026-12-06: seeds 12, 13 and
+ * 1796557636 fail, 11, 14 and 32584 pass): one draw moves by 4e-2 .. 0.35. --routing on
+ * showed why (seeds 12 and 13): a router near tie (margin 1.4e-5, 6.2e-5) moved by the drift,
+ * so that row took another expert and from there another path through the layers. With
+ * --routing on (the GPU script's 20b run) the draws such a choice reached are exempt from
+ * the bound and counted, and route_report checks that every choice that differs is a near
+ * tie the drift explains, with the drift itself within 1e-3; without it every draw is
+ * bounded. The cure is batch invariance on CUDA (README). */
 static bool g_cpu_bitwise; /* the last test_cuda run was bitwise equal to the sequences alone */
 static bool g_routing;     /* --routing: record and compare the expert choices */
 
 /* Prints each sequence's distance to its reference (and each draw's where a draw is beyond
  * 1e-3); returns the largest, and counts the draws compared and those within `close`. */
 static double spread(const struct track* ref, const struct track* got, const char* what, double close,
-                     int* draws, int* within) {
+                     bool (*exempt)[NDRAW], int* draws, int* within, int* exempt_beyond) {
     double worst = 0;
     for (int k = 0; k < NTRACK; k++) {
         int d = 0;
@@ -527,6 +530,7 @@ static double spread(const struct track* ref, const struct track* got, const cha
             rel_draw[j] = dj / aj;
             *draws += 1;
             *within += rel_draw[j] <= close;
+            *exempt_beyond += !(rel_draw[j] <= close) && exempt != NULL && exempt[k][j];
         }
         const double rel = maxdiff / maxabs;
         const bool all = ref[k].tokens[d] == got[k].tokens[d];
@@ -536,8 +540,8 @@ static double spread(const struct track* ref, const struct track* got, const cha
                (size_t) (d + 1) * g_vocab, rel, at / g_vocab, at % g_vocab, (double) ref[k].logits[at],
                (double) got[k].logits[at]);
         if (!(rel <= 1e-3)) {
-            printf("    per draw:");
-            for (int j = 0; j <= d; j++) printf(" %.1e", rel_draw[j]);
+            printf("    per draw (* reached by a different expert choice):");
+            for (int j = 0; j <= d; j++) printf(" %.1e%s", rel_draw[j], exempt != NULL && exempt[k][j] ? "*" : "");
             printf("\n");
         }
         if (!(rel <= worst)) worst = rel;
@@ -546,21 +550,33 @@ static double spread(const struct track* ref, const struct track* got, const cha
 }
 
 /* ---- --routing: the router's expert choices of every row, alone vs among others ---------
- * A diagnostic, not a check: the plan's observer (plan.h) copies each step's token ids and
- * positions (at the embeddings call) and each layer's expert ids and router logits (after
- * its top-k) to the host. A tracked sequence's rows are found by (position, token id) in
- * each run; for each row and layer the two runs' sets of experts are compared, and the
- * router's margin (k-th largest logit minus the (k+1)-th, alone) printed where they differ,
- * so a draw beyond the bound can be laid beside the expert choices that changed before it. */
+ * The plan's observer (plan.h) copies each step's token ids and positions (at the embeddings
+ * call) and each layer's expert ids and router logits (after its top-k) to the host. A
+ * tracked sequence's rows are found by (position, token id) in each run (H100, 2026-12-06:
+ * the failures of the every-draw bound on random 20b weights are exactly the draws after a
+ * router near tie flipped: margins 1.4e-5 and 6.2e-5 alone, the rest of the row's layers
+ * then routed differently too). route_report then checks, for each tracked sequence, up to
+ * its first different token:
+ *   - a (row, layer) that no different choice can have reached (none at an earlier or the
+ *     same position in an earlier layer: a row's router reads the earlier rows only through
+ *     the attention's K/V, made from their previous layers) has router logits within 1e-3
+ *     of their largest magnitude of those alone: the drift's scale, as for the logits
+ *     (spread); a wrong row would be O(1). Where its choice differs, that drift moved a near
+ *     tie, which is printed with its margin;
+ *   - the draws a different choice can have reached (its own row, or a later one where the
+ *     choice was before the last layer) are exempt from spread's 1e-3 bound and counted:
+ *     from a flipped expert on, a row's path through the layers is another one. */
 #define ROUTE_MAX_LAYERS 64
 #define ROUTE_MAX_K 8
 struct route_row {
-    uint32_t token, position, layers; /* layers observed (the last layer only for rows with logits) */
+    uint32_t token, position;
     uint32_t ids[ROUTE_MAX_LAYERS][ROUTE_MAX_K]; /* sorted; UINT32_MAX where not observed */
-    float margin[ROUTE_MAX_LAYERS];
+    float margin[ROUTE_MAX_LAYERS];              /* k-th largest router logit - (k+1)-th; NaN: not observed */
 };
 struct routes {
+    uint32_t L, E;        /* the model's layers and experts */
     struct route_row* rows;
+    float* gates;         /* [cap][L][E]: the rows' router logits */
     size_t n, cap;
     size_t step0, step_n; /* this step's rows: rows[step0 .. step0 + step_n) */
 };
@@ -576,7 +592,8 @@ static void route_observe(void* user, gptoss_backend_t backend, const struct gpt
         if (r->n + n > r->cap) {
             r->cap = (r->n + n) * 2;
             r->rows = realloc(r->rows, r->cap * sizeof(*r->rows));
-            if (r->rows == NULL) abort();
+            r->gates = realloc(r->gates, r->cap * r->L * r->E * sizeof(float));
+            if (r->rows == NULL || r->gates == NULL) abort();
         }
         uint32_t* tmp = malloc(2 * (size_t) n * sizeof(uint32_t));
         gptoss_backend_copy(backend, tmp, plan->buffers->batch_tokens, n * sizeof(uint32_t),
@@ -586,12 +603,13 @@ static void route_observe(void* user, gptoss_backend_t backend, const struct gpt
         r->step0 = r->n;
         r->step_n = n;
         for (uint32_t i = 0; i < n; i++) {
-            struct route_row* row = &r->rows[r->n++];
+            struct route_row* row = &r->rows[r->n];
             memset(row->ids, 0xff, sizeof(row->ids));
             for (int l = 0; l < ROUTE_MAX_LAYERS; l++) row->margin[l] = NAN;
+            for (size_t j = 0; j < (size_t) r->L * r->E; j++) r->gates[r->n * r->L * r->E + j] = NAN;
             row->token = tmp[i];
             row->position = tmp[n + i];
-            row->layers = 0;
+            r->n++;
         }
         free(tmp);
         return;
@@ -609,13 +627,14 @@ static void route_observe(void* user, gptoss_backend_t backend, const struct gpt
         return;
     }
     const uint32_t l = c->layer;
-    if (l >= ROUTE_MAX_LAYERS || K > ROUTE_MAX_K || K >= E || R > r->step_n) abort();
+    if (l >= r->L || E != r->E || K > ROUTE_MAX_K || K >= E || R > r->step_n) abort();
     uint32_t* ids = malloc((size_t) R * K * sizeof(uint32_t));
     float* gate = malloc((size_t) R * E * sizeof(float));
     gptoss_backend_copy(backend, ids, ids_dev, (size_t) R * K * sizeof(uint32_t), gptoss_copy_backend_to_host);
     gptoss_backend_copy(backend, gate, gate_dev, (size_t) R * E * sizeof(float), gptoss_copy_backend_to_host);
     for (uint32_t i = 0; i < R; i++) {
-        struct route_row* row = &r->rows[r->step0 + (r->step_n - R) + i]; /* the last R rows continue */
+        const size_t at = r->step0 + (r->step_n - R) + i; /* the last R rows continue */
+        struct route_row* row = &r->rows[at];
         uint32_t* d = row->ids[l];
         for (uint32_t j = 0; j < K; j++) { /* sorted, for comparing sets */
             uint32_t v = ids[(size_t) i * K + j], q = j;
@@ -626,76 +645,139 @@ static void route_observe(void* user, gptoss_backend_t backend, const struct gpt
         for (uint32_t j = 0; j <= K; j++) top[j] = -INFINITY;
         for (uint32_t e = 0; e < E; e++) {
             const float v = gate[(size_t) i * E + e];
+            r->gates[(at * r->L + l) * E + e] = v;
             if (!(v > top[K])) continue;
             uint32_t q = K;
             for (; q > 0 && top[q - 1] < v; q--) top[q] = top[q - 1];
             top[q] = v;
         }
         row->margin[l] = top[K - 1] - top[K];
-        row->layers = l + 1 > row->layers ? l + 1 : row->layers;
     }
     free(ids);
     free(gate);
 }
 
-/* Row of tracked sequence k at position p in a run whose draws were `drawn` (NULL: none). */
-static const struct route_row* route_find(const struct routes* r, const struct track* t, const struct track* drawn,
-                                          uint32_t p, int* count) {
+/* Index of the row of tracked sequence t at position p in a run whose draws were `drawn`;
+ * SIZE_MAX if none. *count: how many rows match (more than 1: ambiguous). */
+static size_t route_find(const struct routes* r, const struct track* t, const struct track* drawn, uint32_t p,
+                         int* count) {
     const uint32_t tok = p < t->n_prompt ? t->prompt[p] : drawn->tokens[p - t->n_prompt];
-    const struct route_row* found = NULL;
+    size_t found = SIZE_MAX;
     *count = 0;
     for (size_t i = 0; i < r->n; i++) {
         if (r->rows[i].position != p || r->rows[i].token != tok) continue;
-        if (found == NULL) found = &r->rows[i];
+        if (found == SIZE_MAX) found = i;
         *count += 1;
     }
     return found;
 }
 
-/* Prints, per tracked sequence, the (position, layer) pairs whose experts differ between
- * the run alone and among others (up to the last draw whose tokens agree), and the
- * smallest router margin seen alone. */
-static void route_report(const struct routes* alone, const struct routes* crowd, const struct track* t,
-                         const struct track* ref, const struct track* got, uint32_t layers, uint32_t K) {
-    float least = INFINITY;
-    for (size_t i = 0; i < alone->n; i++) {
-        for (uint32_t l = 0; l < layers && l < ROUTE_MAX_LAYERS; l++) {
-            if (alone->rows[i].margin[l] < least) least = alone->rows[i].margin[l];
-        }
-    }
-    printf("  routing (--routing): %zu rows alone, %zu among others; smallest router margin alone %.3e\n", alone->n,
-           crowd->n, (double) least);
+/* The checks above; marks in reached[k][j] the draws a different expert choice can have
+ * reached; returns the problems found (rows not found or ambiguous, router logits beyond the
+ * drift bound). */
+static int route_report(const struct routes* alone, const struct routes* crowd, const struct track* t,
+                         const struct track* ref, const struct track* got, uint32_t K, bool (*reached)[NDRAW]) {
+    const uint32_t L = alone->L, E = alone->E;
+    int problems = 0;
+    printf("  routing (--routing): %zu rows alone, %zu among others\n", alone->n, crowd->n);
     for (int k = 0; k < NTRACK; k++) {
         int d = 0;
         while (d + 1 < NDRAW && ref[k].tokens[d] == got[k].tokens[d]) d++;
-        const uint32_t last = (uint32_t) t[k].n_prompt + (uint32_t) d; /* rows up to the one that gave draw d */
-        int flips = 0, missing = 0, ambiguous = 0;
+        const uint32_t first = (uint32_t) t[k].n_prompt - 1;  /* the row of draw 0 */
+        const uint32_t last = first + (uint32_t) d + 1;       /* rows 0 .. last - 1 */
+        uint32_t earliest_layer = UINT32_MAX;                 /* of a flip at a row so far */
+        int flips = 0, missing = 0, ambiguous = 0, clean = 0, drifted = 0, unexplained = 0;
+        double worst_drift = 0;
         for (uint32_t p = 0; p < last; p++) {
             int ca = 0, cc = 0;
-            const struct route_row* a = route_find(alone, &t[k], &ref[k], p, &ca);
-            const struct route_row* b = route_find(crowd, &t[k], &got[k], p, &cc);
-            if (a == NULL || b == NULL) {
+            const size_t ia = route_find(alone, &t[k], &ref[k], p, &ca);
+            const size_t ib = route_find(crowd, &t[k], &got[k], p, &cc);
+            if (ia == SIZE_MAX || ib == SIZE_MAX) {
                 missing++;
                 continue;
             }
             ambiguous += ca > 1 || cc > 1;
-            for (uint32_t l = 0; l < layers && l < ROUTE_MAX_LAYERS; l++) {
-                if (memcmp(a->ids[l], b->ids[l], K * sizeof(uint32_t)) == 0) continue;
-                flips++;
-                const uint32_t first = (uint32_t) t[k].n_prompt - 1; /* the row of draw 0 */
-                printf("    sequence %d, position %u (%s %u), layer %u: experts", k, p,
-                       p < first ? "prompt row" : "row of draw", p < first ? p : p - first, l);
-                for (uint32_t j = 0; j < K; j++) printf(" %u", a->ids[l][j]);
-                printf(" alone,");
-                for (uint32_t j = 0; j < K; j++) printf(" %u", b->ids[l][j]);
-                printf(" among others; margin %.3e alone, %.3e among others\n", (double) a->margin[l],
-                       (double) b->margin[l]);
+            const struct route_row *a = &alone->rows[ia], *b = &crowd->rows[ib];
+            uint32_t row_earliest = UINT32_MAX;
+            for (uint32_t l = 0; l < L; l++) {
+                if (a->margin[l] != a->margin[l]) continue; /* not observed (the last layer of a row without logits) */
+                const bool flip = memcmp(a->ids[l], b->ids[l], K * sizeof(uint32_t)) != 0;
+                /* no different choice reached this (row, layer): none in an earlier row at an
+                 * earlier layer, none in this row at an earlier layer */
+                if (l <= earliest_layer && l <= row_earliest) {
+                    const float* ga = alone->gates + (ia * L + l) * E;
+                    const float* gb = crowd->gates + (ib * L + l) * E;
+                    double dmax = 0, amax = 0;
+                    for (uint32_t e = 0; e < E; e++) {
+                        const double diff = fabs((double) ga[e] - (double) gb[e]);
+                        if (!(diff <= dmax)) dmax = diff;
+                        if (fabs((double) ga[e]) > amax) amax = fabs((double) ga[e]);
+                    }
+                    const double rel = dmax / amax;
+                    clean++;
+                    if (!(rel <= worst_drift)) worst_drift = rel;
+                    if (!(rel <= 1e-3)) drifted++;
+                    if (flip) {
+                        /* experts x in, y out alone and the reverse among others: x's logit minus
+                         * y's fell by at least the margin, so the margin is at most 2 dmax, or the
+                         * choice did not follow the logits */
+                        const bool explained = (double) a->margin[l] <= 2.0 * dmax * (1.0 + 1e-6);
+                        unexplained += !explained;
+                        printf("    sequence %d, position %u (%s %u), layer %u: %s (margin %.3e alone, router "
+                               "logits moved by %.3e, within %.2e of their largest, %.3e)\n", k, p,
+                               p < first ? "prompt row" : "row of draw", p < first ? p : p - first, l,
+                               explained ? "a near tie moved" : "a choice the logits do not explain",
+                               (double) a->margin[l], dmax, rel, amax);
+                    }
+                }
+                if (flip) {
+                    flips++;
+                    if (l < row_earliest) row_earliest = l;
+                }
             }
+            /* the draws this row's flips reach: its own, and later rows' where a flip was
+             * before the last layer */
+            if (row_earliest != UINT32_MAX) {
+                for (int j = 0; j <= d; j++) {
+                    const uint32_t pj = first + (uint32_t) j;
+                    if (pj == p || (pj > p && row_earliest + 1 < L)) reached[k][j] = true;
+                }
+            }
+            if (row_earliest < earliest_layer) earliest_layer = row_earliest;
         }
-        printf("    sequence %d: %d (row, layer) pairs route differently over positions 0..%u%s%s\n", k, flips,
-               last - 1, missing ? " (some rows not found)" : "", ambiguous ? " (some rows ambiguous)" : "");
-        CHECK(missing == 0, "routing: sequence %d: %d rows not found", k, missing);
+        printf("    sequence %d: %d (row, layer) pairs route differently over positions 0..%u; %d not reached by "
+               "them, router logits within %.2e%s%s\n", k, flips, last - 1, clean, worst_drift,
+               missing ? " (some rows not found)" : "", ambiguous ? " (some rows ambiguous)" : "");
+        if (missing + ambiguous + drifted + unexplained > 0) {
+            printf("    sequence %d: %d rows not found, %d matched more than one row, %d (row, layer) router logits "
+                   "beyond 1e-3 (max %.3e) where no different choice reached, %d choices the logits do not "
+                   "explain\n", k, missing, ambiguous, drifted, worst_drift, unexplained);
+        }
+        problems += missing + ambiguous + drifted + unexplained;
     }
+    return problems;
+}
+
+/* Self-test of route_report: one router logit of the crowd's row at position 3 of the
+ * first tracked sequence moved far (layer 0) and one expert id changed (layer 1) must be
+ * reported, and every draw of that sequence marked as reached. */
+static void route_self_test(struct routes* alone, struct routes* crowd, const struct track* t,
+                            const struct track* ref, const struct track* got, uint32_t K) {
+    int ca = 0, cc = 0;
+    const size_t ia = route_find(alone, &t[0], &ref[0], 3, &ca), ib = route_find(crowd, &t[0], &got[0], 3, &cc);
+    CHECK(ia != SIZE_MAX && ib != SIZE_MAX && crowd->L >= 3, "routing self-test: row 3 of sequence 0 found");
+    if (ia == SIZE_MAX || ib == SIZE_MAX || crowd->L < 3) return;
+    float* g = &crowd->gates[(ib * crowd->L + 0) * crowd->E];
+    g[0] += 1.0f + 10.0f * fabsf(g[0]);
+    crowd->rows[ib].ids[1][0] ^= 1u;
+    bool reached[NTRACK][NDRAW];
+    memset(reached, 0, sizeof(reached));
+    printf("  routing self-test (a router logit moved and an expert id changed at row 3 of sequence 0):\n");
+    const int problems = route_report(alone, crowd, t, ref, got, K, reached);
+    bool all = true;
+    for (int j = 0; j < NDRAW; j++) all = all && reached[0][j];
+    CHECK(problems >= 2 && all, "routing self-test: %d problems (want 2: the moved logit, the unexplained choice), "
+          "every draw of sequence 0 reached: %s", problems, all ? "yes" : "no");
 }
 
 static void test_cuda(gptoss_model_t m, const char* name) {
@@ -718,6 +800,8 @@ static void test_cuda(gptoss_model_t m, const char* name) {
     alloc_tracks(b2);
     printf("%s, %d sequences at once:\n", name, g_streams);
     struct routes routes_alone = {0}, routes_crowd = {0};
+    routes_alone.L = routes_crowd.L = m->config.num_blocks;
+    routes_alone.E = routes_crowd.E = m->config.num_experts;
     if (g_routing) g_route_rec = &routes_alone;
     run_alone(m, NULL, 512, t, ref);
     const uint64_t crowd_seed = rng_next();
@@ -732,18 +816,26 @@ static void test_cuda(gptoss_model_t m, const char* name) {
     g_route_rec = NULL;
     compare(a, b2, "  among others, twice with the same crowd (determinism)");
     const bool bitwise = same_draws(ref, a, "  alone vs among others (batch invariance)");
-    int draws = 0, within = 0;
-    const double worst = spread(ref, a, "alone vs among others", 1e-3, &draws, &within);
-    printf("  batch invariance: %s (max |diff| / max |logit| %.3e; %d of %d draws within 1e-3)\n",
-           bitwise ? "bitwise" : "NOT bitwise", worst, within, draws);
-    g_cpu_bitwise = bitwise;
+    bool reached[NTRACK][NDRAW];
+    memset(reached, 0, sizeof(reached));
     if (g_routing) {
-        route_report(&routes_alone, &routes_crowd, t, ref, a, m->config.num_blocks, m->config.num_active_experts);
+        const uint32_t K = m->config.num_active_experts;
+        CHECK(route_report(&routes_alone, &routes_crowd, t, ref, a, K, reached) == 0, "routing: the checks above");
+        route_self_test(&routes_alone, &routes_crowd, t, ref, a, K);
     }
     free(routes_alone.rows);
+    free(routes_alone.gates);
     free(routes_crowd.rows);
-    CHECK(within == draws, "alone vs among others: %d of %d draws beyond 1e-3 (max %.3e)", draws - within, draws,
-          worst);
+    free(routes_crowd.gates);
+    int draws = 0, within = 0, exempt = 0;
+    const double worst =
+        spread(ref, a, "alone vs among others", 1e-3, g_routing ? reached : NULL, &draws, &within, &exempt);
+    printf("  batch invariance: %s (max |diff| / max |logit| %.3e; %d of %d draws within 1e-3, %d beyond it "
+           "reached by a different expert choice)\n",
+           bitwise ? "bitwise" : "NOT bitwise", worst, within, draws, exempt);
+    g_cpu_bitwise = bitwise;
+    CHECK(within + exempt == draws, "alone vs among others: %d of %d draws beyond 1e-3 (max %.3e)%s",
+          draws - within - exempt, draws, worst, g_routing ? " that no different expert choice reached" : "");
     for (int k = 0; k < NTRACK; k++) gptoss_sampler_release(t[k].sampler);
     free_tracks(ref);
     free_tracks(a);
