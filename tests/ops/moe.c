@@ -37,6 +37,16 @@ static const struct tc_case swiglu_cases[] = {
      .flags = TC_BENCH_CUDA | TC_BENCH_ONLY},
     {"moe_swiglu_tiny_scales_2of3_cols2880", .t = 2, .c = 2880, .r = 130, .e = 3, .k = 2, .f = 7.0f,
      .flags = TC_TINY_SCALES},
+    /* a decode step of 16 streams of 20b (CUDA: the expert-grouped kernel, ~2 pairs an
+     * expert), and of 8 streams with one expert id past the experts (TC_FAULT: refused by the
+     * call where the host sees the ids, NaN in that pair's outputs and the error at the
+     * synchronize on CUDA; the other tokens checked) */
+    {"moe_swiglu_20b_batch16_4of32_2880", .t = 16, .c = 2880, .r = 2880, .e = 32, .k = 4, .f = 7.0f, .check = 6,
+     .flags = TC_BENCH},
+    {"moe_swiglu_fault_expert_id_8tok_4of32_cols64", .t = 8, .c = 64, .r = 40, .e = 32, .k = 4, .f = 7.0f,
+     .flags = TC_FAULT | TC_QUICK},
+    {"moe_swiglu_fault_expert_id_3tok_4of32_cols64", .t = 3, .c = 64, .r = 40, .e = 32, .k = 4, .f = 7.0f,
+     .flags = TC_FAULT | TC_QUICK},
 };
 
 static const struct tc_case down_cases[] = {
@@ -50,6 +60,10 @@ static const struct tc_case down_cases[] = {
      .flags = TC_BENCH},
     {"moe_matmul_20b_prefill128_4of32_2880", .t = 128, .c = 2880, .r = 2880, .e = 32, .k = 4, .check = 8,
      .flags = TC_BENCH | TC_BENCH_ONLY},
+    {"moe_matmul_20b_batch16_4of32_2880", .t = 16, .c = 2880, .r = 2880, .e = 32, .k = 4, .check = 6,
+     .flags = TC_BENCH},
+    {"moe_matmul_fault_expert_id_8tok_4of32_cols64", .t = 8, .c = 64, .r = 41, .e = 32, .k = 4,
+     .flags = TC_FAULT | TC_QUICK},
 };
 
 static const struct tc_case dense_swiglu_cases[] = {
@@ -177,6 +191,9 @@ static bool is_dense(const struct tc_problem* p) {
 
 static size_t align_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
 
+/* The token whose slot 0 a TC_FAULT case routes past the experts. */
+static uint32_t fault_token(const struct tc_case* c) { return c->t / 2; }
+
 /* MXFP4 experts: per expert blocks u8[rows][cols/32][16] (random bytes), scales
  * u8[rows][cols/32] stored +14-biased in 137..142 (raw 2^-4 .. 2^1), bias bf16[rows]
  * ~U[-1,1], interleaved with one byte stride as in the model file. tiny_scales: stored
@@ -226,6 +243,38 @@ static void make(struct tc_problem* p, struct tc_rng* rng) {
         tc_make_offsets(rng, c->t, c->e, c->k, offsets);
     } else {
         tc_make_routing(rng, c->t, c->e, c->k, ids, NULL);
+        if (c->flags & TC_FAULT) ids[(size_t) fault_token(c) * c->k] = c->e + 5; /* slot 0 of that token */
+    }
+}
+
+/* TC_FAULT: the status, the message naming the bad id, and (reported by the synchronize:
+ * the call ran) NaN in every output of the bad pair (token fault_token, slot 0); the other
+ * tokens were compared with the reference. */
+static void verify(struct tc_problem* p, const struct tc_expect* ex, void* const outs[], struct tc_result* res) {
+    (void) ex;
+    const struct tc_case* c = p->c;
+    if (!(c->flags & TC_FAULT)) return;
+    if (p->fault.status != gptoss_status_invalid_argument) {
+        tc_failf(res, "an expert id past the experts gave %s (%s), not invalid_argument",
+                 gptoss_status_to_string((enum gptoss_status) p->fault.status), p->fault.message);
+        return;
+    }
+    char host[64];
+    snprintf(host, sizeof host, "expert_ids[%u]", fault_token(c) * c->k);
+    const char* want = p->fault.at_sync ? "an expert id >= num_experts" : host;
+    if (strstr(p->fault.message, want) == NULL) {
+        tc_failf(res, "the %s message does not name the fault (\"%s\"): %s",
+                 p->fault.at_sync ? "synchronize" : "call's", want, p->fault.message);
+        return;
+    }
+    if (!p->fault.at_sync) return; /* refused by the call: the harness checked nothing was written */
+    const float* out = outs[3];
+    const size_t start = (size_t) fault_token(c) * c->r; /* pair 0 T + fault_token */
+    for (size_t j = start; j < start + c->r; j++) {
+        if (!isnan(out[j])) {
+            tc_failf(res, "the bad pair's output[%zu] = %.9g, not NaN", j, out[j]);
+            return;
+        }
     }
 }
 
@@ -315,6 +364,7 @@ static void expect(const struct tc_problem* p, struct tc_expect* ex) {
     tc_pick_tokens(ex, dense ? T * k : T, c->check, p->seed);
     for (uint32_t i = 0; i < ex->ntokens; i++) {
         const uint32_t t = ex->tokens[i];
+        if ((c->flags & TC_FAULT) && t == fault_token(c)) continue; /* verify judges it */
         if (dense) {
             /* row t of the expert-grouped input: a one-row problem for its expert */
             const uint32_t* offsets = p->b[0].host;
@@ -413,6 +463,7 @@ const struct tc_op tc_op_f32_mf4w_moe_matmul_swiglu = {
     .make = make,
     .args = args_swiglu,
     .expect = expect,
+    .verify = verify,
     .bytes = bytes_up,
     .flops = flops_up,
     .shape = shape,
@@ -423,6 +474,7 @@ const struct tc_op tc_op_f32_mf4w_moe_matmul = {
     .make = make,
     .args = args_down,
     .expect = expect,
+    .verify = verify,
     .bytes = bytes_down,
     .flops = flops_down,
     .shape = shape,
