@@ -86,6 +86,7 @@ san="sdpa_tc_prefill_37tok,sdpa_tc_prefill_45tok,sdpa_tc_prefill_140tok,sdpa_var
 san="$san,sdpa_varlen_mixed_prefill_decode_bs16,sdpa_varlen_fault_none_entry_10,sdpa_varlen_rows_of_12000"
 san="$san,moe_dense_swiglu_16row_tiles,moe_dense_matmul_16row_tiles,moe_dense_swiglu_32row_tiles,moe_dense_matmul_32row_tiles,moe_dense_swiglu_tiny_scales_2of3_cols64"
 san="$san,moe_dense_swiglu_64row_tiles_odd_blocks,moe_dense_matmul_64row_tiles_odd_blocks,matmul_tc_ring_bn128"
+san="$san,moe_swiglu_3of7_19tok,moe_matmul_3of7_19tok,moe_swiglu_fault_expert_id,moe_matmul_fault_expert_id"
 timeout 120 compute-sanitizer --tool racecheck --error-exitcode 99 --print-limit 5 \
     .gpu/b/tests/harness --backend cuda --filter "$san" >"$LOG/racecheck.log" 2>&1
 echo "racecheck rc=$? (0 = clean) $(grep -E '^[0-9]+ passed|RACECHECK SUMMARY' "$LOG/racecheck.log" | tr '\n' ' ') ($(el))"
@@ -103,14 +104,16 @@ ab() {
     echo "($(el))"
 }
 echo "== 4. A/B: the kernel benchmark rows each patch targets (one round)"
-ab 150 "GPU_AB_BENCH=sdpa_varlen_20b_prefill512_after32256_full sdpa_varlen_20b_decode_1seq_32768_full
+ab 150 "GPU_AB_BENCH=moe_swiglu_20b_batch16 moe_matmul_20b_batch16 moe_swiglu_20b_batch4 moe_swiglu_20b_prefill64
+    moe_matmul_20b_prefill64 moe_swiglu_20b_decode_4of32 moe_matmul_20b_decode_4of32
+    sdpa_varlen_20b_prefill512_after32256_full sdpa_varlen_20b_decode_1seq_32768_full
     sdpa_varlen_20b_decode_1seq_4096 moe_dense_swiglu_20b_decode_x64 moe_dense_matmul_20b_decode_x64
     moe_dense_swiglu_120b_prefill512_4of128_2880 moe_dense_matmul_120b_prefill512_4of128_2880
     moe_dense_swiglu_20b_prefill512_4of32_2880 moe_dense_matmul_20b_prefill512_4of32_2880
     dense_qkv_20b_prefill512 dense_attn_out_20b_prefill512 dense_qkv_20b_decode dense_attn_out_20b_decode
     qkv_20b_decode_pos4096"
-echo "== 5. A/B: 20b decode at 1 and 64 streams, 20b pp512 and pp2048, tg64 after 32,768 tokens (one round)"
-ab 100 "GPU_AB_ENGINE=-p 16 -n 128 -r 1;--parallel 64 -p 128 -n 64 -r 1;-p 512 -n 0 -r 1;-p 2048 -n 0 -r 1 -b 2048;-d 32768 -p 16 -n 64 -r 1"
+echo "== 5. A/B: 20b decode at 1, 4, 16 and 64 streams, 20b pp512 and pp2048, tg64 after 32,768 tokens (one round)"
+ab 100 "GPU_AB_ENGINE=-p 16 -n 128 -r 1;--parallel 4 -p 128 -n 64 -r 1;--parallel 16 -p 128 -n 64 -r 1;--parallel 64 -p 128 -n 64 -r 1;-p 512 -n 0 -r 1;-p 2048 -n 0 -r 1 -b 2048;-d 32768 -p 16 -n 64 -r 1"
 echo "== 5b. A/B: 120b pp512 (one round)"
 ab 120 "GPU_AB_ENGINE=-p 512 -n 0 -r 1" GPU_AB_MODEL=120b
 
