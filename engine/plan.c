@@ -195,7 +195,6 @@ static enum gptoss_status fail_call(const struct gptoss_plan_call* c, enum gptos
 }
 
 gptoss_plan_observer_fn gptoss_plan_observer;
-void* gptoss_plan_observer_user;
 
 static enum gptoss_status run_calls(const struct gptoss_plan* plan, gptoss_backend_t backend,
                                     struct gptoss_profile* prof, gptoss_plan_observer_fn observer) {
@@ -203,7 +202,7 @@ static enum gptoss_status run_calls(const struct gptoss_plan* plan, gptoss_backe
         const struct gptoss_plan_call* c = &plan->calls[i];
         const enum gptoss_status st = gptoss_plan_call(backend, prof, c->kernel, &c->args);
         if (st != gptoss_status_success) return fail_call(c, st);
-        if (__builtin_expect(observer != NULL, 0)) observer(gptoss_plan_observer_user, backend, plan, c);
+        if (__builtin_expect(observer != NULL, 0)) observer(backend, plan, c);
     }
     return gptoss_status_success;
 }

@@ -120,10 +120,9 @@ enum gptoss_status gptoss_plan_run(const struct gptoss_plan* plan, gptoss_backen
  * it may synchronise the backend and copy the plan's buffers to the host (test_batch
  * records the router's expert choices this way). Never while recording a graph, and a
  * replayed graph calls nothing: an observing test makes its batches with params.graphs 0. */
-typedef void (*gptoss_plan_observer_fn)(void* user, gptoss_backend_t backend, const struct gptoss_plan* plan,
+typedef void (*gptoss_plan_observer_fn)(gptoss_backend_t backend, const struct gptoss_plan* plan,
                                         const struct gptoss_plan_call* call);
 extern gptoss_plan_observer_fn gptoss_plan_observer;
-extern void* gptoss_plan_observer_user;
 
 /* Records the plan's calls into graph (begin, the calls, end); graph keeps its previous
  * recording on failure. */

@@ -582,9 +582,7 @@ struct routes {
 };
 static struct routes* g_route_rec; /* where the observer records; NULL: nowhere */
 
-static void route_observe(void* user, gptoss_backend_t backend, const struct gptoss_plan* plan,
-                          const struct gptoss_plan_call* c) {
-    (void) user;
+static void route_observe(gptoss_backend_t backend, const struct gptoss_plan* plan, const struct gptoss_plan_call* c) {
     struct routes* r = g_route_rec;
     if (r == NULL) return;
     const uint32_t n = plan->n;
