@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 import gpt_oss_kernels as g
-from testops import BENCH_ONLY, CALLS, CASES, KERNELS, QUICK, SEED_README, Problem, run
+from testops import BENCH_ONLY, CALLS, CASES, FAULT, KERNELS, QUICK, SEED_README, Problem, run
 
 SEED = int(os.environ.get("GPTOSS_TEST_SEED", "1234"), 0)
 
 # The seed README's SDPA example has its own test (test_seed_examples.py).
-PY_CASES = [c for c in CASES if c.flags & QUICK and not c.flags & (SEED_README | BENCH_ONLY)]
+PY_CASES = [c for c in CASES if c.flags & QUICK and not c.flags & (SEED_README | BENCH_ONLY | FAULT)]
 BY_NAME = {c.name: c for c in CASES}
 
 

@@ -57,6 +57,7 @@ for _name, (_res, _args) in _sig.items():
 QUICK = 1 << 0
 SEED_README = 1 << 6
 BENCH_ONLY = 1 << 9
+FAULT = 1 << 12  # inputs the kernel must refuse: judged by the harness's verify, not here
 
 IN, OUT, INOUT = 0, 1, 2
 _DTYPES = [np.float32, np.uint32, np.uint16, np.uint8]  # enum tc_elem: f32, u32, bf16, u8
