@@ -55,7 +55,7 @@ static void random_ids(uint32_t* v, size_t n) {
 }
 
 static int g_sampling = gptoss_sampling_auto; /* of the batches made */
-static int g_graphs = 1;                      /* of the batches made (--routing: 0, to observe every call) */
+static bool g_routing; /* --routing: record and compare the expert choices (batches without graphs) */
 
 static gptoss_batch_t make_batch(gptoss_model_t m, gptoss_backend_t backend, size_t max_batch_tokens,
                                  uint32_t max_sequences) {
@@ -63,7 +63,7 @@ static gptoss_batch_t make_batch(gptoss_model_t m, gptoss_backend_t backend, siz
     gptoss_context_params_init(&p);
     p.backend = backend;
     p.sampling = g_sampling;
-    p.graphs = g_graphs;
+    p.graphs = !g_routing; /* a replayed graph calls no observer */
     p.context_length = 256;
     p.max_batch_tokens = max_batch_tokens;
     p.max_sequences = max_sequences;
@@ -505,10 +505,10 @@ static void test_nan_logits(gptoss_backend_t backend) {
  * tie the drift explains, with the drift itself within 1e-3; without it every draw is
  * bounded. The cure is batch invariance on CUDA (README). */
 static bool g_cpu_bitwise; /* the last test_cuda run was bitwise equal to the sequences alone */
-static bool g_routing;     /* --routing: record and compare the expert choices */
 
 /* Prints each sequence's distance to its reference (and each draw's where a draw is beyond
- * 1e-3); returns the largest, and counts the draws compared and those within `close`. */
+ * 1e-3); returns the largest, and counts the draws compared, those within `close`, and those
+ * beyond it that `exempt` (NULL: none) marks. */
 static double spread(const struct track* ref, const struct track* got, const char* what, double close,
                      bool (*exempt)[NDRAW], int* draws, int* within, int* exempt_beyond) {
     double worst = 0;
@@ -904,7 +904,6 @@ static int main_streams(int argc, char** argv) {
         else if (strcmp(argv[i], "--backend") == 0) backend_name = argv[i + 1];
         else if (strcmp(argv[i], "--routing") == 0 && strcmp(argv[i + 1], "on") == 0) {
             g_routing = true;
-            g_graphs = 0;
             gptoss_plan_observer = route_observe;
         } else if (strcmp(argv[i], "--sampling") == 0)
             g_sampling = strcmp(argv[i + 1], "host") == 0 ? gptoss_sampling_host : gptoss_sampling_kernels;
