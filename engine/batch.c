@@ -83,6 +83,9 @@ struct gptoss_batch {
 
     struct gptoss_profile* prof; /* NULL unless params.profile */
     struct gptoss_plan_setup setup;
+    uint32_t kinds[GPTOSS_PLAN_KINDS]; /* the step's rows by kind (lay_out; batch_invariant) */
+    uint32_t* runs;                    /* and its prompt rows' attention runs, [2 num_runs] */
+    uint32_t num_runs;
     struct gptoss_plan plans[NUM_PLANS];
     uint64_t plan_used[NUM_PLANS];
     uint64_t clock;
@@ -161,7 +164,11 @@ static void batch_free(struct gptoss_batch* b) {
     free(b->host_counts);
     gptoss_sampler_scratch_free(&b->scratch);
     free(b->prof);
-    for (int i = 0; i < NUM_PLANS; i++) free(b->plans[i].calls);
+    for (int i = 0; i < NUM_PLANS; i++) {
+        free(b->plans[i].calls);
+        free(b->plans[i].runs);
+    }
+    free(b->runs);
     for (int i = 0; i < NUM_GRAPHS; i++) gptoss_graph_release(b->graphs[i].graph);
     if (b->model != NULL) gptoss_model_release(b->model);
     free(b);
@@ -173,6 +180,7 @@ void gptoss_context_params_init(struct gptoss_context_params* params) {
     memset(params, 0, sizeof(*params));
     params->fused_ops = 1;
     params->graphs = 1;
+    params->batch_invariant = 1;
 }
 
 /* Checks params (NULL = the defaults) against the model and fills in its defaults. */
@@ -185,6 +193,9 @@ static enum gptoss_status resolve_params(const struct gptoss_model* model, const
     }
     if (p->graphs != 0 && p->graphs != 1) {
         return gptoss_fail(gptoss_status_invalid_argument, "graphs %d is not 0 or 1", p->graphs);
+    }
+    if (p->batch_invariant != 0 && p->batch_invariant != 1) {
+        return gptoss_fail(gptoss_status_invalid_argument, "batch_invariant %d is not 0 or 1", p->batch_invariant);
     }
     if (p->profile != 0 && p->profile != 1) {
         return gptoss_fail(gptoss_status_invalid_argument, "profile %d is not 0 or 1", p->profile);
@@ -285,10 +296,14 @@ static enum gptoss_status alloc_host(struct gptoss_batch* b) {
     } else {
         failed |= (b->host_counts = calloc((size_t) b->S * V, sizeof(uint32_t))) == NULL;
     }
+    /* attention runs of prompt rows: at most two per member (batch_invariant, lay_out) */
+    failed |= (b->runs = calloc((size_t) 4 * b->S, sizeof(uint32_t))) == NULL;
     for (int i = 0; i < NUM_PLANS; i++) {
-        b->plans[i].capacity = gptoss_plan_max_calls(b->model->config.num_blocks);
+        b->plans[i].capacity = gptoss_plan_max_calls_runs(b->model->config.num_blocks, 2 * b->S);
         b->plans[i].calls = calloc(b->plans[i].capacity, sizeof(struct gptoss_plan_call));
-        failed |= b->plans[i].calls == NULL;
+        b->plans[i].runs_capacity = 2 * b->S;
+        b->plans[i].runs = calloc((size_t) 4 * b->S, sizeof(uint32_t));
+        failed |= b->plans[i].calls == NULL || b->plans[i].runs == NULL;
     }
     if (b->slots == NULL || b->rows == NULL || b->members == NULL || b->chunk == NULL || b->draws == NULL || failed || (b->params.profile && (b->prof = calloc(1, sizeof(*b->prof))) == NULL)) {
         return gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate the batch's host buffers");
@@ -369,7 +384,8 @@ enum gptoss_status gptoss_batch_create(gptoss_model_t model, const struct gptoss
         batch_free(b);
         return st;
     }
-    b->setup = (struct gptoss_plan_setup){model, &b->buf, b->S, b->table_stride, p.moe_dense_min_rows, p.fused_ops};
+    b->setup = (struct gptoss_plan_setup){model, &b->buf, b->S, b->table_stride, p.moe_dense_min_rows, p.fused_ops,
+                                          gptoss_backend_get_kind(b->backend) != gptoss_backend_kind_cpu};
     if (p.graphs && b->prof == NULL) {
         for (int i = 0; i < NUM_GRAPHS; i++) {
             if (gptoss_graph_create(b->backend, &b->graphs[i].graph) != gptoss_status_success) {
@@ -445,13 +461,16 @@ enum gptoss_status gptoss_batch_sequence_create(struct gptoss_batch* b, size_t m
         return gptoss_fail(gptoss_status_insufficient_resources, "the batch holds its maximum of %u sequences", b->S);
     }
     struct gptoss_sequence* s = calloc(1, sizeof(*s));
-    if (s == NULL || (s->tokens = malloc(max_tokens * sizeof(uint32_t))) == NULL) {
+    if (s == NULL || (s->tokens = malloc(max_tokens * sizeof(uint32_t))) == NULL ||
+        (s->drawn = calloc(max_tokens, 1)) == NULL) {
+        if (s != NULL) free(s->tokens);
         free(s);
         return gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate a sequence of %zu tokens", max_tokens);
     }
     const enum gptoss_status st = gptoss_kv_seq_init(&b->kv, &s->kv, max_tokens, b->B);
     if (st != gptoss_status_success) {
         free(s->tokens);
+        free(s->drawn);
         free(s);
         return st;
     }
@@ -478,6 +497,7 @@ static void sequence_free(struct gptoss_sequence* s) {
     b->num_live--;
     gptoss_sampler_release(s->sampler);
     free(s->tokens);
+    free(s->drawn);
     free(s);
     gptoss_batch_release(b);
     gptoss_error_keep_end();
@@ -501,15 +521,23 @@ enum gptoss_status gptoss_batch_sequence_lookup(struct gptoss_sequence* s) {
 /* The plan of n rows with o rows of logits: a kept one, or one built now in place of the
  * least recently used. */
 static struct gptoss_plan* plan_for(struct gptoss_batch* b, uint32_t n, uint32_t o) {
+    const int by_kind = b->params.batch_invariant;
     int slot = 0;
     for (int i = 0; i < NUM_PLANS; i++) {
-        if (b->plans[i].n == n && b->plans[i].o == o) {
+        const struct gptoss_plan* p = &b->plans[i];
+        if (p->n == n && p->o == o && p->kinds_set == by_kind &&
+            (!by_kind || (memcmp(p->kinds, b->kinds, sizeof(b->kinds)) == 0 && p->num_runs == b->num_runs &&
+                          memcmp(p->runs, b->runs, (size_t) 2 * b->num_runs * sizeof(uint32_t)) == 0))) {
             slot = i;
             goto found;
         }
         if (b->plan_used[i] < b->plan_used[slot]) slot = i;
     }
-    gptoss_plan_build(&b->plans[slot], &b->setup, n, o);
+    if (by_kind) {
+        gptoss_plan_build_kinds(&b->plans[slot], &b->setup, b->kinds, b->runs, b->num_runs);
+    } else {
+        gptoss_plan_build(&b->plans[slot], &b->setup, n, o);
+    }
 found:
     b->plan_used[slot] = ++b->clock;
     return &b->plans[slot];
@@ -540,7 +568,9 @@ static enum gptoss_status upload(struct gptoss_batch* b, uint32_t num_members) {
  * else directly. */
 static enum gptoss_status run_plan(struct gptoss_batch* b, uint32_t n, uint32_t o) {
     struct gptoss_plan* plan = plan_for(b, n, o);
-    if (n != o || b->graphs[0].graph == NULL) return gptoss_plan_run(plan, b->backend, b->prof);
+    /* graphs keyed by n: decode steps only (batch-invariant: every row a drawn token) */
+    const int decode = n == o && (!b->params.batch_invariant || b->kinds[3] == n);
+    if (!decode || b->graphs[0].graph == NULL) return gptoss_plan_run(plan, b->backend, b->prof);
     struct graph_slot* g = NULL;
     for (int i = 0; i < NUM_GRAPHS; i++) {
         if (b->graphs[i].n == n) g = &b->graphs[i];
@@ -733,25 +763,60 @@ static enum gptoss_status choose(struct gptoss_batch* b, uint32_t* num_members, 
     return gptoss_status_success;
 }
 
+/* The kind of row i of member m's chunk (plan.h, GPTOSS_PLAN_KINDS): prompt or drawn token,
+ * without or with logits. */
+static int row_kind(const struct gptoss_sequence* s, size_t first, size_t n, size_t i, int logits) {
+    return (logits && i + 1 == n ? 2 : 0) + (s->drawn[first + i] != 0);
+}
+
 /* The rows of the step in b->rows: the rows without logits first, then one row per member
- * with logits (in member order); logits_row of those members set. */
+ * with logits (in member order); logits_row of those members set. Batch-invariant steps
+ * order the rows by kind (b->kinds: prompt rows, drawn rows without logits, then the same
+ * with logits), each kind in member order. */
 static void lay_out(struct gptoss_batch* b, uint32_t num_members, uint32_t num_rows, uint32_t num_logits) {
     uint32_t* tok = b->rows;
     uint32_t* pos = b->rows + b->B;
     uint32_t* sid = b->rows + 2 * b->B;
-    uint32_t r = 0, j = 0;
+    const int by_kind = b->params.batch_invariant;
+    uint32_t next[GPTOSS_PLAN_KINDS] = {0, 0, 0, 0}; /* the next row of each kind */
+    memset(b->kinds, 0, sizeof(b->kinds));
+    if (by_kind) {
+        for (uint32_t m = 0; m < num_members; m++) {
+            const struct gptoss_sequence* s = b->members[m];
+            const size_t first = s->kv.kv_tokens, n = b->chunk[m];
+            const int logits = wants_output(s) && first + n == s->num_tokens;
+            for (size_t i = 0; i < n; i++) b->kinds[row_kind(s, first, n, i, logits)]++;
+        }
+        for (int k = 1; k < GPTOSS_PLAN_KINDS; k++) next[k] = next[k - 1] + b->kinds[k - 1];
+    } else {
+        next[2] = next[3] = num_rows - num_logits;
+    }
     const uint32_t first_logits = num_rows - num_logits;
+    b->num_runs = 0;
     for (uint32_t m = 0; m < num_members; m++) {
         struct gptoss_sequence* s = b->members[m];
         const size_t first = s->kv.kv_tokens, n = b->chunk[m];
         const int logits = wants_output(s) && first + n == s->num_tokens;
         for (size_t i = 0; i < n; i++) {
-            const uint32_t at = (logits && i + 1 == n) ? first_logits + j : r++;
+            const int k = by_kind ? row_kind(s, first, n, i, logits) : (logits && i + 1 == n ? 2 : 0);
+            const uint32_t at = next[k]++;
+            if (by_kind && (k == 0 || k == 2)) {
+                /* a prompt row: extends the member's run of kind 0 (its rows are consecutive
+                 * positions and consecutive rows), or starts one */
+                uint32_t* last = b->num_runs > 0 ? &b->runs[2 * (b->num_runs - 1)] : NULL;
+                if (k == 0 && i > 0 && last != NULL && last[0] + last[1] == at && row_kind(s, first, n, i - 1, logits) == 0) {
+                    last[1]++;
+                } else {
+                    b->runs[2 * b->num_runs] = at;
+                    b->runs[2 * b->num_runs + 1] = 1;
+                    b->num_runs++;
+                }
+            }
             tok[at] = s->tokens[first + i];
             pos[at] = (uint32_t) (first + i);
             sid[at] = s->slot;
+            if (logits && i + 1 == n) s->logits_row = at - first_logits;
         }
-        if (logits) s->logits_row = j++;
         s->logits_step = 0;
         s->drew = 0;
     }
@@ -835,6 +900,7 @@ static enum gptoss_status draw_all(struct gptoss_batch* b, struct gptoss_sequenc
         if (failed[i]) {
             s->draws_left = 0;
         } else {
+            s->drawn[s->num_tokens] = 1;
             s->tokens[s->num_tokens++] = id; /* pending: computed by the next step */
             s->draws_left--;
             s->drew = 1;
@@ -993,7 +1059,10 @@ enum gptoss_status gptoss_sequence_append_tokens(gptoss_sequence_t s, size_t num
     for (size_t i = 0; i < num_tokens && s->num_tokens + i < s->counted; i++) {
         if (s->tokens[s->num_tokens + i] != tokens[i]) s->counts_stale = 1; /* a counted token replaced */
     }
-    if (num_tokens != 0) memcpy(s->tokens + s->num_tokens, tokens, num_tokens * sizeof(uint32_t));
+    if (num_tokens != 0) {
+        memcpy(s->tokens + s->num_tokens, tokens, num_tokens * sizeof(uint32_t));
+        memset(s->drawn + s->num_tokens, 0, num_tokens);
+    }
     s->num_tokens += num_tokens;
     return gptoss_status_success;
 }

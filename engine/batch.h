@@ -28,6 +28,8 @@ struct gptoss_sequence {
     size_t max_tokens;
     size_t num_tokens;
     uint32_t* tokens;         /* host [max_tokens] */
+    uint8_t* drawn;           /* host [max_tokens]: 1 where the batch drew the token (batch invariance:
+                               * computed in row order one), 0 where it was appended (order many) */
     struct gptoss_kv_seq kv;
     int looked_up;            /* the prefix cache was consulted since the sequence last held nothing */
     /* requests */

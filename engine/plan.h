@@ -51,13 +51,28 @@ struct gptoss_plan_setup {
     uint32_t table_stride;       /* entries per table row */
     uint32_t moe_dense_min_rows; /* rows from which the expert-grouped MoE kernels run */
     int fused_ops;
+    /* plans built by gptoss_plan_build_kinds (batch invariance): the MoE of prompt rows
+     * (row order many) on the expert-grouped kernels (CUDA), or on the per-token ones (the
+     * CPU, where both give the same bits) */
+    int moe_dense_many;
 };
 
 struct gptoss_plan_call {
     enum gptoss_kernel kernel;
+    enum gptoss_row_order order; /* set on the backend before the call (kernels.h) */
+    uint32_t row0;               /* the step's row its rows start at (calls over rows of the step) */
     uint32_t layer;   /* for messages; UINT32_MAX outside the layers */
     const char* what; /* for messages: "qkv", "moe accumulate + next rmsnorm", ... */
     union gptoss_kernel_args args;
+};
+
+/* The rows of a step by kind, in this order (gptoss_plan_build_kinds): prompt rows and
+ * drawn rows without logits, then prompt rows and drawn rows with logits (the last o). */
+enum { GPTOSS_PLAN_KINDS = 4 };
+/* A run of rows computed in one row order. */
+struct gptoss_plan_segment {
+    uint32_t start, len;
+    enum gptoss_row_order order;
 };
 
 struct gptoss_plan {
@@ -65,14 +80,39 @@ struct gptoss_plan {
     uint32_t num_calls, capacity;
     struct gptoss_plan_call* calls;
     const struct gptoss_forward_buffers* buffers; /* what its calls read and write */
+    int kinds_set;                     /* built by gptoss_plan_build_kinds */
+    uint32_t kinds[GPTOSS_PLAN_KINDS]; /* its rows per kind (0 otherwise) */
+    uint32_t num_segments;
+    struct gptoss_plan_segment segments[GPTOSS_PLAN_KINDS]; /* rows 0..n-1, adjacent orders differ */
+    /* the prompt rows' attention runs (gptoss_plan_build_kinds): runs[2 i] first row, runs[2 i
+     * + 1] rows; capacity: runs_capacity runs (allocated by the caller) */
+    uint32_t num_runs, runs_capacity;
+    uint32_t* runs;
 };
 
-/* Calls of the largest plan of a model with num_layers layers (the capacity to allocate). */
+/* Calls of the largest plan of a model with num_layers layers (the capacity to allocate),
+ * with at most max_runs attention runs of prompt rows (gptoss_plan_build_kinds; 0 for
+ * gptoss_plan_build). */
 uint32_t gptoss_plan_max_calls(uint32_t num_layers);
+uint32_t gptoss_plan_max_calls_runs(uint32_t num_layers, uint32_t max_runs);
 /* Builds the plan of n rows (1 <= n <= the buffers' B) of which the last o (<= S, <= n)
  * produce logits (rows 0..o-1 of logits and argmax) into plan (calls allocated by the
  * caller with gptoss_plan_max_calls entries). */
 void gptoss_plan_build(struct gptoss_plan* plan, const struct gptoss_plan_setup* setup, uint32_t n, uint32_t o);
+/* The same for a batch-invariant step (engine.h, batch_invariant): kinds[0..3] rows of
+ * prompt tokens (row order many) and of drawn tokens (row order one) without logits, then
+ * the same two with logits; n = their sum, o = kinds[2] + kinds[3]. Every kernel call whose
+ * sums depend on the row order (kernels.h, gptoss_backend_set_row_order) runs once per run
+ * of rows of one order, in that order; the MoE of a prompt run on the expert-grouped
+ * kernels (setup->moe_dense_many) or the per-token ones, of a drawn run on the per-token
+ * ones, whatever moe_dense_min_rows says; the unembedding of every logits row in row order
+ * one (a prompt's last row as in a call of its own). Attention: the drawn rows of a run in one call
+ * (order one), the prompt rows in one call per attention run: runs[2 i], runs[2 i + 1] =
+ * first row and rows of run i (num_runs of them, at most plan->runs_capacity), rows of one
+ * sequence at consecutive positions that tile the prompt rows (on CUDA order many computes
+ * a row's attention on tensor cores when its call's rows are such a run). */
+void gptoss_plan_build_kinds(struct gptoss_plan* plan, const struct gptoss_plan_setup* setup,
+                             const uint32_t kinds[GPTOSS_PLAN_KINDS], const uint32_t* runs, uint32_t num_runs);
 
 /* ---- the executor -------------------------------------------------------------------- */
 

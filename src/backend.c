@@ -49,6 +49,21 @@ enum gptoss_backend_kind gptoss_backend_get_kind(gptoss_backend_t backend) {
     return backend == NULL ? (enum gptoss_backend_kind) 0 : backend->kind;
 }
 
+enum gptoss_status gptoss_backend_set_row_order(gptoss_backend_t backend, enum gptoss_row_order order) {
+    gptoss_clear_error();
+    if (backend == NULL) return gptoss_fail(gptoss_status_invalid_argument, "backend is NULL");
+    if (order != gptoss_row_order_auto && order != gptoss_row_order_one && order != gptoss_row_order_many) {
+        return gptoss_fail(gptoss_status_invalid_argument, "row order %d is not one of auto (0), one (1), many (2)",
+                           (int) order);
+    }
+    backend->row_order = order;
+    return gptoss_status_success;
+}
+
+enum gptoss_row_order gptoss_backend_get_row_order(gptoss_backend_t backend) {
+    return backend == NULL ? gptoss_row_order_auto : backend->row_order;
+}
+
 const char* gptoss_backend_get_name(gptoss_backend_t backend) { return backend == NULL ? "(null)" : backend->name; }
 
 enum gptoss_status gptoss_backend_alloc(gptoss_backend_t backend, size_t size, void** ptr_out) {

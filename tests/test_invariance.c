@@ -629,6 +629,105 @@ static void run_matmul_cuda_tiles(uint64_t* s, const struct mm_shape* shape) {
     if (b != NULL) gptoss_backend_release(b);
 }
 
+/* CUDA: the row orders (kernels.h, gptoss_backend_set_row_order) of the bf16 matmuls on the
+ * engine's shapes and the edges of the kernels' conditions (a router's 32 rows: split-K;
+ * rows where the region GEMV applies, an odd number of rows, too many rows for it; fewer
+ * than 256 columns; columns not a multiple of 8: the scalar GEMV and the 3-plane GEMM):
+ *   - order one: a block of T = 160 tokens in one call, and in calls of 7, bit-equal to
+ *     every token in a call of its own in order auto (the one-token GEMV);
+ *   - order many: calls of 1, 5, 17, 31, 40 and 130 tokens bit-equal to the same tokens in
+ *     the block of 160 (order many), and that block bit-equal to it in order auto (from 128
+ *     tokens the kernels of order many are auto's).
+ * Skipped when there is no device. */
+static void run_matmul_cuda_orders(uint64_t* s, const struct mm_shape* shape) {
+    const struct mm_shape sh = *shape;
+    static const uint32_t many_slices[] = {1, 5, 17, 31, 40, 130};
+    const uint32_t T = sh.T, C = sh.C, R = sh.R;
+    char name[192], msg[256];
+    gptoss_backend_t b = NULL;
+    for (int add = 0; add < 2; add++) {
+        const char* kind = add ? "matmul_add" : "matmul";
+        snprintf(name, sizeof name, "cuda_order_%s_%s", sh.name, kind);
+        if (b == NULL && gptoss_backend_create_cuda(0, NULL, &b) != gptoss_status_success) {
+            tc_skip(name, gptoss_last_error());
+            continue;
+        }
+        struct mm_host h;
+        if (!mm_host_alloc(&h, T, C, R)) {
+            tc_report(name, 0, "host allocation failed");
+            continue;
+        }
+        float *x = h.x, *init = h.init, *ref = h.ref, *got = h.got;
+        gptoss_bf16 *w = h.w, *bias = h.bias;
+        void *dx = NULL, *dw = NULL, *db = NULL, *dout = NULL;
+        mm_random(s, x, w, bias, init, T, C, R);
+        enum gptoss_status st = copy_in(b, &dx, x, (size_t) T * C * sizeof(float));
+        if (st == gptoss_status_success) st = copy_in(b, &dw, w, (size_t) R * C * sizeof *w);
+        if (st == gptoss_status_success) st = copy_in(b, &db, bias, (size_t) R * sizeof *bias);
+        if (st == gptoss_status_success) st = gptoss_backend_alloc(b, (size_t) T * R * sizeof(float), &dout);
+        /* tokens [t0, t0 + n) in one call in `order`, into host[t0 * R ...] */
+#define ORDER_CALL(order, t0, n, host)                                                                          \
+    do {                                                                                                        \
+        mm_prepare(add, init, (host) + (size_t) (t0) * R, (t0), (n), R);                                        \
+        float* o_ = (float*) dout + (size_t) (t0) * R;                                                          \
+        const float* x_ = (const float*) dx + (size_t) (t0) * C;                                                \
+        if (st == gptoss_status_success) st = gptoss_backend_set_row_order(b, (order));                       \
+        if (st == gptoss_status_success)                                                                        \
+            st = gptoss_backend_copy(b, o_, (host) + (size_t) (t0) * R, (size_t) (n) * R * sizeof(float),       \
+                                     gptoss_copy_host_to_backend);                                              \
+        if (st == gptoss_status_success)                                                                        \
+            st = add ? gptoss_f32_bf16w_matmul_add(b, x_, dw, NULL, o_, (n), C, R)                              \
+                     : gptoss_f32_bf16w_matmul(b, x_, dw, db, o_, (n), C, R);                                   \
+        if (st == gptoss_status_success) st = gptoss_backend_synchronize(b);                                   \
+        if (st == gptoss_status_success)                                                                        \
+            st = gptoss_backend_copy(b, (host) + (size_t) (t0) * R, o_, (size_t) (n) * R * sizeof(float),       \
+                                     gptoss_copy_backend_to_host);                                              \
+    } while (0)
+        size_t bad = 0;
+        /* order one: every token alone in order auto is the reference */
+        for (uint32_t t = 0; t < T && st == gptoss_status_success; t++) ORDER_CALL(gptoss_row_order_auto, t, 1, ref);
+        static const uint32_t one_chunks[] = {160, 7};
+        for (size_t k = 0; k < 2 && st == gptoss_status_success; k++) {
+            for (uint32_t t = 0; t < T && st == gptoss_status_success; t += one_chunks[k]) {
+                const uint32_t n = T - t < one_chunks[k] ? T - t : one_chunks[k];
+                ORDER_CALL(gptoss_row_order_one, t, n, got);
+            }
+            if (st != gptoss_status_success) break;
+            snprintf(name, sizeof name, "cuda_order_one_%s_%s_chunks%u_eq_alone", sh.name, kind, one_chunks[k]);
+            const int ok = same_bits(got, ref, (size_t) T * R, &bad);
+            if (ok) snprintf(msg, sizeof msg, "%u tokens x %u outputs bit-equal", T, R);
+            else snprintf(msg, sizeof msg, "token %zu row %zu differs or is unwritten", bad / R, bad % R);
+            tc_report(name, ok, msg);
+        }
+        /* order many: the block of T in order many is the reference */
+        if (st == gptoss_status_success) ORDER_CALL(gptoss_row_order_many, 0, T, ref);
+        for (size_t k = 0; k <= sizeof many_slices / sizeof many_slices[0] && st == gptoss_status_success; k++) {
+            const int auto_block = k == sizeof many_slices / sizeof many_slices[0];
+            const uint32_t n = auto_block ? T : many_slices[k];
+            ORDER_CALL(auto_block ? gptoss_row_order_auto : gptoss_row_order_many, 0, n, got);
+            if (st != gptoss_status_success) break;
+            if (auto_block) {
+                snprintf(name, sizeof name, "cuda_order_many_%s_%s_block%u_eq_auto", sh.name, kind, T);
+            } else {
+                snprintf(name, sizeof name, "cuda_order_many_%s_%s_tokens%u_eq_block%u", sh.name, kind, n, T);
+            }
+            const int ok = same_bits(got, ref, (size_t) n * R, &bad);
+            if (ok) snprintf(msg, sizeof msg, "%u tokens x %u outputs bit-equal", n, R);
+            else snprintf(msg, sizeof msg, "token %zu row %zu differs or is unwritten", bad / R, bad % R);
+            tc_report(name, ok, msg);
+        }
+#undef ORDER_CALL
+        if (st != gptoss_status_success) report_status(name, st);
+        (void) gptoss_backend_set_row_order(b, gptoss_row_order_auto);
+        gptoss_backend_free(b, dx);
+        gptoss_backend_free(b, dw);
+        gptoss_backend_free(b, db);
+        gptoss_backend_free(b, dout);
+        mm_host_free(&h);
+    }
+    if (b != NULL) gptoss_backend_release(b);
+}
+
 static uint64_t bits_digest(const float* x, size_t n) { /* FNV-1a over the bytes */
     uint64_t h = 0xCBF29CE484222325ull;
     const unsigned char* b = (const unsigned char*) x;
@@ -835,6 +934,15 @@ int main(void) {
     for (size_t k = 0; k < sizeof ring_shapes / sizeof ring_shapes[0]; k++) {
         uint64_t s = seed ^ (0x41A6ull + k);
         run_matmul_cuda_tiles(&s, &ring_shapes[k]);
+    }
+    static const struct mm_shape order_shapes[] = {
+        {"qkv_160tok_2880x5120", 160, 2880, 5120},   {"attn_out_160tok_4096x2880", 160, 4096, 2880},
+        {"router_160tok_2880x32", 160, 2880, 32},    {"wide_160tok_2880x40000", 160, 2880, 40000},
+        {"odd_rows_160tok_2880x301", 160, 2880, 301}, {"narrow_160tok_64x300", 160, 64, 300},
+        {"scalar_160tok_60x77", 160, 60, 77}};
+    for (size_t k = 0; k < sizeof order_shapes / sizeof order_shapes[0]; k++) {
+        uint64_t s = seed ^ (0x0BDEull + k);
+        run_matmul_cuda_orders(&s, &order_shapes[k]);
     }
     {
         uint64_t s = seed ^ 0x5D9Aull;

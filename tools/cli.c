@@ -119,6 +119,7 @@ void gptoss_cli_run_defaults(struct gptoss_cli_run* r) {
     r->no_fused_ops = env_is_zero("GPTOSS_FUSED_OPS");
     r->no_graphs = env_is_zero("GPTOSS_CUDA_GRAPHS");
     r->no_pdl = env_is_zero("GPTOSS_CUDA_PDL");
+    r->no_batch_invariant = env_is_zero("GPTOSS_BATCH_INVARIANT");
     const char* prof = getenv("GPTOSS_PROFILE");
     r->profile = prof != NULL && prof[0] != '\0' && strcmp(prof, "0") != 0;
     unsigned long long rows;
@@ -212,6 +213,7 @@ void gptoss_cli_context_params(const struct gptoss_cli_run* r, size_t context_le
     params->moe_dense_min_rows = (uint32_t) r->moe_dense_rows;
     params->fused_ops = !r->no_fused_ops;
     params->graphs = !r->no_graphs;
+    params->batch_invariant = !r->no_batch_invariant;
     params->profile = r->profile;
     params->sampling = strcmp(r->sampler, "host") == 0      ? gptoss_sampling_host
                        : strcmp(r->sampler, "kernels") == 0 ? gptoss_sampling_kernels

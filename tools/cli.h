@@ -68,7 +68,7 @@ struct gptoss_cli_run {
     const char* backend;              /* "cpu" | "cuda" */
     const char* isa;                  /* cpu: "auto" | "scalar" | "avx2" | "avx512" */
     unsigned long long device, threads, context, batch, moe_dense_rows;
-    int no_mmap, no_fused_ops, no_graphs, no_pdl, profile;
+    int no_mmap, no_fused_ops, no_graphs, no_pdl, profile, no_batch_invariant;
     /* sampling */
     float temperature, top_p, presence, frequency;
     unsigned long long top_k, seed;
@@ -76,7 +76,8 @@ struct gptoss_cli_run {
 };
 
 /* The defaults, with the environment's (GPTOSS_FUSED_OPS=0, GPTOSS_CUDA_GRAPHS=0,
- * GPTOSS_CUDA_PDL=0, GPTOSS_PROFILE=1, GPTOSS_MOE_DENSE_ROWS=N) under the flags: call
+ * GPTOSS_CUDA_PDL=0, GPTOSS_PROFILE=1, GPTOSS_MOE_DENSE_ROWS=N, GPTOSS_BATCH_INVARIANT=0)
+ * under the flags: call
  * before parsing. */
 void gptoss_cli_run_defaults(struct gptoss_cli_run* run);
 /* After parsing: exactly one of -m and --random, --layers only with --random; 0 or -1
@@ -101,6 +102,7 @@ int gptoss_cli_run_check(const struct gptoss_cli_run* run);
     GPTOSS_OPTION_FLAG("no-fused-ops", 0, &(r)->no_fused_ops),                        \
     GPTOSS_OPTION_FLAG("no-graphs", 0, &(r)->no_graphs),                              \
     GPTOSS_OPTION_FLAG("no-pdl", 0, &(r)->no_pdl),                                    \
+    GPTOSS_OPTION_FLAG("no-batch-invariant", 0, &(r)->no_batch_invariant),            \
     GPTOSS_OPTION_U64("moe-dense-rows", 0, &(r)->moe_dense_rows, 1, UINT32_MAX)
 #define GPTOSS_CLI_DRAW_OPTIONS(r)                                                    \
     GPTOSS_OPTION_F32("temp", 0, &(r)->temperature, 0.0, 1e6),                        \
@@ -144,9 +146,15 @@ int gptoss_cli_run_check(const struct gptoss_cli_run* run);
     "                       graphs (same results; $GPTOSS_CUDA_GRAPHS=0 too)\n"                        \
     "  --no-pdl             cuda: no programmatic dependent launch (same results;\n"                   \
     "                       $GPTOSS_CUDA_PDL=0 too)\n"                                                 \
-    "  --moe-dense-rows N   a group of N or more rows runs the expert-grouped MoE kernels\n"           \
-    "                       (default: the backend's: never on cpu; on cuda 4 rows per expert on\n"      \
-    "                       average: 32 for 20b, 128 for 120b; $GPTOSS_MOE_DENSE_ROWS)\n"
+    "  --no-batch-invariant cuda: choose each step's kernels by its number of rows (faster\n"        \
+    "                       with many sequences; a sequence's last bits then depend on the\n"         \
+    "                       others and on its prompt's chunks; default: batch-invariant, a\n"         \
+    "                       sequence's results bit for bit the same alone or among others;\n"        \
+    "                       $GPTOSS_BATCH_INVARIANT=0 too; cpu: always invariant)\n"                 \
+    "  --moe-dense-rows N   with --no-batch-invariant: a group of N or more rows runs the\n"         \
+    "                       expert-grouped MoE kernels (default: the backend's: never on cpu;\n"     \
+    "                       on cuda 4 rows per expert on average: 32 for 20b, 128 for 120b;\n"       \
+    "                       $GPTOSS_MOE_DENSE_ROWS)\n"
 
 /* The engine of one run. */
 struct gptoss_cli_engine {

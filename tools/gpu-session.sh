@@ -148,20 +148,21 @@ if ! skip sampling; then
 fi
 
 # Batches on CUDA (tests/e2e/test_batch.c): three sequences alone, then twice among 63 others
-# with the same crowd (must be bitwise equal: determinism); alone vs among others is
-# reported (logits that differ, max |diff| / max |logit| per draw; every draw within 1e-3):
-# on CUDA a decode row among others runs other kernels than alone. tiny with graphs; 20b
-# with --routing on (no graphs): the draws that a router near tie moved by the drift reached
-# are exempt and counted, every differing choice checked to be such a tie (README, "Batch
-# invariance"). The seed is printed first in each log.
+# with the same crowd (must be bitwise equal: determinism); alone vs among others: in
+# batch-invariant batches (the default) bitwise equal, tiny with graphs and 20b with
+# --routing on (no graphs; the expert choices compared too). Then 20b with --invariant off
+# (each step's kernels by its rows): reported (logits that differ, max |diff| / max |logit|
+# per draw; every draw within 1e-3), with --routing on: the draws that a router near tie
+# moved by the drift reached are exempt and counted, every differing choice checked to be
+# such a tie (README, "Batch invariance"). The seed is printed first in each log.
 if ! skip batch; then
-    for m in tiny 20b; do
-        route=""
-        [ $m = tiny ] || route="--routing on"
-        "$B"/tests/e2e/test_batch --backend cuda --model $m --streams 64 $route >"$LOG/batch-$m.log" 2>&1
-        R[batch-$m]="rc=$? $(grep -E 'batch invariance:' "$LOG/batch-$m.log" | sed 's/^ *//'); $(tail -1 "$LOG/batch-$m.log")"
-        grep -E '^seed|^FAIL|differ|determinism|per draw|near tie|not explain|not reached' "$LOG/batch-$m.log" | cut -c1-220 | head -20
-        echo "batch $m: ${R[batch-$m]} ($(el))"
+    for run in "tiny" "20b --routing on" "20b --routing on --invariant off"; do
+        m=${run%% *}
+        tag=$(echo "$run" | tr -d ' -' | sed 's/routingon/-routing/; s/invariantoff/-noinv/')
+        "$B"/tests/e2e/test_batch --backend cuda --model $run --streams 64 >"$LOG/batch-$tag.log" 2>&1
+        R[batch-$tag]="rc=$? $(grep -E 'batch invariance:' "$LOG/batch-$tag.log" | sed 's/^ *//'); $(tail -1 "$LOG/batch-$tag.log")"
+        grep -E '^seed|^FAIL|differ|determinism|per draw|near tie|not explain|not reached' "$LOG/batch-$tag.log" | cut -c1-220 | head -20
+        echo "batch $run: ${R[batch-$tag]} ($(el))"
     done
 fi
 
@@ -253,10 +254,14 @@ if ! skip parallel; then
     "$B"/bin/gptoss bench --random 20b --backend cuda -p 512 -n 128 -r 2 -d 512 >"$LOG/parallel-20b-ref-d512.log" 2>&1
     R[parallel-1-ref]="rc=$? $(grep -E '^[|].*tg' "$LOG/parallel-20b-ref-d512.log" | awk -F'|' '{printf "%s %s; ", $5, $6}')"
     echo "plain engine at depth 512: ${R[parallel-1-ref]} ($(el))"
-    for S in 1 4 16 64; do
-        "$B"/bin/gptoss bench --random 20b --backend cuda --parallel $S -p 512 -n 128 -r 2 >"$LOG/parallel-20b-x$S.log" 2>&1
-        R[parallel-$S]="rc=$? $(grep -E '^[|].*(tg|ttft)' "$LOG/parallel-20b-x$S.log" | awk -F'|' '{printf "%s %s; ", $5, $6}')"
-        echo "parallel $S: ${R[parallel-$S]} ($(el))"
+    # batch-invariant (the default), then each step's kernels by its rows (--no-batch-invariant)
+    for inv in "" "--no-batch-invariant"; do
+        for S in 1 4 16 64; do
+            k=parallel-$S${inv:+-noinv}
+            "$B"/bin/gptoss bench --random 20b --backend cuda --parallel $S -p 512 -n 128 -r 2 $inv >"$LOG/$k.log" 2>&1
+            R[$k]="rc=$? $(grep -E '^[|].*(tg|ttft)' "$LOG/$k.log" | awk -F'|' '{printf "%s %s; ", $5, $6}')"
+            echo "$k: ${R[$k]} ($(el))"
+        done
     done
     # 64 sampled streams (top-p, drawn by the sampling kernels, one copy of the tokens per step)
     "$B"/bin/gptoss bench --random 20b --backend cuda --parallel 64 -p 512 -n 128 -r 1 --temp 1 --top-p 0.9 \
@@ -329,6 +334,6 @@ for f in "$LOG"/engine-*.log "$LOG"/parallel-*.log; do [ -f "$f" ] && { echo "${
 [ -f "$LOG/cpu-profile.log" ] && grep -E '^decode ' "$LOG/cpu-profile.log"
 echo
 echo "================ $GPU ($(el)) ================"
-for k in build harness-cuda harness-avx512 graph fused invariance memcheck racecheck e2e-hf graph-bitexact sampling sample-host sample-kernels batch-tiny batch-20b pytest bench lab wgmma-lab wgmma-latency-lab step-floor engine-20b engine-20b-nofused engine-20b-nograph engine-20b-pp2048 engine-120b depth long-131k parallel-1-ref parallel-1 parallel-4 parallel-16 parallel-64 parallel-64-topp profile-20b ncu-decode cpu-scaling harness-ab; do
+for k in build harness-cuda harness-avx512 graph fused invariance memcheck racecheck e2e-hf graph-bitexact sampling sample-host sample-kernels batch-tiny batch-20b-routing batch-20b-routing-noinv pytest bench lab wgmma-lab wgmma-latency-lab step-floor engine-20b engine-20b-nofused engine-20b-nograph engine-20b-pp2048 engine-120b depth long-131k parallel-1-ref parallel-1 parallel-4 parallel-16 parallel-64 parallel-1-noinv parallel-4-noinv parallel-16-noinv parallel-64-noinv parallel-64-topp profile-20b ncu-decode cpu-scaling harness-ab; do
     printf '%-15s %s\n' "$k" "${R[$k]:-skipped}"
 done

@@ -113,11 +113,14 @@ enum gptoss_status gptoss_tokenizer_release(gptoss_tokenizer_t tokenizer);
  * sequences in the same forward steps. A context is a batch of one sequence: the same
  * results, bit for bit, as that sequence run in a batch.
  *
- * Numerics: on the CPU backend the result of a token does not depend on the other tokens
- * of its forward step (other sequences, or how a prompt is split into chunks): bit for bit.
- * On CUDA it does in the last bits: the matrix products choose their kernel by the number
- * of rows of the step (one-token GEMV, batched GEMV, tensor-core GEMM; the MoE by the rows
- * per expert), and these sum in different orders (README, "Batch invariance"). */
+ * Numerics: with batch_invariant (below, the default) the logits and tokens of a sequence
+ * do not depend on the other sequences of its forward steps nor on how its prompt is split
+ * into chunks: bit for bit, on every backend. The CPU backend's kernels never depend on
+ * the other rows of a call; on CUDA the matrix products choose their kernel by the number
+ * of rows (one-token GEMV, batched GEMV, tensor-core GEMM), which sum in different orders,
+ * so there a batch-invariant step computes a sequence's drawn tokens as a token alone is
+ * computed and its prompt tokens as a long prompt is (kernels.h, gptoss_backend_set_row_order;
+ * README, "Batch invariance"). */
 
 /* Options of a context or a batch (gptoss_context_create_with_params,
  * gptoss_batch_create). Fill them with gptoss_context_params_init (the defaults below),
@@ -164,6 +167,14 @@ struct gptoss_context_params {
     /* Where a token is drawn (enum gptoss_sampling; greedy sampling always takes the
      * argmax of the unembedding on the backend). */
     int sampling;
+    /* 1 (default): batch-invariant steps (above: a sequence's results bit for bit the same
+     * alone or among others, however its prompt is chunked): the drawn tokens of a step in
+     * row order one, its prompt tokens in row order many, each kernel call once per run of
+     * one order, the MoE of prompt rows on the expert-grouped kernels (CUDA) and of drawn
+     * rows on the per-token ones, whatever moe_dense_min_rows says, and attention never on
+     * CUDA's tensor cores. 0: each step's kernels chosen by its number of rows (CUDA: faster
+     * with many sequences, the last bits of a sequence's logits then depend on the others). */
+    int batch_invariant;
 };
 /* gptoss_context_params.sampling. Both ways draw from the same distribution (the steps in
  * kernels.h, gptoss_f32_sample_logits); the host sampler adds the probabilities in double,

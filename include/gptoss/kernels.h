@@ -129,6 +129,34 @@ enum gptoss_backend_kind gptoss_backend_get_kind(gptoss_backend_t backend);
 /* Human-readable name: "cpu-avx2 (2 threads)", "cuda:0 (NVIDIA H100 80GB HBM3)". */
 const char* gptoss_backend_get_name(gptoss_backend_t backend);
 
+/* Row order: how a backend chooses the arithmetic of a call over several rows (tokens).
+ * Every kernel computes each row from that row's inputs alone; what the order fixes is the
+ * summation order, so the last bits of a row:
+ *   auto (the default): the fastest kernels for the call's shape. A row's last bits may
+ *     depend on how many rows share the call (CUDA: one-token GEMVs, tensor-core GEMMs
+ *     from 32 rows, attention on tensor cores from 32 rows).
+ *   one:  every row's outputs are bitwise those of a call of that row alone (num_tokens 1,
+ *     order auto), for any number of rows: the decode kernels' exact f32 sums.
+ *   many: every row's outputs are bitwise the same for any number of rows in the call,
+ *     1 included: the prefill kernels' arithmetic (CUDA: the split-bf16 tensor-core GEMMs,
+ *     within the same tolerances as auto).
+ * The engine's batch invariance (engine.h, batch_invariant) computes a sequence's drawn
+ * tokens in order one and its prompt tokens in order many. CPU backends: every order is
+ * the same (their kernels' sums never depend on the rows of a call). Affects the bf16
+ * matmuls (matmul, matmul_add, the dense_* and qkv forms, unembedding), the MoE gate
+ * fusion and attention (CUDA: in orders one and many, attention never runs on tensor
+ * cores); the MXFP4 expert kernels, norms, RoPE, top-k and sampling are row-invariant in
+ * every order. The order applies to calls made (or recorded into a graph) after it is set. */
+enum gptoss_row_order {
+    gptoss_row_order_auto = 0,
+    gptoss_row_order_one = 1,
+    gptoss_row_order_many = 2,
+};
+/* invalid_argument for a NULL backend or an order not listed above. */
+enum gptoss_status gptoss_backend_set_row_order(gptoss_backend_t backend, enum gptoss_row_order order);
+/* The order set last (auto for a NULL backend). */
+enum gptoss_row_order gptoss_backend_get_row_order(gptoss_backend_t backend);
+
 /* Memory where the backend computes, aligned to at least 64 bytes. size 0 is invalid.
  * On failure *ptr_out is unchanged. */
 enum gptoss_status gptoss_backend_alloc(gptoss_backend_t backend, size_t size, void** ptr_out);

@@ -17,11 +17,14 @@ constexpr uint32_t kSplitKMaxRows = 256;         /* one token, R <= this: split-
 
 
 /* Vector GEMV: C % 8 == 0, weight and input 16-byte aligned. Each warp handles RPW
- * consecutive rows for a tile of up to TT tokens (blockIdx.y). ROPE (TT = 1, RPW = 2): the
+ * consecutive rows for a tile of up to TT tokens (blockIdx.y). Lane l sums the row's 16-byte
+ * chunks l, l + 32, l + 64, ... in order, whatever TT, RPW and U, then the warp butterfly:
+ * a row's bits do not depend on the tokens sharing the call. REGION_ORDER: the sums of
+ * gemv_region_kernel instead (row order one, see gptoss_backend_set_row_order). ROPE (TT = 1, RPW = 2): the
  * qkv projection of one token; the warp's two rows are one RoPE pair, rotated (Q and K
  * heads) and written to the KV cache (K and V heads) in the epilogue, exactly as
  * qkv_rope_cache_kernel does after the plain GEMV. */
-template <int TT, int RPW, bool ROPE = false>
+template <int TT, int RPW, bool ROPE = false, bool REGION_ORDER = false, bool TILES_X = false>
 __global__ void __launch_bounds__(kGemvWarps * 32) gemv_bf16_vec_kernel(const float* __restrict__ x,
                                                                         const uint16_t* __restrict__ w,
                                                                         const uint16_t* __restrict__ bias,
@@ -31,12 +34,15 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_bf16_vec_kernel(const fl
     constexpr int U = RPW >= 4 ? 1 : 8 / (RPW * (TT > 2 ? 2 : 1)); /* chunks per lane in flight per row */
     gptoss_d_pdl_trigger();
     const uint32_t lane = threadIdx.x & 31u;
-    const uint32_t row0 = (blockIdx.x * kGemvWarps + (threadIdx.x >> 5)) * RPW;
+    /* TILES_X: the token tiles along x (launched first), so that the tiles of a group of rows
+     * run together and read its weights once from memory, then from L2 */
+    const uint32_t row_block = TILES_X ? blockIdx.y : blockIdx.x, tile = TILES_X ? blockIdx.x : blockIdx.y;
+    const uint32_t row0 = (row_block * kGemvWarps + (threadIdx.x >> 5)) * RPW;
     if (row0 >= R) {
         gptoss_d_pdl_wait();
         return;
     }
-    const uint32_t t0 = blockIdx.y * TT;
+    const uint32_t t0 = tile * TT;
     const uint32_t nt = min((uint32_t) TT, T - t0);
     const uint32_t nchunks = C / 8;
 
@@ -81,7 +87,12 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_bf16_vec_kernel(const fl
                         const float4* xp = (const float4*) (xt + (size_t) t * C) + 2 * cc;
                         const float4 a = __ldg(xp), b = __ldg(xp + 1);
 #pragma unroll
-                        for (int rr = 0; rr < RPW; rr++) acc[rr][t] = gptoss_d_dot8(wv[u][rr], a, b, acc[rr][t]);
+                        for (int rr = 0; rr < RPW; rr++) {
+                            /* REGION_ORDER: each chunk's dot product on its own, added to the
+                             * lane's sum (gemv_region_kernel's order); else one fmaf chain */
+                            acc[rr][t] = REGION_ORDER ? acc[rr][t] + gptoss_d_dot8(wv[u][rr], a, b, 0.0f)
+                                                      : gptoss_d_dot8(wv[u][rr], a, b, acc[rr][t]);
+                        }
                     }
                 }
             }
@@ -113,7 +124,8 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_bf16_vec_kernel(const fl
 }
 
 /* Split-K GEMV for few rows (the MoE router, 2880 -> 32 / 128, one token): one 256-thread
- * block per row, 16-byte chunks strided over the threads, fixed-order block reduction.
+ * block per row (and per token, blockIdx.y: several tokens in row order one), 16-byte chunks
+ * strided over the threads, fixed-order block reduction.
  * The row-per-warp kernel would give R / 8 blocks (4 for 32 rows). vec conditions. */
 __global__ void __launch_bounds__(256) gemv_bf16_splitk_kernel(const float* __restrict__ x,
                                                                const uint16_t* __restrict__ w,
@@ -122,14 +134,14 @@ __global__ void __launch_bounds__(256) gemv_bf16_splitk_kernel(const float* __re
                                                                bool add) {
     __shared__ float red[32];
     gptoss_d_pdl_trigger();
-    const uint32_t r = blockIdx.x;
+    const uint32_t r = blockIdx.x, t = blockIdx.y; /* row, token (one token but in row order one) */
     const uint4* wr = (const uint4*) (w + (size_t) r * C);
     uint4 w0, w1;
     gptoss_d_splitk_first(wr, C / 8, w0, w1); /* before the wait: see gemv_bf16_vec_kernel */
     gptoss_d_pdl_wait();
-    const float acc = gptoss_d_splitk_dot<false>(wr, (const float4*) x, C / 8, w0, w1);
+    const float acc = gptoss_d_splitk_dot<false>(wr, (const float4*) (x + (size_t) t * C), C / 8, w0, w1);
     const float v = gptoss_d_block_sum(acc, red);
-    if (threadIdx.x == 0) gptoss_d_store_result(out + r, bias, r, v, add);
+    if (threadIdx.x == 0) gptoss_d_store_result(out + (size_t) t * R + r, bias, r, v, add);
 }
 
 /* Scalar GEMV for any C / alignment: one warp per row, one token per blockIdx.y. */
@@ -815,13 +827,46 @@ bool launch_gemv_region(gptoss_backend_t backend, const float* x, const uint16_t
     return true;
 }
 
-template <int TT, int RPW>
+template <int TT, int RPW, bool REGION_ORDER = false>
 cudaError_t launch_gemv_vec(gptoss_backend_t backend, const float* x, const uint16_t* w, const uint16_t* b,
                             float* out, uint32_t T, uint32_t C, uint32_t R, bool add) {
     const uint32_t row_groups = (R + RPW - 1) / RPW;
     const dim3 grid((row_groups + kGemvWarps - 1) / kGemvWarps, (T + TT - 1) / TT);
-    return gptoss_cuda_launch_pdl(backend, gemv_bf16_vec_kernel<TT, RPW>, grid, dim3(kGemvWarps * 32), 0, x, w, b,
-                                  out, T, C, R, add, gptoss_qkv_rope{});
+    return gptoss_cuda_launch_pdl(backend, gemv_bf16_vec_kernel<TT, RPW, false, REGION_ORDER>, grid,
+                                  dim3(kGemvWarps * 32), 0, x, w, b, out, T, C, R, add, gptoss_qkv_rope{});
+}
+
+/* Whether launch_gemv_region launches for this shape (the same test). */
+bool region_applies(gptoss_backend_t backend, const float* x, const uint16_t* w, uint32_t C, uint32_t R) {
+    if (C % 8 != 0 || R % 2 != 0 || !gptoss_aligned(w, 16) || !gptoss_aligned(x, 16)) return false;
+    const uint64_t slots = (uint64_t) kRegionBlocksPerSM * gptoss_cuda_num_sms(backend);
+    uint64_t RB = (R + slots - 1) / slots;
+    RB += RB & 1u;
+    return region_smem_bytes(C, (uint32_t) RB) <= kRegionMaxSmem;
+}
+
+/* Row order one (gptoss_backend_set_row_order) over T tokens, C % 8 == 0 and 16-byte
+ * aligned: each token's sums as the one-token GEMV that gptoss_cuda_bf16w_matmul_launch
+ * runs for it (split-K for R <= kSplitKMaxRows unless qkv, then the region kernel's order
+ * where it applies, else the vector kernel's), read once per 8 tokens. qkv: the choice of
+ * gptoss_cuda_qkv_rope_gemv (no split-K). */
+cudaError_t launch_gemv_one(gptoss_backend_t backend, const float* x, const uint16_t* w, const uint16_t* b,
+                            float* out, uint32_t T, uint32_t C, uint32_t R, bool add, bool qkv) {
+    if (!qkv && R <= kSplitKMaxRows) {
+        return gptoss_cuda_launch_pdl(backend, gemv_bf16_splitk_kernel, dim3(R, T), dim3(256), 0, x, w, b, out, C, R,
+                                      add);
+    }
+    const bool region = region_applies(backend, x, w, C, R);
+    const uint32_t row_blocks = ((R + 1) / 2 + kGemvWarps - 1) / kGemvWarps; /* as launch_gemv_vec<8, 2> */
+    if (T > 8 && row_blocks <= GPTOSS_CUDA_MAX_GRID_YZ) {
+        /* several token tiles: tiles along x, rows along y (the weights read once) */
+        const dim3 grid((T + 7) / 8, row_blocks);
+        auto kernel = region ? gemv_bf16_vec_kernel<8, 2, false, true, true> : gemv_bf16_vec_kernel<8, 2, false, false, true>;
+        return gptoss_cuda_launch_pdl(backend, kernel, grid, dim3(kGemvWarps * 32), 0, x, w, b, out, T, C, R, add,
+                                      gptoss_qkv_rope{});
+    }
+    if (region) return launch_gemv_vec<8, 2, true>(backend, x, w, b, out, T, C, R, add);
+    return launch_gemv_vec<8, 2>(backend, x, w, b, out, T, C, R, add);
 }
 
 }  // namespace
@@ -852,6 +897,49 @@ enum gptoss_status gptoss_cuda_split_bf16_planes(gptoss_backend_t backend, const
     return gptoss_status_success;
 }
 
+/* Row order many (gptoss_backend_set_row_order): for any T, the kernel the same shape takes
+ * from 128 tokens on, whose sums of a row do not depend on the rows beside it: the vector
+ * GEMV for few weight rows (the router), on Hopper the wgmma GEMM (its one-warpgroup form
+ * below 128 tokens: the same sums, tests/test_invariance.c), else the mma.sync tensor-core
+ * GEMM, and the SIMT GEMM for shapes neither takes. */
+static enum gptoss_status matmul_many(gptoss_backend_t backend, const float* input, const uint16_t* w,
+                                      const uint16_t* b, float* output, uint32_t T, uint32_t C, uint32_t R, bool add,
+                                      bool vec) {
+    if (vec && R <= kGemvMaxRowsForPrefill && (T + 7) / 8 <= GPTOSS_CUDA_MAX_GRID_YZ) {
+        const cudaError_t err = launch_gemv_vec<8, 2>(backend, input, w, b, output, T, C, R, add);
+        if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of the bf16 GEMV kernel (row order many)");
+        return gptoss_status_success;
+    }
+    const uint32_t few_bn = GPTOSS_CUDA_GEMM_WGMMA_FEW && T < kTcFullTokens ? gemm_wgmma_few_bn(backend, T, R) : 0;
+    const uint32_t wg_bn = GPTOSS_CUDA_GEMM_WGMMA && T >= kTcFullTokens ? gemm_wgmma_bn(backend, T, R) : 0;
+    if (vec && C >= kTcTwoPartMinCols && gptoss_cuda(backend)->wgmma && (few_bn != 0 || wg_bn != 0)) {
+        const uint16_t* planes = nullptr;
+        const enum gptoss_status st = gptoss_cuda_split_bf16_planes(backend, input, (size_t) T * C, 2, &planes);
+        if (st != gptoss_status_success) return st;
+        const cudaError_t err = wg_bn != 0 ? launch_gemm_wgmma_bn(backend, wg_bn, planes, w, b, output, T, C, R, add)
+                                           : launch_gemm_wgmma_few(backend, few_bn, planes, w, b, output, T, C, R, add);
+        gptoss_cuda_scratch_release(backend);
+        if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of the bf16 wgmma GEMM (row order many)");
+        return gptoss_status_success;
+    }
+    if ((!vec || C >= kTcTwoPartMinCols) && (uint64_t) (R + TC_BN - 1) / TC_BN <= GPTOSS_CUDA_MAX_GRID_YZ) {
+        const uint16_t* planes = nullptr;
+        const enum gptoss_status st =
+            gptoss_cuda_split_bf16_planes(backend, input, (size_t) T * C, vec ? 2 : 3, &planes);
+        if (st != gptoss_status_success) return st;
+        const cudaError_t err = vec ? launch_gemm_tc<true, 2>(backend, planes, w, b, output, T, C, R, add)
+                                    : launch_gemm_tc<false, 3>(backend, planes, w, b, output, T, C, R, add);
+        gptoss_cuda_scratch_release(backend);
+        if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of the bf16 tensor-core GEMM (row order many)");
+        return gptoss_status_success;
+    }
+    const uint32_t m_tiles = (T + BM - 1) / BM;
+    const dim3 grid((R + BN - 1) / BN, m_tiles < GPTOSS_CUDA_MAX_GRID_YZ ? m_tiles : GPTOSS_CUDA_MAX_GRID_YZ);
+    gemm_bf16_kernel<<<grid, 256, 0, gptoss_cuda_stream(backend)>>>(input, w, b, output, T, C, R, add, vec);
+    GPTOSS_CUDA_LAUNCHED("bf16 GEMM");
+    return gptoss_status_success;
+}
+
 enum gptoss_status gptoss_cuda_bf16w_matmul_launch(gptoss_backend_t backend, const float* input,
                                                    const gptoss_bf16* weight, const gptoss_bf16* bias,
                                                    float* output, uint32_t T, uint32_t C, uint32_t R, bool add) {
@@ -859,6 +947,21 @@ enum gptoss_status gptoss_cuda_bf16w_matmul_launch(gptoss_backend_t backend, con
     const uint16_t* w = (const uint16_t*) weight;
     const uint16_t* b = (const uint16_t*) bias;
     const bool vec = C % 8 == 0 && gptoss_aligned(weight, 16) && gptoss_aligned(input, 16);
+    const enum gptoss_row_order order = backend->row_order;
+    if (order == gptoss_row_order_one && T > 1) {
+        /* each token as the one-token call below would compute it */
+        cudaError_t err;
+        if (vec) {
+            err = launch_gemv_one(backend, input, w, b, output, T, C, R, add, false);
+        } else {
+            const dim3 grid((R + kGemvWarps - 1) / kGemvWarps, T);
+            gemv_bf16_scalar_kernel<<<grid, kGemvWarps * 32, 0, stream>>>(input, w, b, output, T, C, R, add);
+            err = cudaGetLastError();
+        }
+        if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of the bf16 GEMV kernel (row order one)");
+        return gptoss_status_success;
+    }
+    if (order == gptoss_row_order_many) return matmul_many(backend, input, w, b, output, T, C, R, add, vec);
     if (T <= kGemvMaxTokens) {
         cudaError_t err;
         if (vec) {
@@ -959,6 +1062,16 @@ bool gptoss_cuda_qkv_rope_gemv(gptoss_backend_t backend, const float* input, con
                                      rope);
     }
     *status = err == cudaSuccess ? gptoss_status_success : gptoss_cuda_fail(err, "launch of the qkv GEMV");
+    return true;
+}
+
+bool gptoss_cuda_qkv_gemv_one(gptoss_backend_t backend, const float* input, const gptoss_bf16* weight,
+                              const gptoss_bf16* bias, float* output, uint32_t T, uint32_t C, uint32_t R,
+                              enum gptoss_status* status) {
+    if (!(C % 8 == 0 && R % 2 == 0 && gptoss_aligned(weight, 16) && gptoss_aligned(input, 16))) return false;
+    const cudaError_t err =
+        launch_gemv_one(backend, input, (const uint16_t*) weight, (const uint16_t*) bias, output, T, C, R, false, true);
+    *status = err == cudaSuccess ? gptoss_status_success : gptoss_cuda_fail(err, "launch of the qkv GEMV (row order one)");
     return true;
 }
 

@@ -35,6 +35,13 @@ bool gptoss_cuda_qkv_rope_gemv(gptoss_backend_t backend, const float* input, con
                                const gptoss_bf16* bias, float* output, uint32_t num_cols, uint32_t num_rows,
                                const gptoss_qkv_rope& rope, enum gptoss_status* status);
 
+/* Row order one (gptoss_backend_set_row_order) for the qkv projection of T > 1 tokens: each
+ * token's sums as gptoss_cuda_qkv_rope_gemv computes a token alone (RoPE and the cache write
+ * follow, as after any matmul). false (nothing launched) where that call would not apply. */
+bool gptoss_cuda_qkv_gemv_one(gptoss_backend_t backend, const float* input, const gptoss_bf16* weight,
+                              const gptoss_bf16* bias, float* output, uint32_t T, uint32_t C, uint32_t R,
+                              enum gptoss_status* status);
+
 __device__ __forceinline__ float gptoss_d_bf16_lo(uint32_t w) { return __uint_as_float(w << 16); }
 __device__ __forceinline__ float gptoss_d_bf16_hi(uint32_t w) { return __uint_as_float(w & 0xFFFF0000u); }
 

@@ -31,7 +31,8 @@ enum gptoss_status qkv_run(gptoss_backend_t backend, const float* input, const g
                            uint32_t num_cols, uint32_t num_q_heads, uint32_t num_kv_heads, uint32_t head_dim,
                            uint32_t token_offset, const gptoss_rope_params& p) {
     const uint32_t num_rows = head_dim * (num_q_heads + 2 * num_kv_heads);
-    if (num_tokens == 1) {
+    const enum gptoss_row_order order = backend->row_order;
+    if (num_tokens == 1 && order != gptoss_row_order_many) {
         gptoss_qkv_rope rope;
         rope.kv = kv;
         rope.p = p;
@@ -44,8 +45,13 @@ enum gptoss_status qkv_run(gptoss_backend_t backend, const float* input, const g
             return status;
         }
     }
-    enum gptoss_status status = gptoss_cuda_bf16w_matmul_launch(backend, input, weight, bias, output, num_tokens,
-                                                                num_cols, num_rows, false);
+    enum gptoss_status status;
+    /* row order one: each token's sums as the one-token call above computes them */
+    if (!(num_tokens > 1 && order == gptoss_row_order_one &&
+          gptoss_cuda_qkv_gemv_one(backend, input, weight, bias, output, num_tokens, num_cols, num_rows, &status))) {
+        status = gptoss_cuda_bf16w_matmul_launch(backend, input, weight, bias, output, num_tokens, num_cols, num_rows,
+                                                 false);
+    }
     if (status != gptoss_status_success) return status;
     const uint64_t total = (uint64_t) num_tokens * (num_rows / 2);
     uint64_t blocks = (total + 255) / 256;

@@ -1032,7 +1032,12 @@ enum gptoss_status sdpa_launch(gptoss_backend_t backend, SdpaShape s, uint32_t h
     /* the tensor-core prefill: the rows of whole groups of one sequence (a plain call: all) */
     uint32_t gp_shift = 0;
     while ((1u << gp_shift) < s.group) gp_shift++;
-    if (s.num_rows >= kTcMinRows && gptoss_aligned(s.out, 8) &&
+    /* row order one: never (a row alone never runs here); many: every call (its rows are
+     * then one sequence's consecutive positions, every group runs here whatever the rows:
+     * gptoss_backend_set_row_order); auto: from kTcMinRows rows */
+    const enum gptoss_row_order order = backend->row_order;
+    const bool tc_rows = order == gptoss_row_order_many || (order == gptoss_row_order_auto && s.num_rows >= kTcMinRows);
+    if (tc_rows && gptoss_aligned(s.out, 8) &&
         gptoss_cuda(backend)->max_shared_per_block >= kTcSmem) {
         s.tc = 1;
         s.tc_gp_shift = gp_shift;

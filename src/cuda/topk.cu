@@ -141,11 +141,13 @@ cudaError_t launch_moe_gate(gptoss_backend_t backend, uint32_t E, const float* i
 }  // namespace
 
 /* The fused gate is one kernel for one token: C % 8 == 0 up to 4096 channels, at most 256
- * experts, 16-byte aligned rows (the other shapes run as the three kernels, src/kernels). */
+ * experts, 16-byte aligned rows (the other shapes run as the three kernels, src/kernels,
+ * whose router matmul sums a token alone as this kernel does). Not in row order many, whose
+ * router sums are those of many tokens. */
 extern "C" bool gptoss_cuda_supports_f32_bf16w_rmsnorm_matmul_topk(
     gptoss_backend_t backend, const struct gptoss_f32_bf16w_rmsnorm_matmul_topk_args* args) {
     const uint32_t nv = (args->num_channels / 4 + kRmsVecThreads - 1) / kRmsVecThreads;
-    return args->num_tokens == 1 && args->num_channels % 8 == 0 && nv <= 4 && args->num_experts <= 256 &&
+    return args->num_tokens == 1 && backend->row_order != gptoss_row_order_many && args->num_channels % 8 == 0 && nv <= 4 && args->num_experts <= 256 &&
            gptoss_aligned(args->input, 16) && gptoss_aligned(args->output, 16) &&
            gptoss_aligned(args->router_weight, 16) && gptoss_aligned(args->norm_weight, 8);
 }

@@ -47,6 +47,7 @@ struct gptoss_backend {
     /* true when kernel pointers are host-readable: src/kernels then also checks the
      * contents of id and offset buffers before the call. */
     bool host_memory;
+    enum gptoss_row_order row_order; /* gptoss_backend_set_row_order; zero (auto) at creation */
     char name[128];
 };
 

@@ -20,6 +20,8 @@
  * repeats a released one's prompt reuses its K/V (gptoss_sequence_get_num_kv_tokens) with
  * the same logits as the first time. Errors: bad arguments, overflow, no logits; NaN logits
  * fail the draw in every mode, alone (test_nan_logits).
+ * All of it with batch_invariant (engine.h) at its default, 1 (prompt and drawn rows in their
+ * row orders, one call per run of an order); the best variant also with 0.
  * With --backend cuda (a GPU): what holds there (test_cuda below).
  * Prints its seed (GPTOSS_TEST_SEED replays it). */
 #include <math.h>
@@ -55,6 +57,7 @@ static void random_ids(uint32_t* v, size_t n) {
 }
 
 static int g_sampling = gptoss_sampling_auto; /* of the batches made */
+static int g_invariant = -1; /* params.batch_invariant of the batches made; -1: the default (1) */
 static bool g_routing; /* --routing: record and compare the expert choices (batches without graphs) */
 
 static gptoss_batch_t make_batch(gptoss_model_t m, gptoss_backend_t backend, size_t max_batch_tokens,
@@ -64,6 +67,7 @@ static gptoss_batch_t make_batch(gptoss_model_t m, gptoss_backend_t backend, siz
     p.backend = backend;
     p.sampling = g_sampling;
     p.graphs = !g_routing; /* a replayed graph calls no observer */
+    if (g_invariant >= 0) p.batch_invariant = g_invariant;
     p.context_length = 256;
     p.max_batch_tokens = max_batch_tokens;
     p.max_sequences = max_sequences;
@@ -489,7 +493,8 @@ static void test_nan_logits(gptoss_backend_t backend) {
 /* CUDA (--backend cuda, on a GPU): which of the batch's guarantees hold there. Each tracked
  * sequence alone (the reference), then twice among g_streams sequences with the same
  * crowd (same seed): the two must be bitwise equal (a step's results are a function of its
- * rows: determinism); against the sequences alone the results are NOT bitwise equal on
+ * rows: determinism). Against the sequences alone: in batch-invariant batches (the default)
+ * bitwise equal too. With --invariant off the results are NOT bitwise equal on
  * CUDA (README, "Batch invariance": a decode row among others runs the batched GEMV or the
  * split-bf16 tensor-core GEMM instead of the one-token GEMV, the MoE groups of 16+ rows the
  * tensor-core GEMM). The differences are printed per draw (max |diff| / max |logit| of each
@@ -631,7 +636,7 @@ static void route_observe(gptoss_backend_t backend, const struct gptoss_plan* pl
     gptoss_backend_copy(backend, ids, ids_dev, (size_t) R * K * sizeof(uint32_t), gptoss_copy_backend_to_host);
     gptoss_backend_copy(backend, gate, gate_dev, (size_t) R * E * sizeof(float), gptoss_copy_backend_to_host);
     for (uint32_t i = 0; i < R; i++) {
-        const size_t at = r->step0 + (r->step_n - R) + i; /* the last R rows continue */
+        const size_t at = r->step0 + c->row0 + i; /* the call's rows start at row0 */
         struct route_row* row = &r->rows[at];
         uint32_t* d = row->ids[l];
         for (uint32_t j = 0; j < K; j++) { /* sorted, for comparing sets */
@@ -880,6 +885,8 @@ static void test_cuda(gptoss_model_t m, const char* name) {
            "reached by a different expert choice)\n",
            bitwise ? "bitwise" : "NOT bitwise", worst, within, draws, exempt);
     g_cpu_bitwise = bitwise;
+    /* batch-invariant batches (the default): bit for bit on every backend */
+    if (g_invariant != 0) CHECK(bitwise, "alone vs among others: not bitwise equal in batch-invariant batches");
     CHECK(within + exempt == draws, "alone vs among others: %d of %d draws beyond 1e-3 (max %.3e)%s",
           draws - within - exempt, draws, worst, g_routing ? " that no different expert choice reached" : "");
     for (int k = 0; k < NTRACK; k++) gptoss_sampler_release(t[k].sampler);
@@ -889,7 +896,9 @@ static void test_cuda(gptoss_model_t m, const char* name) {
 }
 
 /* Usage: test_batch (the CPU tests), or test_batch --backend cuda [--model tiny|20b|120b]
- * [--layers N] [--streams S] [--sampling host|kernels] [--routing on] on a GPU (--backend
+ * [--layers N] [--streams S] [--sampling host|kernels] [--routing on] [--invariant on|off] on
+ * a GPU (--invariant: params.batch_invariant, default on: then alone vs among others must be
+ * bitwise equal; off: the bounds below) (--backend
  * cpu: the same run on the CPU, where the results must also be bitwise equal to the
  * sequences alone). --routing on: no graphs, and the expert choices of the tracked rows
  * compared between the run alone and the first among others (route_report). */
@@ -902,6 +911,7 @@ static int main_streams(int argc, char** argv) {
         else if (strcmp(argv[i], "--layers") == 0) layers = (uint32_t) strtoul(argv[i + 1], NULL, 10);
         else if (strcmp(argv[i], "--streams") == 0) g_streams = atoi(argv[i + 1]);
         else if (strcmp(argv[i], "--backend") == 0) backend_name = argv[i + 1];
+        else if (strcmp(argv[i], "--invariant") == 0) g_invariant = strcmp(argv[i + 1], "off") != 0;
         else if (strcmp(argv[i], "--routing") == 0 && strcmp(argv[i + 1], "on") == 0) {
             g_routing = true;
             gptoss_plan_observer = route_observe;
@@ -981,6 +991,11 @@ int main(int argc, char** argv) {
     gptoss_backend_t one = NULL;
     if (m3 != NULL && gptoss_backend_create_cpu(1, &one) == gptoss_status_success) {
         test_invariance(m3, b2, one, "best variant, tiny with 3 layers:");
+        /* batch_invariant 0 (steps in row order auto, one call per kernel): the CPU's
+         * kernels still give every row the same bits */
+        g_invariant = 0;
+        test_invariance(m, b2, one, "best variant, tiny, batch_invariant 0:");
+        g_invariant = -1;
     }
     gptoss_backend_release(one);
     gptoss_model_release(m3);
