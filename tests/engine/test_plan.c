@@ -6,6 +6,8 @@
  *   - the varlen calls read the step's buffers: qkv every row, sdpa the last R rows
  *     (positions and sequences from row n - R on), the block tables of the layer's group
  *     (sliding window on the even layers), the cache of the layer's slot;
+ *   - batch-invariant plans (gptoss_plan_build_kinds): each call over rows of one kind in
+ *     that kind's row order, the MoE path and the attention runs by kind (test_kinds);
  *   - a failing call is named in the message ("layer 2 sdpa: ...") and stops the run.
  * The plan's numerics are checked end to end (forward_ref.py, bit-identical dumps). */
 #include <gptoss/offline.h>
@@ -139,6 +141,86 @@ static void test_step_buffers(const struct gptoss_model* m, struct gptoss_plan* 
     CHECK(ok && seen == (int) L, "the varlen calls read the step's rows, tables and caches");
 }
 
+/* The rows a call covers (its first row is c->row0), 0 for calls over no rows of their own
+ * order (embeddings, norms outside the runs). */
+static uint32_t call_rows(const struct gptoss_plan_call* c) {
+    switch (c->kernel) {
+        case gptoss_kernel_f32_bf16w_matmul_qkv_varlen: return c->args.f32_bf16w_matmul_qkv_varlen.num_tokens;
+        case gptoss_kernel_f32_bf16w_matmul_add: return c->args.f32_bf16w_matmul_add.num_tokens;
+        case gptoss_kernel_f32_sdpa_varlen: return c->args.f32_sdpa_varlen.num_q_tokens;
+        case gptoss_kernel_f32_bf16w_rmsnorm_matmul_topk: return c->args.f32_bf16w_rmsnorm_matmul_topk.num_tokens;
+        case gptoss_kernel_f32_mf4w_moe_matmul_swiglu: return c->args.f32_mf4w_moe_matmul_swiglu.num_tokens;
+        case gptoss_kernel_f32_mf4w_moe_dense_matmul_swiglu: return c->args.f32_mf4w_moe_dense_matmul_swiglu.num_tokens;
+        default: return 0;
+    }
+}
+
+/* Batch-invariant plans (gptoss_plan_build_kinds), every layout of up to 3 rows per kind:
+ * every qkv, attention-output, gate and MoE call covers rows of its own order only (prompt
+ * rows many, drawn rows one), each layer's qkv calls cover the n rows once, the MoE of
+ * prompt runs is expert-grouped (moe_dense_many) and of drawn runs per token, the attention
+ * of prompt rows is one call per run (runs: the first kind's rows in runs of 2, each
+ * prompt row with logits alone), the unembedding one call over the o rows in order one. */
+static void test_kinds(const struct gptoss_model* m, struct gptoss_plan* plan) {
+    const uint32_t L = m->config.num_blocks;
+    struct gptoss_plan_setup s;
+    setup_for(&s, m, 1, 1); /* moe_dense_min_rows 1: ignored by these plans */
+    s.moe_dense_many = 1;
+    int bad = 0, plans = 0;
+    for (uint32_t k = 0; k < 4 * 4 * 4 * 4; k++) {
+        const uint32_t kinds[4] = {k % 4, k / 4 % 4, k / 16 % 4, k / 64};
+        const uint32_t n = kinds[0] + kinds[1] + kinds[2] + kinds[3];
+        if (n == 0) continue;
+        uint32_t runs[16], nr = 0;
+        for (uint32_t r = 0; r < kinds[0]; r += 2) {
+            runs[2 * nr] = r;
+            runs[2 * nr + 1] = kinds[0] - r < 2 ? kinds[0] - r : 2;
+            nr++;
+        }
+        for (uint32_t r = 0; r < kinds[2]; r++, nr++) {
+            runs[2 * nr] = kinds[0] + kinds[1] + r;
+            runs[2 * nr + 1] = 1;
+        }
+        int many[12];
+        for (uint32_t r = 0; r < n; r++) {
+            many[r] = r < kinds[0] || (r >= kinds[0] + kinds[1] && r < kinds[0] + kinds[1] + kinds[2]);
+        }
+        gptoss_plan_build_kinds(plan, &s, kinds, runs, nr);
+        plans++;
+        uint32_t qkv_rows[8] = {0}, many_sdpa = 0, unemb = 0;
+        int ok = plan->n == n && plan->o == kinds[2] + kinds[3] && plan->num_calls <= plan->capacity;
+        for (uint32_t i = 0; i < plan->num_calls && ok; i++) {
+            const struct gptoss_plan_call* c = &plan->calls[i];
+            const uint32_t rows = call_rows(c);
+            if (c->kernel == gptoss_kernel_f32_bf16w_unembedding) {
+                unemb++;
+                ok = c->order == gptoss_row_order_one && c->args.f32_bf16w_unembedding.num_tokens == plan->o;
+                continue;
+            }
+            if (rows == 0) continue;
+            if (c->kernel == gptoss_kernel_f32_bf16w_matmul_qkv_varlen) qkv_rows[c->layer] += rows;
+            if (c->kernel == gptoss_kernel_f32_sdpa_varlen && c->order == gptoss_row_order_many) {
+                /* exactly one run (or its part in the last layer's logits rows) */
+                int run = 0;
+                for (uint32_t j = 0; j < nr; j++) {
+                    run |= c->row0 >= runs[2 * j] && c->row0 + rows <= runs[2 * j] + runs[2 * j + 1];
+                }
+                ok = ok && run;
+                many_sdpa++;
+            }
+            for (uint32_t r = c->row0; r < c->row0 + rows && ok; r++) {
+                ok = r < n && many[r] == (c->order == gptoss_row_order_many);
+            }
+            if (c->kernel == gptoss_kernel_f32_mf4w_moe_dense_matmul_swiglu) ok = ok && c->order == gptoss_row_order_many;
+            if (c->kernel == gptoss_kernel_f32_mf4w_moe_matmul_swiglu) ok = ok && c->order == gptoss_row_order_one;
+        }
+        for (uint32_t l = 0; l < L && l < 8; l++) ok = ok && qkv_rows[l] == n;
+        ok = ok && unemb == (plan->o > 0) && (kinds[0] + kinds[2] == 0 || many_sdpa > 0);
+        if (!ok && bad++ < 5) CHECK(0, "kinds %u %u %u %u: a call over rows of another order", kinds[0], kinds[1], kinds[2], kinds[3]);
+    }
+    CHECK(bad == 0 && plans == 255, "batch-invariant plans: %d of %d wrong", bad, plans);
+}
+
 static void test_failure(struct gptoss_model* m, struct gptoss_plan* plan, gptoss_backend_t backend) {
     /* the bad call is refused by its check before anything runs; it runs alone */
     struct gptoss_plan_setup s;
@@ -163,13 +245,17 @@ int main(void) {
         fprintf(stderr, "test_plan: %s\n", gptoss_last_error());
         return 1;
     }
-    struct gptoss_plan plan = {0, 0, 0, gptoss_plan_max_calls(model->config.num_blocks), NULL};
+    static uint32_t runs[2 * 16];
+    struct gptoss_plan plan = {0, 0, 0, gptoss_plan_max_calls_runs(model->config.num_blocks, 16), NULL};
     plan.calls = calloc(plan.capacity, sizeof(struct gptoss_plan_call));
     if (plan.calls == NULL) return 1;
+    plan.runs = runs;
+    plan.runs_capacity = 16;
     init_buffers(model);
     test_decode_calls(model, &plan);
     test_all_shapes(model, &plan);
     test_step_buffers(model, &plan);
+    test_kinds(model, &plan);
     test_failure(model, &plan, backend);
     free(plan.calls);
     gptoss_model_release(model);
