@@ -12,9 +12,9 @@ Only relative imports are used, so the package also loads from a Hugging Face
 """
 
 from . import ops
-from ._tensors import backend_name, synchronize
+from ._tensors import backend_name, get_row_order, set_row_order, synchronize
 from .ops import *  # noqa: F401,F403
 
 __version__ = "0.1.0"
 
-__all__ = list(ops.__all__) + ["ops", "synchronize", "backend_name"]
+__all__ = list(ops.__all__) + ["ops", "synchronize", "backend_name", "set_row_order", "get_row_order"]

@@ -455,6 +455,21 @@ static PyObject* k_f32_sample_logits(PyObject* self, PyObject* args) {
     RUN(gptoss_f32_sample_logits(b, P(logits), P(pred), v, temp, top_k, top_p, seed, offset));
 }
 
+static PyObject* set_row_order(PyObject* self, PyObject* args) {
+    PyObject* cap;
+    int order;
+    if (!PyArg_ParseTuple(args, "Oi", &cap, &order)) return NULL;
+    BACKEND(cap);
+    RUN(gptoss_backend_set_row_order(b, (enum gptoss_row_order) order));
+}
+
+static PyObject* get_row_order(PyObject* self, PyObject* args) {
+    PyObject* cap;
+    if (!PyArg_ParseTuple(args, "O", &cap)) return NULL;
+    BACKEND(cap);
+    return PyLong_FromLong((long) gptoss_backend_get_row_order(b));
+}
+
 static PyObject* k_synchronize(PyObject* self, PyObject* args) {
     PyObject* cap;
     if (!PyArg_ParseTuple(args, "O", &cap)) return NULL;
@@ -468,6 +483,8 @@ static PyMethodDef methods[] = {
     {"create_cpu_backend", create_cpu_backend, METH_VARARGS, "CPU backend capsule."},
     {"create_cuda_backend", create_cuda_backend, METH_VARARGS, "CUDA backend capsule on (device, stream)."},
     {"backend_name", backend_name, METH_VARARGS, "Name of a backend."},
+    {"set_row_order", set_row_order, METH_VARARGS, "gptoss_backend_set_row_order(backend, order)."},
+    {"get_row_order", get_row_order, METH_VARARGS, "gptoss_backend_get_row_order(backend)."},
     K(synchronize),
     K(u32_fill_random), K(f32_fill_random), K(bf16_fill_random), K(mf4_f32_convert), K(bf16_f32_embeddings),
     K(f32_bf16w_rmsnorm), K(f32_bf16w_matmul), K(f32_bf16w_matmul_add), K(f32_bf16w_dense_matmul_qkv),

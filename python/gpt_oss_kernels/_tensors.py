@@ -115,6 +115,8 @@ def library_error(op, error):
 _lock = threading.Lock()
 _cpu_backend = None
 _cuda_backends = {}
+_ROW_ORDERS = ("auto", "one", "many")
+_row_orders = {}  # "cpu" or a CUDA device index -> the order set by set_row_order
 
 
 def cpu_backend():
@@ -123,6 +125,8 @@ def cpu_backend():
         if _cpu_backend is None:
             threads = int(os.environ.get("GPTOSS_CPU_THREADS", "0") or 0)
             _cpu_backend = _native.create_cpu_backend(threads)
+            if _row_orders.get("cpu", 0):
+                _native.set_row_order(_cpu_backend, _row_orders["cpu"])
         return _cpu_backend
 
 
@@ -132,8 +136,50 @@ def cuda_backend(device_index, stream):
         backend = _cuda_backends.get(key)
         if backend is None:
             backend = _native.create_cuda_backend(device_index, stream)
+            if _row_orders.get(device_index, 0):
+                _native.set_row_order(backend, _row_orders[device_index])
             _cuda_backends[key] = backend
         return backend
+
+
+def _device_key(device):
+    text = str(device)
+    if text.startswith("cuda"):
+        return int(text.split(":")[1]) if ":" in text else 0
+    if text.startswith("cpu"):
+        return "cpu"
+    raise ValueError(f"device {device!r} is not 'cpu' or 'cuda[:N]'")
+
+
+def set_row_order(order, device="cpu"):
+    """How the ops on `device` ("cpu" or "cuda:N") choose their arithmetic for several rows
+    (tokens); the C library's gptoss_backend_set_row_order. "auto" (the default): the
+    fastest kernels for each call's shape, a row's last bits may depend on how many rows
+    share the call (CUDA). "one": every row bitwise as in a call of that row alone. "many":
+    every row bitwise the same for any number of rows (the prefill kernels' arithmetic).
+    On the CPU every order computes the same bits. Applies to the calls made after it,
+    on every stream of that device."""
+    if order not in _ROW_ORDERS:
+        raise ValueError(f"row order {order!r} is not one of {', '.join(_ROW_ORDERS)}")
+    key = _device_key(device)
+    value = _ROW_ORDERS.index(order)
+    with _lock:
+        _row_orders[key] = value
+        if key == "cpu":
+            backends = [_cpu_backend] if _cpu_backend is not None else []
+        else:
+            backends = [b for (dev, _s), b in _cuda_backends.items() if dev == key]
+    try:
+        for backend in backends:
+            _native.set_row_order(backend, value)
+    except (ValueError, RuntimeError) as error:
+        raise library_error("set_row_order", error) from None
+
+
+def get_row_order(device="cpu"):
+    """The row order of `device` (set_row_order): "auto", "one" or "many"."""
+    with _lock:
+        return _ROW_ORDERS[_row_orders.get(_device_key(device), 0)]
 
 
 def cuda_stream(device_index):

@@ -162,3 +162,49 @@ def test_fill_counts(lib, name):
 
 def test_backend_name():
     assert g.backend_name("cpu").startswith("cpu")
+
+
+def test_row_order_setting():
+    assert g.get_row_order("cpu") == "auto"
+    with pytest.raises(ValueError):
+        g.set_row_order("some", "cpu")
+    with pytest.raises(ValueError):
+        g.set_row_order("one", "tpu")
+    g.set_row_order("many", "cpu")
+    try:
+        assert g.get_row_order("cpu") == "many"
+    finally:
+        g.set_row_order("auto", "cpu")
+    assert g.get_row_order("cpu") == "auto"
+
+
+def test_row_orders(lib):
+    """gpt_oss_kernels.set_row_order: in order "one" a block of 40 tokens gives each token's
+    bits as a call of that token alone (order auto); in order "many" calls of 1, 5 and 17
+    tokens give the bits of the same tokens in the block. On the CPU every order computes
+    the same bits; on CUDA the orders choose the kernels (the 2880-column, 300-row shape
+    takes the region GEMV alone and the tensor-core GEMM for many tokens)."""
+    rng = np.random.default_rng(SEED)
+    T, C, R = 40, 2880, 300
+    x = rng.uniform(-1, 1, (T, C)).astype(np.float32)
+    w = (rng.uniform(-0.05, 0.05, (R, C)).astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
+    bias = (rng.uniform(-1, 1, R).astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
+    W, B = lib.T(lib.bf16(w)), lib.bf16(bias)  # [in][out] as a transposed view
+    device = lib.device
+
+    def matmul(t0, n, order):
+        g.set_row_order(order, device)
+        out = lib.nan((n, R))
+        g.f32_bf16w_matmul(lib.f32(x[t0:t0 + n]), W, B, out, n, C, R)
+        lib.sync()
+        return lib.get(out)
+
+    try:
+        alone = np.concatenate([matmul(t, 1, "auto") for t in range(T)])
+        np.testing.assert_array_equal(matmul(0, T, "one").view(np.uint32), alone.view(np.uint32))
+        block = matmul(0, T, "many")
+        for n in (1, 5, 17):
+            np.testing.assert_array_equal(matmul(0, n, "many").view(np.uint32), block[:n].view(np.uint32))
+        assert not np.isnan(alone).any()
+    finally:
+        g.set_row_order("auto", device)
