@@ -982,6 +982,20 @@ static void generic_cases(void) {
                (unsigned long long) used, (unsigned long long) total, !untouched);
     }
 
+    /* gptoss_backend_set_row_order: a bad order or backend named, the order kept */
+    run_case("row_order_backend_null", gptoss_backend_set_row_order(NULL, gptoss_row_order_one), INV, "backend");
+    run_case("row_order_bad", gptoss_backend_set_row_order(B, (enum gptoss_row_order) 3), INV, "row order 3");
+    run_case("row_order_negative", gptoss_backend_set_row_order(B, (enum gptoss_row_order) - 1), INV, "row order -1");
+    run_case("row_order_many", gptoss_backend_set_row_order(B, gptoss_row_order_many), OK, NULL);
+    const int order_kept = gptoss_backend_get_row_order(B) == gptoss_row_order_many &&
+                           gptoss_backend_set_row_order(B, (enum gptoss_row_order) 7) != gptoss_status_success &&
+                           gptoss_backend_get_row_order(B) == gptoss_row_order_many &&
+                           gptoss_backend_get_row_order(NULL) == gptoss_row_order_auto;
+    run_case("row_order_auto", gptoss_backend_set_row_order(B, gptoss_row_order_auto), OK, NULL);
+    g_passed += order_kept;
+    g_failed += !order_kept;
+    printf("%s row_order_kept: a refused order leaves the backend's as it was\n", order_kept ? "PASS" : "FAIL");
+
     int names_ok = gptoss_kernel_get_name(gptoss_kernel_count) == NULL &&
                    gptoss_kernel_get_family((enum gptoss_kernel) - 1) == NULL && gptoss_kernel_count == 32;
     for (int k = 0; k < gptoss_kernel_count && names_ok; k++) {
