@@ -3,8 +3,10 @@
  * count: the sliding group has one layer more).
  *
  * Batch invariance, bit for bit: three tracked sequences (greedy; temperature only, drawn
- * by f32_softmax + f32_sample; temperature + top-p + a penalty, drawn on the host) give
- * the same logits at every draw and the same tokens
+ * by f32_softmax + f32_sample; temperature + top-p + a penalty, drawn on the host), each
+ * with a next turn (3 tokens appended behind its 6th draw, then 6 more draws: the last draw
+ * and the appended tokens computed together), give the same logits at every draw and the
+ * same tokens
  *   - each alone in a batch, prompts of 1..140 tokens prefilled in chunks of 128 (the
  *     reference);
  *   - together among others: 8 sequences at once, the others joining and leaving at
@@ -37,6 +39,7 @@
 
 #define NTRACK 3
 #define NDRAW 12
+#define NCONT 3 /* tokens appended after draw NDRAW / 2 (a user's next turn) */
 #define MAXSEQ 8       /* sequences at once on the CPU */
 #define MAX_STREAMS 64 /* and at most (--streams, CUDA) */
 
@@ -47,6 +50,7 @@ static uint32_t g_vocab;
 struct track {
     uint32_t prompt[160];
     size_t n_prompt;
+    uint32_t cont[NCONT]; /* appended after draw NDRAW / 2, then the other draws */
     gptoss_sampler_t sampler;
     uint32_t tokens[NDRAW];
     float* logits; /* [NDRAW][V] */
@@ -96,12 +100,13 @@ static gptoss_sequence_t other(gptoss_batch_t b, size_t prompt, size_t draws) {
 static void run(gptoss_batch_t b, const struct track* t, struct track* out, int k0, int k1, int crowd) {
     gptoss_sequence_t seq[NTRACK] = {NULL}, others[MAX_STREAMS] = {NULL};
     size_t drawn[NTRACK] = {0};
+    bool continued[NTRACK] = {false};
     for (int i = 0; i < crowd && i < 2; i++) others[i] = other(b, 30 + 20 * (size_t) i, 5 + 3 * (size_t) i);
     for (int k = k0; k < k1; k++) {
-        CHECK(gptoss_sequence_create(b, t[k].n_prompt + NDRAW, &seq[k]) == gptoss_status_success, "tracked: %s",
-              gptoss_last_error());
+        CHECK(gptoss_sequence_create(b, t[k].n_prompt + NDRAW + NCONT, &seq[k]) == gptoss_status_success,
+              "tracked: %s", gptoss_last_error());
         gptoss_sequence_append_tokens(seq[k], t[k].n_prompt, t[k].prompt);
-        gptoss_sequence_generate(seq[k], t[k].sampler, NDRAW);
+        gptoss_sequence_generate(seq[k], t[k].sampler, NDRAW / 2);
     }
     struct gptoss_batch_token toks[MAX_STREAMS];
     bool done = false;
@@ -118,6 +123,15 @@ static void run(gptoss_batch_t b, const struct track* t, struct track* out, int 
                           gptoss_status_success, "logits: %s", gptoss_last_error());
                 drawn[k]++;
             }
+        }
+        /* a next turn: tokens appended behind the last draw (not yet computed: its row and
+         * theirs are one chunk, a drawn token then prompt tokens), then the other draws */
+        for (int k = k0; k < k1; k++) {
+            if (continued[k] || drawn[k] != NDRAW / 2) continue;
+            continued[k] = true;
+            CHECK(gptoss_sequence_append_tokens(seq[k], NCONT, t[k].cont) == gptoss_status_success &&
+                      gptoss_sequence_generate(seq[k], t[k].sampler, NDRAW - NDRAW / 2) == gptoss_status_success,
+                  "the next turn: %s", gptoss_last_error());
         }
         for (int i = 0; i < crowd; i++) {
             size_t nt = 0, nkv = 0;
@@ -205,6 +219,7 @@ static void run_contexts(gptoss_model_t m, gptoss_backend_t backend, const struc
         gptoss_context_append_tokens(c, t[k].n_prompt, t[k].prompt);
         for (int d = 0; d < NDRAW; d++) {
             size_t got = 0;
+            if (d == NDRAW / 2) gptoss_context_append_tokens(c, NCONT, t[k].cont); /* the next turn (run) */
             CHECK(gptoss_context_get_logits(c, out[k].logits + (size_t) d * g_vocab, g_vocab) == gptoss_status_success,
                   "context logits");
             CHECK(gptoss_context_sample(c, t[k].sampler, 1, &out[k].tokens[d], &got) == gptoss_status_success &&
@@ -226,6 +241,7 @@ static void test_invariance(gptoss_model_t m, gptoss_backend_t backend, gptoss_b
     for (int k = 0; k < NTRACK; k++) {
         t[k].n_prompt = lengths[k];
         random_ids(t[k].prompt, lengths[k]);
+        random_ids(t[k].cont, NCONT);
         gptoss_sampler_create(&t[k].sampler);
     }
     gptoss_sampler_set_temperature(t[1].sampler, 1.0f);
@@ -660,11 +676,26 @@ static void route_observe(gptoss_backend_t backend, const struct gptoss_plan* pl
     free(gate);
 }
 
+/* A tracked sequence's positions: the prompt, draws 0 .. NDRAW/2 - 1, the next turn's NCONT
+ * tokens, the other draws. The position whose logits gave draw d: */
+static uint32_t draw_row(const struct track* t, int d) {
+    return (uint32_t) t->n_prompt - 1 + (uint32_t) d + (d >= NDRAW / 2 ? NCONT : 0);
+}
+
+/* The token at position p of tracked sequence t in a run whose draws were `drawn`. */
+static uint32_t token_at(const struct track* t, const struct track* drawn, uint32_t p) {
+    if (p < t->n_prompt) return t->prompt[p];
+    const uint32_t q = p - (uint32_t) t->n_prompt;
+    if (q < NDRAW / 2) return drawn->tokens[q];
+    if (q < NDRAW / 2 + NCONT) return t->cont[q - NDRAW / 2];
+    return drawn->tokens[q - NCONT];
+}
+
 /* Index of the row of tracked sequence t at position p in a run whose draws were `drawn`;
  * SIZE_MAX if none. *count: how many rows match (more than 1: ambiguous). */
 static size_t route_find(const struct routes* r, const struct track* t, const struct track* drawn, uint32_t p,
                          int* count) {
-    const uint32_t tok = p < t->n_prompt ? t->prompt[p] : drawn->tokens[p - t->n_prompt];
+    const uint32_t tok = token_at(t, drawn, p);
     size_t found = SIZE_MAX;
     *count = 0;
     for (size_t i = 0; i < r->n; i++) {
@@ -686,8 +717,8 @@ static int route_report(const struct routes* alone, const struct routes* crowd, 
     for (int k = 0; k < NTRACK; k++) {
         int d = 0;
         while (d + 1 < NDRAW && ref[k].tokens[d] == got[k].tokens[d]) d++;
-        const uint32_t first = (uint32_t) t[k].n_prompt - 1;  /* the row of draw 0 */
-        const uint32_t last = first + (uint32_t) d + 1;       /* rows 0 .. last - 1 */
+        const uint32_t first = draw_row(&t[k], 0);           /* the row of draw 0 */
+        const uint32_t last = draw_row(&t[k], d) + 1;        /* rows 0 .. last - 1 */
         uint32_t earliest_layer = UINT32_MAX;                 /* of a flip at a row so far */
         int flips = 0, missing = 0, ambiguous = 0, clean = 0, drifted = 0, unexplained = 0;
         double worst_drift = 0;
@@ -726,9 +757,9 @@ static int route_report(const struct routes* alone, const struct routes* crowd, 
                          * choice did not follow the logits */
                         const bool explained = (double) a->margin[l] <= 2.0 * dmax * (1.0 + 1e-6);
                         unexplained += !explained;
-                        printf("    sequence %d, position %u (%s %u), layer %u: %s (margin %.3e alone, router "
+                        printf("    sequence %d, position %u (%s), layer %u: %s (margin %.3e alone, router "
                                "logits moved by %.3e, within %.2e of their largest, %.3e)\n", k, p,
-                               p < first ? "prompt row" : "row of draw", p < first ? p : p - first, l,
+                               p < first ? "a prompt row" : "after the prompt", l,
                                explained ? "a near tie moved" : "a choice the logits do not explain",
                                (double) a->margin[l], dmax, rel, amax);
                     }
@@ -742,7 +773,7 @@ static int route_report(const struct routes* alone, const struct routes* crowd, 
              * before the last layer */
             if (row_earliest != UINT32_MAX) {
                 for (int j = 0; j <= d; j++) {
-                    const uint32_t pj = first + (uint32_t) j;
+                    const uint32_t pj = draw_row(&t[k], j);
                     if (pj == p || (pj > p && row_earliest + 1 < L)) reached[k][j] = true;
                 }
             }
@@ -777,7 +808,7 @@ static void route_self_test(struct routes* alone, struct routes* crowd, const st
                             bool (*real_reached)[NDRAW]) {
     int d = 0;
     while (d + 1 < NDRAW && ref[0].tokens[d] == got[0].tokens[d]) d++;
-    const uint32_t first = (uint32_t) t[0].n_prompt - 1;
+    const uint32_t first = draw_row(&t[0], 0);
     const size_t E = crowd->E;
     if (E > 256) return;
     for (int scenario = 1; scenario <= 3; scenario++) {
@@ -838,6 +869,7 @@ static void test_cuda(gptoss_model_t m, const char* name) {
     for (int k = 0; k < NTRACK; k++) {
         t[k].n_prompt = lengths[k];
         random_ids(t[k].prompt, lengths[k]);
+        random_ids(t[k].cont, NCONT);
         gptoss_sampler_create(&t[k].sampler);
     }
     gptoss_sampler_set_temperature(t[1].sampler, 1.0f);
