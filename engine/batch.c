@@ -180,7 +180,7 @@ void gptoss_context_params_init(struct gptoss_context_params* params) {
     memset(params, 0, sizeof(*params));
     params->fused_ops = 1;
     params->graphs = 1;
-    params->batch_invariant = 1;
+    params->batch_invariant = gptoss_batch_invariant_on;
 }
 
 /* Checks params (NULL = the defaults) against the model and fills in its defaults. */
@@ -194,8 +194,10 @@ static enum gptoss_status resolve_params(const struct gptoss_model* model, const
     if (p->graphs != 0 && p->graphs != 1) {
         return gptoss_fail(gptoss_status_invalid_argument, "graphs %d is not 0 or 1", p->graphs);
     }
-    if (p->batch_invariant != 0 && p->batch_invariant != 1) {
-        return gptoss_fail(gptoss_status_invalid_argument, "batch_invariant %d is not 0 or 1", p->batch_invariant);
+    if (p->batch_invariant != gptoss_batch_invariant_off && p->batch_invariant != gptoss_batch_invariant_on &&
+        p->batch_invariant != gptoss_batch_invariant_many) {
+        return gptoss_fail(gptoss_status_invalid_argument, "batch_invariant %d is not 0 (off), 1 (on) or 2 (many)",
+                           p->batch_invariant);
     }
     if (p->profile != 0 && p->profile != 1) {
         return gptoss_fail(gptoss_status_invalid_argument, "profile %d is not 0 or 1", p->profile);
@@ -385,7 +387,9 @@ enum gptoss_status gptoss_batch_create(gptoss_model_t model, const struct gptoss
         return st;
     }
     b->setup = (struct gptoss_plan_setup){model, &b->buf, b->S, b->table_stride, p.moe_dense_min_rows, p.fused_ops,
-                                          gptoss_backend_get_kind(b->backend) != gptoss_backend_kind_cpu};
+                                          gptoss_backend_get_kind(b->backend) != gptoss_backend_kind_cpu,
+                                          p.batch_invariant == gptoss_batch_invariant_many ? gptoss_row_order_many
+                                                                                            : gptoss_row_order_one};
     if (p.graphs && b->prof == NULL) {
         for (int i = 0; i < NUM_GRAPHS; i++) {
             if (gptoss_graph_create(b->backend, &b->graphs[i].graph) != gptoss_status_success) {
@@ -521,7 +525,7 @@ enum gptoss_status gptoss_batch_sequence_lookup(struct gptoss_sequence* s) {
 /* The plan of n rows with o rows of logits: a kept one, or one built now in place of the
  * least recently used. */
 static struct gptoss_plan* plan_for(struct gptoss_batch* b, uint32_t n, uint32_t o) {
-    const int by_kind = b->params.batch_invariant;
+    const int by_kind = b->params.batch_invariant != gptoss_batch_invariant_off;
     int slot = 0;
     for (int i = 0; i < NUM_PLANS; i++) {
         const struct gptoss_plan* p = &b->plans[i];
@@ -569,7 +573,7 @@ static enum gptoss_status upload(struct gptoss_batch* b, uint32_t num_members) {
 static enum gptoss_status run_plan(struct gptoss_batch* b, uint32_t n, uint32_t o) {
     struct gptoss_plan* plan = plan_for(b, n, o);
     /* graphs keyed by n: decode steps only (batch-invariant: every row a drawn token) */
-    const int decode = n == o && (!b->params.batch_invariant || b->kinds[3] == n);
+    const int decode = n == o && (b->params.batch_invariant == gptoss_batch_invariant_off || b->kinds[3] == n);
     if (!decode || b->graphs[0].graph == NULL) return gptoss_plan_run(plan, b->backend, b->prof);
     struct graph_slot* g = NULL;
     for (int i = 0; i < NUM_GRAPHS; i++) {
@@ -777,7 +781,7 @@ static void lay_out(struct gptoss_batch* b, uint32_t num_members, uint32_t num_r
     uint32_t* tok = b->rows;
     uint32_t* pos = b->rows + b->B;
     uint32_t* sid = b->rows + 2 * b->B;
-    const int by_kind = b->params.batch_invariant;
+    const int by_kind = b->params.batch_invariant != gptoss_batch_invariant_off;
     uint32_t next[GPTOSS_PLAN_KINDS] = {0, 0, 0, 0}; /* the next row of each kind */
     memset(b->kinds, 0, sizeof(b->kinds));
     if (by_kind) {

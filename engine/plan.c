@@ -94,17 +94,20 @@ static void build_attention(struct gptoss_plan* plan, const struct gptoss_plan_s
     if (!plan->kinds_set) {
         SDPA_CALL(r0, R, gptoss_row_order_auto);
     } else {
-        /* drawn rows: one call per run of them; prompt rows: one per attention run */
-        for (uint32_t i = 0, k = clip(plan, r0, seg); i < k; i++) {
-            if (seg[i].order == gptoss_row_order_one) {
-                SDPA_CALL(seg[i].start, seg[i].len, gptoss_row_order_one);
+        /* by kind, whatever the matmuls' orders: drawn rows one call per region of them, in
+         * order one (a drawn row alone never runs on tensor cores); prompt rows one call per
+         * attention run, in order many */
+        for (uint32_t kind = 0, start = 0; kind < GPTOSS_PLAN_KINDS; start += plan->kinds[kind++]) {
+            const uint32_t lo = start > r0 ? start : r0, hi = start + plan->kinds[kind];
+            if (hi <= lo) continue;
+            if (kind % 2 == 1) {
+                SDPA_CALL(lo, hi - lo, gptoss_row_order_one);
                 continue;
             }
             for (uint32_t j = 0; j < plan->num_runs; j++) {
                 const uint32_t a = plan->runs[2 * j], e = a + plan->runs[2 * j + 1];
-                const uint32_t lo = a > seg[i].start ? a : seg[i].start;
-                const uint32_t hi = e < seg[i].start + seg[i].len ? e : seg[i].start + seg[i].len;
-                if (hi > lo) SDPA_CALL(lo, hi - lo, gptoss_row_order_many);
+                const uint32_t rl = a > lo ? a : lo, rh = e < hi ? e : hi;
+                if (rh > rl) SDPA_CALL(rl, rh - rl, gptoss_row_order_many);
             }
         }
     }
@@ -232,11 +235,11 @@ static void build(struct gptoss_plan* plan, const struct gptoss_plan_setup* setu
             *APPEND(plan, f32_bf16w_rmsnorm, OUTSIDE, "final rmsnorm") = (struct gptoss_f32_bf16w_rmsnorm_args){
                 b->residual + (size_t) (n - o) * H, W(m, m->final_norm), b->norm, o, H, cfg->rmsnorm_epsilon};
         }
-        /* one call; batch-invariant plans: in row order one for every row (the logits feed
-         * no other row, so a prompt's last row may take the one-token GEMV's sums too: the
-         * logits of a prompt are those of auto, where the row is alone in its call) */
+        /* one call; batch-invariant plans: every row in the drawn rows' order (the logits
+         * feed no other row, so a prompt's last row may take their sums too: with drawn rows
+         * in order one, a prompt's logits are those of auto, where the row is alone) */
         *APPEND_AT(plan, f32_bf16w_unembedding, OUTSIDE, "unembedding",
-                   plan->kinds_set ? gptoss_row_order_one : gptoss_row_order_auto, n - o) =
+                   plan->kinds_set ? plan->drawn_order : gptoss_row_order_auto, n - o) =
             (struct gptoss_f32_bf16w_unembedding_args){b->norm, W(m, m->unembedding), b->logits, b->argmax, o, H, V};
     }
 }
@@ -256,8 +259,11 @@ void gptoss_plan_build_kinds(struct gptoss_plan* plan, const struct gptoss_plan_
                              const uint32_t kinds[GPTOSS_PLAN_KINDS], const uint32_t* runs, uint32_t num_runs) {
     plan->num_runs = num_runs <= plan->runs_capacity ? num_runs : plan->runs_capacity;
     if (plan->num_runs > 0) memcpy(plan->runs, runs, (size_t) 2 * plan->num_runs * sizeof(uint32_t));
-    static const enum gptoss_row_order order[GPTOSS_PLAN_KINDS] = {gptoss_row_order_many, gptoss_row_order_one,
-                                                                   gptoss_row_order_many, gptoss_row_order_one};
+    const enum gptoss_row_order drawn = setup->drawn_order == gptoss_row_order_many ? gptoss_row_order_many
+                                                                                  : gptoss_row_order_one;
+    const enum gptoss_row_order order[GPTOSS_PLAN_KINDS] = {gptoss_row_order_many, drawn, gptoss_row_order_many,
+                                                            drawn};
+    plan->drawn_order = drawn;
     uint32_t n = 0;
     plan->num_segments = 0;
     for (int i = 0; i < GPTOSS_PLAN_KINDS; i++) {

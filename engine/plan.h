@@ -55,6 +55,9 @@ struct gptoss_plan_setup {
      * (row order many) on the expert-grouped kernels (CUDA), or on the per-token ones (the
      * CPU, where both give the same bits) */
     int moe_dense_many;
+    /* plans of gptoss_plan_build_kinds: the row order of the drawn rows' matmuls and MoE (and
+     * of the unembedding): one (zero means one too) or many */
+    enum gptoss_row_order drawn_order;
 };
 
 struct gptoss_plan_call {
@@ -81,6 +84,7 @@ struct gptoss_plan {
     struct gptoss_plan_call* calls;
     const struct gptoss_forward_buffers* buffers; /* what its calls read and write */
     int kinds_set;                     /* built by gptoss_plan_build_kinds */
+    enum gptoss_row_order drawn_order; /* its drawn rows' order (setup->drawn_order) */
     uint32_t kinds[GPTOSS_PLAN_KINDS]; /* its rows per kind (0 otherwise) */
     uint32_t num_segments;
     struct gptoss_plan_segment segments[GPTOSS_PLAN_KINDS]; /* rows 0..n-1, adjacent orders differ */
@@ -100,13 +104,15 @@ uint32_t gptoss_plan_max_calls_runs(uint32_t num_layers, uint32_t max_runs);
  * caller with gptoss_plan_max_calls entries). */
 void gptoss_plan_build(struct gptoss_plan* plan, const struct gptoss_plan_setup* setup, uint32_t n, uint32_t o);
 /* The same for a batch-invariant step (engine.h, batch_invariant): kinds[0..3] rows of
- * prompt tokens (row order many) and of drawn tokens (row order one) without logits, then
+ * prompt tokens (row order many) and of drawn tokens (row order setup->drawn_order: one, or
+ * many) without logits, then
  * the same two with logits; n = their sum, o = kinds[2] + kinds[3]. Every kernel call whose
  * sums depend on the row order (kernels.h, gptoss_backend_set_row_order) runs once per run
  * of rows of one order, in that order; the MoE of a prompt run on the expert-grouped
  * kernels (setup->moe_dense_many) or the per-token ones, of a drawn run on the per-token
- * ones, whatever moe_dense_min_rows says; the unembedding of every logits row in row order
- * one (a prompt's last row as in a call of its own). Attention: the drawn rows of a run in one call
+ * ones, whatever moe_dense_min_rows says (in drawn order many, the drawn rows' MoE as the
+ * prompt rows'); the unembedding of every logits row in the drawn rows' order. Attention
+ * (whatever the drawn order): the drawn rows of a kind in one call
  * (order one), the prompt rows in one call per attention run: runs[2 i], runs[2 i + 1] =
  * first row and rows of run i (num_runs of them, at most plan->runs_capacity), rows of one
  * sequence at consecutive positions that tile the prompt rows (on CUDA order many computes

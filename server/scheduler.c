@@ -353,7 +353,7 @@ bool srv_scheduler_create(gptoss_model_t model, const struct srv_scheduler_optio
     p.context_length = o->context_length;
     p.max_sequences = (uint32_t) o->parallel;
     p.kv_budget = o->kv_budget;
-    p.batch_invariant = o->batch_invariant ? 1 : 0;
+    p.batch_invariant = o->batch_invariant;
     struct gptoss_batch_info info;
     if (gptoss_batch_create(model, &p, &s->batch) != gptoss_status_success ||
         gptoss_batch_get_info(s->batch, &info) != gptoss_status_success) {

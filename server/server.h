@@ -296,7 +296,7 @@ struct srv_scheduler_options {
                              * `parallel` requests of context_length tokens) */
     gptoss_backend_t backend; /* the model's backend: its memory in /metrics (NULL: not shown);
                                * queried by the engine thread, which alone uses the backend */
-    bool batch_invariant;     /* gptoss_context_params.batch_invariant */
+    int batch_invariant;      /* gptoss_context_params.batch_invariant (enum gptoss_batch_invariance) */
 };
 
 /* Creates the batch and starts the engine thread. The model is retained. */

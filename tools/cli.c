@@ -110,6 +110,11 @@ static int env_is_zero(const char* name) {
     return v != NULL && strcmp(v, "0") == 0;
 }
 
+int gptoss_cli_batch_invariance(const struct gptoss_cli_run* r) {
+    if (r->no_batch_invariant || strcmp(r->batch_invariant, "off") == 0) return gptoss_batch_invariant_off;
+    return strcmp(r->batch_invariant, "many") == 0 ? gptoss_batch_invariant_many : gptoss_batch_invariant_on;
+}
+
 void gptoss_cli_run_defaults(struct gptoss_cli_run* r) {
     memset(r, 0, sizeof(*r));
     r->backend = "cpu";
@@ -119,7 +124,11 @@ void gptoss_cli_run_defaults(struct gptoss_cli_run* r) {
     r->no_fused_ops = env_is_zero("GPTOSS_FUSED_OPS");
     r->no_graphs = env_is_zero("GPTOSS_CUDA_GRAPHS");
     r->no_pdl = env_is_zero("GPTOSS_CUDA_PDL");
-    r->no_batch_invariant = env_is_zero("GPTOSS_BATCH_INVARIANT");
+    const char* inv = getenv("GPTOSS_BATCH_INVARIANT");
+    r->batch_invariant = inv == NULL || inv[0] == '\0'   ? "on"
+                         : strcmp(inv, "0") == 0 || strcmp(inv, "off") == 0 ? "off"
+                         : strcmp(inv, "2") == 0 || strcmp(inv, "many") == 0 ? "many"
+                                                                               : "on";
     const char* prof = getenv("GPTOSS_PROFILE");
     r->profile = prof != NULL && prof[0] != '\0' && strcmp(prof, "0") != 0;
     unsigned long long rows;
@@ -213,7 +222,7 @@ void gptoss_cli_context_params(const struct gptoss_cli_run* r, size_t context_le
     params->moe_dense_min_rows = (uint32_t) r->moe_dense_rows;
     params->fused_ops = !r->no_fused_ops;
     params->graphs = !r->no_graphs;
-    params->batch_invariant = !r->no_batch_invariant;
+    params->batch_invariant = gptoss_cli_batch_invariance(r);
     params->profile = r->profile;
     params->sampling = strcmp(r->sampler, "host") == 0      ? gptoss_sampling_host
                        : strcmp(r->sampler, "kernels") == 0 ? gptoss_sampling_kernels

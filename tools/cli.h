@@ -73,13 +73,16 @@ struct gptoss_cli_run {
     float temperature, top_p, presence, frequency;
     unsigned long long top_k, seed;
     const char* sampler;              /* "auto" | "host" | "kernels": params.sampling */
+    const char* batch_invariant;      /* "on" | "many" | "off": params.batch_invariant */
 };
 
 /* The defaults, with the environment's (GPTOSS_FUSED_OPS=0, GPTOSS_CUDA_GRAPHS=0,
- * GPTOSS_CUDA_PDL=0, GPTOSS_PROFILE=1, GPTOSS_MOE_DENSE_ROWS=N, GPTOSS_BATCH_INVARIANT=0)
- * under the flags: call
+ * GPTOSS_CUDA_PDL=0, GPTOSS_PROFILE=1, GPTOSS_MOE_DENSE_ROWS=N,
+ * GPTOSS_BATCH_INVARIANT=on|many|off) under the flags: call
  * before parsing. */
 void gptoss_cli_run_defaults(struct gptoss_cli_run* run);
+/* params.batch_invariant of the run's flags (enum gptoss_batch_invariance). */
+int gptoss_cli_batch_invariance(const struct gptoss_cli_run* run);
 /* After parsing: exactly one of -m and --random, --layers only with --random; 0 or -1
  * (usage error printed). */
 int gptoss_cli_run_check(const struct gptoss_cli_run* run);
@@ -103,6 +106,7 @@ int gptoss_cli_run_check(const struct gptoss_cli_run* run);
     GPTOSS_OPTION_FLAG("no-graphs", 0, &(r)->no_graphs),                              \
     GPTOSS_OPTION_FLAG("no-pdl", 0, &(r)->no_pdl),                                    \
     GPTOSS_OPTION_FLAG("no-batch-invariant", 0, &(r)->no_batch_invariant),            \
+    GPTOSS_OPTION_CHOICE("batch-invariant", 0, &(r)->batch_invariant, "on|many|off"), \
     GPTOSS_OPTION_U64("moe-dense-rows", 0, &(r)->moe_dense_rows, 1, UINT32_MAX)
 #define GPTOSS_CLI_DRAW_OPTIONS(r)                                                    \
     GPTOSS_OPTION_F32("temp", 0, &(r)->temperature, 0.0, 1e6),                        \
@@ -146,12 +150,14 @@ int gptoss_cli_run_check(const struct gptoss_cli_run* run);
     "                       graphs (same results; $GPTOSS_CUDA_GRAPHS=0 too)\n"                        \
     "  --no-pdl             cuda: no programmatic dependent launch (same results;\n"                   \
     "                       $GPTOSS_CUDA_PDL=0 too)\n"                                                 \
-    "  --no-batch-invariant cuda: choose each step's kernels by its number of rows (faster\n"        \
-    "                       with many sequences; a sequence's last bits then depend on the\n"         \
-    "                       others and on its prompt's chunks; default: batch-invariant, a\n"         \
-    "                       sequence's results bit for bit the same alone or among others;\n"        \
-    "                       $GPTOSS_BATCH_INVARIANT=0 too; cpu: always invariant)\n"                 \
-    "  --moe-dense-rows N   with --no-batch-invariant: a group of N or more rows runs the\n"         \
+    "  --batch-invariant on|many|off   a sequence's results bit for bit the same alone or\n"     \
+    "                       among others, however its prompt is chunked (on cuda; the cpu's\n"      \
+    "                       always are). on (default): drawn tokens as a token alone (exact f32\n"  \
+    "                       decode; many streams slower); many: every token in the prefill\n"      \
+    "                       kernels' arithmetic (split-bf16 tensor cores; many streams decode\n"   \
+    "                       on off's kernels, one runs slower); off: each step's kernels by rows\n" \
+    "                       --no-batch-invariant is off; $GPTOSS_BATCH_INVARIANT too\n"           \
+    "  --moe-dense-rows N   with --batch-invariant off: a group of N or more rows runs the\n"        \
     "                       expert-grouped MoE kernels (default: the backend's: never on cpu;\n"     \
     "                       on cuda 4 rows per expert on average: 32 for 20b, 128 for 120b;\n"       \
     "                       $GPTOSS_MOE_DENSE_ROWS)\n"

@@ -474,7 +474,9 @@ static int bench_parallel(struct bench* b, const struct gptoss_cli_run* run, siz
     fprintf(stderr, "model: %s, %s in %.3f s; %zu streams, prompts of %zu tokens, %zu rows per step, KV budget %zu "
             "blocks (%.1f MiB), %s\n", b->e.label, run->random != NULL ? "created" : "loaded", b->e.load_s, S, b->P,
             info.max_batch_tokens, info.num_blocks, (double) info.num_blocks * (double) info.block_bytes / 1048576.0,
-            run->no_batch_invariant ? "steps not batch-invariant (--no-batch-invariant)" : "batch-invariant steps");
+            gptoss_cli_batch_invariance(run) == gptoss_batch_invariant_off    ? "steps not batch-invariant"
+            : gptoss_cli_batch_invariance(run) == gptoss_batch_invariant_many ? "batch-invariant steps (many)"
+                                                                               : "batch-invariant steps");
     double warm;
     if ((st = pdecode(&p, b->N < 4 ? b->N : 4, &warm)) != gptoss_status_success) goto fail; /* untimed warm-up */
     gptoss_batch_reset_profile(p.batch);

@@ -34,7 +34,7 @@ struct options {
     unsigned long long http_threads;
     const char* alias;
     bool no_mmap;
-    bool no_batch_invariant;
+    const char* batch_invariant; /* on | many | off */
     const char* request; /* render */
 };
 
@@ -53,8 +53,7 @@ static void help_serve(void) {
            "of each and a chunk of any new prompt); new ones join between steps in arrival order,\n"
            "finished or cancelled ones leave at once. A request's tokens and logprobs do not depend\n"
            "on the others it runs with, bit for bit, on the CPU and on CUDA (README, \"Batch\n"
-           "invariance\"; --no-batch-invariant: faster at many requests on CUDA, the last bits then\n"
-           "depend on the others). Ctrl-C or SIGTERM stops accepting requests (new\n"
+           "invariance\"; --batch-invariant). Ctrl-C or SIGTERM stops accepting requests (new\n"
            "ones get 503), lets the queued and running ones finish, and exits (a second signal\n"
            "cancels them).\n"
            "  -m, --model FILE      model file (GPT-OSS v1.0); its file name is the model id\n"
@@ -85,9 +84,13 @@ static void help_serve(void) {
            "  --max-body BYTES      request body limit; larger gives 413 (default 16777216)\n"
            "  --http-threads N      HTTP threads (default 4)\n"
            "  --no-mmap             cpu: copy the weights into memory (see gptoss generate --help)\n"
-           "  --no-batch-invariant  cuda: each step's kernels chosen by its number of rows (about 2.5x\n"
-           "                        the tokens per second at 64 requests on an H100; a request's last\n"
-           "                        bits, and at near ties its tokens, then depend on the others)\n");
+           "  --batch-invariant on|many|off  cuda (the cpu always is): on (default), a request's\n"
+           "                        tokens as it alone would get them, decode in exact f32 (at 64\n"
+           "                        requests 2.5x slower than off on an H100); many, the same guarantee\n"
+           "                        with every token in the prefill's split-bf16 tensor-core arithmetic\n"
+           "                        (many requests decode on off's kernels; one runs slower); off, each\n"
+           "                        step's kernels by its rows (a request's last bits, and at near ties\n"
+           "                        its tokens, then depend on the others). --no-batch-invariant: off\n");
 }
 
 static void help_render(void) {
@@ -167,7 +170,14 @@ static int parse(int argc, char** argv, bool render, struct options* o) {
         else if (IS("--max-body")) NUM(max_body, 1ull << 40);
         else if (IS("--http-threads")) NUM(http_threads, 1024);
         else if (IS("--no-mmap")) o->no_mmap = true;
-        else if (IS("--no-batch-invariant")) o->no_batch_invariant = true;
+        else if (IS("--no-batch-invariant")) o->batch_invariant = "off";
+        else if (IS("--batch-invariant")) {
+            STR(batch_invariant);
+            if (strcmp(o->batch_invariant, "on") != 0 && strcmp(o->batch_invariant, "many") != 0 &&
+                strcmp(o->batch_invariant, "off") != 0) {
+                return usage(cmd, "--batch-invariant expects on, many or off, got '%s'%s", o->batch_invariant, "");
+            }
+        }
         else return usage(cmd, "unknown option '%s'%s", arg, "");
 #undef IS
 #undef VALUE
@@ -230,7 +240,7 @@ static char* read_key_file(const char* path) {
 
 int gptoss_cli_serve(int argc, char** argv) {
     struct options o = {.host = "127.0.0.1", .port = 8080, .backend = "cpu", .max_queue = 64, .timeout = 600,
-                        .max_body = 16u << 20, .http_threads = 4, .parallel = 1};
+                        .max_body = 16u << 20, .http_threads = 4, .parallel = 1, .batch_invariant = "on"};
     const int pr = parse(argc, argv, false, &o);
     if (pr != 0) return pr == 1 ? 0 : EXIT_USAGE;
     if ((o.model == NULL) == (o.random == NULL)) return usage("serve", "exactly one of -m FILE and --random PRESET is required%s%s", "", "");
@@ -288,7 +298,9 @@ int gptoss_cli_serve(int argc, char** argv) {
     }
     const struct srv_scheduler_options so = {.parallel = o.parallel, .context_length = ctx, .max_queue = o.max_queue,
                                              .kv_budget = (size_t) o.kv_budget, .backend = backend,
-                                             .batch_invariant = !o.no_batch_invariant};
+                                             .batch_invariant = strcmp(o.batch_invariant, "off") == 0 ? 0
+                                                                : strcmp(o.batch_invariant, "many") == 0 ? 2
+                                                                                                          : 1};
     if (!srv_scheduler_create(model, &so, metrics, store, &sched, why, sizeof(why))) {
         fprintf(stderr, "gptoss serve: %s\n", why);
         goto done;

@@ -149,16 +149,16 @@ fi
 
 # Batches on CUDA (tests/e2e/test_batch.c): three sequences alone, then twice among 63 others
 # with the same crowd (must be bitwise equal: determinism); alone vs among others: in
-# batch-invariant batches (the default) bitwise equal, tiny with graphs and 20b with
-# --routing on (no graphs; the expert choices compared too). Then 20b with --invariant off
+# batch-invariant batches (the default, on, and many) bitwise equal, tiny with graphs and 20b
+# with --routing on (no graphs; the expert choices compared too). Then 20b with --invariant off
 # (each step's kernels by its rows): reported (logits that differ, max |diff| / max |logit|
 # per draw; every draw within 1e-3), with --routing on: the draws that a router near tie
 # moved by the drift reached are exempt and counted, every differing choice checked to be
 # such a tie (README, "Batch invariance"). The seed is printed first in each log.
 if ! skip batch; then
-    for run in "tiny" "20b --routing on" "20b --routing on --invariant off"; do
-        m=${run%% *}
-        tag=$(echo "$run" | tr -d ' -' | sed 's/routingon/-routing/; s/invariantoff/-noinv/')
+    for run in "tiny" "20b --routing on" "tiny --invariant many" "20b --routing on --invariant many" \
+        "20b --routing on --invariant off"; do
+        tag=$(echo "$run" | tr -d ' -' | sed 's/routingon/-routing/; s/invariantoff/-noinv/; s/invariantmany/-many/')
         "$B"/tests/e2e/test_batch --backend cuda --model $run --streams 64 >"$LOG/batch-$tag.log" 2>&1
         R[batch-$tag]="rc=$? $(grep -E 'batch invariance:' "$LOG/batch-$tag.log" | sed 's/^ *//'); $(tail -1 "$LOG/batch-$tag.log")"
         grep -E '^seed|^FAIL|differ|determinism|per draw|near tie|not explain|not reached' "$LOG/batch-$tag.log" | cut -c1-220 | head -20
@@ -254,11 +254,12 @@ if ! skip parallel; then
     "$B"/bin/gptoss bench --random 20b --backend cuda -p 512 -n 128 -r 2 -d 512 >"$LOG/parallel-20b-ref-d512.log" 2>&1
     R[parallel-1-ref]="rc=$? $(grep -E '^[|].*tg' "$LOG/parallel-20b-ref-d512.log" | awk -F'|' '{printf "%s %s; ", $5, $6}')"
     echo "plain engine at depth 512: ${R[parallel-1-ref]} ($(el))"
-    # batch-invariant (the default), then each step's kernels by its rows (--no-batch-invariant)
-    for inv in "" "--no-batch-invariant"; do
+    # batch-invariant on (the default), many (drawn tokens on the prefill's kernels), off
+    for inv in on many off; do
         for S in 1 4 16 64; do
-            k=parallel-$S${inv:+-noinv}
-            "$B"/bin/gptoss bench --random 20b --backend cuda --parallel $S -p 512 -n 128 -r 2 $inv >"$LOG/$k.log" 2>&1
+            k=parallel-$S-$inv; [ $inv = on ] && k=parallel-$S
+            "$B"/bin/gptoss bench --random 20b --backend cuda --parallel $S -p 512 -n 128 -r 2 --batch-invariant $inv \
+                >"$LOG/$k.log" 2>&1
             R[$k]="rc=$? $(grep -E '^[|].*(tg|ttft)' "$LOG/$k.log" | awk -F'|' '{printf "%s %s; ", $5, $6}')"
             echo "$k: ${R[$k]} ($(el))"
         done
@@ -334,6 +335,6 @@ for f in "$LOG"/engine-*.log "$LOG"/parallel-*.log; do [ -f "$f" ] && { echo "${
 [ -f "$LOG/cpu-profile.log" ] && grep -E '^decode ' "$LOG/cpu-profile.log"
 echo
 echo "================ $GPU ($(el)) ================"
-for k in build harness-cuda harness-avx512 graph fused invariance memcheck racecheck e2e-hf graph-bitexact sampling sample-host sample-kernels batch-tiny batch-20b-routing batch-20b-routing-noinv pytest bench lab wgmma-lab wgmma-latency-lab step-floor engine-20b engine-20b-nofused engine-20b-nograph engine-20b-pp2048 engine-120b depth long-131k parallel-1-ref parallel-1 parallel-4 parallel-16 parallel-64 parallel-1-noinv parallel-4-noinv parallel-16-noinv parallel-64-noinv parallel-64-topp profile-20b ncu-decode cpu-scaling harness-ab; do
+for k in build harness-cuda harness-avx512 graph fused invariance memcheck racecheck e2e-hf graph-bitexact sampling sample-host sample-kernels batch-tiny batch-20b-routing batch-tiny-many batch-20b-routing-many batch-20b-routing-noinv pytest bench lab wgmma-lab wgmma-latency-lab step-floor engine-20b engine-20b-nofused engine-20b-nograph engine-20b-pp2048 engine-120b depth long-131k parallel-1-ref parallel-1 parallel-4 parallel-16 parallel-64 parallel-1-many parallel-4-many parallel-16-many parallel-64-many parallel-1-off parallel-4-off parallel-16-off parallel-64-off parallel-64-topp profile-20b ncu-decode cpu-scaling harness-ab; do
     printf '%-15s %s\n' "$k" "${R[$k]:-skipped}"
 done

@@ -167,14 +167,29 @@ struct gptoss_context_params {
     /* Where a token is drawn (enum gptoss_sampling; greedy sampling always takes the
      * argmax of the unembedding on the backend). */
     int sampling;
-    /* 1 (default): batch-invariant steps (above: a sequence's results bit for bit the same
-     * alone or among others, however its prompt is chunked): the drawn tokens of a step in
-     * row order one, its prompt tokens in row order many, each kernel call once per run of
-     * one order, the MoE of prompt rows on the expert-grouped kernels (CUDA) and of drawn
-     * rows on the per-token ones, whatever moe_dense_min_rows says, and attention never on
-     * CUDA's tensor cores. 0: each step's kernels chosen by its number of rows (CUDA: faster
-     * with many sequences, the last bits of a sequence's logits then depend on the others). */
+    /* enum gptoss_batch_invariance: whether a sequence's results are bit for bit the same
+     * alone or among others, however its prompt is chunked (above), and how. Default on. */
     int batch_invariant;
+};
+/* gptoss_context_params.batch_invariant. */
+enum gptoss_batch_invariance {
+    /* each step's kernels chosen by its number of rows (CUDA: the last bits of a sequence's
+     * logits, and at near ties its tokens, depend on the others and on the chunks) */
+    gptoss_batch_invariant_off = 0,
+    /* prompt tokens in row order many (kernels.h: the prefill kernels' arithmetic), drawn
+     * tokens in row order one (each as a token alone: the decode kernels' exact f32 sums),
+     * each kernel call once per run of one order; the MoE of prompt rows on the
+     * expert-grouped kernels (CUDA), of drawn rows on the per-token ones, whatever
+     * moe_dense_min_rows says; attention of drawn rows on the flash-decoding kernel, of a
+     * prompt's rows on CUDA's tensor cores (one call per sequence). One sequence decodes as
+     * fast as without invariance; many (CUDA) slower: their MoE runs the per-token kernels. */
+    gptoss_batch_invariant_on = 1,
+    /* drawn tokens in row order many too, but for attention: every matmul and the MoE in the
+     * prefill kernels' arithmetic whatever the rows (CUDA: tensor cores, split-bf16
+     * activations, within the prefill's tolerances; not the exact f32 decode sums). Many
+     * sequences decode on the kernels of off (CUDA: tensor cores from 32 rows); one sequence
+     * slower (tensor-core kernels for one row). CPU: the same as on. */
+    gptoss_batch_invariant_many = 2,
 };
 /* gptoss_context_params.sampling. Both ways draw from the same distribution (the steps in
  * kernels.h, gptoss_f32_sample_logits); the host sampler adds the probabilities in double,

@@ -22,8 +22,8 @@
  * repeats a released one's prompt reuses its K/V (gptoss_sequence_get_num_kv_tokens) with
  * the same logits as the first time. Errors: bad arguments, overflow, no logits; NaN logits
  * fail the draw in every mode, alone (test_nan_logits).
- * All of it with batch_invariant (engine.h) at its default, 1 (prompt and drawn rows in their
- * row orders, one call per run of an order); the best variant also with 0.
+ * All of it with batch_invariant (engine.h) at its default, on (prompt and drawn rows in their
+ * row orders, one call per run of an order); the best variant also with off and many.
  * With --backend cuda (a GPU): what holds there (test_cuda below).
  * Prints its seed (GPTOSS_TEST_SEED replays it). */
 #include <math.h>
@@ -928,9 +928,9 @@ static void test_cuda(gptoss_model_t m, const char* name) {
 }
 
 /* Usage: test_batch (the CPU tests), or test_batch --backend cuda [--model tiny|20b|120b]
- * [--layers N] [--streams S] [--sampling host|kernels] [--routing on] [--invariant on|off] on
- * a GPU (--invariant: params.batch_invariant, default on: then alone vs among others must be
- * bitwise equal; off: the bounds below) (--backend
+ * [--layers N] [--streams S] [--sampling host|kernels] [--routing on] [--invariant on|many|off]
+ * on a GPU (--invariant: params.batch_invariant, default on; on and many: alone vs among
+ * others must be bitwise equal; off: the bounds below) (--backend
  * cpu: the same run on the CPU, where the results must also be bitwise equal to the
  * sequences alone). --routing on: no graphs, and the expert choices of the tracked rows
  * compared between the run alone and the first among others (route_report). */
@@ -943,7 +943,11 @@ static int main_streams(int argc, char** argv) {
         else if (strcmp(argv[i], "--layers") == 0) layers = (uint32_t) strtoul(argv[i + 1], NULL, 10);
         else if (strcmp(argv[i], "--streams") == 0) g_streams = atoi(argv[i + 1]);
         else if (strcmp(argv[i], "--backend") == 0) backend_name = argv[i + 1];
-        else if (strcmp(argv[i], "--invariant") == 0) g_invariant = strcmp(argv[i + 1], "off") != 0;
+        else if (strcmp(argv[i], "--invariant") == 0) {
+            g_invariant = strcmp(argv[i + 1], "off") == 0    ? gptoss_batch_invariant_off
+                          : strcmp(argv[i + 1], "many") == 0 ? gptoss_batch_invariant_many
+                                                             : gptoss_batch_invariant_on;
+        }
         else if (strcmp(argv[i], "--routing") == 0 && strcmp(argv[i + 1], "on") == 0) {
             g_routing = true;
             gptoss_plan_observer = route_observe;
@@ -1025,8 +1029,10 @@ int main(int argc, char** argv) {
         test_invariance(m3, b2, one, "best variant, tiny with 3 layers:");
         /* batch_invariant 0 (steps in row order auto, one call per kernel): the CPU's
          * kernels still give every row the same bits */
-        g_invariant = 0;
-        test_invariance(m, b2, one, "best variant, tiny, batch_invariant 0:");
+        g_invariant = gptoss_batch_invariant_off;
+        test_invariance(m, b2, one, "best variant, tiny, batch_invariant off:");
+        g_invariant = gptoss_batch_invariant_many;
+        test_invariance(m, b2, one, "best variant, tiny, batch_invariant many:");
         g_invariant = -1;
     }
     gptoss_backend_release(one);

@@ -155,20 +155,25 @@ static uint32_t call_rows(const struct gptoss_plan_call* c) {
     }
 }
 
-/* Batch-invariant plans (gptoss_plan_build_kinds), every layout of up to 3 rows per kind:
+/* Batch-invariant plans (gptoss_plan_build_kinds), every layout of up to 3 rows per kind,
+ * with the drawn rows in order one and in order many (batch_invariant many):
  * every qkv, attention-output, gate and MoE call covers rows of its own order only (prompt
- * rows many, drawn rows one), each layer's qkv calls cover the n rows once, the MoE of
- * prompt runs is expert-grouped (moe_dense_many) and of drawn runs per token, the attention
- * of prompt rows is one call per run (runs: the first kind's rows in runs of 2, each
- * prompt row with logits alone), the unembedding one call over the o rows in order one. */
+ * rows many, drawn rows one, or many but for attention), each layer's qkv calls cover the n
+ * rows once, the MoE of order-many runs is expert-grouped (moe_dense_many) and of order-one
+ * runs per token, the attention of prompt rows is one call per run (runs: the first kind's
+ * rows in runs of 2, each prompt row with logits alone) and of drawn rows in order one, the
+ * unembedding one call over the o rows in the drawn rows' order. */
 static void test_kinds(const struct gptoss_model* m, struct gptoss_plan* plan) {
     const uint32_t L = m->config.num_blocks;
     struct gptoss_plan_setup s;
     setup_for(&s, m, 1, 1); /* moe_dense_min_rows 1: ignored by these plans */
     s.moe_dense_many = 1;
     int bad = 0, plans = 0;
-    for (uint32_t k = 0; k < 4 * 4 * 4 * 4; k++) {
-        const uint32_t kinds[4] = {k % 4, k / 4 % 4, k / 16 % 4, k / 64};
+    /* drawn rows in order one, then (batch_invariant many) in order many but for attention */
+    for (uint32_t k = 0; k < 2 * 4 * 4 * 4 * 4; k++) {
+        const int drawn_many = k >= 256;
+        s.drawn_order = drawn_many ? gptoss_row_order_many : gptoss_row_order_one;
+        const uint32_t kinds[4] = {k % 4, k / 4 % 4, k / 16 % 4, k / 64 % 4};
         const uint32_t n = kinds[0] + kinds[1] + kinds[2] + kinds[3];
         if (n == 0) continue;
         uint32_t runs[16], nr = 0;
@@ -194,9 +199,10 @@ static void test_kinds(const struct gptoss_model* m, struct gptoss_plan* plan) {
             const uint32_t rows = call_rows(c);
             if (c->kernel == gptoss_kernel_f32_bf16w_unembedding) {
                 unemb++;
-                ok = c->order == gptoss_row_order_one && c->args.f32_bf16w_unembedding.num_tokens == plan->o;
+                ok = c->order == s.drawn_order && c->args.f32_bf16w_unembedding.num_tokens == plan->o;
                 continue;
             }
+            const int sdpa = c->kernel == gptoss_kernel_f32_sdpa_varlen;
             if (rows == 0) continue;
             if (c->kernel == gptoss_kernel_f32_bf16w_matmul_qkv_varlen) qkv_rows[c->layer] += rows;
             if (c->kernel == gptoss_kernel_f32_sdpa_varlen && c->order == gptoss_row_order_many) {
@@ -208,17 +214,24 @@ static void test_kinds(const struct gptoss_model* m, struct gptoss_plan* plan) {
                 ok = ok && run;
                 many_sdpa++;
             }
+            /* the order of each row's call: prompt rows many; drawn rows one (attention always,
+             * the rest unless drawn_many) */
             for (uint32_t r = c->row0; r < c->row0 + rows && ok; r++) {
-                ok = r < n && many[r] == (c->order == gptoss_row_order_many);
+                const int want_many = many[r] || (drawn_many && !sdpa);
+                ok = r < n && want_many == (c->order == gptoss_row_order_many);
+                if (sdpa) ok = ok && many[r] == (c->order == gptoss_row_order_many);
             }
             if (c->kernel == gptoss_kernel_f32_mf4w_moe_dense_matmul_swiglu) ok = ok && c->order == gptoss_row_order_many;
             if (c->kernel == gptoss_kernel_f32_mf4w_moe_matmul_swiglu) ok = ok && c->order == gptoss_row_order_one;
         }
         for (uint32_t l = 0; l < L && l < 8; l++) ok = ok && qkv_rows[l] == n;
         ok = ok && unemb == (plan->o > 0) && (kinds[0] + kinds[2] == 0 || many_sdpa > 0);
-        if (!ok && bad++ < 5) CHECK(0, "kinds %u %u %u %u: a call over rows of another order", kinds[0], kinds[1], kinds[2], kinds[3]);
+        if (!ok && bad++ < 5) {
+            CHECK(0, "kinds %u %u %u %u, drawn order %s: a call over rows of another order", kinds[0], kinds[1],
+                  kinds[2], kinds[3], drawn_many ? "many" : "one");
+        }
     }
-    CHECK(bad == 0 && plans == 255, "batch-invariant plans: %d of %d wrong", bad, plans);
+    CHECK(bad == 0 && plans == 2 * 255, "batch-invariant plans: %d of %d wrong", bad, plans);
 }
 
 static void test_failure(struct gptoss_model* m, struct gptoss_plan* plan, gptoss_backend_t backend) {
