@@ -40,6 +40,7 @@
 #define MOE_DENSE_MIN_PAIRS_PER_EXPERT_CUDA 4u
 /* Plans kept (by shape) and decode steps kept as recorded graphs (by number of rows). */
 #define NUM_PLANS 8
+#define PLAN_RUNS 16 /* attention runs a plan has room for at first (batch_invariant) */
 #define NUM_GRAPHS 4
 
 struct graph_slot {
@@ -298,13 +299,15 @@ static enum gptoss_status alloc_host(struct gptoss_batch* b) {
     } else {
         failed |= (b->host_counts = calloc((size_t) b->S * V, sizeof(uint32_t))) == NULL;
     }
-    /* attention runs of prompt rows: at most two per member (batch_invariant, lay_out) */
+    /* attention runs of prompt rows: at most two per member (batch_invariant, lay_out); a
+     * plan has room for PLAN_RUNS of them and grows when a step has more (plan_for) */
     failed |= (b->runs = calloc((size_t) 4 * b->S, sizeof(uint32_t))) == NULL;
+    const uint32_t runs = 2 * b->S < PLAN_RUNS ? 2 * b->S : PLAN_RUNS;
     for (int i = 0; i < NUM_PLANS; i++) {
-        b->plans[i].capacity = gptoss_plan_max_calls_runs(b->model->config.num_blocks, 2 * b->S);
+        b->plans[i].capacity = gptoss_plan_max_calls_runs(b->model->config.num_blocks, runs);
         b->plans[i].calls = calloc(b->plans[i].capacity, sizeof(struct gptoss_plan_call));
-        b->plans[i].runs_capacity = 2 * b->S;
-        b->plans[i].runs = calloc((size_t) 4 * b->S, sizeof(uint32_t));
+        b->plans[i].runs_capacity = runs;
+        b->plans[i].runs = calloc((size_t) 2 * runs, sizeof(uint32_t));
         failed |= b->plans[i].calls == NULL || b->plans[i].runs == NULL;
     }
     if (b->slots == NULL || b->rows == NULL || b->members == NULL || b->chunk == NULL || b->draws == NULL || failed || (b->params.profile && (b->prof = calloc(1, sizeof(*b->prof))) == NULL)) {
@@ -538,7 +541,23 @@ static struct gptoss_plan* plan_for(struct gptoss_batch* b, uint32_t n, uint32_t
         if (b->plan_used[i] < b->plan_used[slot]) slot = i;
     }
     if (by_kind) {
-        gptoss_plan_build_kinds(&b->plans[slot], &b->setup, b->kinds, b->runs, b->num_runs);
+        struct gptoss_plan* p = &b->plans[slot];
+        if (b->num_runs > p->runs_capacity) { /* room for this step's runs (at most 2 S) */
+            const uint32_t runs = b->num_runs;
+            const uint32_t capacity = gptoss_plan_max_calls_runs(b->model->config.num_blocks, runs);
+            struct gptoss_plan_call* calls = realloc(p->calls, (size_t) capacity * sizeof(*calls));
+            if (calls != NULL) p->calls = calls;
+            uint32_t* r = calls != NULL ? realloc(p->runs, (size_t) 2 * runs * sizeof(*r)) : NULL;
+            if (r == NULL) {
+                p->n = 0; /* no plan there */
+                gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate a plan of %u attention runs", runs);
+                return NULL;
+            }
+            p->runs = r;
+            p->capacity = capacity;
+            p->runs_capacity = runs;
+        }
+        gptoss_plan_build_kinds(p, &b->setup, b->kinds, b->runs, b->num_runs);
     } else {
         gptoss_plan_build(&b->plans[slot], &b->setup, n, o);
     }
@@ -572,6 +591,7 @@ static enum gptoss_status upload(struct gptoss_batch* b, uint32_t num_members) {
  * else directly. */
 static enum gptoss_status run_plan(struct gptoss_batch* b, uint32_t n, uint32_t o) {
     struct gptoss_plan* plan = plan_for(b, n, o);
+    if (plan == NULL) return gptoss_status_insufficient_memory; /* the message is set */
     /* graphs keyed by n: decode steps only (batch-invariant: every row a drawn token) */
     const int decode = n == o && (b->params.batch_invariant == gptoss_batch_invariant_off || b->kinds[3] == n);
     if (!decode || b->graphs[0].graph == NULL) return gptoss_plan_run(plan, b->backend, b->prof);
