@@ -55,11 +55,14 @@ def run(server, body):
     return text, lps, n
 
 
-def test_parallel_results_equal_one_at_a_time(start_server):
+@pytest.mark.parametrize("invariance", ["on", "many"])
+def test_parallel_results_equal_one_at_a_time(start_server, invariance):
+    """Text and logprobs of each request the same alone and among others (--batch-invariant
+    on, the default, and many; on the CPU every mode gives the same bits)."""
     reqs = requests()
-    alone = start_server("-c", "1024", "--parallel", "1", name="alone")
+    alone = start_server("-c", "1024", "--parallel", "1", "--batch-invariant", invariance, name="alone")
     ref = [run(alone, b) for b in reqs]
-    batched = start_server("-c", "1024", "--parallel", "4", name="batched")
+    batched = start_server("-c", "1024", "--parallel", "4", "--batch-invariant", invariance, name="batched")
     got = [None] * len(reqs)
 
     def client(k):
