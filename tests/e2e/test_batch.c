@@ -413,6 +413,18 @@ static void test_errors(gptoss_model_t m) {
     free(logits);
     gptoss_sequence_release(s);
     gptoss_batch_release(b);
+    /* params.batch_invariant outside the enum: refused, named */
+    for (int v = -1; v <= 3; v += 4) {
+        struct gptoss_context_params p;
+        gptoss_context_params_init(&p);
+        p.batch_invariant = v;
+        gptoss_batch_t bad_batch = NULL;
+        char want[32];
+        snprintf(want, sizeof(want), "batch_invariant %d", v);
+        CHECK(gptoss_batch_create(m, &p, &bad_batch) == gptoss_status_invalid_argument && bad_batch == NULL &&
+                  strstr(gptoss_last_error(), want) != NULL,
+              "batch_invariant %d refused: %s", v, gptoss_last_error());
+    }
 }
 
 /* NaN logits fail the draw with a message naming the cause, in every draw mode (greedy,
