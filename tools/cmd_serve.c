@@ -85,10 +85,11 @@ static void help_serve(void) {
            "  --http-threads N      HTTP threads (default 4)\n"
            "  --no-mmap             cpu: copy the weights into memory (see gptoss generate --help)\n"
            "  --batch-invariant on|many|off  cuda (the cpu always is): on (default), a request's\n"
-           "                        tokens as it alone would get them, decode in exact f32 (at 64\n"
-           "                        requests 2.5x slower than off on an H100); many, the same guarantee\n"
-           "                        with every token in the prefill's split-bf16 tensor-core arithmetic\n"
-           "                        (many requests decode on off's kernels; one runs slower); off, each\n"
+           "                        tokens as it alone would get them, decode in exact f32 (best for\n"
+           "                        1-4 requests; at 64 a third of off's speed on an H100); many, the\n"
+           "                        same guarantee with every token in the prefill's split-bf16\n"
+           "                        tensor-core arithmetic (best from 16 requests: at 64 faster than\n"
+           "                        off; one request alone 2.4x slower than on); off, each\n"
            "                        step's kernels by its rows (a request's last bits, and at near ties\n"
            "                        its tokens, then depend on the others). --no-batch-invariant: off\n");
 }
