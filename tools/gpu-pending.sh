@@ -117,6 +117,16 @@ ab 100 "GPU_AB_ENGINE=-p 16 -n 128 -r 1;--parallel 4 -p 128 -n 64 -r 1;--paralle
 echo "== 5b. A/B: 120b pp512 (one round)"
 ab 120 "GPU_AB_ENGINE=-p 512 -n 0 -r 1" GPU_AB_MODEL=120b
 
+echo "== 5c. A/B: decode GPU time per kernel (Nsight Compute, tools/ncu_decode.py; the first rows)"
+if [ "$(left)" -gt 150 ] && command -v ncu >/dev/null; then
+    for v in prev b; do
+        echo "$(label $v):"; timeout 70 python3 tools/ncu_decode.py .gpu/$v 2>&1 | head -12 | cut -c1-150
+    done
+else
+    echo "ncu_decode: skipped (time, or no ncu)"
+fi
+echo "($(el))"
+
 echo "== 6. B: long context (131,000 tokens, CUDA vs CPU), transformers at head_dim 64"
 if [ "$(left)" -gt 180 ]; then
     timeout $(($(left) - 5)) python3 tests/e2e/long_context.py --gptoss .gpu/b/bin/gptoss \
