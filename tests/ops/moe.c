@@ -76,6 +76,9 @@ static const struct tc_case dense_swiglu_cases[] = {
      * random rows checked against the reference, the rest scanned for NaN. */
     {"moe_dense_swiglu_20b_prefill16_4of32_2880", .t = 16, .c = 2880, .r = 2880, .e = 32, .k = 4, .f = 7.0f,
      .check = 6, .flags = TC_BENCH},
+    /* one token of 20b in the grouped form (row order many: a stream decoding alone) */
+    {"moe_dense_swiglu_20b_decode_1tok_4of32_2880", .t = 1, .c = 2880, .r = 2880, .e = 32, .k = 4, .f = 7.0f,
+     .flags = TC_BENCH},
     /* a 64-stream decode step of 20b (256 pairs over 32 experts, ~8 rows each) */
     {"moe_dense_swiglu_20b_decode_x64_4of32_2880", .t = 64, .c = 2880, .r = 2880, .e = 32, .k = 4, .f = 7.0f,
      .flags = TC_BENCH | TC_BENCH_ONLY},
@@ -150,6 +153,7 @@ static const struct tc_case dense_down_cases[] = {
     {"moe_dense_matmul_3of7_19tok_cols64_rows19", .t = 19, .c = 64, .r = 19, .e = 7, .k = 3, .flags = TC_QUICK},
     {"moe_dense_matmul_20b_prefill16_4of32_2880", .t = 16, .c = 2880, .r = 2880, .e = 32, .k = 4, .check = 6,
      .flags = TC_BENCH},
+    {"moe_dense_matmul_20b_decode_1tok_4of32_2880", .t = 1, .c = 2880, .r = 2880, .e = 32, .k = 4, .flags = TC_BENCH},
     {"moe_dense_matmul_20b_decode_x64_4of32_2880", .t = 64, .c = 2880, .r = 2880, .e = 32, .k = 4,
      .flags = TC_BENCH | TC_BENCH_ONLY},
     {"moe_dense_matmul_16row_tiles_33tok_1of3_skewed_cols2880_rows131", .t = 33, .c = 2880, .r = 131, .e = 3,
