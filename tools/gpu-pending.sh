@@ -31,6 +31,11 @@ LOG=${OUT:-/tmp/gpu-pending}
 mkdir -p "$LOG"
 t0=$(date +%s)
 el() { echo "$(($(date +%s) - t0))s"; }
+# the checks' verdicts, printed again last: the device returns only the last 12,000
+# characters of stdout, which the A/B rows alone can fill
+SUM="$LOG/summary.txt"
+: >"$SUM"
+keep() { tee -a "$SUM"; }
 [ -x .gpu/prev/tests/harness ] || { echo "gpu-pending: no base build in .gpu/prev (GPU_PREV_REV=main tools/gpu-prebuild.sh)"; exit 2; }
 echo "GPU: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>&1 | head -1)"
 echo "A = $(cat .gpu/prev/REV 2>/dev/null), B = this tree"
@@ -61,8 +66,10 @@ done
 left() { echo $((${GPU_PENDING_S:-540} - ($(date +%s) - t0))); }
 
 echo "== 2. B: harness (sdpa, moe, matmul, qkv, dense, topk), test_invariance, test_fused"
-GPU_AB_HARNESS="sdpa,moe,matmul,qkv,dense_,topk" bash tools/gpu-ab.sh 2>&1 | grep -vE '^(GPU|A = )' | cut -c1-150
-echo "test_fused (B): $(.gpu/b/tests/test_fused 2>&1 | grep -E '^[0-9]+ passed' | tail -1)"
+GPU_AB_HARNESS="sdpa,moe,matmul,qkv,dense_,topk" bash tools/gpu-ab.sh 2>&1 | grep -vE '^(GPU|A = )' | cut -c1-150 |
+    tee "$LOG/step2.txt"
+grep -E '^FAIL|passed' "$LOG/step2.txt" | sed 's/^/step 2: /' >>"$SUM"
+echo "test_fused (B): $(.gpu/b/tests/test_fused 2>&1 | grep -E '^[0-9]+ passed' | tail -1)" | keep
 echo "($(el))"
 
 echo "== 2b. A/B: the engine's logits bit for bit (tiny model, head_dim 64, 3,000-token prompt, 8"
@@ -75,7 +82,7 @@ if [ -x .gpu/prev/tests/e2e/dump_logits ] && .gpu/b/bin/gptoss make-model --pres
             >/dev/null 2>&1 || echo "dump_logits ($v) failed"
     done
     if cmp -s /tmp/ab-prev.lg /tmp/ab-b.lg; then echo "logits A vs B: identical ($(stat -c %s /tmp/ab-b.lg) bytes)"; else
-        echo "logits A vs B: DIFFERENT ($(cmp /tmp/ab-prev.lg /tmp/ab-b.lg | head -1))"; fi
+        echo "logits A vs B: DIFFERENT ($(cmp /tmp/ab-prev.lg /tmp/ab-b.lg | head -1))"; fi | keep
 else
     echo "skipped (no dump_logits in .gpu/prev: tools/gpu-prebuild.sh with GPU_PREV_REV)"
 fi
@@ -89,10 +96,10 @@ san="$san,moe_dense_swiglu_64row_tiles_odd_blocks,moe_dense_matmul_64row_tiles_o
 san="$san,moe_swiglu_3of7_19tok,moe_matmul_3of7_19tok,moe_swiglu_fault_expert_id,moe_matmul_fault_expert_id"
 timeout 120 compute-sanitizer --tool racecheck --error-exitcode 99 --print-limit 5 \
     .gpu/b/tests/harness --backend cuda --filter "$san" >"$LOG/racecheck.log" 2>&1
-echo "racecheck rc=$? (0 = clean) $(grep -E '^[0-9]+ passed|RACECHECK SUMMARY' "$LOG/racecheck.log" | tr '\n' ' ') ($(el))"
+echo "racecheck rc=$? (0 = clean) $(grep -E '^[0-9]+ passed|RACECHECK SUMMARY' "$LOG/racecheck.log" | tr '\n' ' ') ($(el))" | keep
 timeout 90 compute-sanitizer --tool memcheck --error-exitcode 99 --print-limit 5 \
     .gpu/b/tests/harness --backend cuda --filter "$san" >"$LOG/memcheck.log" 2>&1
-echo "memcheck rc=$? (0 = clean) $(grep -E '^[0-9]+ passed|ERROR SUMMARY' "$LOG/memcheck.log" | tr '\n' ' ') ($(el))"
+echo "memcheck rc=$? (0 = clean) $(grep -E '^[0-9]+ passed|ERROR SUMMARY' "$LOG/memcheck.log" | tr '\n' ' ') ($(el))" | keep
 
 # tools/gpu-ab.sh with its knobs (VAR=value ...), one round, if $1 seconds are left
 ab() {
@@ -148,4 +155,6 @@ if [ "$(left)" -gt 60 ] && command -v ncu >/dev/null; then
 else
     echo "ncu: skipped (time, or no ncu)"
 fi
+echo "==== the checks again (A = $(cat .gpu/prev/REV 2>/dev/null | cut -c1-10), B = this tree)"
+cat "$SUM"
 echo "done ($(el))"
