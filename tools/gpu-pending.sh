@@ -118,9 +118,10 @@ ab 150 "GPU_AB_BENCH=moe_swiglu_20b_batch16 moe_matmul_20b_batch16 moe_swiglu_20
     moe_dense_swiglu_120b_prefill512_4of128_2880 moe_dense_matmul_120b_prefill512_4of128_2880
     moe_dense_swiglu_20b_prefill512_4of32_2880 moe_dense_matmul_20b_prefill512_4of32_2880
     dense_qkv_20b_prefill512 dense_attn_out_20b_prefill512 dense_qkv_20b_decode dense_attn_out_20b_decode
-    qkv_20b_decode_pos4096"
-echo "== 5. A/B: 20b decode at 1, 4, 16 and 64 streams, 20b pp512 and pp2048, tg64 after 32,768 tokens (one round)"
-ab 100 "GPU_AB_ENGINE=-p 16 -n 128 -r 1;--parallel 4 -p 128 -n 64 -r 1;--parallel 16 -p 128 -n 64 -r 1;--parallel 64 -p 128 -n 64 -r 1;-p 512 -n 0 -r 1;-p 2048 -n 0 -r 1 -b 2048;-d 32768 -p 16 -n 64 -r 1"
+    qkv_20b_decode_pos4096 moe_dense_swiglu_20b_decode_1tok moe_dense_matmul_20b_decode_1tok
+    moe_dense_swiglu_20b_prefill16 moe_dense_matmul_20b_prefill16"
+echo "== 5. A/B: 20b decode at 1, 4, 16 and 64 streams (64 also in many and off, 1 in many), 20b pp512 and pp2048, tg64 after 32,768 tokens (one round)"
+ab 100 "GPU_AB_ENGINE=-p 16 -n 128 -r 1;--parallel 4 -p 128 -n 64 -r 1;--parallel 16 -p 128 -n 64 -r 1;--parallel 64 -p 128 -n 64 -r 1;--parallel 64 -p 128 -n 64 -r 1 --batch-invariant many;--parallel 1 -p 128 -n 64 -r 1 --batch-invariant many;--parallel 64 -p 128 -n 64 -r 1 --batch-invariant off;-p 512 -n 0 -r 1;-p 2048 -n 0 -r 1 -b 2048;-d 32768 -p 16 -n 64 -r 1"
 echo "== 5b. A/B: 120b pp512 (one round)"
 ab 120 "GPU_AB_ENGINE=-p 512 -n 0 -r 1" GPU_AB_MODEL=120b
 
