@@ -97,6 +97,10 @@ static gptoss_sequence_t other(gptoss_batch_t b, size_t prompt, size_t draws) {
  * tracked ones, the rest joining every fourth step while the tracked decode; finished ones
  * leave at random), so the tracked rows share steps with other prompts' chunks and other
  * decoding rows. */
+/* --routing: the tag of the rows the observer records now (run_alone: the tracked sequence
+ * running alone; -1 elsewhere) */
+static int g_route_tag = -1;
+
 static void run(gptoss_batch_t b, const struct track* t, struct track* out, int k0, int k1, int crowd) {
     gptoss_sequence_t seq[NTRACK] = {NULL}, others[MAX_STREAMS] = {NULL};
     size_t drawn[NTRACK] = {0};
@@ -161,7 +165,9 @@ static void run_alone(gptoss_model_t m, gptoss_backend_t backend, size_t chunk, 
                       struct track* out) {
     for (int k = 0; k < NTRACK; k++) {
         gptoss_batch_t b = make_batch(m, backend, chunk, 1);
+        g_route_tag = k; /* --routing: the rows recorded now are sequence k's */
         run(b, t, out, k, k + 1, 0);
+        g_route_tag = -1;
         gptoss_batch_release(b);
     }
 }
@@ -585,7 +591,9 @@ static double spread(const struct track* ref, const struct track* got, const cha
 /* ---- --routing: the router's expert choices of every row, alone vs among others ---------
  * The plan's observer (plan.h) copies each step's token ids and positions (at the embeddings
  * call) and each layer's expert ids and router logits (after its top-k) to the host. A
- * tracked sequence's rows are found by (position, token id) in each run (H100, 2026-12-06:
+ * tracked sequence's rows are found by (position, token id) in each run (alone: in the run
+ * of that sequence; among others, where another sequence holds the same token at the same
+ * position, the row whose router logits are nearest to the row alone) (H100, 2026-12-06:
  * the failures of the every-draw bound on random 20b weights are exactly the draws after a
  * router near tie flipped: margins 1.4e-5 and 6.2e-5 alone, the rest of the row's layers
  * then routed differently too). route_report then checks, for each tracked sequence, up to
@@ -603,6 +611,7 @@ static double spread(const struct track* ref, const struct track* got, const cha
 #define ROUTE_MAX_K 8
 struct route_row {
     uint32_t token, position;
+    int tag; /* the tracked sequence a run of it alone recorded (g_route_tag), -1 in a crowd */
     uint32_t ids[ROUTE_MAX_LAYERS][ROUTE_MAX_K]; /* sorted; UINT32_MAX where not observed */
     float margin[ROUTE_MAX_LAYERS];              /* k-th largest router logit - (k+1)-th; NaN: not observed */
 };
@@ -640,6 +649,7 @@ static void route_observe(gptoss_backend_t backend, const struct gptoss_plan* pl
             for (size_t j = 0; j < (size_t) r->L * r->E; j++) r->gates[r->n * r->L * r->E + j] = NAN;
             row->token = tmp[i];
             row->position = tmp[n + i];
+            row->tag = g_route_tag;
             r->n++;
         }
         free(tmp);
@@ -703,17 +713,38 @@ static uint32_t token_at(const struct track* t, const struct track* drawn, uint3
     return drawn->tokens[q - NCONT];
 }
 
-/* Index of the row of tracked sequence t at position p in a run whose draws were `drawn`;
- * SIZE_MAX if none. *count: how many rows match (more than 1: ambiguous). */
+/* Index of the row of tracked sequence t at position p in a run whose draws were `drawn`:
+ * among the rows with that position and token id (and, where tag >= 0, recorded by the run
+ * of sequence `tag` alone), the one whose router logits are nearest to `near`'s (a row of
+ * the other run; NULL: the first found). Another sequence of a crowd can hold the same
+ * token at the same position (the tiny model's draws repeat a few ids), but not router
+ * logits within the drift of this one's unless its context is the same. SIZE_MAX if none;
+ * *count: how many rows matched; *tie: whether two of them were equally near. */
 static size_t route_find(const struct routes* r, const struct track* t, const struct track* drawn, uint32_t p,
-                         int* count) {
+                         int tag, const struct routes* other, size_t near, int* count, bool* tie) {
     const uint32_t tok = token_at(t, drawn, p);
+    const size_t LE = (size_t) r->L * r->E;
     size_t found = SIZE_MAX;
+    double best = INFINITY;
     *count = 0;
+    *tie = false;
     for (size_t i = 0; i < r->n; i++) {
-        if (r->rows[i].position != p || r->rows[i].token != tok) continue;
-        if (found == SIZE_MAX) found = i;
+        if (r->rows[i].position != p || r->rows[i].token != tok || (tag >= 0 && r->rows[i].tag != tag)) continue;
         *count += 1;
+        double dist = 0; /* the largest router logit difference over the layers both observed */
+        if (other != NULL && near != SIZE_MAX) {
+            for (size_t j = 0; j < LE; j++) {
+                const double a = r->gates[i * LE + j], b = other->gates[near * LE + j];
+                if (a == a && b == b && fabs(a - b) > dist) dist = fabs(a - b);
+            }
+        }
+        if (found == SIZE_MAX || dist < best) {
+            *tie = found != SIZE_MAX && dist == best;
+            found = i;
+            best = dist;
+        } else if (dist == best) {
+            *tie = true;
+        }
     }
     return found;
 }
@@ -732,17 +763,22 @@ static int route_report(const struct routes* alone, const struct routes* crowd, 
         const uint32_t first = draw_row(&t[k], 0);           /* the row of draw 0 */
         const uint32_t last = draw_row(&t[k], d) + 1;        /* rows 0 .. last - 1 */
         uint32_t earliest_layer = UINT32_MAX;                 /* of a flip at a row so far */
-        int flips = 0, missing = 0, ambiguous = 0, clean = 0, drifted = 0, unexplained = 0;
+        int flips = 0, missing = 0, ambiguous = 0, resolved = 0, clean = 0, drifted = 0, unexplained = 0;
         double worst_drift = 0;
         for (uint32_t p = 0; p < last; p++) {
             int ca = 0, cc = 0;
-            const size_t ia = route_find(alone, &t[k], &ref[k], p, &ca);
-            const size_t ib = route_find(crowd, &t[k], &got[k], p, &cc);
+            bool ta = false, tc = false;
+            const size_t ia = route_find(alone, &t[k], &ref[k], p, k, NULL, SIZE_MAX, &ca, &ta);
+            const size_t ib = route_find(crowd, &t[k], &got[k], p, -1, alone, ia, &cc, &tc);
             if (ia == SIZE_MAX || ib == SIZE_MAX) {
                 missing++;
                 continue;
             }
-            ambiguous += ca > 1 || cc > 1;
+            /* a crowd's rows of one (position, token) are told apart by their router logits; two
+             * equally near are rows of the same context (another sequence with the same first
+             * tokens, e.g. at position 0): either compares the same */
+            ambiguous += ca > 1;
+            resolved += cc > 1;
             const struct route_row *a = &alone->rows[ia], *b = &crowd->rows[ib];
             uint32_t row_earliest = UINT32_MAX;
             for (uint32_t l = 0; l < L; l++) {
@@ -792,8 +828,10 @@ static int route_report(const struct routes* alone, const struct routes* crowd, 
             if (row_earliest < earliest_layer) earliest_layer = row_earliest;
         }
         printf("    sequence %d: %d (row, layer) pairs route differently over positions 0..%u; %d not reached by "
-               "them, router logits within %.2e%s%s\n", k, flips, last - 1, clean, worst_drift,
+               "them, router logits within %.2e%s%s", k, flips, last - 1, clean, worst_drift,
                missing ? " (some rows not found)" : "", ambiguous ? " (some rows ambiguous)" : "");
+        if (resolved > 0) printf(" (%d rows shared their position and token with another sequence's)", resolved);
+        printf("\n");
         if (missing + ambiguous + drifted + unexplained > 0) {
             printf("    sequence %d: %d rows not found, %d matched more than one row, %d (row, layer) router logits "
                    "beyond 1e-3 (max %.3e) where no different choice reached, %d choices the logits do not "
@@ -831,8 +869,9 @@ static void route_self_test(struct routes* alone, struct routes* crowd, const st
         }
         const uint32_t pos = scenario < 3 ? 3 : first + 1;
         int ca = 0, cc = 0;
-        const size_t ia = route_find(alone, &t[0], &ref[0], pos, &ca);
-        const size_t ib = route_find(crowd, &t[0], &got[0], pos, &cc);
+        bool ta = false, tc = false;
+        const size_t ia = route_find(alone, &t[0], &ref[0], pos, 0, NULL, SIZE_MAX, &ca, &ta);
+        const size_t ib = route_find(crowd, &t[0], &got[0], pos, -1, alone, ia, &cc, &tc);
         CHECK(ia != SIZE_MAX && ib != SIZE_MAX, "routing self-test %d: row %u of sequence 0 found", scenario, pos);
         if (ia == SIZE_MAX || ib == SIZE_MAX) return;
         float* g = &crowd->gates[(ib * crowd->L + 0) * E];
