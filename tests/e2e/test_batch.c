@@ -718,16 +718,15 @@ static uint32_t token_at(const struct track* t, const struct track* drawn, uint3
  * of sequence `tag` alone), the one whose router logits are nearest to `near`'s (a row of
  * the other run; NULL: the first found). Another sequence of a crowd can hold the same
  * token at the same position (the tiny model's draws repeat a few ids), but not router
- * logits within the drift of this one's unless its context is the same. SIZE_MAX if none;
- * *count: how many rows matched; *tie: whether two of them were equally near. */
+ * logits within the drift of this one's unless its context is the same (then either row
+ * compares the same). SIZE_MAX if none; *count: how many rows matched. */
 static size_t route_find(const struct routes* r, const struct track* t, const struct track* drawn, uint32_t p,
-                         int tag, const struct routes* other, size_t near, int* count, bool* tie) {
+                         int tag, const struct routes* other, size_t near, int* count) {
     const uint32_t tok = token_at(t, drawn, p);
     const size_t LE = (size_t) r->L * r->E;
     size_t found = SIZE_MAX;
     double best = INFINITY;
     *count = 0;
-    *tie = false;
     for (size_t i = 0; i < r->n; i++) {
         if (r->rows[i].position != p || r->rows[i].token != tok || (tag >= 0 && r->rows[i].tag != tag)) continue;
         *count += 1;
@@ -739,11 +738,8 @@ static size_t route_find(const struct routes* r, const struct track* t, const st
             }
         }
         if (found == SIZE_MAX || dist < best) {
-            *tie = found != SIZE_MAX && dist == best;
             found = i;
             best = dist;
-        } else if (dist == best) {
-            *tie = true;
         }
     }
     return found;
@@ -767,16 +763,13 @@ static int route_report(const struct routes* alone, const struct routes* crowd, 
         double worst_drift = 0;
         for (uint32_t p = 0; p < last; p++) {
             int ca = 0, cc = 0;
-            bool ta = false, tc = false;
-            const size_t ia = route_find(alone, &t[k], &ref[k], p, k, NULL, SIZE_MAX, &ca, &ta);
-            const size_t ib = route_find(crowd, &t[k], &got[k], p, -1, alone, ia, &cc, &tc);
+            const size_t ia = route_find(alone, &t[k], &ref[k], p, k, NULL, SIZE_MAX, &ca);
+            const size_t ib = route_find(crowd, &t[k], &got[k], p, -1, alone, ia, &cc);
             if (ia == SIZE_MAX || ib == SIZE_MAX) {
                 missing++;
                 continue;
             }
-            /* a crowd's rows of one (position, token) are told apart by their router logits; two
-             * equally near are rows of the same context (another sequence with the same first
-             * tokens, e.g. at position 0): either compares the same */
+            /* a crowd's rows of one (position, token) are told apart by their router logits */
             ambiguous += ca > 1;
             resolved += cc > 1;
             const struct route_row *a = &alone->rows[ia], *b = &crowd->rows[ib];
@@ -869,9 +862,8 @@ static void route_self_test(struct routes* alone, struct routes* crowd, const st
         }
         const uint32_t pos = scenario < 3 ? 3 : first + 1;
         int ca = 0, cc = 0;
-        bool ta = false, tc = false;
-        const size_t ia = route_find(alone, &t[0], &ref[0], pos, 0, NULL, SIZE_MAX, &ca, &ta);
-        const size_t ib = route_find(crowd, &t[0], &got[0], pos, -1, alone, ia, &cc, &tc);
+        const size_t ia = route_find(alone, &t[0], &ref[0], pos, 0, NULL, SIZE_MAX, &ca);
+        const size_t ib = route_find(crowd, &t[0], &got[0], pos, -1, alone, ia, &cc);
         CHECK(ia != SIZE_MAX && ib != SIZE_MAX, "routing self-test %d: row %u of sequence 0 found", scenario, pos);
         if (ia == SIZE_MAX || ib == SIZE_MAX) return;
         float* g = &crowd->gates[(ib * crowd->L + 0) * E];
