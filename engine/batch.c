@@ -284,6 +284,21 @@ static enum gptoss_status alloc_buffer(struct gptoss_batch* b, void** ptr, size_
 
 /* The host buffers: staging, logits and the sampler's scratch or the counts, the plans,
  * the profile. */
+/* Room in plan for the calls of a model of num_layers layers and `runs` attention runs
+ * (its arrays allocated or grown; kept as they were on failure): 0, or -1 out of memory. */
+static int plan_reserve(struct gptoss_plan* plan, uint32_t num_layers, uint32_t runs) {
+    const uint32_t capacity = gptoss_plan_max_calls_runs(num_layers, runs);
+    struct gptoss_plan_call* calls = realloc(plan->calls, (size_t) capacity * sizeof(*calls));
+    if (calls == NULL) return -1;
+    plan->calls = calls;
+    uint32_t* r = realloc(plan->runs, (size_t) 2 * runs * sizeof(*r));
+    if (r == NULL) return -1;
+    plan->runs = r;
+    plan->capacity = capacity;
+    plan->runs_capacity = runs;
+    return 0;
+}
+
 static enum gptoss_status alloc_host(struct gptoss_batch* b) {
     const uint32_t V = b->model->vocabulary_size;
     b->slots = calloc(b->S, sizeof(*b->slots));
@@ -303,13 +318,7 @@ static enum gptoss_status alloc_host(struct gptoss_batch* b) {
      * plan has room for PLAN_RUNS of them and grows when a step has more (plan_for) */
     failed |= (b->runs = calloc((size_t) 4 * b->S, sizeof(uint32_t))) == NULL;
     const uint32_t runs = 2 * b->S < PLAN_RUNS ? 2 * b->S : PLAN_RUNS;
-    for (int i = 0; i < NUM_PLANS; i++) {
-        b->plans[i].capacity = gptoss_plan_max_calls_runs(b->model->config.num_blocks, runs);
-        b->plans[i].calls = calloc(b->plans[i].capacity, sizeof(struct gptoss_plan_call));
-        b->plans[i].runs_capacity = runs;
-        b->plans[i].runs = calloc((size_t) 2 * runs, sizeof(uint32_t));
-        failed |= b->plans[i].calls == NULL || b->plans[i].runs == NULL;
-    }
+    for (int i = 0; i < NUM_PLANS; i++) failed |= plan_reserve(&b->plans[i], b->model->config.num_blocks, runs) != 0;
     if (b->slots == NULL || b->rows == NULL || b->members == NULL || b->chunk == NULL || b->draws == NULL || failed || (b->params.profile && (b->prof = calloc(1, sizeof(*b->prof))) == NULL)) {
         return gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate the batch's host buffers");
     }
@@ -542,20 +551,11 @@ static struct gptoss_plan* plan_for(struct gptoss_batch* b, uint32_t n, uint32_t
     }
     if (by_kind) {
         struct gptoss_plan* p = &b->plans[slot];
-        if (b->num_runs > p->runs_capacity) { /* room for this step's runs (at most 2 S) */
-            const uint32_t runs = b->num_runs;
-            const uint32_t capacity = gptoss_plan_max_calls_runs(b->model->config.num_blocks, runs);
-            struct gptoss_plan_call* calls = realloc(p->calls, (size_t) capacity * sizeof(*calls));
-            if (calls != NULL) p->calls = calls;
-            uint32_t* r = calls != NULL ? realloc(p->runs, (size_t) 2 * runs * sizeof(*r)) : NULL;
-            if (r == NULL) {
-                p->n = 0; /* no plan there */
-                gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate a plan of %u attention runs", runs);
-                return NULL;
-            }
-            p->runs = r;
-            p->capacity = capacity;
-            p->runs_capacity = runs;
+        /* room for this step's runs (at most 2 S) */
+        if (b->num_runs > p->runs_capacity && plan_reserve(p, b->model->config.num_blocks, b->num_runs) != 0) {
+            p->n = 0; /* no plan there */
+            gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate a plan of %u attention runs", b->num_runs);
+            return NULL;
         }
         gptoss_plan_build_kinds(p, &b->setup, b->kinds, b->runs, b->num_runs);
     } else {
