@@ -20,16 +20,16 @@ tb() {
   .gpu/b/tests/e2e/test_batch --backend cuda --model $1 --streams 64 > /tmp/tb.log 2>&1
   echo "test_batch $1: rc=$? $(grep -E '^seed' /tmp/tb.log | head -1) $(grep -E 'batch invariance:|^FAIL' /tmp/tb.log | head -4 | tr '\n' ' ') $(tail -1 /tmp/tb.log) $(el)" | cut -c1-500 | tee -a "$S"
 }
-tb "tiny --invariant many"; tb "20b --routing on --invariant many"
-GPU_AB_ROUNDS=1 GPU_AB_ENGINE="--parallel 64 -p 128 -n 64 -r 1 --batch-invariant many;--parallel 1 -p 128 -n 64 -r 1 --batch-invariant many;--parallel 64 -p 128 -n 64 -r 1" \
+tb "tiny --invariant many"; tb "20b --routing on --invariant many"; tb "20b --routing on"
+GPU_AB_ROUNDS=1 GPU_AB_ENGINE="--parallel 64 -p 128 -n 64 -r 1 --batch-invariant many;--parallel 1 -p 128 -n 64 -r 1 --batch-invariant many;--parallel 64 -p 128 -n 64 -r 1;--parallel 16 -p 128 -n 64 -r 1" \
   bash tools/gpu-ab.sh 2>&1 | grep -vE '^(GPU|A = )' | cut -c1-160 | tee -a "$S"; el | tee -a "$S"
 san=moe_dense_swiglu_16row_tiles,moe_dense_matmul_16row_tiles,moe_dense_swiglu_20b_decode_1tok_4of32_2880,moe_dense_swiglu_tiny_scales_2of3_cols64,qkv_20b_decode,dense_attn_out_20b_decode
 timeout 100 compute-sanitizer --tool memcheck --error-exitcode 99 --print-limit 5 $H --backend cuda --filter "$san" > /tmp/san.log 2>&1
 echo "memcheck rc=$? $(grep -E '^[0-9]+ passed|SUMMARY' /tmp/san.log | tr '\n' ' ') $(el)" | tee -a "$S"
 timeout 60 compute-sanitizer --tool memcheck --error-exitcode 99 --print-limit 5 $H --backend cuda --row-order many --filter moe_swiglu_3of7,moe_matmul_3of7,fault_expert_id,moe_swiglu_20b_decode > /tmp/san.log 2>&1
 echo "memcheck many rc=$? $(grep -E '^[0-9]+ passed|SUMMARY' /tmp/san.log | tr '\n' ' ') $(el)" | tee -a "$S"
-GPU_AB_ROUNDS=1 GPU_AB_BENCH="moe_dense_swiglu_20b_decode_x64 moe_dense_matmul_20b_decode_x64 moe_dense_swiglu_20b_decode_1tok moe_dense_swiglu_20b_prefill16" bash tools/gpu-ab.sh 2>&1 | grep -vE '^(GPU|A = )' | cut -c1-160 | tee -a "$S"; el | tee -a "$S"
-tb "tiny"; tb "20b --routing on"
+GPU_AB_ROUNDS=1 GPU_AB_BENCH="moe_dense_swiglu_20b_decode_x64 moe_dense_matmul_20b_decode_x64 moe_swiglu_20b_prefill64 moe_matmul_20b_prefill64 moe_swiglu_20b_batch16 moe_dense_swiglu_20b_decode_1tok" bash tools/gpu-ab.sh 2>&1 | grep -vE '^(GPU|A = )' | cut -c1-160 | tee -a "$S"; el | tee -a "$S"
+tb "tiny"
 timeout 100 compute-sanitizer --tool racecheck --error-exitcode 99 --print-limit 5 $H --backend cuda --filter "$san" > /tmp/san.log 2>&1
 echo "racecheck rc=$? $(grep -E '^[0-9]+ passed|SUMMARY' /tmp/san.log | tr '\n' ' ') $(el)" | tee -a "$S"
 timeout 60 compute-sanitizer --tool racecheck --error-exitcode 99 --print-limit 5 $H --backend cuda --row-order many --filter moe_swiglu_3of7,moe_swiglu_20b_decode > /tmp/san.log 2>&1
