@@ -637,6 +637,137 @@ cudaError_t launch_moe_gemm_tc(gptoss_backend_t backend, dim3 grid, const uint32
  * beyond it (K > ~45,000 for 16 rows, ~27,000 for 64) moe_gemm_tc_kernel runs. */
 constexpr size_t kMoeRingMaxSmem = 200 * 1024;
 
+/* Tensor-core MoE GEMM for few rows an expert (a decode step of many streams, one stream's
+ * step in row order many): the register-fed form of the ring kernel's 16-row tile, with the
+ * same sums. A warp owns 16 weight rows (the MMA's M, A operand) and the tile's 16 token
+ * rows (two n8 MMAs, B operand: the activation planes, read from global memory), and walks
+ * K in MXFP4 blocks: each thread loads its two rows' 16-byte blocks (the quad's four lanes
+ * the same bytes) and dequantises byte t of each word into its A fragment with the ring
+ * kernel's exact bf16 dequantisation (moe_tc_dequant2), four blocks a group, the next group's
+ * loads in flight while one is multiplied. No shared memory: a block is 4 warps (64 weight
+ * rows), so even one token an expert (4 tiles of 20b's up-projection: 360 blocks) spreads
+ * over the card. Each output is one accumulator over the k-steps of 16 in order, within a
+ * k-step the planes from the last to the first, as every MoE tensor-core kernel here
+ * (tests/test_invariance.c compares one row alone, this kernel, with its 40-token block, the
+ * 32-row tiles). */
+constexpr int kTcvWarps = 4, kTcvBN = 16 * kTcvWarps, kTcvBM = 16;
+constexpr uint32_t kTcvStages = 12; /* blocks of a warp's 16 rows in flight (3 KB) */
+/* shared memory of a warp: its ring, then its 16 rows' scales (16 nb bytes) */
+__host__ __device__ constexpr size_t tcv_warp_bytes(uint32_t nb) { return (size_t) kTcvStages * 256 + (size_t) 16 * nb; }
+
+template <bool SWIGLU, int NP>
+__global__ void __launch_bounds__(kTcvWarps * 32) moe_tcv_kernel(const uint32_t* __restrict__ offsets,
+                                                                  const uint16_t* __restrict__ planes,
+                                                                  size_t plane_size, const uint8_t* __restrict__ blocks,
+                                                                  const uint8_t* __restrict__ scales,
+                                                                  const uint8_t* __restrict__ bias_bytes, size_t stride,
+                                                                  float* __restrict__ out, uint32_t P, uint32_t E,
+                                                                  uint32_t K, uint32_t N /* weight rows */,
+                                                                  uint32_t out_width, float limit, uint32_t* error_word) {
+    const uint32_t lane = threadIdx.x & 31u, warp = threadIdx.x >> 5;
+    const uint32_t g = lane >> 2, t = lane & 3u;
+    const uint32_t n0 = blockIdx.x * kTcvBN;
+    uint32_t expert, row_begin, row_end;
+    if (!moe_row_tile<SWIGLU, kTcvBM, kTcvBN>(offsets, P, E, n0, out, out_width, error_word, expert, row_begin, row_end)) {
+        return;
+    }
+    const uint32_t nb = K / 32;
+    const uint32_t wr0 = n0 + warp * 16 + g, wr1 = wr0 + 8; /* this thread's weight rows (A rows g, g + 8) */
+    const bool ok0 = wr0 < N, ok1 = wr1 < N;
+    const uint8_t* wb = blocks + (size_t) expert * stride;
+    const uint8_t* ws = scales + (size_t) expert * stride;
+    /* B: token g of each n8 group (zero past the tile's rows) */
+    const bool tv0 = row_begin + g < row_end, tv1 = row_begin + 8 + g < row_end;
+    const bool two = row_end - row_begin > 8; /* the second n8 group has tokens (the whole block's choice) */
+    const uint16_t* x0 = planes + (size_t) (tv0 ? row_begin + g : row_begin) * K + 2 * t;
+    const uint16_t* x1 = planes + (size_t) (tv1 ? row_begin + 8 + g : row_begin) * K + 2 * t;
+
+    /* this warp's ring: kTcvStages blocks of its 16 rows (16 B each), filled two blocks a
+     * round by cp.async (lanes 0-15: block 2j, rows 0-15; lanes 16-31: block 2j + 1), one
+     * commit group a round, kTcvStages / 2 - 1 rounds ahead; then the 16 rows' scale bytes */
+    extern __shared__ __align__(16) uint8_t tcv_smem[];
+    uint8_t* ring = tcv_smem + (size_t) warp * tcv_warp_bytes(nb);
+    uint8_t* ss = ring + kTcvStages * 256;
+    const uint32_t wrow0 = n0 + warp * 16;
+    /* the scales: rows wrow0 .. wrow0 + 15 are one run of 16 nb bytes (16-byte aligned) */
+    if (wrow0 + 16 <= N) {
+        const uint8_t* src = ws + (size_t) wrow0 * nb;
+        for (uint32_t c = lane; c < nb; c += 32) gptoss_d_cp_async16(ss + 16 * c, src + 16 * (size_t) c);
+    } else {
+        for (uint32_t i = lane; i < 16 * nb; i += 32) {
+            const uint32_t r = wrow0 + i / nb;
+            ss[i] = ws[(size_t) (r < N ? r : N - 1) * nb + i % nb];
+        }
+    }
+    gptoss_d_cp_async_commit();
+    const uint32_t crow = wrow0 + (lane & 15u) < N ? wrow0 + (lane & 15u) : N - 1; /* the row this lane copies */
+    const uint8_t* csrc = wb + (size_t) crow * nb * 16;
+    auto issue = [&](uint32_t j) {
+        const uint32_t kb = 2 * j + (lane >> 4);
+        if (kb < nb) gptoss_d_cp_async16(ring + ((kb % kTcvStages) * 16 + (lane & 15u)) * 16, csrc + (size_t) kb * 16);
+        gptoss_d_cp_async_commit();
+    };
+    constexpr uint32_t kRounds = kTcvStages / 2;
+    const uint32_t rounds = (nb + 1) / 2;
+#pragma unroll
+    for (uint32_t j = 0; j + 1 < kRounds; j++) issue(j);
+
+    float acc[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
+    for (uint32_t j = 0; j < rounds; j++) {
+        issue(j + kRounds - 1);
+        gptoss_d_cp_async_wait<kRounds - 1>();
+        __syncwarp(); /* round j and the scales, copied by every lane, are visible */
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const uint32_t kb = 2 * j + h;
+            if (kb < nb) {
+                const uint4 qa = *(const uint4*) (ring + ((kb % kTcvStages) * 16 + g) * 16);
+                const uint4 qb = *(const uint4*) (ring + ((kb % kTcvStages) * 16 + g + 8) * 16);
+                const MoeTcMult m0 = moe_tc_mult(ss[g * nb + kb], ok0), m1 = moe_tc_mult(ss[(g + 8) * nb + kb], ok1);
+                const uint32_t w0[4] = {qa.x, qa.y, qa.z, qa.w};
+                const uint32_t w1[4] = {qb.x, qb.y, qb.z, qb.w};
+#pragma unroll
+                for (int s = 0; s < 2; s++) {
+                    const uint32_t a[4] = {moe_tc_dequant2(w0[2 * s], t, m0), moe_tc_dequant2(w1[2 * s], t, m1),
+                                           moe_tc_dequant2(w0[2 * s + 1], t, m0), moe_tc_dequant2(w1[2 * s + 1], t, m1)};
+                    const uint32_t k0 = kb * 32 + s * 16;
+#pragma unroll
+                    for (int p = NP - 1; p >= 0; p--) {
+                        const uint16_t* xp0 = x0 + (size_t) p * plane_size + k0;
+                        const uint16_t* xp1 = x1 + (size_t) p * plane_size + k0;
+                        const uint32_t c00 = tv0 ? __ldg((const uint32_t*) xp0) : 0u;
+                        const uint32_t c01 = tv0 ? __ldg((const uint32_t*) (xp0 + 8)) : 0u;
+                        const uint32_t c10 = two && tv1 ? __ldg((const uint32_t*) xp1) : 0u;
+                        const uint32_t c11 = two && tv1 ? __ldg((const uint32_t*) (xp1 + 8)) : 0u;
+                        gptoss_d_mma_bf16_16816(acc[0], a, c00, c01);
+                        if (two) gptoss_d_mma_bf16_16816(acc[1], a, c10, c11);
+                    }
+                }
+            }
+        }
+        __syncwarp(); /* every lane is done with round j's slots before they are refilled */
+    }
+    /* acc[grp] = (weight row wr0, tokens 2t, 2t + 1), (wr1, same tokens): the even rows' lanes
+     * (g even) take the odd row's values from lane + 4 and store the pairs */
+    const uint8_t* wbias = bias_bytes + (size_t) expert * stride;
+#pragma unroll
+    for (int grp = 0; grp < 2; grp++) {
+        float o[4];
+#pragma unroll
+        for (int j = 0; j < 4; j++) o[j] = __shfl_xor_sync(0xFFFFFFFFu, acc[grp][j], 4);
+        if ((g & 1u) == 0) {
+#pragma unroll
+            for (int c = 0; c < 2; c++) {
+                const uint32_t m = row_begin + grp * 8 + 2 * t + c;
+                if (m < row_end) {
+                    moe_tc_store<SWIGLU>(out, out_width, m, wr0, N, acc[grp][c], o[c], wbias, limit);
+                    moe_tc_store<SWIGLU>(out, out_width, m, wr1, N, acc[grp][2 + c], o[2 + c], wbias, limit);
+                }
+            }
+        }
+    }
+}
+
 /* The ring kernel's shared-memory limit on this device: kMoeRingMaxSmem or the device's
  * opt-in maximum, whichever is smaller. Set as the kernel's limit once per value, not per K:
  * a limit lowered by one call would make another thread's launch or a captured graph's
@@ -783,6 +914,8 @@ enum gptoss_status launch_moe_gemm(gptoss_backend_t backend, const uint32_t* off
                    : gptoss_wg::moe_rega_smem_bytes<32, MoeRegaConfig<32>::kStages, kMoeRegaSlices>(C);
     const bool rega = GPTOSS_CUDA_MOE_REGA && ring && tile >= 32 && (lab == 0 || lab == 65) && np == 2 &&
                       gptoss_cuda(backend)->wgmma && rega_smem <= moe_ring_smem_cap(backend);
+    /* 16-row tiles in registers (moe_tcv_kernel) unless the lab forces the ring's; the same sums */
+    const bool tcv = ring && tile == 16 && lab != 16 && kTcvWarps * tcv_warp_bytes((uint32_t) (C / 32)) <= 48 * 1024;
     const uint32_t bm = ring && small ? tile : MT_BM;
     const uint64_t y_tiles = (P + bm - 1) / bm + E;
     if (y_tiles > GPTOSS_CUDA_MAX_GRID_YZ) {
@@ -801,7 +934,20 @@ enum gptoss_status launch_moe_gemm(gptoss_backend_t backend, const uint32_t* off
     const uint32_t P32 = (uint32_t) P;
     cudaError_t err;
 #define MOE_TC_ARGS backend, grid, offsets, planes, blocks, scales, b8, stride, output, P32, E, C, N, num_rows, limit, ew
-    if (rega) {
+    if (tcv) {
+        const dim3 tgrid((N + kTcvBN - 1) / kTcvBN, (unsigned) ((P + kTcvBM - 1) / kTcvBM + E));
+        const size_t ps = gptoss_plane_stride(P * C);
+        const size_t tsmem = kTcvWarps * tcv_warp_bytes((uint32_t) (C / 32));
+        cudaStream_t stream = gptoss_cuda_stream(backend);
+        if (np == 2) {
+            moe_tcv_kernel<SWIGLU, 2><<<tgrid, kTcvWarps * 32, tsmem, stream>>>(offsets, planes, ps, blocks, scales, b8, stride,
+                                                                             output, P32, E, C, N, num_rows, limit, ew);
+        } else {
+            moe_tcv_kernel<SWIGLU, 3><<<tgrid, kTcvWarps * 32, tsmem, stream>>>(offsets, planes, ps, blocks, scales, b8, stride,
+                                                                             output, P32, E, C, N, num_rows, limit, ew);
+        }
+        err = cudaGetLastError();
+    } else if (rega) {
         err = tile == 64 ? launch_moe_rega<SWIGLU, 64>(backend, offsets, planes, blocks, scales, b8, stride, output,
                                                        P32, E, C, N, num_rows, limit, ew)
                          : launch_moe_rega<SWIGLU, 32>(backend, offsets, planes, blocks, scales, b8, stride, output,
