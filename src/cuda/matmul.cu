@@ -24,7 +24,7 @@ constexpr uint32_t kSplitKMaxRows = 256;         /* one token, R <= this: split-
  * qkv projection of one token; the warp's two rows are one RoPE pair, rotated (Q and K
  * heads) and written to the KV cache (K and V heads) in the epilogue, exactly as
  * qkv_rope_cache_kernel does after the plain GEMV. */
-template <int TT, int RPW, bool ROPE = false, bool REGION_ORDER = false>
+template <int TT, int RPW, bool ROPE = false, bool REGION_ORDER = false, bool TILES_X = false>
 __global__ void __launch_bounds__(kGemvWarps * 32) gemv_bf16_vec_kernel(const float* __restrict__ x,
                                                                         const uint16_t* __restrict__ w,
                                                                         const uint16_t* __restrict__ bias,
@@ -34,12 +34,15 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_bf16_vec_kernel(const fl
     constexpr int U = RPW >= 4 ? 1 : 8 / (RPW * (TT > 2 ? 2 : 1)); /* chunks per lane in flight per row */
     gptoss_d_pdl_trigger();
     const uint32_t lane = threadIdx.x & 31u;
-    const uint32_t row0 = (blockIdx.x * kGemvWarps + (threadIdx.x >> 5)) * RPW;
+    /* TILES_X: the token tiles along x (launched first), so that the tiles of a group of rows
+     * run together and read its weights once from memory, then from L2 */
+    const uint32_t row_block = TILES_X ? blockIdx.y : blockIdx.x, tile = TILES_X ? blockIdx.x : blockIdx.y;
+    const uint32_t row0 = (row_block * kGemvWarps + (threadIdx.x >> 5)) * RPW;
     if (row0 >= R) {
         gptoss_d_pdl_wait();
         return;
     }
-    const uint32_t t0 = blockIdx.y * TT;
+    const uint32_t t0 = tile * TT;
     const uint32_t nt = min((uint32_t) TT, T - t0);
     const uint32_t nchunks = C / 8;
 
@@ -853,7 +856,16 @@ cudaError_t launch_gemv_one(gptoss_backend_t backend, const float* x, const uint
         return gptoss_cuda_launch_pdl(backend, gemv_bf16_splitk_kernel, dim3(R, T), dim3(256), 0, x, w, b, out, C, R,
                                       add);
     }
-    if (region_applies(backend, x, w, C, R)) return launch_gemv_vec<8, 2, true>(backend, x, w, b, out, T, C, R, add);
+    const bool region = region_applies(backend, x, w, C, R);
+    const uint32_t row_blocks = ((R + 1) / 2 + kGemvWarps - 1) / kGemvWarps; /* as launch_gemv_vec<8, 2> */
+    if (T > 8 && row_blocks <= GPTOSS_CUDA_MAX_GRID_YZ) {
+        /* several token tiles: tiles along x, rows along y (the weights read once) */
+        const dim3 grid((T + 7) / 8, row_blocks);
+        auto kernel = region ? gemv_bf16_vec_kernel<8, 2, false, true, true> : gemv_bf16_vec_kernel<8, 2, false, false, true>;
+        return gptoss_cuda_launch_pdl(backend, kernel, grid, dim3(kGemvWarps * 32), 0, x, w, b, out, T, C, R, add,
+                                      gptoss_qkv_rope{});
+    }
+    if (region) return launch_gemv_vec<8, 2, true>(backend, x, w, b, out, T, C, R, add);
     return launch_gemv_vec<8, 2>(backend, x, w, b, out, T, C, R, add);
 }
 
