@@ -121,11 +121,21 @@ static void build_attention(struct gptoss_plan* plan, const struct gptoss_plan_s
     }
 }
 
-/* Whether the MoE of a run takes the expert-grouped kernels. */
+/* Whether the MoE of a run computes in the expert-grouped kernels' arithmetic (a
+ * batch-invariant plan's run of order many where setup->moe_dense_many). */
+static int moe_grouped(const struct gptoss_plan* plan, const struct gptoss_plan_setup* setup,
+                       const struct gptoss_plan_segment* g) {
+    return plan->kinds_set && g->order == gptoss_row_order_many && setup->moe_dense_many;
+}
+
+/* Whether the MoE of a run takes the expert-grouped kernels: by moe_dense_min_rows, or in
+ * a batch-invariant plan a run in their arithmetic of more than
+ * GPTOSS_PLAN_MOE_PAIRS_MANY_MAX_ROWS rows (fewer take the per-pair kernels in row order
+ * many: the same bits without the routing, scatter and gather calls). */
 static int moe_dense(const struct gptoss_plan* plan, const struct gptoss_plan_setup* setup,
                      const struct gptoss_plan_segment* g) {
     if (!plan->kinds_set) return g->len >= setup->moe_dense_min_rows;
-    return g->order == gptoss_row_order_many && setup->moe_dense_many;
+    return moe_grouped(plan, setup, g) && g->len > GPTOSS_PLAN_MOE_PAIRS_MANY_MAX_ROWS;
 }
 
 /* Layer l's MoE over its R rows (the last R of the batch), once per run of one row order
@@ -150,9 +160,11 @@ static int build_moe(struct gptoss_plan* plan, const struct gptoss_plan_setup* s
     const gptoss_bf16* bias2 = (const gptoss_bf16*) (moe + x->mlp2_bias);
     struct gptoss_plan_segment seg[GPTOSS_PLAN_KINDS];
     const uint32_t k = clip(plan, r0, seg);
-    int any_dense = 0;
-    for (uint32_t i = 0; i < k; i++) any_dense |= moe_dense(plan, setup, &seg[i]);
-    const int fuse_norm = setup->fused_ops && !any_dense;
+    /* the fused accumulate + RMSNorm only where every run is on the exact decode kernels: the
+     * grouped arithmetic's runs accumulate as the gather does, then their own RMSNorm call */
+    int any_grouped = 0;
+    for (uint32_t i = 0; i < k; i++) any_grouped |= moe_dense(plan, setup, &seg[i]) || moe_grouped(plan, setup, &seg[i]);
+    const int fuse_norm = setup->fused_ops && !any_grouped;
     const int last = l + 1 == cfg->num_blocks;
     const size_t gain = last ? m->final_norm : m->layers[l + 1 < cfg->num_blocks ? l + 1 : l].attn_norm;
     for (uint32_t i = 0; i < k; i++) {

@@ -60,6 +60,11 @@ struct gptoss_plan_setup {
     enum gptoss_row_order drawn_order;
 };
 
+/* Batch-invariant plans: a run of the expert-grouped MoE arithmetic (setup->moe_dense_many)
+ * of up to this many rows takes the per-pair kernels in row order many (the same bits on
+ * CUDA, kernels.h), more rows the grouped ones. */
+#define GPTOSS_PLAN_MOE_PAIRS_MANY_MAX_ROWS 4
+
 struct gptoss_plan_call {
     enum gptoss_kernel kernel;
     enum gptoss_row_order order; /* set on the backend before the call (kernels.h) */

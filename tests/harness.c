@@ -3,10 +3,12 @@
  * float64 reference (src/reference/) within each module's tolerances.
  *
  *   harness [--table] [--filter SUBSTR[,SUBSTR...]] [--quick] [--seed N] [--threads N]
- *           [--backend scalar|avx2|avx512|cuda] [--skipped-file PATH] [--list]
+ *           [--backend scalar|avx2|avx512|cuda] [--row-order auto|one|many] [--skipped-file PATH] [--list]
  *
  * --filter: the cases whose names contain any of the comma-separated substrings (one
  * process for many cases: each compute-sanitizer run pays the device start-up once).
+ * --row-order: set on every backend before the cases run (gptoss_backend_set_row_order; the
+ * kernels' arithmetic of that order against the same reference and tolerances; default auto).
  *
  * Seed: --seed, else GPTOSS_TEST_SEED, else the time. It is printed first and in every
  * failure line; every case draws its inputs from (seed, case name), so
@@ -293,7 +295,8 @@ static void default_skipped_path(const char* argv0, char* buf, size_t size) {
 static void usage(void) {
     fprintf(stderr,
             "usage: harness [--table] [--filter SUBSTR[,SUBSTR...]] [--quick] [--seed N] [--threads N]\n"
-            "               [--backend scalar|avx2|avx512|cuda] [--skipped-file PATH] [--list]\n");
+            "               [--backend scalar|avx2|avx512|cuda] [--row-order auto|one|many] [--skipped-file PATH]\n"
+            "               [--list]\n");
 }
 
 int main(int argc, char** argv) {
@@ -304,6 +307,7 @@ int main(int argc, char** argv) {
     default_skipped_path(argv[0], skipped_path, sizeof skipped_path);
     uint32_t threads = 2;
     uint64_t seed = 0;
+    enum gptoss_row_order order = gptoss_row_order_auto;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--table") == 0) {
             table = true;
@@ -322,6 +326,18 @@ int main(int argc, char** argv) {
             have_seed = true;
         } else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
             threads = (uint32_t) strtoul(argv[++i], NULL, 0);
+        } else if (strcmp(argv[i], "--row-order") == 0 && i + 1 < argc) {
+            const char* o = argv[++i];
+            if (strcmp(o, "auto") == 0) {
+                order = gptoss_row_order_auto;
+            } else if (strcmp(o, "one") == 0) {
+                order = gptoss_row_order_one;
+            } else if (strcmp(o, "many") == 0) {
+                order = gptoss_row_order_many;
+            } else {
+                fprintf(stderr, "harness: --row-order must be auto, one or many, not \"%s\"\n", o);
+                return 2;
+            }
         } else {
             usage();
             return 2;
@@ -363,13 +379,21 @@ int main(int argc, char** argv) {
         }
         enum gptoss_status st = i < 3 ? gptoss_backend_create_cpu_isa(threads, isas[i], &s->be)
                                       : gptoss_backend_create_cuda(0, NULL, &s->be);
+        if (st == gptoss_status_success && order != gptoss_row_order_auto) {
+            st = gptoss_backend_set_row_order(s->be, order);
+            if (st != gptoss_status_success) {
+                gptoss_backend_release(s->be);
+                s->be = NULL;
+            }
+        }
         if (st != gptoss_status_success) {
             s->be = NULL;
             snprintf(s->skip_reason, sizeof s->skip_reason, "%s: %s", status_str(st), gptoss_last_error());
             printf("backend %s: unavailable (%s); its cases are SKIPPED\n", s->label, s->skip_reason);
         } else {
             snprintf(s->name, sizeof s->name, "%s", gptoss_backend_get_name(s->be));
-            printf("backend %s: %s\n", s->label, s->name);
+            printf("backend %s: %s%s\n", s->label, s->name,
+                   order == gptoss_row_order_one ? " (row order one)" : order == gptoss_row_order_many ? " (row order many)" : "");
         }
     }
     fflush(stdout);

@@ -144,9 +144,14 @@ const char* gptoss_backend_get_name(gptoss_backend_t backend);
  * tokens in order one and its prompt tokens in order many. CPU backends: every order is
  * the same (their kernels' sums never depend on the rows of a call). Affects the bf16
  * matmuls (matmul, matmul_add, the dense_* and qkv forms, unembedding), the MoE gate
- * fusion and attention (CUDA: in orders one and many, attention never runs on tensor
- * cores); the MXFP4 expert kernels, norms, RoPE, top-k and sampling are row-invariant in
- * every order. The order applies to calls made (or recorded into a graph) after it is set. */
+ * fusion, attention (CUDA: in orders one and many, attention never runs on tensor
+ * cores) and on CUDA the per-pair MXFP4 expert kernels (moe_matmul_swiglu, moe_matmul): in
+ * order many they take the expert-grouped (dense) kernels' arithmetic, bit for bit the
+ * outputs the dense entries give the same pairs (they then need 16-byte aligned weight
+ * blocks and scales, an expert stride of a multiple of 16 and num_cols <= 18432, else
+ * unsupported_argument). The dense MXFP4 entries, norms, RoPE, top-k and sampling are
+ * row-invariant in every order. The order applies to calls made (or recorded into a graph)
+ * after it is set. */
 enum gptoss_row_order {
     gptoss_row_order_auto = 0,
     gptoss_row_order_one = 1,

@@ -649,13 +649,19 @@ constexpr size_t kMoeRingMaxSmem = 200 * 1024;
  * over the card. Each output is one accumulator over the k-steps of 16 in order, within a
  * k-step the planes from the last to the first, as every MoE tensor-core kernel here
  * (tests/test_invariance.c compares one row alone, this kernel, with its 40-token block, the
- * 32-row tiles). */
+ * 32-row tiles).
+ * PAIR: the per-pair MoE kernels in row order many (one (token, slot) pair a blockIdx.y, as
+ * moe_gemv_kernel: pair q = j T + t, expert ids[t k + j], input row t for the up-projection and
+ * q for the down-projection, output row q), the pair's token the tile's one row: the B operand
+ * split from the f32 input in the kernel (gptoss_d_split_bf16, the planes' values), so no
+ * routing offsets, scatter, split or gather kernels run, and each output has the bits the
+ * expert-grouped kernels give it in any tile. */
 constexpr int kTcvWarps = 4, kTcvBN = 16 * kTcvWarps, kTcvBM = 16;
 constexpr uint32_t kTcvStages = 12; /* blocks of a warp's 16 rows in flight (3 KB) */
 /* shared memory of a warp: its ring, then its 16 rows' scales (16 nb bytes) */
 __host__ __device__ constexpr size_t tcv_warp_bytes(uint32_t nb) { return (size_t) kTcvStages * 256 + (size_t) 16 * nb; }
 
-template <bool SWIGLU, int NP>
+template <bool SWIGLU, int NP, bool PAIR = false>
 __global__ void __launch_bounds__(kTcvWarps * 32) moe_tcv_kernel(const uint32_t* __restrict__ offsets,
                                                                   const uint16_t* __restrict__ planes,
                                                                   size_t plane_size, const uint8_t* __restrict__ blocks,
@@ -663,12 +669,28 @@ __global__ void __launch_bounds__(kTcvWarps * 32) moe_tcv_kernel(const uint32_t*
                                                                   const uint8_t* __restrict__ bias_bytes, size_t stride,
                                                                   float* __restrict__ out, uint32_t P, uint32_t E,
                                                                   uint32_t K, uint32_t N /* weight rows */,
-                                                                  uint32_t out_width, float limit, uint32_t* error_word) {
+                                                                  uint32_t out_width, float limit, uint32_t* error_word,
+                                                                  const float* __restrict__ xin = nullptr,
+                                                                  const uint32_t* __restrict__ ids = nullptr,
+                                                                  uint32_t T = 0, uint32_t kk = 0) {
     const uint32_t lane = threadIdx.x & 31u, warp = threadIdx.x >> 5;
     const uint32_t g = lane >> 2, t = lane & 3u;
     const uint32_t n0 = blockIdx.x * kTcvBN;
-    uint32_t expert, row_begin, row_end;
-    if (!moe_row_tile<SWIGLU, kTcvBM, kTcvBN>(offsets, P, E, n0, out, out_width, error_word, expert, row_begin, row_end)) {
+    uint32_t expert, row_begin, row_end, xrow = 0;
+    if constexpr (PAIR) {
+        const uint32_t q = blockIdx.y, j = q / T, tok = q % T;
+        expert = ids[(size_t) tok * kk + j];
+        row_begin = q;
+        row_end = q + 1;
+        xrow = SWIGLU ? tok : q;
+        if (expert >= E) {
+            if (threadIdx.x == 0) gptoss_d_set_error(error_word, GPTOSS_CUDA_ERROR_EXPERT_ID);
+            const uint32_t c0 = SWIGLU ? n0 / 2 : n0, c1 = min(c0 + (SWIGLU ? kTcvBN / 2 : kTcvBN), out_width);
+            for (uint32_t c = c0 + threadIdx.x; c < c1; c += blockDim.x) out[(size_t) q * out_width + c] = nan_f();
+            return;
+        }
+    } else if (!moe_row_tile<SWIGLU, kTcvBM, kTcvBN>(offsets, P, E, n0, out, out_width, error_word, expert, row_begin,
+                                                     row_end)) {
         return;
     }
     const uint32_t nb = K / 32;
@@ -679,6 +701,7 @@ __global__ void __launch_bounds__(kTcvWarps * 32) moe_tcv_kernel(const uint32_t*
     /* B: token g of each n8 group (zero past the tile's rows) */
     const bool tv0 = row_begin + g < row_end, tv1 = row_begin + 8 + g < row_end;
     const bool two = row_end - row_begin > 8; /* the second n8 group has tokens (the whole block's choice) */
+    const float* xf = PAIR ? xin + (size_t) xrow * K + 2 * t : nullptr; /* PAIR: the f32 row, split here */
     const uint16_t* x0 = planes + (size_t) (tv0 ? row_begin + g : row_begin) * K + 2 * t;
     const uint16_t* x1 = planes + (size_t) (tv1 ? row_begin + 8 + g : row_begin) * K + 2 * t;
 
@@ -731,8 +754,24 @@ __global__ void __launch_bounds__(kTcvWarps * 32) moe_tcv_kernel(const uint32_t*
                     const uint32_t a[4] = {moe_tc_dequant2(w0[2 * s], t, m0), moe_tc_dequant2(w1[2 * s], t, m1),
                                            moe_tc_dequant2(w0[2 * s + 1], t, m0), moe_tc_dequant2(w1[2 * s + 1], t, m1)};
                     const uint32_t k0 = kb * 32 + s * 16;
+                    uint32_t sp[4][NP]; /* PAIR: the parts of x[k0 + 2t], [+ 1], [+ 8], [+ 9] */
+                    if constexpr (PAIR) {
+#pragma unroll
+                        for (int e = 0; e < 4; e++) {
+                            if (tv0) {
+                                gptoss_d_split_bf16<NP>(__ldg(xf + k0 + (e & 1) + 8 * (e >> 1)), sp[e]);
+                            } else {
+#pragma unroll
+                                for (int p = 0; p < NP; p++) sp[e][p] = 0u;
+                            }
+                        }
+                    }
 #pragma unroll
                     for (int p = NP - 1; p >= 0; p--) {
+                        if constexpr (PAIR) {
+                            gptoss_d_mma_bf16_16816(acc[0], a, sp[0][p] | (sp[1][p] << 16), sp[2][p] | (sp[3][p] << 16));
+                            continue;
+                        }
                         const uint16_t* xp0 = x0 + (size_t) p * plane_size + k0;
                         const uint16_t* xp1 = x1 + (size_t) p * plane_size + k0;
                         const uint32_t c00 = tv0 ? __ldg((const uint32_t*) xp0) : 0u;
@@ -971,10 +1010,57 @@ enum gptoss_status launch_moe_gemm(gptoss_backend_t backend, const uint32_t* off
     return gptoss_status_success;
 }
 
+/* The per-pair kernels in row order many (kernels.h): moe_tcv_kernel<PAIR>, the bits of the
+ * expert-grouped kernels. It needs what the grouped path's 16-row kernel needs (16-byte
+ * aligned blocks and scales, a stride of 16-byte multiples, K up to 18,432): without it the
+ * call fails rather than sum in another order. */
+template <bool SWIGLU>
+enum gptoss_status launch_moe_pairs(gptoss_backend_t backend, const float* input, const uint32_t* ids,
+                                    const uint8_t* blocks, const uint8_t* scales, const gptoss_bf16* bias,
+                                    size_t stride, float* output, uint32_t T, uint32_t k, uint32_t E, uint32_t C,
+                                    uint32_t num_rows, float limit) {
+    const uint64_t pairs = (uint64_t) T * k;
+    const uint32_t N = SWIGLU ? 2 * num_rows : num_rows;
+    const size_t smem = kTcvWarps * tcv_warp_bytes(C / 32);
+    if (pairs > GPTOSS_CUDA_MAX_GRID_YZ) {
+        return gptoss_fail(gptoss_status_unsupported_argument,
+                           "CUDA MoE in row order many: at most %u (token, slot) pairs, got %llu",
+                           GPTOSS_CUDA_MAX_GRID_YZ, (unsigned long long) pairs);
+    }
+    if (!gptoss_aligned(blocks, 16) || !gptoss_aligned(scales, 16) || stride % 16 != 0 || smem > 48 * 1024) {
+        return gptoss_fail(gptoss_status_unsupported_argument,
+                           "CUDA MoE in row order many: the per-pair kernels need 16-byte aligned weight blocks "
+                           "and scales, an expert stride of a multiple of 16 bytes (%zu) and num_cols <= 18432 (%u)",
+                           stride, C);
+    }
+    const dim3 grid((N + kTcvBN - 1) / kTcvBN, (unsigned) pairs);
+    const uint8_t* b8 = (const uint8_t*) bias;
+    uint32_t* ew = gptoss_cuda_error_word(backend);
+    cudaStream_t stream = gptoss_cuda_stream(backend);
+    if (C >= 256) { /* the planes of launch_moe_gemm: 2 from 256 columns, else 3 */
+        moe_tcv_kernel<SWIGLU, 2, true><<<grid, kTcvWarps * 32, smem, stream>>>(
+            nullptr, nullptr, 0, blocks, scales, b8, stride, output, (uint32_t) pairs, E, C, N, num_rows, limit, ew,
+            input, ids, T, k);
+    } else {
+        moe_tcv_kernel<SWIGLU, 3, true><<<grid, kTcvWarps * 32, smem, stream>>>(
+            nullptr, nullptr, 0, blocks, scales, b8, stride, output, (uint32_t) pairs, E, C, N, num_rows, limit, ew,
+            input, ids, T, k);
+    }
+    const cudaError_t err = cudaGetLastError();
+    if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of the MXFP4 MoE pair kernel (row order many)");
+    return gptoss_status_success;
+}
+
 }  // namespace
 
 extern "C" enum gptoss_status gptoss_cuda_f32_mf4w_moe_matmul_swiglu(
     gptoss_backend_t backend, const struct gptoss_f32_mf4w_moe_matmul_swiglu_args* args) {
+    if (backend->row_order == gptoss_row_order_many) {
+        return launch_moe_pairs<true>(backend, args->input, args->expert_ids, args->weight_blocks, args->weight_scales,
+                                      args->bias, args->expert_stride, args->output, args->num_tokens,
+                                      args->num_active_experts, args->num_experts, args->num_cols, args->num_rows,
+                                      args->swiglu_limit);
+    }
     return launch_moe_gemv<true>(backend, args->input, args->expert_ids, args->weight_blocks, args->weight_scales,
                                  args->bias, args->expert_stride, args->output, args->num_tokens,
                                  args->num_active_experts, args->num_experts, args->num_cols, args->num_rows,
@@ -983,6 +1069,12 @@ extern "C" enum gptoss_status gptoss_cuda_f32_mf4w_moe_matmul_swiglu(
 
 extern "C" enum gptoss_status gptoss_cuda_f32_mf4w_moe_matmul(gptoss_backend_t backend,
                                                               const struct gptoss_f32_mf4w_moe_matmul_args* args) {
+    if (backend->row_order == gptoss_row_order_many) {
+        return launch_moe_pairs<false>(backend, args->input, args->expert_ids, args->weight_blocks,
+                                       args->weight_scales, args->bias, args->expert_stride, args->output,
+                                       args->num_tokens, args->num_active_experts, args->num_experts, args->num_cols,
+                                       args->num_rows, 0.0f);
+    }
     return launch_moe_gemv<false>(backend, args->input, args->expert_ids, args->weight_blocks, args->weight_scales,
                                   args->bias, args->expert_stride, args->output, args->num_tokens,
                                   args->num_active_experts, args->num_experts, args->num_cols, args->num_rows, 0.0f);

@@ -168,7 +168,7 @@ static void test_kinds(const struct gptoss_model* m, struct gptoss_plan* plan) {
     struct gptoss_plan_setup s;
     setup_for(&s, m, 1, 1); /* moe_dense_min_rows 1: ignored by these plans */
     s.moe_dense_many = 1;
-    int bad = 0, plans = 0;
+    int bad = 0, plans = 0, dense_calls = 0, pair_many_calls = 0;
     /* drawn rows in order one, then (batch_invariant many) in order many but for attention */
     for (uint32_t k = 0; k < 2 * 4 * 4 * 4 * 4; k++) {
         const int drawn_many = k >= 256;
@@ -221,8 +221,17 @@ static void test_kinds(const struct gptoss_model* m, struct gptoss_plan* plan) {
                 ok = r < n && want_many == (c->order == gptoss_row_order_many);
                 if (sdpa) ok = ok && many[r] == (c->order == gptoss_row_order_many);
             }
-            if (c->kernel == gptoss_kernel_f32_mf4w_moe_dense_matmul_swiglu) ok = ok && c->order == gptoss_row_order_many;
-            if (c->kernel == gptoss_kernel_f32_mf4w_moe_matmul_swiglu) ok = ok && c->order == gptoss_row_order_one;
+            /* the MoE of an order-many run: per pair (in order many) up to a few rows, else grouped */
+            if (c->kernel == gptoss_kernel_f32_mf4w_moe_dense_matmul_swiglu) {
+                ok = ok && c->order == gptoss_row_order_many && rows > GPTOSS_PLAN_MOE_PAIRS_MANY_MAX_ROWS;
+                dense_calls++;
+            }
+            if (c->kernel == gptoss_kernel_f32_mf4w_moe_matmul_swiglu) {
+                ok = ok && (c->order == gptoss_row_order_one || rows <= GPTOSS_PLAN_MOE_PAIRS_MANY_MAX_ROWS);
+                pair_many_calls += c->order == gptoss_row_order_many;
+            }
+            /* no fused accumulate + RMSNorm in a layer whose MoE has an order-many run */
+            if (c->kernel == gptoss_kernel_f32_accumulate_bf16w_rmsnorm) ok = ok && c->order == gptoss_row_order_one;
         }
         for (uint32_t l = 0; l < L && l < 8; l++) ok = ok && qkv_rows[l] == n;
         ok = ok && unemb == (plan->o > 0) && (kinds[0] + kinds[2] == 0 || many_sdpa > 0);
@@ -232,6 +241,9 @@ static void test_kinds(const struct gptoss_model* m, struct gptoss_plan* plan) {
         }
     }
     CHECK(bad == 0 && plans == 2 * 255, "batch-invariant plans: %d of %d wrong", bad, plans);
+    /* both MoE forms of order many occur (runs of up to 3 + 3 rows a kind pair) */
+    CHECK(dense_calls > 0 && pair_many_calls > 0, "order-many MoE: %d grouped calls, %d per-pair calls", dense_calls,
+          pair_many_calls);
 }
 
 static void test_failure(struct gptoss_model* m, struct gptoss_plan* plan, gptoss_backend_t backend) {
