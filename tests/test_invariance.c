@@ -570,6 +570,25 @@ done:
  * tiles than SMs) with K a multiple of 64, and its 64-row tiles (9,601 rows: more tiles
  * than the 132 SMs of an H100 / H200) with K = 264, whose last k-step of 32 is zero-padded.
  * Skipped when there is no device. */
+/* The CUDA cases' device side: fresh random inputs into h (mm_random), copied to the
+ * device as x, w and bias, and an output buffer of T x R floats. */
+static enum gptoss_status mm_device_inputs(gptoss_backend_t b, uint64_t* s, struct mm_host* h, uint32_t T, uint32_t C,
+                                           uint32_t R, void** dx, void** dw, void** db, void** dout) {
+    mm_random(s, h->x, h->w, h->bias, h->init, T, C, R);
+    enum gptoss_status st = copy_in(b, dx, h->x, (size_t) T * C * sizeof(float));
+    if (st == gptoss_status_success) st = copy_in(b, dw, h->w, (size_t) R * C * sizeof *h->w);
+    if (st == gptoss_status_success) st = copy_in(b, db, h->bias, (size_t) R * sizeof *h->bias);
+    if (st == gptoss_status_success) st = gptoss_backend_alloc(b, (size_t) T * R * sizeof(float), dout);
+    return st;
+}
+
+static void mm_device_free(gptoss_backend_t b, void* dx, void* dw, void* db, void* dout) {
+    gptoss_backend_free(b, dx);
+    gptoss_backend_free(b, dw);
+    gptoss_backend_free(b, db);
+    gptoss_backend_free(b, dout);
+}
+
 static void run_matmul_cuda_tiles(uint64_t* s, const struct mm_shape* shape) {
     const struct mm_shape sh = *shape;
     static const uint32_t slices[] = {64, 40, 33};
@@ -588,15 +607,9 @@ static void run_matmul_cuda_tiles(uint64_t* s, const struct mm_shape* shape) {
             tc_report(name, 0, "host allocation failed");
             continue;
         }
-        float *x = h.x, *init = h.init, *ref = h.ref, *got = h.got;
-        gptoss_bf16 *w = h.w, *bias = h.bias;
+        float *init = h.init, *ref = h.ref, *got = h.got;
         void *dx = NULL, *dw = NULL, *db = NULL, *dout = NULL;
-        enum gptoss_status st = gptoss_status_success;
-        mm_random(s, x, w, bias, init, T, C, R);
-        st = copy_in(b, &dx, x, (size_t) T * C * sizeof(float));
-        if (st == gptoss_status_success) st = copy_in(b, &dw, w, (size_t) R * C * sizeof *w);
-        if (st == gptoss_status_success) st = copy_in(b, &db, bias, (size_t) R * sizeof *bias);
-        if (st == gptoss_status_success) st = gptoss_backend_alloc(b, (size_t) T * R * sizeof(float), &dout);
+        enum gptoss_status st = mm_device_inputs(b, s, &h, T, C, R, &dx, &dw, &db, &dout);
         /* the block of 160, then each slice from token 0 on (its own call), outputs back */
         for (int pass = 0; pass <= (int) (sizeof slices / sizeof slices[0]) && st == gptoss_status_success; pass++) {
             const uint32_t n = pass == 0 ? T : slices[pass - 1];
@@ -620,10 +633,7 @@ static void run_matmul_cuda_tiles(uint64_t* s, const struct mm_shape* shape) {
             tc_report(name, ok, msg);
         }
         if (st != gptoss_status_success) report_status(name, st);
-        gptoss_backend_free(b, dx);
-        gptoss_backend_free(b, dw);
-        gptoss_backend_free(b, db);
-        gptoss_backend_free(b, dout);
+        mm_device_free(b, dx, dw, db, dout);
         mm_host_free(&h);
     }
     if (b != NULL) gptoss_backend_release(b);
@@ -657,14 +667,9 @@ static void run_matmul_cuda_orders(uint64_t* s, const struct mm_shape* shape) {
             tc_report(name, 0, "host allocation failed");
             continue;
         }
-        float *x = h.x, *init = h.init, *ref = h.ref, *got = h.got;
-        gptoss_bf16 *w = h.w, *bias = h.bias;
+        float *init = h.init, *ref = h.ref, *got = h.got;
         void *dx = NULL, *dw = NULL, *db = NULL, *dout = NULL;
-        mm_random(s, x, w, bias, init, T, C, R);
-        enum gptoss_status st = copy_in(b, &dx, x, (size_t) T * C * sizeof(float));
-        if (st == gptoss_status_success) st = copy_in(b, &dw, w, (size_t) R * C * sizeof *w);
-        if (st == gptoss_status_success) st = copy_in(b, &db, bias, (size_t) R * sizeof *bias);
-        if (st == gptoss_status_success) st = gptoss_backend_alloc(b, (size_t) T * R * sizeof(float), &dout);
+        enum gptoss_status st = mm_device_inputs(b, s, &h, T, C, R, &dx, &dw, &db, &dout);
         /* tokens [t0, t0 + n) in one call in `order`, into host[t0 * R ...] */
 #define ORDER_CALL(order, t0, n, host)                                                                          \
     do {                                                                                                        \
@@ -719,10 +724,7 @@ static void run_matmul_cuda_orders(uint64_t* s, const struct mm_shape* shape) {
 #undef ORDER_CALL
         if (st != gptoss_status_success) report_status(name, st);
         (void) gptoss_backend_set_row_order(b, gptoss_row_order_auto);
-        gptoss_backend_free(b, dx);
-        gptoss_backend_free(b, dw);
-        gptoss_backend_free(b, db);
-        gptoss_backend_free(b, dout);
+        mm_device_free(b, dx, dw, db, dout);
         mm_host_free(&h);
     }
     if (b != NULL) gptoss_backend_release(b);

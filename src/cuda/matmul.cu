@@ -810,20 +810,27 @@ __global__ void __launch_bounds__(256, kRegionBlocksPerSM) gemv_region_kernel(
     }
 }
 
-/* The region kernel for one token where it applies (see gemv_region_kernel); false: not
- * launched (the caller picks another kernel). */
-template <bool ADD, bool ROPE>
-bool launch_gemv_region(gptoss_backend_t backend, const float* x, const uint16_t* w, const uint16_t* b, float* out,
-                        uint32_t C, uint32_t R, const gptoss_qkv_rope& rope, cudaError_t* err) {
-    if (C % 8 != 0 || R % 2 != 0 || !gptoss_aligned(w, 16) || !gptoss_aligned(x, 16)) return false;
+/* The region kernel's weight rows a block (even) for this shape, 0 where it does not apply
+ * (see gemv_region_kernel). */
+static uint32_t region_rows_per_block(gptoss_backend_t backend, const float* x, const uint16_t* w, uint32_t C,
+                                      uint32_t R) {
+    if (C % 8 != 0 || R % 2 != 0 || !gptoss_aligned(w, 16) || !gptoss_aligned(x, 16)) return 0;
     const uint64_t slots = (uint64_t) kRegionBlocksPerSM * gptoss_cuda_num_sms(backend);
     uint64_t RB = (R + slots - 1) / slots;
     RB += RB & 1u;
-    const size_t smem = region_smem_bytes(C, (uint32_t) RB);
-    if (smem > kRegionMaxSmem) return false;
-    const dim3 grid((unsigned) ((R + RB - 1) / RB));
-    *err = gptoss_cuda_launch_pdl(backend, gemv_region_kernel<ADD, ROPE>, grid, dim3(256), smem, x, w, b, out, C, R,
-                                  (uint32_t) RB, rope);
+    return region_smem_bytes(C, (uint32_t) RB) <= kRegionMaxSmem ? (uint32_t) RB : 0;
+}
+
+/* The region kernel for one token where it applies; false: not launched (the caller picks
+ * another kernel). */
+template <bool ADD, bool ROPE>
+bool launch_gemv_region(gptoss_backend_t backend, const float* x, const uint16_t* w, const uint16_t* b, float* out,
+                        uint32_t C, uint32_t R, const gptoss_qkv_rope& rope, cudaError_t* err) {
+    const uint32_t RB = region_rows_per_block(backend, x, w, C, R);
+    if (RB == 0) return false;
+    const dim3 grid((R + RB - 1) / RB);
+    *err = gptoss_cuda_launch_pdl(backend, gemv_region_kernel<ADD, ROPE>, grid, dim3(256), region_smem_bytes(C, RB), x,
+                                  w, b, out, C, R, RB, rope);
     return true;
 }
 
@@ -836,13 +843,9 @@ cudaError_t launch_gemv_vec(gptoss_backend_t backend, const float* x, const uint
                                   dim3(kGemvWarps * 32), 0, x, w, b, out, T, C, R, add, gptoss_qkv_rope{});
 }
 
-/* Whether launch_gemv_region launches for this shape (the same test). */
+/* Whether launch_gemv_region launches for this shape. */
 bool region_applies(gptoss_backend_t backend, const float* x, const uint16_t* w, uint32_t C, uint32_t R) {
-    if (C % 8 != 0 || R % 2 != 0 || !gptoss_aligned(w, 16) || !gptoss_aligned(x, 16)) return false;
-    const uint64_t slots = (uint64_t) kRegionBlocksPerSM * gptoss_cuda_num_sms(backend);
-    uint64_t RB = (R + slots - 1) / slots;
-    RB += RB & 1u;
-    return region_smem_bytes(C, (uint32_t) RB) <= kRegionMaxSmem;
+    return region_rows_per_block(backend, x, w, C, R) != 0;
 }
 
 /* Row order one (gptoss_backend_set_row_order) over T tokens, C % 8 == 0 and 16-byte
@@ -897,6 +900,32 @@ enum gptoss_status gptoss_cuda_split_bf16_planes(gptoss_backend_t backend, const
     return gptoss_status_success;
 }
 
+/* The split-bf16 tensor-core GEMM (gemm_bf16_tc_kernel; NP = 2 for aligned K >= 256, else 3),
+ * its activation planes split first. what: the failure's message. */
+static enum gptoss_status run_gemm_tc(gptoss_backend_t backend, const float* input, const uint16_t* w,
+                                      const uint16_t* b, float* output, uint32_t T, uint32_t C, uint32_t R, bool add,
+                                      bool vec, const char* what) {
+    const uint16_t* planes = nullptr;
+    const enum gptoss_status st = gptoss_cuda_split_bf16_planes(backend, input, (size_t) T * C, vec ? 2 : 3, &planes);
+    if (st != gptoss_status_success) return st;
+    const cudaError_t err = vec ? launch_gemm_tc<true, 2>(backend, planes, w, b, output, T, C, R, add)
+                                : launch_gemm_tc<false, 3>(backend, planes, w, b, output, T, C, R, add);
+    gptoss_cuda_scratch_release(backend);
+    if (err != cudaSuccess) return gptoss_cuda_fail(err, what);
+    return gptoss_status_success;
+}
+
+/* The SIMT GEMM (gemm_bf16_kernel), for the shapes no other kernel takes. */
+static enum gptoss_status run_gemm_simt(gptoss_backend_t backend, const float* input, const uint16_t* w,
+                                        const uint16_t* b, float* output, uint32_t T, uint32_t C, uint32_t R, bool add,
+                                        bool vec) {
+    const uint32_t m_tiles = (T + BM - 1) / BM;
+    const dim3 grid((R + BN - 1) / BN, m_tiles < GPTOSS_CUDA_MAX_GRID_YZ ? m_tiles : GPTOSS_CUDA_MAX_GRID_YZ);
+    gemm_bf16_kernel<<<grid, 256, 0, gptoss_cuda_stream(backend)>>>(input, w, b, output, T, C, R, add, vec);
+    GPTOSS_CUDA_LAUNCHED("bf16 GEMM");
+    return gptoss_status_success;
+}
+
 /* Row order many (gptoss_backend_set_row_order): for any T, the kernel the same shape takes
  * from 128 tokens on, whose sums of a row do not depend on the rows beside it: the vector
  * GEMV for few weight rows (the router), on Hopper the wgmma GEMM (its one-warpgroup form
@@ -923,21 +952,10 @@ static enum gptoss_status matmul_many(gptoss_backend_t backend, const float* inp
         return gptoss_status_success;
     }
     if ((!vec || C >= kTcTwoPartMinCols) && (uint64_t) (R + TC_BN - 1) / TC_BN <= GPTOSS_CUDA_MAX_GRID_YZ) {
-        const uint16_t* planes = nullptr;
-        const enum gptoss_status st =
-            gptoss_cuda_split_bf16_planes(backend, input, (size_t) T * C, vec ? 2 : 3, &planes);
-        if (st != gptoss_status_success) return st;
-        const cudaError_t err = vec ? launch_gemm_tc<true, 2>(backend, planes, w, b, output, T, C, R, add)
-                                    : launch_gemm_tc<false, 3>(backend, planes, w, b, output, T, C, R, add);
-        gptoss_cuda_scratch_release(backend);
-        if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of the bf16 tensor-core GEMM (row order many)");
-        return gptoss_status_success;
+        return run_gemm_tc(backend, input, w, b, output, T, C, R, add, vec,
+                           "launch of the bf16 tensor-core GEMM (row order many)");
     }
-    const uint32_t m_tiles = (T + BM - 1) / BM;
-    const dim3 grid((R + BN - 1) / BN, m_tiles < GPTOSS_CUDA_MAX_GRID_YZ ? m_tiles : GPTOSS_CUDA_MAX_GRID_YZ);
-    gemm_bf16_kernel<<<grid, 256, 0, gptoss_cuda_stream(backend)>>>(input, w, b, output, T, C, R, add, vec);
-    GPTOSS_CUDA_LAUNCHED("bf16 GEMM");
-    return gptoss_status_success;
+    return run_gemm_simt(backend, input, w, b, output, T, C, R, add, vec);
 }
 
 enum gptoss_status gptoss_cuda_bf16w_matmul_launch(gptoss_backend_t backend, const float* input,
@@ -1032,21 +1050,9 @@ enum gptoss_status gptoss_cuda_bf16w_matmul_launch(gptoss_backend_t backend, con
     const bool tc_fills = T >= kTcFullTokens || tc_blocks >= (uint64_t) gptoss_cuda_num_sms(backend);
     if (T >= kTcMinTokens && tc_fills && (uint64_t) (R + TC_BN - 1) / TC_BN <= GPTOSS_CUDA_MAX_GRID_YZ &&
         (!vec || C >= kTcTwoPartMinCols)) {
-        const uint16_t* planes = nullptr;
-        const enum gptoss_status st =
-            gptoss_cuda_split_bf16_planes(backend, input, (size_t) T * C, vec ? 2 : 3, &planes);
-        if (st != gptoss_status_success) return st;
-        const cudaError_t err = vec ? launch_gemm_tc<true, 2>(backend, planes, w, b, output, T, C, R, add)
-                                    : launch_gemm_tc<false, 3>(backend, planes, w, b, output, T, C, R, add);
-        gptoss_cuda_scratch_release(backend);
-        if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of the bf16 tensor-core GEMM");
-        return gptoss_status_success;
+        return run_gemm_tc(backend, input, w, b, output, T, C, R, add, vec, "launch of the bf16 tensor-core GEMM");
     }
-    const uint32_t m_tiles = (T + BM - 1) / BM;
-    const dim3 grid((R + BN - 1) / BN, m_tiles < GPTOSS_CUDA_MAX_GRID_YZ ? m_tiles : GPTOSS_CUDA_MAX_GRID_YZ);
-    gemm_bf16_kernel<<<grid, 256, 0, stream>>>(input, w, b, output, T, C, R, add, vec);
-    GPTOSS_CUDA_LAUNCHED("bf16 GEMM");
-    return gptoss_status_success;
+    return run_gemm_simt(backend, input, w, b, output, T, C, R, add, vec);
 }
 
 bool gptoss_cuda_qkv_rope_gemv(gptoss_backend_t backend, const float* input, const gptoss_bf16* weight,
