@@ -652,10 +652,12 @@ constexpr size_t kMoeRingMaxSmem = 200 * 1024;
  * 32-row tiles).
  * PAIR: the per-pair MoE kernels in row order many (one (token, slot) pair a blockIdx.y, as
  * moe_gemv_kernel: pair q = j T + t, expert ids[t k + j], input row t for the up-projection and
- * q for the down-projection, output row q), the pair's token the tile's one row: the B operand
- * split from the f32 input in the kernel (gptoss_d_split_bf16, the planes' values), so no
- * routing offsets, scatter, split or gather kernels run, and each output has the bits the
- * expert-grouped kernels give it in any tile. */
+ * q for the down-projection, output row q), the pair's token the tile's one row: the block
+ * splits its f32 input row into NP bf16 planes in shared memory (gptoss_d_split_bf16, the
+ * values of the planes the grouped path splits) while its first weight blocks load, and every
+ * B column reads that row (only column 0 is stored). So no routing offsets, scatter, split or
+ * gather kernels run, and each output has the bits the expert-grouped kernels give it in any
+ * tile. */
 constexpr int kTcvWarps = 4, kTcvBN = 16 * kTcvWarps, kTcvBM = 16;
 constexpr uint32_t kTcvStages = 12; /* blocks of a warp's 16 rows in flight (3 KB) */
 /* shared memory of a warp: its ring, then its 16 rows' scales (16 nb bytes) */
@@ -701,7 +703,6 @@ __global__ void __launch_bounds__(kTcvWarps * 32) moe_tcv_kernel(const uint32_t*
     /* B: token g of each n8 group (zero past the tile's rows) */
     const bool tv0 = row_begin + g < row_end, tv1 = row_begin + 8 + g < row_end;
     const bool two = row_end - row_begin > 8; /* the second n8 group has tokens (the whole block's choice) */
-    const float* xf = PAIR ? xin + (size_t) xrow * K + 2 * t : nullptr; /* PAIR: the f32 row, split here */
     const uint16_t* x0 = planes + (size_t) (tv0 ? row_begin + g : row_begin) * K + 2 * t;
     const uint16_t* x1 = planes + (size_t) (tv1 ? row_begin + 8 + g : row_begin) * K + 2 * t;
 
@@ -734,6 +735,19 @@ __global__ void __launch_bounds__(kTcvWarps * 32) moe_tcv_kernel(const uint32_t*
     const uint32_t rounds = (nb + 1) / 2;
 #pragma unroll
     for (uint32_t j = 0; j + 1 < kRounds; j++) issue(j);
+    /* PAIR: the input row's planes, after the warps' rings (the weights load meanwhile) */
+    const uint16_t* xs = (const uint16_t*) (tcv_smem + (size_t) kTcvWarps * tcv_warp_bytes(nb));
+    if constexpr (PAIR) {
+        uint16_t* xw = (uint16_t*) (tcv_smem + (size_t) kTcvWarps * tcv_warp_bytes(nb));
+        const float* xr = xin + (size_t) xrow * K;
+        for (uint32_t i = threadIdx.x; i < K; i += blockDim.x) {
+            uint32_t parts[NP];
+            gptoss_d_split_bf16<NP>(__ldg(xr + i), parts);
+#pragma unroll
+            for (int p = 0; p < NP; p++) xw[(size_t) p * K + i] = (uint16_t) parts[p];
+        }
+        __syncthreads();
+    }
 
     float acc[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
     for (uint32_t j = 0; j < rounds; j++) {
@@ -754,22 +768,11 @@ __global__ void __launch_bounds__(kTcvWarps * 32) moe_tcv_kernel(const uint32_t*
                     const uint32_t a[4] = {moe_tc_dequant2(w0[2 * s], t, m0), moe_tc_dequant2(w1[2 * s], t, m1),
                                            moe_tc_dequant2(w0[2 * s + 1], t, m0), moe_tc_dequant2(w1[2 * s + 1], t, m1)};
                     const uint32_t k0 = kb * 32 + s * 16;
-                    uint32_t sp[4][NP]; /* PAIR: the parts of x[k0 + 2t], [+ 1], [+ 8], [+ 9] */
-                    if constexpr (PAIR) {
-#pragma unroll
-                        for (int e = 0; e < 4; e++) {
-                            if (tv0) {
-                                gptoss_d_split_bf16<NP>(__ldg(xf + k0 + (e & 1) + 8 * (e >> 1)), sp[e]);
-                            } else {
-#pragma unroll
-                                for (int p = 0; p < NP; p++) sp[e][p] = 0u;
-                            }
-                        }
-                    }
 #pragma unroll
                     for (int p = NP - 1; p >= 0; p--) {
-                        if constexpr (PAIR) {
-                            gptoss_d_mma_bf16_16816(acc[0], a, sp[0][p] | (sp[1][p] << 16), sp[2][p] | (sp[3][p] << 16));
+                        if constexpr (PAIR) { /* every column the pair's row */
+                            const uint16_t* xp = xs + (size_t) p * K + k0 + 2 * t;
+                            gptoss_d_mma_bf16_16816(acc[0], a, *(const uint32_t*) xp, *(const uint32_t*) (xp + 8));
                             continue;
                         }
                         const uint16_t* xp0 = x0 + (size_t) p * plane_size + k0;
@@ -1021,32 +1024,37 @@ enum gptoss_status launch_moe_pairs(gptoss_backend_t backend, const float* input
                                     uint32_t num_rows, float limit) {
     const uint64_t pairs = (uint64_t) T * k;
     const uint32_t N = SWIGLU ? 2 * num_rows : num_rows;
-    const size_t smem = kTcvWarps * tcv_warp_bytes(C / 32);
+    const int np = C >= 256 ? 2 : 3; /* the planes of launch_moe_gemm: 2 from 256 columns, else 3 */
+    const size_t smem = kTcvWarps * tcv_warp_bytes(C / 32) + (size_t) np * C * sizeof(uint16_t);
     if (pairs > GPTOSS_CUDA_MAX_GRID_YZ) {
         return gptoss_fail(gptoss_status_unsupported_argument,
                            "CUDA MoE in row order many: at most %u (token, slot) pairs, got %llu",
                            GPTOSS_CUDA_MAX_GRID_YZ, (unsigned long long) pairs);
     }
-    if (!gptoss_aligned(blocks, 16) || !gptoss_aligned(scales, 16) || stride % 16 != 0 || smem > 48 * 1024) {
+    if (!gptoss_aligned(blocks, 16) || !gptoss_aligned(scales, 16) || stride % 16 != 0 ||
+        smem > gptoss_cuda(backend)->max_shared_per_block || kTcvWarps * tcv_warp_bytes(C / 32) > 48 * 1024) {
         return gptoss_fail(gptoss_status_unsupported_argument,
                            "CUDA MoE in row order many: the per-pair kernels need 16-byte aligned weight blocks "
-                           "and scales, an expert stride of a multiple of 16 bytes (%zu) and num_cols <= 18432 (%u)",
-                           stride, C);
+                           "and scales, an expert stride of a multiple of 16 bytes (%zu) and at most %zu bytes of "
+                           "shared memory (num_cols %u needs %zu)",
+                           stride, gptoss_cuda(backend)->max_shared_per_block, C, smem);
     }
     const dim3 grid((N + kTcvBN - 1) / kTcvBN, (unsigned) pairs);
     const uint8_t* b8 = (const uint8_t*) bias;
     uint32_t* ew = gptoss_cuda_error_word(backend);
     cudaStream_t stream = gptoss_cuda_stream(backend);
-    if (C >= 256) { /* the planes of launch_moe_gemm: 2 from 256 columns, else 3 */
-        moe_tcv_kernel<SWIGLU, 2, true><<<grid, kTcvWarps * 32, smem, stream>>>(
-            nullptr, nullptr, 0, blocks, scales, b8, stride, output, (uint32_t) pairs, E, C, N, num_rows, limit, ew,
-            input, ids, T, k);
-    } else {
-        moe_tcv_kernel<SWIGLU, 3, true><<<grid, kTcvWarps * 32, smem, stream>>>(
-            nullptr, nullptr, 0, blocks, scales, b8, stride, output, (uint32_t) pairs, E, C, N, num_rows, limit, ew,
-            input, ids, T, k);
+    auto kernel = np == 2 ? moe_tcv_kernel<SWIGLU, 2, true> : moe_tcv_kernel<SWIGLU, 3, true>;
+    cudaError_t err = cudaSuccess;
+    /* the device's limit, never lowered (a lower one would break another call's larger launch) */
+    if (smem > 48 * 1024) {
+        err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                   (int) gptoss_cuda(backend)->max_shared_per_block);
     }
-    const cudaError_t err = cudaGetLastError();
+    if (err == cudaSuccess) {
+        kernel<<<grid, kTcvWarps * 32, smem, stream>>>(nullptr, nullptr, 0, blocks, scales, b8, stride, output,
+                                                       (uint32_t) pairs, E, C, N, num_rows, limit, ew, input, ids, T, k);
+        err = cudaGetLastError();
+    }
     if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of the MXFP4 MoE pair kernel (row order many)");
     return gptoss_status_success;
 }
