@@ -43,21 +43,33 @@ __device__ __forceinline__ float2 h2f(uint32_t bits) {
     return __half22float2(h);
 }
 
+/* The 8 values of one u32 of an MXFP4 block, exactly, times 2^-14 (as f16 bit patterns
+ * widened): a = e0, e4; b = e1, e5; c = e2, e6; d = e3, e7. */
+struct Fp4x8 {
+    float2 a, b, c, d;
+};
+__device__ __forceinline__ Fp4x8 fp4x8(uint32_t w) {
+    return {h2f(((w << 9) & 0x0E000E00u) | ((w << 12) & 0x80008000u)),
+            h2f(((w << 5) & 0x0E000E00u) | ((w << 8) & 0x80008000u)),
+            h2f(((w << 1) & 0x0E000E00u) | ((w << 4) & 0x80008000u)), h2f(((w >> 3) & 0x0E000E00u) | (w & 0x80008000u))};
+}
+
+/* p + sum_e x[e] * v[e] in element order (one chain: the decode kernels' order). */
+__device__ __forceinline__ float dot8_values(const Fp4x8& v, float4 xa, float4 xb, float p) {
+    p = fmaf(xa.x, v.a.x, p);
+    p = fmaf(xa.y, v.b.x, p);
+    p = fmaf(xa.z, v.c.x, p);
+    p = fmaf(xa.w, v.d.x, p);
+    p = fmaf(xb.x, v.a.y, p);
+    p = fmaf(xb.y, v.b.y, p);
+    p = fmaf(xb.z, v.c.y, p);
+    p = fmaf(xb.w, v.d.y, p);
+    return p;
+}
+
 /* partial = sum_e x[e] * fp4[e] * 2^-14 over the 8 values of one u32 of an MXFP4 block. */
 __device__ __forceinline__ float dot8_fp4(uint32_t w, float4 xa, float4 xb, float p) {
-    const float2 a = h2f(((w << 9) & 0x0E000E00u) | ((w << 12) & 0x80008000u)); /* e0, e4 */
-    const float2 b = h2f(((w << 5) & 0x0E000E00u) | ((w << 8) & 0x80008000u)); /* e1, e5 */
-    const float2 c = h2f(((w << 1) & 0x0E000E00u) | ((w << 4) & 0x80008000u)); /* e2, e6 */
-    const float2 d = h2f(((w >> 3) & 0x0E000E00u) | (w & 0x80008000u));        /* e3, e7 */
-    p = fmaf(xa.x, a.x, p);
-    p = fmaf(xa.y, b.x, p);
-    p = fmaf(xa.z, c.x, p);
-    p = fmaf(xa.w, d.x, p);
-    p = fmaf(xb.x, a.y, p);
-    p = fmaf(xb.y, b.y, p);
-    p = fmaf(xb.z, c.y, p);
-    p = fmaf(xb.w, d.y, p);
-    return p;
+    return dot8_values(fp4x8(w), xa, xb, p);
 }
 
 /* x . block (32 values) * 2^-14 */
@@ -189,6 +201,188 @@ __global__ void __launch_bounds__(kMoeWarps * 32, 4) moe_gemv_kernel(
             } else {
                 orow[r0] = y0;
                 if (r0 + 1 < num_out) orow[r0 + 1] = y1;
+            }
+        }
+    }
+}
+
+/* A build-time switch for measuring the grouped decode kernel against the per-pair one (the
+ * same sums either way) */
+#ifndef GPTOSS_CUDA_MOE_GROUP
+#define GPTOSS_CUDA_MOE_GROUP 1
+#endif
+
+/* The decode kernels' exact f32 sums for several pairs of one expert at once (decode steps
+ * of many streams: 64 streams of 20b give ~8 pairs an expert). Block (x, y): units as
+ * moe_gemv_kernel's blocks (twice as many a warp), y one tile of up to G pairs of one
+ * expert: each warp loads a unit's weight blocks once and runs every pair of the tile
+ * against them. Per pair and row the same operations in the same order as moe_gemv_kernel
+ * (per lane: each block's 32-value chain, scaled and added to the lane's accumulator in the
+ * same block order; then the same warp sum, bias and SwiGLU), so a pair's outputs are those
+ * it gets alone, whatever shares its tile (tests/test_invariance.c compares calls of one
+ * token with the same tokens in a block of 40).
+ *
+ * The tiles: every block counts the pairs of each expert (the ids staged in shared memory,
+ * at most kGroupMaxPairs), walks the experts' tiles in order to find its (expert, tile),
+ * and ranks that expert's pairs in pair order (q = j T + t). Pairs with an expert id >= E
+ * belong to no tile: the blocks of y = 0 set the error and write NaN over their outputs,
+ * as moe_gemv_kernel does. */
+constexpr uint32_t kGroupMaxPairs = 2048, kGroupMaxExperts = 256;
+constexpr int kGroupUnitsPerWarp = 4, kGroupDownUnitsPerWarp = 2;
+__host__ __device__ constexpr uint32_t group_units_per_block(bool swiglu) {
+    return (uint32_t) kMoeWarps * (swiglu ? kGroupUnitsPerWarp : kGroupDownUnitsPerWarp);
+}
+
+template <bool SWIGLU, bool VEC, int G>
+__global__ void __launch_bounds__(kMoeWarps * 32, 2) moe_gemv_group_kernel(
+    const float* __restrict__ input, const uint32_t* __restrict__ ids, const uint8_t* __restrict__ blocks,
+    const uint8_t* __restrict__ scales, const uint8_t* __restrict__ bias_bytes, size_t stride,
+    float* __restrict__ out, uint32_t T, uint32_t k, uint32_t E, uint32_t C, uint32_t num_out, float limit,
+    uint32_t* error_word) {
+    extern __shared__ __align__(16) float xs[]; /* [G][nb * kXPad] */
+    __shared__ uint32_t sid[kGroupMaxPairs];    /* pair q's expert id */
+    __shared__ uint32_t count[kGroupMaxExperts];
+    __shared__ uint32_t member[G];
+    __shared__ uint32_t sel[3]; /* expert, first rank, pairs */
+    gptoss_d_pdl_trigger();
+    gptoss_d_pdl_wait();
+    const uint32_t P = T * k, nb = C / 32;
+    const uint32_t warp = threadIdx.x >> 5, lane = threadIdx.x & 31u;
+    constexpr uint32_t kUnitsPerBlock = group_units_per_block(SWIGLU);
+    const uint32_t unit0 = blockIdx.x * kUnitsPerBlock;
+    for (uint32_t e = threadIdx.x; e < E; e += blockDim.x) count[e] = 0;
+    __syncthreads();
+    for (uint32_t q = threadIdx.x; q < P; q += blockDim.x) {
+        const uint32_t e = ids[(size_t) (q % T) * k + q / T];
+        sid[q] = e;
+        if (e < E) atomicAdd(&count[e], 1u);
+    }
+    __syncthreads();
+    if (blockIdx.y == 0) { /* the pairs with a bad expert id: NaN over this block's outputs */
+        const uint32_t first = SWIGLU ? unit0 : 2 * unit0;
+        const uint32_t last = min(first + (SWIGLU ? kUnitsPerBlock : 2 * kUnitsPerBlock), num_out);
+        for (uint32_t q = 0; q < P; q++) {
+            if (sid[q] < E) continue;
+            if (threadIdx.x == 0) gptoss_d_set_error(error_word, GPTOSS_CUDA_ERROR_EXPERT_ID);
+            for (uint32_t o = first + threadIdx.x; o < last; o += blockDim.x) out[(size_t) q * num_out + o] = nan_f();
+        }
+    }
+    if (threadIdx.x == 0) {
+        uint32_t y = blockIdx.y, found = 0;
+        for (uint32_t e = 0; e < E && !found; e++) {
+            const uint32_t tiles = (count[e] + G - 1) / G;
+            if (y < tiles) {
+                sel[0] = e;
+                sel[1] = y * G;
+                sel[2] = min((uint32_t) G, count[e] - y * G);
+                found = 1;
+            } else {
+                y -= tiles;
+            }
+        }
+        if (!found) sel[2] = 0;
+    }
+    __syncthreads();
+    const uint32_t e = sel[0], rank0 = sel[1], n = sel[2];
+    if (n == 0) return; /* past the last tile */
+    /* the expert's pairs of ranks rank0 .. rank0 + n - 1, in pair order (warp 0) */
+    if (warp == 0) {
+        uint32_t base = 0;
+        for (uint32_t q0 = 0; q0 < P && base < rank0 + n; q0 += 32) {
+            const uint32_t q = q0 + lane;
+            const bool hit = q < P && sid[q] == e;
+            const uint32_t mask = __ballot_sync(0xFFFFFFFFu, hit);
+            const uint32_t r = base + __popc(mask & ((1u << lane) - 1u));
+            if (hit && r >= rank0 && r < rank0 + n) member[r - rank0] = q;
+            base += __popc(mask);
+        }
+    }
+    __syncthreads();
+    /* the members' input rows, padded as moe_gemv_kernel stages them */
+    const uint32_t xfloats = nb * kXPad;
+    for (uint32_t g = 0; g < n; g++) {
+        const uint32_t q = member[g];
+        const float* x = SWIGLU ? input + (size_t) (q % T) * C : input + (size_t) q * C;
+        for (uint32_t i = threadIdx.x; i < C; i += blockDim.x) xs[g * xfloats + (i / 32) * kXPad + (i % 32)] = __ldg(x + i);
+    }
+    __syncthreads();
+
+    const uint32_t num_w_rows = SWIGLU ? 2 * num_out : num_out;
+    const uint32_t num_units = SWIGLU ? num_out : (num_out + 1) / 2;
+    const uint8_t* wb = blocks + (size_t) e * stride;
+    const uint8_t* wsc = scales + (size_t) e * stride;
+    const uint8_t* wbias = bias_bytes + (size_t) e * stride;
+    for (uint32_t u = warp; u < kUnitsPerBlock; u += kMoeWarps) {
+        const uint32_t unit = unit0 + u;
+        if (unit >= num_units) break;
+        const uint32_t r0 = 2 * unit;
+        const uint32_t r1 = min(r0 + 1, num_w_rows - 1);
+        const uint8_t* b0 = wb + (size_t) r0 * nb * 16;
+        const uint8_t* b1 = wb + (size_t) r1 * nb * 16;
+        const uint8_t* s0 = wsc + (size_t) r0 * nb;
+        const uint8_t* s1 = wsc + (size_t) r1 * nb;
+        float acc0[G], acc1[G];
+#pragma unroll
+        for (int g = 0; g < G; g++) acc0[g] = acc1[g] = 0.0f;
+        /* a block's 32 values of both rows against every member: each member's chain in
+         * element order, then acc = fma(chain * 2^14, multiplier, acc) */
+        auto run_block = [&](uint4 qa, uint4 qb, uint32_t sa, uint32_t sb, uint32_t blk) {
+            float pa[G], pb[G];
+#pragma unroll
+            for (int g = 0; g < G; g++) pa[g] = pb[g] = 0.0f;
+            const uint32_t wa[4] = {qa.x, qa.y, qa.z, qa.w}, wv[4] = {qb.x, qb.y, qb.z, qb.w};
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const Fp4x8 va = fp4x8(wa[i]), vb = fp4x8(wv[i]);
+#pragma unroll
+                for (int g = 0; g < G; g++) {
+                    if ((uint32_t) g < n) {
+                        const float4* x4 = (const float4*) (xs + g * xfloats + blk * kXPad);
+                        const float4 xa = x4[2 * i], xb = x4[2 * i + 1];
+                        pa[g] = dot8_values(va, xa, xb, pa[g]);
+                        pb[g] = dot8_values(vb, xa, xb, pb[g]);
+                    }
+                }
+            }
+            const float ma = mf4_multiplier(sa), mb = mf4_multiplier(sb);
+#pragma unroll
+            for (int g = 0; g < G; g++) {
+                acc0[g] = fmaf(pa[g] * 0x1.0p14f, ma, acc0[g]);
+                acc1[g] = fmaf(pb[g] * 0x1.0p14f, mb, acc1[g]);
+            }
+        };
+        /* moe_gemv_kernel's walk: blocks lane and lane + 32 an iteration, in that order */
+        for (uint32_t b = lane; b < nb; b += 64) {
+            const uint32_t b2 = b + 32;
+            const bool has2 = b2 < nb;
+            const uint4 q0 = load_block<VEC>(b0 + (size_t) b * 16);
+            const uint4 q1 = load_block<VEC>(b1 + (size_t) b * 16);
+            uint4 q2 = make_uint4(0, 0, 0, 0), q3 = make_uint4(0, 0, 0, 0);
+            uint32_t sc2 = 0, sc3 = 0;
+            if (has2) {
+                q2 = load_block<VEC>(b0 + (size_t) b2 * 16);
+                q3 = load_block<VEC>(b1 + (size_t) b2 * 16);
+                sc2 = s0[b2];
+                sc3 = s1[b2];
+            }
+            run_block(q0, q1, s0[b], s1[b], b);
+            if (has2) run_block(q2, q3, sc2, sc3, b2);
+        }
+        __syncwarp();
+#pragma unroll
+        for (int g = 0; g < G; g++) {
+            if ((uint32_t) g >= n) break;
+            const float a0 = gptoss_d_warp_sum(acc0[g]), a1 = gptoss_d_warp_sum(acc1[g]);
+            if (lane == 0) {
+                float* orow = out + (size_t) member[g] * num_out;
+                const float y0 = a0 + bias_at(wbias, r0);
+                const float y1 = a1 + bias_at(wbias, r1);
+                if (SWIGLU) {
+                    orow[unit] = gptoss_swiglu(y0, y1, limit);
+                } else {
+                    orow[r0] = y0;
+                    if (r0 + 1 < num_out) orow[r0 + 1] = y1;
+                }
             }
         }
     }
@@ -602,6 +796,27 @@ enum gptoss_status launch_moe_gemv(gptoss_backend_t backend, const float* input,
     const dim3 grid((units + kUnitsPerBlock - 1) / kUnitsPerBlock, (unsigned) pairs);
     const size_t smem = (size_t) (C / 32) * kXPad * sizeof(float);
     const bool vec = gptoss_aligned(blocks, 16) && stride % 16 == 0;
+    /* two pairs an expert or more on average: the same sums with each expert's weights read
+     * once per tile of up to G pairs (moe_gemv_group_kernel) */
+    const int G = pairs >= 6ull * E ? 8 : 4;
+    const size_t gsmem = (size_t) G * smem;
+    if (GPTOSS_CUDA_MOE_GROUP && pairs >= 2ull * E && pairs <= kGroupMaxPairs && E <= kGroupMaxExperts &&
+        gsmem <= gptoss_cuda(backend)->max_shared_per_block - 16 * 1024) {
+        auto gkernel = G == 8 ? (vec ? moe_gemv_group_kernel<SWIGLU, true, 8> : moe_gemv_group_kernel<SWIGLU, false, 8>)
+                              : (vec ? moe_gemv_group_kernel<SWIGLU, true, 4> : moe_gemv_group_kernel<SWIGLU, false, 4>);
+        /* the device's limit, never lowered (another call's larger launch, a captured graph) */
+        if (gsmem > 48 * 1024) {
+            GPTOSS_CUDA_CHECK(cudaFuncSetAttribute(gkernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                   (int) (gptoss_cuda(backend)->max_shared_per_block - 16 * 1024)));
+        }
+        constexpr uint32_t kGroupUnits = group_units_per_block(SWIGLU);
+        const dim3 ggrid((units + kGroupUnits - 1) / kGroupUnits, (unsigned) ((pairs + G - 1) / G + E));
+        const cudaError_t err = gptoss_cuda_launch_pdl(backend, gkernel, ggrid, dim3(kMoeWarps * 32), gsmem, input, ids,
+                                                       blocks, scales, (const uint8_t*) bias, stride, output, T, k, E,
+                                                       C, num_rows, limit, gptoss_cuda_error_word(backend));
+        if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of the MXFP4 MoE GEMV (grouped pairs)");
+        return gptoss_status_success;
+    }
     const bool xvec = gptoss_aligned(input, 16);
     auto kernel = vec ? (xvec ? moe_gemv_kernel<SWIGLU, true, true> : moe_gemv_kernel<SWIGLU, true, false>)
                       : (xvec ? moe_gemv_kernel<SWIGLU, false, true> : moe_gemv_kernel<SWIGLU, false, false>);
