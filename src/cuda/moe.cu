@@ -228,6 +228,8 @@ __global__ void __launch_bounds__(kMoeWarps * 32, 4) moe_gemv_kernel(
  * belong to no tile: the blocks of y = 0 set the error and write NaN over their outputs,
  * as moe_gemv_kernel does. */
 constexpr uint32_t kGroupMaxPairs = 2048, kGroupMaxExperts = 256;
+constexpr int kGroupTile = 8;                     /* pairs a tile */
+constexpr uint32_t kGroupMinPairsPerExpert = 6; /* on average, from which the tiles run */
 constexpr int kGroupUnitsPerWarp = 4, kGroupDownUnitsPerWarp = 2;
 __host__ __device__ constexpr uint32_t group_units_per_block(bool swiglu) {
     return (uint32_t) kMoeWarps * (swiglu ? kGroupUnitsPerWarp : kGroupDownUnitsPerWarp);
@@ -796,14 +798,16 @@ enum gptoss_status launch_moe_gemv(gptoss_backend_t backend, const float* input,
     const dim3 grid((units + kUnitsPerBlock - 1) / kUnitsPerBlock, (unsigned) pairs);
     const size_t smem = (size_t) (C / 32) * kXPad * sizeof(float);
     const bool vec = gptoss_aligned(blocks, 16) && stride % 16 == 0;
-    /* two pairs an expert or more on average: the same sums with each expert's weights read
-     * once per tile of up to G pairs (moe_gemv_group_kernel) */
-    const int G = pairs >= 6ull * E ? 8 : 4;
+    /* six pairs an expert or more on average: the same sums with each expert's weights read
+     * once per tile of up to 8 pairs (moe_gemv_group_kernel). Measured (H100, eighteenth
+     * sitting): 64 tokens of 20b (8 pairs an expert), up + SwiGLU 929 -> 727 us; at 16 streams
+     * (2 an expert, tiles of 4) the engine lost 8 % (1,212 -> 1,119 tok/s), so fewer pairs
+     * an expert keep moe_gemv_kernel. */
+    constexpr int G = kGroupTile;
     const size_t gsmem = (size_t) G * smem;
-    if (GPTOSS_CUDA_MOE_GROUP && pairs >= 2ull * E && pairs <= kGroupMaxPairs && E <= kGroupMaxExperts &&
-        gsmem <= gptoss_cuda(backend)->max_shared_per_block - 16 * 1024) {
-        auto gkernel = G == 8 ? (vec ? moe_gemv_group_kernel<SWIGLU, true, 8> : moe_gemv_group_kernel<SWIGLU, false, 8>)
-                              : (vec ? moe_gemv_group_kernel<SWIGLU, true, 4> : moe_gemv_group_kernel<SWIGLU, false, 4>);
+    if (GPTOSS_CUDA_MOE_GROUP && pairs >= (uint64_t) kGroupMinPairsPerExpert * E && pairs <= kGroupMaxPairs &&
+        E <= kGroupMaxExperts && gsmem <= gptoss_cuda(backend)->max_shared_per_block - 16 * 1024) {
+        auto gkernel = vec ? moe_gemv_group_kernel<SWIGLU, true, G> : moe_gemv_group_kernel<SWIGLU, false, G>;
         /* the device's limit, never lowered (another call's larger launch, a captured graph) */
         if (gsmem > 48 * 1024) {
             GPTOSS_CUDA_CHECK(cudaFuncSetAttribute(gkernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -1093,6 +1097,14 @@ static_assert(kMoeWgBN == MT_BN && gptoss_wg::MBM == MT_BM, "the wgmma kernel ta
 #ifndef GPTOSS_CUDA_MOE_REGA
 #define GPTOSS_CUDA_MOE_REGA 1
 #endif
+/* moe_tcv_kernel for the 16-row tiles of the grouped GEMM (1) or the ring kernel (0, the
+ * default): the same sums. Measured (H100, eighteenth sitting, kernel bench
+ * moe_dense_swiglu_20b_decode_x64): ring 250 us, moe_tcv_kernel 438 us (engine, 20b at 64
+ * streams in order many: 4,827 vs 3,490 tok/s); the kernel serves the per-pair entries in
+ * order many (launch_moe_pairs), where it replaced the grouped GEMM at one row an expert. */
+#ifndef GPTOSS_CUDA_MOE_TCV
+#define GPTOSS_CUDA_MOE_TCV 0
+#endif
 template <uint32_t TN>
 struct MoeRegaConfig; /* stages of the ring by token tile */
 template <>
@@ -1171,8 +1183,10 @@ enum gptoss_status launch_moe_gemm(gptoss_backend_t backend, const uint32_t* off
                    : gptoss_wg::moe_rega_smem_bytes<32, MoeRegaConfig<32>::kStages, kMoeRegaSlices>(C);
     const bool rega = GPTOSS_CUDA_MOE_REGA && ring && tile >= 32 && (lab == 0 || lab == 65) && np == 2 &&
                       gptoss_cuda(backend)->wgmma && rega_smem <= moe_ring_smem_cap(backend);
-    /* 16-row tiles in registers (moe_tcv_kernel) unless the lab forces the ring's; the same sums */
-    const bool tcv = ring && tile == 16 && lab != 16 && kTcvWarps * tcv_warp_bytes((uint32_t) (C / 32)) <= 48 * 1024;
+    /* 16-row tiles on moe_tcv_kernel (GPTOSS_CUDA_MOE_TCV) unless the lab forces the ring's;
+     * the same sums */
+    const bool tcv = GPTOSS_CUDA_MOE_TCV && ring && tile == 16 && lab != 16 &&
+                     kTcvWarps * tcv_warp_bytes((uint32_t) (C / 32)) <= 48 * 1024;
     const uint32_t bm = ring && small ? tile : MT_BM;
     const uint64_t y_tiles = (P + bm - 1) / bm + E;
     if (y_tiles > GPTOSS_CUDA_MAX_GRID_YZ) {
