@@ -61,6 +61,13 @@ R[harness-cuda]="rc=$? $(grep -E '^[0-9]+ passed' "$LOG/harness-cuda.log" | tail
 grep -E '^FAIL' "$LOG/harness-cuda.log" | head -20
 echo "harness-cuda: ${R[harness-cuda]} ($(el))"
 
+# every CUDA case again in row order many (harness --row-order: the kernels' arithmetic of
+# that order, e.g. the per-pair MoE entries on moe_tcv_kernel, against the same reference)
+"$B"/tests/harness --backend cuda --row-order many >"$LOG/harness-cuda-many.log" 2>&1
+R[harness-cuda-many]="rc=$? $(grep -E '^[0-9]+ passed' "$LOG/harness-cuda-many.log" | tail -1)"
+grep -E '^FAIL' "$LOG/harness-cuda-many.log" | head -20
+echo "harness-cuda-many: ${R[harness-cuda-many]} ($(el))"
+
 "$B"/tests/test_graph >"$LOG/graph.log" 2>&1
 R[graph]="rc=$? $(tail -1 "$LOG/graph.log")"
 grep -E '^FAIL' "$LOG/graph.log" | head
@@ -75,7 +82,7 @@ R[invariance]="rc=$? $(tail -1 "$LOG/invariance.log" | cut -c1-60)"
 grep -E '^FAIL' "$LOG/invariance.log" | head
 
 if ! skip sanitize; then
-    san_cases="odd_3 region unembedding_prefill130 sdpa_gqa4 sdpa_tc_prefill_37tok sdpa_tc_prefill_45tok sdpa_varlen_in_order_fault_none_entry_window48 sdpa_varlen_mixed_prefill_decode_bs16 sdpa_varlen_hd128_gqa4_window19 sdpa_varlen_fault_none_entry_10 sdpa_varlen_fault_seq_id_past moe_swiglu_3of7 moe_dense_swiglu_3of7 moe_dense_matmul_64tok moe_dense_swiglu_16row_tiles moe_dense_swiglu_32row_tiles moe_dense_swiglu_64row_tiles moe_dense_matmul_16row_tiles moe_dense_matmul_32row_tiles matmul_tc_ring matmul_add_tc_ring routing_3of7 sample_odd sample_logits_inf_nan_2881ch_topp penalties_odd accumulate_rmsnorm_vec1 gate_no_bias_5of200 gate_20b_decode"
+    san_cases="odd_3 region unembedding_prefill130 sdpa_gqa4 sdpa_tc_prefill_37tok sdpa_tc_prefill_45tok sdpa_varlen_in_order_fault_none_entry_window48 sdpa_varlen_mixed_prefill_decode_bs16 sdpa_varlen_hd128_gqa4_window19 sdpa_varlen_fault_none_entry_10 sdpa_varlen_fault_seq_id_past moe_swiglu_3of7 moe_swiglu_fault_expert_id_64tok moe_matmul_odd_rows_2881_13tok moe_dense_swiglu_3of7 moe_dense_matmul_64tok moe_dense_swiglu_16row_tiles moe_dense_swiglu_32row_tiles moe_dense_swiglu_64row_tiles moe_dense_matmul_16row_tiles moe_dense_matmul_32row_tiles matmul_tc_ring matmul_add_tc_ring routing_3of7 sample_odd sample_logits_inf_nan_2881ch_topp penalties_odd accumulate_rmsnorm_vec1 gate_no_bias_5of200 gate_20b_decode"
     for tool in memcheck racecheck; do
         # every case in one process (the device and the tool start once; racecheck of the
         # 2881-channel sampler case alone takes ~120 s on an H200)
@@ -101,6 +108,13 @@ if ! skip sanitize; then
         fi
         R[$tool]="$s (rc 0 = clean)"
         echo "$tool: $s ($(el))"
+        # the per-pair MoE entries in row order many (moe_tcv_kernel's pair form)
+        timeout 180 compute-sanitizer --tool $tool --error-exitcode 99 --print-limit 10 \
+            "$B"/tests/harness --backend cuda --row-order many \
+            --filter moe_swiglu_3of7,moe_matmul_3of7,moe_swiglu_fault_expert_id_8tok,moe_swiglu_20b_decode \
+            >"$LOG/$tool-many.log" 2>&1
+        R[$tool-many]="rc=$? $(grep -E '^[0-9]+ passed' "$LOG/$tool-many.log" | tail -1) (rc 0 = clean)"
+        echo "$tool-many: ${R[$tool-many]} ($(el))"
     done
 fi
 
@@ -335,6 +349,6 @@ for f in "$LOG"/engine-*.log "$LOG"/parallel-*.log; do [ -f "$f" ] && { echo "${
 [ -f "$LOG/cpu-profile.log" ] && grep -E '^decode ' "$LOG/cpu-profile.log"
 echo
 echo "================ $GPU ($(el)) ================"
-for k in build harness-cuda harness-avx512 graph fused invariance memcheck racecheck e2e-hf graph-bitexact sampling sample-host sample-kernels batch-tiny batch-20b-routing batch-tiny-many batch-20b-routing-many batch-20b-routing-noinv pytest bench lab wgmma-lab wgmma-latency-lab step-floor engine-20b engine-20b-nofused engine-20b-nograph engine-20b-pp2048 engine-120b depth long-131k parallel-1-ref parallel-1 parallel-4 parallel-16 parallel-64 parallel-1-many parallel-4-many parallel-16-many parallel-64-many parallel-1-off parallel-4-off parallel-16-off parallel-64-off parallel-64-topp profile-20b ncu-decode cpu-scaling harness-ab; do
+for k in build harness-cuda harness-cuda-many harness-avx512 graph fused invariance memcheck racecheck memcheck-many racecheck-many e2e-hf graph-bitexact sampling sample-host sample-kernels batch-tiny batch-20b-routing batch-tiny-many batch-20b-routing-many batch-20b-routing-noinv pytest bench lab wgmma-lab wgmma-latency-lab step-floor engine-20b engine-20b-nofused engine-20b-nograph engine-20b-pp2048 engine-120b depth long-131k parallel-1-ref parallel-1 parallel-4 parallel-16 parallel-64 parallel-1-many parallel-4-many parallel-16-many parallel-64-many parallel-1-off parallel-4-off parallel-16-off parallel-64-off parallel-64-topp profile-20b ncu-decode cpu-scaling harness-ab; do
     printf '%-15s %s\n' "$k" "${R[$k]:-skipped}"
 done
