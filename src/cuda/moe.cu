@@ -856,19 +856,19 @@ cudaError_t launch_moe_gemm_tc(gptoss_backend_t backend, dim3 grid, const uint32
  * beyond it (K > ~45,000 for 16 rows, ~27,000 for 64) moe_gemm_tc_kernel runs. */
 constexpr size_t kMoeRingMaxSmem = 200 * 1024;
 
-/* Tensor-core MoE GEMM for few rows an expert (a decode step of many streams, one stream's
- * step in row order many): the register-fed form of the ring kernel's 16-row tile, with the
- * same sums. A warp owns 16 weight rows (the MMA's M, A operand) and the tile's 16 token
- * rows (two n8 MMAs, B operand: the activation planes, read from global memory), and walks
- * K in MXFP4 blocks: each thread loads its two rows' 16-byte blocks (the quad's four lanes
- * the same bytes) and dequantises byte t of each word into its A fragment with the ring
- * kernel's exact bf16 dequantisation (moe_tc_dequant2), four blocks a group, the next group's
- * loads in flight while one is multiplied. No shared memory: a block is 4 warps (64 weight
- * rows), so even one token an expert (4 tiles of 20b's up-projection: 360 blocks) spreads
- * over the card. Each output is one accumulator over the k-steps of 16 in order, within a
- * k-step the planes from the last to the first, as every MoE tensor-core kernel here
- * (tests/test_invariance.c compares one row alone, this kernel, with its 40-token block, the
- * 32-row tiles).
+/* Tensor-core MoE GEMM with the weights as the MMA's A operand, for one row an expert: the
+ * per-pair entries in row order many (PAIR, below; the grouped GEMM's 16-row tiles take it
+ * only with GPTOSS_CUDA_MOE_TCV, where it measured slower than the ring kernel). A warp owns
+ * 16 weight rows (the MMA's M) and the tile's 16 token rows (two n8 MMAs, B operand: the
+ * activation planes), and walks K in MXFP4 blocks from a per-warp cp.async ring of
+ * kTcvStages blocks (the 16 rows' scale bytes copied once beside it), each thread
+ * dequantising byte t of each word of its two rows into its A fragment with the ring
+ * kernel's exact bf16 dequantisation (moe_tc_dequant2); no block-wide barrier in the loop. A
+ * block is 4 warps (64 weight rows), so even one token an expert (4 tiles of 20b's
+ * up-projection: 360 blocks) spreads over the card. Each output is one accumulator over the
+ * k-steps of 16 in order, within a k-step the planes from the last to the first, as every
+ * MoE tensor-core kernel here (tests/test_invariance.c compares the per-pair entries in
+ * order many with the dense entries on 40 and 19 tokens).
  * PAIR: the per-pair MoE kernels in row order many (one (token, slot) pair a blockIdx.y, as
  * moe_gemv_kernel: pair q = j T + t, expert ids[t k + j], input row t for the up-projection and
  * q for the down-projection, output row q), the pair's token the tile's one row: the block
