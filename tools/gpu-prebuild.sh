@@ -18,6 +18,10 @@
 # kernel benchmark, harness, test_invariance, dump_logits; no wheel): a call carries at most
 # 64 MiB with the working tree, and the full set with a base build is more. The labs go to
 # .gpu/lab either way.
+# GPU_PREBUILD_PACK=1: also pack .gpu/b, .gpu/lib, .gpu/whl and .gpu/prev (those present) into
+# .gpu/carry.tgz (~4x smaller: the binaries share the statically linked library), so that a
+# call carries the full set and a base build within the 64 MiB: carry [".gpu/carry.tgz"] and
+# run `tar -xzf .gpu/carry.tgz && ...` there.
 # GPU_PREBUILD_CMAKE_ARGS: more CMake arguments for this tree's build alone (a compile-time
 # switch for an A/B against the same revision, e.g. -DGPTOSS_SDPA_TC_WARPS=8); the build
 # tree's cache keeps them until set otherwise.
@@ -89,4 +93,11 @@ if [ -n "${GPU_PREV_REV:-}" ]; then
     cp .gpu/prev-build/tests/e2e/dump_logits .gpu/prev/tests/e2e/
     echo "$rev" >.gpu/prev/REV
     echo "gpu-prebuild: base $(git log -1 --format='%h %s' "$rev" | cut -c1-70) in .gpu/prev"
+fi
+
+if [ -n "${GPU_PREBUILD_PACK:-}" ]; then
+    parts=()
+    for d in .gpu/b .gpu/lib .gpu/whl .gpu/prev; do [ ! -d "$d" ] || parts+=("$d"); done
+    tar -czf .gpu/carry.tgz "${parts[@]}"
+    echo "gpu-prebuild: ${parts[*]} in .gpu/carry.tgz ($(du -h .gpu/carry.tgz | cut -f1)): carry it, then tar -xzf .gpu/carry.tgz"
 fi
