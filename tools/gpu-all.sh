@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# One device call for a pending tree when the device is hard to get: the GPU script's checks
+# on this tree's build (.gpu/b), then its A/B rows against a base build (.gpu/prev), then
+# Nsight Compute on one kernel. Prepare on the development machine:
+#
+#   GPU_PREV_REV=main GPU_PREBUILD_PACK=1 bash tools/gpu-prebuild.sh    # .gpu/carry.tgz
+#
+# and call with carry [".gpu/carry.tgz"]: `tar -xzf .gpu/carry.tgz && bash tools/gpu-all.sh`.
+# The verdicts go to $OUT/sum.txt and again at the end of stdout.
+#   ALL_SKIP="..."     the GPU script's GPU_SKIP (default: everything but the checks)
+#   ALL_SESSION_S=N    time limit of the GPU script (default 300)
+#   ALL_BENCH="F ..."  kernel benchmark rows, both builds (gpu-ab.sh's GPU_AB_BENCH)
+#   ALL_ENGINE="A;B"   engine runs, both builds (gpu-ab.sh's GPU_AB_ENGINE)
+#   ALL_AB_S=N         time limit of the A/B rows (default 170)
+#   ALL_NCU="KERNEL_REGEX BENCH_FILTER"  Nsight Compute on that kernel in that benchmark row
+set -u
+cd "$(dirname "$0")/.."
+export LD_LIBRARY_PATH=$PWD/.gpu/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+export GPTOSS_VOCAB=$PWD/data/o200k_base.tiktoken
+export OUT=${OUT:-/tmp/gpu-all}; mkdir -p "$OUT"
+S=$OUT/sum.txt; : >"$S"
+t0=$(date +%s); el() { echo "($(($(date +%s) - t0))s)"; }
+echo "B = $(cat .gpu/b/REV 2>/dev/null || echo this tree), A = $(cat .gpu/prev/REV 2>/dev/null || echo none)" | tee -a "$S"
+GPU_BUILD=.gpu/b GPU_WHEEL_DIR=.gpu/whl GPU_SKIP="${ALL_SKIP:-lab long cpu-scaling ncu profile depth parallel 120b bench 20b}" \
+    timeout "${ALL_SESSION_S:-300}" bash tools/gpu-session.sh >"$OUT/session.txt" 2>&1
+echo "GPU script rc=$? $(el)" | tee -a "$S"
+sed -n '/^================ /,$p' "$OUT/session.txt" >>"$S"
+grep -E '^FAIL' "$OUT/session.txt" | head -20 >>"$S"
+if [ -x .gpu/prev/bin/gptoss ] && [ -n "${ALL_BENCH:-}${ALL_ENGINE:-}" ]; then
+    GPU_AB_ROUNDS=1 GPU_AB_BENCH="${ALL_BENCH:-}" GPU_AB_ENGINE="${ALL_ENGINE:-}" timeout "${ALL_AB_S:-170}" \
+        bash tools/gpu-ab.sh 2>&1 | grep -vE '^(GPU|A = )' | cut -c1-160 | tee -a "$S"
+    el | tee -a "$S"
+fi
+if [ -n "${ALL_NCU:-}" ] && command -v ncu >/dev/null; then
+    set -- $ALL_NCU
+    timeout 90 ncu --kernel-name "regex:$1" --launch-count 1 --set detailed .gpu/b/bench/bench --backend cuda \
+        --filter "$2" -n 1 >"$OUT/ncu.txt" 2>&1
+    echo "ncu rc=$? $(el)" | tee -a "$S"
+    grep -E 'Duration|DRAM Throughput|Compute \(SM\) Throughput|Registers Per|Achieved Occupancy|Issue Slots Busy|Shared Memory|Stall' \
+        "$OUT/ncu.txt" | head -30 | tee -a "$S"
+fi
+echo; echo "======== SUMMARY"; cat "$S"
