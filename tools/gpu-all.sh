@@ -12,7 +12,8 @@
 #   ALL_BENCH="F ..."  kernel benchmark rows, both builds (gpu-ab.sh's GPU_AB_BENCH)
 #   ALL_ENGINE="A;B"   engine runs, both builds (gpu-ab.sh's GPU_AB_ENGINE)
 #   ALL_AB_S=N         time limit of the A/B rows (default 170)
-#   ALL_NCU="KERNEL_REGEX BENCH_FILTER"  Nsight Compute on that kernel in that benchmark row
+#   ALL_NCU="ROW:KERNEL_REGEX ..."  Nsight Compute on that kernel in that benchmark row
+#                      (tools/ncu_prefill.sh: time, throughputs, stalls), ALL_NCU_S=N limit (150)
 set -u
 cd "$(dirname "$0")/.."
 export LD_LIBRARY_PATH=$PWD/.gpu/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
@@ -32,11 +33,8 @@ if [ -x .gpu/prev/bin/gptoss ] && [ -n "${ALL_BENCH:-}${ALL_ENGINE:-}" ]; then
     el | tee -a "$S"
 fi
 if [ -n "${ALL_NCU:-}" ] && command -v ncu >/dev/null; then
-    set -- $ALL_NCU
-    timeout 90 ncu --kernel-name "regex:$1" --launch-count 1 --set detailed .gpu/b/bench/bench --backend cuda \
-        --filter "$2" -n 1 >"$OUT/ncu.txt" 2>&1
-    echo "ncu rc=$? $(el)" | tee -a "$S"
-    grep -E 'Duration|DRAM Throughput|Compute \(SM\) Throughput|Registers Per|Achieved Occupancy|Issue Slots Busy|Shared Memory|Stall' \
-        "$OUT/ncu.txt" | head -30 | tee -a "$S"
+    # shellcheck disable=SC2086
+    timeout "${ALL_NCU_S:-150}" bash tools/ncu_prefill.sh .gpu/b/bench/bench $ALL_NCU 2>&1 | tee "$OUT/ncu.txt" >>"$S"
+    echo "ncu rc=${PIPESTATUS[0]} $(el)" | tee -a "$S"
 fi
 echo; echo "======== SUMMARY"; cat "$S"
