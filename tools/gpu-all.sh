@@ -14,6 +14,8 @@
 #   ALL_AB_S=N         time limit of the A/B rows (default 170)
 #   ALL_NCU="ROW:KERNEL_REGEX ..."  Nsight Compute on that kernel in that benchmark row
 #                      (tools/ncu_prefill.sh: time, throughputs, stalls), ALL_NCU_S=N limit (150)
+#   ALL_EXTRA="CMD;CMD"  more commands with .gpu/b/bin on the PATH, each up to ALL_EXTRA_S (60) s,
+#                      output in $OUT/extraN.txt (files under $OUT come back whole)
 set -u
 cd "$(dirname "$0")/.."
 export LD_LIBRARY_PATH=$PWD/.gpu/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
@@ -36,5 +38,15 @@ if [ -n "${ALL_NCU:-}" ] && command -v ncu >/dev/null; then
     # shellcheck disable=SC2086
     timeout "${ALL_NCU_S:-150}" bash tools/ncu_prefill.sh .gpu/b/bench/bench $ALL_NCU 2>&1 | tee "$OUT/ncu.txt" >>"$S"
     echo "ncu rc=${PIPESTATUS[0]} $(el)" | tee -a "$S"
+fi
+if [ -n "${ALL_EXTRA:-}" ]; then
+    # more commands on this tree's build (bin/ on the PATH), each to $OUT/extraN.txt
+    IFS=';' read -ra extra_runs <<<"$ALL_EXTRA"
+    i=0
+    for run in "${extra_runs[@]}"; do
+        i=$((i + 1))
+        (PATH=$PWD/.gpu/b/bin:$PATH timeout "${ALL_EXTRA_S:-60}" bash -c "$run") >"$OUT/extra$i.txt" 2>&1
+        echo "extra $i rc=$? $(el): $run (\$OUT/extra$i.txt)" | tee -a "$S"
+    done
 fi
 echo; echo "======== SUMMARY"; cat "$S"
