@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One device call for a pending tree when the device is hard to get: the GPU script's checks
 # on this tree's build (.gpu/b), then its A/B rows against a base build (.gpu/prev), then
-# Nsight Compute on one kernel. Prepare on the development machine:
+# Nsight Compute on the kernels of ALL_NCU. Prepare on the development machine:
 #
 #   GPU_PREV_REV=main GPU_PREBUILD_PACK=1 bash tools/gpu-prebuild.sh    # .gpu/carry.tgz
 #

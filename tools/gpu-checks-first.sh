@@ -3,8 +3,12 @@
 # (main + the patches, .gpu/b) against main (.gpu/prev), the checks first and the A/B rows
 # after, so that a call cut short by the device's time still returns the verdicts (in
 # $OUT/sum.txt and again at the end of stdout). tools/gpu-pending.sh is the full form.
-# Prepare as for gpu-pending.sh (GPU_PREBUILD_SLIM=1 GPU_PREV_REV=main tools/gpu-prebuild.sh,
-# then cp .gpu/build/tests/e2e/test_batch .gpu/b/tests/e2e/); carry .gpu/b, .gpu/lib, .gpu/prev.
+# Prepare with `GPU_PREV_REV=main GPU_PREBUILD_PACK=1 bash tools/gpu-prebuild.sh`, carry
+# [".gpu/carry.tgz"] and run `tar -xzf .gpu/carry.tgz && bash tools/gpu-checks-first.sh`
+# (or, slim: GPU_PREBUILD_SLIM=1, cp .gpu/build/tests/e2e/test_batch .gpu/b/tests/e2e/, carry
+# .gpu/b, .gpu/lib, .gpu/prev). The verdicts that decide a merge (harness moe in both row
+# orders, test_invariance, test_batch at 64 streams, the first A/B rows) come in the first
+# ~4-5 minutes; memcheck, racecheck and more rows after them.
 set -u
 export LD_LIBRARY_PATH=$PWD/.gpu/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 export GPTOSS_VOCAB=$PWD/data/o200k_base.tiktoken
