@@ -231,11 +231,19 @@ constexpr uint32_t kGroupMaxPairs = 2048, kGroupMaxExperts = 256;
 constexpr int kGroupTile = 8;                     /* pairs a tile */
 constexpr uint32_t kGroupMinPairsPerExpert = 6; /* on average, from which the tiles run */
 constexpr int kGroupUnitsPerWarp = 4, kGroupDownUnitsPerWarp = 2;
+/* weight rows a warp runs at once (2 or 4: one or two units; a build-time switch for measuring) */
+#ifndef GPTOSS_CUDA_MOE_GROUP_ROWS
+#define GPTOSS_CUDA_MOE_GROUP_ROWS 4
+#endif
+constexpr int kGroupRows = GPTOSS_CUDA_MOE_GROUP_ROWS;
+static_assert(kGroupRows == 2 || kGroupRows == 4, "a warp runs one or two units at once");
+static_assert(kGroupDownUnitsPerWarp % (kGroupRows / 2) == 0 && kGroupUnitsPerWarp % (kGroupRows / 2) == 0,
+              "a warp's units are whole passes");
 __host__ __device__ constexpr uint32_t group_units_per_block(bool swiglu) {
     return (uint32_t) kMoeWarps * (swiglu ? kGroupUnitsPerWarp : kGroupDownUnitsPerWarp);
 }
 
-template <bool SWIGLU, bool VEC, int G>
+template <bool SWIGLU, bool VEC, int G, int R>
 __global__ void __launch_bounds__(kMoeWarps * 32, 2) moe_gemv_group_kernel(
     const float* __restrict__ input, const uint32_t* __restrict__ ids, const uint8_t* __restrict__ blocks,
     const uint8_t* __restrict__ scales, const uint8_t* __restrict__ bias_bytes, size_t stride,
@@ -345,76 +353,86 @@ __global__ void __launch_bounds__(kMoeWarps * 32, 2) moe_gemv_group_kernel(
     const uint8_t* wb = blocks + (size_t) e * stride;
     const uint8_t* wsc = scales + (size_t) e * stride;
     const uint8_t* wbias = bias_bytes + (size_t) e * stride;
-    for (uint32_t u = warp; u < kUnitsPerBlock; u += kMoeWarps) {
-        const uint32_t unit = unit0 + u;
-        if (unit >= num_units) break;
-        const uint32_t r0 = 2 * unit;
-        const uint32_t r1 = min(r0 + 1, num_w_rows - 1);
-        const uint8_t* b0 = wb + (size_t) r0 * nb * 16;
-        const uint8_t* b1 = wb + (size_t) r1 * nb * 16;
-        const uint8_t* s0 = wsc + (size_t) r0 * nb;
-        const uint8_t* s1 = wsc + (size_t) r1 * nb;
-        float acc0[G], acc1[G];
+    /* a warp takes R / 2 units (R weight rows) at a time: each member's input block, read
+     * from shared memory once, serves R rows (the shared-memory reads, one float a member
+     * and weight value with one unit at a time, bounded the kernel) */
+    constexpr uint32_t kPassUnits = (uint32_t) R / 2;
+    for (uint32_t u = warp * kPassUnits; u < kUnitsPerBlock; u += kMoeWarps * kPassUnits) {
+        if (unit0 + u >= num_units) break;
+        const uint8_t* bp[R];
+        const uint8_t* sp[R];
+        uint32_t rows[R];
 #pragma unroll
-        for (int g = 0; g < G; g++) acc0[g] = acc1[g] = 0.0f;
-        /* a block's 32 values of both rows against every member: each member's chain in
-         * element order, then acc = fma(chain * 2^14, multiplier, acc) */
-        auto run_block = [&](uint4 qa, uint4 qb, uint32_t sa, uint32_t sb, uint32_t blk) {
-            float pa[G], pb[G];
+        for (int r = 0; r < R; r++) {
+            /* unit unit0 + u + r / 2, row r % 2 of it; rows past the weights repeat the last
+             * (computed, never stored) */
+            rows[r] = min(2 * (unit0 + u) + (uint32_t) r, num_w_rows - 1);
+            bp[r] = wb + (size_t) rows[r] * nb * 16;
+            sp[r] = wsc + (size_t) rows[r] * nb;
+        }
+        float acc[R][G];
 #pragma unroll
-            for (int g = 0; g < G; g++) pa[g] = pb[g] = 0.0f;
-            const uint32_t wa[4] = {qa.x, qa.y, qa.z, qa.w}, wv[4] = {qb.x, qb.y, qb.z, qb.w};
+        for (int r = 0; r < R; r++)
+#pragma unroll
+            for (int g = 0; g < G; g++) acc[r][g] = 0.0f;
+        /* moe_gemv_kernel's walk: lane b takes blocks b, b + 32, b + 64, ... in that order;
+         * per member and row each block's 32-value chain in element order (dot8_values),
+         * then acc = fma(chain * 2^14, multiplier, acc) */
+#pragma unroll 1
+        for (uint32_t b = lane; b < nb; b += 32) {
+            uint4 q[R];
+            uint32_t sc[R];
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                q[r] = load_block<VEC>(bp[r] + (size_t) b * 16);
+                sc[r] = sp[r][b];
+            }
+            float p[R][G];
+#pragma unroll
+            for (int r = 0; r < R; r++)
+#pragma unroll
+                for (int g = 0; g < G; g++) p[r][g] = 0.0f;
 #pragma unroll
             for (int i = 0; i < 4; i++) {
-                const Fp4x8 va = fp4x8(wa[i]), vb = fp4x8(wv[i]);
+                Fp4x8 v[R];
+#pragma unroll
+                for (int r = 0; r < R; r++) v[r] = fp4x8(i == 0 ? q[r].x : i == 1 ? q[r].y : i == 2 ? q[r].z : q[r].w);
 #pragma unroll
                 for (int g = 0; g < G; g++) {
                     if ((uint32_t) g < n) {
-                        const float4* x4 = (const float4*) (xs + g * xfloats + blk * kXPad);
+                        const float4* x4 = (const float4*) (xs + g * xfloats + b * kXPad);
                         const float4 xa = x4[2 * i], xb = x4[2 * i + 1];
-                        pa[g] = dot8_values(va, xa, xb, pa[g]);
-                        pb[g] = dot8_values(vb, xa, xb, pb[g]);
+#pragma unroll
+                        for (int r = 0; r < R; r++) p[r][g] = dot8_values(v[r], xa, xb, p[r][g]);
                     }
                 }
             }
-            const float ma = mf4_multiplier(sa), mb = mf4_multiplier(sb);
 #pragma unroll
-            for (int g = 0; g < G; g++) {
-                acc0[g] = fmaf(pa[g] * 0x1.0p14f, ma, acc0[g]);
-                acc1[g] = fmaf(pb[g] * 0x1.0p14f, mb, acc1[g]);
+            for (int r = 0; r < R; r++) {
+                const float m = mf4_multiplier(sc[r]);
+#pragma unroll
+                for (int g = 0; g < G; g++) acc[r][g] = fmaf(p[r][g] * 0x1.0p14f, m, acc[r][g]);
             }
-        };
-        /* moe_gemv_kernel's walk: blocks lane and lane + 32 an iteration, in that order */
-        for (uint32_t b = lane; b < nb; b += 64) {
-            const uint32_t b2 = b + 32;
-            const bool has2 = b2 < nb;
-            const uint4 q0 = load_block<VEC>(b0 + (size_t) b * 16);
-            const uint4 q1 = load_block<VEC>(b1 + (size_t) b * 16);
-            uint4 q2 = make_uint4(0, 0, 0, 0), q3 = make_uint4(0, 0, 0, 0);
-            uint32_t sc2 = 0, sc3 = 0;
-            if (has2) {
-                q2 = load_block<VEC>(b0 + (size_t) b2 * 16);
-                q3 = load_block<VEC>(b1 + (size_t) b2 * 16);
-                sc2 = s0[b2];
-                sc3 = s1[b2];
-            }
-            run_block(q0, q1, s0[b], s1[b], b);
-            if (has2) run_block(q2, q3, sc2, sc3, b2);
         }
         __syncwarp();
 #pragma unroll
         for (int g = 0; g < G; g++) {
             if ((uint32_t) g >= n) break;
-            const float a0 = gptoss_d_warp_sum(acc0[g]), a1 = gptoss_d_warp_sum(acc1[g]);
-            if (lane == 0) {
-                float* orow = out + (size_t) member[g] * num_out;
-                const float y0 = a0 + bias_at(wbias, r0);
-                const float y1 = a1 + bias_at(wbias, r1);
-                if (SWIGLU) {
-                    orow[unit] = gptoss_swiglu(y0, y1, limit);
-                } else {
-                    orow[r0] = y0;
-                    if (r0 + 1 < num_out) orow[r0 + 1] = y1;
+            float* orow = out + (size_t) member[g] * num_out;
+#pragma unroll
+            for (int j = 0; j < (int) kPassUnits; j++) {
+                const uint32_t unit = unit0 + u + (uint32_t) j;
+                const float a0 = gptoss_d_warp_sum(acc[2 * j][g]), a1 = gptoss_d_warp_sum(acc[2 * j + 1][g]);
+                if (lane == 0 && unit < num_units) {
+                    const uint32_t r0 = 2 * unit;
+                    const float y0 = a0 + bias_at(wbias, r0);
+                    const float y1 = a1 + bias_at(wbias, min(r0 + 1, num_w_rows - 1));
+                    if (SWIGLU) {
+                        orow[unit] = gptoss_swiglu(y0, y1, limit);
+                    } else {
+                        orow[r0] = y0;
+                        if (r0 + 1 < num_out) orow[r0 + 1] = y1;
+                    }
                 }
             }
         }
@@ -838,7 +856,8 @@ enum gptoss_status launch_moe_gemv(gptoss_backend_t backend, const float* input,
     const size_t gsmem = (size_t) G * smem;
     if (GPTOSS_CUDA_MOE_GROUP && pairs >= (uint64_t) kGroupMinPairsPerExpert * E && pairs <= kGroupMaxPairs &&
         E <= kGroupMaxExperts && gsmem <= gptoss_cuda(backend)->max_shared_per_block - 16 * 1024) {
-        auto gkernel = vec ? moe_gemv_group_kernel<SWIGLU, true, G> : moe_gemv_group_kernel<SWIGLU, false, G>;
+        constexpr int R = kGroupRows;
+        auto gkernel = vec ? moe_gemv_group_kernel<SWIGLU, true, G, R> : moe_gemv_group_kernel<SWIGLU, false, G, R>;
         /* the device's limit, never lowered (another call's larger launch, a captured graph) */
         if (gsmem > 48 * 1024) {
             GPTOSS_CUDA_CHECK(cudaFuncSetAttribute(gkernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
