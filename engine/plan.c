@@ -160,11 +160,15 @@ static int build_moe(struct gptoss_plan* plan, const struct gptoss_plan_setup* s
     const gptoss_bf16* bias2 = (const gptoss_bf16*) (moe + x->mlp2_bias);
     struct gptoss_plan_segment seg[GPTOSS_PLAN_KINDS];
     const uint32_t k = clip(plan, r0, seg);
-    /* the fused accumulate + RMSNorm only where every run is on the exact decode kernels: the
-     * grouped arithmetic's runs accumulate as the gather does, then their own RMSNorm call */
-    int any_grouped = 0;
-    for (uint32_t i = 0; i < k; i++) any_grouped |= moe_dense(plan, setup, &seg[i]) || moe_grouped(plan, setup, &seg[i]);
-    const int fuse_norm = setup->fused_ops && !any_grouped;
+    /* the fused accumulate + RMSNorm only where no run takes the expert-grouped calls (their
+     * gather accumulates; the norm buffer is all or nothing, so the next layer then runs its
+     * own RMSNorm for every row). Bit for bit the same either way: the fused kernel's sums and
+     * norm are those of f32_accumulate (the gather's per-token order over the slots) and then
+     * f32_bf16w_rmsnorm, so a per-pair run of order many (a few rows) and the same rows among
+     * a grouped run give the same norms. */
+    int any_dense = 0;
+    for (uint32_t i = 0; i < k; i++) any_dense |= moe_dense(plan, setup, &seg[i]);
+    const int fuse_norm = setup->fused_ops && !any_dense;
     const int last = l + 1 == cfg->num_blocks;
     const size_t gain = last ? m->final_norm : m->layers[l + 1 < cfg->num_blocks ? l + 1 : l].attn_norm;
     for (uint32_t i = 0; i < k; i++) {

@@ -148,6 +148,8 @@ static uint32_t call_rows(const struct gptoss_plan_call* c) {
         case gptoss_kernel_f32_bf16w_matmul_qkv_varlen: return c->args.f32_bf16w_matmul_qkv_varlen.num_tokens;
         case gptoss_kernel_f32_bf16w_matmul_add: return c->args.f32_bf16w_matmul_add.num_tokens;
         case gptoss_kernel_f32_sdpa_varlen: return c->args.f32_sdpa_varlen.num_q_tokens;
+        case gptoss_kernel_f32_accumulate: return c->args.f32_accumulate.num_tokens;
+        case gptoss_kernel_f32_accumulate_bf16w_rmsnorm: return c->args.f32_accumulate_bf16w_rmsnorm.num_tokens;
         case gptoss_kernel_f32_bf16w_rmsnorm_matmul_topk: return c->args.f32_bf16w_rmsnorm_matmul_topk.num_tokens;
         case gptoss_kernel_f32_mf4w_moe_matmul_swiglu: return c->args.f32_mf4w_moe_matmul_swiglu.num_tokens;
         case gptoss_kernel_f32_mf4w_moe_dense_matmul_swiglu: return c->args.f32_mf4w_moe_dense_matmul_swiglu.num_tokens;
@@ -168,7 +170,7 @@ static void test_kinds(const struct gptoss_model* m, struct gptoss_plan* plan) {
     struct gptoss_plan_setup s;
     setup_for(&s, m, 1, 1); /* moe_dense_min_rows 1: ignored by these plans */
     s.moe_dense_many = 1;
-    int bad = 0, plans = 0, dense_calls = 0, pair_many_calls = 0;
+    int bad = 0, plans = 0, dense_calls = 0, pair_many_calls = 0, fused_many_layers = 0;
     /* drawn rows in order one, then (batch_invariant many) in order many but for attention */
     for (uint32_t k = 0; k < 2 * 4 * 4 * 4 * 4; k++) {
         const int drawn_many = k >= 256;
@@ -193,6 +195,7 @@ static void test_kinds(const struct gptoss_model* m, struct gptoss_plan* plan) {
         gptoss_plan_build_kinds(plan, &s, kinds, runs, nr);
         plans++;
         uint32_t qkv_rows[8] = {0}, many_sdpa = 0, unemb = 0;
+        int layer_moe[8] = {0}, layer_dense[8] = {0}, layer_fused[8] = {0}, layer_fused_many[8] = {0};
         int ok = plan->n == n && plan->o == kinds[2] + kinds[3] && plan->num_calls <= plan->capacity;
         for (uint32_t i = 0; i < plan->num_calls && ok; i++) {
             const struct gptoss_plan_call* c = &plan->calls[i];
@@ -230,8 +233,19 @@ static void test_kinds(const struct gptoss_model* m, struct gptoss_plan* plan) {
                 ok = ok && (c->order == gptoss_row_order_one || rows <= GPTOSS_PLAN_MOE_PAIRS_MANY_MAX_ROWS);
                 pair_many_calls += c->order == gptoss_row_order_many;
             }
-            /* no fused accumulate + RMSNorm in a layer whose MoE has an order-many run */
-            if (c->kernel == gptoss_kernel_f32_accumulate_bf16w_rmsnorm) ok = ok && c->order == gptoss_row_order_one;
+            /* the fused accumulate + RMSNorm exactly in the layers with MoE calls but no grouped one */
+            if (c->layer < 8) {
+                layer_dense[c->layer] |= c->kernel == gptoss_kernel_f32_mf4w_moe_dense_matmul_swiglu;
+                layer_moe[c->layer] |= c->kernel == gptoss_kernel_f32_mf4w_moe_dense_matmul_swiglu ||
+                                       c->kernel == gptoss_kernel_f32_mf4w_moe_matmul_swiglu;
+                layer_fused[c->layer] |= c->kernel == gptoss_kernel_f32_accumulate_bf16w_rmsnorm;
+                layer_fused_many[c->layer] |= c->kernel == gptoss_kernel_f32_accumulate_bf16w_rmsnorm &&
+                                              c->order == gptoss_row_order_many;
+            }
+        }
+        for (uint32_t l = 0; l < L && l < 8; l++) {
+            ok = ok && layer_fused[l] == (layer_moe[l] && !layer_dense[l]);
+            fused_many_layers += layer_fused_many[l];
         }
         for (uint32_t l = 0; l < L && l < 8; l++) ok = ok && qkv_rows[l] == n;
         ok = ok && unemb == (plan->o > 0) && (kinds[0] + kinds[2] == 0 || many_sdpa > 0);
@@ -244,6 +258,8 @@ static void test_kinds(const struct gptoss_model* m, struct gptoss_plan* plan) {
     /* both MoE forms of order many occur (runs of up to 3 + 3 rows a kind pair) */
     CHECK(dense_calls > 0 && pair_many_calls > 0, "order-many MoE: %d grouped calls, %d per-pair calls", dense_calls,
           pair_many_calls);
+    /* and layers whose order-many runs are all per pair fuse the accumulate + RMSNorm */
+    CHECK(fused_many_layers > 0, "order-many MoE on per-pair calls: %d fused layers", fused_many_layers);
 }
 
 static void test_failure(struct gptoss_model* m, struct gptoss_plan* plan, gptoss_backend_t backend) {
