@@ -111,10 +111,15 @@ __device__ __forceinline__ void gptoss_d_mma_bf16_16816(float (&c)[4], const uin
 
 /* cp.async: 16 bytes global -> shared memory without registers (.cg: through L2 only);
  * commit closes a group, wait<N> waits until at most N of this thread's groups are
- * pending. Both addresses 16-byte aligned. */
+ * pending. Both addresses 16-byte aligned. The _s forms here and of ldmatrix .x4 take a
+ * shared-space address (__cvta_generic_to_shared of a buffer once a block, offsets added
+ * per use: a loop that converts a generic pointer per copy recomputes the window base and
+ * the 64-bit arithmetic each time). */
+__device__ __forceinline__ void gptoss_d_cp_async16_s(uint32_t saddr, const void* gmem) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(saddr), "l"(gmem) : "memory");
+}
 __device__ __forceinline__ void gptoss_d_cp_async16(void* smem, const void* gmem) {
-    const uint32_t a = (uint32_t) __cvta_generic_to_shared(smem);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(a), "l"(gmem) : "memory");
+    gptoss_d_cp_async16_s((uint32_t) __cvta_generic_to_shared(smem), gmem);
 }
 /* The same with src_bytes of the 16 read (0: the destination is zero-filled; src must still
  * be a valid address). */
@@ -134,11 +139,13 @@ __device__ __forceinline__ void gptoss_d_cp_async_wait() {
 }
 
 /* ldmatrix .x4: four 8x8 b16 matrices; lanes 8j..8j+7 give the row addresses of matrix j. */
-__device__ __forceinline__ void gptoss_d_ldmatrix_x4(uint32_t (&r)[4], const void* smem_row) {
-    const uint32_t a = (uint32_t) __cvta_generic_to_shared(smem_row);
+__device__ __forceinline__ void gptoss_d_ldmatrix_x4_s(uint32_t (&r)[4], uint32_t saddr) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(a));
+                 : "r"(saddr));
+}
+__device__ __forceinline__ void gptoss_d_ldmatrix_x4(uint32_t (&r)[4], const void* smem_row) {
+    gptoss_d_ldmatrix_x4_s(r, (uint32_t) __cvta_generic_to_shared(smem_row));
 }
 
 /* ldmatrix .x4 .trans: the same four matrices, each transposed (lane (g, t) of matrix j gets

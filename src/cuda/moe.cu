@@ -708,9 +708,11 @@ __global__ void __launch_bounds__(256, MoeRingShape<BM>::kMinBlocks) moe_gemm_ri
     constexpr uint32_t kChunks = kMoeRingSB * 4; /* 16-byte chunks (8 columns) of an activation row */
     constexpr int kAPer = (NP * BM * kChunks + 255) / 256;
     const uint32_t wj = tid / MT_BN, wr = tid % MT_BN;
+    /* shared-space addresses once a block; a stage adds its slot's offset */
+    const uint32_t smem_w = (uint32_t) __cvta_generic_to_shared(Wr), smem_a = (uint32_t) __cvta_generic_to_shared(Ar);
     const bool w_ok = wr < wrows;
     const uint8_t* w_src = wb + ((size_t) (n0 + wr) * nb + wj) * 16;
-    const uint32_t w_dst = (wj * MT_BN + wr) * 16;
+    const uint32_t w_dst = smem_w + (wj * MT_BN + wr) * 16;
     const uint16_t* a_src[kAPer];
     uint32_t a_dst[kAPer], a_col[kAPer];
     bool a_ok[kAPer];
@@ -720,21 +722,23 @@ __global__ void __launch_bounds__(256, MoeRingShape<BM>::kMinBlocks) moe_gemm_ri
         const uint32_t p = c / (BM * kChunks), r = c / kChunks % BM, ch = c % kChunks;
         a_ok[i] = c < NP * BM * kChunks && r < rows;
         a_col[i] = ch * 8;
-        a_dst[i] = (p * BM + r) * kMoeRingLdA + ch * 8;
+        a_dst[i] = smem_a + ((p * BM + r) * kMoeRingLdA + ch * 8) * (uint32_t) sizeof(uint16_t);
         a_src[i] = planes + (a_ok[i] ? (size_t) p * plane_size + (size_t) (row_begin + r) * K + ch * 8 : 0);
     }
+    constexpr uint32_t kAStage = NP * BM * kMoeRingLdA * (uint32_t) sizeof(uint16_t); /* bytes */
     /* stage s: blocks s*SB .. s*SB+SB-1 of the weight rows, the same columns of the
      * activation rows (blocks past nb and rows past the tile are not copied); one
      * cp.async group per stage, empty past the last */
     auto issue = [&](uint32_t s) {
         if (s < ns) {
-            uint8_t* w = Wr + (size_t) (s % kMoeRingStages) * kMoeRingWeightStage;
-            if (w_ok && s * kMoeRingSB + wj < nb) gptoss_d_cp_async16(w + w_dst, w_src + (size_t) s * kMoeRingSB * 16);
-            uint16_t* a = Ar + (size_t) (s % kMoeRingStages) * NP * BM * kMoeRingLdA;
+            const uint32_t slot = s % kMoeRingStages;
+            if (w_ok && s * kMoeRingSB + wj < nb) {
+                gptoss_d_cp_async16_s(w_dst + slot * (uint32_t) kMoeRingWeightStage, w_src + s * (kMoeRingSB * 16));
+            }
             const uint32_t col0 = s * kMoeRingSB * 32;
 #pragma unroll
             for (int i = 0; i < kAPer; i++) {
-                if (a_ok[i] && col0 + a_col[i] < K) gptoss_d_cp_async16(a + a_dst[i], a_src[i] + col0);
+                if (a_ok[i] && col0 + a_col[i] < K) gptoss_d_cp_async16_s(a_dst[i] + slot * kAStage, a_src[i] + col0);
             }
         }
         gptoss_d_cp_async_commit();
@@ -767,12 +771,21 @@ __global__ void __launch_bounds__(256, MoeRingShape<BM>::kMinBlocks) moe_gemm_ri
 #pragma unroll
             for (int q = 0; q < 4; q++) acc[mi][h][q] = 0.0f;
 
+    /* per block: this thread's scale rows (nullptr past the weights: multiplier 0, outputs not
+     * stored), its weight rows' bytes and its ldmatrix row in stage slot 0 */
+    const uint8_t* srow[NT];
+#pragma unroll
+    for (int h = 0; h < NT; h++) srow[h] = wr0 + 8 * h < wrows ? Ss + (size_t) (wr0 + 8 * h) * nb : nullptr;
+    const uint8_t* wq0 = Wr + (size_t) wr0 * 16;
+    const uint32_t a_ld = smem_a + ((ar0 + (lane & 15u)) * kMoeRingLdA + (lane >> 4) * 8) * (uint32_t) sizeof(uint16_t);
+
     for (uint32_t s = 0; s < ns; s++) {
         gptoss_d_cp_async_wait<kMoeRingStages - 2>(); /* this thread's copies of stage s landed */
         __syncthreads();                            /* everyone's; stage s - 1 consumed */
         issue(s + kMoeRingStages - 1);                 /* into stage s - 1's buffer */
-        const uint8_t* w = Wr + (size_t) (s % kMoeRingStages) * kMoeRingWeightStage;
-        const uint16_t* a = Ar + (size_t) (s % kMoeRingStages) * NP * BM * kMoeRingLdA;
+        const uint32_t slot = s % kMoeRingStages;
+        const uint8_t* w = wq0 + (size_t) slot * kMoeRingWeightStage;
+        const uint32_t a = a_ld + slot * kAStage;
 #pragma unroll
         for (int j = 0; j < kMoeRingSB; j++) {
             const uint32_t kb = s * kMoeRingSB + j;
@@ -783,14 +796,10 @@ __global__ void __launch_bounds__(256, MoeRingShape<BM>::kMinBlocks) moe_gemm_ri
             uint32_t bf[NT][4];
             MoeTcMult mult[NT];
 #pragma unroll
-            for (int h = 0; h < NT; h++) {
-                /* multiplier 0 for rows past the weights (their outputs are not stored) */
-                const uint32_t r = wr0 + 8 * h;
-                mult[h] = moe_tc_mult(r < wrows ? Ss[(size_t) r * nb + kb] : 0u, r < wrows);
-            }
+            for (int h = 0; h < NT; h++) mult[h] = moe_tc_mult(srow[h] ? srow[h][kb] : 0u, srow[h] != nullptr);
 #pragma unroll
             for (int h = 0; h < NT; h++) {
-                const uint4 q = *(const uint4*) (w + ((size_t) j * MT_BN + wr0 + 8 * h) * 16);
+                const uint4 q = *(const uint4*) (w + ((size_t) j * MT_BN + 8 * h) * 16);
                 const uint32_t words[4] = {q.x, q.y, q.z, q.w};
 #pragma unroll
                 for (int i = 0; i < 4; i++) bf[h][i] = moe_tc_dequant2(words[i], tg, mult[h]);
@@ -802,8 +811,8 @@ __global__ void __launch_bounds__(256, MoeRingShape<BM>::kMinBlocks) moe_gemm_ri
                 for (int p = 0; p < NP; p++)
 #pragma unroll
                     for (int mi = 0; mi < MI; mi++) {
-                        gptoss_d_ldmatrix_x4(af[p][mi], a + ((size_t) p * BM + ar0 + mi * 16 + (lane & 15u)) * kMoeRingLdA +
-                                                            j * 32 + kk * 16 + (lane >> 4) * 8);
+                        gptoss_d_ldmatrix_x4_s(af[p][mi], a + ((p * BM + mi * 16) * kMoeRingLdA + j * 32 + kk * 16) *
+                                                                  (uint32_t) sizeof(uint16_t));
                     }
 #pragma unroll
                 for (int h = 0; h < NT; h++)
