@@ -28,7 +28,8 @@
  * First a check that every kernel of the kernel list has test cases and a benchmark row.
  * Then one line per (case, backend) as soon as it ran: PASS/FAIL name backend max_err time,
  * or with --table a row of the table (columns named in its header, print_header). A
- * failure also prints "FAIL name backend seed=S: why". Last, per backend with skipped
+ * failure also prints "FAIL name backend seed=S: why"; a case that does not apply in the
+ * row order (its module's tc_op.skip) prints "SKIP name backend: why". Last, per backend with skipped
  * cases "LABEL: N skipped (reason)", the file that lists them by name (--skipped-file,
  * default harness-skipped.txt beside the binary) and the line "N passed, N failed, N
  * skipped". Exit status 1 on any failure. */
@@ -196,18 +197,22 @@ struct backend_slot {
     const char* label; /* scalar, avx2, avx512, cuda */
     gptoss_backend_t be;
     char name[160];
-    char skip_reason[256];         /* non-empty: not available */
-    const struct tc_case** skipped; /* the cases skipped on it */
-    size_t nskipped, cap;
+    char skip_reason[256]; /* non-empty: not available */
+    struct skipped_case {
+        const struct tc_case* c;
+        const char* why; /* the case's own reason (tc_op.skip), or NULL: the backend's */
+    }* skipped;          /* the cases skipped on it */
+    size_t nskipped, cap, ncase_skips;
 };
 
-static void note_skip(struct backend_slot* s, const struct tc_case* c) {
+static void note_skip(struct backend_slot* s, const struct tc_case* c, const char* why) {
     if (s->nskipped == s->cap) {
         s->cap = s->cap ? 2 * s->cap : 64;
         s->skipped = realloc(s->skipped, s->cap * sizeof *s->skipped);
         if (s->skipped == NULL) exit(2);
     }
-    s->skipped[s->nskipped++] = c;
+    s->skipped[s->nskipped++] = (struct skipped_case){c, why};
+    if (why != NULL) s->ncase_skips++;
 }
 
 /* Whether name contains one of the comma-separated substrings of filter (NULL or "": all;
@@ -269,10 +274,14 @@ static int write_skipped(const char* path, const struct backend_slot* slots, int
     if (f == NULL) return -1;
     fprintf(f, "# cases the harness skipped (seed %" PRIu64 "): one line per backend and case\n", seed);
     for (int i = 0; i < nslots; i++) {
-        if (slots[i].nskipped) fprintf(f, "# %s: %s\n", slots[i].label, slots[i].skip_reason);
+        if (slots[i].nskipped > slots[i].ncase_skips) fprintf(f, "# %s: %s\n", slots[i].label, slots[i].skip_reason);
     }
     for (int i = 0; i < nslots; i++) {
-        for (size_t j = 0; j < slots[i].nskipped; j++) fprintf(f, "%s %s\n", slots[i].label, slots[i].skipped[j]->name);
+        for (size_t j = 0; j < slots[i].nskipped; j++) {
+            const struct skipped_case* k = &slots[i].skipped[j];
+            if (k->why != NULL) fprintf(f, "%s %s  # %s\n", slots[i].label, k->c->name, k->why);
+            else fprintf(f, "%s %s\n", slots[i].label, k->c->name);
+        }
     }
     const bool ok = fflush(f) == 0 && !ferror(f);
     if (fclose(f) != 0 || !ok || rename(tmp, path) != 0) {
@@ -427,7 +436,7 @@ int main(int argc, char** argv) {
         for (int i = 0; i < 4; i++) any |= slots[i].be != NULL;
         if (!any) {
             for (int i = 0; i < 4; i++) {
-                note_skip(&slots[i], c);
+                note_skip(&slots[i], c, NULL);
                 nskip++;
             }
             continue;
@@ -445,8 +454,15 @@ int main(int argc, char** argv) {
         for (int i = 0; i < 4; i++) {
             struct backend_slot* s = &slots[i];
             if (s->be == NULL) {
-                note_skip(s, c);
+                note_skip(s, c, NULL);
                 nskip++;
+                continue;
+            }
+            const char* why = op->skip != NULL ? op->skip(c, order) : NULL;
+            if (why != NULL) {
+                note_skip(s, c, why);
+                nskip++;
+                printf("SKIP %s %s: %s\n", c->name, s->label, why);
                 continue;
             }
             struct tc_result res = {0};
@@ -473,7 +489,11 @@ int main(int argc, char** argv) {
     /* the skipped cases: a count and the reason per backend here, the names in a file */
     if (nskip != 0) {
         for (int i = 0; i < 4; i++) {
-            if (slots[i].nskipped) printf("%s: %zu skipped (%s)\n", slots[i].label, slots[i].nskipped, slots[i].skip_reason);
+            const size_t nbackend = slots[i].nskipped - slots[i].ncase_skips;
+            if (nbackend) printf("%s: %zu skipped (%s)\n", slots[i].label, nbackend, slots[i].skip_reason);
+            if (slots[i].ncase_skips) {
+                printf("%s: %zu skipped by their cases (the SKIP lines say why)\n", slots[i].label, slots[i].ncase_skips);
+            }
         }
         if (write_skipped(skipped_path, slots, 4, seed) == 0) {
             printf("skipped cases by name: %s\n", skipped_path);

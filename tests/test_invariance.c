@@ -747,10 +747,15 @@ static uint64_t bits_digest(const float* x, size_t n) { /* FNV-1a over the bytes
  * either; slices from token 37 or 123 (a multiple of neither 8 nor 16), or 40 (of 8 only),
  * put rows with other group mates than in the block. The block's output bits are printed
  * as a digest: builds of either group size must print the same for one GPTOSS_TEST_SEED (a
- * row's arithmetic is its warp's, whichever rows share its block). */
+ * row's arithmetic is its warp's, whichever rows share its block). In row order many every
+ * call runs there, one row included: calls of 1 and 5 rows in that order must give the
+ * block's bits too (the order's promise for one sequence's consecutive positions). */
 static void run_sdpa_cuda_tc(uint64_t* s) {
     enum { HQ = 64, HKV = 8, D = 64, T = 160, OFF = 300 };
-    static const uint32_t starts[] = {40, 37, 123}, counts[] = {40, 33, 37};
+    /* passes 1-3 in order auto; 4-6 in order many, where every call runs on the tensor
+     * cores: one row, and 5 rows, at starts that split the block's groups */
+    static const uint32_t starts[] = {40, 37, 123, 37, 123, 159}, counts[] = {40, 33, 37, 1, 5, 1};
+    enum { PASSES = sizeof starts / sizeof starts[0], FIRST_MANY = 4 };
     const size_t qkv_dim = (size_t) D * (HQ + 2 * HKV), out_row = (size_t) HQ * D;
     const uint64_t kv_stride = (uint64_t) 2 * D * (OFF + T);
     char name[192], msg[256];
@@ -779,8 +784,11 @@ static void run_sdpa_cuda_tc(uint64_t* s) {
         if (st == gptoss_status_success) st = copy_in(b, &dkv, kv, (size_t) HKV * kv_stride * sizeof *kv);
         if (st == gptoss_status_success) st = copy_in(b, &ds, sinks, sizeof sinks);
         if (st == gptoss_status_success) st = gptoss_backend_alloc(b, (size_t) T * out_row * sizeof(float), &dout);
-        for (int pass = 0; pass <= 3 && st == gptoss_status_success; pass++) {
+        for (int pass = 0; pass <= PASSES && st == gptoss_status_success; pass++) {
             const uint32_t first = pass == 0 ? 0 : starts[pass - 1], n = pass == 0 ? T : counts[pass - 1];
+            const bool many = pass >= FIRST_MANY;
+            st = gptoss_backend_set_row_order(b, many ? gptoss_row_order_many : gptoss_row_order_auto);
+            if (st != gptoss_status_success) break;
             float* host = pass == 0 ? ref : got;
             fill_nan(host, (size_t) T * out_row);
             st = gptoss_backend_copy(b, dout, host, (size_t) T * out_row * sizeof(float), gptoss_copy_host_to_backend);
@@ -797,8 +805,9 @@ static void run_sdpa_cuda_tc(uint64_t* s) {
                 printf("%s_block%d digest %016" PRIx64 "\n", name, T, bits_digest(ref, (size_t) T * out_row));
             }
             if (st != gptoss_status_success || pass == 0) continue;
-            char cname[224];
-            snprintf(cname, sizeof cname, "%s_rows%u_from%u_eq_block%d", name, n, first, T);
+            char cname[256];
+            snprintf(cname, sizeof cname, "%s_rows%u_from%u%s_eq_block%d", name, n, first, many ? "_order_many" : "",
+                     T);
             size_t bad = 0;
             const int ok = same_bits(got + first * out_row, ref + first * out_row, (size_t) n * out_row, &bad);
             if (ok) snprintf(msg, sizeof msg, "%u rows x %zu outputs bit-equal", n, out_row);

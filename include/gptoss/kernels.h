@@ -144,8 +144,11 @@ const char* gptoss_backend_get_name(gptoss_backend_t backend);
  * tokens in order one and its prompt tokens in order many. CPU backends: every order is
  * the same (their kernels' sums never depend on the rows of a call). Affects the bf16
  * matmuls (matmul, matmul_add, the dense_* and qkv forms, unembedding), the MoE gate
- * fusion, attention (CUDA: in orders one and many, attention never runs on tensor
- * cores) and on CUDA the per-pair MXFP4 expert kernels (moe_matmul_swiglu, moe_matmul): in
+ * fusion, attention (CUDA: in order one never on tensor cores; in order many always,
+ * which makes a row's bits the same alone and in any call whose rows are one sequence's
+ * consecutive positions, as the engine's calls of prompt rows are; a varlen call that
+ * mixes sequences runs the rows whose tensor-core group holds another sequence's rows on
+ * the decode kernels, so those rows may differ in the last bits) and on CUDA the per-pair MXFP4 expert kernels (moe_matmul_swiglu, moe_matmul): in
  * order many they take the expert-grouped (dense) kernels' arithmetic, bit for bit the
  * outputs the dense entries give the same pairs (they then need 16-byte aligned weight
  * blocks and scales, an expert stride of a multiple of 16 and num_cols <= 18432, else

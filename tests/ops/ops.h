@@ -33,6 +33,7 @@
 #include <stdint.h>
 
 #include <gptoss/kernel-args.h>
+#include <gptoss/kernels.h>
 
 #include "common/math.h"
 
@@ -203,6 +204,9 @@ struct tc_op {
     /* Fusions: runs the kernels the fusion fuses, in sequence, through the public named
      * functions (what the fused call must equal bit for bit; tests/test_fused.c). */
     enum gptoss_status (*unfused)(gptoss_backend_t backend, const union gptoss_kernel_args* args);
+    /* Optional: why case c does not apply in row order `order` (the harness reports it as
+     * skipped with this reason), or NULL when it applies. */
+    const char* (*skip)(const struct tc_case* c, enum gptoss_row_order order);
 };
 
 /* .cases and .num_cases of a tc_op from a static array */
