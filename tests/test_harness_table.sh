@@ -3,8 +3,9 @@
 # row has every field (progress, op, backend, shape, max_err next to its tolerance,
 # err/tol, result, time, GB/s, case) for a case compared with a tolerance, one compared bit
 # for bit and one checked by draws; the skipped cases are summarised per backend (count and
-# reason) with the names in the file whose path is printed; the last line is the count
-# line that CI and tools/gpu-session.sh grep for.
+# reason) with the names in the file whose path is printed; a case that does not apply in
+# the row order is reported by name with its reason; the last line is the count line that CI
+# and tools/gpu-session.sh grep for.
 #
 #   test_harness_table.sh HARNESS
 set -uo pipefail
@@ -55,6 +56,23 @@ check "row of an exact case: tol 'exact'" grep -Eq "$row" "$tmp/out"
 run sample_3ch
 row="^ +1/1 +f32_sample +scalar +V=3 draws=65 +- +- +- +ok +[0-9.]+ +[0-9.]+ +sample_3ch$"
 check "row of a draw case: '-'" grep -Eq "$row" "$tmp/out"
+
+# a case that does not apply in the row order (tc_op.skip): a SKIP line with its reason, a
+# count per backend, the reason beside its name in the file; the other cases still run
+rm -f "$tmp/skipped.txt"
+"$harness" --backend scalar --seed 5 --row-order many --filter sdpa_varlen_invariance_window128,sdpa_varlen_in_order_gqa2 \
+    --skipped-file "$tmp/skipped.txt" >"$tmp/out" 2>&1
+check "order skip: harness ran (exit 0)" test $? -eq 0
+check "order skip: SKIP line with reason" grep -Eq \
+    '^SKIP sdpa_varlen_invariance_window128_1_vs_10_rows scalar: row order many: .+$' "$tmp/out"
+check "order skip: the in-order case ran" grep -Eq '^PASS sdpa_varlen_in_order_gqa2_bs5_90rows_full scalar ' "$tmp/out"
+check "order skip: per-backend count" grep -Fxq "scalar: 1 skipped by their cases (the SKIP lines say why)" "$tmp/out"
+check "order skip: reason in the file" grep -Eq \
+    '^scalar sdpa_varlen_invariance_window128_1_vs_10_rows  # row order many: ' "$tmp/skipped.txt"
+check "order skip: count line" grep -Eq '^2 passed, 0 failed, 7 skipped$' <(tail -1 "$tmp/out")
+"$harness" --backend scalar --seed 5 --filter sdpa_varlen_invariance_window128 --skipped-file "$tmp/skipped.txt" \
+    >"$tmp/out" 2>&1
+check "order skip: runs in order auto" grep -Eq '^PASS sdpa_varlen_invariance_window128_1_vs_10_rows scalar ' "$tmp/out"
 
 # nothing skipped: no summary, no file
 rm -f "$tmp/skipped.txt"
