@@ -637,36 +637,43 @@ __global__ void __launch_bounds__(256, 3) moe_gemm_tc_kernel(const uint32_t* __r
  * its time is the latency of the weight bytes: moe_gemm_tc_kernel's two register-fed stages
  * keep ~8 KB a block in flight, and at 16-row tiles it read ~0.5 TB/s (docs/CUDA_NOTES.md).
  * BM = 64 for prefill (8 warps as 2 x 4, warp tile 32 x 32, two blocks per SM), in place of
- * moe_gemm_tc_kernel's register-fed stages of 32 columns. A cp.async ring of kMoeRingStages
+ * moe_gemm_tc_kernel's register-fed stages of 32 columns. A cp.async ring of kStages (MoeRingShape)
  * stages, each kMoeRingSB MXFP4 blocks (64 columns) of the tile's 128 weight rows (raw bytes)
- * and of its activation rows (the bf16 planes), keeps kMoeRingStages - 1 stages in flight per
+ * and of its activation rows (the bf16 planes), keeps kStages - 1 stages in flight per
  * block; the tile's scale bytes (128 rows x K/32, contiguous) are copied to shared memory
  * with the first stage; each warp dequantises its own weight rows straight into the B
  * fragments. Same fragments, same MMAs in the same order as moe_gemm_tc_kernel: the same
  * bits. Needs blocks, scales and the expert stride 16-byte aligned (cp.async);
  * launch_moe_gemm runs moe_gemm_tc_kernel otherwise. */
+/* The 16-row tiles' ring stages, a build-time switch for measuring (3: 37.6 KB of shared memory
+ * a block at 2,880 columns instead of 46.3, so 5 blocks an SM at <= 51 registers instead of 4:
+ * docs/CUDA_NOTES.md, twenty-first sitting). The same copies and MMAs in the same order for
+ * any count, so the same bits. */
+#ifndef GPTOSS_CUDA_MOE_RING16_STAGES
+#define GPTOSS_CUDA_MOE_RING16_STAGES 4
+#endif
+static_assert(GPTOSS_CUDA_MOE_RING16_STAGES == 3 || GPTOSS_CUDA_MOE_RING16_STAGES == 4, "3 or 4 stages");
 template <int BM>
 struct MoeRingShape;
 template <>
-struct MoeRingShape<16> {
-    static constexpr int WM = 1, WN = 8, kMinBlocks = 4; /* warps along the rows and the weight rows */
+struct MoeRingShape<16> { /* warps along the rows and the weight rows; stages; blocks an SM */
+    static constexpr int WM = 1, WN = 8, kStages = GPTOSS_CUDA_MOE_RING16_STAGES, kMinBlocks = kStages == 3 ? 5 : 4;
 };
 template <>
 struct MoeRingShape<32> { /* experts of 12 to 36 rows on average (120b prefill chunks of 512 tokens: ~16) */
-    static constexpr int WM = 1, WN = 8, kMinBlocks = 3;
+    static constexpr int WM = 1, WN = 8, kStages = 4, kMinBlocks = 3;
 };
 template <>
 struct MoeRingShape<64> {
-    static constexpr int WM = 2, WN = 4, kMinBlocks = 2;
+    static constexpr int WM = 2, WN = 4, kStages = 4, kMinBlocks = 2;
 };
 constexpr int kMoeRingSB = 2;
-constexpr int kMoeRingStages = 4;
 constexpr int kMoeRingLdA = kMoeRingSB * 32 + 8; /* an activation row of a stage, bf16, padded (ldmatrix conflict-free) */
 constexpr size_t kMoeRingWeightStage = (size_t) kMoeRingSB * MT_BN * 16;
 
 template <int NP, int BM>
 __host__ __device__ constexpr size_t moe_ring_bytes() {
-    return (size_t) kMoeRingStages * (kMoeRingWeightStage + (size_t) NP * BM * kMoeRingLdA * sizeof(uint16_t));
+    return (size_t) MoeRingShape<BM>::kStages * (kMoeRingWeightStage + (size_t) NP * BM * kMoeRingLdA * sizeof(uint16_t));
 }
 
 template <int NP, int BM>
@@ -685,6 +692,7 @@ __global__ void __launch_bounds__(256, MoeRingShape<BM>::kMinBlocks) moe_gemm_ri
                                                                uint32_t out_width, float limit, uint32_t* error_word) {
     extern __shared__ __align__(16) uint8_t ring_smem[];
     uint8_t* Wr = ring_smem;                                                  /* [stages][SB][128][16] */
+    constexpr int kMoeRingStages = MoeRingShape<BM>::kStages;
     uint16_t* Ar = (uint16_t*) (ring_smem + kMoeRingStages * kMoeRingWeightStage); /* [stages][NP][BM][LdA] */
     uint8_t* Ss = ring_smem + moe_ring_bytes<NP, BM>();                      /* [rows][nb] */
     constexpr int WM = MoeRingShape<BM>::WM, WN = MoeRingShape<BM>::WN;
