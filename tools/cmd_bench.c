@@ -6,6 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <gptoss/error.h>
+
 #include "cli.h"
 #include "options.h"
 #include "readbw.h"
@@ -31,8 +33,10 @@ static void help(void) {
            "                       min(P, batch size) tokens and one decode step\n"
            "  --parallel S         instead: S streams in one batch (the batch API, no HTTP): each\n"
            "                       prefills a prompt of P fresh random tokens, then N decode steps\n"
-           "                       of S tokens each: rows 'tgN xS' (aggregate decode tokens per\n"
-           "                       second over all streams), 'tgN xS /stream' (each stream's rate);\n"
+           "                       of S tokens each, timed from the step after the last stream's\n"
+           "                       first token (every stream draws in every timed step): rows\n"
+           "                       'tgN xS' (aggregate decode tokens per second over all streams),\n"
+           "                       'tgN xS /stream' (each stream's rate);\n"
            "                       then TTFT under load: S - 1 streams decoding, a new stream's\n"
            "                       prompt of P tokens arrives: 'ttft ppP xS', the milliseconds to\n"
            "                       its first token (prefilled in chunks beside the decoding rows)\n"
@@ -348,6 +352,7 @@ struct pbench {
     uint32_t* prompt;                /* [P] */
     gptoss_sequence_t* seqs;         /* [S] */
     size_t* drawn;                   /* [S] */
+    size_t* base;                    /* [S]: drawn when the timed steps began */
     struct gptoss_batch_token* toks; /* [S] */
     double *agg, *ttft;              /* [repetitions] */
 };
@@ -385,24 +390,47 @@ static enum gptoss_status pstep(struct pbench* b) {
     return gptoss_status_success;
 }
 
-/* Steps until streams [0, n) have drawn at least `until` tokens each. */
-static enum gptoss_status steps_until(struct pbench* b, size_t n, size_t until) {
+/* Steps until each stream i of [0, n) has drawn at least base[i] + until tokens (base NULL:
+ * until). */
+static enum gptoss_status steps_until(struct pbench* b, size_t n, const size_t* base, size_t until) {
     for (;;) {
         size_t done = 0;
-        for (size_t i = 0; i < n; i++) done += b->drawn[i] >= until;
+        for (size_t i = 0; i < n; i++) done += b->drawn[i] >= (base != NULL ? base[i] : 0) + until;
         if (done == n) return gptoss_status_success;
         GPTOSS_TRY_CLI(pstep(b));
     }
 }
 
-/* Decode: S streams prefill their prompts, then N steps of S tokens; the aggregate rate of
- * those steps (from the step after every stream drew its first token). */
+/* Tokens a decode stream draws: N timed, one first, and room for what it draws before the
+ * last stream's first token. The prompts are prefilled in steps of at least S rows (a step
+ * holds a row of every stream), so in at most P steps: a stream draws at most P + 1 tokens
+ * before the window starts. */
+static size_t pdecode_draws(size_t P, size_t N) {
+    return N + P + 3;
+}
+
+/* Decode: S streams prefill their prompts (in chunks, so the first streams start drawing
+ * while the last prefill); from the step after every stream drew its first token, N steps
+ * in which every stream draws one token (none runs out: pdecode_draws); the aggregate rate
+ * of the tokens drawn in those steps. */
 static enum gptoss_status pdecode(struct pbench* b, size_t N, double* aggregate) {
-    for (size_t i = 0; i < b->S; i++) GPTOSS_TRY_CLI(add_stream(b, i, N + 1));
-    GPTOSS_TRY_CLI(steps_until(b, b->S, 1));
+    const size_t draws = pdecode_draws(b->P, N);
+    for (size_t i = 0; i < b->S; i++) GPTOSS_TRY_CLI(add_stream(b, i, draws));
+    GPTOSS_TRY_CLI(steps_until(b, b->S, NULL, 1));
+    for (size_t i = 0; i < b->S; i++) {
+        if (b->drawn[i] + N > draws) {
+            return gptoss_fail(gptoss_status_unsupported_argument,
+                               "stream %zu drew %zu tokens before the timed steps, more than the %zu it has room "
+                               "for", i, b->drawn[i], draws - N);
+        }
+        b->base[i] = b->drawn[i];
+    }
     const double t0 = gptoss_now_s();
-    GPTOSS_TRY_CLI(steps_until(b, b->S, N + 1));
-    *aggregate = (double) (b->S * N) / (gptoss_now_s() - t0);
+    GPTOSS_TRY_CLI(steps_until(b, b->S, b->base, N));
+    const double dt = gptoss_now_s() - t0;
+    size_t tokens = 0;
+    for (size_t i = 0; i < b->S; i++) tokens += b->drawn[i] - b->base[i];
+    *aggregate = (double) tokens / dt;
     release_streams(b);
     return gptoss_status_success;
 }
@@ -412,7 +440,7 @@ static enum gptoss_status pdecode(struct pbench* b, size_t N, double* aggregate)
 static enum gptoss_status pttft(struct pbench* b, double* seconds) {
     const size_t load = b->S - 1;
     for (size_t i = 0; i < load; i++) GPTOSS_TRY_CLI(add_stream(b, i, b->P + 2)); /* outlasts the probe */
-    GPTOSS_TRY_CLI(steps_until(b, load, 1));
+    GPTOSS_TRY_CLI(steps_until(b, load, NULL, 1));
     const double t0 = gptoss_now_s();
     GPTOSS_TRY_CLI(add_stream(b, load, 1));
     while (b->drawn[load] == 0) GPTOSS_TRY_CLI(pstep(b));
@@ -440,7 +468,8 @@ static int bench_parallel(struct bench* b, const struct gptoss_cli_run* run, siz
                        .rng = 0x9E3779B97F4A7C15ull};
     size_t max_ctx = 0;
     gptoss_model_get_max_context_length(b->e.model, &max_ctx);
-    const size_t wanted = b->P + (b->N + 1 > b->P + 2 ? b->N + 1 : b->P + 2);
+    const size_t decode_draws = pdecode_draws(b->P, b->N);
+    const size_t wanted = b->P + (decode_draws > b->P + 2 ? decode_draws : b->P + 2);
     const size_t ctx = run->context != 0 ? (size_t) run->context : wanted;
     if (ctx < wanted || ctx > max_ctx) {
         fprintf(stderr, "gptoss bench: --parallel with -p %zu -n %zu needs %zu tokens per stream (-c %zu, the model's "
@@ -455,12 +484,14 @@ static int bench_parallel(struct bench* b, const struct gptoss_cli_run* run, siz
     p.prompt = malloc(b->P * sizeof(uint32_t));
     p.seqs = calloc(S, sizeof(*p.seqs));
     p.drawn = calloc(S, sizeof(*p.drawn));
+    p.base = calloc(S, sizeof(*p.base));
     p.toks = calloc(S, sizeof(*p.toks));
     p.agg = calloc(b->repetitions, sizeof(double));
     p.ttft = calloc(b->repetitions, sizeof(double));
     int rc = 1;
     enum gptoss_status st = gptoss_status_success;
-    if (p.num_text == 0 || p.prompt == NULL || p.seqs == NULL || p.drawn == NULL || p.toks == NULL || p.agg == NULL ||
+    if (p.num_text == 0 || p.prompt == NULL || p.seqs == NULL || p.drawn == NULL || p.base == NULL || p.toks == NULL ||
+        p.agg == NULL ||
         p.ttft == NULL) {
         fprintf(stderr, "gptoss bench: %s\n", p.num_text == 0 ? "the model has no text tokens" : "out of memory");
         goto done;
@@ -505,6 +536,7 @@ done:
     free(p.prompt);
     free(p.seqs);
     free(p.drawn);
+    free(p.base);
     free(p.toks);
     free(p.agg);
     free(p.ttft);
