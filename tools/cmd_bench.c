@@ -347,6 +347,7 @@ struct pbench {
     struct gptoss_cli_engine* e;
     gptoss_batch_t batch;
     size_t S, P, N, repetitions;
+    size_t rows; /* of a step (the batch's max_batch_tokens) */
     uint32_t num_text;
     uint64_t rng;
     uint32_t* prompt;                /* [P] */
@@ -402,11 +403,13 @@ static enum gptoss_status steps_until(struct pbench* b, size_t n, const size_t* 
 }
 
 /* Tokens a decode stream draws: N timed, one first, and room for what it draws before the
- * last stream's first token. The prompts are prefilled in steps of at least S rows (a step
- * holds a row of every stream), so in at most P steps: a stream draws at most P + 1 tokens
+ * last stream's first token. A step of R rows (R >= S) holds at least R - S + 1 prompt rows
+ * while the prompts last (each decoding stream takes one), so the S prompts of P tokens are
+ * prefilled within ceil(S P / (R - S + 1)) steps: a stream draws at most one token a step
  * before the window starts. */
-static size_t pdecode_draws(size_t P, size_t N) {
-    return N + P + 3;
+static size_t pdecode_draws(size_t S, size_t P, size_t N, size_t R) {
+    const size_t per_step = R >= S ? R - S + 1 : 1;
+    return N + (S * P + per_step - 1) / per_step + 3;
 }
 
 /* Decode: S streams prefill their prompts (in chunks, so the first streams start drawing
@@ -414,7 +417,7 @@ static size_t pdecode_draws(size_t P, size_t N) {
  * in which every stream draws one token (none runs out: pdecode_draws); the aggregate rate
  * of the tokens drawn in those steps. */
 static enum gptoss_status pdecode(struct pbench* b, size_t N, double* aggregate) {
-    const size_t draws = pdecode_draws(b->P, N);
+    const size_t draws = pdecode_draws(b->S, b->P, N, b->rows);
     for (size_t i = 0; i < b->S; i++) GPTOSS_TRY_CLI(add_stream(b, i, draws));
     GPTOSS_TRY_CLI(steps_until(b, b->S, NULL, 1));
     for (size_t i = 0; i < b->S; i++) {
@@ -468,18 +471,6 @@ static int bench_parallel(struct bench* b, const struct gptoss_cli_run* run, siz
                        .rng = 0x9E3779B97F4A7C15ull};
     size_t max_ctx = 0;
     gptoss_model_get_max_context_length(b->e.model, &max_ctx);
-    const size_t decode_draws = pdecode_draws(b->P, b->N);
-    const size_t wanted = b->P + (decode_draws > b->P + 2 ? decode_draws : b->P + 2);
-    const size_t ctx = run->context != 0 ? (size_t) run->context : wanted;
-    if (ctx < wanted || ctx > max_ctx) {
-        fprintf(stderr, "gptoss bench: --parallel with -p %zu -n %zu needs %zu tokens per stream (-c %zu, the model's "
-                "maximum %zu)\n", b->P, b->N, wanted, ctx, max_ctx);
-        return 1;
-    }
-    struct gptoss_context_params params;
-    gptoss_cli_context_params(run, ctx, &params);
-    params.max_sequences = (uint32_t) S;
-    params.kv_budget = kv_budget;
     gptoss_tokenizer_get_num_text_tokens(b->e.tokenizer, &p.num_text);
     p.prompt = malloc(b->P * sizeof(uint32_t));
     p.seqs = calloc(S, sizeof(*p.seqs));
@@ -491,14 +482,40 @@ static int bench_parallel(struct bench* b, const struct gptoss_cli_run* run, siz
     int rc = 1;
     enum gptoss_status st = gptoss_status_success;
     if (p.num_text == 0 || p.prompt == NULL || p.seqs == NULL || p.drawn == NULL || p.base == NULL || p.toks == NULL ||
-        p.agg == NULL ||
-        p.ttft == NULL) {
+        p.agg == NULL || p.ttft == NULL) {
         fprintf(stderr, "gptoss bench: %s\n", p.num_text == 0 ? "the model has no text tokens" : "out of memory");
         goto done;
     }
-    if ((st = gptoss_batch_create(b->e.model, &params, &p.batch)) != gptoss_status_success) {
-        gptoss_cli_engine_error("creating the batch", st);
-        goto done;
+    /* a stream's tokens: the decode streams' draws (pdecode_draws, which depends on the rows
+     * of a step, which grow with the context up to the batch size) or the TTFT load's P + 2;
+     * the batch is made again, once or twice, until its context holds them */
+    size_t ctx = run->context != 0 ? (size_t) run->context : b->P + (b->N + 4 > b->P + 2 ? b->N + 4 : b->P + 2);
+    for (int attempt = 0;; attempt++) {
+        size_t wanted = 0;
+        if (ctx <= max_ctx) {
+            struct gptoss_context_params params;
+            gptoss_cli_context_params(run, ctx, &params);
+            params.max_sequences = (uint32_t) S;
+            params.kv_budget = kv_budget;
+            if ((st = gptoss_batch_create(b->e.model, &params, &p.batch)) != gptoss_status_success) {
+                gptoss_cli_engine_error("creating the batch", st);
+                goto done;
+            }
+            struct gptoss_batch_info created;
+            gptoss_batch_get_info(p.batch, &created);
+            p.rows = created.max_batch_tokens;
+            const size_t draws = pdecode_draws(S, b->P, b->N, p.rows);
+            wanted = b->P + (draws > b->P + 2 ? draws : b->P + 2);
+            if (wanted <= ctx) break;
+            gptoss_batch_release(p.batch);
+            p.batch = NULL;
+        }
+        if (run->context != 0 || ctx > max_ctx || wanted > max_ctx || attempt == 3) {
+            fprintf(stderr, "gptoss bench: --parallel %zu with -p %zu -n %zu needs %zu tokens per stream (-c %zu, the "
+                    "model's maximum %zu)\n", S, b->P, b->N, wanted != 0 ? wanted : ctx, ctx, max_ctx);
+            goto done;
+        }
+        ctx = wanted;
     }
     struct gptoss_batch_info info;
     gptoss_batch_get_info(p.batch, &info);
