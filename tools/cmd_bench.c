@@ -412,6 +412,15 @@ static size_t pdecode_draws(size_t S, size_t P, size_t N, size_t R) {
     return N + (S * P + per_step - 1) / per_step + 3;
 }
 
+/* Tokens a stream of the TTFT load draws: it must still be drawing when the new prompt's
+ * first token comes, after the load's own prompts (as pdecode_draws, S - 1 streams) and the
+ * new prompt's steps (at least R - S + 1 of its rows a step). */
+static size_t pttft_draws(size_t S, size_t P, size_t R) {
+    const size_t L = S - 1, per_step = R >= S ? R - L : 1;
+    const size_t stagger = (L * P + per_step - 1) / per_step, probe = (P + per_step - 1) / per_step;
+    return stagger + probe + 3 > P + 2 ? stagger + probe + 3 : P + 2;
+}
+
 /* Decode: S streams prefill their prompts (in chunks, so the first streams start drawing
  * while the last prefill); from the step after every stream drew its first token, N steps
  * in which every stream draws one token (none runs out: pdecode_draws); the aggregate rate
@@ -441,13 +450,20 @@ static enum gptoss_status pdecode(struct pbench* b, size_t N, double* aggregate)
 /* TTFT under load: S - 1 streams decoding, then a new stream's prompt; the time from its
  * arrival to its first token. */
 static enum gptoss_status pttft(struct pbench* b, double* seconds) {
-    const size_t load = b->S - 1;
-    for (size_t i = 0; i < load; i++) GPTOSS_TRY_CLI(add_stream(b, i, b->P + 2)); /* outlasts the probe */
+    const size_t load = b->S - 1, draws = pttft_draws(b->S, b->P, b->rows);
+    for (size_t i = 0; i < load; i++) GPTOSS_TRY_CLI(add_stream(b, i, draws)); /* outlasts the probe */
     GPTOSS_TRY_CLI(steps_until(b, load, NULL, 1));
     const double t0 = gptoss_now_s();
     GPTOSS_TRY_CLI(add_stream(b, load, 1));
     while (b->drawn[load] == 0) GPTOSS_TRY_CLI(pstep(b));
     *seconds = gptoss_now_s() - t0;
+    for (size_t i = 0; i < load; i++) { /* the load lasted: every stream still drawing */
+        if (b->drawn[i] >= draws) {
+            return gptoss_fail(gptoss_status_unsupported_argument,
+                               "stream %zu of the TTFT load drew all its %zu tokens before the new prompt's first "
+                               "token", i, draws);
+        }
+    }
     release_streams(b);
     return gptoss_status_success;
 }
@@ -486,8 +502,9 @@ static int bench_parallel(struct bench* b, const struct gptoss_cli_run* run, siz
         fprintf(stderr, "gptoss bench: %s\n", p.num_text == 0 ? "the model has no text tokens" : "out of memory");
         goto done;
     }
-    /* a stream's tokens: the decode streams' draws (pdecode_draws, which depends on the rows
-     * of a step, which grow with the context up to the batch size) or the TTFT load's P + 2;
+    /* a stream's tokens: the decode streams' draws or the TTFT load's (pdecode_draws,
+     * pttft_draws: they depend on the rows of a step, which grow with the context up to the
+     * batch size);
      * the batch is made again, once or twice, until its context holds them */
     size_t ctx = run->context != 0 ? (size_t) run->context : b->P + (b->N + 4 > b->P + 2 ? b->N + 4 : b->P + 2);
     for (int attempt = 0;; attempt++) {
@@ -504,8 +521,8 @@ static int bench_parallel(struct bench* b, const struct gptoss_cli_run* run, siz
             struct gptoss_batch_info created;
             gptoss_batch_get_info(p.batch, &created);
             p.rows = created.max_batch_tokens;
-            const size_t draws = pdecode_draws(S, b->P, b->N, p.rows);
-            wanted = b->P + (draws > b->P + 2 ? draws : b->P + 2);
+            const size_t draws = pdecode_draws(S, b->P, b->N, p.rows), load = pttft_draws(S, b->P, p.rows);
+            wanted = b->P + (draws > load ? draws : load);
             if (wanted <= ctx) break;
             gptoss_batch_release(p.batch);
             p.batch = NULL;
