@@ -974,9 +974,8 @@ static enum gptoss_status step(struct gptoss_batch* b, struct gptoss_batch_token
     lay_out(b, num_members, n, o);
     b->steps++;
     const uint64_t t0 = prof_start(b);
-    if (b->prof != NULL) { /* as gptoss_plan_run: prefill when a prompt row is in the step */
-        const int by_kind = b->params.batch_invariant != gptoss_batch_invariant_off;
-        b->prof->phase = (by_kind ? b->kinds[0] + b->kinds[2] > 0 : n > o) ? 0 : 1;
+    if (b->prof != NULL) {
+        b->prof->phase = gptoss_plan_phase(b->params.batch_invariant != gptoss_batch_invariant_off, b->kinds, n, o);
     }
     st = upload(b, num_members);
     if (st == gptoss_status_success) st = run_plan(b, n, o);

@@ -364,10 +364,7 @@ static enum gptoss_status run_calls(const struct gptoss_plan* plan, gptoss_backe
 enum gptoss_status gptoss_plan_run(const struct gptoss_plan* plan, gptoss_backend_t backend,
                                    struct gptoss_profile* prof) {
     if (prof != NULL) {
-        /* prefill when the batch holds a prompt row (by kind: rows of kinds 0 and 2; else
-         * rows without logits), decode when every row is a drawn token */
-        const int prompt = plan->kinds_set ? plan->kinds[0] + plan->kinds[2] > 0 : plan->n > plan->o;
-        prof->phase = prompt ? 0 : 1;
+        prof->phase = gptoss_plan_phase(plan->kinds_set, plan->kinds, plan->n, plan->o);
         prof->tokens[prof->phase] += plan->n;
         prof->batches[prof->phase] += 1;
     }

@@ -158,6 +158,13 @@ enum gptoss_status gptoss_profile_end(struct gptoss_profile* prof, gptoss_backen
 /* The table (engine.h, gptoss_context_print_profile). */
 void gptoss_profile_print(const struct gptoss_profile* prof, FILE* f);
 
+/* The profile's phase of a forward batch of n rows, o of them with logits: 0 (prefill) when
+ * it holds a prompt row (kinds set: rows of kinds 0 and 2; else rows without logits), 1
+ * (decode) when every row is a drawn token. */
+static inline int gptoss_plan_phase(int kinds_set, const uint32_t kinds[GPTOSS_PLAN_KINDS], uint32_t n, uint32_t o) {
+    return (kinds_set ? kinds[0] + kinds[2] > 0 : n > o) ? 0 : 1;
+}
+
 /* One kernel call, timed under `entry` when prof is not NULL. */
 enum gptoss_status gptoss_plan_call(gptoss_backend_t backend, struct gptoss_profile* prof, enum gptoss_kernel kernel,
                                     const void* args);
