@@ -504,8 +504,7 @@ static int bench_parallel(struct bench* b, const struct gptoss_cli_run* run, siz
     }
     /* a stream's tokens: the decode streams' draws or the TTFT load's (pdecode_draws,
      * pttft_draws: they depend on the rows of a step, which grow with the context up to the
-     * batch size);
-     * the batch is made again, once or twice, until its context holds them */
+     * batch size); the batch is made again, once or twice, until its context holds them */
     size_t ctx = run->context != 0 ? (size_t) run->context : b->P + (b->N + 4 > b->P + 2 ? b->N + 4 : b->P + 2);
     for (int attempt = 0;; attempt++) {
         size_t wanted = 0;
