@@ -29,10 +29,10 @@
  * Then one line per (case, backend) as soon as it ran: PASS/FAIL name backend max_err time,
  * or with --table a row of the table (columns named in its header, print_header). A
  * failure also prints "FAIL name backend seed=S: why"; a case that does not apply in the
- * row order (its module's tc_op.skip) prints "SKIP name backend: why". Last, per backend with skipped
- * cases "LABEL: N skipped (reason)", the file that lists them by name (--skipped-file,
- * default harness-skipped.txt beside the binary) and the line "N passed, N failed, N
- * skipped". Exit status 1 on any failure. */
+ * row order (its module's tc_op.skip) prints "SKIP name backend: why". Last, per backend
+ * with skipped cases "LABEL: N skipped (reason)", the file that lists them by name
+ * (--skipped-file, default harness-skipped.txt beside the binary) and the line "N passed,
+ * N failed, N skipped". Exit status 1 on any failure. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdbool.h>
@@ -442,7 +442,7 @@ int main(int argc, char** argv) {
             continue;
         }
         const char* why = op->skip != NULL ? op->skip(c, order) : NULL;
-        if (why != NULL) { /* not in this row order: skipped on every backend, with the reason where it runs */
+        if (why != NULL) { /* not in this row order: skipped everywhere, with the reason where it runs */
             for (int i = 0; i < 4; i++) {
                 note_skip(&slots[i], c, slots[i].be != NULL ? why : NULL);
                 nskip++;
