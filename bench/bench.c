@@ -6,8 +6,11 @@
  * full, the fused decode kernels) plus 512-token prefill rows (GFLOP/s).
  *
  *   bench [-t THREADS] [--backend cpu|cuda] [--isa auto|scalar|avx2|avx512] [-n RUNS]
- *         [--filter SUBSTR] [--bw-mb MB] [--peak-s SECONDS]
+ *         [--filter SUBSTR] [--bw-mb MB] [--peak-s SECONDS] [--row-order auto|one|many]
  *
+ * --row-order sets the backend's row order before the rows run (gptoss_backend_set_row_order:
+ * e.g. `one` measures the batched decode kernels the engine's batch-invariant steps run for
+ * many streams, on the rows of several tokens such as *_batch64_*).
  * First it measures this machine's read bandwidth in the same run: a read-only pass
  * (sum) over a 2 GB f32 buffer with AVX2 and the same number of threads, best of 5.
  * Then per case: inputs are ROTATED among enough copies that the bytes touched exceed
@@ -157,7 +160,7 @@ static bool bench_case(gptoss_backend_t be, bool cuda, const struct tc_op* op, c
 static void usage(void) {
     fprintf(stderr,
             "usage: bench [-t THREADS] [--backend cpu|cuda] [--isa auto|scalar|avx2|avx512] [-n RUNS]\n"
-            "             [--filter SUBSTR] [--bw-mb MB] [--peak-s SECONDS]\n");
+            "             [--filter SUBSTR] [--bw-mb MB] [--peak-s SECONDS] [--row-order auto|one|many]\n");
 }
 
 int main(int argc, char** argv) {
@@ -167,6 +170,7 @@ int main(int argc, char** argv) {
     const char* filter = NULL;
     size_t bw_mb = 2048;
     double peak_s = 0.2; /* per pass of the FMA peak loops; 0 skips them (their CPU time varies with load) */
+    enum gptoss_row_order order = gptoss_row_order_auto;
     for (int i = 1; i < argc; i++) {
         if ((strcmp(argv[i], "-t") == 0 || strcmp(argv[i], "--threads") == 0) && i + 1 < argc) {
             threads = (uint32_t) strtoul(argv[++i], NULL, 0);
@@ -180,6 +184,18 @@ int main(int argc, char** argv) {
             filter = argv[++i];
         } else if (strcmp(argv[i], "--peak-s") == 0 && i + 1 < argc) {
             peak_s = strtod(argv[++i], NULL);
+        } else if (strcmp(argv[i], "--row-order") == 0 && i + 1 < argc) {
+            const char* o = argv[++i];
+            if (strcmp(o, "auto") == 0) {
+                order = gptoss_row_order_auto;
+            } else if (strcmp(o, "one") == 0) {
+                order = gptoss_row_order_one;
+            } else if (strcmp(o, "many") == 0) {
+                order = gptoss_row_order_many;
+            } else {
+                fprintf(stderr, "bench: --row-order must be auto, one or many, not \"%s\"\n", o);
+                return 2;
+            }
         } else if (strcmp(argv[i], "--bw-mb") == 0 && i + 1 < argc) {
             bw_mb = strtoull(argv[++i], NULL, 0);
         } else {
@@ -211,7 +227,17 @@ int main(int argc, char** argv) {
                 gptoss_last_error());
         return 1;
     }
-    printf("backend: %s\n", gptoss_backend_get_name(be));
+    if (order != gptoss_row_order_auto) {
+        st = gptoss_backend_set_row_order(be, order);
+        if (st != gptoss_status_success) {
+            fprintf(stderr, "bench: cannot set the row order: %s (%s)\n", gptoss_status_to_string(st),
+                    gptoss_last_error());
+            gptoss_backend_release(be);
+            return 1;
+        }
+    }
+    printf("backend: %s%s\n", gptoss_backend_get_name(be),
+           order == gptoss_row_order_one ? " (row order one)" : order == gptoss_row_order_many ? " (row order many)" : "");
 
     double bw = 0, peak = 0;
     if (!cuda) {
