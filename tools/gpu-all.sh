@@ -13,7 +13,8 @@
 #   ALL_ENGINE="A;B"   engine runs, both builds (gpu-ab.sh's GPU_AB_ENGINE)
 #   ALL_AB_S=N         time limit of the A/B rows (default 170)
 #   ALL_NCU="ROW:KERNEL_REGEX ..."  Nsight Compute on that kernel in that benchmark row
-#                      (tools/ncu_prefill.sh: time, throughputs, stalls), ALL_NCU_S=N limit (150)
+#                      (tools/ncu_prefill.sh: time, throughputs, stalls), ALL_NCU_S=N limit (150),
+#                      ALL_NCU_BENCH_ARGS="..." more bench arguments (e.g. "--row-order one")
 #   ALL_EXTRA="CMD;CMD"  more commands with .gpu/b/bin on the PATH, each up to ALL_EXTRA_S (60) s,
 #                      output in $OUT/extraN.txt (files under $OUT come back whole)
 set -u
@@ -36,7 +37,7 @@ if [ -x .gpu/prev/bin/gptoss ] && [ -n "${ALL_BENCH:-}${ALL_ENGINE:-}" ]; then
 fi
 if [ -n "${ALL_NCU:-}" ] && command -v ncu >/dev/null; then
     # shellcheck disable=SC2086
-    timeout "${ALL_NCU_S:-150}" bash tools/ncu_prefill.sh .gpu/b/bench/bench $ALL_NCU 2>&1 | tee "$OUT/ncu.txt" >>"$S"
+    NCU_BENCH_ARGS="${ALL_NCU_BENCH_ARGS:-}" timeout "${ALL_NCU_S:-150}" bash tools/ncu_prefill.sh .gpu/b/bench/bench $ALL_NCU 2>&1 | tee "$OUT/ncu.txt" >>"$S"
     echo "ncu rc=${PIPESTATUS[0]} $(el)" | tee -a "$S"
 fi
 if [ -n "${ALL_EXTRA:-}" ]; then

@@ -7,7 +7,7 @@
 #   bash tools/ncu_prefill.sh BENCH_BINARY [ROW:KERNEL_REGEX ...]
 #
 # The default pairs: the MoE up GEMM, the dense qkv GEMM, the tensor-core attention at
-# depth 32,256.
+# depth 32,256. NCU_BENCH_ARGS: more arguments of the bench (e.g. "--row-order one").
 set -u
 bench=${1:?usage: tools/ncu_prefill.sh BENCH_BINARY [ROW:KERNEL_REGEX ...]}
 shift
@@ -36,12 +36,12 @@ for pair in "${pairs[@]}"; do
     row=${pair%%:*} kernel=${pair#*:}
     echo "-- $row ($kernel)"
     out=$(ncu --csv --metrics "$metrics" --kernel-name "regex:$kernel" --launch-skip 1 --launch-count 1 \
-        "$bench" --backend cuda --filter "$row" -n 2 2>&1)
+        "$bench" --backend cuda --filter "$row" -n 2 ${NCU_BENCH_ARGS:-} 2>&1)
     if ! grep -q '^"ID"' <<<"$out"; then
         # a metric this ncu does not know fails the whole list: the speed-of-light section instead
         grep -m2 -E 'ERROR|rror' <<<"$out"
         out=$(ncu --csv --section SpeedOfLight --kernel-name "regex:$kernel" --launch-skip 1 --launch-count 1 \
-            "$bench" --backend cuda --filter "$row" -n 2 2>&1)
+            "$bench" --backend cuda --filter "$row" -n 2 ${NCU_BENCH_ARGS:-} 2>&1)
     fi
     summarise <<<"$out"
 done
