@@ -25,7 +25,7 @@ export OUT=${OUT:-/tmp/gpu-all}; mkdir -p "$OUT"
 S=$OUT/sum.txt; : >"$S"
 t0=$(date +%s); el() { echo "($(($(date +%s) - t0))s)"; }
 echo "B = $(cat .gpu/b/REV 2>/dev/null || echo this tree), A = $(cat .gpu/prev/REV 2>/dev/null || echo none)" | tee -a "$S"
-GPU_BUILD=.gpu/b GPU_WHEEL_DIR=.gpu/whl GPU_SKIP="${ALL_SKIP:-lab long cpu-scaling ncu profile depth parallel 120b bench 20b}" \
+GPU_BUILD=.gpu/b GPU_WHEEL_DIR=.gpu/whl GPU_SKIP="${ALL_SKIP:-lab long cpu-scaling ncu profile depth parallel parallel-120b 120b bench 20b}" \
     timeout "${ALL_SESSION_S:-300}" bash tools/gpu-session.sh >"$OUT/session.txt" 2>&1
 echo "GPU script rc=$? $(el)" | tee -a "$S"
 sed -n '/^================ /,$p' "$OUT/session.txt" >>"$S"

@@ -7,7 +7,7 @@
 #   kernel benchmark, the batch-invariance lab (bench/lab/tc_gemv_lab.cu, when built),
 #   gpt-oss-20b / -120b shaped decode and prefill with random weights, and
 #   many sequences in one batch (what of batch invariance holds on CUDA; gptoss bench
-#   --parallel 1/4/16/64 on 20b: aggregate and per-stream decode, TTFT under load).
+#   --parallel 1/4/16/64 on 20b and 120b: aggregate and per-stream decode, TTFT under load).
 # Prints a short table last. Logs under $OUT (or /tmp/gpu-session).
 #
 #   GPU_BUILD=DIR      use an existing build tree (configured with -DGPTOSS_CUDA=ON) instead
@@ -17,7 +17,7 @@
 #   GPU_LAB=DIR        where the built labs are (default $GPU_BUILD/bench; tools/gpu-prebuild.sh
 #                      puts them in .gpu/lab, carried on its own: the labs step runs those found)
 #   GPU_SKIP=LIST      steps to skip (words: cpu-harness sanitize e2e sampling batch python bench lab
-#                      20b 120b depth long parallel profile ncu cpu-scaling)
+#                      20b 120b depth long parallel parallel-120b profile ncu cpu-scaling)
 #   GPU_CPU_THREADS="N ..."  thread counts of the host-CPU scaling step (default "1 2 4 8 16":
 #                      tools/cpu-scaling.sh after every GPU step, ~2 min)
 #   GPU_DEPTHS="D ..."  context depths of the 20b long-context step (default "4096 32768 130000":
@@ -284,6 +284,19 @@ if ! skip parallel; then
     R[parallel-64-topp]="rc=$? $(grep -E '^[|].*(tg|ttft)' "$LOG/parallel-20b-x64-topp.log" | awk -F'|' '{printf "%s %s; ", $5, $6}')"
 fi
 
+# The same for 120b (issue 13 asks for both models): on at 1, 4, 16 and 64 streams, many at
+# 64 (-r 1: each run creates ~61 GB of random weights)
+if ! skip parallel-120b; then
+    for run in "1 on" "4 on" "16 on" "64 on" "64 many"; do
+        read -r S inv <<<"$run"
+        k=parallel-120b-$S; [ "$inv" = on ] || k=parallel-120b-$S-$inv
+        "$B"/bin/gptoss bench --random 120b --backend cuda --parallel "$S" -p 512 -n 128 -r 1 --batch-invariant "$inv" \
+            >"$LOG/$k.log" 2>&1
+        R[$k]="rc=$? $(grep -E '^[|].*(tg|ttft)' "$LOG/$k.log" | awk -F'|' '{printf "%s %s; ", $5, $6}')"
+        echo "$k: ${R[$k]} ($(el))"
+    done
+fi
+
 # The same 20b decode with direct kernel launches instead of recorded graphs, and without
 # the fused decode kernels.
 if ! skip 20b; then
@@ -349,6 +362,6 @@ for f in "$LOG"/engine-*.log "$LOG"/parallel-*.log; do [ -f "$f" ] && { echo "${
 [ -f "$LOG/cpu-profile.log" ] && grep -E '^decode ' "$LOG/cpu-profile.log"
 echo
 echo "================ $GPU ($(el)) ================"
-for k in build harness-cuda harness-cuda-many harness-avx512 graph fused invariance memcheck racecheck memcheck-many racecheck-many e2e-hf graph-bitexact sampling sample-host sample-kernels batch-tiny batch-20b-routing batch-tiny-many batch-20b-routing-many batch-20b-routing-noinv pytest bench lab wgmma-lab wgmma-latency-lab step-floor engine-20b engine-20b-nofused engine-20b-nograph engine-20b-pp2048 engine-120b depth long-131k parallel-1-ref parallel-1 parallel-4 parallel-16 parallel-64 parallel-1-many parallel-4-many parallel-16-many parallel-64-many parallel-1-off parallel-4-off parallel-16-off parallel-64-off parallel-64-topp profile-20b ncu-decode cpu-scaling harness-ab; do
+for k in build harness-cuda harness-cuda-many harness-avx512 graph fused invariance memcheck racecheck memcheck-many racecheck-many e2e-hf graph-bitexact sampling sample-host sample-kernels batch-tiny batch-20b-routing batch-tiny-many batch-20b-routing-many batch-20b-routing-noinv pytest bench lab wgmma-lab wgmma-latency-lab step-floor engine-20b engine-20b-nofused engine-20b-nograph engine-20b-pp2048 engine-120b depth long-131k parallel-1-ref parallel-1 parallel-4 parallel-16 parallel-64 parallel-1-many parallel-4-many parallel-16-many parallel-64-many parallel-1-off parallel-4-off parallel-16-off parallel-64-off parallel-64-topp parallel-120b-1 parallel-120b-4 parallel-120b-16 parallel-120b-64 parallel-120b-64-many profile-20b ncu-decode cpu-scaling harness-ab; do
     printf '%-15s %s\n' "$k" "${R[$k]:-skipped}"
 done
