@@ -15,7 +15,8 @@
 #   ALL_NCU="ROW:KERNEL_REGEX ..."  Nsight Compute on that kernel in that benchmark row
 #                      (tools/ncu_prefill.sh: time, throughputs, stalls), ALL_NCU_S=N limit (150),
 #                      ALL_NCU_BENCH_ARGS="..." more bench arguments (e.g. "--row-order one")
-#   ALL_EXTRA="CMD;CMD"  more commands with .gpu/b/bin on the PATH, each up to ALL_EXTRA_S (60) s,
+#   ALL_EXTRA="CMD;;CMD"  more commands (apart at ';;') with .gpu/b/bin on the PATH, each up to
+#                      ALL_EXTRA_S (60) s, its last ALL_EXTRA_LINES (12) lines in the summary,
 #                      output in $OUT/extraN.txt (files under $OUT come back whole)
 set -u
 cd "$(dirname "$0")/.."
@@ -42,12 +43,18 @@ if [ -n "${ALL_NCU:-}" ] && command -v ncu >/dev/null; then
 fi
 if [ -n "${ALL_EXTRA:-}" ]; then
     # more commands on this tree's build (bin/ on the PATH), each to $OUT/extraN.txt
-    IFS=';' read -ra extra_runs <<<"$ALL_EXTRA"
+    # commands apart at ';;' (a command may hold ';', loops included); each one's last lines
+    # go to the summary too (the device returns only a few files)
     i=0
-    for run in "${extra_runs[@]}"; do
+    rest="$ALL_EXTRA"
+    while [ -n "$rest" ]; do
+        run=${rest%%;;*}
+        if [ "$run" = "$rest" ]; then rest=""; else rest=${rest#*;;}; fi
+        [ -n "${run// /}" ] || continue
         i=$((i + 1))
         (PATH=$PWD/.gpu/b/bin:$PATH timeout "${ALL_EXTRA_S:-60}" bash -c "$run") >"$OUT/extra$i.txt" 2>&1
         echo "extra $i rc=$? $(el): $run (\$OUT/extra$i.txt)" | tee -a "$S"
+        tail -n "${ALL_EXTRA_LINES:-12}" "$OUT/extra$i.txt" | cut -c1-200 | sed 's/^/  /' | tee -a "$S"
     done
 fi
 echo; echo "======== SUMMARY"; cat "$S"
