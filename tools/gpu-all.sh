@@ -29,7 +29,11 @@ echo "B = $(cat .gpu/b/REV 2>/dev/null || echo this tree), A = $(cat .gpu/prev/R
 GPU_BUILD=.gpu/b GPU_WHEEL_DIR=.gpu/whl GPU_SKIP="${ALL_SKIP:-lab long cpu-scaling ncu profile depth parallel parallel-120b 120b bench 20b}" \
     timeout "${ALL_SESSION_S:-300}" bash tools/gpu-session.sh >"$OUT/session.txt" 2>&1
 echo "GPU script rc=$? $(el)" | tee -a "$S"
-sed -n '/^================ /,$p' "$OUT/session.txt" >>"$S"
+if grep -q '^================ ' "$OUT/session.txt"; then
+    sed -n '/^================ /,$p' "$OUT/session.txt" >>"$S"
+else # stopped by ALL_SESSION_S before its table: the steps it finished (their lines end in "(Ns)")
+    { echo "(no table: the steps that finished)"; grep -E '\([0-9]+s\)$' "$OUT/session.txt" | cut -c1-200 | tail -30; } >>"$S"
+fi
 grep -E '^FAIL' "$OUT/session.txt" | head -20 >>"$S"
 if [ -x .gpu/prev/bin/gptoss ] && [ -n "${ALL_BENCH:-}${ALL_ENGINE:-}" ]; then
     GPU_AB_ROUNDS=1 GPU_AB_BENCH="${ALL_BENCH:-}" GPU_AB_ENGINE="${ALL_ENGINE:-}" timeout "${ALL_AB_S:-170}" \
