@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Nsight Compute on the prefill kernels of issue 15 (one launch each, from the kernel
-# benchmark's 20b pp512 rows): duration, tensor-pipe share, SM / memory throughput,
-# occupancy, shared-memory bank conflicts and the top warp stalls, one short block per
+# benchmark's 20b pp512 rows): duration, tensor-pipe share, SM / L1 / L2 / memory throughput,
+# L1 and L2 hit rates, occupancy, shared-memory bank conflicts and the top warp stalls, one short block per
 # kernel (the device returns only the last 12,000 characters of a call).
 #
 #   bash tools/ncu_prefill.sh BENCH_BINARY [ROW:KERNEL_REGEX ...]
@@ -19,6 +19,7 @@ metrics=gpu__time_duration.sum,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_
 metrics=$metrics,sm__throughput.avg.pct_of_peak_sustained_elapsed,dram__throughput.avg.pct_of_peak_sustained_elapsed
 metrics=$metrics,l1tex__throughput.avg.pct_of_peak_sustained_active,sm__warps_active.avg.pct_of_peak_sustained_active
 metrics=$metrics,l1tex__data_bank_conflicts_pipe_lsu_mem_shared.sum,smsp__inst_executed.sum,launch__registers_per_thread
+metrics=$metrics,l1tex__t_sector_hit_rate.pct,lts__t_sector_hit_rate.pct,lts__throughput.avg.pct_of_peak_sustained_elapsed
 stalls=barrier,long_scoreboard,short_scoreboard,mio_throttle,math_pipe_throttle,wait,not_selected,selected,lg_throttle,dispatch_stall,no_instruction
 for s in ${stalls//,/ }; do metrics=$metrics,smsp__average_warp_latency_issue_stalled_$s; done
 # one line of metrics, then the stalls as shares of all stall cycles (the .ratio submetric:
