@@ -186,13 +186,7 @@ int main(int argc, char** argv) {
             peak_s = strtod(argv[++i], NULL);
         } else if (strcmp(argv[i], "--row-order") == 0 && i + 1 < argc) {
             const char* o = argv[++i];
-            if (strcmp(o, "auto") == 0) {
-                order = gptoss_row_order_auto;
-            } else if (strcmp(o, "one") == 0) {
-                order = gptoss_row_order_one;
-            } else if (strcmp(o, "many") == 0) {
-                order = gptoss_row_order_many;
-            } else {
+            if (!tc_parse_row_order(o, &order)) {
                 fprintf(stderr, "bench: --row-order must be auto, one or many, not \"%s\"\n", o);
                 return 2;
             }

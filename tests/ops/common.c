@@ -507,3 +507,16 @@ void tc_check(struct tc_problem* p, const struct tc_expect* ex, void* const outs
     }
     if (!res->fail && p->op->verify != NULL) p->op->verify(p, ex, outs, res);
 }
+
+bool tc_parse_row_order(const char* name, enum gptoss_row_order* order) {
+    if (strcmp(name, "auto") == 0) {
+        *order = gptoss_row_order_auto;
+    } else if (strcmp(name, "one") == 0) {
+        *order = gptoss_row_order_one;
+    } else if (strcmp(name, "many") == 0) {
+        *order = gptoss_row_order_many;
+    } else {
+        return false;
+    }
+    return true;
+}

@@ -256,6 +256,9 @@ void tc_note_error(struct tc_result* res, double err, double tol);
 double tc_bytes(const struct tc_op* op, const struct tc_case* c);
 double tc_flops(const struct tc_op* op, const struct tc_case* c);
 void tc_shape_string(const struct tc_op* op, const struct tc_case* c, char* buf, size_t size);
+
+/* "auto" | "one" | "many" -> *order (gptoss_backend_set_row_order); false for anything else */
+bool tc_parse_row_order(const char* name, enum gptoss_row_order* order);
 /* The "T C R" shape (tokens, columns, rows) of most kernels. */
 void tc_shape_rows(const struct tc_case* c, char* buf, size_t size);
 const char* tc_kernel_name(const struct tc_op* op);
