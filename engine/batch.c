@@ -728,6 +728,7 @@ static enum gptoss_status take_draw(struct gptoss_batch* b, struct gptoss_sequen
                    gptoss_backend_copy(b->backend, b->host_logits, b->buf.logits + (size_t) j * V,
                                        (size_t) V * sizeof(float), gptoss_copy_backend_to_host));
         GPTOSS_TRY(check_logits(b->host_logits, V)); /* the copy: every backend */
+        GPTOSS_TRY(gptoss_sampler_check_vocabulary(s->sampler, V)); /* (the bias may have changed since) */
         if (b->prof != NULL) gptoss_profile_begin(b->prof, b->backend);
         id = gptoss_sampler_pick_host(s->sampler, b->host_logits, s->tokens, s->num_tokens, s->num_tokens, &b->scratch);
         if (b->prof != NULL) gptoss_profile_end(b->prof, b->backend, gptoss_profile_host_sampler, gptoss_status_success);
@@ -1125,6 +1126,7 @@ enum gptoss_status gptoss_sequence_get_num_kv_tokens(gptoss_sequence_t s, size_t
 
 enum gptoss_status gptoss_sequence_generate(gptoss_sequence_t s, gptoss_sampler_t sampler, size_t max_new_tokens) {
     CHECK_SEQ(s);
+    GPTOSS_TRY(gptoss_sampler_check_vocabulary(sampler, s->batch->model->vocabulary_size));
     if (sampler != NULL) gptoss_sampler_retain(sampler);
     gptoss_sampler_release(s->sampler);
     s->sampler = sampler;

@@ -20,6 +20,9 @@ struct gptoss_sampler {
     float frequency_penalty;  /* 0 = off */
     uint32_t top_k;           /* 0 = off */
     uint64_t seed;
+    size_t num_bias;          /* logit bias: num_bias entries, ids increasing and distinct */
+    uint32_t* bias_ids;
+    float* bias_values;
 };
 
 /* Host scratch for one draw, owned by the context (allocated once at context creation, so
@@ -65,6 +68,8 @@ enum gptoss_sampler_mode {
 enum gptoss_sampler_mode gptoss_sampler_get_mode(const struct gptoss_sampler* sampler, int sampling);
 /* Whether the sampler subtracts penalties. */
 int gptoss_sampler_has_penalties(const struct gptoss_sampler* sampler);
+/* invalid_argument (with the message) when the sampler's logit bias names an id >= V */
+enum gptoss_status gptoss_sampler_check_vocabulary(const struct gptoss_sampler* sampler, uint32_t vocabulary_size);
 
 /* Host draw. logits (f32[V], modified in place) of the token at position rng_offset - 1;
  * context tokens (for the penalties); the draw uses u = (squares32(rng_offset, seed +

@@ -94,6 +94,80 @@ enum gptoss_status gptoss_sampler_set_seed(gptoss_sampler_t sampler, uint64_t se
     return gptoss_status_success;
 }
 
+struct bias_entry {
+    uint32_t id;
+    float value;
+};
+
+static int compare_bias(const void* a, const void* b) {
+    const uint32_t x = ((const struct bias_entry*) a)->id, y = ((const struct bias_entry*) b)->id;
+    return (x > y) - (x < y);
+}
+
+enum gptoss_status gptoss_sampler_set_logit_bias(gptoss_sampler_t sampler, size_t num, const uint32_t* token_ids,
+                                                 const float* biases) {
+    gptoss_clear_error();
+    if (sampler == NULL) return gptoss_fail(gptoss_status_invalid_argument, "sampler is NULL");
+    if (num > GPTOSS_SAMPLER_MAX_LOGIT_BIAS) {
+        return gptoss_fail(gptoss_status_invalid_argument, "logit bias of %zu tokens: at most %u", num,
+                           GPTOSS_SAMPLER_MAX_LOGIT_BIAS);
+    }
+    if (num > 0 && (token_ids == NULL || biases == NULL)) {
+        return gptoss_fail(gptoss_status_invalid_argument, "token_ids or biases is NULL (num %zu)", num);
+    }
+    uint32_t* ids = NULL;
+    float* values = NULL;
+    if (num > 0) {
+        struct bias_entry* e = malloc(num * sizeof(*e));
+        ids = malloc(num * sizeof(*ids));
+        values = malloc(num * sizeof(*values));
+        if (e == NULL || ids == NULL || values == NULL) {
+            free(e);
+            free(ids);
+            free(values);
+            return gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate a logit bias of %zu tokens", num);
+        }
+        for (size_t i = 0; i < num; i++) {
+            if (!isfinite(biases[i])) {
+                free(e);
+                free(ids);
+                free(values);
+                return gptoss_fail(gptoss_status_invalid_argument, "bias %zu (token id %u) is %g, not finite", i,
+                                   token_ids[i], (double) biases[i]);
+            }
+            e[i] = (struct bias_entry){token_ids[i], biases[i]};
+        }
+        qsort(e, num, sizeof(*e), compare_bias);
+        for (size_t i = 0; i < num; i++) {
+            if (i > 0 && e[i].id == e[i - 1].id) {
+                const uint32_t dup = e[i].id;
+                free(e);
+                free(ids);
+                free(values);
+                return gptoss_fail(gptoss_status_invalid_argument, "token id %u has two biases", dup);
+            }
+            ids[i] = e[i].id;
+            values[i] = e[i].value;
+        }
+        free(e);
+    }
+    free(sampler->bias_ids);
+    free(sampler->bias_values);
+    sampler->bias_ids = ids;
+    sampler->bias_values = values;
+    sampler->num_bias = num;
+    return gptoss_status_success;
+}
+
+enum gptoss_status gptoss_sampler_check_vocabulary(const struct gptoss_sampler* s, uint32_t vocabulary_size) {
+    if (s != NULL && s->num_bias > 0 && s->bias_ids[s->num_bias - 1] >= vocabulary_size) {
+        return gptoss_fail(gptoss_status_invalid_argument,
+                           "the sampler's logit bias names token id %u; the vocabulary has %u tokens",
+                           s->bias_ids[s->num_bias - 1], vocabulary_size);
+    }
+    return gptoss_status_success;
+}
+
 enum gptoss_status gptoss_sampler_retain(gptoss_sampler_t sampler) {
     gptoss_clear_error();
     if (sampler == NULL) return gptoss_fail(gptoss_status_invalid_argument, "sampler is NULL");
@@ -103,7 +177,11 @@ enum gptoss_status gptoss_sampler_retain(gptoss_sampler_t sampler) {
 
 enum gptoss_status gptoss_sampler_release(gptoss_sampler_t sampler) {
     if (sampler == NULL) return gptoss_status_success;
-    if (atomic_fetch_sub_explicit(&sampler->ref_count, 1, memory_order_acq_rel) == 1) free(sampler);
+    if (atomic_fetch_sub_explicit(&sampler->ref_count, 1, memory_order_acq_rel) == 1) {
+        free(sampler->bias_ids);
+        free(sampler->bias_values);
+        free(sampler);
+    }
     return gptoss_status_success;
 }
 
@@ -113,7 +191,8 @@ int gptoss_sampler_has_penalties(const struct gptoss_sampler* s) {
 
 enum gptoss_sampler_mode gptoss_sampler_get_mode(const struct gptoss_sampler* s, int sampling) {
     const int penalties = gptoss_sampler_has_penalties(s);
-    if (s == NULL || (s->temperature == 0.0f && !penalties)) return gptoss_sampler_mode_greedy;
+    if (s == NULL || (s->temperature == 0.0f && !penalties && s->num_bias == 0)) return gptoss_sampler_mode_greedy;
+    if (s->num_bias > 0) return gptoss_sampler_mode_host; /* the kernels take no bias */
     if (sampling == gptoss_sampling_kernels) return gptoss_sampler_mode_kernels;
     if (penalties || s->temperature == 0.0f || s->top_k != 0 || s->top_p < 1.0f) return gptoss_sampler_mode_host;
     return gptoss_sampler_mode_softmax;
@@ -123,6 +202,7 @@ enum gptoss_sampler_mode gptoss_sampler_get_mode(const struct gptoss_sampler* s,
  *
  * What a draw is (the definition the result equals, token for token):
  *  1. penalties: logit[t] -= presence + frequency * count(t) for each id t in the context;
+ *     then the logit bias: logit[t] += bias(t) for each biased id t;
  *  2. the argmax: larger logit first, NaN below everything, ties by lower id. Temperature 0
  *     returns it; so does a maximum m that is not finite (+inf, or only -inf and NaN);
  *  3. candidates: the ids with z = ((double) logit - m) * (1 / (double) T) > -745 (exp(z) > 0
@@ -643,6 +723,10 @@ uint32_t gptoss_sampler_pick_host(const struct gptoss_sampler* s, float* logits,
                 count[t] = 0; /* applied once; leaves the array zeroed */
             }
         }
+    }
+
+    for (size_t i = 0; i < s->num_bias; i++) { /* ids < V: gptoss_sampler_check_vocabulary */
+        if (s->bias_ids[i] < V) logits[s->bias_ids[i]] += s->bias_values[i];
     }
 
     /* step 2 */

@@ -1,6 +1,7 @@
 /* What the subcommands of the CLI share (cli.h). */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -251,6 +252,37 @@ int gptoss_cli_make_context(const struct gptoss_cli_run* r, struct gptoss_cli_en
     return 0;
 }
 
+/* "ID=BIAS,ID=BIAS,..." -> ids[], biases[] (at most max entries); 0 and a message on error */
+static int parse_logit_bias(const char* text, uint32_t* ids, float* biases, size_t max, size_t* num_out) {
+    size_t n = 0;
+    const char* p = text;
+    while (*p != '\0') {
+        char* end = NULL;
+        errno = 0;
+        const unsigned long long id = strtoull(p, &end, 10);
+        if (end == p || *end != '=' || errno != 0 || id > UINT32_MAX || *p == '-' || *p == '+') {
+            fprintf(stderr, "gptoss: --logit-bias: expected ID=BIAS at \"%s\"\n", p);
+            return 0;
+        }
+        p = end + 1;
+        errno = 0;
+        const float bias = strtof(p, &end);
+        if (end == p || (*end != ',' && *end != '\0') || errno != 0 || !isfinite(bias)) {
+            fprintf(stderr, "gptoss: --logit-bias: expected a finite bias after \"%llu=\", at \"%s\"\n", id, p);
+            return 0;
+        }
+        if (n == max) {
+            fprintf(stderr, "gptoss: --logit-bias: more than %zu entries\n", max);
+            return 0;
+        }
+        ids[n] = (uint32_t) id;
+        biases[n++] = bias;
+        p = *end == ',' ? end + 1 : end;
+    }
+    *num_out = n;
+    return 1;
+}
+
 int gptoss_cli_make_sampler(const struct gptoss_cli_run* r, struct gptoss_cli_engine* e) {
     enum gptoss_status st = gptoss_sampler_create(&e->sampler);
     if (st == gptoss_status_success) st = gptoss_sampler_set_temperature(e->sampler, r->temperature);
@@ -259,6 +291,14 @@ int gptoss_cli_make_sampler(const struct gptoss_cli_run* r, struct gptoss_cli_en
     if (st == gptoss_status_success) st = gptoss_sampler_set_presence_penalty(e->sampler, r->presence);
     if (st == gptoss_status_success) st = gptoss_sampler_set_frequency_penalty(e->sampler, r->frequency);
     if (st == gptoss_status_success) st = gptoss_sampler_set_seed(e->sampler, (uint64_t) r->seed);
+    if (st == gptoss_status_success && r->logit_bias != NULL) {
+        enum { kMaxCliBias = 1024 };
+        uint32_t ids[kMaxCliBias];
+        float biases[kMaxCliBias];
+        size_t n = 0;
+        if (!parse_logit_bias(r->logit_bias, ids, biases, kMaxCliBias, &n)) return 1;
+        st = gptoss_sampler_set_logit_bias(e->sampler, n, ids, biases);
+    }
     if (st != gptoss_status_success) {
         gptoss_cli_engine_error("creating the sampler", st);
         return 1;

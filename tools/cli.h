@@ -73,6 +73,7 @@ struct gptoss_cli_run {
     float temperature, top_p, presence, frequency;
     unsigned long long top_k, seed;
     const char* sampler;              /* "auto" | "host" | "kernels": params.sampling */
+    const char* logit_bias;           /* "ID=BIAS,ID=BIAS,...": gptoss_sampler_set_logit_bias */
     const char* batch_invariant;      /* "on" | "many" | "off": params.batch_invariant */
 };
 
@@ -115,6 +116,7 @@ int gptoss_cli_run_check(const struct gptoss_cli_run* run);
     GPTOSS_OPTION_U64("top-k", 0, &(r)->top_k, 0, UINT32_MAX),                        \
     GPTOSS_OPTION_F32("presence-penalty", 0, &(r)->presence, -1e6, 1e6),              \
     GPTOSS_OPTION_F32("frequency-penalty", 0, &(r)->frequency, -1e6, 1e6),            \
+    GPTOSS_OPTION_STRING("logit-bias", 0, &(r)->logit_bias),                          \
     GPTOSS_OPTION_CHOICE("sampler", 0, &(r)->sampler, "auto|host|kernels")
 #define GPTOSS_CLI_SAMPLING_OPTIONS(r) \
     GPTOSS_CLI_DRAW_OPTIONS(r), GPTOSS_OPTION_U64("seed", 's', &(r)->seed, 0, UINT64_MAX)
@@ -130,6 +132,8 @@ int gptoss_cli_run_check(const struct gptoss_cli_run* run);
     "  --top-p P            nucleus sampling, 0 < P <= 1 (default 1 = off)\n"                          \
     "  --top-k K            keep the K most likely tokens (default 0 = off)\n"                         \
     "  --presence-penalty X, --frequency-penalty X   (default 0)\n"                                    \
+    "  --logit-bias ID=B[,ID=B...]  add B to token ID's logit before each draw (e.g.\n"              \
+    "                       200002=-100 all but forbids it; such draws run on the host)\n"        \
     "  --sampler W          where a token is drawn: host (the logits are copied to the host),\n"     \
     "                       kernels (on the backend) or auto (default: host on cpu, kernels\n"        \
     "                       on cuda); the same distribution, tokens differ only at near ties\n"

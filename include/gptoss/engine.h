@@ -354,6 +354,17 @@ enum gptoss_status gptoss_sampler_set_top_p(gptoss_sampler_t sampler, float top_
 enum gptoss_status gptoss_sampler_set_presence_penalty(gptoss_sampler_t sampler, float presence_penalty);
 enum gptoss_status gptoss_sampler_set_frequency_penalty(gptoss_sampler_t sampler, float frequency_penalty);
 enum gptoss_status gptoss_sampler_set_seed(gptoss_sampler_t sampler, uint64_t seed);
+/* Logit bias (OpenAI's logit_bias): biases[i] is added to the logit of token_ids[i] before
+ * every draw, after the penalties and before the temperature; num = 0 removes the bias.
+ * Replaces the sampler's earlier bias. The ids must be distinct (each id < the model's
+ * vocabulary size: gptoss_sequence_generate and gptoss_context_sample check it), the biases
+ * finite, num <= GPTOSS_SAMPLER_MAX_LOGIT_BIAS; on error the sampler keeps its bias. A sampler
+ * with a bias draws on the host (its logits row copied there), also where
+ * gptoss_context_params.sampling asks for the kernels. Not while a step that uses the
+ * sampler runs. */
+#define GPTOSS_SAMPLER_MAX_LOGIT_BIAS 65536u
+enum gptoss_status gptoss_sampler_set_logit_bias(gptoss_sampler_t sampler, size_t num, const uint32_t* token_ids,
+                                                 const float* biases);
 enum gptoss_status gptoss_sampler_retain(gptoss_sampler_t sampler);
 enum gptoss_status gptoss_sampler_release(gptoss_sampler_t sampler);
 

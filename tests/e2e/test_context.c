@@ -50,6 +50,13 @@ static void fresh_logits(const uint32_t* ids, size_t n, size_t batch, float* out
     gptoss_context_release(c);
 }
 
+static int memchr_u32(const uint32_t* a, size_t n, uint32_t v) {
+    for (size_t i = 0; i < n; i++) {
+        if (a[i] == v) return 1;
+    }
+    return 0;
+}
+
 int main(int argc, char** argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: test_context MODEL\n");
@@ -242,6 +249,42 @@ int main(int argc, char** argv) {
         }
         CHECK(memcmp(t1, t2, sizeof(t1)) == 0, "case %zu: same seed, different tokens", c);
         if (cases[c].same_as_greedy) CHECK(memcmp(t1, greedy, sizeof(t1)) == 0, "case %zu is not greedy", c);
+    }
+    /* logit bias: +100 on a token the greedy run never drew makes every greedy draw it; -100
+     * on the greedy run's first token keeps it out; an id past the vocabulary is refused by
+     * the draw call and nothing is sampled */
+    {
+        uint32_t forced = 0;
+        while (memchr_u32(greedy, 8, forced)) forced++;
+        const float up = 100.0f, down = -100.0f;
+        gptoss_sampler_set_temperature(s, 0.0f);
+        gptoss_sampler_set_top_k(s, 0);
+        gptoss_sampler_set_top_p(s, 1.0f);
+        CHECK(gptoss_sampler_set_logit_bias(s, 1, &forced, &up) == gptoss_status_success, "set bias");
+        gptoss_context_reset(ctx);
+        gptoss_context_append_tokens(ctx, 20, ids);
+        st = gptoss_context_sample(ctx, s, 8, t1, &n);
+        CHECK(st == gptoss_status_success && n == 8, "biased sample: %s", gptoss_last_error());
+        for (size_t i = 0; i < n; i++) CHECK(t1[i] == forced, "biased draw %zu is %u, not %u", i, t1[i], forced);
+        CHECK(gptoss_sampler_set_logit_bias(s, 1, &greedy[0], &down) == gptoss_status_success, "set bias down");
+        gptoss_context_reset(ctx);
+        gptoss_context_append_tokens(ctx, 20, ids);
+        st = gptoss_context_sample(ctx, s, 1, t1, &n);
+        CHECK(st == gptoss_status_success && n == 1 && t1[0] != greedy[0], "-100 on token %u: drew %u", greedy[0],
+              t1[0]);
+        uint32_t V = 0;
+        gptoss_tokenizer_get_num_tokens(tok, &V);
+        const uint32_t past = 1u << 30;
+        CHECK(gptoss_sampler_set_logit_bias(s, 1, &past, &up) == gptoss_status_success, "set bias past");
+        size_t before = 0, after = 0;
+        gptoss_context_get_num_tokens(ctx, &before);
+        n = 99;
+        st = gptoss_context_sample(ctx, s, 4, t1, &n);
+        char message[512];
+        snprintf(message, sizeof(message), "%s", gptoss_last_error());
+        gptoss_context_get_num_tokens(ctx, &after);
+        CHECK(st == gptoss_status_invalid_argument && n == 0 && after == before && strstr(message, "1073741824") != NULL,
+              "a bias past the vocabulary (%u tokens): %d, %zu drawn, %s", V, (int) st, n, message);
     }
     gptoss_sampler_release(s);
     gptoss_context_release(ctx);

@@ -97,6 +97,8 @@ static uint32_t oracle_pick(const struct gptoss_sampler* s, float* logits, const
             }
         }
     }
+    /* logit bias, after the penalties */
+    for (size_t i = 0; i < s->num_bias; i++) logits[s->bias_ids[i]] += s->bias_values[i];
 
     if (s->temperature == 0.0f) {
         uint32_t best = 0;
@@ -244,6 +246,9 @@ static uint32_t kernels_pick(const float* logits, uint32_t V, const struct gptos
         st = gptoss_f32_apply_penalties(g_cpu, g_logits_ker, g_counts, g_logits_ker, V, s->presence_penalty,
                                         s->frequency_penalty);
     }
+    /* the kernels take no bias (a biased sampler draws on the host): added here, after the
+     * penalties as the host path does, so the kernels' draw stays comparable */
+    for (size_t i = 0; i < s->num_bias; i++) g_logits_ker[s->bias_ids[i]] += s->bias_values[i];
     uint32_t token = UINT32_MAX;
     if (st == gptoss_status_success) {
         st = gptoss_f32_sample_logits(g_cpu, g_logits_ker, &token, V, s->temperature, s->top_k, s->top_p,
@@ -284,9 +289,10 @@ static int compare(const char* what, const float* logits, uint32_t V, const stru
           "%llu offset %llu: kernels %u, host %u", what, V, (double) s->temperature, (double) s->top_p, s->top_k,
           (double) s->presence_penalty, (double) s->frequency_penalty, (unsigned long long) s->seed,
           (unsigned long long) rng_offset, kernels, got);
-    CHECK(ok, "%s: V %u T %.9g top_p %.9g top_k %u presence %g frequency %g seed %llu offset %llu: token %u, "
-          "oracle %u%s", what, V, (double) s->temperature, (double) s->top_p, s->top_k, (double) s->presence_penalty,
-          (double) s->frequency_penalty, (unsigned long long) s->seed, (unsigned long long) rng_offset, got, want,
+    CHECK(ok, "%s: V %u T %.9g top_p %.9g top_k %u presence %g frequency %g bias %zu ids seed %llu offset %llu: "
+          "token %u, oracle %u%s", what, V, (double) s->temperature, (double) s->top_p, s->top_k,
+          (double) s->presence_penalty, (double) s->frequency_penalty, s->num_bias, (unsigned long long) s->seed,
+          (unsigned long long) rng_offset, got, want,
           got == want ? " (logits, guards or counts differ)" : "");
     return ok;
 }
@@ -342,6 +348,18 @@ static void random_params(struct gptoss_sampler* s, uint32_t V) {
     if (below(4) == 0) {
         s->presence_penalty = (float) (4.0 * uniform() - 2.0);
         s->frequency_penalty = (float) (2.0 * uniform() - 1.0);
+    }
+    if (below(4) == 0) { /* a logit bias: distinct ids, increasing (as the sampler keeps them) */
+        static uint32_t ids[8];
+        static float values[8];
+        size_t n = 0;
+        for (uint32_t id = below(V < 3 ? V : 3); id < V && n < 8; id += 1 + below(V / 4 + 1)) {
+            ids[n] = id;
+            values[n++] = below(3) == 0 ? 100.0f : (float) (200.0 * uniform() - 100.0);
+        }
+        s->num_bias = n;
+        s->bias_ids = ids;
+        s->bias_values = values;
     }
     s->seed = rng_next();
 }
@@ -492,6 +510,52 @@ static void test_fixed(void) {
     free(x);
 }
 
+/* gptoss_sampler_set_logit_bias: what it refuses (the sampler keeps its bias), what it keeps
+ * (sorted by id), and that a bias decides a greedy draw. */
+static void test_logit_bias_api(void) {
+    gptoss_sampler_t s = NULL;
+    CHECK(gptoss_sampler_create(&s) == gptoss_status_success, "sampler_create");
+    const uint32_t ids[3] = {900, 7, 300};
+    const float biases[3] = {-100.0f, 100.0f, 0.5f};
+    CHECK(gptoss_sampler_set_logit_bias(s, 3, ids, biases) == gptoss_status_success, "set 3: %s", gptoss_last_error());
+    CHECK(s->num_bias == 3 && s->bias_ids[0] == 7 && s->bias_ids[1] == 300 && s->bias_ids[2] == 900 &&
+              s->bias_values[0] == 100.0f && s->bias_values[2] == -100.0f,
+          "the bias is kept sorted by id");
+    const uint32_t dup[2] = {5, 5};
+    const float nan_bias[2] = {1.0f, NAN};
+    const float two[2] = {1.0f, 2.0f};
+    const uint32_t pair[2] = {5, 6};
+    CHECK(gptoss_sampler_set_logit_bias(s, 2, dup, two) == gptoss_status_invalid_argument &&
+              strstr(gptoss_last_error(), "token id 5") != NULL,
+          "a repeated id is refused, named: %s", gptoss_last_error());
+    CHECK(gptoss_sampler_set_logit_bias(s, 2, pair, nan_bias) == gptoss_status_invalid_argument &&
+              strstr(gptoss_last_error(), "token id 6") != NULL,
+          "a NaN bias is refused, its id named: %s", gptoss_last_error());
+    CHECK(gptoss_sampler_set_logit_bias(s, 2, NULL, two) == gptoss_status_invalid_argument, "NULL ids refused");
+    CHECK(gptoss_sampler_set_logit_bias(s, GPTOSS_SAMPLER_MAX_LOGIT_BIAS + 1u, pair, two) ==
+              gptoss_status_invalid_argument,
+          "more than the maximum refused");
+    CHECK(gptoss_sampler_set_logit_bias(NULL, 0, NULL, NULL) == gptoss_status_invalid_argument, "NULL sampler");
+    CHECK(s->num_bias == 3 && s->bias_ids[1] == 300, "a refused bias leaves the earlier one");
+    CHECK(gptoss_sampler_check_vocabulary(s, 901) == gptoss_status_success, "ids below 901 fit");
+    CHECK(gptoss_sampler_check_vocabulary(s, 900) == gptoss_status_invalid_argument &&
+              strstr(gptoss_last_error(), "900") != NULL,
+          "id 900 is outside a vocabulary of 900: %s", gptoss_last_error());
+    CHECK(gptoss_sampler_get_mode(s, gptoss_sampling_kernels) == gptoss_sampler_mode_host,
+          "a biased greedy sampler draws on the host, also where the kernels are asked for");
+    /* greedy: +100 on id 7 wins over the largest logit (id 900, biased down) */
+    const uint32_t V = 1000;
+    prepare(V);
+    for (uint32_t i = 0; i < V; i++) g_logits_lib[i] = (float) (i % 17) * 0.1f;
+    g_logits_lib[900] = 50.0f;
+    const uint32_t got = gptoss_sampler_pick_host(s, g_logits_lib, NULL, 0, 0, &g_lib);
+    CHECK(got == 7, "greedy with the bias drew %u, not 7", got);
+    CHECK(gptoss_sampler_set_logit_bias(s, 0, NULL, NULL) == gptoss_status_success && s->num_bias == 0 &&
+              gptoss_sampler_get_mode(s, gptoss_sampling_kernels) == gptoss_sampler_mode_greedy,
+          "num 0 removes the bias");
+    gptoss_sampler_release(s);
+}
+
 /* Runs a section and prints how its sorted draws were decided. */
 static void section(const char* name, void (*run)(void)) {
     const uint64_t fast = fast_draws(), fallback = fallback_draws();
@@ -527,6 +591,7 @@ int main(int argc, char** argv) {
     }
 
     section("fixed cases", test_fixed);
+    section("logit bias", test_logit_bias_api);
     section("random, V 1..20000", run_small);
     section("random, V 201088", run_real);
     section("near ties", run_near_ties);
