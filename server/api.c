@@ -1,7 +1,7 @@
 /* Request validation: JSON body -> srv_request (parameters and prompt token ids), or an
  * OpenAI-style error. Every field OpenAI defines for the endpoint is accepted with its
- * type checked; values this server cannot honour (n > 1, logit_bias, JSON response
- * formats, ...) are refused with 400 rather than ignored; unknown top-level fields are
+ * type checked; values this server cannot honour (n > 1, JSON response formats, ...) are
+ * refused with 400 rather than ignored; unknown top-level fields are
  * refused as OpenAI does ("Unrecognized request argument supplied"). null means absent. */
 #include <math.h>
 #include <stdlib.h>
@@ -111,7 +111,56 @@ static bool check_type(const json_t* o, const char* key, json_type type, const c
 
 /* ---- common sampling fields --------------------------------------------------------- */
 
-static bool sampling(const json_t* b, struct srv_params* p, struct srv_error* err) {
+/* logit_bias: {"token id": bias in [-100, 100], ...} (OpenAI's), ids below the vocabulary */
+static bool logit_bias(const struct srv_api_config* cfg, const json_t* b, struct srv_params* p,
+                       struct srv_error* err) {
+    json_t* bias = field(b, "logit_bias");
+    if (bias == NULL || (json_is_object(bias) && json_object_size(bias) == 0)) return true;
+    if (!json_is_object(bias)) {
+        BAD(err, "logit_bias", "logit_bias: expected an object of token ids to numbers");
+        return false;
+    }
+    const size_t n = json_object_size(bias);
+    if (n > SRV_MAX_LOGIT_BIAS) {
+        BAD(err, "logit_bias", "logit_bias: at most %d tokens, got %zu", SRV_MAX_LOGIT_BIAS, n);
+        return false;
+    }
+    uint32_t vocab = 0;
+    gptoss_tokenizer_get_num_tokens(cfg->tokenizer, &vocab);
+    p->bias_ids = malloc(n * sizeof(uint32_t));
+    p->bias_values = malloc(n * sizeof(float));
+    if (p->bias_ids == NULL || p->bias_values == NULL) {
+        srv_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
+        return false;
+    }
+    const char* key;
+    json_t* value;
+    json_object_foreach(bias, key, value) {
+        char* end = NULL;
+        const bool digits = key[0] >= '0' && key[0] <= '9' && strlen(key) <= 10;
+        const unsigned long long id = digits ? strtoull(key, &end, 10) : 0;
+        if (!digits || *end != '\0' || id >= vocab) {
+            BAD(err, "logit_bias", "logit_bias: key \"%.40s\" is not a token id in [0, %u)", key, vocab);
+            return false;
+        }
+        if (!json_is_number(value) || !(json_number_value(value) >= -100.0 && json_number_value(value) <= 100.0)) {
+            BAD(err, "logit_bias", "logit_bias[\"%s\"]: expected a number in [-100, 100]", key);
+            return false;
+        }
+        for (size_t i = 0; i < p->num_bias; i++) {
+            if (p->bias_ids[i] == (uint32_t) id) { /* "7" and "07" */
+                BAD(err, "logit_bias", "logit_bias: token id %llu appears twice", id);
+                return false;
+            }
+        }
+        p->bias_ids[p->num_bias] = (uint32_t) id;
+        p->bias_values[p->num_bias++] = (float) json_number_value(value);
+    }
+    return true;
+}
+
+static bool sampling(const struct srv_api_config* cfg, const json_t* b, struct srv_params* p,
+                     struct srv_error* err) {
     p->temperature = 1.0f; /* OpenAI's defaults */
     p->top_p = 1.0f;
     if (!get_number(b, "temperature", 0.0, 2.0, &p->temperature, err)) return false;
@@ -140,11 +189,7 @@ static bool sampling(const json_t* b, struct srv_params* p, struct srv_error* er
         UNSUPPORTED(err, "n", "n: only 1 choice per request is supported, got %lld", (long long) v);
         return false;
     }
-    json_t* bias = field(b, "logit_bias");
-    if (bias != NULL && (!json_is_object(bias) || json_object_size(bias) != 0)) {
-        UNSUPPORTED(err, "logit_bias", "logit_bias: not supported");
-        return false;
-    }
+    if (!logit_bias(cfg, b, p, err)) return false;
     if (!check_type(b, "user", JSON_STRING, "a string", err)) return false;
     if (!get_bool(b, "stream", &p->stream, err)) return false;
     json_t* so = field(b, "stream_options");
@@ -563,7 +608,7 @@ bool srv_api_prepare(const struct srv_api_config* cfg, enum srv_api api, const c
     }
     struct srv_params* p = &req->params;
     int64_t max_tokens = 0;
-    if (!sampling(b, p, err)) goto done;
+    if (!sampling(cfg, b, p, err)) goto done;
     switch (api) {
     case srv_api_chat:
         if (!chat_params(b, p, &max_tokens, err)) goto done;

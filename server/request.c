@@ -34,6 +34,8 @@ void srv_events_free(struct srv_event* events, size_t n) {
 void srv_request_release(struct srv_request* req) {
     if (req == NULL || atomic_fetch_sub(&req->refs, 1) != 1) return;
     for (size_t i = 0; i < req->params.num_stop; i++) free(req->params.stop[i]);
+    free(req->params.bias_ids);
+    free(req->params.bias_values);
     free(req->prompt);
     free(req->model);
     json_decref(req->info);

@@ -129,7 +129,8 @@ static bool make_sampler(const struct srv_params* p, gptoss_sampler_t* out) {
         gptoss_sampler_set_top_k(smp, p->top_k) != gptoss_status_success ||
         gptoss_sampler_set_presence_penalty(smp, p->presence_penalty) != gptoss_status_success ||
         gptoss_sampler_set_frequency_penalty(smp, p->frequency_penalty) != gptoss_status_success ||
-        gptoss_sampler_set_seed(smp, p->seed) != gptoss_status_success) {
+        gptoss_sampler_set_seed(smp, p->seed) != gptoss_status_success ||
+        gptoss_sampler_set_logit_bias(smp, p->num_bias, p->bias_ids, p->bias_values) != gptoss_status_success) {
         gptoss_sampler_release(smp);
         return false;
     }

@@ -76,6 +76,7 @@ enum srv_api {
 };
 
 #define SRV_MAX_STOP 4
+#define SRV_MAX_LOGIT_BIAS 1024 /* entries of logit_bias */
 #define SRV_MAX_TOP_LOGPROBS 20
 
 struct srv_params {
@@ -90,6 +91,9 @@ struct srv_params {
     uint64_t seed;
     char* stop[SRV_MAX_STOP];  /* stop strings (chat, completions), malloc'd */
     size_t num_stop;
+    size_t num_bias;           /* logit_bias (chat, completions): malloc'd ids and values */
+    uint32_t* bias_ids;
+    float* bias_values;
     bool logprobs;
     uint32_t top_logprobs;
     bool store;                /* responses: keep it for previous_response_id */

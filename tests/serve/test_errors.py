@@ -60,6 +60,10 @@ def test_400_404_405(start_server):
     check_error(request(s, "POST", chat, {**ok, "foo": 1}), 400, "unknown_parameter", "foo")
     check_error(request(s, "POST", chat, {**ok, "model": "gpt-4o"}), 400, "model_not_found", "model")
     check_error(request(s, "POST", chat, {**ok, "n": 2}), 400, "unsupported_value", "n")
+    for bias in ({"abc": 1}, {"-1": 1}, {"1e3": 1}, {str(10**6): 1}, {"5": 101}, {"5": "x"}, {"5": 1, "05": 2},
+                 [5], {str(i): 1 for i in range(1025)}):
+        check_error(request(s, "POST", chat, {**ok, "logit_bias": bias}), 400, "invalid_value", "logit_bias")
+    assert request(s, "POST", chat, {**ok, "logit_bias": {"5": -100, "6": 2.5}})[0] == 200
     check_error(request(s, "POST", chat, {**ok, "stop": ["a", "b", "c", "d", "e"]}), 400, "invalid_value", "stop")
     check_error(request(s, "POST", chat, {**ok, "messages": [{"role": "wizard", "content": "x"}]}), 400,
                 param="messages[0].role")

@@ -5,6 +5,7 @@ checks of chat are structural (types, usage counts, determinism); what the repli
 tested on scripted token streams (serve_test_output). A tool call is forced with
 tool_choice naming a function (the server appends the call's header to the prompt).
 """
+import base64
 import http.client
 import json
 import random
@@ -151,6 +152,37 @@ def test_completion_logprobs_and_stop(server):
         st = "".join(ch.choices[0].text for ch in c.completions.create(
             model=server.model, prompt="Numbers:", max_tokens=10, temperature=0, stop=stop, stream=True) if ch.choices)
         assert st == s.choices[0].text
+
+
+def token_bytes():
+    """id -> bytes of o200k_base's text tokens (the vocabulary file the tests run with)."""
+    out = {}
+    for line in open(ROOT / "data" / "o200k_base.tiktoken", "rb"):
+        t, n = line.split()
+        out[int(n)] = base64.b64decode(t)
+    return out
+
+
+def test_logit_bias(server):
+    """+100 on a token makes every draw that token (greedy and sampled); -100 on the greedy
+    reply's first token keeps it out; chat takes the field too."""
+    c = server.client()
+    prompt = [1000 + 37 * i for i in range(12)]
+    kw = dict(model=server.model, prompt=prompt, max_tokens=6, logprobs=1)
+    base = c.completions.create(temperature=0, **kw)
+    vocab = token_bytes()
+    forced = 12345
+    assert vocab[forced] == b" Da"
+    for temperature in (0, 1):
+        r = c.completions.create(temperature=temperature, seed=3, logit_bias={str(forced): 100}, **kw)
+        assert r.choices[0].text == " Da" * 6, (temperature, r.choices[0].text)
+    first = base.choices[0].logprobs.tokens[0]
+    ids = [i for i, b in vocab.items() if b == first.encode()]
+    assert len(ids) == 1, (first, ids)  # the greedy reply's first token: banned, another comes first
+    r = c.completions.create(temperature=0, logit_bias={str(ids[0]): -100}, **kw)
+    assert r.choices[0].logprobs.tokens[0] != first
+    r = chat(c, server.model, temperature=0, max_tokens=4, logit_bias={str(forced): 100})
+    assert r.usage.completion_tokens == 4 and r.choices[0].finish_reason == "length"
 
 
 def test_chat_logprobs(server):
