@@ -1,5 +1,6 @@
-/* Samplers: temperature, top-k, top-p (nucleus), presence/frequency penalties and a seeded
- * Squares32 draw, in one of two ways (gptoss_context_params.sampling, engine/context.c):
+/* Samplers: temperature, top-k, top-p (nucleus), presence/frequency penalties, a logit bias
+ * and a seeded Squares32 draw, in one of two ways (gptoss_context_params.sampling,
+ * engine/context.c; a sampler with a logit bias always takes the first):
  *  - the host sampler, the CPU backends' way: plain temperature sampling runs on the
  *    backend (f32_softmax + f32_sample); anything else copies the logits to the host and
  *    uses gptoss_sampler_pick_host (below "host path": what a draw is, and how it is made

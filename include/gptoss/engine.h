@@ -344,7 +344,8 @@ enum gptoss_status gptoss_sequence_release(gptoss_sequence_t sequence);
 
 /* ---- samplers ---------------------------------------------------------------------- */
 
-/* Defaults: temperature 0 (greedy), top_k 0 (off), top_p 1 (off), penalties 0, seed 0.
+/* Defaults: temperature 0 (greedy), top_k 0 (off), top_p 1 (off), penalties 0, no logit bias,
+ * seed 0.
  * Temperature divides the logits. Same seed, same tokens on the same backend (and the same
  * gptoss_context_params.sampling). */
 enum gptoss_status gptoss_sampler_create(gptoss_sampler_t* sampler_out);
