@@ -21,7 +21,8 @@
 # GPU_PREBUILD_PACK=1: also pack .gpu/b, .gpu/lib, .gpu/whl and .gpu/prev (those present) into
 # .gpu/carry.tgz (~4x smaller: the binaries share the statically linked library), so that a
 # call carries the full set and a base build within the 64 MiB: carry [".gpu/carry.tgz"] and
-# run `tar -xzf .gpu/carry.tgz && ...` there.
+# run `tar -xzf .gpu/carry.tgz && ...` there. GPU_PREBUILD_PACK_LABS="LAB ...": those labs
+# (.gpu/lab/LAB) go into the archive too (~1 MB each packed).
 # GPU_PREBUILD_CMAKE_ARGS: more CMake arguments for this tree's build alone (a compile-time
 # switch for an A/B against the same revision, e.g. -DGPTOSS_SDPA_TC_WARPS=8); the build
 # tree's cache keeps them until set otherwise.
@@ -51,7 +52,7 @@ cp "$B"/tests/harness "$B"/tests/test_invariance .gpu/b/tests/
 cp "$B"/tests/e2e/dump_logits .gpu/b/tests/e2e/
 # the labs (~4 MB each) in a folder of their own: with them .gpu/b, .gpu/lib and .gpu/whl pass
 # the 64 MiB a call carries, so a call carries .gpu/lab when it runs them (GPU_LAB=.gpu/lab)
-for lab in wgmma_lab wgmma_latency_lab step_floor decode_lab tc_gemv_lab; do [ ! -x "$B"/bench/$lab ] || cp "$B"/bench/$lab .gpu/lab/; done
+for lab in wgmma_lab wgmma_latency_lab step_floor decode_lab tc_gemv_lab gemv_one_lab; do [ ! -x "$B"/bench/$lab ] || cp "$B"/bench/$lab .gpu/lab/; done
 if [ -z "${GPU_PREBUILD_SLIM:-}" ]; then
     cp "$B"/tests/test_fused "$B"/tests/test_graph "$B"/tests/libgptoss_pytestops.so .gpu/b/tests/
     cp "$B"/tests/e2e/test_batch "$B"/tests/e2e/test_engine_alloc "$B"/tests/e2e/test_sampling \
@@ -98,6 +99,7 @@ fi
 if [ -n "${GPU_PREBUILD_PACK:-}" ]; then
     parts=()
     for d in .gpu/b .gpu/lib .gpu/whl .gpu/prev; do [ ! -d "$d" ] || parts+=("$d"); done
+    for l in ${GPU_PREBUILD_PACK_LABS:-}; do [ ! -x ".gpu/lab/$l" ] || parts+=(".gpu/lab/$l"); done
     tar -czf .gpu/carry.tgz "${parts[@]}"
     echo "gpu-prebuild: ${parts[*]} in .gpu/carry.tgz ($(du -h .gpu/carry.tgz | cut -f1)): carry it, then tar -xzf .gpu/carry.tgz"
 fi

@@ -207,6 +207,14 @@ if ! skip lab && [ -x "$LAB"/tc_gemv_lab ]; then
     grep -E 'mma roles|bit-equal|us per call|^[a-z].*->' "$LOG/tc_gemv_lab.log" | head -60
     echo "lab: ${R[lab]} ($(el))"
 fi
+# The order-one GEMV of many tokens (bench/lab/gemv_one_lab.cu): tile shapes, activations in
+# shared memory and the L1 carveout against the library's call, bit for bit, at 64 tokens.
+if ! skip lab && [ -x "$LAB"/gemv_one_lab ]; then
+    "$LAB"/gemv_one_lab --iters 5 >"$LOG/gemv_one_lab.log" 2>&1
+    R[gemv-one-lab]="rc=$? $(tail -1 "$LOG/gemv_one_lab.log" | cut -c1-70)"
+    grep -vE '^$' "$LOG/gemv_one_lab.log" | cut -c1-160
+    echo "gemv-one lab: ${R[gemv-one-lab]} ($(el))"
+fi
 # The wgmma lab (bench/lab/wgmma_lab.cu): the prefill GEMMs (dense and MoE) on warpgroup MMA,
 # bit-equality with the library and float64, speed against the library.
 if ! skip lab && [ -x "$LAB"/wgmma_lab ]; then
@@ -362,6 +370,6 @@ for f in "$LOG"/engine-*.log "$LOG"/parallel-*.log; do [ -f "$f" ] && { echo "${
 [ -f "$LOG/cpu-profile.log" ] && grep -E '^decode ' "$LOG/cpu-profile.log"
 echo
 echo "================ $GPU ($(el)) ================"
-for k in build harness-cuda harness-cuda-many harness-avx512 graph fused invariance memcheck racecheck memcheck-many racecheck-many e2e-hf graph-bitexact sampling sample-host sample-kernels batch-tiny batch-20b-routing batch-tiny-many batch-20b-routing-many batch-20b-routing-noinv pytest bench lab wgmma-lab wgmma-latency-lab step-floor engine-20b engine-20b-nofused engine-20b-nograph engine-20b-pp2048 engine-120b depth long-131k parallel-1-ref parallel-1 parallel-4 parallel-16 parallel-64 parallel-1-many parallel-4-many parallel-16-many parallel-64-many parallel-1-off parallel-4-off parallel-16-off parallel-64-off parallel-64-topp parallel-120b-1 parallel-120b-4 parallel-120b-16 parallel-120b-64 parallel-120b-64-many profile-20b ncu-decode cpu-scaling harness-ab; do
+for k in build harness-cuda harness-cuda-many harness-avx512 graph fused invariance memcheck racecheck memcheck-many racecheck-many e2e-hf graph-bitexact sampling sample-host sample-kernels batch-tiny batch-20b-routing batch-tiny-many batch-20b-routing-many batch-20b-routing-noinv pytest bench lab gemv-one-lab wgmma-lab wgmma-latency-lab step-floor engine-20b engine-20b-nofused engine-20b-nograph engine-20b-pp2048 engine-120b depth long-131k parallel-1-ref parallel-1 parallel-4 parallel-16 parallel-64 parallel-1-many parallel-4-many parallel-16-many parallel-64-many parallel-1-off parallel-4-off parallel-16-off parallel-64-off parallel-64-topp parallel-120b-1 parallel-120b-4 parallel-120b-16 parallel-120b-64 parallel-120b-64-many profile-20b ncu-decode cpu-scaling harness-ab; do
     printf '%-15s %s\n' "$k" "${R[$k]:-skipped}"
 done
