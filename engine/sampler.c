@@ -118,46 +118,47 @@ enum gptoss_status gptoss_sampler_set_logit_bias(gptoss_sampler_t sampler, size_
     }
     uint32_t* ids = NULL;
     float* values = NULL;
+    struct bias_entry* e = NULL;
+    enum gptoss_status st = gptoss_status_success;
     if (num > 0) {
-        struct bias_entry* e = malloc(num * sizeof(*e));
+        e = malloc(num * sizeof(*e));
         ids = malloc(num * sizeof(*ids));
         values = malloc(num * sizeof(*values));
         if (e == NULL || ids == NULL || values == NULL) {
-            free(e);
-            free(ids);
-            free(values);
-            return gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate a logit bias of %zu tokens", num);
+            st = gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate a logit bias of %zu tokens", num);
+            goto done;
         }
         for (size_t i = 0; i < num; i++) {
             if (!isfinite(biases[i])) {
-                free(e);
-                free(ids);
-                free(values);
-                return gptoss_fail(gptoss_status_invalid_argument, "bias %zu (token id %u) is %g, not finite", i,
-                                   token_ids[i], (double) biases[i]);
+                st = gptoss_fail(gptoss_status_invalid_argument, "bias %zu (token id %u) is %g, not finite", i,
+                                 token_ids[i], (double) biases[i]);
+                goto done;
             }
             e[i] = (struct bias_entry){token_ids[i], biases[i]};
         }
         qsort(e, num, sizeof(*e), compare_bias);
         for (size_t i = 0; i < num; i++) {
             if (i > 0 && e[i].id == e[i - 1].id) {
-                const uint32_t dup = e[i].id;
-                free(e);
-                free(ids);
-                free(values);
-                return gptoss_fail(gptoss_status_invalid_argument, "token id %u has two biases", dup);
+                st = gptoss_fail(gptoss_status_invalid_argument, "token id %u has two biases", e[i].id);
+                goto done;
             }
             ids[i] = e[i].id;
             values[i] = e[i].value;
         }
-        free(e);
     }
+    /* replaced only now: a refused bias leaves the earlier one */
     free(sampler->bias_ids);
     free(sampler->bias_values);
     sampler->bias_ids = ids;
     sampler->bias_values = values;
     sampler->num_bias = num;
-    return gptoss_status_success;
+    ids = NULL;
+    values = NULL;
+done:
+    free(e);
+    free(ids);
+    free(values);
+    return st;
 }
 
 enum gptoss_status gptoss_sampler_check_vocabulary(const struct gptoss_sampler* s, uint32_t vocabulary_size) {
