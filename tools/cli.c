@@ -297,6 +297,16 @@ int gptoss_cli_make_sampler(const struct gptoss_cli_run* r, struct gptoss_cli_en
         float biases[kMaxCliBias];
         size_t n = 0;
         if (!parse_logit_bias(r->logit_bias, ids, biases, kMaxCliBias, &n)) return 1;
+        uint32_t vocab = 0;
+        if (e->tokenizer != NULL && gptoss_tokenizer_get_num_tokens(e->tokenizer, &vocab) == gptoss_status_success) {
+            for (size_t i = 0; i < n; i++) { /* refused before any output (the engine checks it when drawing) */
+                if (ids[i] >= vocab) {
+                    fprintf(stderr, "gptoss: --logit-bias: token id %u is past the vocabulary (%u tokens)\n", ids[i],
+                            vocab);
+                    return 1;
+                }
+            }
+        }
         st = gptoss_sampler_set_logit_bias(e->sampler, n, ids, biases);
     }
     if (st != gptoss_status_success) {

@@ -6,6 +6,8 @@
 #              by make-model (exit 2, nothing written) and, as files, by inspect, generate,
 #              chat and bench before any prompt or output
 #   decode_*   tokenize --decode names a bad id and the valid range
+#   logit_bias_*  generate --logit-bias refuses malformed, repeated and out-of-vocabulary
+#              entries before any output; +100 on a token makes every greedy draw it
 # Usage: test_cli_errors.sh GPTOSS_BIN
 set -u
 gptoss=$1
@@ -89,6 +91,20 @@ echo "5 6, 200013" > "$dir/stdin.txt"
 got=$("$gptoss" tokenize -m "$model" --decode < "$dir/stdin.txt")
 [ "$got" = "&'<|refusal|>" ]
 check decode_valid $? "decoded '$got'"
+
+# --- --logit-bias: refused before any output; +100 on a token makes every draw it
+: > "$dir/stdin.txt"
+for bad in "5:1" "5=" "x=1" "-5=1" "5=1e39" "5=nan" "5=1,5=2" "200014=1"; do
+    case $bad in
+        5=1,5=2) cause="token id 5 has two biases" ;;
+        200014=1) cause="token id 200014 is past the vocabulary (200014 tokens)" ;;
+        *) cause="--logit-bias: expected" ;;
+    esac
+    expect "logit_bias_$bad" 1 "$cause" "$gptoss" generate -m "$model" -p Hello -n 2 -t 1 --logit-bias "$bad"
+done
+got=$("$gptoss" generate -m "$model" -p Hello -n 4 -t 1 --ignore-eos --logit-bias 12345=100,7=-3 2> /dev/null)
+[ "$got" = "Hello Da Da Da Da" ]
+check logit_bias_forces $? "generated '$got'"
 
 echo "$passed passed, $failed failed"
 [ $failed -eq 0 ]
