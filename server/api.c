@@ -1,6 +1,6 @@
 /* Request validation: JSON body -> srv_request (parameters and prompt token ids), or an
  * OpenAI-style error. Every field OpenAI defines for the endpoint is accepted with its
- * type checked; values this server cannot honour (n > 1, JSON response formats, ...) are
+ * type checked; values this server cannot honour (JSON response formats, best_of, ...) are
  * refused with 400 rather than ignored; unknown top-level fields are
  * refused as OpenAI does ("Unrecognized request argument supplied"). null means absent. */
 #include <math.h>
@@ -182,12 +182,6 @@ static bool sampling(const struct srv_api_config* cfg, const json_t* b, struct s
     if (p->top_p == 0.0f) { /* the smallest nucleus: the most likely token */
         p->temperature = 0.0f;
         p->top_p = 1.0f;
-    }
-    v = 1;
-    if (!get_int(b, "n", INT64_MIN, INT64_MAX, &v, NULL, err)) return false;
-    if (v != 1) {
-        UNSUPPORTED(err, "n", "n: only 1 choice per request is supported, got %lld", (long long) v);
-        return false;
     }
     if (!logit_bias(cfg, b, p, err)) return false;
     if (!check_type(b, "user", JSON_STRING, "a string", err)) return false;
@@ -609,6 +603,20 @@ bool srv_api_prepare(const struct srv_api_config* cfg, enum srv_api api, const c
     struct srv_params* p = &req->params;
     int64_t max_tokens = 0;
     if (!sampling(cfg, b, p, err)) goto done;
+    /* n (chat, completions): the choices run at once, choice i drawing with seed + i */
+    int64_t choices = 1;
+    const size_t max_choices = cfg->max_choices != 0 && cfg->max_choices < SRV_MAX_CHOICES ? cfg->max_choices
+                                                                                          : SRV_MAX_CHOICES;
+    if (!get_int(b, "n", 1, INT64_MAX, &choices, NULL, err)) goto done;
+    if (choices > (int64_t) max_choices) {
+        BAD(err, "n", "n: %lld choices; this server runs at most %zu at once (--parallel, at most %d)",
+            (long long) choices, max_choices, SRV_MAX_CHOICES);
+        goto done;
+    }
+    if (!srv_request_set_choices(req, (uint32_t) choices)) {
+        srv_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
+        goto done;
+    }
     switch (api) {
     case srv_api_chat:
         if (!chat_params(b, p, &max_tokens, err)) goto done;

@@ -38,21 +38,26 @@ static void put_json(struct srv_buf* out, json_t* j) {
 
 /* ---- usage ------------------------------------------------------------------------ */
 
+/* The prompt once, the completion tokens of every choice. */
 static json_t* usage_json(const struct srv_request* req) {
     const struct srv_result* r = &req->result;
-    const size_t total = r->prompt_tokens + r->completion_tokens;
+    size_t completion = 0, reasoning = 0;
+    for (uint32_t c = 0; c < req->params.n; c++) {
+        completion += srv_result_of_const(req, c)->completion_tokens;
+        reasoning += srv_result_of_const(req, c)->reasoning_tokens;
+    }
+    const size_t total = r->prompt_tokens + completion;
     if (req->params.api == srv_api_responses) {
         return json_pack("{s:I, s:{s:I}, s:I, s:{s:I}, s:I}", "input_tokens", (json_int_t) r->prompt_tokens,
                          "input_tokens_details", "cached_tokens", (json_int_t) r->cached_tokens, "output_tokens",
-                         (json_int_t) r->completion_tokens, "output_tokens_details", "reasoning_tokens",
-                         (json_int_t) r->reasoning_tokens, "total_tokens", (json_int_t) total);
+                         (json_int_t) completion, "output_tokens_details", "reasoning_tokens", (json_int_t) reasoning,
+                         "total_tokens", (json_int_t) total);
     }
     json_t* u = json_pack("{s:I, s:I, s:I, s:{s:I}}", "prompt_tokens", (json_int_t) r->prompt_tokens,
-                          "completion_tokens", (json_int_t) r->completion_tokens, "total_tokens", (json_int_t) total,
+                          "completion_tokens", (json_int_t) completion, "total_tokens", (json_int_t) total,
                           "prompt_tokens_details", "cached_tokens", (json_int_t) r->cached_tokens);
     if (req->params.api == srv_api_chat) {
-        json_object_set_new(u, "completion_tokens_details",
-                            json_pack("{s:I}", "reasoning_tokens", (json_int_t) r->reasoning_tokens));
+        json_object_set_new(u, "completion_tokens_details", json_pack("{s:I}", "reasoning_tokens", (json_int_t) reasoning));
     }
     return u;
 }
@@ -147,13 +152,14 @@ static const char* response_status(const struct srv_request* req) {
 
 /* ---- chat --------------------------------------------------------------------------- */
 
-static json_t* chat_message(const struct srv_request* req, json_t** logprobs_out) {
+static json_t* chat_message(const struct srv_request* req, uint32_t choice, json_t** logprobs_out) {
+    const struct srv_result* res = srv_result_of_const(req, choice);
     struct srv_buf content = {0}, reasoning = {0};
     json_t* calls = json_array();
     json_t* lps = req->params.logprobs ? json_array() : NULL;
     bool any_message = false;
-    for (size_t i = 0; i < req->result.num_items; i++) {
-        const struct srv_item* it = &req->result.items[i];
+    for (size_t i = 0; i < res->num_items; i++) {
+        const struct srv_item* it = &res->items[i];
         if (it->kind == srv_item_message) {
             any_message = true;
             srv_buf_put(&content, it->text.data ? it->text.data : "", it->text.len);
@@ -181,22 +187,26 @@ static json_t* chat_message(const struct srv_request* req, json_t** logprobs_out
 json_t* srv_format_response(const struct srv_request* req) {
     const struct srv_params* p = &req->params;
     if (p->api == srv_api_responses) return response_object(req, response_status(req));
-    json_t* choice;
-    if (p->api == srv_api_chat) {
-        json_t* logprobs;
-        json_t* message = chat_message(req, &logprobs);
-        choice = json_pack("{s:i, s:o, s:o, s:s}", "index", 0, "message", message, "logprobs", logprobs,
-                           "finish_reason", finish_name(req->result.finish));
-    } else {
-        const struct srv_item* it = req->result.num_items ? &req->result.items[0] : NULL;
-        size_t offset = 0;
-        json_t* lp = it && it->logprobs ? completion_logprobs(it->logprobs, &offset) : json_null();
-        choice = json_pack("{s:o, s:i, s:o, s:s}", "text", it ? str_or_empty(&it->text) : json_string(""), "index", 0,
-                           "logprobs", lp, "finish_reason", finish_name(req->result.finish));
+    json_t* choices = json_array();
+    for (uint32_t c = 0; c < p->n; c++) {
+        const struct srv_result* res = srv_result_of_const(req, c);
+        if (p->api == srv_api_chat) {
+            json_t* logprobs;
+            json_t* message = chat_message(req, c, &logprobs);
+            json_array_append_new(choices, json_pack("{s:i, s:o, s:o, s:s}", "index", (int) c, "message", message,
+                                                     "logprobs", logprobs, "finish_reason", finish_name(res->finish)));
+        } else {
+            const struct srv_item* it = res->num_items ? &res->items[0] : NULL;
+            size_t offset = 0;
+            json_t* lp = it && it->logprobs ? completion_logprobs(it->logprobs, &offset) : json_null();
+            json_array_append_new(choices, json_pack("{s:o, s:i, s:o, s:s}", "text",
+                                                     it ? str_or_empty(&it->text) : json_string(""), "index", (int) c,
+                                                     "logprobs", lp, "finish_reason", finish_name(res->finish)));
+        }
     }
-    return json_pack("{s:s, s:s, s:I, s:s, s:[o], s:o}", "id", req->id, "object",
+    return json_pack("{s:s, s:s, s:I, s:s, s:o, s:o}", "id", req->id, "object",
                      p->api == srv_api_chat ? "chat.completion" : "text_completion", "created", (json_int_t) req->created,
-                     "model", req->model ? req->model : "", "choices", choice, "usage", usage_json(req));
+                     "model", req->model ? req->model : "", "choices", choices, "usage", usage_json(req));
 }
 
 /* ---- streams ------------------------------------------------------------------------ */
@@ -229,8 +239,8 @@ static json_t* chunk(const struct srv_request* req, json_t* choice) {
     return c;
 }
 
-static json_t* chat_choice(json_t* delta, json_t* logprobs, const char* finish) {
-    return json_pack("{s:i, s:o, s:o, s:o}", "index", 0, "delta", delta, "logprobs", logprobs ? logprobs : json_null(),
+static json_t* chat_choice(uint32_t index, json_t* delta, json_t* logprobs, const char* finish) {
+    return json_pack("{s:i, s:o, s:o, s:o}", "index", (int) index, "delta", delta, "logprobs", logprobs ? logprobs : json_null(),
                      "finish_reason", finish ? json_string(finish) : json_null());
 }
 
@@ -239,7 +249,22 @@ void srv_format_stream_begin(const struct srv_request* req, uint64_t* seq, struc
         sse_event(out, seq, "response.created", json_pack("{s:o}", "response", response_object(req, "in_progress")));
         sse_event(out, seq, "response.in_progress", json_pack("{s:o}", "response", response_object(req, "in_progress")));
     } else if (req->params.api == srv_api_chat) {
-        sse_data(out, chunk(req, chat_choice(json_pack("{s:s, s:s}", "role", "assistant", "content", ""), NULL, NULL)));
+        for (uint32_t c = 0; c < req->params.n; c++) {
+            sse_data(out, chunk(req, chat_choice(c, json_pack("{s:s, s:s}", "role", "assistant", "content", ""), NULL, NULL)));
+        }
+    }
+}
+
+/* The finishing chunk of a chat or completions choice (none once the request has failed:
+ * the error closes the stream). */
+static void stream_choice_done(const struct srv_request* req, uint32_t choice, struct srv_buf* out) {
+    if (req->result.error.status != 0) return;
+    const char* finish = finish_name(srv_result_of_const(req, choice)->finish);
+    if (req->params.api == srv_api_chat) {
+        sse_data(out, chunk(req, chat_choice(choice, json_object(), NULL, finish)));
+    } else {
+        sse_data(out, chunk(req, json_pack("{s:s, s:i, s:n, s:s}", "text", "", "index", (int) choice, "logprobs",
+                                           "finish_reason", finish)));
     }
 }
 
@@ -253,21 +278,13 @@ static void stream_done(const struct srv_request* req, uint64_t* seq, struct srv
         }
         return;
     }
-    const char* finish = finish_name(req->result.finish);
-    switch (req->params.api) {
-    case srv_api_responses: {
+    if (req->params.api == srv_api_responses) {
         const char* status = response_status(req);
         const char* type = strcmp(status, "incomplete") == 0 ? "response.incomplete" : "response.completed";
         sse_event(out, seq, type, json_pack("{s:o}", "response", response_object(req, status)));
         return;
     }
-    case srv_api_chat:
-        sse_data(out, chunk(req, chat_choice(json_object(), NULL, finish)));
-        break;
-    case srv_api_completions:
-        sse_data(out, chunk(req, json_pack("{s:s, s:i, s:n, s:s}", "text", "", "index", 0, "logprobs", "finish_reason", finish)));
-        break;
-    }
+    /* (each choice's finishing chunk came with its choice_done event) */
     if (req->params.include_usage) sse_data(out, chunk(req, NULL));
     srv_buf_puts(out, "data: [DONE]\n\n");
 }
@@ -336,6 +353,8 @@ static void stream_responses(const struct srv_request* req, const struct srv_eve
     case srv_event_done:
         stream_done(req, seq, out);
         break;
+    case srv_event_choice_done: /* one choice: the response's closing events come with done */
+        break;
     }
     json_decref(text);
 }
@@ -352,11 +371,15 @@ void srv_format_stream(const struct srv_request* req, const struct srv_event* ev
             stream_done(req, seq, out);
             continue;
         }
+        if (ev->type == srv_event_choice_done) {
+            stream_choice_done(req, ev->choice, out);
+            continue;
+        }
         if (req->params.api == srv_api_completions) {
             if (ev->type != srv_event_delta || (ev->text_len == 0 && ev->logprobs == NULL)) continue;
             size_t offset = 0; /* offsets within this chunk's text */
             json_t* lp = ev->logprobs ? completion_logprobs(ev->logprobs, &offset) : json_null();
-            sse_data(out, chunk(req, json_pack("{s:s%, s:i, s:o, s:n}", "text", ev->text, ev->text_len, "index", 0,
+            sse_data(out, chunk(req, json_pack("{s:s%, s:i, s:o, s:n}", "text", ev->text, ev->text_len, "index", (int) ev->choice,
                                                "logprobs", lp, "finish_reason")));
             continue;
         }
@@ -377,6 +400,6 @@ void srv_format_stream(const struct srv_request* req, const struct srv_event* ev
                 if (ev->logprobs) logprobs = json_pack("{s:O}", "content", ev->logprobs);
             }
         }
-        if (delta) sse_data(out, chunk(req, chat_choice(delta, logprobs, NULL)));
+        if (delta) sse_data(out, chunk(req, chat_choice(ev->choice, delta, logprobs, NULL)));
     }
 }

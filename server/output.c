@@ -20,6 +20,7 @@
 
 struct srv_output {
     struct srv_request* req;
+    uint32_t choice;
     gptoss_tokenizer_t tokenizer;
     gptoss_harmony_parser_t parser; /* NULL for completions */
     uint32_t tok_return, tok_call;
@@ -43,10 +44,11 @@ static uint32_t special(gptoss_tokenizer_t t, enum gptoss_special_token which) {
     return id;
 }
 
-struct srv_output* srv_output_create(gptoss_tokenizer_t tokenizer, struct srv_request* req) {
+struct srv_output* srv_output_create(gptoss_tokenizer_t tokenizer, struct srv_request* req, uint32_t choice) {
     struct srv_output* o = calloc(1, sizeof(*o));
     if (o == NULL) return NULL;
     o->req = req;
+    o->choice = choice;
     o->tokenizer = tokenizer;
     o->item = UINT32_MAX;
     o->tok_return = special(tokenizer, gptoss_special_token_return);
@@ -57,7 +59,7 @@ struct srv_output* srv_output_create(gptoss_tokenizer_t tokenizer, struct srv_re
         return NULL;
     }
     if (req->params.api == srv_api_completions) {
-        o->item = srv_request_item_begin(req, srv_item_message, NULL);
+        o->item = srv_request_item_begin(req, choice, srv_item_message, NULL);
         o->kind = srv_item_message;
     }
     return o;
@@ -79,7 +81,7 @@ static void release_held(struct srv_output* o, size_t n) {
     json_t* lp = o->held_logprobs;
     o->held_logprobs = NULL;
     if (n == 0 && lp == NULL) return;
-    srv_request_item_delta(o->req, o->item, o->held.data ? o->held.data : "", n, lp);
+    srv_request_item_delta(o->req, o->choice, o->item, o->held.data ? o->held.data : "", n, lp);
     memmove(o->held.data, o->held.data + n, o->held.len - n);
     o->held.len -= n;
     if (o->held.data) o->held.data[o->held.len] = '\0';
@@ -94,7 +96,7 @@ static void message_text(struct srv_output* o, const char* text, size_t len, jso
         json_decref(logprobs);
     }
     if (p->num_stop == 0) {
-        srv_request_item_delta(o->req, o->item, text, len, o->held_logprobs);
+        srv_request_item_delta(o->req, o->choice, o->item, text, len, o->held_logprobs);
         o->held_logprobs = NULL;
         return;
     }
@@ -131,7 +133,7 @@ static void message_text(struct srv_output* o, const char* text, size_t len, jso
 static void end_item(struct srv_output* o) {
     if (o->item == UINT32_MAX) return;
     if (o->kind == srv_item_message) release_held(o, o->held.len);
-    srv_request_item_end(o->req, o->item);
+    srv_request_item_end(o->req, o->choice, o->item);
     o->item = UINT32_MAX;
 }
 
@@ -151,7 +153,7 @@ static void begin_item(struct srv_output* o, const struct gptoss_harmony_header*
     } else {
         o->kind = srv_item_message;
     }
-    o->item = srv_request_item_begin(o->req, o->kind, name);
+    o->item = srv_request_item_begin(o->req, o->choice, o->kind, name);
 }
 
 static void on_events(struct srv_output* o, const struct gptoss_harmony_event* ev, size_t n, json_t* logprobs) {
@@ -166,7 +168,7 @@ static void on_events(struct srv_output* o, const struct gptoss_harmony_event* e
                 message_text(o, ev[i].text, ev[i].text_size, json_incref(logprobs));
                 logprobs = NULL; /* attached once */
             } else {
-                srv_request_item_delta(o->req, o->item, ev[i].text, ev[i].text_size, NULL);
+                srv_request_item_delta(o->req, o->choice, o->item, ev[i].text, ev[i].text_size, NULL);
             }
             break;
         case gptoss_harmony_event_message_end:
@@ -176,7 +178,7 @@ static void on_events(struct srv_output* o, const struct gptoss_harmony_event* e
             o->dropping = false;
             break;
         case gptoss_harmony_event_error:
-            o->req->result.parse_errors++;
+            srv_result_of(o->req, o->choice)->parse_errors++;
             break;
         }
     }
@@ -246,7 +248,7 @@ void srv_output_feed_header(struct srv_output* o, const uint32_t* ids, size_t n)
 }
 
 bool srv_output_feed(struct srv_output* o, uint32_t token, const float* logits, uint32_t V) {
-    struct srv_result* res = &o->req->result;
+    struct srv_result* res = srv_result_of(o->req, o->choice);
     const bool is_stop = token == o->tok_return || token == o->tok_call;
     const bool in_message = o->item != UINT32_MAX && o->kind == srv_item_message;
     if (o->item != UINT32_MAX && o->kind == srv_item_reasoning) res->reasoning_tokens++;

@@ -14,6 +14,7 @@ struct srv_request* srv_request_new(enum srv_api api) {
     atomic_init(&r->cancel, 0);
     pthread_mutex_init(&r->mu, NULL);
     r->params.api = api;
+    r->params.n = 1;
     r->created = (int64_t) time(NULL);
     static const char* const prefix[] = {"chatcmpl-", "resp_", "cmpl-"};
     srv_make_id(r->id, sizeof(r->id), prefix[api]);
@@ -21,6 +22,24 @@ struct srv_request* srv_request_new(enum srv_api api) {
 }
 
 void srv_request_retain(struct srv_request* req) { atomic_fetch_add(&req->refs, 1); }
+
+bool srv_request_set_choices(struct srv_request* req, uint32_t n) {
+    if (n > 1) {
+        req->more = calloc(n - 1, sizeof(*req->more));
+        if (req->more == NULL) return false; /* n stays 1 */
+    }
+    req->params.n = n;
+    return true;
+}
+
+static void result_free(struct srv_result* r) {
+    for (size_t i = 0; i < r->num_items; i++) {
+        free(r->items[i].name);
+        srv_buf_free(&r->items[i].text);
+        json_decref(r->items[i].logprobs);
+    }
+    free(r->items);
+}
 
 void srv_events_free(struct srv_event* events, size_t n) {
     for (size_t i = 0; i < n; i++) {
@@ -45,12 +64,8 @@ void srv_request_release(struct srv_request* req) {
         json_decref(req->events[i].logprobs);
     }
     free(req->events);
-    for (size_t i = 0; i < req->result.num_items; i++) {
-        free(req->result.items[i].name);
-        srv_buf_free(&req->result.items[i].text);
-        json_decref(req->result.items[i].logprobs);
-    }
-    free(req->result.items);
+    for (uint32_t c = 0; c < req->params.n; c++) result_free(srv_result_of(req, c));
+    free(req->more);
     pthread_mutex_destroy(&req->mu);
     free(req);
 }
@@ -89,9 +104,9 @@ static char* dup_n(const char* s, size_t n) {
     return p;
 }
 
-/* An event about `it` (index `item`) with its identity fields. */
-static struct srv_event item_event(enum srv_event_type type, uint32_t item, const struct srv_item* it) {
-    struct srv_event ev = {.type = type, .item = item, .kind = it->kind, .tool_index = it->tool_index};
+/* An event about `it` (index `item` of choice `choice`) with its identity fields. */
+static struct srv_event item_event(enum srv_event_type type, uint32_t choice, uint32_t item, const struct srv_item* it) {
+    struct srv_event ev = {.type = type, .choice = choice, .item = item, .kind = it->kind, .tool_index = it->tool_index};
     memcpy(ev.id, it->id, sizeof(ev.id));
     memcpy(ev.call_id, it->call_id, sizeof(ev.call_id));
     if (it->name != NULL) ev.name = dup_n(it->name, strlen(it->name));
@@ -102,9 +117,9 @@ static void notify(struct srv_request* req) {
     if (req->notify != NULL) req->notify(req);
 }
 
-uint32_t srv_request_item_begin(struct srv_request* req, enum srv_item_kind kind, const char* name) {
+uint32_t srv_request_item_begin(struct srv_request* req, uint32_t choice, enum srv_item_kind kind, const char* name) {
     pthread_mutex_lock(&req->mu);
-    struct srv_result* res = &req->result;
+    struct srv_result* res = srv_result_of(req, choice);
     if (res->num_items == res->cap_items) {
         const size_t cap = res->cap_items ? 2 * res->cap_items : 4;
         struct srv_item* p = realloc(res->items, cap * sizeof(*p));
@@ -128,25 +143,27 @@ uint32_t srv_request_item_begin(struct srv_request* req, enum srv_item_kind kind
     }
     if (kind == srv_item_message && req->params.logprobs) it->logprobs = json_array();
     if (req->params.stream) {
-        push_event(req, item_event(srv_event_item_begin, index, it));
+        push_event(req, item_event(srv_event_item_begin, choice, index, it));
         notify(req);
     }
     pthread_mutex_unlock(&req->mu);
     return index;
 }
 
-void srv_request_item_delta(struct srv_request* req, uint32_t item, const char* text, size_t len, json_t* logprobs) {
+void srv_request_item_delta(struct srv_request* req, uint32_t choice, uint32_t item, const char* text, size_t len,
+                            json_t* logprobs) {
     pthread_mutex_lock(&req->mu);
-    if (item >= req->result.num_items) {
+    struct srv_result* res = srv_result_of(req, choice);
+    if (item >= res->num_items) {
         pthread_mutex_unlock(&req->mu);
         json_decref(logprobs);
         return;
     }
-    struct srv_item* it = &req->result.items[item];
+    struct srv_item* it = &res->items[item];
     srv_buf_put(&it->text, text, len);
     if (logprobs != NULL && it->logprobs != NULL) json_array_extend(it->logprobs, logprobs);
     if (req->params.stream) {
-        struct srv_event ev = item_event(srv_event_delta, item, it);
+        struct srv_event ev = item_event(srv_event_delta, choice, item, it);
         ev.text = dup_n(text, len);
         ev.text_len = len;
         ev.logprobs = logprobs;
@@ -158,20 +175,33 @@ void srv_request_item_delta(struct srv_request* req, uint32_t item, const char* 
     pthread_mutex_unlock(&req->mu);
 }
 
-void srv_request_item_end(struct srv_request* req, uint32_t item) {
+void srv_request_item_end(struct srv_request* req, uint32_t choice, uint32_t item) {
     pthread_mutex_lock(&req->mu);
-    if (item < req->result.num_items && !req->result.items[item].done) {
-        struct srv_item* it = &req->result.items[item];
+    struct srv_result* res = srv_result_of(req, choice);
+    if (item < res->num_items && !res->items[item].done) {
+        struct srv_item* it = &res->items[item];
         it->done = true;
         if (req->params.stream) {
             const size_t n = it->text.len;
-            struct srv_event ev = item_event(srv_event_item_end, item, it);
+            struct srv_event ev = item_event(srv_event_item_end, choice, item, it);
             ev.text = dup_n(it->text.data ? it->text.data : "", n);
             ev.text_len = n;
             push_event(req, ev);
             notify(req);
         }
     }
+    pthread_mutex_unlock(&req->mu);
+}
+
+void srv_request_finish_choice(struct srv_request* req, uint32_t choice) {
+    pthread_mutex_lock(&req->mu);
+    push_event(req, (struct srv_event){.type = srv_event_choice_done, .choice = choice});
+    const bool last = ++req->choices_done == req->params.n;
+    if (last) {
+        req->done = true;
+        push_event(req, (struct srv_event){.type = srv_event_done});
+    }
+    notify(req);
     pthread_mutex_unlock(&req->mu);
 }
 

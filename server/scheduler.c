@@ -9,9 +9,11 @@
  * (its blocks go back to the budget).
  *
  * Admission: a request reserves the KV blocks of its prompt + max_tokens
- * (gptoss_sequence_create); one that does not fit waits at the head of the queue until
+ * (gptoss_sequence_create) for each of its n choices (a sequence each, all admitted at once,
+ * choice i drawing with seed + i); one that does not fit waits at the head of the queue until
  * running requests release theirs (never evicting anything), or is refused (400
- * kv_budget_exceeded) when it could not fit even alone.
+ * kv_budget_exceeded) when it could not fit even alone. A request ends when its last choice
+ * does; the first error of a choice is the request's, and its other choices are cancelled.
  *
  * Prompt cache: the batch's KV blocks keep a released sequence's K/V until the memory is
  * needed, and a new sequence takes the longest cached prefix of its prompt, to the token
@@ -27,9 +29,10 @@
 
 #include "server.h"
 
-/* A running request. */
+/* A running choice of a request (a request of n choices runs n of them). */
 struct seq {
-    struct srv_request* req;
+    struct srv_request* req;   /* one reference per seq */
+    uint32_t choice;
     gptoss_sequence_t sq;
     gptoss_sampler_t sampler;
     struct srv_output* out;
@@ -86,9 +89,15 @@ static void refuse(struct srv_request* req, int status, const char* type, const 
  * at once), metrics and the responses store. error_status 0 = success. */
 static void finish(struct srv_scheduler* s, struct seq* q, int error_status, const char* code, const char* message) {
     struct srv_request* req = q->req;
-    struct srv_result* res = &req->result;
-    srv_output_finish(q->out);
-    if (error_status != 0) srv_error_set(&res->error, error_status, "server_error", code, NULL, "%s", message);
+    struct srv_result* res = srv_result_of(req, q->choice);
+    if (q->out != NULL) srv_output_finish(q->out);
+    if (error_status != 0) {
+        /* the request's first error is its answer; its other choices stop at the next check */
+        if (req->result.error.status == 0) {
+            srv_error_set(&req->result.error, error_status, "server_error", code, NULL, "%s", message);
+        }
+        if (req->params.n > 1) atomic_store(&req->cancel, 1);
+    }
     if (res->finish == srv_finish_none) res->finish = srv_finish_length;
     res->completion_tokens = q->generated;
     gptoss_sequence_release(q->sq);
@@ -97,7 +106,8 @@ static void finish(struct srv_scheduler* s, struct seq* q, int error_status, con
     q->req = NULL; /* under the lock: srv_scheduler_cancel_all reads it (req may be freed below) */
     pthread_mutex_unlock(&s->mu);
     const double t_end = srv_now();
-    srv_metrics_tokens(s->metrics, res->prompt_tokens, res->cached_tokens, q->generated);
+    srv_metrics_tokens(s->metrics, q->choice == 0 ? res->prompt_tokens : 0, q->choice == 0 ? res->cached_tokens : 0,
+                       q->generated);
     srv_metrics_parse_errors(s->metrics, res->parse_errors);
     if (q->generated > 1 && t_end > q->t_first) srv_metrics_decode_rate(s->metrics, (double) (q->generated - 1) / (t_end - q->t_first));
     if (error_status == 0 && req->params.api == srv_api_responses && req->params.store && s->store != NULL) {
@@ -105,7 +115,7 @@ static void finish(struct srv_scheduler* s, struct seq* q, int error_status, con
         srv_store_put(s->store, req->id, json_object_get(req->info, "input"), output);
         json_decref(output);
     }
-    srv_request_finish(req);
+    srv_request_finish_choice(req, q->choice);
     srv_output_free(q->out);
     gptoss_sampler_release(q->sampler);
     srv_request_release(req);
@@ -121,7 +131,7 @@ static void finish_engine_error(struct srv_scheduler* s, struct seq* q, const ch
 
 /* ---- admission ---------------------------------------------------------------------- */
 
-static bool make_sampler(const struct srv_params* p, gptoss_sampler_t* out) {
+static bool make_sampler(const struct srv_params* p, uint32_t choice, gptoss_sampler_t* out) {
     gptoss_sampler_t smp = NULL;
     if (gptoss_sampler_create(&smp) != gptoss_status_success) return false;
     if (gptoss_sampler_set_temperature(smp, p->temperature) != gptoss_status_success ||
@@ -129,7 +139,7 @@ static bool make_sampler(const struct srv_params* p, gptoss_sampler_t* out) {
         gptoss_sampler_set_top_k(smp, p->top_k) != gptoss_status_success ||
         gptoss_sampler_set_presence_penalty(smp, p->presence_penalty) != gptoss_status_success ||
         gptoss_sampler_set_frequency_penalty(smp, p->frequency_penalty) != gptoss_status_success ||
-        gptoss_sampler_set_seed(smp, p->seed) != gptoss_status_success ||
+        gptoss_sampler_set_seed(smp, p->seed + choice) != gptoss_status_success ||
         gptoss_sampler_set_logit_bias(smp, p->num_bias, p->bias_ids, p->bias_values) != gptoss_status_success) {
         gptoss_sampler_release(smp);
         return false;
@@ -154,52 +164,76 @@ static enum admit_result admit(struct srv_scheduler* s, struct srv_request* req)
         refuse(req, 503, "server_error", "timeout", "the request waited in the queue past the server's timeout");
         return admit_done;
     }
+    const uint32_t n = req->params.n;
+    if (n > s->parallel) {
+        char msg[200];
+        snprintf(msg, sizeof(msg), "n: %u choices run at once, and the server runs at most %zu sequences (--parallel)",
+                 n, s->parallel);
+        refuse(req, 400, "invalid_request_error", "invalid_value", msg);
+        return admit_done;
+    }
     const size_t max_tokens = req->num_prompt + req->params.max_tokens; /* <= context_length (api.c) */
     size_t blocks = 0;
     gptoss_batch_get_sequence_blocks(s->batch, max_tokens, &blocks);
-    if (blocks > s->kv_blocks) {
+    if (blocks * n > s->kv_blocks) {
         char msg[300];
         snprintf(msg, sizeof(msg),
-                 "the prompt (%zu tokens) and max_tokens (%zu) need %zu KV blocks; the server's KV budget "
-                 "(--kv-budget) holds %zu", req->num_prompt, req->params.max_tokens, blocks, s->kv_blocks);
+                 "the prompt (%zu tokens) and max_tokens (%zu) need %zu KV blocks%s; the server's KV budget "
+                 "(--kv-budget) holds %zu", req->num_prompt, req->params.max_tokens, blocks * n,
+                 n > 1 ? " for its n choices" : "", s->kv_blocks);
         refuse(req, 400, "invalid_request_error", "kv_budget_exceeded", msg);
         return admit_done;
     }
-    gptoss_sequence_t sq = NULL;
-    const enum gptoss_status st = gptoss_sequence_create(s->batch, max_tokens, &sq);
-    if (st == gptoss_status_insufficient_resources) return admit_wait;
-    struct seq* q = NULL;
-    for (size_t i = 0; i < s->parallel && q == NULL; i++) q = s->seqs[i].req == NULL ? &s->seqs[i] : NULL;
-    if (st != gptoss_status_success || q == NULL) {
+    size_t free_slots = 0;
+    for (size_t i = 0; i < s->parallel; i++) free_slots += s->seqs[i].req == NULL;
+    if (free_slots < n) return admit_wait;
+    /* every choice's sequence first: all run, or the request waits (or fails) whole */
+    gptoss_sequence_t sq[SRV_MAX_CHOICES] = {0};
+    for (uint32_t c = 0; c < n; c++) {
+        const enum gptoss_status st = gptoss_sequence_create(s->batch, max_tokens, &sq[c]);
+        if (st == gptoss_status_success) continue;
         char msg[600];
         snprintf(msg, sizeof(msg), "engine error (admission): %s", gptoss_last_error());
-        gptoss_sequence_release(sq);
+        for (uint32_t d = 0; d < c; d++) gptoss_sequence_release(sq[d]);
+        if (st == gptoss_status_insufficient_resources) return admit_wait;
         refuse(req, 500, "server_error", NULL, msg);
         return admit_done;
     }
-    memset(q, 0, sizeof(*q));
-    q->sq = sq;
+    struct seq* qs[SRV_MAX_CHOICES] = {0};
     pthread_mutex_lock(&s->mu);
-    q->req = req;
-    s->num_running++;
+    for (uint32_t c = 0, i = 0; c < n; c++) {
+        while (s->seqs[i].req != NULL) i++;
+        qs[c] = &s->seqs[i];
+        memset(qs[c], 0, sizeof(*qs[c]));
+        qs[c]->sq = sq[c];
+        qs[c]->choice = c;
+        qs[c]->req = req;
+        if (c > 0) srv_request_retain(req); /* the queue's reference is the first choice's */
+        s->num_running++;
+    }
     pthread_mutex_unlock(&s->mu);
     req->result.prompt_tokens = req->num_prompt;
-    if (!make_sampler(&req->params, &q->sampler) || (q->out = srv_output_create(s->tokenizer, req)) == NULL) {
-        finish(s, q, 500, NULL, "out of memory");
-        return admit_done;
+    for (uint32_t c = 0; c < n; c++) {
+        struct seq* q = qs[c];
+        if (!make_sampler(&req->params, c, &q->sampler) || (q->out = srv_output_create(s->tokenizer, req, c)) == NULL) {
+            finish(s, q, 500, NULL, "out of memory");
+            continue;
+        }
+        /* the cached prefix costs nothing; the rest is prefilled by the steps, in chunks */
+        size_t kv = 0;
+        if (gptoss_sequence_append_tokens(q->sq, req->num_prompt, req->prompt) != gptoss_status_success ||
+            gptoss_sequence_get_num_kv_tokens(q->sq, &kv) != gptoss_status_success ||
+            gptoss_sequence_generate(q->sq, q->sampler, req->params.max_tokens) != gptoss_status_success) {
+            finish_engine_error(s, q, "appending the prompt", gptoss_last_error());
+            continue;
+        }
+        if (c == 0) {
+            size_t cached = kv < req->num_prompt ? kv : req->num_prompt;
+            if (cached == req->num_prompt) cached--; /* the last token runs again for its logits */
+            req->result.cached_tokens = cached;
+        }
+        if (req->num_header > 0) srv_output_feed_header(q->out, req->prompt + req->num_prompt - req->num_header, req->num_header);
     }
-    /* the cached prefix costs nothing; the rest is prefilled by the steps, in chunks */
-    size_t kv = 0;
-    if (gptoss_sequence_append_tokens(sq, req->num_prompt, req->prompt) != gptoss_status_success ||
-        gptoss_sequence_get_num_kv_tokens(sq, &kv) != gptoss_status_success ||
-        gptoss_sequence_generate(sq, q->sampler, req->params.max_tokens) != gptoss_status_success) {
-        finish_engine_error(s, q, "appending the prompt", gptoss_last_error());
-        return admit_done;
-    }
-    size_t cached = kv < req->num_prompt ? kv : req->num_prompt;
-    if (cached == req->num_prompt) cached--; /* the last token runs again for its logits */
-    req->result.cached_tokens = cached;
-    if (req->num_header > 0) srv_output_feed_header(q->out, req->prompt + req->num_prompt - req->num_header, req->num_header);
     return admit_done;
 }
 
@@ -247,7 +281,7 @@ static void take_token(struct srv_scheduler* s, struct seq* q, uint32_t token) {
         return;
     }
     if (q->generated >= req->params.max_tokens) { /* the sequence is full then, too */
-        req->result.finish = srv_finish_length;
+        srv_result_of(req, q->choice)->finish = srv_finish_length;
         finish(s, q, 0, NULL, NULL);
     }
 }

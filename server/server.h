@@ -77,6 +77,7 @@ enum srv_api {
 
 #define SRV_MAX_STOP 4
 #define SRV_MAX_LOGIT_BIAS 1024 /* entries of logit_bias */
+#define SRV_MAX_CHOICES 16      /* n: choices of a chat or completions request */
 #define SRV_MAX_TOP_LOGPROBS 20
 
 struct srv_params {
@@ -88,7 +89,8 @@ struct srv_params {
     float top_p;
     uint32_t top_k;            /* extension (as vLLM and llama-server); 0 = off */
     float presence_penalty, frequency_penalty;
-    uint64_t seed;
+    uint64_t seed;             /* choice i draws with seed + i */
+    uint32_t n;                /* choices (chat, completions); >= 1 */
     char* stop[SRV_MAX_STOP];  /* stop strings (chat, completions), malloc'd */
     size_t num_stop;
     size_t num_bias;           /* logit_bias (chat, completions): malloc'd ids and values */
@@ -124,7 +126,8 @@ enum srv_finish {
     srv_finish_tool_calls = 3, /* <|call|> after a tool call */
 };
 
-/* The whole output of a request: complete (immutable) once the request is done. */
+/* The whole output of a request's choice: complete (immutable) once the request is done.
+ * The request's own numbers (prompt and cached tokens, the error) are those of choice 0's. */
 struct srv_result {
     struct srv_item* items;
     size_t num_items, cap_items;
@@ -140,11 +143,13 @@ enum srv_event_type {
     srv_event_delta = 2,      /* text for items[item] (+ logprobs) */
     srv_event_item_end = 3,   /* items[item] is complete */
     srv_event_done = 4,       /* the request is finished (result complete, maybe an error) */
+    srv_event_choice_done = 5, /* a choice is finished (its result complete); before done */
 };
 
 /* An event carries the item fields a stream needs, so it is formatted without the result. */
 struct srv_event {
     enum srv_event_type type;
+    uint32_t choice;      /* the choice it belongs to */
     uint32_t item;
     enum srv_item_kind kind;
     char id[40], call_id[40]; /* the item's */
@@ -181,7 +186,9 @@ struct srv_request {
     struct srv_event* events;  /* appended by the engine, taken by the HTTP side */
     size_t num_events, cap_events, taken;
     bool done;
-    struct srv_result result;
+    struct srv_result result;  /* choice 0, and the request's numbers */
+    struct srv_result* more;   /* choices 1 .. n - 1 (NULL when n = 1) */
+    uint32_t choices_done;
 
     /* the HTTP side (http.c) */
     void* conn;                /* struct MHD_Connection*, NULL once closed */
@@ -191,12 +198,25 @@ struct srv_request {
 };
 
 struct srv_request* srv_request_new(enum srv_api api);
+/* The result of choice c (< params.n). */
+static inline struct srv_result* srv_result_of(struct srv_request* req, uint32_t c) {
+    return c == 0 ? &req->result : &req->more[c - 1];
+}
+static inline const struct srv_result* srv_result_of_const(const struct srv_request* req, uint32_t c) {
+    return c == 0 ? &req->result : &req->more[c - 1];
+}
+/* Sets params.n and makes room for its results; false on out-of-memory. */
+bool srv_request_set_choices(struct srv_request* req, uint32_t n);
 void srv_request_retain(struct srv_request* req);
 void srv_request_release(struct srv_request* req);
 /* Engine side (mutex NOT held by the caller): */
-uint32_t srv_request_item_begin(struct srv_request* req, enum srv_item_kind kind, const char* name);
-void srv_request_item_delta(struct srv_request* req, uint32_t item, const char* text, size_t len, json_t* logprobs);
-void srv_request_item_end(struct srv_request* req, uint32_t item);
+uint32_t srv_request_item_begin(struct srv_request* req, uint32_t choice, enum srv_item_kind kind, const char* name);
+void srv_request_item_delta(struct srv_request* req, uint32_t choice, uint32_t item, const char* text, size_t len,
+                            json_t* logprobs);
+void srv_request_item_end(struct srv_request* req, uint32_t choice, uint32_t item);
+/* Marks choice `choice` finished (its result's finish set by the caller first); the last
+ * choice finishes the request (srv_request_finish). */
+void srv_request_finish_choice(struct srv_request* req, uint32_t choice);
 /* Marks the request done (result.finish / result.error set by the caller first). */
 void srv_request_finish(struct srv_request* req);
 /* HTTP side, mutex held: moves the events not yet taken to *out (caller frees them with
@@ -216,6 +236,7 @@ struct srv_api_config {
     size_t context_length;       /* tokens per context */
     struct gptoss_harmony_render_options render; /* current_date set per request when NULL */
     struct srv_store* store;     /* NULL: previous_response_id is refused */
+    size_t max_choices;          /* n at most (the sequences run at once, --parallel; 0 = SRV_MAX_CHOICES) */
 };
 
 /* Parses and validates a request body for `api` and renders its prompt. On success
@@ -251,7 +272,7 @@ void srv_format_stream_begin(const struct srv_request* req, uint64_t* seq, struc
 struct srv_output;
 /* Creates the token -> items processor of a request (harmony parser for chat and
  * responses, plain text for completions). NULL on out-of-memory. */
-struct srv_output* srv_output_create(gptoss_tokenizer_t tokenizer, struct srv_request* req);
+struct srv_output* srv_output_create(gptoss_tokenizer_t tokenizer, struct srv_request* req, uint32_t choice);
 /* The prompt's forced header tokens (req->num_header), before any sampled token. */
 void srv_output_feed_header(struct srv_output* out, const uint32_t* ids, size_t n);
 /* Feeds one sampled token; logits (vocabulary size entries) when logprobs were asked.

@@ -308,7 +308,7 @@ int gptoss_cli_serve(int argc, char** argv) {
     }
     char idbuf[64];
     struct srv_api_config api = {.tokenizer = tokenizer, .model_id = model_id(&o, idbuf, sizeof(idbuf)),
-                                 .context_length = ctx, .store = store};
+                                 .context_length = ctx, .store = store, .max_choices = (size_t) o.parallel};
     gptoss_harmony_render_options_init(&api.render);
     const struct srv_http_options ho = {.host = o.host, .port = (uint16_t) o.port,
                                         .api_key = file_key ? file_key : o.api_key, .max_body = (size_t) o.max_body,

@@ -38,17 +38,20 @@ static void init(void) {
     json_decref(output);
 }
 
-/* The prompt's tokens fed back as a completion, then both response forms. */
+/* The prompt's tokens fed back as a completion of every choice (choice c from token c on),
+ * then both response forms. */
 static void replay_as_output(struct srv_request* req) {
-    struct srv_output* out = srv_output_create(g_tok, req);
-    if (out == NULL) return;
-    if (req->num_header > 0) srv_output_feed_header(out, req->prompt + req->num_prompt - req->num_header, req->num_header);
-    size_t fed = 0;
-    while (fed < req->num_prompt && fed < req->params.max_tokens && !srv_output_feed(out, req->prompt[fed], NULL, 0)) fed++;
-    srv_output_finish(out);
-    srv_output_free(out);
-    req->result.completion_tokens = fed;
-    srv_request_finish(req);
+    for (uint32_t c = 0; c < req->params.n; c++) {
+        struct srv_output* out = srv_output_create(g_tok, req, c);
+        if (out == NULL) return;
+        if (req->num_header > 0) srv_output_feed_header(out, req->prompt + req->num_prompt - req->num_header, req->num_header);
+        size_t fed = c < req->num_prompt ? c : req->num_prompt;
+        while (fed < req->num_prompt && fed < req->params.max_tokens && !srv_output_feed(out, req->prompt[fed], NULL, 0)) fed++;
+        srv_output_finish(out);
+        srv_output_free(out);
+        srv_result_of(req, c)->completion_tokens = fed;
+        srv_request_finish_choice(req, c);
+    }
     json_t* whole = srv_format_response(req);
     if (whole == NULL) abort(); /* every result has a response */
     json_decref(whole);

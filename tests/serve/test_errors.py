@@ -59,7 +59,8 @@ def test_400_404_405(start_server):
     check_error(request(s, "POST", chat, {**ok, "max_tokens": 0}), 400, "invalid_value", "max_tokens")
     check_error(request(s, "POST", chat, {**ok, "foo": 1}), 400, "unknown_parameter", "foo")
     check_error(request(s, "POST", chat, {**ok, "model": "gpt-4o"}), 400, "model_not_found", "model")
-    check_error(request(s, "POST", chat, {**ok, "n": 2}), 400, "unsupported_value", "n")
+    check_error(request(s, "POST", chat, {**ok, "n": 2}), 400, "invalid_value", "n")  # --parallel 1: n <= 1
+    check_error(request(s, "POST", chat, {**ok, "n": 0}), 400, "invalid_value", "n")
     for bias in ({"abc": 1}, {"-1": 1}, {"1e3": 1}, {str(10**6): 1}, {"5": 101}, {"5": "x"}, {"5": 1, "05": 2},
                  [5], {str(i): 1 for i in range(1025)}):
         check_error(request(s, "POST", chat, {**ok, "logit_bias": bias}), 400, "invalid_value", "logit_bias")

@@ -50,14 +50,14 @@ static struct srv_request* new_request(enum srv_api api, bool stream) {
 
 /* Feeds s (stops where the output says so); returns the number of tokens fed. */
 static size_t run(struct srv_request* req, const struct ids* s, const float* logits, uint32_t V) {
-    struct srv_output* o = srv_output_create(g_tok, req);
+    struct srv_output* o = srv_output_create(g_tok, req, 0);
     size_t i = 0;
     bool stop = false;
     while (i < s->n && !stop) stop = srv_output_feed(o, s->v[i++], logits, V);
     srv_output_finish(o);
     srv_output_free(o);
     req->result.completion_tokens = i;
-    srv_request_finish(req);
+    srv_request_finish_choice(req, 0); /* as the scheduler ends a choice */
     return i;
 }
 
@@ -224,7 +224,7 @@ static void test_tool_call(void) {
     text(&args, "{\"city\":\"Oslo\"}");
     special(&args, gptoss_special_token_call);
     struct srv_request* r = new_request(srv_api_responses, false);
-    struct srv_output* o = srv_output_create(g_tok, r);
+    struct srv_output* o = srv_output_create(g_tok, r, 0);
     srv_output_feed_header(o, h, nh);
     bool stop = false;
     for (size_t i = 0; i < args.n && !stop; i++) stop = srv_output_feed(o, args.v[i], NULL, 0);

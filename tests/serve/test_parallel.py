@@ -21,6 +21,7 @@ import subprocess
 import threading
 import time
 
+import openai
 import pytest
 
 from conftest import BIN, Server
@@ -230,3 +231,44 @@ def test_nan_logits_greedy(tiny_model, tmp_path):
         assert idle(s)
     finally:
         assert s.stop() == 0, s.stderr()
+
+
+def test_n_choices(start_server):
+    """n choices run at once, choice i drawing with seed + i: each is, token for token, the
+    reply of the same request alone with that seed (batch invariance), in the response and
+    in the stream (chunks carry their choice's index); usage counts the prompt once."""
+    s = start_server("-c", "512", "--parallel", "4", name="choices")
+    c = s.client()
+    kw = dict(model=s.model, prompt=[2000 + 13 * i for i in range(20)], max_tokens=6, temperature=1.0, logprobs=1)
+    alone = [c.completions.create(seed=40 + i, **kw) for i in range(3)]
+    many = c.completions.create(n=3, seed=40, **kw)
+    assert [ch.index for ch in many.choices] == [0, 1, 2]
+    for ch, a in zip(many.choices, alone):
+        assert ch.text == a.choices[0].text and ch.logprobs.token_logprobs == a.choices[0].logprobs.token_logprobs
+        assert ch.finish_reason == a.choices[0].finish_reason
+    assert many.usage.prompt_tokens == alone[0].usage.prompt_tokens
+    assert many.usage.completion_tokens == sum(a.usage.completion_tokens for a in alone)
+    texts, finish = ["", "", ""], [None, None, None]
+    usage = None
+    for chunk in c.completions.create(n=3, seed=40, stream=True, stream_options={"include_usage": True}, **kw):
+        for ch in chunk.choices:
+            texts[ch.index] += ch.text
+            finish[ch.index] = ch.finish_reason or finish[ch.index]
+        usage = chunk.usage or usage
+    assert texts == [a.choices[0].text for a in alone] and None not in finish
+    assert usage.completion_tokens == many.usage.completion_tokens
+    # chat: one message per choice, each the lone request's
+    msgs = [{"role": "user", "content": "Hello"}]
+    lone = [c.chat.completions.create(model=s.model, messages=msgs, max_tokens=5, seed=9 + i) for i in range(2)]
+    two = c.chat.completions.create(model=s.model, messages=msgs, max_tokens=5, seed=9, n=2)
+    assert [ch.index for ch in two.choices] == [0, 1]
+    for ch, a in zip(two.choices, lone):
+        assert ch.message.model_dump() == a.choices[0].message.model_dump()  # content, reasoning, tool calls
+    streamed = {}
+    for chunk in c.chat.completions.create(model=s.model, messages=msgs, max_tokens=5, seed=9, n=2, stream=True):
+        for ch in chunk.choices:
+            streamed.setdefault(ch.index, []).append(ch)
+    assert sorted(streamed) == [0, 1] and all(any(x.finish_reason for x in v) for v in streamed.values())
+    # more choices than run at once
+    with pytest.raises(openai.BadRequestError, match="at most 4"):
+        c.completions.create(n=5, **kw)
