@@ -14,6 +14,8 @@ constexpr int kGemvWarps = 8; /* warps per block of the GEMV kernels */
 constexpr uint32_t kGemvMaxTokens = 16;
 constexpr uint32_t kGemvMaxRowsForPrefill = 128; /* prefill with R <= this uses the GEMV kernel */
 constexpr uint32_t kSplitKMaxRows = 256;         /* one token, R <= this: split-K GEMV */
+constexpr uint32_t kManyGemvRowTokens = 128;     /* row order many, R <= kGemvMaxRowsForPrefill: up to
+                                                    this many tokens a warp a row and token */
 
 
 /* Vector GEMV: C % 8 == 0, weight and input 16-byte aligned. Each warp handles RPW
@@ -935,7 +937,13 @@ static enum gptoss_status matmul_many(gptoss_backend_t backend, const float* inp
                                       const uint16_t* b, float* output, uint32_t T, uint32_t C, uint32_t R, bool add,
                                       bool vec) {
     if (vec && R <= kGemvMaxRowsForPrefill && (T + 7) / 8 <= GPTOSS_CUDA_MAX_GRID_YZ) {
-        const cudaError_t err = launch_gemv_vec<8, 2>(backend, input, w, b, output, T, C, R, add);
+        /* up to kManyGemvRowTokens tokens (decode steps), a warp a row and token: with 8 tokens
+         * and 2 rows a warp the router of one token was 2 blocks (R = 32), 64 tokens 16 blocks,
+         * each lane walking all its chunks for 16 sums. A row's sums do not depend on TT and
+         * RPW (gemv_bf16_vec_kernel), so both launches give the same bits. */
+        const cudaError_t err = T <= kManyGemvRowTokens
+                                    ? launch_gemv_vec<1, 1>(backend, input, w, b, output, T, C, R, add)
+                                    : launch_gemv_vec<8, 2>(backend, input, w, b, output, T, C, R, add);
         if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of the bf16 GEMV kernel (row order many)");
         return gptoss_status_success;
     }
@@ -1011,7 +1019,10 @@ enum gptoss_status gptoss_cuda_bf16w_matmul_launch(gptoss_backend_t backend, con
      * T/128 blocks; the GEMV kernel over tiles of 8 tokens keeps every SM busy and reads the
      * small matrix from L2 */
     if (vec && R <= kGemvMaxRowsForPrefill && (T + 7) / 8 <= GPTOSS_CUDA_MAX_GRID_YZ) {
-        const cudaError_t err = launch_gemv_vec<8, 2>(backend, input, w, b, output, T, C, R, add);
+        /* as in row order many (matmul_many): a warp a row and token up to kManyGemvRowTokens */
+        const cudaError_t err = T <= kManyGemvRowTokens
+                                    ? launch_gemv_vec<1, 1>(backend, input, w, b, output, T, C, R, add)
+                                    : launch_gemv_vec<8, 2>(backend, input, w, b, output, T, C, R, add);
         if (err != cudaSuccess) return gptoss_cuda_fail(err, "launch of the bf16 GEMV kernel");
         return gptoss_status_success;
     }
