@@ -115,6 +115,14 @@ if ! skip sanitize; then
             >"$LOG/$tool-many.log" 2>&1
         R[$tool-many]="rc=$? $(grep -E '^[0-9]+ passed' "$LOG/$tool-many.log" | tail -1) (rc 0 = clean)"
         echo "$tool-many: ${R[$tool-many]} ($(el))"
+        # row order one over token tiles (gemv_one_staged_kernel: 8 tokens' x in shared
+        # memory; rows % 4 != 0 and a last tile of 1 token among them)
+        timeout 180 compute-sanitizer --tool $tool --error-exitcode 99 --print-limit 10 \
+            "$B"/tests/harness --backend cuda --row-order one \
+            --filter matmul_tc_ring_40tok_2880x300,matmul_tc_ring_bn64_33tok_264x8449,unembedding_prefill130 \
+            >"$LOG/$tool-one.log" 2>&1
+        R[$tool-one]="rc=$? $(grep -E '^[0-9]+ passed' "$LOG/$tool-one.log" | tail -1) (rc 0 = clean)"
+        echo "$tool-one: ${R[$tool-one]} ($(el))"
     done
 fi
 
@@ -370,6 +378,6 @@ for f in "$LOG"/engine-*.log "$LOG"/parallel-*.log; do [ -f "$f" ] && { echo "${
 [ -f "$LOG/cpu-profile.log" ] && grep -E '^decode ' "$LOG/cpu-profile.log"
 echo
 echo "================ $GPU ($(el)) ================"
-for k in build harness-cuda harness-cuda-many harness-avx512 graph fused invariance memcheck racecheck memcheck-many racecheck-many e2e-hf graph-bitexact sampling sample-host sample-kernels batch-tiny batch-20b-routing batch-tiny-many batch-20b-routing-many batch-20b-routing-noinv pytest bench lab gemv-one-lab wgmma-lab wgmma-latency-lab step-floor engine-20b engine-20b-nofused engine-20b-nograph engine-20b-pp2048 engine-120b depth long-131k parallel-1-ref parallel-1 parallel-4 parallel-16 parallel-64 parallel-1-many parallel-4-many parallel-16-many parallel-64-many parallel-1-off parallel-4-off parallel-16-off parallel-64-off parallel-64-topp parallel-120b-1 parallel-120b-4 parallel-120b-16 parallel-120b-64 parallel-120b-64-many profile-20b ncu-decode cpu-scaling harness-ab; do
+for k in build harness-cuda harness-cuda-many harness-avx512 graph fused invariance memcheck racecheck memcheck-many racecheck-many memcheck-one racecheck-one e2e-hf graph-bitexact sampling sample-host sample-kernels batch-tiny batch-20b-routing batch-tiny-many batch-20b-routing-many batch-20b-routing-noinv pytest bench lab gemv-one-lab wgmma-lab wgmma-latency-lab step-floor engine-20b engine-20b-nofused engine-20b-nograph engine-20b-pp2048 engine-120b depth long-131k parallel-1-ref parallel-1 parallel-4 parallel-16 parallel-64 parallel-1-many parallel-4-many parallel-16-many parallel-64-many parallel-1-off parallel-4-off parallel-16-off parallel-64-off parallel-64-topp parallel-120b-1 parallel-120b-4 parallel-120b-16 parallel-120b-64 parallel-120b-64-many profile-20b ncu-decode cpu-scaling harness-ab; do
     printf '%-15s %s\n' "$k" "${R[$k]:-skipped}"
 done

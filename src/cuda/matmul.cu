@@ -850,6 +850,148 @@ bool region_applies(gptoss_backend_t backend, const float* x, const uint16_t* w,
     return region_rows_per_block(backend, x, w, C, R) != 0;
 }
 
+/* Row order one over tiles of 8 tokens with the tile's activations in shared memory: the
+ * order-one GEMVs of a many-stream decode step (the qkv and unembedding of 64 drawn rows in
+ * `on`). A block is one token tile (blockIdx.x) and kGemvWarps warps of kOneRows consecutive
+ * rows each (blockIdx.y). The tile's x is staged once as two planes of 16 bytes a chunk
+ * (conflict-free reads); each x chunk read from shared memory serves 4 rows, each weight chunk
+ * 8 tokens. gemv_bf16_vec_kernel<8, 2, ...> reads x through L1 for every row pair instead,
+ * and Nsight Compute found it L1-bound (L1 throughput 91 %, twenty-third sitting). Lane l's
+ * sums are gemv_bf16_vec_kernel's (chunks l, l + 32, ... in order; REGION_ORDER: each chunk's
+ * dot product from zero, added to the lane's sum), then the warp butterfly: the same bits. */
+constexpr uint32_t kOneTokens = 8, kOneRows = 4;
+/* at most two blocks an SM's worth of shared memory: the 20b's 2880 columns (90 KB) fit,
+ * the attention output's 4096 (128 KB, one block an SM, measured no faster) keep the vector
+ * kernel */
+constexpr size_t kOneMaxSmem = 100 * 1024;
+
+inline size_t one_staged_smem_bytes(uint32_t C) { return (size_t) kOneTokens * C * sizeof(float); }
+
+/* bf16 pairs widened once: the opaque move keeps the compiler from repeating the shift / mask
+ * at every use (each weight is used by 8 tokens) */
+__device__ __forceinline__ float one_opaque_f32(uint32_t bits) {
+    float f;
+    asm volatile("mov.b32 %0, %1;" : "=f"(f) : "r"(bits));
+    return f;
+}
+
+/* gptoss_d_dot8 on widened weights */
+__device__ __forceinline__ float one_dot8(const float (&w)[8], float4 a, float4 b, float acc) {
+    acc = fmaf(a.x, w[0], acc);
+    acc = fmaf(a.y, w[1], acc);
+    acc = fmaf(a.z, w[2], acc);
+    acc = fmaf(a.w, w[3], acc);
+    acc = fmaf(b.x, w[4], acc);
+    acc = fmaf(b.y, w[5], acc);
+    acc = fmaf(b.z, w[6], acc);
+    acc = fmaf(b.w, w[7], acc);
+    return acc;
+}
+
+template <bool REGION_ORDER>
+__global__ void __launch_bounds__(kGemvWarps * 32) gemv_one_staged_kernel(const float* __restrict__ x,
+                                                                          const uint16_t* __restrict__ w,
+                                                                          const uint16_t* __restrict__ bias,
+                                                                          float* __restrict__ out, uint32_t T,
+                                                                          uint32_t C, uint32_t R, bool add) {
+    extern __shared__ float4 one_xs[]; /* [token][plane][chunk] */
+    gptoss_d_pdl_trigger();
+    const uint32_t lane = threadIdx.x & 31u, nchunks = C / 8;
+    const uint32_t t0 = blockIdx.x * kOneTokens, nt = min(kOneTokens, T - t0);
+    const uint32_t row0 = (blockIdx.y * kGemvWarps + (threadIdx.x >> 5)) * kOneRows;
+    const bool rows = row0 < R;
+    const uint4* wrow[kOneRows];
+#pragma unroll
+    for (uint32_t rr = 0; rr < kOneRows; rr++) wrow[rr] = (const uint4*) (w + (size_t) min(row0 + rr, R - 1) * C);
+    /* the weights are not written by earlier kernels: the first chunk is requested before
+     * waiting for the kernel that produces x (PDL) */
+    uint4 next[kOneRows];
+#pragma unroll
+    for (uint32_t rr = 0; rr < kOneRows; rr++) {
+        next[rr] = rows && lane < nchunks ? gptoss_d_ld_stream(wrow[rr] + lane) : make_uint4(0, 0, 0, 0);
+    }
+    gptoss_d_pdl_wait();
+    for (uint32_t t = 0; t < nt; t++) {
+        const float4* xp = (const float4*) (x + (size_t) (t0 + t) * C);
+        for (uint32_t c = threadIdx.x; c < nchunks; c += blockDim.x) {
+            one_xs[(2 * t) * nchunks + c] = __ldg(xp + 2 * c);
+            one_xs[(2 * t + 1) * nchunks + c] = __ldg(xp + 2 * c + 1);
+        }
+    }
+    __syncthreads();
+    if (!rows) return; /* whole warps: row0 is the warp's */
+
+    float acc[kOneRows][kOneTokens];
+#pragma unroll
+    for (uint32_t rr = 0; rr < kOneRows; rr++)
+#pragma unroll
+        for (uint32_t t = 0; t < kOneTokens; t++) acc[rr][t] = 0.0f;
+    for (uint32_t c = lane; c < nchunks; c += 32) {
+        float wf[kOneRows][8];
+#pragma unroll
+        for (uint32_t rr = 0; rr < kOneRows; rr++) {
+            wf[rr][0] = one_opaque_f32(next[rr].x << 16);
+            wf[rr][1] = one_opaque_f32(next[rr].x & 0xFFFF0000u);
+            wf[rr][2] = one_opaque_f32(next[rr].y << 16);
+            wf[rr][3] = one_opaque_f32(next[rr].y & 0xFFFF0000u);
+            wf[rr][4] = one_opaque_f32(next[rr].z << 16);
+            wf[rr][5] = one_opaque_f32(next[rr].z & 0xFFFF0000u);
+            wf[rr][6] = one_opaque_f32(next[rr].w << 16);
+            wf[rr][7] = one_opaque_f32(next[rr].w & 0xFFFF0000u);
+        }
+        if (c + 32 < nchunks) { /* the next chunk's weights in flight while these are used */
+#pragma unroll
+            for (uint32_t rr = 0; rr < kOneRows; rr++) next[rr] = gptoss_d_ld_stream(wrow[rr] + c + 32);
+        }
+#pragma unroll
+        for (uint32_t t = 0; t < kOneTokens; t++) {
+            if (t < nt) {
+                const float4 a = one_xs[(2 * t) * nchunks + c], b = one_xs[(2 * t + 1) * nchunks + c];
+#pragma unroll
+                for (uint32_t rr = 0; rr < kOneRows; rr++) {
+                    acc[rr][t] = REGION_ORDER ? acc[rr][t] + one_dot8(wf[rr], a, b, 0.0f)
+                                              : one_dot8(wf[rr], a, b, acc[rr][t]);
+                }
+            }
+        }
+    }
+    __syncwarp();
+#pragma unroll
+    for (uint32_t rr = 0; rr < kOneRows; rr++) {
+#pragma unroll
+        for (uint32_t t = 0; t < kOneTokens; t++) {
+            const float v = gptoss_d_warp_sum(acc[rr][t]);
+            const uint32_t r = row0 + rr;
+            if (lane == ((rr * kOneTokens + t) & 31u) && t < nt && r < R) {
+                gptoss_d_store_result(out + (size_t) (t0 + t) * R + r, bias, r, v, add);
+            }
+        }
+    }
+}
+
+/* The staged kernel where it applies (more than one tile, the tile's x within kOneMaxSmem and
+ * the device's limit, the grid within its bounds); false: not launched. */
+bool launch_gemv_one_staged(gptoss_backend_t backend, const float* x, const uint16_t* w, const uint16_t* b,
+                            float* out, uint32_t T, uint32_t C, uint32_t R, bool add, bool region,
+                            cudaError_t* err) {
+    const size_t smem = one_staged_smem_bytes(C);
+    const uint32_t row_blocks = ((R + kOneRows - 1) / kOneRows + kGemvWarps - 1) / kGemvWarps;
+    if (T <= kOneTokens || smem > kOneMaxSmem || smem > gptoss_cuda(backend)->max_shared_per_block ||
+        row_blocks > GPTOSS_CUDA_MAX_GRID_YZ) {
+        return false;
+    }
+    auto kernel = region ? gemv_one_staged_kernel<true> : gemv_one_staged_kernel<false>;
+    static bool attribute_set[2]; /* the largest size once a kernel (setting it twice is harmless) */
+    if (!attribute_set[region]) {
+        *err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int) kOneMaxSmem);
+        if (*err != cudaSuccess) return true;
+        attribute_set[region] = true;
+    }
+    *err = gptoss_cuda_launch_pdl(backend, kernel, dim3((T + kOneTokens - 1) / kOneTokens, row_blocks),
+                                  dim3(kGemvWarps * 32), smem, x, w, b, out, T, C, R, add);
+    return true;
+}
+
 /* Row order one (gptoss_backend_set_row_order) over T tokens, C % 8 == 0 and 16-byte
  * aligned: each token's sums as the one-token GEMV that gptoss_cuda_bf16w_matmul_launch
  * runs for it (split-K for R <= kSplitKMaxRows unless qkv, then the region kernel's order
@@ -862,6 +1004,8 @@ cudaError_t launch_gemv_one(gptoss_backend_t backend, const float* x, const uint
                                       add);
     }
     const bool region = region_applies(backend, x, w, C, R);
+    cudaError_t err;
+    if (launch_gemv_one_staged(backend, x, w, b, out, T, C, R, add, region, &err)) return err;
     const uint32_t row_blocks = ((R + 1) / 2 + kGemvWarps - 1) / kGemvWarps; /* as launch_gemv_vec<8, 2> */
     if (T > 8 && row_blocks <= GPTOSS_CUDA_MAX_GRID_YZ) {
         /* several token tiles: tiles along x, rows along y (the weights read once) */
