@@ -16,7 +16,7 @@
 #                      builds one from the tree, without build isolation)
 #   GPU_LAB=DIR        where the built labs are (default $GPU_BUILD/bench; tools/gpu-prebuild.sh
 #                      puts them in .gpu/lab, carried on its own: the labs step runs those found)
-#   GPU_SKIP=LIST      steps to skip (words: cpu-harness sanitize e2e sampling batch python bench lab
+#   GPU_SKIP=LIST      steps to skip (words: checks cpu-harness sanitize e2e sampling batch python bench lab
 #                      20b 120b depth long parallel parallel-120b profile ncu cpu-scaling)
 #   GPU_CPU_THREADS="N ..."  thread counts of the host-CPU scaling step (default "1 2 4 8 16":
 #                      tools/cpu-scaling.sh after every GPU step, ~2 min)
@@ -56,30 +56,34 @@ if ! skip cpu-harness; then
     cpu_pid=$!
 fi
 
-"$B"/tests/harness --backend cuda >"$LOG/harness-cuda.log" 2>&1
-R[harness-cuda]="rc=$? $(grep -E '^[0-9]+ passed' "$LOG/harness-cuda.log" | tail -1)"
-grep -E '^FAIL' "$LOG/harness-cuda.log" | head -20
-echo "harness-cuda: ${R[harness-cuda]} ($(el))"
+# the CUDA harness in both row orders, test_graph, test_fused, test_invariance (GPU_SKIP=checks:
+# a call that has run them on this build already)
+if ! skip checks; then
+    "$B"/tests/harness --backend cuda >"$LOG/harness-cuda.log" 2>&1
+    R[harness-cuda]="rc=$? $(grep -E '^[0-9]+ passed' "$LOG/harness-cuda.log" | tail -1)"
+    grep -E '^FAIL' "$LOG/harness-cuda.log" | head -20
+    echo "harness-cuda: ${R[harness-cuda]} ($(el))"
 
-# every CUDA case again in row order many (harness --row-order: the kernels' arithmetic of
-# that order, e.g. the per-pair MoE entries on moe_tcv_kernel, against the same reference)
-"$B"/tests/harness --backend cuda --row-order many >"$LOG/harness-cuda-many.log" 2>&1
-R[harness-cuda-many]="rc=$? $(grep -E '^[0-9]+ passed' "$LOG/harness-cuda-many.log" | tail -1)"
-grep -E '^FAIL' "$LOG/harness-cuda-many.log" | head -20
-echo "harness-cuda-many: ${R[harness-cuda-many]} ($(el))"
+    # every CUDA case again in row order many (harness --row-order: the kernels' arithmetic of
+    # that order, e.g. the per-pair MoE entries on moe_tcv_kernel, against the same reference)
+    "$B"/tests/harness --backend cuda --row-order many >"$LOG/harness-cuda-many.log" 2>&1
+    R[harness-cuda-many]="rc=$? $(grep -E '^[0-9]+ passed' "$LOG/harness-cuda-many.log" | tail -1)"
+    grep -E '^FAIL' "$LOG/harness-cuda-many.log" | head -20
+    echo "harness-cuda-many: ${R[harness-cuda-many]} ($(el))"
 
-"$B"/tests/test_graph >"$LOG/graph.log" 2>&1
-R[graph]="rc=$? $(tail -1 "$LOG/graph.log")"
-grep -E '^FAIL' "$LOG/graph.log" | head
-"$B"/tests/test_fused >"$LOG/fused.log" 2>&1
-R[fused]="rc=$? $(tail -1 "$LOG/fused.log" | cut -c1-60)"
-grep -E '^FAIL' "$LOG/fused.log" | head
+    "$B"/tests/test_graph >"$LOG/graph.log" 2>&1
+    R[graph]="rc=$? $(tail -1 "$LOG/graph.log")"
+    grep -E '^FAIL' "$LOG/graph.log" | head
+    "$B"/tests/test_fused >"$LOG/fused.log" 2>&1
+    R[fused]="rc=$? $(tail -1 "$LOG/fused.log" | cut -c1-60)"
+    grep -E '^FAIL' "$LOG/fused.log" | head
 
-# The MoE kernels' invariance on CUDA too (tests/test_invariance.c: a pair alone = in a
-# block, bit for bit, which on CUDA compares the GEMM's 16- and 64-row tiles; two runs equal).
-"$B"/tests/test_invariance >"$LOG/invariance.log" 2>&1
-R[invariance]="rc=$? $(tail -1 "$LOG/invariance.log" | cut -c1-60)"
-grep -E '^FAIL' "$LOG/invariance.log" | head
+    # The MoE kernels' invariance on CUDA too (tests/test_invariance.c: a pair alone = in a
+    # block, bit for bit, which on CUDA compares the GEMM's 16- and 64-row tiles; two runs equal).
+    "$B"/tests/test_invariance >"$LOG/invariance.log" 2>&1
+    R[invariance]="rc=$? $(tail -1 "$LOG/invariance.log" | cut -c1-60)"
+    grep -E '^FAIL' "$LOG/invariance.log" | head
+fi
 
 if ! skip sanitize; then
     san_cases="odd_3 region unembedding_prefill130 sdpa_gqa4 sdpa_tc_prefill_37tok sdpa_tc_prefill_45tok sdpa_varlen_in_order_fault_none_entry_window48 sdpa_varlen_mixed_prefill_decode_bs16 sdpa_varlen_hd128_gqa4_window19 sdpa_varlen_fault_none_entry_10 sdpa_varlen_fault_seq_id_past moe_swiglu_3of7 moe_swiglu_fault_expert_id_64tok moe_matmul_odd_rows_2881_13tok moe_dense_swiglu_3of7 moe_dense_matmul_64tok moe_dense_swiglu_16row_tiles moe_dense_swiglu_32row_tiles moe_dense_swiglu_64row_tiles moe_dense_matmul_16row_tiles moe_dense_matmul_32row_tiles matmul_tc_ring matmul_add_tc_ring routing_3of7 sample_odd sample_logits_inf_nan_2881ch_topp penalties_odd accumulate_rmsnorm_vec1 gate_no_bias_5of200 gate_20b_decode"
