@@ -8,7 +8,9 @@ every kernel is the decode variant: warm-up prefill + warm-up step + pp1 + tg1 =
 under `ncu --metrics gpu__time_duration.sum` with clocks and caches left alone, and prints
 the summed duration per kernel per token, sorted. Kernels run one at a time under ncu, so
 the sum is the GPU time without launch gaps or overlap: the floor the launch structure
-(graphs, PDL) can approach. The random-weight fill kernels are not profiled.
+(graphs, PDL) can approach. The random-weight fill kernels are not profiled. Batch invariance
+is off for the run (GPTOSS_BATCH_INVARIANT=off): in the default mode the prompt's passes run
+the kernels of row order many, which are not the decode step's.
 """
 import argparse
 import collections
@@ -31,7 +33,11 @@ def main():
            "none", "--kernel-name", "regex:" + KERNELS,
            os.path.join(a.build, "bin", "gptoss"), "bench", "--random", a.model, "--backend", "cuda",
            "-p", "1", "-n", "1", "-r", "1"]
-    env = dict(os.environ, GPTOSS_CUDA_GRAPHS="0")
+    # batch invariance off: with it on (the default) a prompt's rows run the kernels of row
+    # order many (the tensor-core GEMMs and attention, one row or many), so the prompt passes
+    # here would not be decode kernels; a drawn row's step is the same in both modes (row order
+    # one of one token is the one-token call)
+    env = dict(os.environ, GPTOSS_CUDA_GRAPHS="0", GPTOSS_BATCH_INVARIANT="off")
     p = subprocess.run(cmd, capture_output=True, text=True, env=env)
     text = p.stdout
     start = text.find('"ID"')
