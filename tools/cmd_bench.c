@@ -17,7 +17,9 @@ static void help(void) {
     printf("usage: gptoss bench (-m FILE | --random PRESET [--layers N] [-s SEED]) [-p 512] [-n 128] [-d 0]\n"
            "                    [-r 3] [options]\n"
            "Measures prompt processing (ppP: prefill of P tokens) and text generation (tgN: N\n"
-           "decode steps from a 1-token context, greedy unless --temp or a penalty is given),\n"
+           "decode steps from a 2-token context, each the forward pass of the token drawn\n"
+           "before it: the first token's pass, a prompt row, is untimed; greedy unless --temp\n"
+           "or a penalty is given),\n"
            "like llama-bench; with -d D both run after D tokens already in the context (ppP @ dD,\n"
            "tgN @ dD; the D tokens are prefilled once, untimed, and reused from the KV cache). Before and after tg it measures the memory bandwidth, 5 passes\n"
            "each (cpu: read passes over 1 GiB with the same threads; cuda: device-to-device\n"
@@ -214,8 +216,8 @@ static int warm_up(struct bench* b) {
     return 0;
 }
 
-/* Tokens a run holds: the depth, then the prompt or the decoded tokens. */
-static size_t run_tokens(const struct bench* b) { return b->D + (b->P > b->N + 1 ? b->P : b->N + 1); }
+/* Tokens a run holds: the depth, then the prompt, or the first token and the N + 1 drawn. */
+static size_t run_tokens(const struct bench* b) { return b->D + (b->P > b->N + 2 ? b->P : b->N + 2); }
 
 /* The context length bench asks for (without -c). With a depth, every run resumes the
  * cached depth, which needs the sliding-window layers' blocks of its last window. A prompt
@@ -273,16 +275,25 @@ static int time_prefill(struct bench* b) {
     return 0;
 }
 
-/* tgN: each run N decode steps (the sampler of the options) from the depth and one more
- * token. 0, or 1 after saying why. */
+/* tgN: each run N decode steps (the sampler of the options) from the depth and two more
+ * tokens: the first token's forward pass (a prompt row: in the batch-invariant modes it runs
+ * the prefill's kernels, which at depth cost far more than a decode step) and its draw are
+ * untimed, then N steps, each the forward pass of the token drawn before it and a draw. 0, or
+ * 1 after saying why. */
 static int time_decode(struct bench* b) {
     const uint32_t* prompt = b->ids + b->D;
     for (size_t rep = 0; rep < b->repetitions; rep++) {
         /* differs from the cached prompt and from the earlier runs' first tokens */
         if (start_run(b, (prompt[0] + 1 + (uint32_t) rep) % b->num_text) != 0) return 1;
         size_t got = 0;
+        enum gptoss_status st = gptoss_context_sample(b->e.context, b->e.sampler, 1, b->out, &got);
+        if (st != gptoss_status_success || got != 1) {
+            gptoss_cli_engine_error("decode", st);
+            return 1;
+        }
+        got = 0;
         const double t0 = gptoss_now_s();
-        enum gptoss_status st = gptoss_context_sample(b->e.context, b->e.sampler, b->N, b->out, &got);
+        st = gptoss_context_sample(b->e.context, b->e.sampler, b->N, b->out, &got);
         const double t1 = gptoss_now_s();
         if (st != gptoss_status_success || got != b->N) {
             gptoss_cli_engine_error("decode", st);
