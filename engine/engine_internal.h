@@ -23,6 +23,8 @@ struct gptoss_sampler {
     size_t num_bias;          /* logit bias: num_bias entries, ids increasing and distinct */
     uint32_t* bias_ids;
     float* bias_values;
+    size_t allow_words;       /* allowed tokens: 0 = all; else bit id % 32 of allow[id / 32] */
+    uint32_t* allow;
 };
 
 /* Host scratch for one draw, owned by the context (allocated once at context creation, so

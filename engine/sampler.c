@@ -1,6 +1,7 @@
 /* Samplers: temperature, top-k, top-p (nucleus), presence/frequency penalties, a logit bias
  * and a seeded Squares32 draw, in one of two ways (gptoss_context_params.sampling,
- * engine/context.c; a sampler with a logit bias always takes the first):
+ * engine/context.c; a sampler with a logit bias or a mask of allowed tokens always takes the
+ * first):
  *  - the host sampler, the CPU backends' way: plain temperature sampling runs on the
  *    backend (f32_softmax + f32_sample); anything else copies the logits to the host and
  *    uses gptoss_sampler_pick_host (below "host path": what a draw is, and how it is made
@@ -161,11 +162,53 @@ done:
     return st;
 }
 
+enum gptoss_status gptoss_sampler_set_allowed_tokens(gptoss_sampler_t sampler, size_t num_words,
+                                                     const uint32_t* words) {
+    gptoss_clear_error();
+    if (sampler == NULL) return gptoss_fail(gptoss_status_invalid_argument, "sampler is NULL");
+    if (num_words == 0) {
+        free(sampler->allow);
+        sampler->allow = NULL;
+        sampler->allow_words = 0;
+        return gptoss_status_success;
+    }
+    if (words == NULL) return gptoss_fail(gptoss_status_invalid_argument, "words is NULL (num_words %zu)", num_words);
+    if (num_words > (size_t) UINT32_MAX / 32 + 1) {
+        return gptoss_fail(gptoss_status_invalid_argument, "num_words %zu: token ids are 32-bit", num_words);
+    }
+    uint32_t any = 0;
+    for (size_t i = 0; i < num_words; i++) any |= words[i];
+    if (any == 0) return gptoss_fail(gptoss_status_invalid_argument, "the mask of %zu words allows no token", num_words);
+    uint32_t* allow = sampler->allow;
+    if (num_words != sampler->allow_words) {
+        allow = malloc(num_words * sizeof(uint32_t));
+        if (allow == NULL) {
+            return gptoss_fail(gptoss_status_insufficient_memory, "cannot allocate a mask of %zu words", num_words);
+        }
+        free(sampler->allow);
+    }
+    memcpy(allow, words, num_words * sizeof(uint32_t));
+    sampler->allow = allow;
+    sampler->allow_words = num_words;
+    return gptoss_status_success;
+}
+
 enum gptoss_status gptoss_sampler_check_vocabulary(const struct gptoss_sampler* s, uint32_t vocabulary_size) {
     if (s != NULL && s->num_bias > 0 && s->bias_ids[s->num_bias - 1] >= vocabulary_size) {
         return gptoss_fail(gptoss_status_invalid_argument,
                            "the sampler's logit bias names token id %u; the vocabulary has %u tokens",
                            s->bias_ids[s->num_bias - 1], vocabulary_size);
+    }
+    if (s != NULL && s->allow != NULL) {
+        /* some allowed id below the vocabulary size */
+        const size_t full = vocabulary_size / 32, words = s->allow_words;
+        uint32_t any = 0;
+        for (size_t i = 0; i < full && i < words; i++) any |= s->allow[i];
+        if (full < words && vocabulary_size % 32 != 0) any |= s->allow[full] & ((1u << (vocabulary_size % 32)) - 1u);
+        if (any == 0) {
+            return gptoss_fail(gptoss_status_invalid_argument,
+                               "the sampler's mask allows no token below the vocabulary size %u", vocabulary_size);
+        }
     }
     return gptoss_status_success;
 }
@@ -182,6 +225,7 @@ enum gptoss_status gptoss_sampler_release(gptoss_sampler_t sampler) {
     if (atomic_fetch_sub_explicit(&sampler->ref_count, 1, memory_order_acq_rel) == 1) {
         free(sampler->bias_ids);
         free(sampler->bias_values);
+        free(sampler->allow);
         free(sampler);
     }
     return gptoss_status_success;
@@ -193,8 +237,10 @@ int gptoss_sampler_has_penalties(const struct gptoss_sampler* s) {
 
 enum gptoss_sampler_mode gptoss_sampler_get_mode(const struct gptoss_sampler* s, int sampling) {
     const int penalties = gptoss_sampler_has_penalties(s);
-    if (s == NULL || (s->temperature == 0.0f && !penalties && s->num_bias == 0)) return gptoss_sampler_mode_greedy;
-    if (s->num_bias > 0) return gptoss_sampler_mode_host; /* the kernels take no bias */
+    if (s == NULL || (s->temperature == 0.0f && !penalties && s->num_bias == 0 && s->allow == NULL)) {
+        return gptoss_sampler_mode_greedy;
+    }
+    if (s->num_bias > 0 || s->allow != NULL) return gptoss_sampler_mode_host; /* the kernels take neither */
     if (sampling == gptoss_sampling_kernels) return gptoss_sampler_mode_kernels;
     if (penalties || s->temperature == 0.0f || s->top_k != 0 || s->top_p < 1.0f) return gptoss_sampler_mode_host;
     return gptoss_sampler_mode_softmax;
@@ -204,7 +250,9 @@ enum gptoss_sampler_mode gptoss_sampler_get_mode(const struct gptoss_sampler* s,
  *
  * What a draw is (the definition the result equals, token for token):
  *  1. penalties: logit[t] -= presence + frequency * count(t) for each id t in the context;
- *     then the logit bias: logit[t] += bias(t) for each biased id t;
+ *     then the logit bias: logit[t] += bias(t) for each biased id t; then the mask of
+ *     allowed tokens: logit[t] = NaN for each id t it does not allow (never drawn: below
+ *     everything in step 2, never a candidate in step 3);
  *  2. the argmax: larger logit first, NaN below everything, ties by lower id. Temperature 0
  *     returns it; so does a maximum m that is not finite (+inf, or only -inf and NaN);
  *  3. candidates: the ids with z = ((double) logit - m) * (1 / (double) T) > -745 (exp(z) > 0
@@ -729,6 +777,13 @@ uint32_t gptoss_sampler_pick_host(const struct gptoss_sampler* s, float* logits,
 
     for (size_t i = 0; i < s->num_bias; i++) { /* ids < V: gptoss_sampler_check_vocabulary */
         if (s->bias_ids[i] < V) logits[s->bias_ids[i]] += s->bias_values[i];
+    }
+    if (s->allow != NULL) { /* some id < V allowed: gptoss_sampler_check_vocabulary */
+        const float nan = nanf("");
+        for (uint32_t i = 0; i < V; i++) {
+            const uint32_t w = i / 32;
+            if (w >= s->allow_words || !((s->allow[w] >> (i % 32)) & 1u)) logits[i] = nan;
+        }
     }
 
     /* step 2 */

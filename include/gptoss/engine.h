@@ -345,7 +345,7 @@ enum gptoss_status gptoss_sequence_release(gptoss_sequence_t sequence);
 /* ---- samplers ---------------------------------------------------------------------- */
 
 /* Defaults: temperature 0 (greedy), top_k 0 (off), top_p 1 (off), penalties 0, no logit bias,
- * seed 0.
+ * no mask of allowed tokens, seed 0.
  * Temperature divides the logits. Same seed, same tokens on the same backend (and the same
  * gptoss_context_params.sampling). */
 enum gptoss_status gptoss_sampler_create(gptoss_sampler_t* sampler_out);
@@ -366,6 +366,17 @@ enum gptoss_status gptoss_sampler_set_seed(gptoss_sampler_t sampler, uint64_t se
 #define GPTOSS_SAMPLER_MAX_LOGIT_BIAS 65536u
 enum gptoss_status gptoss_sampler_set_logit_bias(gptoss_sampler_t sampler, size_t num, const uint32_t* token_ids,
                                                  const float* biases);
+/* Allowed tokens (constrained decoding, e.g. a JSON grammar): bit (id % 32) of words[id / 32]
+ * set = id may be drawn; ids at or past 32 * num_words may not. Applied at every draw after
+ * the penalties and the logit bias: a disallowed id is never drawn, greedy or sampled (an
+ * allowed id with a -inf logit still can be, when every allowed id has one). num_words = 0
+ * removes the mask. The mask must allow at least one id (and one below the vocabulary size:
+ * gptoss_sequence_generate, gptoss_context_sample and every draw check it); on error the
+ * sampler keeps its mask. The words are copied. A sampler with a mask draws on the host, as
+ * with a bias. May be set between steps (the next draw uses it), not while a step that uses
+ * the sampler runs. */
+enum gptoss_status gptoss_sampler_set_allowed_tokens(gptoss_sampler_t sampler, size_t num_words,
+                                                     const uint32_t* words);
 enum gptoss_status gptoss_sampler_retain(gptoss_sampler_t sampler);
 enum gptoss_status gptoss_sampler_release(gptoss_sampler_t sampler);
 

@@ -70,6 +70,8 @@ static void heap_sift_down(uint32_t* heap, uint32_t n, uint32_t i, const float* 
 /* qsort has no context argument */
 static const float* sort_values;
 
+static unsigned g_masked_draws; /* draws with a mask of allowed tokens */
+
 static int cmp_desc(const void* pa, const void* pb) {
     const uint32_t a = *(const uint32_t*) pa, b = *(const uint32_t*) pb;
     const float* v = sort_values;
@@ -99,6 +101,13 @@ static uint32_t oracle_pick(const struct gptoss_sampler* s, float* logits, const
     }
     /* logit bias, after the penalties */
     for (size_t i = 0; i < s->num_bias; i++) logits[s->bias_ids[i]] += s->bias_values[i];
+    /* allowed tokens: the others are out of the draw (NaN: below everything, never a
+     * candidate) */
+    if (s->allow != NULL) {
+        for (uint32_t i = 0; i < V; i++) {
+            if (i / 32 >= s->allow_words || (s->allow[i / 32] & (1u << (i % 32))) == 0) logits[i] = nanf("");
+        }
+    }
 
     if (s->temperature == 0.0f) {
         uint32_t best = 0;
@@ -278,17 +287,29 @@ static int compare(const char* what, const float* logits, uint32_t V, const stru
         ok = ok && bits == GUARD_BITS;
     }
     for (size_t i = 0; i < history_size; i++) ok = ok && (history[i] >= V || g_lib.count[history[i]] == 0);
-    const uint32_t kernels = kernels_pick(logits, V, s, history, history_size, rng_offset);
-    g_kernel_draws++;
-    g_kernel_differ += kernels != got;
-    CHECK(memcmp(g_logits_ker, g_logits_lib, V * sizeof(float)) == 0, "%s: V %u presence %g frequency %g: the "
-          "penalties kernel's logits differ from the host sampler's", what, V, (double) s->presence_penalty,
-          (double) s->frequency_penalty);
-    g_random_ties += g_kernels_strict && kernels != got && near_tie;
-    CHECK(!g_kernels_strict || kernels == got || near_tie, "%s: V %u T %.9g top_p %.9g top_k %u presence %g frequency %g seed "
-          "%llu offset %llu: kernels %u, host %u", what, V, (double) s->temperature, (double) s->top_p, s->top_k,
-          (double) s->presence_penalty, (double) s->frequency_penalty, (unsigned long long) s->seed,
-          (unsigned long long) rng_offset, kernels, got);
+    if (s->allow == NULL) { /* the kernels take no mask (a sampler with one draws on the host) */
+        const uint32_t kernels = kernels_pick(logits, V, s, history, history_size, rng_offset);
+        g_kernel_draws++;
+        g_kernel_differ += kernels != got;
+        CHECK(memcmp(g_logits_ker, g_logits_lib, V * sizeof(float)) == 0, "%s: V %u presence %g frequency %g: the "
+              "penalties kernel's logits differ from the host sampler's", what, V, (double) s->presence_penalty,
+              (double) s->frequency_penalty);
+        g_random_ties += g_kernels_strict && kernels != got && near_tie;
+        CHECK(!g_kernels_strict || kernels == got || near_tie, "%s: V %u T %.9g top_p %.9g top_k %u presence %g "
+              "frequency %g seed %llu offset %llu: kernels %u, host %u", what, V, (double) s->temperature,
+              (double) s->top_p, s->top_k, (double) s->presence_penalty, (double) s->frequency_penalty,
+              (unsigned long long) s->seed, (unsigned long long) rng_offset, kernels, got);
+    } else {
+        g_masked_draws++;
+        /* never a disallowed id, unless every allowed logit is NaN (fill's extreme shape: the
+         * batch refuses such rows before drawing) */
+        int allowed_finite = 0;
+        for (uint32_t i = 0; i < V && !allowed_finite; i++) {
+            allowed_finite = i / 32 < s->allow_words && (s->allow[i / 32] >> (i % 32) & 1u) && logits[i] == logits[i];
+        }
+        CHECK(!allowed_finite || (got / 32 < s->allow_words && (s->allow[got / 32] >> (got % 32) & 1u)),
+              "%s: V %u: drew %u, which the mask does not allow", what, V, got);
+    }
     CHECK(ok, "%s: V %u T %.9g top_p %.9g top_k %u presence %g frequency %g bias %zu ids seed %llu offset %llu: "
           "token %u, oracle %u%s", what, V, (double) s->temperature, (double) s->top_p, s->top_k,
           (double) s->presence_penalty, (double) s->frequency_penalty, s->num_bias, (unsigned long long) s->seed,
@@ -360,6 +381,24 @@ static void random_params(struct gptoss_sampler* s, uint32_t V) {
         s->num_bias = n;
         s->bias_ids = ids;
         s->bias_values = values;
+    }
+    if (below(4) == 0) { /* allowed tokens: dense or sparse, sometimes short of V or past it */
+        static uint32_t words[201088 / 32 + 2];
+        const size_t need = (V + 31) / 32;
+        size_t n = need;
+        switch (below(4)) {
+        case 0: n = 1 + below((uint32_t) need); break;
+        case 1: n = need + 1; break;
+        default: break;
+        }
+        const int sparse = below(2) == 0;
+        for (size_t i = 0; i < n; i++) words[i] = sparse ? 0u : (uint32_t) rng_next();
+        for (uint32_t k = 0, m = 1 + below(4); k < m; k++) {
+            const uint32_t id = below(n * 32 < V ? (uint32_t) n * 32 : V); /* one allowed id below V at least */
+            words[id / 32] |= 1u << (id % 32);
+        }
+        s->allow_words = n;
+        s->allow = words;
     }
     s->seed = rng_next();
 }
@@ -556,6 +595,61 @@ static void test_logit_bias_api(void) {
     gptoss_sampler_release(s);
 }
 
+/* gptoss_sampler_set_allowed_tokens: what it refuses (the sampler keeps its mask), that a
+ * mask decides a greedy draw and moves it to the host, the vocabulary check. */
+static void test_allowed_api(void) {
+    gptoss_sampler_t s = NULL;
+    CHECK(gptoss_sampler_create(&s) == gptoss_status_success, "create");
+    uint32_t words[40] = {0};
+    words[0] = 1u << 7;             /* id 7 */
+    words[900 / 32] |= 1u << (900 % 32); /* id 900 */
+    words[33] = 1u << 5;            /* id 1061: past a vocabulary of 1000 */
+    CHECK(gptoss_sampler_set_allowed_tokens(s, 34, words) == gptoss_status_success, "set: %s", gptoss_last_error());
+    CHECK(s->allow_words == 34 && s->allow[0] == (1u << 7), "the words are kept");
+    words[0] = 0;
+    CHECK(s->allow[0] == (1u << 7), "the words are copied");
+    const uint32_t none[3] = {0, 0, 0};
+    CHECK(gptoss_sampler_set_allowed_tokens(s, 3, none) == gptoss_status_invalid_argument &&
+              strstr(gptoss_last_error(), "allows no token") != NULL,
+          "a mask allowing nothing is refused: %s", gptoss_last_error());
+    CHECK(gptoss_sampler_set_allowed_tokens(s, 3, NULL) == gptoss_status_invalid_argument, "NULL words refused");
+    CHECK(gptoss_sampler_set_allowed_tokens(NULL, 0, NULL) == gptoss_status_invalid_argument, "NULL sampler");
+    CHECK(s->allow_words == 34 && s->allow[0] == (1u << 7), "a refused mask leaves the earlier one");
+    CHECK(gptoss_sampler_get_mode(s, gptoss_sampling_kernels) == gptoss_sampler_mode_host,
+          "a greedy sampler with a mask draws on the host, also where the kernels are asked for");
+    CHECK(gptoss_sampler_check_vocabulary(s, 1000) == gptoss_status_success, "ids 7 and 900 are below 1000");
+    /* greedy: the best allowed id (900 at 50 over 7), not the largest logit (id 3) */
+    const uint32_t V = 1000;
+    prepare(V);
+    for (uint32_t i = 0; i < V; i++) g_logits_lib[i] = (float) (i % 17) * 0.1f;
+    g_logits_lib[3] = 99.0f;
+    g_logits_lib[900] = 50.0f;
+    uint32_t got = gptoss_sampler_pick_host(s, g_logits_lib, NULL, 0, 0, &g_lib);
+    CHECK(got == 900, "greedy with the mask drew %u, not 900", got);
+    /* sampled at a high temperature: only 7 and 900, whatever the seed */
+    CHECK(gptoss_sampler_set_temperature(s, 50.0f) == gptoss_status_success, "temperature");
+    for (uint64_t off = 0; off < 64; off++) {
+        for (uint32_t i = 0; i < V; i++) g_logits_lib[i] = (float) (i % 17) * 0.1f;
+        got = gptoss_sampler_pick_host(s, g_logits_lib, NULL, 0, off, &g_lib);
+        CHECK(got == 7 || got == 900, "a sampled draw with the mask gave %u (offset %llu)", got,
+              (unsigned long long) off);
+    }
+    /* only id 1061 allowed: nothing below a vocabulary of 1000 */
+    uint32_t far[34] = {0};
+    far[33] = 1u << 5;
+    CHECK(gptoss_sampler_set_allowed_tokens(s, 34, far) == gptoss_status_success, "set far");
+    CHECK(gptoss_sampler_check_vocabulary(s, 1000) == gptoss_status_invalid_argument &&
+              strstr(gptoss_last_error(), "1000") != NULL,
+          "a mask with nothing below the vocabulary is refused at the draw: %s", gptoss_last_error());
+    CHECK(gptoss_sampler_check_vocabulary(s, 1062) == gptoss_status_success, "id 1061 fits 1062");
+    CHECK(gptoss_sampler_check_vocabulary(s, 1061) == gptoss_status_invalid_argument, "id 1061 does not fit 1061");
+    CHECK(gptoss_sampler_set_temperature(s, 0.0f) == gptoss_status_success &&
+              gptoss_sampler_set_allowed_tokens(s, 0, NULL) == gptoss_status_success && s->allow == NULL &&
+              gptoss_sampler_get_mode(s, gptoss_sampling_kernels) == gptoss_sampler_mode_greedy,
+          "num_words 0 removes the mask");
+    gptoss_sampler_release(s);
+}
+
 /* Runs a section and prints how its sorted draws were decided. */
 static void section(const char* name, void (*run)(void)) {
     const uint64_t fast = fast_draws(), fallback = fallback_draws();
@@ -592,10 +686,13 @@ int main(int argc, char** argv) {
 
     section("fixed cases", test_fixed);
     section("logit bias", test_logit_bias_api);
+    section("allowed tokens", test_allowed_api);
     section("random, V 1..20000", run_small);
     section("random, V 201088", run_real);
     section("near ties", run_near_ties);
     CHECK(fast_draws() > 0 && fallback_draws() > 0, "both paths must run");
+    CHECK(g_masked_draws > 0, "draws with a mask must run");
+    printf("  (random draws with a mask of allowed tokens: %u)\n", g_masked_draws);
     printf("  (random draws at a near tie, where the kernels' token differed from the host's: %u)\n", g_random_ties);
     gptoss_sampler_scratch_free(&g_lib);
     gptoss_backend_release(g_cpu);
