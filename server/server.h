@@ -7,6 +7,7 @@
  *                the prompt through harmony.c (chat, responses) or the tokenizer (completions)
  *   format.c     srv_result / srv_event -> response JSON and SSE chunks of each API
  *   output.c     sampled tokens -> output items (harmony parser, stop strings, logprobs)
+ *   json_mode.c  response_format json_object: a JSON recognizer, the tokens it allows
  *   scheduler.c  the engine thread: queue, contexts (prompt cache), one step at a time
  *   store.c      responses kept for previous_response_id (bounded)
  *   metrics.c    counters and histograms, Prometheus text
@@ -266,6 +267,40 @@ void srv_format_stream(const struct srv_request* req, const struct srv_event* ev
 /* The opening of a stream (responses: response.created and response.in_progress; chat:
  * the role chunk). */
 void srv_format_stream_begin(const struct srv_request* req, uint64_t* seq, struct srv_buf* out);
+
+/* ---- JSON mode (json_mode.c) --------------------------------------------------------- */
+
+/* A recognizer of a JSON object's bytes (response_format json_object): srv_json_feed_byte
+ * accepts a byte when the bytes so far can still begin a JSON object (RFC 8259, valid UTF-8
+ * in strings, at most SRV_JSON_MAX_DEPTH nested containers); on refusal the state is
+ * undefined (feed a copy). srv_json_complete: the object is whole (only whitespace may
+ * follow). Plain data: copy it to try bytes. */
+#define SRV_JSON_MAX_DEPTH 64
+struct srv_json {
+    uint8_t state, sub, key, depth;
+    uint8_t u8left, u8lo, u8hi; /* in a string: continuation bytes of the open character */
+    uint8_t stack[SRV_JSON_MAX_DEPTH]; /* '{' or '[' */
+};
+void srv_json_init(struct srv_json* j);
+bool srv_json_feed_byte(struct srv_json* j, uint8_t c);
+bool srv_json_feed(struct srv_json* j, const void* bytes, size_t n);
+bool srv_json_complete(const struct srv_json* j);
+
+/* The text tokens' bytes by first byte, for the tokens a state allows. */
+struct srv_json_vocab {
+    uint32_t vocabulary_size, num_words, num_text;
+    uint32_t* offsets;          /* [num_text + 1]: token id's bytes are bytes[offsets[id], offsets[id + 1]) */
+    uint8_t* bytes;
+    uint32_t first_start[257];  /* by_first[first_start[b], first_start[b + 1]): ids whose first byte is b */
+    uint32_t* by_first;
+    uint32_t* plain;            /* [num_words] bitmask: whole printable characters, no '"' or '\' */
+};
+/* NULL on out-of-memory or a tokenizer error. */
+struct srv_json_vocab* srv_json_vocab_create(gptoss_tokenizer_t tokenizer, uint32_t vocabulary_size);
+void srv_json_vocab_free(struct srv_json_vocab* v);
+/* words[v->num_words]: the text tokens whose bytes j accepts in turn (special tokens never);
+ * returns their number. */
+size_t srv_json_allowed(const struct srv_json* j, const struct srv_json_vocab* v, uint32_t* words);
 
 /* ---- output processing (output.c) --------------------------------------------------- */
 
