@@ -29,7 +29,7 @@ static const char* const responses_fields[] = {
 static const char* const completions_fields[] = {
     "model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "n", "stream", "stream_options", "logprobs",
     "echo", "stop", "presence_penalty", "frequency_penalty", "best_of", "logit_bias", "seed", "suffix", "user",
-    NULL};
+    "response_format", NULL};
 
 static bool known_fields(const json_t* body, const char* const* fields, struct srv_error* err) {
     const char* key;
@@ -419,7 +419,7 @@ static json_t* responses_echo(const json_t* b, const struct srv_params* p, size_
     json_object_set_new(e, "top_p", json_real(p->top_p));
     json_object_set_new(e, "store", json_boolean(p->store));
     json_object_set_new(e, "metadata", (v = field(b, "metadata")) ? json_incref(v) : json_object());
-    json_object_set_new(e, "text", json_pack("{s:{s:s}}", "format", "type", "text"));
+    json_object_set_new(e, "text", json_pack("{s:{s:s}}", "format", "type", p->json_object ? "json_object" : "text"));
     json_object_set_new(e, "truncation", json_string("disabled"));
     json_object_set_new(e, "background", json_false());
     return e;
@@ -427,15 +427,22 @@ static json_t* responses_echo(const json_t* b, const struct srv_params* p, size_
 
 /* ---- the endpoints ------------------------------------------------------------------ */
 
-static bool text_format_only(const json_t* fmt, const char* param, struct srv_error* err) {
+/* response_format (chat, completions) or text.format (responses): "text", or "json_object"
+ * (p->json_object: the reply's final message is a JSON object, json_mode.c) */
+static bool output_format(const json_t* fmt, const char* param, struct srv_params* p, struct srv_error* err) {
     if (fmt == NULL) return true;
     json_t* t = json_is_object(fmt) ? json_object_get(fmt, "type") : NULL;
     if (!json_is_string(t)) {
         BAD(err, param, "%s: expected an object with a type", param);
         return false;
     }
+    if (strcmp(json_string_value(t), "json_object") == 0) {
+        p->json_object = true;
+        return true;
+    }
     if (strcmp(json_string_value(t), "text") != 0) {
-        UNSUPPORTED(err, param, "%s: only type \"text\" is supported, got \"%.40s\"", param, json_string_value(t));
+        UNSUPPORTED(err, param, "%s: only types \"text\" and \"json_object\" are supported, got \"%.40s\"", param,
+                    json_string_value(t));
         return false;
     }
     return true;
@@ -455,7 +462,7 @@ static bool chat_params(const json_t* b, struct srv_params* p, int64_t* max_toke
     }
     p->top_logprobs = (uint32_t) top;
     if (!stop_strings(b, p, err)) return false;
-    if (!text_format_only(field(b, "response_format"), "response_format", err)) return false;
+    if (!output_format(field(b, "response_format"), "response_format", p, err)) return false;
     json_t* mod = field(b, "modalities");
     if (mod != NULL) {
         if (!json_is_array(mod) || json_array_size(mod) != 1 || !json_is_string(json_array_get(mod, 0)) ||
@@ -492,7 +499,7 @@ static bool responses_params(const json_t* b, struct srv_params* p, int64_t* max
         BAD(err, "text", "text: expected an object");
         return false;
     }
-    if (!text_format_only(field(text, "format"), "text.format", err)) return false;
+    if (!output_format(field(text, "format"), "text.format", p, err)) return false;
     int64_t top = 0;
     if (!get_int(b, "top_logprobs", 0, SRV_MAX_TOP_LOGPROBS, &top, NULL, err)) return false;
     p->top_logprobs = (uint32_t) top;
@@ -546,6 +553,8 @@ static bool completions_params(const json_t* b, struct srv_params* p, int64_t* m
         UNSUPPORTED(err, "suffix", "suffix: not supported");
         return false;
     }
+    /* an extension (as vLLM): the completion text is a JSON object */
+    if (!output_format(field(b, "response_format"), "response_format", p, err)) return false;
     return stop_strings(b, p, err);
 }
 

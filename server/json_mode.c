@@ -3,9 +3,12 @@
  *
  * The recognizer accepts a byte when the bytes so far can still begin a JSON object (RFC
  * 8259: objects, arrays, strings with their escapes and valid UTF-8, numbers, true, false,
- * null, whitespace between tokens), and says when one is complete (then only whitespace may
- * follow). Nesting is limited to SRV_JSON_MAX_DEPTH. It is a prefix check, not a parser: it
- * keeps no values, so its state is a few bytes and a copy tries a token.
+ * null, whitespace between tokens), and says when one is complete. The text is the object
+ * alone: it starts with '{' and nothing follows the closing '}' (the caller then allows the
+ * end of the message). Nesting is limited to SRV_JSON_MAX_DEPTH containers and whitespace
+ * to SRV_JSON_MAX_WS bytes in a row, so that a weak model cannot pad forever where a grammar
+ * allows it (as llama.cpp's JSON grammar bounds its whitespace). It is a prefix check, not a
+ * parser: it keeps no values, so its state is a few bytes and a copy tries a token.
  *
  * The allowed tokens of a state are the text tokens whose bytes it accepts one after the
  * other. The vocabulary is kept by first byte, so only tokens whose first byte the state
@@ -17,7 +20,7 @@
 #include "server.h"
 
 enum {
-    J_TOP,       /* before the object: whitespace or '{' */
+    J_TOP,       /* before the object: '{' */
     J_VALUE,     /* a value (after ':' or ',' in an array) */
     J_VALUE_END, /* after '[': a value or ']' */
     J_KEY_END,   /* after '{': a key or '}' */
@@ -29,7 +32,7 @@ enum {
     J_HEX,       /* in \uXXXX: sub digits left */
     J_NUMBER,    /* sub: the number's part */
     J_LITERAL,   /* sub: literal (high nibble) and position (low nibble) */
-    J_DONE,      /* the object is complete: whitespace */
+    J_DONE,      /* the object is complete: nothing more */
 };
 
 enum { N_MINUS, N_ZERO, N_INT, N_DOT, N_FRAC, N_E, N_ESIGN, N_EXP };
@@ -135,6 +138,8 @@ static bool string_byte(struct srv_json* j, uint8_t c) {
     return true;
 }
 
+static bool step(struct srv_json* j, uint8_t c);
+
 static bool number_byte(struct srv_json* j, uint8_t c) {
     switch (j->sub) {
     case N_MINUS:
@@ -166,14 +171,14 @@ static bool number_byte(struct srv_json* j, uint8_t c) {
             return true;
         }
         end_value(j); /* the byte belongs to what follows the number (never the top level) */
-        return srv_json_feed_byte(j, c);
+        return step(j, c);
     }
 }
 
-bool srv_json_feed_byte(struct srv_json* j, uint8_t c) {
+static bool step(struct srv_json* j, uint8_t c) {
     switch (j->state) {
-    case J_TOP: return is_ws(c) || (c == '{' && open_container(j, c));
-    case J_DONE: return is_ws(c);
+    case J_TOP: return c == '{' && open_container(j, c);
+    case J_DONE: return false;
     case J_VALUE: return is_ws(c) || start_value(j, c);
     case J_VALUE_END: return is_ws(c) || (c == ']' ? close_container(j, c) : start_value(j, c));
     case J_KEY_END:
@@ -220,6 +225,14 @@ bool srv_json_feed_byte(struct srv_json* j, uint8_t c) {
     }
     default: return false;
     }
+}
+
+bool srv_json_feed_byte(struct srv_json* j, uint8_t c) {
+    const bool ws = is_ws(c) && j->state != J_STRING && j->state != J_ESCAPE && j->state != J_HEX;
+    if (ws && j->wsrun >= SRV_JSON_MAX_WS) return false;
+    if (!step(j, c)) return false;
+    j->wsrun = ws ? (uint8_t) (j->wsrun + 1) : 0;
+    return true;
 }
 
 bool srv_json_feed(struct srv_json* j, const void* bytes, size_t n) {

@@ -36,6 +36,11 @@ struct srv_output {
     bool stopped;
     /* completions: bytes of an incomplete UTF-8 character */
     struct srv_buf raw;
+    /* JSON mode (req->params.json_object): the recognizer of the text constrained now (the
+     * final message's content; completions: all the text), json_active while there is one */
+    bool json_active;
+    struct srv_json json;
+    uint32_t num_text; /* ids below: text tokens */
 };
 
 static uint32_t special(gptoss_tokenizer_t t, enum gptoss_special_token which) {
@@ -61,7 +66,10 @@ struct srv_output* srv_output_create(gptoss_tokenizer_t tokenizer, struct srv_re
     if (req->params.api == srv_api_completions) {
         o->item = srv_request_item_begin(req, choice, srv_item_message, NULL);
         o->kind = srv_item_message;
+        o->json_active = req->params.json_object;
     }
+    srv_json_init(&o->json);
+    if (gptoss_tokenizer_get_num_text_tokens(tokenizer, &o->num_text) != gptoss_status_success) o->num_text = 0;
     return o;
 }
 
@@ -140,6 +148,13 @@ static void end_item(struct srv_output* o) {
 static void begin_item(struct srv_output* o, const struct gptoss_harmony_header* h) {
     end_item(o);
     o->dropping = false;
+    /* JSON mode: the content of a final-channel message to the user */
+    if (o->req->params.json_object && (h->role == NULL || strcmp(h->role, "assistant") == 0) &&
+        h->channel != NULL && strcmp(h->channel, "final") == 0 &&
+        (h->recipient == NULL || strcmp(h->recipient, "assistant") == 0)) {
+        o->json_active = true;
+        srv_json_init(&o->json);
+    }
     if (h->role != NULL && strcmp(h->role, "assistant") != 0) {
         o->dropping = true; /* the model wrote another role's turn: not part of the reply */
         return;
@@ -172,6 +187,7 @@ static void on_events(struct srv_output* o, const struct gptoss_harmony_event* e
             }
             break;
         case gptoss_harmony_event_message_end:
+            o->json_active = false;
             o->last_was_tool_call = o->item != UINT32_MAX && o->kind == srv_item_tool_call;
             o->ended = true;
             end_item(o);
@@ -249,6 +265,14 @@ void srv_output_feed_header(struct srv_output* o, const uint32_t* ids, size_t n)
 
 bool srv_output_feed(struct srv_output* o, uint32_t token, const float* logits, uint32_t V) {
     struct srv_result* res = srv_result_of(o->req, o->choice);
+    if (o->json_active && token < o->num_text) {
+        const void* bytes = NULL;
+        size_t size = 0;
+        if (gptoss_tokenizer_decode(o->tokenizer, token, &bytes, &size) != gptoss_status_success ||
+            !srv_json_feed(&o->json, bytes, size)) {
+            o->json_active = false; /* not drawn under the mask (cannot happen): unconstrained from here */
+        }
+    }
     const bool is_stop = token == o->tok_return || token == o->tok_call;
     const bool in_message = o->item != UINT32_MAX && o->kind == srv_item_message;
     if (o->item != UINT32_MAX && o->kind == srv_item_reasoning) res->reasoning_tokens++;
@@ -304,6 +328,16 @@ bool srv_output_feed(struct srv_output* o, uint32_t token, const float* logits, 
         return true;
     }
     return false;
+}
+
+size_t srv_output_json_mask(struct srv_output* o, const struct srv_json_vocab* v, uint32_t* words) {
+    if (!o->json_active) return 0;
+    size_t n = srv_json_allowed(&o->json, v, words);
+    if (srv_json_complete(&o->json) && o->tok_return < v->vocabulary_size) {
+        words[o->tok_return / 32] |= 1u << (o->tok_return % 32);
+        n++;
+    }
+    return n;
 }
 
 void srv_output_finish(struct srv_output* o) {

@@ -51,6 +51,8 @@ struct srv_scheduler {
     struct seq* seqs;      /* [parallel]: req NULL = free */
     struct gptoss_batch_token* drawn; /* [parallel] */
     float* logits;         /* host copy for logprobs */
+    struct srv_json_vocab* json_vocab; /* JSON mode's token table: made at the first such request */
+    uint32_t* json_words;  /* a mask being made (the sampler copies it) */
 
     pthread_mutex_t mu;
     pthread_cond_t work, idle;
@@ -127,6 +129,31 @@ static void finish_engine_error(struct srv_scheduler* s, struct seq* q, const ch
     snprintf(msg, sizeof(msg), "engine error (%s): %s", what, error);
     fprintf(stderr, "gptoss serve: %s\n", msg);
     finish(s, q, 500, NULL, msg);
+}
+
+/* JSON mode: the tokens q's next draw may take, on its sampler (the whole vocabulary where
+ * nothing is constrained). False after finishing q (out of memory). */
+static bool constrain(struct srv_scheduler* s, struct seq* q) {
+    if (!q->req->params.json_object) return true;
+    if (s->json_vocab == NULL) {
+        s->json_vocab = srv_json_vocab_create(s->tokenizer, s->vocabulary_size);
+        if (s->json_vocab != NULL) s->json_words = malloc(s->json_vocab->num_words * sizeof(uint32_t));
+        if (s->json_vocab == NULL || s->json_words == NULL) {
+            srv_json_vocab_free(s->json_vocab);
+            s->json_vocab = NULL;
+            finish(s, q, 500, NULL, "out of memory (the JSON mode's token table)");
+            return false;
+        }
+    }
+    const size_t n = srv_output_json_mask(q->out, s->json_vocab, s->json_words);
+    const enum gptoss_status st = n == 0 ? gptoss_sampler_set_allowed_tokens(q->sampler, 0, NULL)
+                                         : gptoss_sampler_set_allowed_tokens(q->sampler, s->json_vocab->num_words,
+                                                                             s->json_words);
+    if (st != gptoss_status_success) {
+        finish_engine_error(s, q, "the JSON mode's mask", gptoss_last_error());
+        return false;
+    }
+    return true;
 }
 
 /* ---- admission ---------------------------------------------------------------------- */
@@ -233,6 +260,7 @@ static enum admit_result admit(struct srv_scheduler* s, struct srv_request* req)
             req->result.cached_tokens = cached;
         }
         if (req->num_header > 0) srv_output_feed_header(q->out, req->prompt + req->num_prompt - req->num_header, req->num_header);
+        constrain(s, q); /* before the step that draws the first token */
     }
     return admit_done;
 }
@@ -283,7 +311,9 @@ static void take_token(struct srv_scheduler* s, struct seq* q, uint32_t token) {
     if (q->generated >= req->params.max_tokens) { /* the sequence is full then, too */
         srv_result_of(req, q->choice)->finish = srv_finish_length;
         finish(s, q, 0, NULL, NULL);
+        return;
     }
+    constrain(s, q);
 }
 
 /* One forward step of all running requests. */
@@ -496,6 +526,8 @@ void srv_scheduler_destroy(struct srv_scheduler* s) {
     free(s->drawn);
     free(s->queue);
     free(s->logits);
+    srv_json_vocab_free(s->json_vocab);
+    free(s->json_words);
     gptoss_tokenizer_release(s->tokenizer);
     gptoss_model_release(s->model);
     pthread_cond_destroy(&s->work);

@@ -100,6 +100,8 @@ struct srv_params {
     bool logprobs;
     uint32_t top_logprobs;
     bool store;                /* responses: keep it for previous_response_id */
+    bool json_object;          /* response_format / text.format json_object: the final message
+                                * (completions: the text) is constrained to a JSON object */
 };
 
 enum srv_item_kind {
@@ -272,12 +274,14 @@ void srv_format_stream_begin(const struct srv_request* req, uint64_t* seq, struc
 
 /* A recognizer of a JSON object's bytes (response_format json_object): srv_json_feed_byte
  * accepts a byte when the bytes so far can still begin a JSON object (RFC 8259, valid UTF-8
- * in strings, at most SRV_JSON_MAX_DEPTH nested containers); on refusal the state is
- * undefined (feed a copy). srv_json_complete: the object is whole (only whitespace may
- * follow). Plain data: copy it to try bytes. */
+ * in strings), the object alone ('{' first, nothing after its '}'), at most
+ * SRV_JSON_MAX_DEPTH nested containers and SRV_JSON_MAX_WS whitespace bytes in a row; on
+ * refusal the state is undefined (feed a copy). srv_json_complete: the object is whole.
+ * Plain data: copy it to try bytes. */
 #define SRV_JSON_MAX_DEPTH 64
+#define SRV_JSON_MAX_WS 64
 struct srv_json {
-    uint8_t state, sub, key, depth;
+    uint8_t state, sub, key, depth, wsrun;
     uint8_t u8left, u8lo, u8hi; /* in a string: continuation bytes of the open character */
     uint8_t stack[SRV_JSON_MAX_DEPTH]; /* '{' or '[' */
 };
@@ -314,6 +318,10 @@ void srv_output_feed_header(struct srv_output* out, const uint32_t* ids, size_t 
  * Returns true when the generation must stop here (stop token or stop string); sets
  * req->result.finish then. */
 bool srv_output_feed(struct srv_output* out, uint32_t token, const float* logits, uint32_t vocabulary_size);
+/* JSON mode: the tokens the next draw may take (words[v->num_words]: the text tokens the
+ * JSON so far allows, and <|return|> once the object is complete); returns their number, 0
+ * when nothing is constrained now (not JSON mode; in chat, outside the final message). */
+size_t srv_output_json_mask(struct srv_output* out, const struct srv_json_vocab* v, uint32_t* words);
 /* End of generation: flushes held-back text, closes open items. */
 void srv_output_finish(struct srv_output* out);
 void srv_output_free(struct srv_output* out);

@@ -40,6 +40,23 @@ static void init(void) {
 
 /* The prompt's tokens fed back as a completion of every choice (choice c from token c on),
  * then both response forms. */
+static struct srv_json_vocab* g_vocab; /* JSON mode's table, made at the first such request */
+static uint32_t* g_words;
+
+/* JSON mode: the mask after the fed tokens; its count must be its bits' */
+static void json_mask(struct srv_output* out) {
+    if (g_vocab == NULL) {
+        uint32_t V = 0;
+        gptoss_tokenizer_get_num_tokens(g_tok, &V);
+        g_vocab = srv_json_vocab_create(g_tok, V);
+        if (g_vocab == NULL || (g_words = malloc(g_vocab->num_words * sizeof(uint32_t))) == NULL) abort();
+    }
+    const size_t n = srv_output_json_mask(out, g_vocab, g_words);
+    size_t bits = 0;
+    for (uint32_t w = 0; w < g_vocab->num_words && n > 0; w++) bits += (size_t) __builtin_popcount(g_words[w]);
+    if (n > 0 && bits != n) abort();
+}
+
 static void replay_as_output(struct srv_request* req) {
     for (uint32_t c = 0; c < req->params.n; c++) {
         struct srv_output* out = srv_output_create(g_tok, req, c);
@@ -47,6 +64,7 @@ static void replay_as_output(struct srv_request* req) {
         if (req->num_header > 0) srv_output_feed_header(out, req->prompt + req->num_prompt - req->num_header, req->num_header);
         size_t fed = c < req->num_prompt ? c : req->num_prompt;
         while (fed < req->num_prompt && fed < req->params.max_tokens && !srv_output_feed(out, req->prompt[fed], NULL, 0)) fed++;
+        if (req->params.json_object) json_mask(out);
         srv_output_finish(out);
         srv_output_free(out);
         srv_result_of(req, c)->completion_tokens = fed;

@@ -66,6 +66,16 @@ def test_400_404_405(start_server):
         check_error(request(s, "POST", chat, {**ok, "logit_bias": bias}), 400, "invalid_value", "logit_bias")
     assert request(s, "POST", chat, {**ok, "logit_bias": {"5": -100, "6": 2.5}})[0] == 200
     check_error(request(s, "POST", chat, {**ok, "stop": ["a", "b", "c", "d", "e"]}), 400, "invalid_value", "stop")
+    for fmt, code in (({"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}, "unsupported_value"),
+                      ({"type": "xml"}, "unsupported_value"), ({"kind": "json_object"}, "invalid_value"),
+                      ("json_object", "invalid_value")):
+        check_error(request(s, "POST", chat, {**ok, "response_format": fmt}), 400, code, "response_format")
+        check_error(request(s, "POST", "/v1/completions", {"model": s.model, "prompt": "x", "response_format": fmt}),
+                    400, code, "response_format")
+    check_error(request(s, "POST", "/v1/responses", {"model": s.model, "input": "x", "text": {"format": {"type": "xml"}}}),
+                400, "unsupported_value", "text.format")
+    for fmt in ({"type": "text"}, {"type": "json_object"}):
+        assert request(s, "POST", chat, {**ok, "response_format": fmt})[0] == 200
     check_error(request(s, "POST", chat, {**ok, "messages": [{"role": "wizard", "content": "x"}]}), 400,
                 param="messages[0].role")
     long = {**ok, "messages": [{"role": "user", "content": "word " * 400}]}

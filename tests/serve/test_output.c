@@ -482,6 +482,79 @@ static void test_utf8_lossy(void) {
     srv_buf_free(&b);
 }
 
+/* JSON mode in chat: nothing constrained before the final message (the analysis is free),
+ * then its content is a JSON object: '{' first, then what the recognizer allows, and once
+ * the object is whole only <|return|>. A commentary message stays free. */
+static bool allowed(const uint32_t* w, uint32_t id) { return w[id / 32] >> (id % 32) & 1u; }
+
+static uint32_t one_token(const char* t) {
+    uint32_t id = UINT32_MAX;
+    size_t n = 0;
+    gptoss_tokenizer_encode(g_tok, t, strlen(t), &id, 1, &n);
+    return n == 1 ? id : UINT32_MAX;
+}
+
+static void test_json_mode_chat(void) {
+    uint32_t V = 0;
+    gptoss_tokenizer_get_num_tokens(g_tok, &V);
+    struct srv_json_vocab* v = srv_json_vocab_create(g_tok, V);
+    CHECK(v != NULL, "vocabulary");
+    if (v == NULL) return;
+    uint32_t* w = malloc(v->num_words * sizeof(uint32_t));
+    const uint32_t open = one_token("{"), close = one_token("}"), letter = one_token("a"), ret = sp(gptoss_special_token_return);
+    CHECK(open != UINT32_MAX && close != UINT32_MAX && letter != UINT32_MAX, "one-token texts");
+    struct srv_request* req = new_request(srv_api_chat, false);
+    req->params.json_object = true;
+    struct srv_output* o = srv_output_create(g_tok, req, 0);
+    CHECK(srv_output_json_mask(o, v, w) == 0, "nothing constrained before a message");
+    struct ids s = {0};
+    header(&s, "analysis");
+    text(&s, "Let me think. The user wants JSON.");
+    special(&s, gptoss_special_token_end);
+    special(&s, gptoss_special_token_start);
+    text(&s, "assistant");
+    special(&s, gptoss_special_token_channel);
+    text(&s, "commentary");
+    special(&s, gptoss_special_token_message);
+    text(&s, "Working on it.");
+    special(&s, gptoss_special_token_end);
+    special(&s, gptoss_special_token_start);
+    text(&s, "assistant");
+    header(&s, "final");
+    size_t i = 0;
+    for (; i < s.n; i++) {
+        CHECK(srv_output_json_mask(o, v, w) == 0, "token %zu: nothing constrained outside the final message", i);
+        CHECK(!srv_output_feed(o, s.v[i], NULL, V), "token %zu does not stop", i);
+    }
+    size_t n = srv_output_json_mask(o, v, w);
+    CHECK(n > 0 && allowed(w, open) && !allowed(w, close) && !allowed(w, letter) && !allowed(w, ret),
+          "the final message starts with '{': %zu allowed, '{' %d, '}' %d, 'a' %d, <|return|> %d", n,
+          allowed(w, open), allowed(w, close), allowed(w, letter), allowed(w, ret));
+    CHECK(!srv_output_feed(o, open, NULL, V), "'{'");
+    n = srv_output_json_mask(o, v, w);
+    CHECK(allowed(w, close) && !allowed(w, letter) && !allowed(w, ret), "after '{': '}' yes, 'a' and <|return|> no");
+    CHECK(!srv_output_feed(o, close, NULL, V), "'}'");
+    n = srv_output_json_mask(o, v, w);
+    CHECK(n == 1 && allowed(w, ret), "the object is whole: only <|return|> (%zu allowed)", n);
+    CHECK(srv_output_feed(o, ret, NULL, V), "<|return|> stops");
+    srv_output_finish(o);
+    srv_output_free(o);
+    srv_request_finish_choice(req, 0);
+    CHECK(req->result.num_items == 3 && strcmp(item_text(req, 2), "{}") == 0, "the final message is '%s' (%zu items)",
+          item_text(req, 2), req->result.num_items);
+    srv_request_release(req);
+    /* without the format nothing is ever constrained */
+    req = new_request(srv_api_chat, false);
+    o = srv_output_create(g_tok, req, 0);
+    for (i = 0; i < s.n; i++) srv_output_feed(o, s.v[i], NULL, V);
+    CHECK(srv_output_json_mask(o, v, w) == 0, "no JSON mode: no mask in the final message");
+    srv_output_finish(o);
+    srv_output_free(o);
+    srv_request_release(req);
+    free(w);
+    srv_json_vocab_free(v);
+}
+
 int main(void) {
     const char* seed_env = getenv("GPTOSS_TEST_SEED");
     g_rng = seed_env ? strtoull(seed_env, NULL, 10) : (uint64_t) time(NULL);
@@ -502,6 +575,7 @@ int main(void) {
     test_logprobs();
     test_completions_utf8();
     test_utf8_lossy();
+    test_json_mode_chat();
     gptoss_tokenizer_release(g_tok);
     gptoss_model_release(m);
     gptoss_backend_release(b);
