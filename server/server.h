@@ -103,6 +103,7 @@ struct srv_params {
     bool store;                /* responses: keep it for previous_response_id */
     bool json_object;          /* response_format / text.format json_object: the final message
                                 * (completions: the text) is constrained to a JSON object */
+    struct srv_schema* schema; /* json_schema: the same, to a value valid against it (owned) */
 };
 
 enum srv_item_kind {
@@ -383,9 +384,10 @@ void srv_output_feed_header(struct srv_output* out, const uint32_t* ids, size_t 
  * Returns true when the generation must stop here (stop token or stop string); sets
  * req->result.finish then. */
 bool srv_output_feed(struct srv_output* out, uint32_t token, const float* logits, uint32_t vocabulary_size);
-/* JSON mode: the tokens the next draw may take (words[v->num_words]: the text tokens the
- * JSON so far allows, and <|return|> once the object is complete); returns their number, 0
- * when nothing is constrained now (not JSON mode; in chat, outside the final message). */
+/* JSON mode or a schema: the tokens the next draw may take (words[v->num_words]: the text
+ * tokens the JSON so far allows, and <|return|> once the object or value is complete);
+ * returns their number, 0 when nothing is constrained now (neither; in chat, outside the
+ * final message), SIZE_MAX on out-of-memory. */
 size_t srv_output_json_mask(struct srv_output* out, const struct srv_json_vocab* v, uint32_t* words);
 /* End of generation: flushes held-back text, closes open items. */
 void srv_output_finish(struct srv_output* out);
