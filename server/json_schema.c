@@ -406,6 +406,7 @@ static bool append_refs(struct compiler* c, const uint16_t* ids, uint32_t n, uin
         return false;
     }
     *first = s->num_refs;
+    if (n == 0) return true; /* an empty array's, refs maybe still NULL */
     memcpy(s->refs + s->num_refs, ids, n * sizeof(uint16_t));
     s->num_refs += n;
     return true;
@@ -1589,7 +1590,7 @@ static int short_escape(uint8_t c) {
 static bool key_byte(struct srv_schema_state* st, struct cfg* x, uint8_t c) {
     const struct srv_schema* s = st->s;
     const struct node* n = node_of(st, x->top.node);
-    const struct prop* props = s->props + n->first;
+    const struct prop* props = n->count > 0 ? s->props + n->first : NULL; /* no properties: none at all */
     if (c == '"' && x->u8left == 0) {
         uint32_t prop = NO_INDEX;
         FOR_BITS(x->cand, k) if (props[k].len == x->pos) prop = k;
