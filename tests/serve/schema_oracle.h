@@ -191,10 +191,13 @@ static int oracle_text_rules(const unsigned char* s, size_t n, int* beyond) {
                 if (s[j] != '0' || seen) { seen = 1; digits++; }
                 if (!frac) point++;
             }
-            long e = 0;
-            if (j < n && (s[j] == 'e' || s[j] == 'E')) e = strtol((const char*) s + j + 1, NULL, 10);
-            if (digits > 15 || labs(e + point) > 300) *beyond = 1;
-            while (j < n && (s[j] == '+' || s[j] == '-' || s[j] == 'e' || s[j] == 'E' || (s[j] >= '0' && s[j] <= '9'))) j++;
+            long e = 0, sign = 1;
+            if (j < n && (s[j] == 'e' || s[j] == 'E')) {
+                j++;
+                if (j < n && (s[j] == '+' || s[j] == '-')) sign = s[j++] == '-' ? -1 : 1;
+                for (; j < n && s[j] >= '0' && s[j] <= '9'; j++) e = e < 100000 ? e * 10 + (s[j] - '0') : e;
+            }
+            if (digits > 15 || labs(sign * e + point) > 300) *beyond = 1;
             i = j - 1;
         }
     }
