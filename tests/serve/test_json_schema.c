@@ -601,6 +601,20 @@ static void test_hand_cases(void) {
           SRV_JSON_MAX_DEPTH - 2);
     srv_schema_state_free(st);
     srv_schema_free(s);
+    /* the same where one node admits null, arrays and such objects: '{' refused, the others not */
+    s = compile_text("{\"$ref\":\"#/$defs/x\",\"$defs\":{\"x\":{\"type\":[\"array\",\"object\",\"null\"],\"items\":"
+                     "{\"$ref\":\"#/$defs/x\"},\"properties\":{\"a\":{\"type\":\"array\",\"minItems\":1,\"items\":"
+                     "{\"type\":\"array\",\"minItems\":1,\"items\":{\"type\":\"null\"}}}},\"required\":[\"a\"]}}}",
+                     &err);
+    st = srv_schema_state_create(s);
+    ok = true;
+    for (int d = 0; d < SRV_JSON_MAX_DEPTH - 3; d++) ok = ok && srv_schema_feed(st, "[", 1);
+    CHECK(ok && srv_schema_try(st, "{\"a\":[[null]]}", 13), "one node: the object fits at depth %d", SRV_JSON_MAX_DEPTH - 3);
+    ok = srv_schema_feed(st, "[", 1);
+    CHECK(ok && !srv_schema_try(st, "{", 1) && srv_schema_try(st, "[", 1) && srv_schema_try(st, "n", 1),
+          "one node: an object needing 3 more levels refused at depth %d, an array and null not", SRV_JSON_MAX_DEPTH - 2);
+    srv_schema_state_free(st);
+    srv_schema_free(s);
 }
 
 static void test_refusals(void) {
