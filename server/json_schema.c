@@ -141,6 +141,9 @@ void srv_schema_free(struct srv_schema* s) {
     free(s);
 }
 
+/* Sets of properties and of enum values: 128 bits. */
+_Static_assert(SRV_SCHEMA_MAX_PROPERTIES <= 128 && SRV_SCHEMA_MAX_ENUM <= 128, "candidate sets hold 128");
+
 static bool has(const uint64_t* set, uint32_t k) { return set[k >> 6] >> (k & 63) & 1u; }
 static void put(uint64_t* set, uint32_t k) { set[k >> 6] |= 1ull << (k & 63); }
 static void keep(uint64_t* set, uint32_t k, bool yes) {
@@ -306,6 +309,8 @@ struct compiler {
     struct pending* pending;
     uint32_t num_pending, cap_pending;
     uint8_t* state; /* flattening anyOf: 0 not yet, 1 under way, 2 done */
+    uint32_t num_schemas; /* schema objects compiled ($ref and allOf included): bounds the recursion */
+    uint32_t budget;      /* valid() calls left: enum values are checked against their siblings */
     char where[256]; /* the JSON pointer of the schema being compiled */
     size_t where_len;
 };
@@ -456,14 +461,19 @@ static const json_t* resolve(struct compiler* c, const char* ref) {
         UNSUPPORTED(c, "$ref \"%.100s\": only \"#\", \"#/$defs/NAME\" and \"#/definitions/NAME\" are supported", ref);
         return NULL;
     }
-    char key[256];
+    char* key = malloc(strlen(name) + 1);
+    if (key == NULL) {
+        OOM(c);
+        return NULL;
+    }
     size_t n = 0;
-    for (const char* p = name; *p && n + 1 < sizeof(key); p++) {
+    for (const char* p = name; *p; p++) {
         if (*p == '~' && (p[1] == '0' || p[1] == '1')) {
             key[n++] = p[1] == '0' ? '~' : '/';
             p++;
         } else if (*p == '~') {
             BAD(c, "$ref \"%.100s\": '~' must be followed by 0 or 1", ref);
+            free(key);
             return NULL;
         } else {
             key[n++] = *p;
@@ -471,10 +481,8 @@ static const json_t* resolve(struct compiler* c, const char* ref) {
     }
     key[n] = '\0';
     const json_t* target = json_object_get(json_object_get(c->root, defs), key);
-    if (target == NULL) {
-        BAD(c, "$ref \"%.100s\" does not resolve: no %s \"%.100s\"", ref, defs, key);
-        return NULL;
-    }
+    if (target == NULL) BAD(c, "$ref \"%.100s\" does not resolve: no %s \"%.100s\"", ref, defs, key);
+    free(key);
     return target;
 }
 
@@ -572,8 +580,10 @@ static bool compile_object(struct compiler* c, int id, const json_t* schema) {
     }
     int other = NODE_ANY;
     if (additional != NULL && (other = compile_at(c, additional, "additionalProperties", 0)) < 0) return false;
-    if (json_object_size(properties) > SRV_SCHEMA_MAX_PROPERTIES) {
-        UNSUPPORTED(c, "properties: more than %d properties in one object", SRV_SCHEMA_MAX_PROPERTIES);
+    if (json_object_size(properties) > SRV_SCHEMA_MAX_PROPERTIES || json_array_size(required) > SRV_SCHEMA_MAX_PROPERTIES) {
+        UNSUPPORTED(c, "%s: more than %d properties in one object",
+                    json_object_size(properties) > SRV_SCHEMA_MAX_PROPERTIES ? "properties" : "required",
+                    SRV_SCHEMA_MAX_PROPERTIES);
         return false;
     }
     /* the names point into the request's values until they are copied at the end */
@@ -693,6 +703,11 @@ static int compile(struct compiler* c, const json_t* schema) {
         if (c->memo[i].schema != schema) continue;
         if (c->memo[i].node < 0) BAD(c, "$ref/allOf refer back to themselves with no schema in between");
         return c->memo[i].node;
+    }
+    /* each schema object once: a chain of $ref through $defs nests no deeper than this either */
+    if (++c->num_schemas > SRV_SCHEMA_MAX_NODES) {
+        UNSUPPORTED(c, "the schema has more than %d subschemas (counting $ref and allOf)", SRV_SCHEMA_MAX_NODES);
+        return -1;
     }
     /* every keyword is one of ours; what kind of schema it is */
     const char* assertion = NULL;
@@ -914,8 +929,13 @@ static uint16_t item_node(const struct srv_schema* s, const struct node* n, uint
  * when integral, as it can be written so; keys were checked to need no escape): enum values are filtered by
  * their siblings with it. Terminates: every call descends into v, but an enum's (to its
  * siblings' node) and an anyOf's (to an alternative, never an anyOf or an enum's siblings). */
-static bool valid(const struct compiler* c, uint16_t id, const json_t* v) {
+static bool valid(struct compiler* c, uint16_t id, const json_t* v) {
     const struct srv_schema* s = c->s;
+    if (c->budget == 0) { /* anyOf alternatives nesting in each other: exponential in v's depth */
+        UNSUPPORTED(c, "enum/const values too costly to check against the keywords beside them");
+        return false;
+    }
+    c->budget--;
     const struct node* n = &s->nodes[id];
     if (n->kind == K_ENUM) {
         const struct pending* p = pending_of(c, id);
@@ -1003,7 +1023,7 @@ static int guide_of(struct compiler* c, uint16_t guide, const json_t* v) {
 
 /* A number may be written with a fraction where the guide admits one (any alternative that
  * takes the value, for an anyOf). */
-static bool fraction_allowed(const struct compiler* c, uint16_t guide, const json_t* v) {
+static bool fraction_allowed(struct compiler* c, uint16_t guide, const json_t* v) {
     const struct node* n = &c->s->nodes[guide];
     if (n->kind == K_ENUM) return fraction_allowed(c, pending_of(c, guide)->sibling, v);
     if (n->kind != K_ANYOF) return (n->types & T_FRACTION) != 0;
@@ -1158,6 +1178,7 @@ static bool finish_enum(struct compiler* c, const struct pending* p) {
         fraction[num_taken] = !json_is_number(v) || fraction_allowed(c, p->sibling, v);
         taken[num_taken++] = v;
     }
+    if (c->failed) return false; /* out of valid()'s budget */
     uint16_t alts[SRV_SCHEMA_MAX_ENUM];
     uint32_t num_alts = 0;
     int scalars = containers ? -1 : p->node;
@@ -1327,7 +1348,7 @@ struct srv_schema* srv_schema_compile(const json_t* schema, const char* param, s
         srv_error_set(err, 400, "invalid_request_error", "invalid_value", param, "%s: no schema", param ? param : "schema");
         return NULL;
     }
-    struct compiler c = {.root = schema, .param = param, .err = err};
+    struct compiler c = {.root = schema, .param = param, .err = err, .budget = 1u << 20};
     c.s = calloc(1, sizeof(struct srv_schema));
     if (c.s == NULL) {
         srv_error_set(err, 500, "server_error", NULL, NULL, "out of memory");

@@ -709,6 +709,42 @@ static void test_refusals(void) {
     CHECK(deep == NULL || (s == NULL && strstr(err.message, "more than 1024 subschemas")), "%d nested schemas: %s",
           SRV_SCHEMA_MAX_NODES + 1, deep ? err.message : je.text);
     json_decref(deep);
+    /* a chain of $ref through 2,000 definitions: refused, not a deep recursion */
+    b.len = 0;
+    srv_buf_puts(&b, "{\"$ref\":\"#/$defs/d0\",\"$defs\":{");
+    for (int i = 0; i < 2000; i++) srv_buf_printf(&b, "%s\"d%d\":{\"$ref\":\"#/$defs/d%d\"}", i ? "," : "", i, i + 1);
+    srv_buf_puts(&b, ",\"d2000\":{\"type\":\"null\"}}}");
+    s = compile_text(b.data, &err);
+    CHECK(s == NULL && strstr(err.message, "more than 1024 subschemas"), "a chain of 2,000 $ref: %s", err.message);
+    /* 200 required names: refused before they are compared */
+    b.len = 0;
+    srv_buf_puts(&b, "{\"required\":[");
+    for (int i = 0; i < 200; i++) srv_buf_printf(&b, "%s\"r%d\"", i ? "," : "", i);
+    srv_buf_puts(&b, "]}");
+    s = compile_text(b.data, &err);
+    CHECK(s == NULL && strstr(err.message, "required: more than 128"), "200 required names: %s", err.message);
+    /* a definition's long name is not cut (one of its first 255 bytes is there too) */
+    char name[301];
+    memset(name, 'n', 300);
+    name[300] = '\0';
+    b.len = 0;
+    srv_buf_printf(&b, "{\"$ref\":\"#/$defs/%s\",\"$defs\":{\"%s\":{\"type\":\"null\"},\"%.255s\":{\"type\":\"integer\"}}}",
+                   name, name, name);
+    s = compile_text(b.data, &err);
+    CHECK(s != NULL && verdict(s, "null", 4, NULL) == 1 && verdict(s, "1", 1, NULL) == -1, "a 300-byte definition name");
+    srv_schema_free(s);
+    /* an enum value checked against alternatives that nest in each other: refused, not 2^40 */
+    b.len = 0;
+    srv_buf_puts(&b, "{\"properties\":{\"a\":{\"$ref\":\"#/$defs/d\"}},\"$defs\":{\"d\":{\"anyOf\":["
+                     "{\"type\":\"object\",\"properties\":{\"a\":{\"$ref\":\"#/$defs/d\"}}},{\"type\":\"object\","
+                     "\"properties\":{\"a\":{\"$ref\":\"#/$defs/d\"}},\"required\":[]}]}},\"enum\":[");
+    for (int i = 0; i < 40; i++) srv_buf_puts(&b, "{\"a\":");
+    srv_buf_puts(&b, "{}");
+    for (int i = 0; i < 40; i++) srv_buf_puts(&b, "}");
+    srv_buf_puts(&b, "]}");
+    s = compile_text(b.data, &err);
+    CHECK(s == NULL && strcmp(err.code, "unsupported_value") == 0, "an enum against doubling alternatives: %s",
+          err.message);
     /* at the limits: accepted */
     b.len = 0;
     srv_buf_puts(&b, "{\"type\":\"object\",\"properties\":{");
