@@ -199,7 +199,8 @@ static uint32_t decode(const uint8_t* s, uint32_t* len) {
         return (uint32_t) (s[0] & 0x0F) << 12 | (uint32_t) (s[1] & 0x3F) << 6 | (s[2] & 0x3F);
     }
     *len = 4;
-    return (uint32_t) (s[0] & 0x07) << 18 | (uint32_t) (s[1] & 0x3F) << 12 | (uint32_t) (s[2] & 0x3F) << 6 | (s[3] & 0x3F);
+    return (uint32_t) (s[0] & 0x07) << 18 | (uint32_t) (s[1] & 0x3F) << 12 | (uint32_t) (s[2] & 0x3F) << 6 |
+           (s[3] & 0x3F);
 }
 
 /* ---- numbers of enum and const --------------------------------------------------------- */
@@ -455,7 +456,9 @@ static bool listed(const char* const* list, const char* key) {
  * ~0 and ~1). */
 static const json_t* resolve(struct compiler* c, const char* ref) {
     if (strcmp(ref, "#") == 0) return c->root;
-    const char* defs = strncmp(ref, "#/$defs/", 8) == 0 ? "$defs" : strncmp(ref, "#/definitions/", 14) == 0 ? "definitions" : NULL;
+    const char* defs = strncmp(ref, "#/$defs/", 8) == 0         ? "$defs"
+                       : strncmp(ref, "#/definitions/", 14) == 0 ? "definitions"
+                                                                 : NULL;
     const char* name = defs == NULL ? NULL : ref + (defs[0] == '$' ? 8 : 14);
     if (name == NULL || strchr(name, '/') != NULL || strchr(name, '%') != NULL) {
         UNSUPPORTED(c, "$ref \"%.100s\": only \"#\", \"#/$defs/NAME\" and \"#/definitions/NAME\" are supported", ref);
@@ -580,7 +583,8 @@ static bool compile_object(struct compiler* c, int id, const json_t* schema) {
     }
     int other = NODE_ANY;
     if (additional != NULL && (other = compile_at(c, additional, "additionalProperties", 0)) < 0) return false;
-    if (json_object_size(properties) > SRV_SCHEMA_MAX_PROPERTIES || json_array_size(required) > SRV_SCHEMA_MAX_PROPERTIES) {
+    if (json_object_size(properties) > SRV_SCHEMA_MAX_PROPERTIES ||
+        json_array_size(required) > SRV_SCHEMA_MAX_PROPERTIES) {
         UNSUPPORTED(c, "%s: more than %d properties in one object",
                     json_object_size(properties) > SRV_SCHEMA_MAX_PROPERTIES ? "properties" : "required",
                     SRV_SCHEMA_MAX_PROPERTIES);
@@ -628,7 +632,8 @@ static bool compile_object(struct compiler* c, int id, const json_t* schema) {
         if (!ok) break;
         const char* s = json_string_value(name);
         if (!writable_key(s, json_string_length(name)) || strlen(s) != json_string_length(name)) {
-            UNSUPPORTED(c, "required: the name \"%.60s\" needs an escape in JSON; keys are written without escapes here", s);
+            UNSUPPORTED(c, "required: the name \"%.60s\" needs an escape in JSON; keys are written without escapes here",
+                        s);
             ok = false;
             break;
         }
@@ -1148,8 +1153,8 @@ static bool writable_value(struct compiler* c, const json_t* v) {
     size_t i;
     json_object_foreach((json_t*) v, key, value) {
         if (!writable_key(key, strlen(key))) {
-            UNSUPPORTED(c, "enum/const: the key \"%.60s\" needs an escape in JSON; keys are written without escapes here",
-                        key);
+            UNSUPPORTED(c, "enum/const: the key \"%.60s\" needs an escape in JSON; keys are written without escapes "
+                        "here", key);
             return false;
         }
         if (!writable_value(c, value)) return false;
@@ -1248,7 +1253,8 @@ static void least_depths(struct srv_schema* s) {
                 if (n->types & T_ARRAY) {
                     uint8_t deepest = 0;
                     if (n->tuple) {
-                        for (uint32_t k = 0; k < n->min_items; k++) deepest = md_max(deepest, s->nodes[s->refs[n->tuple_first + k]].md);
+                        for (uint32_t k = 0; k < n->min_items; k++)
+                            deepest = md_max(deepest, s->nodes[s->refs[n->tuple_first + k]].md);
                     } else if (n->min_items > 0) {
                         deepest = s->nodes[n->items].md;
                     }
@@ -1306,7 +1312,8 @@ static bool widths(struct compiler* c) {
                         const uint32_t x = w_all(w, s->props[n->first + k].node);
                         if (x > nw[W_OBJECT]) nw[W_OBJECT] = x;
                     }
-                    if (n->additional != NODE_NONE && w_all(w, n->additional) > nw[W_OBJECT]) nw[W_OBJECT] = w_all(w, n->additional);
+                    if (n->additional != NODE_NONE && w_all(w, n->additional) > nw[W_OBJECT])
+                        nw[W_OBJECT] = w_all(w, n->additional);
                 }
                 if (n->types & T_ARRAY) {
                     nw[W_ARRAY] = 1;
@@ -1345,7 +1352,8 @@ static bool widths(struct compiler* c) {
 struct srv_schema* srv_schema_compile(const json_t* schema, const char* param, struct srv_error* err) {
     if (err == NULL) return NULL;
     if (schema == NULL || param == NULL) {
-        srv_error_set(err, 400, "invalid_request_error", "invalid_value", param, "%s: no schema", param ? param : "schema");
+        srv_error_set(err, 400, "invalid_request_error", "invalid_value", param, "%s: no schema",
+                      param ? param : "schema");
         return NULL;
     }
     struct compiler c = {.root = schema, .param = param, .err = err, .budget = 1u << 20};
@@ -2108,7 +2116,8 @@ static void trim(struct srv_schema_state* st) {
         }
     }
     /* keys are appended in the order they are written, their bytes too */
-    if (keys > 0 && st->keys[keys - 1].text + st->keys[keys - 1].len > text) text = st->keys[keys - 1].text + st->keys[keys - 1].len;
+    if (keys > 0 && st->keys[keys - 1].text + st->keys[keys - 1].len > text)
+        text = st->keys[keys - 1].text + st->keys[keys - 1].len;
     st->num_frames = frames;
     st->num_keys = keys;
     st->num_text = text;
@@ -2172,11 +2181,12 @@ static uint32_t plain_room(const struct srv_schema_state* st, const struct cfg* 
 static void set_bit(uint32_t* words, uint32_t id) { words[id / 32] |= 1u << (id % 32); }
 
 static void or_plain(const struct srv_json_vocab* v, uint32_t room, uint32_t* words) {
-    const uint32_t* mask = room >= v->max_plain_cps ? v->plain
-                                                    : v->plain_short + (size_t) (room < SRV_PLAIN_SHORT ? room : SRV_PLAIN_SHORT) * v->num_words;
+    const uint32_t k = room < SRV_PLAIN_SHORT ? room : SRV_PLAIN_SHORT;
+    const uint32_t* mask = room >= v->max_plain_cps ? v->plain : v->plain_short + (size_t) k * v->num_words;
     for (uint32_t w = 0; w < v->num_words; w++) words[w] |= mask[w];
     if (room < v->max_plain_cps) {
-        for (uint32_t i = 0; i < v->num_plain_long && v->plain_long_cps[i] <= room; i++) set_bit(words, v->plain_long[i]);
+        for (uint32_t i = 0; i < v->num_plain_long && v->plain_long_cps[i] <= room; i++)
+            set_bit(words, v->plain_long[i]);
     }
 }
 
