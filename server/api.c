@@ -1,7 +1,7 @@
 /* Request validation: JSON body -> srv_request (parameters and prompt token ids), or an
  * OpenAI-style error. Every field OpenAI defines for the endpoint is accepted with its
- * type checked; values this server cannot honour (JSON response formats, best_of, ...) are
- * refused with 400 rather than ignored; unknown top-level fields are
+ * type checked; values this server cannot honour (schema keywords outside the supported
+ * subset, best_of, ...) are refused with 400 rather than ignored; unknown top-level fields are
  * refused as OpenAI does ("Unrecognized request argument supplied"). null means absent. */
 #include <math.h>
 #include <stdlib.h>
@@ -419,7 +419,8 @@ static json_t* responses_echo(const json_t* b, const struct srv_params* p, size_
     json_object_set_new(e, "top_p", json_real(p->top_p));
     json_object_set_new(e, "store", json_boolean(p->store));
     json_object_set_new(e, "metadata", (v = field(b, "metadata")) ? json_incref(v) : json_object());
-    json_object_set_new(e, "text", json_pack("{s:{s:s}}", "format", "type", p->json_object ? "json_object" : "text"));
+    json_t* format = field(field(b, "text"), "format"); /* as given (validated), the schema's fields too */
+    json_object_set_new(e, "text", json_pack("{s:o}", "format", format ? json_incref(format) : json_pack("{s:s}", "type", "text")));
     json_object_set_new(e, "truncation", json_string("disabled"));
     json_object_set_new(e, "background", json_false());
     return e;
@@ -427,8 +428,64 @@ static json_t* responses_echo(const json_t* b, const struct srv_params* p, size_
 
 /* ---- the endpoints ------------------------------------------------------------------ */
 
-/* response_format (chat, completions) or text.format (responses): "text", or "json_object"
- * (p->json_object: the reply's final message is a JSON object, json_mode.c) */
+/* A json_schema format's fields (chat and completions: response_format.json_schema; responses:
+ * text.format itself, beside "type"): name (OpenAI's: 1 to 64 letters, digits, '_' or '-'),
+ * schema, strict, description. The schema is compiled into p->schema (json_schema.c); strict
+ * changes nothing, as the output always validates. */
+static bool json_schema_format(const json_t* js, const char* where, bool flat, struct srv_params* p,
+                               struct srv_error* err) {
+    static const char* const fields[] = {"name", "schema", "strict", "description", NULL};
+    char param[96];
+    const char* key;
+    json_t* value;
+    json_object_foreach((json_t*) js, key, value) {
+        bool known = flat && strcmp(key, "type") == 0;
+        for (const char* const* f = fields; *f && !known; f++) known = strcmp(key, *f) == 0;
+        if (!known) {
+            snprintf(param, sizeof(param), "%s.%.40s", where, key);
+            srv_error_set(err, 400, "invalid_request_error", "unknown_parameter", param,
+                          "Unrecognized request argument supplied: %s", param);
+            return false;
+        }
+    }
+    snprintf(param, sizeof(param), "%s.name", where);
+    json_t* name = json_object_get(js, "name");
+    const char* s = json_string_value(name);
+    size_t n = s ? strlen(s) : 0;
+    bool ok = n >= 1 && n <= 64;
+    for (size_t i = 0; i < n && ok; i++)
+        ok = (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_' ||
+             s[i] == '-';
+    if (!ok) {
+        BAD(err, param, "%s: expected 1 to 64 letters, digits, '_' or '-'%s%.70s%s", param, s ? ", got \"" : "",
+            s ? s : "", s ? "\"" : "");
+        return false;
+    }
+    json_t* description = field(js, "description");
+    if (description != NULL && !json_is_string(description)) {
+        snprintf(param, sizeof(param), "%s.description", where);
+        BAD(err, param, "%s: expected a string", param);
+        return false;
+    }
+    json_t* strict = field(js, "strict");
+    if (strict != NULL && !json_is_boolean(strict)) {
+        snprintf(param, sizeof(param), "%s.strict", where);
+        BAD(err, param, "%s: expected a boolean", param);
+        return false;
+    }
+    snprintf(param, sizeof(param), "%s.schema", where);
+    json_t* schema = json_object_get(js, "schema");
+    if (!json_is_object(schema)) {
+        BAD(err, param, "%s: expected a JSON Schema object", param);
+        return false;
+    }
+    p->schema = srv_schema_compile(schema, param, err);
+    return p->schema != NULL;
+}
+
+/* response_format (chat, completions) or text.format (responses): "text", "json_object"
+ * (p->json_object: the reply's final message is a JSON object, json_mode.c) or "json_schema"
+ * (p->schema: a value valid against the schema, json_schema.c) */
 static bool output_format(const json_t* fmt, const char* param, struct srv_params* p, struct srv_error* err) {
     if (fmt == NULL) return true;
     json_t* t = json_is_object(fmt) ? json_object_get(fmt, "type") : NULL;
@@ -440,9 +497,32 @@ static bool output_format(const json_t* fmt, const char* param, struct srv_param
         p->json_object = true;
         return true;
     }
+    if (strcmp(json_string_value(t), "json_schema") == 0) {
+        if (p->api == srv_api_responses) return json_schema_format(fmt, param, true, p, err);
+        char where[64];
+        snprintf(where, sizeof(where), "%s.json_schema", param);
+        const char* key;
+        json_t* value;
+        json_object_foreach((json_t*) fmt, key, value) {
+            if (strcmp(key, "type") != 0 && strcmp(key, "json_schema") != 0) {
+                char bad[96];
+                snprintf(bad, sizeof(bad), "%s.%.40s", param, key);
+                srv_error_set(err, 400, "invalid_request_error", "unknown_parameter", bad,
+                              "Unrecognized request argument supplied: %s", bad);
+                return false;
+            }
+        }
+        json_t* js = json_object_get(fmt, "json_schema");
+        if (!json_is_object(js)) {
+            BAD(err, where, "%s: expected an object with name and schema", where);
+            return false;
+        }
+        return json_schema_format(js, where, false, p, err);
+    }
     if (strcmp(json_string_value(t), "text") != 0) {
-        UNSUPPORTED(err, param, "%s: only types \"text\" and \"json_object\" are supported, got \"%.40s\"", param,
-                    json_string_value(t));
+        UNSUPPORTED(err, param,
+                    "%s: only types \"text\", \"json_object\" and \"json_schema\" are supported, got \"%.40s\"",
+                    param, json_string_value(t));
         return false;
     }
     return true;
@@ -553,7 +633,7 @@ static bool completions_params(const json_t* b, struct srv_params* p, int64_t* m
         UNSUPPORTED(err, "suffix", "suffix: not supported");
         return false;
     }
-    /* an extension (as vLLM): the completion text is a JSON object */
+    /* an extension (as vLLM): the completion text is a JSON object, or a value of the schema */
     if (!output_format(field(b, "response_format"), "response_format", p, err)) return false;
     return stop_strings(b, p, err);
 }

@@ -245,6 +245,97 @@ bool srv_json_feed(struct srv_json* j, const void* bytes, size_t n) {
 
 /* ---- the vocabulary ------------------------------------------------------------------ */
 
+/* plain_short, plain_long: the plain tokens by their code points (cps[id]; by_cps: counts) */
+static bool plain_by_length(struct srv_json_vocab* v, const uint8_t* cps, const uint32_t* by_cps) {
+    v->plain_short = calloc((size_t) (SRV_PLAIN_SHORT + 1) * v->num_words, sizeof(uint32_t));
+    uint32_t start[257] = {0}; /* plain_long: by code points, from SRV_PLAIN_SHORT + 1 */
+    for (int k = SRV_PLAIN_SHORT + 1; k < 256; k++) start[k + 1] = start[k] + by_cps[k];
+    v->num_plain_long = start[256];
+    v->plain_long = malloc((v->num_plain_long > 0 ? v->num_plain_long : 1) * sizeof(uint32_t));
+    v->plain_long_cps = malloc(v->num_plain_long > 0 ? v->num_plain_long : 1);
+    if (v->plain_short == NULL || v->plain_long == NULL || v->plain_long_cps == NULL) return false;
+    for (uint32_t id = 0; id < v->num_text; id++) {
+        const uint32_t k = cps[id];
+        if (k == 0) continue; /* not plain */
+        if (k > SRV_PLAIN_SHORT) {
+            v->plain_long_cps[start[k]] = (uint8_t) k;
+            v->plain_long[start[k]++] = id;
+            continue;
+        }
+        for (uint32_t m = k; m <= SRV_PLAIN_SHORT; m++) v->plain_short[(size_t) m * v->num_words + id / 32] |= 1u << (id % 32);
+    }
+    return true;
+}
+
+static int compare_tokens(const void* a, const void* b, void* arg) {
+    const struct srv_json_vocab* v = arg;
+    const uint32_t x = *(const uint32_t*) a, y = *(const uint32_t*) b;
+    const uint32_t nx = v->offsets[x + 1] - v->offsets[x], ny = v->offsets[y + 1] - v->offsets[y];
+    const int c = memcmp(v->bytes + v->offsets[x], v->bytes + v->offsets[y], nx < ny ? nx : ny);
+    if (c != 0) return c;
+    return nx != ny ? (nx < ny ? -1 : 1) : (x < y ? -1 : x > y);
+}
+
+/* The trie of the non-empty text tokens with plain == want_plain (or all when want_all), built
+ * from the tokens sorted by their bytes: each token shares the path of its common prefix with
+ * the one before. */
+static bool build_trie(const struct srv_json_vocab* v, bool want_all, bool want_plain, struct srv_trie* t) {
+    uint32_t n = 0;
+    size_t total = 0;
+    for (uint32_t id = 0; id < v->num_text; id++) {
+        const bool plain = v->plain[id / 32] >> (id % 32) & 1u;
+        if (v->offsets[id + 1] > v->offsets[id] && (want_all || plain == want_plain)) {
+            n++;
+            total += v->offsets[id + 1] - v->offsets[id];
+        }
+    }
+    t->ids = malloc((n > 0 ? n : 1) * sizeof(uint32_t));
+    t->nodes = malloc((total + 1) * sizeof(struct srv_trie_node));
+    uint32_t* path = malloc(((size_t) v->max_bytes + 1) * sizeof(uint32_t));
+    if (t->ids == NULL || t->nodes == NULL || path == NULL) {
+        free(path);
+        return false;
+    }
+    n = 0;
+    for (uint32_t id = 0; id < v->num_text; id++) {
+        const bool plain = v->plain[id / 32] >> (id % 32) & 1u;
+        if (v->offsets[id + 1] > v->offsets[id] && (want_all || plain == want_plain)) t->ids[n++] = id;
+    }
+    qsort_r(t->ids, n, sizeof(uint32_t), compare_tokens, (void*) v);
+    memset(&t->nodes[0], 0, sizeof(t->nodes[0]));
+    t->num_nodes = 1;
+    path[0] = 0;
+    uint32_t depth = 0; /* path[0, depth]: the nodes of the previous token's bytes */
+    const uint8_t* prev = NULL;
+    for (uint32_t i = 0; i < n; i++) {
+        const uint8_t* b = v->bytes + v->offsets[t->ids[i]];
+        const uint32_t len = v->offsets[t->ids[i] + 1] - v->offsets[t->ids[i]];
+        uint32_t common = 0;
+        while (common < depth && common < len && prev[common] == b[common]) common++;
+        for (; depth > common; depth--) t->nodes[path[depth]].end = t->num_nodes;
+        for (; depth < len; depth++) {
+            struct srv_trie_node* node = &t->nodes[t->num_nodes];
+            memset(node, 0, sizeof(*node));
+            node->byte = b[depth];
+            path[depth + 1] = t->num_nodes++;
+        }
+        struct srv_trie_node* last = &t->nodes[path[len]];
+        if (last->num_ids == 0) last->first_id = i; /* tokens of equal bytes are next to each other */
+        last->num_ids++;
+        prev = b;
+    }
+    for (; depth > 0; depth--) t->nodes[path[depth]].end = t->num_nodes;
+    t->nodes[0].end = t->num_nodes;
+    free(path);
+    struct srv_trie_node* fit = realloc(t->nodes, (size_t) t->num_nodes * sizeof(struct srv_trie_node));
+    if (fit != NULL) t->nodes = fit;
+    return true;
+}
+
+static bool build_tries(struct srv_json_vocab* v) {
+    return build_trie(v, true, false, &v->trie) && build_trie(v, false, false, &v->trie_other);
+}
+
 struct srv_json_vocab* srv_json_vocab_create(gptoss_tokenizer_t tokenizer, uint32_t vocabulary_size) {
     uint32_t num_text = 0;
     if (gptoss_tokenizer_get_num_text_tokens(tokenizer, &num_text) != gptoss_status_success) return NULL;
@@ -269,6 +360,12 @@ struct srv_json_vocab* srv_json_vocab_create(gptoss_tokenizer_t tokenizer, uint3
         return NULL;
     }
     uint32_t count[256] = {0};
+    uint32_t by_cps[256] = {0}; /* plain tokens by code points (capped at 255) */
+    uint8_t* cps = calloc(num_text > 0 ? num_text : 1, 1);
+    if (cps == NULL) {
+        srv_json_vocab_free(v);
+        return NULL;
+    }
     size_t at = 0;
     for (uint32_t id = 0; id < num_text; id++) {
         const void* p = NULL;
@@ -277,6 +374,7 @@ struct srv_json_vocab* srv_json_vocab_create(gptoss_tokenizer_t tokenizer, uint3
         v->offsets[id] = (uint32_t) at;
         memcpy(v->bytes + at, p, n);
         at += n;
+        if (n > v->max_bytes) v->max_bytes = (uint32_t) n;
         if (n == 0) continue;
         count[v->bytes[v->offsets[id]]]++;
         /* plain: printable, neither '"' nor '\', whole UTF-8 characters (a fresh string state
@@ -285,11 +383,18 @@ struct srv_json_vocab* srv_json_vocab_create(gptoss_tokenizer_t tokenizer, uint3
         srv_json_init(&s);
         s.state = J_STRING;
         bool plain = true;
+        uint32_t chars = 0;
         for (size_t i = 0; i < n && plain; i++) {
             const uint8_t c = v->bytes[v->offsets[id] + i];
+            chars += (c & 0xC0) != 0x80;
             plain = c != '"' && c != '\\' && string_byte(&s, c);
         }
-        if (plain && s.u8left == 0) v->plain[id / 32] |= 1u << (id % 32);
+        if (plain && s.u8left == 0) {
+            v->plain[id / 32] |= 1u << (id % 32);
+            cps[id] = (uint8_t) (chars < 255 ? chars : 255);
+            by_cps[cps[id]]++;
+            if (cps[id] > v->max_plain_cps) v->max_plain_cps = cps[id];
+        }
     }
     v->offsets[num_text] = (uint32_t) at;
     for (int b = 0; b < 256; b++) v->first_start[b + 1] = v->first_start[b] + count[b];
@@ -297,6 +402,12 @@ struct srv_json_vocab* srv_json_vocab_create(gptoss_tokenizer_t tokenizer, uint3
     memcpy(fill, v->first_start, sizeof(fill));
     for (uint32_t id = 0; id < num_text; id++) {
         if (v->offsets[id + 1] > v->offsets[id]) v->by_first[fill[v->bytes[v->offsets[id]]]++] = id;
+    }
+    const bool ok = plain_by_length(v, cps, by_cps) && build_tries(v);
+    free(cps);
+    if (!ok) {
+        srv_json_vocab_free(v);
+        return NULL;
     }
     return v;
 }
@@ -306,7 +417,14 @@ void srv_json_vocab_free(struct srv_json_vocab* v) {
     free(v->offsets);
     free(v->by_first);
     free(v->plain);
+    free(v->plain_short);
+    free(v->plain_long);
+    free(v->plain_long_cps);
     free(v->bytes);
+    free(v->trie.nodes);
+    free(v->trie.ids);
+    free(v->trie_other.nodes);
+    free(v->trie_other.ids);
     free(v);
 }
 

@@ -36,10 +36,12 @@ struct srv_output {
     bool stopped;
     /* completions: bytes of an incomplete UTF-8 character */
     struct srv_buf raw;
-    /* JSON mode (req->params.json_object): the recognizer of the text constrained now (the
-     * final message's content; completions: all the text), json_active while there is one */
+    /* JSON mode (req->params.json_object) or a schema (req->params.schema): the recognizer of
+     * the text constrained now (the final message's content; completions: all the text),
+     * json_active while there is one */
     bool json_active;
     struct srv_json json;
+    struct srv_schema_state* schema; /* with a schema; json unused then */
     uint32_t num_text; /* ids below: text tokens */
 };
 
@@ -58,15 +60,20 @@ struct srv_output* srv_output_create(gptoss_tokenizer_t tokenizer, struct srv_re
     o->item = UINT32_MAX;
     o->tok_return = special(tokenizer, gptoss_special_token_return);
     o->tok_call = special(tokenizer, gptoss_special_token_call);
+    if (req->params.schema != NULL && (o->schema = srv_schema_state_create(req->params.schema)) == NULL) {
+        free(o);
+        return NULL;
+    }
     if (req->params.api != srv_api_completions &&
         gptoss_harmony_parser_create(tokenizer, "assistant", 0, &o->parser) != gptoss_status_success) {
+        srv_schema_state_free(o->schema);
         free(o);
         return NULL;
     }
     if (req->params.api == srv_api_completions) {
         o->item = srv_request_item_begin(req, choice, srv_item_message, NULL);
         o->kind = srv_item_message;
-        o->json_active = req->params.json_object;
+        o->json_active = req->params.json_object || o->schema != NULL;
     }
     srv_json_init(&o->json);
     if (gptoss_tokenizer_get_num_text_tokens(tokenizer, &o->num_text) != gptoss_status_success) o->num_text = 0;
@@ -76,6 +83,7 @@ struct srv_output* srv_output_create(gptoss_tokenizer_t tokenizer, struct srv_re
 void srv_output_free(struct srv_output* o) {
     if (o == NULL) return;
     gptoss_harmony_parser_release(o->parser);
+    srv_schema_state_free(o->schema);
     srv_buf_free(&o->held);
     srv_buf_free(&o->raw);
     json_decref(o->held_logprobs);
@@ -148,12 +156,13 @@ static void end_item(struct srv_output* o) {
 static void begin_item(struct srv_output* o, const struct gptoss_harmony_header* h) {
     end_item(o);
     o->dropping = false;
-    /* JSON mode: the content of a final-channel message to the user */
-    if (o->req->params.json_object && (h->role == NULL || strcmp(h->role, "assistant") == 0) &&
+    /* JSON mode or a schema: the content of a final-channel message to the user */
+    if ((o->req->params.json_object || o->schema != NULL) && (h->role == NULL || strcmp(h->role, "assistant") == 0) &&
         h->channel != NULL && strcmp(h->channel, "final") == 0 &&
         (h->recipient == NULL || strcmp(h->recipient, "assistant") == 0)) {
         o->json_active = true;
         srv_json_init(&o->json);
+        srv_schema_state_reset(o->schema);
     }
     if (h->role != NULL && strcmp(h->role, "assistant") != 0) {
         o->dropping = true; /* the model wrote another role's turn: not part of the reply */
@@ -269,7 +278,7 @@ bool srv_output_feed(struct srv_output* o, uint32_t token, const float* logits, 
         const void* bytes = NULL;
         size_t size = 0;
         if (gptoss_tokenizer_decode(o->tokenizer, token, &bytes, &size) != gptoss_status_success ||
-            !srv_json_feed(&o->json, bytes, size)) {
+            !(o->schema != NULL ? srv_schema_feed(o->schema, bytes, size) : srv_json_feed(&o->json, bytes, size))) {
             o->json_active = false; /* not drawn under the mask (cannot happen): unconstrained from here */
         }
     }
@@ -332,8 +341,10 @@ bool srv_output_feed(struct srv_output* o, uint32_t token, const float* logits, 
 
 size_t srv_output_json_mask(struct srv_output* o, const struct srv_json_vocab* v, uint32_t* words) {
     if (!o->json_active) return 0;
-    size_t n = srv_json_allowed(&o->json, v, words);
-    if (srv_json_complete(&o->json) && o->tok_return < v->vocabulary_size) {
+    size_t n = o->schema != NULL ? srv_schema_allowed(o->schema, v, words) : srv_json_allowed(&o->json, v, words);
+    if (n == SIZE_MAX) return n;
+    if ((o->schema != NULL ? srv_schema_complete(o->schema) : srv_json_complete(&o->json)) &&
+        o->tok_return < v->vocabulary_size) {
         words[o->tok_return / 32] |= 1u << (o->tok_return % 32);
         n++;
     }

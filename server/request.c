@@ -55,6 +55,7 @@ void srv_request_release(struct srv_request* req) {
     for (size_t i = 0; i < req->params.num_stop; i++) free(req->params.stop[i]);
     free(req->params.bias_ids);
     free(req->params.bias_values);
+    srv_schema_free(req->params.schema);
     free(req->prompt);
     free(req->model);
     json_decref(req->info);

@@ -131,10 +131,10 @@ static void finish_engine_error(struct srv_scheduler* s, struct seq* q, const ch
     finish(s, q, 500, NULL, msg);
 }
 
-/* JSON mode: the tokens q's next draw may take, on its sampler (the whole vocabulary where
- * nothing is constrained). False after finishing q (out of memory). */
+/* JSON mode or a schema: the tokens q's next draw may take, on its sampler (the whole
+ * vocabulary where nothing is constrained). False after finishing q (out of memory). */
 static bool constrain(struct srv_scheduler* s, struct seq* q) {
-    if (!q->req->params.json_object) return true;
+    if (!q->req->params.json_object && q->req->params.schema == NULL) return true;
     if (s->json_vocab == NULL) {
         s->json_vocab = srv_json_vocab_create(s->tokenizer, s->vocabulary_size);
         if (s->json_vocab != NULL) s->json_words = malloc(s->json_vocab->num_words * sizeof(uint32_t));
@@ -146,6 +146,10 @@ static bool constrain(struct srv_scheduler* s, struct seq* q) {
         }
     }
     const size_t n = srv_output_json_mask(q->out, s->json_vocab, s->json_words);
+    if (n == SIZE_MAX) {
+        finish(s, q, 500, NULL, "out of memory (the JSON schema's allowed tokens)");
+        return false;
+    }
     const enum gptoss_status st = n == 0 ? gptoss_sampler_set_allowed_tokens(q->sampler, 0, NULL)
                                          : gptoss_sampler_set_allowed_tokens(q->sampler, s->json_vocab->num_words,
                                                                              s->json_words);

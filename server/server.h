@@ -8,6 +8,7 @@
  *   format.c     srv_result / srv_event -> response JSON and SSE chunks of each API
  *   output.c     sampled tokens -> output items (harmony parser, stop strings, logprobs)
  *   json_mode.c  response_format json_object: a JSON recognizer, the tokens it allows
+ *   json_schema.c response_format json_schema: a schema compiled into such a recognizer
  *   scheduler.c  the engine thread: queue, contexts (prompt cache), one step at a time
  *   store.c      responses kept for previous_response_id (bounded)
  *   metrics.c    counters and histograms, Prometheus text
@@ -102,6 +103,7 @@ struct srv_params {
     bool store;                /* responses: keep it for previous_response_id */
     bool json_object;          /* response_format / text.format json_object: the final message
                                 * (completions: the text) is constrained to a JSON object */
+    struct srv_schema* schema; /* json_schema: the same, to a value valid against it (owned) */
 };
 
 enum srv_item_kind {
@@ -290,14 +292,40 @@ bool srv_json_feed_byte(struct srv_json* j, uint8_t c);
 bool srv_json_feed(struct srv_json* j, const void* bytes, size_t n);
 bool srv_json_complete(const struct srv_json* j);
 
+/* A byte trie of text tokens, in preorder: node 0 is the root (no byte); the children of
+ * node i are i + 1, then each next one at the end of the one before, up to nodes[i].end. */
+struct srv_trie_node {
+    uint32_t end;       /* the index after its subtree */
+    uint32_t first_id;  /* ids[first_id, first_id + num_ids): the tokens whose bytes end here */
+    uint16_t num_ids;
+    uint8_t byte;
+    uint8_t unused;
+};
+struct srv_trie {
+    struct srv_trie_node* nodes;
+    uint32_t num_nodes;
+    uint32_t* ids;
+};
+
 /* The text tokens' bytes by first byte, for the tokens a state allows. */
+#define SRV_PLAIN_SHORT 16      /* plain tokens of up to this many code points have a mask each */
 struct srv_json_vocab {
     uint32_t vocabulary_size, num_words, num_text;
     uint32_t* offsets;          /* [num_text + 1]: token id's bytes are bytes[offsets[id], offsets[id + 1]) */
     uint8_t* bytes;
+    uint32_t max_bytes;         /* the longest token's */
     uint32_t first_start[257];  /* by_first[first_start[b], first_start[b + 1]): ids whose first byte is b */
     uint32_t* by_first;
     uint32_t* plain;            /* [num_words] bitmask: whole printable characters, no '"' or '\' */
+    /* plain tokens by their number of code points (a string's maxLength): plain_short[k]
+     * ([num_words] each, k <= SRV_PLAIN_SHORT) holds those of 1 to k; the longer ones are
+     * plain_long, by increasing plain_long_cps; max_plain_cps is the most of any */
+    uint32_t* plain_short;
+    uint32_t* plain_long;
+    uint8_t* plain_long_cps;
+    uint32_t num_plain_long, max_plain_cps;
+    struct srv_trie trie;       /* every text token */
+    struct srv_trie trie_other; /* the tokens that are not plain */
 };
 /* NULL on out-of-memory or a tokenizer error. */
 struct srv_json_vocab* srv_json_vocab_create(gptoss_tokenizer_t tokenizer, uint32_t vocabulary_size);
@@ -305,6 +333,44 @@ void srv_json_vocab_free(struct srv_json_vocab* v);
 /* words[v->num_words]: the text tokens whose bytes j accepts in turn (special tokens never);
  * returns their number. */
 size_t srv_json_allowed(const struct srv_json* j, const struct srv_json_vocab* v, uint32_t* words);
+
+/* ---- structured outputs (json_schema.c) ------------------------------------------------ */
+
+/* response_format json_schema: a JSON Schema of the supported subset (type, enum, const,
+ * properties, required, additionalProperties, items, minItems, maxItems, minLength,
+ * maxLength, anyOf, allOf of one schema, $ref to "#", "#/$defs/NAME" or
+ * "#/definitions/NAME", annotations), compiled into a recognizer of the JSON texts valid
+ * against it: srv_schema_feed accepts bytes when the text so far can still be completed into
+ * such a text, and srv_schema_complete says when it is one. Beyond JSON Schema: keys are
+ * written without escapes, "integer" is a number without fraction or exponent, the value is
+ * alone (nothing before or after it), at most SRV_JSON_MAX_DEPTH nested containers and
+ * SRV_JSON_MAX_WS whitespace bytes in a row (as JSON mode). The limits below bound a schema;
+ * larger ones are refused. */
+#define SRV_SCHEMA_MAX_NODES 1024       /* subschemas, with enum/const arrays and objects */
+#define SRV_SCHEMA_MAX_PROPERTIES 128   /* properties (and required names) of one object */
+#define SRV_SCHEMA_MAX_ENUM 128         /* values of one enum */
+#define SRV_SCHEMA_MAX_ALTERNATIVES 32  /* anyOf alternatives followed at once (a bound the
+                                         * compiler proves; schemas it cannot prove are refused) */
+struct srv_schema;       /* compiled: immutable, shared by a request's choices */
+struct srv_schema_state; /* a recognizer: one per choice */
+/* NULL with *err filled: 400 invalid_value (a malformed schema: a keyword of the wrong type, a
+ * $ref that does not resolve, no valid value at all) or unsupported_value (a keyword or a
+ * size beyond the subset), the message naming the JSON pointer in the schema; 500 on
+ * out-of-memory. `param` names the schema in messages ("response_format.json_schema.schema"). */
+struct srv_schema* srv_schema_compile(const json_t* schema, const char* param, struct srv_error* err);
+void srv_schema_free(struct srv_schema* s);
+/* NULL on out-of-memory. */
+struct srv_schema_state* srv_schema_state_create(const struct srv_schema* s);
+void srv_schema_state_reset(struct srv_schema_state* st); /* back to the empty text */
+void srv_schema_state_free(struct srv_schema_state* st);
+/* Feeds bytes: true when every one is accepted (the state moves on); false leaves the state
+ * as it was. srv_schema_try: the same answer, the state never moved. */
+bool srv_schema_feed(struct srv_schema_state* st, const void* bytes, size_t n);
+bool srv_schema_try(struct srv_schema_state* st, const void* bytes, size_t n);
+bool srv_schema_complete(const struct srv_schema_state* st);
+/* words[v->num_words]: the text tokens whose bytes st accepts (special tokens never); returns
+ * their number, SIZE_MAX on out-of-memory. The state is not moved (st is its scratch). */
+size_t srv_schema_allowed(struct srv_schema_state* st, const struct srv_json_vocab* v, uint32_t* words);
 
 /* ---- output processing (output.c) --------------------------------------------------- */
 
@@ -318,9 +384,10 @@ void srv_output_feed_header(struct srv_output* out, const uint32_t* ids, size_t 
  * Returns true when the generation must stop here (stop token or stop string); sets
  * req->result.finish then. */
 bool srv_output_feed(struct srv_output* out, uint32_t token, const float* logits, uint32_t vocabulary_size);
-/* JSON mode: the tokens the next draw may take (words[v->num_words]: the text tokens the
- * JSON so far allows, and <|return|> once the object is complete); returns their number, 0
- * when nothing is constrained now (not JSON mode; in chat, outside the final message). */
+/* JSON mode or a schema: the tokens the next draw may take (words[v->num_words]: the text
+ * tokens the JSON so far allows, and <|return|> once the object or value is complete);
+ * returns their number, 0 when nothing is constrained now (neither; in chat, outside the
+ * final message), SIZE_MAX on out-of-memory. */
 size_t srv_output_json_mask(struct srv_output* out, const struct srv_json_vocab* v, uint32_t* words);
 /* End of generation: flushes held-back text, closes open items. */
 void srv_output_finish(struct srv_output* out);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One-time set-up on a fresh Debian machine (idempotent): system packages for the build
-# and tests, and a Python venv (.venv) with numpy, pytest, kernels, openai-harmony and openai for
-# the Python tests.
+# and tests, and a Python venv (.venv) with numpy, pytest, kernels, openai-harmony, openai and
+# jsonschema for the Python tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,3 +29,6 @@ kernels_version=0.19.1
 # openai: the official client the tests of gptoss serve drive the server with (tests/serve);
 # pinned, as its request and stream parsing is what the tests exercise.
 .venv/bin/pip show openai 2>/dev/null | grep -qx 'Version: 3.51.0' || .venv/bin/pip install -q openai==3.51.0
+# jsonschema: the oracle of the server's structured outputs (tests/serve/test_json_schema.py:
+# every reply validated); pinned, as its reading of the keywords is what the tests compare with.
+.venv/bin/pip show jsonschema 2>/dev/null | grep -qx 'Version: 4.26.0' || .venv/bin/pip install -q jsonschema==4.26.0

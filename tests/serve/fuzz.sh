@@ -1,22 +1,25 @@
 #!/usr/bin/env bash
-# Fuzzing the server's request layer (tests/serve/fuzz_request.c) or JSON mode's recognizer
-# against jansson (tests/serve/fuzz_json_mode.c) with libFuzzer.
+# Fuzzing the server's request layer (tests/serve/fuzz_request.c), JSON mode's recognizer
+# against jansson (tests/serve/fuzz_json_mode.c) or structured outputs against their oracle
+# (tests/serve/fuzz_json_schema.c: schema, NUL, document) with libFuzzer.
 #
-#   tests/serve/fuzz.sh [SECONDS] [request|json_mode]
+#   tests/serve/fuzz.sh [SECONDS] [request|json_mode|json_schema]
 #                                   build with clang into build-fuzz-serve (every library
 #                                   instrumented: -fsanitize=fuzzer-no-link,address,undefined)
 #                                   and fuzz the target (default request) for SECONDS (default
 #                                   600) on a scratch copy of its corpus; crashes land in
 #                                   build-fuzz-serve/artifacts/
 #
-# ctest replays tests/serve/corpus/request and corpus/json_mode
-# (serve_fuzz_request_replay, serve_fuzz_json_mode_replay). Add any crashing input found
+# ctest replays tests/serve/corpus/request, corpus/json_mode and corpus/json_schema
+# (serve_fuzz_request_replay, serve_fuzz_json_mode_replay, serve_fuzz_json_schema_replay). Add any crashing input found
 # here to the target's corpus once fixed. Needs clang with libclang-rt-dev.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 SECS="${1:-600}"
 TARGET="${2:-request}"
-case "$TARGET" in request | json_mode) ;; *) echo "fuzz.sh: target is request or json_mode, got '$TARGET'" >&2; exit 2 ;; esac
+case "$TARGET" in request | json_mode | json_schema) ;;
+*) echo "fuzz.sh: target is request, json_mode or json_schema, got '$TARGET'" >&2; exit 2 ;;
+esac
 OUT="${GPTOSS_FUZZ_BUILD:-$ROOT/build-fuzz-serve}"
 export GPTOSS_VOCAB="${GPTOSS_VOCAB:-$ROOT/data/o200k_base.tiktoken}"
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"

@@ -66,8 +66,7 @@ def test_400_404_405(start_server):
         check_error(request(s, "POST", chat, {**ok, "logit_bias": bias}), 400, "invalid_value", "logit_bias")
     assert request(s, "POST", chat, {**ok, "logit_bias": {"5": -100, "6": 2.5}})[0] == 200
     check_error(request(s, "POST", chat, {**ok, "stop": ["a", "b", "c", "d", "e"]}), 400, "invalid_value", "stop")
-    for fmt, code in (({"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}, "unsupported_value"),
-                      ({"type": "xml"}, "unsupported_value"), ({"kind": "json_object"}, "invalid_value"),
+    for fmt, code in (({"type": "xml"}, "unsupported_value"), ({"kind": "json_object"}, "invalid_value"),
                       ("json_object", "invalid_value")):
         check_error(request(s, "POST", chat, {**ok, "response_format": fmt}), 400, code, "response_format")
         check_error(request(s, "POST", "/v1/completions", {"model": s.model, "prompt": "x", "response_format": fmt}),
@@ -95,6 +94,63 @@ def test_400_404_405(start_server):
         c.chat.completions.create(model="nope", messages=[{"role": "user", "content": "hi"}])
     with pytest.raises(openai.NotFoundError):
         c.responses.create(model=s.model, input="x", previous_response_id="resp_missing")
+
+
+def test_400_json_schema(start_server):
+    """Refused schemas (json_schema response formats): a keyword or a size outside the subset is
+    400 unsupported_value, a malformed schema 400 invalid_value, each message naming the JSON
+    pointer in the schema; chat, completions and responses alike. Then the format's own fields."""
+    s = start_server("-c", "256")
+    chat = "/v1/chat/completions"
+    ok = {"model": s.model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    fmt = lambda schema: {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
+    doubling = {"anyOf": [{"type": "array", "items": {"$ref": "#"}}, {"type": "array", "items": {"$ref": "#"}, "maxItems": 2}]}
+    for schema, code, part in (
+            ({"type": "string", "pattern": "^a"}, "unsupported_value", "#/pattern"),
+            ({"properties": {"d": {"type": "string", "format": "date"}}}, "unsupported_value", "#/properties/d/format"),
+            ({"type": "number", "minimum": 0}, "unsupported_value", "#/minimum"),
+            ({"type": "array", "items": {}, "uniqueItems": True}, "unsupported_value", "#/uniqueItems"),
+            ({"oneOf": [{"type": "string"}, {"type": "null"}]}, "unsupported_value", "#/oneOf"),
+            ({"type": "object", "anyOf": [{"required": ["a"]}]}, "unsupported_value", "beside"),
+            ({"properties": {"a\"b": {}}}, "unsupported_value", "needs an escape"),
+            ({"properties": {"p%d" % i: {} for i in range(129)}}, "unsupported_value", "more than 128 properties"),
+            ({"enum": list(range(129))}, "unsupported_value", "more than 128 values"),
+            (doubling, "unsupported_value", "more than 32 at once"),
+            ({"$ref": "#/$defs/missing"}, "invalid_value", "does not resolve"),
+            ({"type": "strng"}, "invalid_value", "#: type: \"strng\""),
+            ({"properties": {"a": {"enum": []}}}, "invalid_value", "#/properties/a: enum"),
+            ({"properties": {"a": {"maxLength": "3"}}}, "invalid_value", "#/properties/a: maxLength"),
+            ({"type": "object", "required": ["a"], "additionalProperties": False}, "invalid_value", "admits no value")):
+        param = "response_format.json_schema.schema"
+        err = check_error(request(s, "POST", chat, {**ok, "response_format": fmt(schema)}), 400, code, param)
+        assert part in err["message"] and err["message"].startswith(param + " at #"), err
+        err = check_error(request(s, "POST", "/v1/completions", {"model": s.model, "prompt": "x",
+                                                                 "response_format": fmt(schema)}), 400, code, param)
+        assert part in err["message"], err
+        err = check_error(request(s, "POST", "/v1/responses", {"model": s.model, "input": "x", "text": {"format": {
+            "type": "json_schema", "name": "x", "schema": schema}}}), 400, code, "text.format.schema")
+        assert part in err["message"], err
+    base = {"name": "x", "schema": {"type": "object"}}
+    for js, code, param in (({"schema": {}}, "invalid_value", "response_format.json_schema.name"),
+                            ({**base, "name": "a b"}, "invalid_value", "response_format.json_schema.name"),
+                            ({**base, "name": "n" * 65}, "invalid_value", "response_format.json_schema.name"),
+                            ({**base, "strict": "yes"}, "invalid_value", "response_format.json_schema.strict"),
+                            ({**base, "description": 5}, "invalid_value", "response_format.json_schema.description"),
+                            ({"name": "x"}, "invalid_value", "response_format.json_schema.schema"),
+                            ({"name": "x", "schema": "{}"}, "invalid_value", "response_format.json_schema.schema"),
+                            ({**base, "extra": 1}, "unknown_parameter", "response_format.json_schema.extra"),
+                            ("x", "invalid_value", "response_format.json_schema")):
+        check_error(request(s, "POST", chat, {**ok, "response_format": {"type": "json_schema", "json_schema": js}}),
+                    400, code, param)
+    check_error(request(s, "POST", chat, {**ok, "response_format": {"type": "json_schema", "json_schema": base, "x": 1}}),
+                400, "unknown_parameter", "response_format.x")
+    check_error(request(s, "POST", "/v1/responses", {"model": s.model, "input": "x", "text": {"format": {
+        "type": "json_schema", "schema": {}}}}), 400, "invalid_value", "text.format.name")
+    for schema in ({}, {"type": "object"}, {"anyOf": [{"type": "string", "maxLength": 3}, {"type": "null"}]}):
+        assert request(s, "POST", chat, {**ok, "response_format": fmt(schema)})[0] == 200
+    with pytest.raises(openai.BadRequestError):
+        s.client().chat.completions.create(model=s.model, messages=[{"role": "user", "content": "hi"}],
+                                           response_format=fmt({"not": {}}))
 
 
 def test_401(start_server, tmp_path):

@@ -1,0 +1,1216 @@
+/* Structured outputs (server/json_schema.c) against an independent oracle (schema_oracle.h: a
+ * validator over jansson values and the text's own rules):
+ *   - hand cases: texts accepted whole, valid prefixes, refused; schemas refused, with their
+ *     code and the JSON pointer in the message;
+ *   - for a set of schemas (nested objects, arrays with min/max, enums of mixed types, anyOf of
+ *     objects sharing a key prefix, recursive $ref, integer and number, string lengths with
+ *     multi-byte UTF-8 and surrogate escapes, other keys), random valid instances written by
+ *     this file's generator (every spelling: whitespace, key order, string escapes, numbers of
+ *     equal value written differently): the oracle takes each, the recognizer takes every
+ *     prefix and the whole (complete at the end and not before, but for a number at the top);
+ *   - the same instances edited at random (bytes inserted, deleted, replaced): the
+ *     recognizer takes the text whole exactly when the oracle does (texts beyond jansson's
+ *     limits counted apart);
+ *   - no dead end: from prefixes of instances and of edited texts, a completer that feeds the
+ *     first accepted byte of a fixed preference list reaches a complete text, which the oracle
+ *     takes;
+ *   - the allowed tokens (the real o200k vocabulary): at states along instances, sampled token
+ *     ids agree with feeding their bytes, no special token, and the count is the mask's; then
+ *     random walks that draw only allowed tokens (and <|return|> once complete) never run out
+ *     of tokens, and what they finish the oracle takes;
+ *   - the chat path (output.c): free before the final message, then the schema, <|return|>
+ *     only when the value is whole; the mask's cost per token on a realistic schema.
+ * Seed: GPTOSS_TEST_SEED. */
+#include <time.h>
+
+#include "../engine/test_util.h"
+#include <gptoss/offline.h>
+
+#include "schema_oracle.h"
+#include "server.h"
+
+static uint32_t below(uint32_t n) { return (uint32_t) (rng_next() % n); }
+
+/* ---- the schemas ---------------------------------------------------------------------- */
+
+static const char* const kSchemas[] = {
+    /* 0: nested objects, required and optional, no other keys */
+    "{\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"integer\"},\"name\":{\"type\":\"string\",\"maxLength\":12},"
+    "\"address\":{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"},\"zip\":{\"type\":[\"string\",\"null\"],"
+    "\"minLength\":5,\"maxLength\":5}},\"required\":[\"city\"],\"additionalProperties\":false},"
+    "\"active\":{\"type\":\"boolean\"}},\"required\":[\"id\",\"name\"],\"additionalProperties\":false}",
+    /* 1: arrays with min/max items, of numbers and of objects */
+    "{\"type\":\"object\",\"properties\":{\"scores\":{\"type\":\"array\",\"items\":{\"type\":\"number\"},\"minItems\":2,"
+    "\"maxItems\":4},\"pairs\":{\"type\":\"array\",\"maxItems\":2,\"items\":{\"type\":\"array\",\"items\":{\"type\":"
+    "\"integer\"},\"minItems\":1,\"maxItems\":2}}},\"required\":[\"scores\",\"pairs\"],\"additionalProperties\":false}",
+    /* 2: enums of mixed types, const */
+    "{\"type\":\"object\",\"properties\":{\"e\":{\"enum\":[1.5,\"x\\\"y\",{\"k\":[1,2]},null,-0.0,1e-7,\"\\u00e9\\ud83d\\ude00\","
+    "true,[],\"alpha\",\"alphabet\",100]},\"c\":{\"const\":{\"a\":[true,{\"b\":null}],\"n\":-12.25}},\"i\":{\"type\":"
+    "\"integer\",\"enum\":[100,1.0,2.5,-3]}},\"required\":[\"e\",\"c\"],\"additionalProperties\":false}",
+    /* 3: anyOf of objects that share a key and a prefix of its value */
+    "{\"anyOf\":[{\"type\":\"object\",\"properties\":{\"kind\":{\"const\":\"alpha\"},\"x\":{\"type\":\"integer\"}},"
+    "\"required\":[\"kind\",\"x\"],\"additionalProperties\":false},{\"type\":\"object\",\"properties\":{\"kind\":{\"const\":"
+    "\"alphabet\"},\"y\":{\"type\":\"boolean\"},\"x\":{\"type\":\"string\"}},\"required\":[\"kind\",\"y\"],"
+    "\"additionalProperties\":false},{\"type\":\"null\"}]}",
+    /* 4: recursion through $defs */
+    "{\"$defs\":{\"node\":{\"type\":\"object\",\"properties\":{\"value\":{\"type\":\"integer\"},\"children\":{\"type\":"
+    "\"array\",\"items\":{\"$ref\":\"#/$defs/node\"},\"maxItems\":3}},\"required\":[\"value\",\"children\"],"
+    "\"additionalProperties\":false}},\"$ref\":\"#/$defs/node\"}",
+    /* 5: string lengths (code points) with multi-byte UTF-8 */
+    "{\"type\":\"array\",\"items\":{\"type\":\"string\",\"minLength\":2,\"maxLength\":4},\"maxItems\":5}",
+    /* 6: other keys: a schema of theirs, a required one that is not a property */
+    "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"null\"},\"ab\":{\"type\":\"integer\"}},\"required\":[\"b\"],"
+    "\"additionalProperties\":{\"type\":\"boolean\"}}",
+    /* 7: any JSON value (true) and any object */
+    "{\"type\":\"object\",\"properties\":{\"any\":true,\"obj\":{\"type\":\"object\"}},\"required\":[\"any\",\"obj\"]}",
+    /* 8: a number at the top */
+    "{\"type\":\"number\"}",
+    /* 9: a string enum at the top, with escapes to match */
+    "{\"enum\":[\"red\",\"green\",\"gr\\u00fcn\",\"tab\\there\",\"\\\\\"]}",
+    /* 10: recursion through "#" and anyOf: an arithmetic tree */
+    "{\"anyOf\":[{\"type\":\"integer\"},{\"type\":\"object\",\"properties\":{\"op\":{\"enum\":[\"+\",\"*\"]},\"args\":"
+    "{\"type\":\"array\",\"items\":{\"$ref\":\"#\"},\"minItems\":2,\"maxItems\":2}},\"required\":[\"op\",\"args\"],"
+    "\"additionalProperties\":false}]}",
+};
+#define NUM_SCHEMAS (sizeof(kSchemas) / sizeof(kSchemas[0]))
+
+static json_t* load_schema(const char* text) {
+    json_error_t e;
+    json_t* s = json_loads(text, JSON_DECODE_ANY, &e);
+    if (s == NULL) fprintf(stderr, "schema: %s: %s\n", e.text, text);
+    return s;
+}
+
+static struct srv_schema* compile_text(const char* text, struct srv_error* err) {
+    json_t* j = load_schema(text);
+    struct srv_schema* s = j ? srv_schema_compile(j, "schema", err) : NULL;
+    json_decref(j);
+    return s;
+}
+
+/* 1 whole, 0 a valid prefix, -1 refused (*at: the first byte refused) */
+static int verdict(struct srv_schema* s, const char* text, size_t n, size_t* at) {
+    struct srv_schema_state* st = srv_schema_state_create(s);
+    size_t i = 0;
+    while (i < n && srv_schema_feed(st, text + i, 1)) i++;
+    const int v = i < n ? -1 : srv_schema_complete(st) ? 1 : 0;
+    srv_schema_state_free(st);
+    if (at) *at = i;
+    return v;
+}
+
+/* ---- the generator of valid instances ---------------------------------------------------- */
+
+static void ws(struct srv_buf* b) {
+    if (below(3) != 0) return;
+    for (uint32_t k = 1 + below(3); k > 0; k--) srv_buf_put(b, &" \n\t\r"[below(4)], 1);
+}
+
+static void put_utf8(struct srv_buf* b, uint32_t cp) {
+    char s[4];
+    size_t n;
+    if (cp < 0x80) { s[0] = (char) cp; n = 1; }
+    else if (cp < 0x800) { s[0] = (char) (0xC0 | cp >> 6); s[1] = (char) (0x80 | (cp & 0x3F)); n = 2; }
+    else if (cp < 0x10000) {
+        s[0] = (char) (0xE0 | cp >> 12); s[1] = (char) (0x80 | (cp >> 6 & 0x3F)); s[2] = (char) (0x80 | (cp & 0x3F)); n = 3;
+    } else {
+        s[0] = (char) (0xF0 | cp >> 18); s[1] = (char) (0x80 | (cp >> 12 & 0x3F));
+        s[2] = (char) (0x80 | (cp >> 6 & 0x3F)); s[3] = (char) (0x80 | (cp & 0x3F)); n = 4;
+    }
+    srv_buf_put(b, s, n);
+}
+
+/* A code point inside a JSON string: escaped where it must be, else raw or escaped at random
+ * (\uXXXX, a surrogate pair above U+FFFF, the short forms). */
+static void put_char(struct srv_buf* b, uint32_t cp) {
+    static const char shorts[] = "\"\\/\b\f\n\r\t", names[] = "\"\\/bfnrt";
+    const char* sh = cp < 0x80 && cp != 0 ? strchr(shorts, (int) cp) : NULL;
+    const bool must = cp < 0x20 || cp == '"' || cp == '\\';
+    const uint32_t how = below(8);
+    if (sh != NULL && (must || how == 0) && below(2)) {
+        srv_buf_printf(b, "\\%c", names[sh - shorts]);
+    } else if (must || how == 1) {
+        if (cp >= 0x10000) {
+            srv_buf_printf(b, below(2) ? "\\u%04x\\u%04x" : "\\u%04X\\u%04X", 0xD800 + ((cp - 0x10000) >> 10),
+                           0xDC00 + ((cp - 0x10000) & 0x3FF));
+        } else {
+            srv_buf_printf(b, below(2) ? "\\u%04x" : "\\u%04X", cp);
+        }
+    } else {
+        put_utf8(b, cp);
+    }
+}
+
+static uint32_t random_cp(void) {
+    switch (below(8)) {
+    case 0: return below(0x20);
+    case 1: return below(2) ? '"' : '\\';
+    case 2: return 0x80 + below(0x800 - 0x80);
+    case 3: {
+        uint32_t cp;
+        do cp = 0x800 + below(0x10000 - 0x800);
+        while (cp >= 0xD800 && cp <= 0xDFFF);
+        return cp;
+    }
+    case 4: return 0x10000 + below(0x110000 - 0x10000);
+    default: return 0x20 + below(0x5F);
+    }
+}
+
+/* The string s (valid UTF-8) as a JSON string, escapes at random. */
+static void put_string(struct srv_buf* b, const char* s, size_t n) {
+    srv_buf_put(b, "\"", 1);
+    for (size_t i = 0; i < n;) {
+        const unsigned char c = (unsigned char) s[i];
+        const size_t len = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+        uint32_t cp = len == 1 ? c : c & (0xFF >> (len + 1));
+        for (size_t k = 1; k < len; k++) cp = cp << 6 | ((unsigned char) s[i + k] & 0x3F);
+        put_char(b, cp);
+        i += len;
+    }
+    srv_buf_put(b, "\"", 1);
+}
+
+/* A number equal to v, spelled at random: the point moved and an exponent to make up for it
+ * (integers only as integers when `integer`). */
+static void put_number(struct srv_buf* b, const json_t* v, bool integer) {
+    char buf[48];
+    if (json_is_integer(v)) {
+        snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    } else {
+        for (int p = 1; p <= 17; p++) {
+            snprintf(buf, sizeof(buf), "%.*e", p - 1, json_real_value(v));
+            if (strtod(buf, NULL) == json_real_value(v)) break;
+        }
+    }
+    /* digits and the position of the point after the first of them */
+    char d[40];
+    int nd = 0, point = 0, frac = 0;
+    const char* p = buf;
+    const bool neg = *p == '-';
+    p += neg;
+    for (; (*p >= '0' && *p <= '9') || *p == '.'; p++) {
+        if (*p == '.') frac = 1;
+        else { d[nd++] = *p; point += !frac; }
+    }
+    if (*p == 'e') point += atoi(p + 1);
+    int lead = 0;
+    while (lead < nd - 1 && d[lead] == '0') { lead++; point--; }
+    while (nd > lead + 1 && d[nd - 1] == '0') nd--;
+    const bool zero = nd == lead + 1 && d[lead] == '0';
+    const int e = integer ? 0 : (int) below(7) - 3;
+    const int q = point - e; /* digits before the point in the mantissa written */
+    if (neg || (zero && below(4) == 0)) srv_buf_put(b, "-", 1);
+    if (zero) {
+        srv_buf_put(b, "0", 1);
+        if (!integer && below(2)) srv_buf_printf(b, ".%0*d", 1 + (int) below(3), 0);
+    } else if (q <= 0) {
+        srv_buf_puts(b, "0.");
+        for (int k = 0; k < -q; k++) srv_buf_put(b, "0", 1);
+        srv_buf_printf(b, "%.*s", nd - lead, d + lead);
+    } else if (q < nd - lead) {
+        srv_buf_printf(b, "%.*s.%.*s", q, d + lead, nd - lead - q, d + lead + q);
+    } else {
+        srv_buf_printf(b, "%.*s", nd - lead, d + lead);
+        for (int k = nd - lead; k < q; k++) srv_buf_put(b, "0", 1);
+        if (!integer && below(4) == 0) srv_buf_put(b, ".0", 2);
+    }
+    if (e != 0 || (!integer && below(6) == 0)) srv_buf_printf(b, "%c%s%d", below(2) ? 'e' : 'E', e >= 0 && below(2) ? "+" : "", e);
+}
+
+static const json_t* resolve_ref(const json_t* root, const json_t* sch) {
+    for (int hops = 0; hops < 100 && json_is_object(sch); hops++) {
+        const json_t* r = json_object_get(sch, "$ref");
+        const json_t* all = json_object_get(sch, "allOf");
+        if (r != NULL) sch = oracle_ref(root, json_string_value(r));
+        else if (all != NULL) sch = json_array_get(all, 0);
+        else break;
+    }
+    return sch;
+}
+
+static void gen(const json_t* root, const json_t* sch, int depth, struct srv_buf* b);
+
+/* any JSON value, small (the depth keeps it so) */
+static void gen_any(int depth, struct srv_buf* b) {
+    switch (below(depth > 3 ? 5 : 7)) {
+    case 0: srv_buf_puts(b, "null"); break;
+    case 1: srv_buf_puts(b, below(2) ? "true" : "false"); break;
+    case 2: {
+        json_t* n = below(2) ? json_integer((json_int_t) below(100000) - 50000) : json_real((double) below(10000) / 64.0);
+        put_number(b, n, false);
+        json_decref(n);
+        break;
+    }
+    case 3:
+    case 4: {
+        struct srv_buf s = {0};
+        for (uint32_t k = below(5); k > 0; k--) put_utf8(&s, random_cp());
+        put_string(b, s.data ? s.data : "", s.len);
+        srv_buf_free(&s);
+        break;
+    }
+    case 5:
+        srv_buf_put(b, "[", 1);
+        for (uint32_t k = below(3), i = 0; i < k; i++) {
+            if (i) srv_buf_put(b, ",", 1);
+            ws(b);
+            gen_any(depth + 1, b);
+            ws(b);
+        }
+        srv_buf_put(b, "]", 1);
+        break;
+    default:
+        srv_buf_put(b, "{", 1);
+        for (uint32_t k = below(3), i = 0; i < k; i++) {
+            srv_buf_printf(b, "%s\"k%u\"", i ? "," : "", i * 10 + below(10));
+            ws(b);
+            srv_buf_put(b, ":", 1);
+            ws(b);
+            gen_any(depth + 1, b);
+        }
+        srv_buf_put(b, "}", 1);
+        break;
+    }
+}
+
+/* an enum/const value written at random (numbers: any spelling of the value, but integers
+ * where only "integer" is allowed beside them) */
+static void gen_value(const json_t* v, bool integer, struct srv_buf* b) {
+    if (json_is_number(v)) {
+        put_number(b, v, integer);
+    } else if (json_is_string(v)) {
+        put_string(b, json_string_value(v), json_string_length(v));
+    } else if (json_is_array(v)) {
+        srv_buf_put(b, "[", 1);
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            if (i) srv_buf_put(b, ",", 1);
+            ws(b);
+            gen_value(json_array_get(v, i), false, b);
+            ws(b);
+        }
+        srv_buf_put(b, "]", 1);
+    } else if (json_is_object(v)) { /* keys in a random order */
+        const char* keys[16];
+        size_t n = 0;
+        const char* k;
+        json_t* x;
+        json_object_foreach((json_t*) v, k, x) keys[n++] = k;
+        for (size_t i = n; i > 1; i--) {
+            const size_t j = below((uint32_t) i);
+            const char* t = keys[i - 1];
+            keys[i - 1] = keys[j];
+            keys[j] = t;
+        }
+        srv_buf_put(b, "{", 1);
+        for (size_t i = 0; i < n; i++) {
+            srv_buf_printf(b, "%s", i ? "," : "");
+            ws(b);
+            srv_buf_printf(b, "\"%s\"", keys[i]);
+            ws(b);
+            srv_buf_put(b, ":", 1);
+            ws(b);
+            gen_value(json_object_get(v, keys[i]), false, b);
+        }
+        srv_buf_put(b, "}", 1);
+    } else {
+        srv_buf_puts(b, json_is_null(v) ? "null" : json_is_true(v) ? "true" : "false");
+    }
+}
+
+static bool type_allows(const json_t* t, const char* name) {
+    if (t == NULL) return true;
+    if (json_is_string(t)) return strcmp(json_string_value(t), name) == 0;
+    for (size_t i = 0; i < json_array_size(t); i++)
+        if (strcmp(json_string_value(json_array_get(t, i)), name) == 0) return true;
+    return false;
+}
+
+static void gen_object(const json_t* root, const json_t* sch, int depth, struct srv_buf* b) {
+    const json_t* props = json_object_get(sch, "properties");
+    const json_t* required = json_object_get(sch, "required");
+    const json_t* extra = json_object_get(sch, "additionalProperties");
+    const char* names[64];
+    const json_t* schemas[64];
+    size_t n = 0;
+    const char* k;
+    json_t* x;
+    json_object_foreach((json_t*) props, k, x) {
+        bool req = false;
+        for (size_t i = 0; i < json_array_size(required); i++) req |= strcmp(json_string_value(json_array_get(required, i)), k) == 0;
+        if (req || (depth < 6 && below(2))) {
+            names[n] = k;
+            schemas[n++] = x;
+        }
+    }
+    for (size_t i = 0; i < json_array_size(required); i++) { /* required names that are no property */
+        const char* r = json_string_value(json_array_get(required, i));
+        if (json_object_get(props, r) == NULL) {
+            names[n] = r;
+            schemas[n++] = extra ? extra : json_true();
+        }
+    }
+    char others[3][16];
+    if (!json_is_false(extra) && depth < 6) {
+        for (uint32_t m = below(3), i = 0; i < m; i++) {
+            snprintf(others[i], sizeof(others[i]), "o%u_%u", i, below(1000));
+            names[n] = others[i];
+            schemas[n++] = extra ? extra : json_true();
+        }
+    }
+    for (size_t i = n; i > 1; i--) {
+        const size_t j = below((uint32_t) i);
+        const char* t = names[i - 1];
+        names[i - 1] = names[j];
+        names[j] = t;
+        const json_t* u = schemas[i - 1];
+        schemas[i - 1] = schemas[j];
+        schemas[j] = u;
+    }
+    srv_buf_put(b, "{", 1);
+    for (size_t i = 0; i < n; i++) {
+        if (i) srv_buf_put(b, ",", 1);
+        ws(b);
+        srv_buf_printf(b, "\"%s\"", names[i]);
+        ws(b);
+        srv_buf_put(b, ":", 1);
+        ws(b);
+        gen(root, schemas[i], depth + 1, b);
+        ws(b);
+    }
+    srv_buf_put(b, "}", 1);
+}
+
+static void gen(const json_t* root, const json_t* sch, int depth, struct srv_buf* b) {
+    sch = resolve_ref(root, sch);
+    if (json_is_true(sch) || json_object_size(sch) == 0) {
+        gen_any(depth, b);
+        return;
+    }
+    const json_t* any = json_object_get(sch, "anyOf");
+    if (any != NULL) { /* deep down, the first alternative (the schemas make it end the recursion) */
+        gen(root, json_array_get(any, depth > 5 ? 0 : below((uint32_t) json_array_size(any))), depth, b);
+        return;
+    }
+    const json_t* t = json_object_get(sch, "type");
+    const json_t* values = json_object_get(sch, "enum");
+    const json_t* c = json_object_get(sch, "const");
+    if (values != NULL || c != NULL) {
+        const bool integer = type_allows(t, "integer") && !type_allows(t, "number") && t != NULL;
+        for (;;) { /* a value the type takes */
+            const json_t* v = c ? c : json_array_get(values, below((uint32_t) json_array_size(values)));
+            const bool number = json_is_number(v) && (type_allows(t, "number") ||
+                                                      (integer && json_number_value(v) == floor(json_number_value(v))));
+            const bool fits = t == NULL || (json_is_number(v) ? number : !json_is_string(v) || type_allows(t, "string"));
+            if (fits) {
+                gen_value(v, integer, b);
+                return;
+            }
+        }
+    }
+    const char* kinds[7];
+    size_t n = 0;
+    static const char* const all[7] = {"null", "boolean", "integer", "number", "string", "array", "object"};
+    for (int i = 0; i < 7; i++)
+        if (type_allows(t, all[i])) kinds[n++] = all[i];
+    const char* kind = kinds[below((uint32_t) n)];
+    if (strcmp(kind, "null") == 0) {
+        srv_buf_puts(b, "null");
+    } else if (strcmp(kind, "boolean") == 0) {
+        srv_buf_puts(b, below(2) ? "true" : "false");
+    } else if (strcmp(kind, "integer") == 0 || strcmp(kind, "number") == 0) {
+        const bool integer = kind[0] == 'i';
+        /* at most 15 significant digits: what jansson reads exactly */
+        json_t* v = integer || below(2) ? json_integer((json_int_t) (rng_next() >> (15 + below(49))) * (below(2) ? -1 : 1))
+                                        : json_real((double) ((int64_t) (rng_next() >> 24) % 100000000) / 10000.0 *
+                                                    (below(2) ? -1 : 1));
+        put_number(b, v, integer);
+        json_decref(v);
+    } else if (strcmp(kind, "string") == 0) {
+        const json_t* mn = json_object_get(sch, "minLength");
+        const json_t* mx = json_object_get(sch, "maxLength");
+        const uint32_t lo = mn ? (uint32_t) json_integer_value(mn) : 0;
+        const uint32_t hi = mx ? (uint32_t) json_integer_value(mx) : lo + 8;
+        struct srv_buf s = {0};
+        for (uint32_t k = lo + below(hi - lo + 1); k > 0; k--) put_utf8(&s, random_cp());
+        put_string(b, s.data ? s.data : "", s.len);
+        srv_buf_free(&s);
+    } else if (strcmp(kind, "array") == 0) {
+        const json_t* mn = json_object_get(sch, "minItems");
+        const json_t* mx = json_object_get(sch, "maxItems");
+        const uint32_t lo = mn ? (uint32_t) json_integer_value(mn) : 0;
+        uint32_t hi = mx ? (uint32_t) json_integer_value(mx) : lo + 4;
+        if (depth > 5) hi = lo;
+        const json_t* items = json_object_get(sch, "items");
+        srv_buf_put(b, "[", 1);
+        for (uint32_t k = lo + below(hi - lo + 1), i = 0; i < k; i++) {
+            if (i) srv_buf_put(b, ",", 1);
+            ws(b);
+            gen(root, items ? items : json_true(), depth + 1, b);
+            ws(b);
+        }
+        srv_buf_put(b, "]", 1);
+    } else {
+        gen_object(root, sch, depth, b);
+    }
+}
+
+static char* instance(const json_t* schema, size_t* n) {
+    struct srv_buf b = {0};
+    gen(schema, schema, 0, &b);
+    *n = b.len;
+    return b.data;
+}
+
+/* ---- hand cases ------------------------------------------------------------------------- */
+
+static void test_hand_cases(void) {
+    static const struct {
+        int schema;
+        const char* text;
+        int want; /* 1 whole, 0 a valid prefix, -1 refused */
+    } cases[] = {
+        {0, "{\"id\":1,\"name\":\"x\"}", 1},
+        {0, "{\"name\":\"x\",\"id\":-12, \"active\" : true}", 1},
+        {0, "{\"id\":1,\"name\":\"x\",\"id\":2}", -1},           /* a duplicate */
+        {0, "{\"id\":1}", -1},                                /* name is required */
+        {0, "{\"id\":1,", 0},
+        {0, "{\"id\":1.5", -1},                               /* an integer */
+        {0, "{\"id\":01", -1},
+        {0, "{\"nam\":", -1},                                 /* no other keys */
+        {0, "{\"\\u0069d\":1", -1},                            /* keys without escapes */
+        {0, " {\"id\":1,\"name\":\"\"}", -1},                    /* nothing before the value */
+        {0, "{\"id\":1,\"name\":\"\"} ", -1},                    /* nor after it */
+        {0, "{\"id\":1,\"name\":\"123456789012\"}", 1},
+        {0, "{\"id\":1,\"name\":\"1234567890123\"}", -1},        /* maxLength 12 */
+        {0, "{\"id\":1,\"name\":\"\",\"address\":{\"zip\":null,\"city\":\"\"}}", 1},
+        {0, "{\"id\":1,\"name\":\"\",\"address\":{\"zip\":\"1234\"", -1},
+        {0, "{\"id\":1,\"name\":\"\",\"address\":{\"zip\":\"12345\"}}", -1}, /* city required */
+        {1, "{\"scores\":[1,2.5e-3],\"pairs\":[[1],[2,3]]}", 1},
+        {1, "{\"scores\":[1],", -1},                           /* minItems 2 */
+        {1, "{\"scores\":[1,2,3,4,", -1},                      /* maxItems 4 */
+        {1, "{\"scores\":[1,2],\"pairs\":[[]", -1},
+        {1, "{\"scores\":[-0.0,1E+2],\"pairs\":[]}", 1},
+        {2, "{\"e\":15e-1,\"c\":{\"n\":-1225e-2,\"a\":[true,{\"b\":null}]}}", 1},
+        {2, "{\"e\":0.15E+1,\"c\":{\"a\":[ true , { \"b\" : null } ],\"n\":-12.250}}", 1},
+        {2, "{\"e\":1.6", -1},
+        {2, "{\"e\":\"x\\u0022y\",", 0},
+        {2, "{\"e\":\"x\"", -1},
+        {2, "{\"e\":\"\\u00E9\\uD83D\\uDE00\",", 0},
+        {2, "{\"e\":\"\\ud83d", -1},                           /* the text's next character is not U+1F600 */
+        {2, "{\"e\":\"\\u00e9\\ud83d\\u0041", -1},
+        {2, "{\"e\":-0.000e9,", 0},                            /* -0.0 */
+        {2, "{\"e\":0.0000001,", 0},                           /* 1e-7 */
+        {2, "{\"e\":10E-8,", 0},
+        {2, "{\"e\":{\"k\":[1,2.0]},", 0},
+        {2, "{\"e\":{\"k\":[1]", -1},
+        {2, "{\"e\":{\"k\":[1,2],\"k\"", -1},
+        {2, "{\"e\":\"alpha\",", 0},
+        {2, "{\"e\":\"alphab\"", -1},
+        {2, "{\"e\":1e2,", 0},                                 /* 100 */
+        {2, "{\"e\":1,", -1},
+        {2, "{\"c\":{\"a\":[true,{\"b\":null}],\"n\":-12.25},\"e\":[],\"i\":1}", 1},
+        {2, "{\"i\":1.0", -1},                                 /* an integer: no fraction */
+        {2, "{\"i\":1e2", -1},
+        {2, "{\"i\":2.5", -1},                                 /* not an integer: not a value */
+        {2, "{\"i\":100,", 0},
+        {2, "{\"i\":10", 0},
+        {2, "{\"i\":1000", -1},
+        {2, "{\"i\":-3,", 0},
+        {3, "{\"kind\":\"alpha\",\"x\":1}", 1},
+        {3, "{\"kind\":\"alphabet\",\"y\":false,\"x\":\"s\"}", 1},
+        {3, "{\"x\":1,\"kind\":\"alpha\"}", 1},
+        {3, "{\"x\":\"1\",\"kind\":\"alphabet\",\"y\":true}", 1},
+        {3, "{\"kind\":\"alpha\",\"y\"", -1},
+        {3, "{\"kind\":\"alphab\"", -1},
+        {3, "{\"x\":1,\"kind\":\"alphabet\"", -1},
+        {3, "null", 1},
+        {4, "{\"value\":1,\"children\":[{\"value\":2,\"children\":[]}]}", 1},
+        {4, "{\"value\":1,\"children\":[{\"value\":2}", -1},
+        {4, "{\"value\":1,\"children\":[{},", -1},
+        {5, "[\"\\ud83d\\ude00x\",\"\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\"]", 1},
+        {5, "[\"\xf0\x9f\x98\x80\xf0\x9f\x98\x80\xf0\x9f\x98\x80\xf0\x9f\x98\x80\xf0\x9f\x98\x80", -1},
+        {5, "[\"a\"", -1},                                     /* minLength 2 */
+        {5, "[\"\\ud83dx\"]", 1},                              /* a lone high surrogate is one code point */
+        {5, "[\"abc\\ud83d\\ude00\"]", 1},                     /* the pair adds one: four */
+        {5, "[\"abc\\ud83d\\u0041", -1},                       /* a fifth */
+        {5, "[\"abcd\\", -1},
+        {5, "[\"a\\u0000\"]", 1},
+        {5, "[\"\xc0\xaf\"]", -1},                             /* overlong UTF-8 */
+        {5, "[\"\xed\xa0\x80", -1},                            /* a surrogate in UTF-8 */
+        {6, "{\"b\":true}", 1},
+        {6, "{\"b\":1", -1},
+        {6, "{\"a\":null}", -1},
+        {6, "{\"a\":null,\"ab\":3,\"b\":false,\"c\":true,\"cd\":false}", 1},
+        {6, "{\"b\":true,\"c\":true,\"c\"", -1},                 /* another key, twice */
+        {6, "{\"b\":true,\"c\":true,\"cc\":true,\"c\":", -1},
+        {6, "{\"b\":true,\"a\":true", -1},                      /* a is null */
+        {6, "{\"b\":true,\"\":false}", 1},                      /* the empty key is another key */
+        {7, "{\"any\":[1,{\"z\":\"\\n\"}],\"obj\":{\"q\":1,\"r\":{}}}", 1},
+        {7, "{\"any\":1,\"obj\":{\"q\":1,\"q\"", -1},
+        {7, "{\"obj\":{},\"any\":null,\"extra\":[]}", 1},
+        {8, "-0.5e-3", 1},
+        {8, "12", 1},
+        {8, "12.", 0},
+        {8, "1 ", -1},
+        {8, "012", -1},
+        {8, "-", 0},
+        {9, "\"gr\\u00fcn\"", 1},
+        {9, "\"gr\xc3\xbcn\"", 1},
+        {9, "\"tab\\there\"", 1},
+        {9, "\"tab\\u0009here\"", 1},
+        {9, "\"tab\there\"", -1},                              /* a raw control byte */
+        {9, "\"\\\\\"", 1},
+        {9, "\"\\/\"", -1},
+        {9, "\"gre\"", -1},
+        {10, "{\"op\":\"+\",\"args\":[1,{\"args\":[2,3],\"op\":\"*\"}]}", 1},
+        {10, "{\"op\":\"+\",\"args\":[1]", -1},
+        {10, "7", 1},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct srv_error err;
+        struct srv_schema* s = compile_text(kSchemas[cases[i].schema], &err);
+        CHECK(s != NULL, "schema %d: %s", cases[i].schema, s ? "" : err.message);
+        if (s == NULL) continue;
+        size_t at = 0;
+        const int got = verdict(s, cases[i].text, strlen(cases[i].text), &at);
+        CHECK(got == cases[i].want, "schema %d, %s: %d (refused at byte %zu), want %d", cases[i].schema, cases[i].text,
+              got, at, cases[i].want);
+        srv_schema_free(s);
+    }
+    /* nesting: SRV_JSON_MAX_DEPTH arrays, not one more; whitespace: SRV_JSON_MAX_WS bytes */
+    struct srv_error err;
+    struct srv_schema* s = compile_text("{\"type\":\"array\",\"items\":{\"$ref\":\"#\"}}", &err);
+    struct srv_schema_state* st = srv_schema_state_create(s);
+    bool ok = true;
+    for (int d = 0; d < SRV_JSON_MAX_DEPTH; d++) ok = ok && srv_schema_feed(st, "[", 1);
+    CHECK(ok && !srv_schema_feed(st, "[", 1), "%d nested arrays, not %d", SRV_JSON_MAX_DEPTH, SRV_JSON_MAX_DEPTH + 1);
+    for (int k = 0; k < SRV_JSON_MAX_WS; k++) ok = ok && srv_schema_feed(st, k % 2 ? " " : "\n", 1);
+    CHECK(ok && !srv_schema_feed(st, " ", 1), "%d whitespace bytes in a row, not more", SRV_JSON_MAX_WS);
+    for (int d = 0; d < SRV_JSON_MAX_DEPTH; d++) ok = ok && srv_schema_feed(st, "]", 1);
+    CHECK(ok && srv_schema_complete(st), "then they close");
+    srv_schema_state_free(st);
+    srv_schema_free(s);
+    /* a value that needs 3 levels is not begun where only 2 are left */
+    s = compile_text("{\"type\":\"array\",\"items\":{\"anyOf\":[{\"$ref\":\"#\"},{\"$ref\":\"#/$defs/three\"}]},"
+                     "\"$defs\":{\"three\":{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"minItems\":1,"
+                     "\"items\":{\"type\":\"array\",\"minItems\":1,\"items\":{\"type\":\"null\"}}}},\"required\":[\"a\"]}}}",
+                     &err);
+    st = srv_schema_state_create(s);
+    ok = true;
+    for (int d = 0; d < SRV_JSON_MAX_DEPTH - 2; d++) ok = ok && srv_schema_feed(st, "[", 1);
+    CHECK(ok && !srv_schema_try(st, "{", 1) && srv_schema_try(st, "[", 1), "an object needing 3 more levels at depth %d",
+          SRV_JSON_MAX_DEPTH - 2);
+    srv_schema_state_free(st);
+    srv_schema_free(s);
+    /* the same where one node admits null, arrays and such objects: '{' refused, the others not */
+    s = compile_text("{\"$ref\":\"#/$defs/x\",\"$defs\":{\"x\":{\"type\":[\"array\",\"object\",\"null\"],\"items\":"
+                     "{\"$ref\":\"#/$defs/x\"},\"properties\":{\"a\":{\"type\":\"array\",\"minItems\":1,\"items\":"
+                     "{\"type\":\"array\",\"minItems\":1,\"items\":{\"type\":\"null\"}}}},\"required\":[\"a\"]}}}",
+                     &err);
+    st = srv_schema_state_create(s);
+    ok = true;
+    for (int d = 0; d < SRV_JSON_MAX_DEPTH - 3; d++) ok = ok && srv_schema_feed(st, "[", 1);
+    CHECK(ok && srv_schema_try(st, "{\"a\":[[null]]}", 13), "one node: the object fits at depth %d", SRV_JSON_MAX_DEPTH - 3);
+    ok = srv_schema_feed(st, "[", 1);
+    CHECK(ok && !srv_schema_try(st, "{", 1) && srv_schema_try(st, "[", 1) && srv_schema_try(st, "n", 1),
+          "one node: an object needing 3 more levels refused at depth %d, an array and null not", SRV_JSON_MAX_DEPTH - 2);
+    srv_schema_state_free(st);
+    srv_schema_free(s);
+}
+
+static void test_refusals(void) {
+    static const struct {
+        const char* schema;
+        const char* code;    /* "unsupported_value" or "invalid_value" */
+        const char* message; /* a part of the message */
+    } cases[] = {
+        {"{\"type\":\"string\",\"pattern\":\"^a\"}", "unsupported_value", "#/pattern: \"pattern\" is not supported"},
+        {"{\"properties\":{\"a\":{\"minimum\":1}}}", "unsupported_value", "#/properties/a/minimum"},
+        {"{\"properties\":{\"a/b\":{\"format\":\"date\"}}}", "unsupported_value", "#/properties/a~1b/format"},
+        {"{\"type\":\"array\",\"items\":{\"uniqueItems\":true}}", "unsupported_value", "#/items/uniqueItems"},
+        {"{\"oneOf\":[{\"type\":\"string\"},{\"type\":\"null\"}]}", "unsupported_value", "\"oneOf\" is not supported"},
+        {"{\"not\":{}}", "unsupported_value", "\"not\""},
+        {"{\"allOf\":[{\"type\":\"string\"},{\"maxLength\":2}]}", "unsupported_value", "allOf of one schema"},
+        {"{\"prefixItems\":[{}]}", "unsupported_value", "prefixItems"},
+        {"{\"items\":[{}]}", "unsupported_value", "tuple validation"},
+        {"{\"if\":{},\"then\":{}}", "unsupported_value", "\"if\""},
+        {"{\"type\":\"object\",\"anyOf\":[{\"required\":[\"a\"]}]}", "unsupported_value", "beside"},
+        {"{\"$ref\":\"#/$defs/a\",\"type\":\"string\",\"$defs\":{\"a\":{}}}", "unsupported_value", "beside"},
+        {"{\"$ref\":\"http://example.com/s\"}", "unsupported_value", "only \"#\""},
+        {"{\"$ref\":\"#/properties/a\"}", "unsupported_value", "only \"#\""},
+        {"{\"properties\":{\"a\":{\"$id\":\"x\"}}}", "unsupported_value", "$id"},
+        {"{\"properties\":{\"a\\\"b\":{}}}", "unsupported_value", "needs an escape"},
+        {"{\"required\":[\"a\\nb\"]}", "unsupported_value", "needs an escape"},
+        {"{\"enum\":[{\"a\\\\b\":1}]}", "unsupported_value", "needs an escape"},
+        {"{\"type\":\"strin\"}", "invalid_value", "\"strin\" is not a type"},
+        {"{\"type\":[]}", "invalid_value", "type"},
+        {"{\"type\":[\"string\",\"string\"]}", "invalid_value", "twice"},
+        {"{\"enum\":[]}", "invalid_value", "enum"},
+        {"{\"enum\":\"a\"}", "invalid_value", "enum"},
+        {"{\"minLength\":-1}", "invalid_value", "minLength"},
+        {"{\"maxItems\":1.5}", "invalid_value", "maxItems"},
+        {"{\"properties\":[]}", "invalid_value", "properties"},
+        {"{\"required\":\"a\"}", "invalid_value", "required"},
+        {"{\"required\":[\"a\",\"a\"]}", "invalid_value", "twice"},
+        {"{\"additionalProperties\":1}", "invalid_value", "additionalProperties"},
+        {"{\"$ref\":\"#/$defs/missing\"}", "invalid_value", "does not resolve"},
+        {"{\"$ref\":5}", "invalid_value", "$ref"},
+        {"{\"$ref\":\"#/$defs/a\",\"$defs\":{\"a\":{\"$ref\":\"#/$defs/b\"},\"b\":{\"$ref\":\"#/$defs/a\"}}}", "invalid_value",
+         "refer back"},
+        {"{\"anyOf\":[{\"$ref\":\"#\"},{\"type\":\"null\"}]}", "invalid_value", "anyOf contains itself"},
+        {"{\"properties\":{\"a\":5}}", "invalid_value", "#/properties/a: a schema must be"},
+        {"{\"title\":5}", "invalid_value", "title"},
+        /* no valid value at all */
+        {"{\"type\":\"string\",\"minLength\":3,\"maxLength\":2}", "invalid_value", "admits no value"},
+        {"{\"type\":\"integer\",\"enum\":[1.5,\"a\"]}", "invalid_value", "admits no value"},
+        {"{\"type\":\"object\",\"required\":[\"a\"],\"additionalProperties\":false}", "invalid_value", "admits no value"},
+        {"{\"type\":\"object\",\"properties\":{\"a\":{\"$ref\":\"#\"}},\"required\":[\"a\"]}", "invalid_value",
+         "admits no value"},
+        {"{\"type\":\"array\",\"minItems\":1,\"items\":false}", "invalid_value", "admits no value"},
+        {"false", "invalid_value", "admits no value"},
+        /* alternatives nesting in each other: 2^depth of them at once */
+        {"{\"anyOf\":[{\"type\":\"array\",\"items\":{\"$ref\":\"#\"}},{\"type\":\"array\",\"items\":{\"$ref\":\"#\"},"
+         "\"maxItems\":3}]}",
+         "unsupported_value", "more than 32 at once"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct srv_error err;
+        memset(&err, 0, sizeof(err));
+        struct srv_schema* s = compile_text(cases[i].schema, &err);
+        CHECK(s == NULL && err.status == 400 && strcmp(err.code, cases[i].code) == 0 &&
+                  strcmp(err.param, "schema") == 0 && strstr(err.message, cases[i].message) != NULL,
+              "%s: %s (%s: %s), want %s with \"%s\"", cases[i].schema, s ? "compiled" : "refused", err.code, err.message,
+              cases[i].code, cases[i].message);
+        srv_schema_free(s);
+    }
+    /* the limits */
+    struct srv_buf b = {0};
+    srv_buf_puts(&b, "{\"properties\":{");
+    for (int i = 0; i <= SRV_SCHEMA_MAX_PROPERTIES; i++) srv_buf_printf(&b, "%s\"p%d\":{}", i ? "," : "", i);
+    srv_buf_puts(&b, "}}");
+    struct srv_error err;
+    struct srv_schema* s = compile_text(b.data, &err);
+    CHECK(s == NULL && strcmp(err.code, "unsupported_value") == 0 && strstr(err.message, "more than 128 properties"),
+          "%d properties: %s", SRV_SCHEMA_MAX_PROPERTIES + 1, err.message);
+    b.len = 0;
+    srv_buf_puts(&b, "{\"enum\":[");
+    for (int i = 0; i <= SRV_SCHEMA_MAX_ENUM; i++) srv_buf_printf(&b, "%s%d", i ? "," : "", i);
+    srv_buf_puts(&b, "]}");
+    s = compile_text(b.data, &err);
+    CHECK(s == NULL && strstr(err.message, "more than 128 values"), "%d enum values: %s", SRV_SCHEMA_MAX_ENUM + 1,
+          err.message);
+    b.len = 0;
+    srv_buf_puts(&b, "{\"type\":\"array\",\"items\":");
+    for (int i = 0; i < SRV_SCHEMA_MAX_NODES; i++) srv_buf_puts(&b, "{\"type\":\"array\",\"items\":");
+    srv_buf_puts(&b, "{}");
+    for (int i = 0; i <= SRV_SCHEMA_MAX_NODES; i++) srv_buf_puts(&b, "}");
+    json_error_t je;
+    json_t* deep = json_loads(b.data, 0, &je);
+    s = deep ? srv_schema_compile(deep, "schema", &err) : NULL;
+    CHECK(deep == NULL || (s == NULL && strstr(err.message, "more than 1024 subschemas")), "%d nested schemas: %s",
+          SRV_SCHEMA_MAX_NODES + 1, deep ? err.message : je.text);
+    json_decref(deep);
+    /* a chain of $ref through 2,000 definitions: refused, not a deep recursion */
+    b.len = 0;
+    srv_buf_puts(&b, "{\"$ref\":\"#/$defs/d0\",\"$defs\":{");
+    for (int i = 0; i < 2000; i++) srv_buf_printf(&b, "%s\"d%d\":{\"$ref\":\"#/$defs/d%d\"}", i ? "," : "", i, i + 1);
+    srv_buf_puts(&b, ",\"d2000\":{\"type\":\"null\"}}}");
+    s = compile_text(b.data, &err);
+    CHECK(s == NULL && strstr(err.message, "more than 1024 subschemas"), "a chain of 2,000 $ref: %s", err.message);
+    /* 200 required names: refused before they are compared */
+    b.len = 0;
+    srv_buf_puts(&b, "{\"required\":[");
+    for (int i = 0; i < 200; i++) srv_buf_printf(&b, "%s\"r%d\"", i ? "," : "", i);
+    srv_buf_puts(&b, "]}");
+    s = compile_text(b.data, &err);
+    CHECK(s == NULL && strstr(err.message, "required: more than 128"), "200 required names: %s", err.message);
+    /* a definition's long name is not cut (one of its first 255 bytes is there too) */
+    char name[301];
+    memset(name, 'n', 300);
+    name[300] = '\0';
+    b.len = 0;
+    srv_buf_printf(&b, "{\"$ref\":\"#/$defs/%s\",\"$defs\":{\"%s\":{\"type\":\"null\"},\"%.255s\":{\"type\":\"integer\"}}}",
+                   name, name, name);
+    s = compile_text(b.data, &err);
+    CHECK(s != NULL && verdict(s, "null", 4, NULL) == 1 && verdict(s, "1", 1, NULL) == -1, "a 300-byte definition name");
+    srv_schema_free(s);
+    /* an enum value checked against alternatives that nest in each other: refused, not 2^40 */
+    b.len = 0;
+    srv_buf_puts(&b, "{\"properties\":{\"a\":{\"$ref\":\"#/$defs/d\"}},\"$defs\":{\"d\":{\"anyOf\":["
+                     "{\"type\":\"object\",\"properties\":{\"a\":{\"$ref\":\"#/$defs/d\"}}},{\"type\":\"object\","
+                     "\"properties\":{\"a\":{\"$ref\":\"#/$defs/d\"}},\"required\":[]}]}},\"enum\":[");
+    for (int i = 0; i < 40; i++) srv_buf_puts(&b, "{\"a\":");
+    srv_buf_puts(&b, "{}");
+    for (int i = 0; i < 40; i++) srv_buf_puts(&b, "}");
+    srv_buf_puts(&b, "]}");
+    s = compile_text(b.data, &err);
+    CHECK(s == NULL && strcmp(err.code, "unsupported_value") == 0, "an enum against doubling alternatives: %s",
+          err.message);
+    /* at the limits: accepted */
+    b.len = 0;
+    srv_buf_puts(&b, "{\"type\":\"object\",\"properties\":{");
+    for (int i = 0; i < SRV_SCHEMA_MAX_PROPERTIES; i++) srv_buf_printf(&b, "%s\"p%d\":{\"enum\":[%d,\"v%d\"]}", i ? "," : "", i, i, i);
+    srv_buf_puts(&b, "},\"additionalProperties\":false}");
+    s = compile_text(b.data, &err);
+    CHECK(s != NULL && verdict(s, "{\"p127\":127,\"p0\":\"v0\"}", 22, NULL) == 1, "%d properties of enums: %s",
+          SRV_SCHEMA_MAX_PROPERTIES, s ? "" : err.message);
+    srv_schema_free(s);
+    srv_buf_free(&b);
+    /* arguments */
+    CHECK(srv_schema_compile(NULL, "schema", &err) == NULL && err.status == 400, "no schema");
+    CHECK(srv_schema_state_create(NULL) == NULL && !srv_schema_feed(NULL, "x", 1) && !srv_schema_complete(NULL),
+          "NULL states");
+}
+
+/* ---- random instances and edits ----------------------------------------------------------- */
+
+static unsigned g_instances, g_edits, g_agree, g_valid, g_beyond, g_completed;
+
+/* The names a completer tries at a key: every "required" entry, then every property name. */
+static void collect_names(const json_t* sch, const char** names, size_t* n, size_t cap, bool required) {
+    if (json_is_array(sch)) {
+        for (size_t i = 0; i < json_array_size(sch); i++) collect_names(json_array_get(sch, i), names, n, cap, required);
+        return;
+    }
+    const char* k;
+    json_t* v;
+    json_object_foreach((json_t*) sch, k, v) {
+        if (strcmp(k, "enum") == 0 || strcmp(k, "const") == 0) continue;
+        if (required && strcmp(k, "required") == 0) {
+            for (size_t i = 0; i < json_array_size(v) && *n < cap; i++) names[(*n)++] = json_string_value(json_array_get(v, i));
+        }
+        if (!required && strcmp(k, "properties") == 0) {
+            const char* p;
+            json_t* x;
+            json_object_foreach(v, p, x) if (*n < cap) names[(*n)++] = p;
+        }
+        collect_names(v, names, n, cap, required);
+    }
+}
+
+/* Whether the next string of text would be an object's key (a scan of the text: inside an
+ * object, after '{' or ','). */
+static bool at_key(const struct srv_buf* text) {
+    char stack[SRV_JSON_MAX_DEPTH + 2];
+    int depth = 0;
+    char last = 0;
+    bool in_string = false;
+    for (size_t i = 0; i < text->len; i++) {
+        const char c = text->data[i];
+        if (in_string) {
+            if (c == '\\') i++;
+            else if (c == '"') in_string = false, last = '"';
+            continue;
+        }
+        if (c == '"') in_string = true;
+        else if ((c == '{' || c == '[') && depth < SRV_JSON_MAX_DEPTH + 1) stack[depth++] = c, last = c;
+        else if ((c == '}' || c == ']') && depth > 0) depth--, last = c;
+        else if (!oracle_is_ws((unsigned char) c)) last = c;
+    }
+    return !in_string && depth > 0 && stack[depth - 1] == '{' && (last == '{' || last == ',');
+}
+
+/* From the state after `text` (accepted), feeds what the recognizer takes until the text is
+ * whole: at a key, a name of the schema's it takes with its quotes; else the first byte it
+ * takes of a fixed preference (closing first). The text then goes to the oracle. */
+static bool complete_from(const json_t* schema, struct srv_schema_state* st, struct srv_buf* text) {
+    static const char prefer[] = "\"}],:123456789nulltruefalse.eE-+0[{\\uabcdefABCDEF/ ";
+    const char* names[256];
+    size_t num_names = 0;
+    collect_names(schema, names, &num_names, 256, true);
+    collect_names(schema, names, &num_names, 256, false);
+    for (int steps = 0; steps < 4000; steps++) {
+        if (at_key(text)) {
+            char key[300];
+            size_t i = 0;
+            int len = 0;
+            for (; i < num_names; i++) {
+                len = snprintf(key, sizeof(key), "\"%s\"", names[i]);
+                if (srv_schema_try(st, key, (size_t) len)) break;
+            }
+            if (i < num_names) {
+                srv_schema_feed(st, key, (size_t) len);
+                srv_buf_put(text, key, (size_t) len);
+                continue;
+            }
+        }
+        if (srv_schema_complete(st)) {
+            const int o = oracle_verdict(schema, text->data ? text->data : "", text->len);
+            CHECK(o != 0, "a completed text the oracle refuses: %.*s", (int) (text->len < 300 ? text->len : 300), text->data);
+            return true;
+        }
+        int pick = -1;
+        for (const char* p = prefer; *p && pick < 0; p++)
+            if (srv_schema_try(st, p, 1)) pick = (unsigned char) *p;
+        for (int c = 0; c < 256 && pick < 0; c++) {
+            const char ch = (char) c;
+            if (srv_schema_try(st, &ch, 1)) pick = c;
+        }
+        if (pick < 0) {
+            CHECK(false, "a dead end: no byte after %.*s", (int) (text->len < 300 ? text->len : 300), text->data);
+            return false;
+        }
+        const char ch = (char) pick;
+        srv_schema_feed(st, &ch, 1);
+        srv_buf_put(text, &ch, 1);
+    }
+    CHECK(false, "no completion in 4000 bytes after %.*s", (int) (text->len < 200 ? text->len : 200), text->data);
+    return false;
+}
+
+static void test_instances(const json_t* schema, struct srv_schema* s, int index, unsigned count) {
+    for (unsigned d = 0; d < count; d++) {
+        size_t n = 0;
+        char* text = instance(schema, &n);
+        const bool top_number = text[0] == '-' || (text[0] >= '0' && text[0] <= '9'); /* may end at any digit */
+        CHECK(oracle_verdict(schema, text, n) != 0, "schema %d: the generator's instance is not valid: %.200s", index, text);
+        struct srv_schema_state* st = srv_schema_state_create(s);
+        size_t bad = SIZE_MAX, early = SIZE_MAX;
+        for (size_t i = 0; i < n && bad == SIZE_MAX; i++) {
+            if (!srv_schema_feed(st, text + i, 1)) bad = i;
+            else if (srv_schema_complete(st) && i + 1 < n && early == SIZE_MAX) early = i;
+        }
+        CHECK(bad == SIZE_MAX, "schema %d: instance %u refused at byte %zu of %zu: %.300s", index, d, bad, n, text);
+        CHECK(bad != SIZE_MAX || srv_schema_complete(st), "schema %d: instance %u not complete: %.300s", index, d, text);
+        CHECK(early == SIZE_MAX || top_number, "schema %d: instance %u complete at byte %zu of %zu", index, d, early, n);
+        g_instances++;
+        /* a random prefix completed by preference */
+        srv_schema_state_free(st);
+        st = srv_schema_state_create(s);
+        const size_t cut = below((uint32_t) n + 1);
+        struct srv_buf b = {0};
+        srv_buf_put(&b, text, cut);
+        if (srv_schema_feed(st, text, cut)) g_completed += complete_from(schema, st, &b);
+        srv_buf_free(&b);
+        srv_schema_state_free(st);
+        free(text);
+    }
+}
+
+static void test_edits(const json_t* schema, struct srv_schema* s, int index, unsigned count) {
+    static const char interesting[] =
+        "{}[]\":,\\ -+.eE0123456789tfnulrsabxyk\t\n\x01\x7f\xc0\xc2\xa9\xe0\xed\xf0\xf4\xf5\x80\xbf";
+    for (unsigned d = 0; d < count; d++) {
+        size_t n = 0;
+        char* doc = instance(schema, &n);
+        char* t = malloc(n + 16);
+        memcpy(t, doc, n);
+        for (uint32_t e = 1 + below(3); e > 0; e--) {
+            const size_t at = below((uint32_t) n + 1);
+            const char c = interesting[below(sizeof(interesting) - 1)];
+            switch (below(3)) {
+            case 0:
+                memmove(t + at + 1, t + at, n - at);
+                t[at] = c;
+                n++;
+                break;
+            case 1:
+                if (at < n) {
+                    memmove(t + at, t + at + 1, n - at - 1);
+                    n--;
+                }
+                break;
+            default:
+                if (at < n) t[at] = c;
+                break;
+            }
+        }
+        size_t stop = 0;
+        const int ours = verdict(s, t, n, &stop);
+        const int theirs = oracle_verdict(schema, t, n);
+        g_edits++;
+        if (theirs < 0) {
+            g_beyond++;
+        } else {
+            CHECK((ours == 1) == (theirs == 1), "schema %d, edit %u: recognizer %d (refused at byte %zu), oracle %d on %zu bytes: %.*s",
+                  index, d, ours, stop, theirs, n, (int) (n < 200 ? n : 200), t);
+            g_agree += (ours == 1) == (theirs == 1);
+            g_valid += theirs == 1;
+        }
+        /* the longest accepted prefix can still be completed */
+        if (ours < 0 && below(4) == 0) {
+            struct srv_schema_state* st = srv_schema_state_create(s);
+            struct srv_buf b = {0};
+            srv_buf_put(&b, t, stop);
+            if (srv_schema_feed(st, t, stop)) g_completed += complete_from(schema, st, &b);
+            srv_buf_free(&b);
+            srv_schema_state_free(st);
+        }
+        free(t);
+        free(doc);
+    }
+}
+
+/* ---- allowed tokens ------------------------------------------------------------------------ */
+
+static bool allowed(const uint32_t* w, uint32_t id) { return w[id / 32] >> (id % 32) & 1u; }
+
+static void test_allowed(const json_t* schema, struct srv_schema* s, int index, gptoss_tokenizer_t tok,
+                         const struct srv_json_vocab* v, uint32_t V, unsigned docs) {
+    uint32_t* words = malloc(v->num_words * sizeof(uint32_t));
+    unsigned states = 0, sampled = 0;
+    for (unsigned d = 0; d < docs; d++) {
+        size_t n = 0;
+        char* text = instance(schema, &n);
+        struct srv_schema_state* st = srv_schema_state_create(s);
+        for (size_t i = 0; i <= n; i++) {
+            if (below(6) == 0 || i == n) {
+                states++;
+                const size_t count = srv_schema_allowed(st, v, words);
+                size_t counted = 0;
+                for (uint32_t w = 0; w < v->num_words; w++) counted += (size_t) __builtin_popcount(words[w]);
+                CHECK(count == counted, "schema %d: the count %zu is the mask's %zu", index, count, counted);
+                CHECK(count > 0 || srv_schema_complete(st), "schema %d: no token allowed, not complete, after %.*s", index,
+                      (int) i, text);
+                for (uint32_t id = v->num_text; id < V; id++) CHECK(!allowed(words, id), "special id %u allowed", id);
+                for (int k = 0; k < 200; k++) {
+                    const uint32_t id = below(v->num_text);
+                    const uint32_t len = v->offsets[id + 1] - v->offsets[id];
+                    const bool fits = len > 0 && srv_schema_try(st, v->bytes + v->offsets[id], len);
+                    CHECK(fits == allowed(words, id), "schema %d: token %u: fits %d, mask %d after %.*s", index, id, fits,
+                          !fits, (int) i, text);
+                    sampled++;
+                }
+                if (i < n) {
+                    uint32_t id = 0;
+                    size_t got = 0;
+                    if (gptoss_tokenizer_encode(tok, text + i, 1, &id, 1, &got) == gptoss_status_success && got == 1)
+                        CHECK(allowed(words, id), "schema %d: the next byte 0x%02x is not allowed", index,
+                              (unsigned char) text[i]);
+                }
+            }
+            if (i < n && !srv_schema_feed(st, text + i, 1)) break;
+        }
+        srv_schema_state_free(st);
+        free(text);
+    }
+    printf("  schema %d: allowed tokens at %u states, %u tokens checked one by one\n", index, states, sampled);
+    free(words);
+}
+
+/* Random walks that draw allowed tokens (single bytes preferred, so that strings close): they
+ * never run out, and what they complete the oracle takes. */
+static void test_walks(const json_t* schema, struct srv_schema* s, int index, const struct srv_json_vocab* v,
+                       unsigned walks, unsigned* done_out) {
+    uint32_t* words = malloc(v->num_words * sizeof(uint32_t));
+    uint32_t* ids = malloc(v->num_text * sizeof(uint32_t));
+    unsigned done = 0;
+    for (unsigned k = 0; k < walks; k++) {
+        struct srv_schema_state* st = srv_schema_state_create(s);
+        struct srv_buf text = {0};
+        for (int step = 0; step < 120; step++) {
+            const size_t count = srv_schema_allowed(st, v, words);
+            const bool complete = srv_schema_complete(st);
+            if (count == 0 || (complete && below(3) == 0)) {
+                CHECK(complete, "schema %d: a walk ran out of tokens after %.*s", index, (int) text.len, text.data);
+                if (complete) {
+                    CHECK(oracle_verdict(schema, text.data ? text.data : "", text.len) != 0,
+                          "schema %d: a walk's text the oracle refuses: %.*s", index, (int) text.len, text.data);
+                    done++;
+                }
+                break;
+            }
+            uint32_t n = 0;
+            const bool short_only = below(4) != 0;
+            for (uint32_t w = 0; w < v->num_words; w++) {
+                for (uint32_t bits = words[w]; bits != 0; bits &= bits - 1) {
+                    const uint32_t id = w * 32 + (uint32_t) __builtin_ctz(bits);
+                    if (!short_only || v->offsets[id + 1] - v->offsets[id] == 1) ids[n++] = id;
+                }
+            }
+            if (n == 0) continue;
+            const uint32_t id = ids[below(n)];
+            const uint32_t len = v->offsets[id + 1] - v->offsets[id];
+            CHECK(srv_schema_feed(st, v->bytes + v->offsets[id], len), "schema %d: an allowed token refused", index);
+            srv_buf_put(&text, v->bytes + v->offsets[id], len);
+        }
+        srv_buf_free(&text);
+        srv_schema_state_free(st);
+    }
+    *done_out += done;
+    free(ids);
+    free(words);
+}
+
+/* ---- the chat path, the cost ------------------------------------------------------------- */
+
+static uint32_t special(gptoss_tokenizer_t tok, enum gptoss_special_token which) {
+    uint32_t id = UINT32_MAX;
+    gptoss_tokenizer_get_special_token_id(tok, which, &id);
+    return id;
+}
+
+static void feed_text(struct srv_output* o, gptoss_tokenizer_t tok, const char* t, uint32_t V) {
+    uint32_t ids[64];
+    size_t n = 0;
+    gptoss_tokenizer_encode(tok, t, strlen(t), ids, 64, &n);
+    for (size_t i = 0; i < n; i++) srv_output_feed(o, ids[i], NULL, V);
+}
+
+static void test_chat(gptoss_tokenizer_t tok, const struct srv_json_vocab* v, uint32_t V) {
+    struct srv_error err;
+    struct srv_request* req = srv_request_new(srv_api_chat);
+    req->params.schema = compile_text("{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\"}},\"required\":[\"n\"],"
+                                      "\"additionalProperties\":false}",
+                                      &err);
+    uint32_t* w = malloc(v->num_words * sizeof(uint32_t));
+    const uint32_t ret = special(tok, gptoss_special_token_return);
+    struct srv_output* o = srv_output_create(tok, req, 0);
+    CHECK(srv_output_json_mask(o, v, w) == 0, "nothing constrained before a message");
+    srv_output_feed(o, special(tok, gptoss_special_token_channel), NULL, V);
+    feed_text(o, tok, "analysis", V);
+    srv_output_feed(o, special(tok, gptoss_special_token_message), NULL, V);
+    feed_text(o, tok, "Think freely.", V);
+    CHECK(srv_output_json_mask(o, v, w) == 0, "the analysis is free");
+    srv_output_feed(o, special(tok, gptoss_special_token_end), NULL, V);
+    srv_output_feed(o, special(tok, gptoss_special_token_start), NULL, V);
+    feed_text(o, tok, "assistant", V);
+    srv_output_feed(o, special(tok, gptoss_special_token_channel), NULL, V);
+    feed_text(o, tok, "final", V);
+    srv_output_feed(o, special(tok, gptoss_special_token_message), NULL, V);
+    const char* doc = "{\"n\":12}";
+    for (const char* p = doc; *p; p++) {
+        const size_t n = srv_output_json_mask(o, v, w);
+        uint32_t id = 0;
+        size_t got = 0;
+        gptoss_tokenizer_encode(tok, p, 1, &id, 1, &got);
+        CHECK(n > 0 && allowed(w, id) && !allowed(w, ret), "before '%c': allowed (%zu tokens), no <|return|>", *p, n);
+        CHECK(!srv_output_feed(o, id, NULL, V), "'%c' does not stop", *p);
+    }
+    size_t n = srv_output_json_mask(o, v, w);
+    CHECK(n == 1 && allowed(w, ret), "the value is whole: only <|return|> (%zu allowed)", n);
+    CHECK(srv_output_feed(o, ret, NULL, V), "<|return|> stops");
+    srv_output_finish(o);
+    srv_output_free(o);
+    srv_request_finish_choice(req, 0);
+    const struct srv_item* last = &req->result.items[req->result.num_items - 1];
+    CHECK(strcmp(last->text.data, doc) == 0, "the final message is '%s'", last->text.data);
+    srv_request_release(req);
+    /* completions: the whole text, a number at the top: its digits and <|return|> */
+    req = srv_request_new(srv_api_completions);
+    req->params.schema = compile_text("{\"type\":\"integer\"}", &err);
+    o = srv_output_create(tok, req, 0);
+    feed_text(o, tok, "4", V);
+    n = srv_output_json_mask(o, v, w);
+    uint32_t five = 0;
+    size_t got = 0;
+    gptoss_tokenizer_encode(tok, "5", 1, &five, 1, &got);
+    CHECK(allowed(w, ret) && allowed(w, five) && n > 2, "after \"4\": digits and <|return|> (%zu)", n);
+    srv_output_free(o);
+    srv_request_release(req);
+    free(w);
+}
+
+/* The mask's cost on a realistic schema (an order of a shop), at the token boundaries of its
+ * instances (each tokenized by the vocabulary), next to JSON mode's on the same texts. */
+static double ms_since(const struct timespec* t0) {
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (double) (t1.tv_sec - t0->tv_sec) * 1e3 + (double) (t1.tv_nsec - t0->tv_nsec) * 1e-6;
+}
+
+static void measure(gptoss_tokenizer_t tok, const struct srv_json_vocab* v) {
+    static const char* const order =
+        "{\"type\":\"object\",\"properties\":{\"order_id\":{\"type\":\"string\",\"maxLength\":20},\"customer\":{\"type\":"
+        "\"object\",\"properties\":{\"name\":{\"type\":\"string\"},\"email\":{\"type\":\"string\",\"maxLength\":64},"
+        "\"tier\":{\"enum\":[\"free\",\"pro\",\"enterprise\"]}},\"required\":[\"name\",\"email\",\"tier\"],"
+        "\"additionalProperties\":false},\"items\":{\"type\":\"array\",\"minItems\":1,\"maxItems\":10,\"items\":{\"type\":"
+        "\"object\",\"properties\":{\"sku\":{\"type\":\"string\"},\"quantity\":{\"type\":\"integer\"},\"price\":{\"type\":"
+        "\"number\"},\"gift\":{\"type\":\"boolean\"}},\"required\":[\"sku\",\"quantity\",\"price\"],\"additionalProperties\":"
+        "false}},\"note\":{\"anyOf\":[{\"type\":\"string\"},{\"type\":\"null\"}]},\"status\":{\"enum\":[\"pending\",\"paid\","
+        "\"shipped\",\"cancelled\"]}},\"required\":[\"order_id\",\"customer\",\"items\",\"status\"],"
+        "\"additionalProperties\":false}";
+    json_t* schema = load_schema(order);
+    struct srv_error err;
+    struct srv_schema* s = srv_schema_compile(schema, "schema", &err);
+    uint32_t* words = malloc(v->num_words * sizeof(uint32_t));
+    uint32_t* ids = malloc(4096 * sizeof(uint32_t));
+    double total = 0, worst = 0, json_total = 0, json_worst = 0;
+    unsigned tokens = 0;
+    for (int d = 0; d < 12; d++) {
+        size_t n = 0, num_ids = 0;
+        char* text = instance(schema, &n);
+        if (gptoss_tokenizer_encode(tok, text, n, ids, 4096, &num_ids) != gptoss_status_success) num_ids = 0;
+        struct srv_schema_state* st = srv_schema_state_create(s);
+        struct srv_json j;
+        srv_json_init(&j);
+        for (size_t i = 0; i <= num_ids; i++) {
+            struct timespec t0;
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            srv_schema_allowed(st, v, words);
+            double ms = ms_since(&t0);
+            total += ms;
+            worst = ms > worst ? ms : worst;
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            srv_json_allowed(&j, v, words);
+            ms = ms_since(&t0);
+            json_total += ms;
+            json_worst = ms > json_worst ? ms : json_worst;
+            tokens++;
+            if (i == num_ids) break;
+            const uint32_t len = v->offsets[ids[i] + 1] - v->offsets[ids[i]];
+            CHECK(srv_schema_feed(st, v->bytes + v->offsets[ids[i]], len) && srv_json_feed(&j, v->bytes + v->offsets[ids[i]], len),
+                  "the order's token %zu", i);
+        }
+        srv_schema_state_free(st);
+        free(text);
+    }
+    printf("  the mask on an order schema: %.3f ms a token on average, %.3f ms at most; JSON mode on the same "
+           "texts: %.3f and %.3f ms (%u tokens, one core)\n", total / tokens, worst, json_total / tokens, json_worst, tokens);
+    free(ids);
+    free(words);
+    srv_schema_free(s);
+    json_decref(schema);
+}
+
+int main(int argc, char** argv) {
+    const char* seed_env = getenv("GPTOSS_TEST_SEED");
+    g_rng = seed_env ? strtoull(seed_env, NULL, 10) : (uint64_t) time(NULL);
+    printf("seed %llu (GPTOSS_TEST_SEED)\n", (unsigned long long) g_rng);
+    const unsigned scale = argc > 1 ? (unsigned) atoi(argv[1]) : 1; /* more documents: a longer run */
+    test_hand_cases();
+    test_refusals();
+    gptoss_backend_t b = NULL;
+    gptoss_model_t m = NULL;
+    gptoss_tokenizer_t tok = NULL;
+    uint32_t V = 0;
+    if (gptoss_backend_create_cpu(1, &b) != gptoss_status_success ||
+        gptoss_model_create_random("tiny", 1, 1, b, &m) != gptoss_status_success ||
+        gptoss_model_get_tokenizer(m, &tok) != gptoss_status_success ||
+        gptoss_tokenizer_get_num_tokens(tok, &V) != gptoss_status_success) {
+        fprintf(stderr, "set-up: %s\n", gptoss_last_error());
+        return 1;
+    }
+    struct srv_json_vocab* v = srv_json_vocab_create(tok, V);
+    CHECK(v != NULL, "vocabulary");
+    unsigned walked = 0;
+    for (size_t i = 0; i < NUM_SCHEMAS && v != NULL; i++) {
+        json_t* schema = load_schema(kSchemas[i]);
+        struct srv_error err;
+        struct srv_schema* s = schema ? srv_schema_compile(schema, "schema", &err) : NULL;
+        CHECK(s != NULL, "schema %zu: %s", i, s ? "" : err.message);
+        if (s != NULL) {
+            test_instances(schema, s, (int) i, 300 * scale);
+            test_edits(schema, s, (int) i, 1500 * scale);
+            test_allowed(schema, s, (int) i, tok, v, V, 3 * scale);
+            test_walks(schema, s, (int) i, v, 6 * scale, &walked);
+        }
+        srv_schema_free(s);
+        json_decref(schema);
+    }
+    printf("  %u instances taken whole; %u edited texts: %u agree with the oracle (%u valid), %u beyond jansson's "
+           "limits; %u prefixes completed; %u walks completed\n",
+           g_instances, g_edits, g_agree, g_valid, g_beyond, g_completed, walked);
+    CHECK(g_valid > 0 && g_valid < g_agree, "edits must give both valid and invalid texts (%u of %u)", g_valid, g_agree);
+    CHECK(walked > 0, "some walks complete");
+    if (v != NULL) {
+        test_chat(tok, v, V);
+        measure(tok, v);
+    }
+    srv_json_vocab_free(v);
+    gptoss_tokenizer_release(tok);
+    gptoss_model_release(m);
+    gptoss_backend_release(b);
+    return finish();
+}
