@@ -736,6 +736,41 @@ static enum gptoss_status render_system(struct render* r, const json_t* c, const
     return enc_text(r->e, r->out, b->p ? b->p : "", b->n, r->err);
 }
 
+/* "# Response Formats" at the end of the developer message (the harmony guide's structured
+ * output; openai-harmony has no field for it): a section a format, "## NAME", its
+ * description as // comment lines, then its schema as compact JSON. The developer
+ * content's "response_formats" is this project's extension: [{"name", "description"
+ * (optional), "schema"}]. */
+static enum gptoss_status formats_section(struct render* r, const json_t* formats, const struct path* at) {
+    struct sbuf* b = &r->text;
+    if (b->n > 0) sb_puts(b, "\n\n");
+    sb_puts(b, "# Response Formats");
+    for (size_t i = 0; i < json_array_size(formats); i++) {
+        const json_t *f = json_array_get(formats, i), *name, *desc, *schema = json_object_get(f, "schema");
+        struct path p = path_at(at, "[%zu]", i);
+        enum gptoss_status st;
+        if (!json_is_object(f)) return fail(r->err, gptoss_status_invalid_argument, p.s, "must be an object");
+        if ((st = req_string(f, "name", &p, &name, r->err)) != gptoss_status_success ||
+            (st = opt_string(f, "description", &p, &desc, r->err)) != gptoss_status_success)
+            return st;
+        if (!json_is_object(schema) && !json_is_boolean(schema))
+            return fail(r->err, gptoss_status_invalid_argument, path_at(&p, ".schema").s, "must be a JSON Schema");
+        char* text = json_dumps(schema, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (text == NULL) return fail_oom(r->err);
+        bool first = true;
+        sb_puts(b, "\n\n## ");
+        sb_json_str(b, name);
+        sb_puts(b, "\n\n");
+        if (desc != NULL && json_string_length(desc) > 0) {
+            put_lines(b, desc, "// ", &first);
+            sb_put(b, "\n", 1);
+        }
+        sb_puts(b, text);
+        free(text);
+    }
+    return gptoss_status_success;
+}
+
 static enum gptoss_status render_developer(struct render* r, const json_t* c, const struct path* at) {
     const json_t *instructions, *tools = json_object_get(c, "tools");
     enum gptoss_status st = opt_string(c, "instructions", at, &instructions, r->err);
@@ -752,6 +787,11 @@ static enum gptoss_status render_developer(struct render* r, const json_t* c, co
         if (instructions != NULL) sb_puts(b, "\n\n");
         struct path tp = path_at(at, ".tools");
         if ((st = tools_section(r, tools, &tp)) != gptoss_status_success) return st;
+    }
+    const json_t* formats = json_object_get(c, "response_formats");
+    if (json_array_size(formats) > 0) {
+        struct path fp = path_at(at, ".response_formats");
+        if ((st = formats_section(r, formats, &fp)) != gptoss_status_success) return st;
     }
     if (b->oom) return fail_oom(r->err);
     return enc_text(r->e, r->out, b->p ? b->p : "", b->n, r->err);
@@ -1190,9 +1230,22 @@ static enum gptoss_status apply_tool_choice(struct build* b, const json_t* choic
     return gptoss_status_success;
 }
 
-/* The system message, then the developer message when there are instructions or tools. */
+/* The json_schema response format of a request ({"name", "description", "schema"}, as the
+ * request gives them), or NULL: chat's response_format.json_schema, the Responses API's
+ * text.format. The server checked the fields (api.c). */
+static const json_t* schema_format(const json_t* request, bool responses) {
+    const json_t* f = responses ? jget(json_object_get(request, "text"), "format") : json_object_get(request, "response_format");
+    const char* type = jstr(f, "type");
+    if (type == NULL || strcmp(type, "json_schema") != 0) return NULL;
+    if (!responses) f = json_object_get(f, "json_schema");
+    return json_is_string(json_object_get(f, "name")) && json_object_get(f, "schema") != NULL ? f : NULL;
+}
+
+/* The system message, then the developer message when there are instructions, tools or a
+ * response format. */
 static void add_prologue(struct build* b, const struct gptoss_harmony_render_options* options,
-                         enum gptoss_harmony_effort effort, const json_t* instructions, json_t* tools) {
+                         enum gptoss_harmony_effort effort, const json_t* instructions, json_t* tools,
+                         const json_t* format) {
     static const char* const efforts[] = {"Low", "Medium", "High"};
     json_t* sys = json_object();
     b_set(b, sys, "type", json_string("system_content"));
@@ -1209,10 +1262,18 @@ static void add_prologue(struct build* b, const struct gptoss_harmony_render_opt
     b_append(b, content, sys);
     b_message(b, "system", NULL, NULL, NULL, NULL, content);
 
-    if (instructions == NULL && json_array_size(tools) == 0) return;
+    if (instructions == NULL && json_array_size(tools) == 0 && format == NULL) return;
     json_t* dev = json_object();
     b_set(b, dev, "type", json_string("developer_content"));
     if (instructions != NULL) b_set(b, dev, "instructions", json_incref((json_t*) instructions));
+    if (format != NULL) {
+        json_t* f = json_object();
+        b_set(b, f, "name", json_incref(json_object_get(format, "name")));
+        const json_t* desc = json_object_get(format, "description");
+        if (json_is_string(desc)) b_set(b, f, "description", json_incref((json_t*) desc));
+        b_set(b, f, "schema", json_incref(json_object_get(format, "schema")));
+        b_set(b, dev, "response_formats", json_pack("[o]", f));
+    }
     if (json_array_size(tools) > 0) {
         json_t* ns = json_object();
         b_set(b, ns, "name", json_string("functions"));
@@ -1444,7 +1505,7 @@ enum gptoss_status gptoss_harmony_conversation_from_chat(const json_t* request,
         if (st == gptoss_status_success) join_instructions(&b, &instructions, text);
         json_decref(text);
     }
-    if (st == gptoss_status_success) add_prologue(&b, options, effort, instructions, tools);
+    if (st == gptoss_status_success) add_prologue(&b, options, effort, instructions, tools, schema_format(request, false));
     for (; st == gptoss_status_success && i < n; i++) st = chat_message(&b, json_array_get(messages, i), i);
     json_decref(instructions);
     json_decref(tools);
@@ -1572,7 +1633,7 @@ enum gptoss_status gptoss_harmony_conversation_from_responses(const json_t* requ
         if (st == gptoss_status_success) join_instructions(&b, &instructions, text);
         json_decref(text);
     }
-    if (st == gptoss_status_success) add_prologue(&b, options, effort, instructions, tools);
+    if (st == gptoss_status_success) add_prologue(&b, options, effort, instructions, tools, schema_format(request, true));
     if (st == gptoss_status_success && json_is_string(input))
         b_message(&b, "user", NULL, NULL, NULL, NULL, b_text_content(&b, input));
     for (; st == gptoss_status_success && i < n; i++) st = responses_item(&b, json_array_get(input, i), i);

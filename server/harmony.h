@@ -105,7 +105,9 @@ void gptoss_harmony_render_options_init(struct gptoss_harmony_render_options* op
 /* ---- requests -> harmony conversation ---------------------------------------------- */
 
 /* Maps a Chat Completions request (the JSON object of POST /v1/chat/completions; fields
- * other than messages, tools, tool_choice and reasoning_effort are ignored here) to a
+ * other than messages, tools, tool_choice, reasoning_effort and a json_schema
+ * response_format are ignored here; the format goes to the developer content's
+ * "response_formats", this project's extension, rendered as "# Response Formats") to a
  * harmony conversation (see the mapping above). options NULL = the defaults.
  * *conversation_out: {"messages":[...]} in openai-harmony's Conversation form. */
 enum gptoss_status gptoss_harmony_conversation_from_chat(const json_t* request,
@@ -114,7 +116,7 @@ enum gptoss_status gptoss_harmony_conversation_from_chat(const json_t* request,
                                                          struct gptoss_harmony_error* error_out);
 
 /* The same for a Responses API request (input, instructions, tools, tool_choice,
- * reasoning.effort). */
+ * reasoning.effort, a json_schema text.format). */
 enum gptoss_status gptoss_harmony_conversation_from_responses(const json_t* request,
                                                               const struct gptoss_harmony_render_options* options,
                                                               json_t** conversation_out,
@@ -129,8 +131,9 @@ enum gptoss_status gptoss_harmony_conversation_from_responses(const json_t* requ
  * "content": a string or a list of {"type":"text","text"} | {"type":"system_content",
  * "model_identity", "reasoning_effort" ("Low"|"Medium"|"High"), "conversation_start_date",
  * "knowledge_cutoff", "channel_config": {"valid_channels", "channel_required"}, "tools"} |
- * {"type":"developer_content", "instructions", "tools"}}]}, tools being
- * {NAMESPACE: {"name", "description", "tools": [{"name", "description", "parameters"}]}}.
+ * {"type":"developer_content", "instructions", "tools", "response_formats"}}]}, tools being
+ * {NAMESPACE: {"name", "description", "tools": [{"name", "description", "parameters"}]}},
+ * response_formats (this project's extension) [{"name", "description", "schema"}].
  * Missing and null fields are absent. tokenizer: the model's (o200k_harmony).
  * *tokens_out (malloc'd, free it) holds *num_tokens_out ids. */
 enum gptoss_status gptoss_harmony_render_conversation(gptoss_tokenizer_t tokenizer, const json_t* conversation,

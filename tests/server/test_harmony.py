@@ -607,6 +607,55 @@ def test_render_responses():
     assert check_rendered("responses", requests, responses_to_harmony, f"seed {SEED + 2}") == 48
 
 
+def test_render_response_format():
+    """A json_schema response format: "# Response Formats" at the end of the developer message
+    (the harmony guide's structured output; openai-harmony has no field for it, so the oracle
+    is its rendering of the request without the format, with the section put in by hand)."""
+    schema = {"type": "object", "properties": {"items": {"type": "array", "description": "entries on the list",
+              "items": {"type": "string"}}, "note": {"enum": ["a", "日本", 2, 0.5, None]}},
+              "required": ["items"], "additionalProperties": False}
+    weather = {"type": "function", "function": {"name": "get_weather", "description": "Gets the weather.",
+               "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}
+    fmt = {"name": "shopping_list", "schema": schema}
+    cases = [  # (chat request, its format's description)
+        ({"messages": [{"role": "user", "content": "coffee, soda, eggs"}]}, None),
+        ({"messages": [{"role": "system", "content": "You are a shopping assistant."},
+                       {"role": "user", "content": "coffee"}]}, "The list.\nOne item an entry."),
+        ({"messages": [{"role": "user", "content": "hi"}], "tools": [weather]}, ""),
+        ({"messages": [{"role": "developer", "content": "Be brief."}, {"role": "user", "content": "hi"}],
+          "tools": [weather]}, "What to buy"),
+    ]
+    requests = []
+    for req, desc in cases:
+        js = dict(fmt, **({"description": desc} if desc is not None else {}))
+        requests.append(dict(req, response_format={"type": "json_schema", "json_schema": js}))
+    outs = run_tool(["render", "--api", "chat"], requests)
+    # the Responses API's flat text.format, with instructions
+    rreq = {"input": "coffee", "instructions": "Shop.", "text": {"format": dict(fmt, type="json_schema")}}
+    routs = run_tool(["render", "--api", "responses"], [rreq])
+    opts = OPTION_SETS[0]
+    checked = 0
+    for (req, desc), out in list(zip(cases, outs)) + [((dict(rreq, text=None), None), routs[0])]:
+        assert "error" not in out, out
+        plain = ENC.decode(ENC.render_conversation_for_completion(
+            (chat_to_harmony if "messages" in req else responses_to_harmony)(req, opts), Role.ASSISTANT))
+        section = "# Response Formats\n\n## shopping_list\n\n"
+        if desc:
+            section += "".join("// " + line + "\n" for line in desc.split("\n"))
+        section += json.dumps(schema, separators=(",", ":"), ensure_ascii=False)
+        dev = plain.find("<|start|>developer<|message|>")
+        if dev < 0:  # no instructions or tools: a developer message of the section alone
+            at = plain.index("<|end|>") + len("<|end|>")
+            want = plain[:at] + "<|start|>developer<|message|>" + section + "<|end|>" + plain[at:]
+        else:
+            at = plain.index("<|end|>", dev)
+            want = plain[:at] + "\n\n" + section + plain[at:]
+        got = ENC.decode(out["tokens"])
+        assert got == want, f"C:\n{got!r}\nwant:\n{want!r}"
+        checked += 1
+    assert checked == len(cases) + 1
+
+
 def test_render_harmony_conversations():
     """openai-harmony's own Conversation JSON, with the header fields and contents that
     requests never produce (names, recipients, content types, tool namespaces, channel
