@@ -9,9 +9,10 @@ sampled, streamed (the same text) and not, n = 2 choices. A random model writes 
 the replies are whatever the mask lets through: most of them stop within max_tokens.
 
 Chat: the schema constrains the final message. A random model seldom writes one; a bias on
-the header tokens (<|channel|> final <|message|>) and a search over seeds with a few tokens
-each (deterministic: the model and the sampler are seeded) find the replies that do, which
-must then be valid, streamed and not. Responses: text.format is echoed as given, and a reply's
+the header tokens (<|channel|> final <|message|>) and a search over prompts and seeds with a
+few tokens each, for each schema (it is in the prompt: the developer message shows it; the
+replies are deterministic, the model and the sampler being seeded), find the replies that do,
+which must then be valid, streamed and not. Responses: text.format is echoed as given, and a reply's
 message, if any, is valid when the response completed. The refused schemas are in
 test_errors.py.
 """
@@ -152,17 +153,22 @@ def test_unconstrained_differs(server):
     assert valid == 0
 
 
-def final_channel_seeds(c, model, want, tries=400):
-    """Seeds whose chat reply opens the final channel under the header bias: its first content
-    token is the schema's (an object's '{')."""
+PROMPTS = ["JSON please", "hi", "x", "Give me JSON."]
+
+
+def final_channel_seeds(c, model, schema, want, tries=480):
+    """(prompt, seed) pairs whose chat reply under the header bias opens the final channel: its
+    first content token is the schema's. The schema is part of the prompt (the developer
+    message shows it to the model), so each schema has its own; prompts and seeds are
+    searched in turn (a reply is a function of both)."""
     bias = {str(CHANNEL): 100, str(FINAL): 100, str(MESSAGE): 100}
     found = []
-    for seed in range(tries):
-        r = c.chat.completions.create(model=model, messages=[{"role": "user", "content": "JSON please"}], max_tokens=4,
-                                      temperature=1.0, seed=seed, logit_bias=bias,
-                                      response_format=fmt(SCHEMAS[3]))
-        if (r.choices[0].message.content or "").startswith("{"):
-            found.append(seed)
+    for i in range(tries):
+        text, seed = PROMPTS[i % len(PROMPTS)], i // len(PROMPTS)
+        r = c.chat.completions.create(model=model, messages=[{"role": "user", "content": text}], max_tokens=4,
+                                      temperature=1.0, seed=seed, logit_bias=bias, response_format=fmt(schema))
+        if (r.choices[0].message.content or "").startswith("{"):  # the schemas here are objects
+            found.append((text, seed))
             if len(found) == want:
                 break
     return found, bias
@@ -171,28 +177,30 @@ def final_channel_seeds(c, model, want, tries=400):
 def test_chat_final_message_valid(server):
     rng = rng_from_env()
     c = server.client()
-    seeds, bias = final_channel_seeds(c, server.model, 2)
-    assert seeds, "no seed opened the final channel"
     # schemas whose values need no free text (the bias favours "final" in strings)
     schemas = [SCHEMAS[3], {"type": "object", "properties": {"color": {"enum": ["red", "green", None]},
                                                              "size": {"enum": [1, 2.5, "XL"]}, "ok": {"type": "boolean"}},
                             "required": ["color", "size", "ok"], "additionalProperties": False}]
     schemas.append({"type": "object", "properties": {"v": {"enum": [rng.randrange(100), "w%d" % rng.randrange(9)]}},
                     "required": ["v"], "additionalProperties": False})
-    checked = 0
+    checked = searched = 0
     for schema in schemas:
-        for seed in seeds:
-            kw = dict(model=server.model, messages=[{"role": "user", "content": "JSON please"}], max_tokens=200,
+        pairs, bias = final_channel_seeds(c, server.model, schema, 2)
+        searched += bool(pairs)
+        for text, seed in pairs:
+            kw = dict(model=server.model, messages=[{"role": "user", "content": text}], max_tokens=200,
                       temperature=1.0, seed=seed, logit_bias=bias, response_format=fmt(schema))
             r = c.chat.completions.create(**kw)
             content, finish = r.choices[0].message.content, r.choices[0].finish_reason
-            assert content is not None and content.startswith("{"), (seed, content)
+            assert content is not None and content.startswith("{"), (text, seed, content)
             if finish == "stop":
                 check_value(content, schema)
                 checked += 1
             streamed = "".join(ch.choices[0].delta.content or "" for ch in c.chat.completions.create(stream=True, **kw)
                                if ch.choices)
             assert streamed == content
+    print(f"chat: final messages found for {searched} of {len(schemas)} schemas, {checked} stopped and valid")
+    assert searched >= 2, f"the final channel opened for {searched} of {len(schemas)} schemas only"
     assert checked > 0, "no final message stopped"
 
 
