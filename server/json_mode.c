@@ -119,19 +119,22 @@ static bool string_byte(struct srv_json* j, uint8_t c) {
     }
     if (c < 0x20) return false;
     if (c < 0x80) return true;
-    /* the first byte of a multi-byte character: how many follow, and the range of the next */
-    j->u8lo = 0x80;
-    j->u8hi = 0xBF;
+    return srv_utf8_lead(c, &j->u8left, &j->u8lo, &j->u8hi);
+}
+
+bool srv_utf8_lead(uint8_t c, uint8_t* left, uint8_t* lo, uint8_t* hi) {
+    *lo = 0x80;
+    *hi = 0xBF;
     if (c >= 0xC2 && c <= 0xDF) {
-        j->u8left = 1;
+        *left = 1;
     } else if (c >= 0xE0 && c <= 0xEF) {
-        j->u8left = 2;
-        if (c == 0xE0) j->u8lo = 0xA0; /* no overlong forms */
-        if (c == 0xED) j->u8hi = 0x9F; /* no surrogates */
+        *left = 2;
+        if (c == 0xE0) *lo = 0xA0; /* no overlong forms */
+        if (c == 0xED) *hi = 0x9F; /* no surrogates */
     } else if (c >= 0xF0 && c <= 0xF4) {
-        j->u8left = 3;
-        if (c == 0xF0) j->u8lo = 0x90;
-        if (c == 0xF4) j->u8hi = 0x8F; /* at most U+10FFFF */
+        *left = 3;
+        if (c == 0xF0) *lo = 0x90;
+        if (c == 0xF4) *hi = 0x8F; /* at most U+10FFFF */
     } else {
         return false; /* a continuation byte, or C0, C1, F5-FF */
     }

@@ -1571,26 +1571,8 @@ static bool next_member(struct srv_schema_state* st, struct cfg* x) {
     return true;
 }
 
-static bool utf8_lead(struct cfg* x, uint8_t c) {
-    x->u8lo = 0x80;
-    x->u8hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) {
-        x->u8left = 1;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        x->u8left = 2;
-        if (c == 0xE0) x->u8lo = 0xA0; /* no overlong forms */
-        if (c == 0xED) x->u8hi = 0x9F; /* no surrogates */
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        x->u8left = 3;
-        if (c == 0xF0) x->u8lo = 0x90;
-        if (c == 0xF4) x->u8hi = 0x8F; /* at most U+10FFFF */
-    } else {
-        return false; /* a continuation byte, or C0, C1, F5-FF */
-    }
-    return true;
-}
+static bool utf8_lead(struct cfg* x, uint8_t c) { return srv_utf8_lead(c, &x->u8left, &x->u8lo, &x->u8hi); }
 
-/* A byte inside a string: a continuation byte of the open character (true: handled). */
 static bool utf8_continue(struct cfg* x, uint8_t c, bool* ok) {
     if (x->u8left == 0) return false;
     *ok = c >= x->u8lo && c <= x->u8hi;

@@ -287,6 +287,10 @@ struct srv_json {
     uint8_t u8left, u8lo, u8hi; /* in a string: continuation bytes of the open character */
     uint8_t stack[SRV_JSON_MAX_DEPTH]; /* '{' or '[' */
 };
+/* The first byte c of a multi-byte UTF-8 character (RFC 3629: no overlong forms, no
+ * surrogates, at most U+10FFFF): false if it is none; else *left continuation bytes follow,
+ * the next one in *lo .. *hi (later ones 0x80 .. 0xBF). */
+bool srv_utf8_lead(uint8_t c, uint8_t* left, uint8_t* lo, uint8_t* hi);
 void srv_json_init(struct srv_json* j);
 bool srv_json_feed_byte(struct srv_json* j, uint8_t c);
 bool srv_json_feed(struct srv_json* j, const void* bytes, size_t n);
