@@ -11,9 +11,10 @@
  * parser: it keeps no values, so its state is a few bytes and a copy tries a token.
  *
  * The allowed tokens of a state are the text tokens whose bytes it accepts one after the
- * other. The vocabulary is kept by first byte, so only tokens whose first byte the state
- * accepts are tried; inside a string, "plain" tokens (printable bytes that are neither '"'
- * nor '\', whole UTF-8 characters) are allowed without trying them. */
+ * other: a walk of the vocabulary's byte trie that leaves a subtree at its first refused
+ * byte (each state copied once a trie node, not once a token); inside a string, "plain"
+ * tokens (printable bytes that are neither '"' nor '\', whole UTF-8 characters) are
+ * allowed without trying them, and only the trie of the others is walked. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -349,7 +350,6 @@ struct srv_json_vocab* srv_json_vocab_create(gptoss_tokenizer_t tokenizer, uint3
     v->num_words = (vocabulary_size + 31) / 32;
     v->num_text = num_text;
     v->offsets = malloc(((size_t) num_text + 1) * sizeof(uint32_t));
-    v->by_first = malloc((size_t) num_text * sizeof(uint32_t));
     v->plain = calloc(v->num_words, sizeof(uint32_t));
     size_t total = 0;
     for (uint32_t id = 0; id < num_text; id++) {
@@ -358,11 +358,10 @@ struct srv_json_vocab* srv_json_vocab_create(gptoss_tokenizer_t tokenizer, uint3
         if (gptoss_tokenizer_decode(tokenizer, id, &p, &n) == gptoss_status_success) total += n;
     }
     v->bytes = malloc(total > 0 ? total : 1);
-    if (v->offsets == NULL || v->by_first == NULL || v->plain == NULL || v->bytes == NULL) {
+    if (v->offsets == NULL || v->plain == NULL || v->bytes == NULL) {
         srv_json_vocab_free(v);
         return NULL;
     }
-    uint32_t count[256] = {0};
     uint32_t by_cps[256] = {0}; /* plain tokens by code points (capped at 255) */
     uint8_t* cps = calloc(num_text > 0 ? num_text : 1, 1);
     if (cps == NULL) {
@@ -379,7 +378,6 @@ struct srv_json_vocab* srv_json_vocab_create(gptoss_tokenizer_t tokenizer, uint3
         at += n;
         if (n > v->max_bytes) v->max_bytes = (uint32_t) n;
         if (n == 0) continue;
-        count[v->bytes[v->offsets[id]]]++;
         /* plain: printable, neither '"' nor '\', whole UTF-8 characters (a fresh string state
          * accepts it and ends with no character open) */
         struct srv_json s;
@@ -400,12 +398,6 @@ struct srv_json_vocab* srv_json_vocab_create(gptoss_tokenizer_t tokenizer, uint3
         }
     }
     v->offsets[num_text] = (uint32_t) at;
-    for (int b = 0; b < 256; b++) v->first_start[b + 1] = v->first_start[b] + count[b];
-    uint32_t fill[256];
-    memcpy(fill, v->first_start, sizeof(fill));
-    for (uint32_t id = 0; id < num_text; id++) {
-        if (v->offsets[id + 1] > v->offsets[id]) v->by_first[fill[v->bytes[v->offsets[id]]]++] = id;
-    }
     const bool ok = plain_by_length(v, cps, by_cps) && build_tries(v);
     free(cps);
     if (!ok) {
@@ -418,7 +410,6 @@ struct srv_json_vocab* srv_json_vocab_create(gptoss_tokenizer_t tokenizer, uint3
 void srv_json_vocab_free(struct srv_json_vocab* v) {
     if (v == NULL) return;
     free(v->offsets);
-    free(v->by_first);
     free(v->plain);
     free(v->plain_short);
     free(v->plain_long);
@@ -431,29 +422,33 @@ void srv_json_vocab_free(struct srv_json_vocab* v) {
     free(v);
 }
 
-size_t srv_json_allowed(const struct srv_json* j, const struct srv_json_vocab* v, uint32_t* words) {
-    const bool plain_ok = j->state == J_STRING && j->u8left == 0;
-    if (plain_ok) memcpy(words, v->plain, v->num_words * sizeof(uint32_t));
-    else memset(words, 0, v->num_words * sizeof(uint32_t));
+/* The tokens of trie `tr` below node `node` whose bytes j (the state after node's bytes)
+ * accepts, into words: a walk that leaves a subtree at its first refused byte. Returns
+ * their number. The recursion is as deep as the longest token. */
+static size_t walk(const struct srv_trie* tr, uint32_t node, const struct srv_json* j, uint32_t* words) {
+    const struct srv_trie_node* t = tr->nodes;
     size_t n = 0;
-    if (plain_ok) {
-        for (uint32_t w = 0; w < v->num_words; w++) n += (size_t) __builtin_popcount(words[w]);
-    }
-    for (int b = 0; b < 256; b++) {
-        struct srv_json first = *j;
-        if (v->first_start[b] == v->first_start[b + 1] || !srv_json_feed_byte(&first, (uint8_t) b)) continue;
-        for (uint32_t k = v->first_start[b]; k < v->first_start[b + 1]; k++) {
-            const uint32_t id = v->by_first[k];
-            if (plain_ok && (v->plain[id / 32] >> (id % 32) & 1u)) continue; /* counted above */
-            struct srv_json t = first;
-            const uint32_t end = v->offsets[id + 1];
-            bool ok = true;
-            for (uint32_t i = v->offsets[id] + 1; i < end && ok; i++) ok = srv_json_feed_byte(&t, v->bytes[i]);
-            if (ok) {
-                words[id / 32] |= 1u << (id % 32);
-                n++;
-            }
+    for (uint32_t ch = node + 1; ch < t[node].end; ch = t[ch].end) {
+        struct srv_json x = *j;
+        if (!srv_json_feed_byte(&x, t[ch].byte)) continue;
+        for (uint32_t i = 0; i < t[ch].num_ids; i++) {
+            const uint32_t id = tr->ids[t[ch].first_id + i];
+            words[id / 32] |= 1u << (id % 32);
         }
+        n += t[ch].num_ids + walk(tr, ch, &x, words);
     }
     return n;
+}
+
+size_t srv_json_allowed(const struct srv_json* j, const struct srv_json_vocab* v, uint32_t* words) {
+    /* inside a string the plain tokens are allowed at once and only the others are walked */
+    const bool plain_ok = j->state == J_STRING && j->u8left == 0;
+    size_t n = 0;
+    if (plain_ok) {
+        memcpy(words, v->plain, v->num_words * sizeof(uint32_t));
+        for (uint32_t w = 0; w < v->num_words; w++) n += (size_t) __builtin_popcount(words[w]);
+    } else {
+        memset(words, 0, v->num_words * sizeof(uint32_t));
+    }
+    return n + walk(plain_ok ? &v->trie_other : &v->trie, 0, j, words);
 }

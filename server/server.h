@@ -311,15 +311,13 @@ struct srv_trie {
     uint32_t* ids;
 };
 
-/* The text tokens' bytes by first byte, for the tokens a state allows. */
+/* The text tokens' bytes, plain tokens and byte tries, for the tokens a state allows. */
 #define SRV_PLAIN_SHORT 16      /* plain tokens of up to this many code points have a mask each */
 struct srv_json_vocab {
     uint32_t vocabulary_size, num_words, num_text;
     uint32_t* offsets;          /* [num_text + 1]: token id's bytes are bytes[offsets[id], offsets[id + 1]) */
     uint8_t* bytes;
     uint32_t max_bytes;         /* the longest token's */
-    uint32_t first_start[257];  /* by_first[first_start[b], first_start[b + 1]): ids whose first byte is b */
-    uint32_t* by_first;
     uint32_t* plain;            /* [num_words] bitmask: whole printable characters, no '"' or '\' */
     /* plain tokens by their number of code points (a string's maxLength): plain_short[k]
      * ([num_words] each, k <= SRV_PLAIN_SHORT) holds those of 1 to k; the longer ones are

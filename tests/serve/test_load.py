@@ -95,7 +95,10 @@ def test_load(start_server, parallel):
           f"anonymous RSS per round (KiB): {rss}; heap allocated (KiB): {[round(h) for h in heap]}")
     assert not failures, failures[:5]
     assert counts["ok"] + counts["429"] == CLIENTS * ROUNDS
-    assert counts["ok"] >= ROUNDS * 9  # at least the running one and a full queue each round
+    # at least a full queue each round: the running one comes on top only when the engine
+    # thread takes it from the queue before the ninth request arrives, which under CPU load
+    # it sometimes does not (71 of 72 in one run of three with a fuzzer on both cores)
+    assert counts["ok"] >= ROUNDS * 8
     assert s.metric("gptoss_queue_length") == 0 and s.metric("gptoss_requests_running") == 0
     if "libasan" in subprocess.run(["ldd", str(BIN)], capture_output=True, text=True).stdout:
         # ASan keeps freed memory in quarantine, so RSS grows by design; LeakSanitizer checks
