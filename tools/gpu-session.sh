@@ -120,10 +120,10 @@ if ! skip sanitize; then
         R[$tool-many]="rc=$? $(grep -E '^[0-9]+ passed' "$LOG/$tool-many.log" | tail -1) (rc 0 = clean)"
         echo "$tool-many: ${R[$tool-many]} ($(el))"
         # row order one over token tiles (gemv_one_staged_kernel: 8 tokens' x in shared
-        # memory; rows % 4 != 0 and a last tile of 1 token among them)
+        # memory, in two pieces at 4,096 columns; rows % 4 != 0 and a last tile of 1 token)
         timeout 180 compute-sanitizer --tool $tool --error-exitcode 99 --print-limit 10 \
             "$B"/tests/harness --backend cuda --row-order one \
-            --filter matmul_tc_ring_40tok_2880x300,matmul_tc_ring_bn64_33tok_264x8449,unembedding_prefill130 \
+            --filter matmul_tc_ring_40tok_2880x300,matmul_tc_ring_bn64_33tok_264x8449,matmul_add_tc_ring_97tok_4096x130,unembedding_prefill130 \
             >"$LOG/$tool-one.log" 2>&1
         R[$tool-one]="rc=$? $(grep -E '^[0-9]+ passed' "$LOG/$tool-one.log" | tail -1) (rc 0 = clean)"
         echo "$tool-one: ${R[$tool-one]} ($(el))"

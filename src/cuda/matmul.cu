@@ -860,12 +860,23 @@ bool region_applies(gptoss_backend_t backend, const float* x, const uint16_t* w,
  * sums are gemv_bf16_vec_kernel's (chunks l, l + 32, ... in order; REGION_ORDER: each chunk's
  * dot product from zero, added to the lane's sum), then the warp butterfly: the same bits. */
 constexpr uint32_t kOneTokens = 8, kOneRows = 4;
-/* at most two blocks an SM's worth of shared memory: the 20b's 2880 columns (90 KB) fit,
- * the attention output's 4096 (128 KB, one block an SM, measured no faster) keep the vector
- * kernel */
-constexpr size_t kOneMaxSmem = 100 * 1024;
+/* The tile's x is staged in pieces of at most kOnePieceChunks 16-byte chunks a token (a
+ * multiple of 32: each lane's chunks l, l + 32, ... fall into the pieces in order), 96 KB:
+ * two blocks an SM. The 20b's 2,880 columns (360 chunks) are one piece, the attention
+ * output's 4,096 two pieces of 256 chunks (one piece of 128 KB gave one block an SM and was
+ * no faster than the vector kernel, twenty-third sitting). */
+constexpr uint32_t kOnePieceChunks = 384;
 
-inline size_t one_staged_smem_bytes(uint32_t C) { return (size_t) kOneTokens * C * sizeof(float); }
+/* chunks a piece: the pieces of equal size, a multiple of 32 */
+__host__ __device__ inline uint32_t one_piece_chunks(uint32_t nchunks) {
+    const uint32_t pieces = (nchunks + kOnePieceChunks - 1) / kOnePieceChunks;
+    return ((nchunks + pieces - 1) / pieces + 31) / 32 * 32;
+}
+
+inline size_t one_staged_smem_bytes(uint32_t C) {
+    return (size_t) kOneTokens * 2 * one_piece_chunks(C / 8) * sizeof(float4);
+}
+constexpr size_t kOneMaxSmem = (size_t) kOneTokens * 2 * kOnePieceChunks * 16;
 
 /* bf16 pairs widened once: the opaque move keeps the compiler from repeating the shift / mask
  * at every use (each weight is used by 8 tokens) */
@@ -894,7 +905,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_one_staged_kernel(const 
                                                                           const uint16_t* __restrict__ bias,
                                                                           float* __restrict__ out, uint32_t T,
                                                                           uint32_t C, uint32_t R, bool add) {
-    extern __shared__ float4 one_xs[]; /* [token][plane][chunk] */
+    extern __shared__ float4 one_xs[]; /* [token][plane][chunk of the piece] */
     gptoss_d_pdl_trigger();
     const uint32_t lane = threadIdx.x & 31u, nchunks = C / 8;
     const uint32_t t0 = blockIdx.x * kOneTokens, nt = min(kOneTokens, T - t0);
@@ -911,50 +922,55 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_one_staged_kernel(const 
         next[rr] = rows && lane < nchunks ? gptoss_d_ld_stream(wrow[rr] + lane) : make_uint4(0, 0, 0, 0);
     }
     gptoss_d_pdl_wait();
-    for (uint32_t t = 0; t < nt; t++) {
-        const float4* xp = (const float4*) (x + (size_t) (t0 + t) * C);
-        for (uint32_t c = threadIdx.x; c < nchunks; c += blockDim.x) {
-            one_xs[(2 * t) * nchunks + c] = __ldg(xp + 2 * c);
-            one_xs[(2 * t + 1) * nchunks + c] = __ldg(xp + 2 * c + 1);
-        }
-    }
-    __syncthreads();
-    if (!rows) return; /* whole warps: row0 is the warp's */
-
+    const uint32_t piece = one_piece_chunks(nchunks);
     float acc[kOneRows][kOneTokens];
 #pragma unroll
     for (uint32_t rr = 0; rr < kOneRows; rr++)
 #pragma unroll
         for (uint32_t t = 0; t < kOneTokens; t++) acc[rr][t] = 0.0f;
-    for (uint32_t c = lane; c < nchunks; c += 32) {
-        float wf[kOneRows][8];
-#pragma unroll
-        for (uint32_t rr = 0; rr < kOneRows; rr++) {
-            wf[rr][0] = one_opaque_f32(next[rr].x << 16);
-            wf[rr][1] = one_opaque_f32(next[rr].x & 0xFFFF0000u);
-            wf[rr][2] = one_opaque_f32(next[rr].y << 16);
-            wf[rr][3] = one_opaque_f32(next[rr].y & 0xFFFF0000u);
-            wf[rr][4] = one_opaque_f32(next[rr].z << 16);
-            wf[rr][5] = one_opaque_f32(next[rr].z & 0xFFFF0000u);
-            wf[rr][6] = one_opaque_f32(next[rr].w << 16);
-            wf[rr][7] = one_opaque_f32(next[rr].w & 0xFFFF0000u);
+    for (uint32_t p0 = 0; p0 < nchunks; p0 += piece) {
+        const uint32_t pn = min(piece, nchunks - p0);
+        if (p0 > 0) __syncthreads(); /* every warp is done with the last piece */
+        for (uint32_t t = 0; t < nt; t++) {
+            const float4* xp = (const float4*) (x + (size_t) (t0 + t) * C) + 2 * p0;
+            for (uint32_t c = threadIdx.x; c < pn; c += blockDim.x) {
+                one_xs[(2 * t) * piece + c] = __ldg(xp + 2 * c);
+                one_xs[(2 * t + 1) * piece + c] = __ldg(xp + 2 * c + 1);
+            }
         }
-        if (c + 32 < nchunks) { /* the next chunk's weights in flight while these are used */
+        __syncthreads();
+        if (!rows) continue; /* whole warps (row0 is the warp's); they still stage and sync */
+        for (uint32_t c = p0 + lane; c < p0 + pn; c += 32) {
+            float wf[kOneRows][8];
 #pragma unroll
-            for (uint32_t rr = 0; rr < kOneRows; rr++) next[rr] = gptoss_d_ld_stream(wrow[rr] + c + 32);
-        }
+            for (uint32_t rr = 0; rr < kOneRows; rr++) {
+                wf[rr][0] = one_opaque_f32(next[rr].x << 16);
+                wf[rr][1] = one_opaque_f32(next[rr].x & 0xFFFF0000u);
+                wf[rr][2] = one_opaque_f32(next[rr].y << 16);
+                wf[rr][3] = one_opaque_f32(next[rr].y & 0xFFFF0000u);
+                wf[rr][4] = one_opaque_f32(next[rr].z << 16);
+                wf[rr][5] = one_opaque_f32(next[rr].z & 0xFFFF0000u);
+                wf[rr][6] = one_opaque_f32(next[rr].w << 16);
+                wf[rr][7] = one_opaque_f32(next[rr].w & 0xFFFF0000u);
+            }
+            if (c + 32 < nchunks) { /* the next chunk's weights in flight while these are used */
 #pragma unroll
-        for (uint32_t t = 0; t < kOneTokens; t++) {
-            if (t < nt) {
-                const float4 a = one_xs[(2 * t) * nchunks + c], b = one_xs[(2 * t + 1) * nchunks + c];
+                for (uint32_t rr = 0; rr < kOneRows; rr++) next[rr] = gptoss_d_ld_stream(wrow[rr] + c + 32);
+            }
 #pragma unroll
-                for (uint32_t rr = 0; rr < kOneRows; rr++) {
-                    acc[rr][t] = REGION_ORDER ? acc[rr][t] + one_dot8(wf[rr], a, b, 0.0f)
-                                              : one_dot8(wf[rr], a, b, acc[rr][t]);
+            for (uint32_t t = 0; t < kOneTokens; t++) {
+                if (t < nt) {
+                    const float4 a = one_xs[(2 * t) * piece + c - p0], b = one_xs[(2 * t + 1) * piece + c - p0];
+#pragma unroll
+                    for (uint32_t rr = 0; rr < kOneRows; rr++) {
+                        acc[rr][t] = REGION_ORDER ? acc[rr][t] + one_dot8(wf[rr], a, b, 0.0f)
+                                                  : one_dot8(wf[rr], a, b, acc[rr][t]);
+                    }
                 }
             }
         }
     }
+    if (!rows) return;
     __syncwarp();
 #pragma unroll
     for (uint32_t rr = 0; rr < kOneRows; rr++) {
@@ -969,14 +985,14 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_one_staged_kernel(const 
     }
 }
 
-/* The staged kernel where it applies (more than one tile, the tile's x within kOneMaxSmem and
- * the device's limit, the grid within its bounds); false: not launched. */
+/* The staged kernel where it applies (more than one tile, a piece within the device's limit,
+ * the grid within its bounds); false: not launched. */
 bool launch_gemv_one_staged(gptoss_backend_t backend, const float* x, const uint16_t* w, const uint16_t* b,
                             float* out, uint32_t T, uint32_t C, uint32_t R, bool add, bool region,
                             cudaError_t* err) {
     const size_t smem = one_staged_smem_bytes(C);
     const uint32_t row_blocks = ((R + kOneRows - 1) / kOneRows + kGemvWarps - 1) / kGemvWarps;
-    if (T <= kOneTokens || smem > kOneMaxSmem || smem > gptoss_cuda(backend)->max_shared_per_block ||
+    if (T <= kOneTokens || smem > gptoss_cuda(backend)->max_shared_per_block ||
         row_blocks > GPTOSS_CUDA_MAX_GRID_YZ) {
         return false;
     }
