@@ -741,7 +741,9 @@ static uint64_t bits_digest(const float* x, size_t n) { /* FNV-1a over the bytes
  * its own keys alone: rows of a block of 160 against the same rows in calls of 40, 33 and 37
  * rows that start elsewhere (other row groups, other first tiles), bit for bit; the 20b
  * heads (64 Q, 8 KV, head_dim 64) after 300 cached tokens, full attention and a window of
- * 128. Skipped when there is no device. A plain call of 32 rows or more runs every row
+ * 128; and after 2,000 cached tokens, where the block's rows cross the kernel's chunk
+ * boundary at 2,048 keys (rows of one chunk and rows merged from two, full and windowed).
+ * Skipped when there is no device. A plain call of 32 rows or more runs every row
  * there, whatever the group size (8 tokens a block of 4 warps, 16 of 8: the library's
  * GPTOSS_SDPA_TC_WARPS), so these calls compare tensor-core rows with tensor-core rows for
  * either; slices from token 37 or 123 (a multiple of neither 8 nor 16), or 40 (of 8 only),
@@ -750,8 +752,8 @@ static uint64_t bits_digest(const float* x, size_t n) { /* FNV-1a over the bytes
  * row's arithmetic is its warp's, whichever rows share its block). In row order many every
  * call runs there, one row included: calls of 1 and 5 rows in that order must give the
  * block's bits too (the order's promise for one sequence's consecutive positions). */
-static void run_sdpa_cuda_tc(uint64_t* s) {
-    enum { HQ = 64, HKV = 8, D = 64, T = 160, OFF = 300 };
+static void run_sdpa_cuda_tc(uint64_t* s, const uint32_t OFF) {
+    enum { HQ = 64, HKV = 8, D = 64, T = 160 };
     /* passes 1-3 in order auto; 4-6 in order many, where every call runs on the tensor
      * cores: one row, and 5 rows, at starts that split the block's groups */
     static const uint32_t starts[] = {40, 37, 123, 37, 123, 159}, counts[] = {40, 33, 37, 1, 5, 1};
@@ -774,7 +776,7 @@ static void run_sdpa_cuda_tc(uint64_t* s) {
     for (int h = 0; h < HQ; h++) sinks[h].bits = gptoss_f32_to_bf16(2.0f * rng_unit(s));
     for (int wi = 0; wi < 2; wi++) {
         const uint32_t window = wi == 0 ? UINT32_MAX : 128;
-        snprintf(name, sizeof name, "cuda_sdpa_tc_20b_heads_after%d_%s", OFF, wi == 0 ? "full" : "window128");
+        snprintf(name, sizeof name, "cuda_sdpa_tc_20b_heads_after%u_%s", OFF, wi == 0 ? "full" : "window128");
         if (b == NULL && gptoss_backend_create_cuda(0, NULL, &b) != gptoss_status_success) {
             tc_skip(name, gptoss_last_error());
             continue;
@@ -967,7 +969,8 @@ int main(void) {
     }
     {
         uint64_t s = seed ^ 0x5D9Aull;
-        run_sdpa_cuda_tc(&s);
+        run_sdpa_cuda_tc(&s, 300);
+        run_sdpa_cuda_tc(&s, 2000);
     }
     return tc_summary();
 }

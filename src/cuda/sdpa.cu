@@ -95,6 +95,12 @@ struct SdpaShape {
      * tc_call_rows = the call's rows */
     uint32_t tc, tc_rows, tc_gp_shift, tc_row0, tc_call_rows;
     float tc_scale_log2; /* scale * log2(e) */
+    /* a launch of the tensor-core prefill: groups tc_g0 .. tc_g0 + tc_ng - 1; the partials
+     * of rows whose keys span chunks, [launch row][num_q_heads][tc_slots][kPartialFloats];
+     * two counters (tasks drawn, blocks finished), zero before and after */
+    uint32_t tc_g0, tc_ng, tc_slots;
+    float* tc_partial;
+    uint32_t* tc_counters;
 };
 
 /* Row i's keys lo .. lo + len - 1 (max(0, P + 1 - window) .. P) and its table row (nullptr:
@@ -554,10 +560,13 @@ __global__ void __launch_bounds__(MERGE_THREADS) sdpa_merge_kernel(SdpaShape s) 
  * heads per KV head), rows are taken in groups of tc_rows = 16 W / GP consecutive call rows
  * (W: the warps of a block, 4 or 8; GP: the Q heads per KV head rounded up to a power of
  * two; the call's last group may be short). A group whose rows are one sequence at
- * consecutive positions (a prefill chunk, or a plain call) runs here: one block of W warps
- * per (group, KV head), its 16 W MMA rows (token, Q head) in W warps of 16, walking the
- * group's keys in tiles of 64 at multiples of 64 (absolute positions), flash-attention
- * style: scores, online softmax and P V in registers. W = GPTOSS_SDPA_TC_WARPS (compile
+ * consecutive positions (a prefill chunk, or a plain call) runs here: a task per (group, KV
+ * head, chunk of kTcChunk keys at absolute multiples of it that holds keys of the group),
+ * run by a block of W warps, its 16 W MMA rows (token, Q head) in W warps of 16, walking
+ * the chunk's keys of the group in tiles of 64 at multiples of 64 (absolute positions),
+ * flash-attention style: scores, online softmax and P V in registers. A row whose keys lie
+ * in one chunk is finished by that task; a row across chunks leaves a partial a chunk,
+ * combined in chunk order by sdpa_tc_merge_kernel. W = GPTOSS_SDPA_TC_WARPS (compile
  * time, default 8: one 256-thread block an SM, each K/V tile split once for twice the rows
  * of 4, two 128-thread blocks an SM; 8 measured 1.10-1.13x faster on an H100 with the same
  * bits, docs/CUDA_NOTES.md); both are compiled, the define picks the launched one. The other rows (decode rows, the ragged edges of chunks, rows out of range)
@@ -576,8 +585,9 @@ __global__ void __launch_bounds__(MERGE_THREADS) sdpa_merge_kernel(SdpaShape s) 
  * zero-filled, and masked); a varlen key whose table entry is out of range is read from slot
  * 0, and the group's rows whose keys include it get NaN and GPTOSS_CUDA_ERROR_KV_ROW.
  *
- * Batch invariance: a row's arithmetic depends on its own keys alone: tiles at absolute
- * multiples of 64, its own masks, the same MMAs; a tile with none of its keys leaves its
+ * Batch invariance: a row's arithmetic depends on its own keys alone: chunks and tiles at
+ * absolute multiples of 2,048 and 64, its own masks, the same MMAs, the same merge; a tile
+ * with none of its keys leaves its
  * state exactly as it was (the max unchanged, factor 1, probabilities 0), so which rows share
  * its block changes no bit. Its bits differ from the chunk kernel's: a row's result depends
  * on whether its group ran here. */
@@ -590,6 +600,14 @@ template <int W> constexpr int kTcRows = 16 * W;    /* MMA rows of a block */
 template <int W> constexpr int kTcThreads = 32 * W;
 constexpr int kTcLd = D + 8; /* bf16 pitch of a key row of the planes (ldmatrix conflict-free) */
 constexpr uint32_t kTcMinRows = 32;
+/* Keys of a chunk: a block walks one chunk of a group's keys (absolute multiples of it),
+ * so a short prompt at depth spreads over the card (16 rows after 32,768 keys: 128 blocks,
+ * not 8). A row's keys within one chunk (any row of a context under 2,048 keys) are
+ * normalised by its block; a row's keys across chunks leave one partial a chunk (66
+ * floats a Q head), merged in chunk order. */
+constexpr uint32_t kTcChunk = 2048;
+/* Row groups of one launch (their chunk ranges are kept in shared memory) */
+constexpr uint32_t kTcMaxGroups = 512;
 constexpr size_t kTcStageBytes = (size_t) TK * 2 * D * sizeof(float);
 constexpr size_t kTcPlanesBytes = (size_t) 3 * TK * kTcLd * sizeof(uint16_t);
 constexpr size_t kTcSmem = kTcStageBytes + 2 * kTcPlanesBytes; /* 88,064 bytes: two blocks an SM (W = 4) */
@@ -664,35 +682,80 @@ __device__ __forceinline__ void tc_mma6x2(float (&c)[2][4], const uint32_t (&a0)
         for (int h = 0; h < 2; h++) gptoss_d_mma_bf16_16816(c[h], *a[kI[k]], b[kJ[k]][2 * h], b[kJ[k]][2 * h + 1]);
 }
 
-/* W warps (4: two blocks an SM, 8: one; ~231 registers a thread either way) */
+/* The chunk ranges of the launch's row groups (tc_g0 .. tc_g0 + tc_ng - 1) into c0[], c1[]
+ * (absolute chunks of kTcChunk keys: the group's first row's first key .. its last row's
+ * last key; c0 > c1: the group does not run here) and the most chunks of a group into
+ * *most_s; the caller syncs before reading them. */
+__device__ void tc_group_chunks(const SdpaShape& s, uint32_t* c0, uint32_t* c1, uint32_t* most_s) {
+    for (uint32_t gl = threadIdx.x; gl < s.tc_ng; gl += blockDim.x) {
+        const uint32_t grp = s.tc_g0 + gl;
+        uint32_t a = 1, b = 0;
+        if (tc_group(s, grp)) {
+            const uint32_t i0 = grp * s.tc_rows, nrow = min(s.tc_rows, s.num_rows - i0);
+            uint32_t lo0, len0, lo_last, len_last;
+            const uint32_t *t0, *t1;
+            row_keys(s, i0, lo0, len0, t0);
+            row_keys(s, i0 + nrow - 1, lo_last, len_last, t1);
+            a = lo0 / kTcChunk;
+            b = (uint32_t) (((uint64_t) lo_last + len_last - 1) / kTcChunk);
+            atomicMax(most_s, b - a + 1);
+        }
+        c0[gl] = a;
+        c1[gl] = b;
+    }
+}
+
+/* W warps (4: two blocks an SM, 8: one; ~231 registers a thread either way). The blocks of a
+ * launch are resident at once and take tasks (chunk k of a group's own chunks, KV head,
+ * group) from a counter in turn: the k = 0 tasks of every KV head and group first, the last
+ * groups (the most keys) first among them; a block that draws a task its group does not
+ * have draws again. The last block to finish zeroes the counters for the next launch. */
 template <int W>
 __global__ void __launch_bounds__(kTcThreads<W>, W == 4 ? 2 : 1) sdpa_prefill_tc_kernel(SdpaShape s) {
     static_assert(W == 4 || W == 8, "4 or 8 warps");
     static_assert(TK % W == 0, "a tile's key rows spread evenly over the warps");
+    static_assert(kTcChunk % TK == 0, "chunks of whole tiles");
     extern __shared__ __align__(16) uint8_t tc_smem[];
     float* stage = (float*) tc_smem;                              /* [TK][2 D]: K | V of a tile, f32 */
     uint16_t* kp = (uint16_t*) (tc_smem + kTcStageBytes);         /* [3][TK][kTcLd]: K's parts */
     uint16_t* vp = kp + 3 * TK * kTcLd;                           /* [3][TK][kTcLd]: V's parts */
     __shared__ uint32_t bad_lo, bad_hi; /* keys whose table entry was out of range: their span */
     __shared__ uint64_t slot_s[TK];     /* cache slots of the next tile's keys (UINT64_MAX: not read) */
+    __shared__ uint32_t grp_c0[kTcMaxGroups], grp_c1[kTcMaxGroups]; /* tc_group_chunks */
+    __shared__ uint32_t most_s, work_s;
 
     gptoss_d_pdl_trigger();
     gptoss_d_pdl_wait();
-    const uint32_t groups = (s.num_rows + s.tc_rows - 1) / s.tc_rows;
-    const uint32_t grp = groups - 1 - blockIdx.x; /* the last rows (the most keys) start first */
-    if (!tc_group(s, grp)) return;                /* block-uniform */
-    const uint32_t h = blockIdx.y, tid = threadIdx.x, lane = tid & 31u, warp = tid >> 5;
+    const uint32_t tid = threadIdx.x, lane = tid & 31u, warp = tid >> 5;
     const uint32_t g = lane >> 2, tg = lane & 3u;
+    if (tid == 0) most_s = 0;
+    __syncthreads();
+    tc_group_chunks(s, grp_c0, grp_c1, &most_s);
+    __syncthreads();
+    const uint32_t tasks = most_s * s.num_kv_heads * s.tc_ng; /* < 2^32: tc_launch */
+    for (;;) {
+    __syncthreads(); /* the previous task is done with shared memory and work_s */
+    if (tid == 0) {
+        work_s = atomicAdd(s.tc_counters, 1u);
+        bad_lo = 0xFFFFFFFFu;
+        bad_hi = 0;
+    }
+    __syncthreads();
+    const uint32_t work = work_s;
+    if (work >= tasks) break; /* block-uniform */
+    const uint32_t gl = s.tc_ng - 1 - work % s.tc_ng, h = work / s.tc_ng % s.num_kv_heads;
+    const uint32_t chunk = grp_c0[gl] + work / (s.tc_ng * s.num_kv_heads);
+    if (chunk > grp_c1[gl]) continue; /* not a task of this group (or not a group of this kernel) */
+    const uint32_t grp = s.tc_g0 + gl;
     const uint32_t i0 = grp * s.tc_rows, nrow = min(s.tc_rows, s.num_rows - i0);
     uint32_t lo0, len0, lo_last, len_last;
     const uint32_t *table, *table_last;
     row_keys(s, i0, lo0, len0, table); /* in range (tc_group) */
     row_keys(s, i0 + nrow - 1, lo_last, len_last, table_last);
     const uint32_t P0 = lo0 + len0 - 1, key_end = lo_last + len_last; /* keys lo0 .. key_end - 1 */
-    if (tid == 0) {
-        bad_lo = 0xFFFFFFFFu;
-        bad_hi = 0;
-    }
+    /* this task's tiles: those of the group's keys in chunk `chunk` */
+    const uint32_t kt_begin = max(lo0 / TK * TK, chunk * kTcChunk);
+    const uint32_t kt_stop = (uint32_t) min((uint64_t) key_end, (uint64_t) (chunk + 1) * kTcChunk);
 
     /* this thread's rows: warp * 16 + g (hh 0) and + 8 (hh 1), below 16 W = tc_rows << shift;
      * row r = (token r >> shift, Q head r & (GP - 1)); padding heads and tokens past the call
@@ -730,7 +793,6 @@ __global__ void __launch_bounds__(kTcThreads<W>, W == 4 ? 2 : 1) sdpa_prefill_tc
 #pragma unroll
             for (int p = 0; p < 3; p++) qf[p][kk][j] = parts[p];
         }
-    __syncthreads(); /* bad_lo, bad_hi */
 
     const float* kv_head = s.kv + (size_t) h * s.kv_stride;
     const uint32_t col4 = lane; /* this thread's 16 bytes of each key row it copies (a warp: one row) */
@@ -774,11 +836,10 @@ __global__ void __launch_bounds__(kTcThreads<W>, W == 4 ? 2 : 1) sdpa_prefill_tc
         for (int q = 0; q < 4; q++) oacc[n][q] = 0.0f;
     float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};
 
-    const uint32_t kt_first = lo0 / TK * TK;
-    lookup(kt_first);
+    lookup(kt_begin);
     __syncthreads();
     issue();
-    for (uint32_t kt0 = kt_first; kt0 < key_end; kt0 += TK) {
+    for (uint32_t kt0 = kt_begin; kt0 < kt_stop; kt0 += TK) {
         gptoss_d_cp_async_wait<0>();
         __syncthreads(); /* the tile landed (every thread's copies); the previous planes consumed */
 #pragma unroll 4
@@ -792,9 +853,9 @@ __global__ void __launch_bounds__(kTcThreads<W>, W == 4 ? 2 : 1) sdpa_prefill_tc
 #pragma unroll
             for (int p = 0; p < 3; p++) *(uint2*) (dst + p * TK * kTcLd) = make_uint2(a[p], b[p]);
         }
-        if (kt0 + TK < key_end) lookup(kt0 + TK); /* slot_s was last read by issue() before the sync above */
+        if (kt0 + TK < kt_stop) lookup(kt0 + TK); /* slot_s was last read by issue() before the sync above */
         __syncthreads(); /* the planes and the next slots are ready, the stage is free */
-        if (kt0 + TK < key_end) issue();
+        if (kt0 + TK < kt_stop) issue();
 
         /* S = Q K^T: this warp's 16 rows x 64 keys (n8 tiles n = keys 8 n ..) */
         float sacc[8][4];
@@ -900,29 +961,97 @@ __global__ void __launch_bounds__(kTcThreads<W>, W == 4 ? 2 : 1) sdpa_prefill_tc
     gptoss_d_cp_async_wait<0>();
     __syncthreads(); /* bad_lo, bad_hi final */
 
-    /* each row with the sink (the merge formula of one chunk), in log2 units */
+    /* Each row of this task: one whose keys lie in this chunk alone is normalised with the
+     * sink here (the merge formula of one chunk, in log2 units); one whose keys span chunks
+     * leaves its partial (unnormalised O, max, sum) in slot chunk - its first chunk, which
+     * sdpa_tc_merge_kernel combines; a row without keys here writes nothing. A row whose
+     * keys include one out of range (bad) gets NaN, its partial NaN. */
 #pragma unroll
     for (int hh = 0; hh < 2; hh++) {
         float l = l_run[hh];
         l += __shfl_xor_sync(0xFFFFFFFFu, l, 1);
         l += __shfl_xor_sync(0xFFFFFFFFu, l, 2);
         if (!r_ok[hh]) continue;
+        const uint32_t cf = r_lo[hh] / kTcChunk, cl = r_p[hh] / kTcChunk;
+        if (chunk < cf || chunk > cl) continue;
         const uint32_t hq = h * s.group + r_head[hh];
+        const bool bad = bad_lo <= r_p[hh] && bad_hi >= r_lo[hh];
+        if (bad && tg == 0) gptoss_d_set_error(s.paged.error_word, GPTOSS_CUDA_ERROR_KV_ROW);
+        const float nan = __uint_as_float(0x7FC00000u);
+        if (cf < cl) {
+            const uint32_t r = i0 + r_tok[hh] - s.tc_g0 * s.tc_rows; /* the launch's row */
+            float* part = s.tc_partial + (((size_t) r * s.num_q_heads + hq) * s.tc_slots + (chunk - cf)) * kPartialFloats;
+#pragma unroll
+            for (int n = 0; n < 8; n++) {
+                *(float2*) (part + 8 * n + 2 * tg) = bad ? make_float2(nan, nan) : make_float2(oacc[n][2 * hh], oacc[n][2 * hh + 1]);
+            }
+            if (tg == 0) {
+                part[D] = bad ? 0.0f : m_run[hh];
+                part[D + 1] = bad ? nan : l;
+            }
+            continue;
+        }
         const float S = s.sinks != nullptr ? gptoss_bf16_to_f32(s.sinks[hq]) * kLog2e : -INFINITY;
         const float m = m_run[hh], M = fmaxf(S, m);
         const float f = (M == -INFINITY || m == -INFINITY) ? 0.0f : tc_ex2(m - M);
         float denom = l * f;
         if (s.sinks != nullptr && M != -INFINITY) denom += tc_ex2(S - M);
-        const bool bad = bad_lo <= r_p[hh] && bad_hi >= r_lo[hh];
-        if (bad && tg == 0) gptoss_d_set_error(s.paged.error_word, GPTOSS_CUDA_ERROR_KV_ROW);
         float* o = s.out + ((size_t) (i0 + r_tok[hh]) * s.num_q_heads + hq) * D + 2 * tg;
 #pragma unroll
         for (int n = 0; n < 8; n++) {
             float2 v = make_float2(normalise(oacc[n][2 * hh] * f, denom), normalise(oacc[n][2 * hh + 1] * f, denom));
-            if (bad) v = make_float2(__uint_as_float(0x7FC00000u), __uint_as_float(0x7FC00000u));
+            if (bad) v = make_float2(nan, nan);
             *(float2*) (o + 8 * n) = v;
         }
     }
+    }  /* tasks */
+    /* every block has drawn past the last task: the last one out zeroes the counters */
+    if (tid == 0) {
+        __threadfence();
+        if (atomicAdd(s.tc_counters + 1, 1u) == gridDim.x - 1) {
+            s.tc_counters[0] = 0;
+            s.tc_counters[1] = 0;
+        }
+    }
+}
+
+/* One warp per (row, Q head) of a launch of the tensor-core prefill whose row's keys span
+ * more than one chunk: its partials combined in chunk order with the sink (log2 units, as
+ * there); the other rows exit. A row's arithmetic follows from its own key range. */
+__global__ void __launch_bounds__(256) sdpa_tc_merge_kernel(SdpaShape s) {
+    gptoss_d_pdl_trigger();
+    gptoss_d_pdl_wait();
+    const uint32_t lane = threadIdx.x & 31u;
+    const uint64_t w = ((uint64_t) blockIdx.x * blockDim.x + threadIdx.x) / 32;
+    const uint32_t first = s.tc_g0 * s.tc_rows;
+    const uint32_t rows = min(s.tc_ng * s.tc_rows, s.num_rows - first);
+    if (w >= (uint64_t) rows * s.num_q_heads) return;
+    const uint32_t r = (uint32_t) (w / s.num_q_heads), hq = (uint32_t) (w % s.num_q_heads), i = first + r;
+    if (!tc_group(s, i / s.tc_rows)) return;
+    uint32_t lo, len;
+    const uint32_t* table;
+    row_keys(s, i, lo, len, table);
+    const uint32_t cf = lo / kTcChunk, cl = (uint32_t) (((uint64_t) lo + len - 1) / kTcChunk);
+    if (cf == cl) return; /* normalised by its task */
+    const uint32_t n = cl - cf + 1;
+    const float* part = s.tc_partial + ((size_t) r * s.num_q_heads + hq) * s.tc_slots * kPartialFloats;
+    const float S = s.sinks != nullptr ? gptoss_bf16_to_f32(s.sinks[hq]) * kLog2e : -INFINITY;
+    float M = S;
+    for (uint32_t c = 0; c < n; c++) M = fmaxf(M, part[(size_t) c * kPartialFloats + D]);
+    float denom = 0.0f, o0 = 0.0f, o1 = 0.0f;
+#pragma unroll 4
+    for (uint32_t c = 0; c < n; c++) {
+        const float* pc = part + (size_t) c * kPartialFloats;
+        const float mc = pc[D];
+        const float f = (M == -INFINITY || mc == -INFINITY) ? 0.0f : tc_ex2(mc - M);
+        denom = fmaf(pc[D + 1], f, denom);
+        o0 = fmaf(pc[lane], f, o0);
+        o1 = fmaf(pc[lane + 32], f, o1);
+    }
+    if (s.sinks != nullptr && M != -INFINITY) denom += tc_ex2(S - M);
+    float* o = s.out + ((size_t) i * s.num_q_heads + hq) * D;
+    o[lane] = normalise(o0, denom);
+    o[lane + 32] = normalise(o1, denom);
 }
 
 /* Address of key t of a KV head (generic kernel; varlen: its table entry checked before). */
@@ -983,22 +1112,75 @@ __global__ void sdpa_generic_kernel(SdpaShape s, uint32_t head_dim) {
     for (uint32_t d = lane; d < head_dim; d += 32) o[d] = normalise(o[d], denom);
 }
 
+/* Partial slots of a row of at most max_len keys on the tensor-core prefill: the most
+ * chunks its keys can touch. */
+static uint32_t tc_row_slots(uint64_t max_len) {
+    return max_len <= 1 ? 1u : (uint32_t) ((max_len + kTcChunk - 2) / kTcChunk + 1);
+}
+
 /* The tensor-core prefill with W warps a block over the groups of s, whose tc_rows it sets
- * (16 W >> tc_gp_shift: the chunk kernel reads the same groups). */
-template <int W> cudaError_t tc_launch(gptoss_backend_t backend, SdpaShape& s) {
+ * (16 W >> tc_gp_shift: the chunk kernel reads the same groups); max_len bounds a row's
+ * keys. Launches of at most kTcMaxGroups groups whose partials fit kScratchBudget, each
+ * followed by its merge. *ran = false (nothing launched) where one group's partials would
+ * not fit: the chunk kernel then takes every row. */
+template <int W>
+enum gptoss_status tc_launch(gptoss_backend_t backend, SdpaShape& s, uint64_t max_len, const char* name, bool* ran) {
+    *ran = false;
     s.tc_rows = (uint32_t) kTcRows<W> >> s.tc_gp_shift;
+    s.tc_slots = tc_row_slots(max_len);
+    const uint64_t row_bytes = (uint64_t) s.num_q_heads * s.tc_slots * kPartialFloats * sizeof(float);
+    const uint64_t group_bytes = s.tc_slots > 1 ? row_bytes * s.tc_rows : 0;
+    if (group_bytes > kScratchBudget) return gptoss_status_success;
     cudaError_t err =
         cudaFuncSetAttribute(sdpa_prefill_tc_kernel<W>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int) kTcSmem);
-    if (err == cudaSuccess) {
-        const dim3 grid((s.num_rows + s.tc_rows - 1) / s.tc_rows, s.num_kv_heads);
-        err = gptoss_cuda_launch_pdl(backend, sdpa_prefill_tc_kernel<W>, grid, dim3(kTcThreads<W>), kTcSmem, s);
+    if (err != cudaSuccess) return gptoss_cuda_fail(err, name);
+    /* resident blocks an SM (the devices of a process are taken to be of one kind; a wrong
+     * count only changes how many blocks draw tasks) */
+    static const int blocks_per_sm = [] {
+        int n = 0;
+        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, sdpa_prefill_tc_kernel<W>, kTcThreads<W>, kTcSmem) !=
+                cudaSuccess ||
+            n < 1) {
+            cudaGetLastError(); /* not sticky: clear it */
+            n = 1;
+        }
+        return n;
+    }();
+    const uint64_t resident = (uint64_t) gptoss_cuda_num_sms(backend) * blocks_per_sm;
+    /* the most chunks a group touches: its keys are at most max_len + tc_rows - 1 */
+    const uint64_t group_chunks = (max_len + s.tc_rows - 1 + kTcChunk - 2) / kTcChunk + 1;
+    const uint32_t groups = (s.num_rows + s.tc_rows - 1) / s.tc_rows;
+    uint32_t per_launch = kTcMaxGroups;
+    if (group_bytes > 0 && kScratchBudget / group_bytes < per_launch) per_launch = (uint32_t) (kScratchBudget / group_bytes);
+    *ran = true;
+    for (uint32_t g0 = 0; g0 < groups; g0 += per_launch) {
+        SdpaShape t = s;
+        t.tc_g0 = g0;
+        t.tc_ng = groups - g0 < per_launch ? groups - g0 : per_launch;
+        const uint32_t rows = min(t.tc_ng * t.tc_rows, s.num_rows - g0 * t.tc_rows);
+        const uint64_t tasks = group_chunks * s.num_kv_heads * t.tc_ng; /* < 2^32: kScratchBudget */
+        void* partial = nullptr;
+        const enum gptoss_status st = gptoss_cuda_scratch_acquire(
+            backend, (size_t) (group_bytes > 0 ? rows * row_bytes : 0), group_bytes > 0 ? &partial : nullptr, 2,
+            &t.tc_counters);
+        if (st != gptoss_status_success) return st;
+        t.tc_partial = (float*) partial;
+        err = gptoss_cuda_launch_pdl(backend, sdpa_prefill_tc_kernel<W>, dim3((unsigned) min(tasks, resident)),
+                                     dim3(kTcThreads<W>), kTcSmem, t);
+        if (err == cudaSuccess && group_bytes > 0) {
+            const uint64_t warps = (uint64_t) rows * s.num_q_heads;
+            err = gptoss_cuda_launch_pdl(backend, sdpa_tc_merge_kernel, dim3((unsigned) ((warps + 7) / 8)), dim3(256),
+                                         0, t);
+        }
+        gptoss_cuda_scratch_release(backend);
+        if (err != cudaSuccess) return gptoss_cuda_fail(err, name);
     }
-    return err;
+    return gptoss_status_success;
 }
 /* both block sizes are compiled whichever one GPTOSS_SDPA_TC_WARPS launches (the other one
  * must not rot) */
-template cudaError_t tc_launch<4>(gptoss_backend_t, SdpaShape&);
-template cudaError_t tc_launch<8>(gptoss_backend_t, SdpaShape&);
+template enum gptoss_status tc_launch<4>(gptoss_backend_t, SdpaShape&, uint64_t, const char*, bool*);
+template enum gptoss_status tc_launch<8>(gptoss_backend_t, SdpaShape&, uint64_t, const char*, bool*);
 
 /* Resident chunk-kernel blocks per SM (the launches' block count: every block resident,
  * each looping over tasks). The devices of a process are taken to be of one kind; a wrong
@@ -1044,9 +1226,14 @@ enum gptoss_status sdpa_launch(gptoss_backend_t backend, SdpaShape s, uint32_t h
         s.tc_row0 = 0;
         s.tc_call_rows = s.num_rows;
         s.tc_scale_log2 = s.scale * kLog2e;
-        const cudaError_t err = tc_launch<kTcWarps>(backend, s); /* sets s.tc_rows */
-        if (err != cudaSuccess) return gptoss_cuda_fail(err, name);
-        if (s.paged.positions == nullptr) return gptoss_status_success; /* every row ran there */
+        bool ran = false;
+        const enum gptoss_status st = tc_launch<kTcWarps>(backend, s, max_len, name, &ran); /* sets s.tc_rows */
+        if (st != gptoss_status_success) return st;
+        if (!ran) {
+            s.tc = 0;
+        } else if (s.paged.positions == nullptr) {
+            return gptoss_status_success; /* every row ran there */
+        }
     }
     s.slots = (uint32_t) max_row_chunks(max_len);
     /* partial bytes of a row (none when every row is one chunk, normalised in place) */

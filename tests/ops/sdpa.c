@@ -70,6 +70,14 @@ static const struct tc_case cases[] = {
      .f = 0.125f},
     {"sdpa_tc_prefill_140tok_after1000_gqa2_full", .t = 140, .off = 1000, .hq = 4, .hkv = 2, .d = 64,
      .window = TC_FULL, .f = 0.125f},
+    /* CUDA walks a group's keys in chunks of 2,048 (absolute multiples): rows whose keys lie
+     * in one chunk are normalised by its block, rows across chunks merged from one partial a
+     * chunk. Windows of 40 across the boundary at 2,048 (rows of 1 and 2 chunks in the same
+     * groups); full attention over 3 and 4 chunks. */
+    {"sdpa_tc_prefill_50tok_after2020_gqa8_window40", .t = 50, .off = 2020, .hq = 16, .hkv = 2, .d = 64,
+     .window = 40, .f = 0.125f},
+    {"sdpa_tc_prefill_40tok_after6130_gqa8_full", .t = 40, .off = 6130, .hq = 8, .hkv = 1, .d = 64,
+     .window = TC_FULL, .f = 0.125f},
     /* The longest context (131,072 positions): every row attends ~131,000 keys, ~2,000 K/V
      * tiles: the tensor-core prefill (32 rows of one KV head) and the flash-decoding chunks
      * (1 row), each against the float64 reference. Positive V: the output is about
@@ -467,6 +475,13 @@ static const struct tc_case varlen_cases[] = {
      .hkv = 1, .d = 64, .window = 48, .f = 0.125f, .e = VARLEN_NONE_ENTRY, .flags = TC_FAULT | TC_IN_ORDER},
     {"sdpa_varlen_in_order_fault_none_entry_full", .t = 128, .k = 3, .r = 16, .off = 600, .maxt = 1024, .hq = 8,
      .hkv = 1, .d = 64, .window = TC_FULL, .f = 0.125f, .e = VARLEN_NONE_ENTRY, .flags = TC_FAULT | TC_IN_ORDER},
+    /* rows across the tensor-core prefill's chunks of 2,048 keys (merged partials), in a
+     * varlen call; the fault's entry in the first chunk of rows that span two */
+    {"sdpa_varlen_in_order_2seqs_96rows_after4100_full", .t = 96, .k = 2, .r = 16, .off = 4100, .maxt = 8192,
+     .hq = 8, .hkv = 1, .d = 64, .window = TC_FULL, .f = 0.125f, .flags = TC_IN_ORDER},
+    {"sdpa_varlen_in_order_fault_none_entry_full_2chunks", .t = 128, .k = 3, .r = 16, .off = 2300, .maxt = 4096,
+     .hq = 8, .hkv = 1, .d = 64, .window = TC_FULL, .f = 0.125f, .e = VARLEN_NONE_ENTRY,
+     .flags = TC_FAULT | TC_IN_ORDER},
     {"sdpa_varlen_in_order_fault_seq_id", .t = 64, .k = 3, .r = 16, .off = 300, .maxt = 1024, .hq = 8, .hkv = 1,
      .d = 64, .window = TC_FULL, .f = 0.125f, .e = VARLEN_BAD_SEQ, .flags = TC_FAULT | TC_IN_ORDER},
     /* out-of-range rows (TC_FAULT); the bad rows of the NONE cases have 1 chunk (window 48),
