@@ -774,6 +774,16 @@ __global__ void __launch_bounds__(kTcThreads<W>, W == 4 ? 2 : 1) sdpa_prefill_tc
         r_lo[hh] = r_ok[hh] ? (p1 > s.window ? (uint32_t) (p1 - s.window) : 0u) : 1u; /* lo > P: none */
     }
 
+    /* the keys a row keeps as key - k_lo <= k_span (unsigned: a row without keys has
+     * k_lo = 2^32 - 1, above every key of a tile) */
+    uint32_t k_lo[2], k_span[2];
+#pragma unroll
+    for (int hh = 0; hh < 2; hh++) {
+        const bool any = r_lo[hh] <= r_p[hh];
+        k_lo[hh] = any ? r_lo[hh] : 0xFFFFFFFFu;
+        k_span[hh] = any ? r_p[hh] - r_lo[hh] : 0u;
+    }
+
     /* Q's A fragments, three parts: k-step kk, registers a0..a3 = (row hh = j & 1, columns
      * 16 kk + 8 (j >> 1) + 2 tg, +1) */
     uint32_t qf[3][4][4];
@@ -887,14 +897,18 @@ __global__ void __launch_bounds__(kTcThreads<W>, W == 4 ? 2 : 1) sdpa_prefill_tc
         const bool interior = kt0 >= lo_last && kt0 + (TK - 1) <= P0;
 #pragma unroll
         for (int hh = 0; hh < 2; hh++) {
+            /* kept: key - lo <= span, one unsigned compare and a select a score (written so
+             * that the compiler keeps it branch-free: a branch a score cost ~13 % of this
+             * loop's instructions, docs/CUDA_NOTES.md) */
+            const uint32_t lo = interior ? 0u : k_lo[hh], span = interior ? 0xFFFFFFFFu : k_span[hh];
             float tmax = -INFINITY;
 #pragma unroll
             for (int n = 0; n < 8; n++)
 #pragma unroll
                 for (int e = 0; e < 2; e++) {
                     const uint32_t key = kt0 + 8 * n + 2 * tg + e;
-                    const float v = (interior || (key >= r_lo[hh] && key <= r_p[hh])) ? sacc[n][2 * hh + e] * s.tc_scale_log2
-                                                                                      : -INFINITY;
+                    const float sc = sacc[n][2 * hh + e] * s.tc_scale_log2;
+                    const float v = key - lo <= span ? sc : -INFINITY;
                     sacc[n][2 * hh + e] = v;
                     tmax = fmaxf(tmax, v);
                 }
