@@ -353,6 +353,12 @@ size_t srv_json_allowed(const struct srv_json* j, const struct srv_json_vocab* v
 #define SRV_SCHEMA_MAX_ENUM 128         /* values of one enum */
 #define SRV_SCHEMA_MAX_ALTERNATIVES 32  /* anyOf alternatives followed at once (a bound the
                                          * compiler proves; schemas it cannot prove are refused) */
+#define SRV_SCHEMA_MAX_NUMBER_DIGITS 64 /* a number's digits before its exponent, every number */
+#define SRV_SCHEMA_MAX_EXPONENT_DIGITS 4 /* the digits of its exponent (leading zeros count) */
+#define SRV_SCHEMA_MAX_PATTERN 1000     /* bytes of a pattern */
+#define SRV_SCHEMA_MATCH_LIMIT 100000   /* PCRE2's match limit per test of a string prefix (its
+                                         * depth limit: a tenth of it); a test that reaches it
+                                         * refuses the byte */
 struct srv_schema;       /* compiled: immutable, shared by a request's choices */
 struct srv_schema_state; /* a recognizer: one per choice */
 /* NULL with *err filled: 400 invalid_value (a malformed schema: a keyword of the wrong type, a
@@ -373,6 +379,8 @@ bool srv_schema_complete(const struct srv_schema_state* st);
 /* words[v->num_words]: the text tokens whose bytes st accepts (special tokens never); returns
  * their number, SIZE_MAX on out-of-memory. The state is not moved (st is its scratch). */
 size_t srv_schema_allowed(struct srv_schema_state* st, const struct srv_json_vocab* v, uint32_t* words);
+/* The pattern (ECMA-262) that format `name` stands for, NULL when the format is not supported. */
+const char* srv_schema_format_pattern(const char* name);
 
 /* ---- output processing (output.c) --------------------------------------------------- */
 
