@@ -1256,6 +1256,9 @@ static bool compile_pattern(struct compiler* c, struct node* n, const json_t* sc
             OOM(c);
             ok = false;
         } else {
+            /* JIT where PCRE2 has it (both modes used: whole and partial matches); the
+             * interpreter otherwise, with the same answers */
+            pcre2_jit_compile(re, PCRE2_JIT_COMPLETE | PCRE2_JIT_PARTIAL_HARD);
             s->patterns[s->num_patterns] = (struct pattern){re, (uint8_t) anchored};
             n->pattern = (uint16_t) ++s->num_patterns;
         }
@@ -2363,7 +2366,6 @@ static bool pat_dfs_seq(void* ctx, const uint8_t* lo, const uint8_t* hi, int n) 
 /* Inside an escape (after '\', "\u" and some hex digits, or a high surrogate's): some code
  * point it can still stand for continues the prefix. */
 static bool pat_escape_viable(struct srv_schema_state* st, const struct pattern* p, const struct cfg* x) {
-    if (!p->anchored) return true;
     const uint32_t k = x->esc >= 2 ? x->esc - 2u : 0, shift = 4 * (4 - k);
     const uint32_t lo = (uint32_t) x->hex << shift, hi = lo + (1u << shift) - 1;
     uint32_t r[3][2];
@@ -2378,6 +2380,7 @@ static bool pat_escape_viable(struct srv_schema_state* st, const struct pattern*
         const uint32_t a = lo > 0xD800 ? lo : 0xD800, b = hi < 0xDBFF ? hi : 0xDBFF;
         if (a <= b) r[nr][0] = 0x10000 + ((a - 0xD800) << 10), r[nr++][1] = 0x10000 + ((b - 0xD800) << 10) + 0x3FF;
     }
+    if (!p->anchored) return nr > 0; /* no lone surrogate */
     struct pat_dfs d = {st, p, x, false};
     for (int i = 0; i < nr && !d.found; i++) utf8_split(r[i][0], r[i][1], pat_dfs_seq, &d);
     return d.found;

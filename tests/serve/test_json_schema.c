@@ -30,6 +30,7 @@
 #include "server.h"
 
 static uint32_t below(uint32_t n) { return (uint32_t) (rng_next() % n); }
+static double ms_since(const struct timespec* t0);
 
 /* ---- the schemas ---------------------------------------------------------------------- */
 
@@ -71,6 +72,30 @@ static const char* const kSchemas[] = {
     "{\"anyOf\":[{\"type\":\"integer\"},{\"type\":\"object\",\"properties\":{\"op\":{\"enum\":[\"+\",\"*\"]},\"args\":"
     "{\"type\":\"array\",\"items\":{\"$ref\":\"#\"},\"minItems\":2,\"maxItems\":2}},\"required\":[\"op\",\"args\"],"
     "\"additionalProperties\":false}]}",
+    /* 11: numeric bounds: integers and numbers, inclusive and exclusive, both signs, fractions */
+    "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\",\"minimum\":10,\"maximum\":99},\"b\":{\"type\":"
+    "\"number\",\"exclusiveMinimum\":-2.5,\"maximum\":5.5},\"c\":{\"type\":\"number\",\"exclusiveMaximum\":0},\"d\":"
+    "{\"type\":\"integer\",\"exclusiveMinimum\":-1000000,\"exclusiveMaximum\":-999990},\"e\":{\"type\":\"number\","
+    "\"minimum\":1e-7,\"maximum\":0.001},\"f\":{\"type\":\"number\",\"minimum\":12345.678},\"g\":{\"type\":"
+    "\"integer\",\"minimum\":0.5,\"exclusiveMaximum\":3.0001},\"h\":{\"type\":[\"number\",\"null\"],\"minimum\":"
+    "-0.0,\"maximum\":0.1,\"exclusiveMinimum\":-1}},\"required\":[\"a\",\"b\"],\"additionalProperties\":false}",
+    /* 12: patterns: anchored, unanchored, alternation, classes with escapes and UTF-8 */
+    "{\"type\":\"object\",\"properties\":{\"code\":{\"type\":\"string\",\"pattern\":\"^[A-Z]{3}-\\\\d{2,4}$\"},"
+    "\"word\":{\"type\":\"string\",\"pattern\":\"^(ab|c[de]*)+x?$\"},\"any\":{\"type\":\"string\",\"pattern\":"
+    "\"[0-9]z\"},\"uni\":{\"type\":\"string\",\"pattern\":\"^[^a-z\\\\s\\\\\\\\\\\"]{1,3}\u00e9.\\\\.?$\"},"
+    "\"alt\":{\"anyOf\":[{\"type\":\"string\",\"pattern\":\"^a\\\\u00e9\"},{\"type\":\"string\",\"pattern\":"
+    "\"b\\\\x41$\"},{\"type\":\"integer\",\"maximum\":-5}]},\"sp\":{\"type\":\"string\",\"pattern\":\"^\\\\S+\\\\s\\\\w*$\"},"
+    "\"e\":{\"enum\":[\"ab\",\"abc\",\"xyz\"],\"pattern\":\"b\"}},\"required\":[\"code\",\"word\"],"
+    "\"additionalProperties\":false}",
+    /* 13: formats */
+    "{\"type\":\"object\",\"properties\":{\"d\":{\"type\":\"string\",\"format\":\"date\"},\"t\":{\"type\":"
+    "\"string\",\"format\":\"time\"},\"dt\":{\"type\":\"string\",\"format\":\"date-time\"},\"u\":{\"type\":"
+    "\"string\",\"format\":\"uuid\"},\"ip\":{\"type\":\"string\",\"format\":\"ipv4\"}},\"required\":[\"d\","
+    "\"dt\"],\"additionalProperties\":false}",
+    /* 14: a bounded number at the top */
+    "{\"type\":\"number\",\"minimum\":-1.5,\"exclusiveMaximum\":1e3}",
+    /* 15: a bounded integer at the top */
+    "{\"type\":\"integer\",\"exclusiveMinimum\":-10,\"maximum\":10}",
 };
 #define NUM_SCHEMAS (sizeof(kSchemas) / sizeof(kSchemas[0]))
 
@@ -216,6 +241,381 @@ static void put_number(struct srv_buf* b, const json_t* v, bool integer) {
         if (!integer && below(4) == 0) srv_buf_put(b, ".0", 2);
     }
     if (e != 0 || (!integer && below(6) == 0)) srv_buf_printf(b, "%c%s%d", below(2) ? 'e' : 'E', e >= 0 && below(2) ? "+" : "", e);
+}
+
+/* ---- strings of a pattern, numbers near bounds ---------------------------------------------- */
+
+/* A random string matching an ECMA-262 pattern of the tests' subset (literals, escapes, classes,
+ * '.', groups, '|', quantifiers, '^' and '$' at the ends of top-level alternatives): an
+ * alternative taken at random, repetitions at random (unbounded ones up to 3 more), and
+ * random text before it (no '^') and after it (no '$'). Written independently of the
+ * recognizer's translation. */
+struct regen {
+    const char* p;
+    size_t i;
+    struct srv_buf* out;
+};
+
+static uint32_t regen_char(struct regen* g);
+
+static bool regen_in_class(const char* cls, size_t n, uint32_t cp) {
+    /* cls: the text between '[' (after '^') and ']' */
+    struct regen g = {cls, 0, NULL};
+    while (g.i < n) {
+        uint32_t a, b;
+        if (cls[g.i] == '\\' && strchr("dDwWsS", cls[g.i + 1])) {
+            const char e = cls[g.i + 1];
+            g.i += 2;
+            bool in = false;
+            const char l = (char) (e | 0x20);
+            if (l == 'd') in = cp >= '0' && cp <= '9';
+            if (l == 'w') in = (cp >= '0' && cp <= '9') || (cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z') || cp == '_';
+            if (l == 's') in = (cp >= 9 && cp <= 13) || cp == ' ' || cp == 0xA0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) ||
+                               cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000 || cp == 0xFEFF;
+            if (in != (e != l)) return true;
+            continue;
+        }
+        a = regen_char(&g);
+        b = a;
+        if (g.i + 1 < n && cls[g.i] == '-') {
+            g.i++;
+            b = regen_char(&g);
+        }
+        if (cp >= a && cp <= b) return true;
+    }
+    return false;
+}
+
+/* a literal or escaped character at g->i (not a class escape) */
+static uint32_t regen_char(struct regen* g) {
+    const unsigned char c = (unsigned char) g->p[g->i];
+    if (c == '\\') {
+        const char e = g->p[g->i + 1];
+        g->i += 2;
+        switch (e) {
+        case 't': return '\t';
+        case 'n': return '\n';
+        case 'r': return '\r';
+        case 'f': return '\f';
+        case 'v': return '\v';
+        case 'b': return '\b';
+        case '0': return 0;
+        case 'x': {
+            const uint32_t v = (uint32_t) strtoul((char[]){g->p[g->i], g->p[g->i + 1], 0}, NULL, 16);
+            g->i += 2;
+            return v;
+        }
+        case 'u': {
+            char h[5] = {g->p[g->i], g->p[g->i + 1], g->p[g->i + 2], g->p[g->i + 3], 0};
+            g->i += 4;
+            return (uint32_t) strtoul(h, NULL, 16);
+        }
+        default: return (unsigned char) e;
+        }
+    }
+    const size_t len = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+    uint32_t cp = len == 1 ? c : c & (0xFF >> (len + 1));
+    for (size_t k = 1; k < len; k++) cp = cp << 6 | ((unsigned char) g->p[g->i + k] & 0x3F);
+    g->i += len;
+    return cp;
+}
+
+static uint32_t random_cp_any(void) {
+    for (;;) {
+        const uint32_t cp = random_cp();
+        if (cp != 0 || below(4) == 0) return cp;
+    }
+}
+
+static void regen_alt(struct regen* g);
+
+/* one atom, written n times (each time at random) */
+static void regen_atom(struct regen* g, size_t start, size_t end, uint32_t times) {
+    for (uint32_t t = 0; t < times; t++) {
+        g->i = start;
+        const char c = g->p[g->i];
+        if (c == '(') {
+            g->i += g->p[g->i + 1] == '?' ? 3 : 1;
+            regen_alt(g);
+        } else if (c == '[') {
+            g->i++;
+            const bool neg = g->p[g->i] == '^';
+            if (neg) g->i++;
+            const size_t from = g->i;
+            while (g->p[g->i] != ']') g->i += g->p[g->i] == '\\' ? 2 : 1;
+            for (int tries = 0;; tries++) { /* a code point of the class: drawn until one is in it */
+                uint32_t cp = below(3) == 0 ? random_cp_any() : 0x20 + below(0x5F);
+                if (!neg && below(2)) { /* an endpoint or a neighbour of one */
+                    struct regen h = {g->p, from, NULL};
+                    const uint32_t a = regen_char(&h);
+                    cp = a + below(3);
+                }
+                if (regen_in_class(g->p + from, g->i - from, cp) != neg && !(cp >= 0xD800 && cp <= 0xDFFF)) {
+                    put_utf8(g->out, cp);
+                    break;
+                }
+            }
+            g->i++;
+        } else if (c == '.') {
+            uint32_t cp;
+            do cp = random_cp_any();
+            while (cp == '\n' || cp == '\r' || cp == 0x2028 || cp == 0x2029);
+            put_utf8(g->out, cp);
+            g->i++;
+        } else if (c == '\\' && strchr("dDwWsS", g->p[g->i + 1])) {
+            char cls[3] = {'\\', g->p[g->i + 1], 0};
+            uint32_t cp;
+            do cp = below(2) ? 0x20 + below(0x5F) : random_cp_any();
+            while (!regen_in_class(cls, 2, cp) || (cp >= 0xD800 && cp <= 0xDFFF));
+            put_utf8(g->out, cp);
+            g->i += 2;
+        } else {
+            put_utf8(g->out, regen_char(g));
+        }
+    }
+    g->i = end;
+}
+
+/* the end of the atom at g->i */
+static size_t regen_skip(const char* p, size_t i) {
+    if (p[i] == '\\') return i + (p[i + 1] == 'u' ? 6 : p[i + 1] == 'x' ? 4 : 2);
+    if (p[i] == '[') {
+        i++;
+        if (p[i] == '^') i++;
+        while (p[i] != ']') i += p[i] == '\\' ? 2 : 1;
+        return i + 1;
+    }
+    if (p[i] == '(') {
+        int depth = 0;
+        do {
+            if (p[i] == '\\') i++;
+            else if (p[i] == '[') i = regen_skip(p, i) - 1;
+            else if (p[i] == '(') depth++;
+            else if (p[i] == ')') depth--;
+            i++;
+        } while (depth > 0);
+        return i;
+    }
+    const unsigned char c = (unsigned char) p[i];
+    return i + (c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4);
+}
+
+/* an alternative of the group (or pattern) at g->i, to its ')' or end; one taken at random */
+static void regen_alt(struct regen* g) {
+    size_t alts[16];
+    int n = 0;
+    alts[n++] = g->i;
+    size_t i = g->i;
+    while (g->p[i] && g->p[i] != ')') {
+        if (g->p[i] == '|') {
+            alts[n++] = i + 1;
+            i++;
+        } else {
+            i = regen_skip(g->p, i);
+            while (g->p[i] && strchr("*+?{", g->p[i])) i = g->p[i] == '{' ? (size_t) (strchr(g->p + i, '}') - g->p) + 1 : i + 1;
+        }
+    }
+    const size_t close = i;
+    g->i = alts[below((uint32_t) n)];
+    while (g->p[g->i] && g->p[g->i] != '|' && g->p[g->i] != ')') {
+        if (g->p[g->i] == '^' || g->p[g->i] == '$') {
+            g->i++;
+            continue;
+        }
+        const size_t start = g->i, end = regen_skip(g->p, start);
+        uint32_t lo = 1, hi = 1;
+        size_t next = end;
+        if (g->p[end] == '*') lo = 0, hi = 3, next++;
+        else if (g->p[end] == '+') lo = 1, hi = 4, next++;
+        else if (g->p[end] == '?') lo = 0, hi = 1, next++;
+        else if (g->p[end] == '{') {
+            char* q;
+            lo = (uint32_t) strtoul(g->p + end + 1, &q, 10);
+            hi = lo;
+            if (*q == ',') hi = q[1] == '}' ? lo + 3 : (uint32_t) strtoul(q + 1, &q, 10);
+            next = (size_t) (strchr(g->p + end, '}') - g->p) + 1;
+        }
+        if (g->p[next] == '?') next++;
+        regen_atom(g, start, end, lo + below(hi - lo + 1));
+        g->i = next;
+    }
+    g->i = close + (g->p[close] == ')');
+}
+
+static void random_text(struct srv_buf* b, uint32_t most) {
+    for (uint32_t k = below(most + 1); k > 0; k--) put_utf8(b, random_cp_any());
+}
+
+static void pattern_string(const char* pat, struct srv_buf* b) {
+    /* the top-level alternative taken decides the text around it */
+    size_t alts[16];
+    int n = 0;
+    alts[n++] = 0;
+    for (size_t i = 0, depth = 0; pat[i]; i++) {
+        if (pat[i] == '\\') i++;
+        else if (pat[i] == '[') i = regen_skip(pat, i) - 1;
+        else if (pat[i] == '(') depth++;
+        else if (pat[i] == ')') depth--;
+        else if (pat[i] == '|' && depth == 0) alts[n++] = i + 1;
+    }
+    const size_t a = alts[below((uint32_t) n)];
+    size_t e = a;
+    for (int depth = 0; pat[e] && !(pat[e] == '|' && depth == 0); e++) {
+        if (pat[e] == '\\') e++;
+        else if (pat[e] == '[') e = regen_skip(pat, e) - 1;
+        else if (pat[e] == '(') depth++;
+        else if (pat[e] == ')') depth--;
+    }
+    char one[1024];
+    snprintf(one, sizeof(one), "%.*s", (int) (e - a), pat + a);
+    if (one[0] != '^') random_text(b, 3);
+    struct regen g = {one, 0, b};
+    regen_alt(&g);
+    if (e == a || one[e - a - 1] != '$') random_text(b, 3);
+}
+
+/* format strings, valid and at random (leap days, leap seconds, both cases of T and Z) */
+static void format_string(const char* f, struct srv_buf* b) {
+    if (strcmp(f, "date") == 0 || strcmp(f, "date-time") == 0) {
+        static const int kDays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+        int y = 1 + (int) below(9999);
+        if (below(4) == 0) y = (int) (below(25) * 400) + (below(2) ? 0 : 100 * (1 + (int) below(3)));
+        if (y == 0) y = 2000;
+        const int m = 1 + (int) below(12);
+        const bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+        const int most = kDays[m - 1] + (m == 2 && leap);
+        const int d = below(3) == 0 ? most : 1 + (int) below((uint32_t) most);
+        srv_buf_printf(b, "%04d-%02d-%02d", y, m, d);
+        if (f[4] == '\0') return;
+        srv_buf_puts(b, below(2) ? "T" : "t");
+    }
+    if (strcmp(f, "time") == 0 || strcmp(f, "date-time") == 0) {
+        srv_buf_printf(b, "%02u:%02u:%02u", below(24), below(60), below(10) == 0 ? 60 : below(60));
+        if (below(2)) srv_buf_printf(b, ".%u", below(100000));
+        if (below(3) == 0) srv_buf_puts(b, below(2) ? "Z" : "z");
+        else srv_buf_printf(b, "%c%02u:%02u", below(2) ? '+' : '-', below(24), below(60));
+    } else if (strcmp(f, "uuid") == 0) {
+        static const char hex[] = "0123456789abcdefABCDEF";
+        for (int i = 0; i < 36; i++) srv_buf_printf(b, "%c", i == 8 || i == 13 || i == 18 || i == 23 ? '-' : hex[below(22)]);
+    } else if (strcmp(f, "ipv4") == 0) {
+        for (int i = 0; i < 4; i++) srv_buf_printf(b, "%s%u", i ? "." : "", below(3) == 0 ? 255 - below(6) : below(256));
+    }
+}
+
+/* A number spelled from its digits (value 0.DIGITS x 10^point, no leading zero, neg: its
+ * sign), every way at random: the point moved with an exponent to make up (exponent digits
+ * with leading zeros), trailing zeros, -0. Integers (integer) without fraction or exponent. */
+static void spell_decimal(struct srv_buf* b, bool neg, const char* d, int point, bool integer) {
+    const int nd = (int) strlen(d);
+    if (nd == 0) { /* zero */
+        srv_buf_puts(b, below(3) == 0 ? "-0" : "0");
+        if (!integer && below(2)) srv_buf_printf(b, ".%0*d", 1 + (int) below(3), 0);
+        if (!integer && below(3) == 0) srv_buf_printf(b, "e%s%u", below(2) ? "-" : "", below(9));
+        return;
+    }
+    const int e = integer ? 0 : (int) below(9) - 4;
+    const int q = point - e;
+    if (neg) srv_buf_put(b, "-", 1);
+    if (q <= 0) {
+        srv_buf_puts(b, "0.");
+        for (int k = 0; k < -q; k++) srv_buf_put(b, "0", 1);
+        srv_buf_puts(b, d);
+    } else if (q < nd) {
+        srv_buf_printf(b, "%.*s.%s", q, d, d + q);
+    } else {
+        srv_buf_puts(b, d);
+        for (int k = nd; k < q; k++) srv_buf_put(b, "0", 1);
+        if (!integer && below(3) == 0) srv_buf_put(b, ".", 1), srv_buf_put(b, "0", 1);
+    }
+    if (!integer && q < nd && below(3) == 0) for (uint32_t k = 1 + below(3); k > 0; k--) srv_buf_put(b, "0", 1);
+    if (!integer && (e != 0 || below(5) == 0))
+        srv_buf_printf(b, "%c%s%0*d", below(2) ? 'e' : 'E', e < 0 ? "-" : below(2) ? "+" : "", 1 + (int) below(2), abs(e));
+}
+
+/* The decimal digits of a jansson number (shortest round trip for reals) and its point. */
+static void decimal_of(const json_t* v, bool* neg, char* d, int* point) {
+    char buf[48];
+    if (json_is_integer(v)) snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    else {
+        for (int p = 1; p <= 17; p++) {
+            snprintf(buf, sizeof(buf), "%.*e", p - 1, json_real_value(v));
+            if (strtod(buf, NULL) == json_real_value(v)) break;
+        }
+    }
+    const char* p = buf;
+    *neg = *p == '-';
+    p += *neg;
+    char all[40];
+    int n = 0, ip = 0, frac = 0;
+    for (; (*p >= '0' && *p <= '9') || *p == '.'; p++) {
+        if (*p == '.') frac = 1;
+        else all[n++] = *p, ip += !frac;
+    }
+    if (*p == 'e') ip += atoi(p + 1);
+    int s = 0;
+    while (s < n && all[s] == '0') s++, ip--;
+    while (n > s && all[n - 1] == '0') n--;
+    memcpy(d, all + s, (size_t) (n - s));
+    d[n - s] = '\0';
+    *point = ip;
+    if (n == s) *neg = false;
+}
+
+/* A number near one of the bounds of sch (either side, or the bound itself), or anywhere
+ * between: digits changed at the end (the last one raised or lowered, 9s or a 1 after it). */
+static void near_bound(const json_t* sch, bool integer, struct srv_buf* b) {
+    static const char* const kBounds[4] = {"minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"};
+    const json_t* v = NULL;
+    for (int tries = 0; tries < 8 && v == NULL; tries++) v = json_object_get(sch, kBounds[below(4)]);
+    bool neg = false;
+    char d[64] = "";
+    int point = 0;
+    if (v == NULL) {
+        snprintf(d, sizeof(d), "%u", 1 + below(999));
+        point = (int) below(6) - 2;
+        neg = below(2);
+    } else {
+        decimal_of(v, &neg, d, &point);
+    }
+    size_t nd = strlen(d);
+    switch (below(5)) {
+    case 0: break; /* the bound itself */
+    case 1: /* a little more in magnitude */
+        if (nd == 0) { snprintf(d, sizeof(d), "1"); point = -(int) below(4); neg = below(2); break; }
+        for (uint32_t k = below(3); k > 0 && nd < 40; k--) d[nd++] = '0';
+        d[nd++] = '1';
+        d[nd] = '\0';
+        break;
+    case 2: /* a little less: the last digit down, 9s after it */
+        if (nd == 0) break;
+        d[nd - 1]--;
+        for (uint32_t k = below(3); k > 0 && nd < 40; k--) d[nd++] = '9';
+        d[nd] = '\0';
+        if (d[0] == '0') { memmove(d, d + 1, nd); point--; }
+        break;
+    case 3: /* a unit more or less at the last integer digit */
+        if (point > 0 && point <= 15) {
+            long long x = 0;
+            for (int i = 0; i < point; i++) x = x * 10 + (i < (int) nd ? d[i] - '0' : 0);
+            x += below(2) ? 1 : -1;
+            if (neg) x = -x;
+            neg = x < 0;
+            snprintf(d, sizeof(d), "%lld", neg ? -x : x);
+            point = (int) strlen(d);
+            nd = strlen(d);
+            while (nd > 0 && d[nd - 1] == '0') d[--nd] = '\0';
+            if (x == 0) d[0] = '\0';
+        }
+        break;
+    default: /* the sign flipped */
+        neg = !neg;
+        break;
+    }
+    if (integer && point < (int) strlen(d)) { /* an integer: cut the fraction */
+        if (point <= 0) d[0] = '\0';
+        else d[point] = '\0';
+    }
+    spell_decimal(b, neg, d, point, integer);
 }
 
 static const json_t* resolve_ref(const json_t* root, const json_t* sch) {
@@ -401,7 +801,8 @@ static void gen(const json_t* root, const json_t* sch, int depth, struct srv_buf
             const json_t* v = c ? c : json_array_get(values, below((uint32_t) json_array_size(values)));
             const bool number = json_is_number(v) && (type_allows(t, "number") ||
                                                       (integer && json_number_value(v) == floor(json_number_value(v))));
-            const bool fits = t == NULL || (json_is_number(v) ? number : !json_is_string(v) || type_allows(t, "string"));
+            const bool fits = (t == NULL || (json_is_number(v) ? number : !json_is_string(v) || type_allows(t, "string"))) &&
+                              oracle_valid(root, sch, v, 0);
             if (fits) {
                 gen_value(v, integer, b);
                 return;
@@ -418,6 +819,23 @@ static void gen(const json_t* root, const json_t* sch, int depth, struct srv_buf
         srv_buf_puts(b, "null");
     } else if (strcmp(kind, "boolean") == 0) {
         srv_buf_puts(b, below(2) ? "true" : "false");
+    } else if ((strcmp(kind, "integer") == 0 || strcmp(kind, "number") == 0) &&
+               (json_object_get(sch, "minimum") || json_object_get(sch, "maximum") ||
+                json_object_get(sch, "exclusiveMinimum") || json_object_get(sch, "exclusiveMaximum"))) {
+        for (int tries = 0;; tries++) { /* near a bound, until the oracle takes it */
+            struct srv_buf n = {0};
+            near_bound(sch, kind[0] == 'i', &n);
+            json_t* one = json_loadb(n.data, n.len, JSON_DECODE_ANY, NULL);
+            const bool fits = one != NULL && oracle_valid(sch, sch, one, 0) &&
+                              (kind[0] != 'i' || json_is_integer(one));
+            json_decref(one);
+            if (fits || tries > 500) {
+                srv_buf_put(b, n.data, n.len);
+                srv_buf_free(&n);
+                break;
+            }
+            srv_buf_free(&n);
+        }
     } else if (strcmp(kind, "integer") == 0 || strcmp(kind, "number") == 0) {
         const bool integer = kind[0] == 'i';
         /* at most 15 significant digits: what jansson reads exactly */
@@ -426,6 +844,13 @@ static void gen(const json_t* root, const json_t* sch, int depth, struct srv_buf
                                                     (below(2) ? -1 : 1));
         put_number(b, v, integer);
         json_decref(v);
+    } else if (strcmp(kind, "string") == 0 && (json_object_get(sch, "pattern") || json_object_get(sch, "format"))) {
+        struct srv_buf s = {0};
+        const json_t* pat = json_object_get(sch, "pattern");
+        if (pat) pattern_string(json_string_value(pat), &s);
+        else format_string(json_string_value(json_object_get(sch, "format")), &s);
+        put_string(b, s.data ? s.data : "", s.len);
+        srv_buf_free(&s);
     } else if (strcmp(kind, "string") == 0) {
         const json_t* mn = json_object_get(sch, "minLength");
         const json_t* mx = json_object_get(sch, "maxLength");
@@ -841,16 +1266,67 @@ static bool at_key(const struct srv_buf* text) {
     return !in_string && depth > 0 && stack[depth - 1] == '{' && (last == '{' || last == ',');
 }
 
+/* Strings of every pattern and format in the schema, JSON-escaped, each with its closing quote. */
+static void collect_witnesses(const json_t* sch, struct srv_buf* w, size_t* n, size_t cap) {
+    if (json_is_array(sch)) {
+        for (size_t i = 0; i < json_array_size(sch); i++) collect_witnesses(json_array_get(sch, i), w, n, cap);
+        return;
+    }
+    const char* k;
+    json_t* v;
+    json_object_foreach((json_t*) sch, k, v) {
+        if (strcmp(k, "enum") == 0 || strcmp(k, "const") == 0) continue;
+        if ((strcmp(k, "pattern") == 0 || strcmp(k, "format") == 0) && json_is_string(v)) {
+            for (int r = 0; r < 3 && *n < cap; r++) {
+                struct srv_buf raw = {0}, q = {0};
+                if (k[0] == 'p') pattern_string(json_string_value(v), &raw);
+                else format_string(json_string_value(v), &raw);
+                put_string(&q, raw.data ? raw.data : "", raw.len);
+                memset(&w[*n], 0, sizeof(w[*n]));
+                srv_buf_put(&w[(*n)++], q.data + 1, q.len - 1); /* without the opening quote */
+                srv_buf_free(&raw);
+                srv_buf_free(&q);
+            }
+        }
+        collect_witnesses(v, w, n, cap);
+    }
+}
+
+/* Whether the text ends inside a string. */
+static bool in_string(const struct srv_buf* text) {
+    bool in = false;
+    for (size_t i = 0; i < text->len; i++) {
+        if (in && text->data[i] == '\\') i++;
+        else if (text->data[i] == '"') in = !in;
+    }
+    return in;
+}
+
 /* From the state after `text` (accepted), feeds what the recognizer takes until the text is
- * whole: at a key, a name of the schema's it takes with its quotes; else the first byte it
- * takes of a fixed preference (closing first). The text then goes to the oracle. */
+ * whole: at a key, a name of the schema's it takes with its quotes; in a string, a string of
+ * a pattern or format of the schema's it takes with the closing quote (a pattern that may
+ * match anywhere takes any byte: the preference below would never end it); else the first
+ * byte it takes of a fixed preference (closing first). The text then goes to the oracle. */
 static bool complete_from(const json_t* schema, struct srv_schema_state* st, struct srv_buf* text) {
-    static const char prefer[] = "\"}],:123456789nulltruefalse.eE-+0[{\\uabcdefABCDEF/ ";
+    static const char prefer[] = "\"Z}],:123456789nulltruefalse.eE-+0[{\\uabcdefABCDEF/ ";
     const char* names[256];
     size_t num_names = 0;
     collect_names(schema, names, &num_names, 256, true);
     collect_names(schema, names, &num_names, 256, false);
+    struct srv_buf wit[48];
+    size_t num_wit = 0;
+    collect_witnesses(schema, wit, &num_wit, 48);
+    bool ok = false;
     for (int steps = 0; steps < 4000; steps++) {
+        if (num_wit > 0 && !srv_schema_try(st, "\"", 1) && in_string(text) && !at_key(text)) {
+            size_t i = 0;
+            while (i < num_wit && !srv_schema_try(st, wit[i].data, wit[i].len)) i++;
+            if (i < num_wit) {
+                srv_schema_feed(st, wit[i].data, wit[i].len);
+                srv_buf_put(text, wit[i].data, wit[i].len);
+                continue;
+            }
+        }
         if (at_key(text)) {
             char key[300];
             size_t i = 0;
@@ -868,7 +1344,8 @@ static bool complete_from(const json_t* schema, struct srv_schema_state* st, str
         if (srv_schema_complete(st)) {
             const int o = oracle_verdict(schema, text->data ? text->data : "", text->len);
             CHECK(o != 0, "a completed text the oracle refuses: %.*s", (int) (text->len < 300 ? text->len : 300), text->data);
-            return true;
+            ok = true;
+            break;
         }
         int pick = -1;
         for (const char* p = prefer; *p && pick < 0; p++)
@@ -879,14 +1356,15 @@ static bool complete_from(const json_t* schema, struct srv_schema_state* st, str
         }
         if (pick < 0) {
             CHECK(false, "a dead end: no byte after %.*s", (int) (text->len < 300 ? text->len : 300), text->data);
-            return false;
+            break;
         }
         const char ch = (char) pick;
         srv_schema_feed(st, &ch, 1);
         srv_buf_put(text, &ch, 1);
+        if (steps == 3999) CHECK(false, "no completion in 4000 bytes after %.*s", (int) (text->len < 200 ? text->len : 200), text->data);
     }
-    CHECK(false, "no completion in 4000 bytes after %.*s", (int) (text->len < 200 ? text->len : 200), text->data);
-    return false;
+    for (size_t i = 0; i < num_wit; i++) srv_buf_free(&wit[i]);
+    return ok;
 }
 
 static void test_instances(const json_t* schema, struct srv_schema* s, int index, unsigned count) {
@@ -1215,7 +1693,11 @@ int main(int argc, char** argv) {
     struct srv_json_vocab* v = srv_json_vocab_create(tok, V);
     CHECK(v != NULL, "vocabulary");
     unsigned walked = 0;
+    const char* only = getenv("GPTOSS_TEST_SCHEMA"); /* one schema only (its index): a quicker run */
     for (size_t i = 0; i < NUM_SCHEMAS && v != NULL; i++) {
+        if (only != NULL && (size_t) atoi(only) != i) continue;
+        struct timespec t0;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
         json_t* schema = load_schema(kSchemas[i]);
         struct srv_error err;
         struct srv_schema* s = schema ? srv_schema_compile(schema, "schema", &err) : NULL;
@@ -1228,6 +1710,7 @@ int main(int argc, char** argv) {
         }
         srv_schema_free(s);
         json_decref(schema);
+        printf("  schema %zu: %.1f s\n", i, ms_since(&t0) / 1e3);
     }
     printf("  %u instances taken whole; %u edited texts: %u agree with the oracle (%u valid), %u beyond jansson's "
            "limits; %u prefixes completed; %u walks completed\n",
