@@ -2704,9 +2704,10 @@ static uint32_t between_cost(const struct side* L, const struct side* U, uint32_
     if (U->cmp == CMP_LT) return geq_cost(L, n);
     /* S is a prefix of both: the least g-digit string >= D_L, for g = n, n + 1, ... */
     const struct numc *A = L->d, *B = U->d;
-    const uint32_t most = (A->nd > B->nd ? A->nd : B->nd) + 1;
+    uint32_t most = (A->nd > B->nd ? A->nd : B->nd) + 1;
+    if (most < n) most = n; /* S longer than both: itself (its digits past theirs are zeros) */
     for (uint32_t g = n; g <= most; g++) {
-        char c[32];
+        char c[SRV_SCHEMA_MAX_NUMBER_DIGITS + 32];
         for (uint32_t i = 0; i < g; i++) c[i] = i < A->nd ? A->d[i] : '0';
         if (A->nd > g || L->excl) {
             uint32_t i = g;
@@ -3199,7 +3200,7 @@ static uint32_t plain_room(const struct srv_schema_state* st, const struct cfg* 
     if (x->mode != M_STRING || x->u8left != 0 || x->esc != 0) return 0;
     if (x->key) return x->addl ? UINT32_MAX : 0;
     const struct node* n = node_of(st, x->node);
-    if (n->enumerated || (n->pattern && st->s->patterns[n->pattern - 1].anchored)) return 0;
+    if (n->enumerated || (n->pattern && (st->s->patterns[n->pattern - 1].anchored || x->hi))) return 0;
     return n->max_len == NO_LIMIT ? UINT32_MAX : n->max_len - x->len;
 }
 

@@ -52,6 +52,19 @@ static int oracle_pattern(const char* pat, const char* s, size_t n) {
     size_t k = 0;
     int in_class = 0;
     for (const char* p = pat; *p && k + 200 < sizeof(re); p++) {
+        if (*p == '\\' && p[1] == 'u' && p[6] == '\\' && p[7] == 'u') { /* a surrogate pair: the character */
+            char h[5] = {p[2], p[3], p[4], p[5], 0}, l[5] = {p[8], p[9], p[10], p[11], 0};
+            const long hi = strtol(h, NULL, 16), lo = strtol(l, NULL, 16);
+            if (hi >= 0xD800 && hi <= 0xDBFF && lo >= 0xDC00 && lo <= 0xDFFF) {
+                const long cp = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
+                re[k++] = (char) (0xF0 | cp >> 18);
+                re[k++] = (char) (0x80 | (cp >> 12 & 0x3F));
+                re[k++] = (char) (0x80 | (cp >> 6 & 0x3F));
+                re[k++] = (char) (0x80 | (cp & 0x3F));
+                p += 11;
+                continue;
+            }
+        }
         if (*p == '\\' && p[1]) {
             if (!in_class && (p[1] == 's' || p[1] == 'S')) {
                 k += (size_t) sprintf(re + k, "[%s\\t\\n\\u000b\\f\\r \\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029"
