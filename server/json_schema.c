@@ -8,7 +8,10 @@
  * node of alternatives, flattened so that none of them is an anyOf. enum and const become
  * candidate values: strings and numbers are matched as they are written, by JSON equality
  * (escapes and every spelling of the same number: 1.5, 1.50, 15e-1), arrays and objects
- * become nodes that admit that one value (keys in any order). Any other keyword is refused,
+ * become nodes that admit that one value (keys in any order). Numeric bounds are kept as
+ * decimals (struct bound: numc, as enum numbers), a pattern or format as a compiled PCRE2
+ * regex (struct pattern; see "patterns" and "bounded numbers" below for how each is
+ * recognized exactly). Any other keyword is refused,
  * never ignored: the output would not be guaranteed to validate. Two analyses follow: the
  * least nesting of an instance of each node (no prefix is accepted that cannot be completed
  * within SRV_JSON_MAX_DEPTH containers: a required property, minItems, a deep recursion are
@@ -28,8 +31,9 @@
  *
  * Restrictions beyond JSON Schema's, all documented in the README: keys are written without
  * backslash escapes (a key matches a property byte for byte), "integer" is a number without
- * fraction or exponent, whitespace and nesting are bounded as in JSON mode (json_mode.c), and
- * the text is the value alone (nothing before or after it).
+ * fraction or exponent, whitespace and nesting are bounded as in JSON mode (json_mode.c),
+ * numbers have at most 64 digits before the exponent and 4 in it, a string under a pattern
+ * has no lone surrogate escape, and the text is the value alone (nothing before or after it).
  *
  * The allowed tokens: a walk of the vocabulary's byte trie with one configuration set per
  * level, a subtree skipped at its first refused byte. A configuration in a string without
