@@ -375,7 +375,7 @@ static int range_order(const void* a, const void* b) {
 
 /* Sorted, merged, complemented when asked, surrogates taken out. */
 static bool ranges_normalize(struct ranges* rs, bool negate) {
-    qsort(rs->r, rs->n, sizeof(rs->r[0]), range_order);
+    if (rs->n > 1) qsort(rs->r, rs->n, sizeof(rs->r[0]), range_order);
     struct ranges out = {0};
     bool ok = true;
     int64_t next = 0; /* complement: the first code point not yet covered */

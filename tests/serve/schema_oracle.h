@@ -16,7 +16,8 @@
  * numbers) compared as jansson holds the values (exact where the oracle answers at all: at
  * most 15 significant digits); pattern by PCRE2 on the string (UTF, unanchored: a match
  * anywhere), the ECMA-262 differences of the test patterns mapped ('.' excludes the four line
- * terminators, '$' only at the end, \uXXXX, \s and \S outside classes as ECMA's lists);
+ * terminators, '$' only at the end (PCRE2_DOLLAR_ENDONLY), \uXXXX (PCRE2_ALT_BSUX; a
+ * surrogate pair as its character), \s as ECMA's list, \S outside classes as its complement);
  * format date, time, date-time, uuid, ipv4 checked by hand from RFC 3339 (years 0001-9999),
  * RFC 4122's hex form and dotted quads without leading zeros. The text's own rules:
  * duplicate keys refused (jansson's JSON_REJECT_DUPLICATES), no backslash in a key, nothing
@@ -66,7 +67,10 @@ static int oracle_pattern(const char* pat, const char* s, size_t n) {
             }
         }
         if (*p == '\\' && p[1]) {
-            if (!in_class && (p[1] == 's' || p[1] == 'S')) {
+            if (in_class && p[1] == 's') { /* ECMA's list inside the class (\\S in a class: not in the tests) */
+                k += (size_t) sprintf(re + k, "\\t\\n\\u000b\\f\\r \\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029"
+                                      "\\u202f\\u205f\\u3000\\ufeff");
+            } else if (!in_class && (p[1] == 's' || p[1] == 'S')) {
                 k += (size_t) sprintf(re + k, "[%s\\t\\n\\u000b\\f\\r \\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029"
                                       "\\u202f\\u205f\\u3000\\ufeff]", p[1] == 'S' ? "^" : "");
             } else {

@@ -31,6 +31,7 @@
 
 static uint32_t below(uint32_t n) { return (uint32_t) (rng_next() % n); }
 static double ms_since(const struct timespec* t0);
+static bool complete_from(const json_t* schema, struct srv_schema_state* st, struct srv_buf* text);
 
 /* ---- the schemas ---------------------------------------------------------------------- */
 
@@ -1092,7 +1093,9 @@ static void test_hand_cases(void) {
         {12, "{\"uni\":\"ABCD", -1},                              /* at most 3 */
         {12, "{\"uni\":\"a", -1},
         {12, "{\"uni\":\"\xc2\xa0", -1},                         /* U+00A0 is \s in ECMA */
-        {12, "{\"uni\":\"A\xc3\xa9\n", -1},                      /* '.' is no line terminator */
+        {12, "{\"uni\":\"A\xc3\xa9\\n", -1},                     /* '.' is no line terminator */
+        {12, "{\"uni\":\"A\xc3\xa9\\r", -1},
+        {12, "{\"uni\":\"A\xc3\xa9\\t\"", 0},
         {12, "{\"uni\":\"A\xc3\xa9\\u2028", -1},
         {12, "{\"uni\":\"A\xc3\xa9\\u2027\"", 0},
         {12, "{\"alt\":\"a\u00e9 and more\"", 0},
@@ -1402,6 +1405,25 @@ static void test_refusals(void) {
     srv_buf_puts(&b, "0");
     CHECK(verdict(s, b.data, b.len, NULL) == -1, "0. and %d zeros: no room for a digit", SRV_SCHEMA_MAX_NUMBER_DIGITS - 1);
     srv_schema_free(s);
+    /* the room for one more digit: a bound's digits raised early ("96" >= 0.951) where its
+     * own digits (951) do not fit; at one scale with both bounds ("13" within 1.234567..1.5) */
+    static const char* const kTight[2] = {"{\"type\":\"number\",\"minimum\":0.951,\"maximum\":1.05}",
+                                          "{\"type\":\"number\",\"minimum\":1.234567,\"maximum\":1.5}"};
+    for (int k = 0; k < 2; k++) {
+        json_t* tight = load_schema(kTight[k]);
+        s = srv_schema_compile(tight, "schema", &err);
+        b.len = 0;
+        srv_buf_puts(&b, "0.");
+        for (int i = 0; i < SRV_SCHEMA_MAX_NUMBER_DIGITS - 3; i++) srv_buf_puts(&b, "0");
+        srv_buf_puts(&b, k == 0 ? "9" : "1");
+        CHECK(verdict(s, b.data, b.len, NULL) == 0, "%s: %d digits, one left", kTight[k], SRV_SCHEMA_MAX_NUMBER_DIGITS - 1);
+        struct srv_schema_state* st = srv_schema_state_create(s);
+        srv_schema_feed(st, b.data, b.len);
+        CHECK(complete_from(tight, st, &b), "%s: completed", kTight[k]);
+        srv_schema_state_free(st);
+        srv_schema_free(s);
+        json_decref(tight);
+    }
     /* an enum number needs its digits: 1.5 after "0." and 61 zeros is refused */
     s = compile_text("{\"enum\":[1.5]}", &err);
     b.len = 0;
@@ -1826,7 +1848,9 @@ static void test_patterns(void) {
             }
             for (uint32_t m = below(2) ? 1 + below(2) : 0; m > 0; m--) {
                 const size_t at = below((uint32_t) n + 1);
-                const uint32_t cp = below(2) ? random_cp_any() : n > 0 ? cps[below((uint32_t) n)] + below(3) - 1 : 'a';
+                static const uint32_t kEdge[] = {'\n', '\r', 0x2028, 0x2029, 0xA0, 0xFEFF, '"', '\\', '\t', 0x85, '.', 0};
+                const uint32_t cp = below(3) == 0 ? kEdge[below(sizeof(kEdge) / sizeof(kEdge[0]))]
+                                    : below(2) ? random_cp_any() : n > 0 ? cps[below((uint32_t) n)] + below(3) - 1 : 'a';
                 switch (below(3)) {
                 case 0: memmove(cps + at + 1, cps + at, (n - at) * sizeof(uint32_t)), cps[at] = cp, n++; break;
                 case 1: if (at < n) memmove(cps + at, cps + at + 1, (n - at - 1) * sizeof(uint32_t)), n--; break;
