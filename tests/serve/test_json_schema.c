@@ -1450,6 +1450,7 @@ static void test_refusals(void) {
         CHECK(ms < 5000 && at == 61, "the match limit bounds the time (%.0f ms), 'c' refused", ms);
     }
     srv_schema_free(s);
+    srv_buf_free(&b);
     /* arguments */
     CHECK(srv_schema_compile(NULL, "schema", &err) == NULL && err.status == 400, "no schema");
     CHECK(srv_schema_state_create(NULL) == NULL && !srv_schema_feed(NULL, "x", 1) && !srv_schema_complete(NULL),
