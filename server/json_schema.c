@@ -8,7 +8,10 @@
  * node of alternatives, flattened so that none of them is an anyOf. enum and const become
  * candidate values: strings and numbers are matched as they are written, by JSON equality
  * (escapes and every spelling of the same number: 1.5, 1.50, 15e-1), arrays and objects
- * become nodes that admit that one value (keys in any order). Any other keyword is refused,
+ * become nodes that admit that one value (keys in any order). Numeric bounds are kept as
+ * decimals (struct bound: numc, as enum numbers), a pattern or format as a compiled PCRE2
+ * regex (struct pattern; see "patterns" and "bounded numbers" below for how each is
+ * recognized exactly). Any other keyword is refused,
  * never ignored: the output would not be guaranteed to validate. Two analyses follow: the
  * least nesting of an instance of each node (no prefix is accepted that cannot be completed
  * within SRV_JSON_MAX_DEPTH containers: a required property, minItems, a deep recursion are
@@ -28,8 +31,9 @@
  *
  * Restrictions beyond JSON Schema's, all documented in the README: keys are written without
  * backslash escapes (a key matches a property byte for byte), "integer" is a number without
- * fraction or exponent, whitespace and nesting are bounded as in JSON mode (json_mode.c), and
- * the text is the value alone (nothing before or after it).
+ * fraction or exponent, whitespace and nesting are bounded as in JSON mode (json_mode.c),
+ * numbers have at most 64 digits before the exponent and 4 in it, a string under a pattern
+ * has no lone surrogate escape, and the text is the value alone (nothing before or after it).
  *
  * The allowed tokens: a walk of the vocabulary's byte trie with one configuration set per
  * level, a subtree skipped at its first refused byte. A configuration in a string without
@@ -43,6 +47,9 @@
 #include <string.h>
 
 #include "server.h"
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
 
 /* ---- compiled schemas ---------------------------------------------------------------- */
 
@@ -72,6 +79,19 @@ enum {
 #define PROP_OTHER 0xFF                     /* a key that is none of the object's properties */
 #define NUMBER_DIGITS_MAX (1u << 20)        /* enum numbers: digits of a spelling, at most */
 
+/* An enum number: 0.DIGITS x 10^point (zero: any spelling of 0, either sign). */
+struct numc {
+    uint8_t neg, zero, nd;
+    char d[24];
+    int32_t point;
+};
+
+/* A bound of numbers (minimum and the like): its value as a decimal, exclusive or not. */
+struct bound {
+    struct numc v;
+    uint8_t on, excl;
+};
+
 struct node {
     uint8_t kind, types;
     uint8_t enumerated;       /* strings and numbers are candidates (strs, nums); literals by types */
@@ -84,6 +104,8 @@ struct node {
     uint32_t tuple_first;
     uint32_t str_first, num_str, num_first, num_num;
     uint64_t required[2];       /* props */
+    struct bound lo, hi;        /* numbers: minimum/exclusiveMinimum, maximum/exclusiveMaximum */
+    uint16_t pattern;           /* strings: 1 + the index of its pattern in patterns (0: none) */
     char* where;                /* its JSON pointer, for messages */
 };
 
@@ -93,11 +115,9 @@ struct prop {
     uint16_t node;
 };
 
-/* An enum number: 0.DIGITS x 10^point (zero: any spelling of 0, either sign). */
-struct numc {
-    uint8_t neg, zero, nd;
-    char d[24];
-    int32_t point;
+struct pattern { /* a string's pattern, translated and compiled */
+    pcre2_code* code;
+    uint8_t anchored; /* every top-level alternative begins with '^' */
 };
 
 struct strc {
@@ -115,6 +135,9 @@ struct srv_schema {
     uint32_t cap_nodes, cap_props, cap_refs, cap_strs, cap_nums;
     uint16_t root;
     uint32_t width; /* configurations followed at once, at most */
+    struct pattern* patterns;
+    uint32_t num_patterns, cap_patterns;
+    pcre2_match_context* mctx; /* the match limits (read only once compiled: shared) */
 };
 
 static bool grow(void** p, uint32_t* cap, uint32_t need, size_t size) {
@@ -138,6 +161,9 @@ void srv_schema_free(struct srv_schema* s) {
     free(s->refs);
     free(s->strs);
     free(s->nums);
+    for (uint32_t i = 0; i < s->num_patterns; i++) pcre2_code_free(s->patterns[i].code);
+    free(s->patterns);
+    pcre2_match_context_free(s->mctx);
     free(s);
 }
 
@@ -253,6 +279,35 @@ static bool numc_equal(const struct numc* a, const struct numc* b) {
     return a->neg == b->neg && a->nd == b->nd && a->point == b->point && memcmp(a->d, b->d, a->nd) == 0;
 }
 
+/* Magnitudes of two nonzero numbers: <0, 0, >0. */
+static int mag_cmp(const struct numc* a, const struct numc* b) {
+    if (a->point != b->point) return a->point < b->point ? -1 : 1;
+    for (uint32_t i = 0; i < a->nd || i < b->nd; i++) {
+        const char x = i < a->nd ? a->d[i] : '0', y = i < b->nd ? b->d[i] : '0';
+        if (x != y) return x < y ? -1 : 1;
+    }
+    return 0;
+}
+
+static int numc_cmp(const struct numc* a, const struct numc* b) {
+    const int sa = a->zero ? 0 : a->neg ? -1 : 1, sb = b->zero ? 0 : b->neg ? -1 : 1;
+    if (sa != sb || sa == 0) return (sa > sb) - (sa < sb);
+    return sa * mag_cmp(a, b);
+}
+
+/* Whether v is within the node's bounds. */
+static bool within_bounds(const struct node* n, const struct numc* v) {
+    if (n->lo.on) {
+        const int c = numc_cmp(v, &n->lo.v);
+        if (c < 0 || (c == 0 && n->lo.excl)) return false;
+    }
+    if (n->hi.on) {
+        const int c = numc_cmp(v, &n->hi.v);
+        if (c > 0 || (c == 0 && n->hi.excl)) return false;
+    }
+    return true;
+}
+
 /* JSON equality: numbers by value (1 == 1.0), objects whatever their keys' order. */
 static bool same_value(const json_t* a, const json_t* b) {
     if (json_is_number(a) && json_is_number(b)) {
@@ -284,6 +339,463 @@ static bool same_value(const json_t* a, const json_t* b) {
     }
     default: return true; /* true, false, null */
     }
+}
+
+/* ---- patterns ------------------------------------------------------------------------ */
+
+/* A pattern (ECMA-262, as JSON Schema says: a match anywhere in the string) becomes a PCRE2
+ * regex over the string's UTF-8 bytes: each character, class or '.' a group of the byte
+ * sequences of its code points (so a prefix that ends inside a character is matched
+ * partially as exactly as a whole one), '$' only at the end (PCRE2_DOLLAR_ENDONLY). The
+ * subset is one where ECMA-262 (with the u flag: code points) and this translation agree
+ * and where a partial match (PCRE2_PARTIAL_HARD) means the prefix can be completed: every
+ * class matches some character, no lookaround, backreference or word boundary, '^' only
+ * first and '$' only last in a top-level alternative. A pattern whose top-level
+ * alternatives all begin with '^' is matched from the start of the string, partially at
+ * every prefix; any other can match at the end of whatever came before, so every prefix
+ * can be completed and only the whole string is matched. */
+
+struct ranges { /* code point ranges, [lo, hi] pairs */
+    uint32_t (*r)[2];
+    uint32_t n, cap;
+};
+
+static bool ranges_add(struct ranges* rs, uint32_t lo, uint32_t hi) {
+    if (!grow((void**) &rs->r, &rs->cap, rs->n + 1, sizeof(rs->r[0]))) return false;
+    rs->r[rs->n][0] = lo;
+    rs->r[rs->n][1] = hi;
+    rs->n++;
+    return true;
+}
+
+static int range_order(const void* a, const void* b) {
+    const uint32_t *x = a, *y = b;
+    return (x[0] > y[0]) - (x[0] < y[0]);
+}
+
+/* Sorted, merged, complemented when asked, surrogates taken out. */
+static bool ranges_normalize(struct ranges* rs, bool negate) {
+    if (rs->n > 1) qsort(rs->r, rs->n, sizeof(rs->r[0]), range_order);
+    struct ranges out = {0};
+    bool ok = true;
+    int64_t next = 0; /* complement: the first code point not yet covered */
+    for (uint32_t i = 0; i < rs->n && ok; i++) {
+        uint32_t lo = rs->r[i][0], hi = rs->r[i][1];
+        if (negate) {
+            if ((int64_t) lo > next) ok = ranges_add(&out, (uint32_t) next, lo - 1);
+            if ((int64_t) hi + 1 > next) next = (int64_t) hi + 1;
+        } else if (out.n > 0 && lo <= out.r[out.n - 1][1] + 1) {
+            if (hi > out.r[out.n - 1][1]) out.r[out.n - 1][1] = hi;
+        } else {
+            ok = ranges_add(&out, lo, hi);
+        }
+    }
+    if (ok && negate && next <= 0x10FFFF) ok = ranges_add(&out, (uint32_t) next, 0x10FFFF);
+    free(rs->r);
+    *rs = (struct ranges){0};
+    for (uint32_t i = 0; i < out.n && ok; i++) { /* without surrogates */
+        const uint32_t lo = out.r[i][0], hi = out.r[i][1];
+        if (lo < 0xD800) ok = ranges_add(rs, lo, hi < 0xD7FF ? hi : 0xD7FF);
+        if (ok && hi > 0xDFFF) ok = ranges_add(rs, lo > 0xE000 ? lo : 0xE000, hi);
+    }
+    free(out.r);
+    return ok;
+}
+
+static int utf8_put(uint32_t cp, uint8_t* b) {
+    if (cp < 0x80) {
+        b[0] = (uint8_t) cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        b[0] = (uint8_t) (0xC0 | cp >> 6);
+        b[1] = (uint8_t) (0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        b[0] = (uint8_t) (0xE0 | cp >> 12);
+        b[1] = (uint8_t) (0x80 | (cp >> 6 & 0x3F));
+        b[2] = (uint8_t) (0x80 | (cp & 0x3F));
+        return 3;
+    }
+    b[0] = (uint8_t) (0xF0 | cp >> 18);
+    b[1] = (uint8_t) (0x80 | (cp >> 12 & 0x3F));
+    b[2] = (uint8_t) (0x80 | (cp >> 6 & 0x3F));
+    b[3] = (uint8_t) (0x80 | (cp & 0x3F));
+    return 4;
+}
+
+/* The UTF-8 encodings of [lo, hi] as sequences of byte ranges (utf8-ranges' split: every
+ * sequence's bytes range independently): f(ctx, lo bytes, hi bytes, length) for each. */
+typedef bool (*utf8_seq_fn)(void* ctx, const uint8_t* lo, const uint8_t* hi, int n);
+
+static bool utf8_split(uint32_t lo, uint32_t hi, utf8_seq_fn f, void* ctx) {
+    if (lo > hi) return true;
+    static const uint32_t kMax[3] = {0x7F, 0x7FF, 0xFFFF};
+    for (int i = 0; i < 3; i++) {
+        if (lo <= kMax[i] && hi > kMax[i]) return utf8_split(lo, kMax[i], f, ctx) && utf8_split(kMax[i] + 1, hi, f, ctx);
+    }
+    if (hi >= 0x80) {
+        for (int i = 1; i < 4; i++) {
+            const uint32_t m = (1u << (6 * i)) - 1;
+            if ((lo & ~m) != (hi & ~m)) {
+                if ((lo & m) != 0) return utf8_split(lo, lo | m, f, ctx) && utf8_split((lo | m) + 1, hi, f, ctx);
+                if ((hi & m) != m) return utf8_split(lo, (hi & ~m) - 1, f, ctx) && utf8_split(hi & ~m, hi, f, ctx);
+            }
+        }
+    }
+    uint8_t a[4], b[4];
+    const int n = utf8_put(lo, a);
+    utf8_put(hi, b);
+    return f(ctx, a, b, n);
+}
+
+struct emit {
+    struct srv_buf* out;
+    int alts;
+};
+
+static bool emit_seq(void* ctx, const uint8_t* lo, const uint8_t* hi, int n) {
+    struct emit* e = ctx;
+    srv_buf_puts(e->out, e->alts++ ? "|" : "");
+    for (int i = 0; i < n; i++) srv_buf_printf(e->out, "[\\x%02x-\\x%02x]", lo[i], hi[i]);
+    return true;
+}
+
+/* A set of code points (normalized, not empty) as a group of byte sequences. */
+static void emit_ranges(struct srv_buf* out, const struct ranges* rs) {
+    struct emit e = {out, 0};
+    srv_buf_puts(out, "(?:");
+    for (uint32_t i = 0; i < rs->n; i++) utf8_split(rs->r[i][0], rs->r[i][1], emit_seq, &e);
+    srv_buf_puts(out, ")");
+}
+
+static bool add_class_escape(struct ranges* rs, uint8_t c) {
+    static const uint32_t kSpace[][2] = {{0x09, 0x0D}, {0x20, 0x20}, {0xA0, 0xA0}, {0x1680, 0x1680}, {0x2000, 0x200A},
+                                         {0x2028, 0x2029}, {0x202F, 0x202F}, {0x205F, 0x205F}, {0x3000, 0x3000},
+                                         {0xFEFF, 0xFEFF}};
+    static const uint32_t kWord[][2] = {{'0', '9'}, {'A', 'Z'}, {'_', '_'}, {'a', 'z'}};
+    struct ranges one = {0};
+    bool ok = true;
+    const uint8_t lower = c | 0x20;
+    if (lower == 'd') ok = ranges_add(&one, '0', '9');
+    for (size_t i = 0; lower == 'w' && ok && i < 4; i++) ok = ranges_add(&one, kWord[i][0], kWord[i][1]);
+    for (size_t i = 0; lower == 's' && ok && i < sizeof(kSpace) / sizeof(kSpace[0]); i++)
+        ok = ranges_add(&one, kSpace[i][0], kSpace[i][1]);
+    ok = ok && ranges_normalize(&one, c != lower); /* \D, \W, \S: the complement */
+    for (uint32_t i = 0; ok && i < one.n; i++) ok = ranges_add(rs, one.r[i][0], one.r[i][1]);
+    free(one.r);
+    return ok;
+}
+
+struct translator {
+    const uint8_t* p;
+    size_t i, n;
+    struct srv_buf* out;
+    char err[160];
+};
+
+static bool tr_fail(struct translator* t, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+static bool tr_fail(struct translator* t, const char* fmt, ...) {
+    if (t->err[0] != '\0') return false;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(t->err, sizeof(t->err), fmt, ap);
+    va_end(ap);
+    return false;
+}
+
+static int tr_hex(struct translator* t, size_t at, int digits) {
+    int v = 0;
+    for (int k = 0; k < digits; k++) {
+        const int h = at + k < t->n ? hex_value(t->p[at + k]) : -1;
+        if (h < 0) return -1;
+        v = v << 4 | h;
+    }
+    return v;
+}
+
+/* A character escape after '\' at t->i (the letter): its code point, -1 when it is a class
+ * (\d \D \w \W \s \S: *cls set), -2 when refused. in_class: \b is a backspace there. */
+static int64_t tr_escape(struct translator* t, bool in_class, uint8_t* cls) {
+    if (t->i >= t->n) return tr_fail(t, "a '\\' at the end"), -2;
+    const uint8_t c = t->p[t->i++];
+    *cls = 0;
+    switch (c) {
+    case 'd': case 'D': case 'w': case 'W': case 's': case 'S': *cls = c; return -1;
+    case 't': return '\t';
+    case 'n': return '\n';
+    case 'r': return '\r';
+    case 'f': return '\f';
+    case 'v': return '\v';
+    case 'b':
+        if (in_class) return '\b';
+        return tr_fail(t, "\\b (a word boundary) is not supported"), -2;
+    case '0':
+        if (t->i < t->n && is_digit(t->p[t->i])) return tr_fail(t, "octal escapes are not supported"), -2;
+        return 0;
+    case 'x': {
+        const int v = tr_hex(t, t->i, 2);
+        if (v < 0) return tr_fail(t, "\\x needs two hex digits"), -2;
+        t->i += 2;
+        return v;
+    }
+    case 'u': {
+        int v = tr_hex(t, t->i, 4);
+        if (v < 0) return tr_fail(t, "\\u needs four hex digits (\\u{...} is not supported)"), -2;
+        t->i += 4;
+        if (v >= 0xD800 && v <= 0xDBFF && t->i + 6 <= t->n && t->p[t->i] == '\\' && t->p[t->i + 1] == 'u') {
+            const int lo = tr_hex(t, t->i + 2, 4);
+            if (lo >= 0xDC00 && lo <= 0xDFFF) {
+                t->i += 6;
+                return 0x10000 + ((int64_t) (v - 0xD800) << 10) + (lo - 0xDC00);
+            }
+        }
+        if (v >= 0xD800 && v <= 0xDFFF) return tr_fail(t, "a lone surrogate \\u%04X", (unsigned) v), -2;
+        return v;
+    }
+    default:
+        if (strchr("^$\\.*+?()[]{}|/-", c) != NULL && c != '\0') return c;
+        if (is_digit(c) || c == 'k') return tr_fail(t, "backreferences are not supported"), -2;
+        if (c == 'B') return tr_fail(t, "\\B (a word boundary) is not supported"), -2;
+        if (c == 'p' || c == 'P') return tr_fail(t, "Unicode property escapes (\\%c) are not supported", c), -2;
+        if (c >= 0x20 && c < 0x7F) return tr_fail(t, "the escape \\%c is not supported", c), -2;
+        return tr_fail(t, "an escape of a character that needs none"), -2;
+    }
+}
+
+/* A literal character of the pattern at t->i (valid UTF-8: the pattern is a JSON string). */
+static uint32_t tr_char(struct translator* t) {
+    uint32_t len = 0;
+    const uint32_t cp = decode(t->p + t->i, &len);
+    t->i += len;
+    return cp;
+}
+
+static bool tr_class(struct translator* t) {
+    struct ranges rs = {0};
+    bool negate = false, ok = true;
+    t->i++; /* '[' */
+    if (t->i < t->n && t->p[t->i] == '^') {
+        negate = true;
+        t->i++;
+    }
+    if (t->i < t->n && t->p[t->i] == ']' && !negate) {
+        free(rs.r);
+        return tr_fail(t, "the empty class [] matches nothing");
+    }
+    while (ok) {
+        if (t->i >= t->n) {
+            ok = tr_fail(t, "a '[' without its ']'");
+            break;
+        }
+        if (t->p[t->i] == ']') {
+            t->i++;
+            break;
+        }
+        int64_t a;
+        uint8_t cls = 0;
+        if (t->p[t->i] == '\\') {
+            t->i++;
+            a = tr_escape(t, true, &cls);
+        } else {
+            a = tr_char(t);
+        }
+        if (a == -2) {
+            ok = false;
+            break;
+        }
+        if (cls != 0) {
+            ok = add_class_escape(&rs, cls);
+            if (ok && t->i + 1 < t->n && t->p[t->i] == '-' && t->p[t->i + 1] != ']')
+                ok = tr_fail(t, "a range from a class escape (\\%c-)", cls);
+            continue;
+        }
+        int64_t b = a;
+        if (t->i + 1 < t->n && t->p[t->i] == '-' && t->p[t->i + 1] != ']') {
+            t->i++;
+            if (t->p[t->i] == '\\') {
+                t->i++;
+                b = tr_escape(t, true, &cls);
+            } else {
+                b = tr_char(t);
+            }
+            if (b == -2) {
+                ok = false;
+                break;
+            }
+            if (cls != 0) ok = tr_fail(t, "a range to a class escape (-\\%c)", cls);
+            else if (b < a) ok = tr_fail(t, "a range out of order in a class");
+        }
+        ok = ok && ranges_add(&rs, (uint32_t) a, (uint32_t) b);
+    }
+    ok = ok && ranges_normalize(&rs, negate);
+    if (ok && rs.n == 0) ok = tr_fail(t, "a class that matches no character");
+    if (ok) emit_ranges(t->out, &rs);
+    free(rs.r);
+    return ok;
+}
+
+/* Translates the whole pattern; *anchored: every top-level alternative begins with '^'. */
+static bool translate(struct translator* t, bool* anchored) {
+    int depth = 0;
+    bool quantifiable = false, alt_start = true;
+    *anchored = true;
+    bool this_anchored = false;
+    while (t->i < t->n) {
+        const uint8_t c = t->p[t->i];
+        const bool was_start = alt_start;
+        alt_start = false;
+        switch (c) {
+        case '^':
+            if (depth > 0 || !was_start) return tr_fail(t, "'^' only at the start of the pattern or of a top-level alternative");
+            this_anchored = true;
+            srv_buf_puts(t->out, "^");
+            t->i++;
+            quantifiable = false;
+            alt_start = false;
+            break;
+        case '$':
+            if (depth > 0 || !(t->i + 1 == t->n || t->p[t->i + 1] == '|'))
+                return tr_fail(t, "'$' only at the end of the pattern or of a top-level alternative");
+            srv_buf_puts(t->out, "$");
+            t->i++;
+            quantifiable = false;
+            break;
+        case '|':
+            if (depth == 0) {
+                *anchored &= this_anchored;
+                this_anchored = false;
+                alt_start = true;
+            }
+            srv_buf_puts(t->out, "|");
+            t->i++;
+            quantifiable = false;
+            break;
+        case '(':
+            if (t->i + 1 < t->n && t->p[t->i + 1] == '?') {
+                if (!(t->i + 2 < t->n && t->p[t->i + 2] == ':'))
+                    return tr_fail(t, "'(?' groups other than (?:...) (lookaround, named groups) are not supported");
+                t->i += 2;
+            }
+            t->i++;
+            if (++depth > 100) return tr_fail(t, "groups nest more than 100 deep");
+            srv_buf_puts(t->out, "(?:");
+            quantifiable = false;
+            break;
+        case ')':
+            if (depth == 0) return tr_fail(t, "a ')' without its '('");
+            depth--;
+            srv_buf_puts(t->out, ")");
+            t->i++;
+            quantifiable = true;
+            break;
+        case '*':
+        case '+':
+        case '?':
+        case '{': {
+            if (!quantifiable) return tr_fail(t, "a quantifier '%c' with nothing to repeat", c);
+            if (c == '{') {
+                size_t j = t->i + 1;
+                uint32_t lo = 0, hi = 0, digits = 0;
+                bool comma = false;
+                for (; j < t->n && is_digit(t->p[j]); j++, digits++) lo = lo < 100000 ? lo * 10 + (t->p[j] - '0') : lo;
+                if (digits == 0) return tr_fail(t, "a '{' that is not a quantifier {n}, {n,} or {n,m} (write \\{)");
+                hi = lo;
+                if (j < t->n && t->p[j] == ',') {
+                    comma = true;
+                    j++;
+                    digits = 0;
+                    hi = 0;
+                    for (; j < t->n && is_digit(t->p[j]); j++, digits++) hi = hi < 100000 ? hi * 10 + (t->p[j] - '0') : hi;
+                    if (digits == 0) hi = UINT32_MAX;
+                }
+                if (j >= t->n || t->p[j] != '}') return tr_fail(t, "a '{' that is not a quantifier {n}, {n,} or {n,m} (write \\{)");
+                if (hi < lo) return tr_fail(t, "a quantifier {%u,%u} out of order", lo, hi);
+                if (lo > 1000 || (hi != UINT32_MAX && hi > 1000)) return tr_fail(t, "a quantifier above 1000");
+                if (comma && hi == UINT32_MAX) srv_buf_printf(t->out, "{%u,}", lo);
+                else if (comma) srv_buf_printf(t->out, "{%u,%u}", lo, hi);
+                else srv_buf_printf(t->out, "{%u}", lo);
+                t->i = j + 1;
+            } else {
+                srv_buf_put(t->out, &c, 1);
+                t->i++;
+            }
+            if (t->i < t->n && t->p[t->i] == '?') { /* lazy: the same strings match */
+                srv_buf_puts(t->out, "?");
+                t->i++;
+            }
+            quantifiable = false;
+            break;
+        }
+        case '}':
+            return tr_fail(t, "a lone '}' (write \\})");
+        case ']':
+            return tr_fail(t, "a lone ']' (write \\])");
+        case '[':
+            if (!tr_class(t)) return false;
+            quantifiable = true;
+            break;
+        case '.': {
+            struct ranges rs = {0};
+            bool ok = ranges_add(&rs, '\n', '\n') && ranges_add(&rs, '\r', '\r') && ranges_add(&rs, 0x2028, 0x2029) &&
+                      ranges_normalize(&rs, true);
+            if (ok) emit_ranges(t->out, &rs);
+            free(rs.r);
+            if (!ok) return tr_fail(t, "out of memory");
+            t->i++;
+            quantifiable = true;
+            break;
+        }
+        default: {
+            int64_t cp;
+            uint8_t cls = 0;
+            if (c == '\\') {
+                t->i++;
+                cp = tr_escape(t, false, &cls);
+                if (cp == -2) return false;
+            } else {
+                cp = tr_char(t);
+            }
+            struct ranges rs = {0};
+            bool ok = cls != 0 ? add_class_escape(&rs, cls) : ranges_add(&rs, (uint32_t) cp, (uint32_t) cp);
+            ok = ok && ranges_normalize(&rs, false);
+            if (ok) emit_ranges(t->out, &rs);
+            free(rs.r);
+            if (!ok) return tr_fail(t, "out of memory");
+            quantifiable = true;
+            break;
+        }
+        }
+    }
+    if (depth != 0) return tr_fail(t, "a '(' without its ')'");
+    *anchored &= this_anchored;
+    return !t->out->oom || tr_fail(t, "out of memory");
+}
+
+/* The formats supported, as patterns of the same strings (RFC 3339 full-date with the days
+ * of each month and leap years, years 0001-9999; full-time; RFC 4122's hex form; dotted
+ * quads without leading zeros). */
+#define FMT_DATE                                                                                                   \
+    "(?:(?:[1-9]\\d{3}|0[1-9]\\d{2}|00[1-9]\\d|000[1-9])-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12]\\d|3[01])|"         \
+    "(?:0[469]|11)-(?:0[1-9]|[12]\\d|30)|02-(?:0[1-9]|1\\d|2[0-8]))|(?:\\d\\d(?:0[48]|[2468][048]|[13579][26])|" \
+    "(?:0[48]|[2468][048]|[13579][26])00)-02-29)"
+#define FMT_TIME "(?:[01]\\d|2[0-3]):[0-5]\\d:(?:[0-5]\\d|60)(?:\\.\\d+)?(?:[Zz]|[+-](?:[01]\\d|2[0-3]):[0-5]\\d)"
+static const struct {
+    const char* name;
+    const char* pattern;
+} kFormats[] = {
+    {"date", "^" FMT_DATE "$"},
+    {"time", "^" FMT_TIME "$"},
+    {"date-time", "^" FMT_DATE "[Tt]" FMT_TIME "$"},
+    {"uuid", "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"},
+    {"ipv4", "^(?:(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)\\.){3}(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)$"},
+};
+
+const char* srv_schema_format_pattern(const char* name) {
+    for (size_t i = 0; i < sizeof(kFormats) / sizeof(kFormats[0]); i++)
+        if (strcmp(kFormats[i].name, name) == 0) return kFormats[i].pattern;
+    return NULL;
 }
 
 /* ---- compiling ----------------------------------------------------------------------- */
@@ -441,7 +953,8 @@ static bool count_keyword(struct compiler* c, const json_t* schema, const char* 
 }
 
 static const char* const kAssertions[] = {"type", "enum", "const", "properties", "required", "additionalProperties",
-                                          "items", "minItems", "maxItems", "minLength", "maxLength", NULL};
+                                          "items", "minItems", "maxItems", "minLength", "maxLength", "minimum",
+                                          "maximum", "exclusiveMinimum", "exclusiveMaximum", "pattern", "format", NULL};
 /* annotations and definitions: no effect on what is valid */
 static const char* const kIgnored[] = {"title", "description", "default", "examples", "$schema", "$id", "$comment",
                                        "deprecated", "readOnly", "writeOnly", "$defs", "definitions", NULL};
@@ -658,6 +1171,107 @@ static bool compile_object(struct compiler* c, int id, const json_t* schema) {
     return true;
 }
 
+/* minimum, exclusiveMinimum (the lower bound: the larger, the exclusive one at a tie),
+ * maximum, exclusiveMaximum, as JSON Schema 2020-12 writes them (numbers). A bound is the
+ * decimal value of the number as jansson holds it: an integer exactly, a real by its shortest
+ * spelling that reads back as the same double (0.1 is 0.1), as enum numbers. */
+static bool compile_bounds(struct compiler* c, struct node* n, const json_t* schema) {
+    static const char* const kBounds[4] = {"minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"};
+    for (int k = 0; k < 4; k++) {
+        const json_t* v = json_object_get(schema, kBounds[k]);
+        if (v == NULL) continue;
+        if (!json_is_number(v)) {
+            BAD(c, "%s: expected a number%s", kBounds[k],
+                json_is_boolean(v) ? " (JSON Schema 2020-12; draft 4's boolean form is not supported)" : "");
+            return false;
+        }
+        struct bound b = {.on = 1, .excl = (uint8_t) (k % 2)};
+        number_parts(v, &b.v);
+        struct bound* slot = k < 2 ? &n->lo : &n->hi;
+        if (slot->on) {
+            const int cmp = numc_cmp(&b.v, &slot->v) * (k < 2 ? 1 : -1); /* > 0: b is tighter */
+            if (cmp < 0 || (cmp == 0 && !b.excl)) continue;
+        }
+        *slot = b;
+    }
+    return true;
+}
+
+static bool numbers_exist(const struct node* n);
+
+/* pattern, or format as the pattern of its strings, into node n. Beside minLength/maxLength
+ * both are refused: a pattern's partial matches say nothing of the lengths its completions
+ * can have, so the two together could leave a prefix with no completion. */
+static bool compile_pattern(struct compiler* c, struct node* n, const json_t* schema) {
+    const json_t* pattern = json_object_get(schema, "pattern");
+    const json_t* format = json_object_get(schema, "format");
+    if (pattern == NULL && format == NULL) return true;
+    const char* key = pattern ? "pattern" : "format";
+    const size_t mark = where_push(c, key, 0);
+    bool ok = false;
+    const char* text = NULL;
+    size_t len = 0;
+    if (!json_is_string(pattern ? pattern : format)) {
+        BAD(c, "expected a string");
+    } else if (pattern != NULL && format != NULL) {
+        UNSUPPORTED(c, "\"pattern\" beside \"format\" is not supported");
+    } else if (n->min_len > 0 || n->max_len != NO_LIMIT) {
+        UNSUPPORTED(c, "\"%s\" beside minLength/maxLength is not supported (together they could leave a prefix "
+                    "that no string completes)", key);
+    } else if (format != NULL && (text = srv_schema_format_pattern(json_string_value(format))) == NULL) {
+        UNSUPPORTED(c, "format \"%.60s\" is not supported (date, time, date-time, uuid and ipv4 are)",
+                    json_string_value(format));
+    } else if (pattern != NULL && json_string_length(pattern) > SRV_SCHEMA_MAX_PATTERN) {
+        UNSUPPORTED(c, "a pattern of more than %d bytes", SRV_SCHEMA_MAX_PATTERN);
+    } else {
+        if (text == NULL) {
+            text = json_string_value(pattern);
+            len = json_string_length(pattern);
+        } else {
+            len = strlen(text);
+        }
+        ok = true;
+    }
+    if (!ok) {
+        where_pop(c, mark);
+        return false;
+    }
+    struct srv_buf out = {0};
+    struct translator t = {.p = (const uint8_t*) text, .n = len, .out = &out};
+    bool anchored = false;
+    ok = translate(&t, &anchored);
+    if (!ok) {
+        UNSUPPORTED(c, "\"%.80s\": %s", text, t.err[0] ? t.err : "out of memory");
+    } else {
+        int code = 0;
+        PCRE2_SIZE at = 0;
+        pcre2_code* re = pcre2_compile((PCRE2_SPTR) out.data, out.len,
+                                       PCRE2_DOLLAR_ENDONLY | PCRE2_NEVER_UTF | PCRE2_NEVER_UCP | PCRE2_NO_AUTO_CAPTURE |
+                                           (anchored ? PCRE2_ANCHORED : 0),
+                                       &code, &at, NULL);
+        struct srv_schema* s = c->s;
+        if (re == NULL) {
+            char msg[120];
+            pcre2_get_error_message(code, (PCRE2_UCHAR*) msg, sizeof(msg));
+            UNSUPPORTED(c, "\"%.80s\": PCRE2 refuses it as translated (%s)", text, msg);
+            ok = false;
+        } else if (!grow((void**) &s->patterns, &s->cap_patterns, s->num_patterns + 1, sizeof(struct pattern))) {
+            pcre2_code_free(re);
+            OOM(c);
+            ok = false;
+        } else {
+            /* JIT where PCRE2 has it (both modes used: whole and partial matches); the
+             * interpreter otherwise, with the same answers */
+            pcre2_jit_compile(re, PCRE2_JIT_COMPLETE | PCRE2_JIT_PARTIAL_HARD);
+            s->patterns[s->num_patterns] = (struct pattern){re, (uint8_t) anchored};
+            n->pattern = (uint16_t) ++s->num_patterns;
+        }
+    }
+    srv_buf_free(&out);
+    where_pop(c, mark);
+    return ok;
+}
+
 /* The assertion keywords of a schema into node id (the siblings of an enum/const: its own node). */
 static bool compile_assertions(struct compiler* c, int id, const json_t* schema) {
     const json_t* t = json_object_get(schema, "type");
@@ -690,10 +1304,14 @@ static bool compile_assertions(struct compiler* c, int id, const json_t* schema)
     n->min_items = lens[2];
     n->max_items = lens[3];
     n->items = (uint16_t) item;
+    if (!compile_bounds(c, n, schema)) return false;
+    if (!compile_pattern(c, n, schema)) return false;
+    n = &c->s->nodes[id];
     /* a type whose own constraints contradict each other admits nothing */
     if (n->min_len > n->max_len) types &= (uint8_t) ~T_STRING;
     if (n->min_items > n->max_items) types &= (uint8_t) ~T_ARRAY;
     n->types = types;
+    if ((n->lo.on || n->hi.on) && !numbers_exist(n)) n->types &= (uint8_t) ~(T_INTEGER | T_FRACTION);
     return true;
 }
 
@@ -734,8 +1352,9 @@ static int compile(struct compiler* c, const json_t* schema) {
                 UNSUPPORTED(c, "\"%s\" is not supported (anyOf is)", key);
             } else {
                 UNSUPPORTED(c, "\"%.60s\" is not supported; the keywords are type, enum, const, properties, required, "
-                            "additionalProperties, items, minItems, maxItems, minLength, maxLength, anyOf, allOf of "
-                            "one schema, $ref and annotations", key);
+                            "additionalProperties, items, minItems, maxItems, minLength, maxLength, pattern, format, "
+                            "minimum, maximum, exclusiveMinimum, exclusiveMaximum, anyOf, allOf of one schema, $ref "
+                            "and annotations", key);
             }
             where_pop(c, mark);
             return -1;
@@ -959,9 +1578,10 @@ static bool valid(struct compiler* c, uint16_t id, const json_t* v) {
     case JSON_REAL: {
         const bool integral = json_is_integer(v) || json_real_value(v) == floor(json_real_value(v));
         if (!(n->types & T_FRACTION) && !(integral && (n->types & T_INTEGER))) return false;
-        if (!n->enumerated) return true;
         struct numc x;
         number_parts(v, &x);
+        if (!within_bounds(n, &x)) return false;
+        if (!n->enumerated) return true;
         for (uint32_t k = 0; k < n->num_num; k++)
             if (numc_equal(&x, &s->nums[n->num_first + k])) return true;
         return false;
@@ -976,7 +1596,14 @@ static bool valid(struct compiler* c, uint16_t id, const json_t* v) {
             return false;
         }
         const uint32_t len = code_points(json_string_value(v), json_string_length(v));
-        return len >= n->min_len && len <= n->max_len;
+        if (len < n->min_len || len > n->max_len) return false;
+        if (n->pattern == 0) return true;
+        pcre2_match_data* md = pcre2_match_data_create(1, NULL);
+        const int rc = md ? pcre2_match(s->patterns[n->pattern - 1].code, (PCRE2_SPTR) json_string_value(v),
+                                        json_string_length(v), 0, 0, md, s->mctx)
+                          : PCRE2_ERROR_NOMEMORY;
+        pcre2_match_data_free(md);
+        return rc >= 0;
     }
     case JSON_ARRAY: {
         const size_t size = json_array_size(v);
@@ -1358,7 +1985,12 @@ struct srv_schema* srv_schema_compile(const json_t* schema, const char* param, s
     }
     struct compiler c = {.root = schema, .param = param, .err = err, .budget = 1u << 20};
     c.s = calloc(1, sizeof(struct srv_schema));
-    if (c.s == NULL) {
+    if (c.s != NULL && (c.s->mctx = pcre2_match_context_create(NULL)) != NULL) {
+        pcre2_set_match_limit(c.s->mctx, SRV_SCHEMA_MATCH_LIMIT);
+        pcre2_set_depth_limit(c.s->mctx, SRV_SCHEMA_MATCH_LIMIT / 10);
+    }
+    if (c.s == NULL || c.s->mctx == NULL) {
+        srv_schema_free(c.s);
         srv_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
         return NULL;
     }
@@ -1432,19 +2064,21 @@ struct cfg {
     /* the value being read (zero between values) */
     uint64_t cand[2];  /* the candidates still matched: a key's properties, a string's or number's values */
     uint64_t also[2];  /* a key that may be another key: the properties it still matches */
-    uint32_t len;      /* a string: code points; an enum number: digits of its integer part */
-    uint32_t pos;      /* candidates: bytes matched; a key: its bytes; a literal: bytes */
-    uint32_t kstart;   /* a key that may be another key: its bytes in the text pool */
-    uint32_t lead;     /* an enum number: zeros between the point and its first significant digit */
-    uint32_t ev;       /* an enum number: its exponent so far (saturating) */
-    uint16_t hex;      /* a \u escape's value so far */
+    uint32_t len;      /* a string: code points; an enum or bounded number: digits of its integer part */
+    uint32_t pos;      /* candidates: bytes matched; a key: its bytes; a literal: bytes; a string with
+                        * a pattern: its decoded bytes; a number: its digits before the exponent */
+    uint32_t kstart;   /* a key that may be another key, a string with a pattern: its bytes in the text pool */
+    uint32_t lead;     /* an enum or bounded number: zeros between the point and its first significant digit */
+    uint32_t ev;       /* an enum or bounded number: its exponent so far (saturating) */
+    uint16_t hex;      /* a \u escape's value so far; a number: the digits of its exponent */
     uint8_t sub;       /* a number: N_*; a literal: which */
     uint8_t key, addl; /* a key; one that may be another key (additionalProperties) */
     uint8_t esc;       /* a string: 1 after '\', 2 + the hex digits read in \u */
     uint8_t hi;        /* a string: a high surrogate escape just before */
     uint8_t u8left, u8lo, u8hi; /* continuation bytes of the character open */
-    uint8_t neg, eneg, sig, nsig; /* an enum number: signs, a significant digit seen, their count */
-    uint8_t unused2[4];
+    uint8_t neg, eneg, sig, nsig; /* an enum or bounded number: signs, a significant digit seen, their count */
+    uint8_t clo, chi;  /* a bounded number: its significant digits against the bounds' (CMP_*) */
+    uint8_t unused2[2];
 };
 _Static_assert(sizeof(struct cfg) == 112, "struct cfg has no padding");
 
@@ -1464,6 +2098,7 @@ struct srv_schema_state {
     uint8_t* text;
     uint32_t num_frames, num_keys, num_text;
     uint32_t cap_frames, cap_keys, cap_text;
+    pcre2_match_data* md; /* patterns: the match data of this state's tests */
 };
 
 static const struct node* node_of(const struct srv_schema_state* st, uint16_t id) { return &st->s->nodes[id]; }
@@ -1686,6 +2321,136 @@ static bool free_string_byte(const struct node* n, struct cfg* x, uint8_t c) {
     return true;
 }
 
+/* ---- strings with a pattern ----
+ *
+ * Their decoded bytes (escapes read, UTF-8) are kept in the text pool from kstart (pos of
+ * them), as other keys are. A pattern matched from the start tests every prefix with
+ * PCRE2_PARTIAL_HARD, a character byte by byte; inside an escape, the code points it can
+ * still stand for are tried by their UTF-8 byte ranges, a branch left at its first refused
+ * byte. The closing quote needs a whole match. A lone surrogate escape is refused here (its
+ * string is no UTF-8 to match). A test that reaches the match limits fails: its byte is
+ * refused. */
+
+static bool pat_match(struct srv_schema_state* st, const struct pattern* p, const struct cfg* x, uint32_t len,
+                      bool partial) {
+    const int rc = pcre2_match(p->code, (PCRE2_SPTR) (st->text + x->kstart), len, 0, partial ? PCRE2_PARTIAL_HARD : 0,
+                               st->md, st->s->mctx);
+    return rc >= 0 || (partial && rc == PCRE2_ERROR_PARTIAL);
+}
+
+static bool pat_append(struct srv_schema_state* st, const struct pattern* p, struct cfg* x, const uint8_t* b, int n) {
+    for (int i = 0; i < n; i++) st->text[x->kstart + x->pos + (uint32_t) i] = b[i];
+    x->pos += (uint32_t) n;
+    if (x->kstart + x->pos > st->num_text) st->num_text = x->kstart + x->pos;
+    return !p->anchored || pat_match(st, p, x, x->pos, true);
+}
+
+struct pat_dfs {
+    struct srv_schema_state* st;
+    const struct pattern* p;
+    const struct cfg* x;
+    bool found;
+};
+
+static bool pat_dfs_bytes(struct pat_dfs* d, const uint8_t* lo, const uint8_t* hi, int n, int i) {
+    for (uint32_t b = lo[i]; b <= hi[i]; b++) {
+        d->st->text[d->x->kstart + d->x->pos + (uint32_t) i] = (uint8_t) b;
+        if (!pat_match(d->st, d->p, d->x, d->x->pos + (uint32_t) i + 1, true)) continue;
+        if (i + 1 == n || pat_dfs_bytes(d, lo, hi, n, i + 1)) return true;
+    }
+    return false;
+}
+
+static bool pat_dfs_seq(void* ctx, const uint8_t* lo, const uint8_t* hi, int n) {
+    struct pat_dfs* d = ctx;
+    d->found = pat_dfs_bytes(d, lo, hi, n, 0);
+    return !d->found; /* found: stop */
+}
+
+/* Inside an escape (after '\', "\u" and some hex digits, or a high surrogate's): some code
+ * point it can still stand for continues the prefix. */
+static bool pat_escape_viable(struct srv_schema_state* st, const struct pattern* p, const struct cfg* x) {
+    const uint32_t k = x->esc >= 2 ? x->esc - 2u : 0, shift = 4 * (4 - k);
+    const uint32_t lo = (uint32_t) x->hex << shift, hi = lo + (1u << shift) - 1;
+    uint32_t r[3][2];
+    int nr = 0;
+    if (x->hi) {
+        const uint32_t base = 0x10000 + ((x->ev - 0xD800) << 10);
+        const uint32_t a = lo > 0xDC00 ? lo : 0xDC00, b = hi < 0xDFFF ? hi : 0xDFFF;
+        if (a <= b) r[nr][0] = base + a - 0xDC00, r[nr++][1] = base + b - 0xDC00;
+    } else {
+        if (lo < 0xD800) r[nr][0] = lo, r[nr++][1] = hi < 0xD7FF ? hi : 0xD7FF;
+        if (hi > 0xDFFF) r[nr][0] = lo > 0xE000 ? lo : 0xE000, r[nr++][1] = hi;
+        const uint32_t a = lo > 0xD800 ? lo : 0xD800, b = hi < 0xDBFF ? hi : 0xDBFF;
+        if (a <= b) r[nr][0] = 0x10000 + ((a - 0xD800) << 10), r[nr++][1] = 0x10000 + ((b - 0xD800) << 10) + 0x3FF;
+    }
+    if (!p->anchored) return nr > 0; /* no lone surrogate */
+    struct pat_dfs d = {st, p, x, false};
+    for (int i = 0; i < nr && !d.found; i++) utf8_split(r[i][0], r[i][1], pat_dfs_seq, &d);
+    return d.found;
+}
+
+static bool pattern_string_byte(struct srv_schema_state* st, const struct node* n, struct cfg* x, uint8_t c) {
+    const struct pattern* p = &st->s->patterns[n->pattern - 1];
+    bool ok = true;
+    if (utf8_continue(x, c, &ok)) return ok && pat_append(st, p, x, &c, 1);
+    if (x->esc == 1) {
+        if (c == 'u') {
+            x->esc = 2;
+            x->hex = 0;
+            return pat_escape_viable(st, p, x);
+        }
+        const int ch = short_escape(c);
+        if (ch < 0 || x->hi) return false;
+        x->esc = 0;
+        const uint8_t b = (uint8_t) ch;
+        return pat_append(st, p, x, &b, 1);
+    }
+    if (x->esc >= 2) {
+        const int h = hex_value(c);
+        if (h < 0) return false;
+        x->hex = (uint16_t) (x->hex << 4 | (uint32_t) h);
+        if (x->esc < 5) {
+            x->esc++;
+            return pat_escape_viable(st, p, x);
+        }
+        const uint32_t u = x->hex;
+        x->esc = 0;
+        x->hex = 0;
+        uint32_t cp = u;
+        if (x->hi) {
+            if (u < 0xDC00 || u > 0xDFFF) return false;
+            cp = 0x10000 + ((x->ev - 0xD800) << 10) + (u - 0xDC00);
+            x->hi = 0;
+            x->ev = 0;
+        } else if (u >= 0xD800 && u <= 0xDBFF) {
+            x->hi = 1;
+            x->ev = u;
+            return pat_escape_viable(st, p, x);
+        } else if (u >= 0xDC00 && u <= 0xDFFF) {
+            return false;
+        }
+        uint8_t b[4];
+        return pat_append(st, p, x, b, utf8_put(cp, b));
+    }
+    if (x->hi) { /* after a high surrogate escape: its low one */
+        if (c != '\\') return false;
+        x->esc = 1;
+        return true;
+    }
+    if (c == '"') {
+        if (!pat_match(st, p, x, x->pos, false)) return false;
+        end_value(x);
+        return true;
+    }
+    if (c == '\\') {
+        x->esc = 1;
+        return pat_escape_viable(st, p, x);
+    }
+    if (c < 0x20 || (c >= 0x80 && !utf8_lead(x, c))) return false;
+    return pat_append(st, p, x, &c, 1);
+}
+
 /* The UTF-16 unit a \u escape at candidate cs's byte pos stands for: the character, its high
  * surrogate (after one: its low); NO_INDEX at the candidate's end. */
 static uint32_t escape_unit(const struct strc* cs, uint32_t pos, bool after_high) {
@@ -1825,19 +2590,252 @@ static bool enum_exponent_sign(const struct srv_schema* s, const struct node* n,
     return any(x->cand);
 }
 
+static uint32_t num_digits(uint32_t v) {
+    uint32_t k = 0;
+    for (; v > 0; v /= 10) k++;
+    return k;
+}
+
 static bool enum_exponent_digit(const struct srv_schema* s, const struct node* n, struct cfg* x, uint8_t c) {
     const struct numc* nums = s->nums + n->num_first;
     x->ev = x->ev > 100000000u ? x->ev : x->ev * 10 + (uint32_t) (c - '0');
     FOR_BITS(x->cand, k) {
         const int32_t e = enum_exponent(&nums[k], x);
-        keep(x->cand, k, nums[k].zero || exponent_prefix(x->ev, (uint32_t) (e < 0 ? -e : e)));
+        const uint32_t want = (uint32_t) (e < 0 ? -e : e);
+        /* its digits still to come fit the exponent's room */
+        keep(x->cand, k, nums[k].zero || (exponent_prefix(x->ev, want) &&
+                                          num_digits(want) - num_digits(x->ev) <= (uint32_t) (SRV_SCHEMA_MAX_EXPONENT_DIGITS - x->hex)));
     }
     return any(x->cand);
+}
+
+/* The candidates whose digits still to come fit the room left before the exponent (an
+ * integer: all its integer digits; else its significant digits, the exponent doing the rest). */
+static bool enum_room(const struct srv_schema* s, const struct node* n, struct cfg* x) {
+    const struct numc* nums = s->nums + n->num_first;
+    const uint32_t left = SRV_SCHEMA_MAX_NUMBER_DIGITS - x->pos;
+    const uint32_t must = x->sub == N_MINUS || x->sub == N_DOT; /* a digit must come */
+    FOR_BITS(x->cand, k) {
+        const struct numc* v = &nums[k];
+        int64_t need = 0;
+        if (!v->zero && !(n->types & T_FRACTION)) need = (int64_t) v->point - x->len;
+        else if (!v->zero) need = (int64_t) v->nd - (x->sig ? x->nsig : 0);
+        if (need < must) need = must;
+        keep(x->cand, k, need <= (int64_t) left);
+    }
+    return any(x->cand);
+}
+
+/* ---- bounded numbers ----
+ *
+ * A number is read as its sign, its significant digits S (0.S x 10^p: p the digits of its
+ * integer part, or minus the zeros after the point) and its exponent. Against each bound's
+ * digits D (of its magnitude) the recognizer keeps only how S compares with D's first |S|
+ * digits (clo, chi: CMP_EQ while S is a prefix of D or D followed by zeros). Whether the
+ * number can still end within the bounds follows exactly from that, p, and the room left:
+ *   - for the sign read, the bounds become an interval (L, U) of magnitudes (either end may
+ *     be open: L none means any magnitude above 0, U none any below infinity), and zero is
+ *     within the bounds or not;
+ *   - a "number" before its exponent can take any scale (an exponent of at most 4 digits
+ *     reaches 10^+-9999, past any bound a double or an int64 can be): it needs some S'
+ *     extending S by the digits left, and a scale q, with 0.S' x 10^q in (L, U). The scales
+ *     strictly between L's and U's are whole decades inside; at L's scale S' >= D_L, at U's
+ *     S' <= D_U, at one scale both;
+ *   - an "integer" (no fraction, no exponent) has its scale fixed by its digits: p + j after
+ *     j more digits;
+ *   - in the exponent, S is fixed: the scales allowed are an interval, and the exponent's
+ *     digits so far (and the room for more) must reach one of them.
+ * The smallest extension S' >= D (or > D) is D itself or D cut after a digit below 9 and that
+ * digit raised, whichever is shorter. */
+
+enum { CMP_EQ = 0, CMP_LT = 1, CMP_GT = 2 };
+#define COST_NONE 0x7FFFFFFFu
+
+static bool bounded(const struct node* n) { return n->lo.on || n->hi.on; }
+
+struct side { /* a bound on the magnitude: its digits, exclusive, how S compares with them */
+    const struct numc* d;
+    uint8_t excl, cmp;
+};
+
+static void cmp_step(uint8_t* st, const struct numc* b, uint32_t i, uint8_t c) {
+    if (*st != CMP_EQ) return;
+    const uint8_t d = b->zero || i >= b->nd ? '0' : (uint8_t) b->d[i];
+    if (c < d) *st = CMP_LT;
+    else if (c > d) *st = CMP_GT;
+}
+
+/* A mantissa digit of a bounded number (x->sub already moved on). */
+static void bound_digit(const struct node* n, struct cfg* x, uint8_t c, bool frac) {
+    if (!frac && x->sub != N_ZERO) x->len++;
+    if (!x->sig && c == '0') {
+        if (frac) x->lead++;
+        return;
+    }
+    x->sig = 1;
+    const uint32_t i = x->nsig;
+    if (x->nsig < 255) x->nsig++;
+    cmp_step(&x->clo, &n->lo.v, i, c);
+    cmp_step(&x->chi, &n->hi.v, i, c);
+}
+
+/* More digits (fewest) that make S (n digits) >= D (> D when exclusive). */
+static uint32_t geq_cost(const struct side* L, uint32_t n) {
+    if (L->cmp == CMP_GT) return 0;
+    if (L->cmp == CMP_LT) return COST_NONE;
+    const struct numc* D = L->d;
+    if (n >= D->nd) return L->excl ? 1 : 0;
+    uint32_t best = D->nd - n + L->excl;
+    for (uint32_t i = n; i < D->nd; i++) {
+        if (D->d[i] != '9') {
+            if (i - n + 1 < best) best = i - n + 1;
+            break;
+        }
+    }
+    return best;
+}
+
+/* S itself <= D (< D when exclusive): more digits only make it larger. */
+static bool leq_ok(const struct side* U, uint32_t n) {
+    if (U->cmp != CMP_EQ) return U->cmp == CMP_LT;
+    return n < U->d->nd || !U->excl;
+}
+
+/* More digits (fewest) that make D_L <= S' <= D_U at one scale. */
+static uint32_t between_cost(const struct side* L, const struct side* U, uint32_t n) {
+    if (L->cmp == CMP_LT || U->cmp == CMP_GT) return COST_NONE;
+    if (L->cmp == CMP_GT) return leq_ok(U, n) ? 0 : COST_NONE;
+    if (U->cmp == CMP_LT) return geq_cost(L, n);
+    /* S is a prefix of both: the least g-digit string >= D_L, for g = n, n + 1, ... */
+    const struct numc *A = L->d, *B = U->d;
+    uint32_t most = (A->nd > B->nd ? A->nd : B->nd) + 1;
+    if (most < n) most = n; /* S longer than both: itself (its digits past theirs are zeros) */
+    for (uint32_t g = n; g <= most; g++) {
+        char c[SRV_SCHEMA_MAX_NUMBER_DIGITS + 32];
+        for (uint32_t i = 0; i < g; i++) c[i] = i < A->nd ? A->d[i] : '0';
+        if (A->nd > g || L->excl) {
+            uint32_t i = g;
+            while (i > 0 && c[i - 1] == '9') c[--i] = '0';
+            if (i == 0 || i - 1 < n) continue; /* the carry reaches S */
+            c[i - 1]++;
+        }
+        int r = 0;
+        for (uint32_t i = 0; (i < g || i < B->nd) && r == 0; i++) {
+            const char a = i < g ? c[i] : '0', b = i < B->nd ? B->d[i] : '0';
+            r = (a > b) - (a < b);
+        }
+        if (r < 0 || (r == 0 && !U->excl)) return g - n;
+    }
+    return COST_NONE;
+}
+
+/* Some S' extending S by at most k digits has 0.S' x 10^q in (L, U) (NULL: no bound). */
+static bool fits_at(const struct side* L, const struct side* U, uint32_t n, int32_t q, uint32_t k) {
+    if ((L && q < L->d->point) || (U && q > U->d->point)) return false;
+    const bool at_l = L && q == L->d->point, at_u = U && q == U->d->point;
+    if (at_l && at_u) return between_cost(L, U, n) <= k;
+    if (at_l) return geq_cost(L, n) <= k;
+    if (at_u) return leq_ok(U, n);
+    return true;
+}
+
+/* The same at any scale. */
+static bool fits_somewhere(const struct side* L, const struct side* U, uint32_t n, uint32_t k) {
+    if (L == NULL || U == NULL) return true;
+    const int32_t pl = L->d->point, pu = U->d->point;
+    if (pu - pl >= 2) return true;
+    if (pl + 1 == pu) return geq_cost(L, n) <= k || leq_ok(U, n);
+    return pl == pu && between_cost(L, U, n) <= k;
+}
+
+static bool zero_ok(const struct node* n) {
+    const bool lo = !n->lo.on || n->lo.v.neg || (n->lo.v.zero && !n->lo.excl);
+    const bool hi = !n->hi.on || (!n->hi.v.neg && !n->hi.v.zero) || (n->hi.v.zero && !n->hi.excl);
+    return lo && hi;
+}
+
+/* The bounds on the magnitude of a nonzero number of x's sign; false: none is within them. */
+static bool sides(const struct node* n, const struct cfg* x, struct side* L, struct side* U, bool* has_l, bool* has_u) {
+    const struct bound *lo = &n->lo, *hi = &n->hi;
+    *has_l = *has_u = false;
+    if (!x->neg) {
+        if (hi->on && (hi->v.zero || hi->v.neg)) return false;
+        if (lo->on && !lo->v.zero && !lo->v.neg) *L = (struct side){&lo->v, lo->excl, x->clo}, *has_l = true;
+        if (hi->on) *U = (struct side){&hi->v, hi->excl, x->chi}, *has_u = true;
+    } else {
+        if (lo->on && (lo->v.zero || !lo->v.neg)) return false;
+        if (lo->on) *U = (struct side){&lo->v, lo->excl, x->clo}, *has_u = true;
+        if (hi->on && !hi->v.zero && hi->v.neg) *L = (struct side){&hi->v, hi->excl, x->chi}, *has_l = true;
+    }
+    return true;
+}
+
+static int32_t number_point(const struct cfg* x) { return x->len > 0 ? (int32_t) x->len : -(int32_t) x->lead; }
+
+/* Some exponent in [lo, hi] is reachable from the exponent's digits so far. */
+static bool exponent_reach(const struct cfg* x, int64_t lo, int64_t hi) {
+    for (int neg = 0; neg < 2; neg++) {
+        if (x->sub != N_E && neg != x->eneg) continue;
+        int64_t a = neg ? -hi : lo, b = neg ? -lo : hi;
+        if (a < 0) a = 0;
+        if (b < a) continue;
+        int64_t base = x->ev, span = 1;
+        for (uint32_t j = 0; x->hex + j <= SRV_SCHEMA_MAX_EXPONENT_DIGITS; j++, base *= 10, span *= 10)
+            if ((j > 0 || x->hex > 0) && base <= b && base + span - 1 >= a) return true;
+    }
+    return false;
+}
+
+/* Whether the bounded number read so far can still be completed within the bounds (and the
+ * limits on its digits). */
+static bool bounded_viable(const struct node* n, const struct cfg* x) {
+    const bool fraction = (n->types & T_FRACTION) != 0;
+    const bool in_exp = x->sub == N_E || x->sub == N_ESIGN || x->sub == N_EXP;
+    const uint32_t left = SRV_SCHEMA_MAX_NUMBER_DIGITS - x->pos;
+    if (!in_exp && (x->sub == N_MINUS || x->sub == N_DOT) && left == 0) return false;
+    if (!x->sig) {
+        if (zero_ok(n)) return true; /* 0, its digit or exponent to come */
+        if (in_exp || (x->sub == N_ZERO && !fraction) || left == 0) return false;
+        for (uint8_t c = '1'; c <= '9'; c++) { /* a first significant digit */
+            struct cfg y = *x;
+            y.pos++;
+            y.sub = y.sub == N_MINUS ? N_INT : N_FRAC; /* "0": after a point */
+            bound_digit(n, &y, c, y.sub == N_FRAC);
+            if (bounded_viable(n, &y)) return true;
+        }
+        return false;
+    }
+    struct side ls, us;
+    bool has_l, has_u;
+    if (!sides(n, x, &ls, &us, &has_l, &has_u)) return false;
+    const struct side *L = has_l ? &ls : NULL, *U = has_u ? &us : NULL;
+    const int32_t p = number_point(x);
+    if (in_exp) {
+        int64_t qmin = -1000000, qmax = 1000000;
+        if (L) qmin = geq_cost(L, x->nsig) == 0 ? L->d->point : L->d->point + 1;
+        if (U) qmax = leq_ok(U, x->nsig) ? U->d->point : U->d->point - 1;
+        return qmin <= qmax && exponent_reach(x, qmin - p, qmax - p);
+    }
+    if (fraction) return fits_somewhere(L, U, x->nsig, left);
+    for (uint32_t j = 0; j <= left; j++)
+        if (fits_at(L, U, x->nsig, p + (int32_t) j, j)) return true;
+    return false;
+}
+
+/* Whether the bounded number read so far is within the bounds as it is. */
+static bool bounded_can_end(const struct node* n, const struct cfg* x) {
+    if (!x->sig) return zero_ok(n);
+    struct side ls, us;
+    bool has_l, has_u;
+    if (!sides(n, x, &ls, &us, &has_l, &has_u)) return false;
+    const int64_t e = x->sub == N_EXP ? (x->eneg ? -(int64_t) x->ev : (int64_t) x->ev) : 0;
+    return fits_at(has_l ? &ls : NULL, has_u ? &us : NULL, x->nsig, (int32_t) (number_point(x) + e), 0);
 }
 
 /* Whether the number read so far is a whole value of the node (it may end here). */
 static bool number_can_end(const struct srv_schema* s, const struct node* n, const struct cfg* x) {
     if (x->sub != N_ZERO && x->sub != N_INT && x->sub != N_FRAC && x->sub != N_EXP) return false;
+    if (bounded(n)) return bounded_can_end(n, x);
     if (!n->enumerated) return true;
     const struct numc* nums = s->nums + n->num_first;
     FOR_BITS(x->cand, k) {
@@ -1851,7 +2849,25 @@ static bool number_can_end(const struct srv_schema* s, const struct node* n, con
 
 static bool step(struct srv_schema_state* st, struct cfg* x, uint8_t c);
 
-static bool number_byte(struct srv_schema_state* st, struct cfg* x, uint8_t c) {
+/* A digit before the exponent (x->sub already moved on): the room for it, the candidates or
+ * the bounds. */
+static bool mantissa_digit(const struct srv_schema* s, const struct node* n, struct cfg* x, uint8_t c, bool frac) {
+    if (x->pos >= SRV_SCHEMA_MAX_NUMBER_DIGITS) return false;
+    x->pos++;
+    if (n->enumerated) return enum_digit(s, n, x, c, frac) && enum_room(s, n, x);
+    if (bounded(n)) bound_digit(n, x, c, frac);
+    return true;
+}
+
+static bool exponent_digit(const struct srv_schema* s, const struct node* n, struct cfg* x, uint8_t c) {
+    if (x->hex >= SRV_SCHEMA_MAX_EXPONENT_DIGITS) return false;
+    x->hex++;
+    if (n->enumerated) return enum_exponent_digit(s, n, x, c);
+    if (bounded(n)) x->ev = x->ev * 10 + (uint32_t) (c - '0');
+    return true;
+}
+
+static bool number_step(struct srv_schema_state* st, struct cfg* x, uint8_t c) {
     const struct srv_schema* s = st->s;
     const struct node* n = node_of(st, x->node);
     const bool fraction = (n->types & T_FRACTION) != 0, e = n->enumerated;
@@ -1859,11 +2875,11 @@ static bool number_byte(struct srv_schema_state* st, struct cfg* x, uint8_t c) {
     case N_MINUS:
         if (!is_digit(c)) return false;
         x->sub = c == '0' ? N_ZERO : N_INT;
-        return !e || enum_digit(s, n, x, c, false);
+        return mantissa_digit(s, n, x, c, false);
     case N_DOT:
         if (!is_digit(c)) return false;
         x->sub = N_FRAC;
-        return !e || enum_digit(s, n, x, c, true);
+        return mantissa_digit(s, n, x, c, true);
     case N_E:
         if (c == '+' || c == '-') {
             x->sub = N_ESIGN;
@@ -1872,20 +2888,20 @@ static bool number_byte(struct srv_schema_state* st, struct cfg* x, uint8_t c) {
         }
         if (!is_digit(c)) return false;
         x->sub = N_EXP;
-        return !e || (enum_exponent_sign(s, n, x) && enum_exponent_digit(s, n, x, c));
+        return (!e || enum_exponent_sign(s, n, x)) && exponent_digit(s, n, x, c);
     case N_ESIGN:
         if (!is_digit(c)) return false;
         x->sub = N_EXP;
-        return !e || enum_exponent_digit(s, n, x, c);
+        return exponent_digit(s, n, x, c);
     default: /* N_ZERO, N_INT, N_FRAC, N_EXP: the number may end here */
         if (is_digit(c)) {
             if (x->sub == N_ZERO) return false;
-            if (x->sub == N_EXP) return !e || enum_exponent_digit(s, n, x, c);
-            return !e || enum_digit(s, n, x, c, x->sub == N_FRAC);
+            if (x->sub == N_EXP) return exponent_digit(s, n, x, c);
+            return mantissa_digit(s, n, x, c, x->sub == N_FRAC);
         }
         if (c == '.' && (x->sub == N_ZERO || x->sub == N_INT)) {
             x->sub = N_DOT;
-            return fraction;
+            return fraction && x->pos < SRV_SCHEMA_MAX_NUMBER_DIGITS && (!e || enum_room(s, n, x));
         }
         if ((c == 'e' || c == 'E') && x->sub != N_EXP) {
             if (!fraction) return false;
@@ -1901,6 +2917,29 @@ static bool number_byte(struct srv_schema_state* st, struct cfg* x, uint8_t c) {
         end_value(x);
         return step(st, x, c);
     }
+}
+
+static bool number_byte(struct srv_schema_state* st, struct cfg* x, uint8_t c) {
+    const struct node* n = node_of(st, x->node);
+    if (!number_step(st, x, c)) return false;
+    return x->mode != M_NUMBER || !bounded(n) || bounded_viable(n, x);
+}
+
+/* Whether a node's bounds (and the limits on digits) leave it some number. */
+static bool numbers_exist(const struct node* n) {
+    if (!(n->types & T_INTEGER)) return false;
+    for (const char* c = "-0123456789"; *c; c++) {
+        struct cfg x;
+        memset(&x, 0, sizeof(x));
+        x.neg = *c == '-';
+        x.sub = *c == '-' ? N_MINUS : *c == '0' ? N_ZERO : N_INT;
+        if (*c != '-') {
+            x.pos = 1;
+            bound_digit(n, &x, (uint8_t) *c, false);
+        }
+        if (bounded_viable(n, &x)) return true;
+    }
+    return false;
 }
 
 static bool start_value(struct srv_schema_state* st, struct cfg* x, uint8_t c) {
@@ -1926,6 +2965,7 @@ static bool start_value(struct srv_schema_state* st, struct cfg* x, uint8_t c) {
         if (!(n->types & T_STRING)) return false;
         x->mode = M_STRING;
         if (n->enumerated) fill_bits(x->cand, n->num_str);
+        if (n->pattern) x->kstart = st->num_text;
         return true;
     case 't':
     case 'f':
@@ -1946,10 +2986,11 @@ static bool start_value(struct srv_schema_state* st, struct cfg* x, uint8_t c) {
         if (c == '-') {
             x->sub = N_MINUS;
             x->neg = 1;
-            return !n->enumerated || any(x->cand);
+            if (n->enumerated) return any(x->cand) && enum_room(s, n, x);
+            return !bounded(n) || bounded_viable(n, x);
         }
         x->sub = c == '0' ? N_ZERO : N_INT;
-        return !n->enumerated || enum_digit(s, n, x, c, false);
+        return mantissa_digit(s, n, x, c, false) && (!bounded(n) || bounded_viable(n, x));
     }
 }
 
@@ -1978,6 +3019,7 @@ static bool step(struct srv_schema_state* st, struct cfg* x, uint8_t c) {
     case M_STRING:
         if (x->key) return key_byte(st, x, c);
         if (node_of(st, x->node)->enumerated) return enum_string_byte(st->s, node_of(st, x->node), x, c);
+        if (node_of(st, x->node)->pattern) return pattern_string_byte(st, node_of(st, x->node), x, c);
         return free_string_byte(node_of(st, x->node), x, c);
     case M_NUMBER: return number_byte(st, x, c);
     case M_LITERAL: {
@@ -2029,7 +3071,9 @@ static bool reserve(struct srv_schema_state* st, uint32_t bytes) {
     const uint32_t per = bytes * st->width;
     return grow((void**) &st->frames, &st->cap_frames, st->num_frames + per, sizeof(struct frame)) &&
            grow((void**) &st->keys, &st->cap_keys, st->num_keys + per, sizeof(struct keyent)) &&
-           grow((void**) &st->text, &st->cap_text, st->num_text + bytes, 1);
+           grow((void**) &st->text, &st->cap_text, st->num_text + 4 * bytes + 8, 1); /* a pattern's string: an
+                                                                                       * escape appends up to 4
+                                                                                       * decoded bytes, tried 4 */
 }
 
 static bool ensure_levels(struct srv_schema_state* st, uint32_t levels) {
@@ -2060,7 +3104,8 @@ struct srv_schema_state* srv_schema_state_create(const struct srv_schema* s) {
     st->s = s;
     st->width = s->width;
     st->cfgs = malloc(st->width * sizeof(struct cfg));
-    if (st->cfgs == NULL || !ensure_levels(st, 2) || !reserve(st, 64)) {
+    if (s->num_patterns > 0) st->md = pcre2_match_data_create(1, NULL);
+    if (st->cfgs == NULL || (s->num_patterns > 0 && st->md == NULL) || !ensure_levels(st, 2) || !reserve(st, 64)) {
         srv_schema_state_free(st);
         return NULL;
     }
@@ -2080,6 +3125,7 @@ void srv_schema_state_free(struct srv_schema_state* st) {
     free(st->frames);
     free(st->keys);
     free(st->text);
+    pcre2_match_data_free(st->md);
     free(st);
 }
 
@@ -2090,6 +3136,8 @@ static void trim(struct srv_schema_state* st) {
     for (uint32_t i = 0; i < st->n; i++) {
         const struct cfg* x = &st->cfgs[i];
         if (x->mode == M_STRING && x->key && x->addl && x->kstart + x->pos > text) text = x->kstart + x->pos;
+        if (x->mode == M_STRING && !x->key && node_of(st, x->node)->pattern && x->kstart + x->pos > text)
+            text = x->kstart + x->pos;
         if (x->depth == 0) continue;
         if (x->top.parent != NO_INDEX && x->top.parent + 1 > frames) frames = x->top.parent + 1;
         for (const struct frame* f = &x->top;; f = &st->frames[f->parent]) {
@@ -2156,7 +3204,7 @@ static uint32_t plain_room(const struct srv_schema_state* st, const struct cfg* 
     if (x->mode != M_STRING || x->u8left != 0 || x->esc != 0) return 0;
     if (x->key) return x->addl ? UINT32_MAX : 0;
     const struct node* n = node_of(st, x->node);
-    if (n->enumerated) return 0;
+    if (n->enumerated || (n->pattern && (st->s->patterns[n->pattern - 1].anchored || x->hi))) return 0;
     return n->max_len == NO_LIMIT ? UINT32_MAX : n->max_len - x->len;
 }
 

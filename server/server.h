@@ -340,19 +340,31 @@ size_t srv_json_allowed(const struct srv_json* j, const struct srv_json_vocab* v
 
 /* response_format json_schema: a JSON Schema of the supported subset (type, enum, const,
  * properties, required, additionalProperties, items, minItems, maxItems, minLength,
- * maxLength, anyOf, allOf of one schema, $ref to "#", "#/$defs/NAME" or
- * "#/definitions/NAME", annotations), compiled into a recognizer of the JSON texts valid
+ * maxLength, minimum, maximum, exclusiveMinimum, exclusiveMaximum, pattern, format date,
+ * time, date-time, uuid and ipv4, anyOf, allOf of one schema, $ref to "#", "#/$defs/NAME"
+ * or "#/definitions/NAME", annotations), compiled into a recognizer of the JSON texts valid
  * against it: srv_schema_feed accepts bytes when the text so far can still be completed into
  * such a text, and srv_schema_complete says when it is one. Beyond JSON Schema: keys are
  * written without escapes, "integer" is a number without fraction or exponent, the value is
  * alone (nothing before or after it), at most SRV_JSON_MAX_DEPTH nested containers and
- * SRV_JSON_MAX_WS whitespace bytes in a row (as JSON mode). The limits below bound a schema;
- * larger ones are refused. */
+ * SRV_JSON_MAX_WS whitespace bytes in a row (as JSON mode), a number has at most
+ * SRV_SCHEMA_MAX_NUMBER_DIGITS digits before its exponent and SRV_SCHEMA_MAX_EXPONENT_DIGITS
+ * in it, a string under a pattern no lone surrogate escape. Bounds compare decimal values
+ * exactly (a real bound: its shortest round-trip spelling); a pattern is ECMA-262's subset
+ * that PCRE2 matches alike (json_schema.c says which), matched anywhere in the decoded
+ * string; a format is the pattern srv_schema_format_pattern gives; pattern or format beside
+ * minLength/maxLength is refused. The limits below bound a schema; larger ones are refused. */
 #define SRV_SCHEMA_MAX_NODES 1024       /* subschemas, with enum/const arrays and objects */
 #define SRV_SCHEMA_MAX_PROPERTIES 128   /* properties (and required names) of one object */
 #define SRV_SCHEMA_MAX_ENUM 128         /* values of one enum */
 #define SRV_SCHEMA_MAX_ALTERNATIVES 32  /* anyOf alternatives followed at once (a bound the
                                          * compiler proves; schemas it cannot prove are refused) */
+#define SRV_SCHEMA_MAX_NUMBER_DIGITS 64 /* a number's digits before its exponent, every number */
+#define SRV_SCHEMA_MAX_EXPONENT_DIGITS 4 /* the digits of its exponent (leading zeros count) */
+#define SRV_SCHEMA_MAX_PATTERN 1000     /* bytes of a pattern */
+#define SRV_SCHEMA_MATCH_LIMIT 100000   /* PCRE2's match limit per test of a string prefix (its
+                                         * depth limit: a tenth of it); a test that reaches it
+                                         * refuses the byte */
 struct srv_schema;       /* compiled: immutable, shared by a request's choices */
 struct srv_schema_state; /* a recognizer: one per choice */
 /* NULL with *err filled: 400 invalid_value (a malformed schema: a keyword of the wrong type, a
@@ -373,6 +385,8 @@ bool srv_schema_complete(const struct srv_schema_state* st);
 /* words[v->num_words]: the text tokens whose bytes st accepts (special tokens never); returns
  * their number, SIZE_MAX on out-of-memory. The state is not moved (st is its scratch). */
 size_t srv_schema_allowed(struct srv_schema_state* st, const struct srv_json_vocab* v, uint32_t* words);
+/* The pattern (ECMA-262) that format `name` stands for, NULL when the format is not supported. */
+const char* srv_schema_format_pattern(const char* name);
 
 /* ---- output processing (output.c) --------------------------------------------------- */
 

@@ -12,9 +12,19 @@
  * any key order), properties, required, additionalProperties, items, minItems, maxItems,
  * minLength, maxLength (code points), anyOf, allOf, $ref ("#", "#/$defs/NAME",
  * "#/definitions/NAME"); "integer" is a number written without fraction or exponent (jansson
- * loads it as an integer). The text's own rules: duplicate keys refused (jansson's
- * JSON_REJECT_DUPLICATES), no backslash in a key, nothing before or after the value, at most
- * SRV_JSON_MAX_DEPTH nested containers and SRV_JSON_MAX_WS whitespace bytes in a row. */
+ * loads it as an integer); minimum, maximum, exclusiveMinimum, exclusiveMaximum (2020-12's
+ * numbers) compared as jansson holds the values (exact where the oracle answers at all: at
+ * most 15 significant digits); pattern by PCRE2 on the string (UTF, unanchored: a match
+ * anywhere), the ECMA-262 differences of the test patterns mapped ('.' excludes the four line
+ * terminators, '$' only at the end (PCRE2_DOLLAR_ENDONLY), \uXXXX (PCRE2_ALT_BSUX; a
+ * surrogate pair as its character), \s as ECMA's list, \S outside classes as its complement);
+ * format date, time, date-time, uuid, ipv4 checked by hand from RFC 3339 (years 0001-9999),
+ * RFC 4122's hex form and dotted quads without leading zeros. The text's own rules:
+ * duplicate keys refused (jansson's JSON_REJECT_DUPLICATES), no backslash in a key, nothing
+ * before or after the value, at most SRV_JSON_MAX_DEPTH nested containers and
+ * SRV_JSON_MAX_WS whitespace bytes in a row, a number of at most
+ * SRV_SCHEMA_MAX_NUMBER_DIGITS digits before its exponent and SRV_SCHEMA_MAX_EXPONENT_DIGITS
+ * in it. */
 #ifndef GPTOSS_TESTS_SERVE_SCHEMA_ORACLE_H
 #define GPTOSS_TESTS_SERVE_SCHEMA_ORACLE_H
 
@@ -24,7 +34,131 @@
 
 #include <jansson.h>
 
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
 #include "server.h"
+
+/* number a vs bound b (integers exactly, else as doubles): <0, 0, >0 */
+static int oracle_cmp(const json_t* a, const json_t* b) {
+    if (json_is_integer(a) && json_is_integer(b))
+        return (json_integer_value(a) > json_integer_value(b)) - (json_integer_value(a) < json_integer_value(b));
+    const double x = json_number_value(a), y = json_number_value(b);
+    return (x > y) - (x < y);
+}
+
+/* The pattern on a string: PCRE2 (UTF), a match anywhere. */
+static int oracle_pattern(const char* pat, const char* s, size_t n) {
+    char re[8192];
+    size_t k = 0;
+    int in_class = 0;
+    for (const char* p = pat; *p && k + 200 < sizeof(re); p++) {
+        if (*p == '\\' && p[1] == 'u' && p[6] == '\\' && p[7] == 'u') { /* a surrogate pair: the character */
+            char h[5] = {p[2], p[3], p[4], p[5], 0}, l[5] = {p[8], p[9], p[10], p[11], 0};
+            const long hi = strtol(h, NULL, 16), lo = strtol(l, NULL, 16);
+            if (hi >= 0xD800 && hi <= 0xDBFF && lo >= 0xDC00 && lo <= 0xDFFF) {
+                const long cp = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
+                re[k++] = (char) (0xF0 | cp >> 18);
+                re[k++] = (char) (0x80 | (cp >> 12 & 0x3F));
+                re[k++] = (char) (0x80 | (cp >> 6 & 0x3F));
+                re[k++] = (char) (0x80 | (cp & 0x3F));
+                p += 11;
+                continue;
+            }
+        }
+        if (*p == '\\' && p[1]) {
+            if (in_class && p[1] == 's') { /* ECMA's list inside the class (\\S in a class: not in the tests) */
+                k += (size_t) sprintf(re + k, "\\t\\n\\u000b\\f\\r \\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029"
+                                      "\\u202f\\u205f\\u3000\\ufeff");
+            } else if (!in_class && (p[1] == 's' || p[1] == 'S')) {
+                k += (size_t) sprintf(re + k, "[%s\\t\\n\\u000b\\f\\r \\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029"
+                                      "\\u202f\\u205f\\u3000\\ufeff]", p[1] == 'S' ? "^" : "");
+            } else {
+                re[k++] = p[0];
+                re[k++] = p[1];
+            }
+            p++;
+            continue;
+        }
+        if (*p == '[') in_class = 1;
+        else if (*p == ']') in_class = 0;
+        if (*p == '.' && !in_class) k += (size_t) sprintf(re + k, "[^\\n\\r\\u2028\\u2029]");
+        else re[k++] = *p;
+    }
+    int code;
+    PCRE2_SIZE at;
+    pcre2_code* c = pcre2_compile((PCRE2_SPTR) re, k, PCRE2_UTF | PCRE2_ALT_BSUX | PCRE2_DOLLAR_ENDONLY, &code, &at, NULL);
+    if (c == NULL) return 0;
+    pcre2_match_data* md = pcre2_match_data_create_from_pattern(c, NULL);
+    const int rc = pcre2_match(c, (PCRE2_SPTR) s, n, 0, 0, md, NULL);
+    pcre2_match_data_free(md);
+    pcre2_code_free(c);
+    return rc >= 0;
+}
+
+static int oracle_digits(const char* s, int n) {
+    for (int i = 0; i < n; i++)
+        if (s[i] < '0' || s[i] > '9') return -1;
+    int v = 0;
+    for (int i = 0; i < n; i++) v = v * 10 + (s[i] - '0');
+    return v;
+}
+
+/* RFC 3339 full-date (year 0001 or later), full-time; RFC 4122; a dotted quad. */
+static int oracle_date(const char* s) {
+    const int y = oracle_digits(s, 4), m = oracle_digits(s + 5, 2), d = oracle_digits(s + 8, 2);
+    if (s[4] != '-' || s[7] != '-' || y < 1 || m < 1 || m > 12 || d < 1) return 0;
+    static const int kDays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    const int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return d <= kDays[m - 1] + (m == 2 && leap);
+}
+
+static int oracle_time(const char* s, size_t n) {
+    if (n < 9 || s[2] != ':' || s[5] != ':') return 0;
+    const int h = oracle_digits(s, 2), mi = oracle_digits(s + 3, 2), se = oracle_digits(s + 6, 2);
+    if (h < 0 || h > 23 || mi < 0 || mi > 59 || se < 0 || se > 60) return 0;
+    size_t i = 8;
+    if (s[i] == '.') {
+        size_t j = i + 1;
+        while (j < n && s[j] >= '0' && s[j] <= '9') j++;
+        if (j == i + 1) return 0;
+        i = j;
+    }
+    if (i + 1 == n && (s[i] == 'Z' || s[i] == 'z')) return 1;
+    if (i + 6 != n || (s[i] != '+' && s[i] != '-') || s[i + 3] != ':') return 0;
+    const int oh = oracle_digits(s + i + 1, 2), om = oracle_digits(s + i + 4, 2);
+    return oh >= 0 && oh <= 23 && om >= 0 && om <= 59;
+}
+
+static int oracle_format(const char* f, const char* s, size_t n) {
+    if (strlen(s) != n) return 0; /* a NUL inside: none of these */
+    if (strcmp(f, "date") == 0) return n == 10 && oracle_date(s);
+    if (strcmp(f, "time") == 0) return oracle_time(s, n);
+    if (strcmp(f, "date-time") == 0) return n > 11 && oracle_date(s) && (s[10] == 'T' || s[10] == 't') &&
+                                                    oracle_time(s + 11, n - 11);
+    if (strcmp(f, "uuid") == 0) {
+        if (n != 36) return 0;
+        for (size_t i = 0; i < n; i++) {
+            const int dash = i == 8 || i == 13 || i == 18 || i == 23;
+            const char c = s[i];
+            const int hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+            if (dash ? c != '-' : !hex) return 0;
+        }
+        return 1;
+    }
+    if (strcmp(f, "ipv4") == 0) {
+        const char* p = s;
+        for (int part = 0; part < 4; part++) {
+            int len = 0, v = 0;
+            while (p[len] >= '0' && p[len] <= '9' && len < 4) v = v * 10 + (p[len++] - '0');
+            if (len == 0 || len > 3 || v > 255 || (len > 1 && p[0] == '0')) return 0;
+            p += len;
+            if (part < 3 && *p++ != '.') return 0;
+        }
+        return *p == '\0';
+    }
+    return 0;
+}
 
 static int oracle_is_ws(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
@@ -125,6 +259,18 @@ static int oracle_valid(const json_t* root, const json_t* sch, const json_t* v, 
         const size_t n = oracle_code_points(json_string_value(v), json_string_length(v));
         if ((x = json_object_get(sch, "minLength")) != NULL && (double) n < json_number_value(x)) return 0;
         if ((x = json_object_get(sch, "maxLength")) != NULL && (double) n > json_number_value(x)) return 0;
+        if ((x = json_object_get(sch, "pattern")) != NULL &&
+            !oracle_pattern(json_string_value(x), json_string_value(v), json_string_length(v)))
+            return 0;
+        if ((x = json_object_get(sch, "format")) != NULL &&
+            !oracle_format(json_string_value(x), json_string_value(v), json_string_length(v)))
+            return 0;
+    }
+    if (json_is_number(v)) {
+        if ((x = json_object_get(sch, "minimum")) != NULL && oracle_cmp(v, x) < 0) return 0;
+        if ((x = json_object_get(sch, "exclusiveMinimum")) != NULL && oracle_cmp(v, x) <= 0) return 0;
+        if ((x = json_object_get(sch, "maximum")) != NULL && oracle_cmp(v, x) > 0) return 0;
+        if ((x = json_object_get(sch, "exclusiveMaximum")) != NULL && oracle_cmp(v, x) >= 0) return 0;
     }
     if (json_is_array(v)) {
         const size_t n = json_array_size(v);
@@ -192,11 +338,14 @@ static int oracle_text_rules(const unsigned char* s, size_t n, int* beyond) {
                 if (!frac) point++;
             }
             long e = 0, sign = 1;
+            int all = 0, edigits = 0;
+            for (size_t k = i; k < j; k++) all += s[k] >= '0' && s[k] <= '9';
             if (j < n && (s[j] == 'e' || s[j] == 'E')) {
                 j++;
                 if (j < n && (s[j] == '+' || s[j] == '-')) sign = s[j++] == '-' ? -1 : 1;
-                for (; j < n && s[j] >= '0' && s[j] <= '9'; j++) e = e < 100000 ? e * 10 + (s[j] - '0') : e;
+                for (; j < n && s[j] >= '0' && s[j] <= '9'; j++, edigits++) e = e < 100000 ? e * 10 + (s[j] - '0') : e;
             }
+            if (all > SRV_SCHEMA_MAX_NUMBER_DIGITS || edigits > SRV_SCHEMA_MAX_EXPONENT_DIGITS) return 0;
             if (digits > 15 || labs(sign * e + point) > 300) *beyond = 1;
             i = j - 1;
         }
