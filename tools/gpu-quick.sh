@@ -14,11 +14,15 @@
 #   3. QUICK_ENGINE runs, base build (.gpu/prev) and this tree's (.gpu/b) alternated twice
 #   4. memcheck and racecheck over QUICK_SAN's cases (and QUICK_SAN_ONE's in row order one)
 #   5. test_batch, 20b with routing, 64 streams, default mode (bitwise against alone)
+#   6. QUICK_BENCH's kernel-benchmark rows, base and this tree alternated twice (median us)
+#   7. QUICK_NCU's Nsight Compute summaries of this tree (tools/ncu_prefill.sh)
 # Variables (defaults in brackets):
 #   QUICK_MANY    harness filter for row order many [sdpa]
 #   QUICK_ENGINE  gptoss bench arguments, ';' between runs [-p 16 -n 64 -d 32768]
 #   QUICK_SAN     harness filter for the sanitizers [sdpa_tc_prefill_45tok]
 #   QUICK_SAN_ONE the same in row order one (empty: none) []
+#   QUICK_BENCH   kernel-benchmark filter (bench --filter; empty: none) []
+#   QUICK_NCU     ROW:KERNEL_REGEX pairs for tools/ncu_prefill.sh, spaces between (empty: none) []
 set -u
 cd "$(dirname "$0")/.." || exit 1
 export LD_LIBRARY_PATH=$PWD/.gpu/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
@@ -66,4 +70,18 @@ done
 
 timeout 120 $B/tests/e2e/test_batch --backend cuda --model 20b --routing on --streams 64 >"$OUT/batch.txt" 2>&1
 say "test_batch 20b x64 rc=$? $(grep -E 'batch invariance:' "$OUT/batch.txt" | sed 's/^ *//') $(el)"
+if [ -n "${QUICK_BENCH:-}" ]; then
+    for v in $builds; do
+        timeout 60 ".gpu/$v/bench/bench" --backend cuda --filter "$QUICK_BENCH" >"$OUT/bench-$v.txt" 2>&1
+        rc=$?
+        # a row: name, its shape (several words), median_us, MB, GB/s, %BW, GFLOP/s
+        say "$([ "$v" = prev ] && echo A || echo B) bench rc=$rc $(awk '/ T=/ && NF > 6 {printf "%s %s us; ", $1, $(NF-4)}' "$OUT/bench-$v.txt") $(el)"
+    done
+fi
+if [ -n "${QUICK_NCU:-}" ] && command -v ncu >/dev/null; then
+    # shellcheck disable=SC2086
+    timeout 150 bash tools/ncu_prefill.sh $B/bench/bench $QUICK_NCU >"$OUT/ncu.txt" 2>&1
+    say "ncu rc=$? $(el)"
+    tee -a "$OUT/sum.txt" <"$OUT/ncu.txt"
+fi
 echo; echo "======== SUMMARY"; cat "$OUT/sum.txt"
