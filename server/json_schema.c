@@ -39,13 +39,15 @@
  * level, a subtree skipped at its first refused byte. A configuration in a string without
  * candidates (or a key that may be any other key) allows the plain tokens (whole printable
  * characters, no '"' or '\') of at most as many code points as it has room for at once;
- * only the other tokens are walked for it. */
+ * only the other tokens are walked for it. One in an anchored pattern's string takes at once
+ * the plain tokens its pattern's DFA state allows (pattern_dfa.h; made once a state, kept). */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "pattern_dfa.h"
 #include "server.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -117,7 +119,8 @@ struct prop {
 
 struct pattern { /* a string's pattern, translated and compiled */
     pcre2_code* code;
-    uint8_t anchored; /* every top-level alternative begins with '^' */
+    struct srv_dfa* dfa; /* anchored patterns within the DFA's caps: the walk's tests (else NULL) */
+    uint8_t anchored;    /* every top-level alternative begins with '^' */
 };
 
 struct strc {
@@ -161,7 +164,10 @@ void srv_schema_free(struct srv_schema* s) {
     free(s->refs);
     free(s->strs);
     free(s->nums);
-    for (uint32_t i = 0; i < s->num_patterns; i++) pcre2_code_free(s->patterns[i].code);
+    for (uint32_t i = 0; i < s->num_patterns; i++) {
+        pcre2_code_free(s->patterns[i].code);
+        srv_dfa_free(s->patterns[i].dfa);
+    }
     free(s->patterns);
     pcre2_match_context_free(s->mctx);
     free(s);
@@ -1263,7 +1269,11 @@ static bool compile_pattern(struct compiler* c, struct node* n, const json_t* sc
             /* JIT where PCRE2 has it (both modes used: whole and partial matches); the
              * interpreter otherwise, with the same answers */
             pcre2_jit_compile(re, PCRE2_JIT_COMPLETE | PCRE2_JIT_PARTIAL_HARD);
-            s->patterns[s->num_patterns] = (struct pattern){re, (uint8_t) anchored};
+            /* an anchored pattern's string is tested at every byte (and its tokens at every
+             * trie node): through its DFA where it has one, the same answers as PCRE2's
+             * partial matches (pattern_dfa.h) in O(1) a byte */
+            struct srv_dfa* dfa = anchored ? srv_dfa_build(out.data, out.len, NULL) : NULL;
+            s->patterns[s->num_patterns] = (struct pattern){re, dfa, (uint8_t) anchored};
             n->pattern = (uint16_t) ++s->num_patterns;
         }
     }
@@ -2099,6 +2109,15 @@ struct srv_schema_state {
     uint32_t num_frames, num_keys, num_text;
     uint32_t cap_frames, cap_keys, cap_text;
     pcre2_match_data* md; /* patterns: the match data of this state's tests */
+    /* the plain tokens an anchored pattern's DFA state allows (dfa_plain_words), the last
+     * few asked, for the vocabulary they were made from */
+    struct dfa_plain {
+        const struct pattern* p;
+        uint32_t state;
+        uint32_t* words;
+    } plain_cache[SRV_SCHEMA_PLAIN_CACHE];
+    uint32_t plain_next;
+    const struct srv_json_vocab* plain_vocab;
 };
 
 static const struct node* node_of(const struct srv_schema_state* st, uint16_t id) { return &st->s->nodes[id]; }
@@ -2323,12 +2342,14 @@ static bool free_string_byte(const struct node* n, struct cfg* x, uint8_t c) {
 
 /* ---- strings with a pattern ----
  *
- * Their decoded bytes (escapes read, UTF-8) are kept in the text pool from kstart (pos of
- * them), as other keys are. A pattern matched from the start tests every prefix with
- * PCRE2_PARTIAL_HARD, a character byte by byte; inside an escape, the code points it can
+ * A pattern matched from the start tests every prefix of the decoded string (escapes read,
+ * UTF-8), a character byte by byte: through its DFA where it has one (the state in
+ * x->lead: one table lookup a byte; tests/serve/test_pattern_dfa.c checks the DFA against
+ * PCRE2's partial matches), else with PCRE2_PARTIAL_HARD on the bytes kept in the text pool
+ * from kstart (pos of them), as other keys are. Inside an escape, the code points it can
  * still stand for are tried by their UTF-8 byte ranges, a branch left at its first refused
  * byte. The closing quote needs a whole match. A lone surrogate escape is refused here (its
- * string is no UTF-8 to match). A test that reaches the match limits fails: its byte is
+ * string is no UTF-8 to match). A PCRE2 test that reaches the match limits fails: its byte is
  * refused. */
 
 static bool pat_match(struct srv_schema_state* st, const struct pattern* p, const struct cfg* x, uint32_t len,
@@ -2339,6 +2360,12 @@ static bool pat_match(struct srv_schema_state* st, const struct pattern* p, cons
 }
 
 static bool pat_append(struct srv_schema_state* st, const struct pattern* p, struct cfg* x, const uint8_t* b, int n) {
+    if (p->dfa != NULL) { /* its state in x->lead */
+        uint32_t q = x->lead;
+        for (int i = 0; i < n && q != 0; i++) q = srv_dfa_step(p->dfa, q, b[i]);
+        x->lead = q;
+        return q != 0;
+    }
     for (int i = 0; i < n; i++) st->text[x->kstart + x->pos + (uint32_t) i] = b[i];
     x->pos += (uint32_t) n;
     if (x->kstart + x->pos > st->num_text) st->num_text = x->kstart + x->pos;
@@ -2367,6 +2394,27 @@ static bool pat_dfs_seq(void* ctx, const uint8_t* lo, const uint8_t* hi, int n) 
     return !d->found; /* found: stop */
 }
 
+/* The same walk over a DFA: some byte sequence of the ranges leads to a live state. */
+struct dfa_dfs {
+    const struct srv_dfa* dfa;
+    uint32_t state;
+    bool found;
+};
+
+static bool dfa_dfs_bytes(const struct srv_dfa* dfa, uint32_t q, const uint8_t* lo, const uint8_t* hi, int n, int i) {
+    for (uint32_t b = lo[i]; b <= hi[i]; b++) {
+        const uint32_t t = srv_dfa_step(dfa, q, (uint8_t) b);
+        if (t != 0 && (i + 1 == n || dfa_dfs_bytes(dfa, t, lo, hi, n, i + 1))) return true;
+    }
+    return false;
+}
+
+static bool dfa_dfs_seq(void* ctx, const uint8_t* lo, const uint8_t* hi, int n) {
+    struct dfa_dfs* d = ctx;
+    d->found = dfa_dfs_bytes(d->dfa, d->state, lo, hi, n, 0);
+    return !d->found;
+}
+
 /* Inside an escape (after '\', "\u" and some hex digits, or a high surrogate's): some code
  * point it can still stand for continues the prefix. */
 static bool pat_escape_viable(struct srv_schema_state* st, const struct pattern* p, const struct cfg* x) {
@@ -2385,6 +2433,11 @@ static bool pat_escape_viable(struct srv_schema_state* st, const struct pattern*
         if (a <= b) r[nr][0] = 0x10000 + ((a - 0xD800) << 10), r[nr++][1] = 0x10000 + ((b - 0xD800) << 10) + 0x3FF;
     }
     if (!p->anchored) return nr > 0; /* no lone surrogate */
+    if (p->dfa != NULL) {
+        struct dfa_dfs dd = {p->dfa, x->lead, false};
+        for (int i = 0; i < nr && !dd.found; i++) utf8_split(r[i][0], r[i][1], dfa_dfs_seq, &dd);
+        return dd.found;
+    }
     struct pat_dfs d = {st, p, x, false};
     for (int i = 0; i < nr && !d.found; i++) utf8_split(r[i][0], r[i][1], pat_dfs_seq, &d);
     return d.found;
@@ -2439,7 +2492,7 @@ static bool pattern_string_byte(struct srv_schema_state* st, const struct node* 
         return true;
     }
     if (c == '"') {
-        if (!pat_match(st, p, x, x->pos, false)) return false;
+        if (p->dfa != NULL ? !p->dfa->accepting[x->lead] : !pat_match(st, p, x, x->pos, false)) return false;
         end_value(x);
         return true;
     }
@@ -2965,7 +3018,10 @@ static bool start_value(struct srv_schema_state* st, struct cfg* x, uint8_t c) {
         if (!(n->types & T_STRING)) return false;
         x->mode = M_STRING;
         if (n->enumerated) fill_bits(x->cand, n->num_str);
-        if (n->pattern) x->kstart = st->num_text;
+        if (n->pattern) {
+            x->kstart = st->num_text;
+            x->lead = 1; /* a DFA's start state */
+        }
         return true;
     case 't':
     case 'f':
@@ -3126,6 +3182,7 @@ void srv_schema_state_free(struct srv_schema_state* st) {
     free(st->keys);
     free(st->text);
     pcre2_match_data_free(st->md);
+    for (int i = 0; i < SRV_SCHEMA_PLAIN_CACHE; i++) free(st->plain_cache[i].words);
     free(st);
 }
 
@@ -3220,6 +3277,53 @@ static void or_plain(const struct srv_json_vocab* v, uint32_t room, uint32_t* wo
     }
 }
 
+/* The pattern of configuration x when its plain tokens can be told by its DFA state: in an
+ * anchored pattern's string (with a DFA) at a character's boundary, outside an escape. */
+static const struct pattern* dfa_plain_pattern(const struct srv_schema_state* st, const struct cfg* x) {
+    if (x->mode != M_STRING || x->key || x->u8left != 0 || x->esc != 0 || x->hi) return NULL;
+    const struct node* n = node_of(st, x->node);
+    if (n->enumerated || n->pattern == 0) return NULL;
+    const struct pattern* p = &st->s->patterns[n->pattern - 1];
+    return p->anchored && p->dfa != NULL ? p : NULL;
+}
+
+static void dfa_plain_walk(const struct srv_dfa* d, const struct srv_trie* trie, const uint32_t* plain, uint32_t node,
+                           uint32_t q, uint32_t* words) {
+    const struct srv_trie_node* t = trie->nodes;
+    for (uint32_t ch = node + 1; ch < t[node].end; ch = t[ch].end) {
+        const uint8_t b = t[ch].byte;
+        if (b == '"' || b == '\\' || b < 0x20) continue; /* in no plain token */
+        const uint32_t r = srv_dfa_step(d, q, b);
+        if (r == 0) continue;
+        for (uint32_t i = 0; i < t[ch].num_ids; i++) {
+            const uint32_t id = trie->ids[t[ch].first_id + i];
+            if (plain[id / 32] >> (id % 32) & 1u) words[id / 32] |= 1u << (id % 32);
+        }
+        if (t[ch].end > ch + 1) dfa_plain_walk(d, trie, plain, ch, r, words);
+    }
+}
+
+/* The plain tokens (whole printable characters, no '"' or '\\') whose bytes keep pattern p's
+ * DFA live from state q: the same tokens the walk would allow one byte at a time (no length
+ * limit stands beside a pattern), made once a (pattern, state) and kept. NULL: out of memory. */
+static const uint32_t* dfa_plain_words(struct srv_schema_state* st, const struct srv_json_vocab* v,
+                                       const struct pattern* p, uint32_t q) {
+    if (st->plain_vocab != v) {
+        for (int i = 0; i < SRV_SCHEMA_PLAIN_CACHE; i++) st->plain_cache[i].p = NULL;
+        st->plain_vocab = v;
+    }
+    for (int i = 0; i < SRV_SCHEMA_PLAIN_CACHE; i++)
+        if (st->plain_cache[i].p == p && st->plain_cache[i].state == q) return st->plain_cache[i].words;
+    struct dfa_plain* e = &st->plain_cache[st->plain_next];
+    st->plain_next = (st->plain_next + 1) % SRV_SCHEMA_PLAIN_CACHE;
+    if (e->words == NULL && (e->words = malloc(v->num_words * sizeof(uint32_t))) == NULL) return NULL;
+    memset(e->words, 0, v->num_words * sizeof(uint32_t));
+    dfa_plain_walk(p->dfa, &v->trie, v->plain, 0, q, e->words);
+    e->p = p;
+    e->state = q;
+    return e->words;
+}
+
 struct walk {
     struct srv_schema_state* st;
     const struct srv_trie* trie;
@@ -3261,8 +3365,15 @@ size_t srv_schema_allowed(struct srv_schema_state* st, const struct srv_json_voc
     uint32_t num_plain = 0, num_rest = 0;
     for (uint32_t i = 0; i < st->n; i++) {
         const uint32_t room = plain_room(st, &st->cfgs[i]);
-        if (room == 0) continue;
-        or_plain(v, room, words);
+        const struct pattern* p = room == 0 ? dfa_plain_pattern(st, &st->cfgs[i]) : NULL;
+        if (room == 0 && p == NULL) continue;
+        if (room > 0) {
+            or_plain(v, room, words);
+        } else {
+            const uint32_t* pw = dfa_plain_words(st, v, p, st->cfgs[i].lead);
+            if (pw == NULL) return SIZE_MAX;
+            for (uint32_t w = 0; w < v->num_words; w++) words[w] |= pw[w];
+        }
         plain[num_plain++] = st->cfgs[i];
     }
     struct walk w = {st, &v->trie_other, words};
@@ -3271,7 +3382,8 @@ size_t srv_schema_allowed(struct srv_schema_state* st, const struct srv_json_voc
         walk(&w, 0, 0);
     }
     for (uint32_t i = 0; i < st->n; i++) {
-        if (plain_room(st, &st->cfgs[i]) == 0) st->levels[num_rest++] = st->cfgs[i];
+        if (plain_room(st, &st->cfgs[i]) == 0 && dfa_plain_pattern(st, &st->cfgs[i]) == NULL)
+            st->levels[num_rest++] = st->cfgs[i];
     }
     if (num_rest > 0) {
         st->level_n[0] = num_rest;
