@@ -141,6 +141,8 @@ struct srv_schema {
     struct pattern* patterns;
     uint32_t num_patterns, cap_patterns;
     pcre2_match_context* mctx; /* the match limits (read only once compiled: shared) */
+    uint64_t dfa_work;         /* the patterns' DFA construction: work left (SRV_SCHEMA_DFA_WORK) */
+    size_t dfa_bytes;          /* their tables' bytes so far (at most SRV_SCHEMA_DFA_BYTES) */
 };
 
 static bool grow(void** p, uint32_t* cap, uint32_t need, size_t size) {
@@ -1272,7 +1274,16 @@ static bool compile_pattern(struct compiler* c, struct node* n, const json_t* sc
             /* an anchored pattern's string is tested at every byte (and its tokens at every
              * trie node): through its DFA where it has one, the same answers as PCRE2's
              * partial matches (pattern_dfa.h) in O(1) a byte */
-            struct srv_dfa* dfa = anchored ? srv_dfa_build(out.data, out.len, NULL) : NULL;
+            struct srv_dfa* dfa = anchored ? srv_dfa_build(out.data, out.len, &s->dfa_work, NULL) : NULL;
+            if (dfa != NULL) { /* a schema's DFAs share SRV_SCHEMA_DFA_BYTES of tables */
+                const size_t bytes = (size_t) dfa->num_states * dfa->num_classes * sizeof(uint16_t);
+                if (bytes > SRV_SCHEMA_DFA_BYTES - s->dfa_bytes) {
+                    srv_dfa_free(dfa);
+                    dfa = NULL;
+                } else {
+                    s->dfa_bytes += bytes;
+                }
+            }
             s->patterns[s->num_patterns] = (struct pattern){re, dfa, (uint8_t) anchored};
             n->pattern = (uint16_t) ++s->num_patterns;
         }
@@ -1995,6 +2006,7 @@ struct srv_schema* srv_schema_compile(const json_t* schema, const char* param, s
     }
     struct compiler c = {.root = schema, .param = param, .err = err, .budget = 1u << 20};
     c.s = calloc(1, sizeof(struct srv_schema));
+    if (c.s != NULL) c.s->dfa_work = SRV_SCHEMA_DFA_WORK;
     if (c.s != NULL && (c.s->mctx = pcre2_match_context_create(NULL)) != NULL) {
         pcre2_set_match_limit(c.s->mctx, SRV_SCHEMA_MATCH_LIMIT);
         pcre2_set_depth_limit(c.s->mctx, SRV_SCHEMA_MATCH_LIMIT / 10);

@@ -10,7 +10,6 @@
 enum { N_RANGE, N_EPS, N_SPLIT, N_ACCEPT, N_ANY };
 #define NONE UINT32_MAX
 #define INF UINT32_MAX
-#define WORK_BUDGET 50000000u /* NFA states visited by the construction's closures */
 
 struct nfa {
     struct nstate {
@@ -351,7 +350,7 @@ void srv_dfa_free(struct srv_dfa* d) {
     free(d);
 }
 
-static struct srv_dfa* construct(const struct nfa* a, uint32_t start, int* why) {
+static struct srv_dfa* construct(const struct nfa* a, uint32_t start, uint64_t budget, uint64_t* used, int* why) {
     struct builder b = {.a = a, .table_size = 2 * SRV_DFA_MAX_STATES};
     struct srv_dfa* d = calloc(1, sizeof(*d));
     b.mark = calloc(a->n, sizeof(uint32_t));
@@ -398,7 +397,7 @@ static struct srv_dfa* construct(const struct nfa* a, uint32_t start, int* why) 
                 break;
             }
             const uint32_t to = intern(&b, closure(&b, seeds, ns));
-            if (to == NONE || b.work > WORK_BUDGET) {
+            if (to == NONE || b.work > budget) {
                 *why = SRV_DFA_TOO_LARGE;
                 ok = false;
             }
@@ -458,6 +457,7 @@ static struct srv_dfa* construct(const struct nfa* a, uint32_t start, int* why) 
             ok = false;
         }
     }
+    *used = b.work;
     free(live);
     free(seeds);
     free(b.mark);
@@ -476,17 +476,25 @@ static struct srv_dfa* construct(const struct nfa* a, uint32_t start, int* why) 
     return d;
 }
 
-struct srv_dfa* srv_dfa_build(const char* regex, size_t len, int* why) {
+struct srv_dfa* srv_dfa_build(const char* regex, size_t len, uint64_t* budget, int* why) {
     int w = SRV_DFA_BUILT;
     struct srv_dfa* d = NULL;
-    if (regex == NULL) {
+    if (regex == NULL || budget == NULL) {
         w = SRV_DFA_MALFORMED;
     } else {
         struct nfa a = {0};
         struct parser ps = {regex, 0, len, &a};
         const uint32_t start = parse_top(&ps);
-        if (a.bad || ps.i != len) w = a.n >= SRV_DFA_MAX_NFA ? SRV_DFA_TOO_LARGE : SRV_DFA_MALFORMED;
-        else d = construct(&a, start, &w);
+        *budget -= a.n < *budget ? a.n : *budget; /* the NFA's states, made whatever follows */
+        if (a.bad || ps.i != len) {
+            w = a.n >= SRV_DFA_MAX_NFA ? SRV_DFA_TOO_LARGE : SRV_DFA_MALFORMED;
+        } else if (*budget == 0) {
+            w = SRV_DFA_TOO_LARGE;
+        } else {
+            uint64_t used = 0;
+            d = construct(&a, start, *budget, &used, &w);
+            *budget -= used < *budget ? used : *budget;
+        }
         free(a.s);
     }
     if (why != NULL) *why = w;

@@ -28,9 +28,12 @@ struct srv_dfa {
     uint8_t* accepting;   /* [num_states]: the bytes so far are a match */
 };
 
-/* why (may be NULL): SRV_DFA_BUILT, or why NULL came back */
+/* *budget: the work left to the caller (NFA states made and states visited by the
+ * construction's closures), shared by a schema's patterns; what this build used is taken
+ * from it, and a build that would need more is refused (SRV_DFA_TOO_LARGE). why (may be
+ * NULL): SRV_DFA_BUILT, or why NULL came back. */
 enum { SRV_DFA_BUILT = 0, SRV_DFA_MALFORMED = 1, SRV_DFA_TOO_LARGE = 2, SRV_DFA_NO_MEMORY = 3, SRV_DFA_MATCHES_NOTHING = 4 };
-struct srv_dfa* srv_dfa_build(const char* regex, size_t len, int* why);
+struct srv_dfa* srv_dfa_build(const char* regex, size_t len, uint64_t* budget, int* why);
 void srv_dfa_free(struct srv_dfa* d);
 
 static inline uint32_t srv_dfa_step(const struct srv_dfa* d, uint32_t state, uint8_t byte) {

@@ -363,6 +363,8 @@ size_t srv_json_allowed(const struct srv_json* j, const struct srv_json_vocab* v
 #define SRV_SCHEMA_MAX_EXPONENT_DIGITS 4 /* the digits of its exponent (leading zeros count) */
 #define SRV_SCHEMA_MAX_PATTERN 1000     /* bytes of a pattern */
 #define SRV_SCHEMA_PLAIN_CACHE 8        /* (pattern, DFA state) masks of plain tokens kept a state */
+#define SRV_SCHEMA_DFA_WORK 50000000ull /* a schema's patterns' DFA constructions: steps (~0.2 s) */
+#define SRV_SCHEMA_DFA_BYTES (8u << 20) /* a schema's patterns' DFA tables: bytes */
 #define SRV_SCHEMA_MATCH_LIMIT 100000   /* PCRE2's match limit per test of a string prefix (its
                                          * depth limit: a tenth of it); a test that reaches it
                                          * refuses the byte */

@@ -137,7 +137,8 @@ static void check_regex(const char* regex, unsigned strings) {
     }
     pcre2_match_data* md = pcre2_match_data_create_from_pattern(re, NULL);
     int why = -1;
-    struct srv_dfa* d = srv_dfa_build(regex, strlen(regex), &why);
+    uint64_t budget = 50000000;
+    struct srv_dfa* d = srv_dfa_build(regex, strlen(regex), &budget, &why);
     /* past the caps (DFA states: a few random regexes need thousands) is not an error: PCRE2
      * serves such a pattern; counted and bounded below */
     if (why == SRV_DFA_TOO_LARGE) g_too_large++;
@@ -197,13 +198,19 @@ int main(int argc, char** argv) {
     check_regex("^(?:(?:[\\x61-\\x62])(?:[\\x63-\\x63])?){5,7}?$", 200);
     /* the caps: 2^21 states needed (an 'a' 21st from the end) is refused, as is an NFA past
      * SRV_DFA_MAX_NFA states (copies of copies) */
+    uint64_t budget = 50000000;
     const char* expo = "^(?:[\\x61-\\x62])*(?:[\\x61-\\x61])(?:[\\x61-\\x62]){20}$";
     int why = -1;
-    CHECK(srv_dfa_build(expo, strlen(expo), &why) == NULL && why == SRV_DFA_TOO_LARGE, "an exponential DFA is refused");
+    CHECK(srv_dfa_build(expo, strlen(expo), &budget, &why) == NULL && why == SRV_DFA_TOO_LARGE, "an exponential DFA is refused");
     const char* big = "^(?:(?:(?:[\\x61-\\x61]){1000}){1000})$";
-    CHECK(srv_dfa_build(big, strlen(big), &why) == NULL && why == SRV_DFA_TOO_LARGE, "an NFA of a million states is refused");
+    CHECK(srv_dfa_build(big, strlen(big), &budget, &why) == NULL && why == SRV_DFA_TOO_LARGE, "an NFA of a million states is refused");
+    /* the budget: a build that needs more work than is left is refused, and takes its work */
+    uint64_t little = 100;
     const char* k1000 = "^(?:[\\x61-\\x61]){1000}$";
-    struct srv_dfa* d1000 = srv_dfa_build(k1000, strlen(k1000), &why);
+    CHECK(srv_dfa_build(k1000, strlen(k1000), &little, &why) == NULL && why == SRV_DFA_TOO_LARGE && little == 0,
+          "a{1000} on a budget of 100 steps: refused (why %d, %llu left)", why, (unsigned long long) little);
+    budget = 50000000;
+    struct srv_dfa* d1000 = srv_dfa_build(k1000, strlen(k1000), &budget, &why);
     CHECK(d1000 != NULL && d1000->num_states == 1002, "a{1000}: 1,002 states (dead, start, 1,000 more)");
     srv_dfa_free(d1000);
     /* malformed: refused, and never read past the given length (the copy has no NUL after it) */
@@ -214,7 +221,7 @@ int main(int argc, char** argv) {
         const size_t n = strlen(kBad[k]);
         char* copy = malloc(n ? n : 1);
         memcpy(copy, kBad[k], n);
-        struct srv_dfa* d = srv_dfa_build(copy, n, &why);
+        struct srv_dfa* d = srv_dfa_build(copy, n, &budget, &why);
         /* "^(?:)" is a well-formed empty group: accepted, and it matches everything */
         if (strcmp(kBad[k], "^(?:)") == 0) CHECK(d != NULL && d->accepting[1], "^(?:) matches the empty prefix");
         else CHECK(d == NULL && why == SRV_DFA_MALFORMED, "malformed %s refused (why %d)", kBad[k], why);
