@@ -3,7 +3,8 @@
  * looked up when met) and a scan of the text for the recognizer's own rules.
  *
  * oracle_verdict(schema, text): 1 when the text is a valid document (the recognizer must take
- * it whole), 0 when not, -1 when jansson cannot tell (its limits, which RFC 8259 does not
+ * it whole), 0 when not, -1 when the oracle cannot tell: PCRE2 reached its match limit on a
+ * pattern, or jansson's limits (which RFC 8259 does not
  * have: integers beyond int64, lone surrogate escapes, numbers with more significant digits
  * than a double keeps or far exponents: the recognizer compares an enum's numbers by their
  * decimal digits, jansson reads them rounded).
@@ -49,6 +50,10 @@ static int oracle_cmp(const json_t* a, const json_t* b) {
 }
 
 /* The pattern on a string: PCRE2 (UTF), a match anywhere. */
+/* Set when PCRE2 could not decide a pattern (its match limit, on a backtracking pattern the
+ * recognizer's DFA decides): oracle_verdict then answers -1, cannot tell. */
+static int oracle_undecided;
+
 static int oracle_pattern(const char* pat, const char* s, size_t n) {
     char re[8192];
     size_t k = 0;
@@ -95,6 +100,7 @@ static int oracle_pattern(const char* pat, const char* s, size_t n) {
     const int rc = pcre2_match(c, (PCRE2_SPTR) s, n, 0, 0, md, NULL);
     pcre2_match_data_free(md);
     pcre2_code_free(c);
+    if (rc < 0 && rc != PCRE2_ERROR_NOMATCH) oracle_undecided = 1;
     return rc >= 0;
 }
 
@@ -365,10 +371,11 @@ static int oracle_verdict(const json_t* schema, const char* text, size_t n) {
         return 0;
     }
     int beyond = 0;
+    oracle_undecided = 0;
     const int rules = oracle_text_rules((const unsigned char*) text, n, &beyond);
     const int ok = rules && oracle_valid(schema, schema, v, 0);
     json_decref(v);
-    return beyond && rules ? -1 : ok;
+    return (beyond && rules) || oracle_undecided ? -1 : ok;
 }
 
 #endif
