@@ -119,7 +119,7 @@ struct prop {
 
 struct pattern { /* a string's pattern, translated and compiled */
     pcre2_code* code;
-    struct srv_dfa* dfa; /* anchored patterns within the DFA's caps: the walk's tests (else NULL) */
+    struct srv_dfa* dfa; /* an anchored pattern's byte DFA (NULL when unanchored) */
     uint8_t anchored;    /* every top-level alternative begins with '^' */
 };
 
@@ -356,12 +356,14 @@ static bool same_value(const json_t* a, const json_t* b) {
  * sequences of its code points (so a prefix that ends inside a character is matched
  * partially as exactly as a whole one), '$' only at the end (PCRE2_DOLLAR_ENDONLY). The
  * subset is one where ECMA-262 (with the u flag: code points) and this translation agree
- * and where a partial match (PCRE2_PARTIAL_HARD) means the prefix can be completed: every
- * class matches some character, no lookaround, backreference or word boundary, '^' only
- * first and '$' only last in a top-level alternative. A pattern whose top-level
- * alternatives all begin with '^' is matched from the start of the string, partially at
- * every prefix; any other can match at the end of whatever came before, so every prefix
- * can be completed and only the whole string is matched. */
+ * and where a prefix that PCRE2 matches partially (PCRE2_PARTIAL_HARD) can be completed:
+ * every class matches some character, no lookaround, backreference or word boundary, '^'
+ * only first and '$' only last in a top-level alternative. A pattern whose top-level
+ * alternatives all begin with '^' is matched from the start of the string at every prefix,
+ * through a byte DFA built from the same regex (pattern_dfa.h; its live states are PCRE2's
+ * partial matches, tests/serve/test_pattern_dfa.c); any other can match at the end of
+ * whatever came before, so every prefix can be completed and PCRE2 matches only the whole
+ * string. */
 
 struct ranges { /* code point ranges, [lo, hi] pairs */
     uint32_t (*r)[2];
@@ -1268,24 +1270,33 @@ static bool compile_pattern(struct compiler* c, struct node* n, const json_t* sc
             OOM(c);
             ok = false;
         } else {
-            /* JIT where PCRE2 has it (both modes used: whole and partial matches); the
-             * interpreter otherwise, with the same answers */
-            pcre2_jit_compile(re, PCRE2_JIT_COMPLETE | PCRE2_JIT_PARTIAL_HARD);
-            /* an anchored pattern's string is tested at every byte (and its tokens at every
-             * trie node): through its DFA where it has one, the same answers as PCRE2's
-             * partial matches (pattern_dfa.h) in O(1) a byte */
-            struct srv_dfa* dfa = anchored ? srv_dfa_build(out.data, out.len, &s->dfa_work, NULL) : NULL;
-            if (dfa != NULL) { /* a schema's DFAs share SRV_SCHEMA_DFA_BYTES of tables */
-                const size_t bytes = (size_t) dfa->num_states * dfa->num_classes * sizeof(uint16_t);
-                if (bytes > SRV_SCHEMA_DFA_BYTES - s->dfa_bytes) {
-                    srv_dfa_free(dfa);
-                    dfa = NULL;
+            /* JIT where PCRE2 has it (an unanchored pattern's whole matches); the interpreter
+             * otherwise, with the same answers */
+            pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
+            /* an anchored pattern's string is tested at every byte, and its tokens at every
+             * trie node: through its DFA (pattern_dfa.h), one table lookup a byte, with the
+             * answers of PCRE2's partial matches; a schema's DFAs share a construction budget
+             * and SRV_SCHEMA_DFA_BYTES of tables, and a pattern past them is refused (its
+             * masks would cost tens of ms a token: the walk's partial match a trie node) */
+            int why = SRV_DFA_BUILT;
+            struct srv_dfa* dfa = anchored ? srv_dfa_build(out.data, out.len, &s->dfa_work, &why) : NULL;
+            const size_t bytes = dfa ? (size_t) dfa->num_states * dfa->num_classes * sizeof(uint16_t) : 0;
+            if (anchored && (dfa == NULL || bytes > SRV_SCHEMA_DFA_BYTES - s->dfa_bytes)) {
+                srv_dfa_free(dfa);
+                pcre2_code_free(re);
+                if (why == SRV_DFA_NO_MEMORY) {
+                    OOM(c);
                 } else {
-                    s->dfa_bytes += bytes;
+                    UNSUPPORTED(c, "\"%.80s\": too complex to enforce (its automaton would need more than %d states, or "
+                                "the schema's patterns more than %u MB of tables or their construction budget)",
+                                text, SRV_DFA_MAX_STATES - 1, (unsigned) (SRV_SCHEMA_DFA_BYTES >> 20));
                 }
+                ok = false;
+            } else {
+                s->dfa_bytes += bytes;
+                s->patterns[s->num_patterns] = (struct pattern){re, dfa, (uint8_t) anchored};
+                n->pattern = (uint16_t) ++s->num_patterns;
             }
-            s->patterns[s->num_patterns] = (struct pattern){re, dfa, (uint8_t) anchored};
-            n->pattern = (uint16_t) ++s->num_patterns;
         }
     }
     srv_buf_free(&out);
@@ -2355,24 +2366,24 @@ static bool free_string_byte(const struct node* n, struct cfg* x, uint8_t c) {
 /* ---- strings with a pattern ----
  *
  * A pattern matched from the start tests every prefix of the decoded string (escapes read,
- * UTF-8), a character byte by byte: through its DFA where it has one (the state in
- * x->lead: one table lookup a byte; tests/serve/test_pattern_dfa.c checks the DFA against
- * PCRE2's partial matches), else with PCRE2_PARTIAL_HARD on the bytes kept in the text pool
- * from kstart (pos of them), as other keys are. Inside an escape, the code points it can
- * still stand for are tried by their UTF-8 byte ranges, a branch left at its first refused
- * byte. The closing quote needs a whole match. A lone surrogate escape is refused here (its
- * string is no UTF-8 to match). A PCRE2 test that reaches the match limits fails: its byte is
- * refused. */
+ * UTF-8), a character byte by byte, through its DFA (the state in x->lead: one table lookup
+ * a byte). Inside an escape, the code points it can still stand for are tried by their
+ * UTF-8 byte ranges, a branch left at its first refused byte. The closing quote needs an
+ * accepting state. An unanchored pattern's decoded bytes are kept in the text pool from
+ * kstart (pos of them), as other keys are, for PCRE2's whole match at the closing quote
+ * (under the match limits: a test that reaches them fails, and the quote is refused). A
+ * lone surrogate escape is refused here (its string is no UTF-8 to match). */
 
-static bool pat_match(struct srv_schema_state* st, const struct pattern* p, const struct cfg* x, uint32_t len,
-                      bool partial) {
-    const int rc = pcre2_match(p->code, (PCRE2_SPTR) (st->text + x->kstart), len, 0, partial ? PCRE2_PARTIAL_HARD : 0,
-                               st->md, st->s->mctx);
-    return rc >= 0 || (partial && rc == PCRE2_ERROR_PARTIAL);
+/* An unanchored pattern: the whole string so far has a match (PCRE2 on the pool's bytes). */
+static bool pat_whole(struct srv_schema_state* st, const struct pattern* p, const struct cfg* x) {
+    const int rc = pcre2_match(p->code, (PCRE2_SPTR) (st->text + x->kstart), x->pos, 0, 0, st->md, st->s->mctx);
+    return rc >= 0;
 }
 
+/* Decoded bytes of the string: an anchored pattern's DFA moves on (its state in x->lead),
+ * an unanchored one's are kept for the closing quote's test. */
 static bool pat_append(struct srv_schema_state* st, const struct pattern* p, struct cfg* x, const uint8_t* b, int n) {
-    if (p->dfa != NULL) { /* its state in x->lead */
+    if (p->anchored) {
         uint32_t q = x->lead;
         for (int i = 0; i < n && q != 0; i++) q = srv_dfa_step(p->dfa, q, b[i]);
         x->lead = q;
@@ -2381,29 +2392,7 @@ static bool pat_append(struct srv_schema_state* st, const struct pattern* p, str
     for (int i = 0; i < n; i++) st->text[x->kstart + x->pos + (uint32_t) i] = b[i];
     x->pos += (uint32_t) n;
     if (x->kstart + x->pos > st->num_text) st->num_text = x->kstart + x->pos;
-    return !p->anchored || pat_match(st, p, x, x->pos, true);
-}
-
-struct pat_dfs {
-    struct srv_schema_state* st;
-    const struct pattern* p;
-    const struct cfg* x;
-    bool found;
-};
-
-static bool pat_dfs_bytes(struct pat_dfs* d, const uint8_t* lo, const uint8_t* hi, int n, int i) {
-    for (uint32_t b = lo[i]; b <= hi[i]; b++) {
-        d->st->text[d->x->kstart + d->x->pos + (uint32_t) i] = (uint8_t) b;
-        if (!pat_match(d->st, d->p, d->x, d->x->pos + (uint32_t) i + 1, true)) continue;
-        if (i + 1 == n || pat_dfs_bytes(d, lo, hi, n, i + 1)) return true;
-    }
-    return false;
-}
-
-static bool pat_dfs_seq(void* ctx, const uint8_t* lo, const uint8_t* hi, int n) {
-    struct pat_dfs* d = ctx;
-    d->found = pat_dfs_bytes(d, lo, hi, n, 0);
-    return !d->found; /* found: stop */
+    return true;
 }
 
 /* The same walk over a DFA: some byte sequence of the ranges leads to a live state. */
@@ -2445,13 +2434,8 @@ static bool pat_escape_viable(struct srv_schema_state* st, const struct pattern*
         if (a <= b) r[nr][0] = 0x10000 + ((a - 0xD800) << 10), r[nr++][1] = 0x10000 + ((b - 0xD800) << 10) + 0x3FF;
     }
     if (!p->anchored) return nr > 0; /* no lone surrogate */
-    if (p->dfa != NULL) {
-        struct dfa_dfs dd = {p->dfa, x->lead, false};
-        for (int i = 0; i < nr && !dd.found; i++) utf8_split(r[i][0], r[i][1], dfa_dfs_seq, &dd);
-        return dd.found;
-    }
-    struct pat_dfs d = {st, p, x, false};
-    for (int i = 0; i < nr && !d.found; i++) utf8_split(r[i][0], r[i][1], pat_dfs_seq, &d);
+    struct dfa_dfs d = {p->dfa, x->lead, false};
+    for (int i = 0; i < nr && !d.found; i++) utf8_split(r[i][0], r[i][1], dfa_dfs_seq, &d);
     return d.found;
 }
 
@@ -2504,7 +2488,7 @@ static bool pattern_string_byte(struct srv_schema_state* st, const struct node* 
         return true;
     }
     if (c == '"') {
-        if (p->dfa != NULL ? !p->dfa->accepting[x->lead] : !pat_match(st, p, x, x->pos, false)) return false;
+        if (p->anchored ? !p->dfa->accepting[x->lead] : !pat_whole(st, p, x)) return false;
         end_value(x);
         return true;
     }
@@ -3290,13 +3274,13 @@ static void or_plain(const struct srv_json_vocab* v, uint32_t room, uint32_t* wo
 }
 
 /* The pattern of configuration x when its plain tokens can be told by its DFA state: in an
- * anchored pattern's string (with a DFA) at a character's boundary, outside an escape. */
+ * anchored pattern's string at a character's boundary, outside an escape. */
 static const struct pattern* dfa_plain_pattern(const struct srv_schema_state* st, const struct cfg* x) {
     if (x->mode != M_STRING || x->key || x->u8left != 0 || x->esc != 0 || x->hi) return NULL;
     const struct node* n = node_of(st, x->node);
     if (n->enumerated || n->pattern == 0) return NULL;
     const struct pattern* p = &st->s->patterns[n->pattern - 1];
-    return p->anchored && p->dfa != NULL ? p : NULL;
+    return p->anchored ? p : NULL;
 }
 
 static void dfa_plain_walk(const struct srv_dfa* d, const struct srv_trie* trie, const uint32_t* plain, uint32_t node,
