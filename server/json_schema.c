@@ -118,7 +118,7 @@ struct prop {
 };
 
 struct pattern { /* a string's pattern, translated and compiled */
-    pcre2_code* code;
+    pcre2_code* code;    /* an unanchored pattern's regex (NULL when anchored) */
     struct srv_dfa* dfa; /* an anchored pattern's byte DFA (NULL when unanchored) */
     uint8_t anchored;    /* every top-level alternative begins with '^' */
 };
@@ -1252,51 +1252,51 @@ static bool compile_pattern(struct compiler* c, struct node* n, const json_t* sc
     ok = translate(&t, &anchored);
     if (!ok) {
         UNSUPPORTED(c, "\"%.80s\": %s", text, t.err[0] ? t.err : "out of memory");
+    } else if (!grow((void**) &c->s->patterns, &c->s->cap_patterns, c->s->num_patterns + 1, sizeof(struct pattern))) {
+        OOM(c);
+        ok = false;
+    } else if (anchored) {
+        /* tested at every byte of its string, and its tokens at every trie node: through its
+         * DFA (pattern_dfa.h), one table lookup a byte, with the answers of PCRE2's partial
+         * and whole matches (tests/serve/test_pattern_dfa.c); a schema's DFAs share a
+         * construction budget and SRV_SCHEMA_DFA_BYTES of tables, and a pattern past them is
+         * refused (a partial match a trie node would cost tens of ms a mask) */
+        struct srv_schema* s = c->s;
+        int why = SRV_DFA_BUILT;
+        struct srv_dfa* dfa = srv_dfa_build(out.data, out.len, &s->dfa_work, &why);
+        const size_t bytes = dfa ? (size_t) dfa->num_states * dfa->num_classes * sizeof(uint16_t) : 0;
+        if (dfa == NULL || bytes > SRV_SCHEMA_DFA_BYTES - s->dfa_bytes) {
+            srv_dfa_free(dfa);
+            if (why == SRV_DFA_NO_MEMORY) {
+                OOM(c);
+            } else {
+                UNSUPPORTED(c, "\"%.80s\": too complex to enforce (its automaton would need more than %d states, or "
+                            "the schema's patterns more than %u MB of tables or their construction budget)",
+                            text, SRV_DFA_MAX_STATES - 1, (unsigned) (SRV_SCHEMA_DFA_BYTES >> 20));
+            }
+            ok = false;
+        } else {
+            s->dfa_bytes += bytes;
+            s->patterns[s->num_patterns] = (struct pattern){NULL, dfa, 1};
+            n->pattern = (uint16_t) ++s->num_patterns;
+        }
     } else {
+        /* unanchored: any prefix can be completed, and only the whole string is matched, by
+         * PCRE2 (JIT where it has it; the interpreter otherwise, with the same answers) */
         int code = 0;
         PCRE2_SIZE at = 0;
         pcre2_code* re = pcre2_compile((PCRE2_SPTR) out.data, out.len,
-                                       PCRE2_DOLLAR_ENDONLY | PCRE2_NEVER_UTF | PCRE2_NEVER_UCP | PCRE2_NO_AUTO_CAPTURE |
-                                           (anchored ? PCRE2_ANCHORED : 0),
+                                       PCRE2_DOLLAR_ENDONLY | PCRE2_NEVER_UTF | PCRE2_NEVER_UCP | PCRE2_NO_AUTO_CAPTURE,
                                        &code, &at, NULL);
-        struct srv_schema* s = c->s;
         if (re == NULL) {
             char msg[120];
             pcre2_get_error_message(code, (PCRE2_UCHAR*) msg, sizeof(msg));
             UNSUPPORTED(c, "\"%.80s\": PCRE2 refuses it as translated (%s)", text, msg);
             ok = false;
-        } else if (!grow((void**) &s->patterns, &s->cap_patterns, s->num_patterns + 1, sizeof(struct pattern))) {
-            pcre2_code_free(re);
-            OOM(c);
-            ok = false;
         } else {
-            /* JIT where PCRE2 has it (an unanchored pattern's whole matches); the interpreter
-             * otherwise, with the same answers */
             pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
-            /* an anchored pattern's string is tested at every byte, and its tokens at every
-             * trie node: through its DFA (pattern_dfa.h), one table lookup a byte, with the
-             * answers of PCRE2's partial matches; a schema's DFAs share a construction budget
-             * and SRV_SCHEMA_DFA_BYTES of tables, and a pattern past them is refused (its
-             * masks would cost tens of ms a token: the walk's partial match a trie node) */
-            int why = SRV_DFA_BUILT;
-            struct srv_dfa* dfa = anchored ? srv_dfa_build(out.data, out.len, &s->dfa_work, &why) : NULL;
-            const size_t bytes = dfa ? (size_t) dfa->num_states * dfa->num_classes * sizeof(uint16_t) : 0;
-            if (anchored && (dfa == NULL || bytes > SRV_SCHEMA_DFA_BYTES - s->dfa_bytes)) {
-                srv_dfa_free(dfa);
-                pcre2_code_free(re);
-                if (why == SRV_DFA_NO_MEMORY) {
-                    OOM(c);
-                } else {
-                    UNSUPPORTED(c, "\"%.80s\": too complex to enforce (its automaton would need more than %d states, or "
-                                "the schema's patterns more than %u MB of tables or their construction budget)",
-                                text, SRV_DFA_MAX_STATES - 1, (unsigned) (SRV_SCHEMA_DFA_BYTES >> 20));
-                }
-                ok = false;
-            } else {
-                s->dfa_bytes += bytes;
-                s->patterns[s->num_patterns] = (struct pattern){re, dfa, (uint8_t) anchored};
-                n->pattern = (uint16_t) ++s->num_patterns;
-            }
+            c->s->patterns[c->s->num_patterns] = (struct pattern){re, NULL, 0};
+            n->pattern = (uint16_t) ++c->s->num_patterns;
         }
     }
     srv_buf_free(&out);
@@ -1630,9 +1630,16 @@ static bool valid(struct compiler* c, uint16_t id, const json_t* v) {
         const uint32_t len = code_points(json_string_value(v), json_string_length(v));
         if (len < n->min_len || len > n->max_len) return false;
         if (n->pattern == 0) return true;
+        const struct pattern* p = &s->patterns[n->pattern - 1];
+        if (p->dfa != NULL) { /* anchored: the DFA's whole match */
+            const uint8_t* b = (const uint8_t*) json_string_value(v);
+            uint32_t q = 1;
+            for (size_t i = 0; i < json_string_length(v) && q != 0; i++) q = srv_dfa_step(p->dfa, q, b[i]);
+            return p->dfa->accepting[q];
+        }
         pcre2_match_data* md = pcre2_match_data_create(1, NULL);
-        const int rc = md ? pcre2_match(s->patterns[n->pattern - 1].code, (PCRE2_SPTR) json_string_value(v),
-                                        json_string_length(v), 0, 0, md, s->mctx)
+        const int rc = md ? pcre2_match(p->code, (PCRE2_SPTR) json_string_value(v), json_string_length(v), 0, 0, md,
+                                        s->mctx)
                           : PCRE2_ERROR_NOMEMORY;
         pcre2_match_data_free(md);
         return rc >= 0;

@@ -146,7 +146,7 @@ static struct frag parse_piece(struct parser* ps) {
     if (a->bad) return f;
     const size_t resume = ps->i;
     /* copy k of the atom: the first is f, the others parsed again from its text */
-    uint32_t made = 0;
+    uint32_t made = 0, skip_to = NONE; /* skip_to: the end the optional copies skip to */
     struct frag out = empty(a);
     const uint32_t copies = hi == INF ? (lo > 0 ? lo : 1) : hi;
     for (uint32_t k = 0; k < copies && !a->bad; k++) {
@@ -166,16 +166,22 @@ static struct frag parse_piece(struct parser* ps) {
             patch(a, g.end, s);
             out = concat(a, out, (struct frag){lo == 0 ? s : g.start, e});
         } else if (k >= lo) {
-            /* optional: g? */
-            const uint32_t e = add(a, N_EPS, 0, 0), s = add(a, N_SPLIT, 0, 0);
+            /* optional, nested: x{lo,hi} as x^lo (x (x (...)?)?)?, every skip straight to the
+             * end (flat x? x? ... would make each closure, and each DFA state's set, as long as
+             * the optional copies left: quadratic work for .{0,280}) */
+            if (skip_to == NONE) skip_to = add(a, N_EPS, 0, 0);
+            const uint32_t s = add(a, N_SPLIT, 0, 0);
             if (a->bad) break;
             a->s[s].out1 = g.start;
-            a->s[s].out2 = e;
-            patch(a, g.end, e);
-            out = concat(a, out, (struct frag){s, e});
+            a->s[s].out2 = skip_to;
+            out = concat(a, out, (struct frag){s, g.end});
         } else {
             out = concat(a, out, g);
         }
+    }
+    if (skip_to != NONE && !a->bad) {
+        patch(a, out.end, skip_to);
+        out.end = skip_to;
     }
     ps->i = resume;
     return out;

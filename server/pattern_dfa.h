@@ -18,8 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SRV_DFA_MAX_NFA 20000   /* NFA states of a pattern (counted repetitions are copies) */
-#define SRV_DFA_MAX_STATES 2048 /* DFA states, the dead one included */
+#define SRV_DFA_MAX_NFA 100000  /* NFA states of a pattern (counted repetitions are copies) */
+#define SRV_DFA_MAX_STATES 16384 /* DFA states, the dead one included (ids are 16-bit) */
 
 struct srv_dfa {
     uint32_t num_states, num_classes;

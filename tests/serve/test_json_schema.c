@@ -1812,7 +1812,7 @@ static void test_bounded(void) {
 static const char* const kPatterns[] = {
     "^[A-Z]{3}-\\d{2,4}$", "^(ab|c[de]*)+x?$", "[0-9]z", "^[^a-z\\s\\\\\"]{1,3}\u00e9.\\.?$", "^a\\u00e9|b\\x41$",
     "^\\S+\\s\\w*$", "^\\d+(\\.\\d{1,2})?$", "(?:foo|bar)+", "^[\\u0400-\\u04ff]+$", "^.{2}$", "^\\w+@\\w+\\.com$",
-    "^\\ud83d\\ude00*[\\u00e0-\\u00ff\\t]?$", "x|^y", "^$", "^(a|b)?(c|d)?$",
+    "^\\ud83d\\ude00*[\\u00e0-\\u00ff\\t]?$", "x|^y", "^$", "^(a|b)?(c|d)?$", "^.{0,40}$", "^[^\\s,]{3,60}$",
 };
 static const char* const kFormatNames[] = {"date", "time", "date-time", "uuid", "ipv4"};
 
