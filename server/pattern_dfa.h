@@ -10,7 +10,8 @@
  *
  * State 0 is dead (no completion), state 1 the start. Built eagerly, so a built DFA is
  * immutable (shared by a request's choices); NULL where the regex is not of this form, or
- * its NFA or DFA would pass the caps (PCRE2 then serves the pattern alone, as before). */
+ * its NFA or DFA would pass the caps (json_schema.c then refuses the pattern: too complex to
+ * enforce). */
 #ifndef GPTOSS_SERVER_PATTERN_DFA_H
 #define GPTOSS_SERVER_PATTERN_DFA_H
 

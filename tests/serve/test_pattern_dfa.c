@@ -3,8 +3,9 @@
  * quantifiers with their lazy forms, '^' first and '$' last in top-level alternatives) and
  * random byte strings; at every non-empty prefix the DFA's state is live exactly when PCRE2
  * finds a match or a partial match (PCRE2_PARTIAL_HARD, anchored), and at every prefix
- * accepting exactly when PCRE2 matches (not partially). Also: the caps (a DFA too large is refused, so PCRE2 serves
- * that pattern) and malformed regexes (refused, never read past their end).
+ * accepting exactly when PCRE2 matches (not partially). Also: the caps and the budget (a DFA
+ * too large is refused; the server then refuses its pattern) and malformed regexes
+ * (refused, never read past their end).
  *
  *   test_pattern_dfa [--seed N] [--regexes N] */
 #include <stdio.h>
@@ -127,8 +128,8 @@ static void check_regex(const char* regex, unsigned strings) {
     int why = -1;
     uint64_t budget = 50000000;
     struct srv_dfa* d = srv_dfa_build(regex, strlen(regex), &budget, &why);
-    /* past the caps (DFA states: a few random regexes need thousands) is not an error: PCRE2
-     * serves such a pattern; counted and bounded below */
+    /* past the caps (DFA states: a few random regexes need thousands) is not an error of the
+     * DFA: the server refuses such a pattern; counted and bounded below */
     if (why == SRV_DFA_TOO_LARGE) g_too_large++;
     else CHECK(d != NULL && why == SRV_DFA_BUILT, "no DFA for %s (why %d)", regex, why);
     for (unsigned r = 0; d != NULL && r < strings; r++) {
@@ -217,7 +218,7 @@ int main(int argc, char** argv) {
         free(copy);
     }
     CHECK(g_too_large * 20 <= regexes, "%u of %u random regexes past the DFA's caps (at most 5 %%)", g_too_large, regexes);
-    printf("%u regexes past the DFA's caps (PCRE2 serves those); skipped below: prefixes where PCRE2 reached its "
+    printf("%u regexes past the DFA's caps (the server refuses such patterns); skipped below: prefixes where PCRE2 reached its "
            "match limit and cannot tell\n", g_too_large);
     return finish();
 }
