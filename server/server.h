@@ -352,8 +352,9 @@ size_t srv_json_allowed(const struct srv_json* j, const struct srv_json_vocab* v
  * in it, a string under a pattern no lone surrogate escape. Bounds compare decimal values
  * exactly (a real bound: its shortest round-trip spelling); a pattern is ECMA-262's subset
  * that PCRE2 matches alike (json_schema.c says which), matched anywhere in the decoded
- * string; a format is the pattern srv_schema_format_pattern gives; pattern or format beside
- * minLength/maxLength is refused. The limits below bound a schema; larger ones are refused. */
+ * string (a ^-anchored one through its byte DFA, pattern_dfa.h); a format is the pattern
+ * srv_schema_format_pattern gives; pattern or format beside minLength/maxLength is refused.
+ * The limits below bound a schema; larger ones are refused. */
 #define SRV_SCHEMA_MAX_NODES 1024       /* subschemas, with enum/const arrays and objects */
 #define SRV_SCHEMA_MAX_PROPERTIES 128   /* properties (and required names) of one object */
 #define SRV_SCHEMA_MAX_ENUM 128         /* values of one enum */
@@ -365,9 +366,10 @@ size_t srv_json_allowed(const struct srv_json* j, const struct srv_json_vocab* v
 #define SRV_SCHEMA_PLAIN_CACHE 8        /* (pattern, DFA state) masks of plain tokens kept a state */
 #define SRV_SCHEMA_DFA_WORK 50000000ull /* a schema's patterns' DFA constructions: steps (~0.2 s) */
 #define SRV_SCHEMA_DFA_BYTES (8u << 20) /* a schema's patterns' DFA tables: bytes */
-#define SRV_SCHEMA_MATCH_LIMIT 100000   /* PCRE2's match limit per test of a string prefix (its
-                                         * depth limit: a tenth of it); a test that reaches it
-                                         * refuses the byte */
+#define SRV_SCHEMA_MATCH_LIMIT 100000   /* PCRE2's match limit per test of an unanchored
+                                         * pattern's string at its closing quote (its depth
+                                         * limit: a tenth of it); a test that reaches it
+                                         * refuses the quote */
 struct srv_schema;       /* compiled: immutable, shared by a request's choices */
 struct srv_schema_state; /* a recognizer: one per choice */
 /* NULL with *err filled: 400 invalid_value (a malformed schema: a keyword of the wrong type, a
