@@ -582,6 +582,15 @@ static uint32_t tr_char(struct translator* t) {
     return cp;
 }
 
+/* A member of a class at t->i: an escape (-1 with *cls set for \d \w \s and their
+ * complements, -2 when refused) or a character. */
+static int64_t tr_class_member(struct translator* t, uint8_t* cls) {
+    *cls = 0;
+    if (t->p[t->i] != '\\') return tr_char(t);
+    t->i++;
+    return tr_escape(t, true, cls);
+}
+
 static bool tr_class(struct translator* t) {
     struct ranges rs = {0};
     bool negate = false, ok = true;
@@ -603,14 +612,8 @@ static bool tr_class(struct translator* t) {
             t->i++;
             break;
         }
-        int64_t a;
         uint8_t cls = 0;
-        if (t->p[t->i] == '\\') {
-            t->i++;
-            a = tr_escape(t, true, &cls);
-        } else {
-            a = tr_char(t);
-        }
+        const int64_t a = tr_class_member(t, &cls);
         if (a == -2) {
             ok = false;
             break;
@@ -624,12 +627,7 @@ static bool tr_class(struct translator* t) {
         int64_t b = a;
         if (t->i + 1 < t->n && t->p[t->i] == '-' && t->p[t->i + 1] != ']') {
             t->i++;
-            if (t->p[t->i] == '\\') {
-                t->i++;
-                b = tr_escape(t, true, &cls);
-            } else {
-                b = tr_char(t);
-            }
+            b = tr_class_member(t, &cls);
             if (b == -2) {
                 ok = false;
                 break;
