@@ -91,6 +91,11 @@ static const struct tc_case cases[] = {
      .window = TC_FULL, .f = 0.125f},
     {"sdpa_decode_1tok_after131000_gqa8_full_positive_v", .t = 1, .off = 131000, .hq = 8, .hkv = 1, .d = 64,
      .window = TC_FULL, .f = 0.125f, .flags = TC_POSITIVE_V},
+    /* Past 2^20 keys CUDA's decode chunks double to 512 keys (8 tiles: the slots of the
+     * second 256 are looked up mid-chunk) and a row has over 2,048 chunks for the merge
+     * kernel; 537 MB of K/V. */
+    {"sdpa_decode_1tok_after1048700_gqa8_full_positive_v", .t = 1, .off = 1048700, .hq = 8, .hkv = 1, .d = 64,
+     .window = TC_FULL, .f = 0.125f, .flags = TC_POSITIVE_V},
     {"sdpa_tc_prefill_64tok_after8000_gqa8_window4096_positive_v", .t = 64, .off = 8000, .hq = 16, .hkv = 2, .d = 64,
      .window = 4096, .f = 0.125f, .flags = TC_POSITIVE_V},
     {"sdpa_20b_prefill512_after3584_window128", .t = 512, .off = 3584, .hq = 64, .hkv = 8, .d = 64, .window = 128,
