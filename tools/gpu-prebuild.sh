@@ -18,7 +18,7 @@
 # kernel benchmark, harness, test_invariance, dump_logits; no wheel): a call carries at most
 # 64 MiB with the working tree, and the full set with a base build is more. The labs go to
 # .gpu/lab either way.
-# GPU_PREBUILD_PACK=1: also pack .gpu/b, .gpu/lib, .gpu/whl and .gpu/prev (those present) into
+# GPU_PREBUILD_PACK=1: also pack .gpu/b, .gpu/lib, .gpu/whl, .gpu/prev and .gpu/alt (those present) into
 # .gpu/carry.tgz (~4x smaller: the binaries share the statically linked library), so that a
 # call carries the full set and a base build within the 64 MiB: carry [".gpu/carry.tgz"] and
 # run `tar -xzf .gpu/carry.tgz && ...` there. GPU_PREBUILD_PACK_LABS="LAB ...": those labs
@@ -74,31 +74,49 @@ done
 echo "gpu-prebuild: $(du -sh .gpu/b | cut -f1) of binaries in .gpu/b, $(ls .gpu/lib | wc -l) libraries in .gpu/lib," \
     "$(ls .gpu/whl)"
 
-# A base revision to compare against (tools/gpu-ab.sh): GPU_PREV_REV=REV builds REV the
-# same way in a worktree (.gpu/prev-src, build tree .gpu/prev-build, kept) and copies its
-# kernel benchmark, CLI, harness and test_invariance into .gpu/prev (carry it too: ~10 MB).
-if [ -n "${GPU_PREV_REV:-}" ]; then
-    rev=$(git rev-parse --verify "$GPU_PREV_REV^{commit}")
-    if [ -d .gpu/prev-src ]; then
-        git -C .gpu/prev-src checkout -q --detach "$rev"
+# A base revision to compare against (tools/gpu-ab.sh, tools/gpu-quick.sh): GPU_PREV_REV=REV
+# builds REV the same way in a worktree (.gpu/prev-src, build tree .gpu/prev-build, kept) and
+# copies its kernel benchmark, CLI, harness, test_invariance and dump_logits into .gpu/prev
+# (~6 MB packed). GPU_ALT_REVS="NAME=REV ...": more revisions built the same way into
+# .gpu/alt/NAME, one after the other in one worktree and build tree (.gpu/alt-src,
+# .gpu/alt-build, kept: revisions that differ in a file or two rebuild only those), which
+# tools/gpu-quick.sh runs beside the base and this tree: several candidate changes measured in
+# one call.
+build_rev() { # REV SRC BUILD DEST
+    local rev src=$2 build=$3 dest=$4
+    rev=$(git rev-parse --verify "$1^{commit}")
+    if [ -d "$src" ]; then
+        git -C "$src" checkout -q --detach "$rev"
     else
-        git worktree add -q --detach .gpu/prev-src "$rev"
+        git worktree add -q --detach "$src" "$rev"
     fi
-    cmake -S .gpu/prev-src -B .gpu/prev-build "${cmake_args[@]}" >/dev/null
-    cmake --build .gpu/prev-build -j"$(nproc)" --target bench gptoss_cli harness test_invariance dump_logits
-    rm -rf .gpu/prev
-    mkdir -p .gpu/prev/bin .gpu/prev/bench .gpu/prev/tests/e2e
-    cp .gpu/prev-build/bin/gptoss .gpu/prev/bin/
-    cp .gpu/prev-build/bench/bench .gpu/prev/bench/
-    cp .gpu/prev-build/tests/harness .gpu/prev-build/tests/test_invariance .gpu/prev/tests/
-    cp .gpu/prev-build/tests/e2e/dump_logits .gpu/prev/tests/e2e/
-    echo "$rev" >.gpu/prev/REV
-    echo "gpu-prebuild: base $(git log -1 --format='%h %s' "$rev" | cut -c1-70) in .gpu/prev"
-fi
+    cmake -S "$src" -B "$build" "${cmake_args[@]}" >/dev/null
+    cmake --build "$build" -j"$(nproc)" --target bench gptoss_cli harness test_invariance dump_logits
+    rm -rf "$dest"
+    mkdir -p "$dest/bin" "$dest/bench" "$dest/tests/e2e"
+    cp "$build/bin/gptoss" "$dest/bin/"
+    cp "$build/bench/bench" "$dest/bench/"
+    cp "$build/tests/harness" "$build/tests/test_invariance" "$dest/tests/"
+    cp "$build/tests/e2e/dump_logits" "$dest/tests/e2e/"
+    echo "$rev" >"$dest/REV"
+    echo "gpu-prebuild: $(git log -1 --format='%h %s' "$rev" | cut -c1-70) in $dest"
+}
+[ -z "${GPU_PREV_REV:-}" ] || build_rev "$GPU_PREV_REV" .gpu/prev-src .gpu/prev-build .gpu/prev
+rm -rf .gpu/alt
+for spec in ${GPU_ALT_REVS:-}; do
+    name=${spec%%=*}
+    case "$name" in
+        "" | *[!A-Za-z0-9_-]* | "$spec")
+            echo "gpu-prebuild: GPU_ALT_REVS takes NAME=REV (NAME of letters, digits, - and _): '$spec'" >&2
+            exit 1
+            ;;
+    esac
+    build_rev "${spec#*=}" .gpu/alt-src .gpu/alt-build ".gpu/alt/$name"
+done
 
 if [ -n "${GPU_PREBUILD_PACK:-}" ]; then
     parts=()
-    for d in .gpu/b .gpu/lib .gpu/whl .gpu/prev; do [ ! -d "$d" ] || parts+=("$d"); done
+    for d in .gpu/b .gpu/lib .gpu/whl .gpu/prev .gpu/alt; do [ ! -d "$d" ] || parts+=("$d"); done
     for l in ${GPU_PREBUILD_PACK_LABS:-}; do [ ! -x ".gpu/lab/$l" ] || parts+=(".gpu/lab/$l"); done
     tar -czf .gpu/carry.tgz "${parts[@]}"
     echo "gpu-prebuild: ${parts[*]} in .gpu/carry.tgz ($(du -h .gpu/carry.tgz | cut -f1)): carry it, then tar -xzf .gpu/carry.tgz"

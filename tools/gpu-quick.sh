@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The least a CUDA change needs on the card before it is merged, in about four minutes of
+# The least a CUDA change needs on the card before it is merged, in about five minutes of
 # device time, for sittings where machines are hard to get or are taken back mid-call (a
 # call taken back returns nothing: keep calls short). Every step writes its output under
 # $OUT as it finishes, so a call that runs past its time limit still returns those.
@@ -7,17 +7,21 @@
 #
 #   GPU_PREV_REV=main GPU_PREBUILD_PACK=1 bash tools/gpu-prebuild.sh    # .gpu/carry.tgz
 #
-# and call with carry [".gpu/carry.tgz"]: `tar -xzf .gpu/carry.tgz && bash tools/gpu-quick.sh`.
-# Steps, in order (the ones that decide a merge first):
-#   1. the CUDA harness, every case (row order auto), and QUICK_MANY's cases in row order many
-#   2. test_invariance
-#   3. QUICK_ENGINE runs, base build (.gpu/prev) and this tree's (.gpu/b) alternated twice
-#   4. memcheck and racecheck over QUICK_SAN's cases (and QUICK_SAN_ONE's in row order one)
-#   5. test_batch, 20b with routing, 64 streams, default mode (bitwise against alone)
-#   6. QUICK_BENCH's kernel-benchmark rows, base and this tree alternated twice (median us)
-#   7. QUICK_NCU's Nsight Compute summaries of this tree (tools/ncu_prefill.sh)
+# (GPU_ALT_REVS="NAME=REV ..." adds candidate revisions, .gpu/alt/NAME, measured beside the
+# base and this tree in the same call) and call with carry [".gpu/carry.tgz"]:
+# `tar -xzf .gpu/carry.tgz && bash tools/gpu-quick.sh`.
+# The variants: A (.gpu/prev, the base), B (.gpu/b, this tree) and each .gpu/alt/NAME.
+# Steps, in order (what decides between the variants first, then B's full checks):
+#   1. the CUDA harness's QUICK_MANY cases, row orders auto and many, every variant but A
+#   2. QUICK_BENCH's kernel-benchmark rows, the variants alternated twice (median us)
+#   3. QUICK_ENGINE runs, the variants alternated twice
+#   4. B: the CUDA harness, every case (row order auto)
+#   5. B: test_invariance
+#   6. B: memcheck and racecheck over QUICK_SAN's cases (and QUICK_SAN_ONE's in row order one)
+#   7. B: test_batch, 20b with routing, 64 streams, default mode (bitwise against alone)
+#   8. QUICK_NCU's Nsight Compute summaries of B (with QUICK_NCU_ALL=1, of every variant)
 # Variables (defaults in brackets):
-#   QUICK_MANY    harness filter for row order many [sdpa]
+#   QUICK_MANY    harness filter of step 1 [sdpa]
 #   QUICK_ENGINE  gptoss bench arguments, ';' between runs [-p 16 -n 64 -d 32768]
 #   QUICK_SAN     harness filter for the sanitizers [sdpa_tc_prefill_45tok]
 #   QUICK_SAN_ONE the same in row order one (empty: none) []
@@ -31,57 +35,85 @@ export OUT=${OUT:-/tmp/gpu-quick}; mkdir -p "$OUT"
 B=.gpu/b
 t0=$(date +%s); el() { echo "($(($(date +%s) - t0))s)"; }
 say() { echo "$*" | tee -a "$OUT/sum.txt"; }
+# the variants' folders and names
+dirs=() names=()
+if [ -x .gpu/prev/bin/gptoss ]; then dirs+=(.gpu/prev); names+=(A); fi
+dirs+=("$B"); names+=(B)
+for d in .gpu/alt/*/; do
+    [ -x "$d/bin/gptoss" ] || continue
+    dirs+=("${d%/}"); names+=("$(basename "$d")")
+done
+rev() { cat "$1/REV" 2>/dev/null || echo "this tree"; }
 say "GPU: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>&1 | head -1)"
-say "B = $(cat $B/REV 2>/dev/null || echo this tree), A = $(cat .gpu/prev/REV 2>/dev/null || echo none)"
+for k in "${!dirs[@]}"; do say "${names[$k]} = $(rev "${dirs[$k]}")"; done
 
-timeout 200 $B/tests/harness --backend cuda >"$OUT/harness.txt" 2>&1
-say "harness rc=$? $(tail -1 "$OUT/harness.txt") $(el)"
-grep -E '^FAIL' "$OUT/harness.txt" | head -10 | tee -a "$OUT/sum.txt"
-timeout 90 $B/tests/harness --backend cuda --row-order many --filter "${QUICK_MANY:-sdpa}" >"$OUT/harness-many.txt" 2>&1
-say "harness many (${QUICK_MANY:-sdpa}) rc=$? $(tail -1 "$OUT/harness-many.txt") $(el)"
-grep -E '^FAIL' "$OUT/harness-many.txt" | head -5 | tee -a "$OUT/sum.txt"
-
-timeout 120 $B/tests/test_invariance >"$OUT/invariance.txt" 2>&1
-say "test_invariance rc=$? $(tail -1 "$OUT/invariance.txt") $(el)"
-grep -E '^FAIL' "$OUT/invariance.txt" | head -10 | tee -a "$OUT/sum.txt"
-
-IFS=';' read -r -a runs <<<"${QUICK_ENGINE:--p 16 -n 64 -d 32768}"
-if [ -x .gpu/prev/bin/gptoss ]; then builds="prev b prev b"; else builds="b"; fi
-for run in "${runs[@]}"; do
-    [ -n "${run// /}" ] || continue
-    for v in $builds; do
-        # shellcheck disable=SC2086
-        timeout 60 .gpu/$v/bin/gptoss bench --random 20b --backend cuda -r 1 $run >"$OUT/engine.txt" 2>&1
-        rc=$?
-        say "$([ "$v" = prev ] && echo A || echo B) $run: rc=$rc $(grep -E '^[|].*(pp|tg|ttft)' "$OUT/engine.txt" | awk -F'|' '{printf "%s %s; ", $5, $6}') $(el)"
+filter=${QUICK_MANY:-sdpa}
+for k in "${!dirs[@]}"; do
+    [ "${names[$k]}" != A ] || continue
+    for order in auto many; do
+        f="$OUT/harness-${names[$k]}-$order.txt"
+        timeout 120 "${dirs[$k]}/tests/harness" --backend cuda --row-order $order --filter "$filter" >"$f" 2>&1
+        say "${names[$k]} harness $filter ($order) rc=$? $(tail -1 "$f") $(el)"
+        grep -E '^FAIL' "$f" | head -5 | tee -a "$OUT/sum.txt"
     done
 done
+
+if [ -n "${QUICK_BENCH:-}" ]; then
+    for round in 1 2; do
+        for k in "${!dirs[@]}"; do
+            f="$OUT/bench-${names[$k]}-$round.txt"
+            timeout 60 "${dirs[$k]}/bench/bench" --backend cuda --filter "$QUICK_BENCH" >"$f" 2>&1
+            rc=$?
+            # a row: name, its shape (several words), median_us, MB, GB/s, %BW, GFLOP/s
+            say "${names[$k]} bench rc=$rc $(awk '/ T=/ && NF > 6 {printf "%s %s us; ", $1, $(NF-4)}' "$f") $(el)"
+        done
+    done
+fi
+
+IFS=';' read -r -a runs <<<"${QUICK_ENGINE:--p 16 -n 64 -d 32768}"
+for run in "${runs[@]}"; do
+    [ -n "${run// /}" ] || continue
+    for round in 1 2; do
+        for k in "${!dirs[@]}"; do
+            # shellcheck disable=SC2086
+            timeout 60 "${dirs[$k]}/bin/gptoss" bench --random 20b --backend cuda -r 1 $run >"$OUT/engine.txt" 2>&1
+            rc=$?
+            say "${names[$k]} $run: rc=$rc $(grep -E '^[|].*(pp|tg|ttft)' "$OUT/engine.txt" | awk -F'|' '{printf "%s %s; ", $5, $6}') $(el)"
+        done
+    done
+done
+
+timeout 200 $B/tests/harness --backend cuda >"$OUT/harness.txt" 2>&1
+say "B harness rc=$? $(tail -1 "$OUT/harness.txt") $(el)"
+grep -E '^FAIL' "$OUT/harness.txt" | head -10 | tee -a "$OUT/sum.txt"
+
+timeout 120 $B/tests/test_invariance >"$OUT/invariance.txt" 2>&1
+say "B test_invariance rc=$? $(tail -1 "$OUT/invariance.txt") $(el)"
+grep -E '^FAIL' "$OUT/invariance.txt" | head -10 | tee -a "$OUT/sum.txt"
 
 for tool in memcheck racecheck; do
     timeout 120 compute-sanitizer --tool $tool --error-exitcode 99 --print-limit 10 \
         $B/tests/harness --backend cuda --filter "${QUICK_SAN:-sdpa_tc_prefill_45tok}" >"$OUT/$tool.txt" 2>&1
-    say "$tool rc=$? (0 = clean) $(grep -E '^[0-9]+ passed' "$OUT/$tool.txt" | tail -1) $(el)"
+    say "B $tool rc=$? (0 = clean) $(grep -E '^[0-9]+ passed' "$OUT/$tool.txt" | tail -1) $(el)"
     if [ -n "${QUICK_SAN_ONE:-}" ]; then
         timeout 90 compute-sanitizer --tool $tool --error-exitcode 99 --print-limit 10 \
             $B/tests/harness --backend cuda --row-order one --filter "$QUICK_SAN_ONE" >"$OUT/$tool-one.txt" 2>&1
-        say "$tool one rc=$? (0 = clean) $(grep -E '^[0-9]+ passed' "$OUT/$tool-one.txt" | tail -1) $(el)"
+        say "B $tool one rc=$? (0 = clean) $(grep -E '^[0-9]+ passed' "$OUT/$tool-one.txt" | tail -1) $(el)"
     fi
 done
 
-timeout 120 $B/tests/e2e/test_batch --backend cuda --model 20b --routing on --streams 64 >"$OUT/batch.txt" 2>&1
-say "test_batch 20b x64 rc=$? $(grep -E 'batch invariance:' "$OUT/batch.txt" | sed 's/^ *//') $(el)"
-if [ -n "${QUICK_BENCH:-}" ]; then
-    for v in $builds; do
-        timeout 60 ".gpu/$v/bench/bench" --backend cuda --filter "$QUICK_BENCH" >"$OUT/bench-$v.txt" 2>&1
-        rc=$?
-        # a row: name, its shape (several words), median_us, MB, GB/s, %BW, GFLOP/s
-        say "$([ "$v" = prev ] && echo A || echo B) bench rc=$rc $(awk '/ T=/ && NF > 6 {printf "%s %s us; ", $1, $(NF-4)}' "$OUT/bench-$v.txt") $(el)"
-    done
+if [ -x $B/tests/e2e/test_batch ]; then
+    timeout 120 $B/tests/e2e/test_batch --backend cuda --model 20b --routing on --streams 64 >"$OUT/batch.txt" 2>&1
+    say "B test_batch 20b x64 rc=$? $(grep -E 'batch invariance:' "$OUT/batch.txt" | sed 's/^ *//') $(el)"
 fi
+
 if [ -n "${QUICK_NCU:-}" ] && command -v ncu >/dev/null; then
-    # shellcheck disable=SC2086
-    timeout 150 bash tools/ncu_prefill.sh $B/bench/bench $QUICK_NCU >"$OUT/ncu.txt" 2>&1
-    say "ncu rc=$? $(el)"
-    tee -a "$OUT/sum.txt" <"$OUT/ncu.txt"
+    for k in "${!dirs[@]}"; do
+        [ "${names[$k]}" = B ] || [ -n "${QUICK_NCU_ALL:-}" ] || continue
+        # shellcheck disable=SC2086
+        timeout 150 bash tools/ncu_prefill.sh "${dirs[$k]}/bench/bench" $QUICK_NCU >"$OUT/ncu-${names[$k]}.txt" 2>&1
+        say "${names[$k]} ncu rc=$? $(el)"
+        tee -a "$OUT/sum.txt" <"$OUT/ncu-${names[$k]}.txt"
+    done
 fi
 echo; echo "======== SUMMARY"; cat "$OUT/sum.txt"
