@@ -87,7 +87,10 @@ def random_schema(rng, depth=0):
         lo = rng.choice([rng.randrange(-100, 100), rng.randrange(-1000, 1000) / 8])
         out = {"type": kind, rng.choice(["minimum", "exclusiveMinimum"]): lo}
         if rng.randrange(3):
-            out[rng.choice(["maximum", "exclusiveMaximum"])] = lo + rng.choice([1, 2.5, 10, 1000])
+            hi_key, step = rng.choice(["maximum", "exclusiveMaximum"]), rng.choice([1, 2.5, 10, 1000])
+            if kind == "integer" and hi_key == "exclusiveMaximum" and "exclusiveMinimum" in out and lo == int(lo):
+                step = max(step, 2)  # (lo, lo + 1) holds no integer: the server rightly refuses that schema
+            out[hi_key] = lo + step
         return out
     if kind in ("integer", "number", "boolean", "null"):
         return {"type": kind}
