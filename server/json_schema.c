@@ -3309,8 +3309,11 @@ static void dfa_plain_walk(const struct srv_dfa* d, const struct srv_trie* trie,
  * limit stands beside a pattern), made once a (pattern, state) and kept. NULL: out of memory. */
 static const uint32_t* dfa_plain_words(struct srv_schema_state* st, const struct srv_json_vocab* v,
                                        const struct pattern* p, uint32_t q) {
-    if (st->plain_vocab != v) {
-        for (int i = 0; i < SRV_SCHEMA_PLAIN_CACHE; i++) st->plain_cache[i].p = NULL;
+    if (st->plain_vocab != v) { /* the buffers are sized by a vocabulary's words: made again */
+        for (int i = 0; i < SRV_SCHEMA_PLAIN_CACHE; i++) {
+            free(st->plain_cache[i].words);
+            st->plain_cache[i] = (struct dfa_plain){NULL, 0, NULL};
+        }
         st->plain_vocab = v;
     }
     for (int i = 0; i < SRV_SCHEMA_PLAIN_CACHE; i++)
