@@ -27,6 +27,11 @@
 #   QUICK_SAN_ONE the same in row order one (empty: none) []
 #   QUICK_BENCH   kernel-benchmark filter (bench --filter; empty: none) []
 #   QUICK_NCU     ROW:KERNEL_REGEX pairs for tools/ncu_prefill.sh, spaces between (empty: none) []
+#   QUICK_STEPS   the steps to run, by name: many bench engine harness invariance san batch ncu
+#                 [all of them] (a call of many variants runs the first three, then a second
+#                 call the rest: each call stays under the 600 s a command may run)
+# QUICK_BENCH and QUICK_ENGINE take several entries, ';' between (a bench filter is one
+# substring of a row's name).
 set -u
 cd "$(dirname "$0")/.." || exit 1
 export LD_LIBRARY_PATH=$PWD/.gpu/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
@@ -44,11 +49,14 @@ for d in .gpu/alt/*/; do
     dirs+=("${d%/}"); names+=("$(basename "$d")")
 done
 rev() { cat "$1/REV" 2>/dev/null || echo "this tree"; }
+steps=" ${QUICK_STEPS:-many bench engine harness invariance san batch ncu} "
+step() { [[ $steps == *" $1 "* ]]; }
 say "GPU: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>&1 | head -1)"
 for k in "${!dirs[@]}"; do say "${names[$k]} = $(rev "${dirs[$k]}")"; done
 
 filter=${QUICK_MANY:-sdpa}
 for k in "${!dirs[@]}"; do
+    step many || break
     [ "${names[$k]}" != A ] || continue
     for order in auto many; do
         f="$OUT/harness-${names[$k]}-$order.txt"
@@ -58,21 +66,23 @@ for k in "${!dirs[@]}"; do
     done
 done
 
-if [ -n "${QUICK_BENCH:-}" ]; then
+IFS=';' read -r -a bfilters <<<"${QUICK_BENCH:-}"
+for bf in "${bfilters[@]}"; do
+    [ -n "${bf// /}" ] && step bench || continue
     for round in 1 2; do
         for k in "${!dirs[@]}"; do
             f="$OUT/bench-${names[$k]}-$round.txt"
-            timeout 60 "${dirs[$k]}/bench/bench" --backend cuda --filter "$QUICK_BENCH" >"$f" 2>&1
+            timeout 60 "${dirs[$k]}/bench/bench" --backend cuda --filter "$bf" >"$f" 2>&1
             rc=$?
             # a row: name, its shape (several words), median_us, MB, GB/s, %BW, GFLOP/s
             say "${names[$k]} bench rc=$rc $(awk '/ T=/ && NF > 6 {printf "%s %s us; ", $1, $(NF-4)}' "$f") $(el)"
         done
     done
-fi
+done
 
 IFS=';' read -r -a runs <<<"${QUICK_ENGINE:--p 16 -n 64 -d 32768}"
 for run in "${runs[@]}"; do
-    [ -n "${run// /}" ] || continue
+    [ -n "${run// /}" ] && step engine || continue
     for round in 1 2; do
         for k in "${!dirs[@]}"; do
             # shellcheck disable=SC2086
@@ -83,15 +93,20 @@ for run in "${runs[@]}"; do
     done
 done
 
-timeout 200 $B/tests/harness --backend cuda >"$OUT/harness.txt" 2>&1
-say "B harness rc=$? $(tail -1 "$OUT/harness.txt") $(el)"
-grep -E '^FAIL' "$OUT/harness.txt" | head -10 | tee -a "$OUT/sum.txt"
+if step harness; then
+    timeout 200 $B/tests/harness --backend cuda >"$OUT/harness.txt" 2>&1
+    say "B harness rc=$? $(tail -1 "$OUT/harness.txt") $(el)"
+    grep -E '^FAIL' "$OUT/harness.txt" | head -10 | tee -a "$OUT/sum.txt"
+fi
 
-timeout 120 $B/tests/test_invariance >"$OUT/invariance.txt" 2>&1
-say "B test_invariance rc=$? $(tail -1 "$OUT/invariance.txt") $(el)"
-grep -E '^FAIL' "$OUT/invariance.txt" | head -10 | tee -a "$OUT/sum.txt"
+if step invariance; then
+    timeout 120 $B/tests/test_invariance >"$OUT/invariance.txt" 2>&1
+    say "B test_invariance rc=$? $(tail -1 "$OUT/invariance.txt") $(el)"
+    grep -E '^FAIL' "$OUT/invariance.txt" | head -10 | tee -a "$OUT/sum.txt"
+fi
 
 for tool in memcheck racecheck; do
+    step san || break
     timeout 120 compute-sanitizer --tool $tool --error-exitcode 99 --print-limit 10 \
         $B/tests/harness --backend cuda --filter "${QUICK_SAN:-sdpa_tc_prefill_45tok}" >"$OUT/$tool.txt" 2>&1
     say "B $tool rc=$? (0 = clean) $(grep -E '^[0-9]+ passed' "$OUT/$tool.txt" | tail -1) $(el)"
@@ -102,12 +117,12 @@ for tool in memcheck racecheck; do
     fi
 done
 
-if [ -x $B/tests/e2e/test_batch ]; then
+if [ -x $B/tests/e2e/test_batch ] && step batch; then
     timeout 120 $B/tests/e2e/test_batch --backend cuda --model 20b --routing on --streams 64 >"$OUT/batch.txt" 2>&1
     say "B test_batch 20b x64 rc=$? $(grep -E 'batch invariance:' "$OUT/batch.txt" | sed 's/^ *//') $(el)"
 fi
 
-if [ -n "${QUICK_NCU:-}" ] && command -v ncu >/dev/null; then
+if [ -n "${QUICK_NCU:-}" ] && step ncu && command -v ncu >/dev/null; then
     for k in "${!dirs[@]}"; do
         [ "${names[$k]}" = B ] || [ -n "${QUICK_NCU_ALL:-}" ] || continue
         # shellcheck disable=SC2086
