@@ -3,9 +3,9 @@
 # on this tree's build (.gpu/b), then its A/B rows against a base build (.gpu/prev), then
 # Nsight Compute on the kernels of ALL_NCU. Prepare on the development machine:
 #
-#   GPU_PREV_REV=main GPU_PREBUILD_PACK=1 bash tools/gpu-prebuild.sh    # .gpu/carry.tgz
+#   GPU_PREV_REV=main GPU_PREBUILD_PACK=1 bash tools/gpu-prebuild.sh    # .gpu/carry.tar.xz
 #
-# and call with carry [".gpu/carry.tgz"]: `tar -xzf .gpu/carry.tgz && bash tools/gpu-all.sh`.
+# and call with carry [".gpu/carry.tar.xz"]: `bash tools/gpu-unpack.sh && bash tools/gpu-all.sh`.
 # The verdicts go to $OUT/sum.txt and again at the end of stdout.
 #   ALL_SKIP="..."     the GPU script's GPU_SKIP (default: everything but the checks)
 #   ALL_SESSION_S=N    time limit of the GPU script (default 300)

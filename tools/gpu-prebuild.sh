@@ -19,10 +19,12 @@
 # 64 MiB with the working tree, and the full set with a base build is more. The labs go to
 # .gpu/lab either way.
 # GPU_PREBUILD_PACK=1: also pack .gpu/b, .gpu/lib, .gpu/whl, .gpu/prev and .gpu/alt (those present) into
-# .gpu/carry.tgz (~4x smaller: the binaries share the statically linked library), so that a
-# call carries the full set and a base build within the 64 MiB: carry [".gpu/carry.tgz"] and
-# run `tar -xzf .gpu/carry.tgz && ...` there. GPU_PREBUILD_PACK_LABS="LAB ...": those labs
-# (.gpu/lab/LAB) go into the archive too (~1 MB each packed).
+# .gpu/carry.tar.xz, so that a call carries them all within its 64 MiB: carry
+# [".gpu/carry.tar.xz"] and start the command with `bash tools/gpu-unpack.sh && ...` there.
+# Every binary links the library statically, and xz -9's 64 MB window finds each copy of it
+# in the others: the base, this tree and six candidates (~250 MB of binaries) pack into ~6 MB
+# (~60 MB with gzip, whose 32 KB window does not; ~70 s on one core). GPU_PREBUILD_PACK_LABS="LAB ...": those labs
+# (.gpu/lab/LAB) go into the archive too.
 # GPU_PREBUILD_CMAKE_ARGS: more CMake arguments for this tree's build alone (a compile-time
 # switch for an A/B against the same revision, e.g. -DGPTOSS_SDPA_TC_WARPS=8); the build
 # tree's cache keeps them until set otherwise.
@@ -118,6 +120,7 @@ if [ -n "${GPU_PREBUILD_PACK:-}" ]; then
     parts=()
     for d in .gpu/b .gpu/lib .gpu/whl .gpu/prev .gpu/alt; do [ ! -d "$d" ] || parts+=("$d"); done
     for l in ${GPU_PREBUILD_PACK_LABS:-}; do [ ! -x ".gpu/lab/$l" ] || parts+=(".gpu/lab/$l"); done
-    tar -czf .gpu/carry.tgz "${parts[@]}"
-    echo "gpu-prebuild: ${parts[*]} in .gpu/carry.tgz ($(du -h .gpu/carry.tgz | cut -f1)): carry it, then tar -xzf .gpu/carry.tgz"
+    rm -f .gpu/carry.tgz
+    tar -cf - "${parts[@]}" | xz -9 -T1 >.gpu/carry.tar.xz.tmp && mv .gpu/carry.tar.xz.tmp .gpu/carry.tar.xz
+    echo "gpu-prebuild: ${parts[*]} in .gpu/carry.tar.xz ($(du -h .gpu/carry.tar.xz | cut -f1)): carry it, then bash tools/gpu-unpack.sh"
 fi

@@ -5,11 +5,11 @@
 # $OUT as it finishes, so a call that runs past its time limit still returns those.
 # Prepare on the development machine:
 #
-#   GPU_PREV_REV=main GPU_PREBUILD_PACK=1 bash tools/gpu-prebuild.sh    # .gpu/carry.tgz
+#   GPU_PREV_REV=main GPU_PREBUILD_PACK=1 bash tools/gpu-prebuild.sh    # .gpu/carry.tar.xz
 #
 # (GPU_ALT_REVS="NAME=REV ..." adds candidate revisions, .gpu/alt/NAME, measured beside the
-# base and this tree in the same call) and call with carry [".gpu/carry.tgz"]:
-# `tar -xzf .gpu/carry.tgz && bash tools/gpu-quick.sh`.
+# base and this tree in the same call) and call with carry [".gpu/carry.tar.xz"]:
+# `bash tools/gpu-unpack.sh && bash tools/gpu-quick.sh`.
 # The variants: A (.gpu/prev, the base), B (.gpu/b, this tree) and each .gpu/alt/NAME.
 # Steps, in order (what decides between the variants first, then B's full checks):
 #   1. the CUDA harness's QUICK_MANY cases, row orders auto and many, every variant but A
