@@ -17,7 +17,8 @@
 #   3. QUICK_ENGINE runs, the variants alternated twice
 #   4. B: the CUDA harness, every case (row order auto)
 #   5. B: test_invariance
-#   6. B: memcheck and racecheck over QUICK_SAN's cases (and QUICK_SAN_ONE's in row order one)
+#   6. memcheck and racecheck over QUICK_SAN's cases (and QUICK_SAN_ONE's in row order one), on B
+#      and the candidates QUICK_SAN_VARIANTS names
 #   7. B: test_batch, 20b with routing, 64 streams, default mode (bitwise against alone)
 #   8. QUICK_NCU's Nsight Compute summaries of B (with QUICK_NCU_ALL=1, of every variant)
 # Variables (defaults in brackets):
@@ -25,6 +26,7 @@
 #   QUICK_ENGINE  gptoss bench arguments, ';' between runs [-p 16 -n 64 -d 32768]
 #   QUICK_SAN     harness filter for the sanitizers [sdpa_tc_prefill_45tok]
 #   QUICK_SAN_ONE the same in row order one (empty: none) []
+#   QUICK_SAN_VARIANTS the variants the sanitizers run on, by name [B]
 #   QUICK_BENCH   kernel-benchmark filter (bench --filter; empty: none) []
 #   QUICK_NCU     ROW:KERNEL_REGEX pairs for tools/ncu_prefill.sh, spaces between (empty: none) []
 #   QUICK_STEPS   the steps to run, by name: many bench engine harness invariance san batch ncu
@@ -68,7 +70,7 @@ done
 
 IFS=';' read -r -a bfilters <<<"${QUICK_BENCH:-}"
 for bf in "${bfilters[@]}"; do
-    [ -n "${bf// /}" ] && step bench || continue
+    if [ -z "${bf// /}" ] || ! step bench; then continue; fi
     for round in 1 2; do
         for k in "${!dirs[@]}"; do
             f="$OUT/bench-${names[$k]}-$round.txt"
@@ -82,7 +84,7 @@ done
 
 IFS=';' read -r -a runs <<<"${QUICK_ENGINE:--p 16 -n 64 -d 32768}"
 for run in "${runs[@]}"; do
-    [ -n "${run// /}" ] && step engine || continue
+    if [ -z "${run// /}" ] || ! step engine; then continue; fi
     for round in 1 2; do
         for k in "${!dirs[@]}"; do
             # shellcheck disable=SC2086
@@ -105,16 +107,25 @@ if step invariance; then
     grep -E '^FAIL' "$OUT/invariance.txt" | head -10 | tee -a "$OUT/sum.txt"
 fi
 
+# the variants the sanitizers run on (B and, by name, any candidate whose kernels B lacks)
+san_dirs=() san_names=()
+for k in "${!dirs[@]}"; do
+    [[ " ${QUICK_SAN_VARIANTS:-B} " == *" ${names[$k]} "* ]] || continue
+    san_dirs+=("${dirs[$k]}"); san_names+=("${names[$k]}")
+done
 for tool in memcheck racecheck; do
     step san || break
-    timeout 120 compute-sanitizer --tool $tool --error-exitcode 99 --print-limit 10 \
-        $B/tests/harness --backend cuda --filter "${QUICK_SAN:-sdpa_tc_prefill_45tok}" >"$OUT/$tool.txt" 2>&1
-    say "B $tool rc=$? (0 = clean) $(grep -E '^[0-9]+ passed' "$OUT/$tool.txt" | tail -1) $(el)"
-    if [ -n "${QUICK_SAN_ONE:-}" ]; then
-        timeout 90 compute-sanitizer --tool $tool --error-exitcode 99 --print-limit 10 \
-            $B/tests/harness --backend cuda --row-order one --filter "$QUICK_SAN_ONE" >"$OUT/$tool-one.txt" 2>&1
-        say "B $tool one rc=$? (0 = clean) $(grep -E '^[0-9]+ passed' "$OUT/$tool-one.txt" | tail -1) $(el)"
-    fi
+    for k in "${!san_dirs[@]}"; do
+        d=${san_dirs[$k]} n=${san_names[$k]}
+        timeout 120 compute-sanitizer --tool $tool --error-exitcode 99 --print-limit 10 \
+            "$d/tests/harness" --backend cuda --filter "${QUICK_SAN:-sdpa_tc_prefill_45tok}" >"$OUT/$tool-$n.txt" 2>&1
+        say "$n $tool rc=$? (0 = clean) $(grep -E '^[0-9]+ passed' "$OUT/$tool-$n.txt" | tail -1) $(el)"
+        if [ -n "${QUICK_SAN_ONE:-}" ]; then
+            timeout 90 compute-sanitizer --tool $tool --error-exitcode 99 --print-limit 10 \
+                "$d/tests/harness" --backend cuda --row-order one --filter "$QUICK_SAN_ONE" >"$OUT/$tool-one-$n.txt" 2>&1
+            say "$n $tool one rc=$? (0 = clean) $(grep -E '^[0-9]+ passed' "$OUT/$tool-one-$n.txt" | tail -1) $(el)"
+        fi
+    done
 done
 
 if [ -x $B/tests/e2e/test_batch ] && step batch; then
