@@ -120,7 +120,9 @@ if [ -n "${GPU_PREBUILD_PACK:-}" ]; then
     parts=()
     for d in .gpu/b .gpu/lib .gpu/whl .gpu/prev .gpu/alt; do [ ! -d "$d" ] || parts+=("$d"); done
     for l in ${GPU_PREBUILD_PACK_LABS:-}; do [ ! -x ".gpu/lab/$l" ] || parts+=(".gpu/lab/$l"); done
+    command -v xz >/dev/null || { echo "gpu-prebuild: xz is missing (apt-get install xz-utils)" >&2; exit 1; }
     rm -f .gpu/carry.tgz
-    tar -cf - "${parts[@]}" | xz -9 -T1 >.gpu/carry.tar.xz.tmp && mv .gpu/carry.tar.xz.tmp .gpu/carry.tar.xz
+    (set -o pipefail; tar -cf - "${parts[@]}" | xz -9 -T1 >.gpu/carry.tar.xz.tmp)
+    mv .gpu/carry.tar.xz.tmp .gpu/carry.tar.xz
     echo "gpu-prebuild: ${parts[*]} in .gpu/carry.tar.xz ($(du -h .gpu/carry.tar.xz | cut -f1)): carry it, then bash tools/gpu-unpack.sh"
 fi
