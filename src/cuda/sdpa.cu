@@ -517,12 +517,16 @@ __global__ void __launch_bounds__(THREADS, 4) sdpa_chunk_kernel(SdpaShape s) {
  * chunks at 32,768 keys on an H100 (docs/CUDA_NOTES.md). The same sums in the same order. */
 constexpr int MERGE_THREADS = 256;
 constexpr uint32_t kMaxRowChunks = 4096; /* max_row_chunks' bound */
+static_assert(2 * kMaxRowChunks * sizeof(float) <= 48 * 1024, "the merge kernel's dynamic shared memory needs no opt-in");
 constexpr int kMergeBatch = 16;
 __global__ void __launch_bounds__(MERGE_THREADS) sdpa_merge_kernel(SdpaShape s) {
     __shared__ float red[32];
     __shared__ float o_part[MERGE_THREADS / D][D];
-    __shared__ float factor_s[kMaxRowChunks]; /* a chunk's max, then its factor */
-    __shared__ float sum_s[kMaxRowChunks];
+    /* dynamic: 2 x s.slots floats (merge_smem), sized by the call's key bound, not by
+     * kMaxRowChunks (32 KB a block would be reserved for the engine's 512 slots too) */
+    extern __shared__ float merge_dyn[];
+    float* factor_s = merge_dyn;           /* [slots]: a chunk's max, then its factor */
+    float* sum_s = merge_dyn + s.slots;    /* [slots] */
     gptoss_d_pdl_trigger();
     gptoss_d_pdl_wait();
     const uint32_t row = blockIdx.x; /* i * Hq + hq */
@@ -1323,7 +1327,7 @@ enum gptoss_status sdpa_launch(gptoss_backend_t backend, SdpaShape s, uint32_t h
         cudaError_t err = gptoss_cuda_launch_pdl(backend, sdpa_chunk_kernel, dim3((unsigned) blocks), dim3(THREADS), 0, t);
         if (err == cudaSuccess && s.slots > kFusedMergeMaxChunks) {
             err = gptoss_cuda_launch_pdl(backend, sdpa_merge_kernel, dim3(t.num_rows * s.num_q_heads),
-                                         dim3(MERGE_THREADS), 0, t);
+                                         dim3(MERGE_THREADS), (size_t) 2 * s.slots * sizeof(float), t);
         }
         gptoss_cuda_scratch_release(backend);
         if (err != cudaSuccess) return gptoss_cuda_fail(err, name);
