@@ -177,7 +177,9 @@ static enum gptoss_status cuda_synchronize(gptoss_backend_t backend) {
     if (st != gptoss_status_success) return st;
     const cudaStream_t stream = gptoss_cuda_stream(backend);
     GPTOSS_CUDA_CHECK(cudaSetDevice(cuda->device));
-    GPTOSS_CUDA_CHECK(cudaStreamSynchronize(stream));
+    /* the error word's copy follows the enqueued work on the stream: one wait covers both
+     * (a wait for the stream and then one for the copy cost a second host round trip after
+     * every decode step) */
     uint32_t word = 0;
     GPTOSS_CUDA_CHECK(cudaMemcpyAsync(&word, cuda->error_word, sizeof word, cudaMemcpyDeviceToHost, stream));
     GPTOSS_CUDA_CHECK(cudaStreamSynchronize(stream));
