@@ -2,9 +2,9 @@
  *
  * Fast path (head_dim 64, up to 8 Q heads per KV head): flash-decoding. The keys of every
  * (query row, KV head) are split into chunks; a task is one chunk of one (row, KV head), run
- * by a 128-thread block for all Q heads of the KV head (K/V tiles of 64 keys staged in
- * shared memory, in key order, online softmax), which leaves a partial (max, sum,
- * unnormalised output) per Q head. A row of one chunk is normalised with the sink by its
+ * by a 128-thread block for all Q heads of the KV head (a quarter of the chunk's keys a
+ * warp, read straight into registers, online softmax per warp, the warps merged in order),
+ * which leaves a partial (max, sum, unnormalised output) per Q head. A row of one chunk is normalised with the sink by its
  * task; up to 16 chunks the last task of the (row, KV head) to finish merges the partials
  * (one launch); more are merged by the merge kernel, one block per (row, Q head), which
  * spreads the combination instead of serialising it in one block (the measurements behind
@@ -45,8 +45,11 @@ constexpr uint32_t kSliceRows = 512;
  * attention layers (8.65 MB a row: 64 Q heads x 512 chunks x 66 floats), 248 rows where a
  * row has at most 128 chunks (a key bound of 32,768). */
 constexpr uint64_t kScratchBudget = (uint64_t) 512 << 20;
-/* Keys whose cache slots are staged in shared memory at once: 4 tiles. */
-constexpr uint32_t kStage = 4 * TK;
+/* The chunk kernel's warps, and each warp's group of keys: kSteps steps of two keys (one a
+ * half-warp). */
+constexpr int kWarps = THREADS / 32;
+constexpr int kSteps = 2;
+constexpr uint32_t kGroupKeys = 2 * kSteps;
 
 /* Keys per chunk of a row that attends `len` keys (the only input: batch invariance).
  * Up to 8,192 keys, chunks of one tile (at most 128 chunks): short rows are latency-bound,
@@ -216,13 +219,11 @@ __device__ uint32_t task_offsets(const SdpaShape& s, uint32_t* first_task, uint3
 }
 
 __global__ void __launch_bounds__(THREADS, 4) sdpa_chunk_kernel(SdpaShape s) {
-    __shared__ __align__(16) float qs[G][D];
-    __shared__ __align__(16) float ks[TK][D + 4];
-    __shared__ __align__(16) float vs[TK][D];
-    __shared__ __align__(16) float ps[TK][G]; /* scores, then probabilities */
-    __shared__ float factor_s[G];
+    __shared__ __align__(16) float pw[kWarps][kGroupKeys][G]; /* a group's probabilities, by warp */
+    __shared__ __align__(16) float fw[kWarps][G];              /* a group's rescale factors, by warp */
+    __shared__ __align__(16) float ow[kWarps][G][D];           /* the warps' outputs, merged at the end */
+    __shared__ float mlw[kWarps][G][2];                        /* the warps' (max, sum) */
     __shared__ float ml_s[G][2];
-    __shared__ uint64_t slot_s[kStage];               /* cache slots of the staged keys */
     __shared__ uint32_t first_task[kSliceRows + 1];   /* task_offsets */
     __shared__ uint32_t warp_total[THREADS / 32], warp_most[THREADS / 32];
     __shared__ uint32_t is_last;
@@ -243,10 +244,9 @@ __global__ void __launch_bounds__(THREADS, 4) sdpa_chunk_kernel(SdpaShape s) {
     const uint64_t grid_slots = (uint64_t) most * rows_x_heads;
     const bool chunk_major = s.num_rows > 1 && 2ull * total >= grid_slots && grid_slots <= 0xFFFFFFFFull;
     const uint32_t work_items = chunk_major ? (uint32_t) grid_slots : total;
-    /* score/probability ownership: key kk = tid % 64, heads gg*4 .. gg*4+3; output: dim
-     * od = tid % 64, the same heads; running max / sum of head g kept by warp g/2 (in all
-     * its lanes) */
-    const uint32_t kk = tid % TK, gg = tid / TK, od = tid % D;
+    /* the merged output's layout (the epilogue's): dim od = tid % 64 of heads gg * 4 ..
+     * gg * 4 + 3; the running max / sum of head g kept by warp g / 2 (in all its lanes) */
+    const uint32_t gg = tid / D, od = tid % D;
     const uint32_t warp = tid / 32, lane = tid % 32;
 
     for (uint32_t work = blockIdx.x; work < work_items; work += gridDim.x) {
@@ -282,125 +282,192 @@ __global__ void __launch_bounds__(THREADS, 4) sdpa_chunk_kernel(SdpaShape s) {
         const uint32_t hq0 = h * s.group;
         int bad = !ok; /* this thread met a row or table entry out of range */
 
-        /* Q heads of this KV head (padded with zeros): loaded now, stored to shared memory
-         * after the first K/V tile's loads are issued (one memory round trip for both) */
-        constexpr int kQLoads = G * D / THREADS;
-        float qv[kQLoads];
+        /* The chunk's keys by warp: warp w takes keys [kb, ke) = [w W, (w + 1) W) of the chunk
+         * (W: a quarter, rounded up to whole groups), each with its own online softmax; the
+         * four warps' (max, sum, output) are merged in a fixed order at the end. A group is
+         * kGroupKeys keys in kSteps steps; in a step half-warp hw takes one key, lane sl of it
+         * dims 4 sl .. 4 sl + 3 of Q (every head, in registers) and of the key's K and V,
+         * loaded straight from memory (no staging, no block barrier in the loop): the next
+         * group's K is loaded while this group's softmax and P V run, its V while its scores
+         * do. A score is each lane's 4-dim dot products, then a reduce-scatter over the 16
+         * lanes (8 shuffles and adds for 8 heads: lane sl's Q registers are in the order of
+         * head j ^ (sl >> 1), so that every level keeps its first half and adds the partner's
+         * second half), which leaves head sl >> 1's score in lanes sl and sl ^ 1. The
+         * probabilities go through the warp's shared memory to the P V step, where each lane
+         * accumulates its 4 dims of every head. A group that raises no head's maximum skips
+         * the rescale (a factor of exactly 1). The order of every sum follows from the row's
+         * own keys alone (batch invariance, as above). */
+        const uint32_t hw = lane >> 4, sl = lane & 15u, mh = sl >> 1;
+        const uint32_t wkeys = ((clen + 3u) / 4u + kGroupKeys - 1u) / kGroupKeys * kGroupKeys;
+        const uint32_t kb = min(warp * wkeys, clen), nkeys = min(kb + wkeys, clen) - kb;
+        float4 qr[G];
 #pragma unroll
-        for (int r = 0; r < kQLoads; r++) {
-            const uint32_t idx = tid + (uint32_t) r * THREADS;
-            const uint32_t g = idx / D, d = idx % D;
-            qv[r] = g < s.group ? s.q[(size_t) i * s.qkv_dim + (size_t) (hq0 + g) * D + d] : 0.0f;
+        for (int j = 0; j < G; j++) {
+            const uint32_t g = (uint32_t) j ^ mh;
+            const float* qp = s.q + (size_t) i * s.qkv_dim + (size_t) (hq0 + g) * D + 4u * sl;
+            qr[j] = g < s.group ? make_float4(qp[0], qp[1], qp[2], qp[3]) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
         }
-        float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-        float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};
-
+        float4 acc8[G];
+#pragma unroll
+        for (int j = 0; j < G; j++) acc8[j] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        float mw = -INFINITY, lw = 0.0f; /* head mh's running max and sum in this warp */
         const float* kv_head = s.kv + (size_t) h * s.kv_stride;
-        for (uint32_t t0 = 0; t0 < clen; t0 += TK) {
-            const uint32_t ntile = min((uint32_t) TK, clen - t0);
-            __syncthreads(); /* the previous tile (or task) is consumed */
-            if (t0 % kStage == 0) {
-                /* the cache slots of the next kStage keys (varlen: one table lookup per key,
-                 * not one per float4 load; plain: the key itself) */
-                const uint32_t nstage = min(kStage, clen - t0);
-                for (uint32_t k = tid; k < nstage; k += THREADS) {
-                    uint64_t slot = key0 + t0 + k;
-                    if (table != nullptr && !gptoss_d_kv_slot(s.paged, table, key0 + t0 + k, slot)) {
-                        slot = 0; /* slot 0 exists (num_blocks >= 1); the chunk's values become NaN */
-                        bad = 1;
+        /* the cache slot of the warp's key 32 win + lane (slots a window ahead) */
+        auto lookup = [&](uint32_t win) -> uint64_t {
+            const uint32_t r = 32u * win + lane;
+            if (r >= nkeys) return 0;
+            const uint32_t t = key0 + kb + r;
+            uint64_t slot = t;
+            if (table != nullptr && !gptoss_d_kv_slot(s.paged, table, t, slot)) {
+                slot = 0; /* slot 0 exists (num_blocks >= 1); the chunk's values become NaN */
+                bad = 1;
+            }
+            return slot;
+        };
+        if (nkeys > 0) { /* warp-uniform */
+            uint64_t slotw = lookup(0), slotn = nkeys > 32u ? lookup(1) : 0;
+            float4 kr[kSteps], vr[kSteps];
+            /* step st of the group at g0: key g0 + 2 st + hw of the warp's keys */
+            auto load = [&](uint32_t g0, float4 (&r)[kSteps], uint32_t off) {
+#pragma unroll
+                for (int st = 0; st < kSteps; st++) {
+                    const uint32_t key = g0 + 2u * (uint32_t) st + hw;
+                    const uint64_t slot = __shfl_sync(0xFFFFFFFFu, slotw, (key % 32u));
+                    r[st] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+                    if (key < nkeys) r[st] = __ldg((const float4*) (kv_head + slot * 2 * D + off) + sl);
+                }
+            };
+            load(0, kr, 0);
+            load(0, vr, D);
+            for (uint32_t g0 = 0; g0 < nkeys; g0 += kGroupKeys) {
+                float sc[kSteps];
+#pragma unroll
+                for (int st = 0; st < kSteps; st++) {
+                    float v[G];
+#pragma unroll
+                    for (int j = 0; j < G; j++) {
+                        v[j] = qr[j].x * kr[st].x;
+                        v[j] = fmaf(qr[j].y, kr[st].y, v[j]);
+                        v[j] = fmaf(qr[j].z, kr[st].z, v[j]);
+                        v[j] = fmaf(qr[j].w, kr[st].w, v[j]);
                     }
-                    slot_s[k] = slot;
-                }
-                __syncthreads();
-            }
-            /* stage K and V: 64 keys x 128 floats = 2048 float4; all 16 loads of this
-             * thread issued before the first store (one memory round trip per tile) */
-            constexpr int kLoads = TK * 2 * D / 4 / THREADS;
-            float4 v[kLoads];
 #pragma unroll
-            for (int j = 0; j < kLoads; j++) {
-                const uint32_t idx = tid + (uint32_t) j * THREADS;
-                const uint32_t key = idx / (2 * D / 4), c4 = idx % (2 * D / 4);
-                v[j] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-                if (key < ntile) {
-                    v[j] = __ldg((const float4*) (kv_head + slot_s[t0 % kStage + key] * 2 * D) + c4);
-                }
-            }
-            if (t0 == 0) {
+                    for (int j = 0; j < 4; j++) v[j] += __shfl_xor_sync(0xFFFFFFFFu, v[j + 4], 8);
 #pragma unroll
-                for (int r = 0; r < kQLoads; r++) {
-                    const uint32_t idx = tid + (uint32_t) r * THREADS;
-                    qs[idx / D][idx % D] = qv[r];
+                    for (int j = 0; j < 2; j++) v[j] += __shfl_xor_sync(0xFFFFFFFFu, v[j + 2], 4);
+                    v[0] += __shfl_xor_sync(0xFFFFFFFFu, v[1], 2);
+                    v[0] += __shfl_xor_sync(0xFFFFFFFFu, v[0], 1);
+                    sc[st] = g0 + 2u * (uint32_t) st + hw < nkeys ? v[0] * s.scale : -INFINITY;
                 }
-            }
-#pragma unroll
-            for (int j = 0; j < kLoads; j++) {
-                const uint32_t idx = tid + (uint32_t) j * THREADS;
-                const uint32_t key = idx / (2 * D / 4), c4 = idx % (2 * D / 4);
-                if (c4 < D / 4) {
-                    *(float4*) &ks[key][c4 * 4] = v[j];
-                } else {
-                    *(float4*) &vs[key][(c4 - D / 4) * 4] = v[j];
-                }
-            }
-            __syncthreads();
-            /* scores */
-            {
-                float sc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-#pragma unroll 4
-                for (int d = 0; d < D; d += 4) {
-                    const float4 k4 = *(const float4*) &ks[kk][d];
-#pragma unroll
-                    for (int j = 0; j < 4; j++) {
-                        const float4 q4 = *(const float4*) &qs[gg * 4 + j][d];
-                        sc[j] = fmaf(q4.x, k4.x, sc[j]);
-                        sc[j] = fmaf(q4.y, k4.y, sc[j]);
-                        sc[j] = fmaf(q4.z, k4.z, sc[j]);
-                        sc[j] = fmaf(q4.w, k4.w, sc[j]);
+                const uint32_t g1 = g0 + kGroupKeys;
+                if (g1 < nkeys) { /* the next group's K, and the slots of the window after */
+                    if (g1 % 32u == 0) {
+                        slotw = slotn;
+                        if (g1 + 32u < nkeys) slotn = lookup(g1 / 32u + 1u);
                     }
+                    load(g1, kr, 0);
                 }
+                float mx = sc[0];
 #pragma unroll
-                for (int j = 0; j < 4; j++) ps[kk][gg * 4 + j] = kk < ntile ? sc[j] * s.scale : -INFINITY;
-            }
-            __syncthreads();
-            /* online softmax: warp w handles heads 2w, 2w+1 */
+                for (int st = 1; st < kSteps; st++) mx = fmaxf(mx, sc[st]);
+                mx = fmaxf(mx, __shfl_xor_sync(0xFFFFFFFFu, mx, 16));
+                const float m_new = fmaxf(mw, mx);
+                float p[kSteps], f = 1.0f;
 #pragma unroll
-            for (int jj = 0; jj < 2; jj++) {
-                const uint32_t g = warp * 2 + jj;
-                const float a = ps[lane][g], b = ps[lane + 32][g];
-                const float tmax = gptoss_d_warp_max(fmaxf(a, b));
-                const float m_new = fmaxf(m_run[jj], tmax);
-                float pa = 0.0f, pb = 0.0f, f = 1.0f;
+                for (int st = 0; st < kSteps; st++) p[st] = 0.0f;
                 if (m_new != -INFINITY) {
-                    pa = expf(a - m_new);
-                    pb = expf(b - m_new);
-                    f = expf(m_run[jj] - m_new);
-                }
-                const float tsum = gptoss_d_warp_sum(pa + pb);
-                l_run[jj] = fmaf(l_run[jj], f, tsum);
-                m_run[jj] = m_new;
-                ps[lane][g] = pa;
-                ps[lane + 32][g] = pb;
-                if (lane == 0) factor_s[g] = f;
-            }
-            __syncthreads();
-            /* P V */
-            {
-                float f4[4];
 #pragma unroll
-                for (int j = 0; j < 4; j++) f4[j] = factor_s[gg * 4 + j];
-#pragma unroll
-                for (int j = 0; j < 4; j++) acc[j] *= f4[j];
-#pragma unroll 8
-                for (uint32_t k = 0; k < ntile; k++) {
-                    const float vv = vs[k][od];
-                    const float4 p4 = *(const float4*) &ps[k][gg * 4];
-                    acc[0] = fmaf(p4.x, vv, acc[0]);
-                    acc[1] = fmaf(p4.y, vv, acc[1]);
-                    acc[2] = fmaf(p4.z, vv, acc[2]);
-                    acc[3] = fmaf(p4.w, vv, acc[3]);
+                    for (int st = 0; st < kSteps; st++) p[st] = expf(sc[st] - m_new);
+                    f = expf(mw - m_new);
                 }
+                float psum = p[0];
+#pragma unroll
+                for (int st = 1; st < kSteps; st++) psum += p[st];
+                psum += __shfl_xor_sync(0xFFFFFFFFu, psum, 16);
+                lw = fmaf(lw, f, psum);
+                mw = m_new;
+                if ((sl & 1u) == 0) {
+#pragma unroll
+                    for (int st = 0; st < kSteps; st++) pw[warp][2 * st + hw][mh] = p[st];
+                    if (hw == 0) fw[warp][mh] = f;
+                }
+                __syncwarp();
+                if (__any_sync(0xFFFFFFFFu, f != 1.0f)) {
+                    const float4 f0 = *(const float4*) &fw[warp][0], f1 = *(const float4*) &fw[warp][4];
+                    const float ff[G] = {f0.x, f0.y, f0.z, f0.w, f1.x, f1.y, f1.z, f1.w};
+#pragma unroll
+                    for (int j = 0; j < G; j++) {
+                        acc8[j].x *= ff[j];
+                        acc8[j].y *= ff[j];
+                        acc8[j].z *= ff[j];
+                        acc8[j].w *= ff[j];
+                    }
+                }
+#pragma unroll
+                for (int st = 0; st < kSteps; st++) {
+                    const float4 p0 = *(const float4*) &pw[warp][2 * st + hw][0];
+                    const float4 p1 = *(const float4*) &pw[warp][2 * st + hw][4];
+                    const float pp[G] = {p0.x, p0.y, p0.z, p0.w, p1.x, p1.y, p1.z, p1.w};
+#pragma unroll
+                    for (int j = 0; j < G; j++) {
+                        acc8[j].x = fmaf(pp[j], vr[st].x, acc8[j].x);
+                        acc8[j].y = fmaf(pp[j], vr[st].y, acc8[j].y);
+                        acc8[j].z = fmaf(pp[j], vr[st].z, acc8[j].z);
+                        acc8[j].w = fmaf(pp[j], vr[st].w, acc8[j].w);
+                    }
+                }
+                __syncwarp(); /* pw and fw are rewritten by the next group */
+                if (g1 < nkeys) load(g1, vr, D);
             }
+        }
+        /* the two halves' sums (the same max), then the four warps merged in warp order into
+         * the layout of the epilogue: acc[j] = dim od of head gg * 4 + j, m_run / l_run[jj] =
+         * head warp * 2 + jj */
+#pragma unroll
+        for (int j = 0; j < G; j++) {
+            acc8[j].x += __shfl_xor_sync(0xFFFFFFFFu, acc8[j].x, 16);
+            acc8[j].y += __shfl_xor_sync(0xFFFFFFFFu, acc8[j].y, 16);
+            acc8[j].z += __shfl_xor_sync(0xFFFFFFFFu, acc8[j].z, 16);
+            acc8[j].w += __shfl_xor_sync(0xFFFFFFFFu, acc8[j].w, 16);
+        }
+        if (hw == 0) {
+#pragma unroll
+            for (int j = 0; j < G; j++) *(float4*) &ow[warp][j][4 * sl] = acc8[j];
+            if ((sl & 1u) == 0) {
+                mlw[warp][mh][0] = mw;
+                mlw[warp][mh][1] = lw;
+            }
+        }
+        __syncthreads();
+        float acc[4], m_run[2], l_run[2];
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const uint32_t g = gg * 4 + (uint32_t) j;
+            float M = mlw[0][g][0];
+#pragma unroll
+            for (int w = 1; w < kWarps; w++) M = fmaxf(M, mlw[w][g][0]);
+            float o = 0.0f;
+#pragma unroll
+            for (int w = 0; w < kWarps; w++) {
+                const float m = mlw[w][g][0];
+                o = fmaf(ow[w][g][od], m == -INFINITY ? 0.0f : expf(m - M), o);
+            }
+            acc[j] = o;
+        }
+#pragma unroll
+        for (int jj = 0; jj < 2; jj++) {
+            const uint32_t g = warp * 2 + (uint32_t) jj;
+            float M = mlw[0][g][0];
+#pragma unroll
+            for (int w = 1; w < kWarps; w++) M = fmaxf(M, mlw[w][g][0]);
+            float l = 0.0f;
+#pragma unroll
+            for (int w = 0; w < kWarps; w++) {
+                const float m = mlw[w][g][0];
+                l = fmaf(mlw[w][g][1], m == -INFINITY ? 0.0f : expf(m - M), l);
+            }
+            m_run[jj] = M;
+            l_run[jj] = l;
         }
         if (__syncthreads_or(bad)) { /* every thread done with the tiles */
             if (tid == 0) gptoss_d_set_error(s.paged.error_word, GPTOSS_CUDA_ERROR_KV_ROW);
