@@ -311,7 +311,7 @@ __global__ void __launch_bounds__(THREADS, 4) sdpa_chunk_kernel(SdpaShape s) {
 #pragma unroll
         for (int j = 0; j < G; j++) acc8[j] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
         float mw = -INFINITY, lw = 0.0f; /* head mh's running max and sum in this warp */
-        const float* kv_head = s.kv + (size_t) h * s.kv_stride;
+        const float4* kv_lane = (const float4*) (s.kv + (size_t) h * s.kv_stride) + sl; /* a key's K dims 4 sl .. */
         /* the cache slot of the warp's key 32 win + lane (slots a window ahead) */
         auto lookup = [&](uint32_t win) -> uint64_t {
             const uint32_t r = 32u * win + lane;
@@ -334,11 +334,11 @@ __global__ void __launch_bounds__(THREADS, 4) sdpa_chunk_kernel(SdpaShape s) {
                     const uint32_t key = g0 + 2u * (uint32_t) st + hw;
                     const uint64_t slot = __shfl_sync(0xFFFFFFFFu, slotw, (key % 32u));
                     r[st] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-                    if (key < nkeys) r[st] = __ldg((const float4*) (kv_head + slot * 2 * D + off) + sl);
+                    if (key < nkeys) r[st] = __ldg(kv_lane + slot * (2 * D / 4) + off);
                 }
             };
             load(0, kr, 0);
-            load(0, vr, D);
+            load(0, vr, D / 4);
             for (uint32_t g0 = 0; g0 < nkeys; g0 += kGroupKeys) {
                 float sc[kSteps];
 #pragma unroll
@@ -417,7 +417,7 @@ __global__ void __launch_bounds__(THREADS, 4) sdpa_chunk_kernel(SdpaShape s) {
                     }
                 }
                 __syncwarp(); /* pw and fw are rewritten by the next group */
-                if (g1 < nkeys) load(g1, vr, D);
+                if (g1 < nkeys) load(g1, vr, D / 4); /* V: D / 4 float4 past K */
             }
         }
         /* the two halves' sums (the same max), then the four warps merged in warp order into
