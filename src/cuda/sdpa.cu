@@ -50,6 +50,7 @@ constexpr uint64_t kScratchBudget = (uint64_t) 512 << 20;
 constexpr int kWarps = THREADS / 32;
 constexpr int kSteps = 2;
 constexpr uint32_t kGroupKeys = 2 * kSteps;
+constexpr int kRing = 4; /* groups a warp's copies run ahead: kRing - 1 */
 
 /* Keys per chunk of a row that attends `len` keys (the only input: batch invariance).
  * Up to 8,192 keys, chunks of one tile (at most 128 chunks): short rows are latency-bound,
@@ -219,6 +220,7 @@ __device__ uint32_t task_offsets(const SdpaShape& s, uint32_t* first_task, uint3
 }
 
 __global__ void __launch_bounds__(THREADS, 4) sdpa_chunk_kernel(SdpaShape s) {
+    __shared__ __align__(16) float4 ring[kWarps][kRing][kGroupKeys][2 * D / 4]; /* K | V of kRing groups, by warp */
     __shared__ __align__(16) float pw[kWarps][kGroupKeys][G]; /* a group's probabilities, by warp */
     __shared__ __align__(16) float fw[kWarps][G];              /* a group's rescale factors, by warp */
     __shared__ __align__(16) float ow[kWarps][G][D];           /* the warps' outputs, merged at the end */
@@ -326,20 +328,40 @@ __global__ void __launch_bounds__(THREADS, 4) sdpa_chunk_kernel(SdpaShape s) {
         };
         if (nkeys > 0) { /* warp-uniform */
             uint64_t slotw = lookup(0), slotn = nkeys > 32u ? lookup(1) : 0;
-            float4 kr[kSteps], vr[kSteps];
-            /* step st of the group at g0: key g0 + 2 st + hw of the warp's keys */
-            auto load = [&](uint32_t g0, float4 (&r)[kSteps], uint32_t off) {
+            /* step st of the group at g0: key g0 + 2 st + hw of the warp's keys; its K and V
+             * (this lane's 16 bytes of each) by cp.async into the warp's ring, stage
+             * (g0 / kGroupKeys) % kRing; only this lane reads them back, so its own waits
+             * order the copies and the reads (the warp's ring has no barrier) */
+            auto issue = [&](uint32_t g0) {
+                if (g0 % 32u == 0 && g0 > 0) { /* the next window's slots, and the one after's lookups */
+                    slotw = slotn;
+                    if (g0 + 32u < nkeys) slotn = lookup(g0 / 32u + 1u);
+                }
+                float4(*stage)[2 * D / 4] = ring[warp][g0 / kGroupKeys % kRing];
 #pragma unroll
                 for (int st = 0; st < kSteps; st++) {
                     const uint32_t key = g0 + 2u * (uint32_t) st + hw;
                     const uint64_t slot = __shfl_sync(0xFFFFFFFFu, slotw, (key % 32u));
-                    r[st] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-                    if (key < nkeys) r[st] = __ldg(kv_lane + slot * (2 * D / 4) + off);
+                    const uint32_t bytes = key < nkeys ? 16u : 0u; /* zeros past the warp's keys */
+                    const float4* src = kv_lane + slot * (2 * D / 4);
+                    gptoss_d_cp_async16_zfill(&stage[2 * st + hw][sl], src, bytes);
+                    gptoss_d_cp_async16_zfill(&stage[2 * st + hw][D / 4 + sl], src + D / 4, bytes);
                 }
             };
-            load(0, kr, 0);
-            load(0, vr, D / 4);
+#pragma unroll
+            for (uint32_t q = 0; q + 1 < (uint32_t) kRing; q++) {
+                if (q * kGroupKeys < nkeys) issue(q * kGroupKeys);
+                gptoss_d_cp_async_commit();
+            }
             for (uint32_t g0 = 0; g0 < nkeys; g0 += kGroupKeys) {
+                const uint32_t ga = g0 + (kRing - 1) * kGroupKeys; /* kRing - 1 groups ahead */
+                if (ga < nkeys) issue(ga);
+                gptoss_d_cp_async_commit();
+                gptoss_d_cp_async_wait<kRing - 1>(); /* this lane's copies of this group landed */
+                const float4(*stage)[2 * D / 4] = ring[warp][g0 / kGroupKeys % kRing];
+                float4 kr[kSteps], vr[kSteps];
+#pragma unroll
+                for (int st = 0; st < kSteps; st++) kr[st] = stage[2 * st + hw][sl];
                 float sc[kSteps];
 #pragma unroll
                 for (int st = 0; st < kSteps; st++) {
@@ -359,14 +381,8 @@ __global__ void __launch_bounds__(THREADS, 4) sdpa_chunk_kernel(SdpaShape s) {
                     v[0] += __shfl_xor_sync(0xFFFFFFFFu, v[0], 1);
                     sc[st] = g0 + 2u * (uint32_t) st + hw < nkeys ? v[0] * s.scale : -INFINITY;
                 }
-                const uint32_t g1 = g0 + kGroupKeys;
-                if (g1 < nkeys) { /* the next group's K, and the slots of the window after */
-                    if (g1 % 32u == 0) {
-                        slotw = slotn;
-                        if (g1 + 32u < nkeys) slotn = lookup(g1 / 32u + 1u);
-                    }
-                    load(g1, kr, 0);
-                }
+#pragma unroll
+                for (int st = 0; st < kSteps; st++) vr[st] = stage[2 * st + hw][D / 4 + sl];
                 float mx = sc[0];
 #pragma unroll
                 for (int st = 1; st < kSteps; st++) mx = fmaxf(mx, sc[st]);
@@ -417,8 +433,8 @@ __global__ void __launch_bounds__(THREADS, 4) sdpa_chunk_kernel(SdpaShape s) {
                     }
                 }
                 __syncwarp(); /* pw and fw are rewritten by the next group */
-                if (g1 < nkeys) load(g1, vr, D / 4); /* V: D / 4 float4 past K */
             }
+            gptoss_d_cp_async_wait<0>(); /* no copy in flight past the task */
         }
         /* the two halves' sums (the same max), then the four warps merged in warp order into
          * the layout of the epilogue: acc[j] = dim od of head gg * 4 + j, m_run / l_run[jj] =
