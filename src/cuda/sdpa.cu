@@ -3,9 +3,9 @@
  * Fast path (head_dim 64, up to 8 Q heads per KV head): flash-decoding. The keys of every
  * (query row, KV head) are split into chunks; a task is one chunk of one (row, KV head), run
  * by a 128-thread block for all Q heads of the KV head (a quarter of the chunk's keys a
- * warp, read straight into registers, online softmax per warp, the warps merged in order),
- * which leaves a partial (max, sum, unnormalised output) per Q head. A row of one chunk is normalised with the sink by its
- * task; up to 16 chunks the last task of the (row, KV head) to finish merges the partials
+ * warp, copied into a ring of the warp's own, online softmax per warp, the warps merged in
+ * order), which leaves a partial (max, sum, unnormalised output) per Q head. A row of one
+ * chunk is normalised with the sink by its task; up to 16 chunks the last task of the (row, KV head) to finish merges the partials
  * (one launch); more are merged by the merge kernel, one block per (row, Q head), which
  * spreads the combination instead of serialising it in one block (the measurements behind
  * the threshold: docs/CUDA_NOTES.md). Other shapes run a one-warp-per-(row, Q head) kernel.
@@ -289,12 +289,14 @@ __global__ void __launch_bounds__(THREADS, 4) sdpa_chunk_kernel(SdpaShape s) {
          * four warps' (max, sum, output) are merged in a fixed order at the end. A group is
          * kGroupKeys keys in kSteps steps; in a step half-warp hw takes one key, lane sl of it
          * dims 4 sl .. 4 sl + 3 of Q (every head, in registers) and of the key's K and V,
-         * loaded straight from memory (no staging, no block barrier in the loop): the next
-         * group's K is loaded while this group's softmax and P V run, its V while its scores
-         * do. A score is each lane's 4-dim dot products, then a reduce-scatter over the 16
-         * lanes (8 shuffles and adds for 8 heads: lane sl's Q registers are in the order of
-         * head j ^ (sl >> 1), so that every level keeps its first half and adds the partner's
-         * second half), which leaves head sl >> 1's score in lanes sl and sl ^ 1. The
+         * which the lane itself copies by cp.async into its warp's ring kRing - 1 groups
+         * ahead (no registers held for loads in flight, no block barrier in the loop; the
+         * same loads into registers one group ahead spent half their stalls waiting on
+         * memory: docs/CUDA_NOTES.md). A score is each lane's 4-dim dot products, then a
+         * reduce-scatter over the 16 lanes (8 shuffles and adds for 8 heads: lane sl's Q
+         * registers are in the order of head j ^ (sl >> 1), so that every level keeps its
+         * first half and adds the partner's second half), which leaves head sl >> 1's score
+         * in lanes sl and sl ^ 1. The
          * probabilities go through the warp's shared memory to the P V step, where each lane
          * accumulates its 4 dims of every head. A group that raises no head's maximum skips
          * the rescale (a factor of exactly 1). The order of every sum follows from the row's
