@@ -457,33 +457,35 @@ __global__ void __launch_bounds__(THREADS, 4) sdpa_chunk_kernel(SdpaShape s) {
             }
         }
         __syncthreads();
+        /* head g's maximum over the warps, and warp w's factor against it (0 for a warp that
+         * attended nothing) */
+        auto head_max = [&](uint32_t g) {
+            float M = mlw[0][g][0];
+#pragma unroll
+            for (int w = 1; w < kWarps; w++) M = fmaxf(M, mlw[w][g][0]);
+            return M;
+        };
+        auto factor = [&](int w, uint32_t g, float M) {
+            const float m = mlw[w][g][0];
+            return m == -INFINITY ? 0.0f : expf(m - M);
+        };
         float acc[4], m_run[2], l_run[2];
 #pragma unroll
         for (int j = 0; j < 4; j++) {
             const uint32_t g = gg * 4 + (uint32_t) j;
-            float M = mlw[0][g][0];
-#pragma unroll
-            for (int w = 1; w < kWarps; w++) M = fmaxf(M, mlw[w][g][0]);
+            const float M = head_max(g);
             float o = 0.0f;
 #pragma unroll
-            for (int w = 0; w < kWarps; w++) {
-                const float m = mlw[w][g][0];
-                o = fmaf(ow[w][g][od], m == -INFINITY ? 0.0f : expf(m - M), o);
-            }
+            for (int w = 0; w < kWarps; w++) o = fmaf(ow[w][g][od], factor(w, g, M), o);
             acc[j] = o;
         }
 #pragma unroll
         for (int jj = 0; jj < 2; jj++) {
             const uint32_t g = warp * 2 + (uint32_t) jj;
-            float M = mlw[0][g][0];
-#pragma unroll
-            for (int w = 1; w < kWarps; w++) M = fmaxf(M, mlw[w][g][0]);
+            const float M = head_max(g);
             float l = 0.0f;
 #pragma unroll
-            for (int w = 0; w < kWarps; w++) {
-                const float m = mlw[w][g][0];
-                l = fmaf(mlw[w][g][1], m == -INFINITY ? 0.0f : expf(m - M), l);
-            }
+            for (int w = 0; w < kWarps; w++) l = fmaf(mlw[w][g][1], factor(w, g, M), l);
             m_run[jj] = M;
             l_run[jj] = l;
         }
