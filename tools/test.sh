@@ -10,10 +10,12 @@ cd "$(dirname "$0")/.."
 bash tools/setup.sh || exit 1
 
 passed=0; failed=0; failed_names=()
+t_all=$SECONDS
 stage() {
-    local name=$1; shift
+    local name=$1 t0=$SECONDS; shift
     echo "=== $name: $*"
     if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); failed_names+=("$name"); fi
+    echo "=== $name: $((SECONDS - t0)) s"
 }
 
 stage build bash tools/build.sh
@@ -35,5 +37,6 @@ stage pytest-serve .venv/bin/python -m pytest -q tests/serve
 stage pytest-serve-sanitize env GPTOSS_BIN=build-sanitize/bin/gptoss .venv/bin/python -m pytest -q tests/serve
 
 if [ ${#failed_names[@]} -gt 0 ]; then echo "failed suites: ${failed_names[*]}"; fi
+echo "time: stages $((SECONDS - t_all)) s, set-up $t_all s"
 echo "suites: $passed passed, $failed failed, 0 skipped"
 [ "$failed" -eq 0 ]
