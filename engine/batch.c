@@ -1022,6 +1022,20 @@ enum gptoss_status gptoss_batch_step(gptoss_batch_t b, struct gptoss_batch_token
     return step(b, tokens_out, capacity, num_tokens_out);
 }
 
+enum gptoss_status gptoss_batch_lab_replay(struct gptoss_batch* b, uint32_t n, uint32_t times) {
+    gptoss_clear_error();
+    if (b == NULL) return gptoss_fail(gptoss_status_invalid_argument, "batch is NULL");
+    const struct graph_slot* g = NULL;
+    for (int i = 0; i < NUM_GRAPHS; i++) {
+        if (b->graphs[i].graph != NULL && b->graphs[i].recorded && b->graphs[i].n == n) g = &b->graphs[i];
+    }
+    if (g == NULL) {
+        return gptoss_fail(gptoss_status_invalid_state, "no decode graph is recorded for steps of %u row(s)", n);
+    }
+    for (uint32_t t = 0; t < times; t++) GPTOSS_TRY(gptoss_graph_launch(g->graph));
+    return gptoss_backend_synchronize(b->backend);
+}
+
 enum gptoss_status gptoss_batch_compute(struct gptoss_batch* b, struct gptoss_sequence* s, int want_logits) {
     struct gptoss_batch_token out[b->S];
     size_t n = 0;

@@ -59,6 +59,13 @@ enum gptoss_status gptoss_batch_compute(struct gptoss_batch* batch, struct gptos
 /* Copies the logits row of the sequence's last step to the host. */
 enum gptoss_status gptoss_batch_copy_logits(struct gptoss_batch* batch, const struct gptoss_sequence* seq,
                                             float* logits_out);
+/* Lab hook (bench/lab/step_replay.c; not API): launches the recorded decode graph of n rows
+ * `times` times back to back, then waits for the backend. Each replay reads the last step's
+ * rows and block tables and writes the same K/V slots again, so nothing a sequence holds
+ * changes; the time is the device's share of a decode step without the host's work between
+ * steps. invalid_state when no graph of n rows is recorded (graphs off, or a backend
+ * without them). */
+enum gptoss_status gptoss_batch_lab_replay(struct gptoss_batch* batch, uint32_t n, uint32_t times);
 /* Forgets the sequence's tokens; its blocks go to the prefix cache. */
 void gptoss_batch_sequence_reset(struct gptoss_sequence* seq);
 /* Resolved options (defaults filled in) of the batch. */

@@ -54,7 +54,7 @@ cp "$B"/tests/harness "$B"/tests/test_invariance .gpu/b/tests/
 cp "$B"/tests/e2e/dump_logits .gpu/b/tests/e2e/
 # the labs (~4 MB each) in a folder of their own: with them .gpu/b, .gpu/lib and .gpu/whl pass
 # the 64 MiB a call carries, so a call carries .gpu/lab when it runs them (GPU_LAB=.gpu/lab)
-for lab in wgmma_lab wgmma_latency_lab step_floor decode_lab tc_gemv_lab gemv_one_lab region_ring_lab; do [ ! -x "$B"/bench/$lab ] || cp "$B"/bench/$lab .gpu/lab/; done
+for lab in wgmma_lab wgmma_latency_lab step_floor decode_lab tc_gemv_lab gemv_one_lab region_ring_lab step_replay; do [ ! -x "$B"/bench/$lab ] || cp "$B"/bench/$lab .gpu/lab/; done
 if [ -z "${GPU_PREBUILD_SLIM:-}" ]; then
     cp "$B"/tests/test_fused "$B"/tests/test_graph "$B"/tests/libgptoss_pytestops.so .gpu/b/tests/
     cp "$B"/tests/e2e/test_batch "$B"/tests/e2e/test_engine_alloc "$B"/tests/e2e/test_sampling \
