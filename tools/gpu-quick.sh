@@ -22,6 +22,9 @@
 #   7. B: test_batch, 20b with routing, 64 streams, default mode (bitwise against alone)
 #   8. QUICK_NCU's Nsight Compute summaries of B (with QUICK_NCU_ALL=1, of every variant)
 # Variables (defaults in brackets):
+#   QUICK_VARIANTS the variants steps 1-3 run, by name, spaces between [all of them: A, B and
+#                 every .gpu/alt/NAME] (one call cannot alternate ten variants through many
+#                 rows in 600 s: split them over warm calls)
 #   QUICK_MANY    harness filter of step 1 [sdpa]
 #   QUICK_ENGINE  gptoss bench arguments, ';' between runs [-p 16 -n 64 -d 32768]
 #   QUICK_SAN     harness filter for the sanitizers [sdpa_tc_prefill_45tok]
@@ -50,6 +53,13 @@ for d in .gpu/alt/*/; do
     [ -x "$d/bin/gptoss" ] || continue
     dirs+=("${d%/}"); names+=("$(basename "$d")")
 done
+if [ -n "${QUICK_VARIANTS:-}" ]; then
+    kept_dirs=() kept_names=()
+    for k in "${!dirs[@]}"; do
+        if [[ " $QUICK_VARIANTS " == *" ${names[$k]} "* ]]; then kept_dirs+=("${dirs[$k]}"); kept_names+=("${names[$k]}"); fi
+    done
+    dirs=("${kept_dirs[@]}") names=("${kept_names[@]}")
+fi
 rev() { cat "$1/REV" 2>/dev/null || echo "this tree"; }
 steps=" ${QUICK_STEPS:-many bench engine harness invariance san batch ncu} "
 step() { [[ $steps == *" $1 "* ]]; }
