@@ -4,9 +4,10 @@
 # the argument checks, engine tests and the quick harness again under AddressSanitizer +
 # UndefinedBehaviorSanitizer, and pytest (the Python package; the harmony layer against
 # openai-harmony).
-# ctest runs a test a core at once, and the sanitizer build's structured-output tests run
-# beside the later stages, which keeps CI (2 cores) under 20 minutes; each stage prints its
-# time. Ends with one summary line "suites: N passed, N failed, 0 skipped".
+# ctest runs as many tests at once as there are cores, and the sanitizer build's
+# structured-output tests run beside the later stages, which keeps CI (2 cores) under 20
+# minutes; each stage prints its time. Ends with one summary line "suites: N passed, N
+# failed, 0 skipped".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh || exit 1
